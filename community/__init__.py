@@ -1,0 +1,1 @@
+"""Community: safe public answers, reply bots, incidents (one-to-many replies) and moderation."""

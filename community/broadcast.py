@@ -1,0 +1,196 @@
+"""One-to-many replies of an incident: a status message to everyone affected, a "fixed" follow-up.
+
+Everyone affected means every author with a mention grouped into the incident; each gets one
+reply per message (to their latest mention), and no author gets status replies closer together
+than ``incident_status_interval_minutes`` — a burst of updates does not flood anybody. Mentions
+that join the incident later get the current status as they arrive (the act stage calls
+:func:`reply_to_new_mention`). Every message is an entry of the incident's timeline.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from community.templates import TemplateRenderError, choose_tone, render
+from models import Author, Incident, IncidentMention, IncidentUpdate, Mention, Reply, Template
+from models.base import utcnow
+from service.audit import record
+
+FALLBACK = {
+    "outage_status": "Hi {{ author_name }}, we know — {{ status_message }}",
+    "outage_fixed": "Good news {{ author_name }}: it's fixed! Thanks for your patience.",
+}
+MAX_MESSAGE = 1_000
+
+
+class IncidentError(ValueError):
+    pass
+
+
+async def affected(session: AsyncSession, incident_id: int) -> list[tuple[Mention, Author | None]]:
+    """Each affected author's latest mention in the incident (mentions without an author each
+    count alone). Hidden or deleted posts get no public reply."""
+    rows = (await session.execute(
+        select(Mention, Author).join(IncidentMention, IncidentMention.mention_id == Mention.id)
+        .outerjoin(Author, Author.id == Mention.author_id)
+        .where(IncidentMention.incident_id == incident_id, Mention.hidden.is_(False), Mention.deleted.is_(False))
+        .order_by(Mention.created_at))).all()
+    latest: dict[Any, tuple[Mention, Author | None]] = {}
+    for mention, author in rows:
+        latest[mention.author_id if mention.author_id is not None else f"m{mention.id}"] = (mention, author)
+    return list(latest.values())
+
+
+async def _body(session: AsyncSession, name: str, tone: str | None) -> str:
+    tpl = await session.scalar(select(Template).where(Template.name == name))
+    return choose_tone(tpl.variants, tone) if tpl is not None and tpl.variants else FALLBACK[name]
+
+
+def _text(body: str, mention: Mention, author: Author | None, **extra: Any) -> str:
+    ctx = {"author_name": (author.display_name or author.handle) if author else "there", **extra}
+    try:
+        return render(body, ctx, platform=mention.platform)
+    except TemplateRenderError:
+        return render(FALLBACK["outage_status"] if "status_message" in extra else FALLBACK["outage_fixed"],
+                      ctx, platform=mention.platform)
+
+
+async def _recently_told(session: AsyncSession, incident_id: int, since: datetime) -> set[int]:
+    return set(await session.scalars(
+        select(Mention.author_id).join(Reply, Reply.mention_id == Mention.id)
+        .where(Reply.dedup_key.startswith(f"incident:{incident_id}:"), Reply.kind == "status",
+               Reply.created_at > since, Reply.status != "deleted", Mention.author_id.is_not(None))))
+
+
+def _reply(key: str, mention: Mention, text: str, kind: str, template: str, actor: str, status: str) -> Reply:
+    return Reply(dedup_key=key, mention_id=mention.id, conversation_id=mention.conversation_id,
+                 platform=mention.platform, visibility="public", kind=kind, text=text, template=template,
+                 status=status, sent_by=actor)
+
+
+async def _existing_keys(session: AsyncSession, prefix: str) -> set[str]:
+    return set(await session.scalars(select(Reply.dedup_key).where(Reply.dedup_key.startswith(prefix))))
+
+
+async def post_status(session: AsyncSession, incident: Incident, message: str, actor: str, *,
+                      interval_minutes: float = 30.0, dry_run_channels: set[str] | frozenset[str] = frozenset(),
+                      tone: str | None = None, now: datetime | None = None) -> tuple[IncidentUpdate, list[Reply]]:
+    """Attach a status message and queue it for every affected author (see module doc)."""
+    message = " ".join((message or "").split())
+    if not message:
+        raise IncidentError("a status message cannot be empty")
+    if len(message) > MAX_MESSAGE:
+        raise IncidentError(f"a status message is at most {MAX_MESSAGE} characters")
+    if incident.status != "open":
+        raise IncidentError("the incident is closed")
+    now = now or utcnow()
+    incident.status_message = message
+    update = IncidentUpdate(incident_id=incident.id, kind="status", message=message, actor=actor, created_at=now)
+    session.add(update)
+    await session.flush()
+    told = await _recently_told(session, incident.id, now - timedelta(minutes=interval_minutes))
+    body = await _body(session, "outage_status", tone)
+    replies, skipped = [], 0
+    for mention, author in await affected(session, incident.id):
+        if mention.author_id in told:
+            skipped += 1
+            continue
+        key = f"incident:{incident.id}:update:{update.id}:author:{mention.author_id or 'm' + str(mention.id)}"
+        status = "dry_run" if mention.platform in dry_run_channels else "pending"
+        replies.append(_reply(key, mention, _text(body, mention, author, status_message=message), "status",
+                              "outage_status", actor, status))
+    session.add_all(replies)
+    update.recipients = len(replies)
+    update.details = {"skipped_recently_told": skipped}
+    record(session, actor, "incident.status", "incident", incident.id, recipients=len(replies), skipped=skipped)
+    await session.flush()
+    return update, replies
+
+
+async def close(session: AsyncSession, incident: Incident, actor: str, *, send_fixed: bool = True,
+                note: str | None = None, dry_run_channels: set[str] | frozenset[str] = frozenset(),
+                tone: str | None = None, now: datetime | None = None) -> tuple[IncidentUpdate, list[Reply]]:
+    """Close the incident; with ``send_fixed`` every affected author gets one "fixed" follow-up."""
+    if incident.status != "open":
+        raise IncidentError("the incident is already closed")
+    now = now or utcnow()
+    incident.status, incident.closed_at = "closed", now
+    update = IncidentUpdate(incident_id=incident.id, kind="fixed" if send_fixed else "closed",
+                            message=(note or "").strip()[:MAX_MESSAGE] or None, actor=actor, created_at=now)
+    session.add(update)
+    await session.flush()
+    replies: list[Reply] = []
+    if send_fixed:
+        body = await _body(session, "outage_fixed", tone)
+        have = await _existing_keys(session, f"incident:{incident.id}:fixed:")
+        for mention, author in await affected(session, incident.id):
+            key = f"incident:{incident.id}:fixed:author:{mention.author_id or 'm' + str(mention.id)}"
+            if key in have:
+                continue
+            status = "dry_run" if mention.platform in dry_run_channels else "pending"
+            replies.append(_reply(key, mention, _text(body, mention, author), "status_fixed", "outage_fixed",
+                                  actor, status))
+        session.add_all(replies)
+    update.recipients = len(replies)
+    record(session, actor, "incident.closed", "incident", incident.id, fixed_follow_up=send_fixed,
+           recipients=len(replies))
+    await session.flush()
+    return update, replies
+
+
+async def latest_status(session: AsyncSession, incident_ids: set[int]) -> dict[int, IncidentUpdate]:
+    """The newest status update of each incident (one query)."""
+    if not incident_ids:
+        return {}
+    newest = (select(IncidentUpdate.incident_id, func.max(IncidentUpdate.id).label("uid"))
+              .where(IncidentUpdate.incident_id.in_(incident_ids), IncidentUpdate.kind == "status")
+              .group_by(IncidentUpdate.incident_id).subquery())
+    rows = await session.scalars(select(IncidentUpdate).join(newest, newest.c.uid == IncidentUpdate.id))
+    return {u.incident_id: u for u in rows}
+
+
+async def reply_to_new_mention(session: AsyncSession, incident: Incident, update: IncidentUpdate | None,
+                               mention: Mention, author: Author | None, *, interval_minutes: float,
+                               dry_run: bool, tone: str | None = None) -> Reply | None:
+    """A mention that joined an open incident gets its current status, once per author per
+    message and never sooner than the interval after the author's last status reply."""
+    if update is None or incident.status != "open" or mention.hidden or not mention.is_public:
+        return None
+    who = mention.author_id or f"m{mention.id}"
+    key = f"incident:{incident.id}:update:{update.id}:author:{who}"
+    if await session.scalar(select(Reply.id).where(Reply.dedup_key == key)):
+        return None
+    if mention.author_id is not None and mention.author_id in await _recently_told(
+            session, incident.id, utcnow() - timedelta(minutes=interval_minutes)):
+        return None
+    body = await _body(session, "outage_status", tone)
+    reply = _reply(key, mention, _text(body, mention, author, status_message=update.message), "status",
+                   "outage_status", "bot", "dry_run" if dry_run else "pending")
+    session.add(reply)
+    update.recipients = (update.recipients or 0) + 1
+    return reply
+
+
+async def timeline(session: AsyncSession, incident_id: int) -> list[dict[str, Any]]:
+    """The incident's story, oldest first: detector, status messages, closing, and when mentions
+    joined (counted per hour, so a thousand reports stay readable)."""
+    events: list[dict[str, Any]] = [
+        {"at": u.created_at, "kind": u.kind, "message": u.message, "actor": u.actor, "recipients": u.recipients,
+         "details": u.details or {}}
+        for u in await session.scalars(select(IncidentUpdate).where(IncidentUpdate.incident_id == incident_id))]
+    joined = (await session.execute(
+        select(Mention.created_at).join(IncidentMention, IncidentMention.mention_id == Mention.id)
+        .where(IncidentMention.incident_id == incident_id))).scalars().all()
+    per_hour: dict[datetime, int] = {}
+    for at in joined:
+        hour = at.replace(minute=0, second=0, microsecond=0)
+        per_hour[hour] = per_hour.get(hour, 0) + 1
+    for hour, n in per_hour.items():
+        events.append({"at": hour, "kind": "mentions", "message": f"{n} mention(s) grouped from this hour",
+                       "actor": "detector", "recipients": 0, "details": {"count": n}})
+    events.sort(key=lambda e: (e["at"], e["kind"] != "opened"))
+    return events

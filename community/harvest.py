@@ -1,0 +1,48 @@
+"""Accepted community answers: a Discourse post marked as the solution, a Reddit comment a
+moderator distinguished. Each is kept with the question it answers, for later askers."""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import CommunityAnswer, Mention
+
+ACCEPTED_DISTINGUISHED = ("moderator", "admin")
+
+
+def accepted_source(mention: Mention) -> str | None:
+    """Why this post counts as an accepted answer (``accepted`` / ``distinguished``), or None."""
+    raw = mention.raw or {}
+    if mention.platform == "discourse" and raw.get("accepted_answer") is True:
+        return "accepted"
+    if mention.platform == "reddit" and raw.get("distinguished") in ACCEPTED_DISTINGUISHED and mention.in_reply_to:
+        return "distinguished"
+    return None
+
+
+async def harvest(session: AsyncSession, mentions: list[Mention]) -> set[int]:
+    """Record the accepted answers among ``mentions`` (idempotent); returns their mention ids.
+    The question is the parent post, or else the thread's first post."""
+    answers = [(m, s) for m in mentions if (s := accepted_source(m))]
+    if not answers:
+        return set()
+    parents = {(m.platform, m.in_reply_to or m.platform_conversation_id) for m, _ in answers}
+    parents = {p for p in parents if p[1]}
+    found = {(q.platform, q.external_id): q for q in await session.scalars(select(Mention).where(
+        or_(*[and_(Mention.platform == p, Mention.external_id == e) for p, e in parents])))} if parents else {}
+    have = {(c.platform, c.external_id): c for c in await session.scalars(select(CommunityAnswer).where(
+        or_(*[and_(CommunityAnswer.platform == m.platform, CommunityAnswer.external_id == m.external_id)
+              for m, _ in answers])))}
+    for mention, source in answers:
+        question = found.get((mention.platform, mention.in_reply_to or "")) or \
+            found.get((mention.platform, mention.platform_conversation_id or ""))
+        if question is None or question.id == mention.id:
+            continue  # the question is not known (yet): nothing to pair the answer with
+        row = have.get((mention.platform, mention.external_id)) or CommunityAnswer(
+            platform=mention.platform, external_id=mention.external_id)
+        row.answer_mention_id, row.question_mention_id = mention.id, question.id
+        row.question, row.answer, row.url, row.source = question.text, mention.text, mention.url, source
+        row.active = not mention.hidden and not mention.deleted
+        session.add(row)
+    return {m.id for m, _ in answers}

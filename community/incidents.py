@@ -1,0 +1,178 @@
+"""Incidents: a spike of one issue type on one channel opens an incident, answered one-to-many.
+
+The detector works on event time (``created_at`` of the mentions), so replayed history behaves like
+live traffic. A window of ``window`` ending at a mention is a spike when it holds at least
+``min_count`` mentions of the type and ``factor`` times the expected count. The expectation is
+the larger of the recent per-window mean (last ``baseline_windows`` windows) and the median of
+the same window on each of the previous ``history_days`` days the channel was listened to — so
+the evening peak that comes every day is not an outage, and one past outage at the same hour does
+not hide the next one.
+
+While an incident is open every later mention of its type on its channel joins it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import statistics
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Incident, IncidentMention, IncidentUpdate, Mention, TriageResult
+
+INCIDENT_TYPES = ("outage", "account_access")
+
+
+@dataclass(frozen=True)
+class SpikePolicy:
+    window: timedelta = timedelta(minutes=30)
+    min_count: int = 8
+    factor: float = 4.0
+    baseline_windows: int = 12
+    history_days: int = 7
+
+    @classmethod
+    def from_settings(cls, s: Any) -> SpikePolicy:
+        return cls(window=timedelta(minutes=s.incident_window_minutes), min_count=s.incident_min_count,
+                   factor=s.incident_factor, baseline_windows=s.incident_baseline_windows,
+                   history_days=s.incident_history_days)
+
+
+def _of_type(issue_type: str, platform: str):  # noqa: ANN202 - a shared WHERE clause
+    return and_(TriageResult.issue_type == issue_type, Mention.platform == platform)
+
+
+async def _count(session: AsyncSession, issue_type: str, platform: str, start: datetime, end: datetime) -> int:
+    q = (select(func.count()).select_from(TriageResult).join(Mention, Mention.id == TriageResult.mention_id)
+         .where(_of_type(issue_type, platform), Mention.created_at > start, Mention.created_at <= end))
+    return int((await session.execute(q)).scalar_one())
+
+
+async def expected_count(session: AsyncSession, issue_type: str, platform: str, at: datetime,
+                         policy: SpikePolicy) -> tuple[float, dict]:
+    """How many mentions of the type a window ending at ``at`` normally holds, and why."""
+    w = policy.window
+    recent = await _count(session, issue_type, platform, at - w * (policy.baseline_windows + 1), at - w)
+    first_seen = await session.scalar(select(func.min(Mention.created_at)).where(Mention.platform == platform))
+    same_window: list[int] = []
+    for day in range(1, policy.history_days + 1):
+        end = at - timedelta(days=day)
+        if first_seen is None or end - w < first_seen:
+            break  # the channel was not listened to then: no evidence either way
+        same_window.append(await _count(session, issue_type, platform, end - w, end))
+    seasonal = float(statistics.median(same_window)) if same_window else 0.0
+    expected = max(recent / policy.baseline_windows, seasonal, 1.0)
+    return expected, {"expected": round(expected, 2), "recent_mean": round(recent / policy.baseline_windows, 2),
+                      "same_window_previous_days": same_window}
+
+
+async def is_spike(session: AsyncSession, issue_type: str, platform: str, at: datetime,
+                   policy: SpikePolicy) -> tuple[bool, dict]:
+    current = await _count(session, issue_type, platform, at - policy.window, at)
+    if current < policy.min_count:
+        return False, {"count": current}
+    expected, stats = await expected_count(session, issue_type, platform, at, policy)
+    return current >= policy.factor * expected, {"count": current, **stats}
+
+
+async def open_incident_for(session: AsyncSession, issue_type: str, platform: str) -> Incident | None:
+    """The open incident of this type: the channel's own, else one opened on another channel (an
+    outage seen on X is the same outage when Reddit talks about it)."""
+    rows = list(await session.scalars(
+        select(Incident).where(Incident.issue_type == issue_type, Incident.status == "open")
+        .order_by(Incident.id.desc())))
+    return next((i for i in rows if i.channel == platform), rows[0] if rows else None)
+
+
+async def attach_many(session: AsyncSession, incident_id: int, mention_ids: list[int]) -> None:
+    """Group mentions into an incident; mentions already in it are left alone (one query)."""
+    if not mention_ids:
+        return
+    have = set(await session.scalars(select(IncidentMention.mention_id).where(
+        IncidentMention.incident_id == incident_id, IncidentMention.mention_id.in_(mention_ids))))
+    for mid in dict.fromkeys(mention_ids):
+        if mid not in have:
+            session.add(IncidentMention(incident_id=incident_id, mention_id=mid))
+
+
+async def attach(session: AsyncSession, incident_id: int, mention_id: int) -> None:
+    await attach_many(session, incident_id, [mention_id])
+
+
+async def _open(session: AsyncSession, issue_type: str, platform: str, at: datetime, stats: dict,
+                policy: SpikePolicy) -> Incident:
+    bucket = int(at.timestamp() // policy.window.total_seconds())
+    incident = Incident(
+        dedup_key=f"{issue_type}:{platform}:{bucket}", issue_type=issue_type, channel=platform,
+        title=f"Spike of {issue_type.replace('_', ' ')} reports on {platform}", opened_at=at,
+        details={"detector": stats})
+    session.add(incident)
+    await session.flush()
+    session.add(IncidentUpdate(incident_id=incident.id, kind="opened", actor="detector",
+                               message=incident.title, details={"detector": stats}))
+    return incident
+
+
+async def match_batch(session: AsyncSession, items: list[tuple[Mention, str]],
+                      policy: SpikePolicy = SpikePolicy()) -> dict[int, int]:
+    """Group a batch's mentions into incidents, opening one where a spike completes.
+
+    Per (type, channel): one query for an open incident; without one, one query for the event
+    times near the batch and the baseline once, then each mention is checked in time order in
+    memory. Returns mention id → incident id for the mentions that belong to an incident."""
+    groups: dict[tuple[str, str], list[Mention]] = {}
+    for mention, issue_type in items:
+        if issue_type in INCIDENT_TYPES:
+            groups.setdefault((issue_type, mention.platform), []).append(mention)
+    out: dict[int, int] = {}
+    for (issue_type, platform), mentions in groups.items():
+        mentions.sort(key=lambda m: (m.created_at, m.id))
+        incident = await open_incident_for(session, issue_type, platform)
+        start = 0
+        if incident is None:
+            first, last = mentions[0].created_at, mentions[-1].created_at
+            times = list(await session.scalars(
+                select(Mention.created_at).join(TriageResult, TriageResult.mention_id == Mention.id)
+                .where(_of_type(issue_type, platform), Mention.created_at > first - policy.window,
+                       Mention.created_at <= last).order_by(Mention.created_at)))
+            baselines: dict[int, tuple[float, dict]] = {}
+            step = policy.window.total_seconds() / 6
+            for i, mention in enumerate(mentions):
+                at = mention.created_at
+                count = bisect.bisect_right(times, at) - bisect.bisect_right(times, at - policy.window)
+                if count < policy.min_count:
+                    continue
+                slot = int(at.timestamp() // step)  # the baseline moves slowly: once per few minutes
+                if slot not in baselines:
+                    baselines[slot] = await expected_count(session, issue_type, platform, at, policy)
+                expected, stats = baselines[slot]
+                if count >= policy.factor * expected:
+                    incident = await _open(session, issue_type, platform, at, {"count": count, **stats}, policy)
+                    earlier = list(await session.scalars(
+                        select(Mention.id).join(TriageResult, TriageResult.mention_id == Mention.id)
+                        .where(_of_type(issue_type, platform), Mention.created_at > at - policy.window,
+                               Mention.created_at <= at)))
+                    await attach_many(session, incident.id, earlier)
+                    for m in mentions[:i]:
+                        if m.id in earlier:
+                            out[m.id] = incident.id
+                    start = i
+                    break
+            if incident is None:
+                continue
+        rest = mentions[start:]
+        await attach_many(session, incident.id, [m.id for m in rest])
+        for m in rest:
+            out[m.id] = incident.id
+    return out
+
+
+async def match_or_open(session: AsyncSession, mention: Mention, issue_type: str,
+                        policy: SpikePolicy = SpikePolicy()) -> Incident | None:
+    """The incident one mention belongs to (``match_batch`` for a batch of one)."""
+    found = await match_batch(session, [(mention, issue_type)], policy)
+    return await session.get(Incident, found[mention.id]) if mention.id in found else None

@@ -1,0 +1,160 @@
+"""Routing: what happens to a triaged mention.
+
+Demand categories (volume × touch): high-volume/low-touch questions get a template or article at
+once; low-volume/low-touch ones (a question on a community channel) go to the community, or to
+the accepted answer it already gave; high-touch ones go to an agent; security and fraud always go
+private. Safety comes first — moderation rules, spam, abuse, exposed personal data — so nothing
+unsafe is ever answered automatically in public. Whether an answer is actually *sent* is decided
+later by the reply bot's gates (:mod:`community.replybot`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from community.retrieval import Candidate
+from community.rules import RuleMatch, decisive
+
+ROUTER_VERSION = "router-2"
+# general questions with a general answer; billing only reaches here without account details
+# (sensitivity "account" goes to an agent first)
+LOW_TOUCH = frozenset({"account_access", "outage", "product_question", "order_delivery", "cancellation", "billing"})
+# low touch only while the customer is not upset about it (a damaged parcel needs a person)
+LOW_TOUCH_UNLESS_NEGATIVE = frozenset({"order_delivery"})
+# a person looks at these on every channel: reproducing a bug, weighing a request, money or security
+HIGH_TOUCH = frozenset({"bug_report", "feature_request", "fraud", "account_security"})
+NOTHING_TO_ANSWER = frozenset({"praise"})
+PRIVATE_SENSITIVITY = frozenset({"security", "fraud"})
+
+
+@dataclass
+class RouteInput:
+    """What the router looks at: the triage row's labels and the mention's situation."""
+
+    sentiment: str
+    sensitivity: str
+    issue_type: str
+    issue_confidence: float
+    toxicity: str
+    spam: str
+    pii_exposed: bool
+    is_public: bool
+    kind: str
+    platform: str = "x"
+    community_channel: bool = False  # a low-volume channel where the community answers first
+    incident_id: int | None = None  # an open incident this mention belongs to
+    answer: Candidate | None = None  # the template for the issue type (cheap path) or None
+    retrieved: list[Candidate] = field(default_factory=list)  # retrieval candidates, best first
+    community_answer: Candidate | None = None  # best accepted community answer, or None
+    accepted_answer: bool = False  # this post *is* a community answer (solution / distinguished)
+    author_banned: bool = False
+    rules: list[RuleMatch] = field(default_factory=list)  # matching moderation rules, in order
+
+
+@dataclass
+class Decision:
+    outcome: str
+    reason: str
+    confidence: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def low_touch(r: RouteInput) -> bool:
+    if r.community_channel:  # the community answers any question that is not high-touch
+        return r.issue_type not in HIGH_TOUCH
+    if r.issue_type not in LOW_TOUCH:
+        return False
+    return not (r.issue_type in LOW_TOUCH_UNLESS_NEGATIVE and r.sentiment == "negative")
+
+
+def combined(issue_confidence: float, c: Candidate) -> float:
+    """Confidence in an answer: retrieval's alone, or — when the document is written for the
+    issue type triage predicted — both signals agreeing (1 - the chance both are wrong)."""
+    if c.issue_match:
+        return round(1 - (1 - issue_confidence) * (1 - c.confidence), 3)
+    return c.confidence
+
+
+def official_answer(r: RouteInput) -> tuple[Candidate | None, float]:
+    """The best template or article and the confidence in it, cheap path or retrieval."""
+    best, conf = r.answer, r.issue_confidence if r.answer is not None else 0.0
+    for c in r.retrieved:
+        if c.kind not in ("template", "article"):
+            continue
+        score = combined(r.issue_confidence, c)
+        if score > conf:
+            best, conf = c, score
+    return best, conf
+
+
+def _moderate(action: str, reason: str, rule: str, r: RouteInput, **extra: Any) -> Decision:
+    details: dict[str, Any] = {"action": action, "rule": rule, **extra}
+    if r.pii_exposed and r.is_public:  # whatever the rule said: hidden now, author told privately
+        details.update(action="hide" if action in ("hold", "remove") else action, redact=True,
+                       notify="pii_removed_notice")
+    return Decision("moderate", f"{rule}: {reason}", 1.0, details)
+
+
+def decide(r: RouteInput, *, auto_threshold: float) -> Decision:
+    """The routing decision, with its reason. Order matters: safety before helpfulness."""
+    labels = [m.label for m in r.rules if m.action == "label" and m.label]
+    side = [{"rule": m.rule, "action": m.action, **({"label": m.label} if m.label else {}),
+             **({"notify": m.notify} if m.notify else {})}
+            for m in r.rules if m.action in ("lock", "notify", "label")]
+    extra = {"labels": labels, "rule_actions": side} if side else {}
+    if r.sensitivity in PRIVATE_SENSITIVITY:
+        return Decision("escalate_private", f"sensitivity is {r.sensitivity}: handled in a private channel",
+                        1.0, {"hide_first": r.pii_exposed and r.is_public, "redact": r.pii_exposed and r.is_public,
+                              "category": r.sensitivity, **extra})
+    if r.author_banned:
+        return _moderate("remove", "author is banned", "banned-author", r, **extra)
+    terminal = decisive(r.rules)
+    if terminal is not None and terminal.action != "approve":
+        if terminal.message_template:
+            extra = {**extra, "notify": terminal.message_template}
+        return _moderate(terminal.action, terminal.reason, terminal.rule, r, **extra)
+    approved = terminal is not None  # an approve rule vouches for spam/abuse, never for exposed PII
+    if not approved and r.spam == "spam":
+        return _moderate("hold", "classified as spam", "builtin:spam", r, **extra)
+    if not approved and r.toxicity == "offensive":
+        return _moderate("hold", "offensive language", "builtin:toxicity", r, **extra)
+    if r.pii_exposed and r.is_public:
+        return _moderate("hide", "personal data exposed in public: hidden, author told privately",
+                         "builtin:pii", r, **extra)
+    if r.sensitivity == "account":
+        return Decision("agent_queue", "needs the customer's own account details (answer privately)", 1.0,
+                        {"suggestion": _best(r), **extra})
+    if r.accepted_answer:
+        return Decision("ignore", "an answer the community accepted: kept for future questions", 1.0, extra)
+    if r.incident_id is not None:
+        return Decision("broadcast", "part of an open incident: one-to-many status reply",
+                        1.0, {"incident_id": r.incident_id, **extra})
+    if r.issue_type in NOTHING_TO_ANSWER or r.issue_type == "other":
+        return Decision("ignore", f"{r.issue_type}: no question or request to answer", r.issue_confidence, extra)
+    if not low_touch(r) or not r.is_public:
+        return Decision("agent_queue", f"high-touch {r.issue_type} (sentiment {r.sentiment}): needs an agent",
+                        r.issue_confidence, {"suggestion": _best(r), **extra})
+    community = r.community_answer if r.community_answer is not None and \
+        r.community_answer.confidence >= auto_threshold else None
+    if r.community_channel:  # low volume: the community's own answer, or the community answers first
+        if community is not None:
+            return Decision("community_answer", f"the community answered this: {community.reason}",
+                            community.confidence, {"answer": community.to_dict(), **extra})
+        return Decision("community_answer", f"low-volume {r.issue_type} on {r.platform}: left to the community",
+                        r.issue_confidence, {"answer": None, "awaiting": "community", "suggestion": _best(r), **extra})
+    answer, confidence = official_answer(r)
+    if answer is not None and confidence >= auto_threshold:
+        return Decision("auto_answer", f"high-volume, low-touch {r.issue_type}: {answer.reason}",
+                        confidence, {"answer": {**answer.to_dict(), "confidence": confidence}, **extra})
+    if community is not None:
+        return Decision("community_answer", f"the community answered this: {community.reason}",
+                        community.confidence, {"answer": community.to_dict(), **extra})
+    return Decision("agent_queue", f"low-touch {r.issue_type} but no answer is sure enough "
+                    f"({confidence:.2f} < {auto_threshold:.2f}): an agent answers", confidence,
+                    {"suggestion": _best(r), **extra})
+
+
+def _best(r: RouteInput) -> dict | None:
+    pool = [c for c in (r.answer, r.community_answer, *r.retrieved) if c is not None]
+    return max(pool, key=lambda c: c.confidence).to_dict() if pool else None

@@ -1,0 +1,95 @@
+"""What every bot API handler shares: JSON bodies validated by pydantic, JSON errors, safe ids."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, TypeVar
+
+from aiohttp import web
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+MAX_ID = 2**62
+
+
+def _storable(value: str) -> str:
+    """Text a database will take: no NUL, no lone surrogates."""
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("text must be valid Unicode") from exc
+    return value
+
+
+SafeStr = Annotated[str, AfterValidator(_storable)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": {"status": status, "message": message, **extra}}, status=status)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.response = error(status, message, **extra)
+
+
+async def parse(request: web.Request, model: type[M]) -> M:
+    """The request's JSON body as ``model``: 415 when not JSON, 400 when malformed, 422 when invalid."""
+    if request.content_type != "application/json":
+        raise ApiError(415, "send the body as application/json")
+    raw = await request.read()
+    try:
+        data = json.loads(raw.decode("utf-8")) if raw else None
+    except (UnicodeDecodeError, ValueError):
+        raise ApiError(400, "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, "the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = [{"loc": [str(p) for p in e["loc"]], "message": e["msg"]} for e in exc.errors()[:20]]
+        raise ApiError(422, "invalid request body", details=details) from None
+
+
+def api(handler: Any) -> Any:
+    """Turn :class:`ApiError` into its JSON response (keeps handlers linear)."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return exc.response
+
+    wrapped.__name__ = handler.__name__
+    wrapped.__doc__ = handler.__doc__
+    return wrapped
+
+
+def path_id(request: web.Request, name: str = "id") -> int:
+    try:
+        value = int(request.match_info[name])
+    except (KeyError, ValueError):
+        raise ApiError(404, "not found") from None
+    if not 0 < value < MAX_ID:
+        raise ApiError(404, "not found")
+    return value
+
+
+def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an integer") from None
+    if not lo <= value <= hi:
+        raise ApiError(400, f"{name} must be between {lo} and {hi}")
+    return value

@@ -1,0 +1,256 @@
+"""Bot API for mentions: one mention with its triage, replies posted by bots, actions, the queue."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import Field
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from community.templates import TemplateRenderError, render
+from console import events
+from console.api.common import ApiError, Body, SafeStr, api, parse, path_id
+from console.auth import require
+from console.keys import RUNTIME
+from console.queries import public_text
+from console.queue import dispatch, parse_tags
+from console.queue_data import clean_filters, queue_items
+from models import (
+    Author,
+    Conversation,
+    Mention,
+    ModerationAction,
+    Reply,
+    RouteDecision,
+    Template,
+    TriageResult,
+)
+from service.audit import record
+
+ACTIONS = ("hide", "unhide", "remove", "approve", "lock", "ban", "escalate", "resolve", "tag")
+
+
+class ReplyIn(Body):
+    text: SafeStr | None = Field(None, min_length=1, max_length=10_000)
+    template: SafeStr | None = Field(None, min_length=1, max_length=100)
+    tone: SafeStr | None = Field(None, min_length=1, max_length=40)
+    visibility: Literal["public", "private"] = "public"
+    idempotency_key: SafeStr | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+
+class ActionIn(Body):
+    action: Literal[ACTIONS]  # type: ignore[valid-type]
+    reason: SafeStr = Field("", max_length=1_000)
+    tags: list[SafeStr] = Field(default_factory=list, max_length=20)
+
+
+def reply_json(r: Reply) -> dict[str, Any]:
+    return {"id": r.id, "mention_id": r.mention_id, "conversation_id": r.conversation_id, "platform": r.platform,
+            "visibility": r.visibility, "kind": r.kind, "text": r.text, "template": r.template, "status": r.status,
+            "sent_by": r.sent_by, "created_at": r.created_at.isoformat(),
+            "sent_at": r.sent_at.isoformat() if r.sent_at else None}
+
+
+def triage_json(tri: TriageResult | None) -> dict[str, Any] | None:
+    if tri is None:
+        return None
+    scores = tri.scores or {}
+    explain = {task: {"label": getattr(tri, task), "score": (scores.get(task) or {}).get("score"),
+                      "explanation": list((scores.get(task) or {}).get("explanation") or [])}
+               for task in ("sentiment", "sensitivity", "issue_type", "toxicity", "spam")}
+    return {"sentiment": tri.sentiment, "sensitivity": tri.sensitivity, "issue_type": tri.issue_type,
+            "toxicity": tri.toxicity, "spam": tri.spam, "pii_exposed": tri.pii_exposed, "language": tri.language,
+            "priority": tri.priority, "priority_explanation": list(scores.get("priority_explanation") or []),
+            "model_version": tri.model_version, "scores": explain}
+
+
+async def _mention(session: Any, mention_id: int) -> Mention:
+    m = await session.get(Mention, mention_id)
+    if m is None:
+        raise ApiError(404, "no such mention")
+    return m
+
+
+@require("agent", "moderator", "marketing", scope="mentions:read")
+@api
+async def get_mention(request: web.Request) -> web.Response:
+    """One mention with its triage (and explanations), routing decision and replies."""
+    rt = request.app[RUNTIME]
+    async with rt.db.session() as session:
+        m = await _mention(session, path_id(request))
+        tri = await session.scalar(select(TriageResult).where(TriageResult.mention_id == m.id))
+        d = await session.scalar(select(RouteDecision).where(RouteDecision.mention_id == m.id))
+        author = await session.get(Author, m.author_id) if m.author_id else None
+        replies = list(await session.scalars(select(Reply).where(Reply.mention_id == m.id).order_by(Reply.id)))
+    return web.json_response({
+        "id": m.id, "platform": m.platform, "external_id": m.external_id, "url": m.url,
+        "conversation_id": m.conversation_id, "author": author.handle if author else None,
+        "created_at": m.created_at.isoformat(), "text": public_text(m, tri), "hidden": m.hidden,
+        "is_public": m.is_public, "triage": triage_json(tri),
+        "route": None if d is None else {"outcome": d.outcome, "reason": d.reason, "confidence": d.confidence},
+        "replies": [reply_json(r) for r in replies],
+    })
+
+
+async def _template_text(session: Any, name: str, tone: str | None, mention: Mention) -> str:
+    tpl = await session.scalar(select(Template).where(Template.name == name))
+    if tpl is None:
+        raise ApiError(422, f"no template {name!r}")
+    variants = tpl.variants or {}
+    body = variants.get(tone) if tone else (variants.get("friendly") or next(iter(variants.values()), None))
+    if body is None:
+        raise ApiError(422, f"template {name!r} has no tone {tone!r}")
+    author = await session.get(Author, mention.author_id) if mention.author_id else None
+    try:
+        return render(str(body), {"author_name": (author.display_name or author.handle) if author else "there",
+                                  "article_url": ""}, platform=mention.platform)
+    except TemplateRenderError as exc:
+        raise ApiError(422, f"template {name!r} cannot render here: {str(exc)[:200]}") from None
+
+
+@require("agent", scope="replies:write")
+@api
+async def post_reply(request: web.Request) -> web.Response:
+    """Queue a reply to a mention and send it (or record it in dry-run). Idempotent per key."""
+    rt, p = request.app[RUNTIME], request["principal"]
+    body = await parse(request, ReplyIn)
+    key = body.idempotency_key or request.headers.get("Idempotency-Key")
+    if key is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", key):
+        raise ApiError(400, "Idempotency-Key: 1-100 characters of A-Z a-z 0-9 _ . : -")
+    if (body.text is None) == (body.template is None):
+        raise ApiError(422, "give either text or template")
+    async with rt.db.session() as session:
+        mention = await _mention(session, path_id(request))
+        dedup = f"api:{p.user_id}:{key}" if key else None
+        if dedup:
+            existing = await session.scalar(select(Reply).where(Reply.dedup_key == dedup))
+            if existing is not None:
+                if existing.mention_id != mention.id:
+                    raise ApiError(409, "this idempotency key was used for another mention")
+                return web.json_response({"reply": reply_json(existing), "created": False})
+        text = body.text if body.text is not None else await _template_text(session, body.template, body.tone, mention)
+        if mention.conversation_id:
+            conv = await session.get(Conversation, mention.conversation_id)
+            from console.queue_data import claim_is_live
+
+            if conv is not None and claim_is_live(conv) and conv.claimed_by != p.user_id:
+                raise ApiError(409, "an agent is working on this conversation")
+        import uuid
+
+        row = Reply(dedup_key=dedup or f"api:{p.user_id}:{uuid.uuid4().hex}", mention_id=mention.id,
+                    conversation_id=mention.conversation_id, platform=mention.platform, visibility=body.visibility,
+                    kind="bot_api", text=text, template=body.template, status="pending", sent_by=p.actor)
+        session.add(row)
+        record(session, p.actor, "reply.created", "mention", mention.id, visibility=body.visibility,
+               template=body.template)
+        try:
+            await session.commit()
+        except IntegrityError:
+            raise ApiError(409, "a concurrent request used this idempotency key") from None
+        reply_id = row.id
+    await dispatch(request, [reply_id])
+    async with rt.db.session() as session:
+        row = await session.get(Reply, reply_id)
+    events.emit(request, "replied", [row.mention_id], conversation_id=row.conversation_id, by=p.username)
+    return web.json_response({"reply": reply_json(row), "created": True}, status=201)
+
+
+@require("agent", "moderator", scope="actions:write")
+@api
+async def post_action(request: web.Request) -> web.Response:
+    """Moderate (hide, unhide, remove, approve, lock, ban), escalate, resolve or tag a mention."""
+    rt, p = request.app[RUNTIME], request["principal"]
+    body = await parse(request, ActionIn)
+    if body.action in ("remove", "ban") and not body.reason:
+        raise ApiError(422, f"{body.action} needs a reason")
+    async with rt.db.session() as session:
+        mention = await _mention(session, path_id(request))
+        result: dict[str, Any] = {"action": body.action, "mention_id": mention.id}
+        if body.action in ("hide", "unhide", "remove", "approve", "lock", "ban"):
+            result.update(await _moderate(request, session, mention, body))
+        elif body.action == "escalate":
+            from escalation.handoff import escalate_mention
+
+            case, added = await escalate_mention(session, mention, rt.settings, p.actor, category="agent")
+            result.update(case_id=case.id, replies=[r.id for r in added])
+        elif body.action in ("resolve", "tag"):
+            conv = await session.get(Conversation, mention.conversation_id) if mention.conversation_id else None
+            if conv is None:
+                raise ApiError(409, "this mention has no conversation")
+            if body.action == "resolve":
+                conv.status, conv.claimed_by, conv.claimed_at = "resolved", None, None
+            else:
+                try:
+                    conv.tags = parse_tags(",".join(body.tags))
+                except web.HTTPBadRequest:
+                    raise ApiError(422, "at most 20 tags") from None
+                result["tags"] = conv.tags
+            result["conversation_id"] = conv.id
+        record(session, p.actor, f"mention.{body.action}", "mention", mention.id, reason=body.reason or None)
+        await session.commit()
+    if body.action == "escalate":
+        await dispatch(request, result.get("replies", []))
+    events.emit(request, body.action, [mention.id], conversation_id=result.get("conversation_id"), by=p.username)
+    return web.json_response(result)
+
+
+async def _moderate(request: web.Request, session: Any, mention: Mention, body: ActionIn) -> dict[str, Any]:
+    """Record the action (once per mention and action) and carry it out on the platform unless
+    the service runs in dry-run mode or no connector serves the platform."""
+    from listener.protocol import Action
+
+    rt, p = request.app[RUNTIME], request["principal"]
+    key = f"api:{body.action}:{mention.id}"
+    done = await session.scalar(select(ModerationAction).where(ModerationAction.dedup_key == key))
+    if done is not None:
+        return {"status": done.status, "moderation_action_id": done.id, "repeated": True}
+    author = await session.get(Author, mention.author_id) if mention.author_id else None
+    connector = {c.platform: c for c in rt.connectors}.get(mention.platform)
+    status, details = "done", {}
+    if rt.settings.dry_run or connector is None:
+        details["dry_run"] = True
+    else:
+        try:
+            res = await connector.perform(Action(
+                kind=body.action, platform=mention.platform, target_external_id=mention.external_id,
+                recipient_id=author.platform_user_id if author else None,
+                recipient_handle=author.handle if author else None, reason=body.reason or None))
+            status = "done" if res.ok else "failed"
+            if not res.ok:
+                details["error"] = str(res.error)[:500]
+        except Exception as exc:  # noqa: BLE001 - the platform's failure is reported, not raised
+            status, details["error"] = "failed", type(exc).__name__
+    if status == "done":
+        if body.action in ("hide", "remove"):
+            mention.hidden = True
+        elif body.action in ("unhide", "approve"):
+            mention.hidden = False
+        elif body.action == "ban" and author is not None:
+            author.banned = True
+    row = ModerationAction(dedup_key=key, mention_id=mention.id, action=body.action, rule="api",
+                           reason=body.reason or body.action, actor=p.actor, status=status, details=details)
+    session.add(row)
+    await session.flush()
+    return {"status": status, "moderation_action_id": row.id, "repeated": False, **details}
+
+
+@require("agent", scope="mentions:read")
+@api
+async def get_queue(request: web.Request) -> web.Response:
+    """The agent queue as JSON, in the order agents see it."""
+    rt = request.app[RUNTIME]
+    async with rt.db.session() as session:
+        items = await queue_items(session, clean_filters(request.query))
+    return web.json_response({"items": [i.to_dict() for i in items]})
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/api/v1/mentions/{id:\\d+}", get_mention),
+        web.post("/api/v1/mentions/{id:\\d+}/replies", post_reply),
+        web.post("/api/v1/mentions/{id:\\d+}/actions", post_action),
+        web.get("/api/v1/queue", get_queue),
+    ]

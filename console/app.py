@@ -1,0 +1,173 @@
+"""The aiohttp application: health, metrics, the routed-mentions page and the API."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import secrets
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import generate_latest
+from sqlalchemy import func, select
+
+from console import login
+from console.auth import AUTH, Auth, principal_middleware, require
+from console.keys import DEMO_LOGIN, RUNTIME
+from console.queries import routed_mentions
+from console.render import render
+from listener.protocol import NormalizedMention
+from models import ROUTE_OUTCOMES, RouteDecision
+
+HERE = Path(__file__).resolve().parent
+log = logging.getLogger("socialcare.web")
+
+
+def json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": {"status": status, "message": message}}, status=status)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """API errors are JSON; a crash is logged (without request bodies) and answered with 500."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if request.path.startswith("/api/") and exc.status >= 400:
+            return json_error(exc.status, exc.reason)
+        raise
+    except Exception:  # noqa: BLE001
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return json_error(500, "internal error")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    checks = {"database": await rt.db.ping(), "bus": await rt.bus.ping(), "models": rt.triager is not None}
+    return web.json_response({"ready": all(checks.values()), "checks": checks}, status=200 if all(checks.values()) else 503)
+
+
+@require("admin", scope="metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus metrics (an admin session, or a bearer token with the ``metrics`` scope)."""
+    rt = request.app[RUNTIME]
+    if rt.metrics is None:
+        return web.Response(text="")
+    for stage in ("ingest", "triage", "route", "act"):
+        try:
+            rt.metrics.pending.labels(stage).set(await rt.bus.pending(stage, stage))
+            rt.metrics.lag.labels(stage).set(await rt.bus.lag(stage, stage))
+        except Exception:  # noqa: BLE001 - metrics must answer even when the bus is away
+            pass
+    return web.Response(body=generate_latest(rt.metrics.registry), content_type="text/plain")
+
+
+def _limit(request: web.Request) -> tuple[int, int]:
+    try:
+        limit = min(max(int(request.query.get("limit", "100")), 1), 500)
+        offset = max(int(request.query.get("offset", "0")), 0)
+    except ValueError as exc:
+        raise web.HTTPBadRequest(reason="limit and offset must be integers") from exc
+    return limit, offset
+
+
+@require("agent", "moderator", "marketing")
+async def mentions_page(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    outcome = request.query.get("outcome") or None
+    if outcome and outcome not in ROUTE_OUTCOMES:
+        raise web.HTTPBadRequest(reason="unknown outcome")
+    limit, offset = _limit(request)
+    async with rt.db.session() as session:
+        rows = await routed_mentions(session, outcome=outcome, limit=limit, offset=offset)
+        counts = (await session.execute(
+            select(RouteDecision.outcome, func.count()).group_by(RouteDecision.outcome))).all()
+    return render(request, "mentions.html", mentions=rows, outcome=outcome, outcomes=ROUTE_OUTCOMES,
+                  counts=sorted(counts), counts_total=sum(n for _, n in counts))
+
+
+@require("agent", "moderator", "marketing", scope="mentions:read")
+async def api_mentions(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    outcome = request.query.get("outcome") or None
+    if outcome and outcome not in ROUTE_OUTCOMES:
+        raise web.HTTPBadRequest(reason="unknown outcome")
+    limit, offset = _limit(request)
+    async with rt.db.session() as session:
+        rows = await routed_mentions(session, outcome=outcome, platform=request.query.get("platform"),
+                                     limit=limit, offset=offset)
+    return web.json_response({"mentions": rows, "limit": limit, "offset": offset})
+
+
+async def api_ingest(request: web.Request) -> web.Response:
+    """Mentions in (JSON lines of NormalizedMention fields); used by `socialcare replay` in the
+    embedded mode. Authorized by the local ingest token the running service wrote under var/."""
+    rt = request.app[RUNTIME]
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    principal = request.get("principal")
+    local = bool(rt.ingest_token) and hmac.compare_digest(token.encode(), rt.ingest_token.encode())
+    if not local and not (principal and principal.via == "token" and
+                          ({"ingest", "*"} & set(principal.scopes)) and principal.role == "admin"):
+        return json_error(401, "missing or wrong ingest token")
+    body = await request.read()
+    mentions, errors_ = [], []
+    for number, line in enumerate(body.decode("utf-8", "replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            mentions.append(NormalizedMention.from_dict(json.loads(line)))
+        except (ValueError, TypeError) as exc:
+            errors_.append({"line": number, "error": str(exc)[:200]})
+    if errors_:
+        return web.json_response({"error": {"status": 400, "message": "bad lines", "lines": errors_}}, status=400)
+    await rt.submit(mentions)
+    return web.json_response({"accepted": len(mentions)}, status=202)
+
+
+async def index(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/mentions")
+
+
+def create_app(runtime: Any, demo_login: tuple[str, str] | None = None) -> web.Application:
+    settings = runtime.settings
+    secret = settings.secret("secret_key") or secrets.token_urlsafe(32)
+    app = web.Application(middlewares=[errors, principal_middleware(runtime.db)],
+                          client_max_size=settings.webhook_max_bytes)
+    app[RUNTIME] = runtime
+    app[AUTH] = Auth(secret, cookie_secure=settings.cookie_secure)
+    app[DEMO_LOGIN] = demo_login
+    app.router.add_routes(login.routes())
+    from console import admin, api, digest_schedule, digest_views, events, metrics_views, queue, webhooks_out
+    events.install(app)  # the care team's console, bot API, digest and metrics (issue 7)
+    webhooks_out.install(app)
+    digest_schedule.install(app)
+    app.router.add_routes(queue.routes())
+    app.router.add_routes(api.routes())
+    app.router.add_routes(admin.routes())
+    app.router.add_routes(digest_views.routes())
+    app.router.add_routes(metrics_views.routes())
+    from console import cases, secure  # private cases and the customer's secure channel (issue 6)
+    app.router.add_routes(secure.routes())
+    app.router.add_routes(cases.routes())
+    from console import incidents, knowledge, moderation  # community: incidents, moderation, KB (issue 5)
+    app.router.add_routes(incidents.routes())
+    app.router.add_routes(moderation.routes())
+    app.router.add_routes(knowledge.routes())
+    app.cleanup_ctx.append(secure.escalation_context)
+    app.router.add_get("/", index)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/mentions", mentions_page)
+    app.router.add_get("/api/v1/mentions", api_mentions)
+    app.router.add_post("/api/v1/ingest", api_ingest)
+    app.router.add_static("/static/", HERE / "static")
+    for routes in runtime.extra_routes:
+        app.router.add_routes(routes)
+    return app

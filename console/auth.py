@@ -1,0 +1,174 @@
+"""Console authentication: argon2 passwords, signed session cookies, CSRF tokens, roles, API tokens.
+
+Sessions are itsdangerous-signed cookies (HttpOnly, SameSite=Strict, Secure unless disabled for
+local http) that name the user and expire; CSRF tokens are HMACs of the session's nonce, checked in
+constant time on every unsafe request that a cookie authenticates. Bots authenticate with bearer
+API tokens, stored only as SHA-256 hashes, each with scopes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import ROLES, ApiToken, User
+
+SESSION_COOKIE = "sc_session"
+SESSION_MAX_AGE = 12 * 3600
+_HASHER = PasswordHasher()
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def hash_password(password: str) -> str:
+    if len(password) < 10:
+        raise ValueError("a password needs at least 10 characters")
+    return _HASHER.hash(password)
+
+
+def verify_password(stored_hash: str, password: str) -> bool:
+    try:
+        return _HASHER.verify(stored_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def create_user(session: AsyncSession, username: str, password: str, role: str, email: str | None = None) -> User:
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+    if await session.scalar(select(User).where(User.username == username)):
+        raise ValueError(f"user {username!r} exists")
+    user = User(username=username, password_hash=hash_password(password), role=role, email=email)
+    session.add(user)
+    await session.flush()
+    return user
+
+
+async def create_api_token(session: AsyncSession, user: User, name: str, scopes: list[str]) -> str:
+    """A new bot token; the plain value is returned once and never stored."""
+    token = "sc_" + secrets.token_urlsafe(32)
+    session.add(ApiToken(user_id=user.id, name=name, token_hash=token_hash(token), scopes=scopes))
+    await session.flush()
+    return token
+
+
+@dataclass
+class Principal:
+    """Who is calling: a console user (cookie) or a bot (API token with scopes)."""
+
+    user_id: int
+    username: str
+    role: str
+    via: str  # "session" | "token"
+    scopes: tuple[str, ...] = ()
+    nonce: str = ""
+
+    @property
+    def actor(self) -> str:
+        return f"{self.via}:{self.username}"
+
+
+class Auth:
+    def __init__(self, secret_key: str, *, cookie_secure: bool = True) -> None:
+        self.serializer = URLSafeTimedSerializer(secret_key, salt="socialcare-session")
+        self.secret = secret_key.encode()
+        self.cookie_secure = cookie_secure
+
+    def login(self, response: web.StreamResponse, user: User) -> str:
+        nonce = secrets.token_urlsafe(16)
+        value = self.serializer.dumps({"uid": user.id, "n": nonce})
+        response.set_cookie(SESSION_COOKIE, value, max_age=SESSION_MAX_AGE, httponly=True,
+                            secure=self.cookie_secure, samesite="Strict", path="/")
+        return nonce
+
+    @staticmethod
+    def logout(response: web.StreamResponse) -> None:
+        response.del_cookie(SESSION_COOKIE, path="/")
+
+    def csrf_token(self, nonce: str) -> str:
+        return hmac.new(self.secret, f"csrf:{nonce}".encode(), hashlib.sha256).hexdigest()
+
+    def csrf_ok(self, nonce: str, given: str | None) -> bool:
+        return bool(given) and hmac.compare_digest(self.csrf_token(nonce), given)
+
+    async def principal(self, request: web.Request, session: AsyncSession) -> Principal | None:
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Bearer "):
+            row = await session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(header[7:].strip())))
+            now = datetime.now(timezone.utc)
+            if row is None or row.revoked_at or (row.expires_at and row.expires_at < now):
+                return None
+            user = await session.get(User, row.user_id)
+            if user is None or not user.active:
+                return None
+            return Principal(user.id, user.username, user.role, "token", tuple(row.scopes or ()))
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if not cookie:
+            return None
+        try:
+            data = self.serializer.loads(cookie, max_age=SESSION_MAX_AGE)
+        except (BadSignature, SignatureExpired):
+            return None
+        user = await session.get(User, data.get("uid"))
+        if user is None or not user.active:
+            return None
+        return Principal(user.id, user.username, user.role, "session", nonce=data.get("n", ""))
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+AUTH = web.AppKey("auth", Auth)
+
+
+def require(*roles: str, scope: str | None = None) -> Callable[[Handler], Handler]:
+    """Allow the listed roles (admin always) and, for bot tokens, the named scope. Cookie-authenticated
+    unsafe requests must carry the CSRF token (form field ``csrf_token`` or ``X-CSRF-Token``)."""
+
+    def wrap(handler: Handler) -> Handler:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            p: Principal | None = request.get("principal")
+            if p is None:
+                if request.path.startswith("/api/"):
+                    raise web.HTTPUnauthorized(reason="authentication required")
+                raise web.HTTPFound(f"/login?next={request.rel_url.path}")
+            if p.role != "admin" and p.role not in roles:
+                raise web.HTTPForbidden(reason=f"role {p.role} may not do this")
+            if p.via == "token" and scope and scope not in p.scopes and "*" not in p.scopes:
+                raise web.HTTPForbidden(reason=f"token lacks scope {scope}")
+            if p.via == "session" and request.method not in SAFE_METHODS:
+                given = request.headers.get("X-CSRF-Token")
+                if given is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+                    given = (await request.post()).get("csrf_token")
+                if not request.app[AUTH].csrf_ok(p.nonce, given):
+                    raise web.HTTPForbidden(reason="missing or wrong CSRF token")
+            return await handler(request)
+
+        guarded.roles = roles  # type: ignore[attr-defined]  # for the role table test and the docs
+        guarded.__name__ = handler.__name__
+        guarded.__doc__ = handler.__doc__
+        return guarded
+
+    return wrap
+
+
+def principal_middleware(db: Any) -> Any:
+    @web.middleware
+    async def attach(request: web.Request, handler: Handler) -> web.StreamResponse:
+        async with db.session() as session:
+            request["principal"] = await request.app[AUTH].principal(request, session)
+        return await handler(request)
+
+    return attach

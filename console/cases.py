@@ -1,0 +1,263 @@
+"""Agent views of private cases: the queue with SLA state, a case with its chat and the customer
+record, taking, resolving and re-linking a case, and moving a public mention private in one click.
+
+Every view of a customer record is audited with who, when and why: on a case page the case is the
+reason; outside a case the agent states one.
+"""
+
+from __future__ import annotations
+
+from aiohttp import WSMsgType, web
+from sqlalchemy import func, select
+
+from console.auth import Principal, require
+from console.keys import RUNTIME
+from console.render import render
+from console.secure import ESCALATION, same_origin
+from escalation import chat, sla
+from escalation.cases import assign, resolve
+from escalation.handoff import closing_note, escalate_mention, private_handoff
+from models import Case, Customer, Mention, SlaBreach, User
+from service.audit import record
+from service.dispatch import Dispatcher
+
+RECENT_CASES = 5
+MIN_REASON = 10
+
+
+def _case_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["case_id"])
+    except ValueError as exc:
+        raise web.HTTPNotFound() from exc
+
+
+async def _deliver(request: web.Request, reply_ids: list[int]) -> None:
+    rt = request.app[RUNTIME]
+    connectors = {c.platform: c for c in rt.connectors}
+    await Dispatcher(rt.db, connectors, rt.settings.dry_run).deliver(reply_ids)
+
+
+@require("agent")
+async def cases_page(request: web.Request) -> web.Response:
+    status = request.query.get("status", "open")
+    if status not in ("open", "resolved", "all"):
+        raise web.HTTPBadRequest(reason="status is open, resolved or all")
+    async with request.app[RUNTIME].db.session() as session:
+        q = select(Case, User.username).outerjoin(User, User.id == Case.assigned_to)
+        if status == "open":
+            q = q.where(Case.status != "resolved").order_by(Case.first_response_due.asc(), Case.id)
+        elif status == "resolved":
+            q = q.where(Case.status == "resolved").order_by(Case.resolved_at.desc())
+        else:
+            q = q.order_by(Case.id.desc())
+        rows = (await session.execute(q.limit(500))).all()
+        ids = [c.id for c, _ in rows]
+        breached: dict[int, set[str]] = {}
+        for b in await session.scalars(select(SlaBreach).where(SlaBreach.case_id.in_(ids))):
+            breached.setdefault(b.case_id, set()).add(b.kind)
+        open_breaches = len(await sla.breaches(session))
+    return render(request, "cases.html", rows=rows, breached=breached, shown=status, open_breaches=open_breaches)
+
+
+@require("agent")
+async def case_page(request: web.Request) -> web.Response:
+    """The case, its chat, and — to the agent only — the customer record and their recent cases."""
+    case_id = _case_id(request)
+    p: Principal = request["principal"]
+    async with request.app[RUNTIME].db.session() as session:
+        case = await session.get(Case, case_id)
+        if case is None:
+            raise web.HTTPNotFound()
+        customer = await session.get(Customer, case.customer_id) if case.customer_id else None
+        recent: list[Case] = []
+        if customer is not None:
+            recent = list(await session.scalars(select(Case).where(Case.customer_id == customer.id, Case.id != case.id)
+                                                .order_by(Case.id.desc()).limit(RECENT_CASES)))
+            record(session, p.actor, "customer.viewed", "customer", customer.id, reason=f"case {case.id}")
+        record(session, p.actor, "case.viewed", "case", case.id)
+        messages = await chat.history(session, case.id)
+        assignee = await session.get(User, case.assigned_to) if case.assigned_to else None
+        breaches = list(await session.scalars(select(SlaBreach).where(SlaBreach.case_id == case.id)))
+        await session.commit()
+    return render(request, "case.html", case=case, customer=customer, recent=recent, messages=messages,
+                  assignee=assignee, breaches={b.kind for b in breaches}, mine=case.assigned_to == p.user_id)
+
+
+@require("agent")
+async def take_case(request: web.Request) -> web.Response:
+    case_id = _case_id(request)
+    p: Principal = request["principal"]
+    async with request.app[RUNTIME].db.session() as session:
+        case = await session.get(Case, case_id)
+        if case is None:
+            raise web.HTTPNotFound()
+        try:
+            assign(session, case, p.user_id, p.actor)
+        except ValueError as exc:
+            raise web.HTTPConflict(reason=str(exc)) from exc
+        await session.commit()
+    raise web.HTTPSeeOther(f"/cases/{case_id}")
+
+
+@require("agent")
+async def resolve_case(request: web.Request) -> web.Response:
+    """Resolve; optionally return the customer to the community with a detail-free public note."""
+    case_id = _case_id(request)
+    p: Principal = request["principal"]
+    form = await request.post()
+    note_ids: list[int] = []
+    async with request.app[RUNTIME].db.session() as session:
+        case = await session.get(Case, case_id)
+        if case is None:
+            raise web.HTTPNotFound()
+        if case.assigned_to not in (None, p.user_id) and p.role != "admin":
+            raise web.HTTPForbidden(reason="another agent is assigned to this case")
+        if await resolve(session, case, p.actor):
+            await sla.check_breaches(session)
+            if form.get("return_to_community"):
+                note = await closing_note(session, case, p.actor)
+                note_ids = [note.id] if note else []
+        await session.commit()
+    await _deliver(request, note_ids)
+    await request.app[ESCALATION].hub.close_case(case_id)
+    raise web.HTTPSeeOther(f"/cases/{case_id}")
+
+
+@require("agent")
+async def relink_case(request: web.Request) -> web.Response:
+    """Send the customer a new secure link (the old unused ones stop working)."""
+    case_id = _case_id(request)
+    p: Principal = request["principal"]
+    async with request.app[RUNTIME].db.session() as session:
+        case = await session.get(Case, case_id)
+        if case is None or case.status == "resolved":
+            raise web.HTTPNotFound()
+        mention = await session.get(Mention, case.opened_by_mention_id) if case.opened_by_mention_id else None
+        if mention is None:
+            raise web.HTTPConflict(reason="the case has no mention to answer")
+        added = await private_handoff(session, case, mention, request.app[RUNTIME].settings, issued_by=p.actor,
+                                      again=True)
+        await session.commit()
+        ids = [r.id for r in added]
+    await _deliver(request, ids)
+    raise web.HTTPSeeOther(f"/cases/{case_id}")
+
+
+@require("agent")
+async def escalate(request: web.Request) -> web.Response:
+    """One click: move a public mention into a private case."""
+    p: Principal = request["principal"]
+    form = await request.post()
+    try:
+        mention_id = int(str(form.get("mention_id", "")))
+    except ValueError as exc:
+        raise web.HTTPBadRequest(reason="mention_id must be a number") from exc
+    async with request.app[RUNTIME].db.session() as session:
+        mention = await session.get(Mention, mention_id)
+        if mention is None:
+            raise web.HTTPNotFound(reason="no such mention")
+        case, added = await escalate_mention(session, mention, request.app[RUNTIME].settings, p.actor)
+        await session.commit()
+        case_id, ids = case.id, [r.id for r in added]
+    await _deliver(request, ids)
+    raise web.HTTPSeeOther(f"/cases/{case_id}")
+
+
+@require("agent")
+async def case_socket(request: web.Request) -> web.StreamResponse:
+    """The agent's side of the chat (same origin only; writing needs the case to be theirs)."""
+    case_id = _case_id(request)
+    if not same_origin(request):
+        raise web.HTTPForbidden(reason="cross-site websocket")
+    p: Principal = request["principal"]
+    rt, state = request.app[RUNTIME], request.app[ESCALATION]
+    async with rt.db.session() as session:
+        case = await session.get(Case, case_id)
+        if case is None:
+            raise web.HTTPNotFound()
+        past = [chat.message_json(m) for m in await chat.history(session, case.id)]
+    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
+    await ws.prepare(request)
+    state.hub.join(case_id, ws)
+    try:
+        await ws.send_json({"type": "history", "messages": past})
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await _agent_message(request, ws, case_id, p, msg.data)
+    finally:
+        state.hub.leave(case_id, ws)
+    return ws
+
+
+async def _agent_message(request: web.Request, ws: web.WebSocketResponse, case_id: int, p: Principal,
+                         data: str) -> None:
+    rt, state = request.app[RUNTIME], request.app[ESCALATION]
+    async with rt.db.session() as session:
+        case = await session.get(Case, case_id)
+        if case is None:
+            return
+        try:
+            message = await chat.post(session, case, "agent", chat.parse_frame(data), user_id=p.user_id)
+        except chat.ChatError as exc:
+            await ws.send_json({"type": "error", "error": str(exc)})
+            return
+        await session.commit()
+        event = {"type": "message", "message": chat.message_json(message)}
+    await state.hub.publish(case_id, event)
+
+
+@require("agent")
+async def customer_page(request: web.Request) -> web.Response:
+    """A customer record outside a case: the agent states why before seeing it."""
+    try:
+        customer_id = int(request.match_info["customer_id"])
+    except ValueError as exc:
+        raise web.HTTPNotFound() from exc
+    p: Principal = request["principal"]
+    reason = ""
+    if request.method == "POST":
+        reason = str((await request.post()).get("reason", "")).strip()[:500]
+    async with request.app[RUNTIME].db.session() as session:
+        customer = await session.get(Customer, customer_id)
+        if customer is None:
+            raise web.HTTPNotFound()
+        if len(reason) < MIN_REASON:
+            error = "State why you need this record (at least 10 characters)." if request.method == "POST" else None
+            return render(request, "case_customer.html", customer_id=customer_id, customer=None, error=error,
+                          status=400 if error else 200)
+        record(session, p.actor, "customer.viewed", "customer", customer.id, reason=reason)
+        recent = list(await session.scalars(select(Case).where(Case.customer_id == customer.id)
+                                            .order_by(Case.id.desc()).limit(RECENT_CASES)))
+        await session.commit()
+    return render(request, "case_customer.html", customer_id=customer_id, customer=customer, recent=recent,
+                  reason=reason, error=None)
+
+
+@require("agent", scope="cases:read")
+async def api_breaches(request: web.Request) -> web.Response:
+    """Open SLA breaches (for dashboards and alerting)."""
+    async with request.app[RUNTIME].db.session() as session:
+        rows = await sla.breaches(session)
+        open_cases = await session.scalar(select(func.count()).select_from(Case).where(Case.status != "resolved"))
+    return web.json_response({
+        "open_cases": open_cases,
+        "breaches": [{"case_id": c.id, "kind": b.kind, "due_at": b.due_at.isoformat(),
+                      "detected_at": b.detected_at.isoformat(), "status": c.status} for b, c in rows],
+    })
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/cases", cases_page),
+        web.post("/cases/escalate", escalate),
+        web.get(r"/cases/{case_id:\d+}", case_page),
+        web.post(r"/cases/{case_id:\d+}/take", take_case),
+        web.post(r"/cases/{case_id:\d+}/resolve", resolve_case),
+        web.post(r"/cases/{case_id:\d+}/link", relink_case),
+        web.get(r"/cases/{case_id:\d+}/ws", case_socket),
+        web.get(r"/customers/{customer_id:\d+}", customer_page),
+        web.post(r"/customers/{customer_id:\d+}", customer_page),
+        web.get("/api/v1/cases/breaches", api_breaches),
+    ]
+

@@ -1,0 +1,85 @@
+"""The moderation queue: held posts with their rule, scores and author; approve, remove (with a
+reason the author receives), ban or escalate — carried out on the platform through the connector.
+Moderators can also take back a bot reply (``delete_reply``)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from sqlalchemy import select
+
+from community import moderation
+from community.replybot import revert_reply
+from console.auth import Principal, require
+from console.keys import RUNTIME
+from console.render import render
+from models import Mention, ModerationAction, Reply
+from service.dispatch import Dispatcher
+
+RECENT = 100
+
+
+def _connectors(request: web.Request) -> dict:
+    return {c.platform: c for c in request.app[RUNTIME].connectors}
+
+
+@require("moderator")
+async def queue_page(request: web.Request) -> web.Response:
+    async with request.app[RUNTIME].db.session() as session:
+        items = await moderation.queue(session)
+        recent = (await session.execute(
+            select(ModerationAction, Mention).join(Mention, Mention.id == ModerationAction.mention_id)
+            .where(ModerationAction.status != "pending").order_by(ModerationAction.id.desc()).limit(RECENT))).all()
+        bot_replies = list(await session.scalars(
+            select(Reply).where(Reply.sent_by == "bot", Reply.visibility == "public",
+                                Reply.status.in_(("sent", "dry_run", "unknown")))
+            .order_by(Reply.id.desc()).limit(RECENT)))
+    return render(request, "moderation.html", items=items, recent=recent, bot_replies=bot_replies,
+                  decisions=moderation.REVIEW_DECISIONS)
+
+
+@require("moderator")
+async def review(request: web.Request) -> web.Response:
+    p: Principal = request["principal"]
+    rt = request.app[RUNTIME]
+    form = await request.post()
+    decision = str(form.get("decision") or "")
+    async with rt.db.session() as session:
+        hold = await session.get(ModerationAction, int(request.match_info["action_id"]))
+        if hold is None or hold.action != "hold":
+            raise web.HTTPNotFound()
+        try:
+            out = await moderation.review(session, hold, decision, p.actor, reason=str(form.get("reason") or ""),
+                                          settings=rt.settings)
+        except ValueError as exc:
+            raise web.HTTPBadRequest(reason=str(exc)) from exc
+        await session.commit()
+    await moderation.execute(rt.db, _connectors(request), out["actions"], dry_run=rt.settings.dry_run,
+                             dry_run_channels=set(rt.settings.bot_dry_run_channels))
+    await Dispatcher(rt.db, _connectors(request), rt.settings.dry_run).deliver(out["replies"])
+    raise web.HTTPSeeOther("/moderation")
+
+
+@require("moderator")
+async def delete_bot_reply(request: web.Request) -> web.Response:
+    p: Principal = request["principal"]
+    form = await request.post()
+    reason = str(form.get("reason") or "").strip()
+    if not reason:
+        raise web.HTTPBadRequest(reason="say why the reply is taken back")
+    async with request.app[RUNTIME].db.session() as session:
+        reply = await session.get(Reply, int(request.match_info["reply_id"]))
+        if reply is None or reply.sent_by != "bot":
+            raise web.HTTPNotFound()
+        result = await revert_reply(session, reply, _connectors(request), p.actor, reason[:500])
+        await session.commit()
+    if not result.ok:
+        raise web.HTTPBadGateway(reason=f"the platform refused: {result.error}")
+    raise web.HTTPSeeOther("/moderation")
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/moderation", queue_page),
+        web.post(r"/moderation/{action_id:\d+}/review", review),
+        web.post(r"/moderation/replies/{reply_id:\d+}/delete", delete_bot_reply),
+    ]

@@ -1,0 +1,253 @@
+"""Read models of the triage console: the agent queue and a conversation with its customer context.
+
+The unit of work is a conversation (claims are per conversation): it is in the queue while it is
+open and holds a mention the router gave to an agent, or a bot answer held back as a suggestion.
+Order: unanswered before answered, then high priority first, then the earliest SLA deadline.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from console.queries import public_text
+from models import (
+    Author,
+    Case,
+    CaseMessage,
+    Conversation,
+    Customer,
+    Mention,
+    Reply,
+    RouteDecision,
+    TriageResult,
+    User,
+)
+from models.base import utcnow
+
+FIRST_RESPONSE_TARGET = timedelta(hours=1)  # the service-level target for a first human answer
+CLAIM_TTL = timedelta(minutes=15)  # a claim left idle this long may be taken by someone else
+QUEUE_LIMIT = 300
+FILTERS = ("channel", "issue_type", "sentiment", "sensitivity")
+HUMAN_REPLY = Reply.sent_by != "bot"
+DONE_REPLY = ("pending", "sending", "sent", "dry_run", "unknown")
+
+
+def priority_band(priority: float) -> int:
+    """Coarse bands so the SLA decides within a band: 2 high (≥70), 1 medium (≥40), 0 low."""
+    return 2 if priority >= 70 else 1 if priority >= 40 else 0
+
+
+@dataclass
+class QueueItem:
+    conversation_id: int
+    mention_id: int  # the mention the agent should read first (highest priority, waiting)
+    platform: str
+    author: str | None
+    text: str
+    issue_type: str
+    sentiment: str
+    sensitivity: str
+    priority: float
+    waiting: int  # queued mentions in the conversation
+    first_at: datetime
+    due_at: datetime
+    answered: bool
+    claimed_by: str | None
+    claimed_at: datetime | None
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def overdue(self) -> bool:
+        return not self.answered and self.due_at < utcnow()
+
+    @property
+    def band(self) -> int:
+        return priority_band(self.priority)
+
+    def sort_key(self) -> tuple:
+        return (self.answered, -self.band, self.due_at, -self.priority, self.conversation_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "conversation_id": self.conversation_id, "mention_id": self.mention_id, "platform": self.platform,
+            "author": self.author, "text": self.text, "issue_type": self.issue_type, "sentiment": self.sentiment,
+            "sensitivity": self.sensitivity, "priority": round(self.priority, 1), "waiting": self.waiting,
+            "first_at": self.first_at.isoformat(), "due_at": self.due_at.isoformat(), "overdue": self.overdue,
+            "answered": self.answered, "claimed_by": self.claimed_by,
+            "claimed_at": self.claimed_at.isoformat() if self.claimed_at else None, "tags": list(self.tags),
+        }
+
+
+def clean_filters(query: Any) -> dict[str, str]:
+    """Filters from a query string; values are only ever compared, never interpreted."""
+    return {k: str(query.get(k))[:80] for k in FILTERS if query.get(k)}
+
+
+async def queue_items(session: AsyncSession, filters: dict[str, str] | None = None,
+                      limit: int = QUEUE_LIMIT) -> list[QueueItem]:
+    filters = filters or {}
+    suggested = select(Reply.mention_id).where(Reply.status == "suggested", Reply.mention_id.is_not(None))
+    q = (
+        select(Mention, TriageResult, Author, Conversation)
+        .join(Conversation, Conversation.id == Mention.conversation_id)
+        .join(RouteDecision, RouteDecision.mention_id == Mention.id)
+        .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
+        .outerjoin(Author, Author.id == Mention.author_id)
+        .where(Conversation.status == "open",
+               or_(RouteDecision.outcome == "agent_queue", Mention.id.in_(suggested)))
+        .order_by(Mention.created_at.desc())
+        .limit(limit * 5)
+    )
+    if "channel" in filters:
+        q = q.where(Mention.platform == filters["channel"])
+    for name in ("issue_type", "sentiment", "sensitivity"):
+        if name in filters:
+            q = q.where(getattr(TriageResult, name) == filters[name])
+    rows = (await session.execute(q)).all()
+    if not rows:
+        return []
+    conv_ids = {c.id for _, _, _, c in rows}
+    last_human = dict((await session.execute(
+        select(Reply.conversation_id, Reply.created_at).where(
+            Reply.conversation_id.in_(conv_ids), HUMAN_REPLY, Reply.status.in_(DONE_REPLY))
+        .order_by(Reply.created_at))).all())
+    claimers = {c.claimed_by for _, _, _, c in rows if c.claimed_by}
+    names = dict((await session.execute(select(User.id, User.username).where(User.id.in_(claimers)))).all()) \
+        if claimers else {}
+    grouped: dict[int, list[tuple]] = {}
+    for row in rows:
+        grouped.setdefault(row[3].id, []).append(row)
+    items = []
+    for conv_id, group in grouped.items():
+        conv = group[0][3]
+        answered_at = last_human.get(conv_id)
+        waiting = [r for r in group if answered_at is None or r[0].created_at > answered_at]
+        pick = waiting or group
+        top = max(pick, key=lambda r: (r[1].priority if r[1] else 0.0, r[0].created_at))
+        m, tri, author, _ = top
+        first = min(r[0].created_at for r in pick)
+        items.append(QueueItem(
+            conversation_id=conv_id, mention_id=m.id, platform=m.platform,
+            author=author.handle if author else None, text=public_text(m, tri),
+            issue_type=tri.issue_type if tri else "unknown", sentiment=tri.sentiment if tri else "unknown",
+            sensitivity=tri.sensitivity if tri else "unknown", priority=tri.priority if tri else 0.0,
+            waiting=len(waiting), first_at=first, due_at=first + FIRST_RESPONSE_TARGET, answered=not waiting,
+            claimed_by=names.get(conv.claimed_by), claimed_at=conv.claimed_at, tags=list(conv.tags or []),
+        ))
+    items.sort(key=QueueItem.sort_key)
+    return items[:limit]
+
+
+def plain_label(text: str, limit: int = 60) -> str:
+    """One-line text for places that cannot isolate bidi text (an <option>): format characters
+    (bidi overrides, zero-width joiners) and line breaks removed, shortened."""
+    clean = "".join(" " if ch in "\r\n\t" else ch for ch in text if unicodedata.category(ch) != "Cf")
+    return clean if len(clean) <= limit else clean[: limit - 1] + "…"
+
+
+def claim_is_live(conv: Conversation, now: datetime | None = None) -> bool:
+    return bool(conv.claimed_by and conv.claimed_at and conv.claimed_at > (now or utcnow()) - CLAIM_TTL)
+
+
+def _triage_view(tri: TriageResult | None) -> dict[str, Any] | None:
+    if tri is None:
+        return None
+    scores = tri.scores or {}
+    tasks = []
+    for task in ("sentiment", "sensitivity", "issue_type", "toxicity", "spam"):
+        s = scores.get(task) or {}
+        tasks.append({"task": task, "label": getattr(tri, task), "score": s.get("score"),
+                      "explanation": list(s.get("explanation") or [])[:5], "model": s.get("model")})
+    return {"tasks": tasks, "priority": round(tri.priority, 1),
+            "priority_explanation": list(scores.get("priority_explanation") or [])[:6],
+            "pii": sorted({p.get("type", "?") for p in scores.get("pii") or []}), "language": tri.language,
+            "model_version": tri.model_version}
+
+
+async def conversation_view(session: AsyncSession, conv_id: int) -> dict[str, Any] | None:
+    """The thread (with triage and its explanations), its replies and the customer's history on
+    every channel. All customer text is shown redacted."""
+    conv = await session.get(Conversation, conv_id)
+    if conv is None:
+        return None
+    rows = (await session.execute(
+        select(Mention, TriageResult, RouteDecision, Author)
+        .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
+        .outerjoin(RouteDecision, RouteDecision.mention_id == Mention.id)
+        .outerjoin(Author, Author.id == Mention.author_id)
+        .where(Mention.conversation_id == conv_id).order_by(Mention.created_at))).all()
+    replies = list(await session.scalars(select(Reply).where(Reply.conversation_id == conv_id)
+                                         .order_by(Reply.created_at)))
+    thread: list[dict[str, Any]] = []
+    for m, tri, d, a in rows:
+        thread.append({"type": "mention", "at": m.created_at, "id": m.id, "platform": m.platform, "url": m.url,
+                       "author": a.handle if a else None, "text": public_text(m, tri), "hidden": m.hidden,
+                       "label": plain_label(f"#{m.id} {a.handle if a else ''}: {public_text(m, tri)}"),
+                       "is_public": m.is_public, "triage": _triage_view(tri),
+                       "route": {"outcome": d.outcome, "reason": d.reason} if d else None})
+    for r in replies:
+        thread.append({"type": "reply", "at": r.created_at, "id": r.id, "platform": r.platform, "text": r.text,
+                       "status": r.status, "visibility": r.visibility, "sent_by": r.sent_by, "kind": r.kind})
+    thread.sort(key=lambda e: (e["at"], e["type"] == "reply"))
+    author_ids = {a.id for _, _, _, a in rows if a is not None}
+    authors = [a for _, _, _, a in rows if a is not None]
+    customer_ids = {a.customer_id for a in authors if a.customer_id} | ({conv.customer_id} if conv.customer_id else set())
+    if customer_ids:
+        author_ids |= set(await session.scalars(select(Author.id).where(Author.customer_id.in_(customer_ids))))
+    customer = await session.get(Customer, next(iter(customer_ids))) if customer_ids else None
+    history = []
+    if author_ids:
+        for m, tri, d in (await session.execute(
+            select(Mention, TriageResult, RouteDecision)
+            .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
+            .outerjoin(RouteDecision, RouteDecision.mention_id == Mention.id)
+            .where(Mention.author_id.in_(author_ids),
+                   or_(Mention.conversation_id.is_(None), Mention.conversation_id != conv_id))
+            .order_by(Mention.created_at.desc()).limit(20))).all():
+            history.append({"id": m.id, "at": m.created_at, "platform": m.platform, "text": public_text(m, tri),
+                            "conversation_id": m.conversation_id, "issue_type": tri.issue_type if tri else None,
+                            "sentiment": tri.sentiment if tri else None, "outcome": d.outcome if d else None})
+    case_filter = [Case.conversation_id == conv_id]
+    if author_ids:
+        case_filter.append(Case.author_id.in_(author_ids))
+    if customer_ids:
+        case_filter.append(Case.customer_id.in_(customer_ids))
+    cases = list(await session.scalars(select(Case).where(or_(*case_filter)).order_by(Case.created_at.desc())
+                                       .limit(10)))
+    case_messages = {}
+    if cases:
+        for cm in await session.scalars(select(CaseMessage).where(
+                CaseMessage.case_id.in_([c.id for c in cases])).order_by(CaseMessage.created_at)):
+            case_messages.setdefault(cm.case_id, []).append(cm)
+    other_replies = []
+    if history:
+        other_replies = list(await session.scalars(select(Reply).where(
+            Reply.mention_id.in_([h["id"] for h in history]), Reply.status.in_(DONE_REPLY))
+            .order_by(Reply.created_at.desc()).limit(20)))
+    claimer = await session.get(User, conv.claimed_by) if conv.claimed_by else None
+    waiting = [e for e in thread if e["type"] == "mention"]
+    latest = max([e["id"] for e in waiting], default=0)
+    return {
+        "conversation": conv, "thread": thread, "mentions": waiting, "latest_mention_id": latest,
+        "last_reply_id": max([r.id for r in replies], default=0),
+        "claimed_by": claimer.username if claimer and claim_is_live(conv) else None,
+        "claimed_by_id": conv.claimed_by if claim_is_live(conv) else None,
+        "customer": customer, "history": history, "cases": cases, "case_messages": case_messages,
+        "other_replies": other_replies, "authors": authors,
+    }
+
+
+async def newer_human_replies(session: AsyncSession, conv_id: int, since_reply_id: int,
+                              me: str) -> list[Reply]:
+    """Replies someone else made after the agent last looked: the collision to warn about."""
+    return list(await session.scalars(select(Reply).where(
+        Reply.conversation_id == conv_id, Reply.id > since_reply_id, HUMAN_REPLY, Reply.sent_by != me,
+        Reply.status.in_(DONE_REPLY))))
+
+

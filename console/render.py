@@ -1,0 +1,27 @@
+"""Server-side HTML rendering (Jinja2, autoescaped): every view escapes what users wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from aiohttp import web
+
+HERE = Path(__file__).resolve().parent
+_JINJA = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
+                            autoescape=jinja2.select_autoescape(["html"]))
+
+
+def render(request: web.Request, name: str, *, status: int = 200, **ctx: Any) -> web.Response:
+    from console.auth import AUTH
+    from console.keys import DEMO_LOGIN
+
+    principal = request.get("principal")
+    csrf = request.app[AUTH].csrf_token(principal.nonce) if principal is not None and principal.nonce else ""
+    demo = request.app.get(DEMO_LOGIN)
+    html = _JINJA.get_template(name).render(principal=principal, csrf_token=csrf, demo_login=demo, **ctx)
+    return web.Response(text=html, content_type="text/html", status=status,
+                        headers={"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+                                 "style-src 'self'; script-src 'self'; frame-ancestors 'none'",
+                                 "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})

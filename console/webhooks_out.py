@@ -1,0 +1,261 @@
+"""Outgoing webhooks: ``mention.triaged``, ``mention.routed``, ``case.opened``, ``incident.opened``.
+
+Events are found in the database, not in the live fan-out: a scanner walks each source table
+past a per-event watermark (kept in ``connector_cursors``), only over rows older than a settle
+delay so a transaction committed late with a lower id is not skipped, and writes one delivery
+row per subscription. A sender posts due deliveries — each leased by a conditional UPDATE so two
+web processes never post the same one at once — and retries failures with exponential back-off.
+Delivery is therefore at least once; receivers de-duplicate on the event id.
+
+Each body is signed: ``X-Socialcare-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">``
+with the subscription's secret (see :func:`verify` for the receiving side).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from console.queries import public_text
+from models import Case, ConnectorCursor, Incident, Mention, RouteDecision, TriageResult
+from models.base import utcnow
+from models.console import WEBHOOK_EVENTS, WebhookDelivery, WebhookSubscription
+
+log = logging.getLogger("socialcare.webhooks")
+SETTLE = timedelta(seconds=2)
+LEASE = timedelta(seconds=60)
+MAX_ATTEMPTS = 8
+BACKOFF_BASE_S = 10.0
+BACKOFF_CAP_S = 3600.0
+TIMEOUT_S = 10.0
+SCAN_BATCH = 500
+TOLERANCE_S = 300
+
+
+# --- signing ------------------------------------------------------------------------------
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def signature_header(secret: str, body: bytes, timestamp: int | None = None) -> str:
+    t = int(time.time()) if timestamp is None else timestamp
+    return f"t={t},v1={sign(secret, t, body)}"
+
+
+def verify(secret: str, header: str, body: bytes, *, now: float | None = None, tolerance_s: int = TOLERANCE_S) -> bool:
+    """For receivers: the signature matches and is recent (replays of old bodies are refused)."""
+    try:
+        parts = dict(p.split("=", 1) for p in header.split(","))
+        t = int(parts["t"])
+    except (ValueError, KeyError):
+        return False
+    if abs((time.time() if now is None else now) - t) > tolerance_s:
+        return False
+    return hmac.compare_digest(sign(secret, t, body), parts.get("v1", ""))
+
+
+def backoff(attempts: int, base_s: float = BACKOFF_BASE_S) -> timedelta:
+    """Delay before the next try after ``attempts`` failures: base, 2×base, 4×base … capped."""
+    return timedelta(seconds=min(BACKOFF_CAP_S, base_s * 2 ** max(0, attempts - 1)))
+
+
+# --- event sources --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Source:
+    model: Any
+    created: Any  # the column that says when the row appeared
+    build: Callable[[Any, Any], Any]  # (session, row) -> awaitable payload
+
+
+async def _triaged(session: Any, t: TriageResult) -> dict[str, Any]:
+    from console.api.mentions import triage_json
+
+    m = await session.get(Mention, t.mention_id)
+    return {"mention_id": t.mention_id, "platform": m.platform if m else None, "url": m.url if m else None,
+            "text": public_text(m, t) if m else None, "triage": triage_json(t)}
+
+
+async def _routed(session: Any, d: RouteDecision) -> dict[str, Any]:
+    return {"mention_id": d.mention_id, "outcome": d.outcome, "reason": d.reason, "confidence": d.confidence}
+
+
+async def _case(session: Any, c: Case) -> dict[str, Any]:
+    return {"case_id": c.id, "category": c.category, "status": c.status, "conversation_id": c.conversation_id,
+            "mention_id": c.opened_by_mention_id,
+            "first_response_due": c.first_response_due.isoformat() if c.first_response_due else None}
+
+
+async def _incident(session: Any, i: Incident) -> dict[str, Any]:
+    return {"incident_id": i.id, "issue_type": i.issue_type, "channel": i.channel, "title": i.title,
+            "status": i.status, "opened_at": i.opened_at.isoformat()}
+
+
+SOURCES: dict[str, Source] = {
+    "mention.triaged": Source(TriageResult, TriageResult.created_at, _triaged),
+    "mention.routed": Source(RouteDecision, RouteDecision.created_at, _routed),
+    "case.opened": Source(Case, Case.created_at, _case),
+    "incident.opened": Source(Incident, Incident.opened_at, _incident),
+}
+assert set(SOURCES) == set(WEBHOOK_EVENTS)
+
+
+async def scan(db: Any, now: datetime | None = None, settle: timedelta = SETTLE) -> int:
+    """Turn new rows into deliveries for the subscriptions that want them; returns how many."""
+    try:
+        return await _scan(db, now or utcnow(), settle)
+    except IntegrityError:  # another web process scanned the same rows first; it wrote them
+        return 0
+
+
+async def _scan(db: Any, now: datetime, settle: timedelta) -> int:
+    created = 0
+    async with db.session() as session:
+        subs = list(await session.scalars(select(WebhookSubscription).where(WebhookSubscription.active.is_(True))))
+        first_sub = min((s.created_at for s in subs), default=now)
+        for event, src in SOURCES.items():
+            cur = await session.get(ConnectorCursor, f"webhooks:{event}")
+            if cur is None:  # start after what existed before the first subscription
+                start = await session.scalar(select(func.max(src.model.id)).where(src.created < first_sub)) or 0
+                cur = ConnectorCursor(name=f"webhooks:{event}", cursor=str(start))
+                session.add(cur)
+            rows = list(await session.scalars(
+                select(src.model).where(src.model.id > int(cur.cursor or 0), src.created <= now - settle)
+                .order_by(src.model.id).limit(SCAN_BATCH)))
+            if not rows:
+                continue
+            wanting = [s for s in subs if event in (s.events or [])]
+            for row in rows:
+                if not wanting:
+                    break
+                data = await src.build(session, row)
+                event_id = f"{event}:{row.id}"
+                body = {"id": event_id, "type": event, "created_at": getattr(row, src.created.key).isoformat(),
+                        "data": data}
+                for sub in wanting:
+                    session.add(WebhookDelivery(subscription_id=sub.id, event_id=event_id, event_type=event,
+                                                payload=body, next_attempt_at=now))
+                    created += 1
+            cur.cursor = str(rows[-1].id)
+        await session.commit()
+    return created
+
+
+async def deliver_due(db: Any, http: aiohttp.ClientSession, now: datetime | None = None, *,
+                      base_s: float = BACKOFF_BASE_S, limit: int = 50) -> int:
+    """Post every due delivery once; returns how many were delivered."""
+    now = now or utcnow()
+    async with db.session() as session:
+        due = list((await session.execute(
+            select(WebhookDelivery.id, WebhookDelivery.next_attempt_at)
+            .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
+            .order_by(WebhookDelivery.next_attempt_at).limit(limit))).all())
+    delivered = 0
+    for delivery_id, at in due:
+        async with db.session() as session:
+            leased = await session.execute(update(WebhookDelivery).where(
+                WebhookDelivery.id == delivery_id, WebhookDelivery.status == "pending",
+                WebhookDelivery.next_attempt_at == at).values(next_attempt_at=now + LEASE))
+            await session.commit()
+            if leased.rowcount != 1:
+                continue  # another process has it
+            d = await session.get(WebhookDelivery, delivery_id)
+            sub = await session.get(WebhookSubscription, d.subscription_id)
+            if sub is None or not sub.active:
+                d.status, d.last_error = "failed", "subscription inactive"
+                await session.commit()
+                continue
+            body = json.dumps(d.payload, separators=(",", ":"), sort_keys=True).encode()
+            headers = {"Content-Type": "application/json", "User-Agent": "socialcare-webhooks/1",
+                       "X-Socialcare-Event": d.event_type, "X-Socialcare-Delivery": str(d.id),
+                       "X-Socialcare-Signature": signature_header(sub.secret, body)}
+            status, err = None, None
+            try:
+                async with http.post(sub.url, data=body, headers=headers, allow_redirects=False,
+                                     timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as resp:
+                    status = resp.status
+                    await resp.read()
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                err = type(exc).__name__
+            d.attempts += 1
+            d.last_status = status
+            if status is not None and 200 <= status < 300:
+                d.status, d.delivered_at, d.last_error = "delivered", utcnow(), None
+                delivered += 1
+            else:
+                d.last_error = err or f"HTTP {status}"
+                if status == 410:  # the receiver says it is gone for good
+                    sub.active = False
+                    d.status = "failed"
+                elif d.attempts >= MAX_ATTEMPTS:
+                    d.status = "failed"
+                else:
+                    d.next_attempt_at = utcnow() + backoff(d.attempts, base_s)
+                log.info("webhook delivery %s to subscription %s failed (%s, attempt %d)", d.id, sub.id,
+                         d.last_error, d.attempts)
+            await session.commit()
+    return delivered
+
+
+class WebhookSender:
+    """The background loop of a web process: scan, then post what is due, every ``interval_s``."""
+
+    def __init__(self, db: Any, *, interval_s: float = 1.0, base_s: float = BACKOFF_BASE_S,
+                 settle: timedelta = SETTLE) -> None:
+        self.db, self.interval_s, self.base_s, self.settle = db, interval_s, base_s, settle
+        self.task: asyncio.Task | None = None
+        self.stop_event = asyncio.Event()
+
+    async def run_once(self, http: aiohttp.ClientSession) -> int:
+        await scan(self.db, settle=self.settle)
+        return await deliver_due(self.db, http, base_s=self.base_s)
+
+    async def _loop(self) -> None:
+        async with aiohttp.ClientSession() as http:
+            while not self.stop_event.is_set():
+                try:
+                    await self.run_once(http)
+                except Exception:
+                    log.exception("webhook sender pass failed")
+                try:
+                    await asyncio.wait_for(self.stop_event.wait(), self.interval_s)
+                except TimeoutError:
+                    pass
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self._loop(), name="webhooks-out")
+
+    async def stop(self) -> None:
+        self.stop_event.set()
+        if self.task is not None:
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+SENDER = web.AppKey("webhook_sender", WebhookSender)
+
+
+def install(app: web.Application) -> None:
+    from console.keys import RUNTIME
+
+    async def start(app: web.Application) -> None:
+        app[SENDER] = WebhookSender(app[RUNTIME].db)
+        app[SENDER].start()
+
+    async def stop(app: web.Application) -> None:
+        if SENDER in app:
+            await app[SENDER].stop()
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(stop)

@@ -1,0 +1,1 @@
+"""Escalation: private, authenticated cases linked to the customer record."""

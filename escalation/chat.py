@@ -1,0 +1,120 @@
+"""The 1:1 chat of a case: messages stored as CaseMessage rows, fanned out to open websockets.
+
+The hub is in-process; every message is committed before it is published, so a participant who
+reconnects (or whose peer is served by another process) gets it from the history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Case, CaseMessage
+from models.base import utcnow
+
+log = logging.getLogger("socialcare.escalation.chat")
+MAX_MESSAGE_CHARS = 4000
+HISTORY_LIMIT = 500
+
+
+class ChatError(ValueError):
+    """A message that cannot be posted (empty, too long, case closed, not the assigned agent)."""
+
+
+def message_json(m: CaseMessage) -> dict[str, Any]:
+    return {"id": m.id, "sender": m.sender, "body": m.body, "at": m.created_at.isoformat()}
+
+
+async def history(session: AsyncSession, case_id: int, limit: int = HISTORY_LIMIT) -> list[CaseMessage]:
+    rows = await session.scalars(select(CaseMessage).where(CaseMessage.case_id == case_id)
+                                 .order_by(CaseMessage.id.desc()).limit(limit))
+    return list(reversed(list(rows)))
+
+
+def parse_frame(data: str) -> Any:
+    """A websocket frame: ``{"body": "..."}`` (what chat.js sends), or plain text."""
+    try:
+        frame = json.loads(data)
+    except ValueError:
+        return data
+    return frame.get("body") if isinstance(frame, dict) else frame
+
+
+def clean_body(body: Any) -> str:
+    if not isinstance(body, str):
+        raise ChatError("a message is text")
+    text = body.replace("\r\n", "\n").strip()
+    if not text:
+        raise ChatError("the message is empty")
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise ChatError(f"a message has at most {MAX_MESSAGE_CHARS} characters")
+    return "".join(ch for ch in text if ch in "\n\t" or ch.isprintable())
+
+
+async def post(session: AsyncSession, case: Case, sender: str, body: Any, *, user_id: int | None = None,
+               now: datetime | None = None) -> CaseMessage:
+    """Store a chat message. The first agent message is the case's first response (SLA); an agent
+    posting in an unassigned case takes it; only the assigned agent may write in an assigned one."""
+    if case.status == "resolved":
+        raise ChatError("the case is resolved")
+    text = clean_body(body)
+    now = now or utcnow()
+    if sender == "agent":
+        if user_id is None:
+            raise ChatError("an agent message needs the agent")
+        if case.assigned_to is None:
+            case.assigned_to = user_id
+        elif case.assigned_to != user_id:
+            raise ChatError("another agent is assigned to this case")
+        if case.first_response_at is None:
+            case.first_response_at = now
+    elif sender != "customer":
+        raise ChatError(f"unknown sender {sender!r}")
+    msg = CaseMessage(case_id=case.id, sender=sender, user_id=user_id, body=text, created_at=now)
+    session.add(msg)
+    await session.flush()
+    return msg
+
+
+class ChatHub:
+    """Open websockets per case; ``publish`` sends a JSON event to each of them."""
+
+    def __init__(self) -> None:
+        self._subs: dict[int, set[Any]] = defaultdict(set)
+
+    def join(self, case_id: int, ws: Any) -> None:
+        self._subs[case_id].add(ws)
+
+    def leave(self, case_id: int, ws: Any) -> None:
+        subs = self._subs.get(case_id)
+        if subs is not None:
+            subs.discard(ws)
+            if not subs:
+                del self._subs[case_id]
+
+    def case_ids(self) -> list[int]:
+        return list(self._subs)
+
+    def watchers(self, case_id: int) -> int:
+        return len(self._subs.get(case_id, ()))
+
+    async def publish(self, case_id: int, event: dict[str, Any]) -> None:
+        targets = list(self._subs.get(case_id, ()))
+        results = await asyncio.gather(*(ws.send_json(event) for ws in targets if not ws.closed),
+                                       return_exceptions=True)
+        for r in results:
+            if isinstance(r, Exception):
+                log.debug("a chat socket of case %s went away: %s", case_id, type(r).__name__)
+
+    async def close_case(self, case_id: int) -> None:
+        """Tell every participant the case is closed and hang up."""
+        await self.publish(case_id, {"type": "closed"})
+        for ws in list(self._subs.get(case_id, ())):
+            await ws.close()

@@ -1,0 +1,126 @@
+"""Moving a customer from public to private, and back: the secure-link DM, the agent's one-click
+escalation, and the closing note that returns the customer to the community.
+
+Every public text here is fixed wording with no variable about the customer or the problem, so
+nothing from the case can leak into public; private texts carry the link and the author's name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from community.templates import TemplateRenderError, render
+from escalation.cases import SlaPolicy, open_or_join
+from escalation.links import issue_secure_link
+from models import Author, Case, Mention, ModerationAction, Reply, Template, TriageResult
+from service.audit import record
+
+DM_PLATFORMS = frozenset({"x", "reddit", "discourse"})  # where the brand can message a user privately
+PUBLIC_SECURE_NOTICE = "We've sent you a secure link by DM — please don't share account details here."
+PUBLIC_CLOSING_NOTE = ("Thanks for working this through with us in private — we're glad it's sorted. "
+                       "The community and our team are here whenever you need us.")
+DM_FALLBACK = "Hi {{ author_name }}, this private link connects you to our team. It works once and expires " \
+              "in {{ ttl_hours }} hours: {{ secure_link }}"
+
+
+async def _template_body(session: AsyncSession, name: str) -> str | None:
+    tpl = await session.scalar(select(Template).where(Template.name == name))
+    if tpl is None or not tpl.variants:
+        return None
+    return tpl.variants.get("friendly") or next(iter(tpl.variants.values()))
+
+
+def can_message_privately(mention: Mention, author: Author | None) -> bool:
+    return mention.platform in DM_PLATFORMS and author is not None and bool(author.platform_user_id or author.handle)
+
+
+async def private_handoff(session: AsyncSession, case: Case, mention: Mention, settings: Any, *,
+                          issued_by: str = "bot", again: bool = False) -> list[Reply]:
+    """Queue the DM with a new secure link for ``case`` (pending, for the dispatcher).
+
+    Once per case unless ``again`` (an agent re-issuing the link); nothing where the platform has
+    no private messages. Returns the rows added to the session."""
+    if case.status == "resolved":
+        return []
+    author = await session.get(Author, mention.author_id) if mention.author_id else None
+    if not can_message_privately(mention, author):
+        record(session, issued_by, "case.dm_unavailable", "case", case.id, platform=mention.platform)
+        return []
+    first_key = f"secure_dm:{case.id}"
+    exists = await session.scalar(select(Reply.id).where(Reply.dedup_key == first_key))
+    if exists and not again:
+        return []
+    url = await issue_secure_link(session, case, settings, issued_by=issued_by)
+    body = await _template_body(session, "secure_link_dm") or DM_FALLBACK
+    ctx = {"author_name": (author.display_name or author.handle or "there") if author else "there",
+           "secure_link": url, "ttl_hours": f"{settings.secure_link_ttl_hours:g}"}
+    try:
+        text = render(body, ctx, platform=mention.platform, link=url)
+    except TemplateRenderError:
+        text = render(DM_FALLBACK, ctx, platform=mention.platform, link=url)
+    key = first_key if not exists else f"{first_key}:{await _dm_count(session, case.id) + 1}"
+    reply = Reply(dedup_key=key, mention_id=mention.id, conversation_id=mention.conversation_id, case_id=case.id,
+                  platform=mention.platform, visibility="private", kind="secure_link_dm", text=text,
+                  template="secure_link_dm", status="pending", sent_by=issued_by)
+    session.add(reply)
+    await session.flush()
+    return [reply]
+
+
+async def _dm_count(session: AsyncSession, case_id: int) -> int:
+    return len(list(await session.scalars(select(Reply.id).where(Reply.case_id == case_id,
+                                                                  Reply.kind == "secure_link_dm"))))
+
+
+async def escalate_mention(session: AsyncSession, mention: Mention, settings: Any, actor: str,
+                           category: str = "agent") -> tuple[Case, list[Reply]]:
+    """An agent's one click: open (or join) the case, hide the post if it exposed personal data,
+    post the detail-free public notice and queue the secure-link DM. Idempotent per mention."""
+    case, opened = await open_or_join(session, mention, category, SlaPolicy.from_settings(settings))
+    if opened:
+        record(session, actor, "case.opened", "case", case.id, mention_id=mention.id, category=category)
+    tri = await session.scalar(select(TriageResult).where(TriageResult.mention_id == mention.id))
+    if tri is not None and tri.pii_exposed and mention.is_public and not mention.hidden:
+        key = f"hide:{mention.id}"
+        if not await session.scalar(select(ModerationAction.id).where(ModerationAction.dedup_key == key)):
+            session.add(ModerationAction(dedup_key=key, mention_id=mention.id, action="hide", rule="pii_exposed",
+                                         reason="personal data exposed in public", actor=actor))
+        mention.hidden = True
+    added: list[Reply] = []
+    key = f"secure_notice:{case.id}:{mention.conversation_id}"
+    if not await session.scalar(select(Reply.id).where(Reply.dedup_key == key)):
+        text = await _template_body(session, "secure_link_notice") or PUBLIC_SECURE_NOTICE
+        notice = Reply(dedup_key=key, mention_id=mention.id, conversation_id=mention.conversation_id,
+                       case_id=case.id, platform=mention.platform, visibility="public", kind="secure_link",
+                       text=render(text, {}, platform=mention.platform), template="secure_link_notice",
+                       status="pending", sent_by=actor)
+        session.add(notice)
+        added.append(notice)
+    added += await private_handoff(session, case, mention, settings, issued_by=actor)
+    await session.flush()
+    return case, added
+
+
+async def closing_note(session: AsyncSession, case: Case, actor: str) -> Reply | None:
+    """The public note that returns the customer to the community: fixed words, no detail."""
+    mention = await session.get(Mention, case.opened_by_mention_id) if case.opened_by_mention_id else None
+    if mention is None or not mention.is_public:
+        return None
+    key = f"case_closed:{case.id}"
+    if await session.scalar(select(Reply.id).where(Reply.dedup_key == key)):
+        return None
+    body = await _template_body(session, "case_closed_public") or PUBLIC_CLOSING_NOTE
+    try:
+        text = render(body, {}, platform=mention.platform)
+    except TemplateRenderError:
+        text = PUBLIC_CLOSING_NOTE
+    reply = Reply(dedup_key=key, mention_id=mention.id, conversation_id=mention.conversation_id, case_id=case.id,
+                  platform=mention.platform, visibility="public", kind="case_closed", text=text,
+                  template="case_closed_public", status="pending", sent_by=actor)
+    session.add(reply)
+    await session.flush()
+    record(session, actor, "case.returned_to_community", "case", case.id)
+    return reply

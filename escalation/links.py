@@ -1,0 +1,128 @@
+"""Secure links and the customer sessions they start.
+
+A link's token is 256 bits from :mod:`secrets`; only its SHA-256 is stored (a hash of that much
+randomness cannot be brute-forced, so a slow hash adds nothing). A link is bound to one case,
+expires, and starts exactly one session: consuming it is a single conditional UPDATE, so two
+racing requests cannot both win. Issuing a new link revokes the case's earlier unused ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Case, CustomerSession, Reply, SecureLink
+from models.base import utcnow
+from service.audit import record
+
+TOKEN_BYTES = 32
+TOKEN_PATTERN = r"[A-Za-z0-9_-]{40,64}"  # token_urlsafe(32) is 43 characters
+_LINK_IN_TEXT = re.compile(r"https?://\S*/secure/" + TOKEN_PATTERN)
+SCRUBBED = "[secure link, removed after delivery]"
+
+
+def sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def secure_url(settings: Any, token: str) -> str:
+    return f"{settings.public_base_url.rstrip('/')}/secure/{token}"
+
+
+async def issue_secure_link(session: AsyncSession, case: Case, settings: Any, *, issued_by: str = "bot",
+                            now: datetime | None = None) -> str:
+    """A new link for ``case`` (the URL, shown once); earlier unused links of the case stop working."""
+    now = now or utcnow()
+    if case.status == "resolved":
+        raise ValueError("a resolved case gets no secure link")
+    await session.execute(update(SecureLink).where(
+        SecureLink.case_id == case.id, SecureLink.used_at.is_(None), SecureLink.revoked_at.is_(None),
+    ).values(revoked_at=now))
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    link = SecureLink(case_id=case.id, token_hash=sha256(token), issued_by=issued_by, created_at=now,
+                      expires_at=now + timedelta(hours=settings.secure_link_ttl_hours))
+    session.add(link)
+    await session.flush()
+    record(session, issued_by, "secure_link.issued", "case", case.id, link_id=link.id)
+    return secure_url(settings, token)
+
+
+async def usable_link(session: AsyncSession, token: str, now: datetime | None = None) -> SecureLink | None:
+    """The link for ``token`` if it may still start a session (unexpired, unused, case open)."""
+    if not re.fullmatch(TOKEN_PATTERN, token or ""):
+        return None
+    now = now or utcnow()
+    digest = sha256(token)
+    link = await session.scalar(select(SecureLink).where(SecureLink.token_hash == digest))
+    if link is None or not hmac.compare_digest(link.token_hash, digest):
+        return None
+    if link.used_at is not None or link.revoked_at is not None or link.expires_at <= now:
+        return None
+    case = await session.get(Case, link.case_id)
+    return link if case is not None and case.status != "resolved" else None
+
+
+async def start_session(session: AsyncSession, link: SecureLink, settings: Any,
+                        now: datetime | None = None) -> tuple[CustomerSession, str] | None:
+    """Consume ``link`` and open its one customer session: (session, cookie value), or None when the
+    link was consumed meanwhile. The cookie value is returned once; only its hash is stored."""
+    now = now or utcnow()
+    won = await session.execute(update(SecureLink).where(
+        SecureLink.id == link.id, SecureLink.used_at.is_(None), SecureLink.revoked_at.is_(None),
+        SecureLink.expires_at > now,
+    ).values(used_at=now))
+    if won.rowcount != 1:
+        return None
+    value = secrets.token_urlsafe(TOKEN_BYTES)
+    cs = CustomerSession(case_id=link.case_id, link_id=link.id, session_hash=sha256(value), created_at=now,
+                         expires_at=now + timedelta(hours=settings.secure_session_hours))
+    session.add(cs)
+    await session.flush()
+    record(session, "customer", "secure_link.used", "case", link.case_id, link_id=link.id, session_id=cs.id)
+    return cs, value
+
+
+async def session_for_cookie(session: AsyncSession, value: str | None,
+                             now: datetime | None = None) -> CustomerSession | None:
+    """The live customer session a cookie names, or None (unknown, expired, revoked, case closed)."""
+    if not value or len(value) > 100:
+        return None
+    now = now or utcnow()
+    digest = sha256(value)
+    cs = await session.scalar(select(CustomerSession).where(CustomerSession.session_hash == digest))
+    if cs is None or not hmac.compare_digest(cs.session_hash, digest):
+        return None
+    if cs.revoked_at is not None or cs.expires_at <= now:
+        return None
+    return cs
+
+
+async def revoke_case_access(session: AsyncSession, case_id: int, now: datetime | None = None) -> None:
+    """End every link and customer session of a case (on resolution)."""
+    now = now or utcnow()
+    await session.execute(update(SecureLink).where(SecureLink.case_id == case_id, SecureLink.revoked_at.is_(None),
+                                                   SecureLink.used_at.is_(None)).values(revoked_at=now))
+    await session.execute(update(CustomerSession).where(CustomerSession.case_id == case_id,
+                                                        CustomerSession.revoked_at.is_(None)).values(revoked_at=now))
+
+
+async def scrub_delivered_links(session: AsyncSession) -> int:
+    """Remove secure links from private replies once delivered (or recorded in dry-run): the outbox
+    is the one place a token exists in clear, and only until the platform has it."""
+    rows = await session.scalars(select(Reply).where(
+        Reply.kind == "secure_link_dm", Reply.status.not_in(("pending", "sending")),
+        Reply.text.contains("/secure/")))
+    n = 0
+    for reply in rows:
+        scrubbed = _LINK_IN_TEXT.sub(SCRUBBED, reply.text)
+        if scrubbed != reply.text:
+            reply.text = scrubbed
+            n += 1
+    return n

@@ -1,0 +1,69 @@
+"""Discourse posts (webhook ``post`` objects and ``/posts.json`` entries) to normalized mentions.
+
+Identity is ``<topic_id>/<post_number>``: a Discourse post payload names its parent only by
+``reply_to_post_number``, so this scheme threads replies without an API call (``in_reply_to`` is
+the parent, ``conversation_id`` the topic's first post). Post numbers never change within a topic.
+The first post carries the topic title, since ``topic_created`` itself has no body.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from listener.protocol import NormalizedMention, utc
+
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return utc(datetime.fromisoformat(value))
+    except ValueError:
+        return None
+
+
+def post_key(topic_id: Any, post_number: Any) -> str:
+    return f"{int(topic_id)}/{int(post_number)}"
+
+
+def split_key(external_id: str) -> tuple[int, int]:
+    topic, _, number = external_id.partition("/")
+    return int(topic), int(number)
+
+
+def post_text(post: dict[str, Any]) -> str:
+    raw = post.get("raw")
+    if isinstance(raw, str) and raw:
+        return raw
+    return html.unescape(_TAG.sub(" ", str(post.get("cooked") or ""))).strip()
+
+
+def post_to_mention(post: dict[str, Any], base_url: str, event: str = "post_created") -> NormalizedMention:
+    """``event``: post_created / post_edited upsert (an edit carries ``edited_at``); post_destroyed deletes."""
+    topic_id, number = int(post["topic_id"]), int(post["post_number"])
+    parent = post.get("reply_to_post_number")
+    text = post_text(post)
+    if number == 1 and post.get("topic_title"):
+        text = f"{post['topic_title']}\n\n{text}"
+    private = post.get("topic_archetype") == "private_message"
+    slug = post.get("topic_slug") or "-"
+    created = _time(post.get("created_at")) or datetime.now(UTC)
+    deleted = event == "post_destroyed" or bool(post.get("deleted_at")) or bool(post.get("user_deleted"))
+    return NormalizedMention(
+        platform="discourse", external_id=post_key(topic_id, number), text=text, created_at=created,
+        author_id=str(post["user_id"]) if post.get("user_id") is not None else None,
+        author_handle=post.get("username"), author_name=post.get("name") or None,
+        conversation_id=post_key(topic_id, 1),
+        in_reply_to=post_key(topic_id, parent) if parent else (post_key(topic_id, 1) if number > 1 else None),
+        url=f"{base_url.rstrip('/')}/t/{slug}/{topic_id}/{number}",
+        kind="dm" if private else ("forum_post" if number == 1 else "reply"), is_public=not private,
+        channel=post.get("category_slug") or (f"category:{post['category_id']}" if post.get("category_id") else None),
+        event="delete" if deleted else "upsert",
+        edited_at=(_time(post.get("updated_at")) or created) if event == "post_edited" else None,
+        raw=post,
+    )

@@ -1,0 +1,166 @@
+"""Ingest: store normalized mentions once, thread them, link authors to customer records.
+
+Idempotent: a mention already stored (same platform and external id) is reported as a duplicate
+and changes nothing, unless it is an edit (newer ``edited_at``) or a deletion.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from listener.protocol import NormalizedMention, utc
+from listener.text import clean_text, content_key
+from models import Author, Conversation, Mention, SocialIdentity
+
+Outcome = Literal["new", "edited", "deleted", "duplicate"]
+
+
+@dataclass
+class Ingested:
+    mention_id: int | None
+    outcome: Outcome
+
+
+def author_key(m: NormalizedMention) -> str | None:
+    if m.author_id:
+        return m.author_id
+    return f"@{m.author_handle.lower()}" if m.author_handle else None
+
+
+def handle_key(handle: str | None, user_id: str | None) -> list[str]:
+    keys = [handle.lstrip("@").lower()] if handle else []
+    return keys + ([f"id:{user_id}"] if user_id else [])
+
+
+async def ingest_batch(session: AsyncSession, batch: list[NormalizedMention]) -> list[Ingested]:
+    """Persist a batch in the caller's transaction; returns one result per input, in order."""
+    pairs = {(m.platform, m.external_id) for m in batch}
+    existing = {
+        (row.platform, row.external_id): row
+        for row in (await session.scalars(select(Mention).where(tuple_(Mention.platform, Mention.external_id).in_(pairs))))
+    }
+    authors = await _authors(session, batch)
+    conversations = await _conversations(session, batch, existing)
+    await session.flush()  # ids for new authors and threads
+    results: list[Ingested] = []
+    for m in batch:
+        key = (m.platform, m.external_id)
+        row = existing.get(key)
+        if m.event == "delete":
+            if row is not None and not row.deleted:
+                row.deleted, row.hidden = True, True
+                results.append(Ingested(row.id, "deleted"))
+            else:
+                results.append(Ingested(row.id if row else None, "duplicate"))
+            continue
+        text, truncated = clean_text(m.text)
+        if row is not None:
+            if m.edited_at and (row.edited_at is None or utc(m.edited_at) > row.edited_at) and text != row.text:
+                row.text, row.edited_at, row.content_hash = text, m.edited_at, content_key(text)
+                results.append(Ingested(row.id, "edited"))
+            else:
+                results.append(Ingested(row.id, "duplicate"))
+            continue
+        author = authors.get((m.platform, author_key(m))) if author_key(m) else None
+        conv = conversations[_thread_key(m, existing)]
+        conv.last_activity_at = max(conv.last_activity_at or utc(m.created_at), utc(m.created_at))
+        if author is not None and author.customer_id and not conv.customer_id:
+            conv.customer_id = author.customer_id
+        raw = dict(m.raw) if isinstance(m.raw, dict) else {"value": str(m.raw)[:1000]}
+        if truncated:
+            raw["socialcare_truncated_from"] = len(m.text)
+        row = Mention(
+            platform=m.platform, external_id=m.external_id, author_id=author.id if author else None,
+            conversation_id=conv.id, text=text,
+            url=m.url, lang=m.lang, kind=m.kind, channel=m.channel, is_public=m.is_public,
+            created_at=m.created_at, edited_at=m.edited_at, in_reply_to=m.in_reply_to,
+            platform_conversation_id=m.conversation_id, content_hash=content_key(text), raw=raw,
+        )
+        session.add(row)
+        existing[key] = row
+        results.append(Ingested(None, "new"))
+    await session.flush()
+    return [Ingested(r.mention_id if r.mention_id else existing[(m.platform, m.external_id)].id, r.outcome)
+            for r, m in zip(results, batch)]
+
+
+async def _authors(session: AsyncSession, batch: list[NormalizedMention]) -> dict[tuple[str, str], Author]:
+    """Get or create the batch's authors, updating what the platform says about them."""
+    wanted = {(m.platform, k): m for m in batch if (k := author_key(m))}
+    if not wanted:
+        return {}
+    found = {
+        (a.platform, a.author_key): a
+        for a in await session.scalars(select(Author).where(tuple_(Author.platform, Author.author_key).in_(set(wanted))))
+    }
+    new = [key for key in wanted if key not in found]
+    links = await _identity_links(session, [wanted[k] for k in new])
+    for key in new:
+        m = wanted[key]
+        customer_id = next(
+            (links[(m.platform, hk)] for hk in handle_key(m.author_handle, m.author_id) if (m.platform, hk) in links),
+            None,
+        )
+        found[key] = Author(platform=key[0], author_key=key[1], customer_id=customer_id)
+        session.add(found[key])
+    for key, m in wanted.items():
+        a = found[key]
+        a.platform_user_id = m.author_id or a.platform_user_id
+        a.handle = m.author_handle or a.handle
+        a.display_name = m.author_name or a.display_name
+        a.followers = m.author_followers if m.author_followers is not None else a.followers
+        a.account_created_at = m.author_created_at or a.account_created_at
+    return found
+
+
+async def _identity_links(session: AsyncSession, mentions: list[NormalizedMention]) -> dict[tuple[str, str], int]:
+    keys = {(m.platform, hk) for m in mentions for hk in handle_key(m.author_handle, m.author_id)}
+    if not keys:
+        return {}
+    rows = await session.execute(
+        select(SocialIdentity.platform, SocialIdentity.handle_key, SocialIdentity.customer_id).where(
+            tuple_(SocialIdentity.platform, SocialIdentity.handle_key).in_(keys)
+        )
+    )
+    return {(p, h): c for p, h, c in rows}
+
+
+def _thread_key(m: NormalizedMention, existing: dict[tuple[str, str], Mention]) -> str:
+    root = m.conversation_id or m.in_reply_to or m.external_id
+    return f"{m.platform}:{root}"
+
+
+async def _conversations(
+    session: AsyncSession, batch: list[NormalizedMention], existing: dict[tuple[str, str], Mention]
+) -> dict[str, Conversation]:
+    """Get or create the thread of each mention; a reply whose parent we stored joins its thread."""
+    keys = {_thread_key(m, existing) for m in batch if m.event != "delete"}
+    parents = {(m.platform, m.in_reply_to) for m in batch if m.in_reply_to and not m.conversation_id}
+    parent_conv: dict[str, int] = {}
+    if parents:
+        for row in await session.scalars(
+            select(Mention).where(tuple_(Mention.platform, Mention.external_id).in_(parents))
+        ):
+            if row.conversation_id:
+                parent_conv[f"{row.platform}:{row.external_id}"] = row.conversation_id
+    found = {
+        c.thread_key: c for c in await session.scalars(select(Conversation).where(Conversation.thread_key.in_(keys)))
+    } if keys else {}
+    by_id = {}
+    if parent_conv:
+        by_id = {c.id: c for c in await session.scalars(
+            select(Conversation).where(Conversation.id.in_(set(parent_conv.values()))))}
+    for key in keys:
+        if key in found:
+            continue
+        if key in parent_conv and parent_conv[key] in by_id:
+            found[key] = by_id[parent_conv[key]]
+            continue
+        platform = key.split(":", 1)[0]
+        found[key] = Conversation(thread_key=key, platform=platform)
+        session.add(found[key])
+    return found

@@ -1,0 +1,192 @@
+"""The Reddit connector (asyncpraw 8): subreddit submissions and comments, brand keyword search,
+replies, private messages and the moderator actions of the moderation queue.
+
+Streams use ``pause_after=0`` so one round never blocks, and resume from the saved fullnames with
+``continue_after_id`` (Reddit's ``before``). The cursor is a small JSON object: the newest
+submission (``t3``) and comment (``t1``) seen in the subreddits, and the newest keyword hit
+(``search``). ``oauth_url``, ``reddit_url`` and ``short_url`` come from the settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpraw
+import asyncprawcore
+
+from listener.errors import AuthError, RateLimited, TransientError
+from listener.protocol import Action, ActionResult, NormalizedMention
+from listener.reddit.normalize import id_number, newer, thing_to_mention
+
+MOD_ACTIONS = ("remove", "hide", "approve", "lock", "distinguish")
+
+
+def translate(exc: BaseException) -> BaseException:
+    if isinstance(exc, asyncprawcore.TooManyRequests):
+        headers = exc.response.headers
+        retry = headers.get("retry-after") or headers.get("x-ratelimit-reset")
+        return RateLimited("Reddit rate limit (429)", retry_after=float(retry) if retry else None)
+    if isinstance(exc, (asyncprawcore.OAuthException, asyncprawcore.Forbidden, asyncprawcore.InvalidToken,
+                        asyncprawcore.InsufficientScope)) or (
+            isinstance(exc, asyncprawcore.ResponseException) and exc.response.status == 401):
+        return AuthError(f"Reddit refused the credentials: {type(exc).__name__}: {str(exc)[:200]}")
+    if isinstance(exc, (asyncprawcore.ServerError, asyncprawcore.RequestException, asyncprawcore.ResponseException,
+                        ValueError)):
+        return TransientError(f"Reddit unavailable: {type(exc).__name__}: {str(exc)[:200]}")
+    return exc
+
+
+def parse_cursor(cursor: str | None) -> dict[str, str]:
+    try:
+        data = json.loads(cursor) if cursor else {}
+    except ValueError:
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, str)} if isinstance(data, dict) else {}
+
+
+class RedditConnector:
+    name = "reddit"
+    platform = "reddit"
+
+    def __init__(self, settings: Any, *, poll_seconds: float = 15.0, search_seconds: float = 300.0) -> None:
+        self.settings = settings
+        self.subreddits = [s.removeprefix("r/") for s in settings.reddit_subreddits]
+        self.keywords = list(settings.reddit_keywords)
+        self.poll_seconds, self.search_seconds = poll_seconds, search_seconds
+        self.reddit_url = settings.reddit_url
+        self._reddit: asyncpraw.Reddit | None = None
+        self.status: Any = None
+
+    @property
+    def reddit(self) -> asyncpraw.Reddit:
+        """Created lazily: asyncpraw opens an HTTP session."""
+        if self._reddit is None:
+            s = self.settings
+            self._reddit = asyncpraw.Reddit(
+                client_id=s.reddit_client_id, client_secret=s.secret("reddit_client_secret"),
+                user_agent=s.reddit_user_agent, username=s.reddit_username, password=s.secret("reddit_password"),
+                oauth_url=s.reddit_oauth_url, reddit_url=s.reddit_url, short_url=s.reddit_short_url,
+                check_for_updates=False, check_for_async=False)
+        return self._reddit
+
+    async def _listing(self, kind: str, after: str | None) -> list[Any]:
+        sub = await self.reddit.subreddit("+".join(self.subreddits))
+        fn = sub.new if kind == "t3" else sub.comments
+        params = {"before": after} if after else {}
+        return [t async for t in fn(limit=100, params=params)]
+
+    async def _search(self, after: str | None) -> list[Any]:
+        query = " OR ".join(f'"{k}"' for k in self.keywords)
+        everywhere = await self.reddit.subreddit("all")
+        hits = [t async for t in everywhere.search(query, sort="new", time_filter="week", limit=100)]
+        return [t for t in hits if newer(t.name, after)]
+
+    def _batch(self, things: list[Any], state: dict[str, str], key: str) -> list[NormalizedMention]:
+        fresh = sorted((t for t in things if newer(t.name, state.get(key))), key=lambda t: id_number(t.name))
+        if fresh:
+            state[key] = fresh[-1].name
+        return [thing_to_mention(t, self.reddit_url) for t in fresh]
+
+    async def poll_once(self, cursor: str | None) -> tuple[list[NormalizedMention], str | None]:
+        """One round: new submissions and comments of the subreddits, then the keyword search."""
+        state = parse_cursor(cursor)
+        out: list[NormalizedMention] = []
+        try:
+            if self.subreddits:
+                for kind in ("t3", "t1"):
+                    out += self._batch(await self._listing(kind, state.get(kind)), state, kind)
+            if self.keywords:
+                out += self._batch(await self._search(state.get("search")), state, "search")
+        except Exception as exc:
+            raise translate(exc) from exc
+        return out, json.dumps(state, sort_keys=True) if state else cursor
+
+    async def stream(self, cursor: str | None) -> AsyncIterator[tuple[list[NormalizedMention], str | None]]:
+        state = parse_cursor(cursor)
+        streams: dict[str, Any] = {}
+        last_search = 0.0
+        try:
+            if self.subreddits:
+                sub = await self.reddit.subreddit("+".join(self.subreddits))
+                streams = {"t3": sub.stream.submissions(pause_after=0, continue_after_id=state.get("t3")),
+                           "t1": sub.stream.comments(pause_after=0, continue_after_id=state.get("t1"))}
+            while True:
+                batch: list[NormalizedMention] = []
+                for kind, gen in streams.items():
+                    things = []
+                    async for thing in gen:
+                        if thing is None:
+                            break
+                        things.append(thing)
+                    batch += self._batch(things, state, kind)
+                if self.keywords and time.monotonic() - last_search >= self.search_seconds:
+                    batch += self._batch(await self._search(state.get("search")), state, "search")
+                    last_search = time.monotonic()
+                yield batch, json.dumps(state, sort_keys=True) if state else cursor
+                await asyncio.sleep(self.poll_seconds)
+        except (asyncprawcore.AsyncPrawcoreException, ValueError) as exc:
+            raise translate(exc) from exc
+        finally:
+            for gen in streams.values():
+                await gen.aclose()
+
+    async def _thing(self, fullname: str) -> Any:
+        kind, _, rid = fullname.partition("_")
+        if kind == "t3":
+            return await self.reddit.submission(id=rid, fetch=False)
+        if kind == "t1":
+            return await self.reddit.comment(id=rid, fetch=False)
+        raise ValueError(f"not a Reddit post or comment: {fullname!r}")
+
+    async def perform(self, action: Action) -> ActionResult:
+        try:
+            return await self._perform(action)
+        except Exception as exc:  # noqa: BLE001 - reported to the act stage
+            return ActionResult(False, error=str(translate(exc)) or type(exc).__name__)
+
+    async def _perform(self, action: Action) -> ActionResult:
+        target = action.target_external_id
+        if action.kind == "public_reply" and target:
+            reply = await (await self._thing(target)).reply(action.text)
+            return ActionResult(True, [reply.name] if reply is not None else [])
+        if action.kind == "private_message":
+            if not action.recipient_handle:
+                return ActionResult(False, error="a Reddit private message needs the recipient's username")
+            redditor = await self.reddit.redditor(action.recipient_handle.removeprefix("u/"), fetch=False)
+            await redditor.message(subject=(action.reason or "A private follow-up from our support team")[:100],
+                                   message=action.text or "")
+            return ActionResult(True, [])
+        if action.kind in MOD_ACTIONS and target:
+            mod = (await self._thing(target)).mod
+            if action.kind in ("remove", "hide"):  # Reddit's own "hide" only hides for our account
+                await mod.remove(spam=False, mod_note=(action.reason or "")[:100])  # a note costs a second call
+            elif action.kind == "approve":
+                await mod.approve()
+            elif action.kind == "lock":
+                await mod.lock()
+            else:
+                await mod.distinguish(how="yes")
+            return ActionResult(True, [target])
+        return ActionResult(False, error=f"Reddit does not support {action.kind} (or no target)")
+
+    async def check(self) -> dict[str, Any]:
+        started = time.monotonic()
+        ok, error, who = True, None, None
+        try:
+            if self.settings.reddit_username:
+                me = await self.reddit.user.me()
+                who = getattr(me, "name", None)
+            await self.poll_once(None)
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            ok, error = False, str(translate(exc))
+        listens = [f"r/{s}" for s in self.subreddits] + ([f"search {self.keywords}"] if self.keywords else [])
+        return {"name": self.name, "ok": ok, "error": error, "account": who, "listens_to": ", ".join(listens) or "nothing",
+                "base_url": self.settings.reddit_oauth_url, "seconds": round(time.monotonic() - started, 2)}
+
+    async def close(self) -> None:
+        if self._reddit is not None:
+            await self._reddit.close()

@@ -1,0 +1,183 @@
+"""A generic signed JSON webhook: any forum, or the product's in-app help widget, posts here.
+
+``POST /webhooks/inbound`` with headers ``X-Socialcare-Timestamp: <unix seconds>`` and
+``X-Socialcare-Signature: sha256=<hex>``, the HMAC-SHA256 (key ``SOCIALCARE_WEBHOOK_SECRET``) of
+``<timestamp>.<raw body>``. The body is one post or ``{"mentions": [post, ...]}`` (at most 100)::
+
+    {"source": "help-widget", "id": "msg-123", "text": "I was charged twice",
+     "created_at": "2026-11-20T08:01:02Z", "author": {"id": "u-9", "handle": "jane", "name": "Jane"},
+     "thread_id": "conv-7", "in_reply_to": "msg-122", "url": "https://...", "lang": "en",
+     "public": false, "event": "upsert", "edited_at": null,
+     "customer": {"id": "cus_42", "plan": "family"}, "context": {"page": "/billing"}}
+
+Order of checks, cheapest and safest first: size (413 before the body is read past the limit),
+signature and timestamp (401: nothing is parsed before the signature is verified; a timestamp
+older than the tolerance, or a signature seen before, is a replay), JSON (400), fields (400, naming
+them; nothing is published unless every post is valid). A publish failure answers 503 so the sender
+retries. The customer and context objects travel in ``raw`` for the pipeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from listener.protocol import NormalizedMention, utc
+
+log = logging.getLogger("socialcare.listener.webhook")
+Publish = Callable[[list[NormalizedMention]], Awaitable[Any]]
+PATH = "/webhooks/inbound"
+MAX_POSTS = 100
+_SOURCE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,49}$")
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def json_error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+async def read_limited(request: web.Request, max_bytes: int) -> bytes:
+    """The raw body, refusing (before reading it all) anything over ``max_bytes``."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise BodyTooLarge
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > max_bytes:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def sign(secret: str, body: bytes, timestamp: str | None = None) -> str:
+    """``sha256=<hex>`` over ``<timestamp>.<body>`` (or the body alone, as Discourse signs)."""
+    message = (timestamp.encode() + b"." + body) if timestamp is not None else body
+    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def signature_ok(secret: str, body: bytes, header: str | None, timestamp: str | None = None) -> bool:
+    return bool(header) and hmac.compare_digest(sign(secret, body, timestamp), header.strip())
+
+
+class ReplayGuard:
+    """Signatures seen within the tolerance window (in memory: per process)."""
+
+    def __init__(self, tolerance: float) -> None:
+        self.tolerance = tolerance
+        self.seen: dict[str, float] = {}
+
+    def fresh(self, timestamp: str | None, signature: str, now: float | None = None) -> str | None:
+        """None when acceptable; otherwise why not."""
+        now = time.time() if now is None else now
+        try:
+            ts = float(timestamp or "")
+        except ValueError:
+            return "missing or invalid X-Socialcare-Timestamp"
+        if abs(now - ts) > self.tolerance:
+            return "timestamp outside the accepted window (replayed or clock skew)"
+        self.seen = {s: t for s, t in self.seen.items() if t > now} if len(self.seen) > 10_000 else self.seen
+        if self.seen.get(signature, 0) > now:
+            return "this request was already received (replay)"
+        self.seen[signature] = now + 2 * self.tolerance
+        return None
+
+
+def _time(value: Any, field: str, problems: list[str]) -> datetime | None:
+    if value in (None, ""):
+        return None
+    try:
+        return utc(datetime.fromisoformat(str(value)))
+    except ValueError:
+        problems.append(f"{field}: not an ISO 8601 time")
+        return None
+
+
+def to_mention(item: Any, index: int, problems: list[str]) -> NormalizedMention | None:
+    where = f"mentions[{index}]"
+    if not isinstance(item, dict):
+        problems.append(f"{where}: not an object")
+        return None
+    source, pid, text = item.get("source"), item.get("id"), item.get("text")
+    before = len(problems)
+    if not isinstance(source, str) or not _SOURCE.match(source):
+        problems.append(f"{where}.source: required, lower-case letters, digits, '._-' (at most 50)")
+    if not isinstance(pid, (str, int)) or str(pid) == "":
+        problems.append(f"{where}.id: required")
+    event = item.get("event", "upsert")
+    if event not in ("upsert", "delete"):
+        problems.append(f"{where}.event: 'upsert' or 'delete'")
+    if event == "upsert" and not isinstance(text, str):
+        problems.append(f"{where}.text: required (a string)")
+    author = item.get("author") or {}
+    if not isinstance(author, dict):
+        problems.append(f"{where}.author: an object")
+        author = {}
+    created = _time(item.get("created_at"), f"{where}.created_at", problems)
+    edited = _time(item.get("edited_at"), f"{where}.edited_at", problems)
+    if len(problems) > before:
+        return None
+    ref = (lambda v: f"{source}:{v}" if v not in (None, "") else None)
+    return NormalizedMention(
+        platform="webhook", external_id=f"{source}:{pid}", text=text or "",
+        created_at=created or datetime.now(UTC), author_id=_str(author.get("id")),
+        author_handle=_str(author.get("handle")), author_name=_str(author.get("name")),
+        conversation_id=ref(item.get("thread_id")) or f"{source}:{pid}", in_reply_to=ref(item.get("in_reply_to")),
+        url=_str(item.get("url")), lang=_str(item.get("lang")),
+        kind="forum_post" if item.get("public") else "dm", is_public=bool(item.get("public", False)),
+        channel=source, event=event, edited_at=edited, raw=item,
+    )
+
+
+def _str(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def routes(settings: Any, publish: Publish, *, tolerance: float = 300.0) -> list[web.RouteDef]:
+    """The inbound webhook route; none when ``SOCIALCARE_WEBHOOK_SECRET`` is unset (no unsigned intake)."""
+    secret = settings.secret("webhook_secret")
+    if not secret:
+        return []
+    guard, limit = ReplayGuard(tolerance), settings.webhook_max_bytes
+
+    async def inbound(request: web.Request) -> web.Response:
+        try:
+            body = await read_limited(request, limit)
+        except BodyTooLarge:
+            return json_error(413, f"body larger than {limit} bytes")
+        timestamp = request.headers.get("X-Socialcare-Timestamp")
+        signature = request.headers.get("X-Socialcare-Signature", "")
+        if not signature_ok(secret, body, signature, timestamp or ""):
+            return json_error(401, "invalid signature")
+        if (why := guard.fresh(timestamp, signature)) is not None:
+            return json_error(401, why)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return json_error(400, "malformed JSON")
+        items = payload.get("mentions") if isinstance(payload, dict) and "mentions" in payload else [payload]
+        if not isinstance(items, list) or not 0 < len(items) <= MAX_POSTS:
+            return json_error(400, f"'mentions' must be a list of 1 to {MAX_POSTS} posts")
+        problems: list[str] = []
+        mentions = [to_mention(item, i, problems) for i, item in enumerate(items)]
+        if problems:
+            return json_error(400, "invalid posts", problems=problems[:20])
+        try:
+            await publish([m for m in mentions if m is not None])
+        except Exception:
+            log.exception("inbound webhook: publishing %d mention(s) failed", len(mentions))
+            return json_error(503, "could not queue the posts; retry later")
+        return web.json_response({"accepted": len(mentions)}, status=202)
+
+    return [web.post(PATH, inbound)]

@@ -1,0 +1,101 @@
+"""Outbound actions on X: threaded replies, direct messages (the secure-link handoff), hidden replies.
+
+Writes need user context (OAuth 1.0a: API key and secret plus the brand account's access token);
+tweepy's sync ``Client`` runs them in a worker thread so the event loop never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import tweepy
+
+from listener.hosts import X_HOST, redirect_session
+from listener.protocol import Action, ActionResult
+from listener.x.errors import translate
+
+LIMIT = 280
+_MARK = 8  # room for " (99/99)"
+
+
+def split_thread(text: str, limit: int = LIMIT) -> list[str]:
+    """Split a long reply into tweets at word boundaries, numbered "(i/n)" when there is more than one.
+
+    Words longer than a tweet (links, for instance) are cut; no part exceeds ``limit``."""
+    text = text.strip()
+    if len(text) <= limit:
+        return [text]
+    room = limit - _MARK
+    parts: list[str] = []
+    current = ""
+    for word in text.split():
+        while len(word) > room:
+            if current:
+                parts.append(current)
+                current = ""
+            parts.append(word[:room])
+            word = word[room:]
+        candidate = f"{current} {word}" if current else word
+        if len(candidate) > room:
+            parts.append(current)
+            current = word
+        else:
+            current = candidate
+    if current:
+        parts.append(current)
+    return [f"{p} ({i}/{len(parts)})" for i, p in enumerate(parts, start=1)]
+
+
+def make_client(settings: Any) -> tweepy.Client:
+    """A sync tweepy client whose requests go to ``settings.x_api_base``."""
+    client = tweepy.Client(
+        bearer_token=settings.secret("x_bearer_token"), consumer_key=settings.secret("x_api_key"),
+        consumer_secret=settings.secret("x_api_secret"), access_token=settings.secret("x_access_token"),
+        access_token_secret=settings.secret("x_access_secret"), return_type=dict, wait_on_rate_limit=False,
+    )
+    redirect_session(client.session, X_HOST, settings.x_api_base)
+    return client
+
+
+class XActions:
+    """``perform`` for both X connectors (mentions timeline and filtered stream)."""
+
+    platform = "x"
+    client: tweepy.Client
+
+    def _perform_sync(self, action: Action) -> ActionResult:
+        if action.kind == "public_reply":
+            if not action.target_external_id or not (action.text or "").strip():
+                return ActionResult(False, error="a reply needs a target tweet and a text")
+            ids: list[str] = []
+            parent = action.target_external_id
+            for part in split_thread(action.text or ""):
+                try:
+                    resp = self.client.create_tweet(text=part, in_reply_to_tweet_id=parent, user_auth=True)
+                except Exception as exc:  # noqa: BLE001 - keep the ids already posted, so a retry can continue
+                    return ActionResult(False, ids, error=str(translate(exc)))
+                parent = str(resp["data"]["id"])
+                ids.append(parent)
+            return ActionResult(True, ids)
+        if action.kind == "private_message":
+            if not action.recipient_id:
+                return ActionResult(False, error="no recipient id for a direct message")
+            resp = self.client.create_direct_message(participant_id=action.recipient_id, text=action.text,
+                                                     user_auth=True)
+            return ActionResult(True, [str((resp.get("data") or {}).get("dm_event_id", ""))])
+        if action.kind in ("hide", "unhide"):
+            fn = self.client.hide_reply if action.kind == "hide" else self.client.unhide_reply
+            fn(action.target_external_id, user_auth=True)
+            return ActionResult(True, [action.target_external_id or ""])
+        if action.kind == "delete_reply":
+            self.client.delete_tweet(action.target_external_id, user_auth=True)
+            return ActionResult(True, [action.target_external_id or ""])
+        return ActionResult(False, error=f"X does not support {action.kind}")
+
+    async def perform(self, action: Action) -> ActionResult:
+        """Errors come back as ``ActionResult(ok=False)``; a partial thread keeps the ids it posted."""
+        try:
+            return await asyncio.to_thread(self._perform_sync, action)
+        except Exception as exc:  # noqa: BLE001 - reported to the act stage, which retries or queues
+            return ActionResult(False, error=str(translate(exc)))

@@ -1,0 +1,89 @@
+"""The X mentions connector (API v2 through tweepy): every mention of the brand account.
+
+tweepy's sync ``Client`` runs in a worker thread so it never blocks the event loop; every request
+goes to ``settings.x_api_base`` through :mod:`listener.hosts`. The cursor is the newest tweet id
+seen (``since_id``); pages are followed with ``pagination_token`` to the end, so a restart after
+any downtime picks up exactly where the last saved cursor left off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from listener.protocol import NormalizedMention
+from listener.x.actions import XActions, make_client, split_thread
+from listener.x.errors import translate
+from listener.x.normalize import EXPANSIONS, TWEET_FIELDS, USER_FIELDS, newest_id, page_to_mentions
+
+__all__ = ["XConnector", "split_thread"]
+
+
+class XConnector(XActions):
+    name = "x"
+    platform = "x"
+
+    def __init__(self, settings: Any, *, max_pages: int = 10, poll_seconds: float = 30.0) -> None:
+        self.settings = settings
+        self.user_id = settings.x_user_id
+        self.max_pages = max_pages
+        self.poll_seconds = poll_seconds
+        self.client = make_client(settings)
+        self.status: Any = None
+
+    @property
+    def user_auth(self) -> bool:
+        """App-only bearer token when there is one; OAuth 1.0a user context otherwise."""
+        return self.client.bearer_token is None
+
+    def _mentions_sync(self, since_id: str | None) -> tuple[list[NormalizedMention], str | None]:
+        if not self.user_id:
+            me = self.client.get_me(user_auth=True)
+            self.user_id = str(me["data"]["id"])
+        out: list[NormalizedMention] = []
+        newest, token = None, None
+        for _ in range(self.max_pages):
+            page = self.client.get_users_mentions(
+                self.user_id, since_id=since_id, pagination_token=token, max_results=100,
+                expansions=EXPANSIONS, tweet_fields=TWEET_FIELDS, user_fields=USER_FIELDS, user_auth=self.user_auth,
+            )
+            meta = page.get("meta") or {} if isinstance(page, dict) else {}
+            newest = newest or meta.get("newest_id")
+            out = page_to_mentions(page, channel=f"x:{self.user_id}") + out  # older pages go first
+            token = meta.get("next_token")
+            if not token:
+                break
+        return out, newest_id(newest, out, since_id)
+
+    async def poll_once(self, cursor: str | None) -> tuple[list[NormalizedMention], str | None]:
+        try:
+            return await asyncio.to_thread(self._mentions_sync, cursor)
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    async def stream(self, cursor: str | None) -> AsyncIterator[tuple[list[NormalizedMention], str | None]]:
+        while True:
+            mentions, cursor = await self.poll_once(cursor)
+            yield mentions, cursor
+            await asyncio.sleep(self.poll_seconds)
+
+    async def check(self) -> dict[str, Any]:
+        started = time.monotonic()
+        try:
+            if self.user_auth:
+                me = await asyncio.to_thread(self.client.get_me, user_auth=True)
+                who = (me.get("data") or {}).get("username")
+            else:
+                who = f"user id {self.user_id}"
+                await asyncio.to_thread(self.client.get_users_mentions, self.user_id, max_results=5)
+            ok, error = True, None
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            ok, error, who = False, str(translate(exc)), None
+        return {"name": self.name, "ok": ok, "error": error, "account": who,
+                "listens_to": f"mentions of user {self.user_id or who}", "base_url": self.settings.x_api_base,
+                "seconds": round(time.monotonic() - started, 2)}
+
+    async def close(self) -> None:
+        self.client.session.close()

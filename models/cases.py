@@ -1,0 +1,43 @@
+"""Private cases (escalations) and their messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, BigId, IdMixin, utcnow
+
+
+class Case(IdMixin, Base):
+    """A private, authenticated thread with a customer about something not for public view."""
+
+    __tablename__ = "cases"
+    conversation_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("conversations.id", ondelete="SET NULL"), index=True
+    )
+    customer_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("customers.id", ondelete="SET NULL"), index=True)
+    author_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("authors.id", ondelete="SET NULL"), index=True)
+    opened_by_mention_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("mentions.id", ondelete="SET NULL"), unique=True
+    )
+    category: Mapped[str] = mapped_column(String(30))  # security | fraud | account | agent
+    status: Mapped[str] = mapped_column(String(20), default="open", index=True)  # open | verified | resolved
+    identity_pending: Mapped[bool] = mapped_column(default=True)
+    assigned_to: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    first_response_due: Mapped[datetime | None]
+    resolution_due: Mapped[datetime | None]
+    first_response_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+
+
+class CaseMessage(IdMixin, Base):
+    __tablename__ = "case_messages"
+    case_id: Mapped[int] = mapped_column(BigId, ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    sender: Mapped[str] = mapped_column(String(20))  # customer | agent | system
+    user_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id", ondelete="SET NULL"))
+    mention_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("mentions.id", ondelete="SET NULL"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

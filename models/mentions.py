@@ -1,0 +1,57 @@
+"""Conversations and the mentions in them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, BigId, IdMixin, utcnow
+
+
+class Conversation(IdMixin, Base):
+    """A thread. It starts on one platform and may span channels (a case moves it to a DM)."""
+
+    __tablename__ = "conversations"
+    thread_key: Mapped[str] = mapped_column(String(200), unique=True)  # "<platform>:<root external id>"
+    platform: Mapped[str] = mapped_column(String(32))
+    customer_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("customers.id", ondelete="SET NULL"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open | resolved
+    claimed_by: Mapped[int | None] = mapped_column(BigId, ForeignKey("users.id", ondelete="SET NULL"))
+    claimed_at: Mapped[datetime | None]
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_activity_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Mention(IdMixin, Base):
+    """One post, comment or message from any channel (see ``listener.NormalizedMention``)."""
+
+    __tablename__ = "mentions"
+    __table_args__ = (
+        UniqueConstraint("platform", "external_id"),
+        Index("ix_mentions_created_at", "created_at"),
+    )
+    platform: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str] = mapped_column(String(100))
+    author_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("authors.id", ondelete="SET NULL"), index=True)
+    conversation_id: Mapped[int | None] = mapped_column(
+        BigId, ForeignKey("conversations.id", ondelete="SET NULL"), index=True
+    )
+    text: Mapped[str] = mapped_column(Text)
+    url: Mapped[str | None] = mapped_column(String(500))
+    lang: Mapped[str | None] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(20), default="post")
+    channel: Mapped[str | None] = mapped_column(String(200))
+    is_public: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime]
+    ingested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    edited_at: Mapped[datetime | None]
+    in_reply_to: Mapped[str | None] = mapped_column(String(100))  # parent's external id
+    platform_conversation_id: Mapped[str | None] = mapped_column(String(100))
+    hidden: Mapped[bool] = mapped_column(default=False)
+    deleted: Mapped[bool] = mapped_column(default=False)
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    raw: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,102 @@
+"""The bus contract: one interface, two backends (in-process asyncio, Redis Streams).
+
+Delivery is at-least-once. A stage reads a batch from its topic (the topic, the consumer group
+and the stage share one name), does its work, commits, publishes what follows, and only then
+acks. A message that is never acked is delivered again (to this or another consumer); a message
+whose handling fails ``max_deliveries`` times goes to the dead-letter stream with its reason and
+never blocks the messages behind it. Consumers are idempotent, so redelivery creates nothing twice.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class BusUnavailable(RuntimeError):
+    """The backend did not answer within its retry window (e.g. Redis down for longer than that)."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One delivery of a message. ``key`` is the message's idempotency key."""
+
+    id: str  # backend delivery id (Redis stream entry id, or an in-process sequence number)
+    topic: str
+    key: str
+    payload: dict[str, Any]
+    attempts: int = 1  # 1 on first delivery, counting crashes and failures
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    id: str
+    topic: str
+    key: str
+    payload: dict[str, Any]
+    attempts: int
+    reason: str
+    failed_at: str  # ISO 8601 UTC
+    extra: dict[str, Any] = field(default_factory=dict)  # group, original id, first publish, raw fields...
+
+
+class Bus(ABC):
+    """Abstract bus. All methods are coroutines; backends are safe to share between tasks."""
+
+    max_deliveries: int
+
+    async def start(self) -> None:  # noqa: B027 - optional hook
+        """Connect (Redis) or prepare; idempotent."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; idempotent."""
+
+    @abstractmethod
+    async def publish(self, topic: str, payload: dict[str, Any], key: str) -> str:
+        """Append one message to ``topic``; returns its id."""
+
+    async def publish_many(self, topic: str, items: list[tuple[str, dict[str, Any]]]) -> list[str]:
+        """Append ``(key, payload)`` pairs in order. Backends may pipeline this."""
+        return [await self.publish(topic, payload, key) for key, payload in items]
+
+    @abstractmethod
+    async def ensure_group(self, topic: str, group: str) -> None:
+        """Create the consumer group (and the stream) if missing; reads from the stream's start."""
+
+    @abstractmethod
+    async def read(self, topic: str, group: str, consumer: str, count: int, block_ms: int) -> list[Envelope]:
+        """Up to ``count`` deliveries for ``consumer``: stale pending entries of dead or stuck
+        consumers first (claimed after the claim-idle time), then new ones. Waits up to
+        ``block_ms`` when there is nothing; returns [] on time-out."""
+
+    @abstractmethod
+    async def ack(self, topic: str, group: str, ids: list[str]) -> None:
+        """Mark deliveries done (after the stage's work is committed)."""
+
+    @abstractmethod
+    async def fail(self, topic: str, group: str, envelope: Envelope, reason: str) -> bool:
+        """Record a failed handling. Below ``max_deliveries`` the message is delivered again soon
+        (without blocking the ones behind it); at the limit it moves to the dead-letter stream with
+        ``reason`` and is acked. Returns True when it was dead-lettered."""
+
+    @abstractmethod
+    async def pending(self, topic: str, group: str) -> int:
+        """Messages delivered to the group and not yet acked."""
+
+    @abstractmethod
+    async def lag(self, topic: str, group: str) -> int:
+        """Messages in the topic not yet delivered to the group."""
+
+    @abstractmethod
+    async def dead_letters(self, topic: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """Dead letters, oldest first, optionally of one topic."""
+
+    @abstractmethod
+    async def retry_dead_letter(self, dead_letter_id: str) -> bool:
+        """Put a dead letter back on its topic (attempts reset) and remove it from the dead-letter
+        stream. False when there is no such dead letter."""
+
+    async def ping(self) -> bool:
+        """True when the backend answers (readiness)."""
+        return True

@@ -1,0 +1,231 @@
+"""In-process bus for the embedded mode: asyncio, no servers, Redis-Streams semantics.
+
+Each topic is an append-only log; each consumer group keeps its read position, its pending
+deliveries and its own retry queue. A group created late still reads from the topic's start (like
+``XGROUP CREATE ... 0``). A failed message is re-queued *behind* what is already in the topic (as
+the Redis backend re-appends it), so it never holds up the messages after it; it and a retried
+dead letter go back to their group only. Deliveries left
+unacked longer than ``claim_idle_ms`` (a task that died mid-batch) are handed to the next reader,
+counting one attempt more. Payloads are stored as JSON text, so every delivery gets its own copy and
+a payload the Redis backend would refuse is refused here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from service.bus.base import Bus, DeadLetter, Envelope
+from service.bus.codec import dumps_payload, loads_payload
+
+log = logging.getLogger("socialcare.bus")
+COMPACT_AFTER = 4096  # drop a topic's consumed prefix once every group is this far past it
+
+
+@dataclass(frozen=True)
+class _Entry:
+    seq: int
+    key: str
+    data: str  # the payload as JSON text
+    attempts: int
+    published_at: float
+
+
+@dataclass
+class _Delivery:
+    entry: _Entry
+    consumer: str
+    attempts: int
+    since: float  # monotonic time of the last delivery
+
+
+@dataclass
+class _Group:
+    position: int = 0  # index into the topic log of the next new entry
+    pending: dict[str, _Delivery] = field(default_factory=dict)  # delivery id -> delivery
+    retry: deque[_Entry] = field(default_factory=deque)  # failed entries, in seq order
+
+
+@dataclass
+class _Topic:
+    log: list[_Entry] = field(default_factory=list)
+    groups: dict[str, _Group] = field(default_factory=dict)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+
+class InProcessBus(Bus):
+    def __init__(self, max_deliveries: int = 5, *, claim_idle_ms: int = 30_000) -> None:
+        if max_deliveries < 1:
+            raise ValueError("max_deliveries must be at least 1")
+        self.max_deliveries = max_deliveries
+        self.claim_idle_ms = claim_idle_ms
+        self._topics: dict[str, _Topic] = {}
+        self._seq = itertools.count(1)
+        self._dead: dict[str, DeadLetter] = {}
+
+    def _topic(self, name: str) -> _Topic:
+        topic = self._topics.get(name)
+        if topic is None:
+            topic = self._topics[name] = _Topic()
+        return topic
+
+    def _group(self, topic: str, group: str) -> tuple[_Topic, _Group]:
+        t = self._topic(topic)
+        return t, t.groups.setdefault(group, _Group())
+
+    async def publish(self, topic: str, payload: dict[str, Any], key: str) -> str:
+        return (await self.publish_many(topic, [(key, payload)]))[0]
+
+    async def publish_many(self, topic: str, items: list[tuple[str, dict[str, Any]]]) -> list[str]:
+        encoded = [(key, dumps_payload(payload)) for key, payload in items]  # refuse before appending any
+        for key, _ in encoded:
+            if not isinstance(key, str):
+                raise TypeError(f"key must be a str, not {type(key).__name__}")
+        t = self._topic(topic)
+        now = time.time()
+        entries = [_Entry(next(self._seq), key, data, 1, now) for key, data in encoded]
+        t.log.extend(entries)
+        await self._notify(t)
+        return [str(e.seq) for e in entries]
+
+    async def ensure_group(self, topic: str, group: str) -> None:
+        self._group(topic, group)
+
+    async def read(self, topic: str, group: str, consumer: str, count: int, block_ms: int) -> list[Envelope]:
+        t, g = self._group(topic, group)
+        deadline = time.monotonic() + max(block_ms, 0) / 1000
+        while True:
+            out = self._claim(topic, group, g, consumer, count) or self._take(topic, t, g, consumer, count)
+            remaining = deadline - time.monotonic()
+            if out or remaining <= 0:
+                return out
+            try:
+                async with t.changed:
+                    await asyncio.wait_for(t.changed.wait_for(lambda: bool(g.retry) or g.position < len(t.log)),
+                                           remaining)
+            except TimeoutError:
+                return []
+            # another consumer of the group may have taken it first: loop while time remains
+
+    def _claim(self, topic: str, group: str, g: _Group, consumer: str, count: int) -> list[Envelope]:
+        """Deliveries idle past the claim time (their consumer died or hangs), oldest first."""
+        if not g.pending:
+            return []
+        cutoff = time.monotonic() - self.claim_idle_ms / 1000
+        out: list[Envelope] = []
+        for did, d in list(g.pending.items()):
+            if len(out) >= count:
+                break
+            if d.since > cutoff:
+                continue
+            d.attempts += 1
+            if d.attempts > self.max_deliveries:
+                del g.pending[did]
+                self._bury(topic, group, did, d.entry, d.attempts, "delivered without an ack every time "
+                                                              "(consumer crashed or hung)")
+                continue
+            d.consumer, d.since = consumer, time.monotonic()
+            out.append(self._envelope(topic, did, d.entry, d.attempts))
+        return out
+
+    def _take(self, topic: str, t: _Topic, g: _Group, consumer: str, count: int) -> list[Envelope]:
+        """New entries for the group: the log and its retry queue merged in sequence order."""
+        out: list[Envelope] = []
+        now = time.monotonic()
+        while len(out) < count:
+            fresh = t.log[g.position] if g.position < len(t.log) else None
+            if g.retry and (fresh is None or g.retry[0].seq < fresh.seq):
+                entry = g.retry.popleft()
+            elif fresh is not None:
+                entry = fresh
+                g.position += 1
+            else:
+                break
+            did = str(entry.seq)
+            g.pending[did] = _Delivery(entry, consumer, entry.attempts, now)
+            out.append(self._envelope(topic, did, entry, entry.attempts))
+        if out:
+            self._compact(t)
+        return out
+
+    @staticmethod
+    def _envelope(topic: str, did: str, entry: _Entry, attempts: int) -> Envelope:
+        return Envelope(id=did, topic=topic, key=entry.key, payload=loads_payload(entry.data), attempts=attempts)
+
+    async def ack(self, topic: str, group: str, ids: list[str]) -> None:
+        g = self._topic(topic).groups.get(group)
+        if g is not None:
+            for i in ids:
+                g.pending.pop(i, None)
+
+    async def fail(self, topic: str, group: str, envelope: Envelope, reason: str) -> bool:
+        t, g = self._group(topic, group)
+        d = g.pending.pop(envelope.id, None)
+        published = d.entry.published_at if d else time.time()
+        data = d.entry.data if d else dumps_payload(envelope.payload)  # the payload as published
+        if envelope.attempts >= self.max_deliveries:
+            entry = _Entry(0, envelope.key, data, envelope.attempts, published)
+            self._bury(topic, group, envelope.id, entry, envelope.attempts, reason)
+            return True
+        g.retry.append(_Entry(next(self._seq), envelope.key, data, envelope.attempts + 1, published))
+        await self._notify(t)
+        return False
+
+    def _bury(self, topic: str, group: str, did: str, entry: _Entry, attempts: int, reason: str) -> None:
+        dead = DeadLetter(id=f"dl-{next(self._seq)}", topic=topic, key=entry.key, payload=loads_payload(entry.data),
+                          attempts=attempts, reason=reason, failed_at=datetime.now(UTC).isoformat(),
+                          extra={"group": group, "entry_id": did, "published_at": entry.published_at})
+        self._dead[dead.id] = dead
+        log.error("dead letter %s on %s after %d attempts", dead.id, topic, attempts)
+
+    async def pending(self, topic: str, group: str) -> int:
+        g = self._topic(topic).groups.get(group)
+        return len(g.pending) if g else 0
+
+    async def lag(self, topic: str, group: str) -> int:
+        t = self._topic(topic)
+        g = t.groups.get(group)
+        if g is None:
+            return len(t.log)
+        return len(t.log) - g.position + len(g.retry)
+
+    async def dead_letters(self, topic: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        out = [d for d in self._dead.values() if topic is None or d.topic == topic]
+        return out[: max(limit, 0)]
+
+    async def retry_dead_letter(self, dead_letter_id: str) -> bool:
+        dead = self._dead.pop(dead_letter_id, None)
+        if dead is None:
+            return False
+        t = self._topic(dead.topic)
+        g = t.groups.get(dead.extra.get("group", ""))
+        if g is None:
+            await self.publish(dead.topic, dead.payload, dead.key)
+            return True
+        # back to the group that failed it only: the topic's other groups handled it already
+        g.retry.append(_Entry(next(self._seq), dead.key, dumps_payload(dead.payload), 1,
+                              dead.extra.get("published_at") or time.time()))
+        await self._notify(t)
+        return True
+
+    @staticmethod
+    async def _notify(t: _Topic) -> None:
+        async with t.changed:
+            t.changed.notify_all()
+
+    @staticmethod
+    def _compact(t: _Topic) -> None:
+        """Drop the log prefix every group has read, keeping memory flat in a long-running process.
+        (A group created after that starts at what is left: the embedded mode creates all its groups
+        at start-up, before anything is published.)"""
+        low = min(g.position for g in t.groups.values())
+        if low >= COMPACT_AFTER and low * 2 >= len(t.log):
+            del t.log[:low]
+            for g in t.groups.values():
+                g.position -= low

@@ -1,0 +1,317 @@
+"""Redis Streams bus: one stream per topic (``{prefix}:{topic}``), consumer groups, XACK after the
+stage commits, XAUTOCLAIM of entries a crashed consumer left pending, and a dead-letter stream
+(``{prefix}:deadletter``).
+
+Attempts of a delivery = the entry's ``a`` field (a failed handling re-appends a copy with ``a+1``,
+so the entries behind it never wait) + the times this entry was delivered beyond the first (to
+consumers that died before acking). A retry copy names its group (``g``); other groups of the topic
+ack and skip it, which their ``lag`` counts until they pass it. Streams are never trimmed: nothing is lost. While Redis
+restarts, every call retries with back-off for ``retry_seconds`` and then raises
+:class:`BusUnavailable`; a lost consumer group is re-created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from service.bus.base import Bus, BusUnavailable, DeadLetter, Envelope
+from service.bus.codec import CodecError, Message, decode, decode_dead_letter, encode, encode_dead_letter
+
+__all__ = ["BusUnavailable", "RedisStreamsBus"]
+log = logging.getLogger("socialcare.bus")
+T = TypeVar("T")
+ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+CHUNK = 500  # entries per pipeline / page
+# Move a dead letter back to its topic only if this caller removed it: concurrent retries of one
+# dead letter re-publish it once.
+_RETRY_SCRIPT = """
+if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return false end
+return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+"""
+
+
+class RedisStreamsBus(Bus):
+    def __init__(self, url: str, *, prefix: str = "socialcare", max_deliveries: int = 5,
+                 claim_idle_ms: int = 30_000, retry_seconds: float = 30.0) -> None:
+        if max_deliveries < 1:
+            raise ValueError("max_deliveries must be at least 1")
+        self.url = url
+        self.prefix = prefix
+        self.max_deliveries = max_deliveries
+        self.claim_idle_ms = claim_idle_ms
+        self.retry_seconds = retry_seconds
+        self.client: redis.Redis | None = None
+        self._retry_script: Any = None
+        self._last_claim: dict[tuple[str, str, str], float] = {}
+        parts = urlsplit(url)  # never log a password
+        self._where = f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or ''}"
+
+    def stream(self, topic: str) -> str:
+        return f"{self.prefix}:{topic}"
+
+    @property
+    def dead_stream(self) -> str:
+        return f"{self.prefix}:deadletter"
+
+    async def start(self) -> None:
+        if self.client is None:
+            # One immediate reconnect inside redis-py hides a stale pooled connection; longer
+            # outages are ridden out by _call with its own bounded back-off.
+            self.client = redis.Redis.from_url(
+                self.url, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=15,
+                retry=Retry(NoBackoff(), 1), client_name=f"socialcare-bus:{self.prefix}")
+            self._retry_script = self.client.register_script(_RETRY_SCRIPT)
+
+    async def close(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            await client.aclose()
+
+    async def _call(self, what: str, fn: Callable[[redis.Redis], Awaitable[T]]) -> T:
+        """Run one Redis operation, retrying connection errors with back-off for ``retry_seconds``."""
+        await self.start()
+        deadline: float | None = None
+        delay = 0.05
+        while True:
+            try:
+                return await fn(self.client)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                now = time.monotonic()
+                deadline = deadline if deadline is not None else now + self.retry_seconds
+                if now >= deadline:
+                    raise BusUnavailable(f"Redis at {self._where} did not answer for {self.retry_seconds:g} s "
+                                         f"({what}: {type(exc).__name__})") from exc
+                log.warning("Redis at %s unavailable during %s (%s); retrying", self._where, what,
+                            type(exc).__name__)
+                await asyncio.sleep(min(delay, deadline - now))
+                delay = min(delay * 2, 2.0)
+
+    async def ping(self) -> bool:
+        try:
+            await self.start()
+            return bool(await asyncio.wait_for(self.client.ping(), 3))
+        except Exception:  # noqa: BLE001 - readiness: any failure is "not ready"
+            return False
+
+    async def publish(self, topic: str, payload: dict[str, Any], key: str) -> str:
+        return (await self.publish_many(topic, [(key, payload)]))[0]
+
+    async def publish_many(self, topic: str, items: list[tuple[str, dict[str, Any]]]) -> list[str]:
+        now = time.time()
+        encoded = [encode(key, payload, 1, now) for key, payload in items]  # refuse before sending any
+        ids: list[str] = []
+        for start in range(0, len(encoded), CHUNK):
+            async def go(c: redis.Redis, chunk: list[dict[str, str]] = encoded[start:start + CHUNK]) -> list[Any]:
+                pipe = c.pipeline(transaction=False)
+                for fields in chunk:
+                    pipe.xadd(self.stream(topic), fields)
+                return await pipe.execute()
+
+            ids += [_s(i) for i in await self._call("publish", go)]
+        return ids
+
+    async def ensure_group(self, topic: str, group: str) -> None:
+        await self._call("ensure_group", lambda c: self._create_group(c, topic, group))
+
+    async def _create_group(self, c: redis.Redis, topic: str, group: str) -> None:
+        try:
+            await c.xgroup_create(self.stream(topic), group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read(self, topic: str, group: str, consumer: str, count: int, block_ms: int) -> list[Envelope]:
+        marker = (topic, group, consumer)
+        now = time.monotonic()
+        if now - self._last_claim.get(marker, -1e9) >= min(1.0, self.claim_idle_ms / 2000):
+            self._last_claim[marker] = now
+            claimed = await self._claim(topic, group, consumer, count)
+            if claimed:
+                return claimed
+        stream = self.stream(topic)
+
+        async def go(c: redis.Redis) -> Any:
+            for _ in range(2):
+                try:
+                    return await c.xreadgroup(group, consumer, {stream: ">"}, count=count,
+                                              block=block_ms if block_ms > 0 else None)
+                except ResponseError as exc:
+                    if "NOGROUP" not in str(exc):
+                        raise
+                    await self._create_group(c, topic, group)  # lost with a Redis that restarted empty
+            return []
+
+        result = await self._call("read", go)
+        rows = result.items() if isinstance(result, dict) else (result or [])
+        entries = [(_s(eid), fields) for _name, batch in rows for eid, fields in batch]
+        return await self._envelopes(topic, group, entries, {})
+
+    async def _claim(self, topic: str, group: str, consumer: str, count: int) -> list[Envelope]:
+        stream = self.stream(topic)
+
+        async def go(c: redis.Redis) -> Any:
+            try:
+                return await c.xautoclaim(stream, group, consumer, self.claim_idle_ms, start_id="0-0", count=count)
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    return ["0-0", []]
+                raise
+
+        result = await self._call("claim", go)
+        claimed = [(_s(eid), fields) for eid, fields in result[1] if eid is not None and fields is not None]
+        if not claimed:
+            return []
+
+        async def counts(c: redis.Redis) -> list[Any]:
+            pipe = c.pipeline(transaction=False)
+            for eid, _ in claimed:
+                pipe.xpending_range(stream, group, min=eid, max=eid, count=1)
+            return await pipe.execute()
+
+        delivered = {_s(p["message_id"]): int(p["times_delivered"])
+                     for rows in await self._call("claim", counts) for p in rows}
+        log.info("claimed %d stale %s entries for %s", len(claimed), topic, consumer)
+        return await self._envelopes(topic, group, claimed, delivered)
+
+    async def _envelopes(self, topic: str, group: str, entries: list[tuple[str, Any]],
+                         delivered: dict[str, int]) -> list[Envelope]:
+        out: list[Envelope] = []
+        foreign: list[str] = []
+        for eid, fields in entries:
+            try:
+                msg = decode(fields)
+            except CodecError as exc:
+                await self._bury(topic, group, eid, None, "undecodable", fields, str(exc))
+                continue
+            if msg.group is not None and msg.group != group:  # another group's retry copy
+                foreign.append(eid)
+                continue
+            attempts = msg.attempts + max(0, delivered.get(eid, 1) - 1)
+            if attempts > self.max_deliveries:  # every consumer it reached died before acking
+                msg = Message(msg.key, msg.payload, attempts, msg.published_at)
+                await self._bury(topic, group, eid, msg,
+                                 f"delivered {attempts} times without an ack (consumer crashed or hung)")
+                continue
+            out.append(Envelope(id=eid, topic=topic, key=msg.key, payload=msg.payload, attempts=attempts))
+        await self.ack(topic, group, foreign)
+        return out
+
+    async def ack(self, topic: str, group: str, ids: list[str]) -> None:
+        if ids:
+            await self._call("ack", lambda c: c.xack(self.stream(topic), group, *ids))
+
+    async def fail(self, topic: str, group: str, envelope: Envelope, reason: str) -> bool:
+        stream = self.stream(topic)
+        rows = await self._call("fail", lambda c: c.xrange(stream, min=envelope.id, max=envelope.id, count=1))
+        try:  # the message as published (the stage may have mutated its payload), with its first-publish time
+            original = decode(rows[0][1]) if rows else None
+        except CodecError:
+            original = None
+        msg = Message(envelope.key, original.payload if original else envelope.payload, envelope.attempts,
+                      original.published_at if original else time.time())
+        if envelope.attempts >= self.max_deliveries:
+            await self._bury(topic, group, envelope.id, msg, reason)
+            return True
+        copy = encode(msg.key, msg.payload, msg.attempts + 1, msg.published_at, group)
+
+        async def go(c: redis.Redis) -> None:
+            pipe = c.pipeline(transaction=True)
+            pipe.xadd(stream, copy)
+            pipe.xack(stream, group, envelope.id)
+            await pipe.execute()
+
+        await self._call("fail", go)
+        return False
+
+    async def _bury(self, topic: str, group: str, eid: str, msg: Message | None, reason: str,
+                    raw: dict[Any, Any] | None = None, error: str = "") -> None:
+        """Dead-letter an entry and ack it, in one transaction."""
+        fields = encode_dead_letter(topic, group, eid, reason, msg, raw, error)
+
+        async def go(c: redis.Redis) -> None:
+            pipe = c.pipeline(transaction=True)
+            pipe.xadd(self.dead_stream, fields)
+            pipe.xack(self.stream(topic), group, eid)
+            await pipe.execute()
+
+        await self._call("dead-letter", go)
+        log.error("dead letter on %s (entry %s, %s attempts): %s", topic, eid, fields["attempts"],
+                  "undecodable" if msg is None else "handling failed")
+
+    async def pending(self, topic: str, group: str) -> int:
+        async def go(c: redis.Redis) -> int:
+            try:
+                return int((await c.xpending(self.stream(topic), group))["pending"])
+            except ResponseError:  # no stream or no group yet
+                return 0
+
+        return await self._call("pending", go)
+
+    async def lag(self, topic: str, group: str) -> int:
+        stream = self.stream(topic)
+
+        async def go(c: redis.Redis) -> int:
+            try:
+                groups = await c.xinfo_groups(stream)
+            except ResponseError:  # no stream: nothing published
+                return 0
+            info = next((g for g in groups if _s(g["name"]) == group), None)
+            if info is None:  # the group will read the whole stream
+                return int(await c.xlen(stream))
+            if info.get("lag") is not None:
+                return int(info["lag"])
+            n, start = 0, f"({_s(info['last-delivered-id'])}"  # lag unknown after deletions: count
+            while rows := await c.xrange(stream, min=start, count=CHUNK * 10):
+                n, start = n + len(rows), f"({_s(rows[-1][0])}"
+            return n
+
+        return await self._call("lag", go)
+
+    async def dead_letters(self, topic: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        out: list[DeadLetter] = []
+        start = "-"
+        while len(out) < limit:
+            rows = await self._call("dead_letters",
+                                    lambda c, start=start: c.xrange(self.dead_stream, min=start, count=CHUNK))
+            for eid, fields in rows:
+                dead = decode_dead_letter(_s(eid), fields)
+                if topic is None or dead.topic == topic:
+                    out.append(dead)
+            if len(rows) < CHUNK:
+                break
+            start = f"({_s(rows[-1][0])}"
+        return out[: max(limit, 0)]
+
+    async def retry_dead_letter(self, dead_letter_id: str) -> bool:
+        if not ENTRY_ID.match(dead_letter_id):
+            return False
+        rows = await self._call("retry", lambda c: c.xrange(self.dead_stream, min=dead_letter_id,
+                                                            max=dead_letter_id, count=1))
+        if not rows:
+            return False
+        dead = decode_dead_letter(dead_letter_id, rows[0][1])
+        if "undecodable" in dead.extra:
+            raise CodecError(f"dead letter {dead_letter_id} holds an undecodable entry and cannot be retried")
+        fields = encode(dead.key, dead.payload, 1, dead.extra.get("published_at") or None, dead.extra.get("group") or None)
+        args = [dead_letter_id, *(x for kv in fields.items() for x in kv)]
+        new_id = await self._call("retry", lambda c: self._retry_script(keys=[self.dead_stream, self.stream(dead.topic)],
+                                                            args=args, client=c))
+        return new_id is not None
+
+
+
+def _s(value: Any) -> str:
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)

@@ -1,0 +1,64 @@
+"""The ``socialcare`` command line. Each concept's commands live in their own module."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from service.settings import load_settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", type=click.Path(dir_okay=False), default=None,
+              help="TOML settings file (default: $SOCIALCARE_CONFIG). Secrets come from the environment only.")
+@click.version_option(package_name="socialcare")
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
+    """socialcare: social listening and community moderation for customer-care teams.
+
+    Settings come from SOCIALCARE_* environment variables and an optional TOML file; see README.
+    """
+    try:
+        settings = load_settings(config)
+    except Exception as exc:  # a clear message, not a traceback
+        raise click.ClickException(f"invalid settings: {exc}") from exc
+    ctx.obj = settings
+    from service.logs import configure_logging
+
+    configure_logging(settings)
+
+
+def _register() -> None:
+    from service.cli import (
+        connectors_cmd,
+        db_cmd,
+        deadletter_cmd,
+        replay_cmd,
+        run_cmd,
+        triage_cmd,
+        users_cmd,
+    )
+
+    main.add_command(db_cmd.db)
+    main.add_command(run_cmd.run)
+    main.add_command(run_cmd.worker)
+    main.add_command(run_cmd.web_cmd)
+    main.add_command(run_cmd.listen)
+    main.add_command(replay_cmd.replay)
+    main.add_command(triage_cmd.triage)
+    main.add_command(connectors_cmd.connectors)
+    main.add_command(deadletter_cmd.deadletter)
+    main.add_command(users_cmd.users)
+    from service.cli import digest_cmd  # noqa: E402
+    main.add_command(digest_cmd.digest)
+    from service.cli import community_cmd  # noqa: E402
+    for group in (community_cmd.kb, community_cmd.rules, community_cmd.incidents):
+        main.add_command(group)
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""`socialcare kb`, `socialcare rules`, `socialcare incidents`: the community's knowledge base,
+moderation rules and incidents from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from models.db import Database
+
+
+def _run(settings: Any, work: Callable[[Database], Awaitable[Any]]) -> Any:
+    async def go() -> Any:
+        database = Database.from_settings(settings)
+        try:
+            await database.upgrade()
+            return await work(database)
+        finally:
+            await database.close()
+
+    return asyncio.run(go())
+
+
+@click.group()
+def kb() -> None:
+    """Knowledge-base articles (Markdown with YAML front matter) and answer templates (YAML)."""
+
+
+@kb.command("import")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--templates", "templates_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=None, help="Templates folder (default: DIRECTORY/templates, else DIRECTORY).")
+@click.pass_obj
+def kb_import(settings, directory: Path, templates_dir: Path | None) -> None:  # noqa: ANN001
+    """Import (upsert) the *.md articles of DIRECTORY and the *.yaml templates; all or nothing."""
+    from community.knowledge import KnowledgeFormatError, import_folder
+
+    tdir = templates_dir or (directory / "templates" if (directory / "templates").is_dir() else directory)
+    articles_dir = directory / "kb" if (directory / "kb").is_dir() else directory
+
+    async def work(db: Database) -> tuple[int, int]:
+        async with db.session() as session:
+            counts = await import_folder(session, articles_dir, tdir)
+            await session.commit()
+            return counts
+
+    try:
+        articles, templates = _run(settings, work)
+    except KnowledgeFormatError as exc:
+        raise click.ClickException(f"nothing imported: {exc}") from exc
+    click.echo(f"imported {articles} articles and {templates} templates")
+
+
+@click.group()
+def rules() -> None:
+    """Moderation rules (AutoModerator-style YAML)."""
+
+
+@rules.command("check")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.pass_obj
+def rules_check(settings, file: Path | None) -> None:  # noqa: ANN001
+    """Validate FILE (default: the configured rules file); exit 1 naming the line and reason."""
+    from community.rules import BUNDLED_RULES, RuleError, load_rules
+
+    path = file or settings.moderation_rules_path or BUNDLED_RULES
+    try:
+        loaded = load_rules(path)
+    except RuleError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for r in loaded:
+        click.echo(f"{r.line:>4}  {r.name}  → {r.action}")
+    click.echo(f"{len(loaded)} rules OK in {path}")
+
+
+@click.group()
+def incidents() -> None:
+    """Incidents: list them, post a status to everyone affected, close them."""
+
+
+@incidents.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Closed incidents too.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_obj
+def incidents_list(settings, show_all: bool, as_json: bool) -> None:  # noqa: ANN001
+    from sqlalchemy import func, select
+
+    from models import Incident, IncidentMention
+
+    async def work(db: Database) -> list[dict]:
+        async with db.session() as s:
+            q = select(Incident, func.count(IncidentMention.mention_id)).outerjoin(
+                IncidentMention, IncidentMention.incident_id == Incident.id).group_by(Incident.id).order_by(Incident.id)
+            if not show_all:
+                q = q.where(Incident.status == "open")
+            return [{"id": i.id, "issue_type": i.issue_type, "channel": i.channel, "status": i.status,
+                     "opened_at": i.opened_at.isoformat(), "mentions": n, "status_message": i.status_message}
+                    for i, n in (await s.execute(q)).all()]
+
+    rows = _run(settings, work)
+    for row in rows:
+        click.echo(json.dumps(row) if as_json else
+                   f"#{row['id']}  {row['status']:<6} {row['issue_type']} on {row['channel']}  "
+                   f"{row['mentions']} mentions  opened {row['opened_at']}")
+    if not rows and not as_json:
+        click.echo("no incidents")
+
+
+def _broadcast(settings: Any, incident_id: int, act: Callable[..., Awaitable[Any]]) -> int:
+    from community.replybot import ChannelPolicy
+    from models import Incident
+    from service.dispatch import Dispatcher
+    from service.runtime import build_connectors
+
+    dry = {p for p in ("x", "reddit", "discourse", *settings.bot_channels)
+           if ChannelPolicy.for_channel(settings, p).dry_run}
+
+    async def work(db: Database) -> int:
+        async with db.session() as s:
+            incident = await s.get(Incident, incident_id)
+            if incident is None:
+                raise click.ClickException(f"no incident #{incident_id}")
+            _, replies = await act(s, incident, dry)
+            await s.commit()
+        connectors = build_connectors(settings)
+        try:
+            await Dispatcher(db, {c.platform: c for c in connectors}, settings.dry_run).deliver([r.id for r in replies])
+        finally:
+            for c in connectors:
+                await c.close()
+        return len(replies)
+
+    from community.broadcast import IncidentError
+
+    try:
+        return _run(settings, work)
+    except IncidentError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@incidents.command("status")
+@click.argument("incident_id", type=int)
+@click.argument("message")
+@click.option("--actor", default="cli", show_default=True)
+@click.pass_obj
+def incidents_status(settings, incident_id: int, message: str, actor: str) -> None:  # noqa: ANN001
+    """Post MESSAGE as the incident's status to everyone affected."""
+    from community.broadcast import post_status
+
+    n = _broadcast(settings, incident_id, lambda s, inc, dry: post_status(
+        s, inc, message, f"cli:{actor}", interval_minutes=settings.incident_status_interval_minutes,
+        dry_run_channels=dry))
+    click.echo(f"status queued for {n} author(s)")
+
+
+@incidents.command("close")
+@click.argument("incident_id", type=int)
+@click.option("--no-fixed", is_flag=True, help="Close without the \"fixed\" follow-up.")
+@click.option("--note", default=None)
+@click.option("--actor", default="cli", show_default=True)
+@click.pass_obj
+def incidents_close(settings, incident_id: int, no_fixed: bool, note: str | None, actor: str) -> None:  # noqa: ANN001
+    """Close the incident; everyone affected gets the "fixed" follow-up unless --no-fixed."""
+    from community.broadcast import close
+
+    n = _broadcast(settings, incident_id, lambda s, inc, dry: close(
+        s, inc, f"cli:{actor}", send_fixed=not no_fixed, note=note, dry_run_channels=dry))
+    click.echo(f"incident #{incident_id} closed; follow-up queued for {n} author(s)")

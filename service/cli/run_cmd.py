@@ -1,0 +1,110 @@
+"""`socialcare run` (everything in one process) and `socialcare worker` (one stage, scaled out)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import click
+from aiohttp import web
+
+from service.stages import STAGES
+
+log = logging.getLogger("socialcare.run")
+
+
+async def _serve(settings, *, stages, workers: int, web_port: int | None, demo: bool) -> None:  # noqa: ANN001
+    from console.app import create_app
+    from service.runtime import Runtime, write_ingest_token
+    from service.seed import DEMO_MENTIONS, seed_demo
+
+    rt = await Runtime.open(settings, stages=stages, workers=workers)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner = None
+    hub = None
+    if web_port is None and stages and settings.bus == "redis":
+        from console import events  # workers publish live-queue events for the separate web process
+
+        hub = events.make_hub(settings, tail=False)
+        events.attach(rt, hub)
+    try:
+        if demo:
+            counts = await seed_demo(rt.db)
+            log.info("demo seeded: %s", counts)
+        await rt.start()
+        if web_port is not None:
+            rt.ingest_token = write_ingest_token(settings.var_dir)
+            demo_login = None
+            if demo and settings.host in ("127.0.0.1", "localhost", "::1"):
+                from console.login import ensure_demo_account
+
+                demo_login = await ensure_demo_account(rt.db, settings.var_dir)
+            runner = web.AppRunner(create_app(rt, demo_login), access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, settings.host, web_port).start()
+            log.info("console on http://%s:%d", settings.host, web_port)
+        if demo:
+            rt.tasks.append(asyncio.create_task(rt.feed_demo(DEMO_MENTIONS, settings.demo_speed)))
+        await stop.wait()
+        log.info("shutting down: finishing in-flight work")
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await rt.close()
+        if hub is not None:
+            await hub.close()
+
+
+@click.command()
+@click.option("--port", type=int, default=None, help="Console port (default: settings, 8080).")
+@click.option("--host", default=None, help="Bind address (default: settings, 127.0.0.1).")
+@click.option("--demo/--no-demo", default=None, help="Stream the bundled demo (default: on when no connector is configured).")
+@click.pass_obj
+def run(settings, port: int | None, host: str | None, demo: bool | None) -> None:  # noqa: ANN001
+    """Run the whole service in one process: all stages, connectors and the web console."""
+    if host:
+        settings.host = host
+    port = port or settings.port
+    if demo is None:
+        demo = settings.demo and not (settings.x_enabled or settings.reddit_enabled or settings.discourse_enabled)
+    asyncio.run(_serve(settings, stages=STAGES, workers=1, web_port=port, demo=demo))
+
+
+@click.command()
+@click.option("--stage", "stages", multiple=True, type=click.Choice(STAGES), required=True,
+              help="Stage to run (repeatable).")
+@click.option("--concurrency", type=int, default=1, show_default=True, help="Consumers per stage in this process.")
+@click.pass_obj
+def worker(settings, stages: tuple[str, ...], concurrency: int) -> None:  # noqa: ANN001
+    """Run stage workers only (production: Redis Streams bus, scaled across machines)."""
+    if settings.bus != "redis":
+        raise click.ClickException("workers need a shared bus: set SOCIALCARE_BUS=redis")
+    asyncio.run(_serve(settings, stages=list(stages), workers=concurrency, web_port=None, demo=False))
+
+
+@click.command()
+@click.option("--port", type=int, default=None, help="Port (default: settings, 8080).")
+@click.pass_obj
+def web_cmd(settings, port: int | None) -> None:  # noqa: ANN001
+    """Run the web console and API only (production; stages run as workers)."""
+    if settings.bus != "redis":
+        raise click.ClickException("a separate web process needs a shared bus: set SOCIALCARE_BUS=redis")
+    asyncio.run(_serve(settings, stages=[], workers=0, web_port=port or settings.port, demo=False))
+
+
+web_cmd.name = "web"
+
+
+@click.command()
+@click.pass_obj
+def listen(settings) -> None:  # noqa: ANN001
+    """Run the configured connectors only, publishing to the shared bus (production)."""
+    if settings.bus != "redis":
+        raise click.ClickException("a separate listener process needs a shared bus: set SOCIALCARE_BUS=redis")
+    if not (settings.x_enabled or settings.reddit_enabled or settings.discourse_enabled):
+        raise click.ClickException("no connector is configured (see `socialcare connectors check`)")
+    asyncio.run(_serve(settings, stages=[], workers=0, web_port=None, demo=False))

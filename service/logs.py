@@ -1,0 +1,51 @@
+"""Structured logging with personal data redacted from every line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+_CONFIGURED = {"done": False}
+
+
+class RedactingFilter(logging.Filter):
+    """Runs the PII detectors over the formatted message: no card, e-mail or phone in a log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from triage.pii import redact
+
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string must not lose the line
+            message = str(record.msg)
+        record.msg, record.args = redact(message), None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
+               "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
+        if record.exc_text:
+            doc["exc"] = record.exc_text
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def configure_logging(settings) -> None:  # noqa: ANN001
+    if _CONFIGURED["done"]:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(JsonFormatter() if settings.log_json
+                         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    for noisy in ("aiosqlite", "sqlalchemy.engine", "asyncio", "urllib3", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _CONFIGURED["done"] = True

@@ -1,0 +1,97 @@
+"""The pipeline in one process: the four stage workers over one bus, and the door into it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+
+from listener.protocol import NormalizedMention
+from service.bus import Bus
+from service.stages import STAGES, StageContext
+from service.stages.act import ActStage
+from service.stages.ingest import IngestStage
+from service.stages.route import RouteStage
+from service.stages.triage import TriageStage
+from service.workers import StageWorker, consumer_name
+
+log = logging.getLogger("socialcare.pipeline")
+STAGE_CLASSES = {"ingest": IngestStage, "triage": TriageStage, "route": RouteStage, "act": ActStage}
+
+
+def ingest_key(m: NormalizedMention) -> str:
+    """Idempotency key of an ingest message: an edit or deletion is a new message, a repeat is not."""
+    key = f"{m.platform}:{m.external_id}"
+    if m.event == "delete":
+        return key + ":delete"
+    return key + (f":edit:{m.edited_at.isoformat()}" if m.edited_at else "")
+
+
+async def submit(bus: Bus, mentions: Iterable[NormalizedMention]) -> int:
+    """Put mentions on the ingest topic (connectors, replay and webhooks all come in here)."""
+    now = time.time()
+    items = [(ingest_key(m), {"mention": m.to_dict(), "t0": now}) for m in mentions]
+    if items:
+        await bus.publish_many("ingest", items)
+    return len(items)
+
+
+def build_stage(name: str, ctx: StageContext):  # noqa: ANN201
+    return STAGE_CLASSES[name](ctx)
+
+
+class Pipeline:
+    """Runs ``workers`` consumers per stage as tasks in this process."""
+
+    def __init__(self, ctx: StageContext, bus: Bus, *, stages: Iterable[str] = STAGES, workers: int = 1,
+                 batch_size: int | None = None, block_ms: int | None = None) -> None:
+        self.ctx = ctx
+        self.bus = bus
+        self.stop_event = asyncio.Event()
+        settings = ctx.settings
+        self.workers = [
+            StageWorker(bus, build_stage(name, ctx), consumer=consumer_name(name, i),
+                        batch_size=batch_size or settings.bus_batch_size,
+                        block_ms=block_ms or settings.bus_block_ms, metrics=ctx.metrics)
+            for name in stages for i in range(workers)
+        ]
+        self.tasks: list[asyncio.Task] = []
+
+    def stage(self, name: str):  # noqa: ANN201
+        return next(w.stage for w in self.workers if w.stage.name == name)
+
+    async def start(self) -> None:
+        for name in {w.stage.name for w in self.workers}:
+            await self.bus.ensure_group(name, name)
+        self.tasks = [asyncio.create_task(w.run(self.stop_event), name=w.consumer) for w in self.workers]
+
+    async def submit(self, mentions: Iterable[NormalizedMention]) -> int:
+        return await submit(self.bus, mentions)
+
+    async def idle(self) -> bool:
+        for name in {w.stage.name for w in self.workers}:
+            if await self.bus.lag(name, name) or await self.bus.pending(name, name):
+                return False
+        return not any(w.busy for w in self.workers)
+
+    async def wait_idle(self, timeout: float = 60.0, settle: float = 0.05) -> None:
+        """Wait until every stage has drained (for tests, replay and benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if await self.idle():
+                await asyncio.sleep(settle)
+                if await self.idle():
+                    return
+            await asyncio.sleep(0.02)
+        raise TimeoutError(f"pipeline not idle after {timeout} s")
+
+    async def stop(self, drain_timeout: float = 10.0) -> None:
+        """Graceful: workers finish the batch in hand, then stop reading."""
+        self.stop_event.set()
+        if self.tasks:
+            done, pending = await asyncio.wait(self.tasks, timeout=drain_timeout)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        self.tasks = []

@@ -1,0 +1,234 @@
+"""The act stage: carries out routing decisions (replies, cases, moderation), exactly once.
+
+Every row it writes has a natural de-duplication key (reply ``dedup_key``, one case per opening
+mention, one moderation action per key), so a redelivered message changes nothing. Replies and
+moderation actions are committed before they are performed; :mod:`service.dispatch` sends
+replies at most once and :func:`community.moderation.execute` performs platform actions once.
+Automatic answers pass the reply bot's gates (:mod:`community.replybot`) or become suggestions.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from community import broadcast, moderation
+from community.answers import AnswerIndex
+from community.replybot import ChannelPolicy, GateInput, Ledger, blocked_by
+from community.templates import TemplateRenderError, choose_tone, render
+from escalation.cases import SlaPolicy, open_or_join
+from escalation.handoff import private_handoff
+from models import Author, Incident, Mention, Reply, RouteDecision, TriageResult
+from models.base import utcnow
+from service.audit import record
+from service.bus import Envelope
+from service.dispatch import Dispatcher, pending_replies
+from service.stages.base import Outgoing, StageContext
+
+PUBLIC_SECURE_NOTICE = "We've sent you a secure link by DM — please don't share account details here."
+COMMUNITY_TEXT = "Hi {{ author_name }}, the community has answered this one: {{ article_url }}"
+ARTICLE_TEXT = "Hi {{ author_name }}, this should help: {{ article_url }}"
+
+
+class ActStage:
+    name = "act"
+
+    def __init__(self, ctx: StageContext, dispatcher: Dispatcher | None = None, refresh_s: float = 30.0) -> None:
+        self.ctx = ctx
+        self.answers = AnswerIndex()
+        self._refreshed = 0.0
+        self._refresh_s = refresh_s
+        self._keys: set[str] = set()  # reply keys known in the batch at hand
+        self.ledger = Ledger()
+        self.policies: dict[str, ChannelPolicy] = {}
+        self.dispatcher = dispatcher or Dispatcher(ctx.db, ctx.connectors, ctx.settings.dry_run)
+
+    def policy(self, platform: str) -> ChannelPolicy:
+        if platform not in self.policies:
+            self.policies[platform] = ChannelPolicy.for_channel(self.ctx.settings, platform)
+        return self.policies[platform]
+
+    async def handle(self, batch: list[Envelope]) -> list[Outgoing]:
+        ids = list(dict.fromkeys(env.payload["mention_id"] for env in batch))
+        for attempt in range(3):
+            try:
+                await self._act(ids)
+                break
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        async with self.ctx.db.session() as session:
+            to_send = await pending_replies(session, ids)
+            to_perform = await moderation.queued_actions(session, ids)
+        if to_perform:  # first: a post exposing personal data is hidden before anything is said
+            await moderation.execute(self.ctx.db, self.ctx.connectors, to_perform, dry_run=self.ctx.settings.dry_run,
+                                     dry_run_channels={p for p in self.ctx.connectors if self.policy(p).dry_run})
+        await self.dispatcher.deliver(to_send)
+        return []
+
+    async def _act(self, ids: list[int]) -> None:
+        async with self.ctx.db.session() as session:
+            if time.monotonic() - self._refreshed > self._refresh_s:
+                await self.answers.refresh(session)
+                self._refreshed = time.monotonic()
+            rows = (await session.execute(
+                select(RouteDecision, Mention, TriageResult).join(Mention, Mention.id == RouteDecision.mention_id)
+                .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
+                .where(RouteDecision.mention_id.in_(ids), RouteDecision.acted_at.is_(None))
+            )).all()
+            if not rows:
+                return
+            author_ids = {m.author_id for _, m, _ in rows if m.author_id}
+            authors = {a.id: a for a in await session.scalars(select(Author).where(Author.id.in_(author_ids)))}
+            self._keys = set(await session.scalars(select(Reply.dedup_key).where(Reply.mention_id.in_(ids))))
+            platforms = {m.platform for _, m, _ in rows}
+            self.ledger = await Ledger.load(
+                session, conversation_ids={m.conversation_id for _, m, _ in rows if m.conversation_id},
+                author_ids=author_ids, platforms=platforms,
+                max_cooldown_hours=max(self.policy(p).cooldown_hours for p in platforms))
+            incident_ids = {d.details.get("incident_id") for d, _, _ in rows if d.outcome == "broadcast"}
+            incident_ids.discard(None)
+            self._incidents = {i.id: i for i in await session.scalars(
+                select(Incident).where(Incident.id.in_(incident_ids)))} if incident_ids else {}
+            self._status = await broadcast.latest_status(session, set(self._incidents))
+            for decision, mention, tri in rows:
+                author = authors.get(mention.author_id) if mention.author_id else None
+                handler = getattr(self, f"_{decision.outcome}", None)
+                if handler is not None:
+                    await handler(session, decision, mention, author, tri)
+                await self._rule_side_actions(session, decision, mention)
+                decision.acted_at = utcnow()
+            for obj in session.new:  # anything the bot queued on a dry-run channel is only recorded
+                if isinstance(obj, Reply) and obj.status == "pending" and self.policy(obj.platform).dry_run:
+                    obj.status = "dry_run"
+            await session.commit()
+
+    # --- texts -------------------------------------------------------------------------------
+    def _author_name(self, author: Author | None) -> str:
+        return (author.display_name or author.handle or "there") if author else "there"
+
+    def _text(self, name: str, mention: Mention, author: Author | None, **extra: Any) -> str | None:
+        tpl = self.answers.template(name)
+        if tpl is None or not tpl.variants:
+            return None
+        body = choose_tone(tpl.variants, self.policy(mention.platform).tone)
+        article = self.answers.articles.get(tpl.article_slug or "")
+        link = extra.pop("article_url", None) or (article.url if article else None)
+        ctx = {"author_name": self._author_name(author), "article_url": link or "", **extra}
+        try:
+            return render(body, ctx, platform=mention.platform, link=link)
+        except TemplateRenderError:
+            return None  # a broken template is never sent; the decision stays for an agent
+
+    def _answer_text(self, answer: dict, mention: Mention, author: Author | None) -> str | None:
+        if answer.get("kind") == "template":
+            return self._text(answer["ref"], mention, author)
+        if not answer.get("url"):
+            return None
+        body = COMMUNITY_TEXT if answer.get("kind") == "community" else ARTICLE_TEXT
+        return render(body, {"author_name": self._author_name(author), "article_url": answer["url"]},
+                      platform=mention.platform, link=answer["url"])
+
+    async def _reply(self, session, key: str, mention: Mention, text: str | None, *, kind: str,  # noqa: ANN001
+                     visibility: str = "public", template: str | None = None, case_id: int | None = None,
+                     status: str = "pending") -> Reply | None:
+        if text is None or key in self._keys:
+            return None
+        if not key.startswith(("auto:", "community:", "notice:")) and \
+                await session.scalar(select(Reply.id).where(Reply.dedup_key == key)):
+            return None  # keys shared across mentions (a case's notice) may exist already
+        self._keys.add(key)
+        if visibility == "public" and status != "suggested":
+            self.ledger.note_public_reply(mention.conversation_id)
+        reply = Reply(dedup_key=key, mention_id=mention.id, conversation_id=mention.conversation_id,
+                      case_id=case_id, platform=mention.platform, visibility=visibility, kind=kind,
+                      text=text, template=template, status=status)
+        session.add(reply)
+        return reply
+
+    # --- one method per outcome ------------------------------------------------------------
+    async def _bot_reply(self, session, decision, mention, author, tri, kind: str) -> None:  # noqa: ANN001
+        """An automatic public answer, sent only if every gate passes; else a suggestion."""
+        answer = decision.details.get("answer") or {}
+        text = self._answer_text(answer, mention, author) if answer else None
+        if text is None:
+            return
+        policy = self.policy(mention.platform)
+        scores = (tri.scores or {}) if tri is not None else {}
+        gates = GateInput(
+            sensitivity=tri.sensitivity if tri else "unknown", has_pii=bool(scores.get("pii")) or bool(tri and tri.pii_exposed),
+            toxicity=tri.toxicity if tri else "unknown", spam=tri.spam if tri else "unknown",
+            confidence=float(decision.confidence), thread_answered=mention.conversation_id in self.ledger.answered_threads,
+            author_recently_answered=self.ledger.recently_answered(mention.author_id, policy.cooldown_hours),
+            sent_last_hour=self.ledger.sent_last_hour.get(mention.platform, 0))
+        blocked = blocked_by(gates, policy)
+        status = "suggested" if blocked else ("dry_run" if policy.dry_run else "pending")
+        reply = await self._reply(session, f"{'auto' if kind == 'auto_answer' else 'community'}:{mention.id}",
+                                  mention, text, kind=kind, template=answer.get("ref") if answer.get("kind") == "template"
+                                  else None, status=status)
+        if reply is None:
+            return
+        if not blocked:
+            self.ledger.note_bot_reply(mention.platform, mention.author_id, mention.conversation_id)
+        decision.details = {**decision.details, "bot": {"sent": not blocked, "blocked_by": blocked,
+                                                        "dry_run": policy.dry_run}}
+        record(session, "bot", "bot.suggested" if blocked else "bot.reply", "mention", mention.id,
+               reason=("blocked by " + ", ".join(blocked)) if blocked else decision.reason[:300],
+               kind=kind, answer=answer.get("ref"), confidence=round(float(decision.confidence), 3),
+               dry_run=policy.dry_run)
+
+    async def _auto_answer(self, session, decision, mention, author, tri) -> None:  # noqa: ANN001
+        await self._bot_reply(session, decision, mention, author, tri, "auto_answer")
+
+    async def _community_answer(self, session, decision, mention, author, tri) -> None:  # noqa: ANN001
+        if (decision.details.get("answer") or {}).get("url"):  # else: left for the community to answer
+            await self._bot_reply(session, decision, mention, author, tri, "community_answer")
+
+    async def _broadcast(self, session, decision, mention, author, tri) -> None:  # noqa: ANN001
+        incident = self._incidents.get(decision.details.get("incident_id"))
+        if incident is None:
+            return
+        reply = await broadcast.reply_to_new_mention(
+            session, incident, self._status.get(incident.id), mention, author,
+            interval_minutes=self.ctx.settings.incident_status_interval_minutes,
+            dry_run=self.policy(mention.platform).dry_run, tone=self.policy(mention.platform).tone)
+        if reply is not None:  # no status yet: grouped now, told when an agent posts one
+            self._keys.add(reply.dedup_key)
+            self.ledger.note_public_reply(mention.conversation_id)
+            record(session, "bot", "bot.status_reply", "mention", mention.id, incident_id=incident.id,
+                   dry_run=reply.status == "dry_run")
+
+    async def _escalate_private(self, session, decision, mention, author, tri) -> None:  # noqa: ANN001
+        if decision.details.get("redact"):  # before the case copies the words
+            moderation.redact_mention(mention, (tri.scores or {}).get("pii") if tri else None)
+        category = decision.details.get("category") or ("fraud" if "fraud" in decision.reason else "security")
+        case, opened = await open_or_join(session, mention, category, SlaPolicy.from_settings(self.ctx.settings))
+        if opened:
+            record(session, "bot", "case.opened", "case", case.id, mention_id=mention.id, category=category)
+        if decision.details.get("hide_first"):
+            await moderation.add_action(session, f"hide:{mention.id}", mention, "hide",
+                                        "personal data exposed in public", rule="builtin:pii")
+        text = self._text("secure_link_notice", mention, author) or PUBLIC_SECURE_NOTICE
+        await self._reply(session, f"secure_notice:{case.id}:{mention.conversation_id}", mention, text,
+                          kind="secure_link", template="secure_link_notice", case_id=case.id)
+        await private_handoff(session, case, mention, self.ctx.settings)  # the secure link, by DM
+
+    async def _moderate(self, session, decision, mention, author, tri) -> None:  # noqa: ANN001
+        details = decision.details
+        if details.get("redact"):
+            moderation.redact_mention(mention, (tri.scores or {}).get("pii") if tri else None)
+        await moderation.add_action(session, f"mod:{mention.id}", mention, details.get("action", "hold"),
+                                    decision.reason, rule=details.get("rule") or decision.reason.split(":")[0])
+        notice = details.get("notify")
+        if notice:
+            await self._reply(session, f"notice:{mention.id}", mention, self._text(notice, mention, author),
+                              kind="notice", visibility="private", template=notice)
+
+    async def _rule_side_actions(self, session, decision, mention) -> None:  # noqa: ANN001
+        """Rules that label, lock or notify act beside whatever the decision was."""
+        for side in decision.details.get("rule_actions") or []:
+            await moderation.add_action(session, f"rule:{mention.id}:{side['rule']}", mention, side["action"],
+                                        f"rule {side['rule']}", rule=side["rule"])

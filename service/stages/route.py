@@ -1,0 +1,183 @@
+"""The route stage: one decision per triaged mention (auto answer, escalate, moderate, ...).
+
+Per batch: a handful of queries (decisions already made, mentions with triage and author, author
+removals when a rule needs them, incidents per issue type and channel) and at most one encoder
+call, for the mentions the cheap template-by-issue-type path leaves undecided.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from community.answers import AnswerIndex
+from community.harvest import harvest
+from community.incidents import SpikePolicy, match_batch
+from community.moderation import author_removals
+from community.routing import HIGH_TOUCH, LOW_TOUCH, ROUTER_VERSION, RouteInput, decide
+from community.rules import BUNDLED_RULES, RuleError, Subject, evaluate, load_rules
+from models import Author, Mention, RouteDecision, TriageResult
+from service.bus import Envelope
+from service.stages.base import Outgoing, StageContext, trace
+
+log = logging.getLogger("socialcare.route")
+# Below this issue-type confidence triage does not know what the mention is about; retrieval
+# would rarely make an answer sure enough, so such mentions go to an agent without an encoder call
+# (the console computes suggestions on demand). Keeps the encoder off the hot path.
+SEMANTIC_FLOOR = 0.2
+
+
+class RouteStage:
+    name = "route"
+
+    def __init__(self, ctx: StageContext, refresh_s: float = 30.0) -> None:
+        self.ctx = ctx
+        self.answers = AnswerIndex()
+        self._refreshed = 0.0
+        self._refresh_s = refresh_s
+        self.spike = SpikePolicy.from_settings(ctx.settings)
+        self.rules_path = Path(ctx.settings.moderation_rules_path or BUNDLED_RULES)
+        self.rules = load_rules(self.rules_path)  # an invalid file stops start-up with line and reason
+        self._rules_mtime = self._mtime()
+        self.latencies_ms: deque[float] = deque(maxlen=200_000)  # ingest → routed decision
+
+    def _mtime(self) -> float:
+        try:
+            return self.rules_path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def _reload_rules(self) -> None:
+        """Pick up an edited rules file; a broken edit keeps the rules in force and says why."""
+        mtime = self._mtime()
+        if mtime == self._rules_mtime:
+            return
+        self._rules_mtime = mtime
+        try:
+            self.rules = load_rules(self.rules_path)
+            log.info("moderation rules reloaded: %d rules", len(self.rules))
+        except RuleError as exc:
+            log.error("moderation rules not reloaded, keeping the previous ones: %s", exc)
+
+    async def handle(self, batch: list[Envelope]) -> list[Outgoing]:
+        ids = list(dict.fromkeys(env.payload["mention_id"] for env in batch))
+        first = {}
+        for env in batch:
+            first.setdefault(env.payload["mention_id"], env)
+        for attempt in range(3):
+            try:
+                decided = await self._decide(ids)
+                break
+            except IntegrityError:  # a concurrent worker opened the same incident or decision
+                if attempt == 2:
+                    raise
+        now = time.time()
+        for mid, _ in decided:
+            t0 = first[mid].payload.get("t0")
+            if t0:
+                self.latencies_ms.append((now - t0) * 1000)
+                if self.ctx.metrics:
+                    self.ctx.metrics.end_to_end.observe(now - t0)
+        return [Outgoing("act", f"m:{mid}", {"mention_id": mid, "outcome": outcome, **trace(first[mid].payload)})
+                for mid, outcome in decided]
+
+    async def _decide(self, ids: list[int]) -> list[tuple[int, str]]:
+        settings = self.ctx.settings
+        threshold = settings.auto_answer_threshold
+        community = set(settings.community_channels)
+        async with self.ctx.db.session() as session:
+            if time.monotonic() - self._refreshed > self._refresh_s:
+                await self.answers.refresh(session)
+                self._reload_rules()
+                self._refreshed = time.monotonic()
+            done = {r.mention_id: r.outcome for r in await session.scalars(
+                select(RouteDecision).where(RouteDecision.mention_id.in_(ids)))}
+            rows = (await session.execute(
+                select(Mention, TriageResult, Author)
+                .join(TriageResult, TriageResult.mention_id == Mention.id)
+                .outerjoin(Author, Author.id == Mention.author_id)
+                .where(Mention.id.in_([i for i in ids if i not in done]))
+                .order_by(Mention.created_at)
+            )).all()
+            out: list[tuple[int, str]] = list(done.items())
+            if not rows:
+                return out
+            removals = {}
+            if any("removals_at_least" in r.author for r in self.rules):
+                removals = await author_removals(session, {m.author_id for m, _, _ in rows if m.author_id})
+            matched = {m.id: evaluate(self.rules, self._subject(m, t, a, removals)) for m, t, a in rows}
+            held = {mid for mid, found in matched.items() if any(x.action in ("hold", "remove") for x in found)}
+
+            # the cheap path: the template for the issue type; retrieval only where it is unsure
+            cheap, todo = {}, []
+            for m, t, _ in rows:
+                conf = _issue_confidence(t)
+                cheap[m.id] = self.answers.best(t.issue_type, m.platform, conf)
+                answerable = t.issue_type in LOW_TOUCH or (m.platform in community and t.issue_type not in HIGH_TOUCH)
+                if not (answerable and t.sensitivity == "none" and m.is_public and m.id not in held
+                        and not t.pii_exposed and t.spam != "spam" and t.toxicity != "offensive"):
+                    continue
+                if m.platform in community:  # low volume by definition: always worth the encoder
+                    todo.append((m, t))
+                elif conf >= SEMANTIC_FLOOR and (cheap[m.id] is None or conf < threshold):
+                    todo.append((m, t))  # inconclusive: semantic retrieval (one encoder call per batch)
+                elif self.answers.answers_for(t.issue_type) > 1:  # sure of the type, not of the answer
+                    cheap[m.id] = self.answers.pick(m.text, t.issue_type, conf) or cheap[m.id]
+            retrieved = {}
+            if todo:
+                found = await asyncio.to_thread(self.answers.search, [m.text for m, _ in todo],
+                                                [t.issue_type for _, t in todo])
+                retrieved = {m.id: cands for (m, _), cands in zip(todo, found)}
+
+            accepted = await harvest(session, [m for m, _, _ in rows])
+            if accepted:
+                self._refreshed = 0.0  # new community answers: refresh the index next batch
+            incidents = await match_batch(session, [
+                (m, t.issue_type) for m, t, a in rows
+                if t.sensitivity == "none" and t.spam != "spam" and t.toxicity != "offensive"
+                and m.id not in held and not (a is not None and a.banned) and m.id not in accepted
+            ], self.spike)
+            for mention, tri, author in rows:
+                cands = retrieved.get(mention.id, [])
+                route_in = RouteInput(
+                    sentiment=tri.sentiment, sensitivity=tri.sensitivity, issue_type=tri.issue_type,
+                    issue_confidence=_issue_confidence(tri), toxicity=tri.toxicity, spam=tri.spam,
+                    pii_exposed=tri.pii_exposed, is_public=mention.is_public, kind=mention.kind,
+                    platform=mention.platform, community_channel=mention.platform in community,
+                    incident_id=incidents.get(mention.id), answer=cheap[mention.id], retrieved=cands,
+                    community_answer=next((c for c in cands if c.kind == "community"), None),
+                    accepted_answer=mention.id in accepted, author_banned=bool(author and author.banned),
+                    rules=matched[mention.id],
+                )
+                d = decide(route_in, auto_threshold=threshold)
+                session.add(RouteDecision(mention_id=mention.id, outcome=d.outcome, reason=d.reason,
+                                          confidence=d.confidence, details=d.details, router_version=ROUTER_VERSION))
+                out.append((mention.id, d.outcome))
+            await session.commit()
+        if self.ctx.events and out:
+            self.ctx.events("routed", [mid for mid, _ in out])
+        return out
+
+    @staticmethod
+    def _subject(m: Mention, t: TriageResult, a: Author | None, removals: dict[int, int]) -> Subject:
+        scores = t.scores or {}
+        age = None
+        if a is not None and a.account_created_at is not None:
+            age = (m.created_at - a.account_created_at).total_seconds() / 86400
+        return Subject(
+            text=m.text, platform=m.platform, channel=m.channel, is_public=m.is_public,
+            probabilities={task: (scores.get(task) or {}).get("probabilities") or {}
+                           for task in ("toxicity", "spam", "sentiment", "sensitivity")},
+            pii_types=frozenset(p.get("type") for p in scores.get("pii") or [] if isinstance(p, dict)),
+            account_age_days=age, followers=a.followers if a else None,
+            removals=removals.get(m.author_id, 0) if m.author_id else 0)
+
+
+def _issue_confidence(t: TriageResult) -> float:
+    return float(((t.scores or {}).get("issue_type") or {}).get("score", 0.0))

@@ -1,0 +1,102 @@
+"""Stage workers: read a batch from the bus, let the stage handle it, publish, then ack.
+
+Ack comes last, so a crash at any point means redelivery (at-least-once) and the idempotent
+stage makes that harmless. A failing batch is retried message by message so one poison message is
+isolated, retried up to the bus's limit and then dead-lettered with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections import defaultdict
+
+from service.bus import Bus, Envelope
+from service.stages.base import Outgoing, Stage
+
+log = logging.getLogger("socialcare.worker")
+
+
+def consumer_name(stage: str, index: int = 0) -> str:
+    return f"{stage}-{socket.gethostname()}-{os.getpid()}-{index}"
+
+
+class StageWorker:
+    def __init__(self, bus: Bus, stage: Stage, *, consumer: str | None = None, batch_size: int = 64,
+                 block_ms: int = 1000, metrics=None) -> None:  # noqa: ANN001
+        self.bus = bus
+        self.stage = stage
+        self.consumer = consumer or consumer_name(stage.name)
+        self.batch_size = batch_size
+        self.block_ms = block_ms
+        self.metrics = metrics
+        self.busy = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.bus.ensure_group(self.stage.name, self.stage.name)
+        while not stop.is_set():
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the bus went away: log, wait, keep going
+                log.exception("stage %s: bus error; retrying", self.stage.name)
+                await asyncio.sleep(1.0)
+
+    async def run_once(self) -> int:
+        """Read and handle one batch; returns how many deliveries it took (0 on time-out)."""
+        name = self.stage.name
+        batch = await self.bus.read(name, name, self.consumer, self.batch_size, self.block_ms)
+        if not batch:
+            return 0
+        self.busy = True
+        started = time.perf_counter()
+        try:
+            try:
+                out = await self.stage.handle(batch)
+            except Exception as exc:  # noqa: BLE001 - isolate the poison message below
+                log.warning("stage %s: batch of %d failed (%s); retrying one by one", name, len(batch),
+                            type(exc).__name__)
+                await self._one_by_one(batch)
+            else:
+                await self._publish(out)
+                await self.bus.ack(name, name, [env.id for env in batch])
+                self._count(len(batch), time.perf_counter() - started)
+        finally:
+            self.busy = False
+        return len(batch)
+
+    async def _one_by_one(self, batch: list[Envelope]) -> None:
+        name = self.stage.name
+        for env in batch:
+            try:
+                out = await self.stage.handle([env])
+            except Exception as exc:  # noqa: BLE001
+                reason = f"{type(exc).__name__}: {str(exc)[:300]}"
+                dead = await self.bus.fail(name, name, env, reason)
+                if self.metrics:
+                    self.metrics.errors.labels(name).inc()
+                    if dead:
+                        self.metrics.dead_letters.labels(name).inc()
+                log.error("stage %s: message %s failed (attempt %d)%s: %s", name, env.key, env.attempts,
+                          " → dead letter" if dead else "", type(exc).__name__)
+                continue
+            await self._publish(out)
+            await self.bus.ack(name, name, [env.id])
+            self._count(1, 0.0)
+
+    async def _publish(self, out: list[Outgoing]) -> None:
+        by_topic: dict[str, list[tuple[str, dict]]] = defaultdict(list)
+        for o in out:
+            by_topic[o.topic].append((o.key, o.payload))
+        for topic, items in by_topic.items():
+            await self.bus.publish_many(topic, items)
+
+    def _count(self, n: int, seconds: float) -> None:
+        if self.metrics:
+            self.metrics.processed.labels(self.stage.name).inc(n)
+            if seconds:
+                self.metrics.batch_seconds.labels(self.stage.name).observe(seconds)

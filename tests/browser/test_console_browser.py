@@ -1,0 +1,118 @@
+"""The console in a real browser: an agent's, a moderator's and a marketer's everyday work."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from listener.protocol import NormalizedMention
+from models import Case, Mention, ModerationAction, Reply
+from tests.browser.conftest import shot, signed_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
+
+
+def mention(external_id: str, text: str, handle: str) -> NormalizedMention:
+    return NormalizedMention(platform="x", external_id=external_id, text=text, created_at=datetime.now(UTC),
+                             author_id=f"id-{handle}", author_handle=handle, author_name=handle.title())
+
+
+async def routed(server, external_id: str) -> tuple[int, int]:
+    await server.runtime.pipeline.wait_idle(timeout=30)
+    async with server.runtime.db.session() as s:
+        m = await s.scalar(select(Mention).where(Mention.external_id == external_id))
+    return m.id, m.conversation_id
+
+
+async def test_an_agent_sees_a_mention_arrive_claims_it_replies_and_takes_another_private(browser, server):
+    from playwright.async_api import expect
+
+    context, page = await signed_in(browser, server, "alice")
+    await expect(page).to_have_url(re.compile(r"/queue$"))
+    await expect(page.locator("#live")).to_have_class(re.compile(r"\bon\b"))  # the event stream is open
+    await server.runtime.submit([mention("b-1", "The app crashes every time I open settings on Android, please fix",
+                                         "crashy")])
+    row = page.locator("tr.item", has_text="crashes every time I open settings")
+    await expect(row).to_be_visible(timeout=30_000)  # arrived without a reload
+    await expect(row).to_have_class(re.compile(r"\bnew\b"))
+    await page.screenshot(path=shot("queue-live"), full_page=True)
+
+    await row.get_by_role("link").click()
+    await page.keyboard.press("c")  # claim
+    await expect(page.locator(".claimed.mine")).to_be_visible()
+    await page.keyboard.press("1")  # the first suggestion into the editor
+    editor = page.locator("#reply-text")
+    await expect(editor).to_have_value(re.compile(r"^Thanks .*fix is on its way\.$"))
+    await editor.press("End")
+    await editor.type(" Sorry for the trouble!")
+    await page.screenshot(path=shot("conversation-draft"), full_page=True)
+    await editor.press("Control+Enter")
+    await expect(page.locator("article.reply", has_text="Sorry for the trouble!")).to_be_visible()
+    _, cid = await routed(server, "b-1")
+    async with server.runtime.db.session() as s:
+        reply = await s.scalar(select(Reply).where(Reply.conversation_id == cid, Reply.kind == "agent"))
+    assert reply.sent_by == "session:alice" and reply.template == "bug_ack" and reply.status == "dry_run"
+
+    await server.runtime.submit([mention("b-2", "Bug: my invoices page shows someone else's orders", "worried")])
+    mid2, cid2 = await routed(server, "b-2")
+    await page.goto(f"/conversations/{cid2}")
+    page.once("dialog", lambda d: d.accept())
+    await page.keyboard.press("p")  # take private (confirmed)
+    await page.wait_for_url(re.compile(r"case=\d+"))
+    await expect(page.locator(".customer")).to_contain_text("Case #")
+    await page.screenshot(path=shot("taken-private"), full_page=True)
+    async with server.runtime.db.session() as s:
+        case = await s.scalar(select(Case).where(Case.opened_by_mention_id == mid2))
+    assert case is not None and case.category == "agent"
+    await context.close()
+
+
+async def test_a_moderator_removes_a_held_post(browser, server):
+    from playwright.async_api import expect
+
+    if not any(r.resource and r.resource.canonical == "/moderation" for r in server.runtime_app_routes()):
+        pytest.skip("the moderation queue page (console/moderation.py) is not mounted")
+    await server.runtime.submit([mention("s-1", "FREE FOLLOWERS!!! click bit.ly/xxxx buy cheap followers now", "spambot")])
+    mid, _ = await routed(server, "s-1")
+    context, page = await signed_in(browser, server, "mod")
+    await page.goto("/moderation")
+    row = page.locator("tr, article, li", has_text="FREE FOLLOWERS").first
+    await expect(row).to_be_visible()
+    await page.screenshot(path=shot("moderation-queue"), full_page=True)
+    reason = row.locator("input[name=reason], textarea[name=reason], select[name=reason]")
+    if await reason.count():
+        tag = await reason.first.evaluate("e => e.tagName")
+        if tag == "SELECT":
+            await reason.first.select_option(index=1)
+        else:
+            await reason.first.fill("spam")
+    await row.get_by_role("button", name=re.compile(r"^remove", re.IGNORECASE)).first.click()
+    await page.wait_for_load_state()
+    async with server.runtime.db.session() as s:
+        actions = list(await s.scalars(select(ModerationAction).where(ModerationAction.mention_id == mid,
+                                                                      ModerationAction.action == "remove")))
+    assert actions and actions[-1].actor.endswith("mod")
+    await context.close()
+
+
+async def test_marketing_opens_the_digest_and_its_charts_render(browser, server):
+    from playwright.async_api import expect
+
+    context, page = await signed_in(browser, server, "mia")
+    await page.goto("/digest?period=day")
+    images = page.locator(".chart img")
+    await expect(images).to_have_count(3)
+    for i in range(3):
+        width = await images.nth(i).evaluate("img => img.complete ? img.naturalWidth : 0")
+        assert width > 300  # decoded: a real image, not a broken icon
+    await expect(page.locator(".digest")).to_contain_text("Volume per channel")
+    await page.screenshot(path=shot("digest"), full_page=True)
+    async with page.expect_download() as download:
+        await page.click("#csv")
+    path = await (await download.value).path()
+    assert Path(path).read_text(encoding="utf-8").startswith("section,key")
+    await context.close()

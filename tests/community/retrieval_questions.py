@@ -1,0 +1,32 @@
+"""Questions written for the retrieval tests, each with the knowledge-base article that answers it
+(the bundled demo knowledge base). None of them is copied from the demo stream."""
+
+QUESTIONS: list[tuple[str, str]] = [
+    ("I forgot my password and the reset mail never shows up", "reset-password"),
+    ("how can I get a new password? can't sign in anymore", "reset-password"),
+    ("the link to change my password says it has expired", "reset-password"),
+    ("my verification code by text message takes forever to arrive", "two-factor-codes"),
+    ("2-step code never comes to my phone when logging in", "two-factor-codes"),
+    ("how do I end my premium membership?", "cancel-subscription"),
+    ("I want to stop my plan from renewing next month", "cancel-subscription"),
+    ("how many days does shipping take to Germany?", "delivery-times"),
+    ("my tracking number has not updated in three days", "delivery-times"),
+    ("the speaker arrived broken, how do I send it back?", "returns-and-damaged-orders"),
+    ("you sent me the wrong size, can I exchange it?", "returns-and-damaged-orders"),
+    ("can my sister join my family subscription?", "family-plan"),
+    ("how many people can be on the family plan?", "family-plan"),
+    ("how do I save songs to listen without internet on a plane?", "offline-downloads"),
+    ("my downloaded playlists vanished from the phone", "offline-downloads"),
+    ("my credit card expired, where do I put the new one?", "update-payment-method"),
+    ("can I switch my payment to a different card?", "update-payment-method"),
+    ("I see two identical charges this month, will one be refunded?", "refunds-and-double-charges"),
+    ("when will I get my refund back on my card?", "refunds-and-double-charges"),
+    ("is the app down right now? nothing is loading", "service-status"),
+    ("is there a status page for outages?", "service-status"),
+    ("does the app work on my smart TV?", "supported-devices"),
+    ("how do I log in on the TV with the code on screen?", "supported-devices"),
+    ("how much does premium cost per month?", "plans-and-prices"),
+    ("where can I download my invoices?", "plans-and-prices"),
+    ("I got an email asking for my password that looks fake, is it from you?", "report-phishing"),
+    ("someone hacked my account, what should I do first?", "secure-your-account"),
+]

@@ -1,0 +1,84 @@
+"""The community commands: import a knowledge-base folder, check a rules file, manage incidents."""
+
+from __future__ import annotations
+
+import asyncio
+
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from models import Incident, IncidentMention, KnowledgeArticle, Reply
+from models.db import Database
+from service.cli import main
+from tests.community.conftest import DEMO
+
+
+def invoke(tmp_path, *args):
+    env = {"SOCIALCARE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}", "SOCIALCARE_VAR_DIR": str(tmp_path),
+           "SOCIALCARE_DEMO": "false", "SOCIALCARE_DRY_RUN": "true"}
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def test_kb_import_upserts_articles_and_templates_and_refuses_a_broken_folder(tmp_path):
+    r = invoke(tmp_path, "kb", "import", str(DEMO / "kb"), "--templates", str(DEMO / "templates"))
+    assert r.exit_code == 0 and "articles" in r.output
+
+    async def count() -> int:
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
+        async with db.session() as s:
+            n = await s.scalar(select(func.count()).select_from(KnowledgeArticle))
+        await db.close()
+        return n
+
+    n = asyncio.run(count())
+    assert n == len(list((DEMO / "kb").glob("*.md")))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a.md").write_text("no front matter here")
+    r = invoke(tmp_path, "kb", "import", str(broken))
+    assert r.exit_code == 1 and "front matter" in r.output and "nothing imported" in r.output
+
+
+def test_rules_check_lists_valid_rules_and_names_the_line_of_a_bad_one(tmp_path):
+    r = invoke(tmp_path, "rules", "check", str(DEMO / "moderation_rules.yaml"))
+    assert r.exit_code == 0 and "rules OK" in r.output
+    bad = tmp_path / "rules.yaml"
+    bad.write_text("- name: x\n  keywords: [a]\n  action: explode\n")
+    r = invoke(tmp_path, "rules", "check", str(bad))
+    assert r.exit_code == 1 and "rules.yaml:3:" in r.output and "action must be one of" in r.output
+
+
+def test_incidents_status_and_close_reach_everyone_affected(tmp_path):
+    from tests.community.conftest import World, community_settings
+
+    async def setup() -> int:
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
+        await db.upgrade()
+        w = World(db, community_settings(tmp_path), {})
+        ms = [await w.mention(f"down? {i}", author=f"u{i}", issue="outage") for i in range(2)]
+        async with db.session() as s:
+            inc = Incident(dedup_key="k", issue_type="outage", channel="x", title="t", opened_at=ms[0].created_at)
+            s.add(inc)
+            await s.flush()
+            s.add_all([IncidentMention(incident_id=inc.id, mention_id=m.id) for m in ms])
+            await s.commit()
+        await db.close()
+        return inc.id
+
+    iid = asyncio.run(setup())
+    r = invoke(tmp_path, "incidents", "list")
+    assert r.exit_code == 0 and f"#{iid}" in r.output and "2 mentions" in r.output
+    r = invoke(tmp_path, "incidents", "status", str(iid), "Engineers are on it.")
+    assert r.exit_code == 0 and "2 author(s)" in r.output
+    r = invoke(tmp_path, "incidents", "close", str(iid))
+    assert r.exit_code == 0 and "closed" in r.output
+    assert invoke(tmp_path, "incidents", "close", str(iid)).exit_code == 1
+
+    async def replies() -> list[str]:
+        db = Database(f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}")
+        async with db.session() as s:
+            rows = list(await s.scalars(select(Reply.status)))
+        await db.close()
+        return rows
+
+    assert sorted(asyncio.run(replies())) == ["dry_run"] * 4

@@ -1,0 +1,45 @@
+"""Accepted community answers: recorded when a moderator distinguishes a Reddit comment or a
+Discourse post is marked as the solution, then offered to later askers with a link."""
+
+from __future__ import annotations
+
+from models import CommunityAnswer, Reply, RouteDecision
+
+
+async def test_a_distinguished_answer_is_recorded_and_links_the_next_similar_question(world, connectors):
+    q = await world.mention("Crossfade setting missing on desktop after the update?", platform="reddit",
+                            issue="product_question", issue_p=0.8)
+    await world.run(q)
+    [first] = await world.get(RouteDecision, mention_id=q.id)
+    assert first.outcome == "community_answer" and first.details["awaiting"] == "community"
+    assert await world.get(Reply, mention_id=q.id) == []  # the community answers first
+
+    a = await world.mention("It moved to Settings > Playback > Crossfade in 9.2, same slider as before.",
+                            platform="reddit", in_reply_to=q.external_id, raw={"distinguished": "moderator"},
+                            issue="product_question", issue_p=0.8)
+    await world.run(a)
+    [answer_decision] = await world.get(RouteDecision, mention_id=a.id)
+    assert answer_decision.outcome == "ignore"
+    [kept] = await world.get(CommunityAnswer)
+    assert (kept.question_mention_id, kept.answer_mention_id, kept.source) == (q.id, a.id, "distinguished")
+    assert kept.url == a.url and "Crossfade" in kept.question
+
+    later = await world.mention("where did the crossfade slider go on desktop after updating?", platform="reddit",
+                                issue="product_question", issue_p=0.8)
+    await world.run(later)
+    [d] = await world.get(RouteDecision, mention_id=later.id)
+    assert d.outcome == "community_answer" and d.details["answer"]["url"] == a.url
+    [reply] = await world.get(Reply, mention_id=later.id)
+    assert reply.kind == "community_answer" and a.url in reply.text and reply.status == "sent"
+    assert connectors["reddit"].calls[-1].kind == "public_reply"
+
+
+async def test_a_discourse_solution_counts_but_an_ordinary_reply_does_not(world):
+    q = await world.mention("Can family plan members live in different cities?", platform="discourse",
+                            issue="product_question")
+    plain = await world.mention("no idea, following", platform="discourse", in_reply_to=q.external_id, issue="other")
+    solution = await world.mention("Yes, all members just need to be in the same country.", platform="discourse",
+                                   in_reply_to=q.external_id, raw={"accepted_answer": True}, issue="product_question")
+    await world.run(q, plain, solution)
+    [kept] = await world.get(CommunityAnswer)
+    assert (kept.answer_mention_id, kept.source) == (solution.id, "accepted")

@@ -1,0 +1,149 @@
+"""Console pages of the community: the moderation queue (moderators), incidents (agents), the
+knowledge base; role checks, CSRF on every change, and actions reaching the platform."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
+
+from console.app import create_app
+from console.auth import create_user
+from models import Incident, IncidentMention, ModerationAction, Reply, Template
+from service.runtime import Runtime
+from tests.community.conftest import DEMO, RecordingConnector, World
+
+USERS = {"alice": "agent", "mod": "moderator", "mia": "marketing"}
+PASSWORD = "a long test password"
+
+
+class NoTriage:
+    model_version = "none"
+
+
+@pytest.fixture
+async def rt(tmp_path, sqlite_url):
+    from community.knowledge import import_folder
+    from tests.community.conftest import community_settings
+
+    settings = community_settings(tmp_path, database_url=sqlite_url, bus="inprocess", bus_block_ms=50)
+    runtime = await Runtime.open(settings, stages=[], with_connectors=False, triager=NoTriage())
+    runtime.connectors = [RecordingConnector("reddit"), RecordingConnector("x")]
+    async with runtime.db.session() as s:
+        for name, role in USERS.items():
+            await create_user(s, name, PASSWORD, role)
+        await import_folder(s, DEMO / "kb", DEMO / "templates")
+        await s.commit()
+    yield runtime
+    await runtime.close()
+
+
+@pytest.fixture
+async def client(rt):
+    async with TestClient(TestServer(create_app(rt))) as c:
+        yield c
+
+
+@pytest.fixture
+def world(rt):
+    return World(rt.db, rt.settings, {c.platform: c for c in rt.connectors})
+
+
+async def login(client, user: str, page: str) -> str:
+    r = await client.post("/login", data={"username": user, "password": PASSWORD, "next": page}, allow_redirects=False)
+    assert r.status == 302
+    html = await (await client.get(page)).text()
+    match = re.search(r'name="csrf_token" value="([0-9a-f]+)"', html)
+    return match.group(1) if match else ""
+
+
+@pytest.mark.parametrize("path, allowed, denied", [
+    ("/moderation", "mod", "alice"),
+    ("/incidents", "alice", "mod"),
+    ("/knowledge", "mia", None),
+])
+async def test_pages_check_roles(client, path, allowed, denied):
+    r = await client.get(path, allow_redirects=False)
+    assert r.status in (302, 303) and "/login" in r.headers["Location"]
+    await login(client, allowed, path)
+    assert (await client.get(path)).status == 200
+    if denied:
+        await client.post("/logout", data={"csrf_token": await login(client, allowed, path)})
+        await login(client, denied, "/knowledge")
+        assert (await client.get(path, allow_redirects=False)).status == 403
+
+
+async def held_post(world):
+    m = await world.mention("buy followers cheap", platform="reddit", issue="other", spam=0.97, author="seller")
+    await world.run(m)
+    async with world.db.session() as s:
+        return m, await s.scalar(select(ModerationAction).where(ModerationAction.mention_id == m.id))
+
+
+async def test_a_moderator_removes_a_held_post_with_a_reason_and_csrf_is_required(client, rt, world):
+    m, hold = await held_post(world)
+    csrf = await login(client, "mod", "/moderation")
+    page = await (await client.get("/moderation")).text()
+    assert "buy followers cheap" in page and "likely-spam" in page
+    url = f"/moderation/{hold.id}/review"
+    r = await client.post(url, data={"decision": "remove", "reason": "No selling."}, allow_redirects=False)
+    assert r.status == 403 and rt.connectors[0].calls == []  # no CSRF token: refused, nothing done
+    r = await client.post(url, data={"decision": "remove", "reason": "No selling.", "csrf_token": csrf},
+                          allow_redirects=False)
+    assert r.status == 303
+    assert rt.connectors[0].kinds() == ["remove", "private_message"]
+    assert "No selling." in rt.connectors[0].calls[1].text
+    async with rt.db.session() as s:
+        assert (await s.get(ModerationAction, hold.id)).status == "reviewed"
+
+
+async def test_an_agent_cannot_review_the_moderation_queue(client, rt, world):
+    _, hold = await held_post(world)
+    csrf = await login(client, "alice", "/incidents")
+    r = await client.post(f"/moderation/{hold.id}/review", data={"decision": "approve", "csrf_token": csrf},
+                          allow_redirects=False)
+    assert r.status == 403 and rt.connectors[0].calls == []
+
+
+async def test_an_agent_posts_a_status_and_closes_the_incident_from_its_timeline(client, rt, world):
+    at = datetime(2026, 11, 20, 14, tzinfo=timezone.utc)
+    ms = [await world.mention(f"acme down? #{i}", author=f"p{i}", issue="outage", at=at) for i in range(3)]
+    async with rt.db.session() as s:
+        inc = Incident(dedup_key="k", issue_type="outage", channel="x", title="Playback outage", opened_at=at)
+        s.add(inc)
+        await s.flush()
+        s.add_all([IncidentMention(incident_id=inc.id, mention_id=m.id) for m in ms])
+        await s.commit()
+    csrf = await login(client, "alice", f"/incidents/{inc.id}")
+    r = await client.post(f"/incidents/{inc.id}/status", data={"message": "Fix is rolling out."}, allow_redirects=False)
+    assert r.status == 403
+    r = await client.post(f"/incidents/{inc.id}/status", data={"message": "Fix is rolling out.", "csrf_token": csrf},
+                          allow_redirects=False)
+    assert r.status == 303
+    x = rt.connectors[1]
+    assert x.kinds() == ["public_reply"] * 3 and all("Fix is rolling out." in a.text for a in x.calls)
+    r = await client.post(f"/incidents/{inc.id}/close", data={"send_fixed": "1", "csrf_token": csrf},
+                          allow_redirects=False)
+    assert r.status == 303 and x.kinds() == ["public_reply"] * 6
+    page = await (await client.get(f"/incidents/{inc.id}")).text()
+    assert "Fix is rolling out." in page and "fixed" in page and "closed" in page
+    assert (await client.post(f"/incidents/{inc.id}/close", data={"csrf_token": csrf})).status == 400
+
+
+async def test_a_template_edit_is_checked_in_the_sandbox_before_it_is_saved(client, rt):
+    csrf = await login(client, "alice", "/knowledge/templates/login_help")
+    bad = {"csrf_token": csrf, "issue_types": "account_access", "tone:friendly": "{{ ''.__class__ }}"}
+    r = await client.post("/knowledge/templates/login_help", data=bad, allow_redirects=False)
+    assert r.status == 400
+    good = {"csrf_token": csrf, "issue_types": "account_access", "tone:friendly": "Hi {{ author_name }}: {{ article_url }}",
+            "new_tone": "casual", "new_body": "yo {{ author_name }}"}
+    r = await client.post("/knowledge/templates/login_help", data=good, allow_redirects=False)
+    assert r.status == 303
+    async with rt.db.session() as s:
+        tpl = await s.scalar(select(Template).where(Template.name == "login_help"))
+    assert tpl.variants == {"friendly": "Hi {{ author_name }}: {{ article_url }}", "casual": "yo {{ author_name }}"}
+    r = await client.post("/knowledge/templates/login_help", data={**good, "csrf_token": "0" * 64}, allow_redirects=False)
+    assert r.status == 403

@@ -1,0 +1,177 @@
+"""Incidents: the spike detector on synthetic streams (a known outage; quiet days with their daily
+peak), and the one-to-many replies: a status to everyone affected, a "fixed" follow-up."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+
+from community import broadcast
+from community.incidents import SpikePolicy, match_batch
+from listener.ingest import ingest_batch
+from listener.protocol import NormalizedMention
+from models import Incident, IncidentMention, IncidentUpdate, Mention, Reply, RouteDecision, TriageResult
+from tests.community.conftest import scores
+
+DAY0 = datetime(2026, 11, 16, tzinfo=timezone.utc)
+POLICY = SpikePolicy(window=timedelta(minutes=30), min_count=8, factor=4.0, baseline_windows=12, history_days=3)
+
+
+def daily_rhythm(day: int, per_window_at_peak: float = 10.0, sharp: bool = False) -> list[datetime]:
+    """Outage-type reports of one ordinary day: a trough at night and an evening peak at 20:00,
+    either smooth or a sharp step (12 an half-hour from 20:00 to 21:00, 1 otherwise)."""
+    times = []
+    for w in range(48):
+        start = DAY0 + timedelta(days=day, minutes=30 * w)
+        hour = w / 2
+        if sharp:
+            n = 12 if 20 <= hour < 21 else 1
+        else:
+            n = round(1 + (per_window_at_peak - 1) * (0.5 + 0.5 * math.cos((hour - 20) / 24 * 2 * math.pi)) ** 3)
+        times += [start + timedelta(seconds=(i + 1) * 1800 / (n + 1)) for i in range(n)]
+    return times
+
+
+async def store(db, times: list[datetime], issue: str = "outage", platform: str = "x") -> list[int]:
+    batch = [NormalizedMention(platform=platform, external_id=f"{issue}-{t.timestamp()}-{i}",
+                               text=f"is acme down? {i}", created_at=t, author_id=f"a{i % 50}",
+                               author_handle=f"a{i % 50}")
+             for i, t in enumerate(times)]
+    async with db.session() as s:
+        results = await ingest_batch(s, batch)
+        sc = scores(issue)
+        for r in results:
+            s.add(TriageResult(mention_id=r.mention_id, model_version="t", sentiment="negative", sensitivity="none",
+                               issue_type=issue, toxicity="not_offensive", spam="ham", scores=sc))
+        await s.commit()
+    return [r.mention_id for r in results]
+
+
+async def stream(db, times: list[datetime], issue: str = "outage", batch: int = 25) -> dict[int, int]:
+    """Store and detect in pipeline-sized batches, in time order."""
+    out: dict[int, int] = {}
+    for i in range(0, len(times), batch):
+        ids = await store(db, times[i:i + batch], issue)
+        async with db.session() as s:
+            mentions = list(await s.scalars(select(Mention).where(Mention.id.in_(ids))))
+            out.update(await match_batch(s, [(m, issue) for m in mentions], POLICY))
+            await s.commit()
+    return out
+
+
+async def incidents(db) -> list[Incident]:
+    async with db.session() as s:
+        return list(await s.scalars(select(Incident)))
+
+
+async def test_a_known_outage_opens_one_incident_within_its_first_window_and_groups_later_reports(db):
+    await store(db, [t for d in range(3) for t in daily_rhythm(d)])
+    normal = daily_rhythm(3)
+    outage_start = DAY0 + timedelta(days=3, hours=14)
+    outage = [outage_start + timedelta(seconds=40 * i) for i in range(60)]  # 60 reports in 40 minutes
+    found = await stream(db, sorted(normal + outage))
+    [incident] = await incidents(db)
+    assert incident.issue_type == "outage" and incident.channel == "x"
+    assert outage_start <= incident.opened_at < outage_start + timedelta(minutes=30)
+    async with db.session() as s:
+        grouped = set(await s.scalars(select(IncidentMention.mention_id)))
+        outage_ids = set(await s.scalars(select(Mention.id).where(Mention.created_at >= outage_start,
+                                                                  Mention.created_at <= outage[-1])))
+        [opened] = list(await s.scalars(select(IncidentUpdate)))
+    assert outage_ids <= grouped  # every outage report, including those before and after it opened
+    assert set(found) == grouped
+    assert opened.kind == "opened" and opened.details["detector"]["count"] >= POLICY.min_count
+
+
+async def test_quiet_days_with_their_evening_peak_open_no_incident(db):
+    await stream(db, [t for d in range(4) for t in daily_rhythm(d)])
+    assert await incidents(db) == []
+
+
+async def test_a_sharp_daily_peak_is_expected_once_the_detector_has_seen_previous_days(db):
+    await store(db, [t for d in range(3) for t in daily_rhythm(d, sharp=True)])
+    await stream(db, daily_rhythm(3, sharp=True))
+    assert await incidents(db) == []
+
+
+async def test_without_history_the_same_sharp_peak_is_a_spike(db):
+    """The control for the test above: the seasonal baseline is what keeps the peak quiet."""
+    await stream(db, daily_rhythm(3, sharp=True))
+    assert [i.issue_type for i in await incidents(db)] == ["outage"]
+
+
+async def test_other_issue_types_never_open_incidents(db):
+    burst = [DAY0 + timedelta(hours=10, seconds=10 * i) for i in range(40)]
+    await stream(db, burst, issue="billing")
+    assert await incidents(db) == []
+
+
+# --- one-to-many replies --------------------------------------------------------------------------
+async def outage_world(world, authors=("ana", "ben", "ana", "cy")):
+    at = datetime(2026, 11, 20, 14, 0, tzinfo=timezone.utc)
+    ms = [await world.mention(f"@AcmeHelp is acme down? nothing plays #{i}", author=a, issue="outage",
+                              at=at + timedelta(seconds=20 * i)) for i, a in enumerate(authors)]
+    async with world.db.session() as s:
+        incident = Incident(dedup_key="outage:x:test", issue_type="outage", channel="x", title="Outage", opened_at=at)
+        s.add(incident)
+        await s.flush()
+        s.add_all([IncidentMention(incident_id=incident.id, mention_id=m.id) for m in ms])
+        await s.commit()
+    return incident, ms
+
+
+async def post(world, incident, message, **kw):
+    async with world.db.session() as s:
+        inc = await s.get(Incident, incident.id)
+        update, replies = await broadcast.post_status(s, inc, message, "alice", **kw)
+        await s.commit()
+        return update, replies
+
+
+async def test_a_status_reaches_every_affected_author_once_and_not_again_too_soon(world):
+    incident, ms = await outage_world(world)
+    update, replies = await post(world, incident, "Playback is down; engineers are on it.")
+    assert update.recipients == 3 and len(replies) == 3  # ana posted twice, answered once
+    by_author = {r.mention_id for r in replies}
+    assert ms[2].id in by_author and ms[0].id not in by_author  # to the author's latest mention
+    assert all("engineers are on it" in r.text and r.visibility == "public" for r in replies)
+    update2, again = await post(world, incident, "Still working on it.", interval_minutes=30)
+    assert again == [] and update2.details["skipped_recently_told"] == 3
+    _, later = await post(world, incident, "Fix rolling out.", interval_minutes=0)
+    assert len(later) == 3
+
+
+async def test_a_mention_joining_later_gets_the_current_status_through_the_pipeline(world, connectors):
+    incident, _ = await outage_world(world)
+    await post(world, incident, "We are restoring playback.")
+    late = await world.mention("@AcmeHelp acme down for anyone else?", author="dee", issue="outage",
+                               at=datetime(2026, 11, 20, 14, 20, tzinfo=timezone.utc))
+    await world.run(late)
+    [decision] = await world.get(RouteDecision, mention_id=late.id)
+    assert decision.outcome == "broadcast" and decision.details["incident_id"] == incident.id
+    [reply] = await world.get(Reply, mention_id=late.id)
+    assert reply.kind == "status" and "restoring playback" in reply.text and reply.status == "sent"
+    await world.run(late)
+    assert len(await world.get(Reply, mention_id=late.id)) == 1
+
+
+async def test_closing_sends_one_fixed_follow_up_to_everyone_and_the_timeline_tells_the_story(world):
+    incident, ms = await outage_world(world)
+    await post(world, incident, "Investigating.")
+    async with world.db.session() as s:
+        inc = await s.get(Incident, incident.id)
+        update, replies = await broadcast.close(s, inc, "alice")
+        await s.commit()
+        with pytest.raises(broadcast.IncidentError):
+            await broadcast.close(s, inc, "alice")
+        events = await broadcast.timeline(s, incident.id)
+    assert len(replies) == 3 and {r.kind for r in replies} == {"status_fixed"}
+    assert {r.template for r in replies} == {"outage_fixed"}
+    assert sorted(next(n for n in ("Ana", "Ben", "Cy") if n in r.text) for r in replies) == ["Ana", "Ben", "Cy"]
+    assert [e["kind"] for e in events if e["kind"] != "mentions"] == ["status", "fixed"]
+    assert sum(e["details"].get("count", 0) for e in events if e["kind"] == "mentions") == len(ms)
+    with pytest.raises(broadcast.IncidentError):
+        await post(world, incident, "too late")

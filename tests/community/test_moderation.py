@@ -1,0 +1,142 @@
+"""Moderation in the pipeline and in the queue: rules hold or remove posts, personal data in public
+is hidden at once, redacted and its author told privately, and a moderator's decisions reach the
+platform through the connector."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from community import moderation
+from models import AuditEvent, Author, Case, Mention, ModerationAction, Reply, RouteDecision
+
+CARD = "4111 1111 1111 1111"
+
+
+async def only(world, model, **where):
+    [row] = await world.get(model, **where)
+    return row
+
+
+async def test_a_card_number_in_public_is_hidden_redacted_and_its_author_told_privately(world, connectors):
+    text = f"@AcmeHelp why does my card {CARD} keep failing at checkout"
+    start = text.index(CARD)
+    m = await world.mention(text, platform="reddit", issue="billing",
+                            pii=[{"type": "card_number", "start": start, "end": start + len(CARD)}])
+    await world.run(m)
+    await world.run(m)  # redelivered: nothing twice
+    mention = await only(world, Mention, id=m.id)
+    assert mention.hidden and CARD not in mention.text and "checkout" in mention.text
+    action = await only(world, ModerationAction, mention_id=m.id)
+    assert (action.action, action.rule, action.status) == ("hide", "personal-data-in-public", "done")
+    assert connectors["reddit"].kinds() == ["remove", "private_message"]
+    notice = await only(world, Reply, mention_id=m.id)
+    assert notice.visibility == "private" and notice.template == "pii_removed_notice" and CARD not in notice.text
+    events = await world.get(AuditEvent, action="moderation.hide")
+    assert events and events[0].details["rule"] == "personal-data-in-public"
+
+
+async def test_a_spam_rule_holds_the_post_for_review_without_touching_the_platform(world, connectors):
+    m = await world.mention("cheap followers fast, visit my profile", platform="reddit", issue="other", spam=0.97)
+    await world.run(m)
+    decision = await only(world, RouteDecision, mention_id=m.id)
+    assert decision.outcome == "moderate" and decision.details["rule"] == "likely-spam"
+    hold = await only(world, ModerationAction, mention_id=m.id)
+    assert (hold.action, hold.status) == ("hold", "pending")
+    assert connectors["reddit"].calls == []
+
+
+async def test_a_remove_rule_removes_on_reddit_and_hides_on_discourse(world, connectors):
+    r = await world.mention("FREE giveaway, send eth to win", platform="reddit", issue="other")
+    d = await world.mention("giveaway! dm me for free premium", platform="discourse", issue="other")
+    await world.run(r, d)
+    assert connectors["reddit"].kinds() == ["remove"] and connectors["reddit"].calls[0].target_external_id == r.external_id
+    assert connectors["discourse"].kinds() == ["hide"]
+    for m in (r, d):
+        action = await only(world, ModerationAction, mention_id=m.id)
+        assert (action.rule, action.status) == ("crypto-giveaway-spam", "done")
+
+
+async def test_a_refused_platform_action_is_recorded_as_failed(world, connectors):
+    connectors["reddit"].fail = True
+    m = await world.mention("giveaway time, t.me/win", platform="reddit", issue="other")
+    await world.run(m)
+    action = await only(world, ModerationAction, mention_id=m.id)
+    assert action.status == "failed" and "403" in action.details["error"]
+
+
+async def held(world, connectors, platform="reddit"):
+    m = await world.mention("buy cheap followers now", platform=platform, issue="other", spam=0.97, author="spammer")
+    await world.run(m)
+    return m, await only(world, ModerationAction, mention_id=m.id)
+
+
+async def review(world, hold, decision, reason=None):
+    async with world.db.session() as s:
+        row = await s.get(ModerationAction, hold.id)
+        out = await moderation.review(s, row, decision, "mod", reason=reason, settings=world.settings)
+        await s.commit()
+    await moderation.execute(world.db, world.connectors, out["actions"], dry_run=False)
+    from service.dispatch import Dispatcher
+    await Dispatcher(world.db, world.connectors, False).deliver(out["replies"])
+    return out
+
+
+async def test_approving_a_held_post_approves_it_on_the_platform(world, connectors):
+    m, hold = await held(world, connectors)
+    await review(world, hold, "approve")
+    assert connectors["reddit"].kinds() == ["approve"]
+    assert (await only(world, ModerationAction, id=hold.id)).status == "reviewed"
+    assert not (await only(world, Mention, id=m.id)).hidden
+    with pytest.raises(ValueError, match="already reviewed"):
+        await review(world, hold, "remove", "twice")
+
+
+async def test_removing_needs_a_reason_which_is_sent_to_the_author(world, connectors):
+    m, hold = await held(world, connectors)
+    with pytest.raises(ValueError, match="reason"):
+        await review(world, hold, "remove", "  ")
+    await review(world, hold, "remove", "Selling followers is not allowed here.")
+    assert connectors["reddit"].kinds() == ["remove", "private_message"]
+    assert "Selling followers is not allowed here." in connectors["reddit"].calls[1].text
+    assert (await only(world, Mention, id=m.id)).hidden
+
+
+async def test_banning_removes_the_post_bans_the_author_and_routes_their_next_post_to_moderation(world, connectors):
+    m, hold = await held(world, connectors, platform="discourse")
+    await review(world, hold, "ban", "Repeated spam.")
+    assert connectors["discourse"].kinds() == ["hide", "ban", "private_message"]
+    assert (await only(world, Author, handle="spammer")).banned
+    later = await world.mention("@AcmeHelp how do I reset my password", platform="discourse", author="spammer")
+    await world.run(later)
+    assert (await only(world, RouteDecision, mention_id=later.id)).outcome == "moderate"
+
+
+async def test_escalating_opens_a_private_case(world, connectors):
+    m, hold = await held(world, connectors)
+    await review(world, hold, "escalate")
+    case = await only(world, Case, opened_by_mention_id=m.id)
+    assert case.status == "open"
+    [event] = await world.get(AuditEvent, action="moderation.review.escalate")
+    assert event.actor == "mod"
+
+
+async def test_the_queue_lists_pending_holds_oldest_first(world, connectors):
+    first, _ = await held(world, connectors)
+    second = await world.mention("followers for sale", platform="reddit", issue="other", spam=0.99)
+    await world.run(second)
+    async with world.db.session() as s:
+        rows = await moderation.queue(s)
+    assert [m.id for _, m, _, _ in rows] == [first.id, second.id]
+
+
+async def test_an_approve_rule_vouches_for_spam_scores_but_never_for_exposed_personal_data(make_world, tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("- name: trusted-faq\n  keywords: [faq]\n  action: approve\n")
+    world = make_world(moderation_rules_path=rules)
+    ok = await world.mention("faq: see the pinned post", platform="reddit", issue="product_question", spam=0.9)
+    leak = await world.mention("faq: mail me at a@b.example", platform="reddit", issue="product_question",
+                               pii=[{"type": "email", "start": 13, "end": 26}])
+    await world.run(ok, leak)
+    assert (await only(world, RouteDecision, mention_id=ok.id)).outcome != "moderate"
+    assert (await only(world, RouteDecision, mention_id=leak.id)).outcome == "moderate"

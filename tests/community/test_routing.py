@@ -1,0 +1,85 @@
+"""Routing by demand category, safety first: what each kind of mention becomes."""
+
+from __future__ import annotations
+
+import pytest
+
+from community.retrieval import Candidate
+from community.routing import RouteInput, decide
+from community.rules import RuleMatch
+
+T = 0.55
+
+
+def r(**kw) -> RouteInput:
+    base = dict(sentiment="neutral", sensitivity="none", issue_type="account_access", issue_confidence=0.9,
+                toxicity="not_offensive", spam="ham", pii_exposed=False, is_public=True, kind="post",
+                answer=Candidate("template", "login_help", 0.9, "template 'login_help' answers account_access"))
+    base.update(kw)
+    return RouteInput(**base)
+
+
+def outcome(**kw) -> str:
+    return decide(r(**kw), auto_threshold=T).outcome
+
+
+def test_high_volume_low_touch_questions_are_answered_at_once():
+    d = decide(r(), auto_threshold=T)
+    assert d.outcome == "auto_answer" and d.details["answer"]["ref"] == "login_help" and d.reason
+
+
+@pytest.mark.parametrize("sensitivity", ["security", "fraud"])
+def test_security_and_fraud_always_go_private_even_with_a_perfect_answer_or_a_hold_rule(sensitivity):
+    assert outcome(sensitivity=sensitivity, rules=[RuleMatch("x", "hold", "r")]) == "escalate_private"
+    d = decide(r(sensitivity=sensitivity, pii_exposed=True), auto_threshold=T)
+    assert d.details["hide_first"] and d.details["redact"]
+
+
+def test_safety_comes_before_helpfulness():
+    assert outcome(spam="spam") == "moderate"
+    assert outcome(toxicity="offensive") == "moderate"
+    assert outcome(author_banned=True) == "moderate"
+    d = decide(r(pii_exposed=True), auto_threshold=T)
+    assert (d.outcome, d.details["action"], d.details["notify"]) == ("moderate", "hide", "pii_removed_notice")
+    assert outcome(sensitivity="account") == "agent_queue"
+
+
+def test_a_matching_rule_names_itself_in_the_decision():
+    d = decide(r(rules=[RuleMatch("new-account-links", "hold", "Links are reviewed first.")]), auto_threshold=T)
+    assert (d.outcome, d.details["rule"], d.details["action"]) == ("moderate", "new-account-links", "hold")
+    assert d.reason.startswith("new-account-links:")
+    side = decide(r(rules=[RuleMatch("loud", "notify", "lead", notify="care-leads")]), auto_threshold=T)
+    assert side.outcome == "auto_answer" and side.details["rule_actions"][0]["notify"] == "care-leads"
+
+
+def test_high_touch_and_unsure_answers_go_to_an_agent_with_a_suggestion():
+    d = decide(r(issue_type="bug_report", answer=Candidate("template", "bug_ack", 0.9, "bug")), auto_threshold=T)
+    assert d.outcome == "agent_queue" and d.details["suggestion"]["ref"] == "bug_ack"
+    assert outcome(issue_confidence=0.3, answer=Candidate("template", "login_help", 0.3, "t")) == "agent_queue"
+    assert outcome(issue_type="order_delivery", sentiment="negative") == "agent_queue"  # a damaged parcel
+
+
+def test_retrieval_that_agrees_with_the_issue_type_raises_confidence():
+    c = Candidate("article", "two-factor-codes", 0.5, "article", "https://help/2fa", issue_match=True)
+    d = decide(r(issue_confidence=0.3, answer=Candidate("template", "login_help", 0.3, "t"), retrieved=[c]),
+               auto_threshold=T)
+    assert d.outcome == "auto_answer" and d.details["answer"]["ref"] == "two-factor-codes"
+    assert d.confidence == pytest.approx(1 - 0.7 * 0.5)
+    off_topic = Candidate("article", "family-plan", 0.5, "article", "https://help/fam", issue_match=False)
+    assert outcome(issue_confidence=0.3, answer=None, retrieved=[off_topic]) == "agent_queue"
+
+
+def test_low_volume_channels_leave_questions_to_the_community_or_link_its_accepted_answer():
+    d = decide(r(platform="reddit", community_channel=True, issue_type="billing"), auto_threshold=T)
+    assert d.outcome == "community_answer" and d.details["awaiting"] == "community"
+    accepted = Candidate("community", "reddit:t1_a", 0.8, "community 'x'", "https://reddit.example/t1_a")
+    d = decide(r(platform="reddit", community_channel=True, community_answer=accepted), auto_threshold=T)
+    assert d.outcome == "community_answer" and d.details["answer"]["url"] == "https://reddit.example/t1_a"
+    assert outcome(platform="reddit", community_channel=True, issue_type="bug_report") == "agent_queue"
+
+
+def test_incidents_broadcast_and_chit_chat_and_accepted_answers_are_not_answered():
+    assert decide(r(incident_id=7), auto_threshold=T).details["incident_id"] == 7
+    assert outcome(issue_type="praise") == "ignore"
+    assert outcome(issue_type="other", sentiment="negative") == "ignore"
+    assert outcome(accepted_answer=True) == "ignore"

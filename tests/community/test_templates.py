@@ -1,0 +1,55 @@
+"""Answer templates: sandboxed, escaped for the platform, within its length limit, in tones."""
+
+from __future__ import annotations
+
+import pytest
+
+from community.templates import TemplateRenderError, choose_tone, limit_for, render, render_template
+
+LINK = "https://help.acme.example/articles/reset-password"
+
+
+@pytest.mark.parametrize("body", [
+    "{{ ''.__class__ }}",
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ author_name.__init__.__globals__ }}",
+    "{% set x = [] %}{{ x.append(1) }}",  # the immutable sandbox refuses mutation too
+    "{{ undefined_variable }}",
+    "{% if %}",
+    "{{ 1 / 0 }}",
+])
+def test_the_sandbox_refuses_internals_mutation_unknown_names_and_broken_syntax(body):
+    with pytest.raises(TemplateRenderError):
+        render(body, {"author_name": "Ana"}, platform="x")
+
+
+def test_x_replies_stay_within_280_characters_and_keep_the_article_link_whole():
+    body = "Hi {{ author_name }}, " + "here is a long explanation of the steps. " * 20 + "{{ article_url }}"
+    text = render(body, {"author_name": "Ana", "article_url": LINK}, platform="x", link=LINK)
+    assert len(text) <= 280 and text.endswith(LINK) and "…" in text
+    assert limit_for("x") == 280
+
+
+def test_a_short_reply_is_left_untouched_and_longer_platforms_allow_more():
+    body = "Hi {{ author_name }}, see {{ article_url }}"
+    assert render(body, {"author_name": "Ana", "article_url": LINK}, platform="x", link=LINK) == f"Hi Ana, see {LINK}"
+    long = "word " * 100
+    assert render(long, {}, platform="reddit") == long.strip()
+
+
+def test_the_authors_name_cannot_inject_markup_mentions_or_template_code():
+    ctx = {"author_name": "@everyone [click](https://evil.example) <b>{{ 7*7 }}</b>"}
+    reddit = render("Hi {{ author_name }}!", ctx, platform="reddit")
+    assert "[click](" not in reddit and "<b>" not in reddit and "49" not in reddit
+    x = render("Hi {{ author_name }}!", ctx, platform="x")
+    assert "@everyone" not in x and "49" not in x
+    assert render("Hi {{ author_name }}!", {"author_name": "\u202e\x00  "}, platform="x") == "Hi there!"
+
+
+def test_tone_variants_fall_back_to_friendly_then_the_first():
+    variants = {"formal": "Hello {{ author_name }}.", "friendly": "Hey {{ author_name }}!"}
+    assert render_template(variants, {"author_name": "Ana"}, platform="x", tone="formal") == "Hello Ana."
+    assert render_template(variants, {"author_name": "Ana"}, platform="x", tone="pirate") == "Hey Ana!"
+    assert choose_tone({"formal": "A"}, "casual") == "A"
+    with pytest.raises(TemplateRenderError):
+        choose_tone({}, "formal")

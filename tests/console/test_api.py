@@ -1,0 +1,129 @@
+"""The bot API: mentions with triage, replies and actions by bots, templates, errors, OpenAPI."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from console.api.openapi import spec
+from models import Author, Mention, ModerationAction, Reply
+from tests.console.conftest import add_mention, bot_token
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_bot_reads_a_mention_with_its_triage_explanations_and_no_personal_data(app_client, runtime):
+    m = await add_mention(runtime, "card 4111 1111 1111 1111 was charged twice",
+                          pii=[{"type": "card_number", "start": 5, "end": 24}])
+    token = await bot_token(runtime, "alice", ["mentions:read"])
+    r = await app_client.get(f"/api/v1/mentions/{m.id}", headers=bearer(token))
+    body = await r.json()
+    assert r.status == 200 and body["id"] == m.id and "4111" not in body["text"]
+    assert body["triage"]["scores"]["sentiment"]["explanation"] == ["word 'refund' (+0.40)"]
+    assert body["route"]["outcome"] == "agent_queue"
+    assert (await app_client.get("/api/v1/mentions/99999", headers=bearer(token))).status == 404
+    huge = await app_client.get(f"/api/v1/mentions/{10**30}", headers=bearer(token))
+    assert huge.status == 404 and (await huge.json())["error"]["status"] == 404
+
+
+async def test_a_token_without_the_scope_is_refused(app_client, runtime):
+    m = await add_mention(runtime, "hello")
+    token = await bot_token(runtime, "alice", ["mentions:read"])
+    r = await app_client.post(f"/api/v1/mentions/{m.id}/replies", json={"text": "hi"}, headers=bearer(token))
+    assert r.status == 403 and "replies:write" in (await r.json())["error"]["message"]
+    mia = await bot_token(runtime, "mia", ["*"])  # marketing may read but not reply
+    r = await app_client.post(f"/api/v1/mentions/{m.id}/replies", json={"text": "hi"}, headers=bearer(mia))
+    assert r.status == 403
+
+
+async def test_a_bot_reply_is_recorded_once_per_idempotency_key(app_client, runtime):
+    m = await add_mention(runtime, "how do I export my data?")
+    token = await bot_token(runtime, "alice", ["replies:write"])
+    payload = {"text": "Here is how: Settings → Export.", "idempotency_key": "bot-42"}
+    first = await app_client.post(f"/api/v1/mentions/{m.id}/replies", json=payload, headers=bearer(token))
+    again = await app_client.post(f"/api/v1/mentions/{m.id}/replies", json=payload, headers=bearer(token))
+    assert first.status == 201 and again.status == 200
+    assert (await first.json())["reply"]["id"] == (await again.json())["reply"]["id"]
+    assert (await first.json())["reply"]["status"] == "dry_run"
+    async with runtime.db.session() as s:
+        assert len((await s.scalars(select(Reply).where(Reply.mention_id == m.id))).all()) == 1
+
+
+async def test_a_bot_reply_from_a_template_and_bad_bodies_get_clear_errors(app_client, runtime):
+    m = await add_mention(runtime, "charged twice", handle="zoe")
+    token = await bot_token(runtime, "alice", ["replies:write", "templates:write", "templates:read"])
+    h = bearer(token)
+    created = await app_client.post("/api/v1/templates", headers=h, json={
+        "name": "double_charge", "issue_types": ["billing"], "variants": {"friendly": "Sorry {{ author_name }}!"}})
+    assert created.status == 201
+    r = await app_client.post(f"/api/v1/mentions/{m.id}/replies", headers=h, json={"template": "double_charge"})
+    assert r.status == 201 and (await r.json())["reply"]["text"] == "Sorry zoe!"
+    cases = [
+        (b"{not json", "application/json", 400),
+        (b"[1, 2]", "application/json", 422),
+        (b'{"text": "a\\u0000b"}', "application/json", 422),
+        (b'{"text": "\\ud800"}', "application/json", 422),
+        (b'{"text": "x", "template": "double_charge"}', "application/json", 422),
+        (b'{"text": "x", "unexpected": 1}', "application/json", 422),
+        (b"text=hi", "application/x-www-form-urlencoded", 415),
+    ]
+    for raw, ctype, status in cases:
+        r = await app_client.post(f"/api/v1/mentions/{m.id}/replies", data=raw,
+                                  headers={**h, "Content-Type": ctype})
+        assert r.status == status, (raw, await r.text())
+        assert (await r.json())["error"]["status"] == status
+    broken = await app_client.post("/api/v1/templates", headers=h, json={
+        "name": "broken", "variants": {"friendly": "{% if %}"}})
+    assert broken.status == 422 and "friendly" in str(await broken.json())
+    dup = await app_client.post("/api/v1/templates", headers=h, json={"name": "double_charge", "variants": {"a": "b"}})
+    assert dup.status == 409
+    put = await app_client.put("/api/v1/templates/double_charge", headers=h, json={"variants": {"formal": "Dear customer."}})
+    assert put.status == 200 and (await put.json())["variants"] == {"formal": "Dear customer."}
+    assert (await app_client.delete("/api/v1/templates/double_charge", headers=h)).status == 204
+    assert (await app_client.get("/api/v1/templates/double_charge", headers=h)).status == 404
+
+
+async def test_moderation_actions_are_recorded_once_and_ban_needs_a_reason(app_client, runtime):
+    m = await add_mention(runtime, "spam spam", handle="spammer")
+    token = await bot_token(runtime, "mod", ["actions:write"])
+    h = bearer(token)
+    for _ in range(2):
+        r = await app_client.post(f"/api/v1/mentions/{m.id}/actions", headers=h, json={"action": "hide"})
+        assert r.status == 200
+    assert (await r.json())["repeated"] is True
+    r = await app_client.post(f"/api/v1/mentions/{m.id}/actions", headers=h, json={"action": "ban"})
+    assert r.status == 422
+    r = await app_client.post(f"/api/v1/mentions/{m.id}/actions", headers=h, json={"action": "ban", "reason": "spam ring"})
+    assert r.status == 200
+    async with runtime.db.session() as s:
+        mention = await s.get(Mention, m.id)
+        author = await s.get(Author, mention.author_id)
+        actions = [a.action for a in await s.scalars(select(ModerationAction).where(ModerationAction.mention_id == m.id))]
+    assert mention.hidden and author.banned and sorted(actions) == ["ban", "hide"]
+
+
+async def test_the_openapi_description_covers_every_api_route(app_client):
+    r = await app_client.get("/api/openapi.json")
+    doc = await r.json()
+    assert r.status == 200 and doc["openapi"].startswith("3.0")
+    import schemathesis
+
+    schema = schemathesis.openapi.from_dict(doc)  # refuses a description that is not valid OpenAPI
+    assert len(list(schema.get_all_operations())) >= 14
+    documented = {(path, method.upper()) for path, ops in doc["paths"].items() for method in ops}
+    routed = set()
+    for route in app_client.server.app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter") or ""
+        if path.startswith("/api/v1/") and route.method != "HEAD" and path != "/api/v1/ingest":
+            routed.add((path.replace("{id:\\d+}", "{id}"), route.method))
+    assert routed <= documented, routed - documented
+    assert spec()["paths"].items() <= doc["paths"].items()
+
+
+async def test_unknown_api_paths_and_methods_answer_json(app_client):
+    r = await app_client.get("/api/v1/nope")
+    assert r.status == 404 and (await r.json())["error"]["status"] == 404
+    r = await app_client.patch("/api/v1/templates")
+    assert r.status == 405 and (await r.json())["error"]["status"] == 405

@@ -1,0 +1,183 @@
+"""The triage queue: what an agent sees, in which order, and how claims keep agents apart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from models import AuditEvent, Case, Conversation, Reply
+from tests.console.conftest import add_mention, login
+
+
+def conv_order(html: str) -> list[int]:
+    return [int(x) for x in re.findall(r'data-conversation-id="(\d+)"', html)]
+
+
+async def test_the_queue_orders_by_priority_band_then_sla_deadline(app_client, runtime):
+    now = datetime.now(UTC)
+    low_old = await add_mention(runtime, "still waiting for my refund", priority=20, created_at=now - timedelta(hours=3))
+    high_new = await add_mention(runtime, "charged twice, furious", priority=85, created_at=now - timedelta(minutes=2))
+    high_old = await add_mention(runtime, "double charge again", priority=75, created_at=now - timedelta(minutes=40))
+    await add_mention(runtime, "thanks, all good", outcome="auto_answer", priority=99)
+    await add_mention(runtime, "buy followers", outcome="moderate", priority=99)
+    await login(app_client, "alice")
+    html = await (await app_client.get("/queue")).text()
+    assert conv_order(html) == [high_old.conversation_id, high_new.conversation_id, low_old.conversation_id]
+    assert "overdue" in html  # the three-hour-old one missed the one-hour target
+
+
+async def test_filters_narrow_the_queue(app_client, runtime):
+    a = await add_mention(runtime, "reddit billing", platform="reddit", sentiment="negative", issue_type="billing")
+    b = await add_mention(runtime, "x outage", platform="x", sentiment="neutral", issue_type="outage")
+    c = await add_mention(runtime, "account locked", platform="x", sensitivity="account", issue_type="account_access")
+    await login(app_client, "alice")
+    assert conv_order(await (await app_client.get("/queue?channel=reddit")).text()) == [a.conversation_id]
+    assert conv_order(await (await app_client.get("/queue/rows?sentiment=neutral")).text()) == [b.conversation_id]
+    assert conv_order(await (await app_client.get("/queue?sensitivity=account")).text()) == [c.conversation_id]
+    assert conv_order(await (await app_client.get("/queue?issue_type=outage&channel=reddit")).text()) == []
+
+
+async def test_a_second_agent_cannot_claim_or_reply_to_a_claimed_conversation(app_client, second_browser, runtime):
+    m = await add_mention(runtime, "my order never came")
+    cid = m.conversation_id
+    alice_csrf = await login(app_client, "alice")
+    bob_csrf = await login(second_browser, "bob")
+    r = await app_client.post(f"/conversations/{cid}/claim", data={"csrf_token": alice_csrf}, allow_redirects=False)
+    assert r.status == 302
+    r = await second_browser.post(f"/conversations/{cid}/claim", data={"csrf_token": bob_csrf}, allow_redirects=False)
+    assert r.status == 409 and "alice is working on this conversation" in await r.text()
+    r = await second_browser.post(f"/conversations/{cid}/reply", allow_redirects=False, data={
+        "csrf_token": bob_csrf, "text": "Hi from Bob", "mention_id": str(m.id), "seen_reply_id": "0", "draft_id": "b0b"})
+    assert r.status == 409 and "your reply was not sent" in await r.text()
+    async with runtime.db.session() as s:
+        assert (await s.scalars(select(Reply).where(Reply.conversation_id == cid))).all() == []
+        conv = await s.get(Conversation, cid)
+        assert conv.claimed_by is not None
+    # the queue shows who holds it
+    assert "alice" in await (await second_browser.get("/queue/rows")).text()
+    # a take-over is explicit and audited
+    r = await second_browser.post(f"/conversations/{cid}/claim", data={"csrf_token": bob_csrf, "force": "1"},
+                                  allow_redirects=False)
+    assert r.status == 302
+    async with runtime.db.session() as s:
+        actions = [e.action for e in await s.scalars(select(AuditEvent).where(AuditEvent.object_type == "conversation", AuditEvent.object_id == str(cid)))]
+    assert actions == ["conversation.claimed", "conversation.taken_over"]
+
+
+async def test_a_reply_is_refused_when_someone_answered_since_the_page_was_loaded(app_client, second_browser, runtime):
+    m = await add_mention(runtime, "where is my parcel")
+    cid = m.conversation_id
+    alice_csrf = await login(app_client, "alice")
+    bob_csrf = await login(second_browser, "bob")
+    page = await (await second_browser.get(f"/conversations/{cid}")).text()
+    seen = re.search(r'name="seen_reply_id" value="(\d+)"', page).group(1)
+    r = await app_client.post(f"/conversations/{cid}/reply", allow_redirects=False, data={
+        "csrf_token": alice_csrf, "text": "On its way!", "mention_id": str(m.id), "seen_reply_id": "0", "draft_id": "a1"})
+    assert r.status == 302
+    await app_client.post(f"/conversations/{cid}/release", data={"csrf_token": alice_csrf})
+    form = {"csrf_token": bob_csrf, "text": "Let me check", "mention_id": str(m.id), "seen_reply_id": seen,
+            "draft_id": "b1"}
+    r = await second_browser.post(f"/conversations/{cid}/reply", data=form, allow_redirects=False)
+    body = await r.text()
+    assert r.status == 409 and "alice replied while you were writing" in body and "Let me check" in body
+    r = await second_browser.post(f"/conversations/{cid}/reply", data={**form, "confirm": "1"}, allow_redirects=False)
+    assert r.status == 302
+    async with runtime.db.session() as s:
+        sent = [(x.sent_by, x.text) for x in await s.scalars(select(Reply).where(Reply.conversation_id == cid)
+                                                              .order_by(Reply.id))]
+    assert sent == [("session:alice", "On its way!"), ("session:bob", "Let me check")]
+
+
+async def test_sending_a_suggested_reply_records_it_once_even_when_submitted_twice(app_client, runtime):
+    from models import Template
+
+    async with runtime.db.session() as s:
+        s.add(Template(name="billing_refund", issue_types=["billing"], variants={
+            "friendly": "Hi {{ author_name }}, sorry about the double charge. We'll refund it."}))
+        await s.commit()
+    m = await add_mention(runtime, "charged twice", issue_type="billing", handle="dana")
+    cid = m.conversation_id
+    csrf = await login(app_client, "alice")
+    page = await (await app_client.get(f"/conversations/{cid}")).text()
+    assert "Hi dana, sorry about the double charge. We&#39;ll refund it." in page
+    form = {"csrf_token": csrf, "text": "Hi dana, sorry about the double charge. We'll refund it today.",
+            "mention_id": str(m.id), "seen_reply_id": "0", "draft_id": "d00d", "template": "billing_refund"}
+    for _ in range(2):
+        r = await app_client.post(f"/conversations/{cid}/reply", data=form, allow_redirects=False)
+        assert r.status == 302
+    async with runtime.db.session() as s:
+        rows = (await s.scalars(select(Reply).where(Reply.conversation_id == cid))).all()
+    assert len(rows) == 1
+    assert rows[0].status == "dry_run" and rows[0].template == "billing_refund" and rows[0].sent_by == "session:alice"
+    assert rows[0].text.endswith("today.")
+    rows_html = await (await app_client.get("/queue/rows")).text()
+    assert "answered" in rows_html
+
+
+async def test_take_private_opens_an_assigned_case_with_the_secure_link_dm(app_client, runtime):
+    m = await add_mention(runtime, "someone logged into my account", sensitivity="account", handle="erin")
+    cid = m.conversation_id
+    csrf = await login(app_client, "alice")
+    r = await app_client.post(f"/conversations/{cid}/private", data={"csrf_token": csrf, "mention_id": str(m.id)},
+                              allow_redirects=False)
+    assert r.status == 302 and "case=" in r.headers["Location"]
+    async with runtime.db.session() as s:
+        case = await s.scalar(select(Case).where(Case.opened_by_mention_id == m.id))
+        replies = (await s.scalars(select(Reply).where(Reply.case_id == case.id))).all()
+    assert case.category == "agent" and case.assigned_to is not None
+    assert {(r.visibility, r.kind) for r in replies} == {("public", "secure_link"), ("private", "secure_link_dm")}
+    public = next(r for r in replies if r.visibility == "public")
+    assert "erin" not in public.text  # nothing about the customer in public
+    page = await (await app_client.get(f"/conversations/{cid}")).text()
+    assert f"Case #{case.id}" in page
+
+
+async def test_resolve_removes_from_the_queue_and_tags_are_cleaned(app_client, runtime):
+    m = await add_mention(runtime, "bug in the app")
+    cid = m.conversation_id
+    csrf = await login(app_client, "alice")
+    await app_client.post(f"/conversations/{cid}/tags", data={"csrf_token": csrf, "tags": "Bug, ios ,<b>x</b>, bug"})
+    async with runtime.db.session() as s:
+        assert (await s.get(Conversation, cid)).tags == ["bug", "ios"]
+    r = await app_client.post(f"/conversations/{cid}/resolve", data={"csrf_token": csrf}, allow_redirects=False)
+    assert r.status == 302
+    assert cid not in conv_order(await (await app_client.get("/queue/rows")).text())
+
+
+async def test_claims_reach_other_agents_live_over_server_sent_events(app_client, second_browser, runtime):
+    m = await add_mention(runtime, "help please")
+    csrf = await login(app_client, "alice")
+    await login(second_browser, "bob")
+    stream = await second_browser.get("/queue/events")
+    assert stream.headers["Content-Type"].startswith("text/event-stream")
+    await stream.content.readuntil(b"\n\n")  # connected
+    await app_client.post(f"/conversations/{m.conversation_id}/claim", data={"csrf_token": csrf})
+    event = await asyncio.wait_for(stream.content.readuntil(b"\n\n"), 5)
+    lines = dict(line.split(": ", 1) for line in event.decode().strip().splitlines())
+    assert lines["event"] == "claimed"
+    assert json.loads(lines["data"])["conversation_id"] == m.conversation_id and json.loads(lines["data"])["by"] == "alice"
+    stream.close()
+
+
+async def test_the_conversation_shows_customer_history_on_other_channels(app_client, runtime):
+    from models import Customer
+
+    async with runtime.db.session() as s:
+        cust = Customer(name="Maria Silva", plan="family", attributes={"last_order": "shipped this morning"})
+        s.add(cust)
+        await s.commit()
+        cust_id = cust.id
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    await add_mention(runtime, "where is order 1234?", platform="reddit", handle="maria_0", customer_id=cust_id,
+                      created_at=yesterday, outcome="auto_answer", issue_type="order_delivery")
+    today = await add_mention(runtime, "still no parcel!!", platform="x", handle="mariasilva", customer_id=cust_id,
+                              issue_type="order_delivery")
+    await login(app_client, "alice")
+    page = await (await app_client.get(f"/conversations/{today.conversation_id}")).text()
+    assert "Maria Silva" in page and "shipped this morning" in page
+    assert "where is order 1234?" in page and "reddit" in page
+    assert "word &#39;refund&#39; (+0.40)" in page  # the triage explanation

@@ -1,0 +1,136 @@
+"""Outgoing webhooks: signed bodies, retries with back-off, one delivery per event and subscriber."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from sqlalchemy import select
+
+from console.webhooks_out import MAX_ATTEMPTS, backoff, deliver_due, scan, signature_header, verify
+from models import Case, WebhookDelivery, WebhookSubscription
+from models.base import utcnow
+from tests.console.conftest import add_mention, bot_token
+
+
+class Receiver:
+    """A bot's endpoint: answers the statuses it is told to, in order, and keeps what it got."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.got: list[tuple[dict, bytes]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.got.append((dict(request.headers), await request.read()))
+        return web.Response(status=self.statuses.pop(0) if self.statuses else 200)
+
+
+@pytest.fixture
+async def receiver():
+    rec = Receiver([])
+    app = web.Application()
+    app.router.add_post("/hook", rec.handle)
+    server = TestServer(app)
+    await server.start_server()
+    rec.url = str(server.make_url("/hook"))
+    yield rec
+    await server.close()
+
+
+async def subscribe(app_client, runtime, url: str, events: list[str]) -> dict:
+    token = await bot_token(runtime, "root", ["webhooks"])
+    r = await app_client.post("/api/v1/webhooks", headers={"Authorization": f"Bearer {token}"},
+                              json={"name": "crm-bot", "url": url, "events": events})
+    assert r.status == 201, await r.text()
+    return await r.json()
+
+
+async def test_events_are_signed_retried_with_back_off_and_delivered_once(app_client, runtime, receiver):
+    sub = await subscribe(app_client, runtime, receiver.url, ["mention.triaged", "case.opened"])
+    receiver.statuses = [500, 503]
+    m = await add_mention(runtime, "my card 4111 1111 1111 1111 was stolen", sensitivity="fraud",
+                          pii=[{"type": "card_number", "start": 8, "end": 27}])
+    async with runtime.db.session() as s:
+        s.add(Case(conversation_id=m.conversation_id, opened_by_mention_id=m.id, category="fraud"))
+        await s.commit()
+    later = utcnow() + timedelta(seconds=5)
+    assert await scan(runtime.db, now=later) == 2
+    assert await scan(runtime.db, now=later) == 0  # the watermark moved on
+    async with aiohttp.ClientSession() as http:
+        assert await deliver_due(runtime.db, http, now=later) == 0  # both failed (500, 503)
+        assert await deliver_due(runtime.db, http, now=later + timedelta(seconds=5)) == 0  # not due yet
+        assert await deliver_due(runtime.db, http, now=later + backoff(1) + timedelta(seconds=1)) == 2
+        assert await deliver_due(runtime.db, http, now=later + timedelta(hours=2)) == 0
+    assert len(receiver.got) == 4
+    bodies = {}
+    for headers, body in receiver.got:
+        assert verify(sub["secret"], headers["X-Socialcare-Signature"], body)
+        assert not verify("another secret of enough length", headers["X-Socialcare-Signature"], body)
+        event = json.loads(body)
+        assert headers["X-Socialcare-Event"] == event["type"]
+        bodies[event["id"]] = event
+    assert sorted(e["type"] for e in bodies.values()) == ["case.opened", "mention.triaged"]  # each once, twice tried
+    triaged = next(e for e in bodies.values() if e["type"] == "mention.triaged")
+    assert triaged["data"]["mention_id"] == m.id and "4111" not in triaged["data"]["text"]
+    async with runtime.db.session() as s:
+        rows = (await s.scalars(select(WebhookDelivery))).all()
+    assert [(d.status, d.attempts) for d in rows] == [("delivered", 2), ("delivered", 2)]
+
+
+async def test_a_failing_endpoint_is_given_up_after_the_last_attempt_and_410_unsubscribes(app_client, runtime,
+                                                                                          receiver):
+    await subscribe(app_client, runtime, receiver.url, ["mention.routed"])
+    receiver.statuses = [500] * MAX_ATTEMPTS
+    await add_mention(runtime, "hello")
+    now = utcnow() + timedelta(seconds=5)
+    await scan(runtime.db, now=now)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(MAX_ATTEMPTS):
+            await deliver_due(runtime.db, http, now=now)
+            now += timedelta(days=1)
+    async with runtime.db.session() as s:
+        d = await s.scalar(select(WebhookDelivery))
+    assert (d.status, d.attempts, d.last_error) == ("failed", MAX_ATTEMPTS, "HTTP 500")
+    receiver.statuses = [410]
+    await add_mention(runtime, "again")
+    await scan(runtime.db, now=now)
+    async with aiohttp.ClientSession() as http:
+        await deliver_due(runtime.db, http, now=now)
+    async with runtime.db.session() as s:
+        assert (await s.scalar(select(WebhookSubscription))).active is False
+
+
+async def test_history_before_the_first_subscription_is_not_replayed(app_client, runtime, receiver):
+    await add_mention(runtime, "old news")
+    await scan(runtime.db, now=utcnow() + timedelta(seconds=5))
+    await subscribe(app_client, runtime, receiver.url, ["mention.routed"])
+    assert await scan(runtime.db, now=utcnow() + timedelta(seconds=5)) == 0
+
+
+def test_signatures_expire_and_resist_tampering():
+    body = b'{"id":"x"}'
+    header = signature_header("s" * 32, body, timestamp=1_000_000)
+    assert verify("s" * 32, header, body, now=1_000_100)
+    assert not verify("s" * 32, header, body, now=1_000_000 + 3600)
+    assert not verify("s" * 32, header, body + b" ", now=1_000_100)
+    assert not verify("s" * 32, "garbage", body)
+    assert backoff(1) < backoff(2) < backoff(3) and backoff(50) == timedelta(hours=1)
+
+
+async def test_subscriptions_are_validated_and_admin_only(app_client, runtime):
+    admin = await bot_token(runtime, "root", ["webhooks"])
+    agent = await bot_token(runtime, "alice", ["*"])
+    h = {"Authorization": f"Bearer {admin}"}
+    for body in ({"name": "x", "url": "ftp://example.com/h", "events": ["case.opened"]},
+                 {"name": "x", "url": "https://example.com/h", "events": ["case.exploded"]},
+                 {"name": "x", "url": "https://example.com/h", "events": []}):
+        r = await app_client.post("/api/v1/webhooks", headers=h, json=body)
+        assert r.status == 422, body
+    r = await app_client.get("/api/v1/webhooks", headers={"Authorization": f"Bearer {agent}"})
+    assert r.status == 403
+    listed = await (await app_client.get("/api/v1/webhooks", headers=h)).json()
+    assert listed["webhooks"] == [] and "case.opened" in listed["events"]

@@ -1,0 +1,108 @@
+"""A local fake of a Discourse forum: its webhook bodies and headers, and the API endpoints the
+connector calls (``Api-Key``/``Api-Username`` auth, ``/posts.json`` pages, errors)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+API_KEY = "d1sc0urs3-key"
+
+
+def post(pid: int, topic_id: int = 40, number: int = 1, raw: str | None = None, reply_to: int | None = None,
+         username: str = "jane_doe", archetype: str = "regular", **extra: Any) -> dict:
+    """A post as Discourse serializes it for webhooks and /posts.json (trimmed to the usual fields)."""
+    return {"id": pid, "name": "Jane Doe", "username": username, "avatar_template": "/letter_avatar/{size}/1.png",
+            "created_at": "2026-11-20T08:01:02.123Z", "cooked": f"<p>{raw or 'cooked body'}</p>",
+            "post_number": number, "post_type": 1, "updated_at": "2026-11-20T08:01:02.123Z", "reply_count": 0,
+            "reply_to_post_number": reply_to, "quote_count": 0, "incoming_link_count": 0, "reads": 1, "score": 0,
+            "topic_id": topic_id, "topic_slug": "cannot-log-in-since-update", "topic_title": "Cannot log in since update",
+            "topic_archetype": archetype, "category_id": 5, "category_slug": "support", "user_id": 17,
+            "raw": raw if raw is not None else "I cannot log in since the update", "deleted_at": None,
+            "user_deleted": False, "hidden": False, "wiki": False, **extra}
+
+
+def webhook_request(event: str, payload: dict, secret: str) -> tuple[bytes, dict[str, str]]:
+    """Body and headers exactly as Discourse sends a webhook."""
+    body = json.dumps(payload).encode()
+    kind = event.split("_", 1)[0]
+    return body, {"Content-Type": "application/json", "X-Discourse-Instance": "https://forum.acme.test",
+                  "X-Discourse-Event-Id": "412", "X-Discourse-Event-Type": kind, "X-Discourse-Event": event,
+                  "X-Discourse-Event-Signature": "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()}
+
+
+@dataclass
+class FakeDiscourse:
+    posts: list[dict] = field(default_factory=list)  # oldest first
+    page_size: int = 3
+    fail_next: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    created: list[dict] = field(default_factory=list)
+    actions: list[tuple[str, str, Any]] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._auth])
+        app.router.add_get("/posts.json", self.latest)
+        app.router.add_post("/posts.json", self.create)
+        app.router.add_get("/posts/by_number/{topic}/{number}.json", self.by_number)
+        app.router.add_post("/post_actions.json", self.post_action)
+        app.router.add_delete("/posts/{id}.json", self.delete)
+        app.router.add_put("/posts/{id}/{what}", self.put)
+        app.router.add_get("/u/{username}.json", self.user)
+        return app
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.requests.append(str(request.rel_url))
+        if self.fail_next:
+            status, headers = self.fail_next.pop(0)
+            body = {"errors": ["You’ve performed this action too many times."], "error_type": "rate_limit",
+                    "extras": {"wait_seconds": 3}} if status == 429 else {"errors": ["error"], "error_type": "x"}
+            return web.json_response(body, status=status, headers=headers)
+        if request.headers.get("Api-Key") != API_KEY or not request.headers.get("Api-Username"):
+            return web.json_response({"errors": [("You are not permitted to view the requested resource. The API "
+                                                  "username or key is invalid.")], "error_type": "invalid_access"},
+                                     status=403)
+        return await handler(request)
+
+    async def latest(self, request: web.Request) -> web.Response:
+        before = int(request.query.get("before") or 10**12)
+        page = [p for p in reversed(self.posts) if p["id"] < before][:self.page_size]
+        return web.json_response({"latest_posts": page})
+
+    async def create(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.created.append(body)
+        topic = body.get("topic_id") or 900 + len(self.created)
+        return web.json_response(post(5000 + len(self.created), topic_id=topic, number=len(self.created) + 1,
+                                      raw=body["raw"], username="acme_support"))
+
+    async def by_number(self, request: web.Request) -> web.Response:
+        topic, number = int(request.match_info["topic"]), int(request.match_info["number"])
+        for p in self.posts:
+            if p["topic_id"] == topic and p["post_number"] == number:
+                return web.json_response(p)
+        return web.json_response({"errors": ["The requested URL or resource could not be found."],
+                                  "error_type": "not_found"}, status=404)
+
+    async def post_action(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.actions.append(("flag", str(body["id"]), body))
+        return web.json_response({"id": body["id"], "hidden": bool(body.get("take_action"))})
+
+    async def delete(self, request: web.Request) -> web.Response:
+        self.actions.append(("delete", request.match_info["id"], None))
+        return web.json_response({"success": "OK"})
+
+    async def put(self, request: web.Request) -> web.Response:
+        self.actions.append((request.match_info["what"], request.match_info["id"], dict(await request.post())))
+        return web.json_response({"success": "OK"})
+
+    async def user(self, request: web.Request) -> web.Response:
+        return web.json_response({"user": {"id": 2, "username": request.match_info["username"], "admin": True,
+                                           "moderator": True}})

@@ -1,0 +1,147 @@
+"""A local fake of Reddit: the OAuth token endpoint (www) and the OAuth API (``Listing`` of ``t3`` /
+``t1`` things, ``before`` pagination, ``/api/*`` write endpoints), with Reddit's rate-limit headers
+and errors. Only for tests: Reddit cannot be reached from here."""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+CLIENT_ID, CLIENT_SECRET, PASSWORD = "fake-client-id", "fake-client-secret", "hunter2"
+
+
+def b36(n: int) -> str:
+    chars = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = chars[r] + out
+        if n == 0:
+            return out
+
+
+def submission(n: int, sub: str = "acme", title: str | None = None, selftext: str = "It keeps crashing",
+               author: str | None = "jane_doe", **extra: Any) -> dict:
+    rid = b36(10_000_000 + n)
+    return {"kind": "t3", "data": {
+        "id": rid, "name": f"t3_{rid}", "title": title or f"Acme app problem {n}", "selftext": selftext,
+        "author": author if author is not None else "[deleted]", "author_fullname": "t2_abc12" if author else None,
+        "created_utc": 1795680000.0 + n, "permalink": f"/r/{sub}/comments/{rid}/acme_app_problem_{n}/",
+        "subreddit": sub, "subreddit_name_prefixed": f"r/{sub}", "subreddit_id": "t5_2qh1i", "edited": False,
+        "url": f"https://www.reddit.com/r/{sub}/comments/{rid}/", "num_comments": 0, "score": 1, "over_18": False,
+        "is_self": True, "distinguished": None, "stickied": False, "locked": False, **extra}}
+
+
+def comment(n: int, link: str, parent: str | None = None, sub: str = "acme", body: str = "same for me",
+            author: str | None = "bob", **extra: Any) -> dict:
+    rid = b36(20_000_000 + n)
+    return {"kind": "t1", "data": {
+        "id": rid, "name": f"t1_{rid}", "body": body if author else "[deleted]",
+        "author": author if author is not None else "[deleted]", "author_fullname": "t2_def34" if author else None,
+        "created_utc": 1795680000.0 + n, "link_id": link, "parent_id": parent or link, "subreddit": sub,
+        "subreddit_id": "t5_2qh1i", "permalink": f"/r/{sub}/comments/{link[3:]}/x/{rid}/", "edited": False,
+        "score": 1, "distinguished": None, "stickied": False, "replies": "", **extra}}
+
+
+def listing(children: list[dict]) -> dict:
+    return {"kind": "Listing", "data": {"after": None, "dist": len(children),
+                                        "modhash": None, "geo_filter": "", "children": children, "before": None}}
+
+
+@dataclass
+class FakeReddit:
+    posts: list[dict] = field(default_factory=list)  # t3, oldest first
+    comments: list[dict] = field(default_factory=list)  # t1, oldest first
+    hits: list[dict] = field(default_factory=list)  # search results across Reddit
+    fail_next: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    writes: list[tuple[str, dict]] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    tokens_issued: int = 0
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._gate])
+        app.router.add_post("/api/v1/access_token", self.token)
+        app.router.add_get("/r/all/search{s:/?}", self.search)
+        app.router.add_get("/r/{subs}/new{s:/?}", lambda r: self._listing(r, self.posts))
+        app.router.add_get("/r/{subs}/comments{s:/?}", lambda r: self._listing(r, self.comments))
+        app.router.add_get("/api/v1/me{s:/?}", self.me)
+        for name in ("comment", "compose", "remove", "approve", "lock", "distinguish"):
+            app.router.add_post(f"/api/{name}{{s:/?}}", self.write)
+        app.router.add_post("/api/v1/modactions/removal_reasons{s:/?}", self.removal_reason)
+        app.router.add_get("/api/info{s:/?}", self.info)
+        return app
+
+    async def info(self, request: web.Request) -> web.Response:
+        wanted = set(request.query.get("id", "").split(","))
+        return web.json_response(listing([t for t in self.posts + self.comments + self.hits
+                                          if t["data"]["name"] in wanted]))
+
+    async def removal_reason(self, request: web.Request) -> web.Response:
+        self.writes.append(("removal_reason", dict(await request.post())))
+        return web.json_response({})
+
+    @web.middleware
+    async def _gate(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.requests.append(str(request.rel_url))
+        if self.fail_next and request.path != "/api/v1/access_token":
+            status, headers = self.fail_next.pop(0)
+            return web.json_response({"message": "error", "error": status},
+                                     status=status, headers=headers)
+        if request.path != "/api/v1/access_token" and request.headers.get("Authorization") != "bearer fake-token":
+            return web.json_response({"message": "Unauthorized", "error": 401}, status=401,
+                                     headers={"www-authenticate": 'Bearer realm="reddit", error="invalid_token"'})
+        resp = await handler(request)
+        resp.headers.update({"x-ratelimit-remaining": "995.0", "x-ratelimit-used": "5",
+                             "x-ratelimit-reset": str(600 - int(time.time()) % 600)})
+        return resp
+
+    async def token(self, request: web.Request) -> web.Response:
+        auth = request.headers.get("Authorization", "")
+        if auth != "Basic " + base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode():
+            return web.json_response({"message": "Unauthorized", "error": 401}, status=401)
+        form = await request.post()
+        if form.get("grant_type") == "password" and form.get("password") != PASSWORD:
+            return web.json_response({"error": "invalid_grant"})
+        self.tokens_issued += 1
+        return web.json_response({"access_token": "fake-token", "token_type": "bearer", "expires_in": 86400,
+                                  "scope": "*"})
+
+    def _listing(self, request: web.Request, things: list[dict]) -> web.Response:
+        subs = set(request.match_info["subs"].lower().split("+"))
+        pool = [t for t in things if t["data"]["subreddit"].lower() in subs]
+        limit = min(int(request.query.get("limit", "25")), 100)
+        before = request.query.get("before")
+        if before:
+            names = [t["data"]["name"] for t in pool]
+            if before not in names:
+                return web.json_response(listing([]))  # Reddit's answer when the anchor is gone
+            newer = pool[names.index(before) + 1:]
+            page = newer[:limit]  # the items right after the anchor
+        else:
+            page = pool[-limit:]
+        return web.json_response(listing(list(reversed(page))))  # newest first
+
+    async def search(self, request: web.Request) -> web.Response:
+        words = [w.strip('"').lower() for w in request.query.get("q", "").split(" OR ")]
+        found = [t for t in self.hits if any(w in (t["data"]["title"] + t["data"]["selftext"]).lower() for w in words)]
+        return web.json_response(listing(list(reversed(found))[:int(request.query.get("limit", "25"))]))
+
+    async def me(self, request: web.Request) -> web.Response:
+        return web.json_response({"name": "acme_support", "id": "xyz", "created_utc": 1500000000.0,
+                                  "is_mod": True, "has_verified_email": True})
+
+    async def write(self, request: web.Request) -> web.Response:
+        form = dict(await request.post())
+        name = request.path.rstrip("/").rsplit("/", 1)[-1]
+        self.writes.append((name, form))
+        if name == "comment":
+            new = comment(900 + len(self.writes), link="t3_unknown", parent=form["thing_id"], body=form["text"],
+                          author="acme_support")
+            return web.json_response({"json": {"errors": [], "data": {"things": [new]}}})
+        if name in ("compose",):
+            return web.json_response({"json": {"errors": []}})
+        return web.json_response({})

@@ -1,0 +1,199 @@
+"""A local fake of the X API v2, speaking its wire format: ``data`` / ``includes`` / ``meta`` pages,
+problem-JSON errors with rate-limit headers, stream rules, and the NDJSON filtered stream with
+``\\r\\n`` keep-alives. Only for tests: X cannot be reached from here."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+NOT_ENROLLED = {  # what X answers a tier without the filtered stream
+    "client_id": "28431232", "title": "Client Forbidden", "required_enrollment": "Appropriate Level of API Access",
+    "registration_url": "https://developer.twitter.com/en/portal/product", "reason": "client-not-enrolled",
+    "detail": "When authenticating requests to the Twitter API v2 endpoints, you must use keys and tokens from a "
+              "Twitter developer App that is attached to a Project.",
+    "type": "https://api.twitter.com/2/problems/client-forbidden"}
+DROP, CLOSE = "DROP", "CLOSE"  # stream controls: cut the connection / end the response cleanly
+
+
+def tweet(i: int, text: str | None = None, author: str = "2244994945", reply_to: str | None = None) -> dict:
+    t = {"id": str(1850000000000000000 + i), "text": text or f"@acme_help post {i}", "author_id": author,
+         "created_at": f"2026-11-20T08:{i % 60:02d}:00.000Z", "conversation_id": str(1850000000000000000 + i),
+         "lang": "en", "public_metrics": {"retweet_count": 0, "reply_count": 0, "like_count": 1, "quote_count": 0},
+         "edit_history_tweet_ids": [str(1850000000000000000 + i)]}
+    if reply_to:
+        t["referenced_tweets"] = [{"type": "replied_to", "id": reply_to}]
+        t["in_reply_to_user_id"] = "99"
+        t["conversation_id"] = reply_to
+    return t
+
+
+def user(author_id: str) -> dict:
+    return {"id": author_id, "name": "Jane", "username": f"user{author_id[-4:]}",
+            "public_metrics": {"followers_count": 120, "following_count": 5, "tweet_count": 40, "listed_count": 0}}
+
+
+def _sent() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+
+
+@dataclass
+class FakeX:
+    """Serves ``tweets`` (mentions) and ``found`` (recent search), oldest first in the lists, newest
+    first on the wire, ``page_size`` per page, honouring ``since_id`` and pagination tokens."""
+
+    tweets: list[dict] = field(default_factory=list)
+    found: list[dict] = field(default_factory=list)
+    page_size: int = 2
+    fail_next: list[tuple[int, dict[str, str]]] = field(default_factory=list)  # (status, headers) for REST
+    stream_fail_next: list[tuple[int, dict[str, str], dict]] = field(default_factory=list)  # for stream connects
+    malformed_next: int = 0
+    requests: list[str] = field(default_factory=list)
+    hosts: list[str] = field(default_factory=list)
+    posted: list[dict] = field(default_factory=list)
+    dms: list[dict] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)
+    rules: list[dict] = field(default_factory=list)
+    stream_connects: int = 0
+    keepalive_seconds: float = 0.05
+
+    def __post_init__(self) -> None:
+        self.lines: asyncio.Queue[Any] = asyncio.Queue()
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._record])
+        app.router.add_get("/2/users/{id}/mentions", self.mentions)
+        app.router.add_get("/2/tweets/search/recent", self.search)
+        app.router.add_get("/2/tweets/search/stream/rules", self.get_rules)
+        app.router.add_post("/2/tweets/search/stream/rules", self.post_rules)
+        app.router.add_get("/2/tweets/search/stream", self.stream)
+        app.router.add_post("/2/tweets", self.create_tweet)
+        app.router.add_post("/2/dm_conversations/with/{pid}/messages", self.dm)
+        app.router.add_put("/2/tweets/{id}/hidden", self.hide)
+        app.router.add_get("/2/users/me", self.me)
+        return app
+
+    @web.middleware
+    async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.requests.append(str(request.rel_url))
+        self.hosts.append(request.headers.get("Host", ""))
+        if not request.headers.get("Authorization"):
+            return web.json_response({"title": "Unauthorized", "type": "about:blank", "status": 401,
+                                      "detail": "Unauthorized"}, status=401)
+        return await handler(request)
+
+    def _error(self) -> web.Response | None:
+        if self.fail_next:
+            status, headers = self.fail_next.pop(0)
+            body = {"title": "Too Many Requests" if status == 429 else "Error", "detail": "fake error",
+                    "type": "about:blank", "status": status}
+            return web.json_response(body, status=status, headers=headers)
+        if self.malformed_next:
+            self.malformed_next -= 1
+            return web.Response(text='{"data": [ {"id": ', content_type="application/json")
+        return None
+
+    def _page(self, request: web.Request, source: list[dict]) -> web.Response:
+        if (err := self._error()) is not None:
+            return err
+        since = request.query.get("since_id")
+        newest_first = [t for t in reversed(source) if not since or int(t["id"]) > int(since)]
+        start = int(request.query.get("pagination_token") or request.query.get("next_token") or "0")
+        page = newest_first[start:start + self.page_size]
+        if not page:
+            return web.json_response({"meta": {"result_count": 0}})
+        users = {t["author_id"]: user(t["author_id"]) for t in page if "author_id" in t}
+        meta: dict[str, Any] = {"result_count": len(page), "newest_id": page[0]["id"], "oldest_id": page[-1]["id"]}
+        if start + self.page_size < len(newest_first):
+            meta["next_token"] = str(start + self.page_size)
+        body: dict[str, Any] = {"data": page, "meta": meta}
+        if users:
+            body["includes"] = {"users": list(users.values())}
+        return web.json_response(body, headers={"x-rate-limit-remaining": "179",
+                                                "x-rate-limit-reset": str(int(time.time()) + 900)})
+
+    async def mentions(self, request: web.Request) -> web.Response:
+        return self._page(request, self.tweets)
+
+    async def search(self, request: web.Request) -> web.Response:
+        return self._page(request, self.found)
+
+    async def get_rules(self, request: web.Request) -> web.Response:
+        if self.stream_fail_next and self.stream_fail_next[0][0] == 403:
+            status, headers, body = self.stream_fail_next[0]  # the tier refuses rules and stream alike
+            return web.json_response(body, status=status, headers=headers)
+        meta = {"sent": _sent(), "result_count": len(self.rules)}
+        return web.json_response({"data": self.rules, "meta": meta} if self.rules else {"meta": meta})
+
+    async def post_rules(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if "delete" in body:
+            ids = set(body["delete"]["ids"])
+            before = len(self.rules)
+            self.rules = [r for r in self.rules if r["id"] not in ids]
+            return web.json_response({"meta": {"sent": _sent(), "summary": {"deleted": before - len(self.rules),
+                                                                           "not_deleted": 0}}})
+        added = []
+        for rule in body.get("add", []):
+            added.append({"value": rule["value"], "tag": rule.get("tag"), "id": str(1590000000000000000 + len(self.rules))})
+            self.rules.append(added[-1])
+        return web.json_response({"data": added, "meta": {"sent": _sent(), "summary": {
+            "created": len(added), "not_created": 0, "valid": len(added), "invalid": 0}}}, status=201)
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        self.stream_connects += 1
+        if self.stream_fail_next:
+            status, headers, body = self.stream_fail_next.pop(0)
+            return web.json_response(body, status=status, headers=headers)
+        resp = web.StreamResponse(headers={"Content-Type": "application/json; charset=utf-8"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        while True:
+            try:
+                line = await asyncio.wait_for(self.lines.get(), self.keepalive_seconds)
+            except TimeoutError:
+                await resp.write(b"\r\n")  # keep-alive
+                continue
+            if line == DROP:
+                request.transport.close()  # connection lost mid-stream
+                return resp
+            if line == CLOSE:
+                await resp.write_eof()
+                return resp
+            await resp.write((line if isinstance(line, bytes) else line.encode()) + b"\r\n")
+
+    def push(self, t: dict, rule_id: str = "1590000000000000000") -> None:
+        """Queue one tweet on the stream, as X sends it (data, includes, matching_rules)."""
+        import json
+
+        self.lines.put_nowait(json.dumps({"data": t, "includes": {"users": [user(t["author_id"])]},
+                                          "matching_rules": [{"id": rule_id, "tag": "socialcare"}]}))
+
+    async def create_tweet(self, request: web.Request) -> web.Response:
+        if (err := self._error()) is not None:
+            return err
+        body = await request.json()
+        self.posted.append(body)
+        new_id = str(1900000000000000000 + len(self.posted))
+        return web.json_response({"data": {"id": new_id, "text": body["text"], "edit_history_tweet_ids": [new_id]}},
+                                 status=201)
+
+    async def dm(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.dms.append({"to": request.match_info["pid"], **body})
+        return web.json_response({"data": {"dm_conversation_id": "1-2", "dm_event_id": str(len(self.dms))}}, status=201)
+
+    async def hide(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        if body.get("hidden"):
+            self.hidden.append(request.match_info["id"])
+        return web.json_response({"data": {"hidden": bool(body.get("hidden"))}})
+
+    async def me(self, request: web.Request) -> web.Response:
+        if (err := self._error()) is not None:
+            return err
+        return web.json_response({"data": {"id": "99", "name": "Acme Help", "username": "acme_help"}})

@@ -1,0 +1,196 @@
+"""Discourse: signed webhooks on an aiohttp endpoint, and the API connector against a local fake forum."""
+
+from __future__ import annotations
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from listener.cursors import MemoryCursorStore
+from listener.discourse import webhook
+from listener.discourse.connector import DiscourseConnector
+from listener.errors import AuthError, RateLimited, TransientError
+from listener.protocol import Action
+from service.settings import load_settings
+
+from .fakes.discourse import API_KEY, FakeDiscourse, post, webhook_request
+
+SECRET = "wh-secret-for-tests"
+FORUM = "https://forum.acme.test"
+
+
+@pytest.fixture
+async def hook():
+    published: list = []
+    state = {"fail": False}
+
+    async def publish(batch):
+        if state["fail"]:
+            raise ConnectionError("bus down")
+        published.extend(batch)
+
+    settings = load_settings(discourse_url=FORUM, discourse_webhook_secret=SECRET, webhook_max_bytes=200_000)
+    app = web.Application()
+    app.router.add_routes(webhook.routes(settings, publish))
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    client.published, client.state = published, state
+    yield client
+    await client.close()
+
+
+async def send(client, event, payload, secret=SECRET, body=None):
+    raw, headers = webhook_request(event, payload, secret)
+    return await client.post(webhook.PATH, data=body if body is not None else raw, headers=headers)
+
+
+async def test_post_events_create_edit_and_delete_one_threaded_mention(hook):
+    first = post(101, number=1)
+    resp = await send(hook, "post_created", {"post": first})
+    assert resp.status == 202 and (await resp.json())["external_id"] == "40/1"
+    reply = post(102, number=2, raw="same here", reply_to=None, username="bob")
+    nested = post(103, number=3, raw="@bob try clearing the cache", reply_to=2)
+    for p in (reply, nested):
+        assert (await send(hook, "post_created", {"post": p})).status == 202
+    edited = {**nested, "raw": "@bob try clearing the app cache", "updated_at": "2026-11-20T09:00:00.000Z"}
+    assert (await send(hook, "post_edited", {"post": edited})).status == 202
+    assert (await send(hook, "post_destroyed", {"post": {**reply, "deleted_at": "2026-11-20T10:00:00Z"}})).status == 202
+    m1, m2, m3, m3e, m2d = hook.published
+    assert m1.text == "Cannot log in since update\n\nI cannot log in since the update" and m1.in_reply_to is None
+    assert m1.url == f"{FORUM}/t/cannot-log-in-since-update/40/1" and m1.kind == "forum_post"
+    assert (m2.in_reply_to, m3.in_reply_to) == ("40/1", "40/2") and {m2.conversation_id, m3.conversation_id} == {"40/1"}
+    assert m3e.external_id == m3.external_id and m3e.event == "upsert" and m3e.edited_at.hour == 9
+    assert m3e.text == "@bob try clearing the app cache" and m3.edited_at is None
+    assert (m2d.external_id, m2d.event) == ("40/2", "delete")
+    assert m1.raw["instance"] == FORUM and m1.author_handle == "jane_doe"
+
+
+async def test_a_private_message_is_private_and_topic_created_publishes_nothing(hook):
+    assert (await send(hook, "post_created", {"post": post(7, topic_id=77, archetype="private_message")})).status == 202
+    topic = {"topic": {"id": 78, "title": "Refund?", "slug": "refund", "archetype": "regular", "posts_count": 1,
+                       "created_by": {"id": 17, "username": "jane_doe"}}}
+    resp = await send(hook, "topic_created", topic)
+    assert resp.status == 200 and (await resp.json())["accepted"] == 0
+    (pm,) = hook.published
+    assert pm.kind == "dm" and pm.is_public is False
+
+
+async def test_nothing_is_parsed_before_the_signature_is_verified(hook):
+    resp = await send(hook, "post_created", {"post": post(1)}, secret="wrong")
+    assert resp.status == 401 and (await resp.json())["error"] == "invalid signature"
+    _, headers = webhook_request("post_created", {}, SECRET)
+    resp = await hook.post(webhook.PATH, data=b"{not json", headers=headers)  # signature of another body
+    assert resp.status == 401
+    resp = await hook.post(webhook.PATH, data=b"{}", headers={"X-Discourse-Event": "post_created"})
+    assert resp.status == 401
+    assert hook.published == []
+
+
+async def test_malformed_json_and_posts_without_ids_are_400(hook):
+    raw = b'{"post": {"id": 1, '
+    _, headers = webhook_request("post_created", {}, SECRET)
+    import hashlib
+    import hmac
+
+    headers["X-Discourse-Event-Signature"] = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    resp = await hook.post(webhook.PATH, data=raw, headers=headers)
+    assert resp.status == 400 and (await resp.json())["error"] == "malformed JSON"
+    resp = await send(hook, "post_created", {"post": {"id": 5, "raw": "no topic"}})
+    assert resp.status == 400 and hook.published == []
+
+
+async def test_bodies_over_the_limit_get_413_and_a_large_post_within_it_is_kept_whole(hook):
+    big = post(9, raw="x" * 150_000, cooked="<p>(long)</p>")
+    assert (await send(hook, "post_created", {"post": big})).status == 202
+    assert hook.published[-1].text.endswith("x" * 150_000)
+    huge = post(10, raw="y" * 300_000)
+    assert (await send(hook, "post_created", {"post": huge})).status == 413
+
+    async def chunks():  # no Content-Length: the limit is enforced while reading
+        for _ in range(40):
+            yield b"z" * 10_000
+
+    _, headers = webhook_request("post_created", {}, SECRET)
+    headers.pop("Content-Type")
+    resp = await hook.post(webhook.PATH, data=chunks(), headers=headers)
+    assert resp.status == 413 and len(hook.published) == 1
+
+
+async def test_a_bus_failure_answers_503_so_discourse_can_redeliver(hook):
+    hook.state["fail"] = True
+    assert (await send(hook, "post_created", {"post": post(3)})).status == 503
+
+
+def test_without_a_webhook_secret_no_route_is_mounted():
+    assert webhook.routes(load_settings(discourse_url=FORUM), lambda b: None) == []
+
+
+# --- the API connector ------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def forum():
+    fake = FakeDiscourse(posts=[post(100 + i, topic_id=40 + i // 3, number=1 + i % 3,
+                                     reply_to=(i % 3) or None, raw=f"post {i}") for i in range(8)])
+    server = TestServer(fake.app(), host="127.0.0.1")
+    await server.start_server()
+    fake.base = str(server.make_url("")).rstrip("/")
+    yield fake
+    await server.close()
+
+
+def connector(forum, key=API_KEY) -> DiscourseConnector:
+    return DiscourseConnector(load_settings(discourse_url=forum.base, discourse_api_key=key,
+                                            discourse_api_username="acme_support"))
+
+
+async def test_poll_pages_back_to_the_cursor_and_a_restart_repeats_nothing(forum):
+    store = MemoryCursorStore()
+    first = connector(forum)
+    baseline, cursor = await first.poll_once(None)  # first run: the latest page is the baseline
+    assert [m.raw["id"] for m in baseline] == [105, 106, 107] and cursor == "107"
+    await store.set("discourse", cursor)
+    await first.close()
+    forum.posts += [post(108 + i, topic_id=50, number=1 + i, raw=f"new {i}") for i in range(7)]
+    second = connector(forum)  # a restart
+    got, cursor = await second.poll_once(await store.get("discourse"))
+    assert [m.raw["id"] for m in got] == list(range(108, 115)) and cursor == "114"
+    assert any("before=" in r for r in forum.requests)  # it paged back
+    assert got[1].in_reply_to == "50/1" and got[0].url == f"{forum.base}/t/cannot-log-in-since-update/50/1"
+    assert (await second.poll_once(cursor)) == ([], "114")
+    await second.close()
+
+
+async def test_api_errors_are_classified(forum):
+    with pytest.raises(AuthError):
+        await connector(forum, key="wrong").poll_once(None)
+    c = connector(forum)
+    forum.fail_next = [(429, {"Retry-After": "3"})]
+    with pytest.raises(RateLimited) as rl:
+        await c.poll_once(None)
+    assert rl.value.retry_after == 3
+    forum.fail_next = [(502, {})]
+    with pytest.raises(TransientError):
+        await c.poll_once(None)
+    check = await connector(forum, key="wrong").check()
+    assert not check["ok"] and "403" in check["error"]
+    assert (await c.check())["ok"]
+    await c.close()
+
+
+async def test_replies_private_messages_and_moderation(forum):
+    c = connector(forum)
+    r = await c.perform(Action(kind="public_reply", platform="discourse", target_external_id="41/2", text="Try this"))
+    assert r.ok and forum.created[-1] == {"topic_id": 41, "raw": "Try this", "reply_to_post_number": 2}
+    pm = await c.perform(Action(kind="private_message", platform="discourse", recipient_handle="jane_doe",
+                                text="Your secure link: https://care.acme.test/s/abc"))
+    assert pm.ok and forum.created[-1]["archetype"] == "private_message"
+    assert forum.created[-1]["target_recipients"] == "jane_doe"
+    assert not (await c.perform(Action(kind="private_message", platform="discourse", text="hi"))).ok
+    assert (await c.perform(Action(kind="hide", platform="discourse", target_external_id="41/2"))).ok
+    assert forum.actions[-1][:2] == ("flag", "104") and forum.actions[-1][2]["take_action"] is True
+    assert (await c.perform(Action(kind="remove", platform="discourse", target_external_id="40/1"))).ok
+    assert forum.actions[-1][:2] == ("delete", "100")
+    missing = await c.perform(Action(kind="hide", platform="discourse", target_external_id="99/1"))
+    assert not missing.ok and "404" in missing.error
+    await c.close()

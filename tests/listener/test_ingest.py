@@ -1,0 +1,106 @@
+"""Ingest stores each post once, threads replies and links known authors to customers."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from escalation.customers import link_identity
+from listener.ingest import ingest_batch
+from listener.protocol import NormalizedMention
+from models import Author, Conversation, Customer, Mention
+from models.db import Database
+
+T0 = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
+
+
+def mention(eid: str, text: str = "hello", **kw) -> NormalizedMention:
+    base = dict(platform="x", external_id=eid, text=text, created_at=T0, author_id="42", author_handle="Jane_D")
+    base.update(kw)
+    return NormalizedMention(**base)
+
+
+@pytest.fixture
+async def db(sqlite_url):
+    database = Database(sqlite_url)
+    await database.upgrade()
+    yield database
+    await database.close()
+
+
+async def count(db, model) -> int:
+    async with db.session() as s:
+        return await s.scalar(select(func.count()).select_from(model))
+
+
+async def test_the_same_post_seen_twice_is_stored_once(db):
+    async with db.session() as s:
+        first = await ingest_batch(s, [mention("1"), mention("1")])
+        await s.commit()
+    async with db.session() as s:
+        again = await ingest_batch(s, [mention("1")])
+        await s.commit()
+    assert [r.outcome for r in first] == ["new", "duplicate"]
+    assert again[0].outcome == "duplicate" and again[0].mention_id == first[0].mention_id
+    assert await count(db, Mention) == 1 and await count(db, Author) == 1
+
+
+async def test_replies_thread_into_their_parents_conversation(db):
+    async with db.session() as s:
+        await ingest_batch(s, [mention("1")])
+        await s.commit()
+    async with db.session() as s:
+        await ingest_batch(s, [mention("2", in_reply_to="1", author_id="7", author_handle="other"),
+                               mention("3", conversation_id="1")])
+        await s.commit()
+        rows = {m.external_id: m.conversation_id for m in await s.scalars(select(Mention))}
+    assert rows["1"] == rows["2"] == rows["3"]
+    assert await count(db, Conversation) == 1
+
+
+async def test_a_known_handle_is_linked_to_the_customer_record(db):
+    async with db.session() as s:
+        customer = Customer(name="Jane Doe", email="jane@example.com")
+        s.add(customer)
+        await s.flush()
+        await link_identity(s, customer.id, "x", "@jane_d")
+        await s.commit()
+        await ingest_batch(s, [mention("1")])
+        await s.commit()
+        author = await s.scalar(select(Author))
+        conv = await s.scalar(select(Conversation))
+    assert author.customer_id == customer.id and conv.customer_id == customer.id
+
+
+async def test_edits_update_and_deletions_hide(db):
+    async with db.session() as s:
+        await ingest_batch(s, [mention("1", "first words")])
+        await s.commit()
+        edited = await ingest_batch(s, [mention("1", "second words", edited_at=T0 + timedelta(minutes=1))])
+        stale = await ingest_batch(s, [mention("1", "older words", edited_at=T0)])
+        deleted = await ingest_batch(s, [mention("1", "", event="delete")])
+        await s.commit()
+        row = await s.scalar(select(Mention))
+    assert [edited[0].outcome, stale[0].outcome, deleted[0].outcome] == ["edited", "duplicate", "deleted"]
+    assert row.text == "second words" and row.hidden and row.deleted
+
+
+async def test_hostile_text_is_stored_safely(db):
+    nasty = "nul\x00 ctrl\x07 surrogate\ud800 rtl\u202e zalgo z\u0351\u0352\u0353 " + "x" * 50_000
+    async with db.session() as s:
+        (res,) = await ingest_batch(s, [mention("1", nasty)])
+        await s.commit()
+        row = await s.get(Mention, res.mention_id)
+    assert "\x00" not in row.text and "\x07" not in row.text and "\ud800" not in row.text
+    assert "\u202e" in row.text  # kept (escaped at display), not silently altered
+    assert len(row.text) == 40_000 and row.raw["socialcare_truncated_from"] == len(nasty)
+
+
+async def test_authors_without_ids_are_keyed_by_handle(db):
+    async with db.session() as s:
+        await ingest_batch(s, [mention("1", author_id=None, author_handle="NoId"),
+                               mention("2", author_id=None, author_handle="noid"),
+                               mention("3", author_id=None, author_handle=None)])
+        await s.commit()
+        authors = list(await s.scalars(select(Author)))
+    assert [a.author_key for a in authors] == ["@noid"]

@@ -1,0 +1,114 @@
+"""The replay connector reads JSONL, CSV and the twcs layout, and survives bad lines."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from listener.replay import MAX_LINE_TEXT, ReplayConnector
+
+
+def write(path: Path, lines: list[bytes]) -> Path:
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def good(i: int) -> bytes:
+    return json.dumps({"platform": "x", "external_id": str(i), "text": f"post {i}",
+                       "created_at": "2026-11-20T08:00:00Z", "author_handle": f"u{i}"}).encode()
+
+
+async def test_bad_lines_are_reported_with_their_number_and_the_rest_continues(tmp_path):
+    rejects = tmp_path / "rejects.jsonl"
+    src = write(tmp_path / "in.jsonl", [
+        good(1),
+        b'{"platform": "x", "external_id": "2", "text": "broken',  # broken JSON
+        json.dumps({"platform": "x", "external_id": "3", "created_at": "2026-11-20T08:00:00Z"}).encode(),  # no text
+        json.dumps({"platform": "x", "external_id": "4", "text": "a" * (MAX_LINE_TEXT * 10)}).encode(),  # 1 MB
+        b'{"platform": "x", "external_id": "5", "text": "caf\xe9 \xff"}',  # invalid UTF-8
+        good(6),
+    ])
+    connector = ReplayConnector(src, rejects_path=rejects)
+    mentions, cursor = await connector.poll_once(None)
+    assert [m.external_id for m in mentions] == ["1", "6"]
+    assert cursor == "6"
+    reasons = {r.line: r.reason for r in connector.stats.rejected}
+    assert set(reasons) == {2, 3, 4, 5}
+    assert "broken JSON" in reasons[2] and "missing text" in reasons[3]
+    assert "exceeds" in reasons[4] and "UTF-8" in reasons[5]
+    kept = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert [k["line"] for k in kept] == [2, 3, 4, 5]  # nothing is lost: every bad line is kept
+    assert len(kept[2]["content"]) > MAX_LINE_TEXT
+
+
+async def test_resumes_after_its_cursor(tmp_path):
+    src = write(tmp_path / "in.jsonl", [good(i) for i in range(1, 6)])
+    connector = ReplayConnector(src)
+    first, cursor = await connector.poll_once("3")
+    assert [m.external_id for m in first] == ["4", "5"] and cursor == "5"
+
+
+async def test_jsonl_without_ids_gets_a_stable_derived_id(tmp_path):
+    src = write(tmp_path / "in.jsonl", [b'{"text": "no id here", "created_at": "2026-11-20T08:00:00Z"}'])
+    a, _ = await ReplayConnector(src).poll_once(None)
+    b, _ = await ReplayConnector(src).poll_once(None)
+    assert a[0].external_id == b[0].external_id and a[0].external_id.startswith("sha1:")
+    assert a[0].platform == "replay"
+
+
+async def test_csv_with_invalid_utf8_row_is_rejected_alone(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_bytes(b"external_id,text,created_at\n1,hello,2026-11-20T08:00:00Z\n2,bad \xff byte,2026-11-20T08:00:00Z\n"
+                    b"3,world,2026-11-20T08:01:00Z\n")
+    connector = ReplayConnector(src, platform="forum")
+    mentions, _ = await connector.poll_once(None)
+    assert [m.external_id for m in mentions] == ["1", "3"]
+    assert [(r.line, r.reason) for r in connector.stats.rejected] == [(3, "invalid UTF-8")]
+
+
+async def test_twcs_layout_replays_inbound_tweets_as_x_mentions(tmp_path):
+    src = tmp_path / "twcs.csv"
+    src.write_text(
+        "tweet_id,author_id,inbound,created_at,text,response_tweet_id,in_response_to_tweet_id\n"
+        "10,115712,True,Tue Oct 31 22:10:47 +0000 2017,@SpotifyCares my playlist vanished,11,\n"
+        "11,SpotifyCares,False,Tue Oct 31 22:12:00 +0000 2017,@115712 sorry to hear that,,10\n"
+        "12,115712,True,Tue Oct 31 22:15:00 +0000 2017,@SpotifyCares still gone,,11.0\n",
+        encoding="utf-8",
+    )
+    connector = ReplayConnector(src)
+    mentions, _ = await connector.poll_once(None)
+    assert [m.external_id for m in mentions] == ["10", "12"]
+    assert connector.stats.skipped == 1  # the brand's own reply is not a mention
+    first, second = mentions
+    assert first.platform == "x" and first.author_handle == "115712"
+    assert first.created_at.isoformat() == "2017-10-31T22:10:47+00:00"
+    assert second.in_reply_to == "11"
+
+
+async def test_the_shared_twcs_sample_replays_without_rejects(shared_data):
+    path = shared_data("twcs/spotifycares_inbound.csv")
+    connector = ReplayConnector(path)
+    mentions, _ = await connector.poll_once(None)
+    assert len(mentions) > 15_000 * 0.95
+    assert len({m.external_id for m in mentions}) == len(mentions)
+    assert len(connector.stats.rejected) < 10
+
+
+async def test_speed_factor_spaces_mentions_in_real_time(tmp_path):
+    lines = [json.dumps({"platform": "x", "external_id": str(i), "text": "t",
+                         "created_at": f"2026-11-20T08:00:0{i}Z"}).encode() for i in range(3)]
+    src = write(tmp_path / "in.jsonl", lines)
+    import time
+
+    started = time.monotonic()
+    got = [m async for batch, _ in ReplayConnector(src, speed=10.0).stream(None) for m in batch]
+    elapsed = time.monotonic() - started
+    assert len(got) == 3
+    assert elapsed >= 0.18  # two seconds of traffic at ten times real time
+
+
+@pytest.mark.parametrize("value", ["2026-11-20T08:00:00Z", "2026-11-20T09:00:00+01:00", 1795161600])
+async def test_created_at_formats(tmp_path, value):
+    src = write(tmp_path / "in.jsonl", [json.dumps({"external_id": "1", "text": "t", "created_at": value}).encode()])
+    (m,), _ = await ReplayConnector(src).poll_once(None)
+    assert m.created_at.tzinfo is not None

@@ -1,0 +1,48 @@
+"""Migrations create the same schema from an empty database on SQLite and PostgreSQL."""
+
+import pytest
+from sqlalchemy import inspect
+
+from models import Base
+from models.db import Database
+
+
+async def _tables(db: Database) -> dict[str, set[str]]:
+    async with db.engine.connect() as conn:
+        return await conn.run_sync(
+            lambda c: {t: {col["name"] for col in inspect(c).get_columns(t)} for t in inspect(c).get_table_names()}
+        )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_database_url(request):
+    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
+
+
+async def test_upgrade_from_empty_creates_every_model_table(empty_database_url):
+    db = Database(empty_database_url)
+    try:
+        assert await db.current_revision() is None
+        await db.upgrade()
+        tables = await _tables(db)
+        for name, table in Base.metadata.tables.items():
+            assert name in tables, f"migration lacks table {name}"
+            assert {c.name for c in table.columns} == tables[name], f"columns of {name} differ from the model"
+        assert await db.current_revision() is not None
+    finally:
+        await db.close()
+
+
+async def test_upgrade_is_idempotent_and_downgrade_empties(empty_database_url):
+    db = Database(empty_database_url)
+    try:
+        await db.upgrade()
+        head = await db.current_revision()
+        await db.upgrade()
+        assert await db.current_revision() == head
+        await db.downgrade("base")
+        assert set(await _tables(db)) <= {"alembic_version"}
+        await db.upgrade()
+        assert await db.current_revision() == head
+    finally:
+        await db.close()

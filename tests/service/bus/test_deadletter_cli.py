@@ -1,0 +1,127 @@
+"""`socialcare deadletter list|retry` against a real Redis bus (the in-process bus lives inside the
+running service, so a separate CLI process cannot see it)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from bus_helpers import delete_keys
+from click.testing import CliRunner
+
+from service.bus.redis_streams import RedisStreamsBus
+from service.cli import main
+
+SECRET_TEXT = "call me on +44 7700 900123, card 4111 1111 1111 1111"
+
+
+@pytest.fixture
+def redis_bus_env(redis_url, bus_prefix):
+    yield {"SOCIALCARE_BUS": "redis", "SOCIALCARE_REDIS_URL": redis_url, "SOCIALCARE_BUS_PREFIX": bus_prefix,
+           "SOCIALCARE_BUS_MAX_DELIVERIES": "2"}
+    delete_keys(redis_url, bus_prefix)
+
+
+def bus_of(env) -> RedisStreamsBus:
+    return RedisStreamsBus(env["SOCIALCARE_REDIS_URL"], prefix=env["SOCIALCARE_BUS_PREFIX"], max_deliveries=2)
+
+
+def make_dead_letters(env, items: list[tuple[str, str, dict]]) -> list[str]:
+    """Dead-letter each (topic, key, payload) through the bus, the way a failing stage would."""
+
+    async def go() -> list[str]:
+        bus = bus_of(env)
+        try:
+            for topic, key, payload in items:
+                await bus.ensure_group(topic, topic)
+                await bus.publish(topic, payload, key)
+                while not await bus.fail(topic, topic, (await bus.read(topic, topic, "c", 1, 0))[0],
+                                         f"RuntimeError: {key} broke\x1b[2J"):
+                    pass
+            return [d.id for d in await bus.dead_letters(limit=1000)]
+        finally:
+            await bus.close()
+
+    return asyncio.run(go())
+
+
+def state(env, topic: str) -> tuple[list[str], list[tuple[str, int]]]:
+    """(dead-letter keys, (key, attempts) now deliverable on topic)."""
+
+    async def go():
+        bus = bus_of(env)
+        try:
+            dead = [d.key for d in await bus.dead_letters(limit=1000)]
+            ready = [(e.key, e.attempts) for e in await bus.read(topic, topic, "check", 100, 0)]
+            return dead, ready
+        finally:
+            await bus.close()
+
+    return asyncio.run(go())
+
+
+def run(env, *args):
+    return CliRunner().invoke(main, ["deadletter", *args], env=env, catch_exceptions=False)
+
+
+def test_list_shows_a_table_without_payloads(redis_bus_env):
+    ids = make_dead_letters(redis_bus_env, [("triage", "x:1", {"text": SECRET_TEXT}), ("act", "x:2", {"n": 1})])
+    result = run(redis_bus_env, "list")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["ID", "TOPIC", "KEY", "ATTEMPTS", "FAILED_AT", "REASON"]
+    assert [line.split()[:4] for line in lines[1:]] == [[ids[0], "triage", "x:1", "2"], [ids[1], "act", "x:2", "2"]]
+    assert "RuntimeError: x:1 broke\\x1b[2J" in lines[1]  # control characters escaped, not sent to the terminal
+    assert "7700" not in result.output and "4111" not in result.output
+
+
+def test_list_as_json_lines_filtered_by_topic_and_limited(redis_bus_env):
+    make_dead_letters(redis_bus_env, [("act", "a1", {"text": SECRET_TEXT}), ("triage", "t1", {}), ("act", "a2", {})])
+    rows = [json.loads(line) for line in run(redis_bus_env, "list", "--json", "--topic", "act").output.splitlines()]
+    assert [(r["topic"], r["key"], r["attempts"]) for r in rows] == [("act", "a1", 2), ("act", "a2", 2)]
+    assert set(rows[0]) == {"id", "topic", "key", "attempts", "reason", "failed_at"}
+    limited = run(redis_bus_env, "list", "--json", "--limit", "1").output.splitlines()
+    assert [json.loads(line)["key"] for line in limited] == ["a1"]
+
+
+def test_show_payload_is_an_explicit_opt_in(redis_bus_env):
+    make_dead_letters(redis_bus_env, [("triage", "x:1", {"text": SECRET_TEXT})])
+    [line] = run(redis_bus_env, "list", "--json", "--show-payload").output.splitlines()
+    assert json.loads(line)["payload"] == {"text": SECRET_TEXT}
+    assert SECRET_TEXT in run(redis_bus_env, "list", "--show-payload").output
+
+
+def test_retry_by_id_puts_the_message_back_and_reports_unknown_ids(redis_bus_env):
+    ids = make_dead_letters(redis_bus_env, [("triage", "t1", {}), ("triage", "t2", {})])
+    result = run(redis_bus_env, "retry", ids[1])
+    assert result.exit_code == 0 and "retried 1" in result.output
+    assert state(redis_bus_env, "triage") == (["t1"], [("t2", 1)])
+    result = run(redis_bus_env, "retry", ids[1], "12-0")
+    assert result.exit_code == 1 and "no such dead letter" in result.output and "retried 0" in result.output
+
+
+def test_retry_all_of_one_topic(redis_bus_env):
+    make_dead_letters(redis_bus_env, [("act", "a1", {}), ("triage", "t1", {}), ("act", "a2", {})])
+    result = run(redis_bus_env, "retry", "--all", "--topic", "act")
+    assert result.exit_code == 0 and "retried 2" in result.output
+    assert state(redis_bus_env, "act") == (["t1"], [("a1", 1), ("a2", 1)])
+    assert run(redis_bus_env, "retry", "--all").exit_code == 0
+    assert state(redis_bus_env, "triage") == ([], [("t1", 1)])
+
+
+@pytest.mark.parametrize("args", [[], ["--all", "1-0"], ["--topic", "act", "1-0"]])
+def test_retry_wants_ids_or_all(redis_bus_env, args):
+    result = run(redis_bus_env, "retry", *args)
+    assert result.exit_code == 2 and "Usage" in result.output
+
+
+def test_the_in_process_bus_is_refused_with_an_explanation(tmp_path):
+    result = run({"SOCIALCARE_BUS": "inprocess", "SOCIALCARE_VAR_DIR": str(tmp_path)}, "list")
+    assert result.exit_code == 1 and "SOCIALCARE_BUS=redis" in result.output
+
+
+def test_every_command_has_help():
+    for args in (["--help"], ["list", "--help"], ["retry", "--help"]):
+        result = CliRunner().invoke(main, ["deadletter", *args])
+        assert result.exit_code == 0 and "dead letter" in result.output.lower()

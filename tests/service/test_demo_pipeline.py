@@ -1,0 +1,100 @@
+"""The bundled demo stream end to end: listen → triage → route → act, on SQLite with the in-process
+bus and on PostgreSQL with Redis Streams and two workers per stage."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+from sqlalchemy import select
+
+from models import Author, Case, Conversation, Customer, Incident, Mention, Reply, RouteDecision
+from service.runtime import Runtime
+from service.seed import DEMO_MENTIONS, seed_demo
+from triage.pii import detect_pii
+
+SECURE_NOTICE = "We've sent you a secure link by DM — please don't share account details here."
+
+
+def demo_labels() -> dict[tuple[str, str], dict]:
+    out = {}
+    for line in DEMO_MENTIONS.read_text(encoding="utf-8").splitlines():
+        d = json.loads(line)
+        out[(d["platform"], d["external_id"])] = d | {"labels": d["labels"]}
+    return out
+
+
+async def run_demo(settings, triager, workers: int):
+    rt = await Runtime.open(settings, triager=triager, workers=workers, with_connectors=False)
+    try:
+        await seed_demo(rt.db)
+        await rt.start()
+        await rt.feed_demo(DEMO_MENTIONS)
+        await rt.pipeline.wait_idle(timeout=300)
+        async with rt.db.session() as s:
+            rows = (await s.execute(select(Mention, RouteDecision).join(RouteDecision,
+                                                                        RouteDecision.mention_id == Mention.id))).all()
+            replies = list(await s.scalars(select(Reply)))
+            cases = list(await s.scalars(select(Case)))
+            incidents = list(await s.scalars(select(Incident)))
+            maria = await s.scalar(select(Author).where(Author.handle == "maria_music3"))
+            maria_customer = await s.get(Customer, maria.customer_id) if maria and maria.customer_id else None
+            maria_conv = await s.scalar(select(Conversation).join(Mention, Mention.conversation_id == Conversation.id)
+                                        .where(Mention.author_id == maria.id)) if maria else None
+        return rows, replies, cases, incidents, maria_customer, maria_conv
+    finally:
+        await rt.close()
+
+
+def check(result) -> None:
+    rows, replies, cases, incidents, maria_customer, maria_conv = result
+    labels = demo_labels()
+    assert len(rows) == len(labels)  # every mention routed, once
+    by_label: dict[str, Counter] = {}
+    routed = {}
+    for m, d in rows:
+        lab = labels[(m.platform, m.external_id)]["labels"]
+        by_label.setdefault(lab["expected_route"], Counter())[d.outcome] += 1
+        routed[m.id] = (m, d, lab)
+        assert d.acted_at is not None
+    share = {k: c[k] / sum(c.values()) for k, c in by_label.items()}
+    assert share["escalate_private"] >= 0.9, by_label["escalate_private"]
+    assert share["moderate"] >= 0.8, by_label["moderate"]
+    assert share["broadcast"] >= 0.6, by_label["broadcast"]
+    assert share["auto_answer"] >= 0.5, by_label["auto_answer"]
+    agree = sum(c[k] for k, c in by_label.items()) / len(rows)
+    assert agree >= 0.6
+
+    # safety: nothing sensitive is answered in public, and no public reply carries personal data
+    public = [r for r in replies if r.visibility == "public"]
+    for r in public:
+        assert detect_pii(r.text) == [], r.text
+        m, d, lab = routed[r.mention_id]
+        if lab["sensitivity"] in ("security", "fraud"):
+            assert r.kind == "secure_link" and r.text == SECURE_NOTICE
+    for m, d, lab in routed.values():
+        if "card_number" in lab["pii"]:
+            assert m.hidden, m.text
+    assert all(r.status in ("dry_run", "suggested") for r in replies)  # the demo never sends
+
+    # one case per escalating author, each with its public notice; the known customer is linked
+    escalated_authors = {m.author_id for m, d, _ in routed.values() if d.outcome == "escalate_private"}
+    assert len(cases) == len(escalated_authors)
+    assert {r.case_id for r in public if r.kind == "secure_link"} == {c.id for c in cases}
+    assert maria_customer is not None and maria_customer.name == "Maria Lopez"
+    assert maria_conv.customer_id == maria_customer.id
+
+    # the outage spike opened an incident during the spike; the quiet types opened none
+    outage = [i for i in incidents if i.issue_type == "outage"]
+    assert len(outage) == 1 and outage[0].opened_at.hour == 14 and outage[0].opened_at.minute < 40
+    assert not [i for i in incidents if i.issue_type == "account_access"]
+
+
+async def test_demo_stream_end_to_end_embedded(embedded_settings, triager):
+    check(await run_demo(embedded_settings, triager, workers=1))
+
+
+@pytest.mark.timeout(600)
+async def test_demo_stream_end_to_end_on_postgres_and_redis_streams(services_settings, triager):
+    check(await run_demo(services_settings, triager, workers=2))

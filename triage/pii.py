@@ -1,0 +1,172 @@
+"""Personal data in text, found as character spans: cards (Luhn), e-mails, phones, IBANs (mod 97),
+national ids (US SSN, UK NI), and passwords or one-time codes written out. Values are never kept.
+
+Precision matters as much as recall: order numbers, dates, prices and tracking codes are not PII,
+so phone numbers need a phone-like shape and digit count, and cards need a valid Luhn checksum.
+"""
+
+from __future__ import annotations
+
+import re
+
+from triage.protocol import PiiSpan
+
+_DIGIT_RUN = re.compile(r"(?<![\w#/.,-])\d+(?:[ -]\d+)*(?![\w/-]|[.,]\d)")
+_DIGITS = re.compile(r"\d+")
+_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}(?![\w-])")
+_PHONE = re.compile(
+    r"(?<![\w#/$€£.-])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{2,4}[\s.-])\d{3,4}[\s.-]?\d{3,4}(?![\w/.-]*\d)(?!\.\d)"
+)
+_MORE_DIGITS_AFTER = re.compile(r"[ -]?\d")
+_MORE_DIGITS_BEFORE = re.compile(r"\d[ -]?$")
+_TRACKING_GROUPS = re.compile(r"\d{4} \d{4} \d{4}")
+_INTL_PHONE = re.compile(r"(?<![\w#/-])\+\d{10,14}(?!\d)")
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?(?![A-Za-z0-9])")
+_SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
+_UK_NI = re.compile(r"(?<![A-Za-z0-9])(?![DFIQUV])[A-Z](?![DFIQUVO])[A-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])")
+_SECRET = re.compile(
+    r"(?i)\b(?P<kind>password|passwd|pwd|passcode|pass word|pin|one[- ]time code|otp|verification code|"
+    r"security code|2fa code|login code|code)\b(?P<sep>(?:\s+(?:you|u|i|we|they)\s+(?:sent|got|gave|received))?(?:\s+(?:is|was|=|:)|\s*[:=])|)\s+(?:now\s+)?[\"'“]?(?P<value>[^\s\"'”,;]{4,64})"
+)
+_CODE_WORDS = {"code", "otp", "verification code", "security code", "2fa code", "login code", "one-time code",
+               "one time code", "pin", "passcode"}
+_NOT_SECRET = {"is", "was", "the", "a", "an", "my", "your", "it", "not", "never", "reset", "expired", "wrong",
+               "incorrect", "changed", "doesn't", "doesnt", "isn't", "isnt", "and", "but", "to", "for", "from",
+               "sent", "again", "still", "didnt", "didn't", "no", "any", "this", "that", "every", "field", "here"}
+
+
+def luhn_ok(digits: str) -> bool:
+    total, parity = 0, len(digits) % 2
+    for i, ch in enumerate(digits):
+        d = int(ch)
+        if i % 2 == parity:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def iban_ok(candidate: str) -> bool:
+    s = candidate.replace(" ", "")
+    if not 15 <= len(s) <= 34:
+        return False
+    moved = s[4:] + s[:4]
+    number = "".join(str(int(ch, 36)) for ch in moved)
+    return int(number) % 97 == 1
+
+
+def _cards(text: str) -> list[PiiSpan]:
+    """Luhn-valid 13-19 digit numbers, written whole or in card-like groups (4-4-4-4[-1..3], 4-6-5).
+
+    A run of digit groups may hold a card beside other numbers ("qty 2 4111 1111 1111 1111", "ssn
+    123-45-6789 4111 ..."), so group-aligned windows of the run are tried too, but only where the
+    window's edges are natural: the neighbouring group is not a card-style continuation of it. A
+    22-digit tracking number written in fours is therefore never cut into a "card".
+    """
+    out = []
+    for run in _DIGIT_RUN.finditer(text):
+        raw = run.group()
+        groups = [(m.start(), m.end()) for m in _DIGITS.finditer(raw)]
+        seps = [""] + [raw[groups[k - 1][1]:groups[k][0]] for k in range(1, len(groups))]
+        lengths = [b - a for a, b in groups]
+        i = 0
+        while i < len(groups):
+            best = None
+            for j in range(i, len(groups)):
+                digits = sum(lengths[i:j + 1])
+                if digits > 19:
+                    break
+                if digits >= 13 and _card_window(lengths, seps, i, j):
+                    number = re.sub(r"\D", "", raw[groups[i][0]:groups[j][1]])
+                    if len(set(number)) > 1 and luhn_ok(number):
+                        best = j
+            if best is None:
+                i += 1
+                continue
+            out.append(PiiSpan("card_number", run.start() + groups[i][0], run.start() + groups[best][1]))
+            i = best + 1
+    return out
+
+
+def _card_window(lengths: list[int], seps: list[str], i: int, j: int) -> bool:
+    """Groups i..j look like one card number and stand apart from their neighbours."""
+    inner = set(seps[i + 1:j + 1])
+    if len(inner) > 1:
+        return False
+    if j > i and not (all(n == 4 for n in lengths[i:j]) and lengths[j] <= 4 or lengths[i:j + 1] == [4, 6, 5]):
+        return False
+    sep = inner.pop() if inner else None
+    last = len(lengths) - 1
+    if i > 0 and sep is not None and seps[i] == sep and lengths[i - 1] == 4 and (i == 1 or seps[i - 1] == sep):
+        return False  # the group before continues the same pattern
+    if j < last and sep is not None and seps[j + 1] == sep and lengths[j + 1] <= 4 \
+            and (j + 1 == last or seps[j + 2] == sep):
+        return False  # the group after continues the same pattern
+    return True
+
+
+def _phones(text: str, taken: list[PiiSpan]) -> list[PiiSpan]:
+    out = []
+    for rx in (_INTL_PHONE, _PHONE):
+        for m in rx.finditer(text):
+            digits = re.sub(r"\D", "", m.group())
+            if not 10 <= len(digits) <= 15 or _overlaps(m.start(), m.end(), taken + out):
+                continue
+            raw = m.group()
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}.*", raw) or re.fullmatch(r"\d+", raw) and not raw.startswith("+"):
+                continue  # a date or a bare number (order ids are long digit runs)
+            if _MORE_DIGITS_AFTER.match(text, m.end()) or _MORE_DIGITS_BEFORE.search(text, 0, m.start()):
+                continue  # part of a longer run of digit groups: a tracking or reference number
+            if _TRACKING_GROUPS.fullmatch(raw):
+                continue  # 4-4-4 digit groups: a parcel tracking number (FedEx), not a phone layout
+            out.append(PiiSpan("phone", m.start(), m.end()))
+    return out
+
+
+def _secrets(text: str) -> list[PiiSpan]:
+    out = []
+    for m in _SECRET.finditer(text):
+        kind, value = m.group("kind").lower(), m.group("value")
+        if value.lower().strip(".!?") in _NOT_SECRET:
+            continue
+        if not m.group("sep") and value.isalpha():
+            continue  # "password with the code": prose, not a written-out secret
+        is_code = kind in _CODE_WORDS
+        if is_code and not re.fullmatch(r"[A-Za-z0-9-]{4,12}[.!?]?", value):
+            continue
+        if is_code and not any(ch.isdigit() for ch in value):
+            continue  # "code word" prose, not a code
+        end = m.end("value") - (1 if value[-1] in ".!?" else 0)
+        out.append(PiiSpan("one_time_code" if is_code else "password", m.start("value"), end))
+    return out
+
+
+def _overlaps(start: int, end: int, spans: list[PiiSpan]) -> bool:
+    return any(start < s.end and s.start < end for s in spans)
+
+
+def detect_pii(text: str) -> list[PiiSpan]:
+    """Every PII span, non-overlapping, in text order."""
+    spans: list[PiiSpan] = []
+    spans += [PiiSpan("email", m.start(), m.end()) for m in _EMAIL.finditer(text)]
+    spans += [s for s in _cards(text) if not _overlaps(s.start, s.end, spans)]
+    spans += [PiiSpan("iban", m.start(), m.end()) for m in _IBAN.finditer(text)
+              if iban_ok(m.group()) and not _overlaps(m.start(), m.end(), spans)]
+    spans += [PiiSpan("national_id", m.start(), m.end()) for rx in (_SSN, _UK_NI) for m in rx.finditer(text)
+              if not _overlaps(m.start(), m.end(), spans)]
+    spans += _phones(text, spans)
+    spans += [s for s in _secrets(text) if not _overlaps(s.start, s.end, spans)]
+    return sorted(spans, key=lambda s: s.start)
+
+
+def redact(text: str, spans: list[PiiSpan] | None = None) -> str:
+    """The text with every PII span replaced by ``[type]`` (spans detected when not given)."""
+    spans = detect_pii(text) if spans is None else spans
+    out, last = [], 0
+    for s in sorted(spans, key=lambda s: s.start):
+        if s.start < last or s.end > len(text):
+            continue
+        out.append(text[last:s.start])
+        out.append(f"[{s.type}]")
+        last = s.end
+    out.append(text[last:])
+    return "".join(out)

@@ -1,0 +1,162 @@
+"""Training and evaluation of heads (used by `socialcare triage train|eval` and `make heads`)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from triage.heads import Head
+from triage.text import normalize_for_model
+
+TASKS = ("sentiment", "sensitivity", "issue_type", "toxicity", "spam")
+
+
+class DataError(ValueError):
+    """A training or evaluation file that cannot be used (clear message for the CLI)."""
+
+
+def read_csv(path: Path) -> tuple[list[str], list[str]]:
+    """Texts and labels of a ``text,label`` CSV."""
+    try:
+        with Path(path).open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or not {"text", "label"} <= set(reader.fieldnames):
+                raise DataError(f"{path}: needs the columns text,label (found {reader.fieldnames})")
+            texts, labels = [], []
+            for number, row in enumerate(reader, start=2):
+                text, label = (row.get("text") or "").strip(), (row.get("label") or "").strip()
+                if not text or not label:
+                    raise DataError(f"{path}:{number}: empty text or label")
+                texts.append(text)
+                labels.append(label)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 ({exc})") from exc
+    if not texts:
+        raise DataError(f"{path}: no rows")
+    return texts, labels
+
+
+def embed(texts: list[str], encoder, *, cache_dir: Path | None = None, progress: bool = True,  # noqa: ANN001
+          chunk: int = 512) -> np.ndarray:
+    """Encoder features of many texts, in chunks with a progress bar. With ``cache_dir``, features
+    are kept per text (content-addressed shards, float16), so that retraining with one more labelled
+    row re-encodes that row only."""
+    from tqdm import tqdm
+
+    from triage.encoder import FEATURE_DIM
+
+    normalized = [normalize_for_model(t) for t in texts]
+    store = _FeatureStore(Path(cache_dir)) if cache_dir is not None else None
+    out = np.zeros((len(texts), FEATURE_DIM), dtype=np.float32)
+    missing = list(range(len(texts)))
+    if store is not None:
+        missing = [i for i, t in enumerate(normalized) if not store.fill(t, out, i)]
+    todo = list(dict.fromkeys(normalized[i] for i in missing))
+    fresh: dict[str, np.ndarray] = {}
+    with tqdm(total=len(todo), desc="encoding", unit=" texts", disable=not progress or not todo) as bar:
+        for start in range(0, len(todo), chunk):
+            part = todo[start:start + chunk]
+            fresh.update(zip(part, encoder.features(part)))
+            bar.update(len(part))
+    for i in missing:
+        out[i] = fresh[normalized[i]]
+    if store is not None and fresh:
+        store.add(fresh)
+    return out
+
+
+class _FeatureStore:
+    """Per-text encoder features on disk: shards of (sha1 keys, float16 rows) for one feature layout."""
+
+    def __init__(self, root: Path) -> None:
+        from triage.encoder import ENCODER_NAME, FEATURE_LAYERS
+
+        self.root = root
+        self.prefix = f"features-{ENCODER_NAME}-{'-'.join(map(str, FEATURE_LAYERS))}"
+        self.index: dict[bytes, tuple[int, int]] = {}
+        self.shards: list[np.ndarray] = []
+        for number, path in enumerate(sorted(root.glob(f"{self.prefix}-*.npz")) if root.exists() else []):
+            with np.load(path) as data:
+                self.shards.append(data["x"])
+                self.index.update((bytes(k), (number, row)) for row, k in enumerate(data["keys"]))
+
+    @staticmethod
+    def key(text: str) -> bytes:
+        return hashlib.sha1(text.encode("utf-8", "replace")).digest()
+
+    def fill(self, text: str, out: np.ndarray, i: int) -> bool:
+        where = self.index.get(self.key(text))
+        if where is None:
+            return False
+        out[i] = self.shards[where[0]][where[1]]
+        return True
+
+    def add(self, rows: dict[str, np.ndarray]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        keys = np.array([np.frombuffer(self.key(t), dtype=np.uint8) for t in rows])
+        x = np.stack(list(rows.values())).astype(np.float16)
+        digest = hashlib.sha1(keys.tobytes()).hexdigest()[:16]
+        np.savez(self.root / f"{self.prefix}-{digest}.npz", keys=keys, x=x)
+
+
+def fit_head(task: str, texts: list[str], labels: list[str], embeddings: np.ndarray | None, *,
+             lexical_dim: int = 0, c: float = 4.0, embedding_scale: float = 1.0,
+             class_weight: str | None = "balanced", version: str = "1", sample_weight=None) -> Head:  # noqa: ANN001
+    """A multinomial logistic regression over the embedding (scaled) and hashed n-grams."""
+    from sklearn.linear_model import LogisticRegression
+
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        raise DataError(f"{task}: training needs at least two labels, found {classes}")
+    head = Head(task=task, labels=classes, weights=np.zeros((0, 0)), bias=np.zeros(0),
+                uses_embedding=embeddings is not None, lexical_dim=lexical_dim, version=version,
+                meta={"embedding_scale": embedding_scale, "trained_on": len(texts),
+                      "embedding_dim": int(embeddings.shape[1]) if embeddings is not None else 0})
+    x = head.features(texts, embeddings)
+    y = np.array([classes.index(label) for label in labels])
+    model = LogisticRegression(C=c, max_iter=2000, class_weight=class_weight)
+    model.fit(x, y, sample_weight=sample_weight)
+    coef, bias = model.coef_, model.intercept_
+    if len(classes) == 2:  # sklearn keeps one row for two classes: p(1) = sigmoid(w·x + b)
+        coef = np.vstack([np.zeros_like(coef[0]), coef[0]])
+        bias = np.array([0.0, bias[0]])
+    head.weights = coef.T.astype(np.float32)
+    head.bias = bias.astype(np.float32)
+    digest = hashlib.sha1(head.weights.tobytes() + head.bias.tobytes() + "|".join(classes).encode()).hexdigest()
+    head.version = f"{version}+{digest[:8]}"  # a retrained head gets a new version
+    return head
+
+
+def evaluate(y_true: list[str], y_pred: list[str], labels: list[str]) -> dict:
+    """accuracy, macro F1/recall and per-label precision/recall/F1/support."""
+    per = {}
+    for label in labels:
+        tp = sum(1 for t, p in zip(y_true, y_pred) if t == label and p == label)
+        fp = sum(1 for t, p in zip(y_true, y_pred) if t != label and p == label)
+        fn = sum(1 for t, p in zip(y_true, y_pred) if t == label and p != label)
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per[label] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
+                      "support": tp + fn}
+    present = [label for label in labels if per[label]["support"] > 0]
+    n = len(y_true)
+    return {
+        "n": n,
+        "accuracy": round(sum(1 for t, p in zip(y_true, y_pred) if t == p) / n, 4) if n else 0.0,
+        "macro_f1": round(float(np.mean([per[label]["f1"] for label in present])), 4) if present else 0.0,
+        "macro_recall": round(float(np.mean([per[label]["recall"] for label in present])), 4) if present else 0.0,
+        "per_label": per,
+    }
+
+
+def escalation_metrics(y_true: list[str], y_pred: list[str]) -> dict:
+    esc = {"security", "fraud"}
+    tp = sum(1 for t, p in zip(y_true, y_pred) if t in esc and p in esc)
+    fp = sum(1 for t, p in zip(y_true, y_pred) if t not in esc and p in esc)
+    fn = sum(1 for t, p in zip(y_true, y_pred) if t in esc and p not in esc)
+    return {"escalate_precision": round(tp / (tp + fp), 4) if tp + fp else 0.0,
+            "escalate_recall": round(tp / (tp + fn), 4) if tp + fn else 0.0}

@@ -1,0 +1,188 @@
+"""Train the bundled heads from ../shared/data and triage/data (`make heads`), in one command:
+
+    .venv/bin/python -m triage.train_default [--shared ../shared/data] [--out triage/heads] [--tasks ...]
+
+Every task gets a full head (encoder features + hashed n-grams) and a cheap lexical head (n-grams
+only) that the cascade uses to settle clear cases without the encoder. Validation figures are
+printed as JSON lines and written to triage/heads/metrics.json; escalation is measured through the
+whole engine (heads + keyword rules) on held-out real and written social posts
+(see :mod:`triage.eval_escalation`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+LEX = {"sentiment": 2**16, "toxicity": 2**16, "spam": 2**15, "sensitivity": 2**15, "issue_type": 2**14}
+C = {"sentiment": 1.0, "toxicity": 1.0, "spam": 4.0, "sensitivity": 2.0, "issue_type": 8.0}
+SOCIAL_WEIGHT = 6.0  # one labelled social post counts as six Banking77 rows: it is the target domain
+
+
+def held_out(key: str, share: float = 0.5) -> bool:
+    """A stable split by hashing the row's id (or text)."""
+    return (zlib.crc32(key.encode()) % 1000) < share * 1000
+
+
+def twcs_labelled(shared: Path) -> list[tuple[str, str, str]]:
+    """(tweet_id, text, label) of the hand-labelled real inbound tweets (texts read from shared data)."""
+    tweets = {r["tweet_id"]: r["text"] for r in csv.DictReader((shared / "twcs/spotifycares_inbound.csv").open())}
+    rows = csv.DictReader((HERE / "data/twcs_sensitivity_labels.csv").open())
+    return [(r["tweet_id"], tweets[r["tweet_id"]], r["label"]) for r in rows if r["tweet_id"] in tweets]
+
+
+def sensitivity_validation(shared: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """Held-out social text: half the labelled real tweets, a quarter of the written social posts."""
+    real = [(t, lab) for tid, t, lab in twcs_labelled(shared) if held_out(tid)]
+    from triage.train import read_csv
+
+    s_texts, s_labels = read_csv(HERE / "data/sensitivity_social.csv")
+    written = [(t, lab) for t, lab in zip(s_texts, s_labels) if held_out(t, 0.25)]
+    return {"twcs_real": ([t for t, _ in real], [lab for _, lab in real]),
+            "social_written": ([t for t, _ in written], [lab for _, lab in written])}
+
+
+def load_sensitivity(shared: Path) -> tuple[list[str], list[str], list[float]]:
+    """Training rows: Banking77 read through intent_sensitivity.csv, the training parts of the social
+    sets, everyday tweets as `none`, and the non-sensitive default issue examples."""
+    from triage.train import read_csv
+
+    mapping = {r["intent"]: r["sensitivity"] for r in csv.DictReader((shared / "banking77/intent_sensitivity.csv").open())}
+    b_texts, b_intents = read_csv(shared / "banking77/train.csv")
+    texts, labels, weights = list(b_texts), [mapping[i] for i in b_intents], [1.0] * len(b_texts)
+    s_texts, s_labels = read_csv(HERE / "data/sensitivity_social.csv")
+    for text, label in zip(s_texts, s_labels):
+        if not held_out(text, 0.25):
+            texts.append(text)
+            labels.append(label)
+            weights.append(SOCIAL_WEIGHT)
+    for tweet_id, text, label in twcs_labelled(shared):
+        if not held_out(tweet_id):
+            texts.append(text)
+            labels.append(label)
+            weights.append(SOCIAL_WEIGHT)
+    sent_texts, _ = read_csv(shared / "semeval2017/sentiment_train.csv")
+    for text in random.Random(3).sample(sent_texts, 3000):  # everyday social text: nothing to escalate
+        texts.append(text)
+        labels.append("none")
+        weights.append(1.0)
+    i_texts, i_labels = read_csv(HERE / "data/issue_type.csv")
+    as_sensitivity = {"billing": "account", "cancellation": "account"}
+    for text, issue in zip(i_texts, i_labels):  # log-in help, outages, how-tos: public answers are fine
+        if issue not in ("fraud", "account_security"):
+            texts.append(text)
+            labels.append(as_sensitivity.get(issue, "none"))
+            weights.append(4.0)
+    return texts, labels, weights
+
+
+def care_tweets_as_ham(shared: Path, n: int = 4000) -> list[str]:
+    """Real inbound customer-care tweets: the ham that SMS and YouTube spam data lack."""
+    rows = [r["text"] for r in csv.DictReader((shared / "twcs/spotifycares_inbound.csv").open())]
+    return random.Random(11).sample(rows, min(n, len(rows)))
+
+
+def load_issue_types() -> tuple[list[str], list[str]]:
+    """The written default taxonomy, plus the security/fraud social posts as account_security/fraud."""
+    from triage.train import read_csv
+
+    texts, labels = read_csv(HERE / "data/issue_type.csv")
+    s_texts, s_labels = read_csv(HERE / "data/sensitivity_social.csv")
+    to_issue = {"security": "account_security", "fraud": "fraud"}
+    for t, lab in zip(s_texts, s_labels):
+        if lab in to_issue:
+            texts.append(t)
+            labels.append(to_issue[lab])
+    return texts, labels
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shared", type=Path, default=HERE.parents[1] / "shared" / "data")
+    p.add_argument("--out", type=Path, default=HERE / "heads")
+    p.add_argument("--cache", type=Path, default=HERE.parent / "var" / "cache", help="embedding cache directory")
+    p.add_argument("--tasks", nargs="*", default=["sentiment", "toxicity", "spam", "sensitivity", "issue_type"])
+    args = p.parse_args()
+    from triage.encoder import Encoder
+    from triage.train import embed, escalation_metrics, evaluate, fit_head, read_csv
+
+    shared, out = args.shared, args.out
+    encoder = Encoder()
+    metrics: dict = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
+
+    def validate(task: str, full, cheap, texts: list[str], labels: list[str]) -> dict:  # noqa: ANN001
+        emb = embed(texts, encoder, cache_dir=args.cache)
+        pred = [full.labels[i] for i in full.proba(texts, emb).argmax(1)]
+        m = evaluate(labels, pred, full.labels)
+        cheap_pred = [cheap.labels[i] for i in cheap.proba(texts, None).argmax(1)]
+        m["lexical_only_accuracy"] = evaluate(labels, cheap_pred, cheap.labels)["accuracy"]
+        return m
+
+    def train_pair(task: str, texts, labels, weights=None):  # noqa: ANN001, ANN202
+        emb = embed(texts, encoder, cache_dir=args.cache)
+        sw = np.array(weights) if weights is not None else None
+        full = fit_head(task, texts, labels, emb, lexical_dim=LEX[task], c=C[task], sample_weight=sw)
+        cheap = fit_head(task, texts, labels, None, lexical_dim=LEX[task], c=C[task], sample_weight=sw)
+        return full, cheap
+
+    def report(task: str, m: dict) -> None:
+        metrics[task] = m
+        print(json.dumps({task: {k: v for k, v in m.items() if k != "per_label"}}), flush=True)
+
+    for task in args.tasks:
+        if task in ("sentiment", "toxicity"):
+            folder = {"sentiment": "tweeteval/sentiment", "toxicity": "tweeteval/offensive"}[task]
+            train_file = shared / ("semeval2017/sentiment_train.csv" if task == "sentiment" else f"{folder}/train.csv")
+            t, lab = read_csv(train_file)
+            full, cheap = train_pair(task, t, lab)
+            report(task, validate(task, full, cheap, *read_csv(shared / f"{folder}/val.csv")))
+        elif task == "spam":
+            t, lab = read_csv(shared / "spam/train.csv")
+            ham = care_tweets_as_ham(shared) + read_csv(HERE / "data/issue_type.csv")[0]
+            full, cheap = train_pair(task, t + ham, lab + ["ham"] * len(ham))
+            val = list(csv.DictReader((shared / "spam/val.csv").open(encoding="utf-8")))
+            m = validate(task, full, cheap, [r["text"] for r in val], [r["label"] for r in val])
+            for source in sorted({r["source"] for r in val}):
+                rows = [r for r in val if r["source"] == source]
+                sm = validate(task, full, cheap, [r["text"] for r in rows], [r["label"] for r in rows])
+                m[f"source_{source}"] = {k: sm[k] for k in ("n", "accuracy", "macro_f1")} | {
+                    "spam_precision": sm["per_label"]["spam"]["precision"], "spam_recall": sm["per_label"]["spam"]["recall"]}
+            report(task, m)
+        elif task == "sensitivity":
+            full, cheap = train_pair(task, *load_sensitivity(shared))
+            m: dict = {}
+            for name, (vt, vl) in sensitivity_validation(shared).items():
+                sm = validate(task, full, cheap, vt, vl)
+                pred_emb = embed(vt, encoder, cache_dir=args.cache)
+                pred = [full.labels[i] for i in full.proba(vt, pred_emb).argmax(1)]
+                m[name] = {k: v for k, v in sm.items()} | {"head_only": escalation_metrics(vl, pred)}
+            report(task, m)
+        elif task == "issue_type":
+            t, lab = load_issue_types()
+            val = {i for i, x in enumerate(t) if held_out(x, 0.25)}
+            tr = [i for i in range(len(t)) if i not in val]
+            full, cheap = train_pair(task, [t[i] for i in tr], [lab[i] for i in tr])
+            report(task, validate(task, full, cheap, [t[i] for i in sorted(val)], [lab[i] for i in sorted(val)]))
+            full, cheap = train_pair(task, t, lab)  # the bundled head learns from every row
+        else:
+            raise SystemExit(f"unknown task {task}")
+        full.save(out / f"{task}.npz")
+        cheap.save(out / f"{task}.lexical.npz")
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+    if "sensitivity" in args.tasks:  # escalation through the whole engine: heads, rules and cascade
+        from triage.eval_escalation import escalation_report
+
+        metrics["escalation"] = {mode: escalation_report(shared, mode, heads_dir=out) for mode in ("transformer", "cascade")}
+        print(json.dumps({"escalation": metrics["escalation"]}), flush=True)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()
