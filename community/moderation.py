@@ -33,6 +33,7 @@ PLATFORM_ACTIONS: dict[str, dict[str, str | None]] = {
     "x": {"remove": "hide", "hide": "hide", "approve": "unhide", "ban": "ban"},  # X hides replies
 }
 REVIEW_DECISIONS = ("approve", "remove", "ban", "escalate")
+BULK_LIMIT = 200  # one moderation page
 REMOVAL_ACTIONS = ("remove", "hide")
 REMOVED_NOTICE = "Your post was removed by the moderators. Reason: {reason}"
 

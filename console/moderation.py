@@ -33,30 +33,71 @@ async def queue_page(request: web.Request) -> web.Response:
             select(Reply).where(Reply.sent_by == "bot", Reply.visibility == "public",
                                 Reply.status.in_(("sent", "dry_run", "unknown")))
             .order_by(Reply.id.desc()).limit(RECENT)))
+    done, failed = request.query.get("done"), request.query.get("failed")
     return render(request, "moderation.html", items=items, recent=recent, bot_replies=bot_replies,
-                  decisions=moderation.REVIEW_DECISIONS)
+                  decisions=moderation.REVIEW_DECISIONS,
+                  outcome={"done": done, "failed": failed} if done and done.isdigit() else None)
+
+
+async def _carry_out(request: web.Request, hold_ids: list[int], decision: str, reason: str) -> list[str]:
+    """Review each held post in its own transaction (one bad item does not undo the others), then
+    perform the platform actions and send the notices. Returns one error line per refused item."""
+    p: Principal = request["principal"]
+    rt = request.app[RUNTIME]
+    actions: list[int] = []
+    replies: list[int] = []
+    errors: list[str] = []
+    for hold_id in hold_ids:
+        async with rt.db.session() as session:
+            hold = await session.get(ModerationAction, hold_id)
+            if hold is None or hold.action != "hold":
+                errors.append(f"#{hold_id}: no such held post")
+                continue
+            try:
+                out = await moderation.review(session, hold, decision, p.actor, reason=reason, settings=rt.settings)
+            except ValueError as exc:
+                errors.append(f"#{hold_id}: {exc}")
+                continue
+            await session.commit()
+        actions += out["actions"]
+        replies += out["replies"]
+    await moderation.execute(rt.db, _connectors(request), actions, dry_run=rt.settings.dry_run,
+                             dry_run_channels=set(rt.settings.bot_dry_run_channels))
+    await Dispatcher(rt.db, _connectors(request), rt.settings.dry_run).deliver(replies)
+    return errors
 
 
 @require("moderator")
 async def review(request: web.Request) -> web.Response:
-    p: Principal = request["principal"]
-    rt = request.app[RUNTIME]
     form = await request.post()
-    decision = str(form.get("decision") or "")
-    async with rt.db.session() as session:
-        hold = await session.get(ModerationAction, int(request.match_info["action_id"]))
-        if hold is None or hold.action != "hold":
-            raise web.HTTPNotFound()
-        try:
-            out = await moderation.review(session, hold, decision, p.actor, reason=str(form.get("reason") or ""),
-                                          settings=rt.settings)
-        except ValueError as exc:
-            raise web.HTTPBadRequest(reason=str(exc)) from exc
-        await session.commit()
-    await moderation.execute(rt.db, _connectors(request), out["actions"], dry_run=rt.settings.dry_run,
-                             dry_run_channels=set(rt.settings.bot_dry_run_channels))
-    await Dispatcher(rt.db, _connectors(request), rt.settings.dry_run).deliver(out["replies"])
+    errors = await _carry_out(request, [int(request.match_info["action_id"])], str(form.get("decision") or ""),
+                              str(form.get("reason") or ""))
+    if errors and "no such held post" in errors[0]:
+        raise web.HTTPNotFound()
+    if errors:
+        raise web.HTTPBadRequest(reason=errors[0].split(": ", 1)[1])
     raise web.HTTPSeeOther("/moderation")
+
+
+@require("moderator")
+async def review_bulk(request: web.Request) -> web.Response:
+    """The same decision (and reason) for every selected post: the spam wave is cleared at once."""
+    form = await request.post()
+    try:
+        ids = list(dict.fromkeys(int(v) for v in form.getall("ids", [])))
+    except ValueError as exc:
+        raise web.HTTPBadRequest(reason="ids must be numbers") from exc
+    if not ids:
+        raise web.HTTPBadRequest(reason="select at least one post")
+    if len(ids) > moderation.BULK_LIMIT:
+        raise web.HTTPBadRequest(reason=f"at most {moderation.BULK_LIMIT} posts at once")
+    decision = str(form.get("decision") or "")
+    if decision not in moderation.REVIEW_DECISIONS:
+        raise web.HTTPBadRequest(reason=f"decision must be one of {', '.join(moderation.REVIEW_DECISIONS)}")
+    errors = await _carry_out(request, ids, decision, str(form.get("reason") or ""))
+    if errors and len(errors) == len(ids):
+        raise web.HTTPBadRequest(reason="; ".join(errors)[:500])
+    raise web.HTTPSeeOther(f"/moderation?done={len(ids) - len(errors)}&failed={len(errors)}")
 
 
 @require("moderator")
@@ -81,5 +122,6 @@ def routes() -> list[web.RouteDef]:
     return [
         web.get("/moderation", queue_page),
         web.post(r"/moderation/{action_id:\d+}/review", review),
+        web.post("/moderation/bulk", review_bulk),
         web.post(r"/moderation/replies/{reply_id:\d+}/delete", delete_bot_reply),
     ]

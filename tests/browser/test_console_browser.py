@@ -71,31 +71,40 @@ async def test_an_agent_sees_a_mention_arrive_claims_it_replies_and_takes_anothe
     await context.close()
 
 
-async def test_a_moderator_removes_a_held_post(browser, server):
+async def test_a_moderator_removes_a_held_post_and_bulk_approves_the_rest(browser, server):
     from playwright.async_api import expect
 
-    if not any(r.resource and r.resource.canonical == "/moderation" for r in server.runtime_app_routes()):
-        pytest.skip("the moderation queue page (console/moderation.py) is not mounted")
-    await server.runtime.submit([mention("s-1", "FREE FOLLOWERS!!! click bit.ly/xxxx buy cheap followers now", "spambot")])
-    mid, _ = await routed(server, "s-1")
+    await server.runtime.submit([
+        mention("s-1", "FREE FOLLOWERS!!! click bit.ly/xxxx buy cheap followers now", "spambot"),
+        mention("s-2", "WIN A FREE iPhone!!! click bit.ly/yyyy claim your prize now", "spambot2"),
+        mention("s-3", "cheap followers and likes!!! visit bit.ly/zzzz for instant fame", "spambot3"),
+    ])
+    mids = {ext: (await routed(server, ext))[0] for ext in ("s-1", "s-2", "s-3")}
     context, page = await signed_in(browser, server, "mod")
     await page.goto("/moderation")
-    row = page.locator("tr, article, li", has_text="FREE FOLLOWERS").first
+    row = page.locator("tr", has_text="FREE FOLLOWERS")
     await expect(row).to_be_visible()
+    await expect(page.locator("tr", has_text="WIN A FREE iPhone")).to_be_visible()
     await page.screenshot(path=shot("moderation-queue"), full_page=True)
-    reason = row.locator("input[name=reason], textarea[name=reason], select[name=reason]")
-    if await reason.count():
-        tag = await reason.first.evaluate("e => e.tagName")
-        if tag == "SELECT":
-            await reason.first.select_option(index=1)
-        else:
-            await reason.first.fill("spam")
-    await row.get_by_role("button", name=re.compile(r"^remove", re.IGNORECASE)).first.click()
-    await page.wait_for_load_state()
+    await row.get_by_placeholder(re.compile("Reason sent to the author")).fill("No selling followers here.")
+    await row.get_by_role("button", name="Remove").click()
+    await page.wait_for_url(re.compile(r"/moderation$"))
+    await expect(page.locator("tr", has_text="FREE FOLLOWERS")).to_have_count(0)
+
+    await page.locator("#select-all").check()  # the rest at once
+    await page.locator("#bulk select[name=decision]").select_option("approve")
+    await page.get_by_role("button", name="Apply to selected").click()
+    await expect(page.get_by_role("status")).to_contain_text("2 reviewed")
+    await expect(page.locator("tbody").first).to_contain_text("Nothing waits for review.")
     async with server.runtime.db.session() as s:
-        actions = list(await s.scalars(select(ModerationAction).where(ModerationAction.mention_id == mid,
+        removed = list(await s.scalars(select(ModerationAction).where(ModerationAction.mention_id == mids["s-1"],
                                                                       ModerationAction.action == "remove")))
-    assert actions and actions[-1].actor.endswith("mod")
+        approved = set(await s.scalars(select(ModerationAction.mention_id).where(
+            ModerationAction.action == "approve", ModerationAction.mention_id.in_([mids["s-2"], mids["s-3"]]))))
+        notice = await s.scalar(select(Reply).where(Reply.mention_id == mids["s-1"], Reply.kind == "notice"))
+    assert [a.actor for a in removed] == ["session:mod"] and removed[0].reason == "No selling followers here."
+    assert approved == {mids["s-2"], mids["s-3"]}
+    assert notice is not None and "No selling followers here." in notice.text and notice.visibility == "private"
     await context.close()
 
 

@@ -147,3 +147,43 @@ async def test_a_template_edit_is_checked_in_the_sandbox_before_it_is_saved(clie
     assert tpl.variants == {"friendly": "Hi {{ author_name }}: {{ article_url }}", "casual": "yo {{ author_name }}"}
     r = await client.post("/knowledge/templates/login_help", data={**good, "csrf_token": "0" * 64}, allow_redirects=False)
     assert r.status == 403
+
+
+async def test_a_bulk_removal_reviews_every_selected_post_and_needs_a_reason(client, rt, world):
+    holds = []
+    for i in range(3):
+        m = await world.mention(f"buy followers cheap #{i}", platform="reddit", issue="other", spam=0.97,
+                                author=f"seller{i}")
+        await world.run(m)
+        async with world.db.session() as s:
+            holds.append(await s.scalar(select(ModerationAction).where(ModerationAction.mention_id == m.id)))
+    csrf = await login(client, "mod", "/moderation")
+    ids = [str(h.id) for h in holds[:2]]
+    r = await client.post("/moderation/bulk", data=[("ids", i) for i in ids] + [("decision", "remove")],
+                          allow_redirects=False)
+    assert r.status == 403  # no CSRF token
+    r = await client.post("/moderation/bulk", data=[("ids", i) for i in ids]
+                          + [("decision", "remove"), ("csrf_token", csrf)], allow_redirects=False)
+    assert r.status == 400 and rt.connectors[0].calls == []  # a removal without a reason: none done
+    r = await client.post("/moderation/bulk", data=[("ids", i) for i in ids]
+                          + [("decision", "remove"), ("reason", "No selling."), ("csrf_token", csrf)],
+                          allow_redirects=False)
+    assert r.status == 303 and r.headers["Location"] == "/moderation?done=2&failed=0"
+    assert rt.connectors[0].kinds() == ["remove", "remove", "private_message", "private_message"]
+    page = await (await client.get("/moderation")).text()
+    assert "buy followers cheap #2" in page and "buy followers cheap #0" not in page
+    # the reviewed ones are refused a second time; the fresh one goes through
+    r = await client.post("/moderation/bulk", data=[("ids", str(h.id)) for h in holds]
+                          + [("decision", "approve"), ("csrf_token", csrf)], allow_redirects=False)
+    assert r.headers["Location"] == "/moderation?done=1&failed=2"
+    async with rt.db.session() as s:
+        statuses = [(await s.get(ModerationAction, h.id)).status for h in holds]
+    assert statuses == ["reviewed"] * 3
+
+
+async def test_an_agent_cannot_use_the_bulk_review(client, rt, world):
+    _, hold = await held_post(world)
+    csrf = await login(client, "alice", "/incidents")
+    r = await client.post("/moderation/bulk", data={"ids": str(hold.id), "decision": "approve", "csrf_token": csrf},
+                          allow_redirects=False)
+    assert r.status == 403 and rt.connectors[0].calls == []
