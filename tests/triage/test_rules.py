@@ -1,0 +1,47 @@
+"""The escalation keyword rules fire on unambiguous reports only, and name the signal."""
+
+import pytest
+
+from triage.rules import sensitivity_rules
+
+ESCALATE = [
+    ("someone hacked my account and changed the email", "security", "account hacked"),
+    ("I think I got hacked, there are playlists I didn't make", "security", None),
+    ("somebody logged into my account from Brazil", "security", "unknown login"),
+    ("my password was changed and it was not me", "security", "credentials changed by someone else"),
+    ("got a fake support text asking for my login code", "security", "phishing"),
+    ("I was a victim of a SIM swap last night", "security", "SIM swap"),
+    ("my phone was stolen with the app logged in", "security", "lost or stolen card or phone"),
+    ("there are charges on my card I never made", "fraud", "transactions the customer did not make"),
+    ("3 unauthorized payments to Acme this week", "fraud", "unauthorized transactions"),
+    ("someone is using my card for a premium plan", "fraud", "someone using the customer's card"),
+    ("I got scammed by a fake refund page", "fraud", "scam"),
+]
+FIGURATIVE = [
+    "this new price is a scam lol",
+    "the finale stole my heart",
+    "what a fraud of a playlist",
+    "life hack: download before the flight",
+    "password reset email never shows up. checked spam, promotions, all of it",
+    "I hacked together a playlist for the party",
+    "my cat stole my headphones again",
+    "how do I change my password?",
+]
+
+
+@pytest.mark.parametrize("text,level,reason", ESCALATE)
+def test_unambiguous_reports_escalate_and_say_why(text, level, reason):
+    got, reasons = sensitivity_rules(text)
+    assert got == level
+    assert reasons and (reason is None or reason in reasons)
+
+
+@pytest.mark.parametrize("text", FIGURATIVE)
+def test_figurative_and_everyday_uses_do_not_fire(text):
+    assert sensitivity_rules(text) == (None, [])
+
+
+def test_fraud_wins_when_money_moved_and_both_reasons_are_kept():
+    level, reasons = sensitivity_rules("my account was hacked and there are charges I didn't make")
+    assert level == "fraud"
+    assert "account hacked" in reasons and "transactions the customer did not make" in reasons
