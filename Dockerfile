@@ -13,5 +13,6 @@ COPY models models
 COPY service service
 COPY console console
 RUN pip install .
-EXPOSE 8080
+EXPOSE 8080 9100
+# 9100: a stage worker's /healthz, /readyz and /metrics when SOCIALCARE_WORKER_METRICS_PORT=9100
 CMD ["socialcare", "web"]

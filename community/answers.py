@@ -15,7 +15,8 @@ from community.retrieval import Candidate, Document, Retriever
 from models import CommunityAnswer, KnowledgeArticle, Template
 
 # templates the bot sends for a situation, never as an answer to a question
-RESERVED = frozenset({"secure_link_notice", "secure_link_dm", "pii_removed_notice", "outage_status", "outage_fixed"})
+RESERVED = frozenset({"secure_link_notice", "secure_link_dm", "secure_dm_request_notice", "pii_removed_notice",
+                      "outage_status", "outage_fixed"})
 ARTICLE_EXCERPT = 600
 
 __all__ = ["AnswerIndex", "Candidate", "RESERVED"]
@@ -37,6 +38,8 @@ class AnswerIndex:
         self.articles = {a.slug: a for a in await session.scalars(select(KnowledgeArticle))}
         self.community = {f"{c.platform}:{c.external_id}": c for c in await session.scalars(
             select(CommunityAnswer).where(CommunityAnswer.active.is_(True)))}
+        for obj in (*self.templates, *self.articles.values(), *self.community.values()):
+            session.expunge(obj)  # kept past this session: a rollback in it must not expire them
         self._per_issue = {}
 
     def answers_for(self, issue_type: str) -> int:

@@ -5,6 +5,12 @@ reply per message (to their latest mention), and no author gets status replies c
 than ``incident_status_interval_minutes`` — a burst of updates does not flood anybody. Mentions
 that join the incident later get the current status as they arrive (the act stage calls
 :func:`reply_to_new_mention`). Every message is an entry of the incident's timeline.
+
+Sending is paced per channel (``incident_broadcast_per_minute``, :mod:`service.dispatch`): replies
+beyond the cap wait as ``queued``. A reply still waiting when a newer status is posted is brought
+up to date in its place in the queue rather than followed by a second one, and closing with the
+"fixed" follow-up supersedes the status replies still waiting — nobody is told "we're on it" after
+"it's fixed", and nobody gets two messages where one will do.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy import update as sql_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.templates import TemplateRenderError, choose_tone, render
@@ -63,7 +70,15 @@ async def _recently_told(session: AsyncSession, incident_id: int, since: datetim
     return set(await session.scalars(
         select(Mention.author_id).join(Reply, Reply.mention_id == Mention.id)
         .where(Reply.dedup_key.startswith(f"incident:{incident_id}:"), Reply.kind == "status",
-               Reply.created_at > since, Reply.status != "deleted", Mention.author_id.is_not(None))))
+               Reply.created_at > since, Reply.status.notin_(("deleted", "superseded")),
+               Mention.author_id.is_not(None))))
+
+
+async def _waiting(session: AsyncSession, incident_id: int) -> dict[str, Reply]:
+    """Status replies of the incident still queued for their channel's slot, by author key."""
+    rows = await session.scalars(select(Reply).where(
+        Reply.dedup_key.startswith(f"incident:{incident_id}:update:"), Reply.status == "queued"))
+    return {r.dedup_key.rsplit(":author:", 1)[1]: r for r in rows}
 
 
 def _reply(key: str, mention: Mention, text: str, kind: str, template: str, actor: str, status: str) -> Reply:
@@ -93,20 +108,30 @@ async def post_status(session: AsyncSession, incident: Incident, message: str, a
     session.add(update)
     await session.flush()
     told = await _recently_told(session, incident.id, now - timedelta(minutes=interval_minutes))
+    waiting = await _waiting(session, incident.id)
     body = await _body(session, "outage_status", tone)
-    replies, skipped = [], 0
+    replies, skipped, refreshed = [], 0, 0
     for mention, author in await affected(session, incident.id):
+        who = str(mention.author_id or "m" + str(mention.id))
+        if who in waiting:  # not sent yet: it carries this newer status instead, unless just claimed
+            done = await session.execute(sql_update(Reply).where(Reply.id == waiting[who].id, Reply.status == "queued")
+                                         .values(text=_text(body, mention, author, status_message=message))
+                                         .execution_options(synchronize_session=False))
+            if done.rowcount == 1:
+                refreshed += 1
+                continue
         if mention.author_id in told:
             skipped += 1
             continue
-        key = f"incident:{incident.id}:update:{update.id}:author:{mention.author_id or 'm' + str(mention.id)}"
+        key = f"incident:{incident.id}:update:{update.id}:author:{who}"
         status = "dry_run" if mention.platform in dry_run_channels else "pending"
         replies.append(_reply(key, mention, _text(body, mention, author, status_message=message), "status",
                               "outage_status", actor, status))
     session.add_all(replies)
-    update.recipients = len(replies)
-    update.details = {"skipped_recently_told": skipped}
-    record(session, actor, "incident.status", "incident", incident.id, recipients=len(replies), skipped=skipped)
+    update.recipients = len(replies) + refreshed
+    update.details = {"skipped_recently_told": skipped, "refreshed_waiting": refreshed}
+    record(session, actor, "incident.status", "incident", incident.id, recipients=len(replies) + refreshed,
+           skipped=skipped)
     await session.flush()
     return update, replies
 
@@ -125,6 +150,10 @@ async def close(session: AsyncSession, incident: Incident, actor: str, *, send_f
     await session.flush()
     replies: list[Reply] = []
     if send_fixed:
+        await session.execute(sql_update(Reply).where(  # waiting "we're on it" replies: the fix says more
+            Reply.dedup_key.startswith(f"incident:{incident.id}:update:"), Reply.status == "queued")
+            .values(status="superseded", error="the incident was fixed before it was sent")
+            .execution_options(synchronize_session=False))
         body = await _body(session, "outage_fixed", tone)
         have = await _existing_keys(session, f"incident:{incident.id}:fixed:")
         for mention, author in await affected(session, incident.id):

@@ -1,5 +1,9 @@
 """Accepted community answers: a Discourse post marked as the solution, a Reddit comment a
-moderator distinguished. Each is kept with the question it answers, for later askers."""
+moderator distinguished. Each is kept with the question it answers, for later askers.
+
+The copies never carry personal data: they are redacted when taken, and follow the posts they
+copy when those are redacted or hidden later (:func:`sync_copies`, called by moderation).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import CommunityAnswer, Mention
+from triage.pii import redact
 
 ACCEPTED_DISTINGUISHED = ("moderator", "admin")
 
@@ -42,7 +47,25 @@ async def harvest(session: AsyncSession, mentions: list[Mention]) -> set[int]:
         row = have.get((mention.platform, mention.external_id)) or CommunityAnswer(
             platform=mention.platform, external_id=mention.external_id)
         row.answer_mention_id, row.question_mention_id = mention.id, question.id
-        row.question, row.answer, row.url, row.source = question.text, mention.text, mention.url, source
+        row.question, row.answer, row.url, row.source = redact(question.text), redact(mention.text), mention.url, source
         row.active = not mention.hidden and not mention.deleted
         session.add(row)
     return {m.id for m, _ in answers}
+
+
+async def sync_copies(session: AsyncSession, mention: Mention) -> int:
+    """Bring the copies of ``mention`` (as question or answer) in line with it after moderation:
+    its redacted text, and no longer offered once the answer is hidden or deleted. Returns how
+    many copies changed."""
+    rows = list(await session.scalars(select(CommunityAnswer).where(or_(
+        CommunityAnswer.answer_mention_id == mention.id, CommunityAnswer.question_mention_id == mention.id))))
+    changed = 0
+    for row in rows:
+        before = (row.question, row.answer, row.active)
+        if row.question_mention_id == mention.id:
+            row.question = redact(mention.text)
+        if row.answer_mention_id == mention.id:
+            row.answer = redact(mention.text)
+            row.active = row.active and not mention.hidden and not mention.deleted
+        changed += before != (row.question, row.answer, row.active)
+    return changed

@@ -5,7 +5,9 @@ A ``ModerationAction`` row's status says where it stands:
 * ``pending`` — a post held for review; it waits in the moderation queue,
 * ``queued`` — a platform action (remove, hide, approve, lock, ban) to perform through the connector,
 * ``done`` / ``failed`` / ``dry_run`` — performed, refused, or only recorded (dry run, no connector),
-* ``recorded`` — an action with no platform counterpart (label, notify, a hold on X),
+* ``recorded`` — an action with no platform counterpart (label, a lock or hold on X),
+* ``alert`` / ``acknowledged`` — a ``notify`` rule's alert for a team: open until someone in the
+  console acknowledges it; each is also the outgoing webhook event ``moderation.notify``,
 * ``reviewed`` — a hold a moderator decided on (the decision is its own row).
 
 Every row names the rule (or moderator) behind it and is mirrored in the audit log.
@@ -19,6 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from community import harvest
 from listener.protocol import Action
 from models import Author, Mention, ModerationAction, Reply, TriageResult
 from service.audit import record
@@ -28,14 +31,23 @@ log = logging.getLogger("socialcare.moderation")
 
 # our action -> the connector's action kind, per platform (None: nothing to do on the platform)
 PLATFORM_ACTIONS: dict[str, dict[str, str | None]] = {
+    # ban: Reddit bans from the post's subreddit; Discourse suspends the user (admin API key);
+    # X has no ban, so the brand account blocks the author (X Enterprise plan only, else `failed`)
     "reddit": {"remove": "remove", "hide": "remove", "approve": "approve", "lock": "lock", "ban": "ban"},
     "discourse": {"remove": "hide", "hide": "hide", "approve": "unhide", "lock": "lock", "ban": "ban"},
-    "x": {"remove": "hide", "hide": "hide", "approve": "unhide", "ban": "ban"},  # X hides replies
+    "x": {"remove": "hide", "hide": "hide", "approve": "unhide", "ban": "block"},  # X hides replies
 }
 REVIEW_DECISIONS = ("approve", "remove", "ban", "escalate")
 BULK_LIMIT = 200  # one moderation page
 REMOVAL_ACTIONS = ("remove", "hide")
 REMOVED_NOTICE = "Your post was removed by the moderators. Reason: {reason}"
+# private notices sent even when their template is missing or broken: fixed words, no personal data
+BUILTIN_NOTICES = {
+    "pii_removed_notice": "Hi {{ author_name }}, we've hidden your post because it included personal details. "
+                          "To keep you safe, please don't share them publicly. We're happy to help in private.",
+}
+PII_NOTICE = "pii_removed_notice"
+REPORT_RULE = "reported"  # the rule of a hold an agent or a bot asked for
 
 
 def platform_kind(platform: str, action: str) -> str | None:
@@ -50,6 +62,8 @@ async def add_action(session: AsyncSession, key: str, mention: Mention, action: 
         return None
     if action == "hold":
         status = "pending"
+    elif action == "notify":
+        status = "alert"
     else:
         status = "queued" if platform_kind(mention.platform, action) else "recorded"
     row = ModerationAction(dedup_key=key, mention_id=mention.id, action=action, rule=rule, reason=reason,
@@ -57,10 +71,75 @@ async def add_action(session: AsyncSession, key: str, mention: Mention, action: 
     session.add(row)
     if action in REMOVAL_ACTIONS:
         mention.hidden = True
+        await harvest.sync_copies(session, mention)  # a hidden post is no longer offered as an answer
     elif action == "approve":
         mention.hidden = False
-    record(session, actor, f"moderation.{action}", "mention", mention.id, reason=reason, rule=rule)
+    record(session, actor, f"moderation.{action}", "mention", mention.id, reason=reason, rule=rule,
+           **({"notify": details["notify"]} if action == "notify" and details.get("notify") else {}))
     return row
+
+
+async def alerts(session: AsyncSession, *, open_only: bool = True, limit: int = 100) -> list[dict[str, Any]]:
+    """``notify`` alerts for the moderation page, newest first: who is alerted, by which rule, why,
+    and the post in its redacted public form (never its raw text or personal data)."""
+    q = (select(ModerationAction, Mention, TriageResult).join(Mention, Mention.id == ModerationAction.mention_id)
+         .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
+         .where(ModerationAction.action == "notify").order_by(ModerationAction.id.desc()).limit(limit))
+    if open_only:
+        q = q.where(ModerationAction.status == "alert")
+    return [{"id": a.id, "at": a.created_at, "notify": (a.details or {}).get("notify"), "rule": a.rule,
+             "reason": a.reason, "status": a.status, "mention_id": m.id, "platform": m.platform,
+             "channel": m.channel, "url": m.url, "conversation_id": m.conversation_id,
+             "text": shown_text(m, tri), "acknowledged_by": (a.details or {}).get("acknowledged_by")}
+            for a, m, tri in (await session.execute(q)).all()]
+
+
+async def acknowledge(session: AsyncSession, action: ModerationAction, actor: str) -> bool:
+    """Someone took the alert in hand; returns False if it was not an open alert."""
+    if action.action != "notify" or action.status != "alert":
+        return False
+    action.status = "acknowledged"
+    action.details = {**(action.details or {}), "acknowledged_by": actor}
+    record(session, actor, "moderation.notify.acknowledged", "moderation_action", action.id, rule=action.rule)
+    return True
+
+
+def shown_text(mention: Mention, tri: TriageResult | None) -> str:
+    """A post as any page may show it: triage's personal-data spans (or a fresh detection) redacted."""
+    from triage.protocol import PiiSpan
+
+    spans = (tri.scores or {}).get("pii") if tri is not None else None
+    try:
+        return redact(mention.text, [PiiSpan(**x) for x in spans] if spans else None)
+    except (TypeError, ValueError):
+        return redact(mention.text)
+
+
+async def redact_everywhere(session: AsyncSession, mention: Mention, spans: list[dict] | None = None) -> bool:
+    """:func:`redact_mention`, and the copies of the post kept as accepted community answers."""
+    changed = redact_mention(mention, spans)
+    await harvest.sync_copies(session, mention)
+    return changed
+
+
+async def report(session: AsyncSession, mention: Mention, actor: str, note: str) -> tuple[ModerationAction, bool]:
+    """An agent or bot asks the moderators to look at a post: a hold with rule ``reported`` and the
+    note (personal data redacted) as its reason. A reporter's repeat while theirs is pending adds
+    nothing; after a review they may report again. Returns the hold and whether it is new."""
+    from sqlalchemy import func
+
+    mine = (ModerationAction.mention_id == mention.id, ModerationAction.action == "hold",
+            ModerationAction.rule == REPORT_RULE, ModerationAction.actor == actor)
+    pending = await session.scalar(select(ModerationAction).where(*mine, ModerationAction.status == "pending"))
+    if pending is not None:
+        return pending, False
+    earlier = await session.scalar(select(func.count()).select_from(ModerationAction).where(*mine))
+    row = await add_action(session, f"report:{mention.id}:{actor}:{earlier}", mention, "hold",
+                           redact(note.strip())[:1000], rule=REPORT_RULE, actor=actor)
+    if row is None:  # the same report submitted twice at once: the other request recorded it
+        return await session.scalar(select(ModerationAction).where(*mine, ModerationAction.status == "pending")), False
+    await session.flush()
+    return row, True
 
 
 def redact_mention(mention: Mention, spans: list[dict] | None = None) -> bool:

@@ -22,7 +22,7 @@ from models.base import utcnow
 from service.audit import record
 
 BOT_KINDS = ("auto_answer", "community_answer")  # replies the bot chooses to send on its own
-LIVE = ("pending", "sending", "sent", "dry_run", "unknown")  # a reply that went (or would have gone) out
+LIVE = ("pending", "queued", "sending", "sent", "dry_run", "unknown")  # went, will go (or would have gone) out
 GATES = ("enabled", "sensitivity", "pii", "toxicity", "spam", "confidence", "thread_answered",
          "author_cooldown", "rate_limit")
 

@@ -33,11 +33,15 @@ def limit_for(platform: str) -> int:
     return PLATFORM_LIMITS.get(platform, DEFAULT_LIMIT)
 
 
+_TAG_SIGNS = re.compile("[@#\uff20\uff03\ufe6b\ufe5f]")
+
+
 def escape_user_value(value: Any, platform: str) -> str:
     """A public-supplied value made inert: no control characters, no @mention or #hashtag that
     would ping or tag someone, Markdown/HTML escaped where the platform renders it, bounded."""
     text = "".join(ch for ch in str(value) if unicodedata.category(ch)[0] != "C" or ch == " ")
-    text = re.sub(r"\s+", " ", text).strip().lstrip("@#").replace("@", "\uff20")[:MAX_NAME]
+    # every at and hash sign goes (the full-width ones too: X reads "＠name" and "＃tag" as well)
+    text = re.sub(r"\s+", " ", _TAG_SIGNS.sub("", text)).strip()[:MAX_NAME]
     if platform in MARKDOWN_PLATFORMS:
         text = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
     return text or "there"

@@ -6,7 +6,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from console.auth import require
-from console.keys import RUNTIME
+from console.keys import PRINCIPAL, RUNTIME
 from console.queue import path_id
 from console.render import render
 from models import ApiToken, AuditEvent, User
@@ -27,7 +27,7 @@ async def users_page(request: web.Request) -> web.Response:
 
 @require("admin")
 async def set_active(request: web.Request) -> web.Response:
-    p = request["principal"]
+    p = request[PRINCIPAL]
     user_id = path_id(request)
     active = (await request.post()).get("active") == "1"
     if user_id == p.user_id and not active:

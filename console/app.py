@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from console import login
 from console.auth import AUTH, Auth, principal_middleware, require
-from console.keys import DEMO_LOGIN, RUNTIME
+from console.keys import DEMO_LOGIN, PRINCIPAL, RUNTIME
 from console.queries import routed_mentions
 from console.render import render
 from listener.protocol import NormalizedMention
@@ -33,6 +33,8 @@ def json_error(status: int, message: str) -> web.Response:
 async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """API errors are JSON; a crash is logged (without request bodies) and answered with 500."""
     try:
+        if any("\x00" in k or "\x00" in v for k, v in request.query.items()):  # no database stores NUL
+            raise web.HTTPBadRequest(reason="query values may not contain NUL characters")
         return await handler(request)
     except web.HTTPException as exc:
         if request.path.startswith("/api/") and exc.status >= 400:
@@ -48,9 +50,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    rt = request.app[RUNTIME]
-    checks = {"database": await rt.db.ping(), "bus": await rt.bus.ping(), "models": rt.triager is not None}
-    return web.json_response({"ready": all(checks.values()), "checks": checks}, status=200 if all(checks.values()) else 503)
+    """Ready when what this process needs answers: database and bus; models only if it triages."""
+    from service.health import readiness, readiness_response
+
+    return readiness_response(await readiness(request.app[RUNTIME]))
 
 
 @require("admin", scope="metrics")
@@ -59,13 +62,13 @@ async def metrics(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     if rt.metrics is None:
         return web.Response(text="")
-    for stage in ("ingest", "triage", "route", "act"):
-        try:
-            rt.metrics.pending.labels(stage).set(await rt.bus.pending(stage, stage))
-            rt.metrics.lag.labels(stage).set(await rt.bus.lag(stage, stage))
-        except Exception:  # noqa: BLE001 - metrics must answer even when the bus is away
-            pass
+    from service.metrics import refresh_bus_gauges
+
+    await refresh_bus_gauges(rt.metrics, rt.bus)  # lag, pending, dead letters: read from the shared bus
     return web.Response(body=generate_latest(rt.metrics.registry), content_type="text/plain")
+
+
+MAX_OFFSET = 1_000_000  # as the OpenAPI description says; beyond it the database would refuse the number
 
 
 def _limit(request: web.Request) -> tuple[int, int]:
@@ -74,6 +77,8 @@ def _limit(request: web.Request) -> tuple[int, int]:
         offset = max(int(request.query.get("offset", "0")), 0)
     except ValueError as exc:
         raise web.HTTPBadRequest(reason="limit and offset must be integers") from exc
+    if offset > MAX_OFFSET:
+        raise web.HTTPBadRequest(reason=f"offset must be at most {MAX_OFFSET}")
     return limit, offset
 
 
@@ -110,7 +115,7 @@ async def api_ingest(request: web.Request) -> web.Response:
     embedded mode. Authorized by the local ingest token the running service wrote under var/."""
     rt = request.app[RUNTIME]
     token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    principal = request.get("principal")
+    principal = request.get(PRINCIPAL)
     local = bool(rt.ingest_token) and hmac.compare_digest(token.encode(), rt.ingest_token.encode())
     if not local and not (principal and principal.via == "token" and
                           ({"ingest", "*"} & set(principal.scopes)) and principal.role == "admin"):
@@ -159,6 +164,8 @@ def create_app(runtime: Any, demo_login: tuple[str, str] | None = None) -> web.A
     app.router.add_routes(incidents.routes())
     app.router.add_routes(moderation.routes())
     app.router.add_routes(knowledge.routes())
+    from console import connectors  # listener: each connector's state and last error (issue 3)
+    app.router.add_routes(connectors.routes())
     app.cleanup_ctx.append(secure.escalation_context)
     app.router.add_get("/", index)
     app.router.add_get("/healthz", healthz)

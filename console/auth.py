@@ -3,7 +3,9 @@
 Sessions are itsdangerous-signed cookies (HttpOnly, SameSite=Strict, Secure unless disabled for
 local http) that name the user and expire; CSRF tokens are HMACs of the session's nonce, checked in
 constant time on every unsafe request that a cookie authenticates. Bots authenticate with bearer
-API tokens, stored only as SHA-256 hashes, each with scopes.
+API tokens, stored only as SHA-256 hashes, each with scopes. A token opens only routes that name a
+scope (the API, and the Prometheus scrape): console pages, whose forms rely on the session's CSRF
+token, refuse tokens outright, so a read-only bot cannot claim, reply or resolve through them.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from console.keys import PRINCIPAL
 from models import ROLES, ApiToken, User
 
 SESSION_COOKIE = "sc_session"
@@ -134,19 +137,22 @@ AUTH = web.AppKey("auth", Auth)
 
 
 def require(*roles: str, scope: str | None = None) -> Callable[[Handler], Handler]:
-    """Allow the listed roles (admin always) and, for bot tokens, the named scope. Cookie-authenticated
-    unsafe requests must carry the CSRF token (form field ``csrf_token`` or ``X-CSRF-Token``)."""
+    """Allow the listed roles (admin always) and, for bot tokens, the named scope; a route without a
+    scope refuses tokens (console pages are for people). Cookie-authenticated unsafe requests must
+    carry the CSRF token (form field ``csrf_token`` or ``X-CSRF-Token``)."""
 
     def wrap(handler: Handler) -> Handler:
         async def guarded(request: web.Request) -> web.StreamResponse:
-            p: Principal | None = request.get("principal")
+            p: Principal | None = request.get(PRINCIPAL)
             if p is None:
                 if request.path.startswith("/api/"):
                     raise web.HTTPUnauthorized(reason="authentication required")
                 raise web.HTTPFound(f"/login?next={request.rel_url.path}")
             if p.role != "admin" and p.role not in roles:
                 raise web.HTTPForbidden(reason=f"role {p.role} may not do this")
-            if p.via == "token" and scope and scope not in p.scopes and "*" not in p.scopes:
+            if p.via == "token" and scope is None:
+                raise web.HTTPForbidden(reason="API tokens are for the API; sign in to use the console")
+            if p.via == "token" and scope not in p.scopes and "*" not in p.scopes:
                 raise web.HTTPForbidden(reason=f"token lacks scope {scope}")
             if p.via == "session" and request.method not in SAFE_METHODS:
                 given = request.headers.get("X-CSRF-Token")
@@ -157,6 +163,7 @@ def require(*roles: str, scope: str | None = None) -> Callable[[Handler], Handle
             return await handler(request)
 
         guarded.roles = roles  # type: ignore[attr-defined]  # for the role table test and the docs
+        guarded.scope = scope  # type: ignore[attr-defined]
         guarded.__name__ = handler.__name__
         guarded.__doc__ = handler.__doc__
         return guarded
@@ -168,7 +175,7 @@ def principal_middleware(db: Any) -> Any:
     @web.middleware
     async def attach(request: web.Request, handler: Handler) -> web.StreamResponse:
         async with db.session() as session:
-            request["principal"] = await request.app[AUTH].principal(request, session)
+            request[PRINCIPAL] = await request.app[AUTH].principal(request, session)
         return await handler(request)
 
     return attach

@@ -11,7 +11,7 @@ from aiohttp import WSMsgType, web
 from sqlalchemy import func, select
 
 from console.auth import Principal, require
-from console.keys import RUNTIME
+from console.keys import PRINCIPAL, RUNTIME
 from console.render import render
 from console.secure import ESCALATION, same_origin
 from escalation import chat, sla
@@ -34,8 +34,7 @@ def _case_id(request: web.Request) -> int:
 
 async def _deliver(request: web.Request, reply_ids: list[int]) -> None:
     rt = request.app[RUNTIME]
-    connectors = {c.platform: c for c in rt.connectors}
-    await Dispatcher(rt.db, connectors, rt.settings.dry_run).deliver(reply_ids)
+    await Dispatcher.for_settings(rt.db, rt.connectors, rt.settings).deliver(reply_ids)
 
 
 @require("agent")
@@ -64,7 +63,7 @@ async def cases_page(request: web.Request) -> web.Response:
 async def case_page(request: web.Request) -> web.Response:
     """The case, its chat, and — to the agent only — the customer record and their recent cases."""
     case_id = _case_id(request)
-    p: Principal = request["principal"]
+    p: Principal = request[PRINCIPAL]
     async with request.app[RUNTIME].db.session() as session:
         case = await session.get(Case, case_id)
         if case is None:
@@ -87,7 +86,7 @@ async def case_page(request: web.Request) -> web.Response:
 @require("agent")
 async def take_case(request: web.Request) -> web.Response:
     case_id = _case_id(request)
-    p: Principal = request["principal"]
+    p: Principal = request[PRINCIPAL]
     async with request.app[RUNTIME].db.session() as session:
         case = await session.get(Case, case_id)
         if case is None:
@@ -104,7 +103,7 @@ async def take_case(request: web.Request) -> web.Response:
 async def resolve_case(request: web.Request) -> web.Response:
     """Resolve; optionally return the customer to the community with a detail-free public note."""
     case_id = _case_id(request)
-    p: Principal = request["principal"]
+    p: Principal = request[PRINCIPAL]
     form = await request.post()
     note_ids: list[int] = []
     async with request.app[RUNTIME].db.session() as session:
@@ -128,7 +127,7 @@ async def resolve_case(request: web.Request) -> web.Response:
 async def relink_case(request: web.Request) -> web.Response:
     """Send the customer a new secure link (the old unused ones stop working)."""
     case_id = _case_id(request)
-    p: Principal = request["principal"]
+    p: Principal = request[PRINCIPAL]
     async with request.app[RUNTIME].db.session() as session:
         case = await session.get(Case, case_id)
         if case is None or case.status == "resolved":
@@ -147,7 +146,7 @@ async def relink_case(request: web.Request) -> web.Response:
 @require("agent")
 async def escalate(request: web.Request) -> web.Response:
     """One click: move a public mention into a private case."""
-    p: Principal = request["principal"]
+    p: Principal = request[PRINCIPAL]
     form = await request.post()
     try:
         mention_id = int(str(form.get("mention_id", "")))
@@ -170,7 +169,7 @@ async def case_socket(request: web.Request) -> web.StreamResponse:
     case_id = _case_id(request)
     if not same_origin(request):
         raise web.HTTPForbidden(reason="cross-site websocket")
-    p: Principal = request["principal"]
+    p: Principal = request[PRINCIPAL]
     rt, state = request.app[RUNTIME], request.app[ESCALATION]
     async with rt.db.session() as session:
         case = await session.get(Case, case_id)
@@ -214,7 +213,7 @@ async def customer_page(request: web.Request) -> web.Response:
         customer_id = int(request.match_info["customer_id"])
     except ValueError as exc:
         raise web.HTTPNotFound() from exc
-    p: Principal = request["principal"]
+    p: Principal = request[PRINCIPAL]
     reason = ""
     if request.method == "POST":
         reason = str((await request.post()).get("reason", "")).strip()[:500]

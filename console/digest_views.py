@@ -11,7 +11,7 @@ from console.api.common import ApiError, api
 from console.auth import require
 from console.digest import PERIODS, compute, to_csv, to_json
 from console.digest_mail import charts_for, page_charts, render_html
-from console.keys import RUNTIME
+from console.keys import PRINCIPAL, RUNTIME
 from console.render import render
 from models.console import DigestSchedule
 from service.audit import record
@@ -65,7 +65,7 @@ async def digest_html(request: web.Request) -> web.Response:
 
 @require(*MARKETING)
 async def save_schedule(request: web.Request) -> web.Response:
-    p = request["principal"]
+    p = request[PRINCIPAL]
     form = await request.post()
     period = str(form.get("period", ""))
     if period not in PERIODS:

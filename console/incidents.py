@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from community import broadcast
 from console.auth import Principal, require
-from console.keys import RUNTIME
+from console.keys import PRINCIPAL, RUNTIME
 from console.render import render
 from models import Incident, IncidentMention
 from service.dispatch import Dispatcher
@@ -26,7 +26,7 @@ def _dry_run_channels(settings) -> set[str]:  # noqa: ANN001
 
 async def _deliver(request: web.Request, reply_ids: list[int]) -> None:
     rt = request.app[RUNTIME]
-    await Dispatcher(rt.db, {c.platform: c for c in rt.connectors}, rt.settings.dry_run).deliver(reply_ids)
+    await Dispatcher.for_settings(rt.db, rt.connectors, rt.settings).deliver(reply_ids)
 
 
 @require("agent")
@@ -52,7 +52,7 @@ async def incident_page(request: web.Request) -> web.Response:
 
 
 async def _act(request: web.Request, closing: bool) -> web.Response:
-    p: Principal = request["principal"]
+    p: Principal = request[PRINCIPAL]
     rt = request.app[RUNTIME]
     form = await request.post()
     incident_id = _incident_id(request)

@@ -6,3 +6,4 @@ from aiohttp import web
 
 RUNTIME = web.AppKey("runtime", Any)
 DEMO_LOGIN = web.AppKey("demo_login", Any)
+PRINCIPAL = web.RequestKey("principal", Any)  # who is asking (console.auth.Principal), set by @require

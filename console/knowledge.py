@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from community.templates import TemplateRenderError, render
 from console.auth import Principal, require
-from console.keys import RUNTIME
+from console.keys import PRINCIPAL, RUNTIME
 from console.render import render as render_page
 from models import KnowledgeArticle, Template
 from service.audit import record
@@ -51,7 +51,7 @@ async def article_page(request: web.Request) -> web.Response:
 
 @require("agent", "moderator")
 async def save_article(request: web.Request) -> web.Response:
-    p: Principal = request["principal"]
+    p: Principal = request[PRINCIPAL]
     form = await request.post()
     title, body = str(form.get("title") or "").strip(), str(form.get("body") or "").strip()
     url = str(form.get("url") or "").strip() or None
@@ -87,7 +87,7 @@ async def template_page(request: web.Request) -> web.Response:
 
 @require("agent", "moderator")
 async def save_template(request: web.Request) -> web.Response:
-    p: Principal = request["principal"]
+    p: Principal = request[PRINCIPAL]
     form = await request.post()
     variants = {}
     for key, value in form.items():

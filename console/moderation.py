@@ -1,6 +1,7 @@
-"""The moderation queue: held posts with their rule, scores and author; approve, remove (with a
-reason the author receives), ban or escalate — carried out on the platform through the connector.
-Moderators can also take back a bot reply (``delete_reply``)."""
+"""The moderation queue: held and reported posts with their rule (or who reported them), scores and
+author; approve, remove (with a reason the author receives), ban or escalate — carried out on the
+platform through the connector. Moderators can also take back a bot reply (``delete_reply``).
+Posts are shown in their redacted public form: personal data never reaches this page."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from sqlalchemy import select
 from community import moderation
 from community.replybot import revert_reply
 from console.auth import Principal, require
-from console.keys import RUNTIME
+from console.keys import PRINCIPAL, RUNTIME
+from console.queries import public_text
 from console.render import render
 from models import Mention, ModerationAction, Reply
 from service.dispatch import Dispatcher
@@ -25,24 +27,34 @@ def _connectors(request: web.Request) -> dict:
 @require("moderator")
 async def queue_page(request: web.Request) -> web.Response:
     async with request.app[RUNTIME].db.session() as session:
-        items = await moderation.queue(session)
+        items = [(hold, m, author, tri, public_text(m, tri), _reporter(hold))
+                 for hold, m, author, tri in await moderation.queue(session)]
         recent = (await session.execute(
             select(ModerationAction, Mention).join(Mention, Mention.id == ModerationAction.mention_id)
             .where(ModerationAction.status != "pending").order_by(ModerationAction.id.desc()).limit(RECENT))).all()
+        alerts = await moderation.alerts(session)
         bot_replies = list(await session.scalars(
             select(Reply).where(Reply.sent_by == "bot", Reply.visibility == "public",
                                 Reply.status.in_(("sent", "dry_run", "unknown")))
             .order_by(Reply.id.desc()).limit(RECENT)))
     done, failed = request.query.get("done"), request.query.get("failed")
-    return render(request, "moderation.html", items=items, recent=recent, bot_replies=bot_replies,
+    return render(request, "moderation.html", items=items, recent=recent, bot_replies=bot_replies, alerts=alerts,
                   decisions=moderation.REVIEW_DECISIONS,
                   outcome={"done": done, "failed": failed} if done and done.isdigit() else None)
+
+
+def _reporter(hold: ModerationAction) -> str | None:
+    """Who reported the post ("alice", "alice's bot"), or None for a hold a rule made."""
+    if hold.rule != moderation.REPORT_RULE:
+        return None
+    via, _, name = hold.actor.partition(":")
+    return f"{name}'s bot" if via == "token" else name or hold.actor
 
 
 async def _carry_out(request: web.Request, hold_ids: list[int], decision: str, reason: str) -> list[str]:
     """Review each held post in its own transaction (one bad item does not undo the others), then
     perform the platform actions and send the notices. Returns one error line per refused item."""
-    p: Principal = request["principal"]
+    p: Principal = request[PRINCIPAL]
     rt = request.app[RUNTIME]
     actions: list[int] = []
     replies: list[int] = []
@@ -63,7 +75,7 @@ async def _carry_out(request: web.Request, hold_ids: list[int], decision: str, r
         replies += out["replies"]
     await moderation.execute(rt.db, _connectors(request), actions, dry_run=rt.settings.dry_run,
                              dry_run_channels=set(rt.settings.bot_dry_run_channels))
-    await Dispatcher(rt.db, _connectors(request), rt.settings.dry_run).deliver(replies)
+    await Dispatcher.for_settings(rt.db, rt.connectors, rt.settings).deliver(replies)
     return errors
 
 
@@ -101,8 +113,22 @@ async def review_bulk(request: web.Request) -> web.Response:
 
 
 @require("moderator")
+async def acknowledge_alert(request: web.Request) -> web.Response:
+    """A moderator takes a ``notify`` alert in hand (recorded with who)."""
+    p: Principal = request[PRINCIPAL]
+    async with request.app[RUNTIME].db.session() as session:
+        alert = await session.get(ModerationAction, int(request.match_info["action_id"]))
+        if alert is None or alert.action != "notify":
+            raise web.HTTPNotFound()
+        if not await moderation.acknowledge(session, alert, p.actor):
+            raise web.HTTPBadRequest(reason="this alert was already acknowledged")
+        await session.commit()
+    raise web.HTTPSeeOther("/moderation")
+
+
+@require("moderator")
 async def delete_bot_reply(request: web.Request) -> web.Response:
-    p: Principal = request["principal"]
+    p: Principal = request[PRINCIPAL]
     form = await request.post()
     reason = str(form.get("reason") or "").strip()
     if not reason:
@@ -123,5 +149,6 @@ def routes() -> list[web.RouteDef]:
         web.get("/moderation", queue_page),
         web.post(r"/moderation/{action_id:\d+}/review", review),
         web.post("/moderation/bulk", review_bulk),
+        web.post(r"/moderation/alerts/{action_id:\d+}/acknowledge", acknowledge_alert),
         web.post(r"/moderation/replies/{reply_id:\d+}/delete", delete_bot_reply),
     ]

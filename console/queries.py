@@ -8,14 +8,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Author, Mention, RouteDecision, TriageResult
-from triage import redact
-from triage.protocol import PiiSpan
 
 
 def public_text(mention: Mention, tri: TriageResult | None) -> str:
-    """The text as the console shows it: personal data redacted wherever it is shown."""
-    spans = [PiiSpan(**s) for s in (tri.scores.get("pii") or [])] if tri is not None else None
-    return redact(mention.text, spans)
+    """The text as the console shows it: personal data redacted wherever it is shown (the same
+    rendering the moderation alerts use)."""
+    from community.moderation import shown_text
+
+    return shown_text(mention, tri)
 
 
 async def routed_mentions(session: AsyncSession, *, outcome: str | None = None, platform: str | None = None,

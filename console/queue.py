@@ -16,9 +16,10 @@ from aiohttp import web
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from community import moderation
 from console import events
 from console.auth import require
-from console.keys import RUNTIME
+from console.keys import PRINCIPAL, RUNTIME
 from console.queue_data import (
     CLAIM_TTL,
     clean_filters,
@@ -28,7 +29,7 @@ from console.queue_data import (
 )
 from console.render import render
 from console.suggestions import suggestions_for
-from models import Conversation, Mention, Reply
+from models import Conversation, Mention, ModerationAction, Reply
 from models.base import utcnow
 from service.audit import record
 from service.dispatch import Dispatcher
@@ -102,7 +103,7 @@ async def _conversation(request: web.Request, *, error: str | None = None, statu
     rt = request.app[RUNTIME]
     conv_id = path_id(request)
     async with rt.db.session() as session:
-        view = await conversation_view(session, conv_id)
+        view = await conversation_view(session, conv_id, viewer=request[PRINCIPAL].actor)
         if view is None:
             raise web.HTTPNotFound(reason="no such conversation")
         target = None
@@ -111,7 +112,10 @@ async def _conversation(request: web.Request, *, error: str | None = None, statu
         if pick is not None:
             target = await session.get(Mention, pick["id"])
         suggestions = await suggestions_for(session, target) if target is not None else []
-    return render(request, "conversation.html", status=status, view=view, suggestions=suggestions,
+        held = set(await session.scalars(select(ModerationAction.mention_id).where(
+            ModerationAction.mention_id.in_([m["id"] for m in view["mentions"]]),
+            ModerationAction.action == "hold", ModerationAction.status == "pending")))
+    return render(request, "conversation.html", status=status, view=view, suggestions=suggestions, held=held,
                   target_id=target.id if target else None, error=error, draft=draft,
                   draft_id=uuid.uuid4().hex, claim_ttl_minutes=int(CLAIM_TTL.total_seconds() // 60))
 
@@ -148,7 +152,7 @@ async def _existing(session: Any, conv_id: int) -> Conversation:
 
 @require(*AGENTS)
 async def claim(request: web.Request) -> web.Response:
-    rt, p = request.app[RUNTIME], request["principal"]
+    rt, p = request.app[RUNTIME], request[PRINCIPAL]
     conv_id = path_id(request)
     form = await _form(request)
     force = form.get("force") == "1"
@@ -173,7 +177,7 @@ async def claim(request: web.Request) -> web.Response:
 
 @require(*AGENTS)
 async def release(request: web.Request) -> web.Response:
-    rt, p = request.app[RUNTIME], request["principal"]
+    rt, p = request.app[RUNTIME], request[PRINCIPAL]
     conv_id = path_id(request)
     async with rt.db.session() as session:
         await _existing(session, conv_id)
@@ -188,13 +192,12 @@ async def release(request: web.Request) -> web.Response:
 
 async def dispatch(request: web.Request, reply_ids: list[int]) -> None:
     rt = request.app[RUNTIME]
-    connectors = {c.platform: c for c in rt.connectors}
-    await Dispatcher(rt.db, connectors, rt.settings.dry_run).deliver(reply_ids)
+    await Dispatcher.for_settings(rt.db, rt.connectors, rt.settings).deliver(reply_ids)
 
 
 @require(*AGENTS)
 async def reply(request: web.Request) -> web.Response:
-    rt, p = request.app[RUNTIME], request["principal"]
+    rt, p = request.app[RUNTIME], request[PRINCIPAL]
     conv_id = path_id(request)
     form = await _form(request)
     text = clean_text(form.get("text"))
@@ -256,7 +259,7 @@ async def take_private(request: web.Request) -> web.Response:
     from escalation.cases import assign
     from escalation.handoff import escalate_mention
 
-    rt, p = request.app[RUNTIME], request["principal"]
+    rt, p = request.app[RUNTIME], request[PRINCIPAL]
     conv_id = path_id(request)
     form = await _form(request)
     async with rt.db.session() as session:
@@ -284,7 +287,7 @@ async def take_private(request: web.Request) -> web.Response:
 
 
 async def _resolve(request: web.Request, conv_id: int) -> None:
-    rt, p = request.app[RUNTIME], request["principal"]
+    rt, p = request.app[RUNTIME], request[PRINCIPAL]
     async with rt.db.session() as session:
         conv = await _existing(session, conv_id)
         if conv.status != "resolved":
@@ -299,7 +302,7 @@ async def resolve(request: web.Request) -> web.Response:
     conv_id = path_id(request)
     form = await _form(request)
     if form.get("reopen") == "1":
-        rt, p = request.app[RUNTIME], request["principal"]
+        rt, p = request.app[RUNTIME], request[PRINCIPAL]
         async with rt.db.session() as session:
             conv = await _existing(session, conv_id)
             conv.status = "open"
@@ -309,6 +312,33 @@ async def resolve(request: web.Request) -> web.Response:
         raise _back(conv_id)
     await _resolve(request, conv_id)
     raise web.HTTPFound("/queue")
+
+
+@require(*AGENTS)
+async def report(request: web.Request) -> web.Response:
+    """Ask the moderators to review a post of this conversation (abuse, a threat, a doxxing): it
+    joins the moderation queue as a hold with the agent's note. No claim needed: nothing is sent."""
+    rt, p = request.app[RUNTIME], request[PRINCIPAL]
+    conv_id = path_id(request)
+    form = await _form(request)
+    note = clean_text(form.get("note"), limit=1000)
+    try:
+        mention_id = int(form.get("mention_id", "0") or 0)
+    except ValueError as exc:
+        raise web.HTTPBadRequest(reason="mention_id must be an integer") from exc
+    if not note:
+        return await _conversation(request, status=400, error="Say why the post needs a moderator.")
+    async with rt.db.session() as session:
+        await _existing(session, conv_id)
+        mention = await session.get(Mention, mention_id) if 0 < mention_id < 2**62 else None
+        if mention is None or mention.conversation_id != conv_id:
+            raise web.HTTPBadRequest(reason="mention_id is not part of this conversation")
+        if not mention.is_public:
+            raise web.HTTPBadRequest(reason="only public posts go to the moderators")
+        await moderation.report(session, mention, p.actor, note)
+        await session.commit()
+    events.emit(request, "reported", [mention_id], conversation_id=conv_id, by=p.username)
+    raise _back(conv_id)
 
 
 def parse_tags(raw: Any) -> list[str]:
@@ -323,7 +353,7 @@ def parse_tags(raw: Any) -> list[str]:
 
 @require(*AGENTS)
 async def set_tags(request: web.Request) -> web.Response:
-    rt, p = request.app[RUNTIME], request["principal"]
+    rt, p = request.app[RUNTIME], request[PRINCIPAL]
     conv_id = path_id(request)
     tags = parse_tags((await _form(request)).get("tags"))
     async with rt.db.session() as session:
@@ -348,4 +378,5 @@ def routes() -> list[web.RouteDef]:
         web.post(cid + "/private", take_private),
         web.post(cid + "/resolve", resolve),
         web.post(cid + "/tags", set_tags),
+        web.post(cid + "/report", report),
     ]

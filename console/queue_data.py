@@ -29,6 +29,7 @@ from models import (
     User,
 )
 from models.base import utcnow
+from service.audit import record
 
 FIRST_RESPONSE_TARGET = timedelta(hours=1)  # the service-level target for a first human answer
 CLAIM_TTL = timedelta(minutes=15)  # a claim left idle this long may be taken by someone else
@@ -36,6 +37,8 @@ QUEUE_LIMIT = 300
 FILTERS = ("channel", "issue_type", "sentiment", "sensitivity")
 HUMAN_REPLY = Reply.sent_by != "bot"
 DONE_REPLY = ("pending", "sending", "sent", "dry_run", "unknown")
+VIEW_REASON = "conversation view"
+UNATTRIBUTED = "console:unattributed"  # a caller that did not say who is looking (still audited)
 
 
 def priority_band(priority: float) -> int:
@@ -170,9 +173,14 @@ def _triage_view(tri: TriageResult | None) -> dict[str, Any] | None:
             "model_version": tri.model_version}
 
 
-async def conversation_view(session: AsyncSession, conv_id: int) -> dict[str, Any] | None:
+async def conversation_view(session: AsyncSession, conv_id: int, *, viewer: str | None = None,
+                            why: str = VIEW_REASON) -> dict[str, Any] | None:
     """The thread (with triage and its explanations), its replies and the customer's history on
-    every channel. All customer text is shown redacted."""
+    every channel. All customer text is shown redacted.
+
+    Showing the customer record (name, plan, attributes) is a view of it: audited here as
+    ``customer.viewed`` with ``viewer`` (who), ``why`` and the time, and committed before the view is
+    returned, so no page shows a record whose viewing went unrecorded."""
     conv = await session.get(Conversation, conv_id)
     if conv is None:
         return None
@@ -230,6 +238,10 @@ async def conversation_view(session: AsyncSession, conv_id: int) -> dict[str, An
         other_replies = list(await session.scalars(select(Reply).where(
             Reply.mention_id.in_([h["id"] for h in history]), Reply.status.in_(DONE_REPLY))
             .order_by(Reply.created_at.desc()).limit(20)))
+    if customer is not None:
+        record(session, viewer or UNATTRIBUTED, "customer.viewed", "customer", customer.id, reason=why,
+               conversation_id=conv_id)
+        await session.commit()
     claimer = await session.get(User, conv.claimed_by) if conv.claimed_by else None
     waiting = [e for e in thread if e["type"] == "mention"]
     latest = max([e["id"] for e in waiting], default=0)

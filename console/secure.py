@@ -25,15 +25,17 @@ from console.keys import RUNTIME
 from console.render import render
 from escalation import chat, sla, verification
 from escalation.links import TOKEN_PATTERN, session_for_cookie, start_session, usable_link
-from escalation.ratelimit import RateLimiter
+from escalation.ratelimit import RateLimiter, SharedRateLimiter
 from escalation.verifiers import Verifier, build_verifier
 from models import Case, Customer, CustomerSession
 from models.base import utcnow
+from service.dispatch import Dispatcher, run_pacer
 
 log = logging.getLogger("socialcare.secure")
 COOKIE = "sc_secure"
 COOKIE_PATH = "/secure"
 PRIVATE_HEADERS = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
+PACER_INTERVAL_S = 5.0
 
 
 @dataclass
@@ -42,7 +44,7 @@ class EscalationWeb:
 
     verifier: Verifier
     per_ip: RateLimiter
-    per_case: RateLimiter
+    per_case: SharedRateLimiter  # in the database: holds across web processes
     hub: chat.ChatHub = field(default_factory=chat.ChatHub)
     background: set[asyncio.Task] = field(default_factory=set)
 
@@ -63,20 +65,24 @@ ESCALATION = web.AppKey("escalation", EscalationWeb)
 
 
 async def escalation_context(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: the shared state, and the SLA checker running beside the web app."""
-    settings = app[RUNTIME].settings
+    """cleanup_ctx: the shared state, and the background loops beside the web app: the SLA checker
+    and the pacer that releases incident replies queued beyond a channel's rate."""
+    rt = app[RUNTIME]
+    settings = rt.settings
     state = EscalationWeb(verifier=build_verifier(settings),
                           per_ip=RateLimiter(settings.secure_rate_per_ip_per_minute, 60),
-                          per_case=RateLimiter(settings.secure_rate_per_case_per_minute, 60))
+                          per_case=SharedRateLimiter(rt.db, settings.secure_rate_per_case_per_minute, 60))
     app[ESCALATION] = state
     stop = asyncio.Event()
-    checker = asyncio.create_task(sla.run_periodically(app[RUNTIME].db, settings.sla_check_interval_seconds, stop),
+    checker = asyncio.create_task(sla.run_periodically(rt.db, settings.sla_check_interval_seconds, stop),
                                   name="sla-checker")
+    dispatcher = Dispatcher.for_settings(rt.db, rt.connectors, settings)
+    pacer = asyncio.create_task(run_pacer(dispatcher, PACER_INTERVAL_S, stop), name="broadcast-pacer")
     yield
     stop.set()
     for case_id in state.hub.case_ids():
         await state.hub.close_case(case_id)
-    await asyncio.gather(checker, *state.background, return_exceptions=True)
+    await asyncio.gather(checker, pacer, *state.background, return_exceptions=True)
 
 
 def install_verifier(app: web.Application, verifier: Verifier) -> None:
@@ -225,7 +231,7 @@ async def send_code(request: web.Request) -> web.Response:
         cs, case = current
         if not _csrf_ok(request, form, "secure", cs.session_hash):
             raise web.HTTPForbidden(reason="missing or wrong CSRF token")
-        if not state.per_case.hit(("case", case.id)):
+        if not await state.per_case.hit(f"case:{case.id}"):
             return _too_many(request)
         result = await verification.request_code(session, cs, case, state.verifier, rt.settings,
                                                  email=str(form.get("email", "")))
@@ -256,7 +262,7 @@ async def check_code(request: web.Request) -> web.Response:
         cs, case = current
         if not _csrf_ok(request, form, "secure", cs.session_hash):
             raise web.HTTPForbidden(reason="missing or wrong CSRF token")
-        if not state.per_case.hit(("case", case.id)):
+        if not await state.per_case.hit(f"case:{case.id}"):
             return _too_many(request)
         outcome = await verification.check_code(session, cs, case, str(form.get("code", ""))[:20], rt.settings)
         await session.commit()
@@ -318,7 +324,7 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
 async def _customer_message(request: web.Request, ws: web.WebSocketResponse, case_id: int, session_id: int,
                             data: str) -> None:
     rt, state = request.app[RUNTIME], request.app[ESCALATION]
-    if not state.per_case.hit(("case", case_id)):
+    if not await state.per_case.hit(f"case:{case_id}"):
         await ws.send_json({"type": "error", "error": "Too many messages; wait a moment."})
         return
     body = chat.parse_frame(data)

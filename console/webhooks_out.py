@@ -1,4 +1,5 @@
-"""Outgoing webhooks: ``mention.triaged``, ``mention.routed``, ``case.opened``, ``incident.opened``.
+"""Outgoing webhooks: ``mention.triaged``, ``mention.routed``, ``case.opened``, ``incident.opened``,
+``moderation.notify`` (a rule's alert for a team) and ``sla.breached`` (a case missed a deadline).
 
 Events are found in the database, not in the live fan-out: a scanner walks each source table
 past a per-event watermark (kept in ``connector_cursors``), only over rows older than a settle
@@ -30,7 +31,16 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from console.queries import public_text
-from models import Case, ConnectorCursor, Incident, Mention, RouteDecision, TriageResult
+from models import (
+    Case,
+    ConnectorCursor,
+    Incident,
+    Mention,
+    ModerationAction,
+    RouteDecision,
+    SlaBreach,
+    TriageResult,
+)
 from models.base import utcnow
 from models.console import WEBHOOK_EVENTS, WebhookDelivery, WebhookSubscription
 
@@ -78,6 +88,7 @@ class Source:
     model: Any
     created: Any  # the column that says when the row appeared
     build: Callable[[Any, Any], Any]  # (session, row) -> awaitable payload
+    where: Any = None  # only the rows of the table that are this event (e.g. notify actions)
 
 
 async def _triaged(session: Any, t: TriageResult) -> dict[str, Any]:
@@ -103,11 +114,29 @@ async def _incident(session: Any, i: Incident) -> dict[str, Any]:
             "status": i.status, "opened_at": i.opened_at.isoformat()}
 
 
+async def _notify(session: Any, a: ModerationAction) -> dict[str, Any]:
+    """Who to alert and why; the post is named by id only (its text and author stay in the console)."""
+    m = await session.get(Mention, a.mention_id)
+    return {"action_id": a.id, "mention_id": a.mention_id, "notify": (a.details or {}).get("notify"), "rule": a.rule,
+            "reason": a.reason, "platform": m.platform if m else None, "channel": m.channel if m else None,
+            "conversation_id": m.conversation_id if m else None}
+
+
+async def _breach(session: Any, b: SlaBreach) -> dict[str, Any]:
+    c = await session.get(Case, b.case_id)
+    return {"breach_id": b.id, "case_id": b.case_id, "kind": b.kind, "due_at": b.due_at.isoformat(),
+            "detected_at": b.detected_at.isoformat(), "category": c.category if c else None,
+            "status": c.status if c else None}
+
+
 SOURCES: dict[str, Source] = {
     "mention.triaged": Source(TriageResult, TriageResult.created_at, _triaged),
     "mention.routed": Source(RouteDecision, RouteDecision.created_at, _routed),
     "case.opened": Source(Case, Case.created_at, _case),
     "incident.opened": Source(Incident, Incident.opened_at, _incident),
+    "moderation.notify": Source(ModerationAction, ModerationAction.created_at, _notify,
+                                where=ModerationAction.action == "notify"),
+    "sla.breached": Source(SlaBreach, SlaBreach.detected_at, _breach),  # one row, so one event, per breach
 }
 assert set(SOURCES) == set(WEBHOOK_EVENTS)
 
@@ -127,12 +156,13 @@ async def _scan(db: Any, now: datetime, settle: timedelta) -> int:
         first_sub = min((s.created_at for s in subs), default=now)
         for event, src in SOURCES.items():
             cur = await session.get(ConnectorCursor, f"webhooks:{event}")
+            only = (src.where,) if src.where is not None else ()
             if cur is None:  # start after what existed before the first subscription
-                start = await session.scalar(select(func.max(src.model.id)).where(src.created < first_sub)) or 0
+                start = await session.scalar(select(func.max(src.model.id)).where(src.created < first_sub, *only)) or 0
                 cur = ConnectorCursor(name=f"webhooks:{event}", cursor=str(start))
                 session.add(cur)
             rows = list(await session.scalars(
-                select(src.model).where(src.model.id > int(cur.cursor or 0), src.created <= now - settle)
+                select(src.model).where(src.model.id > int(cur.cursor or 0), src.created <= now - settle, *only)
                 .order_by(src.model.id).limit(SCAN_BATCH)))
             if not rows:
                 continue

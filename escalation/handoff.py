@@ -3,6 +3,9 @@ escalation, and the closing note that returns the customer to the community.
 
 Every public text here is fixed wording with no variable about the customer or the problem, so
 nothing from the case can leak into public; private texts carry the link and the author's name.
+The public notice only says a link was sent by DM where one can be; elsewhere it asks for a DM.
+A post that exposed personal data is hidden (a queued platform action the dispatcher performs
+before anything public is said in reply), redacted everywhere, and its author told privately.
 """
 
 from __future__ import annotations
@@ -12,14 +15,19 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from community import moderation
 from community.templates import TemplateRenderError, render
 from escalation.cases import SlaPolicy, open_or_join
 from escalation.links import issue_secure_link
-from models import Author, Case, Mention, ModerationAction, Reply, Template, TriageResult
+from models import Author, Case, Mention, Reply, Template, TriageResult
 from service.audit import record
 
 DM_PLATFORMS = frozenset({"x", "reddit", "discourse"})  # where the brand can message a user privately
 PUBLIC_SECURE_NOTICE = "We've sent you a secure link by DM — please don't share account details here."
+# where no DM can carry the link (the platform or the author allows none, or the DM failed)
+PUBLIC_DM_REQUEST_NOTICE = ("Please send us a direct message so we can help you privately — "
+                            "don't share account details here.")
+DM_REQUEST_TEMPLATE = "secure_dm_request_notice"
 PUBLIC_CLOSING_NOTE = ("Thanks for working this through with us in private — we're glad it's sorted. "
                        "The community and our team are here whenever you need us.")
 DM_FALLBACK = "Hi {{ author_name }}, this private link connects you to our team. It works once and expires " \
@@ -75,28 +83,63 @@ async def _dm_count(session: AsyncSession, case_id: int) -> int:
                                                                   Reply.kind == "secure_link_dm"))))
 
 
+async def public_notice_text(session: AsyncSession, mention: Mention, dm_possible: bool) -> tuple[str, str]:
+    """(text, template) of the detail-free public notice: "we've sent you a secure link by DM" when
+    a DM can carry it, else a request to message us. Fixed words: no customer context is given."""
+    name, fixed = ("secure_link_notice", PUBLIC_SECURE_NOTICE) if dm_possible else \
+        (DM_REQUEST_TEMPLATE, PUBLIC_DM_REQUEST_NOTICE)
+    body = await _template_body(session, name) or fixed
+    try:
+        return render(body, {}, platform=mention.platform), name
+    except TemplateRenderError:
+        return render(fixed, {}, platform=mention.platform), name
+
+
+async def _protect(session: AsyncSession, mention: Mention, tri: TriageResult, author: Author | None,
+                   actor: str) -> list[Reply]:
+    """Personal data in a public post: queue the platform hide, redact the post and its copies, and
+    tell the author privately (once per post, shared with the act stage's notice)."""
+    if not mention.hidden:
+        await moderation.add_action(session, f"hide:{mention.id}", mention, "hide", "personal data exposed in public",
+                                    rule="builtin:pii", actor=actor)
+    await moderation.redact_everywhere(session, mention, (tri.scores or {}).get("pii"))
+    key = f"notice:{mention.id}"
+    if not can_message_privately(mention, author) or \
+            await session.scalar(select(Reply.id).where(Reply.dedup_key == key)):
+        return []
+    name = moderation.PII_NOTICE
+    ctx = {"author_name": (author.display_name or author.handle or "there") if author else "there"}
+    try:
+        text = render(await _template_body(session, name) or moderation.BUILTIN_NOTICES[name], ctx,
+                      platform=mention.platform)
+    except TemplateRenderError:
+        text = render(moderation.BUILTIN_NOTICES[name], ctx, platform=mention.platform)
+    reply = Reply(dedup_key=key, mention_id=mention.id, conversation_id=mention.conversation_id,
+                  platform=mention.platform, visibility="private", kind="notice", text=text, template=name,
+                  status="pending", sent_by=actor)
+    session.add(reply)
+    return [reply]
+
+
 async def escalate_mention(session: AsyncSession, mention: Mention, settings: Any, actor: str,
                            category: str = "agent") -> tuple[Case, list[Reply]]:
-    """An agent's one click: open (or join) the case, hide the post if it exposed personal data,
-    post the detail-free public notice and queue the secure-link DM. Idempotent per mention."""
+    """An agent's one click: open (or join) the case; if the post exposed personal data, hide it
+    (queued, performed before any public reply), redact it and tell its author privately; post the
+    detail-free public notice and queue the secure-link DM. Idempotent per mention."""
     case, opened = await open_or_join(session, mention, category, SlaPolicy.from_settings(settings))
     if opened:
         record(session, actor, "case.opened", "case", case.id, mention_id=mention.id, category=category)
+    author = await session.get(Author, mention.author_id) if mention.author_id else None
     tri = await session.scalar(select(TriageResult).where(TriageResult.mention_id == mention.id))
-    if tri is not None and tri.pii_exposed and mention.is_public and not mention.hidden:
-        key = f"hide:{mention.id}"
-        if not await session.scalar(select(ModerationAction.id).where(ModerationAction.dedup_key == key)):
-            session.add(ModerationAction(dedup_key=key, mention_id=mention.id, action="hide", rule="pii_exposed",
-                                         reason="personal data exposed in public", actor=actor))
-        mention.hidden = True
     added: list[Reply] = []
+    if tri is not None and tri.pii_exposed and mention.is_public:
+        added += await _protect(session, mention, tri, author, actor)
     key = f"secure_notice:{case.id}:{mention.conversation_id}"
     if not await session.scalar(select(Reply.id).where(Reply.dedup_key == key)):
-        text = await _template_body(session, "secure_link_notice") or PUBLIC_SECURE_NOTICE
+        text, template = await public_notice_text(session, mention, can_message_privately(mention, author))
         notice = Reply(dedup_key=key, mention_id=mention.id, conversation_id=mention.conversation_id,
                        case_id=case.id, platform=mention.platform, visibility="public", kind="secure_link",
-                       text=render(text, {}, platform=mention.platform), template="secure_link_notice",
-                       status="pending", sent_by=actor)
+                       text=text, template=template, status="pending", sent_by=actor)
         session.add(notice)
         added.append(notice)
     added += await private_handoff(session, case, mention, settings, issued_by=actor)

@@ -58,9 +58,11 @@ async def ingest_batch(session: AsyncSession, batch: list[NormalizedMention]) ->
                 results.append(Ingested(row.id if row else None, "duplicate"))
             continue
         text, truncated = clean_text(m.text)
+        raw = _raw(m, truncated)
         if row is not None:
             if m.edited_at and (row.edited_at is None or utc(m.edited_at) > row.edited_at) and text != row.text:
                 row.text, row.edited_at, row.content_hash = text, m.edited_at, content_key(text)
+                row.raw, row.url = raw, m.url or row.url  # the version now shown (an X edit has its own id)
                 results.append(Ingested(row.id, "edited"))
             else:
                 results.append(Ingested(row.id, "duplicate"))
@@ -70,9 +72,6 @@ async def ingest_batch(session: AsyncSession, batch: list[NormalizedMention]) ->
         conv.last_activity_at = max(conv.last_activity_at or utc(m.created_at), utc(m.created_at))
         if author is not None and author.customer_id and not conv.customer_id:
             conv.customer_id = author.customer_id
-        raw = dict(m.raw) if isinstance(m.raw, dict) else {"value": str(m.raw)[:1000]}
-        if truncated:
-            raw["socialcare_truncated_from"] = len(m.text)
         row = Mention(
             platform=m.platform, external_id=m.external_id, author_id=author.id if author else None,
             conversation_id=conv.id, text=text,
@@ -86,6 +85,14 @@ async def ingest_batch(session: AsyncSession, batch: list[NormalizedMention]) ->
     await session.flush()
     return [Ingested(r.mention_id if r.mention_id else existing[(m.platform, m.external_id)].id, r.outcome)
             for r, m in zip(results, batch)]
+
+
+def _raw(m: NormalizedMention, truncated: bool) -> dict:
+    """The platform payload as stored; a cut text is flagged with its original length."""
+    raw = dict(m.raw) if isinstance(m.raw, dict) else {"value": str(m.raw)[:1000]}
+    if truncated:
+        raw["socialcare_truncated_from"] = len(m.text)
+    return raw
 
 
 async def _authors(session: AsyncSession, batch: list[NormalizedMention]) -> dict[tuple[str, str], Author]:

@@ -16,7 +16,7 @@ MentionKind = Literal["post", "comment", "reply", "dm", "forum_post"]
 MentionEvent = Literal["upsert", "delete"]
 ActionKind = Literal[
     "public_reply", "private_message", "hide", "unhide", "remove", "approve", "lock", "distinguish",
-    "delete_reply", "ban",
+    "delete_reply", "ban", "block",  # "block": X's nearest thing to a ban
 ]
 
 

@@ -3,7 +3,7 @@
 The cursor moves on only after ``publish`` returned, so a crash between the two repeats a batch
 (ingest is idempotent) but never loses one. A 429 waits for the window to reset; 5xx, network
 errors and malformed payloads back off exponentially with jitter; an authentication error stops
-this connector alone, with a clear log line and ``status`` for the console.
+this connector alone, with a clear log line and ``status`` for the console (``/connectors``).
 """
 
 from __future__ import annotations
@@ -19,18 +19,19 @@ from listener.backoff import Backoff, rate_limit_wait
 from listener.errors import AuthError, RateLimited
 
 log = logging.getLogger("socialcare.listener")
-State = Literal["starting", "running", "stopped", "error"]
+State = Literal["starting", "running", "backing_off", "stopped"]
 
 
 @dataclass
 class ConnectorStatus:
-    """What the console shows for one connector."""
+    """What the console shows for one connector (``/connectors``)."""
 
     state: State = "starting"
-    last_error: str | None = None  # set while backing off (state stays "running") or when stopped on error
+    last_error: str | None = None  # why it is backing off, or why it stopped (None after a success)
     last_poll_at: float | None = None  # epoch seconds of the last successful fetch
     mentions_seen: int = 0
     retry_at: float | None = None  # epoch seconds of the next attempt while backing off
+    stopped_by_error: bool = False  # stopped by 401/403: it will not retry until restarted
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,23 +44,25 @@ async def run_connector(connector: Any, publish: Callable[[list], Awaitable[Any]
     status = getattr(connector, "status", None) or ConnectorStatus()
     connector.status = status
     backoff = Backoff(backoff_base, backoff_cap)
+    status.stopped_by_error = False
     while not stop.is_set():
         try:
             cursor = await cursors.get(connector.name)
-            status.state = "running"
             async for batch, new_cursor in connector.stream(cursor):
                 if batch:
                     await publish(batch)  # on the bus first ...
                     status.mentions_seen += len(batch)
                 await cursors.set(connector.name, new_cursor)  # ... then the cursor moves on
-                status.last_poll_at, status.last_error, status.retry_at = time.time(), None, None
+                status.state, status.last_poll_at = "running", time.time()
+                status.last_error, status.retry_at = None, None
                 backoff.reset()
                 if stop.is_set():
                     break
             else:
                 break  # a finite stream (replay) ended
         except AuthError as exc:
-            status.state, status.last_error, status.retry_at = "error", str(exc), None
+            status.state, status.last_error, status.retry_at = "stopped", str(exc), None
+            status.stopped_by_error = True
             log.error("connector %s stopped: %s (fix its credentials and restart; other connectors keep running)",
                       connector.name, exc)
             return status
@@ -81,7 +84,7 @@ async def run_connector(connector: Any, publish: Callable[[list], Awaitable[Any]
 
 
 def _waiting(status: ConnectorStatus, message: str, seconds: float) -> None:
-    status.last_error, status.retry_at = message, time.time() + seconds
+    status.state, status.last_error, status.retry_at = "backing_off", message, time.time() + seconds
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

@@ -15,6 +15,11 @@ signature and timestamp (401: nothing is parsed before the signature is verified
 older than the tolerance, or a signature seen before, is a replay), JSON (400), fields (400, naming
 them; nothing is published unless every post is valid). A publish failure answers 503 so the sender
 retries. The customer and context objects travel in ``raw`` for the pipeline.
+
+Author ids are namespaced by source (``help-widget:u-9``): two forums may both have a user "u-9".
+A ``customer`` with an ``id`` (the brand's customer reference) or ``email`` links the author to that
+customer record (:mod:`listener.customer_link`): the signature vouches for it. The answer says how
+many were linked (``customers_linked``) when the posts named any customer.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 
 from aiohttp import web
 
+from listener.customer_link import customer_claim, link_signed_customers
 from listener.protocol import NormalizedMention, utc
 
 log = logging.getLogger("socialcare.listener.webhook")
@@ -104,7 +110,10 @@ def _time(value: Any, field: str, problems: list[str]) -> datetime | None:
         return None
 
 
-def to_mention(item: Any, index: int, problems: list[str]) -> NormalizedMention | None:
+def to_mention(item: Any, index: int, problems: list[str],
+               claims: list[tuple[NormalizedMention, str | None, str | None]] | None = None
+               ) -> NormalizedMention | None:
+    """One post to a mention (``None`` and ``problems`` when invalid); a customer claim goes to ``claims``."""
     where = f"mentions[{index}]"
     if not isinstance(item, dict):
         problems.append(f"{where}: not an object")
@@ -126,26 +135,31 @@ def to_mention(item: Any, index: int, problems: list[str]) -> NormalizedMention 
         author = {}
     created = _time(item.get("created_at"), f"{where}.created_at", problems)
     edited = _time(item.get("edited_at"), f"{where}.edited_at", problems)
+    customer_ref, customer_email = customer_claim(item, where, problems)
     if len(problems) > before:
         return None
     ref = (lambda v: f"{source}:{v}" if v not in (None, "") else None)
-    return NormalizedMention(
+    mention = NormalizedMention(
         platform="webhook", external_id=f"{source}:{pid}", text=text or "",
-        created_at=created or datetime.now(UTC), author_id=_str(author.get("id")),
+        created_at=created or datetime.now(UTC), author_id=ref(author.get("id")),
         author_handle=_str(author.get("handle")), author_name=_str(author.get("name")),
         conversation_id=ref(item.get("thread_id")) or f"{source}:{pid}", in_reply_to=ref(item.get("in_reply_to")),
         url=_str(item.get("url")), lang=_str(item.get("lang")),
         kind="forum_post" if item.get("public") else "dm", is_public=bool(item.get("public", False)),
         channel=source, event=event, edited_at=edited, raw=item,
     )
+    if claims is not None and (customer_ref or customer_email):
+        claims.append((mention, customer_ref, customer_email))
+    return mention
 
 
 def _str(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
-def routes(settings: Any, publish: Publish, *, tolerance: float = 300.0) -> list[web.RouteDef]:
-    """The inbound webhook route; none when ``SOCIALCARE_WEBHOOK_SECRET`` is unset (no unsigned intake)."""
+def routes(settings: Any, publish: Publish, *, tolerance: float = 300.0, db: Any = None) -> list[web.RouteDef]:
+    """The inbound webhook route; none when ``SOCIALCARE_WEBHOOK_SECRET`` is unset (no unsigned intake).
+    ``db``: where signed customer claims are linked (without it they only travel in ``raw``)."""
     secret = settings.secret("webhook_secret")
     if not secret:
         return []
@@ -170,14 +184,17 @@ def routes(settings: Any, publish: Publish, *, tolerance: float = 300.0) -> list
         if not isinstance(items, list) or not 0 < len(items) <= MAX_POSTS:
             return json_error(400, f"'mentions' must be a list of 1 to {MAX_POSTS} posts")
         problems: list[str] = []
-        mentions = [to_mention(item, i, problems) for i, item in enumerate(items)]
+        claims: list[tuple[NormalizedMention, str | None, str | None]] = []
+        mentions = [to_mention(item, i, problems, claims) for i, item in enumerate(items)]
         if problems:
             return json_error(400, "invalid posts", problems=problems[:20])
         try:
-            await publish([m for m in mentions if m is not None])
+            linked = await link_signed_customers(db, claims) if claims and db is not None else 0
+            await publish([m for m in mentions if m is not None])  # after the link: ingest finds it
         except Exception:
             log.exception("inbound webhook: publishing %d mention(s) failed", len(mentions))
             return json_error(503, "could not queue the posts; retry later")
-        return web.json_response({"accepted": len(mentions)}, status=202)
+        answer = {"accepted": len(mentions), **({"customers_linked": linked} if claims else {})}
+        return web.json_response(answer, status=202)
 
     return [web.post(PATH, inbound)]

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, IdMixin, utcnow
 
-WEBHOOK_EVENTS = ("mention.triaged", "mention.routed", "case.opened", "incident.opened")
+WEBHOOK_EVENTS = ("mention.triaged", "mention.routed", "case.opened", "incident.opened", "moderation.notify",
+                  "sla.breached")
 
 
 class WebhookSubscription(IdMixin, Base):

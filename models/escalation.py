@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, IdMixin, utcnow
@@ -47,6 +47,16 @@ class CustomerSession(IdMixin, Base):
     lockouts: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None]
     verified_at: Mapped[datetime | None]
+
+
+class RateCounter(Base):
+    """A fixed-window request count shared by every web process (the per-case limits of the
+    customer pages): ``window_no`` numbers the window since the epoch, ``hits`` counts within it."""
+
+    __tablename__ = "rate_counters"
+    key: Mapped[str] = mapped_column(String(120), primary_key=True)
+    window_no: Mapped[int] = mapped_column(BigInteger)
+    hits: Mapped[int] = mapped_column(default=0)
 
 
 class SlaBreach(IdMixin, Base):

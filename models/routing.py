@@ -32,6 +32,9 @@ class Reply(IdMixin, Base):
 
     Status: pending → sending → sent | failed | dry_run; ``deleted`` when a bot reply is reverted.
     A reply left in ``sending`` after a crash is never re-sent automatically (``unknown``).
+    Incident status replies over the channel's pace wait as ``queued`` (oldest first, always with the
+    newest status) and become ``superseded`` when the incident closes with a "fixed" follow-up.
+    ``suggested``: a candidate the reply bot's gates held back, offered to an agent.
     """
 
     __tablename__ = "replies"

@@ -1,61 +1,169 @@
 """Delivery of outbound replies and actions through the connectors, at most once.
 
-A reply is committed as ``pending`` before anything is sent, flipped to ``sending`` (committed)
-just before the platform call, then to ``sent``/``failed``. A reply found in ``sending`` after a
-crash is marked ``unknown`` for an agent to check, never sent twice. In dry-run mode, or when no
-connector serves the platform, the reply is recorded as ``dry_run`` (what would have been sent).
+A reply is committed as ``pending`` before anything is sent, claimed as ``sending`` (a conditional
+update, committed) just before the platform call, then ``sent``/``failed``. A reply found in
+``sending`` after a crash is marked ``unknown`` for an agent to check, never sent twice. In dry-run
+mode, or when no connector serves the platform, the reply is recorded as ``dry_run`` (what would
+have been sent).
+
+Order guarantees, whoever calls :meth:`Dispatcher.deliver`:
+
+* a queued hide or removal of the post a public reply answers is performed first, so a post that
+  exposed personal data is gone before anything is said beside it;
+* the secure-link DM of a case goes before its public notice, and a notice that says "we've sent
+  you a link by DM" is reworded into a request for a DM when no DM went out;
+* incident status replies (one-to-many) are paced: at most ``paced_per_minute`` per channel per
+  minute. The rest wait as ``queued`` — never dropped, each sent once — and leave the queue oldest
+  first through :meth:`Dispatcher.release_queued` (every delivery, and the web process's pacer loop).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 
 from listener.protocol import Action
-from models import Author, Mention, Reply
+from models import Author, Mention, ModerationAction, Reply
 from models.base import utcnow
 
 log = logging.getLogger("socialcare.dispatch")
+PACED_KINDS = ("status", "status_fixed")  # incident replies to everyone affected
+DEFAULT_PACED_PER_MINUTE = 60  # Settings.incident_broadcast_per_minute
+PACE_WINDOW = timedelta(minutes=1)
+DM_WENT_OUT = ("pending", "sending", "sent", "dry_run", "unknown")
 
 
 class Dispatcher:
-    def __init__(self, db, connectors: dict, dry_run: bool) -> None:  # noqa: ANN001
+    def __init__(self, db, connectors: dict, dry_run: bool, *,
+                 paced_per_minute: int = DEFAULT_PACED_PER_MINUTE,
+                 dry_run_channels: frozenset[str] | set[str] = frozenset(),
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.db = db
+        self.clock = clock
         self.connectors = connectors
         self.dry_run = dry_run
+        self.paced_per_minute = paced_per_minute
+        self.dry_run_channels = dry_run_channels
+
+    @classmethod
+    def for_settings(cls, db, connectors, settings) -> Dispatcher:  # noqa: ANN001
+        """The dispatcher every caller uses (stages, console, CLI): global dry run, the channels whose
+        bot policy is dry-run (``bot_dry_run_channels`` or a ``bot_channels`` override) and the
+        incident pacing all come from one place."""
+        from community.replybot import ChannelPolicy
+
+        if not isinstance(connectors, dict):
+            connectors = {c.platform: c for c in connectors}
+        platforms = set(connectors) | set(settings.bot_dry_run_channels) | set(settings.bot_channels)
+        return cls(db, connectors, settings.dry_run, paced_per_minute=settings.incident_broadcast_per_minute,
+                   dry_run_channels={p for p in platforms if ChannelPolicy.for_channel(settings, p).dry_run})
 
     async def deliver(self, reply_ids: list[int]) -> None:
         if not reply_ids:
             return
+        await self._hide_first(reply_ids)
         if self.dry_run:  # what would have been sent is recorded in one statement
             async with self.db.session() as session:
                 await session.execute(update(Reply).where(Reply.id.in_(reply_ids), Reply.status == "pending")
                                       .values(status="dry_run"))
                 await session.commit()
             return
+        async with self.db.session() as session:  # incident replies join their channel's queue
+            await session.execute(update(Reply).where(Reply.id.in_(reply_ids), Reply.status == "pending",
+                                                      Reply.kind.in_(PACED_KINDS)).values(status="queued"))
+            await session.commit()
         for reply_id in reply_ids:
             await self._deliver_one(reply_id)
+        await self.release_queued()
 
-    async def _deliver_one(self, reply_id: int) -> None:
+    async def release_queued(self, now: datetime | None = None) -> int:
+        """Send the queued incident replies each channel's budget allows now, oldest first; returns
+        how many were sent. Safe to run in several processes: each reply is claimed before sending."""
+        now = now or self.clock()
+        async with self.db.session() as session:
+            platforms = list(await session.scalars(select(Reply.platform).where(Reply.status == "queued").distinct()))
+            todo: list[int] = []
+            for platform in platforms:
+                budget = self.paced_per_minute - await self._paced_recently(session, platform, now)
+                if budget > 0:
+                    todo += list(await session.scalars(select(Reply.id).where(
+                        Reply.status == "queued", Reply.platform == platform).order_by(Reply.id).limit(budget)))
+        sent = 0
+        for reply_id in todo:
+            sent += await self._deliver_one(reply_id, expect="queued")
+        return sent
+
+    @staticmethod
+    async def _paced_recently(session, platform: str, now: datetime) -> int:
+        return int(await session.scalar(select(func.count()).select_from(Reply).where(
+            Reply.platform == platform, Reply.kind.in_(PACED_KINDS),
+            or_(Reply.status == "sending", Reply.sent_at > now - PACE_WINDOW))) or 0)
+
+    async def _hide_first(self, reply_ids: list[int]) -> None:
+        from community import moderation
+
+        async with self.db.session() as session:
+            answered = select(Reply.mention_id).where(Reply.id.in_(reply_ids), Reply.visibility == "public")
+            action_ids = list(await session.scalars(select(ModerationAction.id).where(
+                ModerationAction.mention_id.in_(answered), ModerationAction.status == "queued",
+                ModerationAction.action.in_(moderation.REMOVAL_ACTIONS)).order_by(ModerationAction.id)))
+        if action_ids:
+            await moderation.execute(self.db, self.connectors, action_ids, dry_run=self.dry_run,
+                                     dry_run_channels=self.dry_run_channels)
+
+    async def _dm_before_notice(self, reply: Reply) -> None:
+        """The case's secure-link DM first; without one that went out, the notice asks for a DM."""
+        from escalation.handoff import DM_REQUEST_TEMPLATE, public_notice_text
+
+        async with self.db.session() as session:
+            dms = list(await session.scalars(select(Reply.id).where(
+                Reply.case_id == reply.case_id, Reply.kind == "secure_link_dm", Reply.status == "pending")))
+        for dm_id in dms:
+            await self._deliver_one(dm_id)
+        async with self.db.session() as session:
+            went_out = await session.scalar(select(Reply.id).where(
+                Reply.case_id == reply.case_id, Reply.kind == "secure_link_dm", Reply.status.in_(DM_WENT_OUT)))
+            notice = await session.get(Reply, reply.id)
+            mention = await session.get(Mention, notice.mention_id) if notice.mention_id else None
+            if went_out is None and notice.status == "pending" and notice.template != DM_REQUEST_TEMPLATE \
+                    and mention is not None:
+                notice.text, notice.template = await public_notice_text(session, mention, dm_possible=False)
+                log.info("reply %s: no secure-link DM went out; the public notice asks for a DM", notice.id)
+                await session.commit()
+
+    async def _deliver_one(self, reply_id: int, expect: str = "pending") -> int:
         async with self.db.session() as session:
             reply = await session.get(Reply, reply_id)
-            if reply is None or reply.status not in ("pending", "sending"):
-                return
+        if reply is not None and reply.status == expect and reply.kind == "secure_link" and reply.case_id \
+                and reply.visibility == "public":
+            await self._dm_before_notice(reply)
+        async with self.db.session() as session:
+            reply = await session.get(Reply, reply_id)
+            if reply is None or reply.status not in (expect, "sending"):
+                return 0
             if reply.status == "sending":
-                reply.status, reply.error = "unknown", "interrupted while sending; check the platform"
-                await session.commit()
-                return
+                if expect == "pending":
+                    reply.status, reply.error = "unknown", "interrupted while sending; check the platform"
+                    await session.commit()
+                return 0
             connector = self.connectors.get(reply.platform)
             if self.dry_run or connector is None:
                 reply.status = "dry_run"
                 reply.error = None if self.dry_run else f"no connector for {reply.platform}"
                 await session.commit()
-                return
+                return 0
             mention = await session.get(Mention, reply.mention_id) if reply.mention_id else None
             author = await session.get(Author, mention.author_id) if mention and mention.author_id else None
-            reply.status = "sending"
+            claimed = await session.execute(update(Reply).where(Reply.id == reply.id, Reply.status == expect)
+                                            .values(status="sending").execution_options(synchronize_session=False))
             await session.commit()
+            if claimed.rowcount != 1:
+                return 0  # another process took it
+            await session.refresh(reply)  # the text as claimed (a waiting status reply may have been updated)
             action = Action(
                 kind="public_reply" if reply.visibility == "public" else "private_message",
                 platform=reply.platform, target_external_id=mention.external_id if mention else None,
@@ -70,9 +178,23 @@ class Dispatcher:
             reply.status = "sent" if result and result.ok else "failed"
             reply.error = None if result and result.ok else (result.error if result else error)
             reply.external_ids = list(result.external_ids) if result else []
-            reply.sent_at = utcnow()
+            reply.sent_at = self.clock()
             await session.commit()
             log.info("reply %s %s on %s", reply.id, reply.status, reply.platform)
+            return 1
+
+
+async def run_pacer(dispatcher: Dispatcher, interval_s: float, stop: asyncio.Event) -> None:
+    """Release queued incident replies as the channels' budgets allow, until ``stop``."""
+    while not stop.is_set():
+        try:
+            await dispatcher.release_queued()
+        except Exception:
+            log.exception("releasing queued replies failed")
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval_s)
+        except TimeoutError:
+            pass
 
 
 async def pending_replies(session, mention_ids: list[int]) -> list[int]:  # noqa: ANN001

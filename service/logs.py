@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 
@@ -27,13 +28,20 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+# Characters str.splitlines() breaks on that json.dumps(ensure_ascii=False) leaves raw.
+_LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_LINE_BREAKS_RE = re.compile("[\x85\u2028\u2029]")
+
+
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line, whatever the message holds (Unicode line separators are escaped)."""
+
     def format(self, record: logging.LogRecord) -> str:
         doc = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
                "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
         if record.exc_text:
             doc["exc"] = record.exc_text
-        return json.dumps(doc, ensure_ascii=False)
+        return _LINE_BREAKS_RE.sub(lambda m: _LINE_BREAKS[m.group()], json.dumps(doc, ensure_ascii=False))
 
 
 def configure_logging(settings) -> None:  # noqa: ANN001

@@ -1,8 +1,25 @@
-"""Prometheus metrics, labelled by stage (the stage name is also its topic and consumer group)."""
+"""Prometheus metrics, labelled by stage (the stage name is also its topic and consumer group).
+
+Counters and histograms are per process (a stage's workers each export theirs; Prometheus sums
+them). Lag, pending and dead letters describe the shared bus, so they are read from it at scrape
+time (:func:`refresh_bus_gauges`) rather than counted by one process.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections import Counter as Tally
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+log = logging.getLogger("socialcare.metrics")
+STAGE_NAMES = ("ingest", "triage", "route", "act")
+TRIAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+DEAD_LETTER_SCAN_LIMIT = 100_000  # a scrape reads at most this many dead letters
 
 
 class Metrics:
@@ -12,8 +29,11 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.processed = Counter("socialcare_stage_messages_total", "Messages handled", ["stage"], registry=self.registry)
         self.errors = Counter("socialcare_stage_errors_total", "Failed handlings", ["stage"], registry=self.registry)
-        self.dead_letters = Counter("socialcare_dead_letters_total", "Messages dead-lettered", ["stage"],
-                                    registry=self.registry)
+        self.dead_letters = Counter("socialcare_dead_letters_total", "Messages this process dead-lettered",
+                                    ["stage"], registry=self.registry)
+        self.dead_letter_stream = Gauge(
+            "socialcare_dead_letter_stream_messages", "Messages in the dead-letter stream, by the stage they failed in",
+            ["stage"], registry=self.registry)
         self.batch_seconds = Histogram("socialcare_stage_batch_seconds", "Time to handle one batch", ["stage"],
                                        registry=self.registry)
         self.pending = Gauge("socialcare_stage_pending", "Delivered, not yet acked", ["stage"], registry=self.registry)
@@ -22,3 +42,72 @@ class Metrics:
             "socialcare_ingest_to_routed_seconds", "From submission to ingest until the routing decision is committed",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=self.registry,
         )
+        self.triage_batch = Histogram("socialcare_triage_batch_seconds", "Time the triager took for one batch",
+                                      buckets=TRIAGE_BUCKETS, registry=self.registry)
+        self.triage_text = Histogram(
+            "socialcare_triage_text_seconds", "Triage time per text (its batch's time shared by its texts)",
+            buckets=TRIAGE_BUCKETS, registry=self.registry)
+        self.triage_texts = Counter("socialcare_triage_texts_total", "Texts scored by the triager",
+                                    registry=self.registry)
+        for stage in STAGE_NAMES:  # every series exists from the start (0 until something happens)
+            for family in (self.processed, self.errors, self.dead_letters, self.dead_letter_stream,
+                           self.pending, self.lag):
+                family.labels(stage)
+
+    def observe_triage(self, seconds: float, texts: int) -> None:
+        self.triage_batch.observe(seconds)
+        if texts:
+            self.triage_texts.inc(texts)
+            for _ in range(texts):
+                self.triage_text.observe(seconds / texts)
+
+
+class TimedTriager:
+    """Wraps a triager so every ``score_batch`` is timed; everything else passes through."""
+
+    def __init__(self, inner: Any, metrics: Metrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+
+    async def score_batch(self, items: Sequence[Any]) -> list[Any]:
+        started = time.perf_counter()
+        out = await self.inner.score_batch(items)
+        if items:
+            self.metrics.observe_triage(time.perf_counter() - started, len(items))
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def instrument_triager(ctx: Any, metrics: Metrics | None) -> None:
+    """Time the triager of a stage context (once, however many triage workers share the context)."""
+    triager = getattr(ctx, "triager", None)
+    if metrics is None or triager is None or isinstance(triager, TimedTriager):
+        return
+    ctx.triager = TimedTriager(triager, metrics)
+
+
+async def dead_letter_counts(bus: Any, limit: int = DEAD_LETTER_SCAN_LIMIT) -> dict[str, int]:
+    """Dead letters per stage, read from the bus's dead-letter stream."""
+    return dict(Tally(d.topic for d in await bus.dead_letters(limit=limit)))
+
+
+async def refresh_bus_gauges(metrics: Metrics, bus: Any, stages: Iterable[str] = STAGE_NAMES,
+                             timeout: float = 5.0) -> None:
+    """Set lag, pending and dead letters from the bus. A bus that is away (the Redis client retries
+    for half a minute) leaves the last values after ``timeout``: a scrape must not hang."""
+    stages = list(stages)
+
+    async def refresh() -> None:
+        for stage in stages:
+            metrics.pending.labels(stage).set(await bus.pending(stage, stage))
+            metrics.lag.labels(stage).set(await bus.lag(stage, stage))
+        counts = await dead_letter_counts(bus)
+        for stage in {*STAGE_NAMES, *counts}:
+            metrics.dead_letter_stream.labels(stage).set(counts.get(stage, 0))
+
+    try:
+        await asyncio.wait_for(refresh(), timeout)
+    except Exception as exc:  # noqa: BLE001 - metrics must answer even when the bus is away
+        log.warning("bus gauges not refreshed: %s", type(exc).__name__)

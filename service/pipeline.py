@@ -53,7 +53,8 @@ class Pipeline:
         self.workers = [
             StageWorker(bus, build_stage(name, ctx), consumer=consumer_name(name, i),
                         batch_size=batch_size or settings.bus_batch_size,
-                        block_ms=block_ms or settings.bus_block_ms, metrics=ctx.metrics)
+                        block_ms=block_ms or settings.bus_block_ms, linger_ms=settings.bus_linger_ms,
+                        metrics=ctx.metrics)
             for name in stages for i in range(workers)
         ]
         self.tasks: list[asyncio.Task] = []

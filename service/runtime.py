@@ -1,4 +1,10 @@
-"""Assembling a process from the settings: database, bus, triage, stages, web, connectors."""
+"""Assembling a process from the settings: database, bus, triage, stages, web, connectors.
+
+Every process that sends replies or moderation actions builds the connectors, but only the ones
+opened with ``listen=True`` (`socialcare run` and `socialcare listen`) poll them: a `web` or
+`worker` process polling too would fetch every mention once per process and spend the platforms'
+rate limits for nothing.
+"""
 
 from __future__ import annotations
 
@@ -46,14 +52,18 @@ class Runtime:
     extra_routes: list[Any] = field(default_factory=list)
     tasks: list[asyncio.Task] = field(default_factory=list)
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    listening: bool = False  # this process polls the connectors (run, listen)
+    listeners: list[asyncio.Task] = field(default_factory=list)
+    status_board: Any = None  # connector status shared through Redis (production)
 
     async def submit(self, mentions: Iterable[NormalizedMention]) -> int:
         return await submit(self.bus, mentions)
 
     @classmethod
     async def open(cls, settings: Any, *, stages: Iterable[str] = STAGES, workers: int = 1,
-                   triager: Any = None, with_connectors: bool = True) -> Runtime:
-        """Migrate, connect and build the stages (not started yet)."""
+                   triager: Any = None, with_connectors: bool = True, listen: bool = False) -> Runtime:
+        """Migrate, connect and build the stages (not started yet). ``listen``: poll the connectors
+        (only `run` and `listen`); without it they serve outbound actions only."""
         db = Database.from_settings(settings)
         await db.upgrade()
         bus = make_bus(settings)
@@ -63,27 +73,67 @@ class Runtime:
             from triage import build_triager
 
             triager = await asyncio.to_thread(build_triager, settings)
-        rt = cls(settings=settings, db=db, bus=bus, metrics=Metrics(), triager=triager)
+        rt = cls(settings=settings, db=db, bus=bus, metrics=Metrics(), triager=triager, listening=listen)
         connectors = build_connectors(settings) if with_connectors else []
         rt.connectors = connectors
         ctx = StageContext(settings=settings, db=db, triager=triager, metrics=rt.metrics,
                            connectors={c.platform: c for c in connectors})
         if stages:
             rt.pipeline = Pipeline(ctx, bus, stages=stages, workers=workers)
-        rt.extra_routes = webhook_routes(settings, rt.submit)
+        rt.extra_routes = webhook_routes(settings, rt.submit, db)
+        if settings.bus == "redis" and connectors:
+            from listener.status import RedisStatusBoard
+
+            rt.status_board = RedisStatusBoard(settings.redis_url, settings.bus_prefix)
         return rt
 
     async def start(self) -> None:
         if self.pipeline:
             await self.pipeline.start()
+        if not self.listening:
+            return
         for connector in self.connectors:
-            self.tasks.append(asyncio.create_task(self._listen(connector), name=f"listen:{connector.name}"))
+            self.listeners.append(asyncio.create_task(self._listen(connector), name=f"listen:{connector.name}"))
+        if self.status_board is not None and self.connectors:
+            self.tasks.append(asyncio.create_task(self._report_status(), name="connector-status"))
 
     async def _listen(self, connector: Any) -> None:
         from listener.cursors import CursorStore
-        from listener.runner import run_connector
+        from listener.runner import ConnectorStatus, run_connector
 
-        await run_connector(connector, self.submit, CursorStore(self.db), self.stop_event)
+        try:
+            await run_connector(connector, self.submit, CursorStore(self.db), self.stop_event)
+        finally:  # cancelled at shutdown: the console should not go on showing "running"
+            status = getattr(connector, "status", None) or ConnectorStatus()
+            if status.state != "stopped":
+                status.state, status.retry_at = "stopped", None
+            connector.status = status
+
+    async def _report_status(self, every: float = 5.0) -> None:
+        """Write the connectors' status for the web process every few seconds (production)."""
+        from listener.status import snapshot
+
+        while not self.stop_event.is_set():
+            try:
+                await self.status_board.write([snapshot(c, polled_here=True) for c in self.connectors])
+            except Exception as exc:  # noqa: BLE001 - status must never stop the listener
+                log.warning("could not report connector status: %s", type(exc).__name__)
+            try:
+                await asyncio.wait_for(self.stop_event.wait(), timeout=every)
+            except TimeoutError:
+                pass
+
+    async def connector_report(self) -> list[dict[str, Any]]:
+        """The console's connector rows: this process's own, or what the listener process reported."""
+        import time
+
+        from listener.status import merge, snapshot
+
+        local = [snapshot(c, polled_here=self.listening) for c in self.connectors]
+        if self.listening or self.status_board is None:
+            return local
+        shared = await self.status_board.read()
+        return merge(local, shared, now=time.time(), stale_after=self.status_board.stale_after)
 
     async def feed_demo(self, path: Path, speed: float = 0.0) -> int:
         """Stream the bundled demo (idempotent: mentions already stored are not processed again)."""
@@ -95,19 +145,50 @@ class Runtime:
         return n
 
     async def close(self) -> None:
+        """Graceful shutdown (SIGTERM): nothing new comes in, what is in flight is finished.
+
+        Connectors stop first; cancelling one is safe at any point, since its cursor moves only after
+        its batch is on the bus. With the in-process bus that batch lives only in memory, so the stages
+        then drain every queue (up to ``shutdown_drain_seconds``) before they stop: otherwise a batch
+        whose cursor was saved would be lost with the process. With Redis the messages are durable and
+        the workers only finish the batch in hand.
+        """
         self.stop_event.set()
-        if self.pipeline:
-            await self.pipeline.stop()
-        for t in self.tasks:
+        for t in self.listeners + self.tasks:
             t.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*self.listeners, *self.tasks, return_exceptions=True)
+        if self.status_board is not None and self.listening:
+            await self._final_status()
+        if self.pipeline:
+            if self.settings.bus == "inprocess":
+                await self._drain(float(getattr(self.settings, "shutdown_drain_seconds", 30.0)))
+            await self.pipeline.stop()
         for c in self.connectors:
             try:
                 await c.close()
             except Exception:  # noqa: BLE001
                 log.warning("connector %s did not close cleanly", getattr(c, "name", c))
+        if self.status_board is not None:
+            await self.status_board.close()
         await self.bus.close()
         await self.db.close()
+
+    async def _drain(self, timeout: float) -> None:
+        try:
+            await self.pipeline.wait_idle(timeout=timeout)
+            log.info("shutdown: every in-process queue drained")
+        except TimeoutError:
+            left = {s: await self.bus.lag(s, s) + await self.bus.pending(s, s)
+                    for s in {w.stage.name for w in self.pipeline.workers}}
+            log.error("shutdown: queues not drained after %.0f s; lost with this process: %s", timeout, left)
+
+    async def _final_status(self) -> None:
+        from listener.status import snapshot
+
+        try:
+            await self.status_board.write([snapshot(c, polled_here=True) for c in self.connectors])
+        except Exception as exc:  # noqa: BLE001 - shutting down anyway
+            log.warning("could not report the connectors' final status: %s", type(exc).__name__)
 
 
 def build_connectors(settings: Any) -> list[Any]:
@@ -118,8 +199,9 @@ def build_connectors(settings: Any) -> list[Any]:
     return build(settings)
 
 
-def webhook_routes(settings: Any, publish: Any) -> list[Any]:
-    """The forum and generic webhooks' routes, mounted on the web app."""
+def webhook_routes(settings: Any, publish: Any, db: Any = None) -> list[Any]:
+    """The forum and generic webhooks' routes, mounted on the web app (``db``: the generic webhook
+    links a signed customer reference to the customer record)."""
     routes: list[Any] = []
     try:
         from listener.discourse import webhook as discourse_webhook
@@ -130,7 +212,7 @@ def webhook_routes(settings: Any, publish: Any) -> list[Any]:
     try:
         from listener import webhook as generic_webhook
 
-        routes.append(generic_webhook.routes(settings, publish))
+        routes.append(generic_webhook.routes(settings, publish, db=db))
     except ImportError:
         pass
     return routes

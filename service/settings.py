@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     bus_claim_idle_ms: int = Field(30_000, ge=100)
     bus_batch_size: int = Field(200, ge=1)
     bus_block_ms: int = Field(1_000, ge=1)
+    bus_linger_ms: int = Field(20, ge=0)  # a short batch waits this long for more before it is handled
+    # a stage worker's own /healthz, /readyz and /metrics (unauthenticated: bind a private address)
+    worker_metrics_port: int | None = Field(None, ge=0, le=65535)  # None: no server; 0: any free port
+    worker_metrics_host: str = "127.0.0.1"
+    # embedded mode: on SIGTERM, how long the stages may take to drain the in-memory queues
+    shutdown_drain_seconds: float = Field(30.0, ge=0)
 
     # --- web --------------------------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -157,6 +163,7 @@ class Settings(BaseSettings):
     incident_baseline_windows: int = Field(12, ge=1)
     incident_history_days: int = Field(7, ge=0)  # same window on previous days: the daily rhythm
     incident_status_interval_minutes: float = Field(30.0, ge=0)  # per author, between status replies
+    incident_broadcast_per_minute: int = Field(60, ge=1)  # status replies per channel per minute; the rest wait
     moderation_rules_path: Path | None = None  # None: the bundled service/demo/moderation_rules.yaml
 
     @field_validator("x_stream_rules", "reddit_subreddits", "reddit_keywords", "bot_dry_run_channels",

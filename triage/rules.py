@@ -20,6 +20,7 @@ SECURITY = [
     (r"(?<!life )(?<!life-)\b(hacked|hacking|hacker|hackers)\b(?! (together|away|my way|it out|through the))", "hacked"),
     (r"\b(changed|switched) (my|the) (e-?mail|password|login|phone number)\b.{0,20}\b(to (his|hers|theirs|their|another|a different)|without)", "credentials changed by someone else"),
     (r"\b(someone|somebody)\b.{0,40}\b(access(ing|ed)?|got into|get into|in my account|using my account|is using it)\b", "someone else in the account"),
+    (r"\b(my ex|ex-?(boyfriend|girlfriend|husband|wife|partner)|a stranger|someone else|somebody else)\b.{0,40}\b(logs?|logging|logged|signs?|signing|signed|gets?|getting|got) (in|into|on)\b", "someone else in the account"),
     (r"\b(playlists?|songs?|devices?|profiles?)\b.{0,30}\b(not mine|i don'?t recogni[sz]e|i didn'?t (make|create|add))", "activity the customer does not recognise"),
     (r"\b(e-?mail|password)\b.{0,30}\bchanged\b.{0,30}\b(never|didn'?t|did not) (ask|request|change)", "credentials changed by someone else"),
     (r"\bsim[- ]?swap", "SIM swap"),
@@ -44,8 +45,13 @@ _SEC = [(re.compile(p, re.I), why) for p, why in SECURITY]
 _FRAUD = [(re.compile(p, re.I), why) for p, why in FRAUD]
 
 
+_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u201c": '"', "\u201d": '"'})
+
+
 def sensitivity_rules(text: str) -> tuple[str | None, list[str]]:
-    """("security" | "fraud" | None, reasons). Fraud wins when both fire: money moved."""
+    """("security" | "fraud" | None, reasons). Fraud wins when both fire: money moved. Typographic
+    apostrophes (phones type "don’t") are read as plain ones."""
+    text = text.translate(_QUOTES)
     fraud = [why for rx, why in _FRAUD if rx.search(text)]
     security = [why for rx, why in _SEC if rx.search(text)]
     if fraud:

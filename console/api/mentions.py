@@ -10,11 +10,12 @@ from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from community import moderation
 from community.templates import TemplateRenderError, render
 from console import events
 from console.api.common import ApiError, Body, SafeStr, api, parse, path_id
 from console.auth import require
-from console.keys import RUNTIME
+from console.keys import PRINCIPAL, RUNTIME
 from console.queries import public_text
 from console.queue import dispatch, parse_tags
 from console.queue_data import clean_filters, queue_items
@@ -30,7 +31,7 @@ from models import (
 )
 from service.audit import record
 
-ACTIONS = ("hide", "unhide", "remove", "approve", "lock", "ban", "escalate", "resolve", "tag")
+ACTIONS = ("hide", "unhide", "remove", "approve", "lock", "ban", "escalate", "resolve", "tag", "report")
 
 
 class ReplyIn(Body):
@@ -115,7 +116,7 @@ async def _template_text(session: Any, name: str, tone: str | None, mention: Men
 @api
 async def post_reply(request: web.Request) -> web.Response:
     """Queue a reply to a mention and send it (or record it in dry-run). Idempotent per key."""
-    rt, p = request.app[RUNTIME], request["principal"]
+    rt, p = request.app[RUNTIME], request[PRINCIPAL]
     body = await parse(request, ReplyIn)
     key = body.idempotency_key or request.headers.get("Idempotency-Key")
     if key is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", key):
@@ -161,10 +162,11 @@ async def post_reply(request: web.Request) -> web.Response:
 @require("agent", "moderator", scope="actions:write")
 @api
 async def post_action(request: web.Request) -> web.Response:
-    """Moderate (hide, unhide, remove, approve, lock, ban), escalate, resolve or tag a mention."""
-    rt, p = request.app[RUNTIME], request["principal"]
+    """Moderate (hide, unhide, remove, approve, lock, ban), escalate, resolve or tag a mention, or
+    report it to the moderators (a hold in their queue; ``reason`` is the note they read)."""
+    rt, p = request.app[RUNTIME], request[PRINCIPAL]
     body = await parse(request, ActionIn)
-    if body.action in ("remove", "ban") and not body.reason:
+    if body.action in ("remove", "ban", "report") and not body.reason:
         raise ApiError(422, f"{body.action} needs a reason")
     async with rt.db.session() as session:
         mention = await _mention(session, path_id(request))
@@ -176,6 +178,11 @@ async def post_action(request: web.Request) -> web.Response:
 
             case, added = await escalate_mention(session, mention, rt.settings, p.actor, category="agent")
             result.update(case_id=case.id, replies=[r.id for r in added])
+        elif body.action == "report":
+            if not mention.is_public:
+                raise ApiError(422, "only public posts go to the moderators")
+            hold, created = await moderation.report(session, mention, p.actor, body.reason)
+            result.update(moderation_action_id=hold.id, status=hold.status, repeated=not created)
         elif body.action in ("resolve", "tag"):
             conv = await session.get(Conversation, mention.conversation_id) if mention.conversation_id else None
             if conv is None:
@@ -202,7 +209,7 @@ async def _moderate(request: web.Request, session: Any, mention: Mention, body: 
     the service runs in dry-run mode or no connector serves the platform."""
     from listener.protocol import Action
 
-    rt, p = request.app[RUNTIME], request["principal"]
+    rt, p = request.app[RUNTIME], request[PRINCIPAL]
     key = f"api:{body.action}:{mention.id}"
     done = await session.scalar(select(ModerationAction).where(ModerationAction.dedup_key == key))
     if done is not None:

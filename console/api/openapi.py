@@ -104,7 +104,8 @@ def spec(base_url: str = "/") -> dict[str, Any]:
             "replies:write", {"200": _json(OBJ, "Already created with this key"), "201": _json(OBJ, "Created")},
             params=[ID], body=_model(ReplyIn), errors=(400, 401, 403, 404, 409, 415, 422))},
         "/api/v1/mentions/{id}/actions": {"post": _op(
-            f"Act on a mention: {', '.join(ACTIONS)}", "actions:write", {"200": _json(OBJ)}, params=[ID],
+            f"Act on a mention: {', '.join(ACTIONS)} (`report` holds it for the moderators with `reason` "
+            "as the note)", "actions:write", {"200": _json(OBJ)}, params=[ID],
             body=_model(ActionIn), errors=(400, 401, 403, 404, 409, 415, 422))},
         "/api/v1/queue": {"get": _op("The agent queue, in priority and SLA order", "mentions:read", {
             "200": _json({"type": "object", "properties": {"items": {"type": "array", "items": OBJ}}})},
@@ -141,6 +142,19 @@ def spec(base_url: str = "/") -> dict[str, Any]:
                     _q("end", {"type": "string", "format": "date-time"})], errors=(400, 401, 403))},
         "/api/v1/digest": {"get": _op("The sentiment digest's numbers", "digest:read", {"200": _json(OBJ)},
                                       params=[_q("period", period)], errors=(400, 401, 403))},
+        "/api/v1/connectors": {"get": _op(
+            "Each platform connector: state (`running`, `backing_off`, `stopped`; `starting`, or `unknown` "
+            "without a report from the listener process), last error, what it listens to, last poll time",
+            "connectors:read", {"200": _json({"type": "object", "properties": {"connectors": {
+                "type": "array", "items": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "platform": {"type": "string"},
+                    "state": {"type": "string", "enum": ["starting", "running", "backing_off", "stopped",
+                                                         "unknown"]},
+                    "last_error": {"type": "string", "nullable": True}, "listens_to": {"type": "string"},
+                    "last_poll_at": {"type": "string", "format": "date-time", "nullable": True},
+                    "retry_at": {"type": "string", "format": "date-time", "nullable": True},
+                    "mentions_seen": {"type": "integer"}, "stopped_by_error": {"type": "boolean"},
+                    "stale": {"type": "boolean"}}}}}})})},
     }
     return {
         "openapi": "3.0.3",

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from community.templates import _ENV
 from console.api.common import ApiError, Body, SafeStr, api, parse
 from console.auth import require
-from console.keys import RUNTIME
+from console.keys import PRINCIPAL, RUNTIME
 from models import Template
 from service.audit import record
 
@@ -86,7 +86,7 @@ async def get_template(request: web.Request) -> web.Response:
 @require("agent", scope="templates:write")
 @api
 async def create_template(request: web.Request) -> web.Response:
-    p = request["principal"]
+    p = request[PRINCIPAL]
     body = await parse(request, NewTemplate)
     async with request.app[RUNTIME].db.session() as session:
         if await session.scalar(select(Template.id).where(Template.name == body.name)):
@@ -102,7 +102,7 @@ async def create_template(request: web.Request) -> web.Response:
 @require("agent", scope="templates:write")
 @api
 async def replace_template(request: web.Request) -> web.Response:
-    p = request["principal"]
+    p = request[PRINCIPAL]
     name = _name(request)
     body = await parse(request, TemplateIn)
     async with request.app[RUNTIME].db.session() as session:
@@ -117,7 +117,7 @@ async def replace_template(request: web.Request) -> web.Response:
 @require("agent", scope="templates:write")
 @api
 async def delete_template(request: web.Request) -> web.Response:
-    p = request["principal"]
+    p = request[PRINCIPAL]
     name = _name(request)
     async with request.app[RUNTIME].db.session() as session:
         await session.delete(await _get(session, name))

@@ -12,7 +12,7 @@ from yarl import URL
 
 from console.api.common import ApiError, Body, SafeStr, api, parse, path_id, query_int
 from console.auth import require
-from console.keys import RUNTIME
+from console.keys import PRINCIPAL, RUNTIME
 from models.console import WEBHOOK_EVENTS, WebhookDelivery, WebhookSubscription
 from service.audit import record
 
@@ -63,7 +63,7 @@ async def list_subscriptions(request: web.Request) -> web.Response:
 @api
 async def create_subscription(request: web.Request) -> web.Response:
     """Subscribe; the secret (given or generated) is returned once, here."""
-    p = request["principal"]
+    p = request[PRINCIPAL]
     body = await parse(request, SubscriptionIn)
     async with request.app[RUNTIME].db.session() as session:
         sub = WebhookSubscription(name=body.name, url=body.url, events=body.events,
@@ -78,7 +78,7 @@ async def create_subscription(request: web.Request) -> web.Response:
 @require("admin", scope="webhooks")
 @api
 async def delete_subscription(request: web.Request) -> web.Response:
-    p = request["principal"]
+    p = request[PRINCIPAL]
     sub_id = path_id(request)
     async with request.app[RUNTIME].db.session() as session:
         sub = await session.get(WebhookSubscription, sub_id)

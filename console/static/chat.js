@@ -29,7 +29,7 @@
     var name = document.createElement("span");
     name.className = "who";
     name.textContent = who(message.sender);
-    var body = document.createElement("span");
+    var body = document.createElement("bdi");  /* isolates a right-to-left override */
     body.className = "body";
     body.textContent = message.body;
     item.appendChild(name);

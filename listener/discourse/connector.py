@@ -1,4 +1,5 @@
-"""The Discourse connector: API actions (replies, private messages, hiding) and a catch-up poll.
+"""The Discourse connector: API actions (replies, private messages, hiding, suspending a user,
+deleting our own reply) and a catch-up poll.
 
 Webhooks (:mod:`listener.discourse.webhook`) deliver posts as they happen; this connector polls
 ``/posts.json`` (latest posts, newest first, paged with ``before``) from a cursor, the highest post
@@ -12,6 +13,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -21,6 +23,15 @@ from listener.errors import AuthError, ConnectorError, RateLimited, TransientErr
 from listener.protocol import Action, ActionResult, NormalizedMention
 
 FLAG_INAPPROPRIATE = 4  # post_action_type id; staff "take action" hides the post at once
+FOREVER_YEARS = 1000  # what Discourse's own "permanently" suspends for
+
+
+class DiscourseHTTPError(ConnectorError):
+    """A 4xx other than 401/403/429, with its status (409: the user is already suspended)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class DiscourseConnector:
@@ -52,7 +63,8 @@ class DiscourseConnector:
                 if resp.status >= 500:
                     raise TransientError(f"Discourse error {resp.status} on {path}")
                 if resp.status >= 400:
-                    raise ConnectorError(f"Discourse answered {resp.status} on {path}: {body[:200]!r}")
+                    raise DiscourseHTTPError(f"Discourse answered {resp.status} on {path}: {body[:200]!r}",
+                                             resp.status)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise TransientError(f"Discourse unreachable: {type(exc).__name__}") from exc
         if not body.strip():
@@ -108,6 +120,12 @@ class DiscourseConnector:
                 "title": (action.reason or "A private follow-up from our support team")[:200], "raw": action.text,
                 "target_recipients": action.recipient_handle, "archetype": "private_message"})
             return ActionResult(True, [post_key(post["topic_id"], post["post_number"])])
+        if action.kind == "ban" and (target or action.recipient_id):
+            return await self._suspend(target, action)
+        if action.kind == "delete_reply" and target:  # our own reply: DELETE /posts/{id}
+            pid = await self._post_id(target)
+            await self._call("DELETE", f"/posts/{pid}.json")
+            return ActionResult(True, [target])
         if action.kind in ("hide", "unhide", "remove", "lock") and target:
             pid = await self._post_id(target)
             if action.kind == "hide":
@@ -122,6 +140,30 @@ class DiscourseConnector:
             return ActionResult(True, [target])
         return ActionResult(False, error=f"Discourse does not support {action.kind} (or no target)")
 
+    def listens_to(self) -> str:
+        return (f"latest posts (/posts.json poll every {self.poll_seconds:.0f} s)"
+                + ("; webhook /webhooks/discourse" if self.webhook else "; no webhook secret: no real-time webhook"))
+
+    async def _suspend(self, target: str | None, action: Action) -> ActionResult:
+        """Discourse has no ban: suspend the author "permanently" (``PUT /admin/users/{id}/suspend``,
+        an admin API key). Already suspended (409) counts as done: the user cannot post either way."""
+        uid = action.recipient_id if (action.recipient_id or "").isdigit() else None
+        if uid is None and target:
+            topic, number = split_key(target)
+            uid = str((await self._call("GET", f"/posts/by_number/{topic}/{number}.json")).get("user_id") or "")
+        if not uid:
+            return ActionResult(False, error="no Discourse user id to suspend")
+        now = datetime.now(UTC)
+        reason = (action.reason or "Breaking the community rules").strip()[:300]
+        try:
+            await self._call("PUT", f"/admin/users/{uid}/suspend.json", json={
+                "suspend_until": (now + timedelta(days=365 * FOREVER_YEARS)).isoformat(), "reason": reason,
+                "message": reason})
+        except DiscourseHTTPError as exc:
+            if exc.status != 409:
+                raise
+        return ActionResult(True, [f"user:{uid}"])
+
     async def check(self) -> dict[str, Any]:
         started = time.monotonic()
         ok, error, who = True, None, None
@@ -132,9 +174,7 @@ class DiscourseConnector:
         except ConnectorError as exc:
             ok, error = False, str(exc)
         return {"name": self.name, "ok": ok, "error": error, "account": who, "base_url": self.base,
-                "listens_to": f"latest posts (/posts.json poll every {self.poll_seconds:.0f} s)"
-                + ("; webhook /webhooks/discourse" if self.webhook else "; no webhook secret: no real-time webhook"),
-                "seconds": round(time.monotonic() - started, 2)}
+                "listens_to": self.listens_to(), "seconds": round(time.monotonic() - started, 2)}
 
     async def close(self) -> None:
         if self.session is not None:

@@ -1,5 +1,6 @@
 """The Reddit connector (asyncpraw 8): subreddit submissions and comments, brand keyword search,
-replies, private messages and the moderator actions of the moderation queue.
+replies, private messages and the moderator actions of the moderation queue (remove, approve,
+lock, distinguish, ban the author from the post's subreddit), and taking back our own reply.
 
 Streams use ``pause_after=0`` so one round never blocks, and resume from the saved fullnames with
 ``continue_after_id`` (Reddit's ``before``). The cursor is a small JSON object: the newest
@@ -160,6 +161,11 @@ class RedditConnector:
             await redditor.message(subject=(action.reason or "A private follow-up from our support team")[:100],
                                    message=action.text or "")
             return ActionResult(True, [])
+        if action.kind == "delete_reply" and target:  # our own comment: POST /api/del
+            await (await self._thing(target)).delete()
+            return ActionResult(True, [target])
+        if action.kind == "ban" and target:
+            return await self._ban(target, action)
         if action.kind in MOD_ACTIONS and target:
             mod = (await self._thing(target)).mod
             if action.kind in ("remove", "hide"):  # Reddit's own "hide" only hides for our account
@@ -173,6 +179,34 @@ class RedditConnector:
             return ActionResult(True, [target])
         return ActionResult(False, error=f"Reddit does not support {action.kind} (or no target)")
 
+    def listens_to(self) -> str:
+        listens = [f"r/{s}" for s in self.subreddits] + ([f"search {self.keywords}"] if self.keywords else [])
+        return ", ".join(listens) or "nothing"
+
+    async def _ban(self, target: str, action: Action) -> ActionResult:
+        """Ban the post's author from the post's subreddit (permanent; ``POST /r/{sub}/api/friend``,
+        type ``banned``). The subreddit comes from the post itself (``/api/info``)."""
+        self._thing_kind(target)
+        things = [t async for t in self.reddit.info(fullnames=[target])]
+        if not things:
+            return ActionResult(False, error=f"Reddit does not know {target} (deleted?)")
+        thing = things[0]
+        author = getattr(thing, "author", None)
+        name = (action.recipient_handle or "").removeprefix("u/") or getattr(author, "name", None)
+        if not name:
+            return ActionResult(False, error="the author's account is deleted: nobody to ban")
+        reason = (action.reason or "Breaking the community rules").strip()
+        await thing.subreddit.banned.add(name, ban_reason=reason[:100], ban_message=reason[:1000],
+                                         note=f"socialcare: {target}"[:300])
+        return ActionResult(True, [f"u/{name}"])
+
+    @staticmethod
+    def _thing_kind(fullname: str) -> str:
+        kind = fullname.partition("_")[0]
+        if kind not in ("t1", "t3"):
+            raise ValueError(f"not a Reddit post or comment: {fullname!r}")
+        return kind
+
     async def check(self) -> dict[str, Any]:
         started = time.monotonic()
         ok, error, who = True, None, None
@@ -183,8 +217,7 @@ class RedditConnector:
             await self.poll_once(None)
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             ok, error = False, str(translate(exc))
-        listens = [f"r/{s}" for s in self.subreddits] + ([f"search {self.keywords}"] if self.keywords else [])
-        return {"name": self.name, "ok": ok, "error": error, "account": who, "listens_to": ", ".join(listens) or "nothing",
+        return {"name": self.name, "ok": ok, "error": error, "account": who, "listens_to": self.listens_to(),
                 "base_url": self.settings.reddit_oauth_url, "seconds": round(time.monotonic() - started, 2)}
 
     async def close(self) -> None:

@@ -1,4 +1,9 @@
-"""Outbound actions on X: threaded replies, direct messages (the secure-link handoff), hidden replies.
+"""Outbound actions on X: threaded replies, direct messages (the secure-link handoff), hidden replies,
+deleting our own reply, and blocking an author.
+
+X has no ban: the nearest thing is the brand account blocking the author
+(``POST /2/users/:id/blocking``), which X offers on its Enterprise plan only; elsewhere it answers
+403 and the action is reported as failed with that reason rather than pretended done.
 
 Writes need user context (OAuth 1.0a: API key and secret plus the brand account's access token);
 tweepy's sync ``Client`` runs them in a worker thread so the event loop never blocks.
@@ -63,6 +68,7 @@ class XActions:
 
     platform = "x"
     client: tweepy.Client
+    settings: Any
 
     def _perform_sync(self, action: Action) -> ActionResult:
         if action.kind == "public_reply":
@@ -91,7 +97,23 @@ class XActions:
         if action.kind == "delete_reply":
             self.client.delete_tweet(action.target_external_id, user_auth=True)
             return ActionResult(True, [action.target_external_id or ""])
+        if action.kind in ("block", "ban"):
+            return self._block_sync(action)
         return ActionResult(False, error=f"X does not support {action.kind}")
+
+    def _block_sync(self, action: Action) -> ActionResult:
+        if not action.recipient_id:
+            return ActionResult(False, error="blocking on X needs the author's user id")
+        me = getattr(self, "user_id", None) or self.settings.x_user_id
+        if not me:
+            me = str(self.client.get_me(user_auth=True)["data"]["id"])
+        try:
+            self.client.request("POST", f"/2/users/{me}/blocking", json={"target_user_id": action.recipient_id},
+                                user_auth=True)
+        except tweepy.Forbidden as exc:
+            return ActionResult(False, error=f"X refused to block (403): blocking through the API needs X's "
+                                             f"Enterprise plan ({str(exc).strip().splitlines()[0][:150]})")
+        return ActionResult(True, [f"user:{action.recipient_id}"])
 
     async def perform(self, action: Action) -> ActionResult:
         """Errors come back as ``ActionResult(ok=False)``; a partial thread keeps the ids it posted."""

@@ -69,6 +69,9 @@ class XConnector(XActions):
             yield mentions, cursor
             await asyncio.sleep(self.poll_seconds)
 
+    def listens_to(self) -> str:
+        return f"mentions of user {self.user_id}" if self.user_id else "mentions of the brand account (id from /2/users/me)"
+
     async def check(self) -> dict[str, Any]:
         started = time.monotonic()
         try:
@@ -82,7 +85,7 @@ class XConnector(XActions):
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             ok, error, who = False, str(translate(exc)), None
         return {"name": self.name, "ok": ok, "error": error, "account": who,
-                "listens_to": f"mentions of user {self.user_id or who}", "base_url": self.settings.x_api_base,
+                "listens_to": self.listens_to(), "base_url": self.settings.x_api_base,
                 "seconds": round(time.monotonic() - started, 2)}
 
     async def close(self) -> None:

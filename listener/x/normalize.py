@@ -4,6 +4,12 @@ A response with only the default fields (``id``, ``text``; no ``includes``, no `
 still a mention: unknown fields stay empty and the URL falls back to ``/i/web/status/<id>``. The
 same tweet from the mentions timeline, the filtered stream or recent search normalizes alike, so
 it is stored once.
+
+Edits: X gives every edit a new tweet id and lists the chain, original first, in
+``edit_history_tweet_ids``. Every version is normalized under the original's id, and a later
+version carries ``edited_at`` (its own ``created_at``, the moment of the edit), so ingest updates the
+stored mention instead of storing the post twice. The version's own id stays in ``raw["id"]``
+(:func:`version_id`), which is what cursors (``since_id``) and stream de-duplication count with.
 """
 
 from __future__ import annotations
@@ -28,6 +34,18 @@ def _time(value: Any) -> datetime | None:
         return None
 
 
+def edit_chain(tweet: dict[str, Any]) -> list[str]:
+    """The ids of every version of the tweet, original first (one id: never edited)."""
+    ids = tweet.get("edit_history_tweet_ids")
+    return [str(i) for i in ids if i] if isinstance(ids, list) else []
+
+
+def version_id(m: NormalizedMention) -> str:
+    """The id of this very version (``external_id`` is the original's for every version)."""
+    own = m.raw.get("id") if isinstance(m.raw, dict) else None
+    return str(own) if own else m.external_id
+
+
 def tweet_to_mention(tweet: dict[str, Any], users: dict[str, dict[str, Any]],
                      channel: str | None = None) -> NormalizedMention:
     author_id = tweet.get("author_id")
@@ -38,15 +56,20 @@ def tweet_to_mention(tweet: dict[str, Any], users: dict[str, dict[str, Any]],
     tid = str(tweet["id"])
     url = f"https://x.com/{username}/status/{tid}" if username else f"https://x.com/i/web/status/{tid}"
     metrics = user.get("public_metrics") or {}
-    edits = tweet.get("edit_history_tweet_ids") or []
+    chain = edit_chain(tweet)
+    original = chain[0] if len(chain) > 1 and tid in chain else tid
+    created = _time(tweet.get("created_at")) or datetime.now(UTC)
+    conversation = str(tweet["conversation_id"]) if tweet.get("conversation_id") else None
+    if conversation == tid:  # an edited thread root names itself: the thread is the original's
+        conversation = original
     return NormalizedMention(
-        platform="x", external_id=tid, text=str(tweet.get("text", "")),
-        created_at=_time(tweet.get("created_at")) or datetime.now(UTC),
+        platform="x", external_id=original, text=str(tweet.get("text", "")), created_at=created,
         author_id=str(author_id) if author_id else None, author_handle=username, author_name=user.get("name"),
         author_followers=metrics.get("followers_count"), author_created_at=_time(user.get("created_at")),
-        conversation_id=str(tweet["conversation_id"]) if tweet.get("conversation_id") else None, in_reply_to=parent,
+        conversation_id=conversation, in_reply_to=parent,
         url=url, lang=tweet.get("lang"), kind="reply" if parent else "post", is_public=True, channel=channel,
-        raw={**tweet, **({"edit_of": str(edits[0])} if len(edits) > 1 else {})},
+        edited_at=created if original != tid else None,
+        raw={**tweet, **({"edit_of": original} if original != tid else {})},
     )
 
 
@@ -66,5 +89,5 @@ def page_to_mentions(page: Any, channel: str | None = None) -> list[NormalizedMe
 
 def newest_id(meta_newest: str | None, mentions: list[NormalizedMention], previous: str | None) -> str | None:
     """The next ``since_id``: the newest id seen, never older than the previous cursor."""
-    ids = [i for i in [meta_newest, previous, *(m.external_id for m in mentions)] if i and str(i).isdigit()]
+    ids = [i for i in [meta_newest, previous, *(version_id(m) for m in mentions)] if i and str(i).isdigit()]
     return max(ids, key=int) if ids else previous

@@ -40,6 +40,7 @@ from listener.x.normalize import (
     page_to_mentions,
     tweet_to_mention,
     users_of,
+    version_id,
 )
 
 log = logging.getLogger("socialcare.listener.x")
@@ -188,8 +189,9 @@ class XStreamConnector(XActions):
         return self._fresh(out), newest_id(newest, out, cursor)
 
     def _fresh(self, mentions: list[NormalizedMention]) -> list[NormalizedMention]:
-        out = [m for m in mentions if m.external_id not in self.seen]
-        self.seen.extend(m.external_id for m in out)
+        """Versions not yielded yet (an edit is a new version of an id already seen)."""
+        out = [m for m in mentions if version_id(m) not in self.seen]
+        self.seen.extend(version_id(m) for m in out)
         return out
 
     async def stream(self, cursor: str | None) -> AsyncIterator[tuple[list[NormalizedMention], str | None]]:
@@ -257,6 +259,10 @@ class XStreamConnector(XActions):
         if not isinstance(tweet, dict) or not tweet.get("id"):
             return []
         return [tweet_to_mention(tweet, users_of(message.get("includes")), CHANNEL)]
+
+    def listens_to(self) -> str:
+        mode = "recent search polling (no filtered stream on this tier)" if self.streaming is False else "filtered stream"
+        return f"{mode}: rules {self.rules}"
 
     async def check(self) -> dict[str, Any]:
         started = time.monotonic()

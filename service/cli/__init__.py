@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
@@ -39,11 +38,13 @@ def _register() -> None:
         run_cmd,
         triage_cmd,
         users_cmd,
+        worker_cmd,
     )
+    from service.cli import community_cmd, digest_cmd
 
     main.add_command(db_cmd.db)
     main.add_command(run_cmd.run)
-    main.add_command(run_cmd.worker)
+    main.add_command(worker_cmd.worker)  # with its health + metrics server
     main.add_command(run_cmd.web_cmd)
     main.add_command(run_cmd.listen)
     main.add_command(replay_cmd.replay)
@@ -51,9 +52,7 @@ def _register() -> None:
     main.add_command(connectors_cmd.connectors)
     main.add_command(deadletter_cmd.deadletter)
     main.add_command(users_cmd.users)
-    from service.cli import digest_cmd  # noqa: E402
     main.add_command(digest_cmd.digest)
-    from service.cli import community_cmd  # noqa: E402
     for group in (community_cmd.kb, community_cmd.rules, community_cmd.incidents):
         main.add_command(group)
 

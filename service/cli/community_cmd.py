@@ -88,6 +88,7 @@ def incidents() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.pass_obj
 def incidents_list(settings, show_all: bool, as_json: bool) -> None:  # noqa: ANN001
+    """Open incidents (all with --all): issue type, channel, when opened, how many mentions."""
     from sqlalchemy import func, select
 
     from models import Incident, IncidentMention
@@ -129,7 +130,7 @@ def _broadcast(settings: Any, incident_id: int, act: Callable[..., Awaitable[Any
             await s.commit()
         connectors = build_connectors(settings)
         try:
-            await Dispatcher(db, {c.platform: c for c in connectors}, settings.dry_run).deliver([r.id for r in replies])
+            await Dispatcher.for_settings(db, connectors, settings).deliver([r.id for r in replies])
         finally:
             for c in connectors:
                 await c.close()

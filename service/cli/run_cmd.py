@@ -1,4 +1,7 @@
-"""`socialcare run` (everything in one process) and `socialcare worker` (one stage, scaled out)."""
+"""`socialcare run` (everything in one process), `web` and `listen` (production processes).
+
+Only `run` and `listen` poll the connectors; `web` (and the workers, see ``worker_cmd``) build them
+for outbound replies and moderation actions only."""
 
 from __future__ import annotations
 
@@ -14,13 +17,15 @@ from service.stages import STAGES
 log = logging.getLogger("socialcare.run")
 
 
-async def _serve(settings, *, stages, workers: int, web_port: int | None, demo: bool) -> None:  # noqa: ANN001
+async def _serve(settings, *, stages, workers: int, web_port: int | None, demo: bool,  # noqa: ANN001
+                 listen: bool = False, stop: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (or ``stop``), then shut down gracefully (see ``Runtime.close``)."""
     from console.app import create_app
     from service.runtime import Runtime, write_ingest_token
     from service.seed import DEMO_MENTIONS, seed_demo
 
-    rt = await Runtime.open(settings, stages=stages, workers=workers)
-    stop = asyncio.Event()
+    rt = await Runtime.open(settings, stages=stages, workers=workers, listen=listen)
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -52,9 +57,11 @@ async def _serve(settings, *, stages, workers: int, web_port: int | None, demo: 
         await stop.wait()
         log.info("shutting down: finishing in-flight work")
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
         if runner is not None:
-            await runner.cleanup()
-        await rt.close()
+            await runner.cleanup()  # no new webhook or console request from here on
+        await rt.close()  # connectors stop, in-process queues drain, then the stages stop
         if hub is not None:
             await hub.close()
 
@@ -71,19 +78,7 @@ def run(settings, port: int | None, host: str | None, demo: bool | None) -> None
     port = port or settings.port
     if demo is None:
         demo = settings.demo and not (settings.x_enabled or settings.reddit_enabled or settings.discourse_enabled)
-    asyncio.run(_serve(settings, stages=STAGES, workers=1, web_port=port, demo=demo))
-
-
-@click.command()
-@click.option("--stage", "stages", multiple=True, type=click.Choice(STAGES), required=True,
-              help="Stage to run (repeatable).")
-@click.option("--concurrency", type=int, default=1, show_default=True, help="Consumers per stage in this process.")
-@click.pass_obj
-def worker(settings, stages: tuple[str, ...], concurrency: int) -> None:  # noqa: ANN001
-    """Run stage workers only (production: Redis Streams bus, scaled across machines)."""
-    if settings.bus != "redis":
-        raise click.ClickException("workers need a shared bus: set SOCIALCARE_BUS=redis")
-    asyncio.run(_serve(settings, stages=list(stages), workers=concurrency, web_port=None, demo=False))
+    asyncio.run(_serve(settings, stages=STAGES, workers=1, web_port=port, demo=demo, listen=True))
 
 
 @click.command()
@@ -107,4 +102,4 @@ def listen(settings) -> None:  # noqa: ANN001
         raise click.ClickException("a separate listener process needs a shared bus: set SOCIALCARE_BUS=redis")
     if not (settings.x_enabled or settings.reddit_enabled or settings.discourse_enabled):
         raise click.ClickException("no connector is configured (see `socialcare connectors check`)")
-    asyncio.run(_serve(settings, stages=[], workers=0, web_port=None, demo=False))
+    asyncio.run(_serve(settings, stages=[], workers=0, web_port=None, demo=False, listen=True))

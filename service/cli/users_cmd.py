@@ -9,6 +9,10 @@ from sqlalchemy import select
 
 from models import ROLES
 
+# every scope a route names (console/api, /metrics), and "*" for all of them
+SCOPES = ("mentions:read", "replies:write", "actions:write", "templates:read", "templates:write", "digest:read",
+          "cases:read", "connectors:read", "metrics", "webhooks", "ingest", "*")
+
 
 def _db(settings):  # noqa: ANN001, ANN202
     from models.db import Database
@@ -74,8 +78,8 @@ def list_(settings) -> None:  # noqa: ANN001
 @users.command("token")
 @click.argument("username")
 @click.option("--name", required=True, help="What the token is for (e.g. the bot's name).")
-@click.option("--scope", "scopes", multiple=True, required=True,
-              help="Scope (repeatable): mentions:read, replies:write, actions:write, templates:read, templates:write, digest:read, metrics, webhooks, ingest.")
+@click.option("--scope", "scopes", multiple=True, required=True, type=click.Choice(SCOPES),
+              help="Scope (repeatable); a token opens only API routes with one of its scopes.")
 @click.pass_obj
 def token(settings, username: str, name: str, scopes: tuple[str, ...]) -> None:  # noqa: ANN001
     """Create an API token for USERNAME's bot; printed once, only its hash is stored."""

@@ -20,7 +20,12 @@ from community.answers import AnswerIndex
 from community.replybot import ChannelPolicy, GateInput, Ledger, blocked_by
 from community.templates import TemplateRenderError, choose_tone, render
 from escalation.cases import SlaPolicy, open_or_join
-from escalation.handoff import private_handoff
+from escalation.handoff import (
+    DM_REQUEST_TEMPLATE,
+    PUBLIC_DM_REQUEST_NOTICE,
+    can_message_privately,
+    private_handoff,
+)
 from models import Author, Incident, Mention, Reply, RouteDecision, TriageResult
 from models.base import utcnow
 from service.audit import record
@@ -44,7 +49,7 @@ class ActStage:
         self._keys: set[str] = set()  # reply keys known in the batch at hand
         self.ledger = Ledger()
         self.policies: dict[str, ChannelPolicy] = {}
-        self.dispatcher = dispatcher or Dispatcher(ctx.db, ctx.connectors, ctx.settings.dry_run)
+        self.dispatcher = dispatcher or Dispatcher.for_settings(ctx.db, ctx.connectors, ctx.settings)
 
     def policy(self, platform: str) -> ChannelPolicy:
         if platform not in self.policies:
@@ -122,6 +127,15 @@ class ActStage:
             return render(body, ctx, platform=mention.platform, link=link)
         except TemplateRenderError:
             return None  # a broken template is never sent; the decision stays for an agent
+
+    def _notice_text(self, name: str, mention: Mention, author: Author | None) -> str | None:
+        """A private notice from its template, or its built-in words when the template is missing or
+        broken (a hidden post's author is always told why)."""
+        text = self._text(name, mention, author)
+        body = moderation.BUILTIN_NOTICES.get(name)
+        if text is not None or body is None:
+            return text
+        return render(body, {"author_name": self._author_name(author)}, platform=mention.platform)
 
     def _answer_text(self, answer: dict, mention: Mention, author: Author | None) -> str | None:
         if answer.get("kind") == "template":
@@ -203,7 +217,7 @@ class ActStage:
 
     async def _escalate_private(self, session, decision, mention, author, tri) -> None:  # noqa: ANN001
         if decision.details.get("redact"):  # before the case copies the words
-            moderation.redact_mention(mention, (tri.scores or {}).get("pii") if tri else None)
+            await moderation.redact_everywhere(session, mention, (tri.scores or {}).get("pii") if tri else None)
         category = decision.details.get("category") or ("fraud" if "fraud" in decision.reason else "security")
         case, opened = await open_or_join(session, mention, category, SlaPolicy.from_settings(self.ctx.settings))
         if opened:
@@ -211,24 +225,31 @@ class ActStage:
         if decision.details.get("hide_first"):
             await moderation.add_action(session, f"hide:{mention.id}", mention, "hide",
                                         "personal data exposed in public", rule="builtin:pii")
-        text = self._text("secure_link_notice", mention, author) or PUBLIC_SECURE_NOTICE
-        await self._reply(session, f"secure_notice:{case.id}:{mention.conversation_id}", mention, text,
-                          kind="secure_link", template="secure_link_notice", case_id=case.id)
+        template, fixed = ("secure_link_notice", PUBLIC_SECURE_NOTICE)
+        if not can_message_privately(mention, author):  # no DM to point to: ask for one instead
+            template, fixed = DM_REQUEST_TEMPLATE, PUBLIC_DM_REQUEST_NOTICE
+        await self._reply(session, f"secure_notice:{case.id}:{mention.conversation_id}", mention,
+                          self._text(template, mention, author) or fixed, kind="secure_link",
+                          template=template, case_id=case.id)
         await private_handoff(session, case, mention, self.ctx.settings)  # the secure link, by DM
 
     async def _moderate(self, session, decision, mention, author, tri) -> None:  # noqa: ANN001
         details = decision.details
         if details.get("redact"):
-            moderation.redact_mention(mention, (tri.scores or {}).get("pii") if tri else None)
+            await moderation.redact_everywhere(session, mention, (tri.scores or {}).get("pii") if tri else None)
         await moderation.add_action(session, f"mod:{mention.id}", mention, details.get("action", "hold"),
                                     decision.reason, rule=details.get("rule") or decision.reason.split(":")[0])
         notice = details.get("notify")
         if notice:
-            await self._reply(session, f"notice:{mention.id}", mention, self._text(notice, mention, author),
-                              kind="notice", visibility="private", template=notice)
+            await self._reply(session, f"notice:{mention.id}", mention,
+                              self._notice_text(notice, mention, author), kind="notice", visibility="private",
+                              template=notice)
 
     async def _rule_side_actions(self, session, decision, mention) -> None:  # noqa: ANN001
-        """Rules that label, lock or notify act beside whatever the decision was."""
+        """Rules that label, lock or notify act beside whatever the decision was: a lock goes to the
+        platform, a label is recorded with the post, a notify opens an alert for its team (shown on
+        the moderation page and sent as the ``moderation.notify`` webhook event)."""
         for side in decision.details.get("rule_actions") or []:
+            extra = {k: side[k] for k in ("label", "notify") if side.get(k)}
             await moderation.add_action(session, f"rule:{mention.id}:{side['rule']}", mention, side["action"],
-                                        f"rule {side['rule']}", rule=side["rule"])
+                                        side.get("reason") or f"rule {side['rule']}", rule=side["rule"], **extra)

@@ -125,3 +125,81 @@ async def test_marketing_opens_the_digest_and_its_charts_render(browser, server)
     path = await (await download.value).path()
     assert Path(path).read_text(encoding="utf-8").startswith("section,key")
     await context.close()
+
+
+async def test_an_agent_tags_with_t_and_resolves_with_e(browser, server):
+    from playwright.async_api import expect
+
+    from models import Conversation
+
+    await server.runtime.submit([mention("k-1", "Where is my order? It was due on Monday", "waiting")])
+    _, cid = await routed(server, "k-1")
+    context, page = await signed_in(browser, server, "alice")
+    await page.goto(f"/conversations/{cid}")
+    await page.keyboard.press("t")  # focuses the tags field (the key itself is not typed)
+    tags = page.locator("#tags")
+    await expect(tags).to_be_focused()
+    await expect(tags).to_have_value("")
+    await page.keyboard.type("shipping, late")
+    await page.keyboard.press("Enter")
+    await page.wait_for_load_state()
+    await expect(page.locator("#tags")).to_have_value("shipping, late")
+    await page.screenshot(path=shot("conversation-tagged"), full_page=True)
+    await page.keyboard.press("e")  # resolve: back to the queue, without this conversation
+    await page.wait_for_url(re.compile(r"/queue$"))
+    await expect(page.locator(f'tr.item[data-conversation-id="{cid}"]')).to_have_count(0)
+    async with server.runtime.db.session() as s:
+        conv = await s.get(Conversation, cid)
+    assert conv.tags == ["shipping", "late"] and conv.status == "resolved"
+    await context.close()
+
+
+async def test_an_agent_reports_a_post_and_a_moderator_escalates_it_and_bans_a_spammer(browser, server):
+    from playwright.async_api import expect
+
+    from models import Author
+
+    await server.runtime.submit([
+        mention("r-1", "The real support team said to message acme_refunds_desk on Telegram for your money back", "impostor"),
+        mention("r-2", "FREE FOLLOWERS and likes!!! click bit.ly/wwww buy cheap followers today", "spambot4"),
+    ])
+    reported_id, reported_cid = await routed(server, "r-1")
+    spam_id, _ = await routed(server, "r-2")
+    agent, page = await signed_in(browser, server, "alice")
+    await page.goto(f"/conversations/{reported_cid}")
+    await page.locator("details.report summary").first.click()
+    await page.get_by_label(re.compile("Note for the moderators")).fill("Impersonates our support: a scam")
+    await page.get_by_role("button", name="Report to moderators").click()
+    await expect(page.get_by_role("status").filter(has_text="Held for the moderators")).to_be_visible()
+    await agent.close()
+
+    context, page = await signed_in(browser, server, "mod")
+    await page.goto("/moderation")
+    reported = page.locator("tr.reported", has_text="acme_refunds_desk")
+    await expect(reported).to_contain_text("Reported by alice")
+    await expect(reported).to_contain_text("Impersonates our support: a scam")
+    spam = page.locator("tr", has_text="FREE FOLLOWERS and likes")
+    await expect(spam).to_be_visible()
+    await page.screenshot(path=shot("moderation-reported"), full_page=True)
+
+    await spam.get_by_placeholder(re.compile("Reason sent to the author")).fill("Spam accounts are banned.")
+    await spam.get_by_role("button", name="Ban").click()
+    await page.wait_for_url(re.compile(r"/moderation$"))
+    await expect(page.locator("tr", has_text="FREE FOLLOWERS and likes")).to_have_count(0)
+    await page.locator("tr.reported", has_text="acme_refunds_desk").get_by_role("button", name="Escalate").click()
+    await page.wait_for_url(re.compile(r"/moderation$"))
+    await expect(page.locator("tr.reported", has_text="acme_refunds_desk")).to_have_count(0)
+    await page.screenshot(path=shot("moderation-after-ban-and-escalate"), full_page=True)
+    async with server.runtime.db.session() as s:
+        acts = {(a.mention_id, a.action): a for a in await s.scalars(select(ModerationAction).where(
+            ModerationAction.mention_id.in_([reported_id, spam_id])))}
+        spammer = await s.scalar(select(Author).join(Mention, Mention.author_id == Author.id)
+                                 .where(Mention.id == spam_id))
+        case = await s.scalar(select(Case).where(Case.opened_by_mention_id == reported_id))
+    hold = acts[(reported_id, "hold")]
+    assert (hold.rule, hold.actor, hold.reason, hold.status) == ("reported", "session:alice",
+                                                                 "Impersonates our support: a scam", "reviewed")
+    assert hold.details["decision"] == "escalate" and case is not None
+    assert spammer.banned and acts[(spam_id, "ban")].actor == "session:mod"
+    assert acts[(spam_id, "ban")].reason == "Spam accounts are banned."
+    await context.close()

@@ -43,3 +43,26 @@ async def test_a_discourse_solution_counts_but_an_ordinary_reply_does_not(world)
     await world.run(q, plain, solution)
     [kept] = await world.get(CommunityAnswer)
     assert (kept.answer_mention_id, kept.source) == (solution.id, "accepted")
+
+
+async def test_copies_of_accepted_answers_never_keep_personal_data(world):
+    """Redacted when copied, and again when moderation later redacts and hides the post itself
+    (triage may find personal data the copy's own detector does not: here, a name it marks)."""
+    from models import Mention
+
+    q = await world.mention("Refund still missing? mail me at sam.lee@example.com and I'll compare notes",
+                            platform="reddit", issue="billing")
+    name = "Jane Roe"
+    text = f"Ask {name} at the Leeds store, she sorted mine in a day."
+    a = await world.mention(text, platform="reddit", in_reply_to=q.external_id, raw={"distinguished": "moderator"},
+                            issue="billing", pii=[{"type": "national_id", "start": text.index(name),
+                                                   "end": text.index(name) + len(name)}])
+    await world.run(q)
+    await world.run(a)
+    [kept] = await world.get(CommunityAnswer)
+    assert kept.answer_mention_id == a.id
+    assert "sam.lee@example.com" not in kept.question and "Refund still missing?" in kept.question
+    [post] = await world.get(Mention, id=a.id)
+    assert post.hidden and name not in post.text  # moderation hid and redacted the answer ...
+    assert name not in kept.answer and "Leeds store" in kept.answer  # ... and its copy followed
+    assert kept.active is False  # a hidden post is no longer offered to later askers

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from console.app import create_app
 from console.auth import create_user
-from models import Incident, IncidentMention, ModerationAction, Reply, Template
+from models import Incident, IncidentMention, ModerationAction, Template
 from service.runtime import Runtime
 from tests.community.conftest import DEMO, RecordingConnector, World
 
@@ -187,3 +187,28 @@ async def test_an_agent_cannot_use_the_bulk_review(client, rt, world):
     r = await client.post("/moderation/bulk", data={"ids": str(hold.id), "decision": "approve", "csrf_token": csrf},
                           allow_redirects=False)
     assert r.status == 403 and rt.connectors[0].calls == []
+
+
+async def test_a_notify_alert_shows_on_the_moderation_page_redacted_and_is_acknowledged_once(client, rt, world):
+    from community import moderation
+
+    m = await world.mention("we'll see you in court, call me at +1 415 555 0134", platform="reddit",
+                            issue="other", author="angry")
+    async with rt.db.session() as s:
+        mention = await s.get(type(m), m.id)
+        alert = await moderation.add_action(s, "t:notify", mention, "notify", "legal threat", rule="legal-threat",
+                                            notify="care-leads")
+        await s.commit()
+    assert alert.status == "alert"
+    csrf = await login(client, "mod", "/moderation")
+    page = await (await client.get("/moderation")).text()
+    assert "care-leads" in page and "legal-threat" in page and "see you in court" in page
+    assert "555 0134" not in page  # the post as the page shows it: personal data redacted
+    url = f"/moderation/alerts/{alert.id}/acknowledge"
+    assert (await client.post(url, data={}, allow_redirects=False)).status == 403  # CSRF
+    assert (await client.post(url, data={"csrf_token": csrf}, allow_redirects=False)).status == 303
+    assert (await client.post(url, data={"csrf_token": csrf}, allow_redirects=False)).status == 400
+    async with rt.db.session() as s:
+        row = await s.get(ModerationAction, alert.id)
+    assert row.status == "acknowledged" and row.details["acknowledged_by"] == "session:mod"
+    assert "care-leads" not in await (await client.get("/moderation")).text()

@@ -175,3 +175,107 @@ async def test_closing_sends_one_fixed_follow_up_to_everyone_and_the_timeline_te
     assert sum(e["details"].get("count", 0) for e in events if e["kind"] == "mentions") == len(ms)
     with pytest.raises(broadcast.IncidentError):
         await post(world, incident, "too late")
+
+
+# --- pacing: a per-channel cap on one-to-many replies -----------------------------------------------
+class Clock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def paced(world, per_minute: int):
+    from service.dispatch import Dispatcher
+
+    clock = Clock(datetime.now(timezone.utc))
+    return Dispatcher(world.db, world.connectors, False, paced_per_minute=per_minute, clock=clock), clock
+
+
+async def sent_to(world) -> dict[int, list[str]]:
+    """Author id -> the texts of the status replies the platform received for them."""
+    out: dict[int, list[str]] = {}
+    async with world.db.session() as s:
+        for r, author_id in (await s.execute(select(Reply, Mention.author_id).join(Mention, Mention.id == Reply.mention_id)
+                                             .where(Reply.status == "sent").order_by(Reply.sent_at, Reply.id))).all():
+            out.setdefault(author_id, []).append(r.text)
+    return out
+
+
+async def test_a_status_for_more_authors_than_the_cap_is_paced_never_dropped_nor_duplicated(world, connectors):
+    incident, _ = await outage_world(world, authors=[f"fan{i}" for i in range(5)])
+    _, replies = await post(world, incident, "Playback is down; engineers are on it.")
+    dispatcher, clock = paced(world, per_minute=2)
+    await dispatcher.deliver([r.id for r in replies])
+    await dispatcher.deliver([r.id for r in replies])  # delivered twice (a retry): nothing twice
+    assert connectors["x"].kinds() == ["public_reply"] * 2
+    assert sorted(r.status for r in await world.get(Reply)) == ["queued"] * 3 + ["sent"] * 2
+    clock.advance(30)
+    assert await dispatcher.release_queued() == 0  # this minute's two are spent
+    clock.advance(31)
+    assert await dispatcher.release_queued() == 2
+    clock.advance(30)
+    assert await dispatcher.release_queued() == 0
+    clock.advance(31)
+    assert await dispatcher.release_queued() == 1
+    clock.advance(600)
+    assert await dispatcher.release_queued() == 0
+    told = await sent_to(world)
+    assert len(told) == 5 and all(len(texts) == 1 for texts in told.values())  # everyone, once
+    assert len({c.target_external_id for c in connectors["x"].calls}) == 5
+    assert {r.status for r in await world.get(Reply)} == {"sent"}
+
+
+async def test_a_newer_status_updates_the_replies_still_waiting_instead_of_adding_a_second(world, connectors):
+    incident, _ = await outage_world(world, authors=[f"fan{i}" for i in range(5)])
+    _, first = await post(world, incident, "Investigating.")
+    dispatcher, clock = paced(world, per_minute=2)
+    await dispatcher.deliver([r.id for r in first])  # two sent, three waiting
+    update, second = await post(world, incident, "Fix rolling out.", interval_minutes=0)
+    assert len(second) == 2 and update.details["refreshed_waiting"] == 3 and update.recipients == 5
+    await dispatcher.deliver([r.id for r in second])  # behind the three already waiting
+    for _ in range(4):
+        clock.advance(61)
+        await dispatcher.release_queued()
+    told = await sent_to(world)
+    assert sorted(len(texts) for texts in told.values()) == [1, 1, 1, 2, 2]
+    assert all("Fix rolling out." in texts[-1] for texts in told.values())  # the newest, for everyone
+    assert len(connectors["x"].calls) == 7
+
+
+async def test_closing_supersedes_waiting_status_replies_and_everyone_gets_the_fix(world, connectors):
+    incident, _ = await outage_world(world, authors=[f"fan{i}" for i in range(4)])
+    _, first = await post(world, incident, "Investigating.")
+    dispatcher, clock = paced(world, per_minute=1)
+    await dispatcher.deliver([r.id for r in first])
+    async with world.db.session() as s:
+        _, fixed = await broadcast.close(s, await s.get(Incident, incident.id), "alice")
+        await s.commit()
+    await dispatcher.deliver([r.id for r in fixed])
+    for _ in range(6):
+        clock.advance(61)
+        await dispatcher.release_queued()
+    statuses = sorted((r.kind, r.status) for r in await world.get(Reply))
+    assert statuses == [("status", "sent")] + [("status", "superseded")] * 3 + [("status_fixed", "sent")] * 4
+    assert len(connectors["x"].calls) == 5
+
+
+async def test_a_mention_joining_while_the_channel_is_at_its_cap_waits_for_its_slot(make_world, connectors):
+    world = make_world(incident_broadcast_per_minute=1)
+    incident, _ = await outage_world(world, authors=["ana", "ben"])
+    _, replies = await post(world, incident, "We are restoring playback.")
+    await world.act.dispatcher.deliver([r.id for r in replies])  # one sent, one waiting
+    late = await world.mention("@AcmeHelp acme down for anyone else?", author="dee", issue="outage",
+                               at=datetime(2026, 11, 20, 14, 20, tzinfo=timezone.utc))
+    await world.run(late)
+    [reply] = await world.get(Reply, mention_id=late.id)
+    assert reply.status == "queued" and "restoring playback" in reply.text
+    later = datetime.now(timezone.utc) + timedelta(minutes=1, seconds=1)
+    assert await world.act.dispatcher.release_queued(now=later) == 1  # the oldest waiting reply first
+    assert [r.status for r in await world.get(Reply, mention_id=late.id)] == ["queued"]
+    assert await world.act.dispatcher.release_queued(now=later + timedelta(minutes=2)) == 1
+    assert [r.status for r in await world.get(Reply, mention_id=late.id)] == ["sent"]

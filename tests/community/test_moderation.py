@@ -5,7 +5,6 @@ platform through the connector."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
 
 from community import moderation
 from models import AuditEvent, Author, Case, Mention, ModerationAction, Reply, RouteDecision

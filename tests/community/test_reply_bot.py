@@ -159,3 +159,37 @@ async def test_a_bot_reply_can_be_taken_back_with_delete_reply(world, connectors
     assert reply.status == "deleted"
     [event] = await world.get(AuditEvent, action="bot.reply_deleted")
     assert event.actor == "mod" and event.reason == "wrong answer"
+
+
+async def test_the_author_cooldown_expires_after_its_hours(make_world, connectors):
+    """Two hours of cool-down: a second question just inside them waits for an agent, one just
+    after them is answered by the bot again."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    world = make_world(bot_cooldown_hours=2)
+
+    async def age_bot_replies(by: timedelta) -> None:  # the clock moves on: earlier replies get older
+        async with world.db.session() as s:
+            for r in await s.scalars(select(Reply).where(Reply.kind == "auto_answer")):
+                await s.execute(update(Reply).where(Reply.id == r.id).values(created_at=r.created_at - by))
+            await s.commit()
+
+    await world.run(await world.mention(LOGIN, author="dora"))
+    await age_bot_replies(timedelta(hours=1, minutes=58))
+    inside = await world.mention("@AcmeHelp how do I reset my password on the TV app", author="dora")
+    await world.run(inside)
+    [held] = await replies_of(world, inside)
+    assert held.status == "suggested"
+    [decision] = await world.get(RouteDecision, mention_id=inside.id)
+    assert decision.details["bot"]["blocked_by"] == ["author_cooldown"]
+
+    await age_bot_replies(timedelta(minutes=4))  # the first answer is now 2 h 2 min old
+    after = await world.mention("@AcmeHelp password reset link expired, how do I get a new one", author="dora")
+    await world.run(after)
+    [answered] = await replies_of(world, after)
+    assert answered.status == "sent" and answered.kind == "auto_answer"
+    [decision] = await world.get(RouteDecision, mention_id=after.id)
+    assert decision.details["bot"]["blocked_by"] == []
+    assert connectors["x"].kinds() == ["public_reply", "public_reply"]

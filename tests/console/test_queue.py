@@ -181,3 +181,36 @@ async def test_the_conversation_shows_customer_history_on_other_channels(app_cli
     assert "Maria Silva" in page and "shipped this morning" in page
     assert "where is order 1234?" in page and "reddit" in page
     assert "word &#39;refund&#39; (+0.40)" in page  # the triage explanation
+
+
+async def test_viewing_a_conversation_with_a_customer_record_is_audited(app_client, runtime):
+    from console.queue_data import conversation_view
+    from models import Customer
+
+    async with runtime.db.session() as s:
+        cust = Customer(name="Ines Duarte", plan="family", attributes={"tier": "gold"})
+        s.add(cust)
+        await s.commit()
+        cust_id = cust.id
+    linked = await add_mention(runtime, "my plan renewed twice", handle="ines_d", customer_id=cust_id)
+    unlinked = await add_mention(runtime, "app crashes on start", handle="anon_5")
+    await login(app_client, "alice")
+    page = await (await app_client.get(f"/conversations/{linked.conversation_id}")).text()
+    assert "Ines Duarte" in page
+    await app_client.get(f"/conversations/{unlinked.conversation_id}")
+
+    async def views():
+        async with runtime.db.session() as s:
+            return list(await s.scalars(select(AuditEvent).where(AuditEvent.action == "customer.viewed")
+                                        .order_by(AuditEvent.id)))
+
+    [event] = await views()  # the record was shown once; the conversation without one is no view of it
+    assert (event.object_type, event.object_id, event.reason) == ("customer", str(cust_id), "conversation view")
+    assert event.actor == "session:alice"  # who looked: the signed-in agent
+    assert event.details["conversation_id"] == linked.conversation_id and event.at is not None
+    assert "Ines" not in str(event.details)  # who was viewed is an id, never the person's data
+    # who: the viewer the console passes (the page handler names the signed-in agent)
+    async with runtime.db.session() as s:
+        await conversation_view(s, linked.conversation_id, viewer="session:bob", why="checking a refund")
+    last = (await views())[-1]
+    assert (last.actor, last.reason, last.object_id) == ("session:bob", "checking a refund", str(cust_id))

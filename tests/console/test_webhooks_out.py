@@ -134,3 +134,45 @@ async def test_subscriptions_are_validated_and_admin_only(app_client, runtime):
     assert r.status == 403
     listed = await (await app_client.get("/api/v1/webhooks", headers=h)).json()
     assert listed["webhooks"] == [] and "case.opened" in listed["events"]
+
+
+async def test_an_sla_breach_is_pushed_once_per_breach_without_personal_data(app_client, runtime, receiver):
+    from escalation import sla
+
+    await subscribe(app_client, runtime, receiver.url, ["sla.breached"])
+    m = await add_mention(runtime, "my card 4111 1111 1111 1111 was charged twice", sensitivity="fraud",
+                          handle="maria_music3")
+    async with runtime.db.session() as s:
+        case = Case(conversation_id=m.conversation_id, opened_by_mention_id=m.id, category="fraud",
+                    first_response_due=utcnow() - timedelta(minutes=5), resolution_due=utcnow() + timedelta(hours=1))
+        s.add(case)
+        await s.commit()
+        case_id = case.id
+    assert await sla.sweep(runtime.db) == 1
+    assert await sla.sweep(runtime.db) == 0  # the checker runs again: the same breach, no new one
+    later = utcnow() + timedelta(seconds=5)
+    assert await scan(runtime.db, now=later) == 1
+    assert await scan(runtime.db, now=later) == 0
+    async with aiohttp.ClientSession() as http:
+        assert await deliver_due(runtime.db, http, now=later) == 1
+    [(headers, body)] = receiver.got
+    event = json.loads(body)
+    assert headers["X-Socialcare-Event"] == event["type"] == "sla.breached"
+    assert (event["data"]["case_id"], event["data"]["kind"], event["data"]["category"]) == (
+        case_id, "first_response", "fraud")
+    assert b"4111" not in body and b"maria" not in body.lower()
+    # the resolution deadline passing later is a second breach: a second event
+    async with runtime.db.session() as s:
+        (await s.get(Case, case_id)).resolution_due = utcnow() - timedelta(seconds=1)
+        await s.commit()
+    assert await sla.sweep(runtime.db) == 1
+    assert await scan(runtime.db, now=utcnow() + timedelta(seconds=5)) == 1
+    async with runtime.db.session() as s:
+        kinds = [d.payload["data"]["kind"] for d in await s.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id))]
+    assert kinds == ["first_response", "resolution"]
+
+
+async def test_the_new_events_can_be_subscribed_to(app_client, runtime):
+    admin = await bot_token(runtime, "root", ["webhooks"])
+    listed = await (await app_client.get("/api/v1/webhooks", headers={"Authorization": f"Bearer {admin}"})).json()
+    assert {"moderation.notify", "sla.breached"} <= set(listed["events"])

@@ -65,7 +65,7 @@ async def test_an_auth_error_stops_one_connector_while_another_keeps_running(two
 
     tasks = [asyncio.create_task(run_connector(c, publish, store, stop, backoff_base=0.01)) for c in (bad, good)]
     bad_status = await asyncio.wait_for(tasks[0], 10)
-    assert bad_status.state == "error" and "401" in bad_status.last_error
+    assert bad_status.state == "stopped" and bad_status.stopped_by_error and "401" in bad_status.last_error
     assert "connector x stopped" in caplog.text and "revoked" not in caplog.text  # no secret in the log
     good_fake.tweets.append(tweet(7))
     for _ in range(200):

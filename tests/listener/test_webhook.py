@@ -8,9 +8,13 @@ import time
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select
 
 from listener import webhook
-from listener.webhook import ReplayGuard, sign
+from listener.ingest import ingest_batch
+from listener.webhook import ReplayGuard, sign, to_mention
+from models import Author, Conversation, Customer, Mention, SocialIdentity
+from models.db import Database
 from service.settings import load_settings
 
 SECRET = "generic-secret"
@@ -49,8 +53,9 @@ async def deliver(client, payload, *, ts=None, secret=SECRET, body=None, signatu
 
 async def test_a_signed_post_becomes_a_private_mention_carrying_the_customer_context(client):
     resp = await deliver(client, widget_post(1))
-    assert resp.status == 202 and (await resp.json()) == {"accepted": 1}
+    assert resp.status == 202 and (await resp.json()) == {"accepted": 1, "customers_linked": 0}  # no database here
     (m,) = client.published
+    assert m.author_id == "help-widget:u-9"  # namespaced: another forum may have its own "u-9"
     assert (m.platform, m.external_id, m.conversation_id, m.channel) == ("webhook", "help-widget:msg-1",
                                                                          "help-widget:conv-7", "help-widget")
     assert m.is_public is False and m.kind == "dm" and m.author_handle == "jane"
@@ -114,3 +119,92 @@ def test_replay_guard_forgets_after_the_window():
 
 def test_no_secret_no_route():
     assert webhook.routes(load_settings(), lambda b: None) == []
+
+
+# --- the widget's signed customer reference links the author to the customer record ---------------
+
+
+@pytest.fixture
+async def linked(sqlite_url):
+    """The webhook on a real database with two customers, and what it published."""
+    db = Database(sqlite_url)
+    await db.upgrade()
+    async with db.session() as s:
+        s.add_all([Customer(external_ref="cus_42", name="Jane Doe", email="Jane@Example.com"),
+                   Customer(external_ref="cus_43", name="Ann Other", email="ann@example.com")])
+        await s.commit()
+    published: list = []
+
+    async def publish(batch):
+        published.extend(batch)
+
+    app = web.Application()
+    app.router.add_routes(webhook.routes(load_settings(webhook_secret=SECRET), publish, db=db))
+    c = TestClient(TestServer(app, host="127.0.0.1"))
+    await c.start_server()
+    c.published, c.db = published, db
+    yield c
+    await c.close()
+    await db.close()
+
+
+async def ingested(client):
+    """Ingest what the webhook published; returns {external_id: (author customer, thread customer)}."""
+    async with client.db.session() as s:
+        await ingest_batch(s, client.published)
+        await s.commit()
+        out = {}
+        for m in await s.scalars(select(Mention)):
+            author, conv = await s.get(Author, m.author_id), await s.get(Conversation, m.conversation_id)
+            out[m.external_id] = (author.customer_id if author else None, conv.customer_id)
+        return out
+
+
+async def customer_id(client, ref):
+    async with client.db.session() as s:
+        return await s.scalar(select(Customer.id).where(Customer.external_ref == ref))
+
+
+async def test_a_signed_customer_id_or_email_links_the_author_and_the_thread(linked):
+    resp = await deliver(linked, {"mentions": [
+        widget_post(1),  # customer id cus_42
+        {**widget_post(2, thread_id="conv-8"), "author": {"id": "u-10"}, "customer": {"email": "ANN@example.com"}},
+        {**widget_post(3, thread_id="conv-9"), "author": {"id": "u-11"}, "customer": {"id": "cus_unknown"}},
+    ]})
+    assert resp.status == 202 and (await resp.json()) == {"accepted": 3, "customers_linked": 2}
+    jane, ann = await customer_id(linked, "cus_42"), await customer_id(linked, "cus_43")
+    rows = await ingested(linked)
+    assert rows["help-widget:msg-1"] == (jane, jane)
+    assert rows["help-widget:msg-2"] == (ann, ann)  # by e-mail, whatever its case
+    assert rows["help-widget:msg-3"] == (None, None)  # a customer the CRM does not know: not invented
+    async with linked.db.session() as s:
+        ident = await s.scalar(select(SocialIdentity).where(SocialIdentity.handle_key == "id:help-widget:u-9"))
+    assert ident.customer_id == jane and ident.platform == "webhook" and ident.source == "webhook"
+
+
+async def test_an_author_seen_before_is_linked_later_and_another_sources_namesake_is_not(linked):
+    anonymous = {k: v for k, v in widget_post(1).items() if k != "customer"}
+    forum_namesake = {**anonymous, "source": "other-forum", "id": "p-1"}  # its own user "u-9"
+    assert (await deliver(linked, {"mentions": [anonymous, forum_namesake]})).status == 202
+    assert await ingested(linked) == {"help-widget:msg-1": (None, None), "other-forum:p-1": (None, None)}
+    linked.published.clear()
+    assert (await deliver(linked, widget_post(2))).status == 202  # now signed in: cus_42
+    jane = await customer_id(linked, "cus_42")
+    rows = await ingested(linked)
+    assert rows["help-widget:msg-2"] == (jane, jane) and rows["help-widget:msg-1"][0] == jane
+    assert rows["other-forum:p-1"] == (None, None)
+
+
+async def test_only_a_signed_request_links_a_customer(linked):
+    """Ingest alone never trusts ``raw["customer"]``: replay files and the ingest API carry it too."""
+    forged = {**widget_post(1), "author": {"id": "u-77"}}
+    assert (await deliver(linked, forged, secret="wrong")).status == 401
+    linked.published.append(to_mention(forged, 0, []))  # as if it came in by replay
+    assert await ingested(linked) == {"help-widget:msg-1": (None, None)}
+
+
+async def test_a_malformed_customer_reference_is_a_400(linked):
+    resp = await deliver(linked, {**widget_post(1), "customer": {"id": ["cus_42"], "email": "not-an-address"}})
+    problems = (await resp.json())["problems"]
+    assert resp.status == 400 and any("customer.id" in p for p in problems)
+    assert any("customer.email" in p for p in problems) and linked.published == []

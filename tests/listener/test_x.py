@@ -113,7 +113,8 @@ async def test_an_auth_error_stops_only_this_connector(fake):
     fake.fail_next = [(403, {})]
     status = await asyncio.wait_for(run_connector(connector(fake), lambda b: asyncio.sleep(0), MemoryCursorStore(),
                                                   asyncio.Event()), 10)
-    assert status.state == "error" and "refused" in status.last_error and "403" in status.last_error
+    assert status.state == "stopped" and status.stopped_by_error
+    assert "refused" in status.last_error and "403" in status.last_error
 
 
 async def test_restart_mid_stream_neither_loses_nor_repeats(fake):

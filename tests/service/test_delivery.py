@@ -97,7 +97,20 @@ async def test_every_message_delivered_twice_creates_each_row_once(request, tmp_
     once = await run_pipeline(once_settings, triager, mentions, workers=1, duplicate=False)
     assert twice["mentions"] == twice["triage"] == twice["decisions"] == 60
     assert twice["cases"] >= 1 and twice.get("reply:secure_link", 0) >= 1
-    assert twice == once
+    if workers == 1:
+        assert twice == once
+        return
+    # Two route workers race for batches, so the spike detector may open the login incident one batch
+    # earlier or later: a mention is then a broadcast instead of an auto answer (or the reverse). That
+    # is ordering, not duplication; everything else must match one delivery exactly, and no mention
+    # is answered twice.
+    racy = {"outcome:auto_answer", "outcome:broadcast", "reply:auto_answer", "replies"}
+    assert {k: v for k, v in twice.items() if k not in racy} == {k: v for k, v in once.items() if k not in racy}
+    answered = ("outcome:auto_answer", "outcome:broadcast")
+    assert sum(twice.get(k, 0) for k in answered) == sum(once.get(k, 0) for k in answered)
+    for run in (twice, once):
+        assert run.get("reply:auto_answer", 0) == run.get("outcome:auto_answer", 0)
+        assert run["replies"] - run.get("reply:auto_answer", 0) == once["replies"] - once.get("reply:auto_answer", 0)
 
 
 CRASHER = textwrap.dedent("""

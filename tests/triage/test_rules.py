@@ -45,3 +45,11 @@ def test_fraud_wins_when_money_moved_and_both_reasons_are_kept():
     level, reasons = sensitivity_rules("my account was hacked and there are charges I didn't make")
     assert level == "fraud"
     assert "account hacked" in reasons and "transactions the customer did not make" in reasons
+
+
+@pytest.mark.parametrize("text,level", [
+    ("One of our company cards has a subscription linked to it. We don\u2019t know who or how.", "fraud"),
+    ("my ex knows my password and keeps logging into my account and changing settings", "security"),
+])
+def test_phone_typography_and_people_the_customer_names(text, level):
+    assert sensitivity_rules(text)[0] == level

@@ -41,6 +41,10 @@ class FakeDiscourse:
     posts: list[dict] = field(default_factory=list)  # oldest first
     page_size: int = 3
     fail_next: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    malformed_next: int = 0  # answer this many API calls with a cut-off JSON body
+    admin_key: bool = True  # suspending needs an admin's API key
+    admins: set[int] = field(default_factory=lambda: {1})  # staff Discourse refuses to suspend
+    suspended: dict[int, dict] = field(default_factory=dict)  # user id -> the suspend body
     created: list[dict] = field(default_factory=list)
     actions: list[tuple[str, str, Any]] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
@@ -54,6 +58,7 @@ class FakeDiscourse:
         app.router.add_delete("/posts/{id}.json", self.delete)
         app.router.add_put("/posts/{id}/{what}", self.put)
         app.router.add_get("/u/{username}.json", self.user)
+        app.router.add_put("/admin/users/{id}/suspend.json", self.suspend)
         return app
 
     @web.middleware
@@ -68,6 +73,9 @@ class FakeDiscourse:
             return web.json_response({"errors": [("You are not permitted to view the requested resource. The API "
                                                   "username or key is invalid.")], "error_type": "invalid_access"},
                                      status=403)
+        if self.malformed_next:
+            self.malformed_next -= 1  # a response cut off in transit
+            return web.Response(text='{"latest_posts": [{"id": 12', content_type="application/json")
         return await handler(request)
 
     async def latest(self, request: web.Request) -> web.Response:
@@ -102,6 +110,27 @@ class FakeDiscourse:
     async def put(self, request: web.Request) -> web.Response:
         self.actions.append((request.match_info["what"], request.match_info["id"], dict(await request.post())))
         return web.json_response({"success": "OK"})
+
+    async def suspend(self, request: web.Request) -> web.Response:
+        """``PUT /admin/users/{id}/suspend.json`` as Discourse answers it (403 / 404 / 409 / 200)."""
+        uid, body = int(request.match_info["id"]), await request.json()
+        invalid = {"errors": ["You are not permitted to view the requested resource."], "error_type": "invalid_access"}
+        if not self.admin_key or uid in self.admins:
+            return web.json_response(invalid, status=403)
+        if uid not in {p["user_id"] for p in self.posts}:
+            return web.json_response({"errors": ["The requested URL or resource could not be found."],
+                                      "error_type": "not_found"}, status=404)
+        if not body.get("suspend_until") or not body.get("reason"):
+            return web.json_response({"errors": ["param is missing or the value is empty: reason"],
+                                      "error_type": "invalid_parameters"}, status=400)
+        if uid in self.suspended:
+            return web.json_response({"failed": "FAILED", "message": "User was already suspended by acme_support "
+                                      "1 minute ago."}, status=409)
+        self.suspended[uid] = body
+        return web.json_response({"suspension": {"suspend_reason": body["reason"], "full_suspend_reason":
+                                  body["reason"], "suspended_till": body["suspend_until"],
+                                  "suspended_at": "2026-11-20T10:00:00.000Z",
+                                  "suspended_by": {"id": 2, "username": "acme_support"}}})
 
     async def user(self, request: web.Request) -> web.Response:
         return web.json_response({"user": {"id": 2, "username": request.match_info["username"], "admin": True,

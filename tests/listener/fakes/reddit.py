@@ -58,6 +58,9 @@ class FakeReddit:
     comments: list[dict] = field(default_factory=list)  # t1, oldest first
     hits: list[dict] = field(default_factory=list)  # search results across Reddit
     fail_next: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    malformed_next: int = 0  # answer this many API calls with a cut-off JSON body
+    moderates: set[str] = field(default_factory=lambda: {"acme", "acmehelp"})  # where we are a moderator
+    banned: dict[str, list[str]] = field(default_factory=dict)  # subreddit -> usernames
     writes: list[tuple[str, dict]] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     tokens_issued: int = 0
@@ -72,6 +75,8 @@ class FakeReddit:
         for name in ("comment", "compose", "remove", "approve", "lock", "distinguish"):
             app.router.add_post(f"/api/{name}{{s:/?}}", self.write)
         app.router.add_post("/api/v1/modactions/removal_reasons{s:/?}", self.removal_reason)
+        app.router.add_post("/api/del{s:/?}", self.delete)
+        app.router.add_post("/r/{sub}/api/friend{s:/?}", self.friend)
         app.router.add_get("/api/info{s:/?}", self.info)
         return app
 
@@ -89,8 +94,12 @@ class FakeReddit:
         self.requests.append(str(request.rel_url))
         if self.fail_next and request.path != "/api/v1/access_token":
             status, headers = self.fail_next.pop(0)
-            return web.json_response({"message": "error", "error": status},
-                                     status=status, headers=headers)
+            message = {429: "Too Many Requests", 500: "Internal Server Error"}.get(status, "error")
+            return web.json_response({"message": message, "error": status}, status=status, headers=headers)
+        if self.malformed_next and request.path != "/api/v1/access_token":
+            self.malformed_next -= 1  # a response cut off in transit
+            return web.Response(text='{"kind": "Listing", "data": {"children": [{"kind": "t3", "da',
+                                content_type="application/json")
         if request.path != "/api/v1/access_token" and request.headers.get("Authorization") != "bearer fake-token":
             return web.json_response({"message": "Unauthorized", "error": 401}, status=401,
                                      headers={"www-authenticate": 'Bearer realm="reddit", error="invalid_token"'})
@@ -98,6 +107,24 @@ class FakeReddit:
         resp.headers.update({"x-ratelimit-remaining": "995.0", "x-ratelimit-used": "5",
                              "x-ratelimit-reset": str(600 - int(time.time()) % 600)})
         return resp
+
+    async def delete(self, request: web.Request) -> web.Response:
+        """``/api/del``: Reddit answers ``{}`` whatever the id (deleting twice is not an error)."""
+        self.writes.append(("del", dict(await request.post())))
+        return web.json_response({})
+
+    async def friend(self, request: web.Request) -> web.Response:
+        """``/r/{sub}/api/friend`` with ``type=banned``: ban a user, as Reddit answers it."""
+        sub, form = request.match_info["sub"].lower(), dict(await request.post())
+        if sub not in self.moderates:
+            return web.json_response({"message": "Forbidden", "error": 403}, status=403)
+        known = {t["data"]["author"] for t in self.posts + self.comments + self.hits}
+        if form.get("name") not in known:
+            return web.json_response({"json": {"errors": [["USER_DOESNT_EXIST", "that user doesn't exist",
+                                                           "name"]]}})
+        self.writes.append(("friend", {**form, "subreddit": sub}))
+        self.banned.setdefault(sub, []).append(form["name"])
+        return web.json_response({"json": {"errors": []}})
 
     async def token(self, request: web.Request) -> web.Response:
         auth = request.headers.get("Authorization", "")

@@ -32,6 +32,14 @@ def tweet(i: int, text: str | None = None, author: str = "2244994945", reply_to:
     return t
 
 
+def edited(original: dict, i: int, text: str) -> dict:
+    """A later version of ``original``, as X serves an edit: a new id, the chain of every version's id
+    (original first) in ``edit_history_tweet_ids``, the edit's own ``created_at``."""
+    new_id = str(1850000000000000000 + i)
+    return {**original, "id": new_id, "text": text, "created_at": f"2026-11-20T09:{i % 60:02d}:00.000Z",
+            "edit_history_tweet_ids": [*original["edit_history_tweet_ids"], new_id]}
+
+
 def user(author_id: str) -> dict:
     return {"id": author_id, "name": "Jane", "username": f"user{author_id[-4:]}",
             "public_metrics": {"followers_count": 120, "following_count": 5, "tweet_count": 40, "listed_count": 0}}
@@ -58,6 +66,10 @@ class FakeX:
     dms: list[dict] = field(default_factory=list)
     hidden: list[str] = field(default_factory=list)
     rules: list[dict] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    enterprise: bool = True  # X offers POST /2/users/:id/blocking on the Enterprise plan only
+    me_id: str = "99"
     stream_connects: int = 0
     keepalive_seconds: float = 0.05
 
@@ -74,6 +86,8 @@ class FakeX:
         app.router.add_post("/2/tweets", self.create_tweet)
         app.router.add_post("/2/dm_conversations/with/{pid}/messages", self.dm)
         app.router.add_put("/2/tweets/{id}/hidden", self.hide)
+        app.router.add_delete("/2/tweets/{id}", self.delete_tweet)
+        app.router.add_post("/2/users/{id}/blocking", self.block)
         app.router.add_get("/2/users/me", self.me)
         return app
 
@@ -192,6 +206,22 @@ class FakeX:
         if body.get("hidden"):
             self.hidden.append(request.match_info["id"])
         return web.json_response({"data": {"hidden": bool(body.get("hidden"))}})
+
+    async def delete_tweet(self, request: web.Request) -> web.Response:
+        if (err := self._error()) is not None:
+            return err
+        self.deleted.append(request.match_info["id"])
+        return web.json_response({"data": {"deleted": True}})
+
+    async def block(self, request: web.Request) -> web.Response:
+        if not self.enterprise:
+            return web.json_response({**NOT_ENROLLED, "title": "Client Forbidden"}, status=403)
+        if request.match_info["id"] != self.me_id:  # only on behalf of the authenticated user
+            return web.json_response({"title": "Forbidden", "type": "about:blank", "status": 403,
+                                      "detail": "You are not permitted to perform this action."}, status=403)
+        body = await request.json()
+        self.blocked.append(body["target_user_id"])
+        return web.json_response({"data": {"blocking": True}})
 
     async def me(self, request: web.Request) -> web.Response:
         if (err := self._error()) is not None:

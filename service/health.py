@@ -1,0 +1,75 @@
+"""Readiness of one process, and the small health + metrics server a stage worker serves.
+
+A process is ready when what *it* needs answers: every process needs the database and the bus;
+only a process that runs the triage stage needs the models. (The web process runs no stage, so
+asking it for models would keep it unready forever.)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from service.metrics import refresh_bus_gauges
+
+log = logging.getLogger("socialcare.health")
+RUNTIME = web.AppKey("runtime", Any)
+
+
+def process_stages(rt: Any) -> list[str]:
+    """The stages this process runs (none in the web and listener processes)."""
+    pipeline = getattr(rt, "pipeline", None)
+    if pipeline is None:
+        return []
+    return list(dict.fromkeys(w.stage.name for w in pipeline.workers))
+
+
+async def readiness(rt: Any) -> dict[str, bool]:
+    """The checks this process needs, each True or False (never raises)."""
+    checks = {"database": await rt.db.ping(), "bus": await rt.bus.ping()}
+    if "triage" in process_stages(rt):
+        checks["models"] = rt.triager is not None
+    return checks
+
+
+def readiness_response(checks: dict[str, bool]) -> web.Response:
+    ready = all(checks.values())
+    return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    return readiness_response(await readiness(request.app[RUNTIME]))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    rt = request.app[RUNTIME]
+    await refresh_bus_gauges(rt.metrics, rt.bus, process_stages(rt))
+    return web.Response(body=generate_latest(rt.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def worker_app(rt: Any) -> web.Application:
+    """/healthz, /readyz and /metrics of a stage worker (no console, no sign-in: metrics hold no
+    personal data; bind it to a private address)."""
+    app = web.Application()
+    app[RUNTIME] = rt
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def start_worker_server(rt: Any, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve :func:`worker_app` on ``host:port`` (port 0: a free one); returns the runner and the port."""
+    runner = web.AppRunner(worker_app(rt), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    bound = runner.addresses[0][1]
+    log.info("worker health and metrics on http://%s:%d (stages %s)", host, bound, ",".join(process_stages(rt)))
+    return runner, bound

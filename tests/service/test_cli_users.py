@@ -1,0 +1,115 @@
+"""`socialcare users add|list|token` against a temporary SQLite database (click's CliRunner).
+
+What matters: the password is stored only as an argon2 hash that verifies, the role is the one
+asked for, a token is printed once and stored only as its hash with its scopes, and mistakes
+(duplicate name, short password, unknown role, scope or user) fail with a message, not a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from console.auth import token_hash, verify_password
+from models import ApiToken, AuditEvent, User
+from service.cli import main
+
+
+@pytest.fixture
+def cli(tmp_path):
+    db_file = tmp_path / "users.db"
+    env = {"SOCIALCARE_DATABASE_URL": f"sqlite+aiosqlite:///{db_file}", "SOCIALCARE_VAR_DIR": str(tmp_path / "var"),
+           "SOCIALCARE_CONFIG": None, "SOCIALCARE_LOG_JSON": "false"}
+    runner = CliRunner()
+
+    def run(*args: str, input: str | None = None):
+        return runner.invoke(main, list(args), env=env, input=input, catch_exceptions=False)
+
+    run.db_file = db_file
+    return run
+
+
+def rows(db_file, model, *where):
+    from models.db import Database
+    from service.settings import load_settings
+
+    async def go():
+        db = Database.from_settings(load_settings(database_url=f"sqlite+aiosqlite:///{db_file}"))
+        try:
+            async with db.session() as s:
+                return list(await s.scalars(select(model).where(*where)))
+        finally:
+            await db.close()
+
+    return asyncio.run(go())
+
+
+def test_users_add_stores_an_argon2_hash_and_the_role(cli):
+    r = cli("users", "add", "zed", "--role", "moderator", "--email", "zed@example.invalid",
+            "--password", "zed password 1")
+    assert r.exit_code == 0, r.output
+    assert re.fullmatch(r"user zed \(moderator\) created with id \d+\n", r.stdout)
+    (user,) = rows(cli.db_file, User, User.username == "zed")
+    assert user.role == "moderator" and user.active and user.email == "zed@example.invalid"
+    assert user.password_hash.startswith("$argon2") and "zed password 1" not in user.password_hash
+    assert verify_password(user.password_hash, "zed password 1") and not verify_password(user.password_hash, "nope")
+    assert [e.actor for e in rows(cli.db_file, AuditEvent, AuditEvent.action == "user.created")] == ["cli"]
+    listed = cli("users", "list")
+    assert listed.exit_code == 0 and f"{user.id}\tzed\tmoderator\tactive" in listed.stdout
+
+
+def test_users_add_prompts_for_the_password_without_echoing_it(cli):
+    r = cli("users", "add", "amy", "--role", "agent", input="amy password 9\namy password 9\n")
+    assert r.exit_code == 0, r.output
+    assert "amy password 9" not in r.output
+    (user,) = rows(cli.db_file, User, User.username == "amy")
+    assert verify_password(user.password_hash, "amy password 9")
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (("--role", "agent", "--password", "short"), 1, "at least 10 characters"),
+    (("--role", "boss", "--password", "long enough 1"), 2, "Invalid value for '--role'"),
+])
+def test_users_add_refuses_bad_input_with_a_message(cli, args, code, message):
+    r = cli("users", "add", "bad", *args)
+    assert r.exit_code == code and message in r.output
+    assert "Traceback" not in r.output
+    if cli.db_file.exists():  # a bad role is refused before the database is opened
+        assert rows(cli.db_file, User, User.username == "bad") == []
+
+
+def test_users_add_refuses_a_duplicate_name(cli):
+    assert cli("users", "add", "zed", "--role", "agent", "--password", "zed password 1").exit_code == 0
+    r = cli("users", "add", "zed", "--role", "admin", "--password", "zed password 2")
+    assert r.exit_code == 1 and "user 'zed' exists" in r.output
+    (user,) = rows(cli.db_file, User, User.username == "zed")
+    assert user.role == "agent"  # unchanged
+
+
+def test_users_token_prints_the_token_once_and_stores_only_its_hash(cli):
+    assert cli("users", "add", "botowner", "--role", "agent", "--password", "bot owner pw 1").exit_code == 0
+    r = cli("users", "token", "botowner", "--name", "replybot", "--scope", "mentions:read", "--scope", "replies:write")
+    assert r.exit_code == 0, r.output
+    token = r.stdout.strip()
+    assert re.fullmatch(r"sc_[A-Za-z0-9_-]{40,}", token)
+    (row,) = rows(cli.db_file, ApiToken)
+    assert row.token_hash == token_hash(token) and row.scopes == ["mentions:read", "replies:write"]
+    assert row.name == "replybot" and row.revoked_at is None
+    assert token.encode() not in cli.db_file.read_bytes()  # the plain value is nowhere in the database
+    (event,) = rows(cli.db_file, AuditEvent, AuditEvent.action == "token.created")
+    assert event.details["scopes"] == ["mentions:read", "replies:write"] and token not in str(event.details)
+    again = cli("users", "token", "botowner", "--name", "replybot", "--scope", "mentions:read")
+    assert again.stdout.strip() != token  # every call is a new token
+
+
+def test_users_token_refuses_an_unknown_user_or_scope(cli):
+    r = cli("users", "token", "ghost", "--name", "x", "--scope", "mentions:read")
+    assert r.exit_code == 1 and "no user 'ghost'" in r.output
+    assert cli("users", "add", "botowner", "--role", "agent", "--password", "bot owner pw 1").exit_code == 0
+    r = cli("users", "token", "botowner", "--name", "x", "--scope", "mention:read")  # a typo
+    assert r.exit_code == 2 and "Invalid value for '--scope'" in r.output
+    assert rows(cli.db_file, ApiToken) == []
