@@ -31,6 +31,7 @@ class AnswerIndex:
         self.community: dict[str, CommunityAnswer] = {}
         self._retriever = retriever
         self._signature: tuple | None = None
+        self._stale = True  # the documents may have changed since the retriever was built
         self._per_issue: dict[str, int] = {}
 
     async def refresh(self, session: AsyncSession) -> None:
@@ -41,6 +42,7 @@ class AnswerIndex:
         for obj in (*self.templates, *self.articles.values(), *self.community.values()):
             session.expunge(obj)  # kept past this session: a rollback in it must not expire them
         self._per_issue = {}
+        self._stale = True
 
     def answers_for(self, issue_type: str) -> int:
         """How many templates and articles answer ``issue_type``: with more than one, the cheap
@@ -91,11 +93,13 @@ class AnswerIndex:
         """The index, rebuilt only when the documents changed (embeddings are cached anyway)."""
         if self._retriever is None:
             self._retriever = Retriever()
-        docs = self.documents()
-        signature = tuple((d.kind, d.ref, d.text) for d in docs)
-        if signature != self._signature:
-            self._retriever.build(docs)
-            self._signature = signature
+        if self._stale:  # documents are compared once per refresh, not on every question
+            docs = self.documents()
+            signature = tuple((d.kind, d.ref, d.text) for d in docs)
+            if signature != self._signature:
+                self._retriever.build(docs)
+                self._signature = signature
+            self._stale = False
         return self._retriever
 
     def pick(self, question: str, issue_type: str, issue_confidence: float) -> Candidate | None:

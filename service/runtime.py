@@ -73,6 +73,8 @@ class Runtime:
             from triage import build_triager
 
             triager = await asyncio.to_thread(build_triager, settings)
+        if stages and hasattr(triager, "warm_up"):  # the first mentions must not wait for the model
+            await asyncio.to_thread(triager.warm_up)
         rt = cls(settings=settings, db=db, bus=bus, metrics=Metrics(), triager=triager, listening=listen)
         connectors = build_connectors(settings) if with_connectors else []
         rt.connectors = connectors

@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     demo_speed: float = 0.0  # 0: as fast as possible; otherwise a factor of real time
     triage_mode: Literal["transformer", "cascade"] = "cascade"
     triage_batch_size: int = Field(32, ge=1)
-    triage_max_wait_ms: int = Field(20, ge=0)
+    triage_max_wait_ms: int = Field(5, ge=0)
     triage_cache_size: int = Field(50_000, ge=0)
     triage_model_dir: Path | None = None  # custom heads (for example a brand's issue taxonomy)
     dry_run: bool = True  # record replies instead of sending them

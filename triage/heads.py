@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -96,8 +97,10 @@ class Head:
                        version=meta.pop("version"), meta=meta)
 
 
+@lru_cache(maxsize=200_000)
 def _uninformative(term: str, stop: frozenset[str]) -> bool:
-    """Stop words, placeholders and bare numbers explain nothing to a person reading the triage."""
+    """Stop words, placeholders and bare numbers explain nothing to a person reading the triage.
+    (Cached: every head asks about the same common words.)"""
     words = term.split()
     return all(w in stop or w.isdigit() or w in _PLACEHOLDERS for w in words)
 

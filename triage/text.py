@@ -41,9 +41,9 @@ def text_terms(text: str) -> list[str]:
 
 
 def term_columns(terms: list[str], dim: int) -> dict[str, int]:
-    """Hashed column of each term, in one vectorizer call for a whole batch."""
-    if not terms:
-        return {}
-    matrix = _vectorizer(dim).transform(terms)
-    return {t: int(matrix.indices[matrix.indptr[i]]) for i, t in enumerate(terms)
-            if matrix.indptr[i + 1] > matrix.indptr[i]}
+    """The hashed column of each term, exactly as the vectorizer places it (``|murmurhash3_32(term,
+    seed=0)| mod dim``). Hashing the term itself, not vectorizing it as a document, keeps a bigram on
+    its own column (a document "a b" would also yield the columns of "a" and "b")."""
+    from sklearn.utils import murmurhash3_32
+
+    return {t: abs(int(murmurhash3_32(t, seed=0))) % dim for t in terms}

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from community.answers import AnswerIndex
@@ -143,6 +143,7 @@ class RouteStage:
                 if t.sensitivity == "none" and t.spam != "spam" and t.toxicity != "offensive"
                 and m.id not in held and not (a is not None and a.banned) and m.id not in accepted
             ], self.spike)
+            decisions: list[dict] = []
             for mention, tri, author in rows:
                 cands = retrieved.get(mention.id, [])
                 route_in = RouteInput(
@@ -156,9 +157,11 @@ class RouteStage:
                     rules=matched[mention.id],
                 )
                 d = decide(route_in, auto_threshold=threshold)
-                session.add(RouteDecision(mention_id=mention.id, outcome=d.outcome, reason=d.reason,
-                                          confidence=d.confidence, details=d.details, router_version=ROUTER_VERSION))
+                decisions.append(dict(mention_id=mention.id, outcome=d.outcome, reason=d.reason,
+                                      confidence=d.confidence, details=d.details, router_version=ROUTER_VERSION))
                 out.append((mention.id, d.outcome))
+            # one multi-row INSERT (an ORM add per row is one statement per row on SQLite)
+            await session.execute(insert(RouteDecision), decisions)
             await session.commit()
         if self.ctx.events and out:
             self.ctx.events("routed", [mid for mid, _ in out])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from models import Author, Mention, TriageResult
@@ -31,16 +31,17 @@ class TriageStage:
 
     async def handle(self, batch: list[Envelope]) -> list[Outgoing]:
         ids = list(dict.fromkeys(env.payload["mention_id"] for env in batch))
-        async with self.ctx.db.session() as session:
+        async with self.ctx.db.session() as session:  # the columns triage reads, not whole rows
             rows = (await session.execute(
-                select(Mention, Author.followers).outerjoin(Author, Author.id == Mention.author_id)
+                select(Mention.id, Mention.text, Mention.platform, Mention.is_public, Mention.deleted,
+                       Author.followers).outerjoin(Author, Author.id == Mention.author_id)
                 .where(Mention.id.in_(ids))
             )).all()
-        mentions = {m.id: (m, followers) for m, followers in rows}
-        todo = [i for i in ids if i in mentions and not mentions[i][0].deleted]
+        mentions = {r.id: r for r in rows}
+        todo = [i for i in ids if i in mentions and not mentions[i].deleted]
         inputs = [
-            TriageInput(text=mentions[i][0].text, platform=mentions[i][0].platform,
-                        is_public=mentions[i][0].is_public, author_followers=mentions[i][1])
+            TriageInput(text=mentions[i].text, platform=mentions[i].platform, is_public=mentions[i].is_public,
+                        author_followers=mentions[i].followers)
             for i in todo
         ]
         outputs = await self.ctx.triager.score_batch(inputs) if inputs else []
@@ -52,13 +53,16 @@ class TriageStage:
                         r.mention_id: r
                         for r in await session.scalars(select(TriageResult).where(TriageResult.mention_id.in_(todo)))
                     }
+                    fresh = []
                     for mention_id, out in zip(todo, outputs):
                         values = result_row(mention_id, out, version)
                         if mention_id in existing:  # an edit re-scores; a redelivery rewrites the same
                             for k, v in values.items():
                                 setattr(existing[mention_id], k, v)
                         else:
-                            session.add(TriageResult(**values))
+                            fresh.append(values)
+                    if fresh:  # one multi-row INSERT (an ORM add per row is one statement per row on SQLite)
+                        await session.execute(insert(TriageResult), fresh)
                     await session.commit()
                 break
             except IntegrityError:
