@@ -253,16 +253,11 @@ class WebhookSender:
         return await deliver_due(self.db, http, base_s=self.base_s)
 
     async def _loop(self) -> None:
+        from service.periodic import every
+
         async with aiohttp.ClientSession() as http:
-            while not self.stop_event.is_set():
-                try:
-                    await self.run_once(http)
-                except Exception:
-                    log.exception("webhook sender pass failed")
-                try:
-                    await asyncio.wait_for(self.stop_event.wait(), self.interval_s)
-                except TimeoutError:
-                    pass
+            await every(self.interval_s, lambda: self.run_once(http), self.stop_event,
+                        what="webhook sender pass", logger=log)
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._loop(), name="webhooks-out")

@@ -87,12 +87,6 @@ async def sweep(db: Any) -> int:
 
 async def run_periodically(db: Any, interval_seconds: float, stop: asyncio.Event) -> None:
     """The checker loop: a failing pass is logged and the next one tried on time."""
-    while not stop.is_set():
-        try:
-            await sweep(db)
-        except Exception:
-            log.exception("SLA check failed")
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval_seconds)
-        except TimeoutError:
-            pass
+    from service.periodic import every
+
+    await every(interval_seconds, lambda: sweep(db), stop, what="SLA check", logger=log)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, IdMixin, utcnow
@@ -31,6 +31,12 @@ class Case(IdMixin, Base):
     resolution_due: Mapped[datetime | None]
     first_response_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
+
+    # One unresolved case per author: two act workers escalating the same author's posts at once
+    # must not open two (the second insert fails, its batch is retried and joins the first case).
+    __table_args__ = (Index("uq_cases_unresolved_author", "author_id", unique=True,
+                            sqlite_where=text("status != 'resolved' AND author_id IS NOT NULL"),
+                            postgresql_where=text("status != 'resolved' AND author_id IS NOT NULL")),)
 
 
 class CaseMessage(IdMixin, Base):

@@ -186,15 +186,9 @@ class Dispatcher:
 
 async def run_pacer(dispatcher: Dispatcher, interval_s: float, stop: asyncio.Event) -> None:
     """Release queued incident replies as the channels' budgets allow, until ``stop``."""
-    while not stop.is_set():
-        try:
-            await dispatcher.release_queued()
-        except Exception:
-            log.exception("releasing queued replies failed")
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval_s)
-        except TimeoutError:
-            pass
+    from service.periodic import every
+
+    await every(interval_s, dispatcher.release_queued, stop, what="releasing queued replies", logger=log)
 
 
 async def pending_replies(session, mention_ids: list[int]) -> list[int]:  # noqa: ANN001

@@ -115,15 +115,12 @@ class Runtime:
         """Write the connectors' status for the web process every few seconds (production)."""
         from listener.status import snapshot
 
-        while not self.stop_event.is_set():
-            try:
-                await self.status_board.write([snapshot(c, polled_here=True) for c in self.connectors])
-            except Exception as exc:  # noqa: BLE001 - status must never stop the listener
-                log.warning("could not report connector status: %s", type(exc).__name__)
-            try:
-                await asyncio.wait_for(self.stop_event.wait(), timeout=every)
-            except TimeoutError:
-                pass
+        from service.periodic import every as periodically
+
+        async def report() -> None:
+            await self.status_board.write([snapshot(c, polled_here=True) for c in self.connectors])
+
+        await periodically(every, report, self.stop_event, what="reporting the connectors' status", logger=log)
 
     async def connector_report(self) -> list[dict[str, Any]]:
         """The console's connector rows: this process's own, or what the listener process reported."""

@@ -48,7 +48,20 @@ def main() -> None:
     p.add_argument("--mode", choices=["transformer", "cascade"], default="transformer")
     p.add_argument("--errors", action="store_true", help="also list the misclassified texts (for labelling work)")
     p.add_argument("--heads", type=Path, default=None, help="heads directory (default: the bundled heads)")
+    p.add_argument("--update-metrics", action="store_true",
+                   help="measure both modes and write them under 'escalation' in the heads' metrics.json "
+                        "(after editing the keyword rules, which `make heads` would otherwise re-measure)")
     args = p.parse_args()
+    if args.update_metrics:
+        from triage.engine import BUNDLED
+
+        path = (args.heads or BUNDLED) / "metrics.json"
+        metrics = json.loads(path.read_text()) if path.exists() else {}
+        metrics["escalation"] = {mode: escalation_report(args.shared, mode, heads_dir=args.heads)
+                                 for mode in ("transformer", "cascade")}
+        path.write_text(json.dumps(metrics, indent=2, sort_keys=True))
+        print(json.dumps({"escalation": metrics["escalation"]}))
+        return
     print(json.dumps(escalation_report(args.shared, args.mode, args.errors, args.heads), ensure_ascii=False))
 
 

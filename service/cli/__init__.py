@@ -31,16 +31,17 @@ def main(ctx: click.Context, config: str | None) -> None:
 
 def _register() -> None:
     from service.cli import (
+        community_cmd,
         connectors_cmd,
         db_cmd,
         deadletter_cmd,
+        digest_cmd,
         replay_cmd,
         run_cmd,
         triage_cmd,
         users_cmd,
         worker_cmd,
     )
-    from service.cli import community_cmd, digest_cmd
 
     main.add_command(db_cmd.db)
     main.add_command(run_cmd.run)

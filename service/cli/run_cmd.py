@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 import click
 from aiohttp import web
 
+from service.cli.lifecycle import stop_on_signals
 from service.stages import STAGES
 
 log = logging.getLogger("socialcare.run")
@@ -26,44 +26,32 @@ async def _serve(settings, *, stages, workers: int, web_port: int | None, demo: 
 
     rt = await Runtime.open(settings, stages=stages, workers=workers, listen=listen)
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     runner = None
-    hub = None
-    if web_port is None and stages and settings.bus == "redis":
-        from console import events  # workers publish live-queue events for the separate web process
+    with stop_on_signals(stop):
+        try:
+            if demo:
+                counts = await seed_demo(rt.db)
+                log.info("demo seeded: %s", counts)
+            await rt.start()
+            if web_port is not None:
+                rt.ingest_token = write_ingest_token(settings.var_dir)
+                demo_login = None
+                if demo and settings.host in ("127.0.0.1", "localhost", "::1"):
+                    from console.login import ensure_demo_account
 
-        hub = events.make_hub(settings, tail=False)
-        events.attach(rt, hub)
-    try:
-        if demo:
-            counts = await seed_demo(rt.db)
-            log.info("demo seeded: %s", counts)
-        await rt.start()
-        if web_port is not None:
-            rt.ingest_token = write_ingest_token(settings.var_dir)
-            demo_login = None
-            if demo and settings.host in ("127.0.0.1", "localhost", "::1"):
-                from console.login import ensure_demo_account
-
-                demo_login = await ensure_demo_account(rt.db, settings.var_dir)
-            runner = web.AppRunner(create_app(rt, demo_login), access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, settings.host, web_port).start()
-            log.info("console on http://%s:%d", settings.host, web_port)
-        if demo:
-            rt.tasks.append(asyncio.create_task(rt.feed_demo(DEMO_MENTIONS, settings.demo_speed)))
-        await stop.wait()
-        log.info("shutting down: finishing in-flight work")
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        if runner is not None:
-            await runner.cleanup()  # no new webhook or console request from here on
-        await rt.close()  # connectors stop, in-process queues drain, then the stages stop
-        if hub is not None:
-            await hub.close()
+                    demo_login = await ensure_demo_account(rt.db, settings.var_dir)
+                runner = web.AppRunner(create_app(rt, demo_login), access_log=None)
+                await runner.setup()
+                await web.TCPSite(runner, settings.host, web_port).start()
+                log.info("console on http://%s:%d", settings.host, web_port)
+            if demo:
+                rt.tasks.append(asyncio.create_task(rt.feed_demo(DEMO_MENTIONS, settings.demo_speed)))
+            await stop.wait()
+            log.info("shutting down: finishing in-flight work")
+        finally:
+            if runner is not None:
+                await runner.cleanup()  # no new webhook or console request from here on
+            await rt.close()  # connectors stop, in-process queues drain, then the stages stop
 
 
 @click.command()

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 import click
 
+from service.cli.lifecycle import stop_on_signals
 from service.stages import STAGES
 
 log = logging.getLogger("socialcare.worker")
@@ -22,25 +22,22 @@ async def serve_worker(settings, stages: list[str], concurrency: int, stop: asyn
 
     rt = await Runtime.open(settings, stages=stages, workers=concurrency)
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     hub = events.make_hub(settings, tail=False)  # live-queue events for the separate web process
     events.attach(rt, hub)
     runner = None
-    try:
-        await rt.start()
-        if settings.worker_metrics_port is not None:
-            runner, _port = await start_worker_server(rt, settings.worker_metrics_host, settings.worker_metrics_port)
-        await stop.wait()
-        log.info("shutting down: finishing in-flight work")
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        if runner is not None:
-            await runner.cleanup()  # /readyz goes first: the orchestrator sees the worker leave
-        await rt.close()  # the batch in hand is finished and acked
-        await hub.close()
+    with stop_on_signals(stop):
+        try:
+            await rt.start()
+            if settings.worker_metrics_port is not None:
+                runner, _port = await start_worker_server(rt, settings.worker_metrics_host,
+                                                          settings.worker_metrics_port)
+            await stop.wait()
+            log.info("shutting down: finishing in-flight work")
+        finally:
+            if runner is not None:
+                await runner.cleanup()  # /readyz goes first: the orchestrator sees the worker leave
+            await rt.close()  # the batch in hand is finished and acked
+            await hub.close()
 
 
 @click.command()

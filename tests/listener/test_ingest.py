@@ -2,14 +2,12 @@
 
 from datetime import datetime, timedelta, timezone
 
-import pytest
 from sqlalchemy import func, select
 
 from escalation.customers import link_identity
 from listener.ingest import ingest_batch
 from listener.protocol import NormalizedMention
 from models import Author, Conversation, Customer, Mention
-from models.db import Database
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=timezone.utc)
 
@@ -18,14 +16,6 @@ def mention(eid: str, text: str = "hello", **kw) -> NormalizedMention:
     base = dict(platform="x", external_id=eid, text=text, created_at=T0, author_id="42", author_handle="Jane_D")
     base.update(kw)
     return NormalizedMention(**base)
-
-
-@pytest.fixture
-async def db(sqlite_url):
-    database = Database(sqlite_url)
-    await database.upgrade()
-    yield database
-    await database.close()
 
 
 async def count(db, model) -> int:

@@ -6,7 +6,6 @@ queue's own ``execute`` end to end."""
 from __future__ import annotations
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from community import moderation
 from listener.discourse.connector import DiscourseConnector
@@ -17,19 +16,12 @@ from listener.reddit.normalize import thing_to_mention
 from listener.x.connector import XConnector
 from listener.x.normalize import page_to_mentions
 from models import Mention, ModerationAction
-from models.db import Database
 from service.settings import load_settings
 
+from .fakes import serve
 from .fakes.discourse import API_KEY, FakeDiscourse, post
 from .fakes.reddit import CLIENT_ID, CLIENT_SECRET, PASSWORD, FakeReddit, comment, submission
 from .fakes.x_api import FakeX, tweet, user
-
-
-async def serve(fake):
-    server = TestServer(fake.app(), host="127.0.0.1")
-    await server.start_server()
-    fake.base = str(server.make_url("")).rstrip("/")
-    return server
 
 
 @pytest.fixture
@@ -67,14 +59,6 @@ async def x():
     yield fake, c
     c.client.session.close()
     await server.close()
-
-
-@pytest.fixture
-async def db(sqlite_url):
-    database = Database(sqlite_url)
-    await database.upgrade()
-    yield database
-    await database.close()
 
 
 # --- each connector, against its fake -------------------------------------------------------------

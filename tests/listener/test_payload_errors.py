@@ -7,7 +7,6 @@ import asyncio
 
 import asyncprawcore.sessions
 import pytest
-from aiohttp.test_utils import TestServer
 
 from listener import runner
 from listener.cursors import MemoryCursorStore
@@ -20,22 +19,15 @@ from listener.runner import run_connector
 from listener.text import MAX_TEXT_CHARS
 from listener.x.connector import XConnector
 from models import Mention
-from models.db import Database
 from service.bus.codec import dumps_payload, loads_payload
 from service.settings import load_settings
 
+from .fakes import serve
 from .fakes.discourse import API_KEY, FakeDiscourse, post
 from .fakes.reddit import CLIENT_ID, CLIENT_SECRET, PASSWORD, FakeReddit, comment, submission
 from .fakes.x_api import FakeX, tweet
 
 HUGE = 1_000_000
-
-
-async def serve(fake):
-    server = TestServer(fake.app(), host="127.0.0.1")
-    await server.start_server()
-    fake.base = str(server.make_url("")).rstrip("/")
-    return server
 
 
 @pytest.fixture
@@ -54,14 +46,6 @@ async def forum():
     server = await serve(fake)
     yield fake
     await server.close()
-
-
-@pytest.fixture
-async def db(sqlite_url):
-    database = Database(sqlite_url)
-    await database.upgrade()
-    yield database
-    await database.close()
 
 
 def reddit_connector(fake) -> RedditConnector:

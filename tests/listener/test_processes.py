@@ -11,7 +11,6 @@ import asyncio
 import socket
 
 import pytest
-from aiohttp.test_utils import TestServer
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
@@ -23,15 +22,14 @@ from service.cli.worker_cmd import serve_worker
 from service.settings import load_settings
 from service.stages.ingest import IngestStage
 
+from .fakes import serve
 from .fakes.x_api import FakeX, tweet
 
 
 @pytest.fixture
 async def fake():
     x = FakeX(tweets=[tweet(i) for i in range(40)], page_size=100)
-    server = TestServer(x.app(), host="127.0.0.1")
-    await server.start_server()
-    x.base = str(server.make_url("")).rstrip("/")
+    server = await serve(x)
     yield x
     await server.close()
 

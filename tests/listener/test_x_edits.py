@@ -4,7 +4,6 @@ mention is updated, never stored twice, whichever connector (timeline or stream)
 from __future__ import annotations
 
 import pytest
-from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select
 
 from listener.ingest import ingest_batch
@@ -12,9 +11,9 @@ from listener.x.connector import XConnector
 from listener.x.normalize import tweet_to_mention, version_id
 from listener.x.stream import XStreamConnector
 from models import Mention
-from models.db import Database
 from service.settings import load_settings
 
+from .fakes import serve
 from .fakes.x_api import FakeX, edited, tweet
 from .test_x_stream import take
 
@@ -22,19 +21,9 @@ from .test_x_stream import take
 @pytest.fixture
 async def fake():
     x = FakeX(tweets=[tweet(i) for i in range(3)], page_size=10)
-    server = TestServer(x.app(), host="127.0.0.1")
-    await server.start_server()
-    x.base = str(server.make_url("")).rstrip("/")
+    server = await serve(x)
     yield x
     await server.close()
-
-
-@pytest.fixture
-async def db(sqlite_url):
-    database = Database(sqlite_url)
-    await database.upgrade()
-    yield database
-    await database.close()
 
 
 def settings(fake, **extra):

@@ -54,3 +54,12 @@ def test_invalid_values_are_clear_errors(monkeypatch):
 def test_a_missing_settings_file_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_settings(Path(tmp_path / "nope.toml"))
+
+
+def test_the_readme_documents_every_setting():
+    """The configuration table names each setting by its full variable (a new setting needs a row)."""
+    from service.settings import Settings
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    missing = [name for name in Settings.model_fields if f"`SOCIALCARE_{name.upper()}`" not in readme]
+    assert missing == []
