@@ -83,11 +83,17 @@ async def _dm_count(session: AsyncSession, case_id: int) -> int:
                                                                   Reply.kind == "secure_link_dm"))))
 
 
+def public_notice_template(dm_possible: bool) -> tuple[str, str]:
+    """(template name, its built-in words) of the detail-free public notice: "we've sent you a secure
+    link by DM" when a DM can carry it, else a request to message us."""
+    return ("secure_link_notice", PUBLIC_SECURE_NOTICE) if dm_possible else (DM_REQUEST_TEMPLATE,
+                                                                             PUBLIC_DM_REQUEST_NOTICE)
+
+
 async def public_notice_text(session: AsyncSession, mention: Mention, dm_possible: bool) -> tuple[str, str]:
-    """(text, template) of the detail-free public notice: "we've sent you a secure link by DM" when
-    a DM can carry it, else a request to message us. Fixed words: no customer context is given."""
-    name, fixed = ("secure_link_notice", PUBLIC_SECURE_NOTICE) if dm_possible else \
-        (DM_REQUEST_TEMPLATE, PUBLIC_DM_REQUEST_NOTICE)
+    """(text, template) of the public notice (:func:`public_notice_template`), rendered from the
+    brand's template when it has one. Fixed words: no customer context is given."""
+    name, fixed = public_notice_template(dm_possible)
     body = await _template_body(session, name) or fixed
     try:
         return render(body, {}, platform=mention.platform), name

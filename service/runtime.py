@@ -114,7 +114,6 @@ class Runtime:
     async def _report_status(self, every: float = 5.0) -> None:
         """Write the connectors' status for the web process every few seconds (production)."""
         from listener.status import snapshot
-
         from service.periodic import every as periodically
 
         async def report() -> None:

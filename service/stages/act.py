@@ -20,12 +20,7 @@ from community.answers import AnswerIndex
 from community.replybot import ChannelPolicy, GateInput, Ledger, blocked_by
 from community.templates import TemplateRenderError, choose_tone, render
 from escalation.cases import SlaPolicy, open_or_join
-from escalation.handoff import (
-    DM_REQUEST_TEMPLATE,
-    PUBLIC_DM_REQUEST_NOTICE,
-    can_message_privately,
-    private_handoff,
-)
+from escalation.handoff import can_message_privately, private_handoff, public_notice_template
 from models import Author, Incident, Mention, Reply, RouteDecision, TriageResult
 from models.base import utcnow
 from service.audit import record
@@ -33,7 +28,6 @@ from service.bus import Envelope
 from service.dispatch import Dispatcher, pending_replies
 from service.stages.base import Outgoing, StageContext
 
-PUBLIC_SECURE_NOTICE = "We've sent you a secure link by DM — please don't share account details here."
 COMMUNITY_TEXT = "Hi {{ author_name }}, the community has answered this one: {{ article_url }}"
 ARTICLE_TEXT = "Hi {{ author_name }}, this should help: {{ article_url }}"
 
@@ -225,9 +219,8 @@ class ActStage:
         if decision.details.get("hide_first"):
             await moderation.add_action(session, f"hide:{mention.id}", mention, "hide",
                                         "personal data exposed in public", rule="builtin:pii")
-        template, fixed = ("secure_link_notice", PUBLIC_SECURE_NOTICE)
-        if not can_message_privately(mention, author):  # no DM to point to: ask for one instead
-            template, fixed = DM_REQUEST_TEMPLATE, PUBLIC_DM_REQUEST_NOTICE
+        # no DM to point to: the notice asks for one instead
+        template, fixed = public_notice_template(can_message_privately(mention, author))
         await self._reply(session, f"secure_notice:{case.id}:{mention.conversation_id}", mention,
                           self._text(template, mention, author) or fixed, kind="secure_link",
                           template=template, case_id=case.id)
