@@ -88,6 +88,10 @@ class AnswerIndex:
             docs.append(Document("community", key, c.question[:80], f"{c.question} {c.answer}", c.url))
         return docs
 
+    def prepare(self) -> None:
+        """Build the index now (CPU-bound: call it in a thread), not inside the first question."""
+        _ = self.retriever
+
     @property
     def retriever(self) -> Retriever:
         """The index, rebuilt only when the documents changed (embeddings are cached anyway)."""

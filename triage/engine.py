@@ -62,8 +62,10 @@ def _pick(head: Head, p: np.ndarray) -> int:
 
 class TriageEngine:
     def __init__(self, *, mode: str = "cascade", heads_dir: Path = BUNDLED, custom_dir: Path | None = None,
-                 cache_size: int = 50_000, batch_size: int = 32, max_wait_ms: int = 20, encoder=None) -> None:  # noqa: ANN001
+                 cache_size: int = 50_000, batch_size: int = 32, max_wait_ms: int = 20, encoder=None,  # noqa: ANN001
+                 encoder_backend: str = "onnx-int8") -> None:
         self.mode = mode
+        self.encoder_backend = encoder_backend
         self.full: dict[str, Head] = {}
         self.cheap: dict[str, Head] = {}
         for task in TASKS:
@@ -83,14 +85,23 @@ class TriageEngine:
         self.batch_size = batch_size
         self.max_wait = max_wait_ms / 1000
         self.stats = {"texts": 0, "cache_hits": 0, "encoded": 0}
-        versions = ",".join(f"{t}:{self.full[t].version}" for t in TASKS)
-        self.model_version = f"{ENCODER_NAME}+heads[{versions}]/{mode}"
+        self._head_versions = ",".join(f"{t}:{self.full[t].version}" for t in TASKS)
         self._queue: list[tuple[list[TriageInput], asyncio.Future]] = []
         self._queued = 0
         self._full: asyncio.Event | None = None
         self._flusher: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cache_lock = threading.Lock()
+
+    @property
+    def encoder_name(self) -> str:
+        """The encoder that scores (``all-MiniLM-L6-v2`` or ``all-MiniLM-L6-v2+onnx-int8``)."""
+        backend = self._encoder.backend if self._encoder is not None else self.encoder_backend
+        return ENCODER_NAME if backend == "torch" else f"{ENCODER_NAME}+{backend}"
+
+    @property
+    def model_version(self) -> str:
+        return f"{self.encoder_name}+heads[{self._head_versions}]/{self.mode}"
 
     @property
     def encoder(self):  # noqa: ANN201 - loaded on first need: the cascade may never need it
@@ -182,7 +193,7 @@ class TriageEngine:
                 best = _pick(head, p)
                 explanation = explained[(task, encoded)][i]
                 scores[task] = Score(label=head.labels[best], score=round(float(p[best]), 4),
-                                     model=f"{ENCODER_NAME}+{task}-head" if encoded else f"{task}-lexical-head",
+                                     model=f"{self.encoder_name}+{task}-head" if encoded else f"{task}-lexical-head",
                                      version=head.version,
                                      probabilities={lab: round(float(x), 4) for lab, x in zip(head.labels, p)},
                                      explanation=[f"'{t}'" for t in explanation]

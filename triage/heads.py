@@ -28,6 +28,10 @@ class Head:
     version: str = "1"
     meta: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # row-major: sparse @ dense would otherwise copy the whole (n_features, n_labels) matrix per call
+        self.weights = np.ascontiguousarray(self.weights, dtype=np.float32)
+
     def features(self, texts: list[str], embeddings: np.ndarray | None) -> sparse.csr_matrix:
         parts = []
         if self.uses_embedding:
@@ -50,8 +54,21 @@ class Head:
         return float(self.meta.get("embedding_scale", 1.0))
 
     def proba(self, texts: list[str], embeddings: np.ndarray | None) -> np.ndarray:
-        x = self.features(texts, embeddings)
-        logits = np.asarray(x @ self.weights) + self.bias
+        """Softmax over ``features @ weights + bias``, computed block by block (the dense embedding
+        columns and the sparse n-grams) instead of stacking one sparse matrix per call."""
+        logits = np.tile(self.bias.astype(np.float32), (len(texts), 1))
+        offset = 0
+        if self.uses_embedding:
+            if embeddings is None:
+                raise ValueError(f"head {self.task} needs embeddings")
+            d = self.embedding_dim
+            if embeddings.shape[1] < d:
+                raise ValueError(f"head {self.task} needs {d} embedding columns, got {embeddings.shape[1]}")
+            logits += (embeddings[:, :d] * self.embedding_scale) @ self.weights[:d]
+            offset = d
+        if self.lexical_dim:
+            x = lexical_features([normalize_for_model(t) for t in texts], self.lexical_dim)
+            logits += np.asarray(x @ self.weights[offset:offset + self.lexical_dim])
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 
 import numpy as np
@@ -22,16 +24,50 @@ def normalize_for_model(text: str) -> str:
 
 
 @lru_cache(maxsize=8)
-def _vectorizer(dim: int):  # noqa: ANN202
+def _vectorizer(dim: int, norm: str | None = "l2"):  # noqa: ANN202
     from sklearn.feature_extraction.text import HashingVectorizer
 
     return HashingVectorizer(n_features=dim, ngram_range=(1, 2), token_pattern=TOKEN_PATTERN, lowercase=True,
-                             alternate_sign=False, norm="l2", dtype=np.float32)
+                             alternate_sign=False, norm=norm, dtype=np.float32)
+
+
+# Heads hash into power-of-two widths; counts hashed once into the widest column space fold into any
+# narrower one exactly (|h| mod d == (|h| mod BASE_DIM) mod d when d divides BASE_DIM).
+BASE_DIM = 1 << 20
+_RECENT: OrderedDict[tuple[str, ...], sparse.csr_matrix] = OrderedDict()
+_RECENT_LOCK = threading.Lock()
+
+
+def _counts(texts: list[str]) -> sparse.csr_matrix:
+    """Raw hashed n-gram counts at BASE_DIM, kept for the last few batches: every head of a triage
+    reads the same texts, and vectorizing them once per head was a third of the cascade's time."""
+    key = tuple(texts)
+    with _RECENT_LOCK:
+        hit = _RECENT.get(key)
+        if hit is not None:
+            _RECENT.move_to_end(key)
+            return hit
+    x = _vectorizer(BASE_DIM, None).transform(texts)
+    with _RECENT_LOCK:
+        _RECENT[key] = x
+        while len(_RECENT) > 8:
+            _RECENT.popitem(last=False)
+    return x
 
 
 def lexical_features(texts: list[str], dim: int) -> sparse.csr_matrix:
-    """Hashed word unigrams and bigrams, L2-normalized (a vocabulary-free bag of words)."""
-    return _vectorizer(dim).transform(texts)
+    """Hashed word unigrams and bigrams, L2-normalized (a vocabulary-free bag of words); exactly
+    what ``HashingVectorizer(n_features=dim, norm="l2")`` gives."""
+    if dim > BASE_DIM or BASE_DIM % dim:
+        return _vectorizer(dim, "l2").transform(texts)
+    counts = _counts(texts)
+    folded = sparse.csr_matrix((counts.data.copy(), counts.indices % dim, counts.indptr.copy()),
+                               shape=(counts.shape[0], dim))
+    folded.sum_duplicates()
+    rows = np.repeat(np.arange(folded.shape[0]), np.diff(folded.indptr))  # L2 rows, without sklearn's checks
+    norms = np.sqrt(np.bincount(rows, weights=folded.data.astype(np.float64) ** 2, minlength=folded.shape[0]))
+    folded.data = (folded.data / norms[rows]).astype(np.float32)
+    return folded
 
 
 def text_terms(text: str) -> list[str]:

@@ -49,7 +49,7 @@ def embed(texts: list[str], encoder, *, cache_dir: Path | None = None, progress:
     from triage.encoder import FEATURE_DIM
 
     normalized = [normalize_for_model(t) for t in texts]
-    store = _FeatureStore(Path(cache_dir)) if cache_dir is not None else None
+    store = _FeatureStore(Path(cache_dir), getattr(encoder, "backend", "torch")) if cache_dir is not None else None
     out = np.zeros((len(texts), FEATURE_DIM), dtype=np.float32)
     missing = list(range(len(texts)))
     if store is not None:
@@ -71,11 +71,13 @@ def embed(texts: list[str], encoder, *, cache_dir: Path | None = None, progress:
 class _FeatureStore:
     """Per-text encoder features on disk: shards of (sha1 keys, float16 rows) for one feature layout."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, backend: str = "torch") -> None:
         from triage.encoder import ENCODER_NAME, FEATURE_LAYERS
 
         self.root = root
         self.prefix = f"features-{ENCODER_NAME}-{'-'.join(map(str, FEATURE_LAYERS))}"
+        if backend != "torch":  # int8 features are not fp32 features: their own shards
+            self.prefix += f"-{backend}"
         self.index: dict[bytes, tuple[int, int]] = {}
         self.shards: list[np.ndarray] = []
         for number, path in enumerate(sorted(root.glob(f"{self.prefix}-*.npz")) if root.exists() else []):

@@ -131,13 +131,14 @@ def main() -> None:
     p.add_argument("--shared", type=Path, default=HERE.parents[1] / "shared" / "data")
     p.add_argument("--out", type=Path, default=HERE / "heads")
     p.add_argument("--cache", type=Path, default=HERE.parent / "var" / "cache", help="embedding cache directory")
+    p.add_argument("--encoder-backend", choices=["onnx-int8", "torch"], default="onnx-int8")
     p.add_argument("--tasks", nargs="*", default=["sentiment", "toxicity", "spam", "sensitivity", "issue_type"])
     args = p.parse_args()
     from triage.encoder import Encoder
     from triage.train import embed, escalation_metrics, evaluate, fit_head, read_csv
 
     shared, out = args.shared, args.out
-    encoder = Encoder()
+    encoder = Encoder(backend=args.encoder_backend)  # the heads learn from the features they will be served
     metrics: dict = json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").exists() else {}
 
     def validate(task: str, full, cheap, texts: list[str], labels: list[str]) -> dict:  # noqa: ANN001

@@ -46,9 +46,10 @@ def score(settings, text: str, platform: str, private: bool, followers: int | No
               help="Directory for the trained head (use it with --model or SOCIALCARE_TRIAGE_MODEL_DIR).")
 @click.option("--lexical-dim", type=int, default=2**14, show_default=True, help="Hashed n-gram features.")
 @click.option("--c", "c", type=float, default=8.0, show_default=True, help="Inverse regularization strength.")
-def train(task: str, data: Path, out: Path, lexical_dim: int, c: float) -> None:
+@click.pass_obj
+def train(settings, task: str, data: Path, out: Path, lexical_dim: int, c: float) -> None:  # noqa: ANN001
     """Train a head for TASK on DATA (embedding + n-grams, and a cheap n-gram head for the cascade)."""
-    from triage.encoder import Encoder
+    from triage.encoder import configure_shared_encoder, shared_encoder
     from triage.protocol import SENSITIVITY_LABELS, SENTIMENT_LABELS, SPAM_LABELS, TOXICITY_LABELS
     from triage.train import DataError, embed, fit_head, read_csv
 
@@ -59,7 +60,8 @@ def train(task: str, data: Path, out: Path, lexical_dim: int, c: float) -> None:
         unknown = sorted(set(labels) - set(fixed)) if fixed else []
         if unknown:
             raise DataError(f"{data}: labels {unknown} are not {task} labels ({', '.join(fixed)})")
-        emb = embed(texts, Encoder(), progress=True)
+        configure_shared_encoder(backend=settings.encoder_backend, cache_dir=settings.model_cache_dir)
+        emb = embed(texts, shared_encoder(), progress=True)  # the encoder that will score with this head
         full = fit_head(task, texts, labels, emb, lexical_dim=lexical_dim, c=c)
         cheap = fit_head(task, texts, labels, None, lexical_dim=lexical_dim, c=c)
     except DataError as exc:
@@ -92,7 +94,10 @@ def evaluate_cmd(settings, task: str, data: Path, model: Path | None, mode: str,
         texts, labels = read_csv(data)
         if model is not None and not (model / f"{task}.npz").exists():
             raise DataError(f"{model}: no {task} head here (train one with `socialcare triage train --task {task}`)")
-        engine = TriageEngine(mode=mode, custom_dir=model, cache_size=0)
+        from triage.encoder import configure_shared_encoder
+
+        configure_shared_encoder(backend=settings.encoder_backend, cache_dir=settings.model_cache_dir)
+        engine = TriageEngine(mode=mode, custom_dir=model, cache_size=0, encoder_backend=settings.encoder_backend)
         known = engine.full[task].labels
         unknown = sorted(set(labels) - set(known))
         check_unknown_labels(task, data, labels, known, unknown, custom=model is not None)

@@ -50,6 +50,12 @@ class ActStage:
             self.policies[platform] = ChannelPolicy.for_channel(self.ctx.settings, platform)
         return self.policies[platform]
 
+    async def warm_up(self) -> None:
+        """Templates loaded before the first decision arrives."""
+        async with self.ctx.db.session() as session:
+            await self.answers.refresh(session)
+        self._refreshed = time.monotonic()
+
     async def handle(self, batch: list[Envelope]) -> list[Outgoing]:
         ids = list(dict.fromkeys(env.payload["mention_id"] for env in batch))
         for attempt in range(3):

@@ -65,6 +65,14 @@ class RouteStage:
         except RuleError as exc:
             log.error("moderation rules not reloaded, keeping the previous ones: %s", exc)
 
+    async def warm_up(self) -> None:
+        """Load the answers and embed them before the first mention: a cold index stalled the first
+        batch (and everything queued behind it) for over a second."""
+        async with self.ctx.db.session() as session:
+            await self.answers.refresh(session)
+        await asyncio.to_thread(self.answers.prepare)
+        self._refreshed = time.monotonic()
+
     async def handle(self, batch: list[Envelope]) -> list[Outgoing]:
         ids = list(dict.fromkeys(env.payload["mention_id"] for env in batch))
         first = {}
@@ -95,6 +103,7 @@ class RouteStage:
             if time.monotonic() - self._refreshed > self._refresh_s:
                 await self.answers.refresh(session)
                 self._reload_rules()
+                await asyncio.to_thread(self.answers.prepare)  # a changed index is re-embedded off the loop
                 self._refreshed = time.monotonic()
             done = {r.mention_id: r.outcome for r in await session.scalars(
                 select(RouteDecision).where(RouteDecision.mention_id.in_(ids)))}
