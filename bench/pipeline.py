@@ -1,13 +1,14 @@
 """End-to-end pipeline benchmark: replay real inbound tweets through ingest → triage → route → act.
 
-Prints one JSON object: mode, n, mentions_per_s, encoder_texts_per_s (the bare encoder on the same
-texts, in the same run), ratio_to_encoder, p50/p95/p99 ingest → routed-decision latency (ms),
+Prints one JSON object: mode, n, mentions_per_s, encoder_texts_per_s (the bare encoder as shipped,
+torch fp32, on the same texts in the same run), ratio_to_encoder, the same for the encoder backend
+the stage runs (backend_encoder_texts_per_s, ratio_to_backend_encoder), p50/p95/p99 ingest → routed-decision latency (ms),
 peak_rss_mb, lost and duplicated.
 
     .venv/bin/python bench/pipeline.py --mode embedded --triage cascade --n 2000
     .venv/bin/python bench/pipeline.py --mode embedded --triage transformer --n 1000
     .venv/bin/python bench/pipeline.py --mode embedded --triage cascade --n 600 --rate 20   # latency at 20/s
-    .venv/bin/python bench/pipeline.py --mode services --n 2000   # PostgreSQL + Redis Streams, 2 workers/stage
+    .venv/bin/python bench/pipeline.py --mode services --n 2000   # PostgreSQL + Redis Streams, 2 worker processes/stage
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import bare_encoder_texts_per_s, load_corpus, percentile  # noqa: E402
+from bench.common import backend_encoder_texts_per_s, bare_encoder_texts_per_s, load_corpus, percentile  # noqa: E402
 
 
 async def _pg_database(admin_dsn: str) -> tuple[str, str]:
@@ -45,30 +46,17 @@ async def _drop_pg(admin_dsn: str, name: str) -> None:
     await conn.close()
 
 
-async def run(args: argparse.Namespace) -> dict:
+async def _run_embedded(args: argparse.Namespace, mentions: list, settings) -> tuple:  # noqa: ANN001
+    """Everything in this process (`socialcare run`): SQLite and the in-process bus."""
     from sqlalchemy import func, select
 
     from models import Mention, RouteDecision
     from service.runtime import Runtime
     from service.seed import seed_demo
-    from service.settings import load_settings
     from triage import build_triager
 
-    mentions = await asyncio.to_thread(load_corpus, args.n)
-    tmp = tempfile.mkdtemp(prefix="sc-bench-")
-    overrides = dict(triage_mode=args.triage, demo=False, dry_run=True, var_dir=Path(tmp))
-    pg_name = None
-    if args.mode == "embedded":
-        overrides.update(database_url=f"sqlite+aiosqlite:///{tmp}/bench.db", bus="inprocess")
-        workers = 1
-    else:
-        pg_name, url = await _pg_database(args.postgres)
-        overrides.update(database_url=url, bus="redis", redis_url=args.redis,
-                         bus_prefix=f"scbench-{uuid.uuid4().hex[:8]}", bus_claim_idle_ms=60_000)
-        workers = 2
-    settings = load_settings(**overrides)
     triager = await asyncio.to_thread(build_triager, settings)
-    rt = await Runtime.open(settings, triager=triager, workers=workers, with_connectors=False)
+    rt = await Runtime.open(settings, triager=triager, workers=1, with_connectors=False)
     try:
         await seed_demo(rt.db)
         await rt.start()
@@ -88,9 +76,41 @@ async def run(args: argparse.Namespace) -> dict:
             stored = await s.scalar(select(func.count()).select_from(Mention))
             distinct = await s.scalar(select(func.count(func.distinct(Mention.external_id))))
             routed = await s.scalar(select(func.count()).select_from(RouteDecision))
-        expected = len({m.external_id for m in mentions})
     finally:
         await rt.close()
+    return elapsed, latencies, stored, distinct, routed, len({m.external_id for m in mentions})
+
+
+async def run(args: argparse.Namespace) -> dict:
+    from service.settings import load_settings
+
+    mentions = await asyncio.to_thread(load_corpus, args.n)
+    tmp = tempfile.mkdtemp(prefix="sc-bench-")
+    overrides = dict(triage_mode=args.triage, demo=False, dry_run=True, var_dir=Path(tmp),
+                     encoder_backend=args.encoder_backend)
+    pg_name = None
+    if args.mode == "embedded":
+        overrides.update(database_url=f"sqlite+aiosqlite:///{tmp}/bench.db", bus="inprocess")
+        workers = 1
+    else:
+        pg_name, url = await _pg_database(args.postgres)
+        overrides.update(database_url=url, bus="redis", redis_url=args.redis,
+                         bus_prefix=f"scbench-{uuid.uuid4().hex[:8]}", bus_claim_idle_ms=60_000)
+        workers = args.workers
+    settings = load_settings(**overrides)
+    try:
+        if args.mode == "services":  # worker processes, as production runs them (bench/services.py)
+            from bench.services import run_services
+
+            res = await run_services(args, mentions, settings, overrides["database_url"])
+            elapsed, latencies, peak_rss_mb = res["elapsed"], res["latencies"], res["peak_rss_mb"]
+            stored, distinct, routed, expected = res["stored"], res["distinct"], res["routed"], res["expected"]
+        else:
+            elapsed, latencies, stored, distinct, routed, expected = await _run_embedded(args, mentions, settings)
+            # The service's peak, read before the bare encoder below is loaded for the comparison (that
+            # second copy of the model belongs to the measurement, not to the service).
+            peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    finally:
         if pg_name:
             await _drop_pg(args.postgres, pg_name)
         if args.mode == "services":
@@ -101,16 +121,16 @@ async def run(args: argparse.Namespace) -> dict:
             if keys:
                 await client.delete(*keys)
             await client.aclose()
-    # The service's peak, read before the bare encoder below is loaded for the comparison (that
-    # second copy of the model belongs to the measurement, not to the service).
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     texts = [m.text for m in mentions[: min(len(mentions), args.encoder_sample)]]
     encoder = bare_encoder_texts_per_s(texts)
+    backend = backend_encoder_texts_per_s(texts, settings.encoder_backend)
     rate = len(mentions) / elapsed
     return {
         "mode": args.mode, "triage": args.triage, "n": len(mentions), "workers_per_stage": workers,
         "offered_rate": args.rate or None, "mentions_per_s": round(rate, 1),
         "encoder_texts_per_s": round(encoder, 1), "ratio_to_encoder": round(rate / encoder, 3),
+        "encoder_backend": settings.encoder_backend, "backend_encoder_texts_per_s": round(backend, 1),
+        "ratio_to_backend_encoder": round(rate / backend, 3),
         "p50_ms": round(percentile(latencies, 50), 1), "p95_ms": round(percentile(latencies, 95), 1),
         "p99_ms": round(percentile(latencies, 99), 1),
         "peak_rss_mb": round(peak_rss_mb, 1),
@@ -127,6 +147,8 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=0.0, help="offered mentions/s (0: as fast as possible)")
     p.add_argument("--encoder-sample", type=int, default=1000, help="texts for the bare-encoder measurement")
     p.add_argument("--timeout", type=float, default=1800.0)
+    p.add_argument("--encoder-backend", choices=["onnx-int8", "torch"], default="onnx-int8")
+    p.add_argument("--workers", type=int, default=2, help="services mode: worker processes per stage")
     p.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     p.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     args = p.parse_args()

@@ -66,3 +66,20 @@ def test_document_embeddings_are_computed_once_per_build():
     r.search(["password"], k=1)
     r.search(["delivery"], k=1)
     assert calls == [2, 1, 1]  # documents once; each search only encodes its questions
+
+
+async def test_the_route_stage_builds_its_answer_index_at_start_not_inside_the_first_batch(world):
+    """A cold index cost the first routed batch over a second (every KB article embedded), and
+    everything queued behind it waited: the stage's warm-up builds it before any message."""
+    from community.retrieval import Retriever
+
+    stage = world.route
+    retriever = stage.answers._retriever = Retriever()
+    built = []
+    original = retriever.build
+    retriever.build = lambda docs: built.append(len(docs)) or original(docs)
+    await stage.warm_up()
+    assert len(built) == 1 and built[0] > 0 and retriever.vectors is not None
+    assert stage.answers.answers_for("account_access") >= 1  # templates are loaded too
+    await world.run(await world.mention("I can't log in, the reset email never arrives"))
+    assert len(built) == 1  # the first batch found it ready (refresh_s=0 re-reads, nothing changed)

@@ -78,7 +78,7 @@ async def totals(db: Database) -> dict[str, int]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(900 + N // 100)  # 100,000 mentions: about 10 minutes here
 async def test_replayed_mentions_survive_kills_and_restarts(tmp_path, postgres_url, private_redis):
     s = load_settings(database_url=postgres_url, bus="redis", redis_url=private_redis.url, bus_prefix="load",
                       var_dir=tmp_path / "var")

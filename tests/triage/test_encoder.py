@@ -32,3 +32,65 @@ def test_the_cache_is_bounded(transformer_engine):
         assert len(encoder._sentences) <= 3
     finally:
         encoder.cache_size = size
+
+
+TEXTS = [
+    "my account was hacked and someone changed my email", "is spotify down right now? nothing loads",
+    "love the new update, the playlists are so good", "why was I charged twice this month???",
+    "@user the app keeps crashing on my pixel 7 since yesterday", "how do I cancel my premium family plan",
+    "can't log in, the reset email never arrives http", "worst customer service ever, fix your app",
+    "someone bought a subscription with my card, I never made that payment", "thanks for the quick help!",
+    "lol this song is fire 🔥🔥", "where is my order #48213? tracking says delivered but nothing here",
+    "FREE GIFT CARDS click here now", "will there be a dark mode for the desktop app?", "ok", "ugh. again.",
+]
+
+
+def test_the_int8_encoder_keeps_the_fp32_geometry(transformer_engine):
+    """The default backend is the int8 export; the heads were validated on it, and its features stay
+    close to the fp32 model's (the issue asks for cosine >= 0.98 from per-channel quantization)."""
+    from triage.encoder import Encoder
+
+    int8 = transformer_engine.encoder
+    assert int8.backend == "onnx-int8" and int8.version.endswith("+onnx-int8")
+    assert int8.model is None  # the torch weights are not even loaded once the export is cached
+    fp32 = Encoder(backend="torch")
+    a, b = int8.features(TEXTS), fp32.features(TEXTS)
+    assert a.shape == b.shape == (len(TEXTS), 1536)
+    for block in range(4):  # the sentence embedding, then the pooled layers the heads read
+        cos = (a[:, block * 384:(block + 1) * 384] * b[:, block * 384:(block + 1) * 384]).sum(1)
+        assert cos.mean() >= 0.98 and cos.min() >= 0.93, (block, cos.mean(), cos.min())
+    assert np.allclose(np.linalg.norm(a[:, :384], axis=1), 1.0, atol=1e-4)
+
+
+def test_the_int8_export_is_made_once_per_cache_directory(tmp_path, monkeypatch):
+    from triage import onnx_export
+    from triage.encoder import Encoder
+
+    exports = []
+    original = onnx_export._export
+    monkeypatch.setattr(onnx_export, "_export", lambda *a: exports.append(a[-1]) or original(*a))
+    first = Encoder(backend="onnx-int8", cache_dir=tmp_path)
+    assert len(exports) == 1 and exports[0].exists() and exports[0].parent == tmp_path
+    second = Encoder(backend="onnx-int8", cache_dir=tmp_path)
+    assert len(exports) == 1 and second.model is None  # read from the cache, no torch model, no export
+    assert np.allclose(first.features(TEXTS[:3]), second.features(TEXTS[:3]), atol=1e-6)
+    assert [p.name for p in tmp_path.glob("*.onnx")] == [exports[0].name]  # no half-written leftovers
+
+
+def test_an_unknown_backend_is_a_clear_error():
+    import pytest
+
+    from triage.encoder import Encoder, configure_shared_encoder
+
+    with pytest.raises(ValueError, match="onnx-int8"):
+        Encoder(backend="tpu")
+    with pytest.raises(ValueError, match="torch"):
+        configure_shared_encoder(backend="fp16")
+
+
+def test_scores_name_the_encoder_backend_that_made_them(transformer_engine):
+    from triage.protocol import TriageInput
+
+    [out] = transformer_engine.score_texts([TriageInput(text="the app crashes when I open my library 77f1")])
+    assert out.sentiment.model.startswith("all-MiniLM-L6-v2+onnx-int8+")
+    assert "+onnx-int8+heads[" in transformer_engine.model_version
