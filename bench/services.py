@@ -32,21 +32,30 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def _consumers_ready(client, prefix: str, per_stage: int) -> bool:  # noqa: ANN001
-    """Every worker has joined its group (it reads only after its models are loaded and warm)."""
-    for stage in STAGES:
-        try:
-            groups = await client.xinfo_groups(f"{prefix}:{stage}")
-        except Exception:  # noqa: BLE001 - the stream does not exist yet
-            return False
-        group = next((g for g in groups if g["name"] in (stage, stage.encode())), None)
-        if group is None or int(group["consumers"]) < per_stage:
-            return False
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def _all_ready(ports: list[int]) -> bool:
+    """Every worker's /readyz answers 200 (database, bus and, for triage, the warm models)."""
+    import aiohttp
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http:
+        for port in ports:
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                    if resp.status != 200:
+                        return False
+            except (aiohttp.ClientError, TimeoutError):
+                return False
     return True
 
 
 async def run_services(args, mentions: list, settings, db_url: str) -> dict:  # noqa: ANN001
-    import redis.asyncio as redis
     from sqlalchemy import func, select
 
     from models import Mention, RouteDecision
@@ -63,16 +72,16 @@ async def run_services(args, mentions: list, settings, db_url: str) -> dict:  # 
            "SOCIALCARE_TRIAGE_MODE": settings.triage_mode, "SOCIALCARE_ENCODER_BACKEND": settings.encoder_backend,
            "SOCIALCARE_DRY_RUN": "true", "SOCIALCARE_DEMO": "false", "SOCIALCARE_LOG_LEVEL": "WARNING",
            "SOCIALCARE_VAR_DIR": str(settings.var_dir), "SOCIALCARE_BUS_CLAIM_IDLE_MS": "60000"}
-    workers = [subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--stage", stage], env=env,
-                                cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-               for stage in STAGES for _ in range(args.workers)]
-    client = redis.Redis.from_url(settings.redis_url)
+    ports = [_free_port() for _ in range(len(STAGES) * args.workers)]
+    workers = [subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--stage", stage, "--metrics-port",
+                                 str(ports[i])], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+               for i, stage in enumerate(s for s in STAGES for _ in range(args.workers))]
     bus = make_bus(settings)
     await bus.start()
     peaks: list[float] = []
     try:
         deadline = time.monotonic() + 300
-        while not await _consumers_ready(client, settings.bus_prefix, args.workers):
+        while not await _all_ready(ports):
             dead = [w for w in workers if w.poll() is not None]
             if dead:
                 raise SystemExit(f"a worker exited: {dead[0].stderr.read().decode()[-2000:]}")
@@ -122,7 +131,6 @@ async def run_services(args, mentions: list, settings, db_url: str) -> dict:  # 
             except subprocess.TimeoutExpired:
                 w.kill()
         await bus.close()
-        await client.aclose()
         await db.close()
     return {"elapsed": elapsed, "latencies": latencies, "stored": stored, "distinct": distinct,
             "routed": len(rows), "expected": expected, "peak_rss_mb": max(peaks or [0.0])}
