@@ -28,13 +28,16 @@ def default_cache_dir() -> Path:
 
 
 def _fingerprint(model_path: Path, feature_layers: tuple[int, ...]) -> str:
+    """What shapes the export: the weights (their config and sizes; not mtimes, which every fresh
+    virtualenv changes), the pooled layers and the exporting libraries' versions."""
     import onnxruntime
     import torch
 
     h = hashlib.sha256()
-    for f in sorted(model_path.glob("*.safetensors")) + sorted(model_path.glob("*.bin")) + sorted(model_path.glob("config.json")):
-        st = f.stat()
-        h.update(f"{f.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    for f in sorted(model_path.glob("*.safetensors")) + sorted(model_path.glob("*.bin")):
+        h.update(f"{f.name}:{f.stat().st_size}".encode())
+    for f in sorted(model_path.glob("config.json")):
+        h.update(f.read_bytes())
     h.update(f"{feature_layers}|{torch.__version__}|{onnxruntime.__version__}|{QUANTIZATION}".encode())
     return h.hexdigest()[:16]
 

@@ -42,6 +42,8 @@ async def test_an_agent_sees_a_mention_arrive_claims_it_replies_and_takes_anothe
     await page.screenshot(path=shot("queue-live"), full_page=True)
 
     await row.get_by_role("link").click()
+    await page.wait_for_url(re.compile(r"/conversations/\d+$"))  # the key must reach the new page's handler
+    await page.wait_for_load_state("load")
     await page.keyboard.press("c")  # claim
     await expect(page.locator(".claimed.mine")).to_be_visible()
     await page.keyboard.press("1")  # the first suggestion into the editor
