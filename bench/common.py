@@ -29,13 +29,14 @@ def load_corpus(n: int, path: Path = TWCS) -> list:
     return out
 
 
-def backend_encoder_texts_per_s(texts: list[str], backend: str, batch_size: int = 32) -> float:
+def backend_encoder_texts_per_s(texts: list[str], backend: str, *, fp32: float, batch_size: int = 32) -> float:
     """Texts per second of the encoder backend the triage stage runs (int8 ONNX by default), alone:
-    tokenize + forward + pooling in the same batches as :func:`bare_encoder_texts_per_s`."""
+    tokenize + forward + pooling in the same batches as :func:`bare_encoder_texts_per_s`. For the
+    torch backend that is the bare encoder itself: ``fp32``, already measured."""
     from triage.encoder import Encoder
 
     if backend == "torch":
-        return bare_encoder_texts_per_s(texts, batch_size)
+        return fp32
     enc = Encoder(backend=backend)
     enc.cache_size = 0
     enc.features(texts[:8])

@@ -46,8 +46,9 @@ async def _drop_pg(admin_dsn: str, name: str) -> None:
     await conn.close()
 
 
-async def _run_embedded(args: argparse.Namespace, mentions: list, settings) -> tuple:  # noqa: ANN001
-    """Everything in this process (`socialcare run`): SQLite and the in-process bus."""
+async def _run_embedded(args: argparse.Namespace, mentions: list, settings) -> dict:  # noqa: ANN001
+    """Everything in this process (`socialcare run`): SQLite and the in-process bus. Same keys as
+    :func:`bench.services.run_services`."""
     from sqlalchemy import func, select
 
     from models import Mention, RouteDecision
@@ -78,7 +79,11 @@ async def _run_embedded(args: argparse.Namespace, mentions: list, settings) -> t
             routed = await s.scalar(select(func.count()).select_from(RouteDecision))
     finally:
         await rt.close()
-    return elapsed, latencies, stored, distinct, routed, len({m.external_id for m in mentions})
+    # The service's peak, read before the bare encoder is loaded for the comparison (that second copy
+    # of the model belongs to the measurement, not to the service).
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"elapsed": elapsed, "latencies": latencies, "stored": stored, "distinct": distinct, "routed": routed,
+            "expected": len({m.external_id for m in mentions}), "peak_rss_mb": peak_rss_mb}
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -102,14 +107,9 @@ async def run(args: argparse.Namespace) -> dict:
         if args.mode == "services":  # worker processes, as production runs them (bench/services.py)
             from bench.services import run_services
 
-            res = await run_services(args, mentions, settings, overrides["database_url"])
-            elapsed, latencies, peak_rss_mb = res["elapsed"], res["latencies"], res["peak_rss_mb"]
-            stored, distinct, routed, expected = res["stored"], res["distinct"], res["routed"], res["expected"]
+            res = await run_services(args, mentions, settings)
         else:
-            elapsed, latencies, stored, distinct, routed, expected = await _run_embedded(args, mentions, settings)
-            # The service's peak, read before the bare encoder below is loaded for the comparison (that
-            # second copy of the model belongs to the measurement, not to the service).
-            peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            res = await _run_embedded(args, mentions, settings)
     finally:
         if pg_name:
             await _drop_pg(args.postgres, pg_name)
@@ -123,8 +123,9 @@ async def run(args: argparse.Namespace) -> dict:
             await client.aclose()
     texts = [m.text for m in mentions[: min(len(mentions), args.encoder_sample)]]
     encoder = bare_encoder_texts_per_s(texts)
-    backend = backend_encoder_texts_per_s(texts, settings.encoder_backend)
-    rate = len(mentions) / elapsed
+    backend = backend_encoder_texts_per_s(texts, settings.encoder_backend, fp32=encoder)
+    latencies, expected, routed = res["latencies"], res["expected"], res["routed"]
+    rate = len(mentions) / res["elapsed"]
     return {
         "mode": args.mode, "triage": args.triage, "n": len(mentions), "workers_per_stage": workers,
         "offered_rate": args.rate or None, "mentions_per_s": round(rate, 1),
@@ -133,9 +134,10 @@ async def run(args: argparse.Namespace) -> dict:
         "ratio_to_backend_encoder": round(rate / backend, 3),
         "p50_ms": round(percentile(latencies, 50), 1), "p95_ms": round(percentile(latencies, 95), 1),
         "p99_ms": round(percentile(latencies, 99), 1),
-        "peak_rss_mb": round(peak_rss_mb, 1),
-        "lost": expected - min(routed, expected), "duplicated": (stored - distinct) + max(0, routed - expected),
-        "elapsed_s": round(elapsed, 2),
+        "peak_rss_mb": round(res["peak_rss_mb"], 1),
+        "lost": expected - min(routed, expected),
+        "duplicated": (res["stored"] - res["distinct"]) + max(0, routed - expected),
+        "elapsed_s": round(res["elapsed"], 2),
     }
 
 

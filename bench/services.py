@@ -14,12 +14,31 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from datetime import timezone
 from pathlib import Path
 
+from service.stages import STAGES
+
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("ingest", "triage", "route", "act")
+
+
+def worker_env(settings, **overrides: object) -> dict[str, str]:  # noqa: ANN001
+    """The environment of a `socialcare worker` on the settings' database and Redis bus (dry run, no
+    demo); ``overrides`` are further settings by field name (``bus_batch_size=200``)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SOCIALCARE_DATABASE_URL": settings.database_url,
+           "SOCIALCARE_BUS": "redis", "SOCIALCARE_REDIS_URL": settings.redis_url,
+           "SOCIALCARE_BUS_PREFIX": settings.bus_prefix, "SOCIALCARE_BUS_CLAIM_IDLE_MS": str(settings.bus_claim_idle_ms),
+           "SOCIALCARE_TRIAGE_MODE": settings.triage_mode, "SOCIALCARE_ENCODER_BACKEND": settings.encoder_backend,
+           "SOCIALCARE_DRY_RUN": "true", "SOCIALCARE_DEMO": "false", "SOCIALCARE_LOG_LEVEL": "WARNING",
+           "SOCIALCARE_VAR_DIR": str(settings.var_dir)}
+    env.update({f"SOCIALCARE_{name.upper()}": str(value) for name, value in overrides.items()})
+    return env
+
+
+def start_worker(stage: str, env: dict[str, str], metrics_port: int | None = None) -> subprocess.Popen:
+    port = ["--metrics-port", str(metrics_port)] if metrics_port is not None else []
+    return subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--stage", stage, *port], env=env,
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -55,7 +74,7 @@ async def _all_ready(ports: list[int]) -> bool:
     return True
 
 
-async def run_services(args, mentions: list, settings, db_url: str) -> dict:  # noqa: ANN001
+async def run_services(args, mentions: list, settings) -> dict:  # noqa: ANN001
     from sqlalchemy import func, select
 
     from models import Mention, RouteDecision
@@ -64,17 +83,12 @@ async def run_services(args, mentions: list, settings, db_url: str) -> dict:  # 
     from service.pipeline import submit
     from service.seed import seed_demo
 
-    db = Database(db_url)
+    db = Database(settings.database_url)
     await db.upgrade()
     await seed_demo(db)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SOCIALCARE_DATABASE_URL": db_url, "SOCIALCARE_BUS": "redis",
-           "SOCIALCARE_REDIS_URL": settings.redis_url, "SOCIALCARE_BUS_PREFIX": settings.bus_prefix,
-           "SOCIALCARE_TRIAGE_MODE": settings.triage_mode, "SOCIALCARE_ENCODER_BACKEND": settings.encoder_backend,
-           "SOCIALCARE_DRY_RUN": "true", "SOCIALCARE_DEMO": "false", "SOCIALCARE_LOG_LEVEL": "WARNING",
-           "SOCIALCARE_VAR_DIR": str(settings.var_dir), "SOCIALCARE_BUS_CLAIM_IDLE_MS": "60000"}
+    env = worker_env(settings)
     ports = [_free_port() for _ in range(len(STAGES) * args.workers)]
-    workers = [subprocess.Popen([sys.executable, "-m", "service.cli", "worker", "--stage", stage, "--metrics-port",
-                                 str(ports[i])], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    workers = [start_worker(stage, env, ports[i])
                for i, stage in enumerate(s for s in STAGES for _ in range(args.workers))]
     bus = make_bus(settings)
     await bus.start()
@@ -121,6 +135,7 @@ async def run_services(args, mentions: list, settings, db_url: str) -> dict:  # 
         latencies = [(at.replace(tzinfo=at.tzinfo or timezone.utc).timestamp() - published[ext]) * 1000
                      for ext, at in rows if ext in published]
         peaks = [_peak_rss_mb(w.pid) for w in workers]
+
     finally:
         for w in workers:
             if w.poll() is None:

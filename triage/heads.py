@@ -32,17 +32,23 @@ class Head:
         # row-major: sparse @ dense would otherwise copy the whole (n_features, n_labels) matrix per call
         self.weights = np.ascontiguousarray(self.weights, dtype=np.float32)
 
-    def features(self, texts: list[str], embeddings: np.ndarray | None) -> sparse.csr_matrix:
-        parts = []
+    def _blocks(self, texts: list[str], embeddings: np.ndarray | None
+                ) -> tuple[np.ndarray | None, sparse.csr_matrix | None]:
+        """The two feature blocks in weight-row order: scaled embedding columns, hashed n-grams."""
+        dense = None
         if self.uses_embedding:
             if embeddings is None:
                 raise ValueError(f"head {self.task} needs embeddings")
             if embeddings.shape[1] < self.embedding_dim:
                 raise ValueError(f"head {self.task} needs {self.embedding_dim} embedding columns, got {embeddings.shape[1]}")
-            parts.append(sparse.csr_matrix(embeddings[:, :self.embedding_dim] * self.embedding_scale))
-        if self.lexical_dim:
-            parts.append(lexical_features([normalize_for_model(t) for t in texts], self.lexical_dim))
-        return sparse.hstack(parts, format="csr") if len(parts) > 1 else sparse.csr_matrix(parts[0])
+            dense = embeddings[:, :self.embedding_dim] * self.embedding_scale
+        lexical = lexical_features([normalize_for_model(t) for t in texts], self.lexical_dim) if self.lexical_dim else None
+        return dense, lexical
+
+    def features(self, texts: list[str], embeddings: np.ndarray | None) -> sparse.csr_matrix:
+        """One sparse matrix of both blocks (what training fits on)."""
+        parts = [sparse.csr_matrix(b) for b in self._blocks(texts, embeddings) if b is not None]
+        return sparse.hstack(parts, format="csr") if len(parts) > 1 else parts[0]
 
     @property
     def embedding_dim(self) -> int:
@@ -57,18 +63,13 @@ class Head:
         """Softmax over ``features @ weights + bias``, computed block by block (the dense embedding
         columns and the sparse n-grams) instead of stacking one sparse matrix per call."""
         logits = np.tile(self.bias.astype(np.float32), (len(texts), 1))
+        dense, lexical = self._blocks(texts, embeddings)
         offset = 0
-        if self.uses_embedding:
-            if embeddings is None:
-                raise ValueError(f"head {self.task} needs embeddings")
-            d = self.embedding_dim
-            if embeddings.shape[1] < d:
-                raise ValueError(f"head {self.task} needs {d} embedding columns, got {embeddings.shape[1]}")
-            logits += (embeddings[:, :d] * self.embedding_scale) @ self.weights[:d]
-            offset = d
-        if self.lexical_dim:
-            x = lexical_features([normalize_for_model(t) for t in texts], self.lexical_dim)
-            logits += np.asarray(x @ self.weights[offset:offset + self.lexical_dim])
+        if dense is not None:
+            logits += dense @ self.weights[:dense.shape[1]]
+            offset = dense.shape[1]
+        if lexical is not None:
+            logits += np.asarray(lexical @ self.weights[offset:offset + self.lexical_dim])
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)

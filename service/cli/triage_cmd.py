@@ -49,7 +49,8 @@ def score(settings, text: str, platform: str, private: bool, followers: int | No
 @click.pass_obj
 def train(settings, task: str, data: Path, out: Path, lexical_dim: int, c: float) -> None:  # noqa: ANN001
     """Train a head for TASK on DATA (embedding + n-grams, and a cheap n-gram head for the cascade)."""
-    from triage.encoder import configure_shared_encoder, shared_encoder
+    from triage import configure_encoder
+    from triage.encoder import shared_encoder
     from triage.protocol import SENSITIVITY_LABELS, SENTIMENT_LABELS, SPAM_LABELS, TOXICITY_LABELS
     from triage.train import DataError, embed, fit_head, read_csv
 
@@ -60,7 +61,7 @@ def train(settings, task: str, data: Path, out: Path, lexical_dim: int, c: float
         unknown = sorted(set(labels) - set(fixed)) if fixed else []
         if unknown:
             raise DataError(f"{data}: labels {unknown} are not {task} labels ({', '.join(fixed)})")
-        configure_shared_encoder(backend=settings.encoder_backend, cache_dir=settings.model_cache_dir)
+        configure_encoder(settings)
         emb = embed(texts, shared_encoder(), progress=True)  # the encoder that will score with this head
         full = fit_head(task, texts, labels, emb, lexical_dim=lexical_dim, c=c)
         cheap = fit_head(task, texts, labels, None, lexical_dim=lexical_dim, c=c)
@@ -94,9 +95,9 @@ def evaluate_cmd(settings, task: str, data: Path, model: Path | None, mode: str,
         texts, labels = read_csv(data)
         if model is not None and not (model / f"{task}.npz").exists():
             raise DataError(f"{model}: no {task} head here (train one with `socialcare triage train --task {task}`)")
-        from triage.encoder import configure_shared_encoder
+        from triage import configure_encoder
 
-        configure_shared_encoder(backend=settings.encoder_backend, cache_dir=settings.model_cache_dir)
+        configure_encoder(settings)
         engine = TriageEngine(mode=mode, custom_dir=model, cache_size=0, encoder_backend=settings.encoder_backend)
         known = engine.full[task].labels
         unknown = sorted(set(labels) - set(known))
