@@ -31,11 +31,16 @@ BUNDLED = Path(__file__).resolve().parent / "heads"
 TASKS = ("sentiment", "sensitivity", "issue_type", "toxicity", "spam")
 # The cascade sends a text to the transformer unless the lexical heads are at least this sure on the
 # safety-relevant tasks. Measured on 3,000 replayed care tweets (see README): at these thresholds
-# the lexical label agrees with the transformer's on 99.5 % (sensitivity), 96.8 % (toxicity) and
-# 100 % (spam) of the texts it settles. Sentiment and issue type take the lexical answer with its
+# the lexical label agrees with the transformer's on 99.5 % (sensitivity) and 100 % (spam) of the
+# texts it settles. Sentiment and issue type take the lexical answer with its
 # (lower) confidence: the router only auto-answers above its threshold, so a cheap issue type
 # costs automation, never safety.
-CASCADE_CONFIDENCE = {"sentiment": 0.0, "sensitivity": 0.80, "issue_type": 0.0, "toxicity": 0.60, "spam": 0.80}
+CASCADE_CONFIDENCE = {"sentiment": 0.0, "sensitivity": 0.80, "issue_type": 0.0, "toxicity": 0.0, "spam": 0.80}
+# Toxicity is settled asymmetrically: without the encoder only when the (distilled) lexical head
+# gives p(offensive) below the first bound or at least the second. On the 2,000 replayed tweets
+# this settles 62 % of texts and keeps 90 % of those the transformer calls offensive (the symmetric
+# 0.6 rule on the TweetEval-only head settled 63 % and kept 82 %); see metrics.json.
+TOXICITY_SETTLE = (0.15, 0.90)
 SENSITIVITY_TO_ISSUE = {"security": "account_security", "fraud": "fraud"}
 
 
@@ -161,6 +166,9 @@ class TriageEngine:
                 p = self.cheap[task].proba(texts, None)
                 probs[task] = p
                 need |= p.max(axis=1) < CASCADE_CONFIDENCE[task]
+                if task == "toxicity":
+                    p_off = p[:, self.cheap[task].labels.index("offensive")]
+                    need |= (p_off >= TOXICITY_SETTLE[0]) & (p_off < TOXICITY_SETTLE[1])
             need |= np.array([r[0] is not None for r in rules])  # let the encoder confirm what rules see
             source = "lexical"
         idx = np.flatnonzero(need)

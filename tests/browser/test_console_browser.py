@@ -59,7 +59,7 @@ async def test_an_agent_sees_a_mention_arrive_claims_it_replies_and_takes_anothe
         reply = await s.scalar(select(Reply).where(Reply.conversation_id == cid, Reply.kind == "agent"))
     assert reply.sent_by == "session:alice" and reply.template == "bug_ack" and reply.status == "dry_run"
 
-    await server.runtime.submit([mention("b-2", "Bug: my invoices page shows someone else's orders", "worried")])
+    await server.runtime.submit([mention("b-2", "Bug: my invoice PDF shows the wrong billing address", "worried")])
     mid2, cid2 = await routed(server, "b-2")
     await page.goto(f"/conversations/{cid2}")
     page.once("dialog", lambda d: d.accept())

@@ -90,6 +90,25 @@ def test_cascade_agrees_with_the_transformer_on_clear_cases(cascade_engine, tran
     assert sum(x.issue_type.label == y.issue_type.label for x, y in zip(a, b)) >= 3
 
 
+def test_the_cascade_settles_toxicity_only_when_the_lexical_head_is_clearly_on_one_side(cascade_engine):
+    """Between the bounds the transformer decides; abuse in care language is not waved through."""
+    from triage.engine import TOXICITY_SETTLE
+
+    engine = TriageEngine(mode="cascade", encoder=cascade_engine.encoder, cache_size=0)
+    texts = ["@AcmeHelp you are all useless idiots", "@AcmeHelp fix your shit app, you morons",
+             "@AcmeHelp thanks, the new playlist feature is great", "@AcmeHelp how do I change my plan?"]
+    cheap = engine.cheap["toxicity"]
+    p_off = cheap.proba(texts, None)[:, cheap.labels.index("offensive")]
+    outs = engine.score_texts([TriageInput(t) for t in texts])
+    unsure = [TOXICITY_SETTLE[0] <= p < TOXICITY_SETTLE[1] for p in p_off]
+    assert any(unsure) and not all(unsure), p_off  # both paths are exercised
+    for text, is_unsure, out in zip(texts, unsure, outs):
+        if is_unsure:  # other tasks may send a text to the encoder too, but this one must go
+            assert out.toxicity.model.startswith("all-MiniLM-L6-v2"), text
+    assert [o.toxicity.label for o in outs[:2]] == ["offensive", "offensive"]
+    assert [o.toxicity.label for o in outs[2:]] == ["not_offensive", "not_offensive"]
+
+
 async def test_concurrent_callers_are_coalesced_into_one_batch(cascade_engine):
     engine = TriageEngine(mode="transformer", encoder=cascade_engine.encoder, cache_size=0, max_wait_ms=50)
     calls = []
