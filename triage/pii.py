@@ -25,9 +25,10 @@ _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]
 _SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
 _UK_NI = re.compile(r"(?<![A-Za-z0-9])(?![DFIQUV])[A-Z](?![DFIQUVO])[A-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])")
 _SECRET = re.compile(
-    r"(?i)\b(?P<kind>password|passwd|pwd|passcode|pass word|pin|one[- ]time code|otp|verification code|"
+    r"(?i)\b(?P<kind>password|passwd|pwd|pw|passcode|pass word|pin|one[- ]time code|otp|verification code|"
     r"security code|2fa code|login code|code)\b(?P<sep>(?:\s+(?:you|u|i|we|they)\s+(?:sent|got|gave|received))?(?:\s+(?:is|was|=|:)|\s*[:=])|)\s+(?:now\s+)?[\"'“]?(?P<value>[^\s\"'”,;]{4,64})"
 )
+_ENTITY = re.compile(r"&#?\w+;?")
 _CODE_WORDS = {"code", "otp", "verification code", "security code", "2fa code", "login code", "one-time code",
                "one time code", "pin", "passcode"}
 _NOT_SECRET = {"is", "was", "the", "a", "an", "my", "your", "it", "not", "never", "reset", "expired", "wrong",
@@ -126,10 +127,13 @@ def _secrets(text: str) -> list[PiiSpan]:
     out = []
     for m in _SECRET.finditer(text):
         kind, value = m.group("kind").lower(), m.group("value")
-        if value.lower().strip(".!?") in _NOT_SECRET:
-            continue
-        if not m.group("sep") and value.isalpha():
+        bare = value.rstrip(".!?")  # "changed my password now." ends a sentence, it is no secret
+        if bare.lower() in _NOT_SECRET or _ENTITY.fullmatch(bare):
+            continue  # "password &amp; card": the tweet's escaped ampersand, not a secret
+        if not m.group("sep") and bare.isalpha():
             continue  # "password with the code": prose, not a written-out secret
+        if kind == "pw" and bare.isalpha():
+            continue  # "PW: Season 2" is an abbreviation; "PW: edeire2002" is a password
         is_code = kind in _CODE_WORDS
         if is_code and not re.fullmatch(r"[A-Za-z0-9-]{4,12}[.!?]?", value):
             continue

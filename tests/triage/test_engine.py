@@ -109,6 +109,29 @@ def test_the_cascade_settles_toxicity_only_when_the_lexical_head_is_clearly_on_o
     assert [o.toxicity.label for o in outs[2:]] == ["not_offensive", "not_offensive"]
 
 
+SUBTLE = [  # no keyword rule fires on these: the heads alone must see them
+    ("@NovaBankHelp there's a payment to a shop in Leeds on my card this morning, I was asleep at home", True),
+    ("@AcmeHelp my recovery email on the account is some address I've never seen", True),
+    ("@AcmeHelp i got a text from you asking me to confirm my card PIN, I already replied with it", True),
+    ("@AcmeHelp my phone number on the profile isn't mine anymore and I didn't change it", True),
+    ("@AcmeHelp how do I change my plan?", False),
+    ("@AcmeHelp the app keeps crashing on my pixel", False),
+]
+
+
+def test_the_distilled_cascade_escalates_subtle_reports_as_the_transformer_does(cascade_engine, transformer_engine):
+    """The lexical sensitivity head settles most care tweets, but never a report the rules miss
+    into a public answer."""
+    from triage.protocol import ESCALATE_LEVELS
+    from triage.rules import sensitivity_rules
+
+    assert all(sensitivity_rules(t)[0] is None for t, _ in SUBTLE)
+    items = [TriageInput(t) for t, _ in SUBTLE]
+    cheap = [o.sensitivity.label in ESCALATE_LEVELS for o in cascade_engine.score_texts(items)]
+    full = [o.sensitivity.label in ESCALATE_LEVELS for o in transformer_engine.score_texts(items)]
+    assert cheap == full == [escalate for _, escalate in SUBTLE]
+
+
 async def test_concurrent_callers_are_coalesced_into_one_batch(cascade_engine):
     engine = TriageEngine(mode="transformer", encoder=cascade_engine.encoder, cache_size=0, max_wait_ms=50)
     calls = []

@@ -79,6 +79,10 @@ def test_every_email_is_found_inside_noisy_text(user, host, tld, before, after):
     "order 112-3456789-1234567 arrived damaged",
     "paid 1 299,00 € on 20.11.2026 at 10:30",
     "invoice P039C2031A dated 10/2",
+    "Sent a DM dudes. Changed my password now.",
+    "It was after a password change. Got a pop up when I started the app",
+    "all I have is the reference number, password &amp; the debit card I used",
+    "PW: Season two drops friday",
 ])
 def test_no_false_positives_on_everyday_numbers(text):
     assert detect_pii(text) == []
@@ -100,6 +104,7 @@ def test_no_false_positives_on_everyday_numbers(text):
     ("my password is hunter2", "password"),
     ("code 483920", "one_time_code"),
     ("phone: 020 7946 0958.", "phone"),
+    ("__email__ PW: edeire20021967", "password"),
 ])
 def test_each_detector(text, kind):
     assert kind in {s.type for s in detect_pii(text)}

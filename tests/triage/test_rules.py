@@ -16,6 +16,16 @@ ESCALATE = [
     ("3 unauthorized payments to Acme this week", "fraud", "unauthorized transactions"),
     ("someone is using my card for a premium plan", "fraud", "someone using the customer's card"),
     ("I got scammed by a fake refund page", "fraud", "scam"),
+    ("Whoever is getting in is changing the password before we can", "security", "someone else in the account"),
+    ("my email was changed on me along with my password", "security", "credentials changed by someone else"),
+    ("I lost my visacard so I can't pay this month", "security", "lost or stolen card or phone"),
+    ("It was used by someone else and I don't know how to get it back", "security", "someone else in the account"),
+    ("family plan invites went to adresses i dont know!", "security", "activity the customer does not recognise"),
+    ("my login: __email__ password: edeire20021967", "security", "password written in the post"),
+    ("I need help with a subscription I am being charged for that I do not have!", "fraud",
+     "charges for an account the customer does not have"),
+    ("I don't have an account with you but money is going out of my bank?", "fraud",
+     "charges for an account the customer does not have"),
 ]
 FIGURATIVE = [
     "this new price is a scam lol",
@@ -26,6 +36,13 @@ FIGURATIVE = [
     "I hacked together a playlist for the party",
     "my cat stole my headphones again",
     "how do I change my password?",
+    "Can someone get in touch with me? Still no reply",
+    "someone got in touch with me yesterday, all sorted",
+    "Sent a DM. Changed my password now.",
+    "I lost my playlist after the update",
+    "I don't have an account yet, how much will premium be charged?",
+    "you've been charging me twice for premium and I don't have a student account anymore",
+    "can't vote because I don't have an account. Will spend my money somewhere else",
 ]
 
 
