@@ -33,9 +33,9 @@ TASKS = ("sentiment", "sensitivity", "issue_type", "toxicity", "spam")
 # safety-relevant tasks. Measured on 3,000 replayed care tweets (see README): at these thresholds
 # the lexical label agrees with the transformer's on 99.5 % (sensitivity) and 100 % (spam) of the
 # texts it settles; the distilled sensitivity head settles 85 % of the 2,000 replayed tweets, agrees
-# on 99.6 % of them and keeps every one the transformer escalates (metrics.json). Sentiment and issue type take the lexical answer with its
-# (lower) confidence: the router only auto-answers above its threshold, so a cheap issue type
-# costs automation, never safety.
+# on 99.6 % of them and keeps every one the transformer escalates (metrics.json). Sentiment and
+# issue type take the lexical answer with its (lower) confidence: the router only auto-answers
+# above its threshold, so a cheap issue type costs automation, never safety.
 CASCADE_CONFIDENCE = {"sentiment": 0.0, "sensitivity": 0.80, "issue_type": 0.0, "spam": 0.80}
 # Toxicity is settled asymmetrically: without the encoder only when the (distilled) lexical head
 # gives p(offensive) below the first bound or at least the second. On the 2,000 replayed tweets
