@@ -128,7 +128,7 @@ def _secrets(text: str) -> list[PiiSpan]:
     for m in _SECRET.finditer(text):
         kind, value = m.group("kind").lower(), m.group("value")
         bare = value.rstrip(".!?")  # "changed my password now." ends a sentence, it is no secret
-        if bare.lower() in _NOT_SECRET or _ENTITY.fullmatch(bare):
+        if bare.lower().replace("\u2019", "'") in _NOT_SECRET or _ENTITY.fullmatch(bare):  # phones type "isn’t"
             continue  # "password &amp; card": the tweet's escaped ampersand, not a secret
         if not m.group("sep") and bare.isalpha():
             continue  # "password with the code": prose, not a written-out secret

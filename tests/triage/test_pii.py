@@ -83,6 +83,7 @@ def test_every_email_is_found_inside_noisy_text(user, host, tld, before, after):
     "It was after a password change. Got a pop up when I started the app",
     "all I have is the reference number, password &amp; the debit card I used",
     "PW: Season two drops friday",
+    "My password isn\u2019t working and I have tried both emails",
 ])
 def test_no_false_positives_on_everyday_numbers(text):
     assert detect_pii(text) == []
