@@ -166,7 +166,8 @@ class TriageEngine:
         return out
 
     def _score_new(self, texts: list[str]) -> list[_Scored]:
-        rules = [sensitivity_rules(t) for t in texts]
+        pii = [detect_pii(t) for t in texts]  # once: for the password rule and the explanations
+        rules = [sensitivity_rules(t, spans) for t, spans in zip(texts, pii)]
         probs: dict[str, np.ndarray] = {}
         need = np.ones(len(texts), dtype=bool)
         source = "encoder"
@@ -190,7 +191,7 @@ class TriageEngine:
                 probs[task][idx] = p_full
         encoded_mask = need | (source == "encoder")
         explained: dict[tuple[str, bool], dict[int, list[str]]] = {}
-        shown = [redact(t) for t in texts]  # explanations quote words of the text, never its personal data
+        shown = [redact(t, spans) for t, spans in zip(texts, pii)]  # explanations never quote personal data
         for task in TASKS:
             for enc in (True, False):
                 rows = [i for i in range(len(texts)) if bool(encoded_mask[i]) == enc]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 from triage.pii import detect_pii
+from triage.protocol import PiiSpan
 
 SECURITY = [
     (r"\b(hack(ed|er|ers)?|compromis(ed|e)|hijack(ed)?|taken over|took over|account takeover)\b.{0,40}\b(account|acct|profile|login|email|password)\b", "account hacked"),
@@ -58,14 +59,16 @@ _FRAUD = [(re.compile(p, re.I), why) for p, why in FRAUD]
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u201c": '"', "\u201d": '"'})
 
 
-def sensitivity_rules(text: str) -> tuple[str | None, list[str]]:
+def sensitivity_rules(text: str, pii: list[PiiSpan] | None = None) -> tuple[str | None, list[str]]:
     """("security" | "fraud" | None, reasons). Fraud wins when both fire: money moved. Typographic
     apostrophes (phones type "don’t") are read as plain ones. A password written out in the post
-    is a compromised credential whatever the words around it say."""
+    is a compromised credential whatever the words around it say (``pii``: the text's spans, when
+    the caller has detected them already)."""
+    has_password = any(span.type == "password" for span in (detect_pii(text) if pii is None else pii))
     text = text.translate(_QUOTES)
     fraud = [why for rx, why in _FRAUD if rx.search(text)]
     security = [why for rx, why in _SEC if rx.search(text)]
-    if any(span.type == "password" for span in detect_pii(text)):
+    if has_password:
         security.append("password written in the post")
     if fraud:
         return "fraud", list(dict.fromkeys(fraud + security))
