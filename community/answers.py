@@ -33,6 +33,7 @@ class AnswerIndex:
         self._signature: tuple | None = None
         self._stale = True  # the documents may have changed since the retriever was built
         self._per_issue: dict[str, int] = {}
+        self._best: dict[tuple[str, str], Template | None] = {}
 
     async def refresh(self, session: AsyncSession) -> None:
         self.templates = list(await session.scalars(select(Template).order_by(Template.name)))
@@ -41,7 +42,7 @@ class AnswerIndex:
             select(CommunityAnswer).where(CommunityAnswer.active.is_(True)))}
         for obj in (*self.templates, *self.articles.values(), *self.community.values()):
             session.expunge(obj)  # kept past this session: a rollback in it must not expire them
-        self._per_issue = {}
+        self._per_issue, self._best = {}, {}
         self._stale = True
 
     def answers_for(self, issue_type: str) -> int:
@@ -59,12 +60,15 @@ class AnswerIndex:
 
     def best(self, issue_type: str, platform: str, issue_confidence: float) -> Candidate | None:
         """The cheap path: the template written for ``issue_type``, with triage's confidence."""
-        matches = [t for t in self.templates if t.name not in RESERVED and issue_type in (t.issue_types or [])
-                   and t.channel in (platform, "any")]
-        if not matches:
+        key = (issue_type, platform)
+        if key not in self._best:  # one search per type and channel, not per mention
+            matches = [t for t in self.templates if t.name not in RESERVED and issue_type in (t.issue_types or [])
+                       and t.channel in (platform, "any")]
+            matches.sort(key=lambda t: (t.channel != platform, t.name))
+            self._best[key] = matches[0] if matches else None
+        best = self._best[key]
+        if best is None:
             return None
-        matches.sort(key=lambda t: (t.channel != platform, t.name))
-        best = matches[0]
         article = self.articles.get(best.article_slug or "")
         return Candidate("template", best.name, round(issue_confidence, 3),
                          f"template '{best.name}' answers {issue_type}", article.url if article else None)

@@ -53,8 +53,8 @@ async def affected(session: AsyncSession, incident_id: int) -> list[tuple[Mentio
 
 
 async def _body(session: AsyncSession, name: str, tone: str | None) -> str:
-    tpl = await session.scalar(select(Template).where(Template.name == name))
-    return choose_tone(tpl.variants, tone) if tpl is not None and tpl.variants else FALLBACK[name]
+    variants = await session.scalar(select(Template.variants).where(Template.name == name))  # the bodies alone
+    return choose_tone(variants, tone) if variants else FALLBACK[name]
 
 
 def _text(body: str, mention: Mention, author: Author | None, **extra: Any) -> str:

@@ -14,6 +14,7 @@ from models import CommunityAnswer, Mention
 from triage.pii import redact
 
 ACCEPTED_DISTINGUISHED = ("moderator", "admin")
+ACCEPTING_PLATFORMS = ("discourse", "reddit")  # the only ones whose posts can be accepted answers
 
 
 def accepted_source(mention: Mention) -> str | None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Incident, IncidentMention, IncidentUpdate, Mention, TriageResult
@@ -82,9 +82,19 @@ async def is_spike(session: AsyncSession, issue_type: str, platform: str, at: da
 async def open_incident_for(session: AsyncSession, issue_type: str, platform: str) -> Incident | None:
     """The open incident of this type: the channel's own, else one opened on another channel (an
     outage seen on X is the same outage when Reddit talks about it)."""
-    rows = list(await session.scalars(
-        select(Incident).where(Incident.issue_type == issue_type, Incident.status == "open")
+    return _pick(await _open_incidents(session, {issue_type}), issue_type, platform)
+
+
+async def _open_incidents(session: AsyncSession, issue_types: set[str]) -> list[Incident]:
+    """The open incidents of these types, newest first (one query)."""
+    return list(await session.scalars(
+        select(Incident).where(Incident.issue_type.in_(issue_types), Incident.status == "open")
         .order_by(Incident.id.desc())))
+
+
+def _pick(incidents: list[Incident], issue_type: str, platform: str) -> Incident | None:
+    """:func:`open_incident_for` among ``incidents`` (newest first)."""
+    rows = [i for i in incidents if i.issue_type == issue_type]
     return next((i for i in rows if i.channel == platform), rows[0] if rows else None)
 
 
@@ -121,29 +131,31 @@ async def match_batch(session: AsyncSession, items: list[tuple[Mention, str]],
                       policy: SpikePolicy = SpikePolicy()) -> dict[int, int]:
     """Group a batch's mentions into incidents, opening one where a spike completes.
 
-    Per (type, channel): one query for an open incident; without one, one query for the event
-    times near the batch and the baseline once, then each mention is checked in time order in
-    memory. Returns mention id → incident id for the mentions that belong to an incident."""
+    One query for the open incidents of the batch's types and one for the event times near the
+    batch of every (type, channel) without one; there the baseline is computed once per few
+    minutes of event time and each mention is checked in time order in memory. Returns mention id
+    → incident id for the mentions that belong to an incident."""
     groups: dict[tuple[str, str], list[Mention]] = {}
     for mention, issue_type in items:
         if issue_type in INCIDENT_TYPES:
             groups.setdefault((issue_type, mention.platform), []).append(mention)
     out: dict[int, int] = {}
-    for (issue_type, platform), mentions in groups.items():
+    if not groups:
+        return out
+    for mentions in groups.values():
         mentions.sort(key=lambda m: (m.created_at, m.id))
-        incident = await open_incident_for(session, issue_type, platform)
+    open_now = await _open_incidents(session, {t for t, _ in groups})
+    times = await _event_times(session, {g: m for g, m in groups.items() if _pick(open_now, *g) is None}, policy)
+    for (issue_type, platform), mentions in groups.items():
+        incident = _pick(open_now, issue_type, platform)
         start = 0
         if incident is None:
-            first, last = mentions[0].created_at, mentions[-1].created_at
-            times = list(await session.scalars(
-                select(Mention.created_at).join(TriageResult, TriageResult.mention_id == Mention.id)
-                .where(_of_type(issue_type, platform), Mention.created_at > first - policy.window,
-                       Mention.created_at <= last).order_by(Mention.created_at)))
+            times_of = times[(issue_type, platform)]
             baselines: dict[int, tuple[float, dict]] = {}
             step = policy.window.total_seconds() / 6
             for i, mention in enumerate(mentions):
                 at = mention.created_at
-                count = bisect.bisect_right(times, at) - bisect.bisect_right(times, at - policy.window)
+                count = bisect.bisect_right(times_of, at) - bisect.bisect_right(times_of, at - policy.window)
                 if count < policy.min_count:
                     continue
                 slot = int(at.timestamp() // step)  # the baseline moves slowly: once per few minutes
@@ -152,6 +164,7 @@ async def match_batch(session: AsyncSession, items: list[tuple[Mention, str]],
                 expected, stats = baselines[slot]
                 if count >= policy.factor * expected:
                     incident = await _open(session, issue_type, platform, at, {"count": count, **stats}, policy)
+                    open_now.insert(0, incident)  # the newest: later channels of the type join it
                     earlier = list(await session.scalars(
                         select(Mention.id).join(TriageResult, TriageResult.mention_id == Mention.id)
                         .where(_of_type(issue_type, platform), Mention.created_at > at - policy.window,
@@ -168,6 +181,28 @@ async def match_batch(session: AsyncSession, items: list[tuple[Mention, str]],
         await attach_many(session, incident.id, [m.id for m in rest])
         for m in rest:
             out[m.id] = incident.id
+    return out
+
+
+async def _event_times(session: AsyncSession, groups: dict[tuple[str, str], list[Mention]],
+                       policy: SpikePolicy) -> dict[tuple[str, str], list[datetime]]:
+    """Per (type, channel), the event times of its mentions from a window before the group's first
+    (sorted) mention to its last, in time order: one query for every group."""
+    if not groups:
+        return {}
+    ranges = {g: (m[0].created_at - policy.window, m[-1].created_at) for g, m in groups.items()}
+    rows = await session.execute(
+        select(TriageResult.issue_type, Mention.platform, Mention.created_at)
+        .join(TriageResult, TriageResult.mention_id == Mention.id)
+        .where(tuple_(TriageResult.issue_type, Mention.platform).in_(list(groups)),
+               Mention.created_at > min(low for low, _ in ranges.values()),
+               Mention.created_at <= max(high for _, high in ranges.values()))
+        .order_by(Mention.created_at))
+    out: dict[tuple[str, str], list[datetime]] = {g: [] for g in groups}
+    for issue_type, platform, at in rows:
+        low, high = ranges[(issue_type, platform)]
+        if low < at <= high:
+            out[(issue_type, platform)].append(at)
     return out
 
 

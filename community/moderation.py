@@ -55,11 +55,19 @@ def platform_kind(platform: str, action: str) -> str | None:
 
 
 async def add_action(session: AsyncSession, key: str, mention: Mention, action: str, reason: str, *,
-                     rule: str | None, actor: str = "bot", **details: Any) -> ModerationAction | None:
+                     rule: str | None, actor: str = "bot", recorded: set[str] | None = None,
+                     **details: Any) -> ModerationAction | None:
     """Record an action once per ``key`` (a redelivered message adds nothing). Holds wait for a
-    moderator; platform actions are queued for :func:`execute`; the rest are only recorded."""
-    if await session.scalar(select(ModerationAction.id).where(ModerationAction.dedup_key == key)):
-        return None
+    moderator; platform actions are queued for :func:`execute`; the rest are only recorded.
+    ``recorded``: every key already recorded for the post, read once for a batch (see
+    :func:`recorded_keys`) and kept up to date here; without it the key is looked up."""
+    if recorded is None:
+        if await session.scalar(select(ModerationAction.id).where(ModerationAction.dedup_key == key)):
+            return None
+    else:
+        if key in recorded:
+            return None
+        recorded.add(key)
     if action == "hold":
         status = "pending"
     elif action == "notify":
@@ -77,6 +85,12 @@ async def add_action(session: AsyncSession, key: str, mention: Mention, action: 
     record(session, actor, f"moderation.{action}", "mention", mention.id, reason=reason, rule=rule,
            **({"notify": details["notify"]} if action == "notify" and details.get("notify") else {}))
     return row
+
+
+async def recorded_keys(session: AsyncSession, mention_ids: list[int]) -> set[str]:
+    """The keys of every action recorded for these posts (for :func:`add_action`)."""
+    return set(await session.scalars(select(ModerationAction.dedup_key).where(
+        ModerationAction.mention_id.in_(mention_ids))))
 
 
 async def alerts(session: AsyncSession, *, open_only: bool = True, limit: int = 100) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 import numpy as np
@@ -65,7 +65,11 @@ class Candidate:
     issue_match: bool | None = None  # the document is written for the issue type triage predicted
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        """The set fields (every one a scalar: no deep copy needed, as ``asdict`` would make)."""
+        return {k: v for k in CANDIDATE_FIELDS if (v := getattr(self, k)) is not None}
+
+
+CANDIDATE_FIELDS = tuple(f.name for f in fields(Candidate))
 
 
 class Retriever:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 PLATFORM_LIMITS = {"x": 280, "reddit": 10_000, "discourse": 32_000}
@@ -22,6 +23,7 @@ USER_FIELDS = ("author_name",)  # context values written by the public, escaped 
 DEFAULT_TONE = "friendly"
 MAX_NAME = 50
 _ENV = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined, trim_blocks=True)
+COMPILED_CACHE = 512  # template bodies kept compiled (a brand has tens of templates and tones)
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<&])")
 
 
@@ -57,6 +59,13 @@ def choose_tone(variants: dict[str, Any], tone: str | None = None) -> str:
     return str(next(iter(variants.values())))
 
 
+@lru_cache(maxsize=COMPILED_CACHE)
+def compiled(body: str) -> Template:
+    """``body`` parsed and compiled once: compiling (parse, generate and compile Python) cost ten
+    times the rendering, and the act stage renders the same few bodies for every reply."""
+    return _ENV.from_string(body)
+
+
 def render(body: str, context: dict, *, platform: str, link: str | None = None) -> str:
     """Render ``body`` with ``context``; cut to the platform's limit, keeping ``link`` whole at the
     end so the reader can always reach the full article."""
@@ -65,7 +74,7 @@ def render(body: str, context: dict, *, platform: str, link: str | None = None) 
         if key in ctx and ctx[key] is not None:
             ctx[key] = escape_user_value(ctx[key], platform)
     try:
-        text = _ENV.from_string(body).render(**ctx).strip()
+        text = compiled(body).render(**ctx).strip()
     except TemplateError as exc:
         raise TemplateRenderError(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - a template's own error (e.g. 1/0) must not kill a stage

@@ -35,10 +35,10 @@ DM_FALLBACK = "Hi {{ author_name }}, this private link connects you to our team.
 
 
 async def _template_body(session: AsyncSession, name: str) -> str | None:
-    tpl = await session.scalar(select(Template).where(Template.name == name))
-    if tpl is None or not tpl.variants:
+    variants = await session.scalar(select(Template.variants).where(Template.name == name))  # the bodies alone
+    if not variants:
         return None
-    return tpl.variants.get("friendly") or next(iter(tpl.variants.values()))
+    return variants.get("friendly") or next(iter(variants.values()))
 
 
 def can_message_privately(mention: Mention, author: Author | None) -> bool:

@@ -2,6 +2,9 @@
 
 Idempotent: a mention already stored (same platform and external id) is reported as a duplicate
 and changes nothing, unless it is an edit (newer ``edited_at``) or a deletion.
+
+Rows are read as plain columns and written with one statement per table (:mod:`models.bulk`):
+the ORM's per-object bookkeeping was most of this stage's time.
 """
 
 from __future__ import annotations
@@ -15,8 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from listener.protocol import NormalizedMention, utc
 from listener.text import clean_text, content_key
 from models import Author, Conversation, Mention, SocialIdentity
+from models.base import utcnow
+from models.bulk import Record, insert_rows, update_rows
 
 Outcome = Literal["new", "edited", "deleted", "duplicate"]
+KEY = {"mentions": ("platform", "external_id"), "authors": ("platform", "author_key"),  # unique: ids read back
+       "conversations": ("thread_key",)}
+AUTHOR_FIELDS = ("platform_user_id", "handle", "display_name", "followers", "account_created_at")
 
 
 @dataclass
@@ -40,19 +48,21 @@ async def ingest_batch(session: AsyncSession, batch: list[NormalizedMention]) ->
     """Persist a batch in the caller's transaction; returns one result per input, in order."""
     pairs = {(m.platform, m.external_id) for m in batch}
     existing = {
-        (row.platform, row.external_id): row
-        for row in (await session.scalars(select(Mention).where(tuple_(Mention.platform, Mention.external_id).in_(pairs))))
+        (r.platform, r.external_id): Record.of(r)
+        for r in await session.execute(
+            select(Mention.id, Mention.platform, Mention.external_id, Mention.text, Mention.url, Mention.edited_at,
+                   Mention.deleted).where(tuple_(Mention.platform, Mention.external_id).in_(pairs)))
     }
     authors = await _authors(session, batch)
-    conversations = await _conversations(session, batch, existing)
-    await session.flush()  # ids for new authors and threads
+    conversations = await _conversations(session, batch)
+    new: list[tuple[Record, Record]] = []  # (mention, its thread)
     results: list[Ingested] = []
     for m in batch:
         key = (m.platform, m.external_id)
         row = existing.get(key)
         if m.event == "delete":
             if row is not None and not row.deleted:
-                row.deleted, row.hidden = True, True
+                row.set(deleted=True, hidden=True)
                 results.append(Ingested(row.id, "deleted"))
             else:
                 results.append(Ingested(row.id if row else None, "duplicate"))
@@ -61,29 +71,34 @@ async def ingest_batch(session: AsyncSession, batch: list[NormalizedMention]) ->
         raw = _raw(m, truncated)
         if row is not None:
             if m.edited_at and (row.edited_at is None or utc(m.edited_at) > row.edited_at) and text != row.text:
-                row.text, row.edited_at, row.content_hash = text, m.edited_at, content_key(text)
-                row.raw, row.url = raw, m.url or row.url  # the version now shown (an X edit has its own id)
+                # the version now shown (an X edit has its own id)
+                row.set(text=text, edited_at=m.edited_at, content_hash=content_key(text), raw=raw, url=m.url or row.url)
                 results.append(Ingested(row.id, "edited"))
             else:
                 results.append(Ingested(row.id, "duplicate"))
             continue
         author = authors.get((m.platform, author_key(m))) if author_key(m) else None
-        conv = conversations[_thread_key(m, existing)]
-        conv.last_activity_at = max(conv.last_activity_at or utc(m.created_at), utc(m.created_at))
+        conv = conversations[_thread_key(m)]
+        conv.set(last_activity_at=max(conv.last_activity_at or utc(m.created_at), utc(m.created_at)))
         if author is not None and author.customer_id and not conv.customer_id:
-            conv.customer_id = author.customer_id
-        row = Mention(
+            conv.set(customer_id=author.customer_id)
+        row = Record(dict(
             platform=m.platform, external_id=m.external_id, author_id=author.id if author else None,
-            conversation_id=conv.id, text=text,
-            url=m.url, lang=m.lang, kind=m.kind, channel=m.channel, is_public=m.is_public,
+            text=text, url=m.url, lang=m.lang, kind=m.kind, channel=m.channel, is_public=m.is_public,
             created_at=m.created_at, edited_at=m.edited_at, in_reply_to=m.in_reply_to,
             platform_conversation_id=m.conversation_id, content_hash=content_key(text), raw=raw,
-        )
-        session.add(row)
+            hidden=False, deleted=False))
+        new.append((row, conv))
         existing[key] = row
         results.append(Ingested(None, "new"))
-    await session.flush()
-    return [Ingested(r.mention_id if r.mention_id else existing[(m.platform, m.external_id)].id, r.outcome)
+    await _save_threads(session, conversations)
+    for row, conv in new:
+        row.set(conversation_id=conv.id)
+    ids = await insert_rows(session, Mention, [row.values for row, _ in new], KEY["mentions"])
+    for (row, _), mention_id in zip(new, ids):
+        row.id = mention_id
+    await update_rows(session, Mention, ((r.id, r.changes) for r in existing.values() if r.changes))
+    return [Ingested(r.mention_id or existing[(m.platform, m.external_id)].id, r.outcome)
             for r, m in zip(results, batch)]
 
 
@@ -95,14 +110,17 @@ def _raw(m: NormalizedMention, truncated: bool) -> dict:
     return raw
 
 
-async def _authors(session: AsyncSession, batch: list[NormalizedMention]) -> dict[tuple[str, str], Author]:
+async def _authors(session: AsyncSession, batch: list[NormalizedMention]) -> dict[tuple[str, str], Record]:
     """Get or create the batch's authors, updating what the platform says about them."""
     wanted = {(m.platform, k): m for m in batch if (k := author_key(m))}
     if not wanted:
         return {}
     found = {
-        (a.platform, a.author_key): a
-        for a in await session.scalars(select(Author).where(tuple_(Author.platform, Author.author_key).in_(set(wanted))))
+        (a.platform, a.author_key): Record.of(a)
+        for a in await session.execute(
+            select(Author.id, Author.platform, Author.author_key, Author.customer_id,
+                   *(getattr(Author, f) for f in AUTHOR_FIELDS))
+            .where(tuple_(Author.platform, Author.author_key).in_(set(wanted))))
     }
     new = [key for key in wanted if key not in found]
     links = await _identity_links(session, [wanted[k] for k in new])
@@ -112,15 +130,18 @@ async def _authors(session: AsyncSession, batch: list[NormalizedMention]) -> dic
             (links[(m.platform, hk)] for hk in handle_key(m.author_handle, m.author_id) if (m.platform, hk) in links),
             None,
         )
-        found[key] = Author(platform=key[0], author_key=key[1], customer_id=customer_id)
-        session.add(found[key])
+        found[key] = Record(dict(platform=key[0], author_key=key[1], customer_id=customer_id,
+                               **dict.fromkeys(AUTHOR_FIELDS)))
     for key, m in wanted.items():
         a = found[key]
-        a.platform_user_id = m.author_id or a.platform_user_id
-        a.handle = m.author_handle or a.handle
-        a.display_name = m.author_name or a.display_name
-        a.followers = m.author_followers if m.author_followers is not None else a.followers
-        a.account_created_at = m.author_created_at or a.account_created_at
+        a.set(platform_user_id=m.author_id or a.platform_user_id, handle=m.author_handle or a.handle,
+              display_name=m.author_name or a.display_name,
+              followers=m.author_followers if m.author_followers is not None else a.followers,
+              account_created_at=m.author_created_at or a.account_created_at)
+    created = [found[key] for key in new]
+    for a, author_id in zip(created, await insert_rows(session, Author, [a.values for a in created], KEY["authors"])):
+        a.id = author_id
+    await update_rows(session, Author, ((a.id, a.changes) for a in found.values() if a.changes))
     return found
 
 
@@ -136,31 +157,34 @@ async def _identity_links(session: AsyncSession, mentions: list[NormalizedMentio
     return {(p, h): c for p, h, c in rows}
 
 
-def _thread_key(m: NormalizedMention, existing: dict[tuple[str, str], Mention]) -> str:
+def _thread_key(m: NormalizedMention) -> str:
     root = m.conversation_id or m.in_reply_to or m.external_id
     return f"{m.platform}:{root}"
 
 
-async def _conversations(
-    session: AsyncSession, batch: list[NormalizedMention], existing: dict[tuple[str, str], Mention]
-) -> dict[str, Conversation]:
-    """Get or create the thread of each mention; a reply whose parent we stored joins its thread."""
-    keys = {_thread_key(m, existing) for m in batch if m.event != "delete"}
+async def _conversations(session: AsyncSession, batch: list[NormalizedMention]) -> dict[str, Record]:
+    """Get or create the thread of each mention; a reply whose parent we stored joins its thread.
+    A new thread is written by :func:`_save_threads`, once the batch has set its activity."""
+    keys = {_thread_key(m) for m in batch if m.event != "delete"}
     parents = {(m.platform, m.in_reply_to) for m in batch if m.in_reply_to and not m.conversation_id}
     parent_conv: dict[str, int] = {}
     if parents:
-        for row in await session.scalars(
-            select(Mention).where(tuple_(Mention.platform, Mention.external_id).in_(parents))
+        for platform, external_id, conversation_id in await session.execute(
+            select(Mention.platform, Mention.external_id, Mention.conversation_id)
+            .where(tuple_(Mention.platform, Mention.external_id).in_(parents))
         ):
-            if row.conversation_id:
-                parent_conv[f"{row.platform}:{row.external_id}"] = row.conversation_id
+            if conversation_id:
+                parent_conv[f"{platform}:{external_id}"] = conversation_id
+    columns = (Conversation.id, Conversation.thread_key, Conversation.customer_id, Conversation.last_activity_at)
     found = {
-        c.thread_key: c for c in await session.scalars(select(Conversation).where(Conversation.thread_key.in_(keys)))
+        c.thread_key: Record.of(c)
+        for c in await session.execute(select(*columns).where(Conversation.thread_key.in_(keys)))
     } if keys else {}
-    by_id = {}
-    if parent_conv:
-        by_id = {c.id: c for c in await session.scalars(
-            select(Conversation).where(Conversation.id.in_(set(parent_conv.values()))))}
+    by_id = {c.id: c for c in found.values()}  # one row per thread, however it was reached
+    if missing := set(parent_conv.values()) - set(by_id):
+        by_id.update({c.id: Record.of(c) for c in await session.execute(
+            select(*columns).where(Conversation.id.in_(missing)))})
+    now = utcnow()
     for key in keys:
         if key in found:
             continue
@@ -168,6 +192,15 @@ async def _conversations(
             found[key] = by_id[parent_conv[key]]
             continue
         platform = key.split(":", 1)[0]
-        found[key] = Conversation(thread_key=key, platform=platform)
-        session.add(found[key])
+        found[key] = Record(dict(thread_key=key, platform=platform, customer_id=None, last_activity_at=now))
     return found
+
+
+async def _save_threads(session: AsyncSession, threads: dict[str, Record]) -> None:
+    """Insert the new threads and update the activity (and customer) of the stored ones."""
+    created = list({id(c): c for c in threads.values() if c.id is None}.values())
+    for c, conv_id in zip(created, await insert_rows(session, Conversation, [c.values for c in created],
+                                                      KEY["conversations"])):
+        c.id = conv_id
+    stored = {c.id: c for c in threads.values() if c.changes}
+    await update_rows(session, Conversation, ((i, c.changes) for i, c in stored.items()))

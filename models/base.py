@@ -1,4 +1,4 @@
-"""Declarative base and portable column types, identical on SQLite and PostgreSQL."""
+"""Declarative base, portable column types and functions: identical on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from typing import Any
 
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, TypeDecorator
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.functions import FunctionElement
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -44,6 +46,24 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class json_array(FunctionElement):
+    """A JSON array of JSON values (parts of a stored document), read back as one value: one
+    decoding instead of one per part. Numbers keep the digits they were stored with."""
+
+    type = JSON()
+    inherit_cache = True
+
+
+@compiles(json_array)
+def _json_array(element: json_array, compiler: Any, **kw: Any) -> str:
+    return f"json_array({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(json_array, "postgresql")
+def _jsonb_build_array(element: json_array, compiler: Any, **kw: Any) -> str:
+    return f"jsonb_build_array({compiler.process(element.clauses, **kw)})"
 
 
 class Base(DeclarativeBase):

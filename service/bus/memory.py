@@ -7,7 +7,9 @@ the Redis backend re-appends it), so it never holds up the messages after it; it
 dead letter go back to their group only. Deliveries left
 unacked longer than ``claim_idle_ms`` (a task that died mid-batch) are handed to the next reader,
 counting one attempt more. Payloads are stored as JSON text, so every delivery gets its own copy and
-a payload the Redis backend would refuse is refused here too.
+a payload the Redis backend would refuse is refused here too; a flat payload of plain scalars (the
+stages' ``{"mention_id": ..., "t0": ...}``), whose JSON round trip changes nothing, is kept as a
+dict and copied per delivery instead, skipping the encoding and decoding.
 """
 
 from __future__ import annotations
@@ -26,13 +28,26 @@ from service.bus.codec import dumps_payload, loads_payload
 
 log = logging.getLogger("socialcare.bus")
 COMPACT_AFTER = 4096  # drop a topic's consumed prefix once every group is this far past it
+_PLAIN = frozenset({str, int, float, bool, type(None)})  # exact types JSON gives back unchanged
+
+
+def _stored(payload: dict[str, Any]) -> str | dict[str, Any]:
+    """What an entry keeps of a payload: a copy of a flat one of plain scalars, else its JSON text."""
+    if type(payload) is dict and all(type(k) is str and type(v) in _PLAIN for k, v in payload.items()):
+        return dict(payload)
+    return dumps_payload(payload)
+
+
+def _delivered(data: str | dict[str, Any]) -> dict[str, Any]:
+    """A delivery's own copy of an entry's payload."""
+    return dict(data) if isinstance(data, dict) else loads_payload(data)
 
 
 @dataclass(frozen=True)
 class _Entry:
     seq: int
     key: str
-    data: str  # the payload as JSON text
+    data: str | dict[str, Any]  # the payload as JSON text, or a flat one as a dict (see _stored)
     attempts: int
     published_at: float
 
@@ -83,7 +98,7 @@ class InProcessBus(Bus):
         return (await self.publish_many(topic, [(key, payload)]))[0]
 
     async def publish_many(self, topic: str, items: list[tuple[str, dict[str, Any]]]) -> list[str]:
-        encoded = [(key, dumps_payload(payload)) for key, payload in items]  # refuse before appending any
+        encoded = [(key, _stored(payload)) for key, payload in items]  # refuse before appending any
         for key, _ in encoded:
             if not isinstance(key, str):
                 raise TypeError(f"key must be a str, not {type(key).__name__}")
@@ -156,7 +171,7 @@ class InProcessBus(Bus):
 
     @staticmethod
     def _envelope(topic: str, did: str, entry: _Entry, attempts: int) -> Envelope:
-        return Envelope(id=did, topic=topic, key=entry.key, payload=loads_payload(entry.data), attempts=attempts)
+        return Envelope(id=did, topic=topic, key=entry.key, payload=_delivered(entry.data), attempts=attempts)
 
     async def ack(self, topic: str, group: str, ids: list[str]) -> None:
         g = self._topic(topic).groups.get(group)
@@ -168,7 +183,7 @@ class InProcessBus(Bus):
         t, g = self._group(topic, group)
         d = g.pending.pop(envelope.id, None)
         published = d.entry.published_at if d else time.time()
-        data = d.entry.data if d else dumps_payload(envelope.payload)  # the payload as published
+        data = d.entry.data if d else _stored(envelope.payload)  # the payload as published
         if envelope.attempts >= self.max_deliveries:
             entry = _Entry(0, envelope.key, data, envelope.attempts, published)
             self._bury(topic, group, envelope.id, entry, envelope.attempts, reason)
@@ -178,7 +193,7 @@ class InProcessBus(Bus):
         return False
 
     def _bury(self, topic: str, group: str, did: str, entry: _Entry, attempts: int, reason: str) -> None:
-        dead = DeadLetter(id=f"dl-{next(self._seq)}", topic=topic, key=entry.key, payload=loads_payload(entry.data),
+        dead = DeadLetter(id=f"dl-{next(self._seq)}", topic=topic, key=entry.key, payload=_delivered(entry.data),
                           attempts=attempts, reason=reason, failed_at=datetime.now(UTC).isoformat(),
                           extra={"group": group, "entry_id": did, "published_at": entry.published_at})
         self._dead[dead.id] = dead
@@ -209,7 +224,7 @@ class InProcessBus(Bus):
             await self.publish(dead.topic, dead.payload, dead.key)
             return True
         # back to the group that failed it only: the topic's other groups handled it already
-        g.retry.append(_Entry(next(self._seq), dead.key, dumps_payload(dead.payload), 1,
+        g.retry.append(_Entry(next(self._seq), dead.key, _stored(dead.payload), 1,
                               dead.extra.get("published_at") or time.time()))
         await self._notify(t)
         return True

@@ -5,6 +5,11 @@ mention, one moderation action per key), so a redelivered message changes nothin
 moderation actions are committed before they are performed; :mod:`service.dispatch` sends
 replies at most once and :func:`community.moderation.execute` performs platform actions once.
 Automatic answers pass the reply bot's gates (:mod:`community.replybot`) or become suggestions.
+
+Decisions, posts and scores are read as the few columns acting needs (not whole rows, not triage's
+score documents); only moderation and escalation, which change the post through shared code, get
+the post and its author as ORM objects. The bot's own answers and their audit events, most of what
+this stage writes, are inserted together at the end of the batch.
 """
 
 from __future__ import annotations
@@ -12,17 +17,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from community import broadcast, moderation
 from community.answers import AnswerIndex
-from community.replybot import ChannelPolicy, GateInput, Ledger, blocked_by
+from community.replybot import BOT_KINDS, ChannelPolicy, GateInput, Ledger, blocked_by
 from community.templates import TemplateRenderError, choose_tone, render
 from escalation.cases import SlaPolicy, open_or_join
 from escalation.handoff import can_message_privately, private_handoff, public_notice_template
-from models import Author, Incident, Mention, Reply, RouteDecision, TriageResult
+from models import AuditEvent, Author, Incident, Mention, Reply, RouteDecision, TriageResult
 from models.base import utcnow
+from models.bulk import Columns, add_rows, records, update_rows
 from service.audit import record
 from service.bus import Envelope
 from service.dispatch import Dispatcher, pending_replies
@@ -30,6 +37,13 @@ from service.stages.base import Outgoing, StageContext
 
 COMMUNITY_TEXT = "Hi {{ author_name }}, the community has answered this one: {{ article_url }}"
 ARTICLE_TEXT = "Hi {{ author_name }}, this should help: {{ article_url }}"
+DECISION = Columns(RouteDecision.id, RouteDecision.mention_id, RouteDecision.outcome, RouteDecision.reason,
+                   RouteDecision.confidence, RouteDecision.details)
+MENTION = Columns(Mention.id, Mention.platform, Mention.author_id, Mention.conversation_id, Mention.hidden, Mention.is_public)
+TRIAGE = Columns(TriageResult.id, TriageResult.sensitivity, TriageResult.toxicity, TriageResult.spam,
+                 TriageResult.pii_exposed, TriageResult.scores["pii"].label("pii"))  # the spans alone
+AUTHOR = Columns(Author.id, Author.display_name, Author.handle, Author.platform_user_id)
+ORM_OUTCOMES = frozenset({"moderate", "escalate_private"})  # redact, hide, open cases: shared ORM code
 
 
 class ActStage:
@@ -60,56 +74,73 @@ class ActStage:
         ids = list(dict.fromkeys(env.payload["mention_id"] for env in batch))
         for attempt in range(3):
             try:
-                await self._act(ids)
+                async with self.ctx.db.session() as session:
+                    await self._act(session, ids)
+                    to_send = await pending_replies(session, ids)
+                    to_perform = await moderation.queued_actions(session, ids)
                 break
             except IntegrityError:
                 if attempt == 2:
                     raise
-        async with self.ctx.db.session() as session:
-            to_send = await pending_replies(session, ids)
-            to_perform = await moderation.queued_actions(session, ids)
         if to_perform:  # first: a post exposing personal data is hidden before anything is said
             await moderation.execute(self.ctx.db, self.ctx.connectors, to_perform, dry_run=self.ctx.settings.dry_run,
                                      dry_run_channels={p for p in self.ctx.connectors if self.policy(p).dry_run})
         await self.dispatcher.deliver(to_send)
         return []
 
-    async def _act(self, ids: list[int]) -> None:
-        async with self.ctx.db.session() as session:
-            if time.monotonic() - self._refreshed > self._refresh_s:
-                await self.answers.refresh(session)
-                self._refreshed = time.monotonic()
-            rows = (await session.execute(
-                select(RouteDecision, Mention, TriageResult).join(Mention, Mention.id == RouteDecision.mention_id)
-                .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
-                .where(RouteDecision.mention_id.in_(ids), RouteDecision.acted_at.is_(None))
-            )).all()
-            if not rows:
-                return
-            author_ids = {m.author_id for _, m, _ in rows if m.author_id}
-            authors = {a.id: a for a in await session.scalars(select(Author).where(Author.id.in_(author_ids)))}
-            self._keys = set(await session.scalars(select(Reply.dedup_key).where(Reply.mention_id.in_(ids))))
-            platforms = {m.platform for _, m, _ in rows}
-            self.ledger = await Ledger.load(
-                session, conversation_ids={m.conversation_id for _, m, _ in rows if m.conversation_id},
-                author_ids=author_ids, platforms=platforms,
-                max_cooldown_hours=max(self.policy(p).cooldown_hours for p in platforms))
-            incident_ids = {d.details.get("incident_id") for d, _, _ in rows if d.outcome == "broadcast"}
-            incident_ids.discard(None)
-            self._incidents = {i.id: i for i in await session.scalars(
-                select(Incident).where(Incident.id.in_(incident_ids)))} if incident_ids else {}
-            self._status = await broadcast.latest_status(session, set(self._incidents))
-            for decision, mention, tri in rows:
-                author = authors.get(mention.author_id) if mention.author_id else None
-                handler = getattr(self, f"_{decision.outcome}", None)
-                if handler is not None:
-                    await handler(session, decision, mention, author, tri)
-                await self._rule_side_actions(session, decision, mention)
-                decision.acted_at = utcnow()
-            for obj in session.new:  # anything the bot queued on a dry-run channel is only recorded
-                if isinstance(obj, Reply) and obj.status == "pending" and self.policy(obj.platform).dry_run:
-                    obj.status = "dry_run"
-            await session.commit()
+    async def _act(self, session: AsyncSession, ids: list[int]) -> None:
+        if time.monotonic() - self._refreshed > self._refresh_s:
+            await self.answers.refresh(session)
+            self._refreshed = time.monotonic()
+        found = [records(r, DECISION, MENTION, TRIAGE, AUTHOR) for r in await session.execute(
+            select(*DECISION, *MENTION, *TRIAGE, *AUTHOR).join(Mention, Mention.id == RouteDecision.mention_id)
+            .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
+            .outerjoin(Author, Author.id == Mention.author_id)
+            .where(RouteDecision.mention_id.in_(ids), RouteDecision.acted_at.is_(None)))]
+        if not found:
+            return
+        rows = [(d, m, t) for d, m, t, _ in found]
+        authors: dict[int, Any] = {a.id: a for *_, a in found if a is not None}
+        author_ids = set(authors)
+        posts: dict[int, Mention] = {}  # the ORM objects moderation and cases change (and their authors)
+        if shared := {d.mention_id for d, _, _ in rows if d.outcome in ORM_OUTCOMES}:
+            posts = {m.id: m for m in await session.scalars(select(Mention).where(Mention.id.in_(shared)))}
+            authors.update({a.id: a for a in await session.scalars(select(Author).where(
+                Author.id.in_({m.author_id for m in posts.values() if m.author_id})))})
+        self._keys = set(await session.scalars(select(Reply.dedup_key).where(Reply.mention_id.in_(ids))))
+        self._added: dict[Any, list[dict]] = {Reply: [], AuditEvent: []}  # the bot's rows, inserted together
+        # the actions this stage records are keyed by their post: read once, not one query each
+        self._actions = await moderation.recorded_keys(session, ids) if shared or any(
+            d.details.get("rule_actions") for d, _, _ in rows) else set()
+        platforms = {m.platform for _, m, _ in rows}
+        self.ledger = await Ledger.load(  # only the bot's gates read it; the rest only note replies
+            session, conversation_ids={m.conversation_id for _, m, _ in rows if m.conversation_id},
+            author_ids=author_ids, platforms=platforms,
+            max_cooldown_hours=max(self.policy(p).cooldown_hours for p in platforms),
+        ) if any(d.outcome in BOT_KINDS for d, _, _ in rows) else Ledger()
+        incident_ids = {d.details.get("incident_id") for d, _, _ in rows if d.outcome == "broadcast"}
+        incident_ids.discard(None)
+        self._incidents = {i.id: i for i in await session.scalars(
+            select(Incident).where(Incident.id.in_(incident_ids)))} if incident_ids else {}
+        self._status = await broadcast.latest_status(session, set(self._incidents))
+        for decision, mention, tri in rows:
+            mention = posts.get(mention.id, mention)
+            author = authors.get(mention.author_id) if mention.author_id else None
+            handler = getattr(self, f"_{decision.outcome}", None)
+            if handler is not None:
+                await handler(session, decision, mention, author, tri)
+            await self._rule_side_actions(session, decision, mention)
+        for model, added in self._added.items():
+            await add_rows(session, model, added)
+        dry = sorted({m.platform for _, m, _ in rows if self.policy(m.platform).dry_run})
+        if dry:  # what the pipeline queued on a dry-run channel (answers, notices, DMs) is only recorded
+            await session.execute(update(Reply).where(Reply.mention_id.in_([m.id for _, m, _ in rows]),
+                                                      Reply.status == "pending", Reply.sent_by == "bot",
+                                                      Reply.platform.in_(dry)).values(status="dry_run"))
+        await update_rows(session, RouteDecision, ((d.id, d.changes) for d, _, _ in rows))  # the bot's notes
+        await session.execute(update(RouteDecision.__table__).where(RouteDecision.id.in_([d.id for d, _, _ in rows]))
+                              .values(acted_at=utcnow()))
+        await session.commit()
 
     # --- texts -------------------------------------------------------------------------------
     def _author_name(self, author: Author | None) -> str:
@@ -148,7 +179,8 @@ class ActStage:
 
     async def _reply(self, session, key: str, mention: Mention, text: str | None, *, kind: str,  # noqa: ANN001
                      visibility: str = "public", template: str | None = None, case_id: int | None = None,
-                     status: str = "pending") -> Reply | None:
+                     status: str = "pending", batched: bool = False) -> Reply | dict | None:
+        """A reply once per key: an ORM object, or with ``batched`` a row inserted with the batch's."""
         if text is None or key in self._keys:
             return None
         if not key.startswith(("auto:", "community:", "notice:")) and \
@@ -157,9 +189,13 @@ class ActStage:
         self._keys.add(key)
         if visibility == "public" and status != "suggested":
             self.ledger.note_public_reply(mention.conversation_id)
-        reply = Reply(dedup_key=key, mention_id=mention.id, conversation_id=mention.conversation_id,
-                      case_id=case_id, platform=mention.platform, visibility=visibility, kind=kind,
-                      text=text, template=template, status=status)
+        values = dict(dedup_key=key, mention_id=mention.id, conversation_id=mention.conversation_id, case_id=case_id,
+                      platform=mention.platform, visibility=visibility, kind=kind, text=text, template=template,
+                      status=status)
+        if batched:
+            self._added[Reply].append(values)
+            return values
+        reply = Reply(**values)
         session.add(reply)
         return reply
 
@@ -171,9 +207,8 @@ class ActStage:
         if text is None:
             return
         policy = self.policy(mention.platform)
-        scores = (tri.scores or {}) if tri is not None else {}
         gates = GateInput(
-            sensitivity=tri.sensitivity if tri else "unknown", has_pii=bool(scores.get("pii")) or bool(tri and tri.pii_exposed),
+            sensitivity=tri.sensitivity if tri else "unknown", has_pii=bool(tri and (tri.pii or tri.pii_exposed)),
             toxicity=tri.toxicity if tri else "unknown", spam=tri.spam if tri else "unknown",
             confidence=float(decision.confidence), thread_answered=mention.conversation_id in self.ledger.answered_threads,
             author_recently_answered=self.ledger.recently_answered(mention.author_id, policy.cooldown_hours),
@@ -182,17 +217,18 @@ class ActStage:
         status = "suggested" if blocked else ("dry_run" if policy.dry_run else "pending")
         reply = await self._reply(session, f"{'auto' if kind == 'auto_answer' else 'community'}:{mention.id}",
                                   mention, text, kind=kind, template=answer.get("ref") if answer.get("kind") == "template"
-                                  else None, status=status)
+                                  else None, status=status, batched=True)
         if reply is None:
             return
         if not blocked:
             self.ledger.note_bot_reply(mention.platform, mention.author_id, mention.conversation_id)
-        decision.details = {**decision.details, "bot": {"sent": not blocked, "blocked_by": blocked,
-                                                        "dry_run": policy.dry_run}}
-        record(session, "bot", "bot.suggested" if blocked else "bot.reply", "mention", mention.id,
-               reason=("blocked by " + ", ".join(blocked)) if blocked else decision.reason[:300],
-               kind=kind, answer=answer.get("ref"), confidence=round(float(decision.confidence), 3),
-               dry_run=policy.dry_run)
+        decision.set(details={**decision.details, "bot": {"sent": not blocked, "blocked_by": blocked,
+                                                          "dry_run": policy.dry_run}})
+        self._added[AuditEvent].append(dict(  # as service.audit.record writes it
+            actor="bot", action="bot.suggested" if blocked else "bot.reply", object_type="mention",
+            object_id=str(mention.id), reason=("blocked by " + ", ".join(blocked)) if blocked else decision.reason[:300],
+            details=dict(kind=kind, answer=answer.get("ref"), confidence=round(float(decision.confidence), 3),
+                         dry_run=policy.dry_run)))
 
     async def _auto_answer(self, session, decision, mention, author, tri) -> None:  # noqa: ANN001
         await self._bot_reply(session, decision, mention, author, tri, "auto_answer")
@@ -217,14 +253,14 @@ class ActStage:
 
     async def _escalate_private(self, session, decision, mention, author, tri) -> None:  # noqa: ANN001
         if decision.details.get("redact"):  # before the case copies the words
-            await moderation.redact_everywhere(session, mention, (tri.scores or {}).get("pii") if tri else None)
+            await moderation.redact_everywhere(session, mention, tri.pii if tri else None)
         category = decision.details.get("category") or ("fraud" if "fraud" in decision.reason else "security")
         case, opened = await open_or_join(session, mention, category, SlaPolicy.from_settings(self.ctx.settings))
         if opened:
             record(session, "bot", "case.opened", "case", case.id, mention_id=mention.id, category=category)
         if decision.details.get("hide_first"):
             await moderation.add_action(session, f"hide:{mention.id}", mention, "hide",
-                                        "personal data exposed in public", rule="builtin:pii")
+                                        "personal data exposed in public", rule="builtin:pii", recorded=self._actions)
         # no DM to point to: the notice asks for one instead
         template, fixed = public_notice_template(can_message_privately(mention, author))
         await self._reply(session, f"secure_notice:{case.id}:{mention.conversation_id}", mention,
@@ -235,9 +271,10 @@ class ActStage:
     async def _moderate(self, session, decision, mention, author, tri) -> None:  # noqa: ANN001
         details = decision.details
         if details.get("redact"):
-            await moderation.redact_everywhere(session, mention, (tri.scores or {}).get("pii") if tri else None)
+            await moderation.redact_everywhere(session, mention, tri.pii if tri else None)
         await moderation.add_action(session, f"mod:{mention.id}", mention, details.get("action", "hold"),
-                                    decision.reason, rule=details.get("rule") or decision.reason.split(":")[0])
+                                    decision.reason, rule=details.get("rule") or decision.reason.split(":")[0],
+                                    recorded=self._actions)
         notice = details.get("notify")
         if notice:
             await self._reply(session, f"notice:{mention.id}", mention,
@@ -251,4 +288,5 @@ class ActStage:
         for side in decision.details.get("rule_actions") or []:
             extra = {k: side[k] for k in ("label", "notify") if side.get(k)}
             await moderation.add_action(session, f"rule:{mention.id}:{side['rule']}", mention, side["action"],
-                                        side.get("reason") or f"rule {side['rule']}", rule=side["rule"], **extra)
+                                        side.get("reason") or f"rule {side['rule']}", rule=side["rule"],
+                                        recorded=self._actions, **extra)

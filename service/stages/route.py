@@ -2,7 +2,9 @@
 
 Per batch: a handful of queries (decisions already made, mentions with triage and author, author
 removals when a rule needs them, incidents per issue type and channel) and at most one encoder
-call, for the mentions the cheap template-by-issue-type path leaves undecided.
+call, for the mentions the cheap template-by-issue-type path leaves undecided. Mentions, scores and
+authors are read as the columns routing looks at: the triage labels and, from the stored score
+document, only the issue-type confidence, four probability tables and the personal-data spans.
 """
 
 from __future__ import annotations
@@ -13,16 +15,18 @@ import time
 from collections import deque
 from pathlib import Path
 
-from sqlalchemy import insert, select
+from sqlalchemy import case, select
 from sqlalchemy.exc import IntegrityError
 
 from community.answers import AnswerIndex
-from community.harvest import harvest
+from community.harvest import ACCEPTING_PLATFORMS, harvest
 from community.incidents import SpikePolicy, match_batch
 from community.moderation import author_removals
 from community.routing import HIGH_TOUCH, LOW_TOUCH, ROUTER_VERSION, RouteInput, decide
 from community.rules import BUNDLED_RULES, RuleError, Subject, evaluate, load_rules
 from models import Author, Mention, RouteDecision, TriageResult
+from models.base import json_array
+from models.bulk import Columns, Record, add_rows, records
 from service.bus import Envelope
 from service.stages.base import Outgoing, StageContext, trace
 
@@ -31,6 +35,17 @@ log = logging.getLogger("socialcare.route")
 # would rarely make an answer sure enough, so such mentions go to an agent without an encoder call
 # (the console computes suggestions on demand). Keeps the encoder off the hot path.
 SEMANTIC_FLOOR = 0.2
+RULE_TASKS = ("toxicity", "spam", "sentiment", "sensitivity")  # probabilities moderation rules may test
+MENTION = Columns(Mention.id, Mention.text, Mention.platform, Mention.channel, Mention.is_public, Mention.kind,
+                  Mention.created_at, Mention.author_id, Mention.external_id, Mention.url, Mention.in_reply_to,
+                  Mention.platform_conversation_id, Mention.hidden, Mention.deleted,
+                  case((Mention.platform.in_(ACCEPTING_PLATFORMS), Mention.raw)).label("raw"))  # for harvest only
+TRIAGE = Columns(TriageResult.id, TriageResult.sentiment, TriageResult.sensitivity, TriageResult.issue_type,
+                 TriageResult.toxicity, TriageResult.spam, TriageResult.pii_exposed,
+                 TriageResult.scores[("issue_type", "score")].as_float().label("issue_confidence"),
+                 json_array(*(TriageResult.scores[(task, "probabilities")] for task in RULE_TASKS),
+                            TriageResult.scores["pii"]).label("parts"))  # RULE_TASKS' probabilities, PII spans
+AUTHOR = Columns(Author.id, Author.banned, Author.followers, Author.account_created_at)
 
 
 class RouteStage:
@@ -105,15 +120,15 @@ class RouteStage:
                 self._reload_rules()
                 await asyncio.to_thread(self.answers.prepare)  # a changed index is re-embedded off the loop
                 self._refreshed = time.monotonic()
-            done = {r.mention_id: r.outcome for r in await session.scalars(
-                select(RouteDecision).where(RouteDecision.mention_id.in_(ids)))}
-            rows = (await session.execute(
-                select(Mention, TriageResult, Author)
+            done = dict((await session.execute(select(RouteDecision.mention_id, RouteDecision.outcome)
+                                               .where(RouteDecision.mention_id.in_(ids)))).all())
+            rows = [records(r, MENTION, TRIAGE, AUTHOR) for r in await session.execute(
+                select(*MENTION, *TRIAGE, *AUTHOR)
                 .join(TriageResult, TriageResult.mention_id == Mention.id)
                 .outerjoin(Author, Author.id == Mention.author_id)
                 .where(Mention.id.in_([i for i in ids if i not in done]))
                 .order_by(Mention.created_at)
-            )).all()
+            )]
             out: list[tuple[int, str]] = list(done.items())
             if not rows:
                 return out
@@ -169,27 +184,25 @@ class RouteStage:
                 decisions.append(dict(mention_id=mention.id, outcome=d.outcome, reason=d.reason,
                                       confidence=d.confidence, details=d.details, router_version=ROUTER_VERSION))
                 out.append((mention.id, d.outcome))
-            # one multi-row INSERT (an ORM add per row is one statement per row on SQLite)
-            await session.execute(insert(RouteDecision), decisions)
+            await add_rows(session, RouteDecision, decisions)
             await session.commit()
         if self.ctx.events and out:
             self.ctx.events("routed", [mid for mid, _ in out])
         return out
 
     @staticmethod
-    def _subject(m: Mention, t: TriageResult, a: Author | None, removals: dict[int, int]) -> Subject:
-        scores = t.scores or {}
+    def _subject(m: Record, t: Record, a: Record | None, removals: dict[int, int]) -> Subject:
+        *probabilities, pii = t.parts
         age = None
         if a is not None and a.account_created_at is not None:
             age = (m.created_at - a.account_created_at).total_seconds() / 86400
         return Subject(
             text=m.text, platform=m.platform, channel=m.channel, is_public=m.is_public,
-            probabilities={task: (scores.get(task) or {}).get("probabilities") or {}
-                           for task in ("toxicity", "spam", "sentiment", "sensitivity")},
-            pii_types=frozenset(p.get("type") for p in scores.get("pii") or [] if isinstance(p, dict)),
+            probabilities={task: p or {} for task, p in zip(RULE_TASKS, probabilities)},
+            pii_types=frozenset(p.get("type") for p in pii or [] if isinstance(p, dict)),
             account_age_days=age, followers=a.followers if a else None,
             removals=removals.get(m.author_id, 0) if m.author_id else 0)
 
 
-def _issue_confidence(t: TriageResult) -> float:
-    return float(((t.scores or {}).get("issue_type") or {}).get("score", 0.0))
+def _issue_confidence(t: Record) -> float:
+    return float(t.issue_confidence or 0.0)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from models import Author, Mention, TriageResult
+from models.bulk import add_rows, update_rows
 from service.bus import Envelope
 from service.stages.base import Outgoing, StageContext, trace
 from triage.protocol import TriageInput, TriageOutput
@@ -49,20 +50,17 @@ class TriageStage:
         for attempt in range(3):
             try:
                 async with self.ctx.db.session() as session:
-                    existing = {
-                        r.mention_id: r
-                        for r in await session.scalars(select(TriageResult).where(TriageResult.mention_id.in_(todo)))
-                    }
-                    fresh = []
+                    existing = dict((await session.execute(select(TriageResult.mention_id, TriageResult.id)
+                                                           .where(TriageResult.mention_id.in_(todo)))).all())
+                    fresh, rescored = [], []
                     for mention_id, out in zip(todo, outputs):
                         values = result_row(mention_id, out, version)
                         if mention_id in existing:  # an edit re-scores; a redelivery rewrites the same
-                            for k, v in values.items():
-                                setattr(existing[mention_id], k, v)
+                            rescored.append((existing[mention_id], values))
                         else:
                             fresh.append(values)
-                    if fresh:  # one multi-row INSERT (an ORM add per row is one statement per row on SQLite)
-                        await session.execute(insert(TriageResult), fresh)
+                    await add_rows(session, TriageResult, fresh)  # one statement per batch, not per row
+                    await update_rows(session, TriageResult, rescored)
                     await session.commit()
                 break
             except IntegrityError:

@@ -279,3 +279,23 @@ async def test_a_mention_joining_while_the_channel_is_at_its_cap_waits_for_its_s
     assert [r.status for r in await world.get(Reply, mention_id=late.id)] == ["queued"]
     assert await world.act.dispatcher.release_queued(now=later + timedelta(minutes=2)) == 1
     assert [r.status for r in await world.get(Reply, mention_id=late.id)] == ["sent"]
+
+
+async def test_one_batch_across_channels_joins_the_open_incident_and_detects_per_channel(db):
+    async with db.session() as s:
+        s.add(Incident(dedup_key="outage:x:1", issue_type="outage", channel="x", title="X is down"))
+        await s.commit()
+    at = DAY0 + timedelta(hours=9)
+    x_ids = await store(db, [at + timedelta(seconds=i) for i in range(3)], platform="x")
+    reddit_ids = await store(db, [at + timedelta(seconds=10 + i) for i in range(3)], platform="reddit")
+    billing_ids = await store(db, [at + timedelta(seconds=20 + i) for i in range(3)], issue="billing")
+    async with db.session() as s:
+        mentions = {m.id: m for m in await s.scalars(select(Mention))}
+        found = await match_batch(s, [(mentions[i], "outage") for i in x_ids + reddit_ids]
+                                  + [(mentions[i], "billing") for i in billing_ids]
+                                  + [(mentions[i], "account_access") for i in billing_ids[:1]], POLICY)
+        await s.commit()
+    [incident] = await incidents(db)
+    assert found == {i: incident.id for i in x_ids + reddit_ids}  # an outage on X is the same on Reddit
+    async with db.session() as s:
+        assert set(await s.scalars(select(IncidentMention.mention_id))) == set(x_ids + reddit_ids)

@@ -139,3 +139,18 @@ async def test_an_approve_rule_vouches_for_spam_scores_but_never_for_exposed_per
     await world.run(ok, leak)
     assert (await only(world, RouteDecision, mention_id=ok.id)).outcome != "moderate"
     assert (await only(world, RouteDecision, mention_id=leak.id)).outcome == "moderate"
+
+
+async def test_with_the_batchs_recorded_keys_an_action_is_added_once_without_a_lookup(world):
+    m = await world.mention("just a post", platform="reddit", issue="other")
+    async with world.db.session() as s:
+        mention = await s.get(Mention, m.id)
+        recorded = await moderation.recorded_keys(s, [m.id])
+        first = await moderation.add_action(s, f"mod:{m.id}", mention, "hold", "why", rule="r", recorded=recorded)
+        again = await moderation.add_action(s, f"mod:{m.id}", mention, "hold", "why", rule="r", recorded=recorded)
+        await s.commit()
+    async with world.db.session() as s:
+        later = await moderation.add_action(s, f"mod:{m.id}", await s.get(Mention, m.id), "hold", "why", rule="r",
+                                            recorded=await moderation.recorded_keys(s, [m.id]))
+    assert first is not None and again is None and later is None and recorded == {f"mod:{m.id}"}
+    assert len(await world.get(ModerationAction, mention_id=m.id)) == 1

@@ -193,3 +193,16 @@ async def test_the_author_cooldown_expires_after_its_hours(make_world, connector
     [decision] = await world.get(RouteDecision, mention_id=after.id)
     assert decision.details["bot"]["blocked_by"] == []
     assert connectors["x"].kinds() == ["public_reply", "public_reply"]
+
+
+async def test_a_dry_run_channel_only_records_every_automatic_reply_of_a_batch(make_world, connectors):
+    """Not only the bot's answers: the secure-link notices and DMs an escalation queues on that
+    channel are recorded too, however the batch's rows were flushed along the way."""
+    world = make_world(bot_dry_run_channels=["x"])
+    mentions = [await world.mention(f"@AcmeHelp someone hacked my account number {i}", sensitivity="security")
+                for i in range(3)] + [await world.mention(LOGIN)]
+    await world.run(*mentions)
+    replies = [r for m in mentions for r in await replies_of(world, m)]
+    assert {r.kind for r in replies} >= {"auto_answer"} and len(replies) >= 4
+    assert {r.status for r in replies} == {"dry_run"}, [(r.kind, r.status) for r in replies]
+    assert connectors["x"].calls == []

@@ -53,3 +53,15 @@ def test_tone_variants_fall_back_to_friendly_then_the_first():
     assert choose_tone({"formal": "A"}, "casual") == "A"
     with pytest.raises(TemplateRenderError):
         choose_tone({}, "formal")
+
+
+def test_a_body_is_compiled_once_and_a_broken_one_is_refused_every_time():
+    from community.templates import compiled
+
+    body = "Hi {{ author_name }}, one compile for many replies"
+    assert compiled(body) is compiled(body)
+    assert render(body, {"author_name": "Ana"}, platform="x") == "Hi Ana, one compile for many replies"
+    assert render(body, {"author_name": "@Bo"}, platform="x") == "Hi Bo, one compile for many replies"
+    for _ in range(2):
+        with pytest.raises(TemplateRenderError):
+            render("{% if %}", {}, platform="x")

@@ -94,3 +94,34 @@ async def test_authors_without_ids_are_keyed_by_handle(db):
         await s.commit()
         authors = list(await s.scalars(select(Author)))
     assert [a.author_key for a in authors] == ["@noid"]
+
+
+async def test_a_post_and_its_edit_in_one_batch_store_the_edited_words(db):
+    async with db.session() as s:
+        first, edit = await ingest_batch(s, [mention("1", "first words"),
+                                             mention("1", "second words", edited_at=T0 + timedelta(minutes=1))])
+        await s.commit()
+        row = await s.scalar(select(Mention))
+    assert (first.outcome, edit.outcome) == ("new", "edited") and first.mention_id == edit.mention_id == row.id
+    assert row.text == "second words" and row.edited_at == T0 + timedelta(minutes=1)
+
+
+async def test_a_reply_and_its_parent_in_one_batch_share_one_thread(db):
+    async with db.session() as s:
+        await ingest_batch(s, [mention("1"), mention("2", in_reply_to="1", author_id="7", author_handle="other")])
+        await s.commit()
+        threads = set(await s.scalars(select(Mention.conversation_id)))
+    assert len(threads) == 1 and await count(db, Conversation) == 1
+
+
+async def test_an_author_keeps_what_the_platform_no_longer_says_and_takes_what_it_says_now(db):
+    async with db.session() as s:
+        await ingest_batch(s, [mention("1", author_name="Jane", author_followers=10)])
+        await s.commit()
+    async with db.session() as s:
+        await ingest_batch(s, [mention("2", author_name=None, author_followers=12)])
+        await s.commit()
+        author = await s.scalar(select(Author))
+        conv = await s.scalar(select(Conversation).where(Conversation.thread_key == "x:2"))
+    assert (author.display_name, author.followers, author.handle) == ("Jane", 12, "Jane_D")
+    assert conv.last_activity_at >= T0  # a new thread's activity: when it was stored, or its post if later

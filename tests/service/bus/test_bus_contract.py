@@ -280,5 +280,25 @@ async def test_a_consumer_mutating_its_payload_affects_no_other_delivery(bus):
     assert [e.payload for e in await drain(bus, group="g2")] == [{"tags": ["a"]}]
 
 
+async def test_a_flat_payload_is_each_deliverys_own_copy_of_what_was_published(bus):
+    for group in ("g1", "g2"):
+        await bus.ensure_group(T, group)
+    payload = {"mention_id": 7, "t0": 1.5, "outcome": "ignore", "sent": True, "none": None}
+    await bus.publish(T, payload, "k")
+    payload["mention_id"] = 8  # the publisher's dict changes after publishing: the message does not
+    [env] = await drain(bus, group="g1")
+    env.payload["mention_id"] = 9
+    await bus.fail(T, "g1", env, "retry me")
+    expected = {"mention_id": 7, "t0": 1.5, "outcome": "ignore", "sent": True, "none": None}
+    assert [e.payload for e in await drain(bus, group="g1")] == [expected]
+    assert [e.payload for e in await drain(bus, group="g2")] == [expected]
+
+
+async def test_a_payload_json_would_change_arrives_as_json_gives_it_back(bus):
+    await bus.ensure_group(T, G)
+    await bus.publish(T, {"pair": (1, 2), 3: "three"}, "k")  # a tuple, a key that is not a string
+    assert [e.payload for e in await drain(bus)] == [{"pair": [1, 2], "3": "three"}]
+
+
 async def test_ping_answers(bus):
     assert await bus.ping() is True
