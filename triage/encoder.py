@@ -180,3 +180,10 @@ def shared_encoder() -> Encoder:
         if "e" not in _SHARED:
             _SHARED["e"] = Encoder(backend=_CONFIG["backend"], cache_dir=_CONFIG["cache_dir"])
         return _SHARED["e"]
+
+
+def shared_static_embedder():  # noqa: ANN201
+    """The process's static embedder (the cascade's cheap features), from the configured cache."""
+    from triage.static import static_embedder
+
+    return static_embedder(_CONFIG["cache_dir"])

@@ -1,8 +1,8 @@
 """The triage stage's engine: every score for a batch of texts, fast.
 
 Throughput design: (1) an LRU cache keyed by the text's content key, so retweets and copy-paste
-complaints are scored once; (2) a cascade: cheap lexical heads settle texts on which they are
-confident for every task, and only the rest reach the transformer; (3) micro-batching: concurrent
+complaints are scored once; (2) a cascade: cheap heads (static token embedding + n-grams) settle
+texts whose answer is clear, and only the rest reach the transformer; (3) micro-batching: concurrent
 callers' texts are coalesced into one encoder batch, run in a worker thread off the event loop.
 """
 
@@ -19,39 +19,48 @@ import numpy as np
 
 from listener.text import content_key
 from triage.encoder import ENCODER_NAME
+from triage.explain import strongest_terms
 from triage.heads import Head
 from triage.language import detect_language
 from triage.pii import detect_pii, redact
 from triage.priority import priority
-from triage.protocol import ESCALATE_LEVELS, TriageInput, TriageOutput, Score
+from triage.protocol import ESCALATE_LEVELS, PiiSpan, Score, TriageInput, TriageOutput
 from triage.rules import sensitivity_rules
 from triage.text import normalize_for_model
 
 BUNDLED = Path(__file__).resolve().parent / "heads"
 TASKS = ("sentiment", "sensitivity", "issue_type", "toxicity", "spam")
-# The cascade sends a text to the transformer unless the lexical heads are at least this sure on the
-# safety-relevant tasks. Measured on 3,000 replayed care tweets (see README): at these thresholds
-# the lexical label agrees with the transformer's on 99.5 % (sensitivity) and 100 % (spam) of the
-# texts it settles; the distilled sensitivity head settles 85 % of the 2,000 replayed tweets, agrees
-# on 99.6 % of them and keeps every one the transformer escalates (metrics.json). Sentiment and
-# issue type take the lexical answer with its (lower) confidence: the router only auto-answers
-# above its threshold, so a cheap issue type costs automation, never safety.
-CASCADE_CONFIDENCE = {"sentiment": 0.0, "sensitivity": 0.80, "issue_type": 0.0, "spam": 0.80}
-# Toxicity is settled asymmetrically: without the encoder only when the (distilled) lexical head
-# gives p(offensive) below the first bound or at least the second. On the 2,000 replayed tweets
-# this settles 62 % of texts and keeps 90 % of those the transformer calls offensive (the symmetric
-# 0.6 rule on the TweetEval-only head settled 63 % and kept 82 %); see metrics.json.
-TOXICITY_SETTLE = (0.15, 0.90)
+# The cascade settles a safety-relevant task without the encoder only when the cheap head's
+# probability of the labels that matter there is clearly on one side of the band: (labels, low,
+# high); a text whose probability falls inside goes to the encoder. The cheap heads learn the full
+# heads' probabilities (train_default.train_cheap), so the band sits around the full head's own
+# decision. Measured on the first 2,000 replayed care tweets (triage/heads/metrics.json,
+# `cascade_on_care_tweets`): what each settles, how often a settled label is the transformer's and
+# what share of the texts the transformer flags it keeps. Sentiment and issue type take the cheap
+# answer at any confidence: the router auto-answers only above its threshold, so a cheap issue
+# type costs automation, never safety.
+CASCADE_BANDS: dict[str, tuple[tuple[str, ...], float, float]] = {
+    "toxicity": (("offensive",), 0.25, 0.75),
+    "sensitivity": (("security", "fraud"), 0.03, 0.90),
+    "spam": (("spam",), 0.10, 0.90),
+}
 SENSITIVITY_TO_ISSUE = {"security": "account_security", "fraud": "fraud"}
 
 
-def lexical_unsure(head: Head, p: np.ndarray) -> np.ndarray:
-    """Which texts a lexical head's probabilities ``p`` may not settle (the cascade's rule, also
-    what training measures the distilled head by)."""
-    if head.task == "toxicity":
-        p_off = p[:, head.labels.index("offensive")]
-        return (p_off >= TOXICITY_SETTLE[0]) & (p_off < TOXICITY_SETTLE[1])
-    return p.max(axis=1) < CASCADE_CONFIDENCE[head.task]
+def cheap_unsure(head: Head, p: np.ndarray) -> np.ndarray:
+    """Which texts a cheap head's probabilities ``p`` may not settle (the cascade's rule, also
+    what training measures the cheap heads by)."""
+    band = CASCADE_BANDS.get(head.task)
+    if band is None:
+        return np.zeros(len(p), dtype=bool)
+    labels, low, high = band
+    q = p[:, [head.labels.index(label) for label in labels if label in head.labels]].sum(axis=1)
+    return (q >= low) & (q < high)
+
+
+def reads_static(head: Head) -> bool:
+    """A cheap head reads the static token embedding (triage.static) instead of the encoder's."""
+    return head.meta.get("embedding") == "static"
 
 
 @dataclass
@@ -63,16 +72,16 @@ class _Scored:
     used_encoder: bool
 
 
-def _pick(head: Head, p: np.ndarray) -> int:
-    """The label index: the argmax, except that a sensitivity head trained with an escalation
+def _picks(head: Head, p: np.ndarray) -> np.ndarray:
+    """Each row's label index: the argmax, except that a sensitivity head trained with an escalation
     threshold escalates when p(security) + p(fraud) reaches it (recall matters more there)."""
     threshold = head.meta.get("escalate_threshold")
     if threshold is None or head.task != "sensitivity":
-        return int(p.argmax())
-    escalate = [i for i, label in enumerate(head.labels) if label in ESCALATE_LEVELS]
-    rest = [i for i in range(len(head.labels)) if i not in escalate]
-    group = escalate if float(p[escalate].sum()) >= threshold else rest
-    return max(group, key=lambda i: p[i])
+        return p.argmax(axis=1)
+    escalate = np.array([i for i, label in enumerate(head.labels) if label in ESCALATE_LEVELS])
+    rest = np.array([i for i in range(len(head.labels)) if i not in set(escalate.tolist())])
+    return np.where(p[:, escalate].sum(axis=1) >= threshold, escalate[p[:, escalate].argmax(axis=1)],
+                    rest[p[:, rest].argmax(axis=1)])
 
 
 class TriageEngine:
@@ -94,6 +103,7 @@ class TriageEngine:
             if task not in self.full:
                 raise FileNotFoundError(f"no trained head for {task} in {custom_dir or ''} {heads_dir}")
         self._encoder = encoder
+        self._static = None
         self._encoder_lock = threading.Lock()
         self.cache: OrderedDict[str, _Scored] = OrderedDict()
         self.cache_size = cache_size
@@ -127,15 +137,29 @@ class TriageEngine:
                 self._encoder = shared_encoder()
             return self._encoder
 
+    @property
+    def static(self):  # noqa: ANN201 - the cheap heads' static embedder, loaded on first need
+        with self._encoder_lock:
+            if self._static is None:
+                from triage.encoder import shared_static_embedder
+
+                self._static = shared_static_embedder()
+            return self._static
+
     def warm_up(self) -> None:
-        """Load the encoder and run every head once, so that the first real batch does not wait
-        seconds for the model (the cascade would otherwise load it on the first unclear text)."""
+        """Load the encoder and the static embedder and run every head once, so that the first real
+        batch does not wait seconds for the models (the cascade would otherwise load the encoder on
+        the first unclear text)."""
         text = ["warming up the triage models"]
         emb = self.encoder.features(text, batch_size=1)
         for task in TASKS:
             self.full[task].proba(text, emb)
-            if task in self.cheap:
-                self.cheap[task].proba(text, None)
+        self._cheap_probs(text)
+
+    def _cheap_probs(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """Every cheap head's probabilities (the static embedding computed once, if any head reads it)."""
+        static = self.static.embed(texts) if any(reads_static(h) for h in self.cheap.values()) else None
+        return {task: head.proba(texts, static if reads_static(head) else None) for task, head in self.cheap.items()}
 
     # --- synchronous core ------------------------------------------------------------------
     def score_texts(self, items: Sequence[TriageInput]) -> list[TriageOutput]:
@@ -155,9 +179,12 @@ class TriageEngine:
                     todo[key] = item.text
             self.stats["texts"] += len(items)
             self.stats["cache_hits"] += len(items) - len(todo)
-        fresh = dict(zip(todo, self._score_new(list(todo.values())))) if todo else {}
+        texts = list(todo.values())
+        scored, spans = self._score_new(texts) if todo else ([], [])
+        fresh = dict(zip(todo, scored))
         known.update(fresh)
-        out = [self._finish(item, known[key]) for key, item in zip(keys, items)]
+        found = dict(zip(texts, spans))  # personal data of this batch's new texts, found once
+        out = [self._finish(item, known[key], found.get(item.text)) for key, item in zip(keys, items)]
         if self.cache_size and fresh:
             with self._cache_lock:
                 self.cache.update(fresh)
@@ -165,20 +192,21 @@ class TriageEngine:
                     self.cache.popitem(last=False)
         return out
 
-    def _score_new(self, texts: list[str]) -> list[_Scored]:
-        pii = [detect_pii(t) for t in texts]  # once: for the password rule and the explanations
+    def _score_new(self, texts: list[str]) -> tuple[list[_Scored], list[list[PiiSpan]]]:
+        """The scores of texts not seen before, and their personal data (found once: for the password
+        rule, the explanations and the output)."""
+        pii = [detect_pii(t) for t in texts]
         rules = [sensitivity_rules(t, spans) for t, spans in zip(texts, pii)]
         probs: dict[str, np.ndarray] = {}
         need = np.ones(len(texts), dtype=bool)
         source = "encoder"
         if self.mode == "cascade" and len(self.cheap) == len(TASKS):
+            probs = self._cheap_probs(texts)
             need[:] = False
             for task in TASKS:
-                p = self.cheap[task].proba(texts, None)
-                probs[task] = p
-                need |= lexical_unsure(self.cheap[task], p)
+                need |= cheap_unsure(self.cheap[task], probs[task])
             need |= np.array([r[0] is not None for r in rules])  # let the encoder confirm what rules see
-            source = "lexical"
+            source = "cheap"
         idx = np.flatnonzero(need)
         if len(idx):
             sub = [texts[i] for i in idx]
@@ -190,33 +218,33 @@ class TriageEngine:
                     probs[task] = np.zeros((len(texts), p_full.shape[1]), dtype=np.float32)
                 probs[task][idx] = p_full
         encoded_mask = need | (source == "encoder")
-        explained: dict[tuple[str, bool], dict[int, list[str]]] = {}
+        chosen: dict[str, dict[int, tuple[int, list[str]]]] = {task: {} for task in TASKS}  # label, why
         shown = [redact(t, spans) for t, spans in zip(texts, pii)]  # explanations never quote personal data
         for task in TASKS:
             for enc in (True, False):
-                rows = [i for i in range(len(texts)) if bool(encoded_mask[i]) == enc]
-                if rows:
+                rows = np.flatnonzero(encoded_mask == enc)
+                if len(rows):
                     head = self.full[task] if enc else self.cheap[task]
-                    labels = [_pick(head, probs[task][i]) for i in rows]
-                    explained[(task, enc)] = dict(zip(rows, head.explain_batch([shown[i] for i in rows], labels)))
+                    best = _picks(head, probs[task][rows]).tolist()
+                    why = strongest_terms(head.weights, head.lexical_dim, [shown[i] for i in rows], best)
+                    chosen[task].update(zip(rows.tolist(), zip(best, why)))
+        shown_p = {task: np.round(probs[task].astype(np.float64), 4).tolist() for task in TASKS}  # 4 places, at once
         out = []
         for i, text in enumerate(texts):
             encoded = bool(encoded_mask[i])
             scores = {}
             for task in TASKS:
                 head = self.full[task] if encoded else self.cheap[task]
-                p = probs[task][i]
-                best = _pick(head, p)
-                explanation = explained[(task, encoded)][i]
-                scores[task] = Score(label=head.labels[best], score=round(float(p[best]), 4),
-                                     model=f"{self.encoder_name}+{task}-head" if encoded else f"{task}-lexical-head",
-                                     version=head.version,
-                                     probabilities={lab: round(float(x), 4) for lab, x in zip(head.labels, p)},
+                p = shown_p[task][i]
+                best, explanation = chosen[task][i]
+                scores[task] = Score(label=head.labels[best], score=p[best],
+                                     model=f"{self.encoder_name}+{task}-head" if encoded else f"{task}-cheap-head",
+                                     version=head.version, probabilities=dict(zip(head.labels, p)),
                                      explanation=[f"'{t}'" for t in explanation]
-                                     + [f"scored by {'the transformer' if encoded else 'the lexical cascade'}"])
+                                     + [f"scored by {'the transformer' if encoded else 'the cheap cascade'}"])
             self._apply_rules(scores, rules[i])
             out.append(_Scored(scores, detect_language(text), encoded))
-        return out
+        return out, pii
 
     @staticmethod
     def _apply_rules(scores: dict[str, Score], rule: tuple[str | None, list[str]]) -> None:
@@ -233,9 +261,9 @@ class TriageEngine:
             issue.label = SENSITIVITY_TO_ISSUE[sens.label]
             issue.explanation = [f"follows sensitivity {sens.label}"] + issue.explanation
 
-    def _finish(self, item: TriageInput, scored: _Scored) -> TriageOutput:
+    def _finish(self, item: TriageInput, scored: _Scored, spans: list[PiiSpan] | None = None) -> TriageOutput:
         s = scored.scores
-        spans = detect_pii(item.text)
+        spans = detect_pii(item.text) if spans is None else spans  # a cached text's handles may differ
         exposed = bool(spans) and item.is_public
         pr, why = priority(s["sentiment"].label, s["sensitivity"].label, s["issue_type"].label,
                            s["toxicity"].label == "offensive", s["spam"].label == "spam", exposed,

@@ -2,6 +2,8 @@
 
 A head combines the sentence embedding with hashed word/char n-grams (the lexical view catches
 words the encoder blurs, such as "hacked" or "giveaway"), as one multinomial logistic regression.
+It may also read named extra feature blocks (``EXTRA_FEATURES``, such as the profanity
+model's probabilities), listed in its saved meta so that training and scoring compute the same ones.
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
+from triage.profanity import profanity_features
 from triage.text import lexical_features, normalize_for_model
+
+# Extra dense feature blocks a head may read (named in its saved meta, so a block's definition must
+# never change under the same name: give a changed one a new name).
+EXTRA_FEATURES = {"profanity": profanity_features}
 
 
 @dataclass
@@ -31,19 +38,25 @@ class Head:
     def __post_init__(self) -> None:
         # row-major: sparse @ dense would otherwise copy the whole (n_features, n_labels) matrix per call
         self.weights = np.ascontiguousarray(self.weights, dtype=np.float32)
+        unknown = set(self.extra_features) - set(EXTRA_FEATURES)
+        if unknown:  # a head from a newer version: refuse it at load rather than at the first text
+            raise ValueError(f"head {self.task} reads unknown extra features {sorted(unknown)}")
 
     def _blocks(self, texts: list[str], embeddings: np.ndarray | None
                 ) -> tuple[np.ndarray | None, sparse.csr_matrix | None]:
-        """The two feature blocks in weight-row order: scaled embedding columns, hashed n-grams."""
-        dense = None
+        """The two feature blocks in weight-row order: dense columns (the scaled embedding, then
+        the extra features in the order the head names them), hashed n-grams."""
+        normalized = [normalize_for_model(t) for t in texts]
+        dense = []
         if self.uses_embedding:
             if embeddings is None:
                 raise ValueError(f"head {self.task} needs embeddings")
             if embeddings.shape[1] < self.embedding_dim:
                 raise ValueError(f"head {self.task} needs {self.embedding_dim} embedding columns, got {embeddings.shape[1]}")
-            dense = embeddings[:, :self.embedding_dim] * self.embedding_scale
-        lexical = lexical_features([normalize_for_model(t) for t in texts], self.lexical_dim) if self.lexical_dim else None
-        return dense, lexical
+            dense.append(embeddings[:, :self.embedding_dim] * self.embedding_scale)
+        dense += [EXTRA_FEATURES[name](normalized) for name in self.extra_features]
+        lexical = lexical_features(normalized, self.lexical_dim) if self.lexical_dim else None
+        return (np.hstack(dense) if len(dense) > 1 else dense[0] if dense else None), lexical
 
     def features(self, texts: list[str], embeddings: np.ndarray | None) -> sparse.csr_matrix:
         """One sparse matrix of both blocks (what training fits on)."""
@@ -59,9 +72,14 @@ class Head:
     def embedding_scale(self) -> float:
         return float(self.meta.get("embedding_scale", 1.0))
 
+    @property
+    def extra_features(self) -> list[str]:
+        """Names of the extra feature blocks this head reads (none for heads saved before them)."""
+        return list(self.meta.get("extra_features", []))
+
     def proba(self, texts: list[str], embeddings: np.ndarray | None) -> np.ndarray:
-        """Softmax over ``features @ weights + bias``, computed block by block (the dense embedding
-        columns and the sparse n-grams) instead of stacking one sparse matrix per call."""
+        """Softmax over ``features @ weights + bias``, computed block by block (the dense columns
+        and the sparse n-grams) instead of stacking one sparse matrix per call."""
         logits = np.tile(self.bias.astype(np.float32), (len(texts), 1))
         dense, lexical = self._blocks(texts, embeddings)
         offset = 0

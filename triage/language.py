@@ -16,12 +16,21 @@ STOP = {
 }
 
 
+_LANGS = {}  # word -> the languages whose stop list holds it (one lookup per word, not one per language)
+for _lang, _stop in STOP.items():
+    for _word in _stop:
+        _LANGS.setdefault(_word, []).append(_lang)
+
+
 def detect_language(text: str) -> str:
     words = _WORDS.findall(text.lower())
     if not words:
         return "und"
-    scores = {lang: sum(w in stop for w in words) for lang, stop in STOP.items()}
-    best = max(scores, key=scores.get)
+    scores = dict.fromkeys(STOP, 0)
+    for word in words:
+        for lang in _LANGS.get(word, ()):
+            scores[lang] += 1
+    best = max(scores, key=scores.get)  # the first of equals, in STOP's order
     if scores[best] == 0:
         return "en" if text.isascii() else "und"
     return best

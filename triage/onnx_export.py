@@ -10,53 +10,26 @@ keyed by everything that shapes it, so only a process's first start pays the ~10
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import logging
 import os
 import tempfile
 from pathlib import Path
 
-log = logging.getLogger("socialcare.triage")
+from triage.model_cache import default_cache_dir, derived_file, fingerprint
+
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 QUANTIZATION = "dynamic-int8-per-channel-matmul"
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "socialcare" / "models"
-
-
-def _fingerprint(model_path: Path, feature_layers: tuple[int, ...]) -> str:
-    """What shapes the export: the weights (their config and sizes; not mtimes, which every fresh
-    virtualenv changes), the pooled layers and the exporting libraries' versions."""
-    import onnxruntime
-    import torch
-
-    h = hashlib.sha256()
-    for f in sorted(model_path.glob("*.safetensors")) + sorted(model_path.glob("*.bin")):
-        h.update(f"{f.name}:{f.stat().st_size}".encode())
-    for f in sorted(model_path.glob("config.json")):
-        h.update(f.read_bytes())
-    h.update(f"{feature_layers}|{torch.__version__}|{onnxruntime.__version__}|{QUANTIZATION}".encode())
-    return h.hexdigest()[:16]
+__all__ = ["default_cache_dir", "int8_model", "session"]
 
 
 def int8_model(load_model, model_path: Path, feature_layers: tuple[int, ...], cache_dir: Path | None = None) -> Path:  # noqa: ANN001
     """The path of the quantized graph of the model at ``model_path``, exported first (from
-    ``load_model()``, called only then) if it is not cached. Concurrent processes (workers starting
-    together) wait on one lock instead of all exporting."""
-    cache_dir = Path(cache_dir or default_cache_dir())
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    target = cache_dir / f"minilm-features-{_fingerprint(Path(model_path), feature_layers)}.int8.onnx"
-    if target.exists():
-        return target
-    with open(cache_dir / ".export.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not target.exists():
-            log.info("exporting the encoder to int8 ONNX (once per machine): %s", target)
-            _export(load_model(), feature_layers, target)
-    return target
+    ``load_model()``, called only then) if it is not cached."""
+    import onnxruntime
+
+    tag = fingerprint(Path(model_path), feature_layers, onnxruntime.__version__, QUANTIZATION)
+    return derived_file(cache_dir, f"minilm-features-{tag}.int8.onnx",
+                        lambda target: _export(load_model(), feature_layers, target), what="the int8 encoder")
 
 
 def _export(model, feature_layers: tuple[int, ...], target: Path) -> None:  # noqa: ANN001
@@ -102,7 +75,7 @@ def _export(model, feature_layers: tuple[int, ...], target: Path) -> None:  # no
                              op_types_to_quantize=["MatMul"])
         finally:
             logging.getLogger().removeFilter(hint)
-        os.replace(int8, target)  # atomic: a reader sees the whole file or none
+        os.replace(int8, target)
 
 
 class _DropHint(logging.Filter):

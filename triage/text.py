@@ -18,9 +18,20 @@ _TOKEN = re.compile(TOKEN_PATTERN)
 
 
 def normalize_for_model(text: str) -> str:
-    """Handles become @user and links http, as in TweetEval; case is kept for the encoder."""
+    """Handles become @user and links http, as in TweetEval; case is kept for the encoder. (Every
+    head and the static embedder normalize the same texts: short ones are remembered.)"""
+    return _normalized(text) if len(text) <= _CACHED_CHARS else _normalize(text)
+
+
+_CACHED_CHARS = 4096  # longer (rare, possibly hostile) texts are not kept in the caches below
+
+
+def _normalize(text: str) -> str:
     text = _URL.sub("http", _HANDLE.sub("@user", text))
     return _SPACE.sub(" ", text).strip()[:2000]
+
+
+_normalized = lru_cache(maxsize=16_384)(_normalize)
 
 
 @lru_cache(maxsize=8)
@@ -47,12 +58,47 @@ def _counts(texts: list[str]) -> sparse.csr_matrix:
         if hit is not None:
             _RECENT.move_to_end(key)
             return hit
-    x = _vectorizer(BASE_DIM, None).transform(texts)
+    indptr = np.zeros(len(texts) + 1, dtype=np.int64)
+    columns: list[int] = []
+    for i, text in enumerate(texts):
+        columns.extend(_columns(text))
+        indptr[i + 1] = len(columns)
+    x = sparse.csr_matrix((np.ones(len(columns), dtype=np.float32), np.array(columns, dtype=np.int32), indptr),
+                          shape=(len(texts), BASE_DIM))
+    x.sum_duplicates()
     with _RECENT_LOCK:
         _RECENT[key] = x
         while len(_RECENT) > 8:
             _RECENT.popitem(last=False)
     return x
+
+
+def analyze(text: str) -> tuple[str, ...]:
+    """The n-grams the vectorizer counts, repeats included: the lowercased text's tokens, then its
+    bigrams (sklearn's ``HashingVectorizer(ngram_range=(1, 2))`` analyzer, without its overhead)."""
+    return _analyzed(text) if len(text) <= _CACHED_CHARS else _analyze(text)
+
+
+def _analyze(text: str) -> tuple[str, ...]:
+    words = _TOKEN.findall(text.lower())
+    return (*words, *(f"{a} {b}" for a, b in zip(words, words[1:])))
+
+
+_analyzed = lru_cache(maxsize=16_384)(_analyze)
+
+
+def _columns(text: str) -> list[int]:
+    return [_term_column(term) for term in analyze(text)]
+
+
+@lru_cache(maxsize=1 << 18)
+def _term_column(term: str) -> int:
+    """A term's column at BASE_DIM exactly as sklearn's FeatureHasher places it (signed 32-bit
+    murmurhash of the UTF-8 bytes, seed 0; its absolute value modulo the width)."""
+    from sklearn.utils import murmurhash3_32
+
+    h = int(murmurhash3_32(term, seed=0))
+    return (2147483647 - (BASE_DIM - 1)) % BASE_DIM if h == -2147483648 else abs(h) % BASE_DIM
 
 
 def lexical_features(texts: list[str], dim: int) -> sparse.csr_matrix:
@@ -71,9 +117,8 @@ def lexical_features(texts: list[str], dim: int) -> sparse.csr_matrix:
 
 
 def text_terms(text: str) -> list[str]:
-    """Unigrams and bigrams as the vectorizer sees them (for explanations)."""
-    words = [w.lower() for w in _TOKEN.findall(text)]
-    return list(dict.fromkeys(words + [f"{a} {b}" for a, b in zip(words, words[1:])]))
+    """Unigrams and bigrams as the vectorizer sees them, each once (for explanations)."""
+    return list(dict.fromkeys(analyze(text)))
 
 
 def term_columns(terms: list[str], dim: int) -> dict[str, int]:

@@ -106,8 +106,10 @@ class _FeatureStore:
 
 def fit_head(task: str, texts: list[str], labels: list[str], embeddings: np.ndarray | None, *,
              lexical_dim: int = 0, c: float = 4.0, embedding_scale: float = 1.0,
-             class_weight: str | None = "balanced", version: str = "1", sample_weight=None) -> Head:  # noqa: ANN001
-    """A multinomial logistic regression over the embedding (scaled) and hashed n-grams."""
+             class_weight: str | None = "balanced", version: str = "1", sample_weight=None,  # noqa: ANN001
+             extra_features: tuple[str, ...] = ()) -> Head:
+    """A multinomial logistic regression over the embedding (scaled), the named extra feature
+    blocks (``triage.heads.EXTRA_FEATURES``) and hashed n-grams."""
     from sklearn.linear_model import LogisticRegression
 
     classes = sorted(set(labels))
@@ -116,7 +118,8 @@ def fit_head(task: str, texts: list[str], labels: list[str], embeddings: np.ndar
     head = Head(task=task, labels=classes, weights=np.zeros((0, 0)), bias=np.zeros(0),
                 uses_embedding=embeddings is not None, lexical_dim=lexical_dim, version=version,
                 meta={"embedding_scale": embedding_scale, "trained_on": len(texts),
-                      "embedding_dim": int(embeddings.shape[1]) if embeddings is not None else 0})
+                      "embedding_dim": int(embeddings.shape[1]) if embeddings is not None else 0}
+                | ({"extra_features": list(extra_features)} if extra_features else {}))
     x = head.features(texts, embeddings)
     y = np.array([classes.index(label) for label in labels])
     model = LogisticRegression(C=c, max_iter=2000, class_weight=class_weight)
@@ -127,9 +130,48 @@ def fit_head(task: str, texts: list[str], labels: list[str], embeddings: np.ndar
         bias = np.array([0.0, bias[0]])
     head.weights = coef.T.astype(np.float32)
     head.bias = bias.astype(np.float32)
-    digest = hashlib.sha1(head.weights.tobytes() + head.bias.tobytes() + "|".join(classes).encode()).hexdigest()
-    head.version = f"{version}+{digest[:8]}"  # a retrained head gets a new version
+    _stamp(head, version)
     return head
+
+
+def _stamp(head: Head, version: str) -> None:
+    """A retrained (or re-thresholded) head gets a new version: a hash of its weights and labels."""
+    digest = hashlib.sha1(head.weights.tobytes() + head.bias.tobytes() + "|".join(head.labels).encode()).hexdigest()
+    head.version = f"{version}+{digest[:8]}"
+
+
+def cv_threshold(task: str, texts: list[str], labels: list[str], embeddings: np.ndarray | None, positive: str, *,
+                 folds: int = 5, **fit_args) -> float:  # noqa: ANN003
+    """The cut on p(``positive``) that maximizes mean macro-F1 over ``folds`` out-of-fold splits of
+    the training rows (never validation data). Class-balanced training makes a binary head flag its
+    rarer label too readily for macro-F1: for toxicity the cut lands near 0.6, not 0.5."""
+    from sklearn.model_selection import StratifiedKFold
+
+    p = np.zeros(len(texts))
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=0).split(texts, labels))
+    for fit_rows, held in splits:
+        head = fit_head(task, [texts[i] for i in fit_rows], [labels[i] for i in fit_rows],
+                        None if embeddings is None else embeddings[fit_rows], **fit_args)
+        p[held] = head.proba([texts[i] for i in held], None if embeddings is None else embeddings[held])[
+            :, head.labels.index(positive)]
+    y = np.array(labels)
+    other = next(label for label in sorted(set(labels)) if label != positive)
+
+    def score(cut: float) -> float:
+        return float(np.mean([evaluate(list(y[h]), list(np.where(p[h] >= cut, positive, other)),
+                                       [other, positive])["macro_f1"] for _, h in splits]))
+
+    return max(np.round(np.arange(0.30, 0.705, 0.01), 2).tolist(), key=score)
+
+
+def set_threshold(head: Head, positive: str, cut: float) -> None:
+    """Make a binary head's argmax flag ``positive`` exactly when its old p(positive) >= ``cut``,
+    by moving the bias (the probabilities it reports move with it, as one calibrated decision)."""
+    if len(head.labels) != 2:
+        raise ValueError(f"{head.task}: a decision threshold needs two labels, not {head.labels}")
+    head.bias[head.labels.index(positive)] -= np.float32(np.log(cut / (1 - cut)))
+    head.meta["decision_threshold"] = cut
+    _stamp(head, head.version.split("+")[0])
 
 
 def evaluate(y_true: list[str], y_pred: list[str], labels: list[str]) -> dict:
@@ -162,3 +204,22 @@ def escalation_metrics(y_true: list[str], y_pred: list[str]) -> dict:
     fn = sum(1 for t, p in zip(y_true, y_pred) if t in esc and p not in esc)
     return {"escalate_precision": round(tp / (tp + fp), 4) if tp + fp else 0.0,
             "escalate_recall": round(tp / (tp + fn), 4) if tp + fn else 0.0}
+
+
+def fit_distilled(teacher: Head, texts: list[str], probs: np.ndarray, embeddings: np.ndarray, *, lexical_dim: int,
+                  c: float, embedding_scale: float = 1.0, sample_weight=None) -> Head:  # noqa: ANN001
+    """A cheap head (static embedding + hashed n-grams) fit to ``teacher``'s probabilities ``probs``
+    on ``texts``: each text enters once per label, weighted by that label's probability (soft
+    targets), so the cheap head learns how sure the full head is, not only its argmax, and the
+    cascade can settle a text when the full head's answer is clear. It reads the teacher's extra
+    feature blocks too (cheap by design): without the profanity block the toxicity cheap head kept
+    20 of the 27 care tweets its teacher flags (triage/README.md)."""
+    weight = np.ones(len(texts)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    rows, cols = np.nonzero(probs > 1e-3)
+    head = fit_head(teacher.task, [texts[i] for i in rows], [teacher.labels[k] for k in cols], embeddings[rows],
+                    lexical_dim=lexical_dim, c=c, embedding_scale=embedding_scale, class_weight=None,
+                    sample_weight=probs[rows, cols] * weight[rows], extra_features=tuple(teacher.extra_features))
+    if head.labels != teacher.labels:
+        raise DataError(f"{teacher.task}: the distilled head lost labels ({sorted(set(teacher.labels) - set(head.labels))})")
+    head.meta.update(embedding="static", distilled_from=teacher.version)
+    return head

@@ -48,10 +48,12 @@ def score(settings, text: str, platform: str, private: bool, followers: int | No
 @click.option("--c", "c", type=float, default=8.0, show_default=True, help="Inverse regularization strength.")
 @click.pass_obj
 def train(settings, task: str, data: Path, out: Path, lexical_dim: int, c: float) -> None:  # noqa: ANN001
-    """Train a head for TASK on DATA (embedding + n-grams, and a cheap n-gram head for the cascade)."""
+    """Train a head for TASK on DATA (embedding + n-grams, and a cheap head for the cascade: the static
+    token embedding + n-grams)."""
     from triage import configure_encoder
-    from triage.encoder import shared_encoder
+    from triage.encoder import shared_encoder, shared_static_embedder
     from triage.protocol import SENSITIVITY_LABELS, SENTIMENT_LABELS, SPAM_LABELS, TOXICITY_LABELS
+    from triage.static import STATIC_SCALE
     from triage.train import DataError, embed, fit_head, read_csv
 
     try:
@@ -64,7 +66,9 @@ def train(settings, task: str, data: Path, out: Path, lexical_dim: int, c: float
         configure_encoder(settings)
         emb = embed(texts, shared_encoder(), progress=True)  # the encoder that will score with this head
         full = fit_head(task, texts, labels, emb, lexical_dim=lexical_dim, c=c)
-        cheap = fit_head(task, texts, labels, None, lexical_dim=lexical_dim, c=c)
+        cheap = fit_head(task, texts, labels, shared_static_embedder().embed(texts), lexical_dim=lexical_dim, c=c,
+                         embedding_scale=STATIC_SCALE)  # the cascade's cheap head (static embedding + n-grams)
+        cheap.meta["embedding"] = "static"
     except DataError as exc:
         raise click.ClickException(str(exc)) from exc
     full.save(out / f"{task}.npz")

@@ -90,23 +90,27 @@ def test_cascade_agrees_with_the_transformer_on_clear_cases(cascade_engine, tran
     assert sum(x.issue_type.label == y.issue_type.label for x, y in zip(a, b)) >= 3
 
 
-def test_the_cascade_settles_toxicity_only_when_the_lexical_head_is_clearly_on_one_side(cascade_engine):
-    """Between the bounds the transformer decides; abuse in care language is not waved through."""
-    from triage.engine import TOXICITY_SETTLE
+def test_the_cascade_settles_toxicity_only_when_the_cheap_head_is_clearly_on_one_side(cascade_engine):
+    """Inside the band the transformer decides; abuse in care language is not waved through."""
+    from triage.engine import CASCADE_BANDS
 
     engine = TriageEngine(mode="cascade", encoder=cascade_engine.encoder, cache_size=0)
     texts = ["@AcmeHelp you are all useless idiots", "@AcmeHelp fix your shit app, you morons",
+             "@AcmeHelp this update is garbage, who approved it", "@AcmeHelp wtf is wrong with the app today",
              "@AcmeHelp thanks, the new playlist feature is great", "@AcmeHelp how do I change my plan?"]
     cheap = engine.cheap["toxicity"]
-    p_off = cheap.proba(texts, None)[:, cheap.labels.index("offensive")]
+    _, low, high = CASCADE_BANDS["toxicity"]
+    p_off = cheap.proba(texts, engine.static.embed(texts))[:, cheap.labels.index("offensive")]
     outs = engine.score_texts([TriageInput(t) for t in texts])
-    unsure = [TOXICITY_SETTLE[0] <= p < TOXICITY_SETTLE[1] for p in p_off]
+    unsure = [low <= p < high for p in p_off]
     assert any(unsure) and not all(unsure), p_off  # both paths are exercised
     for text, is_unsure, out in zip(texts, unsure, outs):
         if is_unsure:  # other tasks may send a text to the encoder too, but this one must go
             assert out.toxicity.model.startswith("all-MiniLM-L6-v2"), text
+        else:
+            assert out.toxicity.model in ("toxicity-cheap-head", f"{engine.encoder_name}+toxicity-head"), text
     assert [o.toxicity.label for o in outs[:2]] == ["offensive", "offensive"]
-    assert [o.toxicity.label for o in outs[2:]] == ["not_offensive", "not_offensive"]
+    assert [o.toxicity.label for o in outs[-2:]] == ["not_offensive", "not_offensive"]
 
 
 SUBTLE = [  # no keyword rule fires on these: the heads alone must see them
@@ -120,7 +124,7 @@ SUBTLE = [  # no keyword rule fires on these: the heads alone must see them
 
 
 def test_the_distilled_cascade_escalates_subtle_reports_as_the_transformer_does(cascade_engine, transformer_engine):
-    """The lexical sensitivity head settles most care tweets, but never a report the rules miss
+    """The cheap sensitivity head settles most care tweets, but never a report the rules miss
     into a public answer."""
     from triage.protocol import ESCALATE_LEVELS
     from triage.rules import sensitivity_rules

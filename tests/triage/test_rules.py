@@ -1,6 +1,8 @@
 """The escalation keyword rules fire on unambiguous reports only, and name the signal."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from triage.rules import sensitivity_rules
 
@@ -70,3 +72,53 @@ def test_fraud_wins_when_money_moved_and_both_reasons_are_kept():
 ])
 def test_phone_typography_and_people_the_customer_names(text, level):
     assert sensitivity_rules(text)[0] == level
+
+
+def _project_texts() -> list[str]:
+    """Every text the project labelled itself (social posts, brands' posts, issue examples)."""
+    import csv
+    from pathlib import Path
+
+    import triage
+
+    texts = []
+    for path in sorted((Path(triage.__file__).parent / "data").glob("*.csv")):
+        with path.open(encoding="utf-8") as fh:
+            texts += [row["text"] for row in csv.DictReader(fh) if row.get("text")]
+    return texts
+
+
+_RULE_WORDS = ["someone", "somebody", "else", "hacked", "my", "account", "email", "password", "changed",
+               "charges", "I", "never", "made", "didn't", "don't", "know", "who", "card", "stolen", "lost",
+               "phone", "scammed", "unauthorized", "payments", "ex-boyfriend", "logged", "into", "SIM", "swap",
+               "Hacked", "ſtolen", "KNOW", "whoever", "getting", "in", "statement", "charged", "for", "not", "mine",
+               "subscription", "that", "have", "a", "fake", "support", "text", "codes", "asked", "block", ".", "!"]
+
+
+@pytest.mark.parametrize("text", [t for t, _, _ in ESCALATE] + FIGURATIVE)
+def test_the_anchor_prefilter_never_hides_a_match_from_the_examples_here(text):
+    _assert_anchors_cover(text)
+
+
+def test_the_anchor_prefilter_never_hides_a_match_in_the_projects_labelled_text():
+    texts = _project_texts()
+    assert len(texts) > 1000
+    for text in texts:
+        _assert_anchors_cover(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_RULE_WORDS), min_size=1, max_size=14).map(" ".join))
+def test_the_anchor_prefilter_never_hides_a_match_in_rule_like_text(text):
+    """Anchors are looked up case-folded: "ſtolen" and "KNOW" still reach the rules that need them."""
+    _assert_anchors_cover(text)
+
+
+def _assert_anchors_cover(text: str) -> None:
+    from triage.rules import _FRAUD, _QUOTES, _SEC, anchors_in
+
+    text = text.translate(_QUOTES)
+    found = anchors_in(text)
+    for rx, why, anchors in _SEC + _FRAUD:
+        if rx.search(text):
+            assert not anchors.isdisjoint(found), (why, sorted(anchors), text)
