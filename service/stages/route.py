@@ -138,14 +138,25 @@ class RouteStage:
             matched = {m.id: evaluate(self.rules, self._subject(m, t, a, removals)) for m, t, a in rows}
             held = {mid for mid, found in matched.items() if any(x.action in ("hold", "remove") for x in found)}
 
-            # the cheap path: the template for the issue type; retrieval only where it is unsure
+            accepted = await harvest(session, [m for m, _, _ in rows])
+            if accepted:
+                self._refreshed = 0.0  # new community answers: refresh the index next batch
+            incidents = await match_batch(session, [
+                (m, t.issue_type) for m, t, a in rows
+                if t.sensitivity == "none" and t.spam != "spam" and t.toxicity != "offensive"
+                and m.id not in held and not (a is not None and a.banned) and m.id not in accepted
+            ], self.spike)
+
+            # the cheap path: the template for the issue type; retrieval only where it is unsure, and
+            # never for a post an incident's status reply or a community's accepted answer settles
             cheap, todo = {}, []
             for m, t, _ in rows:
                 conf = _issue_confidence(t)
                 cheap[m.id] = self.answers.best(t.issue_type, m.platform, conf)
                 answerable = t.issue_type in LOW_TOUCH or (m.platform in community and t.issue_type not in HIGH_TOUCH)
                 if not (answerable and t.sensitivity == "none" and m.is_public and m.id not in held
-                        and not t.pii_exposed and t.spam != "spam" and t.toxicity != "offensive"):
+                        and not t.pii_exposed and t.spam != "spam" and t.toxicity != "offensive"
+                        and m.id not in incidents and m.id not in accepted):
                     continue
                 if m.platform in community:  # low volume by definition: always worth the encoder
                     todo.append((m, t))
@@ -159,14 +170,6 @@ class RouteStage:
                                                 [t.issue_type for _, t in todo])
                 retrieved = {m.id: cands for (m, _), cands in zip(todo, found)}
 
-            accepted = await harvest(session, [m for m, _, _ in rows])
-            if accepted:
-                self._refreshed = 0.0  # new community answers: refresh the index next batch
-            incidents = await match_batch(session, [
-                (m, t.issue_type) for m, t, a in rows
-                if t.sensitivity == "none" and t.spam != "spam" and t.toxicity != "offensive"
-                and m.id not in held and not (a is not None and a.banned) and m.id not in accepted
-            ], self.spike)
             decisions: list[dict] = []
             for mention, tri, author in rows:
                 cands = retrieved.get(mention.id, [])
