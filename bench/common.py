@@ -4,29 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TWCS = ROOT.parent / "shared" / "data" / "twcs" / "spotifycares_inbound.csv"
 
 
-def load_corpus(n: int, path: Path = TWCS) -> list:
-    """The first ``n`` inbound tweets of the Customer Support on Twitter sample (cycled if needed,
-    with fresh ids, so that ``n`` may exceed the file)."""
+@lru_cache(maxsize=2)
+def _corpus(path: Path) -> tuple:
+    """Every inbound tweet of the file, normalized as the replay connector reads it."""
     from listener.replay import ReplayConnector
 
     if not path.exists():
         raise SystemExit(f"corpus not found: {path} (the shared data directory sits beside the project)")
     mentions, _ = asyncio.run(ReplayConnector(path).poll_once(None))
+    return tuple(mentions)
+
+
+def load_corpus(n: int, path: Path = TWCS) -> list:
+    """The first ``n`` inbound tweets of the Customer Support on Twitter sample (cycled if needed,
+    with fresh ids, so that ``n`` may exceed the file)."""
+    from dataclasses import replace
+
+    mentions = _corpus(path)
     out = []
     for i in range(n):
         m = mentions[i % len(mentions)]
         if i >= len(mentions):
-            from dataclasses import replace
-
             m = replace(m, external_id=f"{m.external_id}-r{i // len(mentions)}")
         out.append(m)
     return out
+
+
+def corpus_size(path: Path = TWCS) -> int:
+    """Tweets in the replayed corpus (what one pass of :func:`load_corpus` holds)."""
+    return len(_corpus(path))
 
 
 def backend_encoder_texts_per_s(texts: list[str], backend: str, *, fp32: float, batch_size: int = 32) -> float:
