@@ -34,7 +34,7 @@ TASKS = ("sentiment", "sensitivity", "issue_type", "toxicity", "spam")
 # probability of the labels that matter there is clearly on one side of the band: (labels, low,
 # high); a text whose probability falls inside goes to the encoder. The cheap heads learn the full
 # heads' probabilities (train_default.train_cheap), so the band sits around the full head's own
-# decision. Measured on the first 2,000 replayed care tweets (triage/heads/metrics.json,
+# decision. Measured on the first 5,000 replayed care tweets (triage/heads/metrics.json,
 # `cascade_on_care_tweets`): what each settles, how often a settled label is the transformer's and
 # what share of the texts the transformer flags it keeps. Sentiment and issue type take the cheap
 # answer at any confidence: the router auto-answers only above its threshold, so a cheap issue

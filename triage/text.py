@@ -91,14 +91,23 @@ def _columns(text: str) -> list[int]:
     return [_term_column(term) for term in analyze(text)]
 
 
-@lru_cache(maxsize=1 << 18)
+_COLUMNS: dict[str, int] = {}  # term -> column: a plain dict (an LRU's bookkeeping cost more than hashing)
+_COLUMNS_MAX = 1 << 19
+
+
 def _term_column(term: str) -> int:
     """A term's column at BASE_DIM exactly as sklearn's FeatureHasher places it (signed 32-bit
     murmurhash of the UTF-8 bytes, seed 0; its absolute value modulo the width)."""
-    from sklearn.utils import murmurhash3_32
+    column = _COLUMNS.get(term)
+    if column is None:
+        from sklearn.utils import murmurhash3_32
 
-    h = int(murmurhash3_32(term, seed=0))
-    return (2147483647 - (BASE_DIM - 1)) % BASE_DIM if h == -2147483648 else abs(h) % BASE_DIM
+        h = int(murmurhash3_32(term, seed=0))
+        column = (2147483647 - (BASE_DIM - 1)) % BASE_DIM if h == -2147483648 else abs(h) % BASE_DIM
+        if len(_COLUMNS) >= _COLUMNS_MAX:  # a long-running service meets new words forever
+            _COLUMNS.clear()
+        _COLUMNS[term] = column
+    return column
 
 
 def lexical_features(texts: list[str], dim: int) -> sparse.csr_matrix:

@@ -61,6 +61,10 @@ def embed(texts: list[str], encoder, *, cache_dir: Path | None = None, progress:
             part = todo[start:start + chunk]
             fresh.update(zip(part, encoder.features(part)))
             bar.update(len(part))
+    if store is not None:
+        # what the cache keeps (float16), on the run that fills it too: a cold and a warm cache
+        # then train the same heads
+        fresh = {t: v.astype(np.float16).astype(np.float32) for t, v in fresh.items()}
     for i in missing:
         out[i] = fresh[normalized[i]]
     if store is not None and fresh:
@@ -141,10 +145,11 @@ def _stamp(head: Head, version: str) -> None:
 
 
 def cv_threshold(task: str, texts: list[str], labels: list[str], embeddings: np.ndarray | None, positive: str, *,
-                 folds: int = 5, **fit_args) -> float:  # noqa: ANN003
+                 folds: int = 5, **fit_args) -> tuple[float, dict[str, float]]:  # noqa: ANN003
     """The cut on p(``positive``) that maximizes mean macro-F1 over ``folds`` out-of-fold splits of
-    the training rows (never validation data). Class-balanced training makes a binary head flag its
-    rarer label too readily for macro-F1: for toxicity the cut lands near 0.6, not 0.5."""
+    the training rows (never validation data), and the cross-validated macro-F1 at 0.5 and at that
+    cut. Class-balanced training makes a binary head flag its rarer label too readily for macro-F1:
+    for toxicity the cut lands near 0.6, not 0.5."""
     from sklearn.model_selection import StratifiedKFold
 
     p = np.zeros(len(texts))
@@ -161,7 +166,8 @@ def cv_threshold(task: str, texts: list[str], labels: list[str], embeddings: np.
         return float(np.mean([evaluate(list(y[h]), list(np.where(p[h] >= cut, positive, other)),
                                        [other, positive])["macro_f1"] for _, h in splits]))
 
-    return max(np.round(np.arange(0.30, 0.705, 0.01), 2).tolist(), key=score)
+    cut = max(np.round(np.arange(0.30, 0.705, 0.01), 2).tolist(), key=score)
+    return cut, {"cv_macro_f1_at_0.5": round(score(0.5), 4), "cv_macro_f1": round(score(cut), 4), "cut": cut}
 
 
 def set_threshold(head: Head, positive: str, cut: float) -> None:

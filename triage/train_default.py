@@ -164,7 +164,7 @@ def train_cheap(full, texts: list[str], labels: list[str], shared: Path, embed_f
 
 
 def cascade_figures(full, cheap, shared: Path, embed_fn, static_fn) -> dict:  # noqa: ANN001
-    """How a cheap head serves the cascade on the first 2,000 replay rows (a text a keyword rule
+    """How a cheap head serves the cascade on the first BENCH_ROWS replay rows (a text a keyword rule
     fires on goes to the encoder too, as in the engine): the share it settles, how often a settled
     label is the transformer's, and, for a task the cascade settles by a band, of the texts the
     transformer flags (offensive; security or fraud; spam) the share it keeps (sends to the
@@ -172,7 +172,7 @@ def cascade_figures(full, cheap, shared: Path, embed_fn, static_fn) -> dict:  # 
     from triage.engine import CASCADE_BANDS, cheap_unsure
     from triage.rules import sensitivity_rules
 
-    bench = [r["text"] for r in care_tweets(shared)][:2000]
+    bench = [r["text"] for r in care_tweets(shared)][:BENCH_ROWS]
     teacher = np.array(full.labels)[full.proba(bench, embed_fn(bench)).argmax(1)]
     p = cheap.proba(bench, static_fn(bench))
     settled_as = np.array(cheap.labels)[p.argmax(1)]
@@ -279,11 +279,13 @@ def main() -> None:
         emb = embed_cached(texts)
         fit_args = {"lexical_dim": LEX[task], "c": C[task], "sample_weight": sw, "extra_features": EXTRA.get(task, ())}
         full = fit_head(task, texts, labels, emb, **fit_args)
+        cv = {}
         if task in CV_THRESHOLD:
             label = CV_THRESHOLD[task]
-            set_threshold(full, label, cv_threshold(task, texts, labels, emb, label, **fit_args))
+            cut, cv = cv_threshold(task, texts, labels, emb, label, **fit_args)
+            set_threshold(full, label, cut)
         cheap, cascade = train_cheap(full, texts, labels, shared, embed_cached, static_fn, weights)
-        return full, cheap, {"cascade_on_care_tweets": cascade}
+        return full, cheap, {"cascade_on_care_tweets": cascade} | ({"cross_validated_on_train": cv} if cv else {})
 
     def report(task: str, m: dict) -> None:
         metrics[task] = m
