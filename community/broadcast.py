@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from community.templates import TemplateRenderError, choose_tone, render
 from models import Author, Incident, IncidentMention, IncidentUpdate, Mention, Reply, Template
 from models.base import utcnow
+from models.bulk import IDS
 from service.audit import record
 
 FALLBACK = {
@@ -32,6 +33,10 @@ FALLBACK = {
     "outage_fixed": "Good news {{ author_name }}: it's fixed! Thanks for your patience.",
 }
 MAX_MESSAGE = 1_000
+_NEWEST = (select(IncidentUpdate.incident_id, func.max(IncidentUpdate.id).label("uid"))
+           .where(IncidentUpdate.incident_id.in_(IDS), IncidentUpdate.kind == "status")
+           .group_by(IncidentUpdate.incident_id).subquery())
+LATEST_STATUS = select(IncidentUpdate).join(_NEWEST, _NEWEST.c.uid == IncidentUpdate.id)  # built once (models.bulk)
 
 
 class IncidentError(ValueError):
@@ -175,11 +180,7 @@ async def latest_status(session: AsyncSession, incident_ids: set[int]) -> dict[i
     """The newest status update of each incident (one query)."""
     if not incident_ids:
         return {}
-    newest = (select(IncidentUpdate.incident_id, func.max(IncidentUpdate.id).label("uid"))
-              .where(IncidentUpdate.incident_id.in_(incident_ids), IncidentUpdate.kind == "status")
-              .group_by(IncidentUpdate.incident_id).subquery())
-    rows = await session.scalars(select(IncidentUpdate).join(newest, newest.c.uid == IncidentUpdate.id))
-    return {u.incident_id: u for u in rows}
+    return {u.incident_id: u for u in await session.scalars(LATEST_STATUS, {"ids": list(incident_ids)})}
 
 
 async def reply_to_new_mention(session: AsyncSession, incident: Incident, update: IncidentUpdate | None,

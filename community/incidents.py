@@ -19,12 +19,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, tuple_
+from sqlalchemy import and_, bindparam, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Incident, IncidentMention, IncidentUpdate, Mention, TriageResult
+from models.bulk import IDS, add_rows
 
 INCIDENT_TYPES = ("outage", "account_access")
+_M, _T, _IM = Mention.__table__.c, TriageResult.__table__.c, IncidentMention.__table__.c
+# what every routed batch asks, built once (models.bulk)
+OPEN = (select(Incident).where(Incident.issue_type.in_(bindparam("types", expanding=True)), Incident.status == "open")
+        .order_by(Incident.id.desc()))
+ATTACHED = select(_IM.mention_id).where(_IM.incident_id == bindparam("incident_id"), _IM.mention_id.in_(IDS))
+EVENT_TIMES = (select(_T.issue_type, _M.platform, _M.created_at)
+               .select_from(Mention.__table__.join(TriageResult.__table__, _T.mention_id == _M.id))
+               .where(tuple_(_T.issue_type, _M.platform).in_(bindparam("groups", expanding=True)),
+                      _M.created_at > bindparam("low"), _M.created_at <= bindparam("high"))
+               .order_by(_M.created_at))
 
 
 @dataclass(frozen=True)
@@ -87,9 +98,7 @@ async def open_incident_for(session: AsyncSession, issue_type: str, platform: st
 
 async def _open_incidents(session: AsyncSession, issue_types: set[str]) -> list[Incident]:
     """The open incidents of these types, newest first (one query)."""
-    return list(await session.scalars(
-        select(Incident).where(Incident.issue_type.in_(issue_types), Incident.status == "open")
-        .order_by(Incident.id.desc())))
+    return list(await session.scalars(OPEN, {"types": list(issue_types)}))
 
 
 def _pick(incidents: list[Incident], issue_type: str, platform: str) -> Incident | None:
@@ -99,14 +108,12 @@ def _pick(incidents: list[Incident], issue_type: str, platform: str) -> Incident
 
 
 async def attach_many(session: AsyncSession, incident_id: int, mention_ids: list[int]) -> None:
-    """Group mentions into an incident; mentions already in it are left alone (one query)."""
+    """Group mentions into an incident; mentions already in it are left alone (one query, one insert)."""
     if not mention_ids:
         return
-    have = set(await session.scalars(select(IncidentMention.mention_id).where(
-        IncidentMention.incident_id == incident_id, IncidentMention.mention_id.in_(mention_ids))))
-    for mid in dict.fromkeys(mention_ids):
-        if mid not in have:
-            session.add(IncidentMention(incident_id=incident_id, mention_id=mid))
+    have = set(await session.scalars(ATTACHED, {"incident_id": incident_id, "ids": mention_ids}))
+    await add_rows(session, IncidentMention, [{"incident_id": incident_id, "mention_id": mid}
+                                              for mid in dict.fromkeys(mention_ids) if mid not in have])
 
 
 async def attach(session: AsyncSession, incident_id: int, mention_id: int) -> None:
@@ -191,13 +198,8 @@ async def _event_times(session: AsyncSession, groups: dict[tuple[str, str], list
     if not groups:
         return {}
     ranges = {g: (m[0].created_at - policy.window, m[-1].created_at) for g, m in groups.items()}
-    rows = await session.execute(
-        select(TriageResult.issue_type, Mention.platform, Mention.created_at)
-        .join(TriageResult, TriageResult.mention_id == Mention.id)
-        .where(tuple_(TriageResult.issue_type, Mention.platform).in_(list(groups)),
-               Mention.created_at > min(low for low, _ in ranges.values()),
-               Mention.created_at <= max(high for _, high in ranges.values()))
-        .order_by(Mention.created_at))
+    rows = await session.execute(EVENT_TIMES, {"groups": list(groups), "low": min(low for low, _ in ranges.values()),
+                                               "high": max(high for _, high in ranges.values())})
     out: dict[tuple[str, str], list[datetime]] = {g: [] for g in groups}
     for issue_type, platform, at in rows:
         low, high = ranges[(issue_type, platform)]

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from community import harvest
 from listener.protocol import Action
 from models import Author, Mention, ModerationAction, Reply, TriageResult
+from models.bulk import IDS
 from service.audit import record
 from triage.pii import redact
 
@@ -48,6 +49,9 @@ BUILTIN_NOTICES = {
 }
 PII_NOTICE = "pii_removed_notice"
 REPORT_RULE = "reported"  # the rule of a hold an agent or a bot asked for
+_A = ModerationAction.__table__.c
+RECORDED = select(_A.dedup_key).where(_A.mention_id.in_(IDS))  # built once (models.bulk)
+QUEUED = select(_A.id).where(_A.mention_id.in_(IDS), _A.status == "queued")
 
 
 def platform_kind(platform: str, action: str) -> str | None:
@@ -89,8 +93,7 @@ async def add_action(session: AsyncSession, key: str, mention: Mention, action: 
 
 async def recorded_keys(session: AsyncSession, mention_ids: list[int]) -> set[str]:
     """The keys of every action recorded for these posts (for :func:`add_action`)."""
-    return set(await session.scalars(select(ModerationAction.dedup_key).where(
-        ModerationAction.mention_id.in_(mention_ids))))
+    return set(await session.scalars(RECORDED, {"ids": list(mention_ids)}))
 
 
 async def alerts(session: AsyncSession, *, open_only: bool = True, limit: int = 100) -> list[dict[str, Any]]:
@@ -219,8 +222,7 @@ async def execute(db: Any, connectors: dict[str, Any], action_ids: list[int], *,
 
 
 async def queued_actions(session: AsyncSession, mention_ids: list[int]) -> list[int]:
-    return list(await session.scalars(select(ModerationAction.id).where(
-        ModerationAction.mention_id.in_(mention_ids), ModerationAction.status == "queued")))
+    return list(await session.scalars(QUEUED, {"ids": list(mention_ids)}))
 
 
 async def author_removals(session: AsyncSession, author_ids: set[int]) -> dict[int, int]:

@@ -13,18 +13,33 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from listener.protocol import Action, ActionResult
 from models import Mention, Reply
 from models.base import utcnow
+from models.bulk import IDS
 from service.audit import record
 
 BOT_KINDS = ("auto_answer", "community_answer")  # replies the bot chooses to send on its own
 LIVE = ("pending", "queued", "sending", "sent", "dry_run", "unknown")  # went, will go (or would have gone) out
 GATES = ("enabled", "sensitivity", "pii", "toxicity", "spam", "confidence", "thread_answered",
          "author_cooldown", "rate_limit")
+_R, _M = Reply.__table__.c, Mention.__table__.c
+# the ledger's three questions, built once (models.bulk): threads answered in public, each author's
+# newest bot reply since ``since``, bot replies per platform since ``since``
+ANSWERED = select(_R.conversation_id).where(_R.conversation_id.in_(IDS), _R.visibility == "public",
+                                            _R.status.in_(LIVE))
+LAST_BOT_REPLY = (select(_M.author_id, func.max(_R.created_at))
+                  .select_from(Reply.__table__.join(Mention.__table__, _M.id == _R.mention_id))
+                  .where(_M.author_id.in_(IDS), _R.kind.in_(BOT_KINDS), _R.status.in_(LIVE),
+                         _R.created_at > bindparam("since"))
+                  .group_by(_M.author_id))
+BOT_REPLIES = (select(_R.platform, func.count())
+               .where(_R.platform.in_(bindparam("platforms", expanding=True)), _R.kind.in_(BOT_KINDS),
+                      _R.status.in_(LIVE), _R.created_at > bindparam("since"))
+               .group_by(_R.platform))
 
 
 @dataclass(frozen=True)
@@ -107,20 +122,13 @@ class Ledger:
         now = now or utcnow()
         led = cls(now=now)
         if conversation_ids:
-            led.answered_threads = set(await session.scalars(select(Reply.conversation_id).where(
-                Reply.conversation_id.in_(conversation_ids), Reply.visibility == "public", Reply.status.in_(LIVE))))
+            led.answered_threads = set(await session.scalars(ANSWERED, {"ids": list(conversation_ids)}))
         if author_ids and max_cooldown_hours > 0:
-            rows = await session.execute(
-                select(Mention.author_id, func.max(Reply.created_at)).join(Mention, Mention.id == Reply.mention_id)
-                .where(Mention.author_id.in_(author_ids), Reply.kind.in_(BOT_KINDS), Reply.status.in_(LIVE),
-                       Reply.created_at > now - timedelta(hours=max_cooldown_hours))
-                .group_by(Mention.author_id))
+            rows = await session.execute(LAST_BOT_REPLY, {"ids": list(author_ids),
+                                                          "since": now - timedelta(hours=max_cooldown_hours)})
             led.last_auto_answer = {a: t for a, t in rows.all()}
         if platforms:
-            rows = await session.execute(
-                select(Reply.platform, func.count()).where(
-                    Reply.platform.in_(platforms), Reply.kind.in_(BOT_KINDS), Reply.status.in_(LIVE),
-                    Reply.created_at > now - timedelta(hours=1)).group_by(Reply.platform))
+            rows = await session.execute(BOT_REPLIES, {"platforms": list(platforms), "since": now - timedelta(hours=1)})
             led.sent_last_hour = {p: int(n) for p, n in rows.all()}
         return led
 

@@ -12,19 +12,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from listener.protocol import NormalizedMention, utc
 from listener.text import clean_text, content_key
 from models import Author, Conversation, Mention, SocialIdentity
 from models.base import utcnow
-from models.bulk import Record, insert_rows, update_rows
+from models.bulk import IDS, Record, insert_rows, update_rows
 
 Outcome = Literal["new", "edited", "deleted", "duplicate"]
 KEY = {"mentions": ("platform", "external_id"), "authors": ("platform", "author_key"),  # unique: ids read back
        "conversations": ("thread_key",)}
 AUTHOR_FIELDS = ("platform_user_id", "handle", "display_name", "followers", "account_created_at")
+_M, _A, _C, _S = (m.__table__.c for m in (Mention, Author, Conversation, SocialIdentity))
+PAIRS = bindparam("pairs", expanding=True)  # (platform, key) pairs
+# the batch's statements, built once (models.bulk)
+STORED = select(_M.id, _M.platform, _M.external_id, _M.text, _M.url, _M.edited_at, _M.deleted).where(
+    tuple_(_M.platform, _M.external_id).in_(PAIRS))
+AUTHORS = select(_A.id, _A.platform, _A.author_key, _A.customer_id, *(_A[f] for f in AUTHOR_FIELDS)).where(
+    tuple_(_A.platform, _A.author_key).in_(PAIRS))
+LINKS = select(_S.platform, _S.handle_key, _S.customer_id).where(tuple_(_S.platform, _S.handle_key).in_(PAIRS))
+PARENTS = select(_M.platform, _M.external_id, _M.conversation_id).where(tuple_(_M.platform, _M.external_id).in_(PAIRS))
+THREAD = (_C.id, _C.thread_key, _C.customer_id, _C.last_activity_at)
+THREADS = select(*THREAD).where(_C.thread_key.in_(bindparam("keys", expanding=True)))
+THREADS_BY_ID = select(*THREAD).where(_C.id.in_(IDS))
 
 
 @dataclass
@@ -46,13 +58,8 @@ def handle_key(handle: str | None, user_id: str | None) -> list[str]:
 
 async def ingest_batch(session: AsyncSession, batch: list[NormalizedMention]) -> list[Ingested]:
     """Persist a batch in the caller's transaction; returns one result per input, in order."""
-    pairs = {(m.platform, m.external_id) for m in batch}
-    existing = {
-        (r.platform, r.external_id): Record.of(r)
-        for r in await session.execute(
-            select(Mention.id, Mention.platform, Mention.external_id, Mention.text, Mention.url, Mention.edited_at,
-                   Mention.deleted).where(tuple_(Mention.platform, Mention.external_id).in_(pairs)))
-    }
+    pairs = list({(m.platform, m.external_id) for m in batch})
+    existing = {(r.platform, r.external_id): Record.of(r) for r in await session.execute(STORED, {"pairs": pairs})}
     authors = await _authors(session, batch)
     conversations = await _conversations(session, batch)
     new: list[tuple[Record, Record]] = []  # (mention, its thread)
@@ -115,13 +122,7 @@ async def _authors(session: AsyncSession, batch: list[NormalizedMention]) -> dic
     wanted = {(m.platform, k): m for m in batch if (k := author_key(m))}
     if not wanted:
         return {}
-    found = {
-        (a.platform, a.author_key): Record.of(a)
-        for a in await session.execute(
-            select(Author.id, Author.platform, Author.author_key, Author.customer_id,
-                   *(getattr(Author, f) for f in AUTHOR_FIELDS))
-            .where(tuple_(Author.platform, Author.author_key).in_(set(wanted))))
-    }
+    found = {(a.platform, a.author_key): Record.of(a) for a in await session.execute(AUTHORS, {"pairs": list(wanted)})}
     new = [key for key in wanted if key not in found]
     links = await _identity_links(session, [wanted[k] for k in new])
     for key in new:
@@ -149,12 +150,7 @@ async def _identity_links(session: AsyncSession, mentions: list[NormalizedMentio
     keys = {(m.platform, hk) for m in mentions for hk in handle_key(m.author_handle, m.author_id)}
     if not keys:
         return {}
-    rows = await session.execute(
-        select(SocialIdentity.platform, SocialIdentity.handle_key, SocialIdentity.customer_id).where(
-            tuple_(SocialIdentity.platform, SocialIdentity.handle_key).in_(keys)
-        )
-    )
-    return {(p, h): c for p, h, c in rows}
+    return {(p, h): c for p, h, c in await session.execute(LINKS, {"pairs": list(keys)})}
 
 
 def _thread_key(m: NormalizedMention) -> str:
@@ -169,21 +165,14 @@ async def _conversations(session: AsyncSession, batch: list[NormalizedMention]) 
     parents = {(m.platform, m.in_reply_to) for m in batch if m.in_reply_to and not m.conversation_id}
     parent_conv: dict[str, int] = {}
     if parents:
-        for platform, external_id, conversation_id in await session.execute(
-            select(Mention.platform, Mention.external_id, Mention.conversation_id)
-            .where(tuple_(Mention.platform, Mention.external_id).in_(parents))
-        ):
+        for platform, external_id, conversation_id in await session.execute(PARENTS, {"pairs": list(parents)}):
             if conversation_id:
                 parent_conv[f"{platform}:{external_id}"] = conversation_id
-    columns = (Conversation.id, Conversation.thread_key, Conversation.customer_id, Conversation.last_activity_at)
-    found = {
-        c.thread_key: Record.of(c)
-        for c in await session.execute(select(*columns).where(Conversation.thread_key.in_(keys)))
-    } if keys else {}
+    found = {c.thread_key: Record.of(c)
+             for c in await session.execute(THREADS, {"keys": list(keys)})} if keys else {}
     by_id = {c.id: c for c in found.values()}  # one row per thread, however it was reached
     if missing := set(parent_conv.values()) - set(by_id):
-        by_id.update({c.id: Record.of(c) for c in await session.execute(
-            select(*columns).where(Conversation.id.in_(missing)))})
+        by_id.update({c.id: Record.of(c) for c in await session.execute(THREADS_BY_ID, {"ids": list(missing)})})
     now = utcnow()
     for key in keys:
         if key in found:

@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from models import json_codec
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -29,7 +31,9 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
         self.url = url
         self.dialect = url.split(":", 1)[0].split("+", 1)[0]
-        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": self.dialect != "sqlite"}  # a file does not drop
+        kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": self.dialect != "sqlite",  # a file does not drop
+                                  # JSON columns (JSONB through asyncpg's codec too): faster, same values
+                                  "json_serializer": json_codec.dumps, "json_deserializer": json_codec.loads}
         if self.dialect == "sqlite":
             path = url.split("///", 1)[1] if "///" in url else ""
             if path and path != ":memory:":

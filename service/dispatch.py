@@ -26,15 +26,26 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
 
+from community.moderation import REMOVAL_ACTIONS
 from listener.protocol import Action
 from models import Author, Mention, ModerationAction, Reply
 from models.base import utcnow
+from models.bulk import IDS
 
 log = logging.getLogger("socialcare.dispatch")
 PACED_KINDS = ("status", "status_fixed")  # incident replies to everyone affected
 DEFAULT_PACED_PER_MINUTE = 60  # Settings.incident_broadcast_per_minute
 PACE_WINDOW = timedelta(minutes=1)
 DM_WENT_OUT = ("pending", "sending", "sent", "dry_run", "unknown")
+_R, _A = Reply.__table__.c, ModerationAction.__table__.c
+# what every delivery asks and does, built once (models.bulk)
+PENDING = select(_R.id).where(_R.mention_id.in_(IDS), _R.status.in_(("pending", "sending")))
+HIDE_FIRST = (select(_A.id).where(_A.mention_id.in_(select(_R.mention_id).where(_R.id.in_(IDS), _R.visibility == "public")),
+                                  _A.status == "queued", _A.action.in_(REMOVAL_ACTIONS))
+              .order_by(_A.id))  # queued hides and removals of the posts the replies answer
+RECORD_ONLY = update(Reply.__table__).where(_R.id.in_(IDS), _R.status == "pending").values(status="dry_run")
+PACE = (update(Reply.__table__).where(_R.id.in_(IDS), _R.status == "pending", _R.kind.in_(PACED_KINDS))
+        .values(status="queued"))
 
 
 class Dispatcher:
@@ -68,13 +79,11 @@ class Dispatcher:
         await self._hide_first(reply_ids)
         if self.dry_run:  # what would have been sent is recorded in one statement
             async with self.db.session() as session:
-                await session.execute(update(Reply).where(Reply.id.in_(reply_ids), Reply.status == "pending")
-                                      .values(status="dry_run"))
+                await session.execute(RECORD_ONLY, {"ids": list(reply_ids)})
                 await session.commit()
             return
         async with self.db.session() as session:  # incident replies join their channel's queue
-            await session.execute(update(Reply).where(Reply.id.in_(reply_ids), Reply.status == "pending",
-                                                      Reply.kind.in_(PACED_KINDS)).values(status="queued"))
+            await session.execute(PACE, {"ids": list(reply_ids)})
             await session.commit()
         for reply_id in reply_ids:
             await self._deliver_one(reply_id)
@@ -107,10 +116,7 @@ class Dispatcher:
         from community import moderation
 
         async with self.db.session() as session:
-            answered = select(Reply.mention_id).where(Reply.id.in_(reply_ids), Reply.visibility == "public")
-            action_ids = list(await session.scalars(select(ModerationAction.id).where(
-                ModerationAction.mention_id.in_(answered), ModerationAction.status == "queued",
-                ModerationAction.action.in_(moderation.REMOVAL_ACTIONS)).order_by(ModerationAction.id)))
+            action_ids = list(await session.scalars(HIDE_FIRST, {"ids": list(reply_ids)}))
         if action_ids:
             await moderation.execute(self.db, self.connectors, action_ids, dry_run=self.dry_run,
                                      dry_run_channels=self.dry_run_channels)
@@ -192,7 +198,4 @@ async def run_pacer(dispatcher: Dispatcher, interval_s: float, stop: asyncio.Eve
 
 
 async def pending_replies(session, mention_ids: list[int]) -> list[int]:  # noqa: ANN001
-    rows = await session.scalars(
-        select(Reply.id).where(Reply.mention_id.in_(mention_ids), Reply.status.in_(("pending", "sending")))
-    )
-    return list(rows)
+    return list(await session.scalars(PENDING, {"ids": list(mention_ids)}))

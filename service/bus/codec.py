@@ -16,12 +16,15 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
+from models import json_codec
 from service.bus.base import DeadLetter
 
 VERSION = "1"
 KEY, PAYLOAD, ATTEMPTS, PUBLISHED, GROUP, VER = "k", "p", "a", "t", "g", "v"
+_UNESCAPED = partial(json.dumps, ensure_ascii=False, separators=(",", ":"))  # what orjson leaves to json
 
 
 class CodecError(ValueError):
@@ -38,11 +41,12 @@ class Message:
 
 
 def dumps_payload(payload: dict[str, Any]) -> str:
-    """The payload as JSON text (unescaped, see above); CodecError naming only the type at fault."""
+    """The payload as JSON text (unescaped, see above; orjson's where it reads back the same,
+    :mod:`models.json_codec`); CodecError naming only the type at fault."""
     if not isinstance(payload, dict):
         raise CodecError(f"payload must be a dict, not {type(payload).__name__}")
     try:
-        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        return json_codec.dumps(payload, _UNESCAPED)
     except (TypeError, ValueError, RecursionError) as exc:
         raise CodecError(f"payload is not JSON-serialisable: {exc}") from exc
 
@@ -50,7 +54,7 @@ def dumps_payload(payload: dict[str, Any]) -> str:
 def loads_payload(text: str | bytes) -> dict[str, Any]:
     """Inverse of :func:`dumps_payload`; CodecError on anything else."""
     try:
-        payload = json.loads(_text(text))
+        payload = json_codec.loads(_text(text))
     except (ValueError, RecursionError) as exc:
         raise CodecError(f"payload is not valid JSON: {type(exc).__name__}") from exc
     if not isinstance(payload, dict):

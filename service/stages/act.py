@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,7 +29,7 @@ from escalation.cases import SlaPolicy, open_or_join
 from escalation.handoff import can_message_privately, private_handoff, public_notice_template
 from models import AuditEvent, Author, Incident, Mention, Reply, RouteDecision, TriageResult
 from models.base import utcnow
-from models.bulk import Columns, add_rows, records, update_rows
+from models.bulk import IDS, Columns, add_rows, records, update_rows
 from service.audit import record
 from service.bus import Envelope
 from service.dispatch import Dispatcher, pending_replies
@@ -37,13 +37,26 @@ from service.stages.base import Outgoing, StageContext
 
 COMMUNITY_TEXT = "Hi {{ author_name }}, the community has answered this one: {{ article_url }}"
 ARTICLE_TEXT = "Hi {{ author_name }}, this should help: {{ article_url }}"
-DECISION = Columns(RouteDecision.id, RouteDecision.mention_id, RouteDecision.outcome, RouteDecision.reason,
-                   RouteDecision.confidence, RouteDecision.details)
-MENTION = Columns(Mention.id, Mention.platform, Mention.author_id, Mention.conversation_id, Mention.hidden, Mention.is_public)
-TRIAGE = Columns(TriageResult.id, TriageResult.sensitivity, TriageResult.toxicity, TriageResult.spam,
-                 TriageResult.pii_exposed, TriageResult.scores["pii"].label("pii"))  # the spans alone
-AUTHOR = Columns(Author.id, Author.display_name, Author.handle, Author.platform_user_id)
+_D, _M, _T, _A, _R = (m.__table__.c for m in (RouteDecision, Mention, TriageResult, Author, Reply))
+DECISION = Columns(_D.id, _D.mention_id, _D.outcome, _D.reason, _D.confidence, _D.details)
+MENTION = Columns(_M.id, _M.platform, _M.author_id, _M.conversation_id, _M.hidden, _M.is_public)
+TRIAGE = Columns(_T.id, _T.sensitivity, _T.toxicity, _T.spam, _T.pii_exposed,
+                 _T.scores["pii"].label("pii"))  # the spans alone
+AUTHOR = Columns(_A.id, _A.display_name, _A.handle, _A.platform_user_id)
 ORM_OUTCOMES = frozenset({"moderate", "escalate_private"})  # redact, hide, open cases: shared ORM code
+# the batch's statements, built once (models.bulk)
+TO_ACT = (select(*DECISION, *MENTION, *TRIAGE, *AUTHOR)
+          .select_from(RouteDecision.__table__.join(Mention.__table__, _M.id == _D.mention_id)
+                       .outerjoin(TriageResult.__table__, _T.mention_id == _M.id)
+                       .outerjoin(Author.__table__, _A.id == _M.author_id))
+          .where(_D.mention_id.in_(IDS), _D.acted_at.is_(None)))
+POSTS, AUTHORS = select(Mention).where(Mention.id.in_(IDS)), select(Author).where(Author.id.in_(IDS))
+REPLY_KEYS = select(_R.dedup_key).where(_R.mention_id.in_(IDS))
+INCIDENTS = select(Incident).where(Incident.id.in_(IDS))
+DRY_RUN = (update(Reply.__table__).where(_R.mention_id.in_(IDS), _R.status == "pending", _R.sent_by == "bot",
+                                         _R.platform.in_(bindparam("platforms", expanding=True)))
+           .values(status="dry_run"))
+ACTED = update(RouteDecision.__table__).where(_D.id.in_(IDS)).values(acted_at=bindparam("now"))
 
 
 class ActStage:
@@ -92,11 +105,7 @@ class ActStage:
         if time.monotonic() - self._refreshed > self._refresh_s:
             await self.answers.refresh(session)
             self._refreshed = time.monotonic()
-        found = [records(r, DECISION, MENTION, TRIAGE, AUTHOR) for r in await session.execute(
-            select(*DECISION, *MENTION, *TRIAGE, *AUTHOR).join(Mention, Mention.id == RouteDecision.mention_id)
-            .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
-            .outerjoin(Author, Author.id == Mention.author_id)
-            .where(RouteDecision.mention_id.in_(ids), RouteDecision.acted_at.is_(None)))]
+        found = [records(r, DECISION, MENTION, TRIAGE, AUTHOR) for r in await session.execute(TO_ACT, {"ids": ids})]
         if not found:
             return
         rows = [(d, m, t) for d, m, t, _ in found]
@@ -104,10 +113,10 @@ class ActStage:
         author_ids = set(authors)
         posts: dict[int, Mention] = {}  # the ORM objects moderation and cases change (and their authors)
         if shared := {d.mention_id for d, _, _ in rows if d.outcome in ORM_OUTCOMES}:
-            posts = {m.id: m for m in await session.scalars(select(Mention).where(Mention.id.in_(shared)))}
-            authors.update({a.id: a for a in await session.scalars(select(Author).where(
-                Author.id.in_({m.author_id for m in posts.values() if m.author_id})))})
-        self._keys = set(await session.scalars(select(Reply.dedup_key).where(Reply.mention_id.in_(ids))))
+            posts = {m.id: m for m in await session.scalars(POSTS, {"ids": list(shared)})}
+            authors.update({a.id: a for a in await session.scalars(AUTHORS, {
+                "ids": list({m.author_id for m in posts.values() if m.author_id})})})
+        self._keys = set(await session.scalars(REPLY_KEYS, {"ids": ids}))
         self._added: dict[Any, list[dict]] = {Reply: [], AuditEvent: []}  # the bot's rows, inserted together
         # the actions this stage records are keyed by their post: read once, not one query each
         self._actions = await moderation.recorded_keys(session, ids) if shared or any(
@@ -121,7 +130,7 @@ class ActStage:
         incident_ids = {d.details.get("incident_id") for d, _, _ in rows if d.outcome == "broadcast"}
         incident_ids.discard(None)
         self._incidents = {i.id: i for i in await session.scalars(
-            select(Incident).where(Incident.id.in_(incident_ids)))} if incident_ids else {}
+            INCIDENTS, {"ids": list(incident_ids)})} if incident_ids else {}
         self._status = await broadcast.latest_status(session, set(self._incidents))
         for decision, mention, tri in rows:
             mention = posts.get(mention.id, mention)
@@ -134,12 +143,10 @@ class ActStage:
             await add_rows(session, model, added)
         dry = sorted({m.platform for _, m, _ in rows if self.policy(m.platform).dry_run})
         if dry:  # what the pipeline queued on a dry-run channel (answers, notices, DMs) is only recorded
-            await session.execute(update(Reply).where(Reply.mention_id.in_([m.id for _, m, _ in rows]),
-                                                      Reply.status == "pending", Reply.sent_by == "bot",
-                                                      Reply.platform.in_(dry)).values(status="dry_run"))
+            await session.flush()  # the replies added as objects too
+            await session.execute(DRY_RUN, {"ids": [m.id for _, m, _ in rows], "platforms": dry})
         await update_rows(session, RouteDecision, ((d.id, d.changes) for d, _, _ in rows))  # the bot's notes
-        await session.execute(update(RouteDecision.__table__).where(RouteDecision.id.in_([d.id for d, _, _ in rows]))
-                              .values(acted_at=utcnow()))
+        await session.execute(ACTED, {"ids": [d.id for d, _, _ in rows], "now": utcnow()})
         await session.commit()
 
     # --- texts -------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from community.routing import HIGH_TOUCH, LOW_TOUCH, ROUTER_VERSION, RouteInput,
 from community.rules import BUNDLED_RULES, RuleError, Subject, evaluate, load_rules
 from models import Author, Mention, RouteDecision, TriageResult
 from models.base import json_array
-from models.bulk import Columns, Record, add_rows, records
+from models.bulk import IDS, Columns, Record, add_rows, records
 from service.bus import Envelope
 from service.stages.base import Outgoing, StageContext, trace
 
@@ -36,16 +36,20 @@ log = logging.getLogger("socialcare.route")
 # (the console computes suggestions on demand). Keeps the encoder off the hot path.
 SEMANTIC_FLOOR = 0.2
 RULE_TASKS = ("toxicity", "spam", "sentiment", "sensitivity")  # probabilities moderation rules may test
-MENTION = Columns(Mention.id, Mention.text, Mention.platform, Mention.channel, Mention.is_public, Mention.kind,
-                  Mention.created_at, Mention.author_id, Mention.external_id, Mention.url, Mention.in_reply_to,
-                  Mention.platform_conversation_id, Mention.hidden, Mention.deleted,
-                  case((Mention.platform.in_(ACCEPTING_PLATFORMS), Mention.raw)).label("raw"))  # for harvest only
-TRIAGE = Columns(TriageResult.id, TriageResult.sentiment, TriageResult.sensitivity, TriageResult.issue_type,
-                 TriageResult.toxicity, TriageResult.spam, TriageResult.pii_exposed,
-                 TriageResult.scores[("issue_type", "score")].as_float().label("issue_confidence"),
-                 json_array(*(TriageResult.scores[(task, "probabilities")] for task in RULE_TASKS),
-                            TriageResult.scores["pii"]).label("parts"))  # RULE_TASKS' probabilities, PII spans
-AUTHOR = Columns(Author.id, Author.banned, Author.followers, Author.account_created_at)
+_M, _T, _A, _D = (m.__table__.c for m in (Mention, TriageResult, Author, RouteDecision))
+MENTION = Columns(_M.id, _M.text, _M.platform, _M.channel, _M.is_public, _M.kind, _M.created_at, _M.author_id,
+                  _M.external_id, _M.url, _M.in_reply_to, _M.platform_conversation_id, _M.hidden, _M.deleted,
+                  case((_M.platform.in_(ACCEPTING_PLATFORMS), _M.raw)).label("raw"))  # for harvest only
+TRIAGE = Columns(_T.id, _T.sentiment, _T.sensitivity, _T.issue_type, _T.toxicity, _T.spam, _T.pii_exposed,
+                 _T.scores[("issue_type", "score")].as_float().label("issue_confidence"),
+                 json_array(*(_T.scores[(task, "probabilities")] for task in RULE_TASKS),
+                            _T.scores["pii"]).label("parts"))  # RULE_TASKS' probabilities, PII spans
+AUTHOR = Columns(_A.id, _A.banned, _A.followers, _A.account_created_at)
+DECIDED = select(_D.mention_id, _D.outcome).where(_D.mention_id.in_(IDS))  # built once (models.bulk)
+TO_ROUTE = (select(*MENTION, *TRIAGE, *AUTHOR)
+            .select_from(Mention.__table__.join(TriageResult.__table__, _T.mention_id == _M.id)
+                         .outerjoin(Author.__table__, _A.id == _M.author_id))
+            .where(_M.id.in_(IDS)).order_by(_M.created_at))
 
 
 class RouteStage:
@@ -120,15 +124,9 @@ class RouteStage:
                 self._reload_rules()
                 await asyncio.to_thread(self.answers.prepare)  # a changed index is re-embedded off the loop
                 self._refreshed = time.monotonic()
-            done = dict((await session.execute(select(RouteDecision.mention_id, RouteDecision.outcome)
-                                               .where(RouteDecision.mention_id.in_(ids)))).all())
+            done = dict((await session.execute(DECIDED, {"ids": ids})).all())
             rows = [records(r, MENTION, TRIAGE, AUTHOR) for r in await session.execute(
-                select(*MENTION, *TRIAGE, *AUTHOR)
-                .join(TriageResult, TriageResult.mention_id == Mention.id)
-                .outerjoin(Author, Author.id == Mention.author_id)
-                .where(Mention.id.in_([i for i in ids if i not in done]))
-                .order_by(Mention.created_at)
-            )]
+                TO_ROUTE, {"ids": [i for i in ids if i not in done]})]
             out: list[tuple[int, str]] = list(done.items())
             if not rows:
                 return out

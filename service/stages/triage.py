@@ -6,10 +6,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from models import Author, Mention, TriageResult
-from models.bulk import add_rows, update_rows
+from models.bulk import IDS, add_rows, update_rows
 from service.bus import Envelope
 from service.stages.base import Outgoing, StageContext, trace
 from triage.protocol import TriageInput, TriageOutput
+
+_M, _A, _T = Mention.__table__.c, Author.__table__.c, TriageResult.__table__.c
+POSTS = (select(_M.id, _M.text, _M.platform, _M.is_public, _M.deleted, _A.followers)  # what triage reads
+         .select_from(Mention.__table__.outerjoin(Author.__table__, _A.id == _M.author_id)).where(_M.id.in_(IDS)))
+SCORED = select(_T.mention_id, _T.id).where(_T.mention_id.in_(IDS))
 
 
 def result_row(mention_id: int, out: TriageOutput, model_version: str) -> dict:
@@ -33,11 +38,7 @@ class TriageStage:
     async def handle(self, batch: list[Envelope]) -> list[Outgoing]:
         ids = list(dict.fromkeys(env.payload["mention_id"] for env in batch))
         async with self.ctx.db.session() as session:  # the columns triage reads, not whole rows
-            rows = (await session.execute(
-                select(Mention.id, Mention.text, Mention.platform, Mention.is_public, Mention.deleted,
-                       Author.followers).outerjoin(Author, Author.id == Mention.author_id)
-                .where(Mention.id.in_(ids))
-            )).all()
+            rows = (await session.execute(POSTS, {"ids": ids})).all()
         mentions = {r.id: r for r in rows}
         todo = [i for i in ids if i in mentions and not mentions[i].deleted]
         inputs = [
@@ -50,8 +51,7 @@ class TriageStage:
         for attempt in range(3):
             try:
                 async with self.ctx.db.session() as session:
-                    existing = dict((await session.execute(select(TriageResult.mention_id, TriageResult.id)
-                                                           .where(TriageResult.mention_id.in_(todo)))).all())
+                    existing = dict((await session.execute(SCORED, {"ids": todo})).all())
                     fresh, rescored = [], []
                     for mention_id, out in zip(todo, outputs):
                         values = result_row(mention_id, out, version)
