@@ -11,8 +11,10 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from models import json_codec
+from models.sqlite_driver import WriteGate, install
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+SQLITE_LOCK_TIMEOUT_S = 30  # a writer waits this long for another's transaction, then "database is locked"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -21,7 +23,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_LOCK_TIMEOUT_S * 1000}")
     cur.close()
 
 
@@ -38,15 +40,15 @@ class Database:
             path = url.split("///", 1)[1] if "///" in url else ""
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["connect_args"] = {"timeout": 30}
+            kwargs["connect_args"] = {"timeout": SQLITE_LOCK_TIMEOUT_S}
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.dialect == "sqlite":
-            from models.sqlite_driver import install
-
             install()
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            self.write_gate = gate = WriteGate(SQLITE_LOCK_TIMEOUT_S)  # writers queue here, not in busy handlers
+            event.listen(self.engine.sync_engine, "connect", lambda conn, _rec: gate.attach(conn))
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
