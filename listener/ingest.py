@@ -12,28 +12,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import bindparam, select, tuple_
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from listener.protocol import NormalizedMention, utc
 from listener.text import clean_text, content_key
 from models import Author, Conversation, Mention, SocialIdentity
 from models.base import utcnow
-from models.bulk import IDS, Record, insert_rows, update_rows
+from models.bulk import IDS, Record, insert_rows, pair_params, pairs_in, update_rows
 
 Outcome = Literal["new", "edited", "deleted", "duplicate"]
 KEY = {"mentions": ("platform", "external_id"), "authors": ("platform", "author_key"),  # unique: ids read back
        "conversations": ("thread_key",)}
 AUTHOR_FIELDS = ("platform_user_id", "handle", "display_name", "followers", "account_created_at")
 _M, _A, _C, _S = (m.__table__.c for m in (Mention, Author, Conversation, SocialIdentity))
-PAIRS = bindparam("pairs", expanding=True)  # (platform, key) pairs
-# the batch's statements, built once (models.bulk)
+# the batch's statements, built once; (platform, key) pairs looked up with models.bulk.pairs_in
 STORED = select(_M.id, _M.platform, _M.external_id, _M.text, _M.url, _M.edited_at, _M.deleted).where(
-    tuple_(_M.platform, _M.external_id).in_(PAIRS))
+    pairs_in(_M.platform, _M.external_id))
 AUTHORS = select(_A.id, _A.platform, _A.author_key, _A.customer_id, *(_A[f] for f in AUTHOR_FIELDS)).where(
-    tuple_(_A.platform, _A.author_key).in_(PAIRS))
-LINKS = select(_S.platform, _S.handle_key, _S.customer_id).where(tuple_(_S.platform, _S.handle_key).in_(PAIRS))
-PARENTS = select(_M.platform, _M.external_id, _M.conversation_id).where(tuple_(_M.platform, _M.external_id).in_(PAIRS))
+    pairs_in(_A.platform, _A.author_key))
+LINKS = select(_S.platform, _S.handle_key, _S.customer_id).where(pairs_in(_S.platform, _S.handle_key))
+PARENTS = select(_M.platform, _M.external_id, _M.conversation_id).where(pairs_in(_M.platform, _M.external_id))
 THREAD = (_C.id, _C.thread_key, _C.customer_id, _C.last_activity_at)
 THREADS = select(*THREAD).where(_C.thread_key.in_(bindparam("keys", expanding=True)))
 THREADS_BY_ID = select(*THREAD).where(_C.id.in_(IDS))
@@ -58,8 +57,9 @@ def handle_key(handle: str | None, user_id: str | None) -> list[str]:
 
 async def ingest_batch(session: AsyncSession, batch: list[NormalizedMention]) -> list[Ingested]:
     """Persist a batch in the caller's transaction; returns one result per input, in order."""
-    pairs = list({(m.platform, m.external_id) for m in batch})
-    existing = {(r.platform, r.external_id): Record.of(r) for r in await session.execute(STORED, {"pairs": pairs})}
+    pairs = {(m.platform, m.external_id) for m in batch}
+    existing = {key: Record.of(r) for r in await session.execute(STORED, pair_params(pairs))
+                if (key := (r.platform, r.external_id)) in pairs}
     authors = await _authors(session, batch)
     conversations = await _conversations(session, batch)
     new: list[tuple[Record, Record]] = []  # (mention, its thread)
@@ -122,7 +122,8 @@ async def _authors(session: AsyncSession, batch: list[NormalizedMention]) -> dic
     wanted = {(m.platform, k): m for m in batch if (k := author_key(m))}
     if not wanted:
         return {}
-    found = {(a.platform, a.author_key): Record.of(a) for a in await session.execute(AUTHORS, {"pairs": list(wanted)})}
+    found = {key: Record.of(a) for a in await session.execute(AUTHORS, pair_params(wanted))
+             if (key := (a.platform, a.author_key)) in wanted}
     new = [key for key in wanted if key not in found]
     links = await _identity_links(session, [wanted[k] for k in new])
     for key in new:
@@ -150,7 +151,7 @@ async def _identity_links(session: AsyncSession, mentions: list[NormalizedMentio
     keys = {(m.platform, hk) for m in mentions for hk in handle_key(m.author_handle, m.author_id)}
     if not keys:
         return {}
-    return {(p, h): c for p, h, c in await session.execute(LINKS, {"pairs": list(keys)})}
+    return {(p, h): c for p, h, c in await session.execute(LINKS, pair_params(keys)) if (p, h) in keys}
 
 
 def _thread_key(m: NormalizedMention) -> str:
@@ -165,8 +166,8 @@ async def _conversations(session: AsyncSession, batch: list[NormalizedMention]) 
     parents = {(m.platform, m.in_reply_to) for m in batch if m.in_reply_to and not m.conversation_id}
     parent_conv: dict[str, int] = {}
     if parents:
-        for platform, external_id, conversation_id in await session.execute(PARENTS, {"pairs": list(parents)}):
-            if conversation_id:
+        for platform, external_id, conversation_id in await session.execute(PARENTS, pair_params(parents)):
+            if conversation_id and (platform, external_id) in parents:
                 parent_conv[f"{platform}:{external_id}"] = conversation_id
     found = {c.thread_key: Record.of(c)
              for c in await session.execute(THREADS, {"keys": list(keys)})} if keys else {}

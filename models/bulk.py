@@ -19,10 +19,24 @@ from collections.abc import Iterable
 from functools import cache
 from typing import Any, Self
 
-from sqlalchemy import Insert, Table, Update, bindparam, insert, update
+from sqlalchemy import ColumnElement, Insert, Table, Update, and_, bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 IDS = bindparam("ids", expanding=True)  # ``column.in_(IDS)``, executed with ``{"ids": [...]}``
+FIRSTS, SECONDS = bindparam("firsts", expanding=True), bindparam("seconds", expanding=True)
+
+
+def pairs_in(first: Any, second: Any) -> ColumnElement[bool]:
+    """``(first, second) IN pairs`` written as two INs, executed with :func:`pair_params`. SQLite
+    reads a row-value IN (``(a, b) IN (VALUES ...)``) by scanning the whole index, a cost that grew
+    with the table on every ingested batch; it searches the index for ``a IN (...) AND b IN (...)``.
+    Rows of the cross product that are not among the pairs are the caller's to drop."""
+    return and_(first.in_(FIRSTS), second.in_(SECONDS))
+
+
+def pair_params(pairs: Iterable[tuple[Any, Any]]) -> dict[str, list]:
+    pairs = list(pairs)
+    return {"firsts": list({a for a, _ in pairs}), "seconds": list({b for _, b in pairs})}
 
 
 class Columns(tuple):

@@ -125,3 +125,37 @@ async def test_an_author_keeps_what_the_platform_no_longer_says_and_takes_what_i
         conv = await s.scalar(select(Conversation).where(Conversation.thread_key == "x:2"))
     assert (author.display_name, author.followers, author.handle) == ("Jane", 12, "Jane_D")
     assert conv.last_activity_at >= T0  # a new thread's activity: when it was stored, or its post if later
+
+
+async def test_the_same_id_or_handle_on_another_platform_is_another_post_and_author(db):
+    async with db.session() as s:
+        await ingest_batch(s, [mention("7", author_id="42"), mention("8", platform="reddit", author_id="43",
+                                                                     in_reply_to="7")])
+        await s.commit()
+    async with db.session() as s:  # looked up together: x:8 and reddit:7 are not in the table
+        out = await ingest_batch(s, [mention("8", "new on x", author_id="43"),
+                                     mention("7", "new on reddit", platform="reddit", author_id="42")])
+        await s.commit()
+        texts = dict((await s.execute(select(Mention.platform + ":" + Mention.external_id, Mention.text))).all())
+        authors = set((await s.execute(select(Author.platform, Author.author_key))).all())
+        threads = set(await s.scalars(select(Conversation.thread_key)))
+    assert [r.outcome for r in out] == ["new", "new"]
+    assert texts == {"x:7": "hello", "reddit:8": "hello", "x:8": "new on x", "reddit:7": "new on reddit"}
+    assert len(authors) == 4  # (x, 42), (x, 43), (reddit, 42), (reddit, 43)
+    assert "reddit:7" in threads and "x:7" in threads  # reddit:8 replied to reddit:7, not to x:7
+
+
+async def test_ingest_lookups_search_the_unique_indexes_instead_of_scanning_them(db):
+    """SQLite scanned a whole index for a row-value IN, on every batch, the bigger the table the
+    slower; the lookups are written as two INs, which it searches."""
+    from listener import ingest
+
+    params = {"firsts": ["x", "reddit"], "seconds": ["1", "2"], "keys": ["x:1"], "ids": [1]}
+    async with db.engine.connect() as conn:
+        for name in ("STORED", "AUTHORS", "LINKS", "PARENTS", "THREADS", "THREADS_BY_ID"):
+            stmt = getattr(ingest, name)
+            used = {k: v for k, v in params.items() if k in stmt.compile().params}
+            sql = str(stmt.params(used).compile(dialect=conn.dialect, compile_kwargs={
+                "literal_binds": True, "render_postcompile": True}))
+            plan = [row[-1] for row in await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
+            assert plan and all(step.startswith("SEARCH") for step in plan), (name, plan)
