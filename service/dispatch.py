@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
 
-from community.moderation import REMOVAL_ACTIONS
+from community import moderation
 from listener.protocol import Action
 from models import Author, Mention, ModerationAction, Reply
 from models.base import utcnow
@@ -41,7 +41,7 @@ _R, _A = Reply.__table__.c, ModerationAction.__table__.c
 # what every delivery asks and does, built once (models.bulk)
 PENDING = select(_R.id).where(_R.mention_id.in_(IDS), _R.status.in_(("pending", "sending")))
 HIDE_FIRST = (select(_A.id).where(_A.mention_id.in_(select(_R.mention_id).where(_R.id.in_(IDS), _R.visibility == "public")),
-                                  _A.status == "queued", _A.action.in_(REMOVAL_ACTIONS))
+                                  _A.status == "queued", _A.action.in_(moderation.REMOVAL_ACTIONS))
               .order_by(_A.id))  # queued hides and removals of the posts the replies answer
 RECORD_ONLY = update(Reply.__table__).where(_R.id.in_(IDS), _R.status == "pending").values(status="dry_run")
 PACE = (update(Reply.__table__).where(_R.id.in_(IDS), _R.status == "pending", _R.kind.in_(PACED_KINDS))
@@ -113,8 +113,6 @@ class Dispatcher:
             or_(Reply.status == "sending", Reply.sent_at > now - PACE_WINDOW))) or 0)
 
     async def _hide_first(self, reply_ids: list[int]) -> None:
-        from community import moderation
-
         async with self.db.session() as session:
             action_ids = list(await session.scalars(HIDE_FIRST, {"ids": list(reply_ids)}))
         if action_ids:

@@ -64,10 +64,7 @@ def test_a_record_keeps_only_what_differs_from_what_it_holds():
 
 async def test_json_array_reads_parts_of_a_document_with_their_numbers_exact(database):
     async with database.session() as s:
-        [res] = await _store_mention(s)
-        await add_rows(s, TriageResult, [dict(mention_id=res, model_version="t", sentiment="neutral",
-                                              sensitivity="none", issue_type="other", toxicity="not_offensive",
-                                              spam="ham", scores=SCORES)])
+        await store_scores(s, SCORES)
         await s.commit()
         parts = Columns(TriageResult.id, TriageResult.scores[("issue_type", "score")].as_float().label("conf"),
                         json_array(TriageResult.scores[("toxicity", "probabilities")], TriageResult.scores["pii"],
@@ -78,10 +75,15 @@ async def test_json_array_reads_parts_of_a_document_with_their_numbers_exact(dat
     assert rec.parts == [SCORES["toxicity"]["probabilities"], SCORES["pii"], None]
 
 
-async def _store_mention(s):
+async def store_scores(s, scores: dict) -> int:
+    """A stored mention with a triage row holding ``scores``; its id."""
     from listener.ingest import ingest_batch
 
-    return [r.mention_id for r in await ingest_batch(s, [mention("1")])]
+    [mention_id] = [r.mention_id for r in await ingest_batch(s, [mention("1")])]
+    await add_rows(s, TriageResult, [dict(mention_id=mention_id, model_version="t", sentiment="neutral",
+                                          sensitivity="none", issue_type="other", toxicity="not_offensive",
+                                          spam="ham", scores=scores)])
+    return mention_id
 
 
 async def test_nothing_is_written_twice_by_ingesting_a_batch_again(database):

@@ -83,9 +83,8 @@ def test_invalid_text_is_a_value_error_as_with_json(text):
 
 
 async def test_stored_scores_come_back_exactly_through_the_database(tmp_path):
-    from models.bulk import add_rows
     from models.db import Database
-    from tests.models.test_bulk import _store_mention
+    from tests.models.test_bulk import store_scores
 
     db = Database(f"sqlite+aiosqlite:///{tmp_path}/codec.db")
     await db.upgrade()
@@ -93,10 +92,7 @@ async def test_stored_scores_come_back_exactly_through_the_database(tmp_path):
               "id": "1234567890123456789012", "text": "é\u2028\x00🎉"}
     try:
         async with db.session() as s:
-            [mention_id] = await _store_mention(s)
-            await add_rows(s, TriageResult, [dict(mention_id=mention_id, model_version="t", sentiment="neutral",
-                                                  sensitivity="none", issue_type="other", toxicity="not_offensive",
-                                                  spam="ham", scores=scores)])
+            await store_scores(s, scores)
             await s.commit()
         async with db.session() as s:
             assert same(await s.scalar(select(TriageResult.scores)), scores)
