@@ -79,7 +79,7 @@ def _picks(head: Head, p: np.ndarray) -> np.ndarray:
     if threshold is None or head.task != "sensitivity":
         return p.argmax(axis=1)
     escalate = np.array([i for i, label in enumerate(head.labels) if label in ESCALATE_LEVELS])
-    rest = np.array([i for i in range(len(head.labels)) if i not in set(escalate.tolist())])
+    rest = np.array([i for i, label in enumerate(head.labels) if label not in ESCALATE_LEVELS])
     return np.where(p[:, escalate].sum(axis=1) >= threshold, escalate[p[:, escalate].argmax(axis=1)],
                     rest[p[:, rest].argmax(axis=1)])
 
