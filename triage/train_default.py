@@ -65,6 +65,17 @@ def twcs_labelled(shared: Path) -> list[tuple[str, str, str]]:
     return [(r["tweet_id"], tweets[r["tweet_id"]], r["label"]) for r in rows if r["tweet_id"] in tweets]
 
 
+def twcs_candidates(shared: Path) -> list[tuple[str, str, str]]:
+    """(tweet_id, text, label) of the second labelled sample of real tweets: the unlabelled tweets the
+    engine of the time found borderline (p(security) + p(fraud) from 0.05) or a keyword marked,
+    labelled by hand (LABELLING.md). Training only: a sample picked by the model would not measure it.
+    Rows among the first BENCH_ROWS are left out, so the cascade figures and benchmarks stay on
+    tweets this sample never taught."""
+    tweets = {r["tweet_id"]: r["text"] for r in care_tweets(shared)[BENCH_ROWS:]}
+    rows = csv.DictReader((HERE / "data/twcs_sensitivity_candidates.csv").open())
+    return [(r["tweet_id"], tweets[r["tweet_id"]], r["label"]) for r in rows if r["tweet_id"] in tweets]
+
+
 def sensitivity_validation(shared: Path) -> dict[str, tuple[list[str], list[str]]]:
     """Held-out social text: half the labelled real tweets, a quarter of the written social posts,
     half of each file of posts written for other brands (:data:`WRITTEN_BRANDS`)."""
@@ -81,41 +92,37 @@ def sensitivity_validation(shared: Path) -> dict[str, tuple[list[str], list[str]
     return out
 
 
-def load_sensitivity(shared: Path) -> tuple[list[str], list[str], list[float]]:
+def load_sensitivity(shared: Path) -> tuple[list[str], list[str], list[float], list[bool]]:
     """Training rows: Banking77 read through intent_sensitivity.csv, the training parts of the social
-    sets, everyday tweets as `none`, and the non-sensitive default issue examples."""
+    sets, everyday tweets as `none`, and the non-sensitive default issue examples; with each row's
+    weight and whether it is a social post, real or written (what the escalation threshold is chosen
+    on; the real tweets alone hold too few escalations to cross-validate a cut on)."""
     from triage.train import read_csv
 
     mapping = {r["intent"]: r["sensitivity"] for r in csv.DictReader((shared / "banking77/intent_sensitivity.csv").open())}
     b_texts, b_intents = read_csv(shared / "banking77/train.csv")
-    texts, labels, weights = list(b_texts), [mapping[i] for i in b_intents], [1.0] * len(b_texts)
-    s_texts, s_labels = read_csv(HERE / "data/sensitivity_social.csv")
-    for text, label in zip(s_texts, s_labels):
-        if not held_out(text, 0.25):
+    texts, labels, weights, social = list(b_texts), [mapping[i] for i in b_intents], [1.0] * len(b_texts), [False] * len(b_texts)
+
+    def add(rows, weight: float, is_social: bool) -> None:  # noqa: ANN001
+        for text, label in rows:
             texts.append(text)
             labels.append(label)
-            weights.append(SOCIAL_WEIGHT)
-    for tweet_id, text, label in twcs_labelled(shared):
-        if not held_out(tweet_id):
-            texts.append(text)
-            labels.append(label)
-            weights.append(REAL_WEIGHT)
-    for text, label in (row for file in WRITTEN_BRANDS.values() for row in zip(*read_csv(HERE / "data" / file))):
-        if not held_out(text):
-            texts.append(text)
-            labels.append(label)
-            weights.append(BRANDS_WEIGHT)
+            weights.append(weight)
+            social.append(is_social)
+
+    add(((t, lab) for t, lab in zip(*read_csv(HERE / "data/sensitivity_social.csv")) if not held_out(t, 0.25)),
+        SOCIAL_WEIGHT, True)
+    add(((t, lab) for tweet_id, t, lab in twcs_labelled(shared) if not held_out(tweet_id)), REAL_WEIGHT, True)
+    add(((t, lab) for _, t, lab in twcs_candidates(shared)), REAL_WEIGHT, True)
+    add(((t, lab) for file in WRITTEN_BRANDS.values() for t, lab in zip(*read_csv(HERE / "data" / file))
+         if not held_out(t)), BRANDS_WEIGHT, True)
     sent_texts, _ = read_csv(shared / "semeval2017/sentiment_train.csv")
-    for text in random.Random(3).sample(sent_texts, 3000):  # everyday social text: nothing to escalate
-        texts.append(text)
-        labels.append("none")
-        weights.append(1.0)
-    for text, issue in zip(*issue_type_rows()):  # log-in help, outages, how-tos: public answers are fine
-        if issue in ISSUE_AS_SENSITIVITY:
-            texts.append(text)
-            labels.append(ISSUE_AS_SENSITIVITY[issue])
-            weights.append(4.0)
-    return texts, labels, weights
+    # everyday social text: nothing to escalate
+    add(((t, "none") for t in random.Random(3).sample(sent_texts, 3000)), 1.0, False)
+    # log-in help, outages, how-tos: public answers are fine
+    add(((t, ISSUE_AS_SENSITIVITY[issue]) for t, issue in zip(*issue_type_rows()) if issue in ISSUE_AS_SENSITIVITY),
+        4.0, False)
+    return texts, labels, weights, social
 
 
 # The benchmarks replay the care-tweet file from its first row; distillation reads only rows after
@@ -244,12 +251,14 @@ def main() -> None:
     from triage.encoder import Encoder
     from triage.static import static_embedder
     from triage.train import (
+        cv_escalate_threshold,
         cv_threshold,
         embed,
         escalation_metrics,
         evaluate,
         fit_head,
         read_csv,
+        set_escalate_threshold,
         set_threshold,
     )
 
@@ -273,8 +282,9 @@ def main() -> None:
         m["cheap_only_accuracy"] = evaluate(labels, cheap_pred, cheap.labels)["accuracy"]
         return m
 
-    def train_pair(task: str, texts, labels, weights=None):  # noqa: ANN001, ANN202
-        """The full head on the labels, then the cheap head distilled from it."""
+    def train_pair(task: str, texts, labels, weights=None, judged=None):  # noqa: ANN001, ANN202
+        """The full head on the labels, then the cheap head distilled from it. ``judged``: the rows
+        (social posts) a sensitivity head's escalation threshold is cross-validated on."""
         sw = np.array(weights) if weights is not None else None
         emb = embed_cached(texts)
         fit_args = {"lexical_dim": LEX[task], "c": C[task], "sample_weight": sw, "extra_features": EXTRA.get(task, ())}
@@ -284,6 +294,9 @@ def main() -> None:
             label = CV_THRESHOLD[task]
             cut, cv = cv_threshold(task, texts, labels, emb, label, **fit_args)
             set_threshold(full, label, cut)
+        if judged is not None:
+            cut, cv = cv_escalate_threshold(texts, labels, emb, judged, **fit_args)
+            set_escalate_threshold(full, cut)
         cheap, cascade = train_cheap(full, texts, labels, shared, embed_cached, static_fn, weights)
         return full, cheap, {"cascade_on_care_tweets": cascade} | ({"cross_validated_on_train": cv} if cv else {})
 
@@ -310,7 +323,8 @@ def main() -> None:
                     "spam_precision": sm["per_label"]["spam"]["precision"], "spam_recall": sm["per_label"]["spam"]["recall"]}
             report(task, m)
         elif task == "sensitivity":
-            full, cheap, m = train_pair(task, *load_sensitivity(shared))
+            texts, labels, weights, social = load_sensitivity(shared)
+            full, cheap, m = train_pair(task, texts, labels, weights, judged=social)
             for name, (vt, vl) in sensitivity_validation(shared).items():
                 sm = validate(task, full, cheap, vt, vl)
                 pred = [full.labels[i] for i in full.proba(vt, embed_cached(vt)).argmax(1)]
