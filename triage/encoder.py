@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from triage.batching import length_groups
+
 log = logging.getLogger("socialcare.triage")
 ENCODER_NAME = "all-MiniLM-L6-v2"
 MAX_LENGTH = 128
@@ -127,22 +129,29 @@ class Encoder:
         width = FEATURE_DIM if layers else SENTENCE_DIM
         if not texts:
             return np.zeros((0, width), dtype=np.float32)
-        # sorting by length keeps padding (wasted compute) small
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        # tokenized once, unpadded; passes of similar length keep padding (wasted compute) small
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length,
+                             return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        lengths = [len(x) for x in ids]
+        groups = length_groups(lengths, batch_size)
         out = np.zeros((len(texts), width), dtype=np.float32)
         if self.session is not None:
+            pad = self.tokenizer.pad_token_id or 0
             with self._lock:
-                for start in range(0, len(order), batch_size):
-                    idx = order[start:start + batch_size]
-                    batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                           max_length=self.max_length, return_tensors="np")
-                    feats = self.session.run(None, {k: batch[k].astype(np.int64) for k in _ONNX_INPUTS})[0]
+                for idx in groups:
+                    longest = lengths[idx[-1]]
+                    input_ids = np.full((len(idx), longest), pad, dtype=np.int64)
+                    mask = np.zeros((len(idx), longest), dtype=np.int64)
+                    for row, i in enumerate(idx):
+                        input_ids[row, :lengths[i]] = ids[i]
+                        mask[row, :lengths[i]] = 1
+                    feats = self.session.run(None, {"input_ids": input_ids, "attention_mask": mask,
+                                                    "token_type_ids": np.zeros_like(input_ids)})[0]
                     out[idx] = feats[:, :width]
             return out
         torch = self.torch
         with self._lock, torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                idx = order[start:start + batch_size]
+            for idx in groups:
                 batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                                        max_length=self.max_length, return_tensors="pt")
                 result = self.model(**batch, output_hidden_states=layers)
@@ -156,7 +165,6 @@ class Encoder:
         return out
 
 
-_ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _SHARED: dict[str, Encoder] = {}
 _SHARED_LOCK = threading.Lock()
 _CONFIG: dict = {"backend": "onnx-int8", "cache_dir": None}

@@ -140,9 +140,7 @@ def fit_head(task: str, texts: list[str], labels: list[str], embeddings: np.ndar
 
 def _stamp(head: Head, version: str) -> None:
     """A retrained (or re-thresholded) head gets a new version: a hash of its weights and labels."""
-    cuts = repr(sorted((k, head.meta[k]) for k in ("decision_threshold", "escalate_threshold") if k in head.meta))
-    digest = hashlib.sha1(head.weights.tobytes() + head.bias.tobytes() + "|".join(head.labels).encode()
-                          + cuts.encode()).hexdigest()
+    digest = hashlib.sha1(head.weights.tobytes() + head.bias.tobytes() + "|".join(head.labels).encode()).hexdigest()
     head.version = f"{version}+{digest[:8]}"
 
 
@@ -170,47 +168,6 @@ def cv_threshold(task: str, texts: list[str], labels: list[str], embeddings: np.
 
     cut = max(np.round(np.arange(0.30, 0.705, 0.01), 2).tolist(), key=score)
     return cut, {"cv_macro_f1_at_0.5": round(score(0.5), 4), "cv_macro_f1": round(score(cut), 4), "cut": cut}
-
-
-def cv_escalate_threshold(texts: list[str], labels: list[str], embeddings: np.ndarray | None, judged: list[bool], *,
-                          folds: int = 5, beta: float = 1.0, sample_weight=None, **fit_args) -> tuple[float, dict]:  # noqa: ANN001, ANN003
-    """The cut on p(security) + p(fraud) at which a sensitivity head escalates: the one that
-    maximizes F-beta of ``escalate`` over out-of-fold predictions on the training rows ``judged``
-    marks (the social posts; Banking77's chatbot queries and everyday tweets teach the head but are
-    not what it is judged on). beta 1: the target asks for both (recall 0.97 at precision 0.90);
-    beta 2 chose 0.23 here, which on the held-out real tweets bought no recall and cost 0.18
-    precision. Never reads validation data."""
-    from sklearn.model_selection import StratifiedKFold
-
-    esc_labels = [label for label in sorted(set(labels)) if label in ("security", "fraud")]
-    rows = np.flatnonzero(judged)
-    truth = np.array([labels[i] in esc_labels for i in rows], dtype=bool)
-    if not truth.any():
-        raise DataError("sensitivity: no security or fraud rows among the rows the escalation cut is judged on")
-    p = np.zeros(len(texts))
-    for fit_rows, held in StratifiedKFold(folds, shuffle=True, random_state=0).split(texts, labels):
-        head = fit_head("sensitivity", [texts[i] for i in fit_rows], [labels[i] for i in fit_rows],
-                        None if embeddings is None else embeddings[fit_rows],
-                        sample_weight=None if sample_weight is None else np.asarray(sample_weight)[fit_rows], **fit_args)
-        proba = head.proba([texts[i] for i in held], None if embeddings is None else embeddings[held])
-        p[held] = proba[:, [head.labels.index(label) for label in esc_labels]].sum(axis=1)
-
-    def figures(cut: float) -> dict[str, float]:
-        flagged = p[rows] >= cut
-        tp = float((flagged & truth).sum())
-        precision, recall = tp / max(flagged.sum(), 1), tp / max(truth.sum(), 1)
-        f = (1 + beta ** 2) * precision * recall / max(beta ** 2 * precision + recall, 1e-9)
-        return {"precision": round(precision, 4), "recall": round(recall, 4), f"f{beta:g}": round(f, 4)}
-
-    cut = max(np.round(np.arange(0.15, 0.505, 0.01), 2).tolist(), key=lambda c: figures(c)[f"f{beta:g}"])
-    return cut, {"cut": cut, "rows": len(rows), "escalate": int(truth.sum()), "at_0.5": figures(0.5), "at_cut": figures(cut)}
-
-
-def set_escalate_threshold(head: Head, cut: float) -> None:
-    """Make a sensitivity head escalate from p(security) + p(fraud) >= ``cut`` (``triage.engine``
-    reads it); its probabilities are left as they are."""
-    head.meta["escalate_threshold"] = float(cut)
-    _stamp(head, head.version.split("+")[0])
 
 
 def set_threshold(head: Head, positive: str, cut: float) -> None:

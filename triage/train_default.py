@@ -92,37 +92,35 @@ def sensitivity_validation(shared: Path) -> dict[str, tuple[list[str], list[str]
     return out
 
 
-def load_sensitivity(shared: Path) -> tuple[list[str], list[str], list[float], list[bool]]:
+def load_sensitivity(shared: Path) -> tuple[list[str], list[str], list[float]]:
     """Training rows: Banking77 read through intent_sensitivity.csv, the training parts of the social
-    sets, everyday tweets as `none`, and the non-sensitive default issue examples; with each row's
-    weight and whether it is a social post, real or written (what the escalation threshold is chosen
-    on; the real tweets alone hold too few escalations to cross-validate a cut on)."""
+    sets, everyday tweets as `none`, and the non-sensitive default issue examples, with each row's
+    weight."""
     from triage.train import read_csv
 
     mapping = {r["intent"]: r["sensitivity"] for r in csv.DictReader((shared / "banking77/intent_sensitivity.csv").open())}
     b_texts, b_intents = read_csv(shared / "banking77/train.csv")
-    texts, labels, weights, social = list(b_texts), [mapping[i] for i in b_intents], [1.0] * len(b_texts), [False] * len(b_texts)
+    texts, labels, weights = list(b_texts), [mapping[i] for i in b_intents], [1.0] * len(b_texts)
 
-    def add(rows, weight: float, is_social: bool) -> None:  # noqa: ANN001
+    def add(rows, weight: float) -> None:  # noqa: ANN001
         for text, label in rows:
             texts.append(text)
             labels.append(label)
             weights.append(weight)
-            social.append(is_social)
 
     add(((t, lab) for t, lab in zip(*read_csv(HERE / "data/sensitivity_social.csv")) if not held_out(t, 0.25)),
-        SOCIAL_WEIGHT, True)
-    add(((t, lab) for tweet_id, t, lab in twcs_labelled(shared) if not held_out(tweet_id)), REAL_WEIGHT, True)
-    add(((t, lab) for _, t, lab in twcs_candidates(shared)), REAL_WEIGHT, True)
+        SOCIAL_WEIGHT)
+    add(((t, lab) for tweet_id, t, lab in twcs_labelled(shared) if not held_out(tweet_id)), REAL_WEIGHT)
+    add(((t, lab) for _, t, lab in twcs_candidates(shared)), REAL_WEIGHT)
     add(((t, lab) for file in WRITTEN_BRANDS.values() for t, lab in zip(*read_csv(HERE / "data" / file))
-         if not held_out(t)), BRANDS_WEIGHT, True)
+         if not held_out(t)), BRANDS_WEIGHT)
     sent_texts, _ = read_csv(shared / "semeval2017/sentiment_train.csv")
     # everyday social text: nothing to escalate
-    add(((t, "none") for t in random.Random(3).sample(sent_texts, 3000)), 1.0, False)
+    add(((t, "none") for t in random.Random(3).sample(sent_texts, 3000)), 1.0)
     # log-in help, outages, how-tos: public answers are fine
     add(((t, ISSUE_AS_SENSITIVITY[issue]) for t, issue in zip(*issue_type_rows()) if issue in ISSUE_AS_SENSITIVITY),
-        4.0, False)
-    return texts, labels, weights, social
+        4.0)
+    return texts, labels, weights
 
 
 # The benchmarks replay the care-tweet file from its first row; distillation reads only rows after
@@ -251,14 +249,12 @@ def main() -> None:
     from triage.encoder import Encoder
     from triage.static import static_embedder
     from triage.train import (
-        cv_escalate_threshold,
         cv_threshold,
         embed,
         escalation_metrics,
         evaluate,
         fit_head,
         read_csv,
-        set_escalate_threshold,
         set_threshold,
     )
 
@@ -282,9 +278,8 @@ def main() -> None:
         m["cheap_only_accuracy"] = evaluate(labels, cheap_pred, cheap.labels)["accuracy"]
         return m
 
-    def train_pair(task: str, texts, labels, weights=None, judged=None):  # noqa: ANN001, ANN202
-        """The full head on the labels, then the cheap head distilled from it. ``judged``: the rows
-        (social posts) a sensitivity head's escalation threshold is cross-validated on."""
+    def train_pair(task: str, texts, labels, weights=None):  # noqa: ANN001, ANN202
+        """The full head on the labels, then the cheap head distilled from it."""
         sw = np.array(weights) if weights is not None else None
         emb = embed_cached(texts)
         fit_args = {"lexical_dim": LEX[task], "c": C[task], "sample_weight": sw, "extra_features": EXTRA.get(task, ())}
@@ -294,9 +289,6 @@ def main() -> None:
             label = CV_THRESHOLD[task]
             cut, cv = cv_threshold(task, texts, labels, emb, label, **fit_args)
             set_threshold(full, label, cut)
-        if judged is not None:
-            cut, cv = cv_escalate_threshold(texts, labels, emb, judged, **fit_args)
-            set_escalate_threshold(full, cut)
         cheap, cascade = train_cheap(full, texts, labels, shared, embed_cached, static_fn, weights)
         return full, cheap, {"cascade_on_care_tweets": cascade} | ({"cross_validated_on_train": cv} if cv else {})
 
@@ -323,8 +315,7 @@ def main() -> None:
                     "spam_precision": sm["per_label"]["spam"]["precision"], "spam_recall": sm["per_label"]["spam"]["recall"]}
             report(task, m)
         elif task == "sensitivity":
-            texts, labels, weights, social = load_sensitivity(shared)
-            full, cheap, m = train_pair(task, texts, labels, weights, judged=social)
+            full, cheap, m = train_pair(task, *load_sensitivity(shared))
             for name, (vt, vl) in sensitivity_validation(shared).items():
                 sm = validate(task, full, cheap, vt, vl)
                 pred = [full.labels[i] for i in full.proba(vt, embed_cached(vt)).argmax(1)]

@@ -93,3 +93,15 @@ def test_scores_name_the_encoder_backend_that_made_them(transformer_engine):
     [out] = transformer_engine.score_texts([TriageInput(text="the app crashes when I open my library 77f1")])
     assert out.sentiment.model.startswith("all-MiniLM-L6-v2+onnx-int8+")
     assert "+onnx-int8+heads[" in transformer_engine.model_version
+
+
+def test_passes_of_similar_length_give_each_text_the_features_it_has_alone():
+    """The encoder splits a call into passes by length; a text's features must not depend on where
+    it landed (fp32: exact up to float rounding; the int8 graph quantizes per pass, see README)."""
+    from triage.encoder import Encoder
+
+    fp32 = Encoder(backend="torch")
+    fp32.cache_size = 0
+    together = fp32.features(TEXTS, batch_size=4)
+    alone = np.vstack([fp32.features([t]) for t in TEXTS])
+    np.testing.assert_allclose(together, alone, atol=2e-5)

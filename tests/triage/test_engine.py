@@ -189,3 +189,21 @@ def test_heads_trained_on_the_sentence_embedding_alone_still_load(tmp_path, casc
     fit_head("issue_type", texts, labels, emb, lexical_dim=2**10).save(tmp_path / "issue_type.npz")
     engine = TriageEngine(mode="transformer", custom_dir=tmp_path, encoder=cascade_engine.encoder, cache_size=0)
     assert score(engine, "is my parcel on its way?").issue_type.label == "parcel"
+
+
+def test_a_sensitivity_head_with_an_escalation_cut_escalates_from_it():
+    """A head may carry ``escalate_threshold``: it escalates once p(security) + p(fraud) reaches
+    it, as the likelier of the two; below it, the likeliest other level. Without one: the argmax."""
+    import numpy as np
+
+    from triage.engine import _picks
+    from triage.heads import Head
+
+    head = Head(task="sensitivity", labels=["account", "fraud", "none", "security"], weights=np.zeros((16, 4)),
+                bias=np.zeros(4), uses_embedding=False, lexical_dim=16, version="t", meta={"escalate_threshold": 0.38})
+    p = np.array([[0.10, 0.15, 0.50, 0.25],   # p(escalate) 0.40: escalates, as security
+                  [0.20, 0.10, 0.50, 0.20],   # 0.30: below the cut, none
+                  [0.60, 0.30, 0.05, 0.05]])  # 0.35: below the cut, account
+    assert [head.labels[i] for i in _picks(head, p)] == ["security", "none", "account"]
+    head.meta.pop("escalate_threshold")
+    assert [head.labels[i] for i in _picks(head, p)] == ["none", "none", "account"]
