@@ -58,22 +58,21 @@ def care_tweets(shared: Path) -> list[dict[str, str]]:
     return list(csv.DictReader((shared / "twcs/spotifycares_inbound.csv").open()))
 
 
-def twcs_labelled(shared: Path) -> list[tuple[str, str, str]]:
-    """(tweet_id, text, label) of the hand-labelled real inbound tweets (texts read from shared data)."""
-    tweets = {r["tweet_id"]: r["text"] for r in care_tweets(shared)}
-    rows = csv.DictReader((HERE / "data/twcs_sensitivity_labels.csv").open())
+def twcs_labelled(shared: Path, file: str = "twcs_sensitivity_labels.csv", from_row: int = 0) -> list[tuple[str, str, str]]:
+    """(tweet_id, text, label) of hand-labelled real inbound tweets (texts read from shared data),
+    those among the first ``from_row`` rows of the replay file left out."""
+    tweets = {r["tweet_id"]: r["text"] for r in care_tweets(shared)[from_row:]}
+    rows = csv.DictReader((HERE / "data" / file).open())
     return [(r["tweet_id"], tweets[r["tweet_id"]], r["label"]) for r in rows if r["tweet_id"] in tweets]
 
 
 def twcs_candidates(shared: Path) -> list[tuple[str, str, str]]:
-    """(tweet_id, text, label) of the second labelled sample of real tweets: the unlabelled tweets the
-    engine of the time found borderline (p(security) + p(fraud) from 0.05) or a keyword marked,
-    labelled by hand (LABELLING.md). Training only: a sample picked by the model would not measure it.
-    Rows among the first BENCH_ROWS are left out, so the cascade figures and benchmarks stay on
-    tweets this sample never taught."""
-    tweets = {r["tweet_id"]: r["text"] for r in care_tweets(shared)[BENCH_ROWS:]}
-    rows = csv.DictReader((HERE / "data/twcs_sensitivity_candidates.csv").open())
-    return [(r["tweet_id"], tweets[r["tweet_id"]], r["label"]) for r in rows if r["tweet_id"] in tweets]
+    """The second labelled sample of real tweets: the unlabelled tweets the engine of the time found
+    borderline (p(security) + p(fraud) from 0.05) or a keyword marked, labelled by hand
+    (LABELLING.md). Training only: a sample picked by the model would not measure it. Rows among
+    the first BENCH_ROWS are left out, so the cascade figures and benchmarks stay on tweets this
+    sample never taught."""
+    return twcs_labelled(shared, "twcs_sensitivity_candidates.csv", from_row=BENCH_ROWS)
 
 
 def sensitivity_validation(shared: Path) -> dict[str, tuple[list[str], list[str]]]:

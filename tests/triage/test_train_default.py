@@ -1,0 +1,44 @@
+"""The hand-labelled real tweets: every label is a sensitivity level, every id is a tweet of the
+shared file, the two samples never overlap, and the model-picked sample trains only, never on the
+rows the benchmarks replay."""
+
+import csv
+
+from triage.train_default import (
+    BENCH_ROWS,
+    HERE,
+    load_sensitivity,
+    sensitivity_validation,
+    twcs_candidates,
+    twcs_labelled,
+)
+
+LEVELS = {"none", "account", "security", "fraud"}
+
+
+def _ids(file: str) -> list[str]:
+    return [r["tweet_id"] for r in csv.DictReader((HERE / "data" / file).open())]
+
+
+def test_both_samples_name_real_tweets_once_with_a_level(shared_data):
+    shared = shared_data("twcs/spotifycares_inbound.csv").parents[1]
+    first, second = _ids("twcs_sensitivity_labels.csv"), _ids("twcs_sensitivity_candidates.csv")
+    assert len(set(first)) == len(first) and len(set(second)) == len(second)
+    assert not set(first) & set(second)
+    assert len(twcs_labelled(shared)) == len(first)  # every id is a tweet of the shared file
+    assert len(twcs_labelled(shared, "twcs_sensitivity_candidates.csv")) == len(second)
+    assert {lab for *_, lab in twcs_labelled(shared)} | {lab for *_, lab in twcs_candidates(shared)} <= LEVELS
+
+
+def test_the_model_picked_sample_trains_but_never_measures_nor_touches_the_benchmark_rows(shared_data):
+    shared = shared_data("twcs/spotifycares_inbound.csv").parents[1]
+    bench_texts = {r["text"] for r in list(csv.DictReader((shared / "twcs/spotifycares_inbound.csv").open()))[:BENCH_ROWS]}
+    picked = twcs_candidates(shared)
+    assert picked and len(picked) < len(_ids("twcs_sensitivity_candidates.csv"))  # some fell in the bench rows
+    assert not {t for _, t, _ in picked} & bench_texts
+    texts, labels, weights = load_sensitivity(shared)
+    assert len(texts) == len(labels) == len(weights)
+    trained = set(texts)
+    assert all(t in trained for _, t, _ in picked)
+    held = {t for vt, _ in sensitivity_validation(shared).values() for t in vt}
+    assert not {t for _, t, _ in picked} & held
