@@ -105,3 +105,21 @@ def test_passes_of_similar_length_give_each_text_the_features_it_has_alone():
     together = fp32.features(TEXTS, batch_size=4)
     alone = np.vstack([fp32.features([t]) for t in TEXTS])
     np.testing.assert_allclose(together, alone, atol=2e-5)
+
+
+def test_concurrent_callers_each_get_their_own_texts_features(transformer_engine):
+    """The int8 encoder runs passes side by side on a shared pool and callers from several threads
+    at once: every caller gets exactly the features of its own texts, as if it had run alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    enc = transformer_engine.encoder
+    calls = [TEXTS[i:] + TEXTS[:i] for i in range(6)]  # the same texts, batched differently per caller
+    alone = [enc.features(c, batch_size=4) for c in calls]
+    with ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(lambda c: enc.features(c, batch_size=4), calls))
+    for i, (a, b) in enumerate(zip(alone, together)):
+        np.testing.assert_array_equal(a, b)
+        # rows belong to their texts: call i is TEXTS rotated by i; back in TEXTS order, each row is
+        # nearest its own text's row in call 0 (int8 passes differ a little with their company)
+        cos = np.roll(b, i, axis=0)[:, :384] @ together[0][:, :384].T
+        assert (cos.argmax(axis=1) == np.arange(len(TEXTS))).all() and cos.diagonal().min() > 0.95
