@@ -72,7 +72,8 @@ class Encoder:
                 # one thread a pass, passes side by side: on this 2-core machine one pass of 32 tweets
                 # runs at 465 texts/s on one thread and 487 on two, two single-threaded passes at
                 # once at 891 (the int8 matrices are too small for a pass to use two cores well)
-                self.session = session(int8_model(self._torch_model, Path(path), FEATURE_LAYERS, cache_dir), 1)
+                exported = int8_model(self._torch_model, Path(path), FEATURE_LAYERS, cache_dir)
+                self.session = session(exported, 1)
                 self._passes = ThreadPoolExecutor(max(1, threads or min(4, os.cpu_count() or 1)),
                                                   thread_name_prefix="encoder-pass")
                 self.backend = backend
@@ -146,29 +147,28 @@ class Encoder:
                                  return_attention_mask=False, return_token_type_ids=False)["input_ids"]
         lengths = [len(x) for x in ids]
         groups = length_groups(lengths, batch_size)
+        pad = self.tokenizer.pad_token_id or 0
+
+        def inputs(idx: list[int]) -> dict[str, np.ndarray]:
+            """One pass's tokens, right-padded to its longest text, as the tokenizer pads them."""
+            input_ids = np.full((len(idx), lengths[idx[-1]]), pad, dtype=np.int64)
+            mask = np.zeros_like(input_ids)
+            for row, i in enumerate(idx):
+                input_ids[row, :lengths[i]] = ids[i]
+                mask[row, :lengths[i]] = 1
+            return {"input_ids": input_ids, "attention_mask": mask,
+                    "token_type_ids": np.zeros_like(input_ids)}
+
         out = np.zeros((len(texts), width), dtype=np.float32)
-        if self.session is not None:
-            pad = self.tokenizer.pad_token_id or 0
-
-            def run(idx: list[int]) -> np.ndarray:  # ONNX Runtime sessions run concurrently, GIL released
-                longest = lengths[idx[-1]]
-                input_ids = np.full((len(idx), longest), pad, dtype=np.int64)
-                mask = np.zeros((len(idx), longest), dtype=np.int64)
-                for row, i in enumerate(idx):
-                    input_ids[row, :lengths[i]] = ids[i]
-                    mask[row, :lengths[i]] = 1
-                return self.session.run(None, {"input_ids": input_ids, "attention_mask": mask,
-                                               "token_type_ids": np.zeros_like(input_ids)})[0]
-
-            for idx, feats in zip(groups, self._passes.map(run, groups)):
+        if self.session is not None:  # ONNX Runtime sessions run concurrently, GIL released
+            passes = self._passes.map(lambda idx: self.session.run(None, inputs(idx))[0], groups)
+            for idx, feats in zip(groups, passes):
                 out[idx] = feats[:, :width]
             return out
         torch = self.torch
         with self._lock, torch.inference_mode():
             for idx in groups:
-                with self._tokenize_lock:
-                    batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
-                                           max_length=self.max_length, return_tensors="pt")
+                batch = {k: torch.from_numpy(v) for k, v in inputs(idx).items()}
                 result = self.model(**batch, output_hidden_states=layers)
                 mask = batch["attention_mask"].unsqueeze(-1).to(result.last_hidden_state.dtype)
                 denominator = mask.sum(1).clamp(min=1e-9)
