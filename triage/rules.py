@@ -38,9 +38,25 @@ SECURITY = [
     (r"\b(block|freeze) (my |the |this )?(debit |credit |bank )?card\b", "card to block", ('block', 'freeze')),
     (r"\b(suspicious|unknown|unrecognized|unrecognised) (login|log-in|sign[- ]in|device|activity)\b", "suspicious activity", ('suspicious', 'unknown', 'unrecogni')),
     (r"\b(codes?|otp)\b.{0,30}\b(never|didn'?t) (asked|request(ed)?)\b", "unrequested one-time codes", ('never', 'didn')),
+    (r"\b(codes?|otp)\b.{0,60}\b(i'?m not|i am not|i wasn'?t|i was not|not|never) (trying|tried) to (log|sign)", "unrequested one-time codes", ('trying to', 'tried to')),
+    (r"\b(unauthori[sz]ed|unrecogni[sz]ed) (device|login|log-in|sign[- ]in|access|user|activity|session)s?\b", "suspicious activity", ('unauthori', 'unrecogni')),
+    (r"\b(random|strange|unknown|foreign) (device|devices|login|logins)\b(?! (list|settings|limit))", "suspicious activity", ('random', 'strange', 'unknown', 'foreign')),
+    (r"\b(devices?|logins?|log-ins?|sign[- ]ins?|sessions?)\b.{0,40}\b(i('ve| have| had)? never (seen|used|owned)|never seen before|(isn'?t|wasn'?t|aren'?t|weren'?t|not) mine)\b", "activity the customer does not recognise", ('never', 'mine')),
+    (r"\bmy (recovery |login |account |sign-in )?(e-?mail|email address|password|phone number|username|login)( address)? (has been|had been|was|got|have been) changed\b(?! (successfully|by me))", "credentials changed by someone else", ('changed',)),
+    (r"\b(e-?mail|email address|password|phone number)( address)? (that|which) (has been|had been|was) changed\b", "credentials changed by someone else", ('changed',)),
+    (r"\b(he|she|they|someone|somebody|hackers?)\b.{0,20}\b(gained|got|gets|has|have|had) (full |total |complete )?access to my\b", "someone else in the account", ('access to my',)),
+    (r"\baccounts? (has|had|have) been (accessed|breached|hijacked)\b|\baccounts? (was|were|got|are being|is being) (accessed|breached|hijacked)\b", "account hacked", ('accessed', 'breached', 'hijacked')),
+    (r"\badded (themselves|themself|himself|herself) to my\b", "someone else in the account", ('added',)),
+    (r"\bbreach of (my |our |customers'? |user )?accounts?\b", "account hacked", ('breach',)),
+    # Other languages (the encoder reads English only): Spanish, Portuguese, French, German.
+    (r"\b(cuenta|contraseña|correo|conta|senha|compte|mot de passe|konto|passwort)\b.{0,40}\b(hackead[ao]s?|hackeé|robad[ao]|vulnerad[ao]|invadid[ao]|pirat[ée]e?s?|gehackt|gestohlen)\b", "account hacked", ('hack', 'robad', 'vulnerad', 'invadid', 'pirat', 'gestohlen')),
+    (r"\b(me (han )?hackeado|hackearon|me hackearon|hackearam|pirat[ée] mon compte|mich gehackt)\b", "account hacked", ('hack', 'pirat')),
+    (r"\b(alguien|otra persona|alguém|outra pessoa|quelqu'un|jemand)\b.{0,30}\b(entr[óo]|ingres[óo]|accedi[óo]|cambi[óo]|est[áa] usando|usó|entrou|acessou|mudou|trocou|está usando|usou|s'est connecté|a changé|a modifié|a utilisé|a accédé|eingeloggt|angemeldet|geändert|zugegriffen)", "someone else in the account", ('alguien', 'otra persona', 'alguém', 'outra pessoa', "quelqu'un", 'jemand')),
+    (r"\b(cuenta|contraseña|correo|conta|senha|compte|mot de passe|e-?mail)\b.{0,80}\b(no fui yo|yo no fui|não fui eu|ce n'(é|e)tait pas moi|ce n'est pas moi)|\b(no fui yo|yo no fui|não fui eu|ce n'(é|e)tait pas moi|ce n'est pas moi)\b.{0,80}\b(cuenta|contraseña|correo|conta|senha|compte|mot de passe|e-?mail)\b", "credentials changed by someone else", ('no fui yo', 'yo no fui', 'não fui eu', 'pas moi')),
 ]
 FRAUD = [
-    (r"\b(charges?|payments?|transactions?|purchases?|orders?|withdrawals?)\b.{0,40}\b(i )?(never|didn'?t|did not) (make|made|authori[sz]e|place|placed|buy|bought|order|recogni[sz]e)\b", "transactions the customer did not make", ('never', 'didn', 'did not')),
+    (r"\b(charges?|payments?|transactions?|purchases?|orders?|withdrawals?)\b.{0,40}\b(i )?(never|didn'?t|did not) (make|made|authori[sz]e|authori[sz]ed|place|placed|buy|bought|order|ordered|recogni[sz]e|add|added|subscribe|subscribed|sign(ed)? up)\b", "transactions the customer did not make", ('never', 'didn', 'did not')),
+    (r"\b(pay|paying|charged|charging|billed|billing)( me)?( for)? (something|a subscription|subscriptions?|a plan|an account|an add-on|add-ons?)( that| which)? (i|we) (don'?t|didn'?t|never|did not|do not) (subscribe|sign(ed)? up|order|ordered|buy|bought|add|added)", "charges for something the customer never took", ('pay', 'charg', 'bill')),
     (r"\b(unauthori[sz]ed|fraudulent|unknown|unrecognised|unrecognized) (charges?|payments?|transactions?|purchases?|debits?|withdrawals?)\b", "unauthorized transactions", ('unauthori', 'fraudulent', 'unknown', 'unrecogni')),
     (r"\bsomeone\b.{0,30}\b(used|is using|using) my (card|account|balance|wallet|credit)\b", "someone using the customer's card", ('someone',)),
     (r"\b(scammed|scammer|scammers|fake refund|refund scam)\b", "scam", ('scam', 'fake refund')),
@@ -49,8 +65,9 @@ FRAUD = [
     (r"\b(subscriptions?|accounts?|plans?|memberships?)\b( that| which)? (i|we)('m| am| are)? (being |getting )?(charged|billed|paying) for\b.{0,12}\b(i|we) (do not|don'?t|dont|never) (have|had|signed up)\b", "charges for an account the customer does not have", ('charged for', 'billed for', 'paying for')),
     (r"\b(charged|billed|paying) for (a |an )?(\w+ )?(subscriptions?|accounts?|plans?|memberships?)( that| which)? (i|we) (do not|don'?t|dont|never) (have|had|signed up)\b", "charges for an account the customer does not have", ('charged for', 'billed for', 'paying for')),
     (r"\b(i|we) (do not|don'?t|dont|never) (have|had) (a |an )?(\w+ )?account\b[^?]{0,20}\b(but|still)\b.{0,40}\b(charg(ed|ing)|bill(ed|ing)|money (is |keeps )?(going|coming|taken|leaving)|taking (my )?money|debit(ed|ing))\b", "charges for an account the customer does not have", ('account',)),
-    (r"\bthis is fraud\b|\breport(ed)? (it |this |them )?as fraud", "reported as fraud", ('fraud',)),
+    (r"\bthis is fraud\b|\breport(ed|ing)? (it |this |them |(the |these |those )?(charges?|payments?|transactions?) )?as fraud", "reported as fraud", ('fraud',)),
     (r"\b(order|charge|payment|purchase)s?\b.{0,60}\bmy (saved )?card\b.{0,30}\b(not me|wasn'?t me)\b", "transactions the customer did not make", ('not me', "wasn't me", 'wasnt me')),
+    (r"\b(cargos?|cobros?|cobraron|cobrad[oa]s?|cobrando|compras?|pagos?|cobran[çc]as?|cobraram|pagamentos?|prélèvements?|prélevés?|débits?|achats?|paiements?|abonnements?|factur[ée]s?)\b.{0,100}\b(no (hice|reconozco|autoricé|realicé|contraté)|nunca (he (hecho|pedido|comprado|contratado|autorizado)|hice|pedí|compré|contraté)|no fui yo|não (fiz|reconhe[çc]o|autorizei|contratei)|nunca (fiz|pedi|comprei|contratei)|não fui eu|(n'ai )?jamais (fait|pris|commandé|autorisé|souscrit|demandé)e?s?|n'ai pas (fait|autorisé|commandé|souscrit)e?s?)\b", "transactions the customer did not make", ('no ', 'nunca', 'não', 'jamais', "n'ai pas")),
 ]
 _SEC = [(re.compile(p, re.I), why, frozenset(anchors)) for p, why, anchors in SECURITY]
 _FRAUD = [(re.compile(p, re.I), why, frozenset(anchors)) for p, why, anchors in FRAUD]

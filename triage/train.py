@@ -19,12 +19,16 @@ class DataError(ValueError):
 
 
 def read_csv(path: Path) -> tuple[list[str], list[str]]:
-    """Texts and labels of a ``text,label`` CSV."""
+    """Texts and labels of a ``text,label`` CSV (more columns, any order). Spreadsheets save a
+    byte-order mark and sometimes ``Text,Label``: both are read as meant."""
     try:
-        with Path(path).open(newline="", encoding="utf-8") as fh:
+        with Path(path).open(newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
-            if not reader.fieldnames or not {"text", "label"} <= set(reader.fieldnames):
-                raise DataError(f"{path}: needs the columns text,label (found {reader.fieldnames})")
+            found = reader.fieldnames
+            if found:
+                reader.fieldnames = [name.strip().lower() for name in found]
+            if not found or not {"text", "label"} <= set(reader.fieldnames):
+                raise DataError(f"{path}: needs the columns text,label (found {found})")
             texts, labels = [], []
             for number, row in enumerate(reader, start=2):
                 text, label = (row.get("text") or "").strip(), (row.get("label") or "").strip()

@@ -65,6 +65,16 @@ def test_eval_refuses_a_file_without_the_columns(tmp_path):
     assert result.exit_code != 0 and "text,label" in result.output
 
 
+def test_eval_reads_a_spreadsheets_csv_with_a_byte_order_mark_and_capitalised_headers(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffLabel,Text,Note\r\nsecurity,someone hacked my account and changed my email,a\r\n"
+                     "none,how do I change my profile picture,b\r\n".encode())
+    result = CliRunner().invoke(main, ["triage", "eval", "--task", "sensitivity", "--data", str(path)])
+    assert result.exit_code == 0, result.output
+    doc = last_json(result.output)
+    assert doc["n"] == 2 and doc["per_label"]["security"]["support"] == 1 and doc["escalate_recall"] == 1.0
+
+
 def test_a_custom_issue_taxonomy_trains_and_evaluates(tmp_path):
     rows = [(f"where is my parcel number {i}", "parcel_tracking") for i in range(8)]
     rows += [(f"I want to book a table for {i} people", "reservation") for i in range(8)]

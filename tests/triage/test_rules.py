@@ -28,6 +28,36 @@ ESCALATE = [
      "charges for an account the customer does not have"),
     ("I don't have an account with you but money is going out of my bank?", "fraud",
      "charges for an account the customer does not have"),
+    ("six login codes by text this morning and I'm not trying to sign in anywhere", "security", "unrequested one-time codes"),
+    ("there's an unrecognised device on my account called DESKTOP-7Q2", "security", "suspicious activity"),
+    ("a windows laptop in my sessions list, I have never owned a windows laptop", "security",
+     "activity the customer does not recognise"),
+    ("my recovery email has been changed and now I can't get in", "security", "credentials changed by someone else"),
+    ("pretty sure they have full access to my account now", "security", "someone else in the account"),
+    ("my account was accessed from Lagos last night", "security", "account hacked"),
+    ("a stranger added himself to my family plan", "security", "someone else in the account"),
+    ("three charges for an add-on I never added", "fraud", "transactions the customer did not make"),
+    ("you keep billing me for a subscription I never signed up for", "fraud", None),
+    ("reported the payments as fraudulent to my bank", "fraud", "reported as fraud"),
+]
+# The encoder reads English only: the rules carry the unambiguous phrases of four other languages.
+OTHER_LANGUAGES = [
+    ("hackearon mi cuenta anoche y cambiaron el correo", "security"),
+    ("minha senha foi roubada, alguém entrou no meu perfil", "security"),
+    ("mon compte a été piraté, je ne peux plus me connecter", "security"),
+    ("Mein Konto wurde gehackt, bitte sperren", "security"),
+    ("alguien cambió mi contraseña, no puedo entrar", "security"),
+    ("me cobraron dos suscripciones que nunca contraté", "fraud"),
+    ("tem uma compra de R$ 300 no meu cartão que não fiz", "fraud"),
+    ("des prélèvements que je n'ai pas autorisé sur mon compte", "fraud"),
+]
+EVERYDAY_OTHER_LANGUAGES = [
+    "no me gusta la nueva versión, nunca he visto algo tan lento",
+    "mi cuenta no funciona desde ayer",
+    "je n'ai jamais aimé cette appli",
+    "não consigo entrar na minha conta, esqueci a senha",
+    "el precio es un robo jaja",
+    "alguien sabe si hay descuento para estudiantes?",
 ]
 FIGURATIVE = [
     "this new price is a scam lol",
@@ -57,6 +87,16 @@ def test_unambiguous_reports_escalate_and_say_why(text, level, reason):
 
 @pytest.mark.parametrize("text", FIGURATIVE)
 def test_figurative_and_everyday_uses_do_not_fire(text):
+    assert sensitivity_rules(text) == (None, [])
+
+
+@pytest.mark.parametrize("text,level", OTHER_LANGUAGES)
+def test_reports_in_other_languages_escalate(text, level):
+    assert sensitivity_rules(text)[0] == level
+
+
+@pytest.mark.parametrize("text", EVERYDAY_OTHER_LANGUAGES)
+def test_everyday_posts_in_other_languages_do_not_fire(text):
     assert sensitivity_rules(text) == (None, [])
 
 
@@ -92,10 +132,14 @@ _RULE_WORDS = ["someone", "somebody", "else", "hacked", "my", "account", "email"
                "charges", "I", "never", "made", "didn't", "don't", "know", "who", "card", "stolen", "lost",
                "phone", "scammed", "unauthorized", "payments", "ex-boyfriend", "logged", "into", "SIM", "swap",
                "Hacked", "ſtolen", "KNOW", "whoever", "getting", "in", "statement", "charged", "for", "not", "mine",
-               "subscription", "that", "have", "a", "fake", "support", "text", "codes", "asked", "block", ".", "!"]
+               "subscription", "that", "have", "a", "fake", "support", "text", "codes", "asked", "block", ".", "!",
+               "trying", "to", "log", "access", "accessed", "unrecognised", "random", "device", "breach", "of",
+               "added", "himself", "hackearon", "cuenta", "no", "fui", "yo", "alguém", "mudou", "compte",
+               "piraté", "jamais", "prélèvements", "cobraron", "nunca", "contraté"]
 
 
-@pytest.mark.parametrize("text", [t for t, _, _ in ESCALATE] + FIGURATIVE)
+@pytest.mark.parametrize("text", [t for t, _, _ in ESCALATE] + FIGURATIVE + [t for t, _ in OTHER_LANGUAGES]
+                         + EVERYDAY_OTHER_LANGUAGES)
 def test_the_anchor_prefilter_never_hides_a_match_from_the_examples_here(text):
     _assert_anchors_cover(text)
 
