@@ -16,7 +16,7 @@ from typing import Any
 from community.retrieval import Candidate
 from community.rules import RuleMatch, decisive
 
-ROUTER_VERSION = "router-2"
+ROUTER_VERSION = "router-3"
 # general questions with a general answer; billing only reaches here without account details
 # (sensitivity "account" goes to an agent first)
 LOW_TOUCH = frozenset({"account_access", "outage", "product_question", "order_delivery", "cancellation", "billing"})
@@ -26,6 +26,15 @@ LOW_TOUCH_UNLESS_NEGATIVE = frozenset({"order_delivery"})
 HIGH_TOUCH = frozenset({"bug_report", "feature_request", "fraud", "account_security"})
 NOTHING_TO_ANSWER = frozenset({"praise"})
 PRIVATE_SENSITIVITY = frozenset({"security", "fraud"})
+
+
+@dataclass(frozen=True)
+class OpenCase:
+    """An author's unresolved private case, as routing needs it."""
+
+    id: int
+    category: str
+    same_thread: bool  # the mention is in the conversation the case was opened from
 
 
 @dataclass
@@ -50,6 +59,8 @@ class RouteInput:
     accepted_answer: bool = False  # this post *is* a community answer (solution / distinguished)
     author_banned: bool = False
     rules: list[RuleMatch] = field(default_factory=list)  # matching moderation rules, in order
+    open_case: OpenCase | None = None  # the author's unresolved private case, if any
+
 
 
 @dataclass
@@ -88,6 +99,17 @@ def official_answer(r: RouteInput) -> tuple[Candidate | None, float]:
     return best, conf
 
 
+def joins_open_case(r: RouteInput) -> bool:
+    """A customer with an open private case is answered there, not in public: a follow-up ("reset it,
+    but my playlists are gone") rarely repeats what made the case, and a public bot answer beside a
+    secure link would split the conversation (or answer a takeover victim with a reset article). A
+    post elsewhere with nothing to answer (thanks, praise) is left alone rather than met with another
+    public notice; an accepted community answer is what it is."""
+    if r.open_case is None or r.accepted_answer:
+        return False
+    return r.open_case.same_thread or not (r.issue_type in NOTHING_TO_ANSWER or r.issue_type == "other")
+
+
 def _moderate(action: str, reason: str, rule: str, r: RouteInput, **extra: Any) -> Decision:
     details: dict[str, Any] = {"action": action, "rule": rule, **extra}
     if r.pii_exposed and r.is_public:  # whatever the rule said: hidden now, author told privately
@@ -122,6 +144,11 @@ def decide(r: RouteInput, *, auto_threshold: float) -> Decision:
     if r.pii_exposed and r.is_public:
         return _moderate("hide", "personal data exposed in public: hidden, author told privately",
                          "builtin:pii", r, **extra)
+    if joins_open_case(r):  # after safety: a takeover's spam is still held, exposed data still hidden
+        case = r.open_case
+        return Decision("escalate_private", f"follow-up while case #{case.id} ({case.category}) is open: "
+                        "handled in its private channel", 1.0,
+                        {"category": case.category, "case_id": case.id, "follow_up": True, **extra})
     if r.sensitivity == "account":
         return Decision("agent_queue", "needs the customer's own account details (answer privately)", 1.0,
                         {"suggestion": _best(r), **extra})

@@ -11,10 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Author, Case, CaseMessage, Mention
 from models.base import utcnow
+from models.bulk import IDS
 from service.audit import record
 from triage import redact
 
 FIRST_RESPONSE_SLA = timedelta(hours=1)
+OPEN_BY_AUTHOR = (select(Case.author_id, Case.id, Case.category, Case.conversation_id)
+                  .where(Case.author_id.in_(IDS), Case.status != "resolved"))
 RESOLUTION_SLA = timedelta(hours=24)
 
 
@@ -66,6 +69,15 @@ async def open_or_join(session: AsyncSession, mention: Mention, category: str,
     session.add(CaseMessage(case_id=case.id, sender="customer", mention_id=mention.id, body=redact(mention.text)))
     await session.flush()
     return case, opened
+
+
+async def open_cases_by_author(session: AsyncSession, author_ids: set[int]) -> dict[int, tuple[int, str, int | None]]:
+    """Each author's unresolved case as (case id, category, the conversation it was opened from):
+    routing sends their further posts there (one query per batch; at most one open case an author)."""
+    if not author_ids:
+        return {}
+    rows = await session.execute(OPEN_BY_AUTHOR, {"ids": list(author_ids)})
+    return {author: (case_id, category, conversation) for author, case_id, category, conversation in rows.all()}
 
 
 def assign(session: AsyncSession, case: Case, user_id: int, actor: str) -> None:

@@ -22,8 +22,9 @@ from community.answers import AnswerIndex
 from community.harvest import ACCEPTING_PLATFORMS, harvest
 from community.incidents import SpikePolicy, match_batch
 from community.moderation import author_removals
-from community.routing import HIGH_TOUCH, LOW_TOUCH, ROUTER_VERSION, RouteInput, decide
+from community.routing import HIGH_TOUCH, LOW_TOUCH, ROUTER_VERSION, OpenCase, RouteInput, decide
 from community.rules import BUNDLED_RULES, RuleError, Subject, evaluate, load_rules
+from escalation.cases import open_cases_by_author
 from models import Author, Mention, RouteDecision, TriageResult
 from models.base import json_array
 from models.bulk import IDS, Columns, Record, add_rows, records
@@ -38,8 +39,8 @@ SEMANTIC_FLOOR = 0.2
 RULE_TASKS = ("toxicity", "spam", "sentiment", "sensitivity")  # probabilities moderation rules may test
 _M, _T, _A, _D = (m.__table__.c for m in (Mention, TriageResult, Author, RouteDecision))
 MENTION = Columns(_M.id, _M.text, _M.platform, _M.channel, _M.is_public, _M.kind, _M.created_at, _M.author_id,
-                  _M.external_id, _M.url, _M.in_reply_to, _M.platform_conversation_id, _M.hidden, _M.deleted,
-                  case((_M.platform.in_(ACCEPTING_PLATFORMS), _M.raw)).label("raw"))  # for harvest only
+                  _M.conversation_id, _M.external_id, _M.url, _M.in_reply_to, _M.platform_conversation_id,
+                  _M.hidden, _M.deleted, case((_M.platform.in_(ACCEPTING_PLATFORMS), _M.raw)).label("raw"))  # for harvest only
 TRIAGE = Columns(_T.id, _T.sentiment, _T.sensitivity, _T.issue_type, _T.toxicity, _T.spam, _T.pii_exposed,
                  _T.scores[("issue_type", "score")].as_float().label("issue_confidence"),
                  json_array(*(_T.scores[(task, "probabilities")] for task in RULE_TASKS),
@@ -133,6 +134,7 @@ class RouteStage:
             removals = {}
             if any("removals_at_least" in r.author for r in self.rules):
                 removals = await author_removals(session, {m.author_id for m, _, _ in rows if m.author_id})
+            cases = await open_cases_by_author(session, {m.author_id for m, _, _ in rows if m.author_id})
             matched = {m.id: evaluate(self.rules, self._subject(m, t, a, removals)) for m, t, a in rows}
             held = {mid for mid, found in matched.items() if any(x.action in ("hold", "remove") for x in found)}
 
@@ -154,7 +156,7 @@ class RouteStage:
                 answerable = t.issue_type in LOW_TOUCH or (m.platform in community and t.issue_type not in HIGH_TOUCH)
                 if not (answerable and t.sensitivity == "none" and m.is_public and m.id not in held
                         and not t.pii_exposed and t.spam != "spam" and t.toxicity != "offensive"
-                        and m.id not in incidents and m.id not in accepted):
+                        and m.id not in incidents and m.id not in accepted and m.author_id not in cases):
                     continue
                 if m.platform in community:  # low volume by definition: always worth the encoder
                     todo.append((m, t))
@@ -179,7 +181,7 @@ class RouteStage:
                     incident_id=incidents.get(mention.id), answer=cheap[mention.id], retrieved=cands,
                     community_answer=next((c for c in cands if c.kind == "community"), None),
                     accepted_answer=mention.id in accepted, author_banned=bool(author and author.banned),
-                    rules=matched[mention.id],
+                    rules=matched[mention.id], open_case=_open_case(cases, mention),
                 )
                 d = decide(route_in, auto_threshold=threshold)
                 decisions.append(dict(mention_id=mention.id, outcome=d.outcome, reason=d.reason,
@@ -203,6 +205,14 @@ class RouteStage:
             pii_types=frozenset(p.get("type") for p in pii or [] if isinstance(p, dict)),
             account_age_days=age, followers=a.followers if a else None,
             removals=removals.get(m.author_id, 0) if m.author_id else 0)
+
+
+def _open_case(cases: dict[int, tuple[int, str, int | None]], m: Record) -> OpenCase | None:
+    found = cases.get(m.author_id) if m.author_id else None
+    if found is None:
+        return None
+    case_id, category, conversation = found
+    return OpenCase(case_id, category, same_thread=conversation is not None and conversation == m.conversation_id)
 
 
 def _issue_confidence(t: Record) -> float:

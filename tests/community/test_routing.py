@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from community.retrieval import Candidate
-from community.routing import RouteInput, decide
+from community.routing import OpenCase, RouteInput, decide
 from community.rules import RuleMatch
 
 T = 0.55
@@ -83,3 +83,27 @@ def test_incidents_broadcast_and_chit_chat_and_accepted_answers_are_not_answered
     assert outcome(issue_type="praise") == "ignore"
     assert outcome(issue_type="other", sentiment="negative") == "ignore"
     assert outcome(accepted_answer=True) == "ignore"
+
+
+def test_a_customer_with_an_open_case_is_answered_there_not_in_public():
+    case = OpenCase(7, "security", same_thread=True)
+    d = decide(r(open_case=case), auto_threshold=T)  # a perfect public answer is not sent beside the case
+    assert (d.outcome, d.details["case_id"], d.details["category"], d.details["follow_up"]) == \
+        ("escalate_private", 7, "security", True)
+    assert outcome(open_case=case, sensitivity="account") == "escalate_private"
+    assert outcome(open_case=case, issue_type="praise") == "escalate_private"  # "thanks, sorted" in the thread
+
+
+def test_safety_still_comes_first_for_a_customer_with_an_open_case():
+    case = OpenCase(7, "fraud", same_thread=True)
+    assert outcome(open_case=case, spam="spam") == "moderate"  # a taken-over account's spam is held
+    d = decide(r(open_case=case, pii_exposed=True), auto_threshold=T)
+    assert (d.outcome, d.details["action"]) == ("moderate", "hide")
+    assert outcome(open_case=case, accepted_answer=True) == "ignore"
+
+
+def test_nothing_to_answer_elsewhere_is_left_alone_rather_than_met_with_another_notice():
+    elsewhere = OpenCase(7, "security", same_thread=False)
+    assert outcome(open_case=elsewhere, issue_type="praise") == "ignore"
+    assert outcome(open_case=elsewhere, issue_type="other") == "ignore"
+    assert outcome(open_case=elsewhere) == "escalate_private"

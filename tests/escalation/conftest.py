@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from escalation_support import SmtpSink, World, escalation_settings, free_port, open_world
 
@@ -24,3 +26,17 @@ async def world(tmp_path, sqlite_url, smtp_sink):
     yield World(rt, client, maria, tom)
     await client.close()
     await rt.close()
+
+
+_TRIAGER: dict[str, object] = {}
+
+
+@pytest.fixture
+async def triager():
+    """The real triage models (loaded once per test session)."""
+    if "cascade" not in _TRIAGER:
+        from service.settings import load_settings
+        from triage import build_triager
+
+        _TRIAGER["cascade"] = await asyncio.to_thread(build_triager, load_settings(triage_mode="cascade"))
+    return _TRIAGER["cascade"]

@@ -6,7 +6,6 @@ returns the customer to the community."""
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import re
 import sys
@@ -26,7 +25,6 @@ from models import Case, CaseMessage, Reply, SecureLink, SlaBreach
 FAKES = Path(__file__).resolve().parents[1] / "listener" / "fakes" / "x_api.py"
 MARIA = {"author_id": "4000000003", "author_handle": "maria_music3", "author_name": "Maria"}
 NOTICE = "We've sent you a secure link by DM — please don't share account details here."
-_TRIAGER: dict[str, object] = {}
 
 
 def load_fake_x():
@@ -45,17 +43,6 @@ async def fake_x():
     x.base = str(server.make_url("")).rstrip("/")
     yield x
     await server.close()
-
-
-@pytest.fixture
-async def triager():
-    """The real triage models (loaded once per test session)."""
-    if "cascade" not in _TRIAGER:
-        from service.settings import load_settings
-        from triage import build_triager
-
-        _TRIAGER["cascade"] = await asyncio.to_thread(build_triager, load_settings(triage_mode="cascade"))
-    return _TRIAGER["cascade"]
 
 
 def tweet(external_id: str, text: str, **author: str) -> NormalizedMention:

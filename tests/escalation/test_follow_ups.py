@@ -1,0 +1,83 @@
+"""While a customer's private case is open, their further public posts join it instead of getting a
+public bot answer: a takeover victim's "reset it, but my playlists are gone" is answered in the case,
+where the agent sees the whole story. Through the real pipeline and triage models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from escalation_support import escalation_settings
+from sqlalchemy import select
+
+from escalation.cases import resolve
+from listener.protocol import NormalizedMention
+from models import Case, CaseMessage, Mention, Reply, RouteDecision
+
+MARIA = {"author_id": "4000000003", "author_handle": "maria_music3", "author_name": "Maria"}
+TOM = {"author_id": "4000000009", "author_handle": "tom_listens", "author_name": "Tom"}
+QUESTION = "@AcmeHelp how do I reset my password? the reset email never arrives"
+
+
+def tweet(external_id: str, text: str, thread: str | None = None, **author: str) -> NormalizedMention:
+    return NormalizedMention(platform="x", external_id=external_id, text=text, created_at=datetime.now(UTC),
+                             conversation_id=thread or external_id, in_reply_to=thread, lang="en", kind="post",
+                             is_public=True, channel="@AcmeHelp", **author)
+
+
+async def decision_of(rt, external_id: str) -> RouteDecision:  # noqa: ANN001
+    async with rt.db.session() as s:
+        return await s.scalar(select(RouteDecision).join(Mention, Mention.id == RouteDecision.mention_id)
+                              .where(Mention.external_id == external_id))
+
+
+async def step(rt, *mentions: NormalizedMention) -> None:  # noqa: ANN001
+    await rt.submit(list(mentions))
+    await rt.pipeline.wait_idle(timeout=120)
+
+
+@pytest.mark.timeout(300)
+async def test_posts_of_a_customer_with_an_open_case_join_it_until_it_is_resolved(tmp_path, sqlite_url, smtp_sink,
+                                                                                  triager):
+    from service.runtime import Runtime
+    from service.seed import seed_demo
+
+    rt = await Runtime.open(escalation_settings(tmp_path, sqlite_url, smtp_sink.port), triager=triager,
+                            with_connectors=False)
+    try:
+        await seed_demo(rt.db)
+        await rt.start()
+        await step(rt, tweet("101", "@AcmeHelp someone hacked my account and changed my email", **MARIA))
+        opened = await decision_of(rt, "101")
+        assert opened.outcome == "escalate_private" and not opened.details.get("follow_up")
+
+        # the same question: from Tom it is answered in public; from Maria, in her case
+        await step(rt, tweet("102", QUESTION, **TOM), tweet("103", QUESTION, thread="101", **MARIA))
+        assert (await decision_of(rt, "102")).outcome in ("auto_answer", "agent_queue")
+        follow_up = await decision_of(rt, "103")
+        async with rt.db.session() as s:
+            case = await s.scalar(select(Case))
+            assert (follow_up.outcome, follow_up.details["follow_up"], follow_up.details["case_id"]) == \
+                ("escalate_private", True, case.id)
+            assert follow_up.reason.startswith(f"follow-up while case #{case.id} (security) is open")
+            in_case = set(await s.scalars(select(Mention.external_id).join(CaseMessage, CaseMessage.mention_id
+                                                                          == Mention.id)))
+            assert in_case == {"101", "103"}
+            maria_replies = list(await s.scalars(select(Reply).join(Mention, Mention.id == Reply.mention_id)
+                                                 .where(Mention.external_id.in_(["101", "103"]))))
+            # one notice in the thread and one secure link: nothing answered in public beside them
+            assert sorted((r.kind, r.visibility) for r in maria_replies) == [("secure_link", "public"),
+                                                                               ("secure_link_dm", "private")]
+            assert await s.scalar(select(Case.id).where(Case.id != case.id)) is None
+
+        # elsewhere, a post with nothing to answer is not met with another notice
+        await step(rt, tweet("104", "@AcmeHelp love the new discover weekly, great picks this week", **MARIA))
+        assert (await decision_of(rt, "104")).outcome == "ignore"
+
+        async with rt.db.session() as s:
+            await resolve(s, await s.get(Case, case.id), "alice")
+            await s.commit()
+        await step(rt, tweet("105", QUESTION, **MARIA))  # a new problem later: routed on its own
+        assert (await decision_of(rt, "105")).outcome == (await decision_of(rt, "102")).outcome
+    finally:
+        await rt.close()
