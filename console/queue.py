@@ -29,6 +29,7 @@ from console.queue_data import (
 )
 from console.render import render
 from console.suggestions import suggestions_for
+from escalation.public_guard import public_reply_refusal
 from models import Conversation, Mention, ModerationAction, Reply
 from models.base import utcnow
 from service.audit import record
@@ -232,6 +233,11 @@ async def reply(request: web.Request) -> web.Response:
         if mention is None or mention.conversation_id != conv_id:
             await session.rollback()
             raise web.HTTPBadRequest(reason="mention_id is not part of this conversation")
+        if visibility == "public":
+            refusal = await public_reply_refusal(session, mention, text)
+            if refusal:
+                await session.rollback()
+                return await _conversation(request, status=422, draft=text, error=f"Not sent: {refusal}.")
         row = Reply(dedup_key=f"agent:{draft_id}", mention_id=mention.id, conversation_id=conv_id,
                     platform=mention.platform, visibility=visibility, kind="agent", text=text,
                     template=str(form.get("template") or "")[:100] or None, status="pending", sent_by=p.actor)

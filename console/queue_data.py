@@ -252,6 +252,11 @@ async def conversation_view(session: AsyncSession, conv_id: int, *, viewer: str 
         "claimed_by_id": conv.claimed_by if claim_is_live(conv) else None,
         "customer": customer, "history": history, "cases": cases, "case_messages": case_messages,
         "other_replies": other_replies, "authors": authors,
+        # handled in a private channel: the reply form offers a private message first (a public one
+        # would be refused, escalation.public_guard)
+        "private_matter": any(c.status != "resolved" for c in cases) or any(
+            (tri is not None and tri.sensitivity in ("security", "fraud"))
+            or (d is not None and d.outcome == "escalate_private") for _, tri, d, _ in rows),
     }
 
 

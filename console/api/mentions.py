@@ -133,6 +133,12 @@ async def post_reply(request: web.Request) -> web.Response:
                     raise ApiError(409, "this idempotency key was used for another mention")
                 return web.json_response({"reply": reply_json(existing), "created": False})
         text = body.text if body.text is not None else await _template_text(session, body.template, body.tone, mention)
+        if body.visibility == "public":
+            from escalation.public_guard import public_reply_refusal
+
+            refusal = await public_reply_refusal(session, mention, text)
+            if refusal:
+                raise ApiError(422, refusal)
         if mention.conversation_id:
             conv = await session.get(Conversation, mention.conversation_id)
             from console.queue_data import claim_is_live

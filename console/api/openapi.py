@@ -100,7 +100,9 @@ def spec(base_url: str = "/") -> dict[str, Any]:
                                              "mentions:read", {"200": _json(mention)}, params=[ID],
                                              errors=(401, 403, 404))},
         "/api/v1/mentions/{id}/replies": {"post": _op(
-            "Reply to a mention (text, or a template and tone); idempotent with `idempotency_key`",
+            "Reply to a mention (text, or a template and tone); idempotent with `idempotency_key`. A public "
+            "reply is refused (422) when it holds a card number, IBAN, national ID, password or code, the "
+            "customer's own e-mail or phone, or answers a matter handled in a private channel",
             "replies:write", {"200": _json(OBJ, "Already created with this key"), "201": _json(OBJ, "Created")},
             params=[ID], body=_model(ReplyIn), errors=(400, 401, 403, 404, 409, 415, 422))},
         "/api/v1/mentions/{id}/actions": {"post": _op(

@@ -127,3 +127,23 @@ async def test_unknown_api_paths_and_methods_answer_json(app_client):
     assert r.status == 404 and (await r.json())["error"]["status"] == 404
     r = await app_client.patch("/api/v1/templates")
     assert r.status == 405 and (await r.json())["error"]["status"] == 405
+
+
+async def test_a_bot_may_not_say_sensitive_things_in_public_but_may_in_private(app_client, runtime):
+    token = await bot_token(runtime, "alice", ["replies:write"])
+    plain = await add_mention(runtime, "charged twice", handle="gus")
+    r = await app_client.post(f"/api/v1/mentions/{plain.id}/replies", headers=bearer(token),
+                              json={"text": "Refunded to card 4111 1111 1111 1111"})
+    assert r.status == 422 and "card number" in (await r.json())["error"]["message"]
+    hacked = await add_mention(runtime, "someone got into my account", sensitivity="security", handle="hal",
+                               outcome="escalate_private")
+    r = await app_client.post(f"/api/v1/mentions/{hacked.id}/replies", headers=bearer(token),
+                              json={"text": "We've locked your account and reset your password"})
+    assert r.status == 422 and "private channel" in (await r.json())["error"]["message"]
+    r = await app_client.post(f"/api/v1/mentions/{hacked.id}/replies", headers=bearer(token),
+                              json={"text": "We've locked your account and reset your password", "visibility": "private"})
+    assert r.status == 201 and (await r.json())["reply"]["visibility"] == "private"
+    async with runtime.db.session() as s:
+        public = (await s.scalars(select(Reply).where(Reply.mention_id.in_([plain.id, hacked.id]),
+                                                      Reply.visibility == "public"))).all()
+    assert public == []

@@ -118,6 +118,26 @@ async def test_sending_a_suggested_reply_records_it_once_even_when_submitted_twi
     assert "answered" in rows_html
 
 
+async def test_a_public_reply_with_sensitive_details_is_not_sent_and_the_draft_is_kept(app_client, runtime):
+    m = await add_mention(runtime, "my card was stolen and used", sensitivity="fraud", handle="ivy")
+    cid = m.conversation_id
+    csrf = await login(app_client, "alice")
+    page = await (await app_client.get(f"/conversations/{cid}")).text()
+    assert '<option value="private" selected>' in page  # the form offers a private message first
+    form = {"csrf_token": csrf, "text": "So sorry Ivy, we blocked the stolen card and refunded the charges",
+            "mention_id": str(m.id), "seen_reply_id": "0", "draft_id": "beef"}
+    r = await app_client.post(f"/conversations/{cid}/reply", data=form, allow_redirects=False)
+    page = await r.text()
+    assert r.status == 422 and "Not sent: this is handled in a private channel" in page
+    assert "we blocked the stolen card and refunded the charges" in page  # the draft is kept
+    r = await app_client.post(f"/conversations/{cid}/reply", data={**form, "visibility": "private"},
+                              allow_redirects=False)
+    assert r.status == 302
+    async with runtime.db.session() as s:
+        rows = (await s.scalars(select(Reply).where(Reply.conversation_id == cid))).all()
+    assert [row.visibility for row in rows] == ["private"]
+
+
 async def test_take_private_opens_an_assigned_case_with_the_secure_link_dm(app_client, runtime):
     m = await add_mention(runtime, "someone logged into my account", sensitivity="account", handle="erin")
     cid = m.conversation_id

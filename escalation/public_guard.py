@@ -1,0 +1,71 @@
+"""What may not be said in public: the check every human or bot reply passes before it is queued.
+
+The service's own public replies are fixed or templated (the secure-link notice, answers, status
+replies) and carry no customer detail. Replies written by agents in the console or by bots through
+the API are free text, so they are checked here: a card number, IBAN, national ID, password or
+one-time code never goes out in public; nor does the customer's own e-mail address or phone number
+(the brand's contact address may); nor does anything at all, in public, on a matter handled in a
+private channel (security or fraud, or a customer whose case is open) — there the public side is
+only the detail-free notice, and the conversation goes on in private.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models import Author, Case, Customer, Mention, RouteDecision, TriageResult
+from triage.pii import detect_pii
+
+NEVER_PUBLIC = frozenset({"card_number", "iban", "national_id", "password", "one_time_code"})
+CONTACT = frozenset({"email", "phone"})
+PRIVATE_LEVELS = ("security", "fraud")
+
+
+def _contact_key(kind: str, value: str) -> str:
+    return re.sub(r"\D", "", value)[-9:] if kind == "phone" else value.strip().casefold()
+
+
+def _contacts(text: str | None) -> set[str]:
+    if not text:
+        return set()
+    return {_contact_key(s.type, text[s.start:s.end]) for s in detect_pii(text) if s.type in CONTACT}
+
+
+async def private_matter(session: AsyncSession, mention: Mention) -> bool:
+    """Is this post handled in a private channel: scored security or fraud, routed private, or its
+    author has an unresolved case?"""
+    sensitivity = await session.scalar(select(TriageResult.sensitivity).where(TriageResult.mention_id == mention.id))
+    if sensitivity in PRIVATE_LEVELS:
+        return True
+    outcome = await session.scalar(select(RouteDecision.outcome).where(RouteDecision.mention_id == mention.id))
+    if outcome == "escalate_private":
+        return True
+    if mention.author_id is None:
+        return False
+    return await session.scalar(select(Case.id).where(Case.author_id == mention.author_id,
+                                                      Case.status != "resolved").limit(1)) is not None
+
+
+async def public_reply_refusal(session: AsyncSession, mention: Mention, text: str) -> str | None:
+    """Why ``text`` may not be posted in public in answer to ``mention``; None when it may."""
+    spans = detect_pii(text)
+    secret = sorted({s.type.replace("_", " ") for s in spans if s.type in NEVER_PUBLIC})
+    if secret:
+        return f"a public reply may not contain a {' or '.join(secret)}: send it privately"
+    said = {_contact_key(s.type, text[s.start:s.end]) for s in spans if s.type in CONTACT}
+    if said:
+        theirs = _contacts(mention.text)
+        author = await session.get(Author, mention.author_id) if mention.author_id else None
+        customer = await session.get(Customer, author.customer_id) if author and author.customer_id else None
+        if customer is not None:
+            theirs |= {_contact_key(kind, value) for kind, value in (("email", customer.email), ("phone", customer.phone))
+                       if value}
+        if said & theirs:
+            return "a public reply may not repeat the customer's e-mail address or phone number: send it privately"
+    if await private_matter(session, mention):
+        return ("this is handled in a private channel (security or fraud, or the customer's open case): "
+                "reply privately; the detail-free notice is the only public reply there")
+    return None

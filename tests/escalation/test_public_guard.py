@@ -1,0 +1,107 @@
+"""Sensitive details never reach a public reply written by a person or a bot: the check behind the
+console's reply form and the bot API."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from escalation.cases import open_or_join, resolve
+from escalation.public_guard import public_reply_refusal
+from models import Author, Customer, Mention, RouteDecision, TriageResult
+from models.base import utcnow
+from models.db import Database
+
+
+@pytest.fixture
+async def db(sqlite_url):
+    database = Database(sqlite_url)
+    await database.upgrade()
+    yield database
+    await database.engine.dispose()
+
+
+async def post(db: Database, text: str, *, sensitivity: str = "none", outcome: str = "agent_queue",
+               handle: str = "dana", customer: Customer | None = None) -> int:
+    async with db.session() as s:
+        author = await s.scalar(select(Author).where(Author.handle == handle))
+        if author is None:
+            if customer is not None:
+                s.add(customer)
+                await s.flush()
+            author = Author(platform="x", author_key=f"@{handle}", handle=handle,
+                            customer_id=customer.id if customer else None)
+            s.add(author)
+            await s.flush()
+        seen = await s.scalar(select(Mention.id).where(Mention.external_id == f"{handle}-{text[:20]}"))
+        if seen is not None:  # hypothesis asks again with the same database
+            return seen
+        m = Mention(platform="x", external_id=f"{handle}-{text[:20]}", text=text, author_id=author.id,
+                    created_at=utcnow(), content_hash=f"h-{handle}-{text}")
+        s.add(m)
+        await s.flush()
+        s.add(TriageResult(mention_id=m.id, model_version="t", sentiment="negative", sensitivity=sensitivity,
+                           escalate=sensitivity in ("security", "fraud"), issue_type="billing", toxicity="not_offensive",
+                           spam="ham", pii_exposed=False, priority=50.0, scores={}))
+        s.add(RouteDecision(mention_id=m.id, outcome=outcome, reason="r", router_version="t"))
+        await s.commit()
+        return m.id
+
+
+async def refusal(db: Database, mention_id: int, text: str) -> str | None:
+    async with db.session() as s:
+        return await public_reply_refusal(s, await s.get(Mention, mention_id), text)
+
+
+async def test_secrets_never_go_out_in_public(db):
+    m = await post(db, "charged twice this month")
+    assert await refusal(db, m, "Sorry! We'll refund it to your card soon.") is None
+    assert "card number" in await refusal(db, m, "Refunded to 4111 1111 1111 1111 today")
+    assert "password" in await refusal(db, m, "Try logging in with password: Summer2017! again")
+    assert "iban" in await refusal(db, m, "We sent it to GB82 WEST 1234 5698 7654 32")
+
+
+async def test_the_customers_own_contact_details_stay_private_but_the_brands_may_be_given(db):
+    maria = Customer(external_ref="C-9", name="Maria", email="maria.lopez@example.com", phone="+1 555 010 0199")
+    m = await post(db, "my invoice went to maria.l@example.org, can you check?", handle="maria", customer=maria)
+    assert await refusal(db, m, "Write to billing@acme.example and we'll sort it out") is None
+    assert "e-mail address or phone" in await refusal(db, m, "We resent it to maria.l@example.org")
+    assert "e-mail address or phone" in await refusal(db, m, "Sent to MARIA.LOPEZ@example.com, the address on file")
+    assert "e-mail address or phone" in await refusal(db, m, "We'll call you on (555) 010-0199 today")
+
+
+async def test_a_matter_handled_privately_gets_no_public_reply_until_its_case_is_resolved(db):
+    hacked = await post(db, "someone hacked my account", sensitivity="security", handle="erin")
+    assert "private channel" in await refusal(db, hacked, "So sorry! We've reset your account.")
+    routed = await post(db, "weird logins again", outcome="escalate_private", handle="finn")
+    assert "private channel" in await refusal(db, routed, "Looking into it")
+    later = await post(db, "thanks for the help earlier, how do I add a device?", handle="erin")
+    async with db.session() as s:
+        case, _ = await open_or_join(s, await s.get(Mention, hacked), "security")
+        await s.commit()
+    assert "private channel" in await refusal(db, later, "Settings → Devices → Add")  # her case is open
+    async with db.session() as s:
+        await resolve(s, await s.get(type(case), case.id), "alice")
+        await s.commit()
+    assert await refusal(db, later, "Settings → Devices → Add") is None
+
+
+def luhn(digits: str) -> str:
+    total = sum((d * 2 - 9 if d * 2 > 9 else d * 2) if i % 2 == 0 else d
+                for i, d in enumerate(int(c) for c in reversed(digits)))
+    return digits + str((10 - total % 10) % 10)
+
+
+cards = st.builds(lambda prefix, rest, sep: sep.join(luhn((prefix + rest)[:15])[i:i + 4] for i in range(0, 16, 4)),
+                  st.sampled_from(["4", "51", "6011"]), st.text("0123456789", min_size=15, max_size=15),
+                  st.sampled_from([" ", "-", ""]))  # 16-digit cards, grouped or whole
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(before=st.text(max_size=60), card=cards, after=st.text(max_size=60))
+async def test_no_card_number_reaches_a_public_reply_whatever_surrounds_it(db, before, card, after):
+    m = await post(db, "charged twice this month", handle="property")
+    assert await refusal(db, m, f"{before} refunded to {card} today {after}") is not None
