@@ -62,7 +62,6 @@ class RouteInput:
     open_case: OpenCase | None = None  # the author's unresolved private case, if any
 
 
-
 @dataclass
 class Decision:
     outcome: str

@@ -16,9 +16,9 @@ from service.audit import record
 from triage import redact
 
 FIRST_RESPONSE_SLA = timedelta(hours=1)
+RESOLUTION_SLA = timedelta(hours=24)
 OPEN_BY_AUTHOR = (select(Case.author_id, Case.id, Case.category, Case.conversation_id)
                   .where(Case.author_id.in_(IDS), Case.status != "resolved"))
-RESOLUTION_SLA = timedelta(hours=24)
 
 
 @dataclass(frozen=True)

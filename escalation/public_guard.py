@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models import Author, Case, Customer, Mention, RouteDecision, TriageResult
 from triage.pii import detect_pii
 
-NEVER_PUBLIC = frozenset({"card_number", "iban", "national_id", "password", "one_time_code"})
+NEVER_PUBLIC = {"card_number": "card number", "iban": "IBAN", "national_id": "national ID", "password": "password",
+                "one_time_code": "one-time code"}
 CONTACT = frozenset({"email", "phone"})
 PRIVATE_LEVELS = ("security", "fraud")
 
@@ -37,7 +38,8 @@ def _contacts(text: str | None) -> set[str]:
 async def private_matter(session: AsyncSession, mention: Mention) -> bool:
     """Is this post handled in a private channel: scored security or fraud, routed private, or its
     author has an unresolved case?"""
-    sensitivity = await session.scalar(select(TriageResult.sensitivity).where(TriageResult.mention_id == mention.id))
+    sensitivity = await session.scalar(select(TriageResult.sensitivity)
+                                       .where(TriageResult.mention_id == mention.id))
     if sensitivity in PRIVATE_LEVELS:
         return True
     outcome = await session.scalar(select(RouteDecision.outcome).where(RouteDecision.mention_id == mention.id))
@@ -52,17 +54,17 @@ async def private_matter(session: AsyncSession, mention: Mention) -> bool:
 async def public_reply_refusal(session: AsyncSession, mention: Mention, text: str) -> str | None:
     """Why ``text`` may not be posted in public in answer to ``mention``; None when it may."""
     spans = detect_pii(text)
-    secret = sorted({s.type.replace("_", " ") for s in spans if s.type in NEVER_PUBLIC})
+    secret = sorted({NEVER_PUBLIC[s.type] for s in spans if s.type in NEVER_PUBLIC})
     if secret:
-        return f"a public reply may not contain a {' or '.join(secret)}: send it privately"
+        return f"a public reply may not contain personal data ({', '.join(secret)}): send it privately"
     said = {_contact_key(s.type, text[s.start:s.end]) for s in spans if s.type in CONTACT}
     if said:
         theirs = _contacts(mention.text)
         author = await session.get(Author, mention.author_id) if mention.author_id else None
         customer = await session.get(Customer, author.customer_id) if author and author.customer_id else None
         if customer is not None:
-            theirs |= {_contact_key(kind, value) for kind, value in (("email", customer.email), ("phone", customer.phone))
-                       if value}
+            on_file = (("email", customer.email), ("phone", customer.phone))
+            theirs |= {_contact_key(kind, value) for kind, value in on_file if value}
         if said & theirs:
             return "a public reply may not repeat the customer's e-mail address or phone number: send it privately"
     if await private_matter(session, mention):

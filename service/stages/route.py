@@ -40,7 +40,8 @@ RULE_TASKS = ("toxicity", "spam", "sentiment", "sensitivity")  # probabilities m
 _M, _T, _A, _D = (m.__table__.c for m in (Mention, TriageResult, Author, RouteDecision))
 MENTION = Columns(_M.id, _M.text, _M.platform, _M.channel, _M.is_public, _M.kind, _M.created_at, _M.author_id,
                   _M.conversation_id, _M.external_id, _M.url, _M.in_reply_to, _M.platform_conversation_id,
-                  _M.hidden, _M.deleted, case((_M.platform.in_(ACCEPTING_PLATFORMS), _M.raw)).label("raw"))  # for harvest only
+                  _M.hidden, _M.deleted,
+                  case((_M.platform.in_(ACCEPTING_PLATFORMS), _M.raw)).label("raw"))  # for harvest only
 TRIAGE = Columns(_T.id, _T.sentiment, _T.sensitivity, _T.issue_type, _T.toxicity, _T.spam, _T.pii_exposed,
                  _T.scores[("issue_type", "score")].as_float().label("issue_confidence"),
                  json_array(*(_T.scores[(task, "probabilities")] for task in RULE_TASKS),

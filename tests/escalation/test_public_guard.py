@@ -61,7 +61,7 @@ async def test_secrets_never_go_out_in_public(db):
     assert await refusal(db, m, "Sorry! We'll refund it to your card soon.") is None
     assert "card number" in await refusal(db, m, "Refunded to 4111 1111 1111 1111 today")
     assert "password" in await refusal(db, m, "Try logging in with password: Summer2017! again")
-    assert "iban" in await refusal(db, m, "We sent it to GB82 WEST 1234 5698 7654 32")
+    assert "IBAN" in await refusal(db, m, "We sent it to GB82 WEST 1234 5698 7654 32")
 
 
 async def test_the_customers_own_contact_details_stay_private_but_the_brands_may_be_given(db):
