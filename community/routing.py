@@ -30,9 +30,10 @@ PRIVATE_SENSITIVITY = frozenset({"security", "fraud"})
 
 @dataclass(frozen=True)
 class OpenCase:
-    """An author's unresolved private case, as routing needs it."""
+    """An author's unresolved private case, as routing needs it; ``id`` is None while the escalation
+    that opens it is decided but not yet acted on (a follow-up may be routed before that)."""
 
-    id: int
+    id: int | None
     category: str
     same_thread: bool  # the mention is in the conversation the case was opened from
 
@@ -101,12 +102,12 @@ def official_answer(r: RouteInput) -> tuple[Candidate | None, float]:
 def joins_open_case(r: RouteInput) -> bool:
     """A customer with an open private case is answered there, not in public: a follow-up ("reset it,
     but my playlists are gone") rarely repeats what made the case, and a public bot answer beside a
-    secure link would split the conversation (or answer a takeover victim with a reset article). A
-    post elsewhere with nothing to answer (thanks, praise) is left alone rather than met with another
-    public notice; an accepted community answer is what it is."""
-    if r.open_case is None or r.accepted_answer:
+    secure link would split the conversation (or answer a takeover victim with a reset article).
+    Thanks and praise are left alone (nothing to answer, and no second notice), and so is a post
+    elsewhere that triage cannot place; an accepted community answer is what it is."""
+    if r.open_case is None or r.accepted_answer or r.issue_type in NOTHING_TO_ANSWER:
         return False
-    return r.open_case.same_thread or not (r.issue_type in NOTHING_TO_ANSWER or r.issue_type == "other")
+    return r.open_case.same_thread or r.issue_type != "other"
 
 
 def _moderate(action: str, reason: str, rule: str, r: RouteInput, **extra: Any) -> Decision:
@@ -145,7 +146,8 @@ def decide(r: RouteInput, *, auto_threshold: float) -> Decision:
                          "builtin:pii", r, **extra)
     if joins_open_case(r):  # after safety: a takeover's spam is still held, exposed data still hidden
         case = r.open_case
-        return Decision("escalate_private", f"follow-up while case #{case.id} ({case.category}) is open: "
+        which = f"case #{case.id}" if case.id is not None else "the customer's case"
+        return Decision("escalate_private", f"follow-up while {which} ({case.category}) is open: "
                         "handled in its private channel", 1.0,
                         {"category": case.category, "case_id": case.id, "follow_up": True, **extra})
     if r.sensitivity == "account":

@@ -13,9 +13,10 @@ import asyncio
 import logging
 import time
 from collections import deque
+from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import case, select
+from sqlalchemy import bindparam, case, select
 from sqlalchemy.exc import IntegrityError
 
 from community.answers import AnswerIndex
@@ -26,7 +27,7 @@ from community.routing import HIGH_TOUCH, LOW_TOUCH, ROUTER_VERSION, OpenCase, R
 from community.rules import BUNDLED_RULES, RuleError, Subject, evaluate, load_rules
 from escalation.cases import open_cases_by_author
 from models import Author, Mention, RouteDecision, TriageResult
-from models.base import json_array
+from models.base import json_array, utcnow
 from models.bulk import IDS, Columns, Record, add_rows, records
 from service.bus import Envelope
 from service.stages.base import Outgoing, StageContext, trace
@@ -48,6 +49,13 @@ TRIAGE = Columns(_T.id, _T.sentiment, _T.sensitivity, _T.issue_type, _T.toxicity
                             _T.scores["pii"]).label("parts"))  # RULE_TASKS' probabilities, PII spans
 AUTHOR = Columns(_A.id, _A.banned, _A.followers, _A.account_created_at)
 DECIDED = select(_D.mention_id, _D.outcome).where(_D.mention_id.in_(IDS))  # built once (models.bulk)
+# escalations decided but not yet acted on (their case is not open yet): a follow-up joins them too;
+# one left unacted for a day (its act message dead-lettered) no longer holds the author's posts back
+PENDING_PRIVATE = (select(_M.author_id, _M.conversation_id, _D.details)
+                   .select_from(RouteDecision.__table__.join(Mention.__table__, _M.id == _D.mention_id))
+                   .where(_M.author_id.in_(IDS), _D.outcome == "escalate_private", _D.acted_at.is_(None),
+                          _D.created_at > bindparam("since")))
+PENDING_FOR = timedelta(days=1)
 TO_ROUTE = (select(*MENTION, *TRIAGE, *AUTHOR)
             .select_from(Mention.__table__.join(TriageResult.__table__, _T.mention_id == _M.id)
                          .outerjoin(Author.__table__, _A.id == _M.author_id))
@@ -135,7 +143,7 @@ class RouteStage:
             removals = {}
             if any("removals_at_least" in r.author for r in self.rules):
                 removals = await author_removals(session, {m.author_id for m, _, _ in rows if m.author_id})
-            cases = await open_cases_by_author(session, {m.author_id for m, _, _ in rows if m.author_id})
+            cases = await self._cases(session, {m.author_id for m, _, _ in rows if m.author_id})
             matched = {m.id: evaluate(self.rules, self._subject(m, t, a, removals)) for m, t, a in rows}
             held = {mid for mid, found in matched.items() if any(x.action in ("hold", "remove") for x in found)}
 
@@ -185,6 +193,8 @@ class RouteStage:
                     rules=matched[mention.id], open_case=_open_case(cases, mention),
                 )
                 d = decide(route_in, auto_threshold=threshold)
+                if d.outcome == "escalate_private" and mention.author_id and mention.author_id not in cases:
+                    cases[mention.author_id] = (None, d.details.get("category", "security"), mention.conversation_id)
                 decisions.append(dict(mention_id=mention.id, outcome=d.outcome, reason=d.reason,
                                       confidence=d.confidence, details=d.details, router_version=ROUTER_VERSION))
                 out.append((mention.id, d.outcome))
@@ -193,6 +203,16 @@ class RouteStage:
         if self.ctx.events and out:
             self.ctx.events("routed", [mid for mid, _ in out])
         return out
+
+    @staticmethod
+    async def _cases(session, author_ids: set[int]) -> dict[int, tuple[int | None, str, int | None]]:  # noqa: ANN001
+        """The authors' open cases, and their escalations decided but not acted on yet (no case id)."""
+        cases: dict[int, tuple[int | None, str, int | None]] = {}
+        if author_ids:
+            params = {"ids": list(author_ids), "since": utcnow() - PENDING_FOR}
+            for author, conversation, details in await session.execute(PENDING_PRIVATE, params):
+                cases[author] = (None, (details or {}).get("category") or "security", conversation)
+        return {**cases, **await open_cases_by_author(session, author_ids)}
 
     @staticmethod
     def _subject(m: Record, t: Record, a: Record | None, removals: dict[int, int]) -> Subject:
@@ -208,7 +228,7 @@ class RouteStage:
             removals=removals.get(m.author_id, 0) if m.author_id else 0)
 
 
-def _open_case(cases: dict[int, tuple[int, str, int | None]], m: Record) -> OpenCase | None:
+def _open_case(cases: dict[int, tuple[int | None, str, int | None]], m: Record) -> OpenCase | None:
     found = cases.get(m.author_id) if m.author_id else None
     if found is None:
         return None

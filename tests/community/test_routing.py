@@ -91,7 +91,7 @@ def test_a_customer_with_an_open_case_is_answered_there_not_in_public():
     assert (d.outcome, d.details["case_id"], d.details["category"], d.details["follow_up"]) == \
         ("escalate_private", 7, "security", True)
     assert outcome(open_case=case, sensitivity="account") == "escalate_private"
-    assert outcome(open_case=case, issue_type="praise") == "escalate_private"  # "thanks, sorted" in the thread
+    assert outcome(open_case=case, issue_type="other") == "escalate_private"  # in the thread: part of the story
 
 
 def test_safety_still_comes_first_for_a_customer_with_an_open_case():
@@ -102,8 +102,15 @@ def test_safety_still_comes_first_for_a_customer_with_an_open_case():
     assert outcome(open_case=case, accepted_answer=True) == "ignore"
 
 
-def test_nothing_to_answer_elsewhere_is_left_alone_rather_than_met_with_another_notice():
+def test_thanks_and_unplaced_posts_elsewhere_are_left_alone_rather_than_met_with_another_notice():
     elsewhere = OpenCase(7, "security", same_thread=False)
+    assert outcome(open_case=OpenCase(7, "security", same_thread=True), issue_type="praise") == "ignore"
     assert outcome(open_case=elsewhere, issue_type="praise") == "ignore"
     assert outcome(open_case=elsewhere, issue_type="other") == "ignore"
     assert outcome(open_case=elsewhere) == "escalate_private"
+
+
+def test_a_follow_up_decided_before_its_case_opened_still_joins_it():
+    d = decide(r(open_case=OpenCase(None, "fraud", same_thread=True)), auto_threshold=T)
+    assert (d.outcome, d.details["case_id"], d.details["category"]) == ("escalate_private", None, "fraud")
+    assert d.reason.startswith("follow-up while the customer's case (fraud) is open")

@@ -81,3 +81,57 @@ async def test_posts_of_a_customer_with_an_open_case_join_it_until_it_is_resolve
         assert (await decision_of(rt, "105")).outcome == (await decision_of(rt, "102")).outcome
     finally:
         await rt.close()
+
+
+@pytest.mark.timeout(300)
+async def test_a_follow_up_routed_before_the_escalation_was_acted_on_still_joins_its_case(tmp_path, sqlite_url,
+                                                                                          smtp_sink, triager):
+    """A backlog (or a replay) can route the follow-up before the act stage has opened the case."""
+    from service.runtime import Runtime
+    from service.seed import seed_demo
+
+    rt = await Runtime.open(escalation_settings(tmp_path, sqlite_url, smtp_sink.port), triager=triager,
+                            with_connectors=False)
+    try:
+        await seed_demo(rt.db)
+        await rt.start()
+        await step(rt, tweet("201", "@AcmeHelp someone hacked my account and changed my email", **MARIA),
+                   tweet("202", QUESTION, thread="201", **MARIA))
+        assert (await decision_of(rt, "202")).details["follow_up"] is True
+        async with rt.db.session() as s:
+            assert len((await s.scalars(select(Case))).all()) == 1
+            in_case = set(await s.scalars(select(Mention.external_id).join(CaseMessage, CaseMessage.mention_id
+                                                                          == Mention.id)))
+        assert in_case == {"201", "202"}
+    finally:
+        await rt.close()
+
+
+async def test_an_escalation_not_yet_acted_on_counts_as_an_open_case_for_a_day(sqlite_url):
+    from datetime import timedelta
+
+    from models import Author, RouteDecision
+    from models.db import Database
+    from service.stages.route import RouteStage
+
+    db = Database(sqlite_url)
+    await db.upgrade()
+    try:
+        async with db.session() as s:
+            authors = [Author(platform="x", author_key=f"@{h}", handle=h) for h in ("new", "stale", "acted")]
+            s.add_all(authors)
+            await s.flush()
+            for n, (author, age, acted) in enumerate(zip(authors, (0, 2, 0), (False, False, True))):
+                m = Mention(platform="x", external_id=f"p{n}", author_id=author.id, text="hacked", content_hash=f"p{n}",
+                            created_at=datetime.now(UTC))
+                s.add(m)
+                await s.flush()
+                when = datetime.now(UTC) - timedelta(days=age)
+                s.add(RouteDecision(mention_id=m.id, outcome="escalate_private", reason="r", router_version="t",
+                                    details={"category": "fraud"}, created_at=when,
+                                    acted_at=when if acted else None))
+            await s.commit()
+            found = await RouteStage._cases(s, {a.id for a in authors})
+        assert found == {authors[0].id: (None, "fraud", None)}  # the stale one and the acted one hold nothing back
+    finally:
+        await db.engine.dispose()

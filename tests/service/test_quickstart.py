@@ -17,7 +17,7 @@ import pytest
 import requests
 
 BIN = Path(sys.executable).with_name("socialcare")
-DEMO_MENTIONS = 428
+DEMO_MENTIONS = 429
 
 
 def free_port() -> int:
