@@ -19,8 +19,10 @@ from typing import Any
 
 from listener.protocol import NormalizedMention, utc
 
+# note_tweet: a long post's whole text (``text`` holds only its first 280 characters, and the part a
+# customer writes last, "...and someone changed my password", is often the part triage needs)
 TWEET_FIELDS = ["created_at", "conversation_id", "in_reply_to_user_id", "lang", "public_metrics", "author_id",
-                "referenced_tweets"]
+                "referenced_tweets", "note_tweet"]
 USER_FIELDS = ["username", "name", "public_metrics", "created_at"]
 EXPANSIONS = ["author_id", "referenced_tweets.id"]
 
@@ -46,6 +48,13 @@ def version_id(m: NormalizedMention) -> str:
     return str(own) if own else m.external_id
 
 
+def full_text(tweet: dict[str, Any]) -> str:
+    """A long post's whole text (``note_tweet.text``) where X sent it, else ``text``."""
+    note = tweet.get("note_tweet")
+    whole = note.get("text") if isinstance(note, dict) else None
+    return whole if isinstance(whole, str) and whole else str(tweet.get("text", ""))
+
+
 def tweet_to_mention(tweet: dict[str, Any], users: dict[str, dict[str, Any]],
                      channel: str | None = None) -> NormalizedMention:
     author_id = tweet.get("author_id")
@@ -63,7 +72,7 @@ def tweet_to_mention(tweet: dict[str, Any], users: dict[str, dict[str, Any]],
     if conversation == tid:  # an edited thread root names itself: the thread is the original's
         conversation = original
     return NormalizedMention(
-        platform="x", external_id=original, text=str(tweet.get("text", "")), created_at=created,
+        platform="x", external_id=original, text=full_text(tweet), created_at=created,
         author_id=str(author_id) if author_id else None, author_handle=username, author_name=user.get("name"),
         author_followers=metrics.get("followers_count"), author_created_at=_time(user.get("created_at")),
         conversation_id=conversation, in_reply_to=parent,

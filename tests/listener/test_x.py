@@ -15,7 +15,7 @@ from listener.runner import run_connector
 from listener.x.connector import XConnector, split_thread
 from service.settings import load_settings
 
-from .fakes.x_api import FakeX, tweet
+from .fakes.x_api import FakeX, long_post, tweet
 
 
 @pytest.fixture
@@ -55,6 +55,15 @@ async def test_a_response_with_only_default_fields_is_still_ingested(fake):
     (m,), _ = await connector(fake).poll_once(None)
     assert m.author_handle is None and m.text == "@acme_help bare tweet"
     assert m.url == "https://x.com/i/web/status/1850000000000000777"
+
+
+async def test_a_long_post_arrives_whole_not_cut_at_280_characters(fake):
+    whole = ("@acme_help " + "I have been a customer for years and never had a problem like this. " * 4
+             + "This morning someone changed my password and my email from another country.")
+    fake.tweets = [long_post(1, whole)]
+    (m,), _ = await connector(fake).poll_once(None)
+    assert len(whole) > 300 and m.text == whole
+    assert any("note_tweet" in r for r in fake.requests)
 
 
 async def test_errors_are_classified(fake):

@@ -40,6 +40,19 @@ def edited(original: dict, i: int, text: str) -> dict:
             "edit_history_tweet_ids": [*original["edit_history_tweet_ids"], new_id]}
 
 
+def long_post(i: int, whole: str) -> dict:
+    """A post over 280 characters as X serves it: ``text`` cut to its first 280 characters, the whole
+    text in ``note_tweet`` (sent only when ``tweet.fields`` asks for ``note_tweet``)."""
+    return {**tweet(i, whole[:280]), "note_tweet": {"text": whole}}
+
+
+def as_requested(t: dict, fields: str | None) -> dict:
+    """The tweet with only the optional parts the request's ``tweet.fields`` asked for."""
+    if "note_tweet" in t and "note_tweet" not in (fields or "").split(","):
+        return {k: v for k, v in t.items() if k != "note_tweet"}
+    return t
+
+
 def user(author_id: str) -> dict:
     return {"id": author_id, "name": "Jane", "username": f"user{author_id[-4:]}",
             "public_metrics": {"followers_count": 120, "following_count": 5, "tweet_count": 40, "listed_count": 0}}
@@ -124,7 +137,8 @@ class FakeX:
         meta: dict[str, Any] = {"result_count": len(page), "newest_id": page[0]["id"], "oldest_id": page[-1]["id"]}
         if start + self.page_size < len(newest_first):
             meta["next_token"] = str(start + self.page_size)
-        body: dict[str, Any] = {"data": page, "meta": meta}
+        body: dict[str, Any] = {"data": [as_requested(x, request.query.get("tweet.fields")) for x in page],
+                                "meta": meta}
         if users:
             body["includes"] = {"users": list(users.values())}
         return web.json_response(body, headers={"x-rate-limit-remaining": "179",
