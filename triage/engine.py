@@ -25,6 +25,7 @@ from triage.language import detect_language
 from triage.pii import detect_pii, redact
 from triage.priority import priority
 from triage.protocol import ESCALATE_LEVELS, PiiSpan, Score, TriageInput, TriageOutput
+from triage.pieces import LONG_CHARS, pieces
 from triage.rules import sensitivity_rules
 from triage.text import normalize_for_model
 
@@ -70,6 +71,24 @@ class _Scored:
     scores: dict[str, Score]
     language: str
     used_encoder: bool
+
+
+def per_text(task: str, head: Head, p: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+    """Each text's probabilities from its rows: the text read whole (rows ``0..n-1``), then the pieces
+    of long ones (``owner``: the text of every row; triage.pieces). Where a task has labels that
+    matter (CASCADE_BANDS: escalation, offence, spam), the reading that says them most speaks for
+    the post: a takeover told in the last lines of a long story is still a takeover. Sentiment and
+    issue type are the whole post's."""
+    out = p[:n].copy()
+    matters = CASCADE_BANDS.get(task)
+    if matters is None:
+        return out
+    q = p[:, [head.labels.index(label) for label in matters[0] if label in head.labels]].sum(axis=1)
+    best = q[:n].copy()
+    for row in range(n, len(p)):
+        if q[row] > best[owner[row]]:
+            best[owner[row]], out[owner[row]] = q[row], p[row]
+    return out
 
 
 def _picks(head: Head, p: np.ndarray) -> np.ndarray:
@@ -206,14 +225,22 @@ class TriageEngine:
             for task in TASKS:
                 need |= cheap_unsure(self.cheap[task], probs[task])
             need |= np.array([r[0] is not None for r in rules])  # let the encoder confirm what rules see
+            need |= np.array([len(t) > LONG_CHARS for t in texts])  # a long post is read piece by piece
             source = "cheap"
         idx = np.flatnonzero(need)
         if len(idx):
             sub = [texts[i] for i in idx]
-            emb = self.encoder.features([normalize_for_model(t) for t in sub], batch_size=self.batch_size)
+            read, owner = list(sub), list(range(len(sub)))  # every text whole, then the pieces of long ones
+            for j, text in enumerate(sub):
+                split = pieces(text)
+                read += split
+                owner += [j] * len(split)
+            emb = self.encoder.features([normalize_for_model(t) for t in read], batch_size=self.batch_size)
             self.stats["encoded"] += len(idx)
             for task in TASKS:
-                p_full = self.full[task].proba(sub, emb)
+                p_full = self.full[task].proba(read, emb)
+                if len(read) > len(sub):
+                    p_full = per_text(task, self.full[task], p_full, np.asarray(owner), len(sub))
                 if task not in probs:
                     probs[task] = np.zeros((len(texts), p_full.shape[1]), dtype=np.float32)
                 probs[task][idx] = p_full

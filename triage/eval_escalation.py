@@ -2,7 +2,8 @@
 engine (heads, keyword rules, cascade) on the held-out half of the hand-labelled real inbound tweets
 and the held-out quarter of the written social posts (neither is used in training), and the posts
 written for other brands (the held-out halves of `sensitivity_brands.csv` and
-`sensitivity_twcs_brands.csv`).
+`sensitivity_twcs_brands.csv`); and, apart, long posts made of the held-out real tweets
+(:func:`long_posts`), which a model reading tweets must read piece by piece.
 
     .venv/bin/python -m triage.eval_escalation [--mode transformer|cascade] [--errors]
 
@@ -16,7 +17,32 @@ import argparse
 import json
 from pathlib import Path
 
-from triage.train_default import HERE, sensitivity_validation
+from triage.train_default import HERE, held_out, sensitivity_validation, twcs_labelled
+
+ESCALATE = ("security", "fraud")
+
+
+def long_posts(shared: Path, n: int = 300, seed: int = 7) -> tuple[list[str], list[str]]:
+    """Long posts made of held-out real tweets (handles dropped): three to five that do not escalate
+    and, in every second post, one that does at a random place: forum- or Reddit-length posts whose
+    risk sits in one sentence (triage.pieces). A post's label is its escalating tweet's, else
+    ``account`` when one of its tweets is, else ``none``."""
+    import random
+    import re
+
+    rows = [(re.sub(r"@\w+\s*", "", t).strip(), lab) for tid, t, lab in twcs_labelled(shared) if held_out(tid)]
+    risky = [r for r in rows if r[1] in ESCALATE]
+    rest = [r for r in rows if r[1] not in ESCALATE]
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for i in range(n):
+        parts = rng.sample(rest, rng.randint(3, 5))
+        if i % 2 == 0:
+            parts.insert(rng.randint(0, len(parts)), rng.choice(risky))
+        texts.append("@SpotifyCares " + " ".join(t if t.endswith((".", "!", "?")) else t + "." for t, _ in parts))
+        found = [lab for _, lab in parts]
+        labels.append(next((lab for lab in found if lab in ESCALATE), "account" if "account" in found else "none"))
+    return texts, labels
 
 
 def escalation_report(shared: Path, mode: str, errors: bool = False, heads_dir: Path | None = None) -> dict:
@@ -37,10 +63,13 @@ def escalation_report(shared: Path, mode: str, errors: bool = False, heads_dir: 
         every_label += labels
         every_pred += preds
     report["all"] = {"n": len(every_label), **escalation_metrics(every_label, every_pred)}
+    texts, labels = long_posts(shared)  # apart from "all": made of the held-out real tweets above
+    preds = [o.sensitivity.label for o in engine.score_texts([TriageInput(t) for t in texts])]
+    report["twcs_long_posts"] = {"n": len(labels), "escalate_support": sum(lab in ESCALATE for lab in labels),
+                                 **escalation_metrics(labels, preds)}
     if errors:
-        esc = {"security", "fraud"}
         report["errors"] = [{"text": t, "label": y, "predicted": p} for t, y, p in
-                            zip(every_text, every_label, every_pred) if (y in esc) != (p in esc)]
+                            zip(every_text, every_label, every_pred) if (y in ESCALATE) != (p in ESCALATE)]
     return report
 
 

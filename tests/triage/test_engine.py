@@ -207,3 +207,20 @@ def test_a_sensitivity_head_with_an_escalation_cut_escalates_from_it():
     assert [head.labels[i] for i in _picks(head, p)] == ["security", "none", "account"]
     head.meta.pop("escalate_threshold")
     assert [head.labels[i] for i in _picks(head, p)] == ["none", "none", "account"]
+
+
+LONG_STORY = ("@AcmeHelp I've used the app since 2019 and it has mostly been great. The discover playlists are good "
+              "and car mode works with my old stereo. I moved house last month and set everything up again on the "
+              "new wifi, which took ages because the router is in the garage and the kitchen signal is terrible. ")
+TAKEOVER = "Anyway today all my playlists were renamed in Russian and the email on the account is one I have never seen."
+
+
+@pytest.mark.parametrize("mode", ["transformer", "cascade"])
+def test_a_takeover_told_at_the_end_of_a_long_post_escalates(mode, transformer_engine, cascade_engine):
+    from triage.rules import sensitivity_rules
+
+    engine = transformer_engine if mode == "transformer" else cascade_engine
+    assert sensitivity_rules(LONG_STORY + TAKEOVER) == (None, [])  # the heads must find it, not a keyword
+    assert not score(engine, LONG_STORY).escalate
+    long_post = score(engine, LONG_STORY + TAKEOVER)
+    assert long_post.escalate and long_post.sensitivity.label == "security"
