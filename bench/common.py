@@ -8,7 +8,20 @@ from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TWCS = ROOT.parent / "shared" / "data" / "twcs" / "spotifycares_inbound.csv"
+TWCS_DIR = ROOT.parent / "shared" / "data" / "twcs"
+TWCS = TWCS_DIR / "spotifycares_inbound.csv"
+
+
+def default_corpus() -> Path:
+    """The replayed corpus: the shared Spotify sample, else whichever Customer Support on Twitter
+    file the shared data holds (``--corpus`` names another: the corpus layout, or JSON lines)."""
+    if TWCS.exists():
+        return TWCS
+    found = sorted(TWCS_DIR.glob("*.csv"))
+    if not found:
+        raise SystemExit(f"corpus not found: no CSV in {TWCS_DIR} (the shared data directory sits beside the "
+                         "project); name one with --corpus")
+    return found[0]
 
 
 @lru_cache(maxsize=2)
@@ -17,17 +30,19 @@ def _corpus(path: Path) -> tuple:
     from listener.replay import ReplayConnector
 
     if not path.exists():
-        raise SystemExit(f"corpus not found: {path} (the shared data directory sits beside the project)")
+        raise SystemExit(f"corpus not found: {path}")
     mentions, _ = asyncio.run(ReplayConnector(path).poll_once(None))
+    if not mentions:
+        raise SystemExit(f"corpus {path} holds no inbound mentions")
     return tuple(mentions)
 
 
-def load_corpus(n: int, path: Path = TWCS) -> list:
+def load_corpus(n: int, path: Path | None = None) -> list:
     """The first ``n`` inbound tweets of the Customer Support on Twitter sample (cycled if needed,
     with fresh ids, so that ``n`` may exceed the file)."""
     from dataclasses import replace
 
-    mentions = _corpus(path)
+    mentions = _corpus(path or default_corpus())
     out = []
     for i in range(n):
         m = mentions[i % len(mentions)]
@@ -37,9 +52,9 @@ def load_corpus(n: int, path: Path = TWCS) -> list:
     return out
 
 
-def corpus_size(path: Path = TWCS) -> int:
+def corpus_size(path: Path | None = None) -> int:
     """Tweets in the replayed corpus (what one pass of :func:`load_corpus` holds)."""
-    return len(_corpus(path))
+    return len(_corpus(path or default_corpus()))
 
 
 def backend_encoder_texts_per_s(texts: list[str], backend: str, *, fp32: float, batch_size: int = 32) -> float:

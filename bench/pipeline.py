@@ -105,8 +105,8 @@ async def _run_embedded(args: argparse.Namespace, mentions: list, settings) -> d
 async def run(args: argparse.Namespace) -> dict:
     from service.settings import load_settings
 
-    mentions = await asyncio.to_thread(load_corpus, args.n)
-    args.corpus_size = await asyncio.to_thread(corpus_size)
+    mentions = await asyncio.to_thread(load_corpus, args.n, args.corpus)
+    args.corpus_size = await asyncio.to_thread(corpus_size, args.corpus)
     tmp = tempfile.mkdtemp(prefix="sc-bench-")
     overrides = dict(triage_mode=args.triage, demo=False, dry_run=True, var_dir=Path(tmp),
                      encoder_backend=args.encoder_backend)
@@ -164,6 +164,8 @@ def main() -> None:
     p.add_argument("--mode", choices=["embedded", "services"], default="embedded")
     p.add_argument("--triage", choices=["transformer", "cascade"], default="cascade")
     p.add_argument("--n", type=int, default=2000)
+    p.add_argument("--corpus", type=Path, default=None,
+                   help="replayed file (default: the Customer Support on Twitter sample in ../shared/data/twcs)")
     p.add_argument("--rate", type=float, default=0.0, help="offered mentions/s (0: as fast as possible)")
     p.add_argument("--encoder-sample", type=int, default=1000, help="texts for the bare-encoder measurement")
     p.add_argument("--timeout", type=float, default=1800.0)

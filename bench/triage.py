@@ -24,6 +24,8 @@ from bench.common import backend_encoder_texts_per_s, bare_encoder_texts_per_s, 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=2000)
+    p.add_argument("--corpus", type=Path, default=None,
+                   help="replayed file (default: the Customer Support on Twitter sample in ../shared/data/twcs)")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--encoder-backend", choices=["onnx-int8", "torch"], default="onnx-int8")
     args = p.parse_args()
@@ -31,7 +33,7 @@ def main() -> None:
     from triage.engine import TriageEngine
     from triage.protocol import TriageInput
 
-    mentions = load_corpus(args.n)
+    mentions = load_corpus(args.n, args.corpus)
     items = [TriageInput(text=m.text) for m in mentions]
     configure_shared_encoder(backend=args.encoder_backend)
     encoder = shared_encoder()

@@ -76,3 +76,27 @@ def test_peak_rss_is_the_services_not_the_comparison_encoders(shared_data):
     result, seen = json.loads(lines[0]), json.loads(lines[1])
     assert seen["final_mb"] >= seen["before_encoder_mb"] + 100  # the ballast did raise the peak
     assert result["peak_rss_mb"] <= seen["before_encoder_mb"] + 1, (result, seen)  # ... after it was read
+
+
+@pytest.mark.timeout(450)
+def test_another_corpus_in_the_same_layout_can_be_replayed(shared_data, tmp_path):
+    """The evaluation may replay another brand's file: any CSV in the corpus layout, outbound rows
+    (the brand's own replies) left out."""
+    import csv
+
+    source = shared_data("twcs/spotifycares_inbound.csv")
+    with open(source, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        rows = [next(reader) for _ in range(30)]
+        fields = reader.fieldnames
+    for i, row in enumerate(rows[:10]):  # the brand answering: not customer mentions
+        rows.append({**row, "tweet_id": f"9{i}00000", "inbound": "False", "author_id": "AcmeHelp"})
+    corpus = tmp_path / "acmehelp_all.csv"
+    with corpus.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    args = ["--mode", "embedded", "--triage", "cascade", "--n", "45", "--encoder-sample", "16", "--timeout", "300",
+            "--corpus", str(corpus)]
+    result = json.loads(run(["bench/pipeline.py", *args], shared_data)[0])
+    assert result["n"] == 45 and result["lost"] == 0 and result["duplicated"] == 0  # 30 inbound, cycled
