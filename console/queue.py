@@ -100,7 +100,7 @@ async def conversation_page(request: web.Request) -> web.Response:
 
 
 async def _conversation(request: web.Request, *, error: str | None = None, status: int = 200,
-                        draft: str = "") -> web.Response:
+                        draft: str = "", override: bool = False) -> web.Response:
     rt = request.app[RUNTIME]
     conv_id = path_id(request)
     async with rt.db.session() as session:
@@ -117,7 +117,7 @@ async def _conversation(request: web.Request, *, error: str | None = None, statu
             ModerationAction.mention_id.in_([m["id"] for m in view["mentions"]]),
             ModerationAction.action == "hold", ModerationAction.status == "pending")))
     return render(request, "conversation.html", status=status, view=view, suggestions=suggestions, held=held,
-                  target_id=target.id if target else None, error=error, draft=draft,
+                  target_id=target.id if target else None, error=error, draft=draft, override=override,
                   draft_id=uuid.uuid4().hex, claim_ttl_minutes=int(CLAIM_TTL.total_seconds() // 60))
 
 
@@ -235,9 +235,12 @@ async def reply(request: web.Request) -> web.Response:
             raise web.HTTPBadRequest(reason="mention_id is not part of this conversation")
         if visibility == "public":
             refusal = await public_reply_refusal(session, mention, text)
-            if refusal:
+            if refusal and not (refusal.overridable and form.get("public_anyway") == "1"):
                 await session.rollback()
-                return await _conversation(request, status=422, draft=text, error=f"Not sent: {refusal}.")
+                return await _conversation(request, status=422, draft=text, error=f"Not sent: {refusal.reason}.",
+                                           override=refusal.overridable)
+            if refusal:  # the agent judged it not a private matter after all
+                record(session, p.actor, "reply.public_override", "mention", mention.id, reason=refusal.reason)
         row = Reply(dedup_key=f"agent:{draft_id}", mention_id=mention.id, conversation_id=conv_id,
                     platform=mention.platform, visibility=visibility, kind="agent", text=text,
                     template=str(form.get("template") or "")[:100] or None, status="pending", sent_by=p.actor)

@@ -6,12 +6,14 @@ the API are free text, so they are checked here: a card number, IBAN, national I
 one-time code never goes out in public; nor does the customer's own e-mail address or phone number
 (the brand's contact address may); nor does anything at all, in public, on a matter handled in a
 private channel (security or fraud, or a customer whose case is open) — there the public side is
-only the detail-free notice, and the conversation goes on in private.
+only the detail-free notice, and the conversation goes on in private. Triage can be wrong about
+the last one, so an agent may override it (recorded in the audit log); personal data, never.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +25,12 @@ NEVER_PUBLIC = {"card_number": "card number", "iban": "IBAN", "national_id": "na
                 "one_time_code": "one-time code"}
 CONTACT = frozenset({"email", "phone"})
 PRIVATE_LEVELS = ("security", "fraud")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reason: str
+    overridable: bool  # an agent may judge the matter not private after all; personal data never goes out
 
 
 def _contact_key(kind: str, value: str) -> str:
@@ -51,12 +59,13 @@ async def private_matter(session: AsyncSession, mention: Mention) -> bool:
                                                       Case.status != "resolved").limit(1)) is not None
 
 
-async def public_reply_refusal(session: AsyncSession, mention: Mention, text: str) -> str | None:
+async def public_reply_refusal(session: AsyncSession, mention: Mention, text: str) -> Refusal | None:
     """Why ``text`` may not be posted in public in answer to ``mention``; None when it may."""
     spans = detect_pii(text)
     secret = sorted({NEVER_PUBLIC[s.type] for s in spans if s.type in NEVER_PUBLIC})
     if secret:
-        return f"a public reply may not contain personal data ({', '.join(secret)}): send it privately"
+        return Refusal(f"a public reply may not contain personal data ({', '.join(secret)}): send it privately",
+                       overridable=False)
     said = {_contact_key(s.type, text[s.start:s.end]) for s in spans if s.type in CONTACT}
     if said:
         theirs = _contacts(mention.text)
@@ -66,8 +75,9 @@ async def public_reply_refusal(session: AsyncSession, mention: Mention, text: st
             on_file = (("email", customer.email), ("phone", customer.phone))
             theirs |= {_contact_key(kind, value) for kind, value in on_file if value}
         if said & theirs:
-            return "a public reply may not repeat the customer's e-mail address or phone number: send it privately"
+            return Refusal("a public reply may not repeat the customer's e-mail address or phone number: "
+                           "send it privately", overridable=False)
     if await private_matter(session, mention):
-        return ("this is handled in a private channel (security or fraud, or the customer's open case): "
-                "reply privately; the detail-free notice is the only public reply there")
+        return Refusal("this is handled in a private channel (security or fraud, or the customer's open case): "
+                       "reply privately; the detail-free notice is the only public reply there", overridable=True)
     return None

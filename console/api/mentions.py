@@ -137,8 +137,8 @@ async def post_reply(request: web.Request) -> web.Response:
             from escalation.public_guard import public_reply_refusal
 
             refusal = await public_reply_refusal(session, mention, text)
-            if refusal:
-                raise ApiError(422, refusal)
+            if refusal:  # bots never override: a person decides that a matter is not private
+                raise ApiError(422, refusal.reason)
         if mention.conversation_id:
             conv = await session.get(Conversation, mention.conversation_id)
             from console.queue_data import claim_is_live

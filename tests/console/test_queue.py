@@ -130,12 +130,32 @@ async def test_a_public_reply_with_sensitive_details_is_not_sent_and_the_draft_i
     page = await r.text()
     assert r.status == 422 and "Not sent: this is handled in a private channel" in page
     assert "we blocked the stolen card and refunded the charges" in page  # the draft is kept
+    assert 'name="public_anyway"' in page  # triage can be wrong: the agent may judge otherwise
     r = await app_client.post(f"/conversations/{cid}/reply", data={**form, "visibility": "private"},
                               allow_redirects=False)
     assert r.status == 302
     async with runtime.db.session() as s:
         rows = (await s.scalars(select(Reply).where(Reply.conversation_id == cid))).all()
     assert [row.visibility for row in rows] == ["private"]
+
+
+async def test_an_agent_may_overrule_triage_on_a_false_alarm_but_never_on_personal_data(app_client, runtime):
+    m = await add_mention(runtime, "my cat hacked the delivery system again lol", sensitivity="security",
+                          handle="jo")
+    cid = m.conversation_id
+    csrf = await login(app_client, "alice")
+    form = {"csrf_token": csrf, "text": "Ha! Tell the cat we said hi.", "mention_id": str(m.id),
+            "seen_reply_id": "0", "draft_id": "cafe", "public_anyway": "1"}
+    r = await app_client.post(f"/conversations/{cid}/reply", data=form, allow_redirects=False)
+    assert r.status == 302
+    leak = {**form, "draft_id": "f00d", "text": "Your card 4111 1111 1111 1111 is fine"}
+    r = await app_client.post(f"/conversations/{cid}/reply", data=leak, allow_redirects=False)
+    assert r.status == 422 and 'name="public_anyway"' not in await r.text()
+    async with runtime.db.session() as s:
+        rows = (await s.scalars(select(Reply).where(Reply.conversation_id == cid))).all()
+        audit = (await s.scalars(select(AuditEvent).where(AuditEvent.action == "reply.public_override"))).all()
+    assert [(row.visibility, row.text) for row in rows] == [("public", "Ha! Tell the cat we said hi.")]
+    assert len(audit) == 1 and audit[0].actor == "session:alice"
 
 
 async def test_take_private_opens_an_assigned_case_with_the_secure_link_dm(app_client, runtime):

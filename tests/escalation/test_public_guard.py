@@ -51,15 +51,19 @@ async def post(db: Database, text: str, *, sensitivity: str = "none", outcome: s
         return m.id
 
 
-async def refusal(db: Database, mention_id: int, text: str) -> str | None:
+async def refusal(db: Database, mention_id: int, text: str, *, overridable: bool | None = None) -> str | None:
+    """The reason, checking on the way whether an agent may override it."""
     async with db.session() as s:
-        return await public_reply_refusal(s, await s.get(Mention, mention_id), text)
+        found = await public_reply_refusal(s, await s.get(Mention, mention_id), text)
+    if found is not None and overridable is not None:
+        assert found.overridable is overridable, found
+    return found.reason if found else None
 
 
 async def test_secrets_never_go_out_in_public(db):
     m = await post(db, "charged twice this month")
     assert await refusal(db, m, "Sorry! We'll refund it to your card soon.") is None
-    assert "card number" in await refusal(db, m, "Refunded to 4111 1111 1111 1111 today")
+    assert "card number" in await refusal(db, m, "Refunded to 4111 1111 1111 1111 today", overridable=False)
     assert "password" in await refusal(db, m, "Try logging in with password: Summer2017! again")
     assert "IBAN" in await refusal(db, m, "We sent it to GB82 WEST 1234 5698 7654 32")
 
@@ -68,14 +72,15 @@ async def test_the_customers_own_contact_details_stay_private_but_the_brands_may
     maria = Customer(external_ref="C-9", name="Maria", email="maria.lopez@example.com", phone="+1 555 010 0199")
     m = await post(db, "my invoice went to maria.l@example.org, can you check?", handle="maria", customer=maria)
     assert await refusal(db, m, "Write to billing@acme.example and we'll sort it out") is None
-    assert "e-mail address or phone" in await refusal(db, m, "We resent it to maria.l@example.org")
+    assert "e-mail address or phone" in await refusal(db, m, "We resent it to maria.l@example.org",
+                                                      overridable=False)
     assert "e-mail address or phone" in await refusal(db, m, "Sent to MARIA.LOPEZ@example.com, the address on file")
     assert "e-mail address or phone" in await refusal(db, m, "We'll call you on (555) 010-0199 today")
 
 
 async def test_a_matter_handled_privately_gets_no_public_reply_until_its_case_is_resolved(db):
     hacked = await post(db, "someone hacked my account", sensitivity="security", handle="erin")
-    assert "private channel" in await refusal(db, hacked, "So sorry! We've reset your account.")
+    assert "private channel" in await refusal(db, hacked, "So sorry! We've reset your account.", overridable=True)
     routed = await post(db, "weird logins again", outcome="escalate_private", handle="finn")
     assert "private channel" in await refusal(db, routed, "Looking into it")
     later = await post(db, "thanks for the help earlier, how do I add a device?", handle="erin")
