@@ -20,6 +20,10 @@ _PHONE = re.compile(
 _MORE_DIGITS_AFTER = re.compile(r"[ -]?\d")
 _MORE_DIGITS_BEFORE = re.compile(r"\d[ -]?$")
 _TRACKING_GROUPS = re.compile(r"\d{4} \d{4} \d{4}")
+# two more ways people write a card: in dotted fours, and right after a card word and "#" (a bare
+# "#4111..." stays an order number)
+_DOTTED_CARD = re.compile(r"(?<![\w.])\d{4}\.\d{4}\.\d{4}\.\d{4}(?![\w]|\.\d)")
+_HASH_CARD = re.compile(r"(?i)\b(?:cc|card|credit card|debit card|visa|mastercard|amex)\s*#\s*(\d{13,19})(?!\d)")
 _INTL_PHONE = re.compile(r"(?<![\w#/-])\+\d{10,14}(?!\d)")
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?(?![A-Za-z0-9])")
 _SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
@@ -148,11 +152,20 @@ def _overlaps(start: int, end: int, spans: list[PiiSpan]) -> bool:
     return any(start < s.end and s.start < end for s in spans)
 
 
+def _written_cards(text: str) -> list[PiiSpan]:
+    """Luhn-valid cards in the two shapes the digit runs of :func:`_cards` leave out."""
+    found = [(m.start(), m.end(), m.group()) for m in _DOTTED_CARD.finditer(text)]
+    found += [(m.start(1), m.end(1), m.group(1)) for m in _HASH_CARD.finditer(text)]
+    return [PiiSpan("card_number", a, b) for a, b, value in found
+            if luhn_ok(number := value.replace(".", "")) and len(set(number)) > 1]
+
+
 def detect_pii(text: str) -> list[PiiSpan]:
     """Every PII span, non-overlapping, in text order."""
     spans: list[PiiSpan] = []
     spans += [PiiSpan("email", m.start(), m.end()) for m in _EMAIL.finditer(text)]
     spans += [s for s in _cards(text) if not _overlaps(s.start, s.end, spans)]
+    spans += [s for s in _written_cards(text) if not _overlaps(s.start, s.end, spans)]
     spans += [PiiSpan("iban", m.start(), m.end()) for m in _IBAN.finditer(text)
               if iban_ok(m.group()) and not _overlaps(m.start(), m.end(), spans)]
     spans += [PiiSpan("national_id", m.start(), m.end()) for rx in (_SSN, _UK_NI) for m in rx.finditer(text)
