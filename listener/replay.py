@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from listener.protocol import Action, ActionResult, NormalizedMention, utc
+from listener.x.normalize import unescape
 
 MAX_LINE_TEXT = 100_000  # characters; a longer text is rejected (a real post is far shorter)
 TWCS_COLUMNS = {"tweet_id", "author_id", "inbound", "created_at", "text"}
@@ -92,7 +93,7 @@ def mention_from_record(rec: dict[str, Any], line: str, default_platform: str) -
         parent = str(rec.get("in_response_to_tweet_id") or "").strip().split(".")[0] or None
         author = str(rec["author_id"]).strip()
         return NormalizedMention(
-            platform="x", external_id=tweet_id, text=_check_text(rec["text"]),
+            platform="x", external_id=tweet_id, text=unescape(_check_text(rec["text"])),  # X's escaping
             created_at=_parse_time(rec["created_at"]), author_id=author, author_handle=author,
             in_reply_to=parent, url=f"https://x.com/{author}/status/{tweet_id}", kind="reply" if parent else "post",
             channel="replay", raw={"source": "twcs"},

@@ -48,11 +48,18 @@ def version_id(m: NormalizedMention) -> str:
     return str(own) if own else m.external_id
 
 
+def unescape(text: str) -> str:
+    """X sends ``&``, ``<`` and ``>`` of a post's text as ``&amp;``, ``&lt;`` and ``&gt;`` (nothing
+    else); the post is stored as its author wrote it ("Q&amp;A" would be redacted, shown and scored
+    as five letters more)."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
 def full_text(tweet: dict[str, Any]) -> str:
-    """A long post's whole text (``note_tweet.text``) where X sent it, else ``text``."""
+    """A long post's whole text (``note_tweet.text``) where X sent it, else ``text``; unescaped."""
     note = tweet.get("note_tweet")
     whole = note.get("text") if isinstance(note, dict) else None
-    return whole if isinstance(whole, str) and whole else str(tweet.get("text", ""))
+    return unescape(whole if isinstance(whole, str) and whole else str(tweet.get("text", "")))
 
 
 def tweet_to_mention(tweet: dict[str, Any], users: dict[str, dict[str, Any]],

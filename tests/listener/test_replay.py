@@ -72,7 +72,7 @@ async def test_twcs_layout_replays_inbound_tweets_as_x_mentions(tmp_path):
         "tweet_id,author_id,inbound,created_at,text,response_tweet_id,in_response_to_tweet_id\n"
         "10,115712,True,Tue Oct 31 22:10:47 +0000 2017,@SpotifyCares my playlist vanished,11,\n"
         "11,SpotifyCares,False,Tue Oct 31 22:12:00 +0000 2017,@115712 sorry to hear that,,10\n"
-        "12,115712,True,Tue Oct 31 22:15:00 +0000 2017,@SpotifyCares still gone,,11.0\n",
+        "12,115712,True,Tue Oct 31 22:15:00 +0000 2017,@SpotifyCares still gone &amp; no reply &lt;3,,11.0\n",
         encoding="utf-8",
     )
     connector = ReplayConnector(src)
@@ -83,6 +83,7 @@ async def test_twcs_layout_replays_inbound_tweets_as_x_mentions(tmp_path):
     assert first.platform == "x" and first.author_handle == "115712"
     assert first.created_at.isoformat() == "2017-10-31T22:10:47+00:00"
     assert second.in_reply_to == "11"
+    assert second.text == "@SpotifyCares still gone & no reply <3"  # as written, not as X escapes it
 
 
 async def test_the_shared_twcs_sample_replays_without_rejects(shared_data):

@@ -66,6 +66,12 @@ async def test_a_long_post_arrives_whole_not_cut_at_280_characters(fake):
     assert any("note_tweet" in r for r in fake.requests)
 
 
+async def test_text_arrives_as_written_not_as_x_escapes_it(fake):
+    fake.tweets = [tweet(1, "@acme_help Q&amp;A said &lt;3 days &gt; a week, and my card ending &amp;amp; broke")]
+    (m,), _ = await connector(fake).poll_once(None)
+    assert m.text == "@acme_help Q&A said <3 days > a week, and my card ending &amp; broke"
+
+
 async def test_errors_are_classified(fake):
     c = connector(fake)
     fake.fail_next = [(429, {"x-rate-limit-reset": "1900000000", "x-rate-limit-remaining": "0"})]
