@@ -19,6 +19,10 @@ FIRST_RESPONSE_SLA = timedelta(hours=1)
 RESOLUTION_SLA = timedelta(hours=24)
 OPEN_BY_AUTHOR = (select(Case.author_id, Case.id, Case.category, Case.conversation_id)
                   .where(Case.author_id.in_(IDS), Case.status != "resolved"))
+# the same customer's open case opened on another platform (their identities linked)
+OPEN_BY_CUSTOMER = (select(Author.id, Case.id, Case.category, Case.conversation_id)
+                    .join(Case, Case.customer_id == Author.customer_id)
+                    .where(Author.id.in_(IDS), Author.customer_id.is_not(None), Case.status != "resolved"))
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,8 @@ class SlaPolicy:
 async def open_or_join(session: AsyncSession, mention: Mention, category: str,
                        sla: SlaPolicy | None = None) -> tuple[Case, bool]:
     """The case for this mention and whether it was opened now. Idempotent per mention; a second
-    mention of the same author while a case is open joins it instead of opening another."""
+    mention of the same author while a case is open joins it instead of opening another, and so does
+    one of the same customer on another platform (identities linked to the customer record)."""
     sla = sla or SlaPolicy()
     case = await session.scalar(select(Case).where(Case.opened_by_mention_id == mention.id))
     if case is not None:
@@ -51,6 +56,11 @@ async def open_or_join(session: AsyncSession, mention: Mention, category: str,
     if mention.author_id is not None:
         case = await session.scalar(
             select(Case).where(Case.author_id == mention.author_id, Case.status != "resolved")
+            .order_by(Case.id.desc()).limit(1)
+        )
+    if case is None and author is not None and author.customer_id is not None:  # the customer, elsewhere
+        case = await session.scalar(
+            select(Case).where(Case.customer_id == author.customer_id, Case.status != "resolved")
             .order_by(Case.id.desc()).limit(1)
         )
     opened = case is None
@@ -72,12 +82,17 @@ async def open_or_join(session: AsyncSession, mention: Mention, category: str,
 
 
 async def open_cases_by_author(session: AsyncSession, author_ids: set[int]) -> dict[int, tuple[int, str, int | None]]:
-    """Each author's unresolved case as (case id, category, the conversation it was opened from):
-    routing sends their further posts there (one query per batch; at most one open case an author)."""
+    """Each author's unresolved case as (case id, category, the conversation it was opened from): their
+    own, else their customer's from another platform. Routing sends their further posts there (two
+    queries per batch; at most one open case an author)."""
     if not author_ids:
         return {}
-    rows = await session.execute(OPEN_BY_AUTHOR, {"ids": list(author_ids)})
-    return {author: (case_id, category, conversation) for author, case_id, category, conversation in rows.all()}
+    params = {"ids": list(author_ids)}
+    found = {author: (case_id, category, conversation) for author, case_id, category, conversation
+             in (await session.execute(OPEN_BY_CUSTOMER, params)).all()}
+    found.update({author: (case_id, category, conversation) for author, case_id, category, conversation
+                  in (await session.execute(OPEN_BY_AUTHOR, params)).all()})
+    return found
 
 
 def assign(session: AsyncSession, case: Case, user_id: int, actor: str) -> None:

@@ -135,3 +135,44 @@ async def test_an_escalation_not_yet_acted_on_counts_as_an_open_case_for_a_day(s
         assert found == {authors[0].id: (None, "fraud", None)}  # the stale one and the acted one hold nothing back
     finally:
         await db.engine.dispose()
+
+
+@pytest.mark.timeout(300)
+async def test_the_same_customer_on_another_platform_joins_the_case_too(tmp_path, sqlite_url, smtp_sink, triager):
+    """Identities linked to one customer record: her Reddit post while her X case is open joins it."""
+    from escalation.customers import link_identity
+    from models import Customer
+    from service.runtime import Runtime
+    from service.seed import seed_demo
+
+    rt = await Runtime.open(escalation_settings(tmp_path, sqlite_url, smtp_sink.port), triager=triager,
+                            with_connectors=False)
+    try:
+        await seed_demo(rt.db)
+        async with rt.db.session() as s:
+            ana = Customer(external_ref="C-77", name="Ana Silva", email="ana.silva@example.com", plan="premium")
+            s.add(ana)
+            await s.flush()
+            await link_identity(s, ana.id, "x", "ana_listens")
+            await link_identity(s, ana.id, "reddit", "ana_on_reddit")
+            await s.commit()
+        await rt.start()
+        x_author = {"author_id": "4000000011", "author_handle": "ana_listens", "author_name": "Ana"}
+        await step(rt, tweet("301", "@AcmeHelp someone hacked my account and changed my email", **x_author))
+        reddit = NormalizedMention(platform="reddit", external_id="t3_ana1", text=QUESTION.removeprefix("@AcmeHelp "),
+                                   created_at=datetime.now(UTC), author_id="t2_ana", author_handle="ana_on_reddit",
+                                   conversation_id="t3_ana1", kind="post", is_public=True, channel="r/acme")
+        tom = NormalizedMention(platform="reddit", external_id="t3_tom1", text=QUESTION.removeprefix("@AcmeHelp "),
+                                created_at=datetime.now(UTC), author_id="t2_tom", author_handle="tom_on_reddit",
+                                conversation_id="t3_tom1", kind="post", is_public=True, channel="r/acme")
+        await step(rt, reddit, tom)
+        assert (await decision_of(rt, "t3_tom1")).outcome != "escalate_private"  # the same words, another person
+        follow_up = await decision_of(rt, "t3_ana1")
+        assert follow_up.outcome == "escalate_private" and follow_up.details["follow_up"] is True
+        async with rt.db.session() as s:
+            (case,) = (await s.scalars(select(Case))).all()
+            in_case = set(await s.scalars(select(Mention.external_id).join(CaseMessage, CaseMessage.mention_id
+                                                                          == Mention.id)))
+        assert in_case == {"301", "t3_ana1"} and case.customer_id == ana.id
+    finally:
+        await rt.close()
