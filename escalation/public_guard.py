@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Author, Case, Customer, Mention, RouteDecision, TriageResult
@@ -45,7 +45,7 @@ def _contacts(text: str | None) -> set[str]:
 
 async def private_matter(session: AsyncSession, mention: Mention) -> bool:
     """Is this post handled in a private channel: scored security or fraud, routed private, or its
-    author has an unresolved case?"""
+    author (or the customer behind them, on any platform) has an unresolved case?"""
     sensitivity = await session.scalar(select(TriageResult.sensitivity)
                                        .where(TriageResult.mention_id == mention.id))
     if sensitivity in PRIVATE_LEVELS:
@@ -55,8 +55,11 @@ async def private_matter(session: AsyncSession, mention: Mention) -> bool:
         return True
     if mention.author_id is None:
         return False
-    return await session.scalar(select(Case.id).where(Case.author_id == mention.author_id,
-                                                      Case.status != "resolved").limit(1)) is not None
+    author = await session.get(Author, mention.author_id)
+    whose = [Case.author_id == mention.author_id]
+    if author is not None and author.customer_id is not None:  # her case from another platform
+        whose.append(Case.customer_id == author.customer_id)
+    return await session.scalar(select(Case.id).where(or_(*whose), Case.status != "resolved").limit(1)) is not None
 
 
 async def public_reply_refusal(session: AsyncSession, mention: Mention, text: str) -> Refusal | None:

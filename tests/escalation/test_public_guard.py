@@ -94,6 +94,19 @@ async def test_a_matter_handled_privately_gets_no_public_reply_until_its_case_is
     assert await refusal(db, later, "Settings → Devices → Add") is None
 
 
+
+async def test_the_customers_case_on_another_platform_makes_her_posts_here_private_too(db):
+    gina = Customer(external_ref="C-5", name="Gina", email="gina@example.com")
+    hacked = await post(db, "someone is in my account", sensitivity="security", handle="gina_x", customer=gina)
+    async with db.session() as s:
+        await open_or_join(s, await s.get(Mention, hacked), "security")
+        elsewhere = Author(platform="reddit", author_key="@gina_r", handle="gina_r", customer_id=gina.id)
+        s.add(elsewhere)
+        await s.commit()
+    on_reddit = await post(db, "how do I add a device?", handle="gina_r")
+    assert "private channel" in await refusal(db, on_reddit, "Settings → Devices → Add")
+
+
 def luhn(digits: str) -> str:
     total = sum((d * 2 - 9 if d * 2 > 9 else d * 2) if i % 2 == 0 else d
                 for i, d in enumerate(int(c) for c in reversed(digits)))
