@@ -81,7 +81,8 @@ async def open_or_join(session: AsyncSession, mention: Mention, category: str,
     return case, opened
 
 
-async def open_cases_by_author(session: AsyncSession, author_ids: set[int]) -> dict[int, tuple[int, str, int | None]]:
+async def open_cases_by_author(session: AsyncSession,
+                              author_ids: set[int]) -> dict[int, tuple[int, str, int | None]]:
     """Each author's unresolved case as (case id, category, the conversation it was opened from): their
     own, else their customer's from another platform. Routing sends their further posts there (two
     queries per batch; at most one open case an author)."""
