@@ -16,7 +16,7 @@ from typing import Any
 from community.retrieval import Candidate
 from community.rules import RuleMatch, decisive
 
-ROUTER_VERSION = "router-3"
+ROUTER_VERSION = "router-4"
 # general questions with a general answer; billing only reaches here without account details
 # (sensitivity "account" goes to an agent first)
 LOW_TOUCH = frozenset({"account_access", "outage", "product_question", "order_delivery", "cancellation", "billing"})
@@ -61,6 +61,8 @@ class RouteInput:
     author_banned: bool = False
     rules: list[RuleMatch] = field(default_factory=list)  # matching moderation rules, in order
     open_case: OpenCase | None = None  # the author's unresolved private case, if any
+    agent_thread: bool = False  # an agent has this customer here (queued to one before, or answered by one)
+    brand_replied: bool = False  # the brand (bot or agent) already answered this customer here
 
 
 @dataclass
@@ -150,6 +152,9 @@ def decide(r: RouteInput, *, auto_threshold: float) -> Decision:
         return Decision("escalate_private", f"follow-up while {which} ({case.category}) is open: "
                         "handled in its private channel", 1.0,
                         {"category": case.category, "case_id": case.id, "follow_up": True, **extra})
+    if r.agent_thread and not r.accepted_answer and r.issue_type not in NOTHING_TO_ANSWER:
+        return Decision("agent_queue", "the customer follows up in a conversation an agent has", 1.0,
+                        {"suggestion": _best(r), "follow_up": True, **extra})
     if r.sensitivity == "account":
         return Decision("agent_queue", "needs the customer's own account details (answer privately)", 1.0,
                         {"suggestion": _best(r), **extra})
@@ -158,6 +163,9 @@ def decide(r: RouteInput, *, auto_threshold: float) -> Decision:
     if r.incident_id is not None:
         return Decision("broadcast", "part of an open incident: one-to-many status reply",
                         1.0, {"incident_id": r.incident_id, **extra})
+    if r.issue_type == "other" and r.brand_replied:  # "still not working", "that didn't help": a person looks
+        return Decision("agent_queue", "the customer came back after our answer", r.issue_confidence,
+                        {"suggestion": _best(r), "follow_up": True, **extra})
     if r.issue_type in NOTHING_TO_ANSWER or r.issue_type == "other":
         return Decision("ignore", f"{r.issue_type}: no question or request to answer", r.issue_confidence, extra)
     if not low_touch(r) or not r.is_public:

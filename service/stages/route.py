@@ -26,7 +26,7 @@ from community.moderation import author_removals
 from community.routing import HIGH_TOUCH, LOW_TOUCH, ROUTER_VERSION, OpenCase, RouteInput, decide
 from community.rules import BUNDLED_RULES, RuleError, Subject, evaluate, load_rules
 from escalation.cases import open_cases_by_author
-from models import Author, Mention, RouteDecision, TriageResult
+from models import Author, Mention, Reply, RouteDecision, TriageResult
 from models.base import json_array, utcnow
 from models.bulk import IDS, Columns, Record, add_rows, records
 from service.bus import Envelope
@@ -38,7 +38,7 @@ log = logging.getLogger("socialcare.route")
 # (the console computes suggestions on demand). Keeps the encoder off the hot path.
 SEMANTIC_FLOOR = 0.2
 RULE_TASKS = ("toxicity", "spam", "sentiment", "sensitivity")  # probabilities moderation rules may test
-_M, _T, _A, _D = (m.__table__.c for m in (Mention, TriageResult, Author, RouteDecision))
+_M, _T, _A, _D, _R = (m.__table__.c for m in (Mention, TriageResult, Author, RouteDecision, Reply))
 MENTION = Columns(_M.id, _M.text, _M.platform, _M.channel, _M.is_public, _M.kind, _M.created_at, _M.author_id,
                   _M.conversation_id, _M.external_id, _M.url, _M.in_reply_to, _M.platform_conversation_id,
                   _M.hidden, _M.deleted,
@@ -56,6 +56,16 @@ PENDING_PRIVATE = (select(_M.author_id, _M.conversation_id, _D.details)
                    .where(_M.author_id.in_(IDS), _D.outcome == "escalate_private", _D.acted_at.is_(None),
                           _D.created_at > bindparam("since")))
 PENDING_FOR = timedelta(days=1)
+# the customers an agent has in a conversation (their post was queued to one, or an agent answered
+# them) and the ones the brand answered there: (conversation, author) pairs
+_ANSWERED = Mention.__table__.join(Reply.__table__, _R.mention_id == _M.id)
+AGENT_THREADS = (select(_M.conversation_id, _M.author_id).join(RouteDecision.__table__, _D.mention_id == _M.id)
+                 .where(_M.conversation_id.in_(IDS), _D.outcome == "agent_queue")
+                 .union(select(_M.conversation_id, _M.author_id).select_from(_ANSWERED)
+                        .where(_M.conversation_id.in_(IDS), _R.kind == "agent")))
+REPLIED_THREADS = (select(_M.conversation_id, _M.author_id).select_from(_ANSWERED)
+                   .where(_M.conversation_id.in_(IDS), _R.visibility == "public",
+                          _R.status.in_(("pending", "sending", "sent", "dry_run", "unknown"))))
 TO_ROUTE = (select(*MENTION, *TRIAGE, *AUTHOR)
             .select_from(Mention.__table__.join(TriageResult.__table__, _T.mention_id == _M.id)
                          .outerjoin(Author.__table__, _A.id == _M.author_id))
@@ -144,6 +154,9 @@ class RouteStage:
             if any("removals_at_least" in r.author for r in self.rules):
                 removals = await author_removals(session, {m.author_id for m, _, _ in rows if m.author_id})
             cases = await self._cases(session, {m.author_id for m, _, _ in rows if m.author_id})
+            threads = {"ids": list({m.conversation_id for m, _, _ in rows if m.conversation_id})}
+            agent_threads = set(map(tuple, await session.execute(AGENT_THREADS, threads))) if threads["ids"] else set()
+            replied = set(map(tuple, await session.execute(REPLIED_THREADS, threads))) if threads["ids"] else set()
             matched = {m.id: evaluate(self.rules, self._subject(m, t, a, removals)) for m, t, a in rows}
             held = {mid for mid, found in matched.items() if any(x.action in ("hold", "remove") for x in found)}
 
@@ -191,8 +204,12 @@ class RouteStage:
                     community_answer=next((c for c in cands if c.kind == "community"), None),
                     accepted_answer=mention.id in accepted, author_banned=bool(author and author.banned),
                     rules=matched[mention.id], open_case=_open_case(cases, mention),
+                    agent_thread=(mention.conversation_id, mention.author_id) in agent_threads,
+                    brand_replied=(mention.conversation_id, mention.author_id) in replied,
                 )
                 d = decide(route_in, auto_threshold=threshold)
+                if d.outcome == "agent_queue" and mention.conversation_id:  # their later post in the batch follows
+                    agent_threads.add((mention.conversation_id, mention.author_id))
                 if d.outcome == "escalate_private" and mention.author_id and mention.author_id not in cases:
                     cases[mention.author_id] = (None, d.details.get("category", "security"), mention.conversation_id)
                 decisions.append(dict(mention_id=mention.id, outcome=d.outcome, reason=d.reason,

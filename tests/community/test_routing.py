@@ -114,3 +114,13 @@ def test_a_follow_up_decided_before_its_case_opened_still_joins_it():
     d = decide(r(open_case=OpenCase(None, "fraud", same_thread=True)), auto_threshold=T)
     assert (d.outcome, d.details["case_id"], d.details["category"]) == ("escalate_private", None, "fraud")
     assert d.reason.startswith("follow-up while the customer's case (fraud) is open")
+
+
+def test_a_customer_we_are_talking_to_reaches_a_person_unless_there_is_nothing_to_answer():
+    d = decide(r(agent_thread=True), auto_threshold=T)  # even with a perfect answer: the agent has them
+    assert (d.outcome, d.details["follow_up"]) == ("agent_queue", True)
+    assert outcome(agent_thread=True, issue_type="praise") == "ignore"
+    assert outcome(agent_thread=True, spam="spam") == "moderate"
+    assert outcome(brand_replied=True, issue_type="other") == "agent_queue"  # "did that, nothing happens"
+    assert outcome(brand_replied=True, issue_type="praise") == "ignore"
+    assert outcome(issue_type="other") == "ignore"
