@@ -1,6 +1,7 @@
 """The route stage: one decision per triaged mention (auto answer, escalate, moderate, ...).
 
-Per batch: a handful of queries (decisions already made, mentions with triage and author, author
+Per batch: a handful of queries (decisions already made, mentions with triage and author and whether
+we are already talking to the customer in that thread, their open or pending private cases, author
 removals when a rule needs them, incidents per issue type and channel) and at most one encoder
 call, for the mentions the cheap template-by-issue-type path leaves undecided. Mentions, scores and
 authors are read as the columns routing looks at: the triage labels and, from the stored score
@@ -16,7 +17,7 @@ from collections import deque
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import bindparam, case, select
+from sqlalchemy import and_, bindparam, case, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from community.answers import AnswerIndex
@@ -39,9 +40,22 @@ log = logging.getLogger("socialcare.route")
 SEMANTIC_FLOOR = 0.2
 RULE_TASKS = ("toxicity", "spam", "sentiment", "sensitivity")  # probabilities moderation rules may test
 _M, _T, _A, _D, _R = (m.__table__.c for m in (Mention, TriageResult, Author, RouteDecision, Reply))
+# Are we already talking to this customer in this conversation (their earlier post was queued to an
+# agent or an agent answered them; the brand answered them)? Read with the mention itself, for
+# replies only: no extra round trip on the hot path.
+_E, _ED, _ER = (t.alias(n) for t, n in ((Mention.__table__, "earlier"), (RouteDecision.__table__, "earlier_route"),
+                                         (Reply.__table__, "earlier_reply")))
+_SAME_CUSTOMER_HERE = and_(_E.c.conversation_id == _M.conversation_id, _E.c.author_id == _M.author_id,
+                           _E.c.id != _M.id)
+_ANSWERED_HERE = (_ER.c.mention_id == _E.c.id, _ER.c.visibility == "public",
+                  _ER.c.status.in_(("pending", "sending", "sent", "dry_run", "unknown")), _SAME_CUSTOMER_HERE)
+AGENT_THREAD = and_(_M.in_reply_to.is_not(None), or_(
+    exists().where(_ED.c.mention_id == _E.c.id, _ED.c.outcome == "agent_queue", _SAME_CUSTOMER_HERE),
+    exists().where(*_ANSWERED_HERE, _ER.c.kind == "agent"))).label("agent_thread")
+BRAND_REPLIED = and_(_M.in_reply_to.is_not(None), exists().where(*_ANSWERED_HERE)).label("brand_replied")
 MENTION = Columns(_M.id, _M.text, _M.platform, _M.channel, _M.is_public, _M.kind, _M.created_at, _M.author_id,
                   _M.conversation_id, _M.external_id, _M.url, _M.in_reply_to, _M.platform_conversation_id,
-                  _M.hidden, _M.deleted,
+                  _M.hidden, _M.deleted, AGENT_THREAD, BRAND_REPLIED,
                   case((_M.platform.in_(ACCEPTING_PLATFORMS), _M.raw)).label("raw"))  # for harvest only
 TRIAGE = Columns(_T.id, _T.sentiment, _T.sensitivity, _T.issue_type, _T.toxicity, _T.spam, _T.pii_exposed,
                  _T.scores[("issue_type", "score")].as_float().label("issue_confidence"),
@@ -56,16 +70,6 @@ PENDING_PRIVATE = (select(_M.author_id, _M.conversation_id, _D.details)
                    .where(_M.author_id.in_(IDS), _D.outcome == "escalate_private", _D.acted_at.is_(None),
                           _D.created_at > bindparam("since")))
 PENDING_FOR = timedelta(days=1)
-# the customers an agent has in a conversation (their post was queued to one, or an agent answered
-# them) and the ones the brand answered there: (conversation, author) pairs
-_ANSWERED = Mention.__table__.join(Reply.__table__, _R.mention_id == _M.id)
-AGENT_THREADS = (select(_M.conversation_id, _M.author_id).join(RouteDecision.__table__, _D.mention_id == _M.id)
-                 .where(_M.conversation_id.in_(IDS), _D.outcome == "agent_queue")
-                 .union(select(_M.conversation_id, _M.author_id).select_from(_ANSWERED)
-                        .where(_M.conversation_id.in_(IDS), _R.kind == "agent")))
-REPLIED_THREADS = (select(_M.conversation_id, _M.author_id).select_from(_ANSWERED)
-                   .where(_M.conversation_id.in_(IDS), _R.visibility == "public",
-                          _R.status.in_(("pending", "sending", "sent", "dry_run", "unknown"))))
 TO_ROUTE = (select(*MENTION, *TRIAGE, *AUTHOR)
             .select_from(Mention.__table__.join(TriageResult.__table__, _T.mention_id == _M.id)
                          .outerjoin(Author.__table__, _A.id == _M.author_id))
@@ -154,9 +158,7 @@ class RouteStage:
             if any("removals_at_least" in r.author for r in self.rules):
                 removals = await author_removals(session, {m.author_id for m, _, _ in rows if m.author_id})
             cases = await self._cases(session, {m.author_id for m, _, _ in rows if m.author_id})
-            threads = {"ids": list({m.conversation_id for m, _, _ in rows if m.conversation_id})}
-            agent_threads = set(map(tuple, await session.execute(AGENT_THREADS, threads))) if threads["ids"] else set()
-            replied = set(map(tuple, await session.execute(REPLIED_THREADS, threads))) if threads["ids"] else set()
+            agent_threads: set[tuple] = set()  # decided to an agent in this batch: their later posts follow
             matched = {m.id: evaluate(self.rules, self._subject(m, t, a, removals)) for m, t, a in rows}
             held = {mid for mid, found in matched.items() if any(x.action in ("hold", "remove") for x in found)}
 
@@ -204,14 +206,16 @@ class RouteStage:
                     community_answer=next((c for c in cands if c.kind == "community"), None),
                     accepted_answer=mention.id in accepted, author_banned=bool(author and author.banned),
                     rules=matched[mention.id], open_case=_open_case(cases, mention),
-                    agent_thread=(mention.conversation_id, mention.author_id) in agent_threads,
-                    brand_replied=(mention.conversation_id, mention.author_id) in replied,
+                    agent_thread=bool(mention.agent_thread)
+                    or (mention.conversation_id, mention.author_id) in agent_threads,
+                    brand_replied=bool(mention.brand_replied or mention.agent_thread),
                 )
                 d = decide(route_in, auto_threshold=threshold)
                 if d.outcome == "agent_queue" and mention.conversation_id:  # their later post in the batch follows
                     agent_threads.add((mention.conversation_id, mention.author_id))
                 if d.outcome == "escalate_private" and mention.author_id and mention.author_id not in cases:
-                    cases[mention.author_id] = (None, d.details.get("category", "security"), mention.conversation_id)
+                    category = d.details.get("category", "security")
+                    cases[mention.author_id] = (None, category, mention.conversation_id)
                 decisions.append(dict(mention_id=mention.id, outcome=d.outcome, reason=d.reason,
                                       confidence=d.confidence, details=d.details, router_version=ROUTER_VERSION))
                 out.append((mention.id, d.outcome))
@@ -222,7 +226,8 @@ class RouteStage:
         return out
 
     @staticmethod
-    async def _cases(session, author_ids: set[int]) -> dict[int, tuple[int | None, str, int | None]]:  # noqa: ANN001
+    async def _cases(session,  # noqa: ANN001
+                     author_ids: set[int]) -> dict[int, tuple[int | None, str, int | None]]:
         """The authors' open cases, and their escalations decided but not acted on yet (no case id)."""
         cases: dict[int, tuple[int | None, str, int | None]] = {}
         if author_ids:
