@@ -5,7 +5,7 @@ written for other brands (the held-out halves of `sensitivity_brands.csv` and
 `sensitivity_twcs_brands.csv`); and, apart, long posts made of the held-out real tweets
 (:func:`long_posts`), which a model reading tweets must read piece by piece.
 
-    .venv/bin/python -m triage.eval_escalation [--mode transformer|cascade] [--errors]
+    .venv/bin/python -m triage.eval_escalation [--mode transformer|cascade] [--errors] [--follow-ups]
 
 The labels (tweet ids → sensitivity) are in triage/data/twcs_sensitivity_labels.csv; the tweet texts
 are read from ../shared/data at run time.
@@ -45,7 +45,41 @@ def long_posts(shared: Path, n: int = 300, seed: int = 7) -> tuple[list[str], li
     return texts, labels
 
 
-def escalation_report(shared: Path, mode: str, errors: bool = False, heads_dir: Path | None = None) -> dict:
+def follow_ups(shared: Path, engine, days: float = 1.0) -> dict:  # noqa: ANN001
+    """Escalation on the held-out real tweets read alone, and as the service routes them: a customer
+    whose earlier tweet (in the replay file, within ``days``) escalated has a case open, and their
+    later tweets join it (community.routing.joins_open_case; issue types not modelled)."""
+    from datetime import datetime, timedelta
+
+    from triage.protocol import TriageInput
+    from triage.train import escalation_metrics
+    from triage.train_default import care_tweets
+
+    tweets = care_tweets(shared)
+    flagged: dict[str, bool] = {}
+    for i in range(0, len(tweets), 256):
+        chunk = tweets[i:i + 256]
+        for r, o in zip(chunk, engine.score_texts([TriageInput(r["text"]) for r in chunk])):
+            flagged[r["tweet_id"]] = o.sensitivity.label in ESCALATE
+    when = {r["tweet_id"]: datetime.strptime(r["created_at"], "%a %b %d %H:%M:%S %z %Y") for r in tweets}
+    by_author: dict[str, list[str]] = {}
+    for r in tweets:
+        by_author.setdefault(r["author_id"], []).append(r["tweet_id"])
+    author = {r["tweet_id"]: r["author_id"] for r in tweets}
+
+    def in_case(tid: str) -> bool:
+        return any(flagged[o] and when[tid] - timedelta(days=days) <= when[o] < when[tid] for o in by_author[author[tid]])
+
+    rows = [(tid, lab) for tid, _, lab in twcs_labelled(shared) if held_out(tid)]
+    labels = [lab for _, lab in rows]
+    alone = ["security" if flagged[tid] else "none" for tid, _ in rows]
+    routed = ["security" if flagged[tid] or in_case(tid) else "none" for tid, _ in rows]
+    return {"alone": escalation_metrics(labels, alone), "with_open_cases": escalation_metrics(labels, routed),
+            "joined": sum(a != b for a, b in zip(alone, routed)), "case_open_days": days}
+
+
+def escalation_report(shared: Path, mode: str, errors: bool = False, heads_dir: Path | None = None,
+                      with_follow_ups: bool = False) -> dict:
     from triage.engine import BUNDLED, TriageEngine
     from triage.protocol import TriageInput
     from triage.train import escalation_metrics, evaluate
@@ -67,6 +101,8 @@ def escalation_report(shared: Path, mode: str, errors: bool = False, heads_dir: 
     preds = [o.sensitivity.label for o in engine.score_texts([TriageInput(t) for t in texts])]
     report["twcs_long_posts"] = {"n": len(labels), "escalate_support": sum(lab in ESCALATE for lab in labels),
                                  **escalation_metrics(labels, preds)}
+    if with_follow_ups:
+        report["twcs_real_follow_ups"] = follow_ups(shared, engine)
     if errors:
         report["errors"] = [{"text": t, "label": y, "predicted": p} for t, y, p in
                             zip(every_text, every_label, every_pred) if (y in ESCALATE) != (p in ESCALATE)]
@@ -78,6 +114,9 @@ def main() -> None:
     p.add_argument("--shared", type=Path, default=HERE.parents[1] / "shared" / "data")
     p.add_argument("--mode", choices=["transformer", "cascade"], default="transformer")
     p.add_argument("--errors", action="store_true", help="also list the misclassified texts (for labelling work)")
+    p.add_argument("--follow-ups", action="store_true",
+                   help="also the held-out real tweets as routed: later tweets of a customer with an open case join it "
+                        "(scores the whole replay file)")
     p.add_argument("--heads", type=Path, default=None, help="heads directory (default: the bundled heads)")
     p.add_argument("--update-metrics", action="store_true",
                    help="measure both modes and write them under 'escalation' in the heads' metrics.json "
@@ -93,7 +132,8 @@ def main() -> None:
         path.write_text(json.dumps(metrics, indent=2, sort_keys=True))
         print(json.dumps({"escalation": metrics["escalation"]}))
         return
-    print(json.dumps(escalation_report(args.shared, args.mode, args.errors, args.heads), ensure_ascii=False))
+    print(json.dumps(escalation_report(args.shared, args.mode, args.errors, args.heads, args.follow_ups),
+                     ensure_ascii=False))
 
 
 if __name__ == "__main__":
