@@ -44,8 +44,18 @@ REAL_WEIGHT = 15.0
 # Uber, PayPal, Xbox, carriers, airlines, grocers), tweeted the way their customers did; on their
 # held-out half weight 1 took recall from 0.69 to 0.86, at precision on real care tweets 0.78 -> 0.72
 # (weight 0.5 and 3: the same). The service has to work for brands it has no labelled tweets of.
-WRITTEN_BRANDS = {"brands_written": "sensitivity_brands.csv", "twcs_brands_written": "sensitivity_twcs_brands.csv"}
+# `twcs_longtail_written`: 30 more care handles of that corpus (eBay, Spectrum, UPS, Dropbox, Adobe,
+# Microsoft, Airbnb, DoorDash, airlines, Activision, HP, Norton, fast food, rail, Newegg), written by
+# the brief in data/WRITING.md; its held-out half was first measured with the heads of the time, so it
+# is the cleanest figure for brands the heads never saw (README, "Escalation on social text").
+WRITTEN_BRANDS = {"brands_written": "sensitivity_brands.csv", "twcs_brands_written": "sensitivity_twcs_brands.csv",
+                  "twcs_longtail_written": "sensitivity_twcs_longtail.csv"}
 BRANDS_WEIGHT = 1.0
+# Training only, nothing held out: 750 posts written by the same brief to 93 more care handles
+# (social networks, games, fintech and banks, shops, parcels, travel, telecoms, streaming, software),
+# most of them hard cases: alarming words used loosely, own log-in and billing trouble, follow-ups.
+# On the unseen-brand half above: 0.674 / 0.899 -> 0.733 / 0.957 with the held-in half (README).
+WRITTEN_TRAIN = "sensitivity_brands_train.csv"
 
 
 def held_out(key: str, share: float = 0.5) -> bool:
@@ -113,6 +123,7 @@ def load_sensitivity(shared: Path) -> tuple[list[str], list[str], list[float]]:
     add(((t, lab) for _, t, lab in twcs_candidates(shared)), REAL_WEIGHT)
     add(((t, lab) for file in WRITTEN_BRANDS.values() for t, lab in zip(*read_csv(HERE / "data" / file))
          if not held_out(t)), BRANDS_WEIGHT)
+    add(zip(*read_csv(HERE / "data" / WRITTEN_TRAIN)), BRANDS_WEIGHT)
     sent_texts, _ = read_csv(shared / "semeval2017/sentiment_train.csv")
     # everyday social text: nothing to escalate
     add(((t, "none") for t in random.Random(3).sample(sent_texts, 3000)), 1.0)
