@@ -2,8 +2,9 @@
 engine (heads, keyword rules, cascade) on the held-out half of the hand-labelled real inbound tweets
 and the held-out quarter of the written social posts (neither is used in training), and the posts
 written for other brands (the held-out halves of `sensitivity_brands.csv`,
-`sensitivity_twcs_brands.csv` and `sensitivity_twcs_longtail.csv`); and, apart, long posts made of the held-out real tweets
-(:func:`long_posts`), which a model reading tweets must read piece by piece.
+`sensitivity_twcs_brands.csv` and `sensitivity_twcs_longtail.csv`, and all of
+`sensitivity_unseen_brands.csv`, which nothing trains on); and, apart, long posts made of
+the held-out real tweets (:func:`long_posts`), which a model reading tweets must read piece by piece.
 
     .venv/bin/python -m triage.eval_escalation [--mode transformer|cascade] [--errors] [--follow-ups]
 
