@@ -19,18 +19,16 @@ from pathlib import Path
 
 import numpy as np
 
-ESCALATE = frozenset({"security", "fraud"})
-
 
 def cross_validate(texts: list[str], labels: list[str], weights: list[float], embeddings: np.ndarray | None,
                    held: np.ndarray, c: float, *, folds: int = 5, lexical_dim: int = 2**15) -> dict:
     """Escalation figures over the ``held`` rows, each predicted by a head that never saw it."""
-    from triage.train import fit_head
+    from triage.train import escalation_metrics, fit_head
 
     fold = np.array([zlib.crc32(t.encode()) % folds for t in texts])  # the same text, the same fold
     w = np.asarray(weights, dtype=float)
-    y = np.array([lab in ESCALATE for lab in labels])
-    tp = fp = fn = 0
+    truth: list[str] = []
+    predicted: list[str] = []
     for k in range(folds):
         test = np.flatnonzero(held & (fold == k))
         train = np.flatnonzero(~(held & (fold == k)))
@@ -40,19 +38,16 @@ def cross_validate(texts: list[str], labels: list[str], weights: list[float], em
                         embeddings[train] if embeddings is not None else None,
                         lexical_dim=lexical_dim, c=c, sample_weight=w[train])
         p = head.proba([texts[i] for i in test], embeddings[test] if embeddings is not None else None)
-        pred = np.array([head.labels[j] in ESCALATE for j in p.argmax(1)])
-        tp += int((pred & y[test]).sum())
-        fp += int((pred & ~y[test]).sum())
-        fn += int((~pred & y[test]).sum())
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
+        truth += [labels[i] for i in test]
+        predicted += [head.labels[j] for j in p.argmax(1)]
+    m = escalation_metrics(truth, predicted)
+    precision, recall = m["escalate_precision"], m["escalate_recall"]
 
     def f(beta: float) -> float:
         b2 = beta * beta
         return (1 + b2) * precision * recall / (b2 * precision + recall) if precision + recall else 0.0
 
-    return {"c": c, "folds": folds, "held": int(held.sum()), "escalate_precision": round(precision, 4),
-            "escalate_recall": round(recall, 4), "f1": round(f(1), 4), "f2": round(f(2), 4)}
+    return {"c": c, "folds": folds, "held": int(held.sum()), **m, "f1": round(f(1), 4), "f2": round(f(2), 4)}
 
 
 def main() -> None:
