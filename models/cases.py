@@ -39,6 +39,9 @@ class Case(IdMixin, Base):
                             postgresql_where=text("status != 'resolved' AND author_id IS NOT NULL")),)
 
 
+CUSTOMER_POST = "sender = 'customer' AND mention_id IS NOT NULL"
+
+
 class CaseMessage(IdMixin, Base):
     __tablename__ = "case_messages"
     case_id: Mapped[int] = mapped_column(BigId, ForeignKey("cases.id", ondelete="CASCADE"), index=True)
@@ -47,3 +50,8 @@ class CaseMessage(IdMixin, Base):
     mention_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("mentions.id", ondelete="SET NULL"))
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    # A customer's post is kept on its case once: two act workers handling one redelivered post at
+    # once must not both add it (the second insert fails, its batch is retried and finds the first).
+    __table_args__ = (Index("uq_case_messages_customer_post", "case_id", "mention_id", unique=True,
+                            sqlite_where=text(CUSTOMER_POST), postgresql_where=text(CUSTOMER_POST)),)

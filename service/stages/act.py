@@ -1,7 +1,8 @@
 """The act stage: carries out routing decisions (replies, cases, moderation), exactly once.
 
 Every row it writes has a natural de-duplication key (reply ``dedup_key``, one case per opening
-mention, one moderation action per key), so a redelivered message changes nothing. Replies and
+mention, one copy of a customer's post per case, one moderation action per key), so a redelivered
+message changes nothing. Replies and
 moderation actions are committed before they are performed; :mod:`service.dispatch` sends
 replies at most once and :func:`community.moderation.execute` performs platform actions once.
 Automatic answers pass the reply bot's gates (:mod:`community.replybot`) or become suggestions.

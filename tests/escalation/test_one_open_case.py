@@ -1,5 +1,6 @@
-"""One unresolved case per author, even when two act workers escalate the same author at once: the
-database refuses the second case, and the retried batch joins the first."""
+"""One unresolved case per author, and each customer post kept on it once, even when two act workers
+escalate the same author or the same redelivered post at once: the database refuses the second
+insert, and the retried batch joins the first."""
 
 from __future__ import annotations
 
@@ -76,5 +77,46 @@ async def test_two_workers_escalating_one_author_at_once_end_with_one_case(postg
             assert await s.scalar(select(func.count()).select_from(Case)) == 1
             joined = set(await s.scalars(select(CaseMessage.mention_id).where(CaseMessage.case_id == case_a.id)))
         assert joined == {first, second}
+    finally:
+        await db.engine.dispose()
+
+
+async def test_the_database_refuses_a_customer_post_twice_on_its_case(db):
+    first, second = await two_posts(db)
+    async with db.session() as s:
+        case_id = (await open_or_join(s, await s.get(Mention, first), "security"))[0].id
+        await s.commit()
+        s.add(CaseMessage(case_id=case_id, sender="customer", mention_id=first, body="again"))
+        with pytest.raises(IntegrityError):
+            await s.commit()
+        await s.rollback()
+        s.add(CaseMessage(case_id=case_id, sender="agent", mention_id=first, body="replying to that post"))
+        await s.commit()  # only the customer's own copy is unique
+
+
+async def test_two_workers_joining_one_redelivered_post_at_once_keep_it_once(postgres_url):
+    db = Database(postgres_url)
+    await db.upgrade()
+    try:
+        first, second = await two_posts(db)
+        async with db.session() as s:
+            case, _ = await open_or_join(s, await s.get(Mention, first), "security")
+            await s.commit()
+        async with db.session() as a, db.session() as b:
+            joined_a, _ = await open_or_join(a, await a.get(Mention, second), "security")  # not committed yet
+            racing = asyncio.create_task(open_or_join(b, await b.get(Mention, second), "security"))
+            await asyncio.sleep(0.3)
+            assert not racing.done()  # waits on the first worker's uncommitted message
+            await a.commit()
+            with pytest.raises(IntegrityError):
+                await racing
+            await b.rollback()
+        async with db.session() as retry:  # the act stage retries the batch
+            joined_b, opened = await open_or_join(retry, await retry.get(Mention, second), "security")
+            await retry.commit()
+        assert joined_a.id == joined_b.id == case.id and not opened
+        async with db.session() as s:
+            kept = list(await s.scalars(select(CaseMessage.mention_id).where(CaseMessage.case_id == case.id)))
+        assert sorted(kept) == sorted([first, second])
     finally:
         await db.engine.dispose()
