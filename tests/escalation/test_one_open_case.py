@@ -38,6 +38,27 @@ async def two_posts(db: Database) -> tuple[int, int]:
         return posts[0].id, posts[1].id
 
 
+async def two_workers_at_once(db: Database, first: int, second: int) -> tuple[tuple[int, bool], tuple[int, bool]]:
+    """Worker A acts on post ``first`` and holds its transaction open while worker B acts on
+    ``second``; B waits on A's uncommitted row, fails once A commits, and the act stage retries B's
+    batch. Returns (case id, opened) for A and for B's retry."""
+    async with db.session() as a, db.session() as b:
+        case_a, opened_a = await open_or_join(a, await a.get(Mention, first), "security")  # not committed yet
+        case_a_id = case_a.id
+        racing = asyncio.create_task(open_or_join(b, await b.get(Mention, second), "security"))
+        await asyncio.sleep(0.3)
+        assert not racing.done()  # waits on the first worker's uncommitted row
+        await a.commit()
+        with pytest.raises(IntegrityError):
+            await racing
+        await b.rollback()
+    async with db.session() as retry:  # the act stage retries the batch
+        case_b, opened_b = await open_or_join(retry, await retry.get(Mention, second), "security")
+        case_b_id = case_b.id
+        await retry.commit()
+    return (case_a_id, opened_a), (case_b_id, opened_b)
+
+
 async def test_the_database_refuses_a_second_unresolved_case_for_an_author(db):
     first, second = await two_posts(db)
     async with db.session() as s:
@@ -60,22 +81,11 @@ async def test_two_workers_escalating_one_author_at_once_end_with_one_case(postg
     await db.upgrade()
     try:
         first, second = await two_posts(db)
-        async with db.session() as a, db.session() as b:
-            case_a, opened_a = await open_or_join(a, await a.get(Mention, first), "security")  # not committed yet
-            racing = asyncio.create_task(open_or_join(b, await b.get(Mention, second), "security"))
-            await asyncio.sleep(0.3)
-            assert not racing.done()  # waits on the first worker's uncommitted case
-            await a.commit()
-            with pytest.raises(IntegrityError):
-                await racing
-            await b.rollback()
-        async with db.session() as retry:  # the act stage retries the batch
-            case_b, opened_b = await open_or_join(retry, await retry.get(Mention, second), "security")
-            await retry.commit()
-        assert opened_a and not opened_b and case_b.id == case_a.id
+        (case_a, opened_a), (case_b, opened_b) = await two_workers_at_once(db, first, second)
+        assert opened_a and not opened_b and case_b == case_a
         async with db.session() as s:
             assert await s.scalar(select(func.count()).select_from(Case)) == 1
-            joined = set(await s.scalars(select(CaseMessage.mention_id).where(CaseMessage.case_id == case_a.id)))
+            joined = set(await s.scalars(select(CaseMessage.mention_id).where(CaseMessage.case_id == case_a)))
         assert joined == {first, second}
     finally:
         await db.engine.dispose()
@@ -100,23 +110,12 @@ async def test_two_workers_joining_one_redelivered_post_at_once_keep_it_once(pos
     try:
         first, second = await two_posts(db)
         async with db.session() as s:
-            case, _ = await open_or_join(s, await s.get(Mention, first), "security")
+            case = (await open_or_join(s, await s.get(Mention, first), "security"))[0].id
             await s.commit()
-        async with db.session() as a, db.session() as b:
-            joined_a, _ = await open_or_join(a, await a.get(Mention, second), "security")  # not committed yet
-            racing = asyncio.create_task(open_or_join(b, await b.get(Mention, second), "security"))
-            await asyncio.sleep(0.3)
-            assert not racing.done()  # waits on the first worker's uncommitted message
-            await a.commit()
-            with pytest.raises(IntegrityError):
-                await racing
-            await b.rollback()
-        async with db.session() as retry:  # the act stage retries the batch
-            joined_b, opened = await open_or_join(retry, await retry.get(Mention, second), "security")
-            await retry.commit()
-        assert joined_a.id == joined_b.id == case.id and not opened
+        (joined_a, opened_a), (joined_b, opened_b) = await two_workers_at_once(db, second, second)
+        assert joined_a == joined_b == case and not opened_a and not opened_b
         async with db.session() as s:
-            kept = list(await s.scalars(select(CaseMessage.mention_id).where(CaseMessage.case_id == case.id)))
+            kept = list(await s.scalars(select(CaseMessage.mention_id).where(CaseMessage.case_id == case)))
         assert sorted(kept) == sorted([first, second])
     finally:
         await db.engine.dispose()
