@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from triage.pieces import LONG_CHARS
 from triage.pii import detect_pii
 from triage.protocol import PiiSpan
 
@@ -69,6 +70,42 @@ FRAUD = [
     (r"\b(order|charge|payment|purchase)s?\b.{0,60}\bmy (saved )?card\b.{0,30}\b(not me|wasn'?t me)\b", "transactions the customer did not make", ('not me', "wasn't me", 'wasnt me')),
     (r"\b(cargos?|cobros?|cobraron|cobrad[oa]s?|cobrando|compras?|pagos?|cobran[çc]as?|cobraram|pagamentos?|prélèvements?|prélevés?|débits?|achats?|paiements?|abonnements?|factur[ée]s?)\b.{0,100}\b(no (hice|reconozco|autoricé|realicé|contraté)|nunca (he (hecho|pedido|comprado|contratado|autorizado)|hice|pedí|compré|contraté)|no fui yo|não (fiz|reconhe[çc]o|autorizei|contratei)|nunca (fiz|pedi|comprei|contratei)|não fui eu|(n'ai )?jamais (fait|pris|commandé|autorisé|souscrit|demandé)e?s?|n'ai pas (fait|autorisé|commandé|souscrit)e?s?)\b", "transactions the customer did not make", ('no ', 'nunca', 'não', 'jamais', "n'ai pas")),
 ]
+# Rules that fire on one loose word ("hacked", "scammed", "phishing", "suspicious activity") that
+# customers also use about other people, the news, games or a flag they explain as their own doing.
+# Such context disarms them in a post of tweet length (the heads still read the post; in a long post the
+# context may belong to another paragraph); the other rules name the customer's own loss and always stand. Written from the rules' false alarms on the training posts (50 of 100 gone,
+# none of their 506 escalations lost), never from the held-out ones.
+LOOSE = frozenset({"hacked", "account hacked", "scam", "phishing", "suspicious activity", "SIM swap", "unknown login",
+                   "someone else in the account"})
+# The customer says it happened to them: no context disarms that.
+_OWN = re.compile(
+    r"(?<!thought )\b(i|we) (was|were|got|have been|'ve been|ve been|been|just got|have just been) (hacked|scammed|phished)\b"
+    r"|\bmy (account|acct|card|e-?mail|password|profile|login|wallet|phone)\b( \w+)? (was|got|has been|had been|is being|is|been)"
+    r" (hacked|compromised|stolen|accessed|taken over|hijacked)\b"
+    r"|\bhack(ed|ing)? (my|into my)\b|\b(took|stole|stolen) my (account|acct|login|card)\b|\bscammed (me|us)\b", re.I)
+_DISARM = [(re.compile(p, re.I), why) for p, why in [
+    (r"\b(it'?s|it is|it was|that was|that'?s|was|were) (just |literally |only |obviously |all |always )?(me|us)\b(?!\w)"
+     r"|\bmy own (card|phone|laptop|device|bank|paycheck|money|account|computer|pc)\b", "the customer's own doing"),
+    (r"\b(not|never|haven'?t|wasn'?t) (been |being |getting |got |actually )?hack(ed)?\b|\bno ?one hacked\b|\bnot a (hacker|scammer)\b"
+     r"|\bnothing('?s| has)? (weird|strange|suspicious|happened|wrong)\b.{0,15}\b(mine|my (account|acct|end)|to me)\b"
+     r"|\bbefore (anything|it) happens\b|\b(doesn'?t|does not|won'?t) happen to (me|mine|us)\b|\block (mine|it) down\b|\bon mine\b",
+     "a denial or a precaution"),
+    (r"\b(saw|seen|see|read|reading|heard|hearing|hear)\b.{0,25}\b(news|radio|reddit|stories|story|reports?)\b"
+     r"|\bnews (says|said|piece|story|about)\b|\bin the news\b|\b(people|ppl|customers|users|everyone'?s?)\b.{0,20}\b(are|keep|keeps)? ?(getting|saying)\b",
+     "news or hearsay"),
+    (r"\b(aimbots?|cheaters?|cheating|anti-?cheat|wall ?hacks?|lobb(y|ies)|ranked|full of (hackers|scammers|bots))\b"
+     r"|\bhack(ed|ing)? (adulthood|the system|my brain|life|it back)\b|\blike (someone|somebody) hacked\b|\bbit of a hack\b"
+     r"|[\"'\u2018\u201c]hacked[\"'\u2019\u201d]", "games or a figure of speech"),
+    (r"\b(thought|i was like|was about to (scream|report))\b.{0,40}\b(hack|someone|somebody)|\bthen (i )?remembered\b|\boh wait\b|\bnope\b",
+     "a false alarm the customer explains"),
+]]
+# someone else's trouble disarms only when the customer asks about protecting their own account
+# ("my mate got hacked, how do I turn on 2fa?"); a family member's hacked account is reported too
+_OTHERS = re.compile(r"\bmy (friend|friends|mate|mates|buddy|coworker|co-worker|colleague|neighbou?r|cousin|sister|brother|mum|mom"
+                     r"|dad|uncle|aunt|nephew|niece|grandma|grandpa|nan|gran)('?s)?\b|\b(a|some|another) (friend|mate|coworker|colleague|streamer)\b",
+                     re.I)
+_PROTECT = re.compile(r"\b(mine|my own|2fa|two[- ]factor|2-step|two[- ]step|authenticator|protect|safe|safer|warn|warning|official"
+                      r"|real number|paranoid|nervous|scared|do better|report (them|it))\b", re.I)
 _SEC = [(re.compile(p, re.I), why, frozenset(anchors)) for p, why, anchors in SECURITY]
 _FRAUD = [(re.compile(p, re.I), why, frozenset(anchors)) for p, why, anchors in FRAUD]
 # Every rule's anchors, found in one pass (a lookahead reports overlapping ones; longest first, and
@@ -103,8 +140,26 @@ def sensitivity_rules(text: str, pii: list[PiiSpan] | None = None) -> tuple[str 
     security = [why for rx, why, anchors in _SEC if not anchors.isdisjoint(found) and rx.search(text)]
     if has_password:
         security.append("password written in the post")
+    if (fraud or security) and len(text) <= LONG_CHARS and not LOOSE.isdisjoint(fraud + security) \
+            and disarming_context(text):
+        fraud = [why for why in fraud if why not in LOOSE]
+        security = [why for why in security if why not in LOOSE]
     if fraud:
         return "fraud", list(dict.fromkeys(fraud + security))
     if security:
         return "security", list(dict.fromkeys(security))
     return None, []
+
+
+def disarming_context(text: str) -> str | None:
+    """Why the loose-word rules should not speak for ``text`` (the customer tells of news, other
+    people, games, a false alarm or their own doing), or None when they should (or when the customer
+    says it happened to them)."""
+    if _OWN.search(text):
+        return None
+    for rx, why in _DISARM:
+        if rx.search(text):
+            return why
+    if _OTHERS.search(text) and _PROTECT.search(text):
+        return "someone else's trouble"
+    return None

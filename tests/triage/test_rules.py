@@ -114,6 +114,54 @@ def test_phone_typography_and_people_the_customer_names(text, level):
     assert sensitivity_rules(text)[0] == level
 
 
+# A loose word ("hacked", "scammed", "suspicious activity") in a post about the news, someone else,
+# games, a false alarm or a flag the customer explains as their own doing: the rules stay silent and
+# the heads decide.
+DISARMED = [
+    "half the players in ranked tonight were hackers with aimbots, sort your anticheat out",
+    "saw on the news that another bank got hacked, what are you doing to keep customer data safe?",
+    "got a suspicious login alert this morning but it was just me on my new phone, how do I clear it",
+    "my coworker got scammed by a fake support number on google, can you pin the official one?",
+    "not been hacked or anything, I just want to set up two-step verification",
+    "thought I got hacked when my history filled with cartoons, then remembered the kids use my tablet",
+    "people keep getting phishing texts with your logo, maybe send everyone a warning",
+    "my sister's account got hacked last month so now I'm paranoid, how do I turn on 2fa on mine?",
+]
+# The customer says it happened to them, or names a loss no context explains away: the rules speak.
+STILL_ESCALATE = [
+    ("my account got hacked last night, saw on the news it's happening to lots of people", "security"),
+    ("my mum's account was hacked and whoever it is keeps messaging her friends for money", "security"),
+    ("someone hacked into my account and played songs all night, nope, not my kids", "security"),
+    ("I was scammed by a fake refund page, my own card was charged £200", "fraud"),
+    ("saw the news about the breach and there are charges on my card I never made", "fraud"),
+    ("my card was stolen yesterday, it was just me at the gym and now it's gone", "security"),
+]
+
+
+@pytest.mark.parametrize("text", DISARMED)
+def test_loose_words_in_a_post_about_others_news_games_or_the_customers_own_doing_do_not_fire(text):
+    from triage.rules import disarming_context
+
+    assert disarming_context(text) is not None
+    assert sensitivity_rules(text) == (None, [])
+
+
+@pytest.mark.parametrize("text,level", STILL_ESCALATE)
+def test_a_loss_the_customer_reports_as_their_own_escalates_whatever_the_context(text, level):
+    assert sensitivity_rules(text)[0] == level
+
+
+def test_context_in_another_paragraph_of_a_long_post_does_not_disarm_the_report():
+    """In a forum post the words around a report may belong to another story."""
+    text = ("Loving the new release, the playlists are great. My friend says the app is safer now. "
+            "Anyway, somebody logged into my account from another country on Sunday and changed the "
+            "language. Is there a way to see every device? " + "The rest of this post is about podcasts. " * 6)
+    assert len(text) > 320
+    level, reasons = sensitivity_rules(text)
+    assert level == "security" and "unknown login" in reasons
+    assert sensitivity_rules(text[:200])[0] is None  # the same report in a tweet, after a disarming word
+
+
 def _project_texts() -> list[str]:
     """Every text the project labelled itself (social posts, brands' posts, issue examples)."""
     import csv
