@@ -26,7 +26,7 @@ from triage.pii import detect_pii, redact
 from triage.priority import priority
 from triage.protocol import ESCALATE_LEVELS, PiiSpan, Score, TriageInput, TriageOutput
 from triage.pieces import LONG_CHARS, pieces
-from triage.rules import sensitivity_rules
+from triage.rules import disarming_context, sensitivity_rules
 from triage.text import normalize_for_model
 
 BUNDLED = Path(__file__).resolve().parent / "heads"
@@ -269,17 +269,23 @@ class TriageEngine:
                                      version=head.version, probabilities=dict(zip(head.labels, p)),
                                      explanation=[f"'{t}'" for t in explanation]
                                      + [f"scored by {'the transformer' if encoded else 'the cheap cascade'}"])
-            self._apply_rules(scores, rules[i])
+            self._apply_rules(scores, rules[i], text)
             out.append(_Scored(scores, detect_language(text), encoded))
         return out, pii
 
     @staticmethod
-    def _apply_rules(scores: dict[str, Score], rule: tuple[str | None, list[str]]) -> None:
+    def _apply_rules(scores: dict[str, Score], rule: tuple[str | None, list[str]], text: str) -> None:
+        """The keyword rules escalate what they find; a head's escalation of a post that says it is
+        not the customer's own trouble (news, someone else, a game, their own doing) is withdrawn."""
         level, reasons = rule
         sens = scores["sensitivity"]
         if level and sens.label not in ESCALATE_LEVELS:
             sens.label, sens.score = level, max(sens.score, 0.9)
             sens.model = "sensitivity-rules"
+        elif not level and sens.label in ESCALATE_LEVELS and (why := disarming_context(text)):
+            sens.label, sens.score = max(((label, p) for label, p in sens.probabilities.items()
+                                          if label not in ESCALATE_LEVELS), key=lambda lp: lp[1])
+            sens.explanation = [f"not escalated: {why}"] + sens.explanation
         if reasons:
             sens.explanation = [f"rule: {r}" for r in reasons] + sens.explanation
         issue = scores["issue_type"]

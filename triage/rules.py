@@ -72,8 +72,8 @@ FRAUD = [
 ]
 # Rules that fire on one loose word ("hacked", "scammed", "phishing", "suspicious activity") that
 # customers also use about other people, the news, games or a flag they explain as their own doing.
-# Such context disarms them in a post of tweet length (the heads still read the post; in a long post the
-# context may belong to another paragraph); the other rules name the customer's own loss and always stand. Written from the rules' false alarms on the training posts (50 of 100 gone,
+# Such context (`disarming_context`) disarms them; the other rules name the customer's own loss and
+# always stand. Written from the rules' false alarms on the training posts (51 of 100 gone,
 # none of their 506 escalations lost), never from the held-out ones.
 LOOSE = frozenset({"hacked", "account hacked", "scam", "phishing", "suspicious activity", "SIM swap", "unknown login",
                    "someone else in the account"})
@@ -84,11 +84,11 @@ _OWN = re.compile(
     r" (hacked|compromised|stolen|accessed|taken over|hijacked)\b"
     r"|\bhack(ed|ing)? (my|into my)\b|\b(took|stole|stolen) my (account|acct|login|card)\b|\bscammed (me|us)\b", re.I)
 _DISARM = [(re.compile(p, re.I), why) for p, why in [
-    (r"\b(it'?s|it is|it was|that was|that'?s|was|were) (just |literally |only |obviously |all |always )?(me|us)\b(?!\w)"
+    (r"(?<!none of )(?<!any of )(?<!none of it )(?<!any of it )\b(it'?s|it is|it was|that was|that'?s|was|were) (just |literally |only |obviously |all |always )?(me|us)\b(?!\w)"
      r"|\bmy own (card|phone|laptop|device|bank|paycheck|money|account|computer|pc)\b", "the customer's own doing"),
     (r"\b(not|never|haven'?t|wasn'?t) (been |being |getting |got |actually )?hack(ed)?\b|\bno ?one hacked\b|\bnot a (hacker|scammer)\b"
      r"|\bnothing('?s| has)? (weird|strange|suspicious|happened|wrong)\b.{0,15}\b(mine|my (account|acct|end)|to me)\b"
-     r"|\bbefore (anything|it) happens\b|\b(doesn'?t|does not|won'?t) happen to (me|mine|us)\b|\block (mine|it) down\b|\bon mine\b",
+     r"|\bbefore (anything|it) happens\b|\b(doesn'?t|does not|won'?t) happen to (me|mine|us)\b|\block mine down\b|\bon mine\b",
      "a denial or a precaution"),
     (r"\b(saw|seen|see|read|reading|heard|hearing|hear)\b.{0,25}\b(news|radio|reddit|stories|story|reports?)\b"
      r"|\bnews (says|said|piece|story|about)\b|\bin the news\b|\b(people|ppl|customers|users|everyone'?s?)\b.{0,20}\b(are|keep|keeps)? ?(getting|saying)\b",
@@ -140,8 +140,7 @@ def sensitivity_rules(text: str, pii: list[PiiSpan] | None = None) -> tuple[str 
     security = [why for rx, why, anchors in _SEC if not anchors.isdisjoint(found) and rx.search(text)]
     if has_password:
         security.append("password written in the post")
-    if (fraud or security) and len(text) <= LONG_CHARS and not LOOSE.isdisjoint(fraud + security) \
-            and disarming_context(text):
+    if (fraud or security) and not LOOSE.isdisjoint(fraud + security) and disarming_context(text):
         fraud = [why for why in fraud if why not in LOOSE]
         security = [why for why in security if why not in LOOSE]
     if fraud:
@@ -152,10 +151,14 @@ def sensitivity_rules(text: str, pii: list[PiiSpan] | None = None) -> tuple[str 
 
 
 def disarming_context(text: str) -> str | None:
-    """Why the loose-word rules should not speak for ``text`` (the customer tells of news, other
-    people, games, a false alarm or their own doing), or None when they should (or when the customer
-    says it happened to them)."""
-    if _OWN.search(text):
+    """Why ``text`` is not the customer's own security or fraud trouble (they tell of news, other
+    people, games, a false alarm or their own doing), or None: when the customer says it happened to
+    them, when nothing says otherwise, and in a long post, whose context may belong to another
+    paragraph. The loose-word rules stay silent on such a post, and the engine does not let a head
+    escalate it either (five-fold cross-validation over the social training posts: escalation
+    precision 0.811 -> 0.857, recall 0.921 either way)."""
+    text = text.translate(_QUOTES)
+    if len(text) > LONG_CHARS or _OWN.search(text):
         return None
     for rx, why in _DISARM:
         if rx.search(text):

@@ -136,6 +136,39 @@ def test_the_distilled_cascade_escalates_subtle_reports_as_the_transformer_does(
     assert cheap == full == [escalate for _, escalate in SUBTLE]
 
 
+# The sensitivity head alone escalates each of these; each says it is not the customer's own trouble.
+NOT_THEIR_OWN = [
+    ("saw on the news that people are getting fake bank texts asking for card details, is this one real?",
+     "news or hearsay"),
+    ("my coworker got her card details stolen by a fake delivery text, how do i keep mine safe?",
+     "someone else's trouble"),
+    ("the app says suspicious activity on my card but it was just me buying a sofa online", "the customer's own doing"),
+]
+
+
+def test_a_head_does_not_escalate_a_post_about_news_someone_else_or_the_customers_own_doing(
+        transformer_engine, cascade_engine):
+    from triage.engine import _picks
+    from triage.protocol import ESCALATE_LEVELS
+    from triage.text import normalize_for_model
+
+    texts = [t for t, _ in NOT_THEIR_OWN]
+    head = transformer_engine.full["sensitivity"]
+    alone = _picks(head, head.proba(texts, transformer_engine.encoder.features([normalize_for_model(t) for t in texts])))
+    assert all(head.labels[i] in ESCALATE_LEVELS for i in alone)
+    for (text, why), out in zip(NOT_THEIR_OWN, transformer_engine.score_texts([TriageInput(t) for t in texts])):
+        assert not out.escalate
+        assert out.sensitivity.explanation[0] == f"not escalated: {why}"
+        assert out.sensitivity.score == out.sensitivity.probabilities[out.sensitivity.label]
+    assert not any(o.escalate for o in cascade_engine.score_texts([TriageInput(t) for t in texts]))
+
+
+def test_a_customer_who_says_it_happened_to_them_escalates_whatever_else_the_post_says(transformer_engine):
+    out = score(transformer_engine, "@AcmeHelp my account got hacked last night, saw on the news it's happening to "
+                                    "lots of people, how do I get it back?")
+    assert out.escalate and not any(e.startswith("not escalated") for e in out.sensitivity.explanation)
+
+
 async def test_concurrent_callers_are_coalesced_into_one_batch(cascade_engine):
     engine = TriageEngine(mode="transformer", encoder=cascade_engine.encoder, cache_size=0, max_wait_ms=50)
     calls = []
