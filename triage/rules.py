@@ -71,18 +71,22 @@ FRAUD = [
     (r"\b(cargos?|cobros?|cobraron|cobrad[oa]s?|cobrando|compras?|pagos?|cobran[çc]as?|cobraram|pagamentos?|prélèvements?|prélevés?|débits?|achats?|paiements?|abonnements?|factur[ée]s?)\b.{0,100}\b(no (hice|reconozco|autoricé|realicé|contraté)|nunca (he (hecho|pedido|comprado|contratado|autorizado)|hice|pedí|compré|contraté)|no fui yo|não (fiz|reconhe[çc]o|autorizei|contratei)|nunca (fiz|pedi|comprei|contratei)|não fui eu|(n'ai )?jamais (fait|pris|commandé|autorisé|souscrit|demandé)e?s?|n'ai pas (fait|autorisé|commandé|souscrit)e?s?)\b", "transactions the customer did not make", ('no ', 'nunca', 'não', 'jamais', "n'ai pas")),
 ]
 # Rules that fire on one loose word ("hacked", "scammed", "phishing", "suspicious activity") that
-# customers also use about other people, the news, games or a flag they explain as their own doing.
+# customers also use about other people, the news, games, a flag they explain as their own doing or
+# in a rant at the brand.
 # Such context (`disarming_context`) disarms them; the other rules name the customer's own loss and
-# always stand. Written from the rules' false alarms on the training posts (51 of 100 gone,
+# always stand. Written from the rules' false alarms on the training posts (54 of 100 gone,
 # none of their 506 escalations lost), never from the held-out ones.
 LOOSE = frozenset({"hacked", "account hacked", "scam", "phishing", "suspicious activity", "SIM swap", "unknown login",
                    "someone else in the account"})
 # The customer says it happened to them: no context disarms that.
 _OWN = re.compile(
     r"(?<!thought )\b(i|we) (was|were|got|have been|'ve been|ve been|been|just got|have just been) (hacked|scammed|phished)\b"
+    r"(?! by (you|your|ur|u)\b)"
     r"|\bmy (account|acct|card|e-?mail|password|profile|login|wallet|phone)\b( \w+)? (was|got|has been|had been|is being|is|been)"
     r" (hacked|compromised|stolen|accessed|taken over|hijacked)\b"
-    r"|\bhack(ed|ing)? (my|into my)\b|\b(took|stole|stolen) my (account|acct|login|card)\b|\bscammed (me|us)\b", re.I)
+    r"|\bhack(ed|ing)? (my|into my)\b|\b(took|stole|stolen) my (account|acct|login|card)\b|(?<!you )(?<!u )(?<!guys )(?<!lot )(?<!yall )(?<!y'all )\bscammed (me|us)\b"
+    r"|\b(never|didn'?t|did not)\b.{0,15}\b(made|make|authori[sz]ed?|sign(ed)? up|ordered|order|bought|buy|placed|recogni[sz]e)\b"
+    r"|\bnot me\b|\bwasn'?t me\b", re.I)
 _DISARM = [(re.compile(p, re.I), why) for p, why in [
     (r"(?<!none of )(?<!any of )(?<!none of it )(?<!any of it )\b(it'?s|it is|it was|that was|that'?s|was|were) (just |literally |only |obviously |all |always )?(me|us)\b(?!\w)"
      r"|\bmy own (card|phone|laptop|device|bank|paycheck|money|account|computer|pc)\b", "the customer's own doing"),
@@ -96,6 +100,9 @@ _DISARM = [(re.compile(p, re.I), why) for p, why in [
     (r"\b(aimbots?|cheaters?|cheating|anti-?cheat|wall ?hacks?|lobb(y|ies)|ranked|full of (hackers|scammers|bots))\b"
      r"|\bhack(ed|ing)? (adulthood|the system|my brain|life|it back)\b|\blike (someone|somebody) hacked\b|\bbit of a hack\b"
      r"|[\"'\u2018\u201c]hacked[\"'\u2019\u201d]", "games or a figure of speech"),
+    (r"\b(you|u|you guys|you lot|y'?all|yall|ya'?ll)\b.{0,15}\b(scam+ed|scamming|robbed|robbing|stole|stealing|thieves|crooks)\b"
+     r"|\b(scammed|robbed) (me |us )?by (you|your|ur)\b|\b(daylight|highway) robbery\b|\bscam pricing\b"
+     r"|\bare (the |a bunch of )?(thieves|crooks|scammers)\b", "a rant at the brand"),
     (r"\b(thought|i was like|was about to (scream|report))\b.{0,40}\b(hack|someone|somebody)|\bthen (i )?remembered\b|\boh wait\b|\bnope\b",
      "a false alarm the customer explains"),
 ]]
@@ -152,11 +159,11 @@ def sensitivity_rules(text: str, pii: list[PiiSpan] | None = None) -> tuple[str 
 
 def disarming_context(text: str) -> str | None:
     """Why ``text`` is not the customer's own security or fraud trouble (they tell of news, other
-    people, games, a false alarm or their own doing), or None: when the customer says it happened to
-    them, when nothing says otherwise, and in a long post, whose context may belong to another
-    paragraph. The loose-word rules stay silent on such a post, and the engine does not let a head
-    escalate it either (five-fold cross-validation over the social training posts: escalation
-    precision 0.811 -> 0.857, recall 0.921 either way)."""
+    people, games, a false alarm or their own doing, or rant at the brand), or None: when the
+    customer says it happened to them, when nothing says otherwise, and in a long post, whose context
+    may belong to another paragraph. The loose-word rules stay silent on such a post, and the engine
+    does not let a head escalate it either (five-fold cross-validation over the social training posts: escalation
+    precision 0.811 -> 0.866, recall 0.921 either way)."""
     text = text.translate(_QUOTES)
     if len(text) > LONG_CHARS or _OWN.search(text):
         return None

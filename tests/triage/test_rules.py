@@ -126,6 +126,8 @@ DISARMED = [
     "thought I got hacked when my history filled with cartoons, then remembered the kids use my tablet",
     "people keep getting phishing texts with your logo, maybe send everyone a warning",
     "my sister's account got hacked last month so now I'm paranoid, how do I turn on 2fa on mine?",
+    "you lot scammed me with that £15 seat fee and I still got a middle seat",
+    "got scammed by your late fees again, £12 for paying a day late, refund it",
 ]
 # The customer says it happened to them, or names a loss no context explains away: the rules speak.
 STILL_ESCALATE = [
@@ -135,6 +137,8 @@ STILL_ESCALATE = [
     ("I was scammed by a fake refund page, my own card was charged £200", "fraud"),
     ("saw the news about the breach and there are charges on my card I never made", "fraud"),
     ("my card was stolen yesterday, it was just me at the gym and now it's gone", "security"),
+    ("you guys scammed me, three charges for a plan I never signed up for", "fraud"),
+    ("someone scammed me out of my account with a fake support page, you lot never answered", "fraud"),
 ]
 
 
