@@ -276,7 +276,8 @@ class TriageEngine:
     @staticmethod
     def _apply_rules(scores: dict[str, Score], rule: tuple[str | None, list[str]], text: str) -> None:
         """The keyword rules escalate what they find; a head's escalation of a post that says it is
-        not the customer's own trouble (news, someone else, a game, their own doing) is withdrawn."""
+        not the customer's own trouble (news, someone else, a game, their own doing, a rant at the
+        brand) is withdrawn."""
         level, reasons = rule
         sens = scores["sensitivity"]
         if level and sens.label not in ESCALATE_LEVELS:
