@@ -74,43 +74,49 @@ FRAUD = [
 # customers also use about other people, the news, games, a flag they explain as their own doing or
 # in a rant at the brand. Such context (`disarming_context`) disarms them; the other rules name the
 # customer's own loss and always stand. Written from the rules' false alarms on the training posts
-# (54 of 100 gone, none of their 506 escalations lost), never from the held-out ones.
+# (52 of 100 gone, none of their 506 escalations lost), never from the held-out ones.
 LOOSE = frozenset({"hacked", "account hacked", "scam", "phishing", "suspicious activity", "SIM swap", "unknown login",
                    "someone else in the account"})
 # The customer says it happened to them: no context disarms that.
 _OWN = re.compile(
     r"(?<!thought )\b(i|we) (was|were|got|have been|'ve been|ve been|been|just got|have just been) (hacked|scammed|phished)\b"
     r"(?! by (you|your|ur|u)\b)"
-    r"|\bmy (account|acct|card|e-?mail|password|profile|login|wallet|phone)\b( \w+)? (was|got|has been|had been|is being|is|been)"
+    r"|\bmy (account|acct|card|e-?mail|password|profile|login|wallet|phone)\b( \w+)?( still)? (was|got|has been|had been|is being|is|been)"
     r" (hacked|compromised|stolen|accessed|taken over|hijacked)\b"
-    r"|\bhack(ed|ing)? (my|into my)\b|\b(took|stole|stolen) my (account|acct|login|card)\b|(?<!you )(?<!u )(?<!guys )(?<!lot )(?<!yall )(?<!y'all )\bscammed (me|us)\b"
+    r"|\bhack(ed|ing)? (my|into my)\b|\b(took|stole|stolen|steal|stealing) my (account|acct|login|card)\b"
+    r"|(?<!you )(?<!u )(?<!guys )(?<!lot )(?<!yall )(?<!y'all )\bscammed (me|us)\b"
     r"|\b(never|didn'?t|did not)\b.{0,15}\b(made|make|authori[sz]ed?|sign(ed)? up|ordered|order|bought|buy|placed|recogni[sz]e)\b"
     r"|\bnot me\b|\bwasn'?t me\b", re.I)
 _DISARM = [(re.compile(p, re.I), why) for p, why in [
-    (r"(?<!none of )(?<!any of )(?<!none of it )(?<!any of it )\b(it'?s|it is|it was|that was|that'?s|was|were) (just |literally |only |obviously |all |always )?(me|us)\b(?!\w)"
+    # "it was me" only as the explanation of a flag ("it was me on my new laptop", "it's just me!")
+    (r"(?<!none of )(?<!any of )(?<!none of it )(?<!any of it )\b(it'?s|it is|it was|that was|that'?s|was|were)"
+     r" (just |literally |only |obviously |all |always )?(me|us)\b(?!\w)"
+     r"(?=\s*([.!?,)]|$| on\b| in\b| at\b| logging| signing| using| travel| paying| buying| selling| with\b| lol| lmao))"
      r"|\bmy own (card|phone|laptop|device|bank|paycheck|money|account|computer|pc)\b", "the customer's own doing"),
     (r"\b(not|never|haven'?t|wasn'?t) (been |being |getting |got |actually )?hack(ed)?\b|\bno ?one hacked\b|\bnot a (hacker|scammer)\b"
      r"|\bnothing('?s| has)? (weird|strange|suspicious|happened|wrong)\b.{0,15}\b(mine|my (account|acct|end)|to me)\b"
-     r"|\bbefore (anything|it) happens\b|\b(doesn'?t|does not|won'?t) happen to (me|mine|us)\b|\block mine down\b|\bon mine\b",
+     r"|\bbefore (anything|it) happens\b(?! again)|\b(doesn'?t|does not|won'?t) happen to (me|mine|us)\b|\block mine down\b",
      "a denial or a precaution"),
     (r"\b(saw|seen|see|read|reading|heard|hearing|hear)\b.{0,25}\b(news|radio|reddit|stories|story|reports?)\b"
-     r"|\bnews (says|said|piece|story|about)\b|\bin the news\b|\b(people|ppl|customers|users|everyone'?s?)\b.{0,20}\b(are|keep|keeps)? ?(getting|saying)\b",
-     "news or hearsay"),
+     r"|\bnews (says|said|piece|story|about)\b|\bin the news\b|\b(people|ppl|everyone) (on|in) (reddit|twitter|facebook|tiktok|the forums?)\b"
+     r"|\b(people|ppl|customers|users|everyone'?s?)\b.{0,20}\b(are|keep|keeps)? ?getting (hacked|scammed|phished|fake|scam|phishing"
+     r"|these|those|calls|texts|emails)\b", "news or hearsay"),
     (r"\b(aimbots?|cheaters?|cheating|anti-?cheat|wall ?hacks?|lobb(y|ies)|ranked|full of (hackers|scammers|bots))\b"
      r"|\bhack(ed|ing)? (adulthood|the system|my brain|life|it back)\b|\blike (someone|somebody) hacked\b|\bbit of a hack\b"
      r"|[\"'\u2018\u201c]hacked[\"'\u2019\u201d]", "games or a figure of speech"),
     (r"\b(you|u|you guys|you lot|y'?all|yall|ya'?ll)\b.{0,15}\b(scam+ed|scamming|robbed|robbing|stole|stealing|thieves|crooks)\b"
      r"|\b(scammed|robbed) (me |us )?by (you|your|ur)\b|\b(daylight|highway) robbery\b|\bscam pricing\b"
      r"|\bare (the |a bunch of )?(thieves|crooks|scammers)\b", "a rant at the brand"),
-    (r"\b(thought|i was like|was about to (scream|report))\b.{0,40}\b(hack|someone|somebody)|\bthen (i )?remembered\b|\boh wait\b|\bnope\b",
-     "a false alarm the customer explains"),
+    # the customer resolves the scare themselves: "thought I got hacked ... then remembered", "... nope, nephew"
+    (r"\b(thought|i was like|was about to)\b.{0,60}\b(then (i )?remembered|oh wait|nope|turns out (it was|it'?s)|false alarm"
+     r"|but it'?s (just|only))\b|\bthen (i )?remembered\b|\boh wait\b|\bfalse alarm\b", "a false alarm the customer explains"),
 ]]
-# Someone else's trouble disarms only when the customer asks about protecting their own account
-# ("my mate got hacked, how do I turn on 2fa?"): a customer reporting a family member's hacked
-# account is escalated (triage/data/LABELLING.md).
-_OTHERS = re.compile(r"\bmy (friend|friends|mate|mates|buddy|coworker|co-worker|colleague|neighbou?r|cousin|sister|brother|mum|mom"
-                     r"|dad|uncle|aunt|nephew|niece|grandma|grandpa|nan|gran)('?s)?\b|\b(a|some|another) (friend|mate|coworker|colleague|streamer)\b",
-                     re.I)
+# Someone else's trouble disarms only when the other person suffered it and the customer asks about
+# protecting their own account ("my mate got hacked, how do I turn on 2fa?"): a customer reporting a
+# family member's hacked account is escalated (triage/data/LABELLING.md).
+_OTHERS = re.compile(r"\b(my (friend|friends|mate|mates|buddy|coworker|co-worker|colleague|neighbou?r|cousin|sister|brother|mum"
+                     r"|mom|dad|uncle|aunt|nephew|niece|grandma|grandpa|nan|gran)('?s)?|(a|some|another) (friend|mate|coworker"
+                     r"|colleague|streamer))\b.{0,40}\b(hacked|hacker|scammed|scam|phished|phishing|fake|stolen|stole|lost)\b", re.I)
 _PROTECT = re.compile(r"\b(mine|my own|2fa|two[- ]factor|2-step|two[- ]step|authenticator|protect|safe|safer|warn|warning|official"
                       r"|real number|paranoid|nervous|scared|do better|report (them|it))\b", re.I)
 _SEC = [(re.compile(p, re.I), why, frozenset(anchors)) for p, why, anchors in SECURITY]
@@ -163,7 +169,7 @@ def disarming_context(text: str) -> str | None:
     customer says it happened to them, when nothing says otherwise, and in a long post, whose context
     may belong to another paragraph. The loose-word rules stay silent on such a post, and the engine
     does not let a head escalate it either (five-fold cross-validation over the social training
-    posts: escalation precision 0.811 -> 0.866, recall 0.921 either way)."""
+    posts: escalation precision 0.811 -> 0.856, recall 0.921 either way)."""
     text = text.translate(_QUOTES)
     if len(text) > LONG_CHARS or _OWN.search(text):
         return None

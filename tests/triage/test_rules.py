@@ -139,6 +139,13 @@ STILL_ESCALATE = [
     ("my card was stolen yesterday, it was just me at the gym and now it's gone", "security"),
     ("you guys scammed me, three charges for a plan I never signed up for", "fraud"),
     ("someone scammed me out of my account with a fake support page, you lot never answered", "fraud"),
+    # the context words in a report: none of them is about someone else, the news or a false alarm
+    ("I thought my account was safe but someone logged in from Russia", "security"),
+    ("it was me who reported it, someone is still logging into my account", "security"),
+    ("someone logged in on mine and changed the email", "security"),
+    ("how do I stop them before it happens again, someone keeps logging into my account", "security"),
+    ("nope, still can't log in, someone changed my password", "security"),
+    ("my mum noticed someone logged into my account, how do I make it safe?", "security"),
 ]
 
 
@@ -157,13 +164,15 @@ def test_a_loss_the_customer_reports_as_their_own_escalates_whatever_the_context
 
 def test_context_in_another_paragraph_of_a_long_post_does_not_disarm_the_report():
     """In a forum post the words around a report may belong to another story."""
-    text = ("Loving the new release, the playlists are great. My friend says the app is safer now. "
-            "Anyway, somebody logged into my account from another country on Sunday and changed the "
-            "language. Is there a way to see every device? " + "The rest of this post is about podcasts. " * 6)
+    from triage.rules import disarming_context
+
+    other_story = "Loving the new release. Saw on the news that another music app got hacked last week, wild."
+    text = (other_story + " Anyway, somebody logged into my account from another country on Sunday and changed "
+            "the language. Is there a way to see every device? " + "The rest of this post is about podcasts. " * 6)
+    assert disarming_context(other_story) == "news or hearsay"
     assert len(text) > 320
     level, reasons = sensitivity_rules(text)
     assert level == "security" and "unknown login" in reasons
-    assert sensitivity_rules(text[:200])[0] is None  # the same report in a tweet, after a disarming word
 
 
 def _project_texts() -> list[str]:
