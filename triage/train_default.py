@@ -62,7 +62,8 @@ BRANDS_WEIGHT = 1.0
 WRITTEN_TRAIN = "sensitivity_brands_train.csv"
 # Measurement only, never trained on: 300 posts written by the same brief, by three more writers, to 30
 # brands no other file names (Australia, India, Canada, Ireland, UK delivery, dating, crypto, neobanks,
-# messaging), read once by the heads these figures describe (README).
+# messaging), read once by the heads of December 5, then again for the keyword rules' loose-word
+# context (README, "Loose words").
 WRITTEN_EVAL = {"unseen_written": "sensitivity_unseen_brands.csv"}
 
 

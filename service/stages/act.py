@@ -2,9 +2,9 @@
 
 Every row it writes has a natural de-duplication key (reply ``dedup_key``, one case per opening
 mention, one copy of a customer's post per case, one moderation action per key), so a redelivered
-message changes nothing. Replies and
-moderation actions are committed before they are performed; :mod:`service.dispatch` sends
-replies at most once and :func:`community.moderation.execute` performs platform actions once.
+message changes nothing. Replies and moderation actions are committed before they are performed;
+:mod:`service.dispatch` sends replies at most once and :func:`community.moderation.execute` performs
+platform actions once.
 Automatic answers pass the reply bot's gates (:mod:`community.replybot`) or become suggestions.
 
 Decisions, posts and scores are read as the few columns acting needs (not whole rows, not triage's
