@@ -52,8 +52,8 @@ def cross_validate(texts: list[str], labels: list[str], weights: list[float], em
 
 def main() -> None:
     from triage.encoder import Encoder
-    from triage.train import embed, read_csv
-    from triage.train_default import HERE, LEX, REAL_WEIGHT, WRITTEN_BRANDS, WRITTEN_TRAIN, load_sensitivity
+    from triage.train import embed
+    from triage.train_default import HERE, LEX, sensitivity_rows
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shared", type=Path, default=HERE.parents[1] / "shared" / "data")
@@ -61,11 +61,9 @@ def main() -> None:
     p.add_argument("--c", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0, 16.0])
     p.add_argument("--folds", type=int, default=5)
     args = p.parse_args()
-    texts, labels, weights = load_sensitivity(args.shared)
-    written: set[str] = set()
-    for file in (*WRITTEN_BRANDS.values(), WRITTEN_TRAIN, "sensitivity_social.csv"):
-        written |= set(read_csv(HERE / "data" / file)[0])
-    held = np.array([w == REAL_WEIGHT or t in written for t, w in zip(texts, weights)])
+    rows = sensitivity_rows(args.shared)
+    texts, labels, weights = [r.text for r in rows], [r.label for r in rows], [r.weight for r in rows]
+    held = np.array([r.social for r in rows])
     embeddings = embed(texts, Encoder(backend="onnx-int8"), cache_dir=args.cache)
     for c in args.c:
         print(json.dumps(cross_validate(texts, labels, weights, embeddings, held, c, folds=args.folds,

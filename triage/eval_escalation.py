@@ -18,9 +18,8 @@ import argparse
 import json
 from pathlib import Path
 
+from triage.protocol import ESCALATE_LEVELS as ESCALATE
 from triage.train_default import HERE, held_out, sensitivity_validation, twcs_labelled
-
-ESCALATE = ("security", "fraud")
 
 
 def long_posts(shared: Path, n: int = 300, seed: int = 7) -> tuple[list[str], list[str]]:

@@ -17,6 +17,7 @@ import json
 import random
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -113,21 +114,25 @@ def sensitivity_validation(shared: Path) -> dict[str, tuple[list[str], list[str]
     return out
 
 
-def load_sensitivity(shared: Path) -> tuple[list[str], list[str], list[float]]:
+class SensitivityRow(NamedTuple):
+    text: str
+    label: str
+    weight: float
+    social: bool  # a labelled social post (real tweet or written post): what cross-validation holds out
+
+
+def sensitivity_rows(shared: Path) -> list[SensitivityRow]:
     """Training rows: Banking77 read through intent_sensitivity.csv, the training parts of the social
-    sets, everyday tweets as `none`, and the non-sensitive default issue examples, with each row's
-    weight."""
+    sets, everyday tweets as `none`, and the non-sensitive default issue examples, each with its
+    weight and whether it is a labelled social post."""
     from triage.train import read_csv
 
     mapping = {r["intent"]: r["sensitivity"] for r in csv.DictReader((shared / "banking77/intent_sensitivity.csv").open())}
     b_texts, b_intents = read_csv(shared / "banking77/train.csv")
-    texts, labels, weights = list(b_texts), [mapping[i] for i in b_intents], [1.0] * len(b_texts)
+    rows = [SensitivityRow(t, mapping[i], 1.0, False) for t, i in zip(b_texts, b_intents)]
 
-    def add(rows, weight: float) -> None:  # noqa: ANN001
-        for text, label in rows:
-            texts.append(text)
-            labels.append(label)
-            weights.append(weight)
+    def add(pairs, weight: float, social: bool = True) -> None:  # noqa: ANN001
+        rows.extend(SensitivityRow(text, label, weight, social) for text, label in pairs)
 
     add(((t, lab) for t, lab in zip(*read_csv(HERE / "data/sensitivity_social.csv")) if not held_out(t, 0.25)),
         SOCIAL_WEIGHT)
@@ -138,11 +143,17 @@ def load_sensitivity(shared: Path) -> tuple[list[str], list[str], list[float]]:
     add(zip(*read_csv(HERE / "data" / WRITTEN_TRAIN)), BRANDS_WEIGHT)
     sent_texts, _ = read_csv(shared / "semeval2017/sentiment_train.csv")
     # everyday social text: nothing to escalate
-    add(((t, "none") for t in random.Random(3).sample(sent_texts, 3000)), 1.0)
+    add(((t, "none") for t in random.Random(3).sample(sent_texts, 3000)), 1.0, social=False)
     # log-in help, outages, how-tos: public answers are fine
     add(((t, ISSUE_AS_SENSITIVITY[issue]) for t, issue in zip(*issue_type_rows()) if issue in ISSUE_AS_SENSITIVITY),
-        4.0)
-    return texts, labels, weights
+        4.0, social=False)
+    return rows
+
+
+def load_sensitivity(shared: Path) -> tuple[list[str], list[str], list[float]]:
+    """The texts, labels and weights of :func:`sensitivity_rows`."""
+    rows = sensitivity_rows(shared)
+    return [r.text for r in rows], [r.label for r in rows], [r.weight for r in rows]
 
 
 # The benchmarks replay the care-tweet file from its first row; distillation reads only rows after

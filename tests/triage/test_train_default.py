@@ -7,7 +7,9 @@ import csv
 from triage.train_default import (
     BENCH_ROWS,
     HERE,
+    REAL_WEIGHT,
     load_sensitivity,
+    sensitivity_rows,
     sensitivity_validation,
     twcs_candidates,
     twcs_labelled,
@@ -64,3 +66,18 @@ def test_written_posts_are_labelled_levels_and_their_held_out_halves_never_train
     held = {t for name in (*WRITTEN_BRANDS, *WRITTEN_EVAL, "social_written") for t in validation[name][0]}
     assert not trained & held  # (real tweets split by id: two customers may tweet the same words)
     assert set(read_csv(HERE / "data" / WRITTEN_TRAIN)[0]) <= trained  # the training-only file trains whole
+
+
+def test_cross_validation_holds_out_the_labelled_social_posts_and_only_them(shared_data):
+    shared = shared_data("twcs/spotifycares_inbound.csv").parents[1]
+    from triage.train import read_csv
+
+    rows = sensitivity_rows(shared)
+    assert [r.text for r in rows] == load_sensitivity(shared)[0]
+    social = [r for r in rows if r.social]
+    real = {t for _, t, _ in twcs_labelled(shared)} | {t for _, t, _ in twcs_candidates(shared)}
+    banking = set(read_csv(shared / "banking77/train.csv")[0])
+    assert {r.text for r in rows if r.weight == REAL_WEIGHT} <= {r.text for r in social}  # every real tweet
+    assert {r.text for r in social} & real and not {r.text for r in social} & banking
+    assert not any(r.social for r in rows if r.text in banking)
+    assert 0 < len(social) < len(rows) / 2
