@@ -4,7 +4,9 @@ have a conftest.py, so ``from conftest import`` would be ambiguous in a whole-su
 from __future__ import annotations
 
 MAX_DELIVERIES = 3
-CLAIM_IDLE_MS = 200
+# A delivery counts as stale after 1 s idle: long enough that a slow machine between two reads of
+# one drain never makes a test's own fresh delivery look abandoned (200 ms did, under a loaded CI).
+CLAIM_IDLE_MS = 1000
 
 
 def delete_keys(redis_url: str, prefix: str) -> None:
