@@ -3,7 +3,8 @@ engine (heads, keyword rules, cascade) on the held-out half of the hand-labelled
 and the held-out quarter of the written social posts (neither is used in training), and the posts
 written for other brands (the held-out halves of `sensitivity_brands.csv`,
 `sensitivity_twcs_brands.csv` and `sensitivity_twcs_longtail.csv`, and all of
-`sensitivity_unseen_brands.csv`, which nothing trains on); and, apart, long posts made of
+`sensitivity_unseen_brands.csv` and `sensitivity_boundaries.csv`, which nothing trains on; the latter
+also by the boundary each post was written for); and, apart, long posts made of
 the held-out real tweets (:func:`long_posts`), which a model reading tweets must read piece by piece.
 
     .venv/bin/python -m triage.eval_escalation [--mode transformer|cascade] [--errors] [--follow-ups]
@@ -19,7 +20,7 @@ import json
 from pathlib import Path
 
 from triage.protocol import ESCALATE_LEVELS as ESCALATE
-from triage.train_default import HERE, held_out, sensitivity_validation, twcs_labelled
+from triage.train_default import HERE, WRITTEN_EVAL, held_out, sensitivity_validation, twcs_labelled
 
 
 def long_posts(shared: Path, n: int = 300, seed: int = 7) -> tuple[list[str], list[str]]:
@@ -78,6 +79,19 @@ def follow_ups(shared: Path, engine, days: float = 1.0) -> dict:  # noqa: ANN001
             "joined": sum(a != b for a, b in zip(alone, routed)), "case_open_days": days}
 
 
+def boundaries(name: str) -> list[str] | None:
+    """The ``boundary`` column of a measurement-only written file (one per row), when it has one: the
+    kind of hard case each post was written for (data/WRITING.md)."""
+    import csv
+
+    file = WRITTEN_EVAL.get(name)
+    if not file:
+        return None
+    with (HERE / "data" / file).open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    return [r["boundary"] for r in rows] if rows and "boundary" in rows[0] else None
+
+
 def escalation_report(shared: Path, mode: str, errors: bool = False, heads_dir: Path | None = None,
                       with_follow_ups: bool = False) -> dict:
     from triage.engine import BUNDLED, TriageEngine
@@ -93,6 +107,11 @@ def escalation_report(shared: Path, mode: str, errors: bool = False, heads_dir: 
         report[name] = {"n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
                         "escalate_support": sum(lab in ("security", "fraud") for lab in labels),
                         **escalation_metrics(labels, preds)}
+        if kinds := boundaries(name):
+            report[name]["by_boundary"] = {
+                kind: escalation_metrics([y for y, k in zip(labels, kinds) if k == kind],
+                                         [p for p, k in zip(preds, kinds) if k == kind])
+                for kind in dict.fromkeys(kinds)}
         every_text += texts
         every_label += labels
         every_pred += preds

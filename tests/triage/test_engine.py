@@ -18,6 +18,15 @@ SMOKE = [
     ("@AcmeHelp the new price is a total scam lmao, still paying tho", "none"),
     ("@AcmeHelp how do I add a song to a playlist on the web player", "none"),
     ("@AcmeHelp the season finale stole my whole weekend 😂", "none"),
+    # other languages (the heads learn them from data/sensitivity_languages_train.csv)
+    ("@AcmeAyuda alguien entró a mi cuenta y cambió el correo, ya no puedo iniciar sesión", "security"),
+    ("@AcmeAjuda apareceram 3 compras no meu cartão que eu não fiz, alguém clonou", "fraud"),
+    ("@AcmeAide on m'a volé mon téléphone dans le métro, l'appli acme est dessus, bloquez mon compte svp", "security"),
+    ("@AcmeHilfe jemand hat sich in mein Konto eingeloggt und meine Handynummer geändert", "security"),
+    ("@AcmeAiuto qualcuno ha fatto l'accesso al mio account da un telefono che non è mio", "security"),
+    ("@AcmeHulp er staan twee betalingen van 39 euro op mijn rekening die ik niet heb gedaan", "fraud"),
+    ("@AcmeAyuda el nuevo precio es un robo jaja pero bueno sigo pagando", "none"),
+    ("@AcmeAjuda que golpe esse final de temporada, chorei demais 😂", "none"),
 ]
 
 

@@ -49,9 +49,9 @@ def test_the_model_picked_sample_trains_but_never_measures_nor_touches_the_bench
 def test_written_posts_are_labelled_levels_and_their_held_out_halves_never_train(shared_data):
     shared = shared_data("twcs/spotifycares_inbound.csv").parents[1]
     from triage.train import read_csv
-    from triage.train_default import WRITTEN_BRANDS, WRITTEN_EVAL, WRITTEN_TRAIN
+    from triage.train_default import WRITTEN_BRANDS, WRITTEN_EVAL, WRITTEN_LANGUAGES, WRITTEN_TRAIN
 
-    for file in (*WRITTEN_BRANDS.values(), WRITTEN_TRAIN, *WRITTEN_EVAL.values()):
+    for file in (*WRITTEN_BRANDS.values(), WRITTEN_TRAIN, WRITTEN_LANGUAGES, *WRITTEN_EVAL.values()):
         texts, labels = read_csv(HERE / "data" / file)
         assert set(labels) <= LEVELS and len(set(texts)) == len(texts), file
         assert {"security", "fraud"} <= set(labels) and {"none", "account"} <= set(labels), file
@@ -65,7 +65,8 @@ def test_written_posts_are_labelled_levels_and_their_held_out_halves_never_train
         assert validation[name][0] == read_csv(HERE / "data" / file)[0]
     held = {t for name in (*WRITTEN_BRANDS, *WRITTEN_EVAL, "social_written") for t in validation[name][0]}
     assert not trained & held  # (real tweets split by id: two customers may tweet the same words)
-    assert set(read_csv(HERE / "data" / WRITTEN_TRAIN)[0]) <= trained  # the training-only file trains whole
+    for file in (WRITTEN_TRAIN, WRITTEN_LANGUAGES):  # the training-only files train whole
+        assert set(read_csv(HERE / "data" / file)[0]) <= trained, file
 
 
 def test_cross_validation_holds_out_the_labelled_social_posts_and_only_them(shared_data):
