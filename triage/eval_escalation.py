@@ -5,7 +5,8 @@ written for other brands (the held-out halves of `sensitivity_brands.csv`,
 `sensitivity_twcs_brands.csv` and `sensitivity_twcs_longtail.csv`, and all of
 `sensitivity_unseen_brands.csv` and `sensitivity_boundaries.csv`, which nothing trains on; the latter
 also by the boundary each post was written for); and, apart, long posts made of
-the held-out real tweets (:func:`long_posts`), which a model reading tweets must read piece by piece.
+the held-out real tweets (:func:`long_posts`), which a model reading tweets must read piece by piece;
+and how many of a random sample of real tweets, none of which is to escalate, it escalates.
 
     .venv/bin/python -m triage.eval_escalation [--mode transformer|cascade] [--errors] [--follow-ups]
 
@@ -79,6 +80,13 @@ def follow_ups(shared: Path, engine, days: float = 1.0) -> dict:  # noqa: ANN001
             "joined": sum(a != b for a, b in zip(alone, routed)), "case_open_days": days}
 
 
+# A random sample of the real tweets after the benchmark rows, outside both labelled samples, labelled
+# by data/LABELLING.md on December 6 (600: 571 none, 29 account), measurement only: how often the
+# engine escalates everyday traffic. Trained on at the real tweets' weight it made them worse
+# (0.792 -> 0.764 precision, README).
+RANDOM_SAMPLE = "twcs_sensitivity_random.csv"
+
+
 def boundaries(name: str) -> list[str] | None:
     """The ``boundary`` column of a measurement-only written file (one per row), when it has one: the
     kind of hard case each post was written for (data/WRITING.md)."""
@@ -120,6 +128,10 @@ def escalation_report(shared: Path, mode: str, errors: bool = False, heads_dir: 
     preds = [o.sensitivity.label for o in engine.score_texts([TriageInput(t) for t in texts])]
     report["twcs_long_posts"] = {"n": len(labels), "escalate_support": sum(lab in ESCALATE for lab in labels),
                                  **escalation_metrics(labels, preds)}
+    random_rows = twcs_labelled(shared, RANDOM_SAMPLE)  # nothing to escalate: every escalation is a false alarm
+    preds = [o.sensitivity.label for o in engine.score_texts([TriageInput(t) for _, t, _ in random_rows])]
+    report["twcs_random"] = {"n": len(random_rows), "escalate_support": sum(lab in ESCALATE for *_, lab in random_rows),
+                             "escalated": sum(p in ESCALATE for p in preds)}
     if with_follow_ups:
         report["twcs_real_follow_ups"] = follow_ups(shared, engine)
     if errors:

@@ -81,3 +81,17 @@ def test_cross_validation_holds_out_the_labelled_social_posts_and_only_them(shar
     assert {r.text for r in rows if r.weight == REAL_WEIGHT} <= {r.text for r in social}  # every real tweet
     assert {r.text for r in social} & real and not {r.text for r in social} & banking
     assert 0 < len(social) < len(rows) / 2
+
+
+def test_the_random_real_sample_measures_and_never_trains(shared_data):
+    shared = shared_data("twcs/spotifycares_inbound.csv").parents[1]
+    from triage.eval_escalation import RANDOM_SAMPLE
+
+    sample = twcs_labelled(shared, RANDOM_SAMPLE)
+    ids = set(_ids(RANDOM_SAMPLE))
+    assert len(sample) == len(ids) == len(_ids(RANDOM_SAMPLE))  # each id once, each a tweet of the shared file
+    assert {lab for *_, lab in sample} <= LEVELS
+    # training reads the other two samples only: the random one shares no tweet with them
+    assert not ids & (set(_ids("twcs_sensitivity_labels.csv")) | set(_ids("twcs_sensitivity_candidates.csv")))
+    bench = {r["tweet_id"] for r in list(csv.DictReader((shared / "twcs/spotifycares_inbound.csv").open()))[:BENCH_ROWS]}
+    assert not ids & bench  # the benchmarks replay none of it
