@@ -107,13 +107,20 @@ def escalation_report(shared: Path, mode: str, errors: bool = False, heads_dir: 
     from triage.train import escalation_metrics, evaluate
 
     engine = TriageEngine(mode=mode, heads_dir=heads_dir or BUNDLED, cache_size=0)
+
+    def read(texts: list[str]) -> list[str]:
+        return [o.sensitivity.label for o in engine.score_texts([TriageInput(t) for t in texts])]
+
+    def support(labels: list[str]) -> int:
+        return sum(lab in ESCALATE for lab in labels)
+
     report: dict = {}
     every_text, every_label, every_pred = [], [], []
     for name, (texts, labels) in sensitivity_validation(shared).items():
-        preds = [o.sensitivity.label for o in engine.score_texts([TriageInput(t) for t in texts])]
+        preds = read(texts)
         m = evaluate(labels, preds, ["none", "account", "security", "fraud"])
         report[name] = {"n": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-                        "escalate_support": sum(lab in ("security", "fraud") for lab in labels),
+                        "escalate_support": support(labels),
                         **escalation_metrics(labels, preds)}
         if kinds := boundaries(name):
             report[name]["by_boundary"] = {
@@ -125,13 +132,11 @@ def escalation_report(shared: Path, mode: str, errors: bool = False, heads_dir: 
         every_pred += preds
     report["all"] = {"n": len(every_label), **escalation_metrics(every_label, every_pred)}
     texts, labels = long_posts(shared)  # apart from "all": made of the held-out real tweets above
-    preds = [o.sensitivity.label for o in engine.score_texts([TriageInput(t) for t in texts])]
-    report["twcs_long_posts"] = {"n": len(labels), "escalate_support": sum(lab in ESCALATE for lab in labels),
-                                 **escalation_metrics(labels, preds)}
+    report["twcs_long_posts"] = {"n": len(labels), "escalate_support": support(labels),
+                                 **escalation_metrics(labels, read(texts))}
     random_rows = twcs_labelled(shared, RANDOM_SAMPLE)  # nothing to escalate: every escalation is a false alarm
-    preds = [o.sensitivity.label for o in engine.score_texts([TriageInput(t) for _, t, _ in random_rows])]
-    report["twcs_random"] = {"n": len(random_rows), "escalate_support": sum(lab in ESCALATE for *_, lab in random_rows),
-                             "escalated": sum(p in ESCALATE for p in preds)}
+    report["twcs_random"] = {"n": len(random_rows), "escalate_support": support([lab for *_, lab in random_rows]),
+                             "escalated": support(read([t for _, t, _ in random_rows]))}
     if with_follow_ups:
         report["twcs_real_follow_ups"] = follow_ups(shared, engine)
     if errors:
