@@ -7,7 +7,7 @@ harder half of the escalation target).
 
     .venv/bin/python -m triage.cv_sensitivity [--c 1 2 4 8 16] [--folds 5]
 
-Prints one JSON line per C. The figures behind ``train_default.C["sensitivity"]`` (README).
+Prints one JSON line per C. The figures behind ``train_default.C["sensitivity"]`` (triage/MEASUREMENTS.md).
 """
 
 from __future__ import annotations

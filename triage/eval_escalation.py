@@ -83,7 +83,7 @@ def follow_ups(shared: Path, engine, days: float = 1.0) -> dict:  # noqa: ANN001
 # A random sample of the real tweets after the benchmark rows, outside both labelled samples, labelled
 # by data/LABELLING.md on December 6 (600: 571 none, 29 account), measurement only: how often the
 # engine escalates everyday traffic. Trained on at the real tweets' weight it made them worse
-# (0.792 -> 0.764 precision, README).
+# (0.792 -> 0.764 precision, triage/MEASUREMENTS.md).
 RANDOM_SAMPLE = "twcs_sensitivity_random.csv"
 
 

@@ -3,7 +3,7 @@
 Its linear model learnt from ~200k labelled tweets and Wikipedia comments (Davidson et al. 2017,
 Jigsaw; not TweetEval), more than TweetEval's 12k training tweets can teach a head: as four extra
 columns it took the toxicity head's 5-fold cross-validated macro-F1 on TweetEval offensive from
-0.753 to 0.770 (README, "Triage"). The package ships the model; nothing is downloaded.
+0.753 to 0.770 (triage/MEASUREMENTS.md, "Toxicity"). The package ships the model; nothing is downloaded.
 """
 
 from __future__ import annotations

@@ -27,14 +27,14 @@ HERE = Path(__file__).resolve().parent
 LEX = {"sentiment": 2**16, "toxicity": 2**16, "spam": 2**15, "sensitivity": 2**15, "issue_type": 2**14}
 # sensitivity: five-fold cross-validation over the social rows (real and written posts; Banking77 and
 # everyday rows always train), escalation precision / recall at C 2: 0.817 / 0.913, at 4: 0.832 / 0.910,
-# at 8: 0.850 / 0.901; 4 has the best F2 (`python -m triage.cv_sensitivity`, README).
+# at 8: 0.850 / 0.901; 4 has the best F2 (`python -m triage.cv_sensitivity`, MEASUREMENTS.md).
 C = {"sentiment": 1.0, "toxicity": 1.0, "spam": 4.0, "sensitivity": 4.0, "issue_type": 8.0}
 # Extra feature blocks a full head reads (triage.heads.EXTRA_FEATURES). Toxicity: the profanity
 # model's probabilities took five-fold cross-validated macro-F1 on TweetEval train from 0.753 to
 # 0.769 (triage/README.md).
 EXTRA = {"toxicity": ("profanity",)}
 # Binary full heads whose decision threshold on p(label) is chosen by cross-validation on their
-# training rows: toxicity's lands near 0.6 (cross-validated macro-F1 +0.004; README.md).
+# training rows: toxicity's lands near 0.6 (cross-validated macro-F1 +0.004; MEASUREMENTS.md).
 CV_THRESHOLD = {"toxicity": "offensive"}
 SOCIAL_WEIGHT = 6.0  # one labelled social post counts as six Banking77 rows: it is the target domain
 # A labelled real care tweet counts more still: with 1,513 of them (75 to escalate), five-fold
@@ -51,7 +51,7 @@ REAL_WEIGHT = 15.0
 # `twcs_longtail_written`: 30 more care handles of that corpus (eBay, Spectrum, UPS, Dropbox, Adobe,
 # Microsoft, Airbnb, DoorDash, airlines, Activision, HP, Norton, fast food, rail, Newegg), written by
 # the brief in data/WRITING.md; its held-out half was first measured with the heads of the time, so it
-# is the cleanest figure for brands the heads never saw (README, "Escalation on social text").
+# is the cleanest figure for brands the heads never saw (MEASUREMENTS.md, "Brands the heads never saw").
 WRITTEN_BRANDS = {"brands_written": "sensitivity_brands.csv", "twcs_brands_written": "sensitivity_twcs_brands.csv",
                   "twcs_longtail_written": "sensitivity_twcs_longtail.csv"}
 BRANDS_WEIGHT = 1.0
@@ -59,7 +59,7 @@ BRANDS_WEIGHT = 1.0
 # (social networks, games, fintech and banks, shops, parcels, travel, telecoms, streaming, software),
 # most of them hard cases: alarming words used loosely, own log-in and billing trouble, follow-ups.
 # With the other half of `twcs_longtail_written`, on its held-out half: 0.674 / 0.899 -> 0.733 / 0.957
-# (0.759 / 0.957 at C 4; README).
+# (0.759 / 0.957 at C 4; MEASUREMENTS.md).
 WRITTEN_TRAIN = "sensitivity_brands_train.csv"
 # Training only: 780 posts in Spanish, Portuguese, Italian, French, German, Dutch, Turkish, Indonesian
 # and Hinglish, written on December 6 by four more writers, half of them everyday traffic (`none`,
@@ -71,12 +71,12 @@ LANGUAGES_WEIGHT = 0.4
 # Measurement only, never trained on: 300 posts written by the same brief, by three more writers, to 30
 # brands no other file names (Australia, India, Canada, Ireland, UK delivery, dating, crypto, neobanks,
 # messaging), read once by the heads of December 5, then again for the keyword rules' loose-word
-# context (README, "Loose words").
+# context (MEASUREMENTS.md, "Loose words").
 # `boundaries_written`: 761 posts written on December 6 by six more writers, one boundary each (column
 # `boundary`: devices and sessions, money and figurative words, phishing and lost things, short
 # follow-ups, other languages, long forum posts), rows within cosine 0.85 of another validation text
 # dropped. Trained on, they took the held-out real tweets from 0.782 to 0.737 precision (0.796 with
-# only the follow-ups and other languages), so they measure instead (data/WRITING.md, README).
+# only the follow-ups and other languages), so they measure instead (data/WRITING.md, MEASUREMENTS.md).
 WRITTEN_EVAL = {"unseen_written": "sensitivity_unseen_brands.csv", "boundaries_written": "sensitivity_boundaries.csv"}
 
 
