@@ -31,14 +31,18 @@ def json_error(status: int, message: str) -> web.Response:
 
 @web.middleware
 async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """API errors are JSON; a crash is logged (without request bodies) and answered with 500."""
+    """API errors, and every refusal to an unauthenticated machine client, are JSON; a crash is logged
+    (without request bodies) and answered with 500."""
     try:
         if any("\x00" in k or "\x00" in v for k, v in request.query.items()):  # no database stores NUL
             raise web.HTTPBadRequest(reason="query values may not contain NUL characters")
         return await handler(request)
     except web.HTTPException as exc:
-        if request.path.startswith("/api/") and exc.status >= 400:
-            return json_error(exc.status, exc.reason)
+        if exc.status >= 400 and (request.path.startswith("/api/") or exc.status == 401):
+            response = json_error(exc.status, exc.reason)
+            if "WWW-Authenticate" in exc.headers:
+                response.headers["WWW-Authenticate"] = exc.headers["WWW-Authenticate"]
+            return response
         raise
     except Exception:  # noqa: BLE001
         log.exception("unhandled error on %s %s", request.method, request.path)

@@ -145,8 +145,10 @@ def require(*roles: str, scope: str | None = None) -> Callable[[Handler], Handle
         async def guarded(request: web.Request) -> web.StreamResponse:
             p: Principal | None = request.get(PRINCIPAL)
             if p is None:
-                if request.path.startswith("/api/"):
-                    raise web.HTTPUnauthorized(reason="authentication required")
+                if _machine(request, scope):
+                    raise web.HTTPUnauthorized(
+                        reason="invalid or expired token" if "Authorization" in request.headers
+                        else "authentication required", headers={"WWW-Authenticate": 'Bearer realm="socialcare"'})
                 raise web.HTTPFound(f"/login?next={request.rel_url.path}")
             if p.role != "admin" and p.role not in roles:
                 raise web.HTTPForbidden(reason=f"role {p.role} may not do this")
@@ -169,6 +171,14 @@ def require(*roles: str, scope: str | None = None) -> Callable[[Handler], Handle
         return guarded
 
     return wrap
+
+
+def _machine(request: web.Request, scope: str | None) -> bool:
+    """A client that cannot follow a redirect to a sign-in form: the API, anything that presented a
+    token (a forged or expired one must be told so, not sent to a form), and a route that takes tokens
+    (the Prometheus scrape) asked for by a client that does not read HTML."""
+    return (request.path.startswith("/api/") or "Authorization" in request.headers
+            or (scope is not None and "text/html" not in request.headers.get("Accept", "")))
 
 
 def principal_middleware(db: Any) -> Any:

@@ -92,7 +92,13 @@ async def test_unknown_filter_is_a_json_400(client):
 
 
 async def test_metrics_need_an_admin_or_a_metrics_token(client):
-    assert (await client.get("/metrics", allow_redirects=False)).status == 302
+    # a browser is sent to sign in; a scraper (Prometheus asks for text, not HTML) is told why, in JSON
+    browser = await client.get("/metrics", allow_redirects=False, headers={"Accept": "text/html,*/*;q=0.8"})
+    assert browser.status == 302 and browser.headers["Location"].startswith("/login")
+    scraper = await client.get("/metrics", allow_redirects=False, headers={
+        "Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"})
+    assert scraper.status == 401 and scraper.headers["WWW-Authenticate"].startswith("Bearer")
+    assert (await scraper.json())["error"] == {"status": 401, "message": "authentication required"}
     rt = client.server.app[RUNTIME]
     async with rt.db.session() as s:
         bot = await create_user(s, "prometheus", "scraper password", "admin")
@@ -100,5 +106,9 @@ async def test_metrics_need_an_admin_or_a_metrics_token(client):
         await s.commit()
     r = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
     assert r.status == 200 and "socialcare_stage_pending" in await r.text()
-    bad = await client.get("/metrics", headers={"Authorization": "Bearer sc_not-a-real-token"}, allow_redirects=False)
-    assert bad.status in (302, 401)
+    for accept in ("text/html", "text/plain"):  # a forged or expired token is refused, never sent to a form
+        bad = await client.get("/metrics", headers={"Authorization": "Bearer sc_not-a-real-token", "Accept": accept},
+                               allow_redirects=False)
+        assert bad.status == 401 and (await bad.json())["error"]["message"] == "invalid or expired token"
+    page = await client.get("/queue", headers={"Authorization": "Bearer sc_not-a-real-token"}, allow_redirects=False)
+    assert page.status == 401  # a console page too: whoever sent a token is a program

@@ -170,15 +170,19 @@ async def test_the_access_table_names_every_guarded_route_and_nothing_else(app_c
 
 
 async def test_every_guarded_route_refuses_an_anonymous_caller(app_client):
+    """A browser is sent to sign in wherever it may go after signing in; a program (the API, and the
+    token routes outside it, such as the Prometheus scrape, asked for without HTML) gets a JSON 401."""
     failures = []
-    for method, raw, _ in guarded_routes(app_client.server.app):
-        r = await app_client.request(method, concrete(raw), allow_redirects=False)
-        if raw.startswith("/api/"):
-            ok = r.status == 401 and (await r.json())["error"]["status"] == 401
-        else:
-            ok = r.status in (302, 303) and r.headers["Location"].startswith("/login")
-        if not ok:
-            failures.append((method, raw, r.status))
+    for method, raw, handler in guarded_routes(app_client.server.app):
+        for accept in ("text/html,*/*;q=0.8", "*/*"):
+            r = await app_client.request(method, concrete(raw), allow_redirects=False, headers={"Accept": accept})
+            program = raw.startswith("/api/") or (getattr(handler, "scope", None) is not None and accept == "*/*")
+            if program:
+                ok = r.status == 401 and (await r.json())["error"]["status"] == 401
+            else:
+                ok = r.status in (302, 303) and r.headers["Location"].startswith("/login")
+            if not ok:
+                failures.append((method, raw, accept, r.status))
     assert failures == []
 
 
