@@ -8,6 +8,7 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from community.templates import TemplateRenderError, check
 from models import KnowledgeArticle, Template
 
 
@@ -40,6 +41,11 @@ def parse_template(path: Path) -> dict:
     variants = data.get("tone") or data.get("variants")
     if not data.get("name") or not isinstance(variants, dict) or not variants:
         raise KnowledgeFormatError(f"{path}: a template needs 'name' and 'tone' variants")
+    for tone, body in variants.items():  # a broken body would otherwise surface only at reply time
+        try:
+            check(str(body))
+        except TemplateRenderError as exc:
+            raise KnowledgeFormatError(f"{path}: tone {tone!r}: {exc}") from None
     return {"name": str(data["name"]), "issue_types": list(data.get("issue_types") or []),
             "channel": str(data.get("channel") or "any"), "variants": {str(k): str(v) for k, v in variants.items()},
             "article_slug": data.get("article")}

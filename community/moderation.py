@@ -65,6 +65,7 @@ async def add_action(session: AsyncSession, key: str, mention: Mention, action: 
     moderator; platform actions are queued for :func:`execute`; the rest are only recorded.
     ``recorded``: every key already recorded for the post, read once for a batch (see
     :func:`recorded_keys`) and kept up to date here; without it the key is looked up."""
+    reason = redact(reason) if reason else reason  # typed by a person or a bot: no personal data kept
     if recorded is None:
         if await session.scalar(select(ModerationAction.id).where(ModerationAction.dedup_key == key)):
             return None
@@ -122,12 +123,16 @@ async def acknowledge(session: AsyncSession, action: ModerationAction, actor: st
 
 
 def shown_text(mention: Mention, tri: TriageResult | None) -> str:
-    """A post as any page may show it: triage's personal-data spans (or a fresh detection) redacted."""
-    from triage.protocol import PiiSpan
+    """A post as any page may show it: triage's personal-data spans (or a fresh detection) redacted.
+    Once the stored text itself was redacted, triage's spans (positions in the original) would cut
+    into the words around the placeholders: the stored text is then read afresh."""
+    from triage.protocol import REDACTED_VALUE, PiiSpan
 
     spans = (tri.scores or {}).get("pii") if tri is not None else None
+    if not spans or REDACTED_VALUE.search(mention.text):
+        return redact(mention.text)
     try:
-        return redact(mention.text, [PiiSpan(**x) for x in spans] if spans else None)
+        return redact(mention.text, [PiiSpan(**x) for x in spans])
     except (TypeError, ValueError):
         return redact(mention.text)
 
@@ -290,7 +295,7 @@ async def _removal_notice(session: AsyncSession, key: str, mention: Mention, rea
         return None
     reply = Reply(dedup_key=key, mention_id=mention.id, conversation_id=mention.conversation_id,
                   platform=mention.platform, visibility="private", kind="notice",
-                  text=REMOVED_NOTICE.format(reason=reason), status="pending", sent_by=actor)
+                  text=REMOVED_NOTICE.format(reason=redact(reason)), status="pending", sent_by=actor)
     session.add(reply)
     await session.flush()
     return reply

@@ -14,6 +14,8 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError
+from jinja2.exceptions import SecurityError
+from jinja2.nodes import For, Node
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 PLATFORM_LIMITS = {"x": 280, "reddit": 10_000, "discourse": 32_000}
@@ -22,7 +24,36 @@ MARKDOWN_PLATFORMS = frozenset({"reddit", "discourse"})
 USER_FIELDS = ("author_name",)  # context values written by the public, escaped before rendering
 DEFAULT_TONE = "friendly"
 MAX_NAME = 50
-_ENV = ImmutableSandboxedEnvironment(autoescape=False, undefined=StrictUndefined, trim_blocks=True)
+# Bounds on the work one template may ask for: a template is saved by any agent or bot with the
+# templates scope, and it renders inside the service (nested loops over range(100000), or "x" * 10**8,
+# would stall a stage and the event loop beside it).
+MAX_RANGE = 1_000  # items of one range()
+MAX_LOOP_DEPTH = 2  # loops inside loops
+MAX_PRODUCT = 20_000  # characters or items one * may make
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, (int, float)) and abs(right) > 64:
+            raise SecurityError("exponent too large in a template")
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(times, int) and len(seq) * times > MAX_PRODUCT:
+                    raise SecurityError(f"a template may not build more than {MAX_PRODUCT} characters or items at once")
+        return super().call_binop(context, operator, left, right)
+
+
+def _bounded_range(*args: int) -> range:
+    r = range(*args)
+    if len(r) > MAX_RANGE:
+        raise SecurityError(f"range() in a template is limited to {MAX_RANGE} items")
+    return r
+
+
+_ENV = _Sandbox(autoescape=False, undefined=StrictUndefined, trim_blocks=True)
+_ENV.globals["range"] = _bounded_range
 COMPILED_CACHE = 512  # template bodies kept compiled (a brand has tens of templates and tones)
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<&])")
 
@@ -63,7 +94,24 @@ def choose_tone(variants: dict[str, Any], tone: str | None = None) -> str:
 def compiled(body: str) -> Template:
     """``body`` parsed and compiled once: compiling (parse, generate and compile Python) cost ten
     times the rendering, and the act stage renders the same few bodies for every reply."""
+    check(body)
     return _ENV.from_string(body)
+
+
+def check(body: str) -> None:
+    """Refuse a body that cannot be a template (syntax) or asks for too much work (loops nested
+    deeper than MAX_LOOP_DEPTH): where templates are saved or imported, and before compiling."""
+    try:
+        tree = _ENV.parse(body)
+    except TemplateError as exc:
+        raise TemplateRenderError(getattr(exc, "message", None) or str(exc)) from None
+    if _loop_depth(tree) > MAX_LOOP_DEPTH:
+        raise TemplateRenderError(f"a template may nest loops at most {MAX_LOOP_DEPTH} deep")
+
+
+def _loop_depth(node: Node) -> int:
+    inner = max((_loop_depth(child) for child in node.iter_child_nodes()), default=0)
+    return inner + (1 if isinstance(node, For) else 0)
 
 
 def render(body: str, context: dict, *, platform: str, link: str | None = None) -> str:
@@ -71,8 +119,8 @@ def render(body: str, context: dict, *, platform: str, link: str | None = None) 
     end so the reader can always reach the full article."""
     ctx = dict(context)
     for key in USER_FIELDS:
-        if key in ctx and ctx[key] is not None:
-            ctx[key] = escape_user_value(ctx[key], platform)
+        if key in ctx:  # an author with no display name is greeted as "there", never "None"
+            ctx[key] = escape_user_value("" if ctx[key] is None else ctx[key], platform)
     try:
         text = compiled(body).render(**ctx).strip()
     except TemplateError as exc:

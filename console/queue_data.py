@@ -16,6 +16,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from console.queries import public_text
+from escalation.links import shown_without_links
 from models import (
     Author,
     Case,
@@ -200,7 +201,7 @@ async def conversation_view(session: AsyncSession, conv_id: int, *, viewer: str 
                        "is_public": m.is_public, "triage": _triage_view(tri),
                        "route": {"outcome": d.outcome, "reason": d.reason} if d else None})
     for r in replies:
-        thread.append({"type": "reply", "at": r.created_at, "id": r.id, "platform": r.platform, "text": r.text,
+        thread.append({"type": "reply", "at": r.created_at, "id": r.id, "platform": r.platform, "text": shown_without_links(r.text),
                        "status": r.status, "visibility": r.visibility, "sent_by": r.sent_by, "kind": r.kind})
     thread.sort(key=lambda e: (e["at"], e["type"] == "reply"))
     author_ids = {a.id for _, _, _, a in rows if a is not None}

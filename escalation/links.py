@@ -113,6 +113,13 @@ async def revoke_case_access(session: AsyncSession, case_id: int, now: datetime 
                                                         CustomerSession.revoked_at.is_(None)).values(revoked_at=now))
 
 
+def shown_without_links(text: str) -> str:
+    """A reply's text as a page or the API may show it: a secure link opens the customer's private
+    channel, so whoever reads the outbox (an agent, a bot's read token) never sees one, even in the
+    moments before it is delivered and scrubbed."""
+    return _LINK_IN_TEXT.sub("[secure link]", text) if "/secure/" in text else text
+
+
 async def scrub_delivered_links(session: AsyncSession) -> int:
     """Remove secure links from private replies once delivered (or recorded in dry-run): the outbox
     is the one place a token exists in clear, and only until the platform has it."""

@@ -80,6 +80,13 @@ async def public_reply_refusal(session: AsyncSession, mention: Mention, text: st
         if said & theirs:
             return Refusal("a public reply may not repeat the customer's e-mail address or phone number: "
                            "send it privately", overridable=False)
+        # The post's own address was redacted from the stored text (it is no longer known, so it cannot
+        # be compared): an address of the same kind in the reply may be it. An agent may confirm it
+        # is the brand's own (audited).
+        erased = {kind for kind in CONTACT if f"[{kind}]" in (mention.text or "")}
+        if erased & {s.type for s in spans if s.type in CONTACT}:
+            return Refusal("the customer's post held an e-mail address or phone number that was redacted: a "
+                           "public reply may not give one unless it is the brand's own", overridable=True)
     if await private_matter(session, mention):
         return Refusal("this is handled in a private channel (security or fraud, or the customer's open case): "
                        "reply privately; the detail-free notice is the only public reply there", overridable=True)

@@ -7,6 +7,7 @@ contract (the project is evaluated through them).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
@@ -38,6 +39,12 @@ class Score:
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "score": self.score, "model": self.model, "version": self.version,
                 "probabilities": dict(self.probabilities), "explanation": list(self.explanation)}
+
+
+PII_TYPES = ("card_number", "email", "phone", "iban", "national_id", "password", "one_time_code")
+# What redaction leaves in place of a value ("[email]"). A text holding one was redacted already:
+# spans found on the original text no longer point at anything in it.
+REDACTED_VALUE = re.compile(r"\[(?:" + "|".join(PII_TYPES) + r")\]")
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from community import moderation
@@ -17,6 +17,7 @@ from console.api.common import ApiError, Body, SafeStr, api, parse, path_id
 from console.auth import require
 from console.keys import PRINCIPAL, RUNTIME
 from console.queries import public_text
+from escalation.links import shown_without_links
 from console.queue import dispatch, parse_tags
 from console.queue_data import clean_filters, queue_items
 from models import (
@@ -50,7 +51,7 @@ class ActionIn(Body):
 
 def reply_json(r: Reply) -> dict[str, Any]:
     return {"id": r.id, "mention_id": r.mention_id, "conversation_id": r.conversation_id, "platform": r.platform,
-            "visibility": r.visibility, "kind": r.kind, "text": r.text, "template": r.template, "status": r.status,
+            "visibility": r.visibility, "kind": r.kind, "text": shown_without_links(r.text), "template": r.template, "status": r.status,
             "sent_by": r.sent_by, "created_at": r.created_at.isoformat(),
             "sent_at": r.sent_at.isoformat() if r.sent_at else None}
 
@@ -174,36 +175,40 @@ async def post_action(request: web.Request) -> web.Response:
     body = await parse(request, ActionIn)
     if body.action in ("remove", "ban", "report") and not body.reason:
         raise ApiError(422, f"{body.action} needs a reason")
-    async with rt.db.session() as session:
-        mention = await _mention(session, path_id(request))
-        result: dict[str, Any] = {"action": body.action, "mention_id": mention.id}
-        if body.action in ("hide", "unhide", "remove", "approve", "lock", "ban"):
-            result.update(await _moderate(request, session, mention, body))
-        elif body.action == "escalate":
-            from escalation.handoff import escalate_mention
+    try:
+        async with rt.db.session() as session:
+            mention = await _mention(session, path_id(request))
+            result: dict[str, Any] = {"action": body.action, "mention_id": mention.id}
+            if body.action in ("hide", "unhide", "remove", "approve", "lock", "ban"):
+                result.update(await _moderate(request, session, mention, body))
+            elif body.action == "escalate":
+                from escalation.handoff import escalate_mention
 
-            case, added = await escalate_mention(session, mention, rt.settings, p.actor, category="agent")
-            result.update(case_id=case.id, replies=[r.id for r in added])
-        elif body.action == "report":
-            if not mention.is_public:
-                raise ApiError(422, "only public posts go to the moderators")
-            hold, created = await moderation.report(session, mention, p.actor, body.reason)
-            result.update(moderation_action_id=hold.id, status=hold.status, repeated=not created)
-        elif body.action in ("resolve", "tag"):
-            conv = await session.get(Conversation, mention.conversation_id) if mention.conversation_id else None
-            if conv is None:
-                raise ApiError(409, "this mention has no conversation")
-            if body.action == "resolve":
-                conv.status, conv.claimed_by, conv.claimed_at = "resolved", None, None
-            else:
-                try:
-                    conv.tags = parse_tags(",".join(body.tags))
-                except web.HTTPBadRequest:
-                    raise ApiError(422, "at most 20 tags") from None
-                result["tags"] = conv.tags
-            result["conversation_id"] = conv.id
-        record(session, p.actor, f"mention.{body.action}", "mention", mention.id, reason=body.reason or None)
-        await session.commit()
+                case, added = await escalate_mention(session, mention, rt.settings, p.actor, category="agent")
+                result.update(case_id=case.id, replies=[r.id for r in added])
+            elif body.action == "report":
+                if not mention.is_public:
+                    raise ApiError(422, "only public posts go to the moderators")
+                hold, created = await moderation.report(session, mention, p.actor, body.reason)
+                result.update(moderation_action_id=hold.id, status=hold.status, repeated=not created)
+            elif body.action in ("resolve", "tag"):
+                conv = await session.get(Conversation, mention.conversation_id) if mention.conversation_id else None
+                if conv is None:
+                    raise ApiError(409, "this mention has no conversation")
+                if body.action == "resolve":
+                    conv.status, conv.claimed_by, conv.claimed_at = "resolved", None, None
+                else:
+                    try:
+                        conv.tags = parse_tags(",".join(body.tags))
+                    except web.HTTPBadRequest:
+                        raise ApiError(422, "at most 20 tags") from None
+                    result["tags"] = conv.tags
+                result["conversation_id"] = conv.id
+            record(session, p.actor, f"mention.{body.action}", "mention", mention.id, reason=body.reason or None)
+            await session.commit()
+    except IntegrityError:  # the same action by a concurrent request won a unique key or the one open case
+        raise ApiError(409, f"a concurrent request is already doing {body.action} on this mention; "
+                            "repeat the request to see its result") from None
     if body.action == "escalate":
         await dispatch(request, result.get("replies", []))
     events.emit(request, body.action, [mention.id], conversation_id=result.get("conversation_id"), by=p.username)
@@ -216,7 +221,11 @@ async def _moderate(request: web.Request, session: Any, mention: Mention, body: 
     from listener.protocol import Action
 
     rt, p = request.app[RUNTIME], request[PRINCIPAL]
-    key = f"api:{body.action}:{mention.id}"
+    # Once per mention and action *since the last other action on it*: a retried "hide" is a repeat,
+    # but "hide" after an "unhide" hides the post again.
+    since = await session.scalar(select(func.count()).select_from(ModerationAction).where(
+        ModerationAction.mention_id == mention.id, ModerationAction.action != body.action))
+    key = f"api:{body.action}:{mention.id}:{since}"
     done = await session.scalar(select(ModerationAction).where(ModerationAction.dedup_key == key))
     if done is not None:
         return {"status": done.status, "moderation_action_id": done.id, "repeated": True}

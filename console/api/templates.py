@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from jinja2 import TemplateSyntaxError
 from pydantic import Field, field_validator
 from sqlalchemy import select
 
-from community.templates import _ENV
+from community.templates import TemplateRenderError, check
 from console.api.common import ApiError, Body, SafeStr, api, parse
 from console.auth import require
 from console.keys import PRINCIPAL, RUNTIME
@@ -36,9 +35,9 @@ class TemplateIn(Body):
             if not 0 < len(tone) <= 40 or not 0 < len(body) <= 20_000:
                 raise ValueError("each tone is 1-40 characters and each body 1-20000")
             try:
-                _ENV.parse(body)
-            except TemplateSyntaxError as exc:
-                raise ValueError(f"tone {tone!r}: {exc.message}") from None
+                check(body)
+            except TemplateRenderError as exc:
+                raise ValueError(f"tone {tone!r}: {exc}") from None
         return value
 
 

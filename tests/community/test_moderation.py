@@ -101,6 +101,18 @@ async def test_removing_needs_a_reason_which_is_sent_to_the_author(world, connec
     assert (await only(world, Mention, id=m.id)).hidden
 
 
+async def test_a_reason_typed_with_personal_data_is_kept_and_sent_redacted(world, connectors):
+    """Reasons are free text shown to admins (the audit log) and sent to the author: a card number or
+    an address a moderator pastes into one is stored and sent as a placeholder."""
+    m, hold = await held(world, connectors)
+    await review(world, hold, "remove", "card 4111 1111 1111 1111 and jane.doe@example.com posted here")
+    rows = [a.reason for a in await world.get(ModerationAction, mention_id=m.id)]
+    rows += [e.reason for e in await world.get(AuditEvent) if e.reason]
+    rows.append(connectors["reddit"].calls[1].text)
+    assert any("[card_number] and [email] posted here" in r for r in rows)
+    assert not any("4111" in r or "jane.doe" in r for r in rows), rows
+
+
 async def test_banning_removes_the_post_bans_the_author_and_routes_their_next_post_to_moderation(world, connectors):
     m, hold = await held(world, connectors, platform="discourse")
     await review(world, hold, "ban", "Repeated spam.")
@@ -154,3 +166,21 @@ async def test_with_the_batchs_recorded_keys_an_action_is_added_once_without_a_l
                                             recorded=await moderation.recorded_keys(s, [m.id]))
     assert first is not None and again is None and later is None and recorded == {f"mod:{m.id}"}
     assert len(await world.get(ModerationAction, mention_id=m.id)) == 1
+
+
+def test_a_post_already_redacted_is_shown_whole_not_cut_by_the_original_spans():
+    """Triage's spans are positions in the original text; once the stored text was redacted (the
+    post was hidden for exposing personal data) they would cut into the words after each
+    placeholder ("[email] about my order" shown as "[email]er")."""
+    from models import TriageResult
+
+    original = "email me at jane.doe@example.com about my order please"
+    at = original.index("jane")
+    tri = TriageResult(scores={"pii": [{"type": "email", "start": at, "end": at + len("jane.doe@example.com")}]})
+    assert moderation.shown_text(Mention(text=original), tri) == "email me at [email] about my order please"
+    stored = moderation.redact(original)
+    assert stored == "email me at [email] about my order please"
+    assert moderation.shown_text(Mention(text=stored), tri) == stored
+    # personal data added to a redacted text (an edit) is still found afresh
+    edited = stored + ", or call 0161 496 0000"
+    assert "0161" not in moderation.shown_text(Mention(text=edited), tri)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from community.templates import TemplateRenderError, choose_tone, limit_for, render, render_template
+from community.templates import TemplateRenderError, check, choose_tone, limit_for, render, render_template
 
 LINK = "https://help.acme.example/articles/reset-password"
 
@@ -65,3 +65,34 @@ def test_a_body_is_compiled_once_and_a_broken_one_is_refused_every_time():
     for _ in range(2):
         with pytest.raises(TemplateRenderError):
             render("{% if %}", {}, platform="x")
+
+
+@pytest.mark.parametrize("body", [
+    "{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}",  # 10^8 steps
+    "{% for a in 'abc' %}{% for b in 'abc' %}{% for c in 'abc' %}x{% endfor %}{% endfor %}{% endfor %}",
+    "{{ 'ab' * 20000000 }}",  # a 40 MB string
+    "{{ [1] * 10**7 }}",
+    "{{ 2 ** 100000 }}",
+])
+def test_a_template_cannot_ask_for_unbounded_work(body):
+    """Any agent or bot with the templates scope saves templates, and they render inside the
+    service: loops, repetition and powers are bounded, refused at once rather than run for seconds."""
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(TemplateRenderError):
+        render(body, {}, platform="x")
+    assert time.perf_counter() - started < 0.5
+
+
+def test_loops_nested_too_deep_are_refused_where_a_template_is_saved_or_imported():
+    check("{% for a in items %}{% for b in a %}{{ b }}{% endfor %}{% endfor %}")  # two deep is fine
+    with pytest.raises(TemplateRenderError, match="nest loops"):
+        check("{% for a in x %}{% for b in a %}{% for c in b %}{{ c }}{% endfor %}{% endfor %}{% endfor %}")
+    with pytest.raises(TemplateRenderError):
+        check("Hi {{ author_name ")
+
+
+def test_ordinary_loops_and_an_author_without_a_name_still_render():
+    body = "Hi {{ author_name }}! Steps: {% for i in range(1, 4) %}{{ i }}. {% endfor %}"
+    assert render(body, {"author_name": None}, platform="x") == "Hi there! Steps: 1. 2. 3."

@@ -38,11 +38,9 @@ BODIES = ["Hi {{ author_name }}, {{ detail }}!",
 
 def literal(body: str, ctx: dict, platform: str) -> str:
     """What rendering must give: each placeholder replaced, in one pass, by its value as plain text."""
-    values = dict(ctx)
-    if values["author_name"] is not None:
-        values["author_name"] = escape_user_value(values["author_name"], platform)
-    body = body.replace("{% if author_name %}Hey {{ author_name }}{% endif %}",
-                        "Hey {{ author_name }}" if values["author_name"] is not None else "")
+    values = dict(ctx)  # an author without a name is greeted as "there" (escape_user_value of "")
+    values["author_name"] = escape_user_value("" if values["author_name"] is None else values["author_name"], platform)
+    body = body.replace("{% if author_name %}Hey {{ author_name }}{% endif %}", "Hey {{ author_name }}")
     return re.sub(r"\{\{ (\w+) \}\}", lambda m: str(values[m.group(1)]), body).strip()
 
 

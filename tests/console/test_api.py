@@ -27,6 +27,22 @@ async def test_a_bot_reads_a_mention_with_its_triage_explanations_and_no_persona
     assert huge.status == 404 and (await huge.json())["error"]["status"] == 404
 
 
+async def test_a_secure_link_waiting_in_the_outbox_is_never_shown_to_a_reader(app_client, runtime):
+    """The link opens the customer's private channel: until it is delivered (and scrubbed) it sits in
+    the outbox in clear, where a read-only bot must not find it."""
+    m = await add_mention(runtime, "someone hacked my account", sensitivity="security")
+    link = "http://127.0.0.1:8080/secure/" + "GzycuqYjFZPD7Al3RrbQtYQ83YLjDlKSOJZ10j7xWYU"
+    async with runtime.db.session() as s:
+        s.add(Reply(dedup_key=f"dm:{m.id}", mention_id=m.id, platform="x", visibility="private",
+                    kind="secure_link_dm", text=f"Continue here in private: {link}", status="pending", sent_by="bot"))
+        await s.commit()
+    token = await bot_token(runtime, "mia", ["mentions:read"])
+    body = await (await app_client.get(f"/api/v1/mentions/{m.id}", headers=bearer(token))).json()
+    [dm] = [r for r in body["replies"] if r["kind"] == "secure_link_dm"]
+    assert dm["text"] == "Continue here in private: [secure link]"
+    assert "/secure/" not in str(body)
+
+
 async def test_a_token_without_the_scope_is_refused(app_client, runtime):
     m = await add_mention(runtime, "hello")
     token = await bot_token(runtime, "alice", ["mentions:read"])
@@ -101,6 +117,38 @@ async def test_moderation_actions_are_recorded_once_and_ban_needs_a_reason(app_c
         author = await s.get(Author, mention.author_id)
         actions = [a.action for a in await s.scalars(select(ModerationAction).where(ModerationAction.mention_id == m.id))]
     assert mention.hidden and author.banned and sorted(actions) == ["ban", "hide"]
+
+
+async def test_hide_after_unhide_hides_again_and_a_retry_is_a_repeat(app_client, runtime):
+    m = await add_mention(runtime, "spam spam", handle="spammer2")
+    h = bearer(await bot_token(runtime, "mod", ["actions:write"]))
+    url = f"/api/v1/mentions/{m.id}/actions"
+
+    async def hidden() -> bool:
+        async with runtime.db.session() as s:
+            return (await s.get(Mention, m.id)).hidden
+
+    steps = [("hide", True, False), ("hide", True, True), ("unhide", False, False), ("hide", True, False)]
+    for action, want_hidden, repeated in steps:
+        r = await app_client.post(url, headers=h, json={"action": action})
+        assert r.status == 200 and (await r.json()).get("repeated", False) is repeated, (action, await r.json())
+        assert await hidden() is want_hidden, action
+
+
+async def test_concurrent_identical_actions_never_fail_with_a_server_error(app_client, runtime):
+    import asyncio
+
+    m = await add_mention(runtime, "buy followers", handle="spammer3")
+    h = bearer(await bot_token(runtime, "mod", ["actions:write"]))
+    for action in ("hide", "escalate"):
+        rs = await asyncio.gather(*[app_client.post(f"/api/v1/mentions/{m.id}/actions", headers=h,
+                                                    json={"action": action}) for _ in range(8)])
+        assert {r.status for r in rs} <= {200, 409}, [r.status for r in rs]
+        assert 200 in {r.status for r in rs}
+    async with runtime.db.session() as s:
+        hides = (await s.scalars(select(ModerationAction).where(ModerationAction.mention_id == m.id,
+                                                                 ModerationAction.action == "hide"))).all()
+    assert len(hides) == 1
 
 
 async def test_the_openapi_description_covers_every_api_route(app_client):

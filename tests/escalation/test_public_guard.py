@@ -78,6 +78,17 @@ async def test_the_customers_own_contact_details_stay_private_but_the_brands_may
     assert "e-mail address or phone" in await refusal(db, m, "We'll call you on (555) 010-0199 today")
 
 
+async def test_an_address_redacted_from_the_post_cannot_be_compared_so_any_such_address_needs_an_agent(db):
+    """A post hidden for exposing an e-mail address is stored with "[email]" in its place: the value is
+    gone, so a public reply giving any address could be repeating it. An agent may say it is the
+    brand's own (the override is audited); a phone number was never redacted there, so it is free."""
+    m = await post(db, "email me at [email] about my order please")
+    assert "redacted" in await refusal(db, m, "Hi! We will email you at jane.doe@example.com shortly",
+                                       overridable=True)
+    assert await refusal(db, m, "Call us on 0161 496 0000 and we'll sort it out") is None
+    assert await refusal(db, m, "Thanks, we've sent it over") is None
+
+
 async def test_a_matter_handled_privately_gets_no_public_reply_until_its_case_is_resolved(db):
     hacked = await post(db, "someone hacked my account", sensitivity="security", handle="erin")
     assert "private channel" in await refusal(db, hacked, "So sorry! We've reset your account.", overridable=True)
