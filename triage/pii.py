@@ -3,11 +3,17 @@ national ids (US SSN, UK NI), and passwords or one-time codes written out. Value
 
 Precision matters as much as recall: order numbers, dates, prices and tracking codes are not PII,
 so phone numbers need a phone-like shape and digit count, and cards need a valid Luhn checksum.
+
+Values disguised with invisible or look-alike characters ("4111\u200b1111...", "jo＠example.com",
+full-width digits) are found too: detection runs on a normalized copy of the text (format and other
+invisible characters dropped, compatibility forms NFKC-folded to ASCII) and every span is mapped back
+to the original text, so that it covers the whole disguised value. Plain text skips all of this.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from triage.protocol import PiiSpan
 
@@ -20,9 +26,12 @@ _PHONE = re.compile(
 _MORE_DIGITS_AFTER = re.compile(r"[ -]?\d")
 _MORE_DIGITS_BEFORE = re.compile(r"\d[ -]?$")
 _TRACKING_GROUPS = re.compile(r"\d{4} \d{4} \d{4}")
-# two more ways people write a card: in dotted fours, and right after a card word and "#" (a bare
-# "#4111..." stays an order number)
-_DOTTED_CARD = re.compile(r"(?<![\w.])\d{4}\.\d{4}\.\d{4}\.\d{4}(?![\w]|\.\d)")
+# three more ways people write a card: in dotted fours, in slashed groups (4/4/4/4 or Amex 4/6/5; a date
+# such as 12/05/2026 never has that shape), and right after a card word and "#" (a bare "#4111..." stays
+# an order number). The first two open with a digit and look behind it from there, so the regex engine
+# skips ahead to the next digit instead of testing the look-behind at every position of every text.
+_DOTTED_CARD = re.compile(r"\d(?<![\w.]\d)\d{3}\.\d{4}\.\d{4}\.\d{4}(?![\w]|\.\d)")
+_SLASHED_CARD = re.compile(r"\d(?<![\w./]\d)\d{3}/(?:\d{4}/\d{4}/\d{4}|\d{6}/\d{5})(?![\w/]|[.,]\d)")
 _HASH_CARD = re.compile(r"(?i)\b(?:cc|card|credit card|debit card|visa|mastercard|amex)\s*#\s*(\d{13,19})(?!\d)")
 _INTL_PHONE = re.compile(r"(?<![\w#/-])\+\d{10,14}(?!\d)")
 _IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?(?![A-Za-z0-9])")
@@ -153,15 +162,62 @@ def _overlaps(start: int, end: int, spans: list[PiiSpan]) -> bool:
 
 
 def _written_cards(text: str) -> list[PiiSpan]:
-    """Luhn-valid cards in the two shapes the digit runs of :func:`_cards` leave out."""
+    """Luhn-valid cards in the shapes the digit runs of :func:`_cards` leave out (dotted, slashed, "card #")."""
     found = [(m.start(), m.end(), m.group()) for m in _DOTTED_CARD.finditer(text)]
+    if "/" in text:  # most texts have none: skip the scan
+        found += [(m.start(), m.end(), m.group()) for m in _SLASHED_CARD.finditer(text)]
     found += [(m.start(1), m.end(1), m.group(1)) for m in _HASH_CARD.finditer(text)]
     return [PiiSpan("card_number", a, b) for a, b, value in found
-            if luhn_ok(number := value.replace(".", "")) and len(set(number)) > 1]
+            if luhn_ok(number := re.sub(r"\D", "", value)) and len(set(number)) > 1]
+
+
+# Invisible characters that are not format characters (category Cf) but render as nothing: combining
+# grapheme joiner, Hangul fillers, Khmer inherent vowels, Mongolian variation selectors, variation selectors.
+_INVISIBLE = {0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x3164, 0xFFA0, *range(0x180B, 0x1810),
+              *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)}
+_ASCII = frozenset(map(chr, range(128)))
+_FOLD: dict[str, str | None] = {}  # non-ASCII character -> "" (drop), its ASCII look-alike, or None (keep)
+
+
+def _fold(ch: str) -> str | None:
+    """What a non-ASCII character stands for in the normalized copy; None when it stays as it is."""
+    if ch not in _FOLD:
+        if unicodedata.category(ch) == "Cf" or ord(ch) in _INVISIBLE:
+            _FOLD[ch] = ""  # zero-width spaces and joiners, word joiner, BOM, soft hyphen, bidi controls
+        else:
+            folded = unicodedata.normalize("NFKC", ch)  # full-width ＠ and ４, NBSP and other spaces
+            # only one-for-one ASCII look-alikes: expansions ("…" -> "...") would change what the text says
+            _FOLD[ch] = folded if len(folded) == 1 and folded.isascii() and folded.isprintable() else None
+    return _FOLD[ch]
+
+
+def _normalized(text: str) -> tuple[str, list[int]] | None:
+    """The text without invisible characters and with look-alikes folded, and for every character of
+    it the index of the original character it came from; None when there is nothing to normalize."""
+    extra = set(text).difference(_ASCII)
+    table = {ch: r for ch in extra if (r := _fold(ch)) is not None}
+    if not table:
+        return None
+    chars, index = [], []
+    for i, ch in enumerate(text):
+        r = table.get(ch, ch)
+        if r:
+            chars.append(r)
+            index.append(i)
+    return "".join(chars), index
 
 
 def detect_pii(text: str) -> list[PiiSpan]:
-    """Every PII span, non-overlapping, in text order."""
+    """Every PII span, non-overlapping, in text order, also where the value is disguised with invisible
+    or look-alike characters (a span then covers the disguised value in the original text)."""
+    normalized = None if text.isascii() else _normalized(text)
+    if normalized is None:
+        return _detect(text)  # the fast path: nothing to normalize
+    norm, index = normalized
+    return [PiiSpan(s.type, index[s.start], index[s.end - 1] + 1) for s in _detect(norm)]
+
+
+def _detect(text: str) -> list[PiiSpan]:
     spans: list[PiiSpan] = []
     spans += [PiiSpan("email", m.start(), m.end()) for m in _EMAIL.finditer(text)]
     spans += [s for s in _cards(text) if not _overlaps(s.start, s.end, spans)]

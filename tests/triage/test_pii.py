@@ -160,3 +160,121 @@ def test_redaction_removes_every_value_it_found(parts):
 ])
 def test_a_card_beside_other_numbers_is_found(text, card):
     assert [text[s.start:s.end] for s in detect_pii(text) if s.type == "card_number"] == [card]
+
+
+# Disguised values: invisible (format) characters, full-width / compatibility forms and slashes hide
+# nothing. Spans point at the original text and cover the whole disguised value, so that redaction
+# leaves none of it behind.
+
+INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"]  # ZWSP, ZWNJ, ZWJ, WJ, BOM, SHY
+
+
+@pytest.mark.parametrize("zw", INVISIBLE)
+def test_a_card_with_invisible_characters_between_its_groups_is_found_and_fully_redacted(zw):
+    card = zw.join(["4111", "1111", "1111", "1111"])
+    text = f"my card {card} was charged"
+    assert [(s.type, s.start, s.end) for s in detect_pii(text)] == [("card_number", 8, 8 + len(card))]
+    redacted = redact(text)
+    assert redacted == "my card [card_number] was charged"
+    assert not any(ch.isdigit() for ch in redacted) and zw not in redacted
+
+
+def test_invisible_characters_inside_a_digit_group_still_make_a_card():
+    text = "charged to 41\u200b11 1111 \u20601111 11\ufeff11!"
+    assert [text[s.start:s.end] for s in detect_pii(text)] == ["41\u200b11 1111 \u20601111 11\ufeff11"]
+
+
+@pytest.mark.parametrize("zw", INVISIBLE)
+def test_an_email_with_an_invisible_character_before_the_at_sign_is_found_and_fully_redacted(zw):
+    email = f"lucia.martinez{zw}@example.com"
+    text = f"please write to {email} today"
+    assert [(s.type, text[s.start:s.end]) for s in detect_pii(text)] == [("email", email)]
+    redacted = redact(text)
+    assert redacted == "please write to [email] today"
+    assert "@" not in redacted and "lucia" not in redacted
+
+
+@pytest.mark.parametrize("email", [
+    "lucia.martinez\uff20example.com",  # FULLWIDTH COMMERCIAL AT
+    "lucia.martinez\ufe6bexample.com",  # SMALL COMMERCIAL AT
+    "lucia.martinez\uff20example\uff0ecom",  # and a FULLWIDTH FULL STOP
+    "ｌｕｃｉａ＠ｅｘａｍｐｌｅ．ｃｏｍ",  # all of it full-width
+])
+def test_an_email_written_with_full_width_characters_is_found_and_fully_redacted(email):
+    text = f"my login is {email} (old account)"
+    assert [(s.type, text[s.start:s.end]) for s in detect_pii(text)] == [("email", email)]
+    redacted = redact(text)
+    assert redacted == "my login is [email] (old account)"
+    assert not {"@", "\uff20", "\ufe6b"} & set(redacted)
+
+
+@pytest.mark.parametrize("card", [
+    "４１１１ １１１１ １１１１ １１１１",  # full-width digits (U+FF10..U+FF19)
+    "４１１１\u3000１１１１\u3000１１１１\u3000１１１１",  # ... with ideographic spaces
+    "４１１１１１１１１１１１１１１１",
+    "4111\u00a01111\u00a01111\u00a01111",  # no-break spaces between the groups
+])
+def test_a_card_written_with_full_width_digits_or_odd_spaces_is_found_and_fully_redacted(card):
+    text = f"card {card} charged twice"
+    assert [(s.type, text[s.start:s.end]) for s in detect_pii(text)] == [("card_number", card)]
+    redacted = redact(text)
+    assert redacted == "card [card_number] charged twice"
+    assert not any(ch.isdigit() for ch in redacted)
+
+
+@pytest.mark.parametrize("card", ["4111/1111/1111/1111", "5555/5555/5555/4444", "3782/822463/10005"])
+def test_a_card_in_slashed_groups_is_found_and_fully_redacted(card):
+    text = f"they billed {card} again"
+    assert [(s.type, text[s.start:s.end]) for s in detect_pii(text)] == [("card_number", card)]
+    assert not any(ch.isdigit() for ch in redact(text))
+
+
+@pytest.mark.parametrize("text", [
+    "they billed 4111/1111/1111/1112 again",  # slashed, but fails Luhn
+    "renews on 12/05/2026, billed 05/12/2026",
+    "statement 2026/12/05 and 2026/11/20",
+    "see https://t.co/4111111111111111 for details",
+    "order \uff03\uff11\uff12\uff13\uff14\uff15 ships \uff11\uff12/\uff10\uff15/\uff12\uff10\uff12\uff16",  # full-width
+    "paid \uff04\uff11\uff12\uff0e\uff19\uff19 for order 123\u200b456\u200b789",
+    "i\ufe0f love it \U0001f468\u200d\U0001f469\u200d\U0001f467 version 8.4.22\u200b.515",
+    "my password\u200b isn\u2019t working",
+])
+def test_disguise_characters_create_no_false_positives(text):
+    assert detect_pii(text) == []
+
+
+def test_spans_after_emoji_joiners_and_variation_selectors_still_point_into_the_original():
+    text = "i\ufe0f \U0001f468\u200d\U0001f469 mail lucia\u200b@example.com or card 4111\u200b1111\u200b1111\u200b1111"
+    spans = detect_pii(text)
+    assert [(s.type, text[s.start:s.end]) for s in spans] == [
+        ("email", "lucia\u200b@example.com"), ("card_number", "4111\u200b1111\u200b1111\u200b1111")]
+    assert redact(text, spans) == "i\ufe0f \U0001f468\u200d\U0001f469 mail [email] or card [card_number]"
+
+
+zw_noise = st.text(alphabet=st.sampled_from(list("abcdefghij klmnop,.!?😀ßé\n") + INVISIBLE), max_size=40)
+
+
+@st.composite
+def disguised(draw, values) -> str:
+    """A value with invisible characters inserted at random positions strictly inside it."""
+    value = draw(values)
+    for p in sorted(draw(st.lists(st.integers(1, len(value) - 1), min_size=1, max_size=6)), reverse=True):
+        value = value[:p] + draw(st.sampled_from(INVISIBLE)) + value[p:]
+    return value
+
+
+@given(disguised(card_numbers()), zw_noise, zw_noise)
+def test_a_card_with_invisible_characters_anywhere_inside_is_found_with_its_original_span(card, before, after):
+    text = f"{before} {card} {after}"
+    spans = [s for s in detect_pii(text) if s.type == "card_number"]
+    assert [(s.start, s.end) for s in spans] == [(len(before) + 1, len(before) + 1 + len(card))]
+    assert not any(ch.isdigit() for ch in redact(text))  # the noise has no digits: none of the card is left
+
+
+@given(disguised(st.builds(lambda u, h, t: f"{u}@{h}.{t}", local, domain, st.sampled_from(["com", "org", "de"]))),
+       zw_noise, zw_noise)
+def test_an_email_with_invisible_characters_anywhere_inside_is_found_with_its_original_span(email, before, after):
+    text = f"{before} {email} {after}"
+    spans = [s for s in detect_pii(text) if s.type == "email"]
+    assert [text[s.start:s.end] for s in spans] == [email]
+    assert "@" not in redact(text)
