@@ -25,6 +25,7 @@ from typing import Any
 
 from listener.protocol import Action, ActionResult, NormalizedMention, utc
 from listener.x.normalize import unescape
+from triage.pii import redact
 
 MAX_LINE_TEXT = 100_000  # characters; a longer text is rejected (a real post is far shorter)
 TWCS_COLUMNS = {"tweet_id", "author_id", "inbound", "created_at", "text"}
@@ -54,12 +55,17 @@ class BadLine(ValueError):
 
 def _parse_time(value: Any) -> datetime:
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(float(value), tz=timezone.utc)
+        try:
+            return datetime.fromtimestamp(float(value), tz=timezone.utc)
+        except (OverflowError, ValueError, OSError):  # 1e20, NaN
+            raise BadLine("created_at is not a time (seconds since 1970 out of range)") from None
     text = str(value or "").strip()
     if not text:
         raise BadLine("missing created_at")
     try:
         return utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except OverflowError:  # 9999-12-31T23:59:59-14:00 is past the last UTC instant Python knows
+        raise BadLine("created_at out of range") from None
     except ValueError:
         pass
     try:
@@ -69,7 +75,7 @@ def _parse_time(value: Any) -> datetime:
     try:
         return datetime.strptime(text, "%a %b %d %H:%M:%S %z %Y").astimezone(timezone.utc)
     except ValueError as exc:
-        raise BadLine(f"unreadable created_at {text[:40]!r}") from exc
+        raise BadLine(f"unreadable created_at {redact(text)[:40]!r}") from exc  # redacted before it is cut
 
 
 def _check_text(text: Any) -> str:
@@ -82,6 +88,16 @@ def _check_text(text: Any) -> str:
     except UnicodeEncodeError as exc:
         raise BadLine("invalid UTF-8") from exc
     return text
+
+
+def _followers(value: Any) -> int:
+    try:
+        number = float(value)
+        if number < 0 or number != int(number):
+            raise ValueError
+        return int(number)
+    except (TypeError, ValueError, OverflowError):  # "abc", -5, 1.5, "1e400", NaN
+        raise BadLine("author_followers must be a whole number, 0 or more") from None
 
 
 def mention_from_record(rec: dict[str, Any], line: str, default_platform: str) -> NormalizedMention | None:
@@ -107,8 +123,8 @@ def mention_from_record(rec: dict[str, Any], line: str, default_platform: str) -
     for key in ("is_public",):
         if isinstance(values.get(key), str):
             values[key] = values[key].strip().lower() in ("true", "1", "yes")
-    if isinstance(values.get("author_followers"), str):
-        values["author_followers"] = int(float(values["author_followers"]))
+    if "author_followers" in values:
+        values["author_followers"] = _followers(values["author_followers"])
     values["external_id"] = str(values["external_id"])
     try:
         return NormalizedMention.from_dict(values)
@@ -193,8 +209,10 @@ class ReplayConnector:
                             continue
                     except BadLine as exc:
                         error = str(exc)
-                if error is not None:
-                    bad = Rejected(number, error, line)
+                    except (TypeError, ValueError, OverflowError) as exc:  # a field no check foresaw
+                        error = f"not a mention: {type(exc).__name__}"
+                if error is not None:  # the reason may quote the line: no personal data in it
+                    bad = Rejected(number, redact(error), line)
                     self.stats.rejected.append(bad)
                     if rejects:
                         rejects.write(bad.to_json() + "\n")

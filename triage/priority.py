@@ -25,7 +25,7 @@ def priority(sentiment: str, sensitivity: str, issue_type: str, toxic: bool, spa
     if pii_exposed:
         score += 10
         why.append("+10 personal data exposed in public")
-    if followers:
+    if followers and followers > 0:  # a negative count (a bad import) is no reach, not an error
         reach = min(20.0, 4.0 * math.log10(followers + 1))
         score += reach
         why.append(f"+{reach:.0f} author reach ({followers} followers)")

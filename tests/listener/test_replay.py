@@ -41,6 +41,36 @@ async def test_bad_lines_are_reported_with_their_number_and_the_rest_continues(t
     assert len(kept[2]["content"]) > MAX_LINE_TEXT
 
 
+def odd(i: int, **fields) -> bytes:
+    return json.dumps({"platform": "x", "external_id": str(i), "text": f"post {i}",
+                       "created_at": "2026-11-20T08:00:00Z", **fields}).encode()
+
+
+async def test_a_field_of_the_wrong_kind_rejects_its_line_and_loses_none_of_the_good_ones(tmp_path):
+    """One bad value used to end the replay with a traceback, and the good lines batched with it never
+    left; a negative follower count got through and failed in triage."""
+    src = write(tmp_path / "in.jsonl", [
+        good(1),
+        odd(2, author_followers="abc"), odd(3, author_followers=-5), odd(4, author_followers="1e400"),
+        odd(5, author_followers=1.5),
+        b'{"platform": "x", "external_id": "6", "text": "t", "created_at": 1e20}',
+        b'{"platform": "x", "external_id": "7", "text": "t", "created_at": NaN}',
+        odd(8, created_at="9999-12-31T23:59:59-14:00"),
+        odd(9, created_at="card 4111 1111 1111 1111 jane.doe@example.com"),
+        odd(10, author_followers="12"),
+        good(11),
+    ])
+    connector = ReplayConnector(src, rejects_path=tmp_path / "rejects.jsonl")
+    mentions, _ = await connector.poll_once(None)
+    assert [m.external_id for m in mentions] == ["1", "10", "11"]
+    assert mentions[1].author_followers == 12
+    reasons = {r.line: r.reason for r in connector.stats.rejected}
+    assert set(reasons) == {2, 3, 4, 5, 6, 7, 8, 9}
+    assert all("author_followers" in reasons[n] for n in (2, 3, 4, 5))
+    assert all("created_at" in reasons[n] for n in (6, 7, 8, 9))
+    assert "4111" not in reasons[9] and "jane.doe" not in reasons[9]  # the reason is printed: redacted
+
+
 async def test_resumes_after_its_cursor(tmp_path):
     src = write(tmp_path / "in.jsonl", [good(i) for i in range(1, 6)])
     connector = ReplayConnector(src)

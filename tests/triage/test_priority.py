@@ -38,3 +38,7 @@ def test_spam_sinks_to_the_bottom_and_scores_stay_in_range():
     for kw in ({"toxic": True}, {"issue_type": "praise"}, {"sensitivity": "security", "followers": 10**7}):
         score, _ = base(**kw)
         assert 0.0 <= score <= 100.0
+
+
+def test_a_negative_follower_count_from_a_bad_import_is_no_reach_not_an_error():
+    assert base(followers=-5) == base(followers=0) == base(followers=None)
