@@ -23,10 +23,12 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.templates import TemplateRenderError, choose_tone, render
+from escalation.public_guard import NEVER_PUBLIC
 from models import Author, Incident, IncidentMention, IncidentUpdate, Mention, Reply, Template
 from models.base import utcnow
 from models.bulk import IDS
 from service.audit import record
+from triage.pii import detect_pii
 
 FALLBACK = {
     "outage_status": "Hi {{ author_name }}, we know — {{ status_message }}",
@@ -105,6 +107,9 @@ async def post_status(session: AsyncSession, incident: Incident, message: str, a
         raise IncidentError("a status message cannot be empty")
     if len(message) > MAX_MESSAGE:
         raise IncidentError(f"a status message is at most {MAX_MESSAGE} characters")
+    secret = sorted({NEVER_PUBLIC[s.type] for s in detect_pii(message) if s.type in NEVER_PUBLIC})
+    if secret:  # it goes out in public to every affected author, like any public reply
+        raise IncidentError(f"a status message may not contain personal data ({', '.join(secret)})")
     if incident.status != "open":
         raise IncidentError("the incident is closed")
     now = now or utcnow()

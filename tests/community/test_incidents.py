@@ -13,7 +13,7 @@ from community import broadcast
 from community.incidents import SpikePolicy, match_batch
 from listener.ingest import ingest_batch
 from listener.protocol import NormalizedMention
-from models import Incident, IncidentMention, IncidentUpdate, Mention, Reply, RouteDecision, TriageResult
+from models import Author, Incident, IncidentMention, IncidentUpdate, Mention, Reply, RouteDecision, TriageResult
 from tests.community.conftest import scores
 
 DAY0 = datetime(2026, 11, 16, tzinfo=timezone.utc)
@@ -142,6 +142,27 @@ async def test_a_status_reaches_every_affected_author_once_and_not_again_too_soo
     assert again == [] and update2.details["skipped_recently_told"] == 3
     _, later = await post(world, incident, "Fix rolling out.", interval_minutes=0)
     assert len(later) == 3
+
+
+async def test_a_status_with_personal_data_is_refused_before_anyone_is_told(world):
+    """A status goes out in public to every affected author: a card number pasted into it never does."""
+    incident, _ = await outage_world(world)
+    with pytest.raises(broadcast.IncidentError, match="card number"):
+        await post(world, incident, "Call us with card 4111 1111 1111 1111 and we'll refund you")
+    async with world.db.session() as s:
+        assert (await s.scalars(select(Reply))).all() == []
+    _, replies = await post(world, incident, "Refunds are automatic; questions to help@acme.example")
+    assert len(replies) == 3
+
+
+async def test_an_author_without_a_name_is_greeted_as_there(world):
+    incident, ms = await outage_world(world, authors=("ana",))
+    async with world.db.session() as s:
+        author = await s.get(Author, (await s.get(Mention, ms[0].id)).author_id)
+        author.display_name, author.handle = None, None
+        await s.commit()
+    _, [reply] = await post(world, incident, "Playback is down.")
+    assert reply.text.startswith("Hi there,") and "None" not in reply.text
 
 
 async def test_a_mention_joining_later_gets_the_current_status_through_the_pipeline(world, connectors):
