@@ -109,6 +109,10 @@ class TriageEngine:
                  encoder_backend: str = "onnx-int8") -> None:
         self.mode = mode
         self.encoder_backend = encoder_backend
+        if custom_dir is not None and not any(Path(custom_dir).glob("*.npz")):
+            # a typo in a brand's taxonomy path would otherwise score with the bundled heads unnoticed
+            raise FileNotFoundError(f"no trained heads in {custom_dir} (SOCIALCARE_TRIAGE_MODEL_DIR): "
+                                    "train them with `socialcare triage train --out DIR`")
         self.full: dict[str, Head] = {}
         self.cheap: dict[str, Head] = {}
         for task in TASKS:

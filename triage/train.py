@@ -38,6 +38,8 @@ def read_csv(path: Path) -> tuple[list[str], list[str]]:
                 labels.append(label)
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 ({exc})") from exc
+    except csv.Error as exc:  # a field over the csv module's limit (128 KB), a NUL byte, ...
+        raise DataError(f"{path}: not a readable CSV ({exc})") from None
     if not texts:
         raise DataError(f"{path}: no rows")
     return texts, labels

@@ -9,7 +9,29 @@ import click
 from service.settings import load_settings
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Cli(click.Group):
+    """Operational failures (a database, bus or service that does not answer, a file that cannot be
+    read or written, a model directory without heads) end in one clear line and a non-zero exit, not
+    a traceback; the traceback goes to the debug log (SOCIALCARE_LOG_LEVEL=DEBUG)."""
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from service.bus.base import BusUnavailable
+
+        try:
+            return super().invoke(ctx)
+        except (OSError, SQLAlchemyError, BusUnavailable) as exc:
+            import logging
+
+            from triage.pii import redact
+
+            logging.getLogger("socialcare.cli").debug("command failed", exc_info=True)
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise click.ClickException(redact(f"{type(exc).__name__}: {first}" if first else type(exc).__name__)) from None
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--config", type=click.Path(dir_okay=False), default=None,
               help="TOML settings file (default: $SOCIALCARE_CONFIG). Secrets come from the environment only.")
 @click.version_option(package_name="socialcare")

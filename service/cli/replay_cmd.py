@@ -41,7 +41,7 @@ async def _replay(settings, connector: ReplayConnector, url: str | None, token: 
 
 @click.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--speed", type=float, default=0.0, show_default=True,
+@click.option("--speed", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Factor of real time (0: as fast as possible; 60: one hour of traffic per minute).")
 @click.option("--platform", default="replay", show_default=True, help="Platform name for rows that name none.")
 @click.option("--url", default=None, help="Running service (embedded mode); default: settings.public_base_url.")

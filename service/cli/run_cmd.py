@@ -55,7 +55,7 @@ async def _serve(settings, *, stages, workers: int, web_port: int | None, demo: 
 
 
 @click.command()
-@click.option("--port", type=int, default=None, help="Console port (default: settings, 8080).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Console port (default: settings, 8080).")
 @click.option("--host", default=None, help="Bind address (default: settings, 127.0.0.1).")
 @click.option("--demo/--no-demo", default=None, help="Stream the bundled demo (default: on when no connector is configured).")
 @click.pass_obj
@@ -70,7 +70,7 @@ def run(settings, port: int | None, host: str | None, demo: bool | None) -> None
 
 
 @click.command()
-@click.option("--port", type=int, default=None, help="Port (default: settings, 8080).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default: settings, 8080).")
 @click.pass_obj
 def web_cmd(settings, port: int | None) -> None:  # noqa: ANN001
     """Run the web console and API only (production; stages run as workers)."""

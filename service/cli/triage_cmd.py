@@ -44,8 +44,8 @@ def score(settings, text: str, platform: str, private: bool, followers: int | No
               help="CSV with columns text,label (any label set for issue_type).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory for the trained head (use it with --model or SOCIALCARE_TRIAGE_MODEL_DIR).")
-@click.option("--lexical-dim", type=int, default=2**14, show_default=True, help="Hashed n-gram features.")
-@click.option("--c", "c", type=float, default=8.0, show_default=True, help="Inverse regularization strength.")
+@click.option("--lexical-dim", type=click.IntRange(16, 2**22), default=2**14, show_default=True, help="Hashed n-gram features.")
+@click.option("--c", "c", type=click.FloatRange(min=0, min_open=True, max=1e6), default=8.0, show_default=True, help="Inverse regularization strength.")
 @click.pass_obj
 def train(settings, task: str, data: Path, out: Path, lexical_dim: int, c: float) -> None:  # noqa: ANN001
     """Train a head for TASK on DATA (embedding + n-grams, and a cheap head for the cascade: the static
@@ -56,6 +56,10 @@ def train(settings, task: str, data: Path, out: Path, lexical_dim: int, c: float
     from triage.static import STATIC_SCALE
     from triage.train import DataError, embed, fit_head, read_csv
 
+    try:
+        out.mkdir(parents=True, exist_ok=True)  # before the training, not after it
+    except OSError as exc:
+        raise click.ClickException(f"cannot write the head to {out}: {exc.strerror or exc}") from None
     try:
         texts, labels = read_csv(data)
         fixed = {"sentiment": SENTIMENT_LABELS, "sensitivity": SENSITIVITY_LABELS, "toxicity": TOXICITY_LABELS,
@@ -84,7 +88,7 @@ def train(settings, task: str, data: Path, out: Path, lexical_dim: int, c: float
               help="Directory of heads from `triage train` (default: the bundled heads).")
 @click.option("--mode", type=click.Choice(["transformer", "cascade"]), default="transformer", show_default=True,
               help="transformer scores every text with the encoder (best quality).")
-@click.option("--batch", type=int, default=256, show_default=True)
+@click.option("--batch", type=click.IntRange(1, 4096), default=256, show_default=True, help="Texts per scoring call.")
 @click.pass_obj
 def evaluate_cmd(settings, task: str, data: Path, model: Path | None, mode: str, batch: int) -> None:  # noqa: ANN001
     """Evaluate TASK on DATA; prints one JSON object (n, accuracy, macro_f1, macro_recall, per label,

@@ -43,8 +43,8 @@ async def serve_worker(settings, stages: list[str], concurrency: int, stop: asyn
 @click.command()
 @click.option("--stage", "stages", multiple=True, type=click.Choice(STAGES), required=True,
               help="Stage to run (repeatable).")
-@click.option("--concurrency", type=int, default=1, show_default=True, help="Consumers per stage in this process.")
-@click.option("--metrics-port", type=int, default=None,
+@click.option("--concurrency", type=click.IntRange(1, 64), default=1, show_default=True, help="Consumers per stage in this process.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
               help="Serve /healthz, /readyz and /metrics on this port (default: SOCIALCARE_WORKER_METRICS_PORT; "
                    "0 picks a free port).")
 @click.pass_obj
