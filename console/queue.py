@@ -351,9 +351,14 @@ async def report(request: web.Request) -> web.Response:
 
 
 def parse_tags(raw: Any) -> list[str]:
+    """The conversation's new tags. A tag that is not one (it would be dropped) refuses the whole
+    change: silently keeping the rest would also silently wipe the tags it was meant to replace."""
     tags = []
     for part in re.split(r"[,\s]+", str(raw or "").lower()):
-        if part and TAG_RE.match(part) and part not in tags:
+        if part and not TAG_RE.match(part):
+            raise web.HTTPBadRequest(reason=f"a tag is 1-40 letters a-z, digits, '-' or '_', starting with a "
+                                            f"letter or digit: {part[:40]!r} is not")
+        if part and part not in tags:
             tags.append(part)
     if len(tags) > 20:
         raise web.HTTPBadRequest(reason="at most 20 tags")

@@ -200,8 +200,8 @@ async def post_action(request: web.Request) -> web.Response:
                 else:
                     try:
                         conv.tags = parse_tags(",".join(body.tags))
-                    except web.HTTPBadRequest:
-                        raise ApiError(422, "at most 20 tags") from None
+                    except web.HTTPBadRequest as exc:
+                        raise ApiError(422, exc.reason) from None
                     result["tags"] = conv.tags
                 result["conversation_id"] = conv.id
             record(session, p.actor, f"mention.{body.action}", "mention", mention.id, reason=body.reason or None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from console.api.openapi import spec
-from models import Author, Mention, ModerationAction, Reply
+from models import Author, Conversation, Mention, ModerationAction, Reply
 from tests.console.conftest import add_mention, bot_token
 
 
@@ -133,6 +133,19 @@ async def test_hide_after_unhide_hides_again_and_a_retry_is_a_repeat(app_client,
         r = await app_client.post(url, headers=h, json={"action": action})
         assert r.status == 200 and (await r.json()).get("repeated", False) is repeated, (action, await r.json())
         assert await hidden() is want_hidden, action
+
+
+async def test_a_tag_that_is_not_one_is_refused_and_the_tags_stay(app_client, runtime):
+    m = await add_mention(runtime, "where is my refund", handle="tagged")
+    h = bearer(await bot_token(runtime, "alice", ["actions:write"]))
+    url = f"/api/v1/mentions/{m.id}/actions"
+    r = await app_client.post(url, headers=h, json={"action": "tag", "tags": ["billing", "VIP"]})
+    assert r.status == 200 and (await r.json())["tags"] == ["billing", "vip"]
+    r = await app_client.post(url, headers=h, json={"action": "tag", "tags": ["Überfällig!"]})
+    assert r.status == 422 and "is not" in (await r.json())["error"]["message"]
+    async with runtime.db.session() as s:
+        conv = await s.get(Conversation, (await s.get(Mention, m.id)).conversation_id)
+        assert conv.tags == ["billing", "vip"]
 
 
 async def test_concurrent_identical_actions_never_fail_with_a_server_error(app_client, runtime):

@@ -180,7 +180,13 @@ async def test_resolve_removes_from_the_queue_and_tags_are_cleaned(app_client, r
     m = await add_mention(runtime, "bug in the app")
     cid = m.conversation_id
     csrf = await login(app_client, "alice")
-    await app_client.post(f"/conversations/{cid}/tags", data={"csrf_token": csrf, "tags": "Bug, ios ,<b>x</b>, bug"})
+    await app_client.post(f"/conversations/{cid}/tags", data={"csrf_token": csrf, "tags": "Bug, ios , bug"})
+    async with runtime.db.session() as s:
+        assert (await s.get(Conversation, cid)).tags == ["bug", "ios"]
+    # a tag that is not one refuses the change (it would have been dropped, and the old tags with it)
+    r = await app_client.post(f"/conversations/{cid}/tags", data={"csrf_token": csrf, "tags": "<b>x</b>, vip"},
+                              allow_redirects=False)
+    assert r.status == 400 and "is not" in await r.text()
     async with runtime.db.session() as s:
         assert (await s.get(Conversation, cid)).tags == ["bug", "ios"]
     r = await app_client.post(f"/conversations/{cid}/resolve", data={"csrf_token": csrf}, allow_redirects=False)
