@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,7 +22,7 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from console.keys import PRINCIPAL
@@ -34,8 +35,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def hash_password(password: str) -> str:
-    if len(password) < 10:
-        raise ValueError("a password needs at least 10 characters")
+    if len(password.strip()) < 10:
+        raise ValueError("a password needs at least 10 characters (spaces around it do not count)")
     return _HASHER.hash(password)
 
 
@@ -50,10 +51,20 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
 async def create_user(session: AsyncSession, username: str, password: str, role: str, email: str | None = None) -> User:
+    """A console user. Names are what the audit log and the queue show ("claimed by"): letters,
+    digits and . _ -, unique whatever their case (``Alice`` is ``alice``)."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
-    if await session.scalar(select(User).where(User.username == username)):
+    if not USERNAME.fullmatch(username):
+        raise ValueError("a user name is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    if email is not None and not EMAIL.fullmatch(email):
+        raise ValueError("that is not an e-mail address")
+    if await session.scalar(select(User).where(func.lower(User.username) == username.lower())):
         raise ValueError(f"user {username!r} exists")
     user = User(username=username, password_hash=hash_password(password), role=role, email=email)
     session.add(user)

@@ -78,6 +78,27 @@ def test_users_add_refuses_bad_input_with_a_message(cli, args, code, message):
     r = cli("users", "add", "bad", *args)
     assert r.exit_code == code and message in r.output
     assert "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("name,extra,message", [
+    ("", (), "user name"),
+    ("   ", (), "user name"),
+    ("two\nlines", (), "user name"),  # would split a row of `users list`
+    ("x" * 5000, (), "user name"),
+    ("ok_name", ("--email", "notanemail"), "e-mail"),
+    ("spaces", ("--password", " " * 12), "at least 10 characters"),
+])
+def test_users_add_refuses_names_addresses_and_passwords_that_are_not_ones(cli, name, extra, message):
+    args = ("--password", "long enough 1", *extra) if "--password" not in extra else extra
+    r = cli("users", "add", name, "--role", "agent", *args)
+    assert r.exit_code == 1 and message in r.output, r.output
+    assert rows(cli.db_file, User) == []
+
+
+def test_a_name_differing_only_in_case_is_the_same_user(cli):
+    assert cli("users", "add", "alice", "--role", "agent", "--password", "long enough 1").exit_code == 0
+    r = cli("users", "add", "ALICE", "--role", "admin", "--password", "long enough 1")
+    assert r.exit_code == 1 and "exists" in r.output
     if cli.db_file.exists():  # a bad role is refused before the database is opened
         assert rows(cli.db_file, User, User.username == "bad") == []
 
