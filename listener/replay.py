@@ -133,8 +133,13 @@ def mention_from_record(rec: dict[str, Any], line: str, default_platform: str) -
 
 
 def read_records(path: Path) -> Iterator[tuple[int, str, dict[str, Any] | None, str | None]]:
-    """(line number, raw line, record or None, error or None) for every line of the file."""
+    """(line number, raw line, record or None, error or None) for every line of the file. A UTF-8
+    byte-order mark (spreadsheets save one) is not part of the first field; a UTF-16 file is named."""
     raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        yield 1, "", None, "the file is UTF-16: save it as UTF-8"
+        return
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         for number, chunk in enumerate(raw.splitlines(), start=1):
             if not chunk.strip():

@@ -53,7 +53,8 @@ def replay(settings, file: Path, speed: float, platform: str, url: str | None, r
 
     With the Redis bus the mentions go straight onto the ingest stream; in the embedded mode they
     are posted to the running service with the local token it wrote under var/.
-    Bad lines are reported with their line number, kept in the rejects file, and skipped.
+    Bad lines are reported with their line number, kept in the rejects file, and skipped; the exit
+    code is 1 when every line was rejected.
     """
     rejects = rejects or settings.var_dir / "rejects" / f"{file.name}.jsonl"
     rejects.parent.mkdir(parents=True, exist_ok=True)
@@ -70,4 +71,6 @@ def replay(settings, file: Path, speed: float, platform: str, url: str | None, r
         click.echo(f"{file}:{bad.line}: rejected: {bad.reason}", err=True)
     click.echo(json.dumps({"sent": sent, "read": connector.stats.read, "skipped": connector.stats.skipped,
                            "rejected": len(connector.stats.rejected), "rejects_file": str(rejects)}))
+    if not sent and connector.stats.rejected:  # nothing usable (wrong columns, an empty or UTF-16 file)
+        raise click.exceptions.Exit(1)
 

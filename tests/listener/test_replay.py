@@ -71,6 +71,22 @@ async def test_a_field_of_the_wrong_kind_rejects_its_line_and_loses_none_of_the_
     assert "4111" not in reasons[9] and "jane.doe" not in reasons[9]  # the reason is printed: redacted
 
 
+async def test_a_byte_order_mark_is_not_part_of_the_first_column_and_utf16_is_named(tmp_path):
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbftext,created_at,external_id\nhello,2026-11-20T08:00:00Z,1\n")
+    connector = ReplayConnector(bom)
+    mentions, _ = await connector.poll_once(None)
+    assert [m.text for m in mentions] == ["hello"] and not connector.stats.rejected
+    jsonl = write(tmp_path / "bom.jsonl", [b"\xef\xbb\xbf" + good(1), good(2)])
+    mentions, _ = await ReplayConnector(jsonl).poll_once(None)
+    assert [m.external_id for m in mentions] == ["1", "2"]
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_bytes("text,external_id\nhello,1\n".encode("utf-16"))
+    connector = ReplayConnector(utf16)
+    assert (await connector.poll_once(None))[0] == []
+    assert "UTF-16" in connector.stats.rejected[0].reason
+
+
 async def test_resumes_after_its_cursor(tmp_path):
     src = write(tmp_path / "in.jsonl", [good(i) for i in range(1, 6)])
     connector = ReplayConnector(src)

@@ -61,3 +61,14 @@ def test_a_csv_field_over_the_csv_modules_limit_is_a_clear_error(tmp_path):
     data.write_text("text,label\n\"" + "a" * 200_000 + "\",positive\n")
     line = one_line_error(run(["triage", "eval", "--task", "sentiment", "--data", str(data)]))
     assert "not a readable CSV" in line
+
+
+def test_a_replay_file_with_nothing_usable_exits_non_zero(tmp_path):
+    var = tmp_path / "var"
+    var.mkdir()
+    (var / "ingest.token").write_text("t")  # a running service's token (nothing is sent: no line is usable)
+    data = tmp_path / "wrong.csv"
+    data.write_text("sentence,tag\nhello,x\n")
+    result = CliRunner().invoke(main, ["replay", str(data)], env={"SOCIALCARE_VAR_DIR": str(var)})
+    assert result.exit_code == 1, result.output
+    assert "no 'text' column" in result.output and '"sent": 0' in result.output
