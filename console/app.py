@@ -117,6 +117,9 @@ async def api_mentions(request: web.Request) -> web.Response:
 async def api_ingest(request: web.Request) -> web.Response:
     """Mentions in (JSON lines of NormalizedMention fields); used by `socialcare replay` in the
     embedded mode. Authorized by the local ingest token the running service wrote under var/."""
+    from listener.ingest import mention_from_dict
+    from listener.webhook import TooDeep, loads
+
     rt = request.app[RUNTIME]
     token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     principal = request.get(PRINCIPAL)
@@ -125,14 +128,19 @@ async def api_ingest(request: web.Request) -> web.Response:
                           ({"ingest", "*"} & set(principal.scopes)) and principal.role == "admin"):
         return json_error(401, "missing or wrong ingest token")
     body = await request.read()
-    mentions, errors_ = [], []
+    mentions: list[NormalizedMention] = []
+    errors_ = []
     for number, line in enumerate(body.decode("utf-8", "replace").splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            mentions.append(NormalizedMention.from_dict(json.loads(line)))
-        except (ValueError, TypeError) as exc:
-            errors_.append({"line": number, "error": str(exc)[:200]})
+        try:  # checked as ingest will store it: a bad line is refused here, not dead-lettered later
+            mentions.append(mention_from_dict(loads(line)))
+        except TooDeep:
+            errors_.append({"line": number, "error": "not valid JSON: nested too deeply"})
+        except json.JSONDecodeError as exc:
+            errors_.append({"line": number, "error": f"not valid JSON: {exc.msg} at column {exc.colno}"})
+        except ValueError as exc:
+            errors_.append({"line": number, "error": str(exc)[:500]})
     if errors_:
         return web.json_response({"error": {"status": 400, "message": "bad lines", "lines": errors_}}, status=400)
     await rt.submit(mentions)

@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -37,17 +38,42 @@ from typing import Any
 from aiohttp import web
 
 from listener.customer_link import customer_claim, link_signed_customers
-from listener.protocol import NormalizedMention, utc
+from listener.ingest import mention_problems, parse_time, text_problems
+from listener.protocol import NormalizedMention
 
 log = logging.getLogger("socialcare.listener.webhook")
 Publish = Callable[[list[NormalizedMention]], Awaitable[Any]]
 PATH = "/webhooks/inbound"
 MAX_POSTS = 100
 _SOURCE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,49}$")
+MAX_DEPTH = 64  # JSON nesting: no post or API body comes near it
 
 
 class BodyTooLarge(Exception):
     pass
+
+
+class TooDeep(ValueError):
+    def __init__(self) -> None:
+        super().__init__(f"JSON nested more than {MAX_DEPTH} levels deep")
+
+
+def loads(body: bytes | str) -> Any:
+    """JSON as every intake reads it: ValueError when malformed, :class:`TooDeep` when nested past
+    ``MAX_DEPTH``. A deeper document overflows the stack (RecursionError, a 500) while parsing,
+    or wherever it travels next (the bus, the database, a template)."""
+    try:
+        value = json.loads(body)
+    except RecursionError:
+        raise TooDeep from None
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:  # iterative: no stack to overflow
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise TooDeep
+        children = node.values() if isinstance(node, dict) else node
+        stack += [(c, depth + 1) for c in children if isinstance(c, (dict, list))]
+    return value
 
 
 def json_error(status: int, message: str, **extra: Any) -> web.Response:
@@ -91,6 +117,8 @@ class ReplayGuard:
             ts = float(timestamp or "")
         except ValueError:
             return "missing or invalid X-Socialcare-Timestamp"
+        if not math.isfinite(ts):  # NaN compares false with any window: it would never be stale
+            return "missing or invalid X-Socialcare-Timestamp"
         if abs(now - ts) > self.tolerance:
             return "timestamp outside the accepted window (replayed or clock skew)"
         self.seen = {s: t for s, t in self.seen.items() if t > now} if len(self.seen) > 10_000 else self.seen
@@ -104,16 +132,34 @@ def _time(value: Any, field: str, problems: list[str]) -> datetime | None:
     if value in (None, ""):
         return None
     try:
-        return utc(datetime.fromisoformat(str(value)))
-    except ValueError:
-        problems.append(f"{field}: not an ISO 8601 time")
+        return parse_time(value)
+    except ValueError as exc:  # not a string, not ISO 8601, or out of range (it would overflow later)
+        problems.append(f"{field}: {exc}")
         return None
+
+
+def _text(obj: dict[str, Any], key: str, where: str, problems: list[str], *, number: bool = False) -> str | None:
+    """A string field (ids may be integers); None when absent. Another type is a problem, not its repr."""
+    value = obj.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) or (number and type(value) is int):
+        return str(value)
+    problems.append(f"{where}.{key}: {'a string or an integer' if number else 'a string'}")
+    return None
+
+
+# the post's field for each mention field, to name it in problems
+FIELDS = {"external_id": "id", "author_id": "author.id", "author_handle": "author.handle",
+          "author_name": "author.name", "conversation_id": "thread_id", "channel": "source"}
 
 
 def to_mention(item: Any, index: int, problems: list[str],
                claims: list[tuple[NormalizedMention, str | None, str | None]] | None = None
                ) -> NormalizedMention | None:
-    """One post to a mention (``None`` and ``problems`` when invalid); a customer claim goes to ``claims``."""
+    """One post to a mention (``None`` and ``problems`` when invalid); a customer claim goes to ``claims``.
+    Every string is checked here, as the database will take it: a post accepted with a 202 and then
+    refused by ingest would be retried, dead-lettered and lost to its sender."""
     where = f"mentions[{index}]"
     if not isinstance(item, dict):
         problems.append(f"{where}: not an object")
@@ -122,39 +168,43 @@ def to_mention(item: Any, index: int, problems: list[str],
     before = len(problems)
     if not isinstance(source, str) or not _SOURCE.match(source):
         problems.append(f"{where}.source: required, lower-case letters, digits, '._-' (at most 50)")
-    if not isinstance(pid, (str, int)) or str(pid) == "":
+    if not (isinstance(pid, str) or type(pid) is int) or str(pid) == "":
         problems.append(f"{where}.id: required")
     event = item.get("event", "upsert")
     if event not in ("upsert", "delete"):
         problems.append(f"{where}.event: 'upsert' or 'delete'")
-    if event == "upsert" and not isinstance(text, str):
+    if (event == "upsert" or text is not None) and not isinstance(text, str):
         problems.append(f"{where}.text: required (a string)")
+    if item.get("public") is not None and not isinstance(item["public"], bool):  # "false" is not False
+        problems.append(f"{where}.public: true or false")
     author = item.get("author") or {}
     if not isinstance(author, dict):
         problems.append(f"{where}.author: an object")
         author = {}
+    author_id, handle, name = (_text(author, k, f"{where}.author", problems, number=k == "id")
+                               for k in ("id", "handle", "name"))
+    thread, parent = (_text(item, k, where, problems, number=True) for k in ("thread_id", "in_reply_to"))
+    url, lang = (_text(item, k, where, problems) for k in ("url", "lang"))
     created = _time(item.get("created_at"), f"{where}.created_at", problems)
     edited = _time(item.get("edited_at"), f"{where}.edited_at", problems)
     customer_ref, customer_email = customer_claim(item, where, problems)
+    problems += text_problems(item, where)  # NUL or lone surrogates anywhere, the context included
     if len(problems) > before:
         return None
-    ref = (lambda v: f"{source}:{v}" if v not in (None, "") else None)
+    ref = (lambda v: f"{source}:{v}" if v is not None else None)
     mention = NormalizedMention(
         platform="webhook", external_id=f"{source}:{pid}", text=text or "",
-        created_at=created or datetime.now(UTC), author_id=ref(author.get("id")),
-        author_handle=_str(author.get("handle")), author_name=_str(author.get("name")),
-        conversation_id=ref(item.get("thread_id")) or f"{source}:{pid}", in_reply_to=ref(item.get("in_reply_to")),
-        url=_str(item.get("url")), lang=_str(item.get("lang")),
-        kind="forum_post" if item.get("public") else "dm", is_public=bool(item.get("public", False)),
+        created_at=created or datetime.now(UTC), author_id=ref(author_id), author_handle=handle,
+        author_name=name, conversation_id=ref(thread) or f"{source}:{pid}", in_reply_to=ref(parent),
+        url=url, lang=lang, kind="forum_post" if item.get("public") else "dm", is_public=bool(item.get("public")),
         channel=source, event=event, edited_at=edited, raw=item,
     )
+    if bad := mention_problems(mention):  # what is left: lengths the columns hold
+        problems += [f"{where}.{FIELDS.get(field, field)}:{why}" for field, _, why in (p.partition(":") for p in bad)]
+        return None
     if claims is not None and (customer_ref or customer_email):
         claims.append((mention, customer_ref, customer_email))
     return mention
-
-
-def _str(value: Any) -> str | None:
-    return str(value) if value not in (None, "") else None
 
 
 def routes(settings: Any, publish: Publish, *, tolerance: float = 300.0, db: Any = None) -> list[web.RouteDef]:
@@ -177,7 +227,9 @@ def routes(settings: Any, publish: Publish, *, tolerance: float = 300.0, db: Any
         if (why := guard.fresh(timestamp, signature)) is not None:
             return json_error(401, why)
         try:
-            payload = json.loads(body)
+            payload = loads(body)
+        except TooDeep as exc:
+            return json_error(400, str(exc))
         except ValueError:
             return json_error(400, "malformed JSON")
         items = payload.get("mentions") if isinstance(payload, dict) and "mentions" in payload else [payload]

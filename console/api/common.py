@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, TypeVar
 
 from aiohttp import web
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+
+from listener.webhook import TooDeep, loads
 
 M = TypeVar("M", bound=BaseModel)
 MAX_ID = 2**62
@@ -41,12 +42,15 @@ class ApiError(Exception):
 
 
 async def parse(request: web.Request, model: type[M]) -> M:
-    """The request's JSON body as ``model``: 415 when not JSON, 400 when malformed, 422 when invalid."""
+    """The request's JSON body as ``model``: 415 when not JSON, 400 when malformed (or nested too
+    deeply to parse safely), 422 when invalid."""
     if request.content_type != "application/json":
         raise ApiError(415, "send the body as application/json")
     raw = await request.read()
     try:
-        data = json.loads(raw.decode("utf-8")) if raw else None
+        data = loads(raw.decode("utf-8")) if raw else None
+    except TooDeep as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
     except (UnicodeDecodeError, ValueError):
         raise ApiError(400, "the body is not valid JSON") from None
     if not isinstance(data, dict):

@@ -9,18 +9,51 @@ title. Events of other kinds (``ping``, user events...) are acknowledged and ign
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from aiohttp import web
 
 from listener.discourse.normalize import post_to_mention
-from listener.webhook import BodyTooLarge, Publish, json_error, read_limited, signature_ok
+from listener.ingest import mention_problems, parse_time, text_problems
+from listener.webhook import BodyTooLarge, Publish, TooDeep, json_error, loads, read_limited, signature_ok
 
 log = logging.getLogger("socialcare.listener.discourse")
 PATH = "/webhooks/discourse"
 POST_EVENTS = ("post_created", "post_edited", "post_destroyed")
+MAX_ID = 2**62
+# each integer field and its lowest value (system users have negative ids)
+IDS = {"topic_id": 1, "post_number": 1, "reply_to_post_number": 1, "category_id": 1, "user_id": -MAX_ID}
+TEXTS = ("username", "name", "raw", "cooked", "topic_title", "topic_slug", "topic_archetype", "category_slug")
+# the post's field for each mention field, to name it in problems
+FIELDS = {"author_id": "user_id", "author_handle": "username", "author_name": "name", "channel": "category_slug",
+          "url": "topic_slug"}
+
+
+def post_problems(post: Any) -> list[str]:
+    """What is wrong with a post, by field, checked before it is normalized: normalizing would take
+    a float (even infinity), a boolean or a repr as an id, overflow on out-of-range times, and
+    publish strings that ingest cannot store (to be retried, dead-lettered and lost)."""
+    if not isinstance(post, dict):
+        return ["post: an object"]
+    problems = []
+    for key, lowest in IDS.items():
+        value = post.get(key)
+        if value is None and key not in ("topic_id", "post_number"):
+            continue
+        if key == "user_id" and isinstance(value, str):
+            continue
+        if type(value) is not int or not lowest <= value < MAX_ID:
+            required = "required, " if key in ("topic_id", "post_number") else ""
+            problems.append(f"post.{key}: {required}{'a positive' if lowest == 1 else 'an'} integer")
+    for key in ("created_at", "updated_at"):
+        if post.get(key) not in (None, ""):
+            try:
+                parse_time(post[key])
+            except ValueError as exc:
+                problems.append(f"post.{key}: {exc}")
+    problems += [f"post.{key}: a string" for key in TEXTS if not isinstance(post.get(key), (str, type(None)))]
+    return problems + text_problems(post, "post")
 
 
 def routes(settings: Any, publish: Publish) -> list[web.RouteDef]:
@@ -40,16 +73,20 @@ def routes(settings: Any, publish: Publish) -> list[web.RouteDef]:
             return json_error(401, "invalid signature")
         event = request.headers.get("X-Discourse-Event", "")
         try:
-            payload = json.loads(body)
+            payload = loads(body)
+        except TooDeep as exc:
+            return json_error(400, str(exc))
         except ValueError:
             return json_error(400, "malformed JSON")
         if event not in POST_EVENTS:
             return web.json_response({"accepted": 0, "ignored": event or "no X-Discourse-Event header"})
         post = payload.get("post") if isinstance(payload, dict) else None
-        try:
-            mention = post_to_mention(post, base_url, event)  # type: ignore[arg-type]
-        except (TypeError, KeyError, ValueError):
-            return json_error(400, "a post event needs post.topic_id and post.post_number")
+        if problems := post_problems(post):
+            return json_error(400, "invalid post", problems=problems[:20])
+        mention = post_to_mention(post, base_url, event)  # type: ignore[arg-type]
+        if bad := mention_problems(mention):  # what is left: lengths the columns hold
+            problems = [f"post.{FIELDS.get(field, field)}:{why}" for field, _, why in (p.partition(":") for p in bad)]
+            return json_error(400, "invalid post", problems=problems[:20])
         if instance := request.headers.get("X-Discourse-Instance"):
             mention.raw = {**mention.raw, "instance": instance}
         try:

@@ -194,3 +194,55 @@ async def test_replies_private_messages_and_moderation(forum):
     missing = await c.perform(Action(kind="hide", platform="discourse", target_external_id="99/1"))
     assert not missing.ok and "404" in missing.error
     await c.close()
+
+
+# --- bad input: refused with a 4xx naming the field, never a 500, never accepted and lost -----------
+
+
+async def send_raw(client, event, raw: bytes):
+    import hashlib
+    import hmac
+
+    _, headers = webhook_request(event, {}, SECRET)
+    headers["X-Discourse-Event-Signature"] = "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    return await client.post(webhook.PATH, data=raw, headers=headers)
+
+
+async def test_deeply_nested_json_is_a_400_not_a_500(hook):
+    for raw in (b"[" * 950 + b"]" * 950, b'{"post":' * 950 + b"1" + b"}" * 950, b"[" * 50_000 + b"]" * 50_000):
+        resp = await send_raw(hook, "post_created", raw)
+        assert resp.status == 400 and "JSON" in (await resp.json())["error"]
+    assert hook.published == []
+
+
+async def test_ids_that_are_not_integers_are_refused_clearly(hook):
+    import json
+
+    body = json.dumps({"post": post(1)}).replace('"topic_id": 40', '"topic_id": 1e400').encode()
+    resp = await send_raw(hook, "post_created", body)
+    assert resp.status == 400 and any("post.topic_id" in p for p in (await resp.json())["problems"])
+    for field, value in [("topic_id", True), ("topic_id", 2**70), ("topic_id", 4.5), ("topic_id", "40"),
+                         ("post_number", -1), ("post_number", None), ("reply_to_post_number", "x"),
+                         ("user_id", {"a": 1})]:
+        resp = await send(hook, "post_created", {"post": {**post(1), field: value}})
+        body = await resp.json()
+        assert resp.status == 400 and any(f"post.{field}" in p for p in body["problems"]), (field, value, body)
+    assert hook.published == []
+
+
+async def test_times_out_of_range_are_refused_naming_the_field(hook):
+    for value in ("9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", 12):
+        resp = await send(hook, "post_created", {"post": post(1, created_at=value)})
+        assert resp.status == 400 and any("post.created_at" in p for p in (await resp.json())["problems"]), value
+        resp = await send(hook, "post_edited", {"post": post(1, updated_at=value)})
+        assert resp.status == 400 and any("post.updated_at" in p for p in (await resp.json())["problems"]), value
+    assert hook.published == []
+
+
+async def test_strings_of_the_wrong_type_or_that_a_database_refuses_are_refused_before_publishing(hook):
+    for field, value in [("username", {"a": 1}), ("username", "\ud800"), ("name", ["x"]), ("raw", "nul\x00"),
+                         ("topic_title", 5), ("category_slug", "\udc00"), ("topic_slug", ["s"])]:
+        resp = await send(hook, "post_created", {"post": {**post(1), field: value}})
+        body = await resp.json()
+        assert resp.status == 400 and any(f"post.{field}" in p for p in body["problems"]), (field, value, body)
+    assert hook.published == []

@@ -208,3 +208,51 @@ async def test_a_malformed_customer_reference_is_a_400(linked):
     problems = (await resp.json())["problems"]
     assert resp.status == 400 and any("customer.id" in p for p in problems)
     assert any("customer.email" in p for p in problems) and linked.published == []
+
+
+# --- bad input: refused with a 4xx naming the problem, never a 500, never accepted and lost --------
+
+
+def deep(depth: int, kind: str = "list") -> bytes:
+    return (b"[" * depth + b"]" * depth) if kind == "list" else (b'{"a":' * depth + b"1" + b"}" * depth)
+
+
+async def test_deeply_nested_json_is_a_400_not_a_500(client):
+    for depth in (950, 5_000):  # within the 50 KB limit
+        for kind in ("list", "object"):
+            resp = await deliver(client, None, body=deep(depth, kind))
+            assert resp.status == 400 and "JSON" in (await resp.json())["error"], (depth, kind)
+    assert client.published == []
+
+
+async def test_times_out_of_range_are_refused_naming_the_field(client):
+    for value in ("9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", 12, ["2026-11-20"]):
+        resp = await deliver(client, {"mentions": [widget_post(1, created_at=value),
+                                                   widget_post(2, edited_at=value)]})
+        problems = (await resp.json())["problems"]
+        assert resp.status == 400, value
+        assert any("mentions[0].created_at" in p for p in problems) and any("mentions[1].edited_at" in p for p in problems)
+    assert client.published == []
+
+
+async def test_strings_a_database_refuses_or_of_the_wrong_type_are_refused_before_publishing(client):
+    cases = {"author.id": widget_post(author={"id": "\ud800"}), "author.handle": widget_post(author={"handle": ["x"]}),
+             "url": widget_post(url=["u"]), "author.name": widget_post(author={"name": "nul\x00"}),
+             "text": widget_post(text="surrogate \udc00"), "thread_id": widget_post(thread_id={"a": 1}),
+             "context.note": widget_post(context={"note": "\ud800"}), "lang": widget_post(lang=5),
+             "public": widget_post(public="false"),
+             "id": widget_post(id="x" * 200)}
+    for field, post in cases.items():
+        resp = await deliver(client, {"mentions": [widget_post(9), post]})
+        body = await resp.json()
+        assert resp.status == 400 and any(f"mentions[1].{field}" in p for p in body["problems"]), (field, body)
+    assert client.published == []
+
+
+async def test_a_timestamp_that_is_not_a_finite_number_is_refused(client):
+    for ts in ("nan", "NaN", "inf", "-inf", "1e400"):
+        resp = await deliver(client, widget_post(), ts=ts)
+        assert resp.status == 401, ts
+    guard = ReplayGuard(tolerance=300)
+    assert guard.fresh("nan", "sig", now=1000) is not None and guard.fresh("nan", "sig", now=1600) is not None
+    assert client.published == []
