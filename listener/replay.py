@@ -23,6 +23,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
+from listener.ingest import mention_problems
 from listener.protocol import Action, ActionResult, NormalizedMention, utc
 from listener.x.normalize import unescape
 from triage.pii import redact
@@ -127,9 +128,13 @@ def mention_from_record(rec: dict[str, Any], line: str, default_platform: str) -
         values["author_followers"] = _followers(values["author_followers"])
     values["external_id"] = str(values["external_id"])
     try:
-        return NormalizedMention.from_dict(values)
+        mention = NormalizedMention.from_dict(values)
     except (TypeError, ValueError) as exc:
         raise BadLine(f"not a mention: {exc}") from exc
+    problems = mention_problems(mention)  # what ingest would refuse: rejected here, line by line
+    if problems:
+        raise BadLine("; ".join(problems))
+    return mention
 
 
 def read_records(path: Path) -> Iterator[tuple[int, str, dict[str, Any] | None, str | None]]:

@@ -87,6 +87,15 @@ async def test_a_byte_order_mark_is_not_part_of_the_first_column_and_utf16_is_na
     assert "UTF-16" in connector.stats.rejected[0].reason
 
 
+async def test_a_line_ingest_would_refuse_is_rejected_here_not_sent_to_fail_its_batch(tmp_path):
+    src = write(tmp_path / "in.jsonl", [good(1), odd(2, kind="shout"), odd(3, author_handle="x" * 5000), good(4)])
+    connector = ReplayConnector(src)
+    mentions, _ = await connector.poll_once(None)
+    assert [m.external_id for m in mentions] == ["1", "4"]
+    reasons = {r.line: r.reason for r in connector.stats.rejected}
+    assert "kind" in reasons[2] and "author_handle" in reasons[3]
+
+
 async def test_resumes_after_its_cursor(tmp_path):
     src = write(tmp_path / "in.jsonl", [good(i) for i in range(1, 6)])
     connector = ReplayConnector(src)
