@@ -40,8 +40,9 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status >= 400 and (request.path.startswith("/api/") or exc.status == 401):
             response = json_error(exc.status, exc.reason)
-            if "WWW-Authenticate" in exc.headers:
-                response.headers["WWW-Authenticate"] = exc.headers["WWW-Authenticate"]
+            for header in ("WWW-Authenticate", "Allow", "Retry-After"):  # what the client needs to act on it
+                if header in exc.headers:
+                    response.headers[header] = exc.headers[header]
             return response
         raise
     except Exception:  # noqa: BLE001
@@ -76,14 +77,15 @@ MAX_OFFSET = 1_000_000  # as the OpenAPI description says; beyond it the databas
 
 
 def _limit(request: web.Request) -> tuple[int, int]:
-    try:
-        limit = min(max(int(request.query.get("limit", "100")), 1), 500)
-        offset = max(int(request.query.get("offset", "0")), 0)
-    except ValueError as exc:
-        raise web.HTTPBadRequest(reason="limit and offset must be integers") from exc
-    if offset > MAX_OFFSET:
-        raise web.HTTPBadRequest(reason=f"offset must be at most {MAX_OFFSET}")
-    return limit, offset
+    """``limit`` 1-500 and ``offset`` 0-MAX_OFFSET, as the OpenAPI description says: a value outside
+    is refused, not quietly moved (a bot asking for 0 or 10,000 rows has a bug worth hearing of)."""
+    out = []
+    for name, default, lo, hi in (("limit", 100, 1, 500), ("offset", 0, 0, MAX_OFFSET)):
+        raw = request.query.get(name, "") or str(default)
+        if not (raw.isascii() and raw.isdigit()) or not lo <= int(raw) <= hi:
+            raise web.HTTPBadRequest(reason=f"{name} must be an integer from {lo} to {hi}")
+        out.append(int(raw))
+    return out[0], out[1]
 
 
 @require("agent", "moderator", "marketing")

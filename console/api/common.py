@@ -77,10 +77,10 @@ def api(handler: Any) -> Any:
 
 
 def path_id(request: web.Request, name: str = "id") -> int:
-    try:
-        value = int(request.match_info[name])
-    except (KeyError, ValueError):
-        raise ApiError(404, "not found") from None
+    raw = request.match_info.get(name, "")
+    if not (raw.isascii() and raw.isdigit()):  # int() would also read "١" or " 1" as 1
+        raise ApiError(404, "not found")
+    value = int(raw)
     if not 0 < value < MAX_ID:
         raise ApiError(404, "not found")
     return value

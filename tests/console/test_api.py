@@ -164,6 +164,25 @@ async def test_concurrent_identical_actions_never_fail_with_a_server_error(app_c
     assert len(hides) == 1
 
 
+async def test_paging_outside_the_described_range_is_refused_not_quietly_moved(app_client, runtime):
+    h = bearer(await bot_token(runtime, "alice", ["mentions:read"]))
+    for query in ("limit=0", "limit=-5", "limit=501", "offset=-1", "limit=%D9%A1", "limit=1.5"):
+        r = await app_client.get(f"/api/v1/mentions?{query}", headers=h)
+        assert r.status == 400 and "must be an integer from" in (await r.json())["error"]["message"], query
+    ok = await app_client.get("/api/v1/mentions?limit=500&offset=0", headers=h)
+    assert ok.status == 200 and (await ok.json())["limit"] == 500
+
+
+async def test_an_id_in_other_digits_is_not_found_and_a_wrong_method_names_the_allowed_ones(app_client, runtime):
+    m = await add_mention(runtime, "hello there", handle="digits")
+    h = bearer(await bot_token(runtime, "alice", ["mentions:read"]))
+    arabic = "".join(chr(0x0660 + int(d)) for d in str(m.id))  # Arabic-Indic digits for the same number
+    assert (await app_client.get(f"/api/v1/mentions/{arabic}", headers=h)).status == 404
+    assert (await app_client.get(f"/api/v1/mentions/{m.id}", headers=h)).status == 200
+    r = await app_client.delete("/api/v1/mentions", headers=h)
+    assert r.status == 405 and "GET" in r.headers["Allow"] and (await r.json())["error"]["status"] == 405
+
+
 async def test_the_openapi_description_covers_every_api_route(app_client):
     r = await app_client.get("/api/openapi.json")
     doc = await r.json()
