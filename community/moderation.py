@@ -245,6 +245,16 @@ async def author_removals(session: AsyncSession, author_ids: set[int]) -> dict[i
     return {a: int(n) for a, n in rows.all()}
 
 
+EXPOSED = "this post exposes personal data and stays hidden: ask its author to post again without it"
+
+
+async def exposes_personal_data(session: AsyncSession, mention: Mention) -> bool:
+    """Was this public post hidden because it shows personal data? Showing it again (approve, unhide)
+    would put the card number or address back on the platform, where the stored copy is redacted."""
+    exposed = await session.scalar(select(TriageResult.pii_exposed).where(TriageResult.mention_id == mention.id))
+    return bool(exposed) and mention.is_public
+
+
 async def review(session: AsyncSession, hold: ModerationAction, decision: str, actor: str, *,
                  reason: str | None, settings: Any) -> dict[str, list[int]]:
     """A moderator's decision on a held post. Returns the ids to carry out: ``actions`` (for
@@ -258,6 +268,8 @@ async def review(session: AsyncSession, hold: ModerationAction, decision: str, a
         raise ValueError("the post no longer exists")
     if decision in ("remove", "ban") and not (reason and reason.strip()):
         raise ValueError("removing a post needs a reason for its author")
+    if decision == "approve" and await exposes_personal_data(session, mention):
+        raise ValueError(EXPOSED)
     reason = (reason or "").strip()[:1000]
     hold.status = "reviewed"
     hold.details = {**(hold.details or {}), "decision": decision, "by": actor}

@@ -221,6 +221,8 @@ async def _moderate(request: web.Request, session: Any, mention: Mention, body: 
     from listener.protocol import Action
 
     rt, p = request.app[RUNTIME], request[PRINCIPAL]
+    if body.action in ("unhide", "approve") and await moderation.exposes_personal_data(session, mention):
+        raise ApiError(409, moderation.EXPOSED)
     # Once per mention and action *since the last other action on it*: a retried "hide" is a repeat,
     # but "hide" after an "unhide" hides the post again.
     since = await session.scalar(select(func.count()).select_from(ModerationAction).where(

@@ -113,6 +113,18 @@ async def test_a_reason_typed_with_personal_data_is_kept_and_sent_redacted(world
     assert not any("4111" in r or "jane.doe" in r for r in rows), rows
 
 
+async def test_a_moderator_cannot_approve_a_post_held_for_exposing_personal_data(world, connectors):
+    m = await world.mention("buy cheap followers, pay to jane.doe@example.com", platform="reddit", issue="other",
+                            spam=0.97, author="spammer", pii=[{"type": "email", "start": 32, "end": 52}])
+    await world.run(m)
+    async with world.db.session() as s:  # an agent reports it to the moderators: a hold in their queue
+        hold, _ = await moderation.report(s, await s.get(Mention, m.id), "session:alice", "please look")
+        await s.commit()
+    with pytest.raises(ValueError, match="personal data"):
+        await review(world, hold, "approve")
+    assert (await only(world, Mention, id=m.id)).hidden
+
+
 async def test_banning_removes_the_post_bans_the_author_and_routes_their_next_post_to_moderation(world, connectors):
     m, hold = await held(world, connectors, platform="discourse")
     await review(world, hold, "ban", "Repeated spam.")

@@ -183,6 +183,19 @@ async def test_an_id_in_other_digits_is_not_found_and_a_wrong_method_names_the_a
     assert r.status == 405 and "GET" in r.headers["Allow"] and (await r.json())["error"]["status"] == 405
 
 
+async def test_a_post_hidden_for_exposing_personal_data_is_not_shown_again(app_client, runtime):
+    """Unhiding it would put the card number back on the platform (the stored copy is redacted)."""
+    m = await add_mention(runtime, "card 4111 1111 1111 1111 was charged twice", handle="exposed",
+                          pii=[{"type": "card_number", "start": 5, "end": 24}])
+    h = bearer(await bot_token(runtime, "mod", ["actions:write"]))
+    for action in ("unhide", "approve"):
+        r = await app_client.post(f"/api/v1/mentions/{m.id}/actions", headers=h, json={"action": action})
+        assert r.status == 409 and "personal data" in (await r.json())["error"]["message"]
+    plain = await add_mention(runtime, "nothing personal here", handle="plain")
+    r = await app_client.post(f"/api/v1/mentions/{plain.id}/actions", headers=h, json={"action": "unhide"})
+    assert r.status == 200
+
+
 async def test_the_openapi_description_covers_every_api_route(app_client):
     r = await app_client.get("/api/openapi.json")
     doc = await r.json()
