@@ -53,8 +53,16 @@ def parse_template(path: Path) -> dict:
 
 async def import_folder(session: AsyncSession, kb_dir: Path | None, templates_dir: Path | None) -> tuple[int, int]:
     """Upsert articles (``*.md``) and templates (``*.yaml``); returns how many of each."""
-    articles = [parse_article(p) for p in sorted(kb_dir.glob("*.md"))] if kb_dir else []
-    templates = [parse_template(p) for p in sorted(templates_dir.glob("*.y*ml"))] if templates_dir else []
+    article_files = sorted(kb_dir.glob("*.md")) if kb_dir else []
+    template_files = sorted(templates_dir.glob("*.y*ml")) if templates_dir else []
+    articles = [parse_article(p) for p in article_files]
+    templates = [parse_template(p) for p in template_files]
+    for kind, key, rows, files in (("slug", "slug", articles, article_files), ("name", "name", templates, template_files)):
+        seen: dict[str, Path] = {}
+        for row, path in zip(rows, files):  # one would silently replace the other
+            if row[key] in seen:
+                raise KnowledgeFormatError(f"{path}: {kind} {row[key]!r} is also used by {seen[row[key]]}")
+            seen[row[key]] = path
     have_a = {a.slug: a for a in await session.scalars(select(KnowledgeArticle))}
     for a in articles:
         row = have_a.get(a["slug"]) or KnowledgeArticle(slug=a["slug"])

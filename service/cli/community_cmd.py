@@ -73,6 +73,8 @@ def rules_check(settings, file: Path | None) -> None:  # noqa: ANN001
         loaded = load_rules(path)
     except RuleError as exc:
         raise click.ClickException(str(exc)) from exc
+    if not loaded:  # loaded by the service, it would turn automatic moderation off without a word
+        raise click.ClickException(f"{path} holds no rules")
     for r in loaded:
         click.echo(f"{r.line:>4}  {r.name}  → {r.action}")
     click.echo(f"{len(loaded)} rules OK in {path}")

@@ -98,13 +98,15 @@ def retry(settings, ids: tuple[str, ...], retry_all: bool, topic: str | None) ->
     Use it once the cause (a bug, an outage) is fixed. Exits with status 1 when an ID is unknown or a
     dead letter cannot be retried (an undecodable entry).
     """
-    if bool(ids) == retry_all:
+    if ids and retry_all:
         raise click.UsageError("give dead-letter IDs or --all, not both")
     if topic and not retry_all:
         raise click.UsageError("--topic only applies with --all")
+    if not ids and not retry_all:
+        raise click.UsageError("give the dead-letter IDs to retry (see `socialcare deadletter list`) or --all")
 
     async def work(bus: Bus) -> tuple[list[str], list[str], list[str]]:
-        targets = list(ids) or [d.id for d in await bus.dead_letters(topic, ALL)]
+        targets = list(dict.fromkeys(ids)) or [d.id for d in await bus.dead_letters(topic, ALL)]  # once each
         done, missing, refused = [], [], []
         for dead_id in targets:
             try:

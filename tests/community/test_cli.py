@@ -48,6 +48,29 @@ def test_rules_check_lists_valid_rules_and_names_the_line_of_a_bad_one(tmp_path)
     assert r.exit_code == 1 and "rules.yaml:3:" in r.output and "action must be one of" in r.output
 
 
+def test_kb_import_refuses_a_broken_template_and_two_files_with_one_slug(tmp_path):
+    """Either would otherwise be found later: a template that fails at reply time, an article that
+    silently replaced another."""
+    kb, templates = tmp_path / "kb", tmp_path / "templates"
+    kb.mkdir()
+    templates.mkdir()
+    (templates / "t.yaml").write_text("name: greet\ntone:\n  friendly: 'Hi {{ author_name '\n")
+    r = invoke(tmp_path, "kb", "import", str(kb), "--templates", str(templates))
+    assert r.exit_code == 1 and "t.yaml" in r.output and "friendly" in r.output
+    front = "---\nslug: reset\ntitle: {title}\n---\nbody\n"
+    (kb / "a.md").write_text(front.format(title="A"))
+    (kb / "b.md").write_text(front.format(title="B"))
+    r = invoke(tmp_path, "kb", "import", str(kb))
+    assert r.exit_code == 1 and "b.md" in r.output and "'reset' is also used by" in r.output
+
+
+def test_rules_check_refuses_a_file_without_rules(tmp_path):
+    empty = tmp_path / "rules.yaml"
+    empty.write_text("[]\n")
+    r = invoke(tmp_path, "rules", "check", str(empty))
+    assert r.exit_code == 1 and "holds no rules" in r.output
+
+
 def test_incidents_status_and_close_reach_everyone_affected(tmp_path):
     from tests.community.conftest import World, community_settings
 

@@ -110,10 +110,17 @@ def test_retry_all_of_one_topic(redis_bus_env):
     assert state(redis_bus_env, "triage") == ([], [("t1", 1)])
 
 
-@pytest.mark.parametrize("args", [[], ["--all", "1-0"], ["--topic", "act", "1-0"]])
-def test_retry_wants_ids_or_all(redis_bus_env, args):
+@pytest.mark.parametrize("args,says", [([], "give the dead-letter IDs"), (["--all", "1-0"], "not both"),
+                                       (["--topic", "act", "1-0"], "only applies with --all")])
+def test_retry_wants_ids_or_all(redis_bus_env, args, says):
     result = run(redis_bus_env, "retry", *args)
-    assert result.exit_code == 2 and "Usage" in result.output
+    assert result.exit_code == 2 and "Usage" in result.output and says in result.output
+
+
+def test_an_id_given_twice_is_retried_once_and_not_reported_missing(redis_bus_env):
+    ids = make_dead_letters(redis_bus_env, [("triage", "t1", {})])
+    result = run(redis_bus_env, "retry", ids[0], ids[0])
+    assert result.exit_code == 0 and "retried 1" in result.output and "no such" not in result.output
 
 
 def test_the_in_process_bus_is_refused_with_an_explanation(tmp_path):
