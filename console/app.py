@@ -126,9 +126,11 @@ async def api_ingest(request: web.Request) -> web.Response:
     token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     principal = request.get(PRINCIPAL)
     local = bool(rt.ingest_token) and hmac.compare_digest(token.encode(), rt.ingest_token.encode())
-    if not local and not (principal and principal.via == "token" and
-                          ({"ingest", "*"} & set(principal.scopes)) and principal.role == "admin"):
+    if not local and principal is None:
         return json_error(401, "missing or wrong ingest token")
+    if not local and not (principal.via == "token" and ({"ingest", "*"} & set(principal.scopes))
+                          and principal.role == "admin"):  # who they are is known: it is not enough
+        return json_error(403, "ingest needs the local ingest token or an admin's token with the ingest scope")
     body = await request.read()
     mentions: list[NormalizedMention] = []
     errors_ = []

@@ -29,6 +29,8 @@ def score(settings, text: str, platform: str, private: bool, followers: int | No
     from triage import build_triager
     from triage.protocol import TriageInput
 
+    if not text.strip():
+        raise click.UsageError("give the text to score (it is empty)")
     if mode:
         settings = settings.model_copy(update={"triage_mode": mode})
     engine = build_triager(settings)

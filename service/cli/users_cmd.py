@@ -83,6 +83,8 @@ def list_(settings) -> None:  # noqa: ANN001
 @click.pass_obj
 def token(settings, username: str, name: str, scopes: tuple[str, ...]) -> None:  # noqa: ANN001
     """Create an API token for USERNAME's bot; printed once, only its hash is stored."""
+    if not name.strip() or len(name) > 100 or not name.isprintable():
+        raise click.UsageError("--name is what the token is for: 1-100 printable characters")
     from console.auth import create_api_token
     from models import User
     from service.audit import record

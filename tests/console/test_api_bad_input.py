@@ -80,3 +80,12 @@ async def test_good_ingest_lines_are_still_accepted(ingest, runtime):
     r = await ingest.post(INGEST, data=jsonl(line(), line(external_id="t2", raw={"id": "t2"})), headers=LOCAL)
     assert r.status == 202 and (await r.json()) == {"accepted": 2}
     assert await queued(runtime) == 2
+
+
+async def test_ingest_tells_a_stranger_from_a_known_caller_without_the_right(ingest, runtime):
+    assert (await ingest.post(INGEST, data=jsonl(line()))).status == 401
+    forged = await ingest.post(INGEST, data=jsonl(line()), headers={"Authorization": "Bearer sc_forged"})
+    assert forged.status == 401
+    agent = await bot_token(runtime, "alice", ["*"])  # a valid token, but an agent's, not an admin's
+    r = await ingest.post(INGEST, data=jsonl(line()), headers={"Authorization": f"Bearer {agent}"})
+    assert r.status == 403 and "admin" in (await r.json())["error"]["message"]

@@ -72,3 +72,10 @@ def test_a_replay_file_with_nothing_usable_exits_non_zero(tmp_path):
     result = CliRunner().invoke(main, ["replay", str(data)], env={"SOCIALCARE_VAR_DIR": str(var)})
     assert result.exit_code == 1, result.output
     assert "no 'text' column" in result.output and '"sent": 0' in result.output
+
+
+@pytest.mark.parametrize("args", [["triage", "score", ""], ["triage", "score", "   "],
+                                  ["users", "token", "alice", "--name", "", "--scope", "mentions:read"]])
+def test_empty_input_is_a_usage_error(args):
+    result = run(args)
+    assert result.exit_code == 2 and "Usage" in result.output, result.output
