@@ -15,7 +15,7 @@ from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.exceptions import SecurityError
-from jinja2.nodes import For, Node
+from jinja2.nodes import Call, For, Getattr, Getitem, Name, Node
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 PLATFORM_LIMITS = {"x": 280, "reddit": 10_000, "discourse": 32_000}
@@ -27,9 +27,10 @@ MAX_NAME = 50
 # Bounds on the work one template may ask for: a template is saved by any agent or bot with the
 # templates scope, and it renders inside the service (nested loops over range(100000), or "x" * 10**8,
 # would stall a stage and the event loop beside it).
-MAX_RANGE = 1_000  # items of one range()
-MAX_LOOP_DEPTH = 2  # loops inside loops
+MAX_RANGE = 200  # items of one range()
+MAX_LOOP_DEPTH = 2  # loops inside loops, each over a context value or a range(): at most 40,000 steps
 MAX_PRODUCT = 20_000  # characters or items one * may make
+MAX_OUTPUT = 100_000  # characters a rendering may produce before it is cut short (X takes 280)
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -107,6 +108,11 @@ def check(body: str) -> None:
         raise TemplateRenderError(getattr(exc, "message", None) or str(exc)) from None
     if _loop_depth(tree) > MAX_LOOP_DEPTH:
         raise TemplateRenderError(f"a template may nest loops at most {MAX_LOOP_DEPTH} deep")
+    for loop in tree.find_all(For):  # not over a literal or a computed sequence ("x" * 20000)
+        it = loop.iter
+        if not (isinstance(it, (Name, Getattr, Getitem))
+                or (isinstance(it, Call) and isinstance(it.node, Name) and it.node.name == "range")):
+            raise TemplateRenderError("a template loops over a value it is given or a range(), nothing else")
 
 
 def _loop_depth(node: Node) -> int:
@@ -122,7 +128,15 @@ def render(body: str, context: dict, *, platform: str, link: str | None = None) 
         if key in ctx:  # an author with no display name is greeted as "there", never "None"
             ctx[key] = escape_user_value("" if ctx[key] is None else ctx[key], platform)
     try:
-        text = compiled(body).render(**ctx).strip()
+        parts, size = [], 0
+        for chunk in compiled(body).generate(**ctx):
+            size += len(chunk)
+            if size > MAX_OUTPUT:
+                raise TemplateRenderError(f"a template may not write more than {MAX_OUTPUT} characters")
+            parts.append(chunk)
+        text = "".join(parts).strip()
+    except TemplateRenderError:
+        raise
     except TemplateError as exc:
         raise TemplateRenderError(str(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - a template's own error (e.g. 1/0) must not kill a stage

@@ -73,6 +73,8 @@ def test_a_body_is_compiled_once_and_a_broken_one_is_refused_every_time():
     "{{ 'ab' * 20000000 }}",  # a 40 MB string
     "{{ [1] * 10**7 }}",
     "{{ 2 ** 100000 }}",
+    '{% for i in range(200) %}{% for j in range(200) %}{{ "x" * 20000 }}{% endfor %}{% endfor %}',  # 800 MB
+    '{% for c in "x" * 20000 %}{% for d in "y" * 20000 %}z{% endfor %}{% endfor %}',  # 4 x 10^8 steps
 ])
 def test_a_template_cannot_ask_for_unbounded_work(body):
     """Any agent or bot with the templates scope saves templates, and they render inside the
@@ -96,3 +98,5 @@ def test_loops_nested_too_deep_are_refused_where_a_template_is_saved_or_imported
 def test_ordinary_loops_and_an_author_without_a_name_still_render():
     body = "Hi {{ author_name }}! Steps: {% for i in range(1, 4) %}{{ i }}. {% endfor %}"
     assert render(body, {"author_name": None}, platform="x") == "Hi there! Steps: 1. 2. 3."
+    body = "{% for link in links %}{{ link }} {% endfor %}"
+    assert render(body, {"links": ["a", "b"]}, platform="x") == "a b"
