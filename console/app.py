@@ -14,6 +14,8 @@ from prometheus_client import generate_latest
 from sqlalchemy import func, select
 
 from console import login
+from console.api.common import error as json_error
+from console.api.common import query_int
 from console.auth import AUTH, Auth, principal_middleware, require
 from console.keys import DEMO_LOGIN, PRINCIPAL, RUNTIME
 from console.queries import routed_mentions
@@ -23,10 +25,6 @@ from models import ROUTE_OUTCOMES, RouteDecision
 
 HERE = Path(__file__).resolve().parent
 log = logging.getLogger("socialcare.web")
-
-
-def json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": {"status": status, "message": message}}, status=status)
 
 
 @web.middleware
@@ -79,13 +77,7 @@ MAX_OFFSET = 1_000_000  # as the OpenAPI description says; beyond it the databas
 def _limit(request: web.Request) -> tuple[int, int]:
     """``limit`` 1-500 and ``offset`` 0-MAX_OFFSET, as the OpenAPI description says: a value outside
     is refused, not quietly moved (a bot asking for 0 or 10,000 rows has a bug worth hearing of)."""
-    out = []
-    for name, default, lo, hi in (("limit", 100, 1, 500), ("offset", 0, 0, MAX_OFFSET)):
-        raw = request.query.get(name, "") or str(default)
-        if not (raw.isascii() and raw.isdigit()) or not lo <= int(raw) <= hi:
-            raise web.HTTPBadRequest(reason=f"{name} must be an integer from {lo} to {hi}")
-        out.append(int(raw))
-    return out[0], out[1]
+    return query_int(request, "limit", 100, 1, 500), query_int(request, "offset", 0, 0, MAX_OFFSET)
 
 
 @require("agent", "moderator", "marketing")

@@ -143,6 +143,11 @@ def mention_problems(m: NormalizedMention) -> list[str]:
     return problems + text_problems(m.raw, "raw")
 
 
+def in_terms_of(problems: list[str], where: str, names: dict[str, str]) -> list[str]:
+    """:func:`mention_problems` in the sender's terms: each field under its name in the payload."""
+    return [f"{where}.{names.get(field, field)}:{why}" for field, _, why in (p.partition(":") for p in problems)]
+
+
 def mention_from_dict(data: Any) -> NormalizedMention:
     """A mention from its JSON fields (as :meth:`NormalizedMention.to_dict` writes them; others are
     ignored); ValueError naming every missing or invalid field in plain words."""

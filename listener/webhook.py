@@ -38,7 +38,7 @@ from typing import Any
 from aiohttp import web
 
 from listener.customer_link import customer_claim, link_signed_customers
-from listener.ingest import mention_problems, parse_time, text_problems
+from listener.ingest import in_terms_of, mention_problems, parse_time, text_problems
 from listener.protocol import NormalizedMention
 
 log = logging.getLogger("socialcare.listener.webhook")
@@ -200,7 +200,7 @@ def to_mention(item: Any, index: int, problems: list[str],
         channel=source, event=event, edited_at=edited, raw=item,
     )
     if bad := mention_problems(mention):  # what is left: lengths the columns hold
-        problems += [f"{where}.{FIELDS.get(field, field)}:{why}" for field, _, why in (p.partition(":") for p in bad)]
+        problems += in_terms_of(bad, where, FIELDS)
         return None
     if claims is not None and (customer_ref or customer_email):
         claims.append((mention, customer_ref, customer_email))

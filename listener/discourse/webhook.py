@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from listener.discourse.normalize import post_to_mention
-from listener.ingest import mention_problems, parse_time, text_problems
+from listener.ingest import in_terms_of, mention_problems, parse_time, text_problems
 from listener.webhook import BodyTooLarge, Publish, TooDeep, json_error, loads, read_limited, signature_ok
 
 log = logging.getLogger("socialcare.listener.discourse")
@@ -85,8 +85,7 @@ def routes(settings: Any, publish: Publish) -> list[web.RouteDef]:
             return json_error(400, "invalid post", problems=problems[:20])
         mention = post_to_mention(post, base_url, event)  # type: ignore[arg-type]
         if bad := mention_problems(mention):  # what is left: lengths the columns hold
-            problems = [f"post.{FIELDS.get(field, field)}:{why}" for field, _, why in (p.partition(":") for p in bad)]
-            return json_error(400, "invalid post", problems=problems[:20])
+            return json_error(400, "invalid post", problems=in_terms_of(bad, "post", FIELDS)[:20])
         if instance := request.headers.get("X-Discourse-Instance"):
             mention.raw = {**mention.raw, "instance": instance}
         try:
