@@ -54,6 +54,7 @@ def configure_logging(settings) -> None:  # noqa: ANN001
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
-    for noisy in ("aiosqlite", "sqlalchemy.engine", "asyncio", "urllib3", "httpx"):
+    # alembic tells of each plug-in and dialect on every start; `db upgrade` says what it did itself
+    for noisy in ("aiosqlite", "sqlalchemy.engine", "asyncio", "urllib3", "httpx", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     _CONFIGURED["done"] = True

@@ -20,19 +20,23 @@ def db() -> None:
 def upgrade(settings, revision: str) -> None:  # noqa: ANN001
     """Create or migrate the database schema to REVISION (safe to run repeatedly)."""
 
-    async def go() -> str | None:
+    async def go() -> tuple[str | None, str | None]:
         database = Database.from_settings(settings)
         try:
+            before = await database.current_revision()
             await database.upgrade(revision)
-            return await database.current_revision()
+            return before, await database.current_revision()
         finally:
             await database.close()
 
     try:
-        current = asyncio.run(go())
+        before, current = asyncio.run(go())
     except Exception as exc:  # noqa: BLE001
         raise click.ClickException(f"migration failed: {type(exc).__name__}: {exc}") from exc
-    click.echo(f"database at revision {current}")
+    if before == current:
+        click.echo(f"database at revision {current} (nothing to do)")
+    else:
+        click.echo(f"database at revision {current} (was {before or 'empty'})")
 
 
 @db.command()

@@ -18,7 +18,7 @@ def triage() -> None:
 
 @triage.command()
 @click.argument("text")
-@click.option("--platform", default="x", show_default=True, help="Channel (sets length limits and PII exposure).")
+@click.option("--platform", default="x", show_default=True, help="Channel the text came from (x, reddit, discourse, ...); the scores read every channel alike.")
 @click.option("--private", is_flag=True, help="The text was sent privately (PII is then not 'exposed').")
 @click.option("--followers", type=int, default=None, help="Author reach, for the priority.")
 @click.option("--mode", type=click.Choice(["transformer", "cascade"]), default=None,
