@@ -68,12 +68,33 @@ def limit_for(platform: str) -> int:
 
 
 _TAG_SIGNS = re.compile("[@#\uff20\uff03\ufe6b\ufe5f]")
+# Where a display name stops being a name: a separator, or a word that introduces contact details
+# ("Sam · call 206-555-0177", "Dana | dana.k@example.com").
+_NAME_END = re.compile(r"\s*(?:[|·•,;:/\\()\[\]{}<>=+~]|\s[-–—]\s|\b(?:call|text|ring|dm|e-?mail|mail|tel|"
+                       r"phone|contact|whats ?app)\b)", re.IGNORECASE)
+_DIGIT_RUN = re.compile(r"\d[\d\s.()-]{3,}\d")  # five or more digits in a row: a number, not a name
+
+
+def greeting_name(value: Any) -> str:
+    """The part of a display name a reply may greet someone by: what comes before any separator and
+    any personal data, "" when no name is left. People put phone numbers and e-mail addresses in
+    their display names, and a greeting must not repeat them in public."""
+    from triage.pii import detect_pii
+
+    text = str(value)
+    spans = detect_pii(text)
+    if spans:
+        text = text[:spans[0].start]
+    text = _DIGIT_RUN.split(_NAME_END.split(text, maxsplit=1)[0], maxsplit=1)[0]
+    return text.strip() if any(ch.isalpha() for ch in text) else ""
 
 
 def escape_user_value(value: Any, platform: str) -> str:
-    """A public-supplied value made inert: no control characters, no @mention or #hashtag that
-    would ping or tag someone, Markdown/HTML escaped where the platform renders it, bounded."""
+    """A public-supplied name made inert: only its greetable part (no contact details), no control
+    characters, no @mention or #hashtag that would ping or tag someone, Markdown/HTML escaped where
+    the platform renders it, bounded."""
     text = "".join(ch for ch in str(value) if unicodedata.category(ch)[0] != "C" or ch == " ")
+    text = greeting_name(text)
     # every at and hash sign goes (the full-width ones too: X reads "＠name" and "＃tag" as well)
     text = re.sub(r"\s+", " ", _TAG_SIGNS.sub("", text)).strip()[:MAX_NAME]
     if platform in MARKDOWN_PLATFORMS:

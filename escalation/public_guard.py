@@ -73,6 +73,8 @@ async def public_reply_refusal(session: AsyncSession, mention: Mention, text: st
     if said:
         theirs = _contacts(mention.text)
         author = await session.get(Author, mention.author_id) if mention.author_id else None
+        if author is not None:  # some people put their number or address in their display name
+            theirs |= _contacts(author.display_name) | _contacts(author.handle)
         customer = await session.get(Customer, author.customer_id) if author and author.customer_id else None
         if customer is not None:
             on_file = (("email", customer.email), ("phone", customer.phone))

@@ -23,6 +23,17 @@ _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.
 _PHONE = re.compile(
     r"(?<![\w#/$€£.-])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{2,4}[\s.-])\d{3,4}[\s.-]?\d{3,4}(?![\w/.-]*\d)(?!\.\d)"
 )
+# A UK mobile or other 0-led 5+6 layout ("07700 900123"), which the groups above do not take.
+_TRUNK_PHONE = re.compile(r"(?<![\w#/$€£.-])0\d{4}[\s.-]\d{6}(?![\w/.-]*\d)(?!\.\d)")
+# A number the writer says is a phone ("call me on 555-0142", "text me 4155550142", "my number is 555
+# 0142"): local 7-digit numbers and unseparated ones, which alone read as order or reference numbers.
+_PHONE_CUE = re.compile(
+    r"(?i)\b(?:call|ring|text|phone|tel|telephone|cell|mobile|whats ?app|sms|"
+    r"(?:my|phone|mobile|cell|contact|home|work|office) (?:number|no\.?|#))"
+    r"(?:\s+(?:me|us|him|her|back|now))*(?:\s*(?:on|at|is|:|=|-)(?![a-z]))?\s*"
+    r"(?P<num>\+?\(?\d[\d\s().-]{5,20}\d)(?![\w/])"
+)
+_VERSION = re.compile(r"\d+(?:\.\d+)*\.\d(?:\.\d+)*")  # "Windows Mobile 10.0.15252.0": a one-digit dotted part
 _MORE_DIGITS_AFTER = re.compile(r"[ -]?\d")
 _MORE_DIGITS_BEFORE = re.compile(r"\d[ -]?$")
 _TRACKING_GROUPS = re.compile(r"\d{4} \d{4} \d{4}")
@@ -119,8 +130,8 @@ def _card_window(lengths: list[int], seps: list[str], i: int, j: int) -> bool:
 
 
 def _phones(text: str, taken: list[PiiSpan]) -> list[PiiSpan]:
-    out = []
-    for rx in (_INTL_PHONE, _PHONE):
+    out = _cued_phones(text, taken)
+    for rx in (_INTL_PHONE, _PHONE, _TRUNK_PHONE):
         for m in rx.finditer(text):
             digits = re.sub(r"\D", "", m.group())
             if not 10 <= len(digits) <= 15 or _overlaps(m.start(), m.end(), taken + out):
@@ -133,6 +144,21 @@ def _phones(text: str, taken: list[PiiSpan]) -> list[PiiSpan]:
             if _TRACKING_GROUPS.fullmatch(raw):
                 continue  # 4-4-4 digit groups: a parcel tracking number (FedEx), not a phone layout
             out.append(PiiSpan("phone", m.start(), m.end()))
+    return out
+
+
+def _cued_phones(text: str, taken: list[PiiSpan]) -> list[PiiSpan]:
+    """Numbers right after a word that says they are a phone number, 7 to 15 digits in any layout."""
+    out = []
+    if not any(ch.isdigit() for ch in text):
+        return out
+    for m in _PHONE_CUE.finditer(text):
+        start, end = m.span("num")
+        raw = m.group("num").rstrip(" .-(")
+        end = start + len(raw)
+        if 7 <= sum(ch.isdigit() for ch in raw) <= 15 and not _overlaps(start, end, taken + out) \
+                and not re.fullmatch(r"\d{4}-\d{2}-\d{2}.*", raw) and not _VERSION.fullmatch(raw):
+            out.append(PiiSpan("phone", start, end))
     return out
 
 

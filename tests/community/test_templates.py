@@ -46,6 +46,21 @@ def test_the_authors_name_cannot_inject_markup_mentions_or_template_code():
     assert render("Hi {{ author_name }}!", {"author_name": "\u202e\x00  "}, platform="x") == "Hi there!"
 
 
+@pytest.mark.parametrize("display_name,greeted", [
+    ("Sam · call 206-555-0177", "Sam"),
+    ("Dana | dana.k@example.com | 206-555-0166", "Dana"),
+    ("Tim tim.w@example.com", "Tim"),
+    ("Ben 07700 900123", "Ben"),
+    ("Mary (she/her)", "Mary"),
+    ("4155550142", "there"),
+    ("Anne-Marie O'Neil", "Anne-Marie O'Neil"),
+])
+def test_a_greeting_never_repeats_contact_details_people_put_in_their_display_name(display_name, greeted):
+    text = render("Hi {{ author_name }}, sorry to see you go!", {"author_name": display_name}, platform="x")
+    assert text == f"Hi {greeted}, sorry to see you go!"
+    assert not any(ch.isdigit() for ch in text) and "example" not in text
+
+
 def test_tone_variants_fall_back_to_friendly_then_the_first():
     variants = {"formal": "Hello {{ author_name }}.", "friendly": "Hey {{ author_name }}!"}
     assert render_template(variants, {"author_name": "Ana"}, platform="x", tone="formal") == "Hello Ana."

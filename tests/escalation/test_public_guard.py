@@ -78,6 +78,18 @@ async def test_the_customers_own_contact_details_stay_private_but_the_brands_may
     assert "e-mail address or phone" in await refusal(db, m, "We'll call you on (555) 010-0199 today")
 
 
+async def test_contact_details_in_the_authors_display_name_are_theirs_too(db):
+    m = await post(db, "how do I cancel my subscription?", handle="sam_k")
+    async with db.session() as s:
+        author = await s.scalar(select(Author).where(Author.handle == "sam_k"))
+        author.display_name = "Sam · call 206-555-0177 · sam.k@example.com"
+        await s.commit()
+    assert "e-mail address or phone" in await refusal(db, m, "Hi Sam · call 206-555-0177, sorry to see you go!",
+                                                      overridable=False)
+    assert "e-mail address or phone" in await refusal(db, m, "We wrote to sam.k@example.com")
+    assert await refusal(db, m, "Hi Sam, sorry to see you go! Call us on 1-800-555-0100") is None
+
+
 async def test_an_address_redacted_from_the_post_cannot_be_compared_so_any_such_address_needs_an_agent(db):
     """A post hidden for exposing an e-mail address is stored with "[email]" in its place: the value is
     gone, so a public reply giving any address could be repeating it. An agent may say it is the

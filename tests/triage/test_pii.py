@@ -85,6 +85,9 @@ def test_every_email_is_found_inside_noisy_text(user, host, tld, before, after):
     "PW: Season two drops friday",
     "order #4111111111111111 never arrived",  # Luhn-valid, but an order number after a bare '#'
     "My password isn\u2019t working and I have tried both emails",
+    "order number 4155550142 never came",  # a bare run of digits is a phone only where the writer says so
+    "app version number is 5.2.4.0 and Windows Mobile 10.0.15252.0",
+    "called 3 times about order 1234567",
 ])
 def test_no_false_positives_on_everyday_numbers(text):
     assert detect_pii(text) == []
@@ -106,6 +109,12 @@ def test_no_false_positives_on_everyday_numbers(text):
     ("my password is hunter2", "password"),
     ("code 483920", "one_time_code"),
     ("phone: 020 7946 0958.", "phone"),
+    ("nobody answers. ring me on 07700 900123 today", "phone"),  # UK mobile, 5 + 6 digits
+    ("the number to try is 07700 900123", "phone"),
+    ("call me on 555-0142", "phone"),  # a local number, said to be a phone
+    ("text me 4155550142 pls", "phone"),
+    ("my number is 555 0142", "phone"),
+    ("Sam · call 206-555-0177", "phone"),
     ("__email__ PW: edeire20021967", "password"),
     ("my card 4111.1111.1111.1111 got charged", "card_number"),
     ("cc#5555555555554444 was used in Lagos", "card_number"),
