@@ -17,7 +17,10 @@ import unicodedata
 
 from triage.protocol import PiiSpan
 
-_DIGIT_RUN = re.compile(r"(?<![\w#/.,-])\d+(?:[ -]\d+)*(?![\w/-]|[.,]\d)")
+# Digit groups as people type a card: one to three spaces, a line break, or a dash (hyphen, en or em
+# dash, underscore) with a space either side or none; a "/" may follow the number ("/exp 09/28").
+_DIGIT_RUN = re.compile(r"(?<![\w#/.,-])\d+(?:(?:[ \t\u00a0]{1,3}|\r?\n| ?[-\u2013\u2014_] ?)\d+)*"
+                        r"(?![\w\u2013\u2014-]|[.,/]\d)")
 _DIGITS = re.compile(r"\d+")
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}(?![\w-])")
 _PHONE = re.compile(

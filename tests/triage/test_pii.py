@@ -119,6 +119,12 @@ def test_no_false_positives_on_everyday_numbers(text):
     ("my card 4111.1111.1111.1111 got charged", "card_number"),
     ("cc#5555555555554444 was used in Lagos", "card_number"),
     ("Card # 4012888888881881, can you block it", "card_number"),
+    ("I paid with 4111-1111-1111-1111/exp 09/28", "card_number"),  # the expiry straight after a slash
+    ("card 5555  5555  5555  4444", "card_number"),  # double spaces
+    ("card 4111 - 1111 - 1111 - 1111", "card_number"),
+    ("card 4111\u20131111\u20131111\u20131111", "card_number"),  # en dashes
+    ("card 4111\n1111\n1111\n1111", "card_number"),  # one group per line
+    ("card 4111_1111_1111_1111", "card_number"),
 ])
 def test_each_detector(text, kind):
     assert kind in {s.type for s in detect_pii(text)}
