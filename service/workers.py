@@ -2,7 +2,10 @@
 
 Ack comes last, so a crash at any point means redelivery (at-least-once) and the idempotent
 stage makes that harmless. A failing batch is retried message by message so one poison message is
-isolated, retried up to the bus's limit and then dead-lettered with its reason.
+isolated, retried up to the bus's limit and then dead-lettered with its reason — unless the database
+or the bus has stopped answering: then the messages are not at fault, so the worker holds the batch
+and tries it again with back-off until they answer, spending none of the messages' attempts (a
+database restart must not dead-letter everything that was in flight).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from service.metrics import instrument_triager
 from service.stages.base import Outgoing, Stage
 
 log = logging.getLogger("socialcare.worker")
+OUTAGE_BACKOFF = (0.5, 30.0)  # seconds before the first retry of a held batch, and at most between two
+LEFT: list[Outgoing] = []  # a held batch left unacknowledged because the worker is stopping
 
 
 def consumer_name(stage: str, index: int = 0) -> str:
@@ -36,10 +41,12 @@ class StageWorker:
         self.linger_ms = linger_ms
         self.metrics = metrics
         self.busy = False
+        self.stop = asyncio.Event()  # set by run()'s caller; ends a wait for the database or bus
         if stage.name == "triage":  # the model's own latency, apart from the stage's database work
             instrument_triager(getattr(stage, "ctx", None), metrics)
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.stop = stop
         await self.bus.ensure_group(self.stage.name, self.stage.name)
         while not stop.is_set():
             try:
@@ -64,16 +71,52 @@ class StageWorker:
             try:
                 out = await self.stage.handle(batch)
             except Exception as exc:  # noqa: BLE001 - isolate the poison message below
-                log.warning("stage %s: batch of %d failed (%s); retrying one by one", name, len(batch),
-                            type(exc).__name__)
-                await self._one_by_one(batch)
-            else:
-                await self._publish(out)
-                await self.bus.ack(name, name, [env.id for env in batch])
-                self._count(len(batch), time.perf_counter() - started)
+                out = await self._through_outage(batch, exc)
+                if out is LEFT:  # stopping mid-outage: unacknowledged, delivered again later
+                    return len(batch)
+                if out is None:
+                    log.warning("stage %s: batch of %d failed (%s); retrying one by one", name, len(batch),
+                                type(exc).__name__)
+                    await self._one_by_one(batch)
+                    return len(batch)
+            await self._publish(out)
+            await self.bus.ack(name, name, [env.id for env in batch])
+            self._count(len(batch), time.perf_counter() - started)
         finally:
             self.busy = False
         return len(batch)
+
+    async def _unreachable(self) -> list[str]:
+        """What of the database and the bus does not answer right now."""
+        db = getattr(getattr(self.stage, "ctx", None), "db", None)
+        down = [] if db is None or await db.ping() else ["the database"]
+        return down + ([] if await self.bus.ping() else ["the bus"])
+
+    async def _through_outage(self, batch: list[Envelope], exc: BaseException) -> list[Outgoing] | None:
+        """The batch's output once the database and bus answer again, when they were what failed it;
+        None when they answer (the messages are at fault: one by one); LEFT when the worker stops."""
+        name, delay, seconds = self.stage.name, OUTAGE_BACKOFF[0], 0.0
+        while down := await self._unreachable():
+            log.warning("stage %s: %s does not answer (%s); holding a batch of %d, next try in %.1f s",
+                        name, " and ".join(down), type(exc).__name__, len(batch), delay)
+            if self.metrics:
+                self.metrics.errors.labels(name).inc()
+            try:
+                await asyncio.wait_for(self.stop.wait(), timeout=delay)
+                return LEFT
+            except TimeoutError:
+                seconds += delay
+                delay = min(delay * 2, OUTAGE_BACKOFF[1])
+            if await self._unreachable():
+                continue
+            try:
+                out = await self.stage.handle(batch)
+            except Exception as again:  # noqa: BLE001 - down again, or the messages' own fault after all
+                exc = again
+                continue
+            log.info("stage %s: back after %.0f s; the held batch of %d went through", name, seconds, len(batch))
+            return out
+        return None
 
     async def _linger(self, have: int) -> list[Envelope]:
         """Wait up to ``linger_ms`` for more messages before handling a short batch: one transaction

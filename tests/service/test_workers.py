@@ -1,0 +1,111 @@
+"""Stage workers: a poison message is dead-lettered alone, but a database that stops answering is
+waited out — the batch is held and goes through when it is back, no message loses an attempt."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+from sqlalchemy import func, select
+
+from listener.protocol import NormalizedMention
+from models import Mention
+from models.db import Database
+from service import workers
+from service.bus.memory import InProcessBus
+from service.pipeline import submit
+from service.stages.base import StageContext
+from service.stages.ingest import IngestStage
+from service.workers import StageWorker
+
+
+def mentions(n: int) -> list[NormalizedMention]:
+    return [NormalizedMention(platform="x", external_id=f"w{i}", text=f"app down again #{i}",
+                              created_at=datetime(2026, 12, 1, 10, i % 60, tzinfo=UTC)) for i in range(n)]
+
+
+async def stored(db: Database) -> int:
+    async with db.session() as s:
+        return await s.scalar(select(func.count()).select_from(Mention))
+
+
+async def admin(postgres_url: str, *statements: str) -> None:
+    dsn = postgres_url.replace("postgresql+asyncpg://", "postgresql://").rsplit("/", 1)[0] + "/postgres"
+    conn = await asyncpg.connect(dsn, timeout=5)
+    try:
+        for sql in statements:
+            await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def quick_backoff(monkeypatch):
+    monkeypatch.setattr(workers, "OUTAGE_BACKOFF", (0.05, 0.2))
+
+
+async def test_a_poison_message_is_retried_alone_and_dead_lettered_while_the_rest_go_through(sqlite_url):
+    db = Database(sqlite_url)
+    await db.upgrade()
+    bus = InProcessBus(max_deliveries=2)
+    await submit(bus, mentions(5))
+    await bus.publish("ingest", {"not": "a mention"}, key="poison")
+    worker = StageWorker(bus, IngestStage(StageContext(settings=None, db=db)), batch_size=50, block_ms=50)
+    await bus.ensure_group("ingest", "ingest")
+    while await worker.run_once():
+        pass
+    assert await stored(db) == 5
+    assert [d.key for d in await bus.dead_letters()] == ["poison"]
+    await db.close()
+
+
+async def test_a_database_outage_holds_the_batch_and_it_goes_through_when_the_database_is_back(
+        postgres_url, quick_backoff):
+    name = postgres_url.rsplit("/", 1)[1]
+    db = Database(postgres_url)
+    await db.upgrade()
+    bus = InProcessBus(max_deliveries=2)
+    await submit(bus, mentions(20))
+    worker = StageWorker(bus, IngestStage(StageContext(settings=None, db=db)), batch_size=50, block_ms=50)
+    await bus.ensure_group("ingest", "ingest")
+    await admin(postgres_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false',
+                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+    try:
+        handling = asyncio.create_task(worker.run_once())
+        await asyncio.sleep(1.5)  # many back-off rounds, far more than the messages' two attempts
+        assert not handling.done(), "the worker gave up on a batch while the database was away"
+        assert await bus.dead_letters() == []
+    finally:
+        await admin(postgres_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    assert await asyncio.wait_for(handling, 30) == 20
+    assert await stored(db) == 20
+    assert await bus.dead_letters() == []
+    assert (await bus.lag("ingest", "ingest"), await bus.pending("ingest", "ingest")) == (0, 0)
+    await bus.ensure_group("triage", "triage")
+    assert await bus.lag("triage", "triage") == 20  # and each went on, once
+    await db.close()
+
+
+async def test_stopping_during_an_outage_leaves_the_batch_unacknowledged_for_the_next_worker(
+        postgres_url, quick_backoff):
+    name = postgres_url.rsplit("/", 1)[1]
+    db = Database(postgres_url)
+    await db.upgrade()
+    bus = InProcessBus(max_deliveries=2)
+    await submit(bus, mentions(3))
+    worker = StageWorker(bus, IngestStage(StageContext(settings=None, db=db)), batch_size=50, block_ms=50)
+    await bus.ensure_group("ingest", "ingest")
+    await admin(postgres_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false',
+                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+    try:
+        handling = asyncio.create_task(worker.run_once())
+        await asyncio.sleep(0.5)
+        worker.stop.set()
+        await asyncio.wait_for(handling, 10)
+        assert await bus.pending("ingest", "ingest") == 3
+        assert await bus.dead_letters() == []
+    finally:
+        await admin(postgres_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    await db.close()
