@@ -25,7 +25,8 @@ async def routed_mentions(session: AsyncSession, *, outcome: str | None = None, 
         .join(RouteDecision, RouteDecision.mention_id == Mention.id)
         .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
         .outerjoin(Author, Author.id == Mention.author_id)
-        .order_by(TriageResult.priority.desc(), Mention.created_at.desc())
+        .order_by(TriageResult.priority.desc(), Mention.created_at.desc(), Mention.id.desc())  # a total order:
+        # pages of equal priority and time neither repeat nor skip a mention
         .limit(limit).offset(offset)
     )
     if outcome:

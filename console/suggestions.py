@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.answers import RESERVED
-from community.templates import TemplateRenderError, render
+from community.templates import TemplateRenderError, escape_user_value, render
 from models import Author, KnowledgeArticle, Mention, Reply, RouteDecision, Template, TriageResult
 
 MAX_SUGGESTIONS = 8
@@ -56,7 +56,7 @@ async def suggestions_for(session: AsyncSession, mention: Mention) -> list[Sugge
                 out.append(Suggestion("template", f"{t.name} · {tone}", text, t.name))
         for a in articles.values():
             if issue in (a.issue_types or []) and a.url:
-                greeting = f"Hi {name}, " if name else "Hi, "
+                greeting = f"Hi {escape_user_value(name, mention.platform)}, " if name else "Hi, "
                 out.append(Suggestion("article", a.title, f"{greeting}this should help: {a.title} {a.url}", a.slug))
     answer = (decision.details or {}).get("answer") if decision else None
     if answer and answer.get("kind") == "community" and answer.get("url"):

@@ -23,6 +23,7 @@ from console.queue_data import clean_filters, queue_items
 from models import (
     Author,
     Conversation,
+    KnowledgeArticle,
     Mention,
     ModerationAction,
     Reply,
@@ -106,9 +107,12 @@ async def _template_text(session: Any, name: str, tone: str | None, mention: Men
     if body is None:
         raise ApiError(422, f"template {name!r} has no tone {tone!r}")
     author = await session.get(Author, mention.author_id) if mention.author_id else None
+    article = await session.scalar(select(KnowledgeArticle).where(KnowledgeArticle.slug == tpl.article_slug)) \
+        if tpl.article_slug else None
+    link = article.url if article is not None else None  # as the bot's own answers and the console's
     try:
         return render(str(body), {"author_name": (author.display_name or author.handle) if author else "there",
-                                  "article_url": ""}, platform=mention.platform)
+                                  "article_url": link or ""}, platform=mention.platform, link=link)
     except TemplateRenderError as exc:
         raise ApiError(422, f"template {name!r} cannot render here: {str(exc)[:200]}") from None
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from sqlalchemy import select
 
 from console.api.openapi import spec
-from models import Author, Conversation, Mention, ModerationAction, Reply
+from models import Author, Conversation, KnowledgeArticle, Mention, ModerationAction, Reply
 from tests.console.conftest import add_mention, bot_token
 
 
@@ -240,3 +242,30 @@ async def test_a_bot_may_not_say_sensitive_things_in_public_but_may_in_private(a
         public = (await s.scalars(select(Reply).where(Reply.mention_id.in_([plain.id, hacked.id]),
                                                       Reply.visibility == "public"))).all()
     assert public == []
+
+
+async def test_paging_through_mentions_of_equal_priority_and_time_neither_repeats_nor_skips(app_client, runtime):
+    same = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    made = {(await add_mention(runtime, f"app down #{i}", created_at=same)).id for i in range(11)}
+    token = await bot_token(runtime, "alice", ["mentions:read"])
+    seen: list[int] = []
+    for offset in range(0, 12, 3):
+        page = await (await app_client.get(f"/api/v1/mentions?limit=3&offset={offset}", headers=bearer(token))).json()
+        seen += [m["id"] for m in page["mentions"]]
+    assert seen == sorted(made, reverse=True)  # the newest first among equals, each once
+
+
+async def test_a_bot_reply_from_a_template_carries_its_articles_link_like_the_bots_own_answers(app_client, runtime):
+    m = await add_mention(runtime, "codes never arrive", handle="ivy", issue_type="account_access")
+    async with runtime.db.session() as s:
+        s.add(KnowledgeArticle(slug="reset-password", title="Reset your password", body="Steps.",
+                               url="https://help.acme.example/articles/reset-password", issue_types=["account_access"]))
+        await s.commit()
+    token = await bot_token(runtime, "alice", ["replies:write", "templates:write"])
+    h = bearer(token)
+    created = await app_client.post("/api/v1/templates", headers=h, json={
+        "name": "codes_missing", "issue_types": ["account_access"], "article_slug": "reset-password",
+        "variants": {"friendly": "Hi {{ author_name }}, steps here: {{ article_url }}"}})
+    assert created.status == 201
+    r = await app_client.post(f"/api/v1/mentions/{m.id}/replies", headers=h, json={"template": "codes_missing"})
+    assert (await r.json())["reply"]["text"] == "Hi ivy, steps here: https://help.acme.example/articles/reset-password"
