@@ -100,7 +100,7 @@ async def conversation_page(request: web.Request) -> web.Response:
 
 
 async def _conversation(request: web.Request, *, error: str | None = None, status: int = 200,
-                        draft: str = "", override: bool = False) -> web.Response:
+                        draft: str = "", override: bool = False, confirm: bool = False) -> web.Response:
     rt = request.app[RUNTIME]
     conv_id = path_id(request)
     async with rt.db.session() as session:
@@ -118,6 +118,7 @@ async def _conversation(request: web.Request, *, error: str | None = None, statu
             ModerationAction.action == "hold", ModerationAction.status == "pending")))
     return render(request, "conversation.html", status=status, view=view, suggestions=suggestions, held=held,
                   target_id=target.id if target else None, error=error, draft=draft, override=override,
+                  confirm=confirm,
                   draft_id=uuid.uuid4().hex, claim_ttl_minutes=int(CLAIM_TTL.total_seconds() // 60))
 
 
@@ -226,7 +227,7 @@ async def reply(request: web.Request) -> web.Response:
             if newer:
                 who = ", ".join(sorted({r.sent_by.split(":", 1)[-1] for r in newer}))
                 await session.rollback()
-                return await _conversation(request, status=409, draft=text,
+                return await _conversation(request, status=409, draft=text, confirm=True,
                                                error=f"{who} replied while you were writing. Read it, then send again "
                                                      "if yours is still needed.")
         mention = await session.get(Mention, mention_id) if 0 < mention_id < 2**62 else None

@@ -3,8 +3,10 @@
 The service's own public replies are fixed or templated (the secure-link notice, answers, status
 replies) and carry no customer detail. Replies written by agents in the console or by bots through
 the API are free text, so they are checked here: a card number, IBAN, national ID, password or
-one-time code never goes out in public; nor does the customer's own e-mail address or phone number
-(the brand's contact address may); nor does anything at all, in public, on a matter handled in a
+one-time code never goes out in public; nor does the customer's own e-mail address or phone number;
+an address or number the brand's templates and articles do not give needs an agent's word that it
+is the brand's (it may be another customer's: bots cannot give it); nor does anything at all, in
+public, on a matter handled in a
 private channel (security or fraud, or a customer whose case is open) — there the public side is
 only the detail-free notice, and the conversation goes on in private. Triage can be wrong about
 the last one, so an agent may override it (recorded in the audit log); personal data, never.
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import Author, Case, Customer, Mention, RouteDecision, TriageResult
+from models import Author, Case, Customer, KnowledgeArticle, Mention, RouteDecision, Template, TriageResult
 from triage.pii import detect_pii
 
 NEVER_PUBLIC = {"card_number": "card number", "iban": "IBAN", "national_id": "national ID", "password": "password",
@@ -41,6 +43,13 @@ def _contacts(text: str | None) -> set[str]:
     if not text:
         return set()
     return {_contact_key(s.type, text[s.start:s.end]) for s in detect_pii(text) if s.type in CONTACT}
+
+
+async def brand_contacts(session: AsyncSession) -> set[str]:
+    """The e-mail addresses and phone numbers the brand gives in its templates and articles."""
+    bodies = [str(v) for variants in await session.scalars(select(Template.variants)) for v in (variants or {}).values()]
+    bodies += list(await session.scalars(select(KnowledgeArticle.body)))
+    return set().union(*(_contacts(b) for b in bodies))
 
 
 async def private_matter(session: AsyncSession, mention: Mention) -> bool:
@@ -82,13 +91,10 @@ async def public_reply_refusal(session: AsyncSession, mention: Mention, text: st
         if said & theirs:
             return Refusal("a public reply may not repeat the customer's e-mail address or phone number: "
                            "send it privately", overridable=False)
-        # The post's own address was redacted from the stored text (it is no longer known, so it cannot
-        # be compared): an address of the same kind in the reply may be it. An agent may confirm it
-        # is the brand's own (audited).
-        erased = {kind for kind in CONTACT if f"[{kind}]" in (mention.text or "")}
-        if erased & {s.type for s in spans if s.type in CONTACT}:
-            return Refusal("the customer's post held an e-mail address or phone number that was redacted: a "
-                           "public reply may not give one unless it is the brand's own", overridable=True)
+        if said - await brand_contacts(session):  # someone's: another customer's, or one redacted from the post
+            return Refusal("a public reply may give only the e-mail addresses and phone numbers the brand's "
+                           "templates and articles give: confirm this one is the brand's own",
+                           overridable=True)
     if await private_matter(session, mention):
         return Refusal("this is handled in a private channel (security or fraud, or the customer's open case): "
                        "reply privately; the detail-free notice is the only public reply there", overridable=True)

@@ -150,7 +150,9 @@ async def test_an_agent_may_overrule_triage_on_a_false_alarm_but_never_on_person
     assert r.status == 302
     leak = {**form, "draft_id": "f00d", "text": "Your card 4111 1111 1111 1111 is fine"}
     r = await app_client.post(f"/conversations/{cid}/reply", data=leak, allow_redirects=False)
-    assert r.status == 422 and 'name="public_anyway"' not in await r.text()
+    page = await r.text()
+    assert r.status == 422 and 'name="public_anyway"' not in page
+    assert 'name="confirm"' not in page  # no "Send anyway" that would only be refused again
     async with runtime.db.session() as s:
         rows = (await s.scalars(select(Reply).where(Reply.conversation_id == cid))).all()
         audit = (await s.scalars(select(AuditEvent).where(AuditEvent.action == "reply.public_override"))).all()

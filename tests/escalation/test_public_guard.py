@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from escalation.cases import open_or_join, resolve
 from escalation.public_guard import public_reply_refusal
-from models import Author, Customer, Mention, RouteDecision, TriageResult
+from models import Author, Customer, KnowledgeArticle, Mention, RouteDecision, Template, TriageResult
 from models.base import utcnow
 from models.db import Database
 
@@ -51,6 +51,14 @@ async def post(db: Database, text: str, *, sensitivity: str = "none", outcome: s
         return m.id
 
 
+async def brand_gives(db: Database, *bodies: str) -> None:
+    """The brand's own contact details, as its templates give them."""
+    async with db.session() as s:
+        for i, body in enumerate(bodies):
+            s.add(Template(name=f"contact_{i}", variants={"friendly": body}, issue_types=[]))
+        await s.commit()
+
+
 async def refusal(db: Database, mention_id: int, text: str, *, overridable: bool | None = None) -> str | None:
     """The reason, checking on the way whether an agent may override it."""
     async with db.session() as s:
@@ -71,6 +79,7 @@ async def test_secrets_never_go_out_in_public(db):
 async def test_the_customers_own_contact_details_stay_private_but_the_brands_may_be_given(db):
     maria = Customer(external_ref="C-9", name="Maria", email="maria.lopez@example.com", phone="+1 555 010 0199")
     m = await post(db, "my invoice went to maria.l@example.org, can you check?", handle="maria", customer=maria)
+    await brand_gives(db, "Write to billing@acme.example and we'll sort it out")
     assert await refusal(db, m, "Write to billing@acme.example and we'll sort it out") is None
     assert "e-mail address or phone" in await refusal(db, m, "We resent it to maria.l@example.org",
                                                       overridable=False)
@@ -87,18 +96,33 @@ async def test_contact_details_in_the_authors_display_name_are_theirs_too(db):
     assert "e-mail address or phone" in await refusal(db, m, "Hi Sam · call 206-555-0177, sorry to see you go!",
                                                       overridable=False)
     assert "e-mail address or phone" in await refusal(db, m, "We wrote to sam.k@example.com")
+    await brand_gives(db, "Call us on 1-800-555-0100")
     assert await refusal(db, m, "Hi Sam, sorry to see you go! Call us on 1-800-555-0100") is None
 
 
 async def test_an_address_redacted_from_the_post_cannot_be_compared_so_any_such_address_needs_an_agent(db):
     """A post hidden for exposing an e-mail address is stored with "[email]" in its place: the value is
     gone, so a public reply giving any address could be repeating it. An agent may say it is the
-    brand's own (the override is audited); a phone number was never redacted there, so it is free."""
+    brand's own (the override is audited)."""
     m = await post(db, "email me at [email] about my order please")
-    assert "redacted" in await refusal(db, m, "Hi! We will email you at jane.doe@example.com shortly",
-                                       overridable=True)
+    assert "brand's own" in await refusal(db, m, "Hi! We will email you at jane.doe@example.com shortly",
+                                          overridable=True)
+    await brand_gives(db, "Call us on 0161 496 0000 and we'll sort it out")
     assert await refusal(db, m, "Call us on 0161 496 0000 and we'll sort it out") is None
     assert await refusal(db, m, "Thanks, we've sent it over") is None
+
+
+async def test_another_customers_address_needs_an_agents_word_and_a_bot_cannot_give_it(db):
+    """The address of the author of another post (here a security report) is neither this author's
+    nor the brand's: only an agent may say it is the brand's after all."""
+    await post(db, "my account was taken over, write to qa.victim@example.com", sensitivity="security",
+               handle="victim")
+    m = await post(db, "where do I send my receipt?", handle="other")
+    assert "brand's own" in await refusal(db, m, "We'll mail qa.victim@example.com about it", overridable=True)
+    async with db.session() as s:
+        s.add(KnowledgeArticle(slug="receipts", title="Receipts", body="Mail receipts to receipts@acme.example."))
+        await s.commit()
+    assert await refusal(db, m, "Send it to RECEIPTS@acme.example please") is None
 
 
 async def test_a_matter_handled_privately_gets_no_public_reply_until_its_case_is_resolved(db):
