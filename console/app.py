@@ -160,6 +160,8 @@ def create_app(runtime: Any, demo_login: tuple[str, str] | None = None) -> web.A
     events.install(app)  # the care team's console, bot API, digest and metrics (issue 7)
     webhooks_out.install(app)
     digest_schedule.install(app)
+    from service import retention  # the daily purge, when SOCIALCARE_RETENTION_DAYS is set
+    retention.install(app)
     app.router.add_routes(queue.routes())
     app.router.add_routes(api.routes())
     app.router.add_routes(admin.routes())

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from console.queries import public_text
 from models import Incident, IncidentMention, Mention, RouteDecision, TriageResult
+from service.privacy import erased
 from triage import redact
 from triage.protocol import SENTIMENT_LABELS
 
@@ -142,10 +143,12 @@ async def compute(session: AsyncSession, period: str, end: datetime | None = Non
                 for k, n in ic.most_common()]
 
     tc, tp = Counter(), Counter()
-    for m, t in cur:
-        tc.update(set(terms(safe_text(m, t))))
+    for m, t in cur:  # an erased post is counted, but has no words
+        if not erased(m):
+            tc.update(set(terms(safe_text(m, t))))
     for m, t in prev:
-        tp.update(set(terms(safe_text(m, t))))
+        if not erased(m):
+            tp.update(set(terms(safe_text(m, t))))
     d.top_terms = tc.most_common(15)
     scale = (d.total / d.prev_total) if d.prev_total else 1.0
     emerging = [(term, n, tp[term]) for term, n in tc.items() if n >= 3 and n >= 2 * (tp[term] * scale + 1)]

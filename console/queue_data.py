@@ -31,6 +31,7 @@ from models import (
 )
 from models.base import utcnow
 from service.audit import record
+from service.privacy import not_erased
 
 FIRST_RESPONSE_TARGET = timedelta(hours=1)  # the service-level target for a first human answer
 CLAIM_TTL = timedelta(minutes=15)  # a claim left idle this long may be taken by someone else
@@ -103,7 +104,7 @@ async def queue_items(session: AsyncSession, filters: dict[str, str] | None = No
         .join(RouteDecision, RouteDecision.mention_id == Mention.id)
         .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
         .outerjoin(Author, Author.id == Mention.author_id)
-        .where(Conversation.status == "open",
+        .where(Conversation.status == "open", not_erased(),  # an erased post leaves the queue
                or_(RouteDecision.outcome == "agent_queue", Mention.id.in_(suggested)))
         .order_by(Mention.created_at.desc())
         .limit(limit * 5)

@@ -21,6 +21,7 @@ from listener.text import clean_text, content_key
 from models import Author, Conversation, Mention, SocialIdentity
 from models.base import utcnow
 from models.bulk import IDS, Record, insert_rows, pair_params, pairs_in, update_rows
+from models.mentions import ERASED_TEXT
 
 Outcome = Literal["new", "edited", "deleted", "duplicate"]
 KEY = {"mentions": ("platform", "external_id"), "authors": ("platform", "author_key"),  # unique: ids read back
@@ -186,7 +187,8 @@ async def ingest_batch(session: AsyncSession, batch: list[NormalizedMention]) ->
     pairs = {(m.platform, m.external_id) for m in batch}
     existing = {key: Record.of(r) for r in await session.execute(STORED, pair_params(pairs))
                 if (key := (r.platform, r.external_id)) in pairs}
-    authors = await _authors(session, batch)
+    # a redelivered copy of an erased post (service.privacy) brings back neither its text nor its author
+    authors = await _authors(session, [m for m in batch if not _erased(existing.get((m.platform, m.external_id)))])
     conversations = await _conversations(session, batch)
     new: list[tuple[Record, Record]] = []  # (mention, its thread)
     results: list[Ingested] = []
@@ -203,7 +205,9 @@ async def ingest_batch(session: AsyncSession, batch: list[NormalizedMention]) ->
         text, truncated = clean_text(m.text)
         raw = _raw(m, truncated)
         if row is not None:
-            if m.edited_at and (row.edited_at is None or utc(m.edited_at) > row.edited_at) and text != row.text:
+            if _erased(row):
+                results.append(Ingested(row.id, "duplicate"))
+            elif m.edited_at and (row.edited_at is None or utc(m.edited_at) > row.edited_at) and text != row.text:
                 # the version now shown (an X edit has its own id)
                 row.set(text=text, edited_at=m.edited_at, content_hash=content_key(text), raw=raw, url=m.url or row.url)
                 results.append(Ingested(row.id, "edited"))
@@ -233,6 +237,10 @@ async def ingest_batch(session: AsyncSession, batch: list[NormalizedMention]) ->
     await update_rows(session, Mention, ((r.id, r.changes) for r in existing.values() if r.changes))
     return [Ingested(r.mention_id or existing[(m.platform, m.external_id)].id, r.outcome)
             for r, m in zip(results, batch)]
+
+
+def _erased(row: Record | None) -> bool:
+    return row is not None and bool(row.deleted) and row.text == ERASED_TEXT
 
 
 def _raw(m: NormalizedMention, truncated: bool) -> dict:

@@ -10,6 +10,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, IdMixin, utcnow
 
+# The text of a post whose content was erased (a person's erasure request or the retention purge,
+# ``service.privacy``); such a post is also ``deleted``: no stage, queue or answer uses it again.
+ERASED_TEXT = "[erased]"
+
 
 class Conversation(IdMixin, Base):
     """A thread. It starts on one platform and may span channels (a case moves it to a DM)."""

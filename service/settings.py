@@ -169,6 +169,9 @@ class Settings(BaseSettings):
     incident_broadcast_per_minute: int = Field(60, ge=1)  # status replies per channel per minute; the rest wait
     moderation_rules_path: Path | None = None  # None: the bundled service/demo/moderation_rules.yaml
 
+    # --- privacy (service/privacy.py) ----------------------------------------------------------
+    retention_days: int | None = Field(None, ge=1)  # None: keep everything; else a daily purge of older content
+
     @field_validator("x_stream_rules", "reddit_subreddits", "reddit_keywords", "bot_dry_run_channels",
                      "community_channels", mode="before")
     @classmethod

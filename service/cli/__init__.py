@@ -58,6 +58,7 @@ def _register() -> None:
         db_cmd,
         deadletter_cmd,
         digest_cmd,
+        privacy_cmd,
         replay_cmd,
         run_cmd,
         triage_cmd,
@@ -76,6 +77,7 @@ def _register() -> None:
     main.add_command(deadletter_cmd.deadletter)
     main.add_command(users_cmd.users)
     main.add_command(digest_cmd.digest)
+    main.add_command(privacy_cmd.privacy)
     for group in (community_cmd.kb, community_cmd.rules, community_cmd.incidents):
         main.add_command(group)
 

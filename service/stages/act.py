@@ -34,6 +34,7 @@ from models.bulk import IDS, Columns, add_rows, records, update_rows
 from service.audit import record
 from service.bus import Envelope
 from service.dispatch import Dispatcher, pending_replies
+from service.privacy import respect_erasure
 from service.stages.base import Outgoing, StageContext
 
 COMMUNITY_TEXT = "Hi {{ author_name }}, the community has answered this one: {{ article_url }}"
@@ -148,6 +149,8 @@ class ActStage:
             await session.execute(DRY_RUN, {"ids": [m.id for _, m, _ in rows], "platforms": dry})
         await update_rows(session, RouteDecision, ((d.id, d.changes) for d, _, _ in rows))  # the bot's notes
         await session.execute(ACTED, {"ids": [d.id for d, _, _ in rows], "now": utcnow()})
+        await session.flush()
+        await respect_erasure(session, [m.id for _, m, _ in rows])  # erased since read: nothing goes out
         await session.commit()
 
     # --- texts -------------------------------------------------------------------------------

@@ -27,10 +27,11 @@ from community.moderation import author_removals
 from community.routing import HIGH_TOUCH, LOW_TOUCH, ROUTER_VERSION, OpenCase, RouteInput, decide
 from community.rules import BUNDLED_RULES, RuleError, Subject, evaluate, load_rules
 from escalation.cases import open_cases_by_author
-from models import Author, Mention, Reply, RouteDecision, TriageResult
+from models import Author, CommunityAnswer, Mention, Reply, RouteDecision, TriageResult
 from models.base import json_array, utcnow
 from models.bulk import IDS, Columns, Record, add_rows, records
 from service.bus import Envelope
+from service.privacy import erased, respect_erasure
 from service.stages.base import Outgoing, StageContext, trace
 
 log = logging.getLogger("socialcare.route")
@@ -149,8 +150,8 @@ class RouteStage:
                 await asyncio.to_thread(self.answers.prepare)  # a changed index is re-embedded off the loop
                 self._refreshed = time.monotonic()
             done = dict((await session.execute(DECIDED, {"ids": ids})).all())
-            rows = [records(r, MENTION, TRIAGE, AUTHOR) for r in await session.execute(
-                TO_ROUTE, {"ids": [i for i in ids if i not in done]})]
+            rows = [rec for r in await session.execute(TO_ROUTE, {"ids": [i for i in ids if i not in done]})
+                    if not erased((rec := records(r, MENTION, TRIAGE, AUTHOR))[0])]  # erased: nothing to route
             out: list[tuple[int, str]] = list(done.items())
             if not rows:
                 return out
@@ -220,6 +221,9 @@ class RouteStage:
                                       confidence=d.confidence, details=d.details, router_version=ROUTER_VERSION))
                 out.append((mention.id, d.outcome))
             await add_rows(session, RouteDecision, decisions)
+            # a post erased since it was read: what was written about it (and copies of it) erased again
+            gone = await respect_erasure(session, [m.id for m, _, _ in rows] + await _questions(session, accepted))
+            out = [(mid, outcome) for mid, outcome in out if mid not in gone]
             await session.commit()
         if self.ctx.events and out:
             self.ctx.events("routed", [mid for mid, _ in out])
@@ -248,6 +252,14 @@ class RouteStage:
             pii_types=frozenset(p.get("type") for p in pii or [] if isinstance(p, dict)),
             account_age_days=age, followers=a.followers if a else None,
             removals=removals.get(m.author_id, 0) if m.author_id else 0)
+
+
+async def _questions(session, accepted: set[int]) -> list[int]:  # noqa: ANN001
+    """The questions of the community answers harvested in this batch (their copies quote them)."""
+    if not accepted:
+        return []
+    return [q for q in await session.scalars(select(CommunityAnswer.question_mention_id).where(
+        CommunityAnswer.answer_mention_id.in_(accepted))) if q]
 
 
 def _open_case(cases: dict[int, tuple[int | None, str, int | None]], m: Record) -> OpenCase | None:

@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from models import Author, Mention, TriageResult
 from models.bulk import IDS, add_rows, update_rows
 from service.bus import Envelope
+from service.privacy import respect_erasure
 from service.stages.base import Outgoing, StageContext, trace
 from triage.protocol import TriageInput, TriageOutput
 
@@ -61,6 +62,7 @@ class TriageStage:
                             fresh.append(values)
                     await add_rows(session, TriageResult, fresh)  # one statement per batch, not per row
                     await update_rows(session, TriageResult, rescored)
+                    erased = await respect_erasure(session, todo)  # erased while it was being scored
                     await session.commit()
                 break
             except IntegrityError:
@@ -69,4 +71,5 @@ class TriageStage:
         first = {}
         for env in batch:
             first.setdefault(env.payload["mention_id"], env)
-        return [Outgoing("route", f"m:{i}", {"mention_id": i, **trace(first[i].payload)}) for i in todo]
+        return [Outgoing("route", f"m:{i}", {"mention_id": i, **trace(first[i].payload)}) for i in todo
+                if i not in erased]

@@ -1,0 +1,434 @@
+"""Personal data out of the database: one person's erasure on request (GDPR art. 17, CCPA deletion)
+and the building blocks of the retention purge (:mod:`service.retention`).
+
+An erased post keeps its row, ids, platform, external id, times, thread and triage labels, so ingest
+still recognises a redelivered copy and the digests' counts stay right; it loses its text (replaced
+by ``ERASED_TEXT``), URL, raw payload and content hash, and is marked ``deleted``: triage skips it,
+routing drops it, digests leave it out of notable posts and terms, the agent queue and the
+accepted community answers no longer offer it. Where each table stands (every model in models/):
+
+* mentions, triage_results (explanations, PII spans, priority reasons quote the words; the labels,
+  scores and probabilities stay), route_decisions (the reason and a candidate's ``reason`` name
+  the words the post shares with an answer), replies (may greet the person by name; an unsent one
+  is withdrawn as ``deleted`` so nothing goes out), moderation_actions (a moderator's reason, a
+  platform's error), community_answers (copies of the post), case_messages, audit_events' free-text
+  ``reason`` about the person's posts, cases and customer record, webhook_deliveries' payloads:
+  erased. authors: anonymised (``ERASED_KEY`` keys never match a real author). social_identities:
+  deleted. customers: erased with ``--customer`` (the plan, not identifying, stays). cases, conversations, customer_sessions: their
+  customer link cleared; secure links and sessions revoked.
+* Nothing personal, so kept: incident_mentions (ids), incidents and incident_updates (the
+  detector's and agents' words about an outage), conversations' thread key (platform ids) and tags
+  (the team's labels), sla_breaches, rate_counters, connector_cursors, knowledge_articles,
+  templates, users, api_tokens, webhook_subscriptions, digest_schedules (staff and brand data);
+  audit_events' ``details`` (ids, kinds, rule names, counts: see every ``service.audit.record``).
+
+The functions work in the caller's transaction (:func:`erase` opens its own) and count what they
+changed, so a second run changes and reports nothing. A stage that read a post just before it was erased re-applies the
+erasure to what it wrote before committing (:func:`respect_erasure`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, delete, func, not_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from listener.text import content_key
+from models import (
+    AuditEvent,
+    Author,
+    Case,
+    CaseMessage,
+    CommunityAnswer,
+    Conversation,
+    Customer,
+    CustomerSession,
+    Mention,
+    ModerationAction,
+    Reply,
+    RouteDecision,
+    SecureLink,
+    SocialIdentity,
+    TriageResult,
+)
+from models.base import utcnow
+from models.bulk import IDS, update_rows
+from models.console import WebhookDelivery
+from models.mentions import ERASED_TEXT
+from service.audit import record
+
+log = logging.getLogger("socialcare.privacy")
+ERASED_KEY = "erased:"  # an anonymised author's key: no connector writes one (ids, "@handle")
+ERASED_HASH = content_key(ERASED_TEXT)
+CHUNK = 500  # ids per statement and, in the purge, rows per transaction
+UNSENT = ("pending", "queued", "suggested")  # replies withdrawn (``deleted``) rather than sent erased
+SCORE_KEPT = ("label", "score", "model", "version", "probabilities")
+TRIAGE_KEPT = ("pii_exposed", "language", "priority", "escalate")
+MODERATION_KEPT = ("notify", "label", "decision", "by", "acknowledged_by")  # staff and rule names
+
+_M = Mention.__table__.c
+ERASED_IDS = select(_M.id).where(_M.id.in_(IDS), _M.deleted.is_(True), _M.text == ERASED_TEXT)  # built once
+
+
+def erased(mention: Any) -> bool:
+    """Was this post (a row, an ORM object or a Record with ``deleted`` and ``text``) erased?"""
+    return bool(mention.deleted) and mention.text == ERASED_TEXT
+
+
+def not_erased() -> Any:
+    """SQL: a post whose content is still there."""
+    return or_(Mention.deleted.is_(False), Mention.text != ERASED_TEXT)
+
+
+class UnknownSubject(LookupError):
+    """Nothing on record for the person named."""
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Whose data to erase: a platform account by handle or user id, or a customer record."""
+
+    platform: str | None = None
+    handle: str | None = None
+    user_id: str | None = None
+    customer_id: int | None = None
+
+    @property
+    def handle_key(self) -> str | None:
+        return self.handle.strip().lstrip("@").lower() if self.handle else None
+
+
+@dataclass
+class Found:
+    """What belongs to the subject: internal ids, and the values to keep out of the audit log."""
+
+    author_ids: set[int] = field(default_factory=set)
+    customer_ids: set[int] = field(default_factory=set)  # linked to the authors (cleared from links)
+    identity_ids: set[int] = field(default_factory=set)
+    customer: Customer | None = None  # with --customer: the record itself is erased
+    values: set[str] = field(default_factory=set)  # handles, ids, names: kept out of the audit log
+    keys: set[str] = field(default_factory=set)  # keyed hashes of the subject's handles and ids
+    erased_before: bool = False
+
+
+# --- small pure helpers -------------------------------------------------------------------------
+def chunks(ids: Iterable[int], size: int = CHUNK) -> Iterable[list[int]]:
+    ids = sorted(set(ids))
+    for i in range(0, len(ids), size):
+        yield ids[i:i + size]
+
+
+def scrub_scores(scores: dict | None) -> dict:
+    """A triage document without what quotes the post: labels, scores, probabilities and the
+    priority stay; explanations, PII spans and the priority's reasons go."""
+    out: dict[str, Any] = {}
+    for key, value in (scores or {}).items():
+        if isinstance(value, dict) and "label" in value:
+            out[key] = {k: value[k] for k in SCORE_KEPT if k in value} | {"explanation": []}
+        elif key in TRIAGE_KEPT:
+            out[key] = value
+    return out | {"pii": [], "priority_explanation": []}
+
+
+def without_reasons(value: Any) -> Any:
+    """A decision's details without any ``reason`` (a candidate's names the shared words)."""
+    if isinstance(value, dict):
+        return {k: without_reasons(v) for k, v in value.items() if k != "reason"}
+    if isinstance(value, list):
+        return [without_reasons(v) for v in value]
+    return value
+
+
+def subject_key(secret: str, platform: str, kind: str, value: str) -> str:
+    """A keyed hash of one handle or user id, so a repeated request is recognised without keeping
+    the value (unreadable without the service's secret key)."""
+    return hmac.new(secret.encode(), f"{platform}\n{kind}\n{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def without(text: str, values: Iterable[str]) -> str:
+    """``text`` with each of ``values`` (case-insensitive, with or without "@") replaced."""
+    for value in sorted({v for v in values if v and len(v) >= 2}, key=len, reverse=True):
+        text = re.sub(rf"@?{re.escape(value)}", "[subject]", text, flags=re.IGNORECASE)
+    return text
+
+
+async def rewrite(session: AsyncSession, model: Any, where: Any, columns: Sequence[Any],
+                   change: Callable[[Any], dict[str, Any]]) -> int:
+    """Read ``columns`` of the rows matching ``where``, UPDATE those ``change`` alters (by id, only
+    the columns that differ); returns how many changed."""
+    changes = []
+    for row in await session.execute(select(model.id, *columns).where(where)):
+        new = {k: v for k, v in change(row).items() if getattr(row, k) != v}
+        if new:
+            changes.append((row.id, new))
+    await update_rows(session, model, changes)
+    return len(changes)
+
+
+# --- posts ----------------------------------------------------------------------------------------
+def _reply_change(r: Any) -> dict[str, Any]:
+    return {"text": ERASED_TEXT, "error": None, **({"status": "deleted"} if r.status in UNSENT else {})}
+
+
+def _moderation_change(a: Any) -> dict[str, Any]:
+    details = {k: v for k, v in (a.details or {}).items() if k in MODERATION_KEPT}
+    status = a.status
+    if status == "pending":  # a hold: off the moderation queue
+        status, details = "reviewed", {**details, "decision": "erased"}
+    elif status == "alert":
+        status, details = "acknowledged", {**details, "acknowledged_by": "privacy"}
+    return {"reason": ERASED_TEXT, "details": details, "status": status}
+
+
+async def erase_posts(session: AsyncSession, mention_ids: Iterable[int], counts: Counter, *,
+                      audit: bool = True) -> None:
+    """Erase the content of these posts and of everything that copies or quotes it (see the module
+    docstring); ``audit``: also the free-text reasons of audit events about them."""
+    for ids in chunks(mention_ids):
+        counts["posts"] += (await session.execute(
+            update(Mention).where(Mention.id.in_(ids), not_erased()).values(
+                text=ERASED_TEXT, url=None, raw={}, content_hash=ERASED_HASH, deleted=True))).rowcount
+        counts["triage_results"] += await rewrite(
+            session, TriageResult, TriageResult.mention_id.in_(ids), [TriageResult.scores],
+            lambda t: {"scores": scrub_scores(t.scores)})
+        counts["route_decisions"] += await rewrite(
+            session, RouteDecision, RouteDecision.mention_id.in_(ids), [RouteDecision.reason, RouteDecision.details],
+            lambda d: {"reason": ERASED_TEXT, "details": without_reasons(d.details or {})})
+        counts["replies"] += await rewrite(
+            session, Reply, Reply.mention_id.in_(ids), [Reply.text, Reply.error, Reply.status], _reply_change)
+        counts["moderation_actions"] += await rewrite(
+            session, ModerationAction, ModerationAction.mention_id.in_(ids),
+            [ModerationAction.reason, ModerationAction.details, ModerationAction.status], _moderation_change)
+        counts["community_answers"] += await rewrite(
+            session, CommunityAnswer, or_(CommunityAnswer.answer_mention_id.in_(ids),
+                                          CommunityAnswer.question_mention_id.in_(ids)),
+            [CommunityAnswer.question, CommunityAnswer.answer, CommunityAnswer.url, CommunityAnswer.active],
+            lambda c: {"question": ERASED_TEXT, "answer": ERASED_TEXT, "url": None, "active": False})
+        counts["case_messages"] += await rewrite(
+            session, CaseMessage, CaseMessage.mention_id.in_(ids), [CaseMessage.body], lambda m: {"body": ERASED_TEXT})
+        if audit:
+            counts["audit_reasons"] += await _erase_audit_reasons(session, "mention", ids)
+
+
+async def _erase_audit_reasons(session: AsyncSession, object_type: str, ids: Iterable[Any]) -> int:
+    """The free-text reasons of audit events about these objects (the events themselves stay; an
+    erasure's own reason has the subject's values replaced already)."""
+    where = and_(AuditEvent.object_type == object_type, AuditEvent.object_id.in_([str(i) for i in ids]),
+                 AuditEvent.reason.is_not(None), AuditEvent.action.not_like("privacy.%"))
+    return await rewrite(session, AuditEvent, where, [AuditEvent.reason], lambda e: {"reason": ERASED_TEXT})
+
+
+async def respect_erasure(session: AsyncSession, mention_ids: Iterable[int]) -> set[int]:
+    """For a stage about to commit what it wrote about ``mention_ids``: the posts among them erased
+    since it read them, with the erasure applied again to what it wrote. Called after the stage's
+    writes: on SQLite its transaction then holds the write lock, on PostgreSQL the erasure's
+    ``FOR UPDATE`` and the stage's foreign-key checks order the two, so one sees the other."""
+    ids = list(set(mention_ids))
+    if not ids:
+        return set()
+    found = set(await session.scalars(ERASED_IDS, {"ids": ids}))
+    if found:
+        await erase_posts(session, found, Counter(), audit=False)
+        log.info("%d post(s) erased while in flight: what this stage wrote about them is erased too", len(found))
+    return found
+
+
+# --- cases, authors, customer ------------------------------------------------------------------
+async def erase_cases(session: AsyncSession, case_ids: Iterable[int], counts: Counter, *,
+                      audit: bool = True) -> None:
+    """Every message and reply of these cases, their customer links; unused links and sessions revoked."""
+    now = utcnow()
+    for ids in chunks(case_ids):
+        counts["case_messages"] += await rewrite(
+            session, CaseMessage, CaseMessage.case_id.in_(ids), [CaseMessage.body], lambda m: {"body": ERASED_TEXT})
+        counts["replies"] += await rewrite(
+            session, Reply, Reply.case_id.in_(ids), [Reply.text, Reply.error, Reply.status], _reply_change)
+        counts["secure_links_revoked"] += (await session.execute(update(SecureLink).where(
+            SecureLink.case_id.in_(ids), SecureLink.used_at.is_(None), SecureLink.revoked_at.is_(None))
+            .values(revoked_at=now))).rowcount
+        counts["sessions_revoked"] += (await session.execute(update(CustomerSession).where(
+            CustomerSession.case_id.in_(ids), or_(CustomerSession.revoked_at.is_(None),
+                                                  CustomerSession.customer_id.is_not(None)))
+            .values(revoked_at=func.coalesce(CustomerSession.revoked_at, now), customer_id=None))).rowcount
+        counts["case_links"] += (await session.execute(update(Case).where(
+            Case.id.in_(ids), Case.customer_id.is_not(None)).values(customer_id=None))).rowcount
+        if audit:
+            counts["audit_reasons"] += await _erase_audit_reasons(session, "case", ids)
+
+
+async def anonymise_authors(session: AsyncSession, author_ids: Iterable[int], counts: Counter) -> None:
+    """Handle, name, platform id, profile and customer link gone; a random key that no connector
+    writes, so no later post is ever matched to the row."""
+    for ids in chunks(author_ids):
+        rows = (await session.execute(select(Author.id).where(
+            Author.id.in_(ids), not_(Author.author_key.startswith(ERASED_KEY))))).scalars().all()
+        await update_rows(session, Author, [(a, {
+            "author_key": f"{ERASED_KEY}{secrets.token_hex(16)}", "handle": None, "display_name": None,
+            "platform_user_id": None, "customer_id": None, "followers": None, "account_created_at": None})
+            for a in rows])
+        counts["authors"] += len(rows)
+
+
+async def erase_customer(session: AsyncSession, customer: Customer, counts: Counter) -> None:
+    """The CRM record's identifying fields (the row stays: cases and threads point to it)."""
+    values = {"name": ERASED_TEXT, "email": None, "phone": None, "notes": None, "attributes": {},
+              "external_ref": None}
+    if any(getattr(customer, k) != v for k, v in values.items()):
+        for k, v in values.items():
+            setattr(customer, k, v)
+        counts["customers"] += 1
+    counts["audit_reasons"] += await _erase_audit_reasons(session, "customer", [customer.id])
+
+
+def delivered(key: str) -> Any:
+    """SQL: the id ``key`` (``mention_id``, ``case_id``) of the object an outgoing event is about."""
+    return WebhookDelivery.payload[("data", key)].as_integer()
+
+
+async def stub_deliveries(session: AsyncSession, where: Any, counts: Counter) -> None:
+    """Outgoing webhook deliveries matching ``where``: the payload keeps its event id and type and
+    the object's ids, marked ``erased`` (a pending one still tells the receiver, without content)."""
+    def stub(d: Any) -> dict[str, Any]:
+        body = d.payload or {}
+        inner = body.get("data") or {}
+        ids = {k: inner[k] for k in ("mention_id", "case_id") if k in inner}
+        return {"payload": {"id": body.get("id"), "type": body.get("type"), "created_at": body.get("created_at"),
+                            "data": {**ids, "erased": True}}, "last_error": None}
+
+    counts["webhook_deliveries"] += await rewrite(
+        session, WebhookDelivery, where, [WebhookDelivery.payload, WebhookDelivery.last_error], stub)
+
+
+# --- one person ----------------------------------------------------------------------------------
+async def find_subject(session: AsyncSession, subject: Subject, secret: str | None = None) -> Found:
+    """The subject's authors, identities and customer; :class:`UnknownSubject` when none is on
+    record (a subject erased before is recognised through the keyed hashes of the audit log)."""
+    found = Found()
+    if subject.customer_id is not None:
+        found.customer = await session.get(Customer, subject.customer_id)
+        if found.customer is None:
+            raise UnknownSubject(f"no customer record {subject.customer_id}")
+        c = found.customer
+        found.values |= {v for v in (c.name, c.email, c.phone, c.external_ref) if v and v != ERASED_TEXT}
+        identities = list(await session.execute(select(SocialIdentity.id, SocialIdentity.platform,
+                                                       SocialIdentity.handle_key, SocialIdentity.handle).where(
+            SocialIdentity.customer_id == c.id)))
+        found.identity_ids = {i.id for i in identities}
+        found.customer_ids = {c.id}
+        match = [Author.customer_id == c.id]
+        for i in identities:
+            if i.handle_key.startswith("id:"):
+                match.append(and_(Author.platform == i.platform, Author.platform_user_id == i.handle_key[3:]))
+            else:
+                match.append(and_(Author.platform == i.platform, _handle_is(i.handle_key)))
+            found.values |= {i.handle_key.removeprefix("id:"), i.handle or ""}
+        await _add_authors(session, found, or_(*match))
+        return found
+    platform, key, uid = subject.platform, subject.handle_key, subject.user_id
+    found.values |= {v for v in (key, uid) if v}
+    await _add_authors(session, found, and_(Author.platform == platform, _handle_is(key)) if key else
+                       and_(Author.platform == platform, or_(Author.platform_user_id == uid, Author.author_key == uid)))
+    uids = {uid} if uid else set()
+    handles = {key} if key else set()
+    for a in (await session.execute(select(Author.platform_user_id, Author.handle).where(
+            Author.id.in_(found.author_ids)))).all():
+        uids |= {a.platform_user_id} - {None}
+        handles |= {a.handle.lstrip("@").lower()} if a.handle else set()
+    if uids:  # the same account seen with and without its id
+        await _add_authors(session, found, and_(Author.platform == platform, Author.platform_user_id.in_(uids)))
+    found.identity_ids = set(await session.scalars(select(SocialIdentity.id).where(
+        SocialIdentity.platform == platform, or_(SocialIdentity.handle_key.in_(handles | {f"id:{u}" for u in uids}),
+                                                 SocialIdentity.platform_user_id.in_(uids)))))
+    found.values |= uids | handles
+    if secret:
+        found.keys = {subject_key(secret, platform, "handle", h) for h in handles} | \
+                     {subject_key(secret, platform, "id", u) for u in uids}
+    if not found.author_ids and not found.identity_ids:
+        if found.keys and await _erased_before(session, found.keys):
+            found.erased_before = True
+            return found
+        raise UnknownSubject(f"nothing on record for {'user id ' + uid if uid else '@' + (key or '')} on {platform}")
+    return found
+
+
+def _handle_is(key: str) -> Any:
+    return or_(func.lower(func.ltrim(Author.handle, "@")) == key, Author.author_key == f"@{key}")
+
+
+async def _add_authors(session: AsyncSession, found: Found, where: Any) -> None:
+    rows = (await session.execute(select(Author.id, Author.customer_id, Author.handle, Author.display_name,
+                                         Author.platform_user_id).where(where))).all()
+    found.author_ids |= {a.id for a in rows}
+    found.customer_ids |= {a.customer_id for a in rows if a.customer_id}
+    found.values |= {v for a in rows for v in (a.handle, a.display_name, a.platform_user_id) if v}
+
+
+async def _erased_before(session: AsyncSession, keys: set[str]) -> bool:
+    for details in await session.scalars(select(AuditEvent.details).where(AuditEvent.action == "privacy.erased")):
+        if keys & set((details or {}).get("subject_keys") or []):
+            return True
+    return False
+
+
+async def erase(db: Any, subject: Subject, *, actor: str, reason: str, dry_run: bool = False,
+                secret: str | None = None) -> Counter:
+    """Erase everything about one person in one transaction (rolled back with ``dry_run``: the
+    counts are what would change). Returns the counts per kind; :class:`UnknownSubject`."""
+    counts: Counter = Counter()
+    async with db.session() as session:
+        found = await find_subject(session, subject, secret)
+        # FOR UPDATE (PostgreSQL): a stage's write about one of these posts (its foreign-key check)
+        # waits for this transaction, or this one for the stage's (see respect_erasure)
+        mention_ids = list(await session.scalars(select(Mention.id).where(
+            Mention.author_id.in_(found.author_ids)).with_for_update())) if found.author_ids else []
+        case_where = [Case.author_id.in_(found.author_ids)]
+        if found.customer is not None:
+            case_where.append(Case.customer_id == found.customer.id)
+        case_ids = list(await session.scalars(select(Case.id).where(or_(*case_where))))
+        await erase_posts(session, mention_ids, counts)
+        await erase_cases(session, case_ids, counts)
+        if found.customer_ids and mention_ids:  # the threads they wrote in no longer name their customer
+            for ids in chunks(mention_ids):
+                counts["conversation_links"] += (await session.execute(update(Conversation).where(
+                    Conversation.customer_id.in_(found.customer_ids),
+                    Conversation.id.in_(select(Mention.conversation_id).where(Mention.id.in_(ids))))
+                    .values(customer_id=None))).rowcount
+        if found.customer is not None:
+            counts["conversation_links"] += (await session.execute(update(Conversation).where(
+                Conversation.customer_id == found.customer.id).values(customer_id=None))).rowcount
+            counts["sessions_revoked"] += (await session.execute(update(CustomerSession).where(
+                CustomerSession.customer_id == found.customer.id).values(
+                customer_id=None, revoked_at=func.coalesce(CustomerSession.revoked_at, utcnow())))).rowcount
+            await erase_customer(session, found.customer, counts)
+        await anonymise_authors(session, found.author_ids, counts)
+        if found.identity_ids:
+            counts["identities"] += (await session.execute(delete(SocialIdentity).where(
+                SocialIdentity.id.in_(found.identity_ids)))).rowcount
+        for ids in chunks(mention_ids):
+            await stub_deliveries(session, delivered("mention_id").in_(ids), counts)
+        for ids in chunks(case_ids):
+            await stub_deliveries(session, delivered("case_id").in_(ids), counts)
+        counts = Counter({k: v for k, v in counts.items() if v})
+        if dry_run:
+            await session.rollback()
+            return counts
+        record(session, actor, "privacy.erased", "customer" if found.customer else "author",
+               found.customer.id if found.customer else min(found.author_ids, default=None),
+               reason=without(reason, found.values), mode=_mode(subject), platform=subject.platform,
+               author_ids=sorted(found.author_ids), case_ids=sorted(case_ids), counts=dict(counts),
+               erased_before=found.erased_before, subject_keys=sorted(found.keys))
+        await session.commit()
+    return counts
+
+
+def _mode(subject: Subject) -> str:
+    return "customer" if subject.customer_id is not None else "handle" if subject.handle else "user_id"
