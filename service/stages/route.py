@@ -17,7 +17,7 @@ from collections import deque
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import and_, bindparam, case, exists, or_, select
+from sqlalchemy import and_, bindparam, case, delete, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from community.answers import AnswerIndex
@@ -30,6 +30,7 @@ from escalation.cases import open_cases_by_author
 from models import Author, CommunityAnswer, Mention, Reply, RouteDecision, TriageResult
 from models.base import json_array, utcnow
 from models.bulk import IDS, Columns, Record, add_rows, records
+from service.audit import record
 from service.bus import Envelope
 from service.privacy import erased, respect_erasure
 from service.stages.base import Outgoing, StageContext, trace
@@ -64,6 +65,13 @@ TRIAGE = Columns(_T.id, _T.sentiment, _T.sensitivity, _T.issue_type, _T.toxicity
                             _T.scores["pii"]).label("parts"))  # RULE_TASKS' probabilities, PII spans
 AUTHOR = Columns(_A.id, _A.banned, _A.followers, _A.account_created_at)
 DECIDED = select(_D.mention_id, _D.outcome).where(_D.mention_id.in_(IDS))  # built once (models.bulk)
+# Decided posts an edit may have made more sensitive: public and now exposing personal data, or now
+# to be escalated (see RouteStage._sharpened).
+SHARPENED = (select(_D.id, _D.mention_id, _D.outcome, _D.details, _T.escalate)
+             .select_from(RouteDecision.__table__.join(TriageResult.__table__, _T.mention_id == _D.mention_id)
+                          .join(Mention.__table__, _M.id == _D.mention_id))
+             .where(_D.mention_id.in_(IDS), or_(and_(_T.pii_exposed.is_(True), _M.is_public.is_(True)),
+                                                 _T.escalate.is_(True))))
 # escalations decided but not yet acted on (their case is not open yet): a follow-up joins them too;
 # one left unacted for a day (its act message dead-lettered) no longer holds the author's posts back
 PENDING_PRIVATE = (select(_M.author_id, _M.conversation_id, _D.details)
@@ -150,6 +158,9 @@ class RouteStage:
                 await asyncio.to_thread(self.answers.prepare)  # a changed index is re-embedded off the loop
                 self._refreshed = time.monotonic()
             done = dict((await session.execute(DECIDED, {"ids": ids})).all())
+            if done:  # a redelivery, or an edit: the edit may call for more care than the first decision
+                for mid in await self._sharpened(session, list(done)):
+                    del done[mid]
             rows = [rec for r in await session.execute(TO_ROUTE, {"ids": [i for i in ids if i not in done]})
                     if not erased((rec := records(r, MENTION, TRIAGE, AUTHOR))[0])]  # erased: nothing to route
             out: list[tuple[int, str]] = list(done.items())
@@ -228,6 +239,24 @@ class RouteStage:
         if self.ctx.events and out:
             self.ctx.events("routed", [mid for mid, _ in out])
         return out
+
+    @staticmethod
+    async def _sharpened(session, ids: list[int]) -> list[int]:  # noqa: ANN001
+        """Decided posts whose edit made them more sensitive than their decision allowed for: one that
+        now exposes personal data in public was not hidden and redacted, or one now to be escalated
+        was not. Their decision is dropped so they are routed again (the old outcome is kept in the
+        audit log); the stages after are idempotent, so what was already done is not done twice. An
+        edit never makes a decision less careful: the others keep theirs."""
+        again = []
+        for did, mid, outcome, details, escalate in await session.execute(SHARPENED, {"ids": ids}):
+            why = ("now escalates" if escalate and outcome != "escalate_private"
+                   else "now exposes personal data in public" if not (details or {}).get("redact") else None)
+            if why:
+                again.append((did, mid, outcome, why))
+        for did, mid, outcome, why in again:
+            await session.execute(delete(RouteDecision).where(RouteDecision.id == did))
+            record(session, "bot", "route.redecided", "mention", mid, reason=f"edited: {why}", was=outcome)
+        return [mid for _, mid, _, _ in again]
 
     @staticmethod
     async def _cases(session,  # noqa: ANN001

@@ -1,0 +1,79 @@
+"""An edit can make a post more sensitive than its first decision allowed for: a card number added to
+an answered question, a takeover told in an edit. The post is routed again — hidden, redacted, its
+author told, or escalated — and an edit never makes a decision less careful."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from listener.protocol import NormalizedMention
+from models import AuditEvent, Case, Mention, ModerationAction, RouteDecision
+from service.runtime import Runtime
+from service.seed import seed_demo
+
+FIRST = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+
+
+def post(external_id: str, text: str, *, handle: str = "nia") -> NormalizedMention:
+    return NormalizedMention(platform="x", external_id=external_id, text=text, created_at=FIRST,
+                             author_id=f"u-{handle}", author_handle=handle, author_name=handle.title())
+
+
+async def route_of(rt: Runtime, external_id: str) -> tuple[Mention, RouteDecision]:
+    async with rt.db.session() as s:
+        return (await s.execute(select(Mention, RouteDecision).join(RouteDecision, RouteDecision.mention_id == Mention.id)
+                                .where(Mention.external_id == external_id))).one()
+
+
+async def redecided(rt: Runtime) -> list[AuditEvent]:
+    async with rt.db.session() as s:
+        return list(await s.scalars(select(AuditEvent).where(AuditEvent.action == "route.redecided")))
+
+
+async def test_an_edit_that_exposes_a_card_or_tells_of_a_takeover_is_routed_again(embedded_settings, triager):
+    rt = await Runtime.open(embedded_settings, triager=triager, workers=1, with_connectors=False)
+    try:
+        await seed_demo(rt.db)
+        await rt.start()
+        question = post("9001", "@AcmeHelp how do I change my plan to the family one?")
+        praise = post("9002", "@AcmeHelp love the new playlist feature, thanks!", handle="kim")
+        await rt.submit([question, praise])
+        await rt.pipeline.wait_idle(timeout=120)
+        _, before = await route_of(rt, "9001")
+        assert before.outcome not in ("moderate", "escalate_private")
+
+        later = FIRST + timedelta(minutes=5)
+        await rt.submit([replace(question, text=question.text + " my card 4111 1111 1111 1111 keeps failing",
+                                 edited_at=later),
+                         replace(praise, text=praise.text + " really great", edited_at=later)])
+        await rt.pipeline.wait_idle(timeout=120)
+        mention, after = await route_of(rt, "9001")
+        assert after.outcome == "moderate" and after.details["redact"] is True
+        assert mention.hidden and "4111" not in mention.text and "[card_number]" in mention.text
+        async with rt.db.session() as s:
+            hides = list(await s.scalars(select(ModerationAction).where(ModerationAction.mention_id == mention.id)))
+        assert [a.action for a in hides] == ["hide"]
+        events = await redecided(rt)
+        assert [(e.object_id, e.details["was"]) for e in events] == [(str(mention.id), before.outcome)]
+        _, kept = await route_of(rt, "9002")  # an edit that asks for no more care keeps its decision
+        assert kept.outcome not in ("moderate", "escalate_private")
+
+        await rt.submit([replace(post("9003", "@AcmeHelp is the app down?", handle="ola"))])
+        await rt.pipeline.wait_idle(timeout=120)
+        await rt.submit([replace(post("9003", "@AcmeHelp is the app down? someone hacked my account and changed "
+                                              "my email, I can't log in", handle="ola"), edited_at=later)])
+        await rt.pipeline.wait_idle(timeout=120)
+        takeover, decision = await route_of(rt, "9003")
+        assert decision.outcome == "escalate_private"
+        async with rt.db.session() as s:
+            assert await s.scalar(select(Case.id).where(Case.opened_by_mention_id == takeover.id)) is not None
+
+        await rt.submit([replace(question, text=question.text + " my card 4111 1111 1111 1111 keeps failing",
+                                 edited_at=later)])  # the same edit again: a redelivery changes nothing
+        await rt.pipeline.wait_idle(timeout=120)
+        assert len(await redecided(rt)) == 2
+    finally:
+        await rt.close()
