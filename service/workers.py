@@ -24,6 +24,7 @@ from service.stages.base import Outgoing, Stage
 log = logging.getLogger("socialcare.worker")
 OUTAGE_BACKOFF = (0.5, 30.0)  # seconds before the first retry of a held batch, and at most between two
 LEFT: list[Outgoing] = []  # a held batch left unacknowledged because the worker is stopping
+TRIM_EVERY_S = 30.0  # how often a worker drops its topic's acknowledged entries (Bus.trim)
 
 
 def consumer_name(stage: str, index: int = 0) -> str:
@@ -42,6 +43,7 @@ class StageWorker:
         self.metrics = metrics
         self.busy = False
         self.stop = asyncio.Event()  # set by run()'s caller; ends a wait for the database or bus
+        self._trimmed = time.monotonic()
         if stage.name == "triage":  # the model's own latency, apart from the stage's database work
             instrument_triager(getattr(stage, "ctx", None), metrics)
 
@@ -84,7 +86,18 @@ class StageWorker:
             self._count(len(batch), time.perf_counter() - started)
         finally:
             self.busy = False
+        await self._trim()
         return len(batch)
+
+    async def _trim(self) -> None:
+        """Now and then, drop what the topic's groups have acknowledged (never fatal: next time)."""
+        if time.monotonic() - self._trimmed < TRIM_EVERY_S:
+            return
+        self._trimmed = time.monotonic()
+        try:
+            await self.bus.trim(self.stage.name)
+        except Exception as exc:  # noqa: BLE001 - trimming is housekeeping
+            log.warning("stage %s: could not trim its topic (%s)", self.stage.name, type(exc).__name__)
 
     async def _unreachable(self) -> list[str]:
         """What of the database and the bus does not answer right now."""

@@ -100,3 +100,9 @@ class Bus(ABC):
     async def ping(self) -> bool:
         """True when the backend answers (readiness)."""
         return True
+
+    async def trim(self, topic: str) -> int:
+        """Drop the entries every group of ``topic`` has acknowledged (they hold whole posts, personal
+        data included, and would otherwise stay for ever); returns how many went. A topic no group
+        reads yet is left whole: its first group reads it from the start."""
+        return 0

@@ -5,7 +5,8 @@ stage commits, XAUTOCLAIM of entries a crashed consumer left pending, and a dead
 Attempts of a delivery = the entry's ``a`` field (a failed handling re-appends a copy with ``a+1``,
 so the entries behind it never wait) + the times this entry was delivered beyond the first (to
 consumers that died before acking). A retry copy names its group (``g``); other groups of the topic
-ack and skip it, which their ``lag`` counts until they pass it. Streams are never trimmed: nothing is lost. While Redis
+ack and skip it, which their ``lag`` counts until they pass it. A stream is trimmed (:meth:`trim`) only
+below what every group has acknowledged: nothing pending or unread is lost. While Redis
 restarts, every call retries with back-off for ``retry_seconds`` and then raises
 :class:`BusUnavailable`; a lost consumer group is re-created.
 """
@@ -291,6 +292,29 @@ class RedisStreamsBus(Bus):
             return n
 
         return await self._call("lag", go)
+
+    async def trim(self, topic: str) -> int:
+        stream = self.stream(topic)
+
+        async def go(c: redis.Redis) -> int:
+            try:
+                groups = await c.xinfo_groups(stream)
+            except ResponseError:  # no stream yet
+                return 0
+            if not groups:
+                return 0
+            floors = []
+            for g in groups:  # a group still needs its oldest pending entry and all it has not read
+                summary = await c.xpending(stream, _s(g["name"]))
+                if summary["pending"]:
+                    floors.append(_entry_key(_s(summary["min"])))
+                else:
+                    ms, seq = _entry_key(_s(g["last-delivered-id"]))
+                    floors.append((ms, seq + 1))
+            ms, seq = min(floors)
+            return int(await c.xtrim(stream, minid=f"{ms}-{seq}", approximate=False))
+
+        return await self._call("trim", go)
 
     async def dead_letters(self, topic: str | None = None, limit: int = 100) -> list[DeadLetter]:
         out: list[DeadLetter] = []

@@ -109,3 +109,30 @@ async def test_stopping_during_an_outage_leaves_the_batch_unacknowledged_for_the
     finally:
         await admin(postgres_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
     await db.close()
+
+
+async def test_a_worker_drops_the_entries_its_topic_has_acknowledged(sqlite_url, redis_url, bus_prefix, monkeypatch):
+    """Ingest entries hold whole posts: once handled they do not stay in Redis for ever."""
+    import redis.asyncio as aredis
+
+    from service.bus.redis_streams import RedisStreamsBus
+
+    monkeypatch.setattr(workers, "TRIM_EVERY_S", 0.0)
+    db = Database(sqlite_url)
+    await db.upgrade()
+    bus = RedisStreamsBus(redis_url, prefix=bus_prefix, max_deliveries=2)
+    admin = aredis.Redis.from_url(redis_url)
+    try:
+        await submit(bus, mentions(7))
+        worker = StageWorker(bus, IngestStage(StageContext(settings=None, db=db)), batch_size=50, block_ms=50)
+        await bus.ensure_group("ingest", "ingest")
+        assert await worker.run_once() == 7
+        assert await stored(db) == 7
+        assert await admin.xlen(bus.stream("ingest")) == 0
+        assert await admin.xlen(bus.stream("triage")) == 7  # the next stage's topic: nobody has read it yet
+    finally:
+        for key in [k async for k in admin.scan_iter(f"{bus_prefix}:*")]:
+            await admin.delete(key)
+        await admin.aclose()
+        await bus.close()
+        await db.close()

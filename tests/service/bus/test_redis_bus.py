@@ -10,7 +10,7 @@ import redis.asyncio as aredis
 from bus_helpers import CLAIM_IDLE_MS, MAX_DELIVERIES, delete_keys
 
 from service.bus import BusUnavailable
-from service.bus.codec import CodecError
+from service.bus.codec import CodecError, decode
 from service.bus.redis_streams import RedisStreamsBus
 
 T, G = "triage", "triage"
@@ -143,7 +143,7 @@ async def test_a_consumer_group_lost_with_an_emptied_redis_is_recreated_on_read(
     assert [e.key for e in await bus.read(T, G, "c1", 10, 0)] == ["k1"]
 
 
-async def test_streams_are_named_by_prefix_and_topic_and_never_trimmed(bus, admin):
+async def test_streams_are_named_by_prefix_and_topic_and_not_trimmed_by_reading(bus, admin):
     await bus.publish_many(T, [(f"k{i}", {}) for i in range(1200)])  # more than one pipeline chunk
     assert await admin.xlen(f"{bus.prefix}:{T}") == 1200
     await bus.ensure_group(T, G)
@@ -153,6 +153,28 @@ async def test_streams_are_named_by_prefix_and_topic_and_never_trimmed(bus, admi
         await bus.ack(T, G, [e.id for e in batch])
     assert [e.key for e in got] == [f"k{i}" for i in range(1200)]
     assert await admin.xlen(f"{bus.prefix}:{T}") == 1200
+
+
+async def test_trimming_drops_only_what_every_group_acknowledged(bus, admin):
+    """Entries hold whole posts: once every group has acknowledged them they go. A pending entry
+    (its consumer may die and another claim it), an unread one, and a topic no group reads yet stay."""
+    stream = f"{bus.prefix}:{T}"
+    await bus.publish_many(T, [(f"k{i}", {"text": f"post {i}"}) for i in range(10)])
+    assert await bus.trim(T) == 0 and await admin.xlen(stream) == 10  # no group yet: its first reads all
+    await bus.ensure_group(T, G)
+    await bus.ensure_group(T, "audit")  # a second group of the same topic, behind the first
+    first = await bus.read(T, G, "c1", 6, 0)
+    await bus.ack(T, G, [e.id for e in first[:2]] + [e.id for e in first[3:]])  # k2 stays pending
+    other = await bus.read(T, "audit", "a1", 4, 0)
+    await bus.ack(T, "audit", [e.id for e in other])
+    assert await bus.trim(T) == 2  # k0, k1: acknowledged by both groups; k2 is pending in one
+    assert [decode(fields).key for _, fields in await admin.xrange(stream)] == [f"k{i}" for i in range(2, 10)]
+    assert (await bus.pending(T, G), await bus.lag(T, G), await bus.lag(T, "audit")) == (1, 4, 6)
+    await bus.ack(T, G, [first[2].id])
+    rest = await bus.read(T, "audit", "a1", 10, 0)
+    await bus.ack(T, "audit", [e.id for e in rest])
+    assert await bus.trim(T) == 4  # k2..k5; k6..k9 are still unread by the first group
+    assert [e.key for e in await bus.read(T, G, "c1", 10, 0)] == [f"k{i}" for i in range(6, 10)]
 
 
 async def test_a_stale_entries_read_counter_does_not_report_work_that_is_not_there(bus, admin):
