@@ -1,6 +1,6 @@
 """One-to-many replies of an incident: a status message to everyone affected, a "fixed" follow-up.
 
-Everyone affected means every author with a mention grouped into the incident; each gets one
+Everyone affected means every author with a report grouped into the incident; each gets one
 reply per message (to their latest mention), and no author gets status replies closer together
 than ``incident_status_interval_minutes`` — a burst of updates does not flood anybody. Mentions
 that join the incident later get the current status as they arrive (the act stage calls
@@ -22,9 +22,10 @@ from sqlalchemy import func, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from community.incidents import IS_REPORT
 from community.templates import TemplateRenderError, choose_tone, render
 from escalation.public_guard import NEVER_PUBLIC
-from models import Author, Incident, IncidentMention, IncidentUpdate, Mention, Reply, Template
+from models import Author, Incident, IncidentMention, IncidentUpdate, Mention, Reply, Template, TriageResult
 from models.base import utcnow
 from models.bulk import IDS
 from service.audit import record
@@ -46,12 +47,17 @@ class IncidentError(ValueError):
 
 
 async def affected(session: AsyncSession, incident_id: int) -> list[tuple[Mention, Author | None]]:
-    """Each affected author's latest mention in the incident (mentions without an author each
-    count alone). Hidden or deleted posts get no public reply."""
+    """Each affected author's latest report in the incident (mentions without an author each
+    count alone). Only reports of the incident's type on its channel count (:data:`IS_REPORT`,
+    :mod:`community.incidents`), whatever joined before that rule: a thank-you or a post on
+    another platform is never told "we're on it". Hidden or deleted posts get no public reply."""
     rows = (await session.execute(
         select(Mention, Author).join(IncidentMention, IncidentMention.mention_id == Mention.id)
+        .join(Incident, Incident.id == IncidentMention.incident_id)
+        .join(TriageResult, TriageResult.mention_id == Mention.id)
         .outerjoin(Author, Author.id == Mention.author_id)
-        .where(IncidentMention.incident_id == incident_id, Mention.hidden.is_(False), Mention.deleted.is_(False))
+        .where(IncidentMention.incident_id == incident_id, Mention.hidden.is_(False), Mention.deleted.is_(False),
+               Mention.platform == Incident.channel, TriageResult.issue_type == Incident.issue_type, IS_REPORT)
         .order_by(Mention.created_at))).all()
     latest: dict[Any, tuple[Mention, Author | None]] = {}
     for mention, author in rows:

@@ -8,7 +8,15 @@ the same window on each of the previous ``history_days`` days the channel was li
 the evening peak that comes every day is not an outage, and one past outage at the same hour does
 not hide the next one.
 
-While an incident is open every later mention of its type on its channel joins it.
+Only reports count and join: a post triage gives the issue type with at least
+``REPORT_CONFIDENCE`` and that is not positive (praise and thanks that merely mention offline
+mode or "the app" are not outage reports). A report joins an open incident of its type on its own
+channel (an outage seen on X is answered on X; Reddit and Discourse have their own spikes) when it
+was written within the incident's time: no earlier than one window before it opened, and no later
+than ``quiet_after`` after the incident's latest report. An incident with no report for
+``quiet_after`` goes quiet: it stays open — only an agent closes it, choosing whether everyone
+gets the "fixed" follow-up, which an automatic close could not know — but collects nothing more,
+so a post days later is answered on its own, and a new spike opens a new incident.
 """
 
 from __future__ import annotations
@@ -26,15 +34,22 @@ from models import Incident, IncidentMention, IncidentUpdate, Mention, TriageRes
 from models.bulk import IDS, add_rows
 
 INCIDENT_TYPES = ("outage", "account_access")
+REPORT_CONFIDENCE = 0.4  # the cheap head's issue-type probability a report needs (see the module doc)
 _M, _T, _IM = Mention.__table__.c, TriageResult.__table__.c, IncidentMention.__table__.c
+# a report of its issue type: sure enough and not praise or thanks (a WHERE clause, with _T joined)
+IS_REPORT = and_(_T.sentiment != "positive", _T.scores[("issue_type", "score")].as_float() >= REPORT_CONFIDENCE)
 # what every routed batch asks, built once (models.bulk)
 OPEN = (select(Incident).where(Incident.issue_type.in_(bindparam("types", expanding=True)), Incident.status == "open")
         .order_by(Incident.id.desc()))
 ATTACHED = select(_IM.mention_id).where(_IM.incident_id == bindparam("incident_id"), _IM.mention_id.in_(IDS))
+REPORTS = select(_T.mention_id).where(_T.mention_id.in_(IDS), IS_REPORT)
+LATEST_REPORT = (select(_IM.incident_id, func.max(_M.created_at))
+                 .select_from(IncidentMention.__table__.join(Mention.__table__, _M.id == _IM.mention_id))
+                 .where(_IM.incident_id.in_(IDS)).group_by(_IM.incident_id))
 EVENT_TIMES = (select(_T.issue_type, _M.platform, _M.created_at)
                .select_from(Mention.__table__.join(TriageResult.__table__, _T.mention_id == _M.id))
                .where(tuple_(_T.issue_type, _M.platform).in_(bindparam("groups", expanding=True)),
-                      _M.created_at > bindparam("low"), _M.created_at <= bindparam("high"))
+                      _M.created_at > bindparam("low"), _M.created_at <= bindparam("high"), IS_REPORT)
                .order_by(_M.created_at))
 
 
@@ -45,6 +60,7 @@ class SpikePolicy:
     factor: float = 4.0
     baseline_windows: int = 12
     history_days: int = 7
+    quiet_after: timedelta = timedelta(hours=1)  # no report for this long: the incident collects no more
 
     @classmethod
     def from_settings(cls, s: Any) -> SpikePolicy:
@@ -54,7 +70,8 @@ class SpikePolicy:
 
 
 def _of_type(issue_type: str, platform: str):  # noqa: ANN202 - a shared WHERE clause
-    return and_(TriageResult.issue_type == issue_type, Mention.platform == platform)
+    """Reports of the type on the channel (see :data:`IS_REPORT`)."""
+    return and_(TriageResult.issue_type == issue_type, Mention.platform == platform, IS_REPORT)
 
 
 async def _count(session: AsyncSession, issue_type: str, platform: str, start: datetime, end: datetime) -> int:
@@ -91,8 +108,7 @@ async def is_spike(session: AsyncSession, issue_type: str, platform: str, at: da
 
 
 async def open_incident_for(session: AsyncSession, issue_type: str, platform: str) -> Incident | None:
-    """The open incident of this type: the channel's own, else one opened on another channel (an
-    outage seen on X is the same outage when Reddit talks about it)."""
+    """The newest open incident of this type on this channel (quiet or not)."""
     return _pick(await _open_incidents(session, {issue_type}), issue_type, platform)
 
 
@@ -103,8 +119,7 @@ async def _open_incidents(session: AsyncSession, issue_types: set[str]) -> list[
 
 def _pick(incidents: list[Incident], issue_type: str, platform: str) -> Incident | None:
     """:func:`open_incident_for` among ``incidents`` (newest first)."""
-    rows = [i for i in incidents if i.issue_type == issue_type]
-    return next((i for i in rows if i.channel == platform), rows[0] if rows else None)
+    return next((i for i in incidents if i.issue_type == issue_type and i.channel == platform), None)
 
 
 async def attach_many(session: AsyncSession, incident_id: int, mention_ids: list[int]) -> None:
@@ -136,15 +151,18 @@ async def _open(session: AsyncSession, issue_type: str, platform: str, at: datet
 
 async def match_batch(session: AsyncSession, items: list[tuple[Mention, str]],
                       policy: SpikePolicy = SpikePolicy()) -> dict[int, int]:
-    """Group a batch's mentions into incidents, opening one where a spike completes.
+    """Group a batch's reports into incidents, opening one where a spike completes.
 
-    One query for the open incidents of the batch's types and one for the event times near the
-    batch of every (type, channel) without one; there the baseline is computed once per few
-    minutes of event time and each mention is checked in time order in memory. Returns mention id
-    → incident id for the mentions that belong to an incident."""
+    One query tells the reports from the rest, one reads the open incidents of the batch's types
+    and when each last had a report, one the event times near the batch of every (type, channel)
+    an active incident may not cover; there the baseline is computed once per few minutes of event
+    time and each report is checked in time order in memory. Returns mention id → incident id for
+    the mentions that belong to an incident."""
+    candidates = [(m, t) for m, t in items if t in INCIDENT_TYPES]
+    reports = set(await session.scalars(REPORTS, {"ids": [m.id for m, _ in candidates]})) if candidates else set()
     groups: dict[tuple[str, str], list[Mention]] = {}
-    for mention, issue_type in items:
-        if issue_type in INCIDENT_TYPES:
+    for mention, issue_type in candidates:
+        if mention.id in reports:
             groups.setdefault((issue_type, mention.platform), []).append(mention)
     out: dict[int, int] = {}
     if not groups:
@@ -152,43 +170,55 @@ async def match_batch(session: AsyncSession, items: list[tuple[Mention, str]],
     for mentions in groups.values():
         mentions.sort(key=lambda m: (m.created_at, m.id))
     open_now = await _open_incidents(session, {t for t, _ in groups})
-    times = await _event_times(session, {g: m for g, m in groups.items() if _pick(open_now, *g) is None}, policy)
+    latest = dict((await session.execute(LATEST_REPORT, {"ids": [i.id for i in open_now]})).all()) if open_now else {}
+    active = {g: i for g in groups if (i := _pick(open_now, *g)) is not None}
+    last = {i.id: latest.get(i.id) or i.opened_at for i in active.values()}
+    times = await _event_times(session, {g: m for g, m in groups.items() if g not in active
+                                         or m[-1].created_at > last[active[g].id] + policy.quiet_after}, policy)
+    joins: dict[int, list[int]] = {}
     for (issue_type, platform), mentions in groups.items():
-        incident = _pick(open_now, issue_type, platform)
-        start = 0
-        if incident is None:
-            times_of = times[(issue_type, platform)]
-            baselines: dict[int, tuple[float, dict]] = {}
-            step = policy.window.total_seconds() / 6
-            for i, mention in enumerate(mentions):
-                at = mention.created_at
-                count = bisect.bisect_right(times_of, at) - bisect.bisect_right(times_of, at - policy.window)
-                if count < policy.min_count:
-                    continue
-                slot = int(at.timestamp() // step)  # the baseline moves slowly: once per few minutes
-                if slot not in baselines:
-                    baselines[slot] = await expected_count(session, issue_type, platform, at, policy)
-                expected, stats = baselines[slot]
-                if count >= policy.factor * expected:
-                    incident = await _open(session, issue_type, platform, at, {"count": count, **stats}, policy)
-                    open_now.insert(0, incident)  # the newest: later channels of the type join it
-                    earlier = list(await session.scalars(
-                        select(Mention.id).join(TriageResult, TriageResult.mention_id == Mention.id)
-                        .where(_of_type(issue_type, platform), Mention.created_at > at - policy.window,
-                               Mention.created_at <= at)))
-                    await attach_many(session, incident.id, earlier)
-                    for m in mentions[:i]:
-                        if m.id in earlier:
-                            out[m.id] = incident.id
-                    start = i
-                    break
+        incident = active.get((issue_type, platform))
+        baselines: dict[int, tuple[float, dict]] = {}
+        for mention in mentions:
+            at = mention.created_at
+            if incident is not None and at > last[incident.id] + policy.quiet_after:
+                incident = None  # gone quiet: from here on a report may start a new spike
             if incident is None:
-                continue
-        rest = mentions[start:]
-        await attach_many(session, incident.id, [m.id for m in rest])
-        for m in rest:
-            out[m.id] = incident.id
+                incident = await _detect(session, issue_type, platform, at, times[(issue_type, platform)],
+                                         baselines, policy)
+                if incident is None:
+                    continue
+                last[incident.id] = at
+                earlier = set(await session.scalars(
+                    select(Mention.id).join(TriageResult, TriageResult.mention_id == Mention.id)
+                    .where(_of_type(issue_type, platform), Mention.created_at > at - policy.window,
+                           Mention.created_at <= at)))
+                joins[incident.id] = sorted(earlier)
+                out.update({m.id: incident.id for m in mentions if m.id in earlier})
+            if at <= incident.opened_at - policy.window:
+                continue  # written before the spike (a late delivery, a replay): not part of it
+            joins.setdefault(incident.id, []).append(mention.id)
+            out[mention.id] = incident.id
+            last[incident.id] = max(last[incident.id], at)
+    for incident_id, mention_ids in joins.items():
+        await attach_many(session, incident_id, mention_ids)
     return out
+
+
+async def _detect(session: AsyncSession, issue_type: str, platform: str, at: datetime,
+                  times_of: list[datetime], baselines: dict[int, tuple[float, dict]],
+                  policy: SpikePolicy) -> Incident | None:
+    """The incident a report at ``at`` opens, if the window ending there is a spike."""
+    count = bisect.bisect_right(times_of, at) - bisect.bisect_right(times_of, at - policy.window)
+    if count < policy.min_count:
+        return None
+    slot = int(at.timestamp() // (policy.window.total_seconds() / 6))  # the baseline moves slowly
+    if slot not in baselines:
+        baselines[slot] = await expected_count(session, issue_type, platform, at, policy)
+    expected, stats = baselines[slot]
+    if count < policy.factor * expected:
+        return None
+    return await _open(session, issue_type, platform, at, {"count": count, **stats}, policy)
 
 
 async def _event_times(session: AsyncSession, groups: dict[tuple[str, str], list[Mention]],

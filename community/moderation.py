@@ -2,10 +2,15 @@
 
 A ``ModerationAction`` row's status says where it stands:
 
-* ``pending`` — a post held for review; it waits in the moderation queue,
+* ``pending`` — a post held for review; it waits in the moderation queue. A hold a rule (or the
+  spam and abuse classifiers) made hides the post on its platform at once, like AutoModerator's
+  "filter": a companion ``filter`` row (``<hold key>:filter``) carries that platform action, so
+  approving shows the post again and removing leaves it down. A post reported by an agent or a
+  bot stays up while it waits (someone asked for a look, nothing was decided).
 * ``queued`` — a platform action (remove, hide, approve, lock, ban) to perform through the connector,
 * ``done`` / ``failed`` / ``dry_run`` — performed, refused, or only recorded (dry run, no connector),
-* ``recorded`` — an action with no platform counterpart (label, a lock or hold on X),
+* ``recorded`` — an action with no platform counterpart (label, a lock on X, a filter on a post
+  the platform cannot hide) or nothing left to do there (removing a post its hold already hid),
 * ``alert`` / ``acknowledged`` — a ``notify`` rule's alert for a team: open until someone in the
   console acknowledges it; each is also the outgoing webhook event ``moderation.notify``,
 * ``reviewed`` — a hold a moderator decided on (the decision is its own row).
@@ -24,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from community import harvest
 from listener.protocol import Action
 from models import Author, Mention, ModerationAction, Reply, TriageResult
+from models.base import utcnow
 from models.bulk import IDS
 from service.audit import record
 from triage.pii import redact
@@ -34,10 +40,14 @@ log = logging.getLogger("socialcare.moderation")
 PLATFORM_ACTIONS: dict[str, dict[str, str | None]] = {
     # ban: Reddit bans from the post's subreddit; Discourse suspends the user (admin API key);
     # X has no ban, so the brand account blocks the author (X Enterprise plan only, else `failed`)
-    "reddit": {"remove": "remove", "hide": "remove", "approve": "approve", "lock": "lock", "ban": "ban"},
-    "discourse": {"remove": "hide", "hide": "hide", "approve": "unhide", "lock": "lock", "ban": "ban"},
-    "x": {"remove": "hide", "hide": "hide", "approve": "unhide", "ban": "block"},  # X hides replies
+    # filter: a held post hidden until a moderator decides (Reddit's removal is undone by approve)
+    "reddit": {"remove": "remove", "hide": "remove", "filter": "remove", "approve": "approve", "lock": "lock",
+               "ban": "ban"},
+    "discourse": {"remove": "hide", "hide": "hide", "filter": "hide", "approve": "unhide", "lock": "lock",
+                  "ban": "ban"},
+    "x": {"remove": "hide", "hide": "hide", "filter": "hide", "approve": "unhide", "ban": "block"},  # X hides replies
 }
+HIDDEN_BY_HOLD = ("queued", "sending", "done", "dry_run")  # a filter that hid the post (or is about to)
 REVIEW_DECISIONS = ("approve", "remove", "ban", "escalate")
 BULK_LIMIT = 200  # one moderation page
 REMOVAL_ACTIONS = ("remove", "hide")
@@ -46,6 +56,10 @@ REMOVED_NOTICE = "Your post was removed by the moderators. Reason: {reason}"
 BUILTIN_NOTICES = {
     "pii_removed_notice": "Hi {{ author_name }}, we've hidden your post because it included personal details. "
                           "To keep you safe, please don't share them publicly. We're happy to help in private.",
+    # a rule's hold or removal when the rule names no template (community.routing.RULE_NOTICES)
+    "rule_held_notice": "Hi {{ author_name }}, your post is waiting for a moderator to look at it before it "
+                        "appears. {{ reason }}",
+    "rule_removed_notice": "Hi {{ author_name }}, your post was removed by our community rules. {{ reason }}",
 }
 PII_NOTICE = "pii_removed_notice"
 REPORT_RULE = "reported"  # the rule of a hold an agent or a bot asked for
@@ -58,11 +72,21 @@ def platform_kind(platform: str, action: str) -> str | None:
     return PLATFORM_ACTIONS.get(platform, {}).get(action)
 
 
+def filter_kind(mention: Mention) -> str | None:
+    """How a held post is hidden on its platform, or None where it cannot be: X hides only
+    replies (and only in the brand's own conversations; elsewhere X refuses and the filter fails)."""
+    if mention.platform == "x" and not mention.in_reply_to:
+        return None
+    return platform_kind(mention.platform, "filter")
+
+
 async def add_action(session: AsyncSession, key: str, mention: Mention, action: str, reason: str, *,
                      rule: str | None, actor: str = "bot", recorded: set[str] | None = None,
-                     **details: Any) -> ModerationAction | None:
+                     perform: bool = True, **details: Any) -> ModerationAction | None:
     """Record an action once per ``key`` (a redelivered message adds nothing). Holds wait for a
-    moderator; platform actions are queued for :func:`execute`; the rest are only recorded.
+    moderator, their post hidden meanwhile (a ``filter``, see the module doc) unless it was only
+    reported; platform actions are queued for :func:`execute` (``perform=False``: only recorded,
+    nothing left to do on the platform); the rest are only recorded.
     ``recorded``: every key already recorded for the post, read once for a batch (see
     :func:`recorded_keys`) and kept up to date here; without it the key is looked up."""
     reason = redact(reason) if reason else reason  # typed by a person or a bot: no personal data kept
@@ -78,11 +102,21 @@ async def add_action(session: AsyncSession, key: str, mention: Mention, action: 
     elif action == "notify":
         status = "alert"
     else:
-        status = "queued" if platform_kind(mention.platform, action) else "recorded"
+        status = "queued" if perform and platform_kind(mention.platform, action) else "recorded"
     row = ModerationAction(dedup_key=key, mention_id=mention.id, action=action, rule=rule, reason=reason,
                            actor=actor, status=status, details=details)
     session.add(row)
-    if action in REMOVAL_ACTIONS:
+    filtered = False
+    if action == "hold" and rule != REPORT_RULE:
+        filtered = filter_kind(mention) is not None
+        session.add(ModerationAction(
+            dedup_key=f"{key}:filter", mention_id=mention.id, action="filter", rule=rule, reason=reason, actor=actor,
+            status="queued" if filtered else "recorded",
+            details={} if filtered else {"error": f"{mention.platform} cannot hide this post: it stays up until "
+                                                  "a moderator decides"}))
+        if recorded is not None:
+            recorded.add(f"{key}:filter")
+    if action in REMOVAL_ACTIONS or filtered:
         mention.hidden = True
         await harvest.sync_copies(session, mention)  # a hidden post is no longer offered as an answer
     elif action == "approve":
@@ -97,18 +131,21 @@ async def recorded_keys(session: AsyncSession, mention_ids: list[int]) -> set[st
     return set(await session.scalars(RECORDED, {"ids": list(mention_ids)}))
 
 
-async def alerts(session: AsyncSession, *, open_only: bool = True, limit: int = 100) -> list[dict[str, Any]]:
+async def alerts(session: AsyncSession, *, open_only: bool = True, status: str | None = None,
+                 limit: int = 100) -> list[dict[str, Any]]:
     """``notify`` alerts for the moderation page, newest first: who is alerted, by which rule, why,
-    and the post in its redacted public form (never its raw text or personal data)."""
+    and the post in its redacted public form (never its raw text or personal data). ``status``
+    ("acknowledged"): only those (the page's short history)."""
     q = (select(ModerationAction, Mention, TriageResult).join(Mention, Mention.id == ModerationAction.mention_id)
          .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
          .where(ModerationAction.action == "notify").order_by(ModerationAction.id.desc()).limit(limit))
-    if open_only:
-        q = q.where(ModerationAction.status == "alert")
+    if status or open_only:
+        q = q.where(ModerationAction.status == (status or "alert"))
     return [{"id": a.id, "at": a.created_at, "notify": (a.details or {}).get("notify"), "rule": a.rule,
              "reason": a.reason, "status": a.status, "mention_id": m.id, "platform": m.platform,
              "channel": m.channel, "url": m.url, "conversation_id": m.conversation_id,
-             "text": shown_text(m, tri), "acknowledged_by": (a.details or {}).get("acknowledged_by")}
+             "text": shown_text(m, tri), "acknowledged_by": (a.details or {}).get("acknowledged_by"),
+             "acknowledged_at": (a.details or {}).get("acknowledged_at")}
             for a, m, tri in (await session.execute(q)).all()]
 
 
@@ -117,7 +154,7 @@ async def acknowledge(session: AsyncSession, action: ModerationAction, actor: st
     if action.action != "notify" or action.status != "alert":
         return False
     action.status = "acknowledged"
-    action.details = {**(action.details or {}), "acknowledged_by": actor}
+    action.details = {**(action.details or {}), "acknowledged_by": actor, "acknowledged_at": utcnow().isoformat()}
     record(session, actor, "moderation.notify.acknowledged", "moderation_action", action.id, rule=action.rule)
     return True
 
@@ -275,12 +312,15 @@ async def review(session: AsyncSession, hold: ModerationAction, decision: str, a
     hold.details = {**(hold.details or {}), "decision": decision, "by": actor}
     out: dict[str, list[int]] = {"actions": [], "replies": []}
     added: list[ModerationAction | None] = []
-    if decision == "approve":
+    hidden = await session.scalar(select(ModerationAction.status).where(
+        ModerationAction.dedup_key == f"{hold.dedup_key}:filter")) in HIDDEN_BY_HOLD
+    if decision == "approve":  # shown again where the hold hid it; a post never hidden has nothing to undo
         added.append(await add_action(session, f"review:{hold.id}:approve", mention, "approve",
-                                      reason or "approved by a moderator", rule=hold.rule, actor=actor))
-    elif decision in ("remove", "ban"):
+                                      reason or "approved by a moderator", rule=hold.rule, actor=actor,
+                                      perform=hidden))
+    elif decision in ("remove", "ban"):  # every platform removes as it hides: a hidden post stays down
         added.append(await add_action(session, f"review:{hold.id}:remove", mention, "remove", reason,
-                                      rule=hold.rule, actor=actor))
+                                      rule=hold.rule, actor=actor, perform=not hidden))
         notice = await _removal_notice(session, f"removed:{mention.id}", mention, reason, actor)
         if notice is not None:
             out["replies"].append(notice.id)

@@ -25,6 +25,9 @@ LOW_TOUCH_UNLESS_NEGATIVE = frozenset({"order_delivery"})
 # a person looks at these on every channel: reproducing a bug, weighing a request, money or security
 HIGH_TOUCH = frozenset({"bug_report", "feature_request", "fraud", "account_security"})
 NOTHING_TO_ANSWER = frozenset({"praise"})
+# a rule's hold or removal tells the author with these built-in notices when it names no template
+# (community.moderation.BUILTIN_NOTICES holds their words)
+RULE_NOTICES = {"hold": "rule_held_notice", "remove": "rule_removed_notice"}
 PRIVATE_SENSITIVITY = frozenset({"security", "fraud"})
 
 
@@ -117,13 +120,14 @@ def _moderate(action: str, reason: str, rule: str, r: RouteInput, **extra: Any) 
     if r.pii_exposed and r.is_public:  # whatever the rule said: hidden now, author told privately
         details.update(action="hide" if action in ("hold", "remove") else action, redact=True,
                        notify="pii_removed_notice")
+        details.pop("notice_reason", None)  # the personal-data notice says why; nothing else is sent
     return Decision("moderate", f"{rule}: {reason}", 1.0, details)
 
 
 def decide(r: RouteInput, *, auto_threshold: float) -> Decision:
     """The routing decision, with its reason. Order matters: safety before helpfulness."""
     labels = [m.label for m in r.rules if m.action == "label" and m.label]
-    side = [{"rule": m.rule, "action": m.action, **({"label": m.label} if m.label else {}),
+    side = [{"rule": m.rule, "action": m.action, "reason": m.reason, **({"label": m.label} if m.label else {}),
              **({"notify": m.notify} if m.notify else {})}
             for m in r.rules if m.action in ("lock", "notify", "label")]
     extra = {"labels": labels, "rule_actions": side} if side else {}
@@ -135,8 +139,9 @@ def decide(r: RouteInput, *, auto_threshold: float) -> Decision:
         return _moderate("remove", "author is banned", "banned-author", r, **extra)
     terminal = decisive(r.rules)
     if terminal is not None and terminal.action != "approve":
-        if terminal.message_template:
-            extra = {**extra, "notify": terminal.message_template}
+        if terminal.notify_author:  # the author is told why, in the rule's words (act.py: the notice)
+            extra = {**extra, "notify": terminal.message_template or RULE_NOTICES[terminal.action],
+                     "notice_reason": terminal.reason}
         return _moderate(terminal.action, terminal.reason, terminal.rule, r, **extra)
     approved = terminal is not None  # an approve rule vouches for spam/abuse, never for exposed PII
     if not approved and r.spam == "spam":

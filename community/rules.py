@@ -15,11 +15,16 @@ A rules file is a list of rules (see the bundled ``service/demo/moderation_rules
       label: new-account                 # for action label
       notify: care-leads                 # for action notify
       message_template: pii_removed_notice  # optional: sent privately to the author
+      notify_author: true                # hold/remove: tell the author privately (default true)
       reason: Links from brand-new accounts are reviewed first.
 
 Every matching rule applies; of the deciding actions the strictest wins (remove over hold over
-approve). Loading validates everything and rejects a bad file as a whole, naming the line and
-the reason, so a typo never silently disables moderation.
+approve). The author of a post a rule holds or removes is told privately, with the rule's
+reason (its ``message_template``, else a built-in notice), unless the rule says
+``notify_author: false`` (spam: a spammer is not told what tripped the filter). Loading validates
+everything and rejects a bad file as a whole, naming the line and the reason, so a typo never
+silently disables moderation; :func:`unknown_templates` checks the templates rules name against
+the ones the service knows (``socialcare rules check``).
 """
 
 from __future__ import annotations
@@ -39,7 +44,9 @@ SCORE_NAMES = {"spam": ("spam", "spam"), "toxicity": ("toxicity", "offensive"),
 PII_TYPES = ("card_number", "email", "phone", "iban", "national_id", "password", "one_time_code")
 AUTHOR_KEYS = ("account_age_days_below", "followers_below", "removals_at_least")
 REACH_KEYS = ("followers_at_least",)
-RULE_KEYS = frozenset({"name", "conditions", "action", "reason", "label", "notify", "message_template"})
+RULE_KEYS = frozenset({"name", "conditions", "action", "reason", "label", "notify", "message_template",
+                       "notify_author"})
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 CONDITION_KEYS = ("keywords", "regex", "scores", "pii", "author", "reach", "channels")
 MAX_TEXT = 10_000  # rules see at most this much of a post (bounds regex work)
 BUNDLED_RULES = Path(__file__).resolve().parents[1] / "service" / "demo" / "moderation_rules.yaml"
@@ -68,6 +75,7 @@ class Rule:
     label: str | None = None
     notify: str | None = None
     message_template: str | None = None
+    notify_author: bool = True
 
 
 @dataclass
@@ -93,6 +101,7 @@ class RuleMatch:
     label: str | None = None
     notify: str | None = None
     message_template: str | None = None
+    notify_author: bool = True
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -143,8 +152,12 @@ def _rule(d: dict, line: int, lines: dict[str, int], source: str) -> Rule:
         return RuleError(source, at, reason)
 
     name = d.get("name")
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}", name or ""):
-        raise fail("name", "every rule needs a name (letters, digits, - _ . :, up to 100)")
+    if name is None or (isinstance(name, str) and not name.strip()):
+        raise fail("name", "every rule needs a name, e.g. name: new-account-links")
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise fail("name", f"rule name {str(name)!r} is not a valid name: use letters, digits and - _ . : only "
+                           f"(no spaces), starting with a letter or digit, up to 100 characters; "
+                           f"kebab-case is the convention, e.g. {_kebab(str(name))!r}")
     where = f"rule '{name}'"
     unknown = sorted(set(d) - RULE_KEYS - set(CONDITION_KEYS) - {"channel"})
     if unknown:
@@ -178,6 +191,12 @@ def _rule(d: dict, line: int, lines: dict[str, int], source: str) -> Rule:
         if value is not None and not (isinstance(value, str) and value.strip()):
             raise fail(key, f"{where}: {key} must be text")
         extra[key] = value.strip() if isinstance(value, str) else None
+    notify_author = d.get("notify_author", True)
+    if not isinstance(notify_author, bool):
+        raise fail("notify_author", f"{where}: notify_author is true or false")
+    if not notify_author and extra["message_template"]:
+        raise fail("notify_author", f"{where}: notify_author: false sends no message, so message_template "
+                                    "would never be used")
     if action == "label" and not extra["label"]:
         raise fail("action", f"{where}: action 'label' needs a 'label'")
     if action == "notify" and not extra["notify"]:
@@ -239,7 +258,12 @@ def _rule(d: dict, line: int, lines: dict[str, int], source: str) -> Rule:
             raise fail("channels", f"{where}: channels is a list of channel or platform names")
         channels = frozenset(v.lower() for v in values)
     return Rule(name=name, action=action, reason=reason.strip(), line=line, keywords=keywords, regex=tuple(regex),
-                scores=scores, pii=pii, author=author, channels=channels, **extra)
+                scores=scores, pii=pii, author=author, channels=channels, notify_author=notify_author, **extra)
+
+
+def _kebab(name: str) -> str:
+    """A valid name close to ``name``, for the error message ("Not Kebab" → "not-kebab")."""
+    return re.sub(r"[^a-z0-9_.:]+", "-", name.lower()).strip("-_.:")[:100] or "my-rule"
 
 
 # --- evaluation ------------------------------------------------------------------------------
@@ -271,7 +295,7 @@ def matches(rule: Rule, s: Subject) -> bool:
 
 def evaluate(rules: list[Rule], subject: Subject) -> list[RuleMatch]:
     """Every rule that matches, in file order."""
-    return [RuleMatch(r.name, r.action, r.reason, r.label, r.notify, r.message_template)
+    return [RuleMatch(r.name, r.action, r.reason, r.label, r.notify, r.message_template, r.notify_author)
             for r in rules if matches(r, subject)]
 
 
@@ -279,3 +303,9 @@ def decisive(found: list[RuleMatch]) -> RuleMatch | None:
     """The deciding match: the strictest of remove, hold, approve (the first of equals)."""
     deciding = [m for m in found if m.action in SEVERITY]
     return max(deciding, key=lambda m: SEVERITY[m.action]) if deciding else None
+
+
+def unknown_templates(rules: list[Rule], known: set[str]) -> list[Rule]:
+    """The rules whose ``message_template`` is none of ``known``: their author would get the
+    built-in notice instead of the words the rule meant (or, before, nothing at all)."""
+    return [r for r in rules if r.message_template and r.message_template not in known]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-from sqlalchemy import func, select
+from urllib.parse import urlencode
 
-from console.auth import require
+from aiohttp import web
+from sqlalchemy import select
+
+from console.accounts import AccountError, change_role, revoke_token, tokens_of
+from console.auth import SCOPE_ROLES, require
 from console.keys import PRINCIPAL, RUNTIME
 from console.queue import path_id
 from console.render import render
-from models import ApiToken, AuditEvent, User
+from models import ROLES, ApiToken, AuditEvent, User
 from service.audit import record
 
 PAGE = 100
@@ -17,12 +20,50 @@ PAGE = 100
 
 @require("admin")
 async def users_page(request: web.Request) -> web.Response:
+    """Users with their roles and bot tokens (name, scopes, dates; the value is shown only once, when
+    `socialcare users token` creates it, and never stored)."""
     async with request.app[RUNTIME].db.session() as session:
         users = list(await session.scalars(select(User).order_by(User.username)))
-        tokens = {uid: n for uid, n in (await session.execute(
-            select(ApiToken.user_id, func.count()).where(ApiToken.revoked_at.is_(None))
-            .group_by(ApiToken.user_id))).all()}
-    return render(request, "admin_users.html", users=users, tokens=tokens)
+        tokens = await tokens_of(session)
+    return render(request, "admin_users.html", users=users, tokens=tokens, roles=ROLES,
+                  done=request.query.get("done", "")[:200], scope_roles=SCOPE_ROLES)
+
+
+@require("admin")
+async def revoke(request: web.Request) -> web.Response:
+    p = request[PRINCIPAL]
+    token_id = path_id(request)
+    async with request.app[RUNTIME].db.session() as session:
+        token = await session.get(ApiToken, token_id)
+        if token is None:
+            raise web.HTTPNotFound(reason="no such token")
+        user = await session.get(User, token.user_id)
+        changed = await revoke_token(session, token, p.actor)
+        await session.commit()
+        what = f"token {token.name} of {user.username if user else '?'}"
+    raise web.HTTPSeeOther("/admin/users?" + urlencode({"done": f"{what} revoked" if changed
+                                                        else f"{what} was already revoked"}))
+
+
+@require("admin")
+async def set_role(request: web.Request) -> web.Response:
+    p = request[PRINCIPAL]
+    user_id = path_id(request)
+    role = str((await request.post()).get("role", ""))
+    if role not in ROLES:
+        raise web.HTTPBadRequest(reason=f"unknown role; one of {', '.join(ROLES)}")
+    async with request.app[RUNTIME].db.session() as session:
+        user = await session.get(User, user_id)
+        if user is None:
+            raise web.HTTPNotFound(reason="no such user")
+        try:
+            changed = await change_role(session, user, role, p.actor)
+        except AccountError as exc:
+            raise web.HTTPConflict(reason=str(exc)) from None
+        await session.commit()
+        name = user.username
+    raise web.HTTPSeeOther("/admin/users?" + urlencode({"done": f"{name} is now {role}" if changed
+                                                        else f"{name} already was {role}"}))
 
 
 @require("admin")
@@ -66,4 +107,5 @@ async def audit_page(request: web.Request) -> web.Response:
 
 def routes() -> list[web.RouteDef]:
     return [web.get("/admin/users", users_page), web.post("/admin/users/{id:\\d+}/active", set_active),
+            web.post("/admin/users/{id:\\d+}/role", set_role), web.post("/admin/tokens/{id:\\d+}/revoke", revoke),
             web.get("/admin/audit", audit_page)]

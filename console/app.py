@@ -17,7 +17,9 @@ from console import login
 from console.api.common import error as json_error
 from console.api.common import query_int
 from console.auth import AUTH, Auth, principal_middleware, require
+from console.error_pages import error_page, wants_html
 from console.keys import DEMO_LOGIN, PRINCIPAL, RUNTIME
+from console.navigation import home_for
 from console.queries import routed_mentions
 from console.render import render
 from listener.protocol import NormalizedMention
@@ -42,9 +44,13 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
                 if header in exc.headers:
                     response.headers[header] = exc.headers[header]
             return response
+        if exc.status >= 400 and wants_html(request):  # a person: the message inside the console's layout
+            return error_page(request, exc)
         raise
     except Exception:  # noqa: BLE001
         log.exception("unhandled error on %s %s", request.method, request.path)
+        if wants_html(request):
+            return error_page(request, web.HTTPInternalServerError(reason="Something went wrong on our side."))
         return json_error(500, "internal error")
 
 
@@ -97,15 +103,25 @@ async def mentions_page(request: web.Request) -> web.Response:
 
 @require("agent", "moderator", "marketing", scope="mentions:read")
 async def api_mentions(request: web.Request) -> web.Response:
+    """Routed mentions by priority (limit/offset pages), or with ``since_id`` the ones after a cursor in
+    id order: a polling bot passes back ``next_since_id`` and misses nothing, however the priorities move."""
+    from console.api.common import MAX_ID, known_query, query_choice
+
     rt = request.app[RUNTIME]
-    outcome = request.query.get("outcome") or None
-    if outcome and outcome not in ROUTE_OUTCOMES:
-        raise web.HTTPBadRequest(reason="unknown outcome")
+    known_query(request, "outcome", "platform", "limit", "offset", "since_id")
+    outcome = query_choice(request, "outcome", ROUTE_OUTCOMES)
     limit, offset = _limit(request)
+    since_id = query_int(request, "since_id", -1, 0, MAX_ID)
+    since_id = None if since_id < 0 else since_id
+    if since_id is not None and offset:
+        raise web.HTTPBadRequest(reason="since_id replaces offset: give one or the other")
     async with rt.db.session() as session:
-        rows = await routed_mentions(session, outcome=outcome, platform=request.query.get("platform"),
-                                     limit=limit, offset=offset)
-    return web.json_response({"mentions": rows, "limit": limit, "offset": offset})
+        rows = await routed_mentions(session, outcome=outcome, platform=request.query.get("platform") or None,
+                                     limit=limit, offset=offset, since_id=since_id)
+    body: dict[str, Any] = {"mentions": rows, "limit": limit, "offset": offset}
+    if since_id is not None:
+        body.update(since_id=since_id, next_since_id=rows[-1]["id"] if rows else since_id)
+    return web.json_response(body)
 
 
 async def api_ingest(request: web.Request) -> web.Response:
@@ -144,7 +160,8 @@ async def api_ingest(request: web.Request) -> web.Response:
 
 
 async def index(request: web.Request) -> web.Response:
-    raise web.HTTPFound("/mentions")
+    principal = request.get(PRINCIPAL)  # a signed-in person starts on their role's page
+    raise web.HTTPFound(home_for(principal.role) if principal is not None else "/mentions")
 
 
 def create_app(runtime: Any, demo_login: tuple[str, str] | None = None) -> web.Application:

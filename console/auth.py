@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -120,9 +121,9 @@ class Auth:
         return bool(given) and hmac.compare_digest(self.csrf_token(nonce), given)
 
     async def principal(self, request: web.Request, session: AsyncSession) -> Principal | None:
-        header = request.headers.get("Authorization", "")
-        if header.startswith("Bearer "):
-            row = await session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(header[7:].strip())))
+        presented = bearer_token(request)
+        if presented is not None:
+            row = await session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(presented)))
             now = datetime.now(timezone.utc)
             if row is None or row.revoked_at or (row.expires_at and row.expires_at < now):
                 return None
@@ -141,6 +142,55 @@ class Auth:
         if user is None or not user.active:
             return None
         return Principal(user.id, user.username, user.role, "session", nonce=data.get("n", ""))
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header; the scheme is case-insensitive
+    (RFC 7235 §2.1), so ``bearer`` and ``BEARER`` work as well."""
+    scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+# Which roles can use each token scope (admin can use all): a token's scope opens a route only for
+# the roles that route allows, so a scope outside this table's row for the user's role would only
+# ever earn 403s. tests/console/test_roles.py checks the table against the routes.
+SCOPE_ROLES: dict[str, tuple[str, ...]] = {
+    "mentions:read": ("agent", "moderator", "marketing"),
+    "replies:write": ("agent",),
+    "actions:write": ("agent", "moderator"),
+    "templates:read": ("agent", "moderator"),
+    "templates:write": ("agent",),
+    "digest:read": ("marketing",),
+    "cases:read": ("agent",),
+    "connectors:read": ("agent", "moderator"),
+    "metrics": ("agent", "moderator", "marketing"),  # /api/v1/metrics/summary; the Prometheus /metrics is admin's
+    "webhooks": (),
+    "ingest": (),
+}
+
+
+def unusable_scopes(role: str, scopes: list[str] | tuple[str, ...]) -> list[str]:
+    """The scopes a user of ``role`` can never use (``*`` means "whatever the role allows")."""
+    if role == "admin":
+        return []
+    return [s for s in scopes if s != "*" and role not in SCOPE_ROLES.get(s, ())]
+
+
+def roles_for_scope(scope: str) -> tuple[str, ...]:
+    return (*SCOPE_ROLES.get(scope, ()), "admin")
+
+
+class TokenForbidden(web.HTTPForbidden):
+    """A 403 to a program that sent a token: a JSON body wherever the route is (the Prometheus
+    scrape included), like every other answer a bot reads."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason=reason, content_type="application/json",
+                         text=json.dumps({"error": {"status": 403, "message": reason}}))
+
+
+def _forbidden(request: web.Request, reason: str) -> web.HTTPForbidden:
+    return TokenForbidden(reason) if "Authorization" in request.headers else web.HTTPForbidden(reason=reason)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -162,11 +212,11 @@ def require(*roles: str, scope: str | None = None) -> Callable[[Handler], Handle
                         else "authentication required", headers={"WWW-Authenticate": 'Bearer realm="socialcare"'})
                 raise web.HTTPFound(f"/login?next={request.rel_url.path}")
             if p.role != "admin" and p.role not in roles:
-                raise web.HTTPForbidden(reason=f"role {p.role} may not do this")
+                raise _forbidden(request, f"role {p.role} may not do this")
             if p.via == "token" and scope is None:
-                raise web.HTTPForbidden(reason="API tokens are for the API; sign in to use the console")
+                raise _forbidden(request, "API tokens are for the API; sign in to use the console")
             if p.via == "token" and scope not in p.scopes and "*" not in p.scopes:
-                raise web.HTTPForbidden(reason=f"token lacks scope {scope}")
+                raise _forbidden(request, f"token lacks scope {scope}")
             if p.via == "session" and request.method not in SAFE_METHODS:
                 given = request.headers.get("X-CSRF-Token")
                 if given is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):

@@ -2,7 +2,8 @@
 record, taking, resolving and re-linking a case, and moving a public mention private in one click.
 
 Every view of a customer record is audited with who, when and why: on a case page the case is the
-reason; outside a case the agent states one.
+reason; outside a case the agent states one (so the case list names the author, never the record).
+Taking a case another agent holds is an explicit, audited take-over; their open chat is told.
 """
 
 from __future__ import annotations
@@ -10,26 +11,35 @@ from __future__ import annotations
 from aiohttp import WSMsgType, web
 from sqlalchemy import func, select
 
+from console import flash
 from console.auth import Principal, require
+from console.error_pages import wants_html
 from console.keys import PRINCIPAL, RUNTIME
+from console.paths import path_id
+from console.queries import public_text
 from console.render import render
 from console.secure import ESCALATION, same_origin
 from escalation import chat, sla
-from escalation.cases import assign, resolve
+from escalation.cases import CaseTaken, assign, resolve
 from escalation.handoff import closing_note, escalate_mention, private_handoff
-from models import Case, Customer, Mention, SlaBreach, User
+from models import Author, Case, Customer, Mention, SlaBreach, TriageResult, User
 from service.audit import record
 from service.dispatch import Dispatcher
 
 RECENT_CASES = 5
 MIN_REASON = 10
+SNIPPET = 90  # characters of the opening post in the case list (redacted, as everywhere)
 
 
 def _case_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["case_id"])
-    except ValueError as exc:
-        raise web.HTTPNotFound() from exc
+    return path_id(request, "case_id")
+
+
+def _snippet(mention: Mention | None, tri: TriageResult | None) -> str:
+    if mention is None:
+        return ""
+    text = " ".join(public_text(mention, tri).split())
+    return text if len(text) <= SNIPPET else text[: SNIPPET - 1] + "…"
 
 
 async def _deliver(request: web.Request, reply_ids: list[int]) -> None:
@@ -43,15 +53,20 @@ async def cases_page(request: web.Request) -> web.Response:
     if status not in ("open", "resolved", "all"):
         raise web.HTTPBadRequest(reason="status is open, resolved or all")
     async with request.app[RUNTIME].db.session() as session:
-        q = select(Case, User.username).outerjoin(User, User.id == Case.assigned_to)
+        q = (select(Case, User.username, Author, Mention, TriageResult)
+             .outerjoin(User, User.id == Case.assigned_to)
+             .outerjoin(Author, Author.id == Case.author_id)
+             .outerjoin(Mention, Mention.id == Case.opened_by_mention_id)
+             .outerjoin(TriageResult, TriageResult.mention_id == Case.opened_by_mention_id))
         if status == "open":
             q = q.where(Case.status != "resolved").order_by(Case.first_response_due.asc(), Case.id)
         elif status == "resolved":
             q = q.where(Case.status == "resolved").order_by(Case.resolved_at.desc())
         else:
             q = q.order_by(Case.id.desc())
-        rows = (await session.execute(q.limit(500))).all()
-        ids = [c.id for c, _ in rows]
+        rows = [(c, agent, author, _snippet(m, tri)) for c, agent, author, m, tri
+                in (await session.execute(q.limit(500))).all()]
+        ids = [c.id for c, *_ in rows]
         breached: dict[int, set[str]] = {}
         for b in await session.scalars(select(SlaBreach).where(SlaBreach.case_id.in_(ids))):
             breached.setdefault(b.case_id, set()).add(b.kind)
@@ -62,6 +77,13 @@ async def cases_page(request: web.Request) -> web.Response:
 @require("agent")
 async def case_page(request: web.Request) -> web.Response:
     """The case, its chat, and — to the agent only — the customer record and their recent cases."""
+    carried = flash.take(request)
+    response = await _case_view(request, error=carried.get("error"))
+    flash.forget(request, response)
+    return response
+
+
+async def _case_view(request: web.Request, *, error: str | None = None, status: int = 200) -> web.Response:
     case_id = _case_id(request)
     p: Principal = request[PRINCIPAL]
     async with request.app[RUNTIME].db.session() as session:
@@ -78,24 +100,39 @@ async def case_page(request: web.Request) -> web.Response:
         messages = await chat.history(session, case.id)
         assignee = await session.get(User, case.assigned_to) if case.assigned_to else None
         breaches = list(await session.scalars(select(SlaBreach).where(SlaBreach.case_id == case.id)))
+        opening = await session.get(Mention, case.opened_by_mention_id) if case.opened_by_mention_id else None
+        opening_text = _snippet(opening, await session.get(TriageResult, opening.id) if opening else None)
         await session.commit()
-    return render(request, "case.html", case=case, customer=customer, recent=recent, messages=messages,
-                  assignee=assignee, breaches={b.kind for b in breaches}, mine=case.assigned_to == p.user_id)
+    return render(request, "case.html", status=status, case=case, customer=customer, recent=recent,
+                  messages=messages, assignee=assignee, breaches={b.kind for b in breaches},
+                  mine=case.assigned_to == p.user_id, opening_text=opening_text, error=error)
 
 
 @require("agent")
 async def take_case(request: web.Request) -> web.Response:
+    """Take an unassigned case; one assigned to another agent only with ``force=1`` (the button
+    that names them), audited as a take-over and announced on the case's open chat."""
     case_id = _case_id(request)
     p: Principal = request[PRINCIPAL]
+    force = (await request.post()).get("force") == "1"
     async with request.app[RUNTIME].db.session() as session:
         case = await session.get(Case, case_id)
         if case is None:
             raise web.HTTPNotFound()
         try:
-            assign(session, case, p.user_id, p.actor)
+            assign(session, case, p.user_id, p.actor, take_over=force)
+        except CaseTaken as exc:
+            holder = await session.get(User, exc.holder_id)
+            error = (f"{holder.username if holder else 'another agent'} is assigned to this case; "
+                     "take it over to work on it.")
+            await session.rollback()
+            if wants_html(request) and (moved := flash.redirect(request, f"/cases/{case_id}", error=error)):
+                return moved
+            return await _case_view(request, error=error, status=409)
         except ValueError as exc:
             raise web.HTTPConflict(reason=str(exc)) from exc
         await session.commit()
+    await request.app[ESCALATION].hub.publish(case_id, {"type": "assigned", "agent": p.username})
     raise web.HTTPSeeOther(f"/cases/{case_id}")
 
 
@@ -196,23 +233,22 @@ async def _agent_message(request: web.Request, ws: web.WebSocketResponse, case_i
         case = await session.get(Case, case_id)
         if case is None:
             return
+        ref = chat.frame_ref(data)
         try:
             message = await chat.post(session, case, "agent", chat.parse_frame(data), user_id=p.user_id)
         except chat.ChatError as exc:
-            await ws.send_json({"type": "error", "error": str(exc)})
+            await ws.send_json({"type": "error", "error": str(exc), "ref": ref})
             return
         await session.commit()
         event = {"type": "message", "message": chat.message_json(message)}
+    await ws.send_json({"type": "sent", "ref": ref, "id": message.id})  # stored: the sender may clear its box
     await state.hub.publish(case_id, event)
 
 
 @require("agent")
 async def customer_page(request: web.Request) -> web.Response:
     """A customer record outside a case: the agent states why before seeing it."""
-    try:
-        customer_id = int(request.match_info["customer_id"])
-    except ValueError as exc:
-        raise web.HTTPNotFound() from exc
+    customer_id = path_id(request, "customer_id")
     p: Principal = request[PRINCIPAL]
     reason = ""
     if request.method == "POST":

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import matplotlib
 
 matplotlib.use("Agg")
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from console.digest import Digest
 
@@ -39,7 +41,19 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def count_axis(axis: Axis, top: float) -> None:
+    """A count axis: from 0, whole numbers only (no "0.25 mentions"), at least 0-1 when empty (not
+    matplotlib's -0.04 to 0.04 around nothing)."""
+    axis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    limits = (0, max(1, top) * 1.05)
+    (axis.axes.set_ylim if axis.axis_name == "y" else axis.axes.set_xlim)(*limits)
+
+
 def sentiment_over_time(d: Digest) -> Chart:
+    return Chart("sentiment", "Sentiment over time", _png(sentiment_figure(d)))
+
+
+def sentiment_figure(d: Digest) -> Figure:
     fig = Figure(figsize=(7.2, 2.8))
     ax = fig.subplots()
     xs = [at for at, _ in d.series]
@@ -50,14 +64,19 @@ def sentiment_over_time(d: Digest) -> Chart:
         ax.bar(xs, ys, width=width, bottom=bottom, color=COLORS[label], label=label, align="edge")
         bottom = [a + b for a, b in zip(bottom, ys)]
     ax.set_ylabel("mentions")
+    count_axis(ax.yaxis, max(bottom, default=0))
     ax.set_title("Sentiment over time (UTC)", fontsize=10)
     ax.legend(loc="upper left", fontsize=8, frameon=False, ncols=3)
     ax.spines[["top", "right"]].set_visible(False)
     fig.autofmt_xdate()
-    return Chart("sentiment", "Sentiment over time", _png(fig))
+    return fig
 
 
 def volume_by_channel(d: Digest) -> Chart:
+    return Chart("volume", "Volume per channel, this and the previous period", _png(volume_figure(d)))
+
+
+def volume_figure(d: Digest) -> Figure:
     fig = Figure(figsize=(7.2, 2.4))
     ax = fig.subplots()
     names = list(d.volume) or ["(none)"]
@@ -69,10 +88,11 @@ def volume_by_channel(d: Digest) -> Chart:
     ax.set_yticks(list(ys), names)
     ax.invert_yaxis()
     ax.set_xlabel("mentions")
+    count_axis(ax.xaxis, max(cur + prev, default=0))
     ax.set_title("Volume per channel", fontsize=10)
     ax.legend(fontsize=8, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
-    return Chart("volume", "Volume per channel, this and the previous period", _png(fig))
+    return fig
 
 
 def issue_shares(d: Digest, top: int = 8) -> Chart:
@@ -86,6 +106,7 @@ def issue_shares(d: Digest, top: int = 8) -> Chart:
     ax.set_yticks(list(ys), names)
     ax.invert_yaxis()
     ax.set_xlabel("% of mentions")
+    ax.set_xlim(0, max(1.0, *(max(r[2], r[3]) * 100 for r in rows)) * 1.05)  # from 0, also when empty
     ax.set_title("Issue types", fontsize=10)
     ax.legend(fontsize=8, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)

@@ -13,8 +13,9 @@ import io
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
+from statistics import median
 from typing import Any
 
 from sqlalchemy import func, select
@@ -33,6 +34,11 @@ STOPWORDS = frozenset(["a", "about", "above", "after", "again", "against", "all"
 WORD = re.compile(r"[a-zà-öø-ÿ][a-zà-öø-ÿ'’-]{2,}")
 
 
+SPIKE_MIN = 10  # a spike is at least this many mentions in one bucket...
+SPIKE_FACTOR = 3  # ...and this many times the typical bucket
+SPIKE_BASELINE_BUCKETS = 3  # non-empty buckets needed before "typical" means anything
+
+
 def window(period: str, end: datetime | None = None) -> tuple[datetime, datetime]:
     if period not in PERIODS:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}")
@@ -44,6 +50,25 @@ def aligned_end(period: str, now: datetime) -> datetime:
     """The end of the last complete period: midnight UTC today (day) or on Monday (week)."""
     midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return midnight if period == "day" else midnight - timedelta(days=midnight.weekday())
+
+
+def end_of_day(day: date) -> datetime:
+    """The end of a digest that runs through ``day`` (UTC): the midnight after it."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+
+
+def find_spikes(current: list[int], previous: list[int]) -> tuple[float | None, list[int]]:
+    """(typical bucket, indexes of the current buckets that spike).
+
+    Typical is the median of the *non-empty* buckets of this and the previous period: a week of
+    6-hour buckets is mostly empty at night or before the data starts, and a median of zeros made any
+    ordinary bucket a "spike" against "typical 0". With fewer than SPIKE_BASELINE_BUCKETS non-empty
+    buckets there is no baseline, and no spike is claimed."""
+    busy = [n for n in current + previous if n]
+    if len(busy) < SPIKE_BASELINE_BUCKETS:
+        return None, []
+    typical = float(median(busy))
+    return typical, [i for i, n in enumerate(current) if n >= max(SPIKE_MIN, SPIKE_FACTOR * typical)]
 
 
 def terms(text: str) -> list[str]:
@@ -82,6 +107,7 @@ class Digest:
     sentiment: dict[str, tuple[int, int]] = field(default_factory=dict)
     series: list[tuple[datetime, dict[str, int]]] = field(default_factory=list)
     issues: list[tuple[str, int, float, float]] = field(default_factory=list)  # type, n, share, previous share
+    prev_issue_counts: dict[str, int] = field(default_factory=dict)
     emerging: list[tuple[str, int, int]] = field(default_factory=list)  # term, current, previous
     top_terms: list[tuple[str, int]] = field(default_factory=list)
     incidents: list[dict[str, Any]] = field(default_factory=list)
@@ -93,6 +119,11 @@ class Digest:
         n, d = (self.sentiment.get(label, (0, 0))[1], self.prev_total) if previous else \
             (self.sentiment.get(label, (0, 0))[0], self.total)
         return round(n / d, 4) if d else None
+
+    @property
+    def has_previous(self) -> bool:
+        """Whether the previous period holds anything to compare with (emerging terms need it)."""
+        return self.prev_total > 0
 
     @property
     def net_sentiment(self) -> float | None:
@@ -133,14 +164,17 @@ async def compute(session: AsyncSession, period: str, end: datetime | None = Non
         i = min(n_buckets - 1, int((m.created_at - start) / step))
         buckets[i][t.sentiment] = buckets[i].get(t.sentiment, 0) + 1
     d.series = [(start + i * step, b) for i, b in enumerate(buckets)]
-    counts = sorted(sum(b.values()) for b in buckets)
-    typical = counts[len(counts) // 2] if counts else 0
-    d.spikes = [(at, sum(b.values()), float(typical)) for at, b in d.series
-                if sum(b.values()) >= max(5, 3 * typical)]
+    prev_counts = [0] * n_buckets
+    for m, _ in prev:
+        prev_counts[min(n_buckets - 1, int((m.created_at - prev_start) / step))] += 1
+    counts = [sum(b.values()) for b in buckets]
+    typical, spiking = find_spikes(counts, prev_counts)
+    d.spikes = [(d.series[i][0], counts[i], typical) for i in spiking if typical is not None]
 
     ic, ip = Counter(t.issue_type for _, t in cur), Counter(t.issue_type for _, t in prev)
     d.issues = [(k, n, round(n / d.total, 4), round(ip[k] / d.prev_total, 4) if d.prev_total else 0.0)
                 for k, n in ic.most_common()]
+    d.prev_issue_counts = dict(ip)
 
     tc, tp = Counter(), Counter()
     for m, t in cur:  # an erased post is counted, but has no words
@@ -150,10 +184,11 @@ async def compute(session: AsyncSession, period: str, end: datetime | None = Non
         if not erased(m):
             tp.update(set(terms(safe_text(m, t))))
     d.top_terms = tc.most_common(15)
-    scale = (d.total / d.prev_total) if d.prev_total else 1.0
-    emerging = [(term, n, tp[term]) for term, n in tc.items() if n >= 3 and n >= 2 * (tp[term] * scale + 1)]
-    emerging.sort(key=lambda x: (-(x[1] / (x[2] * scale + 1)), -x[1], x[0]))
-    d.emerging = emerging[:10]
+    if d.prev_total:  # with nothing before, every frequent word would "emerge": see has_previous
+        scale = d.total / d.prev_total
+        emerging = [(term, n, tp[term]) for term, n in tc.items() if n >= 3 and n >= 2 * (tp[term] * scale + 1)]
+        emerging.sort(key=lambda x: (-(x[1] / (x[2] * scale + 1)), -x[1], x[0]))
+        d.emerging = emerging[:10]
 
     for inc, n in (await session.execute(
         select(Incident, func.count(IncidentMention.mention_id))
@@ -188,7 +223,8 @@ def to_csv(d: Digest) -> str:
     for at, b in d.series:
         for label in SENTIMENT_LABELS:
             w.writerow(["sentiment_over_time", label, at.isoformat(), b.get(label, 0), ""])
-    for k, n, s, ps in d.issues:
+    for k, n, s, ps in d.issues:  # the counts behind each share, then the share
+        w.writerow(["issue_count", k, "", n, d.prev_issue_counts.get(k, 0)])
         w.writerow(["issue_share", k, "", s, ps])
     for term, c, p in d.emerging:
         w.writerow(["emerging_term", term, "", c, p])
@@ -207,7 +243,9 @@ def to_json(d: Digest) -> dict[str, Any]:
         "sentiment": {k: {"current": c, "previous": p} for k, (c, p) in d.sentiment.items()},
         "net_sentiment": d.net_sentiment, "previous_net_sentiment": d.prev_net_sentiment,
         "sentiment_over_time": [{"at": at.isoformat(), **b} for at, b in d.series],
-        "issue_types": [{"issue_type": k, "count": n, "share": s, "previous_share": ps} for k, n, s, ps in d.issues],
+        "issue_types": [{"issue_type": k, "count": n, "previous_count": d.prev_issue_counts.get(k, 0), "share": s,
+                         "previous_share": ps} for k, n, s, ps in d.issues],
+        "has_previous": d.has_previous,
         "emerging_terms": [{"term": t, "current": c, "previous": p} for t, c, p in d.emerging],
         "incidents": [{**i, "opened_at": i["opened_at"].isoformat()} for i in d.incidents],
         "spikes": [{"at": at.isoformat(), "count": n, "typical": t} for at, n, t in d.spikes],

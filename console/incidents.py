@@ -9,13 +9,14 @@ from sqlalchemy import func, select
 from community import broadcast
 from console.auth import Principal, require
 from console.keys import PRINCIPAL, RUNTIME
+from console.paths import path_id
 from console.render import render
 from models import Incident, IncidentMention
 from service.dispatch import Dispatcher
 
 
 def _incident_id(request: web.Request) -> int:
-    return int(request.match_info["incident_id"])
+    return path_id(request, "incident_id")
 
 
 def _dry_run_channels(settings) -> set[str]:  # noqa: ANN001

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from console.auth import AUTH, create_user, verify_password
 from console.keys import RUNTIME
+from console.navigation import home_for
 from console.render import render
 from models import User
 from service.audit import record
@@ -37,8 +38,9 @@ async def ensure_demo_account(db: Any, var_dir: Any) -> tuple[str, str] | None:
 
 
 def _next(request: web.Request, form: Any = None) -> str:
-    target = (form or {}).get("next") or request.query.get("next") or "/mentions"
-    return target if target.startswith("/") and not target.startswith("//") else "/mentions"
+    """Where the person asked to go (a local path only), or "" for their role's own page."""
+    target = str((form or {}).get("next") or request.query.get("next") or "")
+    return target if target.startswith("/") and not target.startswith(("//", "/\\")) else ""
 
 
 async def login_page(request: web.Request) -> web.Response:
@@ -58,7 +60,7 @@ async def login_submit(request: web.Request) -> web.Response:
     if not ok:
         return render(request, "login.html", next=_next(request, form), error="Wrong user name or password.",
                       status=401)
-    response = web.HTTPFound(_next(request, form))
+    response = web.HTTPFound(_next(request, form) or home_for(user.role))
     request.app[AUTH].login(response, user)
     return response
 

@@ -8,6 +8,12 @@ auto answer, community answer, broadcast, agent queue or private escalation — 
   thread got no agent reply and no case — handled without an agent.
 - **escalated**: contacts taken to a private case (by the router or an agent's "take private").
 - **cases created / solved**: private cases opened / resolved in the window.
+
+One clock per kind of event: what a customer started is counted by when they wrote — contacts,
+escalations and cases created (a case by the post that opened it; one opened without a post, by
+its creation time) — so a replayed or backlogged day has its escalations and its cases on the same
+day (a follow-up that joins an open case is escalated but opens no case). What the team did is
+counted when they did it: cases solved (``resolved_at``) and first answers.
 - **first response**: per thread that needed a human (agent queue, escalation, or an agent
   replied), the time from its first such contact in the window to the first human answer (an
   agent's reply on any channel of the thread, or the case's first response). Median and p90.
@@ -26,7 +32,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from console.queue_data import DONE_REPLY, FIRST_RESPONSE_TARGET
@@ -151,7 +157,9 @@ async def summary(session: AsyncSession, start: datetime, end: datetime, *,
         1 for conv, first in answered_convs.items()
         if not any(t > first for t in history.get(conv_person.get(conv) or "", [])))
 
-    cases_created = len(list(await session.scalars(select(Case.id).where(Case.created_at >= start, Case.created_at < end))))
+    opened_at = func.coalesce(Mention.created_at, Case.created_at)  # the customer's clock, as for contacts
+    cases_created = await session.scalar(select(func.count(Case.id)).select_from(Case).outerjoin(
+        Mention, Mention.id == Case.opened_by_mention_id).where(opened_at >= start, opened_at < end)) or 0
     cases_solved = len(list(await session.scalars(select(Case.id).where(
         Case.resolved_at.is_not(None), Case.resolved_at >= start, Case.resolved_at < end))))
     med = percentile(waits, 50)

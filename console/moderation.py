@@ -1,23 +1,48 @@
 """The moderation queue: held and reported posts with their rule (or who reported them), scores and
 author; approve, remove (with a reason the author receives), ban or escalate — carried out on the
 platform through the connector. Moderators can also take back a bot reply (``delete_reply``).
-Posts are shown in their redacted public form: personal data never reaches this page."""
+Posts are shown in their redacted public form: personal data never reaches this page.
+
+Every change answers on the page itself: a done change redirects back with a short confirmation
+naming the post (console.flash, read once); a refused one renders the page with the message and
+what the moderator had selected and typed, so nothing is lost and no bare error page is shown."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from aiohttp import web
-from sqlalchemy import select
 
 from community import moderation
 from community.replybot import revert_reply
+from console import flash
+from console import moderation_view as view
 from console.auth import Principal, require
 from console.keys import PRINCIPAL, RUNTIME
-from console.queries import public_text
 from console.render import render
-from models import Mention, ModerationAction, Reply
+from models import ModerationAction, Reply
 from service.dispatch import Dispatcher
 
-RECENT = 100
+NAMED = 10  # refused posts named one by one in a bulk outcome; the rest are counted
+DONE = {"approve": "approved", "remove": "removed", "ban": "removed and its author banned",
+        "escalate": "escalated to a private case"}
+
+
+@dataclass
+class Kept:
+    """What a refused form had selected and typed, shown again with the message."""
+
+    ids: set[int] = field(default_factory=set)
+    decision: str = ""
+    reason: str = ""
+    hold_id: int | None = None  # a single decision's post
+
+
+@dataclass
+class Refusal:
+    hold_id: int
+    post: str  # a redacted snippet
+    why: str
 
 
 def _connectors(request: web.Request) -> dict:
@@ -26,122 +51,154 @@ def _connectors(request: web.Request) -> dict:
 
 @require("moderator")
 async def queue_page(request: web.Request) -> web.Response:
+    carried = flash.take(request)
+    response = await _page(request, notice=carried.get("notice"))
+    flash.forget(request, response)
+    return response
+
+
+async def _page(request: web.Request, *, notice: str | None = None, error: str | None = None, status: int = 200,
+                kept: Kept | None = None) -> web.Response:
     async with request.app[RUNTIME].db.session() as session:
-        items = [(hold, m, author, tri, public_text(m, tri), _reporter(hold))
-                 for hold, m, author, tri in await moderation.queue(session)]
-        recent = (await session.execute(
-            select(ModerationAction, Mention).join(Mention, Mention.id == ModerationAction.mention_id)
-            .where(ModerationAction.status != "pending").order_by(ModerationAction.id.desc()).limit(RECENT))).all()
-        alerts = await moderation.alerts(session)
-        bot_replies = list(await session.scalars(
-            select(Reply).where(Reply.sent_by == "bot", Reply.visibility == "public",
-                                Reply.status.in_(("sent", "dry_run", "unknown")))
-            .order_by(Reply.id.desc()).limit(RECENT)))
-    done, failed = request.query.get("done"), request.query.get("failed")
-    return render(request, "moderation.html", items=items, recent=recent, bot_replies=bot_replies, alerts=alerts,
-                  decisions=moderation.REVIEW_DECISIONS,
-                  outcome={"done": done, "failed": failed} if done and done.isdigit() else None)
+        items = await view.held_posts(session)
+        recent = await view.recent_actions(session)
+        alerts = await view.open_alerts(session)
+        acknowledged = await view.acknowledged(session)
+        bot_replies = await view.bot_replies(session)
+    return render(request, "moderation.html", status=status, items=items, recent=recent, bot_replies=bot_replies,
+                  alerts=alerts, acknowledged=acknowledged, decisions=moderation.REVIEW_DECISIONS, notice=notice,
+                  error=error, kept=kept or Kept())
 
 
-def _reporter(hold: ModerationAction) -> str | None:
-    """Who reported the post ("alice", "alice's bot"), or None for a hold a rule made."""
-    if hold.rule != moderation.REPORT_RULE:
-        return None
-    via, _, name = hold.actor.partition(":")
-    return f"{name}'s bot" if via == "token" else name or hold.actor
+def _done(request: web.Request, notice: str) -> web.StreamResponse:
+    """Back to the page, which shows ``notice`` once."""
+    return flash.redirect(request, "/moderation", notice=notice) or web.HTTPSeeOther("/moderation")
 
 
-async def _carry_out(request: web.Request, hold_ids: list[int], decision: str, reason: str) -> list[str]:
+async def _carry_out(request: web.Request, hold_ids: list[int], decision: str,
+                     reason: str) -> tuple[list[str], list[Refusal]]:
     """Review each held post in its own transaction (one bad item does not undo the others), then
-    perform the platform actions and send the notices. Returns one error line per refused item."""
+    perform the platform actions and send the notices. Returns the snippets of the posts decided
+    and the refusals."""
     p: Principal = request[PRINCIPAL]
     rt = request.app[RUNTIME]
     actions: list[int] = []
     replies: list[int] = []
-    errors: list[str] = []
+    done: list[str] = []
+    refused: list[Refusal] = []
     for hold_id in hold_ids:
         async with rt.db.session() as session:
             hold = await session.get(ModerationAction, hold_id)
             if hold is None or hold.action != "hold":
-                errors.append(f"#{hold_id}: no such held post")
+                refused.append(Refusal(hold_id, f"#{hold_id}", "no such held post"))
                 continue
+            post = await view.post_snippet(session, hold.mention_id)
             try:
                 out = await moderation.review(session, hold, decision, p.actor, reason=reason, settings=rt.settings)
             except ValueError as exc:
-                errors.append(f"#{hold_id}: {exc}")
+                refused.append(Refusal(hold_id, post, str(exc)))
                 continue
             await session.commit()
+        done.append(post)
         actions += out["actions"]
         replies += out["replies"]
     await moderation.execute(rt.db, _connectors(request), actions, dry_run=rt.settings.dry_run,
                              dry_run_channels=set(rt.settings.bot_dry_run_channels))
     await Dispatcher.for_settings(rt.db, rt.connectors, rt.settings).deliver(replies)
-    return errors
+    return done, refused
+
+
+def _form_error(decision: str, reason: str) -> str | None:
+    """What the form itself lacks, checked before any post is touched."""
+    if decision not in moderation.REVIEW_DECISIONS:
+        return f"choose a decision: {', '.join(moderation.REVIEW_DECISIONS)}"
+    if decision in ("remove", "ban") and not reason.strip():
+        return "removing a post needs a reason for its author"
+    return None
+
+
+def _refusals(refused: list[Refusal]) -> str:
+    """"«snippet» (why); …" — the posts by what they say, not by an id nobody sees."""
+    named = "; ".join(f"«{r.post}» ({r.why})" for r in refused[:NAMED])
+    return named + (f"; and {len(refused) - NAMED} more" if len(refused) > NAMED else "")
 
 
 @require("moderator")
-async def review(request: web.Request) -> web.Response:
+async def review(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    errors = await _carry_out(request, [int(request.match_info["action_id"])], str(form.get("decision") or ""),
-                              str(form.get("reason") or ""))
-    if errors and "no such held post" in errors[0]:
+    hold_id = int(request.match_info["action_id"])
+    decision, reason = str(form.get("decision") or ""), str(form.get("reason") or "")
+    kept = Kept(decision=decision, reason=reason, hold_id=hold_id)
+    if error := _form_error(decision, reason):
+        return await _page(request, error=error, status=400, kept=kept)
+    done, refused = await _carry_out(request, [hold_id], decision, reason)
+    if refused and refused[0].why == "no such held post":
         raise web.HTTPNotFound()
-    if errors:
-        raise web.HTTPBadRequest(reason=errors[0].split(": ", 1)[1])
-    raise web.HTTPSeeOther("/moderation")
+    if refused:
+        return await _page(request, error=f"«{refused[0].post}»: {refused[0].why}", status=400, kept=kept)
+    return _done(request, f"«{done[0]}» {DONE[decision]}.")
 
 
 @require("moderator")
-async def review_bulk(request: web.Request) -> web.Response:
+async def review_bulk(request: web.Request) -> web.StreamResponse:
     """The same decision (and reason) for every selected post: the spam wave is cleared at once."""
     form = await request.post()
+    decision, reason = str(form.get("decision") or ""), str(form.get("reason") or "")
+    kept = Kept(decision=decision, reason=reason)
     try:
         ids = list(dict.fromkeys(int(v) for v in form.getall("ids", [])))
-    except ValueError as exc:
-        raise web.HTTPBadRequest(reason="ids must be numbers") from exc
+    except ValueError:
+        return await _page(request, error="ids must be numbers", status=400, kept=kept)
+    kept.ids = set(ids)
+    error = _form_error(decision, reason)
     if not ids:
-        raise web.HTTPBadRequest(reason="select at least one post")
-    if len(ids) > moderation.BULK_LIMIT:
-        raise web.HTTPBadRequest(reason=f"at most {moderation.BULK_LIMIT} posts at once")
-    decision = str(form.get("decision") or "")
-    if decision not in moderation.REVIEW_DECISIONS:
-        raise web.HTTPBadRequest(reason=f"decision must be one of {', '.join(moderation.REVIEW_DECISIONS)}")
-    errors = await _carry_out(request, ids, decision, str(form.get("reason") or ""))
-    if errors and len(errors) == len(ids):
-        raise web.HTTPBadRequest(reason="; ".join(errors)[:500])
-    raise web.HTTPSeeOther(f"/moderation?done={len(ids) - len(errors)}&failed={len(errors)}")
+        error = "select at least one post"
+    elif len(ids) > moderation.BULK_LIMIT:
+        error = f"at most {moderation.BULK_LIMIT} posts at once"
+    if error:
+        return await _page(request, error=error, status=400, kept=kept)
+    done, refused = await _carry_out(request, ids, decision, reason)
+    if not done:
+        kept.ids = {r.hold_id for r in refused}
+        return await _page(request, error=f"nothing {DONE[decision]}: {_refusals(refused)}", status=400, kept=kept)
+    notice = f"{len(done)} reviewed ({DONE[decision]})"
+    return _done(request, notice + (f"; {len(refused)} refused: {_refusals(refused)}." if refused else "."))
 
 
 @require("moderator")
-async def acknowledge_alert(request: web.Request) -> web.Response:
+async def acknowledge_alert(request: web.Request) -> web.StreamResponse:
     """A moderator takes a ``notify`` alert in hand (recorded with who)."""
     p: Principal = request[PRINCIPAL]
     async with request.app[RUNTIME].db.session() as session:
         alert = await session.get(ModerationAction, int(request.match_info["action_id"]))
         if alert is None or alert.action != "notify":
             raise web.HTTPNotFound()
-        if not await moderation.acknowledge(session, alert, p.actor):
-            raise web.HTTPBadRequest(reason="this alert was already acknowledged")
+        post = await view.post_snippet(session, alert.mention_id)
+        taken = await moderation.acknowledge(session, alert, p.actor)
         await session.commit()
-    raise web.HTTPSeeOther("/moderation")
+    if not taken:
+        return await _page(request, error=f"the alert on «{post}» was already acknowledged", status=400)
+    return _done(request, f"Alert on «{post}» acknowledged.")
 
 
 @require("moderator")
-async def delete_bot_reply(request: web.Request) -> web.Response:
+async def delete_bot_reply(request: web.Request) -> web.StreamResponse:
     p: Principal = request[PRINCIPAL]
     form = await request.post()
     reason = str(form.get("reason") or "").strip()
-    if not reason:
-        raise web.HTTPBadRequest(reason="say why the reply is taken back")
     async with request.app[RUNTIME].db.session() as session:
         reply = await session.get(Reply, int(request.match_info["reply_id"]))
         if reply is None or reply.sent_by != "bot":
             raise web.HTTPNotFound()
-        result = await revert_reply(session, reply, _connectors(request), p.actor, reason[:500])
-        await session.commit()
+        text = view.snippet_text(reply.text, 60)
+        if reason:
+            result = await revert_reply(session, reply, _connectors(request), p.actor, reason[:500])
+            await session.commit()
+    if not reason:
+        return await _page(request, error=f"say why the reply «{text}» is taken back", status=400)
     if not result.ok:
-        raise web.HTTPBadGateway(reason=f"the platform refused: {result.error}")
-    raise web.HTTPSeeOther("/moderation")
+        return await _page(request, error=f"the platform refused to delete «{text}»: {result.error}", status=502)
+    return _done(request, f"Reply «{text}» taken back.")
 
 
 def routes() -> list[web.RouteDef]:

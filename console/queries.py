@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Author, Mention, RouteDecision, TriageResult
+from models.base import utcnow
+
+ROUTING_GRACE = timedelta(minutes=15)  # a mention ingested this recently may still be on its way to routing
 
 
 def public_text(mention: Mention, tri: TriageResult | None) -> str:
@@ -18,17 +22,35 @@ def public_text(mention: Mention, tri: TriageResult | None) -> str:
     return shown_text(mention, tri)
 
 
+async def routing_horizon(session: AsyncSession, since_id: int, now: datetime | None = None) -> int | None:
+    """The lowest id above ``since_id`` of a mention ingested within ROUTING_GRACE and not routed yet.
+
+    Ids are given at ingest, routing comes later and not in id order: a cursor that moved past
+    such a mention would never see it. A page read with ``since_id`` stops below it (one that
+    never gets routed, e.g. dead-lettered, stops holding the cursor after the grace)."""
+    routed = select(RouteDecision.mention_id).where(RouteDecision.mention_id == Mention.id).exists()
+    return await session.scalar(select(func.min(Mention.id)).where(
+        Mention.id > since_id, Mention.ingested_at >= (now or utcnow()) - ROUTING_GRACE, ~routed))
+
+
 async def routed_mentions(session: AsyncSession, *, outcome: str | None = None, platform: str | None = None,
-                          limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+                          limit: int = 100, offset: int = 0, since_id: int | None = None) -> list[dict[str, Any]]:
+    """Routed mentions, highest priority first (then newest, then highest id); with ``since_id``,
+    those with a greater id in ascending id order (a cursor for polling: nothing shifts)."""
     q = (
         select(Mention, TriageResult, RouteDecision, Author)
         .join(RouteDecision, RouteDecision.mention_id == Mention.id)
         .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
         .outerjoin(Author, Author.id == Mention.author_id)
-        .order_by(TriageResult.priority.desc(), Mention.created_at.desc(), Mention.id.desc())  # a total order:
-        # pages of equal priority and time neither repeat nor skip a mention
         .limit(limit).offset(offset)
     )
+    if since_id is None:  # a total order: pages of equal priority and time neither repeat nor skip a mention
+        q = q.order_by(TriageResult.priority.desc(), Mention.created_at.desc(), Mention.id.desc())
+    else:
+        q = q.where(Mention.id > since_id).order_by(Mention.id)
+        horizon = await routing_horizon(session, since_id)
+        if horizon is not None:
+            q = q.where(Mention.id < horizon)
     if outcome:
         q = q.where(RouteDecision.outcome == outcome)
     if platform:
@@ -38,7 +60,8 @@ async def routed_mentions(session: AsyncSession, *, outcome: str | None = None, 
         out.append({
             "id": m.id, "platform": m.platform, "external_id": m.external_id, "url": m.url,
             "author": a.handle if a else None, "created_at": m.created_at.isoformat(),
-            "text": public_text(m, tri), "hidden": m.hidden,
+            "text": public_text(m, tri), "hidden": m.hidden, "is_public": m.is_public,
+            "conversation_id": m.conversation_id,
             "triage": None if tri is None else {
                 "sentiment": tri.sentiment, "sensitivity": tri.sensitivity, "issue_type": tri.issue_type,
                 "toxicity": tri.toxicity, "spam": tri.spam, "pii_exposed": tri.pii_exposed,

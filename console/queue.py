@@ -1,9 +1,12 @@
 """The care team's console: the live queue, a conversation, claiming, replying, taking private.
 
 Collisions: a claim is one conditional UPDATE (free, mine, or idle past the claim TTL), so two
-agents cannot both hold a conversation; replying needs the claim; and a reply is refused when
-another agent answered since the page was loaded (the form carries the last reply id seen), so
-nobody answers twice unknowingly. Every change is pushed to the other agents' live pages.
+agents cannot both hold a conversation; replying needs the claim; resolving a conversation another
+agent holds is an explicit take-over; and a reply is refused when another agent answered since the
+page was loaded (the form carries the last reply id seen), so nobody answers twice unknowingly.
+A refused form never loses what was typed: a browser is sent back to the conversation with the
+message and the draft (console.flash). Every change is pushed to the other agents' live pages.
+Moderators (a notify alert links here) read a conversation; its forms are the agents'.
 """
 
 from __future__ import annotations
@@ -17,11 +20,15 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from community import moderation
-from console import events
+from community.routing import PRIVATE_SENSITIVITY
+from console import events, flash
 from console.auth import require
+from console.error_pages import wants_html
 from console.keys import PRINCIPAL, RUNTIME
+from console.paths import path_id  # console.admin imports it from here too
 from console.queue_data import (
     CLAIM_TTL,
+    claim_is_live,
     clean_filters,
     conversation_view,
     newer_human_replies,
@@ -37,19 +44,9 @@ from service.dispatch import Dispatcher
 from triage.protocol import DEFAULT_ISSUE_TYPES, SENSITIVITY_LABELS, SENTIMENT_LABELS
 
 AGENTS = ("agent",)
+READERS = ("agent", "moderator")
 MAX_REPLY = 10_000
 TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
-
-
-def path_id(request: web.Request, name: str = "id") -> int:
-    """A database id from the path; anything out of range is simply not found."""
-    try:
-        value = int(request.match_info[name])
-    except (KeyError, ValueError) as exc:
-        raise web.HTTPNotFound() from exc
-    if not 0 < value < 2**62:
-        raise web.HTTPNotFound()
-    return value
 
 
 def clean_text(value: Any, *, limit: int = MAX_REPLY) -> str:
@@ -66,8 +63,18 @@ async def _form(request: web.Request) -> Any:
         "application/x-www-form-urlencoded", "multipart/form-data") else {}
 
 
+# what the queue can hold: security and fraud posts are routed private, never to the queue
+QUEUE_SENSITIVITIES = tuple(s for s in SENSITIVITY_LABELS if s not in PRIVATE_SENSITIVITY)
+
+
 def _filter_options() -> dict[str, Any]:
-    return {"issue_types": DEFAULT_ISSUE_TYPES, "sentiments": SENTIMENT_LABELS, "sensitivities": SENSITIVITY_LABELS}
+    return {"issue_types": DEFAULT_ISSUE_TYPES, "sentiments": SENTIMENT_LABELS, "sensitivities": QUEUE_SENSITIVITIES}
+
+
+def _mention_id(value: Any) -> int | None:
+    """A mention id from a form or query; None when it is not one (the default post is used)."""
+    raw = str(value or "")
+    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**62 else None
 
 
 @require(*AGENTS)
@@ -85,8 +92,9 @@ async def queue_rows(request: web.Request) -> web.Response:
     """The queue's rows alone, for the live page to swap in when something changes."""
     rt = request.app[RUNTIME]
     async with rt.db.session() as session:
-        items = await queue_items(session, clean_filters(request.query))
-    return render(request, "queue_rows.html", items=items)
+        filters = clean_filters(request.query)
+        items = await queue_items(session, filters)
+    return render(request, "queue_rows.html", items=items, filters=filters)
 
 
 @require("agent", "moderator")
@@ -94,31 +102,46 @@ async def queue_events(request: web.Request) -> web.StreamResponse:
     return await events.stream(request)
 
 
-@require(*AGENTS)
+@require(*READERS)
 async def conversation_page(request: web.Request) -> web.Response:
-    return await _conversation(request)
+    """The conversation; ``?mention=ID`` answers that post (its author's context, its suggestions)."""
+    carried = flash.take(request)
+    focus = _mention_id(request.query.get("mention")) or carried.get("mention")
+    response = await _conversation(
+        request, error=carried.get("error"), draft=carried.get("draft") or "", focus=focus,
+        override=bool(carried.get("override")), confirm=bool(carried.get("confirm")), offer=carried.get("offer"),
+        visibility=carried.get("visibility"), tags=carried.get("tags"))
+    flash.forget(request, response)
+    return response
 
 
 async def _conversation(request: web.Request, *, error: str | None = None, status: int = 200,
-                        draft: str = "", override: bool = False, confirm: bool = False) -> web.Response:
-    rt = request.app[RUNTIME]
+                        draft: str = "", override: bool = False, confirm: bool = False, focus: int | None = None,
+                        offer: str | None = None, visibility: str | None = None,
+                        tags: str | None = None) -> web.Response:
+    """The conversation page. A refused form (``error`` on a POST) sends a browser back to the page
+    with the message and what was typed, so a reload neither re-posts nor meets a 405; other
+    clients get the page in place, with the refusal's status."""
+    rt, p = request.app[RUNTIME], request[PRINCIPAL]
     conv_id = path_id(request)
+    if error and request.method == "POST" and wants_html(request):
+        moved = flash.redirect(request, f"/conversations/{conv_id}", error=error, draft=draft, mention=focus,
+                               override=override, confirm=confirm, offer=offer, visibility=visibility, tags=tags)
+        if moved is not None:
+            return moved
+    read_only = p.role == "moderator"  # a moderator reads the thread; the forms and the customer are the agents'
     async with rt.db.session() as session:
-        view = await conversation_view(session, conv_id, viewer=request[PRINCIPAL].actor)
+        view = await conversation_view(session, conv_id, viewer=p.actor, focus=focus, with_customer=not read_only)
         if view is None:
             raise web.HTTPNotFound(reason="no such conversation")
-        target = None
-        waiting = [m for m in view["mentions"] if m["route"] and m["route"]["outcome"] == "agent_queue"]
-        pick = (waiting or view["mentions"] or [None])[-1]
-        if pick is not None:
-            target = await session.get(Mention, pick["id"])
-        suggestions = await suggestions_for(session, target) if target is not None else []
+        target = await session.get(Mention, view["target_id"]) if view["target_id"] else None
+        suggestions = await suggestions_for(session, target) if target is not None and not read_only else []
         held = set(await session.scalars(select(ModerationAction.mention_id).where(
             ModerationAction.mention_id.in_([m["id"] for m in view["mentions"]]),
             ModerationAction.action == "hold", ModerationAction.status == "pending")))
     return render(request, "conversation.html", status=status, view=view, suggestions=suggestions, held=held,
-                  target_id=target.id if target else None, error=error, draft=draft, override=override,
-                  confirm=confirm,
+                  target_id=view["target_id"], error=error, draft=draft, override=override,
+                  confirm=confirm, offer=offer, visibility=visibility, tags=tags, read_only=read_only,
                   draft_id=uuid.uuid4().hex, claim_ttl_minutes=int(CLAIM_TTL.total_seconds() // 60))
 
 
@@ -212,24 +235,26 @@ async def reply(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise web.HTTPBadRequest(reason="seen_reply_id and mention_id must be integers") from exc
     visibility = "private" if form.get("visibility") == "private" else "public"
+    kept = {"draft": text, "focus": mention_id or None, "visibility": visibility}  # what a refusal shows back
     async with rt.db.session() as session:
         conv = await _existing(session, conv_id)
         if conv.status != "open":
-            return await _conversation(request, status=409, error="This conversation is resolved; reopen it first.",
-                                           draft=text)
+            return await _conversation(request, status=409, offer="reopen", **kept,
+                                       error="This conversation was resolved; your reply was not sent. "
+                                             "Reopen it to send your draft.")
         if not await try_claim(session, conv_id, p.user_id):
             holder = await _holder(session, conv_id)
             await session.rollback()
-            return await _conversation(request, status=409, draft=text,
-                                           error=f"{holder} is working on this conversation; your reply was not sent.")
+            return await _conversation(request, status=409, **kept,
+                                       error=f"{holder} is working on this conversation; your reply was not sent.")
         if form.get("confirm") != "1":
             newer = await newer_human_replies(session, conv_id, seen, p.actor)
             if newer:
                 who = ", ".join(sorted({r.sent_by.split(":", 1)[-1] for r in newer}))
                 await session.rollback()
-                return await _conversation(request, status=409, draft=text, confirm=True,
-                                               error=f"{who} replied while you were writing. Read it, then send again "
-                                                     "if yours is still needed.")
+                return await _conversation(request, status=409, confirm=True, **kept,
+                                           error=f"{who} replied while you were writing. Read it, then send again "
+                                                 "if yours is still needed.")
         mention = await session.get(Mention, mention_id) if 0 < mention_id < 2**62 else None
         if mention is None or mention.conversation_id != conv_id:
             await session.rollback()
@@ -238,8 +263,8 @@ async def reply(request: web.Request) -> web.Response:
             refusal = await public_reply_refusal(session, mention, text)
             if refusal and not (refusal.overridable and form.get("public_anyway") == "1"):
                 await session.rollback()
-                return await _conversation(request, status=422, draft=text, error=f"Not sent: {refusal.reason}.",
-                                           override=refusal.overridable)
+                return await _conversation(request, status=422, error=f"Not sent: {refusal.reason}.",
+                                           override=refusal.overridable, **kept)
             if refusal:  # the agent judged it not a private matter after all
                 record(session, p.actor, "reply.public_override", "mention", mention.id, reason=refusal.reason)
         row = Reply(dedup_key=f"agent:{draft_id}", mention_id=mention.id, conversation_id=conv_id,
@@ -258,15 +283,19 @@ async def reply(request: web.Request) -> web.Response:
     await dispatch(request, [reply_id])
     events.emit(request, "replied", [mention.id], conversation_id=conv_id, by=p.username)
     if form.get("resolve") == "1":
-        await _resolve(request, conv_id)
+        holder = await _resolve(request, conv_id)
+        if holder:  # taken over between the send and the resolve: sent, but left to them
+            return await _conversation(request, status=409, focus=mention.id,
+                                       error=f"Sent, but not resolved: {holder} took this conversation over.")
     raise _back(conv_id)
 
 
 @require(*AGENTS)
 async def take_private(request: web.Request) -> web.Response:
-    """One click: open (or join) the case, hide exposed data, post the neutral public notice and
-    DM the secure link (escalation.handoff), then assign the case to the agent."""
-    from escalation.cases import assign
+    """One click on the post picked in "Reply to": open (or join) its author's case, hide exposed
+    data, post the neutral public notice and DM the secure link (escalation.handoff), then assign the
+    case to the agent (a case another agent holds stays theirs: taking it over is its own step)."""
+    from escalation.cases import CaseTaken, assign
     from escalation.handoff import escalate_mention
 
     rt, p = request.app[RUNTIME], request[PRINCIPAL]
@@ -284,43 +313,77 @@ async def take_private(request: web.Request) -> web.Response:
         if not await try_claim(session, conv_id, p.user_id):
             holder = await _holder(session, conv_id)
             await session.rollback()
-            return await _conversation(request, status=409, error=f"{holder} is working on this conversation.")
+            return await _conversation(request, status=409, focus=mention_id,
+                                       error=f"{holder} is working on this conversation.")
         case, added = await escalate_mention(session, mention, rt.settings, p.actor, category="agent")
         if case.status != "resolved":
-            assign(session, case, p.user_id, p.actor)
+            try:
+                assign(session, case, p.user_id, p.actor)
+            except CaseTaken:
+                pass  # joined a case another agent is working on: the conversation page names them
         record(session, p.actor, "conversation.taken_private", "conversation", conv_id, case_id=case.id)
         await session.commit()
         case_id, reply_ids = case.id, [r.id for r in added]
     await dispatch(request, reply_ids)
     events.emit(request, "taken_private", [mention_id], conversation_id=conv_id, by=p.username, case_id=case_id)
-    raise web.HTTPFound(f"/conversations/{conv_id}?case={case_id}")
+    raise web.HTTPFound(f"/conversations/{conv_id}?mention={mention_id}&case={case_id}")
 
 
-async def _resolve(request: web.Request, conv_id: int) -> None:
+async def _resolve(request: web.Request, conv_id: int, *, force: bool = False) -> str | None:
+    """Resolve, unless another agent holds a live claim (then their name is returned and nothing
+    changes): one conditional UPDATE, like the claim. ``force`` is the explicit take-over, audited."""
     rt, p = request.app[RUNTIME], request[PRINCIPAL]
     async with rt.db.session() as session:
         conv = await _existing(session, conv_id)
-        if conv.status != "resolved":
-            conv.status, conv.claimed_by, conv.claimed_at = "resolved", None, None
-            record(session, p.actor, "conversation.resolved", "conversation", conv_id)
+        if conv.status == "resolved":
+            return None
+        held_by_other = claim_is_live(conv) and conv.claimed_by != p.user_id
+        stmt = update(Conversation).where(Conversation.id == conv_id, Conversation.status != "resolved")
+        if not force:
+            stmt = stmt.where(or_(Conversation.claimed_by.is_(None), Conversation.claimed_by == p.user_id,
+                                  Conversation.claimed_at.is_(None), Conversation.claimed_at < utcnow() - CLAIM_TTL))
+        holder = await _holder(session, conv_id) if held_by_other else None
+        result = await session.execute(stmt.values(status="resolved", claimed_by=None, claimed_at=None))
+        if result.rowcount != 1:
+            await session.rollback()
+            conv = await _existing(session, conv_id)
+            return None if conv.status == "resolved" else await _holder(session, conv_id)
+        if force and holder:
+            record(session, p.actor, "conversation.taken_over", "conversation", conv_id, from_user=holder)
+        record(session, p.actor, "conversation.resolved", "conversation", conv_id)
         await session.commit()
     events.emit(request, "resolved", [], conversation_id=conv_id, by=p.username)
+    return None
 
 
 @require(*AGENTS)
 async def resolve(request: web.Request) -> web.Response:
+    """Resolve (``force=1``: take it over from the agent holding it), or ``reopen=1`` — with the
+    ``draft`` of a reply that was refused because the conversation had been resolved."""
     conv_id = path_id(request)
     form = await _form(request)
     if form.get("reopen") == "1":
         rt, p = request.app[RUNTIME], request[PRINCIPAL]
+        draft = clean_text(form.get("draft"))
         async with rt.db.session() as session:
             conv = await _existing(session, conv_id)
-            conv.status = "open"
-            record(session, p.actor, "conversation.reopened", "conversation", conv_id)
+            if conv.status != "open":
+                conv.status = "open"
+                record(session, p.actor, "conversation.reopened", "conversation", conv_id)
             await session.commit()
         events.emit(request, "reopened", [], conversation_id=conv_id, by=p.username)
+        if draft:  # back to the page with the reply form holding the text again
+            moved = flash.redirect(request, f"/conversations/{conv_id}", draft=draft,
+                                   mention=_mention_id(form.get("mention_id")))
+            if moved is not None:
+                return moved
+            return await _conversation(request, draft=draft, focus=_mention_id(form.get("mention_id")))
         raise _back(conv_id)
-    await _resolve(request, conv_id)
+    holder = await _resolve(request, conv_id, force=form.get("force") == "1")
+    if holder:
+        return await _conversation(request, status=409, offer="resolve_take_over",
+                                   error=f"{holder} is working on this conversation: it was not resolved. "
+                                         "Take it over to resolve it.")
     raise web.HTTPFound("/queue")
 
 
@@ -370,7 +433,13 @@ def parse_tags(raw: Any) -> list[str]:
 async def set_tags(request: web.Request) -> web.Response:
     rt, p = request.app[RUNTIME], request[PRINCIPAL]
     conv_id = path_id(request)
-    tags = parse_tags((await _form(request)).get("tags"))
+    raw = str((await _form(request)).get("tags") or "")[:2000]
+    try:
+        tags = parse_tags(raw)
+    except web.HTTPBadRequest as exc:  # shown on the conversation, with what was typed
+        async with rt.db.session() as session:
+            await _existing(session, conv_id)
+        return await _conversation(request, status=400, error=exc.reason, tags=raw)
     async with rt.db.session() as session:
         conv = await _existing(session, conv_id)
         conv.tags = tags

@@ -36,7 +36,7 @@ from service.privacy import not_erased
 FIRST_RESPONSE_TARGET = timedelta(hours=1)  # the service-level target for a first human answer
 CLAIM_TTL = timedelta(minutes=15)  # a claim left idle this long may be taken by someone else
 QUEUE_LIMIT = 300
-FILTERS = ("channel", "issue_type", "sentiment", "sensitivity")
+FILTERS = ("channel", "issue_type", "sentiment", "sensitivity", "unclaimed")
 HUMAN_REPLY = Reply.sent_by != "bot"
 DONE_REPLY = ("pending", "sending", "sent", "dry_run", "unknown")
 VIEW_REASON = "conversation view"
@@ -90,8 +90,12 @@ class QueueItem:
 
 
 def clean_filters(query: Any) -> dict[str, str]:
-    """Filters from a query string; values are only ever compared, never interpreted."""
-    return {k: str(query.get(k))[:80] for k in FILTERS if query.get(k)}
+    """Filters from a query string; values are only ever compared, never interpreted (``unclaimed``
+    is on or off)."""
+    filters = {k: str(query.get(k))[:80] for k in FILTERS if query.get(k)}
+    if "unclaimed" in filters:
+        filters["unclaimed"] = "1"
+    return filters
 
 
 async def queue_items(session: AsyncSession, filters: dict[str, str] | None = None,
@@ -114,6 +118,9 @@ async def queue_items(session: AsyncSession, filters: dict[str, str] | None = No
     for name in ("issue_type", "sentiment", "sensitivity"):
         if name in filters:
             q = q.where(getattr(TriageResult, name) == filters[name])
+    if "unclaimed" in filters:  # free to pick up: never claimed, released, or idle past the claim TTL
+        q = q.where(or_(Conversation.claimed_by.is_(None), Conversation.claimed_at.is_(None),
+                        Conversation.claimed_at < utcnow() - CLAIM_TTL))
     rows = (await session.execute(q)).all()
     if not rows:
         return []
@@ -175,14 +182,27 @@ def _triage_view(tri: TriageResult | None) -> dict[str, Any] | None:
             "model_version": tri.model_version}
 
 
+def pick_target(mentions: list[dict[str, Any]], focus: int | None = None) -> dict[str, Any] | None:
+    """The post being answered: the one the agent chose (``focus``), else the latest one waiting
+    for an agent, else the latest post of the thread."""
+    chosen = [m for m in mentions if focus is not None and m["id"] == focus]
+    waiting = [m for m in mentions if m["route"] and m["route"]["outcome"] == "agent_queue"]
+    return (chosen or waiting or mentions or [None])[-1]
+
+
 async def conversation_view(session: AsyncSession, conv_id: int, *, viewer: str | None = None,
-                            why: str = VIEW_REASON) -> dict[str, Any] | None:
-    """The thread (with triage and its explanations), its replies and the customer's history on
-    every channel. All customer text is shown redacted.
+                            why: str = VIEW_REASON, focus: int | None = None,
+                            with_customer: bool = True) -> dict[str, Any] | None:
+    """The thread (with triage and its explanations), its replies, and the context of the person
+    being answered: the author of the target post (``focus``, see :func:`pick_target`), their
+    customer record and their history on every channel. In a thread with several people (a Reddit
+    thread, a forum topic) the others' posts are never shown as that customer's. All customer text
+    is shown redacted.
 
     Showing the customer record (name, plan, attributes) is a view of it: audited here as
     ``customer.viewed`` with ``viewer`` (who), ``why`` and the time, and committed before the view is
-    returned, so no page shows a record whose viewing went unrecorded."""
+    returned, so no page shows a record whose viewing went unrecorded. ``with_customer=False`` (a
+    moderator's read-only look at the thread) shows no record and no history, and audits nothing."""
     conv = await session.get(Conversation, conv_id)
     if conv is None:
         return None
@@ -195,7 +215,9 @@ async def conversation_view(session: AsyncSession, conv_id: int, *, viewer: str 
     replies = list(await session.scalars(select(Reply).where(Reply.conversation_id == conv_id)
                                          .order_by(Reply.created_at)))
     thread: list[dict[str, Any]] = []
+    authors_by_mention: dict[int, Author | None] = {}
     for m, tri, d, a in rows:
+        authors_by_mention[m.id] = a
         thread.append({"type": "mention", "at": m.created_at, "id": m.id, "platform": m.platform, "url": m.url,
                        "author": a.handle if a else None, "text": public_text(m, tri), "hidden": m.hidden,
                        "label": plain_label(f"#{m.id} {a.handle if a else ''}: {public_text(m, tri)}"),
@@ -205,22 +227,35 @@ async def conversation_view(session: AsyncSession, conv_id: int, *, viewer: str 
         thread.append({"type": "reply", "at": r.created_at, "id": r.id, "platform": r.platform, "text": shown_without_links(r.text),
                        "status": r.status, "visibility": r.visibility, "sent_by": r.sent_by, "kind": r.kind})
     thread.sort(key=lambda e: (e["at"], e["type"] == "reply"))
-    author_ids = {a.id for _, _, _, a in rows if a is not None}
-    authors = [a for _, _, _, a in rows if a is not None]
-    customer_ids = {a.customer_id for a in authors if a.customer_id} | ({conv.customer_id} if conv.customer_id else set())
-    if customer_ids:
-        author_ids |= set(await session.scalars(select(Author.id).where(Author.customer_id.in_(customer_ids))))
-    customer = await session.get(Customer, next(iter(customer_ids))) if customer_ids else None
+    mentions = [e for e in thread if e["type"] == "mention"]
+    target = pick_target(mentions, focus)
+    person = authors_by_mention.get(target["id"]) if target else None
+    customer = None
+    author_ids: set[int] = set()
+    customer_ids: set[int] = set()
+    if with_customer:
+        if person is not None:
+            author_ids.add(person.id)
+            if person.customer_id:
+                customer_ids.add(person.customer_id)
+        elif target is not None and conv.customer_id:  # an erased or unknown author: the thread's customer
+            customer_ids.add(conv.customer_id)
+        if customer_ids:
+            author_ids |= set(await session.scalars(select(Author.id).where(Author.customer_id.in_(customer_ids))))
+        customer = await session.get(Customer, next(iter(customer_ids))) if customer_ids else None
     history = []
     if author_ids:
-        for m, tri, d in (await session.execute(
-            select(Mention, TriageResult, RouteDecision)
+        history_rows = (await session.execute(
+            select(Mention, TriageResult, RouteDecision, Author)
             .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
             .outerjoin(RouteDecision, RouteDecision.mention_id == Mention.id)
+            .outerjoin(Author, Author.id == Mention.author_id)
             .where(Mention.author_id.in_(author_ids),
                    or_(Mention.conversation_id.is_(None), Mention.conversation_id != conv_id))
-            .order_by(Mention.created_at.desc()).limit(20))).all():
+            .order_by(Mention.created_at.desc()).limit(20))).all()
+        for m, tri, d, a in history_rows:
             history.append({"id": m.id, "at": m.created_at, "platform": m.platform, "text": public_text(m, tri),
+                            "author": a.handle if a else None,
                             "conversation_id": m.conversation_id, "issue_type": tri.issue_type if tri else None,
                             "sentiment": tri.sentiment if tri else None, "outcome": d.outcome if d else None})
     case_filter = [Case.conversation_id == conv_id]
@@ -231,7 +266,7 @@ async def conversation_view(session: AsyncSession, conv_id: int, *, viewer: str 
     cases = list(await session.scalars(select(Case).where(or_(*case_filter)).order_by(Case.created_at.desc())
                                        .limit(10)))
     case_messages = {}
-    if cases:
+    if cases and with_customer:
         for cm in await session.scalars(select(CaseMessage).where(
                 CaseMessage.case_id.in_([c.id for c in cases])).order_by(CaseMessage.created_at)):
             case_messages.setdefault(cm.case_id, []).append(cm)
@@ -245,15 +280,16 @@ async def conversation_view(session: AsyncSession, conv_id: int, *, viewer: str 
                conversation_id=conv_id)
         await session.commit()
     claimer = await session.get(User, conv.claimed_by) if conv.claimed_by else None
-    waiting = [e for e in thread if e["type"] == "mention"]
-    latest = max([e["id"] for e in waiting], default=0)
+    latest = max([e["id"] for e in mentions], default=0)
     return {
-        "conversation": conv, "thread": thread, "mentions": waiting, "latest_mention_id": latest,
+        "conversation": conv, "thread": thread, "mentions": mentions, "latest_mention_id": latest,
+        "target_id": target["id"] if target else None,
+        "person": {"handle": person.handle, "platform": person.platform} if person is not None else None,
         "last_reply_id": max([r.id for r in replies], default=0),
         "claimed_by": claimer.username if claimer and claim_is_live(conv) else None,
         "claimed_by_id": conv.claimed_by if claim_is_live(conv) else None,
         "customer": customer, "history": history, "cases": cases, "case_messages": case_messages,
-        "other_replies": other_replies, "authors": authors,
+        "other_replies": other_replies, "authors": [a for a in authors_by_mention.values() if a is not None],
         # handled in a private channel: the reply form offers a private message first (a public one
         # would be refused, escalation.public_guard)
         "private_matter": any(c.status != "resolved" for c in cases) or any(

@@ -325,9 +325,10 @@ async def _customer_message(request: web.Request, ws: web.WebSocketResponse, cas
                             data: str) -> None:
     rt, state = request.app[RUNTIME], request.app[ESCALATION]
     if not await state.per_case.hit(f"case:{case_id}"):
-        await ws.send_json({"type": "error", "error": "Too many messages; wait a moment."})
+        await ws.send_json({"type": "error", "error": "Too many messages; wait a moment.",
+                            "ref": chat.frame_ref(data)})
         return
-    body = chat.parse_frame(data)
+    body, ref = chat.parse_frame(data), chat.frame_ref(data)
     async with rt.db.session() as session:
         cs = await session.get(CustomerSession, session_id)
         case = await session.get(Case, case_id)
@@ -338,10 +339,11 @@ async def _customer_message(request: web.Request, ws: web.WebSocketResponse, cas
         try:
             message = await chat.post(session, case, "customer", body)
         except chat.ChatError as exc:
-            await ws.send_json({"type": "error", "error": str(exc)})
+            await ws.send_json({"type": "error", "error": str(exc), "ref": ref})
             return
         await session.commit()
         event = {"type": "message", "message": chat.message_json(message)}
+    await ws.send_json({"type": "sent", "ref": ref, "id": message.id})  # stored: the sender may clear its box
     await state.hub.publish(case_id, event)
 
 

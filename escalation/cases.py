@@ -96,12 +96,28 @@ async def open_cases_by_author(session: AsyncSession,
     return found
 
 
-def assign(session: AsyncSession, case: Case, user_id: int, actor: str) -> None:
+class CaseTaken(ValueError):
+    """The case is assigned to another agent: taking it is an explicit take-over."""
+
+    def __init__(self, holder_id: int) -> None:
+        super().__init__("another agent is assigned to this case")
+        self.holder_id = holder_id
+
+
+def assign(session: AsyncSession, case: Case, user_id: int, actor: str, *, take_over: bool = False) -> None:
+    """Give the case to ``user_id``. A case another agent holds is not taken silently (their chat
+    would stop mid-sentence): :class:`CaseTaken` unless ``take_over``, which is audited with whom
+    it was taken from."""
     if case.status == "resolved":
         raise ValueError("the case is resolved")
-    if case.assigned_to != user_id:
-        case.assigned_to = user_id
-        record(session, actor, "case.assigned", "case", case.id, user_id=user_id)
+    if case.assigned_to == user_id:
+        return
+    if case.assigned_to is not None:
+        if not take_over:
+            raise CaseTaken(case.assigned_to)
+        record(session, actor, "case.taken_over", "case", case.id, user_id=user_id, from_user_id=case.assigned_to)
+    case.assigned_to = user_id
+    record(session, actor, "case.assigned", "case", case.id, user_id=user_id)
 
 
 async def resolve(session: AsyncSession, case: Case, actor: str, now: datetime | None = None) -> bool:

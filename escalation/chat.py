@@ -47,6 +47,18 @@ def parse_frame(data: str) -> Any:
     return frame.get("body") if isinstance(frame, dict) else frame
 
 
+def frame_ref(data: str) -> str | None:
+    """The sender's own reference for a frame (``{"body": ..., "ref": "m1"}``), echoed back in the
+    acknowledgement or the refusal so the sender keeps its text until the message was stored."""
+    try:
+        frame = json.loads(data)
+    except ValueError:
+        return None
+    ref = frame.get("ref") if isinstance(frame, dict) else None
+    return ref if isinstance(ref, str) and 0 < len(ref) <= 40 and ref.isascii() and ref.replace("-", "").isalnum() \
+        else None
+
+
 def clean_body(body: Any) -> str:
     if not isinstance(body, str):
         raise ChatError("a message is text")

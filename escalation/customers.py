@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 from sqlalchemy import func, or_, select
@@ -40,18 +41,36 @@ async def link_identity(session: AsyncSession, customer_id: int, platform: str, 
     return row
 
 
+def customer_since(value: str | None, where: str) -> datetime | None:
+    """The CRM's ``created_at`` ("customer since"): a date or an ISO date-time, UTC unless it says
+    otherwise. Empty means unknown; anything else is refused with the row, never read as today."""
+    raw = (value or "").strip()
+    if not raw:
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw) if "T" in raw or " " in raw else datetime.combine(
+            date.fromisoformat(raw), time())
+    except ValueError as exc:
+        raise ValueError(f"{where}: created_at {raw[:40]!r} is not a date (YYYY-MM-DD or an ISO date-time)") from exc
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
 async def import_customers_csv(session: AsyncSession, path: Path) -> int:
     """Upsert customers by ``customer_id`` and link their handles. Returns the number of rows."""
     count = 0
     with path.open(newline="", encoding="utf-8") as fh:
         for rec in csv.DictReader(fh):
+            where = f"{path}: line {count + 2}"
             ref = rec.get("customer_id") or rec.get("id")
             if not ref or not rec.get("name"):
-                raise ValueError(f"{path}: line {count + 2}: a customer needs customer_id and name")
+                raise ValueError(f"{where}: a customer needs customer_id and name")
+            since = customer_since(rec.get("created_at"), where)
             customer = await session.scalar(select(Customer).where(Customer.external_ref == ref))
             if customer is None:
                 customer = Customer(external_ref=ref, name=rec["name"])
                 session.add(customer)
+            if since is not None:
+                customer.created_at = since
             customer.name, customer.email = rec["name"], rec.get("email") or None
             customer.phone, customer.plan = rec.get("phone") or None, rec.get("plan") or None
             await session.flush()

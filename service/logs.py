@@ -33,12 +33,34 @@ _LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _LINE_BREAKS_RE = re.compile("[\x85\u2028\u2029]")
 
 
+# Structured fields a log call may add with ``extra={...}`` and the JSON lines then carry as keys of
+# their own. Only these: they hold ids and counts, never personal data (a message key is the
+# platform's post id or ours). Other extras are left out — aiohttp's access log, for one, passes the
+# client address and the request line, which may hold a /secure/<token> link.
+FIELDS = {
+    "stage": str, "message_key": str, "entry_id": str, "dead_letter_id": str, "topic": str,
+    "attempt": int, "batch_size": int, "dead_letter": bool, "error_type": str, "held_seconds": float,
+}
+
+
+def fields_of(record: logging.LogRecord) -> dict[str, object]:
+    """The record's structured fields (see FIELDS), each of its declared type or left out."""
+    out: dict[str, object] = {}
+    for name, kind in FIELDS.items():
+        value = getattr(record, name, None)
+        if isinstance(value, kind) and (kind is not int or not isinstance(value, bool)):
+            out[name] = value[:300] if isinstance(value, str) else value
+    return out
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line, whatever the message holds (Unicode line separators are escaped)."""
+    """One JSON object per line, whatever the message holds (Unicode line separators are escaped);
+    the structured fields of FIELDS follow ``msg`` as keys of their own."""
 
     def format(self, record: logging.LogRecord) -> str:
         doc = {"ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
                "level": record.levelname, "logger": record.name, "msg": record.getMessage()}
+        doc.update({k: v for k, v in fields_of(record).items() if k not in doc})
         if record.exc_text:
             doc["exc"] = record.exc_text
         return _LINE_BREAKS_RE.sub(lambda m: _LINE_BREAKS[m.group()], json.dumps(doc, ensure_ascii=False))

@@ -56,7 +56,7 @@ class StageWorker:
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the bus went away: log, wait, keep going
-                log.exception("stage %s: bus error; retrying", self.stage.name)
+                log.exception("stage %s: bus error; retrying", self.stage.name, extra={"stage": self.stage.name})
                 await asyncio.sleep(1.0)
 
     async def run_once(self) -> int:
@@ -78,7 +78,8 @@ class StageWorker:
                     return len(batch)
                 if out is None:
                     log.warning("stage %s: batch of %d failed (%s); retrying one by one", name, len(batch),
-                                type(exc).__name__)
+                                type(exc).__name__,
+                                extra={"stage": name, "batch_size": len(batch), "error_type": type(exc).__name__})
                     await self._one_by_one(batch)
                     return len(batch)
             await self._publish(out)
@@ -111,7 +112,9 @@ class StageWorker:
         name, delay, seconds = self.stage.name, OUTAGE_BACKOFF[0], 0.0
         while down := await self._unreachable():
             log.warning("stage %s: %s does not answer (%s); holding a batch of %d, next try in %.1f s",
-                        name, " and ".join(down), type(exc).__name__, len(batch), delay)
+                        name, " and ".join(down), type(exc).__name__, len(batch), delay,
+                        extra={"stage": name, "batch_size": len(batch), "error_type": type(exc).__name__,
+                               "held_seconds": seconds})
             if self.metrics:
                 self.metrics.errors.labels(name).inc()
             try:
@@ -127,7 +130,8 @@ class StageWorker:
             except Exception as again:  # noqa: BLE001 - down again, or the messages' own fault after all
                 exc = again
                 continue
-            log.info("stage %s: back after %.0f s; the held batch of %d went through", name, seconds, len(batch))
+            log.info("stage %s: back after %.0f s; the held batch of %d went through", name, seconds, len(batch),
+                     extra={"stage": name, "batch_size": len(batch), "held_seconds": seconds})
             return out
         return None
 
@@ -162,7 +166,9 @@ class StageWorker:
                     if dead:
                         self.metrics.dead_letters.labels(name).inc()
                 log.error("stage %s: message %s failed (attempt %d)%s: %s", name, env.key, env.attempts,
-                          " → dead letter" if dead else "", type(exc).__name__)
+                          " → dead letter" if dead else "", type(exc).__name__,
+                          extra={"stage": name, "message_key": env.key, "entry_id": env.id, "attempt": env.attempts,
+                                 "dead_letter": dead, "error_type": type(exc).__name__})
                 continue
             await self._publish(out)
             await self.bus.ack(name, name, [env.id])

@@ -21,7 +21,8 @@ def _storable(value: str) -> str:
     return value
 
 
-SafeStr = Annotated[str, AfterValidator(_storable)]
+STORABLE = AfterValidator(_storable)
+SafeStr = Annotated[str, STORABLE]
 
 
 class Body(BaseModel):
@@ -55,8 +56,15 @@ async def parse(request: web.Request, model: type[M]) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        details = [{"loc": [str(p) for p in e["loc"]], "message": e["msg"]} for e in exc.errors()[:20]]
-        raise ApiError(422, "invalid request body", details=details) from None
+        details = [{"loc": [str(p) for p in e["loc"]], "message": _message(e)} for e in exc.errors()[:20]]
+        said = "; ".join(d["message"] if d["message"].startswith(".".join(d["loc"])) or not d["loc"]
+                         else f"{'.'.join(d['loc'])}: {d['message']}" for d in details[:3])
+        raise ApiError(422, f"invalid request body: {said}", details=details) from None
+
+
+def _message(error: Any) -> str:
+    """Pydantic's message, without the "Value error, " it puts before our validators' own words."""
+    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def api(handler: Any) -> Any:
@@ -92,3 +100,23 @@ def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -
     if not (raw.isascii() and raw.isdigit()) or not lo <= int(raw) <= hi:
         raise web.HTTPBadRequest(reason=f"{name} must be an integer from {lo} to {hi}")
     return int(raw)
+
+
+def known_query(request: web.Request, *names: str) -> None:
+    """Refuse a query parameter the endpoint does not read (a typo such as ``sentimnet`` would
+    otherwise return everything, unfiltered, as if the filter had matched)."""
+    unknown = sorted(set(request.query) - set(names))
+    if unknown:
+        raise web.HTTPBadRequest(reason=f"unknown query parameter {unknown[0]!r}; this endpoint takes "
+                                        + (", ".join(names) or "none"))
+
+
+def query_choice(request: web.Request, name: str, values: tuple[str, ...] | list[str]) -> str | None:
+    """A query parameter from a closed vocabulary, or None when absent; anything else is a 400 naming
+    the parameter and the values it takes (an unknown value would match nothing, silently)."""
+    raw = request.query.get(name, "")
+    if raw == "":
+        return None
+    if raw not in values:
+        raise web.HTTPBadRequest(reason=f"{name} must be one of {', '.join(values)}")
+    return raw

@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import Field
+from pydantic import Field, StringConstraints, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from community import moderation
 from community.templates import TemplateRenderError, render
 from console import events
-from console.api.common import ApiError, Body, SafeStr, api, parse, path_id
+from console.api.common import (
+    STORABLE,
+    ApiError,
+    Body,
+    SafeStr,
+    api,
+    known_query,
+    parse,
+    path_id,
+    query_choice,
+    query_int,
+)
 from console.auth import require
 from console.keys import PRINCIPAL, RUNTIME
 from console.queries import public_text
-from escalation.links import shown_without_links
 from console.queue import dispatch, parse_tags
-from console.queue_data import clean_filters, queue_items
+from console.queue_data import QUEUE_LIMIT, clean_filters, queue_items
+from escalation.links import shown_without_links
 from models import (
     Author,
     Conversation,
@@ -34,20 +45,35 @@ from models import (
 from service.audit import record
 
 ACTIONS = ("hide", "unhide", "remove", "approve", "lock", "ban", "escalate", "resolve", "tag", "report")
+NEEDS_REASON = ("remove", "ban", "report")  # the reason goes to the author (remove, ban) or the moderators
+IDEMPOTENCY_KEY = r"^[A-Za-z0-9_.:-]+$"
+# constraints in the type itself, so that the JSON Schema (and the OpenAPI description) carries them
+IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=IDEMPOTENCY_KEY),
+                           STORABLE]
 
 
 class ReplyIn(Body):
-    text: SafeStr | None = Field(None, min_length=1, max_length=10_000)
+    text: SafeStr | None = Field(None, max_length=10_000, description="The reply; give text or template, not both.",
+                                 json_schema_extra={"minLength": 1, "pattern": r"\S"})  # blank: _not_blank says so
     template: SafeStr | None = Field(None, min_length=1, max_length=100)
     tone: SafeStr | None = Field(None, min_length=1, max_length=40)
     visibility: Literal["public", "private"] = "public"
-    idempotency_key: SafeStr | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+    idempotency_key: IdempotencyKey | None = Field(
+        None, description="Repeating a request with the same key returns the first reply (200, created false); "
+                          "the Idempotency-Key header does the same.")
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:  # whitespace is stripped first
+        if value is not None and not value:
+            raise ValueError("text must not be empty")
+        return value
 
 
 class ActionIn(Body):
     action: Literal[ACTIONS]  # type: ignore[valid-type]
-    reason: SafeStr = Field("", max_length=1_000)
-    tags: list[SafeStr] = Field(default_factory=list, max_length=20)
+    reason: SafeStr = Field("", max_length=1_000, description=f"Required for {', '.join(NEEDS_REASON)}.")
+    tags: list[SafeStr] = Field(default_factory=list, max_length=20, description="For tag: the tags to set.")
 
 
 def reply_json(r: Reply) -> dict[str, Any]:
@@ -177,7 +203,7 @@ async def post_action(request: web.Request) -> web.Response:
     report it to the moderators (a hold in their queue; ``reason`` is the note they read)."""
     rt, p = request.app[RUNTIME], request[PRINCIPAL]
     body = await parse(request, ActionIn)
-    if body.action in ("remove", "ban", "report") and not body.reason:
+    if body.action in NEEDS_REASON and not body.reason:
         raise ApiError(422, f"{body.action} needs a reason")
     try:
         async with rt.db.session() as session:
@@ -265,14 +291,28 @@ async def _moderate(request: web.Request, session: Any, mention: Mention, body: 
     return {"status": status, "moderation_action_id": row.id, "repeated": False, **details}
 
 
+QUEUE_FILTERS = ("channel", "issue_type", "sentiment", "sensitivity")
+QUEUE_MAX_OFFSET = 5_000
+
+
 @require("agent", scope="mentions:read")
 @api
 async def get_queue(request: web.Request) -> web.Response:
-    """The agent queue as JSON, in the order agents see it."""
+    """The agent queue as JSON, in the order agents see it, a page at a time: ``has_more`` says
+    whether the queue goes on past this page (it used to stop at 300 without a word)."""
+    from triage.protocol import SENSITIVITY_LABELS, SENTIMENT_LABELS
+
     rt = request.app[RUNTIME]
+    known_query(request, *QUEUE_FILTERS, "limit", "offset")
+    query_choice(request, "sentiment", SENTIMENT_LABELS)
+    query_choice(request, "sensitivity", SENSITIVITY_LABELS)
+    limit = query_int(request, "limit", QUEUE_LIMIT, 1, 500)
+    offset = query_int(request, "offset", 0, 0, QUEUE_MAX_OFFSET)
     async with rt.db.session() as session:
-        items = await queue_items(session, clean_filters(request.query))
-    return web.json_response({"items": [i.to_dict() for i in items]})
+        items = await queue_items(session, clean_filters(request.query), limit=offset + limit + 1)
+    page = items[offset:offset + limit]
+    return web.json_response({"items": [i.to_dict() for i in page], "limit": limit, "offset": offset,
+                              "has_more": len(items) > offset + limit})
 
 
 def routes() -> list[web.RouteDef]:

@@ -10,11 +10,13 @@ from typing import Any
 
 from aiohttp import web
 
-from console.api.mentions import ACTIONS, ActionIn, ReplyIn
+from console.api.mentions import ACTIONS, IDEMPOTENCY_KEY, NEEDS_REASON, ActionIn, ReplyIn
 from console.api.templates import NewTemplate, TemplateIn
 from console.api.webhooks import SubscriptionIn
-from models import ROUTE_OUTCOMES
+from console.auth import SCOPE_ROLES, roles_for_scope
+from models import ROLES, ROUTE_OUTCOMES
 from models.console import WEBHOOK_EVENTS
+from triage.protocol import SENSITIVITY_LABELS, SENTIMENT_LABELS
 
 
 def to_openapi30(schema: Any) -> Any:
@@ -43,9 +45,86 @@ def _model(model: Any) -> dict[str, Any]:
 
 
 OBJ = {"type": "object"}
-ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
-    "type": "object", "required": ["status", "message"],
-    "properties": {"status": {"type": "integer"}, "message": {"type": "string"}}}}}
+STR, INT, BOOL, NUM = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}, {"type": "number"}
+TIME = {"type": "string", "format": "date-time"}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "nullable": True}
+
+
+def _obj(required: list[str] | None = None, **props: Any) -> dict[str, Any]:
+    """An object whose listed properties are always present (unless ``required`` names fewer)."""
+    return {"type": "object", "required": list(props) if required is None else required, "properties": props}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _list(item: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "array", "items": item}
+
+
+ERROR = _obj(["error"], error=_obj(
+    ["status", "message"], status=INT, message=STR,
+    details={**_list(_obj(loc=_list(STR), message=STR)),
+             "description": "422 on an invalid body: each problem with its location in the body"},
+    lines={**_list(_obj(line=INT, error=STR)), "description": "ingest: each refused line with its number"}))
+
+TRIAGE_SUMMARY = _obj(sentiment=STR, sensitivity=STR, issue_type=STR, toxicity=STR, spam=STR, pii_exposed=BOOL,
+                      priority=NUM, model_version=STR)
+SCORE = _obj(label=STR, score=_nullable(NUM), explanation=_list(STR))
+TRIAGE = _obj(**{k: v for k, v in TRIAGE_SUMMARY["properties"].items()}, language=_nullable(STR),
+              priority_explanation=_list(STR),
+              scores=_obj(**{t: SCORE for t in ("sentiment", "sensitivity", "issue_type", "toxicity", "spam")}))
+ROUTE = _obj(outcome={"type": "string", "enum": list(ROUTE_OUTCOMES)}, reason=STR, confidence=_nullable(NUM))
+_MENTION_FIELDS = dict(
+    id=INT, platform=STR, external_id=STR, url=_nullable(STR), conversation_id=_nullable(INT),
+    author={**_nullable(STR), "description": "the author's handle"}, created_at=TIME,
+    text={**STR, "description": "personal data redacted"}, hidden=BOOL, is_public=BOOL)
+MENTION_SUMMARY = _obj(**_MENTION_FIELDS, triage=_nullable(_ref("TriageSummary")), route=_ref("Route"))
+REPLY = _obj(id=INT, mention_id=_nullable(INT), conversation_id=_nullable(INT), platform=STR,
+             visibility={"type": "string", "enum": ["public", "private"]}, kind=STR,
+             text={**STR, "description": "secure links shown as [secure link]"}, template=_nullable(STR),
+             status=STR, sent_by=STR, created_at=TIME, sent_at=_nullable(TIME))
+MENTION = _obj(**_MENTION_FIELDS, triage=_nullable(_ref("Triage")), route=_nullable(_ref("Route")),
+               replies=_list(_ref("Reply")))
+ACTION_RESULT = {**_obj(
+    ["action", "mention_id"], action={"type": "string", "enum": list(ACTIONS)}, mention_id=INT,
+    status={**STR, "description": "hide, unhide, remove, approve, lock, ban: `done` or `failed`; report: the "
+                                  "hold's status (`pending`)"},
+    moderation_action_id={**INT, "description": "moderation actions and report"},
+    repeated={**BOOL, "description": "the same action was already recorded (nothing was done again)"},
+    dry_run={**BOOL, "description": "moderation actions: recorded, not carried out (dry-run, or no connector)"},
+    error={**STR, "description": "moderation actions: the platform's error when status is `failed`"},
+    case_id={**INT, "description": "escalate: the private case"},
+    replies={**_list(INT), "description": "escalate: the private replies queued (secure link, notice)"},
+    tags={**_list(STR), "description": "tag: the conversation's tags now"},
+    conversation_id={**INT, "description": "resolve and tag"}),
+    "description": "Always `action` and `mention_id`; the rest depends on the action: hide, unhide, remove, "
+                   "approve, lock, ban → status, moderation_action_id, repeated (+ dry_run or error); report → "
+                   "status, moderation_action_id, repeated; escalate → case_id, replies; resolve → "
+                   "conversation_id; tag → conversation_id, tags."}
+QUEUE_ITEM = _obj(conversation_id=INT, mention_id=INT, platform=STR, author=_nullable(STR), text=STR, issue_type=STR,
+                  sentiment=STR, sensitivity=STR, priority=NUM, waiting=INT, first_at=TIME, due_at=TIME, overdue=BOOL,
+                  answered=BOOL, claimed_by=_nullable(STR), claimed_at=_nullable(TIME), tags=_list(STR))
+CASE = _obj(id=INT, status={"type": "string", "enum": ["open", "verified", "resolved"]}, category=STR,
+            identity_pending=BOOL, conversation_id=_nullable(INT), opened_by_mention_id=_nullable(INT),
+            mention_ids=_list(INT), assigned_to={**_nullable(STR), "description": "the agent's user name"},
+            created_at=TIME, first_response_due=_nullable(TIME), resolution_due=_nullable(TIME),
+            first_response_at=_nullable(TIME), resolved_at=_nullable(TIME),
+            messages=_list(_obj(id=INT, sender={"type": "string", "enum": ["customer", "agent", "system"]},
+                                mention_id=_nullable(INT), at=TIME,
+                                body={**STR, "description": "redacted: no secure links, codes or personal data"})))
+INGEST_LINE = {**_obj(["platform", "external_id", "text", "created_at"], platform=STR, external_id=STR, text=STR,
+                      created_at=TIME, author_id=_nullable(STR), author_handle=_nullable(STR),
+                      author_name=_nullable(STR), conversation_id=_nullable(STR), in_reply_to=_nullable(STR),
+                      url=_nullable(STR), lang=_nullable(STR), is_public=BOOL, channel=_nullable(STR)),
+               "description": "one mention (NormalizedMention fields; others are ignored)"}
+SCHEMAS = {"Error": ERROR, "TriageSummary": TRIAGE_SUMMARY, "Triage": TRIAGE, "Route": ROUTE,
+           "MentionSummary": MENTION_SUMMARY, "Mention": MENTION, "Reply": REPLY, "ActionResult": ACTION_RESULT,
+           "QueueItem": QUEUE_ITEM, "Case": CASE, "IngestLine": INGEST_LINE}
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -53,17 +132,19 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    text = {400: "Bad request", 401: "Authentication required", 403: "Forbidden (role, scope or CSRF)",
-            404: "Not found", 409: "Conflict", 415: "Body is not JSON", 422: "Invalid body"}
-    return {
-        str(c): {"description": text[c], "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-        for c in codes}
+    text = {400: "Bad request (a parameter outside its range or vocabulary, or one the endpoint does not take)",
+            401: "Authentication required", 403: "Forbidden (role, scope or CSRF)", 404: "Not found",
+            409: "Conflict", 415: "Body is not JSON", 422: "Invalid body (`details` names each problem)"}
+    return {str(c): _json(_ref("Error"), text[c]) for c in codes}
 
 
 def _op(summary: str, scope: str | None, responses: dict[str, Any], *, params: list | None = None,
-        body: dict[str, Any] | None = None, errors: tuple[int, ...] = (401, 403)) -> dict[str, Any]:
+        body: dict[str, Any] | None = None, errors: tuple[int, ...] = (401, 403),
+        description: str | None = None) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary + (f" (token scope `{scope}`)" if scope else ""),
                           "responses": {**responses, **_errors(*errors)}}
+    if description:
+        op["description"] = description
     if params:
         op["parameters"] = params
     if body is not None:
@@ -78,41 +159,97 @@ def _q(name: str, schema: dict[str, Any], description: str = "") -> dict[str, An
 ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1,
                                                                 "maximum": 4611686018427387903}}
 NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,99}$"}}
+IDEMPOTENCY_HEADER = {"name": "Idempotency-Key", "in": "header", "required": False,
+                      "schema": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": IDEMPOTENCY_KEY},
+                      "description": "As `idempotency_key` in the body (which wins when both are given)."}
+
+
+def action_body() -> dict[str, Any]:
+    """ActionIn as two variants: remove, ban and report need a non-empty ``reason`` (a 422
+    otherwise), the other actions take it optionally."""
+    base = _model(ActionIn)
+    others = [a for a in ACTIONS if a not in NEEDS_REASON]
+    props = base["properties"]
+    with_reason = {**base, "required": ["action", "reason"], "properties": {
+        **props, "action": {"type": "string", "enum": list(NEEDS_REASON)},
+        "reason": {k: v for k, v in props["reason"].items() if k != "default"} | {"minLength": 1, "pattern": r"\S"}}}
+    without = {**base, "properties": {**props, "action": {"type": "string", "enum": others}}}
+    return {"oneOf": [with_reason, without]}
 
 
 def spec(base_url: str = "/") -> dict[str, Any]:
-    mention = {"type": "object", "properties": {
-        "id": {"type": "integer"}, "platform": {"type": "string"}, "text": {"type": "string"},
-        "triage": {"type": "object", "nullable": True}, "route": {"type": "object", "nullable": True},
-        "replies": {"type": "array", "items": OBJ}}}
     template_out = {"type": "object", "properties": {"name": {"type": "string"}, "variants": OBJ,
                                                       "issue_types": {"type": "array", "items": {"type": "string"}}}}
     period = {"type": "string", "enum": ["day", "week"]}
+    day = {"type": "string", "format": "date"}
     paths = {
-        "/api/v1/mentions": {"get": _op("Routed mentions with their triage, redacted", "mentions:read", {
-            "200": _json({"type": "object", "properties": {"mentions": {"type": "array", "items": OBJ}}})},
+        "/api/v1/mentions": {"get": _op(
+            "Routed mentions with their triage, redacted", "mentions:read", {
+                "200": _json(_obj(["mentions", "limit", "offset"], mentions=_list(_ref("MentionSummary")),
+                                  limit=INT, offset=INT, since_id=INT,
+                                  next_since_id={**INT, "description": "with since_id: pass it back as since_id "
+                                                                       "on the next poll"}))},
+            description="Order: priority (highest first), then newest, then highest id — a total order, so "
+                        "limit/offset pages neither repeat nor skip a mention while nothing changes. For polling, "
+                        "give `since_id` instead of `offset`: mentions with a greater id, in ascending id order; a "
+                        "page stops before a mention ingested in the last 15 minutes that is not routed yet, so a "
+                        "cursor never passes over one.",
             params=[_q("outcome", {"type": "string", "enum": list(ROUTE_OUTCOMES)}),
-                    _q("platform", {"type": "string", "maxLength": 32}),
-                    _q("limit", {"type": "integer", "minimum": 1, "maximum": 500}),
-                    _q("offset", {"type": "integer", "minimum": 0, "maximum": 1_000_000})],
+                    _q("platform", {"type": "string", "maxLength": 32}, "any platform name; an unknown one "
+                                                                        "matches nothing"),
+                    _q("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}),
+                    _q("offset", {"type": "integer", "minimum": 0, "maximum": 1_000_000, "default": 0}),
+                    _q("since_id", {"type": "integer", "minimum": 0, "maximum": 4611686018427387903},
+                       "only mentions with a greater id, in ascending id order (not with offset)")],
             errors=(400, 401, 403))},
         "/api/v1/mentions/{id}": {"get": _op("One mention: triage with explanations, route, replies",
-                                             "mentions:read", {"200": _json(mention)}, params=[ID],
+                                             "mentions:read", {"200": _json(_ref("Mention"))}, params=[ID],
                                              errors=(401, 403, 404))},
         "/api/v1/mentions/{id}/replies": {"post": _op(
-            "Reply to a mention (text, or a template and tone); idempotent with `idempotency_key`. A public "
-            "reply is refused (422) when it holds a card number, IBAN, national ID, password or code, the "
-            "customer's own e-mail or phone, or answers a matter handled in a private channel",
-            "replies:write", {"200": _json(OBJ, "Already created with this key"), "201": _json(OBJ, "Created")},
-            params=[ID], body=_model(ReplyIn), errors=(400, 401, 403, 404, 409, 415, 422))},
+            "Reply to a mention (text, or a template and tone); idempotent with `idempotency_key` or the "
+            "`Idempotency-Key` header. A public reply is refused (422) when it holds a card number, IBAN, national "
+            "ID, password or code, the customer's own e-mail or phone, or answers a matter handled in a private "
+            "channel", "replies:write", {
+                "200": _json(_obj(reply=_ref("Reply"), created={"type": "boolean", "enum": [False]}),
+                             "Already created with this key"),
+                "201": _json(_obj(reply=_ref("Reply"), created={"type": "boolean", "enum": [True]}), "Created")},
+            params=[ID, IDEMPOTENCY_HEADER], body=_model(ReplyIn), errors=(400, 401, 403, 404, 409, 415, 422))},
         "/api/v1/mentions/{id}/actions": {"post": _op(
             f"Act on a mention: {', '.join(ACTIONS)} (`report` holds it for the moderators with `reason` "
-            "as the note)", "actions:write", {"200": _json(OBJ)}, params=[ID],
-            body=_model(ActionIn), errors=(400, 401, 403, 404, 409, 415, 422))},
-        "/api/v1/queue": {"get": _op("The agent queue, in priority and SLA order", "mentions:read", {
-            "200": _json({"type": "object", "properties": {"items": {"type": "array", "items": OBJ}}})},
-            params=[_q(n, {"type": "string", "maxLength": 80}) for n in ("channel", "issue_type", "sentiment",
-                                                                           "sensitivity")])},
+            f"as the note; {', '.join(NEEDS_REASON)} need a reason)", "actions:write",
+            {"200": _json(_ref("ActionResult"))}, params=[ID],
+            body=action_body(), errors=(400, 401, 403, 404, 409, 415, 422))},
+        "/api/v1/queue": {"get": _op(
+            "The agent queue, in priority and SLA order", "mentions:read", {
+                "200": _json(_obj(items=_list(_ref("QueueItem")), limit=INT, offset=INT,
+                                  has_more={**BOOL, "description": "the queue goes on after this page"}))},
+            description="Order: unanswered first, then priority band, then the earliest first-response "
+                        "deadline. Pages with limit/offset; `has_more` says whether another page follows.",
+            params=[_q("channel", {"type": "string", "maxLength": 80}, "a platform name"),
+                    _q("issue_type", {"type": "string", "maxLength": 80}, "an issue type (the taxonomy is "
+                                                                          "configurable: an unknown one matches "
+                                                                          "nothing)"),
+                    _q("sentiment", {"type": "string", "enum": list(SENTIMENT_LABELS)}),
+                    _q("sensitivity", {"type": "string", "enum": list(SENSITIVITY_LABELS)}),
+                    _q("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 300}),
+                    _q("offset", {"type": "integer", "minimum": 0, "maximum": 5000, "default": 0})],
+            errors=(400, 401, 403))},
+        "/api/v1/cases/{id}": {"get": _op(
+            "One private case: status, category, timestamps, conversation and mention ids, assigned agent and "
+            "its messages, redacted (no secure links, codes or personal data; no customer record fields); "
+            "every read is audited", "cases:read", {"200": _json(_ref("Case"))}, params=[ID],
+            errors=(400, 401, 403, 404))},
+        "/api/v1/ingest": {"post": {
+            "summary": "Mentions in, one JSON object per line (token scope `ingest`, on an admin's token; or the "
+                       "running service's local ingest token, as `socialcare replay` uses)",
+            "description": "Every line is checked as ingest will store it; one bad line refuses the whole body "
+                           "(400, `lines` names each with its number) and nothing is queued.\n\nRoles: admin. "
+                           "Token scope: `ingest`.",
+            "x-roles": ["admin"], "x-token-scope": "ingest",  # checked in the handler (it also takes the local token)
+            "requestBody": {"required": True, "content": {"application/x-ndjson": {
+                "schema": {**_list(_ref("IngestLine")), "maxItems": 10_000}}}},
+            "responses": {"202": _json(_obj(accepted=INT), "Queued for ingest"),
+                          **_errors(400, 401, 403)}}},
         "/api/v1/templates": {
             "get": _op("List answer templates", "templates:read", {
                 "200": _json({"type": "object", "properties": {"templates": {"type": "array", "items": template_out}}})}),
@@ -143,7 +280,10 @@ def spec(base_url: str = "/") -> dict[str, Any]:
                     _q("start", {"type": "string", "format": "date-time"}),
                     _q("end", {"type": "string", "format": "date-time"})], errors=(400, 401, 403))},
         "/api/v1/digest": {"get": _op("The sentiment digest's numbers", "digest:read", {"200": _json(OBJ)},
-                                      params=[_q("period", period)], errors=(400, 401, 403))},
+                                      params=[_q("period", period),
+                                              _q("end", day, "the period runs through this day (UTC), up to the "
+                                                             "midnight after it; default: up to now")],
+                                      errors=(400, 401, 403))},
         "/api/v1/connectors": {"get": _op(
             "Each platform connector: state (`running`, `backing_off`, `stopped`; `starting`, or `unknown` "
             "without a report from the listener process), last error, what it listens to, last poll time",
@@ -158,20 +298,46 @@ def spec(base_url: str = "/") -> dict[str, Any]:
                     "mentions_seen": {"type": "integer"}, "stopped_by_error": {"type": "boolean"},
                     "stale": {"type": "boolean"}}}}}})})},
     }
+    scopes = "; ".join(f"`{s}`: {', '.join(roles_for_scope(s))}" for s in SCOPE_ROLES)
     return {
         "openapi": "3.0.3",
         "info": {"title": "socialcare bot API", "version": "1",
-                 "description": "JSON over HTTPS. Bots authenticate with `Authorization: Bearer <token>` "
-                                "(`socialcare users token`); every error is `{\"error\": {\"status\", \"message\"}}`."},
+                 "description": "JSON over HTTPS. Bots authenticate with `Authorization: Bearer <token>` (the "
+                                "scheme in any case; `socialcare users token`); every error is `{\"error\": "
+                                "{\"status\", \"message\"}}` (plus `details` on a 422). A token opens an "
+                                "operation when it holds the operation's scope (or `*`) and its user's role may "
+                                f"use the operation. Scopes and the roles that can use them: {scopes}."},
         "servers": [{"url": base_url}],
         "security": [{"bearer": []}, {"session": []}],
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
                                 "session": {"type": "apiKey", "in": "cookie", "name": "sc_session"}},
-            "schemas": {"Error": ERROR},
+            "schemas": SCHEMAS,
         },
     }
+
+
+def annotate_access(doc: dict[str, Any], router: web.UrlDispatcher) -> dict[str, Any]:
+    """Each operation says who may call it, read from the route's own guard (so it cannot drift):
+    ``x-roles`` and ``x-token-scope``, and a sentence in its description."""
+    import re
+
+    for route in router.routes():
+        roles = getattr(route.handler, "roles", None)
+        if roles is None or route.resource is None:
+            continue
+        info = route.resource.get_info()
+        path = re.sub(r"\{(\w+)(:[^}]*)?\}", r"{\1}", info.get("path") or info.get("formatter") or "")
+        op = doc["paths"].get(path, {}).get(route.method.lower())
+        if op is None:
+            continue
+        allowed = sorted({*roles, "admin"}, key=list(ROLES).index)
+        scope = getattr(route.handler, "scope", None)
+        op["x-roles"], op["x-token-scope"] = allowed, scope
+        note = f"Roles: {', '.join(allowed)}." + (f" Token scope: `{scope}`." if scope else "")
+        op["description"] = f"{op['description']}\n\n{note}" if op.get("description") else note
+    return doc
 
 
 def add_undocumented(doc: dict[str, Any], router: web.UrlDispatcher) -> dict[str, Any]:
@@ -204,7 +370,8 @@ def add_undocumented(doc: dict[str, Any], router: web.UrlDispatcher) -> dict[str
 
 async def openapi_json(request: web.Request) -> web.Response:
     """Public: the description reveals no data, and clients need it before they authenticate."""
-    return web.json_response(add_undocumented(spec(), request.app.router))
+    router = request.app.router
+    return web.json_response(annotate_access(add_undocumented(spec(), router), router))
 
 
 def routes() -> list[web.RouteDef]:

@@ -36,14 +36,21 @@
   if (kind === "queue") {
     var body = document.getElementById("queue-rows");
     var selected = 0;
+    var selectedId = null;  /* the conversation under the cursor: a refresh re-orders rows, c/o must not move */
     var timer = null;
     var rows = function () { return Array.prototype.slice.call(body.querySelectorAll("tr.item")); };
     var select = function (i) {
       var all = rows();
-      if (!all.length) { return; }
+      if (!all.length) { selectedId = null; return; }
       selected = Math.max(0, Math.min(i, all.length - 1));
+      selectedId = all[selected].dataset.conversationId;
       all.forEach(function (r, n) { r.classList.toggle("selected", n === selected); });
       all[selected].scrollIntoView({block: "nearest"});
+    };
+    var reselect = function () {  /* after a refresh: the same conversation, or the same place if it left */
+      var all = rows();
+      var at = all.findIndex(function (r) { return r.dataset.conversationId === selectedId; });
+      select(at >= 0 ? at : selected);
     };
     var refresh = function () {
       var known = {};
@@ -53,7 +60,7 @@
         .then(function (html) {
           body.innerHTML = html;  /* server-rendered and escaped */
           rows().forEach(function (r) { if (!known[r.dataset.conversationId]) { r.classList.add("new"); } });
-          select(selected);
+          reselect();
         })
         .catch(function () { liveState("refresh failed", false); });
     };
@@ -89,7 +96,7 @@
       banner.textContent = (data.by || "Someone") + " " + name.replace("_", " ") +
         " this conversation just now. Reload before you reply.";
     });
-    var buttons = Array.prototype.slice.call(document.querySelectorAll(".use-suggestion"));
+    var suggestionButtons = function () { return Array.prototype.slice.call(document.querySelectorAll(".use-suggestion")); };
     var use = function (button) {
       if (!text) { return; }
       var box = button.closest(".suggestion");
@@ -97,17 +104,42 @@
       if (template) { template.value = box.dataset.kind === "template" ? box.dataset.ref : ""; }
       text.focus();
     };
-    buttons.forEach(function (b) { b.addEventListener("click", function () { use(b); }); });
+    document.addEventListener("click", function (ev) {  /* delegated: the side panel is replaced below */
+      var b = ev.target.closest && ev.target.closest(".use-suggestion");
+      if (b) { use(b); }
+    });
+    /* "Reply to" picks the post being answered: the side panel (its author's record and history, the
+       suggestions for that post) follows it, and so does the address (a reload keeps the choice). */
+    var replyTo = document.getElementById("reply-to");
+    var context = document.getElementById("context");
+    if (replyTo && context && window.fetch && window.DOMParser) {
+      replyTo.addEventListener("change", function () {
+        var url = "/conversations/" + convId + "?mention=" + encodeURIComponent(replyTo.value);
+        window.history.replaceState(null, "", url);
+        fetch(url, {credentials: "same-origin", headers: {"Accept": "text/html"}})
+          .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.text(); })
+          .then(function (html) {
+            var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("context");
+            if (fresh) { context.innerHTML = fresh.innerHTML; }  /* server-rendered and escaped */
+            document.querySelectorAll("article.mention").forEach(function (a) {
+              a.classList.toggle("target", a.dataset.mentionId === replyTo.value);
+            });
+          })
+          .catch(function () { banner.hidden = false; banner.textContent = "Could not load this author's context; reload the page."; });
+      });
+    }
     var click = function (id) { var el = document.getElementById(id); if (el) { el.click(); } };
     if (text) {
       text.addEventListener("keydown", function (ev) {
         if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); document.getElementById("reply-form").requestSubmit(); }
       });
     }
-    var privateForm = document.getElementById("private-form");
-    if (privateForm) {
-      privateForm.addEventListener("submit", function (ev) {
-        if (!window.confirm("Take this conversation private? A case opens and the customer gets a secure link.")) { ev.preventDefault(); }
+    var replyForm = document.getElementById("reply-form");
+    if (replyForm) {
+      replyForm.addEventListener("submit", function (ev) {
+        if (!ev.submitter || ev.submitter.id !== "take-private") { return; }
+        var who = replyTo && replyTo.selectedOptions[0] ? replyTo.selectedOptions[0].textContent : "this post";
+        if (!window.confirm("Take private: " + who + "\nA case opens for its author, who gets a secure link.")) { ev.preventDefault(); }
       });
     }
     document.addEventListener("keydown", function (ev) {
@@ -119,7 +151,7 @@
       else if (ev.key === "t") { ev.preventDefault(); var t = document.getElementById("tags"); if (t) { t.focus(); } }
       else if (ev.key === "g") { window.location = "/queue"; }
       else if (ev.key === "?") { var d = document.getElementById("help"); if (d && d.showModal) { d.showModal(); } }
-      else if (/^[1-8]$/.test(ev.key) && buttons[Number(ev.key) - 1]) { ev.preventDefault(); use(buttons[Number(ev.key) - 1]); }
+      else if (/^[1-8]$/.test(ev.key) && suggestionButtons()[Number(ev.key) - 1]) { ev.preventDefault(); use(suggestionButtons()[Number(ev.key) - 1]); }
     });
   }
 }());

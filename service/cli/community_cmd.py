@@ -65,8 +65,13 @@ def rules() -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @click.pass_obj
 def rules_check(settings, file: Path | None) -> None:  # noqa: ANN001
-    """Validate FILE (default: the configured rules file); exit 1 naming the line and reason."""
-    from community.rules import BUNDLED_RULES, RuleError, load_rules
+    """Validate FILE (default: the configured rules file); exit 1 naming the line and reason.
+
+    Each rule's message_template is checked against the built-in notices and the templates in
+    the database when one is configured and reachable (it is never created here); without one the
+    check says so and warns instead of failing."""
+    from community.moderation import BUILTIN_NOTICES
+    from community.rules import BUNDLED_RULES, RuleError, load_rules, unknown_templates
 
     path = file or settings.moderation_rules_path or BUNDLED_RULES
     try:
@@ -77,7 +82,44 @@ def rules_check(settings, file: Path | None) -> None:  # noqa: ANN001
         raise click.ClickException(f"{path} holds no rules")
     for r in loaded:
         click.echo(f"{r.line:>4}  {r.name}  → {r.action}")
+    stored, where = asyncio.run(_stored_templates(settings))
+    known = set(BUILTIN_NOTICES) | (stored or set())
+    checked = f"the built-in notices ({', '.join(sorted(BUILTIN_NOTICES))})"
+    checked = f"{len(stored)} template(s) in the database {where} and {checked}" if stored is not None \
+        else f"{checked} only: {where}"
+    click.echo(f"message templates checked against {checked}")
+    for r in unknown_templates(loaded, known):
+        problem = (f"{path}:{r.line}: rule '{r.name}': message_template '{r.message_template}' is not a "
+                   "template the service knows")
+        if stored is not None:  # sent at run time, the author would get the built-in notice instead
+            raise click.ClickException(f"{problem} (add it with `socialcare kb import` or fix the name)")
+        click.echo(f"warning: {problem} here; make sure the database has it (`socialcare kb import`)", err=True)
     click.echo(f"{len(loaded)} rules OK in {path}")
+
+
+async def _stored_templates(settings: Any) -> tuple[set[str] | None, str]:
+    """The template names in the configured database, and where that is; (None, why) when there
+    is no database yet or it cannot be read (checking a file must not create or migrate one)."""
+    from sqlalchemy import select
+    from sqlalchemy.engine import make_url
+
+    from models import Template
+
+    url = settings.effective_database_url
+    shown = make_url(url).render_as_string(hide_password=True)
+    if url.startswith("sqlite"):
+        file = make_url(url).database
+        if not file or file == ":memory:" or not Path(file).exists():
+            return None, f"no database at {shown} yet"
+    database = Database(url)
+    try:
+        async with database.session() as session:
+            names = await asyncio.wait_for(session.scalars(select(Template.name)), timeout=10)
+            return set(names), shown
+    except Exception as exc:  # noqa: BLE001 - unreachable or not migrated: say so, check the rest
+        return None, f"the database {shown} could not be read ({type(exc).__name__})"
+    finally:
+        await database.close()
 
 
 @click.group()

@@ -47,8 +47,9 @@ def _clean(text: str, width: int | None = None) -> str:
 
 
 def _row(d: DeadLetter, show_payload: bool) -> dict[str, Any]:
-    row: dict[str, Any] = {"id": d.id, "topic": d.topic, "key": d.key, "attempts": d.attempts, "reason": d.reason,
-                           "failed_at": d.failed_at}
+    # entry_id: the message's id on its own stream, the one the worker's log names ("entry_id")
+    row: dict[str, Any] = {"id": d.id, "entry_id": d.extra.get("entry_id", ""), "topic": d.topic, "key": d.key,
+                           "attempts": d.attempts, "reason": d.reason, "failed_at": d.failed_at}
     if "undecodable" in d.extra:
         row["undecodable"] = d.extra["undecodable"]
     if show_payload:
@@ -68,16 +69,23 @@ def deadletter() -> None:
 @click.option("--show-payload", is_flag=True, help="Include the payload (may hold personal data).")
 @click.pass_obj
 def list_cmd(settings, topic: str | None, limit: int, as_json: bool, show_payload: bool) -> None:  # noqa: ANN001
-    """List dead letters: id, topic, key, attempts, reason, failed_at (payloads only on request)."""
-    rows = [_row(d, show_payload) for d in _run(settings, lambda bus: bus.dead_letters(topic, limit))]
+    """List dead letters: id, the original stream entry id (as the worker's log names it), topic, key,
+    attempts, failed_at, reason (payloads only on request); says how many more there are."""
+    dead = _run(settings, lambda bus: bus.dead_letters(topic, ALL))
+    rows = [_row(d, show_payload) for d in dead[:limit]]
+    more = len(dead) - len(rows)
+    hint = (f"… and {more} more (of {len(dead)}{' on topic ' + topic if topic else ''}); "
+            "see them with --limit N, or narrow them with --topic T") if more else ""
     if as_json:
         for row in rows:
             click.echo(json.dumps(row, ensure_ascii=True))
+        if hint:
+            click.echo(hint, err=True)  # stdout stays JSON lines
         return
     if not rows:
         click.echo("no dead letters" + (f" on topic {topic}" if topic else ""), err=True)
         return
-    widths = {"id": 20, "topic": 12, "key": 28, "attempts": 8, "failed_at": 32}
+    widths = {"id": 20, "entry_id": 20, "topic": 12, "key": 28, "attempts": 8, "failed_at": 32}
     click.echo("  ".join(name.upper().ljust(w) for name, w in widths.items()) + "  REASON")
     for row in rows:
         cells = [_clean(str(row[name]), w).ljust(w) for name, w in widths.items()]
@@ -85,6 +93,8 @@ def list_cmd(settings, topic: str | None, limit: int, as_json: bool, show_payloa
         click.echo("  ".join(cells) + "  " + _clean(reason, 120))
         if show_payload:
             click.echo("    payload: " + json.dumps(row["payload"], ensure_ascii=True))
+    if hint:
+        click.echo(hint)
 
 
 @deadletter.command()

@@ -7,6 +7,7 @@ import asyncio
 import click
 from sqlalchemy import select
 
+from console.auth import SCOPE_ROLES
 from models import ROLES
 
 # every scope a route names (console/api, /metrics), and "*" for all of them
@@ -79,17 +80,38 @@ def list_(settings) -> None:  # noqa: ANN001
 @click.argument("username")
 @click.option("--name", required=True, help="What the token is for (e.g. the bot's name).")
 @click.option("--scope", "scopes", multiple=True, required=True, type=click.Choice(SCOPES),
-              help="Scope (repeatable); a token opens only API routes with one of its scopes.")
+              help="Scope (repeatable); a token opens only API routes with one of its scopes, and only those "
+                   "the user's role may use: " + "; ".join(
+                       f"{s} ({', '.join(SCOPE_ROLES[s]) + ', admin' if SCOPE_ROLES[s] else 'admin'})"
+                       for s in SCOPE_ROLES) + "; * (all the role allows). A scope the role can never use is refused.")
 @click.pass_obj
 def token(settings, username: str, name: str, scopes: tuple[str, ...]) -> None:  # noqa: ANN001
     """Create an API token for USERNAME's bot; printed once, only its hash is stored."""
     if not name.strip() or len(name) > 100 or not name.isprintable():
         raise click.UsageError("--name is what the token is for: 1-100 printable characters")
-    from console.auth import create_api_token
+    from console.auth import create_api_token, roles_for_scope, unusable_scopes
     from models import User
     from service.audit import record
 
-    async def go() -> str:
+    async def work(session, user: User) -> str:  # noqa: ANN001
+        if unusable := unusable_scopes(user.role, scopes):  # every call would answer 403
+            raise click.ClickException("; ".join(
+                f"role {user.role} can never use scope {s} (it needs role {' or '.join(roles_for_scope(s))})"
+                for s in unusable))
+        value = await create_api_token(session, user, name, list(scopes))
+        record(session, "cli", "token.created", "user", user.id, name=name, scopes=list(scopes))
+        return value
+
+    click.echo(_with_user(settings, username, work))
+
+
+def _with_user(settings, username: str, work):
+    """Run ``work(session, user)`` in one transaction; an unknown user or a refused change is a
+    message and exit status 1, not a traceback."""
+    from console.accounts import AccountError
+    from models import User
+
+    async def go():
         db = _db(settings)
         try:
             await db.upgrade()
@@ -97,11 +119,65 @@ def token(settings, username: str, name: str, scopes: tuple[str, ...]) -> None: 
                 user = await session.scalar(select(User).where(User.username == username))
                 if user is None:
                     raise click.ClickException(f"no user {username!r}")
-                value = await create_api_token(session, user, name, list(scopes))
-                record(session, "cli", "token.created", "user", user.id, name=name, scopes=list(scopes))
+                result = await work(session, user)
                 await session.commit()
-                return value
+                return result
         finally:
             await db.close()
 
-    click.echo(asyncio.run(go()))
+    try:
+        return asyncio.run(go())
+    except AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@users.command("tokens")
+@click.argument("username")
+@click.pass_obj
+def tokens(settings, username: str) -> None:
+    """List USERNAME's bot tokens: id, name, scopes, created, state (never the token itself)."""
+    from console.accounts import tokens_of
+
+    async def work(session, user):
+        return (await tokens_of(session, [user.id])).get(user.id, [])
+
+    rows = _with_user(settings, username, work)
+    if not rows:
+        click.echo(f"{username} has no tokens", err=True)
+    for t in rows:
+        when = f" {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else ""
+        click.echo(f"{t.id}\t{t.name}\t{','.join(t.scopes)}\t{t.created_at:%Y-%m-%d %H:%M}\t{t.state}{when}")
+
+
+@users.command("revoke")
+@click.argument("username")
+@click.argument("token_name")
+@click.pass_obj
+def revoke(settings, username: str, token_name: str) -> None:
+    """Revoke USERNAME's active tokens named TOKEN_NAME (see `users tokens`); audited. Exits 1 when
+    there is none."""
+    from console.accounts import revoke_named
+
+    async def work(session, user):
+        return await revoke_named(session, user, token_name, "cli")
+
+    n = _with_user(settings, username, work)
+    if not n:
+        raise click.ClickException(f"{username} has no active token named {token_name!r}")
+    click.echo(f"revoked {n} token(s) named {token_name} of {username}")
+
+
+@users.command("role")
+@click.argument("username")
+@click.argument("role", type=click.Choice(ROLES))
+@click.pass_obj
+def role(settings, username: str, role: str) -> None:
+    """Give USERNAME another role (audited). The last active admin cannot be demoted. Tokens keep
+    their scopes, but only what the new role allows gets through."""
+    from console.accounts import change_role
+
+    async def work(session, user):
+        return await change_role(session, user, role, "cli")
+
+    changed = _with_user(settings, username, work)
+    click.echo(f"{username} is now {role}" if changed else f"{username} already was {role}")

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from community import broadcast, moderation
 from community.answers import AnswerIndex
 from community.replybot import BOT_KINDS, ChannelPolicy, GateInput, Ledger, blocked_by
+from community.routing import RULE_NOTICES
 from community.templates import TemplateRenderError, choose_tone, render
 from escalation.cases import SlaPolicy, open_or_join
 from escalation.handoff import can_message_privately, private_handoff, public_notice_template
@@ -36,6 +37,7 @@ from service.bus import Envelope
 from service.dispatch import Dispatcher, pending_replies
 from service.privacy import respect_erasure
 from service.stages.base import Outgoing, StageContext
+from triage.pii import redact
 
 COMMUNITY_TEXT = "Hi {{ author_name }}, the community has answered this one: {{ article_url }}"
 ARTICLE_TEXT = "Hi {{ author_name }}, this should help: {{ article_url }}"
@@ -170,14 +172,18 @@ class ActStage:
         except TemplateRenderError:
             return None  # a broken template is never sent; the decision stays for an agent
 
-    def _notice_text(self, name: str, mention: Mention, author: Author | None) -> str | None:
-        """A private notice from its template, or its built-in words when the template is missing or
-        broken (a hidden post's author is always told why)."""
-        text = self._text(name, mention, author)
-        body = moderation.BUILTIN_NOTICES.get(name)
+    def _notice_text(self, name: str, mention: Mention, author: Author | None, *, reason: str | None = None,
+                     fallback: str | None = None) -> str | None:
+        """A private notice from its template, or built-in words when the template is missing or
+        broken (``name``'s own, else ``fallback``'s): a hidden post's author is always told why. The
+        rule's ``reason`` is the template's ``{{ reason }}``, personal data redacted."""
+        extra = {"reason": redact(reason)} if reason else {}
+        text = self._text(name, mention, author, **extra)
+        body = moderation.BUILTIN_NOTICES.get(name) or moderation.BUILTIN_NOTICES.get(fallback or "")
         if text is not None or body is None:
             return text
-        return render(body, {"author_name": self._author_name(author)}, platform=mention.platform)
+        return render(body, {"author_name": self._author_name(author), "reason": "", **extra},
+                      platform=mention.platform).strip()
 
     def _answer_text(self, answer: dict, mention: Mention, author: Author | None) -> str | None:
         if answer.get("kind") == "template":
@@ -287,10 +293,12 @@ class ActStage:
                                     decision.reason, rule=details.get("rule") or decision.reason.split(":")[0],
                                     recorded=self._actions)
         notice = details.get("notify")
-        if notice:
+        if notice:  # once per post, whichever rule or classifier hid it
+            fallback = RULE_NOTICES.get(details.get("action", ""))
             await self._reply(session, f"notice:{mention.id}", mention,
-                              self._notice_text(notice, mention, author), kind="notice", visibility="private",
-                              template=notice)
+                              self._notice_text(notice, mention, author, reason=details.get("notice_reason"),
+                                                fallback=fallback),
+                              kind="notice", visibility="private", template=notice)
 
     async def _rule_side_actions(self, session, decision, mention) -> None:  # noqa: ANN001
         """Rules that label, lock or notify act beside whatever the decision was: a lock goes to the

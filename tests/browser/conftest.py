@@ -19,7 +19,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
-USERS = {"alice": ("agent", "alice password 1"), "mod": ("moderator", "moderator pass 3"),
+USERS = {"alice": ("agent", "alice password 1"), "bob": ("agent", "bob password 22"), "mod": ("moderator", "moderator pass 3"),
          "mia": ("marketing", "marketing pass 4")}
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -84,14 +84,14 @@ async def test_a_moderator_removes_a_held_post_and_bulk_approves_the_rest(browse
     mids = {ext: (await routed(server, ext))[0] for ext in ("s-1", "s-2", "s-3")}
     context, page = await signed_in(browser, server, "mod")
     await page.goto("/moderation")
-    row = page.locator("tr", has_text="FREE FOLLOWERS")
+    row = page.locator("tr[data-action-id]", has_text="FREE FOLLOWERS")
     await expect(row).to_be_visible()
-    await expect(page.locator("tr", has_text="WIN A FREE iPhone")).to_be_visible()
+    await expect(page.locator("tr[data-action-id]", has_text="WIN A FREE iPhone")).to_be_visible()
     await page.screenshot(path=shot("moderation-queue"), full_page=True)
     await row.get_by_placeholder(re.compile("Reason sent to the author")).fill("No selling followers here.")
     await row.get_by_role("button", name="Remove").click()
     await page.wait_for_url(re.compile(r"/moderation$"))
-    await expect(page.locator("tr", has_text="FREE FOLLOWERS")).to_have_count(0)
+    await expect(page.locator("tr[data-action-id]", has_text="FREE FOLLOWERS")).to_have_count(0)
 
     await page.locator("#select-all").check()  # the rest at once
     await page.locator("#bulk select[name=decision]").select_option("approve")
@@ -180,14 +180,14 @@ async def test_an_agent_reports_a_post_and_a_moderator_escalates_it_and_bans_a_s
     reported = page.locator("tr.reported", has_text="acme_refunds_desk")
     await expect(reported).to_contain_text("Reported by alice")
     await expect(reported).to_contain_text("Impersonates our support: a scam")
-    spam = page.locator("tr", has_text="FREE FOLLOWERS and likes")
+    spam = page.locator("tr[data-action-id]", has_text="FREE FOLLOWERS and likes")
     await expect(spam).to_be_visible()
     await page.screenshot(path=shot("moderation-reported"), full_page=True)
 
     await spam.get_by_placeholder(re.compile("Reason sent to the author")).fill("Spam accounts are banned.")
     await spam.get_by_role("button", name="Ban").click()
     await page.wait_for_url(re.compile(r"/moderation$"))
-    await expect(page.locator("tr", has_text="FREE FOLLOWERS and likes")).to_have_count(0)
+    await expect(page.locator("tr[data-action-id]", has_text="FREE FOLLOWERS and likes")).to_have_count(0)
     await page.locator("tr.reported", has_text="acme_refunds_desk").get_by_role("button", name="Escalate").click()
     await page.wait_for_url(re.compile(r"/moderation$"))
     await expect(page.locator("tr.reported", has_text="acme_refunds_desk")).to_have_count(0)
@@ -204,4 +204,111 @@ async def test_an_agent_reports_a_post_and_a_moderator_escalates_it_and_bans_a_s
     assert hold.details["decision"] == "escalate" and case is not None
     assert spammer.banned and acts[(spam_id, "ban")].actor == "session:mod"
     assert acts[(spam_id, "ban")].reason == "Spam accounts are banned."
+    await context.close()
+
+
+async def test_reply_to_picks_the_person_the_panel_shows_and_the_post_taken_private(browser, server):
+    """A Reddit thread with a customer and a helper: choosing the customer's post in "Reply to" moves
+    the side panel to her, and "p" takes her post private, not the helper's."""
+    from playwright.async_api import expect
+
+    from models import Customer
+    from tests.console.conftest import add_mention
+
+    async with server.runtime.db.session() as s:
+        s.add(Customer(name="Kim Browser", plan="family"))
+        await s.commit()
+        cust = await s.scalar(select(Customer.id).where(Customer.name == "Kim Browser"))
+    kim = await add_mention(server.runtime, "my internet drops every night", platform="reddit", handle="kim_b",
+                            customer_id=cust, created_at=datetime.now(UTC) - timedelta(minutes=9))
+    hal = await add_mention(server.runtime, "restart the router, works for me", platform="reddit",
+                            handle="hal_b", conversation_id=kim.conversation_id,
+                            created_at=datetime.now(UTC) - timedelta(minutes=3))
+    context, page = await signed_in(browser, server, "alice")
+    await page.goto(f"/conversations/{kim.conversation_id}")
+    panel = page.locator("section.customer")
+    await expect(panel).to_contain_text("Answering hal_b on reddit")
+    await page.select_option("#reply-to", str(kim.id))
+    await expect(panel).to_contain_text("Answering kim_b on reddit")
+    await expect(panel).to_contain_text("Kim Browser")
+    await expect(page).to_have_url(re.compile(rf"\?mention={kim.id}$"))
+    await page.screenshot(path=shot("reply-to-customer"), full_page=True)
+    await page.locator("h1").click()  # the keys work outside the form fields
+    page.once("dialog", lambda d: d.accept())
+    await page.keyboard.press("p")
+    await page.wait_for_url(re.compile(r"case=\d+"))
+    async with server.runtime.db.session() as s:
+        opened = set(await s.scalars(select(Case.opened_by_mention_id).where(
+            Case.opened_by_mention_id.in_([kim.id, hal.id]))))
+    assert opened == {kim.id}
+    await context.close()
+
+
+async def test_a_case_chat_keeps_the_text_the_server_refused(browser, server):
+    """Bob takes over Alice's case while she writes: her page says so, and what she sends after it
+    stays in the box instead of vanishing."""
+    from playwright.async_api import expect
+
+    from models import User
+    from tests.console.conftest import add_mention
+
+    m = await add_mention(server.runtime, "someone changed my password", handle="pat_b", outcome="escalate_private",
+                          sensitivity="account")
+    async with server.runtime.db.session() as s:
+        alice = await s.scalar(select(User.id).where(User.username == "alice"))
+        case = Case(conversation_id=m.conversation_id, author_id=m.author_id, opened_by_mention_id=m.id,
+                    category="account", assigned_to=alice)
+        s.add(case)
+        await s.commit()
+        case_id = case.id
+    context, page = await signed_in(browser, server, "alice")
+    await page.goto(f"/cases/{case_id}")
+    await expect(page.locator("#chat")).to_have_attribute("data-state", "open")
+    box = page.locator("#chat-input")
+    await box.fill("Hi Pat, I'm looking into it")
+    await page.locator("#chat-form button[type=submit]").click()
+    await expect(page.locator("#chat li", has_text="I'm looking into it")).to_be_visible()
+    await expect(box).to_have_value("")  # stored: the box is cleared
+
+    bob_context, bob = await signed_in(browser, server, "bob")
+    await bob.goto(f"/cases/{case_id}")
+    await bob.get_by_role("button", name="Take over from alice").click()
+    await expect(bob.locator("#case-agent")).to_have_text("bob")
+    await expect(page.locator("#case-agent")).to_have_text("bob")  # alice's open page is told
+    await expect(page.locator("#chat-status")).to_contain_text("bob took over this case")
+
+    await box.fill("Could you confirm your e-mail address?")
+    await page.locator("#chat-form button[type=submit]").click()
+    await expect(page.locator("#chat-status")).to_contain_text("another agent is assigned to this case")
+    await expect(box).to_have_value("Could you confirm your e-mail address?")
+    await page.screenshot(path=shot("case-chat-refused"), full_page=True)
+    await bob_context.close()
+    await context.close()
+
+
+async def test_the_queue_keeps_the_selected_conversation_through_a_live_refresh(browser, server):
+    from playwright.async_api import expect
+
+    from tests.console.conftest import add_mention
+
+    now = datetime.now(UTC)
+    first = await add_mention(server.runtime, "first in line", platform="qtest", priority=50,
+                              created_at=now - timedelta(minutes=30))
+    second = await add_mention(server.runtime, "second in line", platform="qtest", priority=50,
+                               created_at=now - timedelta(minutes=20))
+    context, page = await signed_in(browser, server, "alice")
+    await page.goto("/queue?channel=qtest")
+    await expect(page.locator("#live")).to_have_class(re.compile(r"\bon\b"))
+    await page.keyboard.press("j")
+    selected = page.locator("tr.item.selected")
+    await expect(selected).to_have_attribute("data-conversation-id", str(second.conversation_id))
+    urgent = await add_mention(server.runtime, "urgent: everything is broken", platform="qtest", priority=95,
+                               created_at=now - timedelta(minutes=1))
+    # any change refreshes the live rows: here, another claim
+    await page.evaluate("""([cid, csrf]) => fetch(`/conversations/${cid}/claim`, {method: "POST",
+        headers: {"X-CSRF-Token": csrf, "Accept": "application/json"}})""",
+                        [first.conversation_id, await page.locator("#page").get_attribute("data-csrf")])
+    await expect(page.locator("tr.item").first).to_have_attribute("data-conversation-id",
+                                                                  str(urgent.conversation_id))
+    await expect(selected).to_have_attribute("data-conversation-id", str(second.conversation_id))
     await context.close()

@@ -48,6 +48,45 @@ def test_rules_check_lists_valid_rules_and_names_the_line_of_a_bad_one(tmp_path)
     assert r.exit_code == 1 and "rules.yaml:3:" in r.output and "action must be one of" in r.output
 
 
+RULE_WITH_TEMPLATE = "- name: card-leak\n  pii: [card_number]\n  action: remove\n  message_template: {}\n"
+
+
+def test_rules_check_without_a_database_checks_the_built_in_notices_and_warns_without_creating_one(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULE_WITH_TEMPLATE.format("no_such_template"))
+    r = invoke(tmp_path, "rules", "check", str(rules))
+    assert r.exit_code == 0, r.output
+    assert "built-in notices (pii_removed_notice, rule_held_notice, rule_removed_notice) only" in r.output
+    assert "no database at" in r.output
+    assert f"{rules}:1: rule 'card-leak': message_template 'no_such_template' is not a template" in r.stderr
+    assert not (tmp_path / "cli.db").exists()  # checking a file creates no database
+    rules.write_text(RULE_WITH_TEMPLATE.format("pii_removed_notice"))  # a built-in notice
+    r = invoke(tmp_path, "rules", "check", str(rules))
+    assert r.exit_code == 0 and "warning" not in r.output
+
+
+def test_rules_check_refuses_a_message_template_the_database_does_not_hold(tmp_path):
+    """Before, ``message_template: no_such_template`` passed and the author was told nothing."""
+    assert invoke(tmp_path, "kb", "import", str(DEMO / "kb"), "--templates", str(DEMO / "templates")).exit_code == 0
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("- name: fine\n  keywords: [x]\n  action: hold\n" + RULE_WITH_TEMPLATE.format("no_such_template"))
+    r = invoke(tmp_path, "rules", "check", str(rules))
+    assert r.exit_code == 1 and "template(s) in the database sqlite+aiosqlite:///" in r.output
+    assert f"{rules}:4: rule 'card-leak': message_template 'no_such_template' is not a template" in r.output
+    rules.write_text(RULE_WITH_TEMPLATE.format("thanks"))  # a template of the knowledge base
+    r = invoke(tmp_path, "rules", "check", str(rules))
+    assert r.exit_code == 0 and "rules OK" in r.output
+
+
+def test_rules_check_says_what_a_rule_name_must_look_like(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("- name: Not Kebab\n  keywords: [x]\n  action: hold\n")
+    r = invoke(tmp_path, "rules", "check", str(rules))
+    assert r.exit_code == 1 and "rules.yaml:1:" in r.output
+    assert "every rule needs a name" not in r.output
+    assert "'Not Kebab' is not a valid name" in r.output and "no spaces" in r.output and "'not-kebab'" in r.output
+
+
 def test_kb_import_refuses_a_broken_template_and_two_files_with_one_slug(tmp_path):
     """Either would otherwise be found later: a template that fails at reply time, an article that
     silently replaced another."""

@@ -13,7 +13,16 @@ from community import broadcast
 from community.incidents import SpikePolicy, match_batch
 from listener.ingest import ingest_batch
 from listener.protocol import NormalizedMention
-from models import Author, Incident, IncidentMention, IncidentUpdate, Mention, Reply, RouteDecision, TriageResult
+from models import (
+    Author,
+    Incident,
+    IncidentMention,
+    IncidentUpdate,
+    Mention,
+    Reply,
+    RouteDecision,
+    TriageResult,
+)
 from tests.community.conftest import scores
 
 DAY0 = datetime(2026, 11, 16, tzinfo=timezone.utc)
@@ -35,16 +44,17 @@ def daily_rhythm(day: int, per_window_at_peak: float = 10.0, sharp: bool = False
     return times
 
 
-async def store(db, times: list[datetime], issue: str = "outage", platform: str = "x") -> list[int]:
-    batch = [NormalizedMention(platform=platform, external_id=f"{issue}-{t.timestamp()}-{i}",
-                               text=f"is acme down? {i}", created_at=t, author_id=f"a{i % 50}",
+async def store(db, times: list[datetime], issue: str = "outage", platform: str = "x", *,
+                sentiment: str = "negative", issue_p: float = 0.9, text: str = "is acme down?") -> list[int]:
+    batch = [NormalizedMention(platform=platform, external_id=f"{issue}-{platform}-{t.timestamp()}-{i}",
+                               text=f"{text} {i}", created_at=t, author_id=f"a{i % 50}",
                                author_handle=f"a{i % 50}")
              for i, t in enumerate(times)]
     async with db.session() as s:
         results = await ingest_batch(s, batch)
-        sc = scores(issue)
+        sc = scores(issue, issue_p, sentiment=sentiment)
         for r in results:
-            s.add(TriageResult(mention_id=r.mention_id, model_version="t", sentiment="negative", sensitivity="none",
+            s.add(TriageResult(mention_id=r.mention_id, model_version="t", sentiment=sentiment, sensitivity="none",
                                issue_type=issue, toxicity="not_offensive", spam="ham", scores=sc))
         await s.commit()
     return [r.mention_id for r in results]
@@ -302,11 +312,31 @@ async def test_a_mention_joining_while_the_channel_is_at_its_cap_waits_for_its_s
     assert [r.status for r in await world.get(Reply, mention_id=late.id)] == ["sent"]
 
 
-async def test_one_batch_across_channels_joins_the_open_incident_and_detects_per_channel(db):
+async def match(db, ids: list[int], issue: str = "outage", policy: SpikePolicy = POLICY) -> dict[int, int]:
     async with db.session() as s:
-        s.add(Incident(dedup_key="outage:x:1", issue_type="outage", channel="x", title="X is down"))
+        mentions = list(await s.scalars(select(Mention).where(Mention.id.in_(ids))))
+        found = await match_batch(s, [(m, issue) for m in mentions], policy)
         await s.commit()
+    return found
+
+
+async def members(db, incident_id: int) -> set[int]:
+    async with db.session() as s:
+        return set(await s.scalars(select(IncidentMention.mention_id).where(IncidentMention.incident_id == incident_id)))
+
+
+async def open_on_x(db, at: datetime) -> Incident:
+    async with db.session() as s:
+        incident = Incident(dedup_key="outage:x:1", issue_type="outage", channel="x", title="X is down", opened_at=at)
+        s.add(incident)
+        await s.commit()
+        return incident
+
+
+async def test_one_batch_across_channels_joins_the_open_incident_of_its_own_channel_only(db):
+    """An incident opened on X answers X: Reddit's posts about it are Reddit's to spike on."""
     at = DAY0 + timedelta(hours=9)
+    incident = await open_on_x(db, at)
     x_ids = await store(db, [at + timedelta(seconds=i) for i in range(3)], platform="x")
     reddit_ids = await store(db, [at + timedelta(seconds=10 + i) for i in range(3)], platform="reddit")
     billing_ids = await store(db, [at + timedelta(seconds=20 + i) for i in range(3)], issue="billing")
@@ -316,7 +346,98 @@ async def test_one_batch_across_channels_joins_the_open_incident_and_detects_per
                                   + [(mentions[i], "billing") for i in billing_ids]
                                   + [(mentions[i], "account_access") for i in billing_ids[:1]], POLICY)
         await s.commit()
-    [incident] = await incidents(db)
-    assert found == {i: incident.id for i in x_ids + reddit_ids}  # an outage on X is the same on Reddit
+    assert [i.id for i in await incidents(db)] == [incident.id]
+    assert found == {i: incident.id for i in x_ids}
+    assert await members(db, incident.id) == set(x_ids)
+
+
+async def test_only_outage_reports_join_not_thanks_praise_or_unsure_guesses(db):
+    """What QA saw: "offline mode saved my 12 hour flight, ty" and a Discourse thank-you scored as
+    outage joined the incident and were told "we're on it"."""
+    at = DAY0 + timedelta(hours=14)
+    incident = await open_on_x(db, at)
+    t = at + timedelta(minutes=5)
+    report = await store(db, [t], text="nothing plays, acme down?")
+    thanks = await store(db, [t + timedelta(seconds=1)], sentiment="positive", text="offline mode saved my flight, ty")
+    unsure = await store(db, [t + timedelta(seconds=2)], sentiment="neutral", issue_p=0.3, text="my Year in Sound")
+    sure_but_neutral = await store(db, [t + timedelta(seconds=3)], sentiment="neutral", text="still down in Madrid")
+    found = await match(db, report + thanks + unsure + sure_but_neutral)
+    assert found == {report[0]: incident.id, sure_but_neutral[0]: incident.id}
+
+
+async def test_a_post_written_before_the_spike_does_not_join_it(db):
+    """A late delivery or a replay of the morning's posts is not part of the afternoon's outage."""
+    at = DAY0 + timedelta(hours=14)
+    incident = await open_on_x(db, at)
+    morning = await store(db, [at - timedelta(hours=5)])
+    just_before = await store(db, [at - POLICY.window + timedelta(minutes=1)])  # inside the spike's window
+    assert await match(db, morning + just_before) == {just_before[0]: incident.id}
+
+
+async def test_an_incident_without_reports_for_a_while_goes_quiet_and_stays_open(db):
+    """A 16-day-old incident nobody closed pulled an unrelated "downloads vanished" post in. After
+    ``quiet_after`` without a report it collects nothing more; closing (and whether to send the
+    "fixed" follow-up) stays an agent's decision."""
+    at = DAY0 + timedelta(hours=14)
+    incident = await open_on_x(db, at)
+    spike = await store(db, [at + timedelta(minutes=m) for m in range(0, 40, 5)])
+    assert set(await match(db, spike)) == set(spike)
+    within_at = at + timedelta(minutes=35) + POLICY.quiet_after - timedelta(minutes=1)
+    within = await store(db, [within_at], text="still down")
+    assert await match(db, within) == {within[0]: incident.id}  # the quiet time counts from the latest report
+    later = await store(db, [within_at + POLICY.quiet_after + timedelta(minutes=1)], text="downloads vanished")
+    days_later = await store(db, [at + timedelta(days=16)], text="downloads vanished")
+    assert await match(db, later + days_later) == {}
+    [still] = await incidents(db)
+    assert still.status == "open" and await members(db, incident.id) == set(spike + within)
+
+
+async def test_a_new_spike_after_a_quiet_incident_opens_a_new_one(db):
+    first = DAY0 + timedelta(hours=10)
+    second = first + timedelta(hours=5)
+    found = await stream(db, [first + timedelta(seconds=40 * i) for i in range(30)]
+                         + [second + timedelta(seconds=40 * i) for i in range(30)])
+    old, new = sorted(await incidents(db), key=lambda i: i.id)
+    assert old.opened_at < second <= new.opened_at and old.status == new.status == "open"
+    assert {found[i] for i in await members(db, new.id)} == {new.id}
+    assert await members(db, old.id) and not (await members(db, old.id)) & (await members(db, new.id))
+
+
+async def test_a_burst_of_praise_scored_as_outage_opens_no_incident(db):
+    burst = [DAY0 + timedelta(hours=10, seconds=10 * i) for i in range(40)]
+    await store(db, burst, sentiment="positive", text="offline mode is the best")
     async with db.session() as s:
-        assert set(await s.scalars(select(IncidentMention.mention_id))) == set(x_ids + reddit_ids)
+        mentions = list(await s.scalars(select(Mention)))
+        assert await match_batch(s, [(m, "outage") for m in mentions], POLICY) == {}
+    assert await incidents(db) == []
+
+
+async def test_a_status_goes_only_to_the_reports_on_the_incidents_channel(world):
+    """Members grouped before reports were told apart (a Reddit post, a thank-you, an unsure guess)
+    are not told "we're on it", nor "it's fixed"."""
+    incident, ms = await outage_world(world, authors=("ana",))
+    at = ms[0].created_at + timedelta(minutes=5)
+    strays = [await world.mention("Year in Sound roasted me", platform="reddit", author="rob", issue="outage", at=at),
+              await world.mention("offline mode saved my flight, ty", author="tia", issue="outage",
+                                  sentiment="positive", at=at),
+              await world.mention("@AcmeHelp do downloads expire?", author="uma", issue="outage", issue_p=0.3, at=at)]
+    async with world.db.session() as s:
+        s.add_all([IncidentMention(incident_id=incident.id, mention_id=m.id) for m in strays])
+        await s.commit()
+    _, replies = await post(world, incident, "Playback is down; engineers are on it.")
+    assert [r.mention_id for r in replies] == [ms[0].id]
+    async with world.db.session() as s:
+        _, fixed = await broadcast.close(s, await s.get(Incident, incident.id), "alice")
+        await s.commit()
+    assert [r.mention_id for r in fixed] == [ms[0].id]
+
+
+async def test_a_late_thank_you_through_the_pipeline_is_not_broadcast_to(world):
+    incident, ms = await outage_world(world)
+    await post(world, incident, "We are restoring playback.")
+    thanks = await world.mention("@AcmeHelp offline mode saved my 12 hour flight, ty", author="tia", issue="outage",
+                                 sentiment="positive", at=ms[-1].created_at + timedelta(minutes=20))
+    await world.run(thanks)
+    [decision] = await world.get(RouteDecision, mention_id=thanks.id)
+    assert decision.outcome != "broadcast"
+    assert not [r for r in await world.get(Reply, mention_id=thanks.id) if r.kind == "status"]

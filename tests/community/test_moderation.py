@@ -35,14 +35,68 @@ async def test_a_card_number_in_public_is_hidden_redacted_and_its_author_told_pr
     assert events and events[0].details["rule"] == "personal-data-in-public"
 
 
-async def test_a_spam_rule_holds_the_post_for_review_without_touching_the_platform(world, connectors):
+async def test_a_spam_rule_holds_the_post_for_review_hidden_on_the_platform_at_once(world, connectors):
+    """A held post was left public until reviewed; like AutoModerator's "filter" it is now hidden
+    while it waits (Reddit removes it; approving restores it)."""
     m = await world.mention("cheap followers fast, visit my profile", platform="reddit", issue="other", spam=0.97)
     await world.run(m)
+    await world.run(m)  # redelivered: hidden once
     decision = await only(world, RouteDecision, mention_id=m.id)
     assert decision.outcome == "moderate" and decision.details["rule"] == "likely-spam"
-    hold = await only(world, ModerationAction, mention_id=m.id)
+    hold = await only(world, ModerationAction, mention_id=m.id, action="hold")
     assert (hold.action, hold.status) == ("hold", "pending")
-    assert connectors["reddit"].calls == []
+    hidden = await only(world, ModerationAction, mention_id=m.id, action="filter")
+    assert (hidden.status, hidden.rule, hidden.dedup_key) == ("done", "likely-spam", f"{hold.dedup_key}:filter")
+    assert connectors["reddit"].kinds() == ["remove"] and connectors["reddit"].calls[0].target_external_id == m.external_id
+    assert (await only(world, Mention, id=m.id)).hidden
+    async with world.db.session() as s:
+        assert [h.id for h, *_ in await moderation.queue(s)] == [hold.id]  # still waits for a moderator
+
+
+@pytest.mark.parametrize("platform, in_reply_to, kinds, status", [
+    ("discourse", None, ["hide"], "done"),
+    ("x", "brand-tweet-1", ["hide"], "done"),  # X hides replies
+    ("x", None, [], "recorded"),  # ... and nothing else: the post stays up while it waits
+])
+async def test_a_hold_hides_where_the_platform_can(world, connectors, platform, in_reply_to, kinds, status):
+    m = await world.mention("@AcmeHelp you are all idiots", platform=platform, issue="other", toxicity=0.95,
+                            in_reply_to=in_reply_to)
+    await world.run(m)
+    assert (await only(world, ModerationAction, mention_id=m.id, action="hold")).rule == "abusive-language"
+    hidden = await only(world, ModerationAction, mention_id=m.id, action="filter")
+    assert hidden.status == status and [k for k in connectors[platform].kinds() if k != "private_message"] == kinds
+    assert (await only(world, Mention, id=m.id)).hidden is bool(kinds)
+    if not kinds:
+        assert "cannot hide" in hidden.details["error"]
+
+
+async def test_in_dry_run_the_hide_of_a_hold_is_recorded_not_performed(make_world, connectors):
+    world = make_world(dry_run=True)
+    m = await world.mention("cheap followers fast", platform="reddit", issue="other", spam=0.97)
+    await world.run(m)
+    hidden = await only(world, ModerationAction, mention_id=m.id, action="filter")
+    assert hidden.status == "dry_run" and connectors["reddit"].calls == []
+    assert (await only(world, Mention, id=m.id)).hidden
+
+
+async def test_a_reported_post_stays_up_and_approving_it_touches_nothing_on_the_platform(world, connectors):
+    m = await world.mention("the real support is on telegram", platform="discourse", issue="other")
+    async with world.db.session() as s:
+        hold, _ = await moderation.report(s, await s.get(Mention, m.id), "session:alice", "impersonation?")
+        await s.commit()
+    assert not (await only(world, Mention, id=m.id)).hidden
+    assert [a.action for a in await world.get(ModerationAction, mention_id=m.id)] == ["hold"]
+    await review(world, hold, "approve")
+    assert connectors["discourse"].calls == []  # never hidden: no "unhide" for a visible post
+    assert (await only(world, ModerationAction, mention_id=m.id, action="approve")).status == "recorded"
+
+
+async def test_a_held_then_approved_post_does_not_count_as_a_removal_of_its_author(world, connectors):
+    m, hold = await held(world, connectors)
+    await review(world, hold, "approve")
+    async with world.db.session() as s:
+        author_id = (await s.get(Mention, m.id)).author_id
+        assert await moderation.author_removals(s, {author_id}) == {}
 
 
 async def test_a_remove_rule_removes_on_reddit_and_hides_on_discourse(world, connectors):
@@ -67,7 +121,7 @@ async def test_a_refused_platform_action_is_recorded_as_failed(world, connectors
 async def held(world, connectors, platform="reddit"):
     m = await world.mention("buy cheap followers now", platform=platform, issue="other", spam=0.97, author="spammer")
     await world.run(m)
-    return m, await only(world, ModerationAction, mention_id=m.id)
+    return m, await only(world, ModerationAction, mention_id=m.id, action="hold")
 
 
 async def review(world, hold, decision, reason=None):
@@ -81,10 +135,10 @@ async def review(world, hold, decision, reason=None):
     return out
 
 
-async def test_approving_a_held_post_approves_it_on_the_platform(world, connectors):
+async def test_approving_a_held_post_shows_it_again_on_the_platform(world, connectors):
     m, hold = await held(world, connectors)
     await review(world, hold, "approve")
-    assert connectors["reddit"].kinds() == ["approve"]
+    assert connectors["reddit"].kinds() == ["remove", "approve"]  # hidden while held, restored
     assert (await only(world, ModerationAction, id=hold.id)).status == "reviewed"
     assert not (await only(world, Mention, id=m.id)).hidden
     with pytest.raises(ValueError, match="already reviewed"):
@@ -96,9 +150,21 @@ async def test_removing_needs_a_reason_which_is_sent_to_the_author(world, connec
     with pytest.raises(ValueError, match="reason"):
         await review(world, hold, "remove", "  ")
     await review(world, hold, "remove", "Selling followers is not allowed here.")
-    assert connectors["reddit"].kinds() == ["remove", "private_message"]
+    assert connectors["reddit"].kinds() == ["remove", "private_message"]  # removed once, when it was held
     assert "Selling followers is not allowed here." in connectors["reddit"].calls[1].text
     assert (await only(world, Mention, id=m.id)).hidden
+    removal = await only(world, ModerationAction, mention_id=m.id, action="remove")
+    assert removal.status == "recorded" and removal.actor == "mod"
+
+
+async def test_removing_a_held_post_the_platform_refused_to_hide_removes_it_then(world, connectors):
+    connectors["discourse"].fail = True
+    m, hold = await held(world, connectors, platform="discourse")
+    assert (await only(world, ModerationAction, mention_id=m.id, action="filter")).status == "failed"
+    connectors["discourse"].fail = False
+    await review(world, hold, "remove", "No selling.")
+    assert connectors["discourse"].kinds() == ["hide", "hide", "private_message"]
+    assert (await only(world, ModerationAction, mention_id=m.id, action="remove")).status == "done"
 
 
 async def test_a_reason_typed_with_personal_data_is_kept_and_sent_redacted(world, connectors):
@@ -128,7 +194,7 @@ async def test_a_moderator_cannot_approve_a_post_held_for_exposing_personal_data
 async def test_banning_removes_the_post_bans_the_author_and_routes_their_next_post_to_moderation(world, connectors):
     m, hold = await held(world, connectors, platform="discourse")
     await review(world, hold, "ban", "Repeated spam.")
-    assert connectors["discourse"].kinds() == ["hide", "ban", "private_message"]
+    assert connectors["discourse"].kinds() == ["hide", "ban", "private_message"]  # hidden when held
     assert (await only(world, Author, handle="spammer")).banned
     later = await world.mention("@AcmeHelp how do I reset my password", platform="discourse", author="spammer")
     await world.run(later)
@@ -176,8 +242,9 @@ async def test_with_the_batchs_recorded_keys_an_action_is_added_once_without_a_l
     async with world.db.session() as s:
         later = await moderation.add_action(s, f"mod:{m.id}", await s.get(Mention, m.id), "hold", "why", rule="r",
                                             recorded=await moderation.recorded_keys(s, [m.id]))
-    assert first is not None and again is None and later is None and recorded == {f"mod:{m.id}"}
-    assert len(await world.get(ModerationAction, mention_id=m.id)) == 1
+    assert first is not None and again is None and later is None
+    assert recorded == {f"mod:{m.id}", f"mod:{m.id}:filter"}  # the hold and the hide that goes with it
+    assert len(await world.get(ModerationAction, mention_id=m.id)) == 2
 
 
 def test_a_post_already_redacted_is_shown_whole_not_cut_by_the_original_spans():

@@ -52,6 +52,28 @@ def test_a_matching_rule_names_itself_in_the_decision():
     assert side.outcome == "auto_answer" and side.details["rule_actions"][0]["notify"] == "care-leads"
 
 
+def test_side_actions_carry_the_rules_own_reason_for_the_alert():
+    """Alerts showed "rule high-reach-complaint" instead of what the rule says."""
+    side = decide(r(rules=[RuleMatch("loud", "notify", "A negative post from a large account.", notify="care-leads"),
+                           RuleMatch("tag", "label", "Refund talk.", label="refunds")]), auto_threshold=T)
+    assert [a["reason"] for a in side.details["rule_actions"]] == ["A negative post from a large account.",
+                                                                   "Refund talk."]
+
+
+def test_a_rule_that_holds_or_removes_tells_its_author_why_unless_it_says_not_to():
+    held = decide(r(rules=[RuleMatch("rude", "hold", "Keep it civil.")]), auto_threshold=T)
+    assert (held.details["notify"], held.details["notice_reason"]) == ("rule_held_notice", "Keep it civil.")
+    removed = decide(r(rules=[RuleMatch("links", "remove", "No links.")]), auto_threshold=T)
+    assert (removed.details["notify"], removed.details["notice_reason"]) == ("rule_removed_notice", "No links.")
+    own = decide(r(rules=[RuleMatch("links", "remove", "No links.", message_template="links_notice")]),
+                 auto_threshold=T)
+    assert own.details["notify"] == "links_notice"
+    spam = decide(r(rules=[RuleMatch("spam", "remove", "No spam.", notify_author=False)]), auto_threshold=T)
+    assert "notify" not in spam.details and "notice_reason" not in spam.details
+    leak = decide(r(pii_exposed=True, rules=[RuleMatch("links", "remove", "No links.")]), auto_threshold=T)
+    assert leak.details["notify"] == "pii_removed_notice" and "notice_reason" not in leak.details  # one notice
+
+
 def test_high_touch_and_unsure_answers_go_to_an_agent_with_a_suggestion():
     d = decide(r(issue_type="bug_report", answer=Candidate("template", "bug_ack", 0.9, "bug")), auto_threshold=T)
     assert d.outcome == "agent_queue" and d.details["suggestion"]["ref"] == "bug_ack"

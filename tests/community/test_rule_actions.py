@@ -61,6 +61,7 @@ async def test_notify_opens_an_alert_for_the_team_in_the_console_and_as_a_webhoo
     async with ruled.db.session() as s:
         [shown] = await moderation.alerts(s)
     assert (shown["notify"], shown["rule"], shown["mention_id"]) == ("care-leads", "legal-threat", m.id)
+    assert shown["reason"] == alerts[0].reason == "A legal threat; a team lead answers."  # the rule's own words
     assert "lawyer" in shown["text"] and "jo@example.com" not in shown["text"]
 
     assert await scan(ruled.db, now=utcnow() + timedelta(seconds=5)) == 1

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from community.rules import BUNDLED_RULES, RuleError, Subject, decisive, evaluate, load_rules, parse_rules
+from community.rules import (
+    BUNDLED_RULES,
+    RuleError,
+    Subject,
+    decisive,
+    evaluate,
+    load_rules,
+    parse_rules,
+    unknown_templates,
+)
 
 
 def subject(text: str = "hello", **kw) -> Subject:
@@ -30,6 +39,11 @@ def test_the_bundled_rules_load_with_unique_names():
     ("- name: a\n  action: hold\n  keywords: [x]\n- name: a\n  action: hold\n  keywords: [y]\n", 4, "already used"),
     ("- name: a\n  action: hold\n  keywords: [x\n", 4, "not valid YAML"),
     ("name: a\n", 1, "list of rules"),
+    ("- keywords: [x]\n  action: hold\n", 1, "every rule needs a name"),
+    ("- name: Not Kebab\n  keywords: [x]\n  action: hold\n", 1, "use letters, digits and - _ . : only (no spaces)"),
+    ("- name: a\n  keywords: [x]\n  action: remove\n  notify_author: maybe\n", 4, "notify_author is true or false"),
+    ("- name: a\n  keywords: [x]\n  action: remove\n  notify_author: false\n  message_template: t\n", 4,
+     "so message_template would never be used"),
 ])
 def test_invalid_rules_are_rejected_with_the_line_and_the_reason(text, line, reason):
     with pytest.raises(RuleError) as err:
@@ -122,3 +136,44 @@ def test_every_matching_rule_applies_and_the_strictest_decides():
 def test_a_rules_file_that_cannot_be_read_is_an_error(tmp_path):
     with pytest.raises(RuleError, match="cannot read"):
         load_rules(tmp_path / "missing.yaml")
+
+
+def test_a_bad_name_is_answered_with_what_a_name_looks_like():
+    with pytest.raises(RuleError) as err:
+        parse_rules("- name: Not Kebab\n  keywords: [x]\n  action: hold\n", "rules.yaml")
+    assert "'Not Kebab' is not a valid name" in err.value.reason and "e.g. 'not-kebab'" in err.value.reason
+
+
+def test_authors_are_notified_unless_a_rule_says_notify_author_false():
+    rules = parse_rules("""
+- name: spam-wave
+  keywords: [giveaway]
+  action: remove
+  notify_author: false
+- name: rude
+  keywords: [idiot]
+  action: hold
+""")
+    assert [(r.name, r.notify_author) for r in rules] == [("spam-wave", False), ("rude", True)]
+    [m] = evaluate(rules, subject("giveaway"))
+    assert m.notify_author is False
+    bundled = {r.name: r.notify_author for r in load_rules(BUNDLED_RULES)}
+    assert bundled["crypto-giveaway-spam"] is False and bundled["likely-spam"] is False  # spammers learn nothing
+    assert bundled["abusive-language"] is True
+
+
+def test_unknown_templates_are_the_rules_naming_a_template_nobody_knows():
+    rules = parse_rules("""
+- name: a
+  keywords: [x]
+  action: remove
+  message_template: pii_removed_notice
+- name: b
+  keywords: [y]
+  action: remove
+  message_template: no_such_template
+- name: c
+  keywords: [z]
+  action: hold
+""")
+    assert [r.name for r in unknown_templates(rules, {"pii_removed_notice"})] == ["b"]

@@ -88,3 +88,52 @@ async def test_the_audit_log_is_newest_first_filters_and_pages(app_client, runti
     assert total >= 106
     r = await app_client.get("/admin/audit?before=soon", allow_redirects=False)
     assert r.status == 400
+
+
+def token_rows(html: str, user: str) -> list[str]:
+    block = re.search(rf'<tr class="tokens" data-tokens-of="{user}">(.*?)</table>', html, re.DOTALL)
+    return re.findall(r'<tr data-token="\d+">(.*?)</tr>', block.group(1), re.DOTALL) if block else []
+
+
+async def test_an_admin_sees_each_token_and_revokes_one_audited(app_client, runtime):
+    from models import ApiToken
+
+    value = await bot_token(runtime, "alice", ["mentions:read", "replies:write"])
+    await bot_token(runtime, "alice", ["templates:read"])
+    csrf = await login(app_client, "root")
+    html = await (await app_client.get("/admin/users")).text()
+    rows = token_rows(html, "alice")
+    assert len(rows) == 2 and "mentions:read, replies:write" in html and "alice-bot" in rows[0]
+    assert value not in html
+    async with runtime.db.session() as s:
+        first = await s.scalar(select(ApiToken.id).where(ApiToken.scopes == ["mentions:read", "replies:write"]))
+    r = await app_client.post(f"/admin/tokens/{first}/revoke", data={"csrf_token": csrf}, allow_redirects=False)
+    assert r.status == 303
+    page = await (await app_client.get(r.headers["Location"])).text()
+    assert "token alice-bot of alice revoked" in page
+    assert re.findall(r"<td>(.*?)</td>", user_rows(page)["alice"], re.DOTALL)[3] == "1"  # active ones
+    assert (await app_client.get("/api/v1/mentions", headers={"Authorization": f"Bearer {value}"})).status == 401
+    async with runtime.db.session() as s:
+        [event] = (await s.scalars(select(AuditEvent).where(AuditEvent.action == "token.revoked"))).all()
+    assert event.actor == "session:root" and event.details["token_id"] == first
+
+
+async def test_an_admin_changes_a_role_audited_but_not_the_last_admins_own(app_client, runtime):
+    csrf = await login(app_client, "root")
+    bob = await _user_id(runtime, "bob")
+    r = await app_client.post(f"/admin/users/{bob}/role", data={"csrf_token": csrf, "role": "moderator"},
+                              allow_redirects=False)
+    assert r.status == 303 and "bob+is+now+moderator" in r.headers["Location"]
+    async with runtime.db.session() as s:
+        assert (await s.get(User, bob)).role == "moderator"
+        [event] = (await s.scalars(select(AuditEvent).where(AuditEvent.action == "user.role_changed"))).all()
+    assert (event.actor, event.details) == ("session:root", {"old": "agent", "new": "moderator"})
+    root = await _user_id(runtime, "root")
+    r = await app_client.post(f"/admin/users/{root}/role", data={"csrf_token": csrf, "role": "agent"},
+                              allow_redirects=False)
+    assert r.status == 409 and "last active admin" in await r.text()
+    r = await app_client.post(f"/admin/users/{bob}/role", data={"csrf_token": csrf, "role": "boss"},
+                              allow_redirects=False)
+    assert r.status == 400 and "unknown role" in await r.text()
+    async with runtime.db.session() as s:
+        assert (await s.get(User, root)).role == "admin" and (await s.get(User, bob)).role == "moderator"

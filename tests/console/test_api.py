@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import select
 
 from console.api.openapi import spec
@@ -211,10 +212,15 @@ async def test_the_openapi_description_covers_every_api_route(app_client):
     for route in app_client.server.app.router.routes():
         info = route.resource.get_info() if route.resource else {}
         path = info.get("path") or info.get("formatter") or ""
-        if path.startswith("/api/v1/") and route.method != "HEAD" and path != "/api/v1/ingest":
+        if path.startswith("/api/v1/") and route.method != "HEAD":  # ingest included
             routed.add((path.replace("{id:\\d+}", "{id}"), route.method))
     assert routed <= documented, routed - documented
-    assert spec()["paths"].items() <= doc["paths"].items()
+    for path, ops in spec()["paths"].items():  # served as written, plus who may call each operation
+        for method, op in ops.items():
+            served = doc["paths"][path][method]
+            assert {k: v for k, v in served.items() if not k.startswith("x-") and k != "description"} == \
+                {k: v for k, v in op.items() if not k.startswith("x-") and k != "description"}
+            assert "Roles:" in served["description"]
 
 
 async def test_unknown_api_paths_and_methods_answer_json(app_client):
@@ -269,3 +275,101 @@ async def test_a_bot_reply_from_a_template_carries_its_articles_link_like_the_bo
     assert created.status == 201
     r = await app_client.post(f"/api/v1/mentions/{m.id}/replies", headers=h, json={"template": "codes_missing"})
     assert (await r.json())["reply"]["text"] == "Hi ivy, steps here: https://help.acme.example/articles/reset-password"
+
+
+async def test_a_bot_polls_new_mentions_with_since_id_in_id_order(app_client, runtime):
+    """A cursor that does not shift: mentions after ``since_id`` in id order, whatever their priority;
+    ``next_since_id`` is the cursor for the next poll (unchanged when nothing is new)."""
+    first = [await add_mention(runtime, f"post {i}", priority=p) for i, p in enumerate((10, 90, 50))]
+    h = bearer(await bot_token(runtime, "alice", ["mentions:read"]))
+    body = await (await app_client.get("/api/v1/mentions?since_id=0&limit=2", headers=h)).json()
+    assert [m["id"] for m in body["mentions"]] == [first[0].id, first[1].id]
+    body = await (await app_client.get(f"/api/v1/mentions?since_id={body['next_since_id']}", headers=h)).json()
+    assert [m["id"] for m in body["mentions"]] == [first[2].id]
+    later = await add_mention(runtime, "post 3", priority=99)
+    body = await (await app_client.get(f"/api/v1/mentions?since_id={body['next_since_id']}", headers=h)).json()
+    assert [m["id"] for m in body["mentions"]] == [later.id] and body["next_since_id"] == later.id
+    body = await (await app_client.get(f"/api/v1/mentions?since_id={later.id}", headers=h)).json()
+    assert body["mentions"] == [] and body["next_since_id"] == later.id
+    default = await (await app_client.get("/api/v1/mentions", headers=h)).json()  # the default stays by priority
+    assert [m["id"] for m in default["mentions"]][:2] == [later.id, first[1].id]
+    r = await app_client.get("/api/v1/mentions?since_id=0&offset=5", headers=h)
+    assert r.status == 400 and "since_id" in (await r.json())["error"]["message"]
+
+
+async def test_a_cursor_stops_before_a_mention_not_routed_yet_so_it_is_never_skipped(app_client, runtime):
+    from models import RouteDecision
+
+    a = await add_mention(runtime, "first")
+    b = await add_mention(runtime, "second, still in triage")
+    c = await add_mention(runtime, "third")
+    async with runtime.db.session() as s:  # b is ingested but not routed yet
+        await s.delete(await s.get(RouteDecision, (await s.scalar(
+            select(RouteDecision.id).where(RouteDecision.mention_id == b.id)))))
+        await s.commit()
+    h = bearer(await bot_token(runtime, "alice", ["mentions:read"]))
+    body = await (await app_client.get(f"/api/v1/mentions?since_id={a.id - 1}", headers=h)).json()
+    assert [m["id"] for m in body["mentions"]] == [a.id] and body["next_since_id"] == a.id
+    async with runtime.db.session() as s:
+        s.add(RouteDecision(mention_id=b.id, outcome="agent_queue", reason="late", router_version="t"))
+        await s.commit()
+    body = await (await app_client.get(f"/api/v1/mentions?since_id={a.id}", headers=h)).json()
+    assert [m["id"] for m in body["mentions"]] == [b.id, c.id]
+
+
+@pytest.mark.parametrize("path,names", [
+    ("/api/v1/mentions?sentimnet=negative", "sentimnet"),
+    ("/api/v1/mentions?outcome=bogus", "outcome"),
+    ("/api/v1/queue?sensitivity=bogus", "sensitivity"),
+    ("/api/v1/queue?sentiment=angry", "sentiment"),
+    ("/api/v1/queue?outcome=agent_queue", "outcome"),
+    ("/api/v1/queue?limit=0", "limit"),
+])
+async def test_unknown_parameters_and_filter_values_are_a_400_naming_the_parameter(app_client, runtime, path, names):
+    await add_mention(runtime, "charged twice")
+    h = bearer(await bot_token(runtime, "alice", ["mentions:read"]))
+    r = await app_client.get(path, headers=h)
+    body = await r.json()
+    assert r.status == 400 and body["error"]["status"] == 400 and names in body["error"]["message"]
+
+
+async def test_the_queue_pages_and_says_when_more_follow(app_client, runtime):
+    ids = [(await add_mention(runtime, f"help {i}", priority=80 - i)).conversation_id for i in range(5)]
+    h = bearer(await bot_token(runtime, "alice", ["mentions:read"]))
+    first = await (await app_client.get("/api/v1/queue?limit=3", headers=h)).json()
+    rest = await (await app_client.get("/api/v1/queue?limit=3&offset=3", headers=h)).json()
+    assert first["has_more"] is True and rest["has_more"] is False
+    assert [i["conversation_id"] for i in first["items"] + rest["items"]] == ids
+
+
+async def test_a_lowercase_bearer_scheme_is_accepted(app_client, runtime):
+    m = await add_mention(runtime, "hello")
+    token = await bot_token(runtime, "alice", ["mentions:read"])
+    for scheme in ("bearer", "BEARER", "Bearer"):
+        r = await app_client.get(f"/api/v1/mentions/{m.id}", headers={"Authorization": f"{scheme} {token}"})
+        assert r.status == 200, scheme
+
+
+async def test_a_blank_reply_says_the_text_must_not_be_empty(app_client, runtime):
+    m = await add_mention(runtime, "hello")
+    h = bearer(await bot_token(runtime, "alice", ["replies:write"]))
+    for text in ("", "   \n"):
+        r = await app_client.post(f"/api/v1/mentions/{m.id}/replies", json={"text": text}, headers=h)
+        body = await r.json()
+        assert r.status == 422 and body["error"]["details"] == [{"loc": ["text"], "message": "text must not be empty"}]
+        assert "text must not be empty" in body["error"]["message"] and "item" not in body["error"]["message"]
+
+
+async def test_every_403_to_a_token_is_json_even_outside_the_api(app_client, runtime):
+    """An agent's token with ``metrics`` opens the service summary, not the Prometheus scrape (admin's):
+    the refusal says so in JSON, as every answer to a program does."""
+    h = bearer(await bot_token(runtime, "alice", ["metrics"]))
+    assert (await app_client.get("/api/v1/metrics/summary", headers=h)).status == 200
+    for accept in ("*/*", "text/html"):
+        r = await app_client.get("/metrics", headers={**h, "Accept": accept})
+        assert r.status == 403 and r.content_type == "application/json"
+        assert (await r.json())["error"] == {"status": 403, "message": "role agent may not do this"}
+    r = await app_client.get("/queue", headers=h, allow_redirects=False)
+    assert r.status == 403 and "tokens are for the API" in (await r.json())["error"]["message"]
+    root = bearer(await bot_token(runtime, "root", ["metrics"]))
+    assert (await app_client.get("/metrics", headers=root)).status == 200

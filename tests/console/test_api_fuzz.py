@@ -19,6 +19,16 @@ from schemathesis import GenerationMode
 
 from tests.console.conftest import NoTriage, add_mention, bot_token
 
+
+@schemathesis.serializer("application/x-ndjson")
+def _json_lines(ctx: Any, value: Any) -> bytes:
+    """The ingest body: one JSON value per line (the description gives it as an array of lines)."""
+    import json
+
+    rows = value if isinstance(value, list) else [value]
+    return "\n".join(json.dumps(row) for row in rows).encode()
+
+
 # per operation and generation mode: 12 keeps the run well under a minute; raise it to explore
 MAX_EXAMPLES = int(os.environ.get("SOCIALCARE_FUZZ_EXAMPLES", "12"))
 TEMPLATE = "double_charge"

@@ -126,3 +126,35 @@ async def test_article_and_community_answer_suggestions_appear_with_the_template
     assert "Hi dana, here is how to track it: https://help.example.invalid/tracking" in page
     assert "Hi dana, this should help: Tracking your parcel https://help.example.invalid/tracking" in page
     assert "The community has answered this one: https://forum.example.invalid/t/tracking/991" in page
+
+
+async def test_in_a_thread_of_several_people_the_panel_is_about_the_author_being_answered(app_client, runtime):
+    """A Reddit thread: the customer asks, a community member chimes in. Whoever "Reply to" picks is
+    the person the panel shows, with their own earlier posts only, each naming its author."""
+    cust = await _customer(runtime, "Kim Customer")
+    earlier = datetime.now(UTC) - timedelta(days=2)
+    await add_mention(runtime, "kim's old question about invoices", platform="x", handle="kim_x", customer_id=cust,
+                      created_at=earlier)
+    await add_mention(runtime, "hal's old tip about routers", platform="reddit", handle="helper_hal",
+                      created_at=earlier)
+    kim = await add_mention(runtime, "my internet drops every night", platform="reddit", handle="kim_r",
+                            customer_id=cust, created_at=datetime.now(UTC) - timedelta(minutes=10))
+    hal = await add_mention(runtime, "restart the router, works for me", platform="reddit", handle="helper_hal",
+                            conversation_id=kim.conversation_id, created_at=datetime.now(UTC) - timedelta(minutes=2))
+    cid = kim.conversation_id
+    await login(app_client, "alice")
+
+    page = await (await app_client.get(f"/conversations/{cid}")).text()  # the latest waiting post: hal's
+    assert f'<option value="{hal.id}" selected>' in page
+    assert "Answering <bdi>helper_hal</bdi> on reddit" in page
+    assert "Kim Customer" not in page and "Not linked to a customer record" in page
+    earlier_hal = section(page, "Earlier contacts")
+    assert "hal&#39;s old tip about routers" in earlier_hal and "<bdi>helper_hal</bdi> on reddit" in earlier_hal
+    assert "kim&#39;s old question" not in earlier_hal
+
+    page = await (await app_client.get(f"/conversations/{cid}?mention={kim.id}")).text()
+    assert f'<option value="{kim.id}" selected>' in page
+    assert "Answering <bdi>kim_r</bdi> on reddit" in page and "Kim Customer" in page
+    earlier_kim = section(page, "Earlier contacts")
+    assert "kim&#39;s old question about invoices" in earlier_kim and "<bdi>kim_x</bdi> on x" in earlier_kim
+    assert "hal&#39;s old tip" not in earlier_kim and "restart the router" not in earlier_kim

@@ -72,3 +72,22 @@ async def test_the_summary_endpoint_and_the_dashboard(app_client, runtime):
     await login(app_client, "alice")
     page = await (await app_client.get("/service-metrics?period=day")).text()
     assert "first-contact resolution" in page and "50%" in page and "30 min" in page
+
+
+async def test_escalations_and_the_cases_they_open_count_on_the_same_day(runtime):
+    """A backlog (or the demo's replay) creates yesterday's cases today: a case counts by the time of the
+    post that opened it, like the escalation and every contact, so the two agree for each day."""
+    now = datetime.now(UTC)
+    yesterday = now - timedelta(days=1, hours=2)
+    m = await add_mention(runtime, "someone used my card", outcome="escalate_private", handle="late",
+                          created_at=yesterday)
+    async with runtime.db.session() as s:
+        s.add(Case(conversation_id=m.conversation_id, author_id=m.author_id, opened_by_mention_id=m.id,
+                   category="fraud", created_at=now - timedelta(minutes=5)))  # the service got to it today
+        s.add(Case(category="agent", created_at=now - timedelta(minutes=1)))  # opened without a post
+        await s.commit()
+    async with runtime.db.session() as s:
+        day_before = await summary(s, now - timedelta(days=2), now - timedelta(days=1), now=now)
+        today = await summary(s, now - timedelta(days=1), now, now=now)
+    assert (day_before.escalated, day_before.cases_created) == (1, 1)
+    assert (today.escalated, today.cases_created) == (0, 1)  # only the case without a post

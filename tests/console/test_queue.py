@@ -262,3 +262,178 @@ async def test_viewing_a_conversation_with_a_customer_record_is_audited(app_clie
         await conversation_view(s, linked.conversation_id, viewer="session:bob", why="checking a refund")
     last = (await views())[-1]
     assert (last.actor, last.reason, last.object_id) == ("session:bob", "checking a refund", str(cust_id))
+
+
+HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}  # what a browser sends with a form
+
+
+async def test_resolving_a_conversation_another_agent_holds_is_an_explicit_take_over(app_client, second_browser,
+                                                                                     runtime):
+    m = await add_mention(runtime, "my refund never arrived")
+    cid = m.conversation_id
+    alice_csrf = await login(app_client, "alice")
+    bob_csrf = await login(second_browser, "bob")
+    await app_client.post(f"/conversations/{cid}/claim", data={"csrf_token": alice_csrf})
+    r = await second_browser.post(f"/conversations/{cid}/resolve", data={"csrf_token": bob_csrf},
+                                  allow_redirects=False)
+    page = await r.text()
+    assert r.status == 409 and "alice is working on this conversation: it was not resolved" in page
+    assert 'id="resolve-take-over"' in page  # the way to do it on purpose
+    async with runtime.db.session() as s:
+        conv = await s.get(Conversation, cid)
+        assert conv.status == "open" and conv.claimed_by is not None
+    # alice's reply still goes out: nothing was taken from her
+    r = await app_client.post(f"/conversations/{cid}/reply", allow_redirects=False, data={
+        "csrf_token": alice_csrf, "text": "Refunded today", "mention_id": str(m.id), "seen_reply_id": "0",
+        "draft_id": "a2"})
+    assert r.status == 302
+    r = await second_browser.post(f"/conversations/{cid}/resolve", data={"csrf_token": bob_csrf, "force": "1"},
+                                  allow_redirects=False)
+    assert r.status == 302 and r.headers["Location"] == "/queue"
+    async with runtime.db.session() as s:
+        conv = await s.get(Conversation, cid)
+        events = [(e.actor, e.action, (e.details or {}).get("from_user")) for e in await s.scalars(
+            select(AuditEvent).where(AuditEvent.object_type == "conversation", AuditEvent.object_id == str(cid))
+            .order_by(AuditEvent.id))]
+    assert conv.status == "resolved" and conv.claimed_by is None
+    assert events[-2:] == [("session:bob", "conversation.taken_over", "alice"),
+                           ("session:bob", "conversation.resolved", None)]
+
+
+async def test_a_reply_refused_because_the_conversation_was_resolved_keeps_the_draft_to_reopen_with(
+        app_client, second_browser, runtime):
+    m = await add_mention(runtime, "is my order lost?")
+    cid = m.conversation_id
+    alice_csrf = await login(app_client, "alice")
+    bob_csrf = await login(second_browser, "bob")
+    await second_browser.post(f"/conversations/{cid}/resolve", data={"csrf_token": bob_csrf})
+    draft = "Sorry for the wait, Dana: it left the depot this morning."
+    r = await app_client.post(f"/conversations/{cid}/reply", allow_redirects=False, data={
+        "csrf_token": alice_csrf, "text": draft, "mention_id": str(m.id), "seen_reply_id": "0", "draft_id": "a3"})
+    page = await r.text()
+    assert r.status == 409 and "your reply was not sent" in page
+    assert draft in page and 'id="reopen-with-draft"' in page  # the text is on the page, with the way back
+    r = await app_client.post(f"/conversations/{cid}/resolve", headers=HTML, allow_redirects=False, data={
+        "csrf_token": alice_csrf, "reopen": "1", "draft": draft, "mention_id": str(m.id)})
+    assert r.status == 303 and r.headers["Location"] == f"/conversations/{cid}"
+    page = await (await app_client.get(f"/conversations/{cid}")).text()
+    form = re.search(r'<form [^>]*id="reply-form".*?</form>', page, re.DOTALL)
+    assert form and draft in form.group(0)  # back in the reply form, ready to send
+    async with runtime.db.session() as s:
+        assert (await s.get(Conversation, cid)).status == "open"
+
+
+async def test_a_browser_is_sent_back_to_the_conversation_with_the_refusal_and_its_draft(app_client, second_browser,
+                                                                                         runtime):
+    """After a 409 the browser is not left at the POST address (a reload would re-post or get 405)."""
+    m = await add_mention(runtime, "wrong size delivered")
+    cid = m.conversation_id
+    alice_csrf = await login(app_client, "alice")
+    bob_csrf = await login(second_browser, "bob")
+    await app_client.post(f"/conversations/{cid}/claim", data={"csrf_token": alice_csrf})
+    r = await second_browser.post(f"/conversations/{cid}/reply", headers=HTML, allow_redirects=False, data={
+        "csrf_token": bob_csrf, "text": "We'll swap it for you", "mention_id": str(m.id), "seen_reply_id": "0",
+        "draft_id": "b2", "visibility": "private"})
+    assert r.status == 303 and r.headers["Location"] == f"/conversations/{cid}"
+    page = await (await second_browser.get(f"/conversations/{cid}", headers=HTML)).text()
+    assert "alice is working on this conversation; your reply was not sent." in page
+    assert "We&#39;ll swap it for you</textarea>" in page
+    assert '<option value="private" selected>' in page  # as it was chosen
+    again = await (await second_browser.get(f"/conversations/{cid}", headers=HTML)).text()
+    assert "your reply was not sent" not in again  # shown once
+
+
+async def test_a_refused_draft_holding_personal_data_is_shown_in_place_never_put_in_a_cookie(app_client, runtime):
+    m = await add_mention(runtime, "charged twice", handle="lee")
+    cid = m.conversation_id
+    csrf = await login(app_client, "alice")
+    r = await app_client.post(f"/conversations/{cid}/reply", headers=HTML, allow_redirects=False, data={
+        "csrf_token": csrf, "text": "Refunded to 4111 1111 1111 1111", "mention_id": str(m.id),
+        "seen_reply_id": "0", "draft_id": "c3", "visibility": "public"})
+    assert r.status == 422 and "sc_flash" not in r.cookies
+    assert "Refunded to 4111 1111 1111 1111</textarea>" in await r.text()  # the agent's own draft, kept
+
+
+async def test_a_bad_tag_is_explained_on_the_conversation_with_what_was_typed(app_client, runtime):
+    m = await add_mention(runtime, "app freezes")
+    cid = m.conversation_id
+    csrf = await login(app_client, "alice")
+    r = await app_client.post(f"/conversations/{cid}/tags", headers=HTML, data={"csrf_token": csrf,
+                                                                                "tags": "ios, <b>x</b>"})
+    page = await r.text()
+    assert r.status == 200 and str(r.url).endswith(f"/conversations/{cid}")  # redirected back, not left at /tags
+    assert "a tag is 1-40 letters" in page and 'value="ios, &lt;b&gt;x&lt;/b&gt;"' in page
+    assert 'id="reply-form"' in page  # the normal page, with the nav
+    assert '<a href="/queue">Queue</a>' in page
+
+
+async def test_the_unclaimed_filter_leaves_out_live_claims_and_the_sensitivity_filter_offers_what_can_be_queued(
+        app_client, runtime):
+    free = await add_mention(runtime, "nobody has this one")
+    held = await add_mention(runtime, "alice has this one")
+    lapsed = await add_mention(runtime, "claimed long ago")
+    csrf = await login(app_client, "alice")
+    await app_client.post(f"/conversations/{held.conversation_id}/claim", data={"csrf_token": csrf})
+    await app_client.post(f"/conversations/{lapsed.conversation_id}/claim", data={"csrf_token": csrf})
+    async with runtime.db.session() as s:
+        (await s.get(Conversation, lapsed.conversation_id)).claimed_at = datetime.now(UTC) - timedelta(hours=1)
+        await s.commit()
+    page = await (await app_client.get("/queue?unclaimed=1")).text()
+    assert sorted(conv_order(page)) == sorted([free.conversation_id, lapsed.conversation_id])
+    assert 'name="unclaimed" value="1" checked' in page
+    assert held.conversation_id in conv_order(await (await app_client.get("/queue")).text())
+    sensitivity = re.search(r'<select name="sensitivity">(.*?)</select>', page, re.DOTALL).group(1)
+    assert re.findall(r'<option value="(\w+)"', sensitivity) == ["none", "account"]  # security/fraud go private
+
+
+async def test_a_filtered_queue_with_no_match_says_so_and_offers_to_clear_the_filters(app_client, runtime):
+    await add_mention(runtime, "billing on x", platform="x")
+    await login(app_client, "alice")
+    page = await (await app_client.get("/queue?channel=reddit")).text()
+    assert "No item matches these filters." in page and '<a href="/queue">Clear the filters</a>' in page
+    assert "Nothing waiting for an agent" not in page
+    rows = await (await app_client.get("/queue/rows?channel=reddit")).text()  # the live refresh says the same
+    assert "No item matches these filters." in rows
+
+
+async def test_take_private_acts_on_the_post_picked_in_reply_to(app_client, runtime):
+    """The "Take private" button submits the reply form, so the post is the one "Reply to" shows."""
+    customer = await add_mention(runtime, "I was charged twice", platform="reddit", handle="kim_r")
+    helper = await add_mention(runtime, "same here, call your bank", platform="reddit", handle="helper_hal",
+                               conversation_id=customer.conversation_id,
+                               created_at=datetime.now(UTC) - timedelta(minutes=1))
+    cid = customer.conversation_id
+    csrf = await login(app_client, "alice")
+    page = await (await app_client.get(f"/conversations/{cid}?mention={customer.id}")).text()
+    assert f'<option value="{customer.id}" selected>' in page
+    assert re.search(r'<button type="submit" form="reply-form" formaction="/conversations/\d+/private"', page)
+    r = await app_client.post(f"/conversations/{cid}/private", allow_redirects=False,
+                              data={"csrf_token": csrf, "mention_id": str(customer.id), "text": ""})
+    assert r.status == 302 and f"mention={customer.id}" in r.headers["Location"]
+    other = await add_mention(runtime, "unrelated", handle="zed")
+    r = await app_client.post(f"/conversations/{cid}/private", allow_redirects=False,
+                              data={"csrf_token": csrf, "mention_id": str(other.id)})
+    assert r.status == 400  # a post of another conversation is refused
+    async with runtime.db.session() as s:
+        opened = set(await s.scalars(select(Case.opened_by_mention_id)))
+    assert customer.id in opened and helper.id not in opened and other.id not in opened
+
+
+async def test_a_moderator_reads_a_conversation_without_its_forms_or_the_customer_record(app_client, runtime):
+    from models import Customer
+
+    async with runtime.db.session() as s:
+        cust = Customer(name="Rosa Private", plan="family")
+        s.add(cust)
+        await s.commit()
+    m = await add_mention(runtime, "you people are useless", handle="rosa", customer_id=cust.id)
+    await login(app_client, "mod")
+    r = await app_client.get(f"/conversations/{m.conversation_id}")
+    page = await r.text()
+    assert r.status == 200 and "you people are useless" in page
+    assert "reading this conversation as a moderator" in page and '<a href="/moderation">' in page
+    for form in ("/reply", "/claim", "/resolve", "/tags", "/report", "/private"):
+        assert f'action="/conversations/{m.conversation_id}{form}"' not in page
+    assert "Rosa Private" not in page  # the record is the agents'; nothing to audit
+    async with runtime.db.session() as s:
+        assert (await s.scalars(select(AuditEvent).where(AuditEvent.action == "customer.viewed"))).all() == []

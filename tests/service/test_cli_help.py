@@ -20,7 +20,7 @@ def test_every_command_has_help_and_a_description():
     names = {" ".join(p) for p, _ in found}
     assert {"run", "db upgrade", "replay", "worker", "web", "listen", "triage score", "triage train",
             "triage eval", "connectors check", "connectors fetch", "deadletter list", "deadletter retry",
-            "users add", "digest"} <= names
+            "users add", "users tokens", "users revoke", "users role", "digest"} <= names
     runner = CliRunner()
     for path, cmd in found:
         result = runner.invoke(main, [*path, "--help"])

@@ -134,3 +134,71 @@ def test_users_token_refuses_an_unknown_user_or_scope(cli):
     r = cli("users", "token", "botowner", "--name", "x", "--scope", "mention:read")  # a typo
     assert r.exit_code == 2 and "Invalid value for '--scope'" in r.output
     assert rows(cli.db_file, ApiToken) == []
+
+
+def add(cli, name: str, role: str) -> None:
+    r = cli("users", "add", name, "--role", role, "--password", f"{name} password 1")
+    assert r.exit_code == 0, r.output
+
+
+@pytest.mark.parametrize("role,scope", [("agent", "webhooks"), ("agent", "digest:read"), ("marketing", "ingest"),
+                                        ("moderator", "replies:write")])
+def test_users_token_refuses_a_scope_the_role_can_never_use(cli, role, scope):
+    """Such a token would only ever earn 403s ("role agent may not do this"): refused at creation."""
+    add(cli, "someone", role)
+    r = cli("users", "token", "someone", "--name", "bot", "--scope", "mentions:read", "--scope", scope)
+    assert r.exit_code == 1 and f"role {role} can never use scope {scope}" in r.output, r.output
+    assert "admin" in r.output and "Traceback" not in r.output
+    assert rows(cli.db_file, ApiToken) == []
+
+
+def test_users_token_allows_what_the_role_can_use_and_an_admin_anything(cli):
+    add(cli, "mia", "marketing")
+    add(cli, "root", "admin")
+    assert cli("users", "token", "mia", "--name", "digest-bot", "--scope", "digest:read", "--scope", "*").exit_code == 0
+    assert cli("users", "token", "root", "--name", "ops", "--scope", "webhooks", "--scope", "ingest").exit_code == 0
+    assert len(rows(cli.db_file, ApiToken)) == 2
+
+
+def test_users_tokens_lists_names_scopes_and_state_never_the_token(cli):
+    add(cli, "botowner", "agent")
+    token = cli("users", "token", "botowner", "--name", "replybot", "--scope", "replies:write").stdout.strip()
+    cli("users", "token", "botowner", "--name", "reader", "--scope", "mentions:read")
+    r = cli("users", "tokens", "botowner")
+    assert r.exit_code == 0, r.output
+    lines = [line.split("\t") for line in r.stdout.splitlines()]
+    assert [(c[1], c[2], c[4]) for c in lines] == [("reader", "mentions:read", "active"),
+                                                     ("replybot", "replies:write", "active")]
+    assert token not in r.output and token_hash(token) not in r.output
+    assert cli("users", "tokens", "ghost").exit_code == 1
+
+
+def test_users_revoke_ends_a_token_by_name_and_is_audited(cli):
+    add(cli, "botowner", "agent")
+    cli("users", "token", "botowner", "--name", "replybot", "--scope", "replies:write")
+    cli("users", "token", "botowner", "--name", "reader", "--scope", "mentions:read")
+    r = cli("users", "revoke", "botowner", "replybot")
+    assert r.exit_code == 0 and "revoked 1 token(s)" in r.output, r.output
+    state = {t.name: t.revoked_at is not None for t in rows(cli.db_file, ApiToken)}
+    assert state == {"replybot": True, "reader": False}
+    (event,) = rows(cli.db_file, AuditEvent, AuditEvent.action == "token.revoked")
+    assert event.actor == "cli" and event.details["name"] == "replybot"
+    again = cli("users", "revoke", "botowner", "replybot")
+    assert again.exit_code == 1 and "no active token named 'replybot'" in again.output
+    assert "revoked" in cli("users", "tokens", "botowner").stdout
+
+
+def test_users_role_changes_a_role_audited_but_never_demotes_the_last_admin(cli):
+    add(cli, "root", "admin")
+    add(cli, "amy", "agent")
+    r = cli("users", "role", "amy", "moderator")
+    assert r.exit_code == 0 and "amy is now moderator" in r.output
+    assert [u.role for u in rows(cli.db_file, User, User.username == "amy")] == ["moderator"]
+    (event,) = rows(cli.db_file, AuditEvent, AuditEvent.action == "user.role_changed")
+    assert (event.details["old"], event.details["new"]) == ("agent", "moderator")
+    last = cli("users", "role", "root", "agent")
+    assert last.exit_code == 1 and "last active admin" in last.output
+    assert [u.role for u in rows(cli.db_file, User, User.username == "root")] == ["admin"]
+    assert cli("users", "role", "amy", "admin").exit_code == 0
+    assert cli("users", "role", "root", "agent").exit_code == 0  # another admin now exists
+    assert cli("users", "role", "amy", "boss").exit_code == 2

@@ -294,7 +294,7 @@ def test_the_reserved_templates_say_what_the_pipeline_needs():
     assert {"account_access", "outage", "billing", "order_delivery", "product_question", "cancellation"} <= issue_types
 
 
-RULE_KEYS = {"name", "conditions", "action", "reason", "label", "notify", "message_template"}
+RULE_KEYS = {"name", "conditions", "action", "reason", "label", "notify", "message_template", "notify_author"}
 CONDITION_KEYS = {"keywords", "regex", "scores", "pii", "author", "reach", "channels"}
 
 
@@ -315,6 +315,7 @@ def test_moderation_rules_use_the_documented_format():
             assert r["notify"]
         if "message_template" in r:
             assert (DEMO / "templates" / f"{r['message_template']}.yaml").exists()
+        assert r.get("notify_author", True) in (True, False)
     assert used >= {"keywords", "regex", "scores", "author", "reach", "channels"}
 
 

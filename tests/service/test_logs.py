@@ -105,3 +105,20 @@ def test_configured_logging_redacts_every_line(fresh_root, capsys, log_json):
     if log_json:
         docs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
         assert len(docs) == 4 and docs[0]["logger"] == "socialcare.test"
+
+
+def test_json_lines_carry_the_structured_fields_a_log_call_adds_and_no_others():
+    """``extra={"stage": ..., "message_key": ..., "attempt": ...}`` become keys of the JSON line, so logs
+    can be searched by message; anything else passed as extra (aiohttp's access log passes the client
+    address and request line) stays out, and so does a field of the wrong type."""
+    logger, out = make_logger(JsonFormatter())
+    logger.error("stage %s: message %s failed", "act", "x:123", extra={
+        "stage": "act", "message_key": "x:123", "entry_id": "1700000000000-0", "attempt": 3, "dead_letter": True,
+        "error_type": "RuntimeError", "remote_address": "203.0.113.9", "first_request_line": "GET /secure/abc",
+        "batch_size": "many"})
+    doc = json.loads(out.getvalue())
+    assert {k: doc[k] for k in ("stage", "message_key", "entry_id", "attempt", "dead_letter", "error_type")} == {
+        "stage": "act", "message_key": "x:123", "entry_id": "1700000000000-0", "attempt": 3, "dead_letter": True,
+        "error_type": "RuntimeError"}
+    assert not {"remote_address", "first_request_line", "batch_size"} & set(doc)
+    assert "203.0.113.9" not in out.getvalue() and "/secure/" not in out.getvalue()

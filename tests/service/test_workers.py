@@ -4,6 +4,7 @@ waited out — the batch is held and goes through when it is back, no message lo
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import asyncpg
@@ -46,6 +47,26 @@ def quick_backoff(monkeypatch):
     monkeypatch.setattr(workers, "OUTAGE_BACKOFF", (0.05, 0.2))
 
 
+@asynccontextmanager
+async def ingesting_while_the_database_is_away(postgres_url: str, n: int):
+    """A worker with ``n`` mentions to ingest starts its batch while PostgreSQL refuses connections
+    to its database (and has dropped the ones it had); yields (worker, task, db, bus), then lets
+    connections in again."""
+    name = postgres_url.rsplit("/", 1)[1]
+    db = Database(postgres_url)
+    await db.upgrade()
+    bus = InProcessBus(max_deliveries=2)
+    await submit(bus, mentions(n))
+    worker = StageWorker(bus, IngestStage(StageContext(settings=None, db=db)), batch_size=50, block_ms=50)
+    await bus.ensure_group("ingest", "ingest")
+    await admin(postgres_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false',
+                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+    try:
+        yield worker, asyncio.create_task(worker.run_once()), db, bus
+    finally:
+        await admin(postgres_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+
 async def test_a_poison_message_is_retried_alone_and_dead_lettered_while_the_rest_go_through(sqlite_url):
     db = Database(sqlite_url)
     await db.upgrade()
@@ -63,22 +84,10 @@ async def test_a_poison_message_is_retried_alone_and_dead_lettered_while_the_res
 
 async def test_a_database_outage_holds_the_batch_and_it_goes_through_when_the_database_is_back(
         postgres_url, quick_backoff):
-    name = postgres_url.rsplit("/", 1)[1]
-    db = Database(postgres_url)
-    await db.upgrade()
-    bus = InProcessBus(max_deliveries=2)
-    await submit(bus, mentions(20))
-    worker = StageWorker(bus, IngestStage(StageContext(settings=None, db=db)), batch_size=50, block_ms=50)
-    await bus.ensure_group("ingest", "ingest")
-    await admin(postgres_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false',
-                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
-    try:
-        handling = asyncio.create_task(worker.run_once())
+    async with ingesting_while_the_database_is_away(postgres_url, 20) as (_, handling, db, bus):
         await asyncio.sleep(1.5)  # many back-off rounds, far more than the messages' two attempts
         assert not handling.done(), "the worker gave up on a batch while the database was away"
         assert await bus.dead_letters() == []
-    finally:
-        await admin(postgres_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
     assert await asyncio.wait_for(handling, 30) == 20
     assert await stored(db) == 20
     assert await bus.dead_letters() == []
@@ -90,24 +99,12 @@ async def test_a_database_outage_holds_the_batch_and_it_goes_through_when_the_da
 
 async def test_stopping_during_an_outage_leaves_the_batch_unacknowledged_for_the_next_worker(
         postgres_url, quick_backoff):
-    name = postgres_url.rsplit("/", 1)[1]
-    db = Database(postgres_url)
-    await db.upgrade()
-    bus = InProcessBus(max_deliveries=2)
-    await submit(bus, mentions(3))
-    worker = StageWorker(bus, IngestStage(StageContext(settings=None, db=db)), batch_size=50, block_ms=50)
-    await bus.ensure_group("ingest", "ingest")
-    await admin(postgres_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false',
-                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
-    try:
-        handling = asyncio.create_task(worker.run_once())
+    async with ingesting_while_the_database_is_away(postgres_url, 3) as (worker, handling, db, bus):
         await asyncio.sleep(0.5)
         worker.stop.set()
         await asyncio.wait_for(handling, 10)
         assert await bus.pending("ingest", "ingest") == 3
         assert await bus.dead_letters() == []
-    finally:
-        await admin(postgres_url, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
     await db.close()
 
 

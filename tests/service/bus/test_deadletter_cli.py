@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 
 import pytest
 from bus_helpers import delete_keys
@@ -70,8 +72,10 @@ def test_list_shows_a_table_without_payloads(redis_bus_env):
     result = run(redis_bus_env, "list")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["ID", "TOPIC", "KEY", "ATTEMPTS", "FAILED_AT", "REASON"]
-    assert [line.split()[:4] for line in lines[1:]] == [[ids[0], "triage", "x:1", "2"], [ids[1], "act", "x:2", "2"]]
+    assert lines[0].split() == ["ID", "ENTRY_ID", "TOPIC", "KEY", "ATTEMPTS", "FAILED_AT", "REASON"]
+    cells = [line.split() for line in lines[1:]]
+    assert [[c[0], *c[2:5]] for c in cells] == [[ids[0], "triage", "x:1", "2"], [ids[1], "act", "x:2", "2"]]
+    assert all(re.fullmatch(r"\d+-\d+", c[1]) for c in cells)  # the entry on the stage's own stream
     assert "RuntimeError: x:1 broke\\x1b[2J" in lines[1]  # control characters escaped, not sent to the terminal
     assert "7700 900123" not in result.output and "4111 1111" not in result.output  # (stream ids are ms timestamps: digits alone may match)
 
@@ -80,9 +84,51 @@ def test_list_as_json_lines_filtered_by_topic_and_limited(redis_bus_env):
     make_dead_letters(redis_bus_env, [("act", "a1", {"text": SECRET_TEXT}), ("triage", "t1", {}), ("act", "a2", {})])
     rows = [json.loads(line) for line in run(redis_bus_env, "list", "--json", "--topic", "act").output.splitlines()]
     assert [(r["topic"], r["key"], r["attempts"]) for r in rows] == [("act", "a1", 2), ("act", "a2", 2)]
-    assert set(rows[0]) == {"id", "topic", "key", "attempts", "reason", "failed_at"}
-    limited = run(redis_bus_env, "list", "--json", "--limit", "1").output.splitlines()
+    assert set(rows[0]) == {"id", "entry_id", "topic", "key", "attempts", "reason", "failed_at"}
+    limited = run(redis_bus_env, "list", "--json", "--limit", "1").stdout.splitlines()  # "… 2 more" on stderr
     assert [json.loads(line)["key"] for line in limited] == ["a1"]
+
+
+def test_list_says_how_many_more_there_are_beyond_the_limit(redis_bus_env):
+    make_dead_letters(redis_bus_env, [("act", f"a{i}", {}) for i in range(4)] + [("triage", "t1", {})])
+    table = run(redis_bus_env, "list", "--limit", "2").output.splitlines()
+    assert len(table) == 4 and table[-1].startswith("… and 3 more (of 5)") and "--limit" in table[-1]
+    assert "more" not in run(redis_bus_env, "list").output
+    result = CliRunner().invoke(main, ["deadletter", "list", "--json", "--topic", "act", "--limit", "3"],
+                                env=redis_bus_env, catch_exceptions=False)
+    assert [json.loads(line)["key"] for line in result.stdout.splitlines()] == ["a0", "a1", "a2"]
+    assert "… and 1 more (of 4 on topic act)" in result.stderr
+
+
+def test_the_worker_log_and_the_listing_name_the_same_stream_entry(redis_bus_env, caplog):
+    """What an operator reads in the worker's log (JSON field ``entry_id``) finds its dead letter."""
+    from service.bus.base import Envelope
+    from service.workers import StageWorker
+
+    class Broken:
+        name = "act"
+
+        async def handle(self, batch: list[Envelope]):
+            raise RuntimeError("broken")
+
+    async def go():
+        bus = bus_of(redis_bus_env)
+        try:
+            await bus.ensure_group("act", "act")
+            await bus.publish("act", {"mention_id": 7}, "m:7")
+            worker = StageWorker(bus, Broken(), batch_size=10, block_ms=50)
+            for _ in range(5):
+                await worker.run_once()
+                if await bus.dead_letters():
+                    break
+        finally:
+            await bus.close()
+
+    with caplog.at_level(logging.ERROR, logger="socialcare.worker"):
+        asyncio.run(go())
+    [last] = [r for r in caplog.records if getattr(r, "dead_letter", False)]
+    [row] = [json.loads(line) for line in run(redis_bus_env, "list", "--json").output.splitlines()]
+    assert (last.entry_id, last.message_key, last.attempt, last.stage) == (row["entry_id"], "m:7", 2, "act")
 
 
 def test_show_payload_is_an_explicit_opt_in(redis_bus_env):

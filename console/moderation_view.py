@@ -1,0 +1,139 @@
+"""What the moderation page shows: held posts with their times, links, scores and whether the hold
+hid them; recent actions and alerts with a redacted snippet of their post. Everything a page shows
+of a post goes through :func:`community.moderation.shown_text` (personal data redacted)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from community import moderation
+from models import Author, Mention, ModerationAction, Reply, TriageResult
+
+RECENT = 100
+ACKNOWLEDGED = 10  # the "acknowledged recently" list
+SNIPPET = 80
+# the scores a moderator weighs: (shown name, triage task, label); sensitivity shows its likeliest
+# label other than "none"
+SCORES = (("spam", "spam", "spam"), ("toxicity", "toxicity", "offensive"))
+
+
+@dataclass
+class Held:
+    hold: ModerationAction
+    mention: Mention
+    author: Author | None
+    text: str
+    reporter: str | None
+    scores: list[tuple[str, float | str]]
+    personal_data: bool
+    hidden: str  # what the hold did on the platform, in words
+    link: str | None  # the original post
+
+
+def link(url: str | None) -> str | None:
+    """A platform's address for the post, when it is a web address (never a ``javascript:`` one)."""
+    return url if url and url.startswith(("https://", "http://")) else None
+
+
+def snippet_text(text: str, size: int = SNIPPET) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= size else text[:size - 1].rstrip() + "…"
+
+
+def snippet(mention: Mention, tri: TriageResult | None, size: int = SNIPPET) -> str:
+    return snippet_text(moderation.shown_text(mention, tri), size)
+
+
+def scores(tri: TriageResult | None) -> list[tuple[str, float | str]]:
+    """The probabilities that matter for a decision, e.g. [("spam", 0.97), ("toxicity", 0.02),
+    ("sensitivity: account", 0.12)]; the label alone where triage kept no probabilities."""
+    if tri is None:
+        return []
+    doc = tri.scores or {}
+    out: list[tuple[str, float | str]] = []
+    for name, task, label in SCORES:
+        p = ((doc.get(task) or {}).get("probabilities") or {}).get(label)
+        out.append((name, float(p)) if isinstance(p, (int, float)) else (name, getattr(tri, task)))
+    probs = {k: v for k, v in ((doc.get("sensitivity") or {}).get("probabilities") or {}).items()
+             if k != "none" and isinstance(v, (int, float))}
+    if probs:
+        top = max(probs, key=probs.get)
+        out.append((f"sensitivity: {top}", float(probs[top])))
+    else:
+        out.append(("sensitivity", tri.sensitivity))
+    return out
+
+
+def reporter(hold: ModerationAction) -> str | None:
+    """Who reported the post ("alice", "alice's bot"), or None for a hold a rule made."""
+    if hold.rule != moderation.REPORT_RULE:
+        return None
+    via, _, name = hold.actor.partition(":")
+    return f"{name}'s bot" if via == "token" else name or hold.actor
+
+
+def hidden_state(hold: ModerationAction, mention: Mention, hide: ModerationAction | None) -> str:
+    if hold.rule == moderation.REPORT_RULE:
+        return "reported: still public"
+    if hide is None:
+        return "not hidden"
+    if hide.status == "done":
+        return f"hidden on {mention.platform}"
+    if hide.status == "dry_run":
+        return "hidden (dry run: recorded only)"
+    if hide.status in ("queued", "sending"):
+        return f"being hidden on {mention.platform}"
+    return f"still public: {(hide.details or {}).get('error') or hide.status}"
+
+
+async def held_posts(session: AsyncSession) -> list[Held]:
+    rows = await moderation.queue(session)
+    keys = [f"{hold.dedup_key}:filter" for hold, *_ in rows]
+    hides = {a.dedup_key: a for a in await session.scalars(
+        select(ModerationAction).where(ModerationAction.dedup_key.in_(keys)))} if keys else {}
+    return [Held(hold, m, author, moderation.shown_text(m, tri), reporter(hold), scores(tri),
+                 bool(tri and tri.pii_exposed), hidden_state(hold, m, hides.get(f"{hold.dedup_key}:filter")),
+                 link(m.url))
+            for hold, m, author, tri in rows]
+
+
+async def recent_actions(session: AsyncSession) -> list[tuple[ModerationAction, Mention, str, str | None]]:
+    """Decided and performed actions, newest first, each with a redacted snippet of its post and
+    the post's address."""
+    rows = (await session.execute(
+        select(ModerationAction, Mention, TriageResult).join(Mention, Mention.id == ModerationAction.mention_id)
+        .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
+        .where(ModerationAction.status != "pending").order_by(ModerationAction.id.desc()).limit(RECENT))).all()
+    return [(a, m, snippet(m, tri), link(m.url)) for a, m, tri in rows]
+
+
+async def open_alerts(session: AsyncSession) -> list[dict[str, Any]]:
+    return [{**a, "url": link(a["url"])} for a in await moderation.alerts(session)]
+
+
+async def acknowledged(session: AsyncSession) -> list[dict[str, Any]]:
+    """The last alerts someone took in hand, with who and when: an alert does not vanish unseen."""
+    rows = await moderation.alerts(session, status="acknowledged", limit=ACKNOWLEDGED)
+    return [{**a, "acknowledged_at": datetime.fromisoformat(a["acknowledged_at"]) if a["acknowledged_at"] else None,
+             "text": snippet_text(a["text"]), "url": link(a["url"])} for a in rows]
+
+
+async def bot_replies(session: AsyncSession) -> list[Reply]:
+    return list(await session.scalars(
+        select(Reply).where(Reply.sent_by == "bot", Reply.visibility == "public",
+                            Reply.status.in_(("sent", "dry_run", "unknown")))
+        .order_by(Reply.id.desc()).limit(RECENT)))
+
+
+async def post_snippet(session: AsyncSession, mention_id: int) -> str:
+    """A post as a confirmation or a refusal names it: a short redacted snippet."""
+    mention = await session.get(Mention, mention_id)
+    if mention is None:
+        return f"post #{mention_id}"
+    tri = await session.scalar(select(TriageResult).where(TriageResult.mention_id == mention_id))
+    return snippet(mention, tri, 60)
