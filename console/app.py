@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from console import login
 from console.api.common import error as json_error
 from console.api.common import query_int
-from console.auth import AUTH, Auth, principal_middleware, require
+from console.auth import AUTH, Auth, bearer_token, principal_middleware, require
 from console.error_pages import error_page, wants_html
 from console.keys import DEMO_LOGIN, PRINCIPAL, RUNTIME
 from console.navigation import home_for
@@ -131,7 +131,7 @@ async def api_ingest(request: web.Request) -> web.Response:
     from listener.webhook import TooDeep, loads
 
     rt = request.app[RUNTIME]
-    token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    token = bearer_token(request) or ""
     principal = request.get(PRINCIPAL)
     local = bool(rt.ingest_token) and hmac.compare_digest(token.encode(), rt.ingest_token.encode())
     if not local and principal is None:

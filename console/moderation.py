@@ -19,6 +19,7 @@ from console import flash
 from console import moderation_view as view
 from console.auth import Principal, require
 from console.keys import PRINCIPAL, RUNTIME
+from console.paths import MAX_ID, path_id
 from console.render import render
 from models import ModerationAction, Reply
 from service.dispatch import Dispatcher
@@ -126,7 +127,7 @@ def _refusals(refused: list[Refusal]) -> str:
 @require("moderator")
 async def review(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    hold_id = int(request.match_info["action_id"])
+    hold_id = path_id(request, "action_id")
     decision, reason = str(form.get("decision") or ""), str(form.get("reason") or "")
     kept = Kept(decision=decision, reason=reason, hold_id=hold_id)
     if error := _form_error(decision, reason):
@@ -145,10 +146,10 @@ async def review_bulk(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     decision, reason = str(form.get("decision") or ""), str(form.get("reason") or "")
     kept = Kept(decision=decision, reason=reason)
-    try:
-        ids = list(dict.fromkeys(int(v) for v in form.getall("ids", [])))
-    except ValueError:
+    raw = [str(v) for v in form.getall("ids", [])]
+    if not all(v.isascii() and v.isdigit() and 0 < int(v) < MAX_ID for v in raw):
         return await _page(request, error="ids must be numbers", status=400, kept=kept)
+    ids = list(dict.fromkeys(int(v) for v in raw))
     kept.ids = set(ids)
     error = _form_error(decision, reason)
     if not ids:
@@ -170,7 +171,7 @@ async def acknowledge_alert(request: web.Request) -> web.StreamResponse:
     """A moderator takes a ``notify`` alert in hand (recorded with who)."""
     p: Principal = request[PRINCIPAL]
     async with request.app[RUNTIME].db.session() as session:
-        alert = await session.get(ModerationAction, int(request.match_info["action_id"]))
+        alert = await session.get(ModerationAction, path_id(request, "action_id"))
         if alert is None or alert.action != "notify":
             raise web.HTTPNotFound()
         post = await view.post_snippet(session, alert.mention_id)
@@ -187,7 +188,7 @@ async def delete_bot_reply(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     reason = str(form.get("reason") or "").strip()
     async with request.app[RUNTIME].db.session() as session:
-        reply = await session.get(Reply, int(request.match_info["reply_id"]))
+        reply = await session.get(Reply, path_id(request, "reply_id"))
         if reply is None or reply.sent_by != "bot":
             raise web.HTTPNotFound()
         text = view.snippet_text(reply.text, 60)

@@ -125,3 +125,13 @@ async def test_a_refused_platform_call_is_explained_in_the_page(client, rt, worl
     csrf = await login(client, "mod", "/moderation")
     r = await client.post(f"/moderation/replies/{reply.id}/delete", data={"csrf_token": csrf, "reason": "wrong"})
     assert r.status == 502 and alert_line(await r.text()) == "the platform refused to delete «Try this»: 403 Forbidden"
+
+
+async def test_oversized_or_foreign_digit_ids_are_not_found_or_refused_never_a_500(client, rt, world):
+    csrf = await login(client, "mod", "/moderation")
+    for path in (f"/moderation/{10**30}/review", f"/moderation/alerts/{10**30}/acknowledge",
+                 f"/moderation/replies/{10**30}/delete"):
+        r = await client.post(path, data={"decision": "approve", "csrf_token": csrf}, allow_redirects=False)
+        assert r.status == 404, path
+    r = await client.post("/moderation/bulk", data={"decision": "approve", "ids": str(10**30), "csrf_token": csrf})
+    assert r.status == 400 and "ids must be numbers" in await r.text()

@@ -89,3 +89,8 @@ async def test_ingest_tells_a_stranger_from_a_known_caller_without_the_right(ing
     agent = await bot_token(runtime, "alice", ["*"])  # a valid token, but an agent's, not an admin's
     r = await ingest.post(INGEST, data=jsonl(line()), headers={"Authorization": f"Bearer {agent}"})
     assert r.status == 403 and "admin" in (await r.json())["error"]["message"]
+
+
+async def test_the_local_ingest_token_works_whatever_the_case_of_its_scheme(ingest, runtime):
+    r = await ingest.post(INGEST, data=jsonl(line()), headers={**LOCAL, "Authorization": "bearer local-ingest-token"})
+    assert r.status == 202 and await queued(runtime) == 1
