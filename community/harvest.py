@@ -58,6 +58,8 @@ async def sync_copies(session: AsyncSession, mention: Mention) -> int:
     """Bring the copies of ``mention`` (as question or answer) in line with it after moderation:
     its redacted text, and no longer offered once the answer is hidden or deleted. Returns how
     many copies changed."""
+    if mention.platform not in ACCEPTING_PLATFORMS:  # no copies of posts from elsewhere: no query
+        return 0
     rows = list(await session.scalars(select(CommunityAnswer).where(or_(
         CommunityAnswer.answer_mention_id == mention.id, CommunityAnswer.question_mention_id == mention.id))))
     changed = 0
