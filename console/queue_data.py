@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from console.queries import public_text
@@ -98,21 +98,14 @@ def clean_filters(query: Any) -> dict[str, str]:
     return filters
 
 
-async def queue_items(session: AsyncSession, filters: dict[str, str] | None = None,
-                      limit: int = QUEUE_LIMIT) -> list[QueueItem]:
-    filters = filters or {}
+def _queued(q: Any, filters: dict[str, str]) -> Any:
+    """``q`` (over mentions) narrowed to posts waiting for an agent in open conversations, filtered."""
     suggested = select(Reply.mention_id).where(Reply.status == "suggested", Reply.mention_id.is_not(None))
-    q = (
-        select(Mention, TriageResult, Author, Conversation)
-        .join(Conversation, Conversation.id == Mention.conversation_id)
-        .join(RouteDecision, RouteDecision.mention_id == Mention.id)
-        .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
-        .outerjoin(Author, Author.id == Mention.author_id)
-        .where(Conversation.status == "open", not_erased(),  # an erased post leaves the queue
-               or_(RouteDecision.outcome == "agent_queue", Mention.id.in_(suggested)))
-        .order_by(Mention.created_at.desc())
-        .limit(limit * 5)
-    )
+    q = (q.join(Conversation, Conversation.id == Mention.conversation_id)
+         .join(RouteDecision, RouteDecision.mention_id == Mention.id)
+         .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
+         .where(Conversation.status == "open", not_erased(),  # an erased post leaves the queue
+                or_(RouteDecision.outcome == "agent_queue", Mention.id.in_(suggested))))
     if "channel" in filters:
         q = q.where(Mention.platform == filters["channel"])
     for name in ("issue_type", "sentiment", "sensitivity"):
@@ -121,14 +114,50 @@ async def queue_items(session: AsyncSession, filters: dict[str, str] | None = No
     if "unclaimed" in filters:  # free to pick up: never claimed, released, or idle past the claim TTL
         q = q.where(or_(Conversation.claimed_by.is_(None), Conversation.claimed_at.is_(None),
                         Conversation.claimed_at < utcnow() - CLAIM_TTL))
+    return q
+
+
+async def _last_human(session: AsyncSession, conv_ids: set[int]) -> dict[int, datetime]:
+    """When a person last answered in each conversation."""
+    return dict((await session.execute(
+        select(Reply.conversation_id, Reply.created_at).where(
+            Reply.conversation_id.in_(conv_ids), HUMAN_REPLY, Reply.status.in_(DONE_REPLY))
+        .order_by(Reply.created_at))).all())
+
+
+async def _most_urgent(session: AsyncSession, filters: dict[str, str], limit: int) -> set[int]:
+    """The conversations the queue shows, from one light row each: in the queue's order, so a large
+    backlog never pushes the oldest, most overdue conversations out (reading only the newest posts
+    did). The order is the queue's own, with each conversation's first waiting post taken as its
+    first queued post; a margin of conversations beyond ``limit`` absorbs the difference."""
+    rows = (await session.execute(_queued(
+        select(Mention.conversation_id, func.max(TriageResult.priority), func.min(Mention.created_at),
+               func.max(Mention.created_at)), filters).group_by(Mention.conversation_id))).all()
+    if len(rows) <= limit:
+        return {r[0] for r in rows}
+    answered_at = await _last_human(session, {r[0] for r in rows})
+
+    def key(row: tuple) -> tuple:
+        conv_id, priority, first, last = row
+        answered = conv_id in answered_at and answered_at[conv_id] >= last
+        return answered, -priority_band(priority or 0.0), first, -(priority or 0.0), conv_id
+
+    return {r[0] for r in sorted(rows, key=key)[:limit * 2]}
+
+
+async def queue_items(session: AsyncSession, filters: dict[str, str] | None = None,
+                      limit: int = QUEUE_LIMIT) -> list[QueueItem]:
+    filters = filters or {}
+    shown = await _most_urgent(session, filters, limit)
+    if not shown:
+        return []
+    q = _queued(select(Mention, TriageResult, Author, Conversation), filters).outerjoin(
+        Author, Author.id == Mention.author_id).where(Mention.conversation_id.in_(shown))
     rows = (await session.execute(q)).all()
     if not rows:
         return []
     conv_ids = {c.id for _, _, _, c in rows}
-    last_human = dict((await session.execute(
-        select(Reply.conversation_id, Reply.created_at).where(
-            Reply.conversation_id.in_(conv_ids), HUMAN_REPLY, Reply.status.in_(DONE_REPLY))
-        .order_by(Reply.created_at))).all())
+    last_human = await _last_human(session, conv_ids)
     claimers = {c.claimed_by for _, _, _, c in rows if c.claimed_by}
     names = dict((await session.execute(select(User.id, User.username).where(User.id.in_(claimers)))).all()) \
         if claimers else {}

@@ -30,6 +30,23 @@ async def test_the_queue_orders_by_priority_band_then_sla_deadline(app_client, r
     assert "overdue" in html  # the three-hour-old one missed the one-hour target
 
 
+async def test_a_backlog_never_pushes_the_oldest_overdue_conversation_out_of_the_queue(runtime):
+    """The queue shows ``limit`` conversations; a backlog of newer posts must not hide the one that
+    has waited longest (reading only the newest posts did)."""
+    from console.queue_data import queue_items
+
+    now = datetime.now(UTC)
+    overdue = await add_mention(runtime, "still can't log in, third day", priority=75, created_at=now - timedelta(hours=9))
+    for i in range(14):  # newer, less urgent, and more posts than the queue used to read for 2 rows
+        m = await add_mention(runtime, f"question {i}", priority=45, created_at=now - timedelta(minutes=30 - i))
+        await add_mention(runtime, f"question {i}, again", priority=45, created_at=now - timedelta(minutes=20 - i),
+                          conversation_id=m.conversation_id)
+    async with runtime.db.session() as s:
+        items = await queue_items(s, limit=2)
+    assert [i.conversation_id for i in items][0] == overdue.conversation_id and len(items) == 2
+    assert items[0].overdue
+
+
 async def test_filters_narrow_the_queue(app_client, runtime):
     a = await add_mention(runtime, "reddit billing", platform="reddit", sentiment="negative", issue_type="billing")
     b = await add_mention(runtime, "x outage", platform="x", sentiment="neutral", issue_type="outage")
