@@ -45,6 +45,7 @@ from models import (
 from service.audit import record
 
 ACTIONS = ("hide", "unhide", "remove", "approve", "lock", "ban", "escalate", "resolve", "tag", "report")
+SETTLES_HOLD = {"approve": "approve", "unhide": "approve", "remove": "remove", "ban": "ban"}  # a pending hold's decision
 NEEDS_REASON = ("remove", "ban", "report")  # the reason goes to the author (remove, ban) or the moderators
 IDEMPOTENCY_KEY = r"^[A-Za-z0-9_.:-]+$"
 # constraints in the type itself, so that the JSON Schema (and the OpenAPI description) carries them
@@ -284,6 +285,12 @@ async def _moderate(request: web.Request, session: Any, mention: Mention, body: 
             mention.hidden = False
         elif body.action == "ban" and author is not None:
             author.banned = True
+        if body.action in SETTLES_HOLD:  # the bot decided what a moderator was asked to: the hold is done
+            for hold in await session.scalars(select(ModerationAction).where(
+                    ModerationAction.mention_id == mention.id, ModerationAction.action == "hold",
+                    ModerationAction.status == "pending")):
+                hold.status = "reviewed"
+                hold.details = {**(hold.details or {}), "decision": SETTLES_HOLD[body.action], "by": p.actor}
     row = ModerationAction(dedup_key=key, mention_id=mention.id, action=body.action, rule="api",
                            reason=body.reason or body.action, actor=p.actor, status=status, details=details)
     session.add(row)

@@ -122,6 +122,20 @@ async def test_moderation_actions_are_recorded_once_and_ban_needs_a_reason(app_c
     assert mention.hidden and author.banned and sorted(actions) == ["ban", "hide"]
 
 
+async def test_a_bots_approval_of_a_held_post_settles_the_hold_for_the_moderators(app_client, runtime):
+    m = await add_mention(runtime, "is this a scam? giveaway link inside", handle="kai")
+    async with runtime.db.session() as s:
+        s.add(ModerationAction(dedup_key=f"mod:{m.id}", mention_id=m.id, action="hold", rule="likely-spam",
+                               reason="held", actor="bot", status="pending"))
+        await s.commit()
+    h = bearer(await bot_token(runtime, "mod", ["actions:write"]))
+    r = await app_client.post(f"/api/v1/mentions/{m.id}/actions", headers=h, json={"action": "approve"})
+    assert r.status == 200
+    async with runtime.db.session() as s:
+        hold = await s.scalar(select(ModerationAction).where(ModerationAction.dedup_key == f"mod:{m.id}"))
+    assert hold.status == "reviewed" and hold.details["decision"] == "approve" and hold.details["by"].endswith("mod")
+
+
 async def test_hide_after_unhide_hides_again_and_a_retry_is_a_repeat(app_client, runtime):
     m = await add_mention(runtime, "spam spam", handle="spammer2")
     h = bearer(await bot_token(runtime, "mod", ["actions:write"]))
