@@ -34,7 +34,9 @@ from models import Incident, IncidentMention, IncidentUpdate, Mention, TriageRes
 from models.bulk import IDS, add_rows
 
 INCIDENT_TYPES = ("outage", "account_access")
-REPORT_CONFIDENCE = 0.4  # the cheap head's issue-type probability a report needs (see the module doc)
+# the cheap head's issue-type probability a report needs: of the demo day's 66 outage posts 40 joined
+# its incident at 0.4, 44 at 0.25 (the rest read as questions, follow-ups or other issues)
+REPORT_CONFIDENCE = 0.25
 _M, _T, _IM = Mention.__table__.c, TriageResult.__table__.c, IncidentMention.__table__.c
 # a report of its issue type: sure enough and not praise or thanks (a WHERE clause, with _T joined).
 # Counting windows and baselines over days of history reads only the plain sentiment column

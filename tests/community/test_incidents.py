@@ -359,7 +359,7 @@ async def test_only_outage_reports_join_not_thanks_praise_or_unsure_guesses(db):
     t = at + timedelta(minutes=5)
     report = await store(db, [t], text="nothing plays, acme down?")
     thanks = await store(db, [t + timedelta(seconds=1)], sentiment="positive", text="offline mode saved my flight, ty")
-    unsure = await store(db, [t + timedelta(seconds=2)], sentiment="neutral", issue_p=0.3, text="my Year in Sound")
+    unsure = await store(db, [t + timedelta(seconds=2)], sentiment="neutral", issue_p=0.2, text="my Year in Sound")
     sure_but_neutral = await store(db, [t + timedelta(seconds=3)], sentiment="neutral", text="still down in Madrid")
     found = await match(db, report + thanks + unsure + sure_but_neutral)
     assert found == {report[0]: incident.id, sure_but_neutral[0]: incident.id}
@@ -420,7 +420,7 @@ async def test_a_status_goes_only_to_the_reports_on_the_incidents_channel(world)
     strays = [await world.mention("Year in Sound roasted me", platform="reddit", author="rob", issue="outage", at=at),
               await world.mention("offline mode saved my flight, ty", author="tia", issue="outage",
                                   sentiment="positive", at=at),
-              await world.mention("@AcmeHelp do downloads expire?", author="uma", issue="outage", issue_p=0.3, at=at)]
+              await world.mention("@AcmeHelp do downloads expire?", author="uma", issue="outage", issue_p=0.2, at=at)]
     async with world.db.session() as s:
         s.add_all([IncidentMention(incident_id=incident.id, mention_id=m.id) for m in strays])
         await s.commit()
