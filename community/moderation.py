@@ -292,6 +292,19 @@ async def exposes_personal_data(session: AsyncSession, mention: Mention) -> bool
     return bool(exposed) and mention.is_public
 
 
+def mark_reviewed(hold: ModerationAction, decision: str, actor: str) -> None:
+    """A held post decided on: off the moderation queue, with the decision and who made it."""
+    hold.status = "reviewed"
+    hold.details = {**(hold.details or {}), "decision": decision, "by": actor}
+
+
+async def pending_holds(session: AsyncSession, mention_id: int) -> list[ModerationAction]:
+    """The holds of a post still waiting for a moderator."""
+    return list(await session.scalars(select(ModerationAction).where(
+        ModerationAction.mention_id == mention_id, ModerationAction.action == "hold",
+        ModerationAction.status == "pending")))
+
+
 async def review(session: AsyncSession, hold: ModerationAction, decision: str, actor: str, *,
                  reason: str | None, settings: Any) -> dict[str, list[int]]:
     """A moderator's decision on a held post. Returns the ids to carry out: ``actions`` (for
@@ -308,8 +321,7 @@ async def review(session: AsyncSession, hold: ModerationAction, decision: str, a
     if decision == "approve" and await exposes_personal_data(session, mention):
         raise ValueError(EXPOSED)
     reason = (reason or "").strip()[:1000]
-    hold.status = "reviewed"
-    hold.details = {**(hold.details or {}), "decision": decision, "by": actor}
+    mark_reviewed(hold, decision, actor)
     out: dict[str, list[int]] = {"actions": [], "replies": []}
     added: list[ModerationAction | None] = []
     hidden = await session.scalar(select(ModerationAction.status).where(

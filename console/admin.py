@@ -10,7 +10,7 @@ from sqlalchemy import select
 from console.accounts import AccountError, change_role, revoke_token, tokens_of
 from console.auth import SCOPE_ROLES, require
 from console.keys import PRINCIPAL, RUNTIME
-from console.queue import path_id
+from console.paths import path_id
 from console.render import render
 from models import ROLES, ApiToken, AuditEvent, User
 from service.audit import record

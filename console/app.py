@@ -105,7 +105,8 @@ async def mentions_page(request: web.Request) -> web.Response:
 async def api_mentions(request: web.Request) -> web.Response:
     """Routed mentions by priority (limit/offset pages), or with ``since_id`` the ones after a cursor in
     id order: a polling bot passes back ``next_since_id`` and misses nothing, however the priorities move."""
-    from console.api.common import MAX_ID, known_query, query_choice
+    from console.api.common import known_query, query_choice
+    from console.paths import MAX_ID
 
     rt = request.app[RUNTIME]
     known_query(request, "outcome", "platform", "limit", "offset", "since_id")

@@ -27,8 +27,9 @@ MARKETING = ("marketing",)
 NOTICES = {"saved": "Schedule saved.", "sent": "Digest sent.", "off": "Schedule saved; it is switched off."}
 
 
-def _period(request: web.Request) -> str:
-    period = request.query.get("period", "week")
+def _period(value: object) -> str:
+    """The period asked for (a query's or a form's value), or a 400."""
+    period = str(value)
     if period not in PERIODS:
         raise web.HTTPBadRequest(reason="period must be day or week")
     return period
@@ -76,12 +77,12 @@ async def _page(request: web.Request, period: str, end: datetime | None = None, 
 
 @require(*MARKETING)
 async def digest_page(request: web.Request) -> web.Response:
-    return await _page(request, _period(request), _end(request))
+    return await _page(request, _period(request.query.get("period", "week")), _end(request))
 
 
 @require(*MARKETING)
 async def digest_csv(request: web.Request) -> web.Response:
-    period = _period(request)
+    period = _period(request.query.get("period", "week"))
     d = await _digest(request, period, _end(request))
     return web.Response(text=to_csv(d), content_type="text/csv", headers={
         "Content-Disposition": f'attachment; filename="digest-{period}-{d.end:%Y%m%d}.csv"'})
@@ -90,7 +91,7 @@ async def digest_csv(request: web.Request) -> web.Response:
 @require(*MARKETING)
 async def digest_html(request: web.Request) -> web.Response:
     """The standalone file (charts as data URIs) — what `socialcare digest --out` writes."""
-    period = _period(request)
+    period = _period(request.query.get("period", "week"))
     d = await _digest(request, period, _end(request))
     return web.Response(text=render_html(d, await charts_for(d)), content_type="text/html", headers={
         "Content-Disposition": f'attachment; filename="digest-{period}-{d.end:%Y%m%d}.html"',
@@ -101,9 +102,7 @@ async def digest_html(request: web.Request) -> web.Response:
 async def save_schedule(request: web.Request) -> web.Response:
     p = request[PRINCIPAL]
     form = await request.post()
-    period = str(form.get("period", ""))
-    if period not in PERIODS:
-        raise web.HTTPBadRequest(reason="period must be day or week")
+    period = _period(form.get("period", ""))
     send_at = str(form.get("send_at", ""))
     recipients = [r.strip() for r in re.split(r"[,;\s]+", str(form.get("recipients", ""))) if r.strip()]
     problems = []
@@ -147,9 +146,7 @@ async def send_now(request: web.Request) -> web.Response:
     """Mail the digest as the page shows it (period, end day) to the schedule's recipients, now."""
     p = request[PRINCIPAL]
     form = await request.post()
-    period = str(form.get("period", ""))
-    if period not in PERIODS:
-        raise web.HTTPBadRequest(reason="period must be day or week")
+    period = _period(form.get("period", ""))
     end = _end_of_form(str(form.get("end", "")))
     rt = request.app[RUNTIME]
     async with rt.db.session() as session:

@@ -25,7 +25,7 @@ from console import events, flash
 from console.auth import require
 from console.error_pages import wants_html
 from console.keys import PRINCIPAL, RUNTIME
-from console.paths import path_id  # console.admin imports it from here too
+from console.paths import path_id
 from console.queue_data import (
     CLAIM_TTL,
     claim_is_live,

@@ -153,10 +153,10 @@ def _phones(text: str, taken: list[PiiSpan]) -> list[PiiSpan]:
 def _cued_phones(text: str, taken: list[PiiSpan]) -> list[PiiSpan]:
     """Numbers right after a word that says they are a phone number, 7 to 15 digits in any layout."""
     out = []
-    if not any(ch.isdigit() for ch in text):
+    if not _DIGITS.search(text):  # most texts have no digit: skip the cue scan
         return out
     for m in _PHONE_CUE.finditer(text):
-        start, end = m.span("num")
+        start = m.start("num")
         raw = m.group("num").rstrip(" .-(")
         end = start + len(raw)
         if 7 <= sum(ch.isdigit() for ch in raw) <= 15 and not _overlaps(start, end, taken + out) \

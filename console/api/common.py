@@ -11,7 +11,7 @@ from listener.ingest import unstorable
 from listener.webhook import TooDeep, loads
 
 M = TypeVar("M", bound=BaseModel)
-MAX_ID = 2**62
+from console.paths import path_id as _path_id
 
 
 def _storable(value: str) -> str:
@@ -82,13 +82,11 @@ def api(handler: Any) -> Any:
 
 
 def path_id(request: web.Request, name: str = "id") -> int:
-    raw = request.match_info.get(name, "")
-    if not (raw.isascii() and raw.isdigit()):  # int() would also read "١" or " 1" as 1
-        raise ApiError(404, "not found")
-    value = int(raw)
-    if not 0 < value < MAX_ID:
-        raise ApiError(404, "not found")
-    return value
+    """:func:`console.paths.path_id`, answered as the API's JSON 404."""
+    try:
+        return _path_id(request, name)
+    except web.HTTPNotFound:
+        raise ApiError(404, "not found") from None
 
 
 def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:

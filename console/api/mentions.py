@@ -286,11 +286,8 @@ async def _moderate(request: web.Request, session: Any, mention: Mention, body: 
         elif body.action == "ban" and author is not None:
             author.banned = True
         if body.action in SETTLES_HOLD:  # the bot decided what a moderator was asked to: the hold is done
-            for hold in await session.scalars(select(ModerationAction).where(
-                    ModerationAction.mention_id == mention.id, ModerationAction.action == "hold",
-                    ModerationAction.status == "pending")):
-                hold.status = "reviewed"
-                hold.details = {**(hold.details or {}), "decision": SETTLES_HOLD[body.action], "by": p.actor}
+            for hold in await moderation.pending_holds(session, mention.id):
+                moderation.mark_reviewed(hold, SETTLES_HOLD[body.action], p.actor)
     row = ModerationAction(dedup_key=key, mention_id=mention.id, action=body.action, rule="api",
                            reason=body.reason or body.action, actor=p.actor, status=status, details=details)
     session.add(row)
