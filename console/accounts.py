@@ -32,6 +32,12 @@ class TokenView:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    last_used_at: datetime | None = None
+
+    @property
+    def last_used(self) -> str:
+        """When it last authenticated, to the minute (it is recorded no more often), or "never"."""
+        return f"{self.last_used_at:%Y-%m-%d %H:%M}" if self.last_used_at else "never"
 
     @property
     def state(self) -> str:
@@ -41,7 +47,8 @@ class TokenView:
 
 
 def _view(t: ApiToken) -> TokenView:
-    return TokenView(t.id, t.user_id, t.name, list(t.scopes or []), t.created_at, t.expires_at, t.revoked_at)
+    return TokenView(t.id, t.user_id, t.name, list(t.scopes or []), t.created_at, t.expires_at, t.revoked_at,
+                     t.last_used_at)
 
 
 async def tokens_of(session: AsyncSession, user_ids: list[int] | None = None) -> dict[int, list[TokenView]]:

@@ -3,9 +3,10 @@
 Sessions are itsdangerous-signed cookies (HttpOnly, SameSite=Strict, Secure unless disabled for
 local http) that name the user and expire; CSRF tokens are HMACs of the session's nonce, checked in
 constant time on every unsafe request that a cookie authenticates. Bots authenticate with bearer
-API tokens, stored only as SHA-256 hashes, each with scopes. A token opens only routes that name a
-scope (the API, and the Prometheus scrape): console pages, whose forms rely on the session's CSRF
-token, refuse tokens outright, so a read-only bot cannot claim, reply or resolve through them.
+API tokens, stored only as SHA-256 hashes, each with scopes and the minute it was last used. A
+token opens only routes that name a scope (the API, and the Prometheus scrape): console pages,
+whose forms rely on the session's CSRF token, refuse tokens outright, so a read-only bot cannot
+claim, reply or resolve through them.
 """
 
 from __future__ import annotations
@@ -13,17 +14,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from console.keys import PRINCIPAL
@@ -33,6 +36,8 @@ SESSION_COOKIE = "sc_session"
 SESSION_MAX_AGE = 12 * 3600
 _HASHER = PasswordHasher()
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+LAST_USED_EVERY = timedelta(minutes=1)  # a token's last use is written at most this often
+log = logging.getLogger("socialcare.web")
 
 
 def hash_password(password: str) -> str:
@@ -71,6 +76,23 @@ async def create_user(session: AsyncSession, username: str, password: str, role:
     session.add(user)
     await session.flush()
     return user
+
+
+async def note_token_use(session: AsyncSession, token: ApiToken, now: datetime) -> None:
+    """Stamp ``token`` as used at ``now``, at most once per LAST_USED_EVERY: the row was just read to
+    authenticate, so a fresh stamp costs nothing, and a stale one is one conditional UPDATE that
+    another process stamping the same token first turns into a no-op. A failed stamp is logged, not
+    refused: the bot's request does not depend on it."""
+    if token.last_used_at is not None and now - token.last_used_at < LAST_USED_EVERY:
+        return
+    stale = or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= now - LAST_USED_EVERY)
+    try:
+        await session.execute(update(ApiToken).where(ApiToken.id == token.id, stale).values(last_used_at=now)
+                              .execution_options(synchronize_session=False))
+        await session.commit()
+    except SQLAlchemyError:
+        log.warning("could not record the use of API token %s", token.id, exc_info=True)
+        await session.rollback()
 
 
 async def create_api_token(session: AsyncSession, user: User, name: str, scopes: list[str]) -> str:
@@ -130,7 +152,9 @@ class Auth:
             user = await session.get(User, row.user_id)
             if user is None or not user.active:
                 return None
-            return Principal(user.id, user.username, user.role, "token", tuple(row.scopes or ()))
+            principal = Principal(user.id, user.username, user.role, "token", tuple(row.scopes or ()))
+            await note_token_use(session, row, now)  # after reading the rows: a failed stamp expires them
+            return principal
         cookie = request.cookies.get(SESSION_COOKIE)
         if not cookie:
             return None

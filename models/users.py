@@ -24,7 +24,8 @@ class User(IdMixin, Base):
 
 
 class ApiToken(IdMixin, Base):
-    """A bot's API token; only its hash is stored."""
+    """A bot's API token; only its hash is stored. ``last_used_at`` is kept to the minute
+    (console.auth.LAST_USED_EVERY), so a busy bot does not write on every request."""
 
     __tablename__ = "api_tokens"
     user_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -34,6 +35,7 @@ class ApiToken(IdMixin, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
 
 
 class AuditEvent(IdMixin, Base):

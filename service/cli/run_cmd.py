@@ -21,6 +21,7 @@ async def _serve(settings, *, stages, workers: int, web_port: int | None, demo: 
                  listen: bool = False, stop: asyncio.Event | None = None) -> None:
     """Serve until SIGINT/SIGTERM (or ``stop``), then shut down gracefully (see ``Runtime.close``)."""
     from console.app import create_app
+    from console.bad_requests import Runner
     from service.runtime import Runtime, write_ingest_token
     from service.seed import DEMO_MENTIONS, seed_demo
 
@@ -40,7 +41,7 @@ async def _serve(settings, *, stages, workers: int, web_port: int | None, demo: 
                     from console.login import ensure_demo_account
 
                     demo_login = await ensure_demo_account(rt.db, settings.var_dir)
-                runner = web.AppRunner(create_app(rt, demo_login), access_log=None)
+                runner = Runner(create_app(rt, demo_login), access_log=None)  # JSON for unparsable requests
                 await runner.setup()
                 await web.TCPSite(runner, settings.host, web_port).start()
                 log.info("console on http://%s:%d", settings.host, web_port)

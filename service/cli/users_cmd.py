@@ -135,7 +135,8 @@ def _with_user(settings, username: str, work):
 @click.argument("username")
 @click.pass_obj
 def tokens(settings, username: str) -> None:
-    """List USERNAME's bot tokens: id, name, scopes, created, state (never the token itself)."""
+    """List USERNAME's bot tokens: id, name, scopes, created, state, last used ("never" when unused;
+    recorded to the minute). Never the token itself."""
     from console.accounts import tokens_of
 
     async def work(session, user):
@@ -146,7 +147,8 @@ def tokens(settings, username: str) -> None:
         click.echo(f"{username} has no tokens", err=True)
     for t in rows:
         when = f" {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else ""
-        click.echo(f"{t.id}\t{t.name}\t{','.join(t.scopes)}\t{t.created_at:%Y-%m-%d %H:%M}\t{t.state}{when}")
+        click.echo(f"{t.id}\t{t.name}\t{','.join(t.scopes)}\t{t.created_at:%Y-%m-%d %H:%M}\t{t.state}{when}"
+                   f"\t{t.last_used}")
 
 
 @users.command("revoke")

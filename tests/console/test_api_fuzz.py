@@ -57,6 +57,7 @@ class LiveServer:
 
         from console.app import create_app
         from console.auth import create_user
+        from console.bad_requests import Runner
         from console.webhooks_out import SENDER
         from models.console import WebhookSubscription
         from service.runtime import Runtime
@@ -78,7 +79,7 @@ class LiveServer:
             self.ids["webhook"] = [sub.id]
         self.ids["mention"] = [m.id for m in mentions]
         app = create_app(self.rt)
-        self.runner = web.AppRunner(app, access_log=None)
+        self.runner = Runner(app, access_log=None)  # as `socialcare run` serves it
         await self.runner.setup()
         await app[SENDER].stop()  # nothing leaves the machine: no outgoing webhook deliveries
         await web.TCPSite(self.runner, "127.0.0.1", 0).start()

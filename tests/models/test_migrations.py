@@ -46,3 +46,27 @@ async def test_upgrade_is_idempotent_and_downgrade_empties(empty_database_url):
         assert await db.current_revision() == head
     finally:
         await db.close()
+
+
+async def test_0008_adds_last_used_to_existing_tokens_and_drops_it_again(empty_database_url):
+    """A database with tokens from before 0008 keeps them, unused ("never"), through the upgrade and
+    back down."""
+    from sqlalchemy import text
+
+    db = Database(empty_database_url)
+    try:
+        await db.upgrade("0007")
+        async with db.engine.begin() as conn:
+            await conn.execute(text("INSERT INTO users (username, password_hash, role, active, created_at) "
+                                    "VALUES ('zed', 'x', 'agent', true, CURRENT_TIMESTAMP)"))
+            await conn.execute(text("INSERT INTO api_tokens (user_id, name, token_hash, scopes, created_at) "
+                                    "SELECT id, 'bot', 'h', '[]', CURRENT_TIMESTAMP FROM users"))
+        await db.upgrade("0008")
+        async with db.engine.connect() as conn:
+            assert (await conn.execute(text("SELECT name, last_used_at FROM api_tokens"))).all() == [("bot", None)]
+        await db.downgrade("0007")
+        assert "last_used_at" not in (await _tables(db))["api_tokens"]
+        async with db.engine.connect() as conn:
+            assert (await conn.execute(text("SELECT name FROM api_tokens"))).all() == [("bot",)]
+    finally:
+        await db.close()

@@ -48,6 +48,22 @@ def rows(db_file, model, *where):
     return asyncio.run(go())
 
 
+def write(db_file, statement) -> None:
+    from models.db import Database
+    from service.settings import load_settings
+
+    async def go():
+        db = Database.from_settings(load_settings(database_url=f"sqlite+aiosqlite:///{db_file}"))
+        try:
+            async with db.session() as s:
+                await s.execute(statement)
+                await s.commit()
+        finally:
+            await db.close()
+
+    asyncio.run(go())
+
+
 def test_users_add_stores_an_argon2_hash_and_the_role(cli):
     r = cli("users", "add", "zed", "--role", "moderator", "--email", "zed@example.invalid",
             "--password", "zed password 1")
@@ -171,6 +187,21 @@ def test_users_tokens_lists_names_scopes_and_state_never_the_token(cli):
                                                      ("replybot", "replies:write", "active")]
     assert token not in r.output and token_hash(token) not in r.output
     assert cli("users", "tokens", "ghost").exit_code == 1
+
+
+def test_users_tokens_shows_when_each_token_was_last_used_or_never(cli):
+    from datetime import UTC, datetime
+
+    from sqlalchemy import update
+
+    add(cli, "botowner", "agent")
+    cli("users", "token", "botowner", "--name", "replybot", "--scope", "replies:write")
+    cli("users", "token", "botowner", "--name", "reader", "--scope", "mentions:read")
+    assert [line.split("\t")[5] for line in cli("users", "tokens", "botowner").stdout.splitlines()] == ["never", "never"]
+    write(cli.db_file, update(ApiToken).where(ApiToken.name == "reader").values(
+        last_used_at=datetime(2026, 12, 1, 9, 30, 12, tzinfo=UTC)))
+    lines = [line.split("\t") for line in cli("users", "tokens", "botowner").stdout.splitlines()]
+    assert [(c[1], c[5]) for c in lines] == [("reader", "2026-12-01 09:30"), ("replybot", "never")]
 
 
 def test_users_revoke_ends_a_token_by_name_and_is_audited(cli):
