@@ -8,7 +8,9 @@ A ``ModerationAction`` row's status says where it stands:
   approving shows the post again and removing leaves it down. A post reported by an agent or a
   bot stays up while it waits (someone asked for a look, nothing was decided).
 * ``queued`` — a platform action (remove, hide, approve, lock, ban) to perform through the connector,
+* ``sending`` — claimed by an executor (:func:`execute`), the platform call under way,
 * ``done`` / ``failed`` / ``dry_run`` — performed, refused, or only recorded (dry run, no connector),
+* ``cancelled`` — never performed: its post was erased first (:mod:`service.privacy_actions`),
 * ``recorded`` — an action with no platform counterpart (label, a lock on X, a filter on a post
   the platform cannot hide) or nothing left to do there (removing a post its hold already hid),
 * ``alert`` / ``acknowledged`` — a ``notify`` rule's alert for a team: open until someone in the
@@ -21,9 +23,10 @@ Every row names the rule (or moderator) behind it and is mirrored in the audit l
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community import harvest
@@ -47,6 +50,7 @@ PLATFORM_ACTIONS: dict[str, dict[str, str | None]] = {
                   "ban": "ban"},
     "x": {"remove": "hide", "hide": "hide", "filter": "hide", "approve": "unhide", "ban": "block"},  # X hides replies
 }
+CLAIMABLE = ("queued",)  # the only status an executor takes a row from: a failed action is queued anew
 HIDDEN_BY_HOLD = ("queued", "sending", "done", "dry_run")  # a filter that hid the post (or is about to)
 REVIEW_DECISIONS = ("approve", "remove", "ban", "escalate")
 BULK_LIMIT = 200  # one moderation page
@@ -228,26 +232,35 @@ def _redact_json(value: Any) -> Any:
 
 
 async def execute(db: Any, connectors: dict[str, Any], action_ids: list[int], *, dry_run: bool,
-                  dry_run_channels: frozenset[str] | set[str] = frozenset()) -> None:
-    """Carry out queued actions through the connectors, each once (a row leaves ``queued`` first)."""
+                  dry_run_channels: frozenset[str] | set[str] = frozenset(),
+                  kind_of: Callable[[str, str], str | None] = platform_kind) -> None:
+    """Carry out queued actions through the connectors, each once: a row is claimed (``queued`` to
+    ``sending``, one conditional statement) before anything else, so of two executors, or an
+    executor and an erasure cancelling the row, only one goes on. ``kind_of``: the connector's
+    action for (platform, our action); the bot API asks for its own kinds."""
     for action_id in action_ids:
         async with db.session() as session:
             row = await session.get(ModerationAction, action_id)
-            if row is None or row.status != "queued":
+            if row is None or row.status not in CLAIMABLE:
                 continue
+            claimed = await session.execute(update(ModerationAction).where(
+                ModerationAction.id == row.id, ModerationAction.status.in_(CLAIMABLE)).values(status="sending")
+                .execution_options(synchronize_session=False))
+            await session.commit()
+            if claimed.rowcount != 1:
+                continue  # another executor took it, or an erasure cancelled it
             mention = await session.get(Mention, row.mention_id)
-            kind = platform_kind(mention.platform, row.action) if mention else None
+            kind = kind_of(mention.platform, row.action) if mention else None
             connector = connectors.get(mention.platform) if mention else None
+            error = None
             if kind is None:
-                row.status = "recorded"
+                status = "recorded"
             elif dry_run or mention.platform in dry_run_channels or connector is None:
-                row.status = "dry_run"
-                if connector is None and not dry_run:
-                    row.details = {**(row.details or {}), "error": f"no connector for {mention.platform}"}
+                status = "dry_run"
+                error = None if dry_run or connector is not None else f"no connector for {mention.platform}"
             else:
                 author = await session.get(Author, mention.author_id) if mention.author_id else None
-                row.status = "sending"
-                await session.commit()
+                await session.commit()  # no transaction held while the platform answers
                 action = Action(kind=kind, platform=mention.platform, target_external_id=mention.external_id,
                                 recipient_id=author.platform_user_id if author else None,
                                 recipient_handle=author.handle if author else None, reason=row.reason)
@@ -256,10 +269,14 @@ async def execute(db: Any, connectors: dict[str, Any], action_ids: list[int], *,
                     ok, error = result.ok, result.error
                 except Exception as exc:  # noqa: BLE001 - a platform error must not stop the others
                     ok, error = False, f"{type(exc).__name__}: {exc}"
-                row.status = "done" if ok else "failed"
+                status = "done" if ok else "failed"
+                log.info("moderation %s %s on %s: %s", row.id, row.action, mention.platform, status)
+            # read again (locked): an erasure meanwhile rewrote its reason and details, kept as it left them
+            row = await session.get(ModerationAction, row.id, with_for_update=True, populate_existing=True)
+            if row is not None and row.status == "sending":
+                row.status = status
                 if error:
                     row.details = {**(row.details or {}), "error": error[:500]}
-                log.info("moderation %s %s on %s: %s", row.id, row.action, mention.platform, row.status)
             await session.commit()
 
 

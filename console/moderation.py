@@ -5,7 +5,9 @@ Posts are shown in their redacted public form: personal data never reaches this 
 
 Every change answers on the page itself: a done change redirects back with a short confirmation
 naming the post (console.flash, read once); a refused one renders the page with the message and
-what the moderator had selected and typed, so nothing is lost and no bare error page is shown."""
+what the moderator had selected and typed, so nothing is lost and no bare error page is shown.
+A post erased on a privacy request, before or while a decision is carried out, is such a refusal
+(410 for a single decision): its actions end ``cancelled``, never sent (:mod:`service.privacy_actions`)."""
 
 from __future__ import annotations
 
@@ -21,10 +23,14 @@ from console.auth import Principal, require
 from console.keys import PRINCIPAL, RUNTIME
 from console.paths import MAX_ID, path_id
 from console.render import render
-from models import ModerationAction, Reply
+from models import Mention, ModerationAction, Reply
+from models.mentions import ERASED_TEXT
 from service.dispatch import Dispatcher
+from service.privacy import ERASED_IDS, erased
+from service.privacy_actions import perform_actions
 
 NAMED = 10  # refused posts named one by one in a bulk outcome; the rest are counted
+ERASED_WHY = "the post was erased on a privacy request: nothing was done on the platform"
 DONE = {"approve": "approved", "remove": "removed", "ban": "removed and its author banned",
         "escalate": "escalated to a private case"}
 
@@ -79,19 +85,23 @@ def _done(request: web.Request, notice: str) -> web.StreamResponse:
 async def _carry_out(request: web.Request, hold_ids: list[int], decision: str,
                      reason: str) -> tuple[list[str], list[Refusal]]:
     """Review each held post in its own transaction (one bad item does not undo the others), then
-    perform the platform actions and send the notices. Returns the snippets of the posts decided
-    and the refusals."""
+    perform the platform actions and send the notices, both refused for a post erased meanwhile
+    (:mod:`service.privacy_actions`). Returns the snippets of the posts decided and the refusals."""
     p: Principal = request[PRINCIPAL]
     rt = request.app[RUNTIME]
     actions: list[int] = []
     replies: list[int] = []
-    done: list[str] = []
+    decided: list[tuple[int, int, str]] = []  # hold, post, snippet
     refused: list[Refusal] = []
     for hold_id in hold_ids:
         async with rt.db.session() as session:
             hold = await session.get(ModerationAction, hold_id)
             if hold is None or hold.action != "hold":
                 refused.append(Refusal(hold_id, f"#{hold_id}", "no such held post"))
+                continue
+            mention = await session.get(Mention, hold.mention_id)
+            if mention is not None and erased(mention):
+                refused.append(Refusal(hold_id, ERASED_TEXT, ERASED_WHY))
                 continue
             post = await view.post_snippet(session, hold.mention_id)
             try:
@@ -100,13 +110,16 @@ async def _carry_out(request: web.Request, hold_ids: list[int], decision: str,
                 refused.append(Refusal(hold_id, post, str(exc)))
                 continue
             await session.commit()
-        done.append(post)
+        decided.append((hold_id, hold.mention_id, post))
         actions += out["actions"]
         replies += out["replies"]
-    await moderation.execute(rt.db, _connectors(request), actions, dry_run=rt.settings.dry_run,
-                             dry_run_channels=set(rt.settings.bot_dry_run_channels))
+    await perform_actions(rt.db, _connectors(request), actions, dry_run=rt.settings.dry_run,
+                          dry_run_channels=set(rt.settings.bot_dry_run_channels))
     await Dispatcher.for_settings(rt.db, rt.connectors, rt.settings).deliver(replies)
-    return done, refused
+    async with rt.db.session() as session:  # erased while the decision was carried out: its words are gone
+        gone = set(await session.scalars(ERASED_IDS, {"ids": [m for _, m, _ in decided]})) if decided else set()
+    refused += [Refusal(h, ERASED_TEXT, ERASED_WHY) for h, m, _ in decided if m in gone]
+    return [post for _, m, post in decided if m not in gone], refused
 
 
 def _form_error(decision: str, reason: str) -> str | None:
@@ -136,7 +149,8 @@ async def review(request: web.Request) -> web.StreamResponse:
     if refused and refused[0].why == "no such held post":
         raise web.HTTPNotFound()
     if refused:
-        return await _page(request, error=f"«{refused[0].post}»: {refused[0].why}", status=400, kept=kept)
+        return await _page(request, error=f"«{refused[0].post}»: {refused[0].why}", kept=kept,
+                           status=410 if refused[0].why == ERASED_WHY else 400)
     return _done(request, f"«{done[0]}» {DONE[decision]}.")
 
 

@@ -12,6 +12,11 @@ from models.base import Base, BigId, IdMixin, utcnow
 
 
 class ModerationAction(IdMixin, Base):
+    """A hold, alert or platform action on a post, once per ``dedup_key``. Status (see
+    community.moderation): pending | queued | sending | done | failed | dry_run | recorded | alert |
+    acknowledged | reviewed, and ``cancelled`` (``details["cancelled"]`` "erased") for a platform
+    action never performed because its post was erased first (service.privacy_actions)."""
+
     __tablename__ = "moderation_actions"
     __table_args__ = (UniqueConstraint("dedup_key"),)
     dedup_key: Mapped[str] = mapped_column(String(200))

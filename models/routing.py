@@ -30,7 +30,9 @@ class RouteDecision(IdMixin, Base):
 class Reply(IdMixin, Base):
     """An outbound message. ``dedup_key`` makes sending idempotent under redelivery.
 
-    Status: pending → sending → sent | failed | dry_run; ``deleted`` when a bot reply is reverted.
+    Status: pending → sending → sent | failed | dry_run; ``deleted`` when a bot reply is reverted;
+    ``cancelled`` (``error`` "erased", text gone) when its post was erased before it was sent
+    (service.privacy_actions).
     A reply left in ``sending`` after a crash is never re-sent automatically (``unknown``).
     Incident status replies over the channel's pace wait as ``queued`` (oldest first, always with the
     newest status) and become ``superseded`` when the incident closes with a "fixed" follow-up.

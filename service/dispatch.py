@@ -14,7 +14,9 @@ Order guarantees, whoever calls :meth:`Dispatcher.deliver`:
   you a link by DM" is reworded into a request for a DM when no DM went out;
 * incident status replies (one-to-many) are paced: at most ``paced_per_minute`` per channel per
   minute. The rest wait as ``queued`` — never dropped, each sent once — and leave the queue oldest
-  first through :meth:`Dispatcher.release_queued` (every delivery, and the web process's pacer loop).
+  first through :meth:`Dispatcher.release_queued` (every delivery, and the web process's pacer loop);
+* a reply or a platform action about a post erased before it was claimed is ``cancelled``, never
+  sent (:mod:`service.privacy_actions`); the text sent is the one read as the reply was claimed.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from listener.protocol import Action
 from models import Author, Mention, ModerationAction, Reply
 from models.base import utcnow
 from models.bulk import IDS
+from service.privacy import erased
+from service.privacy_actions import cancel_replies, perform_actions
 
 log = logging.getLogger("socialcare.dispatch")
 PACED_KINDS = ("status", "status_fixed")  # incident replies to everyone affected
@@ -79,10 +83,12 @@ class Dispatcher:
         await self._hide_first(reply_ids)
         if self.dry_run:  # what would have been sent is recorded in one statement
             async with self.db.session() as session:
+                await cancel_replies(session, reply_ids)
                 await session.execute(RECORD_ONLY, {"ids": list(reply_ids)})
                 await session.commit()
             return
         async with self.db.session() as session:  # incident replies join their channel's queue
+            await cancel_replies(session, reply_ids)
             await session.execute(PACE, {"ids": list(reply_ids)})
             await session.commit()
         for reply_id in reply_ids:
@@ -115,9 +121,8 @@ class Dispatcher:
     async def _hide_first(self, reply_ids: list[int]) -> None:
         async with self.db.session() as session:
             action_ids = list(await session.scalars(HIDE_FIRST, {"ids": list(reply_ids)}))
-        if action_ids:
-            await moderation.execute(self.db, self.connectors, action_ids, dry_run=self.dry_run,
-                                     dry_run_channels=self.dry_run_channels)
+        await perform_actions(self.db, self.connectors, action_ids, dry_run=self.dry_run,
+                              dry_run_channels=self.dry_run_channels)
 
     async def _dm_before_notice(self, reply: Reply) -> None:
         """The case's secure-link DM first; without one that went out, the notice asks for a DM."""
@@ -154,20 +159,27 @@ class Dispatcher:
                     reply.status, reply.error = "unknown", "interrupted while sending; check the platform"
                     await session.commit()
                 return 0
+            # the post locked (PostgreSQL) before the reply: an erasure under way finishes first, or waits
+            mention = await session.get(Mention, reply.mention_id, with_for_update={"read": True}) \
+                if reply.mention_id else None
+            if mention is not None and erased(mention):
+                await cancel_replies(session, [reply.id], statuses=(expect,))
+                await session.commit()
+                return 0
             connector = self.connectors.get(reply.platform)
             if self.dry_run or connector is None:
                 reply.status = "dry_run"
                 reply.error = None if self.dry_run else f"no connector for {reply.platform}"
                 await session.commit()
                 return 0
-            mention = await session.get(Mention, reply.mention_id) if reply.mention_id else None
             author = await session.get(Author, mention.author_id) if mention and mention.author_id else None
             claimed = await session.execute(update(Reply).where(Reply.id == reply.id, Reply.status == expect)
                                             .values(status="sending").execution_options(synchronize_session=False))
-            await session.commit()
             if claimed.rowcount != 1:
+                await session.rollback()
                 return 0  # another process took it
             await session.refresh(reply)  # the text as claimed (a waiting status reply may have been updated)
+            await session.commit()
             action = Action(
                 kind="public_reply" if reply.visibility == "public" else "private_message",
                 platform=reply.platform, target_external_id=mention.external_id if mention else None,

@@ -1,5 +1,6 @@
-"""Personal data out of the database: one person's erasure on request (GDPR art. 17, CCPA deletion)
-and the building blocks of the retention purge (:mod:`service.retention`).
+"""Personal data out of the database: what erasing a post, a case, an author or a customer record
+means, table by table, for one person's erasure on request (:mod:`service.erasure`) and the
+retention purge (:mod:`service.retention`).
 
 An erased post keeps its row, ids, platform, external id, times, thread and triage labels, so ingest
 still recognises a redelivered copy and the digests' counts stay right; it loses its text (replaced
@@ -11,10 +12,11 @@ accepted community answers no longer offer it. Where each table stands (every mo
   scores and probabilities stay), route_decisions (the reason and a candidate's ``reason`` name
   the words the post shares with an answer), replies (may greet the person by name; an unsent one
   is withdrawn as ``deleted`` so nothing goes out), moderation_actions (a moderator's reason, a
-  platform's error), community_answers (copies of the post), case_messages, audit_events' free-text
-  ``reason`` about the person's posts, cases and customer record, webhook_deliveries' payloads:
-  erased. authors: anonymised (``ERASED_KEY`` keys never match a real author). social_identities:
-  deleted. customers: erased with ``--customer`` (the plan, not identifying, stays). cases, conversations, customer_sessions: their
+  platform's error; a platform action still ``queued`` is ``cancelled``, see
+  :mod:`service.privacy_actions`), community_answers (copies of the post), case_messages,
+  audit_events' free-text ``reason`` about the person's posts, cases and customer record,
+  webhook_deliveries' payloads: erased. authors: anonymised (``ERASED_KEY`` keys never match a
+  real author). social_identities: deleted. customers: erased with ``--customer`` (the plan, not identifying, stays). cases, conversations, customer_sessions: their
   customer link cleared; secure links and sessions revoked.
 * Nothing personal, so kept: incident_mentions (ids), incidents and incident_updates (the
   detector's and agents' words about an outage), conversations' thread key (platform ids) and tags
@@ -22,24 +24,21 @@ accepted community answers no longer offer it. Where each table stands (every mo
   templates, users, api_tokens, webhook_subscriptions, digest_schedules (staff and brand data);
   audit_events' ``details`` (ids, kinds, rule names, counts: see every ``service.audit.record``).
 
-The functions work in the caller's transaction (:func:`erase` opens its own) and count what they
-changed, so a second run changes and reports nothing. A stage that read a post just before it was erased re-applies the
-erasure to what it wrote before committing (:func:`respect_erasure`).
+The functions work in the caller's transaction and count what they changed, so a second run
+changes and reports nothing. A stage that read a post just before it was erased re-applies the
+erasure to what it wrote before committing (:func:`respect_erasure`). Dead letters on the bus:
+:mod:`service.privacy_bus`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import re
 import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, delete, func, not_, or_, select, update
+from sqlalchemy import and_, func, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from listener.text import content_key
@@ -49,7 +48,6 @@ from models import (
     Case,
     CaseMessage,
     CommunityAnswer,
-    Conversation,
     Customer,
     CustomerSession,
     Mention,
@@ -57,14 +55,12 @@ from models import (
     Reply,
     RouteDecision,
     SecureLink,
-    SocialIdentity,
     TriageResult,
 )
 from models.base import utcnow
 from models.bulk import IDS, update_rows
 from models.console import WebhookDelivery
 from models.mentions import ERASED_TEXT
-from service.audit import record
 
 log = logging.getLogger("socialcare.privacy")
 ERASED_KEY = "erased:"  # an anonymised author's key: no connector writes one (ids, "@handle")
@@ -73,7 +69,9 @@ CHUNK = 500  # ids per statement and, in the purge, rows per transaction
 UNSENT = ("pending", "queued", "suggested")  # replies withdrawn (``deleted``) rather than sent erased
 SCORE_KEPT = ("label", "score", "model", "version", "probabilities")
 TRIAGE_KEPT = ("pii_exposed", "language", "priority", "escalate")
-MODERATION_KEPT = ("notify", "label", "decision", "by", "acknowledged_by")  # staff and rule names
+MODERATION_KEPT = ("notify", "label", "decision", "by", "acknowledged_by", "cancelled")  # staff and rule names
+CANCELLED = "cancelled"  # a platform action or reply of an erased post, never performed (with reason ERASED)
+ERASED = "erased"
 
 _M = Mention.__table__.c
 ERASED_IDS = select(_M.id).where(_M.id.in_(IDS), _M.deleted.is_(True), _M.text == ERASED_TEXT)  # built once
@@ -87,37 +85,6 @@ def erased(mention: Any) -> bool:
 def not_erased() -> Any:
     """SQL: a post whose content is still there."""
     return or_(Mention.deleted.is_(False), Mention.text != ERASED_TEXT)
-
-
-class UnknownSubject(LookupError):
-    """Nothing on record for the person named."""
-
-
-@dataclass(frozen=True)
-class Subject:
-    """Whose data to erase: a platform account by handle or user id, or a customer record."""
-
-    platform: str | None = None
-    handle: str | None = None
-    user_id: str | None = None
-    customer_id: int | None = None
-
-    @property
-    def handle_key(self) -> str | None:
-        return self.handle.strip().lstrip("@").lower() if self.handle else None
-
-
-@dataclass
-class Found:
-    """What belongs to the subject: internal ids, and the values to keep out of the audit log."""
-
-    author_ids: set[int] = field(default_factory=set)
-    customer_ids: set[int] = field(default_factory=set)  # linked to the authors (cleared from links)
-    identity_ids: set[int] = field(default_factory=set)
-    customer: Customer | None = None  # with --customer: the record itself is erased
-    values: set[str] = field(default_factory=set)  # handles, ids, names: kept out of the audit log
-    keys: set[str] = field(default_factory=set)  # keyed hashes of the subject's handles and ids
-    erased_before: bool = False
 
 
 # --- small pure helpers -------------------------------------------------------------------------
@@ -148,18 +115,6 @@ def without_reasons(value: Any) -> Any:
     return value
 
 
-def subject_key(secret: str, platform: str, kind: str, value: str) -> str:
-    """A keyed hash of one handle or user id, so a repeated request is recognised without keeping
-    the value (unreadable without the service's secret key)."""
-    return hmac.new(secret.encode(), f"{platform}\n{kind}\n{value}".encode(), hashlib.sha256).hexdigest()
-
-
-def without(text: str, values: Iterable[str]) -> str:
-    """``text`` with each of ``values`` (case-insensitive, with or without "@") replaced."""
-    for value in sorted({v for v in values if v and len(v) >= 2}, key=len, reverse=True):
-        text = re.sub(rf"@?{re.escape(value)}", "[subject]", text, flags=re.IGNORECASE)
-    return text
-
 
 async def rewrite(session: AsyncSession, model: Any, where: Any, columns: Sequence[Any],
                    change: Callable[[Any], dict[str, Any]]) -> int:
@@ -186,6 +141,8 @@ def _moderation_change(a: Any) -> dict[str, Any]:
         status, details = "reviewed", {**details, "decision": "erased"}
     elif status == "alert":
         status, details = "acknowledged", {**details, "acknowledged_by": "privacy"}
+    elif status == "queued":  # a platform action not performed yet: never performed now
+        status, details = CANCELLED, {**details, "cancelled": ERASED}
     return {"reason": ERASED_TEXT, "details": details, "status": status}
 
 
@@ -193,6 +150,10 @@ async def erase_posts(session: AsyncSession, mention_ids: Iterable[int], counts:
                       audit: bool = True) -> None:
     """Erase the content of these posts and of everything that copies or quotes it (see the module
     docstring); ``audit``: also the free-text reasons of audit events about them."""
+    def moderation_change(a: Any) -> dict[str, Any]:
+        counts["actions_cancelled"] += a.status == "queued"
+        return _moderation_change(a)
+
     for ids in chunks(mention_ids):
         counts["posts"] += (await session.execute(
             update(Mention).where(Mention.id.in_(ids), not_erased()).values(
@@ -207,7 +168,7 @@ async def erase_posts(session: AsyncSession, mention_ids: Iterable[int], counts:
             session, Reply, Reply.mention_id.in_(ids), [Reply.text, Reply.error, Reply.status], _reply_change)
         counts["moderation_actions"] += await rewrite(
             session, ModerationAction, ModerationAction.mention_id.in_(ids),
-            [ModerationAction.reason, ModerationAction.details, ModerationAction.status], _moderation_change)
+            [ModerationAction.reason, ModerationAction.details, ModerationAction.status], moderation_change)
         counts["community_answers"] += await rewrite(
             session, CommunityAnswer, or_(CommunityAnswer.answer_mention_id.in_(ids),
                                           CommunityAnswer.question_mention_id.in_(ids)),
@@ -306,129 +267,3 @@ async def stub_deliveries(session: AsyncSession, where: Any, counts: Counter) ->
 
     counts["webhook_deliveries"] += await rewrite(
         session, WebhookDelivery, where, [WebhookDelivery.payload, WebhookDelivery.last_error], stub)
-
-
-# --- one person ----------------------------------------------------------------------------------
-async def find_subject(session: AsyncSession, subject: Subject, secret: str | None = None) -> Found:
-    """The subject's authors, identities and customer; :class:`UnknownSubject` when none is on
-    record (a subject erased before is recognised through the keyed hashes of the audit log)."""
-    found = Found()
-    if subject.customer_id is not None:
-        found.customer = await session.get(Customer, subject.customer_id)
-        if found.customer is None:
-            raise UnknownSubject(f"no customer record {subject.customer_id}")
-        c = found.customer
-        found.values |= {v for v in (c.name, c.email, c.phone, c.external_ref) if v and v != ERASED_TEXT}
-        identities = list(await session.execute(select(SocialIdentity.id, SocialIdentity.platform,
-                                                       SocialIdentity.handle_key, SocialIdentity.handle).where(
-            SocialIdentity.customer_id == c.id)))
-        found.identity_ids = {i.id for i in identities}
-        found.customer_ids = {c.id}
-        match = [Author.customer_id == c.id]
-        for i in identities:
-            if i.handle_key.startswith("id:"):
-                match.append(and_(Author.platform == i.platform, Author.platform_user_id == i.handle_key[3:]))
-            else:
-                match.append(and_(Author.platform == i.platform, _handle_is(i.handle_key)))
-            found.values |= {i.handle_key.removeprefix("id:"), i.handle or ""}
-        await _add_authors(session, found, or_(*match))
-        return found
-    platform, key, uid = subject.platform, subject.handle_key, subject.user_id
-    found.values |= {v for v in (key, uid) if v}
-    await _add_authors(session, found, and_(Author.platform == platform, _handle_is(key)) if key else
-                       and_(Author.platform == platform, or_(Author.platform_user_id == uid, Author.author_key == uid)))
-    uids = {uid} if uid else set()
-    handles = {key} if key else set()
-    for a in (await session.execute(select(Author.platform_user_id, Author.handle).where(
-            Author.id.in_(found.author_ids)))).all():
-        uids |= {a.platform_user_id} - {None}
-        handles |= {a.handle.lstrip("@").lower()} if a.handle else set()
-    if uids:  # the same account seen with and without its id
-        await _add_authors(session, found, and_(Author.platform == platform, Author.platform_user_id.in_(uids)))
-    found.identity_ids = set(await session.scalars(select(SocialIdentity.id).where(
-        SocialIdentity.platform == platform, or_(SocialIdentity.handle_key.in_(handles | {f"id:{u}" for u in uids}),
-                                                 SocialIdentity.platform_user_id.in_(uids)))))
-    found.values |= uids | handles
-    if secret:
-        found.keys = {subject_key(secret, platform, "handle", h) for h in handles} | \
-                     {subject_key(secret, platform, "id", u) for u in uids}
-    if not found.author_ids and not found.identity_ids:
-        if found.keys and await _erased_before(session, found.keys):
-            found.erased_before = True
-            return found
-        raise UnknownSubject(f"nothing on record for {'user id ' + uid if uid else '@' + (key or '')} on {platform}")
-    return found
-
-
-def _handle_is(key: str) -> Any:
-    return or_(func.lower(func.ltrim(Author.handle, "@")) == key, Author.author_key == f"@{key}")
-
-
-async def _add_authors(session: AsyncSession, found: Found, where: Any) -> None:
-    rows = (await session.execute(select(Author.id, Author.customer_id, Author.handle, Author.display_name,
-                                         Author.platform_user_id).where(where))).all()
-    found.author_ids |= {a.id for a in rows}
-    found.customer_ids |= {a.customer_id for a in rows if a.customer_id}
-    found.values |= {v for a in rows for v in (a.handle, a.display_name, a.platform_user_id) if v}
-
-
-async def _erased_before(session: AsyncSession, keys: set[str]) -> bool:
-    for details in await session.scalars(select(AuditEvent.details).where(AuditEvent.action == "privacy.erased")):
-        if keys & set((details or {}).get("subject_keys") or []):
-            return True
-    return False
-
-
-async def erase(db: Any, subject: Subject, *, actor: str, reason: str, dry_run: bool = False,
-                secret: str | None = None) -> Counter:
-    """Erase everything about one person in one transaction (rolled back with ``dry_run``: the
-    counts are what would change). Returns the counts per kind; :class:`UnknownSubject`."""
-    counts: Counter = Counter()
-    async with db.session() as session:
-        found = await find_subject(session, subject, secret)
-        # FOR UPDATE (PostgreSQL): a stage's write about one of these posts (its foreign-key check)
-        # waits for this transaction, or this one for the stage's (see respect_erasure)
-        mention_ids = list(await session.scalars(select(Mention.id).where(
-            Mention.author_id.in_(found.author_ids)).with_for_update())) if found.author_ids else []
-        case_where = [Case.author_id.in_(found.author_ids)]
-        if found.customer is not None:
-            case_where.append(Case.customer_id == found.customer.id)
-        case_ids = list(await session.scalars(select(Case.id).where(or_(*case_where))))
-        await erase_posts(session, mention_ids, counts)
-        await erase_cases(session, case_ids, counts)
-        if found.customer_ids and mention_ids:  # the threads they wrote in no longer name their customer
-            for ids in chunks(mention_ids):
-                counts["conversation_links"] += (await session.execute(update(Conversation).where(
-                    Conversation.customer_id.in_(found.customer_ids),
-                    Conversation.id.in_(select(Mention.conversation_id).where(Mention.id.in_(ids))))
-                    .values(customer_id=None))).rowcount
-        if found.customer is not None:
-            counts["conversation_links"] += (await session.execute(update(Conversation).where(
-                Conversation.customer_id == found.customer.id).values(customer_id=None))).rowcount
-            counts["sessions_revoked"] += (await session.execute(update(CustomerSession).where(
-                CustomerSession.customer_id == found.customer.id).values(
-                customer_id=None, revoked_at=func.coalesce(CustomerSession.revoked_at, utcnow())))).rowcount
-            await erase_customer(session, found.customer, counts)
-        await anonymise_authors(session, found.author_ids, counts)
-        if found.identity_ids:
-            counts["identities"] += (await session.execute(delete(SocialIdentity).where(
-                SocialIdentity.id.in_(found.identity_ids)))).rowcount
-        for ids in chunks(mention_ids):
-            await stub_deliveries(session, delivered("mention_id").in_(ids), counts)
-        for ids in chunks(case_ids):
-            await stub_deliveries(session, delivered("case_id").in_(ids), counts)
-        counts = Counter({k: v for k, v in counts.items() if v})
-        if dry_run:
-            await session.rollback()
-            return counts
-        record(session, actor, "privacy.erased", "customer" if found.customer else "author",
-               found.customer.id if found.customer else min(found.author_ids, default=None),
-               reason=without(reason, found.values), mode=_mode(subject), platform=subject.platform,
-               author_ids=sorted(found.author_ids), case_ids=sorted(case_ids), counts=dict(counts),
-               erased_before=found.erased_before, subject_keys=sorted(found.keys))
-        await session.commit()
-    return counts
-
-
-def _mode(subject: Subject) -> str:
-    return "customer" if subject.customer_id is not None else "handle" if subject.handle else "user_id"

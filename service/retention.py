@@ -1,11 +1,14 @@
 """The retention purge (``retention_days``): content older than the cutoff is erased the way
-:mod:`service.privacy` erases one person's, in batches, once a day in the web process.
+:mod:`service.erasure` erases one person's (with :mod:`service.privacy`), in batches, once a day in
+the web process.
 
 Posts created before the cutoff lose their content (labels kept for the digests); messages of cases
 resolved before it are erased; delivered or failed webhook deliveries older than it are deleted;
-authors with no newer post and no open case are anonymised. Open cases, the posts they hold and
-anything newer are never touched. Social identities and customer records are the brand's CRM data
-and the audit log is its own record: neither is purged by age.
+authors with no newer post and no open case are anonymised; given the bus, dead letters that failed
+before it are removed (:mod:`service.privacy_bus`; a bus that does not answer is logged and left
+for the next run). Open cases, the posts they hold and anything newer are never touched. Social
+identities and customer records are the brand's CRM data and the audit log is its own record:
+neither is purged by age.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from models import Author, Case, CaseMessage, Mention
 from models.base import utcnow
 from models.console import WebhookDelivery
 from models.mentions import ERASED_TEXT
+from service import privacy_bus
 from service.audit import record
+from service.bus import BusUnavailable
 from service.privacy import (
     CHUNK,
     ERASED_KEY,
@@ -86,10 +91,11 @@ async def purge_plan(db: Any, cutoff: datetime) -> dict[str, int]:
 
 
 async def purge(db: Any, cutoff: datetime, *, actor: str = "system", dry_run: bool = False,
-                batch_size: int = CHUNK, progress: Callable[[int], object] | None = None) -> Counter:
+                batch_size: int = CHUNK, progress: Callable[[int], object] | None = None, bus: Any = None) -> Counter:
     """Erase what is older than ``cutoff`` (see the module docstring), ``batch_size``
-    rows per transaction (rolled back with ``dry_run``); one audit event per run. Open cases,
-    the posts they hold and anything newer than the cutoff are never touched."""
+    rows per transaction (rolled back with ``dry_run``), and with ``bus`` (a started
+    :class:`service.bus.Bus`) the dead letters that failed before it; one audit event per run. Open
+    cases, the posts they hold and anything newer than the cutoff are never touched."""
     counts: Counter = Counter()
     work = {"posts": lambda s, ids: erase_posts(s, ids, counts, audit=False),
             "resolved_cases": lambda s, ids: _erase_case_messages(s, ids, cutoff, counts),
@@ -112,6 +118,12 @@ async def purge(db: Any, cutoff: datetime, *, actor: str = "system", dry_run: bo
         # the events still kept about a post erased now or before (a dry run counts those it would erase)
         await stub_deliveries(session, exists().where(Mention.id == delivered("mention_id"), or_(
             and_(Mention.deleted.is_(True), Mention.text == ERASED_TEXT), _post_due(cutoff))), counts)
+        if bus is not None:
+            try:
+                counts["dead_letters"] += await privacy_bus.remove(
+                    bus, await privacy_bus.failed_before(bus, cutoff), dry_run=dry_run)
+            except BusUnavailable as exc:
+                log.warning("retention purge: dead letters left for the next run (%s)", exc)
         counts = Counter({k: v for k, v in counts.items() if v})
         if dry_run:
             await session.rollback()
@@ -146,7 +158,7 @@ def install(app: Any, interval_s: float | None = None) -> None:
             return
 
         async def once() -> None:
-            counts = await purge(rt.db, cutoff_for(days))
+            counts = await purge(rt.db, cutoff_for(days), bus=rt.bus)
             log.info("retention purge (%d days): %s", days, dict(counts) or "nothing to do")
 
         state["stop"] = stop = asyncio.Event()

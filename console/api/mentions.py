@@ -26,10 +26,11 @@ from console.api.common import (
     query_int,
 )
 from console.auth import require
+from console.conversation import parse_tags
 from console.keys import PRINCIPAL, RUNTIME
 from console.queries import public_text
-from console.queue import dispatch, parse_tags
 from console.queue_data import QUEUE_LIMIT, clean_filters, queue_items
+from console.replies import dispatch
 from escalation.links import shown_without_links
 from models import (
     Author,
@@ -43,10 +44,13 @@ from models import (
     TriageResult,
 )
 from service.audit import record
+from service.privacy import CANCELLED, erased
+from service.privacy_actions import cancel_actions, perform_actions
 
 ACTIONS = ("hide", "unhide", "remove", "approve", "lock", "ban", "escalate", "resolve", "tag", "report")
 SETTLES_HOLD = {"approve": "approve", "unhide": "approve", "remove": "remove", "ban": "ban"}  # a pending hold's decision
 NEEDS_REASON = ("remove", "ban", "report")  # the reason goes to the author (remove, ban) or the moderators
+ERASED_MESSAGE = "this post was erased on a privacy request: nothing was done on the platform"
 IDEMPOTENCY_KEY = r"^[A-Za-z0-9_.:-]+$"
 # constraints in the type itself, so that the JSON Schema (and the OpenAPI description) carries them
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=IDEMPOTENCY_KEY),
@@ -212,6 +216,9 @@ async def post_action(request: web.Request) -> web.Response:
             result: dict[str, Any] = {"action": body.action, "mention_id": mention.id}
             if body.action in ("hide", "unhide", "remove", "approve", "lock", "ban"):
                 result.update(await _moderate(request, session, mention, body))
+                if result["status"] == CANCELLED:  # erased meanwhile: audited by id only, nothing said of it
+                    await session.commit()
+                    raise ApiError(410, ERASED_MESSAGE)
             elif body.action == "escalate":
                 from escalation.handoff import escalate_mention
 
@@ -246,12 +253,19 @@ async def post_action(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
+def _as_asked(platform: str, action: str) -> str:
+    """The connector is asked for the API's own action (``remove`` deletes a Discourse post)."""
+    return action
+
+
 async def _moderate(request: web.Request, session: Any, mention: Mention, body: ActionIn) -> dict[str, Any]:
     """Record the action (once per mention and action) and carry it out on the platform unless
-    the service runs in dry-run mode or no connector serves the platform."""
-    from listener.protocol import Action
-
+    the service runs in dry-run mode or no connector serves the platform. The row is committed
+    ``queued`` first and performed like every platform action (:mod:`service.privacy_actions`): at
+    most once, and ``cancelled`` if the post is erased meanwhile (status ``cancelled``, a 410)."""
     rt, p = request.app[RUNTIME], request[PRINCIPAL]
+    if erased(mention):
+        raise ApiError(410, ERASED_MESSAGE)
     if body.action in ("unhide", "approve") and await moderation.exposes_personal_data(session, mention):
         raise ApiError(409, moderation.EXPOSED)
     # Once per mention and action *since the last other action on it*: a retried "hide" is a repeat,
@@ -264,21 +278,22 @@ async def _moderate(request: web.Request, session: Any, mention: Mention, body: 
         return {"status": done.status, "moderation_action_id": done.id, "repeated": True}
     author = await session.get(Author, mention.author_id) if mention.author_id else None
     connector = {c.platform: c for c in rt.connectors}.get(mention.platform)
-    status, details = "done", {}
-    if rt.settings.dry_run or connector is None:
-        details["dry_run"] = True
-    else:
-        try:
-            res = await connector.perform(Action(
-                kind=body.action, platform=mention.platform, target_external_id=mention.external_id,
-                recipient_id=author.platform_user_id if author else None,
-                recipient_handle=author.handle if author else None, reason=body.reason or None))
-            status = "done" if res.ok else "failed"
-            if not res.ok:
-                details["error"] = str(res.error)[:500]
-        except Exception as exc:  # noqa: BLE001 - the platform's failure is reported, not raised
-            status, details["error"] = "failed", type(exc).__name__
-    if status == "done":
+    dry = rt.settings.dry_run or connector is None
+    row = ModerationAction(dedup_key=key, mention_id=mention.id, action=body.action, rule="api",
+                           reason=body.reason, actor=p.actor, status="queued", details={"dry_run": True} if dry else {})
+    session.add(row)
+    await session.flush()
+    if dry:  # recorded as done; cancelled instead if the post was erased since it was read
+        if await cancel_actions(session, [row.id]):
+            return {"status": CANCELLED}
+        row.status = "done"
+    else:  # a concurrent twin fails this commit (IntegrityError: 409) and performs nothing
+        await session.commit()
+        await perform_actions(rt.db, {mention.platform: connector}, [row.id], dry_run=False, kind_of=_as_asked)
+        await session.refresh(row)
+        if row.status == CANCELLED:
+            return {"status": CANCELLED}
+    if row.status == "done":
         if body.action in ("hide", "remove"):
             mention.hidden = True
         elif body.action in ("unhide", "approve"):
@@ -288,11 +303,8 @@ async def _moderate(request: web.Request, session: Any, mention: Mention, body: 
         if body.action in SETTLES_HOLD:  # the bot decided what a moderator was asked to: the hold is done
             for hold in await moderation.pending_holds(session, mention.id):
                 moderation.mark_reviewed(hold, SETTLES_HOLD[body.action], p.actor)
-    row = ModerationAction(dedup_key=key, mention_id=mention.id, action=body.action, rule="api",
-                           reason=body.reason or body.action, actor=p.actor, status=status, details=details)
-    session.add(row)
-    await session.flush()
-    return {"status": status, "moderation_action_id": row.id, "repeated": False, **details}
+    details = {k: v for k, v in (row.details or {}).items() if k in ("dry_run", "error")}
+    return {"status": row.status, "moderation_action_id": row.id, "repeated": False, **details}
 
 
 QUEUE_FILTERS = ("channel", "issue_type", "sentiment", "sensitivity")

@@ -134,7 +134,8 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "Bad request (a parameter outside its range or vocabulary, or one the endpoint does not take)",
             401: "Authentication required", 403: "Forbidden (role, scope or CSRF)", 404: "Not found",
-            409: "Conflict", 415: "Body is not JSON", 422: "Invalid body (`details` names each problem)"}
+            409: "Conflict", 410: "Gone: the post was erased on a privacy request (nothing was done on the platform)",
+            415: "Body is not JSON", 422: "Invalid body (`details` names each problem)"}
     return {str(c): _json(_ref("Error"), text[c]) for c in codes}
 
 
@@ -218,7 +219,10 @@ def spec(base_url: str = "/") -> dict[str, Any]:
             f"Act on a mention: {', '.join(ACTIONS)} (`report` holds it for the moderators with `reason` "
             f"as the note; {', '.join(NEEDS_REASON)} need a reason)", "actions:write",
             {"200": _json(_ref("ActionResult"))}, params=[ID],
-            body=action_body(), errors=(400, 401, 403, 404, 409, 415, 422))},
+            description="hide, unhide, remove, approve, lock and ban on a post erased on a privacy request, "
+                        "before or while the action is carried out, answer 410: the action is `cancelled`, "
+                        "never sent to the platform.",
+            body=action_body(), errors=(400, 401, 403, 404, 409, 410, 415, 422))},
         "/api/v1/queue": {"get": _op(
             "The agent queue, in priority and SLA order", "mentions:read", {
                 "200": _json(_obj(items=_list(_ref("QueueItem")), limit=INT, offset=INT,

@@ -97,6 +97,12 @@ class Bus(ABC):
         """Put a dead letter back on its topic (attempts reset) and remove it from the dead-letter
         stream. False when there is no such dead letter."""
 
+    @abstractmethod
+    async def delete_dead_letters(self, ids: list[str]) -> int:
+        """Remove these dead letters for good, without retrying them: their payloads can hold whole
+        posts, and an erasure or the retention purge wants them gone. Unknown ids are skipped;
+        returns how many went."""
+
     async def ping(self) -> bool:
         """True when the backend answers (readiness)."""
         return True

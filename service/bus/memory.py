@@ -229,6 +229,9 @@ class InProcessBus(Bus):
         await self._notify(t)
         return True
 
+    async def delete_dead_letters(self, ids: list[str]) -> int:
+        return sum(self._dead.pop(i, None) is not None for i in dict.fromkeys(ids))
+
     @staticmethod
     async def _notify(t: _Topic) -> None:
         async with t.changed:

@@ -347,6 +347,14 @@ class RedisStreamsBus(Bus):
                                                             args=args, client=c))
         return new_id is not None
 
+    async def delete_dead_letters(self, ids: list[str]) -> int:
+        valid = [i for i in dict.fromkeys(ids) if isinstance(i, str) and ENTRY_ID.match(i)]
+        removed = 0
+        for start in range(0, len(valid), CHUNK):
+            chunk = valid[start:start + CHUNK]
+            removed += int(await self._call("delete dead letters",
+                                            lambda c, chunk=chunk: c.xdel(self.dead_stream, *chunk)))
+        return removed
 
 
 def _s(value: Any) -> str:

@@ -1,4 +1,10 @@
-"""`socialcare privacy erase|purge`: one person's erasure on request, and the retention purge."""
+"""`socialcare privacy erase|export|purge`: one person's erasure or data export on request, and the
+retention purge.
+
+With the Redis bus the erasure and the purge reach its dead letters (:mod:`service.privacy_bus`;
+the export does not read them). The in-process bus lives inside ``socialcare run``: a command
+cannot reach it, so the erasure says so.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,26 @@ from collections import Counter
 
 import click
 
+IN_PROCESS_NOTE = ("dead letters not checked: the in-process bus (SOCIALCARE_BUS=inprocess) keeps them in the "
+                   "memory of the running `socialcare run`, where no command lists or retries them; they go "
+                   "when it stops, or with its retention purge")
+
 
 def _db(settings):  # noqa: ANN001, ANN202
     from models.db import Database
 
     return Database.from_settings(settings)
+
+
+async def _bus(settings):  # noqa: ANN001, ANN202
+    """The Redis bus the settings name, started; None for the in-process one (out of reach)."""
+    if settings.bus != "redis":
+        return None
+    from service.bus import make_bus
+
+    bus = make_bus(settings)
+    await bus.start()
+    return bus
 
 
 def _summary(counts: Counter) -> str:
@@ -21,7 +42,7 @@ def _summary(counts: Counter) -> str:
 
 @click.group()
 def privacy() -> None:
-    """Personal data: erase one person's data on request, purge what is older than the retention period."""
+    """Personal data: erase or export one person's data on request, purge what is older than the retention period."""
 
 
 @privacy.command("erase")
@@ -36,9 +57,41 @@ def privacy() -> None:
 @click.pass_obj
 def erase(settings, platform: str | None, handle: str | None, user_id: str | None,  # noqa: ANN001
           customer_id: int | None, reason: str, actor: str, dry_run: bool) -> None:
-    """Erase everything about one person (posts' content, replies, cases, identity) in one transaction."""
-    from service.privacy import Subject, UnknownSubject
-    from service.privacy import erase as run_erase
+    """Erase everything about one person (posts' content, replies, cases, identity, dead letters) in one transaction."""
+    from service.bus import BusUnavailable
+    from service.erasure import UnknownSubject
+    from service.erasure import erase as run_erase
+
+    subject = _subject(platform, handle, user_id, customer_id)
+    if not reason.strip():
+        raise click.UsageError("--reason is empty")
+
+    async def go() -> Counter:
+        db, bus = _db(settings), None
+        try:
+            await db.upgrade()
+            bus = await _bus(settings)
+            return await run_erase(db, subject, actor=actor, reason=reason.strip(), dry_run=dry_run,
+                                   secret=settings.secret("secret_key"), bus=bus)
+        finally:
+            if bus is not None:
+                await bus.close()
+            await db.close()
+
+    try:
+        counts = asyncio.run(go())
+    except UnknownSubject as exc:
+        raise click.ClickException(f"no such subject: {exc}") from None
+    except BusUnavailable as exc:
+        raise click.ClickException(f"{exc}: nothing was erased, run it again") from None
+    click.echo(f"{'dry run, would erase' if dry_run else 'erased'}: {_summary(counts)}")
+    if settings.bus != "redis":
+        click.echo(IN_PROCESS_NOTE, err=True)
+
+
+def _subject(platform: str | None, handle: str | None, user_id: str | None, customer_id: int | None):  # noqa: ANN202
+    """The person named as ``erase`` and ``export`` name them; a usage error when it is unclear."""
+    from service.erasure import Subject
 
     if customer_id is not None and (platform or handle or user_id):
         raise click.UsageError("give either --customer, or --platform with --handle or --user-id")
@@ -47,24 +100,79 @@ def erase(settings, platform: str | None, handle: str | None, user_id: str | Non
             raise click.UsageError("name the subject: --platform P with --handle H or --user-id ID, or --customer ID")
         if handle is not None and not handle.strip().lstrip("@"):
             raise click.UsageError("--handle is empty")
+    return Subject(platform=platform, handle=handle, user_id=user_id, customer_id=customer_id)
+
+
+@privacy.command("export")
+@click.option("--platform", default=None, help="The platform of the account (x, reddit, discourse...).")
+@click.option("--handle", default=None, help="The account's handle, with or without '@' (case-insensitive).")
+@click.option("--user-id", default=None, help="The account's user id on the platform.")
+@click.option("--customer", "customer_id", type=click.IntRange(1), default=None,
+              help="A customer record id: the record and every account linked to it.")
+@click.option("--reason", required=True, help="Why (the request's reference); kept in the audit log.")
+@click.option("--actor", default="cli", show_default=True, help="Who runs the export (the audit log's actor).")
+@click.option("--out", "out", type=click.Path(dir_okay=False, writable=True, allow_dash=True), default="-",
+              show_default=True, help="The JSON file to write (created readable by its owner only); '-' for stdout.")
+@click.pass_obj
+def export(settings, platform: str | None, handle: str | None, user_id: str | None,  # noqa: ANN001
+           customer_id: int | None, reason: str, actor: str, out: str) -> None:
+    """Export everything held about one person as one JSON document (GDPR art. 15, the right of access).
+
+    Their accounts, customer record, posts with their triage and routing, the replies sent to them,
+    moderation actions on their posts, cases and case messages, secure links issued (never a token)
+    and the audit entries about them (who viewed their record, when and why). Never other people's
+    data. The export is audited (privacy.exported: the actor, the reason and counts, no content).
+    A person erased before exports as what remains. An unknown subject exits 1.
+    """
+    import json
+    import os
+
+    from service.erasure import UnknownSubject
+    from service.privacy_export import export as run_export
+    from service.privacy_export import json_default
+
+    subject = _subject(platform, handle, user_id, customer_id)
     if not reason.strip():
         raise click.UsageError("--reason is empty")
-    subject = Subject(platform=platform, handle=handle, user_id=user_id, customer_id=customer_id)
+    if out != "-" and not os.access(os.path.dirname(os.path.abspath(out)), os.W_OK):
+        raise click.BadParameter(f"cannot write in the folder of {out}", param_hint="--out")
 
-    async def go() -> Counter:
+    async def go() -> dict:
         db = _db(settings)
         try:
             await db.upgrade()
-            return await run_erase(db, subject, actor=actor, reason=reason.strip(), dry_run=dry_run,
-                                   secret=settings.secret("secret_key"))
+            return await run_export(db, subject, actor=actor, reason=reason.strip(),
+                                    secret=settings.secret("secret_key"))
         finally:
             await db.close()
 
     try:
-        counts = asyncio.run(go())
+        doc = asyncio.run(go())
     except UnknownSubject as exc:
         raise click.ClickException(f"no such subject: {exc}") from None
-    click.echo(f"{'dry run, would erase' if dry_run else 'erased'}: {_summary(counts)}")
+    text = json.dumps(doc, default=json_default, ensure_ascii=False, indent=2) + "\n"
+    if out == "-":
+        click.echo(text, nl=False)
+    else:
+        _write_private(out, text)
+    click.echo(f"exported{' (erased)' if doc['erased'] else ''}: {_summary(Counter(doc['counts']))}"
+               + ("" if out == "-" else f" to {out}"), err=out == "-")
+
+
+def _write_private(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a file readable by its owner only, renamed into place."""
+    import os
+
+    tmp = f"{path}.tmp-{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 @privacy.command("purge")
@@ -74,7 +182,7 @@ def erase(settings, platform: str | None, handle: str | None, user_id: str | Non
 @click.option("--dry-run", is_flag=True, help="Print what would be purged; change nothing.")
 @click.pass_obj
 def purge(settings, days: int | None, actor: str, dry_run: bool) -> None:  # noqa: ANN001
-    """Erase the content of posts, resolved cases' messages and webhook deliveries older than the retention period."""
+    """Erase the content of posts, resolved cases' messages, webhook deliveries and dead letters older than the retention period."""
     from tqdm import tqdm
 
     from service.retention import cutoff_for, purge_plan
@@ -86,13 +194,16 @@ def purge(settings, days: int | None, actor: str, dry_run: bool) -> None:  # noq
     cutoff = cutoff_for(days)
 
     async def go() -> Counter:
-        db = _db(settings)
+        db, bus = _db(settings), None
         try:
             await db.upgrade()
+            bus = await _bus(settings)
             total = sum((await purge_plan(db, cutoff)).values())
             with tqdm(total=total, desc="purge", unit=" rows", file=sys.stderr, disable=None) as bar:
-                return await run_purge(db, cutoff, actor=actor, dry_run=dry_run, progress=bar.update)
+                return await run_purge(db, cutoff, actor=actor, dry_run=dry_run, progress=bar.update, bus=bus)
         finally:
+            if bus is not None:
+                await bus.close()
             await db.close()
 
     counts = asyncio.run(go())

@@ -4,7 +4,7 @@ Every row it writes has a natural de-duplication key (reply ``dedup_key``, one c
 mention, one copy of a customer's post per case, one moderation action per key), so a redelivered
 message changes nothing. Replies and moderation actions are committed before they are performed;
 :mod:`service.dispatch` sends replies at most once and :func:`community.moderation.execute` performs
-platform actions once.
+platform actions once, neither for a post erased meanwhile (:mod:`service.privacy_actions`).
 Automatic answers pass the reply bot's gates (:mod:`community.replybot`) or become suggestions.
 
 Decisions, posts and scores are read as the few columns acting needs (not whole rows, not triage's
@@ -36,6 +36,7 @@ from service.audit import record
 from service.bus import Envelope
 from service.dispatch import Dispatcher, pending_replies
 from service.privacy import respect_erasure
+from service.privacy_actions import perform_actions
 from service.stages.base import Outgoing, StageContext
 from triage.pii import redact
 
@@ -100,8 +101,8 @@ class ActStage:
                 if attempt == 2:
                     raise
         if to_perform:  # first: a post exposing personal data is hidden before anything is said
-            await moderation.execute(self.ctx.db, self.ctx.connectors, to_perform, dry_run=self.ctx.settings.dry_run,
-                                     dry_run_channels={p for p in self.ctx.connectors if self.policy(p).dry_run})
+            await perform_actions(self.ctx.db, self.ctx.connectors, to_perform, dry_run=self.ctx.settings.dry_run,
+                                  dry_run_channels={p for p in self.ctx.connectors if self.policy(p).dry_run})
         await self.dispatcher.deliver(to_send)
         return []
 

@@ -263,3 +263,54 @@ def test_a_post_already_redacted_is_shown_whole_not_cut_by_the_original_spans():
     # personal data added to a redacted text (an edit) is still found afresh
     edited = stored + ", or call 0161 496 0000"
     assert "0161" not in moderation.shown_text(Mention(text=edited), tri)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_two_executors_at_once_perform_an_action_once(request, backend, tmp_path):
+    """An executor claims the row (``queued`` to ``sending``, one conditional statement) before it
+    looks any further: a second executor, in another process, that reads the row meanwhile finds it
+    taken, and the platform is asked once. Either may win; the row ends ``done`` once."""
+    import asyncio
+    import threading
+
+    from listener.protocol import NormalizedMention
+    from models.db import Database
+    from tests.community.conftest import T0, RecordingConnector
+
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "postgres_url")
+    db = Database(url)
+    await db.upgrade()
+    reddit = RecordingConnector("reddit")
+    try:
+        async with db.session() as s:
+            from listener.ingest import ingest_batch
+
+            [res] = await ingest_batch(s, [NormalizedMention(platform="reddit", external_id="t3_x", text="spam",
+                                                             created_at=T0, author_handle="spammer")])
+            row = await moderation.add_action(s, "t:hide", await s.get(Mention, res.mention_id), "hide", "spam",
+                                              rule="t")
+            await s.commit()
+            action_id = row.id
+
+        class SecondExecutor(frozenset):  # consulted by the first executor once it has the row in hand
+            def __contains__(self, platform: object) -> bool:
+                if not getattr(self, "done", False):
+                    self.done = True
+                    thread = threading.Thread(target=asyncio.run, args=(self.run(),))
+                    thread.start()
+                    thread.join()
+                return False
+
+            async def run(self) -> None:
+                other = Database(url)
+                try:
+                    await moderation.execute(other, {"reddit": reddit}, [action_id], dry_run=False)
+                finally:
+                    await other.close()
+
+        await moderation.execute(db, {"reddit": reddit}, [action_id], dry_run=False, dry_run_channels=SecondExecutor())
+        assert reddit.kinds() == ["remove"]
+        async with db.session() as s:
+            assert (await s.get(ModerationAction, action_id)).status == "done"
+    finally:
+        await db.close()

@@ -130,6 +130,17 @@ async def test_reply_and_each_kind_of_action_answer_as_described(app_client, run
     assert status == 200 and case["id"] == esc["case_id"]
 
 
+async def test_an_action_on_an_erased_post_answers_410_as_described(app_client, runtime, described):
+    from service.erasure import Subject, erase
+
+    m = await add_mention(runtime, "hide me, I am Dora Vale", handle="dora_v")
+    await erase(runtime.db, Subject(platform="x", handle="dora_v"), actor="dpo", reason="privacy request")
+    h = bearer(await bot_token(runtime, "mod", ["actions:write"]))
+    status, body = await call(app_client, described, "POST", f"/api/v1/mentions/{m.id}/actions",
+                              "/api/v1/mentions/{id}/actions", json={"action": "hide"}, headers=h)
+    assert status == 410 and "erased" in body["error"]["message"]
+
+
 def test_the_description_documents_headers_patterns_required_reasons_and_errors():
     from console.api.openapi import SCHEMAS, spec
 

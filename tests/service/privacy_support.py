@@ -16,6 +16,7 @@ from listener.ingest import ingest_batch
 from listener.protocol import ActionResult, NormalizedMention
 from models import Base, Mention, TriageResult
 from service.bus import Envelope
+from service.pipeline import ingest_key
 from service.settings import load_settings
 from service.stages.act import ActStage
 from service.stages.base import StageContext
@@ -115,3 +116,31 @@ def found_in(tables: dict[str, list[str]], value: str) -> list[str]:
     """The tables (and rows) where ``value`` (case-insensitive) appears."""
     value = value.lower()
     return [f"{name}: {row[:200]}" for name, rows in tables.items() for row in rows if value in row]
+
+
+# --- dead letters -------------------------------------------------------------------------------
+async def bury(bus: Any, topic: str, key: str, payload: dict) -> None:
+    """Dead-letter one message the way a stage that keeps failing does (``max_deliveries`` 1)."""
+    await bus.ensure_group(topic, topic)
+    await bus.publish(topic, payload, key)
+    [env] = await bus.read(topic, topic, "worker", 10, 0)
+    assert await bus.fail(topic, topic, env, "RuntimeError: broke")
+
+
+async def bury_posts(bus: Any, *posts: NormalizedMention) -> list[str]:
+    """Posts dead-lettered on the ingest topic, payloads as connectors submit them; their keys."""
+    keys = []
+    for nm in posts:
+        keys.append(ingest_key(nm))
+        await bury(bus, "ingest", keys[-1], {"mention": nm.to_dict(), "t0": 1.0})
+    return keys
+
+
+def delete_redis_keys(redis_url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"{prefix}:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()

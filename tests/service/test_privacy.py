@@ -1,4 +1,4 @@
-"""service.privacy and service.retention on SQLite and PostgreSQL: one person's erasure, the retention purge.
+"""service.erasure, service.privacy and service.retention on SQLite and PostgreSQL: one person's erasure, the retention purge.
 
 The data is made the way the service makes it (ingest, the route and act stages, the case chat, a
 moderator's report, the outgoing-webhook scanner), then every column of every table is searched for
@@ -39,10 +39,10 @@ from models.base import utcnow
 from models.console import WebhookDelivery, WebhookSubscription
 from models.db import Database
 from models.mentions import ERASED_TEXT
-from service import privacy, retention
+from service import erasure, privacy, retention
 from service.audit import record
 from service.bus import Envelope
-from service.privacy import Subject, UnknownSubject
+from service.erasure import Subject, UnknownSubject
 from service.stages.base import StageContext
 from service.stages.triage import TriageStage
 from triage.protocol import PiiSpan, Score, TriageOutput
@@ -131,7 +131,7 @@ async def test_erasing_a_customer_leaves_their_words_and_names_in_no_table_and_k
     async with world.db.session() as s:
         assert [i.mention_id for i in await queue_items(s)] == [ids["billing"]]
 
-    counts = await privacy.erase(world.db, Subject(customer_id=ids["maria"]), actor="dpo",
+    counts = await erasure.erase(world.db, Subject(customer_id=ids["maria"]), actor="dpo",
                                  reason="GDPR request from maria.lopez@example.com, ticket 42", secret=SECRET_KEY)
 
     after = await dump(world.db)
@@ -180,7 +180,7 @@ async def test_erasing_a_customer_leaves_their_words_and_names_in_no_table_and_k
     assert positive2 and not any("zqx" in p or "erased" in p for p in positive2)
     assert not any("zqx" in t or "erased" in t for t in terms2)
 
-    again = await privacy.erase(world.db, Subject(customer_id=ids["maria"]), actor="dpo", reason="repeat")
+    again = await erasure.erase(world.db, Subject(customer_id=ids["maria"]), actor="dpo", reason="repeat")
     assert again == Counter()
     assert {k: v for k, v in (await dump(world.db)).items() if k != "audit_events"} == \
         {k: v for k, v in after.items() if k != "audit_events"}
@@ -189,7 +189,7 @@ async def test_erasing_a_customer_leaves_their_words_and_names_in_no_table_and_k
 async def test_a_redelivered_or_edited_copy_of_an_erased_post_stays_erased_and_brings_back_no_author(world):
     original = world.post("zqxalpha my account was hacked", author="MariaL", name="Maria Lopez", user_id="id-marial")
     mention_id = await world.ingest(original)
-    await privacy.erase(world.db, Subject(platform="x", handle="@MARIAL"), actor="dpo", reason="request")
+    await erasure.erase(world.db, Subject(platform="x", handle="@MARIAL"), actor="dpo", reason="request")
     edited = world.post("zqxalpha edited", author="MariaL", name="Maria Lopez", user_id="id-marial")
     edited.external_id, edited.edited_at = original.external_id, T0 + timedelta(days=1)
     async with world.db.session() as s:
@@ -202,7 +202,7 @@ async def test_a_redelivered_or_edited_copy_of_an_erased_post_stays_erased_and_b
 
 async def test_erasing_an_account_by_handle_leaves_the_same_person_elsewhere_and_recognises_a_repeat(world):
     ids = await populate(world)
-    counts = await privacy.erase(world.db, Subject(platform="x", handle="@mariaL"), actor="dpo", reason="request",
+    counts = await erasure.erase(world.db, Subject(platform="x", handle="@mariaL"), actor="dpo", reason="request",
                                  secret=SECRET_KEY)
     assert counts["posts"] == 4 and counts["authors"] == 1 and counts["identities"] == 1
     async with world.db.session() as s:
@@ -213,19 +213,19 @@ async def test_erasing_an_account_by_handle_leaves_the_same_person_elsewhere_and
         assert case.customer_id is None  # her X case no longer points to her record
     tables = await dump(world.db)
     assert found_in(tables, "zqxalpha") == [] and found_in(tables, "id-marial") == []
-    again = await privacy.erase(world.db, Subject(platform="x", user_id="id-marial"), actor="dpo", reason="again",
+    again = await erasure.erase(world.db, Subject(platform="x", user_id="id-marial"), actor="dpo", reason="again",
                                 secret=SECRET_KEY)
     assert again == Counter()
     with pytest.raises(UnknownSubject):  # without the key nothing on record shows it was ever here
-        await privacy.erase(world.db, Subject(platform="x", handle="MariaL"), actor="dpo", reason="again")
+        await erasure.erase(world.db, Subject(platform="x", handle="MariaL"), actor="dpo", reason="again")
 
 
 async def test_a_dry_run_changes_nothing_and_counts_what_the_erasure_then_changes(world):
     ids = await populate(world)
     before = await dump(world.db)
-    planned = await privacy.erase(world.db, Subject(customer_id=ids["maria"]), actor="dpo", reason="r", dry_run=True)
+    planned = await erasure.erase(world.db, Subject(customer_id=ids["maria"]), actor="dpo", reason="r", dry_run=True)
     assert await dump(world.db) == before
-    assert planned == await privacy.erase(world.db, Subject(customer_id=ids["maria"]), actor="dpo", reason="r")
+    assert planned == await erasure.erase(world.db, Subject(customer_id=ids["maria"]), actor="dpo", reason="r")
 
 
 async def test_an_unknown_subject_is_an_error_that_changes_nothing(world):
@@ -234,7 +234,7 @@ async def test_an_unknown_subject_is_an_error_that_changes_nothing(world):
     for subject in (Subject(platform="x", handle="nobody"), Subject(platform="reddit", handle="MariaL"),
                     Subject(platform="x", user_id="404"), Subject(customer_id=999)):
         with pytest.raises(UnknownSubject):
-            await privacy.erase(world.db, subject, actor="dpo", reason="r", secret=SECRET_KEY)
+            await erasure.erase(world.db, subject, actor="dpo", reason="r", secret=SECRET_KEY)
     assert await dump(world.db) == before
 
 
@@ -257,7 +257,7 @@ async def test_triage_that_read_a_post_before_its_erasure_does_not_write_its_wor
         model_version = "test"
 
         async def score_batch(self, items):
-            await privacy.erase(world.db, Subject(platform="x", handle="MariaL"), actor="dpo", reason="r")
+            await erasure.erase(world.db, Subject(platform="x", handle="MariaL"), actor="dpo", reason="r")
             return [_output(i.text.split()) for i in items]
 
     stage = TriageStage(StageContext(settings=world.settings, db=world.db, triager=ErasedMeanwhile()))
@@ -275,7 +275,7 @@ async def test_act_on_a_decision_made_before_the_erasure_sends_nothing_and_keeps
     mid = await w.ingest(w.post("zqxreset how do I reset my password", author="MariaL", name="Maria Lopez",
                                 user_id="id-marial"), issue="account_access")
     await w.route.handle([Envelope(id="1", topic="route", key=f"m:{mid}", payload={"mention_id": mid})])
-    await privacy.erase(db, Subject(platform="x", handle="MariaL"), actor="dpo", reason="r")
+    await erasure.erase(db, Subject(platform="x", handle="MariaL"), actor="dpo", reason="r")
     await w.act.handle([Envelope(id="1", topic="act", key=f"m:{mid}", payload={"mention_id": mid})])
     assert [a.kind for a in x.calls if a.kind in ("public_reply", "private_message")] == []
     async with db.session() as s:

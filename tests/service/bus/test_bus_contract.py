@@ -223,6 +223,24 @@ async def test_dead_letters_are_listed_oldest_first_per_topic_and_limited(bus):
     assert await bus.dead_letters("ingest") == []
 
 
+async def test_deleted_dead_letters_are_gone_for_good_and_only_they(open_bus):
+    a, b = await open_bus(), await open_bus()
+    await a.ensure_group(T, G)
+    for key in ("d1", "d2", "d3"):
+        await a.publish(T, {"text": f"secret {key}"}, key)
+    for _ in range(MAX_DELIVERIES):
+        for env in await drain(a):
+            await a.fail(T, G, env, "bug")
+    d1, d2, d3 = await a.dead_letters()
+    assert await a.delete_dead_letters([]) == 0
+    assert await a.delete_dead_letters([d1.id, d3.id, d1.id, "no-such-id", "999-0"]) == 2  # unknown ids skipped
+    assert [d.key for d in await b.dead_letters()] == ["d2"]  # every handle sees it
+    assert await b.delete_dead_letters([d1.id]) == 0 and await b.retry_dead_letter(d3.id) is False
+    assert await drain(a) == []  # removed, not retried
+    results = await asyncio.gather(a.delete_dead_letters([d2.id]), b.delete_dead_letters([d2.id]))
+    assert sorted(results) == [0, 1] and await a.dead_letters() == []
+
+
 async def test_a_blocking_read_wakes_up_as_soon_as_a_message_is_published(open_bus):
     reader, writer = await open_bus(), await open_bus()
     await reader.ensure_group(T, G)

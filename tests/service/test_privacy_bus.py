@@ -1,0 +1,131 @@
+"""Dead letters under erasure and retention (service.privacy_bus), on the in-process bus and a real
+Redis: an ingest letter keeps the whole post, so the person's go with them (matched by handle, user
+id or post), as do later stages' letters about their posts; everyone else's stay; a dry run only
+counts; the purge removes the letters that failed before its cutoff."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+
+import pytest
+from privacy_support import SECRET_KEY, T0, World, bury, bury_posts, delete_redis_keys, settings_for
+from sqlalchemy import select
+
+from listener.protocol import NormalizedMention
+from models import AuditEvent
+from models.base import utcnow
+from models.db import Database
+from service import retention
+from service.erasure import Subject, UnknownSubject, erase
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db(request):
+    database = Database(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url"))
+    await database.upgrade()
+    yield database
+    await database.close()
+
+
+@pytest.fixture(params=["inprocess", "redis"])
+async def bus(request):
+    """A started bus that dead-letters a message on its first failure."""
+    if request.param == "redis":
+        from service.bus.redis_streams import RedisStreamsBus
+
+        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("bus_prefix")
+        bus = RedisStreamsBus(url, prefix=prefix, max_deliveries=1)
+    else:
+        from service.bus.memory import InProcessBus
+
+        bus = InProcessBus(max_deliveries=1)
+    await bus.start()
+    yield bus
+    await bus.close()
+    if request.param == "redis":
+        delete_redis_keys(url, prefix)
+
+
+@pytest.fixture
+def world(db, tmp_path):
+    return World(db, settings_for(tmp_path, db.url))
+
+
+async def erased_event(db) -> AuditEvent:
+    async with db.session() as s:
+        return (await s.scalars(select(AuditEvent).where(AuditEvent.action == "privacy.erased")
+                                .order_by(AuditEvent.id))).first()
+
+
+async def test_erasure_removes_the_persons_dead_letters_and_no_one_elses(world, bus):
+    w = world
+    stored = w.post("zqxstored charged twice", author="MariaL", name="Maria Lopez", user_id="id-marial")
+    mid = await w.ingest(stored)
+    tom = w.post("tomword hello", author="tom_b")
+    tom_mid = await w.ingest(tom)
+    never_stored = w.post("zqxnever I live at 1 Main St", author="@MARIAL", name="Maria Lopez", user_id="id-marial")
+    renamed = w.post("zqxrenamed new handle, same account", author="maria_new", name="Maria L", user_id="id-marial")
+    deleted = NormalizedMention(platform="x", external_id=stored.external_id, text="", created_at=T0, event="delete")
+    other_platform = w.post("zqxdiscourse", author="MariaL", user_id="id-marial", platform="discourse")
+    keys = await bury_posts(bus, never_stored, renamed, deleted, tom, other_platform)
+    await bury(bus, "triage", f"m:{mid}", {"mention_id": mid, "t0": 1.0})
+    await bury(bus, "act", f"m:{tom_mid}", {"mention_id": tom_mid, "outcome": "ignore", "t0": 1.0})
+    before = await bus.dead_letters(limit=100)
+    assert len(before) == 7
+
+    planned = await erase(w.db, Subject(platform="x", handle="MariaL"), actor="dpo", reason="r", dry_run=True,
+                          secret=SECRET_KEY, bus=bus)
+    assert planned["dead_letters"] == 4 and await bus.dead_letters(limit=100) == before  # only counted
+
+    counts = await erase(w.db, Subject(platform="x", handle="MariaL"), actor="dpo", reason="r", secret=SECRET_KEY,
+                         bus=bus)
+    assert counts == planned and counts["posts"] == 1
+    left = await bus.dead_letters(limit=100)
+    assert sorted(d.key for d in left) == sorted([keys[3], keys[4], f"m:{tom_mid}"])  # Tom's; her Discourse account
+    assert not any("zqx" in json.dumps(d.payload) and d.payload["mention"]["platform"] == "x" for d in left)
+    event = await erased_event(w.db)
+    assert event.details["counts"]["dead_letters"] == 4 and event.details["dead_letters_checked"] is True
+
+    again = await erase(w.db, Subject(platform="x", user_id="id-marial"), actor="dpo", reason="r", secret=SECRET_KEY,
+                        bus=bus)
+    assert again == Counter() and len(await bus.dead_letters(limit=100)) == 3
+
+
+async def test_a_person_known_only_from_dead_letters_is_erased_there_and_recognised_after(world, bus):
+    w = world
+    await bury_posts(bus, w.post("zqxghost my phone is 555 0100", author="Ghost", user_id="id-ghost"),
+                     w.post("tomword", author="tom_b"))
+    with pytest.raises(UnknownSubject):  # without the bus, nothing on record
+        await erase(w.db, Subject(platform="x", handle="ghost"), actor="dpo", reason="r", secret=SECRET_KEY)
+    with pytest.raises(UnknownSubject):  # nor for someone the dead letters do not name
+        await erase(w.db, Subject(platform="x", handle="nobody"), actor="dpo", reason="r", secret=SECRET_KEY, bus=bus)
+
+    counts = await erase(w.db, Subject(platform="x", user_id="id-ghost"), actor="dpo", reason="asked by Ghost",
+                         secret=SECRET_KEY, bus=bus)
+    assert counts == Counter(dead_letters=1)
+    assert [d.payload["mention"]["author_handle"] for d in await bus.dead_letters()] == ["tom_b"]
+    event = await erased_event(w.db)
+    assert event.reason == "asked by [subject]" and event.details["subject_keys"]  # the id is hashed, not named
+    assert "id-ghost" not in json.dumps(event.details)
+    assert await erase(w.db, Subject(platform="x", user_id="id-ghost"), actor="dpo", reason="r",
+                       secret=SECRET_KEY, bus=bus) == Counter()  # erased before: nothing left, no error
+
+
+async def test_the_purge_removes_the_dead_letters_that_failed_before_its_cutoff(world, bus):
+    w = world
+    await bury_posts(bus, w.post("zqxold", author="ann"))
+    await asyncio.sleep(0.01)
+    cutoff = utcnow()
+    await asyncio.sleep(0.01)
+    [new] = await bury_posts(bus, w.post("keptnew", author="ben"))
+
+    planned = await retention.purge(w.db, cutoff, dry_run=True, bus=bus)
+    assert planned == Counter(dead_letters=1) and len(await bus.dead_letters()) == 2
+    counts = await retention.purge(w.db, cutoff, actor="cron", bus=bus)
+    assert counts == planned and [d.key for d in await bus.dead_letters()] == [new]
+    async with w.db.session() as s:
+        event = await s.scalar(select(AuditEvent).where(AuditEvent.action == "privacy.purged"))
+    assert event.details["counts"] == {"dead_letters": 1}
+    assert await retention.purge(w.db, cutoff, bus=bus) == Counter()
