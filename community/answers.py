@@ -58,6 +58,11 @@ class AnswerIndex:
     def template(self, name: str) -> Template | None:
         return next((t for t in self.templates if t.name == name), None)
 
+    def written_for(self, c: Candidate) -> frozenset[str]:
+        """The issue types a template or article candidate is written for (a community answer: none)."""
+        doc = self.template(c.ref) if c.kind == "template" else self.articles.get(c.ref) if c.kind == "article" else None
+        return frozenset(doc.issue_types or []) if doc is not None else frozenset()
+
     def best(self, issue_type: str, platform: str, issue_confidence: float) -> Candidate | None:
         """The cheap path: the template written for ``issue_type``, with triage's confidence."""
         key = (issue_type, platform)

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from community.incidents import IS_REPORT
+from community.incidents import REPORT_COLUMNS, SpikePolicy
 from community.templates import TemplateRenderError, choose_tone, render
 from escalation.public_guard import NEVER_PUBLIC
 from models import Author, Incident, IncidentMention, IncidentUpdate, Mention, Reply, Template, TriageResult
@@ -46,22 +46,24 @@ class IncidentError(ValueError):
     pass
 
 
-async def affected(session: AsyncSession, incident_id: int) -> list[tuple[Mention, Author | None]]:
+async def affected(session: AsyncSession, incident_id: int,
+                   policy: SpikePolicy) -> list[tuple[Mention, Author | None]]:
     """Each affected author's latest report in the incident (mentions without an author each
-    count alone). Only reports of the incident's type on its channel count (:data:`IS_REPORT`,
-    :mod:`community.incidents`), whatever joined before that rule: a thank-you or a post on
-    another platform is never told "we're on it". Hidden or deleted posts get no public reply."""
+    count alone). Only reports of the incident's type on its channel count (the detector's rule,
+    ``policy.is_report``), whatever joined before that rule: a thank-you or a post on another
+    platform is never told "we're on it". Hidden or deleted posts get no public reply."""
     rows = (await session.execute(
-        select(Mention, Author).join(IncidentMention, IncidentMention.mention_id == Mention.id)
+        select(Mention, Author, *REPORT_COLUMNS).join(IncidentMention, IncidentMention.mention_id == Mention.id)
         .join(Incident, Incident.id == IncidentMention.incident_id)
         .join(TriageResult, TriageResult.mention_id == Mention.id)
         .outerjoin(Author, Author.id == Mention.author_id)
         .where(IncidentMention.incident_id == incident_id, Mention.hidden.is_(False), Mention.deleted.is_(False),
-               Mention.platform == Incident.channel, TriageResult.issue_type == Incident.issue_type, IS_REPORT)
+               Mention.platform == Incident.channel, TriageResult.issue_type == Incident.issue_type)
         .order_by(Mention.created_at))).all()
     latest: dict[Any, tuple[Mention, Author | None]] = {}
-    for mention, author in rows:
-        latest[mention.author_id if mention.author_id is not None else f"m{mention.id}"] = (mention, author)
+    for mention, author, *report in rows:
+        if policy.is_report(*report):
+            latest[mention.author_id if mention.author_id is not None else f"m{mention.id}"] = (mention, author)
     return list(latest.values())
 
 
@@ -104,7 +106,7 @@ async def _existing_keys(session: AsyncSession, prefix: str) -> set[str]:
     return set(await session.scalars(select(Reply.dedup_key).where(Reply.dedup_key.startswith(prefix))))
 
 
-async def post_status(session: AsyncSession, incident: Incident, message: str, actor: str, *,
+async def post_status(session: AsyncSession, incident: Incident, message: str, actor: str, *, policy: SpikePolicy,
                       interval_minutes: float = 30.0, dry_run_channels: set[str] | frozenset[str] = frozenset(),
                       tone: str | None = None, now: datetime | None = None) -> tuple[IncidentUpdate, list[Reply]]:
     """Attach a status message and queue it for every affected author (see module doc)."""
@@ -127,7 +129,7 @@ async def post_status(session: AsyncSession, incident: Incident, message: str, a
     waiting = await _waiting(session, incident.id)
     body = await _body(session, "outage_status", tone)
     replies, skipped, refreshed = [], 0, 0
-    for mention, author in await affected(session, incident.id):
+    for mention, author in await affected(session, incident.id, policy):
         who = str(mention.author_id or "m" + str(mention.id))
         if who in waiting:  # not sent yet: it carries this newer status instead, unless just claimed
             done = await session.execute(sql_update(Reply).where(Reply.id == waiting[who].id, Reply.status == "queued")
@@ -152,9 +154,10 @@ async def post_status(session: AsyncSession, incident: Incident, message: str, a
     return update, replies
 
 
-async def close(session: AsyncSession, incident: Incident, actor: str, *, send_fixed: bool = True,
-                note: str | None = None, dry_run_channels: set[str] | frozenset[str] = frozenset(),
-                tone: str | None = None, now: datetime | None = None) -> tuple[IncidentUpdate, list[Reply]]:
+async def close(session: AsyncSession, incident: Incident, actor: str, *, policy: SpikePolicy,
+                send_fixed: bool = True, note: str | None = None,
+                dry_run_channels: set[str] | frozenset[str] = frozenset(), tone: str | None = None,
+                now: datetime | None = None) -> tuple[IncidentUpdate, list[Reply]]:
     """Close the incident; with ``send_fixed`` every affected author gets one "fixed" follow-up."""
     if incident.status != "open":
         raise IncidentError("the incident is already closed")
@@ -172,7 +175,7 @@ async def close(session: AsyncSession, incident: Incident, actor: str, *, send_f
             .execution_options(synchronize_session=False))
         body = await _body(session, "outage_fixed", tone)
         have = await _existing_keys(session, f"incident:{incident.id}:fixed:")
-        for mention, author in await affected(session, incident.id):
+        for mention, author in await affected(session, incident.id, policy):
             key = f"incident:{incident.id}:fixed:author:{mention.author_id or 'm' + str(mention.id)}"
             if key in have:
                 continue

@@ -9,14 +9,21 @@ the evening peak that comes every day is not an outage, and one past outage at t
 not hide the next one.
 
 Only reports count and join: a post triage gives the issue type with at least
-``REPORT_CONFIDENCE`` and that is not positive (praise and thanks that merely mention offline
-mode or "the app" are not outage reports). A report joins an open incident of its type on its own
-channel (an outage seen on X is answered on X; Reddit and Discourse have their own spikes) when it
-was written within the incident's time: no earlier than one window before it opened, and no later
-than ``quiet_after`` after the incident's latest report. An incident with no report for
-``quiet_after`` goes quiet: it stays open — only an agent closes it, choosing whether everyone
-gets the "fixed" follow-up, which an automatic close could not know — but collects nothing more,
-so a post days later is answered on its own, and a new spike opens a new incident.
+``report_confidence`` and that is not a thank-you (:mod:`community.reports`: praise and thanks
+that merely mention offline mode or "the app" are not outage reports; "thanks for nothing, app is
+down again" is). Who joins an incident, and so who is told "we're on it", is decided on that rule
+in full. The window a spike is judged on leaves thank-yous out by their words and sentiment, not
+the confidence kept in the scores document; the baselines over days of history read only the plain
+sentiment column (:data:`NOT_PRAISE`): parsing the document for every post of a week cost the route
+stage a third of its time.
+
+A report joins an open incident of its type on its own channel (an outage seen on X is answered on
+X; Reddit and Discourse have their own spikes) when it was written within the incident's time: no
+earlier than one window before it opened, and no later than ``quiet_after`` after the incident's
+latest report. An incident with no report for ``quiet_after`` goes quiet: it stays open — only an
+agent closes it, choosing whether everyone gets the "fixed" follow-up, which an automatic close
+could not know — but collects nothing more, so a post days later is answered on its own, and a new
+spike opens a new incident.
 """
 
 from __future__ import annotations
@@ -30,59 +37,73 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from community.reports import INCIDENT_TYPES, is_report, is_thanks
 from models import Incident, IncidentMention, IncidentUpdate, Mention, TriageResult
 from models.bulk import IDS, add_rows
 
-INCIDENT_TYPES = ("outage", "account_access")
-# the cheap head's issue-type probability a report needs: of the demo day's 66 outage posts 40 joined
-# its incident at 0.4, 44 at 0.25 (the rest read as questions, follow-ups or other issues)
-REPORT_CONFIDENCE = 0.25
 _M, _T, _IM = Mention.__table__.c, TriageResult.__table__.c, IncidentMention.__table__.c
-# a report of its issue type: sure enough and not praise or thanks (a WHERE clause, with _T joined).
-# Counting windows and baselines over days of history reads only the plain sentiment column
-# (NOT_PRAISE): the confidence lives in the scores document, and parsing it for every post of a
-# week cost the route stage a third of its time; the batch's own posts are checked in full.
+# the coarse "not a thank-you" for counting windows over history (see the module doc)
 NOT_PRAISE = _T.sentiment != "positive"
-IS_REPORT = and_(NOT_PRAISE, _T.scores[("issue_type", "score")].as_float() >= REPORT_CONFIDENCE)
+# what the full report rule reads (community.reports.is_report), with Mention and TriageResult joined
+REPORT_COLUMNS = (_M.text, _T.sentiment, _T.scores[("issue_type", "score")].as_float(),
+                  _T.scores[("issue_type", "probabilities", "praise")].as_float())
 # what every routed batch asks, built once (models.bulk)
 OPEN = (select(Incident).where(Incident.issue_type.in_(bindparam("types", expanding=True)), Incident.status == "open")
         .order_by(Incident.id.desc()))
 ATTACHED = select(_IM.mention_id).where(_IM.incident_id == bindparam("incident_id"), _IM.mention_id.in_(IDS))
-REPORTS = select(_T.mention_id).where(_T.mention_id.in_(IDS), IS_REPORT)
+REPORTS = (select(_T.mention_id, *REPORT_COLUMNS)
+           .select_from(TriageResult.__table__.join(Mention.__table__, _M.id == _T.mention_id))
+           .where(_T.mention_id.in_(IDS)))
 LATEST_REPORT = (select(_IM.incident_id, func.max(_M.created_at))
                  .select_from(IncidentMention.__table__.join(Mention.__table__, _M.id == _IM.mention_id))
                  .where(_IM.incident_id.in_(IDS)).group_by(_IM.incident_id))
-EVENT_TIMES = (select(_T.issue_type, _M.platform, _M.created_at)
+EVENT_TIMES = (select(_T.issue_type, _M.platform, _M.created_at, _M.text, _T.sentiment)
                .select_from(Mention.__table__.join(TriageResult.__table__, _T.mention_id == _M.id))
                .where(tuple_(_T.issue_type, _M.platform).in_(bindparam("groups", expanding=True)),
-                      _M.created_at > bindparam("low"), _M.created_at <= bindparam("high"), NOT_PRAISE)
+                      _M.created_at > bindparam("low"), _M.created_at <= bindparam("high"))
                .order_by(_M.created_at))
 
 
 @dataclass(frozen=True)
 class SpikePolicy:
+    """The detector's and the report rule's thresholds (``incident_*`` settings; these defaults are
+    theirs, for tests and tools that build one by hand)."""
+
     window: timedelta = timedelta(minutes=30)
     min_count: int = 8
     factor: float = 4.0
     baseline_windows: int = 12
     history_days: int = 7
     quiet_after: timedelta = timedelta(hours=1)  # no report for this long: the incident collects no more
+    # the cheap head's issue-type probability a report needs: of the demo day's 66 outage posts 40
+    # joined its incident at 0.4, 44 at 0.25 (45 once a report that reads positive counted; the rest
+    # read as questions, follow-ups or other issues)
+    report_confidence: float = 0.25
 
     @classmethod
     def from_settings(cls, s: Any) -> SpikePolicy:
         return cls(window=timedelta(minutes=s.incident_window_minutes), min_count=s.incident_min_count,
                    factor=s.incident_factor, baseline_windows=s.incident_baseline_windows,
-                   history_days=s.incident_history_days)
+                   history_days=s.incident_history_days, quiet_after=timedelta(minutes=s.incident_quiet_minutes),
+                   report_confidence=s.incident_report_confidence)
+
+    def is_report(self, text: str | None, sentiment: str, confidence: float | None, praise: float | None) -> bool:
+        """The full report rule on :data:`REPORT_COLUMNS`."""
+        return is_report(text or "", sentiment, confidence, praise, min_confidence=self.report_confidence)
 
 
 def _of_type(issue_type: str, platform: str):  # noqa: ANN202 - a shared WHERE clause
+    return and_(TriageResult.issue_type == issue_type, Mention.platform == platform)
+
+
+def _counted(issue_type: str, platform: str):  # noqa: ANN202 - a shared WHERE clause
     """Posts of the type on the channel that are not praise, for counting (see :data:`NOT_PRAISE`)."""
-    return and_(TriageResult.issue_type == issue_type, Mention.platform == platform, NOT_PRAISE)
+    return and_(_of_type(issue_type, platform), NOT_PRAISE)
 
 
 async def _count(session: AsyncSession, issue_type: str, platform: str, start: datetime, end: datetime) -> int:
     q = (select(func.count()).select_from(TriageResult).join(Mention, Mention.id == TriageResult.mention_id)
-         .where(_of_type(issue_type, platform), Mention.created_at > start, Mention.created_at <= end))
+         .where(_counted(issue_type, platform), Mention.created_at > start, Mention.created_at <= end))
     return int((await session.execute(q)).scalar_one())
 
 
@@ -156,7 +177,7 @@ async def _open(session: AsyncSession, issue_type: str, platform: str, at: datet
 
 
 async def match_batch(session: AsyncSession, items: list[tuple[Mention, str]],
-                      policy: SpikePolicy = SpikePolicy()) -> dict[int, int]:
+                      policy: SpikePolicy) -> dict[int, int]:
     """Group a batch's reports into incidents, opening one where a spike completes.
 
     One query tells the reports from the rest, one reads the open incidents of the batch's types
@@ -165,7 +186,8 @@ async def match_batch(session: AsyncSession, items: list[tuple[Mention, str]],
     time and each report is checked in time order in memory. Returns mention id → incident id for
     the mentions that belong to an incident."""
     candidates = [(m, t) for m, t in items if t in INCIDENT_TYPES]
-    reports = set(await session.scalars(REPORTS, {"ids": [m.id for m, _ in candidates]})) if candidates else set()
+    reports = {mid for mid, *row in await session.execute(REPORTS, {"ids": [m.id for m, _ in candidates]})
+               if policy.is_report(*row)} if candidates else set()
     groups: dict[tuple[str, str], list[Mention]] = {}
     for mention, issue_type in candidates:
         if mention.id in reports:
@@ -195,10 +217,10 @@ async def match_batch(session: AsyncSession, items: list[tuple[Mention, str]],
                 if incident is None:
                     continue
                 last[incident.id] = at
-                earlier = set(await session.scalars(
-                    select(Mention.id).join(TriageResult, TriageResult.mention_id == Mention.id)
-                    .where(_of_type(issue_type, platform), IS_REPORT, Mention.created_at > at - policy.window,
-                           Mention.created_at <= at)))
+                earlier = {mid for mid, *row in await session.execute(
+                    select(_M.id, *REPORT_COLUMNS).join(TriageResult, TriageResult.mention_id == Mention.id)
+                    .where(_of_type(issue_type, platform), Mention.created_at > at - policy.window,
+                           Mention.created_at <= at)) if policy.is_report(*row)}
                 joins[incident.id] = sorted(earlier)
                 out.update({m.id: incident.id for m in mentions if m.id in earlier})
             if at <= incident.opened_at - policy.window:
@@ -230,22 +252,23 @@ async def _detect(session: AsyncSession, issue_type: str, platform: str, at: dat
 async def _event_times(session: AsyncSession, groups: dict[tuple[str, str], list[Mention]],
                        policy: SpikePolicy) -> dict[tuple[str, str], list[datetime]]:
     """Per (type, channel), the event times of its mentions from a window before the group's first
-    (sorted) mention to its last, in time order: one query for every group."""
+    (sorted) mention to its last, in time order: one query for every group. The window a spike is
+    judged on leaves thank-yous out by their words and sentiment (plain columns: a window's worth)."""
     if not groups:
         return {}
     ranges = {g: (m[0].created_at - policy.window, m[-1].created_at) for g, m in groups.items()}
     rows = await session.execute(EVENT_TIMES, {"groups": list(groups), "low": min(low for low, _ in ranges.values()),
                                                "high": max(high for _, high in ranges.values())})
     out: dict[tuple[str, str], list[datetime]] = {g: [] for g in groups}
-    for issue_type, platform, at in rows:
+    for issue_type, platform, at, text, sentiment in rows:
         low, high = ranges[(issue_type, platform)]
-        if low < at <= high:
+        if low < at <= high and not is_thanks(text, sentiment):
             out[(issue_type, platform)].append(at)
     return out
 
 
 async def match_or_open(session: AsyncSession, mention: Mention, issue_type: str,
-                        policy: SpikePolicy = SpikePolicy()) -> Incident | None:
+                        policy: SpikePolicy) -> Incident | None:
     """The incident one mention belongs to (``match_batch`` for a batch of one)."""
     found = await match_batch(session, [(mention, issue_type)], policy)
     return await session.get(Incident, found[mention.id]) if mention.id in found else None

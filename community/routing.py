@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from community.reports import INCIDENT_TYPES
 from community.retrieval import Candidate
 from community.rules import RuleMatch, decisive
 
-ROUTER_VERSION = "router-4"
+ROUTER_VERSION = "router-5"
 # general questions with a general answer; billing only reaches here without account details
 # (sensitivity "account" goes to an agent first)
 LOW_TOUCH = frozenset({"account_access", "outage", "product_question", "order_delivery", "cancellation", "billing"})
@@ -66,6 +67,7 @@ class RouteInput:
     open_case: OpenCase | None = None  # the author's unresolved private case, if any
     agent_thread: bool = False  # an agent has this customer here (queued to one before, or answered by one)
     brand_replied: bool = False  # the brand (bot or agent) already answered this customer here
+    thanks: bool = False  # a thank-you that reports no problem (community.reports.is_thanks)
 
 
 @dataclass
@@ -74,6 +76,13 @@ class Decision:
     reason: str
     confidence: float
     details: dict[str, Any] = field(default_factory=dict)
+
+
+def nothing_to_answer(r: RouteInput) -> bool:
+    """Praise, or a thank-you triage filed under an incident type ("thanks, offline mode saved my
+    commute" read as outage): it goes where praise goes, never gets a status reply. A thank-you
+    under another type (a feature request with a "thanks") is still that type's to answer."""
+    return r.issue_type in NOTHING_TO_ANSWER or (r.thanks and r.issue_type in INCIDENT_TYPES)
 
 
 def low_touch(r: RouteInput) -> bool:
@@ -110,7 +119,7 @@ def joins_open_case(r: RouteInput) -> bool:
     secure link would split the conversation (or answer a takeover victim with a reset article).
     Thanks and praise are left alone (nothing to answer, and no second notice), and so is a post
     elsewhere that triage cannot place; an accepted community answer is what it is."""
-    if r.open_case is None or r.accepted_answer or r.issue_type in NOTHING_TO_ANSWER:
+    if r.open_case is None or r.accepted_answer or nothing_to_answer(r):
         return False
     return r.open_case.same_thread or r.issue_type != "other"
 
@@ -157,7 +166,7 @@ def decide(r: RouteInput, *, auto_threshold: float) -> Decision:
         return Decision("escalate_private", f"follow-up while {which} ({case.category}) is open: "
                         "handled in its private channel", 1.0,
                         {"category": case.category, "case_id": case.id, "follow_up": True, **extra})
-    if r.agent_thread and not r.accepted_answer and r.issue_type not in NOTHING_TO_ANSWER:
+    if r.agent_thread and not r.accepted_answer and not nothing_to_answer(r):
         return Decision("agent_queue", "the customer follows up in a conversation an agent has", 1.0,
                         {"suggestion": _best(r), "follow_up": True, **extra})
     if r.sensitivity == "account":
@@ -165,13 +174,17 @@ def decide(r: RouteInput, *, auto_threshold: float) -> Decision:
                         {"suggestion": _best(r), **extra})
     if r.accepted_answer:
         return Decision("ignore", "an answer the community accepted: kept for future questions", 1.0, extra)
+    if nothing_to_answer(r):  # before any status reply or answer
+        why = "no question or request to answer" if r.issue_type in NOTHING_TO_ANSWER else \
+            "thanks or praise, not a report: nothing to answer"
+        return Decision("ignore", f"{r.issue_type}: {why}", r.issue_confidence, extra)
     if r.incident_id is not None:
         return Decision("broadcast", "part of an open incident: one-to-many status reply",
                         1.0, {"incident_id": r.incident_id, **extra})
     if r.issue_type == "other" and r.brand_replied:  # "still not working", "that didn't help": a person looks
         return Decision("agent_queue", "the customer came back after our answer", r.issue_confidence,
                         {"suggestion": _best(r), "follow_up": True, **extra})
-    if r.issue_type in NOTHING_TO_ANSWER or r.issue_type == "other":
+    if r.issue_type == "other":
         return Decision("ignore", f"{r.issue_type}: no question or request to answer", r.issue_confidence, extra)
     if not low_touch(r) or not r.is_public:
         return Decision("agent_queue", f"high-touch {r.issue_type} (sentiment {r.sentiment}): needs an agent",

@@ -7,6 +7,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from community import broadcast
+from community.incidents import SpikePolicy
 from console.auth import Principal, require
 from console.keys import PRINCIPAL, RUNTIME
 from console.paths import path_id
@@ -47,7 +48,8 @@ async def incident_page(request: web.Request) -> web.Response:
         if incident is None:
             raise web.HTTPNotFound()
         events = await broadcast.timeline(session, incident.id)
-        affected = len(await broadcast.affected(session, incident.id))
+        policy = SpikePolicy.from_settings(request.app[RUNTIME].settings)
+        affected = len(await broadcast.affected(session, incident.id, policy))
     return render(request, "incident.html", incident=incident, events=events, affected=affected,
                   error=request.query.get("error"))
 
@@ -57,18 +59,20 @@ async def _act(request: web.Request, closing: bool) -> web.Response:
     rt = request.app[RUNTIME]
     form = await request.post()
     incident_id = _incident_id(request)
+    policy = SpikePolicy.from_settings(rt.settings)  # who is affected: the detector's own report rule
     async with rt.db.session() as session:
         incident = await session.get(Incident, incident_id)
         if incident is None:
             raise web.HTTPNotFound()
         try:
             if closing:
-                _, replies = await broadcast.close(session, incident, p.actor, send_fixed=form.get("send_fixed") == "1",
+                _, replies = await broadcast.close(session, incident, p.actor, policy=policy,
+                                                   send_fixed=form.get("send_fixed") == "1",
                                                    note=str(form.get("note") or ""),
                                                    dry_run_channels=_dry_run_channels(rt.settings))
             else:
                 _, replies = await broadcast.post_status(
-                    session, incident, str(form.get("message") or ""), p.actor,
+                    session, incident, str(form.get("message") or ""), p.actor, policy=policy,
                     interval_minutes=rt.settings.incident_status_interval_minutes,
                     dry_run_channels=_dry_run_channels(rt.settings))
         except broadcast.IncidentError as exc:

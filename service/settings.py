@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     reddit_oauth_url: str = "https://oauth.reddit.com"
     reddit_url: str = "https://www.reddit.com"
     reddit_short_url: str = "https://redd.it"
+    # posts already seen are read again for edits and deletions: this often, this far back, at most this many
+    reddit_recheck_seconds: float = Field(300.0, gt=0)
+    reddit_recheck_hours: float = Field(24.0, ge=0)
+    reddit_recheck_max: int = Field(300, ge=0)
 
     # --- Discourse and generic webhooks ------------------------------------------------------
     discourse_url: str | None = None
@@ -165,6 +169,8 @@ class Settings(BaseSettings):
     incident_factor: float = Field(4.0, gt=1)
     incident_baseline_windows: int = Field(12, ge=1)
     incident_history_days: int = Field(7, ge=0)  # same window on previous days: the daily rhythm
+    incident_quiet_minutes: float = Field(60.0, gt=0)  # no report for this long: an incident collects no more
+    incident_report_confidence: float = Field(0.25, ge=0, le=1)  # issue-type confidence a report needs
     incident_status_interval_minutes: float = Field(30.0, ge=0)  # per author, between status replies
     incident_broadcast_per_minute: int = Field(60, ge=1)  # status replies per channel per minute; the rest wait
     moderation_rules_path: Path | None = None  # None: the bundled service/demo/moderation_rules.yaml

@@ -157,6 +157,7 @@ def incidents_list(settings, show_all: bool, as_json: bool) -> None:  # noqa: AN
 
 
 def _broadcast(settings: Any, incident_id: int, act: Callable[..., Awaitable[Any]]) -> int:
+    from community.incidents import SpikePolicy
     from community.replybot import ChannelPolicy
     from models import Incident
     from service.dispatch import Dispatcher
@@ -164,13 +165,14 @@ def _broadcast(settings: Any, incident_id: int, act: Callable[..., Awaitable[Any
 
     dry = {p for p in ("x", "reddit", "discourse", *settings.bot_channels)
            if ChannelPolicy.for_channel(settings, p).dry_run}
+    policy = SpikePolicy.from_settings(settings)  # who is affected: the detector's own report rule
 
     async def work(db: Database) -> int:
         async with db.session() as s:
             incident = await s.get(Incident, incident_id)
             if incident is None:
                 raise click.ClickException(f"no incident #{incident_id}")
-            _, replies = await act(s, incident, dry)
+            _, replies = await act(s, incident, dry, policy)
             await s.commit()
         connectors = build_connectors(settings)
         try:
@@ -197,8 +199,8 @@ def incidents_status(settings, incident_id: int, message: str, actor: str) -> No
     """Post MESSAGE as the incident's status to everyone affected."""
     from community.broadcast import post_status
 
-    n = _broadcast(settings, incident_id, lambda s, inc, dry: post_status(
-        s, inc, message, f"cli:{actor}", interval_minutes=settings.incident_status_interval_minutes,
+    n = _broadcast(settings, incident_id, lambda s, inc, dry, policy: post_status(
+        s, inc, message, f"cli:{actor}", policy=policy, interval_minutes=settings.incident_status_interval_minutes,
         dry_run_channels=dry))
     click.echo(f"status queued for {n} author(s)")
 
@@ -213,6 +215,6 @@ def incidents_close(settings, incident_id: int, no_fixed: bool, note: str | None
     """Close the incident; everyone affected gets the "fixed" follow-up unless --no-fixed."""
     from community.broadcast import close
 
-    n = _broadcast(settings, incident_id, lambda s, inc, dry: close(
-        s, inc, f"cli:{actor}", send_fixed=not no_fixed, note=note, dry_run_channels=dry))
+    n = _broadcast(settings, incident_id, lambda s, inc, dry, policy: close(
+        s, inc, f"cli:{actor}", policy=policy, send_fixed=not no_fixed, note=note, dry_run_channels=dry))
     click.echo(f"incident #{incident_id} closed; follow-up queued for {n} author(s)")

@@ -5,7 +5,8 @@ we are already talking to the customer in that thread, their open or pending pri
 removals when a rule needs them, incidents per issue type and channel) and at most one encoder
 call, for the mentions the cheap template-by-issue-type path leaves undecided. Mentions, scores and
 authors are read as the columns routing looks at: the triage labels and, from the stored score
-document, only the issue-type confidence, four probability tables and the personal-data spans.
+document, only the issue-type confidence and praise probability (is it a thank-you:
+:mod:`community.reports`), four probability tables and the personal-data spans.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from pathlib import Path
 from sqlalchemy import and_, bindparam, case, delete, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 
-from community.answers import AnswerIndex
+from community.answers import AnswerIndex, Candidate
 from community.harvest import ACCEPTING_PLATFORMS, harvest
 from community.incidents import SpikePolicy, match_batch
 from community.moderation import author_removals
+from community.reports import INCIDENT_TYPES, is_thanks
 from community.routing import HIGH_TOUCH, LOW_TOUCH, ROUTER_VERSION, OpenCase, RouteInput, decide
 from community.rules import BUNDLED_RULES, RuleError, Subject, evaluate, load_rules
 from escalation.cases import open_cases_by_author
@@ -34,6 +36,7 @@ from service.audit import record
 from service.bus import Envelope
 from service.privacy import erased, respect_erasure
 from service.stages.base import Outgoing, StageContext, trace
+from triage.pii import detect_pii
 
 log = logging.getLogger("socialcare.route")
 # Below this issue-type confidence triage does not know what the mention is about; retrieval
@@ -61,13 +64,15 @@ MENTION = Columns(_M.id, _M.text, _M.platform, _M.channel, _M.is_public, _M.kind
                   case((_M.platform.in_(ACCEPTING_PLATFORMS), _M.raw)).label("raw"))  # for harvest only
 TRIAGE = Columns(_T.id, _T.sentiment, _T.sensitivity, _T.issue_type, _T.toxicity, _T.spam, _T.pii_exposed,
                  _T.scores[("issue_type", "score")].as_float().label("issue_confidence"),
+                 _T.scores[("issue_type", "probabilities", "praise")].as_float().label("praise"),
                  json_array(*(_T.scores[(task, "probabilities")] for task in RULE_TASKS),
                             _T.scores["pii"]).label("parts"))  # RULE_TASKS' probabilities, PII spans
 AUTHOR = Columns(_A.id, _A.banned, _A.followers, _A.account_created_at)
 DECIDED = select(_D.mention_id, _D.outcome).where(_D.mention_id.in_(IDS))  # built once (models.bulk)
 # Decided posts an edit may have made more sensitive: public and now exposing personal data, or now
 # to be escalated (see RouteStage._sharpened).
-SHARPENED = (select(_D.id, _D.mention_id, _D.outcome, _D.details, _T.escalate)
+SHARPENED = (select(_D.id, _D.mention_id, _D.outcome, _D.details, _T.escalate,
+                     and_(_T.pii_exposed.is_(True), _M.is_public.is_(True)).label("exposed"), _M.text)
              .select_from(RouteDecision.__table__.join(TriageResult.__table__, _T.mention_id == _D.mention_id)
                           .join(Mention.__table__, _M.id == _D.mention_id))
              .where(_D.mention_id.in_(IDS), or_(and_(_T.pii_exposed.is_(True), _M.is_public.is_(True)),
@@ -184,7 +189,9 @@ class RouteStage:
             ], self.spike)
 
             # the cheap path: the template for the issue type; retrieval only where it is unsure, and
-            # never for a post an incident's status reply or a community's accepted answer settles
+            # never for a post an incident's status reply or a community's accepted answer settles, nor
+            # for a thank-you triage read as an outage (it goes where praise goes: community.routing)
+            thanks = {m.id for m, t, _ in rows if is_thanks(m.text, t.sentiment, t.praise)}
             cheap, todo = {}, []
             for m, t, _ in rows:
                 conf = _issue_confidence(t)
@@ -192,7 +199,8 @@ class RouteStage:
                 answerable = t.issue_type in LOW_TOUCH or (m.platform in community and t.issue_type not in HIGH_TOUCH)
                 if not (answerable and t.sensitivity == "none" and m.is_public and m.id not in held
                         and not t.pii_exposed and t.spam != "spam" and t.toxicity != "offensive"
-                        and m.id not in incidents and m.id not in accepted and m.author_id not in cases):
+                        and m.id not in incidents and m.id not in accepted and m.author_id not in cases
+                        and not (m.id in thanks and t.issue_type in INCIDENT_TYPES)):
                     continue
                 if m.platform in community:  # low volume by definition: always worth the encoder
                     todo.append((m, t))
@@ -205,6 +213,11 @@ class RouteStage:
                 found = await asyncio.to_thread(self.answers.search, [m.text for m, _ in todo],
                                                 [t.issue_type for _, t in todo])
                 retrieved = {m.id: cands for (m, _), cands in zip(todo, found)}
+            for mid in thanks:  # whatever its type, a thank-you is never told an outage's status or checks
+                if cheap[mid] is not None and not self._not_status(cheap[mid]):
+                    cheap[mid] = None
+                if mid in retrieved:
+                    retrieved[mid] = [c for c in retrieved[mid] if self._not_status(c)]
 
             decisions: list[dict] = []
             for mention, tri, author in rows:
@@ -220,7 +233,7 @@ class RouteStage:
                     rules=matched[mention.id], open_case=_open_case(cases, mention),
                     agent_thread=bool(mention.agent_thread)
                     or (mention.conversation_id, mention.author_id) in agent_threads,
-                    brand_replied=bool(mention.brand_replied or mention.agent_thread),
+                    brand_replied=bool(mention.brand_replied or mention.agent_thread), thanks=mention.id in thanks,
                 )
                 d = decide(route_in, auto_threshold=threshold)
                 if d.outcome == "agent_queue" and mention.conversation_id:  # their later post in the batch follows
@@ -246,17 +259,27 @@ class RouteStage:
         now exposes personal data in public was not hidden and redacted, or one now to be escalated
         was not. Their decision is dropped so they are routed again (the old outcome is kept in the
         audit log); the stages after are idempotent, so what was already done is not done twice. An
-        edit never makes a decision less careful: the others keep theirs."""
+        edit never makes a decision less careful: the others keep theirs. A post redacted once and
+        edited (or restored) with personal data in it again is routed again too, so it is redacted again;
+        a mere redelivery finds the stored words already clean."""
         again = []
-        for did, mid, outcome, details, escalate in await session.execute(SHARPENED, {"ids": ids}):
+        for did, mid, outcome, details, escalate, exposed, text in await session.execute(SHARPENED, {"ids": ids}):
+            redacted = (details or {}).get("redact")
             why = ("now escalates" if escalate and outcome != "escalate_private"
-                   else "now exposes personal data in public" if not (details or {}).get("redact") else None)
+                   else "now exposes personal data in public" if exposed and not redacted
+                   # redacted once, and a later edit (or a restored post) put the words back
+                   else "brought back personal data it was redacted of" if exposed and detect_pii(text or "")
+                   else None)
             if why:
                 again.append((did, mid, outcome, why))
         for did, mid, outcome, why in again:
             await session.execute(delete(RouteDecision).where(RouteDecision.id == did))
             record(session, "bot", "route.redecided", "mention", mid, reason=f"edited: {why}", was=outcome)
         return [mid for _, mid, _, _ in again]
+
+    def _not_status(self, c: Candidate) -> bool:
+        """Not written for an incident type (the outage checks, the log-in help): fit for a thank-you."""
+        return not self.answers.written_for(c) & set(INCIDENT_TYPES)
 
     @staticmethod
     async def _cases(session,  # noqa: ANN001

@@ -136,7 +136,7 @@ async def outage_world(world, authors=("ana", "ben", "ana", "cy")):
 async def post(world, incident, message, **kw):
     async with world.db.session() as s:
         inc = await s.get(Incident, incident.id)
-        update, replies = await broadcast.post_status(s, inc, message, "alice", **kw)
+        update, replies = await broadcast.post_status(s, inc, message, "alice", policy=POLICY, **kw)
         await s.commit()
         return update, replies
 
@@ -194,10 +194,10 @@ async def test_closing_sends_one_fixed_follow_up_to_everyone_and_the_timeline_te
     await post(world, incident, "Investigating.")
     async with world.db.session() as s:
         inc = await s.get(Incident, incident.id)
-        update, replies = await broadcast.close(s, inc, "alice")
+        update, replies = await broadcast.close(s, inc, "alice", policy=POLICY)
         await s.commit()
         with pytest.raises(broadcast.IncidentError):
-            await broadcast.close(s, inc, "alice")
+            await broadcast.close(s, inc, "alice", policy=POLICY)
         events = await broadcast.timeline(s, incident.id)
     assert len(replies) == 3 and {r.kind for r in replies} == {"status_fixed"}
     assert {r.template for r in replies} == {"outage_fixed"}
@@ -284,7 +284,7 @@ async def test_closing_supersedes_waiting_status_replies_and_everyone_gets_the_f
     dispatcher, clock = paced(world, per_minute=1)
     await dispatcher.deliver([r.id for r in first])
     async with world.db.session() as s:
-        _, fixed = await broadcast.close(s, await s.get(Incident, incident.id), "alice")
+        _, fixed = await broadcast.close(s, await s.get(Incident, incident.id), "alice", policy=POLICY)
         await s.commit()
     await dispatcher.deliver([r.id for r in fixed])
     for _ in range(6):
@@ -427,7 +427,7 @@ async def test_a_status_goes_only_to_the_reports_on_the_incidents_channel(world)
     _, replies = await post(world, incident, "Playback is down; engineers are on it.")
     assert [r.mention_id for r in replies] == [ms[0].id]
     async with world.db.session() as s:
-        _, fixed = await broadcast.close(s, await s.get(Incident, incident.id), "alice")
+        _, fixed = await broadcast.close(s, await s.get(Incident, incident.id), "alice", policy=POLICY)
         await s.commit()
     assert [r.mention_id for r in fixed] == [ms[0].id]
 

@@ -146,3 +146,14 @@ def test_a_customer_we_are_talking_to_reaches_a_person_unless_there_is_nothing_t
     assert outcome(brand_replied=True, issue_type="other") == "agent_queue"  # "did that, nothing happens"
     assert outcome(brand_replied=True, issue_type="praise") == "ignore"
     assert outcome(issue_type="other") == "ignore"
+
+
+def test_a_thank_you_read_as_an_incident_type_goes_where_praise_goes_never_to_a_status_reply():
+    """"thanks, offline mode saved my commute today!" read as outage (community.reports)."""
+    for issue in ("outage", "account_access"):
+        d = decide(r(issue_type=issue, thanks=True, incident_id=7), auto_threshold=T)
+        assert (d.outcome, d.reason) == ("ignore", f"{issue}: thanks or praise, not a report: nothing to answer")
+    assert outcome(issue_type="outage", thanks=True, agent_thread=True) == "ignore"
+    assert outcome(issue_type="outage", thanks=True, open_case=OpenCase(7, "security", same_thread=True)) == "ignore"
+    assert outcome(issue_type="feature_request", thanks=True) == "agent_queue"  # "would love dark mode, thanks!"
+    assert outcome(issue_type="outage", incident_id=7) == "broadcast"  # a report still hears the status

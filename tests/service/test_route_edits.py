@@ -75,5 +75,13 @@ async def test_an_edit_that_exposes_a_card_or_tells_of_a_takeover_is_routed_agai
                                  edited_at=later)])  # the same edit again: a redelivery changes nothing
         await rt.pipeline.wait_idle(timeout=120)
         assert len(await redecided(rt)) == 2
+
+        # a later edit puts the number back (or the platform restores the post): redacted again
+        await rt.submit([replace(question, text=question.text + " card is 4111 1111 1111 1111 exp 04/29",
+                                 edited_at=later + timedelta(minutes=5))])
+        await rt.pipeline.wait_idle(timeout=120)
+        mention, again = await route_of(rt, "9001")
+        assert again.outcome == "moderate" and "4111" not in mention.text and "[card_number]" in mention.text
+        assert [e.details["was"] for e in await redecided(rt)][-1] == "moderate"
     finally:
         await rt.close()

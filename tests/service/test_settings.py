@@ -56,6 +56,22 @@ def test_a_missing_settings_file_is_an_error(tmp_path):
         load_settings(Path(tmp_path / "nope.toml"))
 
 
+def test_incident_thresholds_are_settings_passed_to_the_detector(monkeypatch):
+    from datetime import timedelta
+
+    from community.incidents import SpikePolicy
+
+    assert SpikePolicy.from_settings(load_settings()) == SpikePolicy()  # the defaults did not move
+    monkeypatch.setenv("SOCIALCARE_INCIDENT_REPORT_CONFIDENCE", "0.5")
+    monkeypatch.setenv("SOCIALCARE_INCIDENT_QUIET_MINUTES", "15")
+    monkeypatch.setenv("SOCIALCARE_INCIDENT_FACTOR", "3")
+    policy = SpikePolicy.from_settings(load_settings())
+    assert (policy.report_confidence, policy.quiet_after, policy.factor) == (0.5, timedelta(minutes=15), 3.0)
+    monkeypatch.setenv("SOCIALCARE_INCIDENT_REPORT_CONFIDENCE", "1.5")
+    with pytest.raises(ValidationError, match="incident_report_confidence"):
+        load_settings()
+
+
 def test_the_readme_documents_every_setting():
     """The configuration table names each setting by its full variable (a new setting needs a row)."""
     from service.settings import Settings
