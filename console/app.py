@@ -13,7 +13,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from sqlalchemy import func, select
 
-from console import login
+from console import bad_requests, login
 from console.api.common import error as json_error
 from console.api.common import query_int
 from console.auth import AUTH, Auth, bearer_token, principal_middleware, require
@@ -71,9 +71,10 @@ async def metrics(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     if rt.metrics is None:
         return web.Response(text="")
-    from service.metrics import refresh_bus_gauges
+    from service.metrics import refresh_bus_gauges, refresh_connector_gauges
 
     await refresh_bus_gauges(rt.metrics, rt.bus)  # lag, pending, dead letters: read from the shared bus
+    await refresh_connector_gauges(rt.metrics, rt)  # up, state, last poll: alerts on a stopped connector
     return web.Response(body=generate_latest(rt.metrics.registry), content_type="text/plain")
 
 
@@ -168,8 +169,8 @@ async def index(request: web.Request) -> web.Response:
 def create_app(runtime: Any, demo_login: tuple[str, str] | None = None) -> web.Application:
     settings = runtime.settings
     secret = settings.secret("secret_key") or secrets.token_urlsafe(32)
-    app = web.Application(middlewares=[errors, principal_middleware(runtime.db)],
-                          client_max_size=settings.webhook_max_bytes)
+    app = web.Application(middlewares=[errors, bad_requests.limits, principal_middleware(runtime.db)],
+                          client_max_size=settings.webhook_max_bytes, handler_args=bad_requests.HANDLER_ARGS)
     app[RUNTIME] = runtime
     app[AUTH] = Auth(secret, cookie_secure=settings.cookie_secure)
     app[DEMO_LOGIN] = demo_login

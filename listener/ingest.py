@@ -1,7 +1,8 @@
 """Ingest: store normalized mentions once, thread them, link authors to customer records.
 
 Idempotent: a mention already stored (same platform and external id) is reported as a duplicate
-and changes nothing, unless it is an edit (newer ``edited_at``) or a deletion.
+and changes nothing, unless it is an edit (newer ``edited_at``), a deletion or a restore of a
+deleted post (never of an erased one: :func:`_restored`).
 
 Rows are read as plain columns and written with one statement per table (:mod:`models.bulk`):
 the ORM's per-object bookkeeping was most of this stage's time.
@@ -13,17 +14,17 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from listener.protocol import MentionEvent, MentionKind, NormalizedMention, utc
 from listener.text import clean_text, content_key
-from models import Author, Conversation, Mention, SocialIdentity
+from models import Author, Conversation, Mention, ModerationAction, SocialIdentity
 from models.base import utcnow
 from models.bulk import IDS, Record, insert_rows, pair_params, pairs_in, update_rows
 from models.mentions import ERASED_TEXT
 
-Outcome = Literal["new", "edited", "deleted", "duplicate"]
+Outcome = Literal["new", "edited", "deleted", "restored", "duplicate"]
 KEY = {"mentions": ("platform", "external_id"), "authors": ("platform", "author_key"),  # unique: ids read back
        "conversations": ("thread_key",)}
 AUTHOR_FIELDS = ("platform_user_id", "handle", "display_name", "followers", "account_created_at")
@@ -45,6 +46,9 @@ MAX_CHARS = {name: column.type.length for name, column in {
     "in_reply_to": _M.in_reply_to, "url": _M.url, "lang": _M.lang, "channel": _M.channel}.items()}
 REQUIRED = ("platform", "external_id", "text", "created_at")
 TIMES = ("created_at", "author_created_at", "edited_at")
+_MA = ModerationAction.__table__.c
+HIDING = ("hide", "remove", "filter")  # community.moderation's actions that set ``hidden`` (a hold's filter)
+MODERATED = select(_MA.mention_id).where(_MA.mention_id.in_(IDS), _MA.action.in_(HIDING)).distinct()
 # a post's time is within these; beyond them converting to UTC or adding to it overflows
 EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
 
@@ -191,6 +195,9 @@ async def ingest_batch(session: AsyncSession, batch: list[NormalizedMention]) ->
     authors = await _authors(session, [m for m in batch if not _erased(existing.get((m.platform, m.external_id)))])
     conversations = await _conversations(session, batch)
     new: list[tuple[Record, Record]] = []  # (mention, its thread)
+    restored: dict[int, Record] = {}  # written apart (_restored)
+    back = (existing.get((m.platform, m.external_id)) for m in batch if m.event == "restore")
+    moderated = await _moderated(session, [r.id for r in back if r is not None and r.deleted])
     results: list[Ingested] = []
     for m in batch:
         key = (m.platform, m.external_id)
@@ -207,6 +214,13 @@ async def ingest_batch(session: AsyncSession, batch: list[NormalizedMention]) ->
         if row is not None:
             if _erased(row):
                 results.append(Ingested(row.id, "duplicate"))
+            elif m.event == "restore" and row.deleted:  # back, with the words it shows now (see _restored)
+                if text != row.text:
+                    row.set(text=text, content_hash=content_key(text), edited_at=m.edited_at or row.edited_at)
+                shown = {} if row.id in moderated else {"hidden": False}  # the deletion's hide only
+                row.set(deleted=False, raw=raw, url=m.url or row.url, **shown)
+                restored[row.id] = row
+                results.append(Ingested(row.id, "restored"))
             elif m.edited_at and (row.edited_at is None or utc(m.edited_at) > row.edited_at) and text != row.text:
                 # the version now shown (an X edit has its own id)
                 row.set(text=text, edited_at=m.edited_at, content_hash=content_key(text), raw=raw, url=m.url or row.url)
@@ -234,9 +248,34 @@ async def ingest_batch(session: AsyncSession, batch: list[NormalizedMention]) ->
     ids = await insert_rows(session, Mention, [row.values for row, _ in new], KEY["mentions"])
     for (row, _), mention_id in zip(new, ids):
         row.id = mention_id
-    await update_rows(session, Mention, ((r.id, r.changes) for r in existing.values() if r.changes))
+    await update_rows(session, Mention, ((r.id, r.changes) for r in existing.values()
+                                         if r.changes and r.id not in restored))
+    for row in restored.values():
+        if not await _restored(session, row):  # erased since it was read: nothing changed
+            for r in results:
+                if r.mention_id == row.id:
+                    r.outcome = "duplicate"
     return [Ingested(r.mention_id or existing[(m.platform, m.external_id)].id, r.outcome)
             for r, m in zip(results, batch)]
+
+
+async def _moderated(session: AsyncSession, mention_ids: list[int]) -> set[int]:
+    """Of these deleted posts, those a moderation action hid. A deletion sets ``hidden`` whatever it
+    was, so only these actions tell a moderator's or a rule's hide from the deletion's own: a
+    restored post keeps ``hidden`` if one ever hid it (even one shown again since: a moderator
+    approves it again), and shows again otherwise."""
+    if not mention_ids:
+        return set()
+    return set(await session.scalars(MODERATED, {"ids": mention_ids}))
+
+
+async def _restored(session: AsyncSession, row: Record) -> bool:
+    """Write a restored post's changes (and whatever the batch did to it after) in one statement
+    that leaves a post erased meanwhile (service.privacy) erased; False then."""
+    done = await session.execute(update(Mention).where(
+        _M.id == row.id, or_(_M.deleted.is_(False), _M.text != ERASED_TEXT))
+        .values(**row.changes).execution_options(synchronize_session=False))
+    return done.rowcount == 1
 
 
 def _erased(row: Record | None) -> bool:

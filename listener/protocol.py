@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal, Protocol, runtime_checkable
 
 MentionKind = Literal["post", "comment", "reply", "dm", "forum_post"]
-MentionEvent = Literal["upsert", "delete"]
+MentionEvent = Literal["upsert", "delete", "restore"]  # restore: a deleted post is back (Discourse recover)
 ActionKind = Literal[
     "public_reply", "private_message", "hide", "unhide", "remove", "approve", "lock", "distinguish",
     "delete_reply", "ban", "block",  # "block": X's nearest thing to a ban

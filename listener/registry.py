@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 log = logging.getLogger("socialcare.listener")
+NAMES = ("x", "x-stream", "reddit", "discourse")  # every connector's name, as `connectors fetch NAME` takes it
 
 
 def build_connectors(settings: Any) -> list[Any]:
@@ -27,7 +28,9 @@ def build_connectors(settings: Any) -> list[Any]:
     if settings.reddit_enabled:
         from listener.reddit.connector import RedditConnector
 
-        out.append(RedditConnector(settings))
+        out.append(RedditConnector(settings, recheck_seconds=settings.reddit_recheck_seconds,
+                                   recheck_hours=settings.reddit_recheck_hours,
+                                   recheck_size=settings.reddit_recheck_max))
     if settings.discourse_enabled:
         from listener.discourse.connector import DiscourseConnector
 
@@ -37,7 +40,13 @@ def build_connectors(settings: Any) -> list[Any]:
 
 def connector_by_name(settings: Any, name: str) -> Any:
     """Connectors open their network sessions lazily, so building the unused ones costs nothing."""
-    for connector in build_connectors(settings):
+    built = build_connectors(settings)
+    for connector in built:
         if connector.name == name:
             return connector
-    raise LookupError(f"connector {name!r} is not configured (set its credentials; see `socialcare connectors check`)")
+    configured = ", ".join(c.name for c in built) or "none"
+    if name not in NAMES:
+        raise LookupError(f"no connector is called {name!r}: the names are {', '.join(NAMES)} (configured here: "
+                          f"{configured})")
+    raise LookupError(f"connector {name!r} is not configured (set its credentials; see `socialcare connectors check`;"
+                      f" configured here: {configured})")

@@ -62,6 +62,38 @@ def merge(local: list[dict[str, Any]], shared: dict[str, dict[str, Any]], *, now
     return out
 
 
+STATES = ("starting", "running", "backing_off", "stopped", "unknown")
+
+
+class ConnectorGauges:
+    """The connectors' rows (:func:`snapshot`, or ``Runtime.connector_report`` for a web process) as
+    Prometheus gauges, set at scrape time: an alert on ``socialcare_connector_up == 0`` is how a
+    connector stopped by a revoked key or stuck behind a rate limit is noticed at night."""
+
+    def __init__(self, registry: Any) -> None:
+        from prometheus_client import Gauge
+
+        labels = ["connector", "platform"]
+        self.state = Gauge("socialcare_connector_state", "1 for the connector's current state",
+                           [*labels, "state"], registry=registry)
+        self.up = Gauge("socialcare_connector_up", "1 while the connector is running", labels, registry=registry)
+        self.seen = Gauge("socialcare_connector_mentions_seen", "Mentions published since this process started",
+                          labels, registry=registry)
+        self.last_poll = Gauge("socialcare_connector_last_poll_timestamp_seconds",
+                               "Epoch seconds of the last successful fetch (0: none yet)", labels, registry=registry)
+
+    def update(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            key = (row["name"], row["platform"])
+            for state in STATES:
+                self.state.labels(*key, state).set(1 if row.get("state") == state else 0)
+            self.up.labels(*key).set(1 if row.get("state") == "running" else 0)
+            self.seen.labels(*key).set(row.get("mentions_seen") or 0)
+            when = row.get("last_poll_at")
+            self.last_poll.labels(*key).set(datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp()
+                                            if when else 0)
+
+
 class RedisStatusBoard:
     """The connectors' rows in the Redis hash ``<prefix>:connectors`` (one field per connector)."""
 

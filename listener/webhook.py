@@ -103,6 +103,24 @@ def signature_ok(secret: str, body: bytes, header: str | None, timestamp: str | 
     return bool(header) and hmac.compare_digest(sign(secret, body, timestamp), header.strip())
 
 
+class RefusalLog:
+    """Warns of refused signatures, at most once a minute with the count since: a wrong secret on
+    the sender's side is otherwise invisible here (the sender's delivery log alone shows the 401s),
+    and a flood of forged requests must not flood the log."""
+
+    def __init__(self, logger: logging.Logger, what: str, every: float = 60.0) -> None:
+        self.logger, self.what, self.every = logger, what, every
+        self.count, self.last = 0, -math.inf
+
+    def refused(self, request: web.Request, why: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self.count += 1
+        if now - self.last >= self.every:
+            self.logger.warning("%s: refused %d request(s) (%s; last from %s): check that the sender's secret "
+                                "equals ours", self.what, self.count, why, request.remote or "?")
+            self.count, self.last = 0, now
+
+
 class ReplayGuard:
     """Signatures seen within the tolerance window (in memory: per process)."""
 
@@ -214,6 +232,7 @@ def routes(settings: Any, publish: Publish, *, tolerance: float = 300.0, db: Any
     if not secret:
         return []
     guard, limit = ReplayGuard(tolerance), settings.webhook_max_bytes
+    refusals = RefusalLog(log, f"inbound webhook {PATH}")
 
     async def inbound(request: web.Request) -> web.Response:
         try:
@@ -223,8 +242,10 @@ def routes(settings: Any, publish: Publish, *, tolerance: float = 300.0, db: Any
         timestamp = request.headers.get("X-Socialcare-Timestamp")
         signature = request.headers.get("X-Socialcare-Signature", "")
         if not signature_ok(secret, body, signature, timestamp or ""):
+            refusals.refused(request, "invalid signature")
             return json_error(401, "invalid signature")
         if (why := guard.fresh(timestamp, signature)) is not None:
+            refusals.refused(request, why)
             return json_error(401, why)
         try:
             payload = loads(body)

@@ -16,6 +16,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from listener.status import ConnectorGauges
+
 log = logging.getLogger("socialcare.metrics")
 STAGE_NAMES = ("ingest", "triage", "route", "act")
 TRIAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -27,6 +29,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.connectors = ConnectorGauges(self.registry)  # set at scrape time from the connectors' rows
         self.processed = Counter("socialcare_stage_messages_total", "Messages handled", ["stage"], registry=self.registry)
         self.errors = Counter("socialcare_stage_errors_total", "Failed handlings", ["stage"], registry=self.registry)
         self.dead_letters = Counter("socialcare_dead_letters_total", "Messages this process dead-lettered",
@@ -91,6 +94,16 @@ def instrument_triager(ctx: Any, metrics: Metrics | None) -> None:
 async def dead_letter_counts(bus: Any, limit: int = DEAD_LETTER_SCAN_LIMIT) -> dict[str, int]:
     """Dead letters per stage, read from the bus's dead-letter stream."""
     return dict(Tally(d.topic for d in await bus.dead_letters(limit=limit)))
+
+
+async def refresh_connector_gauges(metrics: Metrics, rt: Any, timeout: float = 5.0) -> None:
+    """Set the connectors' gauges from ``rt.connector_report()`` (this process's connectors, or what
+    the listener process wrote to Redis). Like the bus gauges, a Redis that is away leaves the last
+    values after ``timeout``."""
+    try:
+        metrics.connectors.update(await asyncio.wait_for(rt.connector_report(), timeout))
+    except Exception as exc:  # noqa: BLE001 - metrics must answer even when Redis is away
+        log.warning("connector gauges not refreshed: %s", type(exc).__name__)
 
 
 async def refresh_bus_gauges(metrics: Metrics, bus: Any, stages: Iterable[str] = STAGE_NAMES,

@@ -24,10 +24,12 @@ STAGE_CLASSES = {"ingest": IngestStage, "triage": TriageStage, "route": RouteSta
 
 
 def ingest_key(m: NormalizedMention) -> str:
-    """Idempotency key of an ingest message: an edit or deletion is a new message, a repeat is not."""
+    """Idempotency key of an ingest message: an edit, deletion or restore is a new message, a repeat is not."""
     key = f"{m.platform}:{m.external_id}"
     if m.event == "delete":
         return key + ":delete"
+    if m.event == "restore":
+        key += ":restore"
     return key + (f":edit:{m.edited_at.isoformat()}" if m.edited_at else "")
 
 

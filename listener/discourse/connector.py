@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from listener.discourse.normalize import post_key, post_to_mention, split_key
+from listener.discourse.normalize import is_ours, post_key, post_to_mention, split_key
 from listener.errors import AuthError, ConnectorError, RateLimited, TransientError
 from listener.protocol import Action, ActionResult, NormalizedMention
 
@@ -86,7 +86,8 @@ class DiscourseConnector:
                 break
             before = min(p["id"] for p in latest)
         ordered = [posts[i] for i in sorted(posts)]
-        mentions = [post_to_mention(p, self.base) for p in ordered if p.get("topic_id") and p.get("post_number")]
+        mentions = [post_to_mention(p, self.base) for p in ordered
+                    if p.get("topic_id") and p.get("post_number") and not is_ours(p, self.username)]
         newest = max([since or 0, *posts]) if posts or since else None
         return mentions, str(newest) if newest else cursor
 

@@ -36,6 +36,13 @@ def split_key(external_id: str) -> tuple[int, int]:
     return int(topic), int(number)
 
 
+def is_ours(post: dict[str, Any], api_username: str | None) -> bool:
+    """Posted by the account the API acts as (``Api-Username``): our own reply, which the webhook and
+    ``/posts.json`` send back like any post; stored as a customer's, it would be triaged and answered."""
+    name = post.get("username")
+    return bool(api_username) and isinstance(name, str) and name.lower() == str(api_username).lower()
+
+
 def post_text(post: dict[str, Any]) -> str:
     raw = post.get("raw")
     if isinstance(raw, str) and raw:
@@ -44,7 +51,9 @@ def post_text(post: dict[str, Any]) -> str:
 
 
 def post_to_mention(post: dict[str, Any], base_url: str, event: str = "post_created") -> NormalizedMention:
-    """``event``: post_created / post_edited upsert (an edit carries ``edited_at``); post_destroyed deletes."""
+    """``event``: post_created / post_edited upsert (an edit carries ``edited_at``); post_destroyed
+    deletes; post_recovered restores (with ``edited_at``: the author's own deletion had replaced the
+    words, and recovering puts them back)."""
     topic_id, number = int(post["topic_id"]), int(post["post_number"])
     parent = post.get("reply_to_post_number")
     text = post_text(post)
@@ -54,6 +63,7 @@ def post_to_mention(post: dict[str, Any], base_url: str, event: str = "post_crea
     slug = post.get("topic_slug") or "-"
     created = _time(post.get("created_at")) or datetime.now(UTC)
     deleted = event == "post_destroyed" or bool(post.get("deleted_at")) or bool(post.get("user_deleted"))
+    change = "restore" if event == "post_recovered" else "delete" if deleted else "upsert"
     return NormalizedMention(
         platform="discourse", external_id=post_key(topic_id, number), text=text, created_at=created,
         author_id=str(post["user_id"]) if post.get("user_id") is not None else None,
@@ -63,7 +73,7 @@ def post_to_mention(post: dict[str, Any], base_url: str, event: str = "post_crea
         url=f"{base_url.rstrip('/')}/t/{slug}/{topic_id}/{number}",
         kind="dm" if private else ("forum_post" if number == 1 else "reply"), is_public=not private,
         channel=post.get("category_slug") or (f"category:{post['category_id']}" if post.get("category_id") else None),
-        event="delete" if deleted else "upsert",
-        edited_at=(_time(post.get("updated_at")) or created) if event == "post_edited" else None,
+        event=change,
+        edited_at=(_time(post.get("updated_at")) or created) if event in ("post_edited", "post_recovered") else None,
         raw=post,
     )

@@ -1,8 +1,12 @@
-"""Discourse webhooks: ``post_created``, ``post_edited``, ``post_destroyed``, ``topic_created``.
+"""Discourse webhooks: ``post_created``, ``post_edited``, ``post_destroyed``, ``post_recovered``,
+``topic_created``.
 
 ``POST /webhooks/discourse``. The ``X-Discourse-Event-Signature`` header (``sha256=<hex>``, the
 HMAC-SHA256 of the raw body with the webhook's secret) is verified before anything is parsed.
-Edits update the stored mention, deletions hide it. ``topic_created`` is acknowledged without a
+Edits update the stored mention, deletions hide it, and a recovery (by its author or a moderator;
+its body is the post, as for an edit) brings it back unless it was erased on a privacy request
+(:mod:`listener.ingest`). The body is read as JSON whatever its ``Content-Type``: Discourse sends
+JSON under either content type a webhook may be given. ``topic_created`` is acknowledged without a
 mention: its payload has no body, and the topic's first post arrives as ``post_created`` with the
 title. Events of other kinds (``ping``, user events...) are acknowledged and ignored.
 """
@@ -14,13 +18,22 @@ from typing import Any
 
 from aiohttp import web
 
-from listener.discourse.normalize import post_to_mention
+from listener.discourse.normalize import is_ours, post_to_mention
 from listener.ingest import in_terms_of, mention_problems, parse_time, text_problems
-from listener.webhook import BodyTooLarge, Publish, TooDeep, json_error, loads, read_limited, signature_ok
+from listener.webhook import (
+    BodyTooLarge,
+    Publish,
+    RefusalLog,
+    TooDeep,
+    json_error,
+    loads,
+    read_limited,
+    signature_ok,
+)
 
 log = logging.getLogger("socialcare.listener.discourse")
 PATH = "/webhooks/discourse"
-POST_EVENTS = ("post_created", "post_edited", "post_destroyed")
+POST_EVENTS = ("post_created", "post_edited", "post_destroyed", "post_recovered")
 MAX_ID = 2**62
 # each integer field and its lowest value (system users have negative ids)
 IDS = {"topic_id": 1, "post_number": 1, "reply_to_post_number": 1, "category_id": 1, "user_id": -MAX_ID}
@@ -62,7 +75,8 @@ def routes(settings: Any, publish: Publish) -> list[web.RouteDef]:
     if not secret:
         return []
     base_url = settings.discourse_url or ""
-    limit = settings.webhook_max_bytes
+    limit, ours = settings.webhook_max_bytes, settings.discourse_api_username
+    refusals = RefusalLog(log, f"discourse webhook {PATH}")
 
     async def receive(request: web.Request) -> web.Response:
         try:
@@ -70,6 +84,7 @@ def routes(settings: Any, publish: Publish) -> list[web.RouteDef]:
         except BodyTooLarge:
             return json_error(413, f"body larger than {limit} bytes")
         if not signature_ok(secret, body, request.headers.get("X-Discourse-Event-Signature")):
+            refusals.refused(request, "X-Discourse-Event-Signature does not match SOCIALCARE_DISCOURSE_WEBHOOK_SECRET")
             return json_error(401, "invalid signature")
         event = request.headers.get("X-Discourse-Event", "")
         try:
@@ -83,6 +98,8 @@ def routes(settings: Any, publish: Publish) -> list[web.RouteDef]:
         post = payload.get("post") if isinstance(payload, dict) else None
         if problems := post_problems(post):
             return json_error(400, "invalid post", problems=problems[:20])
+        if is_ours(post, ours):  # type: ignore[arg-type]
+            return web.json_response({"accepted": 0, "ignored": f"{event} of our own post"})
         mention = post_to_mention(post, base_url, event)  # type: ignore[arg-type]
         if bad := mention_problems(mention):  # what is left: lengths the columns hold
             return json_error(400, "invalid post", problems=in_terms_of(bad, "post", FIELDS)[:20])

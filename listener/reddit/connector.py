@@ -5,7 +5,8 @@ lock, distinguish, ban the author from the post's subreddit), and taking back ou
 Streams use ``pause_after=0`` so one round never blocks, and resume from the saved fullnames with
 ``continue_after_id`` (Reddit's ``before``). The cursor is a small JSON object: the newest
 submission (``t3``) and comment (``t1``) seen in the subreddits, and the newest keyword hit
-(``search``). ``oauth_url``, ``reddit_url`` and ``short_url`` come from the settings.
+(``search``), plus the window of recent posts re-read for edits and removals (``recheck``, see
+:mod:`listener.reddit.recheck`). ``oauth_url``, ``reddit_url`` and ``short_url`` come from the settings.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncprawcore
 from listener.errors import AuthError, RateLimited, TransientError
 from listener.protocol import Action, ActionResult, NormalizedMention
 from listener.reddit.normalize import id_number, newer, thing_to_mention
+from listener.reddit.recheck import KEY, Window, recheck
 
 MOD_ACTIONS = ("remove", "hide", "approve", "lock", "distinguish")
 
@@ -31,7 +33,11 @@ def translate(exc: BaseException) -> BaseException:
         headers = exc.response.headers
         retry = headers.get("retry-after") or headers.get("x-ratelimit-reset")
         return RateLimited("Reddit rate limit (429)", retry_after=float(retry) if retry else None)
-    if isinstance(exc, (asyncprawcore.OAuthException, asyncprawcore.Forbidden, asyncprawcore.InvalidToken,
+    if isinstance(exc, asyncprawcore.Forbidden):  # the credentials worked (a token was issued): access did not
+        path = getattr(getattr(exc.response, "url", None), "path", None) or "a listing"
+        return AuthError(f"Reddit refused access (403 Forbidden) to {path}: a private, quarantined or banned "
+                         "subreddit, or an account without that moderator permission")
+    if isinstance(exc, (asyncprawcore.OAuthException, asyncprawcore.InvalidToken,
                         asyncprawcore.InsufficientScope)) or (
             isinstance(exc, asyncprawcore.ResponseException) and exc.response.status == 401):
         return AuthError(f"Reddit refused the credentials: {type(exc).__name__}: {str(exc)[:200]}")
@@ -53,11 +59,13 @@ class RedditConnector:
     name = "reddit"
     platform = "reddit"
 
-    def __init__(self, settings: Any, *, poll_seconds: float = 15.0, search_seconds: float = 300.0) -> None:
+    def __init__(self, settings: Any, *, poll_seconds: float = 15.0, search_seconds: float = 300.0,
+                 recheck_seconds: float = 300.0, recheck_hours: float = 24.0, recheck_size: int = 300) -> None:
         self.settings = settings
         self.subreddits = [s.removeprefix("r/") for s in settings.reddit_subreddits]
         self.keywords = list(settings.reddit_keywords)
         self.poll_seconds, self.search_seconds = poll_seconds, search_seconds
+        self.recheck_seconds, self.recheck_hours, self.recheck_size = recheck_seconds, recheck_hours, recheck_size
         self.reddit_url = settings.reddit_url
         self._reddit: asyncpraw.Reddit | None = None
         self.status: Any = None
@@ -87,14 +95,41 @@ class RedditConnector:
         return [t for t in hits if newer(t.name, after)]
 
     def _batch(self, things: list[Any], state: dict[str, str], key: str) -> list[NormalizedMention]:
+        """The things newer than the cursor, but not our own: a reply we post in a subreddit comes back
+        in its comment stream, and stored as a customer's post it would be triaged and answered."""
         fresh = sorted((t for t in things if newer(t.name, state.get(key))), key=lambda t: id_number(t.name))
         if fresh:
             state[key] = fresh[-1].name
-        return [thing_to_mention(t, self.reddit_url) for t in fresh]
+        ours = self.ours
+        return [thing_to_mention(t, self.reddit_url, ours) for t in fresh
+                if not ours or str(getattr(getattr(t, "author", None), "name", "") or "").lower() != ours]
+
+    @property
+    def ours(self) -> str:
+        """Our account's name, lower case ("" without one)."""
+        return (self.settings.reddit_username or "").removeprefix("u/").lower()
+
+    async def _recheck(self, window: Window, fresh: list[NormalizedMention]) -> list[NormalizedMention]:
+        """Edits and removals of the recent posts when a re-read is due (at most
+        ``ceil(recheck_size / 100)`` requests), then this round's new posts join the window."""
+        now = time.time()
+        window.trim(now, self.recheck_hours, self.recheck_size)
+        changed = []
+        if window.seen and now - window.checked_at >= self.recheck_seconds:
+            changed = await recheck(self.reddit, window, self.reddit_url, now, self.ours)
+        window.add(fresh, now)
+        window.trim(now, self.recheck_hours, self.recheck_size)
+        return changed
+
+    @staticmethod
+    def _cursor(state: dict[str, str], window: Window, cursor: str | None) -> str | None:
+        data: dict[str, Any] = {**state, KEY: window.dump()} if window.seen or window.checked_at else dict(state)
+        return json.dumps(data, sort_keys=True) if data else cursor
 
     async def poll_once(self, cursor: str | None) -> tuple[list[NormalizedMention], str | None]:
-        """One round: new submissions and comments of the subreddits, then the keyword search."""
-        state = parse_cursor(cursor)
+        """One round: new submissions and comments of the subreddits, the keyword search, then the
+        re-read of recent posts when due. Any error leaves the caller's cursor (and window) as it was."""
+        state, window = parse_cursor(cursor), Window.from_cursor(cursor)
         out: list[NormalizedMention] = []
         try:
             if self.subreddits:
@@ -102,12 +137,13 @@ class RedditConnector:
                     out += self._batch(await self._listing(kind, state.get(kind)), state, kind)
             if self.keywords:
                 out += self._batch(await self._search(state.get("search")), state, "search")
+            out += await self._recheck(window, out)
         except Exception as exc:
             raise translate(exc) from exc
-        return out, json.dumps(state, sort_keys=True) if state else cursor
+        return out, self._cursor(state, window, cursor)
 
     async def stream(self, cursor: str | None) -> AsyncIterator[tuple[list[NormalizedMention], str | None]]:
-        state = parse_cursor(cursor)
+        state, window = parse_cursor(cursor), Window.from_cursor(cursor)
         streams: dict[str, Any] = {}
         last_search = 0.0
         try:
@@ -127,7 +163,8 @@ class RedditConnector:
                 if self.keywords and time.monotonic() - last_search >= self.search_seconds:
                     batch += self._batch(await self._search(state.get("search")), state, "search")
                     last_search = time.monotonic()
-                yield batch, json.dumps(state, sort_keys=True) if state else cursor
+                batch += await self._recheck(window, batch)
+                yield batch, self._cursor(state, window, cursor)
                 await asyncio.sleep(self.poll_seconds)
         except (asyncprawcore.AsyncPrawcoreException, ValueError) as exc:
             raise translate(exc) from exc
@@ -180,7 +217,8 @@ class RedditConnector:
         return ActionResult(False, error=f"Reddit does not support {action.kind} (or no target)")
 
     def listens_to(self) -> str:
-        listens = [f"r/{s}" for s in self.subreddits] + ([f"search {self.keywords}"] if self.keywords else [])
+        search = " OR ".join(json.dumps(k, ensure_ascii=False) for k in self.keywords)
+        listens = [f"r/{s}" for s in self.subreddits] + ([f"search {search}"] if self.keywords else [])
         return ", ".join(listens) or "nothing"
 
     async def _ban(self, target: str, action: Action) -> ActionResult:

@@ -13,6 +13,8 @@ from typing import Any
 from listener.protocol import NormalizedMention
 
 GONE = ("[deleted]", "[removed]")
+# AutoModerator's filter holds a post for review (a moderator may approve it): not a removal yet
+HELD = "automod_filtered"
 RAW_FIELDS = ("id", "name", "subreddit_name_prefixed", "permalink", "score", "num_comments", "link_id", "parent_id",
               "over_18", "is_self", "url", "removed_by_category", "distinguished", "stickied", "locked")
 
@@ -38,8 +40,27 @@ def _when(value: Any) -> datetime | None:
         return None
 
 
-def thing_to_mention(thing: Any, reddit_url: str) -> NormalizedMention:
-    """A praw/asyncpraw Submission or Comment (anything with their attributes)."""
+def gone(thing: Any, ours: str | None = None) -> bool:
+    """Deleted by its author or removed by a moderator or Reddit. Each view says it differently: the
+    public sees ``[deleted]``/``[removed]`` text (a deleted author is ``None`` in asyncpraw), a
+    moderator keeps the text and sees ``removed``/``spam`` and who did it (``banned_by``), and
+    ``removed_by_category`` (submissions) names who removed it. A body alone is not trusted (a customer
+    may type "[removed]"), and a removal by our own account ``ours`` is not a deletion: it is a hold
+    or removal of the moderation queue, which a moderator may still approve."""
+    if getattr(thing, "author", None) is None and (getattr(thing, "body", None) in GONE
+                                                   or getattr(thing, "selftext", None) in GONE):
+        return True
+    if ours and str(getattr(thing, "banned_by", None) or "").lower() == ours.lower():
+        return False
+    category = getattr(thing, "removed_by_category", None)
+    if category:
+        return category != HELD
+    return getattr(thing, "removed", None) is True or getattr(thing, "spam", None) is True
+
+
+def thing_to_mention(thing: Any, reddit_url: str, ours: str | None = None) -> NormalizedMention:
+    """A praw/asyncpraw Submission or Comment (anything with their attributes); ``ours``: our
+    account's name (see :func:`gone`)."""
     fullname = str(thing.name)
     is_comment = fullname.startswith("t1_")
     author = getattr(thing, "author", None)
@@ -49,7 +70,6 @@ def thing_to_mention(thing: Any, reddit_url: str) -> NormalizedMention:
     else:
         body = str(getattr(thing, "selftext", "") or "")
         text = f"{thing.title}\n\n{body}" if body else str(thing.title)
-    deleted = author is None and (getattr(thing, "body", None) in GONE or getattr(thing, "selftext", None) in GONE)
     subreddit = getattr(thing, "subreddit", None)
     sub_name = str(getattr(subreddit, "display_name", subreddit) or "") or None
     permalink = getattr(thing, "permalink", None)
@@ -61,7 +81,7 @@ def thing_to_mention(thing: Any, reddit_url: str) -> NormalizedMention:
         in_reply_to=str(thing.parent_id) if is_comment else None,
         url=f"{reddit_url.rstrip('/')}{permalink}" if permalink else None,
         kind="comment" if is_comment else "post", is_public=True,
-        channel=f"r/{sub_name}" if sub_name else None, event="delete" if deleted else "upsert",
+        channel=f"r/{sub_name}" if sub_name else None, event="delete" if gone(thing, ours) else "upsert",
         edited_at=_when(getattr(thing, "edited", None)),
         raw={k: getattr(thing, k) for k in RAW_FIELDS if isinstance(getattr(thing, k, None), (str, int, float, bool))},
     )

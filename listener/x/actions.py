@@ -17,8 +17,8 @@ from typing import Any
 import tweepy
 
 from listener.hosts import X_HOST, redirect_session
-from listener.protocol import Action, ActionResult
-from listener.x.errors import translate
+from listener.protocol import Action, ActionResult, NormalizedMention
+from listener.x.errors import reason, translate
 
 LIMIT = 280
 _MARK = 8  # room for " (99/99)"
@@ -112,8 +112,14 @@ class XActions:
                                 user_auth=True)
         except tweepy.Forbidden as exc:
             return ActionResult(False, error=f"X refused to block (403): blocking through the API needs X's "
-                                             f"Enterprise plan ({str(exc).strip().splitlines()[0][:150]})")
+                                             f"Enterprise plan ({reason(exc)[:150]})")
         return ActionResult(True, [f"user:{action.recipient_id}"])
+
+    def _theirs(self, mentions: list[NormalizedMention]) -> list[NormalizedMention]:
+        """Without the brand account's own tweets: a reply of ours that matches a stream rule or names
+        the account comes back, and stored as a customer's post it would be triaged and answered."""
+        me = getattr(self, "user_id", None) or self.settings.x_user_id
+        return [m for m in mentions if not me or m.author_id != str(me)]
 
     async def perform(self, action: Action) -> ActionResult:
         """Errors come back as ``ActionResult(ok=False)``; a partial thread keeps the ids it posted."""

@@ -55,7 +55,7 @@ class XConnector(XActions):
             token = meta.get("next_token")
             if not token:
                 break
-        return out, newest_id(newest, out, since_id)
+        return self._theirs(out), newest_id(newest, out, since_id)
 
     async def poll_once(self, cursor: str | None) -> tuple[list[NormalizedMention], str | None]:
         try:
@@ -73,17 +73,20 @@ class XConnector(XActions):
         return f"mentions of user {self.user_id}" if self.user_id else "mentions of the brand account (id from /2/users/me)"
 
     async def check(self) -> dict[str, Any]:
+        """Both credentials in use: the bearer token reads mentions, and the OAuth 1.0a user keys, when
+        set, are what replies, DMs and hiding need, so a wrong API secret shows here, not at the first reply."""
         started = time.monotonic()
+        ok, error, who, step = True, None, None, ""
         try:
-            if self.user_auth:
+            if not self.user_auth:
+                await asyncio.to_thread(self.client.get_users_mentions, self.user_id, max_results=5)
+                who = f"user id {self.user_id}"
+            if self.client.consumer_key and self.client.access_token:
+                step = "user-context keys (SOCIALCARE_X_API_KEY, _API_SECRET, _ACCESS_TOKEN, _ACCESS_SECRET): "
                 me = await asyncio.to_thread(self.client.get_me, user_auth=True)
                 who = (me.get("data") or {}).get("username")
-            else:
-                who = f"user id {self.user_id}"
-                await asyncio.to_thread(self.client.get_users_mentions, self.user_id, max_results=5)
-            ok, error = True, None
         except Exception as exc:  # noqa: BLE001 - reported, not raised
-            ok, error, who = False, str(translate(exc)), None
+            ok, error, who = False, step + str(translate(exc)), None
         return {"name": self.name, "ok": ok, "error": error, "account": who,
                 "listens_to": self.listens_to(), "base_url": self.settings.x_api_base,
                 "seconds": round(time.monotonic() - started, 2)}

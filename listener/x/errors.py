@@ -26,10 +26,12 @@ def translate(exc: BaseException) -> BaseException:
     """The runner's error for a client error (other exceptions pass through unchanged)."""
     if isinstance(exc, tweepy.TooManyRequests):
         return RateLimited("X rate limit (429)", reset_at=_reset(exc))
-    if isinstance(exc, (tweepy.Unauthorized, tweepy.Forbidden)):
-        return AuthError(f"X refused the credentials ({_status(exc)}): {_first_line(exc)}")
+    if isinstance(exc, tweepy.Unauthorized):
+        return AuthError(f"X refused the credentials (401): {reason(exc)}")
+    if isinstance(exc, tweepy.Forbidden):  # also a reply to a deleted tweet: not always the credentials
+        return AuthError(f"X refused the request (403): {reason(exc)}")
     if isinstance(exc, tweepy.HTTPException):
-        return TransientError(f"X error {_status(exc)}: {_first_line(exc)}")
+        return TransientError(f"X error {_status(exc)}: {reason(exc)}")
     if isinstance(exc, (requests.RequestException, aiohttp.ClientError, asyncio.TimeoutError, json.JSONDecodeError,
                         ValueError)):
         return TransientError(f"X unavailable: {type(exc).__name__}: {str(exc)[:200]}")
@@ -42,5 +44,8 @@ def _status(exc: tweepy.HTTPException) -> str:
     return str(getattr(resp, "status_code", None) or getattr(resp, "status", None) or "?")
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+def reason(exc: tweepy.HTTPException) -> str:
+    """X's own words (``detail`` or ``errors[].message``), which say why: "403 Forbidden" alone sends an
+    operator to rotate keys when the tweet replied to was deleted or the app is not in a Project."""
+    said = "; ".join(str(m) for m in exc.api_messages if m)
+    return said[:300] or (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]

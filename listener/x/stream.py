@@ -192,7 +192,7 @@ class XStreamConnector(XActions):
         """Versions not yielded yet (an edit is a new version of an id already seen)."""
         out = [m for m in mentions if version_id(m) not in self.seen]
         self.seen.extend(version_id(m) for m in out)
-        return out
+        return self._theirs(out)
 
     async def stream(self, cursor: str | None) -> AsyncIterator[tuple[list[NormalizedMention], str | None]]:
         if self.streaming is not False:
@@ -262,7 +262,10 @@ class XStreamConnector(XActions):
 
     def listens_to(self) -> str:
         mode = "recent search polling (no filtered stream on this tier)" if self.streaming is False else "filtered stream"
-        return f"{mode}: rules {self.rules}"
+        return f"{mode}: rules {self._rules_text()}"
+
+    def _rules_text(self) -> str:
+        return ", ".join(json.dumps(r, ensure_ascii=False) for r in self.rules)
 
     async def check(self) -> dict[str, Any]:
         started = time.monotonic()
@@ -276,7 +279,7 @@ class XStreamConnector(XActions):
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             ok, error = False, str(exc)
         self.seen.clear()
-        return {"name": self.name, "ok": ok, "error": error, "listens_to": f"{mode}: rules {self.rules}",
+        return {"name": self.name, "ok": ok, "error": error, "listens_to": f"{mode}: rules {self._rules_text()}",
                 "active_rules": active, "base_url": self.base, "seconds": round(time.monotonic() - started, 2)}
 
     async def close(self) -> None:

@@ -46,10 +46,16 @@ def check(settings) -> None:
 @connectors.command()
 @click.argument("name")
 @click.option("--once", is_flag=True, required=True, help="Run one poll (the only mode of this command).")
-@click.option("--no-save", is_flag=True, help="Do not move the saved cursor on.")
+@click.option("--save/--no-save", default=False, show_default=True,
+              help="Move the saved cursor past what was printed. The service then never ingests those "
+                   "mentions: they were only printed here.")
 @click.pass_obj
-def fetch(settings, name: str, once: bool, no_save: bool) -> None:
-    """Run one poll of connector NAME from its saved cursor; print the mentions as JSON lines."""
+def fetch(settings, name: str, once: bool, save: bool) -> None:
+    """Run one poll of connector NAME (x, x-stream, reddit, discourse) from its saved cursor; print the
+    mentions as JSON lines.
+
+    A look, not a delivery: by default the cursor stays where it was, so the running service (or its
+    next start) still ingests every mention printed here."""
     from listener.cursors import CursorStore
     from listener.errors import ConnectorError
     from listener.registry import connector_by_name
@@ -64,7 +70,7 @@ def fetch(settings, name: str, once: bool, no_save: bool) -> None:
             mentions, cursor = await connector.poll_once(await store.get(connector.name))
             for m in mentions:
                 click.echo(json.dumps(m.contract_json(), ensure_ascii=False))
-            if not no_save:
+            if save:
                 await store.set(connector.name, cursor)
             return mentions
         finally:

@@ -29,8 +29,8 @@ class IngestStage:
                     raise
         out = []
         for env, res in zip(batch, results):
-            if res.outcome in ("new", "edited"):
-                key = f"m:{res.mention_id}" + (":edit:" + env.key if res.outcome == "edited" else "")
+            if res.outcome in ("new", "edited", "restored"):  # a restored post is triaged again, like an edit
+                key = f"m:{res.mention_id}" + (":edit:" + env.key if res.outcome != "new" else "")
                 out.append(Outgoing("triage", key, {"mention_id": res.mention_id, **trace(env.payload)}))
         if self.ctx.events and any(r.outcome == "new" for r in results):
             self.ctx.events("ingested", [r.mention_id for r in results if r.outcome == "new"])

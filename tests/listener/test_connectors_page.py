@@ -128,3 +128,31 @@ async def test_a_web_process_shows_what_the_listener_process_reported_through_re
         await web_board.close()
         for c in polled:
             await c.close()
+
+
+async def test_connector_states_become_prometheus_gauges_for_alerting(app_client, runtime, fakes):
+    """A scrape of `/metrics` carries each connector's state, so an alert fires on a revoked key at night."""
+    revoked_fake, good_fake = fakes
+    revoked_fake.fail_next = [(401, {})]
+    revoked = XConnector(load_settings(x_api_base=revoked_fake.base, x_bearer_token="revoked", x_user_id="99"))
+    good = XConnector(load_settings(x_api_base=good_fake.base, x_bearer_token="ok", x_user_id="77"),
+                      poll_seconds=0.05)
+    good.name = "x-brand-two"
+    runtime.connectors, runtime.listening = [revoked, good], True
+    stop, tasks = await run_until_settled([revoked, good])
+    try:
+        token = await bot_token(runtime, "root", ["metrics"])
+        r = await app_client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert r.status == 200
+        text = await r.text()
+        assert 'socialcare_connector_up{connector="x",platform="x"} 0.0' in text
+        assert 'socialcare_connector_state{connector="x",platform="x",state="stopped"} 1.0' in text
+        assert 'socialcare_connector_up{connector="x-brand-two",platform="x"} 1.0' in text
+        assert 'socialcare_connector_mentions_seen{connector="x-brand-two",platform="x"} 3.0' in text
+        assert runtime.metrics.registry.get_sample_value("socialcare_connector_last_poll_timestamp_seconds",
+                                                         {"connector": "x-brand-two", "platform": "x"}) > 1.7e9
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        for c in (revoked, good):
+            await c.close()

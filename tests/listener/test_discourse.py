@@ -29,7 +29,8 @@ async def hook():
             raise ConnectionError("bus down")
         published.extend(batch)
 
-    settings = load_settings(discourse_url=FORUM, discourse_webhook_secret=SECRET, webhook_max_bytes=200_000)
+    settings = load_settings(discourse_url=FORUM, discourse_webhook_secret=SECRET, webhook_max_bytes=200_000,
+                             discourse_api_username="acme_support")
     app = web.Application()
     app.router.add_routes(webhook.routes(settings, publish))
     client = TestClient(TestServer(app, host="127.0.0.1"))
@@ -83,6 +84,24 @@ async def test_nothing_is_parsed_before_the_signature_is_verified(hook):
     assert resp.status == 401
     resp = await hook.post(webhook.PATH, data=b"{}", headers={"X-Discourse-Event": "post_created"})
     assert resp.status == 401
+    assert hook.published == []
+
+
+async def test_a_wrong_secret_is_logged_once_a_minute_with_a_count(hook, caplog):
+    """Discourse's own event log alone would show the 401s: the operator must read it here too."""
+    for _ in range(3):
+        assert (await send(hook, "post_created", {"post": post(1)}, secret="rotated")).status == 401
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "socialcare.listener.discourse"]
+    assert "refused 1 request(s)" in line and "SOCIALCARE_DISCOURSE_WEBHOOK_SECRET" in line
+    assert "rotated" not in line and SECRET not in line
+
+
+async def test_events_of_our_own_posts_publish_nothing(hook):
+    """Our reply comes back as post_created (and /posts.json): stored, it would be triaged as a customer's."""
+    ours = post(301, number=2, raw="Sorry to hear that! Could you try reinstalling?", username="Acme_Support")
+    for event in ("post_created", "post_edited", "post_destroyed"):
+        resp = await send(hook, event, {"post": ours})
+        assert resp.status == 200 and (await resp.json())["accepted"] == 0
     assert hook.published == []
 
 
@@ -159,6 +178,14 @@ async def test_poll_pages_back_to_the_cursor_and_a_restart_repeats_nothing(forum
     assert got[1].in_reply_to == "50/1" and got[0].url == f"{forum.base}/t/cannot-log-in-since-update/50/1"
     assert (await second.poll_once(cursor)) == ([], "114")
     await second.close()
+
+
+async def test_the_poll_reads_past_our_own_posts_without_publishing_them(forum):
+    forum.posts.append(post(200, topic_id=40, number=9, raw="We are looking into it", username="acme_support"))
+    c = connector(forum)
+    mentions, cursor = await c.poll_once("106")
+    assert [m.raw["id"] for m in mentions] == [107] and cursor == "200"
+    await c.close()
 
 
 async def test_api_errors_are_classified(forum):
@@ -246,3 +273,62 @@ async def test_strings_of_the_wrong_type_or_that_a_database_refuses_are_refused_
         body = await resp.json()
         assert resp.status == 400 and any(f"post.{field}" in p for p in body["problems"]), (field, value, body)
     assert hook.published == []
+
+
+# --- a deleted post recovered by its author or a moderator ------------------------------------------
+
+
+async def test_a_recovered_post_is_published_as_a_restore_with_its_words(hook):
+    """Discourse sends ``post_recovered`` (``X-Discourse-Event-Type: post``) with the post itself as
+    its body, like ``post_edited``; our own recovered reply is ignored like our other posts."""
+    reply = post(102, number=2, raw="same here", username="bob", updated_at="2026-11-20T11:00:00.000Z")
+    resp = await send(hook, "post_recovered", {"post": reply})
+    assert resp.status == 202 and await resp.json() == {"accepted": 1, "event": "post_recovered", "external_id": "40/2"}
+    (back,) = hook.published
+    assert (back.event, back.text, back.in_reply_to, back.edited_at.hour) == ("restore", "same here", "40/1", 11)
+    ours = await send(hook, "post_recovered", {"post": post(301, number=3, username="acme_support")})
+    assert ours.status == 200 and (await ours.json())["accepted"] == 0 and len(hook.published) == 1
+
+
+async def test_a_post_its_author_deleted_then_recovered_is_stored_shown_and_triaged_again(hook, db):
+    """Discourse replaces the words of a post its author deletes (an edit), then deletes it; recovering
+    puts the words back (another edit) and sends ``post_recovered``. Each delivery goes through the
+    ingest stage as the bus would carry it."""
+    from sqlalchemy import select
+
+    from models import Mention
+    from service.bus import Envelope
+    from service.pipeline import ingest_key
+    from service.stages.base import StageContext
+    from service.stages.ingest import IngestStage
+
+    words = post(103, number=3, raw="the app logs me out every hour")
+    withdrawn = {**words, "raw": "(post withdrawn by author, will be automatically deleted in 24 hours unless "
+                                 "flagged)", "updated_at": "2026-11-20T09:00:00.000Z"}
+    back = {**words, "updated_at": "2026-11-20T10:00:00.000Z"}
+    for event, body in [("post_created", words), ("post_edited", withdrawn),
+                        ("post_destroyed", {**withdrawn, "user_deleted": True}), ("post_edited", back),
+                        ("post_recovered", back)]:
+        assert (await send(hook, event, {"post": body})).status == 202
+    stage = IngestStage(StageContext(settings=None, db=db))
+    triaged = []
+    for n, m in enumerate(hook.published):
+        env = Envelope(id=str(n), topic="ingest", key=ingest_key(m), payload={"mention": m.to_dict()})
+        triaged.append([o.key for o in await stage.handle([env])])
+    async with db.session() as s:
+        row = await s.scalar(select(Mention).where(Mention.external_id == "40/3"))
+    assert (row.deleted, row.hidden, row.text) == (False, False, "the app logs me out every hour")
+    created, edited, deleted, edited_while_deleted, recovered = triaged
+    assert created == [f"m:{row.id}"] and deleted == [] and recovered[0].startswith(f"m:{row.id}:edit:")
+    assert recovered[0] != edited_while_deleted[0]  # its own message: triage skips a deleted post's edit
+
+
+async def test_the_body_is_read_as_json_whatever_content_type_the_webhook_was_given(hook):
+    """Discourse's "application/x-www-form-urlencoded" webhooks send the same JSON body (only the
+    header differs); a body that is not JSON is refused as malformed, whatever its header says."""
+    raw, headers = webhook_request("post_recovered", {"post": post(104, number=4)}, SECRET)
+    form = {**headers, "Content-Type": "application/x-www-form-urlencoded"}
+    resp = await hook.post(webhook.PATH, data=raw, headers=form)
+    assert resp.status == 202 and hook.published[-1].event == "restore"
+    resp = await send_raw(hook, "post_recovered", b"payload=%7B%22post%22%3A%7B%7D%7D")
+    assert resp.status == 400 and (await resp.json())["error"] == "malformed JSON"

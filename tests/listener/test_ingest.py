@@ -2,6 +2,7 @@
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from sqlalchemy import func, select
 
 from escalation.customers import link_identity
@@ -152,10 +153,93 @@ async def test_ingest_lookups_search_the_unique_indexes_instead_of_scanning_them
 
     params = {"firsts": ["x", "reddit"], "seconds": ["1", "2"], "keys": ["x:1"], "ids": [1]}
     async with db.engine.connect() as conn:
-        for name in ("STORED", "AUTHORS", "LINKS", "PARENTS", "THREADS", "THREADS_BY_ID"):
+        for name in ("STORED", "AUTHORS", "LINKS", "PARENTS", "THREADS", "THREADS_BY_ID", "MODERATED"):
             stmt = getattr(ingest, name)
             used = {k: v for k, v in params.items() if k in stmt.compile().params}
             sql = str(stmt.params(used).compile(dialect=conn.dialect, compile_kwargs={
                 "literal_binds": True, "render_postcompile": True}))
             plan = [row[-1] for row in await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
             assert plan and all(step.startswith("SEARCH") for step in plan), (name, plan)
+
+
+async def ingest(db, *posts: NormalizedMention) -> list[str]:
+    async with db.session() as s:
+        out = await ingest_batch(s, list(posts))
+        await s.commit()
+    return [r.outcome for r in out]
+
+
+async def stored(db, external_id: str) -> Mention:
+    async with db.session() as s:
+        return await s.scalar(select(Mention).where(Mention.external_id == external_id))
+
+
+async def test_a_restored_post_is_back_with_its_words_and_shown_unless_moderation_hid_it(db):
+    """A deletion sets ``hidden`` whatever it was; a moderator's or a rule's hide is on record as a
+    moderation action, so only a post none of them hid is shown again."""
+    from community import moderation
+
+    later = T0 + timedelta(hours=1)
+    await ingest(db, mention("1", "my order never came"), mention("2", "buy followers here"))
+    async with db.session() as s:
+        await moderation.add_action(s, "mod:2", await stored(db, "2"), "hide", "spam", rule="spam")
+        await s.commit()
+    assert await ingest(db, mention("1", "(post deleted by author)", edited_at=T0 + timedelta(minutes=1)),
+                        mention("1", "", event="delete"), mention("2", "", event="delete")) == [
+        "edited", "deleted", "deleted"]
+    assert await ingest(db, mention("1", "my order never came", event="restore", edited_at=later),
+                        mention("2", "buy followers here", event="restore", edited_at=later)) == ["restored"] * 2
+    one, two = await stored(db, "1"), await stored(db, "2")
+    assert (one.deleted, one.hidden, one.text, one.edited_at) == (False, False, "my order never came", later)
+    assert (two.deleted, two.hidden) == (False, True)  # the moderator's hide stays
+    assert await ingest(db, mention("1", "my order never came", event="restore", edited_at=later)) == ["duplicate"]
+    assert await ingest(db, mention("3", "never seen deleted", event="restore", edited_at=later)) == ["new"]
+
+
+async def test_a_restore_then_a_deletion_in_one_batch_leave_the_post_deleted(db):
+    await ingest(db, mention("1", "first words"))
+    await ingest(db, mention("1", "", event="delete"))
+    assert await ingest(db, mention("1", "first words", event="restore"), mention("1", "", event="delete")) == [
+        "restored", "deleted"]
+    row = await stored(db, "1")
+    assert row.deleted and row.hidden
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_an_erased_post_stays_erased_when_its_platform_restores_it(request, backend, monkeypatch):
+    """Erased on a privacy request before the restore arrives, or while it is being stored (after
+    ingest read the post as merely deleted): its words do not come back."""
+    from collections import Counter
+
+    from listener import ingest as ingest_module
+    from models.db import Database
+    from models.mentions import ERASED_TEXT
+    from service.privacy import erase_posts
+
+    database = Database(request.getfixturevalue("sqlite_url" if backend == "sqlite" else "postgres_url"))
+    await database.upgrade()
+
+    async def erase(external_id: str) -> None:
+        async with database.session() as s:
+            await erase_posts(s, [(await stored(database, external_id)).id], Counter())
+            await s.commit()
+
+    try:
+        await ingest(database, mention("1", "jane.doe@example.com wrote this"), mention("2", "and this"))
+        await ingest(database, mention("1", "", event="delete"), mention("2", "", event="delete"))
+        await erase("1")
+        assert await ingest(database, mention("1", "jane.doe@example.com wrote this", event="restore")) == [
+            "duplicate"]
+        real = ingest_module._moderated
+
+        async def erased_meanwhile(session, mention_ids):  # ingest has read post 2 as deleted, not erased
+            await erase("2")
+            return await real(session, mention_ids)
+
+        monkeypatch.setattr(ingest_module, "_moderated", erased_meanwhile)
+        assert await ingest(database, mention("2", "and this", event="restore")) == ["duplicate"]
+        for eid in ("1", "2"):
+            row = await stored(database, eid)
+            assert (row.deleted, row.text, row.raw) == (True, ERASED_TEXT, {})
+    finally:
+        await database.close()

@@ -56,8 +56,9 @@ async def test_one_poll_reads_both_subreddits_comments_and_the_keyword_search(re
     assert first.text == "Acme app problem 1\n\nIt keeps crashing" and first.author_handle == "jane_doe"
     assert first.url == reddit.base + reddit.posts[0]["data"]["permalink"] and first.channel == "r/acme"
     assert reply.in_reply_to == comments[0].external_id and reply.conversation_id == first.external_id
-    assert json.loads(cursor) == {"t3": posts[1].external_id, "t1": comments[1].external_id,
-                                  "search": hits[0].external_id}
+    state = json.loads(cursor)
+    assert sorted(i[0] for i in state.pop("recheck")["ids"]) == sorted(m.external_id for m in mentions)
+    assert state == {"t3": posts[1].external_id, "t1": comments[1].external_id, "search": hits[0].external_id}
     assert await c.poll_once(cursor) == ([], cursor)
     assert any("before=" in r for r in reddit.requests if "/new" in r)  # resumed by fullname
     await c.close()
@@ -72,6 +73,27 @@ async def test_deleted_and_edited_things_become_delete_and_upsert_events(reddit)
     assert by_id[reddit.posts[-1]["data"]["name"]].event == "delete"
     edited = by_id[reddit.comments[-1]["data"]["name"]]
     assert edited.event == "upsert" and edited.edited_at.timestamp() == 1795690000.0
+    await c.close()
+
+
+async def test_our_own_replies_in_the_subreddit_are_read_past_not_published(reddit):
+    """Our reply comes back in the subreddit's comment stream; stored, it would be triaged as a customer's."""
+    link = reddit.posts[0]["data"]["name"]
+    reddit.comments.append(comment(3, link=link, body="Sorry! Try reinstalling the app.", author="Acme_Support"))
+    c = connector(reddit, reddit_keywords=[])
+    mentions, cursor = await c.poll_once(None)
+    assert [m.external_id for m in mentions if m.kind == "comment"] == [x["data"]["name"] for x in reddit.comments[:2]]
+    assert json.loads(cursor)["t1"] == reddit.comments[-1]["data"]["name"]
+    await c.close()
+
+
+async def test_a_private_subreddit_is_not_reported_as_wrong_credentials(reddit):
+    reddit.fail_next = [(403, {})]
+    c = connector(reddit)
+    with pytest.raises(AuthError) as refused:
+        await c.poll_once(None)
+    assert "403" in str(refused.value) and "/r/acme+acmehelp/new" in str(refused.value)
+    assert "private" in str(refused.value) and "credentials" not in str(refused.value)
     await c.close()
 
 
@@ -121,7 +143,8 @@ async def test_credentials_and_rate_limits_are_classified(reddit):
     check = await connector(reddit, reddit_client_secret="wrong").check()
     assert not check["ok"] and "refused" in check["error"]
     good = await c.check()
-    assert good["ok"] and good["account"] == "acme_support" and "r/acme" in good["listens_to"]
+    assert good["ok"] and good["account"] == "acme_support"
+    assert good["listens_to"] == 'r/acme, r/acmehelp, search "acme app"'  # as an operator reads it, not a repr
     await c.close()
 
 

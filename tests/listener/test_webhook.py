@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
+from types import SimpleNamespace
 
 import pytest
 from aiohttp import web
@@ -88,6 +90,21 @@ async def test_signature_timestamp_and_replay_are_checked_before_parsing(client)
     signed_for_other_ts = sign(SECRET, raw, ts)
     assert (await deliver(client, None, body=raw, ts=str(int(ts) + 1), signature=signed_for_other_ts)).status == 401
     assert len(client.published) == 1
+
+
+async def test_refused_signatures_are_logged_for_the_operator_at_most_once_a_minute(client, caplog):
+    assert (await deliver(client, widget_post(), secret="old-secret")).status == 401
+    assert (await deliver(client, widget_post(), secret="old-secret")).status == 401
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "socialcare.listener.webhook"]
+    assert "refused 1 request(s) (invalid signature" in line and "secret" in line and SECRET not in line
+
+
+def test_the_refusal_log_counts_what_it_kept_quiet_about(caplog):
+    refusals, request = webhook.RefusalLog(logging.getLogger("t"), "hook", every=60.0), SimpleNamespace(remote="1.2.3.4")
+    for now in (0.0, 1.0, 2.0, 61.0):
+        refusals.refused(request, "invalid signature", now=now)
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["hook: refused 1 request(s)",
+                                                                       "hook: refused 3 request(s)"]
 
 
 async def test_malformed_json_and_invalid_posts_are_400_and_publish_nothing(client):

@@ -15,7 +15,7 @@ from listener.runner import run_connector
 from listener.x.connector import XConnector, split_thread
 from service.settings import load_settings
 
-from .fakes.x_api import FakeX, long_post, tweet
+from .fakes.x_api import NOT_ENROLLED, FakeX, long_post, tweet
 
 
 @pytest.fixture
@@ -130,6 +130,35 @@ async def test_an_auth_error_stops_only_this_connector(fake):
                                                   asyncio.Event()), 10)
     assert status.state == "stopped" and status.stopped_by_error
     assert "refused" in status.last_error and "403" in status.last_error
+
+
+async def test_a_refusal_says_why_in_x_own_words(fake):
+    """An operator reads the reason on /connectors: "403 Forbidden" alone would send them to rotate keys."""
+    fake.fail_next = [(403, {}, NOT_ENROLLED)]
+    status = await asyncio.wait_for(run_connector(connector(fake), lambda b: asyncio.sleep(0), MemoryCursorStore(),
+                                                  asyncio.Event()), 10)
+    assert status.stopped_by_error and "must use keys and tokens from a Twitter developer App" in status.last_error
+    fake.fail_next = [(401, {})]
+    with pytest.raises(AuthError, match=r"credentials \(401\): Unauthorized"):
+        await connector(fake).poll_once(None)
+
+
+async def test_a_reply_to_a_deleted_tweet_fails_for_that_reason_not_the_credentials(fake):
+    """X has no delete events outside its Enterprise compliance streams: the reply is where a deleted
+    mention shows, and its error must say so."""
+    fake.gone.add(fake.tweets[1]["id"])
+    result = await connector(fake).perform(Action(kind="public_reply", platform="x", text="Sorry about that!",
+                                                  target_external_id=fake.tweets[1]["id"]))
+    assert not result.ok and fake.posted == []
+    assert "deleted or not visible" in result.error and "credentials" not in result.error
+
+
+async def test_the_brand_account_own_tweets_are_not_mentions(fake):
+    """Our reply naming the account comes back in its mentions; stored, it would be triaged and answered."""
+    fake.tweets.append(tweet(7, text="@acme_help thanks, we are on it", author="99"))
+    mentions, cursor = await connector(fake).poll_once(None)
+    assert [m.external_id for m in mentions] == [t["id"] for t in fake.tweets[:-1]]
+    assert cursor == fake.tweets[-1]["id"]  # read past, never fetched again
 
 
 async def test_restart_mid_stream_neither_loses_nor_repeats(fake):

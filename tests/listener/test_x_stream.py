@@ -57,6 +57,15 @@ async def take(agen, n: int, timeout: float = 10.0) -> tuple[list, str | None]:
     return got, cursor
 
 
+async def test_our_own_replies_matching_a_rule_are_not_mentions(fake):
+    c = stream_connector(fake)
+    ours, theirs = tweet(1, "@jane the acme outage is over", author="99"), tweet(2, "acme outage again?")
+    fake.push(ours)
+    fake.push(theirs)
+    got, cursor = await take(c.stream(None), 1)
+    assert [m.external_id for m in got] == [theirs["id"]] and cursor == theirs["id"]
+
+
 async def test_rules_are_synced_leaving_other_tools_rules_alone(fake):
     fake.rules = [{"id": "1", "value": "old brand name", "tag": "socialcare"},
                   {"id": "2", "value": "from:competitor", "tag": "other-tool"},

@@ -1,10 +1,11 @@
 """A local fake of Reddit: the OAuth token endpoint (www) and the OAuth API (``Listing`` of ``t3`` /
-``t1`` things, ``before`` pagination, ``/api/*`` write endpoints), with Reddit's rate-limit headers
-and errors. Only for tests: Reddit cannot be reached from here."""
+``t1`` things, ``before`` pagination, ``/api/info``, ``/api/*`` write endpoints), with Reddit's
+rate-limit headers and errors. Only for tests: Reddit cannot be reached from here."""
 
 from __future__ import annotations
 
 import base64
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,36 @@ def comment(n: int, link: str, parent: str | None = None, sub: str = "acme", bod
         "score": 1, "distinguished": None, "stickied": False, "replies": "", **extra}}
 
 
+def edit(thing: dict, text: str, at: float | bool) -> dict:
+    """The author edits the body (``selftext`` of a submission). Reddit stamps ``edited`` with the
+    time, except within the first minutes after posting (a "ninja edit": ``at=False``)."""
+    thing["data"]["body" if thing["kind"] == "t1" else "selftext"] = text
+    thing["data"]["edited"] = float(at) if at is not False else False
+    return thing
+
+
+def delete(thing: dict) -> dict:
+    """The author deletes it: Reddit blanks author and text for everyone (``author_fullname`` goes)."""
+    data = thing["data"]
+    data.pop("author_fullname", None)
+    data.update({"author": "[deleted]", ("body" if thing["kind"] == "t1" else "selftext"): "[deleted]"})
+    if thing["kind"] == "t3":
+        data["removed_by_category"] = "deleted"
+    return thing
+
+
+def remove(thing: dict, by: str = "a_moderator") -> dict:
+    """A subreddit moderator removes it. How it then reads depends on who asks (:meth:`FakeReddit.view`)."""
+    thing["removed_by"] = by
+    return thing
+
+
+def rate_limited(reset: int = 1) -> tuple[int, dict[str, str]]:
+    """Reddit's 429: the window's budget spent (``x-ratelimit-remaining`` 0), ``x-ratelimit-reset``
+    seconds until it reopens, no ``Retry-After``."""
+    return 429, {"x-ratelimit-remaining": "0.0", "x-ratelimit-used": "1000", "x-ratelimit-reset": str(reset)}
+
+
 def listing(children: list[dict]) -> dict:
     return {"kind": "Listing", "data": {"after": None, "dist": len(children),
                                         "modhash": None, "geo_filter": "", "children": children, "before": None}}
@@ -58,6 +89,7 @@ class FakeReddit:
     comments: list[dict] = field(default_factory=list)  # t1, oldest first
     hits: list[dict] = field(default_factory=list)  # search results across Reddit
     fail_next: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    fail_on: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)  # path -> failures
     malformed_next: int = 0  # answer this many API calls with a cut-off JSON body
     moderates: set[str] = field(default_factory=lambda: {"acme", "acmehelp"})  # where we are a moderator
     banned: dict[str, list[str]] = field(default_factory=dict)  # subreddit -> usernames
@@ -81,9 +113,33 @@ class FakeReddit:
         return app
 
     async def info(self, request: web.Request) -> web.Response:
+        """``GET /api/info?id=t3_a,t1_b``: as Reddit answers it, more than 100 ids is an empty
+        listing, unknown ids (and ids not in lower case) are left out, duplicates count once, and the
+        order is Reddit's own, not the request's."""
         wanted = set(request.query.get("id", "").split(","))
-        return web.json_response(listing([t for t in self.posts + self.comments + self.hits
-                                          if t["data"]["name"] in wanted]))
+        if len(wanted) > 100:
+            return web.json_response(listing([]))
+        found = {t["data"]["name"]: t for t in self.posts + self.comments + self.hits}
+        things = [self.view(found[name]) for name in sorted(wanted) if name in found]
+        random.Random(len(things)).shuffle(things)
+        return web.json_response(listing(things))
+
+    def view(self, thing: dict) -> dict:
+        """A removed thing as our account sees it: a moderator of its subreddit keeps the text and
+        sees ``removed`` and who did it; anyone else sees ``[removed]`` (a comment's author too)."""
+        if "removed_by" not in thing:
+            return thing
+        data, t3 = dict(thing["data"]), thing["kind"] == "t3"
+        if data["subreddit"].lower() in self.moderates:
+            data.update(removed=True, spam=False, banned_by=thing["removed_by"])
+        elif t3:
+            data["selftext"] = "[removed]"
+        else:
+            data.pop("author_fullname", None)
+            data.update(author="[deleted]", body="[removed]")
+        if t3:
+            data["removed_by_category"] = "moderator"
+        return {"kind": thing["kind"], "data": data}
 
     async def removal_reason(self, request: web.Request) -> web.Response:
         self.writes.append(("removal_reason", dict(await request.post())))
@@ -92,8 +148,9 @@ class FakeReddit:
     @web.middleware
     async def _gate(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.requests.append(str(request.rel_url))
-        if self.fail_next and request.path != "/api/v1/access_token":
-            status, headers = self.fail_next.pop(0)
+        failures = self.fail_on.get(request.path.rstrip("/")) or self.fail_next
+        if failures and request.path != "/api/v1/access_token":
+            status, headers = failures.pop(0)
             message = {429: "Too Many Requests", 500: "Internal Server Error"}.get(status, "error")
             return web.json_response({"message": message, "error": status}, status=status, headers=headers)
         if self.malformed_next and request.path != "/api/v1/access_token":
@@ -104,8 +161,9 @@ class FakeReddit:
             return web.json_response({"message": "Unauthorized", "error": 401}, status=401,
                                      headers={"www-authenticate": 'Bearer realm="reddit", error="invalid_token"'})
         resp = await handler(request)
-        resp.headers.update({"x-ratelimit-remaining": "995.0", "x-ratelimit-used": "5",
-                             "x-ratelimit-reset": str(600 - int(time.time()) % 600)})
+        for name, value in {"x-ratelimit-remaining": "995.0", "x-ratelimit-used": "5",
+                            "x-ratelimit-reset": str(600 - int(time.time()) % 600)}.items():
+            resp.headers.setdefault(name, value)
         return resp
 
     async def delete(self, request: web.Request) -> web.Response:

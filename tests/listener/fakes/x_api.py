@@ -17,6 +17,9 @@ NOT_ENROLLED = {  # what X answers a tier without the filtered stream
     "detail": "When authenticating requests to the Twitter API v2 endpoints, you must use keys and tokens from a "
               "Twitter developer App that is attached to a Project.",
     "type": "https://api.twitter.com/2/problems/client-forbidden"}
+UNAUTHORIZED = {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"}
+REPLY_TO_GONE = {"detail": "You attempted to reply to a Tweet that is deleted or not visible to you.",
+                 "type": "about:blank", "title": "Forbidden", "status": 403}
 DROP, CLOSE = "DROP", "CLOSE"  # stream controls: cut the connection / end the response cleanly
 
 
@@ -70,7 +73,7 @@ class FakeX:
     tweets: list[dict] = field(default_factory=list)
     found: list[dict] = field(default_factory=list)
     page_size: int = 2
-    fail_next: list[tuple[int, dict[str, str]]] = field(default_factory=list)  # (status, headers) for REST
+    fail_next: list[tuple] = field(default_factory=list)  # (status, headers[, body]) for REST
     stream_fail_next: list[tuple[int, dict[str, str], dict]] = field(default_factory=list)  # for stream connects
     malformed_next: int = 0
     requests: list[str] = field(default_factory=list)
@@ -80,6 +83,8 @@ class FakeX:
     hidden: list[str] = field(default_factory=list)
     rules: list[dict] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    gone: set[str] = field(default_factory=set)  # tweets their authors deleted: gone from every listing
+    user_keys_ok: bool = True  # False: OAuth 1.0a user-context keys are refused (the bearer still works)
     blocked: list[str] = field(default_factory=list)
     enterprise: bool = True  # X offers POST /2/users/:id/blocking on the Enterprise plan only
     me_id: str = "99"
@@ -108,17 +113,18 @@ class FakeX:
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.requests.append(str(request.rel_url))
         self.hosts.append(request.headers.get("Host", ""))
-        if not request.headers.get("Authorization"):
-            return web.json_response({"title": "Unauthorized", "type": "about:blank", "status": 401,
-                                      "detail": "Unauthorized"}, status=401)
+        auth = request.headers.get("Authorization") or ""
+        if not auth or (auth.startswith("OAuth ") and not self.user_keys_ok):
+            return web.json_response(UNAUTHORIZED, status=401)
         return await handler(request)
 
     def _error(self) -> web.Response | None:
         if self.fail_next:
-            status, headers = self.fail_next.pop(0)
-            body = {"title": "Too Many Requests" if status == 429 else "Error", "detail": "fake error",
-                    "type": "about:blank", "status": status}
-            return web.json_response(body, status=status, headers=headers)
+            status, headers, *body = self.fail_next.pop(0)
+            default = UNAUTHORIZED if status == 401 else {
+                "title": "Too Many Requests" if status == 429 else "Error", "detail": "fake error",
+                "type": "about:blank", "status": status}
+            return web.json_response(body[0] if body else default, status=status, headers=headers)
         if self.malformed_next:
             self.malformed_next -= 1
             return web.Response(text='{"data": [ {"id": ', content_type="application/json")
@@ -128,7 +134,8 @@ class FakeX:
         if (err := self._error()) is not None:
             return err
         since = request.query.get("since_id")
-        newest_first = [t for t in reversed(source) if not since or int(t["id"]) > int(since)]
+        newest_first = [t for t in reversed(source) if (not since or int(t["id"]) > int(since))
+                        and t["id"] not in self.gone]
         start = int(request.query.get("pagination_token") or request.query.get("next_token") or "0")
         page = newest_first[start:start + self.page_size]
         if not page:
@@ -205,6 +212,8 @@ class FakeX:
         if (err := self._error()) is not None:
             return err
         body = await request.json()
+        if (body.get("reply") or {}).get("in_reply_to_tweet_id") in self.gone:
+            return web.json_response(REPLY_TO_GONE, status=403)
         self.posted.append(body)
         new_id = str(1900000000000000000 + len(self.posted))
         return web.json_response({"data": {"id": new_id, "text": body["text"], "edit_history_tweet_ids": [new_id]}},

@@ -1,0 +1,275 @@
+"""Reddit edits and removals after first sight: the connector re-reads the recent posts it published
+(``/api/info``, through the real asyncpraw client against the local fake Reddit) and the pipeline
+re-triages an edit and marks a deletion or removal deleted."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from urllib.parse import parse_qs, urlsplit
+
+import asyncprawcore.sessions
+import pytest
+from sqlalchemy import select
+
+from listener import runner
+from listener.cursors import MemoryCursorStore
+from listener.errors import RateLimited
+from listener.reddit.connector import RedditConnector
+from listener.reddit.recheck import Window
+from listener.runner import run_connector
+from models import Mention
+from service.bus.memory import InProcessBus
+from service.pipeline import submit
+from service.settings import load_settings
+from service.stages.base import StageContext
+from service.stages.ingest import IngestStage
+from service.workers import StageWorker
+
+from .fakes import serve
+from .fakes.reddit import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    PASSWORD,
+    FakeReddit,
+    comment,
+    delete,
+    edit,
+    rate_limited,
+    remove,
+    submission,
+)
+
+EDITED_AT = 1795690000.0
+
+
+@pytest.fixture
+async def reddit():
+    fake = FakeReddit(posts=[submission(1), submission(2, sub="acmehelp")])
+    fake.comments = [comment(1, link=fake.posts[0]["data"]["name"]), comment(2, link=fake.posts[1]["data"]["name"],
+                                                                             sub="acmehelp")]
+    fake.hits = [submission(50, sub="gadgets", title="Is the acme app down for anyone?")]
+    server = await serve(fake)
+    yield fake
+    await server.close()
+
+
+@pytest.fixture
+async def connectors():
+    made: list[RedditConnector] = []
+    yield made
+    for c in made:
+        await c.close()
+
+
+@pytest.fixture
+def waits(monkeypatch):
+    """The runner's waits, recorded instead of slept (asyncprawcore's own retry pauses cut to 0)."""
+    recorded: list[float] = []
+
+    async def no_sleep(stop, seconds):
+        recorded.append(seconds)
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(runner, "_sleep", no_sleep)
+    monkeypatch.setattr(asyncprawcore.sessions.FiniteRetryStrategy, "_sleep_seconds",
+                        lambda self: 0.0 if self.retries < self.DEFAULT_RETRIES else None)
+    return recorded
+
+
+def connector(fake, made, **kwargs) -> RedditConnector:
+    settings = load_settings(
+        reddit_client_id=CLIENT_ID, reddit_client_secret=CLIENT_SECRET, reddit_username="acme_support",
+        reddit_password=PASSWORD, reddit_subreddits=["acme", "acmehelp"], reddit_keywords=["acme app"],
+        reddit_oauth_url=fake.base, reddit_url=fake.base)
+    c = RedditConnector(settings, **{"poll_seconds": 0.02, "search_seconds": 0.0, "recheck_seconds": 0.0, **kwargs})
+    made.append(c)
+    return c
+
+
+def info_ids(fake) -> list[list[str]]:
+    """The ids of each ``/api/info`` request so far, one list per request."""
+    return [parse_qs(urlsplit(r).query)["id"][0].split(",") for r in fake.requests if r.startswith("/api/info")]
+
+
+class Pipeline:
+    """The real ingest path: the bus, the ingest stage's worker, and what it sends on to triage."""
+
+    def __init__(self, db) -> None:
+        self.db, self.bus = db, InProcessBus()
+        self.worker = StageWorker(self.bus, IngestStage(StageContext(settings=None, db=db)), batch_size=50,
+                                  block_ms=10)
+
+    async def run(self, mentions) -> list:
+        await self.bus.ensure_group("ingest", "ingest")
+        await self.bus.ensure_group("triage", "triage")
+        await submit(self.bus, mentions)
+        while await self.worker.run_once():
+            pass
+        return await self.bus.read("triage", "triage", "test", 1000, 0)
+
+    async def rows(self) -> dict[str, Mention]:
+        async with self.db.session() as s:
+            return {m.external_id: m for m in await s.scalars(select(Mention))}
+
+
+async def test_an_edit_after_first_sight_is_triaged_again_through_ingest(reddit, connectors, db):
+    c, pipeline = connector(reddit, connectors), Pipeline(db)
+    first, cursor = await c.poll_once(None)
+    assert len(await pipeline.run(first)) == 5  # two posts, two comments, one keyword hit: all triaged
+    target = reddit.comments[0]
+    edit(target, "same for me. My card is 4111 1111 1111 1111, can you check?", at=EDITED_AT)
+    (edited,), cursor = await c.poll_once(cursor)
+    assert edited.external_id == target["data"]["name"] and edited.event == "upsert"
+    assert edited.edited_at.timestamp() == EDITED_AT and "4111" in edited.text
+    (again,) = await pipeline.run([edited])
+    rows = await pipeline.rows()
+    assert len(rows) == 5 and again.payload["mention_id"] == rows[edited.external_id].id
+    assert ":edit:" in again.key  # a triage message of its own, not the first one's duplicate
+    assert "4111" in rows[edited.external_id].text and rows[edited.external_id].edited_at.timestamp() == EDITED_AT
+    assert (await c.poll_once(cursor))[0] == []  # read again, unchanged: nothing more
+
+
+async def test_an_edit_reddit_did_not_stamp_is_still_seen(reddit, connectors, db):
+    """Reddit leaves ``edited`` false for an edit in the first minutes: the text tells."""
+    c, pipeline = connector(reddit, connectors), Pipeline(db)
+    first, cursor = await c.poll_once(None)
+    await pipeline.run(first)
+    edit(reddit.posts[0], "never mind, fixed after the update", at=False)
+    (edited,), _ = await c.poll_once(cursor)
+    assert edited.text == "Acme app problem 1\n\nnever mind, fixed after the update" and edited.edited_at is not None
+    assert len(await pipeline.run([edited])) == 1
+    assert (await pipeline.rows())[edited.external_id].text.endswith("fixed after the update")
+
+
+async def test_a_deletion_and_moderator_removals_mark_the_mentions_deleted(reddit, connectors, db):
+    c, pipeline = connector(reddit, connectors), Pipeline(db)
+    first, cursor = await c.poll_once(None)
+    await pipeline.run(first)
+    deleted = delete(reddit.comments[0])  # by its author
+    in_our_sub = remove(reddit.posts[1])  # we moderate r/acmehelp: the text stays, "removed" says it
+    elsewhere = remove(reddit.hits[0])  # r/gadgets is not ours: "[removed]", the author still named
+    removed_comment = remove(reddit.comments[1])
+    assert reddit.view(in_our_sub)["data"]["selftext"] == "It keeps crashing"
+    assert reddit.view(elsewhere)["data"]["selftext"] == "[removed]"
+    assert reddit.view(elsewhere)["data"]["author"] == "jane_doe"
+    gone, cursor = await c.poll_once(cursor)
+    names = [t["data"]["name"] for t in (deleted, in_our_sub, elsewhere, removed_comment)]
+    assert sorted(m.external_id for m in gone) == sorted(names) and {m.event for m in gone} == {"delete"}
+    assert await pipeline.run(gone) == []  # nothing to triage
+    rows = await pipeline.rows()
+    assert all(rows[n].deleted and rows[n].hidden for n in names)
+    assert not rows[reddit.posts[0]["data"]["name"]].deleted
+    before = len(info_ids(reddit))
+    assert (await c.poll_once(cursor))[0] == []
+    assert info_ids(reddit)[before:] == [[reddit.posts[0]["data"]["name"]]]  # the gone ones are not asked again
+
+
+async def test_a_post_our_own_moderation_held_is_left_to_the_moderation_queue(reddit, connectors, db):
+    """Our hold removes the post on Reddit until a moderator approves it: not a deletion. An edit
+    while it is held is still an edit, and the author deleting it still deletes it."""
+    c, pipeline = connector(reddit, connectors), Pipeline(db)
+    first, cursor = await c.poll_once(None)
+    await pipeline.run(first)
+    held = remove(reddit.posts[0], by="Acme_Support")
+    assert reddit.view(held)["data"]["removed"] is True
+    assert (await c.poll_once(cursor))[0] == []
+    edit(held, "here is my order number 12345", at=EDITED_AT)
+    (edited,), cursor = await c.poll_once(cursor)
+    assert edited.event == "upsert" and edited.external_id == held["data"]["name"]
+    delete(held)
+    (deleted,), _ = await c.poll_once(cursor)
+    assert deleted.event == "delete" and deleted.external_id == held["data"]["name"]
+
+
+async def test_unchanged_posts_are_not_emitted_and_a_round_costs_bounded_requests(reddit, connectors):
+    reddit.posts += [submission(100 + i) for i in range(150)]
+    c = connector(reddit, connectors)
+    first, cursor = await c.poll_once(None)
+    assert len(first) == 103  # a listing page of posts (100), two comments, one keyword hit
+    for _ in range(3):
+        assert (await c.poll_once(cursor))[0] == []
+    rounds = info_ids(reddit)
+    assert len(rounds) == 6 and all(len(ids) <= 100 for ids in rounds)  # 103 ids: two requests a round
+    assert sorted(rounds[0] + rounds[1]) == sorted(m.external_id for m in first)
+    small = connector(reddit, connectors, recheck_size=40)
+    assert (await small.poll_once(cursor))[0] == []
+    (last,) = info_ids(reddit)[6:]
+    assert len(last) == 40  # the newest 40: one request
+    calm = connector(reddit, connectors, recheck_seconds=300.0)
+    _, cursor2 = await calm.poll_once(None)
+    await calm.poll_once(cursor2)
+    assert len(info_ids(reddit)) == 7  # read back only every recheck_seconds
+
+
+async def test_the_window_survives_a_restart_in_the_cursor(reddit, connectors):
+    store, published, stop = MemoryCursorStore(), [], asyncio.Event()
+
+    async def publish(batch):
+        published.extend((m.external_id, m.event, m.edited_at is not None) for m in batch)
+
+    async def until(n):
+        while len(published) < n:
+            await asyncio.sleep(0.01)
+
+    run = asyncio.create_task(run_connector(connector(reddit, connectors), publish, store, stop, backoff_base=0.01))
+    await asyncio.wait_for(until(5), 10)
+    await asyncio.sleep(0.1)  # rounds that read the window back and find nothing new
+    run.cancel()
+    await asyncio.gather(run, return_exceptions=True)
+    saved = json.loads(await store.get("reddit"))
+    assert len(saved["recheck"]["ids"]) == 5
+    edit(reddit.comments[1], "solved it, thanks", at=EDITED_AT)  # while down
+    delete(reddit.posts[0])
+    run = asyncio.create_task(run_connector(connector(reddit, connectors), publish, store, stop, backoff_base=0.01))
+    await asyncio.wait_for(until(7), 10)
+    await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.wait_for(run, 10)
+    assert len(published) == 7 and len(set(published)) == 7
+    assert sorted(published[5:]) == sorted([(reddit.comments[1]["data"]["name"], "upsert", True),
+                                            (reddit.posts[0]["data"]["name"], "delete", False)])
+
+
+async def test_a_429_on_api_info_backs_off_and_keeps_the_window(reddit, connectors, waits):
+    c = connector(reddit, connectors)
+    _, cursor = await c.poll_once(None)
+    store = MemoryCursorStore()
+    await store.set("reddit", cursor)
+    edit(reddit.comments[0], "it works again", at=EDITED_AT)
+    reddit.posts.append(submission(3))  # a new post in the same round: not lost either
+    reddit.fail_on["/api/info"] = [rate_limited(reset=1)]
+    with pytest.raises(RateLimited) as limited:
+        await connector(reddit, connectors).poll_once(cursor)
+    assert limited.value.retry_after == 1.0  # Reddit's x-ratelimit-reset, through translate()
+    reddit.fail_on["/api/info"] = [rate_limited(reset=1)]
+    got, stop = [], asyncio.Event()
+
+    async def publish(batch):
+        got.extend(m.external_id for m in batch)
+        stop.set()
+
+    await asyncio.wait_for(run_connector(c, publish, store, stop, backoff_base=0.01), 30)
+    assert waits == [1.0] and not reddit.fail_on["/api/info"]
+    assert sorted(got) == sorted([reddit.comments[0]["data"]["name"], reddit.posts[-1]["data"]["name"]])
+    saved = Window.from_cursor(await store.get("reddit"))
+    assert len(saved.seen) == 6  # the five of the window kept, and the new post
+
+
+def test_a_cursor_without_a_window_or_with_a_broken_one_starts_an_empty_one():
+    for cursor in (None, "", "not json", '{"t3": "t3_abc"}', '{"recheck": "x"}', '{"recheck": {"ids": [[1, 2]]}}'):
+        assert Window.from_cursor(cursor).seen == {}
+    window = Window.from_cursor('{"recheck": {"at": 100, "ids": [["t3_a", 50, "ff"], ["t1_b", 3650, "ee"]]}}')
+    window.trim(now=3700.0, hours=1.0, size=10)
+    assert list(window.seen) == ["t1_b"]  # first seen over an hour ago: aged out
+
+
+
+def test_the_recheck_window_is_set_by_the_settings():
+    from listener.registry import build_connectors
+    from service.settings import load_settings
+
+    settings = load_settings(reddit_client_id="id", reddit_client_secret="secret", reddit_subreddits=["acme"],
+                             reddit_recheck_seconds=60, reddit_recheck_hours=6, reddit_recheck_max=50)
+    (reddit,) = [c for c in build_connectors(settings) if c.name == "reddit"]
+    assert (reddit.recheck_seconds, reddit.recheck_hours, reddit.recheck_size) == (60, 6, 50)
