@@ -40,19 +40,33 @@ def _summary(counts: Counter) -> str:
     return ", ".join(f"{kind.replace('_', ' ')} {n}" for kind, n in sorted(counts.items())) or "nothing"
 
 
+def subject_options(what: str):  # noqa: ANN201
+    """The options that name a person (``erase`` and ``export`` name them alike; see :func:`_subject`)."""
+    options = (
+        click.option("--platform", default=None, help="The platform of the account (x, reddit, discourse...)."),
+        click.option("--handle", default=None, help="The account's handle, with or without '@' (case-insensitive)."),
+        click.option("--user-id", default=None, help="The account's user id on the platform."),
+        click.option("--customer", "customer_id", type=click.IntRange(1), default=None,
+                     help="A customer record id: the record and every account linked to it."),
+        click.option("--reason", required=True, help="Why (the request's reference); kept in the audit log."),
+        click.option("--actor", default="cli", show_default=True, help=f"Who runs the {what} (the audit log's actor)."),
+    )
+
+    def apply(fn):  # noqa: ANN001, ANN202
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return apply
+
+
 @click.group()
 def privacy() -> None:
     """Personal data: erase or export one person's data on request, purge what is older than the retention period."""
 
 
 @privacy.command("erase")
-@click.option("--platform", default=None, help="The platform of the account (x, reddit, discourse...).")
-@click.option("--handle", default=None, help="The account's handle, with or without '@' (case-insensitive).")
-@click.option("--user-id", default=None, help="The account's user id on the platform.")
-@click.option("--customer", "customer_id", type=click.IntRange(1), default=None,
-              help="A customer record id: the record and every account linked to it.")
-@click.option("--reason", required=True, help="Why (the request's reference); kept in the audit log.")
-@click.option("--actor", default="cli", show_default=True, help="Who runs the erasure (the audit log's actor).")
+@subject_options("erasure")
 @click.option("--dry-run", is_flag=True, help="Print what would be erased; change nothing.")
 @click.pass_obj
 def erase(settings, platform: str | None, handle: str | None, user_id: str | None,  # noqa: ANN001
@@ -104,13 +118,7 @@ def _subject(platform: str | None, handle: str | None, user_id: str | None, cust
 
 
 @privacy.command("export")
-@click.option("--platform", default=None, help="The platform of the account (x, reddit, discourse...).")
-@click.option("--handle", default=None, help="The account's handle, with or without '@' (case-insensitive).")
-@click.option("--user-id", default=None, help="The account's user id on the platform.")
-@click.option("--customer", "customer_id", type=click.IntRange(1), default=None,
-              help="A customer record id: the record and every account linked to it.")
-@click.option("--reason", required=True, help="Why (the request's reference); kept in the audit log.")
-@click.option("--actor", default="cli", show_default=True, help="Who runs the export (the audit log's actor).")
+@subject_options("export")
 @click.option("--out", "out", type=click.Path(dir_okay=False, writable=True, allow_dash=True), default="-",
               show_default=True, help="The JSON file to write (created readable by its owner only); '-' for stdout.")
 @click.pass_obj

@@ -31,6 +31,17 @@ async def fakes():
         await x.server.close()
 
 
+def revoked_and_running(fakes) -> tuple[XConnector, XConnector]:
+    """Two X connectors: one whose key X refuses (401), one polling fine as "x-brand-two"."""
+    revoked_fake, good_fake = fakes
+    revoked_fake.fail_next = [(401, {})]
+    revoked = XConnector(load_settings(x_api_base=revoked_fake.base, x_bearer_token="revoked", x_user_id="99"))
+    good = XConnector(load_settings(x_api_base=good_fake.base, x_bearer_token="ok", x_user_id="77"),
+                      poll_seconds=0.05)
+    good.name = "x-brand-two"
+    return revoked, good
+
+
 async def run_until_settled(connectors):
     """Run the connectors through the real runner: the revoked one stops, the other polls once."""
     stop, store = asyncio.Event(), MemoryCursorStore()
@@ -48,12 +59,7 @@ async def run_until_settled(connectors):
 
 
 async def test_a_connector_stopped_by_a_401_shows_its_error_on_the_page_and_in_the_api(app_client, runtime, fakes):
-    revoked_fake, good_fake = fakes
-    revoked_fake.fail_next = [(401, {})]
-    revoked = XConnector(load_settings(x_api_base=revoked_fake.base, x_bearer_token="revoked", x_user_id="99"))
-    good = XConnector(load_settings(x_api_base=good_fake.base, x_bearer_token="ok", x_user_id="77"),
-                      poll_seconds=0.05)
-    good.name = "x-brand-two"
+    revoked, good = revoked_and_running(fakes)
     runtime.connectors, runtime.listening = [revoked, good], True
     stop, tasks = await run_until_settled([revoked, good])
     try:
@@ -132,12 +138,7 @@ async def test_a_web_process_shows_what_the_listener_process_reported_through_re
 
 async def test_connector_states_become_prometheus_gauges_for_alerting(app_client, runtime, fakes):
     """A scrape of `/metrics` carries each connector's state, so an alert fires on a revoked key at night."""
-    revoked_fake, good_fake = fakes
-    revoked_fake.fail_next = [(401, {})]
-    revoked = XConnector(load_settings(x_api_base=revoked_fake.base, x_bearer_token="revoked", x_user_id="99"))
-    good = XConnector(load_settings(x_api_base=good_fake.base, x_bearer_token="ok", x_user_id="77"),
-                      poll_seconds=0.05)
-    good.name = "x-brand-two"
+    revoked, good = revoked_and_running(fakes)
     runtime.connectors, runtime.listening = [revoked, good], True
     stop, tasks = await run_until_settled([revoked, good])
     try:

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-import asyncprawcore.sessions
 import pytest
 
-from listener import runner
 from listener.cursors import MemoryCursorStore
 from listener.discourse.connector import DiscourseConnector
 from listener.errors import TransientError
@@ -58,21 +56,6 @@ def reddit_connector(fake) -> RedditConnector:
 def forum_connector(fake) -> DiscourseConnector:
     return DiscourseConnector(load_settings(discourse_url=fake.base, discourse_api_key=API_KEY,
                                             discourse_api_username="acme_support"), poll_seconds=0.02)
-
-
-@pytest.fixture
-def waits(monkeypatch):
-    """The runner's waits, recorded instead of slept (and asyncprawcore's own retry pauses cut to 0)."""
-    recorded: list[float] = []
-
-    async def no_sleep(stop, seconds):
-        recorded.append(seconds)
-        await asyncio.sleep(0)
-
-    monkeypatch.setattr(runner, "_sleep", no_sleep)
-    monkeypatch.setattr(asyncprawcore.sessions.FiniteRetryStrategy, "_sleep_seconds",
-                        lambda self: 0.0 if self.retries < self.DEFAULT_RETRIES else None)
-    return recorded
 
 
 async def collect(connector, store, until, *, on_publish=None, timeout=30.0):

@@ -8,11 +8,9 @@ import asyncio
 import json
 from urllib.parse import parse_qs, urlsplit
 
-import asyncprawcore.sessions
 import pytest
 from sqlalchemy import select
 
-from listener import runner
 from listener.cursors import MemoryCursorStore
 from listener.errors import RateLimited
 from listener.reddit.connector import RedditConnector
@@ -60,21 +58,6 @@ async def connectors():
     yield made
     for c in made:
         await c.close()
-
-
-@pytest.fixture
-def waits(monkeypatch):
-    """The runner's waits, recorded instead of slept (asyncprawcore's own retry pauses cut to 0)."""
-    recorded: list[float] = []
-
-    async def no_sleep(stop, seconds):
-        recorded.append(seconds)
-        await asyncio.sleep(0)
-
-    monkeypatch.setattr(runner, "_sleep", no_sleep)
-    monkeypatch.setattr(asyncprawcore.sessions.FiniteRetryStrategy, "_sleep_seconds",
-                        lambda self: 0.0 if self.retries < self.DEFAULT_RETRIES else None)
-    return recorded
 
 
 def connector(fake, made, **kwargs) -> RedditConnector:
