@@ -45,6 +45,9 @@ PROBLEM = re.compile("|".join((
     (r"\b(?:i\s+need|need\s+to|trying\s+to|i(?:[’']d|\s+would)\s+like|wanna|(?:can|could)\s+(?:you|u|someone)|"
      r"pls|plz|please)\b"),
     r"\b(?:error|outage\s+again|any\s+eta|eta\b|when\s+will|how\s+(?:do|can|to|long)|help\s+(?:me|us))",
+    # "I want to go back to the free plan, how", "got wiped": a question or a loss, not a thank-you
+    r"\bhow\W*$|\bi\s+want\s+(?!to\s+(?:thank|say))\w",
+    r"\b(?:got|been|was|were|is|are)\s+(?:\w+\s+)?(?:wiped|lost|deleted|gone|removed|erased|reset)\b",
 )))  # matched on lower-cased text (faster than IGNORECASE)
 THANKS = re.compile(
     r"\b(?:thanks?|thank\s*(?:you|u|ya)|thx|thnx|ty|tysm|tyvm|cheers|kudos|props|appreciated?|grateful|"

@@ -18,9 +18,12 @@ from tests.community.test_incidents import DAY0, POLICY, incidents, match, store
 
 THANKS = ["@brand thanks, offline mode saved my commute today!",
           "thank you for fixing the outage so fast, you're the best",
-          "@AcmeHelp offline mode saved my 12 hour flight, ty"]
+          "@AcmeHelp offline mode saved my 12 hour flight, ty", "I want to thank the whole team, back online"]
 MIXED = ["thanks for nothing, app is down again", "@AcmeHelp thanks but it's still down",
-         "@AcmeHelp app down again, thanks a lot", "@AcmeHelp thanks! is the app down though? nothing plays"]
+         "@AcmeHelp app down again, thanks a lot", "@AcmeHelp thanks! is the app down though? nothing plays",
+         # a question without its mark, a wish, a loss: from the demo day, each read positive or as praise
+         "@AcmeHelp I want to go back to the free plan, how",
+         "@AcmeHelp music is back but my queue and my downloads for tonight got wiped 😑"]
 
 
 @pytest.mark.parametrize("text", THANKS)
