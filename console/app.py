@@ -184,6 +184,8 @@ def create_app(runtime: Any, demo_login: tuple[str, str] | None = None) -> web.A
     app.router.add_routes(queue.routes())
     app.router.add_routes(api.routes())
     app.router.add_routes(admin.routes())
+    from console import deadletters  # dead letters of either bus, through this process's own
+    app.router.add_routes(deadletters.routes())
     app.router.add_routes(digest_views.routes())
     app.router.add_routes(metrics_views.routes())
     from console import cases, secure  # private cases and the customer's secure channel (issue 6)

@@ -11,7 +11,7 @@ from aiohttp import web
 NAV = (("/queue", "Queue"), ("/mentions", "Routed mentions"), ("/cases", "Private cases"),
        ("/incidents", "Incidents"), ("/moderation", "Moderation"), ("/knowledge", "Knowledge"),
        ("/digest", "Digest"), ("/service-metrics", "Metrics"), ("/connectors", "Connectors"),
-       ("/admin/users", "Admin"))
+       ("/admin/users", "Admin"), ("/admin/deadletters", "Dead letters"))
 HOME = {"agent": "/queue", "moderator": "/moderation", "marketing": "/digest", "admin": "/queue"}
 
 

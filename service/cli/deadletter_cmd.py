@@ -9,21 +9,23 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import click
 
-from service.bus import Bus, BusUnavailable, DeadLetter, make_bus
+from service import deadletters
+from service.bus import Bus, BusUnavailable, make_bus
+from service.deadletters import ALL, clean
 
 T = TypeVar("T")
-ALL = 10**9  # "every dead letter" for the backends' limit
 
 
 def _run(settings, work: Callable[[Bus], Awaitable[T]]) -> T:  # noqa: ANN001 - Settings
     if settings.bus != "redis":
         raise click.ClickException(
             "the in-process bus (SOCIALCARE_BUS=inprocess) keeps its dead letters inside the running "
-            "service; this command needs the Redis bus (SOCIALCARE_BUS=redis)")
+            "service: see and retry them in its console at /admin/deadletters (admins); this command "
+            "needs the Redis bus (SOCIALCARE_BUS=redis)")
 
     async def go() -> T:
         bus = make_bus(settings)
@@ -37,24 +39,6 @@ def _run(settings, work: Callable[[Bus], Awaitable[T]]) -> T:  # noqa: ANN001 - 
         return asyncio.run(go())
     except BusUnavailable as exc:
         raise click.ClickException(str(exc)) from exc
-
-
-def _clean(text: str, width: int | None = None) -> str:
-    """One terminal-safe line: control characters (a key or reason may hold any) escaped."""
-    out = "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
-                  for c in text)
-    return out if width is None or len(out) <= width else out[: width - 1] + "…"
-
-
-def _row(d: DeadLetter, show_payload: bool) -> dict[str, Any]:
-    # entry_id: the message's id on its own stream, the one the worker's log names ("entry_id")
-    row: dict[str, Any] = {"id": d.id, "entry_id": d.extra.get("entry_id", ""), "topic": d.topic, "key": d.key,
-                           "attempts": d.attempts, "reason": d.reason, "failed_at": d.failed_at}
-    if "undecodable" in d.extra:
-        row["undecodable"] = d.extra["undecodable"]
-    if show_payload:
-        row["payload"] = d.extra["raw"] if "undecodable" in d.extra else d.payload
-    return row
 
 
 @click.group()
@@ -72,7 +56,7 @@ def list_cmd(settings, topic: str | None, limit: int, as_json: bool, show_payloa
     """List dead letters: id, the original stream entry id (as the worker's log names it), topic, key,
     attempts, failed_at, reason (payloads only on request); says how many more there are."""
     dead = _run(settings, lambda bus: bus.dead_letters(topic, ALL))
-    rows = [_row(d, show_payload) for d in dead[:limit]]
+    rows = [deadletters.row(d, show_payload) for d in dead[:limit]]
     more = len(dead) - len(rows)
     hint = (f"… and {more} more (of {len(dead)}{' on topic ' + topic if topic else ''}); "
             "see them with --limit N, or narrow them with --topic T") if more else ""
@@ -88,9 +72,9 @@ def list_cmd(settings, topic: str | None, limit: int, as_json: bool, show_payloa
     widths = {"id": 20, "entry_id": 20, "topic": 12, "key": 28, "attempts": 8, "failed_at": 32}
     click.echo("  ".join(name.upper().ljust(w) for name, w in widths.items()) + "  REASON")
     for row in rows:
-        cells = [_clean(str(row[name]), w).ljust(w) for name, w in widths.items()]
+        cells = [clean(str(row[name]), w).ljust(w) for name, w in widths.items()]
         reason = row["reason"] + (f" ({row['undecodable']})" if "undecodable" in row else "")
-        click.echo("  ".join(cells) + "  " + _clean(reason, 120))
+        click.echo("  ".join(cells) + "  " + clean(reason, 120))
         if show_payload:
             click.echo("    payload: " + json.dumps(row["payload"], ensure_ascii=True))
     if hint:
@@ -115,20 +99,15 @@ def retry(settings, ids: tuple[str, ...], retry_all: bool, topic: str | None) ->
     if not ids and not retry_all:
         raise click.UsageError("give the dead-letter IDs to retry (see `socialcare deadletter list`) or --all")
 
-    async def work(bus: Bus) -> tuple[list[str], list[str], list[str]]:
-        targets = list(dict.fromkeys(ids)) or [d.id for d in await bus.dead_letters(topic, ALL)]  # once each
-        done, missing, refused = [], [], []
-        for dead_id in targets:
-            try:
-                (done if await bus.retry_dead_letter(dead_id) else missing).append(dead_id)
-            except ValueError as exc:  # CodecError: an undecodable entry stays where it is
-                refused.append(dead_id)
-                click.echo(_clean(str(exc)), err=True)
-        return done, missing, refused
+    async def work(bus: Bus) -> deadletters.RetryOutcome:
+        return await deadletters.retry(bus, await deadletters.targets(bus, ids, topic))
 
-    done, missing, refused = _run(settings, work)
+    outcome = _run(settings, work)
+    done, missing = outcome.done, outcome.missing
+    for _dead_id, why in outcome.refused:
+        click.echo(clean(why), err=True)
     for dead_id in missing:
-        click.echo(f"{_clean(dead_id)}: no such dead letter", err=True)
+        click.echo(f"{clean(dead_id)}: no such dead letter", err=True)
     click.echo(f"retried {len(done)} dead letter(s)")
-    if missing or refused:
+    if missing or outcome.refused:
         raise SystemExit(1)

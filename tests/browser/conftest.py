@@ -20,7 +20,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run"]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 USERS = {"alice": ("agent", "alice password 1"), "bob": ("agent", "bob password 22"), "mod": ("moderator", "moderator pass 3"),
-         "mia": ("marketing", "marketing pass 4")}
+         "mia": ("marketing", "marketing pass 4"), "root": ("admin", "admin password 5")}
 
 
 @dataclass

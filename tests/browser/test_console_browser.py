@@ -312,3 +312,29 @@ async def test_the_queue_keeps_the_selected_conversation_through_a_live_refresh(
                                                                   str(urgent.conversation_id))
     await expect(selected).to_have_attribute("data-conversation-id", str(second.conversation_id))
     await context.close()
+
+
+async def test_an_admin_reads_a_dead_letters_payload_redacted_and_discards_it(browser, server):
+    from playwright.async_api import expect
+
+    from tests.console.test_deadletters import bury
+
+    bus = server.runtime.bus  # a topic no stage reads: the running pipeline leaves it alone
+    await bury(bus, "browser-dl", "x:dl-1", {"text": "reach me at jo.doe@example.com", "mention_id": 1})
+    [dead] = await bus.dead_letters("browser-dl")
+    context, page = await signed_in(browser, server, "root")
+    await page.get_by_role("link", name="Dead letters").click()
+    row = page.locator(f'tr[data-deadletter="{dead.id}"]')
+    await expect(row).to_contain_text("x:dl-1")
+    await expect(page.locator("main")).not_to_contain_text("jo.doe")
+    await row.get_by_role("button", name="Show payload").click()
+    await expect(page.locator("pre[data-payload]")).to_contain_text("reach me at [email]")
+    await page.screenshot(path=shot("deadletter-payload"), full_page=True)
+    await page.get_by_role("link", name="Back to the dead letters").click()
+    await page.locator(f'tr[data-deadletter="{dead.id}"]').get_by_role("button", name="Discard…").click()
+    await expect(page.get_by_role("heading")).to_have_text("Discard 1 dead letter(s)?")
+    await page.get_by_role("button", name="Discard 1").click()
+    await expect(page.get_by_role("status")).to_contain_text("discarded 1 dead letter(s)")
+    await expect(page.locator(f'tr[data-deadletter="{dead.id}"]')).to_have_count(0)
+    assert await bus.dead_letters("browser-dl") == []
+    await context.close()
