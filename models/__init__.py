@@ -10,12 +10,13 @@ from models.escalation import CustomerSession, SecureLink, SlaBreach
 from models.knowledge import KnowledgeArticle, Template
 from models.mentions import Conversation, Mention
 from models.moderation import Incident, IncidentMention, ModerationAction
+from models.privacy import ErasureTombstone
 from models.routing import ROUTE_OUTCOMES, Reply, RouteDecision
 from models.triage import TriageResult
 from models.users import ROLES, ApiToken, AuditEvent, User
 
 __all__ = [
     "ROLES", "ROUTE_OUTCOMES", "ApiToken", "AuditEvent", "Author", "Base", "Case", "CaseMessage",
-    "ConnectorCursor", "Conversation", "Customer", "CustomerSession", "Incident", "IncidentMention", "KnowledgeArticle",
+    "ConnectorCursor", "Conversation", "Customer", "CustomerSession", "ErasureTombstone", "Incident", "IncidentMention", "KnowledgeArticle",
     "Mention", "ModerationAction", "Reply", "RouteDecision", "SecureLink", "SlaBreach", "SocialIdentity", "Template", "TriageResult", "User",
 ]

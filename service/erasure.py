@@ -1,13 +1,13 @@
 """One person's erasure on request (GDPR art. 17, CCPA deletion): who they are on record, and
 everything about them erased in one transaction with :mod:`service.privacy`'s building blocks, with
 their dead letters on the bus (:mod:`service.privacy_bus`) removed just before it commits, so a bus
-that does not answer leaves the database as it was and the request can simply be run again.
+that does not answer leaves the database as it was and the request can simply be run again. Their
+accounts are tombstoned (:mod:`service.tombstones`): a post of theirs still on its way to ingest
+is not stored; even a subject unknown so far is tombstoned, since their first post may be on its way.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -32,6 +32,7 @@ from service.privacy import (
     stub_deliveries,
 )
 from service.privacy_bus import Account
+from service.tombstones import begin_erasure, remember, subject_key
 
 
 class UnknownSubject(LookupError):
@@ -64,12 +65,6 @@ class Found:
     keys: set[str] = field(default_factory=set)  # keyed hashes of the subject's handles and ids
     accounts: set[Account] = field(default_factory=set)  # read before anonymising: their dead letters
     erased_before: bool = False
-
-
-def subject_key(secret: str, platform: str, kind: str, value: str) -> str:
-    """A keyed hash of one handle or user id, so a repeated request is recognised without keeping
-    the value (unreadable without the service's secret key)."""
-    return hmac.new(secret.encode(), f"{platform}\n{kind}\n{value}".encode(), hashlib.sha256).hexdigest()
 
 
 def without(text: str, values: Iterable[str]) -> str:
@@ -173,10 +168,12 @@ async def erase(db: Any, subject: Subject, *, actor: str, reason: str, dry_run: 
     nor the bus holds anything of them; the bus's :class:`BusUnavailable` changes nothing."""
     counts: Counter = Counter()
     async with db.session() as session:
+        await begin_erasure(session)  # first: orders this erasure and the ingest batches in flight
         try:
             found, unknown = await find_subject(session, subject, secret), None
         except UnknownSubject as exc:
             if bus is None:
+                await _tombstone_only(session, subject, secret, actor, reason, dry_run)
                 raise
             found, unknown = _named_only(subject, secret), exc
         # FOR UPDATE (PostgreSQL): a stage's write about one of these posts (its foreign-key check)
@@ -186,6 +183,7 @@ async def erase(db: Any, subject: Subject, *, actor: str, reason: str, dry_run: 
         letters = await privacy_bus.of_person(bus, await privacy_bus.person(session, found.accounts, mention_ids)) \
             if bus is not None else []
         if unknown is not None and not letters:
+            await _tombstone_only(session, subject, secret, actor, reason, dry_run)
             raise unknown
         found.values |= privacy_bus.names(letters)
         case_where = [Case.author_id.in_(found.author_ids)]
@@ -221,14 +219,28 @@ async def erase(db: Any, subject: Subject, *, actor: str, reason: str, dry_run: 
         if dry_run:
             await session.rollback()
             return counts
+        tombstoned = await remember(session, secret, found.accounts) if secret else 0
         record(session, actor, "privacy.erased", "customer" if found.customer else "author",
                found.customer.id if found.customer else min(found.author_ids, default=None),
                reason=without(reason, found.values), mode=_mode(subject), platform=subject.platform,
                author_ids=sorted(found.author_ids), case_ids=sorted(case_ids), counts=dict(counts),
                erased_before=found.erased_before, subject_keys=sorted(found.keys),
-               dead_letters_checked=bus is not None)
+               dead_letters_checked=bus is not None, tombstones=tombstoned)
         await session.commit()
     return counts
+
+
+async def _tombstone_only(session: AsyncSession, subject: Subject, secret: str | None, actor: str, reason: str,
+                          dry_run: bool) -> None:
+    """Nothing on record for the account named: tombstone it all the same (a post of theirs may be
+    on its way to ingest), audited as ``privacy.tombstoned``; the caller then reports the unknown subject."""
+    found = _named_only(subject, secret)
+    if dry_run or not secret or not found.accounts:
+        return
+    n = await remember(session, secret, found.accounts)
+    record(session, actor, "privacy.tombstoned", "author", None, reason=without(reason, found.values),
+           mode=_mode(subject), platform=subject.platform, subject_keys=sorted(found.keys), tombstones=n)
+    await session.commit()
 
 
 def _mode(subject: Subject) -> str:

@@ -4,7 +4,8 @@ the web process.
 
 Posts created before the cutoff lose their content (labels kept for the digests); messages of cases
 resolved before it are erased; delivered or failed webhook deliveries older than it are deleted;
-authors with no newer post and no open case are anonymised; given the bus, dead letters that failed
+authors with no newer post and no open case are anonymised (also those first seen after the cutoff
+through older posts: a backfill); given the bus, dead letters that failed
 before it are removed (:mod:`service.privacy_bus`; a bus that does not answer is logged and left
 for the next run). Open cases, the posts they hold and anything newer are never touched. Social
 identities and customer records are the brand's CRM data and the audit log is its own record:
@@ -77,7 +78,9 @@ def _purge_queries(cutoff: datetime) -> dict[str, tuple[Any, Any]]:
         "old_deliveries": (WebhookDelivery.id, and_(WebhookDelivery.created_at < cutoff,
                                                     WebhookDelivery.status != "pending")),
         "inactive_authors": (Author.id, and_(
-            Author.created_at < cutoff, not_(Author.author_key.startswith(ERASED_KEY)),
+            # seen before the cutoff, or only through older posts (a backfill or replay of old traffic)
+            or_(Author.created_at < cutoff, exists().where(Mention.author_id == Author.id)),
+            not_(Author.author_key.startswith(ERASED_KEY)),
             not_(exists().where(Mention.author_id == Author.id, Mention.created_at >= cutoff)),
             not_(exists().where(Case.author_id == Author.id, Case.status != "resolved")))),
     }

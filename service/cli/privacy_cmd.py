@@ -15,8 +15,8 @@ from collections import Counter
 import click
 
 IN_PROCESS_NOTE = ("dead letters not checked: the in-process bus (SOCIALCARE_BUS=inprocess) keeps them in the "
-                   "memory of the running `socialcare run`, where no command lists or retries them; they go "
-                   "when it stops, or with its retention purge")
+                   "memory of the running `socialcare run`, out of a command's reach: an admin discards the "
+                   "person's on /admin/deadletters; they go when it stops, or with its retention purge")
 
 
 def _db(settings):  # noqa: ANN001, ANN202
@@ -71,10 +71,19 @@ def privacy() -> None:
 @click.pass_obj
 def erase(settings, platform: str | None, handle: str | None, user_id: str | None,  # noqa: ANN001
           customer_id: int | None, reason: str, actor: str, dry_run: bool) -> None:
-    """Erase everything about one person (posts' content, replies, cases, identity, dead letters) in one transaction."""
+    """Erase everything about one person (posts' content, replies, cases, identity, dead letters) in one transaction.
+
+    Their accounts are tombstoned (keyed hashes, never the handle): a post of theirs published
+    before now and still on its way to ingest is never stored; what they publish afterwards is new
+    data and stored as usual. The --reason is audited with their handle and names replaced by
+    [subject]. Running it twice is harmless; an unknown subject exits 1 (an account named is
+    tombstoned all the same: their first post may be on its way). The tombstones' key is
+    SOCIALCARE_SECRET_KEY (else var/privacy.key): every process must share it.
+    """
     from service.bus import BusUnavailable
     from service.erasure import UnknownSubject
     from service.erasure import erase as run_erase
+    from service.tombstones import privacy_key
 
     subject = _subject(platform, handle, user_id, customer_id)
     if not reason.strip():
@@ -86,7 +95,7 @@ def erase(settings, platform: str | None, handle: str | None, user_id: str | Non
             await db.upgrade()
             bus = await _bus(settings)
             return await run_erase(db, subject, actor=actor, reason=reason.strip(), dry_run=dry_run,
-                                   secret=settings.secret("secret_key"), bus=bus)
+                                   secret=privacy_key(settings), bus=bus)
         finally:
             if bus is not None:
                 await bus.close()
@@ -95,7 +104,9 @@ def erase(settings, platform: str | None, handle: str | None, user_id: str | Non
     try:
         counts = asyncio.run(go())
     except UnknownSubject as exc:
-        raise click.ClickException(f"no such subject: {exc}") from None
+        later = "" if dry_run or customer_id is not None else \
+            "; their posts published before now will not be stored if they arrive later"
+        raise click.ClickException(f"no such subject: {exc}{later}") from None
     except BusUnavailable as exc:
         raise click.ClickException(f"{exc}: nothing was erased, run it again") from None
     click.echo(f"{'dry run, would erase' if dry_run else 'erased'}: {_summary(counts)}")
@@ -138,6 +149,7 @@ def export(settings, platform: str | None, handle: str | None, user_id: str | No
     from service.erasure import UnknownSubject
     from service.privacy_export import export as run_export
     from service.privacy_export import json_default
+    from service.tombstones import privacy_key
 
     subject = _subject(platform, handle, user_id, customer_id)
     if not reason.strip():
@@ -150,7 +162,7 @@ def export(settings, platform: str | None, handle: str | None, user_id: str | No
         try:
             await db.upgrade()
             return await run_export(db, subject, actor=actor, reason=reason.strip(),
-                                    secret=settings.secret("secret_key"))
+                                    secret=privacy_key(settings))
         finally:
             await db.close()
 
@@ -190,7 +202,12 @@ def _write_private(path: str, text: str) -> None:
 @click.option("--dry-run", is_flag=True, help="Print what would be purged; change nothing.")
 @click.pass_obj
 def purge(settings, days: int | None, actor: str, dry_run: bool) -> None:  # noqa: ANN001
-    """Erase the content of posts, resolved cases' messages, webhook deliveries and dead letters older than the retention period."""
+    """Erase the content of posts, resolved cases' messages, webhook deliveries and dead letters older than the retention period.
+
+    Authors whose posts are all older (and who have no open case) are anonymised. Open cases, the
+    posts they hold and anything newer are kept; so are the audit log, customer records and erasure
+    tombstones. One privacy.purged audit entry per run (counts only).
+    """
     from tqdm import tqdm
 
     from service.retention import cutoff_for, purge_plan

@@ -1,13 +1,23 @@
-"""The ingest stage: normalized mentions in, stored mention ids out (to triage)."""
+"""The ingest stage: normalized mentions in, stored mention ids out (to triage).
+
+A post an erased person published before their erasure, reaching ingest after it (it was on the
+stream meanwhile), is dropped, never stored (:mod:`service.tombstones`); their later posts are new
+data and stored as usual.
+"""
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy.exc import IntegrityError
 
-from listener.ingest import ingest_batch
+from listener.ingest import Ingested, ingest_batch
 from listener.protocol import NormalizedMention
 from service.bus import Envelope
 from service.stages.base import Outgoing, StageContext, trace
+from service.tombstones import Tombstones, privacy_key
+
+log = logging.getLogger("socialcare.privacy")
 
 
 class IngestStage:
@@ -15,23 +25,49 @@ class IngestStage:
 
     def __init__(self, ctx: StageContext) -> None:
         self.ctx = ctx
+        self.tombstones = Tombstones(privacy_key(ctx.settings) if ctx.settings is not None else None)
+
+    async def warm_up(self) -> None:
+        """The tombstone lookup compiled and the erasures counted before the first message."""
+        async with self.ctx.db.session() as session:
+            await self.tombstones.erased_posts(session, [], lock=False)
 
     async def handle(self, batch: list[Envelope]) -> list[Outgoing]:
         mentions = [NormalizedMention.from_dict(env.payload["mention"]) for env in batch]
         for attempt in range(3):  # a concurrent worker may insert the same author or thread first
             try:
-                async with self.ctx.db.session() as session:
-                    results = await ingest_batch(session, mentions)
-                    await session.commit()
+                results = await self._store(mentions)
                 break
             except IntegrityError:
                 if attempt == 2:
                     raise
         out = []
         for env, res in zip(batch, results):
-            if res.outcome in ("new", "edited", "restored"):  # a restored post is triaged again, like an edit
+            if res is not None and res.outcome in ("new", "edited", "restored"):  # a restored post: triaged again
                 key = f"m:{res.mention_id}" + (":edit:" + env.key if res.outcome != "new" else "")
                 out.append(Outgoing("triage", key, {"mention_id": res.mention_id, **trace(env.payload)}))
-        if self.ctx.events and any(r.outcome == "new" for r in results):
-            self.ctx.events("ingested", [r.mention_id for r in results if r.outcome == "new"])
+        if self.ctx.events and any(r is not None and r.outcome == "new" for r in results):
+            self.ctx.events("ingested", [r.mention_id for r in results if r is not None and r.outcome == "new"])
         return out
+
+    async def _store(self, mentions: list[NormalizedMention]) -> list[Ingested | None]:
+        """Ingest the batch in one transaction, without the erased persons' earlier posts (None in
+        their place). Where the tombstones are looked up, and why: :mod:`service.tombstones`."""
+        sqlite, dropped = self.ctx.db.is_sqlite, set()
+        while True:
+            async with self.ctx.db.session() as session:
+                if not sqlite:  # first statement, holding the gate until the commit
+                    dropped |= await self.tombstones.erased_posts(session, mentions, lock=True)
+                kept = [i for i in range(len(mentions)) if i not in dropped]
+                stored = await ingest_batch(session, [mentions[i] for i in kept])
+                if sqlite and (late := await self.tombstones.erased_posts(session, mentions, lock=False) - dropped):
+                    dropped |= late  # after the writes, in their transaction: store the batch again without them
+                    await session.rollback()
+                    continue
+                await session.commit()
+            if dropped:
+                log.info("%d post(s) not stored: published by an erased account before its erasure", len(dropped))
+            results: list[Ingested | None] = [None] * len(mentions)
+            for i, res in zip(kept, stored):
+                results[i] = res
+            return results

@@ -216,3 +216,12 @@ def test_export_help_names_the_right_of_access_and_the_options(cli):
     assert r.exit_code == 0 and "right of access" in r.output
     for option in ("--platform", "--handle", "--user-id", "--customer", "--reason", "--out", "--actor"):
         assert option in r.output
+
+
+def test_erase_and_purge_help_say_what_happens_to_posts_in_flight_and_what_the_purge_keeps(cli):
+    r = cli("erase", "--help")
+    assert r.exit_code == 0
+    text = " ".join(r.output.split())
+    assert "on its way to ingest is never stored" in text and "[subject]" in text and "SOCIALCARE_SECRET_KEY" in text
+    text = " ".join(cli("purge", "--help").output.split())
+    assert "are anonymised" in text and "Open cases" in text

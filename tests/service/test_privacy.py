@@ -182,8 +182,9 @@ async def test_erasing_a_customer_leaves_their_words_and_names_in_no_table_and_k
 
     again = await erasure.erase(world.db, Subject(customer_id=ids["maria"]), actor="dpo", reason="repeat")
     assert again == Counter()
-    assert {k: v for k, v in (await dump(world.db)).items() if k != "audit_events"} == \
-        {k: v for k, v in after.items() if k != "audit_events"}
+    requests = ("audit_events", "erasure_tombstones")  # the record of each request (and the erasures' count)
+    assert {k: v for k, v in (await dump(world.db)).items() if k not in requests} == \
+        {k: v for k, v in after.items() if k not in requests}
 
 
 async def test_a_redelivered_or_edited_copy_of_an_erased_post_stays_erased_and_brings_back_no_author(world):
@@ -228,14 +229,28 @@ async def test_a_dry_run_changes_nothing_and_counts_what_the_erasure_then_change
     assert planned == await erasure.erase(world.db, Subject(customer_id=ids["maria"]), actor="dpo", reason="r")
 
 
-async def test_an_unknown_subject_is_an_error_that_changes_nothing(world):
+async def test_an_unknown_subject_is_an_error_that_changes_nothing_but_its_tombstone(world):
+    """Nothing on record: an error, and nothing changes but, for an account named, its tombstone
+    (its first post may be on its way to ingest) and the audit entry that says so."""
     await populate(world)
     before = await dump(world.db)
-    for subject in (Subject(platform="x", handle="nobody"), Subject(platform="reddit", handle="MariaL"),
-                    Subject(platform="x", user_id="404"), Subject(customer_id=999)):
+    for subject in (Subject(customer_id=999), Subject(platform="x", handle="nobody"),
+                    Subject(platform="reddit", handle="MariaL"), Subject(platform="x", user_id="zz404zz")):
         with pytest.raises(UnknownSubject):
-            await erasure.erase(world.db, subject, actor="dpo", reason="r", secret=SECRET_KEY)
-    assert await dump(world.db) == before
+            await erasure.erase(world.db, subject, actor="dpo", reason="asked by nobody", secret=SECRET_KEY,
+                                dry_run=subject.handle == "MariaL")  # a dry run: nothing at all
+        if subject.customer_id:
+            assert await dump(world.db) == before
+    after = await dump(world.db)
+    assert {k: v for k, v in after.items() if k not in ("audit_events", "erasure_tombstones")} == \
+        {k: v for k, v in before.items() if k not in ("audit_events", "erasure_tombstones")}
+    assert len(after["erasure_tombstones"]) == len(before["erasure_tombstones"]) + 2
+    assert found_in(after, "zz404zz") == [] and found_in({"t": after["erasure_tombstones"]}, "nobody") == []
+    async with world.db.session() as s:
+        events = (await s.scalars(select(AuditEvent).where(AuditEvent.action == "privacy.tombstoned")
+                                  .order_by(AuditEvent.id))).all()
+    assert [(e.details["mode"], e.reason, e.details["tombstones"]) for e in events] == \
+        [("handle", "asked by [subject]", 1), ("user_id", "asked by nobody", 1)]
 
 
 def _output(words: list[str]) -> TriageOutput:
@@ -340,6 +355,20 @@ async def test_the_purge_keeps_to_its_cutoff_open_cases_and_pending_deliveries(w
         events = list(await s.scalars(select(AuditEvent).where(AuditEvent.action == "privacy.purged")))
         assert [(e.actor, e.details["counts"]) for e in events] == [("cron", dict(counts))]
     assert await retention.purge(w.db, cutoff) == Counter()
+
+
+async def test_the_purge_anonymises_an_author_seen_only_through_old_posts(world):
+    """A backfill (or a replay of old traffic): the author row is new, every post of theirs is older
+    than the cutoff; once those are purged their handle and name must not stay."""
+    w = world
+    cutoff = utcnow() - timedelta(days=30)
+    await w.ingest(w.post("zqxold billing complaint", author="olga_old", name="Olga Old", at=cutoff - timedelta(days=10)))
+    await w.ingest(w.post("tomword fresh", author="tom_b"))
+    counts = await retention.purge(w.db, cutoff)
+    assert counts["authors"] == 1
+    tables = await dump(w.db)
+    assert found_in(tables, "olga") == [] and found_in(tables, "zqxold") == []
+    assert found_in(tables, "tom_b")
 
 
 async def test_the_web_process_purges_at_start_and_then_every_interval(tmp_path, sqlite_url, monkeypatch):
