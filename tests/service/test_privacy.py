@@ -37,7 +37,6 @@ from models import (
 )
 from models.base import utcnow
 from models.console import WebhookDelivery, WebhookSubscription
-from models.db import Database
 from models.mentions import ERASED_TEXT
 from service import erasure, privacy, retention
 from service.audit import record
@@ -52,19 +51,12 @@ MARIA_VALUES = ("zqx", "marial", "maria lopez", "maria.lopez@example.com", "555 
 OTHERS = ("tomword", "samanswer", "tom_b")  # Tom's and Sam's words and handle: untouched
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request):
-    database = Database(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url"))
-    await database.upgrade()
-    async with database.session() as s:
+@pytest.fixture
+async def world(db, tmp_path):
+    """The demo's articles and templates in the conftest's database (replies are written from them)."""
+    async with db.session() as s:
         await import_folder(s, DEMO / "kb", DEMO / "templates")
         await s.commit()
-    yield database
-    await database.close()
-
-
-@pytest.fixture
-def world(db, tmp_path):
     return World(db, settings_for(tmp_path, db.url))
 
 

@@ -24,14 +24,6 @@ from service.erasure import Subject, erase
 MARIA = Subject(platform="x", handle="MariaL")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request):
-    database = Database(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url"))
-    await database.upgrade()
-    yield database
-    await database.close()
-
-
 @pytest.fixture
 def x():
     return FakeConnector("x")

@@ -16,17 +16,8 @@ from sqlalchemy import select
 from listener.protocol import NormalizedMention
 from models import AuditEvent
 from models.base import utcnow
-from models.db import Database
 from service import retention
 from service.erasure import Subject, UnknownSubject, erase
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request):
-    database = Database(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url"))
-    await database.upgrade()
-    yield database
-    await database.close()
 
 
 @pytest.fixture(params=["inprocess", "redis"])

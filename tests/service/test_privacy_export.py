@@ -21,7 +21,6 @@ from escalation import chat
 from escalation.customers import link_identity
 from listener.ingest import ingest_batch
 from models import AuditEvent, Case, Customer, Mention, Reply, SecureLink, TriageResult
-from models.db import Database
 from models.mentions import ERASED_TEXT
 from service import erasure
 from service.audit import record
@@ -32,19 +31,12 @@ from service.privacy_export import SCHEMA_VERSION, export, json_default
 OTHERS = ("tomword", "tom_b", "tom brown", "tomreport", "tomview", "id-tom_b", "samanswer")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request):
-    database = Database(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url"))
-    await database.upgrade()
-    async with database.session() as s:
+@pytest.fixture
+async def world(db, tmp_path):
+    """The demo's articles and templates in the conftest's database (replies are written from them)."""
+    async with db.session() as s:
         await import_folder(s, DEMO / "kb", DEMO / "templates")
         await s.commit()
-    yield database
-    await database.close()
-
-
-@pytest.fixture
-def world(db, tmp_path):
     return World(db, settings_for(tmp_path, db.url))
 
 

@@ -16,7 +16,6 @@ from sqlalchemy import event, select
 
 from models import Author, ErasureTombstone, Mention
 from models.base import utcnow
-from models.db import Database
 from service import tombstones
 from service.erasure import Subject, erase
 from service.pipeline import submit
@@ -27,14 +26,6 @@ from service.tombstones import privacy_key
 from service.workers import StageWorker
 
 MARIA = Subject(platform="x", handle="@MariaL")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request):
-    database = Database(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url"))
-    await database.upgrade()
-    yield database
-    await database.close()
 
 
 @pytest.fixture(params=["inprocess", "redis"])
