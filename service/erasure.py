@@ -32,7 +32,7 @@ from service.privacy import (
     stub_deliveries,
 )
 from service.privacy_bus import Account
-from service.tombstones import begin_erasure, remember, subject_key
+from service.tombstones import begin_erasure, handle_key, remember, subject_key
 
 
 class UnknownSubject(LookupError):
@@ -50,7 +50,7 @@ class Subject:
 
     @property
     def handle_key(self) -> str | None:
-        return self.handle.strip().lstrip("@").lower() if self.handle else None
+        return handle_key(self.handle) if self.handle else None
 
 
 @dataclass

@@ -11,9 +11,9 @@ only the post's id (``mention_id``) and is theirs when that post is. A letter wh
 not be decoded cannot be matched: it goes with the purge.
 
 Only a process holding the bus reaches its dead letters: the CLI builds the Redis bus from the
-settings. The in-process bus lives inside ``socialcare run``: no other process (nor any command)
-can list, retry or remove its dead letters; they go when that process stops, or with the purge it
-runs.
+settings. The in-process bus lives inside ``socialcare run``: no command reaches its dead letters
+(an admin sees, retries or discards them on the console's /admin/deadletters); they go when that
+process stops, or with the purge it runs.
 """
 
 from __future__ import annotations
@@ -29,15 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Mention
 from service.bus import Bus, DeadLetter
+from service.deadletters import ALL
 from service.privacy import chunks
+from service.tombstones import handle_key
 
 log = logging.getLogger("socialcare.privacy")
-ALL = 10**9  # "every dead letter" for the backends' limit
 Account = tuple[str, str, str]  # (platform, "handle" | "id", value)
-
-
-def handle_key(handle: str) -> str:
-    return handle.strip().lstrip("@").lower()
 
 
 @dataclass(frozen=True)

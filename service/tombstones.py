@@ -66,6 +66,11 @@ def privacy_key(settings: Any) -> str:
         return key
 
 
+def handle_key(handle: str) -> str:
+    """A handle as every privacy lookup compares it: without '@', lower-case."""
+    return handle.strip().lstrip("@").lower()
+
+
 def subject_key(secret: str, platform: str, kind: str, value: str) -> str:
     """A keyed hash of one handle or user id, so a repeated request is recognised without keeping
     the value (unreadable without the service's secret key)."""
@@ -78,7 +83,7 @@ def post_keys(secret: str, batch: Sequence[NormalizedMention]) -> dict[str, list
     base = hmac.new(secret.encode(), digestmod=hashlib.sha256)
     out: dict[str, list[int]] = {}
     for i, m in enumerate(batch):
-        for kind, value in (("handle", m.author_handle.strip().lstrip("@").lower() if m.author_handle else None),
+        for kind, value in (("handle", handle_key(m.author_handle) if m.author_handle else None),
                             ("id", str(m.author_id) if m.author_id else None)):
             if value:
                 h = base.copy()
