@@ -10,7 +10,7 @@ import json
 from collections import Counter
 
 import pytest
-from privacy_support import SECRET_KEY, T0, World, bury, bury_posts, delete_redis_keys, settings_for
+from privacy_support import SECRET_KEY, T0, bury, bury_posts
 from sqlalchemy import select
 
 from listener.protocol import NormalizedMention
@@ -20,28 +20,10 @@ from service import retention
 from service.erasure import Subject, UnknownSubject, erase
 
 
-@pytest.fixture(params=["inprocess", "redis"])
-async def bus(request):
-    """A started bus that dead-letters a message on its first failure."""
-    if request.param == "redis":
-        from service.bus.redis_streams import RedisStreamsBus
-
-        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("bus_prefix")
-        bus = RedisStreamsBus(url, prefix=prefix, max_deliveries=1)
-    else:
-        from service.bus.memory import InProcessBus
-
-        bus = InProcessBus(max_deliveries=1)
-    await bus.start()
-    yield bus
-    await bus.close()
-    if request.param == "redis":
-        delete_redis_keys(url, prefix)
-
-
 @pytest.fixture
-def world(db, tmp_path):
-    return World(db, settings_for(tmp_path, db.url))
+async def bus(make_bus):
+    """A started bus that dead-letters a message on its first failure."""
+    return await make_bus(max_deliveries=1)
 
 
 async def erased_event(db) -> AuditEvent:

@@ -11,7 +11,7 @@ import stat
 from datetime import timedelta
 
 import pytest
-from privacy_support import SECRET_KEY, World, delete_redis_keys, dump, found_in, settings_for
+from privacy_support import SECRET_KEY, World, dump, found_in, settings_for
 from sqlalchemy import event, select
 
 from models import Author, ErasureTombstone, Mention
@@ -28,28 +28,11 @@ from service.workers import StageWorker
 MARIA = Subject(platform="x", handle="@MariaL")
 
 
-@pytest.fixture(params=["inprocess", "redis"])
-async def bus(request):
-    if request.param == "redis":
-        from service.bus.redis_streams import RedisStreamsBus
-
-        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("bus_prefix")
-        bus = RedisStreamsBus(url, prefix=prefix, max_deliveries=3)
-    else:
-        from service.bus.memory import InProcessBus
-
-        bus = InProcessBus(max_deliveries=3)
-    await bus.start()
-    await bus.ensure_group("ingest", "ingest")
-    yield bus
-    await bus.close()
-    if request.param == "redis":
-        delete_redis_keys(url, prefix)
-
-
 @pytest.fixture
-def world(db, tmp_path):
-    return World(db, settings_for(tmp_path, db.url))
+async def bus(make_bus):
+    bus = await make_bus(max_deliveries=3)
+    await bus.ensure_group("ingest", "ingest")
+    return bus
 
 
 def stage(w: World) -> IngestStage:
