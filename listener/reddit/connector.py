@@ -5,7 +5,7 @@ lock, distinguish, ban the author from the post's subreddit), and taking back ou
 Streams use ``pause_after=0`` so one round never blocks, and resume from the saved fullnames with
 ``continue_after_id`` (Reddit's ``before``). The cursor is a small JSON object: the newest
 submission (``t3``) and comment (``t1``) seen in the subreddits, and the newest keyword hit
-(``search``), plus the window of recent posts re-read for edits and removals (``recheck``, see
+(``search``), plus the window of recent posts re-read for edits, removals and approvals (``recheck``, see
 :mod:`listener.reddit.recheck`). ``oauth_url``, ``reddit_url`` and ``short_url`` come from the settings.
 """
 

@@ -1,14 +1,28 @@
 """Re-reading recent Reddit posts, because Reddit's listings only ever show what is new.
 
 A customer who edits a comment (adding a card number, or "never mind, fixed") or deletes it, or a
-moderator who removes it, changes nothing a listing shows again. So the connector keeps a window of
-the posts it published (those first seen in the last ``recheck_hours``, at most ``recheck_size``)
-in its cursor, so a restart keeps it, and every ``recheck_seconds`` reads them back with
-``GET /api/info`` (100 fullnames a request: at most ``ceil(recheck_size / 100)`` requests a round).
-A 429 there is raised like any other (``translate``): the saved cursor, window included, stays put
-and the runner waits for Reddit's ``x-ratelimit-reset``. A changed text comes out as an
-upsert with ``edited_at`` (ingest updates the mention and triage runs again); a deleted or removed
-post as a ``delete`` event, after which it leaves the window. An unchanged post emits nothing.
+moderator who removes it or approves it again, changes nothing a listing shows again. So the
+connector keeps a window of the posts it published (those first seen in the last ``recheck_hours``,
+at most ``recheck_size``) in its cursor, so a restart keeps it, and every ``recheck_seconds`` reads
+them back with ``GET /api/info`` (100 fullnames a request: at most ``ceil(recheck_size / 100)``
+requests a round). A 429 there is raised like any other (``translate``): the saved cursor, window
+included, stays put and the runner waits for Reddit's ``x-ratelimit-reset``. An unchanged post emits
+nothing; a changed text comes out as an upsert with ``edited_at`` (ingest updates the mention and
+triage runs again).
+
+A post its author deleted (``[deleted]``, no author) comes out as a ``delete`` event and leaves the
+window: that is final. A post a moderator or Reddit's spam filter removed also comes out as a
+``delete``, but stays in the window marked removed (:data:`REMOVED` before the digest of the text
+last seen shown), because a moderator may approve it again in Reddit's own UI. When a later round
+finds it shown again (no ``removed_by_category``, ``removed``/``spam``/``banned_by`` cleared, its text
+back) it comes out as a ``restore`` event, the one Discourse's ``post_recovered`` publishes: ingest
+shows it again unless it was erased meanwhile or our moderation hid it (:mod:`listener.ingest`). A
+restore whose text differs from the one last seen is an edit too (it carries ``edited_at``, and
+ingest stores the new words). One still removed emits nothing until it ages out, one its author
+deletes meanwhile just leaves. Only Reddit showing the post again restores it: one our own account
+removed as well is still removed. (A post our account alone removed is not a deletion in the first
+place, see :func:`listener.reddit.normalize.gone`: it stays an ordinary window entry.) Cursors saved
+before the marker existed load as they are: their entries are all unmarked.
 
 The text is compared, not Reddit's ``edited`` stamp: an edit in the first minutes after posting (a
 "ninja edit") leaves ``edited`` false, and that is when a customer is most likely to add details.
@@ -25,9 +39,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from listener.protocol import NormalizedMention
-from listener.reddit.normalize import id_number, thing_to_mention
+from listener.reddit.normalize import GONE, id_number, thing_to_mention
 
 KEY = "recheck"  # the window's key in the connector's JSON cursor
+REMOVED = "-"  # before a digest: the post is removed, the digest that of the text last seen shown
 
 
 def digest(text: str) -> str:
@@ -35,10 +50,36 @@ def digest(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
+def deleted_by_author(thing: Any) -> bool:
+    """Deleted by its author, which is final: Reddit blanks the author (``None`` in asyncpraw) and the
+    text (``[deleted]``; a removed post reads ``[removed]``), and a submission's
+    ``removed_by_category`` says ``deleted``."""
+    if getattr(thing, "removed_by_category", None) == "deleted":
+        return True
+    return getattr(thing, "author", None) is None and "[deleted]" in (getattr(thing, "body", None),
+                                                                       getattr(thing, "selftext", None))
+
+
+def shown(thing: Any) -> bool:
+    """Reddit shows the post: removed by nobody, our own account included (unlike
+    :func:`~listener.reddit.normalize.gone`, for which our removal is a hold), nor filtered for review.
+    Approving a post clears all of it: ``removed_by_category``, ``removed``, ``spam``, ``banned_by``
+    (a name, or ``true`` for the spam filter) and, for the public, the ``[removed]`` text."""
+    if deleted_by_author(thing) or getattr(thing, "removed_by_category", None):
+        return False
+    if getattr(thing, "removed", None) is True or getattr(thing, "spam", None) is True:
+        return False
+    if getattr(thing, "banned_by", None) not in (None, False, ""):
+        return False
+    return not (getattr(thing, "author", None) is None and (getattr(thing, "body", None) in GONE
+                                                            or getattr(thing, "selftext", None) in GONE))
+
+
 @dataclass
 class Window:
-    """The posts to re-read: fullname -> (epoch second first seen, digest of the text last seen),
-    and when they were last read back (epoch seconds; 0: never)."""
+    """The posts to re-read: fullname -> (epoch second first seen, digest of the text last seen,
+    after :data:`REMOVED` while the post is removed), and when they were last read back (epoch
+    seconds; 0: never). The cursor holds each as ``[fullname, first seen, digest]``, as it always has."""
 
     seen: dict[str, tuple[int, str]] = field(default_factory=dict)
     checked_at: float = 0.0
@@ -88,23 +129,36 @@ def changes(things: Iterable[Any], window: Window, reddit_url: str, now: float,
     """What became of the window's posts, as mentions; ``window`` is updated to what was read.
     Reddit answers ``/api/info`` in no particular order and leaves out ids it does not know (an
     inaccessible subreddit): those stay in the window until they age out. A post our own account
-    removed (a hold) stays in the window: a moderator may approve it, and it can still be edited."""
+    removed (a hold) stays in the window: a moderator may approve it, and it can still be edited.
+    A removed post stays marked removed until Reddit shows it again (a ``restore``), its author
+    deletes it (it leaves, nothing more to say) or it ages out."""
     out = []
     for thing in things:
         name = str(getattr(thing, "name", ""))
         if name not in window.seen:
             continue
+        first_seen, before = window.seen[name]
+        removed = before.startswith(REMOVED)
+        if removed and deleted_by_author(thing):
+            del window.seen[name]  # already deleted here: the author's deletion only makes it final
+            continue
+        if removed and not shown(thing):
+            continue  # still removed (edits while removed are compared when it is back)
         m = thing_to_mention(thing, reddit_url, ours)
         if m.event == "delete":
-            del window.seen[name]
+            if deleted_by_author(thing):
+                del window.seen[name]
+            else:
+                window.seen[name] = (first_seen, REMOVED + before)
             out.append(m)
             continue
-        first_seen, before = window.seen[name]
-        now_digest = digest(m.text)
-        if now_digest == before:
+        now_digest, last = digest(m.text), before.removeprefix(REMOVED)
+        if removed:
+            m.event = "restore"  # approved: ingest lifts the deletion's hide (never an erasure)
+        elif now_digest == last:
             continue
         window.seen[name] = (first_seen, now_digest)
-        if m.edited_at is None:  # a "ninja edit": Reddit did not stamp it, so it is stamped when noticed
+        if now_digest != last and m.edited_at is None:  # a "ninja edit": unstamped, so stamped when noticed
             m.edited_at = datetime.fromtimestamp(now, tz=UTC)
         out.append(m)
     return sorted(out, key=lambda m: id_number(m.external_id))

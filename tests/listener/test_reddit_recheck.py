@@ -1,11 +1,13 @@
 """Reddit edits and removals after first sight: the connector re-reads the recent posts it published
 (``/api/info``, through the real asyncpraw client against the local fake Reddit) and the pipeline
-re-triages an edit and marks a deletion or removal deleted."""
+re-triages an edit, marks a deletion or removal deleted, and shows a removed post a moderator
+approved again."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -14,7 +16,7 @@ from sqlalchemy import select
 from listener.cursors import MemoryCursorStore
 from listener.errors import RateLimited
 from listener.reddit.connector import RedditConnector
-from listener.reddit.recheck import Window
+from listener.reddit.recheck import Window, digest
 from listener.runner import run_connector
 from models import Mention
 from service.bus.memory import InProcessBus
@@ -30,6 +32,7 @@ from .fakes.reddit import (
     CLIENT_SECRET,
     PASSWORD,
     FakeReddit,
+    approve,
     comment,
     delete,
     edit,
@@ -145,7 +148,8 @@ async def test_a_deletion_and_moderator_removals_mark_the_mentions_deleted(reddi
     assert not rows[reddit.posts[0]["data"]["name"]].deleted
     before = len(info_ids(reddit))
     assert (await c.poll_once(cursor))[0] == []
-    assert info_ids(reddit)[before:] == [[reddit.posts[0]["data"]["name"]]]  # the gone ones are not asked again
+    (asked,) = info_ids(reddit)[before:]  # the deleted one is not asked again; the removed ones are
+    assert sorted(asked) == sorted([reddit.posts[0]["data"]["name"], *names[1:]])
 
 
 async def test_a_post_our_own_moderation_held_is_left_to_the_moderation_queue(reddit, connectors, db):
@@ -163,6 +167,131 @@ async def test_a_post_our_own_moderation_held_is_left_to_the_moderation_queue(re
     delete(held)
     (deleted,), _ = await c.poll_once(cursor)
     assert deleted.event == "delete" and deleted.external_id == held["data"]["name"]
+
+
+async def test_a_removed_post_a_moderator_approves_again_is_restored_through_ingest(reddit, connectors, db):
+    """Removed by a moderator (in our subreddit or elsewhere) or Reddit's spam filter, then approved
+    in Reddit's own UI: shown again in socialcare, and triaged again. Words edited while it was
+    removed come back as an edit."""
+    c, pipeline = connector(reddit, connectors), Pipeline(db)
+    first, cursor = await c.poll_once(None)
+    await pipeline.run(first)
+    things = [remove(reddit.posts[1]), remove(reddit.hits[0]), remove(reddit.comments[1], by=True)]
+    assert reddit.view(things[2])["data"]["banned_by"] is True and reddit.view(things[2])["data"]["spam"] is True
+    names = [t["data"]["name"] for t in things]
+    gone, cursor = await c.poll_once(cursor)
+    assert sorted(m.external_id for m in gone) == sorted(names) and {m.event for m in gone} == {"delete"}
+    await pipeline.run(gone)
+    assert (await c.poll_once(cursor))[0] == []  # still removed: nothing
+    edit(things[2], "approved at last: order 12345 never came", at=EDITED_AT)  # while removed
+    for t in things:
+        approve(t)
+    assert reddit.view(things[0])["data"]["approved_by"] == "a_moderator"
+    back, cursor = await c.poll_once(cursor)
+    assert sorted(m.external_id for m in back) == sorted(names) and {m.event for m in back} == {"restore"}
+    by_name = {m.external_id: m for m in back}
+    assert by_name[names[2]].edited_at.timestamp() == EDITED_AT and "12345" in by_name[names[2]].text
+    assert by_name[names[1]].text == "Is the acme app down for anyone?\n\nIt keeps crashing"  # not "[removed]"
+    assert len(await pipeline.run(back)) == 3  # each triaged again
+    rows = await pipeline.rows()
+    assert all(not rows[n].deleted and not rows[n].hidden for n in names)
+    assert rows[names[2]].text == "approved at last: order 12345 never came"
+    assert rows[names[2]].edited_at.timestamp() == EDITED_AT
+    assert rows[names[0]].text == "Acme app problem 2\n\nIt keeps crashing"
+    before = len(info_ids(reddit))
+    assert (await c.poll_once(cursor))[0] == []  # shown and unchanged: nothing more
+    (asked,) = info_ids(reddit)[before:]
+    assert set(names) <= set(asked)  # back in the window as any other post: an edit is still seen
+
+
+async def test_a_post_still_removed_emits_nothing_and_stays_until_it_ages_out(reddit, connectors):
+    c = connector(reddit, connectors)
+    _, cursor = await c.poll_once(None)
+    name = remove(reddit.posts[0])["data"]["name"]
+    (gone,), cursor = await c.poll_once(cursor)
+    assert gone.event == "delete"
+    [saved] = [e for e in json.loads(cursor)["recheck"]["ids"] if e[0] == name]
+    assert saved[2].startswith("-") and saved[2].endswith(digest(gone.text))  # a marker, the same words
+    for _ in range(2):
+        before = len(info_ids(reddit))
+        assert (await c.poll_once(cursor))[0] == []
+        assert name in info_ids(reddit)[before][0]
+    data = json.loads(cursor)
+    data["recheck"]["ids"] = [[n, first - 2 * 86400 if n == name else first, d] for n, first, d in
+                              data["recheck"]["ids"]]  # first seen two days ago: past recheck_hours
+    aged = json.dumps(data)
+    before = len(info_ids(reddit))
+    assert (await c.poll_once(aged))[0] == []
+    assert name not in info_ids(reddit)[before][0]
+    approve(reddit.posts[0])
+    assert (await c.poll_once(aged))[0] == []  # out of the window: no longer followed
+
+
+async def test_only_reddit_showing_a_post_again_restores_it_not_our_own_removal(reddit, connectors):
+    """Our own moderator removing a post someone else removed keeps it removed on Reddit: no restore.
+    A post our account alone removed (a hold) was never a deletion, so its approval restores nothing."""
+    c = connector(reddit, connectors)
+    _, cursor = await c.poll_once(None)
+    removed, held = remove(reddit.posts[1]), remove(reddit.posts[0], by="Acme_Support")
+    (gone,), cursor = await c.poll_once(cursor)
+    assert (gone.external_id, gone.event) == (removed["data"]["name"], "delete")
+    remove(removed, by="acme_support")  # our moderation removes it too: still removed on Reddit
+    assert reddit.view(removed)["data"]["banned_by"] == "acme_support"
+    assert (await c.poll_once(cursor))[0] == []
+    approve(held, by="another_moderator")
+    assert (await c.poll_once(cursor))[0] == []  # held, approved: unchanged, and never deleted here
+    approve(removed)
+    (back,), _ = await c.poll_once(cursor)
+    assert (back.external_id, back.event, back.edited_at) == (removed["data"]["name"], "restore", None)
+
+
+async def test_a_post_its_author_deleted_is_never_restored_and_leaves_the_window(reddit, connectors):
+    c = connector(reddit, connectors)
+    _, cursor = await c.poll_once(None)
+    deleted, removed = delete(reddit.comments[0]), remove(reddit.posts[1])
+    gone, cursor = await c.poll_once(cursor)
+    assert {(m.external_id, m.event) for m in gone} == {(deleted["data"]["name"], "delete"),
+                                                        (removed["data"]["name"], "delete")}
+    delete(removed)  # removed, then deleted by its author: final
+    before = len(info_ids(reddit))
+    assert (await c.poll_once(cursor))[0] == []  # already deleted here: nothing more to say
+    (asked,) = info_ids(reddit)[before:]
+    assert deleted["data"]["name"] not in asked and removed["data"]["name"] in asked  # read once more
+    _, cursor = await c.poll_once(cursor)
+    assert removed["data"]["name"] not in {e[0] for e in json.loads(cursor)["recheck"]["ids"]}
+    for t in (deleted, removed):
+        approve(t)  # whatever a moderator does, the author's "[deleted]" stays
+    assert reddit.view(removed)["data"]["selftext"] == "[deleted]"
+    before = len(info_ids(reddit))
+    assert (await c.poll_once(cursor))[0] == []
+    asked = {name for ids in info_ids(reddit)[before:] for name in ids}
+    assert not {deleted["data"]["name"], removed["data"]["name"]} & asked
+
+
+async def test_a_cursor_saved_before_the_removed_marker_still_loads_and_restores(reddit, connectors, db):
+    """A cursor as the connector saved it before removals stayed in the window: every entry is a post
+    shown (three fields, a plain digest); a removal and an approval from there on restore it."""
+    c, pipeline = connector(reddit, connectors), Pipeline(db)
+    first, _ = await c.poll_once(None)
+    await pipeline.run(first)
+    now = int(time.time())
+    old = json.dumps({"t1": reddit.comments[-1]["data"]["name"], "t3": reddit.posts[-1]["data"]["name"],
+                      "search": reddit.hits[-1]["data"]["name"],
+                      "recheck": {"at": now - 600, "ids": [[m.external_id, now - 60, digest(m.text)] for m in first]}})
+    window = Window.from_cursor(old)
+    assert len(window.seen) == 5 and Window.load(window.dump()).seen == window.seen
+    assert (await c.poll_once(old))[0] == []  # the digests match: nothing changed
+    name = remove(reddit.comments[1])["data"]["name"]
+    (gone,), cursor = await c.poll_once(old)
+    assert gone.event == "delete"
+    assert all(len(e) == 3 for e in json.loads(cursor)["recheck"]["ids"])  # the same shape, marker and all
+    await pipeline.run([gone])
+    approve(reddit.comments[1])
+    (back,), _ = await c.poll_once(cursor)
+    assert (back.external_id, back.event) == (name, "restore")
+    await pipeline.run([back])
+    row = (await pipeline.rows())[name]
+    assert not row.deleted and not row.hidden
 
 
 async def test_unchanged_posts_are_not_emitted_and_a_round_costs_bounded_requests(reddit, connectors):

@@ -34,7 +34,8 @@ def submission(n: int, sub: str = "acme", title: str | None = None, selftext: st
         "created_utc": 1795680000.0 + n, "permalink": f"/r/{sub}/comments/{rid}/acme_app_problem_{n}/",
         "subreddit": sub, "subreddit_name_prefixed": f"r/{sub}", "subreddit_id": "t5_2qh1i", "edited": False,
         "url": f"https://www.reddit.com/r/{sub}/comments/{rid}/", "num_comments": 0, "score": 1, "over_18": False,
-        "is_self": True, "distinguished": None, "stickied": False, "locked": False, **extra}}
+        "is_self": True, "distinguished": None, "stickied": False, "locked": False, "removed_by_category": None,
+        "banned_by": None, "approved_by": None, **extra}}
 
 
 def comment(n: int, link: str, parent: str | None = None, sub: str = "acme", body: str = "same for me",
@@ -45,7 +46,8 @@ def comment(n: int, link: str, parent: str | None = None, sub: str = "acme", bod
         "author": author if author is not None else "[deleted]", "author_fullname": "t2_def34" if author else None,
         "created_utc": 1795680000.0 + n, "link_id": link, "parent_id": parent or link, "subreddit": sub,
         "subreddit_id": "t5_2qh1i", "permalink": f"/r/{sub}/comments/{link[3:]}/x/{rid}/", "edited": False,
-        "score": 1, "distinguished": None, "stickied": False, "replies": "", **extra}}
+        "score": 1, "distinguished": None, "stickied": False, "replies": "", "banned_by": None, "approved_by": None,
+        **extra}}
 
 
 def edit(thing: dict, text: str, at: float | bool) -> dict:
@@ -66,9 +68,19 @@ def delete(thing: dict) -> dict:
     return thing
 
 
-def remove(thing: dict, by: str = "a_moderator") -> dict:
-    """A subreddit moderator removes it. How it then reads depends on who asks (:meth:`FakeReddit.view`)."""
+def remove(thing: dict, by: str | bool = "a_moderator") -> dict:
+    """A subreddit moderator removes it (``by=True``: Reddit's spam filter). How it then reads
+    depends on who asks (:meth:`FakeReddit.view`)."""
+    thing.pop("approved", None)
     thing["removed_by"] = by
+    return thing
+
+
+def approve(thing: dict, by: str = "a_moderator", at: float = 1795690500.0) -> dict:
+    """A subreddit moderator approves it (in Reddit's UI or the moderation queue): shown again, to
+    everyone, with its text (edited or not meanwhile); a moderator also sees who approved it."""
+    thing.pop("removed_by", None)
+    thing["approved"] = (by, at)
     return thing
 
 
@@ -126,19 +138,27 @@ class FakeReddit:
 
     def view(self, thing: dict) -> dict:
         """A removed thing as our account sees it: a moderator of its subreddit keeps the text and
-        sees ``removed`` and who did it; anyone else sees ``[removed]`` (a comment's author too)."""
+        sees ``removed`` and who did it (``banned_by``; the spam filter: ``spam`` and ``true``);
+        anyone else sees ``[removed]`` (a comment's author too). An approved one reads as any other,
+        but a moderator sees ``approved`` and who approved it, the removal fields cleared."""
+        mod = thing["data"]["subreddit"].lower() in self.moderates
         if "removed_by" not in thing:
-            return thing
-        data, t3 = dict(thing["data"]), thing["kind"] == "t3"
-        if data["subreddit"].lower() in self.moderates:
-            data.update(removed=True, spam=False, banned_by=thing["removed_by"])
+            if "approved" not in thing or not mod:
+                return thing
+            by, at = thing["approved"]
+            return {"kind": thing["kind"], "data": {**thing["data"], "approved": True, "approved_by": by,
+                                                    "approved_at_utc": at, "removed": False, "spam": False,
+                                                    "banned_by": None, "banned_at_utc": None}}
+        data, t3, by = dict(thing["data"]), thing["kind"] == "t3", thing["removed_by"]
+        if mod:
+            data.update(removed=by is not True, spam=by is True, banned_by=by, approved=False, approved_by=None)
         elif t3:
             data["selftext"] = "[removed]"
         else:
             data.pop("author_fullname", None)
             data.update(author="[deleted]", body="[removed]")
         if t3:
-            data["removed_by_category"] = "moderator"
+            data["removed_by_category"] = "reddit" if by is True else "moderator"
         return {"kind": thing["kind"], "data": data}
 
     async def removal_reason(self, request: web.Request) -> web.Response:
