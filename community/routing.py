@@ -4,8 +4,9 @@ Demand categories (volume × touch): high-volume/low-touch questions get a templ
 once; low-volume/low-touch ones (a question on a community channel) go to the community, or to
 the accepted answer it already gave; high-touch ones go to an agent; security and fraud always go
 private. Safety comes first — moderation rules, spam, abuse, exposed personal data — so nothing
-unsafe is ever answered automatically in public. Whether an answer is actually *sent* is decided
-later by the reply bot's gates (:mod:`community.replybot`).
+unsafe is ever answered automatically in public. Praise, and a thank-you that asks and reports
+nothing, get no automated answer whatever type triage gave them (:func:`nothing_to_answer`). Whether
+an answer is actually *sent* is decided later by the reply bot's gates (:mod:`community.replybot`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from community.reports import INCIDENT_TYPES
 from community.retrieval import Candidate
 from community.rules import RuleMatch, decisive
 
-ROUTER_VERSION = "router-5"
+ROUTER_VERSION = "router-6"
 # general questions with a general answer; billing only reaches here without account details
 # (sensitivity "account" goes to an agent first)
 LOW_TOUCH = frozenset({"account_access", "outage", "product_question", "order_delivery", "cancellation", "billing"})
@@ -79,10 +80,22 @@ class Decision:
 
 
 def nothing_to_answer(r: RouteInput) -> bool:
-    """Praise, or a thank-you triage filed under an incident type ("thanks, offline mode saved my
-    commute" read as outage): it goes where praise goes, never gets a status reply. A thank-you
-    under another type (a feature request with a "thanks") is still that type's to answer."""
-    return r.issue_type in NOTHING_TO_ANSWER or (r.thanks and r.issue_type in INCIDENT_TYPES)
+    """Praise, or a thank-you (:func:`community.reports.is_thanks`: no question, no request, nothing
+    broken) triage filed under a type the bot answers by itself — an incident type ("thanks, offline
+    mode saved my commute" read as outage) or any other low-touch type ("thanks, the family plan works
+    now" read as product_question or billing). Such a thank-you goes where praise goes: no status
+    reply, no template, no retrieved article, no community answer, none of which answers anything it
+    said. A thank-you under a high-touch type is still that type's: a person weighs it ("would love a
+    dark mode, thanks!" is a wish; "shuffle keeps playing the same 20 songs" a bug, with no word
+    is_thanks knows for either), with the type's acknowledgement as the suggestion, never sent by
+    itself. "other" keeps its own rules (a reply after our answer goes to a person)."""
+    return r.issue_type in NOTHING_TO_ANSWER or (r.thanks and answered_by_the_bot(r))
+
+
+def answered_by_the_bot(r: RouteInput) -> bool:
+    """Of a type the bot answers without a person — a status reply, a template, an article, or the
+    community's answer on a community channel — when nothing else (safety, a case) decides first."""
+    return r.issue_type in INCIDENT_TYPES or (r.issue_type != "other" and low_touch(r))
 
 
 def low_touch(r: RouteInput) -> bool:
@@ -117,8 +130,9 @@ def joins_open_case(r: RouteInput) -> bool:
     """A customer with an open private case is answered there, not in public: a follow-up ("reset it,
     but my playlists are gone") rarely repeats what made the case, and a public bot answer beside a
     secure link would split the conversation (or answer a takeover victim with a reset article).
-    Thanks and praise are left alone (nothing to answer, and no second notice), and so is a post
-    elsewhere that triage cannot place; an accepted community answer is what it is."""
+    Praise and a thank-you the bot would otherwise have answered are left alone (nothing to answer,
+    and no second notice: :func:`nothing_to_answer`), and so is a post elsewhere that triage cannot
+    place; an accepted community answer is what it is."""
     if r.open_case is None or r.accepted_answer or nothing_to_answer(r):
         return False
     return r.open_case.same_thread or r.issue_type != "other"

@@ -190,7 +190,8 @@ class RouteStage:
 
             # the cheap path: the template for the issue type; retrieval only where it is unsure, and
             # never for a post an incident's status reply or a community's accepted answer settles, nor
-            # for a thank-you triage read as an outage (it goes where praise goes: community.routing)
+            # for a thank-you under a type the bot answers: every answerable type but "other" (it goes
+            # where praise goes, community.routing.nothing_to_answer; a high-touch type is not answerable)
             thanks = {m.id for m, t, _ in rows if is_thanks(m.text, t.sentiment, t.praise)}
             cheap, todo = {}, []
             for m, t, _ in rows:
@@ -200,7 +201,7 @@ class RouteStage:
                 if not (answerable and t.sensitivity == "none" and m.is_public and m.id not in held
                         and not t.pii_exposed and t.spam != "spam" and t.toxicity != "offensive"
                         and m.id not in incidents and m.id not in accepted and m.author_id not in cases
-                        and not (m.id in thanks and t.issue_type in INCIDENT_TYPES)):
+                        and not (m.id in thanks and t.issue_type != "other")):
                     continue
                 if m.platform in community:  # low volume by definition: always worth the encoder
                     todo.append((m, t))

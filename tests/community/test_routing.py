@@ -157,3 +157,60 @@ def test_a_thank_you_read_as_an_incident_type_goes_where_praise_goes_never_to_a_
     assert outcome(issue_type="outage", thanks=True, open_case=OpenCase(7, "security", same_thread=True)) == "ignore"
     assert outcome(issue_type="feature_request", thanks=True) == "agent_queue"  # "would love dark mode, thanks!"
     assert outcome(issue_type="outage", incident_id=7) == "broadcast"  # a report still hears the status
+
+
+FAMILY_PLAN = Candidate("article", "family-plan", 0.61, "article 'Family plan'", "https://help/fam", issue_match=False)
+PRODUCT_HELP = Candidate("template", "product_help", 0.3, "template 'product_help' answers product_question")
+
+
+@pytest.mark.parametrize("issue", ["product_question", "billing", "cancellation", "order_delivery"])
+def test_a_thank_you_under_a_type_the_bot_answers_gets_no_article_it_did_not_ask_for(issue):
+    """QA: "thanks, the family plan works now" read as product_question or billing was answered in
+    public with the family-plan article (retrieval 0.61, above the auto threshold)."""
+    question = r(issue_type=issue, issue_confidence=0.3, answer=PRODUCT_HELP, retrieved=[FAMILY_PLAN])
+    assert decide(question, auto_threshold=T).outcome == "auto_answer"  # what it would get as a question
+    d = decide(r(issue_type=issue, issue_confidence=0.3, answer=PRODUCT_HELP, retrieved=[FAMILY_PLAN], thanks=True),
+               auto_threshold=T)
+    assert (d.outcome, d.reason) == ("ignore", f"{issue}: thanks or praise, not a report: nothing to answer")
+    assert "answer" not in d.details and "suggestion" not in d.details
+
+
+def test_a_thank_you_on_a_community_channel_gets_no_community_answer_nor_waits_for_one():
+    accepted = Candidate("community", "reddit:t1_a", 0.8, "community 'x'", "https://reddit.example/t1_a")
+    for community_answer in (accepted, None):
+        kw = {"platform": "reddit", "community_channel": True, "issue_type": "billing",
+              "community_answer": community_answer}
+        assert outcome(**kw) == "community_answer"
+        assert outcome(**kw, thanks=True) == "ignore"
+
+
+def test_a_thank_you_under_a_high_touch_type_still_reaches_a_person_with_the_types_acknowledgement():
+    """"would love a dark mode, thanks!" (a wish) and "shuffle keeps playing the same 20 songs, great
+    app otherwise" (a bug) name nothing is_thanks counts as a request or a breakage: a person weighs
+    them, never the bot, as before."""
+    ack = Candidate("template", "feature_ack", 0.8, "template 'feature_ack' answers feature_request")
+    d = decide(r(issue_type="feature_request", thanks=True, answer=ack, retrieved=[FAMILY_PLAN]), auto_threshold=T)
+    assert (d.outcome, d.details["suggestion"]["ref"]) == ("agent_queue", "feature_ack")
+    assert outcome(issue_type="bug_report", thanks=True, answer=Candidate("template", "bug_ack", 0.8, "b")) == \
+        "agent_queue"
+    assert outcome(issue_type="feature_request", thanks=True, platform="reddit", community_channel=True) == \
+        "agent_queue"
+
+
+def test_a_thank_you_the_bot_would_have_answered_is_left_alone_in_a_thread_like_praise():
+    """An agent's conversation or an open case: "thanks, works now" is not queued as a follow-up nor
+    escalated into the case (no second notice), as praise and a thank-you read as outage are not."""
+    thanks = {"issue_type": "product_question", "answer": PRODUCT_HELP, "thanks": True}
+    assert outcome(**thanks, agent_thread=True) == "ignore"
+    assert outcome(**thanks, open_case=OpenCase(7, "security", same_thread=True)) == "ignore"
+    assert outcome(**thanks, open_case=OpenCase(7, "security", same_thread=False)) == "ignore"
+    assert outcome(issue_type="product_question", answer=PRODUCT_HELP, agent_thread=True) == "agent_queue"
+    assert outcome(issue_type="other", thanks=True, brand_replied=True) == "agent_queue"  # "other" keeps its rule
+
+
+def test_safety_still_comes_before_a_thank_you():
+    thanks = {"issue_type": "billing", "thanks": True}
+    assert outcome(**thanks, spam="spam") == outcome(**thanks, toxicity="offensive") == "moderate"
+    assert decide(r(**thanks, pii_exposed=True), auto_threshold=T).details["action"] == "hide"
+    assert outcome(**thanks, sensitivity="fraud") == "escalate_private"
+    assert outcome(**thanks, rules=[RuleMatch("links", "hold", "Links are reviewed first.")]) == "moderate"

@@ -154,3 +154,54 @@ async def test_a_burst_of_mixed_reports_that_read_positive_opens_an_incident(db)
     found = await match(db, mixed)
     [incident] = await incidents(db)
     assert found == {m: incident.id for m in mixed}
+
+
+# --- QA: a thank-you under a type the bot answers got an unrelated article ----------------------------
+# "thanks, the family plan works now" read as product_question or billing was answered in public with the
+# family-plan article (retrieval 0.61): nothing in a thank-you asks a question, so it goes where praise goes.
+FAMILY_THANKS = "@AcmeHelp thanks, the family plan works now"
+FAMILY_QUESTION = "@AcmeHelp thanks, but how do I add my sister to the family plan?"
+
+
+@pytest.mark.parametrize("issue", ["product_question", "billing"])
+@pytest.mark.parametrize("sentiment", ["positive", "neutral"])
+async def test_a_thank_you_under_a_type_the_bot_answers_gets_no_article_and_no_reply(world, connectors, issue,
+                                                                                     sentiment):
+    thanks = await world.mention(FAMILY_THANKS, issue=issue, issue_p=0.3, sentiment=sentiment)
+    await world.run(thanks)
+    d = await decision(world, thanks)
+    assert (d.outcome, d.reason) == ("ignore", f"{issue}: thanks or praise, not a report: nothing to answer")
+    assert "answer" not in d.details
+    assert await world.get(Reply, mention_id=thanks.id) == [] and connectors["x"].calls == []
+
+
+@pytest.mark.parametrize("issue", ["product_question", "billing"])
+async def test_a_question_that_says_thanks_still_gets_the_family_plan_article(world, issue):
+    question = await world.mention(FAMILY_QUESTION, issue=issue, issue_p=0.3, sentiment="positive")
+    await world.run(question)
+    d = await decision(world, question)
+    assert (d.outcome, d.details["answer"]["ref"]) == ("auto_answer", "family-plan")
+    [reply] = await world.get(Reply, mention_id=question.id)
+    assert reply.visibility == "public"
+
+
+async def test_a_thank_you_on_a_community_channel_is_not_given_an_answer_nor_left_to_the_community(world, connectors):
+    """From the demo day: "the family plan is still the best value..." on reddit, read as billing,
+    was linked to the family-plan article as if the community had answered a question."""
+    thanks = await world.mention("honestly the family plan is still the best value streaming deal I have. "
+                                 "6 accounts for $20", platform="reddit", issue="billing", issue_p=0.5,
+                                 sentiment="positive")
+    await world.run(thanks)
+    assert (await decision(world, thanks)).outcome == "ignore"
+    assert await world.get(Reply, mention_id=thanks.id) == [] and connectors["reddit"].calls == []
+
+
+async def test_a_thank_you_under_a_feature_request_still_reaches_an_agent_with_the_acknowledgement(world, connectors):
+    """"would love a dark mode, thanks!" reports nothing broken and asks nothing in words is_thanks
+    knows: a person weighs it, with the type's own acknowledgement to send; nothing goes out by itself."""
+    wish = await world.mention("@AcmeHelp would love a dark mode on the web player, thanks!", issue="feature_request",
+                               issue_p=0.8, sentiment="positive")
+    await world.run(wish)
+    d = await decision(world, wish)
+    assert (d.outcome, d.details["suggestion"]["ref"]) == ("agent_queue", "feature_ack")
+    assert connectors["x"].calls == []

@@ -86,3 +86,32 @@ async def test_during_an_outage_thank_yous_are_not_told_the_status_and_mixed_pos
         issue, sentiment, outcome, replies, grouped = out[text]
         assert (outcome, grouped) == ("broadcast", True), (text, issue, sentiment)
         assert [(r.kind, r.template) for r in replies] == [("status", "outage_status")]
+
+
+# A thank-you triage files under a type the bot answers with a template or an article: QA saw "thanks,
+# the family plan works now" (product_question / billing) answered with the family-plan article.
+ANSWERED_THANKS = ["@AcmeHelp got the invoice as a PDF, thanks",  # the cheap head: billing, positive
+                   "@AcmeHelp parcel arrived today, thanks",  # order_delivery
+                   "@AcmeHelp headphones arrived a day early and the packaging is so nice 😍"]  # the demo day's
+QUESTION = "@AcmeHelp thanks, but how do I add my sister to the family plan?"  # product_question
+
+
+async def test_a_thank_you_gets_no_template_or_article_and_a_question_with_thanks_still_does(embedded_settings,
+                                                                                           triager):
+    rt = await Runtime.open(embedded_settings, triager=triager, workers=1, with_connectors=False)
+    try:
+        await seed_demo(rt.db)
+        await rt.start()
+        await rt.submit([post(i, text) for i, text in enumerate([*ANSWERED_THANKS, QUESTION])])
+        await rt.pipeline.wait_idle(timeout=120)
+        out = await routed(rt)
+    finally:
+        await rt.close()
+    assert {out[text][0] for text in ANSWERED_THANKS} == {"billing", "order_delivery"}  # what QA saw
+    for text in ANSWERED_THANKS:
+        issue, sentiment, outcome, replies, _ = out[text]
+        assert (outcome, replies) == ("ignore", []), (text, issue, sentiment)
+    issue, sentiment, outcome, replies, _ = out[QUESTION]
+    assert (issue, outcome) == ("product_question", "auto_answer"), (sentiment, outcome)
+    [reply] = replies
+    assert "family-plan" in reply.text, reply.text
