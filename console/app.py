@@ -13,7 +13,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from sqlalchemy import func, select
 
-from console import bad_requests, login
+from console import login
 from console.api.common import error as json_error
 from console.api.common import query_int
 from console.auth import AUTH, Auth, bearer_token, principal_middleware, require
@@ -24,6 +24,7 @@ from console.queries import routed_mentions
 from console.render import render
 from listener.protocol import NormalizedMention
 from models import ROUTE_OUTCOMES, RouteDecision
+from service import bad_requests
 
 HERE = Path(__file__).resolve().parent
 log = logging.getLogger("socialcare.web")

@@ -190,6 +190,7 @@ SCOPE_ROLES: dict[str, tuple[str, ...]] = {
     "metrics": ("agent", "moderator", "marketing"),  # /api/v1/metrics/summary; the Prometheus /metrics is admin's
     "webhooks": (),
     "ingest": (),
+    "deadletters": (),  # /api/v1/deadletters: admin's, as the page is
 }
 
 

@@ -1,9 +1,10 @@
-"""Dead letters as an operator sees them, shared by `socialcare deadletter` (Redis bus) and the
-console's /admin/deadletters page (either bus, through the web process's own): one row format, one
-way of choosing and retrying them, so the two cannot drift apart.
+"""Dead letters as an operator sees them, shared by `socialcare deadletter` (Redis bus), the
+console's /admin/deadletters page and the bot API's /api/v1/deadletters (either bus, through the web
+process's own): one row format, one way of retrying, discarding and auditing them, so the three
+cannot drift apart.
 
 Payloads can hold personal data (whole posts, handles): rows leave them out unless asked, and the
-console shows them only through :func:`shown_payload`, redacted.
+console and the API show them only through :func:`shown_payload`, redacted, after auditing the view.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.bus import Bus, DeadLetter
+from service.audit import record
+from service.bus import Bus, BusUnavailable, DeadLetter
 from triage.pii import redact
 
 ALL = 10**9  # "every dead letter" for the backends' limit
+AT_ONCE = 1000  # dead letters one retry or discard acts on (a confirmed form, an API body)
+PAST = {"retry": "retried", "discard": "discarded"}  # the audit actions: deadletter.retried, ...
 
 
 def clean(text: str, width: int | None = None) -> str:
@@ -53,16 +57,50 @@ def shown_payload(d: DeadLetter) -> Any:
     return redacted(row(d, show_payload=True)["payload"])
 
 
+def display(d: DeadLetter) -> dict[str, Any]:
+    """A row for people and bots: :func:`row` with the reason (and why it is undecodable) redacted, as
+    an exception message may quote a post."""
+    out = row(d)
+    out["reason"] = redacted(out["reason"])
+    if "undecodable" in out:
+        out["undecodable"] = redacted(out["undecodable"])
+    return out
+
+
+async def listed(bus: Bus) -> list[DeadLetter]:
+    """Every dead letter, oldest first; BusUnavailable at once when the bus does not answer (a Redis
+    call would otherwise retry for half a minute before giving up)."""
+    await available(bus)
+    return await bus.dead_letters(None, ALL)
+
+
+async def available(bus: Bus) -> None:
+    if not await bus.ping():
+        raise BusUnavailable("the message bus does not answer")
+
+
 def per_topic(dead: list[DeadLetter]) -> dict[str, int]:
     """How many dead letters each topic (stage) holds, by topic name."""
     return dict(sorted(Counter(d.topic for d in dead).items()))
 
 
 @dataclass
-class RetryOutcome:
+class Outcome:
+    """What a retry or discard did, id by id."""
+
     done: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # no such dead letter (retried or discarded already)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (id, why): an undecodable entry stays
+
+
+
+class Interrupted(BusUnavailable):
+    """The bus stopped answering part-way: ``outcome`` holds what was done before, so that it is
+    still audited (a BusUnavailable, so callers that only report the failure need not know)."""
+
+    def __init__(self, message: str, outcome: Outcome) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 async def targets(bus: Bus, ids: list[str] | tuple[str, ...], topic: str | None = None) -> list[str]:
@@ -72,12 +110,52 @@ async def targets(bus: Bus, ids: list[str] | tuple[str, ...], topic: str | None 
     return [d.id for d in await bus.dead_letters(topic, ALL)]
 
 
-async def retry(bus: Bus, ids: list[str]) -> RetryOutcome:
+async def retry(bus: Bus, ids: list[str]) -> Outcome:
     """Put each dead letter back on its topic with a fresh attempt count, once each."""
-    outcome = RetryOutcome()
+    outcome = Outcome()
     for dead_id in dict.fromkeys(ids):
         try:
             (outcome.done if await bus.retry_dead_letter(dead_id) else outcome.missing).append(dead_id)
         except ValueError as exc:  # CodecError: an undecodable entry stays where it is
             outcome.refused.append((dead_id, str(exc)))
+        except BusUnavailable as exc:
+            raise Interrupted(str(exc), outcome) from exc
     return outcome
+
+
+async def discard(bus: Bus, ids: list[str]) -> Outcome:
+    """Remove each dead letter for good, once each. One call per id: a batch only says how many
+    went, and a caller is owed which (one retried or discarded meanwhile by another admin is missing)."""
+    outcome = Outcome()
+    for dead_id in dict.fromkeys(ids):
+        try:
+            (outcome.done if await bus.delete_dead_letters([dead_id]) else outcome.missing).append(dead_id)
+        except BusUnavailable as exc:
+            raise Interrupted(str(exc), outcome) from exc
+    return outcome
+
+
+async def act(bus: Bus, verb: str, ids: list[str]) -> Outcome:
+    """:func:`retry` or :func:`discard` (``verb``), as the page and the API offer them."""
+    return await (retry if verb == "retry" else discard)(bus, ids)
+
+
+async def audit_view(db: Any, actor: str, d: DeadLetter) -> None:
+    """Audit (committed) that ``actor`` is about to be shown ``d``'s payload."""
+    async with db.session() as session:
+        record(session, actor, "deadletter.payload_viewed", "deadletter", d.id, topic=d.topic)
+        await session.commit()
+
+
+async def audit_action(db: Any, actor: str, verb: str, ids: list[str], outcome: Outcome, *,
+                       topic: str | None = None, gone: list[str] | tuple[str, ...] = ()) -> None:
+    """Audit a retry or discard with ids only (never a payload): those done, missing (``gone``: known
+    missing before asking the bus), refused, and, after an :class:`Interrupted`, those not tried."""
+    tried = {*outcome.done, *outcome.missing, *(i for i, _ in outcome.refused)}
+    untried = [i for i in ids if i not in tried]
+    extra = {"untried": untried} if untried else {}
+    async with db.session() as session:
+        record(session, actor, f"deadletter.{PAST[verb]}", "deadletter", ids[0] if len(ids) == 1 else None,
+               topic=topic, count=len(outcome.done), ids=outcome.done, missing=[*outcome.missing, *gone],
+               refused=[i for i, _ in outcome.refused], **extra)
+        await session.commit()

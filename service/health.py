@@ -3,6 +3,10 @@
 A process is ready when what *it* needs answers: every process needs the database and the bus;
 only a process that runs the triage stage needs the models. (The web process runs no stage, so
 asking it for models would keep it unready forever.)
+
+A worker's server answers every refusal in JSON, as the console's API does (service.bad_requests):
+an over-long address 414, over-long headers 431, what cannot be parsed 400, unknown paths 404, so a
+probe or a scraper reads one error shape whichever process it asks.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from service.bad_requests import HANDLER_ARGS, Runner, json_errors, limits
 from service.metrics import refresh_bus_gauges
 
 log = logging.getLogger("socialcare.health")
@@ -56,8 +61,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 def worker_app(rt: Any) -> web.Application:
     """/healthz, /readyz and /metrics of a stage worker (no console, no sign-in: metrics hold no
-    personal data; bind it to a private address)."""
-    app = web.Application()
+    personal data; bind it to a private address). Refusals are JSON (see the module's docstring)."""
+    app = web.Application(middlewares=[json_errors, limits], handler_args=HANDLER_ARGS)
     app[RUNTIME] = rt
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -65,9 +70,9 @@ def worker_app(rt: Any) -> web.Application:
     return app
 
 
-async def start_worker_server(rt: Any, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def start_worker_server(rt: Any, host: str, port: int) -> tuple[Runner, int]:
     """Serve :func:`worker_app` on ``host:port`` (port 0: a free one); returns the runner and the port."""
-    runner = web.AppRunner(worker_app(rt), access_log=None)
+    runner = Runner(worker_app(rt), access_log=None)  # JSON for what the parser refuses, too
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     bound = runner.addresses[0][1]

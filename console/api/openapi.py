@@ -10,12 +10,14 @@ from typing import Any
 
 from aiohttp import web
 
+from console.api.deadletters import ID_PATTERN, MAX_SHOWN, PAGE, IdsIn
 from console.api.mentions import ACTIONS, IDEMPOTENCY_KEY, NEEDS_REASON, ActionIn, ReplyIn
 from console.api.templates import NewTemplate, TemplateIn
 from console.api.webhooks import SubscriptionIn
 from console.auth import SCOPE_ROLES, roles_for_scope
 from models import ROLES, ROUTE_OUTCOMES
 from models.console import WEBHOOK_EVENTS
+from service.stages.base import STAGES
 from triage.protocol import SENSITIVITY_LABELS, SENTIMENT_LABELS
 
 
@@ -70,7 +72,10 @@ ERROR = _obj(["error"], error=_obj(
     ["status", "message"], status=INT, message=STR,
     details={**_list(_obj(loc=_list(STR), message=STR)),
              "description": "422 on an invalid body: each problem with its location in the body"},
-    lines={**_list(_obj(line=INT, error=STR)), "description": "ingest: each refused line with its number"}))
+    lines={**_list(_obj(line=INT, error=STR)), "description": "ingest: each refused line with its number"},
+    done={**_list(STR), "description": "dead letters, 503 part-way: the ids retried or discarded before the "
+                                        "bus stopped answering"},
+    untried={**_list(STR), "description": "dead letters, 503 part-way: the ids not tried (send them again)"}))
 
 TRIAGE_SUMMARY = _obj(sentiment=STR, sensitivity=STR, issue_type=STR, toxicity=STR, spam=STR, pii_exposed=BOOL,
                       priority=NUM, model_version=STR)
@@ -122,9 +127,19 @@ INGEST_LINE = {**_obj(["platform", "external_id", "text", "created_at"], platfor
                       author_name=_nullable(STR), conversation_id=_nullable(STR), in_reply_to=_nullable(STR),
                       url=_nullable(STR), lang=_nullable(STR), is_public=BOOL, channel=_nullable(STR)),
                "description": "one mention (NormalizedMention fields; others are ignored)"}
+DEAD_LETTER = _obj(
+    ["id", "entry_id", "topic", "key", "attempts", "reason", "failed_at"],
+    id={**STR, "pattern": ID_PATTERN}, entry_id={**STR, "description": "the message's id on its own stream, the "
+                                                                         "one the worker's log names"},
+    topic={**STR, "description": "the stage that failed it"}, key={**STR, "description": "the message's key"},
+    attempts=INT, reason={**STR, "description": "the last failure, personal data redacted"}, failed_at=TIME,
+    undecodable={**STR, "description": "only for an entry that cannot be read (it cannot be retried): why"})
+DEAD_LETTER_SHOWN = {**DEAD_LETTER, "required": [*DEAD_LETTER["required"], "payload"], "properties": {
+    **DEAD_LETTER["properties"], "payload": {**OBJ, "description": "as published, redacted (undecodable: raw fields)"}}}
 SCHEMAS = {"Error": ERROR, "TriageSummary": TRIAGE_SUMMARY, "Triage": TRIAGE, "Route": ROUTE,
            "MentionSummary": MENTION_SUMMARY, "Mention": MENTION, "Reply": REPLY, "ActionResult": ACTION_RESULT,
-           "QueueItem": QUEUE_ITEM, "Case": CASE, "IngestLine": INGEST_LINE}
+           "QueueItem": QUEUE_ITEM, "Case": CASE, "IngestLine": INGEST_LINE,
+           "DeadLetter": DEAD_LETTER, "DeadLetterShown": DEAD_LETTER_SHOWN}
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -135,7 +150,8 @@ def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "Bad request (a parameter outside its range or vocabulary, or one the endpoint does not take)",
             401: "Authentication required", 403: "Forbidden (role, scope or CSRF)", 404: "Not found",
             409: "Conflict", 410: "Gone: the post was erased on a privacy request (nothing was done on the platform)",
-            415: "Body is not JSON", 422: "Invalid body (`details` names each problem)"}
+            415: "Body is not JSON", 422: "Invalid body (`details` names each problem)",
+            503: "The message bus does not answer (`Retry-After` says when to try again)"}
     return {str(c): _json(_ref("Error"), text[c]) for c in codes}
 
 
@@ -302,6 +318,7 @@ def spec(base_url: str = "/") -> dict[str, Any]:
                     "mentions_seen": {"type": "integer"}, "stopped_by_error": {"type": "boolean"},
                     "stale": {"type": "boolean"}}}}}})})},
     }
+    paths.update(deadletter_paths())
     scopes = "; ".join(f"`{s}`: {', '.join(roles_for_scope(s))}" for s in SCOPE_ROLES)
     return {
         "openapi": "3.0.3",
@@ -319,6 +336,37 @@ def spec(base_url: str = "/") -> dict[str, Any]:
                                 "session": {"type": "apiKey", "in": "cookie", "name": "sc_session"}},
             "schemas": SCHEMAS,
         },
+    }
+
+
+def deadletter_paths() -> dict[str, Any]:
+    """/api/v1/deadletters: the admin page's dead letters, for programs."""
+    ids, acting = _list({**STR, "pattern": ID_PATTERN}), (400, 401, 403, 415, 422, 503)
+    acted = ("Each id once, in one list: done, or `missing` (retried or discarded already). A bus that stops "
+             "answering part-way is a 503 whose `done` and `untried` say how far it got. Audited, ids only.")
+    listing = _obj(deadletters=_list(_ref("DeadLetter")), total={**INT, "description": "how many match `topic`"},
+                   more={**INT, "description": "how many of those are past `limit`"}, limit=INT,
+                   counts={**OBJ, "additionalProperties": INT, "description": "dead letters per topic"},
+                   bus={"type": "string", "enum": ["inprocess", "redis"], "description": "the web process's "
+                        "bus (in-process dead letters are lost when it stops)"})
+    return {
+        "/api/v1/deadletters": {"get": _op(
+            "Dead letters (messages that failed their stage on every delivery), oldest first, no payloads",
+            "deadletters", {"200": _json(listing)}, errors=(400, 401, 403, 503),
+            params=[_q("topic", {"type": "string", "enum": list(STAGES)}, "only this stage's dead letters"),
+                    _q("limit", {"type": "integer", "minimum": 1, "maximum": MAX_SHOWN, "default": PAGE})])},
+        "/api/v1/deadletters/{id}": {"get": _op(
+            "One dead letter with its payload, personal data redacted; every view is audited", "deadletters",
+            {"200": _json(_ref("DeadLetterShown"))}, errors=(400, 401, 403, 404, 503),
+            params=[{"name": "id", "in": "path", "required": True, "schema": {**STR, "pattern": ID_PATTERN}}])},
+        "/api/v1/deadletters/retry": {"post": _op(
+            "Put dead letters back on their topic with a fresh attempt count", "deadletters", {"200": _json(_obj(
+                retried=ids, missing=ids, refused={**_list(_obj(id=STR, reason=STR)),
+                                                   "description": "undecodable: they stay; discard them"}))},
+            description=acted, body=_model(IdsIn), errors=acting)},
+        "/api/v1/deadletters/discard": {"post": _op(
+            "Remove dead letters for good, without retrying them", "deadletters",
+            {"200": _json(_obj(discarded=ids, missing=ids))}, description=acted, body=_model(IdsIn), errors=acting)},
     }
 
 

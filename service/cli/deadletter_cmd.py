@@ -99,7 +99,7 @@ def retry(settings, ids: tuple[str, ...], retry_all: bool, topic: str | None) ->
     if not ids and not retry_all:
         raise click.UsageError("give the dead-letter IDs to retry (see `socialcare deadletter list`) or --all")
 
-    async def work(bus: Bus) -> deadletters.RetryOutcome:
+    async def work(bus: Bus) -> deadletters.Outcome:
         return await deadletters.retry(bus, await deadletters.targets(bus, ids, topic))
 
     outcome = _run(settings, work)

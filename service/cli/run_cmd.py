@@ -21,7 +21,7 @@ async def _serve(settings, *, stages, workers: int, web_port: int | None, demo: 
                  listen: bool = False, stop: asyncio.Event | None = None) -> None:
     """Serve until SIGINT/SIGTERM (or ``stop``), then shut down gracefully (see ``Runtime.close``)."""
     from console.app import create_app
-    from console.bad_requests import Runner
+    from service.bad_requests import Runner
     from service.runtime import Runtime, write_ingest_token
     from service.seed import DEMO_MENTIONS, seed_demo
 

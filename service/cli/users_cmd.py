@@ -11,8 +11,7 @@ from console.auth import SCOPE_ROLES
 from models import ROLES
 
 # every scope a route names (console/api, /metrics), and "*" for all of them
-SCOPES = ("mentions:read", "replies:write", "actions:write", "templates:read", "templates:write", "digest:read",
-          "cases:read", "connectors:read", "metrics", "webhooks", "ingest", "*")
+SCOPES = (*SCOPE_ROLES, "*")  # every scope the API checks, and all of them
 
 
 def _db(settings):  # noqa: ANN001, ANN202

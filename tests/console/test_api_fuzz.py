@@ -57,9 +57,9 @@ class LiveServer:
 
         from console.app import create_app
         from console.auth import create_user
-        from console.bad_requests import Runner
         from console.webhooks_out import SENDER
         from models.console import WebhookSubscription
+        from service.bad_requests import Runner
         from service.runtime import Runtime
 
         self.rt = await Runtime.open(self.settings, stages=[], with_connectors=False, triager=NoTriage())

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from console.app import create_app
-from console.bad_requests import HANDLER_ARGS, MAX_FIELD, MAX_TARGET, Runner
+from service.bad_requests import HANDLER_ARGS, MAX_FIELD, MAX_TARGET, Runner
 
 HTML = "text/html,application/xhtml+xml,*/*;q=0.8"
 

@@ -1,16 +1,17 @@
-"""Over-long and unparsable requests get the answer every other refusal gets (a JSON error under
-/api, the console's page for a person) instead of aiohttp's plain-text 400.
+"""Over-long and unparsable HTTP requests answered in JSON, by every server the service runs (the
+console, a stage worker's health and metrics), instead of aiohttp's plain-text 400 that quotes the
+request's bytes. Here, not in console/, so that a worker serves it without the console.
 
 aiohttp's parser refuses such a request before any middleware runs, so there are two layers:
 
 * The parser's limits are raised (``HANDLER_ARGS``, set on the Application, so every runner and test
   server has them) above the ones the service keeps, aiohttp's own 8190 bytes (``MAX_TARGET``,
   ``MAX_FIELD``). A request between the two reaches the app, where ``limits`` refuses it with 414
-  or 431 like any other refusal (console.app.errors picks JSON or the error page by path).
+  or 431 like any other refusal (the console's error middleware, or :func:`json_errors`, words it).
 * Past the parser's limits, or for what it cannot parse at all (an unknown method, a control
   character in the address), nothing of the request is known, neither its path nor what it
   accepts: ``Runner`` serves connections whose ``handle_error`` answers those in JSON, with the
-  status that fits, and echoes none of the request's bytes (aiohttp's text quotes them).
+  status that fits, and echoes none of the request's bytes.
 """
 
 from __future__ import annotations
@@ -21,14 +22,18 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, HttpProcessingError, LineTooLong
 
-from console.api.common import error as json_error
-
 MAX_TARGET = 8190  # bytes of the request target (path and query) the service accepts
 MAX_FIELD = 8190  # bytes of one header, name and value
 # The parser's own limits, above those so the app can answer; they differ so that a parser refusal
 # says which one was crossed (its exception carries only the limit).
 HANDLER_ARGS = {"max_line_size": 4 * MAX_TARGET, "max_field_size": 2 * MAX_FIELD}
-log = logging.getLogger("socialcare.web")
+KEPT_HEADERS = ("WWW-Authenticate", "Allow", "Retry-After")  # what a client needs to act on a refusal
+log = logging.getLogger("socialcare.http")
+
+
+def json_error(status: int, message: str) -> web.Response:
+    """The service's error body, ``{"error": {"status", "message"}}`` (console.api.common.error's)."""
+    return web.json_response({"error": {"status": status, "message": message}}, status=status)
 
 
 @web.middleware
@@ -42,6 +47,22 @@ async def limits(request: web.Request, handler: Any) -> web.StreamResponse:
             raise web.HTTPRequestHeaderFieldsTooLarge(
                 reason=f"the {name[:64].decode('latin-1')} header is longer than {MAX_FIELD} bytes")
     return await handler(request)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every refusal as the JSON error body, for a server only programs call (a worker's probes and
+    scrapes); the console has its own, which gives people its error page instead."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = json_error(exc.status, exc.reason)
+        for header in KEPT_HEADERS:
+            if header in exc.headers:
+                response.headers[header] = exc.headers[header]
+        return response
 
 
 class _JsonParseErrors(web.RequestHandler):
@@ -83,9 +104,12 @@ class _Server(web.Server):
 
 
 class Runner(web.AppRunner):
-    """``web.AppRunner`` for the console: its connections answer unparsable requests in JSON.
+    """``web.AppRunner`` whose connections answer unparsable requests in JSON. The app should be
+    built with ``handler_args=HANDLER_ARGS`` and the ``limits`` middleware, or a header past
+    aiohttp's default limit would be called a long address (both limits are 8190 there).
     aiohttp has no public hook for this (aio-libs/aiohttp#3287); tests/console/test_bad_requests.py
-    checks it against a live server, so an aiohttp upgrade that moves it is noticed."""
+    and tests/service/test_health_bad_requests.py check it against live servers, so an aiohttp
+    upgrade that moves it is noticed."""
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
