@@ -20,22 +20,27 @@ def build_connectors(settings: Any) -> list[Any]:
         else:
             from listener.x.stream import XStreamConnector
 
-            out.append(XStreamConnector(settings))
+            out.append(XStreamConnector(settings, **_recheck(settings, "x")))
     if settings.x_enabled:
         from listener.x.connector import XConnector
 
-        out.append(XConnector(settings))
+        out.append(XConnector(settings, **_recheck(settings, "x")))
     if settings.reddit_enabled:
         from listener.reddit.connector import RedditConnector
 
-        out.append(RedditConnector(settings, recheck_seconds=settings.reddit_recheck_seconds,
-                                   recheck_hours=settings.reddit_recheck_hours,
-                                   recheck_size=settings.reddit_recheck_max))
+        out.append(RedditConnector(settings, **_recheck(settings, "reddit")))
     if settings.discourse_enabled:
         from listener.discourse.connector import DiscourseConnector
 
-        out.append(DiscourseConnector(settings))
+        out.append(DiscourseConnector(settings, **_recheck(settings, "discourse")))
     return out
+
+
+def _recheck(settings: Any, platform: str) -> dict[str, Any]:
+    """How a connector re-reads the posts it has already seen (its ``SOCIALCARE_<PLATFORM>_RECHECK_*``)."""
+    return {"recheck_seconds": getattr(settings, f"{platform}_recheck_seconds"),
+            "recheck_hours": getattr(settings, f"{platform}_recheck_hours"),
+            "recheck_size": getattr(settings, f"{platform}_recheck_max")}
 
 
 def connector_by_name(settings: Any, name: str) -> Any:

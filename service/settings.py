@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     x_access_secret: SecretStr | None = None
     x_stream_rules: StrList = []
     x_api_base: str = "https://api.twitter.com"
+    # X sends deletions only in Enterprise compliance streams: tweets already ingested are looked up
+    # again (GET /2/tweets?ids=, 100 a request) this often, this far back, at most this many (0: off);
+    # each tweet found counts against the tier's monthly post cap
+    x_recheck_seconds: float = Field(900.0, gt=0)
+    x_recheck_hours: float = Field(24.0, ge=0)
+    x_recheck_max: int = Field(300, ge=0)
 
     # --- Reddit (through praw) --------------------------------------------------------------
     reddit_client_id: str | None = None
@@ -127,6 +133,11 @@ class Settings(BaseSettings):
     discourse_api_key: SecretStr | None = None
     discourse_api_username: str | None = None
     discourse_webhook_secret: SecretStr | None = None
+    # posts already seen are re-read (mostly from the same /posts.json pages) for edits, deletions and
+    # recoveries missed while the webhook was down: this often, this far back, at most this many
+    discourse_recheck_seconds: float = Field(300.0, gt=0)
+    discourse_recheck_hours: float = Field(24.0, ge=0)
+    discourse_recheck_max: int = Field(200, ge=0)
     webhook_secret: SecretStr | None = None
     webhook_max_bytes: int = 1_000_000
 

@@ -1,16 +1,22 @@
 """The Discourse connector: API actions (replies, private messages, hiding, suspending a user,
-deleting our own reply) and a catch-up poll.
+deleting our own reply), a catch-up poll, and a re-check of recent posts for edits and deletions.
 
 Webhooks (:mod:`listener.discourse.webhook`) deliver posts as they happen; this connector polls
 ``/posts.json`` (latest posts, newest first, paged with ``before``) from a cursor, the highest post
 id seen, so posts whose webhook was missed (Discourse down, this service down, a webhook disabled
-after failures) still arrive. Ingest stores a post once whichever way it came.
+after failures) still arrive. Ingest stores a post once whichever way it came. Edits and deletions
+whose webhook was missed are caught by re-reading the posts published in the last ``recheck_hours``
+every ``recheck_seconds`` (:mod:`listener.discourse.recheck`), mostly on the same pages.
+
+The cursor is a small JSON object: ``after``, the highest post id seen, and ``recheck``, the window
+of recent posts. A cursor saved before the window existed (the bare post id) loads as ``after``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -19,11 +25,19 @@ from typing import Any
 import aiohttp
 
 from listener.discourse.normalize import is_ours, post_key, post_to_mention, split_key
+from listener.discourse.recheck import PostWindow, recheck, usable
 from listener.errors import AuthError, ConnectorError, RateLimited, TransientError
 from listener.protocol import Action, ActionResult, NormalizedMention
+from listener.reddit.recheck import KEY
+
+log = logging.getLogger("socialcare.listener.discourse")
 
 FLAG_INAPPROPRIATE = 4  # post_action_type id; staff "take action" hides the post at once
 FOREVER_YEARS = 1000  # what Discourse's own "permanently" suspends for
+# the re-check's defaults (SOCIALCARE_DISCOURSE_RECHECK_* set the first three, listener.registry):
+# every 5 minutes, posts of the last day, at most 200 of them, 8 more pages of 50 a round at most
+# and 10 posts read alone
+RECHECK_SECONDS, RECHECK_HOURS, RECHECK_SIZE, RECHECK_PAGES, RECHECK_LOOKUPS = 300.0, 24.0, 200, 8, 10
 
 
 class DiscourseHTTPError(ConnectorError):
@@ -34,16 +48,32 @@ class DiscourseHTTPError(ConnectorError):
         self.status = status
 
 
+def parse_cursor(cursor: str | None) -> int | None:
+    """The highest post id seen: ``after`` of the JSON cursor, or a bare id (cursors saved before
+    the re-check window)."""
+    try:
+        data = json.loads(cursor) if cursor else None
+    except ValueError:
+        return None
+    value = data.get("after") if isinstance(data, dict) else data
+    return value if type(value) is int and value > 0 else None
+
+
 class DiscourseConnector:
     name = "discourse"
     platform = "discourse"
 
-    def __init__(self, settings: Any, *, poll_seconds: float = 60.0, max_pages: int = 10, timeout: float = 30.0) -> None:
+    def __init__(self, settings: Any, *, poll_seconds: float = 60.0, max_pages: int = 10, timeout: float = 30.0,
+                 recheck_seconds: float = RECHECK_SECONDS, recheck_hours: float = RECHECK_HOURS,
+                 recheck_size: int = RECHECK_SIZE, recheck_pages: int = RECHECK_PAGES,
+                 recheck_lookups: int = RECHECK_LOOKUPS) -> None:
         self.base = str(settings.discourse_url).rstrip("/")
         self.username = settings.discourse_api_username
         self.headers = {"Api-Key": settings.secret("discourse_api_key") or "", "Api-Username": self.username or "",
                         "Accept": "application/json"}
         self.poll_seconds, self.max_pages = poll_seconds, max_pages
+        self.recheck_seconds, self.recheck_hours, self.recheck_size = recheck_seconds, recheck_hours, recheck_size
+        self.recheck_pages, self.recheck_lookups = recheck_pages, recheck_lookups
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.webhook = bool(settings.discourse_webhook_secret)
         self.session: aiohttp.ClientSession | None = None
@@ -74,22 +104,58 @@ class DiscourseConnector:
         except ValueError as exc:
             raise TransientError(f"Discourse sent malformed JSON on {path}") from exc
 
-    async def poll_once(self, cursor: str | None) -> tuple[list[NormalizedMention], str | None]:
-        since = int(cursor) if cursor and cursor.isdigit() else None
+    async def _pages(self, floor: int | None, pages: int) -> tuple[dict[int, dict[str, Any]], int]:
+        """``/posts.json`` pages, newest first, until one reaches id ``floor`` (None: one page), the
+        listing ends or ``pages`` were read; the posts by id, and the lowest id the pages cover."""
         posts: dict[int, dict[str, Any]] = {}
         before: int | None = None
-        for _ in range(self.max_pages):
+        for _ in range(pages):
             page = await self._call("GET", "/posts.json", params={"before": before} if before else None)
-            latest = [p for p in (page.get("latest_posts") or []) if isinstance(p, dict) and isinstance(p.get("id"), int)]
-            posts.update({p["id"]: p for p in latest if since is None or p["id"] > since})
-            if not latest or since is None or min(p["id"] for p in latest) <= since:
-                break
+            latest = [p for p in (page.get("latest_posts") or []) if isinstance(p, dict) and type(p.get("id")) is int]
+            if not latest:
+                return posts, 0  # the listing ended: it covered everything
+            posts.update({p["id"]: p for p in latest})
             before = min(p["id"] for p in latest)
-        ordered = [posts[i] for i in sorted(posts)]
-        mentions = [post_to_mention(p, self.base) for p in ordered
-                    if p.get("topic_id") and p.get("post_number") and not is_ours(p, self.username)]
-        newest = max([since or 0, *posts]) if posts or since else None
-        return mentions, str(newest) if newest else cursor
+            if floor is None or before <= floor:
+                break
+        return posts, before or 0
+
+    async def _lookup(self, pid: int) -> dict[str, Any] | None:
+        """``GET /posts/{id}.json``: None for a 404 (deleted, to a non-staff API user). A 403 (a post
+        out of the API user's sight, or a key without that scope) is logged and reads as nothing
+        known: the next round asks again, and one post does not stop the connector."""
+        try:
+            post = await self._call("GET", f"/posts/{pid}.json")
+        except DiscourseHTTPError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        except AuthError as exc:
+            log.warning("discourse re-check: %s", exc)
+            return {}
+        return post if isinstance(post, dict) else {}
+
+    async def poll_once(self, cursor: str | None) -> tuple[list[NormalizedMention], str | None]:
+        """One round: the posts newer than the cursor (the latest page only on a first run), then,
+        when due, the re-check of the window, whose pages continue the poll's own. Any error (a 429
+        included) leaves the caller's cursor, and so the window, as it was."""
+        since, window = parse_cursor(cursor), PostWindow.from_cursor(cursor)
+        now = time.time()
+        window.trim(now, self.recheck_hours, self.recheck_size)
+        due = bool(window.seen) and now - window.checked_at >= self.recheck_seconds
+        floor = window.lowest() if due else since  # the window's posts are all at most ``since``
+        listed, low = await self._pages(floor, self.max_pages + (self.recheck_pages if due else 0))
+        fresh = [listed[i] for i in sorted(listed) if since is None or i > since]
+        mentions = [post_to_mention(p, self.base) for p in fresh if usable(p) and not is_ours(p, self.username)]
+        if due:
+            mentions += await recheck(window, listed, low, self._lookup, self.base, now, self.recheck_lookups)
+        window.add(mentions, now)
+        window.trim(now, self.recheck_hours, self.recheck_size)
+        newest = max([since or 0, *(p["id"] for p in fresh)])
+        data: dict[str, Any] = {"after": newest} if newest else {}
+        if window.seen or window.checked_at:
+            data[KEY] = window.dump()
+        return mentions, json.dumps(data, sort_keys=True) if data else cursor
 
     async def stream(self, cursor: str | None) -> AsyncIterator[tuple[list[NormalizedMention], str | None]]:
         while True:
@@ -142,7 +208,8 @@ class DiscourseConnector:
         return ActionResult(False, error=f"Discourse does not support {action.kind} (or no target)")
 
     def listens_to(self) -> str:
-        return (f"latest posts (/posts.json poll every {self.poll_seconds:.0f} s)"
+        return (f"latest posts (/posts.json poll every {self.poll_seconds:.0f} s; edits and deletions of the last "
+                f"{self.recheck_hours:g} h re-checked every {self.recheck_seconds:.0f} s)"
                 + ("; webhook /webhooks/discourse" if self.webhook else "; no webhook secret: no real-time webhook"))
 
     async def _suspend(self, target: str | None, action: Action) -> ActionResult:

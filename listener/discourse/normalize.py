@@ -43,6 +43,12 @@ def is_ours(post: dict[str, Any], api_username: str | None) -> bool:
     return bool(api_username) and isinstance(name, str) and name.lower() == str(api_username).lower()
 
 
+def deleted(post: dict[str, Any]) -> bool:
+    """Deleted by staff (``deleted_at``) or by its author (``user_deleted``: Discourse replaces the
+    words at once and sets ``deleted_at`` a day later, unless the author recovers it first)."""
+    return bool(post.get("deleted_at")) or bool(post.get("user_deleted"))
+
+
 def post_text(post: dict[str, Any]) -> str:
     raw = post.get("raw")
     if isinstance(raw, str) and raw:
@@ -62,8 +68,8 @@ def post_to_mention(post: dict[str, Any], base_url: str, event: str = "post_crea
     private = post.get("topic_archetype") == "private_message"
     slug = post.get("topic_slug") or "-"
     created = _time(post.get("created_at")) or datetime.now(UTC)
-    deleted = event == "post_destroyed" or bool(post.get("deleted_at")) or bool(post.get("user_deleted"))
-    change = "restore" if event == "post_recovered" else "delete" if deleted else "upsert"
+    gone = event == "post_destroyed" or deleted(post)
+    change = "restore" if event == "post_recovered" else "delete" if gone else "upsert"
     return NormalizedMention(
         platform="discourse", external_id=post_key(topic_id, number), text=text, created_at=created,
         author_id=str(post["user_id"]) if post.get("user_id") is not None else None,

@@ -9,6 +9,10 @@ its body is the post, as for an edit) brings it back unless it was erased on a p
 JSON under either content type a webhook may be given. ``topic_created`` is acknowledged without a
 mention: its payload has no body, and the topic's first post arrives as ``post_created`` with the
 title. Events of other kinds (``ping``, user events...) are acknowledged and ignored.
+
+What this endpoint misses while it is unreachable (or the webhook disabled) is caught up by the
+connector (:mod:`listener.discourse.connector`): new posts by its poll, edits, deletions and
+recoveries of the posts of the last day by its re-check (:mod:`listener.discourse.recheck`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """The X mentions connector (API v2 through tweepy): every mention of the brand account.
 
 tweepy's sync ``Client`` runs in a worker thread so it never blocks the event loop; every request
-goes to ``settings.x_api_base`` through :mod:`listener.hosts`. The cursor is the newest tweet id
+goes to ``settings.x_api_base`` through :mod:`listener.hosts`. The cursor holds the newest tweet id
 seen (``since_id``); pages are followed with ``pagination_token`` to the end, so a restart after
-any downtime picks up exactly where the last saved cursor left off.
+any downtime picks up exactly where the last saved cursor left off. It also holds the window of
+recent mentions looked up again for deletions (:mod:`listener.x.recheck`), X having no deletion
+events outside its Enterprise compliance streams.
 """
 
 from __future__ import annotations
@@ -17,19 +19,31 @@ from listener.protocol import NormalizedMention
 from listener.x.actions import XActions, make_client, split_thread
 from listener.x.errors import translate
 from listener.x.normalize import EXPANSIONS, TWEET_FIELDS, USER_FIELDS, newest_id, page_to_mentions
+from listener.x.recheck import (
+    RECHECK_HOURS,
+    RECHECK_SECONDS,
+    RECHECK_SIZE,
+    Rechecks,
+    TweetWindow,
+    dump_cursor,
+    since_id,
+)
 
 __all__ = ["XConnector", "split_thread"]
 
 
-class XConnector(XActions):
+class XConnector(Rechecks, XActions):
     name = "x"
     platform = "x"
 
-    def __init__(self, settings: Any, *, max_pages: int = 10, poll_seconds: float = 30.0) -> None:
+    def __init__(self, settings: Any, *, max_pages: int = 10, poll_seconds: float = 30.0,
+                 recheck_seconds: float = RECHECK_SECONDS, recheck_hours: float = RECHECK_HOURS,
+                 recheck_size: int = RECHECK_SIZE) -> None:
         self.settings = settings
         self.user_id = settings.x_user_id
         self.max_pages = max_pages
         self.poll_seconds = poll_seconds
+        self.recheck_seconds, self.recheck_hours, self.recheck_size = recheck_seconds, recheck_hours, recheck_size
         self.client = make_client(settings)
         self.status: Any = None
 
@@ -37,6 +51,10 @@ class XConnector(XActions):
     def user_auth(self) -> bool:
         """App-only bearer token when there is one; OAuth 1.0a user context otherwise."""
         return self.client.bearer_token is None
+
+    @property
+    def channel(self) -> str | None:
+        return f"x:{self.user_id}" if self.user_id else None
 
     def _mentions_sync(self, since_id: str | None) -> tuple[list[NormalizedMention], str | None]:
         if not self.user_id:
@@ -51,17 +69,23 @@ class XConnector(XActions):
             )
             meta = page.get("meta") or {} if isinstance(page, dict) else {}
             newest = newest or meta.get("newest_id")
-            out = page_to_mentions(page, channel=f"x:{self.user_id}") + out  # older pages go first
+            out = page_to_mentions(page, channel=self.channel) + out  # older pages go first
             token = meta.get("next_token")
             if not token:
                 break
         return self._theirs(out), newest_id(newest, out, since_id)
 
     async def poll_once(self, cursor: str | None) -> tuple[list[NormalizedMention], str | None]:
+        """One round: the re-check of recent mentions when due (first, so a 429 there wastes no fetch),
+        then the new mentions. Any error leaves the caller's cursor, window included, as it was."""
+        window = TweetWindow.from_cursor(cursor)
+        changed = await self._recheck(window)
         try:
-            return await asyncio.to_thread(self._mentions_sync, cursor)
+            mentions, since = await asyncio.to_thread(self._mentions_sync, since_id(cursor))
         except Exception as exc:
             raise translate(exc) from exc
+        self._remember(window, mentions)
+        return changed + mentions, dump_cursor(since, window)
 
     async def stream(self, cursor: str | None) -> AsyncIterator[tuple[list[NormalizedMention], str | None]]:
         while True:

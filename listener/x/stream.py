@@ -6,10 +6,15 @@ Rules come from ``SOCIALCARE_X_STREAM_RULES`` and are synced on start (ours carr
 (``max_retries=0`` and errors handed back) so the runner applies the project's rules: wait for a
 429's reset, back off with jitter on 5xx and dropped connections, stop on 401.
 
-A stream has no resume point, so the cursor is the newest tweet id seen, and every (re)connect
+A stream has no resume point, so the cursor holds the newest tweet id seen, and every (re)connect
 starts with a recent-search catch-up from it: a restart or a dropped connection loses nothing, and
 ids already yielded are skipped, so nothing repeats. When the account's tier has no filtered
 stream (403 ``client-forbidden``), the connector polls recent search instead.
+
+Neither the stream nor search says when a tweet is deleted, so the cursor also holds the window of
+recent tweets looked up again for deletions (:mod:`listener.x.recheck`): before each catch-up or
+poll, and between stream batches when due. A live batch is yielded before that lookup, so a 429
+there (the runner waits, then reconnects) never costs a tweet already taken off the stream.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import aiohttp
@@ -41,6 +47,15 @@ from listener.x.normalize import (
     tweet_to_mention,
     users_of,
     version_id,
+)
+from listener.x.recheck import (
+    RECHECK_HOURS,
+    RECHECK_SECONDS,
+    RECHECK_SIZE,
+    Rechecks,
+    TweetWindow,
+    dump_cursor,
+    since_id,
 )
 
 log = logging.getLogger("socialcare.listener.x")
@@ -113,19 +128,23 @@ def rules_query(rules: list[str]) -> str:
     return " OR ".join(f"({r})" for r in rules) if len(rules) > 1 else (rules[0] if rules else "")
 
 
-class XStreamConnector(XActions):
+class XStreamConnector(Rechecks, XActions):
     name = "x-stream"
     platform = "x"
+    channel = CHANNEL
+    user_auth = False  # the stream and search need the bearer token: lookups see what the public sees
 
     def __init__(self, settings: Any, *, poll_seconds: float = 30.0, stall_seconds: float = 30.0,
-                 idle_seconds: float = 5.0, max_pages: int = 10) -> None:
+                 idle_seconds: float = 5.0, max_pages: int = 10, recheck_seconds: float = RECHECK_SECONDS,
+                 recheck_hours: float = RECHECK_HOURS, recheck_size: int = RECHECK_SIZE) -> None:
         self.settings = settings
         self.rules = list(settings.x_stream_rules)
         self.bearer = settings.secret("x_bearer_token")
         self.base = settings.x_api_base
         self.poll_seconds, self.stall_seconds, self.idle_seconds = poll_seconds, stall_seconds, idle_seconds
         self.max_pages = max_pages
-        self.client = make_client(settings)  # sync, for actions
+        self.recheck_seconds, self.recheck_hours, self.recheck_size = recheck_seconds, recheck_hours, recheck_size
+        self.client = make_client(settings)  # sync, for actions and the re-check's lookups
         self.search = AsyncClient(self.bearer, return_type=dict)
         self.streaming: bool | None = None  # None: not tried yet; False: polling recent search
         self.seen: deque[str] = deque(maxlen=20_000)
@@ -169,7 +188,16 @@ class XStreamConnector(XActions):
         return await self._rules_call(sync)
 
     async def poll_once(self, cursor: str | None) -> tuple[list[NormalizedMention], str | None]:
-        """Recent search for the rules since ``cursor`` (the catch-up, and the fallback's poll)."""
+        """The re-check when due, then recent search for the rules since the cursor's ``since_id`` (the
+        catch-up, and the fallback's poll). The re-check goes first: failing after the search, it would
+        drop the search's tweets, already marked as yielded, so the repeated round would skip them."""
+        window = TweetWindow.from_cursor(cursor)
+        changed = await self._recheck(window)
+        mentions, since = await self._search(since_id(cursor))
+        self._remember(window, mentions)
+        return changed + mentions, dump_cursor(since, window)
+
+    async def _search(self, cursor: str | None) -> tuple[list[NormalizedMention], str | None]:
         self._session(self.search)
         out: list[NormalizedMention] = []
         newest, token = None, None
@@ -208,10 +236,15 @@ class XStreamConnector(XActions):
             await asyncio.sleep(self.poll_seconds)
             mentions, cursor = await self.poll_once(cursor)
             yield mentions, cursor
+        since, window = since_id(cursor), TweetWindow.from_cursor(cursor)
         try:
-            async for batch in self._live():
-                cursor = newest_id(None, batch, cursor)
-                yield batch, cursor
+            async with aclosing(self._live()) as live:
+                async for batch in live:
+                    since = newest_id(None, batch, since)
+                    self._remember(window, batch)
+                    yield batch, dump_cursor(since, window)
+                    if changed := await self._recheck(window):
+                        yield changed, dump_cursor(since, window)
         except StreamUnavailable as exc:
             self._fall_back(exc)
             raise TransientError("switching to recent search polling") from exc

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -158,6 +160,11 @@ async def forum():
     await server.close()
 
 
+def after(cursor: str) -> int:
+    """The highest post id seen, from the connector's JSON cursor (which also holds the re-check window)."""
+    return json.loads(cursor)["after"]
+
+
 def connector(forum, key=API_KEY) -> DiscourseConnector:
     return DiscourseConnector(load_settings(discourse_url=forum.base, discourse_api_key=key,
                                             discourse_api_username="acme_support"))
@@ -167,24 +174,25 @@ async def test_poll_pages_back_to_the_cursor_and_a_restart_repeats_nothing(forum
     store = MemoryCursorStore()
     first = connector(forum)
     baseline, cursor = await first.poll_once(None)  # first run: the latest page is the baseline
-    assert [m.raw["id"] for m in baseline] == [105, 106, 107] and cursor == "107"
+    assert [m.raw["id"] for m in baseline] == [105, 106, 107] and after(cursor) == 107
     await store.set("discourse", cursor)
     await first.close()
     forum.posts += [post(108 + i, topic_id=50, number=1 + i, raw=f"new {i}") for i in range(7)]
     second = connector(forum)  # a restart
     got, cursor = await second.poll_once(await store.get("discourse"))
-    assert [m.raw["id"] for m in got] == list(range(108, 115)) and cursor == "114"
+    assert [m.raw["id"] for m in got] == list(range(108, 115)) and after(cursor) == 114
     assert any("before=" in r for r in forum.requests)  # it paged back
     assert got[1].in_reply_to == "50/1" and got[0].url == f"{forum.base}/t/cannot-log-in-since-update/50/1"
-    assert (await second.poll_once(cursor)) == ([], "114")
+    again, cursor = await second.poll_once(cursor)
+    assert again == [] and after(cursor) == 114
     await second.close()
 
 
 async def test_the_poll_reads_past_our_own_posts_without_publishing_them(forum):
     forum.posts.append(post(200, topic_id=40, number=9, raw="We are looking into it", username="acme_support"))
     c = connector(forum)
-    mentions, cursor = await c.poll_once("106")
-    assert [m.raw["id"] for m in mentions] == [107] and cursor == "200"
+    mentions, cursor = await c.poll_once("106")  # a cursor saved before the re-check window: the bare id
+    assert [m.raw["id"] for m in mentions] == [107] and after(cursor) == 200
     await c.close()
 
 

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from listener.cursors import MemoryCursorStore
-from listener.discourse.connector import DiscourseConnector
+from listener.discourse.connector import DiscourseConnector, parse_cursor
 from listener.errors import TransientError
 from listener.ingest import ingest_batch
 from listener.protocol import NormalizedMention
@@ -16,6 +16,7 @@ from listener.reddit.connector import RedditConnector
 from listener.runner import run_connector
 from listener.text import MAX_TEXT_CHARS
 from listener.x.connector import XConnector
+from listener.x.recheck import since_id
 from models import Mention
 from service.bus.codec import dumps_payload, loads_payload
 from service.settings import load_settings
@@ -104,7 +105,7 @@ async def test_malformed_json_from_discourse_is_transient_and_the_runner_loses_n
     forum.malformed_next = 2
     got, _ = await collect(c, store, lambda g: len(g) >= 6)
     assert len(got) == len(set(got)) == 6 and len(waits) == 2
-    assert await store.get("discourse") == "105"
+    assert parse_cursor(await store.get("discourse")) == 105
     await c.close()
 
 
@@ -116,7 +117,7 @@ async def test_a_one_megabyte_tweet_is_truncated_and_flagged_and_the_others_are_
     try:
         c = XConnector(load_settings(x_api_base=fake.base, x_bearer_token="t", x_user_id="99"))
         mentions, cursor = await c.poll_once(None)
-        assert len(mentions) == 3 and cursor == fake.tweets[-1]["id"]
+        assert len(mentions) == 3 and since_id(cursor) == fake.tweets[-1]["id"]
         small1, huge, small3 = await store_all(db, mentions)
         assert len(huge.text) == MAX_TEXT_CHARS and huge.raw["socialcare_truncated_from"] == HUGE + 11
         assert small1.text == "@acme_help post 1" and small3.text == "@acme_help post 3"
@@ -171,7 +172,7 @@ async def test_a_discourse_storm_of_429s_then_500s_is_ridden_out_without_losing_
     assert len(got) == len(set(got))
     assert waits[:3] == [3.0, 3.0, 3.0]  # each 429: its Retry-After
     assert len(waits) == 6 and all(0 <= w <= 0.01 * 2 ** (i + 1) for i, w in enumerate(waits[3:]))
-    assert forum.fail_next == [] and await store.get("discourse") == "105" and status.last_error is None
+    assert forum.fail_next == [] and parse_cursor(await store.get("discourse")) == 105 and status.last_error is None
     forum.posts.append(post(106, topic_id=60, raw="after the storm"))
     more, _ = await collect(c, store, lambda g: len(g) >= 1)
     assert more == ["60/1"]

@@ -13,6 +13,7 @@ from listener.errors import AuthError, RateLimited, TransientError
 from listener.protocol import Action
 from listener.runner import run_connector
 from listener.x.connector import XConnector, split_thread
+from listener.x.recheck import since_id
 from service.settings import load_settings
 
 from .fakes.x_api import NOT_ENROLLED, FakeX, long_post, tweet
@@ -38,7 +39,7 @@ async def test_mentions_follow_pagination_oldest_first_and_resume_from_since_id(
     c = connector(fake)
     mentions, cursor = await c.poll_once(None)
     assert [m.external_id for m in mentions] == [t["id"] for t in fake.tweets]
-    assert cursor == fake.tweets[-1]["id"]
+    assert since_id(cursor) == fake.tweets[-1]["id"]
     assert mentions[0].author_handle == "user4945" and mentions[0].author_followers == 120
     assert mentions[0].url == f"https://x.com/user4945/status/{fake.tweets[0]['id']}"
     assert any("expansions=author_id%2Creferenced_tweets.id" in r for r in fake.requests)
@@ -103,7 +104,7 @@ async def test_the_runner_rides_out_500s_and_429s_and_loses_nothing(fake):
     started = time.monotonic()
     await asyncio.wait_for(run_connector(c, publish, store, stop, max_wait=1.5, backoff_base=0.01), 20)
     assert got == [t["id"] for t in fake.tweets]  # each once, in order
-    assert store.values["x"] == fake.tweets[-1]["id"]
+    assert since_id(store.values["x"]) == fake.tweets[-1]["id"]
     assert time.monotonic() - started >= 0.9  # it did wait for the 429's reset (plus slack), capped by max_wait
 
 
@@ -121,7 +122,7 @@ async def test_a_failing_publish_keeps_the_cursor_so_the_batch_comes_again(fake)
         stop.set()
 
     await asyncio.wait_for(run_connector(c, publish, store, stop, backoff_base=0.01), 10)
-    assert got == [t["id"] for t in fake.tweets] and store.values["x"] == fake.tweets[-1]["id"]
+    assert got == [t["id"] for t in fake.tweets] and since_id(store.values["x"]) == fake.tweets[-1]["id"]
 
 
 async def test_an_auth_error_stops_only_this_connector(fake):
@@ -144,8 +145,8 @@ async def test_a_refusal_says_why_in_x_own_words(fake):
 
 
 async def test_a_reply_to_a_deleted_tweet_fails_for_that_reason_not_the_credentials(fake):
-    """X has no delete events outside its Enterprise compliance streams: the reply is where a deleted
-    mention shows, and its error must say so."""
+    """X has no delete events outside its Enterprise compliance streams: until the next re-check
+    (test_x_recheck) the reply is where a deleted mention shows, and its error must say so."""
     fake.gone.add(fake.tweets[1]["id"])
     result = await connector(fake).perform(Action(kind="public_reply", platform="x", text="Sorry about that!",
                                                   target_external_id=fake.tweets[1]["id"]))
@@ -158,7 +159,7 @@ async def test_the_brand_account_own_tweets_are_not_mentions(fake):
     fake.tweets.append(tweet(7, text="@acme_help thanks, we are on it", author="99"))
     mentions, cursor = await connector(fake).poll_once(None)
     assert [m.external_id for m in mentions] == [t["id"] for t in fake.tweets[:-1]]
-    assert cursor == fake.tweets[-1]["id"]  # read past, never fetched again
+    assert since_id(cursor) == fake.tweets[-1]["id"]  # read past, never fetched again
 
 
 async def test_restart_mid_stream_neither_loses_nor_repeats(fake):

@@ -14,6 +14,7 @@ from listener.errors import AuthError, RateLimited, TransientError
 from listener.registry import build_connectors
 from listener.runner import run_connector
 from listener.x.connector import XConnector
+from listener.x.recheck import since_id
 from listener.x.stream import XStreamConnector, rules_query
 from service.settings import load_settings
 
@@ -63,7 +64,7 @@ async def test_our_own_replies_matching_a_rule_are_not_mentions(fake):
     fake.push(ours)
     fake.push(theirs)
     got, cursor = await take(c.stream(None), 1)
-    assert [m.external_id for m in got] == [theirs["id"]] and cursor == theirs["id"]
+    assert [m.external_id for m in got] == [theirs["id"]] and since_id(cursor) == theirs["id"]
 
 
 async def test_rules_are_synced_leaving_other_tools_rules_alone(fake):
@@ -82,7 +83,7 @@ async def test_stream_delivers_tweets_between_keep_alives_normalized_like_the_me
     fake.push(t1)
     fake.push(t2)
     got, cursor = await take(c.stream(None), 2)
-    assert [m.external_id for m in got] == [t1["id"], t2["id"]] and cursor == t2["id"]
+    assert [m.external_id for m in got] == [t1["id"], t2["id"]] and since_id(cursor) == t2["id"]
     assert got[1].in_reply_to == t1["id"] and got[1].conversation_id == t1["id"]
     assert got[0].url == f"https://x.com/user4945/status/{t1['id']}" and got[0].channel == "x:stream"
     (connect,) = [unquote(r) for r in fake.requests if r.startswith("/2/tweets/search/stream?")]
@@ -166,7 +167,7 @@ async def test_drops_and_restarts_lose_nothing_and_repeat_nothing(fake):
     stop.set()
     await asyncio.wait_for(run, 10)
     assert published == [t["id"] for t in all_tweets]
-    assert store.values["x-stream"] == all_tweets[-1]["id"]
+    assert since_id(store.values["x-stream"]) == all_tweets[-1]["id"]
     assert fake.stream_connects >= 3
 
 
@@ -178,7 +179,7 @@ async def test_without_the_filtered_stream_on_the_tier_it_polls_recent_search(fa
     got, cursor = await take(agen, 2)
     fake.found.append(tweet(3))
     more, cursor = await take(agen, 1)
-    assert [m.external_id for m in got + more] == [tweet(i)["id"] for i in (1, 2, 3)] and cursor == tweet(3)["id"]
+    assert [m.external_id for m in got + more] == [tweet(i)["id"] for i in (1, 2, 3)] and since_id(cursor) == tweet(3)["id"]
     assert fake.stream_connects == 0 and c.streaming is False
     searches = [r for r in fake.requests if r.startswith("/2/tweets/search/recent")]
     assert parse_qs(urlsplit(searches[0]).query)["query"] == ["(acme outage) OR (@acme_help -is:retweet)"]

@@ -1,5 +1,6 @@
 """A local fake of a Discourse forum: its webhook bodies and headers, and the API endpoints the
-connector calls (``Api-Key``/``Api-Username`` auth, ``/posts.json`` pages, errors)."""
+connector calls (``Api-Key``/``Api-Username`` auth, ``/posts.json`` pages, ``/posts/{id}.json``,
+errors), with edits, deletions (by staff or by the author) and recoveries as Discourse makes them."""
 
 from __future__ import annotations
 
@@ -24,7 +25,11 @@ def post(pid: int, topic_id: int = 40, number: int = 1, raw: str | None = None, 
             "topic_id": topic_id, "topic_slug": "cannot-log-in-since-update", "topic_title": "Cannot log in since update",
             "topic_archetype": archetype, "category_id": 5, "category_slug": "support", "user_id": 17,
             "raw": raw if raw is not None else "I cannot log in since the update", "deleted_at": None,
-            "user_deleted": False, "hidden": False, "wiki": False, **extra}
+            "user_deleted": False, "hidden": False, "wiki": False, "version": 1, **extra}
+
+
+BY_AUTHOR = "(post deleted by author)"  # Discourse's words for a reply its author deleted
+NOT_FOUND = {"errors": ["The requested URL or resource could not be found."], "error_type": "not_found"}
 
 
 def webhook_request(event: str, payload: dict, secret: str) -> tuple[bytes, dict[str, str]]:
@@ -48,11 +53,15 @@ class FakeDiscourse:
     created: list[dict] = field(default_factory=list)
     actions: list[tuple[str, str, Any]] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
+    staff: bool = False  # the API user is staff: a deleted post is shown with deleted_at, not a 404
+    fail_on: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)  # "GET /posts/{id}.json"
+    withdrawn: dict[int, tuple[str, str]] = field(default_factory=dict)  # raw and cooked before the author deleted
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth])
         app.router.add_get("/posts.json", self.latest)
         app.router.add_post("/posts.json", self.create)
+        app.router.add_get("/posts/{id}.json", self.show)
         app.router.add_get("/posts/by_number/{topic}/{number}.json", self.by_number)
         app.router.add_post("/post_actions.json", self.post_action)
         app.router.add_delete("/posts/{id}.json", self.delete)
@@ -64,8 +73,10 @@ class FakeDiscourse:
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.requests.append(str(request.rel_url))
-        if self.fail_next:
-            status, headers = self.fail_next.pop(0)
+        resource = request.match_info.route.resource
+        route = f"{request.method} {resource.canonical if resource else request.path}"
+        if self.fail_next or self.fail_on.get(route):
+            status, headers = (self.fail_next or self.fail_on[route]).pop(0)
             body = {"errors": ["You’ve performed this action too many times."], "error_type": "rate_limit",
                     "extras": {"wait_seconds": 3}} if status == 429 else {"errors": ["error"], "error_type": "x"}
             return web.json_response(body, status=status, headers=headers)
@@ -79,9 +90,47 @@ class FakeDiscourse:
         return await handler(request)
 
     async def latest(self, request: web.Request) -> web.Response:
+        """Regular posts newest first, as ``LatestPostsQuery`` lists them: none deleted by staff (an
+        author's deletion stays listed, ``user_deleted``, until Discourse deletes it a day later), none hidden."""
         before = int(request.query.get("before") or 10**12)
-        page = [p for p in reversed(self.posts) if p["id"] < before][:self.page_size]
-        return web.json_response({"latest_posts": page})
+        shown = sorted((p for p in self.posts if not p.get("deleted_at") and not p.get("hidden")),
+                       key=lambda p: -p["id"])
+        return web.json_response({"latest_posts": [p for p in shown if p["id"] < before][:self.page_size]})
+
+    async def show(self, request: web.Request) -> web.Response:
+        """``GET /posts/{id}.json``: the post without its topic's title (``add_title`` is for lists); a
+        deleted post is a 404 unless the API user is staff."""
+        pid = int(request.match_info["id"])
+        for p in self.posts:
+            if p["id"] == pid and (self.staff or not p.get("deleted_at")):
+                return web.json_response({k: v for k, v in p.items() if k not in ("topic_title", "topic_html_title")})
+        return web.json_response(NOT_FOUND, status=404)
+
+    def find(self, topic_id: int, number: int) -> dict:
+        return next(p for p in self.posts if (p["topic_id"], p["post_number"]) == (topic_id, number))
+
+    def edit(self, p: dict, raw: str, at: str = "2026-11-20T09:00:00.000Z", grace: bool = False) -> dict:
+        """An edit; within the grace period (five minutes after the last one) the version stays."""
+        p.update(raw=raw, cooked=f"<p>{raw}</p>", updated_at=at, version=p["version"] + (0 if grace else 1))
+        return p
+
+    def destroy(self, p: dict, by_author: bool = False, at: str = "2026-11-20T10:00:00.000Z") -> dict:
+        """Staff delete at once (``deleted_at``); an author's deletion replaces the words and sets
+        ``user_deleted``, ``deleted_at`` coming a day later unless the author recovers it."""
+        if by_author:
+            self.withdrawn[p["id"]] = (p["raw"], p["cooked"])
+            self.edit(p, BY_AUTHOR, at)
+            p["user_deleted"] = True
+        else:
+            p.update(deleted_at=at, updated_at=at)
+        return p
+
+    def recover(self, p: dict, at: str = "2026-11-20T11:00:00.000Z") -> dict:
+        if p["id"] in self.withdrawn:
+            raw, _ = self.withdrawn.pop(p["id"])
+            self.edit(p, raw, at)
+        p.update(deleted_at=None, user_deleted=False, updated_at=at)
+        return p
 
     async def create(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -95,8 +144,7 @@ class FakeDiscourse:
         for p in self.posts:
             if p["topic_id"] == topic and p["post_number"] == number:
                 return web.json_response(p)
-        return web.json_response({"errors": ["The requested URL or resource could not be found."],
-                                  "error_type": "not_found"}, status=404)
+        return web.json_response(NOT_FOUND, status=404)
 
     async def post_action(self, request: web.Request) -> web.Response:
         body = await request.json()

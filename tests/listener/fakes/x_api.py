@@ -1,6 +1,7 @@
 """A local fake of the X API v2, speaking its wire format: ``data`` / ``includes`` / ``meta`` pages,
-problem-JSON errors with rate-limit headers, stream rules, and the NDJSON filtered stream with
-``\\r\\n`` keep-alives. Only for tests: X cannot be reached from here."""
+problem-JSON errors with rate-limit headers, stream rules, the NDJSON filtered stream with
+``\\r\\n`` keep-alives, and the batch lookup ``GET /2/tweets?ids=`` (found tweets in ``data``, the
+others as per-id ``errors``). Only for tests: X cannot be reached from here."""
 
 from __future__ import annotations
 
@@ -20,6 +21,11 @@ NOT_ENROLLED = {  # what X answers a tier without the filtered stream
 UNAUTHORIZED = {"title": "Unauthorized", "type": "about:blank", "status": 401, "detail": "Unauthorized"}
 REPLY_TO_GONE = {"detail": "You attempted to reply to a Tweet that is deleted or not visible to you.",
                  "type": "about:blank", "title": "Forbidden", "status": 403}
+TOO_MANY_IDS = {  # what X answers a lookup of more than 100 ids (HTTP 400)
+    "errors": [{"parameters": {"ids": []}, "message": "The number of values in the `ids` query parameter list "
+                                                     "is not between 1 and 100"}],
+    "title": "Invalid Request", "detail": "One or more parameters to your request was invalid.",
+    "type": "https://api.twitter.com/2/problems/invalid-request"}
 DROP, CLOSE = "DROP", "CLOSE"  # stream controls: cut the connection / end the response cleanly
 
 
@@ -56,6 +62,18 @@ def as_requested(t: dict, fields: str | None) -> dict:
     return t
 
 
+def lookup_error(tweet_id: str, title: str) -> dict:
+    """One ``errors`` entry of a lookup, as X words it: "Not Found Error" for a deleted tweet,
+    "Authorization Error" for one whose author is protected or suspended."""
+    if title == "Not Found Error":
+        detail, kind = f"Could not find tweet with ids: [{tweet_id}].", "resource-not-found"
+    else:
+        detail, kind = f"Sorry, you are not authorized to see the Tweet with ids: [{tweet_id}].", \
+            "not-authorized-for-resource"
+    return {"value": tweet_id, "detail": detail, "title": title, "resource_type": "tweet", "parameter": "ids",
+            "resource_id": tweet_id, "section": "data", "type": f"https://api.twitter.com/2/problems/{kind}"}
+
+
 def user(author_id: str) -> dict:
     return {"id": author_id, "name": "Jane", "username": f"user{author_id[-4:]}",
             "public_metrics": {"followers_count": 120, "following_count": 5, "tweet_count": 40, "listed_count": 0}}
@@ -84,6 +102,9 @@ class FakeX:
     rules: list[dict] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     gone: set[str] = field(default_factory=set)  # tweets their authors deleted: gone from every listing
+    protected: set[str] = field(default_factory=set)  # authors protected or suspended: lookups say not authorized
+    lookup_fail_next: list[tuple] = field(default_factory=list)  # like fail_next, for GET /2/tweets?ids= only
+    streamed: list[dict] = field(default_factory=list)  # every tweet pushed on the stream (lookups know them)
     user_keys_ok: bool = True  # False: OAuth 1.0a user-context keys are refused (the bearer still works)
     blocked: list[str] = field(default_factory=list)
     enterprise: bool = True  # X offers POST /2/users/:id/blocking on the Enterprise plan only
@@ -98,6 +119,7 @@ class FakeX:
         app = web.Application(middlewares=[self._record])
         app.router.add_get("/2/users/{id}/mentions", self.mentions)
         app.router.add_get("/2/tweets/search/recent", self.search)
+        app.router.add_get("/2/tweets", self.lookup)
         app.router.add_get("/2/tweets/search/stream/rules", self.get_rules)
         app.router.add_post("/2/tweets/search/stream/rules", self.post_rules)
         app.router.add_get("/2/tweets/search/stream", self.stream)
@@ -118,9 +140,10 @@ class FakeX:
             return web.json_response(UNAUTHORIZED, status=401)
         return await handler(request)
 
-    def _error(self) -> web.Response | None:
-        if self.fail_next:
-            status, headers, *body = self.fail_next.pop(0)
+    def _error(self, queue: list[tuple] | None = None) -> web.Response | None:
+        queue = self.fail_next if queue is None else queue
+        if queue:
+            status, headers, *body = queue.pop(0)
             default = UNAUTHORIZED if status == 401 else {
                 "title": "Too Many Requests" if status == 429 else "Error", "detail": "fake error",
                 "type": "about:blank", "status": status}
@@ -156,6 +179,39 @@ class FakeX:
 
     async def search(self, request: web.Request) -> web.Response:
         return self._page(request, self.found)
+
+    def lookup_ids(self) -> list[list[str]]:
+        """The ids of each ``GET /2/tweets?ids=`` so far, one list per request."""
+        from urllib.parse import parse_qs, urlsplit
+
+        return [parse_qs(urlsplit(r).query)["ids"][0].split(",") for r in self.requests if r.startswith("/2/tweets?")]
+
+    async def lookup(self, request: web.Request) -> web.Response:
+        """``GET /2/tweets?ids=``: 1 to 100 ids; found tweets in ``data`` (in the order asked, users in
+        ``includes`` when ``expansions`` asks for ``author_id``), the others in ``errors``, HTTP 200 even
+        when every one is missing (no ``data`` key then)."""
+        if (err := self._error(self.lookup_fail_next)) is not None or (err := self._error()) is not None:
+            return err
+        ids = [i for i in request.query.get("ids", "").split(",") if i]
+        if not 1 <= len(ids) <= 100:
+            return web.json_response(TOO_MANY_IDS, status=400)
+        known = {t["id"]: t for t in [*self.tweets, *self.found, *self.streamed]}
+        data, errors = [], []
+        for i in ids:
+            if i in self.gone or i not in known:
+                errors.append(lookup_error(i, "Not Found Error"))
+            elif known[i].get("author_id") in self.protected:
+                errors.append(lookup_error(i, "Authorization Error"))
+            else:
+                data.append(as_requested(known[i], request.query.get("tweet.fields")))
+        body: dict[str, Any] = {"data": data} if data else {}
+        if data and "author_id" in (request.query.get("expansions") or "").split(","):
+            body["includes"] = {"users": [user(a) for a in dict.fromkeys(t["author_id"] for t in data
+                                                                          if "author_id" in t)]}
+        if errors:
+            body["errors"] = errors
+        return web.json_response(body, headers={"x-rate-limit-remaining": "14",
+                                                "x-rate-limit-reset": str(int(time.time()) + 900)})
 
     async def get_rules(self, request: web.Request) -> web.Response:
         if self.stream_fail_next and self.stream_fail_next[0][0] == 403:
@@ -205,6 +261,7 @@ class FakeX:
         """Queue one tweet on the stream, as X sends it (data, includes, matching_rules)."""
         import json
 
+        self.streamed.append(t)
         self.lines.put_nowait(json.dumps({"data": t, "includes": {"users": [user(t["author_id"])]},
                                           "matching_rules": [{"id": rule_id, "tag": "socialcare"}]}))
 

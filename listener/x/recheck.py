@@ -1,0 +1,201 @@
+"""Looking recent tweets up again, because X reports deletions only in its Enterprise compliance streams.
+
+A customer who deletes a tweet (one with their card number or email, say) expects it gone from the
+console too, and X's Developer Agreement requires honouring deletions. So both X connectors keep a
+window of the tweets they ingested (the brand account's own are never ingested, so never in it):
+those first seen in the last ``recheck_hours``, at most ``recheck_size``. It lives in the cursor,
+``{"since_id": ..., "recheck": ...}``, so a restart keeps it (a bare-id cursor saved before it existed
+is read as the ``since_id``). Every ``recheck_seconds`` the window is looked up with the batch lookup
+``GET /2/tweets?ids=`` (tweepy ``Client.get_tweets``, at most 100 ids a request: at most
+``ceil(recheck_size / 100)`` requests a round, 3 every 15 minutes with the defaults, well within the
+15-minute rate-limit windows of the paid tiers even with both connectors). A round runs before the
+connector fetches anything new, and a 429 is raised like any other error (``translate``): the saved
+cursor, window included, stays as it was and the runner waits for ``x-rate-limit-reset``. Each tweet
+found counts against X's monthly post cap, at most ``recheck_size`` a round: a tier with a small cap
+wants a smaller window or a slower pace.
+
+What X answers for each id (the errors of ``includes`` are not about the ids asked, and are ignored):
+
+* in ``data``: still there, nothing to emit. Edits reach us through the timeline and the stream as
+  new ids (:mod:`listener.x.normalize`); the window only follows the newest version known, which
+  is the one it asks for next.
+* ``Not Found Error``: its author deleted it (or their account): a ``delete`` event (ingest marks the
+  mention deleted and hides it), and it leaves the window: that is final.
+* ``Authorization Error``: the tweet exists but is no longer public, its author's account protected
+  or suspended. X's policy treats that like a deletion for as long as it lasts, so it comes out as
+  a ``delete`` too, but stays in the window, marked (``REMOVED`` before the version id, as Reddit
+  marks a removal). If X shows it again while it is in the window (the account made public or
+  reinstated) it comes out as a ``restore`` with the words it shows: ingest shows it again unless
+  our moderation hid it or it was erased meanwhile (:mod:`listener.ingest`). A marked one emits
+  nothing more until it comes back, its author deletes it (it just leaves) or it ages out. With
+  user-context keys alone (no bearer token) the lookup sees what the brand account sees, so an
+  author who blocked the brand may answer this error for a tweet still public: hiding that one is
+  reversible, and the brand could not reply to it anyway.
+* anything else, or an id missing from both: left alone, looked up again next round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from listener.protocol import NormalizedMention
+from listener.reddit.recheck import KEY, REMOVED, Window
+from listener.x.errors import translate
+from listener.x.normalize import TWEET_FIELDS, USER_FIELDS, edit_chain, tweet_to_mention, users_of, version_id
+
+log = logging.getLogger("socialcare.listener.x")
+# defaults of a connector built without settings; SOCIALCARE_X_RECHECK_* set them (listener.registry)
+RECHECK_SECONDS = 900.0
+RECHECK_HOURS = 24.0
+RECHECK_SIZE = 300  # 0: no re-check
+BATCH = 100  # ids per GET /2/tweets: X's maximum
+NOT_FOUND, NOT_AUTHORIZED = "Not Found Error", "Authorization Error"
+
+
+def since_id(cursor: str | None) -> str | None:
+    """The ``since_id`` a cursor holds: a bare id (as saved before the window) or the object's."""
+    if not cursor or cursor.isdigit():
+        return cursor or None
+    try:
+        data = json.loads(cursor)
+    except ValueError:
+        return None
+    value = data.get("since_id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) and value.isdigit() else None
+
+
+def dump_cursor(since: str | None, window: Window) -> str | None:
+    """The cursor to save: the bare ``since_id`` while the window is empty."""
+    if not window.seen:
+        return since
+    return json.dumps({"since_id": since, KEY: window.dump()}, sort_keys=True)
+
+
+def _order(tweet_id: str) -> tuple[int, str]:
+    return len(tweet_id), tweet_id  # numeric order of ids of digits, without trusting them to be digits
+
+
+def _marker(mark: str) -> str:
+    return REMOVED if mark.startswith(REMOVED) else ""
+
+
+class TweetWindow(Window):
+    """Reddit's window (:class:`listener.reddit.recheck.Window`: trimmed, dumped and loaded alike) for
+    tweets: original id -> (epoch second first seen, the newest version id known, after
+    :data:`REMOVED` while X withholds the tweet). No text digest: X edits are new ids."""
+
+    def add(self, mentions: Iterable[NormalizedMention], now: float) -> None:
+        self.checked_at = self.checked_at or now
+        for m in mentions:
+            if m.event != "upsert":
+                continue
+            first, mark = self.seen.get(m.external_id, (int(now), ""))
+            known, version = mark.removeprefix(REMOVED), version_id(m)
+            if not known or _order(version) > _order(known):
+                self.seen[m.external_id] = (first, _marker(mark) + version)
+
+    def asked(self) -> dict[str, str]:
+        """The id to look up (the newest version known) -> the original's id (the mention's)."""
+        return {mark.removeprefix(REMOVED): original for original, (_, mark) in self.seen.items()}
+
+
+def gone(original: str, version: str, why: str, channel: str | None, now: float) -> NormalizedMention:
+    """The ``delete`` event of a tweet deleted or withdrawn (``why``: X's error title); ingest needs no more."""
+    return NormalizedMention(platform="x", external_id=original, text="", channel=channel, event="delete",
+                             created_at=datetime.fromtimestamp(now, UTC), raw={"id": version, "recheck": why})
+
+
+def changes(page: Any, window: TweetWindow, asked: dict[str, str], channel: str | None,
+            now: float) -> list[NormalizedMention]:
+    """What one lookup response says became of the window's tweets; ``window`` is updated to it."""
+    if not isinstance(page, dict):
+        raise ValueError("X response is not a JSON object")  # noqa: TRY004 - a payload error: back off
+    out = []
+    users = users_of(page.get("includes"))
+    for tweet in page.get("data") or []:
+        original = asked.get(str(tweet.get("id"))) if isinstance(tweet, dict) else None
+        if original not in window.seen:
+            continue
+        first, mark = window.seen[original]
+        newest = (edit_chain(tweet) or [str(tweet["id"])])[-1]
+        if mark.startswith(REMOVED) and newest == str(tweet["id"]):
+            back = tweet_to_mention(tweet, users, channel)
+            back.event = "restore"  # public again: ingest lifts the withdrawal's hide
+            out.append(back)
+            mark = newest
+        else:  # still there, or back in an older version: the newest one is asked next round
+            mark = _marker(mark) + newest
+        window.seen[original] = (first, mark)
+    for error in page.get("errors") or []:
+        if (not isinstance(error, dict) or error.get("resource_type") != "tweet"
+                or error.get("parameter", "ids") != "ids" or error.get("section", "data") != "data"):
+            continue
+        version = str(error.get("resource_id") or error.get("value") or "")
+        original = asked.get(version)
+        if original not in window.seen:
+            continue
+        withheld = window.seen[original][1].startswith(REMOVED)
+        if error.get("title") == NOT_FOUND:
+            del window.seen[original]  # final; one already withheld is already hidden
+            if not withheld:
+                out.append(gone(original, version, NOT_FOUND, channel, now))
+        elif error.get("title") == NOT_AUTHORIZED and not withheld:
+            window.seen[original] = (window.seen[original][0], REMOVED + version)
+            out.append(gone(original, version, NOT_AUTHORIZED, channel, now))
+        elif error.get("title") not in (NOT_FOUND, NOT_AUTHORIZED):
+            log.info("X lookup of tweet %s: %s (left in the re-check window)", version, error.get("title"))
+    return out
+
+
+async def recheck(lookup: Callable[[list[str]], Awaitable[Any]], window: TweetWindow, channel: str | None,
+                  now: float) -> list[NormalizedMention]:
+    """Look the window up, ``BATCH`` ids a request. Raises what ``lookup`` raises (a 429 included)
+    with ``window`` untouched, so the caller's saved cursor keeps it and the next round asks again."""
+    asked = window.asked()
+    ids = sorted(asked, key=_order)
+    pages = [await lookup(ids[i:i + BATCH]) for i in range(0, len(ids), BATCH)]
+    out = [m for page in pages for m in changes(page, window, asked, channel, now)]
+    window.checked_at = now
+    return out
+
+
+class Rechecks:
+    """The re-check for both X connectors: they have ``client`` (tweepy's sync ``Client``), ``user_auth``
+    and ``channel``, and set the three ``recheck_*`` values."""
+
+    client: Any
+    user_auth: bool
+    channel: str | None
+    recheck_seconds: float = RECHECK_SECONDS
+    recheck_hours: float = RECHECK_HOURS
+    recheck_size: int = RECHECK_SIZE
+
+    def _lookup_sync(self, ids: list[str]) -> Any:
+        return self.client.get_tweets(ids=ids, expansions=["author_id"], tweet_fields=TWEET_FIELDS,
+                                      user_fields=USER_FIELDS, user_auth=self.user_auth)
+
+    async def _lookup(self, ids: list[str]) -> Any:
+        return await asyncio.to_thread(self._lookup_sync, ids)
+
+    async def _recheck(self, window: TweetWindow) -> list[NormalizedMention]:
+        """The window's deletions, withdrawals and returns when a round is due; errors translated."""
+        now = time.time()
+        window.trim(now, self.recheck_hours, self.recheck_size)
+        if not window.seen or now - window.checked_at < self.recheck_seconds:
+            return []
+        try:
+            return await recheck(self._lookup, window, self.channel, now)
+        except Exception as exc:
+            raise translate(exc) from exc
+
+    def _remember(self, window: TweetWindow, fresh: list[NormalizedMention]) -> None:
+        """This round's new tweets join the window (the first ones start its clock)."""
+        now = time.time()
+        window.add(fresh, now)
+        window.trim(now, self.recheck_hours, self.recheck_size)

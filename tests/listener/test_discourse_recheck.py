@@ -1,0 +1,263 @@
+"""Discourse edits and deletions whose webhook never arrived: the connector re-reads the recent posts
+it published (the ``/posts.json`` pages it reads anyway, and ``GET /posts/{id}.json`` for a post
+missing from them) against the local fake forum, and the pipeline re-triages an edit, marks a
+deletion deleted and shows a recovered post again."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from listener.cursors import MemoryCursorStore
+from listener.discourse.connector import DiscourseConnector
+from listener.discourse.recheck import PostWindow
+from listener.errors import RateLimited
+from listener.reddit.recheck import digest
+from listener.runner import run_connector
+from models import Mention
+from service.bus.memory import InProcessBus
+from service.pipeline import submit
+from service.settings import load_settings
+from service.stages.base import StageContext
+from service.stages.ingest import IngestStage
+from service.workers import StageWorker
+
+from .fakes import serve
+from .fakes.discourse import API_KEY, FakeDiscourse, post
+
+CARD = "same here. My card is 4111 1111 1111 1111, can you check?"
+
+
+@pytest.fixture
+async def forum():
+    """Two topics, three posts a page; 41/2 is our own reply."""
+    fake = FakeDiscourse(posts=[
+        post(100, topic_id=40, number=1, raw="The app logs me out every hour"),
+        post(101, topic_id=40, number=2, reply_to=1, raw="same here", username="bob", user_id=18),
+        post(102, topic_id=40, number=3, reply_to=2, raw="@bob try clearing the cache", username="carol", user_id=19),
+        post(103, topic_id=41, number=1, raw="Refund for order 12345?"),
+        post(104, topic_id=41, number=2, reply_to=1, raw="Sorry to hear that! Could you DM us?",
+             username="acme_support", user_id=2),
+        post(105, topic_id=41, number=3, reply_to=2, raw="sent you a message")])
+    server = await serve(fake)
+    yield fake
+    await server.close()
+
+
+@pytest.fixture
+async def connectors():
+    made: list[DiscourseConnector] = []
+    yield made
+    for c in made:
+        await c.close()
+
+
+def connector(fake, made, **kwargs) -> DiscourseConnector:
+    settings = load_settings(discourse_url=fake.base, discourse_api_key=API_KEY, discourse_api_username="acme_support")
+    c = DiscourseConnector(settings, **{"poll_seconds": 0.02, "recheck_seconds": 0.0, **kwargs})
+    made.append(c)
+    return c
+
+
+def sent(fake, since: int) -> list[str]:
+    return fake.requests[since:]
+
+
+class Pipeline:
+    """The real ingest path: the bus, the ingest stage's worker, and what it sends on to triage."""
+
+    def __init__(self, db) -> None:
+        self.db, self.bus = db, InProcessBus()
+        self.worker = StageWorker(self.bus, IngestStage(StageContext(settings=None, db=db)), batch_size=50,
+                                  block_ms=10)
+
+    async def run(self, mentions) -> list:
+        await self.bus.ensure_group("ingest", "ingest")
+        await self.bus.ensure_group("triage", "triage")
+        await submit(self.bus, mentions)
+        while await self.worker.run_once():
+            pass
+        return await self.bus.read("triage", "triage", "test", 1000, 0)
+
+    async def rows(self) -> dict[str, Mention]:
+        async with self.db.session() as s:
+            return {m.external_id: m for m in await s.scalars(select(Mention))}
+
+
+async def test_an_edit_made_while_the_webhook_was_down_is_caught_and_triaged_again(forum, connectors, db):
+    c, pipeline = connector(forum, connectors), Pipeline(db)
+    first, cursor = await c.poll_once("99")  # a cursor saved before the window: the bare post id
+    assert len(await pipeline.run(first)) == 5  # our own reply is neither published nor triaged
+    target = forum.edit(forum.find(40, 2), CARD, grace=True)
+    assert target["version"] == 1  # within Discourse's grace period: only the words tell
+    forum.edit(forum.find(41, 2), "Please DM us your order number")  # our own reply: not re-checked
+    before = len(forum.requests)
+    (edited,), cursor = await c.poll_once(cursor)
+    assert (edited.external_id, edited.event, edited.text) == ("40/2", "upsert", CARD)
+    assert edited.edited_at == datetime(2026, 11, 20, 9, tzinfo=UTC)  # the post's updated_at
+    assert sent(forum, before) == ["/posts.json", "/posts.json?before=103"]  # the pages alone told
+    (again,) = await pipeline.run([edited])
+    rows = await pipeline.rows()
+    assert ":edit:" in again.key and again.payload["mention_id"] == rows["40/2"].id  # a triage of its own
+    assert rows["40/2"].text == CARD and len(rows) == 5
+    assert (await c.poll_once(cursor))[0] == []  # read again, unchanged: nothing more
+
+
+@pytest.mark.parametrize("staff", [False, True], ids=["404", "deleted_at"])
+async def test_deletions_are_caught_and_a_recovered_post_comes_back(forum, connectors, db, staff):
+    """A moderator's deletion takes the post off /posts.json: read alone it is a 404 (a non-staff
+    API user) or carries ``deleted_at`` (staff). An author's stays listed, ``user_deleted``."""
+    forum.staff = staff
+    c, pipeline = connector(forum, connectors), Pipeline(db)
+    first, cursor = await c.poll_once("99")
+    await pipeline.run(first)
+    forum.destroy(forum.find(40, 3))
+    forum.destroy(forum.find(41, 3), by_author=True)
+    before = len(forum.requests)
+    gone, cursor = await c.poll_once(cursor)
+    assert [(m.external_id, m.event) for m in gone] == [("40/3", "delete"), ("41/3", "delete")]
+    assert sent(forum, before) == ["/posts.json", "/posts.json?before=103", "/posts/102.json"]
+    assert await pipeline.run(gone) == []  # nothing to triage
+    rows = await pipeline.rows()
+    assert all(rows[k].deleted and rows[k].hidden for k in ("40/3", "41/3")) and not rows["40/2"].deleted
+    before = len(forum.requests)
+    assert (await c.poll_once(cursor))[0] == []  # still deleted: said once, and not asked again
+    assert sent(forum, before) == ["/posts.json", "/posts.json?before=103"]
+    forum.recover(forum.find(40, 3))
+    forum.recover(forum.find(41, 3))
+    back, cursor = await c.poll_once(cursor)
+    assert [(m.external_id, m.event, m.text) for m in back] == [("40/3", "restore", "@bob try clearing the cache"),
+                                                                ("41/3", "restore", "sent you a message")]
+    await pipeline.run(back)
+    rows = await pipeline.rows()
+    assert not any(rows[k].deleted or rows[k].hidden for k in ("40/3", "41/3"))
+    assert rows["41/3"].text == "sent you a message"
+    assert (await c.poll_once(cursor))[0] == []
+
+
+async def test_unchanged_posts_emit_nothing_and_the_pages_are_read_only_when_due(forum, connectors):
+    c = connector(forum, connectors)
+    _, cursor = await c.poll_once("99")
+    forum.find(40, 1).update(updated_at="2026-11-20T09:30:00.000Z", version=2)  # a new stamp, the same words
+    forum.find(40, 2)["hidden"] = True  # hidden by flags: off the pages, still there and unchanged
+    before = len(forum.requests)
+    for _ in range(3):
+        mentions, cursor = await c.poll_once(cursor)
+        assert mentions == []
+    assert sent(forum, before) == ["/posts.json", "/posts.json?before=103", "/posts/101.json"] * 3
+    calm = connector(forum, connectors, recheck_seconds=300.0)  # its window was read back just now
+    before = len(forum.requests)
+    assert (await calm.poll_once(cursor))[0] == []
+    assert sent(forum, before) == ["/posts.json"]  # the poll's own page, nothing more
+    forum.find(40, 2)["hidden"] = False
+    quiet = FakeDiscourse(posts=forum.posts, page_size=50)  # Discourse's own page size: one page holds all
+    server = await serve(quiet)
+    try:
+        c2 = connector(quiet, connectors)
+        _, cursor = await c2.poll_once("99")
+        before = len(quiet.requests)
+        assert (await c2.poll_once(cursor))[0] == []
+        assert sent(quiet, before) == ["/posts.json"]  # a quiet forum: the re-check costs no request at all
+    finally:
+        await server.close()
+
+
+async def test_posts_beyond_the_page_budget_wait_for_a_round_that_reaches_them(forum, connectors):
+    """With one page a round (posts 105 to 103), post 100 is neither compared nor read alone."""
+    now = int(time.time())
+    window = {"40/1": (100, "Cannot log in since update\n\nThe app logs me out every hour"),
+              "41/1": (103, "Cannot log in since update\n\nRefund for order 12345?")}
+    cursor = json.dumps({"after": 105, "recheck": {
+        "at": 0, "ids": [[k, now, digest(text)] for k, (_, text) in window.items()],
+        "post_ids": {k: pid for k, (pid, _) in window.items()}}})
+    forum.edit(forum.find(40, 1), "fixed, thanks")
+    forum.edit(forum.find(41, 1), "Refund for order 12345? My card is 4111 1111 1111 1111")
+    before = len(forum.requests)
+    (edited,), cursor = await connector(forum, connectors, max_pages=1, recheck_pages=0).poll_once(cursor)
+    assert edited.external_id == "41/1" and sent(forum, before) == ["/posts.json"]
+    (edited,), _ = await connector(forum, connectors, max_pages=1, recheck_pages=1).poll_once(cursor)
+    assert edited.external_id == "40/1" and edited.text.endswith("fixed, thanks")
+
+
+async def test_the_window_is_bounded_and_kept_across_a_restart(forum, connectors):
+    store, published, stop = MemoryCursorStore(), [], asyncio.Event()
+    await store.set("discourse", "99")
+
+    async def publish(batch):
+        published.extend((m.external_id, m.event) for m in batch)
+
+    async def until(n):
+        while len(published) < n:
+            await asyncio.sleep(0.01)
+
+    run = asyncio.create_task(run_connector(connector(forum, connectors, recheck_size=4), publish, store, stop,
+                                            backoff_base=0.01))
+    await asyncio.wait_for(until(5), 10)
+    await asyncio.sleep(0.1)  # rounds that read the window back and find nothing
+    run.cancel()
+    await asyncio.gather(run, return_exceptions=True)
+    saved = json.loads(await store.get("discourse"))
+    assert saved["after"] == 105 and len(published) == 5
+    assert [entry[0] for entry in saved["recheck"]["ids"]] == ["40/2", "40/3", "41/1", "41/3"]  # the 4 newest
+    assert saved["recheck"]["post_ids"] == {"40/2": 101, "40/3": 102, "41/1": 103, "41/3": 105}
+    forum.edit(forum.find(41, 1), "Refund for order 12345? My card is 4111 1111 1111 1111")  # while down
+    forum.destroy(forum.find(40, 3), by_author=True)
+    forum.edit(forum.find(40, 1), "edited too, but out of the window")
+    run = asyncio.create_task(run_connector(connector(forum, connectors, recheck_size=4), publish, store, stop,
+                                            backoff_base=0.01))
+    await asyncio.wait_for(until(7), 10)
+    await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.wait_for(run, 10)
+    assert sorted(published[5:]) == [("40/3", "delete"), ("41/1", "upsert")] and len(published) == 7
+
+
+async def test_posts_first_seen_longer_ago_than_the_window_are_dropped_unread(forum, connectors):
+    now = int(time.time())
+    cursor = json.dumps({"after": 105, "recheck": {"at": 0, "post_ids": {"40/1": 100, "41/3": 105}, "ids": [
+        ["40/1", now - 25 * 3600, "0000000000000000"],  # a day and an hour ago, and changed since
+        ["41/3", now - 3600, digest("sent you a message")]]}})
+    mentions, cursor = await connector(forum, connectors, recheck_hours=24.0).poll_once(cursor)
+    assert mentions == [] and json.loads(cursor)["recheck"]["post_ids"] == {"41/3": 105}
+
+
+async def test_a_429_on_the_recheck_leaves_the_cursor_as_it_was(forum, connectors, waits):
+    c = connector(forum, connectors)
+    _, cursor = await c.poll_once("99")
+    store = MemoryCursorStore()
+    await store.set("discourse", cursor)
+    forum.destroy(forum.find(40, 3))  # read alone: GET /posts/102.json
+    forum.edit(forum.find(40, 2), "fixed after the update")
+    forum.posts.append(post(106, topic_id=42, raw="a new post in the same round"))
+    forum.fail_on["GET /posts/{id}.json"] = [(429, {"Retry-After": "2"})]
+    with pytest.raises(RateLimited) as limited:
+        await connector(forum, connectors).poll_once(cursor)
+    assert limited.value.retry_after == 2.0
+    forum.fail_on["GET /posts/{id}.json"] = [(429, {"Retry-After": "2"})]
+    got, stop, at_publish = [], asyncio.Event(), []
+
+    async def publish(batch):
+        at_publish.append(await store.get("discourse"))
+        got.extend((m.external_id, m.event) for m in batch)
+        stop.set()
+
+    await asyncio.wait_for(run_connector(c, publish, store, stop, backoff_base=0.01), 30)
+    assert waits == [2.0] and not forum.fail_on["GET /posts/{id}.json"]
+    assert at_publish == [cursor]  # the round that hit the 429 saved nothing
+    assert sorted(got) == [("40/2", "upsert"), ("40/3", "delete"), ("42/1", "upsert")]
+    saved = json.loads(await store.get("discourse"))
+    assert saved["after"] == 106 and len(saved["recheck"]["ids"]) == 6  # the window's five kept, and the new post
+
+
+def test_a_cursor_without_a_window_or_with_a_broken_one_starts_an_empty_one():
+    for cursor in (None, "", "107", "not json", '{"after": 107}', '{"recheck": "x"}',
+                   '{"recheck": {"ids": [["40/1", 5, "ff"]]}}',  # no post id: it could not be read back
+                   '{"recheck": {"ids": [["40/1", 5, "ff"]], "post_ids": {"40/1": "100"}}}'):
+        assert PostWindow.from_cursor(cursor).seen == {}, cursor
+    window = PostWindow.from_cursor('{"recheck": {"at": 9, "ids": [["40/1", 5, "ff"]], "post_ids": {"40/1": 100}}}')
+    assert (window.seen, window.post_ids, window.checked_at) == ({"40/1": (5, "ff")}, {"40/1": 100}, 9.0)
