@@ -28,7 +28,7 @@ from listener.discourse.normalize import is_ours, post_key, post_to_mention, spl
 from listener.discourse.recheck import PostWindow, recheck, usable
 from listener.errors import AuthError, ConnectorError, RateLimited, TransientError
 from listener.protocol import Action, ActionResult, NormalizedMention
-from listener.reddit.recheck import KEY
+from listener.recheck import KEY
 
 log = logging.getLogger("socialcare.listener.discourse")
 

@@ -4,7 +4,7 @@ The catch-up poll (:mod:`listener.discourse.connector`) only ever asks ``/posts.
 newer than its cursor, so an edit or a deletion made while our webhook endpoint was unreachable
 (or the webhook disabled after failures) was never seen: a card number added to a post was never
 triaged nor redacted, a post its author deleted stayed in the console. So the connector keeps the
-posts it published in a window, the one :mod:`listener.reddit.recheck` keeps for Reddit (first seen
+posts it published in the window every connector keeps (:mod:`listener.recheck`; first seen
 in the last ``recheck_hours``, at most ``recheck_size``, a digest of the text last seen, never the
 text itself), in its JSON cursor so a restart keeps it, and every ``recheck_seconds`` reads them back.
 
@@ -29,7 +29,7 @@ cursor, window included, stays as it was and the runner waits for ``Retry-After`
 What comes out: a changed text, an upsert with ``edited_at`` (the post's ``updated_at``, as the
 ``post_edited`` webhook sends it; ingest stores the words and triage runs again); an unchanged post,
 nothing; a deletion, a ``delete`` event (ingest hides the mention). A deleted post stays in the
-window marked removed (:data:`~listener.reddit.recheck.REMOVED` before the digest of the text last
+window marked removed (:data:`~listener.recheck.REMOVED` before the digest of the text last
 seen shown), because Discourse deletions can be undone: its author recovers it within the day or
 staff recover it. One that shows on a page again comes out as a ``restore``, as the
 ``post_recovered`` webhook publishes it (ingest shows it again unless it was erased meanwhile or
@@ -37,7 +37,7 @@ our moderation hid it), with its words, which ingest stores if they differ. A re
 missing costs no request. Our own replies never enter the window (the poll does not publish them),
 nor do private messages (``/posts.json`` lists public posts only; they come by webhook alone).
 
-Reddit's :class:`~listener.reddit.recheck.Window` is reused (its digest, bounds, cursor format and
+The shared :class:`~listener.recheck.Window` is reused (its digest, bounds, cursor format and
 removed marker), keyed by the mention's ``topic/number``, with each post's id beside it in the cursor
 (``post_ids``): a page names its posts by id, and a 404 names nothing at all.
 """
@@ -51,7 +51,7 @@ from typing import Any
 
 from listener.discourse.normalize import deleted, post_key, post_to_mention, split_key
 from listener.protocol import NormalizedMention
-from listener.reddit.recheck import REMOVED, Window, digest
+from listener.recheck import REMOVED, Window, digest
 
 # GET /posts/{id}.json: the post; None when Discourse answers 404 (deleted, to a non-staff API user)
 Lookup = Callable[[int], Awaitable[dict[str, Any] | None]]

@@ -22,8 +22,9 @@ import asyncprawcore
 
 from listener.errors import AuthError, RateLimited, TransientError
 from listener.protocol import Action, ActionResult, NormalizedMention
+from listener.recheck import KEY, Window
 from listener.reddit.normalize import id_number, newer, thing_to_mention
-from listener.reddit.recheck import KEY, Window, recheck
+from listener.reddit.recheck import recheck
 
 MOD_ACTIONS = ("remove", "hide", "approve", "lock", "distinguish")
 

@@ -30,24 +30,13 @@ The text is compared, not Reddit's ``edited`` stamp: an edit in the first minute
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from listener.protocol import NormalizedMention
+from listener.recheck import REMOVED, Window, digest
 from listener.reddit.normalize import GONE, id_number, thing_to_mention
-
-KEY = "recheck"  # the window's key in the connector's JSON cursor
-REMOVED = "-"  # before a digest: the post is removed, the digest that of the text last seen shown
-
-
-def digest(text: str) -> str:
-    """A short fingerprint of a text: the cursor holds hundreds of them, never the text itself."""
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
 def deleted_by_author(thing: Any) -> bool:
@@ -73,55 +62,6 @@ def shown(thing: Any) -> bool:
         return False
     return not (getattr(thing, "author", None) is None and (getattr(thing, "body", None) in GONE
                                                             or getattr(thing, "selftext", None) in GONE))
-
-
-@dataclass
-class Window:
-    """The posts to re-read: fullname -> (epoch second first seen, digest of the text last seen,
-    after :data:`REMOVED` while the post is removed), and when they were last read back (epoch
-    seconds; 0: never). The cursor holds each as ``[fullname, first seen, digest]``, as it always has."""
-
-    seen: dict[str, tuple[int, str]] = field(default_factory=dict)
-    checked_at: float = 0.0
-
-    @classmethod
-    def load(cls, data: Any) -> Window:
-        """From the cursor's ``recheck`` value; anything malformed is dropped, never fatal."""
-        if not isinstance(data, dict):
-            return cls()
-        seen = {}
-        for entry in data.get("ids") or []:
-            if (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
-                    and isinstance(entry[1], int) and isinstance(entry[2], str)):
-                seen[entry[0]] = (entry[1], entry[2])
-        at = data.get("at")
-        return cls(seen, float(at) if isinstance(at, (int, float)) and math.isfinite(at) else 0.0)
-
-    @classmethod
-    def from_cursor(cls, cursor: str | None) -> Window:
-        try:
-            data = json.loads(cursor) if cursor else {}
-        except ValueError:
-            data = {}
-        return cls.load(data.get(KEY) if isinstance(data, dict) else None)
-
-    def dump(self) -> dict[str, Any]:
-        ids = sorted(self.seen, key=id_number)
-        return {"at": int(self.checked_at), "ids": [[name, *self.seen[name]] for name in ids]}
-
-    def add(self, mentions: Iterable[NormalizedMention], now: float) -> None:
-        """This round's new posts. The first ones start the clock: they were read just now."""
-        self.checked_at = self.checked_at or now
-        for m in mentions:
-            if m.event == "upsert" and m.external_id not in self.seen:
-                self.seen[m.external_id] = (int(now), digest(m.text))
-
-    def trim(self, now: float, hours: float, size: int) -> None:
-        """Forget posts first seen more than ``hours`` ago, then all but the ``size`` newest."""
-        oldest = now - hours * 3600
-        kept = sorted(((name, v) for name, v in self.seen.items() if v[0] >= oldest),
-                      key=lambda item: (item[1][0], id_number(item[0])))
-        self.seen = dict(kept[-size:] if size > 0 else [])
 
 
 def changes(things: Iterable[Any], window: Window, reddit_url: str, now: float,

@@ -45,7 +45,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from listener.protocol import NormalizedMention
-from listener.reddit.recheck import KEY, REMOVED, Window
+from listener.recheck import KEY, REMOVED, Window, id_order
 from listener.x.errors import translate
 from listener.x.normalize import TWEET_FIELDS, USER_FIELDS, edit_chain, tweet_to_mention, users_of, version_id
 
@@ -77,16 +77,12 @@ def dump_cursor(since: str | None, window: Window) -> str | None:
     return json.dumps({"since_id": since, KEY: window.dump()}, sort_keys=True)
 
 
-def _order(tweet_id: str) -> tuple[int, str]:
-    return len(tweet_id), tweet_id  # numeric order of ids of digits, without trusting them to be digits
-
-
 def _marker(mark: str) -> str:
     return REMOVED if mark.startswith(REMOVED) else ""
 
 
 class TweetWindow(Window):
-    """Reddit's window (:class:`listener.reddit.recheck.Window`: trimmed, dumped and loaded alike) for
+    """The shared window (:class:`listener.recheck.Window`: trimmed, dumped and loaded alike) for
     tweets: original id -> (epoch second first seen, the newest version id known, after
     :data:`REMOVED` while X withholds the tweet). No text digest: X edits are new ids."""
 
@@ -97,7 +93,7 @@ class TweetWindow(Window):
                 continue
             first, mark = self.seen.get(m.external_id, (int(now), ""))
             known, version = mark.removeprefix(REMOVED), version_id(m)
-            if not known or _order(version) > _order(known):
+            if not known or id_order(version) > id_order(known):
                 self.seen[m.external_id] = (first, _marker(mark) + version)
 
     def asked(self) -> dict[str, str]:
@@ -158,7 +154,7 @@ async def recheck(lookup: Callable[[list[str]], Awaitable[Any]], window: TweetWi
     """Look the window up, ``BATCH`` ids a request. Raises what ``lookup`` raises (a 429 included)
     with ``window`` untouched, so the caller's saved cursor keeps it and the next round asks again."""
     asked = window.asked()
-    ids = sorted(asked, key=_order)
+    ids = sorted(asked, key=id_order)
     pages = [await lookup(ids[i:i + BATCH]) for i in range(0, len(ids), BATCH)]
     out = [m for page in pages for m in changes(page, window, asked, channel, now)]
     window.checked_at = now

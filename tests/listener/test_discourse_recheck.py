@@ -17,7 +17,7 @@ from listener.cursors import MemoryCursorStore
 from listener.discourse.connector import DiscourseConnector
 from listener.discourse.recheck import PostWindow
 from listener.errors import RateLimited
-from listener.reddit.recheck import digest
+from listener.recheck import digest
 from listener.runner import run_connector
 from models import Mention
 from service.bus.memory import InProcessBus

@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from listener.cursors import MemoryCursorStore
 from listener.errors import RateLimited
+from listener.recheck import Window, digest
 from listener.reddit.connector import RedditConnector
-from listener.reddit.recheck import Window, digest
 from listener.runner import run_connector
 from models import Mention
 from service.bus.memory import InProcessBus

@@ -1,0 +1,85 @@
+"""The window of recent posts a connector reads again, for what a platform never pushes.
+
+A listing or a stream shows what is new; an edit, a deletion, a removal or its undoing changes
+nothing there. So the Reddit, X and Discourse connectors each keep the posts they published in a
+bounded window (first seen in the last ``recheck_hours``, at most ``recheck_size``), with a digest of
+the text last seen (never the text) or a version, in their JSON cursor under :data:`KEY` so a restart
+keeps it, and every ``recheck_seconds`` read them back, each the platform's way
+(:mod:`listener.reddit.recheck`, :mod:`listener.x.recheck`, :mod:`listener.discourse.recheck`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from listener.protocol import NormalizedMention
+
+KEY = "recheck"  # the window's key in the connector's JSON cursor
+REMOVED = "-"  # before a digest: the post is removed, the digest that of the text last seen shown
+
+
+def id_order(post_id: str) -> tuple[int, str]:
+    """Ids in the order the platform gave them (base-36 fullnames and decimal ids alike: the longer
+    is the later, then by character), without trusting them to parse."""
+    return len(post_id), post_id
+
+
+def digest(text: str) -> str:
+    """A short fingerprint of a text: the cursor holds hundreds of them, never the text itself."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+
+@dataclass
+class Window:
+    """The posts to re-read: their id (a Reddit fullname, a tweet id, a forum post's key) -> (epoch
+    second first seen, digest of the text last seen, after :data:`REMOVED` while the post is removed),
+    and when they were last read back (epoch seconds; 0: never). The cursor holds each as
+    ``[id, first seen, digest]``."""
+
+    seen: dict[str, tuple[int, str]] = field(default_factory=dict)
+    checked_at: float = 0.0
+
+    @classmethod
+    def load(cls, data: Any) -> Window:
+        """From the cursor's ``recheck`` value; anything malformed is dropped, never fatal."""
+        if not isinstance(data, dict):
+            return cls()
+        seen = {}
+        for entry in data.get("ids") or []:
+            if (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
+                    and isinstance(entry[1], int) and isinstance(entry[2], str)):
+                seen[entry[0]] = (entry[1], entry[2])
+        at = data.get("at")
+        return cls(seen, float(at) if isinstance(at, (int, float)) and math.isfinite(at) else 0.0)
+
+    @classmethod
+    def from_cursor(cls, cursor: str | None) -> Window:
+        try:
+            data = json.loads(cursor) if cursor else {}
+        except ValueError:
+            data = {}
+        return cls.load(data.get(KEY) if isinstance(data, dict) else None)
+
+    def dump(self) -> dict[str, Any]:
+        ids = sorted(self.seen, key=id_order)
+        return {"at": int(self.checked_at), "ids": [[name, *self.seen[name]] for name in ids]}
+
+    def add(self, mentions: Iterable[NormalizedMention], now: float) -> None:
+        """This round's new posts. The first ones start the clock: they were read just now."""
+        self.checked_at = self.checked_at or now
+        for m in mentions:
+            if m.event == "upsert" and m.external_id not in self.seen:
+                self.seen[m.external_id] = (int(now), digest(m.text))
+
+    def trim(self, now: float, hours: float, size: int) -> None:
+        """Forget posts first seen more than ``hours`` ago, then all but the ``size`` newest."""
+        oldest = now - hours * 3600
+        kept = sorted(((name, v) for name, v in self.seen.items() if v[0] >= oldest),
+                      key=lambda item: (item[1][0], id_order(item[0])))
+        self.seen = dict(kept[-size:] if size > 0 else [])
