@@ -151,7 +151,7 @@ async def _erased_before(session: AsyncSession, keys: set[str]) -> bool:
     return False
 
 
-def _named_only(subject: Subject, secret: str | None) -> Found:
+def named_only(subject: Subject, secret: str | None) -> Found:
     """Nothing on record but the account the request names (its posts may sit in dead letters only)."""
     if subject.platform is None or not (subject.handle_key or subject.user_id):
         return Found()
@@ -175,7 +175,7 @@ async def erase(db: Any, subject: Subject, *, actor: str, reason: str, dry_run: 
             if bus is None:
                 await _tombstone_only(session, subject, secret, actor, reason, dry_run)
                 raise
-            found, unknown = _named_only(subject, secret), exc
+            found, unknown = named_only(subject, secret), exc
         # FOR UPDATE (PostgreSQL): a stage's write about one of these posts (its foreign-key check)
         # waits for this transaction, or this one for the stage's (see respect_erasure)
         mention_ids = list(await session.scalars(select(Mention.id).where(
@@ -234,7 +234,7 @@ async def _tombstone_only(session: AsyncSession, subject: Subject, secret: str |
                           dry_run: bool) -> None:
     """Nothing on record for the account named: tombstone it all the same (a post of theirs may be
     on its way to ingest), audited as ``privacy.tombstoned``; the caller then reports the unknown subject."""
-    found = _named_only(subject, secret)
+    found = named_only(subject, secret)
     if dry_run or not secret or not found.accounts:
         return
     n = await remember(session, secret, found.accounts)

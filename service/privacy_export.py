@@ -3,17 +3,21 @@ about them as one JSON document, the counterpart of :mod:`service.erasure` (the 
 the same ways and found by the same :func:`~service.erasure.find_subject`).
 
 The document holds their platform accounts (authors) and the identities linked to a customer
-record, the customer record(s), their posts with each post's triage (labels, explanations and PII
-spans: their own words) and routing decision, the brand's replies to those posts and the
-moderation actions taken on them, their cases with the messages, the brand's private replies, the
-secure links issued (metadata only: never a token, nor its hash) and the customer sessions they
-started, and the audit entries about any of these (who viewed their record, when and why).
+record, the customer record(s), their posts with each post's platform payload (``raw``), triage
+(labels, explanations and PII spans: their own words) and routing decision, the brand's replies to
+those posts and the moderation actions taken on them, the copies of their posts kept as community
+answers, the outgoing webhook deliveries about their posts and cases (payload and delivery state),
+their cases with the messages, the brand's private replies, the secure links issued (metadata only:
+never a token, nor its hash) and the customer sessions they started, the audit entries about any
+of these (who viewed their record, when and why), and, given the bus, their dead letters (found as
+the erasure finds them, :mod:`service.privacy_bus`).
 
 Never other people's data: posts are selected by author, replies by the person's posts and cases
 (replies in the same thread to other customers are not theirs), a case message quoting someone
-else's post is left out, and a secure link in a reply's text is masked. Not exported: the raw
-platform payloads (they may carry other accounts), copies of a post (community answers, outgoing
-webhook payloads) and the conversations' other posts.
+else's post is left out, a secure link in any text is masked, a platform payload loses the fields
+that name other accounts (:data:`OTHER_ACCOUNTS`), a community answer shows only the half the person
+wrote. What is deliberately left out is listed in the document itself (``not_included``: what and
+why), so the person reading it knows; so is a bus that was not checked.
 
 Large histories are read in batches of ``CHUNK`` ids per ``IN`` query, so a person's thousands of
 posts take a handful of statements. A person erased before exports as what remains: the
@@ -38,6 +42,7 @@ from models import (
     Author,
     Case,
     CaseMessage,
+    CommunityAnswer,
     Conversation,
     Customer,
     CustomerSession,
@@ -50,10 +55,13 @@ from models import (
     TriageResult,
 )
 from models.base import utcnow
+from models.console import WebhookDelivery
 from models.mentions import ERASED_TEXT
+from service import privacy_bus
 from service.audit import record
-from service.erasure import Found, Subject, find_subject, without
-from service.privacy import chunks, erased
+from service.bus import DeadLetter
+from service.erasure import Found, Subject, UnknownSubject, find_subject, named_only, without
+from service.privacy import chunks, delivered, erased
 
 SCHEMA_VERSION = 1
 ACTION = "privacy.exported"
@@ -80,6 +88,36 @@ LINK_FIELDS = ("id", "issued_by", "created_at", "expires_at", "used_at", "revoke
 SESSION_FIELDS = ("id", "link_id", "created_at", "expires_at", "revoked_at", "verified_at", "codes_sent",
                   "failed_attempts", "lockouts", "locked_until")  # never the cookie's or the code's hash
 AUDIT_FIELDS = ("id", "at", "actor", "action", "object_type", "object_id", "reason", "details")
+ANSWER_FIELDS = ("id", "platform", "source", "active", "created_at")  # and the person's half (see _community)
+DELIVERY_FIELDS = ("id", "subscription_id", "event_id", "event_type", "status", "attempts", "last_status",
+                   "last_error", "created_at", "next_attempt_at", "delivered_at")  # never the receiver's url or secret
+DEAD_LETTER_FIELDS = ("id", "topic", "attempts", "failed_at")  # never the error's text (see NOT_INCLUDED)
+
+# keys, at any depth of a platform payload, that name or describe other accounts: left out
+OTHER_ACCOUNTS = frozenset({
+    "in_reply_to_user_id", "in_reply_to_screen_name",  # X: the account replied to
+    "mentions", "includes", "users",  # X: entities' @-mentions, the expansions' profiles
+    "reply_to_user", "reply_to_user_id", "mentioned_users",  # Discourse: the account replied to, @-mentioned
+    "participants",
+})
+NOT_INCLUDED = (
+    ("secure links' tokens and their hashes; customer sessions' cookie and code hashes",
+     "credentials that open the private channel: never handed out, not even to the person"),
+    ("other people's posts in the person's threads, the brand's replies to them, and case messages that quote them",
+     "other people's data"),
+    ("fields of a post's platform payload (raw) that name other accounts: " + ", ".join(sorted(OTHER_ACCOUNTS)),
+     "they identify other people (the accounts replied to, mentioned or included)"),
+    (("the other half of a community answer: the question or the answer another person wrote, with that "
+      "answer's id and link"), "another person's words"),
+    ("the receiving address and the signing secret of outgoing webhooks",
+     "the receiver's credentials (an address often embeds one); the subscription id names the receiver"),
+    ("dead letters' error messages", "the error of a failed batch may quote other people's posts in it"),
+    ("dead letters whose payload could not be decoded",
+     "they cannot be matched to anyone; the retention purge removes them"),
+)
+BUS_NOT_CHECKED = ("dead letters on the message bus (posts that failed processing)",
+                   ("not checked: this export had no access to the bus (the in-process bus lives inside the running "
+                    "`socialcare run`; an admin finds the person's on /admin/deadletters)"))
 
 
 def fields(obj: Any, names: Sequence[str]) -> dict[str, Any]:
@@ -108,6 +146,18 @@ def _grouped(rows: Iterable[Any], key: str) -> dict[Any, list[Any]]:
     for row in rows:
         out.setdefault(getattr(row, key), []).append(row)
     return out
+
+
+def own(value: Any) -> Any:
+    """A payload as the person may see it: without the keys that name other accounts
+    (:data:`OTHER_ACCOUNTS`, at any depth), every secure link in its texts masked."""
+    if isinstance(value, str):
+        return shown_without_links(value)
+    if isinstance(value, dict):
+        return {k: own(v) for k, v in value.items() if k not in OTHER_ACCOUNTS}
+    if isinstance(value, (list, tuple)):
+        return [own(v) for v in value]
+    return value
 
 
 def _reply(r: Reply) -> dict[str, Any]:
@@ -140,6 +190,7 @@ async def _posts(session: AsyncSession, author_ids: set[int], counts: Counter) -
             t, d = triage.get(m.id), routes.get(m.id)
             posts.append(fields(m, POST_FIELDS) | {
                 "erased": erased(m),
+                "raw": own(m.raw or {}),
                 "triage": fields(t, TRIAGE_FIELDS) if t else None,
                 "routing": fields(d, ROUTE_FIELDS) if d else None,
                 "replies": [_reply(r) for r in replies.get(m.id, [])],
@@ -185,6 +236,48 @@ async def _cases(session: AsyncSession, found: Found, mine: set[int], counts: Co
     return out
 
 
+async def _community(session: AsyncSession, mine: set[int], counts: Counter) -> list[dict]:
+    """The community answers that copy one of their posts, as question or answer: their half only."""
+    rows: dict[int, CommunityAnswer] = {}
+    for part in chunks(mine):
+        for c in await session.scalars(select(CommunityAnswer).where(or_(
+                CommunityAnswer.question_mention_id.in_(part), CommunityAnswer.answer_mention_id.in_(part)))):
+            rows[c.id] = c
+    out = []
+    for c in sorted(rows.values(), key=lambda c: (c.created_at, c.id)):
+        asked, answered = c.question_mention_id in mine, c.answer_mention_id in mine
+        out.append(fields(c, ANSWER_FIELDS) | {
+            "their_part": [part for part, theirs in (("question", asked), ("answer", answered)) if theirs],
+            "question_mention_id": c.question_mention_id if asked else None,
+            "question": own(c.question) if asked else None,
+            "answer_mention_id": c.answer_mention_id if answered else None,
+            "external_id": c.external_id if answered else None,  # the answer's id on its platform
+            "answer": own(c.answer) if answered else None,
+            "url": c.url if answered else None})
+    counts["community_answers"] = len(out)
+    return out
+
+
+async def _deliveries(session: AsyncSession, mine: set[int], case_ids: set[int], counts: Counter) -> list[dict]:
+    """The outgoing webhook deliveries about their posts and cases: what was sent (or is to be), when."""
+    rows: dict[int, WebhookDelivery] = {}
+    for key, ids in (("mention_id", mine), ("case_id", case_ids)):
+        for part in chunks(ids):
+            for d in await session.scalars(select(WebhookDelivery).where(delivered(key).in_(part))):
+                rows[d.id] = d
+    out = [fields(d, DELIVERY_FIELDS) | {"payload": own(d.payload or {})}
+           for d in sorted(rows.values(), key=lambda d: (d.created_at, d.id))]
+    counts["webhook_deliveries"] = len(out)
+    return out
+
+
+def _dead_letters(letters: list[DeadLetter], counts: Counter) -> list[dict]:
+    out = [fields(d, DEAD_LETTER_FIELDS) | {"payload": own(d.payload)}
+           for d in sorted(letters, key=lambda d: (d.failed_at or "", d.id))]
+    counts["dead_letters"] = len(out)
+    return out
+
+
 async def _audit(session: AsyncSession, found: Found, objects: dict[str, set[Any]]) -> list[dict]:
     """The audit entries about the person's record, accounts, posts, cases, replies and moderation
     actions, and their earlier erasures and exports (matched by keyed hash once nothing else names them)."""
@@ -207,10 +300,27 @@ def _described(subject: Subject) -> dict[str, Any]:
             "customer_id": subject.customer_id}
 
 
-async def collect(session: AsyncSession, subject: Subject, secret: str | None = None) -> tuple[dict, Found]:
+async def _found(session: AsyncSession, subject: Subject, secret: str | None, bus: Any) -> tuple[Found, list | None]:
+    """Who the subject is on record (their dead letters are read after their posts); with ``bus``,
+    an account with nothing on record but dead letters, found as the erasure finds it, with those."""
+    try:
+        return await find_subject(session, subject, secret), None
+    except UnknownSubject:
+        if bus is None:
+            raise
+        found = named_only(subject, secret)
+        letters = await privacy_bus.of_person(bus, await privacy_bus.person(session, found.accounts, []))
+        if not letters:
+            raise
+        return found, letters
+
+
+async def collect(session: AsyncSession, subject: Subject, secret: str | None = None,
+                  bus: Any = None) -> tuple[dict, Found]:
     """The document about ``subject`` (:class:`~service.erasure.UnknownSubject` when nothing is on
-    record) and what :func:`find_subject` found."""
-    found = await find_subject(session, subject, secret)
+    record, nor with ``bus`` in its dead letters) and what :func:`find_subject` found. Without
+    ``bus`` the dead letters are not checked, and the document says so."""
+    found, letters = await _found(session, subject, secret, bus)
     counts: Counter = Counter()
     authors = await _in(session, Author, Author.id, found.author_ids, Author.id)
     identities = await _in(session, SocialIdentity, SocialIdentity.id, found.identity_ids, SocialIdentity.id)
@@ -219,10 +329,17 @@ async def collect(session: AsyncSession, subject: Subject, secret: str | None = 
     conversations = await _in(session, Conversation, Conversation.id,
                               {p["conversation_id"] for p in posts if p["conversation_id"]}, Conversation.id)
     cases = await _cases(session, found, mine, counts)
+    answers = await _community(session, mine, counts)
+    deliveries = await _deliveries(session, mine, {c["id"] for c in cases}, counts)
+    if bus is not None and letters is None:  # the erasure's match (privacy_bus): their accounts and posts
+        letters = await privacy_bus.of_person(bus, await privacy_bus.person(session, found.accounts, mine))
+    found.values |= privacy_bus.names(letters or [])  # kept out of the audit entry's reason
+    dead = _dead_letters(letters or [], counts) if bus is not None else None
     objects = {"customer": {c.id for c in customers}, "author": found.author_ids, "mention": mine,
                "case": {c["id"] for c in cases},
                "reply": {r["id"] for p in posts for r in p["replies"]} | {r["id"] for c in cases for r in c["replies"]},
-               "moderation_action": {a["id"] for p in posts for a in p["moderation_actions"]}}
+               "moderation_action": {a["id"] for p in posts for a in p["moderation_actions"]},
+               "deadletter": {d["id"] for d in dead or []}}
     audit = await _audit(session, found, objects)
     counts.update(identities=len(identities), authors=len(authors), customers=len(customers),
                   conversations=len(conversations), audit_events=len(audit))
@@ -238,21 +355,29 @@ async def collect(session: AsyncSession, subject: Subject, secret: str | None = 
         "posts": posts,
         "conversations": [fields(c, CONVERSATION_FIELDS) for c in conversations],
         "cases": cases,
+        "community_answers": answers,
+        "webhook_deliveries": deliveries,
+        "dead_letters": dead,  # None: not checked (see not_included)
         "audit_events": audit,
+        "not_included": [{"what": what, "why": why}
+                         for what, why in NOT_INCLUDED + ((BUS_NOT_CHECKED,) if bus is None else ())],
     }
     return doc, found
 
 
-async def export(db: Any, subject: Subject, *, actor: str, reason: str, secret: str | None = None) -> dict:
-    """Everything about one person (see the module docstring), with the export audited and committed
-    before the document is returned. :class:`~service.erasure.UnknownSubject` when nothing is on record."""
+async def export(db: Any, subject: Subject, *, actor: str, reason: str, secret: str | None = None,
+                 bus: Any = None) -> dict:
+    """Everything about one person (see the module docstring), with ``bus`` (a started
+    :class:`service.bus.Bus`) their dead letters too, with the export audited and committed before
+    the document is returned. :class:`~service.erasure.UnknownSubject` when nothing is on record
+    (nor on the bus); the bus's :class:`~service.bus.BusUnavailable` exports and records nothing."""
     async with db.session() as session:
-        doc, found = await collect(session, subject, secret)
+        doc, found = await collect(session, subject, secret, bus)
         record(session, actor, ACTION, "customer" if found.customer else "author",
                found.customer.id if found.customer else min(found.author_ids, default=None),
                reason=without(reason, found.values), mode=doc["subject"]["mode"], platform=subject.platform,
                author_ids=sorted(found.author_ids), case_ids=sorted(c["id"] for c in doc["cases"]),
                counts=doc["counts"], erased=doc["erased"], subject_keys=sorted(found.keys),
-               schema_version=SCHEMA_VERSION)
+               dead_letters_checked=bus is not None, schema_version=SCHEMA_VERSION)
         await session.commit()
     return doc

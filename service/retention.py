@@ -7,9 +7,11 @@ resolved before it are erased; delivered or failed webhook deliveries older than
 authors with no newer post and no open case are anonymised (also those first seen after the cutoff
 through older posts: a backfill); given the bus, dead letters that failed
 before it are removed (:mod:`service.privacy_bus`; a bus that does not answer is logged and left
-for the next run). Open cases, the posts they hold and anything newer are never touched. Social
-identities and customer records are the brand's CRM data and the audit log is its own record:
-neither is purged by age.
+for the next run); erasure tombstones older than both the cutoff and their lifetime
+(:func:`service.tombstones.lifetime`: 30 days, or the longest re-check window if longer) are deleted.
+Open cases, the posts they hold and anything newer are never touched. Social identities and
+customer records are the brand's CRM data and the audit log is its own record: neither is purged
+by age.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from models import Author, Case, CaseMessage, Mention
 from models.base import utcnow
 from models.console import WebhookDelivery
 from models.mentions import ERASED_TEXT
-from service import privacy_bus
+from service import privacy_bus, tombstones
 from service.audit import record
 from service.bus import BusUnavailable
 from service.privacy import (
@@ -86,19 +88,28 @@ def _purge_queries(cutoff: datetime) -> dict[str, tuple[Any, Any]]:
     }
 
 
-async def purge_plan(db: Any, cutoff: datetime) -> dict[str, int]:
+async def purge_plan(db: Any, cutoff: datetime, tombstone_lifetime: timedelta | None = None) -> dict[str, int]:
     """How many rows of each kind the purge would handle now (for a progress bar)."""
     async with db.session() as session:
-        return {kind: await session.scalar(select(func.count()).select_from(col.table).where(due))
+        plan = {kind: await session.scalar(select(func.count()).select_from(col.table).where(due))
                 for kind, (col, due) in _purge_queries(cutoff).items()}
+        plan["tombstones"] = await tombstones.expired(session, _tombstones_before(cutoff, tombstone_lifetime))
+        return plan
+
+
+def _tombstones_before(cutoff: datetime, lifetime: timedelta | None) -> datetime:
+    return tombstones.purge_before(cutoff, lifetime if lifetime is not None else tombstones.lifetime())
 
 
 async def purge(db: Any, cutoff: datetime, *, actor: str = "system", dry_run: bool = False,
-                batch_size: int = CHUNK, progress: Callable[[int], object] | None = None, bus: Any = None) -> Counter:
+                batch_size: int = CHUNK, progress: Callable[[int], object] | None = None, bus: Any = None,
+                tombstone_lifetime: timedelta | None = None) -> Counter:
     """Erase what is older than ``cutoff`` (see the module docstring), ``batch_size``
     rows per transaction (rolled back with ``dry_run``), and with ``bus`` (a started
-    :class:`service.bus.Bus`) the dead letters that failed before it; one audit event per run. Open
-    cases, the posts they hold and anything newer than the cutoff are never touched."""
+    :class:`service.bus.Bus`) the dead letters that failed before it; the erasure tombstones older
+    than the cutoff and than ``tombstone_lifetime`` (default :func:`service.tombstones.lifetime`
+    without settings; callers pass it with theirs); one audit event per run. Open cases, the posts
+    they hold and anything newer than the cutoff are never touched."""
     counts: Counter = Counter()
     work = {"posts": lambda s, ids: erase_posts(s, ids, counts, audit=False),
             "resolved_cases": lambda s, ids: _erase_case_messages(s, ids, cutoff, counts),
@@ -117,6 +128,15 @@ async def purge(db: Any, cutoff: datetime, *, actor: str = "system", dry_run: bo
             if progress is not None:
                 progress(len(ids))
             await asyncio.sleep(0)  # the stages sharing this loop get their turn between batches
+    async with db.session() as session:  # its own short transaction: it holds the gate ingest reads
+        before = _tombstones_before(cutoff, tombstone_lifetime)
+        if dry_run:
+            counts["tombstones"] += await tombstones.expired(session, before)
+        else:
+            counts["tombstones"] += await tombstones.purge(session, before)
+            await session.commit()
+    if progress is not None and counts["tombstones"]:
+        progress(counts["tombstones"])
     async with db.session() as session:
         # the events still kept about a post erased now or before (a dry run counts those it would erase)
         await stub_deliveries(session, exists().where(Mention.id == delivered("mention_id"), or_(
@@ -161,7 +181,8 @@ def install(app: Any, interval_s: float | None = None) -> None:
             return
 
         async def once() -> None:
-            counts = await purge(rt.db, cutoff_for(days), bus=rt.bus)
+            counts = await purge(rt.db, cutoff_for(days), bus=rt.bus,
+                                 tombstone_lifetime=tombstones.lifetime(rt.settings))
             log.info("retention purge (%d days): %s", days, dict(counts) or "nothing to do")
 
         state["stop"] = stop = asyncio.Event()

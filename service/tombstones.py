@@ -16,6 +16,10 @@ what they stored), a batch that starts during an erasure waits for it (and, seei
 change, looks again with a fresh snapshot). On SQLite the bump takes the write lock, and the batch
 looks after its writes, inside its write transaction: it sees every erasure committed before, and
 none can commit before it ends; a hit rolls the batch back and it is stored again without the post.
+
+Lifetime (:func:`lifetime`): a tombstone only has to outlive the posts published before its
+erasure that may still reach ingest; the retention purge (:mod:`service.retention`) removes it once
+it is older than that lifetime *and* than the retention period (:func:`purge`).
 """
 
 from __future__ import annotations
@@ -26,11 +30,11 @@ import logging
 import os
 import secrets
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from listener.protocol import NormalizedMention, utc
@@ -38,6 +42,9 @@ from models.base import utcnow
 from models.privacy import GATE, ErasureTombstone
 
 log = logging.getLogger("socialcare.privacy")
+# the shortest lifetime of a tombstone (see :func:`lifetime`; a module constant, not a setting)
+MIN_LIFETIME = timedelta(days=30)
+RECHECKS = ("reddit", "x", "discourse")  # connectors that read recent posts again (``<name>_recheck_*`` settings)
 KEY_FILE = "privacy.key"  # under var_dir, when no secret_key is set (one machine: embedded mode)
 _T = ErasureTombstone.__table__
 _g, _t = _T.alias("g"), _T.alias("t")
@@ -144,3 +151,56 @@ class Tombstones:
 
 def before(created_at: datetime | None, erased_at: datetime | None) -> bool:
     return created_at is not None and erased_at is not None and utc(created_at) < utc(erased_at)
+
+
+# --- lifetime and purge ---------------------------------------------------------------------------
+def lifetime(settings: Any = None) -> timedelta:
+    """How long after its erasure a tombstone is kept at least: longer than a post published before
+    the erasure can take to reach ingest.
+
+    * the ingest stream: an unacknowledged message is claimed again after ``bus_claim_idle_ms``, at
+      most ``bus_max_deliveries`` times (minutes), then dead-lettered;
+    * the connectors' re-checks (``reddit_recheck_*``, ``x_recheck_*``, ``discourse_recheck_*``): a
+      post first seen up to ``*_recheck_hours`` before the erasure
+      is read again that long after it, every ``*_recheck_seconds``, and an edit or a restore
+      arrives with its old ``created_at``;
+    * catch-up polls (X: ``since_id`` and recent search, which reaches back 7 days; Discourse:
+      ``/posts.json`` from its cursor), stage workers or a connector down for a while, a dead letter
+      retried on /admin/deadletters: bounded only by how long something stays down or unattended,
+      which :data:`MIN_LIFETIME` (30 days) covers.
+
+    The largest of these (without settings: :data:`MIN_LIFETIME`). The purge keeps a tombstone for
+    the retention period too, when that is longer (see :func:`purge`)."""
+    if settings is None:
+        return MIN_LIFETIME
+    stream = timedelta(milliseconds=settings.bus_claim_idle_ms * settings.bus_max_deliveries)
+    recheck = max(timedelta(hours=getattr(settings, f"{p}_recheck_hours"),
+                            seconds=getattr(settings, f"{p}_recheck_seconds")) for p in RECHECKS)
+    return max(MIN_LIFETIME, recheck + stream)
+
+
+def purge_before(cutoff: datetime, keep: timedelta, now: datetime | None = None) -> datetime:
+    """The tombstones of erasures before this time go: older than the retention ``cutoff`` and than
+    ``keep`` (:func:`lifetime`). Past both, whatever it would stop is older than the retention
+    period: a dead letter from before the erasure goes with the same purge (given its bus), a post
+    that still arrives (after an outage longer than the lifetime) is erased by age at the next one."""
+    return min(cutoff, (now or utcnow()) - keep)
+
+
+def _expired(before: datetime) -> Any:
+    return (_T.c.key != GATE) & (_T.c.erased_at < before)
+
+
+async def expired(session: AsyncSession, before: datetime) -> int:
+    """How many tombstones :func:`purge` would remove."""
+    return await session.scalar(select(func.count()).select_from(_T).where(_expired(before))) or 0
+
+
+async def purge(session: AsyncSession, before: datetime) -> int:
+    """Delete the tombstones of erasures before ``before`` (never the gate, whose count ingest
+    relies on); how many. The gate is locked first (``FOR UPDATE`` on PostgreSQL; SQLite's write
+    lock does the same): an erasure under way, which may be renewing one of these
+    (:func:`remember`), is waited for and its newer time spares the row, and one that starts
+    meanwhile waits for this transaction, so no renewal is lost. Commit soon: ingest waits too."""
+    await session.execute(select(_T.c.key).where(_T.c.key == GATE).with_for_update())
+    return (await session.execute(delete(_T).where(_expired(before)))).rowcount

@@ -1,9 +1,9 @@
 """`socialcare privacy erase|export|purge`: one person's erasure or data export on request, and the
 retention purge.
 
-With the Redis bus the erasure and the purge reach its dead letters (:mod:`service.privacy_bus`;
-the export does not read them). The in-process bus lives inside ``socialcare run``: a command
-cannot reach it, so the erasure says so.
+With the Redis bus the erasure, the export and the purge reach its dead letters
+(:mod:`service.privacy_bus`). The in-process bus lives inside ``socialcare run``: a command cannot
+reach it, so the erasure says so, and the export says so in its document too.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ import click
 IN_PROCESS_NOTE = ("dead letters not checked: the in-process bus (SOCIALCARE_BUS=inprocess) keeps them in the "
                    "memory of the running `socialcare run`, out of a command's reach: an admin discards the "
                    "person's on /admin/deadletters; they go when it stops, or with its retention purge")
+IN_PROCESS_EXPORT_NOTE = ("dead letters not checked (the document says so): the in-process bus (SOCIALCARE_BUS="
+                          "inprocess) keeps them in the memory of the running `socialcare run`, out of a command's "
+                          "reach: an admin finds the person's on /admin/deadletters")
 
 
 def _db(settings):  # noqa: ANN001, ANN202
@@ -77,7 +80,8 @@ def erase(settings, platform: str | None, handle: str | None, user_id: str | Non
     before now and still on its way to ingest is never stored; what they publish afterwards is new
     data and stored as usual. The --reason is audited with their handle and names replaced by
     [subject]. Running it twice is harmless; an unknown subject exits 1 (an account named is
-    tombstoned all the same: their first post may be on its way). The tombstones' key is
+    tombstoned all the same: their first post may be on its way; an unknown --customer id changes
+    and records nothing). The tombstones' key is
     SOCIALCARE_SECRET_KEY (else var/privacy.key): every process must share it.
     """
     from service.bus import BusUnavailable
@@ -104,14 +108,23 @@ def erase(settings, platform: str | None, handle: str | None, user_id: str | Non
     try:
         counts = asyncio.run(go())
     except UnknownSubject as exc:
-        later = "" if dry_run or customer_id is not None else \
-            "; their posts published before now will not be stored if they arrive later"
-        raise click.ClickException(f"no such subject: {exc}{later}") from None
+        raise click.ClickException(_unknown(exc, customer_id, dry_run)) from None
     except BusUnavailable as exc:
         raise click.ClickException(f"{exc}: nothing was erased, run it again") from None
     click.echo(f"{'dry run, would erase' if dry_run else 'erased'}: {_summary(counts)}")
     if settings.bus != "redis":
         click.echo(IN_PROCESS_NOTE, err=True)
+
+
+def _unknown(exc: Exception, customer_id: int | None, dry_run: bool) -> str:
+    """What an erasure of nobody on record says: plainly that nobody was erased."""
+    if customer_id is not None:  # a mistyped id must not read as an erasure
+        return (f"no such subject: {exc}: nobody was erased and nothing was recorded; check the customer id, "
+                "or name the account with --platform and --handle or --user-id")
+    if dry_run:
+        return f"no such subject: {exc}: nobody would be erased"
+    return (f"no such subject: {exc}: nobody was erased; the account is tombstoned all the same, so its posts "
+            "published before now will not be stored if they arrive later")
 
 
 def _subject(platform: str | None, handle: str | None, user_id: str | None, customer_id: int | None):  # noqa: ANN202
@@ -137,15 +150,19 @@ def export(settings, platform: str | None, handle: str | None, user_id: str | No
            customer_id: int | None, reason: str, actor: str, out: str) -> None:
     """Export everything held about one person as one JSON document (GDPR art. 15, the right of access).
 
-    Their accounts, customer record, posts with their triage and routing, the replies sent to them,
-    moderation actions on their posts, cases and case messages, secure links issued (never a token)
-    and the audit entries about them (who viewed their record, when and why). Never other people's
-    data. The export is audited (privacy.exported: the actor, the reason and counts, no content).
-    A person erased before exports as what remains. An unknown subject exits 1.
+    Their accounts, customer record, posts with their platform payloads, triage and routing, the
+    replies sent to them, moderation actions on their posts, copies of their posts kept as
+    community answers, outgoing webhook deliveries about their posts and cases, cases and case
+    messages, secure links issued (never a token), the audit entries about them (who viewed their
+    record, when and why) and, with the Redis bus, their dead letters. Never other people's data;
+    what is deliberately left out is listed in the document (not_included, with the reason). The
+    export is audited (privacy.exported: the actor, the reason and counts, no content). A person
+    erased before exports as what remains. An unknown subject exits 1.
     """
     import json
     import os
 
+    from service.bus import BusUnavailable
     from service.erasure import UnknownSubject
     from service.privacy_export import export as run_export
     from service.privacy_export import json_default
@@ -158,18 +175,23 @@ def export(settings, platform: str | None, handle: str | None, user_id: str | No
         raise click.BadParameter(f"cannot write in the folder of {out}", param_hint="--out")
 
     async def go() -> dict:
-        db = _db(settings)
+        db, bus = _db(settings), None
         try:
             await db.upgrade()
+            bus = await _bus(settings)
             return await run_export(db, subject, actor=actor, reason=reason.strip(),
-                                    secret=privacy_key(settings))
+                                    secret=privacy_key(settings), bus=bus)
         finally:
+            if bus is not None:
+                await bus.close()
             await db.close()
 
     try:
         doc = asyncio.run(go())
     except UnknownSubject as exc:
-        raise click.ClickException(f"no such subject: {exc}") from None
+        raise click.ClickException(f"no such subject: {exc}: nothing was exported") from None
+    except BusUnavailable as exc:
+        raise click.ClickException(f"{exc}: nothing was exported, run it again") from None
     text = json.dumps(doc, default=json_default, ensure_ascii=False, indent=2) + "\n"
     if out == "-":
         click.echo(text, nl=False)
@@ -177,6 +199,8 @@ def export(settings, platform: str | None, handle: str | None, user_id: str | No
         _write_private(out, text)
     click.echo(f"exported{' (erased)' if doc['erased'] else ''}: {_summary(Counter(doc['counts']))}"
                + ("" if out == "-" else f" to {out}"), err=out == "-")
+    if settings.bus != "redis":
+        click.echo(IN_PROCESS_EXPORT_NOTE, err=True)
 
 
 def _write_private(path: str, text: str) -> None:
@@ -202,16 +226,19 @@ def _write_private(path: str, text: str) -> None:
 @click.option("--dry-run", is_flag=True, help="Print what would be purged; change nothing.")
 @click.pass_obj
 def purge(settings, days: int | None, actor: str, dry_run: bool) -> None:  # noqa: ANN001
-    """Erase the content of posts, resolved cases' messages, webhook deliveries and dead letters older than the retention period.
+    """Erase the content of posts, resolved cases' messages, webhook deliveries, dead letters and erasure tombstones older than the retention period.
 
     Authors whose posts are all older (and who have no open case) are anonymised. Open cases, the
-    posts they hold and anything newer are kept; so are the audit log, customer records and erasure
-    tombstones. One privacy.purged audit entry per run (counts only).
+    posts they hold and anything newer are kept; so are the audit log and customer records. Erasure
+    tombstones go once older than the period and than their lifetime (30 days, or the connectors'
+    longest re-check window: a post published before an erasure may still arrive that late).
+    One privacy.purged audit entry per run (counts only).
     """
     from tqdm import tqdm
 
     from service.retention import cutoff_for, purge_plan
     from service.retention import purge as run_purge
+    from service.tombstones import lifetime
 
     days = days if days is not None else settings.retention_days
     if days is None:
@@ -223,9 +250,11 @@ def purge(settings, days: int | None, actor: str, dry_run: bool) -> None:  # noq
         try:
             await db.upgrade()
             bus = await _bus(settings)
-            total = sum((await purge_plan(db, cutoff)).values())
+            keep = lifetime(settings)
+            total = sum((await purge_plan(db, cutoff, keep)).values())
             with tqdm(total=total, desc="purge", unit=" rows", file=sys.stderr, disable=None) as bar:
-                return await run_purge(db, cutoff, actor=actor, dry_run=dry_run, progress=bar.update, bus=bus)
+                return await run_purge(db, cutoff, actor=actor, dry_run=dry_run, progress=bar.update, bus=bus,
+                                       tombstone_lifetime=keep)
         finally:
             if bus is not None:
                 await bus.close()

@@ -1,8 +1,10 @@
 """service.privacy_export on SQLite and PostgreSQL: one person's data on request (the right of access).
 
 The data is made the way the service makes it (ingest, the route and act stages, the case chat, a
-moderator's report, a viewed customer record); the export must hold all of the person's, none of
-anyone else's, no secure-link token, and be audited without its content.
+moderator's report, a viewed customer record, accepted community answers, the outgoing-webhook
+scanner, dead letters on the in-process bus and a real Redis); the export must hold all of the
+person's, none of anyone else's, no secure-link token, say what it leaves out, and be audited
+without its content.
 """
 
 from __future__ import annotations
@@ -12,15 +14,18 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
-from privacy_support import DEMO, SECRET_KEY, T0, World, scores, settings_for
+from privacy_support import DEMO, SECRET_KEY, T0, World, bury, bury_posts, scores, settings_for
 from sqlalchemy import event, select
 
 from community import moderation
 from community.knowledge import import_folder
+from console import webhooks_out
 from escalation import chat
 from escalation.customers import link_identity
 from listener.ingest import ingest_batch
 from models import AuditEvent, Case, Customer, Mention, Reply, SecureLink, TriageResult
+from models.base import utcnow
+from models.console import WEBHOOK_EVENTS, WebhookSubscription
 from models.mentions import ERASED_TEXT
 from service import erasure
 from service.audit import record
@@ -53,7 +58,11 @@ async def populate(w: World) -> dict:
         await link_identity(s, tom.id, "x", "tom_b", user_id="id-tom_b")
         await s.commit()
     ids = {"maria": maria.id, "tom": tom.id}
-    reset = w.post("zqxbeta how do I reset my password", author="MariaL", name="Maria Lopez", user_id="id-marial")
+    # X's payload of her reply to Tom names him (the account replied to, her @-mention of him): his, not hers
+    reset = w.post("zqxbeta how do I reset my password", author="MariaL", name="Maria Lopez", user_id="id-marial",
+                   raw={"in_reply_to_user_id": "id-tom_b", "lang": "en",
+                        "entities": {"mentions": [{"username": "tom_b", "id": "id-tom_b"}],
+                                     "hashtags": [{"tag": "zqxtag"}]}})
     ids["reset"] = await w.ingest(reset, issue="account_access")
     ids["praise"] = await w.ingest(w.post("zqxgamma I love the new mixes", author="MariaL", name="Maria Lopez",
                                           user_id="id-marial"), issue="praise", sentiment="positive")
@@ -276,3 +285,113 @@ async def test_a_long_history_takes_a_few_batched_queries_not_one_per_post(world
     assert sum(len(p["replies"]) for p in doc["posts"]) == 200
     assert sum(len(p["moderation_actions"]) for p in doc["posts"]) == 3 and doc["audit_events"]
     assert many == few and many < 30, statements
+
+
+# --- platform payloads, copies of her posts, outgoing webhooks, dead letters ------------------------
+HOOK_URL, HOOK_SECRET = "http://127.0.0.1:9/hook?token=zzhooktoken", "zzsigningsecret"
+
+
+async def copies(w: World, ids: dict) -> None:
+    """Copies of her posts: Sam's accepted answer to her Discourse question, her accepted answer to
+    Tom's; and an outgoing webhook subscription's deliveries for every post and case."""
+    async with w.db.session() as s:
+        question = await s.get(Mention, ids["question"])
+        s.add(WebhookSubscription(name="bot", url=HOOK_URL, secret=HOOK_SECRET, created_by="admin",
+                                  events=list(WEBHOOK_EVENTS), created_at=T0 - timedelta(days=1)))
+        await s.commit()
+    tom_question = w.post("tomword4 where is the equalizer", author="tom_b", name="Tom Brown", user_id="id-tom-d",
+                          platform="discourse")
+    ids["sam_answer"] = await w.ingest(w.post(
+        "samanswer: settings, playback, crossfade", author="sam", user_id="id-sam", platform="discourse",
+        in_reply_to=question.external_id, conversation_id=question.platform_conversation_id,
+        raw={"accepted_answer": True}), issue="how_to")
+    ids["tom_question"] = await w.ingest(tom_question, issue="how_to")
+    ids["her_answer"] = await w.ingest(w.post(
+        "zqxanswer it is under settings, sound", author="MariaL", name="Maria Lopez", user_id="id-discourse-maria",
+        platform="discourse", in_reply_to=tom_question.external_id, conversation_id=tom_question.external_id,
+        raw={"accepted_answer": True, "reply_to_user": {"username": "tom_b", "name": "Tom Brown"}}), issue="how_to")
+    for key in ("sam_answer", "tom_question", "her_answer"):
+        await w.run(ids[key])
+    assert await webhooks_out.scan(w.db, now=utcnow() + timedelta(minutes=1)) > 0
+
+
+async def test_the_export_holds_her_posts_payloads_their_community_answer_copies_and_webhook_deliveries(world):
+    ids = await populate(world)
+    await copies(world, ids)
+    doc = await export(world.db, Subject(customer_id=ids["maria"]), actor="dpo", reason="r", secret=SECRET_KEY)
+    text = as_json(doc).lower()
+    for value in OTHERS + ("tomword4", "id-tom-d", "zzhooktoken", HOOK_SECRET, HOOK_URL):
+        assert value.lower() not in text, value
+
+    posts = {p["id"]: p for p in doc["posts"]}
+    raw = posts[ids["reset"]]["raw"]  # what X sent about her post, less the fields naming Tom
+    assert raw["text"] == "zqxbeta how do I reset my password" and raw["user"]["screen_name"] == "MariaL"
+    assert raw["entities"] == {"hashtags": [{"tag": "zqxtag"}]} and "in_reply_to_user_id" not in raw
+    assert posts[ids["her_answer"]]["raw"] == {"accepted_answer": True, "text": "zqxanswer it is under settings, sound",
+                                              "user": {"screen_name": "MariaL", "name": "Maria Lopez"}}
+
+    answers = {tuple(a["their_part"]): a for a in doc["community_answers"]}
+    assert set(answers) == {("question",), ("answer",)} and doc["counts"]["community_answers"] == 2
+    asked = answers[("question",)]  # her question, kept beside Sam's answer: her half only
+    assert asked["question"] == "zqxepsilon how do I turn on crossfade" and asked["question_mention_id"] == ids["question"]
+    assert (asked["answer"], asked["answer_mention_id"], asked["external_id"], asked["url"]) == (None,) * 4
+    answered = answers[("answer",)]  # her answer to Tom's question: not his question
+    assert answered["answer"] == "zqxanswer it is under settings, sound" and answered["question"] is None
+    assert answered["answer_mention_id"] == ids["her_answer"] and answered["url"] == posts[ids["her_answer"]]["url"]
+
+    deliveries = doc["webhook_deliveries"]
+    assert doc["counts"]["webhook_deliveries"] == len(deliveries)
+    about = {(d["event_type"], d["payload"]["data"].get("mention_id"), d["payload"]["data"].get("case_id"))
+             for d in deliveries}
+    mine = {ids[k] for k in ("reset", "praise", "question", "hacked", "her_answer")}
+    assert {("mention.triaged", m, None) for m in mine} | {("mention.routed", m, None) for m in mine} | \
+        {("case.opened", ids["hacked"], ids["case"])} <= about
+    assert {m for _, m, _ in about} <= mine and {c for _, _, c in about} <= {None, ids["case"]}
+    triaged = next(d for d in deliveries if d["event_type"] == "mention.triaged"
+                   and d["payload"]["data"]["mention_id"] == ids["hacked"])
+    assert "alpha someone hacked my account" in triaged["payload"]["data"]["text"] and triaged["status"] == "pending"
+    assert triaged["subscription_id"] and "url" not in triaged and "secret" not in triaged
+
+    assert doc["dead_letters"] is None  # no bus given: not checked, and the document says so
+    notes = " ".join(f"{n['what']}: {n['why']}" for n in doc["not_included"])
+    for said in ("dead letters on the message bus", "not checked", "community answer", "outgoing webhooks",
+                 "in_reply_to_user_id", "secure links' tokens", "error messages"):
+        assert said in notes, said
+    [event] = await exported_events(world.db)
+    assert event.details["counts"]["webhook_deliveries"] == len(deliveries) and "zqx" not in repr(event.details)
+
+
+async def test_with_the_bus_her_dead_letters_are_in_the_export_and_nobody_elses(world, make_bus):
+    ids = await populate(world)
+    bus = await make_bus(max_deliveries=1)
+    never = world.post("zqxdead never stored", author="MariaL", name="Maria Lopez", user_id="id-marial",
+                       raw={"in_reply_to_user_id": "id-tom_b"})
+    await bury_posts(bus, never, world.post("tomword5 dead", author="tom_b", name="Tom Brown", user_id="id-tom_b"))
+    for key in ("hacked", "tom_hacked"):  # a later stage's letters name the post by id only
+        await bury(bus, "act", f"m:{ids[key]}", {"mention_id": ids[key], "outcome": "escalate_private"})
+    doc = await export(world.db, Subject(customer_id=ids["maria"]), actor="dpo", reason="r", secret=SECRET_KEY,
+                       bus=bus)
+    letters = {d["topic"]: d for d in doc["dead_letters"]}
+    assert set(letters) == {"ingest", "act"} and doc["counts"]["dead_letters"] == 2
+    post = letters["ingest"]["payload"]["mention"]
+    assert (post["text"], post["author_handle"], post["raw"]) == \
+        ("zqxdead never stored", "MariaL", {"text": "zqxdead never stored",
+                                           "user": {"screen_name": "MariaL", "name": "Maria Lopez"}})
+    assert letters["act"]["payload"]["mention_id"] == ids["hacked"] and letters["act"]["failed_at"]
+    assert "reason" not in letters["act"] and "broke" not in as_json(doc)  # a batch's error may quote others
+    text = as_json(doc).lower()
+    for value in OTHERS + ("tomword5",):
+        assert value not in text, value
+    assert not any("message bus" in n["what"] for n in doc["not_included"])
+    [event] = await exported_events(world.db)
+    assert event.details["dead_letters_checked"] is True and event.details["counts"]["dead_letters"] == 2
+    assert "zqx" not in repr((event.reason, event.details))
+    assert len(await bus.dead_letters()) == 4  # read, not removed
+
+    # an account with nothing on record but a dead letter (its post was never stored): that letter
+    await bury_posts(bus, world.post("zqxghost first post", author="Ghost", user_id="id-ghost"))
+    ghost = await export(world.db, Subject(platform="x", handle="@ghost"), actor="dpo", reason="r", bus=bus)
+    assert [d["payload"]["mention"]["text"] for d in ghost["dead_letters"]] == ["zqxghost first post"]
+    assert ghost["posts"] == ghost["authors"] == [] and "zqxdead" not in as_json(ghost)
+    with pytest.raises(UnknownSubject):
+        await export(world.db, Subject(platform="x", handle="nobody"), actor="dpo", reason="r", bus=bus)

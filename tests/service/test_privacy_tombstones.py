@@ -1,7 +1,8 @@
 """Erasure tombstones (service.tombstones) on SQLite and PostgreSQL, with the in-process bus and a
 real Redis: a post the erased person published before the erasure, still on the ingest stream when
 it ran, is never stored; what they publish after it is; the order between an erasure and an ingest
-batch in flight holds both ways; a batch costs one lookup and no hash until the first erasure."""
+batch in flight holds both ways; a batch costs one lookup and no hash until the first erasure; the
+retention purge removes a tombstone once older than its lifetime and the retention period."""
 
 from __future__ import annotations
 
@@ -12,17 +13,17 @@ from datetime import timedelta
 
 import pytest
 from privacy_support import SECRET_KEY, World, dump, found_in, settings_for
-from sqlalchemy import event, select
+from sqlalchemy import event, select, update
 
-from models import Author, ErasureTombstone, Mention
+from models import AuditEvent, Author, ErasureTombstone, Mention
 from models.base import utcnow
-from service import tombstones
+from service import retention, tombstones
 from service.erasure import Subject, erase
 from service.pipeline import submit
 from service.stages import ingest as ingest_stage
 from service.stages.base import StageContext
 from service.stages.ingest import IngestStage
-from service.tombstones import privacy_key
+from service.tombstones import privacy_key, subject_key
 from service.workers import StageWorker
 
 MARIA = Subject(platform="x", handle="@MariaL")
@@ -180,3 +181,56 @@ async def test_the_key_without_a_secret_is_kept_in_the_var_dir_for_every_process
     assert privacy_key(settings_for(tmp_path, db.url)) == SECRET_KEY
     async with db.session() as s:
         assert (await s.get(ErasureTombstone, "*")).erasures == 0  # the gate, made by the migration
+
+
+def test_a_tombstone_lives_30_days_or_longer_than_a_connector_re_check_window(tmp_path, sqlite_url):
+    assert tombstones.lifetime(settings_for(tmp_path, sqlite_url)) == tombstones.MIN_LIFETIME == timedelta(days=30)
+    long_window = settings_for(tmp_path, sqlite_url, reddit_recheck_hours=24 * 45)  # a 45-day re-check window
+    assert tombstones.lifetime(long_window) > timedelta(days=45)
+
+
+async def test_the_purge_removes_tombstones_past_their_lifetime_and_the_retention_period_and_keeps_younger(world, bus):
+    w = world
+    for handle in ("OldErased", "YoungErased"):
+        await w.ingest(w.post(f"zqx{handle.lower()} hello", author=handle))
+        await erase(w.db, Subject(platform="x", handle=handle), actor="dpo", reason="r", secret=SECRET_KEY)
+    keep = tombstones.lifetime(w.settings)
+    old = {subject_key(SECRET_KEY, "x", "handle", "olderased"), subject_key(SECRET_KEY, "x", "id", "id-olderased")}
+    young = {subject_key(SECRET_KEY, "x", "handle", "youngerased"), subject_key(SECRET_KEY, "x", "id", "id-youngerased")}
+    now = utcnow()
+    async with w.db.session() as s:
+        await s.execute(update(ErasureTombstone).where(ErasureTombstone.key.in_(old)).values(
+            erased_at=now - keep - timedelta(days=1)))
+        await s.execute(update(ErasureTombstone).where(ErasureTombstone.key.in_(young)).values(
+            erased_at=now - keep + timedelta(days=1)))
+        await s.commit()
+
+    async def left() -> set[str]:
+        async with w.db.session() as s:
+            return set(await s.scalars(select(ErasureTombstone.key)))
+
+    assert await left() == old | young | {"*"}
+    longer = await retention.purge(w.db, retention.cutoff_for(400), dry_run=True, tombstone_lifetime=keep)
+    assert longer["tombstones"] == 0  # a longer retention period keeps them that long
+    cutoff = retention.cutoff_for(7)
+    before = await dump(w.db)
+    planned = await retention.purge(w.db, cutoff, dry_run=True, tombstone_lifetime=keep)
+    assert planned["tombstones"] == 2 == (await retention.purge_plan(w.db, cutoff, keep))["tombstones"]
+    assert await dump(w.db) == before
+    counts = await retention.purge(w.db, cutoff, actor="cron", tombstone_lifetime=keep)
+    assert counts["tombstones"] == 2 and counts == planned
+    assert await left() == young | {"*"}  # the gate stays, its count too
+    async with w.db.session() as s:
+        assert (await s.get(ErasureTombstone, "*")).erasures == 2
+        [purged] = await s.scalars(select(AuditEvent).where(AuditEvent.action == "privacy.purged"))
+    assert purged.details["counts"]["tombstones"] == 2
+
+    # the young tombstone still stops a post published before that erasure; the old one's account is new again
+    then = now - keep  # before both erasures
+    await submit(bus, [w.post("zqxyoung late", author="YoungErased", at=then),
+                       w.post("zqxoldback late", author="OldErased", at=then)])
+    await drain(bus, stage(w))
+    stored = await texts(w.db)
+    assert "zqxyoung late" not in stored and stored["zqxoldback late"] == "OldErased"
+    await retention.purge(w.db, cutoff, tombstone_lifetime=keep)  # older than the retention period: erased by age
+    assert found_in(await dump(w.db), "zqxoldback") == [] and found_in(await dump(w.db), "olderased") == []
