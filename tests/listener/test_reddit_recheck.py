@@ -374,14 +374,3 @@ def test_a_cursor_without_a_window_or_with_a_broken_one_starts_an_empty_one():
     window = Window.from_cursor('{"recheck": {"at": 100, "ids": [["t3_a", 50, "ff"], ["t1_b", 3650, "ee"]]}}')
     window.trim(now=3700.0, hours=1.0, size=10)
     assert list(window.seen) == ["t1_b"]  # first seen over an hour ago: aged out
-
-
-
-def test_the_recheck_window_is_set_by_the_settings():
-    from listener.registry import build_connectors
-    from service.settings import load_settings
-
-    settings = load_settings(reddit_client_id="id", reddit_client_secret="secret", reddit_subreddits=["acme"],
-                             reddit_recheck_seconds=60, reddit_recheck_hours=6, reddit_recheck_max=50)
-    (reddit,) = [c for c in build_connectors(settings) if c.name == "reddit"]
-    assert (reddit.recheck_seconds, reddit.recheck_hours, reddit.recheck_size) == (60, 6, 50)
