@@ -26,6 +26,15 @@ title that answer leaves out, and is read alone again next round (hidden posts a
 A 429 anywhere in a round is raised like any other error (the connector's ``_call``): the saved
 cursor, window included, stays as it was and the runner waits for ``Retry-After``.
 
+A deleted topic is caught only in part. Its posts leave the pages; read alone, each is a 404 to a
+non-staff API user, a deletion. But Discourse deletes the topic and its first post only: to staff
+(the usual API user of a moderation integration) its other posts come back without ``deleted_at``,
+and ``GET /posts/{id}.json`` says nothing of the topic (no ``topic_title`` or topic ``deleted_at``
+in that answer), so they read as unchanged posts (read alone again each round while in the
+window, as hidden ones are). Their deletion comes by the
+``topic_destroyed`` webhook (:mod:`listener.discourse.webhook`), which hides every post of the topic
+we hold; its recovery by ``topic_recovered``.
+
 What comes out: a changed text, an upsert with ``edited_at`` (the post's ``updated_at``, as the
 ``post_edited`` webhook sends it; ingest stores the words and triage runs again); an unchanged post,
 nothing; a deletion, a ``delete`` event (ingest hides the mention). A deleted post stays in the

@@ -15,7 +15,7 @@ from listener.errors import AuthError, RateLimited, TransientError
 from listener.protocol import Action
 from service.settings import load_settings
 
-from .fakes.discourse import API_KEY, FakeDiscourse, post, webhook_request
+from .fakes.discourse import API_KEY, FakeDiscourse, post, topic, webhook_request
 
 SECRET = "wh-secret-for-tests"
 FORUM = "https://forum.acme.test"
@@ -340,3 +340,133 @@ async def test_the_body_is_read_as_json_whatever_content_type_the_webhook_was_gi
     assert resp.status == 202 and hook.published[-1].event == "restore"
     resp = await send_raw(hook, "post_recovered", b"payload=%7B%22post%22%3A%7B%7D%7D")
     assert resp.status == 400 and (await resp.json())["error"] == "malformed JSON"
+
+
+# --- a whole topic deleted or recovered ---------------------------------------------------------
+
+
+async def run_ingest(hook, db, since: int = 0) -> list:
+    """What the webhook published from ``since`` on, through the ingest stage one delivery at a time
+    (as the bus carries them); what the stage sent on to triage."""
+    from service.bus import Envelope
+    from service.pipeline import ingest_key
+    from service.stages.base import StageContext
+    from service.stages.ingest import IngestStage
+
+    stage = IngestStage(StageContext(settings=None, db=db))
+    out = []
+    for n, m in enumerate(hook.published[since:], start=since):
+        env = Envelope(id=str(n), topic="ingest", key=ingest_key(m), payload={"mention": m.to_dict()})
+        out += await stage.handle([env])
+    return out
+
+
+async def rows(db) -> dict:
+    from sqlalchemy import select
+
+    from models import Mention
+
+    async with db.session() as s:
+        return {m.external_id: m for m in await s.scalars(select(Mention))}
+
+
+def state(row) -> tuple[bool, bool]:
+    return row.deleted, row.hidden
+
+
+async def test_a_deleted_topic_hides_every_post_of_it_we_hold_and_its_recovery_shows_them_again(hook, db):
+    """Discourse deletes the topic and its first post (``post_destroyed`` for that one alone), and
+    ``topic_destroyed`` names no post: every post of the topic stored is marked deleted, none of
+    another topic. ``topic_recovered`` shows again what that deletion hid; a reply deleted on its own
+    before stays deleted (Discourse keeps it so), one our moderation hid stays hidden, an erased one
+    erased. A redelivery of either changes nothing."""
+    from collections import Counter
+
+    from community import moderation
+    from models.mentions import ERASED_TEXT
+    from service.privacy import erase_posts
+
+    forum = FakeDiscourse(posts=[post(100 + n, topic_id=40, number=n, reply_to=1 if n > 1 else None,
+                                      raw=f"post {n} of 40", username="bob" if n % 2 else "carol")
+                                 for n in range(1, 6)]
+                          + [post(200 + n, topic_id=41, number=n, raw=f"post {n} of 41") for n in (1, 2)])
+    for p in forum.posts:
+        assert (await send(hook, "post_created", {"post": p})).status == 202
+    own = forum.destroy(forum.find(40, 5))  # a reply a moderator deleted on its own, earlier
+    assert (await send(hook, "post_destroyed", {"post": own})).status == 202
+    await run_ingest(hook, db)
+    stored = await rows(db)
+    async with db.session() as s:  # a rule hid 40/3
+        await moderation.add_action(s, "mod:40/3", stored["40/3"], "hide", "spam", rule="spam")
+        await s.commit()
+    payload = stored["40/2"].raw
+    before = len(hook.published)
+
+    gone = forum.destroy_topic(40)
+    assert forum.find(40, 2)["deleted_at"] is None  # the replies carry no deletion of their own
+    resp = await send(hook, "topic_destroyed", {"topic": gone})
+    assert resp.status == 202
+    assert await resp.json() == {"accepted": 1, "event": "topic_destroyed", "external_id": "*40/1"}
+    (event,) = hook.published[before:]
+    assert (event.event, event.conversation_id, event.author_id, event.text) == ("delete", "40/1", None, "")
+    assert await run_ingest(hook, db, before) == []  # nothing to triage
+    stored = await rows(db)
+    assert {k: state(r) for k, r in stored.items()} == {
+        "40/1": (True, True), "40/2": (True, True), "40/3": (True, True), "40/4": (True, True),
+        "40/5": (True, True), "41/1": (False, False), "41/2": (False, False)}
+    assert stored["40/2"].text == "post 2 of 40"  # hidden, not rewritten
+
+    again = len(hook.published)  # Discourse redelivers (a timeout on its side), and post 1's own event comes
+    assert (await send(hook, "topic_destroyed", {"topic": gone})).status == 202
+    assert (await send(hook, "post_destroyed", {"post": forum.find(40, 1)})).status == 202
+    await run_ingest(hook, db, again)
+    assert {k: (state(r), r.text) for k, r in (await rows(db)).items()} == {
+        k: (state(r), r.text) for k, r in stored.items()}
+
+    async with db.session() as s:  # 40/4's author asks to be forgotten meanwhile
+        await erase_posts(s, [stored["40/4"].id], Counter())
+        await s.commit()
+    before = len(hook.published)
+    back = forum.recover_topic(40)
+    resp = await send(hook, "topic_recovered", {"topic": back})
+    assert resp.status == 202 and (await resp.json())["external_id"] == "*40/1"
+    assert (await send(hook, "topic_recovered", {"topic": back})).status == 202  # redelivered
+    assert hook.published[before].event == "restore"
+    await run_ingest(hook, db, before)
+    after = await rows(db)
+    assert {k: state(r) for k, r in after.items()} == {
+        "40/1": (False, False), "40/2": (False, False),
+        "40/3": (False, True),  # the rule's hide stays
+        "40/4": (True, True),  # erased
+        "40/5": (True, True),  # deleted on its own: Discourse keeps it deleted
+        "41/1": (False, False), "41/2": (False, False)}
+    assert after["40/1"].text == "Cannot log in since update\n\npost 1 of 40" and after["40/4"].text == ERASED_TEXT
+    assert after["40/2"].raw == payload and payload["id"] == 102  # its own payload as it was, not the topic's
+
+
+async def test_topic_events_are_signed_checked_before_parsing_and_validated(hook):
+    gone = topic(40, deleted_at="2026-11-20T10:00:00.000Z")
+    resp = await send(hook, "topic_destroyed", {"topic": gone}, secret="forged")
+    assert resp.status == 401 and (await resp.json())["error"] == "invalid signature"
+    _, headers = webhook_request("topic_destroyed", {"topic": gone}, SECRET)
+    resp = await hook.post(webhook.PATH, data=b'{"topic": {"id": 41}}', headers=headers)  # another body
+    assert resp.status == 401
+    resp = await hook.post(webhook.PATH, data=b"{not json", headers={**headers, "X-Discourse-Event-Signature": "x"})
+    assert resp.status == 401
+    for payload in ({"topic": {"title": "no id"}}, {"topic": {"id": "40"}}, {"topic": {"id": 0}}, {"topic": 40},
+                    {"post": post(1)}, {"topic": {"id": 40, "slug": ["s"]}}, {"topic": {"id": 40, "title": "nul\x00"}}):
+        resp = await send(hook, "topic_recovered", payload)
+        assert resp.status == 400 and (await resp.json())["error"] == "invalid topic", payload
+    assert hook.published == []
+    resp = await send(hook, "topic_created", {"topic": topic(42)})  # still acknowledged, nothing published
+    assert resp.status == 200 and (await resp.json())["accepted"] == 0 and hook.published == []
+
+
+async def test_the_deletion_of_a_topic_we_started_applies_to_the_customers_posts_in_it(hook):
+    """A private message we started is our topic: its deletion still takes the customer's replies."""
+    ours = topic(77, archetype="private_message", user_id=2,
+                 created_by={"id": 2, "username": "acme_support", "name": "Acme Support"})
+    resp = await send(hook, "topic_destroyed", {"topic": ours})
+    assert resp.status == 202
+    (m,) = hook.published
+    assert (m.external_id, m.event, m.kind, m.is_public) == ("*77/1", "delete", "dm", False)
