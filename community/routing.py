@@ -93,17 +93,27 @@ def nothing_to_answer(r: RouteInput) -> bool:
 
 
 def answered_by_the_bot(r: RouteInput) -> bool:
+    return bot_answers(r.issue_type, r.sentiment, r.community_channel)
+
+
+def bot_answers(issue_type: str, sentiment: str, community_channel: bool) -> bool:
     """Of a type the bot answers without a person — a status reply, a template, an article, or the
-    community's answer on a community channel — when nothing else (safety, a case) decides first."""
-    return r.issue_type in INCIDENT_TYPES or (r.issue_type != "other" and low_touch(r))
+    community's answer on a community channel — when nothing else (safety, a case) decides first.
+    (The route stage asks it too, to spare a thank-you the retrieval the router would not use.)"""
+    return issue_type in INCIDENT_TYPES or (issue_type != "other" and low_touch_type(issue_type, sentiment,
+                                                                                     community_channel))
 
 
 def low_touch(r: RouteInput) -> bool:
-    if r.community_channel:  # the community answers any question that is not high-touch
-        return r.issue_type not in HIGH_TOUCH
-    if r.issue_type not in LOW_TOUCH:
+    return low_touch_type(r.issue_type, r.sentiment, r.community_channel)
+
+
+def low_touch_type(issue_type: str, sentiment: str, community_channel: bool) -> bool:
+    if community_channel:  # the community answers any question that is not high-touch
+        return issue_type not in HIGH_TOUCH
+    if issue_type not in LOW_TOUCH:
         return False
-    return not (r.issue_type in LOW_TOUCH_UNLESS_NEGATIVE and r.sentiment == "negative")
+    return not (issue_type in LOW_TOUCH_UNLESS_NEGATIVE and sentiment == "negative")
 
 
 def combined(issue_confidence: float, c: Candidate) -> float:

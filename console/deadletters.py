@@ -26,8 +26,7 @@ from service import deadletters
 from service.bus import BusUnavailable, DeadLetter
 from service.stages.base import STAGES
 
-PAGE = 100  # rows shown at first, and added by "show more"
-MAX_SHOWN = 10_000
+PAGE, MAX_SHOWN = deadletters.PAGE, deadletters.MAX_SHOWN  # rows shown at first (and added by "show more"), at most
 AT_ONCE = deadletters.AT_ONCE  # dead letters one confirmed retry or discard acts on (the form carries their ids)
 LISTED = 50  # of those, listed on the confirmation page
 VERBS = {"retry": ("Retry", "retried"), "discard": ("Discard", "discarded")}

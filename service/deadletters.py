@@ -1,7 +1,9 @@
 """Dead letters as an operator sees them, shared by `socialcare deadletter` (Redis bus), the
 console's /admin/deadletters page and the bot API's /api/v1/deadletters (either bus, through the web
-process's own): one row format, one way of retrying, discarding and auditing them, so the three
-cannot drift apart.
+process's own): one row format and one way of choosing and retrying them, so the three cannot drift
+apart; the page and the API, which people and programs reach with a sign-in or a token, also
+redact reasons (:func:`display`) and audit every view and action. The CLI runs with the
+servers' own credentials, on a terminal: it shows reasons as they are and audits nothing.
 
 Payloads can hold personal data (whole posts, handles): rows leave them out unless asked, and the
 console and the API show them only through :func:`shown_payload`, redacted, after auditing the view.
@@ -13,11 +15,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from escalation.links import shown_without_links
 from service.audit import record
 from service.bus import Bus, BusUnavailable, DeadLetter
+from service.privacy import reshaped
 from triage.pii import redact
 
 ALL = 10**9  # "every dead letter" for the backends' limit
+PAGE, MAX_SHOWN = 100, 10_000  # the rows a listing gives at first, and at most
 AT_ONCE = 1000  # dead letters one retry or discard acts on (a confirmed form, an API body)
 PAST = {"retry": "retried", "discard": "discarded"}  # the audit actions: deadletter.retried, ...
 
@@ -42,14 +47,9 @@ def row(d: DeadLetter, show_payload: bool = False) -> dict[str, Any]:
 
 
 def redacted(value: Any) -> Any:
-    """``value`` with the personal data of every string in it (keys included) replaced by ``[type]``."""
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {redacted(k) if isinstance(k, str) else k: redacted(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redacted(v) for v in value]
-    return value
+    """``value`` with the personal data of every string in it (keys included) replaced by ``[type]``,
+    and every secure link masked (a customer may quote theirs: it opens their private channel)."""
+    return reshaped(value, lambda text: redact(shown_without_links(text)))
 
 
 def shown_payload(d: DeadLetter) -> Any:
@@ -91,6 +91,11 @@ class Outcome:
     done: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # no such dead letter (retried or discarded already)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (id, why): an undecodable entry stays
+
+    def untried(self, ids: list[str]) -> list[str]:
+        """Those of ``ids`` the bus was not asked about (it went away first: :class:`Interrupted`)."""
+        tried = {*self.done, *self.missing, *(i for i, _ in self.refused)}
+        return [i for i in ids if i not in tried]
 
 
 
@@ -151,8 +156,7 @@ async def audit_action(db: Any, actor: str, verb: str, ids: list[str], outcome: 
                        topic: str | None = None, gone: list[str] | tuple[str, ...] = ()) -> None:
     """Audit a retry or discard with ids only (never a payload): those done, missing (``gone``: known
     missing before asking the bus), refused, and, after an :class:`Interrupted`, those not tried."""
-    tried = {*outcome.done, *outcome.missing, *(i for i, _ in outcome.refused)}
-    untried = [i for i in ids if i not in tried]
+    untried = outcome.untried(ids)
     extra = {"untried": untried} if untried else {}
     async with db.session() as session:
         record(session, actor, f"deadletter.{PAST[verb]}", "deadletter", ids[0] if len(ids) == 1 else None,

@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import and_, func, not_, or_, select, update
@@ -106,13 +106,24 @@ def scrub_scores(scores: dict | None) -> dict:
     return out | {"pii": [], "priority_explanation": []}
 
 
+def reshaped(value: Any, text: Callable[[str], str] | None = None, drop: Collection[str] = ()) -> Any:
+    """A JSON-like ``value`` with every string in it (keys included) passed through ``text``, and the
+    entries whose key is in ``drop`` left out, at any depth: one walk for a routed decision's details,
+    a dead letter shown to an admin (:mod:`service.deadletters`) and a payload exported to its author
+    (:mod:`service.privacy_export`)."""
+    if isinstance(value, str):
+        return text(value) if text else value
+    if isinstance(value, dict):
+        return {reshaped(k, text) if isinstance(k, str) else k: reshaped(v, text, drop)
+                for k, v in value.items() if k not in drop}
+    if isinstance(value, (list, tuple)):
+        return [reshaped(v, text, drop) for v in value]
+    return value
+
+
 def without_reasons(value: Any) -> Any:
     """A decision's details without any ``reason`` (a candidate's names the shared words)."""
-    if isinstance(value, dict):
-        return {k: without_reasons(v) for k, v in value.items() if k != "reason"}
-    if isinstance(value, list):
-        return [without_reasons(v) for v in value]
-    return value
+    return reshaped(value, drop=("reason",))
 
 
 

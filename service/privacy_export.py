@@ -61,7 +61,7 @@ from service import privacy_bus
 from service.audit import record
 from service.bus import DeadLetter
 from service.erasure import Found, Subject, UnknownSubject, find_subject, named_only, without
-from service.privacy import chunks, delivered, erased
+from service.privacy import chunks, delivered, erased, reshaped
 
 SCHEMA_VERSION = 1
 ACTION = "privacy.exported"
@@ -151,13 +151,7 @@ def _grouped(rows: Iterable[Any], key: str) -> dict[Any, list[Any]]:
 def own(value: Any) -> Any:
     """A payload as the person may see it: without the keys that name other accounts
     (:data:`OTHER_ACCOUNTS`, at any depth), every secure link in its texts masked."""
-    if isinstance(value, str):
-        return shown_without_links(value)
-    if isinstance(value, dict):
-        return {k: own(v) for k, v in value.items() if k not in OTHER_ACCOUNTS}
-    if isinstance(value, (list, tuple)):
-        return [own(v) for v in value]
-    return value
+    return reshaped(value, shown_without_links, OTHER_ACCOUNTS)
 
 
 def _reply(r: Reply) -> dict[str, Any]:

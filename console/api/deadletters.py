@@ -24,7 +24,7 @@ from service.bus import BusUnavailable
 from service.stages.base import STAGES
 
 SCOPE = "deadletters"
-PAGE, MAX_SHOWN = 100, 10_000  # as the page's first rows and its "show more" limit
+PAGE, MAX_SHOWN = deadletters.PAGE, deadletters.MAX_SHOWN  # as the page's first rows and its "show more" limit
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"  # in-process "dl-12", Redis "1718000000000-0"
 RETRY_AFTER = "30"  # seconds: a Redis restart, not an outage, is the usual cause
 DeadLetterId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
@@ -94,8 +94,7 @@ async def _act(request: web.Request, verb: str) -> web.Response:
         outcome = await deadletters.act(rt.bus, verb, ids)
     except deadletters.Interrupted as exc:
         await deadletters.audit_action(rt.db, actor, verb, ids, exc.outcome)
-        tried = {*exc.outcome.done, *exc.outcome.missing, *(i for i, _ in exc.outcome.refused)}
-        raise _unavailable(exc, done=exc.outcome.done, untried=[i for i in ids if i not in tried]) from None
+        raise _unavailable(exc, done=exc.outcome.done, untried=exc.outcome.untried(ids)) from None
     except BusUnavailable as exc:
         raise _unavailable(exc) from None
     await deadletters.audit_action(rt.db, actor, verb, ids, outcome)

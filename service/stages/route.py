@@ -26,7 +26,7 @@ from community.harvest import ACCEPTING_PLATFORMS, harvest
 from community.incidents import SpikePolicy, match_batch
 from community.moderation import author_removals
 from community.reports import INCIDENT_TYPES, is_thanks
-from community.routing import HIGH_TOUCH, LOW_TOUCH, ROUTER_VERSION, OpenCase, RouteInput, decide
+from community.routing import HIGH_TOUCH, LOW_TOUCH, ROUTER_VERSION, OpenCase, RouteInput, bot_answers, decide
 from community.rules import BUNDLED_RULES, RuleError, Subject, evaluate, load_rules
 from escalation.cases import open_cases_by_author
 from models import Author, CommunityAnswer, Mention, Reply, RouteDecision, TriageResult
@@ -190,8 +190,8 @@ class RouteStage:
 
             # the cheap path: the template for the issue type; retrieval only where it is unsure, and
             # never for a post an incident's status reply or a community's accepted answer settles, nor
-            # for a thank-you under a type the bot answers: every answerable type but "other" (it goes
-            # where praise goes, community.routing.nothing_to_answer; a high-touch type is not answerable)
+            # for a thank-you under a type the bot answers (it goes where praise goes:
+            # community.routing.nothing_to_answer)
             thanks = {m.id for m, t, _ in rows if is_thanks(m.text, t.sentiment, t.praise)}
             cheap, todo = {}, []
             for m, t, _ in rows:
@@ -201,7 +201,7 @@ class RouteStage:
                 if not (answerable and t.sensitivity == "none" and m.is_public and m.id not in held
                         and not t.pii_exposed and t.spam != "spam" and t.toxicity != "offensive"
                         and m.id not in incidents and m.id not in accepted and m.author_id not in cases
-                        and not (m.id in thanks and t.issue_type != "other")):
+                        and not (m.id in thanks and bot_answers(t.issue_type, t.sentiment, m.platform in community))):
                     continue
                 if m.platform in community:  # low volume by definition: always worth the encoder
                     todo.append((m, t))

@@ -220,3 +220,14 @@ def test_the_description_documents_the_four_operations():
         assert "`deadletters`" in op["summary"] and "503" in op["responses"] and "200" in op["responses"]
     assert paths["/api/v1/deadletters/retry"]["post"]["requestBody"]["content"]["application/json"]["schema"][
         "properties"]["ids"]["maxItems"] == 1000
+
+
+async def test_a_secure_link_a_customer_quoted_is_masked_in_the_payload_shown(app_client, runtime, admin, described):
+    token = "A" * 43  # a secure link opens the customer's private channel: whoever reads the payload must not
+    text = f"this link fails https://care.example/secure/{token} mail jo.doe@example.com"
+    await bury(runtime.bus, "ingest", "x:1", {"mention": {"text": text, "raw": {"text": text}}})
+    [dead] = await runtime.bus.dead_letters()
+    status, shown = await call(app_client, described, "GET", f"/api/v1/deadletters/{dead.id}",
+                               "/api/v1/deadletters/{id}", headers=admin)
+    assert status == 200 and token not in str(shown) and "jo.doe" not in str(shown)
+    assert shown["payload"]["mention"]["text"] == "this link fails [secure link] mail [email]"
