@@ -34,13 +34,13 @@ def digest(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
-
 @dataclass
 class Window:
     """The posts to re-read: their id (a Reddit fullname, a tweet id, a forum post's key) -> (epoch
     second first seen, digest of the text last seen, after :data:`REMOVED` while the post is removed),
     and when they were last read back (epoch seconds; 0: never). The cursor holds each as
-    ``[id, first seen, digest]``."""
+    ``[id, first seen, digest]``. Posts first seen in the same second are kept and saved in
+    :meth:`order`, the id's by default; a window whose keys are not the platform's ids overrides it."""
 
     seen: dict[str, tuple[int, str]] = field(default_factory=dict)
     checked_at: float = 0.0
@@ -66,8 +66,12 @@ class Window:
             data = {}
         return cls.load(data.get(KEY) if isinstance(data, dict) else None)
 
+    def order(self, key: str) -> Any:
+        """The sort key of a post among those first seen in the same second: later is newer."""
+        return id_order(key)
+
     def dump(self) -> dict[str, Any]:
-        ids = sorted(self.seen, key=id_order)
+        ids = sorted(self.seen, key=self.order)
         return {"at": int(self.checked_at), "ids": [[name, *self.seen[name]] for name in ids]}
 
     def add(self, mentions: Iterable[NormalizedMention], now: float) -> None:
@@ -81,5 +85,5 @@ class Window:
         """Forget posts first seen more than ``hours`` ago, then all but the ``size`` newest."""
         oldest = now - hours * 3600
         kept = sorted(((name, v) for name, v in self.seen.items() if v[0] >= oldest),
-                      key=lambda item: (item[1][0], id_order(item[0])))
+                      key=lambda item: (item[1][0], self.order(item[0])))
         self.seen = dict(kept[-size:] if size > 0 else [])

@@ -10,6 +10,15 @@ every ``recheck_seconds`` (:mod:`listener.discourse.recheck`), mostly on the sam
 
 The cursor is a small JSON object: ``after``, the highest post id seen, and ``recheck``, the window
 of recent posts. A cursor saved before the window existed (the bare post id) loads as ``after``.
+
+The re-check never holds new posts back for trouble of its own: a post read alone whose answer is
+an error (a 5xx, a 4xx other than 404, a timeout, a body that is not JSON) is unknown this round
+(logged with its id and the status, left as it was, read again on a later round), and a page read
+for the re-check alone (below the poll's own) that fails ends the paging there, the window's posts
+below it waiting for a round that reaches them. A 429 anywhere is raised: Discourse's limit is per
+API key, so the poll's next request would meet it too; the saved cursor, window included, stays as
+it was, the runner waits for ``Retry-After`` and the repeated round fetches the new posts again, so
+none is lost. Errors of the pages the poll itself needs are raised as well (the runner backs off).
 """
 
 from __future__ import annotations
@@ -46,6 +55,12 @@ class DiscourseHTTPError(ConnectorError):
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status
+
+
+def _status(exc: ConnectorError) -> str:
+    """An error as a log may name it: a 4xx's status alone (its message holds the body, which may
+    quote a post); the others' messages name only a status, a path or an exception's type."""
+    return f"HTTP {exc.status}" if isinstance(exc, DiscourseHTTPError) else str(exc)
 
 
 def parse_cursor(cursor: str | None) -> int | None:
@@ -104,13 +119,27 @@ class DiscourseConnector:
         except ValueError as exc:
             raise TransientError(f"Discourse sent malformed JSON on {path}") from exc
 
-    async def _pages(self, floor: int | None, pages: int) -> tuple[dict[int, dict[str, Any]], int]:
+    async def _pages(self, floor: int | None, pages: int,
+                     needed: int | None = None) -> tuple[dict[int, dict[str, Any]], int]:
         """``/posts.json`` pages, newest first, until one reaches id ``floor`` (None: one page), the
-        listing ends or ``pages`` were read; the posts by id, and the lowest id the pages cover."""
+        listing ends or ``pages`` were read; the posts by id, and the lowest id the pages cover.
+        The poll needs the pages down to id ``needed`` (None: the first one); an error on a page read
+        for the re-check alone, below those, ends the paging there (a 429 is raised all the same)."""
         posts: dict[int, dict[str, Any]] = {}
         before: int | None = None
         for _ in range(pages):
-            page = await self._call("GET", "/posts.json", params={"before": before} if before else None)
+            try:
+                page = await self._call("GET", "/posts.json", params={"before": before} if before else None)
+                if not isinstance(page, dict):
+                    raise TransientError("Discourse sent a /posts.json page that is not a JSON object")
+            except RateLimited:
+                raise
+            except ConnectorError as exc:
+                if before is None or (needed is not None and before > needed):
+                    raise
+                log.warning("discourse re-check: the page below post %d failed (%s); the window's posts below "
+                            "it wait for a later round", before, _status(exc))
+                break
             latest = [p for p in (page.get("latest_posts") or []) if isinstance(p, dict) and type(p.get("id")) is int]
             if not latest:
                 return posts, 0  # the listing ended: it covered everything
@@ -121,30 +150,33 @@ class DiscourseConnector:
         return posts, before or 0
 
     async def _lookup(self, pid: int) -> dict[str, Any] | None:
-        """``GET /posts/{id}.json``: None for a 404 (deleted, to a non-staff API user). A 403 (a post
-        out of the API user's sight, or a key without that scope) is logged and reads as nothing
-        known: the next round asks again, and one post does not stop the connector."""
+        """``GET /posts/{id}.json``: None for a 404 (deleted, to a non-staff API user). Any other error
+        but a 429 (a 403 for a post out of the API user's sight or a key without that scope, a 5xx, a
+        timeout, a body that is not JSON) is logged and reads as nothing known this round (``{}``):
+        the post is left as it was and read again on a later round, and one post holds nothing back.
+        A 429 is raised: the limit is the API key's, shared with the poll."""
         try:
             post = await self._call("GET", f"/posts/{pid}.json")
-        except DiscourseHTTPError as exc:
-            if exc.status == 404:
-                return None
+        except RateLimited:
             raise
-        except AuthError as exc:
-            log.warning("discourse re-check: %s", exc)
+        except ConnectorError as exc:
+            if isinstance(exc, DiscourseHTTPError) and exc.status == 404:
+                return None
+            log.warning("discourse re-check: post %d unknown this round (%s)", pid, _status(exc))
             return {}
         return post if isinstance(post, dict) else {}
 
     async def poll_once(self, cursor: str | None) -> tuple[list[NormalizedMention], str | None]:
         """One round: the posts newer than the cursor (the latest page only on a first run), then,
-        when due, the re-check of the window, whose pages continue the poll's own. Any error (a 429
-        included) leaves the caller's cursor, and so the window, as it was."""
+        when due, the re-check of the window, whose pages continue the poll's own. A raised error (a
+        429 anywhere, or a failure of the poll's own pages) leaves the caller's cursor, and so the
+        window, as it was; the re-check's other failures are absorbed (the module's docstring)."""
         since, window = parse_cursor(cursor), PostWindow.from_cursor(cursor)
         now = time.time()
         window.trim(now, self.recheck_hours, self.recheck_size)
         due = bool(window.seen) and now - window.checked_at >= self.recheck_seconds
         floor = window.lowest() if due else since  # the window's posts are all at most ``since``
-        listed, low = await self._pages(floor, self.max_pages + (self.recheck_pages if due else 0))
+        listed, low = await self._pages(floor, self.max_pages + (self.recheck_pages if due else 0), since)
         fresh = [listed[i] for i in sorted(listed) if since is None or i > since]
         mentions = [post_to_mention(p, self.base) for p in fresh if usable(p) and not is_ours(p, self.username)]
         if due:

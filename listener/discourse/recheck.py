@@ -23,8 +23,15 @@ whispers; a window post missing from the pages and not known deleted is read alo
 rounds): a 404 (a deleted post, to a non-staff API user) or ``deleted_at`` (to staff) is a deletion;
 a post still there (hidden, unlisted) is compared as any other, except a topic's first post, whose
 title that answer leaves out, and is read alone again next round (hidden posts are few).
-A 429 anywhere in a round is raised like any other error (the connector's ``_call``): the saved
-cursor, window included, stays as it was and the runner waits for ``Retry-After``.
+
+A re-check never holds new posts back for trouble of its own. A post read alone whose answer is an
+error other than a 404 or a 429 (a 5xx, a 403, a timeout, a body that is not JSON) is unknown this
+round: logged (its id and the status), left as it was, read again on a later round. A page read for
+the re-check alone (below the ones the poll needs) that fails ends the paging there, as the page
+budget does. A 429 anywhere in a round is raised (the connector's ``_call``), because Discourse
+limits the API key, not an endpoint: the poll's next request would meet it too. The saved cursor,
+window included, stays as it was, the runner waits for ``Retry-After``, and the repeated round
+fetches the round's new posts again: a 429 never loses one.
 
 A deleted topic is caught only in part. Its posts leave the pages; read alone, each is a 404 to a
 non-staff API user, a deletion. But Discourse deletes the topic and its first post only: to staff
@@ -74,9 +81,10 @@ def usable(post: Any) -> bool:
 
 @dataclass
 class PostWindow(Window):
-    """Reddit's window keyed by ``topic/number``, plus each post's Discourse id (``post_ids``). Such
-    a key has no base-36 Reddit id, so posts first seen in the same second keep the order they were
-    added in (the poll's, by id) when the window is trimmed or saved."""
+    """The shared window keyed by ``topic/number``, plus each post's Discourse id (``post_ids``).
+    Such a key does not sort as the forum's order ("10/1" before "9/5" as text), so posts first seen
+    in the same second are ordered by their post id when the window is trimmed (the newest kept) or
+    saved."""
 
     post_ids: dict[str, int] = field(default_factory=dict)
 
@@ -89,6 +97,9 @@ class PostWindow(Window):
         window.post_ids = {k: v for k, v in ids.items() if k in window.seen and type(v) is int and v > 0}
         window.seen = {k: v for k, v in window.seen.items() if k in window.post_ids}
         return window
+
+    def order(self, key: str) -> tuple[int, str]:
+        return self.post_ids.get(key, 0), key
 
     def dump(self) -> dict[str, Any]:
         return {**super().dump(), "post_ids": {k: self.post_ids[k] for k in self.seen}}
@@ -171,8 +182,8 @@ def changes(window: PostWindow, listed: dict[int, dict[str, Any]], low: int,
 async def recheck(window: PostWindow, listed: dict[int, dict[str, Any]], low: int, lookup: Lookup,
                   base_url: str, now: float, lookups: int) -> list[NormalizedMention]:
     """One re-check round over pages already read: the posts missing from them are read alone
-    (``lookup``, at most ``lookups``), then compared. Raises what ``lookup`` raises (a 429 included)
-    before the window is touched."""
+    (``lookup``, at most ``lookups``; ``{}`` for one unknown this round), then compared. Raises what
+    ``lookup`` raises (the connector's: a 429 alone) before the window is touched."""
     looked_up = {key: await lookup(pid) for key, pid in window.missing(listed, low)[:max(lookups, 0)]}
     out = changes(window, listed, low, looked_up, base_url, now)
     window.checked_at = now

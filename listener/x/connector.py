@@ -5,7 +5,11 @@ goes to ``settings.x_api_base`` through :mod:`listener.hosts`. The cursor holds 
 seen (``since_id``); pages are followed with ``pagination_token`` to the end, so a restart after
 any downtime picks up exactly where the last saved cursor left off. It also holds the window of
 recent mentions looked up again for deletions (:mod:`listener.x.recheck`), X having no deletion
-events outside its Enterprise compliance streams.
+events outside its Enterprise compliance streams. That lookup runs after the new mentions are
+fetched and never raises: a failure there (a 429 on the lookup's own limit, a 403, a 5xx, a
+malformed page) is logged and the re-check waits for its next round, or the reset a 429 announced,
+while the mentions keep coming. Errors of the mentions fetch itself are raised (``translate``) with
+the saved cursor, window included, left as it was.
 """
 
 from __future__ import annotations
@@ -76,14 +80,15 @@ class XConnector(Rechecks, XActions):
         return self._theirs(out), newest_id(newest, out, since_id)
 
     async def poll_once(self, cursor: str | None) -> tuple[list[NormalizedMention], str | None]:
-        """One round: the re-check of recent mentions when due (first, so a 429 there wastes no fetch),
-        then the new mentions. Any error leaves the caller's cursor, window included, as it was."""
+        """One round: the new mentions, then the re-check of the window's (those of earlier rounds)
+        when due. An error fetching the mentions leaves the caller's cursor, window included, as it
+        was; the re-check raises nothing (:meth:`Rechecks._recheck`), so it never holds them back."""
         window = TweetWindow.from_cursor(cursor)
-        changed = await self._recheck(window)
         try:
             mentions, since = await asyncio.to_thread(self._mentions_sync, since_id(cursor))
         except Exception as exc:
             raise translate(exc) from exc
+        changed = await self._recheck(window)
         self._remember(window, mentions)
         return changed + mentions, dump_cursor(since, window)
 

@@ -8,11 +8,20 @@ those first seen in the last ``recheck_hours``, at most ``recheck_size``. It liv
 is read as the ``since_id``). Every ``recheck_seconds`` the window is looked up with the batch lookup
 ``GET /2/tweets?ids=`` (tweepy ``Client.get_tweets``, at most 100 ids a request: at most
 ``ceil(recheck_size / 100)`` requests a round, 3 every 15 minutes with the defaults, well within the
-15-minute rate-limit windows of the paid tiers even with both connectors). A round runs before the
-connector fetches anything new, and a 429 is raised like any other error (``translate``): the saved
-cursor, window included, stays as it was and the runner waits for ``x-rate-limit-reset``. Each tweet
-found counts against X's monthly post cap, at most ``recheck_size`` a round: a tier with a small cap
-wants a smaller window or a slower pace.
+15-minute rate-limit windows of the paid tiers even with both connectors). Each tweet found counts
+against X's monthly post cap, at most ``recheck_size`` a round: a tier with a small cap wants a
+smaller window or a slower pace.
+
+The re-check never stops nor delays ingestion. A round runs after the connector fetched what is new
+(a failed fetch raises before it, the saved cursor staying as it was), and nothing it meets is raised:
+a lookup that fails (an error status, a 403 included, which is about the lookup and never stops the
+connector; a timeout, a body that is not JSON) skips the round, with a log line naming the status
+alone, until the next is due (``checked_at`` moves on, the window is left as it was). A 429 is the
+lookup endpoint's own limit on X, apart from the mentions' and the search's: it skips the round too,
+and no round runs before the ``x-rate-limit-reset`` it announced (``not_before``, kept in the cursor's
+window; at most :data:`LIMIT_WAIT` ahead). A page of a lookup that is not what X sends (``data`` or
+``errors`` not a list, say) is logged and skipped: its tweets are left as they were and asked again
+next round, the other pages count.
 
 What X answers for each id (the errors of ``includes`` are not about the ids asked, and are ignored):
 
@@ -39,14 +48,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import tweepy
+
+from listener.backoff import rate_limit_wait
+from listener.errors import RateLimited
 from listener.protocol import NormalizedMention
 from listener.recheck import KEY, REMOVED, Window, id_order
-from listener.x.errors import translate
+from listener.x.errors import _status, translate
 from listener.x.normalize import TWEET_FIELDS, USER_FIELDS, edit_chain, tweet_to_mention, users_of, version_id
 
 log = logging.getLogger("socialcare.listener.x")
@@ -56,6 +71,7 @@ RECHECK_HOURS = 24.0
 RECHECK_SIZE = 300  # 0: no re-check
 BATCH = 100  # ids per GET /2/tweets: X's maximum
 NOT_FOUND, NOT_AUTHORIZED = "Not Found Error", "Authorization Error"
+LIMIT_WAIT = 900.0  # the longest a lookup's 429 holds the re-check back: X's rate-limit windows are 15 minutes
 
 
 def since_id(cursor: str | None) -> str | None:
@@ -81,10 +97,35 @@ def _marker(mark: str) -> str:
     return REMOVED if mark.startswith(REMOVED) else ""
 
 
+@dataclass
 class TweetWindow(Window):
     """The shared window (:class:`listener.recheck.Window`: trimmed, dumped and loaded alike) for
     tweets: original id -> (epoch second first seen, the newest version id known, after
-    :data:`REMOVED` while X withholds the tweet). No text digest: X edits are new ids."""
+    :data:`REMOVED` while X withholds the tweet). No text digest: X edits are new ids. ``not_before``:
+    the ``x-rate-limit-reset`` of a lookup's 429, before which no round runs (0: none); the cursor
+    holds it as ``wait`` while it is ahead of the last round."""
+
+    not_before: float = 0.0
+
+    @classmethod
+    def load(cls, data: Any) -> TweetWindow:
+        window = super().load(data)
+        wait = data.get("wait") if isinstance(data, dict) else None
+        if isinstance(wait, (int, float)) and not isinstance(wait, bool) and math.isfinite(wait):
+            window.not_before = float(wait)
+        return window
+
+    def dump(self) -> dict[str, Any]:
+        data = super().dump()
+        if self.not_before > self.checked_at:
+            data["wait"] = math.ceil(self.not_before)
+        return data
+
+    def due(self, now: float, seconds: float) -> bool:
+        """Whether a round is due: ``seconds`` after the last one, and not before a 429's reset (one
+        further ahead than :data:`LIMIT_WAIT`, a clock gone wrong, is brought back to that)."""
+        self.not_before = min(self.not_before, now + LIMIT_WAIT)
+        return now >= max(self.checked_at + seconds, self.not_before)
 
     def add(self, mentions: Iterable[NormalizedMention], now: float) -> None:
         self.checked_at = self.checked_at or now
@@ -109,9 +150,13 @@ def gone(original: str, version: str, why: str, channel: str | None, now: float)
 
 def changes(page: Any, window: TweetWindow, asked: dict[str, str], channel: str | None,
             now: float) -> list[NormalizedMention]:
-    """What one lookup response says became of the window's tweets; ``window`` is updated to it."""
+    """What one lookup response says became of the window's tweets; ``window`` is updated to it.
+    A page not shaped as X sends it raises ``ValueError`` before anything is changed."""
     if not isinstance(page, dict):
-        raise ValueError("X response is not a JSON object")  # noqa: TRY004 - a payload error: back off
+        raise ValueError("the lookup's answer is not a JSON object")  # noqa: TRY004 - a payload error
+    for part in ("data", "errors"):
+        if not isinstance(page.get(part) or [], list):
+            raise ValueError(f"the lookup's {part} is not a list")  # noqa: TRY004 - a payload error
     out = []
     users = users_of(page.get("includes"))
     for tweet in page.get("data") or []:
@@ -152,13 +197,29 @@ def changes(page: Any, window: TweetWindow, asked: dict[str, str], channel: str 
 async def recheck(lookup: Callable[[list[str]], Awaitable[Any]], window: TweetWindow, channel: str | None,
                   now: float) -> list[NormalizedMention]:
     """Look the window up, ``BATCH`` ids a request. Raises what ``lookup`` raises (a 429 included)
-    with ``window`` untouched, so the caller's saved cursor keeps it and the next round asks again."""
+    with ``window`` untouched. A page that cannot be read is logged and leaves its tweets as they
+    were (asked again next round); the others count."""
     asked = window.asked()
     ids = sorted(asked, key=id_order)
     pages = [await lookup(ids[i:i + BATCH]) for i in range(0, len(ids), BATCH)]
-    out = [m for page in pages for m in changes(page, window, asked, channel, now)]
+    out: list[NormalizedMention] = []
+    for n, page in enumerate(pages):
+        before = dict(window.seen)
+        try:
+            out += changes(page, window, asked, channel, now)
+        except Exception as exc:  # noqa: BLE001 - one page's trouble: its tweets wait for the next round
+            window.seen = before
+            log.warning("X re-check: lookup page %d of %d not understood (%s); its %d tweets are asked again "
+                        "next round", n + 1, len(pages), type(exc).__name__, len(ids[n * BATCH:(n + 1) * BATCH]))
     window.checked_at = now
     return out
+
+
+def _what(exc: BaseException) -> str:
+    """An error as a log may name it: the status or the exception's type, never a body."""
+    if isinstance(exc, tweepy.HTTPException):
+        return f"HTTP {_status(exc)}"
+    return type(exc).__name__
 
 
 class Rechecks:
@@ -180,15 +241,29 @@ class Rechecks:
         return await asyncio.to_thread(self._lookup_sync, ids)
 
     async def _recheck(self, window: TweetWindow) -> list[NormalizedMention]:
-        """The window's deletions, withdrawals and returns when a round is due; errors translated."""
+        """The window's deletions, withdrawals and returns when a round is due. Never raises (but
+        cancellation): a failed lookup is logged and the round skipped until the next is due, or after
+        a 429 until the reset X announced."""
         now = time.time()
         window.trim(now, self.recheck_hours, self.recheck_size)
-        if not window.seen or now - window.checked_at < self.recheck_seconds:
+        if not window.seen or not window.due(now, self.recheck_seconds):
             return []
         try:
             return await recheck(self._lookup, window, self.channel, now)
-        except Exception as exc:
-            raise translate(exc) from exc
+        except Exception as exc:  # noqa: BLE001 - the re-check never stops nor delays ingestion
+            self._skip(window, exc, now)
+            return []
+
+    def _skip(self, window: TweetWindow, exc: Exception, now: float) -> None:
+        """A failed round: the window as it was, the next round when due (after a 429, not before its reset)."""
+        window.checked_at = now
+        limited = translate(exc)
+        if isinstance(limited, RateLimited):
+            wait = min(rate_limit_wait(limited.reset_at, limited.retry_after, now=now), LIMIT_WAIT)
+            window.not_before = max(window.not_before, now + wait)
+        due = max(now + self.recheck_seconds, window.not_before)
+        log.warning("connector %s: re-check of %d tweets skipped (%s); next in %.0f s", getattr(self, "name", "x"),
+                    len(window.seen), _what(exc), due - now)
 
     def _remember(self, window: TweetWindow, fresh: list[NormalizedMention]) -> None:
         """This round's new tweets join the window (the first ones start its clock)."""

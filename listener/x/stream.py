@@ -12,9 +12,11 @@ ids already yielded are skipped, so nothing repeats. When the account's tier has
 stream (403 ``client-forbidden``), the connector polls recent search instead.
 
 Neither the stream nor search says when a tweet is deleted, so the cursor also holds the window of
-recent tweets looked up again for deletions (:mod:`listener.x.recheck`): before each catch-up or
-poll, and between stream batches when due. A live batch is yielded before that lookup, so a 429
-there (the runner waits, then reconnects) never costs a tweet already taken off the stream.
+recent tweets looked up again for deletions (:mod:`listener.x.recheck`): after each catch-up or
+poll's search, and between stream batches when due. That lookup never raises: a failure there (a 429
+on the lookup's own limit, a 403, a 5xx, a malformed page) is logged and the re-check waits for its
+next round, or the reset a 429 announced, so it never tears a healthy stream down nor holds a
+catch-up back. A live batch is yielded before the lookup all the same.
 """
 
 from __future__ import annotations
@@ -188,12 +190,13 @@ class XStreamConnector(Rechecks, XActions):
         return await self._rules_call(sync)
 
     async def poll_once(self, cursor: str | None) -> tuple[list[NormalizedMention], str | None]:
-        """The re-check when due, then recent search for the rules since the cursor's ``since_id`` (the
-        catch-up, and the fallback's poll). The re-check goes first: failing after the search, it would
-        drop the search's tweets, already marked as yielded, so the repeated round would skip them."""
+        """Recent search for the rules since the cursor's ``since_id`` (the catch-up, and the fallback's
+        poll), then the re-check of the window's tweets (those of earlier rounds) when due. A search
+        error leaves the caller's cursor as it was; the re-check raises nothing
+        (:meth:`Rechecks._recheck`), so the search's tweets, already marked as yielded, are never dropped."""
         window = TweetWindow.from_cursor(cursor)
-        changed = await self._recheck(window)
         mentions, since = await self._search(since_id(cursor))
+        changed = await self._recheck(window)
         self._remember(window, mentions)
         return changed + mentions, dump_cursor(since, window)
 

@@ -254,6 +254,71 @@ async def test_a_429_on_the_recheck_leaves_the_cursor_as_it_was(forum, connector
     assert saved["after"] == 106 and len(saved["recheck"]["ids"]) == 6  # the window's five kept, and the new post
 
 
+async def test_a_post_whose_lookup_fails_holds_no_new_post_back_and_is_read_again_later(forum, connectors, waits,
+                                                                                       caplog):
+    """One post read alone whose answer is an error (500, 400, a body cut off) is unknown for that
+    round: left as it was, read again next round; the round's new posts and edits come through."""
+    c = connector(forum, connectors)
+    _, cursor = await c.poll_once("99")
+    forum.destroy(forum.find(40, 3))  # off the pages: read alone, GET /posts/102.json
+    forum.fail_on["GET /posts/{id}.json"] = [(500, {}), (400, {}), (200, {}, '{"post": {"id": 10')]
+    forum.edit(forum.find(40, 2), "fixed after the update")  # on the pages
+    forum.posts.append(post(106, topic_id=42, raw="a new post in the same round"))
+    store, stop, got = MemoryCursorStore(), asyncio.Event(), []
+    await store.set("discourse", cursor)
+
+    async def publish(batch):
+        got.append(sorted((m.external_id, m.event) for m in batch))
+        if len(got) == 2:
+            stop.set()
+
+    status = await asyncio.wait_for(run_connector(c, publish, store, stop), 30)
+    assert got == [[("40/2", "upsert"), ("42/1", "upsert")],  # in the round whose lookup failed
+                   [("40/3", "delete")]]  # three rounds later, when the lookup answered
+    assert not forum.fail_on["GET /posts/{id}.json"] and forum.requests.count("/posts/102.json") == 4
+    assert waits == [] and not status.stopped_by_error and status.last_error is None
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("socialcare.listener")]
+    assert sum("post 102 unknown this round" in line for line in logged) == 3
+    assert not any("error_type" in line or "{" in line for line in logged)  # the status, never a body
+
+
+@pytest.mark.parametrize("status", [500, 429])
+async def test_a_page_read_for_the_recheck_alone_never_loses_a_new_post(forum, connectors, waits, status):
+    """Below the poll's own page (posts 106 to 104), a failing page ends this round's re-check there;
+    a 429, the API key's limit, is raised as anywhere: the round is repeated after it, whole."""
+    c = connector(forum, connectors)
+    _, cursor = await c.poll_once("99")
+    forum.edit(forum.find(40, 2), "fixed after the update")  # post 101: on the page below, re-check's alone
+    forum.posts.append(post(106, topic_id=42, raw="a new post in the same round"))
+    forum.fail_on["/posts.json?before=104"] = [(status, {"Retry-After": "2"})]
+    store, stop, got = MemoryCursorStore(), asyncio.Event(), []
+    await store.set("discourse", cursor)
+
+    async def publish(batch):
+        got.extend((m.external_id, m.event) for m in batch)
+        if len(got) == 2:
+            stop.set()
+
+    await asyncio.wait_for(run_connector(c, publish, store, stop), 30)
+    assert sorted(got) == [("40/2", "upsert"), ("42/1", "upsert")] and not forum.fail_on["/posts.json?before=104"]
+    if status == 429:
+        assert waits == [2.0]  # waited, then the same round again, both in one batch
+    else:
+        assert waits == [] and got[0] == ("42/1", "upsert")  # the new post first, the edit a round later
+    assert json.loads(await store.get("discourse"))["after"] == 106
+
+
+def test_posts_first_seen_in_the_same_second_are_trimmed_and_saved_by_post_id():
+    """Keys are ``topic/number``: as text "10/1" (post 100) would pass for newer than "9/5" (post 200)."""
+    window = PostWindow({"10/1": (5, "aa"), "9/5": (5, "bb"), "9/6": (4, "cc")},
+                        post_ids={"10/1": 100, "9/5": 200, "9/6": 300})
+    assert [entry[0] for entry in window.dump()["ids"]] == ["10/1", "9/5", "9/6"]  # the forum's order
+    window.trim(5, 24, 2)
+    assert window.seen == {"10/1": (5, "aa"), "9/5": (5, "bb")}  # first seen later beats a higher id
+    window.trim(5, 24, 1)
+    assert window.seen == {"9/5": (5, "bb")} and window.post_ids == {"9/5": 200}
+
+
 def test_a_cursor_without_a_window_or_with_a_broken_one_starts_an_empty_one():
     for cursor in (None, "", "107", "not json", '{"after": 107}', '{"recheck": "x"}',
                    '{"recheck": {"ids": [["40/1", 5, "ff"]]}}',  # no post id: it could not be read back

@@ -8,16 +8,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from sqlalchemy import select
 
-from listener import runner
 from listener.cursors import MemoryCursorStore
-from listener.errors import RateLimited
 from listener.ingest import ingest_batch
 from listener.runner import run_connector
+from listener.x import recheck as xrecheck
 from listener.x.connector import XConnector
 from listener.x.recheck import changes, since_id
 from listener.x.stream import XStreamConnector
@@ -25,7 +25,7 @@ from models import Mention
 from service.settings import load_settings
 
 from .fakes import serve
-from .fakes.x_api import FakeX, edited, lookup_error, tweet
+from .fakes.x_api import TOO_MANY_IDS, FakeX, edited, lookup_error, tweet
 from .test_x_stream import take
 
 JANE, TOM = "2244994945", "783214"
@@ -141,35 +141,87 @@ async def test_the_window_is_bounded_by_size_and_age_and_survives_a_restart(fake
     assert [m.external_id for m in more] == [tweet(9)["id"]] and window(old_style) == [tweet(9)["id"]]
 
 
-async def test_a_429_on_the_recheck_leaves_the_cursor_as_it_was_and_the_runner_waits(fake, made, monkeypatch):
+FORBIDDEN = {"title": "Forbidden", "type": "about:blank", "status": 403,
+             "detail": "You are not permitted to perform this action."}
+LOOKUP_FAILURES = {  # what GET /2/tweets?ids= may answer instead of a lookup
+    "503": (503, {}),
+    "403": (403, {}, FORBIDDEN),
+    "400": (400, {}, TOO_MANY_IDS),
+    "malformed JSON": (200, {}, '{"data": [ {"id": '),
+    "data not a list": (200, {}, {"data": 42}),
+}
+
+
+@pytest.mark.parametrize("failure", LOOKUP_FAILURES.values(), ids=LOOKUP_FAILURES.keys())
+async def test_a_failing_lookup_never_holds_back_new_mentions_nor_stops_the_connector(fake, made, waits, failure,
+                                                                                    caplog):
     c = connector(fake, made)
     _, saved = await c.poll_once(None)
     target = fake.tweets[1]["id"]
     fake.gone.add(target)
-    fake.tweets.append(tweet(7))  # new meanwhile: not lost either
-    fake.lookup_fail_next = [(429, {"x-rate-limit-reset": str(int(time.time()) + 600),
-                                    "x-rate-limit-remaining": "0"})]
-    with pytest.raises(RateLimited) as limited:
-        await c.poll_once(saved)
-    assert limited.value.reset_at >= time.time() + 590
-    store, stop, got, waited = MemoryCursorStore(), asyncio.Event(), [], []
+    fake.tweets.append(tweet(7))  # new meanwhile
+    fake.lookup_fail_next = [failure]
+    store, stop, got, cursors = MemoryCursorStore(), asyncio.Event(), [], []
     await store.set("x", saved)
 
-    async def no_sleep(_stop, seconds):
-        waited.append((seconds, store.values["x"]))
-        await asyncio.sleep(0)
-
     async def publish(batch):
-        got.extend((m.event, m.external_id) for m in batch)
-        stop.set()
+        got.append([(m.event, m.external_id) for m in batch])
+        cursors.append(await store.get("x"))
+        if len(got) == 2:
+            stop.set()
 
-    monkeypatch.setattr(runner, "_sleep", no_sleep)
-    fake.lookup_fail_next = [(429, {"x-rate-limit-reset": str(int(time.time()) + 600)})]
-    await asyncio.wait_for(run_connector(c, publish, store, stop), 10)
-    (seconds, during), = waited
-    assert 500 < seconds <= 610 and during == saved  # it waited for the reset, the cursor untouched
-    assert got == [("delete", target), ("upsert", tweet(7)["id"])]  # then the same round again
+    status = await asyncio.wait_for(run_connector(c, publish, store, stop), 10)
+    assert got == [[("upsert", tweet(7)["id"])],  # in the very round whose lookup failed
+                   [("delete", target)]]  # the next round's re-check
+    assert waits == [] and not status.stopped_by_error and status.last_error is None  # no back-off, no stop
+    assert target in window(cursors[1])  # the failed round left the window as it was
     assert target not in window(store.values["x"]) and since_id(store.values["x"]) == tweet(7)["id"]
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("socialcare.listener")]
+    assert any("re-check" in line for line in logged)
+    assert not any(word in line for line in logged for word in ("@acme_help", "permitted", "parameters", "{"))
+
+
+async def test_a_lookup_page_not_understood_is_skipped_and_the_others_count(fake, made):
+    fake.tweets = [tweet(i) for i in range(250)]
+    c = connector(fake, made)
+    _, cursor = await c.poll_once(None)
+    first_page, last_page = fake.tweets[10]["id"], fake.tweets[240]["id"]
+    fake.gone.update({first_page, last_page})
+    fake.lookup_fail_next = [(200, {}, {"errors": 7})]  # the first of three pages
+    gone, cursor = await c.poll_once(cursor)
+    assert [(m.event, m.external_id) for m in gone] == [("delete", last_page)]
+    assert first_page in window(cursor)  # asked again next round
+    gone, cursor = await c.poll_once(cursor)
+    assert [(m.event, m.external_id) for m in gone] == [("delete", first_page)]
+
+
+async def test_a_429_on_the_lookup_delays_no_mention_and_the_recheck_waits_for_its_reset(fake, made, monkeypatch):
+    """X limits the lookup endpoint apart from the mentions: its 429 holds back the re-check alone,
+    until the ``x-rate-limit-reset`` it announced, a restart included."""
+    c = connector(fake, made)
+    _, saved = await c.poll_once(None)
+    target = fake.tweets[1]["id"]
+    fake.gone.add(target)
+    fake.tweets.append(tweet(7))
+    reset = int(time.time()) + 600
+    fake.lookup_fail_next = [(429, {"x-rate-limit-reset": str(reset), "x-rate-limit-remaining": "0"})]
+    got, cursor = await c.poll_once(saved)  # nothing raised: the runner has nothing to wait for
+    assert [(m.event, m.external_id) for m in got] == [("upsert", tweet(7)["id"])]
+    asked = len(fake.lookup_ids())
+    fake.tweets.append(tweet(8))
+    got, cursor = await c.poll_once(cursor)
+    assert [(m.event, m.external_id) for m in got] == [("upsert", tweet(8)["id"])]
+    await c.close()
+    again = connector(fake, made)  # a restart, from the saved cursor
+    fake.tweets.append(tweet(9))
+    got, cursor = await again.poll_once(cursor)
+    assert [(m.event, m.external_id) for m in got] == [("upsert", tweet(9)["id"])]
+    assert len(fake.lookup_ids()) == asked  # not asked again before the reset
+    real = time.time
+    monkeypatch.setattr(xrecheck, "time", SimpleNamespace(time=lambda: real() + 602))
+    (deleted,), cursor = await again.poll_once(cursor)  # past the reset
+    assert (deleted.event, deleted.external_id) == ("delete", target)
+    assert len(fake.lookup_ids()) == asked + 1 and "wait" not in json.loads(cursor)["recheck"]
 
 
 async def test_a_protected_or_suspended_author_withdraws_the_tweet_until_x_shows_it_again(fake, made, db):
@@ -233,6 +285,42 @@ async def test_the_filtered_stream_connector_rechecks_what_it_yielded(fake, made
     assert (deleted.external_id, deleted.event, deleted.channel) == (live[0]["id"], "delete", "x:stream")
     assert window(cursor) == [live[1]["id"]]
     await agen.aclose()
+
+
+async def test_the_stream_keeps_streaming_when_a_lookup_fails(fake, made):
+    settings = load_settings(x_api_base=fake.base, x_bearer_token="test", x_user_id="99", x_stream_rules=["acme"])
+    c = XStreamConnector(settings, poll_seconds=0.05, idle_seconds=0.05, stall_seconds=2.0, recheck_seconds=0.0)
+    made.append(c)
+    live = [tweet(21), tweet(22)]
+    for t in live:
+        fake.push(t)
+    agen = c.stream(None)
+    await take(agen, 2)
+    fake.lookup_fail_next = [LOOKUP_FAILURES[k] for k in ("503", "403", "malformed JSON", "data not a list")]
+    fake.gone.add(live[0]["id"])
+    fake.push(tweet(23))
+    got, cursor = await take(agen, 2)
+    assert sorted((m.event, m.external_id) for m in got) == sorted([("upsert", tweet(23)["id"]),
+                                                                   ("delete", live[0]["id"])])
+    assert not fake.lookup_fail_next and fake.stream_connects == 1  # every failure met, on the one connection
+    assert window(cursor) == [live[1]["id"], tweet(23)["id"]]
+    await agen.aclose()
+
+
+async def test_a_catch_up_search_comes_through_a_failing_lookup(fake, made):
+    """The (re)connect's catch-up and the fallback's poll: the search's tweets come first."""
+    settings = load_settings(x_api_base=fake.base, x_bearer_token="test", x_user_id="99", x_stream_rules=["acme"])
+    c = XStreamConnector(settings, recheck_seconds=0.0)
+    made.append(c)
+    fake.found = [tweet(31)]
+    _, cursor = await c.poll_once(None)
+    fake.found.append(tweet(32))
+    fake.gone.add(tweet(31)["id"])
+    fake.lookup_fail_next = [(503, {})]
+    got, cursor = await c.poll_once(cursor)
+    assert [(m.event, m.external_id) for m in got] == [("upsert", tweet(32)["id"])]
+    got, cursor = await c.poll_once(cursor)
+    assert [(m.event, m.external_id) for m in got] == [("delete", tweet(31)["id"])]
 
 
 def test_errors_about_included_tweets_are_not_about_the_ids_asked():

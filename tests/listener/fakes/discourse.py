@@ -70,7 +70,9 @@ class FakeDiscourse:
     actions: list[tuple[str, str, Any]] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     staff: bool = False  # the API user is staff: a deleted post is shown with deleted_at, not a 404
-    fail_on: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)  # "GET /posts/{id}.json"
+    # answers for the next calls of a route ("GET /posts/{id}.json") or of one URL ("/posts.json?before=104"):
+    # (status, headers), or (status, headers, body) to send that body as it is (JSON or not)
+    fail_on: dict[str, list[tuple]] = field(default_factory=dict)
     withdrawn: dict[int, tuple[str, str]] = field(default_factory=dict)  # raw and cooked before the author deleted
     deleted_topics: set[int] = field(default_factory=set)
 
@@ -92,8 +94,11 @@ class FakeDiscourse:
         self.requests.append(str(request.rel_url))
         resource = request.match_info.route.resource
         route = f"{request.method} {resource.canonical if resource else request.path}"
-        if self.fail_next or self.fail_on.get(route):
-            status, headers = (self.fail_next or self.fail_on[route]).pop(0)
+        url = str(request.rel_url)
+        if self.fail_next or self.fail_on.get(route) or self.fail_on.get(url):
+            status, headers, *sent = (self.fail_next or self.fail_on.get(route) or self.fail_on[url]).pop(0)
+            if sent:
+                return web.Response(text=sent[0], status=status, headers=headers, content_type="application/json")
             body = {"errors": ["You’ve performed this action too many times."], "error_type": "rate_limit",
                     "extras": {"wait_seconds": 3}} if status == 429 else {"errors": ["error"], "error_type": "x"}
             return web.json_response(body, status=status, headers=headers)

@@ -91,7 +91,7 @@ class FakeX:
     tweets: list[dict] = field(default_factory=list)
     found: list[dict] = field(default_factory=list)
     page_size: int = 2
-    fail_next: list[tuple] = field(default_factory=list)  # (status, headers[, body]) for REST
+    fail_next: list[tuple] = field(default_factory=list)  # (status, headers[, body: JSON, or str as sent]) for REST
     stream_fail_next: list[tuple[int, dict[str, str], dict]] = field(default_factory=list)  # for stream connects
     malformed_next: int = 0
     requests: list[str] = field(default_factory=list)
@@ -144,6 +144,8 @@ class FakeX:
         queue = self.fail_next if queue is None else queue
         if queue:
             status, headers, *body = queue.pop(0)
+            if body and isinstance(body[0], str):  # a body as it came, JSON or not
+                return web.Response(text=body[0], status=status, headers=headers, content_type="application/json")
             default = UNAUTHORIZED if status == 401 else {
                 "title": "Too Many Requests" if status == 429 else "Error", "detail": "fake error",
                 "type": "about:blank", "status": status}
