@@ -52,14 +52,26 @@ def split_thread(text: str, limit: int = LIMIT) -> list[str]:
     return [f"{p} ({i}/{len(parts)})" for i, p in enumerate(parts, start=1)]
 
 
+TIMEOUT = (10.0, 30.0)  # seconds to connect, and between two reads of an answer (requests' timeout)
+
+
 def make_client(settings: Any) -> tweepy.Client:
-    """A sync tweepy client whose requests go to ``settings.x_api_base``."""
+    """A sync tweepy client whose requests go to ``settings.x_api_base`` and give up after
+    :data:`TIMEOUT` (tweepy sets none: a request X never answers would hold its round, and the
+    stream's batches, until the connection died)."""
     client = tweepy.Client(
         bearer_token=settings.secret("x_bearer_token"), consumer_key=settings.secret("x_api_key"),
         consumer_secret=settings.secret("x_api_secret"), access_token=settings.secret("x_access_token"),
         access_token_secret=settings.secret("x_access_secret"), return_type=dict, wait_on_rate_limit=False,
     )
     redirect_session(client.session, X_HOST, settings.x_api_base)
+    send = client.session.request
+
+    def request(method: str, url: str, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", TIMEOUT)
+        return send(method, url, **kwargs)
+
+    client.session.request = request
     return client
 
 

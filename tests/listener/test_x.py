@@ -16,7 +16,7 @@ from listener.x.connector import XConnector, split_thread
 from listener.x.recheck import since_id
 from service.settings import load_settings
 
-from .fakes.x_api import NOT_ENROLLED, FakeX, long_post, tweet
+from .fakes.x_api import NOT_ENROLLED, STALL, FakeX, long_post, tweet
 
 
 @pytest.fixture
@@ -49,6 +49,18 @@ async def test_mentions_follow_pagination_oldest_first_and_resume_from_since_id(
     assert newer[0].in_reply_to == fake.tweets[0]["id"] and newer[0].conversation_id == fake.tweets[0]["id"]
     again, _ = await c.poll_once(cursor2)
     assert again == []
+
+
+async def test_a_request_x_leaves_hanging_gives_up_and_the_next_round_goes_on(fake, monkeypatch):
+    monkeypatch.setattr("listener.x.actions.TIMEOUT", (2.0, 0.5))  # tweepy sets none of its own
+    c = connector(fake)
+    fake.stall_next = 1
+    started = time.monotonic()
+    with pytest.raises(TransientError):
+        await c.poll_once(None)
+    assert time.monotonic() - started < STALL
+    mentions, _ = await c.poll_once(None)
+    assert len(mentions) == 5
 
 
 async def test_a_response_with_only_default_fields_is_still_ingested(fake):

@@ -83,6 +83,8 @@ def _sent() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
 
 
+STALL = 5.0  # seconds a stalled answer takes: longer than the timeout the tests give the client
+
 @dataclass
 class FakeX:
     """Serves ``tweets`` (mentions) and ``found`` (recent search), oldest first in the lists, newest
@@ -104,6 +106,7 @@ class FakeX:
     gone: set[str] = field(default_factory=set)  # tweets their authors deleted: gone from every listing
     protected: set[str] = field(default_factory=set)  # authors protected or suspended: lookups say not authorized
     lookup_fail_next: list[tuple] = field(default_factory=list)  # like fail_next, for GET /2/tweets?ids= only
+    stall_next: int = 0  # mention timelines that answer only after STALL seconds (a connection X leaves hanging)
     streamed: list[dict] = field(default_factory=list)  # every tweet pushed on the stream (lookups know them)
     user_keys_ok: bool = True  # False: OAuth 1.0a user-context keys are refused (the bearer still works)
     blocked: list[str] = field(default_factory=list)
@@ -177,6 +180,9 @@ class FakeX:
                                                 "x-rate-limit-reset": str(int(time.time()) + 900)})
 
     async def mentions(self, request: web.Request) -> web.Response:
+        if self.stall_next:
+            self.stall_next -= 1
+            await asyncio.sleep(STALL)
         return self._page(request, self.tweets)
 
     async def search(self, request: web.Request) -> web.Response:
