@@ -11,7 +11,6 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select
 
 from listener.cursors import MemoryCursorStore
 from listener.discourse.connector import DiscourseConnector
@@ -19,16 +18,11 @@ from listener.discourse.recheck import PostWindow
 from listener.errors import RateLimited
 from listener.recheck import digest
 from listener.runner import run_connector
-from models import Mention
-from service.bus.memory import InProcessBus
-from service.pipeline import submit
 from service.settings import load_settings
-from service.stages.base import StageContext
-from service.stages.ingest import IngestStage
-from service.workers import StageWorker
 
 from .fakes import serve
 from .fakes.discourse import API_KEY, FakeDiscourse, post
+from .ingest_path import Pipeline
 
 CARD = "same here. My card is 4111 1111 1111 1111, can you check?"
 
@@ -66,27 +60,6 @@ def connector(fake, made, **kwargs) -> DiscourseConnector:
 
 def sent(fake, since: int) -> list[str]:
     return fake.requests[since:]
-
-
-class Pipeline:
-    """The real ingest path: the bus, the ingest stage's worker, and what it sends on to triage."""
-
-    def __init__(self, db) -> None:
-        self.db, self.bus = db, InProcessBus()
-        self.worker = StageWorker(self.bus, IngestStage(StageContext(settings=None, db=db)), batch_size=50,
-                                  block_ms=10)
-
-    async def run(self, mentions) -> list:
-        await self.bus.ensure_group("ingest", "ingest")
-        await self.bus.ensure_group("triage", "triage")
-        await submit(self.bus, mentions)
-        while await self.worker.run_once():
-            pass
-        return await self.bus.read("triage", "triage", "test", 1000, 0)
-
-    async def rows(self) -> dict[str, Mention]:
-        async with self.db.session() as s:
-            return {m.external_id: m for m in await s.scalars(select(Mention))}
 
 
 async def test_an_edit_made_while_the_webhook_was_down_is_caught_and_triaged_again(forum, connectors, db):

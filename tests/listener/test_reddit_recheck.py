@@ -11,20 +11,13 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from sqlalchemy import select
 
 from listener.cursors import MemoryCursorStore
 from listener.errors import RateLimited
 from listener.recheck import Window, digest
 from listener.reddit.connector import RedditConnector
 from listener.runner import run_connector
-from models import Mention
-from service.bus.memory import InProcessBus
-from service.pipeline import submit
 from service.settings import load_settings
-from service.stages.base import StageContext
-from service.stages.ingest import IngestStage
-from service.workers import StageWorker
 
 from .fakes import serve
 from .fakes.reddit import (
@@ -40,6 +33,7 @@ from .fakes.reddit import (
     remove,
     submission,
 )
+from .ingest_path import Pipeline
 
 EDITED_AT = 1795690000.0
 
@@ -76,27 +70,6 @@ def connector(fake, made, **kwargs) -> RedditConnector:
 def info_ids(fake) -> list[list[str]]:
     """The ids of each ``/api/info`` request so far, one list per request."""
     return [parse_qs(urlsplit(r).query)["id"][0].split(",") for r in fake.requests if r.startswith("/api/info")]
-
-
-class Pipeline:
-    """The real ingest path: the bus, the ingest stage's worker, and what it sends on to triage."""
-
-    def __init__(self, db) -> None:
-        self.db, self.bus = db, InProcessBus()
-        self.worker = StageWorker(self.bus, IngestStage(StageContext(settings=None, db=db)), batch_size=50,
-                                  block_ms=10)
-
-    async def run(self, mentions) -> list:
-        await self.bus.ensure_group("ingest", "ingest")
-        await self.bus.ensure_group("triage", "triage")
-        await submit(self.bus, mentions)
-        while await self.worker.run_once():
-            pass
-        return await self.bus.read("triage", "triage", "test", 1000, 0)
-
-    async def rows(self) -> dict[str, Mention]:
-        async with self.db.session() as s:
-            return {m.external_id: m for m in await s.scalars(select(Mention))}
 
 
 async def test_an_edit_after_first_sight_is_triaged_again_through_ingest(reddit, connectors, db):
