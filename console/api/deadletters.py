@@ -1,8 +1,8 @@
 """Dead letters over the bot API: the /admin/deadletters page for programs (an on-call runbook, a
 reply bot's operator), with a bearer token of scope ``deadletters`` on an admin, the page's role.
 
-Rows, redaction, outcomes and audit come from service.deadletters, as the page's and the CLI's do,
-so the three say the same. Payloads can hold personal data: the listing leaves them out, and one is
+Rows, redaction, outcomes and audit come from service.deadletters, as the page's do (the CLI
+shares its rows and retries), so they say the same. Payloads can hold personal data: the listing leaves them out, and one is
 shown only redacted, after its view is audited. Retry and discard act on the ids the body names
 (those a listing returned), never on "all of a stage", so that, as on the page, a program acts on
 what it saw and not on whatever failed since. A bus that does not answer is a 503 saying so.
