@@ -1,9 +1,10 @@
 """Dead letters as an operator sees them, shared by `socialcare deadletter` (Redis bus), the
 console's /admin/deadletters page and the bot API's /api/v1/deadletters (either bus, through the web
-process's own): one row format and one way of choosing and retrying them, so the three cannot drift
-apart; the page and the API, which people and programs reach with a sign-in or a token, also
-redact reasons (:func:`display`) and audit every view and action. The CLI runs with the
-servers' own credentials, on a terminal: it shows reasons as they are and audits nothing.
+process's own): one row format and one way of choosing, retrying and discarding them, so the three
+cannot drift apart; the page and the API, which people and programs reach with a sign-in or a
+token, also redact reasons (:func:`display`) and audit every view and action. The CLI runs with the
+servers' own credentials, on a terminal: it shows reasons as they are, and audits its retries and
+discards (:func:`audit_action`, its ``--actor``, by default ``cli:<OS user>``), not its listings.
 
 Payloads can hold personal data (whole posts, handles): rows leave them out unless asked, and the
 console and the API show them only through :func:`shown_payload`, redacted, after auditing the view.

@@ -19,7 +19,7 @@ def test_every_command_has_help_and_a_description():
     found = list(commands(main))
     names = {" ".join(p) for p, _ in found}
     assert {"run", "db upgrade", "replay", "worker", "web", "listen", "triage score", "triage train",
-            "triage eval", "connectors check", "connectors fetch", "deadletter list", "deadletter retry",
+            "triage eval", "connectors check", "connectors fetch", "deadletter list", "deadletter retry", "deadletter discard",
             "users add", "users tokens", "users revoke", "users role", "digest"} <= names
     runner = CliRunner()
     for path, cmd in found:

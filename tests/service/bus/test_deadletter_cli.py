@@ -1,5 +1,6 @@
-"""`socialcare deadletter list|retry` against a real Redis bus (the in-process bus lives inside the
-running service, so a separate CLI process cannot see it)."""
+"""`socialcare deadletter list|retry|discard` against a real Redis bus (the in-process bus lives inside
+the running service, so a separate CLI process cannot see it); retries and discards are audited in the
+database (a temporary SQLite one, and PostgreSQL where it says so)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import re
 import pytest
 from bus_helpers import delete_keys
 from click.testing import CliRunner
+from sqlalchemy import select
 
+from models import AuditEvent
+from models.db import Database
 from service.bus.redis_streams import RedisStreamsBus
 from service.cli import main
 
@@ -19,9 +23,10 @@ SECRET_TEXT = "call me on +44 7700 900123, card 4111 1111 1111 1111"
 
 
 @pytest.fixture
-def redis_bus_env(redis_url, bus_prefix):
+def redis_bus_env(redis_url, bus_prefix, tmp_path):
     yield {"SOCIALCARE_BUS": "redis", "SOCIALCARE_REDIS_URL": redis_url, "SOCIALCARE_BUS_PREFIX": bus_prefix,
-           "SOCIALCARE_BUS_MAX_DELIVERIES": "2"}
+           "SOCIALCARE_BUS_MAX_DELIVERIES": "2", "SOCIALCARE_VAR_DIR": str(tmp_path / "var"),
+           "SOCIALCARE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}", "SOCIALCARE_CONFIG": None}
     delete_keys(redis_url, bus_prefix)
 
 
@@ -175,6 +180,145 @@ def test_the_in_process_bus_is_refused_with_an_explanation(tmp_path):
 
 
 def test_every_command_has_help():
-    for args in (["--help"], ["list", "--help"], ["retry", "--help"]):
+    for args in (["--help"], ["list", "--help"], ["retry", "--help"], ["discard", "--help"]):
         result = CliRunner().invoke(main, ["deadletter", *args])
         assert result.exit_code == 0 and "dead letter" in result.output.lower()
+    for command, action in (("retry", "deadletter.retried"), ("discard", "deadletter.discarded")):
+        says = " ".join(CliRunner().invoke(main, ["deadletter", command, "--help"]).output.split())
+        assert "--actor" in says and "cli:<your OS user name>" in says and action in says  # audited, by whom
+    assert "--yes" in CliRunner().invoke(main, ["deadletter", "discard", "--help"]).output
+
+
+# --- discard, and the audit of retries and discards ---
+
+
+def audit_rows(env) -> list[AuditEvent]:
+    async def go():
+        db = Database(env["SOCIALCARE_DATABASE_URL"])
+        try:
+            await db.upgrade()  # a command that did nothing may not have created the tables
+            async with db.session() as session:
+                return list((await session.scalars(select(AuditEvent).order_by(AuditEvent.id))).all())
+        finally:
+            await db.close()
+
+    return asyncio.run(go())
+
+
+def dead_keys(env) -> list[str]:
+    async def go():
+        bus = bus_of(env)
+        try:
+            return [d.key for d in await bus.dead_letters(limit=1000)]
+        finally:
+            await bus.close()
+
+    return asyncio.run(go())
+
+
+def test_discard_removes_exactly_the_named_dead_letters(redis_bus_env):
+    ids = make_dead_letters(redis_bus_env, [("triage", "t1", {}), ("act", "a1", {}), ("triage", "t2", {})])
+    result = run(redis_bus_env, "discard", ids[0], ids[2], "--yes")
+    assert result.exit_code == 0, result.output
+    assert "discarded 2 dead letter(s)" in result.output
+    assert dead_keys(redis_bus_env) == ["a1"]
+    assert state(redis_bus_env, "triage") == (["a1"], [])  # gone for good, not put back on their topic
+
+
+def test_discard_all_of_one_topic_leaves_the_others(redis_bus_env):
+    make_dead_letters(redis_bus_env, [("act", "a1", {}), ("triage", "t1", {}), ("act", "a2", {})])
+    result = run(redis_bus_env, "discard", "--all", "--topic", "act", "--yes")
+    assert result.exit_code == 0 and "discarded 2" in result.output
+    assert dead_keys(redis_bus_env) == ["t1"]
+    assert state(redis_bus_env, "act") == (["t1"], [])
+
+
+def test_discard_of_an_unknown_id_exits_1_and_says_so(redis_bus_env):
+    ids = make_dead_letters(redis_bus_env, [("triage", "t1", {}), ("triage", "t2", {})])
+    result = run(redis_bus_env, "discard", ids[0], "12-0", "--yes")
+    assert result.exit_code == 1
+    assert "12-0: no such dead letter" in result.output and "discarded 1 dead letter(s)" in result.output
+    assert dead_keys(redis_bus_env) == ["t2"]
+
+
+@pytest.mark.parametrize("args,says", [([], "give the dead-letter IDs to discard"), (["--all", "1-0"], "not both"),
+                                       (["--topic", "act", "1-0"], "only applies with --all")])
+def test_discard_wants_ids_or_all(redis_bus_env, args, says):
+    result = run(redis_bus_env, "discard", "--yes", *args)
+    assert result.exit_code == 2 and "Usage" in result.output and says in result.output
+
+
+def test_discard_asks_first_and_n_changes_nothing(redis_bus_env):
+    ids = make_dead_letters(redis_bus_env, [("triage", "t1", {"text": SECRET_TEXT}), ("act", "a1", {})])
+    result = CliRunner().invoke(main, ["deadletter", "discard", "--all"], env=redis_bus_env, input="n\n")
+    assert result.exit_code == 1 and "Aborted" in result.output
+    assert "Discard 2 dead letter(s)" in result.output and ids[0] in result.output and ids[1] in result.output
+    assert "7700 900123" not in result.output  # what it names, it names without the payload
+    assert dead_keys(redis_bus_env) == ["t1", "a1"]
+    assert audit_rows(redis_bus_env) == []
+    result = CliRunner().invoke(main, ["deadletter", "discard", ids[1]], env=redis_bus_env, input="y\n")
+    assert result.exit_code == 0 and "discarded 1" in result.output
+    assert dead_keys(redis_bus_env) == ["t1"]
+
+
+def test_discard_all_removes_only_what_the_confirmation_named(redis_bus_env, monkeypatch):
+    """A dead letter that fails while the operator reads the prompt is not discarded unseen."""
+    from service.cli import deadletter_cmd
+
+    make_dead_letters(redis_bus_env, [("act", "a1", {})])
+    confirm = deadletter_cmd._confirm_discard
+
+    def late_failure(shown, topic):
+        confirm(shown, topic)
+        make_dead_letters(redis_bus_env, [("act", "a2", {})])
+
+    monkeypatch.setattr(deadletter_cmd, "_confirm_discard", late_failure)
+    result = CliRunner().invoke(main, ["deadletter", "discard", "--all"], env=redis_bus_env, input="y\n")
+    assert result.exit_code == 0 and "discarded 1" in result.output
+    assert dead_keys(redis_bus_env) == ["a2"]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_retries_and_discards_are_audited_with_the_actor_and_ids_only(redis_bus_env, database, request):
+    env = redis_bus_env
+    if database == "postgres":
+        env = env | {"SOCIALCARE_DATABASE_URL": request.getfixturevalue("postgres_url")}
+    ids = make_dead_letters(env, [("triage", "t1", {"text": SECRET_TEXT}), ("act", "a1", {"text": SECRET_TEXT}),
+                                  ("act", "a2", {"text": SECRET_TEXT})])
+    assert run(env, "retry", ids[0], "--actor", "cli:oncall-ana").exit_code == 0
+    assert run(env, "discard", ids[1], "12-0", "--yes", "--actor", "cli:oncall-ana").exit_code == 1
+    assert run(env, "discard", "--all", "--topic", "act", "--yes", "--actor", "cli:oncall-ben").exit_code == 0
+    rows = audit_rows(env)
+    assert [(r.actor, r.action, r.object_type) for r in rows] == [
+        ("cli:oncall-ana", "deadletter.retried", "deadletter"), ("cli:oncall-ana", "deadletter.discarded", "deadletter"),
+        ("cli:oncall-ben", "deadletter.discarded", "deadletter")]
+    assert rows[0].object_id == ids[0] and rows[0].details["ids"] == [ids[0]] and rows[0].details["count"] == 1
+    assert rows[1].details["ids"] == [ids[1]] and rows[1].details["missing"] == ["12-0"]
+    assert rows[2].details["ids"] == [ids[2]] and rows[2].details["topic"] == "act"
+    everything = json.dumps([[r.actor, r.action, r.object_id, r.reason, r.details] for r in rows])
+    assert "7700" not in everything and "4111" not in everything and "broke" not in everything  # no payload, no reason
+
+
+def test_the_actor_is_the_os_user_unless_given(redis_bus_env):
+    ids = make_dead_letters(redis_bus_env, [("triage", "t1", {}), ("triage", "t2", {})])
+    as_user = redis_bus_env | {"LOGNAME": "opsmaria", "USER": "opsmaria"}
+    assert run(as_user, "retry", ids[0]).exit_code == 0
+    assert run(as_user, "discard", ids[1], "--yes").exit_code == 0
+    assert [r.actor for r in audit_rows(redis_bus_env)] == ["cli:opsmaria", "cli:opsmaria"]
+    result = run(redis_bus_env, "retry", "--all", "--actor", " ")
+    assert result.exit_code == 2 and "--actor" in result.output
+
+
+def test_nothing_is_done_when_the_audit_log_does_not_answer(redis_bus_env):
+    ids = make_dead_letters(redis_bus_env, [("triage", "t1", {}), ("act", "a1", {})])
+    down = redis_bus_env | {"SOCIALCARE_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/none"}
+    for args in (["retry", ids[0]], ["discard", ids[1], "--yes"]):
+        result = run(down, *args)
+        assert result.exit_code == 1 and "the database does not answer: nothing was done" in result.output
+    assert dead_keys(redis_bus_env) == ["t1", "a1"]
+
+
+@pytest.mark.parametrize("args", [["list"], ["retry", "1-0"], ["discard", "1-0"], ["discard", "--all", "--yes"]])
+def test_every_command_refuses_the_in_process_bus(tmp_path, args):
+    result = run({"SOCIALCARE_BUS": "inprocess", "SOCIALCARE_VAR_DIR": str(tmp_path)}, *args)
+    assert result.exit_code == 1 and "SOCIALCARE_BUS=redis" in result.output
