@@ -6,7 +6,9 @@ Streams use ``pause_after=0`` so one round never blocks, and resume from the sav
 ``continue_after_id`` (Reddit's ``before``). The cursor is a small JSON object: the newest
 submission (``t3``) and comment (``t1``) seen in the subreddits, and the newest keyword hit
 (``search``), plus the window of recent posts re-read for edits, removals and approvals (``recheck``, see
-:mod:`listener.reddit.recheck`). ``oauth_url``, ``reddit_url`` and ``short_url`` come from the settings.
+:mod:`listener.reddit.recheck`), which a post already removed when first listed (the spam filter's,
+AutoModerator's) joins too, so that a moderator approving it is seen. ``oauth_url``, ``reddit_url``
+and ``short_url`` come from the settings.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import asyncpraw
@@ -24,7 +26,7 @@ from listener.errors import AuthError, RateLimited, TransientError
 from listener.protocol import Action, ActionResult, NormalizedMention
 from listener.recheck import KEY, Window
 from listener.reddit.normalize import id_number, newer, thing_to_mention
-from listener.reddit.recheck import recheck
+from listener.reddit.recheck import join, recheck
 
 MOD_ACTIONS = ("remove", "hide", "approve", "lock", "distinguish")
 
@@ -95,30 +97,38 @@ class RedditConnector:
         hits = [t async for t in everywhere.search(query, sort="new", time_filter="week", limit=100)]
         return [t for t in hits if newer(t.name, after)]
 
-    def _batch(self, things: list[Any], state: dict[str, str], key: str) -> list[NormalizedMention]:
+    def _batch(self, things: list[Any], state: dict[str, str], key: str,
+               listed: list[Any] | None = None) -> list[NormalizedMention]:
         """The things newer than the cursor, but not our own: a reply we post in a subreddit comes back
-        in its comment stream, and stored as a customer's post it would be triaged and answered."""
+        in its comment stream, and stored as a customer's post it would be triaged and answered.
+        Those things are added to ``listed`` (for :func:`~listener.reddit.recheck.join`)."""
         fresh = sorted((t for t in things if newer(t.name, state.get(key))), key=lambda t: id_number(t.name))
         if fresh:
             state[key] = fresh[-1].name
         ours = self.ours
-        return [thing_to_mention(t, self.reddit_url, ours) for t in fresh
+        kept = [t for t in fresh
                 if not ours or str(getattr(getattr(t, "author", None), "name", "") or "").lower() != ours]
+        if listed is not None:
+            listed += kept
+        return [thing_to_mention(t, self.reddit_url, ours) for t in kept]
 
     @property
     def ours(self) -> str:
         """Our account's name, lower case ("" without one)."""
         return (self.settings.reddit_username or "").removeprefix("u/").lower()
 
-    async def _recheck(self, window: Window, fresh: list[NormalizedMention]) -> list[NormalizedMention]:
+    async def _recheck(self, window: Window, fresh: list[NormalizedMention],
+                       listed: Iterable[Any] = ()) -> list[NormalizedMention]:
         """Edits and removals of the recent posts when a re-read is due (at most
-        ``ceil(recheck_size / 100)`` requests), then this round's new posts join the window."""
+        ``ceil(recheck_size / 100)`` requests), then this round's new posts join the window: those
+        shown (``fresh``'s upserts) and those ``listed`` already removed, marked so (:func:`join`)."""
         now = time.time()
         window.trim(now, self.recheck_hours, self.recheck_size)
         changed = []
         if window.seen and now - window.checked_at >= self.recheck_seconds:
             changed = await recheck(self.reddit, window, self.reddit_url, now, self.ours)
         window.add(fresh, now)
+        join(window, listed, now, self.ours)
         window.trim(now, self.recheck_hours, self.recheck_size)
         return changed
 
@@ -132,13 +142,14 @@ class RedditConnector:
         re-read of recent posts when due. Any error leaves the caller's cursor (and window) as it was."""
         state, window = parse_cursor(cursor), Window.from_cursor(cursor)
         out: list[NormalizedMention] = []
+        listed: list[Any] = []
         try:
             if self.subreddits:
                 for kind in ("t3", "t1"):
-                    out += self._batch(await self._listing(kind, state.get(kind)), state, kind)
+                    out += self._batch(await self._listing(kind, state.get(kind)), state, kind, listed)
             if self.keywords:
-                out += self._batch(await self._search(state.get("search")), state, "search")
-            out += await self._recheck(window, out)
+                out += self._batch(await self._search(state.get("search")), state, "search", listed)
+            out += await self._recheck(window, out, listed)
         except Exception as exc:
             raise translate(exc) from exc
         return out, self._cursor(state, window, cursor)
@@ -154,17 +165,18 @@ class RedditConnector:
                            "t1": sub.stream.comments(pause_after=0, continue_after_id=state.get("t1"))}
             while True:
                 batch: list[NormalizedMention] = []
+                listed: list[Any] = []
                 for kind, gen in streams.items():
                     things = []
                     async for thing in gen:
                         if thing is None:
                             break
                         things.append(thing)
-                    batch += self._batch(things, state, kind)
+                    batch += self._batch(things, state, kind, listed)
                 if self.keywords and time.monotonic() - last_search >= self.search_seconds:
-                    batch += self._batch(await self._search(state.get("search")), state, "search")
+                    batch += self._batch(await self._search(state.get("search")), state, "search", listed)
                     last_search = time.monotonic()
-                batch += await self._recheck(window, batch)
+                batch += await self._recheck(window, batch, listed)
                 yield batch, self._cursor(state, window, cursor)
                 await asyncio.sleep(self.poll_seconds)
         except (asyncprawcore.AsyncPrawcoreException, ValueError) as exc:

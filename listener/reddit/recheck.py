@@ -24,6 +24,17 @@ removed as well is still removed. (A post our account alone removed is not a del
 place, see :func:`listener.reddit.normalize.gone`: it stays an ordinary window entry.) Cursors saved
 before the marker existed load as they are: their entries are all unmarked.
 
+A post already removed when the connector first lists it (Reddit's spam filter or AutoModerator
+caught it seconds after posting: a new account's first post to the brand's subreddit, typically) is
+not stored (its ``delete`` finds nothing), but it joins the window marked removed all the same
+(:func:`join`), with the digest of the words a moderator is shown, or :data:`UNSEEN` when the
+listing shows only ``[removed]``. A moderator approving it from the modqueue is then seen like any
+other approval: a ``restore`` carrying its text, which ingest stores as a new post (a restore of a
+post it never stored is new to it) and sends to triage. Only Reddit's ``edited`` stamp dates one
+first seen unseen: its words differ from no words we saw. One never approved emits nothing and ages
+out of the window like any other; one its author deleted (before or after) never joins or leaves.
+Such posts count against ``recheck_size`` as any other.
+
 The text is compared, not Reddit's ``edited`` stamp: an edit in the first minutes after posting (a
 "ninja edit") leaves ``edited`` false, and that is when a customer is most likely to add details.
 """
@@ -36,7 +47,9 @@ from typing import Any
 
 from listener.protocol import NormalizedMention
 from listener.recheck import REMOVED, Window, digest
-from listener.reddit.normalize import GONE, id_number, thing_to_mention
+from listener.reddit.normalize import GONE, gone, id_number, thing_to_mention
+
+UNSEEN = ""  # a window digest: removed when first listed, its words not shown to us ("[removed]")
 
 
 def deleted_by_author(thing: Any) -> bool:
@@ -64,6 +77,30 @@ def shown(thing: Any) -> bool:
                                                             or getattr(thing, "selftext", None) in GONE))
 
 
+def first_seen_removed(thing: Any, ours: str | None = None) -> str | None:
+    """The window's digest for a post first listed already removed or filtered: :data:`REMOVED`
+    before the digest of its words as a moderator sees them, or before :data:`UNSEEN` when the
+    listing blanks them (``[removed]``). None for a post that is not a deletion
+    (:func:`~listener.reddit.normalize.gone`: shown, held by our own account, filtered for review)
+    and for one its author deleted, which is final."""
+    if not gone(thing, ours) or deleted_by_author(thing):
+        return None
+    if getattr(thing, "body", None) in GONE or getattr(thing, "selftext", None) in GONE:
+        return REMOVED + UNSEEN
+    return REMOVED + digest(thing_to_mention(thing, "", ours).text)
+
+
+def join(window: Window, things: Iterable[Any], now: float, ours: str | None = None) -> None:
+    """This round's newly listed posts that were already removed join ``window`` marked removed
+    (:func:`first_seen_removed`), so a moderator's approval is seen; a post already in the window
+    keeps its entry. The caller trims the window afterwards."""
+    for thing in things:
+        name = str(getattr(thing, "name", ""))
+        if name and name not in window.seen and (entry := first_seen_removed(thing, ours)) is not None:
+            window.checked_at = window.checked_at or now
+            window.seen[name] = (int(now), entry)
+
+
 def changes(things: Iterable[Any], window: Window, reddit_url: str, now: float,
             ours: str | None = None) -> list[NormalizedMention]:
     """What became of the window's posts, as mentions; ``window`` is updated to what was read.
@@ -71,7 +108,8 @@ def changes(things: Iterable[Any], window: Window, reddit_url: str, now: float,
     inaccessible subreddit): those stay in the window until they age out. A post our own account
     removed (a hold) stays in the window: a moderator may approve it, and it can still be edited.
     A removed post stays marked removed until Reddit shows it again (a ``restore``), its author
-    deletes it (it leaves, nothing more to say) or it ages out."""
+    deletes it (it leaves, nothing more to say) or it ages out. One first seen removed with its
+    words unseen (:data:`UNSEEN`) is restored with no ``edited_at`` but Reddit's own."""
     out = []
     for thing in things:
         name = str(getattr(thing, "name", ""))
@@ -98,7 +136,7 @@ def changes(things: Iterable[Any], window: Window, reddit_url: str, now: float,
         elif now_digest == last:
             continue
         window.seen[name] = (first_seen, now_digest)
-        if now_digest != last and m.edited_at is None:  # a "ninja edit": unstamped, so stamped when noticed
+        if now_digest != last and last != UNSEEN and m.edited_at is None:  # a "ninja edit": stamped now
             m.edited_at = datetime.fromtimestamp(now, tz=UTC)
         out.append(m)
     return sorted(out, key=lambda m: id_number(m.external_id))

@@ -1,7 +1,7 @@
 """Reddit edits and removals after first sight: the connector re-reads the recent posts it published
 (``/api/info``, through the real asyncpraw client against the local fake Reddit) and the pipeline
 re-triages an edit, marks a deletion or removal deleted, and shows a removed post a moderator
-approved again."""
+approved again, one already removed when first listed included (then stored as new)."""
 
 from __future__ import annotations
 
@@ -188,14 +188,14 @@ async def test_a_post_still_removed_emits_nothing_and_stays_until_it_ages_out(re
     for _ in range(2):
         before = len(info_ids(reddit))
         assert (await c.poll_once(cursor))[0] == []
-        assert name in info_ids(reddit)[before][0]
+        assert name in info_ids(reddit)[before]
     data = json.loads(cursor)
     data["recheck"]["ids"] = [[n, first - 2 * 86400 if n == name else first, d] for n, first, d in
                               data["recheck"]["ids"]]  # first seen two days ago: past recheck_hours
     aged = json.dumps(data)
     before = len(info_ids(reddit))
     assert (await c.poll_once(aged))[0] == []
-    assert name not in info_ids(reddit)[before][0]
+    assert name not in info_ids(reddit)[before]
     approve(reddit.posts[0])
     assert (await c.poll_once(aged))[0] == []  # out of the window: no longer followed
 
@@ -265,6 +265,123 @@ async def test_a_cursor_saved_before_the_removed_marker_still_loads_and_restores
     await pipeline.run([back])
     row = (await pipeline.rows())[name]
     assert not row.deleted and not row.hidden
+
+
+def entry(cursor: str, name: str) -> str | None:
+    """The window's digest for ``name`` in a saved cursor; None when it is not in the window."""
+    return next((d for n, _, d in json.loads(cursor)["recheck"]["ids"] if n == name), None)
+
+
+async def test_a_comment_the_spam_filter_removed_before_we_saw_it_is_stored_once_a_moderator_approves_it(
+        reddit, connectors, db):
+    """A new account's first comment, caught by Reddit's spam filter seconds after posting: listed to
+    our moderator account removed, not stored, but followed; approved from the modqueue, it is
+    stored and shown as a new post, and triaged."""
+    c, pipeline = connector(reddit, connectors), Pipeline(db)
+    first, cursor = await c.poll_once(None)
+    await pipeline.run(first)
+    words = "First time posting here: my order 12345 never arrived and nobody answers"
+    caught = remove(comment(3, link=reddit.posts[0]["data"]["name"], body=words, author="new_customer"), by=True)
+    reddit.comments.append(caught)
+    name = caught["data"]["name"]
+    assert reddit.view(caught)["data"]["spam"] is True and reddit.view(caught)["data"]["body"] == words
+    listed, cursor = await c.poll_once(cursor)
+    assert [(m.external_id, m.event) for m in listed] == [(name, "delete")]
+    assert await pipeline.run(listed) == [] and name not in await pipeline.rows()  # nothing to delete
+    assert entry(cursor, name) == "-" + digest(words)  # in the window, marked removed, the words a moderator sees
+    assert (await c.poll_once(cursor))[0] == []  # still in the modqueue: nothing
+    approve(caught)
+    (back,), cursor = await c.poll_once(cursor)
+    assert (back.external_id, back.event, back.text, back.edited_at) == (name, "restore", words, None)
+    (triaged,) = await pipeline.run([back])  # through the real ingest path: new to it, so stored
+    row = (await pipeline.rows())[name]
+    assert (row.text, row.deleted, row.hidden, row.edited_at) == (words, False, False, None)
+    assert triaged.payload["mention_id"] == row.id and ":edit:" not in triaged.key  # triaged as a new post
+    assert entry(cursor, name) == digest(words)  # an ordinary window entry from now on
+    edit(caught, words + " (order placed on the 3rd)", at=EDITED_AT)
+    (edited,), _ = await c.poll_once(cursor)
+    assert (edited.external_id, edited.event) == (name, "upsert") and edited.edited_at.timestamp() == EDITED_AT
+
+
+async def test_a_removed_comment_whose_words_we_were_not_shown_is_stored_with_them_once_approved(
+        reddit, connectors, db):
+    """In a subreddit our account does not moderate, a removed comment reads ``[removed]`` with no
+    author: it joins the window with no words seen, and comes back with its own, unstamped."""
+    reddit.moderates = {"acme"}
+    c, pipeline = connector(reddit, connectors), Pipeline(db)
+    first, cursor = await c.poll_once(None)
+    await pipeline.run(first)
+    caught = remove(comment(3, link=reddit.posts[1]["data"]["name"], sub="acmehelp", body="where is my refund?"),
+                    by=True)
+    reddit.comments.append(caught)
+    name = caught["data"]["name"]
+    assert reddit.view(caught)["data"]["body"] == "[removed]"
+    (listed,), cursor = await c.poll_once(cursor)
+    assert (listed.external_id, listed.event) == (name, "delete") and entry(cursor, name) == "-"
+    approve(caught)
+    (back,), _ = await c.poll_once(cursor)
+    assert (back.external_id, back.event, back.text, back.author_handle) == (name, "restore", "where is my refund?",
+                                                                              "bob")
+    assert back.edited_at is None  # no words seen before: not an edit
+    assert len(await pipeline.run([back])) == 1
+    row = (await pipeline.rows())[name]
+    assert (row.text, row.deleted, row.hidden) == ("where is my refund?", False, False)
+
+
+async def test_a_post_removed_before_we_saw_it_and_never_approved_is_never_stored_and_ages_out(
+        reddit, connectors, db):
+    c, pipeline = connector(reddit, connectors), Pipeline(db)
+    first, cursor = await c.poll_once(None)
+    await pipeline.run(first)
+    post = remove(submission(3, title="Cheap followers", selftext="buy now"), by="a_moderator")
+    reddit.posts.append(post)
+    name = post["data"]["name"]
+    listed, cursor = await c.poll_once(cursor)
+    assert [(m.external_id, m.event) for m in listed] == [(name, "delete")]
+    await pipeline.run(listed)
+    assert entry(cursor, name) == "-" + digest("Cheap followers\n\nbuy now")
+    for _ in range(2):
+        before = len(info_ids(reddit))
+        assert (await c.poll_once(cursor))[0] == []  # read back, still removed: nothing
+        assert name in info_ids(reddit)[before]
+    assert name not in await pipeline.rows()
+    data = json.loads(cursor)
+    data["recheck"]["ids"] = [[n, first_seen - 2 * 86400 if n == name else first_seen, d]
+                              for n, first_seen, d in data["recheck"]["ids"]]  # past recheck_hours
+    aged = json.dumps(data)
+    before = len(info_ids(reddit))
+    assert (await c.poll_once(aged))[0] == []
+    assert name not in info_ids(reddit)[before]
+    approve(post)
+    out, after = await c.poll_once(aged)
+    assert out == [] and entry(after, name) is None  # out of the window: no longer followed
+    assert await pipeline.run(out) == [] and name not in await pipeline.rows()
+
+
+async def test_a_post_its_author_deleted_before_we_saw_it_never_joins_the_window(reddit, connectors):
+    """Deleted by its author before we first list it (removed first, or not): final, never followed;
+    one merely removed in the same round is."""
+    c = connector(reddit, connectors)
+    _, cursor = await c.poll_once(None)
+    link = reddit.posts[0]["data"]["name"]
+    deleted_post = delete(submission(3))
+    deleted_comment = delete(comment(3, link=link))
+    removed_then_deleted = delete(remove(comment(4, link=link), by=True))
+    removed = remove(comment(5, link=link), by=True)
+    reddit.posts.append(deleted_post)
+    reddit.comments += [deleted_comment, removed_then_deleted, removed]
+    gone = [deleted_post, deleted_comment, removed_then_deleted]
+    listed, cursor = await c.poll_once(cursor)
+    assert {(m.external_id, m.event) for m in listed} == {(t["data"]["name"], "delete") for t in [*gone, removed]}
+    assert all(entry(cursor, t["data"]["name"]) is None for t in gone)
+    assert entry(cursor, removed["data"]["name"]).startswith("-")
+    for t in [*gone, removed]:
+        approve(t)  # whatever a moderator does, the author's "[deleted]" stays
+    before = len(info_ids(reddit))
+    (back,), _ = await c.poll_once(cursor)
+    assert (back.external_id, back.event) == (removed["data"]["name"], "restore")
+    asked = {name for ids in info_ids(reddit)[before:] for name in ids}
+    assert not {t["data"]["name"] for t in gone} & asked
 
 
 async def test_unchanged_posts_are_not_emitted_and_a_round_costs_bounded_requests(reddit, connectors):

@@ -69,8 +69,8 @@ def delete(thing: dict) -> dict:
 
 
 def remove(thing: dict, by: str | bool = "a_moderator") -> dict:
-    """A subreddit moderator removes it (``by=True``: Reddit's spam filter). How it then reads
-    depends on who asks (:meth:`FakeReddit.view`)."""
+    """A subreddit moderator removes it (``by=True``: Reddit's spam filter, which may do so before
+    anyone lists it). How it then reads depends on who asks (:meth:`FakeReddit.view`)."""
     thing.pop("approved", None)
     thing["removed_by"] = by
     return thing
@@ -137,10 +137,15 @@ class FakeReddit:
         return web.json_response(listing(things))
 
     def view(self, thing: dict) -> dict:
-        """A removed thing as our account sees it: a moderator of its subreddit keeps the text and
-        sees ``removed`` and who did it (``banned_by``; the spam filter: ``spam`` and ``true``);
-        anyone else sees ``[removed]`` (a comment's author too). An approved one reads as any other,
-        but a moderator sees ``approved`` and who approved it, the removal fields cleared."""
+        """A thing as our account sees it, in ``/api/info``, the subreddit listings and the search
+        alike. A removed one: a moderator of its subreddit keeps the text and sees ``removed`` and
+        who did it (``banned_by``; the spam filter: ``spam`` and ``true``); anyone else sees
+        ``[removed]`` (a comment's author too). So a post removed before we first list it (the spam
+        filter catching a new account's first post) is listed to a moderator with its words and the
+        removal fields, as Reddit lists removed items to its moderators; Reddit may leave it out of a
+        non-moderator's listing altogether, which here would only mean nothing to follow. An
+        approved one reads as any other, but a moderator sees ``approved`` and who approved it, the
+        removal fields cleared."""
         mod = thing["data"]["subreddit"].lower() in self.moderates
         if "removed_by" not in thing:
             if "approved" not in thing or not mod:
@@ -228,12 +233,13 @@ class FakeReddit:
             page = newer[:limit]  # the items right after the anchor
         else:
             page = pool[-limit:]
-        return web.json_response(listing(list(reversed(page))))  # newest first
+        return web.json_response(listing([self.view(t) for t in reversed(page)]))  # newest first
 
     async def search(self, request: web.Request) -> web.Response:
         words = [w.strip('"').lower() for w in request.query.get("q", "").split(" OR ")]
         found = [t for t in self.hits if any(w in (t["data"]["title"] + t["data"]["selftext"]).lower() for w in words)]
-        return web.json_response(listing(list(reversed(found))[:int(request.query.get("limit", "25"))]))
+        return web.json_response(listing([self.view(t) for t in
+                                          list(reversed(found))[:int(request.query.get("limit", "25"))]]))
 
     async def me(self, request: web.Request) -> web.Response:
         return web.json_response({"name": "acme_support", "id": "xyz", "created_utc": 1500000000.0,
