@@ -4,19 +4,13 @@ Idempotent: a mention already stored (same platform and external id) is reported
 and changes nothing, unless it is an edit (newer ``edited_at``), a deletion or a restore of a
 deleted post (never of an erased one: :func:`_restored`).
 
-A deletion or a restore may also name a whole thread (:func:`whole_thread`: a Discourse topic
-deleted or recovered, whose webhook names the topic and none of its posts): it applies to every
-post of that thread stored (or earlier in the batch), as a deletion or restore of each would. A
-restore of a thread shows only the posts its deletion hid (:data:`THREAD_MARK`), never one deleted
-on its own before, and changes no words.
-
 Rows are read as plain columns and written with one statement per table (:mod:`models.bulk`):
 the ORM's per-object bookkeeping was most of this stage's time.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
@@ -30,7 +24,7 @@ from models.base import utcnow
 from models.bulk import IDS, Record, insert_rows, pair_params, pairs_in, update_rows
 from models.mentions import ERASED_TEXT
 
-Outcome = Literal["new", "edited", "deleted", "restored", "duplicate", "thread"]  # thread: see whole_thread
+Outcome = Literal["new", "edited", "deleted", "restored", "duplicate"]
 KEY = {"mentions": ("platform", "external_id"), "authors": ("platform", "author_key"),  # unique: ids read back
        "conversations": ("thread_key",)}
 AUTHOR_FIELDS = ("platform_user_id", "handle", "display_name", "followers", "account_created_at")
@@ -55,33 +49,14 @@ TIMES = ("created_at", "author_created_at", "edited_at")
 _MA = ModerationAction.__table__.c
 HIDING = ("hide", "remove", "filter")  # community.moderation's actions that set ``hidden`` (a hold's filter)
 MODERATED = select(_MA.mention_id).where(_MA.mention_id.in_(IDS), _MA.action.in_(HIDING)).distinct()
-# the posts of whole threads, by the threads' keys (the mentions' conversation_id is indexed)
-THREAD_POSTS = select(_M.id, _M.platform, _M.external_id, _M.platform_conversation_id, _M.raw).join(
-    Conversation.__table__, _M.conversation_id == _C.id).where(_C.thread_key.in_(bindparam("keys", expanding=True)))
-THREAD_MARK = "socialcare_deleted_with_thread"  # in a post's raw: hidden by its whole thread's deletion
 # a post's time is within these; beyond them converting to UTC or adding to it overflows
 EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
 
 
 @dataclass
 class Ingested:
-    """``mention_id`` None: a deletion of a post never stored, or a whole thread's event, whose
-    outcome is ``thread`` when it deleted or restored ``posts`` (their ids), ``duplicate`` if none."""
-
     mention_id: int | None
     outcome: Outcome
-    posts: tuple[int, ...] = ()
-
-
-def whole_thread(m: NormalizedMention) -> bool:
-    """A deletion or a restore of every post of the thread ``conversation_id``: its external id is
-    :func:`thread_id` of that thread. No platform's post id starts with ``*`` (the generic webhook's
-    start with their source's name)."""
-    return m.event != "upsert" and bool(m.conversation_id) and m.external_id == thread_id(m.conversation_id)
-
-
-def thread_id(conversation_id: str) -> str:
-    return f"*{conversation_id}"
 
 
 def unstorable(value: str) -> str | None:
@@ -213,77 +188,24 @@ def handle_key(handle: str | None, user_id: str | None) -> list[str]:
 
 async def ingest_batch(session: AsyncSession, batch: list[NormalizedMention]) -> list[Ingested]:
     """Persist a batch in the caller's transaction; returns one result per input, in order."""
-    if not any(whole_thread(m) for m in batch):
-        return await _ingest(session, batch, set(), {})
-    posts: dict[tuple[str, str | None], dict[str, Any]] = {}  # thread -> its stored posts' external ids and raw
-    for r in await session.execute(THREAD_POSTS, {"keys": list({_thread_key(m) for m in batch if whole_thread(m)})}):
-        posts.setdefault((r.platform, r.platform_conversation_id), {})[r.external_id] = r.raw
-    each: list[NormalizedMention] = []  # the batch, a whole thread's event repeated for each of its posts
-    spans: list[range] = []
-    swept: set[int] = set()  # positions in ``each`` of those repeats
-    earlier: dict[tuple[str, str | None], dict[str, None]] = {}  # each thread's posts earlier in the batch
-    for m in batch:
-        thread = (m.platform, m.conversation_id)
-        if whole_thread(m):
-            keys = {**dict.fromkeys(posts.get(thread, {})), **earlier.get(thread, {})}
-            spans.append(range(len(each), len(each) + len(keys)))
-            swept.update(spans[-1])
-            each += [replace(m, external_id=key) for key in keys]
-        else:
-            earlier.setdefault(thread, {})[m.external_id] = None
-            spans.append(range(len(each), len(each) + 1))
-            each.append(m)
-    raws = {(platform, key): raw for (platform, _), stored in posts.items() for key, raw in stored.items()}
-    results = await _ingest(session, each, swept, raws)
-    out = []
-    for m, span in zip(batch, spans):
-        if whole_thread(m):
-            changed = tuple(results[i].mention_id for i in span if results[i].outcome in ("deleted", "restored"))
-            out.append(Ingested(None, "thread" if changed else "duplicate", changed))
-        else:
-            out.append(results[span[0]])
-    return out
-
-
-async def _ingest(session: AsyncSession, batch: list[NormalizedMention], swept: set[int],
-                  raws: dict[tuple[str, str], Any]) -> list[Ingested]:
-    """:func:`ingest_batch`, whole threads' events made one per post: at ``swept`` (their stored
-    posts' raw in ``raws``). Such a deletion marks what it hides (:data:`THREAD_MARK`); such a
-    restore shows only what is so marked, keeps the words and creates no post."""
     pairs = {(m.platform, m.external_id) for m in batch}
     existing = {key: Record.of(r) for r in await session.execute(STORED, pair_params(pairs))
                 if (key := (r.platform, r.external_id)) in pairs}
-    for key, held in raws.items():
-        if key in existing:
-            existing[key].raw = held  # what a whole thread's deletion marks (a new post in the batch has its own)
     # a redelivered copy of an erased post (service.privacy) brings back neither its text nor its author
     authors = await _authors(session, [m for m in batch if not _erased(existing.get((m.platform, m.external_id)))])
-    conversations = await _conversations(session, [m for i, m in enumerate(batch) if i not in swept])
+    conversations = await _conversations(session, batch)
     new: list[tuple[Record, Record]] = []  # (mention, its thread)
     restored: dict[int, Record] = {}  # written apart (_restored)
     back = (existing.get((m.platform, m.external_id)) for m in batch if m.event == "restore")
     moderated = await _moderated(session, [r.id for r in back if r is not None and r.deleted])
     results: list[Ingested] = []
-    for i, m in enumerate(batch):
+    for m in batch:
         key = (m.platform, m.external_id)
         row = existing.get(key)
         if m.event == "delete":
             if row is not None and not row.deleted:
-                held = getattr(row, "raw", None)
-                mark = {"raw": {**held, THREAD_MARK: True}} if i in swept and isinstance(held, dict) else {}
-                row.set(deleted=True, hidden=True, **mark)
+                row.set(deleted=True, hidden=True)
                 results.append(Ingested(row.id, "deleted"))
-            else:
-                results.append(Ingested(row.id if row else None, "duplicate"))
-            continue
-        if i in swept:  # a whole thread's restore: only the posts its deletion hid, their words as they are
-            raw = getattr(row, "raw", None)
-            if row is not None and row.deleted and isinstance(raw, dict) and raw.get(THREAD_MARK) and not _erased(row):
-                shown = {} if row.id in moderated else {"hidden": False}
-                row.set(deleted=False, raw={k: v for k, v in raw.items() if k != THREAD_MARK}, **shown)
-                if row.id is not None:
-                    restored[row.id] = row
-                results.append(Ingested(row.id, "restored"))
             else:
                 results.append(Ingested(row.id if row else None, "duplicate"))
             continue
@@ -333,7 +255,7 @@ async def _ingest(session: AsyncSession, batch: list[NormalizedMention], swept: 
             for r in results:
                 if r.mention_id == row.id:
                     r.outcome = "duplicate"
-    # a deletion of a post never stored has no id
+    # a new post's id was read back after the insert; a deletion of a post never stored has none
     return [Ingested(r.mention_id or getattr(existing.get((m.platform, m.external_id)), "id", None), r.outcome)
             for r, m in zip(results, batch)]
 

@@ -3,9 +3,7 @@
 Identity is ``<topic_id>/<post_number>``: a Discourse post payload names its parent only by
 ``reply_to_post_number``, so this scheme threads replies without an API call (``in_reply_to`` is
 the parent, ``conversation_id`` the topic's first post). Post numbers never change within a topic.
-The first post carries the topic title, since ``topic_created`` itself has no body. A whole topic
-(deleted or recovered: ``topic_destroyed``, ``topic_recovered``) is its thread, ``*<topic_id>/1``
-(:func:`listener.ingest.whole_thread`), whose deletion or restore ingest applies to each of its posts.
+The first post carries the topic title, since ``topic_created`` itself has no body.
 """
 
 from __future__ import annotations

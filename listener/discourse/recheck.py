@@ -33,15 +33,6 @@ limits the API key, not an endpoint: the poll's next request would meet it too. 
 window included, stays as it was, the runner waits for ``Retry-After``, and the repeated round
 fetches the round's new posts again: a 429 never loses one.
 
-A deleted topic is caught only in part. Its posts leave the pages; read alone, each is a 404 to a
-non-staff API user, a deletion. But Discourse deletes the topic and its first post only: to staff
-(the usual API user of a moderation integration) its other posts come back without ``deleted_at``,
-and ``GET /posts/{id}.json`` says nothing of the topic (no ``topic_title`` or topic ``deleted_at``
-in that answer), so they read as unchanged posts (read alone again each round while in the
-window, as hidden ones are). Their deletion comes by the
-``topic_destroyed`` webhook (:mod:`listener.discourse.webhook`), which hides every post of the topic
-we hold; its recovery by ``topic_recovered``.
-
 What comes out: a changed text, an upsert with ``edited_at`` (the post's ``updated_at``, as the
 ``post_edited`` webhook sends it; ingest stores the words and triage runs again); an unchanged post,
 nothing; a deletion, a ``delete`` event (ingest hides the mention). A deleted post stays in the

@@ -1,5 +1,5 @@
 """Discourse webhooks: ``post_created``, ``post_edited``, ``post_destroyed``, ``post_recovered``,
-``topic_created``, ``topic_destroyed``, ``topic_recovered``.
+``topic_created``.
 
 ``POST /webhooks/discourse``. The ``X-Discourse-Event-Signature`` header (``sha256=<hex>``, the
 HMAC-SHA256 of the raw body with the webhook's secret) is verified before anything is parsed.
@@ -10,17 +10,6 @@ JSON under either content type a webhook may be given. ``topic_created`` is ackn
 mention: its payload has no body, and the topic's first post arrives as ``post_created`` with the
 title. Events of other kinds (``ping``, user events...) are acknowledged and ignored.
 
-A deleted topic takes all its posts off the forum, yet Discourse sends ``post_destroyed`` for its
-first post alone (the others keep no ``deleted_at`` of their own), and ``topic_destroyed``'s body,
-the topic (``{"topic": {"id": ..., "title": ...}}``, no post stream), names none of them; nor can
-this endpoint list them (no database here, and a topic may hold thousands). So ``topic_destroyed``
-publishes one deletion of the whole thread, ``*<topic>/1`` (:func:`listener.ingest.whole_thread`),
-which ingest applies to every post of the topic it holds, whichever way each came; and
-``topic_recovered`` one restore, which shows again only what that deletion hid (not a post deleted
-on its own before, nor one our moderation hid; an erased one stays erased). Both are idempotent: a
-redelivery finds nothing left to change. Our own topics count (a private message we started holds
-the customer's replies). The webhook must send "Topic Event"s as well as "Post Event"s.
-
 What this endpoint misses while it is unreachable (or the webhook disabled) is caught up by the
 connector (:mod:`listener.discourse.connector`): new posts by its poll, edits, deletions and
 recoveries of the posts of the last day by its re-check (:mod:`listener.discourse.recheck`).
@@ -29,14 +18,12 @@ recoveries of the posts of the last day by its re-check (:mod:`listener.discours
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from listener.discourse.normalize import is_ours, post_key, post_to_mention
-from listener.ingest import in_terms_of, mention_problems, parse_time, text_problems, thread_id
-from listener.protocol import MentionEvent, NormalizedMention
+from listener.discourse.normalize import is_ours, post_to_mention
+from listener.ingest import in_terms_of, mention_problems, parse_time, text_problems
 from listener.webhook import (
     BodyTooLarge,
     Publish,
@@ -51,7 +38,6 @@ from listener.webhook import (
 log = logging.getLogger("socialcare.listener.discourse")
 PATH = "/webhooks/discourse"
 POST_EVENTS = ("post_created", "post_edited", "post_destroyed", "post_recovered")
-TOPIC_EVENTS: dict[str, MentionEvent] = {"topic_destroyed": "delete", "topic_recovered": "restore"}
 MAX_ID = 2**62
 # each integer field and its lowest value (system users have negative ids)
 IDS = {"topic_id": 1, "post_number": 1, "reply_to_post_number": 1, "category_id": 1, "user_id": -MAX_ID}
@@ -87,28 +73,6 @@ def post_problems(post: Any) -> list[str]:
     return problems + text_problems(post, "post")
 
 
-def topic_problems(topic: Any) -> list[str]:
-    """What is wrong with a topic webhook's ``topic``, by field (only what a whole-thread event uses)."""
-    if not isinstance(topic, dict):
-        return ["topic: an object"]
-    problems = [] if type(topic.get("id")) is int and 1 <= topic["id"] < MAX_ID else ["topic.id: required, a positive integer"]
-    problems += [f"topic.{key}: a string" for key in ("title", "slug", "archetype")
-                 if not isinstance(topic.get(key), (str, type(None)))]
-    return problems + text_problems(topic, "topic")
-
-
-def topic_to_mention(topic: dict[str, Any], base_url: str, event: str) -> NormalizedMention:
-    """A deleted or recovered topic as the deletion or restore of its whole thread (the mentions of
-    its posts all have the conversation ``<topic>/1``); no author: the posts have theirs."""
-    tid = int(topic["id"])
-    private = topic.get("archetype") == "private_message"
-    return NormalizedMention(
-        platform="discourse", external_id=thread_id(post_key(tid, 1)), text="", created_at=datetime.now(UTC),
-        conversation_id=post_key(tid, 1), url=f"{base_url.rstrip('/')}/t/{topic.get('slug') or '-'}/{tid}",
-        kind="dm" if private else "forum_post", is_public=not private, event=TOPIC_EVENTS[event],
-        raw={"topic": topic})
-
-
 def routes(settings: Any, publish: Publish) -> list[web.RouteDef]:
     """The webhook route; none unless ``SOCIALCARE_DISCOURSE_WEBHOOK_SECRET`` is set."""
     secret = settings.secret("discourse_webhook_secret")
@@ -133,24 +97,16 @@ def routes(settings: Any, publish: Publish) -> list[web.RouteDef]:
             return json_error(400, str(exc))
         except ValueError:
             return json_error(400, "malformed JSON")
-        if event in TOPIC_EVENTS:
-            topic = payload.get("topic") if isinstance(payload, dict) else None
-            if problems := topic_problems(topic):
-                return json_error(400, "invalid topic", problems=problems[:20])
-            mention = topic_to_mention(topic, base_url, event)  # type: ignore[arg-type]
-            if bad := mention_problems(mention):
-                return json_error(400, "invalid topic", problems=in_terms_of(bad, "topic", {"url": "slug"})[:20])
-        elif event not in POST_EVENTS:
+        if event not in POST_EVENTS:
             return web.json_response({"accepted": 0, "ignored": event or "no X-Discourse-Event header"})
-        else:
-            post = payload.get("post") if isinstance(payload, dict) else None
-            if problems := post_problems(post):
-                return json_error(400, "invalid post", problems=problems[:20])
-            if is_ours(post, ours):  # type: ignore[arg-type]
-                return web.json_response({"accepted": 0, "ignored": f"{event} of our own post"})
-            mention = post_to_mention(post, base_url, event)  # type: ignore[arg-type]
-            if bad := mention_problems(mention):  # what is left: lengths the columns hold
-                return json_error(400, "invalid post", problems=in_terms_of(bad, "post", FIELDS)[:20])
+        post = payload.get("post") if isinstance(payload, dict) else None
+        if problems := post_problems(post):
+            return json_error(400, "invalid post", problems=problems[:20])
+        if is_ours(post, ours):  # type: ignore[arg-type]
+            return web.json_response({"accepted": 0, "ignored": f"{event} of our own post"})
+        mention = post_to_mention(post, base_url, event)  # type: ignore[arg-type]
+        if bad := mention_problems(mention):  # what is left: lengths the columns hold
+            return json_error(400, "invalid post", problems=in_terms_of(bad, "post", FIELDS)[:20])
         if instance := request.headers.get("X-Discourse-Instance"):
             mention.raw = {**mention.raw, "instance": instance}
         try:

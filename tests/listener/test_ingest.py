@@ -243,3 +243,14 @@ async def test_an_erased_post_stays_erased_when_its_platform_restores_it(request
             assert (row.deleted, row.text, row.raw) == (True, ERASED_TEXT, {})
     finally:
         await database.close()
+
+
+async def test_a_deletion_of_a_post_never_stored_changes_nothing(db):
+    """A platform's deletion of a post made before we listened (or in a thread we never saw) is a
+    duplicate, not a poison message retried until it is dead-lettered."""
+    gone = mention("9", "", event="delete", conversation_id="thread-never-seen", in_reply_to="8")
+    async with db.session() as s:
+        [result] = await ingest_batch(s, [gone])
+        await s.commit()
+        stored = await s.scalar(select(func.count()).select_from(Mention))
+    assert (result.mention_id, result.outcome, stored) == (None, "duplicate", 0)
