@@ -105,6 +105,9 @@ class ActionResult:
     ok: bool
     external_ids: list[str] = field(default_factory=list)  # ids the platform gave (tweets of a thread)
     error: str | None = None
+    # not ok, but the platform may have done it: the request went out and no answer came back in
+    # time. A reply so left is ``unknown`` (an agent checks the platform), never sent again blindly.
+    uncertain: bool = False
 
 
 @runtime_checkable

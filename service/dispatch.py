@@ -2,7 +2,8 @@
 
 A reply is committed as ``pending`` before anything is sent, claimed as ``sending`` (a conditional
 update, committed) just before the platform call, then ``sent``/``failed``. A reply found in
-``sending`` after a crash is marked ``unknown`` for an agent to check, never sent twice. In dry-run
+``sending`` after a crash, or whose platform call went out and got no answer in time (the connector
+says ``uncertain``), is marked ``unknown`` for an agent to check, never sent twice. In dry-run
 mode, or when no connector serves the platform, the reply is recorded as ``dry_run`` (what would
 have been sent).
 
@@ -191,8 +192,10 @@ class Dispatcher:
             except Exception as exc:  # noqa: BLE001 - a platform error must not kill the stage
                 result = None
                 error = f"{type(exc).__name__}: {exc}"
-            reply.status = "sent" if result and result.ok else "failed"
+            reply.status = "sent" if result and result.ok else "unknown" if result and result.uncertain else "failed"
             reply.error = None if result and result.ok else (result.error if result else error)
+            if reply.status == "unknown":  # it may be on the platform: an agent looks before sending it again
+                reply.error = f"no answer in time, it may have been posted; check the platform ({reply.error})"
             reply.external_ids = list(result.external_ids) if result else []
             reply.sent_at = self.clock()
             await session.commit()

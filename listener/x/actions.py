@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import requests
 import tweepy
 
 from listener.hosts import X_HOST, redirect_session
@@ -55,6 +56,12 @@ def split_thread(text: str, limit: int = LIMIT) -> list[str]:
 TIMEOUT = (10.0, 30.0)  # seconds to connect, and between two reads of an answer (requests' timeout)
 
 
+def unanswered(exc: BaseException) -> bool:
+    """The request went out and its answer did not come in time: X may have posted it. (A connect
+    timeout never reached X: a plain failure, safe to try again.)"""
+    return isinstance(exc, requests.ReadTimeout)
+
+
 def make_client(settings: Any) -> tweepy.Client:
     """A sync tweepy client whose requests go to ``settings.x_api_base`` and give up after
     :data:`TIMEOUT` (tweepy sets none: a request X never answers would hold its round, and the
@@ -92,15 +99,18 @@ class XActions:
                 try:
                     resp = self.client.create_tweet(text=part, in_reply_to_tweet_id=parent, user_auth=True)
                 except Exception as exc:  # noqa: BLE001 - keep the ids already posted, so a retry can continue
-                    return ActionResult(False, ids, error=str(translate(exc)))
+                    return ActionResult(False, ids, error=str(translate(exc)), uncertain=unanswered(exc))
                 parent = str(resp["data"]["id"])
                 ids.append(parent)
             return ActionResult(True, ids)
         if action.kind == "private_message":
             if not action.recipient_id:
                 return ActionResult(False, error="no recipient id for a direct message")
-            resp = self.client.create_direct_message(participant_id=action.recipient_id, text=action.text,
-                                                     user_auth=True)
+            try:
+                resp = self.client.create_direct_message(participant_id=action.recipient_id, text=action.text,
+                                                         user_auth=True)
+            except requests.ReadTimeout as exc:  # other errors: raised as before (perform translates them)
+                return ActionResult(False, error=str(translate(exc)), uncertain=True)
             return ActionResult(True, [str((resp.get("data") or {}).get("dm_event_id", ""))])
         if action.kind in ("hide", "unhide"):
             fn = self.client.hide_reply if action.kind == "hide" else self.client.unhide_reply

@@ -107,6 +107,7 @@ class FakeX:
     protected: set[str] = field(default_factory=set)  # authors protected or suspended: lookups say not authorized
     lookup_fail_next: list[tuple] = field(default_factory=list)  # like fail_next, for GET /2/tweets?ids= only
     stall_next: int = 0  # mention timelines that answer only after STALL seconds (a connection X leaves hanging)
+    stall_posts: int = 0  # tweets posted whose answer comes only after STALL seconds (posted all the same)
     streamed: list[dict] = field(default_factory=list)  # every tweet pushed on the stream (lookups know them)
     user_keys_ok: bool = True  # False: OAuth 1.0a user-context keys are refused (the bearer still works)
     blocked: list[str] = field(default_factory=list)
@@ -281,6 +282,9 @@ class FakeX:
             return web.json_response(REPLY_TO_GONE, status=403)
         self.posted.append(body)
         new_id = str(1900000000000000000 + len(self.posted))
+        if self.stall_posts:
+            self.stall_posts -= 1
+            await asyncio.sleep(STALL)
         return web.json_response({"data": {"id": new_id, "text": body["text"], "edit_history_tweet_ids": [new_id]}},
                                  status=201)
 
