@@ -40,10 +40,14 @@ class Window:
     second first seen, digest of the text last seen, after :data:`REMOVED` while the post is removed),
     and when they were last read back (epoch seconds; 0: never). The cursor holds each as
     ``[id, first seen, digest]``. Posts first seen in the same second are kept and saved in
-    :meth:`order`, the id's by default; a window whose keys are not the platform's ids overrides it."""
+    :meth:`order`, the id's by default; a window whose keys are not the platform's ids overrides it.
+    ``not_before``: after a 429 the re-check met (where that must not stop the connector: X's lookup
+    has its own limit, Discourse's new posts go on), the time before which no round re-checks (0:
+    none); the cursor holds it as ``wait`` while it is ahead of the last round."""
 
     seen: dict[str, tuple[int, str]] = field(default_factory=dict)
     checked_at: float = 0.0
+    not_before: float = 0.0
 
     @classmethod
     def load(cls, data: Any) -> Window:
@@ -55,8 +59,8 @@ class Window:
             if (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
                     and isinstance(entry[1], int) and isinstance(entry[2], str)):
                 seen[entry[0]] = (entry[1], entry[2])
-        at = data.get("at")
-        return cls(seen, float(at) if isinstance(at, (int, float)) and math.isfinite(at) else 0.0)
+        at, wait = data.get("at"), data.get("wait")
+        return cls(seen, _seconds(at), _seconds(wait))
 
     @classmethod
     def from_cursor(cls, cursor: str | None) -> Window:
@@ -72,7 +76,16 @@ class Window:
 
     def dump(self) -> dict[str, Any]:
         ids = sorted(self.seen, key=self.order)
-        return {"at": int(self.checked_at), "ids": [[name, *self.seen[name]] for name in ids]}
+        data = {"at": int(self.checked_at), "ids": [[name, *self.seen[name]] for name in ids]}
+        if self.not_before > self.checked_at:
+            data["wait"] = math.ceil(self.not_before)
+        return data
+
+    def due(self, now: float, seconds: float, longest: float) -> bool:
+        """Whether a re-check is due: ``seconds`` after the last one, and not before ``not_before``
+        (one further ahead than ``longest``, a clock gone wrong, is brought back to that)."""
+        self.not_before = min(self.not_before, now + longest)
+        return now >= max(self.checked_at + seconds, self.not_before)
 
     def add(self, mentions: Iterable[NormalizedMention], now: float) -> None:
         """This round's new posts. The first ones start the clock: they were read just now."""
@@ -87,3 +100,9 @@ class Window:
         kept = sorted(((name, v) for name, v in self.seen.items() if v[0] >= oldest),
                       key=lambda item: (item[1][0], self.order(item[0])))
         self.seen = dict(kept[-size:] if size > 0 else [])
+
+
+def _seconds(value: Any) -> float:
+    """An epoch time from the cursor, or 0 when it is not one."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        else 0.0

@@ -13,12 +13,20 @@ of recent posts. A cursor saved before the window existed (the bare post id) loa
 
 The re-check never holds new posts back for trouble of its own: a post read alone whose answer is
 an error (a 5xx, a 4xx other than 404, a timeout, a body that is not JSON) is unknown this round
-(logged with its id and the status, left as it was, read again on a later round), and a page read
-for the re-check alone (below the poll's own) that fails ends the paging there, the window's posts
-below it waiting for a round that reaches them. A 429 anywhere is raised: Discourse's limit is per
-API key, so the poll's next request would meet it too; the saved cursor, window included, stays as
-it was, the runner waits for ``Retry-After`` and the repeated round fetches the new posts again, so
-none is lost. Errors of the pages the poll itself needs are raised as well (the runner backs off).
+(logged with its id and the status, left as it was, read again on a later round; after a timeout or
+a 5xx no other post is read alone that round, so a hanging forum costs one request timeout, not
+``recheck_lookups`` of them), and a page read for the re-check alone (below the poll's own) that
+fails ends the paging there, the window's posts below it waiting for a round that reaches them. A
+429 met by the re-check part (a page below the poll's own, or a post read alone) ends the re-check
+for the round: the round's new posts are returned and the catch-up cursor moves on, the window is
+left as it was (not marked checked) and keeps a "not before" time (``wait``, as X's window does:
+``Retry-After``, at most :data:`LIMIT_WAIT` ahead), before which no round re-checks. Discourse's
+limit is per API key, so the poll's own pages may meet it too: a 429 or another error on them is
+raised (the runner waits or backs off, the saved cursor stays as it was and the repeated round
+fetches the new posts again, so none is lost).
+
+Error messages (which the runner logs and shows) name a status, a path, Discourse's short
+``error_type`` or an exception's type, never a response body: an error page may quote a post.
 """
 
 from __future__ import annotations
@@ -26,13 +34,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from typing import Any
 
 import aiohttp
 
+from listener.backoff import rate_limit_wait
 from listener.discourse.normalize import is_ours, post_key, post_to_mention, split_key
 from listener.discourse.recheck import PostWindow, recheck, usable
 from listener.errors import AuthError, ConnectorError, RateLimited, TransientError
@@ -47,19 +58,42 @@ FOREVER_YEARS = 1000  # what Discourse's own "permanently" suspends for
 # every 5 minutes, posts of the last day, at most 200 of them, 8 more pages of 50 a round at most
 # and 10 posts read alone
 RECHECK_SECONDS, RECHECK_HOURS, RECHECK_SIZE, RECHECK_PAGES, RECHECK_LOOKUPS = 300.0, 24.0, 200, 8, 10
+LIMIT_WAIT = 900.0  # the longest a 429 met by the re-check holds the re-check back
+_ERROR_TYPE = re.compile(r"[a-z_]{1,40}")  # Discourse's error_type ("not_found", "invalid_parameters")
 
 
 class DiscourseHTTPError(ConnectorError):
-    """A 4xx other than 401/403/429, with its status (409: the user is already suspended)."""
+    """A 4xx other than 401/403/429, with its status (409: the user is already suspended). Its
+    message names the status, its reason phrase, the path and Discourse's ``error_type`` when the
+    body holds one, never the body itself (an error page may quote a post)."""
 
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status
 
 
+class DiscourseUnavailable(TransientError):
+    """A 5xx, a timeout or a connection that failed: Discourse is not answering well. The re-check
+    reads no more posts alone that round."""
+
+
+def _reason(status: int, body: bytes) -> str:
+    """A short reason for an error answer: the status's phrase, and Discourse's ``error_type`` when
+    the body is the JSON Discourse sends and it looks like one (an identifier), nothing else of it."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "error"
+    try:
+        kind = json.loads(body).get("error_type")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        kind = None
+    return f"{phrase} ({kind})" if isinstance(kind, str) and _ERROR_TYPE.fullmatch(kind) else phrase
+
+
 def _status(exc: ConnectorError) -> str:
-    """An error as a log may name it: a 4xx's status alone (its message holds the body, which may
-    quote a post); the others' messages name only a status, a path or an exception's type."""
+    """An error as a re-check log line names it: a 4xx's status alone; the others' messages name
+    only a status, a path or an exception's type."""
     return f"HTTP {exc.status}" if isinstance(exc, DiscourseHTTPError) else str(exc)
 
 
@@ -106,12 +140,12 @@ class DiscourseConnector:
                     retry = resp.headers.get("Retry-After")
                     raise RateLimited("Discourse rate limit (429)", retry_after=float(retry) if retry else None)
                 if resp.status >= 500:
-                    raise TransientError(f"Discourse error {resp.status} on {path}")
+                    raise DiscourseUnavailable(f"Discourse error {resp.status} on {path}")
                 if resp.status >= 400:
-                    raise DiscourseHTTPError(f"Discourse answered {resp.status} on {path}: {body[:200]!r}",
-                                             resp.status)
+                    raise DiscourseHTTPError(f"Discourse answered {resp.status} {_reason(resp.status, body)} on "
+                                             f"{path}", resp.status)
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise TransientError(f"Discourse unreachable: {type(exc).__name__}") from exc
+            raise DiscourseUnavailable(f"Discourse unreachable: {type(exc).__name__}") from exc
         if not body.strip():
             return {}
         try:
@@ -119,12 +153,13 @@ class DiscourseConnector:
         except ValueError as exc:
             raise TransientError(f"Discourse sent malformed JSON on {path}") from exc
 
-    async def _pages(self, floor: int | None, pages: int,
-                     needed: int | None = None) -> tuple[dict[int, dict[str, Any]], int]:
+    async def _pages(self, floor: int | None, pages: int, needed: int | None = None
+                     ) -> tuple[dict[int, dict[str, Any]], int, RateLimited | None]:
         """``/posts.json`` pages, newest first, until one reaches id ``floor`` (None: one page), the
-        listing ends or ``pages`` were read; the posts by id, and the lowest id the pages cover.
-        The poll needs the pages down to id ``needed`` (None: the first one); an error on a page read
-        for the re-check alone, below those, ends the paging there (a 429 is raised all the same)."""
+        listing ends or ``pages`` were read; the posts by id, the lowest id the pages cover, and the
+        429 that ended the paging (None: none). The poll needs the pages down to id ``needed`` (None:
+        the first one), and their errors are raised; an error on a page read for the re-check alone,
+        below those, ends the paging there (a 429 is returned: the round's re-check is skipped)."""
         posts: dict[int, dict[str, Any]] = {}
         before: int | None = None
         for _ in range(pages):
@@ -132,29 +167,30 @@ class DiscourseConnector:
                 page = await self._call("GET", "/posts.json", params={"before": before} if before else None)
                 if not isinstance(page, dict):
                     raise TransientError("Discourse sent a /posts.json page that is not a JSON object")
-            except RateLimited:
-                raise
             except ConnectorError as exc:
                 if before is None or (needed is not None and before > needed):
                     raise
+                if isinstance(exc, RateLimited):
+                    return posts, before, exc
                 log.warning("discourse re-check: the page below post %d failed (%s); the window's posts below "
                             "it wait for a later round", before, _status(exc))
                 break
             latest = [p for p in (page.get("latest_posts") or []) if isinstance(p, dict) and type(p.get("id")) is int]
             if not latest:
-                return posts, 0  # the listing ended: it covered everything
+                return posts, 0, None  # the listing ended: it covered everything
             posts.update({p["id"]: p for p in latest})
             before = min(p["id"] for p in latest)
             if floor is None or before <= floor:
                 break
-        return posts, before or 0
+        return posts, before or 0, None
 
     async def _lookup(self, pid: int) -> dict[str, Any] | None:
         """``GET /posts/{id}.json``: None for a 404 (deleted, to a non-staff API user). Any other error
         but a 429 (a 403 for a post out of the API user's sight or a key without that scope, a 5xx, a
-        timeout, a body that is not JSON) is logged and reads as nothing known this round (``{}``):
-        the post is left as it was and read again on a later round, and one post holds nothing back.
-        A 429 is raised: the limit is the API key's, shared with the poll."""
+        timeout, a body that is not JSON) is logged, the post unknown this round: left as it was and
+        read again on a later round. A 403 or a body that is not JSON reads as ``{}``; a 5xx or a
+        timeout is raised (:class:`DiscourseUnavailable`, a ``TransientError``) so that the re-check
+        reads no more posts alone this round. A 429 is raised: the limit is the API key's."""
         try:
             post = await self._call("GET", f"/posts/{pid}.json")
         except RateLimited:
@@ -162,25 +198,38 @@ class DiscourseConnector:
         except ConnectorError as exc:
             if isinstance(exc, DiscourseHTTPError) and exc.status == 404:
                 return None
-            log.warning("discourse re-check: post %d unknown this round (%s)", pid, _status(exc))
+            down = isinstance(exc, DiscourseUnavailable)
+            log.warning("discourse re-check: post %d unknown this round (%s)%s", pid, _status(exc),
+                        "; no more posts read alone this round" if down else "")
+            if down:
+                raise
             return {}
         return post if isinstance(post, dict) else {}
 
     async def poll_once(self, cursor: str | None) -> tuple[list[NormalizedMention], str | None]:
         """One round: the posts newer than the cursor (the latest page only on a first run), then,
         when due, the re-check of the window, whose pages continue the poll's own. A raised error (a
-        429 anywhere, or a failure of the poll's own pages) leaves the caller's cursor, and so the
-        window, as it was; the re-check's other failures are absorbed (the module's docstring)."""
+        failure of the poll's own pages, a 429 included) leaves the caller's cursor, and so the
+        window, as it was; the re-check's failures are absorbed: after a 429 the round's new posts
+        are returned, the window left unchecked with a "not before" (the module's docstring)."""
         since, window = parse_cursor(cursor), PostWindow.from_cursor(cursor)
         now = time.time()
         window.trim(now, self.recheck_hours, self.recheck_size)
-        due = bool(window.seen) and now - window.checked_at >= self.recheck_seconds
+        due = bool(window.seen) and window.due(now, self.recheck_seconds, LIMIT_WAIT)
         floor = window.lowest() if due else since  # the window's posts are all at most ``since``
-        listed, low = await self._pages(floor, self.max_pages + (self.recheck_pages if due else 0), since)
+        listed, low, limited = await self._pages(floor, self.max_pages + (self.recheck_pages if due else 0), since)
         fresh = [listed[i] for i in sorted(listed) if since is None or i > since]
         mentions = [post_to_mention(p, self.base) for p in fresh if usable(p) and not is_ours(p, self.username)]
-        if due:
-            mentions += await recheck(window, listed, low, self._lookup, self.base, now, self.recheck_lookups)
+        if due and limited is None:
+            try:
+                mentions += await recheck(window, listed, low, self._lookup, self.base, now, self.recheck_lookups)
+            except RateLimited as exc:  # raised before the window was touched
+                limited = exc
+        if limited is not None:
+            wait = min(rate_limit_wait(limited.reset_at, limited.retry_after, now=now), LIMIT_WAIT)
+            window.not_before = max(window.not_before, now + wait)
+            log.warning("discourse re-check: rate limited (429); the round's %d new posts go on, the re-check of "
+                        "%d posts waits %.0f s", len(mentions), len(window.seen), wait)
         window.add(mentions, now)
         window.trim(now, self.recheck_hours, self.recheck_size)
         newest = max([since or 0, *(p["id"] for p in fresh)])

@@ -24,14 +24,18 @@ rounds): a 404 (a deleted post, to a non-staff API user) or ``deleted_at`` (to s
 a post still there (hidden, unlisted) is compared as any other, except a topic's first post, whose
 title that answer leaves out, and is read alone again next round (hidden posts are few).
 
-A re-check never holds new posts back for trouble of its own. A post read alone whose answer is an
-error other than a 404 or a 429 (a 5xx, a 403, a timeout, a body that is not JSON) is unknown this
-round: logged (its id and the status), left as it was, read again on a later round. A page read for
-the re-check alone (below the ones the poll needs) that fails ends the paging there, as the page
-budget does. A 429 anywhere in a round is raised (the connector's ``_call``), because Discourse
-limits the API key, not an endpoint: the poll's next request would meet it too. The saved cursor,
-window included, stays as it was, the runner waits for ``Retry-After``, and the repeated round
-fetches the round's new posts again: a 429 never loses one.
+A re-check never holds new posts back for trouble of its own. A post read alone whose answer is
+an error other than a 404 or a 429 (a 5xx, a 403, a timeout, a body that is not JSON) is unknown this
+round: logged (its id and the status), left as it was, read again on a later round; after a timeout
+or a 5xx (the lookup raises a ``TransientError``) no other post is read alone that round, so a
+forum that hangs costs one request timeout, not ``recheck_lookups`` of them. A page read for the
+re-check alone (below the ones the poll needs) that fails ends the paging there, as the page budget
+does. A 429 met by the re-check (such a page, or a post read alone) ends the round's re-check
+before the window is touched: the connector still returns the round's new posts and moves its
+cursor on, leaves the window unchecked and sets its ``not_before`` (saved as ``wait``, the field X's
+window keeps for its lookup's 429) to ``Retry-After`` ahead; no round re-checks before it. Discourse
+limits the API key, not an endpoint, so a 429 on the pages the poll itself needs is raised (the
+runner waits, and the repeated round fetches the new posts again: a 429 never loses one).
 
 What comes out: a changed text, an upsert with ``edited_at`` (the post's ``updated_at``, as the
 ``post_edited`` webhook sends it; ingest stores the words and triage runs again); an unchanged post,
@@ -57,10 +61,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from listener.discourse.normalize import deleted, post_key, post_to_mention, split_key
+from listener.errors import TransientError
 from listener.protocol import NormalizedMention
 from listener.recheck import REMOVED, Window, digest
 
-# GET /posts/{id}.json: the post; None when Discourse answers 404 (deleted, to a non-staff API user)
+# GET /posts/{id}.json: the post; None when Discourse answers 404 (deleted, to a non-staff API user),
+# {} when unknown this round; raises TransientError when no other post should be read alone this round
 Lookup = Callable[[int], Awaitable[dict[str, Any] | None]]
 
 
@@ -75,7 +81,7 @@ class PostWindow(Window):
     """The shared window keyed by ``topic/number``, plus each post's Discourse id (``post_ids``).
     Such a key does not sort as the forum's order ("10/1" before "9/5" as text), so posts first seen
     in the same second are ordered by their post id when the window is trimmed (the newest kept) or
-    saved."""
+    saved. Its ``not_before`` is a 429's ``Retry-After`` met by the re-check."""
 
     post_ids: dict[str, int] = field(default_factory=dict)
 
@@ -173,9 +179,15 @@ def changes(window: PostWindow, listed: dict[int, dict[str, Any]], low: int,
 async def recheck(window: PostWindow, listed: dict[int, dict[str, Any]], low: int, lookup: Lookup,
                   base_url: str, now: float, lookups: int) -> list[NormalizedMention]:
     """One re-check round over pages already read: the posts missing from them are read alone
-    (``lookup``, at most ``lookups``; ``{}`` for one unknown this round), then compared. Raises what
-    ``lookup`` raises (the connector's: a 429 alone) before the window is touched."""
-    looked_up = {key: await lookup(pid) for key, pid in window.missing(listed, low)[:max(lookups, 0)]}
+    (``lookup``, at most ``lookups``; ``{}`` for one unknown this round; after one that raised a
+    ``TransientError``, a timeout or a 5xx, no more), then compared. Raises what else ``lookup``
+    raises (the connector's: a 429) before the window is touched."""
+    looked_up: dict[str, dict[str, Any] | None] = {}
+    for key, pid in window.missing(listed, low)[:max(lookups, 0)]:
+        try:
+            looked_up[key] = await lookup(pid)
+        except TransientError:
+            break  # the forum struggles: the rest are unknown this round (the lookup logged it)
     out = changes(window, listed, low, looked_up, base_url, now)
     window.checked_at = now
     return out

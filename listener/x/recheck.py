@@ -48,7 +48,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -101,31 +100,8 @@ def _marker(mark: str) -> str:
 class TweetWindow(Window):
     """The shared window (:class:`listener.recheck.Window`: trimmed, dumped and loaded alike) for
     tweets: original id -> (epoch second first seen, the newest version id known, after
-    :data:`REMOVED` while X withholds the tweet). No text digest: X edits are new ids. ``not_before``:
-    the ``x-rate-limit-reset`` of a lookup's 429, before which no round runs (0: none); the cursor
-    holds it as ``wait`` while it is ahead of the last round."""
-
-    not_before: float = 0.0
-
-    @classmethod
-    def load(cls, data: Any) -> TweetWindow:
-        window = super().load(data)
-        wait = data.get("wait") if isinstance(data, dict) else None
-        if isinstance(wait, (int, float)) and not isinstance(wait, bool) and math.isfinite(wait):
-            window.not_before = float(wait)
-        return window
-
-    def dump(self) -> dict[str, Any]:
-        data = super().dump()
-        if self.not_before > self.checked_at:
-            data["wait"] = math.ceil(self.not_before)
-        return data
-
-    def due(self, now: float, seconds: float) -> bool:
-        """Whether a round is due: ``seconds`` after the last one, and not before a 429's reset (one
-        further ahead than :data:`LIMIT_WAIT`, a clock gone wrong, is brought back to that)."""
-        self.not_before = min(self.not_before, now + LIMIT_WAIT)
-        return now >= max(self.checked_at + seconds, self.not_before)
+    :data:`REMOVED` while X withholds the tweet). No text digest: X edits are new ids. Its
+    ``not_before`` is the ``x-rate-limit-reset`` of a lookup's 429 (at most :data:`LIMIT_WAIT` ahead)."""
 
     def add(self, mentions: Iterable[NormalizedMention], now: float) -> None:
         self.checked_at = self.checked_at or now
@@ -246,7 +222,7 @@ class Rechecks:
         a 429 until the reset X announced."""
         now = time.time()
         window.trim(now, self.recheck_hours, self.recheck_size)
-        if not window.seen or not window.due(now, self.recheck_seconds):
+        if not window.seen or not window.due(now, self.recheck_seconds, LIMIT_WAIT):
             return []
         try:
             return await recheck(self._lookup, window, self.channel, now)

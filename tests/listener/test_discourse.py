@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -10,9 +11,10 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from listener.cursors import MemoryCursorStore
 from listener.discourse import webhook
-from listener.discourse.connector import DiscourseConnector
+from listener.discourse.connector import DiscourseConnector, DiscourseHTTPError
 from listener.errors import AuthError, RateLimited, TransientError
 from listener.protocol import Action
+from listener.runner import run_connector
 from service.settings import load_settings
 
 from .fakes.discourse import API_KEY, FakeDiscourse, post, webhook_request
@@ -228,6 +230,34 @@ async def test_replies_private_messages_and_moderation(forum):
     assert forum.actions[-1][:2] == ("delete", "100")
     missing = await c.perform(Action(kind="hide", platform="discourse", target_external_id="99/1"))
     assert not missing.ok and "404" in missing.error
+    await c.close()
+
+
+async def test_an_error_page_that_quotes_a_post_never_reaches_a_message_or_a_log(forum, waits, caplog):
+    """A 4xx's message, which the runner logs and shows, names the status, its reason and Discourse's
+    ``error_type``, never the body: an error page may echo a post's words."""
+    secret = "My card is 4111 1111 1111 1111"
+    c = connector(forum)
+    forum.fail_on["POST /posts.json"] = [(422, {}, json.dumps({"errors": [f"Body is invalid: {secret}"],
+                                                               "error_type": "invalid_parameters"}))]
+    r = await c.perform(Action(kind="public_reply", platform="discourse", target_external_id="41/2", text=secret))
+    assert not r.ok and r.error.startswith("Discourse answered 422 Unprocessable ")  # Entity, or Content (3.13)
+    assert r.error.endswith(" (invalid_parameters) on /posts.json") and "4111" not in r.error
+    forum.fail_on["GET /posts.json"] = [(400, {}, f"<html><p>{secret}</p></html>")]
+    with pytest.raises(DiscourseHTTPError) as err:
+        await c.poll_once(None)
+    assert err.value.status == 400 and str(err.value) == "Discourse answered 400 Bad Request on /posts.json"
+    forum.fail_on["GET /posts.json"] = [(409, {}, json.dumps({"error_type": secret}))]  # not an identifier
+    store, stop = MemoryCursorStore(), asyncio.Event()
+
+    async def publish(batch):
+        stop.set()
+
+    status = await asyncio.wait_for(run_connector(c, publish, store, stop, backoff_base=0.01), 30)
+    assert status.last_error is None and len(waits) == 1  # backed off once, then polled
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("409 Conflict on /posts.json" in line for line in logged)
+    assert not any("4111" in line for line in logged)
     await c.close()
 
 

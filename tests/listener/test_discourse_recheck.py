@@ -9,13 +9,14 @@ import asyncio
 import json
 import time
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 
 from listener.cursors import MemoryCursorStore
+from listener.discourse import connector as discourse_connector
 from listener.discourse.connector import DiscourseConnector
 from listener.discourse.recheck import PostWindow
-from listener.errors import RateLimited
 from listener.recheck import digest
 from listener.runner import run_connector
 from service.settings import load_settings
@@ -199,32 +200,68 @@ async def test_posts_first_seen_longer_ago_than_the_window_are_dropped_unread(fo
     assert mentions == [] and json.loads(cursor)["recheck"]["post_ids"] == {"41/3": 105}
 
 
-async def test_a_429_on_the_recheck_leaves_the_cursor_as_it_was(forum, connectors, waits):
+@pytest.mark.parametrize("where", ["page", "lookup"])
+async def test_a_429_on_the_recheck_holds_no_new_post_back_and_the_recheck_waits_for_retry_after(
+        forum, connectors, waits, monkeypatch, where):
+    """A 429 on a page read for the re-check alone (below the poll's own, posts 106 to 104) or on a
+    post read alone: the round's new post is published and the cursor moves on, the window is left
+    unchecked, and no round re-checks before ``Retry-After`` has passed; then one does."""
     c = connector(forum, connectors)
     _, cursor = await c.poll_once("99")
-    store = MemoryCursorStore()
-    await store.set("discourse", cursor)
-    forum.destroy(forum.find(40, 3))  # read alone: GET /posts/102.json
-    forum.edit(forum.find(40, 2), "fixed after the update")
+    checked = json.loads(cursor)["recheck"]["at"]
+    forum.destroy(forum.find(40, 3))  # off the pages: read alone, GET /posts/102.json
+    forum.edit(forum.find(40, 2), "fixed after the update")  # post 101: on the page below, re-check's alone
     forum.posts.append(post(106, topic_id=42, raw="a new post in the same round"))
-    forum.fail_on["GET /posts/{id}.json"] = [(429, {"Retry-After": "2"})]
-    with pytest.raises(RateLimited) as limited:
-        await connector(forum, connectors).poll_once(cursor)
-    assert limited.value.retry_after == 2.0
-    forum.fail_on["GET /posts/{id}.json"] = [(429, {"Retry-After": "2"})]
-    got, stop, at_publish = [], asyncio.Event(), []
+    forum.fail_on["/posts.json?before=104" if where == "page" else "GET /posts/{id}.json"] = [
+        (429, {"Retry-After": "30"})]
+    store, stop, got = MemoryCursorStore(), asyncio.Event(), []
+    await store.set("discourse", cursor)
 
     async def publish(batch):
-        at_publish.append(await store.get("discourse"))
-        got.extend((m.external_id, m.event) for m in batch)
+        got.append([(m.external_id, m.event) for m in batch])
         stop.set()
 
-    await asyncio.wait_for(run_connector(c, publish, store, stop, backoff_base=0.01), 30)
-    assert waits == [2.0] and not forum.fail_on["GET /posts/{id}.json"]
-    assert at_publish == [cursor]  # the round that hit the 429 saved nothing
-    assert sorted(got) == [("40/2", "upsert"), ("40/3", "delete"), ("42/1", "upsert")]
+    status = await asyncio.wait_for(run_connector(c, publish, store, stop), 30)
+    assert got == [[("42/1", "upsert")]] and waits == [] and status.last_error is None  # the runner never waited
+    assert not any(forum.fail_on.values())
     saved = json.loads(await store.get("discourse"))
-    assert saved["after"] == 106 and len(saved["recheck"]["ids"]) == 6  # the window's five kept, and the new post
+    assert saved["after"] == 106 and saved["recheck"]["post_ids"]["42/1"] == 106  # the new post joins the window
+    assert saved["recheck"]["at"] == checked and saved["recheck"]["wait"] >= time.time() + 29  # not marked checked
+    before = len(forum.requests)
+    mentions, cursor = await c.poll_once(await store.get("discourse"))
+    assert mentions == [] and sent(forum, before) == ["/posts.json"]  # before Retry-After: no re-check
+    later = SimpleNamespace(time=lambda: time.time() + 31, monotonic=time.monotonic)  # Retry-After has passed
+    monkeypatch.setattr(discourse_connector, "time", later)
+    mentions, cursor = await c.poll_once(cursor)
+    assert sorted((m.external_id, m.event) for m in mentions) == [("40/2", "upsert"), ("40/3", "delete")]
+    assert "wait" not in json.loads(cursor)["recheck"]
+
+
+@pytest.mark.parametrize("trouble", ["timeout", 502])
+async def test_a_lookup_that_times_out_or_fails_with_a_5xx_ends_the_lookups_of_the_round(forum, connectors,
+                                                                                       trouble, caplog):
+    """Two posts off the pages (102 deleted, 101 hidden), read alone newest first: after the first
+    times out (or answers 502) the other is not asked that round; the round's new post comes back."""
+    c = connector(forum, connectors, timeout=0.3)
+    _, cursor = await c.poll_once("99")
+    forum.destroy(forum.find(40, 3))
+    forum.find(40, 2)["hidden"] = True
+    forum.posts.append(post(106, topic_id=42, raw="a new post in the same round"))
+    if trouble == "timeout":
+        forum.slow_on["/posts/102.json"] = [1.0]
+    else:
+        forum.fail_on["/posts/102.json"] = [(trouble, {})]
+    before = len(forum.requests)
+    mentions, cursor = await c.poll_once(cursor)
+    assert [(m.external_id, m.event) for m in mentions] == [("42/1", "upsert")]
+    assert sent(forum, before) == ["/posts.json", "/posts.json?before=104", "/posts/102.json"]  # not 101
+    assert json.loads(cursor)["after"] == 106
+    assert any("post 102 unknown this round" in r.getMessage() and "no more posts read alone" in r.getMessage()
+               for r in caplog.records)
+    before = len(forum.requests)
+    (gone,), cursor = await c.poll_once(cursor)  # the next round reads both
+    assert (gone.external_id, gone.event) == ("40/3", "delete")
+    assert sent(forum, before)[-2:] == ["/posts/102.json", "/posts/101.json"]
 
 
 async def test_a_post_whose_lookup_fails_holds_no_new_post_back_and_is_read_again_later(forum, connectors, waits,
@@ -255,15 +292,14 @@ async def test_a_post_whose_lookup_fails_holds_no_new_post_back_and_is_read_agai
     assert not any("error_type" in line or "{" in line for line in logged)  # the status, never a body
 
 
-@pytest.mark.parametrize("status", [500, 429])
-async def test_a_page_read_for_the_recheck_alone_never_loses_a_new_post(forum, connectors, waits, status):
-    """Below the poll's own page (posts 106 to 104), a failing page ends this round's re-check there;
-    a 429, the API key's limit, is raised as anywhere: the round is repeated after it, whole."""
+async def test_a_page_read_for_the_recheck_alone_never_loses_a_new_post(forum, connectors, waits):
+    """Below the poll's own page (posts 106 to 104), a failing page ends this round's re-check there
+    (a 429 there: the test above)."""
     c = connector(forum, connectors)
     _, cursor = await c.poll_once("99")
     forum.edit(forum.find(40, 2), "fixed after the update")  # post 101: on the page below, re-check's alone
     forum.posts.append(post(106, topic_id=42, raw="a new post in the same round"))
-    forum.fail_on["/posts.json?before=104"] = [(status, {"Retry-After": "2"})]
+    forum.fail_on["/posts.json?before=104"] = [(500, {})]
     store, stop, got = MemoryCursorStore(), asyncio.Event(), []
     await store.set("discourse", cursor)
 
@@ -274,10 +310,7 @@ async def test_a_page_read_for_the_recheck_alone_never_loses_a_new_post(forum, c
 
     await asyncio.wait_for(run_connector(c, publish, store, stop), 30)
     assert sorted(got) == [("40/2", "upsert"), ("42/1", "upsert")] and not forum.fail_on["/posts.json?before=104"]
-    if status == 429:
-        assert waits == [2.0]  # waited, then the same round again, both in one batch
-    else:
-        assert waits == [] and got[0] == ("42/1", "upsert")  # the new post first, the edit a round later
+    assert waits == [] and got[0] == ("42/1", "upsert")  # the new post first, the edit a round later
     assert json.loads(await store.get("discourse"))["after"] == 106
 
 

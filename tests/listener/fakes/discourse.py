@@ -4,6 +4,7 @@ errors), with edits, deletions (by staff or by the author) and recoveries as Dis
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -57,6 +58,7 @@ class FakeDiscourse:
     # answers for the next calls of a route ("GET /posts/{id}.json") or of one URL ("/posts.json?before=104"):
     # (status, headers), or (status, headers, body) to send that body as it is (JSON or not)
     fail_on: dict[str, list[tuple]] = field(default_factory=dict)
+    slow_on: dict[str, list[float]] = field(default_factory=dict)  # as fail_on: seconds to hang before answering
     withdrawn: dict[int, tuple[str, str]] = field(default_factory=dict)  # raw and cooked before the author deleted
 
     def app(self) -> web.Application:
@@ -78,6 +80,8 @@ class FakeDiscourse:
         resource = request.match_info.route.resource
         route = f"{request.method} {resource.canonical if resource else request.path}"
         url = str(request.rel_url)
+        if self.slow_on.get(route) or self.slow_on.get(url):
+            await asyncio.sleep((self.slow_on.get(route) or self.slow_on[url]).pop(0))  # a forum that hangs
         if self.fail_next or self.fail_on.get(route) or self.fail_on.get(url):
             status, headers, *sent = (self.fail_next or self.fail_on.get(route) or self.fail_on[url]).pop(0)
             if sent:
