@@ -24,7 +24,9 @@ from service.audit import record
 
 TOKEN_BYTES = 32
 TOKEN_PATTERN = r"[A-Za-z0-9_-]{40,64}"  # token_urlsafe(32) is 43 characters
-_LINK_IN_TEXT = re.compile(r"https?://\S*/secure/" + TOKEN_PATTERN)
+# a link to a secure page: a URL, or one quoted without its scheme ("care.example.com/secure/...", or
+# the path alone), as a customer pasting it back to us may
+_LINK_IN_TEXT = re.compile(r"(?:https?://\S*|[\w.-]*)/secure/" + TOKEN_PATTERN)
 SCRUBBED = "[secure link, removed after delivery]"
 
 
