@@ -22,21 +22,24 @@ IN_PROCESS_EXPORT_NOTE = ("dead letters not checked (the document says so): the 
                           "reach: an admin finds the person's on /admin/deadletters")
 
 
-def _db(settings):  # noqa: ANN001, ANN202
+async def _with_db_and_bus(settings, work):  # noqa: ANN001, ANN202
+    """``await work(db, bus)`` with the database migrated and the Redis bus the settings name started
+    (None for the in-process one, out of a command's reach); both closed afterwards."""
     from models.db import Database
 
-    return Database.from_settings(settings)
+    db, bus = Database.from_settings(settings), None
+    try:
+        await db.upgrade()
+        if settings.bus == "redis":
+            from service.bus import make_bus
 
-
-async def _bus(settings):  # noqa: ANN001, ANN202
-    """The Redis bus the settings name, started; None for the in-process one (out of reach)."""
-    if settings.bus != "redis":
-        return None
-    from service.bus import make_bus
-
-    bus = make_bus(settings)
-    await bus.start()
-    return bus
+            bus = make_bus(settings)
+            await bus.start()
+        return await work(db, bus)
+    finally:
+        if bus is not None:
+            await bus.close()
+        await db.close()
 
 
 def _summary(counts: Counter) -> str:
@@ -93,20 +96,12 @@ def erase(settings, platform: str | None, handle: str | None, user_id: str | Non
     if not reason.strip():
         raise click.UsageError("--reason is empty")
 
-    async def go() -> Counter:
-        db, bus = _db(settings), None
-        try:
-            await db.upgrade()
-            bus = await _bus(settings)
-            return await run_erase(db, subject, actor=actor, reason=reason.strip(), dry_run=dry_run,
-                                   secret=privacy_key(settings), bus=bus)
-        finally:
-            if bus is not None:
-                await bus.close()
-            await db.close()
+    async def go(db, bus) -> Counter:  # noqa: ANN001
+        return await run_erase(db, subject, actor=actor, reason=reason.strip(), dry_run=dry_run,
+                               secret=privacy_key(settings), bus=bus)
 
     try:
-        counts = asyncio.run(go())
+        counts = asyncio.run(_with_db_and_bus(settings, go))
     except UnknownSubject as exc:
         raise click.ClickException(_unknown(exc, customer_id, dry_run)) from None
     except BusUnavailable as exc:
@@ -174,20 +169,12 @@ def export(settings, platform: str | None, handle: str | None, user_id: str | No
     if out != "-" and not os.access(os.path.dirname(os.path.abspath(out)), os.W_OK):
         raise click.BadParameter(f"cannot write in the folder of {out}", param_hint="--out")
 
-    async def go() -> dict:
-        db, bus = _db(settings), None
-        try:
-            await db.upgrade()
-            bus = await _bus(settings)
-            return await run_export(db, subject, actor=actor, reason=reason.strip(),
-                                    secret=privacy_key(settings), bus=bus)
-        finally:
-            if bus is not None:
-                await bus.close()
-            await db.close()
+    async def go(db, bus) -> dict:  # noqa: ANN001
+        return await run_export(db, subject, actor=actor, reason=reason.strip(), secret=privacy_key(settings),
+                                bus=bus)
 
     try:
-        doc = asyncio.run(go())
+        doc = asyncio.run(_with_db_and_bus(settings, go))
     except UnknownSubject as exc:
         raise click.ClickException(f"no such subject: {exc}: nothing was exported") from None
     except BusUnavailable as exc:
@@ -245,21 +232,13 @@ def purge(settings, days: int | None, actor: str, dry_run: bool) -> None:  # noq
         raise click.UsageError("no retention period: give --older-than DAYS or set SOCIALCARE_RETENTION_DAYS")
     cutoff = cutoff_for(days)
 
-    async def go() -> Counter:
-        db, bus = _db(settings), None
-        try:
-            await db.upgrade()
-            bus = await _bus(settings)
-            keep = lifetime(settings)
-            total = sum((await purge_plan(db, cutoff, keep)).values())
-            with tqdm(total=total, desc="purge", unit=" rows", file=sys.stderr, disable=None) as bar:
-                return await run_purge(db, cutoff, actor=actor, dry_run=dry_run, progress=bar.update, bus=bus,
-                                       tombstone_lifetime=keep)
-        finally:
-            if bus is not None:
-                await bus.close()
-            await db.close()
+    async def go(db, bus) -> Counter:  # noqa: ANN001
+        keep = lifetime(settings)
+        total = sum((await purge_plan(db, cutoff, keep)).values())
+        with tqdm(total=total, desc="purge", unit=" rows", file=sys.stderr, disable=None) as bar:
+            return await run_purge(db, cutoff, actor=actor, dry_run=dry_run, progress=bar.update, bus=bus,
+                                   tombstone_lifetime=keep)
 
-    counts = asyncio.run(go())
+    counts = asyncio.run(_with_db_and_bus(settings, go))
     what = "dry run, would purge" if dry_run else "purged"
     click.echo(f"{what} (before {cutoff.isoformat(timespec='seconds')}): {_summary(counts)}")
