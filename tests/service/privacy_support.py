@@ -4,6 +4,7 @@ every column of every table to search for what an erasure must have removed."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -101,6 +102,29 @@ class World:
     async def mention(self, mention_id: int) -> Mention:
         async with self.db.session() as s:
             return await s.get(Mention, mention_id)
+
+
+async def with_demo_answers(db: Any, tmp_path: Path) -> World:
+    """A world whose database holds the demo's articles and templates (replies are written from them)."""
+    from community.knowledge import import_folder
+
+    async with db.session() as s:
+        await import_folder(s, DEMO / "kb", DEMO / "templates")
+        await s.commit()
+    return World(db, settings_for(tmp_path, db.url))
+
+
+class PausedBus:
+    """A bus whose dead-letter listing waits until released: an erasure asking it holds its locks on
+    the person's posts (the gate on PostgreSQL, the write lock on SQLite) meanwhile."""
+
+    def __init__(self) -> None:
+        self.reached, self.release = asyncio.Event(), asyncio.Event()
+
+    async def dead_letters(self, topic=None, limit=100):  # noqa: ANN001, ANN201
+        self.reached.set()
+        await self.release.wait()
+        return []
 
 
 async def dump(db: Any) -> dict[str, list[str]]:

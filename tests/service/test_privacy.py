@@ -11,11 +11,19 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from privacy_support import DEMO, SECRET_KEY, T0, FakeConnector, World, dump, found_in, settings_for
+from privacy_support import (
+    SECRET_KEY,
+    T0,
+    FakeConnector,
+    World,
+    dump,
+    found_in,
+    settings_for,
+    with_demo_answers,
+)
 from sqlalchemy import func, select, update
 
 from community import moderation
-from community.knowledge import import_folder
 from console import webhooks_out
 from console.digest import compute
 from console.queue_data import queue_items
@@ -53,11 +61,7 @@ OTHERS = ("tomword", "samanswer", "tom_b")  # Tom's and Sam's words and handle: 
 
 @pytest.fixture
 async def world(db, tmp_path):
-    """The demo's articles and templates in the conftest's database (replies are written from them)."""
-    async with db.session() as s:
-        await import_folder(s, DEMO / "kb", DEMO / "templates")
-        await s.commit()
-    return World(db, settings_for(tmp_path, db.url))
+    return await with_demo_answers(db, tmp_path)
 
 
 async def populate(w: World) -> dict:

@@ -9,7 +9,7 @@ import threading
 from collections import Counter
 
 import pytest
-from privacy_support import SECRET_KEY, FakeConnector, World, dump, found_in, settings_for
+from privacy_support import SECRET_KEY, FakeConnector, PausedBus, World, dump, found_in, settings_for
 from sqlalchemy import select
 
 from community import moderation
@@ -154,18 +154,6 @@ async def test_a_reply_written_after_the_erasure_is_cancelled_not_sent(world, x,
     events = await audit(world.db, "privacy.reply_cancelled")
     assert sorted(int(e.object_id) for e in events) == sorted([reply_id, queued_id])
     assert found_in(await dump(world.db), "maria lopez") == []
-
-
-class PausedBus:
-    """A bus whose dead-letter listing waits: the erasure holds its locks on the person's posts."""
-
-    def __init__(self) -> None:
-        self.reached, self.release = asyncio.Event(), asyncio.Event()
-
-    async def dead_letters(self, topic=None, limit=100):
-        self.reached.set()
-        await self.release.wait()
-        return []
 
 
 async def test_a_reply_claimed_while_an_erasure_is_under_way_waits_for_it_and_is_not_sent(postgres_url, tmp_path, x):

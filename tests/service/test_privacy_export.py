@@ -14,11 +14,18 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
-from privacy_support import DEMO, SECRET_KEY, T0, World, bury, bury_posts, scores, settings_for
+from privacy_support import (
+    SECRET_KEY,
+    T0,
+    World,
+    bury,
+    bury_posts,
+    scores,
+    with_demo_answers,
+)
 from sqlalchemy import event, select
 
 from community import moderation
-from community.knowledge import import_folder
 from console import webhooks_out
 from escalation import chat
 from escalation.customers import link_identity
@@ -38,11 +45,7 @@ OTHERS = ("tomword", "tom_b", "tom brown", "tomreport", "tomview", "id-tom_b", "
 
 @pytest.fixture
 async def world(db, tmp_path):
-    """The demo's articles and templates in the conftest's database (replies are written from them)."""
-    async with db.session() as s:
-        await import_folder(s, DEMO / "kb", DEMO / "templates")
-        await s.commit()
-    return World(db, settings_for(tmp_path, db.url))
+    return await with_demo_answers(db, tmp_path)
 
 
 async def populate(w: World) -> dict:

@@ -12,7 +12,7 @@ import stat
 from datetime import timedelta
 
 import pytest
-from privacy_support import SECRET_KEY, World, dump, found_in, settings_for
+from privacy_support import SECRET_KEY, PausedBus, World, dump, found_in, settings_for
 from sqlalchemy import event, select, update
 
 from models import AuditEvent, Author, ErasureTombstone, Mention
@@ -88,15 +88,6 @@ async def test_an_ingest_batch_started_during_an_erasure_waits_for_it_and_drops_
     """The erasure holds the gate (PostgreSQL) or the write lock (SQLite) while it waits on the bus."""
     w = world
     await w.ingest(w.post("zqxstored", author="MariaL", user_id="id-marial"))
-
-    class PausedBus:
-        def __init__(self) -> None:
-            self.reached, self.release = asyncio.Event(), asyncio.Event()
-
-        async def dead_letters(self, topic=None, limit=100):
-            self.reached.set()
-            await self.release.wait()
-            return []
 
     paused = PausedBus()
     erasing = asyncio.create_task(erase(w.db, MARIA, actor="dpo", reason="r", secret=SECRET_KEY, bus=paused))
