@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from listener.backoff import rate_limit_wait
+from listener.errors import RateLimited
 from listener.protocol import NormalizedMention
 
 KEY = "recheck"  # the window's key in the connector's JSON cursor
@@ -80,6 +82,12 @@ class Window:
         if self.not_before > self.checked_at:
             data["wait"] = math.ceil(self.not_before)
         return data
+
+    def wait_for(self, limited: RateLimited, now: float, longest: float) -> float:
+        """No re-check before the 429's reset (at most ``longest`` ahead); the seconds to wait."""
+        wait = min(rate_limit_wait(limited.reset_at, limited.retry_after, now=now), longest)
+        self.not_before = max(self.not_before, now + wait)
+        return wait
 
     def due(self, now: float, seconds: float, longest: float) -> bool:
         """Whether a re-check is due: ``seconds`` after the last one, and not before ``not_before``

@@ -43,7 +43,6 @@ from typing import Any
 
 import aiohttp
 
-from listener.backoff import rate_limit_wait
 from listener.discourse.normalize import is_ours, post_key, post_to_mention, split_key
 from listener.discourse.recheck import PostWindow, recheck, usable
 from listener.errors import AuthError, ConnectorError, RateLimited, TransientError
@@ -226,8 +225,7 @@ class DiscourseConnector:
             except RateLimited as exc:  # raised before the window was touched
                 limited = exc
         if limited is not None:
-            wait = min(rate_limit_wait(limited.reset_at, limited.retry_after, now=now), LIMIT_WAIT)
-            window.not_before = max(window.not_before, now + wait)
+            wait = window.wait_for(limited, now, LIMIT_WAIT)
             log.warning("discourse re-check: rate limited (429); the round's %d new posts go on, the re-check of "
                         "%d posts waits %.0f s", len(mentions), len(window.seen), wait)
         window.add(mentions, now)

@@ -56,7 +56,6 @@ from typing import Any
 
 import tweepy
 
-from listener.backoff import rate_limit_wait
 from listener.errors import RateLimited
 from listener.protocol import NormalizedMention
 from listener.recheck import KEY, REMOVED, Window, id_order
@@ -235,8 +234,7 @@ class Rechecks:
         window.checked_at = now
         limited = translate(exc)
         if isinstance(limited, RateLimited):
-            wait = min(rate_limit_wait(limited.reset_at, limited.retry_after, now=now), LIMIT_WAIT)
-            window.not_before = max(window.not_before, now + wait)
+            window.wait_for(limited, now, LIMIT_WAIT)
         due = max(now + self.recheck_seconds, window.not_before)
         log.warning("connector %s: re-check of %d tweets skipped (%s); next in %.0f s", getattr(self, "name", "x"),
                     len(window.seen), _what(exc), due - now)
