@@ -107,9 +107,9 @@ class Runner(web.AppRunner):
     """``web.AppRunner`` whose connections answer unparsable requests in JSON. The app should be
     built with ``handler_args=HANDLER_ARGS`` and the ``limits`` middleware, or a header past
     aiohttp's default limit would be called a long address (both limits are 8190 there).
-    aiohttp has no public hook for this (aio-libs/aiohttp#3287); tests/console/test_bad_requests.py
-    and tests/service/test_health_bad_requests.py check it against live servers, so an aiohttp
-    upgrade that moves it is noticed."""
+    aiohttp has no public hook for this (aio-libs/aiohttp#3287); tests/service/test_bad_requests.py
+    checks it against live servers (the console and a worker's), so an aiohttp upgrade that moves it
+    is noticed."""
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
