@@ -8,7 +8,7 @@ Taking a case another agent holds is an explicit, audited take-over; their open 
 
 from __future__ import annotations
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 from sqlalchemy import func, select
 
 from console import flash
@@ -18,7 +18,7 @@ from console.keys import PRINCIPAL, RUNTIME
 from console.paths import path_id
 from console.queries import public_text
 from console.render import render
-from console.secure import ESCALATION, same_origin
+from console.secure import ESCALATION, same_origin, serve_chat
 from escalation import chat, sla
 from escalation.cases import CaseTaken, assign, resolve
 from escalation.handoff import closing_note, escalate_mention, private_handoff
@@ -207,23 +207,13 @@ async def case_socket(request: web.Request) -> web.StreamResponse:
     if not same_origin(request):
         raise web.HTTPForbidden(reason="cross-site websocket")
     p: Principal = request[PRINCIPAL]
-    rt, state = request.app[RUNTIME], request.app[ESCALATION]
+    rt = request.app[RUNTIME]
     async with rt.db.session() as session:
         case = await session.get(Case, case_id)
         if case is None:
             raise web.HTTPNotFound()
         past = [chat.message_json(m) for m in await chat.history(session, case.id)]
-    ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
-    await ws.prepare(request)
-    state.hub.join(case_id, ws)
-    try:
-        await ws.send_json({"type": "history", "messages": past})
-        async for msg in ws:
-            if msg.type == WSMsgType.TEXT:
-                await _agent_message(request, ws, case_id, p, msg.data)
-    finally:
-        state.hub.leave(case_id, ws)
-    return ws
+    return await serve_chat(request, case_id, past, lambda ws, data: _agent_message(request, ws, case_id, p, data))
 
 
 async def _agent_message(request: web.Request, ws: web.WebSocketResponse, case_id: int, p: Principal,

@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -219,20 +219,30 @@ CODE_NOTICES = {
 }
 
 
+async def _code_form(request: web.Request, session: Any) -> tuple[Any, CustomerSession, Case] | web.Response:
+    """What both code forms check before anything else, in this order: a live session, its CSRF
+    token, the case's own rate (a code is an attempt at the case, from whatever address). The form,
+    the session and the case, or the response refusing them."""
+    form = await request.post()
+    current = await _current(request, session)
+    if current is None:
+        return _ended(request)
+    cs, case = current
+    if not _csrf_ok(request, form, "secure", cs.session_hash):
+        raise web.HTTPForbidden(reason="missing or wrong CSRF token")
+    if not await request.app[ESCALATION].per_case.hit(f"case:{case.id}"):
+        return _too_many(request)
+    return form, cs, case
+
+
 async def send_code(request: web.Request) -> web.Response:
     if _limited(request):
         return _too_many(request)
-    form = await request.post()
     rt, state = request.app[RUNTIME], request.app[ESCALATION]
     async with rt.db.session() as session:
-        current = await _current(request, session)
-        if current is None:
-            return _ended(request)
-        cs, case = current
-        if not _csrf_ok(request, form, "secure", cs.session_hash):
-            raise web.HTTPForbidden(reason="missing or wrong CSRF token")
-        if not await state.per_case.hit(f"case:{case.id}"):
-            return _too_many(request)
+        if isinstance(checked := await _code_form(request, session), web.Response):
+            return checked
+        form, cs, case = checked
         result = await verification.request_code(session, cs, case, state.verifier, rt.settings,
                                                  email=str(form.get("email", "")))
         await session.commit()
@@ -253,17 +263,11 @@ async def send_code(request: web.Request) -> web.Response:
 async def check_code(request: web.Request) -> web.Response:
     if _limited(request):
         return _too_many(request)
-    form = await request.post()
     rt, state = request.app[RUNTIME], request.app[ESCALATION]
     async with rt.db.session() as session:
-        current = await _current(request, session)
-        if current is None:
-            return _ended(request)
-        cs, case = current
-        if not _csrf_ok(request, form, "secure", cs.session_hash):
-            raise web.HTTPForbidden(reason="missing or wrong CSRF token")
-        if not await state.per_case.hit(f"case:{case.id}"):
-            return _too_many(request)
+        if isinstance(checked := await _code_form(request, session), web.Response):
+            return checked
+        form, cs, case = checked
         outcome = await verification.check_code(session, cs, case, str(form.get("code", ""))[:20], rt.settings)
         await session.commit()
         if outcome == verification.VERIFIED:
@@ -299,7 +303,7 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
         raise web.HTTPTooManyRequests()
     if not same_origin(request):
         raise web.HTTPForbidden(reason="cross-site websocket")
-    rt, state = request.app[RUNTIME], request.app[ESCALATION]
+    rt = request.app[RUNTIME]
     async with rt.db.session() as session:
         current = await _current(request, session)
         if current is None or current[0].verified_at is None:
@@ -307,17 +311,26 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
         cs, case = current
         past = [chat.message_json(m) for m in await chat.history(session, case.id)]
     case_id, session_id = case.id, cs.id
+    return await serve_chat(request, case_id, past,
+                            lambda ws, data: _customer_message(request, ws, case_id, session_id, data))
+
+
+async def serve_chat(request: web.Request, case_id: int, past: list[dict[str, Any]],
+                     on_text: Callable[[web.WebSocketResponse, str], Awaitable[None]]) -> web.WebSocketResponse:
+    """Either side of a case's chat on a websocket (the customer's here, the agent's in
+    console.cases): the history first, then each text frame to ``on_text``; the case's hub sends
+    both sides what either posts while the socket is open."""
+    hub = request.app[ESCALATION].hub
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
     await ws.prepare(request)
-    state.hub.join(case_id, ws)
+    hub.join(case_id, ws)
     try:
         await ws.send_json({"type": "history", "messages": past})
         async for msg in ws:
-            if msg.type != WSMsgType.TEXT:
-                continue
-            await _customer_message(request, ws, case_id, session_id, msg.data)
+            if msg.type == WSMsgType.TEXT:
+                await on_text(ws, msg.data)
     finally:
-        state.hub.leave(case_id, ws)
+        hub.leave(case_id, ws)
     return ws
 
 
