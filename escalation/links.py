@@ -24,10 +24,14 @@ from service.audit import record
 
 TOKEN_BYTES = 32
 TOKEN_PATTERN = r"[A-Za-z0-9_-]{40,64}"  # token_urlsafe(32) is 43 characters
-# a link to a secure page: a URL, or one quoted without its scheme ("care.example.com/secure/...", or
-# the path alone), as a customer pasting it back to us may
-_LINK_IN_TEXT = re.compile(r"(?:https?://\S*|[\w.-]*)/secure/" + TOKEN_PATTERN)
+# a link to a secure page: a URL, or one quoted without its scheme ("care.example.com:8443/care/secure/...",
+# or the path alone), as a customer pasting it back to us may
+_LINK_IN_TEXT = re.compile(r"(?:https?://\S*|[\w.-]*(?::\d+)?(?:/[\w.~-]+)*)/secure/" + TOKEN_PATTERN)
+# one percent-escape, however often its "%" was itself escaped (%2F, %2f, %252F, %25252F, ...)
+_ESCAPE = re.compile(r"%(?:25)*([0-9A-Fa-f]{2})")
+_DECODE_PASSES = 4  # and escapes of escapes' digits (%%32%46): a bound, as a text may be long
 SCRUBBED = "[secure link, removed after delivery]"
+MASKED = "[secure link]"
 
 
 def sha256(value: str) -> str:
@@ -118,8 +122,47 @@ async def revoke_case_access(session: AsyncSession, case_id: int, now: datetime 
 def shown_without_links(text: str) -> str:
     """A reply's text as a page or the API may show it: a secure link opens the customer's private
     channel, so whoever reads the outbox (an agent, a bot's read token) never sees one, even in the
-    moments before it is delivered and scrubbed."""
-    return _LINK_IN_TEXT.sub("[secure link]", text) if "/secure/" in text else text
+    moments before it is delivered and scrubbed. A link quoted URL-encoded (a shortener's, tracker's
+    or share button's ``https%3A%2F%2F...%2Fsecure%2F<token>``, also double-encoded) opens it too:
+    it is found in the text decoded and masked where it stands, the text around it left as written."""
+    if "%" in text and _ESCAPE.search(text):
+        return _masked_encoded(text, MASKED)
+    return _LINK_IN_TEXT.sub(MASKED, text) if "/secure/" in text else text
+
+
+def _decoded(text: str) -> tuple[str, list[int], list[int]]:
+    """``text`` percent-decoded (up to :data:`_DECODE_PASSES` times), with where each decoded
+    character came from: ``text[starts[i]:ends[i]]`` is what became character ``i``."""
+    starts, ends = list(range(len(text))), list(range(1, len(text) + 1))
+    for _ in range(_DECODE_PASSES):
+        pieces: list[str] = []
+        new_starts: list[int] = []
+        new_ends: list[int] = []
+        last = 0
+        for m in _ESCAPE.finditer(text):
+            a, b = m.span()
+            pieces += (text[last:a], chr(int(m.group(1), 16)))
+            new_starts += starts[last:a] + [starts[a]]
+            new_ends += ends[last:a] + [ends[b - 1]]
+            last = b
+        if not pieces:
+            break
+        text = "".join(pieces) + text[last:]
+        starts, ends = new_starts + starts[last:], new_ends + ends[last:]
+    return text, starts, ends
+
+
+def _masked_encoded(text: str, replacement: str) -> str:
+    """``text`` with each secure link found in its decoded form replaced, as written, by ``replacement``."""
+    decoded, starts, ends = _decoded(text)
+    if "/secure/" not in decoded:
+        return text
+    out, last = [], 0
+    for m in _LINK_IN_TEXT.finditer(decoded):
+        a, b = starts[m.start()], ends[m.end() - 1]
+        out += (text[last:a], replacement)
+        last = b
+    return "".join(out) + text[last:] if out else text
 
 
 async def scrub_delivered_links(session: AsyncSession) -> int:

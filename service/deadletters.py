@@ -4,10 +4,13 @@ process's own): one row format and one way of choosing, retrying and discarding 
 cannot drift apart; the page and the API, which people and programs reach with a sign-in or a
 token, also redact reasons (:func:`display`) and audit every view and action. The CLI runs with the
 servers' own credentials, on a terminal: it shows reasons as they are, and audits its retries and
-discards (:func:`audit_action`, its ``--actor``, by default ``cli:<OS user>``), not its listings.
+discards (:func:`audit_action`) and its listings that show payloads (:func:`audit_shown`), with its
+``--actor`` (by default ``cli:<OS user>``); a listing without payloads is not audited.
 
 Payloads can hold personal data (whole posts, handles): rows leave them out unless asked, and the
 console and the API show them only through :func:`shown_payload`, redacted, after auditing the view.
+A secure link a customer quoted (:func:`escalation.links.shown_without_links`) is masked in every
+row, the CLI's included: it opens their private channel, and no one reading a dead letter needs it.
 """
 
 from __future__ import annotations
@@ -37,13 +40,16 @@ def clean(text: str, width: int | None = None) -> str:
 
 def row(d: DeadLetter, show_payload: bool = False) -> dict[str, Any]:
     """A dead letter's listing fields; ``entry_id`` is the message's id on its own stream, the one the
-    worker's log names. The payload (as stored, unredacted) only when asked for."""
+    worker's log names. The payload (personal data as stored) only when asked for. Secure links are
+    masked in the reason and the payload, however quoted."""
     out: dict[str, Any] = {"id": d.id, "entry_id": d.extra.get("entry_id", ""), "topic": d.topic, "key": d.key,
-                           "attempts": d.attempts, "reason": d.reason, "failed_at": d.failed_at}
+                           "attempts": d.attempts, "reason": shown_without_links(d.reason),
+                           "failed_at": d.failed_at}
     if "undecodable" in d.extra:
-        out["undecodable"] = d.extra["undecodable"]
+        out["undecodable"] = shown_without_links(d.extra["undecodable"])
     if show_payload:
-        out["payload"] = d.extra["raw"] if "undecodable" in d.extra else d.payload
+        stored = d.extra["raw"] if "undecodable" in d.extra else d.payload
+        out["payload"] = reshaped(stored, shown_without_links)
     return out
 
 
@@ -150,6 +156,19 @@ async def audit_view(db: Any, actor: str, d: DeadLetter) -> None:
     """Audit (committed) that ``actor`` is about to be shown ``d``'s payload."""
     async with db.session() as session:
         record(session, actor, "deadletter.payload_viewed", "deadletter", d.id, topic=d.topic)
+        await session.commit()
+
+
+async def audit_shown(db: Any, actor: str, shown: list[DeadLetter], topic: str | None = None) -> None:
+    """Audit (committed) that ``actor`` is about to be shown the payloads of ``shown``, as a listing
+    shows them: the topic asked for, the count (also per topic) and the ids, :data:`AT_ONCE` ids an
+    entry (no entry grows without bound), never a payload."""
+    async with db.session() as session:
+        for start in range(0, len(shown), AT_ONCE):
+            part = shown[start:start + AT_ONCE]
+            record(session, actor, "deadletter.payload_viewed", "deadletter",
+                   part[0].id if len(part) == 1 else None,
+                   topic=topic, topics=per_topic(part), count=len(part), ids=[d.id for d in part])
         await session.commit()
 
 

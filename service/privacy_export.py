@@ -66,6 +66,7 @@ from service.privacy import chunks, delivered, erased, reshaped
 SCHEMA_VERSION = 1
 ACTION = "privacy.exported"
 SUBJECT_ACTIONS = ("privacy.erased", ACTION)  # found by the subject's keyed hashes once nothing else names them
+LISTED = "deadletter.payload_viewed"  # `deadletter list --show-payload`: many dead letters, named in details["ids"]
 
 AUTHOR_FIELDS = ("id", "platform", "handle", "display_name", "platform_user_id", "followers",
                  "account_created_at", "customer_id", "banned", "created_at")
@@ -183,6 +184,7 @@ async def _posts(session: AsyncSession, author_ids: set[int], counts: Counter) -
         for m in await _in(session, Mention, Mention.id, part):
             t, d = triage.get(m.id), routes.get(m.id)
             posts.append(fields(m, POST_FIELDS) | {
+                "text": shown_without_links(m.text) if m.text else m.text,  # as quoted in raw: masked too
                 "erased": erased(m),
                 "raw": own(m.raw or {}),
                 "triage": fields(t, TRIAGE_FIELDS) if t else None,
@@ -274,12 +276,18 @@ def _dead_letters(letters: list[DeadLetter], counts: Counter) -> list[dict]:
 
 async def _audit(session: AsyncSession, found: Found, objects: dict[str, set[Any]]) -> list[dict]:
     """The audit entries about the person's record, accounts, posts, cases, replies and moderation
-    actions, and their earlier erasures and exports (matched by keyed hash once nothing else names them)."""
+    actions, their earlier erasures and exports (matched by keyed hash once nothing else names them),
+    and the CLI's listings that showed their dead letters' payloads (one entry names many)."""
     events: dict[int, AuditEvent] = {}
     for object_type, ids in objects.items():
         for part in chunks(str(i) for i in ids):
             for e in await session.scalars(select(AuditEvent).where(
                     and_(AuditEvent.object_type == object_type, AuditEvent.object_id.in_(part)))):
+                events[e.id] = e
+    if objects.get("deadletter"):
+        for e in await session.scalars(select(AuditEvent).where(
+                AuditEvent.action == LISTED, AuditEvent.object_id.is_(None))):
+            if objects["deadletter"] & set((e.details or {}).get("ids") or []):
                 events[e.id] = e
     if found.keys:
         for e in await session.scalars(select(AuditEvent).where(AuditEvent.action.in_(SUBJECT_ACTIONS))):

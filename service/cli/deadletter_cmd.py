@@ -1,9 +1,11 @@
 """`socialcare deadletter`: inspect, retry and discard messages that failed every delivery.
 
 Payloads can hold personal data (mention texts, handles), so listings leave them out unless
-``--show-payload`` asks for them. Retries and discards are audited in the database's audit log
-(``deadletter.retried`` / ``deadletter.discarded``: the actor and the ids, never a payload), as the
-console's and the API's are; a database that does not answer stops them before anything is done.
+``--show-payload`` asks for them (secure links masked even then). Retries, discards and listings
+that show payloads are audited in the database's audit log (``deadletter.retried`` /
+``deadletter.discarded`` / ``deadletter.payload_viewed``: the actor and the ids, never a payload), as
+the console's and the API's are; a database that does not answer stops them before anything is
+done or shown.
 """
 
 from __future__ import annotations
@@ -79,16 +81,18 @@ def _chosen_by(ids: tuple[str, ...], every: bool, topic: str | None, verb: str) 
         raise click.UsageError(f"give the dead-letter IDs to {verb} (see `socialcare deadletter list`) or --all")
 
 
-async def _audit_log(settings):  # noqa: ANN001, ANN202 - Settings -> Database
-    """The database holding the audit log, answering and migrated; a ClickException (nothing done)
-    when it does not answer: no retry or discard goes unaudited."""
+UNAUDITED = "nothing was done (every retry and discard is audited in it)"
+
+
+async def _audit_log(settings, refused: str = UNAUDITED):  # noqa: ANN001, ANN202 - Settings -> Database
+    """The database holding the audit log, answering and migrated; a ClickException (``refused``:
+    nothing done) when it does not answer: no retry, discard or payload shown goes unaudited."""
     from models.db import Database
 
     db = Database.from_settings(settings)
     if not await db.ping():
         await db.close()
-        raise click.ClickException("the database does not answer: nothing was done (every retry and discard "
-                                   "is audited in it); run it again once it is back")
+        raise click.ClickException(f"the database does not answer: {refused}; run it again once it is back")
     try:
         await db.upgrade()
     except BaseException:
@@ -148,12 +152,20 @@ def deadletter() -> None:
 @click.option("--topic", default=None, help="Only dead letters of this topic (stage).")
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, help="At most this many, oldest first.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line instead of a table.")
-@click.option("--show-payload", is_flag=True, help="Include the payload (may hold personal data).")
+@click.option("--show-payload", is_flag=True,
+              help="Include the payload (may hold personal data; audited as deadletter.payload_viewed).")
+@actor_option("is shown the payloads")
 @click.pass_obj
-def list_cmd(settings, topic: str | None, limit: int, as_json: bool, show_payload: bool) -> None:  # noqa: ANN001
+def list_cmd(settings, topic: str | None, limit: int, as_json: bool, show_payload: bool,  # noqa: ANN001
+             actor: str) -> None:
     """List dead letters: id, the original stream entry id (as the worker's log names it), topic, key,
-    attempts, failed_at, reason (payloads only on request); says how many more there are."""
-    dead = _run(settings, lambda bus: bus.dead_letters(topic, ALL))
+    attempts, failed_at, reason (payloads only on request); says how many more there are.
+
+    With --show-payload the listing is audited in the database's audit log before anything is shown
+    (deadletter.payload_viewed: the --actor, the topic, the count and the ids, never a payload); a
+    database that does not answer stops it. Secure links a customer quoted are masked.
+    """
+    dead = _run(settings, lambda bus: _read(settings, bus, topic, limit, actor if show_payload else None))
     rows = [deadletters.row(d, show_payload) for d in dead[:limit]]
     more = len(dead) - len(rows)
     hint = (f"… and {more} more (of {len(dead)}{' on topic ' + topic if topic else ''}); "
@@ -177,6 +189,26 @@ def list_cmd(settings, topic: str | None, limit: int, as_json: bool, show_payloa
             click.echo("    payload: " + json.dumps(row["payload"], ensure_ascii=True))
     if hint:
         click.echo(hint)
+
+
+async def _read(settings, bus: Bus, topic: str | None, limit: int,  # noqa: ANN001 - Settings
+                actor: str | None) -> list[DeadLetter]:
+    """Every dead letter (of ``topic``), oldest first; with an ``actor``, the first ``limit`` of them,
+    whose payloads are about to be shown, audited first (committed)."""
+    if actor is None:
+        return await bus.dead_letters(topic, ALL)
+    db = await _audit_log(settings, "no payload was shown (every listing of payloads is audited in it)")
+    try:
+        dead = await bus.dead_letters(topic, ALL)
+        if dead:
+            try:
+                await deadletters.audit_shown(db, actor, dead[:limit], topic)
+            except Exception as exc:  # noqa: BLE001 - unaudited, so not shown
+                raise click.ClickException(f"the audit entry could not be written ({type(exc).__name__}): "
+                                           "no payload was shown") from None
+        return dead
+    finally:
+        await db.close()
 
 
 @deadletter.command()

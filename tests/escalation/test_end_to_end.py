@@ -57,8 +57,8 @@ async def test_a_hijacked_account_goes_private_is_verified_chats_and_is_resolved
     from console.app import create_app
     from console.auth import create_user
     from escalation.customers import link_identity
-    from models import Customer
     from listener.x.connector import XConnector
+    from models import Customer
     from service.runtime import Runtime
     from service.seed import seed_demo
 

@@ -1,6 +1,7 @@
 """`socialcare deadletter list|retry|discard` against a real Redis bus (the in-process bus lives inside
-the running service, so a separate CLI process cannot see it); retries and discards are audited in the
-database (a temporary SQLite one, and PostgreSQL where it says so)."""
+the running service, so a separate CLI process cannot see it); retries, discards and listings that
+show payloads are audited in the database (a temporary SQLite one, and PostgreSQL where it says so);
+a secure link a customer quoted never shows, however encoded."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def bus_of(env) -> RedisStreamsBus:
     return RedisStreamsBus(env["SOCIALCARE_REDIS_URL"], prefix=env["SOCIALCARE_BUS_PREFIX"], max_deliveries=2)
 
 
-def make_dead_letters(env, items: list[tuple[str, str, dict]]) -> list[str]:
+def make_dead_letters(env, items: list[tuple[str, str, dict]], reason: str | None = None) -> list[str]:
     """Dead-letter each (topic, key, payload) through the bus, the way a failing stage would."""
 
     async def go() -> list[str]:
@@ -44,7 +45,7 @@ def make_dead_letters(env, items: list[tuple[str, str, dict]]) -> list[str]:
                 await bus.ensure_group(topic, topic)
                 await bus.publish(topic, payload, key)
                 while not await bus.fail(topic, topic, (await bus.read(topic, topic, "c", 1, 0))[0],
-                                         f"RuntimeError: {key} broke\x1b[2J"):
+                                         reason or f"RuntimeError: {key} broke\x1b[2J"):
                     pass
             return [d.id for d in await bus.dead_letters(limit=1000)]
         finally:
@@ -183,7 +184,8 @@ def test_every_command_has_help():
     for args in (["--help"], ["list", "--help"], ["retry", "--help"], ["discard", "--help"]):
         result = CliRunner().invoke(main, ["deadletter", *args])
         assert result.exit_code == 0 and "dead letter" in result.output.lower()
-    for command, action in (("retry", "deadletter.retried"), ("discard", "deadletter.discarded")):
+    for command, action in (("retry", "deadletter.retried"), ("discard", "deadletter.discarded"),
+                            ("list", "deadletter.payload_viewed")):
         says = " ".join(CliRunner().invoke(main, ["deadletter", command, "--help"]).output.split())
         assert "--actor" in says and "cli:<your OS user name>" in says and action in says  # audited, by whom
     assert "--yes" in CliRunner().invoke(main, ["deadletter", "discard", "--help"]).output
@@ -322,3 +324,84 @@ def test_nothing_is_done_when_the_audit_log_does_not_answer(redis_bus_env):
 def test_every_command_refuses_the_in_process_bus(tmp_path, args):
     result = run({"SOCIALCARE_BUS": "inprocess", "SOCIALCARE_VAR_DIR": str(tmp_path)}, *args)
     assert result.exit_code == 1 and "SOCIALCARE_BUS=redis" in result.output
+
+
+# --- payloads shown: secure links masked, the listing audited ---
+
+TOKEN = "GzycuqYjFZPD7Al3RrbQtYQ83YLjDlKSOJZ10j7xWYU"  # quoted back as a share button, tracker, shortener wrote it
+ENCODED, LOWER = f"https%3A%2F%2Fcare.example.com%2Fsecure%2F{TOKEN}", f"care.example.com%2fsecure%2f{TOKEN}"
+TWICE = f"https%253A%252F%252Fcare.example.com%252Fsecure%252F{TOKEN}"
+
+
+def test_a_secure_link_quoted_url_encoded_is_masked_in_the_payloads_shown(redis_bus_env):
+    payload = {"text": f"link fails {ENCODED} {SECRET_TEXT}",
+               "raw": {"entities": [{"expanded_url": f"https://t.example/r?u={TWICE}"}], "note": LOWER}}
+    make_dead_letters(redis_bus_env, [("ingest", "x:1", payload)], reason=f"ValueError: bad {ENCODED}")
+    [row] = [json.loads(line) for line in run(redis_bus_env, "list", "--json", "--show-payload").output.splitlines()]
+    assert row["payload"] == {"text": f"link fails [secure link] {SECRET_TEXT}",  # the rest as stored
+                              "raw": {"entities": [{"expanded_url": "[secure link]"}], "note": "[secure link]"}}
+    assert row["reason"] == "ValueError: bad [secure link]"
+    table = run(redis_bus_env, "list", "--show-payload").output
+    assert TOKEN not in table and "[secure link]" in table and SECRET_TEXT in table
+
+
+def payloads_viewed(env) -> list[AuditEvent]:
+    return [r for r in audit_rows(env) if r.action == "deadletter.payload_viewed"]
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_a_listing_that_shows_payloads_is_audited_with_the_actor_topic_count_and_ids_only(
+        redis_bus_env, database, request):
+    env = redis_bus_env
+    if database == "postgres":
+        env = env | {"SOCIALCARE_DATABASE_URL": request.getfixturevalue("postgres_url")}
+    ids = make_dead_letters(env, [("act", "a1", {"text": SECRET_TEXT}), ("triage", "t1", {"text": SECRET_TEXT}),
+                                  ("act", "a2", {"text": SECRET_TEXT}), ("act", "a3", {})])
+    assert run(env, "list").exit_code == 0 and run(env, "list", "--json").exit_code == 0
+    assert payloads_viewed(env) == []  # rows without payloads: nothing personal shown, nothing audited
+    shown_to_ana = ["list", "--show-payload", "--topic", "act", "--limit", "2", "--actor", "cli:oncall-ana"]
+    assert run(env, *shown_to_ana).exit_code == 0
+    assert run(env, "list", "--json", "--show-payload", "--actor", "cli:oncall-ben").exit_code == 0
+    assert run(env, "list", "--show-payload", "--topic", "nothing-here").exit_code == 0  # none shown: no entry
+    ana, ben = payloads_viewed(env)
+    assert (ana.actor, ana.object_type, ana.object_id) == ("cli:oncall-ana", "deadletter", None)
+    assert ana.details == {"topic": "act", "topics": {"act": 2}, "count": 2, "ids": [ids[0], ids[2]]}  # as shown
+    assert ben.actor == "cli:oncall-ben"
+    assert ben.details == {"topic": None, "topics": {"act": 3, "triage": 1}, "count": 4, "ids": ids}
+    everything = json.dumps([[r.actor, r.object_id, r.reason, r.details] for r in (ana, ben)])
+    assert "7700" not in everything and "4111" not in everything and "broke" not in everything  # no payload, no reason
+
+
+def test_one_payload_shown_names_it_and_the_actor_is_the_os_user_unless_given(redis_bus_env):
+    [dead_id] = make_dead_letters(redis_bus_env, [("triage", "t1", {"text": SECRET_TEXT})])
+    as_user = redis_bus_env | {"LOGNAME": "opsmaria", "USER": "opsmaria"}
+    assert run(as_user, "list", "--show-payload").exit_code == 0
+    [event] = payloads_viewed(redis_bus_env)
+    assert (event.actor, event.object_id, event.details["ids"]) == ("cli:opsmaria", dead_id, [dead_id])
+
+
+def test_the_persons_export_names_the_listing_that_showed_their_dead_letter(redis_bus_env):
+    """Who saw their data is part of the right of access: one listing entry names many dead letters."""
+    from datetime import UTC, datetime
+
+    from listener.protocol import NormalizedMention
+
+    posts = [{"mention": NormalizedMention(platform="x", external_id=handle, text="hi", author_handle=handle,
+                                           created_at=datetime(2026, 12, 1, tzinfo=UTC)).to_dict()}
+             for handle in ("ghost", "tom_b")]
+    ghost, _ = make_dead_letters(redis_bus_env, [("ingest", f"x:{i}", p) for i, p in enumerate(posts)])
+    assert run(redis_bus_env, "list", "--show-payload", "--actor", "cli:oncall-ana").exit_code == 0
+    result = CliRunner().invoke(main, ["privacy", "export", "--platform", "x", "--handle", "ghost", "--reason", "r"],
+                                env=redis_bus_env, catch_exceptions=False)
+    [viewed] = [e for e in json.loads(result.stdout)["audit_events"] if e["action"] == "deadletter.payload_viewed"]
+    assert viewed["actor"] == "cli:oncall-ana" and ghost in viewed["details"]["ids"]
+
+
+def test_no_payload_is_shown_when_the_audit_log_does_not_answer(redis_bus_env):
+    make_dead_letters(redis_bus_env, [("triage", "t1", {"text": SECRET_TEXT})])
+    down = redis_bus_env | {"SOCIALCARE_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/none"}
+    result = run(down, "list", "--show-payload")
+    assert result.exit_code == 1 and "the database does not answer: no payload was shown" in result.output
+    assert "7700" not in result.output and "t1" not in result.output
+    listed = run(down, "list")  # without payloads the listing needs no audit log
+    assert listed.exit_code == 0 and "t1" in listed.output
