@@ -2,7 +2,9 @@
 
 Idempotent: a mention already stored (same platform and external id) is reported as a duplicate
 and changes nothing, unless it is an edit (newer ``edited_at``), a deletion or a restore of a
-deleted post (never of an erased one: :func:`_restored`).
+deleted post (never of an erased one: :func:`_restored`). A whole thread deleted or recovered on its
+platform (a Discourse topic) is applied by :mod:`listener.threads`; while a thread is deleted, a new
+post of it is stored deleted with it and a post recovered on its own stays deleted with it.
 
 Rows are read as plain columns and written with one statement per table (:mod:`models.bulk`):
 the ORM's per-object bookkeeping was most of this stage's time.
@@ -17,26 +19,27 @@ from typing import Any, Literal, get_args
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from listener.protocol import MentionEvent, MentionKind, NormalizedMention, utc
+from listener.protocol import THREAD_EVENTS, MentionEvent, MentionKind, NormalizedMention, utc
 from listener.text import clean_text, content_key
 from models import Author, Conversation, Mention, ModerationAction, SocialIdentity
 from models.base import utcnow
 from models.bulk import IDS, Record, insert_rows, pair_params, pairs_in, update_rows
 from models.mentions import ERASED_TEXT
 
-Outcome = Literal["new", "edited", "deleted", "restored", "duplicate"]
+Outcome = Literal["new", "edited", "deleted", "restored", "duplicate", "thread"]  # thread: listener.threads
 KEY = {"mentions": ("platform", "external_id"), "authors": ("platform", "author_key"),  # unique: ids read back
        "conversations": ("thread_key",)}
 AUTHOR_FIELDS = ("platform_user_id", "handle", "display_name", "followers", "account_created_at")
 _M, _A, _C, _S = (m.__table__.c for m in (Mention, Author, Conversation, SocialIdentity))
 # the batch's statements, built once; (platform, key) pairs looked up with models.bulk.pairs_in
-STORED = select(_M.id, _M.platform, _M.external_id, _M.text, _M.url, _M.edited_at, _M.deleted).where(
+STORED = select(_M.id, _M.platform, _M.external_id, _M.text, _M.url, _M.edited_at, _M.deleted,
+                _M.deleted_with_thread).where(
     pairs_in(_M.platform, _M.external_id))
 AUTHORS = select(_A.id, _A.platform, _A.author_key, _A.customer_id, *(_A[f] for f in AUTHOR_FIELDS)).where(
     pairs_in(_A.platform, _A.author_key))
 LINKS = select(_S.platform, _S.handle_key, _S.customer_id).where(pairs_in(_S.platform, _S.handle_key))
 PARENTS = select(_M.platform, _M.external_id, _M.conversation_id).where(pairs_in(_M.platform, _M.external_id))
-THREAD = (_C.id, _C.thread_key, _C.customer_id, _C.last_activity_at)
+THREAD = (_C.id, _C.thread_key, _C.customer_id, _C.last_activity_at, _C.platform_deleted_at)
 THREADS = select(*THREAD).where(_C.thread_key.in_(bindparam("keys", expanding=True)))
 THREADS_BY_ID = select(*THREAD).where(_C.id.in_(IDS))
 # what the columns hold (PostgreSQL refuses longer text; SQLite would keep it)
@@ -57,6 +60,7 @@ EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo
 class Ingested:
     mention_id: int | None
     outcome: Outcome
+    revealed: tuple[int, ...] = ()  # posts a thread's recovery showed again (listener.threads), to triage
 
 
 def unstorable(value: str) -> str | None:
@@ -143,6 +147,8 @@ def mention_problems(m: NormalizedMention) -> list[str]:
         problems.append(f"event: one of {', '.join(get_args(MentionEvent))}")
     if not isinstance(m.is_public, bool):
         problems.append("is_public: true or false")
+    if m.event in THREAD_EVENTS and not m.conversation_id:
+        problems.append("conversation_id: required for a thread's event")
     if not isinstance(m.raw, dict):
         problems.append("raw: an object")
     return problems + text_problems(m.raw, "raw")
@@ -188,6 +194,15 @@ def handle_key(handle: str | None, user_id: str | None) -> list[str]:
 
 async def ingest_batch(session: AsyncSession, batch: list[NormalizedMention]) -> list[Ingested]:
     """Persist a batch in the caller's transaction; returns one result per input, in order."""
+    if any(m.event in THREAD_EVENTS or m.event == "restore" for m in batch):
+        from listener import threads  # builds on this module
+
+        return await threads.ingest_batch(session, batch, _posts)
+    return await _posts(session, batch)
+
+
+async def _posts(session: AsyncSession, batch: list[NormalizedMention]) -> list[Ingested]:
+    """:func:`ingest_batch` of post events (no thread's)."""
     pairs = {(m.platform, m.external_id) for m in batch}
     existing = {key: Record.of(r) for r in await session.execute(STORED, pair_params(pairs))
                 if (key := (r.platform, r.external_id)) in pairs}
@@ -197,7 +212,7 @@ async def ingest_batch(session: AsyncSession, batch: list[NormalizedMention]) ->
     new: list[tuple[Record, Record]] = []  # (mention, its thread)
     restored: dict[int, Record] = {}  # written apart (_restored)
     back = (existing.get((m.platform, m.external_id)) for m in batch if m.event == "restore")
-    moderated = await _moderated(session, [r.id for r in back if r is not None and r.deleted])
+    moderated = await _moderated(session, [r.id for r in back if r is not None])  # deleted now or earlier in the batch
     results: list[Ingested] = []
     for m in batch:
         key = (m.platform, m.external_id)
@@ -218,9 +233,10 @@ async def ingest_batch(session: AsyncSession, batch: list[NormalizedMention]) ->
                 if text != row.text:
                     row.set(text=text, content_hash=content_key(text), edited_at=m.edited_at or row.edited_at)
                 shown = {} if row.id in moderated else {"hidden": False}  # the deletion's hide only
-                row.set(deleted=False, raw=raw, url=m.url or row.url, **shown)
+                held = conversations[_thread_key(m)].platform_deleted_at is not None  # its thread still deleted
+                row.set(deleted=held, deleted_with_thread=held, raw=raw, url=m.url or row.url, **shown)
                 restored[row.id] = row
-                results.append(Ingested(row.id, "restored"))
+                results.append(Ingested(row.id, "deleted" if held else "restored"))
             elif m.edited_at and (row.edited_at is None or utc(m.edited_at) > row.edited_at) and text != row.text:
                 # the version now shown (an X edit has its own id)
                 row.set(text=text, edited_at=m.edited_at, content_hash=content_key(text), raw=raw, url=m.url or row.url)
@@ -230,6 +246,7 @@ async def ingest_batch(session: AsyncSession, batch: list[NormalizedMention]) ->
             continue
         author = authors.get((m.platform, author_key(m))) if author_key(m) else None
         conv = conversations[_thread_key(m)]
+        held = conv.platform_deleted_at is not None  # a post of a deleted thread: stored deleted, untriaged
         conv.set(last_activity_at=max(conv.last_activity_at or utc(m.created_at), utc(m.created_at)))
         if author is not None and author.customer_id and not conv.customer_id:
             conv.set(customer_id=author.customer_id)
@@ -238,10 +255,10 @@ async def ingest_batch(session: AsyncSession, batch: list[NormalizedMention]) ->
             text=text, url=m.url, lang=m.lang, kind=m.kind, channel=m.channel, is_public=m.is_public,
             created_at=m.created_at, edited_at=m.edited_at, in_reply_to=m.in_reply_to,
             platform_conversation_id=m.conversation_id, content_hash=content_key(text), raw=raw,
-            hidden=False, deleted=False))
+            hidden=False, deleted=held, deleted_with_thread=held))
         new.append((row, conv))
         existing[key] = row
-        results.append(Ingested(None, "new"))
+        results.append(Ingested(None, "deleted" if held else "new"))
     await _save_threads(session, conversations)
     for row, conv in new:
         row.set(conversation_id=conv.id)
@@ -356,7 +373,8 @@ async def _conversations(session: AsyncSession, batch: list[NormalizedMention]) 
             found[key] = by_id[parent_conv[key]]
             continue
         platform = key.split(":", 1)[0]
-        found[key] = Record(dict(thread_key=key, platform=platform, customer_id=None, last_activity_at=now))
+        found[key] = Record(dict(thread_key=key, platform=platform, customer_id=None, last_activity_at=now,
+                                 platform_deleted_at=None))
     return found
 
 

@@ -13,7 +13,11 @@ from datetime import datetime, timezone
 from typing import Any, Literal, Protocol, runtime_checkable
 
 MentionKind = Literal["post", "comment", "reply", "dm", "forum_post"]
-MentionEvent = Literal["upsert", "delete", "restore"]  # restore: a deleted post is back (Discourse recover)
+MentionEvent = Literal["upsert", "delete", "restore", "thread_delete", "thread_restore"]
+# restore: a deleted post is back (Discourse recover). thread_delete / thread_restore: the whole thread
+# ``conversation_id`` deleted or recovered on its platform (a Discourse topic), at ``created_at``: its
+# webhook names no post, so ingest applies it to the posts it holds (listener.threads)
+THREAD_EVENTS = ("thread_delete", "thread_restore")
 ActionKind = Literal[
     "public_reply", "private_message", "hide", "unhide", "remove", "approve", "lock", "distinguish",
     "delete_reply", "ban", "block",  # "block": X's nearest thing to a ban

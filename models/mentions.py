@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, IdMixin, utcnow
@@ -28,6 +28,11 @@ class Conversation(IdMixin, Base):
     tags: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_activity_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # The thread as its platform shows it, set by thread-wide events (a Discourse topic deleted or
+    # recovered: listener.threads): when it was deleted (None: shown), and the time of the last such
+    # event applied, so that an older one arriving late (a webhook retried) is dropped as stale.
+    platform_deleted_at: Mapped[datetime | None]
+    platform_state_at: Mapped[datetime | None]
 
 
 class Mention(IdMixin, Base):
@@ -57,5 +62,7 @@ class Mention(IdMixin, Base):
     platform_conversation_id: Mapped[str | None] = mapped_column(String(100))
     hidden: Mapped[bool] = mapped_column(default=False)
     deleted: Mapped[bool] = mapped_column(default=False)
+    # deleted because its whole thread was (not on its own): what the thread's recovery shows again
+    deleted_with_thread: Mapped[bool] = mapped_column(default=False, server_default=false())
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
     raw: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -24,8 +24,12 @@ STAGE_CLASSES = {"ingest": IngestStage, "triage": TriageStage, "route": RouteSta
 
 
 def ingest_key(m: NormalizedMention) -> str:
-    """Idempotency key of an ingest message: an edit, deletion or restore is a new message, a repeat is not."""
+    """Idempotency key of an ingest message: an edit, deletion or restore is a new message, a repeat is not.
+    A thread's deletion or recovery is keyed by its own time: a topic deleted, recovered and deleted
+    again is three messages; one delivered twice is one."""
     key = f"{m.platform}:{m.external_id}"
+    if m.event in ("thread_delete", "thread_restore"):
+        return f"{key}:{m.event}:{m.created_at.isoformat()}"
     if m.event == "delete":
         return key + ":delete"
     if m.event == "restore":

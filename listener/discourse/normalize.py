@@ -3,7 +3,9 @@
 Identity is ``<topic_id>/<post_number>``: a Discourse post payload names its parent only by
 ``reply_to_post_number``, so this scheme threads replies without an API call (``in_reply_to`` is
 the parent, ``conversation_id`` the topic's first post). Post numbers never change within a topic.
-The first post carries the topic title, since ``topic_created`` itself has no body.
+The first post carries the topic title, since ``topic_created`` itself has no body. A deleted or
+recovered topic (``topic_destroyed``, ``topic_recovered``) is an event of its whole thread, the
+conversation ``<topic_id>/1`` (:func:`topic_to_mention`, applied by :mod:`listener.threads`).
 """
 
 from __future__ import annotations
@@ -83,3 +85,19 @@ def post_to_mention(post: dict[str, Any], base_url: str, event: str = "post_crea
         edited_at=(_time(post.get("updated_at")) or created) if event in ("post_edited", "post_recovered") else None,
         raw=post,
     )
+
+
+def topic_to_mention(topic: dict[str, Any], base_url: str, event: str, received: datetime) -> NormalizedMention:
+    """``topic_destroyed`` / ``topic_recovered`` as the deletion or recovery of the topic's thread,
+    at the event's own time, by which ingest drops a stale one: a deletion's is the topic's
+    ``deleted_at``; a recovery's payload holds none (``deleted_at`` is null again, and nothing says
+    when), so it is ``received``, when our webhook got it. No author or text: the posts have theirs."""
+    tid = int(topic["id"])
+    root = post_key(tid, 1)
+    at = _time(topic.get("deleted_at")) if event == "topic_destroyed" else None
+    private = topic.get("archetype") == "private_message"
+    return NormalizedMention(
+        platform="discourse", external_id=root, text="", created_at=at or received, conversation_id=root,
+        url=f"{base_url.rstrip('/')}/t/{topic.get('slug') or '-'}/{tid}", kind="dm" if private else "forum_post",
+        is_public=not private, event="thread_delete" if event == "topic_destroyed" else "thread_restore",
+        raw={"topic": {key: topic.get(key) for key in ("id", "deleted_at", "archetype")}})

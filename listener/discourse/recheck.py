@@ -48,6 +48,15 @@ our moderation hid it), with its words, which ingest stores if they differ. A re
 missing costs no request. Our own replies never enter the window (the poll does not publish them),
 nor do private messages (``/posts.json`` lists public posts only; they come by webhook alone).
 
+A deleted topic (``topic_destroyed``: :mod:`listener.threads` hides its posts) takes its posts off
+the pages, and read alone each is a 404 to a non-staff API user: the re-check publishes a deletion
+of each, which changes nothing (ingest finds it deleted already, with its topic, and keeps it so:
+the topic's recovery shows it again). To staff a reply of a deleted topic reads as it was, so
+nothing comes out. A recovered topic's posts show on the pages again: each comes out as a
+``restore``, which re-hides nothing, and the first post's, in a topic still deleted here (both
+webhooks missed), recovers the whole topic. A 404 met after a recovery (a round racing it) hides
+that post alone, and the next round's ``restore`` shows it again.
+
 The shared :class:`~listener.recheck.Window` is reused (its digest, bounds, cursor format and
 removed marker), keyed by the mention's ``topic/number``, with each post's id beside it in the cursor
 (``post_ids``): a page names its posts by id, and a 404 names nothing at all.

@@ -1,5 +1,5 @@
 """Discourse webhooks: ``post_created``, ``post_edited``, ``post_destroyed``, ``post_recovered``,
-``topic_created``.
+``topic_created``, ``topic_destroyed``, ``topic_recovered``.
 
 ``POST /webhooks/discourse``. The ``X-Discourse-Event-Signature`` header (``sha256=<hex>``, the
 HMAC-SHA256 of the raw body with the webhook's secret) is verified before anything is parsed.
@@ -10,6 +10,14 @@ JSON under either content type a webhook may be given. ``topic_created`` is ackn
 mention: its payload has no body, and the topic's first post arrives as ``post_created`` with the
 title. Events of other kinds (``ping``, user events...) are acknowledged and ignored.
 
+A deleted topic takes every post of it off the forum, yet Discourse sends ``post_destroyed`` for
+its first post alone, and ``topic_destroyed``'s body is the topic (``{"topic": {"id": ...,
+"deleted_at": ...}}``, no post stream) naming none of them. So ``topic_destroyed`` publishes one
+deletion of the topic's thread and ``topic_recovered`` one recovery (:func:`topic_to_mention`),
+which ingest applies to the posts it holds (:mod:`listener.threads`). Our own topics count: a
+private message we started holds the customer's replies. The webhook must send "Topic Event"s as
+well as "Post Event"s.
+
 What this endpoint misses while it is unreachable (or the webhook disabled) is caught up by the
 connector (:mod:`listener.discourse.connector`): new posts by its poll, edits, deletions and
 recoveries of the posts of the last day by its re-check (:mod:`listener.discourse.recheck`).
@@ -18,11 +26,12 @@ recoveries of the posts of the last day by its re-check (:mod:`listener.discours
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from listener.discourse.normalize import is_ours, post_to_mention
+from listener.discourse.normalize import is_ours, post_to_mention, topic_to_mention
 from listener.ingest import in_terms_of, mention_problems, parse_time, text_problems
 from listener.webhook import (
     BodyTooLarge,
@@ -38,6 +47,7 @@ from listener.webhook import (
 log = logging.getLogger("socialcare.listener.discourse")
 PATH = "/webhooks/discourse"
 POST_EVENTS = ("post_created", "post_edited", "post_destroyed", "post_recovered")
+TOPIC_EVENTS = ("topic_destroyed", "topic_recovered")
 MAX_ID = 2**62
 # each integer field and its lowest value (system users have negative ids)
 IDS = {"topic_id": 1, "post_number": 1, "reply_to_post_number": 1, "category_id": 1, "user_id": -MAX_ID}
@@ -73,6 +83,22 @@ def post_problems(post: Any) -> list[str]:
     return problems + text_problems(post, "post")
 
 
+def topic_problems(topic: Any) -> list[str]:
+    """What is wrong with a topic event's ``topic``, by field (only what its thread's event uses)."""
+    if not isinstance(topic, dict):
+        return ["topic: an object"]
+    tid = topic.get("id")
+    problems = [] if type(tid) is int and 1 <= tid < MAX_ID else ["topic.id: required, a positive integer"]
+    if topic.get("deleted_at") not in (None, ""):
+        try:
+            parse_time(topic["deleted_at"])
+        except ValueError as exc:
+            problems.append(f"topic.deleted_at: {exc}")
+    problems += [f"topic.{key}: a string" for key in ("title", "slug", "archetype")
+                 if not isinstance(topic.get(key), (str, type(None)))]
+    return problems + text_problems(topic, "topic")
+
+
 def routes(settings: Any, publish: Publish) -> list[web.RouteDef]:
     """The webhook route; none unless ``SOCIALCARE_DISCOURSE_WEBHOOK_SECRET`` is set."""
     secret = settings.secret("discourse_webhook_secret")
@@ -97,16 +123,24 @@ def routes(settings: Any, publish: Publish) -> list[web.RouteDef]:
             return json_error(400, str(exc))
         except ValueError:
             return json_error(400, "malformed JSON")
-        if event not in POST_EVENTS:
+        if event in TOPIC_EVENTS:
+            topic = payload.get("topic") if isinstance(payload, dict) else None
+            if problems := topic_problems(topic):
+                return json_error(400, "invalid topic", problems=problems[:20])
+            mention = topic_to_mention(topic, base_url, event, datetime.now(UTC))  # type: ignore[arg-type]
+            if bad := mention_problems(mention):
+                return json_error(400, "invalid topic", problems=in_terms_of(bad, "topic", {"url": "slug"})[:20])
+        elif event not in POST_EVENTS:
             return web.json_response({"accepted": 0, "ignored": event or "no X-Discourse-Event header"})
-        post = payload.get("post") if isinstance(payload, dict) else None
-        if problems := post_problems(post):
-            return json_error(400, "invalid post", problems=problems[:20])
-        if is_ours(post, ours):  # type: ignore[arg-type]
-            return web.json_response({"accepted": 0, "ignored": f"{event} of our own post"})
-        mention = post_to_mention(post, base_url, event)  # type: ignore[arg-type]
-        if bad := mention_problems(mention):  # what is left: lengths the columns hold
-            return json_error(400, "invalid post", problems=in_terms_of(bad, "post", FIELDS)[:20])
+        else:
+            post = payload.get("post") if isinstance(payload, dict) else None
+            if problems := post_problems(post):
+                return json_error(400, "invalid post", problems=problems[:20])
+            if is_ours(post, ours):  # type: ignore[arg-type]
+                return web.json_response({"accepted": 0, "ignored": f"{event} of our own post"})
+            mention = post_to_mention(post, base_url, event)  # type: ignore[arg-type]
+            if bad := mention_problems(mention):  # what is left: lengths the columns hold
+                return json_error(400, "invalid post", problems=in_terms_of(bad, "post", FIELDS)[:20])
         if instance := request.headers.get("X-Discourse-Instance"):
             mention.raw = {**mention.raw, "instance": instance}
         try:

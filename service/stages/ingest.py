@@ -1,5 +1,8 @@
 """The ingest stage: normalized mentions in, stored mention ids out (to triage).
 
+A new, edited or restored post goes to triage, and so does each post a thread's recovery shows
+again (``revealed``: :mod:`listener.threads`); a post stored deleted (its thread is) does not.
+
 A post an erased person published before their erasure, reaching ingest after it (it was on the
 stream meanwhile), is dropped, never stored (:mod:`service.tombstones`); their later posts are new
 data and stored as usual.
@@ -41,11 +44,18 @@ class IngestStage:
             except IntegrityError:
                 if attempt == 2:
                     raise
-        out = []
+        out, sent = [], set()
         for env, res in zip(batch, results):
-            if res is not None and res.outcome in ("new", "edited", "restored"):  # a restored post: triaged again
-                key = f"m:{res.mention_id}" + (":edit:" + env.key if res.outcome != "new" else "")
-                out.append(Outgoing("triage", key, {"mention_id": res.mention_id, **trace(env.payload)}))
+            if res is None:
+                continue
+            again = list(res.revealed)  # shown again by their thread's recovery: triaged again, as restored posts
+            if res.outcome in ("new", "edited", "restored"):  # a restored post: triaged again
+                again.insert(0, res.mention_id)
+            for mention_id in again:
+                if (mention_id, env.key) not in sent:
+                    sent.add((mention_id, env.key))
+                    key = f"m:{mention_id}" + (":edit:" + env.key if res.outcome != "new" else "")
+                    out.append(Outgoing("triage", key, {"mention_id": mention_id, **trace(env.payload)}))
         if self.ctx.events and any(r is not None and r.outcome == "new" for r in results):
             self.ctx.events("ingested", [r.mention_id for r in results if r is not None and r.outcome == "new"])
         return out

@@ -1,6 +1,7 @@
 """A local fake of a Discourse forum: its webhook bodies and headers, and the API endpoints the
 connector calls (``Api-Key``/``Api-Username`` auth, ``/posts.json`` pages, ``/posts/{id}.json``,
-errors), with edits, deletions (by staff or by the author) and recoveries as Discourse makes them."""
+errors), with edits, deletions (by staff or by the author) and recoveries as Discourse makes them,
+of a post or of a whole topic."""
 
 from __future__ import annotations
 
@@ -29,6 +30,23 @@ def post(pid: int, topic_id: int = 40, number: int = 1, raw: str | None = None, 
             "user_deleted": False, "hidden": False, "wiki": False, "version": 1, **extra}
 
 
+def topic(topic_id: int = 40, title: str = "Cannot log in since update", archetype: str = "regular",
+          **extra: Any) -> dict:
+    """A topic as Discourse's topic webhooks send it (``WebHookTopicViewSerializer``: no post stream,
+    so none of its posts is named; ``deleted_at`` and ``deleted_by`` set once it is deleted)."""
+    return {"id": topic_id, "title": title, "fancy_title": title, "posts_count": 3, "created_at": "2026-11-20T08:01:02.123Z",
+            "views": 7, "reply_count": 2, "like_count": 0, "last_posted_at": "2026-11-20T08:30:00.000Z", "visible": True,
+            "closed": False, "archived": False, "archetype": archetype, "slug": "cannot-log-in-since-update",
+            "category_id": 5, "word_count": 42, "deleted_at": None, "user_id": 17, "featured_link": None,
+            "pinned_globally": False, "pinned_at": None, "pinned_until": None, "unpinned": None, "pinned": False,
+            "highest_post_number": 3, "deleted_by": None, "bookmarked": None, "participant_count": 2,
+            "created_by": {"id": 17, "username": "jane_doe", "name": "Jane Doe",
+                           "avatar_template": "/letter_avatar/{size}/1.png"},
+            "last_poster": {"id": 18, "username": "bob", "name": "Bob", "avatar_template": "/letter_avatar/{size}/2.png"},
+            "tags": [], "thumbnails": None, **extra}
+
+
+MODERATOR = {"id": 3, "username": "mod_mia", "name": "Mia", "avatar_template": "/letter_avatar/{size}/3.png"}
 BY_AUTHOR = "(post deleted by author)"  # Discourse's words for a reply its author deleted
 NOT_FOUND = {"errors": ["The requested URL or resource could not be found."], "error_type": "not_found"}
 
@@ -60,6 +78,7 @@ class FakeDiscourse:
     fail_on: dict[str, list[tuple]] = field(default_factory=dict)
     slow_on: dict[str, list[float]] = field(default_factory=dict)  # as fail_on: seconds to hang before answering
     withdrawn: dict[int, tuple[str, str]] = field(default_factory=dict)  # raw and cooked before the author deleted
+    deleted_topics: set[int] = field(default_factory=set)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth])
@@ -102,16 +121,17 @@ class FakeDiscourse:
         """Regular posts newest first, as ``LatestPostsQuery`` lists them: none deleted by staff (an
         author's deletion stays listed, ``user_deleted``, until Discourse deletes it a day later), none hidden."""
         before = int(request.query.get("before") or 10**12)
-        shown = sorted((p for p in self.posts if not p.get("deleted_at") and not p.get("hidden")),
-                       key=lambda p: -p["id"])
+        shown = sorted((p for p in self.posts if not p.get("deleted_at") and not p.get("hidden")
+                        and p["topic_id"] not in self.deleted_topics), key=lambda p: -p["id"])
         return web.json_response({"latest_posts": [p for p in shown if p["id"] < before][:self.page_size]})
 
     async def show(self, request: web.Request) -> web.Response:
         """``GET /posts/{id}.json``: the post without its topic's title (``add_title`` is for lists); a
-        deleted post is a 404 unless the API user is staff."""
+        deleted post, or any post of a deleted topic, is a 404 unless the API user is staff (who sees
+        a reply of a deleted topic as it is: nothing in it says its topic is deleted)."""
         pid = int(request.match_info["id"])
         for p in self.posts:
-            if p["id"] == pid and (self.staff or not p.get("deleted_at")):
+            if p["id"] == pid and (self.staff or not (p.get("deleted_at") or p["topic_id"] in self.deleted_topics)):
                 return web.json_response({k: v for k, v in p.items() if k not in ("topic_title", "topic_html_title")})
         return web.json_response(NOT_FOUND, status=404)
 
@@ -140,6 +160,24 @@ class FakeDiscourse:
             self.edit(p, raw, at)
         p.update(deleted_at=None, user_deleted=False, updated_at=at)
         return p
+
+    def destroy_topic(self, topic_id: int, at: str = "2026-11-20T10:00:00.000Z") -> dict:
+        """A moderator deletes a topic: the topic and its first post get ``deleted_at``, its other posts
+        nothing of their own. Returns the ``topic_destroyed`` webhook's topic."""
+        self.destroy(self.find(topic_id, 1), at=at)
+        self.deleted_topics.add(topic_id)
+        return topic(topic_id, deleted_at=at, deleted_by=MODERATOR, **self._counts(topic_id))
+
+    def recover_topic(self, topic_id: int, at: str = "2026-11-20T11:00:00.000Z") -> dict:
+        """The topic and its first post back. Returns the ``topic_recovered`` webhook's topic (no
+        time in it: ``deleted_at`` is null again)."""
+        self.recover(self.find(topic_id, 1), at=at)
+        self.deleted_topics.discard(topic_id)
+        return topic(topic_id, **self._counts(topic_id))
+
+    def _counts(self, topic_id: int) -> dict:
+        numbers = [p["post_number"] for p in self.posts if p["topic_id"] == topic_id]
+        return {"posts_count": len(numbers), "reply_count": len(numbers) - 1, "highest_post_number": max(numbers)}
 
     async def create(self, request: web.Request) -> web.Response:
         body = await request.json()
