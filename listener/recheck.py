@@ -6,6 +6,13 @@ bounded window (first seen in the last ``recheck_hours``, at most ``recheck_size
 the text last seen (never the text) or a version, in their JSON cursor under :data:`KEY` so a restart
 keeps it, and every ``recheck_seconds`` read them back, each the platform's way
 (:mod:`listener.reddit.recheck`, :mod:`listener.x.recheck`, :mod:`listener.discourse.recheck`).
+
+Some entries are only *spare* (:data:`SPARE` before the digest): posts not shown here that are
+followed only in case the platform shows them (again), such as a Reddit post already removed when
+first listed, or a tweet X no longer finds. A spam wave or a mass deletion would otherwise push the
+posts we show out of the window early, and their later edits and deletions would be missed; so spare
+entries take at most :data:`SPARE_SHARE` of ``recheck_size`` and, when the window is full, leave it
+first (oldest first within each group, :meth:`Window.trim`).
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from listener.protocol import NormalizedMention
 
 KEY = "recheck"  # the window's key in the connector's JSON cursor
 REMOVED = "-"  # before a digest: the post is removed, the digest that of the text last seen shown
+SPARE = "+"  # first of all: followed only in case it shows (again), never a post we show (Window.trim)
+SPARE_SHARE = 0.25  # of recheck_size, rounded down: the most spare entries a window keeps
 
 
 def id_order(post_id: str) -> tuple[int, str]:
@@ -39,13 +48,14 @@ def digest(text: str) -> str:
 @dataclass
 class Window:
     """The posts to re-read: their id (a Reddit fullname, a tweet id, a forum post's key) -> (epoch
-    second first seen, digest of the text last seen, after :data:`REMOVED` while the post is removed),
-    and when they were last read back (epoch seconds; 0: never). The cursor holds each as
-    ``[id, first seen, digest]``. Posts first seen in the same second are kept and saved in
-    :meth:`order`, the id's by default; a window whose keys are not the platform's ids overrides it.
-    ``not_before``: after a 429 the re-check met (where that must not stop the connector: X's lookup
-    has its own limit, Discourse's new posts go on), the time before which no round re-checks (0:
-    none); the cursor holds it as ``wait`` while it is ahead of the last round."""
+    second first seen, digest of the text last seen, after :data:`REMOVED` while the post is removed,
+    and first of all :data:`SPARE` for a spare one), and when they were last read back (epoch
+    seconds; 0: never). The cursor holds each as ``[id, first seen, digest]``. Posts first seen in
+    the same second are kept and saved in :meth:`order`, the id's by default; a window whose keys
+    are not the platform's ids overrides it. ``not_before``: after a 429 the re-check met (where that
+    must not stop the connector: X's lookup has its own limit, Discourse's new posts go on), the time
+    before which no round re-checks (0: none); the cursor holds it as ``wait`` while it is ahead of
+    the last round."""
 
     seen: dict[str, tuple[int, str]] = field(default_factory=dict)
     checked_at: float = 0.0
@@ -103,11 +113,23 @@ class Window:
                 self.seen[m.external_id] = (int(now), digest(m.text))
 
     def trim(self, now: float, hours: float, size: int) -> None:
-        """Forget posts first seen more than ``hours`` ago, then all but the ``size`` newest."""
+        """Forget posts first seen more than ``hours`` ago, then keep at most ``size``: the newest
+        ordinary entries, then in the room they leave the newest spare ones (:data:`SPARE`), at most
+        :func:`spare_limit`: a post we show is never evicted for a spare one."""
         oldest = now - hours * 3600
         kept = sorted(((name, v) for name, v in self.seen.items() if v[0] >= oldest),
                       key=lambda item: (item[1][0], self.order(item[0])))
-        self.seen = dict(kept[-size:] if size > 0 else [])
+        spare = [item for item in kept if item[1][1].startswith(SPARE)]
+        ordinary = [item for item in kept if not item[1][1].startswith(SPARE)]
+        ordinary = ordinary[-size:] if size > 0 else []
+        room = min(spare_limit(size), size - len(ordinary))
+        spare = spare[-room:] if room > 0 else []
+        self.seen = dict(sorted(ordinary + spare, key=lambda item: (item[1][0], self.order(item[0]))))
+
+
+def spare_limit(size: int) -> int:
+    """The most spare entries a window of ``size`` keeps (:data:`SPARE_SHARE` of it, rounded down)."""
+    return int(max(size, 0) * SPARE_SHARE)
 
 
 def _seconds(value: Any) -> float:

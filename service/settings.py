@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     x_recheck_seconds: float = Field(900.0, gt=0)
     x_recheck_hours: float = Field(24.0, ge=0)
     x_recheck_max: int = Field(300, ge=0)
+    # where the team reads the console (ISO 3166-1 alpha-2 codes, JSON or comma-separated): X's terms
+    # forbid showing what it withholds there, so a tweet withheld in one of them (or, anywhere, for
+    # copyright) is hidden until X stops withholding it
+    x_withheld_countries: StrList = []
 
     # --- Reddit (through praw) --------------------------------------------------------------
     reddit_client_id: str | None = None
@@ -200,6 +204,21 @@ class Settings(BaseSettings):
                 return json.loads(text)
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
+
+    @field_validator("x_withheld_countries", mode="before")
+    @classmethod
+    def _countries(cls, value: Any) -> Any:
+        """Country codes as X writes them (``de`` -> ``DE``), from JSON or comma-separated text."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else [p for p in text.split(",") if p.strip()]
+        if not isinstance(value, list):
+            return value
+        codes = [str(code).strip().upper() for code in value]
+        wrong = [code for code in codes if len(code) != 2 or not code.isascii() or not code.isalpha()]
+        if wrong:
+            raise ValueError(f"not two-letter country codes (ISO 3166-1 alpha-2): {wrong}")
+        return codes
 
     @classmethod
     def settings_customise_sources(

@@ -7,7 +7,8 @@ Streams use ``pause_after=0`` so one round never blocks, and resume from the sav
 submission (``t3``) and comment (``t1``) seen in the subreddits, and the newest keyword hit
 (``search``), plus the window of recent posts re-read for edits, removals and approvals (``recheck``, see
 :mod:`listener.reddit.recheck`), which a post already removed when first listed (the spam filter's,
-AutoModerator's) joins too, so that a moderator approving it is seen. ``oauth_url``, ``reddit_url``
+AutoModerator's) joins too, as a spare entry (at most a quarter of the window, evicted first: a spam
+wave must not push out the posts we show), so that a moderator approving it is seen. ``oauth_url``, ``reddit_url``
 and ``short_url`` come from the settings.
 """
 

@@ -33,7 +33,12 @@ other approval: a ``restore`` carrying its text, which ingest stores as a new po
 post it never stored is new to it) and sends to triage. Only Reddit's ``edited`` stamp dates one
 first seen unseen: its words differ from no words we saw. One never approved emits nothing and ages
 out of the window like any other; one its author deleted (before or after) never joins or leaves.
-Such posts count against ``recheck_size`` as any other.
+Such posts are only spare entries of the window (:data:`~listener.recheck.SPARE` first): a spam
+wave must not push the posts we show out of it early, so they take at most a quarter of
+``recheck_size`` (:data:`~listener.recheck.SPARE_SHARE`) and, when the window is full, leave it
+before any post we published, oldest first (:meth:`~listener.recheck.Window.trim`). Once approved
+such a post is an ordinary entry. Cursors saved before spare entries existed load as they are: their
+entries, those first seen removed included, are ordinary ones until they age out.
 
 The text is compared, not Reddit's ``edited`` stamp: an edit in the first minutes after posting (a
 "ninja edit") leaves ``edited`` false, and that is when a customer is most likely to add details.
@@ -46,7 +51,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from listener.protocol import NormalizedMention
-from listener.recheck import REMOVED, Window, digest
+from listener.recheck import REMOVED, SPARE, Window, digest
 from listener.reddit.normalize import GONE, gone, id_number, thing_to_mention
 
 UNSEEN = ""  # a window digest: removed when first listed, its words not shown to us ("[removed]")
@@ -92,13 +97,14 @@ def first_seen_removed(thing: Any, ours: str | None = None) -> str | None:
 
 def join(window: Window, things: Iterable[Any], now: float, ours: str | None = None) -> None:
     """This round's newly listed posts that were already removed join ``window`` marked removed
-    (:func:`first_seen_removed`), so a moderator's approval is seen; a post already in the window
+    (:func:`first_seen_removed`) as spare entries (:data:`~listener.recheck.SPARE`), so a moderator's
+    approval is seen while they cannot crowd out the posts we show; a post already in the window
     keeps its entry. The caller trims the window afterwards."""
     for thing in things:
         name = str(getattr(thing, "name", ""))
         if name and name not in window.seen and (entry := first_seen_removed(thing, ours)) is not None:
             window.checked_at = window.checked_at or now
-            window.seen[name] = (int(now), entry)
+            window.seen[name] = (int(now), SPARE + entry)
 
 
 def changes(things: Iterable[Any], window: Window, reddit_url: str, now: float,
@@ -116,6 +122,7 @@ def changes(things: Iterable[Any], window: Window, reddit_url: str, now: float,
         if name not in window.seen:
             continue
         first_seen, before = window.seen[name]
+        before = before.removeprefix(SPARE)  # only a removed post is spare: shown, it is ordinary again
         removed = before.startswith(REMOVED)
         if removed and deleted_by_author(thing):
             del window.seen[name]  # already deleted here: the author's deletion only makes it final

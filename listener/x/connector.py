@@ -9,7 +9,9 @@ events outside its Enterprise compliance streams. That lookup runs after the new
 fetched and never raises: a failure there (a 429 on the lookup's own limit, a 403, a 5xx, a
 malformed page) is logged and the re-check waits for its next round, or the reset a 429 announced,
 while the mentions keep coming. Errors of the mentions fetch itself are raised (``translate``) with
-the saved cursor, window included, left as it was.
+the saved cursor, window included, left as it was. A mention X withholds where the team reads the
+console (``SOCIALCARE_X_WITHHELD_COUNTRIES``, or copyright) comes out as a content-free ``delete``
+and is followed until X shows it (:mod:`listener.x.normalize`).
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class XConnector(Rechecks, XActions):
             )
             meta = page.get("meta") or {} if isinstance(page, dict) else {}
             newest = newest or meta.get("newest_id")
-            out = page_to_mentions(page, channel=self.channel) + out  # older pages go first
+            out = page_to_mentions(page, self.channel, self.withheld_in) + out  # older pages go first
             token = meta.get("next_token")
             if not token:
                 break

@@ -27,20 +27,35 @@ What X answers for each id (the errors of ``includes`` are not about the ids ask
 
 * in ``data``: still there, nothing to emit. Edits reach us through the timeline and the stream as
   new ids (:mod:`listener.x.normalize`); the window only follows the newest version known, which
-  is the one it asks for next.
-* ``Not Found Error``: its author deleted it (or their account): a ``delete`` event (ingest marks the
-  mention deleted and hides it), and it leaves the window: that is final.
+  is the one it asks for next. But one X now withholds where the team reads the console
+  (:func:`~listener.x.normalize.withholding`: ``SOCIALCARE_X_WITHHELD_COUNTRIES``, or copyright) is
+  hidden like a withdrawn one (below, ``raw["recheck"]`` ``Withheld``), and shown again (a
+  ``restore``) when X stops withholding it. A tweet already withheld when first fetched was never
+  stored: it joins the window as a spare entry (:data:`~listener.recheck.SPARE`) and, once X stops
+  withholding it, its ``restore`` is stored and triaged as a new post.
+* ``Not Found Error``: its author deleted it, or deactivated their account: X answers both alike
+  (``resource-not-found``; looking the author up says Not Found for a deleted account too), and a
+  deactivated account comes back with its tweets if its owner logs in within 30 days. So it comes
+  out as a ``delete`` at once (ingest marks the mention deleted and hides it, as X's terms ask), and
+  stays in the window as a spare entry, marked: if X finds it again while it is there, it is
+  restored like a withdrawn one. A deleted tweet never comes back (ids are never reused), so the
+  cost is a spare entry until it ages out, and spare entries cannot crowd out the tweets we show
+  (:meth:`~listener.recheck.Window.trim`).
 * ``Authorization Error``: the tweet exists but is no longer public, its author's account protected
   or suspended. X's policy treats that like a deletion for as long as it lasts, so it comes out as
   a ``delete`` too, but stays in the window, marked (``REMOVED`` before the version id, as Reddit
   marks a removal). If X shows it again while it is in the window (the account made public or
   reinstated) it comes out as a ``restore`` with the words it shows: ingest shows it again unless
   our moderation hid it or it was erased meanwhile (:mod:`listener.ingest`). A marked one emits
-  nothing more until it comes back, its author deletes it (it just leaves) or it ages out. With
+  nothing more until it comes back or ages out (X no longer finding it only makes it spare). With
   user-context keys alone (no bearer token) the lookup sees what the brand account sees, so an
   author who blocked the brand may answer this error for a tweet still public: hiding that one is
   reversible, and the brand could not reply to it anyway.
 * anything else, or an id missing from both: left alone, looked up again next round.
+
+The window's mark for a tweet is the newest version id known, after :data:`~listener.recheck.REMOVED`
+while it is hidden here, and first of all :data:`~listener.recheck.SPARE` for a spare entry.
+Cursors saved before spare entries existed load as they are.
 """
 
 from __future__ import annotations
@@ -49,7 +64,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -58,9 +73,18 @@ import tweepy
 
 from listener.errors import RateLimited
 from listener.protocol import NormalizedMention
-from listener.recheck import KEY, REMOVED, Window, id_order
+from listener.recheck import KEY, REMOVED, SPARE, Window, id_order
 from listener.x.errors import _status, translate
-from listener.x.normalize import TWEET_FIELDS, USER_FIELDS, edit_chain, tweet_to_mention, users_of, version_id
+from listener.x.normalize import (
+    TWEET_FIELDS,
+    USER_FIELDS,
+    WITHHELD,
+    edit_chain,
+    tweet_to_mention,
+    users_of,
+    version_id,
+    withholding,
+)
 
 log = logging.getLogger("socialcare.listener.x")
 # defaults of a connector built without settings; SOCIALCARE_X_RECHECK_* set them (listener.registry)
@@ -91,41 +115,53 @@ def dump_cursor(since: str | None, window: Window) -> str | None:
     return json.dumps({"since_id": since, KEY: window.dump()}, sort_keys=True)
 
 
-def _marker(mark: str) -> str:
-    return REMOVED if mark.startswith(REMOVED) else ""
+def split(mark: str) -> tuple[bool, bool, str]:
+    """A window mark as (spare, hidden here, the newest version id known)."""
+    rest = mark.removeprefix(SPARE)
+    return mark.startswith(SPARE), rest.startswith(REMOVED), rest.removeprefix(REMOVED)
+
+
+def marked(spare: bool, hidden: bool, version: str) -> str:
+    return (SPARE if spare else "") + (REMOVED if hidden else "") + version
 
 
 @dataclass
 class TweetWindow(Window):
     """The shared window (:class:`listener.recheck.Window`: trimmed, dumped and loaded alike) for
-    tweets: original id -> (epoch second first seen, the newest version id known, after
-    :data:`REMOVED` while X withholds the tweet). No text digest: X edits are new ids. Its
-    ``not_before`` is the ``x-rate-limit-reset`` of a lookup's 429 (at most :data:`LIMIT_WAIT` ahead)."""
+    tweets: original id -> (epoch second first seen, its mark: :func:`marked`). No text digest: X
+    edits are new ids. Its ``not_before`` is the ``x-rate-limit-reset`` of a lookup's 429 (at most
+    :data:`LIMIT_WAIT` ahead)."""
 
     def add(self, mentions: Iterable[NormalizedMention], now: float) -> None:
+        """This round's new tweets, and those withheld (:func:`~listener.x.normalize.withheld`): one
+        in the window is marked hidden, one new to it joins as a spare entry, marked hidden."""
         self.checked_at = self.checked_at or now
         for m in mentions:
-            if m.event != "upsert":
+            held = m.event == "delete" and isinstance(m.raw, dict) and "withheld" in m.raw
+            if m.event != "upsert" and not held:
                 continue
-            first, mark = self.seen.get(m.external_id, (int(now), ""))
-            known, version = mark.removeprefix(REMOVED), version_id(m)
-            if not known or id_order(version) > id_order(known):
-                self.seen[m.external_id] = (first, _marker(mark) + version)
+            first, mark = self.seen.get(m.external_id, (int(now), SPARE + REMOVED if held else ""))
+            spare, hidden, known = split(mark)
+            version = version_id(m)
+            newest = version if not known or id_order(version) > id_order(known) else known
+            self.seen[m.external_id] = (first, marked(spare, hidden or held, newest))
 
     def asked(self) -> dict[str, str]:
         """The id to look up (the newest version known) -> the original's id (the mention's)."""
-        return {mark.removeprefix(REMOVED): original for original, (_, mark) in self.seen.items()}
+        return {split(mark)[2]: original for original, (_, mark) in self.seen.items()}
 
 
 def gone(original: str, version: str, why: str, channel: str | None, now: float) -> NormalizedMention:
-    """The ``delete`` event of a tweet deleted or withdrawn (``why``: X's error title); ingest needs no more."""
+    """The ``delete`` event of a tweet deleted or withdrawn (``why``: X's error title, or
+    :data:`~listener.x.normalize.WITHHELD`); ingest needs no more."""
     return NormalizedMention(platform="x", external_id=original, text="", channel=channel, event="delete",
                              created_at=datetime.fromtimestamp(now, UTC), raw={"id": version, "recheck": why})
 
 
 def changes(page: Any, window: TweetWindow, asked: dict[str, str], channel: str | None,
-            now: float) -> list[NormalizedMention]:
+            now: float, countries: Collection[str] = ()) -> list[NormalizedMention]:
     """What one lookup response says became of the window's tweets; ``window`` is updated to it.
+    ``countries``: where the team reads the console (:func:`~listener.x.normalize.withholding`).
     A page not shaped as X sends it raises ``ValueError`` before anything is changed."""
     if not isinstance(page, dict):
         raise ValueError("the lookup's answer is not a JSON object")  # noqa: TRY004 - a payload error
@@ -138,15 +174,20 @@ def changes(page: Any, window: TweetWindow, asked: dict[str, str], channel: str 
         original = asked.get(str(tweet.get("id"))) if isinstance(tweet, dict) else None
         if original not in window.seen:
             continue
-        first, mark = window.seen[original]
-        newest = (edit_chain(tweet) or [str(tweet["id"])])[-1]
-        if mark.startswith(REMOVED) and newest == str(tweet["id"]):
+        first, (spare, hidden, _) = window.seen[original][0], split(window.seen[original][1])
+        tid = str(tweet["id"])
+        newest = (edit_chain(tweet) or [tid])[-1]
+        if withholding(tweet, users, countries) is not None:
+            if not hidden:
+                out.append(gone(original, tid, WITHHELD, channel, now))
+            mark = marked(spare, True, newest)
+        elif hidden and newest == tid:
             back = tweet_to_mention(tweet, users, channel)
-            back.event = "restore"  # public again: ingest lifts the withdrawal's hide
+            back.event = "restore"  # public again: ingest lifts the withdrawal's hide, or stores it anew
             out.append(back)
-            mark = newest
+            mark = newest  # an ordinary entry from now on
         else:  # still there, or back in an older version: the newest one is asked next round
-            mark = _marker(mark) + newest
+            mark = marked(spare, hidden, newest)
         window.seen[original] = (first, mark)
     for error in page.get("errors") or []:
         if (not isinstance(error, dict) or error.get("resource_type") != "tweet"
@@ -156,13 +197,13 @@ def changes(page: Any, window: TweetWindow, asked: dict[str, str], channel: str 
         original = asked.get(version)
         if original not in window.seen:
             continue
-        withheld = window.seen[original][1].startswith(REMOVED)
-        if error.get("title") == NOT_FOUND:
-            del window.seen[original]  # final; one already withheld is already hidden
-            if not withheld:
+        first, (spare, hidden, _) = window.seen[original][0], split(window.seen[original][1])
+        if error.get("title") == NOT_FOUND:  # deleted, or its author deactivated: spare, in case it is back
+            window.seen[original] = (first, marked(True, True, version))
+            if not hidden:
                 out.append(gone(original, version, NOT_FOUND, channel, now))
-        elif error.get("title") == NOT_AUTHORIZED and not withheld:
-            window.seen[original] = (window.seen[original][0], REMOVED + version)
+        elif error.get("title") == NOT_AUTHORIZED and not hidden:
+            window.seen[original] = (first, marked(spare, True, version))
             out.append(gone(original, version, NOT_AUTHORIZED, channel, now))
         elif error.get("title") not in (NOT_FOUND, NOT_AUTHORIZED):
             log.info("X lookup of tweet %s: %s (left in the re-check window)", version, error.get("title"))
@@ -170,7 +211,7 @@ def changes(page: Any, window: TweetWindow, asked: dict[str, str], channel: str 
 
 
 async def recheck(lookup: Callable[[list[str]], Awaitable[Any]], window: TweetWindow, channel: str | None,
-                  now: float) -> list[NormalizedMention]:
+                  now: float, countries: Collection[str] = ()) -> list[NormalizedMention]:
     """Look the window up, ``BATCH`` ids a request. Raises what ``lookup`` raises (a 429 included)
     with ``window`` untouched. A page that cannot be read is logged and leaves its tweets as they
     were (asked again next round); the others count."""
@@ -181,7 +222,7 @@ async def recheck(lookup: Callable[[list[str]], Awaitable[Any]], window: TweetWi
     for n, page in enumerate(pages):
         before = dict(window.seen)
         try:
-            out += changes(page, window, asked, channel, now)
+            out += changes(page, window, asked, channel, now, countries)
         except Exception as exc:  # noqa: BLE001 - one page's trouble: its tweets wait for the next round
             window.seen = before
             log.warning("X re-check: lookup page %d of %d not understood (%s); its %d tweets are asked again "
@@ -208,6 +249,12 @@ class Rechecks:
     recheck_hours: float = RECHECK_HOURS
     recheck_size: int = RECHECK_SIZE
 
+    @property
+    def withheld_in(self) -> frozenset[str]:
+        """Where the team reads the console (``SOCIALCARE_X_WITHHELD_COUNTRIES``): what X withholds
+        there is hidden (:func:`~listener.x.normalize.withholding`)."""
+        return frozenset(getattr(getattr(self, "settings", None), "x_withheld_countries", None) or ())
+
     def _lookup_sync(self, ids: list[str]) -> Any:
         return self.client.get_tweets(ids=ids, expansions=["author_id"], tweet_fields=TWEET_FIELDS,
                                       user_fields=USER_FIELDS, user_auth=self.user_auth)
@@ -224,7 +271,7 @@ class Rechecks:
         if not window.seen or not window.due(now, self.recheck_seconds, LIMIT_WAIT):
             return []
         try:
-            return await recheck(self._lookup, window, self.channel, now)
+            return await recheck(self._lookup, window, self.channel, now, self.withheld_in)
         except Exception as exc:  # noqa: BLE001 - the re-check never stops nor delays ingestion
             self._skip(window, exc, now)
             return []

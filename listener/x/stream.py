@@ -46,7 +46,7 @@ from listener.x.normalize import (
     USER_FIELDS,
     newest_id,
     page_to_mentions,
-    tweet_to_mention,
+    to_mention,
     users_of,
     version_id,
 )
@@ -211,7 +211,7 @@ class XStreamConnector(Rechecks, XActions):
                     expansions=EXPANSIONS, tweet_fields=TWEET_FIELDS, user_fields=USER_FIELDS)
                 meta = (page.get("meta") or {}) if isinstance(page, dict) else {}
                 newest = newest or meta.get("newest_id")
-                out = page_to_mentions(page, channel=CHANNEL) + out
+                out = page_to_mentions(page, CHANNEL, self.withheld_in) + out
                 token = meta.get("next_token")
                 if not token or cursor is None:  # first run: the latest page is the baseline
                     break
@@ -294,7 +294,7 @@ class XStreamConnector(Rechecks, XActions):
         tweet = message.get("data")
         if not isinstance(tweet, dict) or not tweet.get("id"):
             return []
-        return [tweet_to_mention(tweet, users_of(message.get("includes")), CHANNEL)]
+        return [to_mention(tweet, users_of(message.get("includes")), CHANNEL, self.withheld_in)]
 
     def listens_to(self) -> str:
         mode = "recent search polling (no filtered stream on this tier)" if self.streaming is False else "filtered stream"

@@ -288,7 +288,7 @@ async def test_a_comment_the_spam_filter_removed_before_we_saw_it_is_stored_once
     listed, cursor = await c.poll_once(cursor)
     assert [(m.external_id, m.event) for m in listed] == [(name, "delete")]
     assert await pipeline.run(listed) == [] and name not in await pipeline.rows()  # nothing to delete
-    assert entry(cursor, name) == "-" + digest(words)  # in the window, marked removed, the words a moderator sees
+    assert entry(cursor, name) == "+-" + digest(words)  # a spare entry, marked removed, the words a moderator sees
     assert (await c.poll_once(cursor))[0] == []  # still in the modqueue: nothing
     approve(caught)
     (back,), cursor = await c.poll_once(cursor)
@@ -317,7 +317,7 @@ async def test_a_removed_comment_whose_words_we_were_not_shown_is_stored_with_th
     name = caught["data"]["name"]
     assert reddit.view(caught)["data"]["body"] == "[removed]"
     (listed,), cursor = await c.poll_once(cursor)
-    assert (listed.external_id, listed.event) == (name, "delete") and entry(cursor, name) == "-"
+    assert (listed.external_id, listed.event) == (name, "delete") and entry(cursor, name) == "+-"
     approve(caught)
     (back,), _ = await c.poll_once(cursor)
     assert (back.external_id, back.event, back.text, back.author_handle) == (name, "restore", "where is my refund?",
@@ -339,7 +339,7 @@ async def test_a_post_removed_before_we_saw_it_and_never_approved_is_never_store
     listed, cursor = await c.poll_once(cursor)
     assert [(m.external_id, m.event) for m in listed] == [(name, "delete")]
     await pipeline.run(listed)
-    assert entry(cursor, name) == "-" + digest("Cheap followers\n\nbuy now")
+    assert entry(cursor, name) == "+-" + digest("Cheap followers\n\nbuy now")
     for _ in range(2):
         before = len(info_ids(reddit))
         assert (await c.poll_once(cursor))[0] == []  # read back, still removed: nothing
@@ -374,7 +374,7 @@ async def test_a_post_its_author_deleted_before_we_saw_it_never_joins_the_window
     listed, cursor = await c.poll_once(cursor)
     assert {(m.external_id, m.event) for m in listed} == {(t["data"]["name"], "delete") for t in [*gone, removed]}
     assert all(entry(cursor, t["data"]["name"]) is None for t in gone)
-    assert entry(cursor, removed["data"]["name"]).startswith("-")
+    assert entry(cursor, removed["data"]["name"]).startswith("+-")
     for t in [*gone, removed]:
         approve(t)  # whatever a moderator does, the author's "[deleted]" stays
     before = len(info_ids(reddit))

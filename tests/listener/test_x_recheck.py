@@ -59,6 +59,12 @@ def window(cursor: str) -> list[str]:
     return [entry[0] for entry in json.loads(cursor)["recheck"]["ids"]]
 
 
+def mark(cursor: str, original: str) -> str | None:
+    """The window's mark for a tweet: its newest version id, after ``-`` while hidden here, after
+    ``+`` for a spare entry; None when it is not in the window."""
+    return next((m for i, _, m in json.loads(cursor)["recheck"]["ids"] if i == original), None)
+
+
 async def ingest(db, mentions) -> list[str]:
     async with db.session() as s:
         results = await ingest_batch(s, mentions)
@@ -84,10 +90,10 @@ async def test_a_tweet_deleted_on_x_is_deleted_in_socialcare_after_the_next_rech
     rows = await stored(db)
     assert rows[target].deleted and rows[target].hidden
     assert not any(r.deleted for i, r in rows.items() if i != target)
-    assert target not in window(cursor)  # final: never asked again
+    assert mark(cursor, target) == "+-" + target  # still followed, spare: see the deactivation test
     before = len(fake.lookup_ids())
-    assert (await c.poll_once(cursor))[0] == []
-    assert target not in fake.lookup_ids()[before]
+    assert (await c.poll_once(cursor))[0] == []  # said once
+    assert target in fake.lookup_ids()[before]
 
 
 async def test_tweets_still_there_emit_nothing_and_our_own_replies_are_never_looked_up(fake, made):
@@ -175,7 +181,7 @@ async def test_a_failing_lookup_never_holds_back_new_mentions_nor_stops_the_conn
                    [("delete", target)]]  # the next round's re-check
     assert waits == [] and not status.stopped_by_error and status.last_error is None  # no back-off, no stop
     assert target in window(cursors[1])  # the failed round left the window as it was
-    assert target not in window(store.values["x"]) and since_id(store.values["x"]) == tweet(7)["id"]
+    assert mark(store.values["x"], target) == "+-" + target and since_id(store.values["x"]) == tweet(7)["id"]
     logged = [r.getMessage() for r in caplog.records if r.name.startswith("socialcare.listener")]
     assert any("re-check" in line for line in logged)
     assert not any(word in line for line in logged for word in ("@acme_help", "permitted", "parameters", "{"))
@@ -249,9 +255,9 @@ async def test_a_protected_or_suspended_author_withdraws_the_tweet_until_x_shows
     fake.protected.add(TOM)
     (again,), cursor = await c.poll_once(cursor)
     assert again.event == "delete"
-    fake.gone.add(toms)  # deleted while withdrawn: already hidden here, it just leaves
+    fake.gone.add(toms)  # deleted while withdrawn: already hidden here, nothing more to say
     nothing, cursor = await c.poll_once(cursor)
-    assert nothing == [] and toms not in window(cursor)
+    assert nothing == [] and mark(cursor, toms) == "+-" + toms  # a spare entry now, like any tweet not found
 
 
 async def test_an_edited_tweet_is_looked_up_by_its_newest_version(fake, made, db):
@@ -283,7 +289,7 @@ async def test_the_filtered_stream_connector_rechecks_what_it_yielded(fake, made
     fake.gone.add(live[0]["id"])
     (deleted,), cursor = await take(agen, 1)
     assert (deleted.external_id, deleted.event, deleted.channel) == (live[0]["id"], "delete", "x:stream")
-    assert window(cursor) == [live[1]["id"]]
+    assert mark(cursor, live[0]["id"]) == "+-" + live[0]["id"] and mark(cursor, live[1]["id"]) == live[1]["id"]
     await agen.aclose()
 
 
@@ -303,7 +309,8 @@ async def test_the_stream_keeps_streaming_when_a_lookup_fails(fake, made):
     assert sorted((m.event, m.external_id) for m in got) == sorted([("upsert", tweet(23)["id"]),
                                                                    ("delete", live[0]["id"])])
     assert not fake.lookup_fail_next and fake.stream_connects == 1  # every failure met, on the one connection
-    assert window(cursor) == [live[1]["id"], tweet(23)["id"]]
+    assert window(cursor) == [live[0]["id"], live[1]["id"], tweet(23)["id"]]
+    assert mark(cursor, live[0]["id"]).startswith("+-")
     await agen.aclose()
 
 

@@ -6,6 +6,7 @@ others as per-id ``errors``). Only for tests: X cannot be reached from here."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,11 +56,18 @@ def long_post(i: int, whole: str) -> dict:
     return {**tweet(i, whole[:280]), "note_tweet": {"text": whole}}
 
 
-def as_requested(t: dict, fields: str | None) -> dict:
-    """The tweet with only the optional parts the request's ``tweet.fields`` asked for."""
-    if "note_tweet" in t and "note_tweet" not in (fields or "").split(","):
-        return {k: v for k, v in t.items() if k != "note_tweet"}
+def withhold(t: dict, *countries: str, copyright: bool = False) -> dict:
+    """X withholds the tweet in these countries (a court order, local law) or, for ``copyright``
+    (a DMCA notice), everywhere: its ``withheld`` field, sent when ``tweet.fields`` asks for it."""
+    t["withheld"] = {"copyright": copyright, "country_codes": list(countries), "scope": "tweet"}
     return t
+
+
+def as_requested(t: dict, fields: str | None, optional: tuple[str, ...] = ("note_tweet", "withheld")) -> dict:
+    """The tweet (or user) with only the optional parts the request's ``tweet.fields`` (or
+    ``user.fields``) asked for: X sends ``note_tweet`` and ``withheld`` only when asked."""
+    asked = (fields or "").split(",")
+    return {k: v for k, v in t.items() if k not in optional or k in asked}
 
 
 def lookup_error(tweet_id: str, title: str) -> dict:
@@ -105,6 +113,10 @@ class FakeX:
     deleted: list[str] = field(default_factory=list)
     gone: set[str] = field(default_factory=set)  # tweets their authors deleted: gone from every listing
     protected: set[str] = field(default_factory=set)  # authors protected or suspended: lookups say not authorized
+    # authors who deactivated their account: X answers for their tweets as for deleted ones (Not Found
+    # in lookups, gone from every listing) until they log in again within 30 days (discard them here)
+    deactivated: set[str] = field(default_factory=set)
+    withheld_users: dict[str, list[str]] = field(default_factory=dict)  # author -> countries withholding them
     lookup_fail_next: list[tuple] = field(default_factory=list)  # like fail_next, for GET /2/tweets?ids= only
     stall_next: int = 0  # mention timelines that answer only after STALL seconds (a connection X leaves hanging)
     stall_posts: int = 0  # tweets posted whose answer comes only after STALL seconds (posted all the same)
@@ -164,12 +176,12 @@ class FakeX:
             return err
         since = request.query.get("since_id")
         newest_first = [t for t in reversed(source) if (not since or int(t["id"]) > int(since))
-                        and t["id"] not in self.gone]
+                        and not self._vanished(t)]
         start = int(request.query.get("pagination_token") or request.query.get("next_token") or "0")
         page = newest_first[start:start + self.page_size]
         if not page:
             return web.json_response({"meta": {"result_count": 0}})
-        users = {t["author_id"]: user(t["author_id"]) for t in page if "author_id" in t}
+        users = {t["author_id"]: self._user(t["author_id"], request) for t in page if "author_id" in t}
         meta: dict[str, Any] = {"result_count": len(page), "newest_id": page[0]["id"], "oldest_id": page[-1]["id"]}
         if start + self.page_size < len(newest_first):
             meta["next_token"] = str(start + self.page_size)
@@ -189,6 +201,17 @@ class FakeX:
     async def search(self, request: web.Request) -> web.Response:
         return self._page(request, self.found)
 
+    def _vanished(self, t: dict) -> bool:
+        """Deleted, or its author's account deactivated: X tells these apart nowhere."""
+        return t["id"] in self.gone or t.get("author_id") in self.deactivated
+
+    def _user(self, author_id: str, request: web.Request) -> dict:
+        """The author as ``includes.users`` has it, ``withheld`` when they are and ``user.fields`` asks."""
+        u = user(author_id)
+        if author_id in self.withheld_users:
+            u["withheld"] = {"country_codes": self.withheld_users[author_id], "scope": "user"}
+        return as_requested(u, request.query.get("user.fields"))
+
     def lookup_ids(self) -> list[list[str]]:
         """The ids of each ``GET /2/tweets?ids=`` so far, one list per request."""
         from urllib.parse import parse_qs, urlsplit
@@ -207,7 +230,7 @@ class FakeX:
         known = {t["id"]: t for t in [*self.tweets, *self.found, *self.streamed]}
         data, errors = [], []
         for i in ids:
-            if i in self.gone or i not in known:
+            if i not in known or self._vanished(known[i]):
                 errors.append(lookup_error(i, "Not Found Error"))
             elif known[i].get("author_id") in self.protected:
                 errors.append(lookup_error(i, "Authorization Error"))
@@ -215,8 +238,8 @@ class FakeX:
                 data.append(as_requested(known[i], request.query.get("tweet.fields")))
         body: dict[str, Any] = {"data": data} if data else {}
         if data and "author_id" in (request.query.get("expansions") or "").split(","):
-            body["includes"] = {"users": [user(a) for a in dict.fromkeys(t["author_id"] for t in data
-                                                                          if "author_id" in t)]}
+            body["includes"] = {"users": [self._user(a, request) for a in dict.fromkeys(t["author_id"] for t in data
+                                                                                        if "author_id" in t)]}
         if errors:
             body["errors"] = errors
         return web.json_response(body, headers={"x-rate-limit-remaining": "14",
@@ -264,15 +287,15 @@ class FakeX:
             if line == CLOSE:
                 await resp.write_eof()
                 return resp
+            if isinstance(line, dict):  # a tweet pushed: as this connection's fields ask for it
+                line = json.dumps({**line, "data": as_requested(line["data"], request.query.get("tweet.fields")),
+                                   "includes": {"users": [self._user(line["data"]["author_id"], request)]}})
             await resp.write((line if isinstance(line, bytes) else line.encode()) + b"\r\n")
 
     def push(self, t: dict, rule_id: str = "1590000000000000000") -> None:
         """Queue one tweet on the stream, as X sends it (data, includes, matching_rules)."""
-        import json
-
         self.streamed.append(t)
-        self.lines.put_nowait(json.dumps({"data": t, "includes": {"users": [user(t["author_id"])]},
-                                          "matching_rules": [{"id": rule_id, "tag": "socialcare"}]}))
+        self.lines.put_nowait({"data": t, "matching_rules": [{"id": rule_id, "tag": "socialcare"}]})
 
     async def create_tweet(self, request: web.Request) -> web.Response:
         if (err := self._error()) is not None:
