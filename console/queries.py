@@ -8,8 +8,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from escalation.public_guard import platform_name
 from models import Author, Mention, RouteDecision, TriageResult
 from models.base import utcnow
+from service.privacy import erased
 
 ROUTING_GRACE = timedelta(minutes=15)  # a mention ingested this recently may still be on its way to routing
 
@@ -20,6 +22,16 @@ def public_text(mention: Mention, tri: TriageResult | None) -> str:
     from community.moderation import shown_text
 
     return shown_text(mention, tri)
+
+
+def post_state(mention: Mention) -> str | None:
+    """What the console says beside a post: "deleted on X" when it is gone from its platform (it wins
+    over our own hide: nobody can see it or answer it in public there), else "hidden", else nothing.
+    An erased post is also ``deleted``, but says so in its text (``[erased]``), as it always did;
+    mentions.html says the same from the API's fields."""
+    if mention.deleted and not erased(mention):
+        return f"deleted on {platform_name(mention.platform)}"
+    return "hidden" if mention.hidden else None
 
 
 async def routing_horizon(session: AsyncSession, since_id: int, now: datetime | None = None) -> int | None:
@@ -60,7 +72,7 @@ async def routed_mentions(session: AsyncSession, *, outcome: str | None = None, 
         out.append({
             "id": m.id, "platform": m.platform, "external_id": m.external_id, "url": m.url,
             "author": a.handle if a else None, "created_at": m.created_at.isoformat(),
-            "text": public_text(m, tri), "hidden": m.hidden, "is_public": m.is_public,
+            "text": public_text(m, tri), "hidden": m.hidden, "deleted": m.deleted, "is_public": m.is_public,
             "conversation_id": m.conversation_id,
             "triage": None if tri is None else {
                 "sentiment": tri.sentiment, "sensitivity": tri.sensitivity, "issue_type": tri.issue_type,

@@ -1,8 +1,10 @@
 """Read models of the triage console: the agent queue and a conversation with its customer context.
 
 The unit of work is a conversation (claims are per conversation): it is in the queue while it is
-open and holds a mention the router gave to an agent, or a bot answer held back as a suggestion.
-Order: unanswered before answered, then high priority first, then the earliest SLA deadline.
+open and holds a mention the router gave to an agent, or a bot answer held back as a suggestion,
+that is still on its platform: a post deleted there (or erased here) leaves the queue, and comes
+back if the platform shows it again. Order: unanswered before answered, then high priority first,
+then the earliest SLA deadline.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from console.queries import public_text
+from console.queries import post_state, public_text
 from escalation.links import shown_without_links
 from models import (
     Author,
@@ -31,7 +33,6 @@ from models import (
 )
 from models.base import utcnow
 from service.audit import record
-from service.privacy import not_erased
 
 FIRST_RESPONSE_TARGET = timedelta(hours=1)  # the service-level target for a first human answer
 CLAIM_TTL = timedelta(minutes=15)  # a claim left idle this long may be taken by someone else
@@ -99,12 +100,15 @@ def clean_filters(query: Any) -> dict[str, str]:
 
 
 def _queued(q: Any, filters: dict[str, str]) -> Any:
-    """``q`` (over mentions) narrowed to posts waiting for an agent in open conversations, filtered."""
+    """``q`` (over mentions) narrowed to posts waiting for an agent in open conversations, filtered.
+    Every view of the queue (page, live rows, API, the waiting counts) goes through here. A post
+    deleted on its platform (erased ones are deleted too) waits for nobody: no public answer can reach
+    it, and its SLA clock must not run."""
     suggested = select(Reply.mention_id).where(Reply.status == "suggested", Reply.mention_id.is_not(None))
     q = (q.join(Conversation, Conversation.id == Mention.conversation_id)
          .join(RouteDecision, RouteDecision.mention_id == Mention.id)
          .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
-         .where(Conversation.status == "open", not_erased(),  # an erased post leaves the queue
+         .where(Conversation.status == "open", Mention.deleted.is_(False),
                 or_(RouteDecision.outcome == "agent_queue", Mention.id.in_(suggested))))
     if "channel" in filters:
         q = q.where(Mention.platform == filters["channel"])
@@ -213,10 +217,12 @@ def _triage_view(tri: TriageResult | None) -> dict[str, Any] | None:
 
 def pick_target(mentions: list[dict[str, Any]], focus: int | None = None) -> dict[str, Any] | None:
     """The post being answered: the one the agent chose (``focus``), else the latest one waiting
-    for an agent, else the latest post of the thread."""
+    for an agent, else the latest post of the thread; a post deleted on its platform only when chosen
+    or when every post is (it can only be answered privately)."""
     chosen = [m for m in mentions if focus is not None and m["id"] == focus]
-    waiting = [m for m in mentions if m["route"] and m["route"]["outcome"] == "agent_queue"]
-    return (chosen or waiting or mentions or [None])[-1]
+    there = [m for m in mentions if not m["deleted"]]
+    waiting = [m for m in there if m["route"] and m["route"]["outcome"] == "agent_queue"]
+    return (chosen or waiting or there or mentions or [None])[-1]
 
 
 async def conversation_view(session: AsyncSession, conv_id: int, *, viewer: str | None = None,
@@ -247,9 +253,12 @@ async def conversation_view(session: AsyncSession, conv_id: int, *, viewer: str 
     authors_by_mention: dict[int, Author | None] = {}
     for m, tri, d, a in rows:
         authors_by_mention[m.id] = a
+        state = post_state(m)
+        gone = f" ({state})" if m.deleted and state else ""  # "Reply to" says which posts are deleted
         thread.append({"type": "mention", "at": m.created_at, "id": m.id, "platform": m.platform, "url": m.url,
                        "author": a.handle if a else None, "text": public_text(m, tri), "hidden": m.hidden,
-                       "label": plain_label(f"#{m.id} {a.handle if a else ''}: {public_text(m, tri)}"),
+                       "deleted": m.deleted, "state": state,
+                       "label": plain_label(f"#{m.id}{gone} {a.handle if a else ''}: {public_text(m, tri)}"),
                        "is_public": m.is_public, "triage": _triage_view(tri),
                        "route": {"outcome": d.outcome, "reason": d.reason} if d else None})
     for r in replies:
@@ -313,6 +322,7 @@ async def conversation_view(session: AsyncSession, conv_id: int, *, viewer: str 
     return {
         "conversation": conv, "thread": thread, "mentions": mentions, "latest_mention_id": latest,
         "target_id": target["id"] if target else None,
+        "target_deleted": bool(target and target["deleted"]),  # the form offers a private message first
         "person": {"handle": person.handle, "platform": person.platform} if person is not None else None,
         "last_reply_id": max([r.id for r in replies], default=0),
         "claimed_by": claimer.username if claimer and claim_is_live(conv) else None,

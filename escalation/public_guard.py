@@ -10,6 +10,10 @@ public, on a matter handled in a
 private channel (security or fraud, or a customer whose case is open) — there the public side is
 only the detail-free notice, and the conversation goes on in private. Triage can be wrong about
 the last one, so an agent may override it (recorded in the audit log); personal data, never.
+
+Nothing is posted in public under a post that is gone: deleted on its platform (the platform
+refuses the reply: X's "reply to a Tweet that is deleted or not visible to you") or erased here on a
+privacy request. Nobody may override that; a private message can still reach the author.
 """
 
 from __future__ import annotations
@@ -21,18 +25,36 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Author, Case, Customer, KnowledgeArticle, Mention, RouteDecision, Template, TriageResult
+from service.privacy import erased
 from triage.pii import detect_pii
 
 NEVER_PUBLIC = {"card_number": "card number", "iban": "IBAN", "national_id": "national ID", "password": "password",
                 "one_time_code": "one-time code"}
 CONTACT = frozenset({"email", "phone"})
 PRIVATE_LEVELS = ("security", "fraud")
+PLATFORM_NAMES = {"x": "X", "reddit": "Reddit", "discourse": "Discourse"}  # as the console says them too
 
 
 @dataclass(frozen=True)
 class Refusal:
     reason: str
     overridable: bool  # an agent may judge the matter not private after all; personal data never goes out
+
+
+def platform_name(platform: str) -> str:
+    """The platform as people call it ("deleted on X"); a generic webhook's source is "its platform"."""
+    return PLATFORM_NAMES.get(platform, "its platform")
+
+
+def gone_refusal(mention: Mention) -> Refusal | None:
+    """Why nothing can be posted in public under this post any more: erased, or deleted on its platform."""
+    if erased(mention):
+        return Refusal("the post was erased on a privacy request: nothing is posted in answer to it",
+                       overridable=False)
+    if mention.deleted:
+        return Refusal(f"the post was deleted on {platform_name(mention.platform)}: a public reply cannot be "
+                       "posted to it; reply privately", overridable=False)
+    return None
 
 
 def _contact_key(kind: str, value: str) -> str:
@@ -73,6 +95,9 @@ async def private_matter(session: AsyncSession, mention: Mention) -> bool:
 
 async def public_reply_refusal(session: AsyncSession, mention: Mention, text: str) -> Refusal | None:
     """Why ``text`` may not be posted in public in answer to ``mention``; None when it may."""
+    gone = gone_refusal(mention)
+    if gone is not None:  # first: no wording would make it postable
+        return gone
     spans = detect_pii(text)
     secret = sorted({NEVER_PUBLIC[s.type] for s in spans if s.type in NEVER_PUBLIC})
     if secret:

@@ -17,7 +17,10 @@ Order guarantees, whoever calls :meth:`Dispatcher.deliver`:
   minute. The rest wait as ``queued`` — never dropped, each sent once — and leave the queue oldest
   first through :meth:`Dispatcher.release_queued` (every delivery, and the web process's pacer loop);
 * a reply or a platform action about a post erased before it was claimed is ``cancelled``, never
-  sent (:mod:`service.privacy_actions`); the text sent is the one read as the reply was claimed.
+  sent (:mod:`service.privacy_actions`); the text sent is the one read as the reply was claimed;
+* a public reply to a post deleted on its platform after the reply was queued is ``cancelled`` with
+  the reason as its ``error`` (the platform would refuse it; the post is checked as the reply is
+  claimed, in dry-run too): a private message to its author still goes.
 """
 
 from __future__ import annotations
@@ -28,13 +31,16 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from community import moderation
+from escalation.public_guard import gone_refusal
 from listener.protocol import Action
 from models import Author, Mention, ModerationAction, Reply
 from models.base import utcnow
-from models.bulk import IDS
-from service.privacy import erased
+from models.bulk import IDS, update_rows
+from service.audit import record
+from service.privacy import CANCELLED, erased
 from service.privacy_actions import cancel_replies, perform_actions
 
 log = logging.getLogger("socialcare.dispatch")
@@ -85,6 +91,7 @@ class Dispatcher:
         if self.dry_run:  # what would have been sent is recorded in one statement
             async with self.db.session() as session:
                 await cancel_replies(session, reply_ids)
+                await cancel_public_to_deleted(session, reply_ids)
                 await session.execute(RECORD_ONLY, {"ids": list(reply_ids)})
                 await session.commit()
             return
@@ -167,6 +174,10 @@ class Dispatcher:
                 await cancel_replies(session, [reply.id], statuses=(expect,))
                 await session.commit()
                 return 0
+            if mention is not None and mention.deleted and await cancel_public_to_deleted(
+                    session, [reply.id], statuses=(expect,)):
+                await session.commit()
+                return 0
             connector = self.connectors.get(reply.platform)
             if self.dry_run or connector is None:
                 reply.status = "dry_run"
@@ -208,6 +219,25 @@ async def run_pacer(dispatcher: Dispatcher, interval_s: float, stop: asyncio.Eve
     from service.periodic import every
 
     await every(interval_s, dispatcher.release_queued, stop, what="releasing queued replies", logger=log)
+
+
+async def cancel_public_to_deleted(session: AsyncSession, reply_ids: list[int], *,
+                                   statuses: tuple[str, ...] = ("pending",)) -> list[int]:
+    """Cancel those of these public replies, still in ``statuses``, whose post was deleted on its
+    platform since they were queued: the platform would refuse them, so nothing is sent and the
+    reason (:func:`escalation.public_guard.gone_refusal`) is kept as the reply's error."""
+    rows = (await session.execute(
+        select(Reply.id, Reply.kind, Reply.mention_id, Mention.platform, Mention.deleted, Mention.text)
+        .join(Mention, Mention.id == Reply.mention_id)
+        .where(Reply.id.in_(list(reply_ids)), Reply.status.in_(statuses), Reply.visibility == "public",
+               Mention.deleted.is_(True)))).all()
+    await update_rows(session, Reply, [(r.id, {"status": CANCELLED, "error": gone_refusal(r).reason}) for r in rows])
+    for r in rows:
+        record(session, "system", "reply.cancelled", "reply", r.id, mention_id=r.mention_id, kind=r.kind,
+               cancelled="deleted")
+    if rows:
+        log.info("public reply(ies) %s not sent: their post was deleted on its platform", [r.id for r in rows])
+    return [r.id for r in rows]
 
 
 async def pending_replies(session, mention_ids: list[int]) -> list[int]:  # noqa: ANN001

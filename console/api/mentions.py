@@ -123,7 +123,7 @@ async def get_mention(request: web.Request) -> web.Response:
         "id": m.id, "platform": m.platform, "external_id": m.external_id, "url": m.url,
         "conversation_id": m.conversation_id, "author": author.handle if author else None,
         "created_at": m.created_at.isoformat(), "text": public_text(m, tri), "hidden": m.hidden,
-        "is_public": m.is_public, "triage": triage_json(tri),
+        "deleted": m.deleted, "is_public": m.is_public, "triage": triage_json(tri),
         "route": None if d is None else {"outcome": d.outcome, "reason": d.reason, "confidence": d.confidence},
         "replies": [reply_json(r) for r in replies],
     })

@@ -80,7 +80,13 @@ ROUTE = obj(outcome={"type": "string", "enum": list(ROUTE_OUTCOMES)}, reason=STR
 _MENTION_FIELDS = dict(
     id=INT, platform=STR, external_id=STR, url=nullable(STR), conversation_id=nullable(INT),
     author={**nullable(STR), "description": "the author's handle"}, created_at=TIME,
-    text={**STR, "description": "personal data redacted"}, hidden=BOOL, is_public=BOOL)
+    text={**STR, "description": "personal data redacted"},
+    hidden={**BOOL, "description": "hidden by moderation (a post deleted on its platform is hidden too)"},
+    deleted={**BOOL, "description": "gone from its platform: deleted there by its author, a platform moderator "
+                                    "or with its whole thread, or erased here on a privacy request (its text is "
+                                    "then `[erased]`); false again if the platform shows it again. It is not in "
+                                    "the queue, and a public reply to it is refused (422): reply privately"},
+    is_public=BOOL)
 MENTION_SUMMARY = obj(**_MENTION_FIELDS, triage=nullable(ref("TriageSummary")), route=ref("Route"))
 REPLY = obj(id=INT, mention_id=nullable(INT), conversation_id=nullable(INT), platform=STR,
              visibility={"type": "string", "enum": ["public", "private"]}, kind=STR,

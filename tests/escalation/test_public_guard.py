@@ -154,6 +154,32 @@ async def test_the_customers_case_on_another_platform_makes_her_posts_here_priva
     assert "private channel" in await refusal(db, on_reddit, "Settings → Devices → Add")
 
 
+async def test_nothing_goes_out_in_public_under_a_post_deleted_on_its_platform_or_erased(db):
+    """The platform refuses a reply to a deleted post (X: "reply to a Tweet that is deleted or not
+    visible to you"): nobody may override that, whatever the reply says; shown again, it may be answered."""
+    from models.mentions import ERASED_TEXT
+
+    m = await post(db, "where is my refund?", handle="del_x")
+    hacked = await post(db, "someone is in my account", sensitivity="security", handle="del_sec")
+
+    async def set_post(mention_id: int, **values) -> None:
+        async with db.session() as s:
+            row = await s.get(Mention, mention_id)
+            for k, v in values.items():
+                setattr(row, k, v)
+            await s.commit()
+
+    await set_post(m, deleted=True, hidden=True)  # as ingest marks a post its author deleted
+    deleted = "the post was deleted on X: a public reply cannot be posted to it; reply privately"
+    assert await refusal(db, m, "Refunded today, sorry!", overridable=False) == deleted
+    await set_post(hacked, deleted=True, platform="reddit")
+    assert "deleted on Reddit" in await refusal(db, hacked, "We reset it", overridable=False)  # before "private"
+    await set_post(m, deleted=False, hidden=False)  # the platform shows it again
+    assert await refusal(db, m, "Refunded today, sorry!") is None
+    await set_post(m, deleted=True, text=ERASED_TEXT)  # erased here on a privacy request, not "deleted on X"
+    assert "erased on a privacy request" in await refusal(db, m, "Refunded today, sorry!", overridable=False)
+
+
 def luhn(digits: str) -> str:
     total = sum((d * 2 - 9 if d * 2 > 9 else d * 2) if i % 2 == 0 else d
                 for i, d in enumerate(int(c) for c in reversed(digits)))
