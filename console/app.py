@@ -20,7 +20,7 @@ from console.auth import AUTH, Auth, bearer_token, principal_middleware, require
 from console.error_pages import error_page, wants_html
 from console.keys import DEMO_LOGIN, PRINCIPAL, RUNTIME
 from console.navigation import home_for
-from console.queries import routed_mentions
+from console.queries import post_state, routed_mentions
 from console.render import render
 from listener.protocol import NormalizedMention
 from models import ROUTE_OUTCOMES, RouteDecision
@@ -99,6 +99,7 @@ async def mentions_page(request: web.Request) -> web.Response:
         rows = await routed_mentions(session, outcome=outcome, limit=limit, offset=offset)
         counts = (await session.execute(
             select(RouteDecision.outcome, func.count()).group_by(RouteDecision.outcome))).all()
+    rows = [{**r, "state": post_state(r)} for r in rows]
     return render(request, "mentions.html", mentions=rows, outcome=outcome, outcomes=ROUTE_OUTCOMES,
                   counts=sorted(counts), counts_total=sum(n for _, n in counts))
 

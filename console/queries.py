@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from escalation.public_guard import platform_name
 from models import Author, Mention, RouteDecision, TriageResult
 from models.base import utcnow
+from models.mentions import ERASED_TEXT
 from service.privacy import erased
 
 ROUTING_GRACE = timedelta(minutes=15)  # a mention ingested this recently may still be on its way to routing
@@ -24,14 +25,19 @@ def public_text(mention: Mention, tri: TriageResult | None) -> str:
     return shown_text(mention, tri)
 
 
-def post_state(mention: Mention) -> str | None:
-    """What the console says beside a post: "deleted on X" when it is gone from its platform (it wins
-    over our own hide: nobody can see it or answer it in public there), else "hidden", else nothing.
-    An erased post is also ``deleted``, but says so in its text (``[erased]``), as it always did;
-    mentions.html says the same from the API's fields."""
-    if mention.deleted and not erased(mention):
-        return f"deleted on {platform_name(mention.platform)}"
-    return "hidden" if mention.hidden else None
+def post_state(mention: Mention | dict[str, Any]) -> str | None:
+    """What the console says beside a post (a row, or a mention as :func:`routed_mentions` gives it):
+    "deleted on X" when it is gone from its platform (it wins over our own hide: nobody can see it or
+    answer it in public there), else "hidden", else nothing. An erased post is also ``deleted``, but
+    says so in its text (``[erased]``), as it always did."""
+    if isinstance(mention, dict):
+        platform, deleted, hidden = mention["platform"], mention["deleted"], mention["hidden"]
+        gone_here = deleted and mention["text"] == ERASED_TEXT
+    else:
+        platform, deleted, hidden, gone_here = mention.platform, mention.deleted, mention.hidden, erased(mention)
+    if deleted and not gone_here:
+        return f"deleted on {platform_name(platform)}"
+    return "hidden" if hidden else None
 
 
 async def routing_horizon(session: AsyncSession, since_id: int, now: datetime | None = None) -> int | None:
