@@ -23,7 +23,7 @@
     var source = new EventSource("/queue/events");
     source.onopen = function () { liveState("live", true); };
     source.onerror = function () { liveState("reconnecting", false); };
-    ["routed", "ingested", "claimed", "released", "replied", "resolved", "reopened", "tagged", "taken_private"]
+    ["routed", "ingested", "deleted", "claimed", "released", "replied", "resolved", "reopened", "tagged", "taken_private"]
       .forEach(function (name) {
         source.addEventListener(name, function (msg) {
           var data = {};

@@ -56,9 +56,20 @@ class IngestStage:
                     sent.add((mention_id, env.key))
                     key = f"m:{mention_id}" + (":edit:" + env.key if res.outcome != "new" else "")
                     out.append(Outgoing("triage", key, {"mention_id": mention_id, **trace(env.payload)}))
-        if self.ctx.events and any(r is not None and r.outcome == "new" for r in results):
-            self.ctx.events("ingested", [r.mention_id for r in results if r is not None and r.outcome == "new"])
+        if self.ctx.events:
+            self._tell_live_pages(mentions, results)
         return out
+
+    def _tell_live_pages(self, mentions: list[NormalizedMention], results: list[Ingested | None]) -> None:
+        """New posts, and posts gone from their platform (deleted alone or with their thread), change
+        what the agent queue shows: its open pages refresh. A restored post is told of once routed."""
+        new = [r.mention_id for r in results if r is not None and r.outcome == "new"]
+        gone = [(m, r) for m, r in zip(mentions, results) if r is not None and (
+            r.outcome == "deleted" or (r.outcome == "thread" and m.event == "thread_delete"))]
+        if new:
+            self.ctx.events("ingested", new)
+        if gone:
+            self.ctx.events("deleted", [r.mention_id for _, r in gone if r.mention_id is not None])
 
     async def _store(self, mentions: list[NormalizedMention]) -> list[Ingested | None]:
         """Ingest the batch in one transaction, without the erased persons' earlier posts (None in

@@ -4,6 +4,8 @@ and never answered in public, by an agent, a bot, or a reply queued before the d
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -55,6 +57,32 @@ async def test_a_deleted_post_leaves_the_queue_and_comes_back_when_its_platform_
     assert conv_order(await (await app_client.get("/queue")).text()) == [gone.conversation_id, other.conversation_id]
     api = await (await app_client.get("/api/v1/queue", headers=h)).json()
     assert api["items"][0]["mention_id"] == gone.id and api["items"][0]["overdue"] is True  # its clock as before
+
+
+async def test_an_open_queue_page_hears_of_a_deletion_as_the_ingest_stage_applies_it(app_client, runtime):
+    """The ingest stage tells the console's live pages (server-sent events), as it does of new posts,
+    so an agent's open queue drops the post without a reload."""
+    from console.events import EVENTS
+    from service.bus import Envelope
+    from service.pipeline import ingest_key
+    from service.stages.base import StageContext
+    from service.stages.ingest import IngestStage
+
+    gone = await add_mention(runtime, "charged twice!!")
+    await login(app_client, "alice")
+    stream = await app_client.get("/queue/events")
+    await stream.content.readuntil(b"\n\n")  # connected
+    async with runtime.db.session() as s:
+        thread = (await s.get(Conversation, gone.conversation_id)).thread_key.split(":", 1)[1]
+    deletion = NormalizedMention(platform=gone.platform, external_id=gone.external_id, text="",
+                                 created_at=gone.created_at, conversation_id=thread, event="delete")
+    stage = IngestStage(StageContext(settings=None, db=runtime.db, events=app_client.server.app[EVENTS]))
+    assert await stage.handle([Envelope(id="1", topic="ingest", key=ingest_key(deletion),
+                                        payload={"mention": deletion.to_dict()})]) == []  # nothing to triage
+    event = await asyncio.wait_for(stream.content.readuntil(b"\n\n"), 5)
+    lines = dict(line.split(": ", 1) for line in event.decode().strip().splitlines())
+    assert lines["event"] == "deleted" and json.loads(lines["data"])["ids"] == [gone.id]
+    stream.close()
 
 
 async def test_a_conversation_stays_in_the_queue_with_its_posts_still_waiting(runtime):
