@@ -30,6 +30,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community import harvest
+from escalation.public_guard import platform_name
 from listener.protocol import Action
 from models import Author, Mention, ModerationAction, Reply, TriageResult
 from models.base import utcnow
@@ -53,6 +54,7 @@ PLATFORM_ACTIONS: dict[str, dict[str, str | None]] = {
 CLAIMABLE = ("queued",)  # the only status an executor takes a row from: a failed action is queued anew
 HIDDEN_BY_HOLD = ("queued", "sending", "done", "dry_run")  # a filter that hid the post (or is about to)
 REVIEW_DECISIONS = ("approve", "remove", "ban", "escalate")
+GONE_DECISIONS = ("approve", "remove", "ban")  # act on the post itself: refused once it is deleted on its platform
 BULK_LIMIT = 200  # one moderation page
 REMOVAL_ACTIONS = ("remove", "hide")
 REMOVED_NOTICE = "Your post was removed by the moderators. Reason: {reason}"
@@ -333,6 +335,9 @@ async def review(session: AsyncSession, hold: ModerationAction, decision: str, a
     mention = await session.get(Mention, hold.mention_id)
     if mention is None:
         raise ValueError("the post no longer exists")
+    if mention.deleted and decision in GONE_DECISIONS:  # a stale page: it left the queue with its deletion
+        raise ValueError(f"the post was deleted on {platform_name(mention.platform)}: there is nothing to "
+                         f"{decision} there any more")
     if decision in ("remove", "ban") and not (reason and reason.strip()):
         raise ValueError("removing a post needs a reason for its author")
     if decision == "approve" and await exposes_personal_data(session, mention):
@@ -384,12 +389,14 @@ async def _removal_notice(session: AsyncSession, key: str, mention: Mention, rea
 
 async def queue(session: AsyncSession, limit: int = 200) -> list[tuple[ModerationAction, Mention, Author | None,
                                                                         TriageResult | None]]:
-    """Held posts waiting for a moderator, oldest first, with author and scores (one query)."""
+    """Held posts waiting for a moderator, oldest first, with author and scores (one query). A post
+    deleted on its platform (by its author, a platform moderator, with its thread; or erased here)
+    waits for no decision: it leaves the queue, and comes back if the platform shows it again."""
     rows = await session.execute(
         select(ModerationAction, Mention, Author, TriageResult)
         .join(Mention, Mention.id == ModerationAction.mention_id)
         .outerjoin(Author, Author.id == Mention.author_id)
         .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
-        .where(ModerationAction.action == "hold", ModerationAction.status == "pending")
+        .where(ModerationAction.action == "hold", ModerationAction.status == "pending", Mention.deleted.is_(False))
         .order_by(ModerationAction.created_at, ModerationAction.id).limit(limit))
     return [tuple(r) for r in rows.all()]

@@ -135,3 +135,39 @@ async def test_oversized_or_foreign_digit_ids_are_not_found_or_refused_never_a_5
         assert r.status == 404, path
     r = await client.post("/moderation/bulk", data={"decision": "approve", "ids": str(10**30), "csrf_token": csrf})
     assert r.status == 400 and "ids must be numbers" in await r.text()
+
+
+async def on_platform(rt, mention: Mention, event: str) -> None:
+    """The connector reports the post deleted (``delete``) or shown again (``restore``), through ingest."""
+    from listener.ingest import ingest_batch
+    from listener.protocol import NormalizedMention
+    from models import Conversation
+
+    async with rt.db.session() as s:
+        thread = (await s.get(Conversation, mention.conversation_id)).thread_key.split(":", 1)[1]
+        await ingest_batch(s, [NormalizedMention(platform=mention.platform, external_id=mention.external_id,
+                                                 text=mention.text, created_at=mention.created_at,
+                                                 conversation_id=thread, event=event)])
+        await s.commit()
+
+
+async def test_a_held_post_deleted_on_its_platform_leaves_the_queue_and_a_stale_decision_is_refused(
+        client, rt, world):
+    """Its author deleted it (or Reddit's moderators removed it): nothing is left to approve or remove,
+    and the platform would refuse it. Restored, it waits for a decision again."""
+    m, hold = await held_post(world)
+    _, other = await held_post(world, "followers for sale", "seller2")
+    csrf = await login(client, "mod", "/moderation")
+    await on_platform(rt, m, "delete")
+    page = await (await client.get("/moderation")).text()
+    assert f'data-action-id="{hold.id}"' not in page and f'data-action-id="{other.id}"' in page
+    r = await client.post(f"/moderation/{hold.id}/review", data={"decision": "approve", "csrf_token": csrf})
+    assert r.status == 400
+    assert alert_line(await r.text()) == ("«buy followers cheap»: the post was deleted on Reddit: "
+                                          "there is nothing to approve there any more")
+    assert world.connectors["reddit"].calls == []  # nothing asked of the platform
+    async with rt.db.session() as s:
+        assert (await s.get(ModerationAction, hold.id)).status == "pending"
+
+    await on_platform(rt, m, "restore")
+    assert f'data-action-id="{hold.id}"' in await (await client.get("/moderation")).text()
