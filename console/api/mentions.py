@@ -32,6 +32,7 @@ from console.queries import public_text
 from console.queue_data import QUEUE_LIMIT, clean_filters, queue_items
 from console.replies import dispatch
 from escalation.links import shown_without_links
+from escalation.public_guard import platform_name
 from models import (
     Author,
     Conversation,
@@ -49,6 +50,7 @@ from service.privacy_actions import cancel_actions, perform_actions
 
 ACTIONS = ("hide", "unhide", "remove", "approve", "lock", "ban", "escalate", "resolve", "tag", "report")
 SETTLES_HOLD = {"approve": "approve", "unhide": "approve", "remove": "remove", "ban": "ban"}  # a pending hold's decision
+ON_THE_POST = ("hide", "unhide", "remove", "approve", "lock")  # refused once it is deleted on its platform (409)
 NEEDS_REASON = ("remove", "ban", "report")  # the reason goes to the author (remove, ban) or the moderators
 ERASED_MESSAGE = "this post was erased on a privacy request: nothing was done on the platform"
 IDEMPOTENCY_KEY = r"^[A-Za-z0-9_.:-]+$"
@@ -227,6 +229,8 @@ async def post_action(request: web.Request) -> web.Response:
             elif body.action == "report":
                 if not mention.is_public:
                     raise ApiError(422, "only public posts go to the moderators")
+                if mention.deleted and not erased(mention):
+                    raise ApiError(409, gone_from_platform(mention))
                 hold, created = await moderation.report(session, mention, p.actor, body.reason)
                 result.update(moderation_action_id=hold.id, status=hold.status, repeated=not created)
             elif body.action in ("resolve", "tag"):
@@ -253,6 +257,11 @@ async def post_action(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
+def gone_from_platform(mention: Mention) -> str:
+    return (f"the post was deleted on {platform_name(mention.platform)}: nothing can be done to it there, "
+            "and the moderators have nothing to decide")
+
+
 def _as_asked(platform: str, action: str) -> str:
     """The connector is asked for the API's own action (``remove`` deletes a Discourse post)."""
     return action
@@ -266,6 +275,8 @@ async def _moderate(request: web.Request, session: Any, mention: Mention, body: 
     rt, p = request.app[RUNTIME], request[PRINCIPAL]
     if erased(mention):
         raise ApiError(410, ERASED_MESSAGE)
+    if mention.deleted and body.action in ON_THE_POST:
+        raise ApiError(409, gone_from_platform(mention))
     if body.action in ("unhide", "approve") and await moderation.exposes_personal_data(session, mention):
         raise ApiError(409, moderation.EXPOSED)
     # Once per mention and action *since the last other action on it*: a retried "hide" is a repeat,

@@ -82,7 +82,8 @@ def spec(base_url: str = "/") -> dict[str, Any]:
             {"200": json_content(ref("ActionResult"))}, params=[ID],
             description="hide, unhide, remove, approve, lock and ban on a post erased on a privacy request, "
                         "before or while the action is carried out, answer 410: the action is `cancelled`, "
-                        "never sent to the platform.",
+                        "never sent to the platform. On a post deleted on its platform, hide, unhide, remove, "
+                        "approve, lock and report answer 409 (nothing can be done to it there); ban still goes.",
             body=action_body(), errors=(400, 401, 403, 404, 409, 410, 415, 422))},
         "/api/v1/queue": {"get": operation(
             "The agent queue, in priority and SLA order", "mentions:read", {

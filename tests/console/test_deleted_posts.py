@@ -226,3 +226,22 @@ async def test_a_public_reply_queued_before_the_deletion_is_cancelled_not_sent(r
     assert priv.status == ("dry_run" if dry_run else "sent")  # a private message still reaches the author
     assert [a.kind for a in x.calls] == ([] if dry_run else ["private_message"])
     assert [(a.object_id, a.details["cancelled"]) for a in audit] == [(str(public), "deleted")]
+
+
+async def test_a_bot_cannot_moderate_or_report_a_deleted_post_but_may_still_ban_its_author(app_client, runtime):
+    """hide, remove, approve... act on the post, which the platform no longer has: 409, nothing recorded
+    or sent; a report would hold it for moderators whose queue no longer shows it. A ban is the author's."""
+    from models import ModerationAction
+
+    gone = await add_mention(runtime, "spam spam spam")
+    await on_platform(runtime, gone, "delete")
+    h = bearer(await bot_token(runtime, "mod", ["actions:write"]))
+    for action in ("hide", "unhide", "remove", "approve", "lock", "report"):
+        r = await app_client.post(f"/api/v1/mentions/{gone.id}/actions", headers=h,
+                                  json={"action": action, "reason": "spam"})
+        assert r.status == 409, action
+        assert (await r.json())["error"]["message"].startswith("the post was deleted on X: nothing can be done")
+    async with runtime.db.session() as s:
+        assert (await s.scalars(select(ModerationAction).where(ModerationAction.mention_id == gone.id))).all() == []
+    r = await app_client.post(f"/api/v1/mentions/{gone.id}/actions", headers=h, json={"action": "ban", "reason": "spam"})
+    assert r.status == 200 and (await r.json())["status"] in ("done", "dry_run")
