@@ -2,9 +2,12 @@
 
 Idempotent: a mention already stored (same platform and external id) is reported as a duplicate
 and changes nothing, unless it is an edit (newer ``edited_at``), a deletion or a restore of a
-deleted post (never of an erased one: :func:`_restored`). A whole thread deleted or recovered on its
-platform (a Discourse topic) is applied by :mod:`listener.threads`; while a thread is deleted, a new
-post of it is stored deleted with it and a post recovered on its own stays deleted with it.
+deleted post (never of an erased one: :func:`_guarded`). A deletion whose platform's terms require it
+(``remove_content``) also removes the post's content (:mod:`listener.deletions`); only a restore
+brings words back to such a post, never an edit or a redelivered copy. A whole thread deleted or
+recovered on its platform (a Discourse topic) is applied by :mod:`listener.threads`; while a thread
+is deleted, a new post of it is stored deleted with it and a post recovered on its own stays
+deleted with it.
 
 Rows are read as plain columns and written with one statement per table (:mod:`models.bulk`):
 the ORM's per-object bookkeeping was most of this stage's time.
@@ -19,12 +22,13 @@ from typing import Any, Literal, get_args
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from listener.deletions import content_removed, remove_copies, removed
 from listener.protocol import THREAD_EVENTS, MentionEvent, MentionKind, NormalizedMention, utc
 from listener.text import clean_text, content_key
 from models import Author, Conversation, Mention, ModerationAction, SocialIdentity
 from models.base import utcnow
 from models.bulk import IDS, Record, insert_rows, pair_params, pairs_in, update_rows
-from models.mentions import ERASED_TEXT
+from models.mentions import DELETED_TEXT, ERASED_TEXT
 
 Outcome = Literal["new", "edited", "deleted", "restored", "duplicate", "thread"]  # thread: listener.threads
 KEY = {"mentions": ("platform", "external_id"), "authors": ("platform", "author_key"),  # unique: ids read back
@@ -145,8 +149,8 @@ def mention_problems(m: NormalizedMention) -> list[str]:
         problems.append(f"kind: one of {', '.join(get_args(MentionKind))}")
     if m.event not in get_args(MentionEvent):
         problems.append(f"event: one of {', '.join(get_args(MentionEvent))}")
-    if not isinstance(m.is_public, bool):
-        problems.append("is_public: true or false")
+    problems += [f"{name}: true or false" for name in ("is_public", "remove_content")
+                 if not isinstance(getattr(m, name), bool)]
     if m.event in THREAD_EVENTS and not m.conversation_id:
         problems.append("conversation_id: required for a thread's event")
     if not isinstance(m.raw, dict):
@@ -210,7 +214,7 @@ async def _posts(session: AsyncSession, batch: list[NormalizedMention]) -> list[
     authors = await _authors(session, [m for m in batch if not _erased(existing.get((m.platform, m.external_id)))])
     conversations = await _conversations(session, batch)
     new: list[tuple[Record, Record]] = []  # (mention, its thread)
-    restored: dict[int, Record] = {}  # written apart (_restored)
+    guarded: dict[int, Record] = {}  # stored posts restored or whose content goes: written apart (_guarded)
     back = (existing.get((m.platform, m.external_id)) for m in batch if m.event == "restore")
     moderated = await _moderated(session, [r.id for r in back if r is not None])  # deleted now or earlier in the batch
     results: list[Ingested] = []
@@ -218,8 +222,11 @@ async def _posts(session: AsyncSession, batch: list[NormalizedMention]) -> list[
         key = (m.platform, m.external_id)
         row = existing.get(key)
         if m.event == "delete":
-            if row is not None and not row.deleted:
-                row.set(deleted=True, hidden=True)
+            purge = m.remove_content and row is not None and not _erased(row) and row.text != DELETED_TEXT
+            if row is not None and (purge or not row.deleted):
+                row.set(**(removed(m, row.url) if purge else dict(deleted=True, hidden=True)))
+                if purge and row.id is not None:
+                    guarded[row.id] = row
                 results.append(Ingested(row.id, "deleted"))
             else:
                 results.append(Ingested(row.id if row else None, "duplicate"))
@@ -227,15 +234,15 @@ async def _posts(session: AsyncSession, batch: list[NormalizedMention]) -> list[
         text, truncated = clean_text(m.text)
         raw = _raw(m, truncated)
         if row is not None:
-            if _erased(row):
+            if _erased(row) or (content_removed(row) and m.event != "restore"):  # no words back but a restore's
                 results.append(Ingested(row.id, "duplicate"))
-            elif m.event == "restore" and row.deleted:  # back, with the words it shows now (see _restored)
+            elif m.event == "restore" and row.deleted:  # back, with the words it shows now (see _guarded)
                 if text != row.text:
                     row.set(text=text, content_hash=content_key(text), edited_at=m.edited_at or row.edited_at)
                 shown = {} if row.id in moderated else {"hidden": False}  # the deletion's hide only
                 held = conversations[_thread_key(m)].platform_deleted_at is not None  # its thread still deleted
                 row.set(deleted=held, deleted_with_thread=held, raw=raw, url=m.url or row.url, **shown)
-                restored[row.id] = row
+                guarded[row.id] = row
                 results.append(Ingested(row.id, "deleted" if held else "restored"))
             elif m.edited_at and (row.edited_at is None or utc(m.edited_at) > row.edited_at) and text != row.text:
                 # the version now shown (an X edit has its own id)
@@ -266,12 +273,12 @@ async def _posts(session: AsyncSession, batch: list[NormalizedMention]) -> list[
     for (row, _), mention_id in zip(new, ids):
         row.id = mention_id
     await update_rows(session, Mention, ((r.id, r.changes) for r in existing.values()
-                                         if r.changes and r.id not in restored))
-    for row in restored.values():
-        if not await _restored(session, row):  # erased since it was read: nothing changed
-            for r in results:
-                if r.mention_id == row.id:
-                    r.outcome = "duplicate"
+                                         if r.changes and r.id not in guarded))
+    lost = {i for i, row in guarded.items() if not await _guarded(session, row)}  # erased since read: unchanged
+    for r in results:
+        r.outcome = "duplicate" if r.mention_id in lost else r.outcome
+    # what quotes a post whose content went (and did not come back later in the batch)
+    await remove_copies(session, [i for i, row in guarded.items() if i not in lost and row.text == DELETED_TEXT])
     # a new post's id was read back after the insert; a deletion of a post never stored has none
     return [Ingested(r.mention_id or getattr(existing.get((m.platform, m.external_id)), "id", None), r.outcome)
             for r, m in zip(results, batch)]
@@ -287,9 +294,9 @@ async def _moderated(session: AsyncSession, mention_ids: list[int]) -> set[int]:
     return set(await session.scalars(MODERATED, {"ids": mention_ids}))
 
 
-async def _restored(session: AsyncSession, row: Record) -> bool:
-    """Write a restored post's changes (and whatever the batch did to it after) in one statement
-    that leaves a post erased meanwhile (service.privacy) erased; False then."""
+async def _guarded(session: AsyncSession, row: Record) -> bool:
+    """Write a restored post's or a removed one's changes (and whatever else the batch did to it) in
+    one statement that leaves a post erased meanwhile (service.privacy) erased; False then."""
     done = await session.execute(update(Mention).where(
         _M.id == row.id, or_(_M.deleted.is_(False), _M.text != ERASED_TEXT))
         .values(**row.changes).execution_options(synchronize_session=False))

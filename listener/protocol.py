@@ -57,6 +57,10 @@ class NormalizedMention:
     event: MentionEvent = "upsert"
     edited_at: datetime | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    # a ``delete`` whose platform's terms require its content removed here, not only hidden (X: every
+    # deletion and withdrawal; Reddit: its author's deletion; listener.deletions). Set by the
+    # connector, which knows why; a message without it (published before it existed) decodes as False
+    remove_content: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (datetimes as ISO 8601 UTC). Field by field rather than ``asdict``, whose

@@ -13,6 +13,10 @@ from models.base import Base, BigId, IdMixin, utcnow
 # The text of a post whose content was erased (a person's erasure request or the retention purge,
 # ``service.privacy``); such a post is also ``deleted``: no stage, queue or answer uses it again.
 ERASED_TEXT = "[erased]"
+# The text of a post whose content its platform's terms required removing when it was deleted there
+# (X: deleted, withheld or its author protected/suspended; Reddit: deleted by its author;
+# ``listener.deletions``). Not an erasure: the author stays, and a ``restore`` brings the words back.
+DELETED_TEXT = "[deleted on its platform]"
 
 
 class Conversation(IdMixin, Base):

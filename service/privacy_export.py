@@ -115,6 +115,10 @@ NOT_INCLUDED = (
     ("dead letters' error messages", "the error of a failed batch may quote other people's posts in it"),
     ("dead letters whose payload could not be decoded",
      "they cannot be matched to anyone; the retention purge removes them"),
+    (("the content of posts deleted on X (or withheld there, or hidden by a protected or suspended "
+      "account) and of Reddit posts their author deleted (text, the title in a Reddit link, platform "
+      "payload): they read \"[deleted on its platform]\""),
+     "removed from the service when the platform reported the deletion, as its terms require; no longer held"),
 )
 BUS_NOT_CHECKED = ("dead letters on the message bus (posts that failed processing)",
                    ("not checked: this export had no access to the bus (the in-process bus lives inside the running "

@@ -58,6 +58,17 @@ def gone(thing: Any, ours: str | None = None) -> bool:
     return getattr(thing, "removed", None) is True or getattr(thing, "spam", None) is True
 
 
+def deleted_by_author(thing: Any) -> bool:
+    """Deleted by its author, which is final: Reddit blanks the author (``None`` in asyncpraw) and the
+    text (``[deleted]``; a removed post reads ``[removed]``), and a submission's
+    ``removed_by_category`` says ``deleted``. Reddit's Data API terms then require its content removed
+    here too (``remove_content``); a moderator's or the spam filter's removal only hides it."""
+    if getattr(thing, "removed_by_category", None) == "deleted":
+        return True
+    return getattr(thing, "author", None) is None and "[deleted]" in (getattr(thing, "body", None),
+                                                                       getattr(thing, "selftext", None))
+
+
 def thing_to_mention(thing: Any, reddit_url: str, ours: str | None = None) -> NormalizedMention:
     """A praw/asyncpraw Submission or Comment (anything with their attributes); ``ours``: our
     account's name (see :func:`gone`)."""
@@ -82,6 +93,7 @@ def thing_to_mention(thing: Any, reddit_url: str, ours: str | None = None) -> No
         url=f"{reddit_url.rstrip('/')}{permalink}" if permalink else None,
         kind="comment" if is_comment else "post", is_public=True,
         channel=f"r/{sub_name}" if sub_name else None, event="delete" if gone(thing, ours) else "upsert",
+        remove_content=deleted_by_author(thing),
         edited_at=_when(getattr(thing, "edited", None)),
         raw={k: getattr(thing, k) for k in RAW_FIELDS if isinstance(getattr(thing, k, None), (str, int, float, bool))},
     )

@@ -10,19 +10,22 @@ included, stays put and the runner waits for Reddit's ``x-ratelimit-reset``. An 
 nothing; a changed text comes out as an upsert with ``edited_at`` (ingest updates the mention and
 triage runs again).
 
-A post its author deleted (``[deleted]``, no author) comes out as a ``delete`` event and leaves the
-window: that is final. A post a moderator or Reddit's spam filter removed also comes out as a
-``delete``, but stays in the window marked removed (:data:`REMOVED` before the digest of the text
+A post its author deleted (``[deleted]``, no author) comes out as a ``delete`` event that removes
+its content here (``remove_content``: Reddit's Data API terms, :mod:`listener.deletions`) and leaves
+the window: that is final. A post a moderator or Reddit's spam filter removed also comes out as a
+``delete``, which only hides it (a moderator may approve it, and must still read it), and stays in
+the window marked removed (:data:`REMOVED` before the digest of the text
 last seen shown), because a moderator may approve it again in Reddit's own UI. When a later round
 finds it shown again (no ``removed_by_category``, ``removed``/``spam``/``banned_by`` cleared, its text
 back) it comes out as a ``restore`` event, the one Discourse's ``post_recovered`` publishes: ingest
 shows it again unless it was erased meanwhile or our moderation hid it (:mod:`listener.ingest`). A
 restore whose text differs from the one last seen is an edit too (it carries ``edited_at``, and
-ingest stores the new words). One still removed emits nothing until it ages out, one its author
-deletes meanwhile just leaves. Only Reddit showing the post again restores it: one our own account
-removed as well is still removed. (A post our account alone removed is not a deletion in the first
-place, see :func:`listener.reddit.normalize.gone`: it stays an ordinary window entry.) Cursors saved
-before the marker existed load as they are: their entries are all unmarked.
+ingest stores the new words). One still removed emits nothing until it ages out; one its author
+deletes meanwhile leaves with a ``delete`` that removes its content. Only Reddit showing the post
+again restores it: one our own account removed as well is still removed. (A post our account alone
+removed is not a deletion in the first place, see :func:`listener.reddit.normalize.gone`: it stays
+an ordinary window entry.) Cursors saved before the marker existed load as they are: their entries
+are all unmarked.
 
 A post already removed when the connector first lists it (Reddit's spam filter or AutoModerator
 caught it seconds after posting: a new account's first post to the brand's subreddit, typically) is
@@ -52,19 +55,9 @@ from typing import Any
 
 from listener.protocol import NormalizedMention
 from listener.recheck import REMOVED, SPARE, Window, digest
-from listener.reddit.normalize import GONE, gone, id_number, thing_to_mention
+from listener.reddit.normalize import GONE, deleted_by_author, gone, id_number, thing_to_mention
 
 UNSEEN = ""  # a window digest: removed when first listed, its words not shown to us ("[removed]")
-
-
-def deleted_by_author(thing: Any) -> bool:
-    """Deleted by its author, which is final: Reddit blanks the author (``None`` in asyncpraw) and the
-    text (``[deleted]``; a removed post reads ``[removed]``), and a submission's
-    ``removed_by_category`` says ``deleted``."""
-    if getattr(thing, "removed_by_category", None) == "deleted":
-        return True
-    return getattr(thing, "author", None) is None and "[deleted]" in (getattr(thing, "body", None),
-                                                                       getattr(thing, "selftext", None))
 
 
 def shown(thing: Any) -> bool:
@@ -124,8 +117,10 @@ def changes(things: Iterable[Any], window: Window, reddit_url: str, now: float,
         first_seen, before = window.seen[name]
         before = before.removeprefix(SPARE)  # only a removed post is spare: shown, it is ordinary again
         removed = before.startswith(REMOVED)
-        if removed and deleted_by_author(thing):
-            del window.seen[name]  # already deleted here: the author's deletion only makes it final
+        if removed and deleted_by_author(thing):  # already deleted here: now final, and its content goes
+            spare = window.seen.pop(name)[1].startswith(SPARE)  # a spare one was never stored: nothing to say
+            if not spare:
+                out.append(thing_to_mention(thing, reddit_url, ours))
             continue
         if removed and not shown(thing):
             continue  # still removed (edits while removed are compared when it is back)

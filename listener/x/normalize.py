@@ -16,8 +16,9 @@ local law) or everywhere (copyright), and its developer terms forbid showing the
 says so in ``withheld`` (``tweet.fields=withheld``), its author in theirs (``user.fields=withheld``).
 A tweet withheld in one of the countries the team reads the console from
 (``SOCIALCARE_X_WITHHELD_COUNTRIES``), or for copyright, comes out as a ``delete`` carrying none of
-its content (:func:`withheld`): ingest stores nothing new and hides one it had, and the re-check
-window follows it until X stops withholding it (:mod:`listener.x.recheck`).
+its content (:func:`withheld`): ingest stores nothing new and removes the content of one it had
+(``remove_content``, :mod:`listener.deletions`), and the re-check window follows it until X stops
+withholding it (:mod:`listener.x.recheck`).
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def withheld(tweet: dict[str, Any], users: dict[str, dict[str, Any]], channel: s
     what X withholds, which :class:`~listener.x.recheck.TweetWindow` follows."""
     m = tweet_to_mention(tweet, users, channel)
     return NormalizedMention(platform="x", external_id=m.external_id, text="", created_at=m.created_at,
-                             author_id=m.author_id, channel=channel, event="delete",
+                             author_id=m.author_id, channel=channel, event="delete", remove_content=True,
                              raw={"id": str(tweet["id"]), "withheld": held})
 
 

@@ -36,7 +36,8 @@ What X answers for each id (the errors of ``includes`` are not about the ids ask
 * ``Not Found Error``: its author deleted it, or deactivated their account: X answers both alike
   (``resource-not-found``; looking the author up says Not Found for a deleted account too), and a
   deactivated account comes back with its tweets if its owner logs in within 30 days. So it comes
-  out as a ``delete`` at once (ingest marks the mention deleted and hides it, as X's terms ask), and
+  out as a ``delete`` at once (ingest marks the mention deleted and removes its content, as X's
+  terms ask: ``remove_content``, :mod:`listener.deletions`), and
   stays in the window as a spare entry, marked: if X finds it again while it is there, it is
   restored like a withdrawn one. A deleted tweet never comes back (ids are never reused), so the
   cost is a spare entry until it ages out, and spare entries cannot crowd out the tweets we show
@@ -45,7 +46,8 @@ What X answers for each id (the errors of ``includes`` are not about the ids ask
   or suspended. X's policy treats that like a deletion for as long as it lasts, so it comes out as
   a ``delete`` too, but stays in the window, marked (``REMOVED`` before the version id, as Reddit
   marks a removal). If X shows it again while it is in the window (the account made public or
-  reinstated) it comes out as a ``restore`` with the words it shows: ingest shows it again unless
+  reinstated) it comes out as a ``restore`` with the words it shows (its content was removed here
+  meanwhile, as for a deletion): ingest stores them and shows it again unless
   our moderation hid it or it was erased meanwhile (:mod:`listener.ingest`). A marked one emits
   nothing more until it comes back or ages out (X no longer finding it only makes it spare). With
   user-context keys alone (no bearer token) the lookup sees what the brand account sees, so an
@@ -153,9 +155,11 @@ class TweetWindow(Window):
 
 def gone(original: str, version: str, why: str, channel: str | None, now: float) -> NormalizedMention:
     """The ``delete`` event of a tweet deleted or withdrawn (``why``: X's error title, or
-    :data:`~listener.x.normalize.WITHHELD`); ingest needs no more."""
+    :data:`~listener.x.normalize.WITHHELD`); ingest needs no more. Whatever the reason, X's terms
+    want its content gone from the service, not only hidden (``remove_content``)."""
     return NormalizedMention(platform="x", external_id=original, text="", channel=channel, event="delete",
-                             created_at=datetime.fromtimestamp(now, UTC), raw={"id": version, "recheck": why})
+                             created_at=datetime.fromtimestamp(now, UTC), raw={"id": version, "recheck": why},
+                             remove_content=True)
 
 
 def changes(page: Any, window: TweetWindow, asked: dict[str, str], channel: str | None,

@@ -29,6 +29,7 @@ from community.reports import INCIDENT_TYPES, is_thanks
 from community.routing import HIGH_TOUCH, LOW_TOUCH, ROUTER_VERSION, OpenCase, RouteInput, bot_answers, decide
 from community.rules import BUNDLED_RULES, RuleError, Subject, evaluate, load_rules
 from escalation.cases import open_cases_by_author
+from listener.deletions import respect_removal
 from models import Author, CommunityAnswer, Mention, Reply, RouteDecision, TriageResult
 from models.base import json_array, utcnow
 from models.bulk import IDS, Columns, Record, add_rows, records
@@ -248,6 +249,7 @@ class RouteStage:
             await add_rows(session, RouteDecision, decisions)
             # a post erased since it was read: what was written about it (and copies of it) erased again
             gone = await respect_erasure(session, [m.id for m, _, _ in rows] + await _questions(session, accepted))
+            await respect_removal(session, [m.id for m, _, _ in rows])  # deleted on its platform: reasons scrubbed
             out = [(mid, outcome) for mid, outcome in out if mid not in gone]
             await session.commit()
         if self.ctx.events and out:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from listener.deletions import respect_removal
 from models import Author, Mention, TriageResult
 from models.bulk import IDS, add_rows, update_rows
 from service.bus import Envelope
@@ -63,6 +64,7 @@ class TriageStage:
                     await add_rows(session, TriageResult, fresh)  # one statement per batch, not per row
                     await update_rows(session, TriageResult, rescored)
                     erased = await respect_erasure(session, todo)  # erased while it was being scored
+                    await respect_removal(session, todo)  # deleted on its platform meanwhile: no words kept
                     await session.commit()
                 break
             except IntegrityError:

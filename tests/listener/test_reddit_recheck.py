@@ -223,11 +223,12 @@ async def test_a_post_its_author_deleted_is_never_restored_and_leaves_the_window
     _, cursor = await c.poll_once(None)
     deleted, removed = delete(reddit.comments[0]), remove(reddit.posts[1])
     gone, cursor = await c.poll_once(cursor)
-    assert {(m.external_id, m.event) for m in gone} == {(deleted["data"]["name"], "delete"),
-                                                        (removed["data"]["name"], "delete")}
+    assert {(m.external_id, m.event, m.remove_content) for m in gone} == {
+        (deleted["data"]["name"], "delete", True), (removed["data"]["name"], "delete", False)}
     delete(removed)  # removed, then deleted by its author: final
     before = len(info_ids(reddit))
-    assert (await c.poll_once(cursor))[0] == []  # already deleted here: nothing more to say
+    (final,), cursor = await c.poll_once(cursor)  # already deleted here: now its content goes too
+    assert (final.external_id, final.event, final.remove_content) == (removed["data"]["name"], "delete", True)
     (asked,) = info_ids(reddit)[before:]
     assert deleted["data"]["name"] not in asked and removed["data"]["name"] in asked  # read once more
     _, cursor = await c.poll_once(cursor)

@@ -1,0 +1,106 @@
+"""Removing a deleted post's content, where its platform's terms require it.
+
+X's Developer Agreement requires stored X content to reflect its current state: a tweet deleted,
+made non-public (its author protected or suspended) or withheld where the team reads the console
+must be removed from the service, not only hidden. Reddit's Data API terms require removing what
+its author deleted (not what a moderator or the spam filter removed: a moderator may approve it
+again, and the brand's moderators must still read it). Discourse is the brand's own forum: a
+deletion there only hides the post. The connector knows why a post went and says so on the
+``delete`` event (``remove_content``); ingest applies :func:`removed` to the row and
+:func:`remove_copies` to what quotes it.
+
+What goes: the text (:data:`~models.mentions.DELETED_TEXT`, distinct from the privacy erasure's
+``[erased]`` so that ``service.privacy.erased()`` stays false and a later ``restore`` still brings
+the post back with the words the platform shows then), the raw payload but for ids and the
+deletion's reason (:data:`KEPT_RAW`), the words in its URL (a Reddit permalink's slug is the
+submission's title), its content hash, the triage explanations and PII spans, the routing reason,
+the copies kept as community answers (deactivated) and in the author's case messages. What stays:
+the row, its ids, thread, times, author and triage labels, so counts and threading stay right.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from listener.protocol import NormalizedMention
+from listener.text import content_key
+from models import CaseMessage, CommunityAnswer, Mention, RouteDecision, TriageResult
+from models.bulk import IDS
+from models.mentions import DELETED_TEXT
+from service.privacy import rewrite, scrub_scores, without_reasons
+
+DELETED_HASH = content_key(DELETED_TEXT)
+# what a removed post's payload keeps: ids, and why it went (X's ``recheck``/``withheld``, Reddit's
+# ``removed_by_category``); nothing reads more of a deleted post's payload, and a restore replaces it
+KEPT_RAW = ("id", "name", "link_id", "parent_id", "recheck", "withheld", "removed_by_category")
+SLUG = re.compile(r"(/comments/[0-9a-z]+/)[^/?#]+")  # a Reddit permalink's title slug
+_M = Mention.__table__.c
+REMOVED_IDS = select(_M.id).where(_M.id.in_(IDS), _M.deleted.is_(True), _M.text == DELETED_TEXT)  # built once
+
+
+def url_without_words(platform: str, url: str | None) -> str | None:
+    """The post's link with none of its words: a Reddit permalink with ``_`` for its title slug
+    (Reddit resolves it), an X link as it is (its handle and id only); None elsewhere."""
+    if not url:
+        return None
+    if platform == "reddit":
+        return SLUG.sub(r"\1_", url)
+    return url if platform == "x" else None
+
+
+def removed(m: NormalizedMention, url: str | None) -> dict[str, Any]:
+    """The columns of a post whose content ``m`` (a ``delete`` with ``remove_content``) removes."""
+    raw = m.raw if isinstance(m.raw, dict) else {}
+    return dict(text=DELETED_TEXT, content_hash=DELETED_HASH, url=url_without_words(m.platform, url),
+                raw={k: raw[k] for k in KEPT_RAW if k in raw}, deleted=True, hidden=True)
+
+
+def content_removed(mention: Any) -> bool:
+    """Was this post's content removed on its deletion (a row, an ORM object or a Record)?"""
+    return bool(mention.deleted) and mention.text == DELETED_TEXT
+
+
+async def remove_copies(session: AsyncSession, mention_ids: Iterable[int]) -> int:
+    """What quotes these posts, in the caller's transaction: triage explanations and PII spans (the
+    labels and scores stay), routing reasons, community answers copied from them (deactivated) and
+    case messages copying them. Returns how many rows changed; a second run changes nothing."""
+    ids = sorted(set(mention_ids))
+    if not ids:
+        return 0
+    changed = await rewrite(session, TriageResult, TriageResult.mention_id.in_(ids), [TriageResult.scores],
+                            lambda t: {"scores": scrub_scores(t.scores)})
+    changed += await rewrite(session, RouteDecision, RouteDecision.mention_id.in_(ids),
+                             [RouteDecision.reason, RouteDecision.details],
+                             lambda d: {"reason": DELETED_TEXT, "details": without_reasons(d.details or {})})
+
+    def copy(c: Any) -> dict[str, Any]:
+        answer = c.answer_mention_id in ids
+        return {"question": DELETED_TEXT if c.question_mention_id in ids else c.question, "active": False,
+                "answer": DELETED_TEXT if answer else c.answer, "url": None if answer else c.url}
+
+    changed += await rewrite(session, CommunityAnswer, or_(CommunityAnswer.answer_mention_id.in_(ids),
+                                                           CommunityAnswer.question_mention_id.in_(ids)),
+                             [CommunityAnswer.question_mention_id, CommunityAnswer.answer_mention_id,
+                              CommunityAnswer.question, CommunityAnswer.answer, CommunityAnswer.url,
+                              CommunityAnswer.active], copy)
+    changed += await rewrite(session, CaseMessage, CaseMessage.mention_id.in_(ids), [CaseMessage.body],
+                             lambda c: {"body": DELETED_TEXT})
+    return changed
+
+
+async def respect_removal(session: AsyncSession, mention_ids: Iterable[int]) -> set[int]:
+    """For a stage about to commit what it wrote about ``mention_ids`` (the triage stage's scores,
+    the route stage's decision): those whose content was removed since it read them, with
+    :func:`remove_copies` applied again to what it wrote, as ``service.privacy.respect_erasure``
+    does for an erasure."""
+    ids = list(set(mention_ids))
+    if not ids:
+        return set()
+    found = set(await session.scalars(REMOVED_IDS, {"ids": ids}))
+    await remove_copies(session, found)
+    return found
