@@ -24,14 +24,14 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from listener.protocol import NormalizedMention
 from listener.text import content_key
 from models import CaseMessage, CommunityAnswer, Mention, RouteDecision, TriageResult
 from models.bulk import IDS
-from models.mentions import DELETED_TEXT
+from models.mentions import DELETED_TEXT, ERASED_TEXT
 from service.privacy import rewrite, scrub_scores, without_reasons
 
 DELETED_HASH = content_key(DELETED_TEXT)
@@ -40,6 +40,9 @@ DELETED_HASH = content_key(DELETED_TEXT)
 KEPT_RAW = ("id", "name", "link_id", "parent_id", "recheck", "withheld", "removed_by_category")
 SLUG = re.compile(r"(/comments/[0-9a-z]+/)[^/?#]+")  # a Reddit permalink's title slug
 _M = Mention.__table__.c
+# deleted X posts whose content is still here: deleted under an older release, or by a deletion
+# published before it (no ``remove_content``); every X deletion removes content (the retention purge)
+BACKLOG = and_(_M.platform == "x", _M.deleted.is_(True), _M.text.notin_((ERASED_TEXT, DELETED_TEXT)))
 REMOVED_IDS = select(_M.id).where(_M.id.in_(IDS), _M.deleted.is_(True), _M.text == DELETED_TEXT)  # built once
 
 
@@ -91,6 +94,26 @@ async def remove_copies(session: AsyncSession, mention_ids: Iterable[int]) -> in
     changed += await rewrite(session, CaseMessage, CaseMessage.mention_id.in_(ids), [CaseMessage.body],
                              lambda c: {"body": DELETED_TEXT})
     return changed
+
+
+async def remove_stored(session: AsyncSession, mention_ids: Iterable[int]) -> int:
+    """Remove now the content of these stored, deleted posts (:data:`BACKLOG`: deleted before their
+    deletion removed content, under an older release or by a message published before the upgrade),
+    and what quotes them; the retention purge's catch-up. Each row's write leaves a post erased
+    meanwhile erased (as ingest's). Returns how many posts changed."""
+    ids = sorted(set(mention_ids))
+    rows = (await session.execute(select(_M.id, _M.platform, _M.url, _M.raw).where(_M.id.in_(ids)))).all()
+    done = []
+    for r in rows:
+        raw = r.raw if isinstance(r.raw, dict) else {}
+        values = dict(text=DELETED_TEXT, content_hash=DELETED_HASH, url=url_without_words(r.platform, r.url),
+                      raw={k: raw[k] for k in KEPT_RAW if k in raw})
+        result = await session.execute(update(Mention.__table__).where(
+            _M.id == r.id, _M.deleted.is_(True), _M.text.notin_((ERASED_TEXT, DELETED_TEXT))).values(**values))
+        if result.rowcount:
+            done.append(r.id)
+    await remove_copies(session, done)
+    return len(done)
 
 
 async def respect_removal(session: AsyncSession, mention_ids: Iterable[int]) -> set[int]:

@@ -2,7 +2,9 @@
 :mod:`service.erasure` erases one person's (with :mod:`service.privacy`), in batches, once a day in
 the web process.
 
-Posts created before the cutoff lose their content (labels kept for the digests); messages of cases
+Posts created before the cutoff lose their content (labels kept for the digests); so do, whatever
+their age, tweets deleted on X whose content is still here (deleted under an older release, or by a
+deletion published before it: :data:`listener.deletions.BACKLOG`), as X's terms ask; messages of cases
 resolved before it are erased; delivered or failed webhook deliveries older than it are deleted;
 authors with no newer post and no open case are anonymised (also those first seen after the cutoff
 through older posts: a backfill); given the bus, dead letters that failed
@@ -26,6 +28,7 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, func, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from listener import deletions
 from models import Author, Case, CaseMessage, Mention
 from models.base import utcnow
 from models.console import WebhookDelivery
@@ -75,6 +78,7 @@ def _purge_queries(cutoff: datetime) -> dict[str, tuple[Any, Any]]:
     """Per kind of row the purge handles: (its id column, what makes a row due)."""
     return {
         "posts": (Mention.id, and_(_post_due(cutoff), not_erased())),
+        "deleted_on_x": (Mention.id, deletions.BACKLOG),  # the platform's terms: removed within a day
         "resolved_cases": (Case.id, and_(Case.status == "resolved", Case.resolved_at < cutoff, exists().where(
             CaseMessage.case_id == Case.id, _message_due(cutoff)))),
         "old_deliveries": (WebhookDelivery.id, and_(WebhookDelivery.created_at < cutoff,
@@ -112,6 +116,7 @@ async def purge(db: Any, cutoff: datetime, *, actor: str = "system", dry_run: bo
     they hold and anything newer than the cutoff are never touched."""
     counts: Counter = Counter()
     work = {"posts": lambda s, ids: erase_posts(s, ids, counts, audit=False),
+            "deleted_on_x": lambda s, ids: _remove_deleted(s, ids, counts),
             "resolved_cases": lambda s, ids: _erase_case_messages(s, ids, cutoff, counts),
             "old_deliveries": lambda s, ids: _delete_deliveries(s, ids, counts),
             "inactive_authors": lambda s, ids: anonymise_authors(s, ids, counts)}
@@ -154,6 +159,10 @@ async def purge(db: Any, cutoff: datetime, *, actor: str = "system", dry_run: bo
         record(session, actor, "privacy.purged", "retention", None, cutoff=cutoff.isoformat(), counts=dict(counts))
         await session.commit()
     return counts
+
+
+async def _remove_deleted(session: AsyncSession, ids: list[int], counts: Counter) -> None:
+    counts["deleted_posts_content_removed"] += await deletions.remove_stored(session, ids)
 
 
 async def _erase_case_messages(session: AsyncSession, case_ids: list[int], cutoff: datetime, counts: Counter) -> None:

@@ -384,3 +384,32 @@ async def test_triage_that_read_a_post_before_its_deletion_does_not_write_its_wo
         tri = await s.scalar(select(TriageResult).where(TriageResult.mention_id == row.id))
     assert (await stored(db)).text == DELETED_TEXT
     assert tri.issue_type == "billing" and "parcel" not in repr(tri.scores) and "4471" not in repr(tri.scores)
+
+
+async def test_the_daily_purge_removes_what_x_deleted_before_deletions_removed_content(any_db):
+    """Tweets deleted under an older release, or by a deletion message published before the upgrade
+    (no ``remove_content``), still hold their words: the retention purge, whatever its cutoff, removes
+    them and what quotes them, as X's terms ask. Erased posts, and Reddit's (a moderator's removal
+    keeps its words), stay as they are."""
+    from datetime import timedelta
+
+    from service import retention
+
+    old_delete = NormalizedMention(platform="x", external_id=TWEET["id"], text="", created_at=T0, event="delete")
+    reddit = NormalizedMention(platform="reddit", external_id="t3_abc", text="removed by a moderator",
+                               created_at=T0)
+    await ingest(any_db, mention(), reddit, old_delete, NormalizedMention(**{**reddit.__dict__, "event": "delete"}))
+    async def tweet_row() -> Mention:
+        async with any_db.session() as s:
+            return await s.scalar(select(Mention).where(Mention.platform == "x"))
+
+    row = await tweet_row()
+    assert (row.deleted, row.text) == (True, WORDS)  # as an older release left it
+    await quoted(any_db, row.id, "parcel 4471")
+
+    counts = await retention.purge(any_db, cutoff=T0 - timedelta(days=365))
+    assert counts["deleted_posts_content_removed"] == 1
+    assert_removed(await tweet_row(), *await about(any_db, row.id), "parcel 4471")
+    async with any_db.session() as s:
+        assert await s.scalar(select(Mention.text).where(Mention.platform == "reddit")) == "removed by a moderator"
+    assert not (await retention.purge(any_db, cutoff=T0 - timedelta(days=365)))["deleted_posts_content_removed"]
