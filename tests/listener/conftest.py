@@ -21,6 +21,15 @@ async def db(sqlite_url):
 
 
 @pytest.fixture
+async def made():
+    """The connectors a test made (it appends them), closed after it."""
+    connectors: list = []
+    yield connectors
+    for c in connectors:
+        await c.close()
+
+
+@pytest.fixture
 def waits(monkeypatch):
     """The runner's waits, recorded instead of slept (and asyncprawcore's own retry pauses cut to 0)."""
     recorded: list[float] = []

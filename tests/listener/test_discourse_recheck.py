@@ -44,14 +44,6 @@ async def forum():
     await server.close()
 
 
-@pytest.fixture
-async def connectors():
-    made: list[DiscourseConnector] = []
-    yield made
-    for c in made:
-        await c.close()
-
-
 def connector(fake, made, **kwargs) -> DiscourseConnector:
     settings = load_settings(discourse_url=fake.base, discourse_api_key=API_KEY, discourse_api_username="acme_support")
     c = DiscourseConnector(settings, **{"poll_seconds": 0.02, "recheck_seconds": 0.0, **kwargs})
@@ -63,8 +55,8 @@ def sent(fake, since: int) -> list[str]:
     return fake.requests[since:]
 
 
-async def test_an_edit_made_while_the_webhook_was_down_is_caught_and_triaged_again(forum, connectors, db):
-    c, pipeline = connector(forum, connectors), Pipeline(db)
+async def test_an_edit_made_while_the_webhook_was_down_is_caught_and_triaged_again(forum, made, db):
+    c, pipeline = connector(forum, made), Pipeline(db)
     first, cursor = await c.poll_once("99")  # a cursor saved before the window: the bare post id
     assert len(await pipeline.run(first)) == 5  # our own reply is neither published nor triaged
     target = forum.edit(forum.find(40, 2), CARD, grace=True)
@@ -83,11 +75,11 @@ async def test_an_edit_made_while_the_webhook_was_down_is_caught_and_triaged_aga
 
 
 @pytest.mark.parametrize("staff", [False, True], ids=["404", "deleted_at"])
-async def test_deletions_are_caught_and_a_recovered_post_comes_back(forum, connectors, db, staff):
+async def test_deletions_are_caught_and_a_recovered_post_comes_back(forum, made, db, staff):
     """A moderator's deletion takes the post off /posts.json: read alone it is a 404 (a non-staff
     API user) or carries ``deleted_at`` (staff). An author's stays listed, ``user_deleted``."""
     forum.staff = staff
-    c, pipeline = connector(forum, connectors), Pipeline(db)
+    c, pipeline = connector(forum, made), Pipeline(db)
     first, cursor = await c.poll_once("99")
     await pipeline.run(first)
     forum.destroy(forum.find(40, 3))
@@ -114,8 +106,8 @@ async def test_deletions_are_caught_and_a_recovered_post_comes_back(forum, conne
     assert (await c.poll_once(cursor))[0] == []
 
 
-async def test_unchanged_posts_emit_nothing_and_the_pages_are_read_only_when_due(forum, connectors):
-    c = connector(forum, connectors)
+async def test_unchanged_posts_emit_nothing_and_the_pages_are_read_only_when_due(forum, made):
+    c = connector(forum, made)
     _, cursor = await c.poll_once("99")
     forum.find(40, 1).update(updated_at="2026-11-20T09:30:00.000Z", version=2)  # a new stamp, the same words
     forum.find(40, 2)["hidden"] = True  # hidden by flags: off the pages, still there and unchanged
@@ -124,7 +116,7 @@ async def test_unchanged_posts_emit_nothing_and_the_pages_are_read_only_when_due
         mentions, cursor = await c.poll_once(cursor)
         assert mentions == []
     assert sent(forum, before) == ["/posts.json", "/posts.json?before=103", "/posts/101.json"] * 3
-    calm = connector(forum, connectors, recheck_seconds=300.0)  # its window was read back just now
+    calm = connector(forum, made, recheck_seconds=300.0)  # its window was read back just now
     before = len(forum.requests)
     assert (await calm.poll_once(cursor))[0] == []
     assert sent(forum, before) == ["/posts.json"]  # the poll's own page, nothing more
@@ -132,7 +124,7 @@ async def test_unchanged_posts_emit_nothing_and_the_pages_are_read_only_when_due
     quiet = FakeDiscourse(posts=forum.posts, page_size=50)  # Discourse's own page size: one page holds all
     server = await serve(quiet)
     try:
-        c2 = connector(quiet, connectors)
+        c2 = connector(quiet, made)
         _, cursor = await c2.poll_once("99")
         before = len(quiet.requests)
         assert (await c2.poll_once(cursor))[0] == []
@@ -141,7 +133,7 @@ async def test_unchanged_posts_emit_nothing_and_the_pages_are_read_only_when_due
         await server.close()
 
 
-async def test_posts_beyond_the_page_budget_wait_for_a_round_that_reaches_them(forum, connectors):
+async def test_posts_beyond_the_page_budget_wait_for_a_round_that_reaches_them(forum, made):
     """With one page a round (posts 105 to 103), post 100 is neither compared nor read alone."""
     now = int(time.time())
     window = {"40/1": (100, "Cannot log in since update\n\nThe app logs me out every hour"),
@@ -152,13 +144,13 @@ async def test_posts_beyond_the_page_budget_wait_for_a_round_that_reaches_them(f
     forum.edit(forum.find(40, 1), "fixed, thanks")
     forum.edit(forum.find(41, 1), "Refund for order 12345? My card is 4111 1111 1111 1111")
     before = len(forum.requests)
-    (edited,), cursor = await connector(forum, connectors, max_pages=1, recheck_pages=0).poll_once(cursor)
+    (edited,), cursor = await connector(forum, made, max_pages=1, recheck_pages=0).poll_once(cursor)
     assert edited.external_id == "41/1" and sent(forum, before) == ["/posts.json"]
-    (edited,), _ = await connector(forum, connectors, max_pages=1, recheck_pages=1).poll_once(cursor)
+    (edited,), _ = await connector(forum, made, max_pages=1, recheck_pages=1).poll_once(cursor)
     assert edited.external_id == "40/1" and edited.text.endswith("fixed, thanks")
 
 
-async def test_the_window_is_bounded_and_kept_across_a_restart(forum, connectors):
+async def test_the_window_is_bounded_and_kept_across_a_restart(forum, made):
     store, published, stop = MemoryCursorStore(), [], asyncio.Event()
     await store.set("discourse", "99")
 
@@ -169,7 +161,7 @@ async def test_the_window_is_bounded_and_kept_across_a_restart(forum, connectors
         while len(published) < n:
             await asyncio.sleep(0.01)
 
-    run = asyncio.create_task(run_connector(connector(forum, connectors, recheck_size=4), publish, store, stop,
+    run = asyncio.create_task(run_connector(connector(forum, made, recheck_size=4), publish, store, stop,
                                             backoff_base=0.01))
     await asyncio.wait_for(until(5), 10)
     await asyncio.sleep(0.1)  # rounds that read the window back and find nothing
@@ -182,7 +174,7 @@ async def test_the_window_is_bounded_and_kept_across_a_restart(forum, connectors
     forum.edit(forum.find(41, 1), "Refund for order 12345? My card is 4111 1111 1111 1111")  # while down
     forum.destroy(forum.find(40, 3), by_author=True)
     forum.edit(forum.find(40, 1), "edited too, but out of the window")
-    run = asyncio.create_task(run_connector(connector(forum, connectors, recheck_size=4), publish, store, stop,
+    run = asyncio.create_task(run_connector(connector(forum, made, recheck_size=4), publish, store, stop,
                                             backoff_base=0.01))
     await asyncio.wait_for(until(7), 10)
     await asyncio.sleep(0.2)
@@ -191,22 +183,22 @@ async def test_the_window_is_bounded_and_kept_across_a_restart(forum, connectors
     assert sorted(published[5:]) == [("40/3", "delete"), ("41/1", "upsert")] and len(published) == 7
 
 
-async def test_posts_first_seen_longer_ago_than_the_window_are_dropped_unread(forum, connectors):
+async def test_posts_first_seen_longer_ago_than_the_window_are_dropped_unread(forum, made):
     now = int(time.time())
     cursor = json.dumps({"after": 105, "recheck": {"at": 0, "post_ids": {"40/1": 100, "41/3": 105}, "ids": [
         ["40/1", now - 25 * 3600, "0000000000000000"],  # a day and an hour ago, and changed since
         ["41/3", now - 3600, digest("sent you a message")]]}})
-    mentions, cursor = await connector(forum, connectors, recheck_hours=24.0).poll_once(cursor)
+    mentions, cursor = await connector(forum, made, recheck_hours=24.0).poll_once(cursor)
     assert mentions == [] and json.loads(cursor)["recheck"]["post_ids"] == {"41/3": 105}
 
 
 @pytest.mark.parametrize("where", ["page", "lookup"])
 async def test_a_429_on_the_recheck_holds_no_new_post_back_and_the_recheck_waits_for_retry_after(
-        forum, connectors, waits, monkeypatch, where):
+        forum, made, waits, monkeypatch, where):
     """A 429 on a page read for the re-check alone (below the poll's own, posts 106 to 104) or on a
     post read alone: the round's new post is published and the cursor moves on, the window is left
     unchecked, and no round re-checks before ``Retry-After`` has passed; then one does."""
-    c = connector(forum, connectors)
+    c = connector(forum, made)
     _, cursor = await c.poll_once("99")
     checked = json.loads(cursor)["recheck"]["at"]
     forum.destroy(forum.find(40, 3))  # off the pages: read alone, GET /posts/102.json
@@ -238,11 +230,11 @@ async def test_a_429_on_the_recheck_holds_no_new_post_back_and_the_recheck_waits
 
 
 @pytest.mark.parametrize("trouble", ["timeout", 502])
-async def test_a_lookup_that_times_out_or_fails_with_a_5xx_ends_the_lookups_of_the_round(forum, connectors,
+async def test_a_lookup_that_times_out_or_fails_with_a_5xx_ends_the_lookups_of_the_round(forum, made,
                                                                                        trouble, caplog):
     """Two posts off the pages (102 deleted, 101 hidden), read alone newest first: after the first
     times out (or answers 502) the other is not asked that round; the round's new post comes back."""
-    c = connector(forum, connectors, timeout=0.3)
+    c = connector(forum, made, timeout=0.3)
     _, cursor = await c.poll_once("99")
     forum.destroy(forum.find(40, 3))
     forum.find(40, 2)["hidden"] = True
@@ -264,11 +256,11 @@ async def test_a_lookup_that_times_out_or_fails_with_a_5xx_ends_the_lookups_of_t
     assert sent(forum, before)[-2:] == ["/posts/102.json", "/posts/101.json"]
 
 
-async def test_a_post_whose_lookup_fails_holds_no_new_post_back_and_is_read_again_later(forum, connectors, waits,
+async def test_a_post_whose_lookup_fails_holds_no_new_post_back_and_is_read_again_later(forum, made, waits,
                                                                                        caplog):
     """One post read alone whose answer is an error (500, 400, a body cut off) is unknown for that
     round: left as it was, read again next round; the round's new posts and edits come through."""
-    c = connector(forum, connectors)
+    c = connector(forum, made)
     _, cursor = await c.poll_once("99")
     forum.destroy(forum.find(40, 3))  # off the pages: read alone, GET /posts/102.json
     forum.fail_on["GET /posts/{id}.json"] = [(500, {}), (400, {}), (200, {}, '{"post": {"id": 10')]
@@ -292,10 +284,10 @@ async def test_a_post_whose_lookup_fails_holds_no_new_post_back_and_is_read_agai
     assert not any("error_type" in line or "{" in line for line in logged)  # the status, never a body
 
 
-async def test_a_page_read_for_the_recheck_alone_never_loses_a_new_post(forum, connectors, waits):
+async def test_a_page_read_for_the_recheck_alone_never_loses_a_new_post(forum, made, waits):
     """Below the poll's own page (posts 106 to 104), a failing page ends this round's re-check there
     (a 429 there: the test above)."""
-    c = connector(forum, connectors)
+    c = connector(forum, made)
     _, cursor = await c.poll_once("99")
     forum.edit(forum.find(40, 2), "fixed after the update")  # post 101: on the page below, re-check's alone
     forum.posts.append(post(106, topic_id=42, raw="a new post in the same round"))

@@ -68,14 +68,6 @@ async def any_db(request):
 
 
 @pytest.fixture
-async def made():
-    connectors: list = []
-    yield connectors
-    for c in connectors:
-        await c.close()
-
-
-@pytest.fixture
 async def x():
     fake = FakeX(tweets=[tweet(i) for i in range(4)] + [dict(TWEET)], page_size=100)
     server = await serve(fake)

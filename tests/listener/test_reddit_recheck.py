@@ -49,14 +49,6 @@ async def reddit():
     await server.close()
 
 
-@pytest.fixture
-async def connectors():
-    made: list[RedditConnector] = []
-    yield made
-    for c in made:
-        await c.close()
-
-
 def connector(fake, made, **kwargs) -> RedditConnector:
     settings = load_settings(
         reddit_client_id=CLIENT_ID, reddit_client_secret=CLIENT_SECRET, reddit_username="acme_support",
@@ -72,8 +64,8 @@ def info_ids(fake) -> list[list[str]]:
     return [parse_qs(urlsplit(r).query)["id"][0].split(",") for r in fake.requests if r.startswith("/api/info")]
 
 
-async def test_an_edit_after_first_sight_is_triaged_again_through_ingest(reddit, connectors, db):
-    c, pipeline = connector(reddit, connectors), Pipeline(db)
+async def test_an_edit_after_first_sight_is_triaged_again_through_ingest(reddit, made, db):
+    c, pipeline = connector(reddit, made), Pipeline(db)
     first, cursor = await c.poll_once(None)
     assert len(await pipeline.run(first)) == 5  # two posts, two comments, one keyword hit: all triaged
     target = reddit.comments[0]
@@ -89,9 +81,9 @@ async def test_an_edit_after_first_sight_is_triaged_again_through_ingest(reddit,
     assert (await c.poll_once(cursor))[0] == []  # read again, unchanged: nothing more
 
 
-async def test_an_edit_reddit_did_not_stamp_is_still_seen(reddit, connectors, db):
+async def test_an_edit_reddit_did_not_stamp_is_still_seen(reddit, made, db):
     """Reddit leaves ``edited`` false for an edit in the first minutes: the text tells."""
-    c, pipeline = connector(reddit, connectors), Pipeline(db)
+    c, pipeline = connector(reddit, made), Pipeline(db)
     first, cursor = await c.poll_once(None)
     await pipeline.run(first)
     edit(reddit.posts[0], "never mind, fixed after the update", at=False)
@@ -101,8 +93,8 @@ async def test_an_edit_reddit_did_not_stamp_is_still_seen(reddit, connectors, db
     assert (await pipeline.rows())[edited.external_id].text.endswith("fixed after the update")
 
 
-async def test_a_deletion_and_moderator_removals_mark_the_mentions_deleted(reddit, connectors, db):
-    c, pipeline = connector(reddit, connectors), Pipeline(db)
+async def test_a_deletion_and_moderator_removals_mark_the_mentions_deleted(reddit, made, db):
+    c, pipeline = connector(reddit, made), Pipeline(db)
     first, cursor = await c.poll_once(None)
     await pipeline.run(first)
     deleted = delete(reddit.comments[0])  # by its author
@@ -125,10 +117,10 @@ async def test_a_deletion_and_moderator_removals_mark_the_mentions_deleted(reddi
     assert sorted(asked) == sorted([reddit.posts[0]["data"]["name"], *names[1:]])
 
 
-async def test_a_post_our_own_moderation_held_is_left_to_the_moderation_queue(reddit, connectors, db):
+async def test_a_post_our_own_moderation_held_is_left_to_the_moderation_queue(reddit, made, db):
     """Our hold removes the post on Reddit until a moderator approves it: not a deletion. An edit
     while it is held is still an edit, and the author deleting it still deletes it."""
-    c, pipeline = connector(reddit, connectors), Pipeline(db)
+    c, pipeline = connector(reddit, made), Pipeline(db)
     first, cursor = await c.poll_once(None)
     await pipeline.run(first)
     held = remove(reddit.posts[0], by="Acme_Support")
@@ -142,11 +134,11 @@ async def test_a_post_our_own_moderation_held_is_left_to_the_moderation_queue(re
     assert deleted.event == "delete" and deleted.external_id == held["data"]["name"]
 
 
-async def test_a_removed_post_a_moderator_approves_again_is_restored_through_ingest(reddit, connectors, db):
+async def test_a_removed_post_a_moderator_approves_again_is_restored_through_ingest(reddit, made, db):
     """Removed by a moderator (in our subreddit or elsewhere) or Reddit's spam filter, then approved
     in Reddit's own UI: shown again in socialcare, and triaged again. Words edited while it was
     removed come back as an edit."""
-    c, pipeline = connector(reddit, connectors), Pipeline(db)
+    c, pipeline = connector(reddit, made), Pipeline(db)
     first, cursor = await c.poll_once(None)
     await pipeline.run(first)
     things = [remove(reddit.posts[1]), remove(reddit.hits[0]), remove(reddit.comments[1], by=True)]
@@ -177,8 +169,8 @@ async def test_a_removed_post_a_moderator_approves_again_is_restored_through_ing
     assert set(names) <= set(asked)  # back in the window as any other post: an edit is still seen
 
 
-async def test_a_post_still_removed_emits_nothing_and_stays_until_it_ages_out(reddit, connectors):
-    c = connector(reddit, connectors)
+async def test_a_post_still_removed_emits_nothing_and_stays_until_it_ages_out(reddit, made):
+    c = connector(reddit, made)
     _, cursor = await c.poll_once(None)
     name = remove(reddit.posts[0])["data"]["name"]
     (gone,), cursor = await c.poll_once(cursor)
@@ -200,10 +192,10 @@ async def test_a_post_still_removed_emits_nothing_and_stays_until_it_ages_out(re
     assert (await c.poll_once(aged))[0] == []  # out of the window: no longer followed
 
 
-async def test_only_reddit_showing_a_post_again_restores_it_not_our_own_removal(reddit, connectors):
+async def test_only_reddit_showing_a_post_again_restores_it_not_our_own_removal(reddit, made):
     """Our own moderator removing a post someone else removed keeps it removed on Reddit: no restore.
     A post our account alone removed (a hold) was never a deletion, so its approval restores nothing."""
-    c = connector(reddit, connectors)
+    c = connector(reddit, made)
     _, cursor = await c.poll_once(None)
     removed, held = remove(reddit.posts[1]), remove(reddit.posts[0], by="Acme_Support")
     (gone,), cursor = await c.poll_once(cursor)
@@ -218,8 +210,8 @@ async def test_only_reddit_showing_a_post_again_restores_it_not_our_own_removal(
     assert (back.external_id, back.event, back.edited_at) == (removed["data"]["name"], "restore", None)
 
 
-async def test_a_post_its_author_deleted_is_never_restored_and_leaves_the_window(reddit, connectors):
-    c = connector(reddit, connectors)
+async def test_a_post_its_author_deleted_is_never_restored_and_leaves_the_window(reddit, made):
+    c = connector(reddit, made)
     _, cursor = await c.poll_once(None)
     deleted, removed = delete(reddit.comments[0]), remove(reddit.posts[1])
     gone, cursor = await c.poll_once(cursor)
@@ -242,10 +234,10 @@ async def test_a_post_its_author_deleted_is_never_restored_and_leaves_the_window
     assert not {deleted["data"]["name"], removed["data"]["name"]} & asked
 
 
-async def test_a_cursor_saved_before_the_removed_marker_still_loads_and_restores(reddit, connectors, db):
+async def test_a_cursor_saved_before_the_removed_marker_still_loads_and_restores(reddit, made, db):
     """A cursor as the connector saved it before removals stayed in the window: every entry is a post
     shown (three fields, a plain digest); a removal and an approval from there on restore it."""
-    c, pipeline = connector(reddit, connectors), Pipeline(db)
+    c, pipeline = connector(reddit, made), Pipeline(db)
     first, _ = await c.poll_once(None)
     await pipeline.run(first)
     now = int(time.time())
@@ -274,11 +266,11 @@ def entry(cursor: str, name: str) -> str | None:
 
 
 async def test_a_comment_the_spam_filter_removed_before_we_saw_it_is_stored_once_a_moderator_approves_it(
-        reddit, connectors, db):
+        reddit, made, db):
     """A new account's first comment, caught by Reddit's spam filter seconds after posting: listed to
     our moderator account removed, not stored, but followed; approved from the modqueue, it is
     stored and shown as a new post, and triaged."""
-    c, pipeline = connector(reddit, connectors), Pipeline(db)
+    c, pipeline = connector(reddit, made), Pipeline(db)
     first, cursor = await c.poll_once(None)
     await pipeline.run(first)
     words = "First time posting here: my order 12345 never arrived and nobody answers"
@@ -305,11 +297,11 @@ async def test_a_comment_the_spam_filter_removed_before_we_saw_it_is_stored_once
 
 
 async def test_a_removed_comment_whose_words_we_were_not_shown_is_stored_with_them_once_approved(
-        reddit, connectors, db):
+        reddit, made, db):
     """In a subreddit our account does not moderate, a removed comment reads ``[removed]`` with no
     author: it joins the window with no words seen, and comes back with its own, unstamped."""
     reddit.moderates = {"acme"}
-    c, pipeline = connector(reddit, connectors), Pipeline(db)
+    c, pipeline = connector(reddit, made), Pipeline(db)
     first, cursor = await c.poll_once(None)
     await pipeline.run(first)
     caught = remove(comment(3, link=reddit.posts[1]["data"]["name"], sub="acmehelp", body="where is my refund?"),
@@ -330,8 +322,8 @@ async def test_a_removed_comment_whose_words_we_were_not_shown_is_stored_with_th
 
 
 async def test_a_post_removed_before_we_saw_it_and_never_approved_is_never_stored_and_ages_out(
-        reddit, connectors, db):
-    c, pipeline = connector(reddit, connectors), Pipeline(db)
+        reddit, made, db):
+    c, pipeline = connector(reddit, made), Pipeline(db)
     first, cursor = await c.poll_once(None)
     await pipeline.run(first)
     post = remove(submission(3, title="Cheap followers", selftext="buy now"), by="a_moderator")
@@ -359,10 +351,10 @@ async def test_a_post_removed_before_we_saw_it_and_never_approved_is_never_store
     assert await pipeline.run(out) == [] and name not in await pipeline.rows()
 
 
-async def test_a_post_its_author_deleted_before_we_saw_it_never_joins_the_window(reddit, connectors):
+async def test_a_post_its_author_deleted_before_we_saw_it_never_joins_the_window(reddit, made):
     """Deleted by its author before we first list it (removed first, or not): final, never followed;
     one merely removed in the same round is."""
-    c = connector(reddit, connectors)
+    c = connector(reddit, made)
     _, cursor = await c.poll_once(None)
     link = reddit.posts[0]["data"]["name"]
     deleted_post = delete(submission(3))
@@ -385,9 +377,9 @@ async def test_a_post_its_author_deleted_before_we_saw_it_never_joins_the_window
     assert not {t["data"]["name"] for t in gone} & asked
 
 
-async def test_unchanged_posts_are_not_emitted_and_a_round_costs_bounded_requests(reddit, connectors):
+async def test_unchanged_posts_are_not_emitted_and_a_round_costs_bounded_requests(reddit, made):
     reddit.posts += [submission(100 + i) for i in range(150)]
-    c = connector(reddit, connectors)
+    c = connector(reddit, made)
     first, cursor = await c.poll_once(None)
     assert len(first) == 103  # a listing page of posts (100), two comments, one keyword hit
     for _ in range(3):
@@ -395,17 +387,17 @@ async def test_unchanged_posts_are_not_emitted_and_a_round_costs_bounded_request
     rounds = info_ids(reddit)
     assert len(rounds) == 6 and all(len(ids) <= 100 for ids in rounds)  # 103 ids: two requests a round
     assert sorted(rounds[0] + rounds[1]) == sorted(m.external_id for m in first)
-    small = connector(reddit, connectors, recheck_size=40)
+    small = connector(reddit, made, recheck_size=40)
     assert (await small.poll_once(cursor))[0] == []
     (last,) = info_ids(reddit)[6:]
     assert len(last) == 40  # the newest 40: one request
-    calm = connector(reddit, connectors, recheck_seconds=300.0)
+    calm = connector(reddit, made, recheck_seconds=300.0)
     _, cursor2 = await calm.poll_once(None)
     await calm.poll_once(cursor2)
     assert len(info_ids(reddit)) == 7  # read back only every recheck_seconds
 
 
-async def test_the_window_survives_a_restart_in_the_cursor(reddit, connectors):
+async def test_the_window_survives_a_restart_in_the_cursor(reddit, made):
     store, published, stop = MemoryCursorStore(), [], asyncio.Event()
 
     async def publish(batch):
@@ -415,7 +407,7 @@ async def test_the_window_survives_a_restart_in_the_cursor(reddit, connectors):
         while len(published) < n:
             await asyncio.sleep(0.01)
 
-    run = asyncio.create_task(run_connector(connector(reddit, connectors), publish, store, stop, backoff_base=0.01))
+    run = asyncio.create_task(run_connector(connector(reddit, made), publish, store, stop, backoff_base=0.01))
     await asyncio.wait_for(until(5), 10)
     await asyncio.sleep(0.1)  # rounds that read the window back and find nothing new
     run.cancel()
@@ -424,7 +416,7 @@ async def test_the_window_survives_a_restart_in_the_cursor(reddit, connectors):
     assert len(saved["recheck"]["ids"]) == 5
     edit(reddit.comments[1], "solved it, thanks", at=EDITED_AT)  # while down
     delete(reddit.posts[0])
-    run = asyncio.create_task(run_connector(connector(reddit, connectors), publish, store, stop, backoff_base=0.01))
+    run = asyncio.create_task(run_connector(connector(reddit, made), publish, store, stop, backoff_base=0.01))
     await asyncio.wait_for(until(7), 10)
     await asyncio.sleep(0.2)
     stop.set()
@@ -434,8 +426,8 @@ async def test_the_window_survives_a_restart_in_the_cursor(reddit, connectors):
                                             (reddit.posts[0]["data"]["name"], "delete", False)])
 
 
-async def test_a_429_on_api_info_backs_off_and_keeps_the_window(reddit, connectors, waits):
-    c = connector(reddit, connectors)
+async def test_a_429_on_api_info_backs_off_and_keeps_the_window(reddit, made, waits):
+    c = connector(reddit, made)
     _, cursor = await c.poll_once(None)
     store = MemoryCursorStore()
     await store.set("reddit", cursor)
@@ -443,7 +435,7 @@ async def test_a_429_on_api_info_backs_off_and_keeps_the_window(reddit, connecto
     reddit.posts.append(submission(3))  # a new post in the same round: not lost either
     reddit.fail_on["/api/info"] = [rate_limited(reset=1)]
     with pytest.raises(RateLimited) as limited:
-        await connector(reddit, connectors).poll_once(cursor)
+        await connector(reddit, made).poll_once(cursor)
     assert limited.value.retry_after == 1.0  # Reddit's x-ratelimit-reset, through translate()
     reddit.fail_on["/api/info"] = [rate_limited(reset=1)]
     got, stop = [], asyncio.Event()

@@ -29,14 +29,6 @@ async def reddit():
     await server.close()
 
 
-@pytest.fixture
-async def connectors():
-    made: list = []
-    yield made
-    for c in made:
-        await c.close()
-
-
 def spam_wave(fake: FakeReddit, count: int, start: int = 100) -> list[dict]:
     """New accounts' comments, each caught by Reddit's spam filter seconds after posting."""
     link = fake.posts[0]["data"]["name"]
@@ -67,8 +59,8 @@ def test_the_spare_share_is_a_quarter_of_the_window_rounded_down():
 
 
 async def test_a_spam_wave_takes_at_most_a_quarter_of_the_window_and_the_posts_we_show_stay_followed(
-        reddit, connectors):
-    c = connector(reddit, connectors, recheck_size=SIZE)
+        reddit, made):
+    c = connector(reddit, made, recheck_size=SIZE)
     first, cursor = await c.poll_once(None)
     shown = [m.external_id for m in first]
     assert len(shown) == 5
@@ -88,8 +80,8 @@ async def test_a_spam_wave_takes_at_most_a_quarter_of_the_window_and_the_posts_w
     assert sorted((m.external_id, m.event) for m in back) == [(n, "restore") for n in sorted(names(wave)[-2:])]
 
 
-async def test_a_full_window_lets_its_spare_entries_go_first_then_its_oldest_posts(reddit, connectors):
-    c = connector(reddit, connectors, recheck_size=SIZE)
+async def test_a_full_window_lets_its_spare_entries_go_first_then_its_oldest_posts(reddit, made):
+    c = connector(reddit, made, recheck_size=SIZE)
     first, cursor = await c.poll_once(None)
     oldest = first[0].external_id
     cursor = first_seen_earlier(cursor, {m.external_id: 3600 + (100 if m.external_id == oldest else 0)
@@ -115,8 +107,8 @@ async def test_a_full_window_lets_its_spare_entries_go_first_then_its_oldest_pos
     assert sorted(asked) == sorted(in_window(cursor))
 
 
-async def test_an_approved_spam_filter_catch_is_an_ordinary_post_from_then_on(reddit, connectors):
-    c = connector(reddit, connectors, recheck_size=SIZE)
+async def test_an_approved_spam_filter_catch_is_an_ordinary_post_from_then_on(reddit, made):
+    c = connector(reddit, made, recheck_size=SIZE)
     _, cursor = await c.poll_once(None)
     (caught,) = spam_wave(reddit, 1)
     _, cursor = await c.poll_once(cursor)
@@ -125,11 +117,11 @@ async def test_an_approved_spam_filter_catch_is_an_ordinary_post_from_then_on(re
     assert back.event == "restore" and entry(cursor, caught["data"]["name"]) == digest(back.text)  # not spare
 
 
-async def test_a_cursor_saved_before_spare_entries_loads_its_removed_entries_as_ordinary_ones(reddit, connectors):
+async def test_a_cursor_saved_before_spare_entries_loads_its_removed_entries_as_ordinary_ones(reddit, made):
     """A cursor of the previous release: a post first listed removed was saved as ``-`` before the
     digest (or alone), like a removal of a post we published. It loads, counts as an ordinary entry
     until it ages out, and its approval is still seen."""
-    c = connector(reddit, connectors, recheck_size=SIZE)
+    c = connector(reddit, made, recheck_size=SIZE)
     _, cursor = await c.poll_once(None)
     caught, unseen = spam_wave(reddit, 2)
     data = json.loads(cursor)

@@ -33,14 +33,6 @@ async def fake():
     await server.close()
 
 
-@pytest.fixture
-async def made():
-    connectors: list = []
-    yield connectors
-    for c in connectors:
-        await c.close()
-
-
 def connector(fake, made, countries=TEAM, **kw) -> XConnector:
     settings = load_settings(x_api_base=fake.base, x_bearer_token="test", x_user_id="99",
                              x_withheld_countries=countries)
