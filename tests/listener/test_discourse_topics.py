@@ -22,7 +22,7 @@ from .fakes import serve
 from .fakes.discourse import FakeDiscourse, post, topic, webhook_request
 from .ingest_path import Pipeline
 from .test_discourse import FORUM, SECRET, hook, send  # noqa: F401 (hook: the webhook's fixture)
-from .test_discourse_recheck import connector, connectors  # noqa: F401 (connectors: a fixture)
+from .test_discourse_recheck import connector
 
 
 async def through_ingest(hook, db, since: int) -> list[int]:  # noqa: F811
@@ -160,12 +160,12 @@ async def forum():
 
 @pytest.mark.parametrize("webhook_recovery", [True, False], ids=["topic_recovered", "webhooks-missed"])
 async def test_the_recheck_reads_a_deleted_topics_posts_as_404s_and_a_later_recovery_wins(
-        forum, connectors, db, webhook_recovery):  # noqa: F811
+        forum, made, db, webhook_recovery):
     """To a non-staff API user every post of a deleted topic is a 404: the re-check publishes a
     deletion of each, which changes nothing (already deleted with the topic). After the recovery
     they show on the pages again: the re-check's restores re-hide nothing; and where
     ``topic_recovered`` never came, the first post's restore recovers the topic."""
-    c, pipeline = connector(forum, connectors), Pipeline(db)
+    c, pipeline = connector(forum, made), Pipeline(db)
     first, cursor = await c.poll_once("99")
     await pipeline.run(first)
     gone = forum.destroy_topic(40)
