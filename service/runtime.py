@@ -98,6 +98,12 @@ class Runtime:
             self.listeners.append(asyncio.create_task(self._listen(connector), name=f"listen:{connector.name}"))
         if self.status_board is not None and self.connectors:
             self.tasks.append(asyncio.create_task(self._report_status(), name="connector-status"))
+        if self.connectors:  # X's batch compliance job for tweets older than the re-check window
+            from listener.x import compliance
+
+            task = compliance.start(self.settings, self.db, self.submit, self.stop_event)
+            if task is not None:
+                self.tasks.append(task)
 
     async def _listen(self, connector: Any) -> None:
         from listener.cursors import CursorStore

@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     # forbid showing what it withholds there, so a tweet withheld in one of them (or, anywhere, for
     # copyright) is hidden until X stops withholding it
     x_withheld_countries: StrList = []
+    # older tweets (first seen before the re-check window) go to X's batch compliance endpoints this
+    # often (0: off; needs the bearer token), at most this many a job, the job asked about this often
+    x_compliance_hours: float = Field(24.0, ge=0)
+    x_compliance_max: int = Field(100_000, ge=1)
+    x_compliance_poll_seconds: float = Field(300.0, gt=0)
 
     # --- Reddit (through praw) --------------------------------------------------------------
     reddit_client_id: str | None = None
