@@ -99,6 +99,23 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'socialcare.db'}"
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_database_url(request) -> str:
+    """An empty database's URL: SQLite, then PostgreSQL (a test that must hold on both)."""
+    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
+
+
+@pytest.fixture
+async def any_db(any_database_url: str):
+    """A migrated, empty database: SQLite, then PostgreSQL."""
+    from models.db import Database
+
+    database = Database(any_database_url)
+    await database.upgrade()
+    yield database
+    await database.close()
+
+
 @pytest.fixture
 def private_redis(tmp_path: Path):
     """A Redis server of the test's own (append-only file on), so the test may restart it and see

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import event, select, update
 
 from console.auth import LAST_USED_EVERY
@@ -93,32 +92,22 @@ async def test_the_admin_token_list_shows_last_use_or_never(app_client, runtime)
     assert "not recorded" not in html
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def database(request):
-    from models.db import Database
-
-    db = Database(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url"))
-    await db.upgrade()
-    yield db
-    await db.close()
-
-
-async def test_two_processes_that_read_a_stale_stamp_write_it_once(database):
+async def test_two_processes_that_read_a_stale_stamp_write_it_once(any_db):
     """Both read the token before either stamped it; the conditional UPDATE lets one through."""
     from console.auth import create_api_token, create_user, note_token_use
 
-    async with database.session() as s:
+    async with any_db.session() as s:
         user = await create_user(s, "zed", "zed password 1", "agent")
         await create_api_token(s, user, "zed-bot", ["mentions:read"])
         await s.commit()
     now = utcnow()
-    async with database.session() as one, database.session() as two:
+    async with any_db.session() as one, any_db.session() as two:
         first, second = [await s.scalar(select(ApiToken)) for s in (one, two)]
         await note_token_use(one, first, now)
         await note_token_use(two, second, now + timedelta(seconds=5))
-    async with database.session() as s:
+    async with any_db.session() as s:
         assert await s.scalar(select(ApiToken.last_used_at)) == now
-    async with database.session() as s:  # a minute on, it is stamped again
+    async with any_db.session() as s:  # a minute on, it is stamped again
         await note_token_use(s, await s.scalar(select(ApiToken)), now + LAST_USED_EVERY)
-    async with database.session() as s:
+    async with any_db.session() as s:
         assert await s.scalar(select(ApiToken.last_used_at)) == now + LAST_USED_EVERY

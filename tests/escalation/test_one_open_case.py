@@ -18,12 +18,9 @@ from models.db import Database
 T0 = datetime(2026, 11, 20, 9, tzinfo=timezone.utc)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request):
-    database = Database(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url"))
-    await database.upgrade()
-    yield database
-    await database.engine.dispose()
+@pytest.fixture
+def db(any_db):
+    return any_db
 
 
 async def two_posts(db: Database) -> tuple[int, int]:

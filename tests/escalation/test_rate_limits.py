@@ -71,11 +71,6 @@ async def test_the_per_case_limit_holds_across_web_processes(limited):
         await other.close()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def any_database_url(request):
-    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
-
-
 async def test_concurrent_hits_are_all_counted_and_a_new_window_starts_afresh(any_database_url):
     import asyncio
 

@@ -204,14 +204,6 @@ async def test_an_event_for_a_thread_never_stored_is_a_duplicate_and_stores_noth
         assert await s.scalar(select(func.count()).select_from(Conversation)) == 0
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def any_db(request):
-    database = Database(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url"))
-    await database.upgrade()
-    yield database
-    await database.close()
-
-
 async def test_a_topic_of_40000_posts_is_deleted_and_recovered_in_set_based_statements(any_db):
     """PostgreSQL takes at most 32,767 bound parameters in a statement: no statement names the posts."""
     n = 40_000

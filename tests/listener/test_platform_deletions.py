@@ -28,7 +28,6 @@ from listener.reddit.connector import RedditConnector
 from listener.text import content_key
 from listener.x.connector import XConnector
 from models import Case, CaseMessage, CommunityAnswer, Mention, RouteDecision, TriageResult
-from models.db import Database
 from models.mentions import DELETED_TEXT, ERASED_TEXT
 from service.bus import codec
 from service.pipeline import ingest_key
@@ -57,14 +56,6 @@ T0 = datetime(2026, 11, 20, 8, tzinfo=UTC)
 TOM = "783214"
 WORDS = "@acme_help my parcel 4471 never came, write to tom.h@example.com"
 TWEET = tweet(4, WORDS, author=TOM)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def any_db(request):
-    database = Database(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url"))
-    await database.upgrade()
-    yield database
-    await database.close()
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """Migrations create the same schema from an empty database on SQLite and PostgreSQL."""
 
-import pytest
 from sqlalchemy import inspect
 
 from models import Base
@@ -14,13 +13,8 @@ async def _tables(db: Database) -> dict[str, set[str]]:
         )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def empty_database_url(request):
-    return request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
-
-
-async def test_upgrade_from_empty_creates_every_model_table(empty_database_url):
-    db = Database(empty_database_url)
+async def test_upgrade_from_empty_creates_every_model_table(any_database_url):
+    db = Database(any_database_url)
     try:
         assert await db.current_revision() is None
         await db.upgrade()
@@ -33,8 +27,8 @@ async def test_upgrade_from_empty_creates_every_model_table(empty_database_url):
         await db.close()
 
 
-async def test_upgrade_is_idempotent_and_downgrade_empties(empty_database_url):
-    db = Database(empty_database_url)
+async def test_upgrade_is_idempotent_and_downgrade_empties(any_database_url):
+    db = Database(any_database_url)
     try:
         await db.upgrade()
         head = await db.current_revision()
@@ -48,12 +42,12 @@ async def test_upgrade_is_idempotent_and_downgrade_empties(empty_database_url):
         await db.close()
 
 
-async def test_0008_adds_last_used_to_existing_tokens_and_drops_it_again(empty_database_url):
+async def test_0008_adds_last_used_to_existing_tokens_and_drops_it_again(any_database_url):
     """A database with tokens from before 0008 keeps them, unused ("never"), through the upgrade and
     back down."""
     from sqlalchemy import text
 
-    db = Database(empty_database_url)
+    db = Database(any_database_url)
     try:
         await db.upgrade("0007")
         async with db.engine.begin() as conn:

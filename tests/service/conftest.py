@@ -6,16 +6,11 @@ from __future__ import annotations
 import pytest
 from privacy_support import World, delete_redis_keys, settings_for
 
-from models.db import Database
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request):
+@pytest.fixture
+def db(any_db):
     """A migrated, empty database: SQLite, then PostgreSQL (erasure and its races differ on each)."""
-    database = Database(request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url"))
-    await database.upgrade()
-    yield database
-    await database.close()
+    return any_db
 
 
 @pytest.fixture
