@@ -58,14 +58,32 @@ def url_without_words(platform: str, url: str | None) -> str | None:
 
 def removed(m: NormalizedMention, url: str | None) -> dict[str, Any]:
     """The columns of a post whose content ``m`` (a ``delete`` with ``remove_content``) removes."""
-    raw = m.raw if isinstance(m.raw, dict) else {}
-    return dict(text=DELETED_TEXT, content_hash=DELETED_HASH, url=url_without_words(m.platform, url),
-                raw={k: raw[k] for k in KEPT_RAW if k in raw}, deleted=True, hidden=True)
+    return {**without_content(m.platform, url, m.raw), "deleted": True, "hidden": True}
+
+
+def without_content(platform: str, url: str | None, raw: Any) -> dict[str, Any]:
+    """A post's content columns once its content is removed: the marker, its hash, the link without
+    words, the payload's ids and why it went (:data:`KEPT_RAW`)."""
+    raw = raw if isinstance(raw, dict) else {}
+    return dict(text=DELETED_TEXT, content_hash=DELETED_HASH, url=url_without_words(platform, url),
+                raw={k: raw[k] for k in KEPT_RAW if k in raw})
 
 
 def content_removed(mention: Any) -> bool:
     """Was this post's content removed on its deletion (a row, an ORM object or a Record)?"""
     return bool(mention.deleted) and mention.text == DELETED_TEXT
+
+
+async def lock_rows(session: AsyncSession, mention_ids: list[int]) -> None:
+    """PostgreSQL: lock these posts (``FOR UPDATE``) before their content goes. A stage writing about
+    one of them (triage's explanations, a routing reason) holds only the foreign-key check's
+    ``FOR KEY SHARE``, which a plain UPDATE does not wait for: each side would miss the other's
+    uncommitted row, and the stage's words would stay. Locked first, the removal waits for the
+    stage's commit (its :func:`respect_removal` then finds nothing, and :func:`remove_copies` sees
+    what it wrote), or the stage's insert waits for the removal's commit (and its
+    :func:`respect_removal` finds it). SQLite's one writer orders them already."""
+    if mention_ids and session.bind.dialect.name == "postgresql":
+        await session.execute(select(_M.id).where(_M.id.in_(mention_ids)).with_for_update())
 
 
 async def remove_copies(session: AsyncSession, mention_ids: Iterable[int]) -> int:
@@ -102,14 +120,13 @@ async def remove_stored(session: AsyncSession, mention_ids: Iterable[int]) -> in
     and what quotes them; the retention purge's catch-up. Each row's write leaves a post erased
     meanwhile erased (as ingest's). Returns how many posts changed."""
     ids = sorted(set(mention_ids))
+    await lock_rows(session, ids)
     rows = (await session.execute(select(_M.id, _M.platform, _M.url, _M.raw).where(_M.id.in_(ids)))).all()
     done = []
     for r in rows:
-        raw = r.raw if isinstance(r.raw, dict) else {}
-        values = dict(text=DELETED_TEXT, content_hash=DELETED_HASH, url=url_without_words(r.platform, r.url),
-                      raw={k: raw[k] for k in KEPT_RAW if k in raw})
         result = await session.execute(update(Mention.__table__).where(
-            _M.id == r.id, _M.deleted.is_(True), _M.text.notin_((ERASED_TEXT, DELETED_TEXT))).values(**values))
+            _M.id == r.id, _M.deleted.is_(True), _M.text.notin_((ERASED_TEXT, DELETED_TEXT))).values(
+                **without_content(r.platform, r.url, r.raw)))
         if result.rowcount:
             done.append(r.id)
     await remove_copies(session, done)

@@ -22,7 +22,7 @@ from typing import Any, Literal, get_args
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from listener.deletions import content_removed, remove_copies, removed
+from listener.deletions import content_removed, lock_rows, remove_copies, removed
 from listener.protocol import THREAD_EVENTS, MentionEvent, MentionKind, NormalizedMention, utc
 from listener.text import clean_text, content_key
 from models import Author, Conversation, Mention, ModerationAction, SocialIdentity
@@ -238,7 +238,9 @@ async def _posts(session: AsyncSession, batch: list[NormalizedMention]) -> list[
                 results.append(Ingested(row.id, "duplicate"))
             elif m.event == "restore" and row.deleted:  # back, with the words it shows now (see _guarded)
                 if text != row.text:
-                    row.set(text=text, content_hash=content_key(text), edited_at=m.edited_at or row.edited_at)
+                    row.set(edited_at=m.edited_at or row.edited_at)
+                # written even when unchanged: a purge removing the content since it was read is undone
+                row.set(text=text, content_hash=content_key(text))
                 shown = {} if row.id in moderated else {"hidden": False}  # the deletion's hide only
                 held = conversations[_thread_key(m)].platform_deleted_at is not None  # its thread still deleted
                 row.set(deleted=held, deleted_with_thread=held, raw=raw, url=m.url or row.url, **shown)
@@ -274,6 +276,7 @@ async def _posts(session: AsyncSession, batch: list[NormalizedMention]) -> list[
         row.id = mention_id
     await update_rows(session, Mention, ((r.id, r.changes) for r in existing.values()
                                          if r.changes and r.id not in guarded))
+    await lock_rows(session, [i for i, row in guarded.items() if row.text == DELETED_TEXT])
     lost = {i for i, row in guarded.items() if not await _guarded(session, row)}  # erased since read: unchanged
     for r in results:
         r.outcome = "duplicate" if r.mention_id in lost else r.outcome

@@ -248,8 +248,10 @@ class RouteStage:
                 out.append((mention.id, d.outcome))
             await add_rows(session, RouteDecision, decisions)
             # a post erased since it was read: what was written about it (and copies of it) erased again
-            gone = await respect_erasure(session, [m.id for m, _, _ in rows] + await _questions(session, accepted))
-            await respect_removal(session, [m.id for m, _, _ in rows])  # deleted on its platform: reasons scrubbed
+            # (the questions too: an accepted answer copies its question), or deleted on its platform since
+            written = [m.id for m, _, _ in rows] + await _questions(session, accepted)
+            gone = await respect_erasure(session, written)
+            await respect_removal(session, written)
             out = [(mid, outcome) for mid, outcome in out if mid not in gone]
             await session.commit()
         if self.ctx.events and out:

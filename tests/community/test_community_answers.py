@@ -66,3 +66,36 @@ async def test_copies_of_accepted_answers_never_keep_personal_data(world):
     assert post.hidden and name not in post.text  # moderation hid and redacted the answer ...
     assert name not in kept.answer and "Leeds store" in kept.answer  # ... and its copy followed
     assert kept.active is False  # a hidden post is no longer offered to later askers
+
+
+async def test_a_question_its_author_deletes_while_its_answer_is_routed_leaves_no_words_in_the_copy(
+        world, monkeypatch):
+    """Routing the answer copies its question's words into the community answer; the question's
+    author deletes it (Reddit: its content removed) just then: the stage removes its copy's words
+    before committing, as it does for an erasure."""
+    import service.stages.route as route_stage
+    from listener.ingest import ingest_batch
+    from listener.protocol import NormalizedMention
+    from models import Mention
+    from models.mentions import DELETED_TEXT
+
+    q = await world.mention("Crossfade setting missing on desktop after the update?", platform="reddit",
+                            issue="product_question")
+    a = await world.mention("It moved to Settings > Playback > Crossfade in 9.2.", platform="reddit",
+                            in_reply_to=q.external_id, raw={"distinguished": "moderator"}, issue="product_question")
+    real = route_stage.harvest
+
+    async def harvest_then_the_author_deletes(session, mentions):
+        out = await real(session, mentions)
+        async with world.db.session() as s:  # ingest, in its own transaction, commits meanwhile
+            gone = NormalizedMention(platform="reddit", external_id=q.external_id, text="[deleted]",
+                                     created_at=q.created_at, event="delete", remove_content=True)
+            assert [r.outcome for r in await ingest_batch(s, [gone])] == ["deleted"]
+            await s.commit()
+        return out
+
+    monkeypatch.setattr(route_stage, "harvest", harvest_then_the_author_deletes)
+    await world.run(a)
+    [copy] = await world.get(CommunityAnswer)
+    [question] = await world.get(Mention, id=q.id)
+    assert question.text == DELETED_TEXT and "Crossfade setting missing" not in copy.question

@@ -396,3 +396,36 @@ async def test_the_daily_purge_removes_what_x_deleted_before_deletions_removed_c
     async with any_db.session() as s:
         assert await s.scalar(select(Mention.text).where(Mention.platform == "reddit")) == "removed by a moderator"
     assert not (await retention.purge(any_db, cutoff=T0 - timedelta(days=365)))["deleted_posts_content_removed"]
+
+
+async def test_on_postgresql_a_deletion_waits_for_a_stage_writing_about_the_post_and_then_removes_its_words(
+        postgres_url):
+    """Triage has written its explanations (uncommitted) when the deletion arrives: its foreign-key
+    check's lock does not hold back a plain UPDATE, so each would miss the other's row and the words
+    would stay. The removal locks the post first: it waits for triage's commit, then sees its row."""
+    import asyncio
+
+    from models.bulk import add_rows
+    from models.db import Database
+
+    db = Database(postgres_url)
+    await db.upgrade()
+    try:
+        await ingest(db, mention())
+        row = await stored(db)
+        async with db.session() as triage_tx, db.session() as ingest_tx:
+            await add_rows(triage_tx, TriageResult, [dict(
+                mention_id=row.id, model_version="t", sentiment="negative", sensitivity="none",
+                issue_type="delivery", toxicity="none", spam="ham", pii_exposed=False, priority=0.5,
+                scores={"priority_explanation": [WORDS]})])
+            removal = asyncio.create_task(ingest_batch(ingest_tx, [mention("delete", "")]))
+            await asyncio.sleep(0.5)
+            assert not removal.done()  # held by the post's lock until triage commits
+            await triage_tx.commit()
+            assert [r.outcome for r in await asyncio.wait_for(removal, 10)] == ["deleted"]
+            await ingest_tx.commit()
+        async with db.session() as s:
+            scores = await s.scalar(select(TriageResult.scores))
+        assert (await stored(db)).text == DELETED_TEXT and "4471" not in repr(scores)
+    finally:
+        await db.close()
