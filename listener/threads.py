@@ -38,6 +38,7 @@ from listener.ingest import Ingested
 from listener.protocol import THREAD_EVENTS, NormalizedMention, utc
 from models import Conversation, Mention
 from models.base import utcnow
+from models.bulk import add_rows
 from models.mentions import ERASED_TEXT
 
 _M, _C = Mention.__table__.c, Conversation.__table__.c
@@ -53,6 +54,7 @@ HIDE_POSTS = update(Mention.__table__).where(_IN_THREAD, _M.deleted.is_(False)).
     deleted=True, deleted_with_thread=True)
 SHOW_POSTS = update(Mention.__table__).where(_IN_THREAD, _M.deleted_with_thread.is_(True), _M.text != ERASED_TEXT).values(
     deleted=False, deleted_with_thread=False).returning(_M.id)
+KNOWN = select(_C.id).where(_C.thread_key == bindparam("key"))
 DELETED_THREADS = select(_C.thread_key).where(_C.thread_key.in_(bindparam("keys", expanding=True)),
                                               _C.platform_deleted_at.is_not(None))
 
@@ -68,14 +70,23 @@ def is_root_restore(m: NormalizedMention) -> bool:
 
 
 async def apply(session: AsyncSession, m: NormalizedMention, *, only_if_deleted: bool = False) -> tuple[bool, list[int]]:
-    """Apply one thread event: whether it changed the thread's state (False: stale, or a thread never
-    stored), and the ids of the posts it showed again."""
+    """Apply one thread event: whether it changed the thread's state (False: stale, or a recovery of a
+    thread never stored), and the ids of the posts it showed again. A deletion of a thread never
+    stored is kept all the same, as the thread's state without posts: Discourse's webhooks are sent
+    from a queue, so a topic deleted seconds after it was made (spam, typically) may be announced
+    before its posts are, which then find it deleted and are stored deleted with it."""
     params = {"key": thread_key(m), "at": utc(m.created_at)}
     if m.event == "thread_delete":
         conv = await session.scalar(DELETE_THREAD, params)
         if conv is not None:
             await session.execute(HIDE_POSTS, {"cid": conv, "on": m.platform})
-        return conv is not None, []
+            return True, []
+        if await session.scalar(KNOWN, params) is None:  # a concurrent insert of it fails the batch, retried
+            await add_rows(session, Conversation, [dict(thread_key=params["key"], platform=m.platform,
+                                                        last_activity_at=params["at"], platform_deleted_at=params["at"],
+                                                        platform_state_at=params["at"])])
+            return True, []
+        return False, []
     conv = await session.scalar(RESTORE_DELETED_THREAD if only_if_deleted else RESTORE_THREAD, params)
     if conv is None:
         return False, []

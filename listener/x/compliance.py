@@ -45,6 +45,7 @@ from listener.errors import AuthError, RateLimited
 from listener.protocol import NormalizedMention
 from listener.x.actions import make_client
 from listener.x.errors import _status, translate
+from listener.x.recheck import gone
 from models import Mention
 
 log = logging.getLogger("socialcare.listener.x.compliance")
@@ -102,9 +103,7 @@ def results_to_mentions(body: str, now: float) -> tuple[list[NormalizedMention],
         if action not in REMOVALS or reason in KEPT or not tid.isdigit():
             ignored += 1
             continue
-        out.append(NormalizedMention(
-            platform="x", external_id=tid, text="", event="delete", remove_content=True,
-            created_at=datetime.fromtimestamp(now, UTC), raw={"id": tid, "recheck": f"Batch compliance: {reason}"}))
+        out.append(gone(tid, tid, f"Batch compliance: {reason}", None, now))  # as the re-check says it
     return out, ignored, bad
 
 
@@ -229,7 +228,8 @@ class ComplianceJob:
             if resp.status >= 300:
                 raise StorageError(resp.status)
         log.info("X batch compliance: %d tweet ids uploaded to job %s", len(ids), job["id"])
-        state.update(phase="wait", after=after, sent=len(ids), failures=0, next_at=now + self.poll)
+        state.update(phase="wait", after=after, sent_after=state["after"], sent=len(ids), failures=0,
+                     next_at=now + self.poll)
 
     async def _wait(self, state: dict[str, Any], now: float) -> None:
         job = self._job(await asyncio.to_thread(self.client.get_compliance_job, state["job"]["id"]))
@@ -256,6 +256,7 @@ class ComplianceJob:
             await self.publish(deletes[i:i + PUBLISH_CHUNK])
         log.info("X batch compliance job %s: %d of %s tweets removed here (deleted or withdrawn on X), %d results "
                  "with nothing to remove, %d unreadable", job["id"], len(deletes), state.get("sent", "?"), ignored, bad)
+        state.pop("sent_after", None)  # checked: the next job goes on after them
         state.update(phase="idle", job=None, failures=0,
                      next_at=max(now + self.poll, state.get("started_at", now) + self.interval))
 
@@ -264,6 +265,8 @@ class ComplianceJob:
         """The job cannot go on: a new one next round (sooner after a first failure, then backing off)."""
         job = (state.get("job") or {}).get("id")
         state["failures"] = state.get("failures", 0) + 1
+        if "sent_after" in state:  # its tweets were never checked: the next job sends them again
+            state["after"] = state.pop("sent_after")
         state.update(phase="idle", job=None, next_at=now + jittered(state["failures"], self.poll, self.interval))
         log.warning("X batch compliance: job %s dropped, %s; a new job next round", job, why)
 

@@ -240,6 +240,20 @@ async def test_a_failed_or_expired_job_is_replaced_by_a_new_one_next_round(fake,
     assert (await texts(pipe))[fake.tweets[0]["id"]] == (DELETED_TEXT, True)
 
 
+async def test_a_job_dropped_after_its_upload_sends_the_same_tweets_again_then_goes_on(fake, db, made):
+    """Its tweets were never checked: the next job starts from where that one did, not after it
+    (a backlog larger than one job would otherwise leave a slice unchecked until the ids wrap)."""
+    pipe = await seed(db, fake.tweets, hours_ago=48)
+    job = job_for(fake, db, pipe, made, x_compliance_max=2)
+    await step(job)
+    first = (await step(job))["job"]["id"]  # two tweets uploaded
+    fake.jobs[first]["status"] = "failed"
+    await step(job)
+    await run_job(job)
+    await run_job(job)
+    assert fake.uploads[1] == fake.uploads[0] and fake.uploads[2] != fake.uploads[0]
+
+
 async def test_an_expired_upload_url_drops_the_job_for_a_new_one(fake, db, made):
     pipe = await seed(db, fake.tweets, hours_ago=48)
     job = job_for(fake, db, pipe, made)
