@@ -115,7 +115,7 @@ async def purge(db: Any, cutoff: datetime, *, actor: str = "system", dry_run: bo
     without settings; callers pass it with theirs); one audit event per run. Open cases, the posts
     they hold and anything newer than the cutoff are never touched."""
     counts: Counter = Counter()
-    work = {"posts": lambda s, ids: erase_posts(s, ids, counts, audit=False),
+    work = {"posts": lambda s, ids: _erase_posts(s, ids, counts),
             "deleted_on_x": lambda s, ids: _remove_deleted(s, ids, counts),
             "resolved_cases": lambda s, ids: _erase_case_messages(s, ids, cutoff, counts),
             "old_deliveries": lambda s, ids: _delete_deliveries(s, ids, counts),
@@ -159,6 +159,13 @@ async def purge(db: Any, cutoff: datetime, *, actor: str = "system", dry_run: bo
         record(session, actor, "privacy.purged", "retention", None, cutoff=cutoff.isoformat(), counts=dict(counts))
         await session.commit()
     return counts
+
+
+async def _erase_posts(session: AsyncSession, ids: list[int], counts: Counter) -> None:
+    """Locked first (PostgreSQL), as a deletion's removal is: a stage writing about one of these posts
+    then commits before the purge reads what quotes them, or after it, and finds it erased."""
+    await deletions.lock_rows(session, ids)
+    await erase_posts(session, ids, counts, audit=False)
 
 
 async def _remove_deleted(session: AsyncSession, ids: list[int], counts: Counter) -> None:

@@ -429,3 +429,35 @@ async def test_on_postgresql_a_deletion_waits_for_a_stage_writing_about_the_post
         assert (await stored(db)).text == DELETED_TEXT and "4471" not in repr(scores)
     finally:
         await db.close()
+
+
+async def test_on_postgresql_the_retention_purge_waits_for_a_stage_writing_about_a_post_it_erases(postgres_url):
+    """The same race for the purge's erasure of old posts: it waits for triage's commit, then erases
+    the explanations triage wrote."""
+    import asyncio
+
+    from models.bulk import add_rows
+    from models.db import Database
+    from service import retention
+
+    db = Database(postgres_url)
+    await db.upgrade()
+    try:
+        await ingest(db, mention())
+        row = await stored(db)
+        async with db.session() as triage_tx:
+            await add_rows(triage_tx, TriageResult, [dict(
+                mention_id=row.id, model_version="t", sentiment="negative", sensitivity="none",
+                issue_type="delivery", toxicity="none", spam="ham", pii_exposed=False, priority=0.5,
+                scores={"priority_explanation": [WORDS]})])
+            purge = asyncio.create_task(retention.purge(db, cutoff=T0 + timedelta(days=1)))
+            await asyncio.sleep(0.5)
+            assert not purge.done()  # held by the post's lock until triage commits
+            await triage_tx.commit()
+            counts = await asyncio.wait_for(purge, 10)
+            assert counts["posts"] == 1 and counts["triage_results"] == 1
+        async with db.session() as s:
+            scores = await s.scalar(select(TriageResult.scores))
+        assert (await stored(db)).text == ERASED_TEXT and "4471" not in repr(scores)
+    finally:
+        await db.close()
