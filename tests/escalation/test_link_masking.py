@@ -117,3 +117,21 @@ def test_unrelated_urls_encoded_any_number_of_times_are_left_as_they_are(url, ti
         url = quote(url, safe="")
     text = f"{before} {url} {after}"
     assert shown_without_links(text) == text
+
+
+@pytest.mark.parametrize("hostile", [
+    "a" * 1_000_000 + " /secure/",  # a long run before the marker: every start was tried
+    "a/" * 500_000 + "/secure/",  # a long path of segments
+    "%41" * 333_333 + "/secure/",  # the same once decoded
+])
+def test_a_megabyte_of_hostile_text_is_read_once_not_once_per_character(hostile):
+    """Masking runs on every text a page or export shows; a pattern that could start anywhere made it
+    quadratic (a 40 KB post took 40 s, a megabyte hours). It must finish, here within a minute on any
+    machine (a hang guard, not a speed measure), and change nothing without a token."""
+    import threading
+
+    out: list[str] = []
+    worker = threading.Thread(target=lambda: out.append(shown_without_links(hostile)), daemon=True)
+    worker.start()
+    worker.join(timeout=60)  # a daemon: a regression fails here instead of holding the suite for hours
+    assert out == [hostile]
