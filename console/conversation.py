@@ -24,6 +24,7 @@ from console.paths import path_id
 from console.queue_data import CLAIM_TTL, conversation_view
 from console.render import render
 from console.suggestions import suggestions_for
+from escalation.public_guard import gone_from_platform
 from models import Conversation, Mention, ModerationAction
 from service.audit import record
 
@@ -131,6 +132,10 @@ async def report(request: web.Request) -> web.Response:
             raise web.HTTPBadRequest(reason="mention_id is not part of this conversation")
         if not mention.is_public:
             raise web.HTTPBadRequest(reason="only public posts go to the moderators")
+        if mention.deleted:  # a page read before the deletion: the moderators' queue no longer shows it
+            why = gone_from_platform(mention)
+            await session.rollback()
+            return await render_conversation(request, status=409, error=f"Not reported: {why}.")
         await moderation.report(session, mention, p.actor, note)
         await session.commit()
     events.emit(request, "reported", [mention_id], conversation_id=conv_id, by=p.username)

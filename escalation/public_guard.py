@@ -12,8 +12,9 @@ only the detail-free notice, and the conversation goes on in private. Triage can
 the last one, so an agent may override it (recorded in the audit log); personal data, never.
 
 Nothing is posted in public under a post that is gone: deleted on its platform (the platform
-refuses the reply: X's "reply to a Tweet that is deleted or not visible to you") or erased here on a
-privacy request. Nobody may override that; a private message can still reach the author.
+refuses the reply: X's "reply to a Tweet that is deleted or not visible to you"; a private message
+can still reach its author) or erased here on a privacy request (nothing at all goes out: the
+dispatcher cancels it). Nobody may override that.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ class Refusal:
 def platform_name(platform: str) -> str:
     """The platform as people call it ("deleted on X"); a generic webhook's source is "its platform"."""
     return PLATFORM_NAMES.get(platform, "its platform")
+
+
+def gone_from_platform(mention: Mention) -> str:
+    """Why nothing can be done to a post any more, nor asked of the moderators: it left its platform."""
+    return (f"the post was deleted on {platform_name(mention.platform)}: nothing can be done to it there, "
+            "and the moderators have nothing to decide")
 
 
 def gone_refusal(mention: Mention) -> Refusal | None:

@@ -297,7 +297,16 @@ async def _audit(session: AsyncSession, found: Found, objects: dict[str, set[Any
         for e in await session.scalars(select(AuditEvent).where(AuditEvent.action.in_(SUBJECT_ACTIONS))):
             if found.keys & set((e.details or {}).get("subject_keys") or []):
                 events[e.id] = e
-    return [fields(e, AUDIT_FIELDS) for e in sorted(events.values(), key=lambda e: (e.at, e.id))]
+    return [_theirs(fields(e, AUDIT_FIELDS), objects.get("deadletter") or set())
+            for e in sorted(events.values(), key=lambda e: (e.at, e.id))]
+
+
+def _theirs(entry: dict[str, Any], letters: set[Any]) -> dict[str, Any]:
+    """A listing's entry names up to 1,000 dead letters, most of them other people's: theirs only."""
+    if entry.get("action") != LISTED or not isinstance(entry.get("details"), dict):
+        return entry
+    mine = sorted(letters & set(entry["details"].get("ids") or []))
+    return {**entry, "details": {"ids": mine, "count": len(mine)}}
 
 
 def _described(subject: Subject) -> dict[str, Any]:

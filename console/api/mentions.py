@@ -32,7 +32,7 @@ from console.queries import public_text
 from console.queue_data import QUEUE_LIMIT, clean_filters, queue_items
 from console.replies import dispatch
 from escalation.links import shown_without_links
-from escalation.public_guard import platform_name
+from escalation.public_guard import gone_from_platform
 from models import (
     Author,
     Conversation,
@@ -229,7 +229,9 @@ async def post_action(request: web.Request) -> web.Response:
             elif body.action == "report":
                 if not mention.is_public:
                     raise ApiError(422, "only public posts go to the moderators")
-                if mention.deleted and not erased(mention):
+                if erased(mention):
+                    raise ApiError(410, ERASED_MESSAGE)
+                if mention.deleted:
                     raise ApiError(409, gone_from_platform(mention))
                 hold, created = await moderation.report(session, mention, p.actor, body.reason)
                 result.update(moderation_action_id=hold.id, status=hold.status, repeated=not created)
@@ -255,11 +257,6 @@ async def post_action(request: web.Request) -> web.Response:
         await dispatch(request, result.get("replies", []))
     events.emit(request, body.action, [mention.id], conversation_id=result.get("conversation_id"), by=p.username)
     return web.json_response(result)
-
-
-def gone_from_platform(mention: Mention) -> str:
-    return (f"the post was deleted on {platform_name(mention.platform)}: nothing can be done to it there, "
-            "and the moderators have nothing to decide")
 
 
 def _as_asked(platform: str, action: str) -> str:

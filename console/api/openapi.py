@@ -70,7 +70,7 @@ def spec(base_url: str = "/") -> dict[str, Any]:
             "Reply to a mention (text, or a template and tone); idempotent with `idempotency_key` or the "
             "`Idempotency-Key` header. A public reply is refused (422) when it holds a card number, IBAN, national "
             "ID, password or code, the customer's own e-mail or phone, answers a matter handled in a private "
-            "channel, or answers a post deleted on its platform or erased here (a private reply still goes)",
+            "channel, or answers a post deleted on its platform (a private reply still goes) or erased here",
             "replies:write", {
                 "200": json_content(obj(reply=ref("Reply"), created={"type": "boolean", "enum": [False]}),
                              "Already created with this key"),

@@ -245,3 +245,44 @@ async def test_a_bot_cannot_moderate_or_report_a_deleted_post_but_may_still_ban_
         assert (await s.scalars(select(ModerationAction).where(ModerationAction.mention_id == gone.id))).all() == []
     r = await app_client.post(f"/api/v1/mentions/{gone.id}/actions", headers=h, json={"action": "ban", "reason": "spam"})
     assert r.status == 200 and (await r.json())["status"] in ("done", "dry_run")
+
+
+async def test_an_agent_cannot_report_a_deleted_post_and_a_held_one_is_no_longer_said_to_wait(app_client, runtime):
+    """A page read before the deletion: the report would be a hold in a queue that no longer shows the
+    post. And a post held before its deletion is not "waiting for review" any more."""
+    from community import moderation
+    from models import ModerationAction
+
+    gone = await add_mention(runtime, "you are all useless idiots")
+    async with runtime.db.session() as s:
+        await moderation.report(s, await s.get(Mention, gone.id), "agent:bob", "abusive")
+        await s.commit()
+    csrf = await login(app_client, "alice")
+    page = await (await app_client.get(f"/conversations/{gone.conversation_id}")).text()
+    assert "Held for the moderators" in page
+    await on_platform(runtime, gone, "delete")
+    page = await (await app_client.get(f"/conversations/{gone.conversation_id}")).text()
+    assert "Held for the moderators" not in page
+    r = await app_client.post(f"/conversations/{gone.conversation_id}/report",
+                              data={"csrf_token": csrf, "mention_id": str(gone.id), "note": "threat"})
+    assert r.status == 409 and "Not reported: the post was deleted on X" in await r.text()
+    async with runtime.db.session() as s:
+        holds = (await s.scalars(select(ModerationAction).where(ModerationAction.mention_id == gone.id))).all()
+    assert len(holds) == 1  # the one from before
+
+
+async def test_a_bot_reporting_an_erased_post_gets_410_and_no_hold(app_client, runtime):
+    from models import ModerationAction
+    from service.privacy import erase_posts
+
+    m = await add_mention(runtime, "my card 4111 1111 1111 1111 was charged twice")
+    async with runtime.db.session() as s:
+        from collections import Counter
+
+        await erase_posts(s, [m.id], Counter())
+        await s.commit()
+    h = bearer(await bot_token(runtime, "mod", ["actions:write"]))
+    r = await app_client.post(f"/api/v1/mentions/{m.id}/actions", headers=h, json={"action": "report", "reason": "x"})
+    assert r.status == 410
+    async with runtime.db.session() as s:
+        assert (await s.scalars(select(ModerationAction).where(ModerationAction.mention_id == m.id))).all() == []
