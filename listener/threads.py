@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from datetime import timedelta
 
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -37,7 +38,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from listener.ingest import Ingested
 from listener.protocol import THREAD_EVENTS, NormalizedMention, utc
 from models import Conversation, Mention
-from models.base import utcnow
 from models.bulk import add_rows
 from models.mentions import ERASED_TEXT
 
@@ -55,7 +55,7 @@ HIDE_POSTS = update(Mention.__table__).where(_IN_THREAD, _M.deleted.is_(False)).
 SHOW_POSTS = update(Mention.__table__).where(_IN_THREAD, _M.deleted_with_thread.is_(True), _M.text != ERASED_TEXT).values(
     deleted=False, deleted_with_thread=False).returning(_M.id)
 KNOWN = select(_C.id).where(_C.thread_key == bindparam("key"))
-DELETED_THREADS = select(_C.thread_key).where(_C.thread_key.in_(bindparam("keys", expanding=True)),
+DELETED_THREADS = select(_C.thread_key, _C.platform_deleted_at).where(_C.thread_key.in_(bindparam("keys", expanding=True)),
                                               _C.platform_deleted_at.is_not(None))
 
 Posts = Callable[[AsyncSession, list[NormalizedMention]], Awaitable[list[Ingested]]]
@@ -113,14 +113,18 @@ async def ingest_batch(session: AsyncSession, batch: list[NormalizedMention], po
 
 
 async def _run(session: AsyncSession, run: list[NormalizedMention], posts: Posts) -> list[Ingested]:
-    """Post events; a root post's restore in a thread deleted here first recovers the thread, now
-    (the posts it shows again are reported with that restore, for triage)."""
+    """Post events; a root post's restore in a thread deleted here first recovers the thread (the
+    posts it shows again are reported with that restore, for triage). It says only that the topic
+    came back after the deletion we hold, not when: so it is timed just after that deletion, and a
+    newer deletion, however late it is ingested, still applies (timed by ingest's clock, a deletion
+    made while the bus was behind would have read as stale)."""
     roots = {thread_key(m): i for i, m in enumerate(run) if is_root_restore(m)}
-    down = set(await session.scalars(DELETED_THREADS, {"keys": list(roots)})) if roots else set()
+    down = dict((await session.execute(DELETED_THREADS, {"keys": list(roots)})).all()) if roots else {}
     shown: dict[int, tuple[int, ...]] = {}
-    for key in down:
+    for key, deleted_at in down.items():
         m = run[roots[key]]
-        _, ids = await apply(session, replace(m, event="thread_restore", created_at=utcnow()), only_if_deleted=True)
+        back = replace(m, event="thread_restore", created_at=utc(deleted_at) + timedelta(microseconds=1))
+        _, ids = await apply(session, back, only_if_deleted=True)
         shown[roots[key]] = tuple(ids)
     out = await posts(session, run)
     for i, ids in shown.items():

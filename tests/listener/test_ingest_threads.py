@@ -195,6 +195,17 @@ async def test_the_recovery_of_a_topics_first_post_recovers_the_topic(ingest):
     assert await ingest(post("40/4")) != []  # a new post of it is a post like any
 
 
+async def test_a_deletion_newer_than_the_one_a_first_posts_recovery_undid_still_applies(ingest):
+    """The first post's restore says the topic came back after the deletion we hold, not when: a
+    newer deletion, ingested after it (the bus behind, or in the same batch), deletes the topic again."""
+    await ingest(post("40/1"), post("40/2"))
+    await ingest(topic("thread_delete", DELETED))
+    await ingest(post("40/1", "restore", edited_at=RECOVERED), topic("thread_delete", DELETED + timedelta(hours=5)))
+    assert set((await ingest.state()).values()) == {(True, False)}
+    await ingest(topic("thread_delete", DELETED + timedelta(minutes=30)))  # older than that: stale
+    assert await ingest(topic("thread_restore", DELETED + timedelta(hours=6))) != []
+
+
 async def test_a_recovery_or_a_post_deletion_for_a_thread_never_stored_stores_nothing(db):
     async with db.session() as s:
         out = await ingest_batch(s, [topic("thread_restore", RECOVERED, "91/1"), post("92/3", "delete", thread="92/1")])
