@@ -19,7 +19,6 @@ from listener.x import compliance
 from listener.x.compliance import NAME, ComplianceJob, results_to_mentions
 from listener.x.normalize import tweet_to_mention
 from models import Mention
-from models.db import Database
 from models.mentions import DELETED_TEXT
 from service.settings import load_settings
 
@@ -30,16 +29,6 @@ from .ingest_path import Pipeline
 
 JANE, TOM, ANN, BOB = "2244994945", "783214", "5551212", "6667777"
 HOUR = 3600.0
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def anydb(request, sqlite_url):
-    """A migrated database: SQLite, and PostgreSQL where the machine has it."""
-    url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    database = Database(url)
-    await database.upgrade()
-    yield database
-    await database.close()
 
 
 @pytest.fixture
@@ -103,22 +92,14 @@ async def texts(pipe: Pipeline) -> dict[str, tuple[str, bool]]:
     return {i: (m.text, m.deleted) for i, m in (await pipe.rows()).items()}
 
 
-@pytest.fixture
-async def made():
-    jobs: list = []
-    yield jobs
-    for j in jobs:
-        await j.close()
-
-
-async def test_a_job_removes_the_content_of_tweets_x_reports_deleted_protected_or_suspended(fake, anydb, made):
-    pipe = await seed(anydb, fake.tweets, hours_ago=72)
+async def test_a_job_removes_the_content_of_tweets_x_reports_deleted_protected_or_suspended(fake, any_db, made):
+    pipe = await seed(any_db, fake.tweets, hours_ago=72)
     ids = [t["id"] for t in fake.tweets]
     fake.gone.add(ids[0])
     fake.protected.add(TOM)
     fake.suspended.add(ANN)
     fake.deactivated.add(BOB)
-    job = job_for(fake, anydb, pipe, made)
+    job = job_for(fake, any_db, pipe, made)
     finished = await run_job(job)
     rows = await texts(pipe)
     assert [rows[i] for i in ids[:4]] == [(DELETED_TEXT, True)] * 4
@@ -129,20 +110,20 @@ async def test_a_job_removes_the_content_of_tweets_x_reports_deleted_protected_o
     assert finished["next_at"] == pytest.approx(finished["started_at"] + 24 * HOUR)  # daily
 
 
-async def test_only_tweets_older_than_the_recheck_window_and_still_shown_are_sent(fake, anydb, made):
+async def test_only_tweets_older_than_the_recheck_window_and_still_shown_are_sent(fake, any_db, made):
     old, new = fake.tweets[:4], fake.tweets[4:]
-    pipe = await seed(anydb, old, hours_ago=30)
-    await seed(anydb, new, hours_ago=2)  # the re-check's
+    pipe = await seed(any_db, old, hours_ago=30)
+    await seed(any_db, new, hours_ago=2)  # the re-check's
     gone_before = old[3]["id"]
     await pipe.run([NormalizedMention(platform="x", external_id=gone_before, text="", event="delete",
                                       created_at=datetime.now(UTC), remove_content=True)])
     reddit = NormalizedMention(platform="reddit", external_id="t3_abc", text="hello", created_at=datetime.now(UTC))
     await pipe.run([reddit])
-    async with anydb.session() as s:
+    async with any_db.session() as s:
         await s.execute(update(Mention).where(Mention.platform == "reddit")
                         .values(ingested_at=datetime.now(UTC) - timedelta(hours=48)))
         await s.commit()
-    job = job_for(fake, anydb, pipe, made)
+    job = job_for(fake, any_db, pipe, made)
     await run_job(job)
     assert fake.uploads == [[t["id"] for t in old[:3]]]
 
