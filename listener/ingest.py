@@ -242,7 +242,7 @@ async def _posts(session: AsyncSession, batch: list[NormalizedMention]) -> list[
                 # written even when unchanged: a purge removing the content since it was read is undone
                 row.set(text=text, content_hash=content_key(text))
                 shown = {} if row.id in moderated else {"hidden": False}  # the deletion's hide only
-                held = conversations[_thread_key(m)].platform_deleted_at is not None  # its thread still deleted
+                held = conversations[thread_key(m)].platform_deleted_at is not None  # its thread still deleted
                 row.set(deleted=held, deleted_with_thread=held, raw=raw, url=m.url or row.url, **shown)
                 guarded[row.id] = row
                 results.append(Ingested(row.id, "deleted" if held else "restored"))
@@ -254,7 +254,7 @@ async def _posts(session: AsyncSession, batch: list[NormalizedMention]) -> list[
                 results.append(Ingested(row.id, "duplicate"))
             continue
         author = authors.get((m.platform, author_key(m))) if author_key(m) else None
-        conv = conversations[_thread_key(m)]
+        conv = conversations[thread_key(m)]
         held = conv.platform_deleted_at is not None  # a post of a deleted thread: stored deleted, untriaged
         conv.set(last_activity_at=max(conv.last_activity_at or utc(m.created_at), utc(m.created_at)))
         if author is not None and author.customer_id and not conv.customer_id:
@@ -355,7 +355,8 @@ async def _identity_links(session: AsyncSession, mentions: list[NormalizedMentio
     return {(p, h): c for p, h, c in await session.execute(LINKS, pair_params(keys)) if (p, h) in keys}
 
 
-def _thread_key(m: NormalizedMention) -> str:
+def thread_key(m: NormalizedMention) -> str:
+    """The conversation a mention belongs to (a thread's event names it by ``conversation_id``)."""
     root = m.conversation_id or m.in_reply_to or m.external_id
     return f"{m.platform}:{root}"
 
@@ -363,7 +364,7 @@ def _thread_key(m: NormalizedMention) -> str:
 async def _conversations(session: AsyncSession, batch: list[NormalizedMention]) -> dict[str, Record]:
     """Get or create the thread of each mention; a reply whose parent we stored joins its thread.
     A new thread is written by :func:`_save_threads`, once the batch has set its activity."""
-    keys = {_thread_key(m) for m in batch if m.event != "delete"}
+    keys = {thread_key(m) for m in batch if m.event != "delete"}
     parents = {(m.platform, m.in_reply_to) for m in batch if m.in_reply_to and not m.conversation_id}
     parent_conv: dict[str, int] = {}
     if parents:

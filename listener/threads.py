@@ -35,7 +35,7 @@ from datetime import timedelta
 from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from listener.ingest import Ingested
+from listener.ingest import Ingested, thread_key
 from listener.protocol import THREAD_EVENTS, NormalizedMention, utc
 from models import Conversation, Mention
 from models.bulk import add_rows
@@ -59,10 +59,6 @@ DELETED_THREADS = select(_C.thread_key, _C.platform_deleted_at).where(_C.thread_
                                               _C.platform_deleted_at.is_not(None))
 
 Posts = Callable[[AsyncSession, list[NormalizedMention]], Awaitable[list[Ingested]]]
-
-
-def thread_key(m: NormalizedMention) -> str:
-    return f"{m.platform}:{m.conversation_id}"
 
 
 def is_root_restore(m: NormalizedMention) -> bool:
