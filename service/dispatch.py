@@ -38,10 +38,9 @@ from escalation.public_guard import gone_refusal
 from listener.protocol import Action
 from models import Author, Mention, ModerationAction, Reply
 from models.base import utcnow
-from models.bulk import IDS, update_rows
-from service.audit import record
+from models.bulk import IDS
 from service.privacy import CANCELLED, erased
-from service.privacy_actions import cancel_replies, perform_actions
+from service.privacy_actions import cancel_replies, cancel_where, perform_actions
 
 log = logging.getLogger("socialcare.dispatch")
 PACED_KINDS = ("status", "status_fixed")  # incident replies to everyone affected
@@ -226,18 +225,9 @@ async def cancel_public_to_deleted(session: AsyncSession, reply_ids: list[int], 
     """Cancel those of these public replies, still in ``statuses``, whose post was deleted on its
     platform since they were queued: the platform would refuse them, so nothing is sent and the
     reason (:func:`escalation.public_guard.gone_refusal`) is kept as the reply's error."""
-    rows = (await session.execute(
-        select(Reply.id, Reply.kind, Reply.mention_id, Mention.platform, Mention.deleted, Mention.text)
-        .join(Mention, Mention.id == Reply.mention_id)
-        .where(Reply.id.in_(list(reply_ids)), Reply.status.in_(statuses), Reply.visibility == "public",
-               Mention.deleted.is_(True)))).all()
-    await update_rows(session, Reply, [(r.id, {"status": CANCELLED, "error": gone_refusal(r).reason}) for r in rows])
-    for r in rows:
-        record(session, "system", "reply.cancelled", "reply", r.id, mention_id=r.mention_id, kind=r.kind,
-               cancelled="deleted")
-    if rows:
-        log.info("public reply(ies) %s not sent: their post was deleted on its platform", [r.id for r in rows])
-    return [r.id for r in rows]
+    return await cancel_where(session, reply_ids, statuses, (Reply.visibility == "public", Mention.deleted.is_(True)),
+                              lambda r: {"status": CANCELLED, "error": gone_refusal(r).reason}, "reply.cancelled",
+                              "deleted", "public, and their post was deleted on its platform")
 
 
 async def pending_replies(session, mention_ids: list[int]) -> list[int]:  # noqa: ANN001

@@ -59,17 +59,28 @@ async def cancel_actions(session: AsyncSession, action_ids: Iterable[int], *,
 async def cancel_replies(session: AsyncSession, reply_ids: Iterable[int], *,
                          statuses: tuple[str, ...] = ("pending", "queued")) -> list[int]:
     """Cancel those of these replies, still in ``statuses``, whose post was erased (their words go)."""
+    return await cancel_where(session, reply_ids, statuses, _ERASED,
+                              lambda r: {"status": CANCELLED, "text": ERASED_TEXT, "error": ERASED},
+                              "privacy.reply_cancelled", ERASED, "their post was erased")
+
+
+async def cancel_where(session: AsyncSession, reply_ids: Iterable[int], statuses: tuple[str, ...],
+                       where: tuple[Any, ...], change: Callable[[Any], dict[str, Any]], action: str,
+                       cancelled: str, why: str) -> list[int]:
+    """Cancel those of these replies, still in ``statuses``, whose row joined to its post meets
+    ``where`` (locked first: a delivery in progress finishes before); ``change`` gives each one's
+    new columns (from its id, kind, mention and the post's platform, deleted and text); each is
+    audited as ``action`` with ``cancelled``, ids only. Returns their ids."""
     rows = (await session.execute(
-        select(Reply.id, Reply.kind, Reply.mention_id).join(Mention, Mention.id == Reply.mention_id)
-        .where(Reply.id.in_(list(reply_ids)), Reply.status.in_(statuses), *_ERASED)
+        select(Reply.id, Reply.kind, Reply.mention_id, Mention.platform, Mention.deleted, Mention.text)
+        .join(Mention, Mention.id == Reply.mention_id)
+        .where(Reply.id.in_(list(reply_ids)), Reply.status.in_(statuses), *where)
         .with_for_update(of=Reply))).all()
-    await update_rows(session, Reply, [(r.id, {"status": CANCELLED, "text": ERASED_TEXT, "error": ERASED})
-                                       for r in rows])
+    await update_rows(session, Reply, [(r.id, change(r)) for r in rows])
     for r in rows:
-        record(session, "system", "privacy.reply_cancelled", "reply", r.id, mention_id=r.mention_id, kind=r.kind,
-               cancelled=ERASED)
+        record(session, "system", action, "reply", r.id, mention_id=r.mention_id, kind=r.kind, cancelled=cancelled)
     if rows:
-        log.info("reply(ies) %s not sent: their post was erased", [r.id for r in rows])
+        log.info("reply(ies) %s not sent: %s", [r.id for r in rows], why)
     return [r.id for r in rows]
 
 
