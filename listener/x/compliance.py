@@ -69,8 +69,7 @@ class StorageError(Exception):
 
 def enabled(settings: Any) -> bool:
     """Only with the X connector configured with a bearer token (the endpoints are app-only)."""
-    return bool(getattr(settings, "x_enabled", False) and getattr(settings, "x_bearer_token", None) is not None
-                and (getattr(settings, "x_compliance_hours", 0) or 0) > 0)
+    return settings.x_enabled and settings.x_bearer_token is not None and settings.x_compliance_hours > 0
 
 
 def _epoch(value: Any) -> float:
