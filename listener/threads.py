@@ -55,8 +55,8 @@ HIDE_POSTS = update(Mention.__table__).where(_IN_THREAD, _M.deleted.is_(False)).
 SHOW_POSTS = update(Mention.__table__).where(_IN_THREAD, _M.deleted_with_thread.is_(True), _M.text != ERASED_TEXT).values(
     deleted=False, deleted_with_thread=False).returning(_M.id)
 KNOWN = select(_C.id).where(_C.thread_key == bindparam("key"))
-DELETED_THREADS = select(_C.thread_key, _C.platform_deleted_at).where(_C.thread_key.in_(bindparam("keys", expanding=True)),
-                                              _C.platform_deleted_at.is_not(None))
+DELETED_THREADS = select(_C.thread_key, _C.platform_deleted_at).where(
+    _C.thread_key.in_(bindparam("keys", expanding=True)), _C.platform_deleted_at.is_not(None))
 
 Posts = Callable[[AsyncSession, list[NormalizedMention]], Awaitable[list[Ingested]]]
 
