@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import func, select
@@ -11,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from escalation.public_guard import platform_name
 from models import Author, Mention, RouteDecision, TriageResult
 from models.base import utcnow
-from models.mentions import ERASED_TEXT
 from service.privacy import erased
 
 ROUTING_GRACE = timedelta(minutes=15)  # a mention ingested this recently may still be on its way to routing
@@ -30,14 +30,10 @@ def post_state(mention: Mention | dict[str, Any]) -> str | None:
     "deleted on X" when it is gone from its platform (it wins over our own hide: nobody can see it or
     answer it in public there), else "hidden", else nothing. An erased post is also ``deleted``, but
     says so in its text (``[erased]``), as it always did."""
-    if isinstance(mention, dict):
-        platform, deleted, hidden = mention["platform"], mention["deleted"], mention["hidden"]
-        gone_here = deleted and mention["text"] == ERASED_TEXT
-    else:
-        platform, deleted, hidden, gone_here = mention.platform, mention.deleted, mention.hidden, erased(mention)
-    if deleted and not gone_here:
-        return f"deleted on {platform_name(platform)}"
-    return "hidden" if hidden else None
+    m = SimpleNamespace(**mention) if isinstance(mention, dict) else mention
+    if m.deleted and not erased(m):
+        return f"deleted on {platform_name(m.platform)}"
+    return "hidden" if m.hidden else None
 
 
 async def routing_horizon(session: AsyncSession, since_id: int, now: datetime | None = None) -> int | None:
