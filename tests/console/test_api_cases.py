@@ -43,7 +43,8 @@ async def test_a_bot_reads_a_case_redacted_and_the_read_is_audited(app_client, r
     assert body["conversation_id"] == case.conversation_id and body["mention_ids"] == [mention_id]
     assert body["created_at"] and body["resolved_at"] is None
     assert [m["sender"] for m in body["messages"]] == ["customer", "system", "customer", "agent"]
-    text = str(body)
+    # Timestamps are left out: their microseconds can hold any digits, the code's among them.
+    text = str({**body, "created_at": None, "messages": [{**m, "at": None} for m in body["messages"]]})
     for secret in ("/secure/", "GzycuqYjFZ", "482", "913", "maria@example.com", "Maria", "Lopez", "555 0134"):
         assert secret not in text, secret
     assert body["messages"][3]["body"] == "Thanks, I have locked the account."
