@@ -223,8 +223,10 @@ async def _posts(session: AsyncSession, batch: list[NormalizedMention]) -> list[
         row = existing.get(key)
         if m.event == "delete":
             purge = m.remove_content and row is not None and not _erased(row) and row.text != DELETED_TEXT
-            if row is not None and (purge or not row.deleted):
-                row.set(**(removed(m, row.url) if purge else dict(deleted=True, hidden=True)))
+            own = row is not None and row.deleted_with_thread and own_deletion(m)  # the thread's recovery leaves it
+            if row is not None and (purge or not row.deleted or own):
+                row.set(**(removed(m, row.url) if purge else dict(deleted=True, hidden=True)),
+                        **({"deleted_with_thread": False} if own else {}))
                 if purge and row.id is not None:
                     guarded[row.id] = row
                 results.append(Ingested(row.id, "deleted"))
@@ -285,6 +287,14 @@ async def _posts(session: AsyncSession, batch: list[NormalizedMention]) -> list[
     # a new post's id was read back after the insert; a deletion of a post never stored has none
     return [Ingested(r.mention_id or getattr(existing.get((m.platform, m.external_id)), "id", None), r.outcome)
             for r, m in zip(results, batch)]
+
+
+def own_deletion(m: NormalizedMention) -> bool:
+    """Does this deletion say the post was deleted on its own, not with its thread? Not a thread's
+    first post's (deleting a Discourse topic deletes its first post, and recovering it recovers the
+    topic), nor a re-check's 404 (every post of a deleted topic is one)."""
+    raw = m.raw if isinstance(m.raw, dict) else {}
+    return m.external_id != m.conversation_id and raw.get("status") != 404
 
 
 async def _moderated(session: AsyncSession, mention_ids: list[int]) -> set[int]:

@@ -19,7 +19,8 @@ A post knows which deletion took it (``deleted_with_thread``). A recovery shows 
 never one its author or a moderator deleted on its own, nor one erased on a privacy request
 (``ERASED_TEXT``), and returns their ids: the ingest stage sends each to triage again, as it does a
 restored post. While the thread is deleted here :mod:`listener.ingest` stores a new post of it
-deleted with the thread (untriaged), and a post recovered on its own stays deleted with the thread.
+deleted with the thread (untriaged), a post recovered on its own stays deleted with the thread, and
+one deleted on its own (:func:`listener.ingest.own_deletion`) is no longer the thread's to show.
 
 A restore of a thread's root post in a thread deleted here recovers the thread as well: Discourse
 recovers a topic with its first post, and where both webhooks were missed (the endpoint down) the

@@ -148,6 +148,21 @@ async def test_a_post_edited_or_recovered_on_its_own_while_its_topic_is_deleted_
     assert (await ingest.rows())["40/2"].text == "now with my order number 12345"
 
 
+async def test_a_post_deleted_on_its_own_while_its_topic_is_deleted_stays_deleted_when_the_topic_comes_back(ingest):
+    """Discourse keeps a reply its author or a moderator deleted inside a deleted topic deleted when
+    the topic is recovered; so do we, without waiting for the re-check to see it gone. Not so the
+    re-check's 404s (every post of a deleted topic is one) nor the first post's deletion (the topic's)."""
+    await ingest(post("40/1"), post("40/2"), post("40/3"))
+    await ingest(topic("thread_delete", DELETED))
+    await ingest(post("40/2", "delete"), post("40/3", "delete", raw={"id": 3, "status": 404}), post("40/1", "delete"))
+    assert {k: r.deleted_with_thread for k, r in (await ingest.rows()).items()} == {
+        "40/1": True, "40/2": False, "40/3": True}
+    assert sorted(await ingest(topic("thread_restore", RECOVERED))) == sorted(await ingest.ids("40/1", "40/3"))
+    assert await ingest.state() == {"40/1": (False, False), "40/2": (True, True), "40/3": (False, False)}
+    assert await ingest(post("40/2", "delete")) == []  # delivered again: nothing changes
+    assert (await ingest.state())["40/2"] == (True, True)
+
+
 async def test_a_new_post_into_a_deleted_topic_is_stored_deleted_and_not_triaged(ingest):
     """From the webhook or a listing: stored deleted with its topic, shown and triaged at its recovery.
     A post earlier in the same batch than the deletion goes with it."""
