@@ -32,7 +32,7 @@ from listener.text import content_key
 from models import CaseMessage, CommunityAnswer, Mention, RouteDecision, TriageResult
 from models.bulk import IDS
 from models.mentions import DELETED_TEXT, ERASED_TEXT
-from service.privacy import rewrite, scrub_scores, without_reasons
+from service.privacy import erase_again, rewrite, scrub_scores, without_reasons
 
 DELETED_HASH = content_key(DELETED_TEXT)
 # what a removed post's payload keeps: ids, and why it went (X's ``recheck``/``withheld``, Reddit's
@@ -43,7 +43,8 @@ _M = Mention.__table__.c
 # deleted X posts whose content is still here: deleted under an older release, or by a deletion
 # published before it (no ``remove_content``); every X deletion removes content (the retention purge)
 BACKLOG = and_(_M.platform == "x", _M.deleted.is_(True), _M.text.notin_((ERASED_TEXT, DELETED_TEXT)))
-REMOVED_IDS = select(_M.id).where(_M.id.in_(IDS), _M.deleted.is_(True), _M.text == DELETED_TEXT)  # built once
+# erased (service.privacy) or content removed: one lookup for both (built once)
+GONE_IDS = select(_M.id, _M.text).where(_M.id.in_(IDS), _M.deleted.is_(True), _M.text.in_((ERASED_TEXT, DELETED_TEXT)))
 
 
 def url_without_words(platform: str, url: str | None) -> str | None:
@@ -79,9 +80,9 @@ async def lock_rows(session: AsyncSession, mention_ids: list[int]) -> None:
     one of them (triage's explanations, a routing reason) holds only the foreign-key check's
     ``FOR KEY SHARE``, which a plain UPDATE does not wait for: each side would miss the other's
     uncommitted row, and the stage's words would stay. Locked first, the removal waits for the
-    stage's commit (its :func:`respect_removal` then finds nothing, and :func:`remove_copies` sees
-    what it wrote), or the stage's insert waits for the removal's commit (and its
-    :func:`respect_removal` finds it). SQLite's one writer orders them already."""
+    stage's commit (the stage's :func:`respect_erasure_and_removal` then finds nothing, and
+    :func:`remove_copies` sees what it wrote), or the stage's insert waits for the removal's commit
+    (and that check finds it). SQLite's one writer orders them already."""
     if mention_ids and session.bind.dialect.name == "postgresql":
         await session.execute(select(_M.id).where(_M.id.in_(mention_ids)).with_for_update())
 
@@ -133,14 +134,16 @@ async def remove_stored(session: AsyncSession, mention_ids: Iterable[int]) -> in
     return len(done)
 
 
-async def respect_removal(session: AsyncSession, mention_ids: Iterable[int]) -> set[int]:
+async def respect_erasure_and_removal(session: AsyncSession, mention_ids: Iterable[int]) -> set[int]:
     """For a stage about to commit what it wrote about ``mention_ids`` (the triage stage's scores,
-    the route stage's decision): those whose content was removed since it read them, with
-    :func:`remove_copies` applied again to what it wrote, as ``service.privacy.respect_erasure``
-    does for an erasure."""
+    the route stage's decision): ``service.privacy.respect_erasure`` for the posts erased since it
+    read them, and :func:`remove_copies` again for those whose content was removed since, in one
+    lookup. Returns the erased ones (the stage sends nothing on for them)."""
     ids = list(set(mention_ids))
     if not ids:
         return set()
-    found = set(await session.scalars(REMOVED_IDS, {"ids": ids}))
-    await remove_copies(session, found)
-    return found
+    rows = (await session.execute(GONE_IDS, {"ids": ids})).all()
+    erased = {r.id for r in rows if r.text == ERASED_TEXT}
+    await erase_again(session, erased)
+    await remove_copies(session, [r.id for r in rows if r.text == DELETED_TEXT])
+    return erased

@@ -208,10 +208,15 @@ async def respect_erasure(session: AsyncSession, mention_ids: Iterable[int]) -> 
     if not ids:
         return set()
     found = set(await session.scalars(ERASED_IDS, {"ids": ids}))
+    await erase_again(session, found)
+    return found
+
+
+async def erase_again(session: AsyncSession, found: set[int]) -> None:
+    """:func:`respect_erasure` for posts already found erased."""
     if found:
         await erase_posts(session, found, Counter(), audit=False)
         log.info("%d post(s) erased while in flight: what this stage wrote about them is erased too", len(found))
-    return found
 
 
 # --- cases, authors, customer ------------------------------------------------------------------

@@ -29,13 +29,13 @@ from community.reports import INCIDENT_TYPES, is_thanks
 from community.routing import HIGH_TOUCH, LOW_TOUCH, ROUTER_VERSION, OpenCase, RouteInput, bot_answers, decide
 from community.rules import BUNDLED_RULES, RuleError, Subject, evaluate, load_rules
 from escalation.cases import open_cases_by_author
-from listener.deletions import respect_removal
+from listener.deletions import respect_erasure_and_removal
 from models import Author, CommunityAnswer, Mention, Reply, RouteDecision, TriageResult
 from models.base import json_array, utcnow
 from models.bulk import IDS, Columns, Record, add_rows, records
 from service.audit import record
 from service.bus import Envelope
-from service.privacy import erased, respect_erasure
+from service.privacy import erased
 from service.stages.base import Outgoing, StageContext, trace
 from triage.pii import detect_pii
 
@@ -250,8 +250,7 @@ class RouteStage:
             # a post erased since it was read: what was written about it (and copies of it) erased again
             # (the questions too: an accepted answer copies its question), or deleted on its platform since
             written = [m.id for m, _, _ in rows] + await _questions(session, accepted)
-            gone = await respect_erasure(session, written)
-            await respect_removal(session, written)
+            gone = await respect_erasure_and_removal(session, written)
             out = [(mid, outcome) for mid, outcome in out if mid not in gone]
             await session.commit()
         if self.ctx.events and out:

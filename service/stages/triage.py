@@ -5,11 +5,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from listener.deletions import respect_removal
+from listener.deletions import respect_erasure_and_removal
 from models import Author, Mention, TriageResult
 from models.bulk import IDS, add_rows, update_rows
 from service.bus import Envelope
-from service.privacy import respect_erasure
 from service.stages.base import Outgoing, StageContext, trace
 from triage.protocol import TriageInput, TriageOutput
 
@@ -63,8 +62,8 @@ class TriageStage:
                             fresh.append(values)
                     await add_rows(session, TriageResult, fresh)  # one statement per batch, not per row
                     await update_rows(session, TriageResult, rescored)
-                    erased = await respect_erasure(session, todo)  # erased while it was being scored
-                    await respect_removal(session, todo)  # deleted on its platform meanwhile: no words kept
+                    # erased while it was being scored, or deleted on its platform meanwhile: no words kept
+                    erased = await respect_erasure_and_removal(session, todo)
                     await session.commit()
                 break
             except IntegrityError:
