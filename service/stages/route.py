@@ -33,6 +33,7 @@ from listener.deletions import respect_erasure_and_removal
 from models import Author, CommunityAnswer, Mention, Reply, RouteDecision, TriageResult
 from models.base import json_array, utcnow
 from models.bulk import IDS, Columns, Record, add_rows, records
+from models.mentions import DELETED_TEXT
 from service.audit import record
 from service.bus import Envelope
 from service.privacy import erased
@@ -72,12 +73,15 @@ AUTHOR = Columns(_A.id, _A.banned, _A.followers, _A.account_created_at)
 DECIDED = select(_D.mention_id, _D.outcome).where(_D.mention_id.in_(IDS))  # built once (models.bulk)
 # Decided posts an edit may have made more sensitive: public and now exposing personal data, or now
 # to be escalated (see RouteStage._sharpened).
+# a decision whose reason its post's deletion removed, the post back on its platform (listener.deletions)
+_RESTORED = and_(_D.reason == DELETED_TEXT, _M.deleted.is_(False))
 SHARPENED = (select(_D.id, _D.mention_id, _D.outcome, _D.details, _T.escalate,
-                     and_(_T.pii_exposed.is_(True), _M.is_public.is_(True)).label("exposed"), _M.text)
+                    and_(_T.pii_exposed.is_(True), _M.is_public.is_(True)).label("exposed"), _M.text,
+                    _RESTORED.label("restored"))
              .select_from(RouteDecision.__table__.join(TriageResult.__table__, _T.mention_id == _D.mention_id)
                           .join(Mention.__table__, _M.id == _D.mention_id))
              .where(_D.mention_id.in_(IDS), or_(and_(_T.pii_exposed.is_(True), _M.is_public.is_(True)),
-                                                 _T.escalate.is_(True))))
+                                                 _T.escalate.is_(True), _RESTORED)))
 # escalations decided but not yet acted on (their case is not open yet): a follow-up joins them too;
 # one left unacted for a day (its act message dead-lettered) no longer holds the author's posts back
 PENDING_PRIVATE = (select(_M.author_id, _M.conversation_id, _D.details)
@@ -265,11 +269,15 @@ class RouteStage:
         audit log); the stages after are idempotent, so what was already done is not done twice. An
         edit never makes a decision less careful: the others keep theirs. A post redacted once and
         edited (or restored) with personal data in it again is routed again too, so it is redacted again;
-        a mere redelivery finds the stored words already clean."""
+        a mere redelivery finds the stored words already clean. A post back on its platform after a
+        deletion that removed its decision's reason is routed again as well (an answer the deletion
+        cancelled is not sent again: its reply's key is taken)."""
         again = []
-        for did, mid, outcome, details, escalate, exposed, text in await session.execute(SHARPENED, {"ids": ids}):
+        for did, mid, outcome, details, escalate, exposed, text, restored in await session.execute(
+                SHARPENED, {"ids": ids}):
             redacted = (details or {}).get("redact")
-            why = ("now escalates" if escalate and outcome != "escalate_private"
+            why = ("restored on its platform" if restored
+                   else "now escalates" if escalate and outcome != "escalate_private"
                    else "now exposes personal data in public" if exposed and not redacted
                    # redacted once, and a later edit (or a restored post) put the words back
                    else "brought back personal data it was redacted of" if exposed and detect_pii(text or "")
@@ -278,7 +286,8 @@ class RouteStage:
                 again.append((did, mid, outcome, why))
         for did, mid, outcome, why in again:
             await session.execute(delete(RouteDecision).where(RouteDecision.id == did))
-            record(session, "bot", "route.redecided", "mention", mid, reason=f"edited: {why}", was=outcome)
+            record(session, "bot", "route.redecided", "mention", mid,
+                   reason=why if why.startswith("restored") else f"edited: {why}", was=outcome)
         return [mid for _, mid, _, _ in again]
 
     def _not_status(self, c: Candidate) -> bool:

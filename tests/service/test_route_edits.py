@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from listener.protocol import NormalizedMention
-from models import AuditEvent, Case, Mention, ModerationAction, RouteDecision
+from models import AuditEvent, Case, Mention, ModerationAction, Reply, RouteDecision
+from models.mentions import DELETED_TEXT
 from service.runtime import Runtime
 from service.seed import seed_demo
 
@@ -83,5 +84,47 @@ async def test_an_edit_that_exposes_a_card_or_tells_of_a_takeover_is_routed_agai
         mention, again = await route_of(rt, "9001")
         assert again.outcome == "moderate" and "4111" not in mention.text and "[card_number]" in mention.text
         assert [e.details["was"] for e in await redecided(rt)][-1] == "moderate"
+    finally:
+        await rt.close()
+
+
+async def test_a_post_back_on_its_platform_is_routed_again_and_its_cancelled_answer_is_not_sent_twice(
+        embedded_settings, triager):
+    """A tweet's deletion removed the words of its routing reason with its content; when X shows it
+    again its decision is made again from the words it has now (with an audit event), and a reply
+    already made for it is not made twice."""
+    rt = await Runtime.open(embedded_settings, triager=triager, workers=1, with_connectors=False)
+    try:
+        await seed_demo(rt.db)
+        await rt.start()
+        question = post("9101", "@AcmeHelp how do I change my plan to the family one?")
+        await rt.submit([question])
+        await rt.pipeline.wait_idle(timeout=120)
+        _, before = await route_of(rt, "9101")
+        assert before.reason != DELETED_TEXT
+        async with rt.db.session() as s:
+            replies_before = (await s.scalars(select(Reply.dedup_key).where(Reply.mention_id == before.mention_id))).all()
+
+        gone = NormalizedMention(platform="x", external_id="9101", text="", created_at=FIRST, event="delete",
+                                 remove_content=True)
+        await rt.submit([gone])
+        await rt.pipeline.wait_idle(timeout=120)
+        _, scrubbed = await route_of(rt, "9101")
+        assert (scrubbed.id, scrubbed.reason) == (before.id, DELETED_TEXT)
+
+        await rt.submit([replace(question, event="restore", edited_at=FIRST + timedelta(hours=1))])
+        await rt.pipeline.wait_idle(timeout=120)
+        mention, after = await route_of(rt, "9101")
+        assert (mention.deleted, mention.text) == (False, question.text)
+        assert after.reason not in (DELETED_TEXT, "") and after.outcome == before.outcome
+        assert [(e.object_id, e.reason, e.details["was"]) for e in await redecided(rt)] == [
+            (str(mention.id), "restored on its platform", before.outcome)]
+        async with rt.db.session() as s:
+            replies = (await s.scalars(select(Reply.dedup_key).where(Reply.mention_id == mention.id))).all()
+        assert sorted(replies) == sorted(replies_before)  # nothing made twice
+
+        await rt.submit([replace(question, event="restore", edited_at=FIRST + timedelta(hours=1))])  # redelivered
+        await rt.pipeline.wait_idle(timeout=120)
+        assert len(await redecided(rt)) == 1
     finally:
         await rt.close()
