@@ -54,7 +54,8 @@ PLATFORM_ACTIONS: dict[str, dict[str, str | None]] = {
 CLAIMABLE = ("queued",)  # the only status an executor takes a row from: a failed action is queued anew
 HIDDEN_BY_HOLD = ("queued", "sending", "done", "dry_run")  # a filter that hid the post (or is about to)
 REVIEW_DECISIONS = ("approve", "remove", "ban", "escalate")
-GONE_DECISIONS = ("approve", "remove", "ban")  # act on the post itself: refused once it is deleted on its platform
+# act on the post itself: refused once it is deleted on its platform (a ban then bans its author alone)
+GONE_DECISIONS = ("approve", "remove")
 BULK_LIMIT = 200  # one moderation page
 REMOVAL_ACTIONS = ("remove", "hide")
 REMOVED_NOTICE = "Your post was removed by the moderators. Reason: {reason}"
@@ -352,18 +353,16 @@ async def review(session: AsyncSession, hold: ModerationAction, decision: str, a
         added.append(await add_action(session, f"review:{hold.id}:approve", mention, "approve",
                                       reason or "approved by a moderator", rule=hold.rule, actor=actor,
                                       perform=hidden))
+    elif decision == "ban" and mention.deleted:  # the post is gone already: its author alone, as the API's ban
+        added.append(await _ban(session, hold, mention, reason, actor))
     elif decision in ("remove", "ban"):  # every platform removes as it hides: a hidden post stays down
         added.append(await add_action(session, f"review:{hold.id}:remove", mention, "remove", reason,
                                       rule=hold.rule, actor=actor, perform=not hidden))
         notice = await _removal_notice(session, f"removed:{mention.id}", mention, reason, actor)
         if notice is not None:
             out["replies"].append(notice.id)
-        if decision == "ban" and mention.author_id:
-            author = await session.get(Author, mention.author_id)
-            if author is not None and not author.banned:
-                author.banned = True
-                added.append(await add_action(session, f"review:{hold.id}:ban", mention, "ban", reason,
-                                              rule=hold.rule, actor=actor))
+        if decision == "ban":
+            added.append(await _ban(session, hold, mention, reason, actor))
     else:  # escalate: a private case with the agents
         from escalation.handoff import escalate_mention
 
@@ -374,6 +373,16 @@ async def review(session: AsyncSession, hold: ModerationAction, decision: str, a
     await session.flush()
     out["actions"] = [a.id for a in added if a is not None and a.status == "queued"]
     return out
+
+
+async def _ban(session: AsyncSession, hold: ModerationAction, mention: Mention, reason: str,
+               actor: str) -> ModerationAction | None:
+    """A review's ban of the post's author (None: no author, or banned already)."""
+    author = await session.get(Author, mention.author_id) if mention.author_id else None
+    if author is None or author.banned:
+        return None
+    author.banned = True
+    return await add_action(session, f"review:{hold.id}:ban", mention, "ban", reason, rule=hold.rule, actor=actor)
 
 
 async def _removal_notice(session: AsyncSession, key: str, mention: Mention, reason: str, actor: str) -> Reply | None:

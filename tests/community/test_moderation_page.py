@@ -171,3 +171,23 @@ async def test_a_held_post_deleted_on_its_platform_leaves_the_queue_and_a_stale_
 
     await on_platform(rt, m, "restore")
     assert f'data-action-id="{hold.id}"' in await (await client.get("/moderation")).text()
+
+
+async def test_a_stale_pages_ban_of_a_post_deleted_on_its_platform_bans_its_author_alone(client, rt, world):
+    """The spammer deleted the post: there is nothing left to remove and no one to tell of a removal,
+    but the author is still banned, as the API's ban does."""
+    m, hold = await held_post(world)
+    csrf = await login(client, "mod", "/moderation")
+    await on_platform(rt, m, "delete")
+    r = await client.post(f"/moderation/{hold.id}/review",
+                          data={"decision": "ban", "reason": "selling followers", "csrf_token": csrf},
+                          allow_redirects=False)
+    assert r.status == 303
+    assert world.connectors["reddit"].kinds() == ["ban"]  # no removal, no removal notice
+    async with rt.db.session() as s:
+        reviewed = await s.get(ModerationAction, hold.id)
+        assert (reviewed.status, reviewed.details["decision"]) == ("reviewed", "ban")
+        actions = (await s.scalars(select(ModerationAction.action).where(
+            ModerationAction.mention_id == m.id, ModerationAction.id != hold.id))).all()
+        assert sorted(actions) == ["ban", "filter"]  # the hold's own filter, and no removal
+        assert not (await s.scalars(select(Reply).where(Reply.mention_id == m.id))).all()
