@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html.entities
 import re
 import secrets
 from datetime import datetime, timedelta
@@ -30,11 +31,24 @@ TOKEN_PATTERN = r"[A-Za-z0-9_-]{40,64}"  # token_urlsafe(32) is 43 characters
 # quadratic in the text's length (a 40 KB post took 40 s)
 _TAIL = re.compile(r"/secure/" + TOKEN_PATTERN)
 _PATH_BACK = re.compile(r"(?:[\w.~-]+/)*(?:\d+:)?[\w.-]*")  # host, port and path before it, read backwards
-_RUN_BACK = re.compile(r"\S*")
+# the characters before it that may still be one URL (a tracker's): not a space, nor one a URL never
+# holds unescaped (RFC 3986), so the quotes and braces of a JSON text end it, not only spaces
+_RUN_BACK = re.compile(r"[^\s\"'<>\\^`{|}]*")
+_SPACELESS_BACK = re.compile(r"\S*")
 _SCHEME = re.compile(r"https?://")
-# one percent-escape, however often its "%" was itself escaped (%2F, %2f, %252F, %25252F, ...)
-_ESCAPE = re.compile(r"%(?:25)*([0-9A-Fa-f]{2})")
-_DECODE_PASSES = 4  # and escapes of escapes' digits (%%32%46): a bound, as a text may be long
+# one escaped character, however often it was escaped the same way, so that a depth costs no pass:
+# percent (%2F, %2f, %252F, ...); JSON or JavaScript (\/, \\\/, \u002f, \x2f), the backslashes of a run
+# read from its first only (each start rescanning the run was quadratic); HTML (&#47;, &#x2F;, &sol;,
+# &amp;#x2f;, &#38;#47;), the "&" of an entity itself escaped any number of times
+_ESCAPE = re.compile(
+    r"%(?:25)*(?P<pct>[0-9A-Fa-f]{2})"
+    r"|(?<!\\)\\+(?:(?P<slash>/)|u(?P<u>[0-9A-Fa-f]{4})|x(?P<x>[0-9A-Fa-f]{2}))"
+    r"|&(?:amp;|#0*38;?|#[xX]0*26;?)*"
+    r"(?:#0*(?P<dec>\d{1,7});?|#[xX]0*(?P<hex>[0-9A-Fa-f]{1,6});?|(?P<name>[A-Za-z][A-Za-z0-9]{1,31};))")
+# escapes of different kinds nested in each other (%26%2347%3B, \u00252F, %%32%46) take a pass a
+# kind; a text still escaped after this many (no serializer nests so deep) has its escaped words
+# masked whole rather than decoded further: each pass reads the whole text, so passes are bounded
+_DECODE_PASSES = 8
 SCRUBBED = "[secure link, removed after delivery]"
 MASKED = "[secure link]"
 
@@ -127,17 +141,19 @@ async def revoke_case_access(session: AsyncSession, case_id: int, now: datetime 
 def shown_without_links(text: str) -> str:
     """A reply's text as a page or the API may show it: a secure link opens the customer's private
     channel, so whoever reads the outbox (an agent, a bot's read token) never sees one, even in the
-    moments before it is delivered and scrubbed. A link quoted URL-encoded (a shortener's, tracker's
-    or share button's ``https%3A%2F%2F...%2Fsecure%2F<token>``, also double-encoded) opens it too:
-    it is found in the text decoded and masked where it stands, the text around it left as written."""
-    if "%" in text and _ESCAPE.search(text):
+    moments before it is delivered and scrubbed. A link quoted escaped opens it too: URL-encoded (a
+    shortener's, tracker's or share button's ``https%3A%2F%2F...%2Fsecure%2F<token>``), JSON-escaped
+    (``https:\\/\\/...``, a payload stored as text) or HTML-escaped (``https:&#x2F;&#x2F;...``), in any
+    mix and depth: it is found in the text decoded and masked where it stands, escapes and all, the
+    text around it left as written."""
+    if _ESCAPE.search(text):
         return _masked_encoded(text, MASKED)
     return _replaced(text, _links(text), MASKED) if "/secure/" in text else text
 
 
 def _links(text: str) -> list[tuple[int, int]]:
     """Where the secure links in ``text`` are, in linear time: from each ``/secure/<token>``, back over
-    the host, port and path before it, or to the ``http(s)://`` that starts its run of non-space
+    the host, port and path before it, or to the ``http(s)://`` that starts its run of URL
     characters; each looks back no further than the previous link's end."""
     spans, last = [], 0
     for m in _TAIL.finditer(text):
@@ -161,34 +177,76 @@ def _replaced(text: str, spans: list[tuple[int, int]], replacement: str) -> str:
     return "".join(out) + text[last:] if out else text
 
 
-def _decoded(text: str) -> tuple[str, list[int], list[int]]:
-    """``text`` percent-decoded (up to :data:`_DECODE_PASSES` times), with where each decoded
-    character came from: ``text[starts[i]:ends[i]]`` is what became character ``i``."""
+def _unescaped(m: re.Match[str]) -> str | None:
+    """What one :data:`_ESCAPE` match stands for; None for a name that is no HTML entity."""
+    kind = m.lastgroup
+    if kind == "slash":
+        return "/"
+    if kind == "name":
+        return html.entities.html5.get(m.group(kind))
+    code = int(m.group(kind), 10 if kind == "dec" else 16)
+    return chr(code) if code <= 0x10FFFF else "\ufffd"
+
+
+def _decoded(text: str) -> tuple[str, list[int], list[int], list[tuple[int, int]]]:
+    """``text`` decoded until nothing changes (at most :data:`_DECODE_PASSES` times), with where each
+    decoded character came from (``text[starts[i]:ends[i]]`` became character ``i``), and the escapes
+    still left in it when the passes ran out (none if it was decoded to the end)."""
     starts, ends = list(range(len(text))), list(range(1, len(text) + 1))
-    for _ in range(_DECODE_PASSES):
+    passes = 0
+    while True:
+        found = [(m.start(), m.end(), char) for m in _ESCAPE.finditer(text)
+                 if (char := _unescaped(m)) is not None]
+        if not found or passes == _DECODE_PASSES:
+            return text, starts, ends, [(a, b) for a, b, _ in found]
+        passes += 1
         pieces: list[str] = []
         new_starts: list[int] = []
         new_ends: list[int] = []
         last = 0
-        for m in _ESCAPE.finditer(text):
-            a, b = m.span()
-            pieces += (text[last:a], chr(int(m.group(1), 16)))
-            new_starts += starts[last:a] + [starts[a]]
-            new_ends += ends[last:a] + [ends[b - 1]]
+        for a, b, char in found:
+            pieces += (text[last:a], char)
+            new_starts += starts[last:a]
+            new_starts += [starts[a]] * len(char)
+            new_ends += ends[last:a]
+            new_ends += [ends[b - 1]] * len(char)
             last = b
-        if not pieces:
-            break
         text = "".join(pieces) + text[last:]
         starts, ends = new_starts + starts[last:], new_ends + ends[last:]
-    return text, starts, ends
+
+
+def _words(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The runs of non-space characters of ``text`` holding ``spans`` (in order), each read once: a link
+    holds no space, and a space stays one however far the text is decoded, so a link still escaped
+    lies in one run."""
+    words, end = [], 0
+    for a, _ in spans:
+        if a < end:
+            continue
+        start = a - _SPACELESS_BACK.match(text[end:a][::-1]).end()
+        end = _SPACELESS_BACK.match(text, a).end()
+        words.append((start, end))
+    return words
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if out and a < out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
 
 
 def _masked_encoded(text: str, replacement: str) -> str:
-    """``text`` with each secure link found in its decoded form replaced, as written, by ``replacement``."""
-    decoded, starts, ends = _decoded(text)
-    if "/secure/" not in decoded:
-        return text
-    return _replaced(text, [(starts[a], ends[b - 1]) for a, b in _links(decoded)], replacement)
+    """``text`` with each secure link found in its decoded form replaced, as written, by ``replacement``
+    (and each word still escaped when the decoding passes ran out: it may hide one)."""
+    decoded, starts, ends, left = _decoded(text)
+    spans = _links(decoded) if "/secure/" in decoded else []
+    if left:
+        spans = _merged(spans + _words(decoded, left))
+    return _replaced(text, [(starts[a], ends[b - 1]) for a, b in spans], replacement)
 
 
 async def scrub_delivered_links(session: AsyncSession) -> int:

@@ -1,8 +1,8 @@
-"""A secure link quoted URL-encoded never surfaces where people and programs read what was written:
-the outbox (a bot's read token on /api/v1/mentions) and the dead letters shown to an admin's token
-(/api/v1/deadletters: rows and payloads), through the console over a real database and the web
-process's own bus. (The CLI's listing: tests/service/bus/test_deadletter_cli.py; the privacy export:
-tests/service/test_privacy_export_links.py.)"""
+"""A secure link quoted URL-encoded (or JSON- or HTML-escaped) never surfaces where people and
+programs read what was written: the outbox (a bot's read token on /api/v1/mentions) and the dead
+letters shown to an admin's token (/api/v1/deadletters: rows and payloads), through the console over
+a real database and the web process's own bus. (The CLI's listing:
+tests/service/bus/test_deadletter_cli.py; the privacy export: tests/service/test_privacy_export_links.py.)"""
 
 from __future__ import annotations
 
@@ -62,4 +62,25 @@ async def test_dead_letters_shown_to_an_admins_token_never_show_a_link_quoted_ur
     assert shown["payload"]["mention"] == {"text": "this link fails [secure link] mail [email]",
                                            "raw": {"text": "this link fails [secure link] mail [email]",
                                                    "urls": ["[secure link]"]}}
+    assert TOKEN not in str(listed) + str(shown)
+
+
+async def test_dead_letters_never_show_a_link_quoted_json_or_html_escaped(world):
+    """A payload may hold a JSON text (a webhook body, a platform's raw event stored as a string) whose
+    serializer escaped "/", or HTML-escaped text; the token in it opens the channel just the same."""
+    bus = world.rt.bus
+    body = f'{{"text":"help","url":"https:\\/\\/care.example.com\\/secure\\/{TOKEN}"}}'
+    page = f"&lt;a href=&quot;https:&#x2F;&#x2F;care.example.com&#x2F;secure&#x2F;{TOKEN}&quot;&gt;"
+    await bus.ensure_group("ingest", "ingest")
+    await bus.publish("ingest", {"mention": {"text": "hi", "raw": {"body": body, "html": page}}}, "x:2")
+    reason = f"ValueError: cannot parse http:\\u002f\\u002fcare.example.com\\u002fsecure\\u002f{TOKEN}"
+    while not await bus.fail("ingest", "ingest", (await bus.read("ingest", "ingest", "w", 1, 0))[0], reason):
+        pass
+    h = bearer(await admin_token(world.rt))
+    listed = await (await world.client.get("/api/v1/deadletters", headers=h)).json()
+    [row] = listed["deadletters"]
+    assert row["reason"] == "ValueError: cannot parse [secure link]"
+    shown = await (await world.client.get(f"/api/v1/deadletters/{row['id']}", headers=h)).json()
+    assert shown["payload"]["mention"]["raw"] == {"body": '{"text":"help","url":"[secure link]"}',
+                                                  "html": "&lt;a href=&quot;[secure link]&quot;&gt;"}
     assert TOKEN not in str(listed) + str(shown)
