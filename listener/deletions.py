@@ -14,8 +14,13 @@ What goes: the text (:data:`~models.mentions.DELETED_TEXT`, distinct from the pr
 the post back with the words the platform shows then), the raw payload but for ids and the
 deletion's reason (:data:`KEPT_RAW`), the words in its URL (a Reddit permalink's slug is the
 submission's title), its content hash, the triage explanations and PII spans, the routing reason,
-the copies kept as community answers (deactivated) and in the author's case messages. What stays:
+the copies kept as community answers (deactivated) and in the author's case messages, and the bodies
+of the outgoing webhook deliveries about it (:func:`console.webhooks_out.remove_content`). What stays:
 the row, its ids, thread, times, author and triage labels, so counts and threading stay right.
+
+Outside the database: an ingest message of the post dead-lettered on the bus loses its words too
+(:meth:`service.bus.Bus.remove_content`, with :func:`removal_of` and :func:`letter_without_content`),
+when the deletion is put on the ingest topic; retried, it applies the deletion and stores no words.
 """
 
 from __future__ import annotations
@@ -112,6 +117,10 @@ async def remove_copies(session: AsyncSession, mention_ids: Iterable[int]) -> in
                               CommunityAnswer.active], copy)
     changed += await rewrite(session, CaseMessage, CaseMessage.mention_id.in_(ids), [CaseMessage.body],
                              lambda c: {"body": DELETED_TEXT})
+    # the console's outgoing events (imported here: the console builds on this module)
+    from console.webhooks_out import remove_content
+
+    changed += await remove_content(session, ids)
     return changed
 
 
@@ -147,3 +156,36 @@ async def respect_erasure_and_removal(session: AsyncSession, mention_ids: Iterab
     await erase_again(session, erased)
     await remove_copies(session, [r.id for r in rows if r.text == DELETED_TEXT])
     return erased
+
+
+# --- dead letters on the bus (service.bus) ------------------------------------------------------
+def post_of(payload: Any) -> tuple[str, str] | None:
+    """The post (platform, external id) an ingest message's payload carries, or None (a later
+    stage's message names its post by ``mention_id`` only, and holds no words)."""
+    m = payload.get("mention") if isinstance(payload, dict) else None
+    if isinstance(m, dict) and isinstance(m.get("platform"), str) and m.get("external_id") is not None:
+        return m["platform"], str(m["external_id"])
+    return None
+
+
+def removal_of(payload: Any) -> tuple[str, str] | None:
+    """The post whose content an ingest message removes (a ``delete`` with ``remove_content``), or None."""
+    m = payload.get("mention") if isinstance(payload, dict) else None
+    if isinstance(m, dict) and m.get("event") == "delete" and m.get("remove_content") is True:
+        return post_of(payload)
+    return None
+
+
+def letter_without_content(payload: dict[str, Any], reason: str) -> tuple[dict[str, Any], str]:
+    """An ingest message's payload and its failure's reason once its post's content was removed:
+    the post becomes the content-removing ``delete`` of itself (the marker for its text, the link
+    without words, the payload's ids: :func:`without_content`; its ids, thread, times and author
+    stay), so a retry applies the deletion (a post never stored stays unstored) and stores no words,
+    whatever event failed (a new post, an edit, a restore). The reason keeps the error's type only:
+    its message may quote the post (a database error names the values it refused)."""
+    m = payload["mention"]
+    kept = without_content(str(m.get("platform")), m.get("url"), m.get("raw"))
+    mention = {**m, "text": kept["text"], "url": kept["url"], "raw": kept["raw"], "event": "delete",
+               "remove_content": True, "edited_at": None}
+    kind, sep, message = reason.partition(": ")
+    return {**payload, "mention": mention}, f"{kind}: {DELETED_TEXT}" if sep and message != DELETED_TEXT else reason

@@ -38,6 +38,9 @@ class WebhookDelivery(IdMixin, Base):
     event_id: Mapped[str] = mapped_column(String(100))
     event_type: Mapped[str] = mapped_column(String(50))
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # the post the event is about (its ``data.mention_id``; no foreign key: a record of what was sent),
+    # so that a post's deliveries are found by index when its content is removed (listener.deletions)
+    mention_id: Mapped[int | None] = mapped_column(BigId, index=True)
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)  # pending | delivered | failed
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -11,6 +11,11 @@ Payloads can hold personal data (whole posts, handles): rows leave them out unle
 console and the API show them only through :func:`shown_payload`, redacted, after auditing the view.
 A secure link a customer quoted (:func:`escalation.links.shown_without_links`) is masked in every
 row, the CLI's included: it opens their private channel, and no one reading a dead letter needs it.
+
+A dead letter of a post deleted on its platform whose terms require its content removed holds no
+words: the bus rewrote it when the deletion came (:meth:`service.bus.Bus.remove_content`). Its
+payload is then the post's deletion and its reason the error's type only; a retry applies the
+deletion (a post never stored stays unstored) and brings no words back.
 """
 
 from __future__ import annotations

@@ -5,13 +5,23 @@ and the stage share one name), does its work, commits, publishes what follows, a
 acks. A message that is never acked is delivered again (to this or another consumer); a message
 whose handling fails ``max_deliveries`` times goes to the dead-letter stream with its reason and
 never blocks the messages behind it. Consumers are idempotent, so redelivery creates nothing twice.
+
+A post deleted on its platform whose terms require its content removed (``remove_content``:
+:mod:`listener.deletions`) must not keep its words in a dead letter either: when such a deletion is
+put on the ingest topic, the bus first rewrites the dead letters of that post
+(:meth:`Bus.remove_content`, the same the database's copies get), and remembers the post for
+:data:`REMEMBERED_S`, so that a message of it dead-lettered later (still being retried when the
+deletion came) is written without its words too.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+REMEMBERED_S = 7 * 86400  # how long the bus remembers a post whose content was removed (its later dead letters)
 
 
 class BusUnavailable(RuntimeError):
@@ -103,6 +113,15 @@ class Bus(ABC):
         posts, and an erasure or the retention purge wants them gone. Unknown ids are skipped;
         returns how many went."""
 
+    async def remove_content(self, posts: set[tuple[str, str]]) -> int:
+        """Posts (platform, external id) whose content their platform's terms require removed: their
+        dead letters lose the words (:func:`listener.deletions.letter_without_content`; a retry then
+        applies the deletion), and each is remembered for :data:`REMEMBERED_S`, so that one of
+        their messages dead-lettered meanwhile is buried without them. Called by ``publish`` before
+        it appends such a deletion; returns how many dead letters changed. A backend without dead
+        letters has nothing to do."""
+        return 0
+
     async def ping(self) -> bool:
         """True when the backend answers (readiness)."""
         return True
@@ -112,3 +131,10 @@ class Bus(ABC):
         data included, and would otherwise stay for ever); returns how many went. A topic no group
         reads yet is left whole: its first group reads it from the start."""
         return 0
+
+
+def removals(items: Iterable[tuple[str, dict[str, Any]]]) -> set[tuple[str, str]]:
+    """The posts whose content the messages to publish remove (their ``delete`` with ``remove_content``)."""
+    from listener.deletions import removal_of  # the bus is below the listener; it only reads its payloads
+
+    return {post for _, payload in items if (post := removal_of(payload)) is not None}

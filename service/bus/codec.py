@@ -118,13 +118,15 @@ def decode(fields: Mapping[Any, Any]) -> Message:
 
 
 def encode_dead_letter(topic: str, group: str, entry_id: str, reason: str, msg: Message | None,
-                       raw: Mapping[Any, Any] | None = None, error: str = "") -> dict[Any, Any]:
+                       raw: Mapping[Any, Any] | None = None, error: str = "", failed_at: str | None = None
+                       ) -> dict[Any, Any]:
     """Dead-letter stream fields. ``msg`` None: an undecodable entry, whose fields are kept byte for
-    byte as ``raw:<field>`` so nothing is lost. ``key`` is a JSON string (keys may hold any text)."""
+    byte as ``raw:<field>`` so nothing is lost. ``key`` is a JSON string (keys may hold any text).
+    ``failed_at`` (ISO 8601) defaults to now; a dead letter rewritten keeps its own."""
     fields: dict[Any, Any] = {
         "topic": topic, "group": group, "entry_id": entry_id,
         "reason": reason.encode("utf-8", "backslashreplace").decode("utf-8")[:2000],  # for people: valid UTF-8
-        "failed_at": datetime.now(UTC).isoformat(),
+        "failed_at": failed_at or datetime.now(UTC).isoformat(),
         "key": _json_bytes(msg.key) if msg else b"", "payload": wire(dumps_payload(msg.payload)) if msg else b"",
         "attempts": str(msg.attempts if msg else 1), "published_at": repr(msg.published_at if msg else 0.0)}
     if msg is None:

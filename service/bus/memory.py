@@ -9,7 +9,9 @@ unacked longer than ``claim_idle_ms`` (a task that died mid-batch) are handed to
 counting one attempt more. Payloads are stored as JSON text, so every delivery gets its own copy and
 a payload the Redis backend would refuse is refused here too; a flat payload of plain scalars (the
 stages' ``{"mention_id": ..., "t0": ...}``), whose JSON round trip changes nothing, is kept as a
-dict and copied per delivery instead, skipping the encoding and decoding.
+dict and copied per delivery instead, skipping the encoding and decoding. A dead letter of a post
+whose content was removed (:meth:`~service.bus.base.Bus.remove_content`) is rewritten in place, its
+id kept.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import itertools
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from service.bus.base import Bus, DeadLetter, Envelope
+from listener.deletions import letter_without_content, post_of
+from service.bus.base import REMEMBERED_S, Bus, DeadLetter, Envelope, removals
 from service.bus.codec import dumps_payload, loads_payload
 
 log = logging.getLogger("socialcare.bus")
@@ -41,6 +44,12 @@ def _stored(payload: dict[str, Any]) -> str | dict[str, Any]:
 def _delivered(data: str | dict[str, Any]) -> dict[str, Any]:
     """A delivery's own copy of an entry's payload."""
     return dict(data) if isinstance(data, dict) else loads_payload(data)
+
+
+def _without_content(dead: DeadLetter) -> DeadLetter:
+    """A dead letter without its post's words (its id, topic, key, attempts and times kept)."""
+    payload, reason = letter_without_content(dead.payload, dead.reason)
+    return replace(dead, payload=payload, reason=reason)
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,7 @@ class InProcessBus(Bus):
         self._topics: dict[str, _Topic] = {}
         self._seq = itertools.count(1)
         self._dead: dict[str, DeadLetter] = {}
+        self._removed: dict[tuple[str, str], float] = {}  # post -> when its content was removed, oldest first
 
     def _topic(self, name: str) -> _Topic:
         topic = self._topics.get(name)
@@ -102,6 +112,8 @@ class InProcessBus(Bus):
         for key, _ in encoded:
             if not isinstance(key, str):
                 raise TypeError(f"key must be a str, not {type(key).__name__}")
+        if posts := removals(items):
+            await self.remove_content(posts)
         t = self._topic(topic)
         now = time.time()
         entries = [_Entry(next(self._seq), key, data, 1, now) for key, data in encoded]
@@ -196,6 +208,10 @@ class InProcessBus(Bus):
         dead = DeadLetter(id=f"dl-{next(self._seq)}", topic=topic, key=entry.key, payload=_delivered(entry.data),
                           attempts=attempts, reason=reason, failed_at=datetime.now(UTC).isoformat(),
                           extra={"group": group, "entry_id": did, "published_at": entry.published_at})
+        if self._removed:
+            self._forget()
+            if post_of(dead.payload) in self._removed:  # its content removed while it was being retried
+                dead = _without_content(dead)
         self._dead[dead.id] = dead
         log.error("dead letter %s on %s after %d attempts", dead.id, topic, attempts)
 
@@ -231,6 +247,25 @@ class InProcessBus(Bus):
 
     async def delete_dead_letters(self, ids: list[str]) -> int:
         return sum(self._dead.pop(i, None) is not None for i in dict.fromkeys(ids))
+
+    async def remove_content(self, posts: set[tuple[str, str]]) -> int:
+        now = time.time()
+        for post in posts:  # moved to the end: the dict stays oldest first
+            self._removed.pop(post, None)
+            self._removed[post] = now
+        self._forget()
+        changed = 0
+        for dead_id, dead in self._dead.items():
+            if post_of(dead.payload) in posts and (new := _without_content(dead)) != dead:
+                self._dead[dead_id] = new
+                changed += 1
+        return changed
+
+    def _forget(self) -> None:
+        """Drop the posts remembered longer than REMEMBERED_S."""
+        cutoff = time.time() - REMEMBERED_S
+        while self._removed and next(iter(self._removed.values())) < cutoff:
+            del self._removed[next(iter(self._removed))]
 
     @staticmethod
     async def _notify(t: _Topic) -> None:

@@ -9,11 +9,20 @@ ack and skip it, which their ``lag`` counts until they pass it. A stream is trim
 below what every group has acknowledged: nothing pending or unread is lost. While Redis
 restarts, every call retries with back-off for ``retry_seconds`` and then raises
 :class:`BusUnavailable`; a lost consumer group is re-created.
+
+A stream entry cannot be changed: a dead letter of a post whose content was removed
+(:meth:`~service.bus.base.Bus.remove_content`) is replaced by a copy without the words (XDEL, then
+XADD, in one script: a retry or discard of the old one meanwhile leaves nothing to replace), under a
+new id, with its failure time, attempts and first-publish time kept. The posts removed are remembered
+in a sorted set (``{prefix}:deadletter:removed``, scored by time, pruned after ``REMEMBERED_S``); a
+burial adds its entry and reads that set in one transaction, while ``remove_content`` adds to the set
+before it reads the dead letters: whichever comes second sees the other's write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -28,7 +37,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.bus.base import Bus, BusUnavailable, DeadLetter, Envelope
+from listener.deletions import letter_without_content, post_of
+from service.bus.base import REMEMBERED_S, Bus, BusUnavailable, DeadLetter, Envelope, removals
 from service.bus.codec import CodecError, Message, decode, decode_dead_letter, encode, encode_dead_letter
 
 __all__ = ["BusUnavailable", "RedisStreamsBus"]
@@ -37,7 +47,8 @@ T = TypeVar("T")
 ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 CHUNK = 500  # entries per pipeline / page
 # Move a dead letter back to its topic only if this caller removed it: concurrent retries of one
-# dead letter re-publish it once.
+# dead letter re-publish it once. Also replaces a dead letter by a copy without its post's words
+# (both keys the dead-letter stream): a retry or discard of it meanwhile leaves nothing to replace.
 _RETRY_SCRIPT = """
 if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return false end
 return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
@@ -71,6 +82,11 @@ class RedisStreamsBus(Bus):
     @property
     def dead_stream(self) -> str:
         return f"{self.prefix}:deadletter"
+
+    @property
+    def removed_posts(self) -> str:
+        """The sorted set of the posts whose content was removed (member: JSON [platform, id]; score: when)."""
+        return f"{self.prefix}:deadletter:removed"
 
     async def start(self) -> None:
         if self.client is None:
@@ -118,6 +134,8 @@ class RedisStreamsBus(Bus):
     async def publish_many(self, topic: str, items: list[tuple[str, dict[str, Any]]]) -> list[str]:
         now = time.time()
         encoded = [encode(key, payload, 1, now) for key, payload in items]  # refuse before sending any
+        if posts := removals(items):  # first: a dead letter retried meanwhile is back before the deletion
+            await self.remove_content(posts)
         ids: list[str] = []
         for start in range(0, len(encoded), CHUNK):
             async def go(c: redis.Redis, chunk: list[dict[str, str]] = encoded[start:start + CHUNK]) -> list[Any]:
@@ -244,16 +262,22 @@ class RedisStreamsBus(Bus):
 
     async def _bury(self, topic: str, group: str, eid: str, msg: Message | None, reason: str,
                     raw: dict[Any, Any] | None = None, error: str = "") -> None:
-        """Dead-letter an entry and ack it, in one transaction."""
+        """Dead-letter an entry and ack it, in one transaction; with it, whether its post's content
+        was removed meanwhile (then it is rewritten without the words at once)."""
         fields = encode_dead_letter(topic, group, eid, reason, msg, raw, error)
+        post = post_of(msg.payload) if msg is not None else None
 
-        async def go(c: redis.Redis) -> None:
+        async def go(c: redis.Redis) -> list[Any]:
             pipe = c.pipeline(transaction=True)
             pipe.xadd(self.dead_stream, fields)
             pipe.xack(self.stream(topic), group, eid)
-            await pipe.execute()
+            if post is not None:
+                pipe.zscore(self.removed_posts, _member(post))
+            return await pipe.execute()
 
-        await self._call("dead-letter", go)
+        done = await self._call("dead-letter", go)
+        if post is not None and done[2] is not None and float(done[2]) >= time.time() - REMEMBERED_S:
+            await self._without_content(decode_dead_letter(_s(done[0]), fields))
         log.error("dead letter on %s (entry %s, %s attempts): %s", topic, eid, fields["attempts"],
                   "undecodable" if msg is None else "handling failed")
 
@@ -347,6 +371,37 @@ class RedisStreamsBus(Bus):
                                                             args=args, client=c))
         return new_id is not None
 
+    async def remove_content(self, posts: set[tuple[str, str]]) -> int:
+        if not posts:
+            return 0
+        now = time.time()
+
+        async def remember(c: redis.Redis) -> None:
+            pipe = c.pipeline(transaction=False)
+            pipe.zadd(self.removed_posts, {_member(p): now for p in posts})
+            pipe.zremrangebyscore(self.removed_posts, "-inf", f"({now - REMEMBERED_S}")
+            await pipe.execute()
+
+        await self._call("remove content", remember)  # before reading: see the class docstring
+        changed = 0
+        for dead in await self.dead_letters(None, 10**9):
+            if post_of(dead.payload) in posts:
+                changed += await self._without_content(dead)
+        return changed
+
+    async def _without_content(self, dead: DeadLetter) -> int:
+        """Replace a dead letter by a copy without its post's words; 1 when this call did."""
+        payload, reason = letter_without_content(dead.payload, dead.reason)
+        if payload == dead.payload and reason == dead.reason:
+            return 0
+        msg = Message(dead.key, payload, dead.attempts, dead.extra.get("published_at") or 0.0)
+        fields = encode_dead_letter(dead.topic, dead.extra.get("group", ""), dead.extra.get("entry_id", ""),
+                                    reason, msg, failed_at=dead.failed_at)
+        args = [dead.id, *(x for kv in fields.items() for x in kv)]
+        new_id = await self._call("remove content", lambda c: self._retry_script(
+            keys=[self.dead_stream, self.dead_stream], args=args, client=c))
+        return int(new_id is not None)
+
     async def delete_dead_letters(self, ids: list[str]) -> int:
         valid = [i for i in dict.fromkeys(ids) if isinstance(i, str) and ENTRY_ID.match(i)]
         removed = 0
@@ -355,6 +410,11 @@ class RedisStreamsBus(Bus):
             removed += int(await self._call("delete dead letters",
                                             lambda c, chunk=chunk: c.xdel(self.dead_stream, *chunk)))
         return removed
+
+
+def _member(post: tuple[str, str]) -> str:
+    """A post in the set of those removed: JSON, so no platform or id can run into the other."""
+    return json.dumps(list(post))
 
 
 def _s(value: Any) -> str:
