@@ -35,7 +35,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -64,6 +64,8 @@ BACKOFF_BASE_S = 10.0
 BACKOFF_CAP_S = 3600.0
 TIMEOUT_S = 10.0
 SCAN_BATCH = 500
+GAP_TTL = timedelta(minutes=15)  # an id below the cursor still missing after this was rolled back
+MAX_GAPS = 5000
 TOLERANCE_S = 300
 WORDED = ("mention.triaged", "mention.routed")  # the events whose body quotes a post (its text, a reason)
 _M = Mention.__table__.c
@@ -234,20 +236,14 @@ async def _scan(db: Any, now: datetime, settle: timedelta) -> int:
         first_sub = min((s.created_at for s in subs), default=now)
         for event, src in SOURCES.items():
             cur = await session.get(ConnectorCursor, f"webhooks:{event}")
-            only = (src.where,) if src.where is not None else ()
             if cur is None:  # start after what existed before the first subscription
+                only = (src.where,) if src.where is not None else ()
                 start = await session.scalar(select(func.max(src.model.id)).where(src.created < first_sub, *only)) or 0
                 cur = ConnectorCursor(name=f"webhooks:{event}", cursor=str(start))
                 session.add(cur)
-            rows = list(await session.scalars(
-                select(src.model).where(src.model.id > int(cur.cursor or 0), src.created <= now - settle, *only)
-                .order_by(src.model.id).limit(SCAN_BATCH)))
-            if not rows:
-                continue
+            rows, after = await _new_rows(session, src, cur.cursor, now, settle)
             wanting = [s for s in subs if event in (s.events or [])]
-            for row in rows:
-                if not wanting:
-                    break
+            for row in rows if wanting else ():
                 data = await src.build(session, row)
                 event_id = f"{event}:{row.id}"
                 body = {"id": event_id, "type": event, "created_at": getattr(row, src.created.key).isoformat(),
@@ -260,10 +256,59 @@ async def _scan(db: Any, now: datetime, settle: timedelta) -> int:
                     session.add(delivery)
                     written.append(delivery)
                     created += 1
-            cur.cursor = str(rows[-1].id)
+            if after != cur.cursor:  # written last: nothing of the scan is flushed while rows are built
+                cur.cursor = after
         await _respect_removal(session, written)
         await session.commit()
     return created
+
+
+async def _new_rows(session: AsyncSession, src: Source, cursor: str | None, now: datetime,
+                    settle: timedelta) -> tuple[list[Any], str]:
+    """The source's rows to announce, in id order, and the cursor after them. Ids are given out at
+    insert, not at commit: on PostgreSQL a row of a transaction still open (an act batch opening a
+    case, then working on) can commit after a row with a higher id, and a row may be dated before
+    it was written (an incident's ``opened_at`` is its first post's time), so a plain high-water
+    mark would pass it for good. The cursor keeps, besides the highest id read, the ids below it
+    not announced yet (missing, or not settled) with when they were first missed; they are looked
+    for again on every scan, for :data:`GAP_TTL` (a missing id that long was rolled back), at
+    most :data:`MAX_GAPS` of them."""
+    after, gaps = _read_cursor(cursor)
+    event = src.where if src.where is not None else true()
+    settled = src.created <= now - settle
+    batch = (await session.execute(select(src.model.id, event, settled).where(src.model.id > after)
+                                   .order_by(src.model.id).limit(SCAN_BATCH))).all()
+    ids = list(gaps)
+    found = (await session.execute(select(src.model.id, event, settled).where(src.model.id.in_(ids)))).all() if ids \
+        else []
+    clock = now.timestamp()
+    top = batch[-1][0] if batch else after
+    for below, row_id in zip([after, *(r[0] for r in batch)], (r[0] for r in batch)):
+        for missing in range(max(below + 1, row_id - MAX_GAPS), row_id):  # a sequence's jump: its top only
+            gaps[missing] = clock
+    due = []
+    for row_id, is_event, is_settled in [*found, *batch]:
+        if is_event and not is_settled:
+            gaps.setdefault(row_id, clock)  # announced once it settles
+            continue
+        gaps.pop(row_id, None)
+        if is_event:
+            due.append(row_id)
+    gaps = {i: t for i, t in gaps.items() if clock - t < GAP_TTL.total_seconds()}
+    if len(gaps) > MAX_GAPS:
+        gaps = dict(sorted(gaps.items())[-MAX_GAPS:])
+    rows = list(await session.scalars(select(src.model).where(src.model.id.in_(due)).order_by(src.model.id))) \
+        if due else []
+    return rows, json.dumps({"after": top, "gaps": gaps}) if gaps else str(top)
+
+
+def _read_cursor(cursor: str | None) -> tuple[int, dict[int, float]]:
+    """(highest id read, {id below it not announced yet: when first missed}); a plain number is a
+    cursor written before gaps were kept."""
+    value = json.loads(cursor) if cursor else 0
+    if isinstance(value, int):
+        return value, {}
+    return int(value["after"]), {int(k): float(t) for k, t in value.get("gaps", {}).items()}
 
 
 async def deliver_due(db: Any, http: aiohttp.ClientSession, now: datetime | None = None, *,
