@@ -8,13 +8,8 @@ row per subscription. A sender posts due deliveries — each leased by a conditi
 web processes never post the same one at once — and retries failures with exponential back-off.
 Delivery is therefore at least once; receivers de-duplicate on the event id.
 
-A post deleted on its platform whose terms require its content removed (:mod:`listener.deletions`)
-loses its words in the deliveries of its events too, in the deletion's transaction
-(:func:`remove_content`): pending ones still go out, as a scan would build them now (the marker for
-the text, the labels and ids without the explanations and reasons that quote it), so a receiver still
-gets every event once and the words never leave after the deletion; delivered and failed ones keep
-their ids, status and times. A scan that read a post just before its deletion checks again before it
-commits (:func:`_respect_removal`).
+A post deleted on its platform whose terms require its content removed loses its words in the
+deliveries of its events too (:mod:`console.webhooks_deleted`).
 
 Each body is signed: ``X-Socialcare-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">``
 with the subscription's secret (see :func:`verify` for the receiving side).
@@ -35,12 +30,12 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy import and_, func, select, true, update
+from sqlalchemy import func, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from console import webhooks_deleted
 from console.queries import public_text
-from listener.deletions import url_without_words
 from models import (
     Case,
     ConnectorCursor,
@@ -53,8 +48,6 @@ from models import (
 )
 from models.base import utcnow
 from models.console import WEBHOOK_EVENTS, WebhookDelivery, WebhookSubscription
-from models.mentions import DELETED_TEXT
-from service.privacy import rewrite
 
 log = logging.getLogger("socialcare.webhooks")
 SETTLE = timedelta(seconds=2)
@@ -67,8 +60,6 @@ SCAN_BATCH = 500
 GAP_TTL = timedelta(minutes=15)  # an id below the cursor still missing after this was rolled back
 MAX_GAPS = 5000
 TOLERANCE_S = 300
-WORDED = ("mention.triaged", "mention.routed")  # the events whose body quotes a post (its text, a reason)
-_M = Mention.__table__.c
 
 
 # --- signing ------------------------------------------------------------------------------
@@ -157,69 +148,6 @@ SOURCES: dict[str, Source] = {
 assert set(SOURCES) == set(WEBHOOK_EVENTS)
 
 
-# --- a post's content removed on its platform ----------------------------------------------
-def without_words(event_type: str, payload: Any) -> dict[str, Any]:
-    """An event's body once its post's content was removed on its platform, as a scan builds it
-    now: the marker (:data:`~models.mentions.DELETED_TEXT`) for the text and the routing reason, the
-    link without words, the triage labels and scores without their explanations; ids, event id,
-    type and times stay. A second pass changes nothing; an erased post's stub is left as it is."""
-    body = dict(payload) if isinstance(payload, dict) else {}
-    data = dict(body.get("data") or {})
-    if data.get("erased"):  # service.privacy's stub: nothing of the post is left in it
-        return body
-    if event_type == "mention.triaged":
-        if "text" in data:
-            data["text"] = DELETED_TEXT
-        if data.get("url"):
-            data["url"] = url_without_words(str(data.get("platform")), data["url"])
-        triage = data.get("triage")
-        if isinstance(triage, dict):
-            triage = dict(triage)
-            if "priority_explanation" in triage:
-                triage["priority_explanation"] = []
-            if isinstance(triage.get("scores"), dict):
-                triage["scores"] = {task: {**score, "explanation": []} if isinstance(score, dict) else score
-                                    for task, score in triage["scores"].items()}
-            data["triage"] = triage
-    elif event_type == "mention.routed" and "reason" in data:
-        data["reason"] = DELETED_TEXT
-    return {**body, "data": data}
-
-
-async def remove_content(session: AsyncSession, mention_ids: list[int]) -> int:
-    """In the caller's transaction (a deletion's, :func:`listener.deletions.remove_copies`): the
-    deliveries of these posts' events that quote them (:data:`WORDED`), whatever their status, lose
-    the words (:func:`without_words`); a pending one goes out so. Found by the indexed ``mention_id``;
-    one read and one executemany UPDATE. Returns how many changed; a second run changes nothing."""
-    ids = sorted(set(mention_ids))
-    if not ids:
-        return 0
-    return await rewrite(session, WebhookDelivery,
-                         and_(WebhookDelivery.mention_id.in_(ids), WebhookDelivery.event_type.in_(WORDED)),
-                         [WebhookDelivery.event_type, WebhookDelivery.payload],
-                         lambda d: {"payload": without_words(d.event_type, d.payload)})
-
-
-async def _respect_removal(session: AsyncSession, written: list[WebhookDelivery]) -> None:
-    """Before a scan commits: its deliveries about posts whose content was removed since it read
-    them lose the words. A removal that commits later finds them (:func:`remove_content`): on
-    SQLite the scan writes first (its flush), and no other write commits before its own; on
-    PostgreSQL it holds the posts ``FOR SHARE``, which the removal's ``FOR UPDATE``
-    (:func:`listener.deletions.lock_rows`) waits for, or waits for the removal's commit and reads it."""
-    worded = [d for d in written if d.event_type in WORDED and d.mention_id is not None]
-    ids = sorted({d.mention_id for d in worded})
-    if not ids:
-        return
-    await session.flush()
-    if session.bind.dialect.name == "postgresql":
-        await session.execute(select(_M.id).where(_M.id.in_(ids)).order_by(_M.id).with_for_update(read=True))
-    gone = set(await session.scalars(select(_M.id).where(_M.id.in_(ids), _M.deleted.is_(True),
-                                                          _M.text == DELETED_TEXT)))
-    for d in worded:
-        if d.mention_id in gone:
-            d.payload = without_words(d.event_type, d.payload)
-
-
 async def scan(db: Any, now: datetime | None = None, settle: timedelta = SETTLE) -> int:
     """Turn new rows into deliveries for the subscriptions that want them; returns how many."""
     try:
@@ -258,7 +186,7 @@ async def _scan(db: Any, now: datetime, settle: timedelta) -> int:
                     created += 1
             if after != cur.cursor:  # written last: nothing of the scan is flushed while rows are built
                 cur.cursor = after
-        await _respect_removal(session, written)
+        await webhooks_deleted.respect_removal(session, written)
         await session.commit()
     return created
 

@@ -15,7 +15,7 @@ the post back with the words the platform shows then), the raw payload but for i
 deletion's reason (:data:`KEPT_RAW`), the words in its URL (a Reddit permalink's slug is the
 submission's title), its content hash, the triage explanations and PII spans, the routing reason,
 the copies kept as community answers (deactivated) and in the author's case messages, and the bodies
-of the outgoing webhook deliveries about it (:func:`console.webhooks_out.remove_content`). What stays:
+of the outgoing webhook deliveries about it (:func:`console.webhooks_deleted.remove_content`). What stays:
 the row, its ids, thread, times, author and triage labels, so counts and threading stay right.
 
 Outside the database: an ingest message of the post dead-lettered on the bus loses its words too
@@ -118,7 +118,7 @@ async def remove_copies(session: AsyncSession, mention_ids: Iterable[int]) -> in
     changed += await rewrite(session, CaseMessage, CaseMessage.mention_id.in_(ids), [CaseMessage.body],
                              lambda c: {"body": DELETED_TEXT})
     # the console's outgoing events (imported here: the console builds on this module)
-    from console.webhooks_out import remove_content
+    from console.webhooks_deleted import remove_content
 
     changed += await remove_content(session, ids)
     return changed

@@ -16,7 +16,7 @@ from aiohttp import ClientSession, web
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select, update
 
-from console import webhooks_out
+from console import webhooks_deleted, webhooks_out
 from listener.ingest import ingest_batch
 from listener.protocol import NormalizedMention
 from models import Mention, RouteDecision, TriageResult, WebhookDelivery, WebhookSubscription
@@ -195,14 +195,14 @@ async def test_a_deletion_waits_for_a_scan_about_to_commit_and_then_removes_its_
     (tweet_id,) = await ingest(any_db, tweet())
     await quoted(any_db, tweet_id, "parcel 4471")
     checked, go = asyncio.Event(), asyncio.Event()
-    respect = webhooks_out._respect_removal
+    respect = webhooks_deleted.respect_removal
 
     async def hold(session, written):
         await respect(session, written)
         checked.set()
         await go.wait()
 
-    monkeypatch.setattr(webhooks_out, "_respect_removal", hold)
+    monkeypatch.setattr(webhooks_deleted, "respect_removal", hold)
     scanning = asyncio.create_task(webhooks_out.scan(any_db, now=later()))
     await asyncio.wait_for(checked.wait(), 10)
     deleting = asyncio.create_task(ingest(any_db, tweet(event="delete", remove_content=True)))
