@@ -10,6 +10,9 @@ A ``ModerationAction`` row's status says where it stands:
 * ``queued`` — a platform action (remove, hide, approve, lock, ban) to perform through the connector,
 * ``sending`` — claimed by an executor (:func:`execute`), the platform call under way,
 * ``done`` / ``failed`` / ``dry_run`` — performed, refused, or only recorded (dry run, no connector),
+* ``unknown`` — claimed, and its executor never said what the platform did (killed mid-call: marked
+  by :func:`service.dispatch.sweep_stranded`); a person checks the platform. Until a hide or removal
+  is settled, public replies to its post are held back (:mod:`service.dispatch`),
 * ``cancelled`` — never performed: its post was erased first (:mod:`service.privacy_actions`),
 * ``recorded`` — an action with no platform counterpart (label, a lock on X, a filter on a post
   the platform cannot hide) or nothing left to do there (removing a post its hold already hid),
@@ -53,6 +56,7 @@ PLATFORM_ACTIONS: dict[str, dict[str, str | None]] = {
 }
 CLAIMABLE = ("queued",)  # the only status an executor takes a row from: a failed action is queued anew
 HIDDEN_BY_HOLD = ("queued", "sending", "done", "dry_run")  # a filter that hid the post (or is about to)
+UNSETTLED = ("sending", "unknown")  # performed or not, nobody knows yet
 REVIEW_DECISIONS = ("approve", "remove", "ban", "escalate")
 # act on the post itself: refused once it is deleted on its platform (a ban then bans its author alone)
 GONE_DECISIONS = ("approve", "remove")
@@ -247,8 +251,8 @@ async def execute(db: Any, connectors: dict[str, Any], action_ids: list[int], *,
             if row is None or row.status not in CLAIMABLE:
                 continue
             claimed = await session.execute(update(ModerationAction).where(
-                ModerationAction.id == row.id, ModerationAction.status.in_(CLAIMABLE)).values(status="sending")
-                .execution_options(synchronize_session=False))
+                ModerationAction.id == row.id, ModerationAction.status.in_(CLAIMABLE))
+                .values(status="sending", claimed_at=utcnow()).execution_options(synchronize_session=False))
             await session.commit()
             if claimed.rowcount != 1:
                 continue  # another executor took it, or an erasure cancelled it
@@ -276,7 +280,7 @@ async def execute(db: Any, connectors: dict[str, Any], action_ids: list[int], *,
                 log.info("moderation %s %s on %s: %s", row.id, row.action, mention.platform, status)
             # read again (locked): an erasure meanwhile rewrote its reason and details, kept as it left them
             row = await session.get(ModerationAction, row.id, with_for_update=True, populate_existing=True)
-            if row is not None and row.status == "sending":
+            if row is not None and row.status in UNSETTLED:  # unknown: swept while it took far too long
                 row.status = status
                 if error:
                     row.details = {**(row.details or {}), "error": error[:500]}
@@ -347,12 +351,13 @@ async def review(session: AsyncSession, hold: ModerationAction, decision: str, a
     mark_reviewed(hold, decision, actor)
     out: dict[str, list[int]] = {"actions": [], "replies": []}
     added: list[ModerationAction | None] = []
-    hidden = await session.scalar(select(ModerationAction.status).where(
-        ModerationAction.dedup_key == f"{hold.dedup_key}:filter")) in HIDDEN_BY_HOLD
+    filtered = await session.scalar(select(ModerationAction.status).where(
+        ModerationAction.dedup_key == f"{hold.dedup_key}:filter"))
+    hidden = filtered in HIDDEN_BY_HOLD  # an unknown filter: shown again on approval, removed on removal
     if decision == "approve":  # shown again where the hold hid it; a post never hidden has nothing to undo
         added.append(await add_action(session, f"review:{hold.id}:approve", mention, "approve",
                                       reason or "approved by a moderator", rule=hold.rule, actor=actor,
-                                      perform=hidden))
+                                      perform=hidden or filtered == "unknown"))
     elif decision == "ban" and mention.deleted:  # the post is gone already: its author alone, as the API's ban
         added.append(await _ban(session, hold, mention, reason, actor))
     elif decision in ("remove", "ban"):  # every platform removes as it hides: a hidden post stays down

@@ -88,6 +88,8 @@ def hidden_state(hold: ModerationAction, mention: Mention, hide: ModerationActio
         return "hidden (dry run: recorded only)"
     if hide.status in ("queued", "sending"):
         return f"being hidden on {mention.platform}"
+    if hide.status == "unknown":  # its executor died mid-call (service.dispatch.sweep_stranded)
+        return f"may still be public: hiding it was interrupted, check it on {mention.platform}"
     return f"still public: {(hide.details or {}).get('error') or hide.status}"
 
 

@@ -14,8 +14,10 @@ from models.base import Base, BigId, IdMixin, utcnow
 class ModerationAction(IdMixin, Base):
     """A hold, alert or platform action on a post, once per ``dedup_key``. Status (see
     community.moderation): pending | queued | sending | done | failed | dry_run | recorded | alert |
-    acknowledged | reviewed, and ``cancelled`` (``details["cancelled"]`` "erased") for a platform
-    action never performed because its post was erased first (service.privacy_actions)."""
+    acknowledged | reviewed, ``cancelled`` (``details["cancelled"]`` "erased") for a platform
+    action never performed because its post was erased first (service.privacy_actions), and
+    ``unknown`` for one whose executor was interrupted mid-call (``claimed_at`` too long ago:
+    service.dispatch's sweep), for a person to check on the platform."""
 
     __tablename__ = "moderation_actions"
     __table_args__ = (UniqueConstraint("dedup_key"),)
@@ -28,6 +30,7 @@ class ModerationAction(IdMixin, Base):
     status: Mapped[str] = mapped_column(String(20), default="pending", index=True)  # pending | done | failed | reviewed
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[datetime | None]  # when an executor took it (``sending``)
 
 
 class Incident(IdMixin, Base):

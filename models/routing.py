@@ -33,7 +33,10 @@ class Reply(IdMixin, Base):
     Status: pending → sending → sent | failed | dry_run; ``deleted`` when a bot reply is reverted;
     ``cancelled`` (``error`` "erased", text gone) when its post was erased before it was sent
     (service.privacy_actions).
-    A reply left in ``sending`` after a crash is never re-sent automatically (``unknown``).
+    A reply left in ``sending`` after a crash is never re-sent automatically (``unknown``): found so
+    on redelivery, or ``claimed_at`` longer ago than ``Settings.stranded_send_minutes`` (the pacer's
+    sweep, service.dispatch). A public reply whose post's hide or removal is ``sending`` or
+    ``unknown`` waits in ``pending``/``queued``, ``error`` "held back: ..." (service.dispatch).
     Incident status replies over the channel's pace wait as ``queued`` (oldest first, always with the
     newest status) and become ``superseded`` when the incident closes with a "fixed" follow-up.
     ``suggested``: a candidate the reply bot's gates held back, offered to an agent.
@@ -57,3 +60,4 @@ class Reply(IdMixin, Base):
     sent_by: Mapped[str] = mapped_column(String(100), default="bot")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
+    claimed_at: Mapped[datetime | None]  # when a sender took it (``sending``)

@@ -119,11 +119,22 @@ class Pipeline:
             await asyncio.sleep(0.02)
         raise TimeoutError(f"pipeline not idle after {timeout} s")
 
-    async def stop(self, drain_timeout: float = 10.0) -> None:
-        """Graceful: workers finish the batch in hand, then stop reading."""
+    async def stop(self, drain_timeout: float | None = None) -> None:
+        """Graceful: workers finish the batch in hand, then stop reading; the act stage starts no new
+        send (its batch is redelivered). After ``drain_timeout`` (``shutdown_batch_seconds``) the
+        workers still busy are cancelled, a platform call under way still let finish
+        (:func:`service.dispatch.finish_despite_cancel`): no reply or action is left ``sending``."""
+        if drain_timeout is None:
+            drain_timeout = float(getattr(self.ctx.settings, "shutdown_batch_seconds", 8.0))
         self.stop_event.set()
+        for worker in self.workers:
+            if hasattr(worker.stage, "halt"):
+                worker.stage.halt()
         if self.tasks:
             done, pending = await asyncio.wait(self.tasks, timeout=drain_timeout)
+            if pending:
+                log.warning("shutdown: %s still busy after %.1f s; cancelled (their batch is redelivered)",
+                            sorted(t.get_name() for t in pending), drain_timeout)
             for t in pending:
                 t.cancel()
             await asyncio.gather(*pending, return_exceptions=True)

@@ -155,7 +155,9 @@ class Runtime:
         its batch is on the bus. With the in-process bus that batch lives only in memory, so the stages
         then drain every queue (up to ``shutdown_drain_seconds``) before they stop: otherwise a batch
         whose cursor was saved would be lost with the process. With Redis the messages are durable and
-        the workers only finish the batch in hand.
+        the workers only finish the batch in hand (up to ``shutdown_batch_seconds``): the act stage
+        sends nothing new, leaving the rest of its batch for redelivery, and no cancel interrupts a
+        platform call under way.
         """
         self.stop_event.set()
         for t in self.listeners + self.tasks:
@@ -166,7 +168,7 @@ class Runtime:
         if self.pipeline:
             if self.settings.bus == "inprocess":
                 await self._drain(float(getattr(self.settings, "shutdown_drain_seconds", 30.0)))
-            await self.pipeline.stop()
+            await self.pipeline.stop(float(getattr(self.settings, "shutdown_batch_seconds", 8.0)))
         for c in self.connectors:
             try:
                 await c.close()

@@ -67,11 +67,23 @@ class Settings(BaseSettings):
     bus_batch_size: int = Field(200, ge=1)
     bus_block_ms: int = Field(1_000, ge=1)
     bus_linger_ms: int = Field(20, ge=0)  # a short batch waits this long for more before it is handled
+    # the watchdog: a stage still handling a batch (or one message) after this long is cancelled and
+    # the batch retried one by one, so a message that hangs is dead-lettered after its attempts
+    stage_timeout_seconds: float = Field(300.0, gt=0)
     # a stage worker's own /healthz, /readyz and /metrics (unauthenticated: bind a private address)
     worker_metrics_port: int | None = Field(None, ge=0, le=65535)  # None: no server; 0: any free port
     worker_metrics_host: str = "127.0.0.1"
     # embedded mode: on SIGTERM, how long the stages may take to drain the in-memory queues
     shutdown_drain_seconds: float = Field(30.0, ge=0)
+    # on SIGTERM, how long a stage worker may take to finish the batch in hand before it is cancelled:
+    # under the orchestrator's grace period (docker compose: 10 s by default) so the process exits on
+    # its own. The act stage starts no new send once asked to stop (the rest are redelivered), and
+    # the platform call under way is always let finish, whatever this says.
+    shutdown_batch_seconds: float = Field(8.0, ge=0)
+    # a reply or platform action claimed (``sending``) this long ago whose sender never recorded what
+    # the platform did (killed mid-call) is marked ``unknown`` for a person to check; far longer than
+    # any platform call (X gives up after 40 s), so a send under way is never taken for a lost one
+    stranded_send_minutes: float = Field(10.0, ge=1)
 
     # --- web --------------------------------------------------------------------------------
     host: str = "127.0.0.1"

@@ -7,6 +7,10 @@ message changes nothing. Replies and moderation actions are committed before the
 platform actions once, neither for a post erased meanwhile (:mod:`service.privacy_actions`).
 Automatic answers pass the reply bot's gates (:mod:`community.replybot`) or become suggestions.
 
+A graceful stop (:meth:`ActStage.halt`) lets the send under way finish and starts no other: the
+batch's message is then left unacknowledged (:class:`service.dispatch.SendsStopped`), and its
+redelivery sends what is still ``pending`` and performs what is still ``queued``, nothing twice.
+
 Decisions, posts and scores are read as the few columns acting needs (not whole rows, not triage's
 score documents); only moderation and escalation, which change the post through shared code, get
 the post and its author as ORM objects. The bot's own answers and their audit events, most of what
@@ -36,7 +40,6 @@ from service.audit import record
 from service.bus import Envelope
 from service.dispatch import Dispatcher, pending_replies
 from service.privacy import respect_erasure
-from service.privacy_actions import perform_actions
 from service.stages.base import Outgoing, StageContext
 from triage.pii import redact
 
@@ -77,6 +80,10 @@ class ActStage:
         self.policies: dict[str, ChannelPolicy] = {}
         self.dispatcher = dispatcher or Dispatcher.for_settings(ctx.db, ctx.connectors, ctx.settings)
 
+    def halt(self) -> None:
+        """The process is stopping: no new platform call (the batch in hand is redelivered)."""
+        self.dispatcher.halt()
+
     def policy(self, platform: str) -> ChannelPolicy:
         if platform not in self.policies:
             self.policies[platform] = ChannelPolicy.for_channel(self.ctx.settings, platform)
@@ -101,8 +108,8 @@ class ActStage:
                 if attempt == 2:
                     raise
         if to_perform:  # first: a post exposing personal data is hidden before anything is said
-            await perform_actions(self.ctx.db, self.ctx.connectors, to_perform, dry_run=self.ctx.settings.dry_run,
-                                  dry_run_channels={p for p in self.ctx.connectors if self.policy(p).dry_run})
+            await self.dispatcher.perform(to_perform, dry_run=self.ctx.settings.dry_run,
+                                          dry_run_channels={p for p in self.ctx.connectors if self.policy(p).dry_run})
         await self.dispatcher.deliver(to_send)
         return []
 
