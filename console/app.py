@@ -131,7 +131,7 @@ async def api_mentions(request: web.Request) -> web.Response:
 async def api_ingest(request: web.Request) -> web.Response:
     """Mentions in (JSON lines of NormalizedMention fields); used by `socialcare replay` in the
     embedded mode. Authorized by the local ingest token the running service wrote under var/."""
-    from listener.ingest import mention_from_dict
+    from listener.validation import mention_from_dict
     from listener.webhook import TooDeep, loads
 
     rt = request.app[RUNTIME]

@@ -7,7 +7,8 @@ deleted post (never of an erased one: :func:`_guarded`). A deletion whose platfo
 brings words back to such a post, never an edit or a redelivered copy. A whole thread deleted or
 recovered on its platform (a Discourse topic) is applied by :mod:`listener.threads`; while a thread
 is deleted, a new post of it is stored deleted with it and a post recovered on its own stays
-deleted with it.
+deleted with it. A deletion that arrives before its post is kept for it (:mod:`listener.unseen`).
+What can be stored is checked by the intakes before publishing (:mod:`listener.validation`).
 
 Rows are read as plain columns and written with one statement per table (:mod:`models.bulk`):
 the ORM's per-object bookkeeping was most of this stage's time.
@@ -15,15 +16,15 @@ the ORM's per-object bookkeeping was most of this stage's time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from listener.deletions import content_removed, lock_rows, remove_copies, removed
-from listener.protocol import THREAD_EVENTS, MentionEvent, MentionKind, NormalizedMention, utc
+from listener import unseen
+from listener.deletions import content_removed, lock_rows, remove_copies, removed, without_content
+from listener.protocol import THREAD_EVENTS, NormalizedMention, utc
 from listener.text import clean_text, content_key
 from models import Author, Conversation, Mention, ModerationAction, SocialIdentity
 from models.base import utcnow
@@ -46,143 +47,14 @@ PARENTS = select(_M.platform, _M.external_id, _M.conversation_id).where(pairs_in
 THREAD = (_C.id, _C.thread_key, _C.customer_id, _C.last_activity_at, _C.platform_deleted_at)
 THREADS = select(*THREAD).where(_C.thread_key.in_(bindparam("keys", expanding=True)))
 THREADS_BY_ID = select(*THREAD).where(_C.id.in_(IDS))
-# what the columns hold (PostgreSQL refuses longer text; SQLite would keep it)
-MAX_CHARS = {name: column.type.length for name, column in {
-    "platform": _M.platform, "external_id": _M.external_id, "author_id": _A.platform_user_id,
-    "author_handle": _A.handle, "author_name": _A.display_name, "conversation_id": _M.platform_conversation_id,
-    "in_reply_to": _M.in_reply_to, "url": _M.url, "lang": _M.lang, "channel": _M.channel}.items()}
-REQUIRED = ("platform", "external_id", "text", "created_at")
-TIMES = ("created_at", "author_created_at", "edited_at")
 _MA = ModerationAction.__table__.c
 HIDING = ("hide", "remove", "filter")  # community.moderation's actions that set ``hidden`` (a hold's filter)
 MODERATED = select(_MA.mention_id).where(_MA.mention_id.in_(IDS), _MA.action.in_(HIDING)).distinct()
-# a post's time is within these; beyond them converting to UTC or adding to it overflows
-EARLIEST, LATEST = datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)
-
-
 @dataclass
 class Ingested:
     mention_id: int | None
     outcome: Outcome
     revealed: tuple[int, ...] = ()  # posts a thread's recovery showed again (listener.threads), to triage
-
-
-def unstorable(value: str) -> str | None:
-    """Why a database would refuse this text (PostgreSQL takes no NUL, UTF-8 no lone surrogate), or None."""
-    if "\x00" in value:
-        return "contains a NUL character"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "is not valid Unicode (a lone surrogate)"
-    return None
-
-
-def text_problems(value: Any, where: str) -> list[str]:
-    """Every string (key or value) in a JSON document that a database would refuse, by its path;
-    iterative, so a deep document costs no stack."""
-    problems, stack = [], [(value, where)]
-    while stack and len(problems) < 20:
-        v, path = stack.pop()
-        if isinstance(v, str):
-            if why := unstorable(v):
-                problems.append(f"{path}: {why}")
-        elif isinstance(v, dict):
-            problems += [f"{path}: a key {why}" for k in v if isinstance(k, str) and (why := unstorable(k))]
-            stack += [(item, f"{path}.{k}") for k, item in v.items()]
-        elif isinstance(v, list):
-            stack += [(item, f"{path}[{i}]") for i, item in enumerate(v)]
-    return problems
-
-
-def parse_time(value: Any) -> datetime:
-    """An ISO 8601 time string as a UTC datetime within [EARLIEST, LATEST); ValueError in plain words."""
-    if not isinstance(value, str):
-        raise ValueError("an ISO 8601 time (a string)")  # noqa: TRY004 (bad input: one error type)
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError("not an ISO 8601 time") from None
-    return in_range(parsed)
-
-
-def in_range(value: datetime) -> datetime:
-    """``value`` in UTC; ValueError when out of range (9999-12-31T23:59-14:00 has no UTC time at all)."""
-    try:
-        value = utc(value)
-    except OverflowError:
-        value = None
-    if value is None or not EARLIEST <= value < LATEST:
-        raise ValueError(f"out of range (years {EARLIEST.year} to {LATEST.year - 1})")
-    return value
-
-
-def mention_problems(m: NormalizedMention) -> list[str]:
-    """What ingest could not store, field by field. The intakes (webhooks, the ingest API) refuse
-    such a post to its sender: published, it would fail every retry and end dead-lettered."""
-    problems = []
-    for name, limit in {"text": None, **MAX_CHARS}.items():
-        value = getattr(m, name)
-        if value is None and name not in REQUIRED:
-            continue
-        if not isinstance(value, str) or (name != "text" and name in REQUIRED and not value):
-            problems.append(f"{name}: {'required, ' if name in REQUIRED else ''}a string")
-        elif name != "text" and (why := unstorable(value)):  # the text is cleaned at ingest
-            problems.append(f"{name}: {why}")
-        elif limit is not None and len(value) > limit:
-            problems.append(f"{name}: longer than {limit} characters")
-    for name in TIMES:
-        value = getattr(m, name)
-        if value is None and name != "created_at":
-            continue
-        if not isinstance(value, datetime):
-            problems.append(f"{name}: {'required, ' if name in REQUIRED else ''}an ISO 8601 time")
-            continue
-        try:
-            in_range(value)
-        except ValueError as exc:
-            problems.append(f"{name}: {exc}")
-    followers = m.author_followers
-    if followers is not None and (type(followers) is not int or not 0 <= followers < 2**31):
-        problems.append("author_followers: a whole number from 0 to 2147483647")
-    if m.kind not in get_args(MentionKind):
-        problems.append(f"kind: one of {', '.join(get_args(MentionKind))}")
-    if m.event not in get_args(MentionEvent):
-        problems.append(f"event: one of {', '.join(get_args(MentionEvent))}")
-    problems += [f"{name}: true or false" for name in ("is_public", "remove_content")
-                 if not isinstance(getattr(m, name), bool)]
-    if m.event in THREAD_EVENTS and not m.conversation_id:
-        problems.append("conversation_id: required for a thread's event")
-    if not isinstance(m.raw, dict):
-        problems.append("raw: an object")
-    return problems + text_problems(m.raw, "raw")
-
-
-def in_terms_of(problems: list[str], where: str, names: dict[str, str]) -> list[str]:
-    """:func:`mention_problems` in the sender's terms: each field under its name in the payload."""
-    return [f"{where}.{names.get(field, field)}:{why}" for field, _, why in (p.partition(":") for p in problems)]
-
-
-def mention_from_dict(data: Any) -> NormalizedMention:
-    """A mention from its JSON fields (as :meth:`NormalizedMention.to_dict` writes them; others are
-    ignored); ValueError naming every missing or invalid field in plain words."""
-    if not isinstance(data, dict):
-        raise ValueError("a mention must be a JSON object")  # noqa: TRY004
-    values = {k: v for k, v in data.items() if k in {f.name for f in fields(NormalizedMention)}}
-    missing = [f for f in REQUIRED if values.get(f) is None or (values[f] == "" and f != "text")]
-    problems = [f"missing {', '.join(missing)}"] if missing else []
-    for name in TIMES:
-        try:
-            values[name] = parse_time(values[name]) if values.get(name) not in (None, "") else None
-        except ValueError as exc:
-            problems.append(f"{name}: {exc}")
-            values[name] = None
-    mention = NormalizedMention(**{**dict.fromkeys(REQUIRED), **values})
-    reported = set(missing) | {p.split(":")[0] for p in problems}
-    problems += [p for p in mention_problems(mention) if p.split(":")[0] not in reported]
-    if problems:
-        raise ValueError("; ".join(problems[:20]))
-    return mention
 
 
 def author_key(m: NormalizedMention) -> str | None:
@@ -217,6 +89,10 @@ async def _posts(session: AsyncSession, batch: list[NormalizedMention]) -> list[
     guarded: dict[int, Record] = {}  # stored posts restored or whose content goes: written apart (_guarded)
     back = (existing.get((m.platform, m.external_id)) for m in batch if m.event == "restore")
     moderated = await _moderated(session, [r.id for r in back if r is not None])  # deleted now or earlier in the batch
+    # deletions that came before their post (listener.unseen): kept, and applied when it comes
+    early = await unseen.pending(session, {(m.platform, m.external_id) for m in batch} - existing.keys())
+    kept: dict[tuple[str, str], bool] = {}
+    spent: set[tuple[str, str]] = set()
     results: list[Ingested] = []
     for m in batch:
         key = (m.platform, m.external_id)
@@ -231,6 +107,8 @@ async def _posts(session: AsyncSession, batch: list[NormalizedMention]) -> list[
                     guarded[row.id] = row
                 results.append(Ingested(row.id, "deleted"))
             else:
+                if row is None:
+                    early[key] = kept[key] = m.remove_content or early.get(key, False)
                 results.append(Ingested(row.id if row else None, "duplicate"))
             continue
         text, truncated = clean_text(m.text)
@@ -258,6 +136,11 @@ async def _posts(session: AsyncSession, batch: list[NormalizedMention]) -> list[
         author = authors.get((m.platform, author_key(m))) if author_key(m) else None
         conv = conversations[thread_key(m)]
         held = conv.platform_deleted_at is not None  # a post of a deleted thread: stored deleted, untriaged
+        gone = early.pop(key, None)  # deleted before it came: stored deleted (a restore comes after its deletion)
+        if gone is not None:
+            kept.pop(key, None)
+            spent.add(key)
+            gone = None if m.event == "restore" else gone
         conv.set(last_activity_at=max(conv.last_activity_at or utc(m.created_at), utc(m.created_at)))
         if author is not None and author.customer_id and not conv.customer_id:
             conv.set(customer_id=author.customer_id)
@@ -266,11 +149,15 @@ async def _posts(session: AsyncSession, batch: list[NormalizedMention]) -> list[
             text=text, url=m.url, lang=m.lang, kind=m.kind, channel=m.channel, is_public=m.is_public,
             created_at=m.created_at, edited_at=m.edited_at, in_reply_to=m.in_reply_to,
             platform_conversation_id=m.conversation_id, content_hash=content_key(text), raw=raw,
-            hidden=False, deleted=held, deleted_with_thread=held))
+            hidden=gone is not None, deleted=held or gone is not None, deleted_with_thread=held and gone is None))
+        if gone:  # the deletion removed content (listener.deletions)
+            row.set(**without_content(m.platform, m.url, raw))
         new.append((row, conv))
         existing[key] = row
-        results.append(Ingested(None, "deleted" if held else "new"))
+        results.append(Ingested(None, "deleted" if held or gone is not None else "new"))
     await _save_threads(session, conversations)
+    if kept or spent:
+        await unseen.settle(session, kept, spent)
     for row, conv in new:
         row.set(conversation_id=conv.id)
     ids = await insert_rows(session, Mention, [row.values for row, _ in new], KEY["mentions"])

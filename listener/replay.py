@@ -23,8 +23,8 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
-from listener.ingest import mention_problems
 from listener.protocol import Action, ActionResult, NormalizedMention, utc
+from listener.validation import mention_problems
 from listener.x.normalize import unescape
 from triage.pii import redact
 

@@ -38,8 +38,8 @@ from typing import Any
 from aiohttp import web
 
 from listener.customer_link import customer_claim, link_signed_customers
-from listener.ingest import in_terms_of, mention_problems, parse_time, text_problems
 from listener.protocol import NormalizedMention
+from listener.validation import in_terms_of, mention_problems, parse_time, text_problems
 
 log = logging.getLogger("socialcare.listener.webhook")
 Publish = Callable[[list[NormalizedMention]], Awaitable[Any]]

@@ -8,7 +8,7 @@ from models.cursors import ConnectorCursor
 from models.customers import Author, Customer, SocialIdentity
 from models.escalation import CustomerSession, SecureLink, SlaBreach
 from models.knowledge import KnowledgeArticle, Template
-from models.mentions import Conversation, Mention
+from models.mentions import Conversation, Mention, PendingDeletion
 from models.moderation import Incident, IncidentMention, ModerationAction
 from models.privacy import ErasureTombstone
 from models.routing import ROUTE_OUTCOMES, Reply, RouteDecision
@@ -18,5 +18,5 @@ from models.users import ROLES, ApiToken, AuditEvent, User
 __all__ = [
     "ROLES", "ROUTE_OUTCOMES", "ApiToken", "AuditEvent", "Author", "Base", "Case", "CaseMessage",
     "ConnectorCursor", "Conversation", "Customer", "CustomerSession", "ErasureTombstone", "Incident", "IncidentMention", "KnowledgeArticle",
-    "Mention", "ModerationAction", "Reply", "RouteDecision", "SecureLink", "SlaBreach", "SocialIdentity", "Template", "TriageResult", "User",
+    "Mention", "ModerationAction", "PendingDeletion", "Reply", "RouteDecision", "SecureLink", "SlaBreach", "SocialIdentity", "Template", "TriageResult", "User",
 ]

@@ -70,3 +70,14 @@ class Mention(IdMixin, Base):
     deleted_with_thread: Mapped[bool] = mapped_column(default=False, server_default=false())
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
     raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class PendingDeletion(Base):
+    """A platform's deletion of a post not stored here (yet): its creation, retried or delivered
+    late, may still arrive after it, and is then stored deleted (``listener.unseen``)."""
+
+    __tablename__ = "pending_deletions"
+    platform: Mapped[str] = mapped_column(String(32), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    remove_content: Mapped[bool] = mapped_column(default=False)  # as the deletion said (listener.deletions)
+    deleted_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)  # when it reached ingest

@@ -7,7 +7,7 @@ from typing import Annotated, Any, TypeVar
 from aiohttp import web
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
-from listener.ingest import unstorable
+from listener.validation import unstorable
 from listener.webhook import TooDeep, loads
 
 M = TypeVar("M", bound=BaseModel)

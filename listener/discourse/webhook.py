@@ -32,7 +32,7 @@ from typing import Any
 from aiohttp import web
 
 from listener.discourse.normalize import is_ours, post_to_mention, topic_to_mention
-from listener.ingest import in_terms_of, mention_problems, parse_time, text_problems
+from listener.validation import in_terms_of, mention_problems, parse_time, text_problems
 from listener.webhook import (
     BodyTooLarge,
     Publish,

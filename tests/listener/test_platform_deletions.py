@@ -22,10 +22,11 @@ import pytest
 from sqlalchemy import select
 
 from listener import ingest as ingest_module
-from listener.ingest import ingest_batch, mention_from_dict
+from listener.ingest import ingest_batch
 from listener.protocol import NormalizedMention
 from listener.reddit.connector import RedditConnector
 from listener.text import content_key
+from listener.validation import mention_from_dict
 from listener.x.connector import XConnector
 from models import Case, CaseMessage, CommunityAnswer, Mention, RouteDecision, TriageResult
 from models.mentions import DELETED_TEXT, ERASED_TEXT
