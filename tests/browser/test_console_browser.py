@@ -143,8 +143,8 @@ async def test_an_agent_tags_with_t_and_resolves_with_e(browser, server):
     await expect(tags).to_be_focused()
     await expect(tags).to_have_value("")
     await page.keyboard.type("shipping, late")
-    await page.keyboard.press("Enter")
-    await page.wait_for_load_state()
+    async with page.expect_navigation():  # the form's submit loads a new page: wait for it, not the old one
+        await page.keyboard.press("Enter")
     await expect(page.locator("#tags")).to_have_value("shipping, late")
     await page.screenshot(path=shot("conversation-tagged"), full_page=True)
     await page.keyboard.press("e")  # resolve: back to the queue, without this conversation

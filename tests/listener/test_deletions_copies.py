@@ -137,7 +137,7 @@ async def test_a_deleted_tweets_webhook_deliveries_lose_its_words_and_a_hidden_p
     after = await deliveries(any_db)
     for event in ("mention.triaged", "mention.routed"):
         old, new = before[tweet_id, event], after[tweet_id, event]
-        assert "4471" not in json.dumps(new.payload), new.payload
+        assert "parcel 4471" not in json.dumps(new.payload), new.payload
         assert (new.id, new.event_id, new.subscription_id, new.created_at, new.payload["id"],
                 new.payload["created_at"]) == (old.id, old.event_id, old.subscription_id, old.created_at,
                                                old.payload["id"], old.payload["created_at"])
@@ -156,7 +156,7 @@ async def test_a_deleted_tweets_webhook_deliveries_lose_its_words_and_a_hidden_p
         assert await webhooks_out.deliver_due(any_db, http, now=later()) == 3
     sent = {(b["data"]["mention_id"], b["type"]): b for b in receiver.bodies}
     assert set(sent) == {(tweet_id, "mention.routed"), (post_id, "mention.triaged"), (post_id, "mention.routed")}
-    assert "4471" not in json.dumps(sent[tweet_id, "mention.routed"])
+    assert "parcel 4471" not in json.dumps(sent[tweet_id, "mention.routed"])
     assert sent[tweet_id, "mention.routed"]["id"] == routed.event_id
     assert "5582" in json.dumps(sent[post_id, "mention.routed"])
 
@@ -181,7 +181,7 @@ async def test_a_scan_that_read_a_tweet_before_its_deletion_commits_no_words(any
     written = await deliveries(any_db)
     assert set(written) == {(tweet_id, "mention.triaged"), (tweet_id, "mention.routed")}
     for d in written.values():
-        assert "4471" not in json.dumps(d.payload), d.payload
+        assert "parcel 4471" not in json.dumps(d.payload), d.payload
         assert d.mention_id == tweet_id
     assert written[tweet_id, "mention.triaged"].payload["data"]["text"] == DELETED_TEXT
 
@@ -213,7 +213,7 @@ async def test_a_deletion_waits_for_a_scan_about_to_commit_and_then_removes_its_
     await asyncio.wait_for(deleting, 10)
     written = await deliveries(any_db)
     assert len(written) == 2
-    assert all("4471" not in json.dumps(d.payload) for d in written.values())
+    assert all("parcel 4471" not in json.dumps(d.payload) for d in written.values())
 
 
 # --- ingest dead letters on the bus ---------------------------------------------------------------
@@ -292,7 +292,7 @@ async def test_a_dead_lettered_tweet_deleted_on_x_loses_its_words_and_its_retry_
     letters = await deadletters.listed(bus)
     assert len(letters) == 2
     gone, kept = of(letters, "x"), of(letters, "reddit")
-    assert "4471" not in json.dumps(gone.payload) + gone.reason + repr(gone.extra), gone
+    assert "parcel 4471" not in json.dumps(gone.payload) + gone.reason + repr(gone.extra), gone
     assert (gone.topic, gone.key, gone.attempts, gone.failed_at) == (
         tweet_letter.topic, tweet_letter.key, tweet_letter.attempts, tweet_letter.failed_at)
     assert gone.reason == f"ValueError: {DELETED_TEXT}"

@@ -298,7 +298,7 @@ def test_retries_and_discards_are_audited_with_the_actor_and_ids_only(redis_bus_
     assert rows[1].details["ids"] == [ids[1]] and rows[1].details["missing"] == ["12-0"]
     assert rows[2].details["ids"] == [ids[2]] and rows[2].details["topic"] == "act"
     everything = json.dumps([[r.actor, r.action, r.object_id, r.reason, r.details] for r in rows])
-    assert "7700" not in everything and "4111" not in everything and "broke" not in everything  # no payload, no reason
+    assert "7700 900123" not in everything and "4111 1111" not in everything and "broke" not in everything  # no payload, no reason
 
 
 def test_the_actor_is_the_os_user_unless_given(redis_bus_env):
@@ -369,7 +369,7 @@ def test_a_listing_that_shows_payloads_is_audited_with_the_actor_topic_count_and
     assert ben.actor == "cli:oncall-ben"
     assert ben.details == {"topic": None, "topics": {"act": 3, "triage": 1}, "count": 4, "ids": ids}
     everything = json.dumps([[r.actor, r.object_id, r.reason, r.details] for r in (ana, ben)])
-    assert "7700" not in everything and "4111" not in everything and "broke" not in everything  # no payload, no reason
+    assert "7700 900123" not in everything and "4111 1111" not in everything and "broke" not in everything  # no payload, no reason
 
 
 def test_one_payload_shown_names_it_and_the_actor_is_the_os_user_unless_given(redis_bus_env):
