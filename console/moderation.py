@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from community import moderation
+from community import decisions, moderation
 from community.replybot import revert_reply
 from console import flash
 from console import moderation_view as view
@@ -73,7 +73,7 @@ async def _page(request: web.Request, *, notice: str | None = None, error: str |
         acknowledged = await view.acknowledged(session)
         bot_replies = await view.bot_replies(session)
     return render(request, "moderation.html", status=status, items=items, recent=recent, bot_replies=bot_replies,
-                  alerts=alerts, acknowledged=acknowledged, decisions=moderation.REVIEW_DECISIONS, notice=notice,
+                  alerts=alerts, acknowledged=acknowledged, decisions=decisions.REVIEW_DECISIONS, notice=notice,
                   error=error, kept=kept or Kept())
 
 
@@ -105,7 +105,7 @@ async def _carry_out(request: web.Request, hold_ids: list[int], decision: str,
                 continue
             post = await view.post_snippet(session, hold.mention_id)
             try:
-                out = await moderation.review(session, hold, decision, p.actor, reason=reason, settings=rt.settings)
+                out = await decisions.review(session, hold, decision, p.actor, reason=reason, settings=rt.settings)
             except ValueError as exc:
                 refused.append(Refusal(hold_id, post, str(exc)))
                 continue
@@ -124,8 +124,8 @@ async def _carry_out(request: web.Request, hold_ids: list[int], decision: str,
 
 def _form_error(decision: str, reason: str) -> str | None:
     """What the form itself lacks, checked before any post is touched."""
-    if decision not in moderation.REVIEW_DECISIONS:
-        return f"choose a decision: {', '.join(moderation.REVIEW_DECISIONS)}"
+    if decision not in decisions.REVIEW_DECISIONS:
+        return f"choose a decision: {', '.join(decisions.REVIEW_DECISIONS)}"
     if decision in ("remove", "ban") and not reason.strip():
         return "removing a post needs a reason for its author"
     return None

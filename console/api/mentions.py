@@ -10,7 +10,7 @@ from pydantic import Field, StringConstraints, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from community import moderation
+from community import decisions, moderation
 from community.templates import TemplateRenderError, render
 from console import events
 from console.api.common import (
@@ -274,8 +274,8 @@ async def _moderate(request: web.Request, session: Any, mention: Mention, body: 
         raise ApiError(410, ERASED_MESSAGE)
     if mention.deleted and body.action in ON_THE_POST:
         raise ApiError(409, gone_from_platform(mention))
-    if body.action in ("unhide", "approve") and await moderation.exposes_personal_data(session, mention):
-        raise ApiError(409, moderation.EXPOSED)
+    if body.action in ("unhide", "approve") and await decisions.exposes_personal_data(session, mention):
+        raise ApiError(409, decisions.EXPOSED)
     # Once per mention and action *since the last other action on it*: a retried "hide" is a repeat,
     # but "hide" after an "unhide" hides the post again.
     since = await session.scalar(select(func.count()).select_from(ModerationAction).where(
@@ -309,8 +309,8 @@ async def _moderate(request: web.Request, session: Any, mention: Mention, body: 
         elif body.action == "ban" and author is not None:
             author.banned = True
         if body.action in SETTLES_HOLD:  # the bot decided what a moderator was asked to: the hold is done
-            for hold in await moderation.pending_holds(session, mention.id):
-                moderation.mark_reviewed(hold, SETTLES_HOLD[body.action], p.actor)
+            for hold in await decisions.pending_holds(session, mention.id):
+                decisions.mark_reviewed(hold, SETTLES_HOLD[body.action], p.actor)
     details = {k: v for k, v in (row.details or {}).items() if k in ("dry_run", "error")}
     return {"status": row.status, "moderation_action_id": row.id, "repeated": False, **details}
 

@@ -101,13 +101,13 @@ async def test_a_bots_dry_run_approve_of_a_post_erased_as_it_is_recorded_is_canc
     """In a dry run nothing reaches the platform either way; the row still ends cancelled, not done."""
     m = await world.mention("@AcmeHelp buy my followers", platform="x", author="rosa_q", in_reply_to="brand-1")
     monkeypatch.setattr(rt.settings, "dry_run", True)
-    real = api_mentions.moderation.exposes_personal_data
+    real = api_mentions.decisions.exposes_personal_data
 
     async def erased_now(session, mention):  # checked just before the action is recorded
         await erase(rt.db, Subject(platform="x", handle="rosa_q"), actor="dpo", reason="privacy request")
         return await real(session, mention)
 
-    monkeypatch.setattr(api_mentions.moderation, "exposes_personal_data", erased_now)
+    monkeypatch.setattr(api_mentions.decisions, "exposes_personal_data", erased_now)
     h = {"Authorization": f"Bearer {await bot_token(rt, 'mod', ['actions:write'])}"}
     r = await client.post(f"/api/v1/mentions/{m.id}/actions", json={"action": "approve"}, headers=h)
     assert r.status == 410

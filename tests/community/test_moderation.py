@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from community import moderation
+from community import decisions, moderation
 from models import AuditEvent, Author, Case, Mention, ModerationAction, Reply, RouteDecision
 
 CARD = "4111 1111 1111 1111"
@@ -127,7 +127,7 @@ async def held(world, connectors, platform="reddit"):
 async def review(world, hold, decision, reason=None):
     async with world.db.session() as s:
         row = await s.get(ModerationAction, hold.id)
-        out = await moderation.review(s, row, decision, "mod", reason=reason, settings=world.settings)
+        out = await decisions.review(s, row, decision, "mod", reason=reason, settings=world.settings)
         await s.commit()
     await moderation.execute(world.db, world.connectors, out["actions"], dry_run=False)
     from service.dispatch import Dispatcher
