@@ -124,7 +124,8 @@ async def _posts(session: AsyncSession, batch: list[NormalizedMention]) -> list[
                 shown = {} if row.id in moderated else {"hidden": False}  # the deletion's hide only
                 held = conversations[thread_key(m)].platform_deleted_at is not None  # its thread still deleted
                 row.set(deleted=held, deleted_with_thread=held, raw=raw, url=m.url or row.url, **shown)
-                guarded[row.id] = row
+                if row.id is not None:  # a post new in this batch: the INSERT carries the restore
+                    guarded[row.id] = row
                 results.append(Ingested(row.id, "deleted" if held else "restored"))
             elif m.edited_at and (row.edited_at is None or utc(m.edited_at) > row.edited_at) and text != row.text:
                 # the version now shown (an X edit has its own id)

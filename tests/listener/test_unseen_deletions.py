@@ -100,3 +100,14 @@ async def test_early_deletions_older_than_their_lifetime_are_pruned(any_db):
     await ingest(any_db, tweet("delete", eid="3003"))
     assert await pending(any_db) == {("x", "3003"): True}
     assert await ingest(any_db, tweet()) == ["1001"]  # a creation that late is stored as it comes
+
+
+async def test_a_post_new_in_the_batch_deleted_and_restored_in_it_is_stored_shown(any_db):
+    """Three events for one post in one delivery (its creation redelivered beside later events): the
+    last one wins, whether the deletion was kept from before or came in the batch."""
+    await ingest(any_db, tweet("delete"))
+    assert await ingest(any_db, tweet(), tweet("restore")) == ["1001"]
+    assert await ingest(any_db, tweet(eid="1002"), tweet("delete", eid="1002"), tweet("restore", eid="1002")) == ["1002"]
+    rows = await stored(any_db)
+    assert {k: (r.deleted, r.text) for k, r in rows.items()} == {"1001": (False, WORDS), "1002": (False, WORDS)}
+    assert await pending(any_db) == {}

@@ -19,7 +19,8 @@ ID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
 # the payload's ``data.mention_id``, where it is a whole number (the scanner writes no other)
 FILL = {
     'postgresql': "UPDATE webhook_deliveries SET mention_id = (payload #>> '{data,mention_id}')::bigint "
-                  "WHERE jsonb_typeof(payload #> '{data,mention_id}') = 'number'",
+                  "WHERE jsonb_typeof(payload #> '{data,mention_id}') = 'number' "
+                  "AND payload #>> '{data,mention_id}' ~ '^-?[0-9]{1,18}$'",  # a whole number, as SQLite's test
     'sqlite': "UPDATE webhook_deliveries SET mention_id = json_extract(payload, '$.data.mention_id') "
               "WHERE json_type(payload, '$.data.mention_id') = 'integer'",
 }
