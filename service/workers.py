@@ -4,8 +4,19 @@ Ack comes last, so a crash at any point means redelivery (at-least-once) and the
 stage makes that harmless. A failing batch is retried message by message so one poison message is
 isolated, retried up to the bus's limit and then dead-lettered with its reason — unless the database
 or the bus has stopped answering: then the messages are not at fault, so the worker holds the batch
-and tries it again with back-off until they answer, spending none of the messages' attempts (a
-database restart must not dead-letter everything that was in flight).
+(or, met during the retries one by one, the message in hand) and tries it again with back-off until
+they answer, spending none of the messages' attempts (a database restart must not dead-letter
+everything that was in flight).
+
+While it holds a batch — handling it, retrying it one by one, waiting out an outage — the worker
+renews its claim on it every third of the bus's claim-idle time (:meth:`~service.bus.base.Bus.renew`),
+so no other consumer takes it over meanwhile, nor spends an attempt of it: a slow batch is not
+handled twice at once, and an outage longer than the claim-idle time costs nothing. A worker that
+dies stops renewing; the bus then hands its messages to the others one at a time, so a message that
+kills its worker spends its own attempts only. A watchdog (``timeout``, ``stage_timeout_seconds``)
+turns a stage that hangs into a failure like any other: the batch is retried one by one, each under
+the watchdog too, and the message that hangs is dead-lettered after its attempts while the stream
+behind it flows on.
 """
 
 from __future__ import annotations
@@ -16,6 +27,8 @@ import os
 import socket
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from service.bus import Bus, Envelope
 from service.metrics import instrument_triager
@@ -23,6 +36,8 @@ from service.stages.base import Outgoing, Stage
 
 log = logging.getLogger("socialcare.worker")
 OUTAGE_BACKOFF = (0.5, 30.0)  # seconds before the first retry of a held batch, and at most between two
+STAGE_TIMEOUT_S = 300.0  # the watchdog: a batch (or one message) a stage has not handled by then failed
+PING_TIMEOUT_S = 10.0  # a database that does not answer a ping within this is taken as down (not hung on)
 LEFT: list[Outgoing] = []  # a held batch left unacknowledged because the worker is stopping
 TRIM_EVERY_S = 30.0  # how often a worker drops its topic's acknowledged entries (Bus.trim)
 
@@ -31,9 +46,14 @@ def consumer_name(stage: str, index: int = 0) -> str:
     return f"{stage}-{socket.gethostname()}-{os.getpid()}-{index}"
 
 
+class StageTimeout(TimeoutError):
+    """The stage did not finish handling a batch within the worker's ``timeout`` (it hangs)."""
+
+
 class StageWorker:
     def __init__(self, bus: Bus, stage: Stage, *, consumer: str | None = None, batch_size: int = 64,
-                 block_ms: int = 1000, linger_ms: int = 0, metrics=None) -> None:  # noqa: ANN001
+                 block_ms: int = 1000, linger_ms: int = 0, metrics=None,  # noqa: ANN001
+                 timeout: float | None = STAGE_TIMEOUT_S) -> None:
         self.bus = bus
         self.stage = stage
         self.consumer = consumer or consumer_name(stage.name)
@@ -41,9 +61,11 @@ class StageWorker:
         self.block_ms = block_ms
         self.linger_ms = linger_ms
         self.metrics = metrics
+        self.timeout = timeout  # the watchdog over each stage.handle call; None: none
         self.busy = False
         self.stop = asyncio.Event()  # set by run()'s caller; ends a wait for the database or bus
         self._trimmed = time.monotonic()
+        self._renewals: set[asyncio.Task] = set()  # the tasks renewing the claim on a held batch
         if stage.name == "triage":  # the model's own latency, apart from the stage's database work
             instrument_triager(getattr(stage, "ctx", None), metrics)
 
@@ -70,25 +92,78 @@ class StageWorker:
         self.busy = True
         started = time.perf_counter()
         try:
-            try:
-                out = await self.stage.handle(batch)
-            except Exception as exc:  # noqa: BLE001 - isolate the poison message below
-                out = await self._through_outage(batch, exc)
-                if out is LEFT:  # stopping mid-outage: unacknowledged, delivered again later
-                    return len(batch)
-                if out is None:
-                    log.warning("stage %s: batch of %d failed (%s); retrying one by one", name, len(batch),
-                                type(exc).__name__,
-                                extra={"stage": name, "batch_size": len(batch), "error_type": type(exc).__name__})
-                    await self._one_by_one(batch)
-                    return len(batch)
-            await self._publish(out)
-            await self.bus.ack(name, name, [env.id for env in batch])
-            self._count(len(batch), time.perf_counter() - started)
+            async with self._renewing(batch):
+                try:
+                    out = await self._handle(batch)
+                except Exception as exc:  # noqa: BLE001 - isolate the poison message below
+                    out, exc = await self._through_outage(batch, exc)
+                    if out is LEFT:  # stopping mid-outage: unacknowledged, delivered again later
+                        return len(batch)
+                    if out is None:
+                        if len(batch) == 1 and isinstance(exc, StageTimeout):  # it would only hang again
+                            await self._failed(batch[0], exc)
+                            return 1
+                        log.warning("stage %s: batch of %d failed (%s); retrying one by one", name, len(batch),
+                                    type(exc).__name__, extra={"stage": name, "batch_size": len(batch),
+                                                               "error_type": type(exc).__name__})
+                        await self._one_by_one(batch)
+                        return len(batch)
+                await self._publish(out)
+                await self.bus.ack(name, name, [env.id for env in batch])
+                self._count(len(batch), time.perf_counter() - started)
         finally:
             self.busy = False
         await self._trim()
         return len(batch)
+
+    async def _handle(self, batch: list[Envelope]) -> list[Outgoing]:
+        """``stage.handle`` under the watchdog: a stage still at it after ``timeout`` is cancelled and
+        :class:`StageTimeout` raised, so that a hang is isolated and dead-lettered like a failure."""
+        if self.timeout is None:
+            return await self.stage.handle(batch)
+        watchdog = asyncio.timeout(self.timeout)
+        try:
+            async with watchdog:
+                return await self.stage.handle(batch)
+        except TimeoutError as exc:
+            if not watchdog.expired():  # the stage's own time-out, raised as it is
+                raise
+            log.error("stage %s: a batch of %d still not handled after %g s; cancelled", self.stage.name,
+                      len(batch), self.timeout, extra={"stage": self.stage.name, "batch_size": len(batch),
+                                                       "error_type": "StageTimeout"})
+            raise StageTimeout(f"not handled within {self.timeout:g} s (stage hangs)") from exc
+
+    @asynccontextmanager
+    async def _renewing(self, batch: list[Envelope]) -> AsyncIterator[None]:
+        """Renew the claim on ``batch`` every third of the bus's claim-idle time while the block runs:
+        no other consumer takes over a batch this worker is still at (nor spends its attempts)."""
+        idle_ms = getattr(self.bus, "claim_idle_ms", None)
+        if not idle_ms or not batch:
+            yield
+            return
+        done = asyncio.Event()
+        task = asyncio.create_task(self._renew([env.id for env in batch], idle_ms / 3000, done),
+                                   name=f"{self.consumer}-renew")
+        self._renewals.add(task)
+        task.add_done_callback(self._renewals.discard)
+        try:
+            yield
+        finally:  # also when this worker is cancelled: the renewals end with the batch
+            done.set()  # not task.cancel(): a Redis call cancelled mid-way can hang (redis-py 8.2)
+
+    async def _renew(self, ids: list[str], every: float, done: asyncio.Event) -> None:
+        name = self.stage.name
+        while ids:
+            try:
+                await asyncio.wait_for(done.wait(), every)
+                return
+            except TimeoutError:
+                pass
+            try:
+                ids = await self.bus.renew(name, name, self.consumer, ids)
+            except Exception as exc:  # noqa: BLE001 - the bus is away: nobody claims meanwhile either
+                log.warning("stage %s: could not renew the claim on its batch (%s)", name, type(exc).__name__,
+                            extra={"stage": name, "error_type": type(exc).__name__})
 
     async def _trim(self) -> None:
         """Now and then, drop what the topic's groups have acknowledged (never fatal: next time)."""
@@ -103,12 +178,18 @@ class StageWorker:
     async def _unreachable(self) -> list[str]:
         """What of the database and the bus does not answer right now."""
         db = getattr(getattr(self.stage, "ctx", None), "db", None)
-        down = [] if db is None or await db.ping() else ["the database"]
+        try:
+            up = db is None or await asyncio.wait_for(db.ping(), PING_TIMEOUT_S)
+        except TimeoutError:
+            up = False
+        down = [] if up else ["the database"]
         return down + ([] if await self.bus.ping() else ["the bus"])
 
-    async def _through_outage(self, batch: list[Envelope], exc: BaseException) -> list[Outgoing] | None:
+    async def _through_outage(self, batch: list[Envelope],
+                              exc: Exception) -> tuple[list[Outgoing] | None, Exception]:
         """The batch's output once the database and bus answer again, when they were what failed it;
-        None when they answer (the messages are at fault: one by one); LEFT when the worker stops."""
+        None when they answer (the messages are at fault: one by one); LEFT when the worker stops.
+        With it, the last error the batch met."""
         name, delay, seconds = self.stage.name, OUTAGE_BACKOFF[0], 0.0
         while down := await self._unreachable():
             log.warning("stage %s: %s does not answer (%s); holding a batch of %d, next try in %.1f s",
@@ -119,21 +200,21 @@ class StageWorker:
                 self.metrics.errors.labels(name).inc()
             try:
                 await asyncio.wait_for(self.stop.wait(), timeout=delay)
-                return LEFT
+                return LEFT, exc
             except TimeoutError:
                 seconds += delay
                 delay = min(delay * 2, OUTAGE_BACKOFF[1])
             if await self._unreachable():
                 continue
             try:
-                out = await self.stage.handle(batch)
+                out = await self._handle(batch)
             except Exception as again:  # noqa: BLE001 - down again, or the messages' own fault after all
                 exc = again
                 continue
             log.info("stage %s: back after %.0f s; the held batch of %d went through", name, seconds, len(batch),
                      extra={"stage": name, "batch_size": len(batch), "held_seconds": seconds})
-            return out
-        return None
+            return out, exc
+        return None, exc
 
     async def _linger(self, have: int) -> list[Envelope]:
         """Wait up to ``linger_ms`` for more messages before handling a short batch: one transaction
@@ -146,33 +227,47 @@ class StageWorker:
             remaining_ms = int((deadline - time.monotonic()) * 1000)
             if remaining_ms <= 0:
                 break
-            got = await self.bus.read(name, name, self.consumer, self.batch_size - have - len(more), remaining_ms)
+            got = await self.bus.read(name, name, self.consumer, self.batch_size - have - len(more), remaining_ms,
+                                      claim=False)  # a claimed message is handled alone
             if not got:
                 break
             more += got
         return more
 
     async def _one_by_one(self, batch: list[Envelope]) -> None:
+        """Each message alone; one that fails while the database and bus answer is the one at fault
+        (:meth:`_failed`). One that fails because they stopped answering meanwhile is held through the
+        outage like a batch; when the worker stops then, it and the rest stay unacknowledged."""
         name = self.stage.name
         for env in batch:
             started = time.perf_counter()
             try:
-                out = await self.stage.handle([env])
+                out = await self._handle([env])
             except Exception as exc:  # noqa: BLE001
-                reason = f"{type(exc).__name__}: {str(exc)[:300]}"
-                dead = await self.bus.fail(name, name, env, reason)
-                if self.metrics:
-                    self.metrics.errors.labels(name).inc()
-                    if dead:
-                        self.metrics.dead_letters.labels(name).inc()
-                log.error("stage %s: message %s failed (attempt %d)%s: %s", name, env.key, env.attempts,
-                          " → dead letter" if dead else "", type(exc).__name__,
-                          extra={"stage": name, "message_key": env.key, "entry_id": env.id, "attempt": env.attempts,
-                                 "dead_letter": dead, "error_type": type(exc).__name__})
-                continue
+                held, exc = await self._through_outage([env], exc)
+                if held is LEFT:
+                    return
+                if held is None:
+                    await self._failed(env, exc)
+                    continue
+                out = held
             await self._publish(out)
             await self.bus.ack(name, name, [env.id])
             self._count(1, time.perf_counter() - started)  # a batch of one
+
+    async def _failed(self, env: Envelope, exc: Exception) -> None:
+        """A message that failed by itself: retried later by the bus, or dead-lettered at its last attempt."""
+        name = self.stage.name
+        reason = f"{type(exc).__name__}: {str(exc)[:300]}"
+        dead = await self.bus.fail(name, name, env, reason)
+        if self.metrics:
+            self.metrics.errors.labels(name).inc()
+            if dead:
+                self.metrics.dead_letters.labels(name).inc()
+        log.error("stage %s: message %s failed (attempt %d)%s: %s", name, env.key, env.attempts,
+                  " → dead letter" if dead else "", type(exc).__name__,
+                  extra={"stage": name, "message_key": env.key, "entry_id": env.id, "attempt": env.attempts,
+                         "dead_letter": dead, "error_type": type(exc).__name__})
 
     async def _publish(self, out: list[Outgoing]) -> None:
         by_topic: dict[str, list[tuple[str, dict]]] = defaultdict(list)

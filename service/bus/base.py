@@ -6,6 +6,14 @@ acks. A message that is never acked is delivered again (to this or another consu
 whose handling fails ``max_deliveries`` times goes to the dead-letter stream with its reason and
 never blocks the messages behind it. Consumers are idempotent, so redelivery creates nothing twice.
 
+A delivery left unacknowledged longer than the claim-idle time is taken over by the next reader, one
+more attempt counted: its consumer died (a crash, an out-of-memory kill) or hangs. Such deliveries
+are handed out one at a time, each alone in its batch, so a message that kills its consumer spends
+its own attempts only: the others of the batch it took down are each handled once, by themselves,
+never dead-lettered with it. A consumer still at work on a batch (slow, or holding it through a
+database outage) keeps it by renewing its claim (:meth:`Bus.renew`) well within that time, which
+spends no attempt: no other consumer takes it meanwhile.
+
 A post deleted on its platform whose terms require its content removed (``remove_content``:
 :mod:`listener.deletions`) must not keep its words in a dead letter either: when such a deletion is
 put on the ingest topic, the bus first rewrites the dead letters of that post
@@ -55,6 +63,7 @@ class Bus(ABC):
     """Abstract bus. All methods are coroutines; backends are safe to share between tasks."""
 
     max_deliveries: int
+    claim_idle_ms: int | None = None  # an unacknowledged delivery idle this long is claimed; None: never
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Connect (Redis) or prepare; idempotent."""
@@ -75,10 +84,21 @@ class Bus(ABC):
         """Create the consumer group (and the stream) if missing; reads from the stream's start."""
 
     @abstractmethod
-    async def read(self, topic: str, group: str, consumer: str, count: int, block_ms: int) -> list[Envelope]:
-        """Up to ``count`` deliveries for ``consumer``: stale pending entries of dead or stuck
-        consumers first (claimed after the claim-idle time), then new ones. Waits up to
-        ``block_ms`` when there is nothing; returns [] on time-out."""
+    async def read(self, topic: str, group: str, consumer: str, count: int, block_ms: int, *,
+                   claim: bool = True) -> list[Envelope]:
+        """Up to ``count`` deliveries for ``consumer``: a stale pending entry of a dead or stuck
+        consumer first (claimed after the claim-idle time, one more attempt), alone: a batch of one,
+        so that a message that crashes its consumer takes no other down with it; else new ones.
+        ``claim=False`` reads new ones only (a batch being filled up takes no claimed entry). Waits
+        up to ``block_ms`` when there is nothing; returns [] on time-out."""
+
+    async def renew(self, topic: str, group: str, consumer: str, ids: list[str]) -> list[str]:
+        """Keep these deliveries ``consumer``'s while it still works on them: their idle time starts
+        again, so no other consumer claims them, and no attempt is spent. Called by a worker every
+        third of the claim-idle time while it holds a batch. Returns the ids still this consumer's
+        (acked, failed or taken over meanwhile are left out). A backend that never claims has
+        nothing to do."""
+        return list(ids)
 
     @abstractmethod
     async def ack(self, topic: str, group: str, ids: list[str]) -> None:

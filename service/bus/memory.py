@@ -5,8 +5,10 @@ deliveries and its own retry queue. A group created late still reads from the to
 ``XGROUP CREATE ... 0``). A failed message is re-queued *behind* what is already in the topic (as
 the Redis backend re-appends it), so it never holds up the messages after it; it and a retried
 dead letter go back to their group only. Deliveries left
-unacked longer than ``claim_idle_ms`` (a task that died mid-batch) are handed to the next reader,
-counting one attempt more. Payloads are stored as JSON text, so every delivery gets its own copy and
+unacked longer than ``claim_idle_ms`` (a task that died mid-batch, or hangs) are handed to the next
+reader one at a time, each alone in its batch, counting one attempt more; a worker still at work on
+its batch keeps it by renewing it (:meth:`InProcessBus.renew`: its delivery time starts again).
+Payloads are stored as JSON text, so every delivery gets its own copy and
 a payload the Redis backend would refuse is refused here too; a flat payload of plain scalars (the
 stages' ``{"mention_id": ..., "t0": ...}``), whose JSON round trip changes nothing, is kept as a
 dict and copied per delivery instead, skipping the encoding and decoding. A dead letter of a post
@@ -124,11 +126,13 @@ class InProcessBus(Bus):
     async def ensure_group(self, topic: str, group: str) -> None:
         self._group(topic, group)
 
-    async def read(self, topic: str, group: str, consumer: str, count: int, block_ms: int) -> list[Envelope]:
+    async def read(self, topic: str, group: str, consumer: str, count: int, block_ms: int, *,
+                   claim: bool = True) -> list[Envelope]:
         t, g = self._group(topic, group)
         deadline = time.monotonic() + max(block_ms, 0) / 1000
         while True:
-            out = self._claim(topic, group, g, consumer, count) or self._take(topic, t, g, consumer, count)
+            out = self._claim(topic, group, g, consumer) if claim and count > 0 else []
+            out = out or self._take(topic, t, g, consumer, count)
             remaining = deadline - time.monotonic()
             if out or remaining <= 0:
                 return out
@@ -140,15 +144,13 @@ class InProcessBus(Bus):
                 return []
             # another consumer of the group may have taken it first: loop while time remains
 
-    def _claim(self, topic: str, group: str, g: _Group, consumer: str, count: int) -> list[Envelope]:
-        """Deliveries idle past the claim time (their consumer died or hangs), oldest first."""
+    def _claim(self, topic: str, group: str, g: _Group, consumer: str) -> list[Envelope]:
+        """The oldest delivery idle past the claim time (its consumer died or hangs), alone: handled
+        by itself, a message that kills its consumer spends no other message's attempts."""
         if not g.pending:
             return []
         cutoff = time.monotonic() - self.claim_idle_ms / 1000
-        out: list[Envelope] = []
         for did, d in list(g.pending.items()):
-            if len(out) >= count:
-                break
             if d.since > cutoff:
                 continue
             d.attempts += 1
@@ -158,8 +160,8 @@ class InProcessBus(Bus):
                                                               "(consumer crashed or hung)")
                 continue
             d.consumer, d.since = consumer, time.monotonic()
-            out.append(self._envelope(topic, did, d.entry, d.attempts))
-        return out
+            return [self._envelope(topic, did, d.entry, d.attempts)]
+        return []
 
     def _take(self, topic: str, t: _Topic, g: _Group, consumer: str, count: int) -> list[Envelope]:
         """New entries for the group: the log and its retry queue merged in sequence order."""
@@ -190,6 +192,18 @@ class InProcessBus(Bus):
         if g is not None:
             for i in ids:
                 g.pending.pop(i, None)
+
+    async def renew(self, topic: str, group: str, consumer: str, ids: list[str]) -> list[str]:
+        g = self._topic(topic).groups.get(group)
+        if g is None:
+            return []
+        now, kept = time.monotonic(), []
+        for did in ids:
+            d = g.pending.get(did)
+            if d is not None and d.consumer == consumer:  # not one another reader took over meanwhile
+                d.since = now
+                kept.append(did)
+        return kept
 
     async def fail(self, topic: str, group: str, envelope: Envelope, reason: str) -> bool:
         t, g = self._group(topic, group)

@@ -1,5 +1,6 @@
 """Redis Streams bus: one stream per topic (``{prefix}:{topic}``), consumer groups, XACK after the
-stage commits, XAUTOCLAIM of entries a crashed consumer left pending, and a dead-letter stream
+stage commits, claims of the entries a crashed or hung consumer left pending (one at a time, while
+live consumers renew theirs: :mod:`service.bus.redis_claims`), and a dead-letter stream
 (``{prefix}:deadletter``).
 
 Attempts of a delivery = the entry's ``a`` field (a failed handling re-appends a copy with ``a+1``,
@@ -40,6 +41,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from listener.deletions import letter_without_content, post_of
 from service.bus.base import REMEMBERED_S, Bus, BusUnavailable, DeadLetter, Envelope, removals
 from service.bus.codec import CodecError, Message, decode, decode_dead_letter, encode, encode_dead_letter
+from service.bus.redis_claims import Claims
 
 __all__ = ["BusUnavailable", "RedisStreamsBus"]
 log = logging.getLogger("socialcare.bus")
@@ -72,7 +74,7 @@ class RedisStreamsBus(Bus):
         self.retry_seconds = retry_seconds
         self.client: redis.Redis | None = None
         self._retry_script: Any = None
-        self._last_claim: dict[tuple[str, str, str], float] = {}
+        self._claims = Claims(self)
         parts = urlsplit(url)  # never log a password
         self._where = f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or ''}"
 
@@ -157,14 +159,10 @@ class RedisStreamsBus(Bus):
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def read(self, topic: str, group: str, consumer: str, count: int, block_ms: int) -> list[Envelope]:
-        marker = (topic, group, consumer)
-        now = time.monotonic()
-        if now - self._last_claim.get(marker, -1e9) >= min(1.0, self.claim_idle_ms / 2000):
-            self._last_claim[marker] = now
-            claimed = await self._claim(topic, group, consumer, count)
-            if claimed:
-                return claimed
+    async def read(self, topic: str, group: str, consumer: str, count: int, block_ms: int, *,
+                   claim: bool = True) -> list[Envelope]:
+        if claim and count > 0 and (claimed := await self._claims.stale(topic, group, consumer)):
+            return claimed  # alone
         stream = self.stream(topic)
 
         async def go(c: redis.Redis) -> Any:
@@ -182,33 +180,6 @@ class RedisStreamsBus(Bus):
         rows = result.items() if isinstance(result, dict) else (result or [])
         entries = [(_s(eid), fields) for _name, batch in rows for eid, fields in batch]
         return await self._envelopes(topic, group, entries, {})
-
-    async def _claim(self, topic: str, group: str, consumer: str, count: int) -> list[Envelope]:
-        stream = self.stream(topic)
-
-        async def go(c: redis.Redis) -> Any:
-            try:
-                return await c.xautoclaim(stream, group, consumer, self.claim_idle_ms, start_id="0-0", count=count)
-            except ResponseError as exc:
-                if "NOGROUP" in str(exc):
-                    return ["0-0", []]
-                raise
-
-        result = await self._call("claim", go)
-        claimed = [(_s(eid), fields) for eid, fields in result[1] if eid is not None and fields is not None]
-        if not claimed:
-            return []
-
-        async def counts(c: redis.Redis) -> list[Any]:
-            pipe = c.pipeline(transaction=False)
-            for eid, _ in claimed:
-                pipe.xpending_range(stream, group, min=eid, max=eid, count=1)
-            return await pipe.execute()
-
-        delivered = {_s(p["message_id"]): int(p["times_delivered"])
-                     for rows in await self._call("claim", counts) for p in rows}
-        log.info("claimed %d stale %s entries for %s", len(claimed), topic, consumer)
-        return await self._envelopes(topic, group, claimed, delivered)
 
     async def _envelopes(self, topic: str, group: str, entries: list[tuple[str, Any]],
                          delivered: dict[str, int]) -> list[Envelope]:
@@ -232,6 +203,9 @@ class RedisStreamsBus(Bus):
             out.append(Envelope(id=eid, topic=topic, key=msg.key, payload=msg.payload, attempts=attempts))
         await self.ack(topic, group, foreign)
         return out
+
+    async def renew(self, topic: str, group: str, consumer: str, ids: list[str]) -> list[str]:
+        return await self._claims.renew(topic, group, consumer, ids)
 
     async def ack(self, topic: str, group: str, ids: list[str]) -> None:
         if ids:

@@ -145,7 +145,9 @@ async def test_a_crashed_consumers_deliveries_are_claimed_by_another_after_the_i
     assert [e.key for e in own] == ["k3", "k4"]  # the crashed consumer's are not idle long enough yet
     await survivor.ack(T, G, [e.id for e in own])
     await asyncio.sleep(CLAIM_IDLE_MS / 1000 + 0.15)
-    claimed = await survivor.read(T, G, "survivor", 10, 0)
+    batches = [await survivor.read(T, G, "survivor", 10, 0) for _ in range(3)]  # one at a time, at once
+    assert [len(b) for b in batches] == [1, 1, 1]
+    claimed = [e for b in batches for e in b]
     assert [(e.key, e.payload["i"], e.attempts) for e in claimed] == [("k0", 0, 2), ("k1", 1, 2), ("k2", 2, 2)]
     assert [e.id for e in claimed] == [e.id for e in lost]
     assert await survivor.read(T, G, "survivor", 10, 0) == []  # claimed once, not again at once
