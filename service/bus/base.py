@@ -158,3 +158,14 @@ def removals(items: Iterable[tuple[str, dict[str, Any]]]) -> set[tuple[str, str]
     from listener.deletions import removal_of  # the bus is below the listener; it only reads its payloads
 
     return {post for _, payload in items if (post := removal_of(payload)) is not None}
+
+
+def restores(items: Iterable[tuple[str, dict[str, Any]]]) -> set[tuple[str, str]]:
+    """The posts the messages to publish show again (their ``restore``): no longer removed, so a
+    message of theirs dead-lettered from now on keeps its words (a restore's are what the platform
+    shows now)."""
+    from listener.deletions import post_of
+
+    return {post for _, payload in items
+            if isinstance(payload.get("mention"), dict) and payload["mention"].get("event") == "restore"
+            and (post := post_of(payload)) is not None}

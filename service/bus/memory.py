@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from listener.deletions import letter_without_content, post_of
-from service.bus.base import REMEMBERED_S, Bus, DeadLetter, Envelope, removals
+from service.bus.base import REMEMBERED_S, Bus, DeadLetter, Envelope, removals, restores
 from service.bus.codec import dumps_payload, loads_payload
 
 log = logging.getLogger("socialcare.bus")
@@ -116,6 +116,8 @@ class InProcessBus(Bus):
                 raise TypeError(f"key must be a str, not {type(key).__name__}")
         if posts := removals(items):
             await self.remove_content(posts)
+        for post in restores(items):  # shown again: its messages from now on are not the removed words
+            self._removed.pop(post, None)
         t = self._topic(topic)
         now = time.time()
         entries = [_Entry(next(self._seq), key, data, 1, now) for key, data in encoded]
@@ -224,7 +226,9 @@ class InProcessBus(Bus):
                           extra={"group": group, "entry_id": did, "published_at": entry.published_at})
         if self._removed:
             self._forget()
-            if post_of(dead.payload) in self._removed:  # its content removed while it was being retried
+            removed_at = self._removed.get(post_of(dead.payload))
+            # its content removed while it was being retried (a restore or edit published after keeps its words)
+            if removed_at is not None and entry.published_at <= removed_at:
                 dead = _without_content(dead)
         self._dead[dead.id] = dead
         log.error("dead letter %s on %s after %d attempts", dead.id, topic, attempts)

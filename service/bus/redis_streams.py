@@ -39,7 +39,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from listener.deletions import letter_without_content, post_of
-from service.bus.base import REMEMBERED_S, Bus, BusUnavailable, DeadLetter, Envelope, removals
+from service.bus.base import REMEMBERED_S, Bus, BusUnavailable, DeadLetter, Envelope, removals, restores
 from service.bus.codec import CodecError, Message, decode, decode_dead_letter, encode, encode_dead_letter
 from service.bus.redis_claims import Claims
 
@@ -138,6 +138,8 @@ class RedisStreamsBus(Bus):
         encoded = [encode(key, payload, 1, now) for key, payload in items]  # refuse before sending any
         if posts := removals(items):  # first: a dead letter retried meanwhile is back before the deletion
             await self.remove_content(posts)
+        if back := restores(items):  # shown again: its messages from now on are not the removed words
+            await self._call("restore", lambda c: c.zrem(self.removed_posts, *map(_member, back)))
         ids: list[str] = []
         for start in range(0, len(encoded), CHUNK):
             async def go(c: redis.Redis, chunk: list[dict[str, str]] = encoded[start:start + CHUNK]) -> list[Any]:
@@ -250,7 +252,9 @@ class RedisStreamsBus(Bus):
             return await pipe.execute()
 
         done = await self._call("dead-letter", go)
-        if post is not None and done[2] is not None and float(done[2]) >= time.time() - REMEMBERED_S:
+        removed_at = float(done[2]) if post is not None and done[2] is not None else None
+        # published before the removal (a restore or edit published after it keeps its words)
+        if removed_at is not None and msg.published_at <= removed_at and removed_at >= time.time() - REMEMBERED_S:
             await self._without_content(decode_dead_letter(_s(done[0]), fields))
         log.error("dead letter on %s (entry %s, %s attempts): %s", topic, eid, fields["attempts"],
                   "undecodable" if msg is None else "handling failed")
@@ -358,6 +362,8 @@ class RedisStreamsBus(Bus):
 
         await self._call("remove content", remember)  # before reading: see the class docstring
         changed = 0
+        if not await self._call("remove content", lambda c: c.xlen(self.dead_stream)):
+            return 0  # the usual case: no dead letter to read through
         for dead in await self.dead_letters(None, 10**9):
             if post_of(dead.payload) in posts:
                 changed += await self._without_content(dead)

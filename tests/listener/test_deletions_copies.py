@@ -357,6 +357,26 @@ async def test_a_tweet_dead_lettered_after_its_deletion_was_published_is_buried_
     assert (letter.payload["mention"]["event"], letter.attempts) == ("delete", 2)
 
 
+async def test_a_restore_dead_lettered_after_a_removal_keeps_its_words_and_its_retry_shows_the_post(
+        any_db, make_bus):
+    """X shows the tweet again days after the deletion that removed its content: the restore, if it
+    is dead-lettered, is no deletion of it (the bus forgets the removal when the restore is
+    published, and a message published after a removal is never rewritten as one)."""
+    bus = make_bus(1)
+    await bus.ensure_group("ingest", "ingest")
+    await submit(bus, [tweet(event="delete", remove_content=True)])
+    (env,) = await bus.read("ingest", "ingest", "c1", 10, 10)
+    await bus.ack("ingest", "ingest", [env.id])
+    for published in ("restore", "upsert"):  # the restore itself, then an edit of the tweet shown again
+        await submit(bus, [dataclasses.replace(tweet(event=published), edited_at=T0 + timedelta(days=2))])
+        (env,) = await bus.read("ingest", "ingest", "c1", 10, 10)
+        await bus.fail("ingest", "ingest", env, "OperationalError: database is locked")
+    letters = await deadletters.listed(bus)
+    assert [(d.payload["mention"]["event"], d.payload["mention"]["text"], d.reason) for d in letters] == [
+        ("restore", TWEET_WORDS, "OperationalError: database is locked"),
+        ("upsert", TWEET_WORDS, "OperationalError: database is locked")]
+
+
 async def test_0011_fills_in_the_post_of_the_deliveries_already_stored(any_database_url):
     """Deliveries written before 0011 get their post's id from their payload (none for an event
     about no post), so a later removal finds them too."""
