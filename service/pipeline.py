@@ -41,8 +41,8 @@ async def submit(bus: Bus, mentions: Iterable[NormalizedMention]) -> int:
     """Put mentions on the ingest topic (connectors, replay and webhooks all come in here)."""
     now = time.time()
     items = [(ingest_key(m), {"mention": m.to_dict(), "t0": now}) for m in mentions]
-    if items:
-        await bus.publish_many("ingest", items)
+    if items:  # durable: the caller saves a cursor or answers a webhook next
+        await bus.publish_many("ingest", items, durable=True)
     return len(items)
 
 
@@ -82,7 +82,7 @@ class Pipeline:
             StageWorker(bus, build_stage(name, ctx), consumer=consumer_name(name, i),
                         batch_size=batch_size or settings.bus_batch_size,
                         block_ms=block_ms or settings.bus_block_ms, linger_ms=settings.bus_linger_ms,
-                        metrics=ctx.metrics)
+                        metrics=ctx.metrics, timeout=settings.stage_timeout_seconds)
             for name in stages for i in range(workers)
         ]
         self.tasks: list[asyncio.Task] = []

@@ -75,8 +75,13 @@ class Bus(ABC):
     async def publish(self, topic: str, payload: dict[str, Any], key: str) -> str:
         """Append one message to ``topic``; returns its id."""
 
-    async def publish_many(self, topic: str, items: list[tuple[str, dict[str, Any]]]) -> list[str]:
-        """Append ``(key, payload)`` pairs in order. Backends may pipeline this."""
+    async def publish_many(self, topic: str, items: list[tuple[str, dict[str, Any]]], *,
+                           durable: bool = False) -> list[str]:
+        """Append ``(key, payload)`` pairs in order. Backends may pipeline this. ``durable``: return
+        only once the backend has the messages on disk where it can say so (Redis: ``WAITAOF``), for
+        a caller about to tell the outside world it has them (a connector saving its cursor in the
+        database, a webhook answering 2xx): a backend restart losing its last second of writes
+        would otherwise lose messages no platform sends again."""
         return [await self.publish(topic, payload, key) for key, payload in items]
 
     @abstractmethod

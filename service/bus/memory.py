@@ -109,7 +109,8 @@ class InProcessBus(Bus):
     async def publish(self, topic: str, payload: dict[str, Any], key: str) -> str:
         return (await self.publish_many(topic, [(key, payload)]))[0]
 
-    async def publish_many(self, topic: str, items: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    async def publish_many(self, topic: str, items: list[tuple[str, dict[str, Any]]], *,
+                           durable: bool = False) -> list[str]:  # nothing on disk: it dies with the process
         encoded = [(key, _stored(payload)) for key, payload in items]  # refuse before appending any
         for key, _ in encoded:
             if not isinstance(key, str):

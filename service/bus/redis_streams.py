@@ -11,19 +11,13 @@ below what every group has acknowledged: nothing pending or unread is lost. Whil
 restarts, every call retries with back-off for ``retry_seconds`` and then raises
 :class:`BusUnavailable`; a lost consumer group is re-created.
 
-A stream entry cannot be changed: a dead letter of a post whose content was removed
-(:meth:`~service.bus.base.Bus.remove_content`) is replaced by a copy without the words (XDEL, then
-XADD, in one script: a retry or discard of the old one meanwhile leaves nothing to replace), under a
-new id, with its failure time, attempts and first-publish time kept. The posts removed are remembered
-in a sorted set (``{prefix}:deadletter:removed``, scored by time, pruned after ``REMEMBERED_S``); a
-burial adds its entry and reads that set in one transaction, while ``remove_content`` adds to the set
-before it reads the dead letters: whichever comes second sees the other's write.
+A dead letter of a post whose content was removed is rewritten without the words
+(:mod:`service.bus.redis_removals`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -38,16 +32,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from listener.deletions import letter_without_content, post_of
-from service.bus.base import REMEMBERED_S, Bus, BusUnavailable, DeadLetter, Envelope, removals, restores
+from listener.deletions import post_of
+from service.bus.base import Bus, BusUnavailable, DeadLetter, Envelope, removals, restores
 from service.bus.codec import CodecError, Message, decode, decode_dead_letter, encode, encode_dead_letter
 from service.bus.redis_claims import Claims
+from service.bus.redis_removals import Removals, member
 
 __all__ = ["BusUnavailable", "RedisStreamsBus"]
 log = logging.getLogger("socialcare.bus")
 T = TypeVar("T")
 ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 CHUNK = 500  # entries per pipeline / page
+WAITAOF_MS = 2_000  # how long a durable publish waits for the append-only file (fsync every second)
 # Move a dead letter back to its topic only if this caller removed it: concurrent retries of one
 # dead letter re-publish it once. Also replaces a dead letter by a copy without its post's words
 # (both keys the dead-letter stream): a retry or discard of it meanwhile leaves nothing to replace.
@@ -75,6 +71,8 @@ class RedisStreamsBus(Bus):
         self.client: redis.Redis | None = None
         self._retry_script: Any = None
         self._claims = Claims(self)
+        self._removals = Removals(self)
+        self._waitaof: bool | None = None  # does this Redis confirm writes on disk (None: not asked yet)
         parts = urlsplit(url)  # never log a password
         self._where = f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or ''}"
 
@@ -84,11 +82,6 @@ class RedisStreamsBus(Bus):
     @property
     def dead_stream(self) -> str:
         return f"{self.prefix}:deadletter"
-
-    @property
-    def removed_posts(self) -> str:
-        """The sorted set of the posts whose content was removed (member: JSON [platform, id]; score: when)."""
-        return f"{self.prefix}:deadletter:removed"
 
     async def start(self) -> None:
         if self.client is None:
@@ -133,23 +126,50 @@ class RedisStreamsBus(Bus):
     async def publish(self, topic: str, payload: dict[str, Any], key: str) -> str:
         return (await self.publish_many(topic, [(key, payload)]))[0]
 
-    async def publish_many(self, topic: str, items: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    async def publish_many(self, topic: str, items: list[tuple[str, dict[str, Any]]], *,
+                           durable: bool = False) -> list[str]:
         now = time.time()
         encoded = [encode(key, payload, 1, now) for key, payload in items]  # refuse before sending any
         if posts := removals(items):  # first: a dead letter retried meanwhile is back before the deletion
             await self.remove_content(posts)
         if back := restores(items):  # shown again: its messages from now on are not the removed words
-            await self._call("restore", lambda c: c.zrem(self.removed_posts, *map(_member, back)))
+            await self._removals.forget(back)
         ids: list[str] = []
         for start in range(0, len(encoded), CHUNK):
-            async def go(c: redis.Redis, chunk: list[dict[str, str]] = encoded[start:start + CHUNK]) -> list[Any]:
-                pipe = c.pipeline(transaction=False)
+            last = start + CHUNK >= len(encoded)
+            wait = durable and last and self._waitaof is not False
+
+            async def go(c: redis.Redis, chunk: list[dict[str, str]] = encoded[start:start + CHUNK],
+                         wait: bool = wait) -> list[Any]:
+                pipe = c.pipeline(transaction=False)  # one connection: WAITAOF waits for its own writes
                 for fields in chunk:
                     pipe.xadd(self.stream(topic), fields)
-                return await pipe.execute()
+                if wait:
+                    pipe.execute_command("WAITAOF", 1, 0, WAITAOF_MS)
+                return await pipe.execute(raise_on_error=False)
 
-            ids += [_s(i) for i in await self._call("publish", go)]
+            done = await self._call("publish", go)
+            if wait:
+                self._persisted(done.pop())
+            for result in done:
+                if isinstance(result, Exception):
+                    raise result
+            ids += [_s(i) for i in done]
         return ids
+
+    def _persisted(self, answer: Any) -> None:
+        """What ``WAITAOF 1 0`` said: the writes are in the append-only file on disk, or it timed out
+        (logged), or this Redis cannot tell (before 7.2, or ``appendonly no``: logged once, not asked
+        again; a crash of such a Redis may lose the last second of writes, README "Production stack")."""
+        if isinstance(answer, Exception):
+            self._waitaof = False
+            log.warning("Redis at %s cannot confirm that messages reached its disk (%s); a crash of it may "
+                        "lose the last second of what connectors fetched: run Redis 7.2 or later with "
+                        "appendonly yes", self._where, str(answer)[:200])
+        elif not answer or int(answer[0]) < 1:
+            log.warning("Redis at %s did not write the append-only file within %d ms", self._where, WAITAOF_MS)
+        else:
+            self._waitaof = True
 
     async def ensure_group(self, topic: str, group: str) -> None:
         await self._call("ensure_group", lambda c: self._create_group(c, topic, group))
@@ -248,14 +268,12 @@ class RedisStreamsBus(Bus):
             pipe.xadd(self.dead_stream, fields)
             pipe.xack(self.stream(topic), group, eid)
             if post is not None:
-                pipe.zscore(self.removed_posts, _member(post))
+                pipe.zscore(self._removals.key, member(post))
             return await pipe.execute()
 
         done = await self._call("dead-letter", go)
-        removed_at = float(done[2]) if post is not None and done[2] is not None else None
-        # published before the removal (a restore or edit published after it keeps its words)
-        if removed_at is not None and msg.published_at <= removed_at and removed_at >= time.time() - REMEMBERED_S:
-            await self._without_content(decode_dead_letter(_s(done[0]), fields))
+        if post is not None and self._removals.covers(done[2], msg.published_at):
+            await self._removals.rewrite(decode_dead_letter(_s(done[0]), fields))
         log.error("dead letter on %s (entry %s, %s attempts): %s", topic, eid, fields["attempts"],
                   "undecodable" if msg is None else "handling failed")
 
@@ -350,37 +368,7 @@ class RedisStreamsBus(Bus):
         return new_id is not None
 
     async def remove_content(self, posts: set[tuple[str, str]]) -> int:
-        if not posts:
-            return 0
-        now = time.time()
-
-        async def remember(c: redis.Redis) -> None:
-            pipe = c.pipeline(transaction=False)
-            pipe.zadd(self.removed_posts, {_member(p): now for p in posts})
-            pipe.zremrangebyscore(self.removed_posts, "-inf", f"({now - REMEMBERED_S}")
-            await pipe.execute()
-
-        await self._call("remove content", remember)  # before reading: see the class docstring
-        changed = 0
-        if not await self._call("remove content", lambda c: c.xlen(self.dead_stream)):
-            return 0  # the usual case: no dead letter to read through
-        for dead in await self.dead_letters(None, 10**9):
-            if post_of(dead.payload) in posts:
-                changed += await self._without_content(dead)
-        return changed
-
-    async def _without_content(self, dead: DeadLetter) -> int:
-        """Replace a dead letter by a copy without its post's words; 1 when this call did."""
-        payload, reason = letter_without_content(dead.payload, dead.reason)
-        if payload == dead.payload and reason == dead.reason:
-            return 0
-        msg = Message(dead.key, payload, dead.attempts, dead.extra.get("published_at") or 0.0)
-        fields = encode_dead_letter(dead.topic, dead.extra.get("group", ""), dead.extra.get("entry_id", ""),
-                                    reason, msg, failed_at=dead.failed_at)
-        args = [dead.id, *(x for kv in fields.items() for x in kv)]
-        new_id = await self._call("remove content", lambda c: self._retry_script(
-            keys=[self.dead_stream, self.dead_stream], args=args, client=c))
-        return int(new_id is not None)
+        return await self._removals.remember(posts)
 
     async def delete_dead_letters(self, ids: list[str]) -> int:
         valid = [i for i in dict.fromkeys(ids) if isinstance(i, str) and ENTRY_ID.match(i)]
@@ -390,11 +378,6 @@ class RedisStreamsBus(Bus):
             removed += int(await self._call("delete dead letters",
                                             lambda c, chunk=chunk: c.xdel(self.dead_stream, *chunk)))
         return removed
-
-
-def _member(post: tuple[str, str]) -> str:
-    """A post in the set of those removed: JSON, so no platform or id can run into the other."""
-    return json.dumps(list(post))
 
 
 def _s(value: Any) -> str:

@@ -52,8 +52,8 @@ class DuplicatingBus:
         await self._inner.publish(topic, payload, key)
         return await self._inner.publish(topic, payload, key)
 
-    async def publish_many(self, topic, items):
-        return await self._inner.publish_many(topic, [x for item in items for x in (item, item)])
+    async def publish_many(self, topic, items, **kw):
+        return await self._inner.publish_many(topic, [x for item in items for x in (item, item)], **kw)
 
 
 async def counts(db) -> dict[str, int]:
