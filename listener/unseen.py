@@ -13,8 +13,11 @@ Cost: one lookup by primary key per ingest batch holding posts not stored yet. P
 older than :data:`LIFETIME` are pruned whenever new ones are kept: a creation delayed longer than
 that is no longer expected.
 
-Not covered: two ingest workers handling the creation and the deletion of one post at the same
-moment (neither sees the other's uncommitted row); the connectors' re-check windows catch that.
+Two ingest workers handling the creation and the deletion of one post at the same moment on
+PostgreSQL (READ COMMITTED) each miss the other's uncommitted row: so there, after its commit, a
+batch that stored new posts or kept deletions looks for posts now both stored and pending
+(:func:`crossed`) and applies those deletions again. Each side writes, commits, then reads: whichever
+commits second sees the other's row. SQLite's one writer orders them already.
 """
 
 from __future__ import annotations
@@ -23,16 +26,21 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import timedelta
 
-from sqlalchemy import bindparam, delete, select
+from sqlalchemy import and_, bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import PendingDeletion
+from listener.protocol import NormalizedMention
+from models import Mention, PendingDeletion
 from models.base import utcnow
 from models.bulk import IDS, add_rows, pair_params, pairs_in
 
 LIFETIME = timedelta(days=30)
 Key = tuple[str, str]  # (platform, external id)
 _P = PendingDeletion.__table__.c
+_M = Mention.__table__.c
+BOTH = (select(_P.platform, _P.external_id, _P.remove_content)
+        .join(Mention.__table__, and_(_M.platform == _P.platform, _M.external_id == _P.external_id))
+        .where(pairs_in(_P.platform, _P.external_id)))
 PENDING = select(_P.platform, _P.external_id, _P.remove_content).where(pairs_in(_P.platform, _P.external_id))
 SPENT = delete(PendingDeletion.__table__).where(_P.platform == bindparam("on"), _P.external_id.in_(IDS))
 
@@ -60,3 +68,19 @@ async def settle(session: AsyncSession, kept: dict[Key, bool], spent: Iterable[K
         await add_rows(session, PendingDeletion, [dict(platform=p, external_id=e, remove_content=r, deleted_at=now)
                                                   for (p, e), r in kept.items()])
         await session.execute(delete(PendingDeletion).where(PendingDeletion.deleted_at < now - LIFETIME))
+
+
+async def crossed(session: AsyncSession, keys: Iterable[Key]) -> list[NormalizedMention]:
+    """After a batch's commit (PostgreSQL): of these posts, those both stored and pending a deletion
+    (a concurrent batch kept it while this one stored the post, or the other way round), as the
+    deletions to ingest again; their pending rows are spent in the caller's transaction."""
+    wanted = set(keys)
+    if not wanted:
+        return []
+    rows = [r for r in await session.execute(BOTH, pair_params(wanted)) if (r.platform, r.external_id) in wanted]
+    if not rows:
+        return []
+    await settle(session, {}, {(r.platform, r.external_id) for r in rows})
+    now = utcnow()
+    return [NormalizedMention(platform=r.platform, external_id=r.external_id, text="", created_at=now,
+                              event="delete", remove_content=r.remove_content) for r in rows]

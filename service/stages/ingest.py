@@ -14,6 +14,7 @@ import logging
 
 from sqlalchemy.exc import IntegrityError
 
+from listener import unseen
 from listener.ingest import Ingested, ingest_batch
 from listener.protocol import NormalizedMention
 from service.bus import Envelope
@@ -44,6 +45,8 @@ class IngestStage:
             except IntegrityError:
                 if attempt == 2:
                     raise
+        if not self.ctx.db.is_sqlite:
+            await self._crossed(mentions, results)
         out, sent = [], set()
         for env, res in zip(batch, results):
             if res is None:
@@ -59,6 +62,20 @@ class IngestStage:
         if self.ctx.events:
             self._tell_live_pages(mentions, results)
         return out
+
+    async def _crossed(self, mentions: list[NormalizedMention], results: list[Ingested | None]) -> None:
+        """PostgreSQL, after the commit: a deletion a concurrent batch kept for a post this one stored
+        (or the other way round) is applied now (:func:`listener.unseen.crossed`)."""
+        keys = {(m.platform, m.external_id) for m, r in zip(mentions, results) if r is not None and (
+            r.outcome == "new" or (m.event == "delete" and r.mention_id is None))}
+        if not keys:
+            return
+        async with self.ctx.db.session() as session:
+            late = await unseen.crossed(session, keys)
+            if late:
+                await ingest_batch(session, late)
+                log.info("applied %d deletion(s) that crossed their post's creation", len(late))
+            await session.commit()
 
     def _tell_live_pages(self, mentions: list[NormalizedMention], results: list[Ingested | None]) -> None:
         """New posts, and posts gone from their platform (deleted alone or with their thread), change

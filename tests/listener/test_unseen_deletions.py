@@ -111,3 +111,30 @@ async def test_a_post_new_in_the_batch_deleted_and_restored_in_it_is_stored_show
     rows = await stored(any_db)
     assert {k: (r.deleted, r.text) for k, r in rows.items()} == {"1001": (False, WORDS), "1002": (False, WORDS)}
     assert await pending(any_db) == {}
+
+
+async def test_on_postgresql_a_deletion_and_its_posts_creation_crossing_in_two_workers_still_meet(
+        postgres_url, monkeypatch):
+    """Two ingest workers, one with the deletion, one with the creation, at the same moment: under
+    READ COMMITTED neither sees the other's uncommitted row (here: the creation's lookup of pending
+    deletions finds nothing). After its commit the creating batch looks again, finds the deletion
+    kept meanwhile, and applies it."""
+    from listener import unseen
+    from models.db import Database
+
+    db = Database(postgres_url)
+    await db.upgrade()
+    try:
+        assert await ingest(db, tweet("delete")) == []  # kept: the post is not stored yet
+        real = unseen.pending
+
+        async def missed(session, keys):  # as the concurrent batch saw the table: before that commit
+            return {}
+
+        monkeypatch.setattr(unseen, "pending", missed)
+        await ingest(db, tweet())
+        monkeypatch.setattr(unseen, "pending", real)
+        row = (await stored(db))["1001"]
+        assert (row.deleted, row.text) == (True, DELETED_TEXT) and await pending(db) == {}
+    finally:
+        await db.close()
