@@ -9,11 +9,16 @@ A ``ModerationAction`` row's status says where it stands:
   approving shows the post again and removing leaves it down. A post reported by an agent or a
   bot stays up while it waits (someone asked for a look, nothing was decided).
 * ``queued`` — a platform action (remove, hide, approve, lock, ban) to perform through the connector,
+  or one put back by the sweep after its executor was killed mid-call (``details["interrupted"]``
+  counts those times): a state set twice is set once, so the pacer's pass performs it again
+  (:mod:`service.stranded`),
 * ``sending`` — claimed by an executor (:func:`execute`), the platform call under way,
 * ``done`` / ``failed`` / ``dry_run`` — performed, refused, or only recorded (dry run, no connector),
-* ``unknown`` — claimed, and its executor never said what the platform did (killed mid-call: marked
-  by :func:`service.dispatch.sweep_stranded`); a person checks the platform. Until a hide or removal
-  is settled, public replies to its post are held back (:mod:`service.dispatch`),
+* ``unknown`` — claimed, and its executor never said what the platform did, interrupted three times
+  (or once, for an action of the bot API); a person checks the platform. Until a hide or removal is
+  settled (or a later hide, removal or filter of the post is), public replies to its post are held
+  back (:mod:`service.stranded`). An executor's answer that comes after all replaces ``unknown``
+  (audited ``moderation.late_result``),
 * ``cancelled`` — never performed: its post was erased first (:mod:`service.privacy_actions`),
 * ``recorded`` — an action with no platform counterpart (label, a lock on X, a filter on a post
   the platform cannot hide) or nothing left to do there (removing a post its hold already hid),
@@ -278,6 +283,10 @@ async def execute(db: Any, connectors: dict[str, Any], action_ids: list[int], *,
             # read again (locked): an erasure meanwhile rewrote its reason and details, kept as it left them
             row = await session.get(ModerationAction, row.id, with_for_update=True, populate_existing=True)
             if row is not None and row.status in UNSETTLED:  # unknown: swept while it took far too long
+                if row.status == "unknown":  # the platform's answer is the truth: a person need not look
+                    record(session, "system", "moderation.late_result", "moderation_action", row.id,
+                           mention_id=row.mention_id, kind=row.action, status=status)
+                    log.warning("moderation %s: a late outcome (%s) replaces unknown", row.id, status)
                 row.status = status
                 if error:
                     row.details = {**(row.details or {}), "error": error[:500]}

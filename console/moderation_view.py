@@ -87,9 +87,11 @@ def hidden_state(hold: ModerationAction, mention: Mention, hide: ModerationActio
     if hide.status == "dry_run":
         return "hidden (dry run: recorded only)"
     if hide.status in ("queued", "sending"):
-        return f"being hidden on {mention.platform}"
-    if hide.status == "unknown":  # its executor died mid-call (service.dispatch.sweep_stranded)
-        return f"may still be public: hiding it was interrupted, check it on {mention.platform}"
+        again = (hide.details or {}).get("interrupted")  # put back by service.stranded's sweep
+        return f"being hidden on {mention.platform}" + (" (again, after an interruption)" if again else "")
+    if hide.status == "unknown":  # its executor died mid-call, again and again (service.stranded)
+        return (f"may still be public: hiding it was interrupted; check it on {mention.platform} "
+                "(removing it here settles it)")
     return f"still public: {(hide.details or {}).get('error') or hide.status}"
 
 

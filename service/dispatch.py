@@ -1,9 +1,10 @@
 """Delivery of outbound replies and actions through the connectors, at most once.
 
 A reply is committed as ``pending`` before anything is sent, claimed as ``sending`` (a conditional
-update, committed) just before the platform call, then ``sent``/``failed``. A reply found in
-``sending`` after a crash, or whose platform call went out and got no answer in time (the connector
-says ``uncertain``), is marked ``unknown`` for an agent to check, never sent twice. In dry-run
+update, committed) just before the platform call, then ``sent``/``failed``. A reply left ``sending``
+by a crash (its claim older than the stranded bound), or whose platform call went out and got no
+answer in time (the connector says ``uncertain``), is marked ``unknown`` for an agent to check,
+never sent twice. In dry-run
 mode, or when no connector serves the platform, the reply is recorded as ``dry_run`` (what would
 have been sent).
 
@@ -21,16 +22,18 @@ Order guarantees, whoever calls :meth:`Dispatcher.deliver`:
 * a public reply to a post deleted on its platform after the reply was queued is ``cancelled`` with
   the reason as its ``error`` (the platform would refuse it; the post is checked as the reply is
   claimed, in dry-run too): a private message to its author still goes;
-* a public reply waits while a hide or removal of its post is ``sending`` or ``unknown`` (the post may
-  still show what it was hidden for): it stays ``pending``/``queued`` with an ``error`` saying so
-  ("held back: ..."), and goes with the pacer's next pass once that action is settled or a later
-  removal of the post is ``done``.
+* a public reply waits while a hide or removal of its post is ``sending`` or ``unknown`` and no later
+  hide, removal or filter of it settled it: it stays ``pending``/``queued`` with an ``error`` saying
+  so ("held back: ..."), and goes with the pacer's next pass once settled (cancelled if the post is
+  deleted or erased meanwhile): :mod:`service.stranded`.
 
 Nothing stays ``sending`` for ever. Each claim is timed (``claimed_at``): a claim older than
 ``stranded_send_minutes`` whose sender never recorded the outcome (its process killed mid-call) is
-marked ``unknown`` by :func:`sweep_stranded`, audited, for a person to check (the pacer's loop runs it),
-and a claim counts against its channel's pace only for a minute. A graceful stop (:meth:`Dispatcher.halt`)
-starts no new send, and a cancel waits for the platform call under way and the commit of its outcome
+swept by the pacer's pass (:func:`service.stranded.sweep_stranded`: a reply becomes ``unknown`` for a
+person to check, a moderation action is performed again), and a claim counts against its channel's
+pace only for a minute. The pacer's pass also sends what a dead process left ``pending`` or
+``queued`` unclaimed. A graceful stop with Redis Streams (:meth:`Dispatcher.halt`) starts no new
+send, and a cancel waits for the platform call under way and the commit of its outcome
 (:func:`finish_despite_cancel`): the act stage's message is then left for redelivery (:class:`SendsStopped`).
 """
 
@@ -42,7 +45,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community import moderation
@@ -51,18 +54,29 @@ from listener.protocol import Action
 from models import Author, Mention, ModerationAction, Reply
 from models.base import utcnow
 from models.bulk import IDS
-from service.audit import record
 from service.privacy import CANCELLED, erased
 from service.privacy_actions import cancel_replies, cancel_where, perform_actions
+from service.stranded import (
+    DEFAULT_STRANDED_AFTER,
+    GONE_QUEUED,
+    HELD,
+    HELD_READY,
+    INTERRUPTED,
+    NOT_HELD,
+    ORPHANED_REPLIES,
+    PACED_KINDS,
+    TO_PERFORM,
+    hold_back,
+    interrupt_replies,
+    record_reply_outcome,
+    sweep_stranded,
+)
 
+__all__ = ["HELD", "INTERRUPTED", "PACED_KINDS", "Dispatcher", "SendsStopped", "finish_despite_cancel", "run_pacer",
+           "sweep_stranded"]  # the stranded sends' names, as before they had a module of their own
 log = logging.getLogger("socialcare.dispatch")
-PACED_KINDS = ("status", "status_fixed")  # incident replies to everyone affected
 DEFAULT_PACED_PER_MINUTE = 60  # Settings.incident_broadcast_per_minute
 PACE_WINDOW = timedelta(minutes=1)
-DEFAULT_STRANDED_AFTER = timedelta(minutes=10)  # Settings.stranded_send_minutes
-SWEEP_LIMIT = 500  # stranded rows marked per table and pass
-INTERRUPTED = "interrupted while sending; check the platform"
-HELD = "held back: "  # how the error of a public reply waiting for its post's hide begins
 DM_WENT_OUT = ("pending", "sending", "sent", "dry_run", "unknown")
 _R, _A = Reply.__table__.c, ModerationAction.__table__.c
 # what every delivery asks and does, built once (models.bulk)
@@ -73,24 +87,17 @@ HIDE_FIRST = (select(_A.id).where(_A.mention_id.in_(select(_R.mention_id).where(
 RECORD_ONLY = update(Reply.__table__).where(_R.id.in_(IDS), _R.status == "pending").values(status="dry_run")
 PACE = (update(Reply.__table__).where(_R.id.in_(IDS), _R.status == "pending", _R.kind.in_(PACED_KINDS))
         .values(status="queued"))
-_L = ModerationAction.__table__.alias("later")
-# a hide or removal of the post that may not have happened, and no later one did: its public replies wait
-_UNSETTLED = (_A.action.in_(moderation.REMOVAL_ACTIONS), _A.status.in_(moderation.UNSETTLED),
-              ~exists().where(_L.c.mention_id == _A.mention_id, _L.c.action.in_(moderation.REMOVAL_ACTIONS),
-                              _L.c.status == "done", _L.c.id > _A.id))
-UNSETTLED_HIDE = (select(_A.id, _A.status).where(_A.mention_id == bindparam("mention_id"), *_UNSETTLED)
-                  .order_by(_A.id).limit(1))
-NOT_HELD = or_(_R.visibility != "public", _R.mention_id.is_(None),
-               ~exists().where(_A.mention_id == _R.mention_id, *_UNSETTLED))
-HELD_READY = (select(_R.id).where(_R.status == "pending", _R.error.startswith(HELD, autoescape=True), NOT_HELD)
-              .order_by(_R.id).limit(SWEEP_LIMIT))  # held replies whose post's hide is settled now
 T = TypeVar("T")
 
 
 class SendsStopped(asyncio.CancelledError):
-    """The process is stopping (:meth:`Dispatcher.halt`), so no new send was started: the replies and
-    actions not sent yet stay ``pending``/``queued``. A cancellation, not an error: the act stage's
-    worker leaves the message unacknowledged (no attempt spent), and its redelivery sends the rest."""
+    """The process is stopping (:meth:`Dispatcher.halt`, with Redis Streams only), so no new send was
+    started: the replies and actions not sent yet stay ``pending``/``queued``. A cancellation, not an
+    error: the act stage's worker leaves the message unacknowledged, and its redelivery (to another
+    worker once the claim-idle time is past, or after the restart) sends the rest. That redelivery
+    counts one attempt of the message, as any does (neither bus can give a delivery back without
+    one yet): a message stopped ``max_deliveries`` times is dead-lettered, and the pacer's pass then
+    sends what it left, once older than the stranded bound (:data:`service.stranded.ORPHANED_REPLIES`)."""
 
 
 async def finish_despite_cancel(aw: Awaitable[T]) -> T:
@@ -141,7 +148,9 @@ class Dispatcher:
                    stranded_after=timedelta(minutes=settings.stranded_send_minutes))
 
     def halt(self) -> None:
-        """A graceful stop: no send starts from now on (:class:`SendsStopped`); the one under way ends."""
+        """A graceful stop: no send starts from now on (:class:`SendsStopped`); the one under way ends.
+        Only where the message is redelivered after the restart (Redis Streams): see
+        :meth:`service.pipeline.Pipeline.stop`."""
         self.halted = True
 
     async def _send(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
@@ -184,15 +193,38 @@ class Dispatcher:
         await self.release_queued()
 
     async def sweep_stranded(self) -> dict[str, list[int]]:
-        """:func:`sweep_stranded` with this dispatcher's clock and bound."""
+        """:func:`service.stranded.sweep_stranded` with this dispatcher's clock and bound."""
         return await sweep_stranded(self.db, self.clock(), self.stranded_after)
 
+    async def perform_stranded(self) -> int:
+        """Perform the moderation actions the sweep put back to ``queued``, and those left ``queued``
+        unclaimed longer than the bound (their performer died first): oldest first, each once."""
+        async with self.db.session() as session:
+            ids = list(await session.scalars(TO_PERFORM, {"cutoff": self.clock() - self.stranded_after}))
+        await self.perform(ids)
+        return len(ids)
+
     async def release_held(self) -> int:
-        """Deliver the public replies held back for their post's hide, now that it is settled."""
+        """Deliver the public replies held back for their post's hide, now that it is settled; those
+        whose post is deleted on its platform or erased meanwhile are cancelled as they are taken up
+        (and so are the queued public replies to such a post, held or not)."""
         async with self.db.session() as session:
             ready = list(await session.scalars(HELD_READY))
+            gone = list(await session.scalars(GONE_QUEUED))
         await self.deliver(ready)
-        return len(ready)
+        for reply_id in gone:  # queued ones: cancelled by _deliver_one, taking no slot of the pace
+            await self._send(self._deliver_one, reply_id, expect="queued")
+        return len(ready) + len(gone)
+
+    async def release_orphans(self) -> int:
+        """Deliver the replies left ``pending`` unclaimed longer than the bound (their deliverer died
+        before claiming them: an in-process bus's batch lost, a message dead-lettered), oldest first."""
+        async with self.db.session() as session:
+            ids = list(await session.scalars(ORPHANED_REPLIES, {"cutoff": self.clock() - self.stranded_after}))
+        if ids:
+            log.warning("replies %s pending unclaimed for longer than %s: delivered now", ids, self.stranded_after)
+        await self.deliver(ids)
+        return len(ids)
 
     async def release_queued(self, now: datetime | None = None) -> int:
         """Send the queued incident replies each channel's budget allows now, oldest first; returns
@@ -208,6 +240,8 @@ class Dispatcher:
                     todo += list(await session.scalars(select(Reply.id).where(
                         Reply.status == "queued", Reply.platform == platform, NOT_HELD)
                         .order_by(Reply.id).limit(budget)))
+        if todo:  # a hide of their post queued (put back by the sweep, say) goes first
+            await self._hide_first(todo)
         sent = 0
         for reply_id in todo:
             sent += await self._send(self._deliver_one, reply_id, expect="queued")
@@ -226,20 +260,6 @@ class Dispatcher:
         async with self.db.session() as session:
             action_ids = list(await session.scalars(HIDE_FIRST, {"ids": list(reply_ids)}))
         await self.perform(action_ids)
-
-    async def _held(self, session: AsyncSession, reply: Reply) -> bool:
-        """Is this public reply held back because a hide or removal of its post may not have happened?
-        Its ``error`` then says so (its status stays): :meth:`release_held` sends it once settled."""
-        if reply.visibility != "public" or reply.mention_id is None:
-            return False
-        hide = (await session.execute(UNSETTLED_HIDE, {"mention_id": reply.mention_id})).first()
-        if hide is None:
-            return False
-        reply.error = (f"{HELD}hiding its post (moderation action #{hide.id}) is {hide.status}, it may still "
-                       "show; it goes once the post is hidden")
-        await session.commit()
-        log.warning("reply %s held back: moderation action %s on its post is %s", reply.id, hide.id, hide.status)
-        return True
 
     async def _dm_before_notice(self, reply: Reply) -> None:
         """The case's secure-link DM first; without one that went out, the notice asks for a DM."""
@@ -271,9 +291,10 @@ class Dispatcher:
             reply = await session.get(Reply, reply_id)
             if reply is None or reply.status not in (expect, "sending"):
                 return 0
-            if reply.status == "sending":
-                if expect == "pending":
-                    reply.status, reply.error = "unknown", INTERRUPTED
+            if reply.status == "sending":  # another process is sending it, or died doing so
+                cutoff = self.clock() - self.stranded_after
+                if expect == "pending" and reply.claimed_at is not None and reply.claimed_at < cutoff:
+                    await interrupt_replies(session, [reply], cutoff)  # for a person to check
                     await session.commit()
                 return 0
             # the post locked (PostgreSQL) before the reply: an erasure under way finishes first, or waits
@@ -293,7 +314,7 @@ class Dispatcher:
                 reply.error = None if self.dry_run else f"no connector for {reply.platform}"
                 await session.commit()
                 return 0
-            if await self._held(session, reply):
+            if await hold_back(session, reply):
                 return 0
             author = await session.get(Author, mention.author_id) if mention and mention.author_id else None
             claimed = await session.execute(update(Reply).where(Reply.id == reply.id, Reply.status == expect)
@@ -315,61 +336,42 @@ class Dispatcher:
             except Exception as exc:  # noqa: BLE001 - a platform error must not kill the stage
                 result = None
                 error = f"{type(exc).__name__}: {exc}"
-            reply.status = "sent" if result and result.ok else "unknown" if result and result.uncertain else "failed"
-            reply.error = None if result and result.ok else (result.error if result else error)
-            if reply.status == "unknown":  # it may be on the platform: an agent looks before sending it again
-                reply.error = f"no answer in time, it may have been posted; check the platform ({reply.error})"
-            reply.external_ids = list(result.external_ids) if result else []
-            reply.sent_at = self.clock()
+            status = "sent" if result and result.ok else "unknown" if result and result.uncertain else "failed"
+            error = None if result and result.ok else (result.error if result else error)
+            if status == "unknown":  # it may be on the platform: an agent looks before sending it again
+                error = f"no answer in time, it may have been posted; check the platform ({error})"
+            await record_reply_outcome(session, reply, {
+                "status": status, "error": error, "external_ids": list(result.external_ids) if result else [],
+                "sent_at": self.clock()})
             await session.commit()
-            log.info("reply %s %s on %s", reply.id, reply.status, reply.platform)
+            log.info("reply %s %s on %s", reply.id, status, reply.platform)
             return 1
 
 
 async def run_pacer(dispatcher: Dispatcher, interval_s: float, stop: asyncio.Event) -> None:
     """The web process's loop, every ``interval_s`` until ``stop``: sends stranded in ``sending`` are
-    marked ``unknown`` (:func:`sweep_stranded`), public replies held back for their post's hide go
-    once it is settled, and queued incident replies leave as the channels' budgets allow."""
+    swept (:func:`service.stranded.sweep_stranded`), the moderation actions put back or left unclaimed
+    are performed, public replies held back for their post's hide go once it is settled, replies left
+    ``pending`` unclaimed go, and queued incident replies leave as the channels' budgets allow. Each
+    step runs whatever the one before did: a failure is logged (its type, never its words) and the
+    next step goes on."""
     from service.periodic import every
 
+    steps = (("sweeping stranded sends", dispatcher.sweep_stranded),
+             ("performing the moderation actions put back", dispatcher.perform_stranded),
+             ("releasing held replies", dispatcher.release_held),
+             ("delivering unclaimed replies", dispatcher.release_orphans),
+             ("releasing queued replies", dispatcher.release_queued))
+
     async def one_pass() -> None:
-        await dispatcher.sweep_stranded()
-        await dispatcher.release_held()
-        await dispatcher.release_queued()
+        for what, step in steps:
+            try:
+                await step()
+            except Exception as exc:  # noqa: BLE001 - the other steps still run; the next pass tries again
+                log.error("the pacer's pass: %s failed (%s)", what, type(exc).__name__,
+                          extra={"error_type": type(exc).__name__})
 
     await every(interval_s, one_pass, stop, what="the pacer's pass", logger=log)
-
-
-async def sweep_stranded(db: Any, now: datetime, older_than: timedelta) -> dict[str, list[int]]:
-    """Replies and moderation actions claimed (``sending``) before ``now - older_than`` whose sender
-    never recorded what the platform did (its process was killed mid-call) become ``unknown``, with
-    :data:`INTERRUPTED` as their error, for a person to check: never sent or performed again blindly,
-    and nothing else would move them on. A row claimed before claims were timed counts from its
-    creation. Audited (ids only), logged; returns the ids marked, per kind."""
-    cutoff, out = now - older_than, {"replies": [], "actions": []}
-    async with db.session() as session:
-        for model, kind in ((Reply, "replies"), (ModerationAction, "actions")):
-            stale = (model.status == "sending", func.coalesce(model.claimed_at, model.created_at) < cutoff)
-            for row in await session.scalars(select(model).where(*stale).order_by(model.id).limit(SWEEP_LIMIT)):
-                values = {"error": INTERRUPTED} if model is Reply else \
-                    {"details": {**(row.details or {}), "error": INTERRUPTED}}
-                marked = await session.execute(update(model).where(model.id == row.id, *stale)
-                                               .values(status="unknown", **values)
-                                               .execution_options(synchronize_session=False))
-                if marked.rowcount != 1:
-                    continue  # its sender recorded it meanwhile
-                out[kind].append(row.id)
-                if model is Reply:
-                    record(session, "system", "reply.send_interrupted", "reply", row.id, mention_id=row.mention_id,
-                           kind=row.kind)
-                else:
-                    record(session, "system", "moderation.action_interrupted", "moderation_action", row.id,
-                           mention_id=row.mention_id, kind=row.action)
-        await session.commit()
-    if out["replies"] or out["actions"]:
-        log.warning("interrupted mid-send, now unknown (check the platform): replies %s, moderation actions %s",
-                    out["replies"], out["actions"])
-    return out
 
 
 async def cancel_public_to_deleted(session: AsyncSession, reply_ids: list[int], *,

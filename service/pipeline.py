@@ -65,6 +65,14 @@ def tune_collector() -> None:
         _tuned = True
 
 
+def redelivers_after_restart(bus: Bus) -> bool:
+    """Does a message left unacknowledged outlive this process (Redis Streams), so that a stopping
+    act stage may leave the rest of its batch to its redelivery? An in-process bus dies with it."""
+    from service.bus.memory import InProcessBus
+
+    return not isinstance(bus, InProcessBus)
+
+
 def build_stage(name: str, ctx: StageContext):  # noqa: ANN201
     return STAGE_CLASSES[name](ctx)
 
@@ -120,16 +128,21 @@ class Pipeline:
         raise TimeoutError(f"pipeline not idle after {timeout} s")
 
     async def stop(self, drain_timeout: float | None = None) -> None:
-        """Graceful: workers finish the batch in hand, then stop reading; the act stage starts no new
-        send (its batch is redelivered). After ``drain_timeout`` (``shutdown_batch_seconds``) the
-        workers still busy are cancelled, a platform call under way still let finish
-        (:func:`service.dispatch.finish_despite_cancel`): no reply or action is left ``sending``."""
+        """Graceful: workers finish the batch in hand, then stop reading. With Redis Streams (its
+        messages outlive the process) the act stage starts no new send: its message is redelivered
+        after the restart, which sends the rest. With the in-process bus the message dies with the
+        process, so the act stage goes on sending its batch. After ``drain_timeout`` (``shutdown_batch_seconds``) the workers still
+        busy are cancelled, a platform call under way still let finish
+        (:func:`service.dispatch.finish_despite_cancel`): no reply or action is left ``sending``, and
+        what a cancelled batch did not send waits ``pending``/``queued`` for its redelivery or, with
+        the in-process bus, for the pacer's pass once older than ``stranded_send_minutes``."""
         if drain_timeout is None:
             drain_timeout = float(getattr(self.ctx.settings, "shutdown_batch_seconds", 8.0))
         self.stop_event.set()
-        for worker in self.workers:
-            if hasattr(worker.stage, "halt"):
-                worker.stage.halt()
+        if redelivers_after_restart(self.bus):  # else a halted batch would be lost with the process
+            for worker in self.workers:
+                if hasattr(worker.stage, "halt"):
+                    worker.stage.halt()
         if self.tasks:
             done, pending = await asyncio.wait(self.tasks, timeout=drain_timeout)
             if pending:

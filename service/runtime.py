@@ -154,10 +154,12 @@ class Runtime:
         Connectors stop first; cancelling one is safe at any point, since its cursor moves only after
         its batch is on the bus. With the in-process bus that batch lives only in memory, so the stages
         then drain every queue (up to ``shutdown_drain_seconds``) before they stop: otherwise a batch
-        whose cursor was saved would be lost with the process. With Redis the messages are durable and
-        the workers only finish the batch in hand (up to ``shutdown_batch_seconds``): the act stage
-        sends nothing new, leaving the rest of its batch for redelivery, and no cancel interrupts a
-        platform call under way.
+        whose cursor was saved would be lost with the process; the act stage goes on sending the batch
+        in hand (up to ``shutdown_batch_seconds``), and what a cancel leaves ``pending`` is sent by the
+        pacer's pass once older than ``stranded_send_minutes``. With Redis the messages are durable
+        and the workers only finish the batch in hand (up to ``shutdown_batch_seconds``): the act stage
+        sends nothing new, leaving the rest of its batch for redelivery. No cancel interrupts a
+        platform call under way (:meth:`service.pipeline.Pipeline.stop`).
         """
         self.stop_event.set()
         for t in self.listeners + self.tasks:

@@ -7,9 +7,12 @@ message changes nothing. Replies and moderation actions are committed before the
 platform actions once, neither for a post erased meanwhile (:mod:`service.privacy_actions`).
 Automatic answers pass the reply bot's gates (:mod:`community.replybot`) or become suggestions.
 
-A graceful stop (:meth:`ActStage.halt`) lets the send under way finish and starts no other: the
-batch's message is then left unacknowledged (:class:`service.dispatch.SendsStopped`), and its
-redelivery sends what is still ``pending`` and performs what is still ``queued``, nothing twice.
+A graceful stop with Redis Streams (:meth:`ActStage.halt`) lets the send under way finish and starts
+no other: the batch's message is then left unacknowledged (:class:`service.dispatch.SendsStopped`),
+and its redelivery sends what is still ``pending`` and performs what is still ``queued``, nothing
+twice. With the in-process bus the stage is not halted (the message would die with the process):
+the batch goes on until the stop's time is up, and what a cancel leaves is taken up by the pacer's
+pass (:mod:`service.stranded`).
 
 Decisions, posts and scores are read as the few columns acting needs (not whole rows, not triage's
 score documents); only moderation and escalation, which change the post through shared code, get
@@ -81,7 +84,8 @@ class ActStage:
         self.dispatcher = dispatcher or Dispatcher.for_settings(ctx.db, ctx.connectors, ctx.settings)
 
     def halt(self) -> None:
-        """The process is stopping: no new platform call (the batch in hand is redelivered)."""
+        """The process is stopping: no new platform call (the batch in hand is redelivered: with Redis
+        Streams only, :meth:`service.pipeline.Pipeline.stop`)."""
         self.dispatcher.halt()
 
     def policy(self, platform: str) -> ChannelPolicy:

@@ -1,0 +1,218 @@
+"""Sends stranded in ``sending``, what a dead process left before any claim, and public replies held
+back while their post's hide is unsettled (used by :mod:`service.dispatch` and its pacer's pass).
+
+Every claim of a reply or a moderation action is timed (``claimed_at``, migration 0012). A claim
+older than ``stranded_send_minutes`` whose sender never recorded the outcome (its process killed
+mid platform call) is swept by :func:`sweep_stranded`, audited with ids only:
+
+* a reply becomes ``unknown`` (``error`` :data:`INTERRUPTED`), for a person to check on the
+  platform: it may have been posted, and a message is never sent twice blindly;
+* a moderation action is put back to ``queued`` and performed again by the pacer's pass: hiding,
+  removing, filtering, approving, unhiding, locking and banning set a state the platform keeps, so
+  doing one twice is doing it once. Its ``details["interrupted"]`` counts its interruptions; the
+  :data:`MAX_INTERRUPTIONS`-th leaves it ``unknown`` (``details["error"]`` :data:`INTERRUPTED`),
+  for a person. An action of the bot API (rule ``api``) is ``unknown`` at once: the API asks the
+  platform for its own kinds and records their effect on the post only as the call answers.
+
+A row ``sending`` without ``claimed_at`` was claimed by a process of the version before 0012 (a
+rolling upgrade; the migration stamped the rows ``sending`` then): the sweep stamps it as first
+seen and sweeps it one bound later, never while its call may be under way. The sweep writes status,
+error and claim time with conditional statements; the ``details`` of a moderation action are read
+only once the sweep's own update has locked the row, so an erasure committed meanwhile is never
+undone. A sender that outlives the bound still records what the platform said over ``unknown``
+(:func:`record_reply_outcome`, audited ``reply.late_result``), never over another status.
+
+The pacer's pass also takes up what a process that died before any claim left behind, older than
+the bound: replies ``pending`` (:data:`ORPHANED_REPLIES`; not those held back already, nor incident
+status replies, which wait ``queued``) and moderation actions ``queued`` (:data:`TO_PERFORM`, with those
+put back by the sweep; not the API's) — an in-process bus's batch lost with its process, an act
+message dead-lettered after its stops. Every creator of a ``pending`` reply delivers it at once
+(the act stage, the console, the API, the CLI), so none of them waits that long on purpose.
+
+A public reply waits while a hide or removal of its post is ``sending`` or ``unknown`` and no later
+hide, removal or filter of the post is ``done``, ``recorded`` or ``dry_run`` (:func:`hold_back`):
+it keeps its status, its ``error`` beginning :data:`HELD`, and goes with the pacer's next pass once
+settled (:data:`HELD_READY`), or is cancelled if the post is deleted on its platform or erased
+meanwhile. A ``failed`` hide holds nothing: X cannot hide a top-level tweet, and the reply goes as
+it would have without a hide (a product decision).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, exists, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from community import moderation
+from models import Mention, ModerationAction, Reply
+from service.audit import record
+
+log = logging.getLogger("socialcare.dispatch")
+DEFAULT_STRANDED_AFTER = timedelta(minutes=10)  # Settings.stranded_send_minutes
+SWEEP_LIMIT = 500  # rows taken per table and pass
+MAX_INTERRUPTIONS = 3  # a moderation action interrupted this many times is left unknown, for a person
+INTERRUPTED = "interrupted while sending; check the platform"
+HELD = "held back: "  # how the error of a public reply waiting for its post's hide begins
+PACED_KINDS = ("status", "status_fixed")  # incident replies to everyone affected
+# platform actions that set a state: performed again after an interruption (a ban blocks on X)
+PERFORMED_AGAIN = ("hide", "remove", "filter", "approve", "unhide", "lock", "ban")
+API_RULE = "api"  # console.api.mentions: its own kinds, its effects recorded in the request
+SETTLES = (*moderation.REMOVAL_ACTIONS, "filter")  # a later one of these, settled, settles a hide
+SETTLED = ("done", "recorded", "dry_run")
+_R, _A, _M = Reply.__table__.c, ModerationAction.__table__.c, Mention.__table__.c
+_L = ModerationAction.__table__.alias("later")
+# a hide or removal of the post that may not have happened, and no later one settled it: its public replies wait
+_UNSETTLED = (_A.action.in_(moderation.REMOVAL_ACTIONS), _A.status.in_(moderation.UNSETTLED),
+              ~exists().where(_L.c.mention_id == _A.mention_id, _L.c.action.in_(SETTLES),
+                              _L.c.status.in_(SETTLED), _L.c.id > _A.id))
+UNSETTLED_HIDE = (select(_A.id, _A.status).where(_A.mention_id == bindparam("mention_id"), *_UNSETTLED)
+                  .order_by(_A.id).limit(1))
+NOT_HELD = or_(_R.visibility != "public", _R.mention_id.is_(None),
+               ~exists().where(_A.mention_id == _R.mention_id, *_UNSETTLED))
+_HELD_BACK = _R.error.startswith(HELD, autoescape=True)
+_GONE = _R.mention_id.in_(select(_M.id).where(_M.deleted.is_(True)))  # deleted on its platform (erased too)
+# held replies whose post's hide is settled now, or whose post is gone (cancelled as they are taken up)
+HELD_READY = (select(_R.id).where(_R.status == "pending", _HELD_BACK, or_(NOT_HELD, _GONE))
+              .order_by(_R.id).limit(SWEEP_LIMIT))
+# queued public replies to a post gone meanwhile: cancelled without waiting for a slot of the pace
+GONE_QUEUED = (select(_R.id).where(_R.status == "queued", _R.visibility == "public", _GONE)
+               .order_by(_R.id).limit(SWEEP_LIMIT))
+_CUTOFF = bindparam("cutoff")
+# never taken up (held-back ones are HELD_READY's; one whose hide is unsettled is held back as it is taken up)
+ORPHANED_REPLIES = (select(_R.id).where(_R.status == "pending", _R.claimed_at.is_(None), _R.created_at < _CUTOFF,
+                                        _R.kind.not_in(PACED_KINDS), or_(_R.error.is_(None), ~_HELD_BACK))
+                    .order_by(_R.id).limit(SWEEP_LIMIT))
+TO_PERFORM = (select(_A.id).where(_A.status == "queued", or_(_A.rule.is_(None), _A.rule != API_RULE),
+                                  or_(_A.claimed_at.is_not(None), _A.created_at < _CUTOFF))
+              .order_by(_A.id).limit(SWEEP_LIMIT))  # put back by the sweep, or left unclaimed
+
+
+def _stale(model: Any, cutoff: datetime) -> tuple[Any, ...]:
+    return model.status == "sending", model.claimed_at.is_not(None), model.claimed_at < cutoff
+
+
+async def sweep_stranded(db: Any, now: datetime, older_than: timedelta) -> dict[str, list[int]]:
+    """Replies and moderation actions claimed (``sending``) before ``now - older_than`` whose sender
+    never recorded the outcome: see the module doc. Returns the ids marked ``unknown`` (``replies``,
+    ``actions``) and the actions put back to ``queued`` (``requeued``)."""
+    cutoff = now - older_than
+    await _stamp_untimed(db, now)
+    out: dict[str, list[int]] = {"replies": [], "actions": [], "requeued": []}
+    async with db.session() as session:
+        rows = (await session.execute(select(Reply.id, Reply.mention_id, Reply.kind).where(*_stale(Reply, cutoff))
+                                      .order_by(Reply.id).limit(SWEEP_LIMIT))).all()
+        out["replies"] = await interrupt_replies(session, rows, cutoff)
+        await session.commit()
+    async with db.session() as session:
+        action_ids = list(await session.scalars(select(ModerationAction.id).where(*_stale(ModerationAction, cutoff))
+                                                .order_by(ModerationAction.id).limit(SWEEP_LIMIT)))
+    for action_id in action_ids:
+        requeued = await _sweep_action(db, action_id, cutoff)
+        if requeued is not None:
+            out["requeued" if requeued else "actions"].append(action_id)
+    if out["replies"] or out["actions"]:
+        log.warning("interrupted mid-send, now unknown (check the platform): replies %s, moderation actions %s",
+                    out["replies"], out["actions"])
+    if out["requeued"]:
+        log.warning("moderation actions %s interrupted mid-call: queued to be performed again", out["requeued"])
+    return out
+
+
+async def _stamp_untimed(db: Any, now: datetime) -> None:
+    """Claims without a time (a process of the version before 0012) count from now."""
+    async with db.session() as session:
+        stamped = False
+        for model in (Reply, ModerationAction):
+            untimed = (model.status == "sending", model.claimed_at.is_(None))
+            ids = list(await session.scalars(select(model.id).where(*untimed).order_by(model.id).limit(SWEEP_LIMIT)))
+            if ids:
+                await session.execute(update(model).where(model.id.in_(ids), *untimed).values(claimed_at=now)
+                                      .execution_options(synchronize_session=False))
+                log.info("%s %s sending without a claim time (an older version's claim): timed from now",
+                         model.__tablename__, ids)
+                stamped = True
+        if stamped:
+            await session.commit()
+
+
+async def interrupt_replies(session: AsyncSession, rows: Any, cutoff: datetime) -> list[int]:
+    """Mark ``unknown`` those of these replies (each with ``id``, ``mention_id``, ``kind``) still
+    ``sending`` under a claim older than ``cutoff``: one conditional statement each (status and error
+    only), audited ``reply.send_interrupted``. Returns their ids; the caller commits."""
+    marked = []
+    for row in rows:
+        done = await session.execute(update(Reply).where(Reply.id == row.id, *_stale(Reply, cutoff))
+                                     .values(status="unknown", error=INTERRUPTED)
+                                     .execution_options(synchronize_session=False))
+        if done.rowcount == 1:  # else its sender recorded it meanwhile
+            marked.append(row.id)
+            record(session, "system", "reply.send_interrupted", "reply", row.id, mention_id=row.mention_id,
+                   kind=row.kind)
+    return marked
+
+
+async def _sweep_action(db: Any, action_id: int, cutoff: datetime) -> bool | None:
+    """One stranded moderation action, in its own transaction: put back to ``queued`` (True) or left
+    ``unknown`` for a person (False); None when its executor recorded it meanwhile."""
+    async with db.session() as session:
+        # the conditional update first: it locks the row (PostgreSQL) or the database (SQLite) ...
+        taken = await session.execute(update(ModerationAction).where(
+            ModerationAction.id == action_id, *_stale(ModerationAction, cutoff)).values(status="unknown")
+            .execution_options(synchronize_session=False))
+        if taken.rowcount != 1:
+            await session.rollback()
+            return None
+        # ... then its details are read: as an erasure committed before left them, and none can meanwhile
+        row = await session.get(ModerationAction, action_id, populate_existing=True)
+        details = dict(row.details or {})
+        try:
+            times = int(details.get("interrupted") or 0) + 1
+        except (TypeError, ValueError):
+            times = MAX_INTERRUPTIONS
+        again = times < MAX_INTERRUPTIONS and row.action in PERFORMED_AGAIN and row.rule != API_RULE
+        row.details = {**details, "interrupted": times, **({} if again else {"error": INTERRUPTED})}
+        row.status = "queued" if again else "unknown"
+        record(session, "system", "moderation.action_requeued" if again else "moderation.action_interrupted",
+               "moderation_action", row.id, mention_id=row.mention_id, kind=row.action, interrupted=times)
+        await session.commit()
+        return again
+
+
+async def hold_back(session: AsyncSession, reply: Reply) -> bool:
+    """Is this public reply held back because a hide or removal of its post may not have happened?
+    Its ``error`` then says so and how to settle it (its status stays; committed): the pacer's pass
+    sends it once settled."""
+    if reply.visibility != "public" or reply.mention_id is None:
+        return False
+    hide = (await session.execute(UNSETTLED_HIDE, {"mention_id": reply.mention_id})).first()
+    if hide is None:
+        return False
+    reply.error = (f"{HELD}hiding its post (moderation action #{hide.id}) is {hide.status}: the post may still "
+                   "show. It goes once the post is hidden: check the post on its platform, hide or remove it "
+                   "there if it still shows, and record that with a hide or removal of the post on the "
+                   "moderation page or through the API")
+    await session.commit()
+    log.warning("reply %s held back: moderation action %s on its post is %s", reply.id, hide.id, hide.status)
+    return True
+
+
+async def record_reply_outcome(session: AsyncSession, reply: Reply, values: dict[str, Any]) -> bool:
+    """Write a send's outcome (``values``: status, error, external ids, time) only over ``sending``,
+    or over ``unknown`` — the sweep took the sender for dead, the platform's answer is the truth then
+    (audited ``reply.late_result``, ids only) — never over a status a person or an erasure set.
+    Returns whether it was written; the caller commits."""
+    for was in ("sending", "unknown"):
+        done = await session.execute(update(Reply).where(Reply.id == reply.id, Reply.status == was).values(**values)
+                                     .execution_options(synchronize_session=False))
+        if done.rowcount == 1:
+            if was == "unknown":
+                record(session, "system", "reply.late_result", "reply", reply.id, mention_id=reply.mention_id,
+                       kind=reply.kind, status=values["status"])
+                log.warning("reply %s: a late outcome (%s) replaces unknown", reply.id, values["status"])
+            return True
+    log.warning("reply %s: its outcome (%s) was not recorded: its status changed meanwhile", reply.id,
+                values["status"])
+    return False
