@@ -16,8 +16,8 @@ class ModerationAction(IdMixin, Base):
     community.moderation): pending | queued | sending | done | failed | dry_run | recorded | alert |
     acknowledged | reviewed, ``cancelled`` (``details["cancelled"]`` "erased") for a platform
     action never performed because its post was erased first (service.privacy_actions), and
-    ``unknown`` for one whose executor was interrupted mid-call (``claimed_at`` too long ago:
-    service.dispatch's sweep), for a person to check on the platform."""
+    ``unknown`` for one whose executor was interrupted mid-call three times (``claimed_at`` too long
+    ago: service.stranded's sweep performs it again before that), for a person to check on the platform."""
 
     __tablename__ = "moderation_actions"
     __table_args__ = (UniqueConstraint("dedup_key"),)

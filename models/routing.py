@@ -35,7 +35,7 @@ class Reply(IdMixin, Base):
     (service.privacy_actions).
     A reply left in ``sending`` after a crash is never re-sent automatically (``unknown``): found so
     on redelivery, or ``claimed_at`` longer ago than ``Settings.stranded_send_minutes`` (the pacer's
-    sweep, service.dispatch). A public reply whose post's hide or removal is ``sending`` or
+    sweep, service.stranded). A public reply whose post's hide or removal is ``sending`` or
     ``unknown`` waits in ``pending``/``queued``, ``error`` "held back: ..." (service.dispatch).
     Incident status replies over the channel's pace wait as ``queued`` (oldest first, always with the
     newest status) and become ``superseded`` when the incident closes with a "fixed" follow-up.

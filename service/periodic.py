@@ -1,6 +1,6 @@
 """Background loops that run a pass every few seconds until told to stop: the SLA checker, the
-incident pacer (which also marks sends stranded in ``sending`` as ``unknown`` and releases the public
-replies held back for their post's hide: :func:`service.dispatch.run_pacer`), the outgoing-webhook
+incident pacer (which also sweeps sends stranded in ``sending`` and releases the public replies held
+back for their post's hide: :func:`service.dispatch.run_pacer`, :mod:`service.stranded`), the outgoing-webhook
 sender, the digest schedule, the connector status report.
 A failing pass is logged and the next one runs on time; a stop ends the wait at once."""
 

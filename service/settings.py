@@ -81,7 +81,8 @@ class Settings(BaseSettings):
     # the platform call under way is always let finish, whatever this says.
     shutdown_batch_seconds: float = Field(8.0, ge=0)
     # a reply or platform action claimed (``sending``) this long ago whose sender never recorded what
-    # the platform did (killed mid-call) is marked ``unknown`` for a person to check; far longer than
+    # the platform did (killed mid-call): a reply is marked ``unknown`` for a person to check, a
+    # platform action (idempotent) performed again, up to its third interruption; far longer than
     # any platform call (X gives up after 40 s), so a send under way is never taken for a lost one
     stranded_send_minutes: float = Field(10.0, ge=1)
 
