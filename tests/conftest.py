@@ -116,6 +116,39 @@ async def any_db(any_database_url: str):
     await database.close()
 
 
+@pytest.fixture(params=["inprocess", "redis"])
+async def make_bus(request):
+    """Builds a started bus, in-process then on a real Redis, dead-lettering after the deliveries a
+    test asks for; closed, and its Redis keys deleted, after the test."""
+    made = []
+    if request.param == "redis":
+        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("bus_prefix")
+
+    async def make(max_deliveries: int):
+        if request.param == "redis":
+            from service.bus.redis_streams import RedisStreamsBus
+
+            bus = RedisStreamsBus(url, prefix=prefix, max_deliveries=max_deliveries)
+        else:
+            from service.bus.memory import InProcessBus
+
+            bus = InProcessBus(max_deliveries=max_deliveries)
+        await bus.start()
+        made.append(bus)
+        return bus
+
+    yield make
+    for bus in made:
+        await bus.close()
+    if request.param == "redis":
+        import redis
+
+        client = redis.Redis.from_url(url)
+        if keys := list(client.scan_iter(f"{prefix}:*")):
+            client.delete(*keys)
+        client.close()
+
+
 @pytest.fixture
 def private_redis(tmp_path: Path):
     """A Redis server of the test's own (append-only file on), so the test may restart it and see

@@ -24,7 +24,6 @@ from models.base import utcnow
 from models.mentions import DELETED_TEXT
 from service import deadletters
 from service.bus.memory import InProcessBus
-from service.bus.redis_streams import RedisStreamsBus
 from service.pipeline import submit
 from service.stages import ingest as ingest_stage
 from service.stages.base import StageContext
@@ -217,32 +216,6 @@ async def test_a_deletion_waits_for_a_scan_about_to_commit_and_then_removes_its_
 
 
 # --- ingest dead letters on the bus ---------------------------------------------------------------
-@pytest.fixture(params=["inprocess", "redis"])
-async def make_bus(request):
-    """Buses of the backend under test, each given its ``max_deliveries``; closed (Redis: its keys
-    removed) after the test."""
-    made = []
-    if request.param == "redis":
-        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("bus_prefix")
-
-    def make(max_deliveries: int):
-        bus = RedisStreamsBus(url, prefix=prefix, max_deliveries=max_deliveries) if request.param == "redis" \
-            else InProcessBus(max_deliveries=max_deliveries)
-        made.append(bus)
-        return bus
-
-    yield make
-    for bus in made:
-        await bus.close()
-    if request.param == "redis":
-        import redis
-
-        client = redis.Redis.from_url(url)
-        if keys := list(client.scan_iter(f"{prefix}:*")):
-            client.delete(*keys)
-        client.close()
-
-
 @pytest.fixture
 def failing(monkeypatch):
     """While ``failing["on"]``, ingest refuses a batch holding a new post, with an error that quotes
@@ -279,7 +252,7 @@ async def test_a_dead_lettered_tweet_deleted_on_x_loses_its_words_and_its_retry_
     its id (in-process) or gets a new one (Redis), its key, attempts and failure time, and becomes the
     tweet's deletion, with no words in it or its reason. A moderator removes the Reddit post (only
     hidden): its dead letter stays as it was. The tweet's letter retried stores nothing."""
-    bus = make_bus(1)
+    bus = await make_bus(1)
     await bus.ensure_group("ingest", "ingest")
     await submit(bus, [tweet(), reddit()])
     await run_ingest(bus, any_db)
@@ -317,7 +290,7 @@ async def test_a_stored_tweets_dead_lettered_edit_retried_after_its_deletion_bri
         any_db, make_bus, failing):
     """The tweet is stored; its edit is dead-lettered; X deletes it: the letter becomes the deletion,
     and retried after it, the tweet keeps the marker."""
-    bus = make_bus(1)
+    bus = await make_bus(1)
     failing["on"] = False
     await submit(bus, [tweet()])
     await run_ingest(bus, any_db)
@@ -344,7 +317,7 @@ async def test_a_tweet_dead_lettered_after_its_deletion_was_published_is_buried_
         any_db, make_bus, failing):
     """The deletion comes while the tweet's message is still being retried: the bus remembers the
     post, and the message dead-lettered afterwards is written without the words."""
-    bus = make_bus(2)
+    bus = await make_bus(2)
     await submit(bus, [tweet()])
     await bus.ensure_group("ingest", "ingest")
     worker = StageWorker(bus, IngestStage(StageContext(settings=None, db=any_db)), batch_size=50, block_ms=10)
@@ -362,7 +335,7 @@ async def test_a_restore_dead_lettered_after_a_removal_keeps_its_words_and_its_r
     """X shows the tweet again days after the deletion that removed its content: the restore, if it
     is dead-lettered, is no deletion of it (the bus forgets the removal when the restore is
     published, and a message published after a removal is never rewritten as one)."""
-    bus = make_bus(1)
+    bus = await make_bus(1)
     await bus.ensure_group("ingest", "ingest")
     await submit(bus, [tweet(event="delete", remove_content=True)])
     (env,) = await bus.read("ingest", "ingest", "c1", 10, 10)
