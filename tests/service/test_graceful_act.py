@@ -16,8 +16,8 @@ import pytest
 from privacy_support import World, delete_redis_keys, settings_for
 from pydantic import ValidationError
 from sqlalchemy import select
+from worker_fakes import SlowX
 
-from listener.protocol import ActionResult
 from models import ModerationAction, Reply, RouteDecision
 from models.base import utcnow
 from service.bus.memory import InProcessBus
@@ -37,20 +37,6 @@ class Clock:
 
     def __call__(self):  # noqa: ANN204
         return self.now
-
-
-class SlowX:
-    """X, answering each call after ``delay`` seconds; records the calls it completed."""
-
-    def __init__(self, delay: float) -> None:
-        self.name, self.platform, self.delay, self.calls = "slow-x", "x", delay, []
-        self.started = asyncio.Event()
-
-    async def perform(self, action):  # noqa: ANN001, ANN201
-        self.started.set()
-        await asyncio.sleep(self.delay)
-        self.calls.append(action)
-        return ActionResult(ok=True, external_ids=[f"r{len(self.calls)}"])
 
 
 async def batch_of_replies(world: World) -> list[int]:

@@ -13,28 +13,14 @@ from collections import Counter
 import pytest
 from privacy_support import World, settings_for
 from sqlalchemy import select, update
+from worker_fakes import SlowX
 
 from escalation.public_guard import gone_refusal
-from listener.protocol import ActionResult
 from models import AuditEvent, Mention, ModerationAction, Reply, RouteDecision
 from models.mentions import ERASED_TEXT
 from service.bus import Envelope
 from service.dispatch import HELD, Dispatcher
 from service.privacy import erase_posts
-
-
-class X:
-    """X, answering each call after ``delay`` seconds; records the calls it completed."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.name, self.platform, self.delay, self.calls = "x", "x", delay, []
-        self.started = asyncio.Event()
-
-    async def perform(self, action):  # noqa: ANN001, ANN201
-        self.started.set()
-        await asyncio.sleep(self.delay)
-        self.calls.append(action)
-        return ActionResult(ok=True, external_ids=[f"r{len(self.calls)}"])
 
 
 async def held(world: World, *, hide_status: str = "unknown", mid: int | None = None) -> tuple[int, int, int]:
@@ -66,7 +52,7 @@ async def later_action(db, mid: int, action: str, status: str) -> None:  # noqa:
 
 
 async def test_a_held_reply_says_why_and_how_to_release_it_safely(db, tmp_path):
-    x = X()
+    x = SlowX()
     world = World(db, settings_for(tmp_path, db.url, dry_run=False), {"x": x})
     _, hide_id, reply_id = await held(world)
     reply = await reply_of(db, reply_id)
@@ -79,7 +65,7 @@ async def test_a_held_reply_says_why_and_how_to_release_it_safely(db, tmp_path):
 @pytest.mark.parametrize(("action", "status"), [("filter", "done"), ("remove", "recorded"), ("hide", "dry_run"),
                                                 ("remove", "done"), ("hide", "done")])
 async def test_any_later_hide_removal_or_filter_settled_releases_the_held_reply(db, tmp_path, action, status):
-    x = X()
+    x = SlowX()
     world = World(db, settings_for(tmp_path, db.url, dry_run=False), {"x": x})
     mid, _, reply_id = await held(world)
     pacer = Dispatcher(db, world.connectors, dry_run=False)
@@ -93,7 +79,7 @@ async def test_any_later_hide_removal_or_filter_settled_releases_the_held_reply(
 @pytest.mark.parametrize(("action", "status", "when"), [("hide", "failed", "later"), ("filter", "cancelled", "later"),
                                                         ("lock", "done", "later"), ("remove", "done", "earlier")])
 async def test_what_does_not_show_the_post_hidden_since_releases_nothing(db, tmp_path, action, status, when):
-    x = X()
+    x = SlowX()
     world = World(db, settings_for(tmp_path, db.url, dry_run=False), {"x": x})
     mid = await world.ingest(world.post("@AcmeHelp call me on +1 555 010 0199", author="ana"))
     if when == "earlier":  # removed once, shown again since (say), then a hide that may not have happened
@@ -106,7 +92,7 @@ async def test_what_does_not_show_the_post_hidden_since_releases_nothing(db, tmp
 
 
 async def test_held_replies_to_a_post_deleted_on_its_platform_are_cancelled_not_kept_for_ever(db, tmp_path):
-    x = X()
+    x = SlowX()
     world = World(db, settings_for(tmp_path, db.url, dry_run=False), {"x": x})
     mid, _, agent_id = await held(world)
     async with db.session() as s:  # an incident's status reply to the same post, held in its queue
@@ -130,7 +116,7 @@ async def test_held_replies_to_a_post_deleted_on_its_platform_are_cancelled_not_
 
 
 async def test_a_held_reply_to_an_erased_post_is_withdrawn_with_its_words(db, tmp_path):
-    x = X()
+    x = SlowX()
     world = World(db, settings_for(tmp_path, db.url, dry_run=False), {"x": x})
     mid, _, reply_id = await held(world)
     async with db.session() as s:
@@ -143,14 +129,14 @@ async def test_a_held_reply_to_an_erased_post_is_withdrawn_with_its_words(db, tm
 
 async def test_a_failed_hide_holds_nothing(db, tmp_path):
     """X cannot hide a top-level tweet: the hide fails, and the reply goes as it would have without one."""
-    x = X()
+    x = SlowX()
     world = World(db, settings_for(tmp_path, db.url, dry_run=False), {"x": x})
     _, _, reply_id = await held(world, hide_status="failed")
     assert ((await reply_of(db, reply_id)).status, [a.kind for a in x.calls]) == ("sent", ["public_reply"])
 
 
 async def test_a_hide_put_back_by_the_sweep_goes_before_a_queued_status_reply_to_its_post(db, tmp_path):
-    x = X()
+    x = SlowX()
     world = World(db, settings_for(tmp_path, db.url, dry_run=False), {"x": x})
     mid = await world.ingest(world.post("down again, call me on +1 555 010 0199", author="ana"))
     async with db.session() as s:
@@ -164,7 +150,7 @@ async def test_a_hide_put_back_by_the_sweep_goes_before_a_queued_status_reply_to
 
 
 async def test_the_pacer_releasing_a_held_reply_and_the_act_stage_redelivering_its_post_send_it_once(db, tmp_path):
-    x = X()
+    x = SlowX()
     world = World(db, settings_for(tmp_path, db.url, dry_run=False), {"x": x})
     mid = await world.ingest(world.post("@AcmeHelp my card 4111 1111 1111 1111 got charged twice", author="sam",
                                         user_id="id-sam"), issue="billing", sensitivity="fraud", pii=True)

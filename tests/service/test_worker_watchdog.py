@@ -8,6 +8,7 @@ import asyncio
 from collections import Counter
 
 import pytest
+from worker_fakes import Context
 
 from service import workers
 from service.bus.memory import InProcessBus
@@ -15,19 +16,6 @@ from service.settings import load_settings
 from service.workers import StageWorker
 
 T = "route"
-
-
-class Database:
-    def __init__(self) -> None:
-        self.up = True
-
-    async def ping(self) -> bool:
-        return self.up
-
-
-class Context:
-    def __init__(self) -> None:
-        self.db = Database()
 
 
 class Stage:

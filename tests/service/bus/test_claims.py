@@ -15,6 +15,7 @@ from collections import Counter
 
 import pytest
 from bus_helpers import CLAIM_IDLE_MS, MAX_DELIVERIES
+from worker_fakes import Context
 
 from service import workers
 from service.workers import StageWorker
@@ -159,19 +160,6 @@ async def test_a_hanging_message_is_dead_lettered_after_its_attempts_and_the_str
     [dead] = await buses[0].dead_letters(T)
     assert (dead.key, dead.attempts) == ("k4", MAX_DELIVERIES) and "StageTimeout" in dead.reason
     assert stage.done == Counter({f"k{i}": 1 for i in range(20) if i != 4})
-
-
-class Database:
-    def __init__(self) -> None:
-        self.up = True
-
-    async def ping(self) -> bool:
-        return self.up
-
-
-class Context:
-    def __init__(self) -> None:
-        self.db = Database()
 
 
 class Recording:
