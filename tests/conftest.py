@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.redis_keys import delete_redis_keys
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT.parent / "shared" / "data").resolve()
 POSTGRES_ADMIN_DSN = os.environ.get("SOCIALCARE_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -141,12 +143,7 @@ async def make_bus(request):
     for bus in made:
         await bus.close()
     if request.param == "redis":
-        import redis
-
-        client = redis.Redis.from_url(url)
-        if keys := list(client.scan_iter(f"{prefix}:*")):
-            client.delete(*keys)
-        client.close()
+        delete_redis_keys(url, prefix)
 
 
 @pytest.fixture
@@ -236,10 +233,4 @@ def services_settings(tmp_path: Path, postgres_url: str, redis_url: str, bus_pre
                              var_dir=tmp_path / "var", demo=False, dry_run=True, bus_block_ms=50,
                              bus_claim_idle_ms=500, cookie_secure=False)
     yield settings
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"{bus_prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    delete_redis_keys(redis_url, bus_prefix)

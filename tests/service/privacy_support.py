@@ -18,6 +18,7 @@ from listener.protocol import ActionResult, NormalizedMention
 from models import Base, Mention, TriageResult
 from service.bus import Envelope
 from service.pipeline import ingest_key
+from tests.redis_keys import delete_redis_keys  # noqa: F401 (the privacy tests import it from here)
 from service.settings import load_settings
 from service.stages.act import ActStage
 from service.stages.base import StageContext
@@ -160,11 +161,3 @@ async def bury_posts(bus: Any, *posts: NormalizedMention) -> list[str]:
     return keys
 
 
-def delete_redis_keys(redis_url: str, prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
