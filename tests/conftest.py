@@ -12,6 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from tests.redis_keys import delete_redis_keys
 
@@ -144,6 +146,31 @@ async def make_bus(request):
         await bus.close()
     if request.param == "redis":
         delete_redis_keys(url, prefix)
+
+
+class WebhookReceiver:
+    """A bot's endpoint: answers the statuses it is told to, in order, and keeps what it got."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.got: list[tuple[dict, bytes]] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.got.append((dict(request.headers), await request.read()))
+        return web.Response(status=self.statuses.pop(0) if self.statuses else 200)
+
+
+@pytest.fixture
+async def receiver():
+    """A bot's webhook endpoint on a local server (``receiver.url``), answering 200 unless told."""
+    rec = WebhookReceiver([])
+    app = web.Application()
+    app.router.add_post("/hook", rec.handle)
+    server = TestServer(app)
+    await server.start_server()
+    rec.url = str(server.make_url("/hook"))
+    yield rec
+    await server.close()
 
 
 @pytest.fixture

@@ -6,39 +6,12 @@ import json
 from datetime import timedelta
 
 import aiohttp
-import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
 from console.webhooks_out import MAX_ATTEMPTS, backoff, deliver_due, scan, signature_header, verify
 from models import Case, WebhookDelivery, WebhookSubscription
 from models.base import utcnow
 from tests.console.conftest import add_mention, bot_token
-
-
-class Receiver:
-    """A bot's endpoint: answers the statuses it is told to, in order, and keeps what it got."""
-
-    def __init__(self, statuses: list[int]) -> None:
-        self.statuses = statuses
-        self.got: list[tuple[dict, bytes]] = []
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.got.append((dict(request.headers), await request.read()))
-        return web.Response(status=self.statuses.pop(0) if self.statuses else 200)
-
-
-@pytest.fixture
-async def receiver():
-    rec = Receiver([])
-    app = web.Application()
-    app.router.add_post("/hook", rec.handle)
-    server = TestServer(app)
-    await server.start_server()
-    rec.url = str(server.make_url("/hook"))
-    yield rec
-    await server.close()
 
 
 async def subscribe(app_client, runtime, url: str, events: list[str]) -> dict:

@@ -12,8 +12,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiohttp import ClientSession, web
-from aiohttp.test_utils import TestServer
+from aiohttp import ClientSession
 from sqlalchemy import select, update
 
 from console import webhooks_deleted, webhooks_out
@@ -89,29 +88,6 @@ def later() -> datetime:
     return utcnow() + timedelta(seconds=5)  # past the scanner's settle delay
 
 
-class Receiver:
-    """A bot's endpoint: answers 200 and keeps the bodies it got."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.bodies.append(json.loads(await request.read()))
-        return web.Response()
-
-
-@pytest.fixture
-async def receiver():
-    rec = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", rec.handle)
-    server = TestServer(app)
-    await server.start_server()
-    rec.url = str(server.make_url("/hook"))
-    yield rec
-    await server.close()
-
-
 # --- outgoing webhook deliveries ------------------------------------------------------------------
 async def test_a_deleted_tweets_webhook_deliveries_lose_its_words_and_a_hidden_posts_keep_them(any_db, receiver):
     """Delivered or pending, the tweet's deliveries lose its words in the deletion's transaction and
@@ -153,7 +129,7 @@ async def test_a_deleted_tweets_webhook_deliveries_lose_its_words_and_a_hidden_p
 
     async with ClientSession() as http:
         assert await webhooks_out.deliver_due(any_db, http, now=later()) == 3
-    sent = {(b["data"]["mention_id"], b["type"]): b for b in receiver.bodies}
+    sent = {(b["data"]["mention_id"], b["type"]): b for b in (json.loads(body) for _, body in receiver.got)}
     assert set(sent) == {(tweet_id, "mention.routed"), (post_id, "mention.triaged"), (post_id, "mention.routed")}
     assert "parcel 4471" not in json.dumps(sent[tweet_id, "mention.routed"])
     assert sent[tweet_id, "mention.routed"]["id"] == routed.event_id
