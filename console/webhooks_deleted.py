@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from listener.deletions import url_without_words
+from listener.deletions import GONE_IDS, url_without_words
 from models import Mention
 from models.console import WebhookDelivery
 from models.mentions import DELETED_TEXT
@@ -81,8 +81,7 @@ async def respect_removal(session: AsyncSession, written: list[WebhookDelivery])
     await session.flush()
     if session.bind.dialect.name == "postgresql":
         await session.execute(select(_M.id).where(_M.id.in_(ids)).order_by(_M.id).with_for_update(read=True))
-    gone = set(await session.scalars(select(_M.id).where(_M.id.in_(ids), _M.deleted.is_(True),
-                                                          _M.text == DELETED_TEXT)))
+    gone = {r.id for r in await session.execute(GONE_IDS, {"ids": ids}) if r.text == DELETED_TEXT}
     for d in worded:
         if d.mention_id in gone:
             d.payload = without_words(d.event_type, d.payload)
