@@ -136,13 +136,28 @@ class Digest:
         return None if pos is None else round(pos - neg, 4)
 
 
+def _counted(query: Any) -> Any:
+    """What a digest counts: triaged posts, neither spam nor routed to moderation."""
+    return (query.join(TriageResult, TriageResult.mention_id == Mention.id)
+            .outerjoin(RouteDecision, RouteDecision.mention_id == Mention.id)
+            .where(TriageResult.spam != "spam",
+                   (RouteDecision.outcome.is_(None)) | (RouteDecision.outcome.not_in(EXCLUDED_OUTCOMES))))
+
+
 async def _rows(session: AsyncSession, start: datetime, end: datetime) -> list[tuple[Mention, TriageResult]]:
     return list((await session.execute(
-        select(Mention, TriageResult).join(TriageResult, TriageResult.mention_id == Mention.id)
-        .outerjoin(RouteDecision, RouteDecision.mention_id == Mention.id)
-        .where(Mention.created_at >= start, Mention.created_at < end, TriageResult.spam != "spam",
-               (RouteDecision.outcome.is_(None)) | (RouteDecision.outcome.not_in(EXCLUDED_OUTCOMES)))
+        _counted(select(Mention, TriageResult)).where(Mention.created_at >= start, Mention.created_at < end)
         .order_by(Mention.created_at))).all())
+
+
+async def latest_day_before(session: AsyncSession, start: datetime) -> date | None:
+    """The day (UTC) of the last post a digest would count before ``start``: an empty period (a
+    quiet channel, a data set of past days such as the demo's) can point the reader at where the
+    posts are instead of showing blank charts."""
+    at = await session.scalar(_counted(select(func.max(Mention.created_at))).where(Mention.created_at < start))
+    if at is None:
+        return None
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).date()
 
 
 async def compute(session: AsyncSession, period: str, end: datetime | None = None, *, notable: int = 5,

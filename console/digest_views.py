@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from console.api.common import ApiError, api, known_query
 from console.auth import require
-from console.digest import PERIODS, compute, end_of_day, to_csv, to_json
+from console.digest import PERIODS, compute, end_of_day, latest_day_before, to_csv, to_json
 from console.digest_mail import charts_for, page_charts, render_html
 from console.digest_schedule import next_send, retry_until, send_once
 from console.keys import PRINCIPAL, RUNTIME
@@ -62,6 +62,7 @@ async def _page(request: web.Request, period: str, end: datetime | None = None, 
     now = datetime.now(UTC)
     async with request.app[RUNTIME].db.session() as session:
         schedule = await session.scalar(select(DigestSchedule).where(DigestSchedule.period == period))
+        earlier = await latest_day_before(session, d.start) if not d.total else None
     notice = NOTICES.get(request.query.get("notice", ""))
     if notice and request.query.get("notice") == "saved" and schedule is not None:
         notice = f"Schedule saved. The first digest goes out {next_send(schedule, now):%A %Y-%m-%d at %H:%M} UTC."
@@ -69,7 +70,7 @@ async def _page(request: web.Request, period: str, end: datetime | None = None, 
                      "weekday": schedule.weekday if schedule else 0,
                      "recipients": ", ".join(schedule.recipients) if schedule else ""}
     return render(request, "digest.html", status=status, d=d, charts=page_charts(await charts_for(d)),
-                  schedule=schedule, schedule_error=error, form=shown, notice=notice,
+                  schedule=schedule, schedule_error=error, form=shown, notice=notice, earlier=earlier,
                   end_day=(end - timedelta(days=1)).date().isoformat() if end else "",
                   today=now.date().isoformat(),
                   retry_until=retry_until(schedule, now) if schedule and schedule.last_error else None)

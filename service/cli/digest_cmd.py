@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -37,10 +38,10 @@ def digest(settings, period: str, out: Path | None, csv_path: Path | None, end: 
         raise click.UsageError("give --out FILE.html, --csv FILE.csv or --send")
     end_at = _parse_end(end)
 
-    async def go() -> tuple[int, list[str]]:
+    async def go() -> tuple[int, list[str], Any]:
         from sqlalchemy import select
 
-        from console.digest import compute, to_csv
+        from console.digest import compute, latest_day_before, to_csv
         from console.digest_mail import build_email, charts_for, render_html
         from console.digest_mail import send as smtp_send
         from models.console import DigestSchedule
@@ -51,6 +52,7 @@ def digest(settings, period: str, out: Path | None, csv_path: Path | None, end: 
             await db.upgrade()
             async with db.session() as session:
                 d = await compute(session, period, end_at)
+                earlier = await latest_day_before(session, d.start) if not d.total else None
                 schedule = await session.scalar(select(DigestSchedule).where(DigestSchedule.period == period))
             charts = await charts_for(d)
             if out:
@@ -62,13 +64,16 @@ def digest(settings, period: str, out: Path | None, csv_path: Path | None, end: 
                 if not to:
                     raise click.ClickException("no recipients: use --to or set the schedule in the console")
                 await smtp_send(settings, build_email(d, charts, sender=settings.smtp_from, recipients=to))
-            return d.total, to
+            return d.total, to, earlier
         finally:
             await db.close()
 
     try:
-        total, to = asyncio.run(go())
+        total, to, earlier = asyncio.run(go())
     except OSError as exc:
         raise click.ClickException(f"could not send or write the digest: {exc}") from exc
     click.echo(f"digest ({period}): {total} mentions" + (f" → {out}" if out else "") +
                (f", numbers → {csv_path}" if csv_path else "") + (f", mailed to {len(to)} recipients" if send else ""))
+    if earlier:
+        click.echo(f"no mentions in this period; the latest is from {earlier}: try --end {earlier + timedelta(days=1)}",
+                   err=True)

@@ -265,6 +265,50 @@ async def test_the_page_the_csv_and_the_api_take_an_end_day(app_client, runtime)
     assert r.status == 400 and "since" in (await r.json())["error"]["message"]
 
 
+async def test_an_empty_period_points_at_the_day_of_the_latest_post(app_client, runtime):
+    """The demo's day lies in the past: a digest "up to now" would show blank charts and no hint
+    where the posts are. A post routed to moderation is no latest post (the digest does not count it)."""
+    await seed(runtime)  # its last counted post: 2026-11-23 14:05 UTC
+    await add_mention(runtime, "WIN FREE FOLLOWERS NOW", outcome="moderate", created_at=END + timedelta(days=1, hours=12))
+    await login(app_client, "mia")
+    html = await (await app_client.get("/digest?period=week&end=2026-12-02")).text()  # from 2026-11-26
+    assert 'id="earlier"' in html and "The latest is from 2026-11-23" in html
+    assert 'href="/digest?period=week&amp;end=2026-11-23"' in html
+    shown = await (await app_client.get("/digest?period=week&end=2026-11-23")).text()
+    assert 'id="earlier"' not in shown  # that week holds them
+    async with runtime.db.session() as s:
+        from console.digest import latest_day_before
+        assert await latest_day_before(s, END - timedelta(days=5)) is None  # nothing before the seed
+
+
+def test_the_cli_names_the_latest_day_when_its_period_is_empty(tmp_path, sqlite_url, monkeypatch):
+    import asyncio
+
+    from models.db import Database
+    from service.cli import main
+    from service.settings import Settings
+
+    monkeypatch.setenv("SOCIALCARE_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("SOCIALCARE_VAR_DIR", str(tmp_path / "var"))
+
+    async def one_post() -> None:
+        db = Database.from_settings(Settings(database_url=sqlite_url, var_dir=tmp_path / "var"))
+        await db.upgrade()
+        try:
+            await add_mention(type("R", (), {"db": db})(), "the app crashes on start", created_at=END)
+        finally:
+            await db.close()
+
+    asyncio.run(one_post())
+    result = CliRunner().invoke(main, ["digest", "--period", "day", "--csv", str(tmp_path / "d.csv"),
+                                       "--end", "2026-11-30T00:00"])
+    assert result.exit_code == 0, result.output
+    assert "the latest is from 2026-11-24: try --end 2026-11-25" in result.output
+    found = CliRunner().invoke(main, ["digest", "--period", "day", "--csv", str(tmp_path / "d.csv"),
+                                      "--end", "2026-11-25"])
+    assert "digest (day): 1 mentions" in found.output and "the latest is" not in found.output
+
+
 def test_count_axes_are_whole_numbers_from_zero_also_when_empty():
     from console.charts import sentiment_figure, volume_figure
     from console.digest import Digest
