@@ -23,6 +23,7 @@ from escalation import chat, sla
 from escalation.cases import CaseTaken, assign, resolve
 from escalation.handoff import closing_note, escalate_mention, private_handoff
 from models import Author, Case, Customer, Mention, SlaBreach, TriageResult, User
+from models.base import utcnow
 from service.audit import record
 from service.dispatch import Dispatcher
 
@@ -67,10 +68,14 @@ async def cases_page(request: web.Request) -> web.Response:
         rows = [(c, agent, author, _snippet(m, tri)) for c, agent, author, m, tri
                 in (await session.execute(q.limit(500))).all()]
         ids = [c.id for c, *_ in rows]
+        now = utcnow()
+        late = await sla.late_open_cases(session, now)
         breached: dict[int, set[str]] = {}
-        for b in await session.scalars(select(SlaBreach).where(SlaBreach.case_id.in_(ids))):
+        for b in await session.scalars(select(SlaBreach).where(SlaBreach.case_id.in_(ids))):  # resolved ones too
             breached.setdefault(b.case_id, set()).add(b.kind)
-        open_breaches = len(await sla.breaches(session))
+        for case_id, kinds in late.items():
+            breached.setdefault(case_id, set()).update(kinds)
+        open_breaches = sum(map(len, late.values()))
     return render(request, "cases.html", rows=rows, breached=breached, shown=status, open_breaches=open_breaches)
 
 
@@ -104,7 +109,8 @@ async def _case_view(request: web.Request, *, error: str | None = None, status: 
         opening_text = _snippet(opening, await session.get(TriageResult, opening.id) if opening else None)
         await session.commit()
     return render(request, "case.html", status=status, case=case, customer=customer, recent=recent,
-                  messages=messages, assignee=assignee, breaches={b.kind for b in breaches},
+                  messages=messages, assignee=assignee,
+                  breaches={b.kind for b in breaches} | {kind for kind, _ in sla.missed(case, utcnow())},
                   mine=case.assigned_to == p.user_id, opening_text=opening_text, error=error)
 
 

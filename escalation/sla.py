@@ -72,6 +72,21 @@ async def breaches(session: AsyncSession, *, open_only: bool = True) -> list[tup
     return [(b, c) for b, c in (await session.execute(q)).all()]
 
 
+async def late_open_cases(session: AsyncSession, now: datetime | None = None) -> dict[int, set[str]]:
+    """The open cases past a deadline, each with the kinds missed: those the checker recorded and
+    those missed since its last pass (it runs every ``sla_check_interval_seconds``), so an agent
+    never reads "no breach" beside a deadline already gone."""
+    now = now or utcnow()
+    late: dict[int, set[str]] = {}
+    for b, _ in await breaches(session):
+        late.setdefault(b.case_id, set()).add(b.kind)
+    for case in await session.scalars(select(Case).where(
+            Case.status != "resolved", or_(Case.first_response_due < now, Case.resolution_due < now))):
+        for kind, _ in missed(case, now):
+            late.setdefault(case.id, set()).add(kind)
+    return late
+
+
 async def sweep(db: Any) -> int:
     """One pass: record breaches and scrub delivered secure links. Returns the new breaches."""
     async with db.session() as session:

@@ -83,6 +83,30 @@ async def test_breaches_reach_the_console_and_the_api(world):
     assert [(b["case_id"], b["kind"]) for b in api["breaches"]] == [(case_id, "first_response")]
 
 
+async def test_a_deadline_gone_since_the_checkers_last_pass_reads_as_breached(world):
+    """The checker runs once a minute: between its passes the pages still say a deadline went."""
+    case_id, _ = await world.case("maria_music3")
+    answered, _ = await world.case("someone_else")
+    now = utcnow()
+    async with world.rt.db.session() as s:
+        (await s.get(Case, case_id)).first_response_due = now - timedelta(seconds=1)
+        other = await s.get(Case, answered)
+        other.first_response_due, other.first_response_at = now - timedelta(minutes=5), now - timedelta(minutes=10)
+        await s.commit()
+    await world.login("alice")
+    page = await (await world.client.get("/cases")).text()  # no sweep has run
+    assert "1 SLA breach on open cases" in page
+    assert f'<tr data-case-id="{case_id}" class="breached">' in page
+    assert f'<tr data-case-id="{answered}">' in page  # answered in time
+    one = await (await world.client.get(f"/cases/{case_id}")).text()
+    assert "breached" in one
+    async with world.rt.db.session() as s:
+        assert await s.scalar(select(SlaBreach.id)) is None  # shown, not recorded: the checker records (and audits) it
+    await sla.sweep(world.rt.db)
+    page = await (await world.client.get("/cases")).text()
+    assert "1 SLA breach on open cases" in page  # recorded and live: counted once
+
+
 async def test_the_periodic_checker_runs_until_stopped(world):
     case_id, _ = await world.case("maria_music3")
     async with world.rt.db.session() as s:
