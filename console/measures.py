@@ -45,6 +45,14 @@ HUMAN_OUTCOMES = ("agent_queue", "escalate_private")
 REPEAT_WINDOW = timedelta(days=7)
 
 
+async def latest_contact_before(session: AsyncSession, start: datetime) -> datetime | None:
+    """When the last contact before ``start`` was written: an empty window (a quiet weekend, a data
+    set of past days such as the demo's) can point at where the contacts are."""
+    return await session.scalar(
+        select(func.max(Mention.created_at)).join(RouteDecision, RouteDecision.mention_id == Mention.id)
+        .where(Mention.created_at < start, RouteDecision.outcome.in_(CARE_OUTCOMES)))
+
+
 def percentile(values: list[float], q: float) -> float | None:
     """Nearest-rank percentile (``q`` in 0..100); None for no values."""
     if not values:

@@ -91,3 +91,20 @@ async def test_escalations_and_the_cases_they_open_count_on_the_same_day(runtime
         today = await summary(s, now - timedelta(days=1), now, now=now)
     assert (day_before.escalated, day_before.cases_created) == (1, 1)
     assert (today.escalated, today.cases_created) == (0, 1)  # only the case without a post
+
+
+async def test_an_empty_window_points_at_the_day_of_the_latest_contact(app_client, runtime):
+    """The demo's day lies in the past: "last week" would read zeros with no hint where the contacts are.
+    A post held for moderation is no contact, so it is not the latest one."""
+    written = datetime(2026, 11, 20, 14, 30, tzinfo=UTC)
+    await add_mention(runtime, "the app is down", outcome="agent_queue", handle="d1", created_at=written)
+    await add_mention(runtime, "buy followers", outcome="moderate", handle="d2", created_at=written + timedelta(days=2))
+    await login(app_client, "alice")
+    page = await (await app_client.get("/service-metrics?period=week&end=2026-12-06T00:00:00")).text()
+    assert 'id="earlier"' in page and "The latest was written on 2026-11-20" in page
+    link = "/service-metrics?period=week&amp;end=2026-11-21T00%3A00%3A00%2B00%3A00"
+    assert link in page
+    shown = await (await app_client.get(link.replace("&amp;", "&"))).text()
+    assert 'id="earlier"' not in shown and "ending 2026-11-21T00:00" in shown
+    assert '<div class="value">1</div><div class="label">contacts</div>' in shown
+    assert "/api/v1/metrics/summary?period=week&amp;end=2026-11-21T00%3A00%3A00%2B00%3A00" in shown
