@@ -3,17 +3,24 @@ everyone affected and closing with a "fixed" follow-up (both delivered through t
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from community import broadcast
 from community.incidents import SpikePolicy
 from console.auth import Principal, require
 from console.keys import PRINCIPAL, RUNTIME
 from console.paths import path_id
+from console.queries import public_text
 from console.render import render
-from models import Incident, IncidentMention
+from models import Author, Incident, IncidentMention, Mention, Reply, TriageResult
 from service.dispatch import Dispatcher
+from service.stranded import PACED_KINDS
+
+SHOWN = 50  # affected posts listed on an incident's page
 
 
 def _incident_id(request: web.Request) -> int:
@@ -24,6 +31,11 @@ def _dry_run_channels(settings) -> set[str]:  # noqa: ANN001
     from community.replybot import ChannelPolicy
 
     return {p for p in ("x", "reddit", "discourse", *settings.bot_channels) if ChannelPolicy.for_channel(settings, p).dry_run}
+
+
+def _sends_nothing(settings, channel: str) -> bool:  # noqa: ANN001
+    """Replies on ``channel`` are recorded, not sent: the whole service in dry run, or its bot channel."""
+    return settings.dry_run or channel in _dry_run_channels(settings)
 
 
 async def _deliver(request: web.Request, reply_ids: list[int]) -> None:
@@ -49,9 +61,27 @@ async def incident_page(request: web.Request) -> web.Response:
             raise web.HTTPNotFound()
         events = await broadcast.timeline(session, incident.id)
         policy = SpikePolicy.from_settings(request.app[RUNTIME].settings)
-        affected = len(await broadcast.affected(session, incident.id, policy))
-    return render(request, "incident.html", incident=incident, events=events, affected=affected,
-                  error=request.query.get("error"))
+        affected = await broadcast.affected(session, incident.id, policy)
+        posts = await _posts(session, affected)
+    return render(request, "incident.html", incident=incident, events=events, affected=len(affected),
+                  posts=posts, more=max(0, len(affected) - len(posts)), error=request.query.get("error"),
+                  dry_run=_sends_nothing(request.app[RUNTIME].settings, incident.channel))
+
+
+async def _posts(session: AsyncSession, affected: list[tuple[Mention, Author | None]]) -> list[dict[str, Any]]:
+    """The affected authors' latest reports, newest first (at most :data:`SHOWN`), redacted, each with
+    what the incident told it: an agent checks who a status message reaches before posting it."""
+    latest = sorted(affected, key=lambda ma: ma[0].created_at, reverse=True)[:SHOWN]
+    ids = [m.id for m, _ in latest]
+    if not ids:
+        return []
+    triage = {t.mention_id: t for t in await session.scalars(select(TriageResult).where(TriageResult.mention_id.in_(ids)))}
+    told: dict[int, Reply] = {}
+    for r in await session.scalars(select(Reply).where(Reply.mention_id.in_(ids), Reply.kind.in_(PACED_KINDS))
+                                   .order_by(Reply.id)):
+        told[r.mention_id] = r  # the latest
+    return [{"mention": m, "author": a.handle if a else None, "text": public_text(m, triage.get(m.id)),
+             "told": told.get(m.id)} for m, a in latest]
 
 
 async def _act(request: web.Request, closing: bool) -> web.Response:

@@ -154,6 +154,39 @@ async def test_an_agent_posts_a_status_and_closes_the_incident_from_its_timeline
     assert (await client.post(f"/incidents/{inc.id}/close", data={"csrf_token": csrf})).status == 400
 
 
+async def test_the_incident_page_lists_whom_a_status_reaches_redacted_with_what_each_was_told(client, rt, world):
+    """Before posting to everyone affected, an agent sees who that is: each author's latest report
+    (an earlier one of the same author is not listed), personal data redacted, and after posting
+    what each was told."""
+    at = datetime(2026, 11, 20, 14, tzinfo=timezone.utc)
+    first = await world.mention("acme down? nothing plays", author="p0", issue="outage", at=at)
+    again = await world.mention("still down, mail me at jo@example.com", author="p0", issue="outage",
+                                at=at.replace(minute=20))
+    other = await world.mention("is acme down for everyone", author="p1", issue="outage", at=at.replace(minute=5))
+    async with rt.db.session() as s:
+        inc = Incident(dedup_key="k2", issue_type="outage", channel="x", title="Playback outage", opened_at=at)
+        s.add(inc)
+        await s.flush()
+        s.add_all([IncidentMention(incident_id=inc.id, mention_id=m.id) for m in (first, again, other)])
+        await s.commit()
+    csrf = await login(client, "alice", f"/incidents/{inc.id}")
+    page = await (await client.get(f"/incidents/{inc.id}")).text()
+    rows = re.findall(r'<tr data-mention-id="(\d+)">', page)
+    assert rows == [str(again.id), str(other.id)]  # newest first, one per author
+    assert "jo@example.com" not in page and "still down, mail me at" in page
+    assert f'href="/conversations/{again.conversation_id}"' in page and "2 author(s) affected" in page
+    r = await client.post(f"/incidents/{inc.id}/status", data={"message": "We are on it.", "csrf_token": csrf},
+                          allow_redirects=False)
+    assert r.status == 303
+    page = await (await client.get(f"/incidents/{inc.id}")).text()
+    told = re.findall(r'<tr data-mention-id="\d+">.*?<td>(status: \w+)</td></tr>', page, re.DOTALL)
+    assert told == ["status: sent", "status: sent"]
+    assert "in dry run" not in page
+    rt.settings = rt.settings.model_copy(update={"dry_run": True})
+    assert "This channel is in dry run: replies are recorded, not sent." in await (
+        await client.get(f"/incidents/{inc.id}")).text()
+
+
 async def test_a_template_edit_is_checked_in_the_sandbox_before_it_is_saved(client, rt):
     csrf = await login(client, "alice", "/knowledge/templates/login_help")
     bad = {"csrf_token": csrf, "issue_types": "account_access", "tone:friendly": "{{ ''.__class__ }}"}
