@@ -63,6 +63,7 @@ class RouteInput:
     retrieved: list[Candidate] = field(default_factory=list)  # retrieval candidates, best first
     community_answer: Candidate | None = None  # best accepted community answer, or None
     accepted_answer: bool = False  # this post *is* a community answer (solution / distinguished)
+    vouched_for: bool = False  # a moderator's or staff post, or an accepted answer (community.trust)
     author_banned: bool = False
     rules: list[RuleMatch] = field(default_factory=list)  # matching moderation rules, in order
     open_case: OpenCase | None = None  # the author's unresolved private case, if any
@@ -176,7 +177,9 @@ def decide(r: RouteInput, *, auto_threshold: float) -> Decision:
             extra = {**extra, "notify": terminal.message_template or RULE_NOTICES[terminal.action],
                      "notice_reason": terminal.reason}
         return _moderate(terminal.action, terminal.reason, terminal.rule, r, **extra)
-    approved = terminal is not None  # an approve rule vouches for spam/abuse, never for exposed PII
+    # an approve rule, or the community (its moderators, an accepted answer: community.trust), vouches
+    # for what the spam and toxicity classifiers suspect; never for exposed personal data
+    approved = terminal is not None or r.vouched_for
     if not approved and r.spam == "spam":
         return _moderate("hold", "classified as spam", "builtin:spam", r, **extra)
     if not approved and r.toxicity == "offensive":

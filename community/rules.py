@@ -16,6 +16,7 @@ A rules file is a list of rules (see the bundled ``service/demo/moderation_rules
       notify: care-leads                 # for action notify
       message_template: pii_removed_notice  # optional: sent privately to the author
       notify_author: true                # hold/remove: tell the author privately (default true)
+      moderators_exempt: true            # skip posts of the channel's moderators and accepted answers
       reason: Links from brand-new accounts are reviewed first.
 
 Every matching rule applies; of the deciding actions the strictest wins (remove over hold over
@@ -23,7 +24,9 @@ approve). The author of a post a rule holds or removes is told privately, with t
 reason (its ``message_template``, else a built-in notice), unless the rule says
 ``notify_author: false`` (spam: a spammer is not told what tripped the filter). Loading validates
 everything and rejects a bad file as a whole, naming the line and the reason, so a typo never
-silently disables moderation; :func:`unknown_templates` checks the templates rules name against
+silently disables moderation. As in AutoModerator, a rule skips the posts its community vouches for
+(its moderators' and staff's, and accepted answers: :mod:`community.trust`) unless it says
+``moderators_exempt: false``. :func:`unknown_templates` checks the templates rules name against
 the ones the service knows (``socialcare rules check``).
 """
 
@@ -45,7 +48,7 @@ PII_TYPES = ("card_number", "email", "phone", "iban", "national_id", "password",
 AUTHOR_KEYS = ("account_age_days_below", "followers_below", "removals_at_least")
 REACH_KEYS = ("followers_at_least",)
 RULE_KEYS = frozenset({"name", "conditions", "action", "reason", "label", "notify", "message_template",
-                       "notify_author"})
+                       "notify_author", "moderators_exempt"})
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}")
 CONDITION_KEYS = ("keywords", "regex", "scores", "pii", "author", "reach", "channels")
 MAX_TEXT = 10_000  # rules see at most this much of a post (bounds regex work)
@@ -76,6 +79,7 @@ class Rule:
     notify: str | None = None
     message_template: str | None = None
     notify_author: bool = True
+    moderators_exempt: bool = True
 
 
 @dataclass
@@ -91,6 +95,7 @@ class Subject:
     account_age_days: float | None = None
     followers: int | None = None
     removals: int = 0
+    vouched_for: bool = False  # by its community: a moderator's or staff post, an accepted answer
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,9 @@ def _rule(d: dict, line: int, lines: dict[str, int], source: str) -> Rule:
     if not notify_author and extra["message_template"]:
         raise fail("notify_author", f"{where}: notify_author: false sends no message, so message_template "
                                     "would never be used")
+    moderators_exempt = d.get("moderators_exempt", True)
+    if not isinstance(moderators_exempt, bool):
+        raise fail("moderators_exempt", f"{where}: moderators_exempt is true or false")
     if action == "label" and not extra["label"]:
         raise fail("action", f"{where}: action 'label' needs a 'label'")
     if action == "notify" and not extra["notify"]:
@@ -258,7 +266,8 @@ def _rule(d: dict, line: int, lines: dict[str, int], source: str) -> Rule:
             raise fail("channels", f"{where}: channels is a list of channel or platform names")
         channels = frozenset(v.lower() for v in values)
     return Rule(name=name, action=action, reason=reason.strip(), line=line, keywords=keywords, regex=tuple(regex),
-                scores=scores, pii=pii, author=author, channels=channels, notify_author=notify_author, **extra)
+                scores=scores, pii=pii, author=author, channels=channels, notify_author=notify_author,
+                moderators_exempt=moderators_exempt, **extra)
 
 
 def _kebab(name: str) -> str:
@@ -268,6 +277,8 @@ def _kebab(name: str) -> str:
 
 # --- evaluation ------------------------------------------------------------------------------
 def matches(rule: Rule, s: Subject) -> bool:
+    if s.vouched_for and rule.moderators_exempt:
+        return False
     text = s.text[:MAX_TEXT]
     if rule.channels and not ({s.platform.lower(), (s.channel or "").lower()} & rule.channels):
         return False

@@ -28,6 +28,7 @@ from community.moderation import author_removals
 from community.reports import INCIDENT_TYPES, is_thanks
 from community.routing import HIGH_TOUCH, LOW_TOUCH, ROUTER_VERSION, OpenCase, RouteInput, bot_answers, decide
 from community.rules import BUNDLED_RULES, RuleError, Subject, evaluate, load_rules
+from community.trust import vouched_for
 from escalation.cases import open_cases_by_author
 from listener.deletions import respect_erasure_and_removal
 from models import Author, CommunityAnswer, Mention, Reply, RouteDecision, TriageResult
@@ -235,7 +236,8 @@ class RouteStage:
                     platform=mention.platform, community_channel=mention.platform in community,
                     incident_id=incidents.get(mention.id), answer=cheap[mention.id], retrieved=cands,
                     community_answer=next((c for c in cands if c.kind == "community"), None),
-                    accepted_answer=mention.id in accepted, author_banned=bool(author and author.banned),
+                    accepted_answer=mention.id in accepted, vouched_for=vouched_for(mention),
+                    author_banned=bool(author and author.banned),
                     rules=matched[mention.id], open_case=_open_case(cases, mention),
                     agent_thread=bool(mention.agent_thread)
                     or (mention.conversation_id, mention.author_id) in agent_threads,
@@ -316,7 +318,7 @@ class RouteStage:
             probabilities={task: p or {} for task, p in zip(RULE_TASKS, probabilities)},
             pii_types=frozenset(p.get("type") for p in pii or [] if isinstance(p, dict)),
             account_age_days=age, followers=a.followers if a else None,
-            removals=removals.get(m.author_id, 0) if m.author_id else 0)
+            removals=removals.get(m.author_id, 0) if m.author_id else 0, vouched_for=vouched_for(m))
 
 
 async def _questions(session, accepted: set[int]) -> list[int]:  # noqa: ANN001

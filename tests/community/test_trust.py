@@ -1,0 +1,93 @@
+"""Posts a community vouches for — its moderators' and staff's, and accepted answers — pass the
+moderation rules by (AutoModerator's ``moderators_exempt``) and are not held on a spam or abuse
+classifier's suspicion; personal data in them is still hidden."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from community.rules import RuleError, Subject, evaluate, parse_rules
+from community.trust import vouched_for
+from models import ModerationAction, RouteDecision
+
+LINKED = "Annual plans keep their price until renewal. Full price list: https://help.acme.example/articles/plans"
+RULES = """
+- name: likely-spam
+  scores: {spam: 0.85}
+  action: hold
+  notify_author: false
+- name: links-everywhere
+  regex: "https?://"
+  action: label
+  label: has-link
+  moderators_exempt: false
+"""
+
+
+@pytest.mark.parametrize("platform,raw,expected", [
+    ("reddit", {"distinguished": "moderator"}, True),
+    ("reddit", {"distinguished": "admin"}, True),
+    ("reddit", {"distinguished": None}, False),
+    ("reddit", {}, False),
+    ("discourse", {"staff": True}, True),
+    ("discourse", {"moderator": True}, True),
+    ("discourse", {"admin": True}, True),
+    ("discourse", {"accepted_answer": True}, True),
+    ("discourse", {"staff": "true", "moderator": False}, False),  # only the serializer's booleans
+    ("x", {"distinguished": "moderator"}, False),  # X has no such mark: a tweet's raw cannot claim one
+])
+def test_what_marks_a_post_as_vouched_for(platform, raw, expected):
+    post = SimpleNamespace(platform=platform, raw=raw, in_reply_to=None)
+    assert vouched_for(post) is expected
+
+
+def test_rules_skip_vouched_posts_unless_they_say_moderators_exempt_false():
+    rules = parse_rules(RULES)
+    probs = {"spam": {"spam": 0.95, "ham": 0.05}}
+    member = Subject(text=LINKED, platform="reddit", probabilities=probs)
+    moderator = Subject(text=LINKED, platform="reddit", probabilities=probs, vouched_for=True)
+    assert [m.rule for m in evaluate(rules, member)] == ["likely-spam", "links-everywhere"]
+    assert [m.rule for m in evaluate(rules, moderator)] == ["links-everywhere"]
+    with pytest.raises(RuleError, match="moderators_exempt is true or false"):
+        parse_rules("- name: r\n  keywords: [x]\n  action: hold\n  moderators_exempt: sometimes\n")
+
+
+async def test_a_moderators_answer_with_a_help_link_is_not_held_as_spam(make_world):
+    world = make_world()  # the bundled rules; 0.7 is spam to the classifier, under their likely-spam rule
+    member = await world.mention(LINKED, platform="reddit", author="someone", in_reply_to="t3_q1", spam=0.7)
+    mod = await world.mention(LINKED, platform="reddit", author="acme_mod_jules", in_reply_to="t3_q1", spam=0.7,
+                              raw={"distinguished": "moderator"})
+    await world.run(member, mod)
+    decided = {d.mention_id: d for d in await world.get(RouteDecision)}
+    assert decided[member.id].outcome == "moderate" and "builtin:spam" in decided[member.id].reason
+    assert decided[mod.id].outcome == "ignore"  # the community's answer: kept for later askers
+    held = {a.mention_id for a in await world.get(ModerationAction) if a.action in ("hide", "filter", "remove")}
+    assert member.id in held and mod.id not in held
+
+
+async def test_a_staff_post_passes_a_score_rule_by_and_is_not_held_as_abuse(make_world, tmp_path):
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES)
+    world = make_world(moderation_rules_path=path)
+    staff = await world.mention("This thread is going nowhere, idiots. Locking it: https://community.acme.example/faq",
+                                platform="discourse", author="leo_b", spam=0.9, toxicity=0.9, raw={"staff": True})
+    await world.run(staff)
+    [decision] = await world.get(RouteDecision, mention_id=staff.id)
+    assert decision.outcome != "moderate"
+    assert decision.details.get("labels") == ["has-link"]  # the rule that checks staff posts too applied
+    assert [a for a in await world.get(ModerationAction, mention_id=staff.id) if a.action != "label"] == []
+
+
+async def test_personal_data_in_a_vouched_post_is_still_hidden(make_world):
+    world = make_world()
+    text = "Mail our team at jo.doe@example.com for a refund"
+    at = text.index("jo.doe@example.com")
+    mod = await world.mention(text, platform="reddit", author="acme_mod_jules", in_reply_to="t3_q2",
+                              raw={"distinguished": "moderator"},
+                              pii=[{"type": "email", "start": at, "end": at + len("jo.doe@example.com")}])
+    await world.run(mod)
+    [decision] = await world.get(RouteDecision, mention_id=mod.id)
+    assert decision.outcome == "moderate" and "builtin:pii" in decision.reason
+    assert [a.action for a in await world.get(ModerationAction, mention_id=mod.id)] == ["hide"]
