@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from console.queries import public_text
+from console.queries import private_matter, public_text
 from models import Incident, IncidentMention, Mention, RouteDecision, TriageResult
 from service.privacy import erased
 from triage import redact
@@ -83,6 +83,12 @@ def safe_text(m: Mention, tri: TriageResult | None) -> str:
     text = redact(public_text(m, tri))
     text = re.sub(r"(?<!\w)@\w{2,}", "@…", text)
     return re.sub(r"https?://\S+", "[link]", text)
+
+
+def quotable(m: Mention, t: TriageResult) -> bool:
+    """May the digest, mailed around the company, quote this post or count its words? Not an erased
+    one, nor a private message or a takeover or fraud report (counted, never quoted)."""
+    return not erased(m) and not private_matter(m, t)
 
 
 @dataclass
@@ -192,11 +198,11 @@ async def compute(session: AsyncSession, period: str, end: datetime | None = Non
     d.prev_issue_counts = dict(ip)
 
     tc, tp = Counter(), Counter()
-    for m, t in cur:  # an erased post is counted, but has no words
-        if not erased(m):
+    for m, t in cur:  # an erased post is counted, but has no words; nor has a private matter
+        if quotable(m, t):
             tc.update(set(terms(safe_text(m, t))))
     for m, t in prev:
-        if not erased(m):
+        if quotable(m, t):
             tp.update(set(terms(safe_text(m, t))))
     d.top_terms = tc.most_common(15)
     if d.prev_total:  # with nothing before, every frequent word would "emerge": see has_previous
@@ -215,7 +221,7 @@ async def compute(session: AsyncSession, period: str, end: datetime | None = Non
 
     def pick(label: str) -> list[Post]:
         rows = [(m, t) for m, t in cur if t.sentiment == label and t.toxicity != "offensive" and not m.hidden
-                and not m.deleted]
+                and not m.deleted and quotable(m, t)]
         rows.sort(key=lambda r: (-(r[1].scores or {}).get("sentiment", {}).get("score", 0.0), -r[1].priority))
         return [Post(m.platform, m.created_at, t.sentiment, t.issue_type, t.priority, safe_text(m, t))
                 for m, t in rows[:notable]]

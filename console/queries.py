@@ -17,12 +17,23 @@ from service.privacy import erased
 ROUTING_GRACE = timedelta(minutes=15)  # a mention ingested this recently may still be on its way to routing
 
 
+PRIVATE_SENSITIVITY = ("security", "fraud")
+
+
 def public_text(mention: Mention, tri: TriageResult | None) -> str:
     """The text as the console shows it: personal data redacted wherever it is shown (the same
-    rendering the moderation alerts use)."""
+    rendering the moderation alerts use), and a secure link a customer quoted masked (it opens their
+    private channel to whoever reads it)."""
     from community.moderation import shown_text
+    from escalation.links import shown_without_links
 
-    return shown_text(mention, tri)
+    return shown_without_links(shown_text(mention, tri))
+
+
+def private_matter(mention: Mention, tri: TriageResult | None) -> bool:
+    """A post for the care team's eyes only: a private message, or a report of a takeover or fraud.
+    What leaves the team (the marketing digest, outgoing webhooks) never quotes one."""
+    return not mention.is_public or (tri is not None and tri.sensitivity in PRIVATE_SENSITIVITY)
 
 
 def post_state(mention: Mention | dict[str, Any]) -> str | None:

@@ -40,18 +40,22 @@ def without_words(event_type: str, payload: Any) -> dict[str, Any]:
             data["text"] = DELETED_TEXT
         if data.get("url"):
             data["url"] = url_without_words(str(data.get("platform")), data["url"])
-        triage = data.get("triage")
-        if isinstance(triage, dict):
-            triage = dict(triage)
-            if "priority_explanation" in triage:
-                triage["priority_explanation"] = []
-            if isinstance(triage.get("scores"), dict):
-                triage["scores"] = {task: {**score, "explanation": []} if isinstance(score, dict) else score
-                                    for task, score in triage["scores"].items()}
-            data["triage"] = triage
+        if isinstance(data.get("triage"), dict):
+            data["triage"] = wordless_triage(data["triage"])
     elif event_type == "mention.routed" and "reason" in data:
         data["reason"] = DELETED_TEXT
     return {**body, "data": data}
+
+
+def wordless_triage(triage: dict[str, Any]) -> dict[str, Any]:
+    """A triage body without its explanations, which quote the post's words ("word 'hacked'")."""
+    triage = dict(triage)
+    if "priority_explanation" in triage:
+        triage["priority_explanation"] = []
+    if isinstance(triage.get("scores"), dict):
+        triage["scores"] = {task: {**score, "explanation": []} if isinstance(score, dict) else score
+                            for task, score in triage["scores"].items()}
+    return triage
 
 
 async def remove_content(session: AsyncSession, mention_ids: list[int]) -> int:

@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from console import webhooks_deleted
-from console.queries import public_text
+from console.queries import private_matter, public_text
 from models import (
     Case,
     ConnectorCursor,
@@ -102,8 +102,11 @@ async def _triaged(session: Any, t: TriageResult) -> dict[str, Any]:
     from console.api.mentions import triage_json
 
     m = await session.get(Mention, t.mention_id)
+    withheld = m is not None and private_matter(m, t)  # a DM, a takeover or fraud report: read it in the console
+    triage = triage_json(t)
     return {"mention_id": t.mention_id, "platform": m.platform if m else None, "url": m.url if m else None,
-            "text": public_text(m, t) if m else None, "triage": triage_json(t)}
+            "text": public_text(m, t) if m and not withheld else None, "text_withheld": withheld,
+            "triage": webhooks_deleted.wordless_triage(triage) if withheld else triage}
 
 
 async def _routed(session: Any, d: RouteDecision) -> dict[str, Any]:

@@ -309,6 +309,31 @@ def test_the_cli_names_the_latest_day_when_its_period_is_empty(tmp_path, sqlite_
     assert "digest (day): 1 mentions" in found.output and "the latest is" not in found.output
 
 
+async def test_private_matters_are_counted_but_never_quoted_nor_their_words_listed(runtime):
+    """The digest is mailed around the company: a private message or a takeover or fraud report counts
+    in the numbers, and neither its text nor its words reach the notable posts or the terms."""
+    from models import Mention
+
+    at = END - timedelta(hours=3)
+    await add_mention(runtime, "playback stutters on the living room speaker", created_at=at)
+    dm = await add_mention(runtime, "husband drains joint account quietly", created_at=at + timedelta(minutes=1))
+    for i in range(3):
+        await add_mention(runtime, f"stranger emptied wallet overnight {i}", sensitivity="fraud",
+                          created_at=at + timedelta(minutes=2 + i))
+    await add_mention(runtime, "see care.example.com/secure/AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefg "
+                               "living room speaker broken", created_at=at + timedelta(minutes=9))
+    async with runtime.db.session() as s:
+        (await s.get(Mention, dm.id)).is_public = False
+        await s.commit()
+        d = await compute(s, "day", END)
+    assert d.total == 6 and d.sentiment["negative"][0] == 6
+    shown = " ".join(p.text for p in d.negative)
+    assert "playback stutters" in shown and "living room speaker broken" in shown
+    assert "husband" not in shown and "wallet" not in shown and "AbCdEfGh" not in shown
+    words = {t for t, _ in d.top_terms}
+    assert "living room" in words and not {"husband", "wallet", "stranger emptied"} & words
+
+
 def test_count_axes_are_whole_numbers_from_zero_also_when_empty():
     from console.charts import sentiment_figure, volume_figure
     from console.digest import Digest

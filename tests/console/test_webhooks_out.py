@@ -48,7 +48,8 @@ async def test_events_are_signed_retried_with_back_off_and_delivered_once(app_cl
         bodies[event["id"]] = event
     assert sorted(e["type"] for e in bodies.values()) == ["case.opened", "mention.triaged"]  # each once, twice tried
     triaged = next(e for e in bodies.values() if e["type"] == "mention.triaged")
-    assert triaged["data"]["mention_id"] == m.id and "4111" not in triaged["data"]["text"]
+    assert triaged["data"]["mention_id"] == m.id and triaged["data"]["text"] is None  # a fraud report: withheld
+    assert triaged["data"]["text_withheld"] is True and "4111" not in body.decode()
     async with runtime.db.session() as s:
         rows = (await s.scalars(select(WebhookDelivery))).all()
     assert [(d.status, d.attempts) for d in rows] == [("delivered", 2), ("delivered", 2)]
@@ -149,3 +150,35 @@ async def test_the_new_events_can_be_subscribed_to(app_client, runtime):
     admin = await bot_token(runtime, "root", ["webhooks"])
     listed = await (await app_client.get("/api/v1/webhooks", headers={"Authorization": f"Bearer {admin}"})).json()
     assert {"moderation.notify", "sla.breached"} <= set(listed["events"])
+
+
+async def test_a_triaged_event_quotes_public_posts_redacted_and_withholds_private_matters(app_client, runtime,
+                                                                                         receiver):
+    """A subscriber outside the care team gets a public post's words (personal data and secure links
+    masked), never a private message's or a takeover or fraud report's, nor their explanations."""
+    from models import Mention, TriageResult
+
+    await subscribe(app_client, runtime, receiver.url, ["mention.triaged"])
+    public = await add_mention(runtime, "billed twice, card 4111 1111 1111 1111, see care.example.com/secure/"
+                               "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefg", pii=[{"type": "card_number",
+                                                                                  "start": 19, "end": 38}])
+    dm = await add_mention(runtime, "DM: my ex has my login and drains the family account")
+    hacked = await add_mention(runtime, "someone hacked my account from Lagos", sensitivity="security")
+    async with runtime.db.session() as s:
+        (await s.get(Mention, dm.id)).is_public = False
+        (await s.get(TriageResult, hacked.id)).scores = {
+            "sensitivity": {"label": "security", "score": 0.97, "explanation": ["word 'hacked' (+0.61)"]}}
+        await s.commit()
+    later = utcnow() + timedelta(seconds=5)
+    assert await scan(runtime.db, now=later) == 3
+    async with aiohttp.ClientSession() as http:
+        assert await deliver_due(runtime.db, http, now=later) == 3
+    data = {e["data"]["mention_id"]: e["data"] for e in (json.loads(b) for _, b in receiver.got)}
+    assert "billed twice" in data[public.id]["text"] and data[public.id]["text_withheld"] is False
+    assert "4111" not in data[public.id]["text"] and "AbCdEfGh" not in data[public.id]["text"]
+    for private in (dm.id, hacked.id):
+        assert data[private]["text"] is None and data[private]["text_withheld"] is True
+    raw = b"".join(b for _, b in receiver.got).decode()
+    assert "drains the family" not in raw and "hacked" not in raw and "Lagos" not in raw
+    assert data[hacked.id]["triage"]["sensitivity"] == "security"  # the labels still go: a bot routes on them
+
