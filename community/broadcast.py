@@ -10,7 +10,10 @@ Sending is paced per channel (``incident_broadcast_per_minute``, :mod:`service.d
 beyond the cap wait as ``queued``. A reply still waiting when a newer status is posted is brought
 up to date in its place in the queue rather than followed by a second one, and closing with the
 "fixed" follow-up supersedes the status replies still waiting — nobody is told "we're on it" after
-"it's fixed", and nobody gets two messages where one will do.
+"it's fixed", and nobody gets two messages where one will do. The fix supersedes ``pending`` ones
+too (:data:`WAITING`): not claimed yet, their deliverer has not paced them yet, or died first and
+left them to the pacer's safety net (:func:`service.stranded.queue_orphans`, which supersedes one
+itself if the incident was fixed meanwhile: :data:`FIXED_SINCE`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, exists, func, literal, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,6 +43,11 @@ _NEWEST = (select(IncidentUpdate.incident_id, func.max(IncidentUpdate.id).label(
            .where(IncidentUpdate.incident_id.in_(IDS), IncidentUpdate.kind == "status")
            .group_by(IncidentUpdate.incident_id).subquery())
 LATEST_STATUS = select(IncidentUpdate).join(_NEWEST, _NEWEST.c.uid == IncidentUpdate.id)  # built once (models.bulk)
+WAITING = ("pending", "queued")  # a status reply not claimed yet: the "fixed" follow-up supersedes it
+_U = IncidentUpdate.__table__.c
+# a status reply (its key names its incident) whose incident closed since with the "fixed" follow-up
+FIXED_SINCE = exists().where(_U.kind == "fixed", Reply.__table__.c.dedup_key.like(
+    literal("incident:") + cast(_U.incident_id, String) + literal(":update:%")))
 
 
 class IncidentError(ValueError):
@@ -170,7 +178,7 @@ async def close(session: AsyncSession, incident: Incident, actor: str, *, policy
     replies: list[Reply] = []
     if send_fixed:
         await session.execute(sql_update(Reply).where(  # waiting "we're on it" replies: the fix says more
-            Reply.dedup_key.startswith(f"incident:{incident.id}:update:"), Reply.status == "queued")
+            Reply.dedup_key.startswith(f"incident:{incident.id}:update:"), Reply.status.in_(WAITING))
             .values(status="superseded", error="the incident was fixed before it was sent")
             .execution_options(synchronize_session=False))
         body = await _body(session, "outage_fixed", tone)

@@ -68,6 +68,7 @@ from service.stranded import (
     TO_PERFORM,
     hold_back,
     interrupt_replies,
+    queue_orphans,
     record_reply_outcome,
     sweep_stranded,
 )
@@ -226,6 +227,11 @@ class Dispatcher:
         await self.deliver(ids)
         return len(ids)
 
+    async def queue_orphans(self) -> dict[str, list[int]]:
+        """:func:`service.stranded.queue_orphans` past this dispatcher's bound: an incident's replies a
+        dead deliverer left ``pending`` join their channel's queue (:meth:`release_queued` sends them)."""
+        return await queue_orphans(self.db, self.clock() - self.stranded_after)
+
     async def release_queued(self, now: datetime | None = None) -> int:
         """Send the queued incident replies each channel's budget allows now, oldest first; returns
         how many were sent. Safe to run in several processes: each reply is claimed before sending."""
@@ -352,7 +358,8 @@ async def run_pacer(dispatcher: Dispatcher, interval_s: float, stop: asyncio.Eve
     """The web process's loop, every ``interval_s`` until ``stop``: sends stranded in ``sending`` are
     swept (:func:`service.stranded.sweep_stranded`), the moderation actions put back or left unclaimed
     are performed, public replies held back for their post's hide go once it is settled, replies left
-    ``pending`` unclaimed go, and queued incident replies leave as the channels' budgets allow. Each
+    ``pending`` unclaimed go (an incident's join its channel's queue), and queued incident replies
+    leave as the channels' budgets allow. Each
     step runs whatever the one before did: a failure is logged (its type, never its words) and the
     next step goes on."""
     from service.periodic import every
@@ -361,6 +368,7 @@ async def run_pacer(dispatcher: Dispatcher, interval_s: float, stop: asyncio.Eve
              ("performing the moderation actions put back", dispatcher.perform_stranded),
              ("releasing held replies", dispatcher.release_held),
              ("delivering unclaimed replies", dispatcher.release_orphans),
+             ("queueing unclaimed incident replies", dispatcher.queue_orphans),
              ("releasing queued replies", dispatcher.release_queued))
 
     async def one_pass() -> None:

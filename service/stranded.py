@@ -23,11 +23,15 @@ undone. A sender that outlives the bound still records what the platform said ov
 (:func:`record_reply_outcome`, audited ``reply.late_result``), never over another status.
 
 The pacer's pass also takes up what a process that died before any claim left behind, older than
-the bound: replies ``pending`` (:data:`ORPHANED_REPLIES`; not those held back already, nor incident
-status replies, which wait ``queued``) and moderation actions ``queued`` (:data:`TO_PERFORM`, with those
-put back by the sweep; not the API's) — an in-process bus's batch lost with its process, an act
-message dead-lettered after its stops. Every creator of a ``pending`` reply delivers it at once
-(the act stage, the console, the API, the CLI), so none of them waits that long on purpose.
+the bound: replies ``pending`` (:data:`ORPHANED_REPLIES`; not those held back already) and moderation
+actions ``queued`` (:data:`TO_PERFORM`, with those put back by the sweep; not the API's) — an
+in-process bus's batch lost with its process, an act message dead-lettered after its stops, a
+console request or CLI command killed between committing an incident's status and delivering it.
+Every creator of a ``pending`` reply delivers it at once (the act stage, the console, the API, the
+CLI), so none of them waits that long on purpose. An incident's replies (:data:`PACED_KINDS`) are
+delivered paced: :func:`queue_orphans` puts them in their channel's queue (where their deliverer
+would have put them), or supersedes a status reply whose incident was fixed meanwhile
+(:data:`community.broadcast.FIXED_SINCE`), as closing it would have; the queue is released as ever.
 
 A public reply waits while a hide or removal of its post is ``sending`` or ``unknown`` and no later
 hide, removal or filter of the post is ``done``, ``recorded`` or ``dry_run`` (:func:`hold_back`):
@@ -47,6 +51,7 @@ from sqlalchemy import bindparam, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community import moderation
+from community.broadcast import FIXED_SINCE
 from models import Mention, ModerationAction, Reply
 from service.audit import record
 
@@ -82,9 +87,11 @@ GONE_QUEUED = (select(_R.id).where(_R.status == "queued", _R.visibility == "publ
                .order_by(_R.id).limit(SWEEP_LIMIT))
 _CUTOFF = bindparam("cutoff")
 # never taken up (held-back ones are HELD_READY's; one whose hide is unsettled is held back as it is taken up)
-ORPHANED_REPLIES = (select(_R.id).where(_R.status == "pending", _R.claimed_at.is_(None), _R.created_at < _CUTOFF,
-                                        _R.kind.not_in(PACED_KINDS), or_(_R.error.is_(None), ~_HELD_BACK))
-                    .order_by(_R.id).limit(SWEEP_LIMIT))
+_ORPHANED = (_R.status == "pending", _R.claimed_at.is_(None), _R.created_at < _CUTOFF,
+             or_(_R.error.is_(None), ~_HELD_BACK))
+ORPHANED_REPLIES = select(_R.id).where(*_ORPHANED, _R.kind.not_in(PACED_KINDS)).order_by(_R.id).limit(SWEEP_LIMIT)
+ORPHANED_PACED = (select(_R.id, FIXED_SINCE.label("fixed")).where(*_ORPHANED, _R.kind.in_(PACED_KINDS))
+                  .order_by(_R.id).limit(SWEEP_LIMIT))
 TO_PERFORM = (select(_A.id).where(_A.status == "queued", or_(_A.rule.is_(None), _A.rule != API_RULE),
                                   or_(_A.claimed_at.is_not(None), _A.created_at < _CUTOFF))
               .order_by(_A.id).limit(SWEEP_LIMIT))  # put back by the sweep, or left unclaimed
@@ -179,6 +186,26 @@ async def _sweep_action(db: Any, action_id: int, cutoff: datetime) -> bool | Non
                "moderation_action", row.id, mention_id=row.mention_id, kind=row.action, interrupted=times)
         await session.commit()
         return again
+
+
+async def queue_orphans(db: Any, cutoff: datetime) -> dict[str, list[int]]:
+    """An incident's replies left ``pending`` unclaimed since before ``cutoff``: ``queued`` for their
+    channel's pace, or ``superseded`` (a status whose incident was fixed meanwhile). Conditional
+    statements: one a late deliverer took meanwhile is left to it, nothing goes twice."""
+    out: dict[str, list[int]] = {"queued": [], "superseded": []}
+    async with db.session() as session:
+        for row in (await session.execute(ORPHANED_PACED, {"cutoff": cutoff})).all():
+            values = ({"status": "superseded", "error": "the incident was fixed before it was sent"} if row.fixed
+                      else {"status": "queued"})
+            done = await session.execute(update(Reply).where(Reply.id == row.id, Reply.status == "pending")
+                                         .values(**values).execution_options(synchronize_session=False))
+            if done.rowcount == 1:
+                out[values["status"]].append(row.id)
+        await session.commit()
+    if out["queued"] or out["superseded"]:
+        log.warning("incident replies pending unclaimed since before %s: queued %s, superseded %s", cutoff,
+                    out["queued"], out["superseded"])
+    return out
 
 
 async def hold_back(session: AsyncSession, reply: Reply) -> bool:

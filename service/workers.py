@@ -16,7 +16,9 @@ dies stops renewing; the bus then hands its messages to the others one at a time
 kills its worker spends its own attempts only. A watchdog (``timeout``, ``stage_timeout_seconds``)
 turns a stage that hangs into a failure like any other: the batch is retried one by one, each under
 the watchdog too, and the message that hangs is dead-lettered after its attempts while the stream
-behind it flows on.
+behind it flows on. A message that hangs alone after its batch hung spends two attempts: the batch's
+time-out was its own too, so each attempt costs one time-out, not two (the others of the batch,
+handled alone once, spend none).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 from service.bus import Bus, Envelope
 from service.metrics import instrument_triager
@@ -106,7 +109,7 @@ class StageWorker:
                         log.warning("stage %s: batch of %d failed (%s); retrying one by one", name, len(batch),
                                     type(exc).__name__, extra={"stage": name, "batch_size": len(batch),
                                                                "error_type": type(exc).__name__})
-                        await self._one_by_one(batch)
+                        await self._one_by_one(batch, hung=isinstance(exc, StageTimeout))
                         return len(batch)
                 await self._publish(out)
                 await self.bus.ack(name, name, [env.id for env in batch])
@@ -234,10 +237,11 @@ class StageWorker:
             more += got
         return more
 
-    async def _one_by_one(self, batch: list[Envelope]) -> None:
+    async def _one_by_one(self, batch: list[Envelope], *, hung: bool = False) -> None:
         """Each message alone; one that fails while the database and bus answer is the one at fault
         (:meth:`_failed`). One that fails because they stopped answering meanwhile is held through the
-        outage like a batch; when the worker stops then, it and the rest stay unacknowledged."""
+        outage like a batch; when the worker stops then, it and the rest stay unacknowledged. After a
+        batch that ``hung``, one that hangs alone too is what the batch hung on: charged its time-out."""
         name = self.stage.name
         for env in batch:
             started = time.perf_counter()
@@ -248,16 +252,21 @@ class StageWorker:
                 if held is LEFT:
                     return
                 if held is None:
-                    await self._failed(env, exc)
+                    await self._failed(env, exc, spent=2 if hung and isinstance(exc, StageTimeout) else 1)
                     continue
                 out = held
             await self._publish(out)
             await self.bus.ack(name, name, [env.id])
             self._count(1, time.perf_counter() - started)  # a batch of one
 
-    async def _failed(self, env: Envelope, exc: Exception) -> None:
-        """A message that failed by itself: retried later by the bus, or dead-lettered at its last attempt."""
+    async def _failed(self, env: Envelope, exc: Exception, spent: int = 1) -> None:
+        """A message that failed by itself, ``spent`` attempts of it (its last handling's, and its
+        batch's when that failed on it too, capped at the bus's limit): retried later by the bus, or
+        dead-lettered at its last attempt."""
         name = self.stage.name
+        if spent > 1:
+            limit = getattr(self.bus, "max_deliveries", env.attempts)
+            env = replace(env, attempts=max(env.attempts, min(env.attempts + spent - 1, limit)))
         reason = f"{type(exc).__name__}: {str(exc)[:300]}"
         dead = await self.bus.fail(name, name, env, reason)
         if self.metrics:

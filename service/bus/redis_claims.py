@@ -14,6 +14,12 @@ or stuck consumer left pending, and keeping a live consumer's entries its own wh
   deleted from the stream from the pending list (Redis 7), the next candidate is then tried.
   ``XAUTOCLAIM ... COUNT 1`` would not do: it looks at no more than ten pending entries a call, so
   behind the fresh batches of live consumers it misses the stale one.
+* An entry's **first** claim spends no attempt when it is at its last already (:func:`_counted`): it
+  was read in a batch whose consumer died, maybe taken down by another message of it, and was never
+  handled alone at that attempt; buried at once, it would be dead-lettered with the crasher. It runs
+  once, alone, then: failing, it is dead-lettered with its own reason; killing that consumer too,
+  its next claim (delivered again, counted) buries it. So a message that kills every consumer is
+  handed out at most once more than its attempts, never for ever.
 * A consumer still at work on its entries renews them (:meth:`Claims.renew`, every third of the
   claim-idle time): ``XCLAIM <stream> <group> <consumer> 0 <ids> JUSTID`` of those still its own
   (checked by ``XPENDING`` in the same script, so an entry another consumer took over meanwhile is
@@ -31,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import ResponseError
 
 from service.bus.base import Envelope
+from service.bus.codec import CodecError, decode
 
 if TYPE_CHECKING:
     import redis.asyncio as redis
@@ -99,6 +106,7 @@ class Claims:
             eid, flat, delivered = _s(got[0]), got[1], int(got[2])
             log.info("claimed stale %s entry %s for %s (delivery %d)", topic, eid, consumer, delivered)
             fields = dict(zip(flat[::2], flat[1::2], strict=True))
+            delivered = _counted(fields, delivered, self.bus.max_deliveries)
             if out := await self.bus._envelopes(topic, group, [(eid, fields)], {eid: delivered}):
                 return out
             # buried (delivered too often, or undecodable) or another group's retry copy: the next one
@@ -112,6 +120,18 @@ class Claims:
             got = await self.bus._call("renew", lambda c, chunk=chunk: self._run(c, _RENEW_SCRIPT, stream, chunk))
             kept += [_s(i) for i in got or []]
         return kept
+
+
+def _counted(fields: dict[Any, Any], delivered: int, limit: int) -> int:
+    """The deliveries of a claimed entry that count as attempts: all of them, but for the first claim
+    of one at its last attempt already, which spends none (module doc)."""
+    if delivered != 2:  # claimed before: its last delivery was alone (a claim is handed out alone)
+        return delivered
+    try:
+        attempts = decode(fields).attempts
+    except CodecError:  # buried as undecodable whatever is counted
+        return delivered
+    return 1 if attempts >= limit else delivered
 
 
 def _s(value: Any) -> str:

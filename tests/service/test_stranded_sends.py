@@ -471,6 +471,7 @@ async def test_a_failing_step_of_the_pacer_pass_skips_none_of_the_others_and_log
         raise RuntimeError("card 4111 1111 1111 1111 of ana@example.com")
 
     pacer.sweep_stranded = pacer.perform_stranded = pacer.release_held = pacer.release_orphans = broken
+    pacer.queue_orphans = broken
     stop = asyncio.Event()
     caplog.set_level(logging.INFO, logger="socialcare")
     loop = asyncio.create_task(run_pacer(pacer, 0.02, stop))

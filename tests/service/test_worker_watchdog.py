@@ -5,6 +5,7 @@ answering midway instead of failing the message in hand."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 
 import pytest
@@ -31,6 +32,7 @@ class Stage:
         self.done: list[tuple[str, int]] = []
         self.dropped = False
         self.down = asyncio.Event()
+        self.hanging = asyncio.Event()
 
     async def handle(self, batch):
         self.calls.update(e.key for e in batch)
@@ -38,6 +40,7 @@ class Stage:
         if not self.ctx.db.up:
             raise ConnectionError("connection refused")
         if "hang" in keys:
+            self.hanging.set()
             await asyncio.sleep(3600)
         if "poison" in keys:
             raise ValueError("not a mention")
@@ -72,9 +75,32 @@ async def test_a_hanging_message_is_cancelled_by_the_watchdog_and_dead_lettered_
     [dead] = await bus.dead_letters()
     assert (dead.key, dead.attempts) == ("hang", 3)
     assert dead.reason.startswith("StageTimeout: not handled within 0.2 s")
-    # in the batch, then alone; each retry alone once (handling it twice would only hang twice)
-    assert stage.calls["hang"] == 1 + 3
+    # in the batch, then alone (the batch hung on it: two attempts), then its last attempt alone
+    assert stage.calls["hang"] == 3
     assert (await bus.lag(T, T), await bus.pending(T, T)) == (0, 0)
+
+
+async def test_each_attempt_of_a_hanging_message_costs_one_timeout_also_when_it_shares_a_batch():
+    """The hanging message hangs its batch, then hangs alone: that is two time-outs, and two of its
+    attempts. Its retry read in one batch with new messages does the same; the others of either
+    batch are handled once each, and the stage is started on the hanging message once per attempt."""
+    timeout, attempts = 0.3, 4
+    bus = InProcessBus(max_deliveries=attempts)
+    await bus.ensure_group(T, T)
+    await bus.publish_many(T, [("a", {}), ("hang", {})])
+    stage = Stage()
+    worker = StageWorker(bus, stage, batch_size=50, block_ms=10, timeout=timeout)
+    started = time.monotonic()
+    draining = asyncio.create_task(drain(worker))
+    await asyncio.wait_for(stage.hanging.wait(), 5)
+    await bus.publish_many(T, [("c", {}), ("d", {})])  # read with the hanging message's retry
+    await asyncio.wait_for(draining, 20)
+    elapsed = time.monotonic() - started
+    [dead] = await bus.dead_letters()
+    assert (dead.key, dead.attempts) == ("hang", attempts) and "StageTimeout" in dead.reason
+    assert stage.calls == Counter({"hang": attempts, "a": 2, "c": 2, "d": 2})  # in a batch that hung, then alone
+    assert sorted(stage.done) == [("a", 1), ("c", 1), ("d", 1)]
+    assert attempts * timeout <= elapsed < (attempts + 0.75) * timeout  # before: six time-outs
 
 
 async def test_a_stop_while_the_stage_works_is_a_cancel_not_a_failure():

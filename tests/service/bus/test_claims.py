@@ -111,13 +111,9 @@ class Poisoned:
         return []
 
 
-async def test_a_message_that_kills_its_worker_is_dead_lettered_alone_and_the_rest_handled_once(open_bus):
-    """Ten messages, the fifth kills every worker that handles it (it is restarted each time): it
-    alone is dead-lettered, the nine others are each handled exactly once."""
-    first = await open_bus()
-    await first.ensure_group(T, G)
-    await first.publish_many(T, [(f"k{i}", {"poison": i == 4}) for i in range(10)])
-    stage = Poisoned()
+async def crash_until_drained(open_bus, stage: Poisoned) -> None:
+    """Workers, one after the other, each killed (out of memory) while stuck in a poison message, until
+    the stream is drained: a worker that ends up with nothing left is stopped gracefully."""
     deadline = time.monotonic() + 30
     for generation in range(MAX_DELIVERIES + 3):
         bus = await open_bus()  # a new process: with Redis, a new connection
@@ -130,13 +126,54 @@ async def test_a_message_that_kills_its_worker_is_dead_lettered_alone_and_the_re
             await asyncio.sleep(0.02)
         if not stage.stuck.is_set():  # all done
             await stop_all(stop, [task])
-            break
-        task.cancel()  # killed (out of memory) while stuck in the poison message
+            return
+        task.cancel()  # killed while stuck in the poison message
         await asyncio.gather(task, return_exceptions=True)
+    raise AssertionError("the poison message was never dead-lettered")
+
+
+async def test_a_message_that_kills_its_worker_is_dead_lettered_alone_and_the_rest_handled_once(open_bus):
+    """Ten messages, the fifth kills every worker that handles it (it is restarted each time): it
+    alone is dead-lettered, the nine others are each handled exactly once."""
+    first = await open_bus()
+    await first.ensure_group(T, G)
+    await first.publish_many(T, [(f"k{i}", {"poison": i == 4}) for i in range(10)])
+    stage = Poisoned()
+    await crash_until_drained(open_bus, stage)
     dead = await first.dead_letters(T)
     assert [d.key for d in dead] == ["k4"]
     assert dead[0].attempts == MAX_DELIVERIES + 1 and "without an ack" in dead[0].reason
     assert stage.done == Counter({f"k{i}": 1 for i in range(10) if i != 4})
+    assert (await first.lag(T, G), await first.pending(T, G)) == (0, 0)
+
+
+@pytest.mark.parametrize("killer_at", ["its-first-attempt", "its-last-attempt"])
+async def test_a_message_at_its_last_attempt_in_the_batch_of_one_that_kills_its_worker_still_runs_alone(
+        open_bus, request, killer_at):
+    """A message failed by itself until its last attempt is read in one batch with a message that
+    kills the worker: it was never handled alone at that attempt, so its claim spends none and it
+    runs once, alone (and goes through). The killer alone is dead-lettered, after its own attempts;
+    one at its last attempt too runs alone once more, and no more."""
+    from service.bus.memory import InProcessBus
+
+    first = await open_bus()
+    if isinstance(first, InProcessBus):
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "service/bus/memory.py (not ours to edit): InProcessBus._claim still counts the first claim "
+            "of a delivery past max_deliveries and buries it; see the report")))
+    await first.ensure_group(T, G)
+    last = [("last", {})] + ([("killer", {"poison": True})] if killer_at == "its-last-attempt" else [])
+    await first.publish_many(T, last)
+    for _ in range(MAX_DELIVERIES - 1):  # failed by themselves, up to their last attempt
+        for env in await first.read(T, G, "earlier", 10, 0):
+            assert not await first.fail(T, G, env, "ValueError: not yet")
+    if killer_at == "its-first-attempt":
+        await first.publish(T, {"poison": True}, "killer")
+    stage = Poisoned()
+    await crash_until_drained(open_bus, stage)
+    dead = await first.dead_letters(T)
+    assert [(d.key, "without an ack" in d.reason) for d in dead] == [("killer", True)]
+    assert stage.done == Counter({"last": 1})
     assert (await first.lag(T, G), await first.pending(T, G)) == (0, 0)
 
 

@@ -1,0 +1,62 @@
+"""The pacer's safety net for an incident's replies a dead deliverer left ``pending``: past the
+stranded bound they join their channel's queue (sent paced, once), and a status reply of an incident
+fixed meanwhile is superseded instead. On SQLite and on PostgreSQL (the incident is read from the
+reply's key)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from listener.protocol import ActionResult
+from models import Incident, IncidentUpdate, Reply
+from models.base import utcnow
+from service.dispatch import Dispatcher
+
+BOUND = timedelta(minutes=10)  # Settings.stranded_send_minutes
+X = "x"
+
+
+class SentOnX:
+    def __init__(self) -> None:
+        self.name, self.platform, self.calls = "x", "x", []
+
+    async def perform(self, action):  # noqa: ANN001, ANN201
+        self.calls.append(action.text)
+        return ActionResult(ok=True, external_ids=[f"r{len(self.calls)}"])
+
+
+async def test_orphaned_incident_replies_are_queued_or_superseded_once_past_the_bound(db):
+    old, young = utcnow() - BOUND - timedelta(minutes=1), utcnow()
+    async with db.session() as s:
+        for iid, status in ((1, "closed"), (11, "open")):  # "incident:1:" is no prefix of "incident:11:"
+            s.add(Incident(id=iid, dedup_key=f"outage:x:{iid}", issue_type="outage", channel=X, title="Outage",
+                           status=status))
+        await s.flush()
+        s.add(IncidentUpdate(incident_id=1, kind="fixed"))
+        rows = {  # key -> (kind, status, created)
+            "incident:1:update:5:author:ana": ("status", "pending", old),  # fixed since: superseded
+            "incident:11:update:6:author:ben": ("status", "pending", old),
+            "incident:1:fixed:author:ana": ("status_fixed", "pending", old),
+            "incident:11:update:6:author:cy": ("status", "pending", young),  # its deliverer may be at it
+            "incident:11:update:6:author:dee": ("status", "queued", old),
+            "agent:7": ("agent", "pending", old),  # release_orphans' (delivered at once, unpaced)
+        }
+        for key, (kind, status, created) in rows.items():
+            s.add(Reply(dedup_key=key, platform=X, kind=kind, text=key, status=status, created_at=created))
+        await s.commit()
+        ids = {r.dedup_key: r.id for r in await s.scalars(select(Reply))}
+    x = SentOnX()
+    pacer = Dispatcher(db, {X: x}, dry_run=False, paced_per_minute=2)
+    assert await pacer.queue_orphans() == {
+        "queued": [ids["incident:11:update:6:author:ben"], ids["incident:1:fixed:author:ana"]],
+        "superseded": [ids["incident:1:update:5:author:ana"]]}
+    assert await pacer.queue_orphans() == {"queued": [], "superseded": []}
+    assert await pacer.release_queued() == 2  # the channel's pace: the oldest two of those queued
+    assert x.calls == ["incident:11:update:6:author:ben", "incident:1:fixed:author:ana"]
+    async with db.session() as s:
+        left = {r.dedup_key: r.status for r in await s.scalars(select(Reply))}
+    assert left == {"incident:1:update:5:author:ana": "superseded", "incident:11:update:6:author:ben": "sent",
+                    "incident:1:fixed:author:ana": "sent", "incident:11:update:6:author:cy": "pending",
+                    "incident:11:update:6:author:dee": "queued", "agent:7": "pending"}
