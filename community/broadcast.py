@@ -229,11 +229,17 @@ async def reply_to_new_mention(session: AsyncSession, incident: Incident, update
 
 async def timeline(session: AsyncSession, incident_id: int) -> list[dict[str, Any]]:
     """The incident's story, oldest first: detector, status messages, closing, and when mentions
-    joined (counted per hour, so a thousand reports stay readable)."""
-    events: list[dict[str, Any]] = [
-        {"at": u.created_at, "kind": u.kind, "message": u.message, "actor": u.actor, "recipients": u.recipients,
-         "details": u.details or {}}
-        for u in await session.scalars(select(IncidentUpdate).where(IncidentUpdate.incident_id == incident_id))]
+    joined (counted per hour, so a thousand reports stay readable). Its opening stands at the
+    incident's ``opened_at``, on the posts' clock like the mentions around it; when the detector
+    saw the spike much later (a backlog, a replay) the message says when."""
+    opened_at = await session.scalar(select(Incident.opened_at).where(Incident.id == incident_id))
+    events: list[dict[str, Any]] = []
+    for u in await session.scalars(select(IncidentUpdate).where(IncidentUpdate.incident_id == incident_id)):
+        at, message = u.created_at, u.message
+        if u.kind == "opened" and opened_at is not None and abs(at - opened_at) > timedelta(minutes=5):
+            at, message = opened_at, f"{message} (detected {u.created_at:%Y-%m-%d %H:%M} UTC)"
+        events.append({"at": at, "kind": u.kind, "message": message, "actor": u.actor, "recipients": u.recipients,
+                       "details": u.details or {}})
     joined = (await session.execute(
         select(Mention.created_at).join(IncidentMention, IncidentMention.mention_id == Mention.id)
         .where(IncidentMention.incident_id == incident_id))).scalars().all()

@@ -441,3 +441,22 @@ async def test_a_late_thank_you_through_the_pipeline_is_not_broadcast_to(world):
     [decision] = await world.get(RouteDecision, mention_id=thanks.id)
     assert decision.outcome != "broadcast"
     assert not [r for r in await world.get(Reply, mention_id=thanks.id) if r.kind == "status"]
+
+
+async def test_a_spike_detected_late_opens_the_timeline_at_its_own_time_and_says_when_it_was_seen(world):
+    """A backlog or a replay is detected days after the posts: the timeline keeps the posts' clock (the
+    opening before the status an agent posted about it) and names the detection time."""
+    from models import IncidentUpdate
+
+    incident, ms = await outage_world(world)  # opened_at 2026-11-20 14:00
+    async with world.db.session() as s:
+        s.add(IncidentUpdate(incident_id=incident.id, kind="opened", actor="detector", message="Outage",
+                             created_at=datetime(2026, 12, 6, 22, 28, tzinfo=timezone.utc)))
+        await s.commit()
+    await post(world, incident, "Investigating.")
+    async with world.db.session() as s:
+        events = await broadcast.timeline(s, incident.id)
+    opened = next(e for e in events if e["kind"] == "opened")
+    assert opened["at"] == datetime(2026, 11, 20, 14, 0, tzinfo=timezone.utc)
+    assert opened["message"] == "Outage (detected 2026-12-06 22:28 UTC)"
+    assert [e["kind"] for e in events] == ["opened", "mentions", "status"]
