@@ -15,7 +15,8 @@ row, the CLI's included: it opens their private channel, and no one reading a de
 A dead letter of a post deleted on its platform whose terms require its content removed holds no
 words: the bus rewrote it when the deletion came (:meth:`service.bus.Bus.remove_content`). Its
 payload is then the post's deletion and its reason the error's type only; a retry applies the
-deletion (a post never stored stays unstored) and brings no words back.
+deletion (a post never stored stays unstored) and brings no words back. A retry or discard by the id
+a listing showed before the rewrite acts on the rewritten letter (Redis gave it a new id).
 """
 
 from __future__ import annotations

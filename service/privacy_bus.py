@@ -8,7 +8,9 @@ store the post again, under an author no erasure knows).
 An ingest letter is the person's when its author is one of their accounts (platform with handle or
 user id) or its post is one of theirs (platform and external id); a later stage's letter carries
 only the post's id (``mention_id``) and is theirs when that post is. A letter whose fields could
-not be decoded cannot be matched: it goes with the purge.
+not be decoded cannot be matched: it goes with the purge. A letter rewritten between the match and
+the removal (its post's content removed meanwhile: on Redis, a new id, the author kept) goes too: the
+bus follows the id matched to the rewritten letter (:meth:`service.bus.Bus.delete_dead_letters`).
 
 Only a process holding the bus reaches its dead letters: the CLI builds the Redis bus from the
 settings. The in-process bus lives inside ``socialcare run``: no command reaches its dead letters

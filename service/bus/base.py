@@ -130,13 +130,17 @@ class Bus(ABC):
     @abstractmethod
     async def retry_dead_letter(self, dead_letter_id: str) -> bool:
         """Put a dead letter back on its topic (attempts reset) and remove it from the dead-letter
-        stream. False when there is no such dead letter."""
+        stream. False when there is no such dead letter. An id read before the letter was rewritten
+        (:meth:`remove_content`) still names it (see :meth:`delete_dead_letters`)."""
 
     @abstractmethod
     async def delete_dead_letters(self, ids: list[str]) -> int:
         """Remove these dead letters for good, without retrying them: their payloads can hold whole
         posts, and an erasure or the retention purge wants them gone. Unknown ids are skipped;
-        returns how many went."""
+        returns how many went. A letter rewritten by :meth:`remove_content` after its id was read
+        (an erasure matches the person's letters, then deletes them; an admin discards what a
+        listing showed) goes all the same: the in-process bus keeps its id, Redis follows the old
+        one to the new for a day (:mod:`service.bus.redis_deadletters`)."""
 
     async def remove_content(self, posts: set[tuple[str, str]]) -> int:
         """Posts (platform, external id) whose content their platform's terms require removed: their

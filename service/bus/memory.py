@@ -13,7 +13,7 @@ a payload the Redis backend would refuse is refused here too; a flat payload of 
 stages' ``{"mention_id": ..., "t0": ...}``), whose JSON round trip changes nothing, is kept as a
 dict and copied per delivery instead, skipping the encoding and decoding. A dead letter of a post
 whose content was removed (:meth:`~service.bus.base.Bus.remove_content`) is rewritten in place, its
-id kept.
+id kept: an id read before still names it, as the Redis bus's old ids do (they follow the rewrite).
 """
 
 from __future__ import annotations

@@ -3,33 +3,31 @@ their platform's terms require removed (:meth:`~service.bus.base.Bus.remove_cont
 
 A stream entry cannot be changed: such a dead letter is replaced by a copy without the words (XDEL,
 then XADD, in one script: a retry or discard of the old one meanwhile leaves nothing to replace),
-under a new id, with its failure time, attempts and first-publish time kept. The posts removed are
-remembered in a sorted set (``{prefix}:deadletter:removed``, scored by when, pruned after
-``REMEMBERED_S``): a burial adds its entry and reads that set in one transaction, while
-:meth:`Removals.remember` adds to the set before it reads the dead letters, so whichever comes
-second sees the other's write. A message published after the removal (a restore, an edit of the
-post shown again) keeps its words, and a restore published takes the post out of the set.
+under a new id that a delete or retry by the old one still reaches, with its failure time, attempts
+and first-publish time kept. The posts removed are remembered in a sorted set
+(``{prefix}:deadletter:removed``, scored by when, pruned after ``REMEMBERED_S``): a burial adds its
+entry to the stream and to its index by post and reads that set in one script
+(:mod:`service.bus.redis_deadletters`), while :meth:`Removals.remember` adds to the set before it
+reads the index, so whichever comes second sees the other's write. Through the index a removal reads
+its posts' letters only, not the whole stream: it runs on the ingest publish path. A message
+published after the removal (a restore, an edit of the post shown again) keeps its words, and a
+restore published takes the post out of the set.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
 from listener.deletions import letter_without_content, post_of
 from service.bus.base import REMEMBERED_S, DeadLetter
 from service.bus.codec import Message, encode_dead_letter
+from service.bus.redis_deadletters import member, post_member
 
 if TYPE_CHECKING:
     import redis.asyncio as redis
 
     from service.bus.redis_streams import RedisStreamsBus
-
-
-def member(post: tuple[str, str]) -> str:
-    """A post in the set of those removed: JSON, so no platform or id can run into the other."""
-    return json.dumps(list(post))
 
 
 class Removals:
@@ -64,10 +62,8 @@ class Removals:
             await pipe.execute()
 
         await bus._call("remove content", add)  # before reading: see the module docstring
-        if not await bus._call("remove content", lambda c: c.xlen(bus.dead_stream)):
-            return 0  # the usual case: no dead letter to read through
         changed = 0
-        for dead in await bus.dead_letters(None, 10**9):
+        for dead in await bus._dead.of_posts(posts):
             if post_of(dead.payload) in posts:
                 changed += await self.rewrite(dead)
         return changed
@@ -81,11 +77,7 @@ class Removals:
         payload, reason = letter_without_content(dead.payload, dead.reason)
         if payload == dead.payload and reason == dead.reason:
             return 0
-        bus = self.bus
         msg = Message(dead.key, payload, dead.attempts, dead.extra.get("published_at") or 0.0)
         fields = encode_dead_letter(dead.topic, dead.extra.get("group", ""), dead.extra.get("entry_id", ""),
                                     reason, msg, failed_at=dead.failed_at)
-        args = [dead.id, *(x for kv in fields.items() for x in kv)]
-        new_id = await bus._call("remove content", lambda c: bus._retry_script(
-            keys=[bus.dead_stream, bus.dead_stream], args=args, client=c))
-        return int(new_id is not None)
+        return int(await self.bus._dead.rewrite(dead.id, post_member(payload), fields) is not None)

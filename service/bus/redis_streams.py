@@ -11,8 +11,8 @@ below what every group has acknowledged: nothing pending or unread is lost. Whil
 restarts, every call retries with back-off for ``retry_seconds`` and then raises
 :class:`BusUnavailable`; a lost consumer group is re-created.
 
-A dead letter of a post whose content was removed is rewritten without the words
-(:mod:`service.bus.redis_removals`).
+Dead letters are written with an index by post (:mod:`service.bus.redis_deadletters`), which a
+content removal reads to rewrite a post's letters without the words (:mod:`service.bus.redis_removals`).
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from listener.deletions import post_of
 from service.bus.base import Bus, BusUnavailable, DeadLetter, Envelope, removals, restores
 from service.bus.codec import CodecError, Message, decode, decode_dead_letter, encode, encode_dead_letter
 from service.bus.redis_claims import Claims
-from service.bus.redis_removals import Removals, member
+from service.bus.redis_deadletters import DeadLetterStore, post_member
+from service.bus.redis_removals import Removals
 
 __all__ = ["BusUnavailable", "RedisStreamsBus"]
 log = logging.getLogger("socialcare.bus")
@@ -44,14 +44,6 @@ T = TypeVar("T")
 ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 CHUNK = 500  # entries per pipeline / page
 WAITAOF_MS = 2_000  # how long a durable publish waits for the append-only file (fsync every second)
-# Move a dead letter back to its topic only if this caller removed it: concurrent retries of one
-# dead letter re-publish it once. Also replaces a dead letter by a copy without its post's words
-# (both keys the dead-letter stream): a retry or discard of it meanwhile leaves nothing to replace.
-_RETRY_SCRIPT = """
-if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return false end
-return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
-"""
-
 
 def _entry_key(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
@@ -69,9 +61,9 @@ class RedisStreamsBus(Bus):
         self.claim_idle_ms = claim_idle_ms
         self.retry_seconds = retry_seconds
         self.client: redis.Redis | None = None
-        self._retry_script: Any = None
         self._claims = Claims(self)
         self._removals = Removals(self)
+        self._dead = DeadLetterStore(self)
         self._waitaof: bool | None = None  # does this Redis confirm writes on disk (None: not asked yet)
         parts = urlsplit(url)  # never log a password
         self._where = f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or ''}"
@@ -90,7 +82,6 @@ class RedisStreamsBus(Bus):
             self.client = redis.Redis.from_url(
                 self.url, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=15,
                 retry=Retry(NoBackoff(), 1), client_name=f"socialcare-bus:{self.prefix}")
-            self._retry_script = self.client.register_script(_RETRY_SCRIPT)
 
     async def close(self) -> None:
         client, self.client = self.client, None
@@ -258,22 +249,14 @@ class RedisStreamsBus(Bus):
 
     async def _bury(self, topic: str, group: str, eid: str, msg: Message | None, reason: str,
                     raw: dict[Any, Any] | None = None, error: str = "") -> None:
-        """Dead-letter an entry and ack it, in one transaction; with it, whether its post's content
-        was removed meanwhile (then it is rewritten without the words at once)."""
+        """Dead-letter an entry, index it and ack it, in one script; with it, whether its post's
+        content was removed meanwhile (then it is rewritten without the words at once)."""
         fields = encode_dead_letter(topic, group, eid, reason, msg, raw, error)
-        post = post_of(msg.payload) if msg is not None else None
-
-        async def go(c: redis.Redis) -> list[Any]:
-            pipe = c.pipeline(transaction=True)
-            pipe.xadd(self.dead_stream, fields)
-            pipe.xack(self.stream(topic), group, eid)
-            if post is not None:
-                pipe.zscore(self._removals.key, member(post))
-            return await pipe.execute()
-
-        done = await self._call("dead-letter", go)
-        if post is not None and self._removals.covers(done[2], msg.published_at):
-            await self._removals.rewrite(decode_dead_letter(_s(done[0]), fields))
+        post = post_member(msg.payload if msg is not None else None)
+        dead_id, removed_at = await self._call("dead-letter", lambda c: self._dead.bury(
+            c, self.stream(topic), group, eid, post, self._removals.key, fields))
+        if removed_at is not None and self._removals.covers(removed_at, msg.published_at):
+            await self._removals.rewrite(decode_dead_letter(dead_id, fields))
         log.error("dead letter on %s (entry %s, %s attempts): %s", topic, eid, fields["attempts"],
                   "undecodable" if msg is None else "handling failed")
 
@@ -354,30 +337,13 @@ class RedisStreamsBus(Bus):
     async def retry_dead_letter(self, dead_letter_id: str) -> bool:
         if not ENTRY_ID.match(dead_letter_id):
             return False
-        rows = await self._call("retry", lambda c: c.xrange(self.dead_stream, min=dead_letter_id,
-                                                            max=dead_letter_id, count=1))
-        if not rows:
-            return False
-        dead = decode_dead_letter(dead_letter_id, rows[0][1])
-        if "undecodable" in dead.extra:
-            raise CodecError(f"dead letter {dead_letter_id} holds an undecodable entry and cannot be retried")
-        fields = encode(dead.key, dead.payload, 1, dead.extra.get("published_at") or None, dead.extra.get("group") or None)
-        args = [dead_letter_id, *(x for kv in fields.items() for x in kv)]
-        new_id = await self._call("retry", lambda c: self._retry_script(keys=[self.dead_stream, self.stream(dead.topic)],
-                                                            args=args, client=c))
-        return new_id is not None
+        return await self._dead.retry(dead_letter_id)
 
     async def remove_content(self, posts: set[tuple[str, str]]) -> int:
         return await self._removals.remember(posts)
 
     async def delete_dead_letters(self, ids: list[str]) -> int:
-        valid = [i for i in dict.fromkeys(ids) if isinstance(i, str) and ENTRY_ID.match(i)]
-        removed = 0
-        for start in range(0, len(valid), CHUNK):
-            chunk = valid[start:start + CHUNK]
-            removed += int(await self._call("delete dead letters",
-                                            lambda c, chunk=chunk: c.xdel(self.dead_stream, *chunk)))
-        return removed
+        return await self._dead.delete([i for i in dict.fromkeys(ids) if isinstance(i, str) and ENTRY_ID.match(i)])
 
 
 def _s(value: Any) -> str:

@@ -1,7 +1,8 @@
 """Dead letters under erasure and retention (service.privacy_bus), on the in-process bus and a real
 Redis: an ingest letter keeps the whole post, so the person's go with them (matched by handle, user
 id or post), as do later stages' letters about their posts; everyone else's stay; a dry run only
-counts; the purge removes the letters that failed before its cutoff."""
+counts; the purge removes the letters that failed before its cutoff. Both remove a letter rewritten
+(its post's content removed) after they chose it, though Redis gave it a new id."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from models import AuditEvent
 from models.base import utcnow
 from service import retention
 from service.erasure import Subject, UnknownSubject, erase
+from service.pipeline import submit
 
 
 @pytest.fixture
@@ -102,3 +104,53 @@ async def test_the_purge_removes_the_dead_letters_that_failed_before_its_cutoff(
         event = await s.scalar(select(AuditEvent).where(AuditEvent.action == "privacy.purged"))
     assert event.details["counts"] == {"dead_letters": 1}
     assert await retention.purge(w.db, cutoff, bus=bus) == Counter()
+
+
+class RewriteFirst:
+    """The bus, with a post's content removed (its deletion published by a connector) just before
+    the dead letters chosen are deleted: a letter of it rewritten (under a new id on Redis).
+    ``moved``: the ids chosen that no longer name a letter as they were."""
+
+    def __init__(self, bus, deletion: NormalizedMention) -> None:
+        self.bus, self.deletion, self.moved = bus, deletion, []
+
+    def __getattr__(self, name: str):
+        return getattr(self.bus, name)
+
+    async def delete_dead_letters(self, ids: list[str]) -> int:
+        before = {d.id: d for d in await self.bus.dead_letters(limit=100)}
+        await submit(self.bus, [self.deletion])
+        after = {d.id: d for d in await self.bus.dead_letters(limit=100)}
+        self.moved += [i for i in ids if after.get(i) != before.get(i)]
+        return await self.bus.delete_dead_letters(ids)
+
+
+def deletion_of(nm: NormalizedMention) -> NormalizedMention:
+    return NormalizedMention(platform=nm.platform, external_id=nm.external_id, text="", created_at=T0,
+                             author_handle=nm.author_handle, event="delete", remove_content=True)
+
+
+async def test_an_erasure_removes_a_letter_rewritten_between_its_match_and_its_removal(world, bus):
+    """The erasure matched the person's letter by its id; X deleted the post meanwhile, and its
+    letter, rewritten without the words, keeps the author's handle (under a new id on Redis):
+    the erasure removes it all the same."""
+    w = world
+    hers = w.post("zqxhers my card was charged twice", author="MariaL", user_id="id-marial")
+    await bury_posts(bus, hers, w.post("tomword", author="tom_b"))
+    racing = RewriteFirst(bus, deletion_of(hers))
+
+    counts = await erase(w.db, Subject(platform="x", handle="MariaL"), actor="dpo", reason="r", secret=SECRET_KEY,
+                         bus=racing)
+    assert counts == Counter(dead_letters=1) and len(racing.moved) == 1  # the race took place
+    assert [d.payload["mention"]["author_handle"] for d in await bus.dead_letters()] == ["tom_b"]
+
+
+async def test_the_purge_removes_a_letter_rewritten_between_its_listing_and_its_removal(world, bus):
+    w = world
+    old = w.post("zqxold", author="ann")
+    await bury_posts(bus, old)
+    await asyncio.sleep(0.01)
+    racing = RewriteFirst(bus, deletion_of(old))
+    assert await retention.purge(w.db, utcnow(), actor="cron", bus=racing) == Counter(dead_letters=1)
+    assert len(racing.moved) == 1
+    assert await bus.dead_letters() == []

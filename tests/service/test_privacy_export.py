@@ -351,8 +351,12 @@ async def test_the_export_holds_her_posts_payloads_their_community_answer_copies
         {("case.opened", ids["hacked"], ids["case"])} <= about
     assert {m for _, m, _ in about} <= mine and {c for _, _, c in about} <= {None, ids["case"]}
     triaged = next(d for d in deliveries if d["event_type"] == "mention.triaged"
-                   and d["payload"]["data"]["mention_id"] == ids["hacked"])
-    assert "alpha someone hacked my account" in triaged["payload"]["data"]["text"] and triaged["status"] == "pending"
+                   and d["payload"]["data"]["mention_id"] == ids["reset"])
+    assert "zqxbeta how do i reset my password" in triaged["payload"]["data"]["text"].lower()
+    assert triaged["status"] == "pending"
+    hacked = next(d for d in deliveries if d["event_type"] == "mention.triaged"
+                  and d["payload"]["data"]["mention_id"] == ids["hacked"])
+    assert hacked["payload"]["data"]["text_withheld"] is True  # a takeover report never leaves in a webhook
     assert triaged["subscription_id"] and "url" not in triaged and "secret" not in triaged
 
     assert doc["dead_letters"] is None  # no bus given: not checked, and the document says so
