@@ -10,7 +10,8 @@ A delivery left unacknowledged longer than the claim-idle time is taken over by 
 more attempt counted: its consumer died (a crash, an out-of-memory kill) or hangs. Such deliveries
 are handed out one at a time, each alone in its batch, so a message that kills its consumer spends
 its own attempts only: the others of the batch it took down are each handled once, by themselves,
-never dead-lettered with it. A consumer still at work on a batch (slow, or holding it through a
+never dead-lettered with it (one already at its last attempt spends none on its first claim: it never
+ran alone at that attempt). A consumer still at work on a batch (slow, or holding it through a
 database outage) keeps it by renewing its claim (:meth:`Bus.renew`) well within that time, which
 spends no attempt: no other consumer takes it meanwhile.
 

@@ -69,6 +69,7 @@ class _Delivery:
     consumer: str
     attempts: int
     since: float  # monotonic time of the last delivery
+    claimed: bool = False  # handed out alone after a claim (its last delivery was not in a batch)
 
 
 @dataclass
@@ -156,7 +157,9 @@ class InProcessBus(Bus):
         for did, d in list(g.pending.items()):
             if d.since > cutoff:
                 continue
-            d.attempts += 1
+            if d.claimed or d.attempts < self.max_deliveries:  # the first claim of one at its last: not
+                d.attempts += 1  # counted, it never ran alone at that attempt (service.bus.redis_claims)
+            d.claimed = True
             if d.attempts > self.max_deliveries:
                 del g.pending[did]
                 self._bury(topic, group, did, d.entry, d.attempts, "delivered without an ack every time "

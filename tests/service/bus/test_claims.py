@@ -149,18 +149,12 @@ async def test_a_message_that_kills_its_worker_is_dead_lettered_alone_and_the_re
 
 @pytest.mark.parametrize("killer_at", ["its-first-attempt", "its-last-attempt"])
 async def test_a_message_at_its_last_attempt_in_the_batch_of_one_that_kills_its_worker_still_runs_alone(
-        open_bus, request, killer_at):
+        open_bus, killer_at):
     """A message failed by itself until its last attempt is read in one batch with a message that
     kills the worker: it was never handled alone at that attempt, so its claim spends none and it
     runs once, alone (and goes through). The killer alone is dead-lettered, after its own attempts;
     one at its last attempt too runs alone once more, and no more."""
-    from service.bus.memory import InProcessBus
-
     first = await open_bus()
-    if isinstance(first, InProcessBus):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "service/bus/memory.py (not ours to edit): InProcessBus._claim still counts the first claim "
-            "of a delivery past max_deliveries and buries it; see the report")))
     await first.ensure_group(T, G)
     last = [("last", {})] + ([("killer", {"poison": True})] if killer_at == "its-last-attempt" else [])
     await first.publish_many(T, last)
