@@ -49,7 +49,9 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
             return error_page(request, exc)
         raise
     except Exception:  # noqa: BLE001
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        resource = request.match_info.route.resource  # its pattern: a path may hold a /secure/<token>
+        log.exception("unhandled error on %s %s", request.method,
+                      resource.canonical if resource is not None else "(no route)")
         if wants_html(request):
             return error_page(request, web.HTTPInternalServerError(reason="Something went wrong on our side."))
         return json_error(500, "internal error")

@@ -1,8 +1,10 @@
 """Console authentication: argon2 passwords, signed session cookies, CSRF tokens, roles, API tokens.
 
 Sessions are itsdangerous-signed cookies (HttpOnly, SameSite=Strict, Secure unless disabled for
-local http) that name the user and expire; CSRF tokens are HMACs of the session's nonce, checked in
-constant time on every unsafe request that a cookie authenticates. Bots authenticate with bearer
+local http) that name the user and the user's session epoch, and expire; raising the epoch (sign-out,
+disabling, a role change) ends every cookie issued before, so a copied one is not good for its 12
+hours. CSRF tokens are HMACs of the session's nonce, checked in constant time on every unsafe
+request that a cookie authenticates. Bots authenticate with bearer
 API tokens, stored only as SHA-256 hashes, each with scopes and the minute it was last used. A
 token opens only routes that name a scope (the API, and the Prometheus scrape): console pages,
 whose forms rely on the session's CSRF token, refuse tokens outright, so a read-only bot cannot
@@ -51,6 +53,17 @@ def verify_password(stored_hash: str, password: str) -> bool:
         return _HASHER.verify(stored_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+_DUMMY_HASH: list[str] = []
+
+
+def verify_nobody(password: str) -> None:
+    """Spend what checking a real password costs, for a user name that does not exist (or cannot
+    sign in): without it a fast "wrong password" tells which names are users."""
+    if not _DUMMY_HASH:
+        _DUMMY_HASH.append(_HASHER.hash(secrets.token_urlsafe(16)))
+    verify_password(_DUMMY_HASH[0], password)
 
 
 def token_hash(token: str) -> str:
@@ -127,13 +140,14 @@ class Auth:
 
     def login(self, response: web.StreamResponse, user: User) -> str:
         nonce = secrets.token_urlsafe(16)
-        value = self.serializer.dumps({"uid": user.id, "n": nonce})
+        value = self.serializer.dumps({"uid": user.id, "n": nonce, "e": user.session_epoch})
         response.set_cookie(SESSION_COOKIE, value, max_age=SESSION_MAX_AGE, httponly=True,
                             secure=self.cookie_secure, samesite="Strict", path="/")
         return nonce
 
     @staticmethod
     def logout(response: web.StreamResponse) -> None:
+        """Forget the cookie in this browser; :func:`end_sessions` is what makes copies worthless."""
         response.del_cookie(SESSION_COOKIE, path="/")
 
     def csrf_token(self, nonce: str) -> str:
@@ -163,9 +177,16 @@ class Auth:
         except (BadSignature, SignatureExpired):
             return None
         user = await session.get(User, data.get("uid"))
-        if user is None or not user.active:
-            return None
+        if user is None or not user.active or data.get("e") != user.session_epoch:
+            return None  # a cookie from before a sign-out, a disabling or a role change (or the upgrade)
         return Principal(user.id, user.username, user.role, "session", nonce=data.get("n", ""))
+
+
+async def end_sessions(session: AsyncSession, user_id: int) -> None:
+    """End every session of the user, in every browser (the caller commits): one atomic increment,
+    so a concurrent sign-in or role change cannot bring an old epoch back."""
+    await session.execute(update(User).where(User.id == user_id)
+                          .values(session_epoch=User.session_epoch + 1).execution_options(synchronize_session=False))
 
 
 def bearer_token(request: web.Request) -> str | None:

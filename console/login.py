@@ -1,27 +1,45 @@
-"""Login and logout pages, and the demo account of the embedded mode."""
+"""Login and logout pages, and the demo account of the embedded mode.
+
+Signing in costs the same whether the name is a user's or not, is refused for a while after too many
+failures (per user name and per client address), and audits a name only when it is a user's: what
+someone typed in the name field may well be their password. Signing out needs the form's CSRF
+token (another site must not sign people out) and ends the user's sessions everywhere.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import math
 import os
 import secrets
+import time
+from collections.abc import Callable, Hashable
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from sqlalchemy import func, select
+from yarl import URL
 
-from console.auth import AUTH, create_user, verify_password
-from console.keys import RUNTIME
+from console.auth import AUTH, create_user, end_sessions, verify_nobody, verify_password
+from console.keys import DEMO_LOGIN, PRINCIPAL, RUNTIME
 from console.navigation import home_for
 from console.render import render
+from escalation.ratelimit import RateLimiter
 from models import User
 from service.audit import record
 
 DEMO_USER = "demo"
+THROTTLE_SECONDS = 15 * 60
+NAME_FAILURES = 10  # failed sign-ins per user name and window, then that name is refused until it ends
+ADDRESS_FAILURES = 50  # per client address (behind a reverse proxy the proxy's, which everyone shares)
+FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
 
 
 async def ensure_demo_account(db: Any, var_dir: Any) -> tuple[str, str] | None:
     """On a database without users, the demo mode creates an admin ``demo`` with a random password,
-    kept in ``var/demo-password`` (owner-only) and shown on the login page of a local demo."""
+    kept in ``var/demo-password`` (owner-only) and shown on the login page to a local browser."""
     async with db.session() as session:
         if await session.scalar(select(func.count()).select_from(User)):
             path = var_dir / "demo-password"
@@ -37,39 +55,158 @@ async def ensure_demo_account(db: Any, var_dir: Any) -> tuple[str, str] | None:
     return DEMO_USER, password
 
 
+def _loopback(host: str | None) -> bool:
+    try:
+        ip = ipaddress.ip_address((host or "").strip("[]"))
+    except ValueError:
+        return host == "localhost"
+    return ip.is_loopback or bool(getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback)
+
+
+def local_demo(request: web.Request) -> tuple[str, str] | None:
+    """The demo's sign-in, for a browser on this machine only: the peer is loopback, no proxy says it
+    forwarded the request (the bind address cannot tell: a reverse proxy on the same host is loopback
+    too), and the address typed is this machine's (a page on a rebinding DNS name is not)."""
+    demo = request.app.get(DEMO_LOGIN)
+    if demo is None or any(h in request.headers for h in FORWARDING_HEADERS):
+        return None
+    try:
+        typed = URL(f"http://{request.host}").host
+    except ValueError:
+        return None
+    return demo if _loopback(request.remote) and _loopback(typed) else None
+
+
 def _next(request: web.Request, form: Any = None) -> str:
-    """Where the person asked to go (a local path only), or "" for their role's own page."""
+    """Where the person asked to go, or "" for their role's own page. Only a path on this site: judged
+    as the Location header will carry it (yarl drops tabs and newlines, so ``/\\t/evil.example`` would
+    become ``//evil.example``), and refused outright with a space, control character or backslash."""
     target = str((form or {}).get("next") or request.query.get("next") or "")
-    return target if target.startswith("/") and not target.startswith(("//", "/\\")) else ""
+    if not target.startswith("/") or "\\" in target or any(c <= " " or c == "\x7f" for c in target):
+        return ""
+    try:
+        sent = urlsplit(str(URL(target)))
+    except ValueError:
+        return ""
+    return target if not sent.scheme and not sent.netloc and sent.path.startswith("/") else ""
+
+
+class _Attempts(RateLimiter):
+    """The project's fixed-window limiter, counting sign-in attempts: a key at its ``limit`` is refused
+    until its window ends, before any password is checked (a right one included, or the refusal
+    would tell when a guess was right)."""
+
+    def wait(self, key: Hashable) -> float:
+        """Seconds before ``key`` may try again (0: now)."""
+        start, count = self._counts.get(key, (0.0, 0))
+        left = self.window - (self.clock() - start)
+        return left if count >= self.limit and left > 0 else 0.0
+
+    def forget(self, key: Hashable) -> None:
+        self._counts.pop(key, None)
+
+    def refund(self, key: Hashable) -> None:
+        start, count = self._counts.get(key, (0.0, 0))
+        if count:
+            self._counts[key] = (start, count - 1)
+
+
+class LoginThrottle:
+    """Failed sign-ins per user name and per client address, in this process (each web process counts
+    its own): enough for the embedded mode, and a bound per process in production. An attempt is
+    counted before its password is checked, so attempts sent all at once cannot slip past the limit
+    together; a good one takes its count back."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.by_name = _Attempts(NAME_FAILURES, THROTTLE_SECONDS, clock)
+        self.by_address = _Attempts(ADDRESS_FAILURES, THROTTLE_SECONDS, clock)
+        self.noted = RateLimiter(1, THROTTLE_SECONDS, clock)  # one audit entry per refused key and window
+
+    def attempt(self, name: str, address: str) -> tuple[str, float, bool] | None:
+        """Count this attempt, or say why it is refused: (which limit, seconds to wait, whether to
+        audit the refusal)."""
+        for kind, limiter, key in (("user", self.by_name, name), ("address", self.by_address, address)):
+            if wait := limiter.wait(key):
+                return kind, wait, self.noted.hit((kind, key))
+        self.by_name.hit(name)
+        self.by_address.hit(address)
+        return None
+
+    def succeeded(self, name: str, address: str) -> None:
+        self.by_name.forget(name)  # the name starts over; the address only takes back this attempt, so
+        self.by_address.refund(address)  # one good account cannot clear the failures of other names
 
 
 async def login_page(request: web.Request) -> web.Response:
-    return render(request, "login.html", next=_next(request), error=None)
+    return render(request, "login.html", next=_next(request), error=None, local_demo=local_demo(request))
 
 
-async def login_submit(request: web.Request) -> web.Response:
+async def login_submit(request: web.Request, throttle: LoginThrottle) -> web.Response:
     form = await request.post()
     username, password = str(form.get("username", "")), str(form.get("password", ""))
+    name, address = username.strip().lower()[:100], request.remote or "unknown"
+    refused = throttle.attempt(name, address)
     rt = request.app[RUNTIME]
     async with rt.db.session() as session:
         user = await session.scalar(select(User).where(User.username == username))
-        ok = user is not None and user.active and verify_password(user.password_hash, password)
-        record(session, f"session:{username[:100]}", "login.success" if ok else "login.failure", "user",
-               user.id if user else None, ip=request.remote)
+        actor = f"session:{user.username}" if user else "session:unknown"  # never what was typed
+        if refused is not None:
+            kind, wait, audit = refused
+            if audit:
+                record(session, actor, "login.throttled", "user", user.id if user else None, ip=address, limit=kind)
+                await session.commit()
+            minutes = math.ceil(wait / 60)
+            response = render(request, "login.html", next=_next(request, form), local_demo=local_demo(request),
+                              status=429, error=f"Too many failed sign-ins. Try again in {minutes} minute"
+                              f"{'s' if minutes > 1 else ''}.")
+            response.headers["Retry-After"] = str(math.ceil(wait))
+            return response
+        if user is not None:  # argon2 in a thread: a wave of sign-ins must not stall every other page
+            ok = await asyncio.to_thread(verify_password, user.password_hash, password) and user.active
+        else:
+            await asyncio.to_thread(verify_nobody, password)
+            ok = False
+        record(session, actor, "login.success" if ok else "login.failure", "user", user.id if user else None,
+               ip=address)
         await session.commit()
     if not ok:
         return render(request, "login.html", next=_next(request, form), error="Wrong user name or password.",
-                      status=401)
+                      local_demo=local_demo(request), status=401)
+    throttle.succeeded(name, address)
     response = web.HTTPFound(_next(request, form) or home_for(user.role))
     request.app[AUTH].login(response, user)
     return response
 
 
 async def logout(request: web.Request) -> web.Response:
-    response = web.HTTPFound("/login")
-    request.app[AUTH].logout(response)
-    return response
+    """POST with the page's CSRF token: this user's sessions end in every browser. Without it (a GET,
+    another site's form, a page whose token went stale after signing in again elsewhere) the person
+    stays signed in and gets a page with a working sign-out button."""
+    auth, p = request.app[AUTH], request.get(PRINCIPAL)
+    if p is None or p.via != "session":  # no session to end; the cookie, if any, is no use
+        response = web.HTTPFound("/login")
+        auth.logout(response)
+        return response
+    if request.method == "POST":
+        given = request.headers.get("X-CSRF-Token") or (await request.post()).get("csrf_token")
+        if isinstance(given, str) and auth.csrf_ok(p.nonce, given):
+            async with request.app[RUNTIME].db.session() as session:
+                await end_sessions(session, p.user_id)
+                record(session, p.actor, "logout", "user", p.user_id, ip=request.remote)
+                await session.commit()
+            response = web.HTTPFound("/login")
+            auth.logout(response)
+            return response
+    return render(request, "login.html", signing_out=True, stale=request.method == "POST",
+                  status=403 if request.method == "POST" else 200)
 
 
-def routes() -> list[web.RouteDef]:
-    return [web.get("/login", login_page), web.post("/login", login_submit), web.post("/logout", logout)]
+def routes(throttle: LoginThrottle | None = None) -> list[web.RouteDef]:
+    """The routes, with one throttle for the app they are added to."""
+    throttle = throttle or LoginThrottle()
+
+    async def submit(request: web.Request) -> web.Response:
+        return await login_submit(request, throttle)
+
+    return [web.get("/login", login_page), web.post("/login", submit),
+            web.get("/logout", logout), web.post("/logout", logout)]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, String, Text, event, inspect, text
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm.base import NO_VALUE
 
 from models.base import Base, BigId, IdMixin, utcnow
 
@@ -14,6 +15,10 @@ ROLES = ("agent", "moderator", "marketing", "admin")
 
 
 class User(IdMixin, Base):
+    """A console user. ``session_epoch`` is carried in each session cookie (console.auth): a cookie
+    of an older epoch no longer signs anyone in, so raising it ends every session of the user at
+    once — on sign-out, and (see :func:`_end_sessions`) when the user is disabled or changes role."""
+
     __tablename__ = "users"
     username: Mapped[str] = mapped_column(String(100), unique=True)
     password_hash: Mapped[str] = mapped_column(String(200))
@@ -21,6 +26,18 @@ class User(IdMixin, Base):
     email: Mapped[str | None] = mapped_column(String(320))
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    session_epoch: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+
+
+@event.listens_for(User.role, "set")
+@event.listens_for(User.active, "set")
+def _end_sessions(user: User, value: Any, old: Any, _initiator: Any) -> None:
+    """A stored user whose role or status changes loses every session: whoever changes it (the admin
+    pages, the CLI), a cookie issued before cannot act with powers granted — or taken back — since.
+    Raised in SQL at the flush, so two changes at once never land on the same epoch; an old value
+    not loaded counts as a change."""
+    if inspect(user).has_identity and (old is NO_VALUE or old != value):
+        user.session_epoch = User.session_epoch + 1
 
 
 class ApiToken(IdMixin, Base):

@@ -1,4 +1,4 @@
-"""Structured logging with personal data redacted from every line."""
+"""Structured logging with personal data and secure links redacted from every line."""
 
 from __future__ import annotations
 
@@ -11,19 +11,27 @@ import time
 _CONFIGURED = {"done": False}
 
 
+def _clean(text: str) -> str:
+    """Secure links masked (a log line must not open a customer's private channel), then personal
+    data redacted: the mask sees each token whole, whatever a detector might match inside one."""
+    from escalation.links import shown_without_links
+    from triage.pii import redact
+
+    return redact(shown_without_links(text))
+
+
 class RedactingFilter(logging.Filter):
-    """Runs the PII detectors over the formatted message: no card, e-mail or phone in a log line."""
+    """Runs the secure-link mask and the PII detectors over the formatted message and its traceback:
+    no ``/secure/<token>``, card, e-mail or phone in a log line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from triage.pii import redact
-
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string must not lose the line
             message = str(record.msg)
-        record.msg, record.args = redact(message), None
+        record.msg, record.args = _clean(message), None
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = _clean(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
 

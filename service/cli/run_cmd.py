@@ -36,7 +36,9 @@ async def _serve(settings, *, stages, workers: int, web_port: int | None, demo: 
             await rt.start()
             if web_port is not None:
                 rt.ingest_token = write_ingest_token(settings.var_dir)
-                demo_login = None
+                demo_login = None  # the account of a local demo; the login page shows its password only
+                # to a browser on this machine (console.login.local_demo): a reverse proxy in front of
+                # a loopback bind is loopback too, so the bind address alone cannot tell
                 if demo and settings.host in ("127.0.0.1", "localhost", "::1"):
                     from console.login import ensure_demo_account
 

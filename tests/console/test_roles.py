@@ -16,7 +16,7 @@ from tests.console.conftest import Browser, bot_token, login
 PUBLIC = [
     ("GET", r"/"),  # redirects to /mentions, which is guarded
     ("GET", r"/healthz"), ("GET", r"/readyz"),
-    ("GET", r"/login"), ("POST", r"/login"), ("POST", r"/logout"),
+    ("GET", r"/login"), ("POST", r"/login"), ("GET", r"/logout"), ("POST", r"/logout"),  # logout: its own CSRF check
     ("GET", r"/static/.*"),
     ("GET", r"/api/openapi\.json"),  # the description; no data
     ("POST", r"/api/v1/ingest"),  # its own local token, checked in the handler

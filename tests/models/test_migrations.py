@@ -64,3 +64,28 @@ async def test_0008_adds_last_used_to_existing_tokens_and_drops_it_again(any_dat
             assert (await conn.execute(text("SELECT name FROM api_tokens"))).all() == [("bot",)]
     finally:
         await db.close()
+
+
+async def test_0014_gives_existing_users_the_first_session_epoch_and_drops_it_again(any_database_url):
+    """Users from before 0014 get epoch 0 (NOT NULL, so every cookie check compares numbers) and
+    keep everything else through the upgrade and back down; new rows need not name it."""
+    from sqlalchemy import text
+
+    db = Database(any_database_url)
+    try:
+        await db.upgrade("0013")
+        async with db.engine.begin() as conn:
+            await conn.execute(text("INSERT INTO users (username, password_hash, role, active, created_at) "
+                                    "VALUES ('zed', 'x', 'agent', true, CURRENT_TIMESTAMP)"))
+        await db.upgrade("0014")
+        async with db.engine.begin() as conn:
+            await conn.execute(text("INSERT INTO users (username, password_hash, role, active, created_at) "
+                                    "VALUES ('amy', 'y', 'admin', true, CURRENT_TIMESTAMP)"))
+            rows = (await conn.execute(text("SELECT username, role, session_epoch FROM users ORDER BY id"))).all()
+        assert rows == [("zed", "agent", 0), ("amy", "admin", 0)]
+        await db.downgrade("0013")
+        assert "session_epoch" not in (await _tables(db))["users"]
+        async with db.engine.connect() as conn:
+            assert (await conn.execute(text("SELECT username FROM users ORDER BY id"))).all() == [("zed",), ("amy",)]
+    finally:
+        await db.close()

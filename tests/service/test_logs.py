@@ -122,3 +122,24 @@ def test_json_lines_carry_the_structured_fields_a_log_call_adds_and_no_others():
         "error_type": "RuntimeError"}
     assert not {"remote_address", "first_request_line", "batch_size"} & set(doc)
     assert "203.0.113.9" not in out.getvalue() and "/secure/" not in out.getvalue()
+
+
+# a token as secrets.token_urlsafe(32) writes it, with a phone-like run of digits in the middle
+TOKEN = "bNq0bvImk2Jha_HeZ415555013472gihMm4v3r_0_YDqSpBQ4"
+
+
+@pytest.mark.parametrize("formatter", [JsonFormatter(), logging.Formatter("%(message)s")])
+def test_secure_links_are_masked_in_messages_arguments_and_tracebacks(formatter):
+    """A secure link opens a customer's private channel: whoever reads the logs must not get one,
+    whole or quoted without its scheme or URL-encoded."""
+    logger, out = make_logger(formatter)
+    logger.error("unhandled error on GET /secure/%s", TOKEN)
+    logger.info("sent https://care.example.com/secure/" + TOKEN + " to @maria")
+    logger.info("tracker: https%3A%2F%2Fcare.example.com%2Fsecure%2F" + TOKEN)
+    try:
+        raise RuntimeError(f"cannot open care.example.com:8443/secure/{TOKEN}")
+    except RuntimeError:
+        logger.exception("link failed")
+    text = out.getvalue()
+    assert TOKEN[:20] not in text and TOKEN[-20:] not in text and "55501347" not in text
+    assert text.count("[secure link]") == 4 and "to @maria" in text
