@@ -15,10 +15,11 @@ A ``ModerationAction`` row's status says where it stands:
 * ``sending`` — claimed by an executor (:func:`execute`), the platform call under way,
 * ``done`` / ``failed`` / ``dry_run`` — performed, refused, or only recorded (dry run, no connector),
 * ``unknown`` — claimed, and its executor never said what the platform did, interrupted three times
-  (or once, for an action of the bot API); a person checks the platform. Until a hide or removal is
-  settled (or a later hide, removal or filter of the post is), public replies to its post are held
-  back (:mod:`service.stranded`). An executor's answer that comes after all replaces ``unknown``
-  (audited ``moderation.late_result``),
+  (or once, for an action of the bot API); a person checks the platform and settles it on the
+  moderation page or through the API (:mod:`console.settle`: ``done``, or ``queued`` again with its
+  count of interruptions reset). Until a hide or removal is settled (or a later hide, removal or
+  filter of the post is), public replies to its post are held back (:mod:`service.stranded`). An
+  executor's answer that comes after all replaces ``unknown`` (audited ``moderation.late_result``),
 * ``cancelled`` — never performed: its post was erased first (:mod:`service.privacy_actions`),
 * ``recorded`` — an action with no platform counterpart (label, a lock on X, a filter on a post
   the platform cannot hide) or nothing left to do there (removing a post its hold already hid),

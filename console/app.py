@@ -198,6 +198,8 @@ def create_app(runtime: Any, demo_login: tuple[str, str] | None = None) -> web.A
     from console import incidents, knowledge, moderation  # community: incidents, moderation, KB (issue 5)
     app.router.add_routes(incidents.routes())
     app.router.add_routes(moderation.routes())
+    from console import settle_forms  # replies and actions interrupted mid-call, settled by a person
+    app.router.add_routes(settle_forms.routes())
     app.router.add_routes(knowledge.routes())
     from console import connectors  # listener: each connector's state and last error (issue 3)
     app.router.add_routes(connectors.routes())

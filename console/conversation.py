@@ -76,7 +76,8 @@ async def conversation_page(request: web.Request) -> web.Response:
     response = await render_conversation(
         request, error=carried.get("error"), draft=carried.get("draft") or "", focus=focus,
         override=bool(carried.get("override")), confirm=bool(carried.get("confirm")), offer=carried.get("offer"),
-        visibility=carried.get("visibility"), tags=carried.get("tags"))
+        visibility=carried.get("visibility"), tags=carried.get("tags"), notice=carried.get("notice"),
+        settling=carried.get("settling"))
     flash.forget(request, response)
     return response
 
@@ -84,15 +85,19 @@ async def conversation_page(request: web.Request) -> web.Response:
 async def render_conversation(request: web.Request, *, error: str | None = None, status: int = 200,
                               draft: str = "", override: bool = False, confirm: bool = False,
                               focus: int | None = None, offer: str | None = None,
-                              visibility: str | None = None, tags: str | None = None) -> web.Response:
+                              visibility: str | None = None, tags: str | None = None, notice: str | None = None,
+                              settling: dict[str, Any] | None = None) -> web.Response:
     """The conversation page. A refused form (``error`` on a POST) sends a browser back to the page
     with the message and what was typed, so a reload neither re-posts nor meets a 405; other
-    clients get the page in place, with the refusal's status."""
+    clients get the page in place, with the refusal's status. ``notice``: a done change's
+    confirmation; ``settling``: a refused settling of an unknown reply (:mod:`console.settle_forms`):
+    its ``reply`` id, the id or address ``pasted``, and whether the refusal is ``overridable``."""
     rt, p = request.app[RUNTIME], request[PRINCIPAL]
     conv_id = path_id(request)
     if error and request.method == "POST" and wants_html(request):
         moved = flash.redirect(request, f"/conversations/{conv_id}", error=error, draft=draft, mention=focus,
-                               override=override, confirm=confirm, offer=offer, visibility=visibility, tags=tags)
+                               override=override, confirm=confirm, offer=offer, visibility=visibility, tags=tags,
+                               settling=settling)
         if moved is not None:
             return moved
     read_only = p.role == "moderator"  # a moderator reads the thread; the forms and the customer are the agents'
@@ -106,8 +111,8 @@ async def render_conversation(request: web.Request, *, error: str | None = None,
             ModerationAction.mention_id.in_([m["id"] for m in view["mentions"]]),
             ModerationAction.action == "hold", ModerationAction.status == "pending")))
     return render(request, "conversation.html", status=status, view=view, suggestions=suggestions, held=held,
-                  target_id=view["target_id"], error=error, draft=draft, override=override,
-                  confirm=confirm, offer=offer, visibility=visibility, tags=tags, read_only=read_only,
+                  target_id=view["target_id"], error=error, notice=notice, settling=settling or {}, draft=draft,
+                  override=override, confirm=confirm, offer=offer, visibility=visibility, tags=tags, read_only=read_only,
                   draft_id=uuid.uuid4().hex, claim_ttl_minutes=int(CLAIM_TTL.total_seconds() // 60))
 
 

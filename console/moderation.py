@@ -1,6 +1,8 @@
 """The moderation queue: held and reported posts with their rule (or who reported them), scores and
 author; approve, remove (with a reason the author receives), ban or escalate — carried out on the
-platform through the connector. Moderators can also take back a bot reply (``delete_reply``).
+platform through the connector. Moderators can also take back a bot reply (``delete_reply``), and
+settle an action its executor left ``unknown`` (interrupted mid-call): it happened, or try it again
+(:mod:`console.settle`).
 Posts are shown in their redacted public form: personal data never reaches this page.
 
 Every change answers on the page itself: a done change redirects back with a short confirmation
@@ -17,12 +19,13 @@ from aiohttp import web
 
 from community import decisions, moderation
 from community.replybot import revert_reply
-from console import flash
+from console import flash, settle
 from console import moderation_view as view
 from console.auth import Principal, require
 from console.keys import PRINCIPAL, RUNTIME
 from console.paths import MAX_ID, path_id
 from console.render import render
+from escalation.public_guard import platform_name
 from models import Mention, ModerationAction, Reply
 from models.mentions import ERASED_TEXT
 from service.dispatch import Dispatcher
@@ -59,25 +62,28 @@ def _connectors(request: web.Request) -> dict:
 @require("moderator")
 async def queue_page(request: web.Request) -> web.Response:
     carried = flash.take(request)
-    response = await _page(request, notice=carried.get("notice"))
+    response = await render_moderation(request, notice=carried.get("notice"))
     flash.forget(request, response)
     return response
 
 
-async def _page(request: web.Request, *, notice: str | None = None, error: str | None = None, status: int = 200,
-                kept: Kept | None = None) -> web.Response:
+async def render_moderation(request: web.Request, *, notice: str | None = None, error: str | None = None,
+                            status: int = 200, kept: Kept | None = None) -> web.Response:
+    """The page, with a done change's ``notice`` or a refusal's ``error`` (and what it ``kept``)."""
     async with request.app[RUNTIME].db.session() as session:
         items = await view.held_posts(session)
         recent = await view.recent_actions(session)
         alerts = await view.open_alerts(session)
         acknowledged = await view.acknowledged(session)
         bot_replies = await view.bot_replies(session)
+        unknown_actions = await view.unknown_actions(session)
     return render(request, "moderation.html", status=status, items=items, recent=recent, bot_replies=bot_replies,
-                  alerts=alerts, acknowledged=acknowledged, decisions=decisions.REVIEW_DECISIONS, notice=notice,
-                  error=error, kept=kept or Kept())
+                  unknown_actions=unknown_actions, alerts=alerts, acknowledged=acknowledged,
+                  decisions=decisions.REVIEW_DECISIONS, notice=notice, error=error, kept=kept or Kept(),
+                  platform_name=platform_name)
 
 
-def _done(request: web.Request, notice: str) -> web.StreamResponse:
+def back_to_moderation(request: web.Request, notice: str) -> web.StreamResponse:
     """Back to the page, which shows ``notice`` once."""
     return flash.redirect(request, "/moderation", notice=notice) or web.HTTPSeeOther("/moderation")
 
@@ -144,14 +150,14 @@ async def review(request: web.Request) -> web.StreamResponse:
     decision, reason = str(form.get("decision") or ""), str(form.get("reason") or "")
     kept = Kept(decision=decision, reason=reason, hold_id=hold_id)
     if error := _form_error(decision, reason):
-        return await _page(request, error=error, status=400, kept=kept)
+        return await render_moderation(request, error=error, status=400, kept=kept)
     done, refused = await _carry_out(request, [hold_id], decision, reason)
     if refused and refused[0].why == "no such held post":
         raise web.HTTPNotFound()
     if refused:
-        return await _page(request, error=f"«{refused[0].post}»: {refused[0].why}", kept=kept,
+        return await render_moderation(request, error=f"«{refused[0].post}»: {refused[0].why}", kept=kept,
                            status=410 if refused[0].why == ERASED_WHY else 400)
-    return _done(request, f"«{done[0]}» {DONE[decision]}.")
+    return back_to_moderation(request, f"«{done[0]}» {DONE[decision]}.")
 
 
 @require("moderator")
@@ -162,7 +168,7 @@ async def review_bulk(request: web.Request) -> web.StreamResponse:
     kept = Kept(decision=decision, reason=reason)
     raw = [str(v) for v in form.getall("ids", [])]
     if not all(v.isascii() and v.isdigit() and 0 < int(v) < MAX_ID for v in raw):
-        return await _page(request, error="ids must be numbers", status=400, kept=kept)
+        return await render_moderation(request, error="ids must be numbers", status=400, kept=kept)
     ids = list(dict.fromkeys(int(v) for v in raw))
     kept.ids = set(ids)
     error = _form_error(decision, reason)
@@ -171,13 +177,13 @@ async def review_bulk(request: web.Request) -> web.StreamResponse:
     elif len(ids) > moderation.BULK_LIMIT:
         error = f"at most {moderation.BULK_LIMIT} posts at once"
     if error:
-        return await _page(request, error=error, status=400, kept=kept)
+        return await render_moderation(request, error=error, status=400, kept=kept)
     done, refused = await _carry_out(request, ids, decision, reason)
     if not done:
         kept.ids = {r.hold_id for r in refused}
-        return await _page(request, error=f"nothing {DONE[decision]}: {_refusals(refused)}", status=400, kept=kept)
+        return await render_moderation(request, error=f"nothing {DONE[decision]}: {_refusals(refused)}", status=400, kept=kept)
     notice = f"{len(done)} reviewed ({DONE[decision]})"
-    return _done(request, notice + (f"; {len(refused)} refused: {_refusals(refused)}." if refused else "."))
+    return back_to_moderation(request, notice + (f"; {len(refused)} refused: {_refusals(refused)}." if refused else "."))
 
 
 @require("moderator")
@@ -192,8 +198,8 @@ async def acknowledge_alert(request: web.Request) -> web.StreamResponse:
         taken = await moderation.acknowledge(session, alert, p.actor)
         await session.commit()
     if not taken:
-        return await _page(request, error=f"the alert on «{post}» was already acknowledged", status=400)
-    return _done(request, f"Alert on «{post}» acknowledged.")
+        return await render_moderation(request, error=f"the alert on «{post}» was already acknowledged", status=400)
+    return back_to_moderation(request, f"Alert on «{post}» acknowledged.")
 
 
 @require("moderator")
@@ -206,14 +212,42 @@ async def delete_bot_reply(request: web.Request) -> web.StreamResponse:
         if reply is None or reply.sent_by != "bot":
             raise web.HTTPNotFound()
         text = view.snippet_text(reply.text, 60)
+        unsure = reply.status == "unknown" and not reply.external_ids  # posted or not, with no id to delete it by
         if reason:
             result = await revert_reply(session, reply, _connectors(request), p.actor, reason[:500])
             await session.commit()
     if not reason:
-        return await _page(request, error=f"say why the reply «{text}» is taken back", status=400)
+        return await render_moderation(request, error=f"say why the reply «{text}» is taken back", status=400)
     if not result.ok:
-        return await _page(request, error=f"the platform refused to delete «{text}»: {result.error}", status=502)
-    return _done(request, f"Reply «{text}» taken back.")
+        return await render_moderation(request, error=f"the platform refused to delete «{text}»: {result.error}", status=502)
+    if unsure:
+        return back_to_moderation(request, f"Reply «{text}» taken back here. It may still be on "
+                                           f"{platform_name(reply.platform)}, where it cannot be deleted without its "
+                                           "id: check there.")
+    return back_to_moderation(request, f"Reply «{text}» taken back.")
+
+
+@require("moderator")
+async def settle_action(request: web.Request) -> web.StreamResponse:
+    """A moderator checked an interrupted action (``unknown``) on its platform: ``outcome`` happened
+    (done) or not_happened (tried again): :mod:`console.settle`."""
+    action_id = path_id(request, "action_id")
+    outcome = str((await request.post()).get("outcome") or "")
+    async with request.app[RUNTIME].db.session() as session:
+        row = await session.get(ModerationAction, action_id)
+        if row is None:
+            raise web.HTTPNotFound()
+        post = await view.post_snippet(session, row.mention_id)
+    try:
+        if outcome == "happened":
+            done = await settle.action_happened(request, action_id)
+        elif outcome == "not_happened":
+            done = await settle.action_again(request, action_id)
+        else:
+            raise settle.Refused(400, "say whether it happened on the platform")
+    except settle.Refused as exc:
+        return await render_moderation(request, error=f"{row.action} of «{post}»: {exc.message}", status=exc.status)
+    return back_to_moderation(request, f"{row.action.capitalize()} of «{post}»: {done.message}")
 
 
 def routes() -> list[web.RouteDef]:
@@ -223,4 +257,5 @@ def routes() -> list[web.RouteDef]:
         web.post("/moderation/bulk", review_bulk),
         web.post(r"/moderation/alerts/{action_id:\d+}/acknowledge", acknowledge_alert),
         web.post(r"/moderation/replies/{reply_id:\d+}/delete", delete_bot_reply),
+        web.post(r"/moderation/actions/{action_id:\d+}/settle", settle_action),
     ]

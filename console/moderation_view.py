@@ -127,11 +127,24 @@ async def acknowledged(session: AsyncSession) -> list[dict[str, Any]]:
              "text": snippet_text(a["text"]), "url": link(a["url"])} for a in rows]
 
 
-async def bot_replies(session: AsyncSession) -> list[Reply]:
-    return list(await session.scalars(
-        select(Reply).where(Reply.sent_by == "bot", Reply.visibility == "public",
-                            Reply.status.in_(("sent", "dry_run", "unknown")))
-        .order_by(Reply.id.desc()).limit(RECENT)))
+async def unknown_actions(session: AsyncSession) -> list[tuple[ModerationAction, Mention, str, str | None]]:
+    """Actions nobody knows were performed (their executor interrupted mid-call, service.stranded),
+    oldest first and all of them (up to a page), so none drops out of sight as recent ones do."""
+    rows = (await session.execute(
+        select(ModerationAction, Mention, TriageResult).join(Mention, Mention.id == ModerationAction.mention_id)
+        .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
+        .where(ModerationAction.status == "unknown").order_by(ModerationAction.id).limit(moderation.BULK_LIMIT))).all()
+    return [(a, m, snippet(m, tri), link(m.url)) for a, m, tri in rows]
+
+
+async def bot_replies(session: AsyncSession) -> list[tuple[Reply, str | None]]:
+    """Public bot replies, newest first but those nobody knows were posted (``unknown``) before the
+    rest, so none drops out of the list; each with its post's address."""
+    rows = (await session.execute(
+        select(Reply, Mention.url).outerjoin(Mention, Mention.id == Reply.mention_id)
+        .where(Reply.sent_by == "bot", Reply.visibility == "public", Reply.status.in_(("sent", "dry_run", "unknown")))
+        .order_by(Reply.status != "unknown", Reply.id.desc()).limit(RECENT))).all()
+    return [(r, link(url)) for r, url in rows]
 
 
 async def post_snippet(session: AsyncSession, mention_id: int) -> str:

@@ -16,7 +16,7 @@ from console import claims, events, replies
 from console.auth import require
 from console.conversation import AGENTS, conversation_page, report, set_tags
 from console.keys import RUNTIME
-from console.queue_data import clean_filters, queue_items
+from console.queue_data import clean_filters, queue_items, unknown_replies
 from console.render import render
 from models import Mention
 from triage.protocol import DEFAULT_ISSUE_TYPES, SENSITIVITY_LABELS, SENTIMENT_LABELS
@@ -36,7 +36,9 @@ async def queue_page(request: web.Request) -> web.Response:
     async with rt.db.session() as session:
         items = await queue_items(session, filters)
         channels = sorted(set(await session.scalars(select(Mention.platform).distinct())))
-    return render(request, "queue.html", items=items, filters=filters, channels=channels, **_filter_options())
+        unknown = await unknown_replies(session)
+    return render(request, "queue.html", items=items, filters=filters, channels=channels, unknown=unknown,
+                  **_filter_options())
 
 
 @require(*AGENTS)

@@ -17,8 +17,10 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from console.moderation_view import link
 from console.queries import post_state, public_text
 from escalation.links import shown_without_links
+from escalation.public_guard import platform_name
 from models import (
     Author,
     Case,
@@ -33,6 +35,7 @@ from models import (
 )
 from models.base import utcnow
 from service.audit import record
+from service.stranded import INTERRUPTED
 
 FIRST_RESPONSE_TARGET = timedelta(hours=1)  # the service-level target for a first human answer
 CLAIM_TTL = timedelta(minutes=15)  # a claim left idle this long may be taken by someone else
@@ -261,9 +264,13 @@ async def conversation_view(session: AsyncSession, conv_id: int, *, viewer: str 
                        "label": plain_label(f"#{m.id}{gone} {a.handle if a else ''}: {public_text(m, tri)}"),
                        "is_public": m.is_public, "triage": _triage_view(tri),
                        "route": {"outcome": d.outcome, "reason": d.reason} if d else None})
+    urls = {m.id: m.url for m, *_ in rows}
     for r in replies:
         thread.append({"type": "reply", "at": r.created_at, "id": r.id, "platform": r.platform, "text": shown_without_links(r.text),
-                       "status": r.status, "visibility": r.visibility, "sent_by": r.sent_by, "kind": r.kind})
+                       "status": r.status, "visibility": r.visibility, "sent_by": r.sent_by, "kind": r.kind,
+                       # an unknown one (interrupted mid-call): where to check it, and why it is unknown
+                       "where": platform_name(r.platform), "post_url": link(urls.get(r.mention_id)),
+                       "error": r.error if r.status == "unknown" and r.error != INTERRUPTED else None})
     thread.sort(key=lambda e: (e["at"], e["type"] == "reply"))
     mentions = [e for e in thread if e["type"] == "mention"]
     target = pick_target(mentions, focus)
@@ -335,6 +342,15 @@ async def conversation_view(session: AsyncSession, conv_id: int, *, viewer: str 
             (tri is not None and tri.sensitivity in ("security", "fraud"))
             or (d is not None and d.outcome == "escalate_private") for _, tri, d, _ in rows),
     }
+
+
+async def unknown_replies(session: AsyncSession, limit: int = 20) -> list[tuple[int, int]]:
+    """The conversations holding a reply nobody knows was posted (its sender was interrupted mid
+    call, service.stranded), oldest first, each with how many: they stay so until a person settles
+    them, and the queue, where an answered conversation sinks, names them."""
+    return [tuple(r) for r in (await session.execute(
+        select(Reply.conversation_id, func.count()).where(Reply.status == "unknown", Reply.conversation_id.is_not(None))
+        .group_by(Reply.conversation_id).order_by(func.min(Reply.id)).limit(limit))).all()]
 
 
 async def newer_human_replies(session: AsyncSession, conv_id: int, since_reply_id: int,

@@ -259,7 +259,7 @@ async def post_action(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
-def _as_asked(platform: str, action: str) -> str:
+def as_asked(platform: str, action: str) -> str:
     """The connector is asked for the API's own action (``remove`` deletes a Discourse post)."""
     return action
 
@@ -284,7 +284,6 @@ async def _moderate(request: web.Request, session: Any, mention: Mention, body: 
     done = await session.scalar(select(ModerationAction).where(ModerationAction.dedup_key == key))
     if done is not None:
         return {"status": done.status, "moderation_action_id": done.id, "repeated": True}
-    author = await session.get(Author, mention.author_id) if mention.author_id else None
     connector = {c.platform: c for c in rt.connectors}.get(mention.platform)
     dry = rt.settings.dry_run or connector is None
     row = ModerationAction(dedup_key=key, mention_id=mention.id, action=body.action, rule="api",
@@ -297,22 +296,31 @@ async def _moderate(request: web.Request, session: Any, mention: Mention, body: 
         row.status = "done"
     else:  # a concurrent twin fails this commit (IntegrityError: 409) and performs nothing
         await session.commit()
-        await perform_actions(rt.db, {mention.platform: connector}, [row.id], dry_run=False, kind_of=_as_asked)
+        await perform_actions(rt.db, {mention.platform: connector}, [row.id], dry_run=False, kind_of=as_asked)
         await session.refresh(row)
         if row.status == CANCELLED:
             return {"status": CANCELLED}
     if row.status == "done":
-        if body.action in ("hide", "remove"):
-            mention.hidden = True
-        elif body.action in ("unhide", "approve"):
-            mention.hidden = False
-        elif body.action == "ban" and author is not None:
-            author.banned = True
-        if body.action in SETTLES_HOLD:  # the bot decided what a moderator was asked to: the hold is done
-            for hold in await decisions.pending_holds(session, mention.id):
-                decisions.mark_reviewed(hold, SETTLES_HOLD[body.action], p.actor)
+        await record_effect(session, mention, body.action, p.actor)
     details = {k: v for k, v in (row.details or {}).items() if k in ("dry_run", "error")}
     return {"status": row.status, "moderation_action_id": row.id, "repeated": False, **details}
+
+
+async def record_effect(session: Any, mention: Mention, action: str, actor: str) -> None:
+    """What a done action of the API changes here (also once a person settles an interrupted one as
+    done: :mod:`console.settle`): the post hidden or shown, its author banned, and a hold a moderator
+    was asked to decide decided by it (``actor``: who decided)."""
+    if action in ("hide", "remove"):
+        mention.hidden = True
+    elif action in ("unhide", "approve"):
+        mention.hidden = False
+    elif action == "ban" and mention.author_id:
+        author = await session.get(Author, mention.author_id)
+        if author is not None:
+            author.banned = True
+    if action in SETTLES_HOLD:  # the bot decided what a moderator was asked to: the hold is done
+        for hold in await decisions.pending_holds(session, mention.id):
+            decisions.mark_reviewed(hold, SETTLES_HOLD[action], actor)
 
 
 QUEUE_FILTERS = ("channel", "issue_type", "sentiment", "sensitivity")

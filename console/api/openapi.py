@@ -29,6 +29,7 @@ from console.api.openapi_schemas import (
     query_param,
     ref,
 )
+from console.api.settle import ActionSettleIn, ReplySettleIn
 from console.api.templates import NewTemplate, TemplateIn
 from console.api.webhooks import SubscriptionIn
 from console.auth import SCOPE_ROLES, roles_for_scope
@@ -165,6 +166,7 @@ def spec(base_url: str = "/") -> dict[str, Any]:
                     "stale": {"type": "boolean"}}}}}})})},
     }
     paths.update(deadletter_paths())
+    paths.update(settle_paths())
     scopes = "; ".join(f"`{s}`: {', '.join(roles_for_scope(s))}" for s in SCOPE_ROLES)
     return {
         "openapi": "3.0.3",
@@ -213,6 +215,35 @@ def deadletter_paths() -> dict[str, Any]:
         "/api/v1/deadletters/discard": {"post": operation(
             "Remove dead letters for good, without retrying them", "deadletters",
             {"200": json_content(obj(discarded=ids, missing=ids))}, description=acted, body=model_schema(IdsIn), errors=acting)},
+    }
+
+
+def settle_paths() -> dict[str, Any]:
+    """Replies and moderation actions left ``unknown`` (interrupted mid platform call), settled once
+    someone looked on the platform (console.settle)."""
+    why = ("A send whose process was killed during the platform call ends `unknown`: it may or may not have "
+           "happened, and nothing does it again blindly. Look on the platform, then say what you found. Only from "
+           "`unknown`: a row the platform's late answer (or someone else) settled meanwhile is a 409 whose "
+           "`current_status` says its status now, and nothing is changed. Audited, ids only.")
+    return {
+        "/api/v1/replies/{id}/settle": {"post": operation(
+            "Settle a reply left `unknown`: it was posted, or send it again", "replies:write",
+            {"200": json_content(ref("SettledReply"))}, params=[ID], body=model_schema(ReplySettleIn),
+            description=f"{why} `not_posted` sends it again as a new reply is sent: a public reply to a post "
+                        "deleted or erased since is cancelled, one written by an agent or a bot passes the public "
+                        "reply checks again (422 with the reason, never overruled by a bot), and one whose post's "
+                        "hide is unsettled waits (`message` says so). 409 too while an agent holds the "
+                        "conversation. `platform_ref` that names no reply of the platform is a 422.",
+            errors=(400, 401, 403, 404, 409, 415, 422))},
+        "/api/v1/moderation-actions/{id}/settle": {"post": operation(
+            "Settle a moderation action left `unknown`: it happened, or try it again", "actions:write",
+            {"200": json_content(ref("SettledAction"))}, params=[ID], body=model_schema(ActionSettleIn),
+            description=f"{why} `happened` records it `done` (an action of this API also takes effect here: the "
+                        "post hidden or shown, its author banned). `not_happened` queues it again with its "
+                        "interruption count reset: an action of this API is performed at once (its status in "
+                        "the answer), the others by the service's next pass, within seconds. Showing a post "
+                        "again (approve, unhide) that exposes personal data is a 409.",
+            errors=(400, 401, 403, 404, 409, 415, 422))},
     }
 
 

@@ -68,7 +68,8 @@ ERROR = obj(["error"], error=obj(
     lines={**array_of(obj(line=INT, error=STR)), "description": "ingest: each refused line with its number"},
     done={**array_of(STR), "description": "dead letters, 503 part-way: the ids retried or discarded before the "
                                         "bus stopped answering"},
-    untried={**array_of(STR), "description": "dead letters, 503 part-way: the ids not tried (send them again)"}))
+    untried={**array_of(STR), "description": "dead letters, 503 part-way: the ids not tried (send them again)"},
+    current_status={**STR, "description": "settling, 409: the row's status now (no longer `unknown`)"}))
 
 TRIAGE_SUMMARY = obj(sentiment=STR, sensitivity=STR, issue_type=STR, toxicity=STR, spam=STR, pii_exposed=BOOL,
                       priority=NUM, model_version=STR)
@@ -110,6 +111,17 @@ ACTION_RESULT = {**obj(
                    "approve, lock, ban → status, moderation_action_id, repeated (+ dry_run or error); report → "
                    "status, moderation_action_id, repeated; escalate → case_id, replies; resolve → "
                    "conversation_id; tag → conversation_id, tags."}
+MODERATION_ACTION = obj(
+    id=INT, mention_id=INT, action={**STR, "description": "hide, remove, filter, approve, unhide, lock, ban, ..."},
+    rule={**nullable(STR), "description": "the rule behind it (`api`: this API's), or null for a moderator's"},
+    actor=STR, status={**STR, "description": "`queued`, `sending`, `done`, `failed`, `dry_run`, `unknown`, "
+                                             "`cancelled`, ..."},
+    created_at=TIME, interrupted={**INT, "description": "how many times its executor was interrupted mid-call "
+                                                        "since it was last tried by a person (0 after one)"})
+SETTLED_REPLY = obj(reply=ref("Reply"), message={**STR, "description": "what was done, in words (sent again: "
+                                                                       "sent, held back and why, refused...)"})
+SETTLED_ACTION = obj(moderation_action=ref("ModerationAction"), message={**STR, "description": "what was done, "
+                                                                                               "in words"})
 QUEUE_ITEM = obj(conversation_id=INT, mention_id=INT, platform=STR, author=nullable(STR), text=STR, issue_type=STR,
                   sentiment=STR, sensitivity=STR, priority=NUM, waiting=INT, first_at=TIME, due_at=TIME, overdue=BOOL,
                   answered=BOOL, claimed_by=nullable(STR), claimed_at=nullable(TIME), tags=array_of(STR))
@@ -137,6 +149,7 @@ DEAD_LETTER_SHOWN = {**DEAD_LETTER, "required": [*DEAD_LETTER["required"], "payl
     **DEAD_LETTER["properties"], "payload": {**OBJ, "description": "as published, redacted (undecodable: raw fields)"}}}
 SCHEMAS = {"Error": ERROR, "TriageSummary": TRIAGE_SUMMARY, "Triage": TRIAGE, "Route": ROUTE,
            "MentionSummary": MENTION_SUMMARY, "Mention": MENTION, "Reply": REPLY, "ActionResult": ACTION_RESULT,
+           "ModerationAction": MODERATION_ACTION, "SettledReply": SETTLED_REPLY, "SettledAction": SETTLED_ACTION,
            "QueueItem": QUEUE_ITEM, "Case": CASE, "IngestLine": INGEST_LINE,
            "DeadLetter": DEAD_LETTER, "DeadLetterShown": DEAD_LETTER_SHOWN}
 

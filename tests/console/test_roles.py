@@ -38,10 +38,13 @@ ACCESS: dict[tuple[str, str], tuple[tuple[str, ...], str | None]] = {
     ("GET", "/conversations/{id}"): ((A, M), None),  # moderators read it (a notify alert links here); forms: agents
     **{("POST", f"/conversations/{{id}}/{verb}"): ((A,), None)
        for verb in ("claim", "release", "reply", "private", "resolve", "tags", "report")},
+    ("POST", "/conversations/{id}/replies/{reply_id}/settle"): ((A,), None),  # a reply left unknown: who may send
     ("GET", "/api/v1/mentions"): (ANY, "mentions:read"),
     ("GET", "/api/v1/mentions/{id}"): (ANY, "mentions:read"),
     ("POST", "/api/v1/mentions/{id}/replies"): ((A,), "replies:write"),
     ("POST", "/api/v1/mentions/{id}/actions"): ((A, M), "actions:write"),
+    ("POST", "/api/v1/replies/{id}/settle"): ((A,), "replies:write"),
+    ("POST", "/api/v1/moderation-actions/{id}/settle"): ((A, M), "actions:write"),
     ("GET", "/api/v1/queue"): ((A,), "mentions:read"),
     ("GET", "/api/v1/templates"): ((A, M), "templates:read"),
     ("POST", "/api/v1/templates"): ((A,), "templates:write"),
@@ -93,6 +96,7 @@ ACCESS: dict[tuple[str, str], tuple[tuple[str, ...], str | None]] = {
     ("POST", "/moderation/bulk"): ((M,), None),
     ("POST", "/moderation/alerts/{action_id}/acknowledge"): ((M,), None),
     ("POST", "/moderation/replies/{reply_id}/delete"): ((M,), None),
+    ("POST", "/moderation/actions/{action_id}/settle"): ((M,), None),
     ("GET", "/knowledge"): (ANY, None),
     ("GET", "/knowledge/articles/{slug}"): ((A, M), None),
     ("POST", "/knowledge/articles/{slug}"): ((A, M), None),

@@ -1,0 +1,232 @@
+"""Settling a send whose outcome nobody knows (``unknown``: its sender was killed mid platform call,
+:mod:`service.stranded`): a person looked on the platform and says what happened there. Used by the
+console's forms (:mod:`console.settle_forms`, :mod:`console.moderation`) and the bot API
+(:mod:`console.api.settle`).
+
+* A reply was posted: ``sent``, with the platform's id of it when one is pasted
+  (:mod:`console.posted_ids`). Or it was not: back to ``pending`` and delivered as the console
+  delivers a reply (:func:`console.replies.dispatch`: the dispatcher's hide-first, erasure, deleted-post
+  and held-back rules), after the public guard its words passed when they were written (an agent's or
+  a bot's own text; a person may again overrule an overridable refusal, a bot never), and not while
+  another agent holds the conversation.
+* A moderation action happened: ``done``. Or it is tried again: ``queued`` with its interruption count
+  deliberately reset to 0 (audited with the count it had), performed by the pacer's pass like one the
+  sweep put back; an action of the bot API, which the pacer leaves alone, is performed at once with the
+  API's own kinds. Showing a post again (approve, unhide) is refused while it exposes personal data.
+
+Each is one conditional UPDATE from ``unknown``: a late answer of the platform recorded meanwhile
+(:func:`service.stranded.record_reply_outcome`, ``moderation.late_result``) or another person's
+settling wins, and this one changes nothing (:class:`Refused`, 409). Audited with ids only:
+``reply.settled`` and ``moderation.action_settled`` (the outcome), ``reply.sent_again`` and
+``moderation.action_retried``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select, update
+
+from community.decisions import EXPOSED, exposes_personal_data
+from console.api.mentions import as_asked, record_effect
+from console.keys import PRINCIPAL, RUNTIME
+from console.posted_ids import NotAnId, posted_id
+from console.queue_data import claim_is_live
+from console.replies import dispatch
+from escalation.public_guard import gone_refusal, platform_name, public_reply_refusal
+from models import Conversation, Mention, ModerationAction, Reply, User
+from models.base import utcnow
+from models.mentions import ERASED_TEXT
+from service.audit import record
+from service.privacy_actions import perform_actions
+from service.stranded import API_RULE, HELD, SETTLES
+
+UNKNOWN = "unknown"
+GUARDED = ("agent", "bot_api")  # replies whose free text passed the public guard when written
+REPLY_OUTCOMES = ("posted", "not_posted")
+ACTION_OUTCOMES = ("happened", "not_happened")
+
+
+class Refused(Exception):
+    """Nothing was changed: ``status`` is the HTTP status a form or the API answers with."""
+
+    def __init__(self, status: int, message: str, *, overridable: bool = False, current: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.overridable, self.current = status, message, overridable, current
+
+
+@dataclass
+class Outcome:
+    status: str  # the row's status now
+    message: str  # what the person (or bot) is told
+
+
+async def _take(session: Any, model: Any, row_id: int, **values: Any) -> bool:
+    """The one conditional statement: from ``unknown`` only (it locks the row until the commit)."""
+    done = await session.execute(update(model).where(model.id == row_id, model.status == UNKNOWN).values(**values)
+                                 .execution_options(synchronize_session=False))
+    return done.rowcount == 1
+
+
+async def _conflict(session: Any, model: Any, row_id: int) -> Refused:
+    await session.rollback()
+    now = await session.scalar(select(model.status).where(model.id == row_id))
+    what = "reply" if model is Reply else "moderation action"
+    return Refused(409, f"this {what} is no longer unknown: it is {now} now (its platform answered after all, "
+                        "or someone settled it first); nothing was changed", current=now)
+
+
+async def _reply(session: Any, reply_id: int) -> Reply:
+    reply = await session.get(Reply, reply_id)
+    if reply is None:
+        raise Refused(404, "no such reply")
+    if reply.status != UNKNOWN:
+        raise await _conflict(session, Reply, reply_id)
+    return reply
+
+
+async def reply_posted(request: web.Request, reply_id: int, pasted: str | None) -> Outcome:
+    """The reply is on its platform: ``sent`` (its time: when it was claimed), with its id if pasted."""
+    actor = request[PRINCIPAL].actor
+    async with request.app[RUNTIME].db.session() as session:
+        reply = await _reply(session, reply_id)
+        mention = await session.get(Mention, reply.mention_id) if reply.mention_id else None
+        try:
+            found = posted_id(reply.platform, pasted, visibility=reply.visibility,
+                              post_url=mention.url if mention else None,
+                              post_id=mention.external_id if mention else None)
+        except NotAnId as exc:
+            raise Refused(422, str(exc)) from None
+        if not await _take(session, Reply, reply_id, status="sent", error=None):
+            raise await _conflict(session, Reply, reply_id)
+        reply = await session.get(Reply, reply_id, populate_existing=True)
+        reply.sent_at = reply.claimed_at or utcnow()
+        if found and found not in (reply.external_ids or []):
+            reply.external_ids = [*(reply.external_ids or []), found]
+        record(session, actor, "reply.settled", "reply", reply_id, mention_id=reply.mention_id, kind=reply.kind,
+               outcome="posted", external_id=found)
+        await session.commit()
+    return Outcome("sent", f"Recorded as posted on {platform_name(reply.platform)}"
+                           + (f" (id {found})." if found else "."))
+
+
+async def reply_again(request: web.Request, reply_id: int, *, override: bool = False) -> Outcome:
+    """The reply is not on its platform: send it again, once (see the module doc). ``override``: the
+    person overrules an overridable refusal of the public guard (audited ``reply.public_override``)."""
+    p = request[PRINCIPAL]
+    db = request.app[RUNTIME].db
+    async with db.session() as session:
+        reply = await _reply(session, reply_id)
+        if reply.text == ERASED_TEXT:
+            raise Refused(409, "its words were erased on a privacy request: there is nothing to send again")
+        conv = await session.get(Conversation, reply.conversation_id) if reply.conversation_id else None
+        if conv is not None and claim_is_live(conv) and conv.claimed_by != p.user_id:
+            holder = await session.scalar(select(User.username).where(User.id == conv.claimed_by))
+            raise Refused(409, f"{holder or 'someone'} is working on this conversation: nothing was sent again")
+        mention = await session.get(Mention, reply.mention_id) if reply.mention_id else None
+        if reply.visibility == "public" and reply.kind in GUARDED and mention is not None \
+                and gone_refusal(mention) is None:  # a gone post: the dispatcher cancels it, saying why
+            refusal = await public_reply_refusal(session, mention, reply.text)
+            if refusal and not (refusal.overridable and override):
+                raise Refused(422, f"Not sent again: {refusal.reason}.", overridable=refusal.overridable)
+            if refusal:  # the person judged it not a private matter after all, as when it was written
+                record(session, p.actor, "reply.public_override", "mention", mention.id, reason=refusal.reason)
+        if not await _take(session, Reply, reply_id, status="pending", error=None, claimed_at=None):
+            raise await _conflict(session, Reply, reply_id)
+        record(session, p.actor, "reply.sent_again", "reply", reply_id, mention_id=reply.mention_id, kind=reply.kind)
+        await session.commit()
+    await dispatch(request, [reply_id])
+    async with db.session() as session:
+        reply = await session.get(Reply, reply_id)
+    return Outcome(reply.status, _sent_again(reply))
+
+
+def _sent_again(reply: Reply) -> str:
+    where = platform_name(reply.platform)
+    if reply.status == "sent":
+        return f"Sent again on {where}."
+    if reply.status == "dry_run":
+        return "Recorded again (dry run: nothing goes to the platform)."
+    if reply.status in ("pending", "queued") and (reply.error or "").startswith(HELD):
+        return f"Not sent yet, {reply.error}."
+    if reply.status == "queued":
+        return "Queued again: it goes with its channel's pace."
+    if reply.status == UNKNOWN:
+        return f"Sent again, and again {where} did not answer: it may have been posted; check it there."
+    if reply.status in ("failed", "cancelled"):
+        return f"Not sent again: {reply.error or reply.status}."
+    return f"Sent again: it is {reply.status} now."
+
+
+async def _action(session: Any, action_id: int) -> ModerationAction:
+    row = await session.get(ModerationAction, action_id)
+    if row is None:
+        raise Refused(404, "no such moderation action")
+    if row.status != UNKNOWN:
+        raise await _conflict(session, ModerationAction, action_id)
+    return row
+
+
+async def action_happened(request: web.Request, action_id: int) -> Outcome:
+    """The action is done on its platform: ``done``, and for the bot API's own its effect here."""
+    actor = request[PRINCIPAL].actor
+    async with request.app[RUNTIME].db.session() as session:
+        await _action(session, action_id)
+        if not await _take(session, ModerationAction, action_id, status="done"):
+            raise await _conflict(session, ModerationAction, action_id)
+        row = await session.get(ModerationAction, action_id, populate_existing=True)
+        row.details = {k: v for k, v in (row.details or {}).items() if k != "error"}
+        mention = await session.get(Mention, row.mention_id)
+        if row.rule == API_RULE and mention is not None:  # its request died before recording it
+            await record_effect(session, mention, row.action, row.actor)
+        record(session, actor, "moderation.action_settled", "moderation_action", action_id,
+               mention_id=row.mention_id, kind=row.action, outcome="happened")
+        await session.commit()
+    where = platform_name(mention.platform if mention else "")
+    held = " Public replies held back for it go with the pacer's next pass." if row.action in SETTLES else ""
+    return Outcome("done", f"Recorded: the {row.action} happened on {where}.{held}")
+
+
+async def action_again(request: web.Request, action_id: int) -> Outcome:
+    """The action did not happen on its platform: try it again (see the module doc)."""
+    p, rt = request[PRINCIPAL], request.app[RUNTIME]
+    async with rt.db.session() as session:
+        row = await _action(session, action_id)
+        mention = await session.get(Mention, row.mention_id)
+        showing = row.action in ("approve", "unhide") and mention is not None
+        if showing and await exposes_personal_data(session, mention):
+            raise Refused(409, EXPOSED)
+        if not await _take(session, ModerationAction, action_id, status="queued"):
+            raise await _conflict(session, ModerationAction, action_id)
+        # read once the update locked the row: an erasure committed before left its details so
+        row = await session.get(ModerationAction, action_id, populate_existing=True)
+        before = (row.details or {}).get("interrupted")
+        row.details = {**{k: v for k, v in (row.details or {}).items() if k != "error"}, "interrupted": 0}
+        record(session, p.actor, "moderation.action_retried", "moderation_action", action_id,
+               mention_id=row.mention_id, kind=row.action, interrupted_before=before, interrupted_reset=True)
+        await session.commit()
+    where = platform_name(mention.platform if mention else "")
+    if row.rule != API_RULE:
+        return Outcome("queued", f"Queued: the {row.action} is performed again on {where} within seconds, as after "
+                                 "an interruption (its count of interruptions starts again from 0).")
+    return await _perform_api_action(request, action_id, where)
+
+
+async def _perform_api_action(request: web.Request, action_id: int, where: str) -> Outcome:
+    """The pacer leaves the API's actions alone (its own kinds: ``remove`` deletes a Discourse post):
+    performed here, as the API performs them, and its effect recorded once done."""
+    rt = request.app[RUNTIME]
+    await perform_actions(rt.db, {c.platform: c for c in rt.connectors}, [action_id], dry_run=rt.settings.dry_run,
+                          kind_of=as_asked)
+    async with rt.db.session() as session:
+        row = await session.get(ModerationAction, action_id)
+        if row.status == "done":
+            mention = await session.get(Mention, row.mention_id)
+            await record_effect(session, mention, row.action, row.actor)
+            await session.commit()
+    said = {"done": f"Done on {where}.", "dry_run": "Recorded (dry run: nothing goes to the platform).",
+            "cancelled": "Not performed: the post was erased on a privacy request."}
+    error = (row.details or {}).get("error")
+    return Outcome(row.status, said.get(row.status, f"{where} refused it: {error or row.status}."))

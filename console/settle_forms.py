@@ -1,0 +1,59 @@
+"""The console's form that settles a reply nobody knows was posted (:mod:`console.settle`), on the
+conversation it belongs to and, for a bot's reply, on the moderation page (``back=moderation``).
+Only a role that may send replies uses it (agents; admin). A settled reply returns to its page with
+a short confirmation; a refusal (the platform answered meanwhile, an id that names no reply, the
+public guard) is shown there with what was pasted, and the override a person may give where the
+guard allows one. Moderation actions are settled on the moderation page (:mod:`console.moderation`).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from console import flash, settle
+from console.auth import require
+from console.conversation import AGENTS, back, existing, form_of, render_conversation
+from console.keys import RUNTIME
+from console.moderation import back_to_moderation, render_moderation
+from console.paths import path_id
+from models import Reply
+from triage.pii import detect_pii
+
+MAX_PASTED = 500
+
+
+@require(*AGENTS)
+async def settle_reply(request: web.Request) -> web.StreamResponse:
+    """``outcome`` posted (``platform_ref``: its id or address, optional) or not_posted (sent again;
+    ``public_anyway`` overrules an overridable refusal of the public guard)."""
+    conv_id, reply_id = path_id(request), path_id(request, "reply_id")
+    form = await form_of(request)
+    outcome = str(form.get("outcome") or "")
+    pasted = str(form.get("platform_ref") or "").strip()[:MAX_PASTED + 1]
+    to_moderation = form.get("back") == "moderation"
+    async with request.app[RUNTIME].db.session() as session:
+        await existing(session, conv_id)
+        reply = await session.get(Reply, reply_id)
+        if reply is None or reply.conversation_id != conv_id:
+            raise web.HTTPNotFound(reason="no such reply in this conversation")
+    try:
+        if outcome == "posted":
+            done = await settle.reply_posted(request, reply_id, pasted)
+        elif outcome == "not_posted":
+            done = await settle.reply_again(request, reply_id, override=form.get("public_anyway") == "1")
+        else:
+            raise settle.Refused(400, "say whether the reply was posted on its platform")
+    except settle.Refused as exc:
+        if to_moderation:
+            return await render_moderation(request, error=exc.message, status=exc.status)
+        kept = "" if detect_pii(pasted) else pasted  # a flash cookie is signed, not encrypted
+        return await render_conversation(request, status=exc.status, error=exc.message, focus=reply.mention_id,
+                                         settling={"reply": reply_id, "pasted": kept,
+                                                   "overridable": exc.overridable})
+    if to_moderation:
+        return back_to_moderation(request, done.message)
+    return flash.redirect(request, f"/conversations/{conv_id}", notice=done.message) or back(conv_id)
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.post(r"/conversations/{id:\d+}/replies/{reply_id:\d+}/settle", settle_reply)]
