@@ -3,7 +3,10 @@ record, taking, resolving and re-linking a case, and moving a public mention pri
 
 Every view of a customer record is audited with who, when and why: on a case page the case is the
 reason; outside a case the agent states one (so the case list names the author, never the record).
-Taking a case another agent holds is an explicit, audited take-over; their open chat is told.
+Every read of a case's chat (page, websocket) is audited as ``case.viewed``. Taking a case another
+agent holds is an explicit, audited take-over; their open chat is told. A pending case shows the
+record its customer verified as, not linked to the account until the agent says so on resolving
+(:mod:`escalation.verification` says why).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from console.paths import path_id
 from console.queries import public_text
 from console.render import render
 from console.secure import ESCALATION, same_origin, serve_chat
-from escalation import chat, sla
+from escalation import chat, sla, verification
 from escalation.cases import CaseTaken, assign, resolve
 from escalation.handoff import closing_note, escalate_mention, private_handoff
 from models import Author, Case, Customer, Mention, SlaBreach, TriageResult, User
@@ -96,11 +99,15 @@ async def _case_view(request: web.Request, *, error: str | None = None, status: 
         if case is None:
             raise web.HTTPNotFound()
         customer = await session.get(Customer, case.customer_id) if case.customer_id else None
+        # pending: whom the customer verified as (the latest shown as the record), not linked yet
+        verified_as = await verification.verified_as(session, case) if customer is None else []
+        shown = customer or (verified_as[0][0] if verified_as else None)
         recent: list[Case] = []
-        if customer is not None:
-            recent = list(await session.scalars(select(Case).where(Case.customer_id == customer.id, Case.id != case.id)
+        if shown is not None:
+            recent = list(await session.scalars(select(Case).where(Case.customer_id == shown.id, Case.id != case.id)
                                                 .order_by(Case.id.desc()).limit(RECENT_CASES)))
-            record(session, p.actor, "customer.viewed", "customer", customer.id, reason=f"case {case.id}")
+        for viewed in [customer] if customer else [c for c, _ in verified_as]:
+            record(session, p.actor, "customer.viewed", "customer", viewed.id, reason=f"case {case.id}")
         record(session, p.actor, "case.viewed", "case", case.id)
         messages = await chat.history(session, case.id)
         assignee = await session.get(User, case.assigned_to) if case.assigned_to else None
@@ -108,8 +115,8 @@ async def _case_view(request: web.Request, *, error: str | None = None, status: 
         opening = await session.get(Mention, case.opened_by_mention_id) if case.opened_by_mention_id else None
         opening_text = _snippet(opening, await session.get(TriageResult, opening.id) if opening else None)
         await session.commit()
-    return render(request, "case.html", status=status, case=case, customer=customer, recent=recent,
-                  messages=messages, assignee=assignee,
+    return render(request, "case.html", status=status, case=case, customer=shown, linked=customer is not None,
+                  verified_as=verified_as, recent=recent, messages=messages, assignee=assignee,
                   breaches={b.kind for b in breaches} | {kind for kind, _ in sla.missed(case, utcnow())},
                   mine=case.assigned_to == p.user_id, opening_text=opening_text, error=error)
 
@@ -144,7 +151,8 @@ async def take_case(request: web.Request) -> web.Response:
 
 @require("agent")
 async def resolve_case(request: web.Request) -> web.Response:
-    """Resolve; optionally return the customer to the community with a detail-free public note."""
+    """Resolve; optionally return the customer to the community with a detail-free public note, and,
+    on a pending case, link the account to the record its customer verified as (``link_customer``)."""
     case_id = _case_id(request)
     p: Principal = request[PRINCIPAL]
     form = await request.post()
@@ -155,6 +163,10 @@ async def resolve_case(request: web.Request) -> web.Response:
             raise web.HTTPNotFound()
         if case.assigned_to not in (None, p.user_id) and p.role != "admin":
             raise web.HTTPForbidden(reason="another agent is assigned to this case")
+        chosen = str(form.get("link_customer") or "") if case.status != "resolved" else ""
+        if chosen and not (chosen.isdigit() and await verification.confirm_identity(session, case, int(chosen),
+                                                                                     p.actor)):
+            raise web.HTTPBadRequest(reason="the customer did not verify as that record on this case")
         if await resolve(session, case, p.actor):
             await sla.check_breaches(session)
             if form.get("return_to_community"):
@@ -218,6 +230,8 @@ async def case_socket(request: web.Request) -> web.StreamResponse:
         case = await session.get(Case, case_id)
         if case is None:
             raise web.HTTPNotFound()
+        record(session, p.actor, "case.viewed", "case", case.id, via="websocket")
+        await session.commit()  # recorded before anything of the case is sent
         past = [chat.message_json(m) for m in await chat.history(session, case.id)]
     return await serve_chat(request, case_id, past, lambda ws, data: _agent_message(request, ws, case_id, p, data))
 

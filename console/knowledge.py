@@ -3,6 +3,10 @@
 Template bodies are compiled and test-rendered in the same sandbox the bot uses before they are
 saved, so a broken or unsafe template is refused with the reason instead of failing in the act
 stage. Every change is audited.
+
+Reserved templates (:data:`RESERVED_TEMPLATES`) are the words the service sends on its own, from the
+brand's account, with nobody reading them first: the secure link's DM and notices, the personal-data
+notice, incident broadcasts, the closing note. Only an admin changes them (here and in the API).
 """
 
 from __future__ import annotations
@@ -12,16 +16,29 @@ import re
 from aiohttp import web
 from sqlalchemy import select
 
+from community.answers import RESERVED
 from community.templates import TemplateRenderError, render
 from console.auth import Principal, require
 from console.keys import PRINCIPAL, RUNTIME
 from console.render import render as render_page
+from escalation.handoff import DM_TEMPLATE, secure_dm_problem
 from models import KnowledgeArticle, Template
 from service.audit import record
 
 SAMPLE = {"author_name": "Sam", "article_url": "https://help.example/a", "secure_link": "https://x.example/s",
           "status_message": "We are on it.", "ttl_hours": "24"}
 ISSUE_TYPES = re.compile(r"^[a-z_]{1,80}$")
+RESERVED_TEMPLATES = RESERVED | {"case_closed_public"}
+RESERVED_REFUSAL = "only an admin may change a reserved template (the service sends it on its own)"
+
+
+def may_edit_template(p: Principal, name: str) -> bool:
+    return p.role == "admin" or name not in RESERVED_TEMPLATES
+
+
+def body_problem(name: str, body: str) -> str | None:
+    """What makes ``body`` unfit for the template ``name`` beyond rendering at all, or None."""
+    return secure_dm_problem(body) if name == DM_TEMPLATE else None
 
 
 def _issue_types(raw: str) -> list[str]:
@@ -72,6 +89,7 @@ async def save_article(request: web.Request) -> web.Response:
 
 @require("agent", "moderator")
 async def template_page(request: web.Request) -> web.Response:
+    p: Principal = request[PRINCIPAL]
     async with request.app[RUNTIME].db.session() as session:
         tpl = await session.scalar(select(Template).where(Template.name == request.match_info["name"]))
     if tpl is None:
@@ -82,12 +100,16 @@ async def template_page(request: web.Request) -> web.Response:
             previews[tone] = render(str(body), SAMPLE, platform="x", link=SAMPLE["article_url"])
         except TemplateRenderError as exc:
             previews[tone] = f"(does not render: {exc})"
-    return render_page(request, "knowledge_template.html", template=tpl, previews=previews)
+    return render_page(request, "knowledge_template.html", template=tpl, previews=previews,
+                       editable=may_edit_template(p, tpl.name), reserved=tpl.name in RESERVED_TEMPLATES)
 
 
 @require("agent", "moderator")
 async def save_template(request: web.Request) -> web.Response:
     p: Principal = request[PRINCIPAL]
+    name = request.match_info["name"]
+    if not may_edit_template(p, name):
+        raise web.HTTPForbidden(reason=RESERVED_REFUSAL)
     form = await request.post()
     variants = {}
     for key, value in form.items():
@@ -111,8 +133,11 @@ async def save_template(request: web.Request) -> web.Response:
         variants[new_tone] = new_body
     if not variants:
         raise web.HTTPBadRequest(reason="a template needs at least one tone")
+    for tone, body in variants.items():
+        if problem := body_problem(name, body):
+            raise web.HTTPBadRequest(reason=f"tone {tone}: {problem}")
     async with request.app[RUNTIME].db.session() as session:
-        tpl = await session.scalar(select(Template).where(Template.name == request.match_info["name"]))
+        tpl = await session.scalar(select(Template).where(Template.name == name))
         if tpl is None:
             raise web.HTTPNotFound()
         tpl.variants = variants

@@ -4,7 +4,9 @@ The customer never signs in to the console. A secure link starts one session of 
 random cookie (``sc_secure``, HttpOnly, SameSite=Strict, Secure unless disabled for local http,
 path ``/secure``) whose hash names a CustomerSession bound to one case. No page takes a case id,
 so a customer can only ever reach the case their link was for. Every form carries a CSRF token
-(an HMAC of the session, or of the link before a session exists), checked in constant time.
+(an HMAC of the session, or of the link before a session exists), checked in constant time. The
+chat socket lives only as long as its session: ended, expired, revoked or resolved, it is told
+"closed" and hung up (:class:`escalation.chat.ChatHub`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ from console.auth import AUTH
 from console.keys import RUNTIME
 from console.render import render
 from escalation import chat, sla, verification
-from escalation.links import TOKEN_PATTERN, session_for_cookie, start_session, usable_link
+from escalation.links import (
+    TOKEN_PATTERN,
+    live_sessions,
+    session_for_cookie,
+    session_liveness,
+    start_session,
+    usable_link,
+)
 from escalation.ratelimit import RateLimiter, SharedRateLimiter
 from escalation.verifiers import Verifier, build_verifier
 from models import Case, Customer, CustomerSession
@@ -36,6 +45,7 @@ COOKIE = "sc_secure"
 COOKIE_PATH = "/secure"
 PRIVATE_HEADERS = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
 PACER_INTERVAL_S = 5.0
+SESSION_SWEEP_S = 30.0  # how soon a customer's idle socket notices its session expired or was revoked elsewhere
 
 
 @dataclass
@@ -65,24 +75,27 @@ ESCALATION = web.AppKey("escalation", EscalationWeb)
 
 
 async def escalation_context(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: the shared state, and the background loops beside the web app: the SLA checker
-    and the pacer that releases incident replies queued beyond a channel's rate."""
+    """cleanup_ctx: the shared state, and the background loops beside the web app: the SLA checker,
+    the pacer that releases incident replies queued beyond a channel's rate, and the sweep that hangs
+    up customer sockets whose session ended elsewhere."""
     rt = app[RUNTIME]
     settings = rt.settings
     state = EscalationWeb(verifier=build_verifier(settings),
                           per_ip=RateLimiter(settings.secure_rate_per_ip_per_minute, 60),
-                          per_case=SharedRateLimiter(rt.db, settings.secure_rate_per_case_per_minute, 60))
+                          per_case=SharedRateLimiter(rt.db, settings.secure_rate_per_case_per_minute, 60),
+                          hub=chat.ChatHub(session_liveness(rt.db)))
     app[ESCALATION] = state
     stop = asyncio.Event()
     checker = asyncio.create_task(sla.run_periodically(rt.db, settings.sla_check_interval_seconds, stop),
                                   name="sla-checker")
     dispatcher = Dispatcher.for_settings(rt.db, rt.connectors, settings)
     pacer = asyncio.create_task(run_pacer(dispatcher, PACER_INTERVAL_S, stop), name="broadcast-pacer")
+    sweeper = asyncio.create_task(state.hub.sweep_every(SESSION_SWEEP_S, stop), name="customer-socket-sweeper")
     yield
     stop.set()
     for case_id in state.hub.case_ids():
         await state.hub.close_case(case_id)
-    await asyncio.gather(checker, pacer, *state.background, return_exceptions=True)
+    await asyncio.gather(checker, pacer, sweeper, *state.background, return_exceptions=True)
 
 
 def install_verifier(app: web.Application, verifier: Verifier) -> None:
@@ -312,18 +325,20 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
         past = [chat.message_json(m) for m in await chat.history(session, case.id)]
     case_id, session_id = case.id, cs.id
     return await serve_chat(request, case_id, past,
-                            lambda ws, data: _customer_message(request, ws, case_id, session_id, data))
+                            lambda ws, data: _customer_message(request, ws, case_id, session_id, data),
+                            session_id=session_id)
 
 
 async def serve_chat(request: web.Request, case_id: int, past: list[dict[str, Any]],
-                     on_text: Callable[[web.WebSocketResponse, str], Awaitable[None]]) -> web.WebSocketResponse:
-    """Either side of a case's chat on a websocket (the customer's here, the agent's in
-    console.cases): the history first, then each text frame to ``on_text``; the case's hub sends
-    both sides what either posts while the socket is open."""
+                     on_text: Callable[[web.WebSocketResponse, str], Awaitable[None]],
+                     session_id: int | None = None) -> web.WebSocketResponse:
+    """Either side of a case's chat on a websocket (the customer's here, with its ``session_id``;
+    the agent's in console.cases): the history first, then each text frame to ``on_text``; the
+    case's hub sends both sides what either posts while the socket is open."""
     hub = request.app[ESCALATION].hub
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
     await ws.prepare(request)
-    hub.join(case_id, ws)
+    hub.join(case_id, ws, session_id)
     try:
         await ws.send_json({"type": "history", "messages": past})
         async for msg in ws:
@@ -343,9 +358,8 @@ async def _customer_message(request: web.Request, ws: web.WebSocketResponse, cas
         return
     body, ref = chat.parse_frame(data), chat.frame_ref(data)
     async with rt.db.session() as session:
-        cs = await session.get(CustomerSession, session_id)
         case = await session.get(Case, case_id)
-        if cs is None or cs.revoked_at is not None or case is None or case.status == "resolved":
+        if case is None or session_id not in await live_sessions(session, {session_id}):
             await ws.send_json({"type": "closed"})
             await ws.close()
             return
@@ -370,6 +384,7 @@ async def end_session(request: web.Request) -> web.Response:
                 raise web.HTTPForbidden(reason="missing or wrong CSRF token")
             cs.revoked_at = utcnow()
             await session.commit()
+            await request.app[ESCALATION].hub.end_session(cs.id)
     response = _page(request, "secure_message.html", title="Signed out",
                      message="You have left the secure chat. Thank you.")
     response.del_cookie(COOKIE, path=COOKIE_PATH)

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -95,16 +96,36 @@ async def post(session: AsyncSession, case: Case, sender: str, body: Any, *, use
     return msg
 
 
+# fields of an event a customer's socket never gets: the console user name of the agent
+AGENT_ONLY = frozenset({"agent"})
+Liveness = Callable[[set[int]], Awaitable[set[int]]]
+
+
+def customer_view(event: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if k not in AGENT_ONLY}
+
+
 class ChatHub:
-    """Open websockets per case; ``publish`` sends a JSON event to each of them."""
+    """Open websockets per case; ``publish`` sends a JSON event to each of them.
 
-    def __init__(self) -> None:
+    A customer's socket joins with its customer session: a socket outlives the check made when it
+    opened, so before each event it is sent, its session is asked again (``live``: ended, expired,
+    revoked by an erasure in another process, its case resolved) and a dead one is told "closed"
+    and hung up, as :meth:`end_session` and :meth:`sweep` do. Customers get each event without the
+    agent's user name (:data:`AGENT_ONLY`)."""
+
+    def __init__(self, live: Liveness | None = None) -> None:
         self._subs: dict[int, set[Any]] = defaultdict(set)
+        self._sessions: dict[Any, int] = {}  # a customer's socket: its customer session's id
+        self.live = live
 
-    def join(self, case_id: int, ws: Any) -> None:
+    def join(self, case_id: int, ws: Any, session_id: int | None = None) -> None:
         self._subs[case_id].add(ws)
+        if session_id is not None:
+            self._sessions[ws] = session_id
 
     def leave(self, case_id: int, ws: Any) -> None:
+        self._sessions.pop(ws, None)
         subs = self._subs.get(case_id)
         if subs is not None:
             subs.discard(ws)
@@ -117,16 +138,66 @@ class ChatHub:
     def watchers(self, case_id: int) -> int:
         return len(self._subs.get(case_id, ()))
 
+    async def _alive(self, sockets: dict[Any, int]) -> set[Any]:
+        """The customer sockets whose sessions are live; the others are hung up. When the check
+        fails, none (they get what they missed from the history, once it works again)."""
+        if not sockets:
+            return set()
+        if self.live is None:
+            return set(sockets)
+        try:
+            live = await self.live(set(sockets.values()))
+        except Exception as exc:  # noqa: BLE001 - a database hiccup must not break the agent's side
+            log.warning("checking customer sessions failed: %s", type(exc).__name__)
+            return set()
+        for ws, session_id in sockets.items():
+            if session_id not in live:
+                await _hang_up(ws)
+        return {ws for ws, session_id in sockets.items() if session_id in live}
+
     async def publish(self, case_id: int, event: dict[str, Any]) -> None:
-        targets = list(self._subs.get(case_id, ()))
-        results = await asyncio.gather(*(ws.send_json(event) for ws in targets if not ws.closed),
-                                       return_exceptions=True)
+        targets = [ws for ws in self._subs.get(case_id, ()) if not ws.closed]
+        customers = {ws: self._sessions[ws] for ws in targets if ws in self._sessions}
+        alive = await self._alive(customers)
+        shown = customer_view(event)
+        sends = [ws.send_json(shown if ws in customers else event) for ws in targets
+                 if ws not in customers or ws in alive]
+        results = await asyncio.gather(*sends, return_exceptions=True)
         for r in results:
             if isinstance(r, Exception):
                 log.debug("a chat socket of case %s went away: %s", case_id, type(r).__name__)
+
+    async def end_session(self, session_id: int) -> None:
+        """Hang up the sockets of a customer session that ended (in this process)."""
+        for ws, sid in list(self._sessions.items()):
+            if sid == session_id:
+                await _hang_up(ws)
+
+    async def sweep(self) -> None:
+        """Hang up every customer socket whose session is no longer live (expiry, erasure)."""
+        await self._alive({ws: sid for ws, sid in list(self._sessions.items()) if not ws.closed})
+
+    async def sweep_every(self, seconds: float, stop: asyncio.Event) -> None:
+        """:meth:`sweep` until ``stop``: an idle socket gets no event to be checked by."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), seconds)
+            except TimeoutError:
+                try:
+                    await self.sweep()
+                except Exception as exc:  # noqa: BLE001 - the next sweep tries again
+                    log.warning("sweeping customer sockets failed: %s", type(exc).__name__)
 
     async def close_case(self, case_id: int) -> None:
         """Tell every participant the case is closed and hang up."""
         await self.publish(case_id, {"type": "closed"})
         for ws in list(self._subs.get(case_id, ())):
             await ws.close()
+
+
+async def _hang_up(ws: Any) -> None:
+    try:
+        await ws.send_json({"type": "closed"})  # the customer's page stops reconnecting
+    except Exception as exc:  # noqa: BLE001 - gone already
+        log.debug("a chat socket went away: %s", type(exc).__name__)
+    await ws.close()

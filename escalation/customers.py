@@ -16,12 +16,23 @@ HANDLE_COLUMNS = {"x_handle": "x", "reddit_username": "reddit", "discourse_usern
 
 async def link_identity(session: AsyncSession, customer_id: int, platform: str, handle: str | None,
                         user_id: str | None = None, source: str = "import") -> SocialIdentity:
-    """Link a platform account to a customer (idempotent), and the authors already seen with it."""
+    """Link a platform account to a customer (idempotent), and the authors already seen with it.
+
+    With the platform's user id known the link is keyed by it (``id:<user id>``, the handle kept to
+    show): a handle can be given up and taken by a stranger, who must not inherit the record. The
+    customer's link by that handle (an import's) becomes this one. Only without a user id (a CRM
+    import, a source that gives none) is the handle the key, and authors matched by handle."""
     if not handle and not user_id:
         raise ValueError("an identity needs a handle or a platform user id")
-    key = handle.lstrip("@").lower() if handle else f"id:{user_id}"
-    row = await session.scalar(select(SocialIdentity).where(SocialIdentity.platform == platform,
-                                                            SocialIdentity.handle_key == key))
+    by_name = handle.lstrip("@").lower() if handle else None
+    key = f"id:{user_id}" if user_id else by_name
+    row = await _identity(session, platform, key)
+    if user_id and by_name and (named := await _identity(session, platform, by_name)) is not None \
+            and named.customer_id == customer_id and named.platform_user_id in (None, user_id):
+        if row is None:
+            named.handle_key, row = key, named  # bound to the account from now on, not to the name
+        else:
+            await session.delete(named)
     if row is None:
         row = SocialIdentity(customer_id=customer_id, platform=platform, handle=handle, handle_key=key,
                              platform_user_id=user_id, source=source)
@@ -30,15 +41,20 @@ async def link_identity(session: AsyncSession, customer_id: int, platform: str, 
         row.customer_id = customer_id
         if source != "import":
             row.source = source
+        if handle and user_id:
+            row.handle = handle  # the name the account has now
     if user_id and row.platform_user_id is None:
         row.platform_user_id = user_id
-    same = [Author.platform_user_id == user_id] if user_id else []
-    if handle:
-        same += [func.lower(Author.handle) == key, func.lower(Author.handle) == "@" + key]
-    if same:
-        for a in await session.scalars(select(Author).where(Author.platform == platform, or_(*same))):
-            a.customer_id = customer_id
+    same = [Author.platform_user_id == user_id] if user_id else \
+        [func.lower(Author.handle) == by_name, func.lower(Author.handle) == "@" + by_name]
+    for a in await session.scalars(select(Author).where(Author.platform == platform, or_(*same))):
+        a.customer_id = customer_id
     return row
+
+
+async def _identity(session: AsyncSession, platform: str, key: str) -> SocialIdentity | None:
+    return await session.scalar(select(SocialIdentity).where(SocialIdentity.platform == platform,
+                                                             SocialIdentity.handle_key == key))
 
 
 def customer_since(value: str | None, where: str) -> datetime | None:

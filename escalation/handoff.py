@@ -3,6 +3,8 @@ escalation, and the closing note that returns the customer to the community.
 
 Every public text here is fixed wording with no variable about the customer or the problem, so
 nothing from the case can leak into public; private texts carry the link and the author's name.
+The DM's template never sees the link itself (:func:`secure_dm_text`): whoever edits it could
+otherwise send a disguised copy to themselves or point the link at another host.
 The public notice only says a link was sent by DM where one can be; elsewhere it asks for a DM.
 A post that exposed personal data is hidden (a queued platform action the dispatcher performs
 before anything public is said in reply), redacted everywhere, and its author told privately.
@@ -10,6 +12,7 @@ before anything public is said in reply), redacted everywhere, and its author to
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from sqlalchemy import select
@@ -32,6 +35,11 @@ PUBLIC_CLOSING_NOTE = ("Thanks for working this through with us in private — w
                        "The community and our team are here whenever you need us.")
 DM_FALLBACK = "Hi {{ author_name }}, this private link connects you to our team. It works once and expires " \
               "in {{ ttl_hours }} hours: {{ secure_link }}"
+DM_TEMPLATE = "secure_link_dm"
+_OPENERS = tuple("(<\"'«“")  # may stand right before the link, after a space
+_CLOSERS = ".,;:!?)>\"'»”"  # may stand right after it, before a space
+DM_TEMPLATE_RULE = ("the secure link DM must show {{ secure_link }} exactly once, as a word of its own "
+                    "(otherwise the built-in words are sent)")
 
 
 async def _template_body(session: AsyncSession, name: str) -> str | None:
@@ -39,6 +47,50 @@ async def _template_body(session: AsyncSession, name: str) -> str | None:
     if not variants:
         return None
     return variants.get("friendly") or next(iter(variants.values()))
+
+
+def _stand_in(url: str) -> str:
+    """A fake link as long as ``url`` (the platform's cut budgets for the same length), with a fresh
+    random token, so nothing a template does with it can be undone into the real one."""
+    base, _, token = url.rpartition("/")
+    return f"{base}/{secrets.token_urlsafe(len(token))[:len(token)]}"
+
+
+def _alone(text: str, start: int, end: int) -> bool:
+    """Nothing glued to the link but a bracket or punctuation: ``https://evil.example/?`` before it
+    would make one link of both and carry the token away on a click."""
+    before = text[:start]
+    before = before[:-1] if before.endswith(_OPENERS) else before
+    after = text[end:].lstrip(_CLOSERS)
+    return (not before or before[-1].isspace()) and (not after or after[0].isspace())
+
+
+def secure_dm_text(body: str, ctx: dict[str, Any], platform: str, url: str) -> str | None:
+    """``body`` rendered with ``url`` where it shows ``{{ secure_link }}``, or None when it shows it other
+    than exactly once as a word of its own, shows its token elsewhere too, or does not render.
+
+    The template is rendered with a stand-in, and the real URL put in its place afterwards, outside
+    Jinja: a template edited to show ``secure_link|replace('/', ' ')`` (a copy the masking of
+    :mod:`escalation.links` would not recognise) or ``https://other.host/?{{ secure_link }}``
+    never gets the token to transform."""
+    stand_in = _stand_in(url)
+    try:
+        text = render(body, {**ctx, "secure_link": stand_in}, platform=platform, link=stand_in)
+    except TemplateRenderError:
+        return None
+    if text.count(stand_in) != 1 or text.count(stand_in.rpartition("/")[2]) != 1:  # nor its token elsewhere
+        return None
+    at = text.index(stand_in)
+    if not _alone(text, at, at + len(stand_in)):
+        return None
+    return text[:at] + url + text[at + len(stand_in):]
+
+
+def secure_dm_problem(body: str) -> str | None:
+    """Why ``body`` cannot be the secure link DM (on X, for a sample author), or None: where it is saved."""
+    sample = {"author_name": "Sam", "ttl_hours": "24"}
+    url = "https://care.example.com/secure/" + "A" * 43
+    return None if secure_dm_text(body, sample, "x", url) is not None else DM_TEMPLATE_RULE
 
 
 def can_message_privately(mention: Mention, author: Author | None) -> bool:
@@ -62,13 +114,15 @@ async def private_handoff(session: AsyncSession, case: Case, mention: Mention, s
     if exists and not again:
         return []
     url = await issue_secure_link(session, case, settings, issued_by=issued_by)
-    body = await _template_body(session, "secure_link_dm") or DM_FALLBACK
+    body = await _template_body(session, DM_TEMPLATE)
     ctx = {"author_name": (author.display_name or author.handle or "there") if author else "there",
-           "secure_link": url, "ttl_hours": f"{settings.secure_link_ttl_hours:g}"}
-    try:
-        text = render(body, ctx, platform=mention.platform, link=url)
-    except TemplateRenderError:
-        text = render(DM_FALLBACK, ctx, platform=mention.platform, link=url)
+           "ttl_hours": f"{settings.secure_link_ttl_hours:g}"}
+    text = secure_dm_text(body, ctx, mention.platform, url) if body else None
+    if text is None:
+        if body:
+            record(session, issued_by, "case.dm_template_refused", "case", case.id, template=DM_TEMPLATE)
+        # the built-in words fit any platform unless the base URL is huge: then the link alone
+        text = secure_dm_text(DM_FALLBACK, ctx, mention.platform, url) or url
     key = first_key if not exists else f"{first_key}:{await _dm_count(session, case.id) + 1}"
     reply = Reply(dedup_key=key, mention_id=mention.id, conversation_id=mention.conversation_id, case_id=case.id,
                   platform=mention.platform, visibility="private", kind="secure_link_dm", text=text,

@@ -13,6 +13,7 @@ import hmac
 import html.entities
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -127,6 +128,27 @@ async def session_for_cookie(session: AsyncSession, value: str | None,
     if cs.revoked_at is not None or cs.expires_at <= now:
         return None
     return cs
+
+
+async def live_sessions(session: AsyncSession, ids: set[int], now: datetime | None = None) -> set[int]:
+    """Which of these customer sessions may still take part in their case's chat (as
+    :func:`session_for_cookie` and an open case): asked again for each event an open socket gets."""
+    if not ids:
+        return set()
+    now = now or utcnow()
+    rows = await session.scalars(select(CustomerSession.id).join(Case, Case.id == CustomerSession.case_id).where(
+        CustomerSession.id.in_(ids), CustomerSession.revoked_at.is_(None), CustomerSession.expires_at > now,
+        Case.status != "resolved"))
+    return set(rows)
+
+
+def session_liveness(db: Any) -> Callable[[set[int]], Awaitable[set[int]]]:
+    """:func:`live_sessions` in a transaction of its own, for the chat hub."""
+    async def live(ids: set[int]) -> set[int]:
+        async with db.session() as session:
+            return await live_sessions(session, ids)
+
+    return live
 
 
 async def revoke_case_access(session: AsyncSession, case_id: int, now: datetime | None = None) -> None:

@@ -6,6 +6,17 @@ the limit; the limit reached locks the session for a while, and repeated lock-ou
 customer then needs a new link from an agent). When the visitor's identity is pending and they
 give an e-mail address, the code goes to the record with that address — never to the address as
 typed — and what the visitor sees is the same whether or not a record matched.
+
+What a verified code proves depends on the case. With the identity known, the code went to the
+record the account was already linked to, and the link is confirmed. With it pending, the visitor
+holds the link sent to the account and reads the e-mail of *some* record: that is who they are
+for this chat, not proof that the account is that customer's. The link holder may be whoever took
+the account over (the very subject of a security case), or someone the link leaked to, verifying
+as a record of their own; linking the account then would attach its later posts, cases and
+public-reply checks to a stranger's record, for good. So a pending case is not linked by the
+code: the session records the customer who verified (:func:`verified_as`, shown to the agent on
+the case with that record), and an agent who has talked to them links the account to it
+(:func:`confirm_identity`, audited).
 """
 
 from __future__ import annotations
@@ -169,21 +180,59 @@ async def check_code(session: AsyncSession, cs: CustomerSession, case: Case, cod
 
 
 async def _verified(session: AsyncSession, cs: CustomerSession, case: Case, now: datetime) -> None:
-    """Bind the case to the verified customer and link the social identity for the future."""
+    """The session is verified; a known identity is confirmed, a pending one waits for an agent."""
     customer_id = cs.customer_id
     assert customer_id is not None
-    case.customer_id, case.identity_pending = customer_id, False
     if case.status == "open":
         case.status = "verified"
+    known = case.customer_id == customer_id  # the code went to the record the account is linked to
+    if known:
+        await _link(session, case, customer_id, now)
+        body = "The customer verified their identity."
+    else:
+        body = "The customer verified with a code sent to a customer record; an agent confirms the link."
+    session.add(CaseMessage(case_id=case.id, sender="system", body=body))
+    record(session, "customer", "verification.succeeded", "case", case.id, customer_id=customer_id,
+           identity="known" if known else "pending")
+
+
+async def _link(session: AsyncSession, case: Case, customer_id: int, verified_at: datetime) -> None:
+    """Bind the case, its author's account and its conversation to the customer."""
+    case.customer_id, case.identity_pending = customer_id, False
     author = await session.get(Author, case.author_id) if case.author_id else None
     if author is not None and (author.handle or author.platform_user_id):
         identity = await link_identity(session, customer_id, author.platform, author.handle,
                                        author.platform_user_id, source="verification")
-        identity.verified_at = now
+        identity.verified_at = verified_at
         author.customer_id = customer_id
     if case.conversation_id:
         conv = await session.get(Conversation, case.conversation_id)
         if conv is not None and conv.customer_id is None:
             conv.customer_id = customer_id
-    session.add(CaseMessage(case_id=case.id, sender="system", body="The customer verified their identity."))
-    record(session, "customer", "verification.succeeded", "case", case.id, customer_id=customer_id)
+
+
+async def verified_as(session: AsyncSession, case: Case) -> list[tuple[Customer, datetime]]:
+    """The customers whom the case's sessions verified as, with when (latest first, each once): on
+    a pending case, whom the agent is talking to, and whom they may link the account to."""
+    rows = await session.execute(
+        select(Customer, CustomerSession.verified_at).join(CustomerSession, CustomerSession.customer_id == Customer.id)
+        .where(CustomerSession.case_id == case.id, CustomerSession.verified_at.is_not(None))
+        .order_by(CustomerSession.verified_at.desc(), CustomerSession.id.desc()))
+    seen: dict[int, tuple[Customer, datetime]] = {}
+    for customer, at in rows.all():
+        seen.setdefault(customer.id, (customer, at))
+    return list(seen.values())
+
+
+async def confirm_identity(session: AsyncSession, case: Case, customer_id: int, actor: str) -> bool:
+    """An agent's confirmation that the pending case's account is the customer a session verified as:
+    link it for next time. False (nothing changed) unless the case is pending and a session of it
+    verified as that customer."""
+    if case.customer_id is not None:
+        return False
+    match = {c.id: at for c, at in await verified_as(session, case)}
+    if customer_id not in match:
+        return False
+    await _link(session, case, customer_id, match[customer_id])
+    record(session, actor, "case.identity_confirmed", "case", case.id, customer_id=customer_id)
+    return True

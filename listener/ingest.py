@@ -64,8 +64,11 @@ def author_key(m: NormalizedMention) -> str | None:
 
 
 def handle_key(handle: str | None, user_id: str | None) -> list[str]:
-    keys = [handle.lstrip("@").lower()] if handle else []
-    return keys + ([f"id:{user_id}"] if user_id else [])
+    """The identity keys an author may be linked by, the first found winning: the account's user id
+    before its handle, which another account can take once it is given up (a link made with the id
+    is keyed by it alone: escalation.customers.link_identity)."""
+    keys = [f"id:{user_id}"] if user_id else []
+    return keys + ([handle.lstrip("@").lower()] if handle else [])
 
 
 async def ingest_batch(session: AsyncSession, batch: list[NormalizedMention]) -> list[Ingested]:

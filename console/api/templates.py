@@ -1,7 +1,9 @@
 """Bot API for answer templates: list, read, create, replace, delete.
 
 Bodies are checked by the same sandboxed Jinja2 the bot renders with, so a template that cannot
-compile is refused here rather than failing later in the act stage.
+compile is refused here rather than failing later in the act stage. A reserved template (sent by the
+service on its own: :data:`console.knowledge.RESERVED_TEMPLATES`) is created, replaced or deleted by
+an admin's token only; anyone else's gets 403.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from community.templates import TemplateRenderError, check
 from console.api.common import ApiError, Body, SafeStr, api, parse
 from console.auth import require
 from console.keys import PRINCIPAL, RUNTIME
+from console.knowledge import RESERVED_REFUSAL, body_problem, may_edit_template
 from models import Template
 from service.audit import record
 
@@ -60,6 +63,15 @@ def _name(request: web.Request) -> str:
     return name
 
 
+def _editable(request: web.Request, name: str, variants: dict[str, str] | None = None) -> None:
+    """403 for a reserved template unless the token is an admin's; 422 for a body unfit for its name."""
+    if not may_edit_template(request[PRINCIPAL], name):
+        raise ApiError(403, RESERVED_REFUSAL)
+    for tone, body in (variants or {}).items():
+        if problem := body_problem(name, body):
+            raise ApiError(422, f"invalid request body: variants: tone {tone!r}: {problem}")
+
+
 async def _get(session: Any, name: str) -> Template:
     t = await session.scalar(select(Template).where(Template.name == name))
     if t is None:
@@ -87,6 +99,7 @@ async def get_template(request: web.Request) -> web.Response:
 async def create_template(request: web.Request) -> web.Response:
     p = request[PRINCIPAL]
     body = await parse(request, NewTemplate)
+    _editable(request, body.name, body.variants)
     async with request.app[RUNTIME].db.session() as session:
         if await session.scalar(select(Template.id).where(Template.name == body.name)):
             raise ApiError(409, f"template {body.name!r} exists; PUT it to replace")
@@ -103,7 +116,9 @@ async def create_template(request: web.Request) -> web.Response:
 async def replace_template(request: web.Request) -> web.Response:
     p = request[PRINCIPAL]
     name = _name(request)
+    _editable(request, name)
     body = await parse(request, TemplateIn)
+    _editable(request, name, body.variants)
     async with request.app[RUNTIME].db.session() as session:
         t = await _get(session, name)
         t.issue_types, t.channel, t.variants, t.article_slug = body.issue_types, body.channel, body.variants, \
@@ -118,6 +133,7 @@ async def replace_template(request: web.Request) -> web.Response:
 async def delete_template(request: web.Request) -> web.Response:
     p = request[PRINCIPAL]
     name = _name(request)
+    _editable(request, name)
     async with request.app[RUNTIME].db.session() as session:
         await session.delete(await _get(session, name))
         record(session, p.actor, "template.deleted", "template", name)

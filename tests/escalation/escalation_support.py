@@ -86,8 +86,10 @@ class World:
         from models import Author, Mention, SocialIdentity
 
         async with self.rt.db.session() as s:
-            identity = await s.scalar(select(SocialIdentity).where(SocialIdentity.platform == platform,
-                                                                   SocialIdentity.handle_key == handle.lower()))
+            identity = None
+            for key in ([f"id:{user_id}"] if user_id else []) + [handle.lower()]:  # as ingest looks them up
+                identity = identity or await s.scalar(select(SocialIdentity).where(
+                    SocialIdentity.platform == platform, SocialIdentity.handle_key == key))
             author = await s.scalar(select(Author).where(Author.platform == platform, Author.handle == handle))
             if author is None:
                 author = Author(platform=platform, author_key=user_id or f"@{handle}", handle=handle,

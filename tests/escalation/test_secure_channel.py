@@ -80,10 +80,11 @@ async def test_an_unknown_handle_gives_the_email_on_the_record_and_learns_nothin
     assert [rcpt for rcpt, _ in smtp_sink.received] == [[TOM_MAIL]]  # the address on record, as stored
     assert (await enter_code(world.client, code)).status == 303
     async with world.rt.db.session() as s:
-        case = await s.get(Case, case_id)
-        assert case.customer_id == world.tom and case.identity_pending is False
-        identity = await s.scalar(select(SocialIdentity).where(SocialIdentity.handle_key == "new_handle_77"))
-        assert identity.customer_id == world.tom and identity.source == "verification"
+        case = await s.get(Case, case_id)  # verified as Tom for this chat; linked only by an agent
+        assert case.status == "verified" and case.customer_id is None and case.identity_pending
+        cs = await s.scalar(select(CustomerSession).where(CustomerSession.case_id == case_id))
+        assert cs.customer_id == world.tom and cs.verified_at is not None
+        assert await s.scalar(select(SocialIdentity).where(SocialIdentity.handle_key == "new_handle_77")) is None
 
 
 async def test_a_code_requested_for_an_unknown_email_never_verifies(world, smtp_sink):

@@ -1,0 +1,70 @@
+"""Who a code proves the customer to be: on a pending case, the record they verified as is shown to the
+agent and linked to the account only when the agent says so; a known customer's verification binds
+the link to the account's id, not to a handle someone else can take."""
+
+from __future__ import annotations
+
+from escalation_support import MARIA_MAIL, TOM_MAIL, ask_code, csrf_of, enter_code, new_client, start
+from sqlalchemy import select
+
+from models import AuditEvent, Author, Case, SocialIdentity
+
+
+async def _agent(world):
+    agent = await new_client(world)
+    r = await agent.post("/login", data={"username": "alice", "password": "correct horse battery"},
+                         allow_redirects=False)
+    assert r.status == 302
+    return agent
+
+
+async def test_a_link_holder_verifying_with_another_records_email_links_nothing_until_an_agent_does(world, smtp_sink):
+    case_id, path = await world.case("vic_77", user_id="4242")
+    await start(world.client, path)
+    await ask_code(world.client, TOM_MAIL)  # a record the link holder controls, not the account's owner's
+    assert (await enter_code(world.client, await smtp_sink.code_for(TOM_MAIL))).status == 303
+    async with world.rt.db.session() as s:
+        case = await s.get(Case, case_id)
+        author = await s.get(Author, case.author_id)
+        assert case.customer_id is None and case.identity_pending and author.customer_id is None
+        assert list(await s.scalars(select(SocialIdentity).where(SocialIdentity.customer_id == world.tom))) == []
+    agent = await _agent(world)
+    try:
+        html = await (await agent.get(f"/cases/{case_id}")).text()
+        assert 'id="verified-as"' in html and "Tom Reid" in html and "not linked" in html
+        csrf = csrf_of(html)
+        # only a record the customer verified as on this case can be linked
+        refused = await agent.post(f"/cases/{case_id}/resolve", allow_redirects=False,
+                                   data={"csrf_token": csrf, "link_customer": str(world.maria)})
+        assert refused.status == 400
+        async with world.rt.db.session() as s:
+            assert (await s.get(Case, case_id)).status == "verified"
+        done = await agent.post(f"/cases/{case_id}/resolve", allow_redirects=False,
+                                data={"csrf_token": csrf, "link_customer": str(world.tom)})
+        assert done.status == 303
+    finally:
+        await agent.close()
+    async with world.rt.db.session() as s:
+        case = await s.get(Case, case_id)
+        assert (case.status, case.customer_id, case.identity_pending) == ("resolved", world.tom, False)
+        identity = await s.scalar(select(SocialIdentity).where(SocialIdentity.customer_id == world.tom))
+        assert (identity.handle_key, identity.handle, identity.source) == ("id:4242", "vic_77", "verification")
+        assert identity.verified_at is not None and (await s.get(Author, case.author_id)).customer_id == world.tom
+        events = {(e.actor, e.action, e.object_id) for e in await s.scalars(select(AuditEvent))}
+    assert ("session:alice", "customer.viewed", str(world.tom)) in events  # the record shown was audited
+    assert ("session:alice", "case.identity_confirmed", str(case_id)) in events
+
+
+async def test_a_known_customer_verifying_binds_the_link_to_the_account_not_its_handle(world, smtp_sink):
+    """Maria's record names her handle (a CRM import); her account verifies: the link is now keyed by
+    the account's id, so whoever takes the handle after her is not her."""
+    case_id, path = await world.case("maria_music3", user_id="555")
+    await start(world.client, path)
+    await ask_code(world.client)
+    assert (await enter_code(world.client, await smtp_sink.code_for(MARIA_MAIL))).status == 303
+    async with world.rt.db.session() as s:
+        case = await s.get(Case, case_id)
+        assert case.customer_id == world.maria and not case.identity_pending
+        rows = [(i.handle_key, i.platform_user_id, i.customer_id)
+                for i in await s.scalars(select(SocialIdentity).where(SocialIdentity.platform == "x"))]
+    assert rows == [("id:555", "555", world.maria)]
