@@ -151,8 +151,7 @@ async def take_case(request: web.Request) -> web.Response:
 
 @require("agent")
 async def resolve_case(request: web.Request) -> web.Response:
-    """Resolve; optionally return the customer to the community with a detail-free public note, and,
-    on a pending case, link the account to the record its customer verified as (``link_customer``)."""
+    """Resolve; optionally return the customer to the community with a detail-free public note."""
     case_id = _case_id(request)
     p: Principal = request[PRINCIPAL]
     form = await request.post()
@@ -163,10 +162,6 @@ async def resolve_case(request: web.Request) -> web.Response:
             raise web.HTTPNotFound()
         if case.assigned_to not in (None, p.user_id) and p.role != "admin":
             raise web.HTTPForbidden(reason="another agent is assigned to this case")
-        chosen = str(form.get("link_customer") or "") if case.status != "resolved" else ""
-        if chosen and not (chosen.isdigit() and await verification.confirm_identity(session, case, int(chosen),
-                                                                                     p.actor)):
-            raise web.HTTPBadRequest(reason="the customer did not verify as that record on this case")
         if await resolve(session, case, p.actor):
             await sla.check_breaches(session)
             if form.get("return_to_community"):
@@ -175,6 +170,26 @@ async def resolve_case(request: web.Request) -> web.Response:
         await session.commit()
     await _deliver(request, note_ids)
     await request.app[ESCALATION].hub.close_case(case_id)
+    raise web.HTTPSeeOther(f"/cases/{case_id}")
+
+
+@require("agent")
+async def confirm_identity(request: web.Request) -> web.Response:
+    """Link a pending case's account to the record its customer verified as (``customer_id``): an
+    agent's decision, taken when sure the account is theirs (escalation.verification: a code proves
+    the link holder reads that record's e-mail, not that the account is theirs). Open or resolved."""
+    case_id = _case_id(request)
+    p: Principal = request[PRINCIPAL]
+    chosen = str((await request.post()).get("customer_id") or "")
+    async with request.app[RUNTIME].db.session() as session:
+        case = await session.get(Case, case_id)
+        if case is None:
+            raise web.HTTPNotFound()
+        if case.assigned_to not in (None, p.user_id) and p.role != "admin":
+            raise web.HTTPForbidden(reason="another agent is assigned to this case")
+        if not (chosen.isdigit() and await verification.confirm_identity(session, case, int(chosen), p.actor)):
+            raise web.HTTPBadRequest(reason="the customer did not verify as that record on this case")
+        await session.commit()
     raise web.HTTPSeeOther(f"/cases/{case_id}")
 
 
@@ -300,6 +315,7 @@ def routes() -> list[web.RouteDef]:
         web.post(r"/cases/{case_id:\d+}/take", take_case),
         web.post(r"/cases/{case_id:\d+}/resolve", resolve_case),
         web.post(r"/cases/{case_id:\d+}/link", relink_case),
+        web.post(r"/cases/{case_id:\d+}/identity", confirm_identity),
         web.get(r"/cases/{case_id:\d+}/ws", case_socket),
         web.get(r"/customers/{customer_id:\d+}", customer_page),
         web.post(r"/customers/{customer_id:\d+}", customer_page),

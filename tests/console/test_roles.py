@@ -82,6 +82,7 @@ ACCESS: dict[tuple[str, str], tuple[tuple[str, ...], str | None]] = {
     ("POST", "/cases/{case_id}/take"): ((A,), None),
     ("POST", "/cases/{case_id}/resolve"): ((A,), None),
     ("POST", "/cases/{case_id}/link"): ((A,), None),
+    ("POST", "/cases/{case_id}/identity"): ((A,), None),
     ("GET", "/cases/{case_id}/ws"): ((A,), None),
     ("GET", "/customers/{customer_id}"): ((A,), None),
     ("POST", "/customers/{customer_id}"): ((A,), None),

@@ -34,19 +34,24 @@ async def test_a_link_holder_verifying_with_another_records_email_links_nothing_
         assert 'id="verified-as"' in html and "Tom Reid" in html and "not linked" in html
         csrf = csrf_of(html)
         # only a record the customer verified as on this case can be linked
-        refused = await agent.post(f"/cases/{case_id}/resolve", allow_redirects=False,
-                                   data={"csrf_token": csrf, "link_customer": str(world.maria)})
+        refused = await agent.post(f"/cases/{case_id}/identity", allow_redirects=False,
+                                   data={"csrf_token": csrf, "customer_id": str(world.maria)})
         assert refused.status == 400
         async with world.rt.db.session() as s:
-            assert (await s.get(Case, case_id)).status == "verified"
-        done = await agent.post(f"/cases/{case_id}/resolve", allow_redirects=False,
-                                data={"csrf_token": csrf, "link_customer": str(world.tom)})
+            assert (await s.get(Case, case_id)).customer_id is None
+        assert 'value="%d"' % world.tom in html and 'id="link-customer"' in html
+        done = await agent.post(f"/cases/{case_id}/identity", allow_redirects=False,
+                                data={"csrf_token": csrf, "customer_id": str(world.tom)})
         assert done.status == 303
+        assert 'id="link-customer"' not in await (await agent.get(f"/cases/{case_id}")).text()  # linked now
+        again = await agent.post(f"/cases/{case_id}/identity", allow_redirects=False,
+                                 data={"csrf_token": csrf, "customer_id": str(world.tom)})
+        assert again.status == 400  # linked already: nothing to confirm
     finally:
         await agent.close()
     async with world.rt.db.session() as s:
         case = await s.get(Case, case_id)
-        assert (case.status, case.customer_id, case.identity_pending) == ("resolved", world.tom, False)
+        assert (case.status, case.customer_id, case.identity_pending) == ("verified", world.tom, False)
         identity = await s.scalar(select(SocialIdentity).where(SocialIdentity.customer_id == world.tom))
         assert (identity.handle_key, identity.handle, identity.source) == ("id:4242", "vic_77", "verification")
         assert identity.verified_at is not None and (await s.get(Author, case.author_id)).customer_id == world.tom
