@@ -11,7 +11,6 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import generate_latest
-from sqlalchemy import func, select
 
 from console import login
 from console.api.common import error as json_error
@@ -20,10 +19,10 @@ from console.auth import AUTH, Auth, bearer_token, principal_middleware, require
 from console.error_pages import error_page, wants_html
 from console.keys import DEMO_LOGIN, PRINCIPAL, RUNTIME
 from console.navigation import home_for
-from console.queries import post_state, routed_mentions
+from console.queries import post_state, routed_counts, routed_mentions, sees_private
 from console.render import render
 from listener.protocol import NormalizedMention
-from models import ROUTE_OUTCOMES, RouteDecision
+from models import ROUTE_OUTCOMES
 from service import bad_requests
 
 HERE = Path(__file__).resolve().parent
@@ -97,13 +96,13 @@ async def mentions_page(request: web.Request) -> web.Response:
     if outcome and outcome not in ROUTE_OUTCOMES:
         raise web.HTTPBadRequest(reason="unknown outcome")
     limit, offset = _limit(request)
+    private = sees_private(request[PRINCIPAL].role)  # private matters are the care team's alone
     async with rt.db.session() as session:
-        rows = await routed_mentions(session, outcome=outcome, limit=limit, offset=offset)
-        counts = (await session.execute(
-            select(RouteDecision.outcome, func.count()).group_by(RouteDecision.outcome))).all()
+        rows = await routed_mentions(session, outcome=outcome, limit=limit, offset=offset, private=private)
+        counts = await routed_counts(session, private=private)
     rows = [{**r, "state": post_state(r)} for r in rows]
     return render(request, "mentions.html", mentions=rows, outcome=outcome, outcomes=ROUTE_OUTCOMES,
-                  counts=sorted(counts), counts_total=sum(n for _, n in counts))
+                  counts=sorted(counts), counts_total=sum(n for _, n in counts), withheld=not private)
 
 
 @require("agent", "moderator", "marketing", scope="mentions:read")
@@ -123,7 +122,8 @@ async def api_mentions(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(reason="since_id replaces offset: give one or the other")
     async with rt.db.session() as session:
         rows = await routed_mentions(session, outcome=outcome, platform=request.query.get("platform") or None,
-                                     limit=limit, offset=offset, since_id=since_id)
+                                     limit=limit, offset=offset, since_id=since_id,
+                                     private=sees_private(request[PRINCIPAL].role))
     body: dict[str, Any] = {"mentions": rows, "limit": limit, "offset": offset}
     if since_id is not None:
         body.update(since_id=since_id, next_since_id=rows[-1]["id"] if rows else since_id)

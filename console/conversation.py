@@ -3,7 +3,10 @@ no claim (tags, a report to the moderators).
 
 A refused form never loses what was typed: a browser is sent back to the conversation with the
 message and the draft (console.flash). Moderators (a notify alert links here) read a conversation;
-its forms are the agents'.
+its forms are the agents'. A moderator opens only a thread the moderation page links to (it holds
+a post held, reported, alerted or otherwise acted on), and reads there neither private messages,
+reports of takeovers or fraud (but those held, reported or alerted) nor private replies: those are
+the care team's.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from console.auth import require
 from console.error_pages import wants_html
 from console.keys import PRINCIPAL, RUNTIME
 from console.paths import path_id
+from console.queries import moderated_conversations, sees_private
 from console.queue_data import CLAIM_TTL, conversation_view
 from console.render import render
 from console.suggestions import suggestions_for
@@ -102,7 +106,10 @@ async def render_conversation(request: web.Request, *, error: str | None = None,
             return moved
     read_only = p.role == "moderator"  # a moderator reads the thread; the forms and the customer are the agents'
     async with rt.db.session() as session:
-        view = await conversation_view(session, conv_id, viewer=p.actor, focus=focus, with_customer=not read_only)
+        if read_only and not await moderated_conversations(session, {conv_id}):
+            raise web.HTTPNotFound(reason="no such conversation")  # only a thread the moderation page links to
+        view = await conversation_view(session, conv_id, viewer=p.actor, focus=focus, with_customer=not read_only,
+                                       private=sees_private(p.role))
         if view is None:
             raise web.HTTPNotFound(reason="no such conversation")
         target = await session.get(Mention, view["target_id"]) if view["target_id"] else None

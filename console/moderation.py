@@ -26,7 +26,7 @@ from console.keys import PRINCIPAL, RUNTIME
 from console.paths import MAX_ID, path_id
 from console.render import render
 from escalation.public_guard import platform_name
-from models import Mention, ModerationAction, Reply
+from models import Mention, ModerationAction
 from models.mentions import ERASED_TEXT
 from service.dispatch import Dispatcher
 from service.privacy import ERASED_IDS, erased
@@ -77,8 +77,10 @@ async def render_moderation(request: web.Request, *, notice: str | None = None, 
         acknowledged = await view.acknowledged(session)
         bot_replies = await view.bot_replies(session)
         unknown_actions = await view.unknown_actions(session)
+        # every other row is a moderation action, whose thread a moderator opens; a bot reply's may not be
+        openable = await view.openable(session, request[PRINCIPAL].role, {r.conversation_id for r, *_ in bot_replies})
     return render(request, "moderation.html", status=status, items=items, recent=recent, bot_replies=bot_replies,
-                  unknown_actions=unknown_actions, alerts=alerts, acknowledged=acknowledged,
+                  unknown_actions=unknown_actions, alerts=alerts, acknowledged=acknowledged, openable=openable,
                   decisions=decisions.REVIEW_DECISIONS, notice=notice, error=error, kept=kept or Kept(),
                   platform_name=platform_name)
 
@@ -204,14 +206,16 @@ async def acknowledge_alert(request: web.Request) -> web.StreamResponse:
 
 @require("moderator")
 async def delete_bot_reply(request: web.Request) -> web.StreamResponse:
+    """Take back one of the bot replies the page lists (public, gone out or maybe): any other reply,
+    a private message with a secure link above all, is a 404. Its text is quoted masked."""
     p: Principal = request[PRINCIPAL]
     form = await request.post()
     reason = str(form.get("reason") or "").strip()
     async with request.app[RUNTIME].db.session() as session:
-        reply = await session.get(Reply, path_id(request, "reply_id"))
-        if reply is None or reply.sent_by != "bot":
+        reply = await view.bot_reply(session, path_id(request, "reply_id"))
+        if reply is None:
             raise web.HTTPNotFound()
-        text = view.snippet_text(reply.text, 60)
+        text = view.reply_text(reply, 60)
         unsure = reply.status == "unknown" and not reply.external_ids  # posted or not, with no id to delete it by
         if reason:
             result = await revert_reply(session, reply, _connectors(request), p.actor, reason[:500])

@@ -12,6 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community import moderation
+from console.queries import moderated_conversations
+from escalation.links import shown_without_links
 from models import Author, Mention, ModerationAction, Reply, TriageResult
 
 RECENT = 100
@@ -137,14 +139,36 @@ async def unknown_actions(session: AsyncSession) -> list[tuple[ModerationAction,
     return [(a, m, snippet(m, tri), link(m.url)) for a, m, tri in rows]
 
 
-async def bot_replies(session: AsyncSession) -> list[tuple[Reply, str | None]]:
+# the bot replies a moderator may take back: public ones that went out (or may have); never a private
+# message (a secure link's DM), nor one still in the outbox
+TAKE_BACK = (Reply.sent_by == "bot", Reply.visibility == "public", Reply.status.in_(("sent", "dry_run", "unknown")))
+
+
+def reply_text(reply: Reply, size: int | None = None) -> str:
+    """A reply as the moderation page quotes it: a secure link it holds masked, shortened to ``size``."""
+    text = shown_without_links(reply.text)
+    return snippet_text(text, size) if size else text
+
+
+async def bot_replies(session: AsyncSession) -> list[tuple[Reply, str, str | None]]:
     """Public bot replies, newest first but those nobody knows were posted (``unknown``) before the
-    rest, so none drops out of the list; each with its post's address."""
+    rest, so none drops out of the list; each with its text as shown and its post's address."""
     rows = (await session.execute(
-        select(Reply, Mention.url).outerjoin(Mention, Mention.id == Reply.mention_id)
-        .where(Reply.sent_by == "bot", Reply.visibility == "public", Reply.status.in_(("sent", "dry_run", "unknown")))
+        select(Reply, Mention.url).outerjoin(Mention, Mention.id == Reply.mention_id).where(*TAKE_BACK)
         .order_by(Reply.status != "unknown", Reply.id.desc()).limit(RECENT))).all()
-    return [(r, link(url)) for r, url in rows]
+    return [(r, reply_text(r), link(url)) for r, url in rows]
+
+
+async def bot_reply(session: AsyncSession, reply_id: int) -> Reply | None:
+    """One reply of the list (:func:`bot_replies`) by id, listed or not; None for any other reply."""
+    return await session.scalar(select(Reply).where(Reply.id == reply_id, *TAKE_BACK))
+
+
+async def openable(session: AsyncSession, role: str, conv_ids: set[int]) -> set[int]:
+    """The conversations among ``conv_ids`` the page may link to for ``role``: a moderator opens only
+    those holding a post with a moderation action (:mod:`console.conversation`)."""
+    conv_ids = {c for c in conv_ids if c is not None}
+    return conv_ids if role != "moderator" else await moderated_conversations(session, conv_ids)
 
 
 async def post_snippet(session: AsyncSession, mention_id: int) -> str:

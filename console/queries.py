@@ -6,11 +6,11 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from escalation.public_guard import platform_name
-from models import Author, Mention, RouteDecision, TriageResult
+from models import Author, Mention, ModerationAction, RouteDecision, TriageResult
 from models.base import utcnow
 from service.privacy import erased
 
@@ -18,6 +18,9 @@ ROUTING_GRACE = timedelta(minutes=15)  # a mention ingested this recently may st
 
 
 PRIVATE_SENSITIVITY = ("security", "fraud")
+PRIVATE_OUTCOME = "escalate_private"
+CARE_TEAM = ("agent", "admin")  # the roles (and their tokens) that read private matters
+MODERATED = ("hold", "notify")  # a held or reported post, an alert: put before the moderators
 
 
 def public_text(mention: Mention, tri: TriageResult | None) -> str:
@@ -30,10 +33,47 @@ def public_text(mention: Mention, tri: TriageResult | None) -> str:
     return shown_without_links(shown_text(mention, tri))
 
 
-def private_matter(mention: Mention, tri: TriageResult | None) -> bool:
-    """A post for the care team's eyes only: a private message, or a report of a takeover or fraud.
-    What leaves the team (the marketing digest, outgoing webhooks) never quotes one."""
-    return not mention.is_public or (tri is not None and tri.sensitivity in PRIVATE_SENSITIVITY)
+def private_matter(mention: Mention, tri: TriageResult | None, decision: RouteDecision | None = None) -> bool:
+    """A post for the care team's eyes only: a private message, or a report of a takeover or fraud
+    (scored so, or routed to a private case). What leaves the team (the marketing digest, outgoing
+    webhooks) never quotes one, and other roles never see one (:func:`sees_private`)."""
+    return (not mention.is_public or (tri is not None and tri.sensitivity in PRIVATE_SENSITIVITY)
+            or (decision is not None and decision.outcome == PRIVATE_OUTCOME))
+
+
+def private_clause() -> ColumnElement[bool]:
+    """:func:`private_matter` in SQL, over Mention with TriageResult and RouteDecision (outer joins:
+    a missing row makes nothing private, and no NULL may turn a NOT into "unknown")."""
+    return or_(Mention.is_public.is_(False),
+               func.coalesce(TriageResult.sensitivity, "").in_(PRIVATE_SENSITIVITY),
+               func.coalesce(RouteDecision.outcome, "") == PRIVATE_OUTCOME)
+
+
+def sees_private(role: str) -> bool:
+    """Whether a user (or a token of a user) of ``role`` reads private matters and private replies:
+    the care team only. Others are shown neither, in lists, counts or by id (404: not even that it exists)."""
+    return role in CARE_TEAM
+
+
+async def moderated_ids(session: AsyncSession, mention_ids: list[int]) -> set[int]:
+    """The posts among ``mention_ids`` put before the moderators (a hold, a report or an alert,
+    whatever its state): the moderation page shows them, so a moderator reads them even when they
+    are private matters."""
+    if not mention_ids:
+        return set()
+    return set(await session.scalars(select(ModerationAction.mention_id).where(
+        ModerationAction.mention_id.in_(mention_ids), ModerationAction.action.in_(MODERATED))))
+
+
+async def moderated_conversations(session: AsyncSession, conv_ids: set[int]) -> set[int]:
+    """The conversations among ``conv_ids`` a moderator may read: those holding a post with a hold,
+    a report, an alert or another moderation action (what the moderation page lists and links to;
+    any other thread is the agents')."""
+    if not conv_ids:
+        return set()
+    return set(await session.scalars(
+        select(Mention.conversation_id).join(ModerationAction, ModerationAction.mention_id == Mention.id)
+        .where(Mention.conversation_id.in_(conv_ids)).distinct()))
 
 
 def post_state(mention: Mention | dict[str, Any]) -> str | None:
@@ -58,10 +98,23 @@ async def routing_horizon(session: AsyncSession, since_id: int, now: datetime | 
         Mention.id > since_id, Mention.ingested_at >= (now or utcnow()) - ROUTING_GRACE, ~routed))
 
 
+async def routed_counts(session: AsyncSession, *, private: bool) -> list[tuple[str, int]]:
+    """How many mentions each routing outcome has; without ``private`` (:func:`sees_private`), not
+    counting private matters."""
+    q = select(RouteDecision.outcome, func.count()).group_by(RouteDecision.outcome).order_by(RouteDecision.outcome)
+    if not private:
+        q = (q.join(Mention, Mention.id == RouteDecision.mention_id)
+             .outerjoin(TriageResult, TriageResult.mention_id == Mention.id).where(~private_clause()))
+    return [(o, int(n)) for o, n in (await session.execute(q)).all()]
+
+
 async def routed_mentions(session: AsyncSession, *, outcome: str | None = None, platform: str | None = None,
-                          limit: int = 100, offset: int = 0, since_id: int | None = None) -> list[dict[str, Any]]:
+                          limit: int = 100, offset: int = 0, since_id: int | None = None,
+                          private: bool = True) -> list[dict[str, Any]]:
     """Routed mentions, highest priority first (then newest, then highest id); with ``since_id``,
-    those with a greater id in ascending id order (a cursor for polling: nothing shifts)."""
+    those with a greater id in ascending id order (a cursor for polling: nothing shifts). Without
+    ``private`` (a caller outside the care team, :func:`sees_private`), private matters are left out
+    in the query itself, so pages stay full and a cursor passes them by."""
     q = (
         select(Mention, TriageResult, RouteDecision, Author)
         .join(RouteDecision, RouteDecision.mention_id == Mention.id)
@@ -80,6 +133,8 @@ async def routed_mentions(session: AsyncSession, *, outcome: str | None = None, 
         q = q.where(RouteDecision.outcome == outcome)
     if platform:
         q = q.where(Mention.platform == platform)
+    if not private:
+        q = q.where(~private_clause())
     out = []
     for m, tri, d, a in (await session.execute(q)).all():
         out.append({

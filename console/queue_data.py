@@ -18,7 +18,14 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from console.moderation_view import link
-from console.queries import post_state, public_text
+from console.queries import (
+    PRIVATE_OUTCOME,
+    PRIVATE_SENSITIVITY,
+    moderated_ids,
+    post_state,
+    private_matter,
+    public_text,
+)
 from escalation.links import shown_without_links
 from escalation.public_guard import platform_name
 from models import (
@@ -230,7 +237,7 @@ def pick_target(mentions: list[dict[str, Any]], focus: int | None = None) -> dic
 
 async def conversation_view(session: AsyncSession, conv_id: int, *, viewer: str | None = None,
                             why: str = VIEW_REASON, focus: int | None = None,
-                            with_customer: bool = True) -> dict[str, Any] | None:
+                            with_customer: bool = True, private: bool = True) -> dict[str, Any] | None:
     """The thread (with triage and its explanations), its replies, and the context of the person
     being answered: the author of the target post (``focus``, see :func:`pick_target`), their
     customer record and their history on every channel. In a thread with several people (a Reddit
@@ -240,7 +247,9 @@ async def conversation_view(session: AsyncSession, conv_id: int, *, viewer: str 
     Showing the customer record (name, plan, attributes) is a view of it: audited here as
     ``customer.viewed`` with ``viewer`` (who), ``why`` and the time, and committed before the view is
     returned, so no page shows a record whose viewing went unrecorded. ``with_customer=False`` (a
-    moderator's read-only look at the thread) shows no record and no history, and audits nothing."""
+    moderator's read-only look at the thread) shows no record and no history, and audits nothing.
+    ``private=False`` (a reader outside the care team, :func:`console.queries.sees_private`) leaves out
+    private matters but those on the moderation page, private replies, and replies to what is left out."""
     conv = await session.get(Conversation, conv_id)
     if conv is None:
         return None
@@ -252,6 +261,11 @@ async def conversation_view(session: AsyncSession, conv_id: int, *, viewer: str 
         .where(Mention.conversation_id == conv_id).order_by(Mention.created_at))).all()
     replies = list(await session.scalars(select(Reply).where(Reply.conversation_id == conv_id)
                                          .order_by(Reply.created_at)))
+    if not private:
+        moderated = await moderated_ids(session, [m.id for m, *_ in rows])
+        rows = [(m, tri, d, a) for m, tri, d, a in rows if m.id in moderated or not private_matter(m, tri, d)]
+        shown = {m.id for m, *_ in rows}
+        replies = [r for r in replies if r.visibility == "public" and (r.mention_id is None or r.mention_id in shown)]
     thread: list[dict[str, Any]] = []
     authors_by_mention: dict[int, Author | None] = {}
     for m, tri, d, a in rows:
@@ -316,10 +330,13 @@ async def conversation_view(session: AsyncSession, conv_id: int, *, viewer: str 
                 CaseMessage.case_id.in_([c.id for c in cases])).order_by(CaseMessage.created_at)):
             case_messages.setdefault(cm.case_id, []).append(cm)
     other_replies = []
-    if history:
-        other_replies = list(await session.scalars(select(Reply).where(
-            Reply.mention_id.in_([h["id"] for h in history]), Reply.status.in_(DONE_REPLY))
-            .order_by(Reply.created_at.desc()).limit(20)))
+    if history:  # shown as the thread shows replies: a secure link still in the outbox is masked
+        other_replies = [{"created_at": r.created_at, "platform": r.platform, "kind": r.kind, "status": r.status,
+                          "visibility": r.visibility, "conversation_id": r.conversation_id,
+                          "text": shown_without_links(r.text)}
+                         for r in await session.scalars(select(Reply).where(
+                             Reply.mention_id.in_([h["id"] for h in history]), Reply.status.in_(DONE_REPLY))
+                             .order_by(Reply.created_at.desc()).limit(20))]
     if customer is not None:
         record(session, viewer or UNATTRIBUTED, "customer.viewed", "customer", customer.id, reason=why,
                conversation_id=conv_id)
@@ -339,8 +356,8 @@ async def conversation_view(session: AsyncSession, conv_id: int, *, viewer: str 
         # handled in a private channel: the reply form offers a private message first (a public one
         # would be refused, escalation.public_guard)
         "private_matter": any(c.status != "resolved" for c in cases) or any(
-            (tri is not None and tri.sensitivity in ("security", "fraud"))
-            or (d is not None and d.outcome == "escalate_private") for _, tri, d, _ in rows),
+            (tri is not None and tri.sensitivity in PRIVATE_SENSITIVITY)
+            or (d is not None and d.outcome == PRIVATE_OUTCOME) for _, tri, d, _ in rows),
     }
 
 

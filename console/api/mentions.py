@@ -28,7 +28,7 @@ from console.api.common import (
 from console.auth import require
 from console.conversation import parse_tags
 from console.keys import PRINCIPAL, RUNTIME
-from console.queries import public_text
+from console.queries import moderated_ids, private_matter, public_text, sees_private
 from console.queue_data import QUEUE_LIMIT, clean_filters, queue_items
 from console.replies import dispatch
 from escalation.links import shown_without_links
@@ -103,24 +103,40 @@ def triage_json(tri: TriageResult | None) -> dict[str, Any] | None:
             "model_version": tri.model_version, "scores": explain}
 
 
-async def _mention(session: Any, mention_id: int) -> Mention:
+async def _mention(session: Any, mention_id: int, role: str | None = None) -> Mention:
+    """The mention, or a 404; with the caller's ``role``, also a 404 for a private matter the role may
+    not read (:func:`console.queries.sees_private`), unless it is on the moderation page (a moderator
+    acts on what the page shows)."""
     m = await session.get(Mention, mention_id)
-    if m is None:
+    if m is None or (role is not None and await _withheld(session, m, role)):
         raise ApiError(404, "no such mention")
     return m
+
+
+async def _withheld(session: Any, m: Mention, role: str) -> bool:
+    if sees_private(role):
+        return False
+    tri = await session.scalar(select(TriageResult).where(TriageResult.mention_id == m.id))
+    d = await session.scalar(select(RouteDecision).where(RouteDecision.mention_id == m.id))
+    return private_matter(m, tri, d) and not (role == "moderator" and await moderated_ids(session, [m.id]))
 
 
 @require("agent", "moderator", "marketing", scope="mentions:read")
 @api
 async def get_mention(request: web.Request) -> web.Response:
-    """One mention with its triage (and explanations), routing decision and replies."""
-    rt = request.app[RUNTIME]
+    """One mention with its triage (and explanations), routing decision and replies. A private
+    matter is the care team's: 404 to anyone else (see :func:`_mention`), who also gets only the
+    public replies."""
+    rt, p = request.app[RUNTIME], request[PRINCIPAL]
     async with rt.db.session() as session:
-        m = await _mention(session, path_id(request))
+        m = await _mention(session, path_id(request), p.role)
         tri = await session.scalar(select(TriageResult).where(TriageResult.mention_id == m.id))
         d = await session.scalar(select(RouteDecision).where(RouteDecision.mention_id == m.id))
         author = await session.get(Author, m.author_id) if m.author_id else None
-        replies = list(await session.scalars(select(Reply).where(Reply.mention_id == m.id).order_by(Reply.id)))
+        q = select(Reply).where(Reply.mention_id == m.id).order_by(Reply.id)
+        if not sees_private(p.role):
+            q = q.where(Reply.visibility == "public")
+        replies = list(await session.scalars(q))
     return web.json_response({
         "id": m.id, "platform": m.platform, "external_id": m.external_id, "url": m.url,
         "conversation_id": m.conversation_id, "author": author.handle if author else None,
@@ -214,7 +230,7 @@ async def post_action(request: web.Request) -> web.Response:
         raise ApiError(422, f"{body.action} needs a reason")
     try:
         async with rt.db.session() as session:
-            mention = await _mention(session, path_id(request))
+            mention = await _mention(session, path_id(request), p.role)
             result: dict[str, Any] = {"action": body.action, "mention_id": mention.id}
             if body.action in ("hide", "unhide", "remove", "approve", "lock", "ban"):
                 result.update(await _moderate(request, session, mention, body))

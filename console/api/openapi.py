@@ -38,6 +38,11 @@ from models.console import WEBHOOK_EVENTS
 from service.stages.base import STAGES
 from triage.protocol import SENSITIVITY_LABELS, SENTIMENT_LABELS
 
+WITHHELD = ("Private messages, reports of account takeovers or fraud (sensitivity `security` or `fraud`, or "
+            "routed `escalate_private`) and private replies are the care team's: for a token of a user who is not "
+            "an agent (or admin) such posts are withheld — left out of lists, 404 by id — and only public "
+            "replies are listed.")
+
 
 def spec(base_url: str = "/") -> dict[str, Any]:
     template_out = {"type": "object", "properties": {"name": {"type": "string"}, "variants": OBJ,
@@ -55,7 +60,7 @@ def spec(base_url: str = "/") -> dict[str, Any]:
                         "limit/offset pages neither repeat nor skip a mention while nothing changes. For polling, "
                         "give `since_id` instead of `offset`: mentions with a greater id, in ascending id order; a "
                         "page stops before a mention ingested in the last 15 minutes that is not routed yet, so a "
-                        "cursor never passes over one.",
+                        "cursor never passes over one. " + WITHHELD,
             params=[query_param("outcome", {"type": "string", "enum": list(ROUTE_OUTCOMES)}),
                     query_param("platform", {"type": "string", "maxLength": 32}, "any platform name; an unknown one "
                                                                         "matches nothing"),
@@ -66,6 +71,8 @@ def spec(base_url: str = "/") -> dict[str, Any]:
             errors=(400, 401, 403))},
         "/api/v1/mentions/{id}": {"get": operation("One mention: triage with explanations, route, replies",
                                              "mentions:read", {"200": json_content(ref("Mention"))}, params=[ID],
+                                             description=WITHHELD + " A moderator's token still reads a post "
+                                                         "held, reported or alerted for the moderators.",
                                              errors=(401, 403, 404))},
         "/api/v1/mentions/{id}/replies": {"post": operation(
             "Reply to a mention (text, or a template and tone); idempotent with `idempotency_key` or the "
@@ -84,7 +91,9 @@ def spec(base_url: str = "/") -> dict[str, Any]:
             description="hide, unhide, remove, approve, lock and ban on a post erased on a privacy request, "
                         "before or while the action is carried out, answer 410: the action is `cancelled`, "
                         "never sent to the platform. On a post deleted on its platform, hide, unhide, remove, "
-                        "approve, lock and report answer 409 (nothing can be done to it there); ban still goes.",
+                        "approve, lock and report answer 409 (nothing can be done to it there); ban still goes. "
+                        "A private matter (see GET /api/v1/mentions) is 404 to a token of a moderator, unless the "
+                        "post is held, reported or alerted for the moderators.",
             body=action_body(), errors=(400, 401, 403, 404, 409, 410, 415, 422))},
         "/api/v1/queue": {"get": operation(
             "The agent queue, in priority and SLA order", "mentions:read", {

@@ -94,7 +94,8 @@ REPLY = obj(id=INT, mention_id=nullable(INT), conversation_id=nullable(INT), pla
              text={**STR, "description": "secure links shown as [secure link]"}, template=nullable(STR),
              status=STR, sent_by=STR, created_at=TIME, sent_at=nullable(TIME))
 MENTION = obj(**_MENTION_FIELDS, triage=nullable(ref("Triage")), route=nullable(ref("Route")),
-               replies=array_of(ref("Reply")))
+               replies={**array_of(ref("Reply")), "description": "the public ones only, for a token of a user "
+                                                                 "who is not an agent (or admin)"})
 ACTION_RESULT = {**obj(
     ["action", "mention_id"], action={"type": "string", "enum": list(ACTIONS)}, mention_id=INT,
     status={**STR, "description": "hide, unhide, remove, approve, lock, ban: `done` or `failed`; report: the "

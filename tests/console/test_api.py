@@ -39,11 +39,14 @@ async def test_a_secure_link_waiting_in_the_outbox_is_never_shown_to_a_reader(ap
         s.add(Reply(dedup_key=f"dm:{m.id}", mention_id=m.id, platform="x", visibility="private",
                     kind="secure_link_dm", text=f"Continue here in private: {link}", status="pending", sent_by="bot"))
         await s.commit()
-    token = await bot_token(runtime, "mia", ["mentions:read"])
+    token = await bot_token(runtime, "alice", ["mentions:read"])  # the care team reads the DM, link masked
     body = await (await app_client.get(f"/api/v1/mentions/{m.id}", headers=bearer(token))).json()
     [dm] = [r for r in body["replies"] if r["kind"] == "secure_link_dm"]
     assert dm["text"] == "Continue here in private: [secure link]"
     assert "/secure/" not in str(body)
+    marketing = await bot_token(runtime, "mia", ["mentions:read"])  # a takeover report is not marketing's at all
+    r = await app_client.get(f"/api/v1/mentions/{m.id}", headers=bearer(marketing))
+    assert r.status == 404 and "/secure/" not in await r.text()
 
 
 async def test_a_token_without_the_scope_is_refused(app_client, runtime):
