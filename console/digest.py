@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from console.queries import private_matter, public_text
+from console.queries import private_clause, public_text
 from models import Incident, IncidentMention, Mention, RouteDecision, TriageResult
 from service.privacy import erased
 from triage import redact
@@ -85,12 +85,6 @@ def safe_text(m: Mention, tri: TriageResult | None) -> str:
     return re.sub(r"https?://\S+", "[link]", text)
 
 
-def quotable(m: Mention, t: TriageResult) -> bool:
-    """May the digest, mailed around the company, quote this post or count its words? Not an erased
-    one, nor a private message or a takeover or fraud report (counted, never quoted)."""
-    return not erased(m) and not private_matter(m, t)
-
-
 @dataclass
 class Post:
     platform: str
@@ -150,10 +144,11 @@ def _counted(query: Any) -> Any:
                    (RouteDecision.outcome.is_(None)) | (RouteDecision.outcome.not_in(EXCLUDED_OUTCOMES))))
 
 
-async def _rows(session: AsyncSession, start: datetime, end: datetime) -> list[tuple[Mention, TriageResult]]:
-    return list((await session.execute(
-        _counted(select(Mention, TriageResult)).where(Mention.created_at >= start, Mention.created_at < end)
-        .order_by(Mention.created_at))).all())
+async def _rows(session: AsyncSession, start: datetime, end: datetime) -> list[tuple[Mention, TriageResult, bool]]:
+    """The posts counted, each with whether it is a private matter (:func:`console.queries.private_matter`)."""
+    return [tuple(r) for r in (await session.execute(
+        _counted(select(Mention, TriageResult, private_clause())).where(
+            Mention.created_at >= start, Mention.created_at < end).order_by(Mention.created_at))).all()]
 
 
 async def latest_day_before(session: AsyncSession, start: datetime) -> date | None:
@@ -170,8 +165,13 @@ async def compute(session: AsyncSession, period: str, end: datetime | None = Non
                   max_rows: int = 200_000) -> Digest:
     start, end = window(period, end)
     prev_start = start - PERIODS[period]
-    cur = (await _rows(session, start, end))[:max_rows]
-    prev = (await _rows(session, prev_start, start))[:max_rows]
+    cur3 = (await _rows(session, start, end))[:max_rows]
+    prev3 = (await _rows(session, prev_start, start))[:max_rows]
+    private = {m.id for m, _, p in cur3 + prev3 if p}
+    cur, prev = [(m, t) for m, t, _ in cur3], [(m, t) for m, t, _ in prev3]
+
+    def quotable(m: Mention) -> bool:  # counted, but an erased post has no words, and a private matter is not quoted
+        return not erased(m) and m.id not in private
     d = Digest(period=period, start=start, end=end, prev_start=prev_start, total=len(cur), prev_total=len(prev))
     vc, vp = Counter(m.platform for m, _ in cur), Counter(m.platform for m, _ in prev)
     d.volume = {ch: (vc[ch], vp[ch]) for ch in sorted(set(vc) | set(vp), key=lambda c: (-vc[c], c))}
@@ -198,11 +198,11 @@ async def compute(session: AsyncSession, period: str, end: datetime | None = Non
     d.prev_issue_counts = dict(ip)
 
     tc, tp = Counter(), Counter()
-    for m, t in cur:  # an erased post is counted, but has no words; nor has a private matter
-        if quotable(m, t):
+    for m, t in cur:
+        if quotable(m):
             tc.update(set(terms(safe_text(m, t))))
     for m, t in prev:
-        if quotable(m, t):
+        if quotable(m):
             tp.update(set(terms(safe_text(m, t))))
     d.top_terms = tc.most_common(15)
     if d.prev_total:  # with nothing before, every frequent word would "emerge": see has_previous
@@ -221,7 +221,7 @@ async def compute(session: AsyncSession, period: str, end: datetime | None = Non
 
     def pick(label: str) -> list[Post]:
         rows = [(m, t) for m, t in cur if t.sentiment == label and t.toxicity != "offensive" and not m.hidden
-                and not m.deleted and quotable(m, t)]
+                and not m.deleted and quotable(m)]
         rows.sort(key=lambda r: (-(r[1].scores or {}).get("sentiment", {}).get("score", 0.0), -r[1].priority))
         return [Post(m.platform, m.created_at, t.sentiment, t.issue_type, t.priority, safe_text(m, t))
                 for m, t in rows[:notable]]

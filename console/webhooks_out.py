@@ -102,7 +102,9 @@ async def _triaged(session: Any, t: TriageResult) -> dict[str, Any]:
     from console.api.mentions import triage_json
 
     m = await session.get(Mention, t.mention_id)
-    withheld = m is not None and private_matter(m, t)  # a DM, a takeover or fraud report: read it in the console
+    decision = await session.scalar(  # routed by now, as a rule: the scan lets rows settle first
+        select(RouteDecision).where(RouteDecision.mention_id == t.mention_id))
+    withheld = m is not None and private_matter(m, t, decision)  # a DM, a takeover or fraud report, a case's
     triage = triage_json(t)
     return {"mention_id": t.mention_id, "platform": m.platform if m else None, "url": m.url if m else None,
             "text": public_text(m, t) if m and not withheld else None, "text_withheld": withheld,

@@ -320,18 +320,20 @@ async def test_private_matters_are_counted_but_never_quoted_nor_their_words_list
     for i in range(3):
         await add_mention(runtime, f"stranger emptied wallet overnight {i}", sensitivity="fraud",
                           created_at=at + timedelta(minutes=2 + i))
+    await add_mention(runtime, "reset it but my playlists are gone", outcome="escalate_private",  # joins a case
+                      created_at=at + timedelta(minutes=6))
     await add_mention(runtime, "see care.example.com/secure/AbCdEfGhIjKlMnOpQrStUvWxYz0123456789abcdefg "
                                "living room speaker broken", created_at=at + timedelta(minutes=9))
     async with runtime.db.session() as s:
         (await s.get(Mention, dm.id)).is_public = False
         await s.commit()
         d = await compute(s, "day", END)
-    assert d.total == 6 and d.sentiment["negative"][0] == 6
+    assert d.total == 7 and d.sentiment["negative"][0] == 7
     shown = " ".join(p.text for p in d.negative)
     assert "playback stutters" in shown and "living room speaker broken" in shown
-    assert "husband" not in shown and "wallet" not in shown and "AbCdEfGh" not in shown
+    assert "husband" not in shown and "wallet" not in shown and "AbCdEfGh" not in shown and "playlists" not in shown
     words = {t for t, _ in d.top_terms}
-    assert "living room" in words and not {"husband", "wallet", "stranger emptied"} & words
+    assert "living room" in words and not {"husband", "wallet", "stranger emptied", "playlists"} & words
 
 
 def test_count_axes_are_whole_numbers_from_zero_also_when_empty():

@@ -164,21 +164,22 @@ async def test_a_triaged_event_quotes_public_posts_redacted_and_withholds_privat
                                                                                   "start": 19, "end": 38}])
     dm = await add_mention(runtime, "DM: my ex has my login and drains the family account")
     hacked = await add_mention(runtime, "someone hacked my account from Lagos", sensitivity="security")
+    follow_up = await add_mention(runtime, "reset it but my playlists are gone", outcome="escalate_private")
     async with runtime.db.session() as s:
         (await s.get(Mention, dm.id)).is_public = False
         (await s.get(TriageResult, hacked.id)).scores = {
             "sensitivity": {"label": "security", "score": 0.97, "explanation": ["word 'hacked' (+0.61)"]}}
         await s.commit()
     later = utcnow() + timedelta(seconds=5)
-    assert await scan(runtime.db, now=later) == 3
+    assert await scan(runtime.db, now=later) == 4
     async with aiohttp.ClientSession() as http:
-        assert await deliver_due(runtime.db, http, now=later) == 3
+        assert await deliver_due(runtime.db, http, now=later) == 4
     data = {e["data"]["mention_id"]: e["data"] for e in (json.loads(b) for _, b in receiver.got)}
     assert "billed twice" in data[public.id]["text"] and data[public.id]["text_withheld"] is False
     assert "4111" not in data[public.id]["text"] and "AbCdEfGh" not in data[public.id]["text"]
-    for private in (dm.id, hacked.id):
+    for private in (dm.id, hacked.id, follow_up.id):  # the last joined a private case
         assert data[private]["text"] is None and data[private]["text_withheld"] is True
     raw = b"".join(b for _, b in receiver.got).decode()
-    assert "drains the family" not in raw and "hacked" not in raw and "Lagos" not in raw
+    assert "drains the family" not in raw and "hacked" not in raw and "Lagos" not in raw and "playlists" not in raw
     assert data[hacked.id]["triage"]["sensitivity"] == "security"  # the labels still go: a bot routes on them
 
