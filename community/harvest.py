@@ -7,6 +7,8 @@ copy when those are redacted or hidden later (:func:`sync_copies`, called by mod
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,20 +19,39 @@ ACCEPTED_DISTINGUISHED = ("moderator", "admin")
 ACCEPTING_PLATFORMS = ("discourse", "reddit")  # the only ones whose posts can be accepted answers
 
 
-def accepted_source(mention: Mention) -> str | None:
+def own_subreddits(settings: Any) -> frozenset[str]:
+    """The brand's own subreddits (``reddit_subreddits``), lower case, without ``r/``."""
+    return frozenset(s.strip().lower().removeprefix("r/") for s in settings.reddit_subreddits if s.strip())
+
+
+def ours(mention: Any, own: frozenset[str]) -> bool:
+    """Is this Reddit post in one of the brand's own subreddits? Only there is a moderator's mark the
+    brand's community speaking: the keyword search reads all of Reddit, and anyone can open a
+    subreddit and distinguish their own posts in it."""
+    return (mention.channel or "").lower().removeprefix("r/") in own
+
+
+def distinguished(mention: Any, own: frozenset[str]) -> bool:
+    """A Reddit post a moderator or an admin of one of the brand's own subreddits distinguished."""
+    raw = mention.raw if isinstance(mention.raw, dict) else {}
+    return mention.platform == "reddit" and raw.get("distinguished") in ACCEPTED_DISTINGUISHED and ours(mention, own)
+
+
+def accepted_source(mention: Mention, own: frozenset[str]) -> str | None:
     """Why this post counts as an accepted answer (``accepted`` / ``distinguished``), or None."""
     raw = mention.raw or {}
     if mention.platform == "discourse" and raw.get("accepted_answer") is True:
         return "accepted"
-    if mention.platform == "reddit" and raw.get("distinguished") in ACCEPTED_DISTINGUISHED and mention.in_reply_to:
+    if mention.in_reply_to and distinguished(mention, own):
         return "distinguished"
     return None
 
 
-async def harvest(session: AsyncSession, mentions: list[Mention]) -> set[int]:
+async def harvest(session: AsyncSession, mentions: list[Mention], own: frozenset[str]) -> set[int]:
     """Record the accepted answers among ``mentions`` (idempotent); returns their mention ids.
-    The question is the parent post, or else the thread's first post."""
-    answers = [(m, s) for m in mentions if (s := accepted_source(m))]
+    The question is the parent post, or else the thread's first post. ``own``: the brand's own
+    subreddits (:func:`own_subreddits`)."""
+    answers = [(m, s) for m in mentions if (s := accepted_source(m, own))]
     if not answers:
         return set()
     parents = {(m.platform, m.in_reply_to or m.platform_conversation_id) for m, _ in answers}

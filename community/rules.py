@@ -16,7 +16,7 @@ A rules file is a list of rules (see the bundled ``service/demo/moderation_rules
       notify: care-leads                 # for action notify
       message_template: pii_removed_notice  # optional: sent privately to the author
       notify_author: true                # hold/remove: tell the author privately (default true)
-      moderators_exempt: true            # skip posts of the channel's moderators and accepted answers
+      moderators_exempt: true            # skip posts of the community's moderators and staff
       reason: Links from brand-new accounts are reviewed first.
 
 Every matching rule applies; of the deciding actions the strictest wins (remove over hold over
@@ -25,7 +25,7 @@ reason (its ``message_template``, else a built-in notice), unless the rule says
 ``notify_author: false`` (spam: a spammer is not told what tripped the filter). Loading validates
 everything and rejects a bad file as a whole, naming the line and the reason, so a typo never
 silently disables moderation. As in AutoModerator, a rule skips the posts its community vouches for
-(its moderators' and staff's, and accepted answers: :mod:`community.trust`) unless it says
+(its moderators' and staff's: :mod:`community.trust`) unless it says
 ``moderators_exempt: false``. :func:`unknown_templates` checks the templates rules name against
 the ones the service knows (``socialcare rules check``).
 """

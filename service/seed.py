@@ -12,6 +12,15 @@ from models import Customer
 
 DEMO = Path(__file__).resolve().parent / "demo"
 DEMO_MENTIONS = DEMO / "mentions.jsonl"
+DEMO_SUBREDDITS = ["acme"]  # the demo brand's own community, as its settings would name it
+
+
+def demo_settings(settings):  # noqa: ANN001, ANN201
+    """The settings a demo runs with: the demo brand's own subreddit named where none is, so its
+    moderators' answers count as theirs (community.trust); no connector starts without credentials."""
+    if settings.reddit_subreddits:
+        return settings
+    return settings.model_copy(update={"reddit_subreddits": DEMO_SUBREDDITS})
 
 
 async def seed_demo(db) -> dict[str, int]:  # noqa: ANN001

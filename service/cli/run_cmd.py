@@ -69,6 +69,10 @@ def run(settings, port: int | None, host: str | None, demo: bool | None) -> None
     port = port or settings.port
     if demo is None:
         demo = settings.demo and not (settings.x_enabled or settings.reddit_enabled or settings.discourse_enabled)
+    if demo:
+        from service.seed import demo_settings
+
+        settings = demo_settings(settings)
     asyncio.run(_serve(settings, stages=STAGES, workers=1, web_port=port, demo=demo, listen=True))
 
 

@@ -22,7 +22,7 @@ from sqlalchemy import and_, bindparam, case, delete, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from community.answers import AnswerIndex, Candidate
-from community.harvest import ACCEPTING_PLATFORMS, harvest
+from community.harvest import ACCEPTING_PLATFORMS, harvest, own_subreddits
 from community.incidents import SpikePolicy, match_batch
 from community.moderation import author_removals
 from community.reports import INCIDENT_TYPES, is_thanks
@@ -105,6 +105,7 @@ class RouteStage:
         self._refreshed = 0.0
         self._refresh_s = refresh_s
         self.spike = SpikePolicy.from_settings(ctx.settings)
+        self.own_subreddits = own_subreddits(ctx.settings)  # where a moderator's mark is the brand's community
         self.rules_path = Path(ctx.settings.moderation_rules_path or BUNDLED_RULES)
         self.rules = load_rules(self.rules_path)  # an invalid file stops start-up with line and reason
         self._rules_mtime = self._mtime()
@@ -185,7 +186,7 @@ class RouteStage:
             matched = {m.id: evaluate(self.rules, self._subject(m, t, a, removals)) for m, t, a in rows}
             held = {mid for mid, found in matched.items() if any(x.action in ("hold", "remove") for x in found)}
 
-            accepted = await harvest(session, [m for m, _, _ in rows])
+            accepted = await harvest(session, [m for m, _, _ in rows], self.own_subreddits)
             if accepted:
                 self._refreshed = 0.0  # new community answers: refresh the index next batch
             incidents = await match_batch(session, [
@@ -236,7 +237,7 @@ class RouteStage:
                     platform=mention.platform, community_channel=mention.platform in community,
                     incident_id=incidents.get(mention.id), answer=cheap[mention.id], retrieved=cands,
                     community_answer=next((c for c in cands if c.kind == "community"), None),
-                    accepted_answer=mention.id in accepted, vouched_for=vouched_for(mention),
+                    accepted_answer=mention.id in accepted, vouched_for=vouched_for(mention, self.own_subreddits),
                     author_banned=bool(author and author.banned),
                     rules=matched[mention.id], open_case=_open_case(cases, mention),
                     agent_thread=bool(mention.agent_thread)
@@ -307,8 +308,7 @@ class RouteStage:
                 cases[author] = (None, (details or {}).get("category") or "security", conversation)
         return {**cases, **await open_cases_by_author(session, author_ids)}
 
-    @staticmethod
-    def _subject(m: Record, t: Record, a: Record | None, removals: dict[int, int]) -> Subject:
+    def _subject(self, m: Record, t: Record, a: Record | None, removals: dict[int, int]) -> Subject:
         *probabilities, pii = t.parts
         age = None
         if a is not None and a.account_created_at is not None:
@@ -318,7 +318,8 @@ class RouteStage:
             probabilities={task: p or {} for task, p in zip(RULE_TASKS, probabilities)},
             pii_types=frozenset(p.get("type") for p in pii or [] if isinstance(p, dict)),
             account_age_days=age, followers=a.followers if a else None,
-            removals=removals.get(m.author_id, 0) if m.author_id else 0, vouched_for=vouched_for(m))
+            removals=removals.get(m.author_id, 0) if m.author_id else 0,
+            vouched_for=vouched_for(m, self.own_subreddits))
 
 
 async def _questions(session, accepted: set[int]) -> list[int]:  # noqa: ANN001

@@ -129,7 +129,7 @@ async def db(sqlite_url):
 
 def community_settings(tmp_path: Path, **overrides: Any) -> Any:
     values: dict[str, Any] = dict(var_dir=tmp_path / "var", demo=False, dry_run=False, cookie_secure=False,
-                                  auto_answer_threshold=0.55)
+                                  auto_answer_threshold=0.55, reddit_subreddits=["acme"])  # the brand's own
     values.update(overrides)
     return load_settings(**values)
 

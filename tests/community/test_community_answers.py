@@ -15,7 +15,7 @@ async def test_a_distinguished_answer_is_recorded_and_links_the_next_similar_que
     assert await world.get(Reply, mention_id=q.id) == []  # the community answers first
 
     a = await world.mention("It moved to Settings > Playback > Crossfade in 9.2, same slider as before.",
-                            platform="reddit", in_reply_to=q.external_id, raw={"distinguished": "moderator"},
+                            platform="reddit", in_reply_to=q.external_id, raw={"distinguished": "moderator"}, channel="r/acme",
                             issue="product_question", issue_p=0.8)
     await world.run(a)
     [answer_decision] = await world.get(RouteDecision, mention_id=a.id)
@@ -54,7 +54,7 @@ async def test_copies_of_accepted_answers_never_keep_personal_data(world):
                             platform="reddit", issue="billing")
     name = "Jane Roe"
     text = f"Ask {name} at the Leeds store, she sorted mine in a day."
-    a = await world.mention(text, platform="reddit", in_reply_to=q.external_id, raw={"distinguished": "moderator"},
+    a = await world.mention(text, platform="reddit", in_reply_to=q.external_id, raw={"distinguished": "moderator"}, channel="r/acme",
                             issue="billing", pii=[{"type": "national_id", "start": text.index(name),
                                                    "end": text.index(name) + len(name)}])
     await world.run(q)
@@ -82,11 +82,12 @@ async def test_a_question_its_author_deletes_while_its_answer_is_routed_leaves_n
     q = await world.mention("Crossfade setting missing on desktop after the update?", platform="reddit",
                             issue="product_question")
     a = await world.mention("It moved to Settings > Playback > Crossfade in 9.2.", platform="reddit",
-                            in_reply_to=q.external_id, raw={"distinguished": "moderator"}, issue="product_question")
+                            in_reply_to=q.external_id, raw={"distinguished": "moderator"}, channel="r/acme",
+                            issue="product_question")
     real = route_stage.harvest
 
-    async def harvest_then_the_author_deletes(session, mentions):
-        out = await real(session, mentions)
+    async def harvest_then_the_author_deletes(session, mentions, own):
+        out = await real(session, mentions, own)
         async with world.db.session() as s:  # ingest, in its own transaction, commits meanwhile
             gone = NormalizedMention(platform="reddit", external_id=q.external_id, text="[deleted]",
                                      created_at=q.created_at, event="delete", remove_content=True)

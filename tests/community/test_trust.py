@@ -26,21 +26,26 @@ RULES = """
 """
 
 
-@pytest.mark.parametrize("platform,raw,expected", [
-    ("reddit", {"distinguished": "moderator"}, True),
-    ("reddit", {"distinguished": "admin"}, True),
-    ("reddit", {"distinguished": None}, False),
-    ("reddit", {}, False),
-    ("discourse", {"staff": True}, True),
-    ("discourse", {"moderator": True}, True),
-    ("discourse", {"admin": True}, True),
-    ("discourse", {"accepted_answer": True}, True),
-    ("discourse", {"staff": "true", "moderator": False}, False),  # only the serializer's booleans
-    ("x", {"distinguished": "moderator"}, False),  # X has no such mark: a tweet's raw cannot claim one
+OWN = frozenset({"acme"})
+
+
+@pytest.mark.parametrize("platform,channel,raw,expected", [
+    ("reddit", "r/acme", {"distinguished": "moderator"}, True),
+    ("reddit", "r/Acme", {"distinguished": "admin"}, True),
+    ("reddit", "r/scammers_own_sub", {"distinguished": "moderator"}, False),  # anyone moderates a sub of their own
+    ("reddit", None, {"distinguished": "moderator"}, False),
+    ("reddit", "r/acme", {"distinguished": None}, False),
+    ("reddit", "r/acme", {}, False),
+    ("discourse", "community/help", {"staff": True}, True),
+    ("discourse", "community/help", {"moderator": True}, True),
+    ("discourse", "community/help", {"admin": True}, True),
+    ("discourse", "community/help", {"accepted_answer": True}, False),  # a topic's author accepts any reply
+    ("discourse", "community/help", {"staff": "true", "moderator": False}, False),  # the serializer's booleans only
+    ("x", "@AcmeHelp", {"distinguished": "moderator"}, False),  # X has no such mark: a tweet's raw cannot claim one
 ])
-def test_what_marks_a_post_as_vouched_for(platform, raw, expected):
-    post = SimpleNamespace(platform=platform, raw=raw, in_reply_to=None)
-    assert vouched_for(post) is expected
+def test_what_marks_a_post_as_vouched_for(platform, channel, raw, expected):
+    post = SimpleNamespace(platform=platform, channel=channel, raw=raw, in_reply_to=None)
+    assert vouched_for(post, OWN) is expected
 
 
 def test_rules_skip_vouched_posts_unless_they_say_moderators_exempt_false():
@@ -55,16 +60,23 @@ def test_rules_skip_vouched_posts_unless_they_say_moderators_exempt_false():
 
 
 async def test_a_moderators_answer_with_a_help_link_is_not_held_as_spam(make_world):
-    world = make_world()  # the bundled rules; 0.7 is spam to the classifier, under their likely-spam rule
-    member = await world.mention(LINKED, platform="reddit", author="someone", in_reply_to="t3_q1", spam=0.7)
+    """In the brand's own subreddit; a moderator of a subreddit of their own vouches for nothing."""
+    world = make_world(reddit_subreddits=["r/Acme"])  # the bundled rules; 0.7 is spam to the classifier, under
+    mod_mark = {"distinguished": "moderator"}          # their likely-spam rule
+    member = await world.mention(LINKED, platform="reddit", author="someone", in_reply_to="t3_q1", spam=0.7,
+                                 channel="r/acme")
     mod = await world.mention(LINKED, platform="reddit", author="acme_mod_jules", in_reply_to="t3_q1", spam=0.7,
-                              raw={"distinguished": "moderator"})
-    await world.run(member, mod)
+                              channel="r/acme", raw=mod_mark)
+    elsewhere = await world.mention("FREE premium here https://free-prem.example", platform="reddit",
+                                    author="scammer", in_reply_to="t3_q9", spam=0.7, channel="r/scammers_own_sub",
+                                    raw=mod_mark)
+    await world.run(member, mod, elsewhere)
     decided = {d.mention_id: d for d in await world.get(RouteDecision)}
     assert decided[member.id].outcome == "moderate" and "builtin:spam" in decided[member.id].reason
     assert decided[mod.id].outcome == "ignore"  # the community's answer: kept for later askers
+    assert decided[elsewhere.id].outcome == "moderate"
     held = {a.mention_id for a in await world.get(ModerationAction) if a.action in ("hide", "filter", "remove")}
-    assert member.id in held and mod.id not in held
+    assert member.id in held and elsewhere.id in held and mod.id not in held
 
 
 async def test_a_staff_post_passes_a_score_rule_by_and_is_not_held_as_abuse(make_world, tmp_path):
@@ -85,7 +97,7 @@ async def test_personal_data_in_a_vouched_post_is_still_hidden(make_world):
     text = "Mail our team at jo.doe@example.com for a refund"
     at = text.index("jo.doe@example.com")
     mod = await world.mention(text, platform="reddit", author="acme_mod_jules", in_reply_to="t3_q2",
-                              raw={"distinguished": "moderator"},
+                              raw={"distinguished": "moderator"}, channel="r/acme",
                               pii=[{"type": "email", "start": at, "end": at + len("jo.doe@example.com")}])
     await world.run(mod)
     [decision] = await world.get(RouteDecision, mention_id=mod.id)

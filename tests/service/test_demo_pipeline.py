@@ -26,7 +26,9 @@ def demo_labels() -> dict[tuple[str, str], dict]:
 
 
 async def run_demo(settings, triager, workers: int):
-    rt = await Runtime.open(settings, triager=triager, workers=workers, with_connectors=False)
+    from service.seed import demo_settings
+
+    rt = await Runtime.open(demo_settings(settings), triager=triager, workers=workers, with_connectors=False)
     try:
         await seed_demo(rt.db)
         await rt.start()
