@@ -142,6 +142,10 @@ async def login_page(request: web.Request) -> web.Response:
 
 
 async def login_submit(request: web.Request, throttle: LoginThrottle) -> web.Response:
+    """Sign in. The audit entries (``login.*``, like ``logout``) name the account, never the client's
+    address: an IP address is personal data, and the audit log is kept for good and reached by no
+    erasure (``service.audit``: details carry none). The throttle keeps addresses in this process's
+    memory for its window only."""
     form = await request.post()
     username, password = str(form.get("username", "")), str(form.get("password", ""))
     name, address = username.strip().lower()[:100], request.remote or "unknown"
@@ -153,7 +157,7 @@ async def login_submit(request: web.Request, throttle: LoginThrottle) -> web.Res
         if refused is not None:
             kind, wait, audit = refused
             if audit:
-                record(session, actor, "login.throttled", "user", user.id if user else None, ip=address, limit=kind)
+                record(session, actor, "login.throttled", "user", user.id if user else None, limit=kind)
                 await session.commit()
             minutes = math.ceil(wait / 60)
             response = render(request, "login.html", next=_next(request, form), local_demo=local_demo(request),
@@ -166,8 +170,7 @@ async def login_submit(request: web.Request, throttle: LoginThrottle) -> web.Res
         else:
             await asyncio.to_thread(verify_nobody, password)
             ok = False
-        record(session, actor, "login.success" if ok else "login.failure", "user", user.id if user else None,
-               ip=address)
+        record(session, actor, "login.success" if ok else "login.failure", "user", user.id if user else None)
         await session.commit()
     if not ok:
         return render(request, "login.html", next=_next(request, form), error="Wrong user name or password.",
@@ -192,7 +195,7 @@ async def logout(request: web.Request) -> web.Response:
         if isinstance(given, str) and auth.csrf_ok(p.nonce, given):
             async with request.app[RUNTIME].db.session() as session:
                 await end_sessions(session, p.user_id)
-                record(session, p.actor, "logout", "user", p.user_id, ip=request.remote)
+                record(session, p.actor, "logout", "user", p.user_id)  # no address: see login_submit
                 await session.commit()
             response = web.HTTPFound("/login")
             auth.logout(response)

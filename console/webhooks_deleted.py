@@ -5,8 +5,8 @@ words in the deliveries of its events too, in the deletion's transaction (:func:
 pending ones still go out, as a scan would build them now (the marker for the text, the labels and
 ids without the explanations and reasons that quote it), so a receiver still gets every event once
 and the words never leave after the deletion; delivered and failed ones keep their ids, status and
-times. A scan that read a post just before its deletion checks again before it commits
-(:func:`respect_removal`).
+times. A scan that read a post just before its deletion, or its erasure, checks again before it
+commits (:func:`respect_removal`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from listener.deletions import GONE_IDS, url_without_words
 from models import Mention
 from models.console import WebhookDelivery
-from models.mentions import DELETED_TEXT
-from service.privacy import rewrite
+from models.mentions import DELETED_TEXT, ERASED_TEXT
+from service.privacy import rewrite, stubbed
 
 WORDED = ("mention.triaged", "mention.routed")  # the events whose body quotes a post (its text, a reason)
 _M = Mention.__table__.c
@@ -74,18 +74,23 @@ async def remove_content(session: AsyncSession, mention_ids: list[int]) -> int:
 
 async def respect_removal(session: AsyncSession, written: list[WebhookDelivery]) -> None:
     """Before a scan commits: its deliveries about posts whose content was removed since it read
-    them lose the words. A removal that commits later finds them (:func:`remove_content`): on
-    SQLite the scan writes first (its flush), and no other write commits before its own; on
-    PostgreSQL it holds the posts ``FOR SHARE``, which the removal's ``FOR UPDATE``
-    (:func:`listener.deletions.lock_rows`) waits for, or waits for the removal's commit and reads it."""
-    worded = [d for d in written if d.event_type in WORDED and d.mention_id is not None]
-    ids = sorted({d.mention_id for d in worded})
+    them lose the words, and those about posts erased since (whatever the event) become the
+    erasure's stub (:func:`service.privacy.stubbed`), as the erasure would have made them had they
+    existed. A removal or erasure that commits later finds them (:func:`remove_content`,
+    :func:`service.privacy.stub_deliveries`): on SQLite the scan writes first (its flush), and no
+    other write commits before its own; on PostgreSQL it holds the posts ``FOR SHARE``, which the
+    removal's ``FOR UPDATE`` (:func:`listener.deletions.lock_rows`) and the erasure's wait for, or
+    waits for their commit and reads it."""
+    about = [d for d in written if d.mention_id is not None]
+    ids = sorted({d.mention_id for d in about})
     if not ids:
         return
     await session.flush()
     if session.bind.dialect.name == "postgresql":
         await session.execute(select(_M.id).where(_M.id.in_(ids)).order_by(_M.id).with_for_update(read=True))
-    gone = {r.id for r in await session.execute(GONE_IDS, {"ids": ids}) if r.text == DELETED_TEXT}
-    for d in worded:
-        if d.mention_id in gone:
+    gone = {r.id: r.text for r in await session.execute(GONE_IDS, {"ids": ids})}
+    for d in about:
+        if gone.get(d.mention_id) == ERASED_TEXT:
+            d.payload = stubbed(d.payload)
+        elif gone.get(d.mention_id) == DELETED_TEXT and d.event_type in WORDED:
             d.payload = without_words(d.event_type, d.payload)

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from escalation.customers import link_identity
 from listener.protocol import NormalizedMention
 from models import Customer
+from service.tombstones import Tombstones, privacy_key
 
 log = logging.getLogger("socialcare.listener.webhook")
 
@@ -52,22 +53,47 @@ async def find_customer(session: AsyncSession, ref: str | None, email: str | Non
     return None
 
 
-async def link_signed_customers(db: Any, claims: list[tuple[NormalizedMention, str | None, str | None]]) -> int:
+async def link_signed_customers(db: Any, claims: list[tuple[NormalizedMention, str | None, str | None]],
+                                settings: Any) -> int:
     """Link each claimed author to their customer; returns how many were linked. Unknown customers
-    are left alone: the CRM import, not a webhook, creates customer records."""
-    linked = 0
-    async with db.session() as session:
-        for mention, ref, email in claims:
-            if not (ref or email):
-                continue
-            if not mention.author_id:
-                log.info("webhook post %s names a customer but no author id: not linked", mention.external_id)
-                continue
-            customer = await find_customer(session, ref, email)
-            if customer is None:
-                log.info("webhook post %s names a customer unknown to the customer table", mention.external_id)
-                continue
-            await link_identity(session, customer.id, mention.platform, None, mention.author_id, source="webhook")
-            linked += 1
-        await session.commit()
-    return linked
+    are left alone: the CRM import, not a webhook, creates customer records. A post its author's
+    erasure tombstoned (published before it, delivered late: the sender's retry) links nobody,
+    as ingest then drops it: the link would bring back the identity the erasure deleted. The
+    tombstones are looked up as ingest looks them up (:class:`service.tombstones.Tombstones`, with
+    ``settings``' key), so an erasure and this link wait for each other."""
+    tombstones = Tombstones(privacy_key(settings))
+    claims = [(m, ref, email) for m, ref, email in claims if _claimed(m, ref, email)]
+    sqlite, dropped = db.is_sqlite, set()
+    while True:
+        linked = 0
+        async with db.session() as session:
+            if not sqlite:  # first statement, holding the gate until the commit (see service.tombstones)
+                dropped |= await tombstones.erased_posts(session, [m for m, _, _ in claims], lock=True)
+            for i, (mention, ref, email) in enumerate(claims):
+                if i in dropped:
+                    continue
+                customer = await find_customer(session, ref, email)
+                if customer is None:
+                    log.info("webhook post %s names a customer unknown to the customer table", mention.external_id)
+                    continue
+                await link_identity(session, customer.id, mention.platform, None, mention.author_id, source="webhook")
+                linked += 1
+            if sqlite and linked:  # after the writes, in their transaction: link again without them
+                await session.flush()
+                if late := await tombstones.erased_posts(session, [m for m, _, _ in claims], lock=False) - dropped:
+                    dropped |= late
+                    await session.rollback()
+                    continue
+            await session.commit()
+        if dropped:
+            log.info("%d webhook post(s) of an erased account: their author not linked", len(dropped))
+        return linked
+
+
+def _claimed(mention: NormalizedMention, ref: str | None, email: str | None) -> bool:
+    if not (ref or email):
+        return False
+    if not mention.author_id:
+        log.info("webhook post %s names a customer but no author id: not linked", mention.external_id)
+        return False
+    return True

@@ -262,7 +262,7 @@ def routes(settings: Any, publish: Publish, *, tolerance: float = 300.0, db: Any
         if problems:
             return json_error(400, "invalid posts", problems=problems[:20])
         try:
-            linked = await link_signed_customers(db, claims) if claims and db is not None else 0
+            linked = await link_signed_customers(db, claims, settings) if claims and db is not None else 0
             await publish([m for m in mentions if m is not None])  # after the link: ingest finds it
         except Exception:
             log.exception("inbound webhook: publishing %d mention(s) failed", len(mentions))

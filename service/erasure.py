@@ -1,163 +1,51 @@
-"""One person's erasure on request (GDPR art. 17, CCPA deletion): who they are on record, and
-everything about them erased in one transaction with :mod:`service.privacy`'s building blocks, with
-their dead letters on the bus (:mod:`service.privacy_bus`) removed just before it commits, so a bus
-that does not answer leaves the database as it was and the request can simply be run again. Their
-accounts are tombstoned (:mod:`service.tombstones`): a post of theirs still on its way to ingest
-is not stored; even a subject unknown so far is tombstoned, since their first post may be on its way.
+"""One person's erasure on request (GDPR art. 17, CCPA deletion): who they are on record
+(:mod:`service.privacy_subject`), and everything about them erased in one transaction with
+:mod:`service.privacy`'s building blocks, with their dead letters on the bus
+(:mod:`service.privacy_bus`) removed just before it commits, so a bus that does not answer leaves the
+database as it was and the request can simply be run again. Their accounts are tombstoned
+(:mod:`service.tombstones`): a post of theirs still on its way to ingest is not stored; even a
+subject unknown so far is tombstoned, since their first post may be on its way. Once committed, the
+bus's topics are trimmed, so the acknowledged stream entries that still carry their posts go now.
 """
 
 from __future__ import annotations
 
-import re
+import logging
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import String, and_, cast, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models import AuditEvent, Author, Case, Conversation, Customer, CustomerSession, Mention, SocialIdentity
+from models import Case, Conversation, CustomerSession, Mention, SocialIdentity
 from models.base import utcnow
-from models.mentions import ERASED_TEXT
 from service import privacy_bus
 from service.audit import record
 from service.privacy import (
     anonymise_authors,
     chunks,
     delivered,
+    drop_other_accounts,
     erase_cases,
+    erase_chat,
     erase_customer,
     erase_posts,
     stub_deliveries,
 )
-from service.privacy_bus import Account
-from service.tombstones import begin_erasure, handle_key, remember, subject_key
+from service.privacy_subject import (  # noqa: F401 (re-exported: callers name them from here)
+    AmbiguousSubject,
+    Found,
+    Subject,
+    UnknownSubject,
+    find_subject,
+    named_only,
+    without,
+)
+from service.stages.base import STAGES
+from service.tombstones import begin_erasure, remember
 
-
-class UnknownSubject(LookupError):
-    """Nothing on record for the person named."""
-
-
-@dataclass(frozen=True)
-class Subject:
-    """Whose data to erase: a platform account by handle or user id, or a customer record."""
-
-    platform: str | None = None
-    handle: str | None = None
-    user_id: str | None = None
-    customer_id: int | None = None
-
-    @property
-    def handle_key(self) -> str | None:
-        return handle_key(self.handle) if self.handle else None
-
-
-@dataclass
-class Found:
-    """What belongs to the subject: internal ids, and the values to keep out of the audit log."""
-
-    author_ids: set[int] = field(default_factory=set)
-    customer_ids: set[int] = field(default_factory=set)  # linked to the authors (cleared from links)
-    identity_ids: set[int] = field(default_factory=set)
-    customer: Customer | None = None  # with --customer: the record itself is erased
-    values: set[str] = field(default_factory=set)  # handles, ids, names: kept out of the audit log
-    keys: set[str] = field(default_factory=set)  # keyed hashes of the subject's handles and ids
-    accounts: set[Account] = field(default_factory=set)  # read before anonymising: their dead letters
-    erased_before: bool = False
-
-
-def without(text: str, values: Iterable[str]) -> str:
-    """``text`` with each of ``values`` (case-insensitive, with or without "@") replaced."""
-    for value in sorted({v for v in values if v and len(v) >= 2}, key=len, reverse=True):
-        text = re.sub(rf"@?{re.escape(value)}", "[subject]", text, flags=re.IGNORECASE)
-    return text
-
-
-async def find_subject(session: AsyncSession, subject: Subject, secret: str | None = None) -> Found:
-    """The subject's authors, identities and customer; :class:`UnknownSubject` when none is on
-    record (a subject erased before is recognised through the keyed hashes of the audit log)."""
-    found = Found()
-    if subject.customer_id is not None:
-        found.customer = await session.get(Customer, subject.customer_id)
-        if found.customer is None:
-            raise UnknownSubject(f"no customer record {subject.customer_id}")
-        c = found.customer
-        found.values |= {v for v in (c.name, c.email, c.phone, c.external_ref) if v and v != ERASED_TEXT}
-        identities = list(await session.execute(select(
-            SocialIdentity.id, SocialIdentity.platform, SocialIdentity.handle_key, SocialIdentity.handle,
-            SocialIdentity.platform_user_id).where(SocialIdentity.customer_id == c.id)))
-        found.identity_ids = {i.id for i in identities}
-        found.customer_ids = {c.id}
-        match = [Author.customer_id == c.id]
-        for i in identities:
-            if i.handle_key.startswith("id:"):
-                match.append(and_(Author.platform == i.platform, Author.platform_user_id == i.handle_key[3:]))
-                found.accounts.add((i.platform, "id", i.handle_key[3:]))
-            else:
-                match.append(and_(Author.platform == i.platform, _handle_is(i.handle_key)))
-                found.accounts.add((i.platform, "handle", i.handle_key))
-            if i.platform_user_id:
-                found.accounts.add((i.platform, "id", i.platform_user_id))
-            found.values |= {i.handle_key.removeprefix("id:"), i.handle or ""}
-        await _add_authors(session, found, or_(*match))
-        return found
-    platform, key, uid = subject.platform, subject.handle_key, subject.user_id
-    found.values |= {v for v in (key, uid) if v}
-    await _add_authors(session, found, and_(Author.platform == platform, _handle_is(key)) if key else
-                       and_(Author.platform == platform, or_(Author.platform_user_id == uid, Author.author_key == uid)))
-    uids = {uid} if uid else set()
-    handles = {key} if key else set()
-    for a in (await session.execute(select(Author.platform_user_id, Author.handle).where(
-            Author.id.in_(found.author_ids)))).all():
-        uids |= {a.platform_user_id} - {None}
-        handles |= {a.handle.lstrip("@").lower()} if a.handle else set()
-    if uids:  # the same account seen with and without its id
-        await _add_authors(session, found, and_(Author.platform == platform, Author.platform_user_id.in_(uids)))
-    found.identity_ids = set(await session.scalars(select(SocialIdentity.id).where(
-        SocialIdentity.platform == platform, or_(SocialIdentity.handle_key.in_(handles | {f"id:{u}" for u in uids}),
-                                                 SocialIdentity.platform_user_id.in_(uids)))))
-    found.values |= uids | handles
-    found.accounts |= {(platform, "handle", h) for h in handles} | {(platform, "id", u) for u in uids}
-    if secret:
-        found.keys = {subject_key(secret, platform, "handle", h) for h in handles} | \
-                     {subject_key(secret, platform, "id", u) for u in uids}
-    if not found.author_ids and not found.identity_ids:
-        if found.keys and await _erased_before(session, found.keys):
-            found.erased_before = True
-            return found
-        raise UnknownSubject(f"nothing on record for {'user id ' + uid if uid else '@' + (key or '')} on {platform}")
-    return found
-
-
-def _handle_is(key: str) -> Any:
-    return or_(func.lower(func.ltrim(Author.handle, "@")) == key, Author.author_key == f"@{key}")
-
-
-async def _add_authors(session: AsyncSession, found: Found, where: Any) -> None:
-    rows = (await session.execute(select(Author.id, Author.customer_id, Author.handle, Author.display_name,
-                                         Author.platform_user_id, Author.platform).where(where))).all()
-    found.author_ids |= {a.id for a in rows}
-    found.customer_ids |= {a.customer_id for a in rows if a.customer_id}
-    found.values |= {v for a in rows for v in (a.handle, a.display_name, a.platform_user_id) if v}
-    found.accounts |= {(a.platform, "handle", a.handle.lstrip("@").lower()) for a in rows if a.handle} | \
-                      {(a.platform, "id", a.platform_user_id) for a in rows if a.platform_user_id}
-
-
-async def _erased_before(session: AsyncSession, keys: set[str]) -> bool:
-    for details in await session.scalars(select(AuditEvent.details).where(AuditEvent.action == "privacy.erased")):
-        if keys & set((details or {}).get("subject_keys") or []):
-            return True
-    return False
-
-
-def named_only(subject: Subject, secret: str | None) -> Found:
-    """Nothing on record but the account the request names (its posts may sit in dead letters only)."""
-    if subject.platform is None or not (subject.handle_key or subject.user_id):
-        return Found()
-    account = (subject.platform, "handle", subject.handle_key) if subject.handle_key else \
-        (subject.platform, "id", subject.user_id)
-    return Found(values={account[2]}, accounts={account}, keys={subject_key(secret, *account)} if secret else set())
+log = logging.getLogger("socialcare.privacy")
+NAMED_MIN = 3  # shorter handles and ids are not looked for in other people's payloads (they match anything)
 
 
 async def erase(db: Any, subject: Subject, *, actor: str, reason: str, dry_run: bool = False,
@@ -192,6 +80,8 @@ async def erase(db: Any, subject: Subject, *, actor: str, reason: str, dry_run: 
         case_ids = list(await session.scalars(select(Case.id).where(or_(*case_where))))
         await erase_posts(session, mention_ids, counts)
         await erase_cases(session, case_ids, counts)
+        await erase_chat(session, found.chat_case_ids - set(case_ids), counts)
+        await _others_posts(session, mention_ids, found, counts)
         if found.customer_ids and mention_ids:  # the threads they wrote in no longer name their customer
             for ids in chunks(mention_ids):
                 counts["conversation_links"] += (await session.execute(update(Conversation).where(
@@ -227,7 +117,34 @@ async def erase(db: Any, subject: Subject, *, actor: str, reason: str, dry_run: 
                erased_before=found.erased_before, subject_keys=sorted(found.keys),
                dead_letters_checked=bus is not None, tombstones=tombstoned)
         await session.commit()
+    await _trim(bus)
     return counts
+
+
+async def _others_posts(session: AsyncSession, mention_ids: list[int], found: Found, counts: Counter) -> None:
+    """Other people's posts in the threads the person wrote in, or whose payload names one of
+    their accounts (a reply's ``in_reply_to_user_id``, an @-mention's entry): the payload keys
+    that name accounts go (:func:`service.privacy.drop_other_accounts`). Looking for the account in
+    every payload of its platform reads them all: an erasure is rare, and that search is bounded
+    by the platform's posts."""
+    for ids in chunks(mention_ids):
+        threads = select(Mention.conversation_id).where(Mention.id.in_(ids), Mention.conversation_id.is_not(None))
+        await drop_other_accounts(session, Mention.conversation_id.in_(threads), counts)
+    named = [and_(Mention.platform == platform, func.lower(cast(Mention.raw, String)).contains(
+        value.lower(), autoescape=True)) for platform, _, value in found.accounts if len(value) >= NAMED_MIN]
+    if named:
+        await drop_other_accounts(session, or_(*named), counts)
+
+
+async def _trim(bus: Any) -> None:
+    """After the commit: drop the stream entries every group has acknowledged, which still hold the
+    person's posts as published (a worker trims only now and then). Housekeeping: a bus that does
+    not answer leaves them for its workers' next trim."""
+    for topic in STAGES if bus is not None else ():
+        try:
+            await bus.trim(topic)
+        except Exception as exc:  # noqa: BLE001 - the erasure is committed; the workers trim later
+            log.warning("erasure: could not trim the %s topic (%s)", topic, type(exc).__name__)
 
 
 async def _tombstone_only(session: AsyncSession, subject: Subject, secret: str | None, actor: str, reason: str,

@@ -14,10 +14,14 @@ accepted community answers no longer offer it. Where each table stands (every mo
   is withdrawn as ``deleted`` so nothing goes out), moderation_actions (a moderator's reason, a
   platform's error; a platform action still ``queued`` is ``cancelled``, see
   :mod:`service.privacy_actions`), community_answers (copies of the post), case_messages,
-  audit_events' free-text ``reason`` about the person's posts, cases and customer record,
-  webhook_deliveries' payloads: erased. authors: anonymised (``ERASED_KEY`` keys never match a
-  real author). social_identities: deleted. customers: erased with ``--customer`` (the plan, not identifying, stays). cases, conversations, customer_sessions: their
-  customer link cleared; secure links and sessions revoked.
+  audit_events' free-text ``reason`` about the person's posts, the moderation actions on them and
+  the replies to them, their cases and customer record, webhook_deliveries' payloads: erased.
+  Other people's posts in the person's threads, or whose payload names their account: the payload
+  keys that name accounts dropped (:func:`drop_other_accounts`), their words kept. authors:
+  anonymised (``ERASED_KEY`` keys never match a real author). social_identities: deleted.
+  customers: erased with ``--customer`` (the plan, not identifying, stays); so is the chat of a
+  case a session of theirs verified as them on (:func:`erase_chat`). cases, conversations,
+  customer_sessions: their customer link cleared; secure links and sessions revoked.
 * Nothing personal, so kept: incident_mentions (ids), incidents and incident_updates (the
   detector's and agents' words about an outage), conversations' thread key (platform ids) and tags
   (the team's labels), sla_breaches, rate_counters, connector_cursors, knowledge_articles,
@@ -72,6 +76,15 @@ TRIAGE_KEPT = ("pii_exposed", "language", "priority", "escalate")
 MODERATION_KEPT = ("notify", "label", "decision", "by", "acknowledged_by", "cancelled")  # staff and rule names
 CANCELLED = "cancelled"  # a platform action or reply of an erased post, never performed (with reason ERASED)
 ERASED = "erased"
+
+# keys, at any depth of a platform payload, that name or describe other accounts: never exported,
+# dropped from others' posts by an erasure (after ingest nothing reads them: see drop_other_accounts)
+OTHER_ACCOUNTS = frozenset({
+    "in_reply_to_user_id", "in_reply_to_screen_name",  # X: the account replied to
+    "mentions", "includes", "users",  # X: entities' @-mentions, the expansions' profiles
+    "reply_to_user", "reply_to_user_id", "mentioned_users",  # Discourse: the account replied to, @-mentioned
+    "participants",
+})
 
 _M = Mention.__table__.c
 ERASED_IDS = select(_M.id).where(_M.id.in_(IDS), _M.deleted.is_(True), _M.text == ERASED_TEXT)  # built once
@@ -187,16 +200,23 @@ async def erase_posts(session: AsyncSession, mention_ids: Iterable[int], counts:
             lambda c: {"question": ERASED_TEXT, "answer": ERASED_TEXT, "url": None, "active": False})
         counts["case_messages"] += await rewrite(
             session, CaseMessage, CaseMessage.mention_id.in_(ids), [CaseMessage.body], lambda m: {"body": ERASED_TEXT})
-        if audit:
+        if audit:  # about the posts, the moderation actions on them (a review's reason) and the replies to them
             counts["audit_reasons"] += await _erase_audit_reasons(session, "mention", ids)
+            counts["audit_reasons"] += await _erase_audit_reasons(session, "moderation_action", await session.scalars(
+                select(ModerationAction.id).where(ModerationAction.mention_id.in_(ids))))
+            counts["audit_reasons"] += await _erase_audit_reasons(session, "reply", await session.scalars(
+                select(Reply.id).where(Reply.mention_id.in_(ids))))
 
 
 async def _erase_audit_reasons(session: AsyncSession, object_type: str, ids: Iterable[Any]) -> int:
     """The free-text reasons of audit events about these objects (the events themselves stay; an
     erasure's own reason has the subject's values replaced already)."""
-    where = and_(AuditEvent.object_type == object_type, AuditEvent.object_id.in_([str(i) for i in ids]),
-                 AuditEvent.reason.is_not(None), AuditEvent.action.not_like("privacy.%"))
-    return await rewrite(session, AuditEvent, where, [AuditEvent.reason], lambda e: {"reason": ERASED_TEXT})
+    n = 0
+    for part in chunks(str(i) for i in ids):
+        where = and_(AuditEvent.object_type == object_type, AuditEvent.object_id.in_(part),
+                     AuditEvent.reason.is_not(None), AuditEvent.action.not_like("privacy.%"))
+        n += await rewrite(session, AuditEvent, where, [AuditEvent.reason], lambda e: {"reason": ERASED_TEXT})
+    return n
 
 
 async def respect_erasure(session: AsyncSession, mention_ids: Iterable[int]) -> set[int]:
@@ -217,6 +237,18 @@ async def erase_again(session: AsyncSession, found: set[int]) -> None:
     if found:
         await erase_posts(session, found, Counter(), audit=False)
         log.info("%d post(s) erased while in flight: what this stage wrote about them is erased too", len(found))
+
+
+async def drop_other_accounts(session: AsyncSession, where: Any, counts: Counter) -> None:
+    """Other people's posts matching ``where`` (in an erased person's threads, or naming their
+    account) lose the payload keys that name accounts (:data:`OTHER_ACCOUNTS`: the account replied
+    to, @-mentioned, expanded), so the person's handle, name and id do not outlive them there. Once
+    a post is stored nothing reads those keys (ingest reads the connectors' payloads before storing;
+    stored payloads are read for ids, flags and withholding only: community.harvest and trust,
+    listener.deletions.KEPT_RAW), so dropping them all costs nothing; the words stay, as they are
+    someone else's."""
+    counts["others_payloads"] += await rewrite(session, Mention, and_(where, _M.raw.is_not(None)), [Mention.raw],
+                                               lambda m: {"raw": reshaped(m.raw, drop=OTHER_ACCOUNTS)})
 
 
 # --- cases, authors, customer ------------------------------------------------------------------
@@ -240,6 +272,25 @@ async def erase_cases(session: AsyncSession, case_ids: Iterable[int], counts: Co
             Case.id.in_(ids), Case.customer_id.is_not(None)).values(customer_id=None))).rowcount
         if audit:
             counts["audit_reasons"] += await _erase_audit_reasons(session, "case", ids)
+            counts["audit_reasons"] += await _erase_audit_reasons(session, "reply", await session.scalars(
+                select(Reply.id).where(Reply.case_id.in_(ids))))
+
+
+async def erase_chat(session: AsyncSession, case_ids: Iterable[int], counts: Counter) -> None:
+    """The chat of cases someone else's account opened, held with a visitor who verified as the
+    erased customer (:func:`service.privacy_subject.verified_cases`): its messages and the brand's
+    private replies (not the account's posts copied in: theirs), and the reasons of audit events
+    about the cases. The cases keep their account, links and other sessions."""
+    for ids in chunks(case_ids):
+        counts["case_messages"] += await rewrite(
+            session, CaseMessage, and_(CaseMessage.case_id.in_(ids), CaseMessage.mention_id.is_(None)),
+            [CaseMessage.body], lambda m: {"body": ERASED_TEXT})
+        replies = Reply.case_id.in_(ids), Reply.mention_id.is_(None)
+        counts["replies"] += await rewrite(session, Reply, and_(*replies), [Reply.text, Reply.error, Reply.status],
+                                           _reply_change)
+        counts["audit_reasons"] += await _erase_audit_reasons(session, "case", ids)
+        counts["audit_reasons"] += await _erase_audit_reasons(session, "reply", await session.scalars(
+            select(Reply.id).where(*replies)))
 
 
 async def anonymise_authors(session: AsyncSession, author_ids: Iterable[int], counts: Counter) -> None:
@@ -271,15 +322,20 @@ def delivered(key: str) -> Any:
     return WebhookDelivery.payload[("data", key)].as_integer()
 
 
-async def stub_deliveries(session: AsyncSession, where: Any, counts: Counter) -> None:
-    """Outgoing webhook deliveries matching ``where``: the payload keeps its event id and type and
-    the object's ids, marked ``erased`` (a pending one still tells the receiver, without content)."""
-    def stub(d: Any) -> dict[str, Any]:
-        body = d.payload or {}
-        inner = body.get("data") or {}
-        ids = {k: inner[k] for k in ("mention_id", "case_id") if k in inner}
-        return {"payload": {"id": body.get("id"), "type": body.get("type"), "created_at": body.get("created_at"),
-                            "data": {**ids, "erased": True}}, "last_error": None}
+def stubbed(payload: Any) -> dict[str, Any]:
+    """An outgoing event's body about an erased post or case: its event id, type and time and the
+    object's ids, marked ``erased``; nothing else (a pending one still tells the receiver, without
+    content). Shared by the erasure and a webhook scan that read the post before it was erased
+    (:func:`console.webhooks_deleted.respect_removal`)."""
+    body = payload if isinstance(payload, dict) else {}
+    inner = body.get("data") if isinstance(body.get("data"), dict) else {}
+    ids = {k: inner[k] for k in ("mention_id", "case_id") if k in inner}
+    return {"id": body.get("id"), "type": body.get("type"), "created_at": body.get("created_at"),
+            "data": {**ids, "erased": True}}
 
+
+async def stub_deliveries(session: AsyncSession, where: Any, counts: Counter) -> None:
+    """Outgoing webhook deliveries matching ``where`` :func:`stubbed`, without their last error."""
     counts["webhook_deliveries"] += await rewrite(
-        session, WebhookDelivery, where, [WebhookDelivery.payload, WebhookDelivery.last_error], stub)
+        session, WebhookDelivery, where, [WebhookDelivery.payload, WebhookDelivery.last_error],
+        lambda d: {"payload": stubbed(d.payload), "last_error": None})

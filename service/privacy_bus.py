@@ -5,10 +5,11 @@ failed before its cutoff (:mod:`service.retention`), both through
 :meth:`service.bus.Bus.delete_dead_letters`: removed, never retried (a retried ingest letter would
 store the post again, under an author no erasure knows).
 
-An ingest letter is the person's when its author is one of their accounts (platform with handle or
-user id) or its post is one of theirs (platform and external id); a later stage's letter carries
-only the post's id (``mention_id``) and is theirs when that post is. A letter whose fields could
-not be decoded cannot be matched: it goes with the purge. A letter rewritten between the match and
+An ingest letter is the person's when its author is one of their accounts (platform with user id,
+or handle unless the letter names another user id than theirs: a handle can change hands) or its
+post is one of theirs (platform and external id); a later stage's letter carries only the post's
+id (``mention_id``) and is theirs when that post is. A letter whose fields could not be decoded
+cannot be matched: it goes with the purge. A letter rewritten between the match and
 the removal (its post's content removed meanwhile: on Redis, a new id, the author kept) goes too: the
 bus follows the id matched to the rewritten letter (:meth:`service.bus.Bus.delete_dead_letters`).
 
@@ -47,6 +48,12 @@ class Person:
     posts: frozenset[tuple[str, str]] = frozenset()  # (platform, external id)
     mention_ids: frozenset[int] = frozenset()
 
+    @property
+    def platforms_with_ids(self) -> set[str]:
+        """Where the person's user ids are known: a letter there by another id is another account's,
+        whatever handle it shows (a handle can change hands)."""
+        return {p for p, kind, _ in self.accounts if kind == "id"}
+
     def __bool__(self) -> bool:
         return bool(self.accounts or self.posts or self.mention_ids)
 
@@ -54,7 +61,8 @@ class Person:
         mention = dead.payload.get("mention")
         if isinstance(mention, dict):  # the ingest topic's: the whole post
             platform, handle, uid = mention.get("platform"), mention.get("author_handle"), mention.get("author_id")
-            return (isinstance(handle, str) and (platform, "handle", handle_key(handle)) in self.accounts) \
+            return (isinstance(handle, str) and (platform, "handle", handle_key(handle)) in self.accounts
+                    and (not uid or platform not in self.platforms_with_ids)) \
                 or (uid is not None and (platform, "id", str(uid)) in self.accounts) \
                 or (platform, str(mention.get("external_id"))) in self.posts
         mention_id = dead.payload.get("mention_id")

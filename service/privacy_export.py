@@ -1,6 +1,6 @@
 """One person's data on request (GDPR art. 15, the right of access): everything the service holds
 about them as one JSON document, the counterpart of :mod:`service.erasure` (the person is named
-the same ways and found by the same :func:`~service.erasure.find_subject`).
+the same ways and found by the same :func:`~service.privacy_subject.find_subject`).
 
 The document holds their platform accounts (authors) and the identities linked to a customer
 record, the customer record(s), their posts with each post's platform payload (``raw``), triage
@@ -8,7 +8,9 @@ record, the customer record(s), their posts with each post's platform payload (`
 those posts and the moderation actions taken on them, the copies of their posts kept as community
 answers, the outgoing webhook deliveries about their posts and cases (payload and delivery state),
 their cases with the messages, the brand's private replies, the secure links issued (metadata only:
-never a token, nor its hash) and the customer sessions they started, the audit entries about any
+never a token, nor its hash) and the customer sessions they started (with a customer record, also
+the cases of someone else's account where a session verified as them: ``verified_session``, with
+their sessions only, and the chat only when no other visitor verified there), the audit entries about any
 of these (who viewed their record, when and why), and, given the bus, their dead letters (found as
 the erasure finds them, :mod:`service.privacy_bus`).
 
@@ -29,8 +31,7 @@ never the content), committed before the document is handed out.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -60,83 +61,36 @@ from models.mentions import ERASED_TEXT
 from service import privacy_bus
 from service.audit import record
 from service.bus import DeadLetter
-from service.erasure import Found, Subject, UnknownSubject, find_subject, named_only, without
-from service.privacy import chunks, delivered, erased, reshaped
+from service.privacy import OTHER_ACCOUNTS, chunks, delivered, erased, reshaped
+from service.privacy_export_schema import (  # noqa: F401 (json_default: callers name it from here)
+    ACTION_FIELDS,
+    ANSWER_FIELDS,
+    AUDIT_FIELDS,
+    AUTHOR_FIELDS,
+    BUS_NOT_CHECKED,
+    CASE_FIELDS,
+    CONVERSATION_FIELDS,
+    CUSTOMER_FIELDS,
+    DEAD_LETTER_FIELDS,
+    DELIVERY_FIELDS,
+    IDENTITY_FIELDS,
+    LINK_FIELDS,
+    MESSAGE_FIELDS,
+    NOT_INCLUDED,
+    POST_FIELDS,
+    REPLY_FIELDS,
+    ROUTE_FIELDS,
+    SESSION_FIELDS,
+    TRIAGE_FIELDS,
+    fields,
+    json_default,
+)
+from service.privacy_subject import Found, Subject, UnknownSubject, find_subject, named_only, without
 
 SCHEMA_VERSION = 1
 ACTION = "privacy.exported"
 SUBJECT_ACTIONS = ("privacy.erased", ACTION)  # found by the subject's keyed hashes once nothing else names them
 LISTED = "deadletter.payload_viewed"  # `deadletter list --show-payload`: many dead letters, named in details["ids"]
-
-AUTHOR_FIELDS = ("id", "platform", "handle", "display_name", "platform_user_id", "followers",
-                 "account_created_at", "customer_id", "banned", "created_at")
-IDENTITY_FIELDS = ("id", "platform", "handle", "platform_user_id", "customer_id", "verified_at", "source", "created_at")
-CUSTOMER_FIELDS = ("id", "external_ref", "name", "email", "phone", "plan", "notes", "attributes", "created_at")
-POST_FIELDS = ("id", "platform", "external_id", "author_id", "conversation_id", "kind", "channel", "is_public",
-               "text", "url", "lang", "created_at", "ingested_at", "edited_at", "in_reply_to", "hidden", "deleted")
-TRIAGE_FIELDS = ("model_version", "sentiment", "sensitivity", "escalate", "issue_type", "toxicity", "spam",
-                 "pii_exposed", "language", "priority", "scores", "created_at")
-ROUTE_FIELDS = ("outcome", "reason", "confidence", "details", "router_version", "acted_at", "created_at")
-REPLY_FIELDS = ("id", "mention_id", "case_id", "platform", "visibility", "kind", "text", "template", "status",
-                "error", "external_ids", "sent_by", "created_at", "sent_at")
-ACTION_FIELDS = ("id", "action", "rule", "reason", "actor", "status", "details", "created_at")
-CONVERSATION_FIELDS = ("id", "platform", "status", "tags", "created_at", "last_activity_at")
-CASE_FIELDS = ("id", "conversation_id", "customer_id", "author_id", "opened_by_mention_id", "category", "status",
-               "identity_pending", "assigned_to", "created_at", "first_response_due", "resolution_due",
-               "first_response_at", "resolved_at")
-MESSAGE_FIELDS = ("id", "sender", "user_id", "mention_id", "body", "created_at")
-LINK_FIELDS = ("id", "issued_by", "created_at", "expires_at", "used_at", "revoked_at")  # never token_hash
-SESSION_FIELDS = ("id", "link_id", "created_at", "expires_at", "revoked_at", "verified_at", "codes_sent",
-                  "failed_attempts", "lockouts", "locked_until")  # never the cookie's or the code's hash
-AUDIT_FIELDS = ("id", "at", "actor", "action", "object_type", "object_id", "reason", "details")
-ANSWER_FIELDS = ("id", "platform", "source", "active", "created_at")  # and the person's half (see _community)
-DELIVERY_FIELDS = ("id", "subscription_id", "event_id", "event_type", "status", "attempts", "last_status",
-                   "last_error", "created_at", "next_attempt_at", "delivered_at")  # never the receiver's url or secret
-DEAD_LETTER_FIELDS = ("id", "topic", "attempts", "failed_at")  # never the error's text (see NOT_INCLUDED)
-
-# keys, at any depth of a platform payload, that name or describe other accounts: left out
-OTHER_ACCOUNTS = frozenset({
-    "in_reply_to_user_id", "in_reply_to_screen_name",  # X: the account replied to
-    "mentions", "includes", "users",  # X: entities' @-mentions, the expansions' profiles
-    "reply_to_user", "reply_to_user_id", "mentioned_users",  # Discourse: the account replied to, @-mentioned
-    "participants",
-})
-NOT_INCLUDED = (
-    ("secure links' tokens and their hashes; customer sessions' cookie and code hashes",
-     "credentials that open the private channel: never handed out, not even to the person"),
-    ("other people's posts in the person's threads, the brand's replies to them, and case messages that quote them",
-     "other people's data"),
-    ("fields of a post's platform payload (raw) that name other accounts: " + ", ".join(sorted(OTHER_ACCOUNTS)),
-     "they identify other people (the accounts replied to, mentioned or included)"),
-    (("the other half of a community answer: the question or the answer another person wrote, with that "
-      "answer's id and link"), "another person's words"),
-    ("the receiving address and the signing secret of outgoing webhooks",
-     "the receiver's credentials (an address often embeds one); the subscription id names the receiver"),
-    ("dead letters' error messages", "the error of a failed batch may quote other people's posts in it"),
-    ("dead letters whose payload could not be decoded",
-     "they cannot be matched to anyone; the retention purge removes them"),
-    (("the content of posts deleted on X (or withheld there, or hidden by a protected or suspended "
-      "account) and of Reddit posts their author deleted (text, the title in a Reddit link, platform "
-      "payload): they read \"[deleted on its platform]\""),
-     "removed from the service when the platform reported the deletion, as its terms require; no longer held"),
-)
-BUS_NOT_CHECKED = ("dead letters on the message bus (posts that failed processing)",
-                   ("not checked: this export had no access to the bus (the in-process bus lives inside the running "
-                    "`socialcare run`; an admin finds the person's on /admin/deadletters)"))
-
-
-def fields(obj: Any, names: Sequence[str]) -> dict[str, Any]:
-    return {name: getattr(obj, name) for name in names}
-
-
-def json_default(value: Any) -> Any:
-    """For ``json.dumps``: datetimes as ISO 8601, sets as sorted lists."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
 
 async def _in(session: AsyncSession, model: Any, column: Any, ids: Iterable[Any], *order: Any) -> list[Any]:
     """The rows of ``model`` whose ``column`` is among ``ids``: one IN query per ``CHUNK`` ids."""
@@ -204,26 +158,37 @@ async def _posts(session: AsyncSession, author_ids: set[int], counts: Counter) -
 
 async def _cases(session: AsyncSession, found: Found, mine: set[int], counts: Counter) -> list[dict]:
     """Their cases: messages (not another person's quoted post), the brand's replies not already
-    under a post, secure links (metadata) and the sessions the links started."""
+    under a post, secure links (metadata) and the sessions the links started. With ``--customer``
+    also the cases a session verified as the record on (``verified_session``), someone else's
+    account's: only the sessions that verified as them and the links those used, and the chat when
+    no other visitor verified there (see :func:`service.privacy_subject.verified_cases`)."""
     where = [Case.author_id.in_(found.author_ids)] if found.author_ids else []
     if found.customer is not None:
         where.append(Case.customer_id == found.customer.id)
+    if found.verified_case_ids:
+        where.append(Case.id.in_(found.verified_case_ids))
     if not where:
         return []
     cases = (await session.scalars(select(Case).where(or_(*where)).order_by(Case.created_at, Case.id))).all()
+    theirs = {c.id for c in cases if c.author_id in found.author_ids or (
+        found.customer is not None and c.customer_id == found.customer.id)}
+    chat = theirs | found.chat_case_ids
     ids = [c.id for c in cases]
     messages = _grouped([m for m in await _in(session, CaseMessage, CaseMessage.case_id, ids,
                                               CaseMessage.created_at, CaseMessage.id)
-                         if m.mention_id is None or m.mention_id in mine], "case_id")
+                         if m.case_id in chat and (m.mention_id is None or m.mention_id in mine)], "case_id")
     replies = _grouped([r for r in await _in(session, Reply, Reply.case_id, ids, Reply.created_at, Reply.id)
-                        if r.mention_id is None], "case_id")  # a reply to one of their posts is under the post
-    links = _grouped(await _in(session, SecureLink, SecureLink.case_id, ids, SecureLink.created_at, SecureLink.id),
-                     "case_id")
-    sessions = _grouped(await _in(session, CustomerSession, CustomerSession.case_id, ids, CustomerSession.created_at,
-                                  CustomerSession.id), "case_id")
+                        if r.case_id in chat and r.mention_id is None], "case_id")  # else under the post
+    sessions = _grouped([s for s in await _in(session, CustomerSession, CustomerSession.case_id, ids,
+                                              CustomerSession.created_at, CustomerSession.id)
+                         if s.case_id in theirs or (found.customer and s.customer_id == found.customer.id)], "case_id")
+    used = {s.link_id for rows in sessions.values() for s in rows}
+    links = _grouped([link for link in await _in(session, SecureLink, SecureLink.case_id, ids, SecureLink.created_at,
+                                                 SecureLink.id) if link.case_id in theirs or link.id in used], "case_id")
     out = []
     for c in cases:
         out.append(fields(c, CASE_FIELDS) | {
+            "verified_session": c.id not in theirs,
             "messages": [fields(m, MESSAGE_FIELDS) | {"body": shown_without_links(m.body or "")}
                          for m in messages.get(c.id, [])],
             "replies": [_reply(r) for r in replies.get(c.id, [])],
@@ -278,7 +243,8 @@ def _dead_letters(letters: list[DeadLetter], counts: Counter) -> list[dict]:
     return out
 
 
-async def _audit(session: AsyncSession, found: Found, objects: dict[str, set[Any]]) -> list[dict]:
+async def _audit(session: AsyncSession, found: Found, objects: dict[str, set[Any]],
+                 verified_only: set[int]) -> list[dict]:
     """The audit entries about the person's record, accounts, posts, cases, replies and moderation
     actions, their earlier erasures and exports (matched by keyed hash once nothing else names them),
     and the CLI's listings that showed their dead letters' payloads (one entry names many)."""
@@ -298,7 +264,16 @@ async def _audit(session: AsyncSession, found: Found, objects: dict[str, set[Any
             if found.keys & set((e.details or {}).get("subject_keys") or []):
                 events[e.id] = e
     return [_theirs(fields(e, AUDIT_FIELDS), objects.get("deadletter") or set())
-            for e in sorted(events.values(), key=lambda e: (e.at, e.id))]
+            for e in sorted(events.values(), key=lambda e: (e.at, e.id)) if _about_them(e, found, verified_only)]
+
+
+def _about_them(e: AuditEvent, found: Found, verified_only: set[int]) -> bool:
+    """On a case included only because a session verified as the customer (someone else's account's):
+    the entries naming their record, and, where the chat is theirs, those naming no record at all."""
+    if e.object_type != "case" or found.customer is None or e.object_id not in {str(i) for i in verified_only}:
+        return True
+    named = (e.details or {}).get("customer_id")
+    return named == found.customer.id or (named is None and int(e.object_id) in found.chat_case_ids)
 
 
 def _theirs(entry: dict[str, Any], letters: set[Any]) -> dict[str, Any]:
@@ -345,7 +320,7 @@ async def collect(session: AsyncSession, subject: Subject, secret: str | None = 
                               {p["conversation_id"] for p in posts if p["conversation_id"]}, Conversation.id)
     cases = await _cases(session, found, mine, counts)
     answers = await _community(session, mine, counts)
-    deliveries = await _deliveries(session, mine, {c["id"] for c in cases}, counts)
+    deliveries = await _deliveries(session, mine, {c["id"] for c in cases if not c["verified_session"]}, counts)
     if bus is not None and letters is None:  # the erasure's match (privacy_bus): their accounts and posts
         letters = await privacy_bus.of_person(bus, await privacy_bus.person(session, found.accounts, mine))
     found.values |= privacy_bus.names(letters or [])  # kept out of the audit entry's reason
@@ -355,7 +330,7 @@ async def collect(session: AsyncSession, subject: Subject, secret: str | None = 
                "reply": {r["id"] for p in posts for r in p["replies"]} | {r["id"] for c in cases for r in c["replies"]},
                "moderation_action": {a["id"] for p in posts for a in p["moderation_actions"]},
                "deadletter": {d["id"] for d in dead or []}}
-    audit = await _audit(session, found, objects)
+    audit = await _audit(session, found, objects, {c["id"] for c in cases if c["verified_session"]})
     counts.update(identities=len(identities), authors=len(authors), customers=len(customers),
                   conversations=len(conversations), audit_events=len(audit))
     doc = {

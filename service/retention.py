@@ -7,7 +7,9 @@ their age, tweets deleted on X whose content is still here (deleted under an old
 deletion published before it: :data:`listener.deletions.BACKLOG`), as X's terms ask; messages of cases
 resolved before it are erased; delivered or failed webhook deliveries older than it are deleted;
 authors with no newer post and no open case are anonymised (also those first seen after the cutoff
-through older posts: a backfill); given the bus, dead letters that failed
+through older posts: a backfill); sign-in and sign-out audit entries written before they stopped
+recording the client's address lose it, whatever their age (an IP address is personal data, and
+the audit log is not purged by age: :mod:`console.login`); given the bus, dead letters that failed
 before it are removed (:mod:`service.privacy_bus`; a bus that does not answer is logged and left
 for the next run); erasure tombstones older than both the cutoff and their lifetime
 (:func:`service.tombstones.lifetime`: 30 days, or the longest re-check window if longer) are deleted.
@@ -29,7 +31,7 @@ from sqlalchemy import and_, delete, exists, func, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from listener import deletions
-from models import Author, Case, CaseMessage, Mention
+from models import AuditEvent, Author, Case, CaseMessage, Mention
 from models.base import utcnow
 from models.console import WebhookDelivery
 from models.mentions import ERASED_TEXT
@@ -48,6 +50,7 @@ from service.privacy import (
 )
 
 log = logging.getLogger("socialcare.retention")
+SIGN_INS = ("login.success", "login.failure", "login.throttled", "logout")  # audited with the client's IP before
 PURGE_INTERVAL_S = 24 * 3600.0  # the web process's purge (shortened in tests)
 
 
@@ -83,6 +86,8 @@ def _purge_queries(cutoff: datetime) -> dict[str, tuple[Any, Any]]:
             CaseMessage.case_id == Case.id, _message_due(cutoff)))),
         "old_deliveries": (WebhookDelivery.id, and_(WebhookDelivery.created_at < cutoff,
                                                     WebhookDelivery.status != "pending")),
+        "sign_in_addresses": (AuditEvent.id, and_(AuditEvent.action.in_(SIGN_INS),  # whatever their age
+                                                  AuditEvent.details["ip"].as_string().is_not(None))),
         "inactive_authors": (Author.id, and_(
             # seen before the cutoff, or only through older posts (a backfill or replay of old traffic)
             or_(Author.created_at < cutoff, exists().where(Mention.author_id == Author.id)),
@@ -119,6 +124,7 @@ async def purge(db: Any, cutoff: datetime, *, actor: str = "system", dry_run: bo
             "deleted_on_x": lambda s, ids: _remove_deleted(s, ids, counts),
             "resolved_cases": lambda s, ids: _erase_case_messages(s, ids, cutoff, counts),
             "old_deliveries": lambda s, ids: _delete_deliveries(s, ids, counts),
+            "sign_in_addresses": lambda s, ids: _drop_addresses(s, ids, counts),
             "inactive_authors": lambda s, ids: anonymise_authors(s, ids, counts)}
     for kind, (col, due) in _purge_queries(cutoff).items():
         last = 0
@@ -180,6 +186,11 @@ async def _erase_case_messages(session: AsyncSession, case_ids: list[int], cutof
 async def _delete_deliveries(session: AsyncSession, ids: list[int], counts: Counter) -> None:
     counts["webhook_deliveries_deleted"] += (await session.execute(
         delete(WebhookDelivery).where(WebhookDelivery.id.in_(ids)))).rowcount
+
+
+async def _drop_addresses(session: AsyncSession, ids: list[int], counts: Counter) -> None:
+    counts["sign_in_addresses"] += await rewrite(session, AuditEvent, AuditEvent.id.in_(ids), [AuditEvent.details],
+                                                 lambda e: {"details": {k: v for k, v in e.details.items() if k != "ip"}})
 
 
 def install(app: Any, interval_s: float | None = None) -> None:

@@ -50,7 +50,8 @@ def subject_options(what: str):  # noqa: ANN201
     """The options that name a person (``erase`` and ``export`` name them alike; see :func:`_subject`)."""
     options = (
         click.option("--platform", default=None, help="The platform of the account (x, reddit, discourse...)."),
-        click.option("--handle", default=None, help="The account's handle, with or without '@' (case-insensitive)."),
+        click.option("--handle", default=None, help="The account's handle, with or without '@' (case-insensitive); "
+                     "refused as ambiguous if more than one account used it (then give --user-id)."),
         click.option("--user-id", default=None, help="The account's user id on the platform."),
         click.option("--customer", "customer_id", type=click.IntRange(1), default=None,
                      help="A customer record id: the record and every account linked to it."),
@@ -88,7 +89,7 @@ def erase(settings, platform: str | None, handle: str | None, user_id: str | Non
     SOCIALCARE_SECRET_KEY (else var/privacy.key): every process must share it.
     """
     from service.bus import BusUnavailable
-    from service.erasure import UnknownSubject
+    from service.erasure import AmbiguousSubject, UnknownSubject
     from service.erasure import erase as run_erase
     from service.tombstones import privacy_key
 
@@ -104,6 +105,8 @@ def erase(settings, platform: str | None, handle: str | None, user_id: str | Non
         counts = asyncio.run(_with_db_and_bus(settings, go))
     except UnknownSubject as exc:
         raise click.ClickException(_unknown(exc, customer_id, dry_run)) from None
+    except AmbiguousSubject as exc:
+        raise click.ClickException(f"{exc}: nobody was erased") from None
     except BusUnavailable as exc:
         raise click.ClickException(f"{exc}: nothing was erased, run it again") from None
     click.echo(f"{'dry run, would erase' if dry_run else 'erased'}: {_summary(counts)}")
@@ -158,7 +161,7 @@ def export(settings, platform: str | None, handle: str | None, user_id: str | No
     import os
 
     from service.bus import BusUnavailable
-    from service.erasure import UnknownSubject
+    from service.erasure import AmbiguousSubject, UnknownSubject
     from service.privacy_export import export as run_export
     from service.privacy_export import json_default
     from service.tombstones import privacy_key
@@ -177,6 +180,8 @@ def export(settings, platform: str | None, handle: str | None, user_id: str | No
         doc = asyncio.run(_with_db_and_bus(settings, go))
     except UnknownSubject as exc:
         raise click.ClickException(f"no such subject: {exc}: nothing was exported") from None
+    except AmbiguousSubject as exc:
+        raise click.ClickException(f"{exc}: nothing was exported") from None
     except BusUnavailable as exc:
         raise click.ClickException(f"{exc}: nothing was exported, run it again") from None
     text = json.dumps(doc, default=json_default, ensure_ascii=False, indent=2) + "\n"

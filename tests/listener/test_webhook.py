@@ -142,7 +142,7 @@ def test_no_secret_no_route():
 
 
 @pytest.fixture
-async def linked(sqlite_url):
+async def linked(sqlite_url, tmp_path):
     """The webhook on a real database with two customers, and what it published."""
     db = Database(sqlite_url)
     await db.upgrade()
@@ -156,7 +156,8 @@ async def linked(sqlite_url):
         published.extend(batch)
 
     app = web.Application()
-    app.router.add_routes(webhook.routes(load_settings(webhook_secret=SECRET), publish, db=db))
+    app.router.add_routes(webhook.routes(load_settings(webhook_secret=SECRET, var_dir=tmp_path / "var"), publish,
+                                         db=db))  # var_dir: the erasure tombstones' key (service.tombstones)
     c = TestClient(TestServer(app, host="127.0.0.1"))
     await c.start_server()
     c.published, c.db = published, db

@@ -1,7 +1,8 @@
 """`socialcare privacy` as a DPO meets it on a request, beside test_cli_privacy (whose SQLite
 database with Maria's and Tom's posts, the ``cli`` fixture, these tests share): a mistyped customer
 id erases nobody and says so, the export says which dead letters it could not check and, with the
-Redis bus, holds the person's, and the purge counts the erasure tombstones it removes."""
+Redis bus, holds the person's, the purge counts the erasure tombstones it removes, and a handle that
+changed hands is refused until the account is named by its user id."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import asyncio
 import json
 from datetime import timedelta
 
-from privacy_support import World, bury_posts, delete_redis_keys, settings_for
+from privacy_support import World, bury_posts, delete_redis_keys, found_in, settings_for
 from sqlalchemy import update
 from test_cli_privacy import cli  # noqa: F401 - the fixture
 
@@ -95,3 +96,28 @@ def test_purge_removes_the_tombstones_past_their_lifetime_and_counts_them(cli, t
     assert any("privacy.purged" in e and "'tombstones': 2" in e for e in tables["audit_events"])
     help_text = " ".join(cli("purge", "--help").output.split())
     assert "tombstones go once older than the period and than their lifetime" in help_text
+
+
+def test_a_handle_another_account_took_is_refused_naming_the_user_ids_until_one_is_given(cli, tmp_path):  # noqa: F811
+    async def stranger_takes_the_handle() -> None:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'privacy.db'}"
+        db = Database(url)
+        try:
+            w = World(db, settings_for(tmp_path, url))
+            await w.ingest(w.post("strangerword my address is 9 Elm Road", author="mariaL", user_id="id-stranger"))
+        finally:
+            await db.close()
+
+    asyncio.run(stranger_takes_the_handle())
+    before = cli.tables()
+    for command, outcome in (("erase", "nobody was erased"), ("export", "nothing was exported")):
+        r = cli(command, "--platform", "x", "--handle", "@MariaL", "--reason", "ticket 42")
+        assert r.exit_code == 1, r.output
+        assert "ambiguous subject" in r.output and "id-marial, id-stranger" in r.output, r.output
+        assert "--user-id" in r.output and outcome in r.output and "Traceback" not in r.output
+        assert "strangerword" not in r.output and "zqx" not in r.output  # no document written
+    assert cli.tables() == before
+    r = cli("erase", "--platform", "x", "--user-id", "id-marial", "--reason", "ticket 42")
+    assert r.exit_code == 0 and "posts 2" in r.output, r.output
+    tables = cli.tables()
+    assert found_in(tables, "zqx") == [] and found_in({"m": tables["mentions"]}, "strangerword")
