@@ -66,12 +66,33 @@ class Database:
 
     async def upgrade(self, revision: str = "head") -> None:
         """Migrate the schema to ``revision``; safe on every start (a no-op when current)."""
-        async with self.engine.begin() as conn:
-            await conn.run_sync(_run_alembic, "upgrade", revision)
+        await self._migrate("upgrade", revision)
 
     async def downgrade(self, revision: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(_run_alembic, "downgrade", revision)
+        await self._migrate("downgrade", revision)
+
+    async def _migrate(self, verb: str, revision: str) -> None:
+        """On SQLite a column change rebuilds its table (copy, drop, rename: Alembic's batch mode), and
+        with foreign keys enforced dropping the old table deletes or nulls every row that refers to it
+        (bot tokens, case assignments...). So foreign keys are off for the migration, as SQLite's own
+        procedure for altering a table asks (the pragma is a no-op inside a transaction: it is set
+        before the first write begins one), checked once it is done, and on again for the pool."""
+        if not self.is_sqlite:
+            async with self.engine.begin() as conn:
+                await conn.run_sync(_run_alembic, verb, revision)
+            return
+        async with self.engine.connect() as conn:
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            try:
+                await conn.run_sync(_run_alembic, verb, revision)
+                broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).fetchall()
+                if broken:
+                    await conn.rollback()
+                    raise RuntimeError(f"migration {verb} to {revision} would break {len(broken)} foreign key(s): "
+                                       f"{broken[:5]}")
+                await conn.commit()
+            finally:
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
 
     async def current_revision(self) -> str | None:
         async with self.engine.connect() as conn:

@@ -89,3 +89,51 @@ async def test_0014_gives_existing_users_the_first_session_epoch_and_drops_it_ag
             assert (await conn.execute(text("SELECT username FROM users ORDER BY id"))).all() == [("zed",), ("amy",)]
     finally:
         await db.close()
+
+
+REFERRING = ("SELECT (SELECT count(*) FROM api_tokens), (SELECT assigned_to FROM cases WHERE id = 1), "
+             "(SELECT claimed_by FROM conversations WHERE id = 1), (SELECT user_id FROM case_messages WHERE id = 1), "
+             "(SELECT count(*) FROM mentions WHERE conversation_id = 1)")
+
+
+async def test_rebuilding_a_table_keeps_the_rows_that_refer_to_it(any_database_url):
+    """On SQLite a column change rebuilds the table; with foreign keys enforced, dropping the old copy
+    deleted every bot token and nulled every claim and case assignment (0014 on users), and a
+    downgrade of 0010 (conversations) took their posts with it. Up to head and back, nothing moves."""
+    from sqlalchemy import text
+
+    from models.db import Database
+
+    db = Database(any_database_url)
+    try:
+        await db.upgrade("0009")
+        async with db.engine.begin() as conn:
+            for sql in (
+                "INSERT INTO users (id, username, password_hash, role, active, created_at) "
+                "VALUES (1, 'zed', 'x', 'agent', true, CURRENT_TIMESTAMP)",
+                "INSERT INTO api_tokens (user_id, name, token_hash, scopes, created_at) "
+                "VALUES (1, 'bot', 'h', '[]', CURRENT_TIMESTAMP)",
+                "INSERT INTO conversations (id, thread_key, platform, status, tags, claimed_by, created_at, "
+                "last_activity_at) VALUES (1, 'x:1', 'x', 'open', '[]', 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+                "INSERT INTO cases (id, category, status, identity_pending, assigned_to, created_at) "
+                "VALUES (1, 'security', 'open', true, 1, CURRENT_TIMESTAMP)",
+                "INSERT INTO case_messages (id, case_id, sender, user_id, body, created_at) "
+                "VALUES (1, 1, 'agent', 1, 'hi', CURRENT_TIMESTAMP)",
+            ):
+                await conn.execute(text(sql))
+            await conn.execute(text(
+                "INSERT INTO mentions (platform, external_id, conversation_id, text, created_at, ingested_at, "
+                "content_hash, is_public, hidden, deleted, kind, raw) VALUES ('x', 'e1', 1, 'hello', "
+                "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 'h1', true, false, false, 'post', '{}')"))
+            before = tuple((await conn.execute(text(REFERRING))).one())
+        assert before == (1, 1, 1, 1, 1)
+        await db.upgrade()
+        async with db.engine.connect() as conn:
+            assert tuple((await conn.execute(text(REFERRING))).one()) == before
+        await db.downgrade("0009")
+        async with db.engine.connect() as conn:
+            assert tuple((await conn.execute(text(REFERRING))).one()) == before
+            if db.is_sqlite:  # and the pool's connections enforce foreign keys again
+                assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
+    finally:
+        await db.close()
