@@ -104,7 +104,9 @@ async def _triaged(session: Any, t: TriageResult) -> dict[str, Any]:
     m = await session.get(Mention, t.mention_id)
     decision = await session.scalar(  # routed by now, as a rule: the scan lets rows settle first
         select(RouteDecision).where(RouteDecision.mention_id == t.mention_id))
-    withheld = m is not None and private_matter(m, t, decision)  # a DM, a takeover or fraud report, a case's
+    # a DM, a takeover or fraud report, a follow-up joining a private case; and, not routed yet (a
+    # backlog), one that may still turn out to be such a follow-up: the text stays in the console
+    withheld = m is not None and (decision is None or private_matter(m, t, decision))
     triage = triage_json(t)
     return {"mention_id": t.mention_id, "platform": m.platform if m else None, "url": m.url if m else None,
             "text": public_text(m, t) if m and not withheld else None, "text_withheld": withheld,

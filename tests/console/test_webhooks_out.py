@@ -183,3 +183,24 @@ async def test_a_triaged_event_quotes_public_posts_redacted_and_withholds_privat
     assert "drains the family" not in raw and "hacked" not in raw and "Lagos" not in raw and "playlists" not in raw
     assert data[hacked.id]["triage"]["sensitivity"] == "security"  # the labels still go: a bot routes on them
 
+
+async def test_a_post_not_routed_yet_goes_without_its_text(app_client, runtime, receiver):
+    """A backlog: the route stage has not decided yet whether the post joins a private case, so its
+    triaged event keeps the text in the console."""
+    from sqlalchemy import delete
+
+    from models import RouteDecision
+
+    await subscribe(app_client, runtime, receiver.url, ["mention.triaged"])
+    follow_up = await add_mention(runtime, "reset it but my playlists are gone", outcome="escalate_private")
+    async with runtime.db.session() as s:
+        await s.execute(delete(RouteDecision).where(RouteDecision.mention_id == follow_up.id))
+        await s.commit()
+    later = utcnow() + timedelta(seconds=5)
+    assert await scan(runtime.db, now=later) == 1
+    async with aiohttp.ClientSession() as http:
+        assert await deliver_due(runtime.db, http, now=later) == 1
+    [(_, body)] = receiver.got
+    data = json.loads(body)["data"]
+    assert data["text"] is None and data["text_withheld"] is True and b"playlists" not in body
+
