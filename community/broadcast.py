@@ -12,8 +12,11 @@ up to date in its place in the queue rather than followed by a second one, and c
 "fixed" follow-up supersedes the status replies still waiting — nobody is told "we're on it" after
 "it's fixed", and nobody gets two messages where one will do. The fix supersedes ``pending`` ones
 too (:data:`WAITING`): not claimed yet, their deliverer has not paced them yet, or died first and
-left them to the pacer's safety net (:func:`service.stranded.queue_orphans`, which supersedes one
-itself if the incident was fixed meanwhile: :data:`FIXED_SINCE`).
+left them to the pacer's safety net (:func:`service.stranded.queue_orphans`). A status reply
+committed after the fix — the act stage read the incident open just before it closed — is
+superseded on its way out instead (:data:`FIXED_SINCE`): as the queue is released
+(:meth:`service.dispatch.Dispatcher.release_queued`, which every paced reply passes) and again just
+before its send is claimed. Only one claimed before the fix was committed still goes out.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ _NEWEST = (select(IncidentUpdate.incident_id, func.max(IncidentUpdate.id).label(
 LATEST_STATUS = select(IncidentUpdate).join(_NEWEST, _NEWEST.c.uid == IncidentUpdate.id)  # built once (models.bulk)
 WAITING = ("pending", "queued")  # a status reply not claimed yet: the "fixed" follow-up supersedes it
 _U = IncidentUpdate.__table__.c
+FIXED_FIRST = "the incident was fixed before it was sent"  # the error of a status reply the fix superseded
 # a status reply (its key names its incident) whose incident closed since with the "fixed" follow-up
 FIXED_SINCE = exists().where(_U.kind == "fixed", Reply.__table__.c.dedup_key.like(
     literal("incident:") + cast(_U.incident_id, String) + literal(":update:%")))
@@ -179,7 +183,7 @@ async def close(session: AsyncSession, incident: Incident, actor: str, *, policy
     if send_fixed:
         await session.execute(sql_update(Reply).where(  # waiting "we're on it" replies: the fix says more
             Reply.dedup_key.startswith(f"incident:{incident.id}:update:"), Reply.status.in_(WAITING))
-            .values(status="superseded", error="the incident was fixed before it was sent")
+            .values(status="superseded", error=FIXED_FIRST)
             .execution_options(synchronize_session=False))
         body = await _body(session, "outage_fixed", tone)
         have = await _existing_keys(session, f"incident:{incident.id}:fixed:")

@@ -17,6 +17,8 @@ Order guarantees, whoever calls :meth:`Dispatcher.deliver`:
 * incident status replies (one-to-many) are paced: at most ``paced_per_minute`` per channel per
   minute. The rest wait as ``queued`` — never dropped, each sent once — and leave the queue oldest
   first through :meth:`Dispatcher.release_queued` (every delivery, and the web process's pacer loop);
+  a status reply of an incident fixed since (committed after the fix, by an act stage that read the
+  incident open) is ``superseded`` there and as its send is claimed, never sent after the fix;
 * a reply or a platform action about a post erased before it was claimed is ``cancelled``, never
   sent (:mod:`service.privacy_actions`); the text sent is the one read as the reply was claimed;
 * a public reply to a post deleted on its platform after the reply was queued is ``cancelled`` with
@@ -49,6 +51,7 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community import moderation
+from community.broadcast import FIXED_FIRST, FIXED_SINCE
 from escalation.public_guard import gone_refusal
 from listener.protocol import Action
 from models import Author, Mention, ModerationAction, Reply
@@ -88,6 +91,8 @@ HIDE_FIRST = (select(_A.id).where(_A.mention_id.in_(select(_R.mention_id).where(
 RECORD_ONLY = update(Reply.__table__).where(_R.id.in_(IDS), _R.status == "pending").values(status="dry_run")
 PACE = (update(Reply.__table__).where(_R.id.in_(IDS), _R.status == "pending", _R.kind.in_(PACED_KINDS))
         .values(status="queued"))
+# status replies whose incident was fixed since: the fix says more (as closing it does to those waiting)
+SUPERSEDE_FIXED = update(Reply.__table__).where(FIXED_SINCE).values(status="superseded", error=FIXED_FIRST)
 T = TypeVar("T")
 
 
@@ -227,16 +232,21 @@ class Dispatcher:
         await self.deliver(ids)
         return len(ids)
 
-    async def queue_orphans(self) -> dict[str, list[int]]:
+    async def queue_orphans(self) -> list[int]:
         """:func:`service.stranded.queue_orphans` past this dispatcher's bound: an incident's replies a
         dead deliverer left ``pending`` join their channel's queue (:meth:`release_queued` sends them)."""
         return await queue_orphans(self.db, self.clock() - self.stranded_after)
 
     async def release_queued(self, now: datetime | None = None) -> int:
         """Send the queued incident replies each channel's budget allows now, oldest first; returns
-        how many were sent. Safe to run in several processes: each reply is claimed before sending."""
+        how many were sent. Safe to run in several processes: each reply is claimed before sending.
+        First the queued status replies of an incident fixed since are superseded (module doc)."""
         now = now or self.clock()
         async with self.db.session() as session:
+            superseded = (await session.execute(SUPERSEDE_FIXED.where(_R.status == "queued"))).rowcount
+            await session.commit()  # not held while the queue is read (SQLite: one writer)
+            if superseded:
+                log.info("%d queued status replies of incidents fixed since: superseded", superseded)
             platforms = list(await session.scalars(select(Reply.platform).where(
                 Reply.status == "queued", NOT_HELD).distinct()))
             todo: list[int] = []
@@ -321,6 +331,11 @@ class Dispatcher:
                 await session.commit()
                 return 0
             if await hold_back(session, reply):
+                return 0
+            if reply.kind == "status" and (await session.execute(  # its incident fixed since it was picked
+                    SUPERSEDE_FIXED.where(_R.id == reply.id, _R.status == expect))).rowcount:
+                await session.commit()
+                log.info("reply %s: its incident was fixed since; superseded", reply.id)
                 return 0
             author = await session.get(Author, mention.author_id) if mention and mention.author_id else None
             claimed = await session.execute(update(Reply).where(Reply.id == reply.id, Reply.status == expect)

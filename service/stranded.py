@@ -30,8 +30,8 @@ console request or CLI command killed between committing an incident's status an
 Every creator of a ``pending`` reply delivers it at once (the act stage, the console, the API, the
 CLI), so none of them waits that long on purpose. An incident's replies (:data:`PACED_KINDS`) are
 delivered paced: :func:`queue_orphans` puts them in their channel's queue (where their deliverer
-would have put them), or supersedes a status reply whose incident was fixed meanwhile
-(:data:`community.broadcast.FIXED_SINCE`), as closing it would have; the queue is released as ever.
+would have put them), and the queue is released as ever (:meth:`service.dispatch.Dispatcher.release_queued`,
+which supersedes a status reply whose incident was fixed meanwhile).
 
 A public reply waits while a hide or removal of its post is ``sending`` or ``unknown`` and no later
 hide, removal or filter of the post is ``done``, ``recorded`` or ``dry_run`` (:func:`hold_back`):
@@ -51,7 +51,6 @@ from sqlalchemy import bindparam, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community import moderation
-from community.broadcast import FIXED_SINCE
 from models import Mention, ModerationAction, Reply
 from service.audit import record
 
@@ -90,8 +89,7 @@ _CUTOFF = bindparam("cutoff")
 _ORPHANED = (_R.status == "pending", _R.claimed_at.is_(None), _R.created_at < _CUTOFF,
              or_(_R.error.is_(None), ~_HELD_BACK))
 ORPHANED_REPLIES = select(_R.id).where(*_ORPHANED, _R.kind.not_in(PACED_KINDS)).order_by(_R.id).limit(SWEEP_LIMIT)
-ORPHANED_PACED = (select(_R.id, FIXED_SINCE.label("fixed")).where(*_ORPHANED, _R.kind.in_(PACED_KINDS))
-                  .order_by(_R.id).limit(SWEEP_LIMIT))
+ORPHANED_PACED = select(_R.id).where(*_ORPHANED, _R.kind.in_(PACED_KINDS)).order_by(_R.id).limit(SWEEP_LIMIT)
 TO_PERFORM = (select(_A.id).where(_A.status == "queued", or_(_A.rule.is_(None), _A.rule != API_RULE),
                                   or_(_A.claimed_at.is_not(None), _A.created_at < _CUTOFF))
               .order_by(_A.id).limit(SWEEP_LIMIT))  # put back by the sweep, or left unclaimed
@@ -188,24 +186,20 @@ async def _sweep_action(db: Any, action_id: int, cutoff: datetime) -> bool | Non
         return again
 
 
-async def queue_orphans(db: Any, cutoff: datetime) -> dict[str, list[int]]:
-    """An incident's replies left ``pending`` unclaimed since before ``cutoff``: ``queued`` for their
-    channel's pace, or ``superseded`` (a status whose incident was fixed meanwhile). Conditional
-    statements: one a late deliverer took meanwhile is left to it, nothing goes twice."""
-    out: dict[str, list[int]] = {"queued": [], "superseded": []}
+async def queue_orphans(db: Any, cutoff: datetime) -> list[int]:
+    """Queue an incident's replies left ``pending`` unclaimed since before ``cutoff`` for their
+    channel's pace; returns their ids. Conditional (still ``pending``): one a late deliverer took
+    meanwhile is left to it, nothing goes twice."""
     async with db.session() as session:
-        for row in (await session.execute(ORPHANED_PACED, {"cutoff": cutoff})).all():
-            values = ({"status": "superseded", "error": "the incident was fixed before it was sent"} if row.fixed
-                      else {"status": "queued"})
-            done = await session.execute(update(Reply).where(Reply.id == row.id, Reply.status == "pending")
-                                         .values(**values).execution_options(synchronize_session=False))
-            if done.rowcount == 1:
-                out[values["status"]].append(row.id)
+        ids = list(await session.scalars(ORPHANED_PACED, {"cutoff": cutoff}))
+        if not ids:
+            return []
+        queued = sorted(await session.scalars(update(Reply.__table__).where(_R.id.in_(ids), _R.status == "pending")
+                                              .values(status="queued").returning(_R.id)))
         await session.commit()
-    if out["queued"] or out["superseded"]:
-        log.warning("incident replies pending unclaimed since before %s: queued %s, superseded %s", cutoff,
-                    out["queued"], out["superseded"])
-    return out
+    if queued:
+        log.warning("incident replies %s pending unclaimed since before %s: queued", queued, cutoff)
+    return queued
 
 
 async def hold_back(session: AsyncSession, reply: Reply) -> bool:

@@ -16,9 +16,11 @@ dies stops renewing; the bus then hands its messages to the others one at a time
 kills its worker spends its own attempts only. A watchdog (``timeout``, ``stage_timeout_seconds``)
 turns a stage that hangs into a failure like any other: the batch is retried one by one, each under
 the watchdog too, and the message that hangs is dead-lettered after its attempts while the stream
-behind it flows on. A message that hangs alone after its batch hung spends two attempts: the batch's
-time-out was its own too, so each attempt costs one time-out, not two (the others of the batch,
-handled alone once, spend none).
+behind it flows on. A message that is the only one to hang alone after its batch hung spends two
+attempts: the batch's time-out was its own too, so each attempt costs one time-out, not two (the
+others of the batch, handled alone once, spend none). When several hang alone, the stall is shared
+(a model endpoint, a lock), not one message's: each spends one, so good messages are not
+dead-lettered at twice the pace.
 """
 
 from __future__ import annotations
@@ -240,9 +242,13 @@ class StageWorker:
     async def _one_by_one(self, batch: list[Envelope], *, hung: bool = False) -> None:
         """Each message alone; one that fails while the database and bus answer is the one at fault
         (:meth:`_failed`). One that fails because they stopped answering meanwhile is held through the
-        outage like a batch; when the worker stops then, it and the rest stay unacknowledged. After a
-        batch that ``hung``, one that hangs alone too is what the batch hung on: charged its time-out."""
+        outage like a batch; when the worker stops then, it and the rest stay unacknowledged, those
+        that hung alone before it too (their redelivery counts an attempt, as any does).
+        Time-outs are charged when the loop ends: after a batch that ``hung``, the one message that
+        hangs alone too is what the batch hung on (charged the batch's time-out as well); when
+        several hang alone they share a stall (a model endpoint, a lock): one attempt each."""
         name = self.stage.name
+        hangs: list[tuple[Envelope, Exception]] = []
         for env in batch:
             started = time.perf_counter()
             try:
@@ -252,12 +258,18 @@ class StageWorker:
                 if held is LEFT:
                     return
                 if held is None:
-                    await self._failed(env, exc, spent=2 if hung and isinstance(exc, StageTimeout) else 1)
+                    if isinstance(exc, StageTimeout):
+                        hangs.append((env, exc))
+                    else:
+                        await self._failed(env, exc)
                     continue
                 out = held
             await self._publish(out)
             await self.bus.ack(name, name, [env.id])
             self._count(1, time.perf_counter() - started)  # a batch of one
+        spent = 2 if hung and len(hangs) == 1 else 1
+        for env, exc in hangs:
+            await self._failed(env, exc, spent=spent)
 
     async def _failed(self, env: Envelope, exc: Exception, spent: int = 1) -> None:
         """A message that failed by itself, ``spent`` attempts of it (its last handling's, and its
@@ -266,7 +278,7 @@ class StageWorker:
         name = self.stage.name
         if spent > 1:
             limit = getattr(self.bus, "max_deliveries", env.attempts)
-            env = replace(env, attempts=max(env.attempts, min(env.attempts + spent - 1, limit)))
+            env = replace(env, attempts=min(env.attempts + spent - 1, limit))
         reason = f"{type(exc).__name__}: {str(exc)[:300]}"
         dead = await self.bus.fail(name, name, env, reason)
         if self.metrics:

@@ -38,6 +38,7 @@ from redis.exceptions import ResponseError
 
 from service.bus.base import Envelope
 from service.bus.codec import CodecError, decode
+from service.bus.redis_common import CHUNK, Scripts, _s
 
 if TYPE_CHECKING:
     import redis.asyncio as redis
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("socialcare.bus")
 LOOKS = 50  # stale entries one read goes through at most when they are buried or skipped, not returned
-RENEW_CHUNK = 500  # ids per renewal call
 # KEYS[1] stream; ARGV group, consumer, min idle ms. Nil: nothing stale; 0: the candidates were gone
 # from the stream (dropped by XCLAIM): look again; else {id, {field, value, ...}, times delivered}.
 _CLAIM_SCRIPT = """
@@ -77,14 +77,11 @@ class Claims:
     def __init__(self, bus: RedisStreamsBus) -> None:
         self.bus = bus
         self._quiet_until: dict[tuple[str, str, str], float] = {}  # (topic, group, consumer) -> next look
-        self._scripts: dict[str, Any] = {}
+        self._scripts = Scripts()
 
     async def _run(self, c: redis.Redis, source: str, stream: str, args: list[Any]) -> Any:
-        script = self._scripts.get(source)
-        if script is None:
-            script = self._scripts[source] = c.register_script(source)
         try:
-            return await script(keys=[stream], args=args, client=c)
+            return await self._scripts.run(c, source, [stream], args)
         except ResponseError as exc:
             if "NOGROUP" in str(exc) or "no such key" in str(exc).lower():  # no stream or group (yet)
                 return None
@@ -115,8 +112,8 @@ class Claims:
     async def renew(self, topic: str, group: str, consumer: str, ids: list[str]) -> list[str]:
         """Restart the idle time of those of ``ids`` still ``consumer``'s; returns them."""
         stream, kept = self.bus.stream(topic), []
-        for start in range(0, len(ids), RENEW_CHUNK):
-            chunk = [group, consumer, *ids[start:start + RENEW_CHUNK]]
+        for start in range(0, len(ids), CHUNK):
+            chunk = [group, consumer, *ids[start:start + CHUNK]]
             got = await self.bus._call("renew", lambda c, chunk=chunk: self._run(c, _RENEW_SCRIPT, stream, chunk))
             kept += [_s(i) for i in got or []]
         return kept
@@ -132,7 +129,3 @@ def _counted(fields: dict[Any, Any], delivered: int, limit: int) -> int:
     except CodecError:  # buried as undecodable whatever is counted
         return delivered
     return 1 if attempts >= limit else delivered
-
-
-def _s(value: Any) -> str:
-    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)

@@ -30,7 +30,11 @@ the person's letters and then deletes them by id, the purge, or an admin's disca
 listed a moment before, removes the letter chosen, not nothing. Following is right because the
 successor is that letter (its key, attempts, failure time and author kept), only without the words;
 an erasure re-reading until nothing of the person is left would cost another pass over the whole
-stream and would leave the admin's discard and the purge's ids to miss it. The delete script builds
+stream and would leave the admin's discard and the purge's ids to miss it. One step reaches it: a
+letter is rewritten once at most — its successor has no words left, so a second removal changes
+nothing (:meth:`~service.bus.redis_removals.Removals.rewrite`), and of two rewrites racing on one
+letter (a burial's own and a removal's) only the one whose script deletes it writes a successor —
+and a successor retried and buried again is a new letter, not a rewrite. The delete script builds
 the successors' key names itself: one standalone Redis, as the bus's other scripts, which span
 streams, already need.
 """
@@ -44,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 from listener.deletions import post_of
 from service.bus.base import DeadLetter
 from service.bus.codec import CodecError, decode_dead_letter, encode
+from service.bus.redis_common import CHUNK, Scripts, _s
 
 if TYPE_CHECKING:
     import redis.asyncio as redis
@@ -52,8 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("socialcare.bus")
 MOVED_S = 86400  # how long an id read before a rewrite still reaches the letter (a listing left open)
-MAX_HOPS = 8  # successors followed from one id (a letter is rewritten once: its words go once)
-CHUNK = 500  # ids per script during a rebuild
 
 _INDEX = """
 local function index_add(post_of, by_post, id, post)
@@ -108,18 +111,18 @@ if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return false end
 index_del(KEYS[2], KEYS[3], ARGV[1])
 return redis.call('XADD', KEYS[4], '*', unpack(ARGV, 2))
 """
-# Delete letters, each by its id or its successor's; how many went. ARGV moved-key prefix, max hops, ids...
+# Delete letters, each by its id or its successor's; how many went. ARGV moved-key prefix, ids...
 _DELETE = _INDEX + """
 local gone = 0
-for i = 3, #ARGV do
-  local id, hops = ARGV[i], 0
-  while id and hops <= tonumber(ARGV[2]) do
-    if redis.call('XDEL', KEYS[1], id) == 1 then
-      index_del(KEYS[2], KEYS[3], id)
-      gone = gone + 1
-      break
-    end
-    id, hops = redis.call('GET', ARGV[1] .. id), hops + 1
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  if redis.call('XDEL', KEYS[1], id) == 0 then
+    id = redis.call('GET', ARGV[1] .. id)
+    if id and redis.call('XDEL', KEYS[1], id) == 0 then id = false end
+  end
+  if id then
+    index_del(KEYS[2], KEYS[3], id)
+    gone = gone + 1
   end
 end
 return gone
@@ -165,7 +168,7 @@ class DeadLetterStore:
 
     def __init__(self, bus: RedisStreamsBus) -> None:
         self.bus = bus
-        self._scripts: dict[str, Any] = {}
+        self._scripts = Scripts()
 
     @property
     def keys(self) -> list[str]:
@@ -178,9 +181,7 @@ class DeadLetterStore:
         return f"{self.bus.dead_stream}:moved:{dead_id}"
 
     async def _run(self, c: redis.Redis, script: str, keys: list[str], args: list[Any]) -> Any:
-        if script not in self._scripts:
-            self._scripts[script] = c.register_script(script)
-        return await self._scripts[script](keys=[*self.keys, *keys], args=args, client=c)
+        return await self._scripts.run(c, script, [*self.keys, *keys], args)
 
     async def bury(self, c: redis.Redis, topic_stream: str, group: str, entry_id: str, post: str,
                    removed_key: str, fields: dict[Any, Any]) -> tuple[str, float | None]:
@@ -198,23 +199,23 @@ class DeadLetterStore:
 
     async def retry(self, dead_id: str) -> bool:
         """Put a letter back on its topic (its successor's, when it was rewritten); False when gone."""
-        for _ in range(MAX_HOPS + 1):
-            dead = await self._read(dead_id)
-            if dead is not None:
-                if "undecodable" in dead.extra:
-                    raise CodecError(f"dead letter {dead_id} holds an undecodable entry and cannot be retried")
-                fields = encode(dead.key, dead.payload, 1, dead.extra.get("published_at") or None,
-                                dead.extra.get("group") or None)
-                stream = self.bus.stream(dead.topic)
-                if await self.bus._call("retry", lambda c, d=dead_id, f=fields, s=stream: self._run(
-                        c, _RETRY, [s], [d, *_flat(f)])) is not None:
-                    return True
-            # gone: retried or discarded, or rewritten (read before, or between the read and the script)
-            successor = await self.bus._call("retry", lambda c, d=dead_id: c.get(self.moved(d)))
-            if successor is None:
-                return False
-            dead_id = _s(successor)
-        return False
+        if await self._retry(dead_id):
+            return True
+        # gone: retried or discarded, or rewritten (read before, or between the read and the script)
+        successor = await self.bus._call("retry", lambda c: c.get(self.moved(dead_id)))
+        return successor is not None and await self._retry(_s(successor))
+
+    async def _retry(self, dead_id: str) -> bool:
+        dead = await self._read(dead_id)
+        if dead is None:
+            return False
+        if "undecodable" in dead.extra:
+            raise CodecError(f"dead letter {dead_id} holds an undecodable entry and cannot be retried")
+        fields = encode(dead.key, dead.payload, 1, dead.extra.get("published_at") or None,
+                        dead.extra.get("group") or None)
+        stream = self.bus.stream(dead.topic)
+        back = await self.bus._call("retry", lambda c: self._run(c, _RETRY, [stream], [dead_id, *_flat(fields)]))
+        return back is not None  # None: gone between the read and the script
 
     async def delete(self, ids: list[str]) -> int:
         """Remove these letters (each, if rewritten, by its successor); how many went."""
@@ -222,7 +223,7 @@ class DeadLetterStore:
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start:start + CHUNK]
             removed += int(await self.bus._call("delete dead letters", lambda c, chunk=chunk: self._run(
-                c, _DELETE, [], [self.moved(), MAX_HOPS, *chunk])))
+                c, _DELETE, [], [self.moved(), *chunk])))
         return removed
 
     async def of_posts(self, posts: set[tuple[str, str]]) -> list[DeadLetter]:
@@ -285,7 +286,3 @@ class DeadLetterStore:
 
 def _flat(fields: dict[Any, Any]) -> list[Any]:
     return [x for kv in fields.items() for x in kv]
-
-
-def _s(value: Any) -> str:
-    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from listener.deletions import letter_without_content, post_of
+from listener.deletions import letter_without_content
 from service.bus.base import REMEMBERED_S, DeadLetter
 from service.bus.codec import Message, encode_dead_letter
 from service.bus.redis_deadletters import member, post_member
@@ -63,9 +63,8 @@ class Removals:
 
         await bus._call("remove content", add)  # before reading: see the module docstring
         changed = 0
-        for dead in await bus._dead.of_posts(posts):
-            if post_of(dead.payload) in posts:
-                changed += await self.rewrite(dead)
+        for dead in await bus._dead.of_posts(posts):  # the index holds each letter under its own post
+            changed += await self.rewrite(dead)
         return changed
 
     async def forget(self, posts: set[tuple[str, str]]) -> None:

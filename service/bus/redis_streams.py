@@ -35,6 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from service.bus.base import Bus, BusUnavailable, DeadLetter, Envelope, removals, restores
 from service.bus.codec import CodecError, Message, decode, decode_dead_letter, encode, encode_dead_letter
 from service.bus.redis_claims import Claims
+from service.bus.redis_common import CHUNK, _s
 from service.bus.redis_deadletters import DeadLetterStore, post_member
 from service.bus.redis_removals import Removals
 
@@ -42,7 +43,6 @@ __all__ = ["BusUnavailable", "RedisStreamsBus"]
 log = logging.getLogger("socialcare.bus")
 T = TypeVar("T")
 ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
-CHUNK = 500  # entries per pipeline / page
 WAITAOF_MS = 2_000  # how long a durable publish waits for the append-only file (fsync every second)
 
 def _entry_key(entry_id: str) -> tuple[int, int]:
@@ -344,7 +344,3 @@ class RedisStreamsBus(Bus):
 
     async def delete_dead_letters(self, ids: list[str]) -> int:
         return await self._dead.delete([i for i in dict.fromkeys(ids) if isinstance(i, str) and ENTRY_ID.match(i)])
-
-
-def _s(value: Any) -> str:
-    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)

@@ -20,7 +20,7 @@ T = "route"
 
 
 class Stage:
-    """Fails a batch holding ``poison``; hangs on ``hang``; ``drop`` takes the database down (for
+    """Fails a batch holding ``poison``; hangs on ``hang`` and on every ``stall…``; ``drop`` takes the database down (for
     ``outage`` seconds) the first time it is handled alone, failing it."""
 
     name = T
@@ -39,7 +39,7 @@ class Stage:
         keys = [e.key for e in batch]
         if not self.ctx.db.up:
             raise ConnectionError("connection refused")
-        if "hang" in keys:
+        if "hang" in keys or any(k.startswith("stall") for k in keys):  # one poison; a shared stall
             self.hanging.set()
             await asyncio.sleep(3600)
         if "poison" in keys:
@@ -101,6 +101,24 @@ async def test_each_attempt_of_a_hanging_message_costs_one_timeout_also_when_it_
     assert stage.calls == Counter({"hang": attempts, "a": 2, "c": 2, "d": 2})  # in a batch that hung, then alone
     assert sorted(stage.done) == [("a", 1), ("c", 1), ("d", 1)]
     assert attempts * timeout <= elapsed < (attempts + 0.75) * timeout  # before: six time-outs
+
+
+async def test_a_stall_shared_by_several_messages_costs_each_one_attempt_per_round():
+    """Two messages hang alone after their batch hung: a dependency stalls, neither is what the
+    batch hung on, so each round costs each one attempt (not two: buried after half the rounds)."""
+    attempts = 3
+    bus = InProcessBus(max_deliveries=attempts)
+    await bus.ensure_group(T, T)
+    await bus.publish_many(T, [("stall-a", {}), ("ok", {}), ("stall-b", {})])
+    stage = Stage()
+    worker = StageWorker(bus, stage, batch_size=50, block_ms=10, timeout=0.1)
+    await asyncio.wait_for(drain(worker), 10)
+    dead = await bus.dead_letters()
+    assert sorted((d.key, d.attempts) for d in dead) == [("stall-a", attempts), ("stall-b", attempts)]
+    assert all(d.reason.startswith("StageTimeout") for d in dead)
+    assert stage.calls == Counter({"stall-a": 2 * attempts, "stall-b": 2 * attempts, "ok": 2})  # in a batch, alone
+    assert stage.done == [("ok", 1)]
+    assert (await bus.lag(T, T), await bus.pending(T, T)) == (0, 0)
 
 
 async def test_a_stop_while_the_stage_works_is_a_cancel_not_a_failure():

@@ -214,3 +214,16 @@ async def test_a_deletion_by_old_and_new_id_counts_the_letter_once_and_the_old_i
     if isinstance(bus, RedisStreamsBus):  # ids only, and for a while
         moved = f"{bus.dead_stream}:moved:{old}"
         assert (await bus.client.get(moved)).decode() == new and 0 < await bus.client.ttl(moved) <= MOVED_S
+
+
+async def test_a_letter_is_rewritten_once_so_its_old_id_reaches_it_in_one_step(bus):
+    """A second removal of the post (its deletion delivered twice, a restore then a new removal)
+    finds no words left and rewrites nothing: the successor keeps its id, and the id listed before
+    the first removal still reaches it (the one step the delete script and a retry follow)."""
+    old, new = await rewritten(bus)
+    assert await bus.remove_content({("x", "gone")}) == 0
+    await bus.publish("ingest", tweet("gone", "maria", event="restore"), "x:gone:restore")
+    assert await bus.remove_content({("x", "gone")}) == 0
+    assert [d.id for d in await bus.dead_letters() if d.payload["mention"]["external_id"] == "gone"] == [new]
+    assert await bus.delete_dead_letters([old]) == 1
+    assert [d.payload["mention"]["author_handle"] for d in await bus.dead_letters()] == ["ann"]
