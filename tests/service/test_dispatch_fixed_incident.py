@@ -7,23 +7,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from worker_fakes import SentOnX
+
 from community import broadcast
 from community.broadcast import FIXED_FIRST
 from community.incidents import SpikePolicy
-from listener.protocol import ActionResult
 from models import Incident, IncidentUpdate, Mention, Reply
 from service.dispatch import Dispatcher
 
 X = "x"
-
-
-class SentOnX:
-    def __init__(self) -> None:
-        self.name, self.platform, self.calls = "x", "x", []
-
-    async def perform(self, action):  # noqa: ANN001, ANN201
-        self.calls.append(action.text)
-        return ActionResult(ok=True, external_ids=[f"r{len(self.calls)}"])
 
 
 async def open_incidents(db, n: int = 2) -> list[tuple[int, int, int]]:  # noqa: ANN001

@@ -8,23 +8,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import select
+from worker_fakes import SentOnX
 
-from listener.protocol import ActionResult
 from models import Incident, IncidentUpdate, Reply
 from models.base import utcnow
 from service.dispatch import Dispatcher
 
 BOUND = timedelta(minutes=10)  # Settings.stranded_send_minutes
 X = "x"
-
-
-class SentOnX:
-    def __init__(self) -> None:
-        self.name, self.platform, self.calls = "x", "x", []
-
-    async def perform(self, action):  # noqa: ANN001, ANN201
-        self.calls.append(action.text)
-        return ActionResult(ok=True, external_ids=[f"r{len(self.calls)}"])
 
 
 async def test_orphaned_incident_replies_are_queued_once_past_the_bound_and_a_fixed_status_superseded(db):

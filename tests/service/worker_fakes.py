@@ -36,3 +36,15 @@ class SlowX:
         await asyncio.sleep(self.delay)
         self.calls.append(action)
         return ActionResult(ok=True, external_ids=[f"r{len(self.calls)}"])
+
+
+class SentOnX:
+    """An X connector that answers every send "posted", keeping the texts it was given."""
+
+    def __init__(self) -> None:
+        self.name, self.platform, self.calls = "x", "x", []
+
+    async def perform(self, action):  # noqa: ANN001, ANN201
+        self.calls.append(action.text)
+        return ActionResult(ok=True, external_ids=[f"r{len(self.calls)}"])
+
