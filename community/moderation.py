@@ -40,6 +40,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community import harvest
+from escalation.links import shown_without_links
 from listener.protocol import Action
 from models import Author, Mention, ModerationAction, TriageResult
 from models.base import utcnow
@@ -148,7 +149,8 @@ async def recorded_keys(session: AsyncSession, mention_ids: list[int]) -> set[st
 async def alerts(session: AsyncSession, *, open_only: bool = True, status: str | None = None,
                  limit: int = 100) -> list[dict[str, Any]]:
     """``notify`` alerts for the moderation page, newest first: who is alerted, by which rule, why,
-    and the post in its redacted public form (never its raw text or personal data). ``status``
+    and the post in its redacted public form (never its raw text or personal data, nor a secure link
+    it quotes: that opens the customer's private channel to whoever reads it). ``status``
     ("acknowledged"): only those (the page's short history)."""
     q = (select(ModerationAction, Mention, TriageResult).join(Mention, Mention.id == ModerationAction.mention_id)
          .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
@@ -158,7 +160,8 @@ async def alerts(session: AsyncSession, *, open_only: bool = True, status: str |
     return [{"id": a.id, "at": a.created_at, "notify": (a.details or {}).get("notify"), "rule": a.rule,
              "reason": a.reason, "status": a.status, "mention_id": m.id, "platform": m.platform,
              "channel": m.channel, "url": m.url, "conversation_id": m.conversation_id,
-             "text": shown_text(m, tri), "acknowledged_by": (a.details or {}).get("acknowledged_by"),
+             "text": shown_without_links(shown_text(m, tri)),
+             "acknowledged_by": (a.details or {}).get("acknowledged_by"),
              "acknowledged_at": (a.details or {}).get("acknowledged_at")}
             for a, m, tri in (await session.execute(q)).all()]
 

@@ -12,6 +12,7 @@ from console.auth import SCOPE_ROLES, require
 from console.keys import PRINCIPAL, RUNTIME
 from console.paths import path_id
 from console.render import render
+from console.secure import ESCALATION
 from models import ROLES, ApiToken, AuditEvent, User
 from service.audit import record
 
@@ -62,6 +63,8 @@ async def set_role(request: web.Request) -> web.Response:
             raise web.HTTPConflict(reason=str(exc)) from None
         await session.commit()
         name = user.username
+    if changed:
+        await request.app[ESCALATION].hub.end_user(user_id)  # the sessions it ended: their case chats too
     raise web.HTTPSeeOther("/admin/users?" + urlencode({"done": f"{name} is now {role}" if changed
                                                         else f"{name} already was {role}"}))
 
@@ -77,9 +80,12 @@ async def set_active(request: web.Request) -> web.Response:
         user = await session.get(User, user_id)
         if user is None:
             raise web.HTTPNotFound(reason="no such user")
+        changed = user.active != active
         user.active = active
         record(session, p.actor, "user.enabled" if active else "user.disabled", "user", user_id)
         await session.commit()
+    if changed:
+        await request.app[ESCALATION].hub.end_user(user_id)  # the sessions it ended: their case chats too
     raise web.HTTPFound("/admin/users")
 
 

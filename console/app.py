@@ -19,7 +19,7 @@ from console.auth import AUTH, Auth, bearer_token, principal_middleware, require
 from console.error_pages import error_page, wants_html
 from console.keys import DEMO_LOGIN, PRINCIPAL, RUNTIME
 from console.navigation import home_for
-from console.queries import post_state, routed_counts, routed_mentions, sees_private
+from console.queries import in_care_team, post_state, routed_counts, routed_mentions
 from console.render import render
 from listener.protocol import NormalizedMention
 from models import ROUTE_OUTCOMES
@@ -96,7 +96,7 @@ async def mentions_page(request: web.Request) -> web.Response:
     if outcome and outcome not in ROUTE_OUTCOMES:
         raise web.HTTPBadRequest(reason="unknown outcome")
     limit, offset = _limit(request)
-    private = sees_private(request[PRINCIPAL].role)  # private matters are the care team's alone
+    private = in_care_team(request[PRINCIPAL].role)  # private matters are the care team's alone
     async with rt.db.session() as session:
         rows = await routed_mentions(session, outcome=outcome, limit=limit, offset=offset, private=private)
         counts = await routed_counts(session, private=private)
@@ -123,7 +123,7 @@ async def api_mentions(request: web.Request) -> web.Response:
     async with rt.db.session() as session:
         rows = await routed_mentions(session, outcome=outcome, platform=request.query.get("platform") or None,
                                      limit=limit, offset=offset, since_id=since_id,
-                                     private=sees_private(request[PRINCIPAL].role))
+                                     private=in_care_team(request[PRINCIPAL].role))
     body: dict[str, Any] = {"mentions": rows, "limit": limit, "offset": offset}
     if since_id is not None:
         body.update(since_id=since_id, next_since_id=rows[-1]["id"] if rows else since_id)

@@ -126,6 +126,7 @@ class Principal:
     via: str  # "session" | "token"
     scopes: tuple[str, ...] = ()
     nonce: str = ""
+    epoch: int | None = None  # a session's: what a socket it opened is checked against (live_sign_ins)
 
     @property
     def actor(self) -> str:
@@ -179,7 +180,8 @@ class Auth:
         user = await session.get(User, data.get("uid"))
         if user is None or not user.active or data.get("e") != user.session_epoch:
             return None  # a cookie from before a sign-out, a disabling or a role change (or the upgrade)
-        return Principal(user.id, user.username, user.role, "session", nonce=data.get("n", ""))
+        return Principal(user.id, user.username, user.role, "session", nonce=data.get("n", ""),
+                         epoch=user.session_epoch)
 
 
 async def end_sessions(session: AsyncSession, user_id: int) -> None:
@@ -187,6 +189,29 @@ async def end_sessions(session: AsyncSession, user_id: int) -> None:
     so a concurrent sign-in or role change cannot bring an old epoch back."""
     await session.execute(update(User).where(User.id == user_id)
                           .values(session_epoch=User.session_epoch + 1).execution_options(synchronize_session=False))
+
+
+SignIn = tuple[int, int]  # (user id, session epoch)
+
+
+async def live_sign_ins(session: AsyncSession, signed: set[SignIn], roles: tuple[str, ...]) -> set[SignIn]:
+    """The (user id, session epoch) pairs that still sign someone in with one of ``roles`` (admin
+    always): what a websocket opened by a session is checked against, since it outlives the request
+    whose cookie :meth:`Auth.principal` checked."""
+    if not signed:
+        return set()
+    rows = await session.execute(select(User.id, User.session_epoch).where(
+        User.id.in_({uid for uid, _ in signed}), User.active.is_(True), User.role.in_((*roles, "admin"))))
+    return signed & {(uid, epoch) for uid, epoch in rows.all()}
+
+
+def sign_in_liveness(db: Any, *roles: str) -> Callable[[set[SignIn]], Awaitable[set[SignIn]]]:
+    """:func:`live_sign_ins` in a transaction of its own, for the chat hub."""
+    async def live(signed: set[SignIn]) -> set[SignIn]:
+        async with db.session() as session:
+            return await live_sign_ins(session, signed, roles)
+
+    return live
 
 
 def bearer_token(request: web.Request) -> str | None:

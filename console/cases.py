@@ -15,7 +15,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from console import flash
-from console.auth import Principal, require
+from console.auth import AUTH, Principal, require
 from console.error_pages import wants_html
 from console.keys import PRINCIPAL, RUNTIME
 from console.paths import path_id
@@ -70,15 +70,7 @@ async def cases_page(request: web.Request) -> web.Response:
             q = q.order_by(Case.id.desc())
         rows = [(c, agent, author, _snippet(m, tri)) for c, agent, author, m, tri
                 in (await session.execute(q.limit(500))).all()]
-        ids = [c.id for c, *_ in rows]
-        now = utcnow()
-        late = await sla.late_open_cases(session, now)
-        breached: dict[int, set[str]] = {}
-        for b in await session.scalars(select(SlaBreach).where(SlaBreach.case_id.in_(ids))):  # resolved ones too
-            breached.setdefault(b.case_id, set()).add(b.kind)
-        for case_id, kinds in late.items():
-            breached.setdefault(case_id, set()).update(kinds)
-        open_breaches = sum(map(len, late.values()))
+        breached, open_breaches = await sla.late_cases(session, [c for c, *_ in rows], utcnow())
     return render(request, "cases.html", rows=rows, breached=breached, shown=status, open_breaches=open_breaches)
 
 
@@ -235,7 +227,9 @@ async def escalate(request: web.Request) -> web.Response:
 
 @require("agent")
 async def case_socket(request: web.Request) -> web.StreamResponse:
-    """The agent's side of the chat (same origin only; writing needs the case to be theirs)."""
+    """The agent's side of the chat (same origin only; writing needs the case to be theirs). The
+    socket lives as long as the session that opened it: the hub hangs it up once its epoch is
+    raised (sign-out, disabling, a role change), and each frame re-checks the cookie first."""
     case_id = _case_id(request)
     if not same_origin(request):
         raise web.HTTPForbidden(reason="cross-site websocket")
@@ -248,13 +242,23 @@ async def case_socket(request: web.Request) -> web.StreamResponse:
         record(session, p.actor, "case.viewed", "case", case.id, via="websocket")
         await session.commit()  # recorded before anything of the case is sent
         past = [chat.message_json(m) for m in await chat.history(session, case.id)]
-    return await serve_chat(request, case_id, past, lambda ws, data: _agent_message(request, ws, case_id, p, data))
+    return await serve_chat(request, case_id, past,
+                            lambda ws, data: _agent_message(request, ws, case_id, p, data),
+                            agent=(p.user_id, p.epoch))
+
+
+def _still_agent(opened: Principal, now: Principal | None) -> bool:
+    return now is not None and now.user_id == opened.user_id and now.role in ("agent", "admin")
 
 
 async def _agent_message(request: web.Request, ws: web.WebSocketResponse, case_id: int, p: Principal,
                          data: str) -> None:
     rt, state = request.app[RUNTIME], request.app[ESCALATION]
     async with rt.db.session() as session:
+        if not _still_agent(p, await request.app[AUTH].principal(request, session)):
+            await ws.send_json({"type": "closed"})  # signed out, disabled or no longer an agent
+            await ws.close()
+            return
         case = await session.get(Case, case_id)
         if case is None:
             return

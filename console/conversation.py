@@ -24,7 +24,7 @@ from console.auth import require
 from console.error_pages import wants_html
 from console.keys import PRINCIPAL, RUNTIME
 from console.paths import path_id
-from console.queries import moderated_conversations, sees_private
+from console.queries import in_care_team, moderated_conversations
 from console.queue_data import CLAIM_TTL, conversation_view
 from console.render import render
 from console.suggestions import suggestions_for
@@ -109,7 +109,7 @@ async def render_conversation(request: web.Request, *, error: str | None = None,
         if read_only and not await moderated_conversations(session, {conv_id}):
             raise web.HTTPNotFound(reason="no such conversation")  # only a thread the moderation page links to
         view = await conversation_view(session, conv_id, viewer=p.actor, focus=focus, with_customer=not read_only,
-                                       private=sees_private(p.role))
+                                       private=in_care_team(p.role))
         if view is None:
             raise web.HTTPNotFound(reason="no such conversation")
         target = await session.get(Mention, view["target_id"]) if view["target_id"] else None

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from console.queries import private_clause, public_text
+from console.queries import care_team_only_clause, public_text
 from models import Incident, IncidentMention, Mention, RouteDecision, TriageResult
 from service.privacy import erased
 from triage import redact
@@ -55,6 +55,11 @@ def aligned_end(period: str, now: datetime) -> datetime:
 def end_of_day(day: date) -> datetime:
     """The end of a digest that runs through ``day`` (UTC): the midnight after it."""
     return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
+
+
+def utc_day(at: datetime) -> date:
+    """The day (UTC) of a stored time (SQLite hands times back naive: they are UTC)."""
+    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).date()
 
 
 def find_spikes(current: list[int], previous: list[int]) -> tuple[float | None, list[int]]:
@@ -145,9 +150,9 @@ def _counted(query: Any) -> Any:
 
 
 async def _rows(session: AsyncSession, start: datetime, end: datetime) -> list[tuple[Mention, TriageResult, bool]]:
-    """The posts counted, each with whether it is a private matter (:func:`console.queries.private_matter`)."""
+    """The posts counted, each with whether it is a private matter (:func:`console.queries.care_team_only`)."""
     return [tuple(r) for r in (await session.execute(
-        _counted(select(Mention, TriageResult, private_clause())).where(
+        _counted(select(Mention, TriageResult, care_team_only_clause())).where(
             Mention.created_at >= start, Mention.created_at < end).order_by(Mention.created_at))).all()]
 
 
@@ -156,9 +161,7 @@ async def latest_day_before(session: AsyncSession, start: datetime) -> date | No
     quiet channel, a data set of past days such as the demo's) can point the reader at where the
     posts are instead of showing blank charts."""
     at = await session.scalar(_counted(select(func.max(Mention.created_at))).where(Mention.created_at < start))
-    if at is None:
-        return None
-    return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).date()
+    return utc_day(at) if at is not None else None
 
 
 async def compute(session: AsyncSession, period: str, end: datetime | None = None, *, notable: int = 5,

@@ -26,6 +26,7 @@ from console.auth import AUTH, create_user, end_sessions, verify_nobody, verify_
 from console.keys import DEMO_LOGIN, PRINCIPAL, RUNTIME
 from console.navigation import home_for
 from console.render import render
+from console.secure import ESCALATION
 from escalation.ratelimit import RateLimiter
 from models import User
 from service.audit import record
@@ -197,6 +198,7 @@ async def logout(request: web.Request) -> web.Response:
                 await end_sessions(session, p.user_id)
                 record(session, p.actor, "logout", "user", p.user_id)  # no address: see login_submit
                 await session.commit()
+            await request.app[ESCALATION].hub.end_user(p.user_id)  # its case chats too, not at the next sweep
             response = web.HTTPFound("/login")
             auth.logout(response)
             return response

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from console.digest import utc_day
 from console.queue_data import DONE_REPLY, FIRST_RESPONSE_TARGET
 from models import Author, Case, Mention, Reply, RouteDecision
 from models.base import utcnow
@@ -45,12 +46,13 @@ HUMAN_OUTCOMES = ("agent_queue", "escalate_private")
 REPEAT_WINDOW = timedelta(days=7)
 
 
-async def latest_contact_before(session: AsyncSession, start: datetime) -> datetime | None:
-    """When the last contact before ``start`` was written: an empty window (a quiet weekend, a data
-    set of past days such as the demo's) can point at where the contacts are."""
-    return await session.scalar(
+async def latest_contact_before(session: AsyncSession, start: datetime) -> date | None:
+    """The day (UTC) the last contact before ``start`` was written: an empty window (a quiet weekend,
+    a data set of past days such as the demo's) can point at where the contacts are."""
+    at = await session.scalar(
         select(func.max(Mention.created_at)).join(RouteDecision, RouteDecision.mention_id == Mention.id)
         .where(Mention.created_at < start, RouteDecision.outcome.in_(CARE_OUTCOMES)))
+    return utc_day(at) if at is not None else None
 
 
 def percentile(values: list[float], q: float) -> float | None:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from console.api.common import ApiError, api
 from console.auth import require
+from console.digest import end_of_day
 from console.keys import RUNTIME
 from console.measures import latest_contact_before, summary
 from console.render import render
@@ -46,12 +47,6 @@ async def _summary(request: web.Request):
         return period, await summary(session, start, end)
 
 
-def _day_end(at: datetime) -> datetime:
-    """The midnight (UTC) after ``at``: a window ending there holds its whole day."""
-    at = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
-    return at.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-
-
 @require(*VIEWERS, scope="metrics")
 @api
 async def api_summary(request: web.Request) -> web.Response:
@@ -65,14 +60,14 @@ async def dashboard(request: web.Request) -> web.Response:
         period, s = await _summary(request)
     except ApiError as exc:
         raise web.HTTPBadRequest(reason=str(exc)) from None
-    earlier = None
+    latest = None
     if not s.contacts:
         async with request.app[RUNTIME].db.session() as session:
             latest = await latest_contact_before(session, datetime.fromisoformat(s.start))
-        earlier = _day_end(latest) if latest else None
     end = request.query.get("end", "")
-    return render(request, "metrics.html", s=s, period=period, periods=list(WINDOWS), earlier=earlier,
-                  earlier_day=(earlier - timedelta(days=1)).date().isoformat() if earlier else "",
+    return render(request, "metrics.html", s=s, period=period, periods=list(WINDOWS),
+                  earlier=end_of_day(latest) if latest else None,  # a window ending there holds its whole day
+                  earlier_day=latest.isoformat() if latest else "",
                   end=end if end and not request.query.get("start") else "")
 
 

@@ -1,6 +1,7 @@
 """What the moderation page shows: held posts with their times, links, scores and whether the hold
 hid them; recent actions and alerts with a redacted snippet of their post. Everything a page shows
-of a post goes through :func:`community.moderation.shown_text` (personal data redacted)."""
+of a post goes through :func:`console.queries.public_text` (personal data redacted, a secure link
+a customer quoted masked), as on every other console page."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community import moderation
-from console.queries import moderated_conversations
+from console.queries import moderated_conversations, public_text
 from escalation.links import shown_without_links
 from models import Author, Mention, ModerationAction, Reply, TriageResult
 
@@ -48,7 +49,7 @@ def snippet_text(text: str, size: int = SNIPPET) -> str:
 
 
 def snippet(mention: Mention, tri: TriageResult | None, size: int = SNIPPET) -> str:
-    return snippet_text(moderation.shown_text(mention, tri), size)
+    return snippet_text(public_text(mention, tri), size)
 
 
 def scores(tri: TriageResult | None) -> list[tuple[str, float | str]]:
@@ -102,7 +103,7 @@ async def held_posts(session: AsyncSession) -> list[Held]:
     keys = [f"{hold.dedup_key}:filter" for hold, *_ in rows]
     hides = {a.dedup_key: a for a in await session.scalars(
         select(ModerationAction).where(ModerationAction.dedup_key.in_(keys)))} if keys else {}
-    return [Held(hold, m, author, moderation.shown_text(m, tri), reporter(hold), scores(tri),
+    return [Held(hold, m, author, public_text(m, tri), reporter(hold), scores(tri),
                  bool(tri and tri.pii_exposed), hidden_state(hold, m, hides.get(f"{hold.dedup_key}:filter")),
                  link(m.url))
             for hold, m, author, tri in rows]

@@ -33,23 +33,26 @@ def public_text(mention: Mention, tri: TriageResult | None) -> str:
     return shown_without_links(shown_text(mention, tri))
 
 
-def private_matter(mention: Mention, tri: TriageResult | None, decision: RouteDecision | None = None) -> bool:
+def care_team_only(mention: Mention, tri: TriageResult | None,
+                   decision: RouteDecision | None = None) -> bool:
     """A post for the care team's eyes only: a private message, or a report of a takeover or fraud
     (scored so, or routed to a private case). What leaves the team (the marketing digest, outgoing
-    webhooks) never quotes one, and other roles never see one (:func:`sees_private`)."""
+    webhooks) never quotes one, and other roles never see one (:func:`in_care_team`). Not
+    :func:`escalation.public_guard.private_matter` (whether a public reply is refused: an open case
+    of the author's counts there, and a public post by them is still shown to other roles)."""
     return (not mention.is_public or (tri is not None and tri.sensitivity in PRIVATE_SENSITIVITY)
             or (decision is not None and decision.outcome == PRIVATE_OUTCOME))
 
 
-def private_clause() -> ColumnElement[bool]:
-    """:func:`private_matter` in SQL, over Mention with TriageResult and RouteDecision (outer joins:
+def care_team_only_clause() -> ColumnElement[bool]:
+    """:func:`care_team_only` in SQL, over Mention with TriageResult and RouteDecision (outer joins:
     a missing row makes nothing private, and no NULL may turn a NOT into "unknown")."""
     return or_(Mention.is_public.is_(False),
                func.coalesce(TriageResult.sensitivity, "").in_(PRIVATE_SENSITIVITY),
                func.coalesce(RouteDecision.outcome, "") == PRIVATE_OUTCOME)
 
 
-def sees_private(role: str) -> bool:
+def in_care_team(role: str) -> bool:
     """Whether a user (or a token of a user) of ``role`` reads private matters and private replies:
     the care team only. Others are shown neither, in lists, counts or by id (404: not even that it exists)."""
     return role in CARE_TEAM
@@ -99,12 +102,12 @@ async def routing_horizon(session: AsyncSession, since_id: int, now: datetime | 
 
 
 async def routed_counts(session: AsyncSession, *, private: bool) -> list[tuple[str, int]]:
-    """How many mentions each routing outcome has; without ``private`` (:func:`sees_private`), not
+    """How many mentions each routing outcome has; without ``private`` (:func:`in_care_team`), not
     counting private matters."""
     q = select(RouteDecision.outcome, func.count()).group_by(RouteDecision.outcome).order_by(RouteDecision.outcome)
     if not private:
         q = (q.join(Mention, Mention.id == RouteDecision.mention_id)
-             .outerjoin(TriageResult, TriageResult.mention_id == Mention.id).where(~private_clause()))
+             .outerjoin(TriageResult, TriageResult.mention_id == Mention.id).where(~care_team_only_clause()))
     return [(o, int(n)) for o, n in (await session.execute(q)).all()]
 
 
@@ -113,7 +116,7 @@ async def routed_mentions(session: AsyncSession, *, outcome: str | None = None, 
                           private: bool = True) -> list[dict[str, Any]]:
     """Routed mentions, highest priority first (then newest, then highest id); with ``since_id``,
     those with a greater id in ascending id order (a cursor for polling: nothing shifts). Without
-    ``private`` (a caller outside the care team, :func:`sees_private`), private matters are left out
+    ``private`` (a caller outside the care team, :func:`in_care_team`), private matters are left out
     in the query itself, so pages stay full and a cursor passes them by."""
     q = (
         select(Mention, TriageResult, RouteDecision, Author)
@@ -134,7 +137,7 @@ async def routed_mentions(session: AsyncSession, *, outcome: str | None = None, 
     if platform:
         q = q.where(Mention.platform == platform)
     if not private:
-        q = q.where(~private_clause())
+        q = q.where(~care_team_only_clause())
     out = []
     for m, tri, d, a in (await session.execute(q)).all():
         out.append({

@@ -21,9 +21,9 @@ from console.moderation_view import link
 from console.queries import (
     PRIVATE_OUTCOME,
     PRIVATE_SENSITIVITY,
+    care_team_only,
     moderated_ids,
     post_state,
-    private_matter,
     public_text,
 )
 from escalation.links import shown_without_links
@@ -248,7 +248,7 @@ async def conversation_view(session: AsyncSession, conv_id: int, *, viewer: str 
     ``customer.viewed`` with ``viewer`` (who), ``why`` and the time, and committed before the view is
     returned, so no page shows a record whose viewing went unrecorded. ``with_customer=False`` (a
     moderator's read-only look at the thread) shows no record and no history, and audits nothing.
-    ``private=False`` (a reader outside the care team, :func:`console.queries.sees_private`) leaves out
+    ``private=False`` (a reader outside the care team, :func:`console.queries.in_care_team`) leaves out
     private matters but those on the moderation page, private replies, and replies to what is left out."""
     conv = await session.get(Conversation, conv_id)
     if conv is None:
@@ -263,7 +263,7 @@ async def conversation_view(session: AsyncSession, conv_id: int, *, viewer: str 
                                          .order_by(Reply.created_at)))
     if not private:
         moderated = await moderated_ids(session, [m.id for m, *_ in rows])
-        rows = [(m, tri, d, a) for m, tri, d, a in rows if m.id in moderated or not private_matter(m, tri, d)]
+        rows = [(m, tri, d, a) for m, tri, d, a in rows if m.id in moderated or not care_team_only(m, tri, d)]
         shown = {m.id for m, *_ in rows}
         replies = [r for r in replies if r.visibility == "public" and (r.mention_id is None or r.mention_id in shown)]
     thread: list[dict[str, Any]] = []

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
-from console.auth import AUTH
+from console.auth import AUTH, sign_in_liveness
 from console.keys import RUNTIME
 from console.render import render
 from escalation import chat, sla, verification
@@ -45,7 +45,7 @@ COOKIE = "sc_secure"
 COOKIE_PATH = "/secure"
 PRIVATE_HEADERS = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
 PACER_INTERVAL_S = 5.0
-SESSION_SWEEP_S = 30.0  # how soon a customer's idle socket notices its session expired or was revoked elsewhere
+SESSION_SWEEP_S = 30.0  # how soon an idle chat socket notices its session expired or was ended elsewhere
 
 
 @dataclass
@@ -77,20 +77,20 @@ ESCALATION = web.AppKey("escalation", EscalationWeb)
 async def escalation_context(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: the shared state, and the background loops beside the web app: the SLA checker,
     the pacer that releases incident replies queued beyond a channel's rate, and the sweep that hangs
-    up customer sockets whose session ended elsewhere."""
+    up chat sockets whose customer session or agent's sign-in ended elsewhere."""
     rt = app[RUNTIME]
     settings = rt.settings
     state = EscalationWeb(verifier=build_verifier(settings),
                           per_ip=RateLimiter(settings.secure_rate_per_ip_per_minute, 60),
                           per_case=SharedRateLimiter(rt.db, settings.secure_rate_per_case_per_minute, 60),
-                          hub=chat.ChatHub(session_liveness(rt.db)))
+                          hub=chat.ChatHub(session_liveness(rt.db), sign_in_liveness(rt.db, "agent")))
     app[ESCALATION] = state
     stop = asyncio.Event()
     checker = asyncio.create_task(sla.run_periodically(rt.db, settings.sla_check_interval_seconds, stop),
                                   name="sla-checker")
     dispatcher = Dispatcher.for_settings(rt.db, rt.connectors, settings)
     pacer = asyncio.create_task(run_pacer(dispatcher, PACER_INTERVAL_S, stop), name="broadcast-pacer")
-    sweeper = asyncio.create_task(state.hub.sweep_every(SESSION_SWEEP_S, stop), name="customer-socket-sweeper")
+    sweeper = asyncio.create_task(state.hub.sweep_every(SESSION_SWEEP_S, stop), name="chat-socket-sweeper")
     yield
     stop.set()
     for case_id in state.hub.case_ids():
@@ -331,14 +331,16 @@ async def chat_socket(request: web.Request) -> web.StreamResponse:
 
 async def serve_chat(request: web.Request, case_id: int, past: list[dict[str, Any]],
                      on_text: Callable[[web.WebSocketResponse, str], Awaitable[None]],
-                     session_id: int | None = None) -> web.WebSocketResponse:
+                     session_id: int | None = None,
+                     agent: tuple[int, int] | None = None) -> web.WebSocketResponse:
     """Either side of a case's chat on a websocket (the customer's here, with its ``session_id``;
-    the agent's in console.cases): the history first, then each text frame to ``on_text``; the
-    case's hub sends both sides what either posts while the socket is open."""
+    the agent's in console.cases, with its user id and session epoch): the history first, then each
+    text frame to ``on_text``; the case's hub sends both sides what either posts while the socket is
+    open, and hangs it up once what signed it in no longer does."""
     hub = request.app[ESCALATION].hub
     ws = web.WebSocketResponse(heartbeat=30, max_msg_size=64 * 1024)
     await ws.prepare(request)
-    hub.join(case_id, ws, session_id)
+    hub.join(case_id, ws, session_id, agent=agent)
     try:
         await ws.send_json({"type": "history", "messages": past})
         async for msg in ws:

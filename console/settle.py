@@ -24,7 +24,7 @@ settling wins, and this one changes nothing (:class:`Refused`, 409). Audited wit
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from sqlalchemy import select, update
@@ -78,20 +78,24 @@ async def _conflict(session: Any, model: Any, row_id: int) -> Refused:
                         "or someone settled it first); nothing was changed", current=now)
 
 
-async def _reply(session: Any, reply_id: int) -> Reply:
-    reply = await session.get(Reply, reply_id)
-    if reply is None:
-        raise Refused(404, "no such reply")
-    if reply.status != UNKNOWN:
-        raise await _conflict(session, Reply, reply_id)
-    return reply
+Settled = TypeVar("Settled", Reply, ModerationAction)
+
+
+async def _unknown(session: Any, model: type[Settled], row_id: int, noun: str) -> Settled:
+    """The row to settle: 404 when there is none, 409 (:func:`_conflict`) when it is no longer unknown."""
+    row = await session.get(model, row_id)
+    if row is None:
+        raise Refused(404, f"no such {noun}")
+    if row.status != UNKNOWN:
+        raise await _conflict(session, model, row_id)
+    return row
 
 
 async def reply_posted(request: web.Request, reply_id: int, pasted: str | None) -> Outcome:
     """The reply is on its platform: ``sent`` (its time: when it was claimed), with its id if pasted."""
     actor = request[PRINCIPAL].actor
     async with request.app[RUNTIME].db.session() as session:
-        reply = await _reply(session, reply_id)
+        reply = await _unknown(session, Reply, reply_id, "reply")
         mention = await session.get(Mention, reply.mention_id) if reply.mention_id else None
         try:
             found = posted_id(reply.platform, pasted, visibility=reply.visibility,
@@ -118,7 +122,7 @@ async def reply_again(request: web.Request, reply_id: int, *, override: bool = F
     p = request[PRINCIPAL]
     db = request.app[RUNTIME].db
     async with db.session() as session:
-        reply = await _reply(session, reply_id)
+        reply = await _unknown(session, Reply, reply_id, "reply")
         if reply.text == ERASED_TEXT:
             raise Refused(409, "its words were erased on a privacy request: there is nothing to send again")
         conv = await session.get(Conversation, reply.conversation_id) if reply.conversation_id else None
@@ -160,20 +164,11 @@ def _sent_again(reply: Reply) -> str:
     return f"Sent again: it is {reply.status} now."
 
 
-async def _action(session: Any, action_id: int) -> ModerationAction:
-    row = await session.get(ModerationAction, action_id)
-    if row is None:
-        raise Refused(404, "no such moderation action")
-    if row.status != UNKNOWN:
-        raise await _conflict(session, ModerationAction, action_id)
-    return row
-
-
 async def action_happened(request: web.Request, action_id: int) -> Outcome:
     """The action is done on its platform: ``done``, and for the bot API's own its effect here."""
     actor = request[PRINCIPAL].actor
     async with request.app[RUNTIME].db.session() as session:
-        await _action(session, action_id)
+        await _unknown(session, ModerationAction, action_id, "moderation action")
         if not await _take(session, ModerationAction, action_id, status="done"):
             raise await _conflict(session, ModerationAction, action_id)
         row = await session.get(ModerationAction, action_id, populate_existing=True)
@@ -193,7 +188,7 @@ async def action_again(request: web.Request, action_id: int) -> Outcome:
     """The action did not happen on its platform: try it again (see the module doc)."""
     p, rt = request[PRINCIPAL], request.app[RUNTIME]
     async with rt.db.session() as session:
-        row = await _action(session, action_id)
+        row = await _unknown(session, ModerationAction, action_id, "moderation action")
         mention = await session.get(Mention, row.mention_id)
         showing = row.action in ("approve", "unhide") and mention is not None
         if showing and await exposes_personal_data(session, mention):

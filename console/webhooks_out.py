@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from console import webhooks_deleted
-from console.queries import private_matter, public_text
+from console.queries import care_team_only, public_text
 from models import (
     Case,
     ConnectorCursor,
@@ -106,7 +106,7 @@ async def _triaged(session: Any, t: TriageResult) -> dict[str, Any]:
         select(RouteDecision).where(RouteDecision.mention_id == t.mention_id))
     # a DM, a takeover or fraud report, a follow-up joining a private case; and, not routed yet (a
     # backlog), one that may still turn out to be such a follow-up: the text stays in the console
-    withheld = m is not None and (decision is None or private_matter(m, t, decision))
+    withheld = m is not None and (decision is None or care_team_only(m, t, decision))
     triage = triage_json(t)
     return {"mention_id": t.mention_id, "platform": m.platform if m else None, "url": m.url if m else None,
             "text": public_text(m, t) if m and not withheld else None, "text_withheld": withheld,

@@ -98,7 +98,7 @@ async def post(session: AsyncSession, case: Case, sender: str, body: Any, *, use
 
 # fields of an event a customer's socket never gets: the console user name of the agent
 AGENT_ONLY = frozenset({"agent"})
-Liveness = Callable[[set[int]], Awaitable[set[int]]]
+Liveness = Callable[[set[Any]], Awaitable[set[Any]]]
 
 
 def customer_view(event: dict[str, Any]) -> dict[str, Any]:
@@ -108,24 +108,32 @@ def customer_view(event: dict[str, Any]) -> dict[str, Any]:
 class ChatHub:
     """Open websockets per case; ``publish`` sends a JSON event to each of them.
 
-    A customer's socket joins with its customer session: a socket outlives the check made when it
-    opened, so before each event it is sent, its session is asked again (``live``: ended, expired,
-    revoked by an erasure in another process, its case resolved) and a dead one is told "closed"
-    and hung up, as :meth:`end_session` and :meth:`sweep` do. Customers get each event without the
-    agent's user name (:data:`AGENT_ONLY`)."""
+    A socket outlives the check made when it opened, so each joins with what signed it in: a
+    customer's with its customer session, an agent's with its user id and session epoch. Before
+    each event it is sent, that is asked again (``live``: the session ended, expired, was revoked by
+    an erasure in another process, its case resolved; ``agents_live``: the agent signed out,
+    was disabled or changed role, anywhere) and a dead socket is told "closed" and hung up, as
+    :meth:`end_session`, :meth:`end_user` and :meth:`sweep` do. Customers get each event without
+    the agent's user name (:data:`AGENT_ONLY`)."""
 
-    def __init__(self, live: Liveness | None = None) -> None:
+    def __init__(self, live: Liveness | None = None, agents_live: Liveness | None = None) -> None:
         self._subs: dict[int, set[Any]] = defaultdict(set)
         self._sessions: dict[Any, int] = {}  # a customer's socket: its customer session's id
+        self._agents: dict[Any, tuple[int, int]] = {}  # an agent's socket: (user id, session epoch)
         self.live = live
+        self.agents_live = agents_live
 
-    def join(self, case_id: int, ws: Any, session_id: int | None = None) -> None:
+    def join(self, case_id: int, ws: Any, session_id: int | None = None, *,
+             agent: tuple[int, int] | None = None) -> None:
         self._subs[case_id].add(ws)
         if session_id is not None:
             self._sessions[ws] = session_id
+        if agent is not None:
+            self._agents[ws] = agent
 
     def leave(self, case_id: int, ws: Any) -> None:
         self._sessions.pop(ws, None)
+        self._agents.pop(ws, None)
         subs = self._subs.get(case_id)
         if subs is not None:
             subs.discard(ws)
@@ -138,30 +146,37 @@ class ChatHub:
     def watchers(self, case_id: int) -> int:
         return len(self._subs.get(case_id, ()))
 
-    async def _alive(self, sockets: dict[Any, int]) -> set[Any]:
-        """The customer sockets whose sessions are live; the others are hung up. When the check
+    @staticmethod
+    async def _alive(sockets: dict[Any, Any], live: Liveness | None, whose: str) -> set[Any]:
+        """The sockets whose sign-in ``live`` still finds; the others are hung up. When the check
         fails, none (they get what they missed from the history, once it works again)."""
         if not sockets:
             return set()
-        if self.live is None:
+        if live is None:
             return set(sockets)
         try:
-            live = await self.live(set(sockets.values()))
-        except Exception as exc:  # noqa: BLE001 - a database hiccup must not break the agent's side
-            log.warning("checking customer sessions failed: %s", type(exc).__name__)
+            found = await live(set(sockets.values()))
+        except Exception as exc:  # noqa: BLE001 - a database hiccup must not break the other side
+            log.warning("checking %s failed: %s", whose, type(exc).__name__)
             return set()
-        for ws, session_id in sockets.items():
-            if session_id not in live:
+        for ws, key in sockets.items():
+            if key not in found:
                 await _hang_up(ws)
-        return {ws for ws, session_id in sockets.items() if session_id in live}
+        return {ws for ws, key in sockets.items() if key in found}
+
+    async def _checked(self, sockets: list[Any]) -> set[Any]:
+        customers = {ws: self._sessions[ws] for ws in sockets if ws in self._sessions}
+        agents = {ws: self._agents[ws] for ws in sockets if ws in self._agents}
+        unsigned = {ws for ws in sockets if ws not in customers and ws not in agents}
+        return (unsigned | await self._alive(customers, self.live, "customer sessions")
+                | await self._alive(agents, self.agents_live, "agents' sessions"))
 
     async def publish(self, case_id: int, event: dict[str, Any]) -> None:
         targets = [ws for ws in self._subs.get(case_id, ()) if not ws.closed]
-        customers = {ws: self._sessions[ws] for ws in targets if ws in self._sessions}
-        alive = await self._alive(customers)
+        customers = {ws for ws in targets if ws in self._sessions}
+        alive = await self._checked(targets)
         shown = customer_view(event)
-        sends = [ws.send_json(shown if ws in customers else event) for ws in targets
-                 if ws not in customers or ws in alive]
+        sends = [ws.send_json(shown if ws in customers else event) for ws in targets if ws in alive]
         results = await asyncio.gather(*sends, return_exceptions=True)
         for r in results:
             if isinstance(r, Exception):
@@ -173,9 +188,15 @@ class ChatHub:
             if sid == session_id:
                 await _hang_up(ws)
 
+    async def end_user(self, user_id: int) -> None:
+        """Hang up the sockets of a console user whose sessions ended (in this process)."""
+        for ws, (uid, _) in list(self._agents.items()):
+            if uid == user_id:
+                await _hang_up(ws)
+
     async def sweep(self) -> None:
-        """Hang up every customer socket whose session is no longer live (expiry, erasure)."""
-        await self._alive({ws: sid for ws, sid in list(self._sessions.items()) if not ws.closed})
+        """Hang up every socket whose sign-in is no longer live (expiry, erasure, sign-out elsewhere)."""
+        await self._checked([ws for ws in [*self._sessions, *self._agents] if not ws.closed])
 
     async def sweep_every(self, seconds: float, stop: asyncio.Event) -> None:
         """:meth:`sweep` until ``stop``: an idle socket gets no event to be checked by."""
@@ -186,7 +207,7 @@ class ChatHub:
                 try:
                     await self.sweep()
                 except Exception as exc:  # noqa: BLE001 - the next sweep tries again
-                    log.warning("sweeping customer sockets failed: %s", type(exc).__name__)
+                    log.warning("sweeping chat sockets failed: %s", type(exc).__name__)
 
     async def close_case(self, case_id: int) -> None:
         """Tell every participant the case is closed and hang up."""
@@ -197,7 +218,7 @@ class ChatHub:
 
 async def _hang_up(ws: Any) -> None:
     try:
-        await ws.send_json({"type": "closed"})  # the customer's page stops reconnecting
+        await ws.send_json({"type": "closed"})  # the chat page stops reconnecting
     except Exception as exc:  # noqa: BLE001 - gone already
         log.debug("a chat socket went away: %s", type(exc).__name__)
     await ws.close()

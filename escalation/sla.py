@@ -12,7 +12,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,14 +38,17 @@ def missed(case: Case, now: datetime) -> list[tuple[str, datetime]]:
     return out
 
 
+def open_and_late(now: datetime) -> ColumnElement[bool]:
+    """The open cases past a deadline by ``now``, in SQL: the open ones :func:`missed` finds late."""
+    return and_(Case.status != "resolved", or_(Case.first_response_due < now, Case.resolution_due < now))
+
+
 async def check_breaches(session: AsyncSession, now: datetime | None = None) -> list[SlaBreach]:
     """Record every deadline missed and not yet recorded; returns the new breaches. Looks at open
     cases past a deadline and at cases resolved in the last day (late resolutions)."""
     now = now or utcnow()
-    late = list(await session.scalars(select(Case).where(or_(
-        and_(Case.status != "resolved", or_(Case.first_response_due < now, Case.resolution_due < now)),
-        Case.resolved_at >= now - RECENT,
-    ))))
+    late = list(await session.scalars(select(Case).where(or_(open_and_late(now),
+                                                             Case.resolved_at >= now - RECENT))))
     if not late:
         return []
     known = {(b.case_id, b.kind) for b in await session.scalars(
@@ -72,19 +75,29 @@ async def breaches(session: AsyncSession, *, open_only: bool = True) -> list[tup
     return [(b, c) for b, c in (await session.execute(q)).all()]
 
 
-async def late_open_cases(session: AsyncSession, now: datetime | None = None) -> dict[int, set[str]]:
-    """The open cases past a deadline, each with the kinds missed: those the checker recorded and
-    those missed since its last pass (it runs every ``sla_check_interval_seconds``), so an agent
-    never reads "no breach" beside a deadline already gone."""
+async def late_cases(session: AsyncSession, shown: list[Case],
+                     now: datetime | None = None) -> tuple[dict[int, set[str]], int]:
+    """The kinds of deadline each case of ``shown`` (already loaded) missed, and how many deadlines
+    the open cases missed in all, shown or not. Both count what the checker recorded and what an open
+    case missed since its last pass (it runs every ``sla_check_interval_seconds``), so an agent never
+    reads "no breach" beside a deadline already gone. One read of the breaches; :func:`missed` is
+    applied to the open cases given, and only the other open and late ones are loaded."""
     now = now or utcnow()
+    ids = [c.id for c in shown]
     late: dict[int, set[str]] = {}
-    for b, _ in await breaches(session):
-        late.setdefault(b.case_id, set()).add(b.kind)
-    for case in await session.scalars(select(Case).where(
-            Case.status != "resolved", or_(Case.first_response_due < now, Case.resolution_due < now))):
+    open_ids: set[int] = set()
+    for case_id, kind, status in await session.execute(
+            select(SlaBreach.case_id, SlaBreach.kind, Case.status).join(Case, Case.id == SlaBreach.case_id)
+            .where(or_(SlaBreach.case_id.in_(ids), Case.status != "resolved"))):
+        late.setdefault(case_id, set()).add(kind)
+        if status != "resolved":
+            open_ids.add(case_id)
+    unshown = await session.scalars(select(Case).where(open_and_late(now), Case.id.not_in(ids)))
+    for case in [*(c for c in shown if c.status != "resolved"), *unshown]:
         for kind, _ in missed(case, now):
             late.setdefault(case.id, set()).add(kind)
-    return late
+            open_ids.add(case.id)
+    return {i: late[i] for i in ids if i in late}, sum(len(late[i]) for i in open_ids)
 
 
 async def sweep(db: Any) -> int:

@@ -227,11 +227,17 @@ async def verified_as(session: AsyncSession, case: Case) -> list[tuple[Customer,
 async def confirm_identity(session: AsyncSession, case: Case, customer_id: int, actor: str) -> bool:
     """An agent's confirmation that the pending case's account is the customer a session verified as:
     link it for next time. False (nothing changed) unless the case is pending and a session of it
-    verified as that customer."""
+    verified as that customer. The case is claimed with one conditional UPDATE before anything is
+    linked: of two agents confirming at once (the same record or two), the second changes nothing."""
     if case.customer_id is not None:
         return False
     match = {c.id: at for c, at in await verified_as(session, case)}
     if customer_id not in match:
+        return False
+    claimed = await session.execute(
+        update(Case).where(Case.id == case.id, Case.customer_id.is_(None))
+        .values(customer_id=customer_id, identity_pending=False).execution_options(synchronize_session=False))
+    if claimed.rowcount != 1:
         return False
     await _link(session, case, customer_id, match[customer_id])
     record(session, actor, "case.identity_confirmed", "case", case.id, customer_id=customer_id)

@@ -28,7 +28,7 @@ from console.api.common import (
 from console.auth import require
 from console.conversation import parse_tags
 from console.keys import PRINCIPAL, RUNTIME
-from console.queries import moderated_ids, private_matter, public_text, sees_private
+from console.queries import care_team_only, in_care_team, moderated_ids, public_text
 from console.queue_data import QUEUE_LIMIT, clean_filters, queue_items
 from console.replies import dispatch
 from escalation.links import shown_without_links
@@ -105,7 +105,7 @@ def triage_json(tri: TriageResult | None) -> dict[str, Any] | None:
 
 async def _mention(session: Any, mention_id: int, role: str | None = None) -> Mention:
     """The mention, or a 404; with the caller's ``role``, also a 404 for a private matter the role may
-    not read (:func:`console.queries.sees_private`), unless it is on the moderation page (a moderator
+    not read (:func:`console.queries.in_care_team`), unless it is on the moderation page (a moderator
     acts on what the page shows)."""
     m = await session.get(Mention, mention_id)
     if m is None or (role is not None and await _withheld(session, m, role)):
@@ -114,11 +114,11 @@ async def _mention(session: Any, mention_id: int, role: str | None = None) -> Me
 
 
 async def _withheld(session: Any, m: Mention, role: str) -> bool:
-    if sees_private(role):
+    if in_care_team(role):
         return False
     tri = await session.scalar(select(TriageResult).where(TriageResult.mention_id == m.id))
     d = await session.scalar(select(RouteDecision).where(RouteDecision.mention_id == m.id))
-    return private_matter(m, tri, d) and not (role == "moderator" and await moderated_ids(session, [m.id]))
+    return care_team_only(m, tri, d) and not (role == "moderator" and await moderated_ids(session, [m.id]))
 
 
 @require("agent", "moderator", "marketing", scope="mentions:read")
@@ -134,7 +134,7 @@ async def get_mention(request: web.Request) -> web.Response:
         d = await session.scalar(select(RouteDecision).where(RouteDecision.mention_id == m.id))
         author = await session.get(Author, m.author_id) if m.author_id else None
         q = select(Reply).where(Reply.mention_id == m.id).order_by(Reply.id)
-        if not sees_private(p.role):
+        if not in_care_team(p.role):
             q = q.where(Reply.visibility == "public")
         replies = list(await session.scalars(q))
     return web.json_response({

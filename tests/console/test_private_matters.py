@@ -11,7 +11,7 @@ import re
 import pytest
 from sqlalchemy import update
 
-from console.queries import private_matter
+from console.queries import care_team_only
 from models import Mention, ModerationAction, Reply, RouteDecision, TriageResult
 from service.settings import load_settings
 from tests.console.conftest import add_mention, bot_token, login
@@ -67,12 +67,12 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def test_a_post_routed_to_a_private_case_is_a_private_matter_whatever_its_score():
+def test_a_post_routed_to_a_private_case_is_for_the_care_team_only_whatever_its_score():
     m = Mention(is_public=True, text=FOLLOW_UP)
     tri = TriageResult(sensitivity="none")
-    assert not private_matter(m, tri)
-    assert private_matter(m, tri, RouteDecision(outcome="escalate_private"))
-    assert not private_matter(m, tri, RouteDecision(outcome="agent_queue"))
+    assert not care_team_only(m, tri)
+    assert care_team_only(m, tri, RouteDecision(outcome="escalate_private"))
+    assert not care_team_only(m, tri, RouteDecision(outcome="agent_queue"))
 
 
 async def test_api_lists_and_ids_withhold_private_matters_from_marketing_and_moderator_tokens(app_client, runtime):

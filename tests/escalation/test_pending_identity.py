@@ -1,13 +1,18 @@
 """Who a code proves the customer to be: on a pending case, the record they verified as is shown to the
-agent and linked to the account only when the agent says so; a known customer's verification binds
-the link to the account's id, not to a handle someone else can take."""
+agent and linked to the account only when the agent says so (once: of two agents at once, the first);
+a known customer's verification binds the link to the account's id, not to a handle someone else can take."""
 
 from __future__ import annotations
 
-from escalation_support import MARIA_MAIL, TOM_MAIL, ask_code, csrf_of, enter_code, new_client, start
-from sqlalchemy import select
+from datetime import timedelta
 
-from models import AuditEvent, Author, Case, SocialIdentity
+import pytest
+from escalation_support import MARIA_MAIL, TOM_MAIL, ask_code, csrf_of, enter_code, new_client, start
+from sqlalchemy import func, select
+
+from escalation.verification import confirm_identity
+from models import AuditEvent, Author, Case, Customer, CustomerSession, SecureLink, SocialIdentity
+from models.base import utcnow
 
 
 async def _agent(world):
@@ -73,3 +78,43 @@ async def test_a_known_customer_verifying_binds_the_link_to_the_account_not_its_
         rows = [(i.handle_key, i.platform_user_id, i.customer_id)
                 for i in await s.scalars(select(SocialIdentity).where(SocialIdentity.platform == "x"))]
     assert rows == [("id:555", "555", world.maria)]
+
+
+async def _pending_verified_as_two(db) -> tuple[int, int, int]:
+    """A pending case whose two sessions verified as two records: (case id, one, the other)."""
+    now, later = utcnow(), utcnow() + timedelta(hours=1)
+    async with db.session() as s:
+        one, other = Customer(external_ref="C-1", name="Tom Reid"), Customer(external_ref="C-2", name="Ann")
+        author = Author(platform="x", author_key="4242", handle="vic_77", platform_user_id="4242")
+        s.add_all([one, other, author])
+        await s.flush()
+        case = Case(author_id=author.id, category="security")
+        s.add(case)
+        await s.flush()
+        for n, customer in enumerate((one, other)):
+            link = SecureLink(case_id=case.id, token_hash=f"{n:064d}", expires_at=later, used_at=now)
+            s.add(link)
+            await s.flush()
+            s.add(CustomerSession(case_id=case.id, link_id=link.id, session_hash=f"{n + 1:064d}",
+                                  expires_at=later, customer_id=customer.id, verified_at=now))
+        await s.commit()
+        return case.id, one.id, other.id
+
+
+@pytest.mark.parametrize("second", ["the same record", "the other record"])
+async def test_of_two_agents_confirming_a_pending_case_at_once_only_the_first_links_it(any_db, second):
+    case_id, one, other = await _pending_verified_as_two(any_db)
+    async with any_db.session() as a, any_db.session() as b:
+        case_a, case_b = await a.get(Case, case_id), await b.get(Case, case_id)  # both read it pending
+        assert await confirm_identity(a, case_a, one, "session:alice")
+        await a.commit()
+        chosen = one if second == "the same record" else other
+        assert not await confirm_identity(b, case_b, chosen, "session:bob")
+        await b.commit()
+    async with any_db.session() as s:
+        case = await s.get(Case, case_id)
+        assert (case.customer_id, case.identity_pending) == (one, False)
+        assert (await s.get(Author, case.author_id)).customer_id == one
+        assert [i.customer_id for i in await s.scalars(select(SocialIdentity))] == [one]
+        assert await s.scalar(select(func.count()).select_from(AuditEvent)
+                              .where(AuditEvent.action == "case.identity_confirmed")) == 1

@@ -124,3 +124,27 @@ async def test_the_periodic_checker_runs_until_stopped(world):
     async with world.rt.db.session() as s:
         kinds = list(await s.scalars(select(SlaBreach.kind).where(SlaBreach.case_id == case_id)))
     assert kinds == ["resolution"]
+
+
+async def test_every_list_of_cases_counts_the_open_cases_breaches_and_marks_its_own(world):
+    """The count is of every open case, listed or not; a resolved case shows the breach recorded for it."""
+    recorded, _ = await world.case("maria_music3")
+    unrecorded, _ = await world.case("someone_else")
+    resolved, _ = await world.case("third_one")
+    now = utcnow()
+    async with world.rt.db.session() as s:
+        (await s.get(Case, recorded)).first_response_due = now - timedelta(minutes=5)
+        late = await s.get(Case, resolved)
+        late.resolution_due, late.status, late.resolved_at = now - timedelta(hours=1), "resolved", now
+        await s.commit()
+    await sla.sweep(world.rt.db)  # records two: the open case's and the late resolution
+    async with world.rt.db.session() as s:  # missed since the sweep: shown, not yet recorded
+        (await s.get(Case, unrecorded)).resolution_due = utcnow() - timedelta(seconds=1)
+        await s.commit()
+    await world.login("alice")
+    for shown, listed in (("open", [recorded, unrecorded]), ("resolved", [resolved]),
+                          ("all", [recorded, unrecorded, resolved])):
+        page = await (await world.client.get(f"/cases?status={shown}")).text()
+        assert "2 SLA breaches on open cases" in page, shown
+        for case_id in listed:
+            assert f'<tr data-case-id="{case_id}" class="breached">' in page, (shown, case_id)
