@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -75,8 +76,11 @@ class Database:
         """On SQLite a column change rebuilds its table (copy, drop, rename: Alembic's batch mode), and
         with foreign keys enforced dropping the old table deletes or nulls every row that refers to it
         (bot tokens, case assignments...). So foreign keys are off for the migration, as SQLite's own
-        procedure for altering a table asks (the pragma is a no-op inside a transaction: it is set
-        before the first write begins one), checked once it is done, and on again for the pool."""
+        procedure for altering a table asks: set before the transaction (inside one the pragma is a
+        no-op), which is begun explicitly so that the DDL is in it too and a failure leaves nothing
+        half done. Rows the migration left without their parent fail it; orphans from before do not
+        (a row deleted by hand in the sqlite3 shell must not stop every start). Whatever happens, the
+        connection goes back to the pool enforcing foreign keys."""
         if not self.is_sqlite:
             async with self.engine.begin() as conn:
                 await conn.run_sync(_run_alembic, verb, revision)
@@ -84,14 +88,17 @@ class Database:
         async with self.engine.connect() as conn:
             await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
             try:
+                before = await _orphans(conn)
+                await conn.exec_driver_sql("BEGIN")
                 await conn.run_sync(_run_alembic, verb, revision)
-                broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).fetchall()
+                broken = await _orphans(conn) - before
                 if broken:
-                    await conn.rollback()
-                    raise RuntimeError(f"migration {verb} to {revision} would break {len(broken)} foreign key(s): "
-                                       f"{broken[:5]}")
+                    raise RuntimeError(f"migration {verb} to {revision} would leave rows without their parent "
+                                       f"(table, parent): {sorted(broken)[:5]}")
                 await conn.commit()
             finally:
+                if conn.in_transaction():
+                    await conn.rollback()
                 await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
 
     async def current_revision(self) -> str | None:
@@ -121,6 +128,13 @@ def alembic_config(connection: Any = None) -> Any:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = connection
     return cfg
+
+
+async def _orphans(conn: Any) -> Counter:
+    """SQLite's foreign-key check as counts per (table, parent table): a table rebuilt keeps its rows,
+    not always their rowids."""
+    return Counter((table, parent) for table, _rowid, parent, _fk in
+                   (await conn.exec_driver_sql("PRAGMA foreign_key_check")).fetchall())
 
 
 def _run_alembic(sync_conn: Any, verb: str, revision: str) -> None:

@@ -1,5 +1,6 @@
 """Migrations create the same schema from an empty database on SQLite and PostgreSQL."""
 
+import pytest
 from sqlalchemy import inspect
 
 from models import Base
@@ -134,6 +135,67 @@ async def test_rebuilding_a_table_keeps_the_rows_that_refer_to_it(any_database_u
         async with db.engine.connect() as conn:
             assert tuple((await conn.execute(text(REFERRING))).one()) == before
             if db.is_sqlite:  # and the pool's connections enforce foreign keys again
+                assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
+    finally:
+        await db.close()
+
+
+async def _orphan_token(db) -> None:  # noqa: ANN001
+    """A token whose user is gone, as a `DELETE FROM users` in the sqlite3 shell (foreign keys off) leaves."""
+    async with db.engine.connect() as conn:
+        await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        await conn.exec_driver_sql("INSERT INTO api_tokens (user_id, name, token_hash, scopes, created_at) "
+                                   "VALUES (999, 'bot', 'h', '[]', CURRENT_TIMESTAMP)")
+        await conn.commit()
+        await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+
+
+async def test_an_orphan_from_before_does_not_stop_a_migration_on_sqlite(sqlite_url):
+    """Every start migrates: a row left without its parent by hand must not stop them all; the
+    migration keeps it as it found it."""
+    from models.db import Database
+
+    db = Database(sqlite_url)
+    try:
+        await db.upgrade("0013")
+        await _orphan_token(db)
+        await db.upgrade()  # rebuilds users (0014) with the orphan there
+        await db.upgrade()  # and starts again
+        assert await db.current_revision() != "0013"
+        async with db.engine.connect() as conn:
+            assert (await conn.exec_driver_sql("SELECT count(*) FROM api_tokens")).scalar() == 1
+    finally:
+        await db.close()
+
+
+async def test_a_failed_sqlite_migration_leaves_nothing_half_done_and_foreign_keys_on(sqlite_url, monkeypatch):
+    """Its DDL is in the transaction a failure rolls back (else a half-built table stops every later
+    start), and the connection goes back to the pool enforcing foreign keys."""
+    import models.db as mdb
+    from models.db import Database
+
+    db = Database(sqlite_url)
+    try:
+        await db.upgrade()
+
+        def fails_midway(sync_conn, verb, revision):  # noqa: ANN001, ANN202
+            sync_conn.exec_driver_sql("CREATE TABLE _half_built (x int)")
+            sync_conn.exec_driver_sql("UPDATE alembic_version SET version_num = version_num")
+            raise RuntimeError("a migration step failed")
+
+        def orphans_a_row(sync_conn, verb, revision):  # noqa: ANN001, ANN202
+            sync_conn.exec_driver_sql("CREATE TABLE _half_built (x int)")
+            sync_conn.exec_driver_sql("INSERT INTO api_tokens (user_id, name, token_hash, scopes, created_at) "
+                                      "VALUES (999, 'bot', 'h', '[]', CURRENT_TIMESTAMP)")
+
+        for step, error in ((fails_midway, "a migration step failed"), (orphans_a_row, "without their parent")):
+            monkeypatch.setattr(mdb, "_run_alembic", step)
+            with pytest.raises(RuntimeError, match=error):
+                await db.upgrade()
+            async with db.engine.connect() as conn:
+                assert (await conn.exec_driver_sql(
+                    "SELECT count(*) FROM sqlite_master WHERE name = '_half_built'")).scalar() == 0
+                assert (await conn.exec_driver_sql("SELECT count(*) FROM api_tokens")).scalar() == 0
                 assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
     finally:
         await db.close()
