@@ -91,17 +91,10 @@ async def find_subject(session: AsyncSession, subject: Subject, secret: str | No
     found.values |= {v for v in (key, uid) if v}
     uids = {uid} if uid else set()
     if key:  # every author and identity that showed the handle: one account, or refused
-        named = await _add_authors(session, found, and_(Author.platform == platform, _handle_is(Author, key)))
-        identities = (await session.execute(select(SocialIdentity.id, SocialIdentity.handle_key,
-                                                   SocialIdentity.platform_user_id).where(
-            SocialIdentity.platform == platform, _handle_is(SocialIdentity, key)))).all()
-        owners = {a.platform_user_id for a in named if a.platform_user_id} | \
-            {i.platform_user_id or i.handle_key[3:] for i in identities
-             if i.platform_user_id or i.handle_key.startswith("id:")}
-        if len(owners) > 1:
-            raise AmbiguousSubject(platform, key, owners)
+        await _add_authors(session, found, and_(Author.platform == platform, _handle_is(Author, key)))
+        owners, identity_ids = await _owners(session, platform, key)
         uids |= owners
-        found.identity_ids |= {i.id for i in identities}
+        found.identity_ids |= identity_ids
     if uids:  # the account by its id, whatever handle it showed (with and without its id)
         await _add_authors(session, found, and_(Author.platform == platform, or_(
             Author.platform_user_id.in_(uids), Author.author_key.in_(uids))))
@@ -137,18 +130,23 @@ async def _customer(session: AsyncSession, customer_id: int) -> Found:
     found.customer_ids = {c.id}
     match = [Author.customer_id == c.id]
     for i in identities:
-        if i.handle_key.startswith("id:"):
-            match.append(and_(Author.platform == i.platform, Author.platform_user_id == i.handle_key[3:]))
-            found.accounts.add((i.platform, "id", i.handle_key[3:]))
+        uid = i.handle_key[3:] if i.handle_key.startswith("id:") else i.platform_user_id
+        if uid is None:  # keyed by a handle alone (a CRM import): the one account that showed it, or refused
+            owners, _ = await _owners(session, i.platform, i.handle_key)
+            uid = next(iter(owners), None)
+        if uid is not None:
+            match.append(and_(Author.platform == i.platform, Author.platform_user_id == uid))
+            found.accounts.add((i.platform, "id", uid))
         else:
             match.append(and_(Author.platform == i.platform, _handle_is(Author, i.handle_key)))
             found.accounts.add((i.platform, "handle", i.handle_key))
-        if i.platform_user_id:
-            found.accounts.add((i.platform, "id", i.platform_user_id))
         found.values |= {i.handle_key.removeprefix("id:"), i.handle or ""}
     rows = await _add_authors(session, found, or_(*match))
-    found.accounts |= {(a.platform, "handle", handle_key(a.handle)) for a in rows if a.handle} | \
-                      {(a.platform, "id", a.platform_user_id) for a in rows if a.platform_user_id}
+    for platform in {a.platform for a in rows}:  # a handle one of theirs showed, now another account's: not theirs
+        uids = {a.platform_user_id for a in rows if a.platform == platform and a.platform_user_id}
+        handles = {handle_key(a.handle) for a in rows if a.platform == platform and a.handle}
+        handles -= await _taken(session, platform, handles, uids)
+        found.accounts |= {(platform, "handle", h) for h in handles} | {(platform, "id", u) for u in uids}
     found.verified_case_ids, found.chat_case_ids = await verified_cases(session, c.id)
     return found
 
@@ -167,6 +165,21 @@ async def verified_cases(session: AsyncSession, customer_id: int) -> tuple[set[i
     shared |= set(await session.scalars(select(Case.id).where(
         Case.id.in_(mine), Case.customer_id.is_not(None), Case.customer_id != customer_id)))
     return mine, mine - shared
+
+
+async def _owners(session: AsyncSession, platform: str | None, key: str) -> tuple[set[str], set[int]]:
+    """The accounts (user ids) the authors and identities showing handle ``key`` belong to, and those
+    identities' ids; :class:`AmbiguousSubject` when more than one account did."""
+    authors = set(await session.scalars(select(Author.platform_user_id).where(
+        Author.platform == platform, _handle_is(Author, key), Author.platform_user_id.is_not(None))))
+    identities = (await session.execute(select(SocialIdentity.id, SocialIdentity.handle_key,
+                                               SocialIdentity.platform_user_id).where(
+        SocialIdentity.platform == platform, _handle_is(SocialIdentity, key)))).all()
+    owners = authors | {i.platform_user_id or i.handle_key[3:] for i in identities
+                        if i.platform_user_id or i.handle_key.startswith("id:")}
+    if len(owners) > 1:
+        raise AmbiguousSubject(platform or "", key, owners)
+    return owners, {i.id for i in identities}
 
 
 def _handle_is(model: Any, key: str) -> Any:

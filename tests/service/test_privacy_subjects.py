@@ -193,3 +193,53 @@ async def test_a_customer_is_exported_and_erased_with_the_chat_where_a_session_v
         chat_left = await s.scalars(select(CaseMessage.body).where(CaseMessage.case_id == ids["alone"],
                                                                    CaseMessage.sender == "customer"))
         assert list(chat_left) == [ERASED_TEXT]
+
+
+async def test_a_customer_whose_imported_handle_two_accounts_carried_is_refused_as_ambiguous(world):
+    """A CRM import links a handle, not an account: when two accounts showed it, exporting or erasing
+    the customer would take the stranger in; refused, naming both accounts, and nothing changes."""
+    await world.ingest(world.post("zqxfirst my order 55 is late", author="maria", name="Maria Lopez", user_id="111",
+                                  at=T0 - timedelta(days=300)))
+    await world.ingest(world.post("strangerword I live at 9 Elm Road", author="maria", name="Mark Stranger",
+                                  user_id="222"))
+    async with world.db.session() as s:
+        crm = Customer(name="Someone Imported", email="someone@example.com")
+        s.add(crm)
+        await s.flush()
+        await link_identity(s, crm.id, "x", "@maria")
+        await s.commit()
+        cid = crm.id
+    for request in (privacy_export.export(world.db, Subject(customer_id=cid), actor="dpo", reason="art 15",
+                                          secret=SECRET_KEY),
+                    erasure.erase(world.db, Subject(customer_id=cid), actor="dpo", reason="art 17",
+                                  secret=SECRET_KEY)):
+        with pytest.raises(AmbiguousSubject, match="111, 222"):
+            await request
+    async with world.db.session() as s:
+        assert len(list(await s.scalars(select(Mention).where(Mention.text.like("%strangerword%"))))) == 1
+        assert (await s.get(Customer, cid)).name == "Someone Imported"
+
+
+async def test_erasing_a_customer_leaves_the_handle_they_gave_up_to_its_new_owner(world):
+    """Maria (account 111) once showed @maria; account 222 shows it now. Erasing her customer record
+    tombstones her account, not the handle: 222's post on its way in is still stored."""
+    await world.ingest(world.post("zqxfirst my order 55 is late", author="maria", name="Maria Lopez", user_id="111",
+                                  at=T0 - timedelta(days=300)))
+    await world.ingest(world.post("strangerword hello", author="maria", name="Mark Stranger", user_id="222"))
+    async with world.db.session() as s:
+        crm = Customer(name="Maria Lopez", email="m@example.com")
+        s.add(crm)
+        await s.flush()
+        await link_identity(s, crm.id, "x", "maria", user_id="111", source="verification")
+        await s.commit()
+        cid = crm.id
+    on_its_way = world.post("strangerlate published before the erasure", author="maria", user_id="222",
+                            at=utcnow() - timedelta(minutes=1))
+    counts = await erasure.erase(world.db, Subject(customer_id=cid), actor="dpo", reason="art 17", secret=SECRET_KEY)
+    assert counts["posts"] == 1
+    await IngestStage(StageContext(settings=world.settings, db=world.db)).handle(
+        [Envelope(id="1", topic="ingest", key="k", payload={"mention": on_its_way.to_dict()})])
+    async with world.db.session() as s:
+        texts = set(await s.scalars(select(Mention.text)))
+    assert {"strangerword hello", "strangerlate published before the erasure"} <= texts
+    assert not any("zqxfirst" in t for t in texts)
