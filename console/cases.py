@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from aiohttp import web
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from console import flash
 from console.auth import AUTH, Principal, require
@@ -141,6 +142,16 @@ async def take_case(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/cases/{case_id}")
 
 
+async def _own_case(session: AsyncSession, case_id: int, p: Principal) -> Case:
+    """The case, for a change only its assigned agent (or an admin, or anyone while unassigned) makes."""
+    case = await session.get(Case, case_id)
+    if case is None:
+        raise web.HTTPNotFound()
+    if case.assigned_to not in (None, p.user_id) and p.role != "admin":
+        raise web.HTTPForbidden(reason="another agent is assigned to this case")
+    return case
+
+
 @require("agent")
 async def resolve_case(request: web.Request) -> web.Response:
     """Resolve; optionally return the customer to the community with a detail-free public note."""
@@ -149,11 +160,7 @@ async def resolve_case(request: web.Request) -> web.Response:
     form = await request.post()
     note_ids: list[int] = []
     async with request.app[RUNTIME].db.session() as session:
-        case = await session.get(Case, case_id)
-        if case is None:
-            raise web.HTTPNotFound()
-        if case.assigned_to not in (None, p.user_id) and p.role != "admin":
-            raise web.HTTPForbidden(reason="another agent is assigned to this case")
+        case = await _own_case(session, case_id, p)
         if await resolve(session, case, p.actor):
             await sla.check_breaches(session)
             if form.get("return_to_community"):
@@ -174,11 +181,7 @@ async def confirm_identity(request: web.Request) -> web.Response:
     p: Principal = request[PRINCIPAL]
     chosen = str((await request.post()).get("customer_id") or "")
     async with request.app[RUNTIME].db.session() as session:
-        case = await session.get(Case, case_id)
-        if case is None:
-            raise web.HTTPNotFound()
-        if case.assigned_to not in (None, p.user_id) and p.role != "admin":
-            raise web.HTTPForbidden(reason="another agent is assigned to this case")
+        case = await _own_case(session, case_id, p)
         if not (chosen.isdigit() and await verification.confirm_identity(session, case, int(chosen), p.actor)):
             raise web.HTTPBadRequest(reason="the customer did not verify as that record on this case")
         await session.commit()
