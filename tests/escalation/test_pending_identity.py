@@ -118,3 +118,29 @@ async def test_of_two_agents_confirming_a_pending_case_at_once_only_the_first_li
         assert [i.customer_id for i in await s.scalars(select(SocialIdentity))] == [one]
         assert await s.scalar(select(func.count()).select_from(AuditEvent)
                               .where(AuditEvent.action == "case.identity_confirmed")) == 1
+
+
+async def test_only_the_assigned_agent_resolves_a_case_or_links_its_account(world, smtp_sink):
+    """Alice took the case: Bob, another agent, can neither resolve it nor link its account (403),
+    and nothing changes."""
+    case_id, path = await world.case("vic_88", user_id="4343")
+    await start(world.client, path)
+    await ask_code(world.client, TOM_MAIL)
+    assert (await enter_code(world.client, await smtp_sink.code_for(TOM_MAIL))).status == 303
+    alice, bob = await _agent(world), await new_client(world)
+    try:
+        assert (await bob.post("/login", data={"username": "bob", "password": "correct horse battery"},
+                               allow_redirects=False)).status == 302
+        page = await (await alice.get(f"/cases/{case_id}")).text()
+        taken = await alice.post(f"/cases/{case_id}/take", data={"csrf_token": csrf_of(page)}, allow_redirects=False)
+        assert taken.status == 303
+        csrf = csrf_of(await (await bob.get(f"/cases/{case_id}")).text())
+        for action, form in (("resolve", {}), ("identity", {"customer_id": str(world.tom)})):
+            r = await bob.post(f"/cases/{case_id}/{action}", data={"csrf_token": csrf, **form}, allow_redirects=False)
+            assert r.status == 403, action
+    finally:
+        await alice.close()
+        await bob.close()
+    async with world.rt.db.session() as s:
+        case = await s.get(Case, case_id)
+        assert (case.status, case.customer_id) == ("verified", None)
