@@ -1,8 +1,11 @@
 """Login and logout pages, and the demo account of the embedded mode.
 
 Signing in costs the same whether the name is a user's or not, is refused for a while after too many
-failures (per user name and per client address), and audits a name only when it is a user's: what
-someone typed in the name field may well be their password. Signing out needs the form's CSRF
+failures, and audits a name only when it is a user's: what someone typed in the name field may well
+be their password. Failures are limited as OWASP's device cookies have it: a browser where the user
+signed in before shows a signed device cookie and has a limit of its own, so someone who knows a
+user name (or shares the proxy's address) cannot lock the user out of their own browser; every
+other attempt is limited per user name and per client address. Signing out needs the form's CSRF
 token (another site must not sign people out) and ends the user's sessions everywhere.
 """
 
@@ -19,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import func, select
 from yarl import URL
 
@@ -35,6 +39,9 @@ DEMO_USER = "demo"
 THROTTLE_SECONDS = 15 * 60
 NAME_FAILURES = 10  # failed sign-ins per user name and window, then that name is refused until it ends
 ADDRESS_FAILURES = 50  # per client address (behind a reverse proxy the proxy's, which everyone shares)
+DEVICE_FAILURES = 10  # per device cookie, instead of the two above, then only that cookie is refused
+DEVICE_MAX_AGE = 90 * 24 * 3600
+DEVICE_COOKIE_PREFIX = "sc_device_"
 FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
 
 
@@ -112,28 +119,70 @@ class _Attempts(RateLimiter):
             self._counts[key] = (start, count - 1)
 
 
+def device_cookie_name(user_id: int) -> str:
+    """One device cookie per user in a browser: agents sharing a desk keep theirs side by side."""
+    return f"{DEVICE_COOKIE_PREFIX}{user_id}"
+
+
+def _devices(request: web.Request) -> URLSafeTimedSerializer:
+    """Device cookies are signed with the console's secret, under a salt of their own: a session cookie
+    is no device cookie, nor the other way round."""
+    return URLSafeTimedSerializer(request.app[AUTH].secret, salt="socialcare-device")
+
+
+def presented_device(request: web.Request, user: User | None) -> str | None:
+    """The nonce of the device cookie this browser shows for ``user``, if it is one the console issued
+    to that user less than DEVICE_MAX_AGE ago; a forged, tampered, expired or other user's cookie is
+    no cookie."""
+    value = request.cookies.get(device_cookie_name(user.id)) if user is not None else None
+    if not value:
+        return None
+    try:
+        data = _devices(request).loads(value, max_age=DEVICE_MAX_AGE)  # SignatureExpired is a BadSignature
+    except BadSignature:
+        return None
+    nonce = data.get("n") if isinstance(data, dict) and data.get("uid") == user.id else None
+    return nonce if isinstance(nonce, str) and nonce else None
+
+
+def issue_device(request: web.Request, response: web.StreamResponse, user: User) -> None:
+    """A fresh device cookie (new nonce, new expiry) after each good sign-in. Sent to ``/login`` only,
+    HttpOnly, Lax (the sign-in form is this site's own), Secure as the session cookie is."""
+    value = _devices(request).dumps({"uid": user.id, "n": secrets.token_urlsafe(16)})
+    response.set_cookie(device_cookie_name(user.id), value, max_age=DEVICE_MAX_AGE, path="/login",
+                        httponly=True, secure=request.app[AUTH].cookie_secure, samesite="Lax")
+
+
 class LoginThrottle:
-    """Failed sign-ins per user name and per client address, in this process (each web process counts
-    its own): enough for the embedded mode, and a bound per process in production. An attempt is
-    counted before its password is checked, so attempts sent all at once cannot slip past the limit
-    together; a good one takes its count back."""
+    """Failed sign-ins, in this process (each web process counts its own): enough for the embedded mode,
+    and a bound per process in production. An attempt from a browser that shows a valid device cookie
+    for the name counts against that cookie only (and is refused only while that cookie is locked out);
+    any other attempt counts per user name and per client address. An attempt is counted before its
+    password is checked, so attempts sent all at once cannot slip past the limit together; a good one
+    takes its count back."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.by_name = _Attempts(NAME_FAILURES, THROTTLE_SECONDS, clock)
         self.by_address = _Attempts(ADDRESS_FAILURES, THROTTLE_SECONDS, clock)
+        self.by_device = _Attempts(DEVICE_FAILURES, THROTTLE_SECONDS, clock)
         self.noted = RateLimiter(1, THROTTLE_SECONDS, clock)  # one audit entry per refused key and window
 
-    def attempt(self, name: str, address: str) -> tuple[str, float, bool] | None:
+    def attempt(self, name: str, address: str, device: str | None = None) -> tuple[str, float, bool] | None:
         """Count this attempt, or say why it is refused: (which limit, seconds to wait, whether to
-        audit the refusal)."""
-        for kind, limiter, key in (("user", self.by_name, name), ("address", self.by_address, address)):
+        audit the refusal). ``device``: the nonce of a valid device cookie for ``name``."""
+        limits = ((("device", self.by_device, device),) if device is not None
+                  else (("user", self.by_name, name), ("address", self.by_address, address)))
+        for kind, limiter, key in limits:
             if wait := limiter.wait(key):
                 return kind, wait, self.noted.hit((kind, key))
-        self.by_name.hit(name)
-        self.by_address.hit(address)
+        for _, limiter, key in limits:
+            limiter.hit(key)
         return None
 
-    def succeeded(self, name: str, address: str) -> None:
+    def succeeded(self, name: str, address: str, device: str | None = None) -> None:
+        if device is not None:  # only the cookie starts over: the name's failures are someone else's
+            self.by_device.forget(device)
+            return
         self.by_name.forget(name)  # the name starts over; the address only takes back this attempt, so
         self.by_address.refund(address)  # one good account cannot clear the failures of other names
 
@@ -146,15 +195,17 @@ async def login_submit(request: web.Request, throttle: LoginThrottle) -> web.Res
     """Sign in. The audit entries (``login.*``, like ``logout``) name the account, never the client's
     address: an IP address is personal data, and the audit log is kept for good and reached by no
     erasure (``service.audit``: details carry none). The throttle keeps addresses in this process's
-    memory for its window only."""
+    memory for its window only. A good sign-in also gives the browser a new device cookie, which
+    exempts its next attempts for that user from the name's and the address's limits."""
     form = await request.post()
     username, password = str(form.get("username", "")), str(form.get("password", ""))
     name, address = username.strip().lower()[:100], request.remote or "unknown"
-    refused = throttle.attempt(name, address)
     rt = request.app[RUNTIME]
     async with rt.db.session() as session:
         user = await session.scalar(select(User).where(User.username == username))
         actor = f"session:{user.username}" if user else "session:unknown"  # never what was typed
+        device = presented_device(request, user)
+        refused = throttle.attempt(name, address, device)  # counted now, before the password check awaits
         if refused is not None:
             kind, wait, audit = refused
             if audit:
@@ -176,9 +227,10 @@ async def login_submit(request: web.Request, throttle: LoginThrottle) -> web.Res
     if not ok:
         return render(request, "login.html", next=_next(request, form), error="Wrong user name or password.",
                       local_demo=local_demo(request), status=401)
-    throttle.succeeded(name, address)
+    throttle.succeeded(name, address, device)
     response = web.HTTPFound(_next(request, form) or home_for(user.role))
     request.app[AUTH].login(response, user)
+    issue_device(request, response, user)
     return response
 
 
