@@ -45,10 +45,22 @@ def is_ours(post: dict[str, Any], api_username: str | None) -> bool:
     return bool(api_username) and isinstance(name, str) and name.lower() == str(api_username).lower()
 
 
+WHISPER = 4  # Post.types[:whisper]: a staff whisper, shown to staff (whisperers) alone
+WORDS = ("raw", "cooked", "excerpt", "blurb")  # a post's fields that hold its words
+
+
+def whisper(post: dict[str, Any]) -> bool:
+    """A staff whisper: webhooks send it (their payload is serialized as the system user, who sees
+    it) with ``post_type`` 4; the public never sees it, so it is no customer's public post."""
+    return post.get("post_type") == WHISPER
+
+
 def deleted(post: dict[str, Any]) -> bool:
-    """Deleted by staff (``deleted_at``) or by its author (``user_deleted``: Discourse replaces the
-    words at once and sets ``deleted_at`` a day later, unless the author recovers it first)."""
-    return bool(post.get("deleted_at")) or bool(post.get("user_deleted"))
+    """Gone from public view: deleted by staff (``deleted_at``) or by its author (``user_deleted``:
+    Discourse replaces the words at once and sets ``deleted_at`` a day later, unless the author
+    recovers it first), or a staff whisper (a public post a moderator turned into one has left the
+    public's sight as a deleted one has; turned back, it shows on ``/posts.json`` again)."""
+    return bool(post.get("deleted_at")) or bool(post.get("user_deleted")) or whisper(post)
 
 
 def post_text(post: dict[str, Any]) -> str:
@@ -61,11 +73,12 @@ def post_text(post: dict[str, Any]) -> str:
 def post_to_mention(post: dict[str, Any], base_url: str, event: str = "post_created") -> NormalizedMention:
     """``event``: post_created / post_edited upsert (an edit carries ``edited_at``); post_destroyed
     deletes; post_recovered restores (with ``edited_at``: the author's own deletion had replaced the
-    words, and recovering puts them back)."""
+    words, and recovering puts them back). A post :func:`deleted` is a deletion whatever the event
+    but a recovery; a staff whisper's carries no words."""
     topic_id, number = int(post["topic_id"]), int(post["post_number"])
     parent = post.get("reply_to_post_number")
-    text = post_text(post)
-    if number == 1 and post.get("topic_title"):
+    text = "" if whisper(post) else post_text(post)  # staff's words to staff: never carried on
+    if number == 1 and post.get("topic_title") and text:
         text = f"{post['topic_title']}\n\n{text}"
     private = post.get("topic_archetype") == "private_message"
     slug = post.get("topic_slug") or "-"
@@ -83,7 +96,7 @@ def post_to_mention(post: dict[str, Any], base_url: str, event: str = "post_crea
         channel=post.get("category_slug") or (f"category:{post['category_id']}" if post.get("category_id") else None),
         event=change,
         edited_at=(_time(post.get("updated_at")) or created) if event in ("post_edited", "post_recovered") else None,
-        raw=post,
+        raw={k: v for k, v in post.items() if k not in WORDS} if whisper(post) else post,
     )
 
 

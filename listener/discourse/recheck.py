@@ -20,8 +20,9 @@ minutes, keeps the version), ``updated_at`` and ``user_deleted``. It leaves out 
 staff (or a day after their author deleted them), hidden by flags, in unlisted topics or turned into
 whispers; a window post missing from the pages and not known deleted is read alone with
 ``GET /posts/{id}.json``, at most ``recheck_lookups`` a round (the newest first; the rest on later
-rounds): a 404 (a deleted post, to a non-staff API user) or ``deleted_at`` (to staff) is a deletion;
-a post still there (hidden, unlisted) is compared as any other, except a topic's first post, whose
+rounds): a 404 (a deleted post, to a non-staff API user), ``deleted_at`` (to staff) or a whisper
+(``post_type`` 4: out of the public's sight) is a deletion; a post still there (hidden, unlisted)
+is compared as any other, except a topic's first post, whose
 title that answer leaves out, and is read alone again next round (hidden posts are few).
 
 A re-check never holds new posts back for trouble of its own. A post read alone whose answer is

@@ -10,6 +10,13 @@ JSON under either content type a webhook may be given. ``topic_created`` is ackn
 mention: its payload has no body, and the topic's first post arrives as ``post_created`` with the
 title. Events of other kinds (``ping``, user events...) are acknowledged and ignored.
 
+Staff whispers (``post_type`` 4) reach webhooks too (Discourse serializes the payload as its
+system user, who sees them) though only staff see them on the forum: they are never published as
+posts. A ``post_edited`` of one publishes a deletion, without its words: a public post a moderator
+turned into a whisper has left the public's sight (turned back while in the re-check's window,
+the re-check finds it on the pages again and restores it); its other events are acknowledged and
+ignored.
+
 A deleted topic takes every post of it off the forum, yet Discourse sends ``post_destroyed`` for
 its first post alone, and ``topic_destroyed``'s body is the topic (``{"topic": {"id": ...,
 "deleted_at": ...}}``, no post stream) naming none of them. So ``topic_destroyed`` publishes one
@@ -31,7 +38,7 @@ from typing import Any
 
 from aiohttp import web
 
-from listener.discourse.normalize import is_ours, post_to_mention, topic_to_mention
+from listener.discourse.normalize import is_ours, post_to_mention, topic_to_mention, whisper
 from listener.validation import in_terms_of, mention_problems, parse_time, text_problems
 from listener.webhook import (
     BodyTooLarge,
@@ -138,6 +145,8 @@ def routes(settings: Any, publish: Publish) -> list[web.RouteDef]:
                 return json_error(400, "invalid post", problems=problems[:20])
             if is_ours(post, ours):  # type: ignore[arg-type]
                 return web.json_response({"accepted": 0, "ignored": f"{event} of our own post"})
+            if whisper(post) and event != "post_edited":  # type: ignore[arg-type]
+                return web.json_response({"accepted": 0, "ignored": f"{event} of a staff whisper"})
             mention = post_to_mention(post, base_url, event)  # type: ignore[arg-type]
             if bad := mention_problems(mention):  # what is left: lengths the columns hold
                 return json_error(400, "invalid post", problems=in_terms_of(bad, "post", FIELDS)[:20])

@@ -226,8 +226,10 @@ async def test_replies_private_messages_and_moderation(forum):
     assert not (await c.perform(Action(kind="private_message", platform="discourse", text="hi"))).ok
     assert (await c.perform(Action(kind="hide", platform="discourse", target_external_id="41/2"))).ok
     assert forum.actions[-1][:2] == ("flag", "104") and forum.actions[-1][2]["take_action"] is True
+    assert (await c.perform(Action(kind="remove", platform="discourse", target_external_id="40/2"))).ok
+    assert forum.actions[-1][:2] == ("delete", "101")
     assert (await c.perform(Action(kind="remove", platform="discourse", target_external_id="40/1"))).ok
-    assert forum.actions[-1][:2] == ("delete", "100")
+    assert forum.actions[-1][:2] == ("delete_topic", "40")  # a first post goes with its topic
     missing = await c.perform(Action(kind="hide", platform="discourse", target_external_id="99/1"))
     assert not missing.ok and "404" in missing.error
     await c.close()

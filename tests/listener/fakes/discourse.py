@@ -1,7 +1,17 @@
 """A local fake of a Discourse forum: its webhook bodies and headers, and the API endpoints the
 connector calls (``Api-Key``/``Api-Username`` auth, ``/posts.json`` pages, ``/posts/{id}.json``,
 errors), with edits, deletions (by staff or by the author) and recoveries as Discourse makes them,
-of a post or of a whole topic."""
+of a post or of a whole topic.
+
+Moderation answers as Discourse's guardian does (``lib/guardian/post_guardian.rb``,
+``lib/post_action_creator.rb``, ``PostsController``, ``TopicsController``): a flag of a post
+already hidden, or of one the API user flagged before (hide, unhide, hide again), is a 403 whose
+``errors`` names it and has no ``error_type`` (``render_json_error`` of the creator's result); an
+unhide of a post that is not hidden and a ``DELETE /posts/{id}`` of a topic's first post are a 403
+``invalid_access`` (``Discourse::InvalidAccess``); a topic is deleted with ``DELETE /t/{id}.json``
+(a deleted one: 422) and closed with ``PUT /t/{id}/status`` (closing a closed one changes nothing
+and answers 200). A wrong key is also a 403 ``invalid_access``, on every request, which is how the
+connector tells it apart (``GET /session/current.json``)."""
 
 from __future__ import annotations
 
@@ -49,6 +59,13 @@ def topic(topic_id: int = 40, title: str = "Cannot log in since update", archety
 MODERATOR = {"id": 3, "username": "mod_mia", "name": "Mia", "avatar_template": "/letter_avatar/{size}/3.png"}
 BY_AUTHOR = "(post deleted by author)"  # Discourse's words for a reply its author deleted
 NOT_FOUND = {"errors": ["The requested URL or resource could not be found."], "error_type": "not_found"}
+# Discourse::InvalidAccess, as ApplicationController renders it (I18n "invalid_access")
+INVALID_ACCESS = {"errors": ["You are not permitted to view the requested resource."], "error_type": "invalid_access"}
+# a refused PostActionCreator result (render_json_error(result): 403 as it is ``forbidden``, no error_type)
+ALREADY_FLAGGED = {"errors": ["Oops! You already performed that action. Can you try a different action?"]}
+CANNOT_FLAG = {"errors": ["You are not permitted to view the requested resource."]}
+DELETE_TOPIC_FAILED = {"errors": ["There was an error deleting that topic. Please contact the site's administrator."]}
+WHISPER = 4  # Post.types[:whisper]
 
 
 def webhook_request(event: str, payload: dict, secret: str) -> tuple[bytes, dict[str, str]]:
@@ -79,6 +96,8 @@ class FakeDiscourse:
     slow_on: dict[str, list[float]] = field(default_factory=dict)  # as fail_on: seconds to hang before answering
     withdrawn: dict[int, tuple[str, str]] = field(default_factory=dict)  # raw and cooked before the author deleted
     deleted_topics: set[int] = field(default_factory=set)
+    flagged: set[int] = field(default_factory=set)  # posts the API user flagged (one flag a post a user)
+    closed: set[int] = field(default_factory=set)  # topics closed to replies
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth])
@@ -88,7 +107,11 @@ class FakeDiscourse:
         app.router.add_get("/posts/by_number/{topic}/{number}.json", self.by_number)
         app.router.add_post("/post_actions.json", self.post_action)
         app.router.add_delete("/posts/{id}.json", self.delete)
+        app.router.add_put("/posts/{id}/unhide", self.unhide)
         app.router.add_put("/posts/{id}/{what}", self.put)
+        app.router.add_delete("/t/{id}.json", self.delete_topic)
+        app.router.add_put("/t/{id}/status", self.topic_status)
+        app.router.add_get("/session/current.json", self.current)
         app.router.add_get("/u/{username}.json", self.user)
         app.router.add_put("/admin/users/{id}/suspend.json", self.suspend)
         return app
@@ -119,10 +142,13 @@ class FakeDiscourse:
 
     async def latest(self, request: web.Request) -> web.Response:
         """Regular posts newest first, as ``LatestPostsQuery`` lists them: none deleted by staff (an
-        author's deletion stays listed, ``user_deleted``, until Discourse deletes it a day later), none hidden."""
+        author's deletion stays listed, ``user_deleted``, until Discourse deletes it a day later), none
+        hidden, none of another ``post_type`` than regular (a staff whisper is 4), no private message."""
         before = int(request.query.get("before") or 10**12)
         shown = sorted((p for p in self.posts if not p.get("deleted_at") and not p.get("hidden")
-                        and p["topic_id"] not in self.deleted_topics), key=lambda p: -p["id"])
+                        and p["topic_id"] not in self.deleted_topics and p.get("post_type", 1) == 1
+                        and p.get("topic_archetype") != "private_message"),
+                       key=lambda p: -p["id"])
         return web.json_response({"latest_posts": [p for p in shown if p["id"] < before][:self.page_size]})
 
     async def show(self, request: web.Request) -> web.Response:
@@ -180,11 +206,19 @@ class FakeDiscourse:
         return {"posts_count": len(numbers), "reply_count": len(numbers) - 1, "highest_post_number": max(numbers)}
 
     async def create(self, request: web.Request) -> web.Response:
+        """``POST /posts.json``: a reply takes its topic's next number; a private message starts a
+        topic of its own (its first post). The post joins the forum, as the API user's (id 2)."""
         body = await request.json()
         self.created.append(body)
-        topic = body.get("topic_id") or 900 + len(self.created)
-        return web.json_response(post(5000 + len(self.created), topic_id=topic, number=len(self.created) + 1,
-                                      raw=body["raw"], username="acme_support"))
+        if body.get("archetype") == "private_message":
+            topic, number, archetype = 900 + len(self.created), 1, "private_message"
+        else:
+            topic, archetype = body["topic_id"], "regular"
+            number = 1 + max((p["post_number"] for p in self.posts if p["topic_id"] == topic), default=0)
+        made = post(5000 + len(self.created), topic_id=topic, number=number, raw=body["raw"], archetype=archetype,
+                    reply_to=body.get("reply_to_post_number"), username="acme_support", user_id=2)
+        self.posts.append(made)
+        return web.json_response(made)
 
     async def by_number(self, request: web.Request) -> web.Response:
         topic, number = int(request.match_info["topic"]), int(request.match_info["number"])
@@ -193,18 +227,82 @@ class FakeDiscourse:
                 return web.json_response(p)
         return web.json_response(NOT_FOUND, status=404)
 
+    def by_id(self, pid: Any) -> dict | None:
+        return next((p for p in self.posts if str(p["id"]) == str(pid)), None)
+
     async def post_action(self, request: web.Request) -> web.Response:
+        """``POST /post_actions.json``: a flag; ``take_action`` (staff) hides the post at once. Refused
+        (403) for a hidden post, or one this user flagged already (``action_already_performed``)."""
         body = await request.json()
+        p = self.by_id(body["id"])
+        if p is None:
+            return web.json_response(NOT_FOUND, status=404)
+        if p["id"] in self.flagged:
+            return web.json_response(ALREADY_FLAGGED, status=403)
+        if p.get("hidden"):
+            return web.json_response(CANNOT_FLAG, status=403)  # "Hidden posts can't be flagged"
         self.actions.append(("flag", str(body["id"]), body))
-        return web.json_response({"id": body["id"], "hidden": bool(body.get("take_action"))})
+        self.flagged.add(p["id"])
+        if body.get("take_action"):
+            p["hidden"] = True
+        return web.json_response(p)
+
+    async def unhide(self, request: web.Request) -> web.Response:
+        """``PUT /posts/{id}/unhide``: ``can_unhide?`` needs the post hidden, else InvalidAccess."""
+        p = self.by_id(request.match_info["id"])
+        if p is None:
+            return web.json_response(NOT_FOUND, status=404)
+        if not p.get("hidden"):
+            return web.json_response(INVALID_ACCESS, status=403)
+        self.actions.append(("unhide", request.match_info["id"], None))
+        p["hidden"] = False
+        return web.Response()  # render body: nil
 
     async def delete(self, request: web.Request) -> web.Response:
+        """``DELETE /posts/{id}.json``: ``can_delete_post?`` refuses a topic's first post (its topic is
+        deleted instead); staff delete at once."""
+        p = self.by_id(request.match_info["id"])
+        if p is None:
+            return web.json_response(NOT_FOUND, status=404)
+        if p["post_number"] == 1:
+            return web.json_response(INVALID_ACCESS, status=403)
         self.actions.append(("delete", request.match_info["id"], None))
-        return web.json_response({"success": "OK"})
+        self.destroy(p)
+        return web.Response()
+
+    async def delete_topic(self, request: web.Request) -> web.Response:
+        """``DELETE /t/{id}.json``: the topic and its first post deleted; one already deleted (or none)
+        fails ``can_delete_topic?``, which ``TopicsController#destroy`` answers with a 422."""
+        tid = int(request.match_info["id"])
+        if tid in self.deleted_topics or not any(p["topic_id"] == tid for p in self.posts):
+            return web.json_response(DELETE_TOPIC_FAILED, status=422)
+        self.actions.append(("delete_topic", str(tid), None))
+        self.destroy_topic(tid)
+        return web.Response()
+
+    async def topic_status(self, request: web.Request) -> web.Response:
+        """``PUT /t/{id}/status`` (``status``, ``enabled`` required): a missing or deleted topic is
+        InvalidAccess; closing a closed topic changes nothing and answers as any other."""
+        tid, form = int(request.match_info["id"]), dict(await request.post())
+        for name in ("status", "enabled"):
+            if not form.get(name):
+                return web.json_response({"errors": [f"param is missing or the value is empty: {name}"],
+                                          "error_type": "invalid_parameters"}, status=400)
+        if tid in self.deleted_topics or not any(p["topic_id"] == tid for p in self.posts):
+            return web.json_response(INVALID_ACCESS, status=403)
+        self.actions.append(("status", str(tid), form))
+        if form["status"] == "closed":
+            (self.closed.add if form["enabled"] == "true" else self.closed.discard)(tid)
+        return web.json_response({"success": "OK", "topic_status_update": None})
 
     async def put(self, request: web.Request) -> web.Response:
         self.actions.append((request.match_info["what"], request.match_info["id"], dict(await request.post())))
         return web.json_response({"success": "OK"})
+
+    async def current(self, request: web.Request) -> web.Response:
+        """``GET /session/current.json``: the API user (the key was checked on the way in)."""
+        return web.json_response({"current_user": {"id": 2, "username": request.headers["Api-Username"],
+                                                   "admin": True, "moderator": True, "staff": True}})
 
     async def suspend(self, request: web.Request) -> web.Response:
         """``PUT /admin/users/{id}/suspend.json`` as Discourse answers it (403 / 404 / 409 / 200)."""
