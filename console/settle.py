@@ -16,9 +16,12 @@ console's forms (:mod:`console.settle_forms`, :mod:`console.moderation`) and the
 
 Each is one conditional UPDATE from ``unknown``: a late answer of the platform recorded meanwhile
 (:func:`service.stranded.record_reply_outcome`, ``moderation.late_result``) or another person's
-settling wins, and this one changes nothing (:class:`Refused`, 409). Audited with ids only:
-``reply.settled`` and ``moderation.action_settled`` (the outcome), ``reply.sent_again`` and
-``moderation.action_retried``.
+settling wins, and this one changes nothing (:class:`Refused`, 409). Sending a reply again starts a
+new attempt (its ``send_attempt`` raised in that same UPDATE): should the interrupted call answer
+after all, its answer is never recorded over the new attempt's, and a "posted" from it is audited
+(``reply.stale_posted``/``reply.posted_twice``, with both platform ids): the reply may be out twice.
+Audited with ids only: ``reply.settled`` and ``moderation.action_settled`` (the outcome),
+``reply.sent_again`` and ``moderation.action_retried``.
 """
 
 from __future__ import annotations
@@ -137,7 +140,9 @@ async def reply_again(request: web.Request, reply_id: int, *, override: bool = F
                 raise Refused(422, f"Not sent again: {refusal.reason}.", overridable=refusal.overridable)
             if refusal:  # the person judged it not a private matter after all, as when it was written
                 record(session, p.actor, "reply.public_override", "mention", mention.id, reason=refusal.reason)
-        if not await _take(session, Reply, reply_id, status="pending", error=None, claimed_at=None):
+        # a new attempt: the interrupted one's answer, should it come after all, no longer counts as the reply's
+        if not await _take(session, Reply, reply_id, status="pending", error=None, claimed_at=None,
+                           send_attempt=Reply.send_attempt + 1):
             raise await _conflict(session, Reply, reply_id)
         record(session, p.actor, "reply.sent_again", "reply", reply_id, mention_id=reply.mention_id, kind=reply.kind)
         await session.commit()

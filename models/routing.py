@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, IdMixin, utcnow
@@ -61,3 +62,5 @@ class Reply(IdMixin, Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
     claimed_at: Mapped[datetime | None]  # when a sender took it (``sending``)
+    # raised by each claim and by "send it again": only the current attempt's answer is recorded (0016)
+    send_attempt: Mapped[int] = mapped_column(default=0, server_default=sql_text("0"))

@@ -1,5 +1,6 @@
 """Sends stranded in ``sending``, what a dead process left before any claim, and public replies held
-back while their post's hide is unsettled (used by :mod:`service.dispatch` and its pacer's pass).
+back while their post's hide is unsettled (used by one reply's delivery, :mod:`service.reply_delivery`,
+and the pacer's pass, :mod:`service.pacer`).
 
 Every claim of a reply or a moderation action is timed (``claimed_at``, migration 0012). A claim
 older than ``stranded_send_minutes`` whose sender never recorded the outcome (its process killed
@@ -20,7 +21,11 @@ seen and sweeps it one bound later, never while its call may be under way. The s
 error and claim time with conditional statements; the ``details`` of a moderation action are read
 only once the sweep's own update has locked the row, so an erasure committed meanwhile is never
 undone. A sender that outlives the bound still records what the platform said over ``unknown``
-(:func:`record_reply_outcome`, audited ``reply.late_result``), never over another status.
+(:func:`record_reply_outcome`, audited ``reply.late_result``), never over another status, and only
+while the reply is at the attempt it claimed (``send_attempt``, migration 0016, raised by each claim
+and by a person's "send it again"): the late answer of an attempt a newer one followed never
+overwrites it, and a late "posted" is audited with both attempts' platform ids instead
+(``reply.stale_posted``, ``reply.posted_twice``): the reply may be on its platform twice.
 
 The pacer's pass also takes up what a process that died before any claim left behind, older than
 the bound: replies ``pending`` (:data:`ORPHANED_REPLIES`; not those held back already) and moderation
@@ -51,7 +56,7 @@ from sqlalchemy import bindparam, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community import moderation
-from models import Mention, ModerationAction, Reply
+from models import AuditEvent, Mention, ModerationAction, Reply
 from service.audit import record
 
 log = logging.getLogger("socialcare.dispatch")
@@ -220,20 +225,73 @@ async def hold_back(session: AsyncSession, reply: Reply) -> bool:
     return True
 
 
-async def record_reply_outcome(session: AsyncSession, reply: Reply, values: dict[str, Any]) -> bool:
-    """Write a send's outcome (``values``: status, error, external ids, time) only over ``sending``,
-    or over ``unknown`` — the sweep took the sender for dead, the platform's answer is the truth then
-    (audited ``reply.late_result``, ids only) — never over a status a person or an erasure set.
-    Returns whether it was written; the caller commits."""
+async def record_reply_outcome(session: AsyncSession, reply: Reply, values: dict[str, Any], *,
+                               attempt: int | None = None) -> bool:
+    """Write a send's outcome (``values``: status, error, external ids, time) only while the row is at
+    the send's ``attempt`` (its ``send_attempt`` as claimed; by default as ``reply`` was read) and only
+    over ``sending``, or over ``unknown`` — the sweep took the sender for dead, the platform's answer is
+    the truth then (audited ``reply.late_result``, ids only) — never over a status a person or an
+    erasure set, nor over a newer attempt (:func:`_stale_outcome`). Returns whether it was written;
+    the caller commits."""
+    attempt = reply.send_attempt if attempt is None else attempt
     for was in ("sending", "unknown"):
-        done = await session.execute(update(Reply).where(Reply.id == reply.id, Reply.status == was).values(**values)
+        done = await session.execute(update(Reply).where(Reply.id == reply.id, Reply.status == was,
+                                                         Reply.send_attempt == attempt).values(**values)
                                      .execution_options(synchronize_session=False))
         if done.rowcount == 1:
             if was == "unknown":
                 record(session, "system", "reply.late_result", "reply", reply.id, mention_id=reply.mention_id,
                        kind=reply.kind, status=values["status"])
                 log.warning("reply %s: a late outcome (%s) replaces unknown", reply.id, values["status"])
+            if values["status"] == "sent" and attempt > 1:  # sent again: was an earlier attempt posted too?
+                await _posted_after_a_stale_post(session, reply, attempt, values)
             return True
+    # locked (PostgreSQL): the newer attempt records its own answer before this read or after this commit
+    now = (await session.execute(select(Reply.status, Reply.send_attempt, Reply.external_ids)
+                                 .where(Reply.id == reply.id).with_for_update())).first()
+    if now is not None and now.send_attempt != attempt:
+        _stale_outcome(session, reply, attempt, values, now)
+        return False
     log.warning("reply %s: its outcome (%s) was not recorded: its status changed meanwhile", reply.id,
                 values["status"])
     return False
+
+
+def _stale_outcome(session: AsyncSession, reply: Reply, attempt: int, values: dict[str, Any], now: Any) -> None:
+    """The answer of an attempt a newer one followed (a person had it sent again once it was ``unknown``):
+    the row is the newer attempt's and keeps its status and ids. A "not posted" changes nothing. A
+    "posted" means the reply may be on the platform twice: audited with both attempts' platform ids
+    (``reply.posted_twice`` if the newer attempt is ``sent`` already, else ``reply.stale_posted``,
+    and its own recording says ``posted_twice`` if it posts), so that the care team can delete one."""
+    if values["status"] != "sent":
+        log.info("reply %s: the answer (%s) of attempt %s is not recorded: attempt %s followed it",
+                 reply.id, values["status"], attempt, now.send_attempt)
+        return
+    stale_ids, current_ids = list(values.get("external_ids") or []), list(now.external_ids or [])
+    if set(map(str, stale_ids)) & set(map(str, current_ids)):  # the same post (an id a person pasted)
+        log.info("reply %s: attempt %s was posted after all, as recorded already", reply.id, attempt)
+        return
+    record(session, "system", "reply.posted_twice" if now.status == "sent" else "reply.stale_posted", "reply",
+           reply.id, mention_id=reply.mention_id, kind=reply.kind, attempt=attempt, stale_external_ids=stale_ids,
+           current_attempt=now.send_attempt, current_status=now.status, external_ids=current_ids)
+    log.warning("reply %s: attempt %s was posted after all (platform ids %s) though attempt %s followed it "
+                "(now %s, platform ids %s): it may be on %s twice; check there", reply.id, attempt, stale_ids,
+                now.send_attempt, now.status, current_ids, reply.platform)
+
+
+async def _posted_after_a_stale_post(session: AsyncSession, reply: Reply, attempt: int,
+                                     values: dict[str, Any]) -> None:
+    """An attempt sent again just posted: if an earlier attempt's late "posted" came while this one was
+    under way (``reply.stale_posted``), the reply is out twice: audited ``reply.posted_twice`` with both."""
+    earlier = list(await session.scalars(select(AuditEvent.details).where(
+        AuditEvent.action == "reply.stale_posted", AuditEvent.object_type == "reply",
+        AuditEvent.object_id == str(reply.id)).order_by(AuditEvent.id)))
+    stale_ids = [i for d in earlier if int(d.get("current_attempt") or 0) <= attempt
+                 for i in d.get("stale_external_ids") or []]
+    if not stale_ids:
+        return
+    current_ids = list(values.get("external_ids") or [])
+    record(session, "system", "reply.posted_twice", "reply", reply.id, mention_id=reply.mention_id,
+           kind=reply.kind, attempt=attempt, external_ids=current_ids, stale_external_ids=stale_ids)
+    log.warning("reply %s: attempt %s posted (platform ids %s) after an earlier attempt's late post (platform "
+                "ids %s): it is on %s twice; check there", reply.id, attempt, current_ids, stale_ids, reply.platform)

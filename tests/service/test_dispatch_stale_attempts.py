@@ -1,0 +1,198 @@
+"""A reply whose sender was taken for dead (its claim swept ``unknown``) while its platform call was in
+fact still under way, then sent again by a person ("It was not posted — send it again", here through
+``POST /api/v1/replies/{id}/settle``): when the first call answers after all, its answer is the first
+attempt's and never the reply's any more. It overwrites neither the new attempt's status nor its
+platform ids, whether it comes before or after the new attempt's own answer, and a late "posted" is
+audited with both attempts' platform ids (ids only): the reply may be out twice, and the care team
+must know. On SQLite and PostgreSQL, with the migration that counts the attempts (0016)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy import select, text
+
+from console.app import create_app
+from console.auth import create_user
+from listener.protocol import ActionResult
+from models import AuditEvent, Reply
+from models.base import utcnow
+from models.db import Database
+from service.dispatch import Dispatcher
+from service.runtime import Runtime
+from service.settings import load_settings
+from tests.console.conftest import PASSWORDS, NoTriage, add_mention, bot_token
+
+POSTED_FIRST, POSTED_AGAIN = ActionResult(ok=True, external_ids=["1001"]), ActionResult(ok=True, external_ids=["2002"])
+STALE = ("reply.stale_posted", "reply.posted_twice")
+
+
+class Gated:
+    """X whose n-th call waits until ``release(n)``, then answers ``answers[n]``."""
+
+    def __init__(self, *answers: ActionResult) -> None:
+        self.name, self.platform, self.answers, self.calls = "gated-x", "x", answers, []
+        self.started = [asyncio.Event() for _ in answers]
+        self.gates = [asyncio.Event() for _ in answers]
+
+    def release(self, n: int) -> None:
+        self.gates[n].set()
+
+    async def perform(self, action):  # noqa: ANN001, ANN201
+        n = len(self.calls)
+        self.calls.append(action)
+        self.started[n].set()
+        await self.gates[n].wait()
+        return self.answers[n]
+
+
+@pytest.fixture
+async def rt(tmp_path, any_database_url):
+    """A console that sends (no dry run), an agent ``alice`` on it; its connectors are each test's."""
+    settings = load_settings(database_url=any_database_url, bus="inprocess", var_dir=tmp_path / "var", demo=False,
+                             dry_run=False, bus_block_ms=50, cookie_secure=False)
+    runtime = await Runtime.open(settings, stages=[], with_connectors=False, triager=NoTriage())
+    async with runtime.db.session() as s:
+        await create_user(s, "alice", PASSWORDS["alice"], "agent")
+        await s.commit()
+    try:
+        yield runtime
+    finally:
+        await runtime.close()
+
+
+@pytest.fixture
+async def client(rt):
+    from console.webhooks_out import SENDER
+
+    async with TestClient(TestServer(create_app(rt))) as c:
+        await c.server.app[SENDER].stop()
+        yield c
+
+
+async def get(rt, reply_id: int) -> Reply:
+    async with rt.db.session() as s:
+        return await s.get(Reply, reply_id)
+
+
+async def audited(rt, action: str) -> list[AuditEvent]:
+    async with rt.db.session() as s:
+        return list(await s.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
+
+
+async def stranded_reply(rt, x: Gated) -> tuple[int, asyncio.Task]:
+    """An agent's reply whose sender claimed it 15 minutes ago and still waits for X (call 0), swept
+    ``unknown`` since; returns its id and the first sender, still under way."""
+    rt.connectors = [x]
+    m = await add_mention(rt, "charged twice?", handle="pat")
+    async with rt.db.session() as s:
+        reply = Reply(dedup_key=f"agent:stale:{m.id}", mention_id=m.id, conversation_id=m.conversation_id,
+                      platform="x", visibility="public", kind="agent", text="Hi Pat, refunded today.",
+                      status="pending", sent_by="session:alice")
+        s.add(reply)
+        await s.commit()
+    back_then = Dispatcher(rt.db, {"x": x}, dry_run=False, clock=lambda: utcnow() - timedelta(minutes=15))
+    first = asyncio.create_task(back_then.deliver([reply.id]))
+    await asyncio.wait_for(x.started[0].wait(), 10)
+    assert (await Dispatcher(rt.db, {}, dry_run=False).sweep_stranded())["replies"] == [reply.id]
+    assert (await get(rt, reply.id)).status == "unknown"
+    return reply.id, first
+
+
+async def send_again(client, rt, reply_id: int):
+    """A bot of alice's settles it "not posted": sent again, as a person's click sends it."""
+    token = await bot_token(rt, "alice", ["replies:write"])
+    return await client.post(f"/api/v1/replies/{reply_id}/settle", headers={"Authorization": f"Bearer {token}"},
+                             json={"outcome": "not_posted"})
+
+
+async def test_a_late_post_of_the_first_attempt_after_the_second_posted_is_audited_not_recorded(client, rt):
+    x = Gated(POSTED_FIRST, POSTED_AGAIN)
+    rid, first = await stranded_reply(rt, x)
+    x.release(1)  # the second attempt's call answers at once
+    r = await send_again(client, rt, rid)
+    assert r.status == 200 and (await r.json())["reply"]["status"] == "sent"
+    x.release(0)  # the first call answers after all
+    await asyncio.wait_for(first, 10)
+    reply = await get(rt, rid)
+    assert (reply.status, reply.external_ids) == ("sent", ["2002"])  # the second attempt's, untouched
+    assert await audited(rt, "reply.late_result") == [] and await audited(rt, "reply.stale_posted") == []
+    [twice] = await audited(rt, "reply.posted_twice")
+    assert (twice.actor, twice.object_type, twice.object_id) == ("system", "reply", str(rid))
+    assert twice.details["stale_external_ids"] == ["1001"] and twice.details["external_ids"] == ["2002"]
+    assert twice.details["current_status"] == "sent" and "Pat" not in str(twice.details)  # ids, no words
+    assert [a.text for a in x.calls] == ["Hi Pat, refunded today."] * 2
+
+
+async def test_a_late_post_of_the_first_attempt_while_the_second_is_under_way_overwrites_nothing(client, rt):
+    x = Gated(POSTED_FIRST, POSTED_AGAIN)
+    rid, first = await stranded_reply(rt, x)
+    settling = asyncio.create_task(send_again(client, rt, rid))
+    await asyncio.wait_for(x.started[1].wait(), 10)  # the second attempt's call is under way
+    x.release(0)
+    await asyncio.wait_for(first, 10)
+    reply = await get(rt, rid)
+    assert (reply.status, reply.external_ids) == ("sending", [])  # still the second attempt's claim
+    [stale] = await audited(rt, "reply.stale_posted")
+    assert stale.details["stale_external_ids"] == ["1001"] and stale.details["current_status"] == "sending"
+    x.release(1)
+    r = await asyncio.wait_for(settling, 10)
+    assert r.status == 200 and (await r.json())["message"] == "Sent again on X."
+    reply = await get(rt, rid)
+    assert (reply.status, reply.external_ids) == ("sent", ["2002"])  # its own answer, recorded
+    [twice] = await audited(rt, "reply.posted_twice")  # named once both ids are known
+    assert twice.details["stale_external_ids"] == ["1001"] and twice.details["external_ids"] == ["2002"]
+
+
+@pytest.mark.parametrize("late", [ActionResult(ok=False, error="503 Service Unavailable"),
+                                  ActionResult(ok=False, uncertain=True, error="timed out")])
+async def test_a_late_failure_of_the_first_attempt_never_replaces_the_second(client, rt, late):
+    x = Gated(late, POSTED_AGAIN)
+    rid, first = await stranded_reply(rt, x)
+    settling = asyncio.create_task(send_again(client, rt, rid))
+    await asyncio.wait_for(x.started[1].wait(), 10)
+    x.release(0)  # "not posted" (or no answer) from the first call, while the second is under way
+    await asyncio.wait_for(first, 10)
+    assert (await get(rt, rid)).status == "sending"
+    x.release(1)
+    assert (await asyncio.wait_for(settling, 10)).status == 200
+    reply = await get(rt, rid)
+    assert (reply.status, reply.error, reply.external_ids) == ("sent", None, ["2002"])
+    for action in (*STALE, "reply.late_result"):
+        assert await audited(rt, action) == []
+
+
+async def test_a_late_answer_with_no_new_attempt_still_replaces_unknown(client, rt):
+    """Nobody sent it again: the first call's late answer is the truth about the reply, as before."""
+    x = Gated(POSTED_FIRST)
+    rid, first = await stranded_reply(rt, x)
+    x.release(0)
+    await asyncio.wait_for(first, 10)
+    reply = await get(rt, rid)
+    assert (reply.status, reply.external_ids) == ("sent", ["1001"])
+    assert len(await audited(rt, "reply.late_result")) == 1
+    for action in STALE:
+        assert await audited(rt, action) == []
+
+
+async def test_migration_0016_counts_attempts_from_zero_and_goes_back(any_database_url):
+    db = Database(any_database_url)
+    try:
+        await db.upgrade("0015")
+        async with db.engine.begin() as conn:
+            await conn.execute(text(
+                "INSERT INTO replies (id, dedup_key, platform, visibility, kind, text, status, external_ids, sent_by, "
+                "created_at) VALUES (1, 'k', 'x', 'public', 'agent', 'hi', 'sending', '[]', 'bot', CURRENT_TIMESTAMP)"))
+        await db.upgrade("0016")
+        async with db.engine.connect() as conn:
+            assert (await conn.execute(text("SELECT status, send_attempt FROM replies"))).one() == ("sending", 0)
+        await db.downgrade("0015")
+        async with db.engine.connect() as conn:
+            assert (await conn.execute(text("SELECT id, status FROM replies"))).one() == (1, "sending")
+            with pytest.raises(Exception, match="send_attempt"):
+                await conn.execute(text("SELECT send_attempt FROM replies"))
+    finally:
+        await db.close()
