@@ -2,8 +2,11 @@
 replies, private messages and the moderator actions of the moderation queue (remove, approve,
 lock, distinguish, ban the author from the post's subreddit), and taking back our own reply.
 
-Streams use ``pause_after=0`` so one round never blocks, and resume from the saved fullnames with
-``continue_after_id`` (Reddit's ``before``). The cursor is a small JSON object: the newest
+Streams use ``pause_after=-1``: asyncpraw's ``stream_generator`` then pauses (yields None) after
+every listing request, so a round reads one listing (at most 100 things) per stream and is
+published, its cursor saved, however busy the subreddits (``pause_after=0`` pauses only after a
+request that found nothing new: while every request finds something, a round never ended). They
+resume from the saved fullnames with ``continue_after_id`` (Reddit's ``before``). The cursor is a small JSON object: the newest
 submission (``t3``) and comment (``t1``) seen in the subreddits, and the newest keyword hit
 (``search``), plus the window of recent posts re-read for edits, removals and approvals (``recheck``, see
 :mod:`listener.reddit.recheck`), which a post already removed when first listed (the spam filter's,
@@ -162,14 +165,14 @@ class RedditConnector:
         try:
             if self.subreddits:
                 sub = await self.reddit.subreddit("+".join(self.subreddits))
-                streams = {"t3": sub.stream.submissions(pause_after=0, continue_after_id=state.get("t3")),
-                           "t1": sub.stream.comments(pause_after=0, continue_after_id=state.get("t1"))}
+                streams = {"t3": sub.stream.submissions(pause_after=-1, continue_after_id=state.get("t3")),
+                           "t1": sub.stream.comments(pause_after=-1, continue_after_id=state.get("t1"))}
             while True:
                 batch: list[NormalizedMention] = []
                 listed: list[Any] = []
                 for kind, gen in streams.items():
                     things = []
-                    async for thing in gen:
+                    async for thing in gen:  # one listing request: None follows its new things
                         if thing is None:
                             break
                         things.append(thing)

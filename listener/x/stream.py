@@ -8,8 +8,24 @@ Rules come from ``SOCIALCARE_X_STREAM_RULES`` and are synced on start (ours carr
 
 A stream has no resume point, so the cursor holds the newest tweet id seen, and every (re)connect
 starts with a recent-search catch-up from it: a restart or a dropped connection loses nothing, and
-ids already yielded are skipped, so nothing repeats. When the account's tier has no filtered
-stream (403 ``client-forbidden``), the connector polls recent search instead.
+versions already published are skipped, so nothing repeats. "Published" is what the runner took:
+a batch counts as such only when the runner asks for the next one (it publishes, saves the
+cursor, then asks), so a batch whose publishing failed is found again by the catch-up of the
+runner's next attempt instead of being skipped. When the account's tier has no filtered stream
+(403 ``client-forbidden``), the connector polls recent search instead.
+
+Recent search pages newest first, ``max_pages`` a round. A round that stops before reaching the
+cursor's ``since_id`` leaves a gap, kept in the cursor (``gaps``: ``[since_id, until_id]`` pairs,
+both exclusive) and filled by the next rounds, oldest gap first (``until_id``), before the stream
+is opened: nothing between is skipped for good, however long the outage.
+
+Recent search reaches back 7 days, and answers a ``since_id`` posted earlier with HTTP 400
+(``'since_id' must be a tweet id created after ...``). A tweet id tells when it was posted
+(X's snowflake ids: ``(id >> 22) + 1288834974657`` is its epoch millisecond), so a ``since_id``
+(or a gap) older than that is moved to the oldest id search still takes, with a warning naming
+what could not be caught up; should X's clock be ahead of ours and answer that 400 all the same,
+its answer names the edge, and the round is asked again from there. A quiet cursor is moved on
+as the stream (or a poll) covers the time, so 7 quiet days stop nothing and warn of nothing.
 
 Neither the stream nor search says when a tweet is deleted, so the cursor also holds the window of
 recent tweets looked up again for deletions (:mod:`listener.x.recheck`): after each catch-up or
@@ -24,9 +40,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -38,6 +55,7 @@ from tweepy.streaming import StreamRule
 from listener.errors import AuthError, RateLimited, StreamUnavailable, TransientError
 from listener.hosts import X_HOST, redirected_client_session
 from listener.protocol import NormalizedMention
+from listener.recheck import KEY
 from listener.x.actions import XActions, make_client
 from listener.x.errors import translate
 from listener.x.normalize import (
@@ -64,6 +82,86 @@ log = logging.getLogger("socialcare.listener.x")
 TAG = "socialcare"
 CHANNEL = "x:stream"
 _END = object()
+EPOCH_MS = 1288834974657  # X's snowflake epoch: a tweet id is its millisecond since then << 22, plus worker and sequence
+REACH_MS = 7 * 86_400_000  # how far back recent search reaches
+MARGIN_MS = 120_000  # a since_id closer than this to the 7-day edge is moved inside it: the request takes time
+QUIET_MS = 86_400_000  # a since_id older than this is moved on to what the stream or a poll has covered ...
+SETTLE_MS = 3_600_000  # ... up to this long ago: more than a tweet takes to be streamed or indexed
+MAX_GAPS = 20  # more gaps than this: the newest two are joined (what lies between is fetched again)
+_EDGE = re.compile(r"larger than (\d+)")
+
+
+def posted_ms(tweet_id: str) -> int:
+    """When the tweet was posted (epoch milliseconds): a snowflake id says so."""
+    return (int(tweet_id) >> 22) + EPOCH_MS
+
+
+def id_at(ms: int) -> str:
+    """A ``since_id`` that lets through every tweet posted from that epoch millisecond on."""
+    return str(max(((ms - EPOCH_MS) << 22) - 1, 0))
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def moved_on(since: str | None, now_ms: int) -> str | None:
+    """A ``since_id`` older than :data:`QUIET_MS`, moved on to :data:`SETTLE_MS` ago, for a round
+    that covered the time since (a search that reached it, a stream that stayed connected): a quiet
+    cursor never falls out of recent search's reach."""
+    if since is None or posted_ms(since) >= now_ms - QUIET_MS:
+        return since
+    return max(since, id_at(now_ms - SETTLE_MS), key=int)
+
+
+def load_gaps(cursor: str | None) -> list[list[str]]:
+    """The cursor's gaps: ``[since_id, until_id]`` pairs of tweets owed; anything malformed is dropped."""
+    try:
+        data = json.loads(cursor) if cursor and not cursor.isdigit() else {}
+    except ValueError:
+        return []
+    gaps = data.get("gaps") if isinstance(data, dict) else None
+    if not isinstance(gaps, list):
+        return []
+    return [[g[0], g[1]] for g in gaps if isinstance(g, list) and len(g) == 2
+            and all(isinstance(i, str) and i.isdigit() for i in g) and int(g[0]) < int(g[1])]
+
+
+def joined(gaps: list[list[str]]) -> list[list[str]]:
+    """At most :data:`MAX_GAPS` gaps: the newest ones joined (the tweets between are fetched again,
+    which ingest skips as duplicates; none is skipped)."""
+    gaps = [list(g) for g in gaps]
+    while len(gaps) > MAX_GAPS:
+        (since, _), (_, until) = gaps[-2], gaps[-1]
+        gaps[-2:] = [[since, until]]
+    return gaps
+
+
+def dump(since: str | None, window: TweetWindow, gaps: list[list[str]]) -> str | None:
+    """The cursor to save (:func:`~listener.x.recheck.dump_cursor`, and the gaps when there are)."""
+    if not gaps:
+        return dump_cursor(since, window)
+    data: dict[str, Any] = {"since_id": since, "gaps": gaps}
+    if window.seen:
+        data[KEY] = window.dump()
+    return json.dumps(data, sort_keys=True)
+
+
+def stale_edge(exc: BaseException) -> str | None:
+    """From X's 400 to a ``since_id`` beyond recent search's 7 days, the id it says a ``since_id``
+    must be larger than (``"0"`` when the message names none); None for any other error."""
+    if not isinstance(exc, tweepy.BadRequest):
+        return None
+    for error in exc.api_errors:
+        if (isinstance(error, dict) and "since_id" in (error.get("parameters") or {})
+                and "created after" in str(error.get("message") or "")):
+            found = _EDGE.search(str(error.get("message")))
+            return found.group(1) if found else "0"
+    return None
 
 
 class StreamHTTPError(Exception):
@@ -149,7 +247,8 @@ class XStreamConnector(Rechecks, XActions):
         self.client = make_client(settings)  # sync, for actions and the re-check's lookups
         self.search = AsyncClient(self.bearer, return_type=dict)
         self.streaming: bool | None = None  # None: not tried yet; False: polling recent search
-        self.seen: deque[str] = deque(maxlen=20_000)
+        self.seen: deque[str] = deque(maxlen=20_000)  # versions published (see _published)
+        self.unpublished: list[NormalizedMention] = []  # the last batch yielded, until the runner asks for more
         self.status: Any = None
 
     def _session(self, owner: Any, extra: tuple[Any, ...] = ()) -> None:
@@ -190,40 +289,123 @@ class XStreamConnector(Rechecks, XActions):
         return await self._rules_call(sync)
 
     async def poll_once(self, cursor: str | None) -> tuple[list[NormalizedMention], str | None]:
-        """Recent search for the rules since the cursor's ``since_id`` (the catch-up, and the fallback's
-        poll), then the re-check of the window's tweets (those of earlier rounds) when due. A search
-        error leaves the caller's cursor as it was; the re-check raises nothing
-        (:meth:`Rechecks._recheck`), so the search's tweets, already marked as yielded, are never dropped."""
-        window = TweetWindow.from_cursor(cursor)
-        mentions, since = await self._search(since_id(cursor))
+        """One round (:meth:`_poll`): the re-check's events, then the tweets found, and the cursor after them."""
+        changed, mentions, cursor = await self._poll(cursor)
+        return changed + mentions, cursor
+
+    async def _poll(self, cursor: str | None, carried: Sequence[NormalizedMention] = ()
+                    ) -> tuple[list[NormalizedMention], list[NormalizedMention], str | None]:
+        """Recent search for the rules since the cursor's ``since_id`` (the catch-up, and the
+        fallback's poll), then the oldest gap's tweets, then the re-check of the window's tweets
+        (those of earlier rounds) when due. Returns the re-check's events, the tweets found and not
+        published yet (oldest first; ``carried`` first of all: a batch whose publishing failed,
+        which search may not have indexed yet), and the cursor after them. A search error leaves
+        the caller's cursor as it was; the re-check raises nothing (:meth:`Rechecks._recheck`)."""
+        window, gaps, now = TweetWindow.from_cursor(cursor), load_gaps(cursor), _now_ms()
+        since = self._reachable(since_id(cursor), now - REACH_MS + MARGIN_MS)
+        found, newest, owed, since = await self._search(since)
+        if owed is not None:  # the pages ran out before reaching since: the tweets between are owed
+            gaps.append([since, owed])
+        since = newest_id(newest, [*carried, *found], since)  # carried: the newest the live stream had reached
+        if owed is None:
+            since = moved_on(since, now)
+        if gaps:
+            older, gaps = await self._fill(gaps, now)
+            found = older + found
+        mentions = self._fresh([*carried, *found])
         changed = await self._recheck(window)
         self._remember(window, mentions)
-        return changed + mentions, dump_cursor(since, window)
+        return changed, mentions, dump(since, window, joined(gaps))
 
-    async def _search(self, cursor: str | None) -> tuple[list[NormalizedMention], str | None]:
+    async def _fill(self, gaps: list[list[str]], now: int) -> tuple[list[NormalizedMention], list[list[str]]]:
+        """The oldest gap's tweets (``max_pages`` pages at most), and the gaps left after."""
+        (since, until), rest = gaps[0], gaps[1:]
+        floor = now - REACH_MS + MARGIN_MS
+        if posted_ms(until) <= floor:
+            log.warning("connector %s: X recent search reaches back 7 days only: mentions matching the rules posted "
+                        "between %s and %s could not be caught up", self.name, _iso(posted_ms(since)),
+                        _iso(posted_ms(until)))
+            return [], rest
+        found, _, owed, since = await self._search(self._reachable(since, floor), until)
+        return found, ([[since, owed]] if owed is not None and since is not None else []) + rest
+
+    def _reachable(self, since: str | None, floor_ms: int) -> str | None:
+        """``since``, or the oldest ``since_id`` recent search still takes (``floor_ms`` on) when it is
+        older: X refuses one older than 7 days (HTTP 400), and the tweets before are out of reach."""
+        if since is None or posted_ms(since) >= floor_ms:
+            return since
+        log.warning("connector %s: X recent search reaches back 7 days only: catching up from %s; mentions matching "
+                    "the rules posted between %s and then (the connector was not listening) could not be caught up",
+                    self.name, _iso(floor_ms), _iso(posted_ms(since)))
+        return id_at(floor_ms)
+
+    async def _search(self, since: str | None, until: str | None = None
+                      ) -> tuple[list[NormalizedMention], str | None, str | None, str | None]:
+        """:meth:`_pages`, and the ``since_id`` it used: one X still finds beyond its 7 days (its
+        clock ahead of ours) is moved to the edge its answer names, and the search asked again, once."""
+        try:
+            return *await self._pages(since, until), since
+        except tweepy.BadRequest as exc:
+            edge = stale_edge(exc)
+            if edge is None or since is None:
+                raise translate(exc) from exc
+            floor = posted_ms(edge) if edge != "0" else _now_ms() - REACH_MS + MARGIN_MS
+            since = self._reachable(since, floor + MARGIN_MS)
+            if until is not None and int(since) >= int(until):
+                return [], None, None, since  # the whole gap is out of reach: warned of above
+            try:
+                return *await self._pages(since, until), since
+            except Exception as again:
+                raise translate(again) from again
+
+    async def _pages(self, since: str | None,
+                     until: str | None = None) -> tuple[list[NormalizedMention], str | None, str | None]:
+        """Recent search for the rules, newest first, ``max_pages`` pages at most: the tweets after
+        ``since`` (and before ``until``), oldest first; the newest id listed; and, when the pages ran
+        out before reaching ``since``, the oldest id listed (the tweets between ``since`` and it are
+        owed), else None. Without ``since`` (the first run) the latest page is the baseline.
+        X's 400 comes out as it is (:meth:`_search`), other errors translated."""
         self._session(self.search)
         out: list[NormalizedMention] = []
-        newest, token = None, None
+        newest, oldest, token = None, None, None
         try:
             for _ in range(self.max_pages):
                 page = await self.search.search_recent_tweets(
-                    rules_query(self.rules), since_id=cursor, next_token=token, max_results=100,
+                    rules_query(self.rules), since_id=since, until_id=until, next_token=token, max_results=100,
                     expansions=EXPANSIONS, tweet_fields=TWEET_FIELDS, user_fields=USER_FIELDS)
                 meta = (page.get("meta") or {}) if isinstance(page, dict) else {}
+                mentions = page_to_mentions(page, CHANNEL, self.withheld_in)
                 newest = newest or meta.get("newest_id")
-                out = page_to_mentions(page, CHANNEL, self.withheld_in) + out
+                listed = [i for i in [meta.get("oldest_id"), *(version_id(m) for m in mentions)] if str(i).isdigit()]
+                oldest = min(listed, key=int) if listed else oldest
+                out = mentions + out
                 token = meta.get("next_token")
-                if not token or cursor is None:  # first run: the latest page is the baseline
+                if not token or since is None:
                     break
+        except tweepy.BadRequest:
+            raise
         except Exception as exc:
             raise translate(exc) from exc
-        return self._fresh(out), newest_id(newest, out, cursor)
+        owed = (oldest or newest or until) if token and since is not None else None
+        return out, newest, owed
 
     def _fresh(self, mentions: list[NormalizedMention]) -> list[NormalizedMention]:
-        """Versions not yielded yet (an edit is a new version of an id already seen)."""
-        out = [m for m in mentions if version_id(m) not in self.seen]
-        self.seen.extend(version_id(m) for m in out)
+        """Versions not published yet, each once, without the brand account's own tweets (an edit is
+        a new version of an id already seen)."""
+        out, ids = [], set()
+        for m in mentions:
+            if (v := version_id(m)) not in ids and v not in self.seen:
+                ids.add(v)
+                out.append(m)
         return self._theirs(out)
+
+    def _published(self, mentions: list[NormalizedMention]) -> None:
+        """The runner asked for the next batch, so it published these (and saved the cursor after
+        them): from now on they are skipped. Marked no sooner: a batch whose publishing failed is
+        yielded again by the runner's next attempt (:attr:`unpublished`, and its catch-up finds them
+        again), and must not be skipped then."""
+        self.seen.extend(version_id(m) for m in mentions)
+        self.unpublished = []
 
     async def stream(self, cursor: str | None) -> AsyncIterator[tuple[list[NormalizedMention], str | None]]:
         if self.streaming is not False:
@@ -232,22 +414,42 @@ class XStreamConnector(Rechecks, XActions):
                 self.streaming = True
             except StreamUnavailable as exc:
                 self._fall_back(exc)
+        carried = self.unpublished  # its publishing failed: yielded again, first (kept until then)
         if cursor is not None or not self.streaming:
-            mentions, cursor = await self.poll_once(cursor)
-            yield mentions, cursor
+            before = None
+            while True:  # caught up, gaps and all, before the stream is opened
+                changed, mentions, cursor = await self._poll(cursor, carried)
+                self.unpublished, carried = mentions, []
+                yield changed + self.unpublished, cursor
+                self._published(self.unpublished)
+                gaps = load_gaps(cursor)
+                if not self.streaming or not gaps or gaps == before:  # polling, caught up, or no headway
+                    break
+                before = gaps
+        since, window = since_id(cursor), TweetWindow.from_cursor(cursor)
+        if carried:  # the first live batch of a first run (no cursor yet, so no catch-up)
+            self.unpublished = self._fresh(carried)
+            since = newest_id(None, self.unpublished, since)
+            self._remember(window, self.unpublished)
+            yield self.unpublished, dump_cursor(since, window)
+            self._published(self.unpublished)
         while not self.streaming:
             await asyncio.sleep(self.poll_seconds)
-            mentions, cursor = await self.poll_once(cursor)
-            yield mentions, cursor
-        since, window = since_id(cursor), TweetWindow.from_cursor(cursor)
+            changed, mentions, cursor = await self._poll(cursor)
+            self.unpublished = mentions
+            yield changed + self.unpublished, cursor
+            self._published(self.unpublished)
+        gaps = load_gaps(cursor)  # left when a catch-up round made no headway: the next catch-up goes on
         try:
             async with aclosing(self._live()) as live:
                 async for batch in live:
-                    since = newest_id(None, batch, since)
+                    since = moved_on(newest_id(None, batch, since), _now_ms())
                     self._remember(window, batch)
-                    yield batch, dump_cursor(since, window)
+                    self.unpublished = batch
+                    yield batch, dump(since, window, gaps)
+                    self._published(batch)
                     if changed := await self._recheck(window):
-                        yield changed, dump_cursor(since, window)
+                        yield changed, dump(since, window, gaps)
         except StreamUnavailable as exc:
             self._fall_back(exc)
             raise TransientError("switching to recent search polling") from exc

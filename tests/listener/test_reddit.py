@@ -127,6 +127,27 @@ async def test_streams_resume_by_fullname_across_a_restart_without_loss_or_repea
     assert set(published) == expected
 
 
+async def test_a_busy_community_is_published_round_by_round(reddit):
+    """Every listing request finds new things: each round still reads one listing per stream, the
+    keyword search and the re-check, and yields its batch (asyncpraw's ``pause_after=0`` pauses
+    only after a request that found nothing new, so such a round never ended)."""
+    reddit.busy = 3
+    c = connector(reddit)
+    rounds = c.stream(None)
+    batch, cursor = await asyncio.wait_for(rounds.__anext__(), 5)
+    names = [m.external_id for m in batch]
+    assert {p["data"]["name"] for p in reddit.posts if p["data"]["subreddit"] != "elsewhere"} <= set(names)
+    assert {x["data"]["name"] for x in reddit.comments} <= set(names)  # the comment stream was read too ...
+    assert reddit.hits[0]["data"]["name"] in names  # ... and the keyword search
+    state = json.loads(cursor)
+    assert state["t3"] == reddit.posts[-1]["data"]["name"] and state["t1"] == reddit.comments[-1]["data"]["name"]
+    again, cursor = await asyncio.wait_for(rounds.__anext__(), 5)  # the next round: the things posted since
+    assert [m.external_id for m in again if m.kind == "post"] == [p["data"]["name"] for p in reddit.posts[-3:]]
+    assert json.loads(cursor)["t3"] == reddit.posts[-1]["data"]["name"] and not set(names) & {
+        m.external_id for m in again}
+    await rounds.aclose()
+
+
 async def test_credentials_and_rate_limits_are_classified(reddit):
     with pytest.raises(AuthError):
         await connector(reddit, reddit_client_secret="wrong").poll_once(None)

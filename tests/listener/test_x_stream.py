@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import time
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
@@ -18,7 +21,7 @@ from listener.x.recheck import since_id
 from listener.x.stream import XStreamConnector, rules_query
 from service.settings import load_settings
 
-from .fakes.x_api import CLOSE, DROP, NOT_ENROLLED, FakeX, tweet
+from .fakes.x_api import CLOSE, DROP, NOT_ENROLLED, FakeX, posted_ms, tweet
 
 RULES = ["acme outage", "@acme_help -is:retweet"]
 
@@ -197,3 +200,175 @@ def test_registry_builds_the_stream_connector_only_with_rules_and_a_bearer_token
                               x_stream_rules=RULES)
     assert [c.name for c in build_connectors(user_only)] == ["x"]
     assert rules_query(["a b"]) == "a b" and rules_query(["a", "b c"]) == "(a) OR (b c)"
+
+
+def gaps(cursor: str | None) -> list[list[str]]:
+    """The tweets a cursor says are still owed: its ``[since_id, until_id]`` pairs."""
+    data = json.loads(cursor) if cursor and not cursor.isdigit() else {}
+    return data.get("gaps", [])
+
+
+def searched_since(fake) -> list[str | None]:
+    """The ``since_id`` of every recent search so far."""
+    return [(parse_qs(urlsplit(r).query).get("since_id") or [None])[0] for r in fake.requests
+            if r.startswith("/2/tweets/search/recent")]
+
+
+async def run_until(fake, c, store, published, n, publish=None, timeout: float = 10.0):
+    """Run ``c`` under the runner until ``n`` tweet ids were published; stops it and returns its status."""
+    stop = asyncio.Event()
+
+    async def keep(batch):
+        published.extend(m.external_id for m in batch)
+
+    run = asyncio.create_task(run_connector(c, publish or keep, store, stop, backoff_base=0.01))
+    try:
+        async def until():
+            while len(published) < n:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(until(), timeout)
+    finally:
+        stop.set()
+        status = await asyncio.wait_for(run, 10)
+        await c.close()
+    return status
+
+
+async def test_a_batch_whose_publishing_failed_comes_again_and_is_not_skipped(fake):
+    """The runner saves the cursor only after publishing, and after a failure (the bus down a moment)
+    streams again from the cursor it had: the batch comes out again (ingest skips a duplicate), never
+    skipped as "already yielded" - a catch-up batch, found again by the catch-up, as a live one,
+    which recent search may not have indexed yet, even when that catch-up fails first."""
+    last, missed, live = tweet(1, "acme outage"), tweet(2, "acme outage: charged twice"), tweet(3, "acme outage still")
+    fake.found = [last, missed]
+    store, published, attempts = MemoryCursorStore(), [], []
+    store.values["x-stream"] = last["id"]
+
+    async def publish(batch):
+        attempts.append([m.external_id for m in batch])
+        if len(attempts) == 3:  # the live batch fails, and then the catch-up's search too (X answers 503)
+            fake.fail_next = [(503, {})]
+        if len(attempts) in (1, 3):
+            raise ConnectionError("Redis: connection refused")
+        published.extend(m.external_id for m in batch)
+        if len(published) == 1:
+            fake.push(live)  # on the stream only: not in recent search yet
+
+    status = await run_until(fake, stream_connector(fake), store, published, 2, publish)
+    assert attempts == [[missed["id"]], [missed["id"]], [live["id"]], [live["id"]]]
+    assert published == [missed["id"], live["id"]] and since_id(store.values["x-stream"]) == live["id"]
+    assert status.mentions_seen == 2 and fake.stream_connects == 2
+
+
+@pytest.mark.parametrize("tier", ["filtered stream", "polling"])
+async def test_after_more_than_7_days_the_catch_up_starts_where_recent_search_reaches(fake, tier, caplog):
+    """X refuses a ``since_id`` posted more than 7 days ago (HTTP 400): the cursor's, older, is moved
+    to the oldest one recent search takes, with a warning of what could not be caught up; the catch-up
+    goes on and the stream opens (or the polls go on) instead of retrying that 400 for ever."""
+    if tier == "polling":
+        fake.stream_fail_next = [(403, {}, NOT_ENROLLED)]
+    eight_days_ago = time.time() - 8 * 86400
+    last = tweet(1, "acme outage", at=eight_days_ago)  # the last mention caught, before the service went down
+    beyond = tweet(2, "acme outage", at=eight_days_ago + 3600)  # out of recent search's reach now
+    recent = tweet(3, "acme outage again", at=time.time() - 2 * 86400)
+    live = tweet(4, "acme outage, still?")
+    fake.found = [last, beyond, recent]
+    store, published = MemoryCursorStore(), []
+    store.values["x-stream"] = last["id"]
+    if tier == "polling":
+        fake.found.append(live)  # found by the next poll
+    else:
+        fake.push(live)  # on the stream, once it is opened
+    with caplog.at_level(logging.WARNING, logger="socialcare.listener.x"):
+        status = await run_until(fake, stream_connector(fake), store, published, 2)
+    assert published == [recent["id"], live["id"]]
+    assert status.last_error is None and status.state == "stopped" and not status.stopped_by_error
+    assert last["id"] not in searched_since(fake)  # never sent, so never refused
+    assert (fake.stream_connects >= 1) == (tier == "filtered stream")
+    (warning,) = [r.getMessage() for r in caplog.records if "7 days" in r.getMessage()]
+    assert "could not be caught up" in warning
+
+
+async def test_a_since_id_x_finds_too_old_by_its_own_clock_is_moved_to_the_edge_it_names(fake, caplog):
+    """X's clock ahead of ours: a ``since_id`` still inside 7 days here is refused there (HTTP 400,
+    ``'since_id' must be a tweet id created after ...``); the search is asked again from the edge
+    X's answer names, so the round goes on."""
+    fake.clock_ahead = 600.0
+    last = tweet(1, at=time.time() - 7 * 86400 + 300)  # 5 minutes inside the 7 days here, 5 outside at X
+    recent = tweet(2, at=time.time() - 60)
+    fake.found = [last, recent]
+    c = stream_connector(fake)
+    with caplog.at_level(logging.WARNING, logger="socialcare.listener.x"):
+        mentions, cursor = await c.poll_once(last["id"])
+    assert [m.external_id for m in mentions] == [recent["id"]] and since_id(cursor) == recent["id"]
+    first, again = searched_since(fake)
+    assert first == last["id"] and posted_ms(again) > (time.time() + 600 - 7 * 86400) * 1000
+    assert any("could not be caught up" in r.getMessage() for r in caplog.records)
+    await c.close()
+
+
+async def test_what_a_gap_still_owes_is_fetched_from_no_further_back_than_7_days(fake, caplog):
+    """A gap kept in the cursor since an outage longer than 7 days: one wholly older is dropped,
+    one straddling the edge is fetched from the edge on, each with a warning; the rest is caught up."""
+    now = time.time()
+    old_gap = [tweet(1, at=now - 10 * 86400)["id"], tweet(2, at=now - 9 * 86400)["id"]]
+    beyond, inside = tweet(3, at=now - 8 * 86400), tweet(4, at=now - 3 * 86400)
+    straddling = [tweet(5, at=now - 8.5 * 86400)["id"], tweet(6, at=now - 2 * 86400)["id"]]
+    newest = tweet(7, at=now - 5 * 3600)
+    fake.found = [beyond, inside, newest]
+    cursor = json.dumps({"since_id": newest["id"], "gaps": [old_gap, straddling]})
+    c = stream_connector(fake)
+    with caplog.at_level(logging.WARNING, logger="socialcare.listener.x"):
+        dropped, cursor = await c.poll_once(cursor)
+        caught, cursor = await c.poll_once(cursor)
+    assert dropped == [] and [m.external_id for m in caught] == [inside["id"]] and gaps(cursor) == []
+    assert since_id(cursor) == newest["id"] and not [s for s in searched_since(fake) if s in (old_gap[0], straddling[0])]
+    assert len([r for r in caplog.records if "could not be caught up" in r.getMessage()]) == 2
+    await c.close()
+
+
+async def test_a_quiet_cursor_moves_on_so_it_never_falls_out_of_recent_searchs_reach(fake):
+    """Days without a mention: a round that covered them moves the ``since_id`` on to an hour ago,
+    so 7 quiet days stop nothing (and warn of nothing)."""
+    c = stream_connector(fake)
+    _, cursor = await c.poll_once(tweet(1, at=time.time() - 2 * 86400)["id"])
+    assert abs(posted_ms(since_id(cursor)) - (time.time() - 3600) * 1000) < 60_000
+    await c.close()
+
+
+async def test_a_catch_up_longer_than_a_rounds_pages_keeps_the_rest_owed_in_the_cursor(fake):
+    """Recent search pages newest first: a round that stops (``max_pages``) before reaching the
+    cursor leaves a gap, kept in the cursor, and the next rounds (after a restart too) fill it from
+    where the last stopped; the cursor's ``since_id`` is the newest tweet's all the while."""
+    fake.page_size = 2
+    last, backlog = tweet(1), [tweet(i) for i in range(2, 13)]
+    fake.found = [last, *backlog]
+    c = stream_connector(fake, max_pages=2)
+    first, cursor = await c.poll_once(last["id"])  # the 4 newest, then the gap's 4 newest
+    assert [m.external_id for m in first] == [t["id"] for t in backlog[3:]]
+    assert since_id(cursor) == backlog[-1]["id"] and gaps(cursor) == [[last["id"], backlog[3]["id"]]]
+    await c.close()
+    c = stream_connector(fake, max_pages=2)  # restarted
+    rest, cursor = await c.poll_once(cursor)
+    assert [m.external_id for m in rest] == [t["id"] for t in backlog[:3]]
+    assert since_id(cursor) == backlog[-1]["id"] and gaps(cursor) == []
+    await c.close()
+
+
+@pytest.mark.parametrize("tier", ["filtered stream", "polling"])
+async def test_a_long_outage_is_caught_up_to_the_last_tweet_before_the_stream_opens(fake, tier):
+    """More tweets were posted while down than a round's pages hold: none is skipped, none repeats,
+    and the stream opens once the catch-up reached the cursor."""
+    if tier == "polling":
+        fake.stream_fail_next = [(403, {}, NOT_ENROLLED)]
+    fake.page_size = 2
+    last, backlog, live = tweet(1), [tweet(i) for i in range(2, 15)], tweet(20)
+    fake.found = [last, *backlog]
+    store, published = MemoryCursorStore(), []
+    store.values["x-stream"] = last["id"]
+    fake.push(live)
+    fake.found.append(live)
+    await run_until(fake, stream_connector(fake, max_pages=2), store, published, len(backlog) + 1)
+    assert sorted(published, key=int) == [t["id"] for t in [*backlog, live]] and len(set(published)) == len(published)
+    assert since_id(store.values["x-stream"]) == live["id"] and gaps(store.values["x-stream"]) == []

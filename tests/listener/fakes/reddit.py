@@ -108,6 +108,8 @@ class FakeReddit:
     writes: list[tuple[str, dict]] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     tokens_issued: int = 0
+    busy: int = 0  # a busy community: this many new submissions (comments) in r/acme before each listing's answer
+    arrived: int = 0  # how many of those so far
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._gate])
@@ -221,6 +223,12 @@ class FakeReddit:
                                   "scope": "*"})
 
     def _listing(self, request: web.Request, things: list[dict]) -> web.Response:
+        for _ in range(self.busy):  # posted since the last request: every request finds new ones
+            self.arrived += 1
+            if things is self.posts:
+                things.append(submission(1000 + self.arrived))
+            elif self.posts:
+                things.append(comment(1000 + self.arrived, link=self.posts[-1]["data"]["name"]))
         subs = set(request.match_info["subs"].lower().split("+"))
         pool = [t for t in things if t["data"]["subreddit"].lower() in subs]
         limit = min(int(request.query.get("limit", "25")), 100)

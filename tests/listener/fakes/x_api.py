@@ -1,7 +1,9 @@
 """A local fake of the X API v2, speaking its wire format: ``data`` / ``includes`` / ``meta`` pages,
 problem-JSON errors with rate-limit headers, stream rules, the NDJSON filtered stream with
 ``\\r\\n`` keep-alives, and the batch lookup ``GET /2/tweets?ids=`` (found tweets in ``data``, the
-others as per-id ``errors``). Only for tests: X cannot be reached from here."""
+others as per-id ``errors``). Tweet ids are snowflakes, as X's: ``(id >> 22) + EPOCH_MS`` is when the
+tweet was posted, and recent search refuses a ``since_id`` posted more than 7 days ago with X's own
+400. Only for tests: X cannot be reached from here."""
 
 from __future__ import annotations
 
@@ -27,14 +29,48 @@ TOO_MANY_IDS = {  # what X answers a lookup of more than 100 ids (HTTP 400)
                                                      "is not between 1 and 100"}],
     "title": "Invalid Request", "detail": "One or more parameters to your request was invalid.",
     "type": "https://api.twitter.com/2/problems/invalid-request"}
+
+
+EPOCH_MS = 1288834974657  # X's snowflake epoch: a tweet id is (milliseconds since it << 22) + worker and sequence
+REACH_DAYS = 7  # how far back recent search reaches
+
+
+def too_old(since_id: str, floor_ms: int) -> dict:
+    """X's answer (HTTP 400) to a recent search whose ``since_id`` was posted before the 7 days it
+    reaches back, ``floor_ms`` (epoch milliseconds): the message names the edge, to the minute, and
+    the id a ``since_id`` must be larger than (the edge's, its low 22 bits 0)."""
+    edge = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(floor_ms / 1000))
+    return {"errors": [{"parameters": {"since_id": [since_id]},
+                        "message": f"'since_id' must be a tweet id created after {edge}. Please use a 'since_id' "
+                                   f"that is larger than {(floor_ms - EPOCH_MS) << 22}"}],
+            "title": "Invalid Request", "detail": "One or more parameters to your request was invalid.",
+            "type": "https://api.twitter.com/2/problems/invalid-request"}
+
+
 DROP, CLOSE = "DROP", "CLOSE"  # stream controls: cut the connection / end the response cleanly
 
 
-def tweet(i: int, text: str | None = None, author: str = "2244994945", reply_to: str | None = None) -> dict:
-    t = {"id": str(1850000000000000000 + i), "text": text or f"@acme_help post {i}", "author_id": author,
-         "created_at": f"2026-11-20T08:{i % 60:02d}:00.000Z", "conversation_id": str(1850000000000000000 + i),
+def snowflake(epoch_seconds: float) -> int:
+    """The smallest tweet id X can give a tweet posted at that moment."""
+    return (int(epoch_seconds * 1000) - EPOCH_MS) << 22
+
+
+def posted_ms(tweet_id: str) -> int:
+    """When a tweet was posted (epoch milliseconds), from its id."""
+    return (int(tweet_id) >> 22) + EPOCH_MS
+
+
+BASE_ID = snowflake(time.time() - 3600)  # the fake's tweets were posted an hour ago: recent search reaches them
+
+
+def tweet(i: int, text: str | None = None, author: str = "2244994945", reply_to: str | None = None,
+          at: float | None = None) -> dict:
+    """Tweet ``i``, posted an hour ago (or ``at``, epoch seconds): its id says when, as X's do."""
+    tid = str((BASE_ID if at is None else snowflake(at)) + i)
+    t = {"id": tid, "text": text or f"@acme_help post {i}", "author_id": author,
+         "created_at": f"2026-11-20T08:{i % 60:02d}:00.000Z", "conversation_id": tid,
          "lang": "en", "public_metrics": {"retweet_count": 0, "reply_count": 0, "like_count": 1, "quote_count": 0},
-         "edit_history_tweet_ids": [str(1850000000000000000 + i)]}
+         "edit_history_tweet_ids": [tid]}
     if reply_to:
         t["referenced_tweets"] = [{"type": "replied_to", "id": reply_to}]
         t["in_reply_to_user_id"] = "99"
@@ -45,7 +81,7 @@ def tweet(i: int, text: str | None = None, author: str = "2244994945", reply_to:
 def edited(original: dict, i: int, text: str) -> dict:
     """A later version of ``original``, as X serves an edit: a new id, the chain of every version's id
     (original first) in ``edit_history_tweet_ids``, the edit's own ``created_at``."""
-    new_id = str(1850000000000000000 + i)
+    new_id = str(BASE_ID + i)
     return {**original, "id": new_id, "text": text, "created_at": f"2026-11-20T09:{i % 60:02d}:00.000Z",
             "edit_history_tweet_ids": [*original["edit_history_tweet_ids"], new_id]}
 
@@ -127,6 +163,7 @@ class FakeX:
     me_id: str = "99"
     stream_connects: int = 0
     keepalive_seconds: float = 0.05
+    clock_ahead: float = 0.0  # seconds X's clock is ahead of this machine's
 
     def __post_init__(self) -> None:
         self.lines: asyncio.Queue[Any] = asyncio.Queue()
@@ -199,7 +236,16 @@ class FakeX:
         return self._page(request, self.tweets)
 
     async def search(self, request: web.Request) -> web.Response:
-        return self._page(request, self.found)
+        """Recent search: a ``since_id`` of a tweet posted more than 7 days ago (by X's clock,
+        ``clock_ahead`` seconds ahead of ours) is refused as X refuses it; ``until_id`` bounds the
+        results from above (exclusive), as ``since_id`` does from below."""
+        floor_ms = int((time.time() + self.clock_ahead) * 1000) - REACH_DAYS * 86_400_000
+        since = request.query.get("since_id")
+        if since and posted_ms(since) < floor_ms:
+            return web.json_response(too_old(since, floor_ms), status=400)
+        until = request.query.get("until_id")
+        found = [t for t in self.found if not until or int(t["id"]) < int(until)]
+        return self._page(request, found)
 
     def _vanished(self, t: dict) -> bool:
         """Deleted, or its author's account deactivated: X tells these apart nowhere."""
