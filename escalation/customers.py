@@ -1,4 +1,13 @@
-"""The customer record: import from the brand's CRM export and link social identities."""
+"""The customer record: import from the brand's CRM export and link social identities.
+
+A handle is not an account: it can be given up and taken by a stranger, who must not inherit the
+record. So a link the CRM made by handle alone (no platform user id) names the first account seen
+with that handle, and is keyed by that account's user id from then on: when it is made, the one
+account on record that showed the handle (several: none of them, it stays pending, and privacy
+requests refuse it as ambiguous); else the first account ingest sees with it afterwards
+(:func:`claim_handle_link`, while no other account on record shows the handle). A later account
+with the same handle is not linked by it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +15,7 @@ import csv
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Author, Customer, SocialIdentity
@@ -21,10 +30,16 @@ async def link_identity(session: AsyncSession, customer_id: int, platform: str, 
     With the platform's user id known the link is keyed by it (``id:<user id>``, the handle kept to
     show): a handle can be given up and taken by a stranger, who must not inherit the record. The
     customer's link by that handle (an import's) becomes this one. Only without a user id (a CRM
-    import, a source that gives none) is the handle the key, and authors matched by handle."""
+    import, a source that gives none) is the handle the key until an account is seen with it (see
+    the module docstring), and only authors without a user id are matched by the handle."""
     if not handle and not user_id:
         raise ValueError("an identity needs a handle or a platform user id")
     by_name = handle.lstrip("@").lower() if handle else None
+    if not user_id:  # the CRM's handle alone: the one account on record that showed it, if it is nobody else's
+        owners = await _showing(session, platform, by_name)
+        taken = await _identity(session, platform, f"id:{owners[0]}") if len(owners) == 1 else None
+        if len(owners) == 1 and (taken is None or taken.customer_id == customer_id):  # else: its own link wins
+            return await link_identity(session, customer_id, platform, handle, owners[0], source)
     key = f"id:{user_id}" if user_id else by_name
     row = await _identity(session, platform, key)
     if user_id and by_name and (named := await _identity(session, platform, by_name)) is not None \
@@ -45,11 +60,41 @@ async def link_identity(session: AsyncSession, customer_id: int, platform: str, 
             row.handle = handle  # the name the account has now
     if user_id and row.platform_user_id is None:
         row.platform_user_id = user_id
-    same = [Author.platform_user_id == user_id] if user_id else \
-        [func.lower(Author.handle) == by_name, func.lower(Author.handle) == "@" + by_name]
-    for a in await session.scalars(select(Author).where(Author.platform == platform, or_(*same))):
+    same = Author.platform_user_id == user_id if user_id else \
+        (_shown(Author) == by_name) & Author.platform_user_id.is_(None)  # an account's: by its id only
+    for a in await session.scalars(select(Author).where(Author.platform == platform, same)):
         a.customer_id = customer_id
     return row
+
+
+def _shown(model: type) -> object:
+    """SQL: the handle an author or identity shows, as handles are compared (no '@', lower-case)."""
+    return func.lower(func.ltrim(model.handle, "@"))
+
+
+async def _showing(session: AsyncSession, platform: str, key: str, but: str | None = None) -> list[str]:
+    """The user ids of the accounts on record (authors) that showed handle ``key``, ``but`` that one."""
+    where = [Author.platform == platform, _shown(Author) == key, Author.platform_user_id.is_not(None)]
+    if but is not None:
+        where.append(Author.platform_user_id != but)
+    return sorted(set(await session.scalars(select(Author.platform_user_id).where(*where))))
+
+
+async def claim_handle_link(session: AsyncSession, platform: str, key: str, user_id: str) -> int | None:
+    """Ingest's side of a link by handle alone (``key``, as :func:`link_identity` keys it): an
+    account first seen with the handle (user id ``user_id``) takes it, the link keyed by its id from
+    now on. Its customer id; None when another account on record shows the handle (which account the
+    CRM meant is unclear: none is linked) or another account took the link first (the UPDATE's
+    condition, re-read after a concurrent claim commits, decides)."""
+    if await _showing(session, platform, key, but=user_id):
+        return None
+    bound = SocialIdentity.__table__.alias("bound")
+    return await session.scalar(update(SocialIdentity).where(
+        SocialIdentity.platform == platform, SocialIdentity.handle_key == key,
+        SocialIdentity.platform_user_id.is_(None) | (SocialIdentity.platform_user_id == user_id),
+        ~exists().where(bound.c.platform == platform, bound.c.handle_key == f"id:{user_id}"))
+        .values(handle_key=f"id:{user_id}", platform_user_id=user_id)
+        .returning(SocialIdentity.customer_id).execution_options(synchronize_session=False))
 
 
 async def _identity(session: AsyncSession, platform: str, key: str) -> SocialIdentity | None:

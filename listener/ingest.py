@@ -22,6 +22,7 @@ from typing import Literal
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from escalation.customers import claim_handle_link
 from listener import unseen
 from listener.deletions import content_removed, lock_rows, remove_copies, removed, without_content
 from listener.protocol import THREAD_EVENTS, NormalizedMention, utc
@@ -66,7 +67,8 @@ def author_key(m: NormalizedMention) -> str | None:
 def handle_key(handle: str | None, user_id: str | None) -> list[str]:
     """The identity keys an author may be linked by, the first found winning: the account's user id
     before its handle, which another account can take once it is given up (a link made with the id
-    is keyed by it alone: escalation.customers.link_identity)."""
+    is keyed by it alone: escalation.customers.link_identity; a link by handle alone is the first
+    account's seen with it: escalation.customers.claim_handle_link)."""
     keys = [f"id:{user_id}"] if user_id else []
     return keys + ([handle.lstrip("@").lower()] if handle else [])
 
@@ -228,12 +230,13 @@ async def _authors(session: AsyncSession, batch: list[NormalizedMention]) -> dic
              if (key := (a.platform, a.author_key)) in wanted}
     new = [key for key in wanted if key not in found]
     links = await _identity_links(session, [wanted[k] for k in new])
-    for key in new:
-        m = wanted[key]
-        customer_id = next(
-            (links[(m.platform, hk)] for hk in handle_key(m.author_handle, m.author_id) if (m.platform, hk) in links),
-            None,
-        )
+    linked = {key: next(((key[0], hk) for hk in handle_key(wanted[key].author_handle, wanted[key].author_id)
+                         if (key[0], hk) in links), None) for key in new}
+    for key in sorted(new, key=lambda k: linked[k] or ("", "")):  # claims in one order: no deadlock
+        m, link = wanted[key], linked[key]
+        customer_id = links[link] if link else None
+        if link and m.author_id and not link[1].startswith("id:"):  # the CRM's handle alone: this account's now
+            customer_id = await claim_handle_link(session, m.platform, link[1], m.author_id)
         found[key] = Record(dict(platform=key[0], author_key=key[1], customer_id=customer_id,
                                **dict.fromkeys(AUTHOR_FIELDS)))
     for key, m in wanted.items():

@@ -5,7 +5,12 @@ line when absent); CSV with a ``text`` column and optional mention fields; and t
 the public "Customer Support on Twitter" corpus (``tweet_id, author_id, inbound, created_at, text,
 response_tweet_id, in_response_to_tweet_id``), whose inbound rows are replayed as X mentions.
 A bad line (broken JSON, no text, invalid UTF-8, oversized text) is reported with its line number
-and kept in a rejects file beside the data directory; the replay continues with the next line.
+and recorded in a rejects file (``socialcare replay``: under ``var/rejects/``); the replay continues
+with the next line. The rejects file says where and why, never what: the line number, the reason
+(redacted), the line's SHA-256 and length and the names of its fields, not its content. A bad line
+is a person's post all the same, and that file lies outside the erasure and the retention purge,
+which never reach a post that was not stored; nothing reads it back (a replay reads its input),
+so the input file, which the operator holds and fixes, is where the line is (``sed -n 'Np' FILE``).
 """
 
 from __future__ import annotations
@@ -30,16 +35,30 @@ from triage.pii import redact
 
 MAX_LINE_TEXT = 100_000  # characters; a longer text is rejected (a real post is far shorter)
 TWCS_COLUMNS = {"tweet_id", "author_id", "inbound", "created_at", "text"}
+MAX_FIELDS = 50  # field names a rejected line's record keeps (each cut to FIELD_NAME characters)
+FIELD_NAME = 40
 
 
 @dataclass
 class Rejected:
+    """A line the replay could not take, as the rejects file keeps it: where and why, and what tells
+    the line again without holding it (see the module docstring)."""
+
     line: int
-    reason: str
-    content: str  # the raw line (or row), so nothing is lost
+    reason: str  # redacted: it may quote the line
+    sha256: str = ""  # of the line as read (UTF-8)
+    length: int = 0  # its characters
+    fields: list[str] = field(default_factory=list)  # the record's field names, when it had any
+
+    @classmethod
+    def of(cls, number: int, reason: str, line: str, rec: dict[str, Any] | None) -> Rejected:
+        names = sorted(redact(str(k))[:FIELD_NAME] for k in rec)[:MAX_FIELDS] if isinstance(rec, dict) else []
+        return cls(number, redact(reason), hashlib.sha256(line.encode("utf-8", "replace")).hexdigest(), len(line),
+                   names)
 
     def to_json(self) -> str:
-        return json.dumps({"line": self.line, "reason": self.reason, "content": self.content})
+        return json.dumps({"line": self.line, "reason": self.reason, "sha256": self.sha256, "length": self.length,
+                           "fields": self.fields})
 
 
 @dataclass
@@ -76,7 +95,13 @@ def _parse_time(value: Any) -> datetime:
     try:
         return datetime.strptime(text, "%a %b %d %H:%M:%S %z %Y").astimezone(timezone.utc)
     except ValueError as exc:
-        raise BadLine(f"unreadable created_at {redact(text)[:40]!r}") from exc  # redacted before it is cut
+        raise BadLine(f"unreadable created_at of the form {shape(text)!r}") from exc
+
+
+def shape(text: str, limit: int = 40) -> str:
+    """How a value is written, not what it says (a date's layout shows; a post in the wrong column
+    does not): each digit ``9``, each letter ``a``, the rest as written; cut to ``limit``."""
+    return "".join("9" if ch.isdigit() else "a" if ch.isalpha() else ch for ch in text[:limit])
 
 
 def _check_text(text: Any) -> str:
@@ -221,8 +246,8 @@ class ReplayConnector:
                         error = str(exc)
                     except (TypeError, ValueError, OverflowError) as exc:  # a field no check foresaw
                         error = f"not a mention: {type(exc).__name__}"
-                if error is not None:  # the reason may quote the line: no personal data in it
-                    bad = Rejected(number, redact(error), line)
+                if error is not None:  # where and why, never the line: it is someone's post
+                    bad = Rejected.of(number, error, line, rec)
                     self.stats.rejected.append(bad)
                     if rejects:
                         rejects.write(bad.to_json() + "\n")

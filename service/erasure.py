@@ -10,6 +10,7 @@ bus's topics are trimmed, so the acknowledged stream entries that still carry th
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from typing import Any
@@ -22,6 +23,8 @@ from models.base import utcnow
 from service import privacy_bus
 from service.audit import record
 from service.privacy import (
+    CHUNK,
+    account_matcher,
     anonymise_authors,
     chunks,
     delivered,
@@ -33,6 +36,7 @@ from service.privacy import (
     stub_deliveries,
 )
 from service.privacy_subject import (  # noqa: F401 (re-exported: callers name them from here)
+    Account,
     AmbiguousSubject,
     Found,
     Subject,
@@ -42,10 +46,9 @@ from service.privacy_subject import (  # noqa: F401 (re-exported: callers name t
     without,
 )
 from service.stages.base import STAGES
-from service.tombstones import begin_erasure, remember
+from service.tombstones import begin_erasure, remember, subject_key
 
 log = logging.getLogger("socialcare.privacy")
-NAMED_MIN = 3  # shorter handles and ids are not looked for in other people's payloads (they match anything)
 
 
 async def erase(db: Any, subject: Subject, *, actor: str, reason: str, dry_run: bool = False,
@@ -115,7 +118,8 @@ async def erase(db: Any, subject: Subject, *, actor: str, reason: str, dry_run: 
                reason=without(reason, found.values), mode=_mode(subject), platform=subject.platform,
                author_ids=sorted(found.author_ids), case_ids=sorted(case_ids), counts=dict(counts),
                erased_before=found.erased_before, subject_keys=sorted(found.keys),
-               dead_letters_checked=bus is not None, tombstones=tombstoned)
+               dead_letters_checked=bus is not None, tombstones=tombstoned,
+               shown_keys=sorted({subject_key(secret, *a) for a in found.shown}) if secret else [])
         await session.commit()
     await _trim(bus)
     return counts
@@ -124,16 +128,37 @@ async def erase(db: Any, subject: Subject, *, actor: str, reason: str, dry_run: 
 async def _others_posts(session: AsyncSession, mention_ids: list[int], found: Found, counts: Counter) -> None:
     """Other people's posts in the threads the person wrote in, or whose payload names one of
     their accounts (a reply's ``in_reply_to_user_id``, an @-mention's entry): the payload keys
-    that name accounts go (:func:`service.privacy.drop_other_accounts`). Looking for the account in
-    every payload of its platform reads them all: an erasure is rare, and that search is bounded
-    by the platform's posts."""
+    that name accounts go (:func:`service.privacy.drop_other_accounts`)."""
     for ids in chunks(mention_ids):
         threads = select(Mention.conversation_id).where(Mention.id.in_(ids), Mention.conversation_id.is_not(None))
         await drop_other_accounts(session, Mention.conversation_id.in_(threads), counts)
-    named = [and_(Mention.platform == platform, func.lower(cast(Mention.raw, String)).contains(
-        value.lower(), autoescape=True)) for platform, _, value in found.accounts if len(value) >= NAMED_MIN]
-    if named:
-        await drop_other_accounts(session, or_(*named), counts)
+    for ids in chunks(await _naming(session, found.accounts)):
+        await drop_other_accounts(session, Mention.id.in_(ids), counts)
+
+
+async def _naming(session: AsyncSession, accounts: set[Account]) -> list[int]:
+    """The posts whose payload names one of these accounts as a whole value, where payloads name
+    accounts (:func:`service.privacy.account_matcher`): never because an id or handle is part of
+    another value (a three-letter id is part of many). A coarse SQL prefilter (the payload's text
+    holds the value, in any case, as stored or JSON-escaped) picks the candidates, read
+    :data:`~service.privacy.CHUNK` at a time by id; the exact check is Python's. An erasure is rare,
+    and that search is bounded by the platform's posts (a very short id reads most of them)."""
+    wanted: dict[str, tuple[set[str], set[str]]] = {}
+    for platform, kind, value in accounts:
+        if value:
+            wanted.setdefault(platform, (set(), set()))[kind == "id"].add(value.lower())
+    out: list[int] = []
+    for platform, (handles, ids) in wanted.items():
+        text, names = func.lower(cast(Mention.raw, String)), account_matcher(handles, ids)
+        forms = {f for v in handles | ids for f in (v, json.dumps(v)[1:-1])}
+        candidates = and_(Mention.platform == platform, Mention.raw.is_not(None),
+                          or_(*(text.contains(f, autoescape=True) for f in sorted(forms))))
+        last = 0
+        while rows := (await session.execute(select(Mention.id, Mention.raw).where(
+                candidates, Mention.id > last).order_by(Mention.id).limit(CHUNK))).all():
+            out += [r.id for r in rows if names(r.raw)]
+            last = rows[-1].id
+    return out
 
 
 async def _trim(bus: Any) -> None:

@@ -37,6 +37,7 @@ erasure to what it wrote before committing (:func:`respect_erasure`). Dead lette
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -85,6 +86,10 @@ OTHER_ACCOUNTS = frozenset({
     "reply_to_user", "reply_to_user_id", "mentioned_users",  # Discourse: the account replied to, @-mentioned
     "participants",
 })
+
+# a key whose values are account ids ("id", "user_id", "in_reply_to_user_id", "id_str", "user_ids"):
+# there a number equal to an id names the account (elsewhere a number is an offset or a count)
+ID_KEY = re.compile(r"(?:^|_)ids?(?:_str)?$")
 
 _M = Mention.__table__.c
 ERASED_IDS = select(_M.id).where(_M.id.in_(IDS), _M.deleted.is_(True), _M.text == ERASED_TEXT)  # built once
@@ -237,6 +242,47 @@ async def erase_again(session: AsyncSession, found: set[int]) -> None:
     if found:
         await erase_posts(session, found, Counter(), audit=False)
         log.info("%d post(s) erased while in flight: what this stage wrote about them is erased too", len(found))
+
+
+def names_account(raw: Any, handles: Collection[str], ids: Collection[str]) -> bool:
+    """Does this platform payload name one of these accounts? See :func:`account_matcher`."""
+    return account_matcher(handles, ids)(raw)
+
+
+def account_matcher(handles: Collection[str], ids: Collection[str]) -> Callable[[Any], bool]:
+    """Whether a platform payload names one of these accounts (``handles`` as
+    :func:`service.tombstones.handle_key`, user ``ids``) where payloads name accounts, in an entry of
+    :data:`OTHER_ACCOUNTS` (at any depth: what :func:`drop_other_accounts` drops). There a value (or a
+    key) that is one of the ids, or one of the handles (any case, with or without "@"), names it; so
+    does a number equal to an id under an id's key (:data:`ID_KEY`), and a handle or id as a whole
+    path segment, @-mention or query value in a longer string ("/user_avatar/forum/marial/{size}/1.png").
+    Never a part of a value: "111" is not named by "1111", "51110" or "order 111"."""
+    handles = {h.lower() for h in handles if h}
+    ids = {i.lower() for i in ids if i}
+    if not (handles or ids):
+        return lambda raw: False
+    values = sorted(handles | ids, key=len, reverse=True)
+    token = re.compile(r"(?<=[@/=])(?:%s)(?![\w-]|\.\w)" % "|".join(map(re.escape, values)), re.IGNORECASE)
+
+    def named(text: str) -> bool:
+        folded = text.strip().lower()
+        return folded in ids or folded.lstrip("@") in handles or token.search(text) is not None
+
+    def walk(value: Any, key: Any, inside: bool) -> bool:
+        if isinstance(value, dict):
+            return any((inside and isinstance(k, str) and named(k))
+                       or walk(v, k, inside or k in OTHER_ACCOUNTS) for k, v in value.items())
+        if isinstance(value, (list, tuple)):
+            return any(walk(v, key, inside) for v in value)
+        if not inside:
+            return False
+        if isinstance(value, str):
+            return named(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return isinstance(key, str) and ID_KEY.search(key.lower()) is not None and str(value) in ids
+        return False
+
+    return lambda raw: walk(raw, None, False)
 
 
 async def drop_other_accounts(session: AsyncSession, where: Any, counts: Counter) -> None:

@@ -7,7 +7,10 @@ the platform's user id for that reason, migration 0015). So a handle that more t
 (distinct user ids) has carried on record is refused as ambiguous rather than merged: exporting
 would hand the requester a stranger's data, erasing would erase the stranger. And an account named
 by user id never reaches out, through one of its handles, to what that handle now names for
-another account (an identity or a dead letter keyed by the handle, the handle's tombstone).
+another account (an identity or a dead letter keyed by the handle, the handle's tombstone). Its
+erasure still records (keyed hashes in its audit entry, ``shown_keys``) every handle it showed: a
+customer whose CRM identity names one of those handles alone is then refused as ambiguous, though
+only the handle's new owner still shows it (the CRM may have meant the erased account).
 """
 
 from __future__ import annotations
@@ -34,10 +37,12 @@ class UnknownSubject(LookupError):
 class AmbiguousSubject(ValueError):
     """The handle named was carried by more than one account: which one is the person's?"""
 
-    def __init__(self, platform: str, handle: str, user_ids: Iterable[str]) -> None:
-        self.user_ids = sorted(set(user_ids))
-        super().__init__(f"ambiguous subject: @{handle} on {platform} was used by {len(self.user_ids)} accounts "
-                         f"(user ids {', '.join(self.user_ids)}); a handle can change hands: name the person's "
+    def __init__(self, platform: str, handle: str, user_ids: Iterable[str], *, erased: bool = False) -> None:
+        self.user_ids, self.erased = sorted(set(user_ids)), erased
+        accounts = len(self.user_ids) + erased
+        ids = ", ".join(self.user_ids) + (" and an account erased before" if erased else "")
+        super().__init__(f"ambiguous subject: @{handle} on {platform} was used by {accounts} accounts "
+                         f"(user ids {ids}); a handle can change hands: name the person's "
                          "account with --user-id")
 
 
@@ -66,6 +71,7 @@ class Found:
     values: set[str] = field(default_factory=set)  # handles, ids, names: kept out of the audit log
     keys: set[str] = field(default_factory=set)  # keyed hashes of the subject's handles and ids
     accounts: set[Account] = field(default_factory=set)  # read before anonymising: their dead letters
+    shown: set[Account] = field(default_factory=set)  # every handle their authors showed, now another's too
     erased_before: bool = False
     # with --customer: pending cases a session of theirs verified as the record on
     # (escalation.verification.verified_as), and those of them where no session verified as anyone else
@@ -85,7 +91,7 @@ async def find_subject(session: AsyncSession, subject: Subject, secret: str | No
     record (a subject erased before is recognised through the keyed hashes of the audit log),
     :class:`AmbiguousSubject` for a handle more than one account carried."""
     if subject.customer_id is not None:
-        return await _customer(session, subject.customer_id)
+        return await _customer(session, subject.customer_id, secret)
     found = Found()
     platform, key, uid = subject.platform, subject.handle_key, subject.user_id
     found.values |= {v for v in (key, uid) if v}
@@ -101,6 +107,7 @@ async def find_subject(session: AsyncSession, subject: Subject, secret: str | No
     handles = ({key} if key else set()) | {handle_key(a.handle) for a in (await session.execute(
         select(Author.handle).where(Author.id.in_(found.author_ids)))).all() if a.handle}
     found.values |= uids | handles
+    found.shown |= {(platform, "handle", h) for h in handles}
     handles -= await _taken(session, platform, handles, uids)  # now another account's: not theirs to erase
     found.identity_ids |= set(await session.scalars(select(SocialIdentity.id).where(
         SocialIdentity.platform == platform, or_(SocialIdentity.handle_key.in_(handles | {f"id:{u}" for u in uids}),
@@ -116,8 +123,10 @@ async def find_subject(session: AsyncSession, subject: Subject, secret: str | No
     return found
 
 
-async def _customer(session: AsyncSession, customer_id: int) -> Found:
-    """A customer record, its linked identities and the authors they match."""
+async def _customer(session: AsyncSession, customer_id: int, secret: str | None = None) -> Found:
+    """A customer record, its linked identities and the authors they match. An identity keyed by a
+    handle alone is the one account that showed it, or refused as ambiguous: when more than one
+    did, and (given the ``secret`` of the audit log's hashes) when an account erased before did."""
     found = Found(customer=await session.get(Customer, customer_id))
     if found.customer is None:
         raise UnknownSubject(f"no customer record {customer_id}")
@@ -133,6 +142,8 @@ async def _customer(session: AsyncSession, customer_id: int) -> Found:
         uid = i.handle_key[3:] if i.handle_key.startswith("id:") else i.platform_user_id
         if uid is None:  # keyed by a handle alone (a CRM import): the one account that showed it, or refused
             owners, _ = await _owners(session, i.platform, i.handle_key)
+            if owners and secret and await _shown_by_erased(session, secret, i.platform, i.handle_key, owners):
+                raise AmbiguousSubject(i.platform, i.handle_key, owners, erased=True)
             uid = next(iter(owners), None)
         if uid is not None:
             match.append(and_(Author.platform == i.platform, Author.platform_user_id == uid))
@@ -145,6 +156,7 @@ async def _customer(session: AsyncSession, customer_id: int) -> Found:
     for platform in {a.platform for a in rows}:  # a handle one of theirs showed, now another account's: not theirs
         uids = {a.platform_user_id for a in rows if a.platform == platform and a.platform_user_id}
         handles = {handle_key(a.handle) for a in rows if a.platform == platform and a.handle}
+        found.shown |= {(platform, "handle", h) for h in handles}
         handles -= await _taken(session, platform, handles, uids)
         found.accounts |= {(platform, "handle", h) for h in handles} | {(platform, "id", u) for u in uids}
     found.verified_case_ids, found.chat_case_ids = await verified_cases(session, c.id)
@@ -214,6 +226,20 @@ async def _add_authors(session: AsyncSession, found: Found, where: Any) -> list[
 async def _erased_before(session: AsyncSession, keys: set[str]) -> bool:
     for details in await session.scalars(select(AuditEvent.details).where(AuditEvent.action == "privacy.erased")):
         if keys & set((details or {}).get("subject_keys") or []):
+            return True
+    return False
+
+
+async def _shown_by_erased(session: AsyncSession, secret: str, platform: str, key: str, owners: set[str]) -> bool:
+    """Did an account erased before show handle ``key``, one that is none of ``owners`` (the
+    accounts showing it now)? Read from the erasures' audit entries: the keyed hashes of the handles
+    their accounts showed (``shown_keys``; older entries: ``subject_keys``, which hold those that were
+    nobody else's then) and of their user ids."""
+    handle = subject_key(secret, platform, "handle", key)
+    theirs = {subject_key(secret, platform, "id", uid) for uid in owners}
+    for details in await session.scalars(select(AuditEvent.details).where(AuditEvent.action == "privacy.erased")):
+        keys = set((details or {}).get("subject_keys") or [])
+        if handle in keys | set((details or {}).get("shown_keys") or []) and not keys & theirs:
             return True
     return False
 

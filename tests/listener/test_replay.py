@@ -1,5 +1,6 @@
 """The replay connector reads JSONL, CSV and the twcs layout, and survives bad lines."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -37,8 +38,36 @@ async def test_bad_lines_are_reported_with_their_number_and_the_rest_continues(t
     assert "broken JSON" in reasons[2] and "missing text" in reasons[3]
     assert "exceeds" in reasons[4] and "UTF-8" in reasons[5]
     kept = [json.loads(line) for line in rejects.read_text().splitlines()]
-    assert [k["line"] for k in kept] == [2, 3, 4, 5]  # nothing is lost: every bad line is kept
-    assert len(kept[2]["content"]) > MAX_LINE_TEXT
+    assert [k["line"] for k in kept] == [2, 3, 4, 5]  # every bad line is recorded: where and why
+    assert kept[2]["length"] > MAX_LINE_TEXT and len(rejects.read_text()) < 2000  # not what
+    assert kept[1]["fields"] == ["created_at", "external_id", "platform"]  # what the record had: no text
+    line3 = src.read_bytes().splitlines()[2]
+    assert kept[1]["sha256"] == hashlib.sha256(line3).hexdigest()  # tells the line in the input again
+
+
+async def test_the_rejects_file_never_holds_a_rejected_post(tmp_path):
+    """A bad line is someone's post: the rejects file (outside erasure and retention) says where and
+    why, and holds none of its words, names or numbers; neither do the stats in memory."""
+    rejects = tmp_path / "rejects.jsonl"
+    post = {"platform": "x", "external_id": "2", "author_handle": "zqxmaria", "author_name": "Maria Lopez",
+            "text": "zqxword my card 4111 1111 1111 1111, mail maria@example.com", "author_followers": -1}
+    src = write(tmp_path / "in.jsonl", [
+        good(1), json.dumps(post).encode(),
+        b'{"text": "zqxbroken my address is 9 Elm Road", "author_handle": "zqxmaria"',  # broken JSON
+        json.dumps({"zqxmaria@example.com": "zqxkey"}).encode(),  # no text; personal data in a key
+    ])
+    csv_src = tmp_path / "in.csv"
+    csv_src.write_text("text,created_at,author_handle\nzqxcsv hello,not a time zqxmaria,zqxmaria\n")
+    for path in (src, csv_src):
+        connector = ReplayConnector(path, rejects_path=rejects)
+        await connector.poll_once(None)
+        assert connector.stats.rejected
+        assert "zqx" not in repr(connector.stats.rejected).lower()
+    assert connector.stats.rejected[0].reason == "unreadable created_at of the form 'aaa a aaaa aaaaaaaa'"
+    kept = rejects.read_text()
+    assert len(kept.splitlines()) == 4
+    for value in ("zqx", "maria", "4111", "elm road"):
+        assert value not in kept.lower(), value
 
 
 def odd(i: int, **fields) -> bytes:
