@@ -18,7 +18,8 @@ from listener.registry import build_connectors
 from listener.runner import run_connector
 from listener.x.connector import XConnector
 from listener.x.recheck import since_id
-from listener.x.stream import XStreamConnector, rules_query
+from listener.x.stream import XStreamConnector
+from listener.x.stream_catchup import rules_query
 from service.settings import load_settings
 
 from .fakes.x_api import CLOSE, DROP, NOT_ENROLLED, FakeX, posted_ms, tweet
