@@ -149,11 +149,13 @@ def _counted(query: Any) -> Any:
                    (RouteDecision.outcome.is_(None)) | (RouteDecision.outcome.not_in(EXCLUDED_OUTCOMES))))
 
 
-async def _rows(session: AsyncSession, start: datetime, end: datetime) -> list[tuple[Mention, TriageResult, bool]]:
-    """The posts counted, each with whether it is a private matter (:func:`console.queries.care_team_only`)."""
-    return [tuple(r) for r in (await session.execute(
-        _counted(select(Mention, TriageResult, care_team_only_clause())).where(
-            Mention.created_at >= start, Mention.created_at < end).order_by(Mention.created_at))).all()]
+async def _rows(session: AsyncSession, start: datetime, end: datetime,
+                limit: int) -> tuple[list[tuple[Mention, TriageResult]], set[int]]:
+    """The first ``limit`` posts counted, and the ids of those that are private matters
+    (:func:`console.queries.care_team_only`: counted, never quoted)."""
+    rows = (await session.execute(_counted(select(Mention, TriageResult, care_team_only_clause())).where(
+        Mention.created_at >= start, Mention.created_at < end).order_by(Mention.created_at))).all()[:limit]
+    return [(m, t) for m, t, _ in rows], {m.id for m, _, private in rows if private}
 
 
 async def latest_day_before(session: AsyncSession, start: datetime) -> date | None:
@@ -168,10 +170,9 @@ async def compute(session: AsyncSession, period: str, end: datetime | None = Non
                   max_rows: int = 200_000) -> Digest:
     start, end = window(period, end)
     prev_start = start - PERIODS[period]
-    cur3 = (await _rows(session, start, end))[:max_rows]
-    prev3 = (await _rows(session, prev_start, start))[:max_rows]
-    private = {m.id for m, _, p in cur3 + prev3 if p}
-    cur, prev = [(m, t) for m, t, _ in cur3], [(m, t) for m, t, _ in prev3]
+    cur, private = await _rows(session, start, end, max_rows)
+    prev, private_before = await _rows(session, prev_start, start, max_rows)
+    private |= private_before
 
     def quotable(m: Mention) -> bool:  # counted, but an erased post has no words, and a private matter is not quoted
         return not erased(m) and m.id not in private

@@ -123,20 +123,30 @@ async def any_db(any_database_url: str):
 @pytest.fixture(params=["inprocess", "redis"])
 async def make_bus(request):
     """Builds a started bus, in-process then on a real Redis, dead-lettering after the deliveries a
-    test asks for; closed, and its Redis keys deleted, after the test."""
-    made = []
+    test asks for and claiming a delivery idle ``claim_idle_ms`` (the bus's own default unless
+    given); closed, and its Redis keys deleted, after the test. With ``shared=True`` each call is a
+    handle onto one bus, as separate workers would hold: a Redis client of its own, or the one
+    in-process object its tasks share (tests/service/bus/conftest.py's ``open_bus``)."""
+    made, one = [], []
     if request.param == "redis":
         url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("bus_prefix")
 
-    async def make(max_deliveries: int):
+    async def make(max_deliveries: int, *, claim_idle_ms: int | None = None, shared: bool = False):
+        options = {"max_deliveries": max_deliveries}
+        if claim_idle_ms is not None:
+            options["claim_idle_ms"] = claim_idle_ms
         if request.param == "redis":
             from service.bus.redis_streams import RedisStreamsBus
 
-            bus = RedisStreamsBus(url, prefix=prefix, max_deliveries=max_deliveries)
+            bus = RedisStreamsBus(url, prefix=prefix, **options)
+        elif shared and one:
+            bus = one[0]
         else:
             from service.bus.memory import InProcessBus
 
-            bus = InProcessBus(max_deliveries=max_deliveries)
+            bus = InProcessBus(**options)
+            if shared:
+                one.append(bus)
         await bus.start()
         made.append(bus)
         return bus

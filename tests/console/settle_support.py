@@ -1,14 +1,14 @@
 """What the tests of settling ``unknown`` sends share (tests/console/test_settle_replies.py,
-test_settle_actions.py): a console on SQLite or PostgreSQL whose sends reach fake platforms that
-record each call, rows left ``unknown`` as the sweep leaves them, and a late platform answer slipped
-in just before a settling's own statement."""
+test_settle_actions.py): their ``rt`` and ``client`` fixtures, a console on SQLite or PostgreSQL whose
+sends reach fake platforms that record each call; rows left ``unknown`` as the sweep leaves them, and
+a late platform answer slipped in just before a settling's own statement."""
 
 from __future__ import annotations
 
 import uuid
-from contextlib import asynccontextmanager
 from datetime import timedelta
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select, update
 
@@ -26,12 +26,11 @@ X_REPLY = "https://x.com/brand/status/1790000000000000001"
 SETTLED = ("reply.settled", "reply.sent_again", "moderation.action_settled", "moderation.action_retried")
 
 
-@asynccontextmanager
-async def sending_console(tmp_path, database_url: str):
-    """A console runtime whose sends reach fake platforms (X, Reddit; no dry run): each test file's
-    ``rt`` fixture, over ``any_database_url``."""
-    settings = load_settings(database_url=database_url, bus="inprocess", var_dir=tmp_path / "var", demo=False,
-                             dry_run=False, bus_block_ms=50, cookie_secure=False)
+@pytest.fixture
+async def rt(tmp_path, any_database_url):
+    """A console runtime whose sends reach fake platforms (X, Reddit; no dry run): SQLite, then PostgreSQL."""
+    settings = load_settings(database_url=any_database_url, bus="inprocess", var_dir=tmp_path / "var",
+                             demo=False, dry_run=False, bus_block_ms=50, cookie_secure=False)
     runtime = await Runtime.open(settings, stages=[], with_connectors=False, triager=NoTriage())
     runtime.connectors = [RecordingConnector("x"), RecordingConnector("reddit")]
     async with runtime.db.session() as s:
@@ -44,12 +43,12 @@ async def sending_console(tmp_path, database_url: str):
         await runtime.close()
 
 
-@asynccontextmanager
-async def serving(runtime):
-    """The app on a test server (each test file's ``client``); outgoing webhooks left to the test."""
+@pytest.fixture
+async def client(rt):
+    """The app on a test server; outgoing webhooks left to the test."""
     from console.webhooks_out import SENDER
 
-    async with TestClient(TestServer(create_app(runtime))) as c:
+    async with TestClient(TestServer(create_app(rt))) as c:
         await c.server.app[SENDER].stop()
         yield c
 

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from models import Author, Mention, ModerationAction, Reply
 from service.dispatch import Dispatcher
 from service.stranded import HELD
+from tests.console import settle_support
 from tests.console.conftest import add_mention, bot_token, login
 from tests.console.settle_support import (
     SETTLED,
@@ -22,23 +23,11 @@ from tests.console.settle_support import (
     bearer,
     get,
     platform,
-    sending_console,
-    serving,
     unknown_action,
 )
 from tests.console.test_api_spec import Described
 
-
-@pytest.fixture
-async def rt(tmp_path, any_database_url):
-    async with sending_console(tmp_path, any_database_url) as runtime:
-        yield runtime
-
-
-@pytest.fixture
-async def client(rt):
-    async with serving(rt) as c:
-        yield c
+rt, client = settle_support.rt, settle_support.client  # a console sending to fake platforms
 
 
 async def test_a_moderator_tries_an_interrupted_hide_again_and_the_pacer_performs_it_once(client, rt):

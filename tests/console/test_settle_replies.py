@@ -15,6 +15,7 @@ from models import Mention, Reply
 from models.base import utcnow
 from models.mentions import ERASED_TEXT
 from service.stranded import record_reply_outcome
+from tests.console import settle_support
 from tests.console.conftest import Browser, add_mention, bot_token, login
 from tests.console.settle_support import (
     SETTLED,
@@ -24,24 +25,12 @@ from tests.console.settle_support import (
     bearer,
     get,
     platform,
-    sending_console,
-    serving,
     settle,
     unknown_reply,
 )
 from tests.console.test_api_spec import Described
 
-
-@pytest.fixture
-async def rt(tmp_path, any_database_url):
-    async with sending_console(tmp_path, any_database_url) as runtime:
-        yield runtime
-
-
-@pytest.fixture
-async def client(rt):
-    async with serving(rt) as c:
-        yield c
+rt, client = settle_support.rt, settle_support.client  # a console sending to fake platforms
 
 
 @pytest.fixture
