@@ -20,6 +20,9 @@ A ``ModerationAction`` row's status says where it stands:
   count of interruptions reset). Until a hide or removal is settled (or a later hide, removal or
   filter of the post is), public replies to its post are held back (:mod:`service.stranded`). An
   executor's answer that comes after all replaces ``unknown`` (audited ``moderation.late_result``),
+  but only for the attempt it belongs to (``send_attempt``, migration 0017, raised by each claim and
+  by "Try again"): the answer of a call given up for dead whose action was put back and performed
+  again, or tried again, is never written over the newer attempt (:func:`record_outcome`),
 * ``cancelled`` — never performed: its post was erased first (:mod:`service.privacy_actions`),
 * ``recorded`` — an action with no platform counterpart (label, a lock on X, a filter on a post
   the platform cannot hide) or nothing left to do there (removing a post its hold already hid),
@@ -258,10 +261,14 @@ async def execute(db: Any, connectors: dict[str, Any], action_ids: list[int], *,
                 continue
             claimed = await session.execute(update(ModerationAction).where(
                 ModerationAction.id == row.id, ModerationAction.status.in_(CLAIMABLE))
-                .values(status="sending", claimed_at=utcnow()).execution_options(synchronize_session=False))
-            await session.commit()
+                .values(status="sending", claimed_at=utcnow(), send_attempt=ModerationAction.send_attempt + 1)
+                .execution_options(synchronize_session=False))
             if claimed.rowcount != 1:
+                await session.rollback()
                 continue  # another executor took it, or an erasure cancelled it
+            await session.refresh(row)  # as claimed (the row locked): this attempt's number
+            attempt = row.send_attempt  # only this attempt's outcome is recorded
+            await session.commit()
             mention = await session.get(Mention, row.mention_id)
             kind = kind_of(mention.platform, row.action) if mention else None
             connector = connectors.get(mention.platform) if mention else None
@@ -284,17 +291,48 @@ async def execute(db: Any, connectors: dict[str, Any], action_ids: list[int], *,
                     ok, error = False, f"{type(exc).__name__}: {exc}"
                 status = "done" if ok else "failed"
                 log.info("moderation %s %s on %s: %s", row.id, row.action, mention.platform, status)
-            # read again (locked): an erasure meanwhile rewrote its reason and details, kept as it left them
-            row = await session.get(ModerationAction, row.id, with_for_update=True, populate_existing=True)
-            if row is not None and row.status in UNSETTLED:  # unknown: swept while it took far too long
-                if row.status == "unknown":  # the platform's answer is the truth: a person need not look
-                    record(session, "system", "moderation.late_result", "moderation_action", row.id,
-                           mention_id=row.mention_id, kind=row.action, status=status)
-                    log.warning("moderation %s: a late outcome (%s) replaces unknown", row.id, status)
-                row.status = status
-                if error:
-                    row.details = {**(row.details or {}), "error": error[:500]}
+            await record_outcome(session, row, attempt, status, error)
             await session.commit()
+
+
+async def record_outcome(session: AsyncSession, row: ModerationAction, attempt: int, status: str,
+                         error: str | None) -> bool:
+    """Write what the platform said of ``attempt`` (its ``send_attempt`` as claimed) only while the row
+    is still at that attempt and ``sending``, or ``unknown`` — swept while its call took far too long:
+    the platform's answer is the truth then, a person need not look (audited ``moderation.late_result``).
+    Never over a newer attempt (the sweep put it back in the queue and the pacer claimed it again, or a
+    person tried it again) nor over a status a person or an erasure set: the answer of an attempt given
+    up for dead is logged and audited ``moderation.stale_result`` instead (ids and statuses only), and
+    the newer attempt records its own. Returns whether it was written; the caller commits."""
+    for was in UNSETTLED:
+        done = await session.execute(update(ModerationAction).where(
+            ModerationAction.id == row.id, ModerationAction.status == was, ModerationAction.send_attempt == attempt)
+            .values(status=status).execution_options(synchronize_session=False))
+        if done.rowcount == 1:
+            break
+    else:
+        now = (await session.execute(select(ModerationAction.status, ModerationAction.send_attempt)
+                                     .where(ModerationAction.id == row.id))).first()
+        if now is not None and (now.send_attempt != attempt or now.status in CLAIMABLE):  # a newer attempt's
+            record(session, "system", "moderation.stale_result", "moderation_action", row.id,
+                   mention_id=row.mention_id, kind=row.action, status=status, attempt=attempt,
+                   current_attempt=now.send_attempt, current_status=now.status)
+            log.warning("moderation %s: the answer (%s) of attempt %s is not recorded: the action was put back "
+                        "or performed again since (attempt %s, %s)", row.id, status, attempt, now.send_attempt,
+                        now.status)
+        else:
+            log.warning("moderation %s: its outcome (%s) was not recorded: its status changed meanwhile", row.id,
+                        status)
+        return False
+    # read once the update locked the row: an erasure committed before left its reason and details so
+    fresh = await session.get(ModerationAction, row.id, populate_existing=True)
+    if was == "unknown":
+        record(session, "system", "moderation.late_result", "moderation_action", row.id,
+               mention_id=row.mention_id, kind=row.action, status=status)
+        log.warning("moderation %s: a late outcome (%s) replaces unknown", row.id, status)
+    if error and fresh is not None:
+        fresh.details = {**(fresh.details or {}), "error": error[:500]}
+    return True
 
 
 async def queued_actions(session: AsyncSession, mention_ids: list[int]) -> list[int]:

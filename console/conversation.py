@@ -7,6 +7,11 @@ its forms are the agents'. A moderator opens only a thread the moderation page l
 a post held, reported, alerted or otherwise acted on), and reads there neither private messages,
 reports of takeovers or fraud (but those held, reported or alerted) nor private replies: those are
 the care team's.
+
+A reply that may be on its platform twice — an attempt given up for dead posted after all besides
+the one sent again, audited ``reply.posted_twice`` (:mod:`service.stranded`) — says so on the page,
+with both copies' platform ids (linked where an address follows from the id, as the listeners build
+them), so that the agent deletes one copy there (:func:`posted_twice`).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import re
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from sqlalchemy import select
@@ -29,13 +35,17 @@ from console.queue_data import CLAIM_TTL, conversation_view
 from console.render import render
 from console.suggestions import suggestions_for
 from escalation.public_guard import gone_from_platform
-from models import Conversation, Mention, ModerationAction
+from models import AuditEvent, Conversation, Mention, ModerationAction
 from service.audit import record
 
 AGENTS = ("agent",)
 READERS = ("agent", "moderator")
 MAX_REPLY = 10_000
 TAG_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_X_STATUS = re.compile(r"\d{1,25}")
+_REDDIT_COMMENT = re.compile(r"t1_([a-z0-9]{1,13})")
+_REDDIT_POST = re.compile(r"/r/[A-Za-z0-9_]{1,50}/comments/[a-z0-9]{1,13}/")
+_DISCOURSE_POST = re.compile(r"(\d{1,18})/(\d{1,9})")
 
 
 def clean_text(value: Any, *, limit: int = MAX_REPLY) -> str:
@@ -117,10 +127,59 @@ async def render_conversation(request: web.Request, *, error: str | None = None,
         held = set(await session.scalars(select(ModerationAction.mention_id).where(
             ModerationAction.mention_id.in_([m["id"] for m in view["mentions"]]),
             ModerationAction.action == "hold", ModerationAction.status == "pending")))
+        twice = await posted_twice(session, view["thread"])
     return render(request, "conversation.html", status=status, view=view, suggestions=suggestions, held=held,
+                  twice=twice,
                   target_id=view["target_id"], error=error, notice=notice, settling=settling or {}, draft=draft,
                   override=override, confirm=confirm, offer=offer, visibility=visibility, tags=tags, read_only=read_only,
                   draft_id=uuid.uuid4().hex, claim_ttl_minutes=int(CLAIM_TTL.total_seconds() // 60))
+
+
+async def posted_twice(session: Any, thread: list[dict[str, Any]]) -> dict[int, dict[str, list[dict[str, Any]]]]:
+    """The replies of this thread audited ``reply.posted_twice``, by id: the platform ids of the copy an
+    earlier attempt posted after all (``earlier``) and of the attempt's that posted besides it
+    (``later``), each ``{"id", "url"}`` (:func:`reply_link`)."""
+    replies = {str(e["id"]): e for e in thread if e["type"] == "reply"}
+    if not replies:
+        return {}
+    events = await session.execute(select(AuditEvent.object_id, AuditEvent.details).where(
+        AuditEvent.action == "reply.posted_twice", AuditEvent.object_type == "reply",
+        AuditEvent.object_id.in_(list(replies))).order_by(AuditEvent.id))
+    ids: dict[str, tuple[list[str], list[str]]] = {}
+    for object_id, details in events.all():
+        earlier, later = ids.setdefault(object_id, ([], []))
+        earlier += [str(i) for i in (details or {}).get("stale_external_ids") or [] if str(i) not in earlier]
+        later += [str(i) for i in (details or {}).get("external_ids") or [] if str(i) not in later]
+    out = {}
+    for object_id, (earlier, later) in ids.items():
+        e = replies[object_id]
+        out[e["id"]] = {which: [{"id": i, "url": reply_link(e["platform"], e["visibility"], i, e.get("post_url"))}
+                                for i in found]
+                        for which, found in (("earlier", earlier), ("later", [i for i in later if i not in earlier]))}
+    return out
+
+
+def reply_link(platform: str, visibility: str, external_id: str, post_url: str | None) -> str | None:
+    """The address of a public reply on its platform from the id its connector recorded, as the
+    listeners build posts' addresses: a tweet's on X; a comment's under its post's permalink on Reddit
+    and a post's on the forum of the post it answers on Discourse (None when there is no such post
+    address). None for anything else, a private message included."""
+    if visibility != "public":
+        return None
+    if platform == "x":
+        return f"https://x.com/i/web/status/{external_id}" if _X_STATUS.fullmatch(external_id) else None
+    url = urlsplit(post_url) if post_url and post_url.startswith(("https://", "http://")) else None
+    if url is None or not url.hostname or "@" in url.netloc:
+        return None
+    if platform == "reddit":
+        comment, post = _REDDIT_COMMENT.fullmatch(external_id), _REDDIT_POST.match(url.path)
+        return f"{url.scheme}://{url.netloc}{post.group(0)}_/{comment.group(1)}/" if comment and post else None
+    if platform == "discourse":
+        found = _DISCOURSE_POST.fullmatch(external_id)
+        forum = url.path.split("/t/", 1)[0] if "/t/" in url.path else None
+        return f"{url.scheme}://{url.netloc}{forum}/t/-/{found.group(1)}/{found.group(2)}" \
+            if found and forum is not None else None
+    return None
 
 
 @require(*AGENTS)

@@ -19,7 +19,10 @@ Each is one conditional UPDATE from ``unknown``: a late answer of the platform r
 settling wins, and this one changes nothing (:class:`Refused`, 409). Sending a reply again starts a
 new attempt (its ``send_attempt`` raised in that same UPDATE): should the interrupted call answer
 after all, its answer is never recorded over the new attempt's, and a "posted" from it is audited
-(``reply.stale_posted``/``reply.posted_twice``, with both platform ids): the reply may be out twice.
+(``reply.stale_posted``/``reply.posted_twice``, with both platform ids): the reply may be out twice;
+while the new attempt has not posted, that "posted" is the reply's (``sent``, and it is not sent
+again). Trying a moderation action again starts a new attempt too (its ``send_attempt``, migration
+0017): the interrupted call's answer is then audited ``moderation.stale_result``, never recorded.
 Audited with ids only: ``reply.settled`` and ``moderation.action_settled`` (the outcome),
 ``reply.sent_again`` and ``moderation.action_retried``.
 """
@@ -198,7 +201,9 @@ async def action_again(request: web.Request, action_id: int) -> Outcome:
         showing = row.action in ("approve", "unhide") and mention is not None
         if showing and await exposes_personal_data(session, mention):
             raise Refused(409, EXPOSED)
-        if not await _take(session, ModerationAction, action_id, status="queued"):
+        # a new attempt: the interrupted call's answer, should it come after all, is no longer the action's
+        if not await _take(session, ModerationAction, action_id, status="queued",
+                           send_attempt=ModerationAction.send_attempt + 1):
             raise await _conflict(session, ModerationAction, action_id)
         # read once the update locked the row: an erasure committed before left its details so
         row = await session.get(ModerationAction, action_id, populate_existing=True)

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, BigId, IdMixin, utcnow
@@ -31,6 +32,8 @@ class ModerationAction(IdMixin, Base):
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     claimed_at: Mapped[datetime | None]  # when an executor took it (``sending``)
+    # raised by each claim and by "Try again": only the current attempt's answer is recorded (0017)
+    send_attempt: Mapped[int] = mapped_column(default=0, server_default=sql_text("0"))
 
 
 class Incident(IdMixin, Base):

@@ -14,9 +14,12 @@ sent is the one read as it was claimed.
 
 The outcome is written for the claimed attempt only (:func:`service.stranded.record_reply_outcome`):
 a sender taken for dead (swept ``unknown``) whose call answers after a person had the reply sent
-again cannot overwrite the newer attempt; its late "posted" is audited with both attempts' platform
-ids instead (the reply may be out twice). A reply found ``sending`` is another deliverer's, or a
-dead one's once its claim is older than the stranded bound (then ``unknown``, for a person).
+again cannot overwrite the newer attempt's claim or post; its late "posted" is audited with both
+attempts' platform ids instead (the reply may be out twice), or, while the newer attempt has not
+posted (not claimed yet, held back, refused, unknown), recorded as the reply's: a reply found ``sent``
+is never claimed, so it does not go out a second time. A reply found ``sending`` is another
+deliverer's, or a dead one's once its claim is older than the stranded bound (then ``unknown``, for a
+person).
 """
 
 from __future__ import annotations

@@ -24,8 +24,12 @@ undone. A sender that outlives the bound still records what the platform said ov
 (:func:`record_reply_outcome`, audited ``reply.late_result``), never over another status, and only
 while the reply is at the attempt it claimed (``send_attempt``, migration 0016, raised by each claim
 and by a person's "send it again"): the late answer of an attempt a newer one followed never
-overwrites it, and a late "posted" is audited with both attempts' platform ids instead
-(``reply.stale_posted``, ``reply.posted_twice``): the reply may be on its platform twice.
+overwrites that attempt's claim or post, and a late "posted" is audited with both attempts' platform
+ids instead (``reply.stale_posted`` while the newer attempt is ``sending``, ``reply.posted_twice`` once
+it is ``sent`` too): the reply may be on its platform twice. While the newer attempt has not posted
+(still ``pending``, ``queued`` or held back, ``failed``, ``unknown``) the late "posted" is the reply's:
+``sent`` with its ids (audited ``reply.late_result`` with both attempts), so the newer attempt is never
+claimed and the reply never reads ``failed`` while it is out.
 
 The pacer's pass also takes up what a process that died before any claim left behind, older than
 the bound: replies ``pending`` (:data:`ORPHANED_REPLIES`; not those held back already) and moderation
@@ -49,6 +53,7 @@ it would have without a hide (a product decision).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -71,6 +76,9 @@ PERFORMED_AGAIN = ("hide", "remove", "filter", "approve", "unhide", "lock", "ban
 API_RULE = "api"  # console.api.mentions: its own kinds, its effects recorded in the request
 SETTLES = (*moderation.REMOVAL_ACTIONS, "filter")  # a later one of these, settled, settles a hide
 SETTLED = ("done", "recorded", "dry_run")
+# a newer attempt that never posted (not claimed yet, held back, refused) or that nobody knows about:
+# an older attempt's late "posted" is the reply's then (record_reply_outcome)
+LATE_POST_OVER = ("pending", "queued", "failed", "unknown")
 _R, _A, _M = Reply.__table__.c, ModerationAction.__table__.c, Mention.__table__.c
 _L = ModerationAction.__table__.alias("later")
 # a hide or removal of the post that may not have happened, and no later one settled it: its public replies wait
@@ -231,34 +239,113 @@ async def record_reply_outcome(session: AsyncSession, reply: Reply, values: dict
     the send's ``attempt`` (its ``send_attempt`` as claimed; by default as ``reply`` was read) and only
     over ``sending``, or over ``unknown`` — the sweep took the sender for dead, the platform's answer is
     the truth then (audited ``reply.late_result``, ids only) — never over a status a person or an
-    erasure set, nor over a newer attempt (:func:`_stale_outcome`). Returns whether it was written;
+    erasure set. The answer of an older attempt is never written over a newer one's claim or post
+    (:func:`_stale_outcome`), but its "posted" is the reply's while the newer attempt has not posted
+    (:func:`_late_post_over_newer`), and a refusal of a newer attempt after an older one's late post
+    records that post (:func:`_refused_after_a_stale_post`). Returns whether an outcome was written;
     the caller commits."""
     attempt = reply.send_attempt if attempt is None else attempt
+    refused_after = None
+    if values["status"] == "failed" and attempt > 1:  # refused: a duplicate of an earlier attempt's late post?
+        refused_after = await _stale_posts(session, reply, lambda current: current == attempt)
+        if refused_after:  # the reply is out, by the older attempt
+            values = {**values, "status": "sent", "error": None, "external_ids": _ids(
+                i for d in refused_after for i in d.get("stale_external_ids") or [])}
     for was in ("sending", "unknown"):
         done = await session.execute(update(Reply).where(Reply.id == reply.id, Reply.status == was,
                                                          Reply.send_attempt == attempt).values(**values)
                                      .execution_options(synchronize_session=False))
         if done.rowcount == 1:
-            if was == "unknown":
+            if refused_after:
+                _refused_after_a_stale_post(session, reply, attempt, refused_after, was)
+            elif was == "unknown":
                 record(session, "system", "reply.late_result", "reply", reply.id, mention_id=reply.mention_id,
                        kind=reply.kind, status=values["status"])
                 log.warning("reply %s: a late outcome (%s) replaces unknown", reply.id, values["status"])
-            if values["status"] == "sent" and attempt > 1:  # sent again: was an earlier attempt posted too?
+            if values["status"] == "sent" and attempt > 1 and not refused_after:  # was an earlier one posted too?
                 await _posted_after_a_stale_post(session, reply, attempt, values)
             return True
-    # locked (PostgreSQL): the newer attempt records its own answer before this read or after this commit
-    now = (await session.execute(select(Reply.status, Reply.send_attempt, Reply.external_ids)
-                                 .where(Reply.id == reply.id).with_for_update())).first()
-    if now is not None and now.send_attempt != attempt:
-        _stale_outcome(session, reply, attempt, values, now)
-        return False
-    log.warning("reply %s: its outcome (%s) was not recorded: its status changed meanwhile", reply.id,
-                values["status"])
+    for _ in range(3):  # a claim or a person changed the row between this read and the statement: read again
+        # locked (PostgreSQL): the newer attempt records its own answer, or is claimed, before this read or
+        # after this commit
+        now = (await session.execute(select(Reply.status, Reply.send_attempt, Reply.external_ids)
+                                     .where(Reply.id == reply.id).with_for_update())).first()
+        if now is None or now.send_attempt == attempt:
+            if now is not None and values["status"] == "sent" and now.status == "sent":
+                await _posted_over_a_late_post(session, reply, attempt, values, now)
+            log.warning("reply %s: its outcome (%s) was not recorded: its status changed meanwhile", reply.id,
+                        values["status"])
+            return False
+        if values["status"] != "sent" or now.status not in LATE_POST_OVER:
+            _stale_outcome(session, reply, attempt, values, now)
+            return False
+        if await _late_post_over_newer(session, reply, attempt, values, now):
+            return True
+    log.warning("reply %s: the late post of attempt %s was not recorded: its row kept changing", reply.id, attempt)
     return False
 
 
+def _ids(values: Any) -> list[str]:
+    return [str(i) for i in values or []]
+
+
+async def _late_post_over_newer(session: AsyncSession, reply: Reply, attempt: int, values: dict[str, Any],
+                                now: Any) -> bool:
+    """An older attempt was posted after all while the newer one has not: not claimed yet (``pending``,
+    ``queued``, held back), refused (``failed``: X refuses a duplicate) or ``unknown``. The post is the
+    reply's: ``sent`` with its platform ids and time, in one conditional statement on the row as read
+    (its status and attempt), so a claim racing it either came first (then this one reads again) or
+    finds the reply ``sent`` and sends nothing. Audited ``reply.late_result`` with both attempts; ids a
+    refused newer attempt kept (a part of a thread) are kept too, and audited ``reply.posted_twice``."""
+    stale_ids, current_ids = _ids(values.get("external_ids")), _ids(now.external_ids)
+    kept = [i for i in current_ids if i not in stale_ids]
+    done = await session.execute(update(Reply).where(
+        Reply.id == reply.id, Reply.status == now.status, Reply.send_attempt == now.send_attempt)
+        .values(**{**values, "external_ids": [*stale_ids, *kept]}).execution_options(synchronize_session=False))
+    if done.rowcount != 1:
+        return False
+    record(session, "system", "reply.late_result", "reply", reply.id, mention_id=reply.mention_id, kind=reply.kind,
+           status="sent", attempt=attempt, current_attempt=now.send_attempt, replaced=now.status,
+           external_ids=stale_ids)
+    log.warning("reply %s: attempt %s was posted after all (platform ids %s) while attempt %s is %s: recorded "
+                "sent", reply.id, attempt, stale_ids, now.send_attempt, now.status)
+    if kept:
+        _twice(session, reply, now.send_attempt, stale_ids, kept)
+    return True
+
+
+def _refused_after_a_stale_post(session: AsyncSession, reply: Reply, attempt: int, stale: list[dict[str, Any]],
+                                was: str) -> None:
+    """A newer attempt was refused (``failed``: X refuses a duplicate) after an older one's late "posted"
+    came while it was under way (``stale``: those ``reply.stale_posted``): the reply is out, by the older
+    attempt, and was recorded ``sent`` with its platform ids. Audited ``reply.late_result`` with both."""
+    stale_ids = _ids(i for d in stale for i in d.get("stale_external_ids") or [])
+    record(session, "system", "reply.late_result", "reply", reply.id, mention_id=reply.mention_id, kind=reply.kind,
+           status="sent", attempt=stale[-1].get("attempt"), current_attempt=attempt, replaced="failed",
+           external_ids=stale_ids)
+    log.warning("reply %s: attempt %s was refused (it was %s) after an earlier attempt's late post (platform ids "
+                "%s): recorded sent", reply.id, attempt, was, stale_ids)
+
+
+async def _stale_posts(session: AsyncSession, reply: Reply, during: Callable[[int], bool]) -> list[dict[str, Any]]:
+    """The ``reply.stale_posted`` audits of this reply (older attempts' late posts) made while an
+    attempt ``during`` accepts (its number) was under way."""
+    earlier = list(await session.scalars(select(AuditEvent.details).where(
+        AuditEvent.action == "reply.stale_posted", AuditEvent.object_type == "reply",
+        AuditEvent.object_id == str(reply.id)).order_by(AuditEvent.id)))
+    return [d for d in earlier if during(int(d.get("current_attempt") or 0))]
+
+
+def _twice(session: AsyncSession, reply: Reply, attempt: int, stale_ids: list[str], current_ids: list[str]) -> None:
+    record(session, "system", "reply.posted_twice", "reply", reply.id, mention_id=reply.mention_id,
+           kind=reply.kind, attempt=attempt, external_ids=current_ids, stale_external_ids=stale_ids)
+    log.warning("reply %s: attempt %s posted (platform ids %s) besides an earlier attempt's late post (platform "
+                "ids %s): it is on %s twice; check there", reply.id, attempt, current_ids, stale_ids, reply.platform)
+
+
 def _stale_outcome(session: AsyncSession, reply: Reply, attempt: int, values: dict[str, Any], now: Any) -> None:
-    """The answer of an attempt a newer one followed (a person had it sent again once it was ``unknown``):
+    """The answer of an attempt a newer one followed (a person had it sent again once it was ``unknown``)
+    that is under way (``sending``) or posted (``sent``), or that ended otherwise (cancelled, dry run):
     the row is the newer attempt's and keeps its status and ids. A "not posted" changes nothing. A
     "posted" means the reply may be on the platform twice: audited with both attempts' platform ids
     (``reply.posted_twice`` if the newer attempt is ``sent`` already, else ``reply.stale_posted``,
@@ -283,15 +370,24 @@ async def _posted_after_a_stale_post(session: AsyncSession, reply: Reply, attemp
                                      values: dict[str, Any]) -> None:
     """An attempt sent again just posted: if an earlier attempt's late "posted" came while this one was
     under way (``reply.stale_posted``), the reply is out twice: audited ``reply.posted_twice`` with both."""
-    earlier = list(await session.scalars(select(AuditEvent.details).where(
-        AuditEvent.action == "reply.stale_posted", AuditEvent.object_type == "reply",
-        AuditEvent.object_id == str(reply.id)).order_by(AuditEvent.id)))
-    stale_ids = [i for d in earlier if int(d.get("current_attempt") or 0) <= attempt
-                 for i in d.get("stale_external_ids") or []]
-    if not stale_ids:
+    stale_ids = _ids(i for d in await _stale_posts(session, reply, lambda current: current <= attempt)
+                     for i in d.get("stale_external_ids") or [])
+    if stale_ids:
+        _twice(session, reply, attempt, stale_ids, list(values.get("external_ids") or []))
+
+
+async def _posted_over_a_late_post(session: AsyncSession, reply: Reply, attempt: int, values: dict[str, Any],
+                                   now: Any) -> None:
+    """This attempt posted, but an older attempt's late post was recorded as the reply's meanwhile (this
+    one was ``unknown`` then: :func:`_late_post_over_newer`): the reply is out twice, audited
+    ``reply.posted_twice`` with both (not for an id already recorded: a person pasted it)."""
+    current_ids = _ids(values.get("external_ids"))
+    if not current_ids or set(current_ids) & set(_ids(now.external_ids)):
         return
-    current_ids = list(values.get("external_ids") or [])
-    record(session, "system", "reply.posted_twice", "reply", reply.id, mention_id=reply.mention_id,
-           kind=reply.kind, attempt=attempt, external_ids=current_ids, stale_external_ids=stale_ids)
-    log.warning("reply %s: attempt %s posted (platform ids %s) after an earlier attempt's late post (platform "
-                "ids %s): it is on %s twice; check there", reply.id, attempt, current_ids, stale_ids, reply.platform)
+    late = list(await session.scalars(select(AuditEvent.details).where(
+        AuditEvent.action == "reply.late_result", AuditEvent.object_type == "reply",
+        AuditEvent.object_id == str(reply.id)).order_by(AuditEvent.id)))
+    stale_ids = [str(i) for d in late if d.get("attempt") is not None and d.get("current_attempt") == attempt
+                 for i in d.get("external_ids") or []]
+    if stale_ids:
+        _twice(session, reply, attempt, stale_ids, current_ids)

@@ -4,7 +4,10 @@ fact still under way, then sent again by a person ("It was not posted — send i
 attempt's and never the reply's any more. It overwrites neither the new attempt's status nor its
 platform ids, whether it comes before or after the new attempt's own answer, and a late "posted" is
 audited with both attempts' platform ids (ids only): the reply may be out twice, and the care team
-must know. On SQLite and PostgreSQL, with the migration that counts the attempts (0016)."""
+must know. While the new attempt has not posted — held back before its claim, refused (X refuses a
+duplicate), or without an answer — a late "posted" is the reply's: ``sent`` with the first attempt's
+ids, never posted a second time nor left reading ``failed``. On SQLite and PostgreSQL, with the
+migration that counts the attempts (0016)."""
 
 from __future__ import annotations
 
@@ -13,20 +16,23 @@ from datetime import timedelta
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 
 from console.app import create_app
 from console.auth import create_user
 from listener.protocol import ActionResult
-from models import AuditEvent, Reply
+from models import AuditEvent, ModerationAction, Reply
 from models.base import utcnow
 from models.db import Database
 from service.dispatch import Dispatcher
 from service.runtime import Runtime
 from service.settings import load_settings
-from tests.console.conftest import PASSWORDS, NoTriage, add_mention, bot_token
+from service.stranded import HELD
+from tests.console.conftest import PASSWORDS, NoTriage, add_mention, bot_token, login
 
 POSTED_FIRST, POSTED_AGAIN = ActionResult(ok=True, external_ids=["1001"]), ActionResult(ok=True, external_ids=["2002"])
+REFUSED = ActionResult(ok=False, error="403 Forbidden: You are not allowed to create a Tweet with duplicate content.")
+NO_ANSWER = ActionResult(ok=False, uncertain=True, error="timed out")
 STALE = ("reply.stale_posted", "reply.posted_twice")
 
 
@@ -125,6 +131,10 @@ async def test_a_late_post_of_the_first_attempt_after_the_second_posted_is_audit
     assert twice.details["stale_external_ids"] == ["1001"] and twice.details["external_ids"] == ["2002"]
     assert twice.details["current_status"] == "sent" and "Pat" not in str(twice.details)  # ids, no words
     assert [a.text for a in x.calls] == ["Hi Pat, refunded today."] * 2
+    await login(client, "alice")  # the agent sees it where she works, both tweets linked to delete one
+    page = await (await client.get(f"/conversations/{reply.conversation_id}")).text()
+    assert "May be on X twice" in page
+    assert 'href="https://x.com/i/web/status/1001"' in page and 'href="https://x.com/i/web/status/2002"' in page
 
 
 async def test_a_late_post_of_the_first_attempt_while_the_second_is_under_way_overwrites_nothing(client, rt):
@@ -176,6 +186,137 @@ async def test_a_late_answer_with_no_new_attempt_still_replaces_unknown(client, 
     assert len(await audited(rt, "reply.late_result")) == 1
     for action in STALE:
         assert await audited(rt, action) == []
+
+
+async def test_a_late_post_while_the_new_attempt_is_held_back_is_the_replys_and_it_never_goes_twice(client, rt):
+    """Sent again, the reply waits for an unsettled hide of its post (``pending``, held back): the first
+    call's late "posted" makes it ``sent``, and once the hide is settled nothing claims it again."""
+    x = Gated(POSTED_FIRST, POSTED_AGAIN)
+    rid, first = await stranded_reply(rt, x)
+    reply = await get(rt, rid)
+    async with rt.db.session() as s:  # its post's hide was cut off mid-call too: public replies wait
+        hide = ModerationAction(dedup_key="hide:stale", mention_id=reply.mention_id, action="hide", rule="spam",
+                                reason="spam", status="unknown", claimed_at=utcnow() - timedelta(minutes=15))
+        s.add(hide)
+        await s.commit()
+    r = await send_again(client, rt, rid)
+    assert r.status == 200 and (await r.json())["reply"]["status"] == "pending"
+    reply = await get(rt, rid)
+    assert (reply.status, reply.send_attempt) == ("pending", 2) and reply.error.startswith(HELD)
+    x.release(0)  # the first call answers after all: posted
+    await asyncio.wait_for(first, 10)
+    reply = await get(rt, rid)
+    assert (reply.status, reply.error, reply.external_ids, reply.send_attempt) == ("sent", None, ["1001"], 2)
+    assert reply.sent_at is not None
+    [late] = await audited(rt, "reply.late_result")
+    assert (late.actor, late.object_id) == ("system", str(rid))
+    assert late.details == {"mention_id": reply.mention_id, "kind": "agent", "status": "sent", "attempt": 1,
+                            "current_attempt": 2, "replaced": "pending", "external_ids": ["1001"]}
+    async with rt.db.session() as s:  # the hide settled: held replies go with the pacer's pass
+        await s.execute(update(ModerationAction).where(ModerationAction.id == hide.id).values(status="done"))
+        await s.commit()
+    pacer = Dispatcher(rt.db, {"x": x}, dry_run=False)
+    await pacer.release_held()
+    await pacer.deliver([rid])  # a deliverer that read it pending before: the claim refuses a sent reply
+    assert len(x.calls) == 1 and (await get(rt, rid)).status == "sent"
+    for action in STALE:
+        assert await audited(rt, action) == []
+
+
+@pytest.mark.parametrize("second", [REFUSED, NO_ANSWER], ids=["refused", "no-answer"])
+async def test_a_late_post_after_the_new_attempt_did_not_post_is_the_replys(client, rt, second):
+    """The second call answered first: X refused the duplicate (``failed``) or did not answer
+    (``unknown``); the first call's late "posted" is the truth about the reply."""
+    x = Gated(POSTED_FIRST, second)
+    rid, first = await stranded_reply(rt, x)
+    x.release(1)
+    r = await send_again(client, rt, rid)
+    was = "failed" if second is REFUSED else "unknown"
+    assert r.status == 200 and (await r.json())["reply"]["status"] == was
+    x.release(0)
+    await asyncio.wait_for(first, 10)
+    reply = await get(rt, rid)
+    # attempt 3: "send it again" raised the count, and so did the second claim
+    assert (reply.status, reply.error, reply.external_ids, reply.send_attempt) == ("sent", None, ["1001"], 3)
+    [late] = await audited(rt, "reply.late_result")
+    assert (late.details["attempt"], late.details["current_attempt"], late.details["replaced"]) == (1, 3, was)
+    for action in STALE:
+        assert await audited(rt, action) == []
+
+
+async def test_a_late_post_over_a_row_that_changed_since_it_was_read_is_decided_on_the_row_as_it_is(
+        client, rt, monkeypatch):
+    """The statement that records the late post is conditional on the row as read (status and attempt):
+    read before a claim or a refusal committed, it changes nothing, and the row is read again."""
+    from types import SimpleNamespace
+
+    from service import stranded
+
+    x = Gated(POSTED_FIRST, REFUSED)
+    rid, first = await stranded_reply(rt, x)
+    x.release(1)
+    assert (await (await send_again(client, rt, rid)).json())["reply"]["status"] == "failed"
+    real, seen = stranded._late_post_over_newer, []
+
+    async def read_before_the_claim(session, reply, attempt, values, now):
+        seen.append(now.status)
+        if len(seen) == 1:  # as read before "send it again" was claimed and refused
+            now = SimpleNamespace(status="pending", send_attempt=2, external_ids=[])
+        return await real(session, reply, attempt, values, now)
+
+    monkeypatch.setattr(stranded, "_late_post_over_newer", read_before_the_claim)
+    x.release(0)
+    await asyncio.wait_for(first, 10)
+    assert seen == ["failed", "failed"]
+    reply = await get(rt, rid)
+    assert (reply.status, reply.external_ids, reply.send_attempt) == ("sent", ["1001"], 3)
+    [late] = await audited(rt, "reply.late_result")
+    assert (late.details["current_attempt"], late.details["replaced"]) == (3, "failed")
+
+
+async def test_a_refusal_of_the_new_attempt_after_a_late_post_of_the_first_records_the_post(client, rt):
+    """The other order: the first call's "posted" comes while the second is under way (audited
+    ``stale_posted``), then X refuses the second as a duplicate: the reply is out, not ``failed``."""
+    x = Gated(POSTED_FIRST, REFUSED)
+    rid, first = await stranded_reply(rt, x)
+    settling = asyncio.create_task(send_again(client, rt, rid))
+    await asyncio.wait_for(x.started[1].wait(), 10)
+    x.release(0)
+    await asyncio.wait_for(first, 10)
+    assert (await get(rt, rid)).status == "sending"
+    x.release(1)
+    r = await asyncio.wait_for(settling, 10)
+    assert r.status == 200 and (await r.json())["reply"]["status"] == "sent"
+    reply = await get(rt, rid)
+    assert (reply.status, reply.error, reply.external_ids) == ("sent", None, ["1001"])
+    assert len(await audited(rt, "reply.stale_posted")) == 1
+    [late] = await audited(rt, "reply.late_result")
+    assert (late.details["attempt"], late.details["current_attempt"], late.details["replaced"]) == (1, 3, "failed")
+    assert late.details["external_ids"] == ["1001"] and await audited(rt, "reply.posted_twice") == []
+
+
+async def test_a_post_of_the_new_attempt_after_a_late_post_was_recorded_over_its_unknown_is_posted_twice(client, rt):
+    """The second sender was taken for dead too (``unknown``): the first call's late "posted" is recorded
+    as the reply's, and when the second call then posts as well the reply is out twice: audited."""
+    x = Gated(POSTED_FIRST, POSTED_AGAIN)
+    rid, first = await stranded_reply(rt, x)
+    settling = asyncio.create_task(send_again(client, rt, rid))
+    await asyncio.wait_for(x.started[1].wait(), 10)
+    later = Dispatcher(rt.db, {}, dry_run=False, clock=lambda: utcnow() + timedelta(minutes=30))
+    assert (await later.sweep_stranded())["replies"] == [rid]  # the second claim swept too
+    x.release(0)
+    await asyncio.wait_for(first, 10)
+    reply = await get(rt, rid)
+    assert (reply.status, reply.external_ids) == ("sent", ["1001"])
+    [late] = await audited(rt, "reply.late_result")
+    assert (late.details["attempt"], late.details["replaced"]) == (1, "unknown")
+    x.release(1)
+    assert (await asyncio.wait_for(settling, 10)).status == 200
+    reply = await get(rt, rid)
+    assert (reply.status, reply.external_ids) == ("sent", ["1001"])  # the row keeps the post recorded
+    [twice] = await audited(rt, "reply.posted_twice")
+    assert twice.details["stale_external_ids"] == ["1001"] and twice.details["external_ids"] == ["2002"]
+    assert twice.details["attempt"] == 3
 
 
 async def test_migration_0016_counts_attempts_from_zero_and_goes_back(any_database_url):
