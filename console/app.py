@@ -126,7 +126,7 @@ async def api_mentions(request: web.Request) -> web.Response:
                                      private=in_care_team(request[PRINCIPAL].role))
     body: dict[str, Any] = {"mentions": rows, "limit": limit, "offset": offset}
     if since_id is not None:
-        body.update(since_id=since_id, next_since_id=rows[-1]["id"] if rows else since_id)
+        body.update(since_id=since_id, next_since_id=rows.next_since_id, passed_unrouted=rows.passed_unrouted)
     return web.json_response(body)
 
 

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from console import poll_cursor
 from escalation.public_guard import platform_name
 from models import Author, Mention, ModerationAction, RouteDecision, TriageResult
-from models.base import utcnow
 from service.privacy import erased
-
-ROUTING_GRACE = timedelta(minutes=15)  # a mention ingested this recently may still be on its way to routing
-
 
 PRIVATE_SENSITIVITY = ("security", "fraud")
 PRIVATE_OUTCOME = "escalate_private"
@@ -90,17 +86,6 @@ def post_state(mention: Mention | dict[str, Any]) -> str | None:
     return "hidden" if m.hidden else None
 
 
-async def routing_horizon(session: AsyncSession, since_id: int, now: datetime | None = None) -> int | None:
-    """The lowest id above ``since_id`` of a mention ingested within ROUTING_GRACE and not routed yet.
-
-    Ids are given at ingest, routing comes later and not in id order: a cursor that moved past
-    such a mention would never see it. A page read with ``since_id`` stops below it (one that
-    never gets routed, e.g. dead-lettered, stops holding the cursor after the grace)."""
-    routed = select(RouteDecision.mention_id).where(RouteDecision.mention_id == Mention.id).exists()
-    return await session.scalar(select(func.min(Mention.id)).where(
-        Mention.id > since_id, Mention.ingested_at >= (now or utcnow()) - ROUTING_GRACE, ~routed))
-
-
 async def routed_counts(session: AsyncSession, *, private: bool) -> list[tuple[str, int]]:
     """How many mentions each routing outcome has; without ``private`` (:func:`in_care_team`), not
     counting private matters."""
@@ -115,29 +100,32 @@ async def routed_mentions(session: AsyncSession, *, outcome: str | None = None, 
                           limit: int = 100, offset: int = 0, since_id: int | None = None,
                           private: bool = True) -> list[dict[str, Any]]:
     """Routed mentions, highest priority first (then newest, then highest id); with ``since_id``,
-    those with a greater id in ascending id order (a cursor for polling: nothing shifts). Without
-    ``private`` (a caller outside the care team, :func:`in_care_team`), private matters are left out
-    in the query itself, so pages stay full and a cursor passes them by."""
+    those with a greater id in ascending id order, a page for a polling cursor (nothing shifts):
+    a :class:`console.poll_cursor.Polled` list, with ``next_since_id`` and ``passed_unrouted``
+    (see :mod:`console.poll_cursor`: the page stops below a mention not routed or not committed
+    yet). Without ``private`` (a caller outside the care team, :func:`in_care_team`), private
+    matters are left out in the query itself, so pages stay full and a cursor passes them by."""
     q = (
         select(Mention, TriageResult, RouteDecision, Author)
         .join(RouteDecision, RouteDecision.mention_id == Mention.id)
         .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
         .outerjoin(Author, Author.id == Mention.author_id)
-        .limit(limit).offset(offset)
     )
-    if since_id is None:  # a total order: pages of equal priority and time neither repeat nor skip a mention
-        q = q.order_by(TriageResult.priority.desc(), Mention.created_at.desc(), Mention.id.desc())
-    else:
-        q = q.where(Mention.id > since_id).order_by(Mention.id)
-        horizon = await routing_horizon(session, since_id)
-        if horizon is not None:
-            q = q.where(Mention.id < horizon)
     if outcome:
         q = q.where(RouteDecision.outcome == outcome)
     if platform:
         q = q.where(Mention.platform == platform)
     if not private:
         q = q.where(~care_team_only_clause())
+    window = None
+    if since_id is None:  # a total order: pages of equal priority and time neither repeat nor skip a mention
+        q = q.order_by(TriageResult.priority.desc(), Mention.created_at.desc(), Mention.id.desc())
+        q = q.offset(offset)
+    else:
+        q = q.where(Mention.id > since_id).order_by(Mention.id)
+        window = await poll_cursor.window(session, q, since_id, limit, platform=platform, private=private)
+        q = q.where(Mention.id < window.bound)
+    q = q.limit(limit)
     out = []
     for m, tri, d, a in (await session.execute(q)).all():
         out.append({
@@ -152,4 +140,6 @@ async def routed_mentions(session: AsyncSession, *, outcome: str | None = None, 
             },
             "route": {"outcome": d.outcome, "reason": d.reason, "confidence": d.confidence},
         })
-    return out
+    if window is None:
+        return out
+    return poll_cursor.Polled(out, *window.cursor([r["id"] for r in out], limit))

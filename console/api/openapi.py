@@ -33,6 +33,7 @@ from console.api.settle import ActionSettleIn, ReplySettleIn
 from console.api.templates import NewTemplate, TemplateIn
 from console.api.webhooks import SubscriptionIn
 from console.auth import SCOPE_ROLES, roles_for_scope
+from console.poll_cursor import MAX_PASSED, ROUTING_HOLD
 from models import ROLES, ROUTE_OUTCOMES
 from models.console import WEBHOOK_EVENTS
 from service.stages.base import STAGES
@@ -42,6 +43,20 @@ WITHHELD = ("Private messages, reports of account takeovers or fraud (sensitivit
             "routed `escalate_private`) and private replies are the care team's: for a token of a user who is not "
             "an agent (or admin) such posts are withheld — left out of lists, 404 by id — and only public "
             "replies are listed.")
+
+
+HOLD = f"{ROUTING_HOLD.total_seconds() / 60:g} minutes"
+CURSOR = ("For polling, give `since_id` instead of `offset`: routed mentions with a greater id, in ascending "
+          "id order, and `next_since_id` to pass back on the next poll. The cursor never passes over a "
+          "mention that may still show: a page stops before the lowest mention not routed yet (a triage backlog, a "
+          f"message retried), up to {HOLD} after its ingest, and before an id not committed yet (a "
+          "database transaction still open). It passes a mention not routed only when it is deleted on its "
+          f"platform or still not routed {HOLD} after ingest (a dead letter, a lost message), and then "
+          "says so: its id is in `passed_unrouted`. A mention is in one page at most, and a page never goes "
+          "back: bots still de-duplicate by id (a retried request repeats its page).")
+PASSED_UNROUTED = (f"with since_id: the ids this page's cursor moved past while not routed (deleted on their "
+                   f"platform, or not routed {HOLD} after ingest), ascending, at most "
+                   f"{MAX_PASSED}; one routed later is in no later page — read it by id")
 
 
 def spec(base_url: str = "/") -> dict[str, Any]:
@@ -55,12 +70,11 @@ def spec(base_url: str = "/") -> dict[str, Any]:
                 "200": json_content(obj(["mentions", "limit", "offset"], mentions=array_of(ref("MentionSummary")),
                                   limit=INT, offset=INT, since_id=INT,
                                   next_since_id={**INT, "description": "with since_id: pass it back as since_id "
-                                                                       "on the next poll"}))},
+                                                                       "on the next poll"},
+                                  passed_unrouted={**array_of(INT), "description": PASSED_UNROUTED}))},
             description="Order: priority (highest first), then newest, then highest id — a total order, so "
-                        "limit/offset pages neither repeat nor skip a mention while nothing changes. For polling, "
-                        "give `since_id` instead of `offset`: mentions with a greater id, in ascending id order; a "
-                        "page stops before a mention ingested in the last 15 minutes that is not routed yet, so a "
-                        "cursor never passes over one. " + WITHHELD,
+                        "limit/offset pages neither repeat nor skip a mention while nothing changes. " + CURSOR
+                        + " " + WITHHELD,
             params=[query_param("outcome", {"type": "string", "enum": list(ROUTE_OUTCOMES)}),
                     query_param("platform", {"type": "string", "maxLength": 32}, "any platform name; an unknown one "
                                                                         "matches nothing"),
