@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -9,60 +10,162 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community.templates import TemplateRenderError, check
+from listener.validation import text_problems
 from models import KnowledgeArticle, Template
 
 
 class KnowledgeFormatError(ValueError):
-    pass
+    """A file that cannot be imported, or (from :func:`import_folder`) every such file: ``problems``
+    holds one line each, naming the file and what is wrong."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+# what the columns hold (PostgreSQL refuses longer text; SQLite would keep it and the console cut it)
+_A, _T = KnowledgeArticle.__table__.c, Template.__table__.c
+MAX_CHARS = {"slug": _A.slug.type.length, "title": _A.title.type.length, "url": _A.url.type.length,
+             "name": _T.name.type.length, "channel": _T.channel.type.length,
+             "article_slug": _T.article_slug.type.length}
+
+
+def _read(path: Path) -> str:
+    """The file's text: UTF-8 (a byte-order mark is dropped, as editors on Windows write one)."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise KnowledgeFormatError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise KnowledgeFormatError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+
+
+def _yaml(path: Path, text: str, what: str) -> dict:
+    """``text`` as a YAML mapping (an empty document is an empty one)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:  # the line in the file (front matter starts on the first line)
+        mark = exc.problem_mark or exc.context_mark
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        raise KnowledgeFormatError(f"{path}: bad {what}{at}: {exc.problem or exc.context}") from None
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:  # ValueError: a date like 2026-13-45
+        raise KnowledgeFormatError(f"{path}: bad {what}: {' '.join(str(exc).split())[:300]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise KnowledgeFormatError(f"{path}: the {what} must be a mapping of keys (name: value), "
+                                   f"not a {type(data).__name__}")
+    return data
+
+
+def _text(path: Path, data: dict, key: str, *, required: bool = False) -> str | None:
+    """A one-line field: a string (or a number), within its column's length."""
+    value = data.get(key)
+    if value is None or value == "":
+        if required:
+            raise KnowledgeFormatError(f"{path}: lacks '{key}'")
+        return None
+    if isinstance(value, (dict, list)):
+        raise KnowledgeFormatError(f"{path}: '{key}' must be text, not a {type(value).__name__}")
+    value = str(value)
+    if (limit := MAX_CHARS.get(key)) and len(value) > limit:
+        raise KnowledgeFormatError(f"{path}: '{key}' is longer than {limit} characters")
+    return value
+
+
+def _names(path: Path, data: dict, key: str) -> list[str]:
+    """A list of names (tags, issue types); one name alone (``tags: billing``) is a list of one."""
+    value = data.get(key)
+    if value is None or value == "":
+        return []
+    if not isinstance(value, list):
+        value = [value]
+    if any(isinstance(v, (dict, list)) for v in value):
+        raise KnowledgeFormatError(f"{path}: '{key}' must be a name or a list of names")
+    return [str(v) for v in value if v is not None and str(v) != ""]
+
+
+def _storable(path: Path, row: dict) -> dict:
+    """``row`` unless a database would refuse one of its strings (a NUL: PostgreSQL takes none)."""
+    if problems := text_problems(row, ""):
+        where, _, why = problems[0].rpartition(": ")
+        raise KnowledgeFormatError(f"{path}: {where.lstrip('.') or 'text'} {why}; remove it and import again")
+    return row
 
 
 def parse_article(path: Path) -> dict:
-    text = path.read_text(encoding="utf-8")
+    text = _read(path)
+    if "\x00" in text:  # PostgreSQL stores no NUL (nor does YAML read one): refused, not silently dropped
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise KnowledgeFormatError(f"{path}: line {line} contains a NUL character; remove it and import again")
     if not text.startswith("---"):
         raise KnowledgeFormatError(f"{path}: missing YAML front matter")
     try:
         _, front, body = text.split("---", 2)
-        meta = yaml.safe_load(front) or {}
-    except (ValueError, yaml.YAMLError) as exc:
-        raise KnowledgeFormatError(f"{path}: bad front matter: {exc}") from exc
-    for key in ("slug", "title"):
-        if not meta.get(key):
-            raise KnowledgeFormatError(f"{path}: front matter lacks '{key}'")
-    return {"slug": str(meta["slug"]), "title": str(meta["title"]), "url": meta.get("url"),
-            "tags": list(meta.get("tags") or []), "issue_types": list(meta.get("issue_types") or []),
-            "body": body.strip()}
+    except ValueError:
+        raise KnowledgeFormatError(f"{path}: bad front matter: no closing '---'") from None
+    meta = _yaml(path, front, "front matter")
+    try:
+        row = {"slug": _text(path, meta, "slug", required=True), "title": _text(path, meta, "title", required=True),
+               "url": _text(path, meta, "url"), "tags": _names(path, meta, "tags"),
+               "issue_types": _names(path, meta, "issue_types"), "body": body.strip()}
+    except KnowledgeFormatError as exc:
+        raise KnowledgeFormatError(str(exc).replace(f"{path}: ", f"{path}: front matter: ", 1)) from None
+    return _storable(path, row)
 
 
 def parse_template(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise KnowledgeFormatError(f"{path}: {exc}") from exc
+    data = _yaml(path, _read(path), "template")
     variants = data.get("tone") or data.get("variants")
     if not data.get("name") or not isinstance(variants, dict) or not variants:
         raise KnowledgeFormatError(f"{path}: a template needs 'name' and 'tone' variants")
     for tone, body in variants.items():  # a broken body would otherwise surface only at reply time
+        if not isinstance(body, str):
+            raise KnowledgeFormatError(f"{path}: tone {tone!r}: the text must be a string, "
+                                       f"not a {type(body).__name__}")
         try:
-            check(str(body))
+            check(body)
         except TemplateRenderError as exc:
             raise KnowledgeFormatError(f"{path}: tone {tone!r}: {exc}") from None
-    return {"name": str(data["name"]), "issue_types": list(data.get("issue_types") or []),
-            "channel": str(data.get("channel") or "any"), "variants": {str(k): str(v) for k, v in variants.items()},
-            "article_slug": data.get("article")}
+    row = {"name": _text(path, data, "name", required=True), "issue_types": _names(path, data, "issue_types"),
+           "channel": _text(path, data, "channel") or "any", "variants": {str(k): v for k, v in variants.items()},
+           "article_slug": _text(path, {"article_slug": data.get("article")}, "article_slug")}
+    return _storable(path, row)
+
+
+def _parsed(files: list[Path], parse: Callable[[Path], dict], problems: list[str]) -> list[dict]:
+    rows = []
+    for path in files:
+        try:
+            rows.append({**parse(path), "_path": path})
+        except KnowledgeFormatError as exc:
+            problems.append(str(exc))
+    return rows
 
 
 async def import_folder(session: AsyncSession, kb_dir: Path | None, templates_dir: Path | None) -> tuple[int, int]:
-    """Upsert articles (``*.md``) and templates (``*.yaml``); returns how many of each."""
+    """Upsert articles (``*.md``) and templates (``*.yaml``); returns how many of each.
+
+    All or nothing: every file is read first, and when any cannot be imported (not UTF-8, YAML
+    that is not a mapping, a field of the wrong type or too long, a NUL, two files with one slug)
+    :class:`KnowledgeFormatError` names each of them and nothing is written. A half-imported
+    folder would leave templates pointing at articles that are missing, or older than their text."""
     article_files = sorted(kb_dir.glob("*.md")) if kb_dir else []
     template_files = sorted(templates_dir.glob("*.y*ml")) if templates_dir else []
-    articles = [parse_article(p) for p in article_files]
-    templates = [parse_template(p) for p in template_files]
-    for kind, key, rows, files in (("slug", "slug", articles, article_files), ("name", "name", templates, template_files)):
+    problems: list[str] = []
+    articles = _parsed(article_files, parse_article, problems)
+    templates = _parsed(template_files, parse_template, problems)
+    for kind, rows in (("slug", articles), ("name", templates)):
         seen: dict[str, Path] = {}
-        for row, path in zip(rows, files):  # one would silently replace the other
-            if row[key] in seen:
-                raise KnowledgeFormatError(f"{path}: {kind} {row[key]!r} is also used by {seen[row[key]]}")
-            seen[row[key]] = path
+        for row in rows:  # one would silently replace the other
+            if row[kind] in seen:
+                problems.append(f"{row['_path']}: {kind} {row[kind]!r} is also used by {seen[row[kind]]}")
+            seen.setdefault(row[kind], row["_path"])
+    if problems:
+        head = problems[0] if len(problems) == 1 else f"{len(problems)} problems:\n  " + "\n  ".join(problems)
+        raise KnowledgeFormatError(head, problems)
+    for row in articles + templates:
+        del row["_path"]
     have_a = {a.slug: a for a in await session.scalars(select(KnowledgeArticle))}
     for a in articles:
         row = have_a.get(a["slug"]) or KnowledgeArticle(slug=a["slug"])

@@ -19,7 +19,7 @@ from console import flash
 from console.auth import AUTH, Principal, require
 from console.error_pages import wants_html
 from console.keys import PRINCIPAL, RUNTIME
-from console.paths import path_id
+from console.paths import MAX_ID, path_id
 from console.queries import public_text
 from console.render import render
 from console.secure import ESCALATION, same_origin, serve_chat
@@ -213,10 +213,10 @@ async def escalate(request: web.Request) -> web.Response:
     """One click: move a public mention into a private case."""
     p: Principal = request[PRINCIPAL]
     form = await request.post()
-    try:
-        mention_id = int(str(form.get("mention_id", "")))
-    except ValueError as exc:
-        raise web.HTTPBadRequest(reason="mention_id must be a number") from exc
+    raw = str(form.get("mention_id", "")).strip()
+    if not (raw.isascii() and raw.isdigit() and len(raw) < 20 and 0 < int(raw) < MAX_ID):  # not "١", no overflow
+        raise web.HTTPBadRequest(reason="mention_id must be a number")
+    mention_id = int(raw)
     async with request.app[RUNTIME].db.session() as session:
         mention = await session.get(Mention, mention_id)
         if mention is None:

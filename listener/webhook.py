@@ -13,8 +13,11 @@
 Order of checks, cheapest and safest first: size (413 before the body is read past the limit),
 signature and timestamp (401: nothing is parsed before the signature is verified; a timestamp
 older than the tolerance, or a signature seen before, is a replay), JSON (400), fields (400, naming
-them; nothing is published unless every post is valid). A publish failure answers 503 so the sender
-retries. The customer and context objects travel in ``raw`` for the pipeline.
+them; nothing is published unless every post is valid). A publish failure, or a bus or database that
+does not answer within ``webhook_publish_timeout_seconds`` (under the senders' own timeouts), answers
+503 with ``Retry-After`` so the sender retries; a signature counts as seen only once its request was
+accepted (202), so that unchanged redelivery is let in (ingest de-duplicates by post id whatever
+part of a timed-out batch was published). The customer and context objects travel in ``raw``.
 
 Author ids are namespaced by source (``help-widget:u-9``): two forums may both have a user "u-9".
 A ``customer`` with an ``id`` (the brand's customer reference) or ``email`` links the author to that
@@ -24,6 +27,7 @@ many were linked (``customers_linked``) when the posts named any customer.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -47,6 +51,7 @@ PATH = "/webhooks/inbound"
 MAX_POSTS = 100
 _SOURCE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,49}$")
 MAX_DEPTH = 64  # JSON nesting: no post or API body comes near it
+RETRY_AFTER = "30"  # seconds, on a 503: a Redis or database restart is the usual cause
 
 
 class BodyTooLarge(Exception):
@@ -145,6 +150,10 @@ class ReplayGuard:
         self.seen[signature] = now + 2 * self.tolerance
         return None
 
+    def forget(self, signature: str) -> None:
+        """The request was not accepted (a 503): its unchanged redelivery must be let in."""
+        self.seen.pop(signature, None)
+
 
 def _time(value: Any, field: str, problems: list[str]) -> datetime | None:
     if value in (None, ""):
@@ -225,6 +234,13 @@ def to_mention(item: Any, index: int, problems: list[str],
     return mention
 
 
+def unavailable() -> web.Response:
+    """503 with ``Retry-After``: nothing was accepted, the unchanged redelivery will be."""
+    response = json_error(503, "could not queue the posts; retry later")
+    response.headers["Retry-After"] = RETRY_AFTER
+    return response
+
+
 def routes(settings: Any, publish: Publish, *, tolerance: float = 300.0, db: Any = None) -> list[web.RouteDef]:
     """The inbound webhook route; none when ``SOCIALCARE_WEBHOOK_SECRET`` is unset (no unsigned intake).
     ``db``: where signed customer claims are linked (without it they only travel in ``raw``)."""
@@ -232,6 +248,7 @@ def routes(settings: Any, publish: Publish, *, tolerance: float = 300.0, db: Any
     if not secret:
         return []
     guard, limit = ReplayGuard(tolerance), settings.webhook_max_bytes
+    wait = float(getattr(settings, "webhook_publish_timeout_seconds", 10.0))
     refusals = RefusalLog(log, f"inbound webhook {PATH}")
 
     async def inbound(request: web.Request) -> web.Response:
@@ -247,6 +264,16 @@ def routes(settings: Any, publish: Publish, *, tolerance: float = 300.0, db: Any
         if (why := guard.fresh(timestamp, signature)) is not None:
             refusals.refused(request, why)
             return json_error(401, why)
+        accepted = False
+        try:  # seen while in flight (a concurrent copy is a replay); forgotten unless accepted
+            response = await handle(body)
+            accepted = response.status == 202
+            return response
+        finally:
+            if not accepted:
+                guard.forget(signature)
+
+    async def handle(body: bytes) -> web.Response:
         try:
             payload = loads(body)
         except TooDeep as exc:
@@ -262,11 +289,16 @@ def routes(settings: Any, publish: Publish, *, tolerance: float = 300.0, db: Any
         if problems:
             return json_error(400, "invalid posts", problems=problems[:20])
         try:
-            linked = await link_signed_customers(db, claims, settings) if claims and db is not None else 0
-            await publish([m for m in mentions if m is not None])  # after the link: ingest finds it
+            async with asyncio.timeout(wait):  # the sender's own timeout would drop the 503, then retry blind
+                linked = await link_signed_customers(db, claims, settings) if claims and db is not None else 0
+                await publish([m for m in mentions if m is not None])  # after the link: ingest finds it
+        except TimeoutError:
+            log.error("inbound webhook: the bus or database did not take %d mention(s) within %g s; answered 503",
+                      len(mentions), wait)
+            return unavailable()
         except Exception:
             log.exception("inbound webhook: publishing %d mention(s) failed", len(mentions))
-            return json_error(503, "could not queue the posts; retry later")
+            return unavailable()
         answer = {"accepted": len(mentions), **({"customers_linked": linked} if claims else {})}
         return web.json_response(answer, status=202)
 

@@ -162,6 +162,7 @@ class Settings(BaseSettings):
     discourse_recheck_max: int = Field(200, ge=0)
     webhook_secret: SecretStr | None = None
     webhook_max_bytes: int = 1_000_000
+    webhook_publish_timeout_seconds: float = Field(10.0, gt=0)  # then 503 + Retry-After, under senders' timeouts
 
     # --- e-mail, escalation -------------------------------------------------------------------
     smtp_host: str = "127.0.0.1"

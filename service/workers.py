@@ -6,7 +6,10 @@ isolated, retried up to the bus's limit and then dead-lettered with its reason �
 or the bus has stopped answering: then the messages are not at fault, so the worker holds the batch
 (or, met during the retries one by one, the message in hand) and tries it again with back-off until
 they answer, spending none of the messages' attempts (a database restart must not dead-letter
-everything that was in flight).
+everything that was in flight). A SQLite file whose write lock another process holds (an admin's
+``sqlite3`` shell, a long maintenance command) answers ``SELECT 1`` while every write fails with
+"database is locked" after the busy timeout: that too is the database's state, not the messages'
+fault (:func:`database_busy`), so the batch is held the same way until the lock goes.
 
 While it holds a batch — handling it, retrying it one by one, waiting out an outage — the worker
 renews its claim on it every third of the bus's claim-idle time (:meth:`~service.bus.base.Bus.renew`),
@@ -29,6 +32,7 @@ import asyncio
 import logging
 import os
 import socket
+import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -45,6 +49,28 @@ STAGE_TIMEOUT_S = 300.0  # the watchdog: a batch (or one message) a stage has no
 PING_TIMEOUT_S = 10.0  # a database that does not answer a ping within this is taken as down (not hung on)
 LEFT: list[Outgoing] = []  # a held batch left unacknowledged because the worker is stopping
 TRIM_EVERY_S = 30.0  # how often a worker drops its topic's acknowledged entries (Bus.trim)
+
+
+SQLITE_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary codes: extended ones masked with 0xFF)
+BUSY_MESSAGES = ("database is locked", "database table is locked", "database is busy")
+
+
+def database_busy(exc: BaseException) -> bool:
+    """Did ``exc`` come from a SQLite lock held elsewhere (SQLITE_BUSY or SQLITE_LOCKED, or the
+    engine's :class:`~models.sqlite_driver.WriteGate` timing out as SQLite would), wrapped or not?"""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        err = todo.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, sqlite3.OperationalError):
+            code = getattr(err, "sqlite_errorcode", None)  # None: raised by the WriteGate, or pre-3.11
+            if (code is not None and (code & 0xFF) in SQLITE_BUSY_CODES) or str(err).lower() in BUSY_MESSAGES:
+                return True
+        todo += [getattr(err, "orig", None), err.__cause__, err.__context__]  # SQLAlchemy's DBAPIError: .orig
+    return False
 
 
 def consumer_name(stage: str, index: int = 0) -> str:
@@ -190,15 +216,22 @@ class StageWorker:
         down = [] if up else ["the database"]
         return down + ([] if await self.bus.ping() else ["the bus"])
 
+    async def _holding_back(self, exc: Exception) -> list[str]:
+        """Why the batch ``exc`` failed is to be held rather than charged to its messages: what does
+        not answer, or a database locked by another writer (it answers reads meanwhile)."""
+        if down := await self._unreachable():
+            return [f"{' and '.join(down)} {'do' if len(down) > 1 else 'does'} not answer"]
+        return ["the database is locked by another writer"] if database_busy(exc) else []
+
     async def _through_outage(self, batch: list[Envelope],
                               exc: Exception) -> tuple[list[Outgoing] | None, Exception]:
         """The batch's output once the database and bus answer again, when they were what failed it;
         None when they answer (the messages are at fault: one by one); LEFT when the worker stops.
         With it, the last error the batch met."""
         name, delay, seconds = self.stage.name, OUTAGE_BACKOFF[0], 0.0
-        while down := await self._unreachable():
-            log.warning("stage %s: %s does not answer (%s); holding a batch of %d, next try in %.1f s",
-                        name, " and ".join(down), type(exc).__name__, len(batch), delay,
+        while down := await self._holding_back(exc):
+            log.warning("stage %s: %s (%s); holding a batch of %d, next try in %.1f s",
+                        name, down[0], type(exc).__name__, len(batch), delay,
                         extra={"stage": name, "batch_size": len(batch), "error_type": type(exc).__name__,
                                "held_seconds": seconds})
             if self.metrics:

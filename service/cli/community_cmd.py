@@ -37,7 +37,11 @@ def kb() -> None:
               default=None, help="Templates folder (default: DIRECTORY/templates, else DIRECTORY).")
 @click.pass_obj
 def kb_import(settings, directory: Path, templates_dir: Path | None) -> None:  # noqa: ANN001
-    """Import (upsert) the *.md articles of DIRECTORY and the *.yaml templates; all or nothing."""
+    """Import (upsert) the *.md articles of DIRECTORY and the *.yaml templates; all or nothing.
+
+    Every file is checked first; when any cannot be imported (not UTF-8, front matter or template
+    that is not a YAML mapping, a field of the wrong type, a NUL character, a slug used twice), each
+    is listed with its reason, nothing is written and the exit status is 1."""
     from community.knowledge import KnowledgeFormatError, import_folder
 
     tdir = templates_dir or (directory / "templates" if (directory / "templates").is_dir() else directory)

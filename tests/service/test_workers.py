@@ -4,6 +4,7 @@ waited out — the batch is held and goes through when it is back, no message lo
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -133,3 +134,58 @@ async def test_a_worker_drops_the_entries_its_topic_has_acknowledged(sqlite_url,
         await admin.aclose()
         await bus.close()
         await db.close()
+
+
+# --- embedded mode: another process holds SQLite's write lock ---------------------------------------
+
+
+@pytest.fixture
+def short_lock_wait(monkeypatch):
+    """SQLite's busy timeout (and the engine's write gate) at 1 s instead of 30: "database is locked" soon."""
+    from models import db as db_module
+
+    monkeypatch.setattr(db_module, "SQLITE_LOCK_TIMEOUT_S", 1)
+
+
+async def test_a_write_lock_held_by_another_process_holds_the_batch_and_spends_no_attempt(
+        sqlite_url, tmp_path, quick_backoff, short_lock_wait, caplog):
+    """``SELECT 1`` answers while another connection holds ``BEGIN IMMEDIATE``, but every write fails
+    with "database is locked": the batch waits for the lock, it is not dead-lettered as if at fault."""
+    db = Database(sqlite_url)
+    await db.upgrade()
+    bus = InProcessBus(max_deliveries=2)
+    await submit(bus, mentions(4))
+    worker = StageWorker(bus, IngestStage(StageContext(settings=None, db=db)), batch_size=50, block_ms=50)
+    await bus.ensure_group("ingest", "ingest")
+    shell = sqlite3.connect(tmp_path / "socialcare.db", isolation_level=None)  # an admin's sqlite3 shell
+    shell.execute("BEGIN IMMEDIATE")
+    try:
+        handling = asyncio.create_task(worker.run_once())
+        await asyncio.sleep(5)  # several 1 s lock waits: far more than the messages' two attempts
+        assert await db.ping(), "the database answers reads meanwhile"
+        assert not handling.done(), "the worker gave up on a batch while the write lock was held"
+        assert await bus.dead_letters() == []
+    finally:
+        shell.execute("COMMIT")
+        shell.close()
+    assert await asyncio.wait_for(handling, 30) == 4
+    assert await stored(db) == 4 and await bus.dead_letters() == []
+    assert (await bus.lag("ingest", "ingest"), await bus.pending("ingest", "ingest")) == (0, 0)
+    assert any("locked by another writer" in r.getMessage() for r in caplog.records)
+    await db.close()
+
+
+def test_only_a_lock_held_elsewhere_counts_as_busy():
+    from sqlalchemy.exc import OperationalError
+
+    locked = sqlite3.OperationalError("database is locked")
+    assert workers.database_busy(OperationalError("INSERT ...", {}, locked))  # as SQLAlchemy raises it
+    assert workers.database_busy(RuntimeError("wrapped")) is False
+    try:
+        try:
+            raise locked
+        except sqlite3.OperationalError as exc:
+            raise RuntimeError("a stage's own error") from exc
+    except RuntimeError as chained:
+        assert workers.database_busy(chained)
+    assert not workers.database_busy(OperationalError("SELECT", {}, sqlite3.OperationalError("no such table: x")))
