@@ -4,25 +4,21 @@
 Events are found in the database, not in the live fan-out: a scanner walks each source table
 past a per-event watermark (kept in ``connector_cursors``), only over rows older than a settle
 delay so a transaction committed late with a lower id is not skipped, and writes one delivery
-row per subscription. A sender posts due deliveries — each leased by a conditional UPDATE so two
-web processes never post the same one at once — and retries failures with exponential back-off.
-Delivery is therefore at least once; receivers de-duplicate on the event id.
+row per subscription. A sender posts due deliveries (:mod:`console.webhooks_delivery`): signed,
+each leased by a conditional UPDATE so two web processes never post the same one at once, retried
+with exponential back-off; each subscription's in order, the subscriptions independently of one
+another, so one slow or unresponsive receiver delays nobody else. Delivery is therefore at least
+once; receivers de-duplicate on the event id.
 
 A post deleted on its platform whose terms require its content removed loses its words in the
 deliveries of its events too (:mod:`console.webhooks_deleted`).
-
-Each body is signed: ``X-Socialcare-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">``
-with the subscription's secret (see :func:`verify` for the receiving side).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,12 +26,24 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy import func, select, true, update
+from sqlalchemy import func, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from console import webhooks_deleted
+from console.id_gaps import GAP_TTL
 from console.queries import care_team_only, public_text
+from console.webhooks_delivery import (
+    BACKOFF_BASE_S,
+    CONCURRENCY,
+    MAX_ATTEMPTS,
+    Deliverer,
+    backoff,
+    deliver_due,
+    sign,
+    signature_header,
+    verify,
+)
 from models import (
     Case,
     ConnectorCursor,
@@ -51,42 +59,12 @@ from models.console import WEBHOOK_EVENTS, WebhookDelivery, WebhookSubscription
 
 log = logging.getLogger("socialcare.webhooks")
 SETTLE = timedelta(seconds=2)
-LEASE = timedelta(seconds=60)
-MAX_ATTEMPTS = 8
-BACKOFF_BASE_S = 10.0
-BACKOFF_CAP_S = 3600.0
-TIMEOUT_S = 10.0
 SCAN_BATCH = 500
-GAP_TTL = timedelta(minutes=15)  # an id below the cursor still missing after this was rolled back
 MAX_GAPS = 5000
-TOLERANCE_S = 300
-
-
-# --- signing ------------------------------------------------------------------------------
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-
-
-def signature_header(secret: str, body: bytes, timestamp: int | None = None) -> str:
-    t = int(time.time()) if timestamp is None else timestamp
-    return f"t={t},v1={sign(secret, t, body)}"
-
-
-def verify(secret: str, header: str, body: bytes, *, now: float | None = None, tolerance_s: int = TOLERANCE_S) -> bool:
-    """For receivers: the signature matches and is recent (replays of old bodies are refused)."""
-    try:
-        parts = dict(p.split("=", 1) for p in header.split(","))
-        t = int(parts["t"])
-    except (ValueError, KeyError):
-        return False
-    if abs((time.time() if now is None else now) - t) > tolerance_s:
-        return False
-    return hmac.compare_digest(sign(secret, t, body), parts.get("v1", ""))
-
-
-def backoff(attempts: int, base_s: float = BACKOFF_BASE_S) -> timedelta:
-    """Delay before the next try after ``attempts`` failures: base, 2×base, 4×base … capped."""
-    return timedelta(seconds=min(BACKOFF_CAP_S, base_s * 2 ** max(0, attempts - 1)))
+# posting (and its settings: LEASE, TIMEOUT_S, ...) lives in console.webhooks_delivery; these names
+# of it stay importable from here
+__all__ = ["BACKOFF_BASE_S", "MAX_ATTEMPTS", "SENDER", "SOURCES", "WebhookSender", "backoff", "deliver_due", "install",
+           "scan", "sign", "signature_header", "verify"]
 
 
 # --- event sources --------------------------------------------------------------------------
@@ -246,81 +224,35 @@ def _read_cursor(cursor: str | None) -> tuple[int, dict[int, float]]:
     return int(value["after"]), {int(k): float(t) for k, t in value.get("gaps", {}).items()}
 
 
-async def deliver_due(db: Any, http: aiohttp.ClientSession, now: datetime | None = None, *,
-                      base_s: float = BACKOFF_BASE_S, limit: int = 50) -> int:
-    """Post every due delivery once; returns how many were delivered."""
-    now = now or utcnow()
-    async with db.session() as session:
-        due = list((await session.execute(
-            select(WebhookDelivery.id, WebhookDelivery.next_attempt_at)
-            .where(WebhookDelivery.status == "pending", WebhookDelivery.next_attempt_at <= now)
-            .order_by(WebhookDelivery.next_attempt_at).limit(limit))).all())
-    delivered = 0
-    for delivery_id, at in due:
-        async with db.session() as session:
-            leased = await session.execute(update(WebhookDelivery).where(
-                WebhookDelivery.id == delivery_id, WebhookDelivery.status == "pending",
-                WebhookDelivery.next_attempt_at == at).values(next_attempt_at=now + LEASE))
-            await session.commit()
-            if leased.rowcount != 1:
-                continue  # another process has it
-            d = await session.get(WebhookDelivery, delivery_id)
-            sub = await session.get(WebhookSubscription, d.subscription_id)
-            if sub is None or not sub.active:
-                d.status, d.last_error = "failed", "subscription inactive"
-                await session.commit()
-                continue
-            body = json.dumps(d.payload, separators=(",", ":"), sort_keys=True).encode()
-            headers = {"Content-Type": "application/json", "User-Agent": "socialcare-webhooks/1",
-                       "X-Socialcare-Event": d.event_type, "X-Socialcare-Delivery": str(d.id),
-                       "X-Socialcare-Signature": signature_header(sub.secret, body)}
-            status, err = None, None
-            try:
-                async with http.post(sub.url, data=body, headers=headers, allow_redirects=False,
-                                     timeout=aiohttp.ClientTimeout(total=TIMEOUT_S)) as resp:
-                    status = resp.status
-                    await resp.read()
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-                err = type(exc).__name__
-            d.attempts += 1
-            d.last_status = status
-            if status is not None and 200 <= status < 300:
-                d.status, d.delivered_at, d.last_error = "delivered", utcnow(), None
-                delivered += 1
-            else:
-                d.last_error = err or f"HTTP {status}"
-                if status == 410:  # the receiver says it is gone for good
-                    sub.active = False
-                    d.status = "failed"
-                elif d.attempts >= MAX_ATTEMPTS:
-                    d.status = "failed"
-                else:
-                    d.next_attempt_at = utcnow() + backoff(d.attempts, base_s)
-                log.info("webhook delivery %s to subscription %s failed (%s, attempt %d)", d.id, sub.id,
-                         d.last_error, d.attempts)
-            await session.commit()
-    return delivered
-
-
 class WebhookSender:
-    """The background loop of a web process: scan, then post what is due, every ``interval_s``."""
+    """The background loop of a web process: every ``interval_s``, scan, then start posting what is
+    due. It does not wait for the posts: a subscription whose posts are still under way (a receiver
+    slow to answer, up to the timeout) is left out of the next passes until they end, while the
+    other subscriptions' deliveries go out on every pass (:class:`~console.webhooks_delivery.Deliverer`)."""
 
     def __init__(self, db: Any, *, interval_s: float = 1.0, base_s: float = BACKOFF_BASE_S,
-                 settle: timedelta = SETTLE) -> None:
+                 settle: timedelta = SETTLE, concurrency: int = CONCURRENCY) -> None:
         self.db, self.interval_s, self.base_s, self.settle = db, interval_s, base_s, settle
+        self.concurrency = concurrency
+        self.deliverer: Deliverer | None = None
         self.task: asyncio.Task | None = None
         self.stop_event = asyncio.Event()
 
-    async def run_once(self, http: aiohttp.ClientSession) -> int:
+    async def run_once(self) -> int:
+        """One pass: returns for how many subscriptions posting started."""
+        assert self.deliverer is not None, "run from the sender's loop"
         await scan(self.db, settle=self.settle)
-        return await deliver_due(self.db, http, base_s=self.base_s)
+        return len(await self.deliverer.start())
 
     async def _loop(self) -> None:
         from service.periodic import every
 
         async with aiohttp.ClientSession() as http:
-            await every(self.interval_s, lambda: self.run_once(http), self.stop_event,
-                        what="webhook sender pass", logger=log)
+            self.deliverer = Deliverer(self.db, http, base_s=self.base_s, concurrency=self.concurrency)
+            try:
+                await every(self.interval_s, self.run_once, self.stop_event, what="webhook sender pass", logger=log)
+            finally:
+                await self.deliverer.close()  # the posts under way end (or time out) before the session closes
 
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._loop(), name="webhooks-out")
