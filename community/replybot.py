@@ -5,6 +5,11 @@ data, not toxic, not spam, confidence at or above the channel's threshold, the t
 answered yet, the author not auto-answered within the channel's cool-down, and the channel's
 hourly rate limit not reached. Otherwise it becomes a one-click suggestion for an agent, with
 the gates that stopped it. Every bot reply is audited and can be reverted (``delete_reply``).
+
+Bots that reply through the API (kind ``bot_api``: they chose to answer, so the gates about the
+post do not apply) obey the channel's switches and limits all the same: ``enabled`` off refuses
+them, ``dry_run`` records their replies ``dry_run``, and they count toward the channel's hourly
+rate and an author's cool-down (:data:`RATED_KINDS`, :func:`rate_used`; :mod:`console.api.bot_limits`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from models.bulk import IDS
 from service.audit import record
 
 BOT_KINDS = ("auto_answer", "community_answer")  # replies the bot chooses to send on its own
+API_BOT_KINDS = ("bot_api",)  # replies bots post through the API: the same switch, dry run and rate
+RATED_KINDS = (*BOT_KINDS, *API_BOT_KINDS)  # count toward a channel's hourly rate and an author's cool-down
 LIVE = ("pending", "queued", "sending", "sent", "dry_run", "unknown")  # went, will go (or would have gone) out
 GATES = ("enabled", "sensitivity", "pii", "toxicity", "spam", "confidence", "thread_answered",
          "author_cooldown", "rate_limit")
@@ -33,11 +40,11 @@ ANSWERED = select(_R.conversation_id).where(_R.conversation_id.in_(IDS), _R.visi
                                             _R.status.in_(LIVE))
 LAST_BOT_REPLY = (select(_M.author_id, func.max(_R.created_at))
                   .select_from(Reply.__table__.join(Mention.__table__, _M.id == _R.mention_id))
-                  .where(_M.author_id.in_(IDS), _R.kind.in_(BOT_KINDS), _R.status.in_(LIVE),
+                  .where(_M.author_id.in_(IDS), _R.kind.in_(RATED_KINDS), _R.status.in_(LIVE),
                          _R.created_at > bindparam("since"))
                   .group_by(_M.author_id))
 BOT_REPLIES = (select(_R.platform, func.count())
-               .where(_R.platform.in_(bindparam("platforms", expanding=True)), _R.kind.in_(BOT_KINDS),
+               .where(_R.platform.in_(bindparam("platforms", expanding=True)), _R.kind.in_(RATED_KINDS),
                       _R.status.in_(LIVE), _R.created_at > bindparam("since"))
                .group_by(_R.platform))
 
@@ -68,6 +75,27 @@ class ChannelPolicy:
         return cls(enabled=bool(values["enabled"]), threshold=float(values["threshold"]),
                    rate_per_hour=int(values["rate_per_hour"]), cooldown_hours=float(values["cooldown_hours"]),
                    dry_run=bool(values["dry_run"]), tone=str(values["tone"]))
+
+
+RATE_WINDOW = timedelta(hours=1)
+
+
+async def rate_used(session: AsyncSession, platform: str, limit: int, now: datetime | None = None,
+                    ) -> tuple[int, datetime | None]:
+    """The channel's bot replies (every rated kind, API bots' included) in the hour before ``now``,
+    and, when they reach ``limit``, when the next one may go (the oldest of the hour leaves it)."""
+    now = now or utcnow()
+    since = now - RATE_WINDOW
+    live = (Reply.platform == platform, Reply.kind.in_(RATED_KINDS), Reply.status.in_(LIVE),
+            Reply.created_at > since)
+    used = int(await session.scalar(select(func.count()).select_from(Reply).where(*live)) or 0)
+    if used < limit:
+        return used, None
+    if limit <= 0:  # no bot reply at all on this channel: a slot never frees by waiting
+        return used, now + RATE_WINDOW
+    oldest = await session.scalar(select(Reply.created_at).where(*live).order_by(Reply.created_at)
+                                  .offset(used - limit).limit(1))
+    return used, (oldest + RATE_WINDOW) if oldest is not None else now + RATE_WINDOW
 
 
 @dataclass

@@ -8,6 +8,9 @@ channel and minute, oldest first, each once (:meth:`PacerPass.release_queued`: e
 before sending, so several processes may release at once). A claim counts against its channel's
 pace for a minute only (a dead one holds nothing back), and a reply held back for its post's hide
 takes no slot. Queued status replies of an incident fixed since are superseded first: the fix says more.
+A bot's replies through the API (``bot_api``) take slots of the same pace (:data:`PACE_COUNTED`, from
+the moment they are written): the platform sees one account. They never wait in the queue; the API
+refuses one the pace has no slot for (429, :func:`pace_used` says when one frees).
 
 The same pass sweeps sends stranded in ``sending``, and sends, performs or queues what a process
 that died before any claim left, older than the stranded bound (:mod:`service.stranded` says which
@@ -22,13 +25,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, or_, select, update
 
 from models import Reply
 from models.bulk import IDS
 from service.reply_delivery import SUPERSEDE_FIXED
 from service.stranded import (
     GONE_QUEUED,
+    HELD,
     HELD_READY,
     NOT_HELD,
     ORPHANED_REPLIES,
@@ -45,6 +49,8 @@ log = logging.getLogger("socialcare.dispatch")
 DEFAULT_PACED_PER_MINUTE = 60  # Settings.incident_broadcast_per_minute
 PACE_WINDOW = timedelta(minutes=1)
 _R = Reply.__table__.c
+API_PACED = ("bot_api",)  # a bot's API replies: not queued, but they take their channel's slots
+PACE_COUNTED = (*PACED_KINDS, *API_PACED)
 # a delivery's incident replies join their channel's queue (built once: models.bulk)
 PACE = (update(Reply.__table__).where(_R.id.in_(IDS), _R.status == "pending", _R.kind.in_(PACED_KINDS))
         .values(status="queued"))
@@ -127,12 +133,39 @@ class PacerPass:
 
     @staticmethod
     async def _paced_recently(session, platform: str, now: datetime) -> int:
-        """Sent in the last minute, or claimed in it and still under way (an older claim whose
-        sender died takes no slot: :func:`sweep_stranded` marks it ``unknown``)."""
-        since = now - PACE_WINDOW
-        return int(await session.scalar(select(func.count()).select_from(Reply).where(
-            Reply.platform == platform, Reply.kind.in_(PACED_KINDS),
-            or_(and_(Reply.status == "sending", Reply.claimed_at > since), Reply.sent_at > since))) or 0)
+        """The slots of the channel's pace taken in the last minute (:func:`paced_slots`)."""
+        return len(await paced_slots(session, platform, now))
+
+
+def _slot_time() -> Any:
+    """When a reply took its slot: sent, claimed (still under way), or written (an API reply not
+    claimed yet: the request that wrote it is delivering it)."""
+    return case((Reply.status == "sending", Reply.claimed_at), (Reply.sent_at.is_not(None), Reply.sent_at),
+                else_=Reply.created_at)
+
+
+async def paced_slots(session, platform: str, now: datetime) -> list[datetime]:  # noqa: ANN001
+    """The times the slots of the channel's pace taken in the last minute were taken, oldest first:
+    sent in it, or claimed in it and still under way (an older claim whose sender died takes no slot:
+    :func:`sweep_stranded` marks it ``unknown``), and a bot's API reply written in it and not sent yet
+    (unless held back for its post's hide)."""
+    since = now - PACE_WINDOW
+    taken = or_(Reply.sent_at > since,
+                and_(Reply.status == "sending", Reply.claimed_at > since),
+                and_(Reply.kind.in_(API_PACED), Reply.status == "pending", Reply.created_at > since,
+                     or_(Reply.error.is_(None), ~Reply.error.startswith(HELD, autoescape=True))))
+    return list(await session.scalars(select(_slot_time()).where(
+        Reply.platform == platform, Reply.kind.in_(PACE_COUNTED), taken).order_by(_slot_time())))
+
+
+async def pace_used(session, platform: str, per_minute: int, now: datetime,  # noqa: ANN001
+                    ) -> tuple[int, datetime | None]:
+    """The slots of the channel's pace taken in the last minute, and, when they reach ``per_minute``,
+    when the next one frees."""
+    slots = await paced_slots(session, platform, now)
+    if len(slots) < per_minute:
+        return len(slots), None
+    return len(slots), slots[len(slots) - per_minute] + PACE_WINDOW
 
 
 async def run_pacer(dispatcher: Dispatcher, interval_s: float, stop: asyncio.Event) -> None:

@@ -93,8 +93,8 @@ def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -
     """A whole-number query parameter from ``lo`` (0 or more) to ``hi``; outside, a 400 (JSON under
     /api), never a value quietly moved. ASCII digits only: int() would also read "١" or " 5"."""
     raw = request.query.get(name, "")
-    if raw == "":
-        return default
+    if raw == "" and (name not in request.query or not request.path.startswith("/api/")):
+        return default  # absent (a console form's empty field too); a program's `offset=` is a 400
     if not (raw.isascii() and raw.isdigit()) or not lo <= int(raw) <= hi:
         raise web.HTTPBadRequest(reason=f"{name} must be an integer from {lo} to {hi}")
     return int(raw)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import Field, StringConstraints, field_validator
-from sqlalchemy import func, select
+from pydantic import ConfigDict, Field, StringConstraints, field_validator
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from community import decisions, moderation
 from community.templates import TemplateRenderError, render
 from console import events
+from console.api import bot_limits
 from console.api.common import (
     STORABLE,
     ApiError,
@@ -26,13 +28,15 @@ from console.api.common import (
     query_int,
 )
 from console.auth import require
+from console.claims import holder_name, try_claim
 from console.conversation import parse_tags
 from console.keys import PRINCIPAL, RUNTIME
+from console.knowledge import RESERVED_TEMPLATES
 from console.queries import care_team_only, in_care_team, moderated_ids, public_text
-from console.queue_data import QUEUE_LIMIT, clean_filters, queue_items
+from console.queue_data import CLAIM_TTL, QUEUE_LIMIT, claim_is_live, clean_filters, queue_items
 from console.replies import dispatch
 from escalation.links import shown_without_links
-from escalation.public_guard import gone_from_platform
+from escalation.public_guard import gone_from_platform, public_reply_refusal
 from models import (
     Author,
     Conversation,
@@ -44,6 +48,7 @@ from models import (
     Template,
     TriageResult,
 )
+from models.base import utcnow
 from service.audit import record
 from service.privacy import CANCELLED, erased
 from service.privacy_actions import cancel_actions, perform_actions
@@ -53,6 +58,10 @@ SETTLES_HOLD = {"approve": "approve", "unhide": "approve", "remove": "remove", "
 ON_THE_POST = ("hide", "unhide", "remove", "approve", "lock")  # refused once it is deleted on its platform (409)
 NEEDS_REASON = ("remove", "ban", "report")  # the reason goes to the author (remove, ban) or the moderators
 ERASED_MESSAGE = "this post was erased on a privacy request: nothing was done on the platform"
+TAKES_CLAIM = ("escalate", "resolve")  # refused on a conversation another agent holds, unless take_over
+MODERATOR_REFUSAL = "{action} is the care team's work: a moderator's token may not do it"
+RESERVED_REPLY = ("template {name!r} is reserved: the service sends it on its own, with the case, link or "
+                  "moderation action it announces; a bot may not post it")
 IDEMPOTENCY_KEY = r"^[A-Za-z0-9_.:-]+$"
 # constraints in the type itself, so that the JSON Schema (and the OpenAPI description) carries them
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=IDEMPOTENCY_KEY),
@@ -60,14 +69,24 @@ IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=100, 
 
 
 class ReplyIn(Body):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, json_schema_extra={
+        "description": "Give `text` or `template` (with an optional `tone`), exactly one of them.",
+        "anyOf": [{"required": ["text"]}, {"required": ["template"]}], "minProperties": 1})
+
     text: SafeStr | None = Field(None, max_length=10_000, description="The reply; give text or template, not both.",
                                  json_schema_extra={"minLength": 1, "pattern": r"\S"})  # blank: _not_blank says so
-    template: SafeStr | None = Field(None, min_length=1, max_length=100)
-    tone: SafeStr | None = Field(None, min_length=1, max_length=40)
+    template: SafeStr | None = Field(None, min_length=1, max_length=100,
+                                     description="A template's name (GET /api/v1/templates); give text or template, "
+                                                 "not both. The service's reserved templates (" +
+                                                 ", ".join(sorted(RESERVED_TEMPLATES)) + ") are refused (422).")
+    tone: SafeStr | None = Field(None, min_length=1, max_length=40,
+                                 description="With template: the variant (default: friendly, else the first).")
     visibility: Literal["public", "private"] = "public"
     idempotency_key: IdempotencyKey | None = Field(
-        None, description="Repeating a request with the same key returns the first reply (200, created false); "
-                          "the Idempotency-Key header does the same.")
+        None, description="Repeating a request with the same key returns the first reply (200, created false), "
+                          "whatever its status, except `failed` (it never reached the platform): then the key "
+                          "is free again and the request is a new attempt (201), the failed reply kept. The "
+                          "Idempotency-Key header does the same.")
 
     @field_validator("text")
     @classmethod
@@ -81,12 +100,16 @@ class ActionIn(Body):
     action: Literal[ACTIONS]  # type: ignore[valid-type]
     reason: SafeStr = Field("", max_length=1_000, description=f"Required for {', '.join(NEEDS_REASON)}.")
     tags: list[SafeStr] = Field(default_factory=list, max_length=20, description="For tag: the tags to set.")
+    take_over: bool = Field(False, description="escalate, resolve: act on a conversation another agent is "
+                                               "working on (a live claim), taking it over; audited "
+                                               "`conversation.taken_over`. Without it such a conversation is a 409.")
 
 
 def reply_json(r: Reply) -> dict[str, Any]:
     return {"id": r.id, "mention_id": r.mention_id, "conversation_id": r.conversation_id, "platform": r.platform,
             "visibility": r.visibility, "kind": r.kind, "text": shown_without_links(r.text), "template": r.template, "status": r.status,
-            "sent_by": r.sent_by, "created_at": r.created_at.isoformat(),
+            "error": shown_without_links(r.error) if r.error else None, "sent_by": r.sent_by,
+            "created_at": r.created_at.isoformat(),
             "sent_at": r.sent_at.isoformat() if r.sent_at else None}
 
 
@@ -166,10 +189,17 @@ async def _template_text(session: Any, name: str, tone: str | None, mention: Men
         raise ApiError(422, f"template {name!r} cannot render here: {str(exc)[:200]}") from None
 
 
+def _free_failed_key(existing: Reply) -> None:
+    """A reply that failed never reached the platform: its key is free for a new attempt (the failed
+    row stays, under a key of its own; committed with the new reply, or not at all)."""
+    existing.dedup_key = f"{existing.dedup_key}:failed:{existing.id}"[:200]
+
+
 @require("agent", scope="replies:write")
 @api
 async def post_reply(request: web.Request) -> web.Response:
-    """Queue a reply to a mention and send it (or record it in dry-run). Idempotent per key."""
+    """Queue a reply to a mention and send it (or record it in dry-run). Idempotent per key; the
+    channel's bot policy applies (:mod:`console.api.bot_limits`)."""
     rt, p = request.app[RUNTIME], request[PRINCIPAL]
     body = await parse(request, ReplyIn)
     key = body.idempotency_key or request.headers.get("Idempotency-Key")
@@ -177,6 +207,8 @@ async def post_reply(request: web.Request) -> web.Response:
         raise ApiError(400, "Idempotency-Key: 1-100 characters of A-Z a-z 0-9 _ . : -")
     if (body.text is None) == (body.template is None):
         raise ApiError(422, "give either text or template")
+    if body.template in RESERVED_TEMPLATES:
+        raise ApiError(422, RESERVED_REPLY.format(name=body.template))
     async with rt.db.session() as session:
         mention = await _mention(session, path_id(request))
         dedup = f"api:{p.user_id}:{key}" if key else None
@@ -185,49 +217,108 @@ async def post_reply(request: web.Request) -> web.Response:
             if existing is not None:
                 if existing.mention_id != mention.id:
                     raise ApiError(409, "this idempotency key was used for another mention")
-                return web.json_response({"reply": reply_json(existing), "created": False})
+                if existing.status != "failed":
+                    return web.json_response({"reply": reply_json(existing), "created": False})
+                _free_failed_key(existing)
+        policy = bot_limits.policy_for(rt.settings, mention.platform)
+        bot_limits.refuse_if_disabled(policy, mention.platform)
         text = body.text if body.text is not None else await _template_text(session, body.template, body.tone, mention)
         if body.visibility == "public":
-            from escalation.public_guard import public_reply_refusal
-
             refusal = await public_reply_refusal(session, mention, text)
             if refusal:  # bots never override: a person decides that a matter is not private
                 raise ApiError(422, refusal.reason)
-        if mention.conversation_id:
-            conv = await session.get(Conversation, mention.conversation_id)
-            from console.queue_data import claim_is_live
-
-            if conv is not None and claim_is_live(conv) and conv.claimed_by != p.user_id:
-                raise ApiError(409, "an agent is working on this conversation")
-        import uuid
-
+        conv = await session.get(Conversation, mention.conversation_id) if mention.conversation_id else None
+        if conv is not None and claim_is_live(conv) and conv.claimed_by != p.user_id:
+            raise ApiError(409, f"{await holder_name(session, conv.id)} is working on this conversation; "
+                                "your reply was not sent")
+        await bot_limits.check(session, rt, mention.platform, policy, utcnow())
         row = Reply(dedup_key=dedup or f"api:{p.user_id}:{uuid.uuid4().hex}", mention_id=mention.id,
                     conversation_id=mention.conversation_id, platform=mention.platform, visibility=body.visibility,
-                    kind="bot_api", text=text, template=body.template, status="pending", sent_by=p.actor)
+                    kind="bot_api", text=text, template=body.template,
+                    status="dry_run" if policy.dry_run else "pending", sent_by=p.actor)
         session.add(row)
         record(session, p.actor, "reply.created", "mention", mention.id, visibility=body.visibility,
-               template=body.template)
+               template=body.template, **({"dry_run": True} if policy.dry_run else {}))
         try:
             await session.commit()
         except IntegrityError:
             raise ApiError(409, "a concurrent request used this idempotency key") from None
-        reply_id = row.id
-    await dispatch(request, [reply_id])
+        reply_id, platform, mention_id = row.id, mention.platform, mention.id
+    async with rt.db.session() as session:  # a concurrent bot reply may have been written meanwhile
+        if await bot_limits.over_after_write(session, rt, platform, policy, utcnow()):
+            await session.execute(delete(Reply).where(Reply.id == reply_id, Reply.status.in_(("pending", "dry_run"))))
+            record(session, p.actor, "reply.withdrawn", "mention", mention_id, reason="bot limits")
+            await session.commit()
+            await bot_limits.check(session, rt, platform, policy, utcnow())
+            raise bot_limits.too_many("the channel's bot limits are reached", None, utcnow())
+    if not policy.dry_run:
+        await dispatch(request, [reply_id])
     async with rt.db.session() as session:
         row = await session.get(Reply, reply_id)
     events.emit(request, "replied", [row.mention_id], conversation_id=row.conversation_id, by=p.username)
     return web.json_response({"reply": reply_json(row), "created": True}, status=201)
 
 
+async def _held_for_moderators(session: Any, mention: Mention) -> bool:
+    """Is the post in the moderators' queue (a hold waiting), or did they escalate it from there
+    already (a repeat answers with the same case)?"""
+    holds = await session.scalars(select(ModerationAction).where(ModerationAction.mention_id == mention.id,
+                                                                 ModerationAction.action == "hold"))
+    return any(h.status == "pending" or (h.details or {}).get("decision") == "escalate" for h in holds)
+
+
+async def _respect_claim(session: Any, conv: Conversation | None, p: Any, take_over: bool) -> str | None:
+    """As the console: a conversation another agent holds (a live claim) is theirs, a 409, unless the
+    caller takes it over (``take_over``); returns the holder's name when taken over."""
+    if conv is None or not claim_is_live(conv) or conv.claimed_by == p.user_id:
+        return None
+    holder = await holder_name(session, conv.id)
+    if not take_over:
+        raise ApiError(409, f"{holder} is working on this conversation: nothing was done; send take_over: true "
+                            "to take it over")
+    return holder
+
+
+async def _resolve(session: Any, conv: Conversation, p: Any, take_over: bool) -> None:
+    """Resolve as :func:`console.claims.resolve_unless_held` does: one conditional UPDATE, refused
+    (409) when another agent's live claim won meanwhile; a take-over is audited."""
+    holder = await _respect_claim(session, conv, p, take_over)
+    if conv.status == "resolved":
+        return
+    stmt = update(Conversation).where(Conversation.id == conv.id, Conversation.status != "resolved")
+    if not take_over:
+        stmt = stmt.where(or_(Conversation.claimed_by.is_(None), Conversation.claimed_by == p.user_id,
+                              Conversation.claimed_at.is_(None), Conversation.claimed_at < utcnow() - CLAIM_TTL))
+    result = await session.execute(stmt.values(status="resolved", claimed_by=None, claimed_at=None)
+                                   .execution_options(synchronize_session=False))
+    if result.rowcount != 1:
+        await session.refresh(conv)
+        if conv.status == "resolved":
+            return
+        raise ApiError(409, f"{await holder_name(session, conv.id)} is working on this conversation: nothing "
+                            "was done; send take_over: true to take it over")
+    if holder:
+        record(session, p.actor, "conversation.taken_over", "conversation", conv.id, from_user=holder)
+    record(session, p.actor, "conversation.resolved", "conversation", conv.id)
+
+
 @require("agent", "moderator", scope="actions:write")
 @api
 async def post_action(request: web.Request) -> web.Response:
     """Moderate (hide, unhide, remove, approve, lock, ban), escalate, resolve or tag a mention, or
-    report it to the moderators (a hold in their queue; ``reason`` is the note they read)."""
+    report it to the moderators (a hold in their queue; ``reason`` is the note they read). Escalate,
+    resolve and tag are the care team's work, as in the console: a moderator's token escalates only
+    a post held in the moderation queue (the queue's decision), never resolves or tags. Escalate and
+    resolve respect another agent's claim (409) unless ``take_over``."""
     rt, p = request.app[RUNTIME], request[PRINCIPAL]
     body = await parse(request, ActionIn)
     if body.action in NEEDS_REASON and not body.reason:
         raise ApiError(422, f"{body.action} needs a reason")
+    if body.take_over and body.action not in TAKES_CLAIM:
+        raise ApiError(422, f"take_over is for {' and '.join(TAKES_CLAIM)}")
+    moderator = p.role == "moderator"
+    if moderator and body.action in ("resolve", "tag"):
+        raise ApiError(403, MODERATOR_REFUSAL.format(action=body.action))
     try:
         async with rt.db.session() as session:
             mention = await _mention(session, path_id(request), p.role)
@@ -240,7 +331,21 @@ async def post_action(request: web.Request) -> web.Response:
             elif body.action == "escalate":
                 from escalation.handoff import escalate_mention
 
+                conv = await session.get(Conversation, mention.conversation_id) if mention.conversation_id else None
+                if moderator:  # the moderation queue's decision on a held post, as on /moderation
+                    if not await _held_for_moderators(session, mention):
+                        raise ApiError(403, MODERATOR_REFUSAL.format(action="escalate")
+                                       + " (a post held in the moderation queue may be escalated)")
+                    holds = await decisions.pending_holds(session, mention.id)
+                elif holder := await _respect_claim(session, conv, p, body.take_over):
+                    await try_claim(session, conv.id, p.user_id, force=True)
+                    record(session, p.actor, "conversation.taken_over", "conversation", conv.id, from_user=holder)
                 case, added = await escalate_mention(session, mention, rt.settings, p.actor, category="agent")
+                if moderator:
+                    for hold in holds:
+                        decisions.mark_reviewed(hold, "escalate", p.actor)
+                        record(session, p.actor, "moderation.review.escalate", "moderation_action", hold.id,
+                               rule=hold.rule, mention_id=mention.id)
                 result.update(case_id=case.id, replies=[r.id for r in added])
             elif body.action == "report":
                 if not mention.is_public:
@@ -256,7 +361,7 @@ async def post_action(request: web.Request) -> web.Response:
                 if conv is None:
                     raise ApiError(409, "this mention has no conversation")
                 if body.action == "resolve":
-                    conv.status, conv.claimed_by, conv.claimed_at = "resolved", None, None
+                    await _resolve(session, conv, p, body.take_over)
                 else:
                     try:
                         conv.tags = parse_tags(",".join(body.tags))

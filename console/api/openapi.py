@@ -19,11 +19,13 @@ from console.api.openapi_schemas import (
     OBJ,
     SCHEMAS,
     STR,
+    TIME,
     action_body,
     array_of,
     error_responses,
     json_content,
     model_schema,
+    nullable,
     obj,
     operation,
     query_param,
@@ -60,8 +62,11 @@ PASSED_UNROUTED = (f"with since_id: the ids this page's cursor moved past while 
 
 
 def spec(base_url: str = "/") -> dict[str, Any]:
-    template_out = {"type": "object", "properties": {"name": {"type": "string"}, "variants": OBJ,
-                                                      "issue_types": {"type": "array", "items": {"type": "string"}}}}
+    template_out = obj(name=STR, variants={**OBJ, "additionalProperties": STR, "description": "tone → body"},
+                       issue_types=array_of(STR), channel={**STR, "description": "a platform, or `any`"},
+                       article_slug={**nullable(STR), "description": "the knowledge article whose link the "
+                                                                     "template gives as `article_url`"},
+                       updated_at=nullable(TIME))
     period = {"type": "string", "enum": ["day", "week"]}
     day = {"type": "string", "format": "date"}
     paths = {
@@ -95,9 +100,29 @@ def spec(base_url: str = "/") -> dict[str, Any]:
             "channel, or answers a post deleted on its platform (a private reply still goes) or erased here",
             "replies:write", {
                 "200": json_content(obj(reply=ref("Reply"), created={"type": "boolean", "enum": [False]}),
-                             "Already created with this key"),
-                "201": json_content(obj(reply=ref("Reply"), created={"type": "boolean", "enum": [True]}), "Created")},
-            params=[ID, IDEMPOTENCY_HEADER], body=model_schema(ReplyIn), errors=(400, 401, 403, 404, 409, 415, 422))},
+                             "Already created with this key (any status but `failed`)"),
+                "201": json_content(obj(reply=ref("Reply"), created={"type": "boolean", "enum": [True]}),
+                                    "Created: `reply.status` says what became of it (`sent`, `failed`, "
+                                    "`dry_run`, `pending` held back, ...)"),
+                "423": json_content(ref("Error"), "The operator switched bot replies off on the mention's channel "
+                                                  "(`bot_enabled`): nothing was recorded"),
+                "429": {**json_content(ref("Error"), "The channel's hourly rate of bot replies or its pace is "
+                                                     "reached: nothing was recorded; try again after `Retry-After` "
+                                                     "seconds (also `retry_after` in the body)"),
+                        "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1},
+                                                    "description": "seconds to wait"}}}},
+            description="Replies posted here are a bot's (kind `bot_api`) and obey the channel's bot policy as "
+                        "the service's own automatic answers do: `bot_enabled` off is a 423; a channel in bot dry "
+                        "run (`bot_dry_run_channels`) records the reply `dry_run`; they count toward the channel's "
+                        "hourly rate of bot replies (`bot_rate_per_hour`) and share its pace with incident "
+                        "replies (`incident_broadcast_per_minute`, only for a reply that goes out): past either, "
+                        "a 429 with `Retry-After`. A conversation another agent is working on (a live claim) is a "
+                        "409. The service's reserved templates (its own notices: the secure link's, the "
+                        "personal-data notice, incident and closing notes) are a 422: it sends them itself, with "
+                        "what they announce. A 201 can carry a reply that `failed` (the platform refused it: "
+                        "`error` says why); sending the same idempotency key again makes a new attempt.",
+            params=[ID, IDEMPOTENCY_HEADER], body=model_schema(ReplyIn),
+            errors=(400, 401, 403, 404, 409, 415, 422))},
         "/api/v1/mentions/{id}/actions": {"post": operation(
             f"Act on a mention: {', '.join(ACTIONS)} (`report` holds it for the moderators with `reason` "
             f"as the note; {', '.join(NEEDS_REASON)} need a reason)", "actions:write",
@@ -107,7 +132,12 @@ def spec(base_url: str = "/") -> dict[str, Any]:
                         "never sent to the platform. On a post deleted on its platform, hide, unhide, remove, "
                         "approve, lock and report answer 409 (nothing can be done to it there); ban still goes. "
                         "A private matter (see GET /api/v1/mentions) is 404 to a token of a moderator, unless the "
-                        "post is held, reported or alerted for the moderators.",
+                        "post is held, reported or alerted for the moderators. As in the console, escalate, "
+                        "resolve and tag are the care team's: a moderator's token gets 403, except escalate of a "
+                        "post held in the moderation queue (the queue's decision: the hold is marked reviewed). "
+                        "escalate (by an agent) and resolve on a conversation another agent is working on (a live "
+                        "claim) answer 409 and do nothing, unless `take_over` is true: the claim is taken over "
+                        "(escalate keeps it, resolve drops it), audited `conversation.taken_over`.",
             body=action_body(), errors=(400, 401, 403, 404, 409, 410, 415, 422))},
         "/api/v1/queue": {"get": operation(
             "The agent queue, in priority and SLA order", "mentions:read", {
@@ -256,8 +286,9 @@ def settle_paths() -> dict[str, Any]:
                         "deleted or erased since is cancelled, one written by an agent or a bot passes the public "
                         "reply checks again (422 with the reason, never overruled by a bot), and one whose post's "
                         "hide is unsettled waits (`message` says so). 409 too while an agent holds the "
-                        "conversation. `platform_ref` that names no reply of the platform is a 422.",
-            errors=(400, 401, 403, 404, 409, 415, 422))},
+                        "conversation. `platform_ref` that names no reply of the platform is a 422. `not_posted` "
+                        "on a channel whose bots the operator switched off (`bot_enabled`) is a 423.",
+            errors=(400, 401, 403, 404, 409, 415, 422, 423))},
         "/api/v1/moderation-actions/{id}/settle": {"post": operation(
             "Settle a moderation action left `unknown`: it happened, or try it again", "actions:write",
             {"200": json_content(ref("SettledAction"))}, params=[ID], body=model_schema(ActionSettleIn),

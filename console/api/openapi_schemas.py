@@ -69,7 +69,9 @@ ERROR = obj(["error"], error=obj(
     done={**array_of(STR), "description": "dead letters, 503 part-way: the ids retried or discarded before the "
                                         "bus stopped answering"},
     untried={**array_of(STR), "description": "dead letters, 503 part-way: the ids not tried (send them again)"},
-    current_status={**STR, "description": "settling, 409: the row's status now (no longer `unknown`)"}))
+    current_status={**STR, "description": "settling, 409: the row's status now (no longer `unknown`)"},
+    retry_after={**INT, "minimum": 1, "description": "429: seconds until the request may succeed (as the "
+                                                     "`Retry-After` header)"}))
 
 TRIAGE_SUMMARY = obj(sentiment=STR, sensitivity=STR, issue_type=STR, toxicity=STR, spam=STR, pii_exposed=BOOL,
                       priority=NUM, model_version=STR)
@@ -89,10 +91,30 @@ _MENTION_FIELDS = dict(
                                     "the queue, and a public reply to it is refused (422): reply privately"},
     is_public=BOOL)
 MENTION_SUMMARY = obj(**_MENTION_FIELDS, triage=nullable(ref("TriageSummary")), route=ref("Route"))
+REPLY_STATUSES = {
+    "pending": "written, not sent yet; with an `error` that begins \"held back: \" it waits until a hide or "
+               "removal of its post is settled, and goes then",
+    "queued": "waiting for a slot of its channel's pace (incident status replies)",
+    "sending": "the platform call is under way",
+    "sent": "posted (`sent_at`)",
+    "failed": "the platform refused it (`error` says why): nothing was posted; its idempotency key may be "
+              "used again for a new attempt",
+    "dry_run": "recorded, not sent: the service or the channel's bots are in dry run, or no connector serves "
+               "the platform",
+    "unknown": "interrupted during the platform call: it may or may not be posted (POST "
+               "/api/v1/replies/{id}/settle once you have looked)",
+    "cancelled": "not sent: its post was erased here or deleted on its platform (`error` says which)",
+    "deleted": "a bot reply taken back (deleted on the platform)",
+    "superseded": "an incident status reply made pointless by the incident's fix: not sent",
+    "suggested": "an automatic answer the bot's gates held back, offered to an agent: not sent"}
 REPLY = obj(id=INT, mention_id=nullable(INT), conversation_id=nullable(INT), platform=STR,
              visibility={"type": "string", "enum": ["public", "private"]}, kind=STR,
              text={**STR, "description": "secure links shown as [secure link]"}, template=nullable(STR),
-             status=STR, sent_by=STR, created_at=TIME, sent_at=nullable(TIME))
+             status={"type": "string", "enum": list(REPLY_STATUSES), "description": "A new reply (201) is "
+                     "`sent`, `failed`, `dry_run`, `pending` (held back), `cancelled` or `unknown`. " + "; ".join(
+                         f"`{k}`: {v}" for k, v in REPLY_STATUSES.items()) + "."},
+             error={**nullable(STR), "description": "why a reply failed, waits (held back) or was cancelled"},
+             sent_by=STR, created_at=TIME, sent_at=nullable(TIME))
 MENTION = obj(**_MENTION_FIELDS, triage=nullable(ref("Triage")), route=nullable(ref("Route")),
                replies={**array_of(ref("Reply")), "description": "the public ones only, for a token of a user "
                                                                  "who is not an agent (or admin)"})
@@ -164,6 +186,7 @@ def error_responses(*codes: int) -> dict[str, Any]:
             401: "Authentication required", 403: "Forbidden (role, scope or CSRF)", 404: "Not found",
             409: "Conflict", 410: "Gone: the post was erased on a privacy request (nothing was done on the platform)",
             415: "Body is not JSON", 422: "Invalid body (`details` names each problem)",
+            423: "The operator switched bot replies off on the channel (`bot_enabled`): nothing was sent",
             503: "The message bus does not answer (`Retry-After` says when to try again)"}
     return {str(c): json_content(ref("Error"), text[c]) for c in codes}
 

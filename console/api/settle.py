@@ -59,7 +59,14 @@ async def settle_reply(request: web.Request) -> web.Response:
     try:
         if body.outcome == "posted":
             done = await settle.reply_posted(request, reply_id, body.platform_ref)
-        else:  # a bot never overrules the public guard
+        else:  # a bot never overrules the public guard, nor sends on a channel whose bots are switched off
+            from console.api import bot_limits
+
+            async with request.app[RUNTIME].db.session() as session:
+                row = await session.get(Reply, reply_id)
+            if row is not None and row.status == "unknown":
+                bot_limits.refuse_if_disabled(bot_limits.policy_for(request.app[RUNTIME].settings, row.platform),
+                                              row.platform)
             done = await settle.reply_again(request, reply_id)
     except settle.Refused as exc:
         raise _refused(exc) from None

@@ -12,6 +12,7 @@ from models import ROLES
 
 # every scope a route names (console/api, /metrics), and "*" for all of them
 SCOPES = (*SCOPE_ROLES, "*")  # every scope the API checks, and all of them
+MAX_EXPIRY_DAYS = 3650
 
 
 def _db(settings):  # noqa: ANN001, ANN202
@@ -83,14 +84,24 @@ def list_(settings) -> None:  # noqa: ANN001
                    "the user's role may use: " + "; ".join(
                        f"{s} ({', '.join(SCOPE_ROLES[s]) + ', admin' if SCOPE_ROLES[s] else 'admin'})"
                        for s in SCOPE_ROLES) + "; * (all the role allows). A scope the role can never use is refused.")
+@click.option("--expires-in", "expires_in", type=click.FloatRange(min=0, min_open=True, max=MAX_EXPIRY_DAYS),
+              default=None, metavar="DAYS",
+              help=f"The token stops working DAYS days from now (fractions allowed, up to {MAX_EXPIRY_DAYS}): "
+                   "every request with it is then a 401 \"invalid or expired token\"; `users tokens` shows it "
+                   "expired. Default: it never expires (revoke it with `users revoke`).")
 @click.pass_obj
-def token(settings, username: str, name: str, scopes: tuple[str, ...]) -> None:  # noqa: ANN001
+def token(settings, username: str, name: str, scopes: tuple[str, ...], expires_in: float | None) -> None:  # noqa: ANN001
     """Create an API token for USERNAME's bot; printed once, only its hash is stored."""
     if not name.strip() or len(name) > 100 or not name.isprintable():
         raise click.UsageError("--name is what the token is for: 1-100 printable characters")
-    from console.auth import create_api_token, roles_for_scope, unusable_scopes
-    from models import User
+    from datetime import timedelta
+
+    from console.auth import create_api_token, roles_for_scope, token_hash, unusable_scopes
+    from models import ApiToken, User
+    from models.base import utcnow
     from service.audit import record
+
+    expires_at = utcnow() + timedelta(days=expires_in) if expires_in is not None else None
 
     async def work(session, user: User) -> str:  # noqa: ANN001
         if unusable := unusable_scopes(user.role, scopes):  # every call would answer 403
@@ -98,10 +109,16 @@ def token(settings, username: str, name: str, scopes: tuple[str, ...]) -> None: 
                 f"role {user.role} can never use scope {s} (it needs role {' or '.join(roles_for_scope(s))})"
                 for s in unusable))
         value = await create_api_token(session, user, name, list(scopes))
-        record(session, "cli", "token.created", "user", user.id, name=name, scopes=list(scopes))
+        if expires_at is not None:
+            row = await session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(value)))
+            row.expires_at = expires_at
+        record(session, "cli", "token.created", "user", user.id, name=name, scopes=list(scopes),
+               **({"expires_at": expires_at.isoformat()} if expires_at else {}))
         return value
 
     click.echo(_with_user(settings, username, work))
+    if expires_at is not None:  # on stderr: stdout is the token alone, for scripts
+        click.echo(f"expires {expires_at:%Y-%m-%d %H:%M} UTC", err=True)
 
 
 def _with_user(settings, username: str, work):

@@ -171,7 +171,12 @@ async def test_a_tag_that_is_not_one_is_refused_and_the_tags_stay(app_client, ru
 async def test_concurrent_identical_actions_never_fail_with_a_server_error(app_client, runtime):
     import asyncio
 
+    from community import moderation
+
     m = await add_mention(runtime, "buy followers", handle="spammer3")
+    async with runtime.db.session() as s:  # held for the moderators: a moderator may escalate it (as /moderation)
+        await moderation.report(s, await s.get(Mention, m.id), "agent:bob", "looks like a scam")
+        await s.commit()
     h = bearer(await bot_token(runtime, "mod", ["actions:write"]))
     for action in ("hide", "escalate"):
         rs = await asyncio.gather(*[app_client.post(f"/api/v1/mentions/{m.id}/actions", headers=h,
