@@ -248,7 +248,7 @@ def test_a_card_in_slashed_groups_is_found_and_fully_redacted(card):
     "they billed 4111/1111/1111/1112 again",  # slashed, but fails Luhn
     "renews on 12/05/2026, billed 05/12/2026",
     "statement 2026/12/05 and 2026/11/20",
-    "see https://t.co/4111111111111111 for details",
+    "see https://x.com/samm17/status/2123570757134041181 and https://t.co/4bXk9Lq2Zp for details",
     "order \uff03\uff11\uff12\uff13\uff14\uff15 ships \uff11\uff12/\uff10\uff15/\uff12\uff10\uff12\uff16",  # full-width
     "paid \uff04\uff11\uff12\uff0e\uff19\uff19 for order 123\u200b456\u200b789",
     "i\ufe0f love it \U0001f468\u200d\U0001f469\u200d\U0001f467 version 8.4.22\u200b.515",
