@@ -23,7 +23,7 @@ from console import flash, settle
 from console import moderation_view as view
 from console.auth import Principal, require
 from console.keys import PRINCIPAL, RUNTIME
-from console.paths import MAX_ID, path_id
+from console.paths import parse_id, path_id
 from console.render import render
 from escalation.public_guard import platform_name
 from models import Mention, ModerationAction
@@ -168,10 +168,10 @@ async def review_bulk(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     decision, reason = str(form.get("decision") or ""), str(form.get("reason") or "")
     kept = Kept(decision=decision, reason=reason)
-    raw = [str(v) for v in form.getall("ids", [])]
-    if not all(v.isascii() and v.isdigit() and 0 < int(v) < MAX_ID for v in raw):
+    parsed = [parse_id(str(v)) for v in form.getall("ids", [])]  # ASCII digits within range, else None
+    if None in parsed:
         return await render_moderation(request, error="ids must be numbers", status=400, kept=kept)
-    ids = list(dict.fromkeys(int(v) for v in raw))
+    ids = list(dict.fromkeys(v for v in parsed if v is not None))
     kept.ids = set(ids)
     error = _form_error(decision, reason)
     if not ids:

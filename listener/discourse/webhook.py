@@ -25,6 +25,16 @@ which ingest applies to the posts it holds (:mod:`listener.threads`). Our own to
 private message we started holds the customer's replies. The webhook must send "Topic Event"s as
 well as "Post Event"s.
 
+A bus that fails, or does not take the post within ``webhook_publish_timeout_seconds`` (the generic
+webhook's bound: with Redis away its client retries for 30 s, longer than Discourse waits for an
+answer), is answered 503 with ``Retry-After``. Discourse retries an event answered with an error
+status (one it got no answer for is not retried) when its ``retry_web_hook_events`` site setting is
+on, up to 4 times, 1, 5, 25 and 125 minutes later; an admin can also redeliver it from the
+webhook's event list. Each retry is a new delivery (its own ``X-Discourse-Event-Id``) of the same
+body, so the same signature: nothing here refuses a signature seen before (Discourse signs no
+timestamp to bound a replay guard), and ingest de-duplicates by post id whatever part of a
+timed-out publish reached the bus.
+
 What this endpoint misses while it is unreachable (or the webhook disabled) is caught up by the
 connector (:mod:`listener.discourse.connector`): new posts by its poll, edits, deletions and
 recoveries of the posts of the last day by its re-check (:mod:`listener.discourse.recheck`).
@@ -32,6 +42,7 @@ recoveries of the posts of the last day by its re-check (:mod:`listener.discours
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +60,7 @@ from listener.webhook import (
     loads,
     read_limited,
     signature_ok,
+    unavailable,
 )
 
 log = logging.getLogger("socialcare.listener.discourse")
@@ -113,6 +125,7 @@ def routes(settings: Any, publish: Publish) -> list[web.RouteDef]:
         return []
     base_url = settings.discourse_url or ""
     limit, ours = settings.webhook_max_bytes, settings.discourse_api_username
+    wait = float(settings.webhook_publish_timeout_seconds)  # the generic webhook's bound, under Discourse's timeout
     refusals = RefusalLog(log, f"discourse webhook {PATH}")
 
     async def receive(request: web.Request) -> web.Response:
@@ -153,10 +166,15 @@ def routes(settings: Any, publish: Publish) -> list[web.RouteDef]:
         if instance := request.headers.get("X-Discourse-Instance"):
             mention.raw = {**mention.raw, "instance": instance}
         try:
-            await publish([mention])
+            async with asyncio.timeout(wait):  # not the bus's own retries (30 s): Discourse would time out first
+                await publish([mention])
+        except TimeoutError:
+            log.error("discourse webhook: the bus did not take %s %s within %g s; answered 503",
+                      event, mention.external_id, wait)
+            return unavailable()
         except Exception:
             log.exception("discourse webhook: publishing %s failed", event)
-            return json_error(503, "could not queue the post; redeliver later")
+            return unavailable()
         return web.json_response({"accepted": 1, "event": event, "external_id": mention.external_id}, status=202)
 
     return [web.post(PATH, receive)]
