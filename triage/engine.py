@@ -22,10 +22,10 @@ from triage.encoder import ENCODER_NAME
 from triage.explain import strongest_terms
 from triage.heads import Head
 from triage.language import detect_language
+from triage.pieces import LONG_CHARS, pieces
 from triage.pii import detect_pii, redact
 from triage.priority import priority
 from triage.protocol import ESCALATE_LEVELS, PiiSpan, Score, TriageInput, TriageOutput
-from triage.pieces import LONG_CHARS, pieces
 from triage.rules import disarming_context, sensitivity_rules
 from triage.text import normalize_for_model
 

@@ -49,7 +49,7 @@ def main() -> None:
     from triage.encoder import Encoder
     from triage.heads import Head
     from triage.train import embed, evaluate, fit_head, read_csv
-    from triage.train_default import C, LEX
+    from triage.train_default import LEX, C
 
     texts, labels = read_csv(args.shared / "semeval2017/sentiment_train.csv")
     val_texts, val_labels = read_csv(args.shared / "tweeteval/sentiment/val.csv")
