@@ -20,8 +20,10 @@ at most :data:`MAX_PASSED` a page: the page stops before the next), for a bot to
 pages, and a page's cursor never goes back (a request repeated repeats its page).
 
 Filters narrow what holds a page back: a mention of another platform than the one asked for never
-shows in these pages, nor does a private message to a reader outside the care team (they are
-neither held for nor listed); the outcome is not known before routing, so it narrows nothing.
+shows in these pages, nor does a post for the care team only (:func:`console.queries.care_team_only`:
+a private message, a post triage scored security or fraud) to a reader outside it: they are neither
+held for nor listed, not even by id. The outcome is not known before routing, so it narrows nothing
+(one routed to a private case later is then left out of the reader's pages, as usual).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from sqlalchemy import Select, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from console import id_gaps
-from models import Mention, RouteDecision
+from models import Mention, RouteDecision, TriageResult
 from models.base import utcnow
 from models.mentions import ERASED_TEXT
 
@@ -68,8 +70,13 @@ class Polled(list):  # type: ignore[type-arg]
         self.passed_unrouted = passed_unrouted
 
 
-def not_routed() -> Any:
-    return ~select(RouteDecision.id).where(RouteDecision.mention_id == Mention.id).exists()
+def _unrouted(column: Any) -> Select[Any]:
+    """``column`` over the mentions not routed, with their triage if any, outer joined as
+    :func:`console.queries.care_team_only_clause` expects (one row a mention: both are unique)."""
+    return (select(column).select_from(Mention)
+            .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
+            .outerjoin(RouteDecision, RouteDecision.mention_id == Mention.id)
+            .where(RouteDecision.id.is_(None)))
 
 
 async def window(session: AsyncSession, page: Select[Any], since_id: int, limit: int, *,
@@ -93,18 +100,20 @@ async def window(session: AsyncSession, page: Select[Any], since_id: int, limit:
         gap = await id_gaps.first_open_gap(session, Mention, Mention.ingested_at, since_id, top,
                                            settled_below=settled_below, now=now)
         bound = min(bound, gap) if gap is not None else bound
-    seen = [Mention.id > since_id, Mention.id < bound, not_routed()]
+    seen = [Mention.id > since_id, Mention.id < bound]
     if platform:
         seen.append(Mention.platform == platform)
-    if not private:
-        seen.append(Mention.is_public.is_(True))
+    if not private:  # what the page itself leaves out for the reader (the decision is none: not routed)
+        from console.queries import care_team_only_clause  # console.queries imports this module
+
+        seen.append(~care_team_only_clause())
     pending = (Mention.deleted.is_(False), Mention.ingested_at > now - ROUTING_HOLD)
-    held = await session.scalar(select(func.min(Mention.id)).where(*seen, *pending))
+    held = await session.scalar(_unrouted(func.min(Mention.id)).where(*seen, *pending))
     bound = min(bound, held) if held is not None else bound
     passed = list(await session.scalars(
-        select(Mention.id).where(*seen, Mention.id < bound, or_(Mention.deleted.is_(True),
-                                                                Mention.ingested_at <= now - ROUTING_HOLD),
-                                 or_(Mention.deleted.is_(False), Mention.text != ERASED_TEXT))
+        _unrouted(Mention.id).where(*seen, Mention.id < bound, or_(Mention.deleted.is_(True),
+                                                                   Mention.ingested_at <= now - ROUTING_HOLD),
+                                    or_(Mention.deleted.is_(False), Mention.text != ERASED_TEXT))
         .order_by(Mention.id).limit(MAX_PASSED + 1)))
     if len(passed) > MAX_PASSED:  # the next page goes on from there
         bound, passed = passed[MAX_PASSED], passed[:MAX_PASSED]

@@ -12,9 +12,13 @@ in the order they fell due (then event order), while other subscriptions' are po
 (at most :data:`CONCURRENCY` posts at once in a process). A subscription whose post just failed
 (timed out, refused, any answer but a 2xx) is paused on its own: its other deliveries wait with it,
 in the database too, so that the other web processes hold off as well, for a back-off that doubles
-with each failure in a row and ends at its first success; everyone else's go on. While it fails, a
-delivery is given up after :data:`MAX_ATTEMPTS` tries or once it has waited as long as those tries
-would have taken (:func:`give_up_after`), so a dead endpoint's backlog does not grow for ever.
+with each failure in a row and ends at its first success; everyone else's go on. A delivery is
+given up after :data:`MAX_ATTEMPTS` tries, or at a failed try once its subscription has been failing
+in a row as long as those tries would have taken (:func:`give_up_after`, counted from the first
+failure of the row, in the process): such a subscription's pass then tries each of its deliveries
+once instead of stopping at the first failure, so a dead endpoint's backlog does not grow for ever.
+A delivery is never given up untried: a backlog merely old (a burst, a restart), or held back by a
+failure or two, loses nothing.
 The web process's sender keeps one :class:`Deliverer` and does not wait for a slow subscription's
 posts before its next pass: it leaves that subscription out until they end.
 
@@ -36,7 +40,7 @@ from functools import partial
 from typing import Any
 
 import aiohttp
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import false, func, or_, select, update
 
 from models.base import utcnow
 from models.console import WebhookDelivery, WebhookSubscription
@@ -89,7 +93,7 @@ def pause(failures: int, base_s: float = BACKOFF_BASE_S) -> timedelta:
 
 def give_up_after(base_s: float = BACKOFF_BASE_S) -> timedelta:
     """The time a delivery's :data:`MAX_ATTEMPTS` tries take, back-offs included (21 minutes by
-    default): one still pending that long after it was written, its subscription failing, is given up."""
+    default): a subscription failing in a row that long is taken for dead (:meth:`_Pause.dead`)."""
     return sum((backoff(a, base_s) for a in range(1, MAX_ATTEMPTS)), timedelta())
 
 
@@ -106,8 +110,15 @@ class _Post:
 
 @dataclass
 class _Pause:
+    """A subscription's failures in a row (in the process): since when, how many, paused until when."""
+
+    since: datetime
     failures: int = 0
     until: datetime | None = None
+
+    def dead(self, now: datetime, base_s: float) -> bool:
+        """Failing in a row for as long as a delivery's tries take: each delivery gets one try."""
+        return now - self.since >= give_up_after(base_s)
 
 
 DELIVERED, FAILED, SKIPPED = "delivered", "failed", "skipped"
@@ -118,7 +129,8 @@ class Deliverer:
 
     :meth:`start` starts one task per subscription with due deliveries and returns at once; a
     subscription whose task is still running, or that is paused after a failure, is left out. A
-    task ends after its subscription's deliveries of the pass, or at its first failure."""
+    task ends after its subscription's deliveries of the pass, or at its first failure (unless the
+    subscription is taken for dead: then each is tried once, given up if it fails)."""
 
     def __init__(self, db: Any, http: aiohttp.ClientSession, *, base_s: float = BACKOFF_BASE_S,
                  concurrency: int = CONCURRENCY, per_subscription: int = PER_SUBSCRIPTION) -> None:
@@ -157,18 +169,23 @@ class Deliverer:
         await asyncio.gather(*late, return_exceptions=True)
 
     async def _subscription(self, sid: int, due: list[tuple[int, datetime]], now: datetime) -> int:
-        delivered = 0
+        delivered, failed_id = 0, None
         for delivery_id, at in due:
             async with self.slots:
                 try:
                     outcome = await self._deliver(delivery_id, at, now)
                 except Exception:  # noqa: BLE001 - one subscription's trouble must not stop the others
                     log.exception("webhook delivery %s to subscription %s", delivery_id, sid)
-                    return delivered  # its lease runs out: tried again
+                    break  # its lease runs out: tried again
             if outcome == DELIVERED:
-                delivered += 1
+                delivered, failed_id = delivered + 1, None
             elif outcome == FAILED:
-                return delivered  # paused: the rest wait with it
+                failed_id = delivery_id
+                paused = self.paused.get(sid)
+                if paused is None or not paused.dead(utcnow(), self.base_s):
+                    break  # paused: the rest wait with it
+        if failed_id is not None and (paused := self.paused.get(sid)) is not None and paused.until is not None:
+            await self._hold_back(sid, failed_id, paused.until, paused.dead(utcnow(), self.base_s))
         return delivered
 
     async def _deliver(self, delivery_id: int, at: datetime, now: datetime) -> str:
@@ -211,7 +228,8 @@ class Deliverer:
 
     async def _record(self, post: _Post, status: int | None, err: str | None) -> str:
         """The post's outcome, in the delivery's row (one row's transaction: a 410's also in the
-        subscription's); a failure then pauses the subscription (:meth:`_hold_back`)."""
+        subscription's); a failure counts in the subscription's row of failures, and pauses it
+        (:meth:`_hold_back`, once its task stops)."""
         sid = post.subscription_id
         async with self.db.session() as session:
             if status == 410:  # the receiver says it is gone for good: the rest are failed as inactive
@@ -236,32 +254,33 @@ class Deliverer:
                 await session.commit()
                 return SKIPPED
             now = utcnow()
-            paused = self.paused.setdefault(sid, _Pause())
+            paused = self.paused.setdefault(sid, _Pause(since=now))
             paused.failures += 1
             paused.until = now + pause(paused.failures, self.base_s)
-            too_old = now - give_up_after(self.base_s)
-            if d.attempts >= MAX_ATTEMPTS or d.created_at < too_old:
+            if d.attempts >= MAX_ATTEMPTS or paused.dead(now, self.base_s):
                 d.status = "failed"
             else:
                 d.next_attempt_at = max(now + backoff(d.attempts, self.base_s), paused.until)
             await session.commit()
-        await self._hold_back(sid, post.delivery_id, paused.until, too_old)
         return FAILED
 
-    async def _hold_back(self, sid: int, failed_id: int, until: datetime, too_old: datetime) -> None:
+    async def _hold_back(self, sid: int, failed_id: int, until: datetime, dead: bool) -> None:
         """The subscription's other pending deliveries wait until ``until``, in the database, so that
         the other web processes hold off too (one that another process is posting just now is not
-        disturbed: its outcome is recorded over this); those pending since before ``too_old`` are
-        given up. Rows are locked in id order (PostgreSQL), so that two processes pausing the same
-        subscription at once cannot deadlock; the other writes of the sender take one row each."""
+        disturbed: its outcome is recorded over this); ``dead`` (:meth:`_Pause.dead`), those already
+        tried are given up (never one not tried yet). Rows are locked in id order (PostgreSQL), so
+        that two processes pausing the same subscription at once cannot deadlock; the other writes
+        of the sender take one row each."""
         d = WebhookDelivery
         mine = (d.subscription_id == sid, d.status == "pending", d.id != failed_id)
+        tried = d.attempts > 0 if dead else false()
         async with self.db.session() as session:
-            await session.execute(select(d.id).where(*mine, or_(d.next_attempt_at < until, d.created_at < too_old))
+            await session.execute(select(d.id).where(*mine, or_(d.next_attempt_at < until, tried))
                                   .order_by(d.id).with_for_update())
-            await session.execute(update(d).where(*mine, d.created_at < too_old)
-                                  .values(status="failed", last_error="given up: endpoint failing")
-                                  .execution_options(synchronize_session=False))
+            if dead:
+                await session.execute(update(d).where(*mine, tried)
+                                      .values(status="failed", last_error="given up: endpoint failing")
+                                      .execution_options(synchronize_session=False))
             await session.execute(update(d).where(*mine, d.next_attempt_at < until).values(next_attempt_at=until)
                                   .execution_options(synchronize_session=False))
             await session.commit()

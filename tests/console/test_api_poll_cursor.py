@@ -63,6 +63,17 @@ async def route(db, mention_id: int) -> None:
         await s.commit()
 
 
+async def triaged(db, sensitivity: str, **kw) -> int:
+    """A mention ingested and triaged (``sensitivity``), not routed."""
+    mention_id = await ingest(db, routed=False, **kw)
+    async with db.session() as s:
+        tri = decision(mention_id)[0]
+        tri.sensitivity = sensitivity
+        s.add(tri)
+        await s.commit()
+    return mention_id
+
+
 async def poll(client, token: str, since_id: int, query: str = "") -> tuple[list[int], int, list[int]]:
     r = await client.get(f"/api/v1/mentions?since_id={since_id}{query}", headers=bearer(token))
     assert r.status == 200, await r.text()
@@ -124,6 +135,42 @@ async def test_what_a_reader_never_sees_neither_holds_its_cursor_nor_is_named_to
     assert await poll(app_client, agent, fast, "&platform=x") == ([later], later, [])
     assert await poll(app_client, agent, fast) == ([], reddit - 1, [])
     assert old_dm not in (await poll(app_client, marketing, first))[2]
+
+
+async def test_a_public_post_scored_security_or_fraud_is_named_only_to_the_care_team(app_client, runtime):
+    """A public post triage scored security or fraud is the care team's even before it is routed (the
+    listing leaves it out for everyone else, and so does a read by id): passed unrouted, it is named
+    to an agent only; it holds no other reader's cursor back either."""
+    marketing = await bot_token(runtime, "mia", ["mentions:read"])
+    moderator = await bot_token(runtime, "mod", ["mentions:read"])
+    agent = await bot_token(runtime, "alice", ["mentions:read"])
+    first = await ingest(runtime.db)
+    scored = {}
+    for sensitivity in ("security", "fraud", "none"):  # triaged, never routed (its routing message lost)
+        scored[sensitivity] = await triaged(runtime.db, sensitivity, ingested_ago=ROUTING_HOLD * 2)
+    held = await triaged(runtime.db, "fraud")  # being routed: holds the care team's cursor only
+    fast = await ingest(runtime.db)
+    for outsider in (marketing, moderator):
+        assert await poll(app_client, outsider, first) == ([fast], fast, [scored["none"]])
+        r = await app_client.get(f"/api/v1/mentions/{scored['fraud']}", headers=bearer(outsider))
+        assert r.status == 404  # what the id would lead to: nothing, for them
+    assert await poll(app_client, agent, first) == ([], held - 1, sorted(scored.values()))
+
+
+async def test_the_care_team_rule_for_passed_ids_holds_on_both_databases(any_db):
+    """The same, through the read model, on SQLite and PostgreSQL."""
+    from console.queries import routed_mentions
+
+    first = await ingest(any_db)
+    security = await triaged(any_db, "security", ingested_ago=ROUTING_HOLD * 2)
+    dm = await ingest(any_db, routed=False, is_public=False, ingested_ago=ROUTING_HOLD * 2)
+    plain = await triaged(any_db, "none", ingested_ago=ROUTING_HOLD * 2)
+    fast = await ingest(any_db)
+    async with any_db.session() as s:
+        outside = await routed_mentions(s, since_id=first, private=False)
+        team = await routed_mentions(s, since_id=first, private=True)
+    assert ([m["id"] for m in outside], outside.next_since_id, outside.passed_unrouted) == ([fast], fast, [plain])
+    assert ([m["id"] for m in team], team.next_since_id, team.passed_unrouted) == ([fast], fast, [security, dm, plain])
 
 
 async def test_many_passed_mentions_are_named_a_page_at_a_time_and_the_cursor_moves_on(

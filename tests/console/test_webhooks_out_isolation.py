@@ -27,11 +27,12 @@ N = 6
 
 
 class Endpoints:
-    """Three receivers on one local server: ``/ok`` answers at once, ``/hang`` not before the
-    test releases it (longer than the timeout), ``/fail`` with a 500; each keeps (arrival, event id)."""
+    """Four receivers on one local server: ``/ok`` answers at once, ``/hang`` not before the
+    test releases it (longer than the timeout), ``/fail`` with a 500, ``/flaky`` with a 502 the
+    first time and then a 200; each keeps (arrival, event id)."""
 
     def __init__(self) -> None:
-        self.got: dict[str, list[tuple[float, str]]] = {"ok": [], "hang": [], "fail": []}
+        self.got: dict[str, list[tuple[float, str]]] = {"ok": [], "hang": [], "fail": [], "flaky": []}
         self.release = asyncio.Event()
         self.url = ""
 
@@ -43,6 +44,8 @@ class Endpoints:
                 await asyncio.wait_for(self.release.wait(), 30)
             except TimeoutError:
                 pass
+        if name == "flaky" and len(self.got["flaky"]) == 1:
+            return web.Response(status=502)
         return web.Response(status=500 if name == "fail" else 200)
 
     def events(self, name: str) -> list[str]:
@@ -53,7 +56,7 @@ class Endpoints:
 async def endpoints():
     e = Endpoints()
     app = web.Application()
-    app.router.add_post("/{name:ok|hang|fail}", e.handle)
+    app.router.add_post("/{name:ok|hang|fail|flaky}", e.handle)
     server = TestServer(app)
     await server.start_server()
     e.url = str(server.make_url("/"))
@@ -171,23 +174,56 @@ async def test_the_senders_next_passes_go_out_while_a_post_hangs(any_db, endpoin
     assert len(set(endpoints.events("hang"))) == len(endpoints.got["hang"])  # none posted twice
 
 
-async def test_a_failing_receivers_old_events_are_given_up(any_db, endpoints):
-    """While its receiver fails, a subscription's events are not each tried, so one pending longer
-    than its tries would have taken is given up: a dead endpoint's backlog does not grow for ever."""
+async def test_one_failure_gives_up_nothing_of_an_old_backlog_never_tried(any_db, endpoints):
+    """A backlog can be older than a delivery's tries take without any failure (a burst, a restart):
+    one failed post pauses it, and gives none of it up; after the pause all of it goes out."""
     from console.webhooks_delivery import give_up_after
 
-    sub = await subscribe(any_db, endpoints.url + "fail")
-    events = await open_cases(any_db, 3)
-    assert await scan(any_db, now=later()) == 3
-    async with any_db.session() as s:
-        await s.execute(update(WebhookDelivery).where(WebhookDelivery.event_id == events[2])
-                        .values(created_at=utcnow() - give_up_after() - timedelta(minutes=1)))
+    sub = await subscribe(any_db, endpoints.url + "flaky")
+    events = await open_cases(any_db, 20)
+    assert await scan(any_db, now=later()) == 20
+    async with any_db.session() as s:  # written, and due, before the give-up time, never tried
+        await s.execute(update(WebhookDelivery).where(WebhookDelivery.subscription_id == sub)
+                        .values(created_at=utcnow() - give_up_after() - timedelta(minutes=4),
+                                next_attempt_at=utcnow() - give_up_after() - timedelta(minutes=4)))
         await s.commit()
     async with aiohttp.ClientSession() as http:
         assert await deliver_due(any_db, http, now=later()) == 0
-    assert endpoints.events("fail") == events[:1]
-    assert [(d.status, d.attempts, d.last_error) for d in await deliveries(any_db, sub)] == [
-        ("pending", 1, "HTTP 500"), ("pending", 0, None), ("failed", 0, "given up: endpoint failing")]
+    assert endpoints.events("flaky") == events[:1]
+    assert [(d.status, d.attempts) for d in await deliveries(any_db, sub)] == [("pending", 1)] + [("pending", 0)] * 19
+    async with aiohttp.ClientSession() as http:  # after the pause: every one, in order
+        assert await deliver_due(any_db, http, now=utcnow() + backoff(1) + timedelta(seconds=1)) == 20
+    assert endpoints.events("flaky") == events[:1] + events
+    assert {d.status for d in await deliveries(any_db, sub)} == {"delivered"}
+
+
+async def test_a_dead_receivers_backlog_is_given_up_each_event_after_one_try_at_least(any_db, endpoints):
+    """A subscription failing in a row as long as a delivery's tries take (here in about a second:
+    short back-offs) is taken for dead: each of its deliveries is then tried once and given up, so
+    its backlog does not grow for ever; none is ever given up without a try."""
+    from console.webhooks_delivery import Deliverer, give_up_after
+
+    base_s = 0.01
+    sub = await subscribe(any_db, endpoints.url + "fail")
+    events = await open_cases(any_db, 12)
+    assert await scan(any_db, now=later()) == 12
+    async with aiohttp.ClientSession() as http:
+        deliverer = Deliverer(any_db, http, base_s=base_s, per_subscription=5)
+        start, untried_given_up, pending = time.monotonic(), [], True
+        while pending:
+            assert time.monotonic() - start < 20, "the dead receiver's backlog was not given up"
+            await asyncio.gather(*await deliverer.start(utcnow()))
+            rows = await deliveries(any_db, sub)
+            untried_given_up += [d.id for d in rows if d.status == "failed" and d.attempts == 0]
+            if time.monotonic() - start < give_up_after(base_s).total_seconds() * 0.9:
+                assert {d.status for d in rows} == {"pending"}, "given up before the endpoint was dead"
+            pending = any(d.status == "pending" for d in rows)
+            await asyncio.sleep(0.02)
+    assert untried_given_up == []
+    rows = await deliveries(any_db, sub)
+    assert {d.status for d in rows} == {"failed"} and min(d.attempts for d in rows) >= 1
+    assert set(endpoints.events("fail")) == set(events)  # each posted at least once
+    assert endpoints.events("fail")[:1] == events[:1]
 
 
 async def until(condition, timeout_s: float = 10.0) -> None:
