@@ -10,7 +10,7 @@ from sqlalchemy import select
 from console.accounts import AccountError, change_role, revoke_token, tokens_of
 from console.auth import SCOPE_ROLES, require
 from console.keys import PRINCIPAL, RUNTIME
-from console.paths import path_id
+from console.paths import parse_id, path_id
 from console.render import render
 from console.secure import ESCALATION
 from models import ROLES, ApiToken, AuditEvent, User
@@ -93,16 +93,16 @@ async def set_active(request: web.Request) -> web.Response:
 async def audit_page(request: web.Request) -> web.Response:
     action = request.query.get("action", "")[:100]
     actor = request.query.get("actor", "")[:100]
-    try:
-        before = int(request.query.get("before", "0") or 0)
-    except ValueError as exc:
-        raise web.HTTPBadRequest(reason="before must be an integer") from exc
+    raw = request.query.get("before", "")
+    before = parse_id(raw) if raw else None  # the "Older" link's last event id; none: the newest
+    if raw and before is None:  # not "١", " 5", "+5" or past int64
+        raise web.HTTPBadRequest(reason="before must be an integer")
     q = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(PAGE)
     if action:
         q = q.where(AuditEvent.action == action)
     if actor:
         q = q.where(AuditEvent.actor == actor)
-    if 0 < before < 2**62:
+    if before is not None:
         q = q.where(AuditEvent.id < before)
     async with request.app[RUNTIME].db.session() as session:
         events = list(await session.scalars(q))

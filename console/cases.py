@@ -19,7 +19,7 @@ from console import flash
 from console.auth import AUTH, Principal, require
 from console.error_pages import wants_html
 from console.keys import PRINCIPAL, RUNTIME
-from console.paths import MAX_ID, path_id
+from console.paths import parse_id, path_id
 from console.queries import public_text
 from console.render import render
 from console.secure import ESCALATION, same_origin, serve_chat
@@ -179,10 +179,10 @@ async def confirm_identity(request: web.Request) -> web.Response:
     the link holder reads that record's e-mail, not that the account is theirs). Open or resolved."""
     case_id = _case_id(request)
     p: Principal = request[PRINCIPAL]
-    chosen = str((await request.post()).get("customer_id") or "")
+    chosen = parse_id(str((await request.post()).get("customer_id") or ""))  # not "١" for customer 1
     async with request.app[RUNTIME].db.session() as session:
         case = await _own_case(session, case_id, p)
-        if not (chosen.isdigit() and await verification.confirm_identity(session, case, int(chosen), p.actor)):
+        if chosen is None or not await verification.confirm_identity(session, case, chosen, p.actor):
             raise web.HTTPBadRequest(reason="the customer did not verify as that record on this case")
         await session.commit()
     raise web.HTTPSeeOther(f"/cases/{case_id}")
@@ -213,10 +213,9 @@ async def escalate(request: web.Request) -> web.Response:
     """One click: move a public mention into a private case."""
     p: Principal = request[PRINCIPAL]
     form = await request.post()
-    raw = str(form.get("mention_id", "")).strip()
-    if not (raw.isascii() and raw.isdigit() and len(raw) < 20 and 0 < int(raw) < MAX_ID):  # not "١", no overflow
+    mention_id = parse_id(str(form.get("mention_id", "")).strip())  # typed by the agent: spaces around it go
+    if mention_id is None:  # not "١" (another mention), no overflow
         raise web.HTTPBadRequest(reason="mention_id must be a number")
-    mention_id = int(raw)
     async with request.app[RUNTIME].db.session() as session:
         mention = await session.get(Mention, mention_id)
         if mention is None:

@@ -29,7 +29,7 @@ from console import events, flash
 from console.auth import require
 from console.error_pages import wants_html
 from console.keys import PRINCIPAL, RUNTIME
-from console.paths import path_id
+from console.paths import parse_id, path_id
 from console.queries import in_care_team, moderated_conversations
 from console.queue_data import CLAIM_TTL, conversation_view
 from console.render import render
@@ -65,8 +65,18 @@ async def form_of(request: web.Request) -> Any:
 
 def mention_id_of(value: Any) -> int | None:
     """A mention id from a form or query; None when it is not one (the default post is used)."""
-    raw = str(value or "")
-    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**62 else None
+    return parse_id(str(value or ""))
+
+
+def form_id(form: Any, name: str) -> int | None:
+    """An id a conversation's form names (its post, say): None when absent or empty (the handler
+    says what is missing); anything not :func:`console.paths.parse_id`'s ASCII digits within range
+    is a 400 (int() would read "١" as 1, " 5" and "+5" as 5, and fail on thousands of digits)."""
+    raw = str(form.get(name) or "")
+    value = parse_id(raw)
+    if value is None and raw:
+        raise web.HTTPBadRequest(reason=f"{name} must be an integer")
+    return value
 
 
 def back(conv_id: int) -> web.HTTPFound:
@@ -190,15 +200,12 @@ async def report(request: web.Request) -> web.Response:
     conv_id = path_id(request)
     form = await form_of(request)
     note = clean_text(form.get("note"), limit=1000)
-    try:
-        mention_id = int(form.get("mention_id", "0") or 0)
-    except ValueError as exc:
-        raise web.HTTPBadRequest(reason="mention_id must be an integer") from exc
+    mention_id = form_id(form, "mention_id")
     if not note:
         return await render_conversation(request, status=400, error="Say why the post needs a moderator.")
     async with rt.db.session() as session:
         await existing(session, conv_id)
-        mention = await session.get(Mention, mention_id) if 0 < mention_id < 2**62 else None
+        mention = await session.get(Mention, mention_id) if mention_id else None
         if mention is None or mention.conversation_id != conv_id:
             raise web.HTTPBadRequest(reason="mention_id is not part of this conversation")
         if not mention.is_public:

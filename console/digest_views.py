@@ -15,6 +15,7 @@ from console.digest import PERIODS, compute, end_of_day, latest_day_before, to_c
 from console.digest_mail import charts_for, page_charts, render_html
 from console.digest_schedule import next_send, retry_until, send_once
 from console.keys import PRINCIPAL, RUNTIME
+from console.numbers import parse_int
 from console.render import render
 from models.base import utcnow
 from models.console import DigestSchedule
@@ -115,11 +116,9 @@ async def save_schedule(request: web.Request) -> web.Response:
         problems.append(f"not a valid e-mail address: {shown}")
     elif len(recipients) > 50:
         problems.append("at most 50 recipients")
-    try:
-        weekday = int(form.get("weekday", "0") or 0)
-    except ValueError:
-        weekday = -1
-    if not 0 <= weekday <= 6:
+    weekday = parse_int(str(form.get("weekday") or "0"), 0, 6)  # the select's value: not "١", " 5" or "+5"
+    if weekday is None:
+        weekday = -1  # shown back as no day chosen
         problems.append("the weekday must be 0 (Monday) to 6")
     active = form.get("active") == "1"
     if active and not recipients:

@@ -15,9 +15,10 @@ from sqlalchemy.exc import IntegrityError
 from console import events
 from console.auth import require
 from console.claims import holder_name, resolve_unless_held, try_claim
-from console.conversation import AGENTS, back, clean_text, existing, form_of, render_conversation
+from console.conversation import AGENTS, back, clean_text, existing, form_id, form_of, render_conversation
 from console.keys import PRINCIPAL, RUNTIME
-from console.paths import path_id
+from console.numbers import parse_int
+from console.paths import MAX_ID, path_id
 from console.queue_data import newer_human_replies
 from escalation.public_guard import public_reply_refusal
 from models import Mention, Reply
@@ -41,11 +42,10 @@ async def reply(request: web.Request) -> web.Response:
     draft_id = re.sub(r"[^a-f0-9]", "", str(form.get("draft_id", "")))[:32] or uuid.uuid4().hex
     if not text:
         return await render_conversation(request, status=400, error="The reply is empty.")
-    try:
-        seen = int(form.get("seen_reply_id", "0") or 0)
-        mention_id = int(form.get("mention_id", "0") or 0)
-    except ValueError as exc:
-        raise web.HTTPBadRequest(reason="seen_reply_id and mention_id must be integers") from exc
+    seen = parse_int(str(form.get("seen_reply_id") or "0"), 0, MAX_ID - 1)  # the last reply seen; 0: none
+    if seen is None:  # not "١", " 5" or past int64 (the newer-replies query would overflow)
+        raise web.HTTPBadRequest(reason="seen_reply_id and mention_id must be integers")
+    mention_id = form_id(form, "mention_id")
     visibility = "private" if form.get("visibility") == "private" else "public"
     kept = {"draft": text, "focus": mention_id or None, "visibility": visibility}  # what a refusal shows back
     async with rt.db.session() as session:
@@ -69,7 +69,7 @@ async def reply(request: web.Request) -> web.Response:
                     request, status=409, confirm=True, **kept,
                     error=f"{who} replied while you were writing. Read it, then send again "
                           "if yours is still needed.")
-        mention = await session.get(Mention, mention_id) if 0 < mention_id < 2**62 else None
+        mention = await session.get(Mention, mention_id) if mention_id else None
         if mention is None or mention.conversation_id != conv_id:
             await session.rollback()
             raise web.HTTPBadRequest(reason="mention_id is not part of this conversation")
@@ -118,11 +118,8 @@ async def take_private(request: web.Request) -> web.Response:
     form = await form_of(request)
     async with rt.db.session() as session:
         await existing(session, conv_id)
-        try:
-            mention_id = int(form.get("mention_id", "0") or 0)
-        except ValueError as exc:
-            raise web.HTTPBadRequest(reason="mention_id must be an integer") from exc
-        mention = await session.get(Mention, mention_id) if 0 < mention_id < 2**62 else None
+        mention_id = form_id(form, "mention_id")
+        mention = await session.get(Mention, mention_id) if mention_id else None
         if mention is None or mention.conversation_id != conv_id:
             raise web.HTTPBadRequest(reason="mention_id is not part of this conversation")
         if not await try_claim(session, conv_id, p.user_id):

@@ -7,11 +7,12 @@ from typing import Annotated, Any, TypeVar
 from aiohttp import web
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
+from console.numbers import parse_int
+from console.paths import path_id as _path_id
 from listener.validation import unstorable
 from listener.webhook import TooDeep, loads
 
 M = TypeVar("M", bound=BaseModel)
-from console.paths import path_id as _path_id
 
 
 def _storable(value: str) -> str:
@@ -91,13 +92,15 @@ def path_id(request: web.Request, name: str = "id") -> int:
 
 def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
     """A whole-number query parameter from ``lo`` (0 or more) to ``hi``; outside, a 400 (JSON under
-    /api), never a value quietly moved. ASCII digits only: int() would also read "١" or " 5"."""
+    /api), never a value quietly moved. Read by :func:`console.numbers.parse_int`: ASCII digits only
+    (int() would also read "١", " 5" or "+5"), and thousands of them are a 400, not int()'s ValueError."""
     raw = request.query.get(name, "")
     if raw == "" and (name not in request.query or not request.path.startswith("/api/")):
         return default  # absent (a console form's empty field too); a program's `offset=` is a 400
-    if not (raw.isascii() and raw.isdigit()) or not lo <= int(raw) <= hi:
+    value = parse_int(raw, lo, hi)
+    if value is None:
         raise web.HTTPBadRequest(reason=f"{name} must be an integer from {lo} to {hi}")
-    return int(raw)
+    return value
 
 
 def known_query(request: web.Request, *names: str) -> None:
