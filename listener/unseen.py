@@ -7,7 +7,10 @@ answered, and its content kept where the platform's terms require its removal. S
 post not stored is kept (:class:`models.PendingDeletion`), and a creation or edit of it arriving
 after is stored deleted, with its content removed where the deletion said so; a ``restore`` (the
 platform shows the post again, which it reports only after the deletion) stores it shown. Either
-way the pending deletion is then spent: the row holds the post's state from there on.
+way the pending deletion is then spent: the row holds the post's state from there on. An intake
+that learns the post shows again after the deletion reached ingest (:func:`kept_since`: a
+Discourse staff whisper, "deleted" when edited, turned into a regular post later) publishes that
+as a restore.
 
 Cost: one lookup by primary key per ingest batch holding posts not stored yet. Pending deletions
 older than :data:`LIFETIME` are pruned whenever new ones are kept: a creation delayed longer than
@@ -24,12 +27,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from listener.protocol import NormalizedMention
+from listener.protocol import NormalizedMention, utc
 from models import Mention, PendingDeletion
 from models.base import utcnow
 from models.bulk import IDS, add_rows, pair_params, pairs_in
@@ -53,6 +56,14 @@ async def pending(session: AsyncSession, keys: Iterable[Key]) -> dict[Key, bool]
     # pairs_in matches each column apart: a row of another pair's platform and id is read, then left
     return {k: r.remove_content for r in await session.execute(PENDING, pair_params(wanted))
             if (k := (r.platform, r.external_id)) in wanted}
+
+
+async def kept_since(session: AsyncSession, key: Key) -> datetime | None:
+    """When the deletion kept for this post reached ingest (None: none kept). A platform event that
+    shows the post after that time supersedes it (the Discourse webhook publishes such an edit as a
+    restore: :mod:`listener.discourse.webhook`)."""
+    row = await session.get(PendingDeletion, key)
+    return utc(row.deleted_at) if row is not None else None
 
 
 async def settle(session: AsyncSession, kept: dict[Key, bool], spent: Iterable[Key]) -> None:

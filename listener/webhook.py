@@ -17,7 +17,11 @@ them; nothing is published unless every post is valid). A publish failure, or a 
 does not answer within ``webhook_publish_timeout_seconds`` (under the senders' own timeouts), answers
 503 with ``Retry-After`` so the sender retries; a signature counts as seen only once its request was
 accepted (202), so that unchanged redelivery is let in (ingest de-duplicates by post id whatever
-part of a timed-out batch was published). The customer and context objects travel in ``raw``.
+part of a timed-out batch was published). A copy arriving while the first is still being handled
+(a sender whose own timeout is shorter than ours retried) waits for the first's answer, as long as
+the first may take, and gets the same answer (202, or 503 and its retry is let in), not a 401 its
+sender would take for a refusal and stop retrying on; a copy after a 202 is a replay. The customer
+and context objects travel in ``raw``.
 
 Author ids are namespaced by source (``help-widget:u-9``): two forums may both have a user "u-9".
 A ``customer`` with an ``id`` (the brand's customer reference) or ``email`` links the author to that
@@ -36,6 +40,7 @@ import math
 import re
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -234,6 +239,30 @@ def to_mention(item: Any, index: int, problems: list[str],
     return mention
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A request's answer, given again to a copy of it that arrived while it was being handled."""
+
+    status: int
+    body: bytes
+    content_type: str
+    charset: str | None
+    retry_after: str | None
+
+    @classmethod
+    def of(cls, response: web.Response) -> Answer:
+        body = response.body if isinstance(response.body, bytes) else b""
+        return cls(response.status, body, response.content_type, response.charset,
+                   response.headers.get("Retry-After"))
+
+    def copy(self) -> web.Response:
+        response = web.Response(status=self.status, body=self.body, content_type=self.content_type,
+                                charset=self.charset)
+        if self.retry_after is not None:
+            response.headers["Retry-After"] = self.retry_after
+        return response
+
+
 def unavailable() -> web.Response:
     """503 with ``Retry-After``: nothing was accepted, the unchanged redelivery will be."""
     response = json_error(503, "could not queue the posts; retry later")
@@ -248,6 +277,7 @@ def routes(settings: Any, publish: Publish, *, tolerance: float = 300.0, db: Any
     if not secret:
         return []
     guard, limit = ReplayGuard(tolerance), settings.webhook_max_bytes
+    in_flight: dict[str, asyncio.Future[Answer | None]] = {}  # signature -> its first copy's answer, to come
     wait = float(getattr(settings, "webhook_publish_timeout_seconds", 10.0))
     refusals = RefusalLog(log, f"inbound webhook {PATH}")
 
@@ -261,17 +291,29 @@ def routes(settings: Any, publish: Publish, *, tolerance: float = 300.0, db: Any
         if not signature_ok(secret, body, signature, timestamp or ""):
             refusals.refused(request, "invalid signature")
             return json_error(401, "invalid signature")
+        while (first := in_flight.get(signature)) is not None:  # the sender's retry, the first not answered yet
+            try:
+                answer = await asyncio.wait_for(asyncio.shield(first), wait)
+            except TimeoutError:
+                return unavailable()
+            if answer is not None:
+                return answer.copy()
+            # the first ended without an answer (cancelled, or failed): this copy is handled itself
         if (why := guard.fresh(timestamp, signature)) is not None:
             refusals.refused(request, why)
             return json_error(401, why)
-        accepted = False
-        try:  # seen while in flight (a concurrent copy is a replay); forgotten unless accepted
+        done: asyncio.Future[Answer | None] = asyncio.get_running_loop().create_future()
+        in_flight[signature] = done
+        answer = None
+        try:  # seen while in flight (a copy waits for this answer); forgotten unless accepted
             response = await handle(body)
-            accepted = response.status == 202
+            answer = Answer.of(response)
             return response
         finally:
-            if not accepted:
+            del in_flight[signature]
+            if answer is None or answer.status != 202:
                 guard.forget(signature)
+            done.set_result(answer)
 
     async def handle(body: bytes) -> web.Response:
         try:

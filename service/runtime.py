@@ -209,12 +209,13 @@ def build_connectors(settings: Any) -> list[Any]:
 
 def webhook_routes(settings: Any, publish: Any, db: Any = None) -> list[Any]:
     """The forum and generic webhooks' routes, mounted on the web app (``db``: the generic webhook
-    links a signed customer reference to the customer record)."""
+    links a signed customer reference to the customer record; the Discourse webhook reads the
+    deletions kept for posts not stored yet, so a whisper turned into a regular post is shown)."""
     routes: list[Any] = []
     try:
         from listener.discourse import webhook as discourse_webhook
 
-        routes.append(discourse_webhook.routes(settings, publish))
+        routes.append(discourse_webhook.routes(settings, publish, db=db))
     except ImportError:
         pass
     try:

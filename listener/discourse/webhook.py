@@ -15,7 +15,10 @@ system user, who sees them) though only staff see them on the forum: they are ne
 posts. A ``post_edited`` of one publishes a deletion, without its words: a public post a moderator
 turned into a whisper has left the public's sight (turned back while in the re-check's window,
 the re-check finds it on the pages again and restores it); its other events are acknowledged and
-ignored.
+ignored. A whisper never stored leaves that deletion kept for it (:mod:`listener.unseen`); when
+staff later turn it into a regular post, its ``post_edited`` (made after that deletion reached
+ingest) is published as a restore, so that it is stored shown and triaged, not stored deleted
+(:func:`shown_again`; with the database given to :func:`routes`).
 
 A deleted topic takes every post of it off the forum, yet Discourse sends ``post_destroyed`` for
 its first post alone, and ``topic_destroyed``'s body is the topic (``{"topic": {"id": ...,
@@ -44,12 +47,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from listener.discourse.normalize import is_ours, post_to_mention, topic_to_mention, whisper
+from listener.protocol import NormalizedMention, utc
+from listener.unseen import kept_since
 from listener.validation import in_terms_of, mention_problems, parse_time, text_problems
 from listener.webhook import (
     BodyTooLarge,
@@ -118,8 +124,33 @@ def topic_problems(topic: Any) -> list[str]:
     return problems + text_problems(topic, "topic")
 
 
-def routes(settings: Any, publish: Publish) -> list[web.RouteDef]:
-    """The webhook route; none unless ``SOCIALCARE_DISCOURSE_WEBHOOK_SECRET`` is set."""
+async def shown_again(db: Any, mention: NormalizedMention) -> NormalizedMention:
+    """An edit of a regular post (shown on the forum at its ``updated_at``) made after a deletion of
+    it reached ingest and was kept there, the post not stored yet (:mod:`listener.unseen`): the post
+    shows now, so the edit goes out as a restore, which ingest stores shown (an upsert would be
+    stored deleted). The case: a staff whisper, never stored, edited (a deletion, in case it was a
+    public post turned into one), then turned into a regular post. An edit older than that
+    deletion (a retry of one made before it) stays an upsert. The database not answering (an
+    error, not the timeout): published as it is."""
+    if mention.event != "upsert" or mention.edited_at is None:
+        return mention
+    try:
+        async with db.session() as session:
+            since = await kept_since(session, (mention.platform, mention.external_id))
+    except Exception:  # the edit still goes out; only the timeout answers 503
+        log.warning("discourse webhook: could not look for a deletion kept for %s; published as an edit",
+                    mention.external_id, exc_info=True)
+        return mention
+    if since is None or utc(mention.edited_at) <= since:
+        return mention
+    log.info("discourse webhook: %s shows again after a deletion kept for it (%s): published as a restore",
+             mention.external_id, since.isoformat())
+    return replace(mention, event="restore")
+
+
+def routes(settings: Any, publish: Publish, db: Any = None) -> list[web.RouteDef]:
+    """The webhook route; none unless ``SOCIALCARE_DISCOURSE_WEBHOOK_SECRET`` is set. ``db``: where
+    a deletion kept for a post not stored yet is looked up when the post is edited (:func:`shown_again`)."""
     secret = settings.secret("discourse_webhook_secret")
     if not secret:
         return []
@@ -167,6 +198,8 @@ def routes(settings: Any, publish: Publish) -> list[web.RouteDef]:
             mention.raw = {**mention.raw, "instance": instance}
         try:
             async with asyncio.timeout(wait):  # not the bus's own retries (30 s): Discourse would time out first
+                if db is not None and event == "post_edited":
+                    mention = await shown_again(db, mention)
                 await publish([mention])
         except TimeoutError:
             log.error("discourse webhook: the bus did not take %s %s within %g s; answered 503",

@@ -3,11 +3,18 @@ replies, private messages and the moderator actions of the moderation queue (rem
 lock, distinguish, ban the author from the post's subreddit), and taking back our own reply.
 
 Streams use ``pause_after=-1``: asyncpraw's ``stream_generator`` then pauses (yields None) after
-every listing request, so a round reads one listing (at most 100 things) per stream and is
-published, its cursor saved, however busy the subreddits (``pause_after=0`` pauses only after a
-request that found nothing new: while every request finds something, a round never ended). They
-resume from the saved fullnames with ``continue_after_id`` (Reddit's ``before``). The cursor is a small JSON object: the newest
-submission (``t3``) and comment (``t1``) seen in the subreddits, and the newest keyword hit
+every listing request, so each listing (at most 100 things) per stream is published, its cursor
+saved, however busy the subreddits (``pause_after=0`` pauses only after a request that found
+nothing new: while every request finds something, a round never ended). A listing that came back
+full has more waiting behind it: the streams behind read on at once, listing by listing, at most
+``catchup_listings`` (10: the ~1000 things Reddit lists) a round before the ``poll_seconds`` pause,
+so a backlog or a subreddit busier than 100 things a pause is caught up, not left growing until
+its place drops out of the listing. They resume from the saved fullnames with
+``continue_after_id`` (Reddit's ``before``). Where asyncpraw loses its place (a ``before`` answered
+empty: that thing deleted, or no longer listed; it then reads the newest page), the gap between
+the cursor and that page is read back with ``after`` as far as Reddit lists, and what could not be
+read is logged, both ends named (:meth:`RedditConnector._read_back`). The cursor is a small JSON
+object: the newest submission (``t3``) and comment (``t1``) seen in the subreddits, and the newest keyword hit
 (``search``), plus the window of recent posts re-read for edits, removals and approvals (``recheck``, see
 :mod:`listener.reddit.recheck`), which a post already removed when first listed (the spam filter's,
 AutoModerator's) joins too, as a spare entry (at most a quarter of the window, evicted first: a spam
@@ -19,12 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import asyncpraw
 import asyncprawcore
+from asyncpraw.models.util import stream_generator
 
 from listener.errors import AuthError, RateLimited, TransientError
 from listener.protocol import Action, ActionResult, NormalizedMention
@@ -33,6 +42,9 @@ from listener.reddit.normalize import id_number, newer, thing_to_mention
 from listener.reddit.recheck import join, recheck
 
 MOD_ACTIONS = ("remove", "hide", "approve", "lock", "distinguish")
+LISTED = 1000  # how far back Reddit lists a subreddit's new things
+KINDS = {"t3": "submissions", "t1": "comments"}
+log = logging.getLogger("socialcare.listener.reddit")
 
 
 def translate(exc: BaseException) -> BaseException:
@@ -65,10 +77,13 @@ def parse_cursor(cursor: str | None) -> dict[str, str]:
 class RedditConnector:
     name = "reddit"
     platform = "reddit"
+    listed = LISTED
 
     def __init__(self, settings: Any, *, poll_seconds: float = 15.0, search_seconds: float = 300.0,
-                 recheck_seconds: float = 300.0, recheck_hours: float = 24.0, recheck_size: int = 300) -> None:
+                 recheck_seconds: float = 300.0, recheck_hours: float = 24.0, recheck_size: int = 300,
+                 catchup_listings: int = 10) -> None:
         self.settings = settings
+        self.catchup_listings = max(1, catchup_listings)
         self.subreddits = [s.removeprefix("r/") for s in settings.reddit_subreddits]
         self.keywords = list(settings.reddit_keywords)
         self.poll_seconds, self.search_seconds = poll_seconds, search_seconds
@@ -158,21 +173,64 @@ class RedditConnector:
             raise translate(exc) from exc
         return out, self._cursor(state, window, cursor)
 
+    def _reader(self, sub: Any, kind: str, state: dict[str, str], full: dict[str, bool]) -> Any:
+        """The listing function of a stream (``stream_generator`` calls it once a listing, with
+        ``before``): the subreddits' new submissions (``t3``) or comments (``t1``). It notes in
+        ``full`` whether a listing read from the stream's place came back full (more are waiting),
+        and when asyncpraw has lost its place (below) reads back to the cursor."""
+        fn = sub.new if kind == "t3" else sub.comments
+
+        async def listing(limit: int = 100, params: dict[str, Any] | None = None) -> AsyncIterator[Any]:
+            before = (params or {}).get("before")
+            things = [t async for t in fn(limit=limit, params=params)]  # newest first
+            full[kind] = before is not None and len(things) >= limit
+            after = state.get(kind)
+            if before is None and after and len(things) >= limit and newer(things[-1].name, after):
+                things += await self._read_back(fn, kind, things[-1].name, after, len(things))
+            for thing in things:
+                yield thing
+
+        return listing
+
+    async def _read_back(self, fn: Any, kind: str, oldest: str, after: str, read: int) -> list[Any]:
+        """asyncpraw's stream lost its place: a listing ``before`` the newest thing it had read came
+        back empty (that thing was deleted, or more than Reddit's ~1000 listed things came since, so
+        it is no longer listed; also, simply, nothing new: asyncpraw cannot tell), and it then reads
+        the newest page with no ``before``. That page (``read`` things), full and all newer than our
+        cursor, leaves a gap: read it back (``after``, 100 a request) to the cursor, as far as
+        Reddit lists, and say what could not be read rather than moving the cursor past it
+        silently. A listing that ends well short of Reddit's depth lists all there is: the
+        cursor's thing was deleted, and nothing is missing."""
+        older: list[Any] = []
+        async for thing in fn(limit=max(self.listed - read, 0), params={"after": oldest}):
+            if not newer(thing.name, after):
+                return older
+            older.append(thing)
+        if read + len(older) < self.listed * 9 // 10:
+            return older
+        last = older[-1].name if older else oldest
+        log.warning("Reddit %s of %s: lost the place after %s (deleted, or more new since than Reddit lists); "
+                    "read back to %s: anything posted between them was not read", KINDS[kind],
+                    "+".join(f"r/{s}" for s in self.subreddits), after, last)
+        return older
+
     async def stream(self, cursor: str | None) -> AsyncIterator[tuple[list[NormalizedMention], str | None]]:
         state, window = parse_cursor(cursor), Window.from_cursor(cursor)
         streams: dict[str, Any] = {}
+        full: dict[str, bool] = {}
         last_search = 0.0
         try:
             if self.subreddits:
                 sub = await self.reddit.subreddit("+".join(self.subreddits))
-                streams = {"t3": sub.stream.submissions(pause_after=-1, continue_after_id=state.get("t3")),
-                           "t1": sub.stream.comments(pause_after=-1, continue_after_id=state.get("t1"))}
+                streams = {kind: stream_generator(self._reader(sub, kind, state, full), pause_after=-1,
+                                                  continue_after_id=state.get(kind)) for kind in ("t3", "t1")}
+            kinds, listings = list(streams), 0
             while True:
                 batch: list[NormalizedMention] = []
                 listed: list[Any] = []
-                for kind, gen in streams.items():
+                for kind in kinds:
                     things = []
-                    async for thing in gen:  # one listing request: None follows its new things
+                    async for thing in streams[kind]:  # one listing request: None follows its new things
                         if thing is None:
                             break
                         things.append(thing)
@@ -182,6 +240,12 @@ class RedditConnector:
                     last_search = time.monotonic()
                 batch += await self._recheck(window, batch, listed)
                 yield batch, self._cursor(state, window, cursor)
+                listings += 1
+                behind = [kind for kind in kinds if full.get(kind)]
+                if behind and listings < self.catchup_listings:
+                    kinds = behind  # a full listing: more are waiting, read on (published listing by listing)
+                    continue
+                kinds, listings = list(streams), 0
                 await asyncio.sleep(self.poll_seconds)
         except (asyncprawcore.AsyncPrawcoreException, ValueError) as exc:
             raise translate(exc) from exc

@@ -5,6 +5,8 @@ deleted one does, by webhook or by the re-check. Through the real ingest path.""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -21,8 +23,7 @@ SECRET = "wh-secret-for-tests"
 NOTE = "internal: this customer is on the refund watch list, do not promise anything"
 
 
-@pytest.fixture
-async def hook():
+async def start(db=None):
     published: list = []
 
     async def publish(batch):
@@ -31,10 +32,23 @@ async def hook():
     settings = load_settings(discourse_url="https://forum.acme.test", discourse_webhook_secret=SECRET,
                              discourse_api_username="acme_support")
     app = web.Application()
-    app.router.add_routes(webhook.routes(settings, publish))
+    app.router.add_routes(webhook.routes(settings, publish, db=db))
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     client.published = published
+    return client
+
+
+@pytest.fixture
+async def hook():
+    client = await start()
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def hook_with_db(db):
+    client = await start(db)
     yield client
     await client.close()
 
@@ -91,3 +105,45 @@ async def test_the_recheck_deletes_a_window_post_turned_into_a_whisper(db, made)
         assert (back.external_id, back.event, back.text) == ("40/2", "restore", "same here")
     finally:
         await server.close()
+
+
+def now(seconds: float = 0.0) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+
+async def test_a_whisper_edited_then_turned_into_a_regular_post_is_stored_shown_and_triaged(hook_with_db, db):
+    """The whisper's edit publishes a deletion, kept for a post never stored; staff later turn the
+    whisper into a regular post (``PUT /posts/{id}/post_type``): its edit, made after that deletion
+    reached ingest, goes out as a restore, stored shown and triaged, not stored deleted."""
+    hook, pipeline = hook_with_db, Pipeline(db)
+    w = post(120, number=3, raw="heads up: outage fix ships tonight", username="mod_mia", user_id=3,
+             post_type=WHISPER, created_at=now(-600), updated_at=now(-600))
+    assert (await send(hook, "post_created", {"post": w})).status == 200  # ignored: a whisper
+    edited = {**w, "raw": "heads up: the outage fix ships tonight", "updated_at": now(-300)}
+    assert (await send(hook, "post_edited", {"post": edited})).status == 202
+    assert [(m.external_id, m.event) for m in hook.published] == [("40/3", "delete")]
+    assert await pipeline.run(hook.published) == []  # kept: a deletion of a post not stored
+    assert "40/3" not in await pipeline.rows()
+    text = "Update for everyone: the outage fix ships tonight"
+    public = {**w, "post_type": 1, "raw": text, "cooked": f"<p>{text}</p>", "updated_at": now()}
+    assert (await send(hook, "post_edited", {"post": public})).status == 202
+    back = hook.published[-1]
+    assert (back.external_id, back.event, back.text) == ("40/3", "restore", text)
+    assert len(await pipeline.run([back])) == 1  # on to triage
+    row = (await pipeline.rows())["40/3"]
+    assert not row.deleted and not row.hidden and row.text == text
+
+
+async def test_an_edit_older_than_the_kept_deletion_stays_an_upsert_and_is_stored_deleted(hook_with_db, db):
+    """The deletion came before its post (a post_destroyed ahead of a retried post_created), then a
+    retry of an edit made before that deletion: the post is not shown again."""
+    hook, pipeline = hook_with_db, Pipeline(db)
+    p = post(130, number=4, raw="my card is 4111 1111 1111 1111", created_at=now(-900), updated_at=now(-600))
+    assert (await send(hook, "post_destroyed", {"post": {**p, "deleted_at": now(-60)}})).status == 202
+    await pipeline.run(hook.published)
+    assert (await send(hook, "post_edited", {"post": p})).status == 202
+    stale = hook.published[-1]
+    assert (stale.external_id, stale.event) == ("40/4", "upsert")
+    assert await pipeline.run([stale]) == []
+    row = (await pipeline.rows())["40/4"]
+    assert row.deleted and row.hidden

@@ -156,8 +156,10 @@ async def test_a_database_that_hangs_while_linking_the_customer_is_bounded_too(d
     assert bus.published == []  # nothing published before the customer is linked
 
 
-async def test_a_concurrent_copy_of_a_request_in_flight_is_still_a_replay(tmp_path):
-    """Seen while in flight: the copy is refused (nothing published twice), the original accepted."""
+async def test_a_copy_arriving_while_the_first_is_in_flight_gets_the_first_answer(tmp_path):
+    """A sender whose own timeout is shorter than ours retries while the first copy is being
+    handled: the copy waits for the first's answer and gets the same 202 (published once), not a
+    401; a copy after that 202 is a replay."""
     release, published = asyncio.Event(), []
 
     async def slow(batch):
@@ -169,13 +171,45 @@ async def test_a_concurrent_copy_of_a_request_in_flight_is_still_a_replay(tmp_pa
         raw, headers = signed(post(5))
         first = asyncio.ensure_future(client.post(webhook.PATH, data=raw, headers=headers))
         await asyncio.sleep(0.2)
-        copy = await client.post(webhook.PATH, data=raw, headers=headers)
-        assert copy.status == 401 and "replay" in (await copy.json())["error"]
+        copy = asyncio.ensure_future(client.post(webhook.PATH, data=raw, headers=headers))
+        await asyncio.sleep(0.2)
+        assert not copy.done()  # waiting for the first, not refused
         release.set()
-        assert (await first).status == 202
+        first, copy = await first, await copy
+        assert (first.status, copy.status) == (202, 202)
+        assert await copy.json() == await first.json() == {"accepted": 1, "customers_linked": 0}
+        assert copy.headers["Content-Type"] == first.headers["Content-Type"]
+        replayed = await client.post(webhook.PATH, data=raw, headers=headers)
+        assert replayed.status == 401 and "replay" in (await replayed.json())["error"]
     finally:
         await client.close()
     assert [m.external_id for m in published] == ["help-widget:msg-5"]
+
+
+async def test_a_copy_in_flight_when_the_first_ends_503_gets_503_and_its_retry_is_let_in(tmp_path):
+    """The first copy then times out on the bus: the copy that waited for it answers 503 as well
+    (every answer was a 5xx, so the sender keeps retrying), and the next retry is accepted."""
+    hang, published = asyncio.Event(), []
+
+    async def publish(batch):
+        if not hang.is_set():
+            await asyncio.Event().wait()  # the bus does not answer
+        published.extend(batch)
+
+    client = await serve(publish, tmp_path, webhook_publish_timeout_seconds=0.6)
+    try:
+        raw, headers = signed(post(7))
+        first = asyncio.ensure_future(client.post(webhook.PATH, data=raw, headers=headers))
+        await asyncio.sleep(0.2)
+        copy = await client.post(webhook.PATH, data=raw, headers=headers)
+        first = await first
+        assert (first.status, copy.status) == (503, 503) and copy.headers["Retry-After"] == "30"
+        assert await copy.json() == await first.json()
+        hang.set()  # the bus is back
+        assert (await client.post(webhook.PATH, data=raw, headers=headers)).status == 202
+    finally:
+        await client.close()
+    assert [m.external_id for m in published] == ["help-widget:msg-7"]
 
 
 @pytest.mark.parametrize("seconds", [0, -1])

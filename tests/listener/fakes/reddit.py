@@ -1,5 +1,5 @@
 """A local fake of Reddit: the OAuth token endpoint (www) and the OAuth API (``Listing`` of ``t3`` /
-``t1`` things, ``before`` pagination, ``/api/info``, ``/api/*`` write endpoints), with Reddit's
+``t1`` things, ``before`` and ``after`` pagination as deep as ``depth``, ``/api/info``, ``/api/*`` write endpoints), with Reddit's
 rate-limit headers and errors. Only for tests: Reddit cannot be reached from here."""
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ def rate_limited(reset: int = 1) -> tuple[int, dict[str, str]]:
     return 429, {"x-ratelimit-remaining": "0.0", "x-ratelimit-used": "1000", "x-ratelimit-reset": str(reset)}
 
 
-def listing(children: list[dict]) -> dict:
-    return {"kind": "Listing", "data": {"after": None, "dist": len(children),
+def listing(children: list[dict], after: str | None = None) -> dict:
+    return {"kind": "Listing", "data": {"after": after, "dist": len(children),
                                         "modhash": None, "geo_filter": "", "children": children, "before": None}}
 
 
@@ -110,6 +110,7 @@ class FakeReddit:
     tokens_issued: int = 0
     busy: int = 0  # a busy community: this many new submissions (comments) in r/acme before each listing's answer
     arrived: int = 0  # how many of those so far
+    depth: int = 1000  # how far back a subreddit listing goes (Reddit's: about 1000 things)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._gate])
@@ -230,18 +231,21 @@ class FakeReddit:
             elif self.posts:
                 things.append(comment(1000 + self.arrived, link=self.posts[-1]["data"]["name"]))
         subs = set(request.match_info["subs"].lower().split("+"))
-        pool = [t for t in things if t["data"]["subreddit"].lower() in subs]
+        pool = [t for t in things if t["data"]["subreddit"].lower() in subs][-self.depth:]  # older: unlisted
         limit = min(int(request.query.get("limit", "25")), 100)
-        before = request.query.get("before")
+        before, after = request.query.get("before"), request.query.get("after")
+        names = [t["data"]["name"] for t in pool]
+        if (before or after) and (before or after) not in names:
+            return web.json_response(listing([]))  # Reddit's answer when the anchor is gone
         if before:
-            names = [t["data"]["name"] for t in pool]
-            if before not in names:
-                return web.json_response(listing([]))  # Reddit's answer when the anchor is gone
             newer = pool[names.index(before) + 1:]
             page = newer[:limit]  # the items right after the anchor
         else:
-            page = pool[-limit:]
-        return web.json_response(listing([self.view(t) for t in reversed(page)]))  # newest first
+            older = pool[:names.index(after)] if after else pool
+            page = older[-limit:]
+        more = page and page[0] is not pool[0] and not before  # older things listed past this page
+        return web.json_response(listing([self.view(t) for t in reversed(page)],  # newest first
+                                         after=page[0]["data"]["name"] if more else None))
 
     async def search(self, request: web.Request) -> web.Response:
         words = [w.strip('"').lower() for w in request.query.get("q", "").split(" OR ")]
