@@ -16,7 +16,14 @@ from console import login
 from console.api.common import error as json_error
 from console.api.common import query_int
 from console.auth import AUTH, Auth, bearer_token, principal_middleware, require
-from console.error_pages import error_page, wants_html
+from console.error_pages import (
+    customer_error_page,
+    customer_wants_html,
+    error_page,
+    unavailable_response,
+    wants_html,
+)
+from console.forms import check_form
 from console.keys import DEMO_LOGIN, PRINCIPAL, RUNTIME
 from console.navigation import home_for
 from console.queries import in_care_team, post_state, routed_counts, routed_mentions
@@ -24,6 +31,7 @@ from console.render import render
 from listener.protocol import NormalizedMention
 from models import ROUTE_OUTCOMES
 from service import bad_requests
+from service.outages import note_outage, unavailable
 
 HERE = Path(__file__).resolve().parent
 log = logging.getLogger("socialcare.web")
@@ -31,11 +39,14 @@ log = logging.getLogger("socialcare.web")
 
 @web.middleware
 async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """API errors, and every refusal to an unauthenticated machine client, are JSON; a crash is logged
+    """API errors, and every refusal to an unauthenticated machine client, are JSON; a form that cannot
+    be read is refused (console.forms) before any handler or sign-in lookup; the database or Redis
+    away is 503 with Retry-After, logged once per back-off (service.outages); a crash is logged
     (without request bodies) and answered with 500."""
     try:
         if any("\x00" in k or "\x00" in v for k, v in request.query.items()):  # no database stores NUL
             raise web.HTTPBadRequest(reason="query values may not contain NUL characters")
+        await check_form(request)  # undecodable, NUL, not text: 400 here, not 500 in a handler
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status >= 400 and (request.path.startswith("/api/") or exc.status == 401):
@@ -46,13 +57,21 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
             return response
         if exc.status >= 400 and wants_html(request):  # a person: the message inside the console's layout
             return error_page(request, exc)
+        if exc.status >= 400 and customer_wants_html(request):  # a customer: the secure channel's page
+            return customer_error_page(request, exc)
         raise
-    except Exception:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001
         resource = request.match_info.route.resource  # its pattern: a path may hold a /secure/<token>
+        if (away := unavailable(exc)) is not None:  # not a bug: no traceback, one line per back-off
+            where = resource.canonical if resource is not None else "(no route)"
+            note_outage(log, away, exc, f"{request.method} {where}")
+            return unavailable_response(request, away)
         log.exception("unhandled error on %s %s", request.method,
                       resource.canonical if resource is not None else "(no route)")
         if wants_html(request):
             return error_page(request, web.HTTPInternalServerError(reason="Something went wrong on our side."))
+        if customer_wants_html(request):
+            return customer_error_page(request, web.HTTPInternalServerError())
         return json_error(500, "internal error")
 
 

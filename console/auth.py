@@ -31,8 +31,10 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from console.forms import FORM_TYPES, read_form
 from console.keys import PRINCIPAL
 from models import ROLES, ApiToken, User
+from service.outages import note_outage, unavailable
 
 SESSION_COOKIE = "sc_session"
 SESSION_MAX_AGE = 12 * 3600
@@ -103,8 +105,11 @@ async def note_token_use(session: AsyncSession, token: ApiToken, now: datetime) 
         await session.execute(update(ApiToken).where(ApiToken.id == token.id, stale).values(last_used_at=now)
                               .execution_options(synchronize_session=False))
         await session.commit()
-    except SQLAlchemyError:
-        log.warning("could not record the use of API token %s", token.id, exc_info=True)
+    except SQLAlchemyError as exc:
+        if (away := unavailable(exc)) is not None:  # the request will meet it too: one line per back-off
+            note_outage(log, away, exc, f"recording the use of API token {token.id}")
+        else:
+            log.warning("could not record the use of API token %s", token.id, exc_info=True)
         await session.rollback()
 
 
@@ -290,8 +295,8 @@ def require(*roles: str, scope: str | None = None) -> Callable[[Handler], Handle
                 raise _forbidden(request, f"token lacks scope {scope}")
             if p.via == "session" and request.method not in SAFE_METHODS:
                 given = request.headers.get("X-CSRF-Token")
-                if given is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-                    given = (await request.post()).get("csrf_token")
+                if given is None and request.content_type in FORM_TYPES:
+                    given = (await read_form(request)).get("csrf_token")  # undecodable: 400, not 500
                 if not request.app[AUTH].csrf_ok(p.nonce, given):
                     raise web.HTTPForbidden(reason="missing or wrong CSRF token")
             return await handler(request)
@@ -313,9 +318,19 @@ def _machine(request: web.Request, scope: str | None) -> bool:
             or (scope is not None and "text/html" not in request.headers.get("Accept", "")))
 
 
+# Paths that serve everyone alike and must answer while the database is away: the probes (/healthz
+# never touches the database; /readyz reports it unready) and the static files. No sign-in is looked
+# up for them, whatever cookie or token the request carries.
+NO_PRINCIPAL = ("/healthz", "/readyz")
+NO_PRINCIPAL_PREFIXES = ("/static/",)
+
+
 def principal_middleware(db: Any) -> Any:
     @web.middleware
     async def attach(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in NO_PRINCIPAL or request.path.startswith(NO_PRINCIPAL_PREFIXES):
+            request[PRINCIPAL] = None
+            return await handler(request)
         async with db.session() as session:
             request[PRINCIPAL] = await request.app[AUTH].principal(request, session)
         return await handler(request)

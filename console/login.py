@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from yarl import URL
 
 from console.auth import AUTH, create_user, end_sessions, verify_nobody, verify_password
+from console.forms import read_form
 from console.keys import DEMO_LOGIN, PRINCIPAL, RUNTIME
 from console.navigation import home_for
 from console.render import render
@@ -196,8 +197,9 @@ async def login_submit(request: web.Request, throttle: LoginThrottle) -> web.Res
     address: an IP address is personal data, and the audit log is kept for good and reached by no
     erasure (``service.audit``: details carry none). The throttle keeps addresses in this process's
     memory for its window only. A good sign-in also gives the browser a new device cookie, which
-    exempts its next attempts for that user from the name's and the address's limits."""
-    form = await request.post()
+    exempts its next attempts for that user from the name's and the address's limits. A form that
+    cannot be read is refused (400) before anything is counted."""
+    form = await read_form(request)
     username, password = str(form.get("username", "")), str(form.get("password", ""))
     name, address = username.strip().lower()[:100], request.remote or "unknown"
     rt = request.app[RUNTIME]

@@ -11,17 +11,24 @@ probe or a scraper reads one error shape whichever process it asks.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from models.db import within
 from service.bad_requests import HANDLER_ARGS, Runner, json_errors, limits
 from service.metrics import refresh_bus_gauges
 
 log = logging.getLogger("socialcare.health")
 RUNTIME = web.AppKey("runtime", Any)
+# a check (database, bus) that has not answered within this is "not ready", so /readyz answers 503
+# before the health check gives up on it (docker-compose.yml's waits 5 s); the pings bound themselves
+# tighter (models.db.PING_TIMEOUT_S, the bus's 3 s): this is the backstop for one that does not
+CHECK_TIMEOUT_S = 4.0
 
 
 def process_stages(rt: Any) -> list[str]:
@@ -32,9 +39,23 @@ def process_stages(rt: Any) -> list[str]:
     return list(dict.fromkeys(w.stage.name for w in pipeline.workers))
 
 
+async def _answers(check: Awaitable[bool]) -> bool:
+    """One check's answer, False when it raises or takes longer than CHECK_TIMEOUT_S (then it is
+    cancelled and left to finish its clean-up on its own, not in the probe's time)."""
+    answer: list[bool] = []
+
+    async def ask() -> None:
+        answer.append(bool(await check))
+
+    return await within(ask(), CHECK_TIMEOUT_S) and answer == [True]
+
+
 async def readiness(rt: Any) -> dict[str, bool]:
-    """The checks this process needs, each True or False (never raises)."""
-    checks = {"database": await rt.db.ping(), "bus": await rt.bus.ping()}
+    """The checks this process needs, each True or False (never raises), asked at once and each
+    bounded: a database host that stops answering makes the process unready within seconds instead
+    of hanging the probe (and every probe after it)."""
+    database, bus = await asyncio.gather(_answers(rt.db.ping()), _answers(rt.bus.ping()))
+    checks = {"database": database, "bus": bus}
     if "triage" in process_stages(rt):
         checks["models"] = rt.triager is not None
     return checks

@@ -29,6 +29,7 @@ from sqlalchemy import and_, case, or_, select, update
 
 from models import Reply
 from models.bulk import IDS
+from service.outages import log_failure
 from service.reply_delivery import SUPERSEDE_FIXED
 from service.stranded import (
     GONE_QUEUED,
@@ -190,7 +191,6 @@ async def run_pacer(dispatcher: Dispatcher, interval_s: float, stop: asyncio.Eve
             try:
                 await step()
             except Exception as exc:  # noqa: BLE001 - the other steps still run; the next pass tries again
-                log.error("the pacer's pass: %s failed (%s)", what, type(exc).__name__,
-                          extra={"error_type": type(exc).__name__})
+                log_failure(log, exc, "the pacer's pass: %s failed (%s)", what, type(exc).__name__, traceback=False)
 
     await every(interval_s, one_pass, stop, what="the pacer's pass", logger=log)

@@ -10,6 +10,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from service.outages import log_failure
+
 log = logging.getLogger("socialcare.periodic")
 
 
@@ -30,7 +32,7 @@ async def every(seconds: float, work: Callable[[], Awaitable[object]], stop: asy
             await work()
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - one bad pass must not end the loop
-            logger.exception("%s failed", what)
+        except Exception as exc:  # noqa: BLE001 - one bad pass must not end the loop
+            log_failure(logger, exc, "%s failed", what)  # the database or Redis away: a line per back-off
         if await wait_or_stop(stop, seconds):
             return

@@ -107,6 +107,70 @@ async def test_a_route_worker_does_not_ask_for_models(services_settings):
         await rt.close()
 
 
+async def test_readiness_answers_within_seconds_while_the_database_host_is_frozen(tmp_path, postgres_url):
+    """PostgreSQL's host stops answering without refusing (a black hole, played by a proxy the test
+    controls): a worker's /readyz and the web process's answer 503 within seconds, /healthz 200 at
+    once, instead of hanging until the kernel gives up on the connection; then ready again."""
+    from console.webhooks_out import SENDER
+    from service.settings import load_settings
+    from tests.tcp_proxy import TcpProxy
+
+    proxy, url = await TcpProxy.before(postgres_url)
+    settings = load_settings(database_url=url, bus="inprocess", var_dir=tmp_path / "var", demo=False,
+                             dry_run=True, bus_block_ms=50, cookie_secure=False)
+    rt = await Runtime.open(settings, stages=["route"], with_connectors=False)
+    patience = aiohttp.ClientTimeout(total=30)  # without the bounds: a timeout here, not a hung test
+    try:
+        async with TestClient(TestServer(worker_app(rt))) as worker, TestClient(TestServer(create_app(rt))) as web:
+            await web.server.app[SENDER].stop()
+            for client in (worker, web):
+                assert (await client.get("/readyz")).status == 200
+            await proxy.set("hang")
+            for client in (worker, web):
+                started = time.monotonic()
+                r = await client.get("/readyz", timeout=patience)
+                assert r.status == 503 and (await r.json())["checks"] == {"database": False, "bus": True}
+                assert time.monotonic() - started < 5, time.monotonic() - started
+                started = time.monotonic()
+                assert (await client.get("/healthz", timeout=patience)).status == 200
+                assert time.monotonic() - started < 1
+            await proxy.set("up")
+            for client in (worker, web):
+                r = await client.get("/readyz", timeout=patience)
+                assert r.status == 200, await r.text()
+    finally:
+        await proxy.set("up")
+        await rt.close()
+        await proxy.close()
+
+
+async def test_a_check_that_never_answers_is_not_ready_within_its_bound(monkeypatch):
+    """The backstop for a ping that does not bound itself: the checks are asked at once, each for
+    CHECK_TIMEOUT_S at most."""
+    from types import SimpleNamespace
+
+    from service import health
+
+    monkeypatch.setattr(health, "CHECK_TIMEOUT_S", 0.2, raising=False)
+
+    async def never() -> bool:
+        await asyncio.Event().wait()
+        return True
+
+    async def fine() -> bool:
+        return True
+
+    async def broken() -> bool:
+        raise ConnectionResetError
+
+    rt = SimpleNamespace(db=SimpleNamespace(ping=never), bus=SimpleNamespace(ping=never), pipeline=None)
+    started = time.monotonic()
+    assert await asyncio.wait_for(health.readiness(rt), 5) == {"database": False, "bus": False}
+    assert time.monotonic() - started < 1  # both at once, not one after the other
+    rt = SimpleNamespace(db=SimpleNamespace(ping=fine), bus=SimpleNamespace(ping=broken), pipeline=None)
+    assert await asyncio.wait_for(health.readiness(rt), 5) == {"database": True, "bus": False}
+
+
 # --- a worker process's own server --------------------------------------------------------------
 
 async def test_a_worker_process_serves_its_stage_counters(services_settings):
