@@ -5,6 +5,7 @@ a late platform answer slipped in just before a settling's own statement."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from sqlalchemy import select, update
 
 from console.app import create_app
 from console.auth import create_user
+from listener.protocol import ActionResult
 from models import AuditEvent, Mention, ModerationAction, Reply
 from models.base import utcnow
 from service.runtime import Runtime
@@ -121,3 +123,23 @@ def answer_first(rt, monkeypatch, *, status: str) -> None:
         return await real(session, model, row_id, **values)
 
     monkeypatch.setattr(settling, "_take", late)
+
+
+class Gated:
+    """X whose n-th call waits until ``release(n)``, then answers ``answers[n]``: a sender taken for dead
+    whose call answers late (tests/service/test_*_stale_attempts.py)."""
+
+    def __init__(self, *answers: ActionResult) -> None:
+        self.name, self.platform, self.answers, self.calls = "gated-x", "x", answers, []
+        self.started = [asyncio.Event() for _ in answers]
+        self.gates = [asyncio.Event() for _ in answers]
+
+    def release(self, n: int) -> None:
+        self.gates[n].set()
+
+    async def perform(self, action):  # noqa: ANN001, ANN201
+        n = len(self.calls)
+        self.calls.append(action)
+        self.started[n].set()
+        await self.gates[n].wait()
+        return self.answers[n]

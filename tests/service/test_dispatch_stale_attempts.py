@@ -15,20 +15,17 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import select, text, update
+from sqlalchemy import text, update
 
-from console.app import create_app
-from console.auth import create_user
 from listener.protocol import ActionResult
-from models import AuditEvent, ModerationAction, Reply
+from models import ModerationAction, Reply
 from models.base import utcnow
 from models.db import Database
 from service.dispatch import Dispatcher
-from service.runtime import Runtime
-from service.settings import load_settings
 from service.stranded import HELD
-from tests.console.conftest import PASSWORDS, NoTriage, add_mention, bot_token, login
+from tests.console import settle_support
+from tests.console.conftest import add_mention, bot_token, login
+from tests.console.settle_support import Gated, audited
 
 POSTED_FIRST, POSTED_AGAIN = ActionResult(ok=True, external_ids=["1001"]), ActionResult(ok=True, external_ids=["2002"])
 REFUSED = ActionResult(ok=False, error="403 Forbidden: You are not allowed to create a Tweet with duplicate content.")
@@ -36,57 +33,12 @@ NO_ANSWER = ActionResult(ok=False, uncertain=True, error="timed out")
 STALE = ("reply.stale_posted", "reply.posted_twice")
 
 
-class Gated:
-    """X whose n-th call waits until ``release(n)``, then answers ``answers[n]``."""
-
-    def __init__(self, *answers: ActionResult) -> None:
-        self.name, self.platform, self.answers, self.calls = "gated-x", "x", answers, []
-        self.started = [asyncio.Event() for _ in answers]
-        self.gates = [asyncio.Event() for _ in answers]
-
-    def release(self, n: int) -> None:
-        self.gates[n].set()
-
-    async def perform(self, action):  # noqa: ANN001, ANN201
-        n = len(self.calls)
-        self.calls.append(action)
-        self.started[n].set()
-        await self.gates[n].wait()
-        return self.answers[n]
-
-
-@pytest.fixture
-async def rt(tmp_path, any_database_url):
-    """A console that sends (no dry run), an agent ``alice`` on it; its connectors are each test's."""
-    settings = load_settings(database_url=any_database_url, bus="inprocess", var_dir=tmp_path / "var", demo=False,
-                             dry_run=False, bus_block_ms=50, cookie_secure=False)
-    runtime = await Runtime.open(settings, stages=[], with_connectors=False, triager=NoTriage())
-    async with runtime.db.session() as s:
-        await create_user(s, "alice", PASSWORDS["alice"], "agent")
-        await s.commit()
-    try:
-        yield runtime
-    finally:
-        await runtime.close()
-
-
-@pytest.fixture
-async def client(rt):
-    from console.webhooks_out import SENDER
-
-    async with TestClient(TestServer(create_app(rt))) as c:
-        await c.server.app[SENDER].stop()
-        yield c
+rt, client = settle_support.rt, settle_support.client  # a console sending to fake platforms
 
 
 async def get(rt, reply_id: int) -> Reply:
     async with rt.db.session() as s:
         return await s.get(Reply, reply_id)
-
-
-async def audited(rt, action: str) -> list[AuditEvent]:
-    async with rt.db.session() as s:
-        return list(await s.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
 
 
 async def stranded_reply(rt, x: Gated) -> tuple[int, asyncio.Task]:

@@ -12,78 +12,30 @@ import asyncio
 from datetime import timedelta
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import select, text
+from sqlalchemy import text
 
 from community import moderation
 from console.api.mentions import as_asked
-from console.app import create_app
-from console.auth import create_user
 from listener.protocol import ActionResult
-from models import AuditEvent, Mention, ModerationAction
+from models import Mention, ModerationAction
 from models.base import utcnow
 from models.db import Database
 from service.dispatch import Dispatcher
 from service.privacy_actions import perform_actions
-from service.runtime import Runtime
-from service.settings import load_settings
-from tests.console.conftest import PASSWORDS, ROLES, NoTriage, add_mention, bot_token
+from tests.console import settle_support
+from tests.console.conftest import add_mention, bot_token
+from tests.console.settle_support import Gated, audited
 
 DONE, REFUSED = ActionResult(ok=True), ActionResult(ok=False, error="503 Service Unavailable")
 LATER = timedelta(minutes=30)  # past the stranded bound (10 minutes): the sweep takes the claim for dead
 
 
-class Gated:
-    """X whose n-th call waits until ``release(n)``, then answers ``answers[n]``."""
-
-    def __init__(self, *answers: ActionResult) -> None:
-        self.name, self.platform, self.answers, self.calls = "gated-x", "x", answers, []
-        self.started = [asyncio.Event() for _ in answers]
-        self.gates = [asyncio.Event() for _ in answers]
-
-    def release(self, n: int) -> None:
-        self.gates[n].set()
-
-    async def perform(self, action):
-        n = len(self.calls)
-        self.calls.append(action)
-        self.started[n].set()
-        await self.gates[n].wait()
-        return self.answers[n]
-
-
-@pytest.fixture
-async def rt(tmp_path, any_database_url):
-    """A console that performs (no dry run), with a moderator; its connectors are each test's."""
-    settings = load_settings(database_url=any_database_url, bus="inprocess", var_dir=tmp_path / "var", demo=False,
-                             dry_run=False, bus_block_ms=50, cookie_secure=False)
-    runtime = await Runtime.open(settings, stages=[], with_connectors=False, triager=NoTriage())
-    async with runtime.db.session() as s:
-        await create_user(s, "mod", PASSWORDS["mod"], ROLES["mod"])
-        await s.commit()
-    try:
-        yield runtime
-    finally:
-        await runtime.close()
-
-
-@pytest.fixture
-async def client(rt):
-    from console.webhooks_out import SENDER
-
-    async with TestClient(TestServer(create_app(rt))) as c:
-        await c.server.app[SENDER].stop()
-        yield c
+rt, client = settle_support.rt, settle_support.client  # a console sending to fake platforms
 
 
 async def get(rt, action_id: int) -> ModerationAction:
     async with rt.db.session() as s:
         return await s.get(ModerationAction, action_id)
-
-
-async def audited(rt, action: str) -> list[AuditEvent]:
-    async with rt.db.session() as s:
-        return list(await s.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
 
 
 async def queued_action(rt, action: str = "hide", rule: str = "spam") -> tuple[Mention, int]:
