@@ -10,12 +10,11 @@ bus's topics are trimmed, so the acknowledged stream entries that still carry th
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import String, and_, cast, delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models import Case, Conversation, CustomerSession, Mention, SocialIdentity
@@ -23,7 +22,7 @@ from models.base import utcnow
 from service import privacy_bus
 from service.audit import record
 from service.privacy import (
-    CHUNK,
+    account_filter,
     account_matcher,
     anonymise_authors,
     chunks,
@@ -49,6 +48,7 @@ from service.stages.base import STAGES
 from service.tombstones import begin_erasure, remember, subject_key
 
 log = logging.getLogger("socialcare.privacy")
+SCAN_IDS = 5000  # ids per statement of the search of other people's payloads (_naming)
 
 
 async def erase(db: Any, subject: Subject, *, actor: str, reason: str, dry_run: bool = False,
@@ -139,25 +139,32 @@ async def _others_posts(session: AsyncSession, mention_ids: list[int], found: Fo
 async def _naming(session: AsyncSession, accounts: set[Account]) -> list[int]:
     """The posts whose payload names one of these accounts as a whole value, where payloads name
     accounts (:func:`service.privacy.account_matcher`): never because an id or handle is part of
-    another value (a three-letter id is part of many). A coarse SQL prefilter (the payload's text
-    holds the value, in any case, as stored or JSON-escaped) picks the candidates, read
-    :data:`~service.privacy.CHUNK` at a time by id; the exact check is Python's. An erasure is rare,
-    and that search is bounded by the platform's posts (a very short id reads most of them)."""
+    another value (a three-letter id is part of many). The database picks the candidates
+    (:func:`service.privacy.account_filter`: every payload that names them, few others), the exact
+    check is Python's. One pass: the platform's posts are read by ranges of :data:`SCAN_IDS` ids
+    along the primary key, each payload once, every statement short (an erasure runs in one
+    transaction that ingest waits for: no post is stored meanwhile, so the ids' span read first is
+    the whole). Paging by ``id > last ORDER BY id LIMIT n`` over the filter instead made SQLite read
+    the platform's every payload again for each page."""
     wanted: dict[str, tuple[set[str], set[str]]] = {}
     for platform, kind, value in accounts:
         if value:
             wanted.setdefault(platform, (set(), set()))[kind == "id"].add(value.lower())
     out: list[int] = []
     for platform, (handles, ids) in wanted.items():
-        text, names = func.lower(cast(Mention.raw, String)), account_matcher(handles, ids)
-        forms = {f for v in handles | ids for f in (v, json.dumps(v)[1:-1])}
-        candidates = and_(Mention.platform == platform, Mention.raw.is_not(None),
-                          or_(*(text.contains(f, autoescape=True) for f in sorted(forms))))
-        last = 0
-        while rows := (await session.execute(select(Mention.id, Mention.raw).where(
-                candidates, Mention.id > last).order_by(Mention.id).limit(CHUNK))).all():
+        low, high = (await session.execute(select(func.min(Mention.id), func.max(Mention.id)).where(
+            Mention.platform == platform))).one()
+        if low is None:
+            continue
+        names = account_matcher(handles, ids)
+        # the platform compared as an expression: the id range is the access path, never the
+        # platform's index (SQLite and an unanalysed PostgreSQL would read all its rows per range)
+        candidates = and_(Mention.platform.concat("") == platform, Mention.raw.is_not(None),
+                          account_filter(session.bind.dialect.name, Mention.raw, handles, ids))
+        for start in range(low - 1, high, SCAN_IDS):
+            rows = await session.execute(select(Mention.id, Mention.raw).where(
+                Mention.id > start, Mention.id <= start + SCAN_IDS, candidates))
             out += [r.id for r in rows if names(r.raw)]
-            last = rows[-1].id
     return out
 
 

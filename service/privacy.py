@@ -36,6 +36,7 @@ erasure to what it wrote before committing (:func:`respect_erasure`). Dead lette
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import secrets
@@ -43,7 +44,22 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, not_, or_, select, update
+from sqlalchemy import (
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    false,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONPATH
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from listener.text import content_key
@@ -283,6 +299,91 @@ def account_matcher(handles: Collection[str], ids: Collection[str]) -> Callable[
         return False
 
     return lambda raw: walk(raw, None, False)
+
+
+# what str.strip() removes around a whole value (every such character lies below U+3001)
+_SPACES = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
+_INT64 = range(-2**63, 2**63)
+
+
+def account_filter(dialect: str, raw: Any, handles: Collection[str], ids: Collection[str]) -> Any:
+    """SQL on the payload column ``raw``: true for every payload :func:`account_matcher` says names one
+    of these accounts, and for few others, so the database reads each payload once and Python's exact
+    check sees only the candidates. Looked for only where :data:`OTHER_ACCOUNTS` keys lead, as there: a
+    string (or a key) that is the value padded with spaces or "@", or holds it after "@", "/" or "="
+    with no letter, digit or "_" after it; a number equal to an id (under any key: Python checks the
+    key). Cases fold as ASCII; a character beyond ASCII in a value matches any one character. On
+    PostgreSQL a JSON path per key (``jsonb_path_exists``); on SQLite ``json_tree``, after a coarse
+    LIKE on the payload's text (a payload that is not strict JSON, a NaN in it, stays a candidate)."""
+    values = sorted({v.lower() for v in (*handles, *ids) if v})
+    numbers = sorted({int(i) for i in ids if i and re.fullmatch(r"-?[0-9]+", i) and str(int(i)) == i})
+    if not values:
+        return false()
+    if dialect == "postgresql":
+        return or_(*(func.jsonb_path_exists(raw, bindparam(None, path, type_=JSONPATH))
+                     for path in _json_paths(values, numbers)))
+    return _json_tree_filter(raw, values, numbers)
+
+
+def _json_paths(values: list[str], numbers: list[int]) -> list[str]:
+    """PostgreSQL: one lax JSON path per key of :data:`OTHER_ACCOUNTS` (``$.**."key".**``: every value
+    at any depth under that key, at any depth), filtered as :func:`account_filter` says."""
+    alt = "|".join("".join(c if c.isascii() and c.isalnum() else "\\" + c if c.isascii() else "." for c in v)
+                   for v in values)
+    pattern = json.dumps(f"^[{_SPACES}@]*({alt})[{_SPACES}]*$|[@/=]({alt})([^a-z0-9_]|$)")
+    # flag "s" as well: without it a JSON path's regex never matches a newline, even with [^a-z0-9_]
+    named = [f'(@.type() == "string" && @ like_regex {pattern} flag "is")',
+             f'(@.type() == "object" && exists (@.keyvalue() ? (@.key like_regex {pattern} flag "is")))']
+    if numbers:
+        equal = " || ".join(f"@ == {n}" for n in numbers)
+        named.append(f'(@.type() == "number" && ({equal}))')
+    return [f"lax $.**.{json.dumps(key)}.** ? ({' || '.join(named)})" for key in sorted(OTHER_ACCOUNTS)]
+
+
+def _json_tree_filter(raw: Any, values: list[str], numbers: list[int]) -> Any:
+    """SQLite: ``json_tree`` finds the :data:`OTHER_ACCOUNTS` entries, a second one walks each entry's
+    value; behind a LIKE on the payload's text (as stored or JSON-escaped) that skips most payloads
+    cheaply unless a value is very short."""
+    def glob(v: str) -> str:  # GLOB is case-sensitive: the text is lowered, ASCII only
+        return "".join(f"[{c}]" if c in "*?[" else c if c.isascii() else "?" for c in v)
+
+    def like(escaped: str) -> str:  # as the JSON text holds it: \uXXXX of any case, or the character itself
+        parts = re.split(r"(\\u[0-9a-f]{4})", escaped)
+        return "%" + "".join("\\\\u____" if i % 2 else "".join(
+            "\\" + c if c in "%_\\" else c if c.isascii() else "_" for c in part)
+            for i, part in enumerate(parts)) + "%"
+
+    def text_names(x: Any) -> Any:
+        low, either = func.lower(x), []
+        for v in values:
+            whole = func.rtrim(func.ltrim(low, _SPACES + "@"), _SPACES).op("GLOB")(glob(v.lstrip("@")))
+            after = or_(low.op("GLOB")(f"*[@/=]{glob(v)}"), low.op("GLOB")(f"*[@/=]{glob(v)}[^a-z0-9_]*"))
+            if v.isascii():  # cheap first: the lowered text holds the value (after "@", "/" or "=")
+                whole = and_(func.instr(low, v) > 0, whole)
+                after = and_(or_(*(func.instr(low, c + v) > 0 for c in "@/=")), after)
+            either += [whole, after]
+        return or_(*either)
+
+    def node_names(node: Any) -> Any:
+        named = [and_(node.c.type == "text", text_names(node.c.atom))]
+        if numbers:
+            named.append(and_(node.c.type.in_(("integer", "real")),
+                              node.c.atom.in_([n if n in _INT64 else float(n) for n in numbers])))
+        return or_(*named)
+
+    valid = func.json_valid(raw)
+    entry = func.json_tree(case((valid, raw), else_=literal_column("'[]'"))).table_valued(
+        "key", "type", "atom", "value", name="entry")
+    inner = func.json_tree(case((entry.c.type.in_(("object", "array")), entry.c.value),
+                                else_=literal_column("'[]'"))).table_valued("key", "type", "atom", name="inner")
+    under = exists(select(literal_column("1")).select_from(inner).where(or_(
+        node_names(inner), and_(func.typeof(inner.c.key) == "text", text_names(inner.c.key)))))
+    in_entry = exists(select(literal_column("1")).select_from(entry).where(
+        entry.c.key.in_(sorted(OTHER_ACCOUNTS)),
+        or_(node_names(entry), and_(entry.c.type.in_(("object", "array")), under))))
+    forms = {like(json.dumps(v, ensure_ascii=ascii)[1:-1]) for v in values for ascii in (False, True)}
+    text = cast(raw, Text)
+    return and_(or_(*(text.like(f, escape="\\") for f in sorted(forms))), or_(not_(valid), in_entry))
 
 
 async def drop_other_accounts(session: AsyncSession, where: Any, counts: Counter) -> None:
