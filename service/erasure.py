@@ -22,8 +22,6 @@ from models.base import utcnow
 from service import privacy_bus
 from service.audit import record
 from service.privacy import (
-    account_filter,
-    account_matcher,
     anonymise_authors,
     chunks,
     delivered,
@@ -34,6 +32,7 @@ from service.privacy import (
     erase_posts,
     stub_deliveries,
 )
+from service.privacy_payloads import account_filter, account_matcher
 from service.privacy_subject import (  # noqa: F401 (re-exported: callers name them from here)
     Account,
     AmbiguousSubject,
@@ -138,10 +137,10 @@ async def _others_posts(session: AsyncSession, mention_ids: list[int], found: Fo
 
 async def _naming(session: AsyncSession, accounts: set[Account]) -> list[int]:
     """The posts whose payload names one of these accounts as a whole value, where payloads name
-    accounts (:func:`service.privacy.account_matcher`): never because an id or handle is part of
-    another value (a three-letter id is part of many). The database picks the candidates
-    (:func:`service.privacy.account_filter`: every payload that names them, few others), the exact
-    check is Python's. One pass: the platform's posts are read by ranges of :data:`SCAN_IDS` ids
+    accounts (:func:`service.privacy_payloads.account_matcher`): never because an id or handle is
+    part of another value (a three-letter id is part of many). The database picks the candidates
+    (:func:`service.privacy_payloads.account_filter`: every payload that names them, few others),
+    the exact check is Python's. One pass: the platform's posts are read by ranges of :data:`SCAN_IDS` ids
     along the primary key, each payload once, every statement short (an erasure runs in one
     transaction that ingest waits for: no post is stored meanwhile, so the ids' span read first is
     the whole). Paging by ``id > last ORDER BY id LIMIT n`` over the filter instead made SQLite read

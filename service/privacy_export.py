@@ -61,7 +61,7 @@ from models.mentions import ERASED_TEXT
 from service import privacy_bus
 from service.audit import record
 from service.bus import DeadLetter
-from service.privacy import OTHER_ACCOUNTS, chunks, delivered, erased, reshaped
+from service.privacy import chunks, delivered, erased, reshaped
 from service.privacy_export_schema import (  # noqa: F401 (json_default: callers name it from here)
     ACTION_FIELDS,
     ANSWER_FIELDS,
@@ -85,6 +85,7 @@ from service.privacy_export_schema import (  # noqa: F401 (json_default: callers
     fields,
     json_default,
 )
+from service.privacy_payloads import OTHER_ACCOUNTS
 from service.privacy_subject import Found, Subject, UnknownSubject, find_subject, named_only, without
 
 SCHEMA_VERSION = 1

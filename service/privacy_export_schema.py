@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from service.privacy import OTHER_ACCOUNTS
+from service.privacy_payloads import OTHER_ACCOUNTS
 
 AUTHOR_FIELDS = ("id", "platform", "handle", "display_name", "platform_user_id", "followers",
                  "account_created_at", "customer_id", "banned", "created_at")

@@ -1,6 +1,6 @@
 """An erasure looks for the person's accounts in other people's platform payloads as whole values
-(service.erasure, service.privacy.names_account), on SQLite and PostgreSQL: a short user id or
-handle that is only part of another value (a post id, an offset, a longer handle, a word of a
+(service.erasure, service.privacy_payloads.names_account), on SQLite and PostgreSQL: a short user
+id or handle that is only part of another value (a post id, an offset, a longer handle, a word of a
 profile) leaves the post's payload as it was; where the payload does name the account (as a value,
 a number under an id's key, a path segment or an @-mention) the keys that name accounts go."""
 
@@ -18,7 +18,7 @@ from models import Mention
 from models.db import Database
 from service import erasure
 from service.erasure import Subject
-from service.privacy import OTHER_ACCOUNTS, account_filter, names_account
+from service.privacy_payloads import OTHER_ACCOUNTS, account_filter, names_account
 
 NAMING = {  # each names Bob (user id "111", handle "bob") where payloads name accounts
     "tomnum": {"in_reply_to_user_id": 111},
@@ -65,7 +65,7 @@ async def test_a_short_id_or_handle_inside_other_values_leaves_others_payloads_a
         assert raws[word]["user"] == {"screen_name": "tom_b", "name": "tom_b"}
 
 
-# --- the database's filter and the scan (service.privacy.account_filter, service.erasure._naming) ----------
+# --- the database's filter and the scan (service.privacy_payloads.account_filter, service.erasure._naming) --
 EDGES = {  # named by Python: the database's filter keeps each as a candidate
     "padded": ({"bob"}, {"111"}, {"mentions": [" \u3000@Bob\t"]}),
     "padded_id": ({"bob"}, {"111"}, {"in_reply_to_user_id": " 111\n"}),
