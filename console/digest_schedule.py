@@ -20,6 +20,7 @@ from sqlalchemy import or_, select, update
 from console.digest import aligned_end, compute
 from console.digest_mail import build_email, charts_for, send
 from models.console import DigestSchedule
+from service.outages import log_failure
 
 log = logging.getLogger("socialcare.digest")
 
@@ -135,8 +136,8 @@ def install(app: web.Application, interval_s: float = INTERVAL_S) -> None:
                 await run_due(rt.db, rt.settings)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("digest schedule pass failed")
+            except Exception as exc:  # noqa: BLE001 - the database away: one line per back-off, no traceback
+                log_failure(log, exc, "digest schedule pass failed")
             await asyncio.sleep(interval_s)
 
     async def start(app: web.Application) -> None:

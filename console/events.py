@@ -20,9 +20,12 @@ from typing import Any
 
 from aiohttp import web
 
+from service.outages import log_failure
+
 log = logging.getLogger("socialcare.events")
 STREAM_MAXLEN = 10_000
 QUEUE_SIZE = 1_000
+READ_RETRY_S = 1.0  # between two reads of the stream while Redis is away
 
 
 def stream_name(settings: Any) -> str:
@@ -117,8 +120,8 @@ class RedisEventHub(EventHub):
     async def _xadd(self, event: dict[str, Any]) -> None:
         try:
             await self.client.xadd(self.stream, {"e": json.dumps(event)}, maxlen=STREAM_MAXLEN, approximate=True)
-        except Exception:  # noqa: BLE001 - Redis away: the live view misses it, the database has it
-            log.warning("console event %s not published to Redis", event.get("kind"))
+        except Exception as exc:  # noqa: BLE001 - Redis away: the live view misses it, the database has it
+            log_failure(log, exc, "console event %s not published to Redis", event.get("kind"), traceback=False)
 
     async def start(self) -> None:
         if self.tail and self._reader is None:
@@ -131,9 +134,9 @@ class RedisEventHub(EventHub):
                 replies = await self.client.xread({self.stream: last}, count=500, block=1000)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - reconnect after a pause; subscribers reload on resume
-                log.warning("console events: Redis read failed; retrying")
-                await asyncio.sleep(1.0)
+            except Exception as exc:  # noqa: BLE001 - reconnect after a pause; subscribers reload on resume
+                log_failure(log, exc, "console events: Redis read failed; retrying", traceback=False)
+                await asyncio.sleep(READ_RETRY_S)
                 continue
             for _stream, entries in replies or []:
                 for entry_id, fields in entries:

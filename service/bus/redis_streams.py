@@ -38,6 +38,7 @@ from service.bus.redis_claims import Claims
 from service.bus.redis_common import CHUNK, _s
 from service.bus.redis_deadletters import DeadLetterStore, post_member
 from service.bus.redis_removals import Removals
+from service.outages import REDIS, note_outage
 
 __all__ = ["BusUnavailable", "RedisStreamsBus"]
 log = logging.getLogger("socialcare.bus")
@@ -102,8 +103,8 @@ class RedisStreamsBus(Bus):
                 if now >= deadline:
                     raise BusUnavailable(f"Redis at {self._where} did not answer for {self.retry_seconds:g} s "
                                          f"({what}: {type(exc).__name__})") from exc
-                log.warning("Redis at %s unavailable during %s (%s); retrying", self._where, what,
-                            type(exc).__name__)
+                note_outage(log, REDIS, exc, f"Redis at {self._where} during {what}; retrying for up to "
+                                             f"{self.retry_seconds:g} s")
                 await asyncio.sleep(min(delay, deadline - now))
                 delay = min(delay * 2, 2.0)
 
