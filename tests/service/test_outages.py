@@ -125,7 +125,7 @@ def test_one_line_per_back_off_with_the_count_and_a_new_outage_logged_at_once(ca
     first, second_gap = outages.BACKOFF_S[0], outages.BACKOFF_S[0] * 2
     assert logged == [0.0, first, first + second_gap]  # 0 s, 10 s, 30 s: doubling, not 180 lines
     lines = [r for r in caplog.records if r.name == logger.name]
-    assert len(lines) == 3 and all(r.levelno == logging.WARNING and not r.exc_info for r in lines)
+    assert len(lines) == 3 and all(r.levelno == logging.WARNING and not r.exc_info and not r.exc_text for r in lines)
     assert lines[0].getMessage().startswith("Redis is unavailable (ConnectionError): POST /api/v1/ingest")
     assert "(first met 10 s ago; 39 more failures like it since the last line)" in lines[1].getMessage()
     now[0] += outages.QUIET_S + 1  # quiet for a while: the next failure is a new outage, logged at once
@@ -142,11 +142,11 @@ def test_log_failure_keeps_errors_with_their_traceback_and_makes_an_outage_one_l
         except KeyError as exc:
             log_failure(logger, exc, "%s failed", "the pass")
     bugs = [r for r in caplog.records if r.name == logger.name]
-    assert len(bugs) == 5 and all(r.levelno == logging.ERROR and r.exc_info for r in bugs)
+    assert len(bugs) == 5 and all(r.levelno == logging.ERROR and (r.exc_info or r.exc_text) for r in bugs)  # exc_text: the redacting filter formatted it
     assert bugs[0].error_type == "KeyError"
     caplog.clear()
     log_failure(logger, KeyError("x"), "step %s failed (%s)", "one", "KeyError", traceback=False)
-    assert caplog.records[0].levelno == logging.ERROR and not caplog.records[0].exc_info
+    assert caplog.records[0].levelno == logging.ERROR and not caplog.records[0].exc_info and not caplog.records[0].exc_text
     caplog.clear()
     for _ in range(20):
         log_failure(logger, sa.TimeoutError("pool"), "%s failed", "the pass")
@@ -187,7 +187,7 @@ async def test_the_webhook_senders_loop_logs_a_database_outage_once_not_a_traceb
 
     await every(0.001, buggy, stop, what="webhook sender pass", logger=logger)
     bugs = [r for r in caplog.records if r.name == "socialcare.webhooks"]
-    assert len(bugs) == 3 and all(r.levelno == logging.ERROR and r.exc_info for r in bugs)
+    assert len(bugs) == 3 and all(r.levelno == logging.ERROR and (r.exc_info or r.exc_text) for r in bugs)
 
 
 async def test_the_pacers_steps_log_a_database_outage_once_for_all_of_them(caplog):
