@@ -36,7 +36,7 @@ from aiohttp import web
 from sqlalchemy import select, update
 
 from community.decisions import EXPOSED, exposes_personal_data
-from console.api.mentions import as_asked, record_effect
+from console.api.actions import as_asked, record_effect
 from console.keys import PRINCIPAL, RUNTIME
 from console.posted_ids import NotAnId, posted_id
 from console.queue_data import claim_is_live

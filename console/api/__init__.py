@@ -6,7 +6,7 @@ from aiohttp import web
 
 
 def routes() -> list[web.RouteDef]:
-    from console.api import cases, deadletters, mentions, openapi, settle, templates, webhooks
+    from console.api import actions, cases, deadletters, mentions, openapi, settle, templates, webhooks
 
-    return [*mentions.routes(), *settle.routes(), *cases.routes(), *templates.routes(), *webhooks.routes(),
-            *deadletters.routes(), *openapi.routes()]
+    return [*mentions.routes(), *actions.routes(), *settle.routes(), *cases.routes(), *templates.routes(),
+            *webhooks.routes(), *deadletters.routes(), *openapi.routes()]

@@ -8,8 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
+from console.api.actions import ACTIONS, NEEDS_REASON
 from console.api.deadletters import ID_PATTERN, MAX_SHOWN, PAGE, IdsIn
-from console.api.mentions import ACTIONS, NEEDS_REASON, ReplyIn
+from console.api.mentions import ReplyIn
 from console.api.openapi_schemas import (
     BOOL,
     ID,

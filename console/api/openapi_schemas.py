@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from console.api.actions import ACTIONS, NEEDS_REASON, ActionIn
 from console.api.deadletters import ID_PATTERN
-from console.api.mentions import ACTIONS, IDEMPOTENCY_KEY, NEEDS_REASON, ActionIn
+from console.api.mentions import IDEMPOTENCY_KEY
 from models import ROUTE_OUTCOMES
 
 

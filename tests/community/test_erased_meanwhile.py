@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-import console.api.mentions as api_mentions
+import console.api.actions as api_actions
 import console.moderation as console_moderation
 from models import AuditEvent, Mention, ModerationAction
 from models.mentions import ERASED_TEXT
@@ -74,11 +74,11 @@ async def test_a_post_erased_before_its_review_is_refused_by_name_alone_in_bulk_
 async def test_a_bots_hide_as_the_post_is_erased_is_cancelled_and_answered_410(client, rt, world, monkeypatch):
     m = await world.mention("@AcmeHelp Rosa Quint here, buy my followers", platform="x", author="rosa_q",
                             in_reply_to="brand-1")
-    erased_first(monkeypatch, api_mentions, rt.db, Subject(platform="x", handle="rosa_q"))
+    erased_first(monkeypatch, api_actions, rt.db, Subject(platform="x", handle="rosa_q"))
     h = {"Authorization": f"Bearer {await bot_token(rt, 'mod', ['actions:write'])}"}
     r = await client.post(f"/api/v1/mentions/{m.id}/actions", json={"action": "hide", "reason": "spam by Rosa"},
                           headers=h)
-    assert r.status == 410 and await r.json() == {"error": {"status": 410, "message": api_mentions.ERASED_MESSAGE}}
+    assert r.status == 410 and await r.json() == {"error": {"status": 410, "message": api_actions.ERASED_MESSAGE}}
     assert all(c.calls == [] for c in rt.connectors)
     hide = (await rows(rt.db, m.id))["hide"]
     assert (hide.status, hide.reason, hide.details) == ("cancelled", ERASED_TEXT, {"cancelled": "erased"})
@@ -93,7 +93,7 @@ async def test_a_bots_action_on_an_erased_post_is_refused_with_410_and_nothing_s
     await erase(rt.db, Subject(platform="x", handle="rosa_q"), actor="dpo", reason="privacy request")
     h = {"Authorization": f"Bearer {await bot_token(rt, 'mod', ['actions:write'])}"}
     r = await client.post(f"/api/v1/mentions/{m.id}/actions", json={"action": action, "reason": "spam"}, headers=h)
-    assert r.status == 410 and (await r.json())["error"]["message"] == api_mentions.ERASED_MESSAGE
+    assert r.status == 410 and (await r.json())["error"]["message"] == api_actions.ERASED_MESSAGE
     assert all(c.calls == [] for c in rt.connectors) and await rows(rt.db, m.id) == {}
 
 
@@ -101,13 +101,13 @@ async def test_a_bots_dry_run_approve_of_a_post_erased_as_it_is_recorded_is_canc
     """In a dry run nothing reaches the platform either way; the row still ends cancelled, not done."""
     m = await world.mention("@AcmeHelp buy my followers", platform="x", author="rosa_q", in_reply_to="brand-1")
     monkeypatch.setattr(rt.settings, "dry_run", True)
-    real = api_mentions.decisions.exposes_personal_data
+    real = api_actions.decisions.exposes_personal_data
 
     async def erased_now(session, mention):  # checked just before the action is recorded
         await erase(rt.db, Subject(platform="x", handle="rosa_q"), actor="dpo", reason="privacy request")
         return await real(session, mention)
 
-    monkeypatch.setattr(api_mentions.decisions, "exposes_personal_data", erased_now)
+    monkeypatch.setattr(api_actions.decisions, "exposes_personal_data", erased_now)
     h = {"Authorization": f"Bearer {await bot_token(rt, 'mod', ['actions:write'])}"}
     r = await client.post(f"/api/v1/mentions/{m.id}/actions", json={"action": "approve"}, headers=h)
     assert r.status == 410

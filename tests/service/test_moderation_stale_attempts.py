@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from community import moderation
-from console.api.mentions import as_asked
+from console.api.actions import as_asked
 from listener.protocol import ActionResult
 from models import Mention, ModerationAction
 from models.base import utcnow
