@@ -6,7 +6,6 @@ import asyncio
 import json
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from listener.cursors import MemoryCursorStore
 from listener.errors import AuthError, RateLimited, TransientError
@@ -15,7 +14,7 @@ from listener.reddit.connector import RedditConnector
 from listener.runner import run_connector
 from service.settings import load_settings
 
-from .fakes.reddit import CLIENT_ID, CLIENT_SECRET, PASSWORD, FakeReddit, comment, submission
+from .fakes.reddit import CLIENT_ID, CLIENT_SECRET, PASSWORD, FakeReddit, comment, served, submission
 
 
 @pytest.fixture
@@ -26,14 +25,8 @@ async def reddit():
                      comment(2, link=fake.posts[0]["data"]["name"], parent=f"t1_{fake.posts[0]['data']['id']}x")]
     fake.comments[1]["data"]["parent_id"] = fake.comments[0]["data"]["name"]
     fake.hits = [submission(50, sub="gadgets", title="Is the acme app down for anyone?")]
-    server = TestServer(fake.app(), host="127.0.0.1")
-    await server.start_server()
-    fake.base = str(server.make_url("")).rstrip("/")
-    fake.clients = []
-    yield fake
-    for c in fake.clients:
-        await c.close()
-    await server.close()
+    async with served(fake):
+        yield fake
 
 
 def connector(fake, **extra) -> RedditConnector:

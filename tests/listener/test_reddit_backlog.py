@@ -12,26 +12,19 @@ import logging
 import time
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from listener.reddit.connector import RedditConnector
 from service.settings import load_settings
 
-from .fakes.reddit import CLIENT_ID, CLIENT_SECRET, PASSWORD, FakeReddit, comment, submission
+from .fakes.reddit import CLIENT_ID, CLIENT_SECRET, PASSWORD, FakeReddit, comment, served, submission
 
 
 @pytest.fixture
 async def reddit():
     fake = FakeReddit()
     fake.posts = [submission(1), submission(2)]
-    server = TestServer(fake.app(), host="127.0.0.1")
-    await server.start_server()
-    fake.base = str(server.make_url("")).rstrip("/")
-    fake.clients = []
-    yield fake
-    for c in fake.clients:
-        await c.close()
-    await server.close()
+    async with served(fake):
+        yield fake
 
 
 def connector(fake, **kwargs) -> RedditConnector:

@@ -7,10 +7,13 @@ from __future__ import annotations
 import base64
 import random
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 CLIENT_ID, CLIENT_SECRET, PASSWORD = "fake-client-id", "fake-client-secret", "hunter2"
 
@@ -268,3 +271,19 @@ class FakeReddit:
         if name in ("compose",):
             return web.json_response({"json": {"errors": []}})
         return web.json_response({})
+
+
+@asynccontextmanager
+async def served(fake: FakeReddit) -> AsyncIterator[FakeReddit]:
+    """The fake on a local port (its URL in ``fake.base``); the connectors a test put in
+    ``fake.clients`` are closed after it, then the server."""
+    server = TestServer(fake.app(), host="127.0.0.1")
+    await server.start_server()
+    fake.base = str(server.make_url("")).rstrip("/")
+    fake.clients = []
+    try:
+        yield fake
+    finally:
+        for c in fake.clients:
+            await c.close()
+        await server.close()
