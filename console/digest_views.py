@@ -15,7 +15,7 @@ from console.digest import PERIODS, compute, end_of_day, latest_day_before, to_c
 from console.digest_mail import charts_for, page_charts, render_html
 from console.digest_schedule import next_send, retry_until, send_once
 from console.keys import PRINCIPAL, RUNTIME
-from console.numbers import parse_int
+from console.paths import parse_int
 from console.render import render
 from models.base import utcnow
 from models.console import DigestSchedule

@@ -17,8 +17,7 @@ from console.auth import require
 from console.claims import holder_name, resolve_unless_held, try_claim
 from console.conversation import AGENTS, back, clean_text, existing, form_id, form_of, render_conversation
 from console.keys import PRINCIPAL, RUNTIME
-from console.numbers import parse_int
-from console.paths import MAX_ID, path_id
+from console.paths import MAX_ID, parse_int, path_id
 from console.queue_data import newer_human_replies
 from escalation.public_guard import public_reply_refusal
 from models import Mention, Reply

@@ -7,7 +7,7 @@ from typing import Annotated, Any, TypeVar
 from aiohttp import web
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
-from console.numbers import parse_int
+from console.paths import parse_int
 from console.paths import path_id as _path_id
 from listener.validation import unstorable
 from listener.webhook import TooDeep, loads
@@ -92,7 +92,7 @@ def path_id(request: web.Request, name: str = "id") -> int:
 
 def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
     """A whole-number query parameter from ``lo`` (0 or more) to ``hi``; outside, a 400 (JSON under
-    /api), never a value quietly moved. Read by :func:`console.numbers.parse_int`: ASCII digits only
+    /api), never a value quietly moved. Read by :func:`console.paths.parse_int`: ASCII digits only
     (int() would also read "١", " 5" or "+5"), and thousands of them are a 400, not int()'s ValueError."""
     raw = request.query.get(name, "")
     if raw == "" and (name not in request.query or not request.path.startswith("/api/")):

@@ -1,5 +1,5 @@
 """Ids and whole numbers in forms and queries are read as in paths (console.paths.parse_id, and
-console.numbers.parse_int for limits, offsets, a weekday): ASCII digits within range, or the route's
+console.paths.parse_int for limits, offsets, a weekday): ASCII digits within range, or the route's
 own 4xx. Never a 500 (int() raises past 4300 digits; PostgreSQL's BIGINT overflows past 2**63-1),
 never another row ("١" is 1 to int(), and " 5" and "+5" are 5), and nothing written."""
 
@@ -10,8 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from console.numbers import parse_int
-from console.paths import MAX_ID
+from console.paths import MAX_ID, parse_int
 from models import (
     AuditEvent,
     Author,
