@@ -152,10 +152,8 @@ async def api_mentions(request: web.Request) -> web.Response:
 async def api_ingest(request: web.Request) -> web.Response:
     """Mentions in (JSON lines of NormalizedMention fields); used by `socialcare replay` in the
     embedded mode. Authorized by the local ingest token the running service wrote under var/."""
-    import asyncio
-
     from listener.validation import mention_from_dict
-    from listener.webhook import TooDeep, loads
+    from listener.webhook import TooDeep, loads, published_within
     from service.outages import REDIS
 
     rt = request.app[RUNTIME]
@@ -183,14 +181,10 @@ async def api_ingest(request: web.Request) -> web.Response:
             errors_.append({"line": number, "error": str(exc)[:500]})
     if errors_:
         return web.json_response({"error": {"status": 400, "message": "bad lines", "lines": errors_}}, status=400)
-    wait = float(getattr(rt.settings, "webhook_publish_timeout_seconds", 10.0))  # the webhooks' bound
-    try:  # not the bus's own retries (30 s): the client would time out first and retry blind
-        async with asyncio.timeout(wait):
-            await rt.submit(mentions)
-    except TimeoutError as exc:  # what part was published is de-duplicated by post id on the retry
-        note_outage(log, REDIS, exc, f"POST /api/v1/ingest: the bus did not take {len(mentions)} mention(s) "
-                                     f"within {wait:g} s")
-        return unavailable_response(request, REDIS)
+    if (refused := await published_within(rt.settings, rt.submit(mentions), log,
+                                          f"POST /api/v1/ingest: {len(mentions)} mention(s)",
+                                          lambda: unavailable_response(request, REDIS))) is not None:
+        return refused
     return web.json_response({"accepted": len(mentions)}, status=202)
 
 

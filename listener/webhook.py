@@ -49,6 +49,7 @@ from aiohttp import web
 from listener.customer_link import customer_claim, link_signed_customers
 from listener.protocol import NormalizedMention
 from listener.validation import in_terms_of, mention_problems, parse_time, text_problems
+from service.outages import REDIS, log_failure, note_outage
 
 log = logging.getLogger("socialcare.listener.webhook")
 Publish = Callable[[list[NormalizedMention]], Awaitable[Any]]
@@ -270,6 +271,26 @@ def unavailable() -> web.Response:
     return response
 
 
+async def published_within(settings: Any, work: Awaitable[object], logger: logging.Logger, what: str,
+                           answer: Callable[[], web.Response] = lambda: unavailable()) -> web.Response | None:
+    """Awaits ``work`` (publishing, and what must precede it) for at most
+    ``webhook_publish_timeout_seconds``: None once it is done, else ``answer()`` (a 503 with
+    Retry-After), logged. Not the bus's own retries (30 s): a sender's shorter timeout would drop our
+    answer and retry blind, and what part was published is de-duplicated by post id on the retry. An
+    outage of the database or Redis is one line per back-off (:mod:`service.outages`); anything else
+    keeps its traceback, and is a 503 too: nothing was accepted, the unchanged redelivery will be."""
+    wait = float(getattr(settings, "webhook_publish_timeout_seconds", 10.0))
+    try:
+        async with asyncio.timeout(wait):
+            await work
+        return None
+    except TimeoutError as exc:
+        note_outage(logger, REDIS, exc, f"{what}: not taken within {wait:g} s; answered 503")
+    except Exception as exc:
+        log_failure(logger, exc, "%s failed; answered 503", what)
+    return answer()
+
+
 def routes(settings: Any, publish: Publish, *, tolerance: float = 300.0, db: Any = None) -> list[web.RouteDef]:
     """The inbound webhook route; none when ``SOCIALCARE_WEBHOOK_SECRET`` is unset (no unsigned intake).
     ``db``: where signed customer claims are linked (without it they only travel in ``raw``)."""
@@ -278,7 +299,7 @@ def routes(settings: Any, publish: Publish, *, tolerance: float = 300.0, db: Any
         return []
     guard, limit = ReplayGuard(tolerance), settings.webhook_max_bytes
     in_flight: dict[str, asyncio.Future[Answer | None]] = {}  # signature -> its first copy's answer, to come
-    wait = float(getattr(settings, "webhook_publish_timeout_seconds", 10.0))
+    wait = float(getattr(settings, "webhook_publish_timeout_seconds", 10.0))  # a copy's wait for the first
     refusals = RefusalLog(log, f"inbound webhook {PATH}")
 
     async def inbound(request: web.Request) -> web.Response:
@@ -330,17 +351,17 @@ def routes(settings: Any, publish: Publish, *, tolerance: float = 300.0, db: Any
         mentions = [to_mention(item, i, problems, claims) for i, item in enumerate(items)]
         if problems:
             return json_error(400, "invalid posts", problems=problems[:20])
-        try:
-            async with asyncio.timeout(wait):  # the sender's own timeout would drop the 503, then retry blind
-                linked = await link_signed_customers(db, claims, settings) if claims and db is not None else 0
-                await publish([m for m in mentions if m is not None])  # after the link: ingest finds it
-        except TimeoutError:
-            log.error("inbound webhook: the bus or database did not take %d mention(s) within %g s; answered 503",
-                      len(mentions), wait)
-            return unavailable()
-        except Exception:
-            log.exception("inbound webhook: publishing %d mention(s) failed", len(mentions))
-            return unavailable()
+        linked = 0
+
+        async def link_and_publish() -> None:
+            nonlocal linked
+            if claims and db is not None:
+                linked = await link_signed_customers(db, claims, settings)
+            await publish([m for m in mentions if m is not None])  # after the link: ingest finds it
+
+        if (refused := await published_within(settings, link_and_publish(), log,
+                                              f"inbound webhook: {len(mentions)} mention(s)")) is not None:
+            return refused
         answer = {"accepted": len(mentions), **({"customers_linked": linked} if claims else {})}
         return web.json_response(answer, status=202)
 

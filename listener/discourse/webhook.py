@@ -45,7 +45,6 @@ recoveries of the posts of the last day by its re-check (:mod:`listener.discours
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -64,9 +63,9 @@ from listener.webhook import (
     TooDeep,
     json_error,
     loads,
+    published_within,
     read_limited,
     signature_ok,
-    unavailable,
 )
 
 log = logging.getLogger("socialcare.listener.discourse")
@@ -156,7 +155,6 @@ def routes(settings: Any, publish: Publish, db: Any = None) -> list[web.RouteDef
         return []
     base_url = settings.discourse_url or ""
     limit, ours = settings.webhook_max_bytes, settings.discourse_api_username
-    wait = float(settings.webhook_publish_timeout_seconds)  # the generic webhook's bound, under Discourse's timeout
     refusals = RefusalLog(log, f"discourse webhook {PATH}")
 
     async def receive(request: web.Request) -> web.Response:
@@ -196,18 +194,15 @@ def routes(settings: Any, publish: Publish, db: Any = None) -> list[web.RouteDef
                 return json_error(400, "invalid post", problems=in_terms_of(bad, "post", FIELDS)[:20])
         if instance := request.headers.get("X-Discourse-Instance"):
             mention.raw = {**mention.raw, "instance": instance}
-        try:
-            async with asyncio.timeout(wait):  # not the bus's own retries (30 s): Discourse would time out first
-                if db is not None and event == "post_edited":
-                    mention = await shown_again(db, mention)
-                await publish([mention])
-        except TimeoutError:
-            log.error("discourse webhook: the bus did not take %s %s within %g s; answered 503",
-                      event, mention.external_id, wait)
-            return unavailable()
-        except Exception:
-            log.exception("discourse webhook: publishing %s failed", event)
-            return unavailable()
+        async def publish_post() -> None:
+            nonlocal mention
+            if db is not None and event == "post_edited":
+                mention = await shown_again(db, mention)
+            await publish([mention])
+
+        if (refused := await published_within(settings, publish_post(), log,
+                                              f"discourse webhook: {event} {mention.external_id}")) is not None:
+            return refused
         return web.json_response({"accepted": 1, "event": event, "external_id": mention.external_id}, status=202)
 
     return [web.post(PATH, receive)]
