@@ -26,6 +26,17 @@ __all__ = ["detect_pii", "iban_ok", "luhn_ok", "plausible_card", "redact"]
 
 _DIGITS = re.compile(r"\d+")
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}(?![\w-])")
+# An address written out against harvesters: "bob [at] gmail [dot] com", "bob(at)gmail.com", "bob at gmail
+# dot com". A bracketed "at" says so alone; a bare " at " only with " dot " spelled out too and a common
+# top-level domain ("look at example.com", "meet at noon dot" are prose).
+_BRACKET_AT = r"[ \t]*[\[({<][ \t]*at[ \t]*[\])}>][ \t]*"
+_WORD_DOT = r"[ \t]*[\[({<][ \t]*dot[ \t]*[\])}>][ \t]*|[ \t]+dot[ \t]+"
+_WRITTEN_EMAIL = re.compile(
+    rf"(?i)(?<![\w.+-])[a-z0-9._%+-]{{1,64}}(?P<at>{_BRACKET_AT}|[ \t]+at[ \t]+)"
+    rf"(?:[a-z0-9-]{{1,63}}(?:{_WORD_DOT}|\.))+(?P<tld>[a-z]{{2,24}})(?![\w-])"
+)
+_WRITTEN_TLDS = {"com", "net", "org", "edu", "gov", "io", "co", "uk", "us", "ca", "au", "de", "fr", "es", "it",
+                 "nl", "ie", "in", "me", "info", "biz", "mail"}
 _PHONE = re.compile(
     r"(?<![\w#/$€£.-])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{2,4}[\s.-])\d{3,4}[\s.-]?\d{3,4}(?![\w/.-]*\d)(?!\.\d)"
 )
@@ -122,6 +133,18 @@ def _secrets(text: str) -> list[PiiSpan]:
     return out
 
 
+def _written_emails(text: str) -> list[PiiSpan]:
+    """Addresses with "at" and "dot" written out (see ``_WRITTEN_EMAIL``)."""
+    if "at" not in text.lower():
+        return []
+    out = []
+    for m in _WRITTEN_EMAIL.finditer(text):
+        bracketed = "[" in m.group("at") or "(" in m.group("at") or "{" in m.group("at") or "<" in m.group("at")
+        if bracketed or (re.search(r"(?i)\bdot\b", m.group()) and m.group("tld").lower() in _WRITTEN_TLDS):
+            out.append(PiiSpan("email", m.start(), m.end()))
+    return out
+
+
 def _overlaps(start: int, end: int, spans: list[PiiSpan]) -> bool:
     return any(start < s.end and s.start < end for s in spans)
 
@@ -140,6 +163,7 @@ def detect_pii(text: str) -> list[PiiSpan]:
 def _detect(text: str) -> list[PiiSpan]:
     spans: list[PiiSpan] = []
     spans += [PiiSpan("email", m.start(), m.end()) for m in _EMAIL.finditer(text)]
+    spans += [s for s in _written_emails(text) if not _overlaps(s.start, s.end, spans)]
     spans += [s for s in cards(text) if not _overlaps(s.start, s.end, spans)]
     spans += [s for s in written_cards(text) if not _overlaps(s.start, s.end, spans)]
     spans += [PiiSpan("iban", m.start(), m.end()) for m in _IBAN.finditer(text)

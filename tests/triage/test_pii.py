@@ -63,6 +63,29 @@ def test_every_email_is_found_inside_noisy_text(user, host, tld, before, after):
     assert email not in redact(text)
 
 
+@given(local, domain, st.sampled_from(["com", "org", "net", "co.uk"]), noise, noise,
+       st.sampled_from([" [at] ", "[at]", " (at) ", " {AT} ", "<at>", " at "]),
+       st.sampled_from([" [dot] ", "(dot)", " dot ", " DOT "]))
+def test_every_email_written_out_against_harvesters_is_found_whole(user, host, tld, before, after, at, dot):
+    domain_part = dot.join(f"{host}.{tld}".split("."))
+    email = f"{user}{at}{domain_part}"
+    text = f"{before} {email} {after}"
+    spans = [s for s in detect_pii(text) if s.type == "email"]
+    assert [text[s.start:s.end] for s in spans] == [email]
+    assert redact(text) == f"{before} [email] {after}"
+
+
+@pytest.mark.parametrize("text", [
+    "look at example.com for the terms",  # "at" and a domain: prose
+    "meet at noon dot",
+    "playlist at spotify dot something broke",  # not a common top-level domain
+    "logged in at spotify.com and nothing loads",
+    "it's at 50% dot dot dot",
+])
+def test_prose_with_at_and_dot_is_not_an_email(text):
+    assert [s for s in detect_pii(text) if s.type == "email"] == []
+
+
 @pytest.mark.parametrize("text", [
     "where is my order #A12-938471? placed 2026-11-20",
     "order 123456789012 hasn't arrived",
