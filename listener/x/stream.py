@@ -8,7 +8,10 @@ Rules come from ``SOCIALCARE_X_STREAM_RULES`` and are synced on start (ours carr
 A stream has no resume point, so the cursor holds the newest tweet id seen
 (:mod:`listener.x.stream_cursor`), and every (re)connect starts with a recent-search catch-up from
 it (:mod:`listener.x.stream_catchup`, gaps a round did not reach filled first, the 7 days search
-reaches followed): a restart or a dropped connection loses nothing, and
+reaches followed). The stream delivers only what is posted once it is connected, so what was posted
+between the catch-up's search and then is a gap too, kept in the cursor from the stream's opening
+and searched for while the stream runs, once search has indexed it (``bridge_seconds``, as are gaps
+a catch-up left): a restart or a dropped connection loses nothing, and
 versions already published are skipped, so nothing repeats. "Published" is what the runner took:
 a batch counts as such only when the runner asks for the next one (it publishes, saves the
 cursor, then asks), so a batch whose publishing failed is found again by the catch-up of the
@@ -39,7 +42,7 @@ import tweepy
 from tweepy.asynchronous import AsyncClient
 from tweepy.streaming import StreamRule
 
-from listener.errors import StreamUnavailable, TransientError
+from listener.errors import RateLimited, StreamUnavailable, TransientError
 from listener.hosts import X_HOST, redirected_client_session
 from listener.protocol import NormalizedMention
 from listener.x.actions import XActions, make_client
@@ -63,7 +66,7 @@ from listener.x.recheck import (
 )
 from listener.x.stream_catchup import CatchUp
 from listener.x.stream_client import _END, _get_rules, _Stream, stream_error
-from listener.x.stream_cursor import _now_ms, dump, load_gaps, moved_on
+from listener.x.stream_cursor import _now_ms, dump, id_at, joined, load_gaps, moved_on
 
 log = logging.getLogger("socialcare.listener.x")
 TAG = "socialcare"
@@ -78,13 +81,15 @@ class XStreamConnector(CatchUp, XActions):
 
     def __init__(self, settings: Any, *, poll_seconds: float = 30.0, stall_seconds: float = 30.0,
                  idle_seconds: float = 5.0, max_pages: int = 10, recheck_seconds: float = RECHECK_SECONDS,
-                 recheck_hours: float = RECHECK_HOURS, recheck_size: int = RECHECK_SIZE) -> None:
+                 recheck_hours: float = RECHECK_HOURS, recheck_size: int = RECHECK_SIZE,
+                 bridge_seconds: float = 60.0) -> None:
         self.settings = settings
         self.rules = list(settings.x_stream_rules)
         self.bearer = settings.secret("x_bearer_token")
         self.base = settings.x_api_base
         self.poll_seconds, self.stall_seconds, self.idle_seconds = poll_seconds, stall_seconds, idle_seconds
         self.max_pages = max_pages
+        self.bridge_ms = int(bridge_seconds * 1000)  # how long a stream may take to connect (see stream())
         self.recheck_seconds, self.recheck_hours, self.recheck_size = recheck_seconds, recheck_hours, recheck_size
         self.client = make_client(settings)  # sync, for actions and the re-check's lookups
         self.search = AsyncClient(self.bearer, return_type=dict)
@@ -185,20 +190,57 @@ class XStreamConnector(CatchUp, XActions):
             self.unpublished = mentions
             yield changed + self.unpublished, cursor
             self._published(self.unpublished)
-        gaps = load_gaps(cursor)  # left when a catch-up round made no headway: the next catch-up goes on
+        gaps = load_gaps(cursor)  # left when a catch-up round made no headway: filled while streaming
+        opened, bridging = _now_ms(), since is not None
+        if bridging:  # posted after the catch-up's search, before the stream connected: up to its first tweet
+            gaps = joined([*gaps, [since, id_at(opened + self.bridge_ms)]])
+        fill_due = opened + 2 * self.bridge_ms  # the gap's end, then as long again for search to index it
         try:
             async with aclosing(self._live()) as live:
                 async for batch in live:
+                    if bridging and batch:  # the stream's first tweet: what came after, it delivered
+                        gaps, bridging = self._bridged(gaps, min((version_id(m) for m in batch), key=int)), False
                     since = moved_on(newest_id(None, batch, since), _now_ms())
                     self._remember(window, batch)
                     self.unpublished = batch
                     yield batch, dump(since, window, gaps)
                     self._published(batch)
+                    if gaps and _now_ms() >= fill_due:
+                        bridging = False
+                        older, gaps, fill_due = await self._fill_live(gaps)
+                        if older:
+                            self._remember(window, older)
+                            self.unpublished = older
+                            yield older, dump(since, window, gaps)
+                            self._published(older)
                     if changed := await self._recheck(window):
                         yield changed, dump(since, window, gaps)
         except StreamUnavailable as exc:
             self._fall_back(exc)
             raise TransientError("switching to recent search polling") from exc
+
+    @staticmethod
+    def _bridged(gaps: list[list[str]], first: str) -> list[list[str]]:
+        """The gaps with the last (the one opened with the stream) ending at the stream's first tweet."""
+        *rest, (since, until) = gaps
+        until = min(until, first, key=int)
+        return [*rest, [since, until]] if int(since) < int(until) else rest
+
+    async def _fill_live(self, gaps: list[list[str]]) -> tuple[list[NormalizedMention], list[list[str]], int]:
+        """The oldest gap's tweets not published yet, fetched while the stream runs, the gaps left and
+        when to fill the next. A failure (a 429, a 5xx) never tears a healthy stream down: logged, the
+        gap kept (in the cursor too), tried again a poll's interval later, or when a 429's reset says."""
+        now = _now_ms()
+        try:
+            older, rest = await self._fill(gaps, now)
+        except Exception as exc:  # noqa: BLE001 - the stream goes on; the gap stays owed
+            wait = self.poll_seconds
+            if isinstance(exc, RateLimited):
+                wait = max(wait, exc.retry_after or 0, (exc.reset_at or 0) - time.time())
+            log.warning("connector %s: could not fetch the tweets a gap owes while streaming (%s); trying again in "
+                        "%.0f s", self.name, exc, wait)
+            return [], gaps, now + int(wait * 1000)
+        return self._fresh(older), rest, now + int(self.idle_seconds * 1000)
 
     def _fall_back(self, exc: BaseException) -> None:
         self.streaming = False

@@ -113,6 +113,9 @@ class CatchUp(Rechecks):
     async def _fill(self, gaps: list[list[str]], now: int) -> tuple[list[NormalizedMention], list[list[str]]]:
         """The oldest gap's tweets (``max_pages`` pages at most), and the gaps left after."""
         (since, until), rest = gaps[0], gaps[1:]
+        until = min(until, id_at(now), key=int)  # a stream's gap may end ahead (see stream.py); not yet posted
+        if int(since) >= int(until):
+            return [], rest
         floor = now - REACH_MS + MARGIN_MS
         if posted_ms(until) <= floor:
             log.warning("connector %s: X recent search reaches back 7 days only: mentions matching the rules posted "

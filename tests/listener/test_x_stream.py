@@ -372,4 +372,53 @@ async def test_a_long_outage_is_caught_up_to_the_last_tweet_before_the_stream_op
     fake.found.append(live)
     await run_until(fake, stream_connector(fake, max_pages=2), store, published, len(backlog) + 1)
     assert sorted(published, key=int) == [t["id"] for t in [*backlog, live]] and len(set(published)) == len(published)
+    # streaming, what may be posted between the catch-up (which found the live tweet too) and the
+    # stream's connecting stays owed until searched; polling owes nothing
+    owed_from = [live["id"]] if tier == "filtered stream" else []
+    assert since_id(store.values["x-stream"]) == live["id"]
+    assert [since for since, _ in gaps(store.values["x-stream"])] == owed_from
+
+
+async def wait_for(condition, timeout: float = 10.0) -> None:
+    async def poll():
+        while not condition():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def test_a_tweet_posted_between_the_catch_up_and_the_streams_connecting_is_fetched_while_streaming(fake):
+    """The stream delivers only what is posted once it is connected: a tweet posted after the
+    catch-up's search and before then is owed in the cursor from the stream's opening (a restart
+    would catch it up) and searched for while the stream runs; a search refused meanwhile (429)
+    leaves the stream up and the tweet owed, asked again later. Nothing repeats."""
+    last, caught, between, live = tweet(1), tweet(2), tweet(3), tweet(4)
+    fake.found = [last, caught]
+    store, published = MemoryCursorStore(), []
+    store.values["x-stream"] = last["id"]
+    stop = asyncio.Event()
+
+    async def keep(batch):
+        published.extend(m.external_id for m in batch)
+
+    c = stream_connector(fake, bridge_seconds=0.2, poll_seconds=0.2)
+    run = asyncio.create_task(run_connector(c, keep, store, stop, backoff_base=0.01))
+    try:
+        await wait_for(lambda: fake.stream_connects >= 1)
+        fake.found.append(between)  # posted meanwhile: search indexes it, the stream never sends it
+        fake.fail_next = [(429, {"x-rate-limit-reset": str(int(time.time()))})]  # the first fill is refused
+        fake.push(live)
+        fake.found.append(live)
+        await wait_for(lambda: published == [caught["id"], live["id"]])
+        assert gaps(store.values["x-stream"]) == [[caught["id"], live["id"]]]  # owed: a restart would fetch it
+        await wait_for(lambda: len(published) == 3)
+        await asyncio.sleep(0.5)  # later fills find nothing new
+    finally:
+        stop.set()
+        await asyncio.wait_for(run, 10)
+        await c.close()
+    assert published == [caught["id"], live["id"], between["id"]]
+    assert fake.stream_connects == 1  # the refused search never tore the stream down
+    searches = [r for r in fake.requests if r.startswith("/2/tweets/search/recent")]
+    assert sum(f"until_id={live['id']}" in r for r in searches) == 2  # refused once, asked again
     assert since_id(store.values["x-stream"]) == live["id"] and gaps(store.values["x-stream"]) == []
