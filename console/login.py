@@ -12,6 +12,7 @@ token (another site must not sign people out) and ends the user's sessions every
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import math
 import os
@@ -32,7 +33,7 @@ from console.keys import DEMO_LOGIN, PRINCIPAL, RUNTIME
 from console.navigation import home_for
 from console.render import render
 from console.secure import ESCALATION
-from escalation.ratelimit import RateLimiter
+from escalation.ratelimit import RateLimiter, SharedRateLimiter
 from models import User
 from service.audit import record
 
@@ -40,6 +41,7 @@ DEMO_USER = "demo"
 THROTTLE_SECONDS = 15 * 60
 NAME_FAILURES = 10  # failed sign-ins per user name and window, then that name is refused until it ends
 ADDRESS_FAILURES = 50  # per client address (behind a reverse proxy the proxy's, which everyone shares)
+COUNTER_PREFIX = "login:"  # the sign-in counters' keys in rate_counters
 DEVICE_FAILURES = 10  # per device cookie, instead of the two above, then only that cookie is refused
 DEVICE_MAX_AGE = 90 * 24 * 3600
 DEVICE_COOKIE_PREFIX = "sc_device_"
@@ -101,18 +103,15 @@ def _next(request: web.Request, form: Any = None) -> str:
 
 
 class _Attempts(RateLimiter):
-    """The project's fixed-window limiter, counting sign-in attempts: a key at its ``limit`` is refused
-    until its window ends, before any password is checked (a right one included, or the refusal
-    would tell when a guess was right)."""
+    """Sign-in attempts per client address in this process: a key at its ``limit`` is refused until its
+    window ends, before any password is checked (a right one included, or the refusal would tell
+    when a guess was right)."""
 
     def wait(self, key: Hashable) -> float:
         """Seconds before ``key`` may try again (0: now)."""
         start, count = self._counts.get(key, (0.0, 0))
         left = self.window - (self.clock() - start)
         return left if count >= self.limit and left > 0 else 0.0
-
-    def forget(self, key: Hashable) -> None:
-        self._counts.pop(key, None)
 
     def refund(self, key: Hashable) -> None:
         start, count = self._counts.get(key, (0.0, 0))
@@ -154,38 +153,63 @@ def issue_device(request: web.Request, response: web.StreamResponse, user: User)
                         httponly=True, secure=request.app[AUTH].cookie_secure, samesite="Lax")
 
 
+def _counter_key(kind: str, value: str) -> str:
+    """A counter's key in the database: hashed, as a name typed there may be a password pasted into
+    the wrong field, and a device nonce is a credential of sorts."""
+    return f"{COUNTER_PREFIX}{kind}:{hashlib.sha256(value.encode()).hexdigest()}"
+
+
 class LoginThrottle:
-    """Failed sign-ins, in this process (each web process counts its own): enough for the embedded mode,
-    and a bound per process in production. An attempt from a browser that shows a valid device cookie
-    for the name counts against that cookie only (and is refused only while that cookie is locked out);
-    any other attempt counts per user name and per client address. An attempt is counted before its
-    password is checked, so attempts sent all at once cannot slip past the limit together; a good one
-    takes its count back."""
+    """Failed sign-ins. Per user name and per device cookie in the database (``rate_counters``), so the
+    limits hold however many web processes share the sign-ins; per client address in this process's
+    memory (an address is personal data, and the flood that limit stops arrives at one door). An
+    attempt from a browser that shows a valid device cookie for the name counts against that cookie
+    only (and is refused only while that cookie is locked out); any other attempt counts per user name
+    and per client address. Each is counted before its password is checked, atomically, so attempts
+    sent all at once cannot slip past a limit together; a good one takes its count back. A key's window
+    of ``THROTTLE_SECONDS`` starts at its first failure."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.by_name = _Attempts(NAME_FAILURES, THROTTLE_SECONDS, clock)
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
         self.by_address = _Attempts(ADDRESS_FAILURES, THROTTLE_SECONDS, clock)
-        self.by_device = _Attempts(DEVICE_FAILURES, THROTTLE_SECONDS, clock)
         self.noted = RateLimiter(1, THROTTLE_SECONDS, clock)  # one audit entry per refused key and window
+        self.pruned = -math.inf  # when this process last deleted the ended windows' counters
 
-    def attempt(self, name: str, address: str, device: str | None = None) -> tuple[str, float, bool] | None:
+    def _shared(self, db: Any, limit: int) -> SharedRateLimiter:
+        return SharedRateLimiter(db, limit, THROTTLE_SECONDS, self.clock)
+
+    async def attempt(self, db: Any, name: str, address: str,
+                      device: str | None = None) -> tuple[str, float, bool] | None:
         """Count this attempt, or say why it is refused: (which limit, seconds to wait, whether to
         audit the refusal). ``device``: the nonce of a valid device cookie for ``name``."""
-        limits = ((("device", self.by_device, device),) if device is not None
-                  else (("user", self.by_name, name), ("address", self.by_address, address)))
-        for kind, limiter, key in limits:
-            if wait := limiter.wait(key):
-                return kind, wait, self.noted.hit((kind, key))
-        for _, limiter, key in limits:
-            limiter.hit(key)
+        await self._prune(db)
+        if device is not None:
+            return await self._counted(self._shared(db, DEVICE_FAILURES), "device", device)
+        if wait := self.by_address.wait(address):
+            return "address", wait, self.noted.hit(("address", address))
+        if (refused := await self._counted(self._shared(db, NAME_FAILURES), "user", name)) is not None:
+            return refused
+        self.by_address.hit(address)
         return None
 
-    def succeeded(self, name: str, address: str, device: str | None = None) -> None:
+    async def _counted(self, limiter: SharedRateLimiter, kind: str, value: str) -> tuple[str, float, bool] | None:
+        key = _counter_key(kind, value)
+        hits, left = await limiter.count(key)
+        return None if hits <= limiter.limit else (kind, left, self.noted.hit(key))
+
+    async def succeeded(self, db: Any, name: str, address: str, device: str | None = None) -> None:
         if device is not None:  # only the cookie starts over: the name's failures are someone else's
-            self.by_device.forget(device)
+            await self._shared(db, DEVICE_FAILURES).forget(_counter_key("device", device))
             return
-        self.by_name.forget(name)  # the name starts over; the address only takes back this attempt, so
-        self.by_address.refund(address)  # one good account cannot clear the failures of other names
+        await self._shared(db, NAME_FAILURES).forget(_counter_key("user", name))  # the name starts over;
+        self.by_address.refund(address)  # the address only takes back this attempt, so one good
+        # account cannot clear the failures of other names
+
+    async def _prune(self, db: Any) -> None:
+        """Once a window per process: the ended windows' counters go (names tried once stay no longer)."""
+        if self.clock() - self.pruned >= THROTTLE_SECONDS:
+            self.pruned = self.clock()
+            await self._shared(db, NAME_FAILURES).prune(COUNTER_PREFIX)
 
 
 async def login_page(request: web.Request) -> web.Response:
@@ -205,31 +229,33 @@ async def login_submit(request: web.Request, throttle: LoginThrottle) -> web.Res
     rt = request.app[RUNTIME]
     async with rt.db.session() as session:
         user = await session.scalar(select(User).where(User.username == username))
-        actor = f"session:{user.username}" if user else "session:unknown"  # never what was typed
-        device = presented_device(request, user)
-        refused = throttle.attempt(name, address, device)  # counted now, before the password check awaits
-        if refused is not None:
-            kind, wait, audit = refused
-            if audit:
+    actor = f"session:{user.username}" if user else "session:unknown"  # never what was typed
+    device = presented_device(request, user)
+    refused = await throttle.attempt(rt.db, name, address, device)  # counted before the password is checked
+    if refused is not None:
+        kind, wait, audit = refused
+        if audit:
+            async with rt.db.session() as session:
                 record(session, actor, "login.throttled", "user", user.id if user else None, limit=kind)
                 await session.commit()
-            minutes = math.ceil(wait / 60)
-            response = render(request, "login.html", next=_next(request, form), local_demo=local_demo(request),
-                              status=429, error=f"Too many failed sign-ins. Try again in {minutes} minute"
-                              f"{'s' if minutes > 1 else ''}.")
-            response.headers["Retry-After"] = str(math.ceil(wait))
-            return response
-        if user is not None:  # argon2 in a thread: a wave of sign-ins must not stall every other page
-            ok = await asyncio.to_thread(verify_password, user.password_hash, password) and user.active
-        else:
-            await asyncio.to_thread(verify_nobody, password)
-            ok = False
+        minutes = math.ceil(wait / 60)
+        response = render(request, "login.html", next=_next(request, form), local_demo=local_demo(request),
+                          status=429, error=f"Too many failed sign-ins. Try again in {minutes} minute"
+                          f"{'s' if minutes > 1 else ''}.")
+        response.headers["Retry-After"] = str(math.ceil(wait))
+        return response
+    if user is not None:  # argon2 in a thread: a wave of sign-ins must not stall every other page
+        ok = await asyncio.to_thread(verify_password, user.password_hash, password) and user.active
+    else:
+        await asyncio.to_thread(verify_nobody, password)
+        ok = False
+    async with rt.db.session() as session:
         record(session, actor, "login.success" if ok else "login.failure", "user", user.id if user else None)
         await session.commit()
     if not ok:
         return render(request, "login.html", next=_next(request, form), error="Wrong user name or password.",
                       local_demo=local_demo(request), status=401)
-    throttle.succeeded(name, address, device)
+    await throttle.succeeded(rt.db, name, address, device)
     response = web.HTTPFound(_next(request, form) or home_for(user.role))
     request.app[AUTH].login(response, user)
     issue_device(request, response, user)

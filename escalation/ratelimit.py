@@ -14,6 +14,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from sqlalchemy import case as case_
+from sqlalchemy import delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -48,22 +49,48 @@ class RateLimiter:
 
 
 class SharedRateLimiter:
-    """Fixed windows counted in the ``rate_counters`` table: one atomic upsert per hit (a new
-    window resets the count), so concurrent processes never lose a hit."""
+    """Windows counted in the ``rate_counters`` table, each key's starting at its first hit (as
+    :class:`RateLimiter`'s do: a key over its limit waits the whole window, not until the clock's next
+    quarter hour): one atomic upsert per hit, so concurrent processes never lose a hit. ``window_no``
+    holds the window's start in epoch milliseconds (rows of the clock-aligned windows before read as
+    long over)."""
 
     def __init__(self, db: Any, limit: int, window_seconds: float, clock: Callable[[], float] = time.time) -> None:
         self.db, self.limit, self.window, self.clock = db, limit, window_seconds, clock
 
     async def hit(self, key: str) -> bool:
         """Count one request for ``key``; False when it is over the limit in the current window."""
-        window_no = int(self.clock() // self.window)
+        hits, _ = await self.count(key)
+        return hits <= self.limit
+
+    async def count(self, key: str) -> tuple[int, float]:
+        """Count one request for ``key``: the requests counted in its current window, this one
+        included, and the seconds until that window ends."""
+        now_ms = int(self.clock() * 1000)
         insert = pg_insert if self.db.dialect == "postgresql" else sqlite_insert
-        stmt = insert(RateCounter).values(key=key[:120], window_no=window_no, hits=1)
+        stmt = insert(RateCounter).values(key=key[:120], window_no=now_ms, hits=1)
+        running = RateCounter.window_no > now_ms - int(self.window * 1000)  # the old row's, in SET as in SQL
         stmt = stmt.on_conflict_do_update(index_elements=[RateCounter.key], set_={
-            "hits": case_((RateCounter.window_no == stmt.excluded.window_no, RateCounter.hits + 1), else_=1),
-            "window_no": stmt.excluded.window_no,
-        }).returning(RateCounter.hits)
+            "hits": case_((running, RateCounter.hits + 1), else_=1),
+            "window_no": case_((running, RateCounter.window_no), else_=stmt.excluded.window_no),
+        }).returning(RateCounter.hits, RateCounter.window_no)
         async with self.db.session() as session:
-            hits = await session.scalar(stmt)
+            hits, start_ms = (await session.execute(stmt)).one()
             await session.commit()
-        return int(hits) <= self.limit
+        return int(hits), (int(start_ms) + self.window * 1000 - now_ms) / 1000
+
+    async def forget(self, key: str) -> None:
+        """``key`` starts over."""
+        async with self.db.session() as session:
+            await session.execute(delete(RateCounter).where(RateCounter.key == key[:120]))
+            await session.commit()
+
+    async def prune(self, prefix: str) -> int:
+        """Deletes the counters of ``prefix`` whose window has ended (each key keeps one row, but keys
+        that are never seen again would stay for good); returns how many."""
+        ended = int(self.clock() * 1000) - int(self.window * 1000)
+        async with self.db.session() as session:
+            result = await session.execute(delete(RateCounter).where(
+                RateCounter.key.startswith(prefix, autoescape=True), RateCounter.window_no <= ended))
+            await session.commit()
+        return int(result.rowcount or 0)

@@ -12,12 +12,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from argon2 import PasswordHasher
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 
 from console import login as login_mod
 from console.app import create_app
 from console.keys import DEMO_LOGIN
 from models import AuditEvent, User
+from models.escalation import RateCounter
 from tests.console.conftest import PASSWORDS, login
 
 
@@ -98,24 +99,44 @@ async def test_sign_ins_sent_all_at_once_cannot_slip_past_the_limit_together(app
     assert statuses == [401] * login_mod.NAME_FAILURES + [429] * 5
 
 
-def test_the_throttle_lifts_when_its_window_ends_and_a_good_sign_in_gives_its_count_back():
+async def test_the_throttle_lifts_when_its_window_ends_and_a_good_sign_in_gives_its_count_back(runtime):
     now = [1000.0]
-    throttle = login_mod.LoginThrottle(clock=lambda: now[0])
+    throttle, db = login_mod.LoginThrottle(clock=lambda: now[0]), runtime.db
     for _ in range(login_mod.NAME_FAILURES):
-        assert throttle.attempt("bob", "10.0.0.1") is None
-    assert throttle.attempt("bob", "10.0.0.2") == ("user", login_mod.THROTTLE_SECONDS, True)
-    assert throttle.attempt("bob", "10.0.0.2") == ("user", login_mod.THROTTLE_SECONDS, False)  # audited once
+        assert await throttle.attempt(db, "bob", "10.0.0.1") is None
+    assert await throttle.attempt(db, "bob", "10.0.0.2") == ("user", login_mod.THROTTLE_SECONDS, True)
+    assert await throttle.attempt(db, "bob", "10.0.0.2") == ("user", login_mod.THROTTLE_SECONDS, False)  # audited once
     now[0] += login_mod.THROTTLE_SECONDS - 1
-    assert throttle.attempt("bob", "10.0.0.3")[:2] == ("user", 1)
+    assert (await throttle.attempt(db, "bob", "10.0.0.3"))[:2] == ("user", 1)
     now[0] += 1
-    assert throttle.attempt("bob", "10.0.0.3") is None
+    assert await throttle.attempt(db, "bob", "10.0.0.3") is None
     for _ in range(login_mod.NAME_FAILURES):  # nine typos, then the right password
-        assert throttle.attempt("alice", "10.0.0.4") is None
-    throttle.succeeded("alice", "10.0.0.4")
-    assert throttle.attempt("alice", "10.0.0.5") is None  # the name's count started over
+        assert await throttle.attempt(db, "alice", "10.0.0.4") is None
+    await throttle.succeeded(db, "alice", "10.0.0.4")
+    assert await throttle.attempt(db, "alice", "10.0.0.5") is None  # the name's count started over
     for i in range(login_mod.ADDRESS_FAILURES - 9):  # the address keeps its nine failures, not the success
-        assert throttle.attempt(f"user{i}", "10.0.0.4") is None
-    assert throttle.attempt("carol", "10.0.0.4")[0] == "address"
+        assert await throttle.attempt(db, f"user{i}", "10.0.0.4") is None
+    assert (await throttle.attempt(db, "carol", "10.0.0.4"))[0] == "address"
+
+
+async def test_every_web_process_counts_a_names_failures_together_and_none_keeps_it_in_clear(runtime):
+    """Behind a load balancer each web process has its own throttle: the name's (and a device's)
+    failures are counted in the database, so ten guesses spread over two processes lock the name
+    in both; the counters hold no name as typed, and an ended window's counters are deleted."""
+    now = [1000.0]
+    first, second = (login_mod.LoginThrottle(clock=lambda: now[0]) for _ in range(2))
+    for i in range(login_mod.NAME_FAILURES):
+        assert await (first if i % 2 else second).attempt(runtime.db, "bob", f"10.0.0.{i}") is None
+    assert (await first.attempt(runtime.db, "bob", "10.0.1.1"))[0] == "user"
+    assert (await second.attempt(runtime.db, "bob", "10.0.1.2"))[0] == "user"
+    assert await second.attempt(runtime.db, "alice", "10.0.1.2") is None  # other names go on
+    async with runtime.db.session() as s:
+        keys = list(await s.scalars(select(RateCounter.key)))
+    assert len(keys) == 2 and not any("bob" in k or "alice" in k for k in keys)
+    now[0] += login_mod.THROTTLE_SECONDS  # the windows ended: the next attempt deletes their counters
+    assert await first.attempt(runtime.db, "carol", "10.0.2.1") is None
+    async with runtime.db.session() as s:
+        assert await s.scalar(select(func.count()).select_from(RateCounter)) == 1  # carol's alone
 
 
 async def test_an_unknown_or_disabled_name_costs_a_password_check(app_client, runtime, monkeypatch):

@@ -177,23 +177,23 @@ def test_the_device_cookie_is_secure_when_the_session_cookie_is(secure):
     assert login_mod.presented_device(shown, type("U", (), {"id": 8})()) is None
 
 
-def test_a_device_counts_on_its_own_and_a_good_sign_in_clears_only_its_count():
+async def test_a_device_counts_on_its_own_and_a_good_sign_in_clears_only_its_count(runtime):
     now = [1000.0]
-    throttle = login_mod.LoginThrottle(clock=lambda: now[0])
+    throttle, db = login_mod.LoginThrottle(clock=lambda: now[0]), runtime.db
     for _ in range(login_mod.NAME_FAILURES):
-        assert throttle.attempt("bob", "10.0.0.1") is None
-    assert throttle.attempt("bob", "10.0.0.1")[0] == "user"
+        assert await throttle.attempt(db, "bob", "10.0.0.1") is None
+    assert (await throttle.attempt(db, "bob", "10.0.0.1"))[0] == "user"
     for _ in range(login_mod.DEVICE_FAILURES):  # the name is locked; bob's device is not
-        assert throttle.attempt("bob", "10.0.0.1", "bobs-nonce") is None
-    assert throttle.attempt("bob", "10.0.0.1", "bobs-nonce") == ("device", login_mod.THROTTLE_SECONDS, True)
-    assert throttle.attempt("bob", "10.0.0.1", "bobs-nonce")[2] is False  # audited once
-    assert throttle.attempt("bob", "10.0.0.1", "other-nonce") is None
-    throttle.succeeded("bob", "10.0.0.1", "other-nonce")
-    assert throttle.attempt("bob", "10.0.0.2")[0] == "user"  # a device's good sign-in lifts no name lock
+        assert await throttle.attempt(db, "bob", "10.0.0.1", "bobs-nonce") is None
+    assert await throttle.attempt(db, "bob", "10.0.0.1", "bobs-nonce") == ("device", login_mod.THROTTLE_SECONDS, True)
+    assert (await throttle.attempt(db, "bob", "10.0.0.1", "bobs-nonce"))[2] is False  # audited once
+    assert await throttle.attempt(db, "bob", "10.0.0.1", "other-nonce") is None
+    await throttle.succeeded(db, "bob", "10.0.0.1", "other-nonce")
+    assert (await throttle.attempt(db, "bob", "10.0.0.2"))[0] == "user"  # a device's good sign-in lifts no name lock
     now[0] += login_mod.THROTTLE_SECONDS
-    assert throttle.attempt("bob", "10.0.0.1", "bobs-nonce") is None  # the window ended
+    assert await throttle.attempt(db, "bob", "10.0.0.1", "bobs-nonce") is None  # the window ended
     for _ in range(login_mod.DEVICE_FAILURES - 2):
-        assert throttle.attempt("bob", "10.0.0.1", "bobs-nonce") is None
-    throttle.succeeded("bob", "10.0.0.1", "bobs-nonce")  # the tenth try was right: the count starts over
+        assert await throttle.attempt(db, "bob", "10.0.0.1", "bobs-nonce") is None
+    await throttle.succeeded(db, "bob", "10.0.0.1", "bobs-nonce")  # the tenth try was right: the count starts over
     for _ in range(login_mod.DEVICE_FAILURES):
-        assert throttle.attempt("bob", "10.0.0.1", "bobs-nonce") is None
+        assert await throttle.attempt(db, "bob", "10.0.0.1", "bobs-nonce") is None
