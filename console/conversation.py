@@ -11,7 +11,8 @@ the care team's.
 A reply that may be on its platform twice — an attempt given up for dead posted after all besides
 the one sent again, audited ``reply.posted_twice`` (:mod:`service.stranded`) — says so on the page,
 with both copies' platform ids (linked where an address follows from the id, as the listeners build
-them), so that the agent deletes one copy there (:func:`posted_twice`).
+them), so that the agent deletes one copy, or has it deleted (:func:`console.settle.copy_gone`); the
+notice goes once a copy is gone or the reply is taken back (:func:`posted_twice`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from console.queue_data import CLAIM_TTL, conversation_view
 from console.render import render
 from console.suggestions import suggestions_for
 from escalation.public_guard import gone_from_platform
-from models import AuditEvent, Conversation, Mention, ModerationAction
+from models import Conversation, Mention, ModerationAction
+from service import duplicates
 from service.audit import record
 
 AGENTS = ("agent",)
@@ -146,27 +148,16 @@ async def render_conversation(request: web.Request, *, error: str | None = None,
 
 
 async def posted_twice(session: Any, thread: list[dict[str, Any]]) -> dict[int, dict[str, list[dict[str, Any]]]]:
-    """The replies of this thread audited ``reply.posted_twice``, by id: the platform ids of the copy an
-    earlier attempt posted after all (``earlier``) and of the attempt's that posted besides it
-    (``later``), each ``{"id", "url"}`` (:func:`reply_link`)."""
-    replies = {str(e["id"]): e for e in thread if e["type"] == "reply"}
-    if not replies:
-        return {}
-    events = await session.execute(select(AuditEvent.object_id, AuditEvent.details).where(
-        AuditEvent.action == "reply.posted_twice", AuditEvent.object_type == "reply",
-        AuditEvent.object_id.in_(list(replies))).order_by(AuditEvent.id))
-    ids: dict[str, tuple[list[str], list[str]]] = {}
-    for object_id, details in events.all():
-        earlier, later = ids.setdefault(object_id, ([], []))
-        earlier += [str(i) for i in (details or {}).get("stale_external_ids") or [] if str(i) not in earlier]
-        later += [str(i) for i in (details or {}).get("external_ids") or [] if str(i) not in later]
-    out = {}
-    for object_id, (earlier, later) in ids.items():
-        e = replies[object_id]
-        out[e["id"]] = {which: [{"id": i, "url": reply_link(e["platform"], e["visibility"], i, e.get("post_url"))}
-                                for i in found]
-                        for which, found in (("earlier", earlier), ("later", [i for i in later if i not in earlier]))}
-    return out
+    """The replies of this thread that may still be on their platform twice, by id
+    (:func:`service.duplicates.doubled`: none once a copy is deleted or the reply taken back): the
+    platform ids of the copy an earlier attempt posted after all (``earlier``) and of the attempt's
+    that posted besides it (``later``), each ``{"id", "url"}`` (:func:`reply_link`)."""
+    replies = {e["id"]: e for e in thread if e["type"] == "reply"}
+    found = await duplicates.doubled(session, {i: e["status"] for i, e in replies.items()})
+    return {i: {which: [{"id": c, "url": reply_link(replies[i]["platform"], replies[i]["visibility"], c,
+                                                   replies[i].get("post_url"))} for c in copies[which]]
+                for which in duplicates.COPIES}
+            for i, copies in found.items()}
 
 
 def reply_link(platform: str, visibility: str, external_id: str, post_url: str | None) -> str | None:

@@ -24,7 +24,8 @@ while the new attempt has not posted, that "posted" is the reply's (``sent``, an
 again). Trying a moderation action again starts a new attempt too (its ``send_attempt``, migration
 0017): the interrupted call's answer is then audited ``moderation.stale_result``, never recorded.
 Audited with ids only: ``reply.settled`` and ``moderation.action_settled`` (the outcome),
-``reply.sent_again`` and ``moderation.action_retried``.
+``reply.sent_again`` and ``moderation.action_retried``. A reply out twice loses one copy with
+:func:`copy_gone` (``reply.copy_deleted``).
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ from console.posted_ids import NotAnId, posted_id
 from console.queue_data import claim_is_live
 from console.replies import dispatch
 from escalation.public_guard import gone_refusal, platform_name, public_reply_refusal
+from listener.protocol import Action, ActionResult
 from models import Conversation, Mention, ModerationAction, Reply, User
 from models.base import utcnow
 from models.mentions import ERASED_TEXT
+from service import duplicates
 from service.audit import record
 from service.privacy_actions import perform_actions
 from service.stranded import API_RULE, HELD, SETTLES
@@ -235,3 +238,52 @@ async def _perform_api_action(request: web.Request, action_id: int, where: str) 
             "cancelled": "Not performed: the post was erased on a privacy request."}
     error = (row.details or {}).get("error")
     return Outcome(row.status, said.get(row.status, f"{where} refused it: {error or row.status}."))
+
+
+async def copy_gone(request: web.Request, reply_id: int, which: str, *, delete: bool) -> Outcome:
+    """One copy (``which``: ``earlier`` or ``later``) of a reply that may be on its platform twice
+    (:mod:`service.duplicates`) is gone: the service deletes it there (``delete``; a public reply's
+    only, and not while another agent holds the conversation, as for sending again), or a person says
+    it was deleted there. Its ids leave the reply's, the other copy's stay (a take-back deletes it),
+    audited ``reply.copy_deleted``; the notice goes. 409 when the reply is not out twice (any more)."""
+    p, rt = request[PRINCIPAL], request.app[RUNTIME]
+    if which not in duplicates.COPIES:
+        raise Refused(400, "say which copy is gone: earlier or later")
+    async with rt.db.session() as session:
+        reply, copies = await _doubled(session, reply_id)
+        where = platform_name(reply.platform)
+        if delete and reply.visibility != "public":
+            raise Refused(422, f"a private message is not deleted from here: delete it on {where}, then say so")
+        conv = await session.get(Conversation, reply.conversation_id) if reply.conversation_id else None
+        if delete and conv is not None and claim_is_live(conv) and conv.claimed_by != p.user_id:
+            holder = await session.scalar(select(User.username).where(User.id == conv.claimed_by))
+            raise Refused(409, f"{holder or 'someone'} is working on this conversation: nothing was deleted")
+    connector = next((c for c in rt.connectors if c.platform == reply.platform), None)
+    if delete and connector is None:
+        raise Refused(503, f"no connector for {where}: delete it there, then say so")
+    for external_id in copies[which] if delete else []:  # a thread of tweets is deleted tweet by tweet
+        try:
+            done = await connector.perform(Action(kind="delete_reply", platform=reply.platform,
+                                                  target_external_id=external_id, reason="posted twice"))
+        except Exception as exc:  # noqa: BLE001 - reported to the person, nothing recorded
+            done = ActionResult(ok=False, error=f"{type(exc).__name__}: {exc}")
+        if not done.ok:
+            raise Refused(502, f"{where} refused to delete {external_id}: {(done.error or 'no reason')[:200]}")
+    async with rt.db.session() as session:
+        reply, copies = await _doubled(session, reply_id)  # another person may have settled it meanwhile
+        await duplicates.copy_deleted(session, reply, copies, which, p.actor, by_us=delete)
+        await session.commit()
+    said = "Deleted" if delete else "Recorded as deleted"
+    return Outcome(reply.status, f"{said}: the {'earlier attempt' if which == 'earlier' else 'sent again'} copy "
+                                 f"on {where}; the reply is there once.")
+
+
+async def _doubled(session: Any, reply_id: int) -> tuple[Reply, dict[str, list[str]]]:
+    reply = await session.get(Reply, reply_id)
+    if reply is None:
+        raise Refused(404, "no such reply")
+    copies = (await duplicates.doubled(session, {reply.id: reply.status})).get(reply.id)
+    if copies is None:
+        raise Refused(409, "this reply is not on its platform twice (any more): a copy was deleted or the reply "
+                           "taken back; nothing was changed", current=reply.status)
+    return reply, copies

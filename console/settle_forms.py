@@ -4,6 +4,7 @@ Only a role that may send replies uses it (agents; admin). A settled reply retur
 a short confirmation; a refusal (the platform answered meanwhile, an id that names no reply, the
 public guard) is shown there with what was pasted, and the override a person may give where the
 guard allows one. Moderation actions are settled on the moderation page (:mod:`console.moderation`).
+A reply out twice (:mod:`service.duplicates`) loses one copy through the conversation's form too.
 """
 
 from __future__ import annotations
@@ -55,5 +56,27 @@ async def settle_reply(request: web.Request) -> web.StreamResponse:
     return flash.redirect(request, f"/conversations/{conv_id}", notice=done.message) or back(conv_id)
 
 
+@require(*AGENTS)
+async def copy_gone(request: web.Request) -> web.StreamResponse:
+    """A reply out twice loses one copy (:func:`console.settle.copy_gone`): ``copy`` earlier or later,
+    ``how`` delete (the service deletes it on the platform) or deleted (a person deleted it there)."""
+    conv_id, reply_id = path_id(request), path_id(request, "reply_id")
+    form = await form_of(request)
+    async with request.app[RUNTIME].db.session() as session:
+        await existing(session, conv_id)
+        reply = await session.get(Reply, reply_id)
+        if reply is None or reply.conversation_id != conv_id:
+            raise web.HTTPNotFound(reason="no such reply in this conversation")
+    try:
+        how = str(form.get("how") or "")
+        if how not in ("delete", "deleted"):
+            raise settle.Refused(400, "say whether to delete the copy or that it was deleted")
+        done = await settle.copy_gone(request, reply_id, str(form.get("copy") or ""), delete=how == "delete")
+    except settle.Refused as exc:
+        return await render_conversation(request, status=exc.status, error=exc.message, focus=reply.mention_id)
+    return flash.redirect(request, f"/conversations/{conv_id}", notice=done.message) or back(conv_id)
+
+
 def routes() -> list[web.RouteDef]:
-    return [web.post(r"/conversations/{id:\d+}/replies/{reply_id:\d+}/settle", settle_reply)]
+    return [web.post(r"/conversations/{id:\d+}/replies/{reply_id:\d+}/settle", settle_reply),
+            web.post(r"/conversations/{id:\d+}/replies/{reply_id:\d+}/copies", copy_gone)]

@@ -26,7 +26,8 @@ while the reply is at the attempt it claimed (``send_attempt``, migration 0016, 
 and by a person's "send it again"): the late answer of an attempt a newer one followed never
 overwrites that attempt's claim or post, and a late "posted" is audited with both attempts' platform
 ids instead (``reply.stale_posted`` while the newer attempt is ``sending``, ``reply.posted_twice`` once
-it is ``sent`` too): the reply may be on its platform twice. While the newer attempt has not posted
+it is ``sent`` too): the reply may be on its platform twice, and both copies' ids are then the reply's
+(:mod:`service.duplicates`: taking it back deletes both; the care team deletes one). While the newer attempt has not posted
 (still ``pending``, ``queued`` or held back, ``failed``, ``unknown``) the late "posted" is the reply's:
 ``sent`` with its ids (audited ``reply.late_result`` with both attempts), so the newer attempt is never
 claimed and the reply never reads ``failed`` while it is out.
@@ -63,6 +64,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from community import moderation
 from models import AuditEvent, Mention, ModerationAction, Reply
 from service.audit import record
+from service.duplicates import record_twice
 
 log = logging.getLogger("socialcare.dispatch")
 DEFAULT_STRANDED_AFTER = timedelta(minutes=10)  # Settings.stranded_send_minutes
@@ -277,7 +279,7 @@ async def record_reply_outcome(session: AsyncSession, reply: Reply, values: dict
                         values["status"])
             return False
         if values["status"] != "sent" or now.status not in LATE_POST_OVER:
-            _stale_outcome(session, reply, attempt, values, now)
+            await _stale_outcome(session, reply, attempt, values, now)
             return False
         if await _late_post_over_newer(session, reply, attempt, values, now):
             return True
@@ -310,7 +312,7 @@ async def _late_post_over_newer(session: AsyncSession, reply: Reply, attempt: in
     log.warning("reply %s: attempt %s was posted after all (platform ids %s) while attempt %s is %s: recorded "
                 "sent", reply.id, attempt, stale_ids, now.send_attempt, now.status)
     if kept:
-        _twice(session, reply, now.send_attempt, stale_ids, kept)
+        await record_twice(session, reply, now.send_attempt, stale_ids, kept)
     return True
 
 
@@ -336,14 +338,7 @@ async def _stale_posts(session: AsyncSession, reply: Reply, during: Callable[[in
     return [d for d in earlier if during(int(d.get("current_attempt") or 0))]
 
 
-def _twice(session: AsyncSession, reply: Reply, attempt: int, stale_ids: list[str], current_ids: list[str]) -> None:
-    record(session, "system", "reply.posted_twice", "reply", reply.id, mention_id=reply.mention_id,
-           kind=reply.kind, attempt=attempt, external_ids=current_ids, stale_external_ids=stale_ids)
-    log.warning("reply %s: attempt %s posted (platform ids %s) besides an earlier attempt's late post (platform "
-                "ids %s): it is on %s twice; check there", reply.id, attempt, current_ids, stale_ids, reply.platform)
-
-
-def _stale_outcome(session: AsyncSession, reply: Reply, attempt: int, values: dict[str, Any], now: Any) -> None:
+async def _stale_outcome(session: AsyncSession, reply: Reply, attempt: int, values: dict[str, Any], now: Any) -> None:
     """The answer of an attempt a newer one followed (a person had it sent again once it was ``unknown``)
     that is under way (``sending``) or posted (``sent``), or that ended otherwise (cancelled, dry run):
     the row is the newer attempt's and keeps its status and ids. A "not posted" changes nothing. A
@@ -358,9 +353,13 @@ def _stale_outcome(session: AsyncSession, reply: Reply, attempt: int, values: di
     if set(map(str, stale_ids)) & set(map(str, current_ids)):  # the same post (an id a person pasted)
         log.info("reply %s: attempt %s was posted after all, as recorded already", reply.id, attempt)
         return
-    record(session, "system", "reply.posted_twice" if now.status == "sent" else "reply.stale_posted", "reply",
-           reply.id, mention_id=reply.mention_id, kind=reply.kind, attempt=attempt, stale_external_ids=stale_ids,
-           current_attempt=now.send_attempt, current_status=now.status, external_ids=current_ids)
+    if now.status == "sent":  # both copies are the reply's: a take-back deletes both (service.duplicates)
+        await record_twice(session, reply, attempt, stale_ids, current_ids, current_attempt=now.send_attempt,
+                           current_status=now.status)
+        return
+    record(session, "system", "reply.stale_posted", "reply", reply.id, mention_id=reply.mention_id, kind=reply.kind,
+           attempt=attempt, stale_external_ids=stale_ids, current_attempt=now.send_attempt, current_status=now.status,
+           external_ids=current_ids)
     log.warning("reply %s: attempt %s was posted after all (platform ids %s) though attempt %s followed it "
                 "(now %s, platform ids %s): it may be on %s twice; check there", reply.id, attempt, stale_ids,
                 now.send_attempt, now.status, current_ids, reply.platform)
@@ -373,7 +372,7 @@ async def _posted_after_a_stale_post(session: AsyncSession, reply: Reply, attemp
     stale_ids = _ids(i for d in await _stale_posts(session, reply, lambda current: current <= attempt)
                      for i in d.get("stale_external_ids") or [])
     if stale_ids:
-        _twice(session, reply, attempt, stale_ids, list(values.get("external_ids") or []))
+        await record_twice(session, reply, attempt, stale_ids, list(values.get("external_ids") or []))
 
 
 async def _posted_over_a_late_post(session: AsyncSession, reply: Reply, attempt: int, values: dict[str, Any],
@@ -390,4 +389,4 @@ async def _posted_over_a_late_post(session: AsyncSession, reply: Reply, attempt:
     stale_ids = [str(i) for d in late if d.get("attempt") is not None and d.get("current_attempt") == attempt
                  for i in d.get("external_ids") or []]
     if stale_ids:
-        _twice(session, reply, attempt, stale_ids, current_ids)
+        await record_twice(session, reply, attempt, stale_ids, current_ids)

@@ -1,7 +1,8 @@
 """A reply that may be on its platform twice (an attempt given up for dead posted after all besides the
 one sent again: audited ``reply.posted_twice``, service.stranded) says so on the conversation, where
 the agent works: both copies' platform ids, linked where an address follows from the id, so that the
-agent can delete one copy there. Other replies, and other conversations, say nothing of it."""
+agent can delete one copy there, or have it deleted from the page; once a copy is gone (or the reply was
+taken back) the notice goes. Other replies, and other conversations, say nothing of it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from console.conversation import reply_link
 from console.posted_ids import posted_id
 from models import Reply
 from service.audit import record
-from tests.console.conftest import add_mention, login
+from tests.console import settle_support
+from tests.console.conftest import Browser, add_mention, login
+from tests.console.settle_support import audited, get, platform
 
 NOTICE = "twice</strong>"
 
@@ -127,3 +130,101 @@ def test_a_forum_under_a_path_keeps_its_path():
 ])
 def test_no_link_is_made_up(platform, visibility, post_url, external_id):
     assert reply_link(platform, visibility, external_id, post_url) is None
+
+
+# --- one copy gone: deleted by the service, or by the agent on the platform ---------------------------
+rt, client = settle_support.rt, settle_support.client  # a console sending to fake platforms, on both databases
+
+
+@pytest.fixture
+async def second_browser(client):
+    """Another person's browser on the same server."""
+    b = Browser(str(client.make_url("/")).rstrip("/") + "/")
+    yield b
+    await b.session.close()
+
+
+async def copies(client, csrf: str, m, reply_id: int, which: str, how: str, **extra):
+    return await client.post(f"/conversations/{m.conversation_id}/replies/{reply_id}/copies", allow_redirects=False,
+                             data={"csrf_token": csrf, "copy": which, "how": how, **extra})
+
+
+async def test_the_agent_says_she_deleted_a_copy_and_the_notice_goes(client, rt):
+    m = await add_mention(rt, "charged twice?", handle="pat")
+    twice = await sent_reply(rt, m, ids=["2002", "1001"])
+    await audit_twice(rt, twice, m, ["1001"], ["2002"])
+    csrf = await login(client, "alice")
+    page = await (await client.get(f"/conversations/{m.conversation_id}")).text()
+    assert "I deleted this copy there" in article(page, twice) and "Delete this copy on X" in article(page, twice)
+    r = await copies(client, csrf, m, twice, "earlier", "deleted")
+    assert r.status in (302, 303)
+    page = await (await client.get(r.headers["Location"])).text()
+    assert "Recorded as deleted: the earlier attempt copy on X" in page
+    assert NOTICE not in article(page, twice)
+    assert (await get(rt, Reply, twice)).external_ids == ["2002"]  # a take-back deletes the copy left
+    assert platform(rt, "x").calls == []  # nothing done on X: she did it there
+    [event] = await audited(rt, "reply.copy_deleted")
+    assert (event.actor, event.object_id) == ("session:alice", str(twice))
+    assert event.details["copy"] == "earlier" and event.details["external_ids"] == ["1001"]
+    assert event.details["deleted_by_us"] is False
+    r = await copies(client, csrf, m, twice, "later", "deleted")  # the other one too: no longer out twice
+    assert r.status == 409 and len(await audited(rt, "reply.copy_deleted")) == 1
+
+
+async def test_the_service_deletes_the_copy_asked_and_the_other_stays_the_replys(client, rt):
+    m = await add_mention(rt, "charged twice?", handle="pat")
+    twice = await sent_reply(rt, m, ids=["2002"])  # an older version kept the later copy's id only
+    await audit_twice(rt, twice, m, ["1001"], ["2002"])
+    csrf = await login(client, "alice")
+    r = await copies(client, csrf, m, twice, "later", "delete")
+    assert r.status in (302, 303)
+    assert [(a.kind, a.target_external_id) for a in platform(rt, "x").calls] == [("delete_reply", "2002")]
+    assert (await get(rt, Reply, twice)).external_ids == ["1001"]
+    page = await (await client.get(f"/conversations/{m.conversation_id}")).text()
+    assert "Deleted: the sent again copy on X" in page and NOTICE not in article(page, twice)
+    [event] = await audited(rt, "reply.copy_deleted")
+    assert event.details["deleted_by_us"] is True and event.details["external_ids"] == ["2002"]
+
+
+async def test_a_taken_back_reply_shows_no_notice(client, rt):
+    from sqlalchemy import update
+
+    m = await add_mention(rt, "charged twice?", handle="pat")
+    twice = await sent_reply(rt, m, ids=["2002", "1001"])
+    await audit_twice(rt, twice, m, ["1001"], ["2002"])
+    async with rt.db.session() as s:  # every copy deleted with it (community.replybot.revert_reply)
+        await s.execute(update(Reply).where(Reply.id == twice).values(status="deleted"))
+        await s.commit()
+    await login(client, "alice")
+    assert NOTICE not in article(await (await client.get(f"/conversations/{m.conversation_id}")).text(), twice)
+
+
+async def test_what_the_copy_form_refuses(client, rt, second_browser):
+    """Not a moderator's (read-only); not a private message deleted from here; not while another agent
+    holds the conversation (deleting acts on it, as sending again does); a copy named that is not one."""
+    m = await add_mention(rt, "charged twice?", handle="pat")
+    twice = await sent_reply(rt, m, ids=["2002", "1001"])
+    dm = await sent_reply(rt, m, ids=["dm-2", "dm-1"], visibility="private")
+    once = await sent_reply(rt, m, ids=["3003"])
+    for reply_id, stale, current in ((twice, "1001", "2002"), (dm, "dm-1", "dm-2")):
+        await audit_twice(rt, reply_id, m, [stale], [current])
+    csrf = await login(client, "alice")
+    assert (await copies(client, csrf, m, twice, "both", "deleted")).status == 400
+    assert (await copies(client, csrf, m, twice, "earlier", "undo")).status == 400
+    assert (await copies(client, csrf, m, once, "earlier", "deleted")).status == 409  # never out twice
+    r = await copies(client, csrf, m, dm, "earlier", "delete")
+    assert r.status == 422 and "a private message is not deleted from here" in await r.text()
+    page = await (await client.get(f"/conversations/{m.conversation_id}")).text()
+    assert "Delete this copy on" not in article(page, dm) and "I deleted this copy there" in article(page, dm)
+    bob = await login(second_browser, "bob")
+    assert (await second_browser.post(f"/conversations/{m.conversation_id}/claim", data={"csrf_token": bob},
+                                      allow_redirects=False)).status == 302
+    r = await copies(client, csrf, m, twice, "earlier", "delete")
+    assert r.status == 409 and "bob is working on this conversation: nothing was deleted" in await r.text()
+    assert platform(rt, "x").calls == []
+    assert (await copies(client, csrf, m, twice, "earlier", "deleted")).status in (302, 303)  # recording: no claim
+    mod = await login(second_browser, "mod")
+    r = await second_browser.post(f"/conversations/{m.conversation_id}/replies/{dm}/copies", allow_redirects=False,
+                                  data={"csrf_token": mod, "copy": "earlier", "how": "deleted"})
+    assert r.status == 403 and await audited(rt, "reply.copy_deleted") != [] and \
+        len(await audited(rt, "reply.copy_deleted")) == 1

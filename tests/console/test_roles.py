@@ -39,6 +39,7 @@ ACCESS: dict[tuple[str, str], tuple[tuple[str, ...], str | None]] = {
     **{("POST", f"/conversations/{{id}}/{verb}"): ((A,), None)
        for verb in ("claim", "release", "reply", "private", "resolve", "tags", "report")},
     ("POST", "/conversations/{id}/replies/{reply_id}/settle"): ((A,), None),  # a reply left unknown: who may send
+    ("POST", "/conversations/{id}/replies/{reply_id}/copies"): ((A,), None),  # a reply out twice loses a copy
     ("GET", "/api/v1/mentions"): (ANY, "mentions:read"),
     ("GET", "/api/v1/mentions/{id}"): (ANY, "mentions:read"),
     ("POST", "/api/v1/mentions/{id}/replies"): ((A,), "replies:write"),

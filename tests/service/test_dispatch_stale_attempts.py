@@ -76,7 +76,7 @@ async def test_a_late_post_of_the_first_attempt_after_the_second_posted_is_audit
     x.release(0)  # the first call answers after all
     await asyncio.wait_for(first, 10)
     reply = await get(rt, rid)
-    assert (reply.status, reply.external_ids) == ("sent", ["2002"])  # the second attempt's, untouched
+    assert (reply.status, reply.external_ids) == ("sent", ["2002", "1001"])  # both copies are the reply's
     assert await audited(rt, "reply.late_result") == [] and await audited(rt, "reply.stale_posted") == []
     [twice] = await audited(rt, "reply.posted_twice")
     assert (twice.actor, twice.object_type, twice.object_id) == ("system", "reply", str(rid))
@@ -87,6 +87,32 @@ async def test_a_late_post_of_the_first_attempt_after_the_second_posted_is_audit
     page = await (await client.get(f"/conversations/{reply.conversation_id}")).text()
     assert "May be on X twice" in page
     assert 'href="https://x.com/i/web/status/1001"' in page and 'href="https://x.com/i/web/status/2002"' in page
+
+
+async def test_taking_back_a_reply_posted_twice_deletes_both_copies_and_a_repeated_answer_changes_nothing(client, rt):
+    """Both copies are the reply's ids: the take-back (community.replybot.revert_reply, the moderation
+    page's) deletes each on the platform, not only the copy recorded last."""
+    from community.replybot import revert_reply
+    from service.stranded import record_reply_outcome
+
+    x = Gated(POSTED_FIRST, POSTED_AGAIN, ActionResult(ok=True), ActionResult(ok=True))
+    rid, first = await stranded_reply(rt, x)
+    x.release(1)
+    assert (await send_again(client, rt, rid)).status == 200
+    x.release(0)
+    await asyncio.wait_for(first, 10)
+    async with rt.db.session() as s:  # the first attempt's answer once more (a redelivery): known already
+        reply = await s.get(Reply, rid)
+        assert not await record_reply_outcome(s, reply, {"status": "sent", "external_ids": ["1001"]}, attempt=1)
+        await s.commit()
+    assert len(await audited(rt, "reply.posted_twice")) == 1
+    x.release(2), x.release(3)
+    async with rt.db.session() as s:
+        result = await revert_reply(s, await s.get(Reply, rid), {"x": x}, "session:root", "posted twice")
+        await s.commit()
+    assert result.ok and [(a.kind, a.target_external_id) for a in x.calls[2:]] == [
+        ("delete_reply", "2002"), ("delete_reply", "1001")]
+    assert (await get(rt, rid)).status == "deleted"
 
 
 async def test_a_late_post_of_the_first_attempt_while_the_second_is_under_way_overwrites_nothing(client, rt):
@@ -104,7 +130,7 @@ async def test_a_late_post_of_the_first_attempt_while_the_second_is_under_way_ov
     r = await asyncio.wait_for(settling, 10)
     assert r.status == 200 and (await r.json())["message"] == "Sent again on X."
     reply = await get(rt, rid)
-    assert (reply.status, reply.external_ids) == ("sent", ["2002"])  # its own answer, recorded
+    assert (reply.status, reply.external_ids) == ("sent", ["2002", "1001"])  # its own answer, and the late copy
     [twice] = await audited(rt, "reply.posted_twice")  # named once both ids are known
     assert twice.details["stale_external_ids"] == ["1001"] and twice.details["external_ids"] == ["2002"]
 
@@ -265,7 +291,7 @@ async def test_a_post_of_the_new_attempt_after_a_late_post_was_recorded_over_its
     x.release(1)
     assert (await asyncio.wait_for(settling, 10)).status == 200
     reply = await get(rt, rid)
-    assert (reply.status, reply.external_ids) == ("sent", ["1001"])  # the row keeps the post recorded
+    assert (reply.status, reply.external_ids) == ("sent", ["1001", "2002"])  # the post recorded first, then this
     [twice] = await audited(rt, "reply.posted_twice")
     assert twice.details["stale_external_ids"] == ["1001"] and twice.details["external_ids"] == ["2002"]
     assert twice.details["attempt"] == 3
