@@ -8,13 +8,15 @@ whose mention is not routed yet, or not committed yet, would never see it. So a 
 
 * the lowest mention not routed yet (a triage backlog, a message retried), unless it is deleted on
   its platform or erased (the pipeline routes neither; a deleted post restored later is routed
-  then). The explicit bound: a mention still not routed :data:`ROUTING_HOLD` after its ingest (its
-  message dead-lettered, or lost with an in-process bus) stops holding every bot's feed back;
+  then), or known to sit in the dead letters (:func:`service.dead_mentions.dead_lettered`: it is
+  routed only if someone retries it, so it is passed at once). The explicit bound: a mention still
+  not routed :data:`ROUTING_HOLD` after its ingest (its message lost with an in-process bus, or buried
+  by the bus itself) stops holding every bot's feed back;
 * the lowest id missing that may still commit (PostgreSQL, :mod:`console.id_gaps`: until its
   transaction is known to be over, at most :data:`console.id_gaps.GAP_TTL`).
 
-Nothing is passed over silently: the ids a page moves past while they are not routed (deleted, or
-past the hold; not an erased post, which never shows again) are listed in it (``passed_unrouted``,
+Nothing is passed over silently: the ids a page moves past while they are not routed (deleted,
+dead-lettered, or past the hold; not an erased post, which never shows again) are listed in it (``passed_unrouted``,
 at most :data:`MAX_PASSED` a page: the page stops before the next), for a bot to read later by id
 (``GET /api/v1/mentions/{id}``) if it wants the ones routed after all. A mention is never in two
 pages, and a page's cursor never goes back (a request repeated repeats its page).
@@ -39,6 +41,7 @@ from console import id_gaps
 from models import Mention, RouteDecision, TriageResult
 from models.base import utcnow
 from models.mentions import ERASED_TEXT
+from service.dead_mentions import dead_lettered
 
 ROUTING_HOLD = timedelta(hours=1)  # a mention not routed this long after ingest no longer holds a page
 MAX_PASSED = 100  # unrouted ids a page moves past at most (it stops before the next one)
@@ -107,12 +110,14 @@ async def window(session: AsyncSession, page: Select[Any], since_id: int, limit:
         from console.queries import care_team_only_clause  # console.queries imports this module
 
         seen.append(~care_team_only_clause())
-    pending = (Mention.deleted.is_(False), Mention.ingested_at > now - ROUTING_HOLD)
+    # the dead-letter record is read in the same two statements: no query more per poll
+    dead = dead_lettered(Mention.id)
+    pending = (Mention.deleted.is_(False), Mention.ingested_at > now - ROUTING_HOLD, ~dead)
     held = await session.scalar(_unrouted(func.min(Mention.id)).where(*seen, *pending))
     bound = min(bound, held) if held is not None else bound
     passed = list(await session.scalars(
         _unrouted(Mention.id).where(*seen, Mention.id < bound, or_(Mention.deleted.is_(True),
-                                                                   Mention.ingested_at <= now - ROUTING_HOLD),
+                                                                   Mention.ingested_at <= now - ROUTING_HOLD, dead),
                                     or_(Mention.deleted.is_(False), Mention.text != ERASED_TEXT))
         .order_by(Mention.id).limit(MAX_PASSED + 1)))
     if len(passed) > MAX_PASSED:  # the next page goes on from there

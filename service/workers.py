@@ -40,6 +40,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 
 from service.bus import Bus, Envelope
+from service.dead_mentions import note_dead_letter
 from service.metrics import instrument_triager
 from service.stages.base import Outgoing, Stage
 
@@ -314,6 +315,8 @@ class StageWorker:
             env = replace(env, attempts=min(env.attempts + spent - 1, limit))
         reason = f"{type(exc).__name__}: {str(exc)[:300]}"
         dead = await self.bus.fail(name, name, env, reason)
+        if dead:  # so that the API's polling cursor passes its mention at once (service.dead_mentions)
+            await note_dead_letter(getattr(getattr(self.stage, "ctx", None), "db", None), name, env.payload)
         if self.metrics:
             self.metrics.errors.labels(name).inc()
             if dead:

@@ -54,11 +54,11 @@ CURSOR = ("For polling, give `since_id` instead of `offset`: routed mentions wit
           "mention that may still show: a page stops before the lowest mention not routed yet (a triage backlog, a "
           f"message retried), up to {HOLD} after its ingest, and before an id not committed yet (a "
           "database transaction still open). It passes a mention not routed only when it is deleted on its "
-          f"platform or still not routed {HOLD} after ingest (a dead letter, a lost message), and then "
-          "says so: its id is in `passed_unrouted`. A mention is in one page at most, and a page never goes "
+          f"platform, its message is in the dead letters (at once), or it is still not routed {HOLD} after "
+          "ingest (a lost message), and then says so: its id is in `passed_unrouted`. A mention is in one page at most, and a page never goes "
           "back: bots still de-duplicate by id (a retried request repeats its page).")
 PASSED_UNROUTED = (f"with since_id: the ids this page's cursor moved past while not routed (deleted on their "
-                   f"platform, or not routed {HOLD} after ingest), ascending, at most "
+                   f"platform, dead-lettered, or not routed {HOLD} after ingest), ascending, at most "
                    f"{MAX_PASSED}; one routed later is in no later page — read it by id")
 
 

@@ -109,6 +109,71 @@ async def test_a_mention_still_unrouted_after_the_hold_is_passed_and_named_once(
     assert (await r.json())["route"]["outcome"] == "agent_queue"
 
 
+class Routing:
+    """A route stage that fails (its message dead-lettered) until it is told to route."""
+
+    name = "route"
+
+    def __init__(self, db) -> None:
+        from service.stages.base import StageContext
+
+        self.ctx, self.works = StageContext(settings=None, db=db), False
+
+    async def handle(self, batch):
+        if not self.works:
+            raise RuntimeError("router down")
+        for env in batch:
+            await route(self.ctx.db, env.payload["mention_id"])
+        return []
+
+
+async def test_a_dead_lettered_mention_is_passed_at_once_and_read_by_id_once_retried(app_client, runtime, make_bus):
+    """A mention whose routing message sits in the dead letters (either bus) is routed only if someone
+    retries it: it no longer holds the feed back for the hour, and the page that passes it names it.
+    Retried and routed later, it is in no later page and reads by id, as ``passed_unrouted`` promises."""
+    from service import deadletters
+    from service.workers import StageWorker
+
+    token = await bot_token(runtime, "alice", ["mentions:read"])
+    first = await ingest(runtime.db)
+    dead = await ingest(runtime.db, routed=False)
+    slow = await ingest(runtime.db, routed=False, ingested_ago=timedelta(minutes=5))  # still on its way
+    bus, stage = await make_bus(1), Routing(runtime.db)
+    worker = StageWorker(bus, stage, batch_size=1, block_ms=50)
+    await bus.ensure_group("route", "route")
+    await bus.publish("route", {"mention_id": dead}, key=f"m:{dead}")
+    while await worker.run_once():
+        pass
+    [letter] = await bus.dead_letters()
+    await route(runtime.db, slow)
+    fast = await ingest(runtime.db)
+    assert await poll(app_client, token, first) == ([slow, fast], fast, [dead])
+    stage.works = True  # an operator retries the dead letter: routed after it was passed
+    assert (await deadletters.retry(bus, [letter.id])).done == [letter.id]
+    while await worker.run_once():
+        pass
+    assert await poll(app_client, token, fast) == ([], fast, [])
+    r = await app_client.get(f"/api/v1/mentions/{dead}", headers=bearer(token))
+    assert (await r.json())["route"]["outcome"] == "agent_queue"
+
+
+async def test_only_a_dead_lettered_mention_is_passed_early_on_both_databases(any_db):
+    """The dead-letter record read by the cursor's own statements (SQLite, PostgreSQL); a mention of
+    another id, or a letter of ingest (no mention yet), changes nothing."""
+    from console.queries import routed_mentions
+    from service.dead_mentions import note_dead_letter
+
+    first = await ingest(any_db)
+    dead = await ingest(any_db, routed=False)
+    held = await ingest(any_db, routed=False)
+    await ingest(any_db)
+    await note_dead_letter(any_db, "triage", {"mention_id": dead})
+    await note_dead_letter(any_db, "ingest", {"mention": {"platform": "x", "external_id": "1"}})
+    async with any_db.session() as s:
+        page = await routed_mentions(s, since_id=first, private=True)
+    assert ([m["id"] for m in page], page.next_since_id, page.passed_unrouted) == ([], held - 1, [dead])
+
+
 async def test_a_deleted_mention_does_not_hold_the_cursor_and_an_erased_one_is_not_named(app_client, runtime):
     token = await bot_token(runtime, "alice", ["mentions:read"])
     first = await ingest(runtime.db)
