@@ -110,19 +110,25 @@ class Pipeline:
     async def submit(self, mentions: Iterable[NormalizedMention]) -> int:
         return await submit(self.bus, mentions)
 
-    async def idle(self) -> bool:
-        for name in {w.stage.name for w in self.workers}:
+    def stage_names(self) -> set[str]:
+        return {w.stage.name for w in self.workers}
+
+    async def idle(self, stages: set[str] | None = None) -> bool:
+        """Nothing waiting, in hand or being worked on in these stages (every stage by default)."""
+        names = self.stage_names() if stages is None else self.stage_names() & stages
+        for name in names:
             if await self.bus.lag(name, name) or await self.bus.pending(name, name):
                 return False
-        return not any(w.busy for w in self.workers)
+        return not any(w.busy for w in self.workers if w.stage.name in names)
 
-    async def wait_idle(self, timeout: float = 60.0, settle: float = 0.05) -> None:
-        """Wait until every stage has drained (for tests, replay and benchmarks)."""
+    async def wait_idle(self, timeout: float = 60.0, settle: float = 0.05, stages: set[str] | None = None) -> None:
+        """Wait until these stages (every stage by default) have drained (for shutdown, tests, replay
+        and benchmarks)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if await self.idle():
+            if await self.idle(stages):
                 await asyncio.sleep(settle)
-                if await self.idle():
+                if await self.idle(stages):
                     return
             await asyncio.sleep(0.02)
         raise TimeoutError(f"pipeline not idle after {timeout} s")

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from service.pipeline import Pipeline, submit
 from service.stages import STAGES, StageContext
 
 log = logging.getLogger("socialcare.runtime")
+RESUMED = {"triage", "route", "act"}  # stages whose work an embedded start resumes from the database
 
 
 def write_ingest_token(var_dir: Path) -> str:
@@ -92,6 +94,10 @@ class Runtime:
     async def start(self) -> None:
         if self.pipeline:
             await self.pipeline.start()
+            if self.settings.bus == "inprocess" and RESUMED <= self.pipeline.stage_names():
+                from service.resume import resume  # the in-process queues died with the last process
+
+                await resume(self.db, self.bus)
         if not self.listening:
             return
         for connector in self.connectors:
@@ -153,8 +159,9 @@ class Runtime:
 
         Connectors stop first; cancelling one is safe at any point, since its cursor moves only after
         its batch is on the bus. With the in-process bus that batch lives only in memory, so the stages
-        then drain every queue (up to ``shutdown_drain_seconds``) before they stop: otherwise a batch
-        whose cursor was saved would be lost with the process; the act stage goes on sending the batch
+        then drain the queues (up to ``shutdown_drain_seconds``), ingest's first, before they stop:
+        otherwise a batch whose cursor was saved would be lost with the process (what the later stages'
+        queues still hold is in the database, resumed at the next start: :mod:`service.resume`); the act stage goes on sending the batch
         in hand (up to ``shutdown_batch_seconds``), and what a cancel leaves ``pending`` is sent by the
         pacer's pass once older than ``stranded_send_minutes``. With Redis the messages are durable
         and the workers only finish the batch in hand (up to ``shutdown_batch_seconds``): the act stage
@@ -182,13 +189,25 @@ class Runtime:
         await self.db.close()
 
     async def _drain(self, timeout: float) -> None:
+        """The in-process queues, ingest's first: its messages are the only ones not in the database
+        yet. What the later stages' queues still hold when the time is up is resumed from the
+        database at the next start (:mod:`service.resume`)."""
+        deadline = time.monotonic() + timeout
+        names = self.pipeline.stage_names()
         try:
-            await self.pipeline.wait_idle(timeout=timeout)
+            if "ingest" in names:
+                await self.pipeline.wait_idle(timeout=timeout, stages={"ingest"})
+            await self.pipeline.wait_idle(timeout=max(deadline - time.monotonic(), 0.0))
             log.info("shutdown: every in-process queue drained")
         except TimeoutError:
-            left = {s: await self.bus.lag(s, s) + await self.bus.pending(s, s)
-                    for s in {w.stage.name for w in self.pipeline.workers}}
-            log.error("shutdown: queues not drained after %.0f s; lost with this process: %s", timeout, left)
+            left = {s: await self.bus.lag(s, s) + await self.bus.pending(s, s) for s in names}
+            lost = left.pop("ingest", 0) if "ingest" in names else 0
+            if lost:
+                log.error("shutdown: the ingest queue not drained after %.0f s: %d post(s) lost with this "
+                          "process (not stored yet)", timeout, lost)
+            if any(left.values()):
+                log.warning("shutdown: queues not drained after %.0f s: %s; resumed from the database at the "
+                            "next start", timeout, left)
 
     async def _final_status(self) -> None:
         from listener.status import snapshot

@@ -1,7 +1,9 @@
 """The ingest stage: normalized mentions in, stored mention ids out (to triage).
 
 A new, edited or restored post goes to triage, and so does each post a thread's recovery shows
-again (``revealed``: :mod:`listener.threads`); a post stored deleted (its thread is) does not.
+again (``revealed``: :mod:`listener.threads`), and a post stored already and never triaged (the
+redelivery of a message whose worker died between storing it and passing it on); a post stored
+deleted (its thread is) does not.
 
 A post an erased person published before their erasure, reaching ingest after it (it was on the
 stream meanwhile), is dropped, never stored (:mod:`service.tombstones`); their later posts are new
@@ -12,16 +14,23 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy import exists, select
 from sqlalchemy.exc import IntegrityError
 
 from listener import unseen
 from listener.ingest import Ingested, ingest_batch
 from listener.protocol import NormalizedMention
+from models import Mention, TriageResult
+from models.bulk import IDS
+from models.mentions import ERASED_TEXT
 from service.bus import Envelope
 from service.stages.base import Outgoing, StageContext, trace
 from service.tombstones import Tombstones, privacy_key
 
 log = logging.getLogger("socialcare.privacy")
+_M, _T = Mention.__table__.c, TriageResult.__table__.c
+UNTRIAGED = select(_M.id).where(_M.id.in_(IDS), _M.deleted.is_(False), _M.text != ERASED_TEXT,
+                                ~exists().where(_T.mention_id == _M.id))
 
 
 class IngestStage:
@@ -47,12 +56,13 @@ class IngestStage:
                     raise
         if not self.ctx.db.is_sqlite:
             await self._crossed(mentions, results)
+        untriaged = await self._untriaged([r.mention_id for r in results if r is not None and r.outcome == "duplicate"])
         out, sent = [], set()
         for env, res in zip(batch, results):
             if res is None:
                 continue
             again = list(res.revealed)  # shown again by their thread's recovery: triaged again, as restored posts
-            if res.outcome in ("new", "edited", "restored"):  # a restored post: triaged again
+            if res.outcome in ("new", "edited", "restored") or res.mention_id in untriaged:  # restored: triaged again
                 again.insert(0, res.mention_id)
             for mention_id in again:
                 if (mention_id, env.key) not in sent:
@@ -62,6 +72,16 @@ class IngestStage:
         if self.ctx.events:
             self._tell_live_pages(mentions, results)
         return out
+
+    async def _untriaged(self, ids: list[int | None]) -> set[int]:
+        """Of these posts stored already, those not triaged (nor deleted, nor erased): a redelivery of
+        the message that stored one, its worker gone between the commit and passing it on, passes it
+        on now (a duplicate is otherwise not triaged again)."""
+        ids = [i for i in ids if i is not None]
+        if not ids:
+            return set()
+        async with self.ctx.db.session() as session:
+            return set(await session.scalars(UNTRIAGED, {"ids": ids}))
 
     async def _crossed(self, mentions: list[NormalizedMention], results: list[Ingested | None]) -> None:
         """PostgreSQL, after the commit: a deletion a concurrent batch kept for a post this one stored
