@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
+import logging
 import math
 import os
 import secrets
@@ -45,16 +46,22 @@ COUNTER_PREFIX = "login:"  # the sign-in counters' keys in rate_counters
 DEVICE_FAILURES = 10  # per device cookie, instead of the two above, then only that cookie is refused
 DEVICE_MAX_AGE = 90 * 24 * 3600
 DEVICE_COOKIE_PREFIX = "sc_device_"
+log = logging.getLogger("socialcare.web")
 FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
 
 
 async def ensure_demo_account(db: Any, var_dir: Any) -> tuple[str, str] | None:
     """On a database without users, the demo mode creates an admin ``demo`` with a random password,
-    kept in ``var/demo-password`` (owner-only) and shown on the login page to a local browser."""
+    kept in ``var/demo-password`` (owner-only) and shown on the login page to a local browser. On one
+    with users (added before the first run) it says so, and how to get an admin."""
     async with db.session() as session:
         if await session.scalar(select(func.count()).select_from(User)):
             path = var_dir / "demo-password"
-            return (DEMO_USER, path.read_text().strip()) if path.exists() else None
+            if path.exists():
+                return DEMO_USER, path.read_text().strip()
+            log.warning("demo mode: no admin %r was created, the database has users already; sign in as one of "
+                        "them, or add an admin: socialcare users add NAME --role admin", DEMO_USER)
+            return None
         password = secrets.token_urlsafe(12)
         await create_user(session, DEMO_USER, password, "admin")
         record(session, "system", "user.created", "user", DEMO_USER, reason="demo mode", role="admin")

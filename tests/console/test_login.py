@@ -197,3 +197,11 @@ def test_only_a_loopback_peer_sees_the_demo_password(peer, host, expected):
 async def test_the_login_page_carries_no_demo_password_without_a_demo(app_client):
     page = await (await app_client.get("/login")).text()
     assert not re.search(r'class="demo"', page)
+
+
+async def test_the_demo_says_how_to_get_an_admin_when_users_were_added_before_its_first_run(runtime, tmp_path, caplog):
+    assert await login_mod.ensure_demo_account(runtime.db, tmp_path / "var") is None  # users exist: no demo admin
+    assert "socialcare users add NAME --role admin" in caplog.text
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "demo-password").write_text("s3cret\n")  # one made by an earlier run is shown
+    assert await login_mod.ensure_demo_account(runtime.db, tmp_path / "var") == ("demo", "s3cret")
