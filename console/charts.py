@@ -107,10 +107,12 @@ def issue_shares(d: Digest, top: int = 8) -> Chart:
     ax.invert_yaxis()
     ax.set_xlabel("% of mentions")
     ax.set_xlim(0, max(1.0, *(max(r[2], r[3]) * 100 for r in rows)) * 1.05)  # from 0, also when empty
-    ax.set_title("Issue types", fontsize=10)
+    shown = f"the {len(rows)} largest of {len(d.issues)}" if len(d.issues) > len(rows) else ""
+    ax.set_title(f"Issue types ({shown})" if shown else "Issue types", fontsize=10)
     ax.legend(fontsize=8, frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
-    return Chart("issues", "Share of issue types, this and the previous period", _png(fig))
+    alt = "Share of issue types, this and the previous period" + (f": {shown}, the rest in the table" if shown else "")
+    return Chart("issues", alt, _png(fig))
 
 
 def all_charts(d: Digest) -> list[Chart]:

@@ -435,3 +435,15 @@ async def test_a_failed_send_reads_as_failed_on_the_page(app_client, runtime):
     state = html[html.index('id="schedule-state"'):]
     assert "Last attempt failed: day:x: ConnectionRefusedError" in state and "will retry" in state
     assert "Last sent" not in state
+
+
+def test_the_issue_chart_says_when_it_shows_only_the_largest_types():
+    from console.charts import issue_shares
+    from console.digest import Digest
+
+    start = END - timedelta(days=1)
+    many = [(f"type{i}", 12 - i, (12 - i) / 78, 0.0) for i in range(12)]
+    for issues, said in ((many, "the 8 largest of 12"), (many[:3], None)):
+        chart = issue_shares(Digest(period="day", start=start, end=END, prev_start=start - timedelta(days=1),
+                                    issues=issues))
+        assert (said in chart.title) if said else ("largest" not in chart.title)
