@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TWCS_DIR = ROOT.parent / "shared" / "data" / "twcs"
 TWCS = TWCS_DIR / "spotifycares_inbound.csv"
+SHOWN = 5  # rejected rows whose reasons the bench prints
 
 
 def default_corpus() -> Path:
@@ -25,16 +27,33 @@ def default_corpus() -> Path:
 
 
 @lru_cache(maxsize=2)
-def _corpus(path: Path) -> tuple:
-    """Every inbound tweet of the file, normalized as the replay connector reads it."""
+def _corpus(path: Path) -> tuple[tuple, int]:
+    """Every inbound tweet of the file, normalized as the replay connector reads it, and how many
+    rows it rejected. Rejected rows are said on stderr (how many, the first reasons), and a file
+    with nothing usable ends the bench naming why, not as "no inbound mentions"."""
     from listener.replay import ReplayConnector
 
     if not path.exists():
         raise SystemExit(f"corpus not found: {path}")
-    mentions, _ = asyncio.run(ReplayConnector(path).poll_once(None))
+    connector = ReplayConnector(path)
+    mentions, _ = asyncio.run(connector.poll_once(None))
+    stats = connector.stats
+    reasons = [f"  line {bad.line}: {bad.reason}" for bad in stats.rejected[:SHOWN]]
+    if stats.rejected:
+        more = f" (the first {SHOWN})" if len(stats.rejected) > SHOWN else ""
+        print(f"corpus {path}: {len(stats.rejected)} of {stats.read} row(s) rejected{more}:", *reasons,
+              sep="\n", file=sys.stderr)
     if not mentions:
-        raise SystemExit(f"corpus {path} holds no inbound mentions")
-    return tuple(mentions)
+        why = [f"{len(stats.rejected)} row(s) rejected ({'; '.join(r.strip() for r in reasons[:3])})"
+               ] if stats.rejected else []
+        why += [f"{stats.skipped} row(s) are the brand's own (inbound false)"] if stats.skipped else []
+        raise SystemExit(f"corpus {path} holds no inbound mentions to replay: {', '.join(why) or 'no rows'}")
+    return tuple(mentions), len(stats.rejected)
+
+
+def corpus_rejected(path: Path | None = None) -> int:
+    """Rows of the replayed corpus the replay connector rejected (reported, left out)."""
+    return _corpus(path or default_corpus())[1]
 
 
 def load_corpus(n: int, path: Path | None = None) -> list:
@@ -42,7 +61,7 @@ def load_corpus(n: int, path: Path | None = None) -> list:
     with fresh ids, so that ``n`` may exceed the file)."""
     from dataclasses import replace
 
-    mentions = _corpus(path or default_corpus())
+    mentions = _corpus(path or default_corpus())[0]
     out = []
     for i in range(n):
         m = mentions[i % len(mentions)]
@@ -54,7 +73,7 @@ def load_corpus(n: int, path: Path | None = None) -> list:
 
 def corpus_size(path: Path | None = None) -> int:
     """Tweets in the replayed corpus (what one pass of :func:`load_corpus` holds)."""
-    return len(_corpus(path or default_corpus()))
+    return len(_corpus(path or default_corpus())[0])
 
 
 def backend_encoder_texts_per_s(texts: list[str], backend: str, *, fp32: float, batch_size: int = 32) -> float:

@@ -3,9 +3,9 @@
 Prints one JSON object: mode, n, mentions_per_s, encoder_texts_per_s (the bare encoder as shipped,
 torch fp32, on the same texts in the same run), ratio_to_encoder, the same for the encoder backend
 the stage runs (backend_encoder_texts_per_s, ratio_to_backend_encoder), p50/p95/p99 ingest → routed-decision latency (ms),
-peak_rss_mb, lost and duplicated. With ``--n`` above the corpus's size the corpus is replayed again
-(fresh ids): embedded mode then also reports each pass's mentions/s (``pass_mentions_per_s``), a
-repeated pass meeting the triage and sentence caches the first one filled.
+peak_rss_mb, lost and duplicated, and rejected (corpus rows the replay left out, the first reasons on
+stderr). With ``--n`` above the corpus's size the corpus is replayed again (fresh ids): embedded mode
+then also reports each pass's mentions/s (``pass_mentions_per_s``), a repeated pass meeting the triage and sentence caches the first one filled.
 
     .venv/bin/python bench/pipeline.py --mode embedded --triage cascade --n 2000
     .venv/bin/python bench/pipeline.py --mode embedded --triage transformer --n 1000
@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import (  # noqa: E402
     backend_encoder_texts_per_s,
     bare_encoder_texts_per_s,
+    corpus_rejected,
     corpus_size,
     load_corpus,
     percentile,
@@ -155,6 +156,7 @@ async def run(args: argparse.Namespace) -> dict:
         "lost": expected - min(routed, expected),
         "duplicated": (res["stored"] - res["distinct"]) + max(0, routed - expected),
         "elapsed_s": round(res["elapsed"], 2),
+        "rejected": corpus_rejected(args.corpus),  # corpus rows left out (their reasons on stderr)
         **{k: res[k] for k in ("pass_mentions_per_s",) if k in res},
     }
 

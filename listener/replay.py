@@ -1,10 +1,13 @@
 """Replay connector: mentions from a JSONL or CSV file, as fast as possible or at a real-time factor.
 
-Formats: JSONL of ``NormalizedMention`` fields (``text`` required; ``external_id`` derived from the
-line when absent); CSV with a ``text`` column and optional mention fields; and the column layout of
-the public "Customer Support on Twitter" corpus (``tweet_id, author_id, inbound, created_at, text,
-response_tweet_id, in_response_to_tweet_id``), whose inbound rows are replayed as X mentions.
-A bad line (broken JSON, no text, invalid UTF-8, oversized text) is reported with its line number
+Formats (``listener.replay_read``): JSONL of ``NormalizedMention`` fields, told by its first character
+``{`` (``text`` required; ``external_id`` derived from the line when absent; ids written as numbers
+taken as strings); CSV with a ``text`` column and optional mention fields (headers in any case); and
+the column layout of the public "Customer Support on Twitter" corpus, told by ``tweet_id``,
+``author_id`` and ``text``, which needs ``inbound`` and ``created_at`` too (``response_tweet_id`` and
+``in_response_to_tweet_id`` optional), whose inbound rows are replayed as X mentions.
+A bad line (broken JSON, no text, invalid UTF-8, oversized text, a value ingest would refuse, an
+``inbound`` neither true nor false) is reported with its line number in the file
 and recorded in a rejects file (``socialcare replay``: under ``var/rejects/``); the replay continues
 with the next line. The rejects file says where and why, never what: the line number, the reason
 (redacted), the line's SHA-256 and length and the names of its fields, not its content. A bad line
@@ -16,10 +19,9 @@ so the input file, which the operator holds and fixes, is where the line is (``s
 from __future__ import annotations
 
 import asyncio
-import csv
 import hashlib
-import io
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -29,12 +31,17 @@ from pathlib import Path
 from typing import Any
 
 from listener.protocol import Action, ActionResult, NormalizedMention, utc
+from listener.replay_read import is_twcs, read_records, twcs_missing
 from listener.validation import mention_problems
 from listener.x.normalize import unescape
 from triage.pii import redact
 
 MAX_LINE_TEXT = 100_000  # characters; a longer text is rejected (a real post is far shorter)
-TWCS_COLUMNS = {"tweet_id", "author_id", "inbound", "created_at", "text"}
+TRUE, FALSE = {"true", "t", "yes", "y", "1", "1.0"}, {"false", "f", "no", "n", "0", "0.0"}  # as exports write them
+IDS = ("external_id", "in_reply_to", "conversation_id", "author_id")
+# a twcs row's problems under its own column names (the author's id is its handle too)
+TWCS_NAMES = {"external_id": "tweet_id", "author_handle": "author_id", "in_reply_to": "in_response_to_tweet_id",
+              "url": "tweet_id or author_id"}
 MAX_FIELDS = 50  # field names a rejected line's record keeps (each cut to FIELD_NAME characters)
 FIELD_NAME = 40
 
@@ -126,92 +133,77 @@ def _followers(value: Any) -> int:
         raise BadLine("author_followers must be a whole number, 0 or more") from None
 
 
+def flag(value: Any, name: str) -> bool:
+    """A true/false field as exports spell it (``True``, ``t`` as PostgreSQL's COPY writes, ``yes``,
+    ``1``; any case); anything else rejects the line rather than reading as false."""
+    if isinstance(value, bool):
+        return value
+    text = str(value if value is not None else "").strip().lower()
+    if text in TRUE or text in FALSE:
+        return text in TRUE
+    raise BadLine(f"{name} must be true or false, not of the form {shape(text)!r}" if text else f"missing {name}")
+
+
+def _id(value: Any) -> Any:
+    """An id written as a number (JSON ``849``, a spreadsheet's ``849.0``) as the string it is."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return value
+
+
+def _tweet_id(value: Any) -> str:
+    text = str(_id(value) if value is not None else "").strip()
+    return m[1] if (m := re.fullmatch(r"(\d+)\.0*", text)) else text  # pandas writes 849.0
+
+
+def _checked(mention: NormalizedMention, names: dict[str, str]) -> NormalizedMention:
+    """The mention, or BadLine with what ingest would refuse (a line rejected here, not its batch)."""
+    problems = mention_problems(mention)
+    if problems:
+        named = [names.get(n, n) + ":" + why for n, _, why in (p.partition(":") for p in problems)]
+        raise BadLine("; ".join(dict.fromkeys(named)))
+    return mention
+
+
+def _twcs_mention(rec: dict[str, Any]) -> NormalizedMention | None:
+    if why := twcs_missing(rec):
+        raise BadLine(why)
+    if not flag(rec["inbound"], "inbound"):
+        return None  # the brand's own tweet
+    tweet_id, author = _tweet_id(rec["tweet_id"]), _tweet_id(rec["author_id"])
+    parent = _tweet_id(rec.get("in_response_to_tweet_id")) or None
+    return _checked(NormalizedMention(
+        platform="x", external_id=tweet_id, text=unescape(_check_text(rec["text"])),  # X's escaping
+        created_at=_parse_time(rec["created_at"]), author_id=author, author_handle=author,
+        in_reply_to=parent, url=f"https://x.com/{author}/status/{tweet_id}", kind="reply" if parent else "post",
+        channel="replay", raw={"source": "twcs"},
+    ), TWCS_NAMES)
+
+
 def mention_from_record(rec: dict[str, Any], line: str, default_platform: str) -> NormalizedMention | None:
-    """One record to a mention; None for rows that are not customer mentions."""
-    if TWCS_COLUMNS <= rec.keys():
-        if str(rec.get("inbound", "")).strip().lower() not in ("true", "1", "yes"):
-            return None
-        tweet_id = str(rec["tweet_id"]).strip()
-        parent = str(rec.get("in_response_to_tweet_id") or "").strip().split(".")[0] or None
-        author = str(rec["author_id"]).strip()
-        return NormalizedMention(
-            platform="x", external_id=tweet_id, text=unescape(_check_text(rec["text"])),  # X's escaping
-            created_at=_parse_time(rec["created_at"]), author_id=author, author_handle=author,
-            in_reply_to=parent, url=f"https://x.com/{author}/status/{tweet_id}", kind="reply" if parent else "post",
-            channel="replay", raw={"source": "twcs"},
-        )
+    """One record to a mention; None for rows that are not customer mentions. Either way checked as
+    ingest checks it, so that a bad line is rejected with its number instead of failing its batch."""
+    if is_twcs(rec):
+        return _twcs_mention(rec)
     text = _check_text(rec.get("text"))
     values = {k: v for k, v in rec.items() if v not in ("", None)}
     values["text"] = text
     values.setdefault("platform", default_platform)
     values.setdefault("external_id", "sha1:" + hashlib.sha1(line.encode("utf-8", "replace")).hexdigest()[:20])
     values["created_at"] = _parse_time(values.get("created_at") or time.time())
+    values.update({key: _id(values[key]) for key in IDS if key in values})
     for key in ("is_public",):
-        if isinstance(values.get(key), str):
-            values[key] = values[key].strip().lower() in ("true", "1", "yes")
+        if key in values:
+            values[key] = flag(values[key], key)
     if "author_followers" in values:
         values["author_followers"] = _followers(values["author_followers"])
-    values["external_id"] = str(values["external_id"])
     try:
         mention = NormalizedMention.from_dict(values)
     except (TypeError, ValueError) as exc:
         raise BadLine(f"not a mention: {exc}") from exc
-    problems = mention_problems(mention)  # what ingest would refuse: rejected here, line by line
-    if problems:
-        raise BadLine("; ".join(problems))
-    return mention
-
-
-def read_records(path: Path) -> Iterator[tuple[int, str, dict[str, Any] | None, str | None]]:
-    """(line number, raw line, record or None, error or None) for every line of the file. A UTF-8
-    byte-order mark (spreadsheets save one) is not part of the first field; a UTF-16 file is named."""
-    raw = path.read_bytes()
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        yield 1, "", None, "the file is UTF-16: save it as UTF-8"
-        return
-    raw = raw.removeprefix(b"\xef\xbb\xbf")
-    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        for number, chunk in enumerate(raw.splitlines(), start=1):
-            if not chunk.strip():
-                continue
-            try:
-                line = chunk.decode("utf-8")
-            except UnicodeDecodeError:
-                yield number, chunk.decode("utf-8", "replace"), None, "invalid UTF-8"
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, line, None, f"broken JSON: {exc.msg} at column {exc.colno}"
-                continue
-            yield (number, line, rec, None) if isinstance(rec, dict) else (number, line, None, "not a JSON object")
-        return
-    text = raw.decode("utf-8", "surrogateescape")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if not reader.fieldnames or "text" not in reader.fieldnames:
-        yield 1, text[:200], None, "CSV has no 'text' column"
-        return
-    while True:
-        number = reader.line_num + 1
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield number, "", None, f"broken CSV: {exc}"
-            continue
-        line = ",".join(str(v) for v in row.values())
-        if any(isinstance(v, str) and _has_surrogate(v) for v in row.values()):
-            yield number, line.encode("utf-8", "surrogateescape").decode("utf-8", "replace"), None, "invalid UTF-8"
-            continue
-        if None in row:
-            yield number, line, None, "more fields than the header"
-            continue
-        yield number, line, row, None
-
-
-def _has_surrogate(value: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in value)
+    return _checked(mention, {})
 
 
 class ReplayConnector:
@@ -227,36 +219,40 @@ class ReplayConnector:
         self.rejects_path = Path(rejects_path) if rejects_path else None
         self.stats = ReplayStats()
 
+    def _keep(self, bad: Rejected) -> None:
+        """Counts a rejected line and appends it to the rejects file (opened per line: the replay
+        command rejects lines the service refused between the reads)."""
+        self.stats.rejected.append(bad)
+        if self.rejects_path:
+            with self.rejects_path.open("a", encoding="utf-8") as fh:
+                fh.write(bad.to_json() + "\n")
+
+    def reject(self, number: int, reason: str) -> None:
+        """A line the service refused after all (what no check here foresaw): rejected by its number."""
+        self._keep(Rejected(number, redact(reason)))
+
     def _records(self, cursor: str | None) -> Iterator[tuple[int, NormalizedMention]]:
         start = int(cursor or 0)
-        rejects = self.rejects_path.open("a", encoding="utf-8") if self.rejects_path else None
-        try:
-            for number, line, rec, error in read_records(self.path):
-                if number <= start:
-                    continue
-                self.stats.read += 1
-                mention = None
-                if error is None:
-                    try:
-                        mention = mention_from_record(rec, line, self.platform)
-                        if mention is None:
-                            self.stats.skipped += 1
-                            continue
-                    except BadLine as exc:
-                        error = str(exc)
-                    except (TypeError, ValueError, OverflowError) as exc:  # a field no check foresaw
-                        error = f"not a mention: {type(exc).__name__}"
-                if error is not None:  # where and why, never the line: it is someone's post
-                    bad = Rejected.of(number, error, line, rec)
-                    self.stats.rejected.append(bad)
-                    if rejects:
-                        rejects.write(bad.to_json() + "\n")
-                    continue
-                self.stats.accepted += 1
-                yield number, mention
-        finally:
-            if rejects:
-                rejects.close()
+        for number, line, rec, error in read_records(self.path):
+            if number <= start:
+                continue
+            self.stats.read += 1
+            mention = None
+            if error is None:
+                try:
+                    mention = mention_from_record(rec, line, self.platform)
+                    if mention is None:
+                        self.stats.skipped += 1
+                        continue
+                except BadLine as exc:
+                    error = str(exc)
+                except (TypeError, ValueError, OverflowError) as exc:  # a field no check foresaw
+                    error = f"not a mention: {type(exc).__name__}"
+            if error is not None:  # where and why, never the line: it is someone's post
+                self._keep(Rejected.of(number, error, line, rec))
+                continue
+            self.stats.accepted += 1
+            yield number, mention
 
     async def poll_once(self, cursor: str | None) -> tuple[list[NormalizedMention], str | None]:
         out: list[NormalizedMention] = []
@@ -267,8 +263,13 @@ class ReplayConnector:
         return out, last
 
     async def stream(self, cursor: str | None) -> AsyncIterator[tuple[list[NormalizedMention], str | None]]:
-        batch: list[NormalizedMention] = []
-        last, first_event, started = cursor, None, time.monotonic()
+        async for batch in self.numbered(cursor):
+            yield [m for _, m in batch], str(batch[-1][0])
+
+    async def numbered(self, cursor: str | None) -> AsyncIterator[list[tuple[int, NormalizedMention]]]:
+        """Batches of (line number, mention), paced by ``speed``; the last number is the cursor."""
+        batch: list[tuple[int, NormalizedMention]] = []
+        first_event, started = None, time.monotonic()
         for number, mention in self._records(cursor):
             if self.speed > 0:
                 first_event = first_event or mention.created_at
@@ -276,17 +277,16 @@ class ReplayConnector:
                 wait = due - (time.monotonic() - started)
                 if wait > 0:
                     if batch:
-                        yield batch, last
+                        yield batch
                         batch = []
                     await asyncio.sleep(wait)
-            batch.append(mention)
-            last = str(number)
+            batch.append((number, mention))
             if len(batch) >= self.batch_size:
-                yield batch, last
+                yield batch
                 batch = []
                 await asyncio.sleep(0)
         if batch:
-            yield batch, last
+            yield batch
 
     async def perform(self, action: Action) -> ActionResult:
         return ActionResult(ok=False, error="a replayed file cannot be answered")

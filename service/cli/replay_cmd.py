@@ -13,6 +13,34 @@ from tqdm import tqdm
 from listener.replay import ReplayConnector
 
 
+def _refused_lines(status: int, text: str) -> dict[int, str] | None:
+    """The service's 400 "bad lines" answer as {line of the body: why}, or None for any other refusal."""
+    try:
+        lines = json.loads(text)["error"]["lines"] if status == 400 else None
+        return {int(x["line"]): str(x["error"]) for x in lines} if lines else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+async def _post(http, url: str, connector: ReplayConnector, batch: list) -> int:  # noqa: ANN001
+    """Posts a batch; lines the service refuses are rejected by their number in the file (not the
+    batch's) and the rest posted again, so that one line no check here foresaw loses no other."""
+    while batch:
+        # ASCII: a raw U+2028 in a post would split its JSON line at the service
+        body = "\n".join(json.dumps(m.to_dict(), ensure_ascii=True) for _, m in batch)
+        async with http.post(url, data=body.encode()) as resp:
+            status, text = resp.status, await resp.text()
+        if status == 202:
+            return len(batch)
+        refused = _refused_lines(status, text)
+        if not refused or not refused.keys() <= set(range(1, len(batch) + 1)):
+            raise click.ClickException(f"the service refused a batch: HTTP {status} {text[:2000]}")
+        for i, why in sorted(refused.items()):
+            connector.reject(batch[i - 1][0], f"refused by the service: {why}")
+        batch = [item for i, item in enumerate(batch, start=1) if i not in refused]
+    return 0
+
+
 async def _replay(settings, connector: ReplayConnector, url: str | None, token: str | None, progress) -> int:  # noqa: ANN001
     sent = 0
     if settings.bus == "redis":
@@ -29,12 +57,8 @@ async def _replay(settings, connector: ReplayConnector, url: str | None, token: 
             await bus.close()
         return sent
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
-        async for batch, _ in connector.stream(None):
-            body = "\n".join(json.dumps(m.to_dict(), ensure_ascii=False) for m in batch)
-            async with http.post(f"{url}/api/v1/ingest", data=body.encode()) as resp:
-                if resp.status != 202:
-                    raise click.ClickException(f"the service refused a batch: HTTP {resp.status} {await resp.text()}")
-            sent += len(batch)
+        async for batch in connector.numbered(None):
+            sent += await _post(http, f"{url}/api/v1/ingest", connector, batch)
             progress.update(len(batch))
     return sent
 
@@ -54,7 +78,7 @@ def replay(settings, file: Path, speed: float, platform: str, url: str | None, r
     With the Redis bus the mentions go straight onto the ingest stream; in the embedded mode they
     are posted to the running service with the local token it wrote under var/.
     Bad lines are reported with their line number, kept in the rejects file, and skipped; the exit
-    code is 1 when every line was rejected.
+    code is 1 when a file with rows sent none (every row rejected, or the brand's own).
     """
     rejects = rejects or settings.var_dir / "rejects" / f"{file.name}.jsonl"
     rejects.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +95,10 @@ def replay(settings, file: Path, speed: float, platform: str, url: str | None, r
         click.echo(f"{file}:{bad.line}: rejected: {bad.reason}", err=True)
     click.echo(json.dumps({"sent": sent, "read": connector.stats.read, "skipped": connector.stats.skipped,
                            "rejected": len(connector.stats.rejected), "rejects_file": str(rejects)}))
-    if not sent and connector.stats.rejected:  # nothing usable (wrong columns, an empty or UTF-16 file)
+    stats = connector.stats
+    if not sent and stats.read:  # nothing usable (wrong columns, an empty or UTF-16 file, outbound rows only)
+        if stats.skipped:
+            click.echo(f"{file}: nothing sent: {stats.skipped} row(s) are not customer mentions (inbound false: "
+                       "the brand's own tweets)", err=True)
         raise click.exceptions.Exit(1)
 

@@ -197,3 +197,104 @@ async def test_created_at_formats(tmp_path, value):
     src = write(tmp_path / "in.jsonl", [json.dumps({"external_id": "1", "text": "t", "created_at": value}).encode()])
     (m,), _ = await ReplayConnector(src).poll_once(None)
     assert m.created_at.tzinfo is not None
+
+
+TWCS_HEADER = "tweet_id,author_id,inbound,created_at,text,response_tweet_id,in_response_to_tweet_id"
+WHEN = "Tue Oct 31 22:10:47 +0000 2017"
+
+
+def twcs(tmp_path: Path, rows: list[str], header: str = TWCS_HEADER, name: str = "twcs.csv") -> Path:
+    src = tmp_path / name
+    src.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return src
+
+
+async def test_a_twcs_row_ingest_would_refuse_is_rejected_by_its_line_and_the_others_kept(tmp_path):
+    """An empty tweet_id or an author_id longer than the column used to reach the service, which
+    refused the whole batch: every good row of it was lost and the replay stopped."""
+    src = twcs(tmp_path, [f"1,u1,True,{WHEN},first,,", f",u2,True,{WHEN},no id,,", f"3,{'u' * 80},True,{WHEN},long,,",
+                          f"4,u4,True,{WHEN},text with a NUL \x00 inside,,", f"5,u5,True,{WHEN},last,,"])
+    connector = ReplayConnector(src)
+    mentions, _ = await connector.poll_once(None)
+    assert [m.external_id for m in mentions] == ["1", "4", "5"]  # a NUL in the text is cleaned at ingest
+    reasons = {r.line: r.reason for r in connector.stats.rejected}
+    assert set(reasons) == {3, 4}
+    assert reasons[3].startswith("tweet_id:") and reasons[4].startswith("author_id:")  # the file's column names
+
+
+@pytest.mark.parametrize("missing", ["inbound", "created_at"])
+async def test_a_twcs_file_without_a_required_column_is_refused_naming_it(tmp_path, missing):
+    """Without ``inbound`` the brand's own tweets would pass as customers'; without ``created_at``
+    every SLA clock would start at the replay. Both used to fall back to the generic CSV reading:
+    ids hashed, reply links lost, outbound tweets stored as mentions."""
+    columns = TWCS_HEADER.split(",")
+    keep = [i for i, c in enumerate(columns) if c != missing]
+    rows = [f"1,u1,True,{WHEN},hi,,", f"2,Brand,False,{WHEN},@u1 hello,,1"]
+    src = twcs(tmp_path, [",".join(r.split(",")[i] for i in keep) for r in rows], ",".join(columns[i] for i in keep))
+    connector = ReplayConnector(src)
+    mentions, _ = await connector.poll_once(None)
+    assert mentions == []
+    (bad,) = connector.stats.rejected
+    assert bad.line == 1 and f"needs a column {missing}" in bad.reason
+
+
+async def test_the_twcs_layout_is_told_by_its_columns_in_any_order_and_case_the_reply_links_optional(tmp_path):
+    src = twcs(tmp_path, [f"hi there,{WHEN},true,u1,849.0"], header=" Text ,Created_At,INBOUND,Author_ID,Tweet_Id")
+    (m,), _ = await ReplayConnector(src).poll_once(None)
+    assert (m.platform, m.external_id, m.author_id, m.text, m.in_reply_to) == ("x", "849", "u1", "hi there", None)
+
+
+@pytest.mark.parametrize(("value", "inbound"), [
+    ("True", True), ("true", True), ("TRUE", True), ("t", True), ("T", True), ("1", True), ("yes", True), ("Y", True),
+    (" y ", True), ("False", False), ("FALSE", False), ("f", False), ("0", False), ("no", False), ("n", False)])
+async def test_inbound_is_read_in_the_usual_spellings_of_true_and_false(tmp_path, value, inbound):
+    """PostgreSQL's COPY writes t/f: those rows were all taken as the brand's own, nothing sent."""
+    connector = ReplayConnector(twcs(tmp_path, [f"1,u1,{value},{WHEN},hi,,"]))
+    mentions, _ = await connector.poll_once(None)
+    assert (len(mentions), connector.stats.skipped, connector.stats.rejected) == (int(inbound), int(not inbound), [])
+
+
+@pytest.mark.parametrize("value", ["maybe", "", "2", "inbound"])
+async def test_an_inbound_value_that_is_neither_true_nor_false_rejects_its_row(tmp_path, value):
+    connector = ReplayConnector(twcs(tmp_path, [f"1,u1,True,{WHEN},first,,", f"2,u2,{value},{WHEN},second,,"]))
+    mentions, _ = await connector.poll_once(None)
+    assert [m.external_id for m in mentions] == ["1"] and connector.stats.skipped == 0
+    (bad,) = connector.stats.rejected
+    assert bad.line == 3 and "inbound" in bad.reason
+
+
+@pytest.mark.parametrize("name", ["tweets.txt", "export", "tweets.csv"])
+async def test_json_lines_are_told_by_their_content_not_the_files_name(tmp_path, name):
+    """A .txt or extension-less JSON lines file used to be read as CSV: "CSV has no 'text' column"."""
+    src = write(tmp_path / name, [b"", good(1), json.dumps({"tweet_id": 849, "author_id": 115887, "inbound": True,
+                                                          "created_at": WHEN, "text": "hi"}).encode()])
+    connector = ReplayConnector(src)
+    mentions, _ = await connector.poll_once(None)
+    assert [(m.platform, m.external_id) for m in mentions] == [("x", "1"), ("x", "849")]
+    assert mentions[1].author_id == "115887" and not connector.stats.rejected
+
+
+async def test_csv_headers_match_in_any_case_and_with_stray_spaces(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("External_ID , TEXT,Created_At\n1,hello,2026-11-20T08:00:00Z\n")
+    connector = ReplayConnector(src)
+    (m,), _ = await connector.poll_once(None)
+    assert (m.external_id, m.text) == ("1", "hello") and not connector.stats.rejected
+
+
+async def test_numeric_ids_in_json_lines_are_taken_as_the_strings_they_stand_for(tmp_path):
+    """An integer external_id was converted while an integer in_reply_to rejected the line."""
+    src = write(tmp_path / "in.jsonl", [odd(1, in_reply_to=7, conversation_id=7.0), odd(2, in_reply_to="7")])
+    connector = ReplayConnector(src)
+    mentions, _ = await connector.poll_once(None)
+    assert [(m.in_reply_to, m.conversation_id) for m in mentions] == [("7", "7"), ("7", None)]
+    assert not connector.stats.rejected
+
+
+async def test_a_rejected_row_is_numbered_by_its_line_in_the_file_blank_lines_and_line_breaks_counted(tmp_path):
+    src = twcs(tmp_path, [f"1,u1,True,{WHEN},ok,,", "", "", "2,u2,True,,no date,,", "",
+                          f'3,u3,True,{WHEN},"two\nlines",,', "4,u4,True,yesterday,bad date,,"])
+    connector = ReplayConnector(src)
+    mentions, _ = await connector.poll_once(None)
+    assert [m.external_id for m in mentions] == ["1", "3"]
+    assert [r.line for r in connector.stats.rejected] == [5, 9]  # as `sed -n 5p` finds it

@@ -91,6 +91,7 @@ def test_another_corpus_in_the_same_layout_can_be_replayed(shared_data, tmp_path
         fields = reader.fieldnames
     for i, row in enumerate(rows[:10]):  # the brand answering: not customer mentions
         rows.append({**row, "tweet_id": f"9{i}00000", "inbound": "False", "author_id": "AcmeHelp"})
+    rows.append({**rows[0], "tweet_id": ""})  # a row the replay rejects: counted in the output
     corpus = tmp_path / "acmehelp_all.csv"
     with corpus.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
@@ -100,3 +101,50 @@ def test_another_corpus_in_the_same_layout_can_be_replayed(shared_data, tmp_path
             "--corpus", str(corpus)]
     result = json.loads(run(["bench/pipeline.py", *args], shared_data)[0])
     assert result["n"] == 45 and result["lost"] == 0 and result["duplicated"] == 0  # 30 inbound, cycled
+    assert result["rejected"] == 1
+
+
+def corpus_file(tmp_path: Path, rows: list[str], name: str = "corpus.csv", encoding: str = "utf-8") -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join(["tweet_id,author_id,inbound,created_at,text", *rows]) + "\n", encoding=encoding)
+    return path
+
+
+WHEN = "Tue Oct 31 22:10:47 +0000 2017"
+
+
+def test_rows_of_the_corpus_left_out_are_counted_and_the_first_reasons_said(tmp_path, capsys):
+    from bench.common import corpus_rejected, corpus_size
+
+    rows = [f"{i},u{i},True,{WHEN},post {i}" for i in range(1, 4)]
+    path = corpus_file(tmp_path, [rows[0], f",u9,True,{WHEN},no id", *rows[1:], *(f"{i},u{i},maybe,{WHEN},x"
+                                                                             for i in range(10, 17))])
+    assert (corpus_size(path), corpus_rejected(path)) == (3, 8)
+    err = capsys.readouterr().err
+    assert f"corpus {path}: 8 of 11 row(s) rejected" in err and "line 3: tweet_id" in err and "line 6: inbound" in err
+    assert "line 11:" not in err  # the first few, not every one
+
+
+@pytest.mark.parametrize(("rows", "encoding", "why"), [
+    ([f"1,u1,True,{WHEN},hi"], "utf-16", "UTF-16"),
+    ([f"1,Brand,False,{WHEN},hi"], "utf-8", "1 row(s) are the brand's own"),
+    ([f"1,u1,t,{WHEN}"], "utf-8", "missing text"),
+])
+def test_a_corpus_with_no_usable_row_names_the_reason(tmp_path, rows, encoding, why):
+    """It used to say only "holds no inbound mentions", whether the file was UTF-16 or had a typo."""
+    from bench.common import load_corpus
+
+    with pytest.raises(SystemExit) as stop:
+        load_corpus(10, corpus_file(tmp_path, rows, encoding=encoding))
+    assert "holds no inbound mentions" in str(stop.value) and why in str(stop.value)
+
+
+def test_a_corpus_of_json_lines_is_read_whatever_its_name_and_headers_in_any_case(tmp_path):
+    from bench.common import corpus_size
+
+    jsonl = tmp_path / "corpus.txt"
+    jsonl.write_text(json.dumps({"tweet_id": "1", "author_id": "u1", "inbound": "True", "created_at": WHEN,
+                                 "text": "hi"}) + "\n")
+    caps = tmp_path / "caps.csv"
+    caps.write_text(f"Tweet_id,Author_id,Inbound,Created_at,Text\n1,u1,True,{WHEN},hi\n")
+    assert corpus_size(jsonl) == corpus_size(caps) == 1

@@ -99,3 +99,37 @@ def test_run_streams_the_demo_serves_the_console_and_replay_feeds_it(service):
              120, "the replayed mentions to be routed")
     page = http.get(f"{base}/mentions?limit=500", timeout=10).text
     assert "quickstart replay: the TV app keeps asking me to sign in again" in page
+
+
+@pytest.mark.timeout(420)
+def test_replay_of_a_twcs_export_into_the_service_rejects_bad_rows_by_line_and_sends_every_other(service):
+    """A row ingest refuses (no tweet_id, an author_id longer than the column) used to fail its whole
+    batch at the service: exit 1, nothing in the rejects file, and the batch's line number."""
+    base, cwd, env = service
+    when = "Tue Oct 31 22:10:47 +0000 2017"
+    replayed = cwd / "export.csv"
+    replayed.write_text("\r\n".join([
+        "tweet_id,author_id,inbound,created_at,text,response_tweet_id,in_response_to_tweet_id",
+        f"9100000000000000001,115712,t,{when},@AcmeHelp twcs replay: my order never arrived,,",
+        f",115713,True,{when},@AcmeHelp twcs replay: no tweet id,,",
+        "",
+        f"9100000000000000003,{'u' * 80},True,{when},@AcmeHelp twcs replay: a long author,,",
+        f"9100000000000000004,AcmeHelp,f,{when},@115712 sorry to hear that,,9100000000000000001",
+        f"9100000000000000005,115714,TRUE,{when},@AcmeHelp twcs replay: the app logs me out,,",
+    ]) + "\r\n")
+    done = subprocess.run([str(BIN), "replay", str(replayed)], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (summary["sent"], summary["rejected"], summary["skipped"]) == (2, 2, 1)
+    for line, column in ((3, "tweet_id"), (5, "author_id")):
+        assert re.search(rf"{re.escape(str(replayed))}:{line}: rejected: {column}", done.stderr), done.stderr
+    kept = [json.loads(x) for x in (cwd / summary["rejects_file"]).read_text().splitlines()]
+    assert [k["line"] for k in kept] == [3, 5]
+    http = requests.Session()
+    password = (cwd / "var" / "demo-password").read_text().strip()
+    http.post(f"{base}/login", data={"username": "demo", "password": password, "next": "/mentions"}, timeout=10)
+    wait_for(lambda: "twcs replay: the app logs me out" in http.get(f"{base}/mentions?limit=500", timeout=10).text,
+             240, "the replayed rows to be routed")
+    page = http.get(f"{base}/mentions?limit=500", timeout=10).text
+    assert "twcs replay: my order never arrived" in page and "sorry to hear that" not in page
