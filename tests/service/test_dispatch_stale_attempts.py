@@ -25,7 +25,7 @@ from service.dispatch import Dispatcher
 from service.stranded import HELD
 from tests.console import settle_support
 from tests.console.conftest import add_mention, bot_token, login
-from tests.console.settle_support import Gated, audited
+from tests.console.settle_support import Gated, audited, get
 
 POSTED_FIRST, POSTED_AGAIN = ActionResult(ok=True, external_ids=["1001"]), ActionResult(ok=True, external_ids=["2002"])
 REFUSED = ActionResult(ok=False, error="403 Forbidden: You are not allowed to create a Tweet with duplicate content.")
@@ -35,10 +35,6 @@ STALE = ("reply.stale_posted", "reply.posted_twice")
 
 rt, client = settle_support.rt, settle_support.client  # a console sending to fake platforms
 
-
-async def get(rt, reply_id: int) -> Reply:
-    async with rt.db.session() as s:
-        return await s.get(Reply, reply_id)
 
 
 async def stranded_reply(rt, x: Gated) -> tuple[int, asyncio.Task]:
@@ -56,7 +52,7 @@ async def stranded_reply(rt, x: Gated) -> tuple[int, asyncio.Task]:
     first = asyncio.create_task(back_then.deliver([reply.id]))
     await asyncio.wait_for(x.started[0].wait(), 10)
     assert (await Dispatcher(rt.db, {}, dry_run=False).sweep_stranded())["replies"] == [reply.id]
-    assert (await get(rt, reply.id)).status == "unknown"
+    assert (await get(rt, Reply, reply.id)).status == "unknown"
     return reply.id, first
 
 
@@ -75,7 +71,7 @@ async def test_a_late_post_of_the_first_attempt_after_the_second_posted_is_audit
     assert r.status == 200 and (await r.json())["reply"]["status"] == "sent"
     x.release(0)  # the first call answers after all
     await asyncio.wait_for(first, 10)
-    reply = await get(rt, rid)
+    reply = await get(rt, Reply, rid)
     assert (reply.status, reply.external_ids) == ("sent", ["2002", "1001"])  # both copies are the reply's
     assert await audited(rt, "reply.late_result") == [] and await audited(rt, "reply.stale_posted") == []
     [twice] = await audited(rt, "reply.posted_twice")
@@ -112,7 +108,7 @@ async def test_taking_back_a_reply_posted_twice_deletes_both_copies_and_a_repeat
         await s.commit()
     assert result.ok and [(a.kind, a.target_external_id) for a in x.calls[2:]] == [
         ("delete_reply", "2002"), ("delete_reply", "1001")]
-    assert (await get(rt, rid)).status == "deleted"
+    assert (await get(rt, Reply, rid)).status == "deleted"
 
 
 async def test_a_late_post_of_the_first_attempt_while_the_second_is_under_way_overwrites_nothing(client, rt):
@@ -122,14 +118,14 @@ async def test_a_late_post_of_the_first_attempt_while_the_second_is_under_way_ov
     await asyncio.wait_for(x.started[1].wait(), 10)  # the second attempt's call is under way
     x.release(0)
     await asyncio.wait_for(first, 10)
-    reply = await get(rt, rid)
+    reply = await get(rt, Reply, rid)
     assert (reply.status, reply.external_ids) == ("sending", [])  # still the second attempt's claim
     [stale] = await audited(rt, "reply.stale_posted")
     assert stale.details["stale_external_ids"] == ["1001"] and stale.details["current_status"] == "sending"
     x.release(1)
     r = await asyncio.wait_for(settling, 10)
     assert r.status == 200 and (await r.json())["message"] == "Sent again on X."
-    reply = await get(rt, rid)
+    reply = await get(rt, Reply, rid)
     assert (reply.status, reply.external_ids) == ("sent", ["2002", "1001"])  # its own answer, and the late copy
     [twice] = await audited(rt, "reply.posted_twice")  # named once both ids are known
     assert twice.details["stale_external_ids"] == ["1001"] and twice.details["external_ids"] == ["2002"]
@@ -144,10 +140,10 @@ async def test_a_late_failure_of_the_first_attempt_never_replaces_the_second(cli
     await asyncio.wait_for(x.started[1].wait(), 10)
     x.release(0)  # "not posted" (or no answer) from the first call, while the second is under way
     await asyncio.wait_for(first, 10)
-    assert (await get(rt, rid)).status == "sending"
+    assert (await get(rt, Reply, rid)).status == "sending"
     x.release(1)
     assert (await asyncio.wait_for(settling, 10)).status == 200
-    reply = await get(rt, rid)
+    reply = await get(rt, Reply, rid)
     assert (reply.status, reply.error, reply.external_ids) == ("sent", None, ["2002"])
     for action in (*STALE, "reply.late_result"):
         assert await audited(rt, action) == []
@@ -159,7 +155,7 @@ async def test_a_late_answer_with_no_new_attempt_still_replaces_unknown(client, 
     rid, first = await stranded_reply(rt, x)
     x.release(0)
     await asyncio.wait_for(first, 10)
-    reply = await get(rt, rid)
+    reply = await get(rt, Reply, rid)
     assert (reply.status, reply.external_ids) == ("sent", ["1001"])
     assert len(await audited(rt, "reply.late_result")) == 1
     for action in STALE:
@@ -171,7 +167,7 @@ async def test_a_late_post_while_the_new_attempt_is_held_back_is_the_replys_and_
     call's late "posted" makes it ``sent``, and once the hide is settled nothing claims it again."""
     x = Gated(POSTED_FIRST, POSTED_AGAIN)
     rid, first = await stranded_reply(rt, x)
-    reply = await get(rt, rid)
+    reply = await get(rt, Reply, rid)
     async with rt.db.session() as s:  # its post's hide was cut off mid-call too: public replies wait
         hide = ModerationAction(dedup_key="hide:stale", mention_id=reply.mention_id, action="hide", rule="spam",
                                 reason="spam", status="unknown", claimed_at=utcnow() - timedelta(minutes=15))
@@ -179,11 +175,11 @@ async def test_a_late_post_while_the_new_attempt_is_held_back_is_the_replys_and_
         await s.commit()
     r = await send_again(client, rt, rid)
     assert r.status == 200 and (await r.json())["reply"]["status"] == "pending"
-    reply = await get(rt, rid)
+    reply = await get(rt, Reply, rid)
     assert (reply.status, reply.send_attempt) == ("pending", 2) and reply.error.startswith(HELD)
     x.release(0)  # the first call answers after all: posted
     await asyncio.wait_for(first, 10)
-    reply = await get(rt, rid)
+    reply = await get(rt, Reply, rid)
     assert (reply.status, reply.error, reply.external_ids, reply.send_attempt) == ("sent", None, ["1001"], 2)
     assert reply.sent_at is not None
     [late] = await audited(rt, "reply.late_result")
@@ -196,7 +192,7 @@ async def test_a_late_post_while_the_new_attempt_is_held_back_is_the_replys_and_
     pacer = Dispatcher(rt.db, {"x": x}, dry_run=False)
     await pacer.release_held()
     await pacer.deliver([rid])  # a deliverer that read it pending before: the claim refuses a sent reply
-    assert len(x.calls) == 1 and (await get(rt, rid)).status == "sent"
+    assert len(x.calls) == 1 and (await get(rt, Reply, rid)).status == "sent"
     for action in STALE:
         assert await audited(rt, action) == []
 
@@ -213,7 +209,7 @@ async def test_a_late_post_after_the_new_attempt_did_not_post_is_the_replys(clie
     assert r.status == 200 and (await r.json())["reply"]["status"] == was
     x.release(0)
     await asyncio.wait_for(first, 10)
-    reply = await get(rt, rid)
+    reply = await get(rt, Reply, rid)
     # attempt 3: "send it again" raised the count, and so did the second claim
     assert (reply.status, reply.error, reply.external_ids, reply.send_attempt) == ("sent", None, ["1001"], 3)
     [late] = await audited(rt, "reply.late_result")
@@ -246,7 +242,7 @@ async def test_a_late_post_over_a_row_that_changed_since_it_was_read_is_decided_
     x.release(0)
     await asyncio.wait_for(first, 10)
     assert seen == ["failed", "failed"]
-    reply = await get(rt, rid)
+    reply = await get(rt, Reply, rid)
     assert (reply.status, reply.external_ids, reply.send_attempt) == ("sent", ["1001"], 3)
     [late] = await audited(rt, "reply.late_result")
     assert (late.details["current_attempt"], late.details["replaced"]) == (3, "failed")
@@ -261,11 +257,11 @@ async def test_a_refusal_of_the_new_attempt_after_a_late_post_of_the_first_recor
     await asyncio.wait_for(x.started[1].wait(), 10)
     x.release(0)
     await asyncio.wait_for(first, 10)
-    assert (await get(rt, rid)).status == "sending"
+    assert (await get(rt, Reply, rid)).status == "sending"
     x.release(1)
     r = await asyncio.wait_for(settling, 10)
     assert r.status == 200 and (await r.json())["reply"]["status"] == "sent"
-    reply = await get(rt, rid)
+    reply = await get(rt, Reply, rid)
     assert (reply.status, reply.error, reply.external_ids) == ("sent", None, ["1001"])
     assert len(await audited(rt, "reply.stale_posted")) == 1
     [late] = await audited(rt, "reply.late_result")
@@ -284,13 +280,13 @@ async def test_a_post_of_the_new_attempt_after_a_late_post_was_recorded_over_its
     assert (await later.sweep_stranded())["replies"] == [rid]  # the second claim swept too
     x.release(0)
     await asyncio.wait_for(first, 10)
-    reply = await get(rt, rid)
+    reply = await get(rt, Reply, rid)
     assert (reply.status, reply.external_ids) == ("sent", ["1001"])
     [late] = await audited(rt, "reply.late_result")
     assert (late.details["attempt"], late.details["replaced"]) == (1, "unknown")
     x.release(1)
     assert (await asyncio.wait_for(settling, 10)).status == 200
-    reply = await get(rt, rid)
+    reply = await get(rt, Reply, rid)
     assert (reply.status, reply.external_ids) == ("sent", ["1001", "2002"])  # the post recorded first, then this
     [twice] = await audited(rt, "reply.posted_twice")
     assert twice.details["stale_external_ids"] == ["1001"] and twice.details["external_ids"] == ["2002"]

@@ -24,7 +24,7 @@ from service.dispatch import Dispatcher
 from service.privacy_actions import perform_actions
 from tests.console import settle_support
 from tests.console.conftest import add_mention, bot_token
-from tests.console.settle_support import Gated, audited
+from tests.console.settle_support import Gated, audited, get
 
 DONE, REFUSED = ActionResult(ok=True), ActionResult(ok=False, error="503 Service Unavailable")
 LATER = timedelta(minutes=30)  # past the stranded bound (10 minutes): the sweep takes the claim for dead
@@ -32,10 +32,6 @@ LATER = timedelta(minutes=30)  # past the stranded bound (10 minutes): the sweep
 
 rt, client = settle_support.rt, settle_support.client  # a console sending to fake platforms
 
-
-async def get(rt, action_id: int) -> ModerationAction:
-    async with rt.db.session() as s:
-        return await s.get(ModerationAction, action_id)
 
 
 async def queued_action(rt, action: str = "hide", rule: str = "spam") -> tuple[Mention, int]:
@@ -59,11 +55,11 @@ async def stranded_and_performed_again(rt, x: Gated) -> tuple[int, asyncio.Task,
     first = asyncio.create_task(Dispatcher(rt.db, {"x": x}, dry_run=False).perform([aid]))
     await asyncio.wait_for(x.started[0].wait(), 10)
     assert (await sweep(rt))["requeued"] == [aid]
-    row = await get(rt, aid)
+    row = await get(rt, ModerationAction, aid)
     assert (row.status, row.send_attempt, row.details["interrupted"]) == ("queued", 1, 1)
     again = asyncio.create_task(Dispatcher(rt.db, {"x": x}, dry_run=False).perform_stranded())
     await asyncio.wait_for(x.started[1].wait(), 10)
-    row = await get(rt, aid)
+    row = await get(rt, ModerationAction, aid)
     assert (row.status, row.send_attempt) == ("sending", 2)
     return aid, first, again
 
@@ -76,7 +72,7 @@ async def test_a_late_answer_while_the_action_is_performed_again_never_replaces_
     aid, first, again = await stranded_and_performed_again(rt, x)
     x.release(0)  # the first call answers after all, while the second is under way
     await asyncio.wait_for(first, 10)
-    row = await get(rt, aid)
+    row = await get(rt, ModerationAction, aid)
     assert (row.status, row.send_attempt, row.details.get("error")) == ("sending", 2, None)  # the new claim's
     [stale] = await audited(rt, "moderation.stale_result")
     assert (stale.actor, stale.object_type, stale.object_id) == ("system", "moderation_action", str(aid))
@@ -84,7 +80,7 @@ async def test_a_late_answer_while_the_action_is_performed_again_never_replaces_
                              "current_status": "sending", "status": "done" if first_answer.ok else "failed"}
     x.release(1)
     assert await asyncio.wait_for(again, 10) == 1
-    row = await get(rt, aid)
+    row = await get(rt, ModerationAction, aid)
     if second_answer.ok:  # the new attempt's own answer, recorded
         assert row.status == "done" and "error" not in row.details
     else:
@@ -99,7 +95,7 @@ async def test_a_late_answer_after_the_new_attempt_answered_changes_nothing(rt):
     assert await asyncio.wait_for(again, 10) == 1
     x.release(0)
     await asyncio.wait_for(first, 10)
-    row = await get(rt, aid)
+    row = await get(rt, ModerationAction, aid)
     assert (row.status, row.send_attempt) == ("done", 2) and "error" not in row.details
     [stale] = await audited(rt, "moderation.stale_result")
     assert (stale.details["current_status"], stale.details["status"]) == ("done", "failed")
@@ -113,13 +109,13 @@ async def test_a_late_answer_while_the_action_waits_in_the_queue_again_is_audite
     assert (await sweep(rt))["requeued"] == [aid]
     x.release(0)
     await asyncio.wait_for(first, 10)
-    assert (await get(rt, aid)).status == "queued"  # put back: performed again (a hide twice is one hide)
+    assert (await get(rt, ModerationAction, aid)).status == "queued"  # put back: performed again (a hide twice is one hide)
     [stale] = await audited(rt, "moderation.stale_result")
     assert (stale.details["attempt"], stale.details["current_attempt"], stale.details["current_status"]) == \
         (1, 1, "queued")
     x.release(1)
     assert await Dispatcher(rt.db, {"x": x}, dry_run=False).perform_stranded() == 1
-    assert ((await get(rt, aid)).status, (await get(rt, aid)).send_attempt) == ("done", 2)
+    assert ((await get(rt, ModerationAction, aid)).status, (await get(rt, ModerationAction, aid)).send_attempt) == ("done", 2)
 
 
 async def test_tried_again_by_a_moderator_a_late_answer_of_the_interrupted_call_is_not_the_actions(client, rt):
@@ -132,25 +128,25 @@ async def test_tried_again_by_a_moderator_a_late_answer_of_the_interrupted_call_
     first = asyncio.create_task(perform_actions(rt.db, {"x": x}, [aid], dry_run=False, kind_of=as_asked))
     await asyncio.wait_for(x.started[0].wait(), 10)
     assert (await sweep(rt))["actions"] == [aid]
-    assert ((await get(rt, aid)).status, (await get(rt, aid)).send_attempt) == ("unknown", 1)
+    assert ((await get(rt, ModerationAction, aid)).status, (await get(rt, ModerationAction, aid)).send_attempt) == ("unknown", 1)
     token = await bot_token(rt, "mod", ["actions:write"])
     settling = asyncio.create_task(client.post(f"/api/v1/moderation-actions/{aid}/settle", json={
         "outcome": "not_happened"}, headers={"Authorization": f"Bearer {token}"}))
     await asyncio.wait_for(x.started[1].wait(), 10)
-    row = await get(rt, aid)  # "Try again" started attempt 2, its claim attempt 3
+    row = await get(rt, ModerationAction, aid)  # "Try again" started attempt 2, its claim attempt 3
     assert (row.status, row.send_attempt) == ("sending", 3)
     [retried] = await audited(rt, "moderation.action_retried")
     assert retried.actor == "token:mod"
     x.release(0)
     await asyncio.wait_for(first, 10)
-    assert (await get(rt, aid)).status == "sending"
+    assert (await get(rt, ModerationAction, aid)).status == "sending"
     [stale] = await audited(rt, "moderation.stale_result")
     assert (stale.details["attempt"], stale.details["current_attempt"], stale.details["status"]) == (1, 3, "failed")
     x.release(1)
     r = await asyncio.wait_for(settling, 10)
     body = await r.json()
     assert r.status == 200 and body["moderation_action"]["status"] == "done", body
-    assert (await get(rt, aid)).status == "done"
+    assert (await get(rt, ModerationAction, aid)).status == "done"
     async with rt.db.session() as s:
         assert (await s.get(Mention, m.id)).hidden is True  # the API's effect of a done hide
     assert await audited(rt, "moderation.late_result") == []
@@ -172,11 +168,11 @@ async def test_a_person_trying_again_raises_the_attempt_so_a_late_answer_is_stal
     r = await client.post(f"/api/v1/moderation-actions/{aid}/settle", json={"outcome": "not_happened"},
                           headers={"Authorization": f"Bearer {token}"})
     assert r.status == 200 and (await r.json())["moderation_action"]["status"] == "queued"
-    row = await get(rt, aid)
+    row = await get(rt, ModerationAction, aid)
     assert (row.status, row.send_attempt) == ("queued", 2)
     x.release(0)
     await asyncio.wait_for(first, 10)
-    assert (await get(rt, aid)).status == "queued"
+    assert (await get(rt, ModerationAction, aid)).status == "queued"
     [stale] = await audited(rt, "moderation.stale_result")
     assert (stale.details["attempt"], stale.details["current_attempt"], stale.details["current_status"]) == \
         (1, 2, "queued")
