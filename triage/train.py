@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from triage.heads import Head
+from triage.protocol import SENSITIVITY_LABELS, SENTIMENT_LABELS, SPAM_LABELS, TOXICITY_LABELS
 from triage.text import normalize_for_model
 
 TASKS = ("sentiment", "sensitivity", "issue_type", "toxicity", "spam")
@@ -20,29 +21,60 @@ class DataError(ValueError):
 
 def read_csv(path: Path) -> tuple[list[str], list[str]]:
     """Texts and labels of a ``text,label`` CSV (more columns, any order). Spreadsheets save a
-    byte-order mark and sometimes ``Text,Label``: both are read as meant."""
+    byte-order mark and sometimes ``Text,Label``: both are read as meant. An error names the file
+    line a bad row starts on (a quoted text may span lines, so the row's index would not)."""
+    line = 1
     try:
         with Path(path).open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            found = reader.fieldnames
-            if found:
-                reader.fieldnames = [name.strip().lower() for name in found]
-            if not found or not {"text", "label"} <= set(reader.fieldnames):
-                raise DataError(f"{path}: needs the columns text,label (found {found})")
+            reader = csv.reader(fh)
+            found = next(reader, None)
+            fieldnames = [name.strip().lower() for name in found] if found else []
+            if not {"text", "label"} <= set(fieldnames):
+                raise DataError(f"{path}: needs the columns text,label (found {found or None})")
             texts, labels = [], []
-            for number, row in enumerate(reader, start=2):
-                text, label = (row.get("text") or "").strip(), (row.get("label") or "").strip()
+            while True:
+                line = reader.line_num + 1  # the first physical line of the next row
+                row = next(reader, None)
+                if row is None:
+                    break
+                if not row:  # a blank line, skipped as csv.DictReader does
+                    continue
+                cells = dict(zip(fieldnames, row))
+                text, label = (cells.get("text") or "").strip(), (cells.get("label") or "").strip()
                 if not text or not label:
-                    raise DataError(f"{path}:{number}: empty text or label")
+                    raise DataError(f"{path}:{line}: empty text or label")
                 texts.append(text)
                 labels.append(label)
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 ({exc})") from exc
     except csv.Error as exc:  # a field over the csv module's limit (128 KB), a NUL byte, ...
-        raise DataError(f"{path}: not a readable CSV ({exc})") from None
+        raise DataError(f"{path}:{line}: not a readable CSV ({exc})") from None
     if not texts:
         raise DataError(f"{path}: no rows")
     return texts, labels
+
+
+FIXED_LABELS = {"sentiment": SENTIMENT_LABELS, "sensitivity": SENSITIVITY_LABELS, "toxicity": TOXICITY_LABELS,
+                "spam": SPAM_LABELS}
+
+
+def fold_labels(task: str, labels: list[str], known: list[str] | tuple[str, ...] | None = None) -> list[str]:
+    """A fixed task's labels in the model's spelling (``Negative`` is ``negative``), as spreadsheets and
+    other tools write them. A custom taxonomy (issue_type) is kept as given: its labels are the user's.
+    Labels that match none of ``known`` (default: the task's) stay as given, for the error to name them."""
+    if task not in FIXED_LABELS:
+        return labels
+    canonical = {label.strip().casefold(): label for label in (known or FIXED_LABELS[task])}
+    return [canonical.get(label.strip().casefold(), label) for label in labels]
+
+
+def check_trainable(task: str, labels: list[str]) -> list[str]:
+    """The sorted label set, or a DataError when it cannot train a head: checked before the (long)
+    encoding, not after it."""
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        raise DataError(f"{task}: training needs at least two labels, found {classes}")
+    return classes
 
 
 def embed(texts: list[str], encoder, *, cache_dir: Path | None = None, progress: bool = True,  # noqa: ANN001
@@ -122,9 +154,7 @@ def fit_head(task: str, texts: list[str], labels: list[str], embeddings: np.ndar
     blocks (``triage.heads.EXTRA_FEATURES``) and hashed n-grams."""
     from sklearn.linear_model import LogisticRegression
 
-    classes = sorted(set(labels))
-    if len(classes) < 2:
-        raise DataError(f"{task}: training needs at least two labels, found {classes}")
+    classes = check_trainable(task, labels)
     head = Head(task=task, labels=classes, weights=np.zeros((0, 0)), bias=np.zeros(0),
                 uses_embedding=embeddings is not None, lexical_dim=lexical_dim, version=version,
                 meta={"embedding_scale": embedding_scale, "trained_on": len(texts),
@@ -187,24 +217,26 @@ def set_threshold(head: Head, positive: str, cut: float) -> None:
 
 
 def evaluate(y_true: list[str], y_pred: list[str], labels: list[str]) -> dict:
-    """accuracy, macro F1/recall and per-label precision/recall/F1/support."""
-    per = {}
-    for label in labels:
+    """accuracy, macro F1/recall and per-label precision/recall/F1/support, as scikit-learn defines them
+    (``f1_score(y, p, average="macro")``): the macro means run over every label in the file or in the
+    predictions, so a label the model predicts but the file lacks counts (recall and F1 0), and a
+    label in neither does not. Per label: ``labels`` and any other label seen; 0/0 is 0."""
+    counts = {}
+    for label in list(labels) + sorted((set(y_true) | set(y_pred)) - set(labels)):
         tp = sum(1 for t, p in zip(y_true, y_pred) if t == label and p == label)
         fp = sum(1 for t, p in zip(y_true, y_pred) if t != label and p == label)
         fn = sum(1 for t, p in zip(y_true, y_pred) if t == label and p != label)
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        per[label] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4),
-                      "support": tp + fn}
-    present = [label for label in labels if per[label]["support"] > 0]
+        counts[label] = (tp / (tp + fp) if tp + fp else 0.0, tp / (tp + fn) if tp + fn else 0.0,
+                         2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0, tp + fn)
+    per = {label: {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4), "support": n}
+           for label, (p, r, f, n) in counts.items()}
+    seen = sorted(set(y_true) | set(y_pred))
     n = len(y_true)
     return {
         "n": n,
         "accuracy": round(sum(1 for t, p in zip(y_true, y_pred) if t == p) / n, 4) if n else 0.0,
-        "macro_f1": round(float(np.mean([per[label]["f1"] for label in present])), 4) if present else 0.0,
-        "macro_recall": round(float(np.mean([per[label]["recall"] for label in present])), 4) if present else 0.0,
+        "macro_f1": round(float(np.mean([counts[label][2] for label in seen])), 4) if seen else 0.0,
+        "macro_recall": round(float(np.mean([counts[label][1] for label in seen])), 4) if seen else 0.0,
         "per_label": per,
     }
 
