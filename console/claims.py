@@ -2,7 +2,9 @@
 
 Collisions: a claim is one conditional UPDATE (free, mine, or idle past the claim TTL), so two
 agents cannot both hold a conversation; replying needs the claim (console.replies); resolving a
-conversation another agent holds is an explicit take-over, audited.
+conversation another agent holds is an explicit take-over, audited. A take-over offered after a
+refused reply carries the draft back into the reply box (never sent by itself), and a resolve says
+on the queue which conversation it resolved, with a way to reopen it (console.flash).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import or_, update
+from sqlalchemy import or_, select, update
 
 from console import events, flash
 from console.auth import require
@@ -26,7 +28,7 @@ from console.conversation import (
 from console.keys import PRINCIPAL, RUNTIME
 from console.paths import path_id
 from console.queue_data import CLAIM_TTL, claim_is_live
-from models import Conversation
+from models import Author, Conversation, Mention
 from models.base import utcnow
 from service.audit import record
 
@@ -57,6 +59,7 @@ async def claim(request: web.Request) -> web.Response:
     conv_id = path_id(request)
     form = await form_of(request)
     force = form.get("force") == "1"
+    draft = clean_text(form.get("draft"))  # a reply refused while another agent held it
     async with rt.db.session() as session:
         await existing(session, conv_id)
         ok = await try_claim(session, conv_id, p.user_id, force=force)
@@ -73,7 +76,21 @@ async def claim(request: web.Request) -> web.Response:
     events.emit(request, "claimed", [], conversation_id=conv_id, by=p.username)
     if request.headers.get("Accept", "").startswith("application/json"):
         return web.json_response({"claimed": True, "claimed_by": p.username})
+    if draft:
+        return await _with_draft(request, conv_id, draft, form)
     raise back(conv_id)
+
+
+async def _with_draft(request: web.Request, conv_id: int, draft: str, form: Any) -> web.StreamResponse:
+    """Back to the conversation with the reply box holding ``draft`` again (and the post and
+    visibility it was written for): the agent reads it over and sends it."""
+    focus, visibility = mention_id_of(form.get("mention_id")), form.get("visibility") or None
+    notice = "You took over this conversation. Your reply was not sent yet: it is in the box below."
+    moved = flash.redirect(request, f"/conversations/{conv_id}", draft=draft, mention=focus, visibility=visibility,
+                           notice=notice)
+    if moved is not None:
+        return moved
+    return await render_conversation(request, draft=draft, focus=focus, visibility=visibility, notice=notice)
 
 
 @require(*AGENTS)
@@ -148,4 +165,9 @@ async def resolve(request: web.Request) -> web.Response:
             request, status=409, offer="resolve_take_over",
             error=f"{holder} is working on this conversation: it was not resolved. "
                   "Take it over to resolve it.")
-    raise web.HTTPFound("/queue")
+    async with request.app[RUNTIME].db.session() as session:
+        who = await session.scalar(
+            select(Author.handle).join(Mention, Mention.author_id == Author.id)
+            .where(Mention.conversation_id == conv_id).order_by(Mention.created_at.desc(), Mention.id.desc()).limit(1))
+    said = f"Conversation {conv_id}" + (f" with {who}" if who else "") + " resolved."
+    return flash.redirect(request, "/queue", notice=said, resolved=conv_id) or web.HTTPFound("/queue")

@@ -203,14 +203,20 @@ def emit(request: web.Request, kind: str, ids: Any = None, **extra: Any) -> None
 
 
 async def stream(request: web.Request, *, heartbeat_s: float = 15.0) -> web.StreamResponse:
-    """A server-sent-event stream of the hub's events, with heartbeats so proxies keep it open."""
+    """A server-sent-event stream of the hub's events, with heartbeats so proxies keep it open. A
+    browser leaving (a page closed or reloaded, at any point, even before the headers went out) is
+    the normal end of a stream, not an error: a DEBUG line, no traceback."""
     hub = hub_of(request)
     if hub is None:
         raise web.HTTPServiceUnavailable(reason="live events are not available")
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
-    await response.prepare(request)
-    await response.write(b"retry: 2000\n: connected\n\n")
+    try:
+        await response.prepare(request)
+        await response.write(b"retry: 2000\n: connected\n\n")
+    except (ConnectionResetError, RuntimeError):  # aiohttp's ClientConnectionResetError is one
+        log.debug("live events: %s left before the stream opened", request.remote)
+        return response
     async with hub.subscribe() as queue:
         while True:
             try:
@@ -225,5 +231,6 @@ async def stream(request: web.Request, *, heartbeat_s: float = 15.0) -> web.Stre
                     continue
                 await response.write(f"event: {event['kind']}\ndata: {json.dumps(event)}\n\n".encode())
             except (ConnectionResetError, RuntimeError):
+                log.debug("live events: %s left", request.remote)
                 break
     return response

@@ -7,6 +7,9 @@ stage. Every change is audited.
 Reserved templates (:data:`RESERVED_TEMPLATES`) are the words the service sends on its own, from the
 brand's account, with nobody reading them first: the secure link's DM and notices, the personal-data
 notice, incident broadcasts, the closing note. Only an admin changes them (here and in the API).
+
+Marketing reads the articles and templates (the brand's public words, reserved ones included: they
+hold placeholders, never a customer's link or data) but changes none: its pages have no form.
 """
 
 from __future__ import annotations
@@ -30,10 +33,16 @@ SAMPLE = {"author_name": "Sam", "article_url": "https://help.example/a", "secure
 ISSUE_TYPES = re.compile(r"^[a-z_]{1,80}$")
 RESERVED_TEMPLATES = RESERVED | {"case_closed_public"}
 RESERVED_REFUSAL = "only an admin may change a reserved template (the service sends it on its own)"
+EDITORS = ("agent", "moderator")  # and admin; marketing reads only
+READERS = (*EDITORS, "marketing")
+
+
+def may_edit(p: Principal) -> bool:
+    return p.role == "admin" or p.role in EDITORS
 
 
 def may_edit_template(p: Principal, name: str) -> bool:
-    return p.role == "admin" or name not in RESERVED_TEMPLATES
+    return p.role == "admin" or (may_edit(p) and name not in RESERVED_TEMPLATES)
 
 
 def body_problem(name: str, body: str) -> str | None:
@@ -49,7 +58,7 @@ def _issue_types(raw: str) -> list[str]:
     return values
 
 
-@require("agent", "moderator", "marketing")
+@require(*READERS)
 async def knowledge_page(request: web.Request) -> web.Response:
     async with request.app[RUNTIME].db.session() as session:
         articles = list(await session.scalars(select(KnowledgeArticle).order_by(KnowledgeArticle.slug)))
@@ -57,16 +66,16 @@ async def knowledge_page(request: web.Request) -> web.Response:
     return render_page(request, "knowledge.html", articles=articles, templates=templates)
 
 
-@require("agent", "moderator")
+@require(*READERS)
 async def article_page(request: web.Request) -> web.Response:
     async with request.app[RUNTIME].db.session() as session:
         article = await session.scalar(select(KnowledgeArticle).where(KnowledgeArticle.slug == request.match_info["slug"]))
     if article is None:
         raise web.HTTPNotFound()
-    return render_page(request, "knowledge_article.html", article=article)
+    return render_page(request, "knowledge_article.html", article=article, editable=may_edit(request[PRINCIPAL]))
 
 
-@require("agent", "moderator")
+@require(*EDITORS)
 async def save_article(request: web.Request) -> web.Response:
     p: Principal = request[PRINCIPAL]
     form = await request.post()
@@ -87,7 +96,7 @@ async def save_article(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/knowledge")
 
 
-@require("agent", "moderator")
+@require(*READERS)
 async def template_page(request: web.Request) -> web.Response:
     p: Principal = request[PRINCIPAL]
     async with request.app[RUNTIME].db.session() as session:
@@ -104,7 +113,7 @@ async def template_page(request: web.Request) -> web.Response:
                        editable=may_edit_template(p, tpl.name), reserved=tpl.name in RESERVED_TEMPLATES)
 
 
-@require("agent", "moderator")
+@require(*EDITORS)
 async def save_template(request: web.Request) -> web.Response:
     p: Principal = request[PRINCIPAL]
     name = request.match_info["name"]

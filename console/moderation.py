@@ -24,6 +24,7 @@ from console import moderation_view as view
 from console.auth import Principal, require
 from console.keys import PRINCIPAL, RUNTIME
 from console.paths import parse_id, path_id
+from console.queries import in_care_team
 from console.render import render
 from escalation.public_guard import platform_name
 from models import Mention, ModerationAction
@@ -70,15 +71,17 @@ async def queue_page(request: web.Request) -> web.Response:
 async def render_moderation(request: web.Request, *, notice: str | None = None, error: str | None = None,
                             status: int = 200, kept: Kept | None = None) -> web.Response:
     """The page, with a done change's ``notice`` or a refusal's ``error`` (and what it ``kept``)."""
+    role = request[PRINCIPAL].role
+    private = in_care_team(role)  # a moderator's page leaves the care team's private matters out
     async with request.app[RUNTIME].db.session() as session:
         items = await view.held_posts(session)
-        recent = await view.recent_actions(session)
+        recent = await view.recent_actions(session, private=private)
         alerts = await view.open_alerts(session)
         acknowledged = await view.acknowledged(session)
-        bot_replies = await view.bot_replies(session)
-        unknown_actions = await view.unknown_actions(session)
+        bot_replies = await view.bot_replies(session, private=private)
+        unknown_actions = await view.unknown_actions(session, private=private)
         # every other row is a moderation action, whose thread a moderator opens; a bot reply's may not be
-        openable = await view.openable(session, request[PRINCIPAL].role, {r.conversation_id for r, *_ in bot_replies})
+        openable = await view.openable(session, role, {b.reply.conversation_id for b in bot_replies})
     return render(request, "moderation.html", status=status, items=items, recent=recent, bot_replies=bot_replies,
                   unknown_actions=unknown_actions, alerts=alerts, acknowledged=acknowledged, openable=openable,
                   decisions=decisions.REVIEW_DECISIONS, notice=notice, error=error, kept=kept or Kept(),
@@ -135,7 +138,7 @@ def _form_error(decision: str, reason: str) -> str | None:
     if decision not in decisions.REVIEW_DECISIONS:
         return f"choose a decision: {', '.join(decisions.REVIEW_DECISIONS)}"
     if decision in ("remove", "ban") and not reason.strip():
-        return "removing a post needs a reason for its author"
+        return f"{'banning' if decision == 'ban' else 'removing a post'} needs a reason for its author"
     return None
 
 
@@ -212,7 +215,7 @@ async def delete_bot_reply(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     reason = str(form.get("reason") or "").strip()
     async with request.app[RUNTIME].db.session() as session:
-        reply = await view.bot_reply(session, path_id(request, "reply_id"))
+        reply = await view.bot_reply(session, path_id(request, "reply_id"), private=in_care_team(p.role))
         if reply is None:
             raise web.HTTPNotFound()
         text = view.reply_text(reply, 60)
@@ -238,7 +241,7 @@ async def settle_action(request: web.Request) -> web.StreamResponse:
     action_id = path_id(request, "action_id")
     outcome = str((await request.post()).get("outcome") or "")
     async with request.app[RUNTIME].db.session() as session:
-        row = await session.get(ModerationAction, action_id)
+        row = await view.shown_action(session, action_id, private=in_care_team(request[PRINCIPAL].role))
         if row is None:
             raise web.HTTPNotFound()
         post = await view.post_snippet(session, row.mention_id)

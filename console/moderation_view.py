@@ -1,7 +1,11 @@
 """What the moderation page shows: held posts with their times, links, scores and whether the hold
 hid them; recent actions and alerts with a redacted snippet of their post. Everything a page shows
 of a post goes through :func:`console.queries.public_text` (personal data redacted, a secure link
-a customer quoted masked), as on every other console page."""
+a customer quoted masked), as on every other console page.
+
+Private matters are the care team's (:func:`console.queries.care_team_only`): for a moderator
+(``private=False``) the lists leave out actions on them and bot replies to them, as ``/mentions``
+does, but for posts put before the moderators (held, reported, alerted), which they must decide."""
 
 from __future__ import annotations
 
@@ -9,17 +13,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from community import moderation
-from console.queries import moderated_conversations, public_text
+from console.queries import moderated_conversations, moderators_see_clause, public_text
 from escalation.links import shown_without_links
-from models import Author, Mention, ModerationAction, Reply, TriageResult
+from models import Author, Mention, ModerationAction, Reply, RouteDecision, TriageResult
 
 RECENT = 100
 ACKNOWLEDGED = 10  # the "acknowledged recently" list
 SNIPPET = 80
+POST = 280  # the post a bot reply answers: as long as a post on X
 # the scores a moderator weighs: (shown name, triage task, label); sensitivity shows its likeliest
 # label other than "none"
 SCORES = (("spam", "spam", "spam"), ("toxicity", "toxicity", "offensive"))
@@ -109,14 +114,31 @@ async def held_posts(session: AsyncSession) -> list[Held]:
             for hold, m, author, tri in rows]
 
 
-async def recent_actions(session: AsyncSession) -> list[tuple[ModerationAction, Mention, str, str | None]]:
+def _with_posts(q: Select, private: bool) -> Select:
+    """``q`` joined to its post's triage and route; without ``private``, only posts a moderator reads."""
+    q = (q.outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
+         .outerjoin(RouteDecision, RouteDecision.mention_id == Mention.id))
+    return q if private else q.where(moderators_see_clause())
+
+
+def _actions(private: bool) -> Select:
+    return _with_posts(select(ModerationAction, Mention, TriageResult)
+                       .join(Mention, Mention.id == ModerationAction.mention_id), private)
+
+
+async def recent_actions(session: AsyncSession, *, private: bool = True,
+                         ) -> list[tuple[ModerationAction, Mention, str, str | None]]:
     """Decided and performed actions, newest first, each with a redacted snippet of its post and
     the post's address."""
-    rows = (await session.execute(
-        select(ModerationAction, Mention, TriageResult).join(Mention, Mention.id == ModerationAction.mention_id)
-        .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
-        .where(ModerationAction.status != "pending").order_by(ModerationAction.id.desc()).limit(RECENT))).all()
+    rows = (await session.execute(_actions(private).where(ModerationAction.status != "pending")
+                                  .order_by(ModerationAction.id.desc()).limit(RECENT))).all()
     return [(a, m, snippet(m, tri), link(m.url)) for a, m, tri in rows]
+
+
+async def shown_action(session: AsyncSession, action_id: int, *, private: bool = True) -> ModerationAction | None:
+    """One action, if the page may show it to this reader (a form on any other is a 404)."""
+    row = (await session.execute(_actions(private).where(ModerationAction.id == action_id))).first()
+    return row[0] if row else None
 
 
 async def open_alerts(session: AsyncSession) -> list[dict[str, Any]]:
@@ -130,13 +152,12 @@ async def acknowledged(session: AsyncSession) -> list[dict[str, Any]]:
              "text": snippet_text(a["text"]), "url": link(a["url"])} for a in rows]
 
 
-async def unknown_actions(session: AsyncSession) -> list[tuple[ModerationAction, Mention, str, str | None]]:
+async def unknown_actions(session: AsyncSession, *, private: bool = True,
+                          ) -> list[tuple[ModerationAction, Mention, str, str | None]]:
     """Actions nobody knows were performed (their executor interrupted mid-call, service.stranded),
     oldest first and all of them (up to a page), so none drops out of sight as recent ones do."""
-    rows = (await session.execute(
-        select(ModerationAction, Mention, TriageResult).join(Mention, Mention.id == ModerationAction.mention_id)
-        .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
-        .where(ModerationAction.status == "unknown").order_by(ModerationAction.id).limit(moderation.BULK_LIMIT))).all()
+    rows = (await session.execute(_actions(private).where(ModerationAction.status == "unknown")
+                                  .order_by(ModerationAction.id).limit(moderation.BULK_LIMIT))).all()
     return [(a, m, snippet(m, tri), link(m.url)) for a, m, tri in rows]
 
 
@@ -151,18 +172,33 @@ def reply_text(reply: Reply, size: int | None = None) -> str:
     return snippet_text(text, size) if size else text
 
 
-async def bot_replies(session: AsyncSession) -> list[tuple[Reply, str, str | None]]:
+@dataclass
+class BotReply:
+    reply: Reply
+    text: str  # as shown: secure links masked
+    post: str | None  # the post it answers, redacted (None: it answers none we hold)
+    link: str | None  # that post's address
+
+
+def _bot_replies(private: bool) -> Select:
+    return _with_posts(select(Reply, Mention, TriageResult).outerjoin(Mention, Mention.id == Reply.mention_id)
+                       .where(*TAKE_BACK), private)
+
+
+async def bot_replies(session: AsyncSession, *, private: bool = True) -> list[BotReply]:
     """Public bot replies, newest first but those nobody knows were posted (``unknown``) before the
-    rest, so none drops out of the list; each with its text as shown and its post's address."""
-    rows = (await session.execute(
-        select(Reply, Mention.url).outerjoin(Mention, Mention.id == Reply.mention_id).where(*TAKE_BACK)
-        .order_by(Reply.status != "unknown", Reply.id.desc()).limit(RECENT))).all()
-    return [(r, reply_text(r), link(url)) for r, url in rows]
+    rest, so none drops out of the list; each with the post it answers, so that a moderator judges
+    the reply against what it answers."""
+    rows = (await session.execute(_bot_replies(private).order_by(Reply.status != "unknown", Reply.id.desc())
+                                  .limit(RECENT))).all()
+    return [BotReply(r, reply_text(r), snippet(m, tri, POST) if m else None, link(m.url) if m else None)
+            for r, m, tri in rows]
 
 
-async def bot_reply(session: AsyncSession, reply_id: int) -> Reply | None:
+async def bot_reply(session: AsyncSession, reply_id: int, *, private: bool = True) -> Reply | None:
     """One reply of the list (:func:`bot_replies`) by id, listed or not; None for any other reply."""
-    return await session.scalar(select(Reply).where(Reply.id == reply_id, *TAKE_BACK))
+    row = (await session.execute(_bot_replies(private).where(Reply.id == reply_id))).first()
+    return row[0] if row else None
 
 
 async def openable(session: AsyncSession, role: str, conv_ids: set[int]) -> set[int]:

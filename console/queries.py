@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from console import poll_cursor
 from escalation.public_guard import platform_name
@@ -48,6 +49,14 @@ def care_team_only_clause() -> ColumnElement[bool]:
                func.coalesce(RouteDecision.outcome, "") == PRIVATE_OUTCOME)
 
 
+def moderators_see_clause() -> ColumnElement[bool]:
+    """What a moderator may read, in SQL over the same joins as :func:`care_team_only_clause`: any post
+    but the care team's, and those put before the moderators all the same (:func:`moderated_ids`)."""
+    put = aliased(ModerationAction)  # not the outer query's actions, when it selects some
+    put_before = select(put.id).where(put.mention_id == Mention.id, put.action.in_(MODERATED)).exists()
+    return or_(~care_team_only_clause(), put_before)
+
+
 def in_care_team(role: str) -> bool:
     """Whether a user (or a token of a user) of ``role`` reads private matters and private replies:
     the care team only. Others are shown neither, in lists, counts or by id (404: not even that it exists)."""
@@ -66,13 +75,15 @@ async def moderated_ids(session: AsyncSession, mention_ids: list[int]) -> set[in
 
 async def moderated_conversations(session: AsyncSession, conv_ids: set[int]) -> set[int]:
     """The conversations among ``conv_ids`` a moderator may read: those holding a post with a hold,
-    a report, an alert or another moderation action (what the moderation page lists and links to;
-    any other thread is the agents')."""
+    a report, an alert or another moderation action, on a post a moderator reads (what the moderation
+    page lists and links to; any other thread is the agents')."""
     if not conv_ids:
         return set()
     return set(await session.scalars(
         select(Mention.conversation_id).join(ModerationAction, ModerationAction.mention_id == Mention.id)
-        .where(Mention.conversation_id.in_(conv_ids)).distinct()))
+        .outerjoin(TriageResult, TriageResult.mention_id == Mention.id)
+        .outerjoin(RouteDecision, RouteDecision.mention_id == Mention.id)
+        .where(Mention.conversation_id.in_(conv_ids), moderators_see_clause()).distinct()))
 
 
 def post_state(mention: Mention | dict[str, Any]) -> str | None:

@@ -12,7 +12,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from community.routing import PRIVATE_SENSITIVITY
-from console import claims, events, replies
+from console import claims, events, flash, replies
 from console.auth import require
 from console.conversation import AGENTS, conversation_page, report, set_tags
 from console.keys import RUNTIME
@@ -33,12 +33,15 @@ def _filter_options() -> dict[str, Any]:
 async def queue_page(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     filters = clean_filters(request.query)
+    carried = flash.take(request)  # a resolve says which conversation it resolved (console.claims)
     async with rt.db.session() as session:
         items = await queue_items(session, filters)
         channels = sorted(set(await session.scalars(select(Mention.platform).distinct())))
         unknown = await unknown_replies(session)
-    return render(request, "queue.html", items=items, filters=filters, channels=channels, unknown=unknown,
-                  **_filter_options())
+    response = render(request, "queue.html", items=items, filters=filters, channels=channels, unknown=unknown,
+                      notice=carried.get("notice"), resolved=carried.get("resolved"), **_filter_options())
+    flash.forget(request, response)
+    return response
 
 
 @require(*AGENTS)

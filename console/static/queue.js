@@ -38,19 +38,27 @@
     var selected = 0;
     var selectedId = null;  /* the conversation under the cursor: a refresh re-orders rows, c/o must not move */
     var timer = null;
+    /* conversations that arrived since the page loaded and the agent has not looked at yet: marked
+       "new" through every later refresh until the agent moves onto one (j/k, a click) or opens it */
+    var unseen = {};
     var rows = function () { return Array.prototype.slice.call(body.querySelectorAll("tr.item")); };
-    var select = function (i) {
+    var mark = function () {
+      rows().forEach(function (r) { r.classList.toggle("new", !!unseen[r.dataset.conversationId]); });
+    };
+    var seen = function (row) { if (row) { delete unseen[row.dataset.conversationId]; row.classList.remove("new"); } };
+    var select = function (i, looked) {
       var all = rows();
       if (!all.length) { selectedId = null; return; }
       selected = Math.max(0, Math.min(i, all.length - 1));
       selectedId = all[selected].dataset.conversationId;
       all.forEach(function (r, n) { r.classList.toggle("selected", n === selected); });
       all[selected].scrollIntoView({block: "nearest"});
+      if (looked) { seen(all[selected]); }
     };
     var reselect = function () {  /* after a refresh: the same conversation, or the same place if it left */
       var all = rows();
       var at = all.findIndex(function (r) { return r.dataset.conversationId === selectedId; });
-      select(at >= 0 ? at : selected);
+      select(at >= 0 ? at : selected, false);
     };
     var refresh = function () {
       var known = {};
@@ -59,11 +67,16 @@
         .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.text(); })
         .then(function (html) {
           body.innerHTML = html;  /* server-rendered and escaped */
-          rows().forEach(function (r) { if (!known[r.dataset.conversationId]) { r.classList.add("new"); } });
+          rows().forEach(function (r) { if (!known[r.dataset.conversationId]) { unseen[r.dataset.conversationId] = true; } });
+          mark();
           reselect();
         })
         .catch(function () { liveState("refresh failed", false); });
     };
+    body.addEventListener("click", function (ev) {  /* a click on a row (or its link) is looking at it */
+      var row = ev.target.closest && ev.target.closest("tr.item");
+      if (row) { select(rows().indexOf(row), true); }
+    });
     connect(function () {
       clearTimeout(timer);
       timer = setTimeout(refresh, 250);
@@ -72,9 +85,9 @@
     document.addEventListener("keydown", function (ev) {
       if (typing(ev) || ev.ctrlKey || ev.metaKey || ev.altKey) { return; }
       var all = rows();
-      if (ev.key === "j") { select(selected + 1); }
-      else if (ev.key === "k") { select(selected - 1); }
-      else if ((ev.key === "o" || ev.key === "Enter") && all[selected]) { window.location = all[selected].dataset.href; }
+      if (ev.key === "j") { select(selected + 1, true); }
+      else if (ev.key === "k") { select(selected - 1, true); }
+      else if ((ev.key === "o" || ev.key === "Enter") && all[selected]) { seen(all[selected]); window.location = all[selected].dataset.href; }
       else if (ev.key === "c" && all[selected]) {
         fetch(all[selected].dataset.href + "/claim", {method: "POST", credentials: "same-origin",
           headers: {"X-CSRF-Token": csrf, "Accept": "application/json"}})
@@ -140,6 +153,27 @@
         if (!ev.submitter || ev.submitter.id !== "take-private") { return; }
         var who = replyTo && replyTo.selectedOptions[0] ? replyTo.selectedOptions[0].textContent : "this post";
         if (!window.confirm("Take private: " + who + "\nA case opens for its author, who gets a secure link.")) { ev.preventDefault(); }
+      });
+    }
+    /* resolving a conversation nobody from us has answered is asked first (e is one key away from r) */
+    var resolveForm = document.getElementById("resolve-form");
+    if (resolveForm) {
+      resolveForm.addEventListener("submit", function (ev) {
+        if (resolveForm.dataset.unanswered !== "1") { return; }
+        if (!window.confirm("Resolve conversation " + convId + "?\nWe have not replied to it: the customer gets no answer.")) {
+          ev.preventDefault();
+        }
+      });
+    }
+    /* taking over carries the reply as it is in the box now, with its post and visibility: it comes
+       back in the box, unsent */
+    var takeOver = document.getElementById("take-over-form");
+    if (takeOver && replyForm) {
+      takeOver.addEventListener("submit", function () {
+        var visibility = replyForm.querySelector("select[name=visibility]");
+        if (text) { takeOver.elements.draft.value = text.value; }
+        if (replyTo) { takeOver.elements.mention_id.value = replyTo.value; }
+        if (visibility) { takeOver.elements.visibility.value = visibility.value; }
       });
     }
     document.addEventListener("keydown", function (ev) {

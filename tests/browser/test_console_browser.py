@@ -147,9 +147,11 @@ async def test_an_agent_tags_with_t_and_resolves_with_e(browser, server):
         await page.keyboard.press("Enter")
     await expect(page.locator("#tags")).to_have_value("shipping, late")
     await page.screenshot(path=shot("conversation-tagged"), full_page=True)
+    page.once("dialog", lambda d: d.accept())  # nobody replied to it: resolving is asked first
     await page.keyboard.press("e")  # resolve: back to the queue, without this conversation
     await page.wait_for_url(re.compile(r"/queue$"))
     await expect(page.locator(f'tr.item[data-conversation-id="{cid}"]')).to_have_count(0)
+    await expect(page.locator("#queue-notice")).to_contain_text(f"Conversation {cid} with waiting resolved.")
     async with server.runtime.db.session() as s:
         conv = await s.get(Conversation, cid)
     assert conv.tags == ["shipping", "late"] and conv.status == "resolved"

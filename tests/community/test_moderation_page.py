@@ -72,7 +72,7 @@ async def test_a_refused_decision_is_explained_in_the_page_with_what_was_typed_k
     r = await client.post(f"/moderation/{hold.id}/review", data={"decision": "ban", "reason": " ", "csrf_token": csrf})
     page = await r.text()
     assert r.status == 400 and r.content_type == "text/html" and "<h1>Moderation queue</h1>" in page
-    assert alert_line(page) == "removing a post needs a reason for its author"
+    assert alert_line(page) == "banning needs a reason for its author"
     r = await client.post("/moderation/bulk", data=[("ids", str(hold.id)), ("decision", "remove"),
                                                     ("reason", ""), ("csrf_token", csrf)])
     page = await r.text()

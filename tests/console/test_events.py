@@ -49,3 +49,32 @@ async def test_events_from_a_worker_process_reach_a_web_process_through_redis(re
         client = redis.Redis.from_url(redis_url)
         await client.delete(stream_name(settings))
         await client.aclose()
+
+
+async def test_a_browser_leaving_the_live_stream_before_it_opens_logs_no_error(app_client, monkeypatch, caplog):
+    """A page closed or reloaded while its event stream starts is the normal life of a browser: at
+    most a DEBUG line, never an ERROR with a traceback."""
+    import logging
+
+    import aiohttp
+    from aiohttp import web
+    from aiohttp.client_exceptions import ClientConnectionResetError
+
+    from tests.console.conftest import login
+
+    prepare = web.StreamResponse.prepare
+
+    async def gone(self, request):  # what aiohttp raises when the browser closed the connection first
+        if self.content_type == "text/event-stream":
+            raise ClientConnectionResetError("Cannot write to closing transport")
+        return await prepare(self, request)
+
+    await login(app_client, "alice")
+    monkeypatch.setattr(web.StreamResponse, "prepare", gone)
+    with caplog.at_level(logging.DEBUG):
+        try:
+            await (await app_client.get("/queue/events")).read()
+        except aiohttp.ClientError:
+            pass  # the server just lets the connection go
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert "Traceback" not in caplog.text and "unhandled error" not in caplog.text

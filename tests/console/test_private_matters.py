@@ -169,20 +169,54 @@ async def test_an_alert_on_a_takeover_report_opens_its_thread_to_the_moderator_w
     assert r.status == 200 and TAKEOVER in html and PRIVATE_REPLY not in html
 
 
-async def test_a_thread_opened_by_another_moderation_action_still_withholds_its_private_matter(app_client, runtime):
-    """A takeover post exposing personal data is hidden on its platform before it goes private: the
-    moderators' recent actions list the hide and link its thread, where the post itself is withheld."""
+def action(m: Mention, key: str, kind: str, status: str, rule: str | None = "builtin:pii") -> ModerationAction:
+    return ModerationAction(dedup_key=key, mention_id=m.id, action=kind, rule=rule, reason="", actor="bot",
+                            status=status, details={})
+
+
+async def test_the_moderation_page_lists_no_action_on_a_private_matter_nor_a_bot_reply_to_one(
+        app_client, runtime, second_browser):
+    """A takeover or fraud report exposing personal data is hidden on its platform before it goes
+    private: the hide is the care team's business, as the post is. The moderator's page lists it
+    nowhere (recent actions, interrupted actions, bot replies), links no thread of it, and its forms
+    answer 404; a private matter put before the moderators (here reported) stays theirs."""
     posts = await world(runtime)
     async with runtime.db.session() as s:
-        s.add(ModerationAction(dedup_key="t:hide", mention_id=posts["takeover"].id, action="hide", rule="builtin:pii",
-                               reason="", actor="bot", status="done", details={}))
+        hidden = action(posts["takeover"], "t:hide", "hide", "done")
+        interrupted = action(posts["fraud"], "t:hide2", "hide", "unknown")
+        public_hide = action(posts["public"], "t:hide3", "hide", "done", "likely-spam")
+        reported = action(posts["follow_up"], "t:report", "hold", "pending", "reported")
+        reported_hide = action(posts["follow_up"], "t:hide4", "hide", "done")
+        notice = Reply(dedup_key="t:notice", mention_id=posts["takeover"].id,
+                       conversation_id=posts["takeover"].conversation_id, platform="x", visibility="public",
+                       kind="secure_link", text="We've sent you a DM", status="sent", sent_by="bot")
+        s.add_all([hidden, interrupted, public_hide, reported, reported_hide, notice])
         await s.commit()
-    await login(app_client, "mod")
+    csrf = await login(app_client, "mod")
     page = await (await app_client.get("/moderation")).text()
-    assert f'href="/conversations/{posts["takeover"].conversation_id}"' in page
-    r = await app_client.get(f"/conversations/{posts['takeover'].conversation_id}")
-    html = await r.text()
-    assert r.status == 200 and TAKEOVER not in html and PRIVATE_REPLY not in html
+    assert TAKEOVER not in page and "charges I didn't make" not in page and DM not in page
+    for row in (hidden, interrupted):
+        assert f'data-recent-id="{row.id}"' not in page and f'data-unknown-action-id="{row.id}"' not in page
+    assert f'data-reply-id="{notice.id}"' not in page
+    for name in ("takeover", "fraud", "dm"):
+        assert f'href="/conversations/{posts[name].conversation_id}"' not in page, name
+        assert posts[name].url not in page, name
+        r = await app_client.get(f"/conversations/{posts[name].conversation_id}")
+        assert r.status == 404, name  # no empty thread: no thread at all
+    assert f'data-recent-id="{public_hide.id}"' in page and PUBLIC in page  # the rest as before
+    assert f'data-recent-id="{reported_hide.id}"' in page and FOLLOW_UP in page  # put before the moderators
+    r = await app_client.post(f"/moderation/actions/{interrupted.id}/settle",
+                              data={"csrf_token": csrf, "outcome": "happened"})
+    assert r.status == 404 and "charges" not in await r.text()
+    r = await app_client.post(f"/moderation/replies/{notice.id}/delete", data={"csrf_token": csrf, "reason": "x"})
+    assert r.status == 404
+    async with runtime.db.session() as s:
+        assert (await s.get(ModerationAction, interrupted.id)).status == "unknown"
+        assert (await s.get(Reply, notice.id)).status == "sent"
+    await login(second_browser, "root")  # an admin is of the care team: the whole page
+    page = await (await second_browser.get("/moderation")).text()
+    assert f'data-recent-id="{hidden.id}"' in page and f'data-unknown-action-id="{interrupted.id}"' in page
+    assert f'data-reply-id="{notice.id}"' in page and TAKEOVER in page
 
 
 async def test_the_moderation_page_links_a_bot_reply_to_its_thread_only_where_a_moderator_may_open_it(

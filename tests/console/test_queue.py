@@ -209,7 +209,7 @@ async def test_resolve_removes_from_the_queue_and_tags_are_cleaned(app_client, r
     async with runtime.db.session() as s:
         assert (await s.get(Conversation, cid)).tags == ["bug", "ios"]
     r = await app_client.post(f"/conversations/{cid}/resolve", data={"csrf_token": csrf}, allow_redirects=False)
-    assert r.status == 302
+    assert r.status == 303 and r.headers["Location"] == "/queue"  # with a notice naming it (console.flash)
     assert cid not in conv_order(await (await app_client.get("/queue/rows")).text())
 
 
@@ -306,7 +306,7 @@ async def test_resolving_a_conversation_another_agent_holds_is_an_explicit_take_
     assert r.status == 302
     r = await second_browser.post(f"/conversations/{cid}/resolve", data={"csrf_token": bob_csrf, "force": "1"},
                                   allow_redirects=False)
-    assert r.status == 302 and r.headers["Location"] == "/queue"
+    assert r.status == 303 and r.headers["Location"] == "/queue"
     async with runtime.db.session() as s:
         conv = await s.get(Conversation, cid)
         events = [(e.actor, e.action, (e.details or {}).get("from_user")) for e in await s.scalars(

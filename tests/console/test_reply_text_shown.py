@@ -75,3 +75,18 @@ async def test_replies_to_earlier_contacts_mask_a_secure_link_still_in_the_outbo
     earlier_replies = re.search(r"<h3>Replies to earlier contacts</h3>\s*<ul[^>]*>(.*?)</ul>", html, re.DOTALL).group(1)
     assert "Hi carol, continue here: [secure link]" in earlier_replies
     assert TOKEN not in html
+
+
+async def test_every_bot_reply_a_moderator_may_take_back_shows_the_post_it_answers_redacted(app_client, runtime):
+    """Whether a reply must go depends on what it answers: every listed reply shows that post (not
+    only one whose sending was interrupted), as the page shows posts; its reason box has a label."""
+    m = await add_mention(runtime, f"your link {LINK} fails, mail me at dana.k@example.com", handle="dana")
+    reply_id = await add_reply(runtime, m, text="Sorry Dana, try the app instead", key="t:answered")
+    await login(app_client, "mod")
+    page = await (await app_client.get("/moderation")).text()
+    row = re.search(rf'<tr data-reply-id="{reply_id}">(.*?)</tr>', page, re.DOTALL).group(1)
+    answers = re.search(r'<td class="answers">(.*?)</td>', row, re.DOTALL).group(1)
+    assert "your link [secure link] fails, mail me at [email]" in answers and f'href="{m.url}"' in answers
+    assert TOKEN not in page and "dana.k@" not in page
+    assert re.search(rf'<label class="visually-hidden" for="take-back-{reply_id}">Why reply #{reply_id} is taken back',
+                     row) and f'id="take-back-{reply_id}"' in row

@@ -100,9 +100,9 @@ ACCESS: dict[tuple[str, str], tuple[tuple[str, ...], str | None]] = {
     ("POST", "/moderation/replies/{reply_id}/delete"): ((M,), None),
     ("POST", "/moderation/actions/{action_id}/settle"): ((M,), None),
     ("GET", "/knowledge"): (ANY, None),
-    ("GET", "/knowledge/articles/{slug}"): ((A, M), None),
+    ("GET", "/knowledge/articles/{slug}"): (ANY, None),  # marketing reads, never saves
     ("POST", "/knowledge/articles/{slug}"): ((A, M), None),
-    ("GET", "/knowledge/templates/{name}"): ((A, M), None),
+    ("GET", "/knowledge/templates/{name}"): (ANY, None),  # marketing reads, never saves
     ("POST", "/knowledge/templates/{name}"): ((A, M), None),
     ("GET", "/connectors"): ((A, M), None),
     ("GET", "/api/v1/connectors"): ((A, M), "connectors:read"),

@@ -3,48 +3,16 @@ page and settles them there (one found posted, its address pasted; one sent agai
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
-from aiohttp import web
 
 from models import Reply
-from tests.browser.conftest import ARGS, CHROMIUM, USERS, shot, signed_in
-from tests.conftest import service_missing
-from tests.console.conftest import NoTriage, add_mention
+from tests.browser.conftest import ARGS, CHROMIUM, shot, signed_in
+from tests.console import browser_support
+from tests.console.conftest import add_mention
 from tests.console.settle_support import X_REPLY, unknown_reply
 
 pytestmark = [pytest.mark.browser]
-
-
-@dataclass
-class Served:
-    runtime: object
-    base: str
-
-
-@pytest.fixture
-async def served(tmp_path):
-    if not CHROMIUM.exists():
-        service_missing("Chromium", f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    from console.app import create_app
-    from console.auth import create_user
-    from service.runtime import Runtime
-    from service.settings import load_settings
-
-    settings = load_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'sc.db'}", bus="inprocess",
-                             var_dir=tmp_path / "var", demo=False, dry_run=True, bus_block_ms=50, cookie_secure=False)
-    rt = await Runtime.open(settings, stages=[], with_connectors=False, triager=NoTriage())
-    async with rt.db.session() as s:
-        await create_user(s, "alice", USERS["alice"][1], "agent")
-        await s.commit()
-    runner = web.AppRunner(create_app(rt), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield Served(rt, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}")
-    await runner.cleanup()
-    await rt.close()
+served = browser_support.served  # the fixture
 
 
 async def test_an_agent_settles_interrupted_replies_from_the_conversation(served):

@@ -1,11 +1,15 @@
 """Reserved templates (the secure link's DM and notices, incident broadcasts, ...) go out from the
-brand's account with nobody reading them first: only an admin changes them, in the console and the API."""
+brand's account with nobody reading them first: only an admin changes them, in the console and the API.
+Marketing reads the knowledge base, reserved templates included (placeholders, no customer's data),
+and changes nothing."""
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 
-from models import Template
+from models import KnowledgeArticle, Template
 from tests.console.conftest import bot_token, login
 
 DM = "Hi {{ author_name }}, your private link: {{ secure_link }}"
@@ -72,3 +76,30 @@ async def test_only_an_admins_token_changes_a_reserved_template_in_the_api(app_c
     ok = await app_client.put("/api/v1/templates/secure_link_dm", headers=admin,
                               json={"variants": {"friendly": DM + " Thanks!"}})
     assert ok.status == 200 and await _body(runtime, "secure_link_dm") == {"friendly": DM + " Thanks!"}
+
+
+async def test_marketing_opens_every_article_and_template_the_knowledge_page_links_and_changes_none(
+        app_client, runtime):
+    await _seed(runtime)
+    async with runtime.db.session() as s:
+        s.add(KnowledgeArticle(slug="reset-password", title="Reset your password", url="https://help.example/r",
+                               body="Open Settings > Account > Password.", issue_types=["account_access"]))
+        await s.commit()
+    csrf = await login(app_client, "mia")
+    page = await (await app_client.get("/knowledge")).text()
+    links = re.findall(r'href="(/knowledge/(?:articles|templates)/[^"]+)"', page)
+    assert sorted(links) == ["/knowledge/articles/reset-password", "/knowledge/templates/outage_status",
+                             "/knowledge/templates/secure_link_dm"]
+    for link in links:
+        r = await app_client.get(link)
+        html = await r.text()
+        assert r.status == 200 and "<form method=\"post\" action=\"/knowledge/" not in html, link
+    article = await (await app_client.get("/knowledge/articles/reset-password")).text()
+    assert "Open Settings &gt; Account &gt; Password." in article and "<textarea" not in article
+    assert "your private link: {{ secure_link }}" in await (await app_client.get(links[-1])).text()
+    r = await app_client.post("/knowledge/articles/reset-password", allow_redirects=False,
+                              data={"csrf_token": csrf, "title": "x", "body": "y", "issue_types": ""})
+    assert r.status == 403
+    r = await app_client.post("/knowledge/templates/outage_status", allow_redirects=False,
+                              data={"csrf_token": csrf, "tone:friendly": "changed", "issue_types": ""})
+    assert r.status == 403 and await _body(runtime, "outage_status") == {"friendly": "We know: {{ status_message }}"}
