@@ -10,6 +10,26 @@ import time
 
 _CONFIGURED = {"done": False}
 
+# The ids the code itself writes into log lines, exactly as it makes them: a Redis stream entry id
+# (``<ms>-<seq>``), a message key (``<platform>:<id>`` and the suffixes of service.pipeline.ingest_key,
+# or a later stage's ``m:<mention id>``). A 19-digit tweet id or an entry id's 13-digit time passes
+# the card check, and a plain-text line carries no structured fields: redacted, the id was lost.
+_ID = re.compile(r"\d{1,20}-\d{1,20}|[a-z][a-z0-9_]{0,31}(?::[A-Za-z0-9_.+-]{1,200}){1,8}")
+_HOLD = "\ue000{}\ue001"  # stands for an id while the line is redacted (private-use: no detector spans it)
+
+
+class LogId(str):
+    """An id passed as a log argument (:func:`log_id`), which the redactor leaves whole."""
+
+
+def log_id(value: object) -> str:
+    """``value`` as a log argument the redactor leaves whole when it has the exact form of an id the
+    code makes (:data:`_ID`); anything else is an ordinary argument, redacted as usual. Only an
+    argument is exempt, never text in the message: a card number a customer wrote (in a reason, an
+    exception) is redacted wherever it stands."""
+    text = str(value)
+    return LogId(text) if _ID.fullmatch(text) else text
+
 
 def _clean(text: str) -> str:
     """Secure links masked (a log line must not open a customer's private channel), then personal
@@ -25,15 +45,28 @@ class RedactingFilter(logging.Filter):
     no ``/secure/<token>``, card, e-mail or phone in a log line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        held: dict[str, str] = {}
+        if isinstance(record.args, tuple) and any(type(a) is LogId for a in record.args):
+            # each id stands aside while the line is redacted, and comes back whole after
+            record.args = tuple(_hold(a, held) if type(a) is LogId else a for a in record.args)
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string must not lose the line
             message = str(record.msg)
-        record.msg, record.args = _clean(message), None
+        message = _clean(message)
+        for mark, value in held.items():
+            message = message.replace(mark, value)
+        record.msg, record.args = message, None
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = _clean(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
+
+
+def _hold(value: str, held: dict[str, str]) -> str:
+    mark = _HOLD.format(chr(0xE100 + len(held)))
+    held[mark] = str(value)
+    return mark
 
 
 # Characters str.splitlines() breaks on that json.dumps(ensure_ascii=False) leaves raw.

@@ -2,7 +2,10 @@
 
 Counters and histograms are per process (a stage's workers each export theirs; Prometheus sums
 them). Lag, pending and dead letters describe the shared bus, so they are read from it at scrape
-time (:func:`refresh_bus_gauges`) rather than counted by one process.
+time (:func:`refresh_bus_gauges`) rather than counted by one process. A stage worker exports lag
+and pending of the stages it reads only; the web process (and ``run``) of all four: a worker that
+exported the others' as 0, never refreshed, hid a stage whose workers were all down (its lag grew
+on the bus while every scraped series said 0).
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter as Tally
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -21,7 +23,6 @@ from listener.status import ConnectorGauges
 log = logging.getLogger("socialcare.metrics")
 STAGE_NAMES = ("ingest", "triage", "route", "act")
 TRIAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-DEAD_LETTER_SCAN_LIMIT = 100_000  # a scrape reads at most this many dead letters
 
 
 class Metrics:
@@ -52,9 +53,9 @@ class Metrics:
             buckets=TRIAGE_BUCKETS, registry=self.registry)
         self.triage_texts = Counter("socialcare_triage_texts_total", "Texts scored by the triager",
                                     registry=self.registry)
-        for stage in STAGE_NAMES:  # every series exists from the start (0 until something happens)
-            for family in (self.processed, self.errors, self.dead_letters, self.dead_letter_stream,
-                           self.pending, self.lag):
+        for stage in STAGE_NAMES:  # every series exists from the start (0 until something happens);
+            # lag and pending only once read from the bus (refresh_bus_gauges): a 0 never read is a lie
+            for family in (self.processed, self.errors, self.dead_letters, self.dead_letter_stream):
                 family.labels(stage)
 
     def observe_triage(self, seconds: float, texts: int) -> None:
@@ -91,9 +92,10 @@ def instrument_triager(ctx: Any, metrics: Metrics | None) -> None:
     ctx.triager = TimedTriager(triager, metrics)
 
 
-async def dead_letter_counts(bus: Any, limit: int = DEAD_LETTER_SCAN_LIMIT) -> dict[str, int]:
-    """Dead letters per stage, read from the bus's dead-letter stream."""
-    return dict(Tally(d.topic for d in await bus.dead_letters(limit=limit)))
+async def dead_letter_counts(bus: Any) -> dict[str, int]:
+    """Dead letters per stage, as the bus counts them (:meth:`~service.bus.base.Bus.dead_letter_counts`:
+    a few Redis commands, not a read of the whole dead-letter stream)."""
+    return dict(await bus.dead_letter_counts())
 
 
 async def refresh_connector_gauges(metrics: Metrics, rt: Any, timeout: float = 5.0) -> None:
@@ -108,9 +110,15 @@ async def refresh_connector_gauges(metrics: Metrics, rt: Any, timeout: float = 5
 
 async def refresh_bus_gauges(metrics: Metrics, bus: Any, stages: Iterable[str] = STAGE_NAMES,
                              timeout: float = 5.0) -> None:
-    """Set lag, pending and dead letters from the bus. A bus that is away (the Redis client retries
-    for half a minute) leaves the last values after ``timeout``: a scrape must not hang."""
+    """Set lag and pending of ``stages`` (the series of any other stage are removed: this process
+    does not read them) and the dead letters of every stage from the bus. A bus that is away (the
+    Redis client retries for half a minute) leaves the last values after ``timeout``: a scrape must
+    not hang."""
     stages = list(stages)
+    for family in (metrics.pending, metrics.lag):
+        for labels in list(family._metrics):  # noqa: SLF001 - the label sets this gauge holds
+            if labels[0] not in stages:
+                family.remove(*labels)
 
     async def refresh() -> None:
         for stage in stages:

@@ -41,6 +41,7 @@ from dataclasses import replace
 
 from service.bus import Bus, Envelope
 from service.dead_mentions import note_dead_letter
+from service.logs import log_id
 from service.metrics import instrument_triager
 from service.stages.base import Outgoing, Stage
 
@@ -50,6 +51,7 @@ STAGE_TIMEOUT_S = 300.0  # the watchdog: a batch (or one message) a stage has no
 PING_TIMEOUT_S = 10.0  # a database that does not answer a ping within this is taken as down (not hung on)
 LEFT: list[Outgoing] = []  # a held batch left unacknowledged because the worker is stopping
 TRIM_EVERY_S = 30.0  # how often a worker drops its topic's acknowledged entries (Bus.trim)
+FORGET_IDLE_MS = 6 * 3600 * 1000  # a consumer idle this long with nothing pending is a dead worker's
 
 
 SQLITE_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary codes: extended ones masked with 0xFF)
@@ -85,7 +87,7 @@ class StageTimeout(TimeoutError):
 class StageWorker:
     def __init__(self, bus: Bus, stage: Stage, *, consumer: str | None = None, batch_size: int = 64,
                  block_ms: int = 1000, linger_ms: int = 0, metrics=None,  # noqa: ANN001
-                 timeout: float | None = STAGE_TIMEOUT_S) -> None:
+                 timeout: float | None = STAGE_TIMEOUT_S, forget_idle_ms: int = FORGET_IDLE_MS) -> None:
         self.bus = bus
         self.stage = stage
         self.consumer = consumer or consumer_name(stage.name)
@@ -94,24 +96,47 @@ class StageWorker:
         self.linger_ms = linger_ms
         self.metrics = metrics
         self.timeout = timeout  # the watchdog over each stage.handle call; None: none
+        self.forget_idle_ms = forget_idle_ms
         self.busy = False
+        self.holding = 0  # deliveries of the batch in hand (what a forced stop abandons)
         self.stop = asyncio.Event()  # set by run()'s caller; ends a wait for the database or bus
         self._trimmed = time.monotonic()
         self._renewals: set[asyncio.Task] = set()  # the tasks renewing the claim on a held batch
+        if metrics is not None and hasattr(bus, "count_burials"):  # every dead letter the bus writes, its
+            bus.count_burials(metrics)  # own burials included
         if stage.name == "triage":  # the model's own latency, apart from the stage's database work
             instrument_triager(getattr(stage, "ctx", None), metrics)
 
     async def run(self, stop: asyncio.Event) -> None:
         self.stop = stop
-        await self.bus.ensure_group(self.stage.name, self.stage.name)
+        name = self.stage.name
+        await self.bus.ensure_group(name, name)
+        await self._forget("prune_consumers", "consumers of dead workers", name, name, self.forget_idle_ms,
+                           keep=self.consumer)
         while not stop.is_set():
             try:
                 await self.run_once()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the bus went away: log, wait, keep going
-                log.exception("stage %s: bus error; retrying", self.stage.name, extra={"stage": self.stage.name})
+                log.exception("stage %s: bus error; retrying", name, extra={"stage": name})
                 await asyncio.sleep(1.0)
+        # a clean stop: consumer names carry the pid, so each restart would leave one behind for good
+        await self._forget("remove_consumer", "its own consumer", name, name, self.consumer)
+
+    async def _forget(self, method: str, what: str, *args: object, **kwargs: object) -> None:
+        """Consumer housekeeping (Bus.prune_consumers, Bus.remove_consumer): logged, never fatal."""
+        removal = getattr(self.bus, method, None)
+        if removal is None:  # a bus without consumers
+            return
+        try:
+            gone = await removal(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - next start, or the next worker's
+            log.warning("stage %s: could not remove %s (%s)", self.stage.name, what, type(exc).__name__)
+            return
+        if gone:
+            log.info("stage %s: removed %s: %s", self.stage.name, what,
+                     ", ".join(gone) if isinstance(gone, list) else self.consumer)
 
     async def run_once(self) -> int:
         """Read and handle one batch; returns how many deliveries it took (0 on time-out)."""
@@ -121,7 +146,7 @@ class StageWorker:
             return 0
         if self.linger_ms and 1 < len(batch) < self.batch_size:  # a backlog is building: fill the batch
             batch += await self._linger(len(batch))
-        self.busy = True
+        self.busy, self.holding = True, len(batch)
         started = time.perf_counter()
         try:
             async with self._renewing(batch):
@@ -144,7 +169,7 @@ class StageWorker:
                 await self.bus.ack(name, name, [env.id for env in batch])
                 self._count(len(batch), time.perf_counter() - started)
         finally:
-            self.busy = False
+            self.busy, self.holding = False, 0
         await self._trim()
         return len(batch)
 
@@ -317,11 +342,9 @@ class StageWorker:
         dead = await self.bus.fail(name, name, env, reason)
         if dead:  # so that the API's polling cursor passes its mention at once (service.dead_mentions)
             await note_dead_letter(getattr(getattr(self.stage, "ctx", None), "db", None), name, env.payload)
-        if self.metrics:
+        if self.metrics:  # a dead letter is counted by the bus (Bus.count_burials)
             self.metrics.errors.labels(name).inc()
-            if dead:
-                self.metrics.dead_letters.labels(name).inc()
-        log.error("stage %s: message %s failed (attempt %d)%s: %s", name, env.key, env.attempts,
+        log.error("stage %s: message %s failed (attempt %d)%s: %s", name, log_id(env.key), env.attempts,
                   " → dead letter" if dead else "", type(exc).__name__,
                   extra={"stage": name, "message_key": env.key, "entry_id": env.id, "attempt": env.attempts,
                          "dead_letter": dead, "error_type": type(exc).__name__})

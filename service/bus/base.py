@@ -106,6 +106,18 @@ class Bus(ABC):
         nothing to do."""
         return list(ids)
 
+    async def remove_consumer(self, topic: str, group: str, consumer: str) -> bool:
+        """Remove ``consumer`` from the group if it has nothing pending (a worker's clean stop:
+        consumer names carry the pid, so each restart would otherwise leave one behind for good);
+        True when it went. A backend that keeps no consumers has nothing to do."""
+        return False
+
+    async def prune_consumers(self, topic: str, group: str, idle_ms: int, keep: str = "") -> list[str]:
+        """Remove the group's consumers idle ``idle_ms`` or longer with nothing pending (workers that
+        died, or stopped before :meth:`remove_consumer` existed), never ``keep`` nor one holding
+        entries (those are claimed); returns their names."""
+        return []
+
     @abstractmethod
     async def ack(self, topic: str, group: str, ids: list[str]) -> None:
         """Mark deliveries done (after the stage's work is committed)."""
@@ -127,6 +139,14 @@ class Bus(ABC):
     @abstractmethod
     async def dead_letters(self, topic: str | None = None, limit: int = 100) -> list[DeadLetter]:
         """Dead letters, oldest first, optionally of one topic."""
+
+    async def dead_letter_counts(self) -> dict[str, int]:
+        """How many dead letters each topic holds (topics with none left out). Backends keep it
+        cheap: a scrape of ``/metrics`` asks it every time, whatever the stream holds."""
+        counts: dict[str, int] = {}
+        for d in await self.dead_letters(None, 10**9):
+            counts[d.topic] = counts.get(d.topic, 0) + 1
+        return counts
 
     @abstractmethod
     async def retry_dead_letter(self, dead_letter_id: str) -> bool:
@@ -151,6 +171,19 @@ class Bus(ABC):
         it appends such a deletion; returns how many dead letters changed. A backend without dead
         letters has nothing to do."""
         return 0
+
+    def count_burials(self, metrics: Any) -> None:
+        """Count every dead letter this bus object writes in ``metrics.dead_letters`` (by topic): a
+        worker's failed message and also what the bus buries by itself (an undecodable entry, one
+        delivered too often without an ack), which no worker's ``fail`` sees. Once per metrics
+        object, however many workers of the process share the bus."""
+        watchers = self.__dict__.setdefault("_burial_metrics", [])
+        if not any(m is metrics for m in watchers):
+            watchers.append(metrics)
+
+    def _buried(self, topic: str) -> None:
+        for metrics in self.__dict__.get("_burial_metrics", ()):
+            metrics.dead_letters.labels(topic).inc()
 
     async def ping(self) -> bool:
         """True when the backend answers (readiness)."""

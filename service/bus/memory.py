@@ -235,6 +235,7 @@ class InProcessBus(Bus):
             if removed_at is not None and entry.published_at <= removed_at:
                 dead = _without_content(dead)
         self._dead[dead.id] = dead
+        self._buried(topic)
         log.error("dead letter %s on %s after %d attempts", dead.id, topic, attempts)
 
     async def pending(self, topic: str, group: str) -> int:
@@ -248,9 +249,23 @@ class InProcessBus(Bus):
             return len(t.log)
         return len(t.log) - g.position + len(g.retry)
 
+    def backlog(self, topic: str, group: str) -> int:
+        """Lag plus pending, at once (no await): what a forced stop leaves in this process's queues."""
+        t = self._topics.get(topic)
+        g = t.groups.get(group) if t is not None else None
+        if g is None:
+            return len(t.log) if t is not None else 0
+        return len(t.log) - g.position + len(g.retry) + len(g.pending)
+
     async def dead_letters(self, topic: str | None = None, limit: int = 100) -> list[DeadLetter]:
         out = [d for d in self._dead.values() if topic is None or d.topic == topic]
         return out[: max(limit, 0)]
+
+    async def dead_letter_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for d in self._dead.values():  # no copy of a payload made
+            counts[d.topic] = counts.get(d.topic, 0) + 1
+        return counts
 
     async def retry_dead_letter(self, dead_letter_id: str) -> bool:
         dead = self._dead.pop(dead_letter_id, None)

@@ -39,6 +39,7 @@ from redis.exceptions import ResponseError
 from service.bus.base import Envelope
 from service.bus.codec import CodecError, decode
 from service.bus.redis_common import CHUNK, Scripts, _s
+from service.logs import log_id
 
 if TYPE_CHECKING:
     import redis.asyncio as redis
@@ -68,6 +69,27 @@ end
 if #claim == 5 then return {} end
 claim[#claim + 1] = 'JUSTID'
 return redis.call(unpack(claim))
+"""
+
+
+# KEYS[1] stream; ARGV group, a consumer to remove ('' none), min idle ms of others to remove ('' none),
+# a consumer to keep. Removes only consumers with nothing pending (what one holds is claimed, never
+# dropped); returns their names. A stream or group that is not there: nothing.
+_FORGET_SCRIPT = """
+local ok, consumers = pcall(redis.call, 'XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+if not ok then return {} end
+local gone = {}
+for _, c in ipairs(consumers) do
+  local f = {}
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  local mine = ARGV[2] ~= '' and f['name'] == ARGV[2]
+  local stale = ARGV[3] ~= '' and f['name'] ~= ARGV[4] and tonumber(f['idle']) >= tonumber(ARGV[3])
+  if tonumber(f['pending']) == 0 and (mine or stale) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
+    gone[#gone + 1] = f['name']
+  end
+end
+return gone
 """
 
 
@@ -101,7 +123,8 @@ class Claims:
             if got == 0:  # the candidates were deleted from the stream: the next ones
                 continue
             eid, flat, delivered = _s(got[0]), got[1], int(got[2])
-            log.info("claimed stale %s entry %s for %s (delivery %d)", topic, eid, consumer, delivered)
+            log.info("claimed stale %s entry %s for %s (delivery %d)", topic, log_id(eid), consumer, delivered,
+                     extra={"stage": topic, "entry_id": eid, "attempt": delivered})
             fields = dict(zip(flat[::2], flat[1::2], strict=True))
             delivered = _counted(fields, delivered, self.bus.max_deliveries)
             if out := await self.bus._envelopes(topic, group, [(eid, fields)], {eid: delivered}):
@@ -117,6 +140,16 @@ class Claims:
             got = await self.bus._call("renew", lambda c, chunk=chunk: self._run(c, _RENEW_SCRIPT, stream, chunk))
             kept += [_s(i) for i in got or []]
         return kept
+
+
+    async def forget(self, topic: str, group: str, consumer: str = "", idle_ms: int | None = None,
+                     keep: str = "") -> list[str]:
+        """Remove ``consumer`` and/or the group's consumers idle ``idle_ms`` or longer (but ``keep``),
+        each only when it has nothing pending; returns the names removed."""
+        args = [group, consumer, "" if idle_ms is None else int(idle_ms), keep]
+        got = await self.bus._call("forget consumers", lambda c: self._run(
+            c, _FORGET_SCRIPT, self.bus.stream(topic), args))
+        return [_s(n) for n in got or []]
 
 
 def _counted(fields: dict[Any, Any], delivered: int, limit: int) -> int:

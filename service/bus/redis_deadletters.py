@@ -9,11 +9,17 @@ the two disagree:
   external id), or "" for a letter of no post (a later stage's, an undecodable entry); one field per
   letter, so that a letter removed can be taken out of the index by its id alone.
 * ``{prefix}:deadletter:by-post`` (hash): post -> the ids of its letters, space-separated.
+* ``{prefix}:deadletter:topic-of`` (hash): entry id -> its topic, and ``{prefix}:deadletter:per-topic``
+  (hash): topic -> how many letters it has. ``/metrics`` and ``deadletter list`` count the letters by
+  topic with these (:meth:`DeadLetterStore.counts`, a few commands) instead of reading and decoding
+  the whole stream (seconds per scrape once it held 30,000). Letters buried by a release that kept
+  no counts are counted by the index's rebuild below, once, in a task a scrape's time-out does not
+  cancel (that scrape keeps the last values).
 
 Nothing else is kept (no words, no author), and nothing longer than its letter: a burial adds its
 letter, a retry, a discard, an erasure or the retention purge (:meth:`DeadLetterStore.delete`) and a
 rewrite take it out, each in the script that writes the stream. A letter is in the index if and only
-if it is in the stream, so the two have the same size (``XLEN`` and ``HLEN``, read together before
+if it is in the stream, so they have the same size (``XLEN`` and ``HLEN``, read together before
 each lookup). When they do not (letters buried by a release before the index, or by one still
 running during an upgrade, or a letter deleted by hand), the lookup first rebuilds the index
 (:meth:`DeadLetterStore.rebuild`, once: about 4 s for 20,000 letters): each letter not in it added if
@@ -41,8 +47,10 @@ streams, already need.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from listener.deletions import post_of
@@ -59,57 +67,70 @@ log = logging.getLogger("socialcare.bus")
 MOVED_S = 86400  # how long an id read before a rewrite still reaches the letter (a listing left open)
 
 _INDEX = """
-local function index_add(post_of, by_post, id, post)
-  redis.call('HSET', post_of, id, post)
+local function topic_add(id, topic)
+  if redis.call('HSETNX', KEYS[4], id, topic) == 1 then redis.call('HINCRBY', KEYS[5], topic, 1) end
+end
+local function topic_del(id)
+  local topic = redis.call('HGET', KEYS[4], id)
+  if not topic then return end
+  redis.call('HDEL', KEYS[4], id)
+  if redis.call('HINCRBY', KEYS[5], topic, -1) <= 0 then redis.call('HDEL', KEYS[5], topic) end
+end
+local function index_add(id, post, topic)
+  topic_add(id, topic)
+  redis.call('HSET', KEYS[2], id, post)
   if post == '' then return end
-  local ids = redis.call('HGET', by_post, post)
+  local ids = redis.call('HGET', KEYS[3], post)
   if not ids then
-    redis.call('HSET', by_post, post, id)
+    redis.call('HSET', KEYS[3], post, id)
   elseif not string.find(' ' .. ids .. ' ', ' ' .. id .. ' ', 1, true) then
-    redis.call('HSET', by_post, post, ids .. ' ' .. id)
+    redis.call('HSET', KEYS[3], post, ids .. ' ' .. id)
   end
 end
-local function index_del(post_of, by_post, id)
-  local post = redis.call('HGET', post_of, id)
+local function index_del(id)
+  topic_del(id)
+  local post = redis.call('HGET', KEYS[2], id)
   if not post then return end
-  redis.call('HDEL', post_of, id)
+  redis.call('HDEL', KEYS[2], id)
   if post == '' then return end
-  local ids = redis.call('HGET', by_post, post)
+  local ids = redis.call('HGET', KEYS[3], post)
   if not ids then return end
   local kept = {}
   for other in string.gmatch(ids, '%S+') do
     if other ~= id then kept[#kept + 1] = other end
   end
-  if #kept == 0 then redis.call('HDEL', by_post, post)
-  else redis.call('HSET', by_post, post, table.concat(kept, ' ')) end
+  if #kept == 0 then redis.call('HDEL', KEYS[3], post)
+  else redis.call('HSET', KEYS[3], post, table.concat(kept, ' ')) end
 end
 """
-# Every script: KEYS[1] the dead-letter stream, KEYS[2] post-of, KEYS[3] by-post.
+# Every script: KEYS[1] the dead-letter stream, KEYS[2] post-of, KEYS[3] by-post, KEYS[4] topic-of,
+# KEYS[5] per-topic.
 # Bury and ack; with it whether the post's content was removed (read in the same script: see
-# redis_removals). KEYS[4] the topic's stream, KEYS[5] the removed posts; ARGV group, entry id, post, fields...
+# redis_removals). KEYS[6] the topic's stream, KEYS[7] the removed posts; ARGV group, entry id, post,
+# topic, fields...
 _BURY = _INDEX + """
-local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
-index_add(KEYS[2], KEYS[3], id, ARGV[3])
-redis.call('XACK', KEYS[4], ARGV[1], ARGV[2])
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 5))
+index_add(id, ARGV[3], ARGV[4])
+redis.call('XACK', KEYS[6], ARGV[1], ARGV[2])
 if ARGV[3] == '' then return {id, false} end
-return {id, redis.call('ZSCORE', KEYS[5], ARGV[3])}
+return {id, redis.call('ZSCORE', KEYS[7], ARGV[3])}
 """
-# Replace a letter by a copy (only if still there) and record its successor. KEYS[4] the old id's
-# moved key; ARGV old id, post, seconds to keep the successor, fields...
+# Replace a letter by a copy (only if still there) and record its successor. KEYS[6] the old id's
+# moved key; ARGV old id, post, seconds to keep the successor, topic, fields...
 _REWRITE = _INDEX + """
 if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return false end
-index_del(KEYS[2], KEYS[3], ARGV[1])
-local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 4))
-index_add(KEYS[2], KEYS[3], id, ARGV[2])
-redis.call('SET', KEYS[4], id, 'EX', ARGV[3])
+index_del(ARGV[1])
+local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 5))
+index_add(id, ARGV[2], ARGV[4])
+redis.call('SET', KEYS[6], id, 'EX', ARGV[3])
 return id
 """
 # Move a letter back to its topic only if this caller removed it: concurrent retries of one letter
-# re-publish it once. KEYS[4] the topic's stream; ARGV id, fields...
+# re-publish it once. KEYS[6] the topic's stream; ARGV id, fields...
 _RETRY = _INDEX + """
 if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return false end
-index_del(KEYS[2], KEYS[3], ARGV[1])
-return redis.call('XADD', KEYS[4], '*', unpack(ARGV, 2))
+index_del(ARGV[1])
+return redis.call('XADD', KEYS[6], '*', unpack(ARGV, 2))
 """
 # Delete letters, each by its id or its successor's; how many went. ARGV moved-key prefix, ids...
 _DELETE = _INDEX + """
@@ -121,18 +142,20 @@ for i = 2, #ARGV do
     if id and redis.call('XDEL', KEYS[1], id) == 0 then id = false end
   end
   if id then
-    index_del(KEYS[2], KEYS[3], id)
+    index_del(id)
     gone = gone + 1
   end
 end
 return gone
 """
-# Rebuild: index the letters given (id, post pairs) not in it yet and still in the stream.
+# Rebuild: index the letters given (id, post, topic triples) not in it yet (in either hash) and
+# still in the stream.
 _ADD_PRESENT = _INDEX + """
 local added = 0
-for i = 1, #ARGV, 2 do
-  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 and #redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i]) > 0 then
-    index_add(KEYS[2], KEYS[3], ARGV[i], ARGV[i + 1])
+for i = 1, #ARGV, 3 do
+  if (redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 or redis.call('HEXISTS', KEYS[4], ARGV[i]) == 0)
+      and #redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i]) > 0 then
+    index_add(ARGV[i], ARGV[i + 1], ARGV[i + 2])
     added = added + 1
   end
 end
@@ -143,13 +166,12 @@ _DROP_ABSENT = _INDEX + """
 local dropped = 0
 for i = 1, #ARGV do
   if #redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i]) == 0 then
-    index_del(KEYS[2], KEYS[3], ARGV[i])
+    index_del(ARGV[i])
     dropped = dropped + 1
   end
 end
 return dropped
 """
-
 
 def member(post: tuple[str, str]) -> str:
     """A post as the index and the set of removed posts name it: JSON, so no platform or id can
@@ -169,12 +191,14 @@ class DeadLetterStore:
     def __init__(self, bus: RedisStreamsBus) -> None:
         self.bus = bus
         self._scripts = Scripts()
+        self._rebuilding: asyncio.Future | None = None  # the index's rebuild under way for counts()
 
     @property
     def keys(self) -> list[str]:
-        """The stream, then the index's two hashes (the first three keys of every script)."""
+        """The stream, the index's two hashes by post, then the topic index and the counts per
+        topic (the first five keys of every script)."""
         base = self.bus.dead_stream
-        return [base, f"{base}:post-of", f"{base}:by-post"]
+        return [base, f"{base}:post-of", f"{base}:by-post", f"{base}:topic-of", f"{base}:per-topic"]
 
     def moved(self, dead_id: str = "") -> str:
         """The key that names the successor of a letter rewritten (``dead_id``; "": the prefix)."""
@@ -188,13 +212,13 @@ class DeadLetterStore:
         """Add a letter, index it and ack its entry, in one script; its id, and the score of its
         post in the removed set (None: not removed, or no post)."""
         new_id, score = await self._run(c, _BURY, [topic_stream, removed_key],
-                                        [group, entry_id, post, *_flat(fields)])
+                                        [group, entry_id, post, _topic(fields), *_flat(fields)])
         return _s(new_id), float(score) if score is not None else None
 
     async def rewrite(self, dead_id: str, post: str, fields: dict[Any, Any]) -> str | None:
         """Replace a letter by ``fields``, its successor recorded; the new id, None when it was gone."""
         new_id = await self.bus._call("remove content", lambda c: self._run(
-            c, _REWRITE, [self.moved(dead_id)], [dead_id, post, MOVED_S, *_flat(fields)]))
+            c, _REWRITE, [self.moved(dead_id)], [dead_id, post, MOVED_S, _topic(fields), *_flat(fields)]))
         return _s(new_id) if new_id is not None else None
 
     async def retry(self, dead_id: str) -> bool:
@@ -226,22 +250,43 @@ class DeadLetterStore:
                 c, _DELETE, [], [self.moved(), *chunk])))
         return removed
 
-    async def of_posts(self, posts: set[tuple[str, str]]) -> list[DeadLetter]:
-        """The letters of these posts, read by the index (rebuilt first when it is not whole)."""
-        stream, post_of_key, by_post = self.keys
-        members = [member(p) for p in posts]
+    async def _look(self, what: str, read: Callable[[Any], None]) -> tuple[bool, Any]:
+        """Whether the index is whole (both hashes have one field per letter), and what ``read``
+        asks of it, in one transaction: a script's writes are all in or all out."""
+        stream, post_of_key, _, topic_of, _ = self.keys
 
-        async def look(c: redis.Redis) -> list[Any]:
-            pipe = c.pipeline(transaction=True)  # one moment: a script's writes are all in or all out
+        async def go(c: redis.Redis) -> list[Any]:
+            pipe = c.pipeline(transaction=True)
             pipe.xlen(stream)
             pipe.hlen(post_of_key)
-            pipe.hmget(by_post, members)
+            pipe.hlen(topic_of)
+            read(pipe)
             return await pipe.execute()
 
-        letters, indexed, found = await self.bus._call("remove content", look)
-        if letters != indexed:
+        letters, by_post, by_topic, answer = await self.bus._call(what, go)
+        return letters == by_post == by_topic, answer
+
+    async def counts(self) -> dict[str, int]:
+        """Letters per topic, from the counts the scripts keep (a few commands, whatever the
+        stream's size); the index rebuilt first when it is not whole (once: see the module doc),
+        in a task of its own that a caller's time-out does not cancel half-way."""
+        per_topic = self.keys[4]
+        whole, counts = await self._look("count dead letters", lambda pipe: pipe.hgetall(per_topic))
+        if not whole:
+            if self._rebuilding is None or self._rebuilding.done():
+                self._rebuilding = asyncio.ensure_future(self.rebuild())
+            await asyncio.shield(self._rebuilding)
+            whole, counts = await self._look("count dead letters", lambda pipe: pipe.hgetall(per_topic))
+        return {_s(t): int(n) for t, n in counts.items() if int(n) > 0}
+
+    async def of_posts(self, posts: set[tuple[str, str]]) -> list[DeadLetter]:
+        """The letters of these posts, read by the index (rebuilt first when it is not whole)."""
+        stream, by_post = self.keys[0], self.keys[2]
+        members = [member(p) for p in posts]
+        whole, found = await self._look("remove content", lambda pipe: pipe.hmget(by_post, members))
+        if not whole:
             await self.rebuild()
-            letters, indexed, found = await self.bus._call("remove content", look)
+            whole, found = await self._look("remove content", lambda pipe: pipe.hmget(by_post, members))
         ids = [i for joined in found if joined for i in _s(joined).split()]
         if not ids:
             return []
@@ -258,30 +303,39 @@ class DeadLetterStore:
     async def rebuild(self) -> tuple[int, int]:
         """Bring the index to the stream: the letters it lacks added, the ids of letters gone taken
         out; (added, dropped). Safe while others write: each id is decided in a script."""
-        stream, post_of_key, _ = self.keys
+        stream, post_of_key, _, topic_of, _ = self.keys
         added = dropped = 0
         start = "-"
         while rows := await self.bus._call("index dead letters", lambda c, start=start: c.xrange(
                 stream, min=start, count=CHUNK)):
-            pairs = [x for eid, fields in rows for x in (_s(eid), post_member(decode_dead_letter(_s(eid), fields).payload))]
-            added += int(await self.bus._call("index dead letters", lambda c, pairs=pairs: self._run(
-                c, _ADD_PRESENT, [], pairs)))
+            triples = [x for eid, fields in rows
+                       for dead in [decode_dead_letter(_s(eid), fields)]
+                       for x in (dead.id, post_member(dead.payload), dead.topic)]
+            added += int(await self.bus._call("index dead letters", lambda c, triples=triples: self._run(
+                c, _ADD_PRESENT, [], triples)))
             start = f"({_s(rows[-1][0])}"
-        cursor: Any = 0
-        while True:
-            cursor, found = await self.bus._call("index dead letters", lambda c, cursor=cursor: c.hscan(
-                post_of_key, cursor, count=CHUNK))
-            if found:
-                dropped += int(await self.bus._call("index dead letters", lambda c, ids=list(found): self._run(
-                    c, _DROP_ABSENT, [], [_s(i) for i in ids])))
-            if not int(cursor):
-                log.info("dead-letter index rebuilt: %d letter(s) added, %d gone", added, dropped)
-                return added, dropped
+        for index in (post_of_key, topic_of):
+            cursor: Any = 0
+            while True:
+                cursor, found = await self.bus._call("index dead letters", lambda c, cursor=cursor, index=index:
+                                                     c.hscan(index, cursor, count=CHUNK))
+                if found:
+                    dropped += int(await self.bus._call("index dead letters", lambda c, ids=list(found): self._run(
+                        c, _DROP_ABSENT, [], [_s(i) for i in ids])))
+                if not int(cursor):
+                    break
+        log.info("dead-letter index rebuilt: %d letter(s) added, %d gone", added, dropped)
+        return added, dropped
 
     async def _read(self, dead_id: str) -> DeadLetter | None:
         rows = await self.bus._call("retry", lambda c: c.xrange(self.bus.dead_stream, min=dead_id, max=dead_id,
                                                                 count=1))
         return decode_dead_letter(dead_id, rows[0][1]) if rows else None
+
+
+def _topic(fields: dict[Any, Any]) -> str:
+    """The topic a letter's fields name (the topic index's value)."""
+    return _s(fields.get("topic", fields.get(b"topic", "")))
 
 
 def _flat(fields: dict[Any, Any]) -> list[Any]:

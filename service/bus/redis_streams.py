@@ -38,6 +38,7 @@ from service.bus.redis_claims import Claims
 from service.bus.redis_common import CHUNK, _s
 from service.bus.redis_deadletters import DeadLetterStore, post_member
 from service.bus.redis_removals import Removals
+from service.logs import log_id
 from service.outages import REDIS, note_outage
 
 __all__ = ["BusUnavailable", "RedisStreamsBus"]
@@ -221,6 +222,12 @@ class RedisStreamsBus(Bus):
     async def renew(self, topic: str, group: str, consumer: str, ids: list[str]) -> list[str]:
         return await self._claims.renew(topic, group, consumer, ids)
 
+    async def remove_consumer(self, topic: str, group: str, consumer: str) -> bool:
+        return bool(await self._claims.forget(topic, group, consumer=consumer))
+
+    async def prune_consumers(self, topic: str, group: str, idle_ms: int, keep: str = "") -> list[str]:
+        return await self._claims.forget(topic, group, idle_ms=idle_ms, keep=keep)
+
     async def ack(self, topic: str, group: str, ids: list[str]) -> None:
         if ids:
             await self._call("ack", lambda c: c.xack(self.stream(topic), group, *ids))
@@ -256,10 +263,13 @@ class RedisStreamsBus(Bus):
         post = post_member(msg.payload if msg is not None else None)
         dead_id, removed_at = await self._call("dead-letter", lambda c: self._dead.bury(
             c, self.stream(topic), group, eid, post, self._removals.key, fields))
+        self._buried(topic)
         if removed_at is not None and self._removals.covers(removed_at, msg.published_at):
             await self._removals.rewrite(decode_dead_letter(dead_id, fields))
-        log.error("dead letter on %s (entry %s, %s attempts): %s", topic, eid, fields["attempts"],
-                  "undecodable" if msg is None else "handling failed")
+        log.error("dead letter on %s (entry %s, %s attempts): %s", topic, log_id(eid), fields["attempts"],
+                  "undecodable" if msg is None else "handling failed",
+                  extra={"stage": topic, "entry_id": eid, "dead_letter_id": dead_id,
+                         **({"message_key": msg.key} if msg is not None else {})})
 
     async def pending(self, topic: str, group: str) -> int:
         async def go(c: redis.Redis) -> int:
@@ -321,19 +331,24 @@ class RedisStreamsBus(Bus):
         return await self._call("trim", go)
 
     async def dead_letters(self, topic: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """Oldest first, reading no more than it returns (of a topic: its letters, and the others'
+        topic field only, none decoded)."""
         out: list[DeadLetter] = []
         start = "-"
         while len(out) < limit:
-            rows = await self._call("dead_letters",
-                                    lambda c, start=start: c.xrange(self.dead_stream, min=start, count=CHUNK))
+            count = CHUNK if topic is not None else min(CHUNK, limit - len(out))
+            rows = await self._call("dead_letters", lambda c, start=start, count=count: c.xrange(
+                self.dead_stream, min=start, count=count))
             for eid, fields in rows:
-                dead = decode_dead_letter(_s(eid), fields)
-                if topic is None or dead.topic == topic:
-                    out.append(dead)
-            if len(rows) < CHUNK:
+                if len(out) < limit and (topic is None or _s(fields.get(b"topic", b"")) == topic):
+                    out.append(decode_dead_letter(_s(eid), fields))
+            if len(rows) < count:
                 break
             start = f"({_s(rows[-1][0])}"
         return out[: max(limit, 0)]
+
+    async def dead_letter_counts(self) -> dict[str, int]:
+        return await self._dead.counts()
 
     async def retry_dead_letter(self, dead_letter_id: str) -> bool:
         if not ENTRY_ID.match(dead_letter_id):

@@ -20,6 +20,7 @@ from typing import TypeVar
 
 import click
 
+from escalation.links import shown_without_links
 from service import deadletters
 from service.bus import Bus, BusUnavailable, DeadLetter, make_bus
 from service.deadletters import ALL, PAST, clean
@@ -165,10 +166,10 @@ def list_cmd(settings, topic: str | None, limit: int, as_json: bool, show_payloa
     (deadletter.payload_viewed: the --actor, the topic, the count and the ids, never a payload); a
     database that does not answer stops it. Secure links a customer quoted are masked.
     """
-    dead = _run(settings, lambda bus: _read(settings, bus, topic, limit, actor if show_payload else None))
+    dead, total = _run(settings, lambda bus: _read(settings, bus, topic, limit, actor if show_payload else None))
     rows = [deadletters.row(d, show_payload) for d in dead[:limit]]
-    more = len(dead) - len(rows)
-    hint = (f"… and {more} more (of {len(dead)}{' on topic ' + topic if topic else ''}); "
+    more = max(total - len(rows), 0)
+    hint = (f"… and {more} more (of {total}{' on topic ' + topic if topic else ''}); "
             "see them with --limit N, or narrow them with --topic T") if more else ""
     if as_json:
         for row in rows:
@@ -192,23 +193,31 @@ def list_cmd(settings, topic: str | None, limit: int, as_json: bool, show_payloa
 
 
 async def _read(settings, bus: Bus, topic: str | None, limit: int,  # noqa: ANN001 - Settings
-                actor: str | None) -> list[DeadLetter]:
-    """Every dead letter (of ``topic``), oldest first; with an ``actor``, the first ``limit`` of them,
-    whose payloads are about to be shown, audited first (committed)."""
+                actor: str | None) -> tuple[list[DeadLetter], int]:
+    """The first ``limit`` dead letters (of ``topic``), oldest first, and how many there are in all
+    (counted by the bus, not read: a listing of 2 read all 30,000 letters and took 11 s); with an
+    ``actor``, those whose payloads are about to be shown audited first (committed)."""
     if actor is None:
-        return await bus.dead_letters(topic, ALL)
+        return await _shown(bus, topic, limit)
     db = await _audit_log(settings, "no payload was shown (every listing of payloads is audited in it)")
     try:
-        dead = await bus.dead_letters(topic, ALL)
+        dead, total = await _shown(bus, topic, limit)
         if dead:
             try:
-                await deadletters.audit_shown(db, actor, dead[:limit], topic)
+                await deadletters.audit_shown(db, actor, dead, topic)
             except Exception as exc:  # noqa: BLE001 - unaudited, so not shown
                 raise click.ClickException(f"the audit entry could not be written ({type(exc).__name__}): "
                                            "no payload was shown") from None
-        return dead
+        return dead, total
     finally:
         await db.close()
+
+
+async def _shown(bus: Bus, topic: str | None, limit: int) -> tuple[list[DeadLetter], int]:
+    dead = await bus.dead_letters(topic, limit)
+    counts = await bus.dead_letter_counts()
+    total = counts.get(topic, 0) if topic else sum(counts.values())
+    return dead, max(total, len(dead))  # a letter buried between the two reads is "more"
 
 
 @deadletter.command()
@@ -280,7 +289,7 @@ def _confirm_discard(shown: list[DeadLetter], topic: str | None) -> None:
     """Name what a discard will remove (no payloads) and ask; "n" aborts (exit 1), nothing done."""
     for d in shown[:PREVIEW]:
         click.echo(f"  {clean(d.id, 20).ljust(20)}  {clean(d.topic, 12).ljust(12)}  {clean(d.key, 28).ljust(28)}  "
-                   f"{clean(d.reason, 80)}", err=True)
+                   f"{clean(shown_without_links(d.reason), 80)}", err=True)
     if len(shown) > PREVIEW:
         click.echo(f"  … and {len(shown) - PREVIEW} more", err=True)
     topics = ", ".join(f"{t} {n}" for t, n in sorted(Counter(d.topic for d in shown).items()))

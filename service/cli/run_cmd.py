@@ -11,7 +11,7 @@ import logging
 import click
 from aiohttp import web
 
-from service.cli.lifecycle import stop_on_signals
+from service.cli.lifecycle import abandoned_work, stop_on_signals
 from service.stages import STAGES
 
 log = logging.getLogger("socialcare.run")
@@ -19,7 +19,8 @@ log = logging.getLogger("socialcare.run")
 
 async def _serve(settings, *, stages, workers: int, web_port: int | None, demo: bool,  # noqa: ANN001
                  listen: bool = False, stop: asyncio.Event | None = None) -> None:
-    """Serve until SIGINT/SIGTERM (or ``stop``), then shut down gracefully (see ``Runtime.close``)."""
+    """Serve until SIGINT/SIGTERM (or ``stop``), then shut down gracefully (see ``Runtime.close``); a
+    second signal cuts that short (:mod:`service.cli.lifecycle`)."""
     from console.app import create_app
     from service.bad_requests import Runner
     from service.runtime import Runtime, write_ingest_token
@@ -28,7 +29,7 @@ async def _serve(settings, *, stages, workers: int, web_port: int | None, demo: 
     rt = await Runtime.open(settings, stages=stages, workers=workers, listen=listen)
     stop = stop or asyncio.Event()
     runner = None
-    with stop_on_signals(stop):
+    with stop_on_signals(stop, lambda: abandoned_work(rt)):
         try:
             if demo:
                 counts = await seed_demo(rt.db)

@@ -8,14 +8,15 @@ import logging
 
 import click
 
-from service.cli.lifecycle import stop_on_signals
+from service.cli.lifecycle import abandoned_work, stop_on_signals
 from service.stages import STAGES
 
 log = logging.getLogger("socialcare.worker")
 
 
 async def serve_worker(settings, stages: list[str], concurrency: int, stop: asyncio.Event | None = None) -> None:  # noqa: ANN001
-    """Run the stages until SIGINT/SIGTERM (or ``stop``); the batch in hand is finished first."""
+    """Run the stages until SIGINT/SIGTERM (or ``stop``); the batch in hand is finished first, unless
+    a second signal cuts that short (:mod:`service.cli.lifecycle`)."""
     from console import events
     from service.health import start_worker_server
     from service.runtime import Runtime
@@ -25,7 +26,7 @@ async def serve_worker(settings, stages: list[str], concurrency: int, stop: asyn
     hub = events.make_hub(settings, tail=False)  # live-queue events for the separate web process
     events.attach(rt, hub)
     runner = None
-    with stop_on_signals(stop):
+    with stop_on_signals(stop, lambda: abandoned_work(rt)):
         try:
             await rt.start()
             if settings.worker_metrics_port is not None:

@@ -107,6 +107,34 @@ async def test_a_route_worker_does_not_ask_for_models(services_settings):
         await rt.close()
 
 
+async def test_a_worker_exports_lag_and_pending_of_the_stages_it_reads_only(services_settings):
+    """With every triage worker down, an ingest worker exported ``socialcare_stage_lag{stage="triage"}
+    0`` (never read) while the bus held 7 for it, and no alert could fire; now it exports none of
+    triage's, and the web process, which reads every stage's from the bus, says 7."""
+    from prometheus_client import generate_latest
+
+    from service.metrics import refresh_bus_gauges
+
+    worker = await Runtime.open(services_settings, stages=["ingest"], with_connectors=False)
+    web = await Runtime.open(services_settings, stages=[], with_connectors=False)
+    try:
+        await web.bus.ensure_group("triage", "triage")
+        await web.bus.publish_many("triage", [(f"m:{i}", {"mention_id": i}) for i in range(7)])
+        async with TestClient(TestServer(worker_app(worker))) as client:
+            parsed = samples(await (await client.get("/metrics")).text())
+        for family in ("socialcare_stage_lag", "socialcare_stage_pending"):
+            assert value(parsed, family, stage="ingest") == 0
+            assert [k for k in parsed if k[0] == family] == [(family, (("stage", "ingest"),))]
+        await refresh_bus_gauges(web.metrics, web.bus)  # as the console's /metrics does
+        parsed = samples(generate_latest(web.metrics.registry).decode())
+        assert value(parsed, "socialcare_stage_lag", stage="triage") == 7
+        assert value(parsed, "socialcare_stage_pending", stage="triage") == 0
+        assert value(parsed, "socialcare_stage_lag", stage="act") == 0
+    finally:
+        await worker.close()
+        await web.close()
+
+
 async def test_readiness_answers_within_seconds_while_the_database_host_is_frozen(tmp_path, postgres_url):
     """PostgreSQL's host stops answering without refusing (a black hole, played by a proxy the test
     controls): a worker's /readyz and the web process's answer 503 within seconds, /healthz 200 at

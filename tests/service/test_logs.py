@@ -143,3 +143,74 @@ def test_secure_links_are_masked_in_messages_arguments_and_tracebacks(formatter)
     text = out.getvalue()
     assert TOKEN[:20] not in text and TOKEN[-20:] not in text and "55501347" not in text
     assert text.count("[secure link]") == 4 and "to @maria" in text
+
+
+# --- ids the code writes into its lines -------------------------------------------------------------
+
+TWEET_KEY, ENTRY = "x:1055770290377846785", "1796617995651-0"  # both pass the card check (Luhn)
+
+
+@pytest.mark.parametrize("formatter", [JsonFormatter(), logging.Formatter("%(message)s")])
+def test_ids_a_log_call_passes_stay_whole_and_a_card_a_customer_wrote_is_still_redacted(formatter):
+    """A 19-digit tweet id and a Redis entry id look like card numbers: passed with ``log_id`` they
+    survive; the customer's card in the same line (in a reason, in the template, in an argument that
+    is not an id's exact form, even one holding the filter's own placeholder) does not."""
+    from service.logs import log_id
+
+    logger, out = make_logger(formatter)
+    logger.error("stage %s: message %s failed (attempt %d): %s", "ingest", log_id(TWEET_KEY), 1,
+                 f"ValueError: card {CARD}")
+    logger.error("dead letter on %s (entry %s): card %s", "ingest", log_id(ENTRY), CARD)
+    logger.error("message %s / %s", log_id(f"reddit:t3_abc {CARD}"), log_id(f"x:{CARD}"))
+    logger.error("message %s: \ue000\ue100\ue001 %s", log_id("reddit:t3_abc"), f"wrote {CARD}")
+    text = out.getvalue()
+    assert TWEET_KEY in text and ENTRY in text and "reddit:t3_abc" in text
+    assert_clean(text)
+    assert text.count("[card_number]") >= 4
+
+
+async def test_the_worker_and_the_bus_name_the_message_and_entry_in_their_lines(redis_url, bus_prefix):
+    """The real call sites on a real Redis: a worker's failure (message key), the bus's burial and
+    its claim of a stale entry (entry ids) keep their ids in a plain-text line, which carries no
+    structured fields."""
+    import asyncio
+
+    from service.bus.redis_streams import RedisStreamsBus
+    from service.workers import StageWorker
+    from tests.redis_keys import delete_redis_keys
+
+    class Failing:
+        name, ctx = "ingest", None
+
+        async def handle(self, batch):
+            raise ValueError(f"customer wrote {CARD}")
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    loggers = [logging.getLogger(n) for n in ("socialcare.worker", "socialcare.bus")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
+    bus = RedisStreamsBus(redis_url, prefix=bus_prefix, max_deliveries=1, claim_idle_ms=50)
+    try:
+        await bus.ensure_group("ingest", "ingest")
+        first = await bus.publish("ingest", {"n": 1}, TWEET_KEY)
+        assert await bus.read("ingest", "ingest", "gone", 1, 0)  # its consumer dies: claimed later
+        await asyncio.sleep(0.2)
+        worker = StageWorker(bus, Failing(), consumer="live", block_ms=10, timeout=None)
+        while await worker.run_once():
+            pass
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+        await bus.close()
+        delete_redis_keys(redis_url, bus_prefix)
+    text = out.getvalue()
+    assert f"claimed stale ingest entry {first} for live" in text
+    assert f"message {TWEET_KEY} failed" in text
+    assert f"dead letter on ingest (entry {first}, " in text
+    assert_clean(text)

@@ -189,3 +189,91 @@ def test_only_a_lock_held_elsewhere_counts_as_busy():
     except RuntimeError as chained:
         assert workers.database_busy(chained)
     assert not workers.database_busy(OperationalError("SELECT", {}, sqlite3.OperationalError("no such table: x")))
+
+
+async def test_every_dead_letter_the_process_writes_is_counted_the_buss_own_burials_too(redis_url, bus_prefix):
+    """socialcare_dead_letters_total counted a worker's failed message only: an undecodable entry and
+    one delivered too often without an ack, which the bus buries by itself, went uncounted."""
+    import redis.asyncio as aredis
+
+    from service.bus.redis_streams import RedisStreamsBus
+    from service.metrics import Metrics
+    from tests.redis_keys import delete_redis_keys
+
+    class Failing:
+        name, ctx = "ingest", None
+
+        async def handle(self, batch):
+            if any(env.key == "poison" for env in batch):
+                raise ValueError("poison")
+            return []
+
+    metrics = Metrics()
+    bus = RedisStreamsBus(redis_url, prefix=bus_prefix, max_deliveries=1, claim_idle_ms=50)
+    admin = aredis.Redis.from_url(redis_url)
+    try:
+        await bus.ensure_group("ingest", "ingest")
+        await bus.publish("ingest", {"n": 1}, "crashes its consumer")
+        assert await bus.read("ingest", "ingest", "died", 1, 0)  # never acked
+        await asyncio.sleep(0.1)
+        assert await bus.read("ingest", "ingest", "died-too", 1, 0)  # claimed alone, never acked either
+        await admin.xadd(bus.stream("ingest"), {b"k": b"\xff not utf-8"})
+        await bus.publish("ingest", {"n": 2}, "poison")
+        await asyncio.sleep(0.2)
+        worker = StageWorker(bus, Failing(), consumer="live", block_ms=10, timeout=None, metrics=metrics)
+        StageWorker(bus, Failing(), consumer="live-2", metrics=metrics)  # a second worker sharing the bus
+        while await worker.run_once():
+            pass
+        reasons = sorted(d.reason.split(" ")[0] for d in await bus.dead_letters())
+        assert reasons == ["ValueError:", "delivered", "undecodable"]
+        assert metrics.dead_letters.labels("ingest")._value.get() == 3
+        assert metrics.errors.labels("ingest")._value.get() == 1
+    finally:
+        await admin.aclose()
+        await bus.close()
+        delete_redis_keys(redis_url, bus_prefix)
+
+
+async def test_consumers_of_stopped_and_dead_workers_are_removed_but_never_one_holding_entries(
+        redis_url, bus_prefix):
+    """Consumer names carry the pid: XINFO CONSUMERS gained one per restart. A worker removes its own
+    on a clean stop, and on start those of its group long idle with nothing pending; one with pending
+    entries stays, for the claims to take them over."""
+    from service.bus.redis_streams import RedisStreamsBus
+    from tests.redis_keys import delete_redis_keys
+
+    class Passing:
+        name, ctx = "ingest", None
+
+        async def handle(self, batch):
+            return []
+
+    bus = RedisStreamsBus(redis_url, prefix=bus_prefix, claim_idle_ms=60_000)
+    try:
+        await bus.ensure_group("ingest", "ingest")
+        await bus.publish_many("ingest", [("a", {"n": 1}), ("b", {"n": 2})])
+        got = await bus.read("ingest", "ingest", "ingest-old-host-111-0", 1, 0)
+        await bus.ack("ingest", "ingest", [got[0].id])  # stopped before this release: nothing pending
+        assert await bus.read("ingest", "ingest", "ingest-old-host-222-0", 1, 0)  # died holding one
+        await asyncio.sleep(0.3)
+
+        async def names() -> list[str]:
+            return sorted(c["name"].decode() for c in await bus.client.xinfo_consumers(bus.stream("ingest"), "ingest"))
+
+        stop = asyncio.Event()
+        worker = StageWorker(bus, Passing(), consumer="ingest-new-host-333-0", block_ms=20, timeout=None,
+                             forget_idle_ms=200)
+        running = asyncio.create_task(worker.run(stop))
+        await bus.publish("ingest", {"n": 3}, "c")
+        for _ in range(100):
+            if await bus.lag("ingest", "ingest") == 0 and await bus.pending("ingest", "ingest") == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert await names() == ["ingest-new-host-333-0", "ingest-old-host-222-0"]
+        stop.set()
+        await asyncio.wait_for(running, 10)
+        assert await names() == ["ingest-old-host-222-0"]  # its pending entry is still to be claimed
+        assert await bus.pending("ingest", "ingest") == 1
+    finally:
+        await bus.close()
+        delete_redis_keys(redis_url, bus_prefix)

@@ -345,6 +345,13 @@ def test_a_secure_link_quoted_url_encoded_is_masked_in_the_payloads_shown(redis_
     assert TOKEN not in table and "[secure link]" in table and SECRET_TEXT in table
 
 
+def test_the_discard_prompt_masks_a_secure_link_in_a_reason_as_the_listing_does(redis_bus_env):
+    make_dead_letters(redis_bus_env, [("ingest", "x:1", {})], reason=f"ValueError: bad /secure/{TOKEN}")
+    result = CliRunner().invoke(main, ["deadletter", "discard", "--all"], env=redis_bus_env, input="n\n")
+    assert result.exit_code == 1 and "Discard 1 dead letter(s)" in result.output
+    assert TOKEN[:12] not in result.output and "ValueError: bad [secure link]" in result.output
+
+
 def payloads_viewed(env) -> list[AuditEvent]:
     return [r for r in audit_rows(env) if r.action == "deadletter.payload_viewed"]
 
