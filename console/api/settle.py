@@ -15,8 +15,10 @@ from console import settle
 from console.api.common import ApiError, Body, SafeStr, api, parse, path_id
 from console.api.mentions import reply_json
 from console.auth import require
-from console.keys import RUNTIME
+from console.keys import PRINCIPAL, RUNTIME
+from console.moderation_view import shown_action
 from console.posted_ids import MAX_PASTED
+from console.queries import in_care_team
 from models import ModerationAction, Reply
 
 
@@ -81,6 +83,9 @@ async def settle_action(request: web.Request) -> web.Response:
     """Settle a moderation action left ``unknown``: it happened (``done``), or try it again."""
     action_id = path_id(request)
     body = await parse(request, ActionSettleIn)
+    async with request.app[RUNTIME].db.session() as session:  # a moderator's token: not on a private matter
+        if await shown_action(session, action_id, private=in_care_team(request[PRINCIPAL].role)) is None:
+            raise ApiError(404, "no such moderation action")
     try:
         if body.outcome == "happened":
             done = await settle.action_happened(request, action_id)

@@ -210,6 +210,10 @@ async def test_the_moderation_page_lists_no_action_on_a_private_matter_nor_a_bot
     assert r.status == 404 and "charges" not in await r.text()
     r = await app_client.post(f"/moderation/replies/{notice.id}/delete", data={"csrf_token": csrf, "reason": "x"})
     assert r.status == 404
+    token = await bot_token(runtime, "mod", ["actions:write"])  # nor through the API with a moderator's token
+    r = await app_client.post(f"/api/v1/moderation-actions/{interrupted.id}/settle", json={"outcome": "happened"},
+                              headers={"Authorization": f"Bearer {token}"})
+    assert r.status == 404 and "charges" not in await r.text()
     async with runtime.db.session() as s:
         assert (await s.get(ModerationAction, interrupted.id)).status == "unknown"
         assert (await s.get(Reply, notice.id)).status == "sent"
