@@ -24,11 +24,18 @@ latest report. An incident with no report for ``quiet_after`` goes quiet: it sta
 agent closes it, choosing whether everyone gets the "fixed" follow-up, which an automatic close
 could not know — but collects nothing more, so a post days later is answered on its own, and a new
 spike opens a new incident.
+
+Before a spike completes, its first reports look like any lone report, and the route stage would
+answer them with the outage checks ("we're not seeing a wider problem"). So a report whose window
+already holds ``rising_count`` reports and twice the usual count, short of a spike, is marked
+*rising* (:attr:`Matched.rising`; outage only, :data:`RISING_TYPES`): the router sends it to an
+agent instead, and when the incident opens it joins like the rest and is told the status with them.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 import statistics
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,6 +51,9 @@ from models.bulk import IDS, add_rows
 _M, _T, _IM = Mention.__table__.c, TriageResult.__table__.c, IncidentMention.__table__.c
 # the coarse "not a thank-you" for counting windows over history (see the module doc)
 NOT_PRAISE = _T.sentiment != "positive"
+# the types whose standard answer says there is no wider problem (the outage checks), so a climbing count
+# holds it back; log-in help stands (the demo day's log-in trouble reaches three a half-hour on its own)
+RISING_TYPES = frozenset({"outage"})
 # what the full report rule reads (community.reports.is_report), with Mention and TriageResult joined
 REPORT_COLUMNS = (_M.text, _T.sentiment, _T.scores[("issue_type", "score")].as_float(),
                   _T.scores[("issue_type", "probabilities", "praise")].as_float())
@@ -79,13 +89,22 @@ class SpikePolicy:
     # joined its incident at 0.4, 44 at 0.25 (45 once a report that reads positive counted; the rest
     # read as questions, follow-ups or other issues)
     report_confidence: float = 0.25
+    # reports in the window at which a climbing count stops the "no wider problem" checks (with at
+    # least ``rising_factor`` times the usual): on the demo's quiet hours a lone outage report at most;
+    # its spike reached it in its third minute, the incident in its seventh
+    rising_count: int = 3
+
+    @property
+    def rising_factor(self) -> float:
+        """Twice the usual, by default: halfway to the spike's factor (never below the usual itself)."""
+        return max(1.0, self.factor / 2)
 
     @classmethod
     def from_settings(cls, s: Any) -> SpikePolicy:
         return cls(window=timedelta(minutes=s.incident_window_minutes), min_count=s.incident_min_count,
                    factor=s.incident_factor, baseline_windows=s.incident_baseline_windows,
                    history_days=s.incident_history_days, quiet_after=timedelta(minutes=s.incident_quiet_minutes),
-                   report_confidence=s.incident_report_confidence)
+                   report_confidence=s.incident_report_confidence, rising_count=s.incident_rising_count)
 
     def is_report(self, text: str | None, sentiment: str, confidence: float | None, praise: float | None) -> bool:
         """The full report rule on :data:`REPORT_COLUMNS`."""
@@ -176,15 +195,29 @@ async def _open(session: AsyncSession, issue_type: str, platform: str, at: datet
     return incident
 
 
-async def match_batch(session: AsyncSession, items: list[tuple[Mention, str]],
-                      policy: SpikePolicy) -> dict[int, int]:
+class Matched(dict[int, int]):
+    """Mention id → incident id for the mentions that belong to an incident; ``rising``: mention id →
+    the window of a report in none while its type climbs on its channel (count, usual, spike)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rising: dict[int, dict] = {}
+
+
+Baselines = dict[tuple[str, str, int], tuple[float, dict]]
+
+
+async def match_batch(session: AsyncSession, items: list[tuple[Mention, str]], policy: SpikePolicy,
+                      baselines: Baselines | None = None) -> Matched:
     """Group a batch's reports into incidents, opening one where a spike completes.
 
     One query tells the reports from the rest, one reads the open incidents of the batch's types
     and when each last had a report, one the event times near the batch of every (type, channel)
     an active incident may not cover; there the baseline is computed once per few minutes of event
-    time and each report is checked in time order in memory. Returns mention id → incident id for
-    the mentions that belong to an incident."""
+    time (``baselines``: the caller's cache across batches, else this batch's) and each report is
+    checked in time order in memory. Returns mention id → incident id for the mentions that belong
+    to an incident, and the rising reports of none (:class:`Matched`)."""
+    out = Matched()
     candidates = [(m, t) for m, t in items if t in INCIDENT_TYPES]
     reports = {mid for mid, *row in await session.execute(REPORTS, {"ids": [m.id for m, _ in candidates]})
                if policy.is_report(*row)} if candidates else set()
@@ -192,7 +225,6 @@ async def match_batch(session: AsyncSession, items: list[tuple[Mention, str]],
     for mention, issue_type in candidates:
         if mention.id in reports:
             groups.setdefault((issue_type, mention.platform), []).append(mention)
-    out: dict[int, int] = {}
     if not groups:
         return out
     for mentions in groups.values():
@@ -204,17 +236,19 @@ async def match_batch(session: AsyncSession, items: list[tuple[Mention, str]],
     times = await _event_times(session, {g: m for g, m in groups.items() if g not in active
                                          or m[-1].created_at > last[active[g].id] + policy.quiet_after}, policy)
     joins: dict[int, list[int]] = {}
+    baselines = {} if baselines is None else baselines
     for (issue_type, platform), mentions in groups.items():
         incident = active.get((issue_type, platform))
-        baselines: dict[int, tuple[float, dict]] = {}
         for mention in mentions:
             at = mention.created_at
             if incident is not None and at > last[incident.id] + policy.quiet_after:
                 incident = None  # gone quiet: from here on a report may start a new spike
             if incident is None:
-                incident = await _detect(session, issue_type, platform, at, times[(issue_type, platform)],
-                                         baselines, policy)
+                incident, rising = await _detect(session, issue_type, platform, at, times[(issue_type, platform)],
+                                                 baselines, policy)
                 if incident is None:
+                    if rising is not None:
+                        out.rising[mention.id] = rising
                     continue
                 last[incident.id] = at
                 earlier = {mid for mid, *row in await session.execute(
@@ -228,25 +262,33 @@ async def match_batch(session: AsyncSession, items: list[tuple[Mention, str]],
             joins.setdefault(incident.id, []).append(mention.id)
             out[mention.id] = incident.id
             last[incident.id] = max(last[incident.id], at)
+    for mention_id in set(out.rising) & set(out):  # rose, then the spike completed in this batch
+        del out.rising[mention_id]
     for incident_id, mention_ids in joins.items():
         await attach_many(session, incident_id, mention_ids)
     return out
 
 
 async def _detect(session: AsyncSession, issue_type: str, platform: str, at: datetime,
-                  times_of: list[datetime], baselines: dict[int, tuple[float, dict]],
-                  policy: SpikePolicy) -> Incident | None:
-    """The incident a report at ``at`` opens, if the window ending there is a spike."""
+                  times_of: list[datetime], baselines: Baselines,
+                  policy: SpikePolicy) -> tuple[Incident | None, dict | None]:
+    """The incident a report at ``at`` opens, if the window ending there is a spike; else the
+    window's figures if its count is rising toward one (see the module doc)."""
     count = bisect.bisect_right(times_of, at) - bisect.bisect_right(times_of, at - policy.window)
-    if count < policy.min_count:
-        return None
-    slot = int(at.timestamp() // (policy.window.total_seconds() / 6))  # the baseline moves slowly
-    if slot not in baselines:
-        baselines[slot] = await expected_count(session, issue_type, platform, at, policy)
-    expected, stats = baselines[slot]
-    if count < policy.factor * expected:
-        return None
-    return await _open(session, issue_type, platform, at, {"count": count, **stats}, policy)
+    watched = issue_type in RISING_TYPES
+    if count < (min(policy.min_count, policy.rising_count) if watched else policy.min_count):
+        return None, None
+    key = (issue_type, platform, int(at.timestamp() // (policy.window.total_seconds() / 6)))  # moves slowly
+    if key not in baselines:
+        baselines[key] = await expected_count(session, issue_type, platform, at, policy)
+    expected, stats = baselines[key]
+    if count >= policy.min_count and count >= policy.factor * expected:
+        return await _open(session, issue_type, platform, at, {"count": count, **stats}, policy), None
+    if watched and count >= policy.rising_count and count >= policy.rising_factor * expected:
+        return None, {"issue_type": issue_type, "channel": platform, "count": count, "expected": stats["expected"],
+                      "window_minutes": round(policy.window.total_seconds() / 60),
+                      "spike_at": max(policy.min_count, math.ceil(policy.factor * expected))}
+    return None, None
 
 
 async def _event_times(session: AsyncSession, groups: dict[tuple[str, str], list[Mention]],

@@ -3,8 +3,9 @@
 Demand categories (volume × touch): high-volume/low-touch questions get a template or article at
 once; low-volume/low-touch ones (a question on a community channel) go to the community, or to
 the accepted answer it already gave; high-touch ones go to an agent; security and fraud always go
-private. Safety comes first — moderation rules, spam, abuse, exposed personal data — so nothing
-unsafe is ever answered automatically in public. Praise, and a thank-you that asks and reports
+private (unless the post is one its community vouches for, and its writer does not say it happened
+to them: :mod:`community.trust`). Safety comes first — moderation rules, spam, abuse, exposed
+personal data — so nothing unsafe is ever answered automatically in public. Praise, and a thank-you that asks and reports
 nothing, get no automated answer whatever type triage gave them (:func:`nothing_to_answer`). Whether
 an answer is actually *sent* is decided later by the reply bot's gates (:mod:`community.replybot`).
 """
@@ -18,7 +19,7 @@ from community.reports import INCIDENT_TYPES
 from community.retrieval import Candidate
 from community.rules import RuleMatch, decisive
 
-ROUTER_VERSION = "router-6"
+ROUTER_VERSION = "router-7"
 # general questions with a general answer; billing only reaches here without account details
 # (sensitivity "account" goes to an agent first)
 LOW_TOUCH = frozenset({"account_access", "outage", "product_question", "order_delivery", "cancellation", "billing"})
@@ -59,11 +60,13 @@ class RouteInput:
     platform: str = "x"
     community_channel: bool = False  # a low-volume channel where the community answers first
     incident_id: int | None = None  # an open incident this mention belongs to
+    rising: dict | None = None  # a report while its type climbs toward a spike on its channel (community.incidents)
     answer: Candidate | None = None  # the template for the issue type (cheap path) or None
     retrieved: list[Candidate] = field(default_factory=list)  # retrieval candidates, best first
     community_answer: Candidate | None = None  # best accepted community answer, or None
     accepted_answer: bool = False  # this post *is* a community answer (solution / distinguished)
     vouched_for: bool = False  # a moderator's or staff post, or an accepted answer (community.trust)
+    own_trouble: bool = False  # a vouched post's writer says it happened to them (community.trust.own_trouble)
     author_banned: bool = False
     rules: list[RuleMatch] = field(default_factory=list)  # matching moderation rules, in order
     open_case: OpenCase | None = None  # the author's unresolved private case, if any
@@ -165,7 +168,10 @@ def decide(r: RouteInput, *, auto_threshold: float) -> Decision:
              **({"notify": m.notify} if m.notify else {})}
             for m in r.rules if m.action in ("lock", "notify", "label")]
     extra = {"labels": labels, "rule_actions": side} if side else {}
-    if r.sensitivity in PRIVATE_SENSITIVITY:
+    if r.sensitivity in PRIVATE_SENSITIVITY and r.vouched_for and not r.own_trouble:
+        extra = {**extra, "not_escalated": f"sensitivity {r.sensitivity} in a post its community vouches for "
+                                           "(a moderator's or staff's): advice to others, not their own report"}
+    elif r.sensitivity in PRIVATE_SENSITIVITY:
         return Decision("escalate_private", f"sensitivity is {r.sensitivity}: handled in a private channel",
                         1.0, {"hide_first": r.pii_exposed and r.is_public, "redact": r.pii_exposed and r.is_public,
                               "category": r.sensitivity, **extra})
@@ -208,6 +214,9 @@ def decide(r: RouteInput, *, auto_threshold: float) -> Decision:
     if r.incident_id is not None:
         return Decision("broadcast", "part of an open incident: one-to-many status reply",
                         1.0, {"incident_id": r.incident_id, **extra})
+    if r.rising is not None:  # not told "no wider problem" while the reports climb; the incident's status reaches it
+        return Decision("agent_queue", rising_reason(r.rising), r.issue_confidence,
+                        {"rising": r.rising, "suggestion": None, **extra})
     if r.issue_type == "other" and r.brand_replied:  # "still not working", "that didn't help": a person looks
         return Decision("agent_queue", "the customer came back after our answer", r.issue_confidence,
                         {"suggestion": _best(r), "follow_up": True, **extra})
@@ -234,6 +243,14 @@ def decide(r: RouteInput, *, auto_threshold: float) -> Decision:
     return Decision("agent_queue", f"low-touch {r.issue_type} but no answer is sure enough "
                     f"({confidence:.2f} < {auto_threshold:.2f}): an agent answers", confidence,
                     {"suggestion": _best(r), **extra})
+
+
+def rising_reason(rising: dict) -> str:
+    """Why a report goes to an agent while its type climbs: the count, the usual, the spike's mark."""
+    kind = rising["issue_type"].replace("_", " ")
+    return (f"{rising['count']} {kind} reports on {rising['channel']} in the last {rising['window_minutes']} minutes "
+            f"(usually {rising['expected']:g}; an incident opens at {rising['spike_at']}): maybe a wider problem, "
+            "so an agent answers, not the standard checks")
 
 
 def _best(r: RouteInput) -> dict | None:

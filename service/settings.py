@@ -205,6 +205,7 @@ class Settings(BaseSettings):
     incident_history_days: int = Field(7, ge=0)  # same window on previous days: the daily rhythm
     incident_quiet_minutes: float = Field(60.0, gt=0)  # no report for this long: an incident collects no more
     incident_report_confidence: float = Field(0.25, ge=0, le=1)  # issue-type confidence a report needs
+    incident_rising_count: int = Field(3, ge=1)  # outage reports in a window (2x usual): no "no wider problem" checks
     incident_status_interval_minutes: float = Field(30.0, ge=0)  # per author, between status replies
     incident_broadcast_per_minute: int = Field(60, ge=1)  # status replies per channel per minute; the rest wait
     moderation_rules_path: Path | None = None  # None: the bundled service/demo/moderation_rules.yaml

@@ -128,6 +128,18 @@ _DISARM = [(re.compile(p, re.I), why) for p, why in [
     # the customer resolves the scare themselves: "thought I got hacked ... then remembered", "... nope, nephew"
     (r"\b(thought|i was like|was about to)\b.{0,60}\b(then (i )?remembered|oh wait|nope|turns out (it was|it'?s)|false alarm"
      r"|but it'?s (just|only))\b|\bthen (i )?remembered\b|\boh wait\b|\bfalse alarm\b", "a false alarm the customer explains"),
+    # December 7, from the demo day: a warning to others about a fake message ("PSA: fake 'Acme' texts
+    # ... it's phishing, don't click it"), unless the writer fell for it ("I clicked it and typed my
+    # password"); a plain "got a phishing text" or "fyi phishing emails going around" stays a report
+    (r"(?s)^(?!.*\b(i|we) (just |already |accidentally |stupidly |then )?(clicked|tapped|entered|typed|gave|put|logged|"
+     r"filled|shared|sent|paid|replied)\b|.*\b(typed|entered|gave|put|shared|sent)( them| it| in)? (my|our)\b)(?=.*(\bpsa\b|\b(don'?t|do not|never) (click|tap|open|fall for|reply to)\b"
+     r"|\bbeware\b|\bwatch out\b|\b(warning|heads[- ]up) (to |for )?(everyone|all|people|folks|others|y'?all)\b))",
+     "a warning to others"),
+    # an advert selling accounts ("cheap acme premium accounts $2/month, lifetime warranty. dm me"):
+    # spam for moderation, nobody's takeover
+    (r"(?s)^(?=.*\b(cheap|selling|sell|for sale|discount(ed)?)\b[^.!?\n]{0,40}\b(accounts|subscriptions|logins|memberships)\b)"
+     r"(?=.*(\b(dm|pm|inbox|message|text) me\b|\bhmu\b|\bdm (for|to)\b|\bwhats ?app\b|\btelegram\b|\bt\.me/))",
+     "an advert selling accounts"),
 ]]
 # Someone else's trouble disarms only when the other person suffered it and the customer asks about
 # protecting their own account ("my mate got hacked, how do I turn on 2fa?"): a customer reporting a
@@ -212,6 +224,13 @@ def disarming_context(text: str) -> str | None:
     does not let a head escalate it either (five-fold cross-validation over the social training
     posts: escalation precision 0.811 -> 0.856, recall 0.921 either way)."""
     return _context(text.translate(_QUOTES))
+
+
+def tells_own_trouble(text: str) -> bool:
+    """Does the writer say it happened to them ("my account was hacked", "charges I never made", "wasn't
+    me")? No context disarms that; a post its community vouches for (a moderator's advice, a staff
+    warning) is escalated only then (community.trust)."""
+    return _OWN.search(text.translate(_QUOTES)) is not None
 
 
 def _context(text: str) -> str | None:

@@ -23,12 +23,12 @@ from sqlalchemy.exc import IntegrityError
 
 from community.answers import AnswerIndex, Candidate
 from community.harvest import ACCEPTING_PLATFORMS, harvest, own_subreddits
-from community.incidents import SpikePolicy, match_batch
+from community.incidents import Baselines, SpikePolicy, match_batch
 from community.moderation import author_removals
 from community.reports import INCIDENT_TYPES, is_thanks
 from community.routing import HIGH_TOUCH, LOW_TOUCH, ROUTER_VERSION, OpenCase, RouteInput, bot_answers, decide
 from community.rules import BUNDLED_RULES, RuleError, Subject, evaluate, load_rules
-from community.trust import vouched_for
+from community.trust import own_trouble, vouched_for
 from escalation.cases import open_cases_by_author
 from listener.deletions import respect_erasure_and_removal
 from models import Author, CommunityAnswer, Mention, Reply, RouteDecision, TriageResult
@@ -40,6 +40,7 @@ from service.bus import Envelope
 from service.privacy import erased
 from service.stages.base import Outgoing, StageContext, trace
 from triage.pii import detect_pii
+from triage.rules import tells_own_trouble
 
 log = logging.getLogger("socialcare.route")
 # Below this issue-type confidence triage does not know what the mention is about; retrieval
@@ -105,6 +106,7 @@ class RouteStage:
         self._refreshed = 0.0
         self._refresh_s = refresh_s
         self.spike = SpikePolicy.from_settings(ctx.settings)
+        self.baselines: Baselines = {}  # the detector's baselines by type, channel and few minutes (they move slowly)
         self.own_subreddits = own_subreddits(ctx.settings)  # where a moderator's mark is the brand's community
         self.rules_path = Path(ctx.settings.moderation_rules_path or BUNDLED_RULES)
         self.rules = load_rules(self.rules_path)  # an invalid file stops start-up with line and reason
@@ -193,7 +195,7 @@ class RouteStage:
                 (m, t.issue_type) for m, t, a in rows
                 if t.sensitivity == "none" and t.spam != "spam" and t.toxicity != "offensive"
                 and m.id not in held and not (a is not None and a.banned) and m.id not in accepted
-            ], self.spike)
+            ], self.spike, self._baselines())
 
             # the cheap path: the template for the issue type; retrieval only where it is unsure, and
             # never for a post an incident's status reply or a community's accepted answer settles, nor
@@ -207,7 +209,8 @@ class RouteStage:
                 answerable = t.issue_type in LOW_TOUCH or (m.platform in community and t.issue_type not in HIGH_TOUCH)
                 if not (answerable and t.sensitivity == "none" and m.is_public and m.id not in held
                         and not t.pii_exposed and t.spam != "spam" and t.toxicity != "offensive"
-                        and m.id not in incidents and m.id not in accepted and m.author_id not in cases
+                        and m.id not in incidents and m.id not in incidents.rising and m.id not in accepted
+                        and m.author_id not in cases
                         and not (m.id in thanks and bot_answers(t.issue_type, t.sentiment, m.platform in community))):
                     continue
                 if m.platform in community:  # low volume by definition: always worth the encoder
@@ -230,14 +233,17 @@ class RouteStage:
             decisions: list[dict] = []
             for mention, tri, author in rows:
                 cands = retrieved.get(mention.id, [])
+                vouched = vouched_for(mention, self.own_subreddits)
                 route_in = RouteInput(
                     sentiment=tri.sentiment, sensitivity=tri.sensitivity, issue_type=tri.issue_type,
                     issue_confidence=_issue_confidence(tri), toxicity=tri.toxicity, spam=tri.spam,
                     pii_exposed=tri.pii_exposed, is_public=mention.is_public, kind=mention.kind,
                     platform=mention.platform, community_channel=mention.platform in community,
-                    incident_id=incidents.get(mention.id), answer=cheap[mention.id], retrieved=cands,
+                    incident_id=incidents.get(mention.id), rising=incidents.rising.get(mention.id),
+                    answer=cheap[mention.id], retrieved=cands,
                     community_answer=next((c for c in cands if c.kind == "community"), None),
-                    accepted_answer=mention.id in accepted, vouched_for=vouched_for(mention, self.own_subreddits),
+                    accepted_answer=mention.id in accepted, vouched_for=vouched,
+                    own_trouble=vouched and own_trouble(mention),
                     author_banned=bool(author and author.banned),
                     rules=matched[mention.id], open_case=_open_case(cases, mention),
                     agent_thread=bool(mention.agent_thread)
@@ -274,13 +280,15 @@ class RouteStage:
         edited (or restored) with personal data in it again is routed again too, so it is redacted again;
         a mere redelivery finds the stored words already clean. A post back on its platform after a
         deletion that removed its decision's reason is routed again as well (an answer the deletion
-        cancelled is not sent again: its reply's key is taken)."""
+        cancelled is not sent again: its reply's key is taken). A vouched post left unescalated
+        (community.trust) is routed again only once its words say it happened to its writer."""
         again = []
         for did, mid, outcome, details, escalate, exposed, text, restored in await session.execute(
                 SHARPENED, {"ids": ids}):
             redacted = (details or {}).get("redact")
+            waived = (details or {}).get("not_escalated") and not tells_own_trouble(text or "")
             why = ("restored on its platform" if restored
-                   else "now escalates" if escalate and outcome != "escalate_private"
+                   else "now escalates" if escalate and outcome != "escalate_private" and not waived
                    else "now exposes personal data in public" if exposed and not redacted
                    # redacted once, and a later edit (or a restored post) put the words back
                    else "brought back personal data it was redacted of" if exposed and detect_pii(text or "")
@@ -292,6 +300,13 @@ class RouteStage:
             record(session, "bot", "route.redecided", "mention", mid,
                    reason=why if why.startswith("restored") else f"edited: {why}", was=outcome)
         return [mid for _, mid, _, _ in again]
+
+    def _baselines(self) -> Baselines:
+        """The detector's cache across batches (a live stream routes a post or two a batch), bounded:
+        a backfill of old history moves through many slots once."""
+        if len(self.baselines) > 4096:
+            self.baselines.clear()
+        return self.baselines
 
     def _not_status(self, c: Candidate) -> bool:
         """Not written for an incident type (the outage checks, the log-in help): fit for a thank-you."""

@@ -11,7 +11,7 @@ from community import broadcast
 from community.incidents import SpikePolicy
 from models import Incident, IncidentMention, Reply, RouteDecision
 from tests.community.conftest import T0, community_settings
-from tests.community.test_incidents import DAY0, incidents, match, store
+from tests.community.test_incidents import DAY0, incidents, match, members, store
 
 
 async def open_incident(world, opened, *members) -> Incident:  # noqa: ANN001
@@ -75,3 +75,59 @@ async def test_the_spike_thresholds_from_the_settings_reach_the_detector(db, tmp
     lower = SpikePolicy.from_settings(community_settings(tmp_path, incident_min_count=5))
     assert set(await match(db, burst, policy=lower)) == set(burst)
     assert len(await incidents(db)) == 1
+
+
+@pytest.mark.parametrize(("rising_count", "first_rising"), [(None, 3), (5, 5)])
+async def test_reports_climbing_toward_a_spike_are_marked_rising_one_by_one_until_it_opens(db, tmp_path, rising_count,
+                                                                                            first_rising):
+    """Live, reports arrive a batch each: before the detector's threshold, a count above the usual is
+    rising (what the router reads); the report that completes the spike opens the incident and every
+    report of its window joins, the ones routed before it included."""
+    settings = community_settings(tmp_path, **({} if rising_count is None else {"incident_rising_count": rising_count}))
+    policy = SpikePolicy.from_settings(settings)
+    start, ids = DAY0 + timedelta(hours=14), []
+    for n in range(1, 9):
+        ids += await store(db, [start + timedelta(seconds=40 * n)])
+        found = await match(db, ids[-1:], policy=policy)
+        if n < 8:
+            assert found == {} and (ids[-1] in found.rising) is (n >= first_rising), n
+            if n >= first_rising:
+                assert found.rising[ids[-1]] == {"issue_type": "outage", "channel": "x", "count": n, "expected": 1.0,
+                                                 "window_minutes": 30, "spike_at": 8}
+    [incident] = await incidents(db)
+    assert found == {ids[-1]: incident.id} and found.rising == {}
+    assert await members(db, incident.id) == set(ids)
+
+
+async def test_a_lone_report_on_a_quiet_day_is_not_rising_nor_a_usual_busy_hour_nor_log_in_trouble(db, tmp_path):
+    """Log-in help does not deny a wider problem: three log-in reports a half-hour keep getting it."""
+    policy = SpikePolicy.from_settings(community_settings(tmp_path))
+    lone = await store(db, [DAY0 + timedelta(hours=9)])
+    assert (await match(db, lone, policy=policy)).rising == {}
+    logins = await store(db, [DAY0 + timedelta(hours=10, minutes=i) for i in range(4)], issue="account_access")
+    assert (await match(db, logins, issue="account_access", policy=policy)).rising == {}
+    # three an half-hour every half-hour for six hours: three is the usual here, not a climb
+    busy = [DAY0 + timedelta(hours=12, minutes=10 * i) for i in range(37)]
+    await store(db, busy[:-1])
+    last = await store(db, busy[-1:])
+    assert (await match(db, last, policy=policy)).rising == {}
+
+
+async def test_reports_routed_while_they_climb_reach_an_agent_and_are_told_the_status_once_the_incident_opens(world):
+    start, routed = T0 + timedelta(hours=6), []
+    for n in range(8):
+        report = await world.mention(f"@AcmeHelp is acme down? nothing loads {n}", author=f"fan{n}", issue="outage",
+                                     sentiment="negative", at=start + timedelta(seconds=40 * n))
+        await world.run(report)  # one batch each, as a live stream arrives
+        [d] = await world.get(RouteDecision, mention_id=report.id)
+        routed.append((report, d))
+    assert [d.outcome for _, d in routed] == ["auto_answer"] * 2 + ["agent_queue"] * 5 + ["broadcast"]
+    assert routed[2][1].reason.startswith("3 outage reports on x in the last 30 minutes (usually 1")
+    checks = await world.get(Reply, template="outage_check")
+    assert {r.mention_id for r in checks} == {routed[0][0].id, routed[1][0].id}  # before anything rose
+    [incident] = await world.get(Incident)
+    async with world.db.session() as s:
+        _, replies = await broadcast.post_status(s, await s.get(Incident, incident.id), "Playback is down; on it.",
+                                                 "alice", policy=world.route.spike)
+        await s.commit()
+    assert {r.mention_id for r in replies} == {m.id for m, _ in routed}  # the ones routed before it opened too

@@ -214,3 +214,30 @@ def test_safety_still_comes_before_a_thank_you():
     assert decide(r(**thanks, pii_exposed=True), auto_threshold=T).details["action"] == "hide"
     assert outcome(**thanks, sensitivity="fraud") == "escalate_private"
     assert outcome(**thanks, rules=[RuleMatch("links", "hold", "Links are reviewed first.")]) == "moderate"
+
+
+RISING = {"issue_type": "outage", "channel": "x", "count": 4, "expected": 1.0, "window_minutes": 30, "spike_at": 8}
+CHECKS = Candidate("template", "outage_check", 0.9, "template 'outage_check' answers outage")
+
+
+def test_a_report_while_its_type_climbs_toward_a_spike_goes_to_an_agent_not_the_standard_checks():
+    """A live outage's first reporters were told "we're not seeing a wider problem" before the spike
+    detector opened its incident."""
+    quiet = decide(r(issue_type="outage", answer=CHECKS, sentiment="negative"), auto_threshold=T)
+    assert quiet.outcome == "auto_answer" and quiet.details["answer"]["ref"] == "outage_check"  # a lone report
+    d = decide(r(issue_type="outage", answer=CHECKS, sentiment="negative", rising=RISING), auto_threshold=T)
+    assert d.outcome == "agent_queue" and d.details["rising"] == RISING and d.details["suggestion"] is None
+    assert d.reason.startswith("4 outage reports on x in the last 30 minutes (usually 1; an incident opens at 8)")
+    joined = decide(r(issue_type="outage", answer=CHECKS, rising=RISING, incident_id=7), auto_threshold=T)
+    assert (joined.outcome, joined.details["incident_id"]) == ("broadcast", 7)  # the incident's status reaches it
+
+
+def test_a_post_its_community_vouches_for_is_not_escalated_unless_its_writer_tells_their_own_trouble():
+    """A moderator's "we never ask for your password by text; if you entered your details, change it"
+    scored security and sent the moderator a secure link."""
+    advice = dict(sensitivity="security", issue_type="account_security", vouched_for=True)
+    d = decide(r(**advice, accepted_answer=True), auto_threshold=T)
+    assert d.outcome == "ignore" and "not their own report" in d.details["not_escalated"]
+    assert outcome(**advice) == "agent_queue"  # a staff post nobody accepted: a person may read it, no case
+    assert outcome(**advice, own_trouble=True) == "escalate_private"  # "my account was hacked", moderator or not
+    assert outcome(sensitivity="security", accepted_answer=True) == "escalate_private"  # an accepted answer alone

@@ -65,7 +65,10 @@ async def test_a_thank_you_read_as_outage_goes_where_praise_goes_not_to_the_outa
 
 
 async def test_a_mixed_post_outside_an_incident_still_gets_the_outage_checks(world):
-    mixed = [await world.mention(text, issue="outage", issue_p=0.9, sentiment="positive") for text in MIXED]
+    # an hour apart: six outage reports in one window would be a count climbing toward a spike
+    # (community.incidents: rising), for an agent rather than the checks
+    mixed = [await world.mention(text, issue="outage", issue_p=0.9, sentiment="positive", at=T0 + timedelta(hours=i))
+             for i, text in enumerate(MIXED)]
     await world.run(*mixed)
     for m in mixed:
         d = await decision(world, m)

@@ -10,7 +10,7 @@ import pytest
 
 from community.rules import RuleError, Subject, evaluate, parse_rules
 from community.trust import vouched_for
-from models import ModerationAction, RouteDecision
+from models import AuditEvent, Case, ModerationAction, Reply, RouteDecision
 
 LINKED = "Annual plans keep their price until renewal. Full price list: https://help.acme.example/articles/plans"
 RULES = """
@@ -103,3 +103,26 @@ async def test_personal_data_in_a_vouched_post_is_still_hidden(make_world):
     [decision] = await world.get(RouteDecision, mention_id=mod.id)
     assert decision.outcome == "moderate" and "builtin:pii" in decision.reason
     assert [a.action for a in await world.get(ModerationAction, mention_id=mod.id)] == ["hide"]
+
+
+PHISHING_ADVICE = ("Thanks for the heads-up. We never ask for your password by text. Forward the message with the "
+                   "'Report phishing' form in the help center. If you entered your details, change your password now "
+                   "and sign out all devices: https://help.acme.example/articles/secure-your-account")
+
+
+async def test_a_moderators_phishing_advice_opens_no_case_and_a_moderators_own_takeover_does(world):
+    """The demo day's moderator was sent a secure link for the advice triage scored security; a redelivery
+    does not route it again either."""
+    mod_mark = {"distinguished": "moderator"}
+    advice = await world.mention(PHISHING_ADVICE, platform="reddit", author="acme_mod_jules", in_reply_to="t3_psa",
+                                 channel="r/acme", raw=mod_mark, sensitivity="security", issue="account_security")
+    hacked = await world.mention("my account was hacked last night, someone changed the email", platform="discourse",
+                                 author="leo_b", raw={"staff": True}, sensitivity="security", issue="account_security")
+    await world.run(advice, hacked)
+    await world.run(advice)  # a redelivery
+    decided = {d.mention_id: d for d in await world.get(RouteDecision)}
+    assert decided[advice.id].outcome == "ignore" and "not their own report" in decided[advice.id].details["not_escalated"]
+    assert decided[hacked.id].outcome == "escalate_private"
+    assert {c.author_id for c in await world.get(Case)} == {hacked.author_id}
+    assert [r.kind for r in await world.get(Reply, mention_id=advice.id)] == []
+    assert await world.get(AuditEvent, action="route.redecided") == []

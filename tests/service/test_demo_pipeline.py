@@ -104,3 +104,56 @@ async def test_demo_stream_end_to_end_embedded(embedded_settings, triager):
 @pytest.mark.timeout(600)
 async def test_demo_stream_end_to_end_on_postgres_and_redis_streams(services_settings, triager):
     check(await run_demo(services_settings, triager, workers=2))
+
+
+def spike_posts(until: str = "2026-11-20T14:09:30Z") -> list:
+    """The demo day's posts on X from the outage spike's start (14:00) to a couple of minutes after its
+    incident opened, in time order: reports, and whatever else was posted meanwhile."""
+    from listener.replay import mention_from_record
+
+    lines = [line for line in DEMO_MENTIONS.read_text(encoding="utf-8").splitlines()
+             if "2026-11-20T14:00:00Z" <= json.loads(line)["created_at"] <= until]
+    posts = [mention_from_record(json.loads(line), line, "x") for line in lines]
+    return sorted((p for p in posts if p.platform == "x"), key=lambda p: p.created_at)
+
+
+async def test_the_demo_outage_arriving_post_by_post_tells_no_reporter_there_is_no_wider_problem_once_it_rises(
+        embedded_settings, triager):
+    """Replayed at real speed, the seven reports written before the detector opened its incident were
+    told "we're not seeing a wider problem" (all at once they were routed broadcast): from the third
+    report in the window they reach an agent, and the incident's status reaches every report in it."""
+    from community import broadcast
+    from community.incidents import SpikePolicy
+    from service.seed import demo_settings
+
+    rt = await Runtime.open(demo_settings(embedded_settings), triager=triager, workers=1, with_connectors=False)
+    try:
+        await seed_demo(rt.db)
+        await rt.start()
+        for post in spike_posts():
+            await rt.submit([post])
+            await rt.pipeline.wait_idle(timeout=120)
+        async with rt.db.session() as s:
+            [incident] = list(await s.scalars(select(Incident)))
+            rows = (await s.execute(select(Mention, RouteDecision)
+                                    .join(RouteDecision, RouteDecision.mention_id == Mention.id)
+                                    .order_by(Mention.created_at))).all()
+            checks = {r.mention_id for r in await s.scalars(select(Reply).where(Reply.template == "outage_check"))}
+            _, told = await broadcast.post_status(s, incident, "Playback is down everywhere; engineers are on it.",
+                                                  "alice", policy=SpikePolicy.from_settings(rt.settings))
+            await s.commit()
+    finally:
+        await rt.close()
+    before = [(m, d) for m, d in rows if m.created_at < incident.opened_at]
+    assert len(before) >= 5 and incident.opened_at.minute < 10
+    rising = [(m, d) for m, d in before if d.details.get("rising")]
+    assert len(rising) >= 4, [(m.text, d.outcome, d.reason) for m, d in before]
+    assert all(d.outcome == "agent_queue" and " outage reports on x in the last 30 minutes" in d.reason
+               for _, d in rising)
+    assert len(checks) <= 2  # the first reports of a window look like any lone one
+    assert not checks & {m.id for m, _ in rising}
+    first_rising = min(m.created_at for m, _ in rising)
+    assert not [m.text for m, d in before if m.created_at > first_rising and d.outcome == "auto_answer"]
+    # the status reaches the reports routed before the incident opened, not only the later ones
+    assert {m.id for m, _ in rising} <= {r.mention_id for r in told}
+    assert checks <= {r.mention_id for r in told}

@@ -155,6 +155,11 @@ NOT_THEIR_OWN = [
     ("my coworker got her card details stolen by a fake delivery text, how do i keep mine safe?",
      "someone else's trouble"),
     ("the app says suspicious activity on my card but it was just me buying a sofa online", "the customer's own doing"),
+    # the demo day: a public anti-phishing PSA and an account-selling advert opened cases
+    (("PSA: fake 'Acme' texts about a suspended account\n\nGot an SMS this morning: 'Acme: your account is suspended "
+      "due to a billing issue, verify within 24h at acme-verify-account.co'. It's phishing, the real site is "
+      "acme.example. Don't click it."), "a warning to others"),
+    ("cheap acme premium accounts $2/month, lifetime warranty. dm me 👇👇 @AcmeHelp", "an advert selling accounts"),
 ]
 
 

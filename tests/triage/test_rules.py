@@ -155,6 +155,12 @@ DISARMED = [
     "my sister's account got hacked last month so now I'm paranoid, how do I turn on 2fa on mine?",
     "you lot scammed me with that £15 seat fee and I still got a middle seat",
     "got scammed by your late fees again, £12 for paying a day late, refund it",
+    # the demo day: a warning to others, and an advert, are nobody's own report
+    ("PSA: fake 'Acme' texts about a suspended account\n\nGot an SMS this morning: 'Acme: your account is suspended due "
+     "to a billing issue, verify within 24h at acme-verify-account.co'. It's phishing, the real site is acme.example. "
+     "Don't click it."),
+    "heads up everyone, phishing emails with the acme logo going round, beware",
+    "selling cheap premium accounts, hacked from nobody, lifetime warranty. dm me",
 ]
 # The customer says it happened to them, or names a loss no context explains away: the rules speak.
 STILL_ESCALATE = [
@@ -173,6 +179,10 @@ STILL_ESCALATE = [
     ("how do I stop them before it happens again, someone keeps logging into my account", "security"),
     ("nope, still can't log in, someone changed my password", "security"),
     ("my mum noticed someone logged into my account, how do I make it safe?", "security"),
+    # a warning from someone who fell for it, an advert from someone whose account it was
+    ("PSA: phishing texts going round, don't click. I clicked one and typed my password", "security"),
+    ("psa don't click the phishing link, clicked it and entered my card number, now what", "security"),
+    ("someone is selling cheap premium accounts on telegram and they hacked my account to do it", "security"),
 ]
 
 
