@@ -23,6 +23,16 @@ from triage.pii import detect_pii
 MAX_PASTED = 500
 
 
+async def _reply_of(request: web.Request, conv_id: int, reply_id: int) -> Reply:
+    """The reply, if it is one of this conversation's (else 404)."""
+    async with request.app[RUNTIME].db.session() as session:
+        await existing(session, conv_id)
+        reply = await session.get(Reply, reply_id)
+    if reply is None or reply.conversation_id != conv_id:
+        raise web.HTTPNotFound(reason="no such reply in this conversation")
+    return reply
+
+
 @require(*AGENTS)
 async def settle_reply(request: web.Request) -> web.StreamResponse:
     """``outcome`` posted (``platform_ref``: its id or address, optional) or not_posted (sent again;
@@ -32,11 +42,7 @@ async def settle_reply(request: web.Request) -> web.StreamResponse:
     outcome = str(form.get("outcome") or "")
     pasted = str(form.get("platform_ref") or "").strip()[:MAX_PASTED + 1]
     to_moderation = form.get("back") == "moderation"
-    async with request.app[RUNTIME].db.session() as session:
-        await existing(session, conv_id)
-        reply = await session.get(Reply, reply_id)
-        if reply is None or reply.conversation_id != conv_id:
-            raise web.HTTPNotFound(reason="no such reply in this conversation")
+    reply = await _reply_of(request, conv_id, reply_id)
     try:
         if outcome == "posted":
             done = await settle.reply_posted(request, reply_id, pasted)
@@ -62,11 +68,7 @@ async def copy_gone(request: web.Request) -> web.StreamResponse:
     ``how`` delete (the service deletes it on the platform) or deleted (a person deleted it there)."""
     conv_id, reply_id = path_id(request), path_id(request, "reply_id")
     form = await form_of(request)
-    async with request.app[RUNTIME].db.session() as session:
-        await existing(session, conv_id)
-        reply = await session.get(Reply, reply_id)
-        if reply is None or reply.conversation_id != conv_id:
-            raise web.HTTPNotFound(reason="no such reply in this conversation")
+    reply = await _reply_of(request, conv_id, reply_id)
     try:
         how = str(form.get("how") or "")
         if how not in ("delete", "deleted"):
