@@ -201,7 +201,7 @@ def create_app(runtime: Any, demo_login: tuple[str, str] | None = None) -> web.A
     app[RUNTIME] = runtime
     app[AUTH] = Auth(secret, cookie_secure=settings.cookie_secure)
     app[DEMO_LOGIN] = demo_login
-    app.router.add_routes(login.routes())
+    app.router.add_routes(login.routes(app[AUTH].secret))
     from console import admin, api, digest_schedule, digest_views, events, metrics_views, queue, webhooks_out
     events.install(app)  # the care team's console, bot API, digest and metrics (issue 7)
     webhooks_out.install(app)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import ipaddress
 import logging
 import math
@@ -160,12 +161,6 @@ def issue_device(request: web.Request, response: web.StreamResponse, user: User)
                         httponly=True, secure=request.app[AUTH].cookie_secure, samesite="Lax")
 
 
-def _counter_key(kind: str, value: str) -> str:
-    """A counter's key in the database: hashed, as a name typed there may be a password pasted into
-    the wrong field, and a device nonce is a credential of sorts."""
-    return f"{COUNTER_PREFIX}{kind}:{hashlib.sha256(value.encode()).hexdigest()}"
-
-
 class LoginThrottle:
     """Failed sign-ins. Per user name and per device cookie in the database (``rate_counters``), so the
     limits hold however many web processes share the sign-ins; per client address in this process's
@@ -176,8 +171,8 @@ class LoginThrottle:
     sent all at once cannot slip past a limit together; a good one takes its count back. A key's window
     of ``THROTTLE_SECONDS`` starts at its first failure."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self.clock = clock
+    def __init__(self, secret: bytes, clock: Callable[[], float] = time.time) -> None:
+        self.secret, self.clock = secret, clock
         self.by_address = _Attempts(ADDRESS_FAILURES, THROTTLE_SECONDS, clock)
         self.noted = RateLimiter(1, THROTTLE_SECONDS, clock)  # one audit entry per refused key and window
         self.pruned = -math.inf  # when this process last deleted the ended windows' counters
@@ -185,30 +180,40 @@ class LoginThrottle:
     def _shared(self, db: Any, limit: int) -> SharedRateLimiter:
         return SharedRateLimiter(db, limit, THROTTLE_SECONDS, self.clock)
 
+    def _key(self, kind: str, value: str) -> str:
+        """A counter's key in the database: keyed with the console's secret (every web process has
+        it), as a name typed there may be a password pasted into the wrong field, and a device nonce
+        is a credential of sorts: a plain hash of either could be reversed from a dictionary."""
+        mac = hmac.new(self.secret, f"login:{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+        return f"{COUNTER_PREFIX}{kind}:{mac}"
+
     async def attempt(self, db: Any, name: str, address: str,
                       device: str | None = None) -> tuple[str, float, bool] | None:
         """Count this attempt, or say why it is refused: (which limit, seconds to wait, whether to
-        audit the refusal). ``device``: the nonce of a valid device cookie for ``name``."""
+        audit the refusal). ``device``: the nonce of a valid device cookie for ``name``. The address
+        is counted before the first await, so attempts sent together are all counted there."""
+        if device is None:
+            if wait := self.by_address.wait(address):
+                return "address", wait, self.noted.hit(("address", address))
+            self.by_address.hit(address)
         await self._prune(db)
         if device is not None:
             return await self._counted(self._shared(db, DEVICE_FAILURES), "device", device)
-        if wait := self.by_address.wait(address):
-            return "address", wait, self.noted.hit(("address", address))
         if (refused := await self._counted(self._shared(db, NAME_FAILURES), "user", name)) is not None:
+            self.by_address.refund(address)  # refused by the name's limit: not an address's failure
             return refused
-        self.by_address.hit(address)
         return None
 
     async def _counted(self, limiter: SharedRateLimiter, kind: str, value: str) -> tuple[str, float, bool] | None:
-        key = _counter_key(kind, value)
+        key = self._key(kind, value)
         hits, left = await limiter.count(key)
         return None if hits <= limiter.limit else (kind, left, self.noted.hit(key))
 
     async def succeeded(self, db: Any, name: str, address: str, device: str | None = None) -> None:
         if device is not None:  # only the cookie starts over: the name's failures are someone else's
-            await self._shared(db, DEVICE_FAILURES).forget(_counter_key("device", device))
+            await self._shared(db, DEVICE_FAILURES).forget(self._key("device", device))
             return
-        await self._shared(db, NAME_FAILURES).forget(_counter_key("user", name))  # the name starts over;
+        await self._shared(db, NAME_FAILURES).forget(self._key("user", name))  # the name starts over;
         self.by_address.refund(address)  # the address only takes back this attempt, so one good
         # account cannot clear the failures of other names
 
@@ -293,9 +298,10 @@ async def logout(request: web.Request) -> web.Response:
                   status=403 if request.method == "POST" else 200)
 
 
-def routes(throttle: LoginThrottle | None = None) -> list[web.RouteDef]:
-    """The routes, with one throttle for the app they are added to."""
-    throttle = throttle or LoginThrottle()
+def routes(secret: bytes, throttle: LoginThrottle | None = None) -> list[web.RouteDef]:
+    """The routes, with one throttle for the app they are added to (its counters keyed with ``secret``,
+    the console's)."""
+    throttle = throttle or LoginThrottle(secret)
 
     async def submit(request: web.Request) -> web.Response:
         return await login_submit(request, throttle)

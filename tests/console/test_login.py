@@ -5,6 +5,7 @@ the demo's password is shown only to a browser on this machine."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 
@@ -101,7 +102,7 @@ async def test_sign_ins_sent_all_at_once_cannot_slip_past_the_limit_together(app
 
 async def test_the_throttle_lifts_when_its_window_ends_and_a_good_sign_in_gives_its_count_back(runtime):
     now = [1000.0]
-    throttle, db = login_mod.LoginThrottle(clock=lambda: now[0]), runtime.db
+    throttle, db = login_mod.LoginThrottle(b"k", clock=lambda: now[0]), runtime.db
     for _ in range(login_mod.NAME_FAILURES):
         assert await throttle.attempt(db, "bob", "10.0.0.1") is None
     assert await throttle.attempt(db, "bob", "10.0.0.2") == ("user", login_mod.THROTTLE_SECONDS, True)
@@ -124,7 +125,7 @@ async def test_every_web_process_counts_a_names_failures_together_and_none_keeps
     failures are counted in the database, so ten guesses spread over two processes lock the name
     in both; the counters hold no name as typed, and an ended window's counters are deleted."""
     now = [1000.0]
-    first, second = (login_mod.LoginThrottle(clock=lambda: now[0]) for _ in range(2))
+    first, second = (login_mod.LoginThrottle(b"k", clock=lambda: now[0]) for _ in range(2))
     for i in range(login_mod.NAME_FAILURES):
         assert await (first if i % 2 else second).attempt(runtime.db, "bob", f"10.0.0.{i}") is None
     assert (await first.attempt(runtime.db, "bob", "10.0.1.1"))[0] == "user"
@@ -133,10 +134,20 @@ async def test_every_web_process_counts_a_names_failures_together_and_none_keeps
     async with runtime.db.session() as s:
         keys = list(await s.scalars(select(RateCounter.key)))
     assert len(keys) == 2 and not any("bob" in k or "alice" in k for k in keys)
+    plain = {hashlib.sha256(n.encode()).hexdigest() for n in ("bob", "alice", "login:user:bob", "login:user:alice")}
+    assert not any(k.rsplit(":", 1)[1] in plain for k in keys)  # keyed with the secret: no dictionary reverses it
     now[0] += login_mod.THROTTLE_SECONDS  # the windows ended: the next attempt deletes their counters
     assert await first.attempt(runtime.db, "carol", "10.0.2.1") is None
     async with runtime.db.session() as s:
         assert await s.scalar(select(func.count()).select_from(RateCounter)) == 1  # carol's alone
+
+
+async def test_attempts_sent_together_from_one_address_are_all_counted_against_it(runtime):
+    throttle = login_mod.LoginThrottle(b"k")
+    results = await asyncio.gather(*(throttle.attempt(runtime.db, f"user{i}", "10.9.9.9")
+                                     for i in range(login_mod.ADDRESS_FAILURES + 20)))
+    assert sum(r is None for r in results) == login_mod.ADDRESS_FAILURES
+    assert {r[0] for r in results if r is not None} == {"address"}
 
 
 async def test_an_unknown_or_disabled_name_costs_a_password_check(app_client, runtime, monkeypatch):

@@ -179,7 +179,7 @@ def test_the_device_cookie_is_secure_when_the_session_cookie_is(secure):
 
 async def test_a_device_counts_on_its_own_and_a_good_sign_in_clears_only_its_count(runtime):
     now = [1000.0]
-    throttle, db = login_mod.LoginThrottle(clock=lambda: now[0]), runtime.db
+    throttle, db = login_mod.LoginThrottle(b"k", clock=lambda: now[0]), runtime.db
     for _ in range(login_mod.NAME_FAILURES):
         assert await throttle.attempt(db, "bob", "10.0.0.1") is None
     assert (await throttle.attempt(db, "bob", "10.0.0.1"))[0] == "user"
