@@ -38,6 +38,7 @@ from sqlalchemy import select, update
 
 from community.decisions import EXPOSED, exposes_personal_data
 from console.api.actions import as_asked, record_effect
+from console.claims import holder_name, try_claim
 from console.keys import PRINCIPAL, RUNTIME
 from console.posted_ids import NotAnId, posted_id
 from console.queue_data import claim_is_live
@@ -254,10 +255,12 @@ async def copy_gone(request: web.Request, reply_id: int, which: str, *, delete: 
         where = platform_name(reply.platform)
         if delete and reply.visibility != "public":
             raise Refused(422, f"a private message is not deleted from here: delete it on {where}, then say so")
-        conv = await session.get(Conversation, reply.conversation_id) if reply.conversation_id else None
-        if delete and conv is not None and claim_is_live(conv) and conv.claimed_by != p.user_id:
-            holder = await session.scalar(select(User.username).where(User.id == conv.claimed_by))
-            raise Refused(409, f"{holder or 'someone'} is working on this conversation: nothing was deleted")
+        # the conversation's claim, taken atomically: two people never settle the two copies at once
+        if reply.conversation_id and not await try_claim(session, reply.conversation_id, p.user_id):
+            holder = await holder_name(session, reply.conversation_id)
+            raise Refused(409, f"{holder} is working on this conversation: nothing was "
+                               f"{'deleted' if delete else 'recorded'}")
+        await session.commit()
     connector = next((c for c in rt.connectors if c.platform == reply.platform), None)
     if delete and connector is None:
         raise Refused(503, f"no connector for {where}: delete it there, then say so")
@@ -269,13 +272,19 @@ async def copy_gone(request: web.Request, reply_id: int, which: str, *, delete: 
             done = ActionResult(ok=False, error=f"{type(exc).__name__}: {exc}")
         if not done.ok:
             raise Refused(502, f"{where} refused to delete {external_id}: {(done.error or 'no reason')[:200]}")
+    asked = copies
     async with rt.db.session() as session:
-        reply, copies = await _doubled(session, reply_id)  # another person may have settled it meanwhile
-        await duplicates.copy_deleted(session, reply, copies, which, p.actor, by_us=delete)
+        await session.scalar(select(Reply.id).where(Reply.id == reply_id).with_for_update())  # one recorder
+        reply = await session.get(Reply, reply_id)
+        copies = (await duplicates.doubled(session, {reply.id: reply.status})).get(reply.id)
+        await duplicates.copy_deleted(session, reply, copies or asked, which, p.actor, by_us=delete)
         await session.commit()
     said = "Deleted" if delete else "Recorded as deleted"
-    return Outcome(reply.status, f"{said}: the {'earlier attempt' if which == 'earlier' else 'sent again'} copy "
-                                 f"on {where}; the reply is there once.")
+    copy = "earlier attempt" if which == "earlier" else "sent again"
+    if copies is None:  # settled meanwhile (the same person in another tab): the other copy is gone too
+        return Outcome(reply.status, f"{said}: the {copy} copy on {where}; the other copy was settled meanwhile, so "
+                                     f"the reply may no longer be on {where}: check there.")
+    return Outcome(reply.status, f"{said}: the {copy} copy on {where}; the reply is there once.")
 
 
 async def _doubled(session: Any, reply_id: int) -> tuple[Reply, dict[str, list[str]]]:

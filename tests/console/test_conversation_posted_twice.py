@@ -6,6 +6,7 @@ taken back) the notice goes. Other replies, and other conversations, say nothing
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 
@@ -201,7 +202,8 @@ async def test_a_taken_back_reply_shows_no_notice(client, rt):
 
 async def test_what_the_copy_form_refuses(client, rt, second_browser):
     """Not a moderator's (read-only); not a private message deleted from here; not while another agent
-    holds the conversation (deleting acts on it, as sending again does); a copy named that is not one."""
+    holds the conversation (deleting or saying a copy is gone acts on it, as sending again does); a
+    copy named that is not one."""
     m = await add_mention(rt, "charged twice?", handle="pat")
     twice = await sent_reply(rt, m, ids=["2002", "1001"])
     dm = await sent_reply(rt, m, ids=["dm-2", "dm-1"], visibility="private")
@@ -222,9 +224,38 @@ async def test_what_the_copy_form_refuses(client, rt, second_browser):
     r = await copies(client, csrf, m, twice, "earlier", "delete")
     assert r.status == 409 and "bob is working on this conversation: nothing was deleted" in await r.text()
     assert platform(rt, "x").calls == []
-    assert (await copies(client, csrf, m, twice, "earlier", "deleted")).status in (302, 303)  # recording: no claim
+    r = await copies(client, csrf, m, twice, "earlier", "deleted")  # saying it is gone acts on it too
+    assert r.status == 409 and "bob is working on this conversation: nothing was recorded" in await r.text()
+    r = await second_browser.post(f"/conversations/{m.conversation_id}/replies/{twice}/copies", allow_redirects=False,
+                                  data={"csrf_token": bob, "copy": "earlier", "how": "deleted"})
+    assert r.status in (302, 303)  # bob holds it
     mod = await login(second_browser, "mod")
     r = await second_browser.post(f"/conversations/{m.conversation_id}/replies/{dm}/copies", allow_redirects=False,
                                   data={"csrf_token": mod, "copy": "earlier", "how": "deleted"})
     assert r.status == 403 and await audited(rt, "reply.copy_deleted") != [] and \
         len(await audited(rt, "reply.copy_deleted")) == 1
+
+
+async def test_two_agents_settling_the_two_copies_at_once_never_delete_both(client, rt, second_browser):
+    """Each takes the conversation's claim first, atomically: one deletes its copy, the other is told
+    who holds the conversation, and the reply stays on X once."""
+    m = await add_mention(rt, "charged twice?", handle="pat")
+    twice = await sent_reply(rt, m, ids=["2002", "1001"])
+    await audit_twice(rt, twice, m, ["1001"], ["2002"])
+    x = platform(rt, "x")
+    perform = x.perform
+
+    async def slow(action):  # noqa: ANN001, ANN202 - the platform takes its time
+        await asyncio.sleep(0.3)
+        return await perform(action)
+
+    x.perform = slow
+    alice, bob = await login(client, "alice"), await login(second_browser, "bob")
+    first, second = await asyncio.gather(
+        copies(client, alice, m, twice, "earlier", "delete"),
+        second_browser.post(f"/conversations/{m.conversation_id}/replies/{twice}/copies", allow_redirects=False,
+                            data={"csrf_token": bob, "copy": "later", "how": "delete"}))
+    assert sorted([first.status, second.status]) == [303, 409]
+    assert len(x.calls) == 1 and len(await audited(rt, "reply.copy_deleted")) == 1
+    reply = await get(rt, Reply, twice)
+    assert len(reply.external_ids) == 1 and reply.external_ids[0] != x.calls[0].target_external_id
