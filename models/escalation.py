@@ -50,8 +50,9 @@ class CustomerSession(IdMixin, Base):
 
 
 class RateCounter(Base):
-    """A fixed-window request count shared by every web process (the per-case limits of the
-    customer pages): ``window_no`` numbers the window since the epoch, ``hits`` counts within it."""
+    """A request count shared by every web process (the per-case limits of the customer pages, the
+    sign-in limits per name and device): ``window_no`` holds the key's current window's start in epoch
+    milliseconds (it starts at the key's first hit), ``hits`` counts within it."""
 
     __tablename__ = "rate_counters"
     key: Mapped[str] = mapped_column(String(120), primary_key=True)

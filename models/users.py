@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, event, inspect, text
+from sqlalchemy import ForeignKey, Index, String, Text, event, inspect, text
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.orm.base import NO_VALUE
 
@@ -59,6 +59,8 @@ class AuditEvent(IdMixin, Base):
     """Who did what, when and why. Never holds personal data in ``details``."""
 
     __tablename__ = "audit_events"
+    # "was this object audited so?" in one lookup (the API cursor's dead letters, a reply's copies)
+    __table_args__ = (Index("ix_audit_events_action_object", "action", "object_type", "object_id"),)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(100))
     action: Mapped[str] = mapped_column(String(100), index=True)

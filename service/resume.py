@@ -10,8 +10,10 @@ still on its way does nothing twice. With Redis Streams the messages outlive the
 redelivered: nothing to do there (:meth:`service.runtime.Runtime.start`).
 
 What no stage will ever finish is left out: posts deleted on their platform (never triaged) and
-erased posts (never routed); so is a post whose message sits in the dead letters
-(:mod:`service.dead_mentions`): retrying it is an admin's call (`socialcare deadletter retry`). What ingest had not stored is not in the database; the shutdown drains
+erased posts (never routed). The in-process bus keeps its dead letters in memory too, so a message
+dead-lettered by the last process is gone with it: its post is handed to its stage again like the
+rest (a poison message is dead-lettered again after its attempts, where an admin sees it).
+What ingest had not stored is not in the database; the shutdown drains
 the ingest queue first for that reason (:meth:`service.runtime.Runtime.close`).
 """
 
@@ -25,19 +27,16 @@ from sqlalchemy import and_, exists, select
 
 from models import Mention, RouteDecision, TriageResult
 from models.mentions import ERASED_TEXT
-from service.dead_mentions import dead_lettered
 
 log = logging.getLogger("socialcare.pipeline")
 PAGE = 1000  # ids published per bus call
 
 _M, _T, _D = Mention.__table__.c, TriageResult.__table__.c, RouteDecision.__table__.c
-_LIVE = and_(_M.deleted.is_(False), _M.text != ERASED_TEXT, ~dead_lettered(_M.id))  # a dead letter: an admin's
+_LIVE = and_(_M.deleted.is_(False), _M.text != ERASED_TEXT)
 UNTRIAGED = select(_M.id).where(_LIVE, ~exists().where(_T.mention_id == _M.id)).order_by(_M.id)
 UNROUTED = (select(_M.id).select_from(Mention.__table__.join(TriageResult.__table__, _T.mention_id == _M.id))
             .where(_LIVE, ~exists().where(_D.mention_id == _M.id)).order_by(_M.id))
-UNACTED = (select(_D.mention_id, _D.outcome).select_from(RouteDecision.__table__.join(
-    Mention.__table__, _M.id == _D.mention_id)).where(_D.acted_at.is_(None), ~dead_lettered(_M.id))
-    .order_by(_D.mention_id))
+UNACTED = select(_D.mention_id, _D.outcome).where(_D.acted_at.is_(None)).order_by(_D.mention_id)
 
 
 async def unfinished(db: Any) -> dict[str, list[tuple[str, dict[str, Any]]]]:
