@@ -37,6 +37,11 @@ _WRITTEN_EMAIL = re.compile(
 )
 _WRITTEN_TLDS = {"com", "net", "org", "edu", "gov", "io", "co", "uk", "us", "ca", "au", "de", "fr", "es", "it",
                  "nl", "ie", "in", "me", "info", "biz", "mail"}
+# with a bare " at ", the address must look like one: a mail provider's domain, or a local part no word
+# is ("jane.doe", "kim_88"); "we met at acme dot com" names a site, and hiding that post would be wrong
+_MAIL_PROVIDERS = {"gmail", "googlemail", "yahoo", "hotmail", "outlook", "live", "msn", "icloud", "me", "mac", "aol",
+                   "protonmail", "proton", "gmx", "yandex", "mail", "zoho", "comcast", "verizon", "att", "btinternet",
+                   "sky", "virginmedia", "orange", "free", "web", "t-online", "libero", "qq", "163"}
 _PHONE = re.compile(
     r"(?<![\w#/$€£.-])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{2,4}[\s.-])\d{3,4}[\s.-]?\d{3,4}(?![\w/.-]*\d)(?!\.\d)"
 )
@@ -139,10 +144,18 @@ def _written_emails(text: str) -> list[PiiSpan]:
         return []
     out = []
     for m in _WRITTEN_EMAIL.finditer(text):
-        bracketed = "[" in m.group("at") or "(" in m.group("at") or "{" in m.group("at") or "<" in m.group("at")
-        if bracketed or (re.search(r"(?i)\bdot\b", m.group()) and m.group("tld").lower() in _WRITTEN_TLDS):
+        if any(b in m.group("at") for b in "[({<") or _written_out(m):
             out.append(PiiSpan("email", m.start(), m.end()))
     return out
+
+
+def _written_out(m: re.Match[str]) -> bool:
+    """A bare "name at domain dot tld" that reads as an address, not as prose."""
+    if not re.search(r"(?i)\bdot\b", m.group()) or m.group("tld").lower() not in _WRITTEN_TLDS:
+        return False
+    local = m.group()[:m.start("at") - m.start()]
+    domain = re.split(r"(?i)[ \t]*[\[({<]?[ \t]*dot\b|\.", m.group()[m.end("at") - m.start():])[0].strip().lower()
+    return domain in _MAIL_PROVIDERS or bool(re.search(r"[\d._%+-]", local))
 
 
 def _overlaps(start: int, end: int, spans: list[PiiSpan]) -> bool:
