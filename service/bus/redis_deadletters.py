@@ -64,6 +64,13 @@ if TYPE_CHECKING:
     from service.bus.redis_streams import RedisStreamsBus
 
 log = logging.getLogger("socialcare.bus")
+
+
+def _rebuild_failed(done: asyncio.Future) -> None:
+    """A rebuild no scrape waited for to its end: its failure is logged, not left unread."""
+    if not done.cancelled() and (exc := done.exception()) is not None:
+        log.warning("rebuilding the dead letters' index failed (%s: %s); the next count tries again",
+                    type(exc).__name__, exc)
 MOVED_S = 86400  # how long an id read before a rewrite still reaches the letter (a listing left open)
 
 _INDEX = """
@@ -275,6 +282,7 @@ class DeadLetterStore:
         if not whole:
             if self._rebuilding is None or self._rebuilding.done():
                 self._rebuilding = asyncio.ensure_future(self.rebuild())
+                self._rebuilding.add_done_callback(_rebuild_failed)  # read even when no caller waits anymore
             await asyncio.shield(self._rebuilding)
             whole, counts = await self._look("count dead letters", lambda pipe: pipe.hgetall(per_topic))
         return {_s(t): int(n) for t, n in counts.items() if int(n) > 0}
