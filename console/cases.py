@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from console import flash
 from console.auth import AUTH, Principal, require
+from console.case_chat import chat_lines, link_states
 from console.error_pages import wants_html
 from console.keys import PRINCIPAL, RUNTIME
 from console.paths import parse_id, path_id
@@ -102,14 +103,15 @@ async def _case_view(request: web.Request, *, error: str | None = None, status: 
         for viewed in [customer] if customer else [c for c, _ in verified_as]:
             record(session, p.actor, "customer.viewed", "customer", viewed.id, reason=f"case {case.id}")
         record(session, p.actor, "case.viewed", "case", case.id)
-        messages = await chat.history(session, case.id)
+        messages = await chat_lines(session, await chat.history(session, case.id))
+        links = await link_states(session, case.id)
         assignee = await session.get(User, case.assigned_to) if case.assigned_to else None
         breaches = list(await session.scalars(select(SlaBreach).where(SlaBreach.case_id == case.id)))
         opening = await session.get(Mention, case.opened_by_mention_id) if case.opened_by_mention_id else None
         opening_text = _snippet(opening, await session.get(TriageResult, opening.id) if opening else None)
         await session.commit()
     return render(request, "case.html", status=status, case=case, customer=shown, linked=customer is not None,
-                  verified_as=verified_as, recent=recent, messages=messages, assignee=assignee,
+                  verified_as=verified_as, recent=recent, messages=messages, links=links, assignee=assignee,
                   breaches={b.kind for b in breaches} | {kind for kind, _ in sla.missed(case, utcnow())},
                   mine=case.assigned_to == p.user_id, opening_text=opening_text, error=error)
 

@@ -57,6 +57,12 @@ def end_of_day(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)
 
 
+def last_day(d: Digest) -> date:
+    """The last day (UTC) a digest covers, what its files and mail are named by: its end is the
+    midnight after that day (``end=2026-11-20`` ends 2026-11-21 00:00), or now for one up to now."""
+    return utc_day(d.end - timedelta(microseconds=1))
+
+
 def utc_day(at: datetime) -> date:
     """The day (UTC) of a stored time (SQLite hands times back naive: they are UTC)."""
     return (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC).date()

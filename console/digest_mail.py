@@ -14,7 +14,7 @@ from email.utils import make_msgid
 from typing import Any
 
 from console.charts import Chart, all_charts
-from console.digest import Digest, to_csv
+from console.digest import Digest, last_day, to_csv
 from console.render import _JINJA
 
 
@@ -49,7 +49,7 @@ def plain_text(d: Digest) -> str:
 
 def build_email(d: Digest, charts: list[Chart], *, sender: str, recipients: list[str]) -> EmailMessage:
     msg = EmailMessage()
-    msg["Subject"] = f"Sentiment digest ({'daily' if d.period == 'day' else 'weekly'}) — {d.end:%Y-%m-%d}"
+    msg["Subject"] = f"Sentiment digest ({'daily' if d.period == 'day' else 'weekly'}) — {last_day(d):%Y-%m-%d}"
     msg["From"] = sender
     msg["To"] = ", ".join(recipients)
     msg.set_content(plain_text(d))
@@ -60,7 +60,7 @@ def build_email(d: Digest, charts: list[Chart], *, sender: str, recipients: list
         html_part.add_related(c.png, maintype="image", subtype="png", cid=f"<{cids[c.name]}>",
                               filename=f"{c.name}.png")
     msg.add_attachment(to_csv(d).encode(), maintype="text", subtype="csv",
-                       filename=f"digest-{d.period}-{d.end:%Y%m%d}.csv")
+                       filename=f"digest-{d.period}-{last_day(d):%Y%m%d}.csv")
     return msg
 
 

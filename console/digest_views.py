@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from console.api.common import ApiError, api, known_query
 from console.auth import require
-from console.digest import PERIODS, compute, end_of_day, latest_day_before, to_csv, to_json
+from console.digest import PERIODS, compute, end_of_day, last_day, latest_day_before, to_csv, to_json
 from console.digest_mail import charts_for, page_charts, render_html
 from console.digest_schedule import next_send, retry_until, send_once
 from console.keys import PRINCIPAL, RUNTIME
@@ -87,7 +87,7 @@ async def digest_csv(request: web.Request) -> web.Response:
     period = _period(request.query.get("period", "week"))
     d = await _digest(request, period, _end(request))
     return web.Response(text=to_csv(d), content_type="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="digest-{period}-{d.end:%Y%m%d}.csv"'})
+        "Content-Disposition": f'attachment; filename="digest-{period}-{last_day(d):%Y%m%d}.csv"'})
 
 
 @require(*MARKETING)
@@ -96,7 +96,7 @@ async def digest_html(request: web.Request) -> web.Response:
     period = _period(request.query.get("period", "week"))
     d = await _digest(request, period, _end(request))
     return web.Response(text=render_html(d, await charts_for(d)), content_type="text/html", headers={
-        "Content-Disposition": f'attachment; filename="digest-{period}-{d.end:%Y%m%d}.html"',
+        "Content-Disposition": f'attachment; filename="digest-{period}-{last_day(d):%Y%m%d}.html"',
         "Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'"})
 
 

@@ -3,6 +3,8 @@ everyone affected and closing with a "fixed" follow-up (both delivered through t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -11,16 +13,62 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from community import broadcast
 from community.incidents import SpikePolicy
+from console import events
 from console.auth import Principal, require
 from console.keys import PRINCIPAL, RUNTIME
 from console.paths import path_id
 from console.queries import public_text
 from console.render import render
-from models import Author, Incident, IncidentMention, Mention, Reply, TriageResult
+from models import Author, Incident, IncidentMention, IncidentUpdate, Mention, Reply, TriageResult
+from models.base import utcnow
 from service.dispatch import Dispatcher
 from service.stranded import PACED_KINDS
 
 SHOWN = 50  # affected posts listed on an incident's page
+
+
+@dataclass(frozen=True)
+class Collecting:
+    """An open incident still collecting reports, as the queue's banner shows it."""
+
+    incident: Incident
+    reports: int
+    latest: datetime  # the newest report's time (event time), else when it opened
+    status_at: datetime | None  # when the last status message went out; None: nobody was told anything yet
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)  # stored naive on SQLite, always UTC
+
+
+async def collecting(session: AsyncSession, policy: SpikePolicy) -> list[Collecting]:
+    """The open incidents a report written now would still join (community.incidents): their newest
+    report is within ``quiet_after`` of the service's clock. That clock is event time, as the
+    detector's: the newest post ingested, never past now, so a replayed day (the demo's) shows its
+    spike while it streams, and live traffic reads the wall clock."""
+    opened = list(await session.scalars(select(Incident).where(Incident.status == "open")
+                                        .order_by(Incident.opened_at.desc()).limit(50)))
+    if not opened:
+        return []
+    stats = {iid: (n, latest) for iid, n, latest in await session.execute(
+        select(IncidentMention.incident_id, func.count(), func.max(Mention.created_at))
+        .join(Mention, Mention.id == IncidentMention.mention_id)
+        .where(IncidentMention.incident_id.in_([i.id for i in opened])).group_by(IncidentMention.incident_id))}
+    told = dict((await session.execute(
+        select(IncidentUpdate.incident_id, func.max(IncidentUpdate.created_at))
+        .where(IncidentUpdate.incident_id.in_([i.id for i in opened]), IncidentUpdate.kind == "status")
+        .group_by(IncidentUpdate.incident_id))).all())
+    newest = await session.scalar(select(func.max(Mention.created_at)))
+    now = utcnow()
+    clock = min(now, _aware(newest)) if newest is not None else now
+    out = []
+    for incident in opened:
+        reports, latest = stats.get(incident.id, (0, None))
+        latest = _aware(latest or incident.opened_at)
+        if latest + policy.quiet_after >= clock:
+            status_at = told.get(incident.id)
+            out.append(Collecting(incident, int(reports), latest, _aware(status_at) if status_at else None))
+    return out
 
 
 def _incident_id(request: web.Request) -> int:
@@ -108,6 +156,7 @@ async def _act(request: web.Request, closing: bool) -> web.Response:
         except broadcast.IncidentError as exc:
             raise web.HTTPBadRequest(reason=str(exc)) from exc
         await session.commit()
+    events.emit(request, "incident", [incident_id])  # the queues' banners say whether a status went out
     await _deliver(request, [r.id for r in replies])
     raise web.HTTPSeeOther(f"/incidents/{incident_id}")
 

@@ -8,7 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
-NAV = (("/queue", "Queue"), ("/mentions", "Routed mentions"), ("/cases", "Private cases"),
+# short labels: an admin's eleven links and who is signed in fit one row of a 1366 px laptop; each
+# page's own heading gives the long name ("Routed mentions", "Private cases")
+NAV = (("/queue", "Queue"), ("/mentions", "Mentions"), ("/cases", "Cases"),
        ("/incidents", "Incidents"), ("/moderation", "Moderation"), ("/knowledge", "Knowledge"),
        ("/digest", "Digest"), ("/service-metrics", "Metrics"), ("/connectors", "Connectors"),
        ("/admin/users", "Admin"), ("/admin/deadletters", "Dead letters"))

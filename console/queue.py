@@ -11,10 +11,12 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import select
 
+from community.incidents import SpikePolicy
 from community.routing import PRIVATE_SENSITIVITY
 from console import claims, events, flash, replies
 from console.auth import require
 from console.conversation import AGENTS, conversation_page, report, set_tags
+from console.incidents import collecting
 from console.keys import RUNTIME
 from console.queue_data import clean_filters, queue_items, unknown_replies
 from console.render import render
@@ -38,7 +40,9 @@ async def queue_page(request: web.Request) -> web.Response:
         items = await queue_items(session, filters)
         channels = sorted(set(await session.scalars(select(Mention.platform).distinct())))
         unknown = await unknown_replies(session)
+        incidents = await collecting(session, SpikePolicy.from_settings(rt.settings))
     response = render(request, "queue.html", items=items, filters=filters, channels=channels, unknown=unknown,
+                      incidents=incidents,
                       notice=carried.get("notice"), resolved=carried.get("resolved"), **_filter_options())
     flash.forget(request, response)
     return response
@@ -54,6 +58,15 @@ async def queue_rows(request: web.Request) -> web.Response:
     return render(request, "queue_rows.html", items=items, filters=filters)
 
 
+@require(*AGENTS)
+async def queue_incidents(request: web.Request) -> web.Response:
+    """The banners of the incidents collecting reports, for the live page to swap in with its rows."""
+    rt = request.app[RUNTIME]
+    async with rt.db.session() as session:
+        incidents = await collecting(session, SpikePolicy.from_settings(rt.settings))
+    return render(request, "queue_incidents.html", incidents=incidents)
+
+
 @require("agent", "moderator")
 async def queue_events(request: web.Request) -> web.StreamResponse:
     return await events.stream(request)
@@ -65,6 +78,7 @@ def routes() -> list[web.RouteDef]:
         web.get("/queue", queue_page),
         web.get("/queue/rows", queue_rows),
         web.get("/queue/events", queue_events),
+        web.get("/queue/incidents", queue_incidents),
         web.get(cid, conversation_page),
         web.post(cid + "/claim", claims.claim),
         web.post(cid + "/release", claims.release),

@@ -8,12 +8,14 @@ from typing import Any
 import jinja2
 from aiohttp import web
 
+from console.actors import GLOBALS as ACTORS
 from console.times import GLOBALS
 
 HERE = Path(__file__).resolve().parent
 _JINJA = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                             autoescape=jinja2.select_autoescape(["html"]))
 _JINJA.globals.update(GLOBALS)  # times with their date and how late (console.times)
+_JINJA.globals.update(ACTORS)  # "mod1", "a bot (NAME)", "the service" for stored actors (console.actors)
 
 
 def render(request: web.Request, name: str, *, status: int = 200, **ctx: Any) -> web.Response:

@@ -25,6 +25,22 @@
     return sender;
   }
 
+  /* the agent's page says when and where each message was written, as the server renders it: a
+     message arriving live was said in the secure chat (or by the service) today */
+  function where(message) {
+    var at = new Date(/[zZ]|[+-]\d\d:\d\d$/.test(message.at) ? message.at : message.at + "Z");
+    var span = document.createElement("span");
+    span.className = "where";
+    var time = document.createElement("time");
+    if (!isNaN(at.getTime())) {
+      time.setAttribute("datetime", at.toISOString());
+      time.textContent = at.toISOString().slice(11, 16);
+    }
+    span.appendChild(time);
+    span.appendChild(document.createTextNode(" UTC · " + (message.sender === "system" ? "the service" : "secure chat")));
+    return span;
+  }
+
   function show(message) {
     if (seen[message.id]) { return; }
     seen[message.id] = true;
@@ -38,6 +54,7 @@
     body.className = "body";
     body.textContent = message.body;
     item.appendChild(name);
+    if (me !== "customer" && message.at) { item.appendChild(where(message)); }
     item.appendChild(body);
     list.appendChild(item);
     item.scrollIntoView({block: "end"});

@@ -23,7 +23,8 @@
     var source = new EventSource("/queue/events");
     source.onopen = function () { liveState("live", true); };
     source.onerror = function () { liveState("reconnecting", false); };
-    ["routed", "ingested", "deleted", "claimed", "released", "replied", "resolved", "reopened", "tagged", "taken_private"]
+    ["routed", "ingested", "deleted", "claimed", "released", "replied", "resolved", "reopened", "tagged", "taken_private",
+     "incident"]
       .forEach(function (name) {
         source.addEventListener(name, function (msg) {
           var data = {};
@@ -35,6 +36,7 @@
 
   if (kind === "queue") {
     var body = document.getElementById("queue-rows");
+    var banners = document.getElementById("incidents");
     var selected = 0;
     var selectedId = null;  /* the conversation under the cursor: a refresh re-orders rows, c/o must not move */
     var timer = null;
@@ -72,6 +74,12 @@
           reselect();
         })
         .catch(function () { liveState("refresh failed", false); });
+      if (banners) {  /* the open incidents' banners: one may have opened, grown, gone quiet or had a status */
+        fetch("/queue/incidents", {credentials: "same-origin"})
+          .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.text(); })
+          .then(function (html) { banners.innerHTML = html; })  /* server-rendered and escaped */
+          .catch(function () { liveState("refresh failed", false); });
+      }
     };
     body.addEventListener("click", function (ev) {  /* a click on a row (or its link) is looking at it */
       var row = ev.target.closest && ev.target.closest("tr.item");

@@ -1,7 +1,8 @@
 """In a real browser (Debian's Chromium), what the care team's pages do in JavaScript: `e` asks before
 resolving a conversation we never answered and the queue then names it, a take-over gives back the
-reply being written, rows that arrived stay marked new until the agent looks at them, and a long
-template line wraps at 1366 px instead of widening the page."""
+reply being written, rows that arrived stay marked new until the agent looks at them, a long
+template line wraps at 1366 px instead of widening the page, an incident's banner appears on the live
+queue, an admin's nav is one row at 1366 px, and a chat line sent live says when and where."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from sqlalchemy import select, update
 
 from console.events import EVENTS
-from models import Conversation, Reply, Template, User
+from models import Case, Conversation, Incident, IncidentMention, Reply, Template, User
 from tests.browser.conftest import ARGS, CHROMIUM, shot
 from tests.console import browser_support
 from tests.console.conftest import PASSWORDS, add_mention
@@ -173,3 +174,63 @@ async def test_a_template_with_a_long_line_wraps_at_1366_px(served, chromium):
         width = await page.evaluate("document.documentElement.scrollWidth")
         assert width <= LAPTOP["width"], (user, width)
         await page.screenshot(path=shot(f"template-1366-{user}"), full_page=True)
+
+
+async def test_an_incident_opening_shows_its_banner_on_the_live_queue(served, chromium):
+    from playwright.async_api import expect
+
+    rt, hub = served.runtime, served.app[EVENTS]
+    page = await sign_in(chromium, served, "alice")
+    await page.goto("/queue")
+    await expect(page.locator("#live")).to_have_class(re.compile(r"\bon\b"))
+    assert await page.locator(".incident-banner").count() == 0
+    report = await add_mention(rt, "app is down for everyone", issue_type="outage", outcome="auto_answer")
+    async with rt.db.session() as s:
+        incident = Incident(dedup_key="outage:x:browser", issue_type="outage", channel="x",
+                            title="Spike of outage reports on x", opened_at=report.created_at)
+        s.add(incident)
+        await s.flush()
+        s.add(IncidentMention(incident_id=incident.id, mention_id=report.id))
+        await s.commit()
+    hub("routed", [report.id])  # the route stage tells the live pages
+    banner = page.locator(f'.incident-banner[data-incident-id="{incident.id}"]')
+    await expect(banner).to_contain_text("no status sent yet")
+    await expect(banner.get_by_role("link")).to_have_attribute("href", f"/incidents/{incident.id}")
+    await page.screenshot(path=shot("queue-incident-banner"))
+
+
+async def test_an_admins_nav_fits_on_one_line_at_1366_px(served, chromium):
+    """Eleven pages for an admin: the header stays one row, nothing wider than the window."""
+    page = await sign_in(chromium, served, "root")
+    await page.goto("/admin/users")
+    links = page.locator("header nav a")
+    assert await links.count() == 11
+    tops = await links.evaluate_all("els => els.map(e => Math.round(e.getBoundingClientRect().top))")
+    assert len(set(tops)) == 1, tops
+    signed_in = await page.locator("header .logout").evaluate("e => Math.round(e.getBoundingClientRect().top)")
+    header = await page.locator("header").evaluate("e => e.getBoundingClientRect().height")
+    assert header < 60 and abs(signed_in - tops[0]) < 20, (header, signed_in, tops)
+    assert await page.evaluate("document.documentElement.scrollWidth") <= LAPTOP["width"]
+    await page.screenshot(path=shot("admin-nav-1366"))
+
+
+async def test_a_chat_message_sent_live_says_when_and_that_it_was_the_secure_chat(served, chromium):
+    from playwright.async_api import expect
+
+    rt = served.runtime
+    m = await add_mention(rt, "someone changed my password", handle="pat_b", outcome="escalate_private",
+                          sensitivity="account")
+    async with rt.db.session() as s:
+        alice = await s.scalar(select(User.id).where(User.username == "alice"))
+        case = Case(conversation_id=m.conversation_id, author_id=m.author_id, opened_by_mention_id=m.id,
+                    category="account", assigned_to=alice)
+        s.add(case)
+        await s.commit()
+    page = await sign_in(chromium, served, "alice")
+    await page.goto(f"/cases/{case.id}")
+    await expect(page.locator("#chat")).to_have_attribute("data-state", "open")
+    await page.locator("#chat-input").fill("Hi Pat, I'm looking into it")
+    await page.locator("#chat-form button[type=submit]").click()
+    where = page.locator("#chat li", has_text="I'm looking into it").locator(".where")
+    await expect(where).to_have_text(re.compile(r"^\d\d:\d\d UTC · secure chat$"))
+    assert await where.locator("time").get_attribute("datetime")

@@ -83,3 +83,51 @@ async def test_cases_name_their_author_show_a_redacted_opening_and_link_to_their
     assert "erin@example.com" not in page
     conversation = await (await app_client.get(f"/conversations/{cid}")).text()
     assert f'<a href="/cases/{case_id}">Case #{case_id} · account · open</a>' in conversation
+
+
+async def test_each_case_message_says_when_and_where_it_was_written_and_the_links_their_state(app_client, runtime):
+    """A case's customer lines may be public posts under another handle, on another channel: each
+    says its channel (a link to a public post), its time, and the case says what its secure links
+    became, without ever showing one."""
+    from datetime import UTC, datetime, timedelta
+
+    from escalation import chat
+    from escalation.links import issue_secure_link, start_session
+    from models import CaseMessage
+
+    case_id, _ = await _case(runtime, "locked out of my account", handle="erin")
+    posted = datetime(2026, 11, 20, 14, 7, tzinfo=UTC)
+    reddit = await add_mention(runtime, "still locked out, anyone?", platform="reddit", handle="erin_alt",
+                               outcome="escalate_private", created_at=posted)
+    settings = runtime.settings
+    async with runtime.db.session() as s:
+        case = await s.get(Case, case_id)
+        s.add(CaseMessage(case_id=case_id, sender="customer", mention_id=case.opened_by_mention_id,
+                          body="locked out of my account"))
+        s.add(CaseMessage(case_id=case_id, sender="customer", mention_id=reddit.id, body=reddit.text))
+        old = await issue_secure_link(s, case, settings, issued_by="bot", now=datetime.now(UTC) - timedelta(days=3))
+        used_url = await issue_secure_link(s, case, settings, issued_by="session:alice")
+        from models import SecureLink
+
+        used = await s.scalar(select(SecureLink).order_by(SecureLink.id.desc()).limit(1))
+        cs, _ = await start_session(s, used, settings)
+        cs.verified_at = datetime.now(UTC)
+        fresh_url = await issue_secure_link(s, case, settings, issued_by="token:linkbot")
+        await chat.post(s, case, "customer", "here is my order number")
+        await s.commit()
+    await login(app_client, "alice")
+    page = await (await app_client.get(f"/cases/{case_id}")).text()
+    items = re.findall(r'<li class="msg (\w+)" data-id="\d+">(.*?)</li>', page, re.DOTALL)
+    by_text = {re.search(r'<bdi class="body">(.*?)</bdi>', body).group(1): body for _, body in items}
+    post = by_text["still locked out, anyone?"]
+    assert re.search(r'<time datetime="2026-11-20T14:07:00\+00:00"[^>]*>2026-11-20 14:07</time> UTC', post)
+    assert f'<a href="{reddit.url}"' in post and "public post on Reddit by erin_alt" in post
+    assert "public post on X by erin" in by_text["locked out of my account"]
+    chat_line = by_text["here is my order number"]
+    assert "secure chat" in chat_line and "<time datetime=" in chat_line and "<a " not in chat_line
+    links = re.search(r'<ul class="links" id="secure-links">(.*?)</ul>', page, re.DOTALL).group(1)
+    states = re.findall(r'by <bdi>(.*?)</bdi>: <strong>(.*?)</strong>', links)
+    assert states == [("a bot (linkbot)", "not opened yet, expires"), ("alice", "opened and verified"),
+                      ("the service", "withdrawn unused (a newer link or the case closed)")]
+    for url in (old, used_url, fresh_url):  # never the link, nor its token
+        assert url.rsplit("/", 1)[1] not in page

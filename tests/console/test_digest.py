@@ -413,7 +413,7 @@ async def test_send_now_mails_the_digest_shown_to_the_schedules_recipients(app_c
         r = await app_client.post("/digest/send", data={"csrf_token": csrf, "period": "day", "end": "2026-11-23"})
         assert r.status == 200 and "Digest sent." in await r.text()
         [msg] = sink.messages
-        assert msg["To"] == "lead@example.com" and "2026-11-24" in msg["Subject"]
+        assert msg["To"] == "lead@example.com" and msg["Subject"].endswith("— 2026-11-23")  # the day it covers
         async with runtime.db.session() as s:
             from sqlalchemy import select
 

@@ -35,6 +35,7 @@ ACCESS: dict[tuple[str, str], tuple[tuple[str, ...], str | None]] = {
     ("GET", "/queue"): ((A,), None),
     ("GET", "/queue/rows"): ((A,), None),
     ("GET", "/queue/events"): ((A, M), None),
+    ("GET", "/queue/incidents"): ((A,), None),
     ("GET", "/conversations/{id}"): ((A, M), None),  # moderators read it (a notify alert links here); forms: agents
     **{("POST", f"/conversations/{{id}}/{verb}"): ((A,), None)
        for verb in ("claim", "release", "reply", "private", "resolve", "tags", "report")},
