@@ -33,14 +33,14 @@ def posts(n: int) -> list[NormalizedMention]:
 
 
 class SlowTriager:
-    """The real triager, a quarter of a second a call: the triage queue is still full at the stop."""
+    """The real triager, a second a call: the triage queue is still full at the stop."""
 
     def __init__(self, inner) -> None:  # noqa: ANN001
         self.inner = inner
         self.model_version = inner.model_version
 
     async def score_batch(self, inputs):  # noqa: ANN001, ANN201
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(1.0)
         return await self.inner.score_batch(inputs)
 
 
@@ -63,7 +63,10 @@ async def test_a_stop_that_leaves_the_queues_full_loses_nothing_the_next_start_r
     rt = await Runtime.open(settings, triager=SlowTriager(triager), with_connectors=False)
     await rt.start()
     await rt.submit(posts(n))
-    await asyncio.sleep(0.3)
+    for _ in range(600):  # every post stored (the ingest queue drained), triage far behind
+        if (await counted(rt.db))["mentions"] == n:
+            break
+        await asyncio.sleep(0.05)
     caplog.set_level(logging.INFO, logger="socialcare")
     await rt.close()  # SIGTERM with a backlog: ingest drained, the triage queue not
     assert "resumed from the database at the next start" in caplog.text
