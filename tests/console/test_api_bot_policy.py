@@ -57,7 +57,7 @@ async def replies_of(runtime, mention_id: int) -> list[Reply]:  # noqa: ANN001
 
 async def audit(runtime, action: str) -> list[AuditEvent]:  # noqa: ANN001
     async with runtime.db.session() as s:
-        return list(await s.scalars(select(AuditEvent).where(AuditEvent.action == action)))
+        return list(await s.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
 
 
 # --- the operator's bot policy ------------------------------------------------------------------

@@ -69,7 +69,7 @@ def rows(html: str) -> dict[str, str]:
 
 async def audit(runtime, action: str) -> list[AuditEvent]:
     async with runtime.db.session() as s:
-        return list(await s.scalars(select(AuditEvent).where(AuditEvent.action == action)))
+        return list(await s.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
 
 
 async def test_the_page_lists_what_a_failing_stage_dead_lettered_without_its_payload(app_client, runtime):

@@ -58,7 +58,7 @@ async def actions(db, mention_id: int) -> dict[str, ModerationAction]:
 
 async def audit(db, action: str) -> list[AuditEvent]:
     async with db.session() as s:
-        return list(await s.scalars(select(AuditEvent).where(AuditEvent.action == action)))
+        return list(await s.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
 
 
 async def test_actions_queued_before_the_erasure_are_cancelled_by_it_and_never_performed(world, x):

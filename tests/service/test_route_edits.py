@@ -31,7 +31,8 @@ async def route_of(rt: Runtime, external_id: str) -> tuple[Mention, RouteDecisio
 
 async def redecided(rt: Runtime) -> list[AuditEvent]:
     async with rt.db.session() as s:
-        return list(await s.scalars(select(AuditEvent).where(AuditEvent.action == "route.redecided")))
+        return list(await s.scalars(select(AuditEvent).where(AuditEvent.action == "route.redecided")
+                                    .order_by(AuditEvent.id)))  # in the order they were written
 
 
 async def test_an_edit_that_exposes_a_card_or_tells_of_a_takeover_is_routed_again(embedded_settings, triager):

@@ -67,7 +67,7 @@ async def statuses(db) -> dict[str, str]:  # noqa: ANN001
 
 async def audited(db, action: str) -> list[AuditEvent]:  # noqa: ANN001
     async with db.session() as s:
-        return list(await s.scalars(select(AuditEvent).where(AuditEvent.action == action)))
+        return list(await s.scalars(select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id)))
 
 
 async def queue_status_replies(db, n: int) -> None:  # noqa: ANN001
