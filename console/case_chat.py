@@ -11,7 +11,7 @@ shown: only their hash is stored, and an agent has no use for them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,13 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from console.moderation_view import link as web_address
 from console.queries import post_state
 from escalation.public_guard import platform_name
+from listener.protocol import utc
 from models import Author, CaseMessage, Mention
 from models.base import utcnow
 from models.escalation import CustomerSession, SecureLink
 
 
-def _aware(at: datetime | None) -> datetime | None:
-    return at if at is None or at.tzinfo else at.replace(tzinfo=UTC)  # stored naive on SQLite, always UTC
+def _utc(at: datetime | None) -> datetime | None:
+    return None if at is None else utc(at)  # stored naive on SQLite, always UTC
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,10 @@ async def chat_lines(session: AsyncSession, messages: list[CaseMessage]) -> list
         if post is not None:
             mention, author = post
             url = web_address(mention.url) if mention.is_public and not mention.deleted else None  # a web address only
-            lines.append(ChatLine(msg, _aware(mention.created_at), _where(mention, author), url))
+            lines.append(ChatLine(msg, _utc(mention.created_at), _where(mention, author), url))
         else:
             where = "the service" if msg.sender == "system" else "secure chat"
-            lines.append(ChatLine(msg, _aware(msg.created_at), where))
+            lines.append(ChatLine(msg, _utc(msg.created_at), where))
     return lines
 
 
@@ -84,15 +85,15 @@ async def link_states(session: AsyncSession, case_id: int, now: datetime | None 
         select(CustomerSession).where(CustomerSession.link_id.in_([link.id for link in links])))} if links else {}
     out = []
     for link in links:
-        sent, used, revoked, expires = (_aware(link.created_at), _aware(link.used_at), _aware(link.revoked_at),
-                                        _aware(link.expires_at))
+        sent, used, revoked, expires = (_utc(link.created_at), _utc(link.used_at), _utc(link.revoked_at),
+                                        _utc(link.expires_at))
         cs = sessions.get(link.id)
         if used is not None:
-            verified = _aware(cs.verified_at) if cs is not None else None
+            verified = _utc(cs.verified_at) if cs is not None else None
             if verified is not None:
                 state, at = "opened and verified", verified
             elif cs is not None and cs.codes_sent:
-                state, at = "opened, code sent, not verified", _aware(cs.last_code_at) or used
+                state, at = "opened, code sent, not verified", _utc(cs.last_code_at) or used
             else:
                 state, at = "opened, not verified", used
         elif revoked is not None:

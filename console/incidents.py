@@ -4,7 +4,7 @@ everyone affected and closing with a "fixed" follow-up (both delivered through t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +19,7 @@ from console.keys import PRINCIPAL, RUNTIME
 from console.paths import path_id
 from console.queries import public_text
 from console.render import render
+from listener.protocol import utc  # stored naive on SQLite, always UTC
 from models import Author, Incident, IncidentMention, IncidentUpdate, Mention, Reply, TriageResult
 from models.base import utcnow
 from service.dispatch import Dispatcher
@@ -35,10 +36,6 @@ class Collecting:
     reports: int
     latest: datetime  # the newest report's time (event time), else when it opened
     status_at: datetime | None  # when the last status message went out; None: nobody was told anything yet
-
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=UTC)  # stored naive on SQLite, always UTC
 
 
 async def collecting(session: AsyncSession, policy: SpikePolicy) -> list[Collecting]:
@@ -60,14 +57,14 @@ async def collecting(session: AsyncSession, policy: SpikePolicy) -> list[Collect
         .group_by(IncidentUpdate.incident_id))).all())
     newest = await session.scalar(select(func.max(Mention.created_at)))
     now = utcnow()
-    clock = min(now, _aware(newest)) if newest is not None else now
+    clock = min(now, utc(newest)) if newest is not None else now
     out = []
     for incident in opened:
         reports, latest = stats.get(incident.id, (0, None))
-        latest = _aware(latest or incident.opened_at)
+        latest = utc(latest or incident.opened_at)
         if latest + policy.quiet_after >= clock:
             status_at = told.get(incident.id)
-            out.append(Collecting(incident, int(reports), latest, _aware(status_at) if status_at else None))
+            out.append(Collecting(incident, int(reports), latest, utc(status_at) if status_at else None))
     return out
 
 

@@ -8,21 +8,18 @@ from datetime import UTC, datetime
 
 from markupsafe import Markup, escape
 
+from listener.protocol import utc  # stored naive on SQLite, always UTC
 from models.base import utcnow
-
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=UTC)  # stored naive on SQLite, always UTC
 
 
 def exact(at: datetime) -> str:
     """"2026-11-20 01:47 UTC": what a title shows on hover."""
-    return f"{_aware(at).astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    return f"{utc(at).astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def clock(at: datetime, now: datetime | None = None) -> str:
     """"01:47" today (UTC), "2026-11-20 01:47" on any other day."""
-    at, now = _aware(at).astimezone(UTC), (now or utcnow()).astimezone(UTC)
+    at, now = utc(at).astimezone(UTC), (now or utcnow()).astimezone(UTC)
     return f"{at:%H:%M}" if at.date() == now.date() else f"{at:%Y-%m-%d %H:%M}"
 
 
@@ -41,13 +38,13 @@ def span(seconds: float) -> str:
 def due(at: datetime, now: datetime | None = None) -> str:
     """"overdue by 17 days" or "due in 12 min"."""
     now = now or utcnow()
-    left = (_aware(at) - now).total_seconds()
+    left = (utc(at) - now).total_seconds()
     return f"due in {span(left)}" if left > 0 else f"overdue by {span(-left)}"
 
 
 def time_tag(at: datetime, text: str) -> Markup:
     """``text`` in a ``<time>`` element carrying the exact UTC time (``datetime`` and ``title``)."""
-    at = _aware(at).astimezone(UTC)
+    at = utc(at).astimezone(UTC)
     return Markup('<time datetime="{}" title="{}">{}</time>').format(at.isoformat(), exact(at), escape(text))
 
 
